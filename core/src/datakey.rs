@@ -1,0 +1,102 @@
+//! Data keys: a fresh random key for the caller to encrypt large objects with, plus the same key
+//! sealed under a scope key for storage beside the object.
+//!
+//! ```text
+//! wrapped = header (92 bytes, mode 3) | AES-256-GCM(message key, nonce(0, final), aad, data key) | tag
+//!         = 140 bytes
+//! ```
+//!
+//! The mode byte is part of the key derivation, so a wrapped data key never opens as a message
+//! and a message never opens as a data key.
+
+use alloc::vec::Vec;
+use core::fmt;
+
+use rand_core::CryptoRng;
+
+use crate::context::Context;
+use crate::crypto::{AeadBackend, ScopeKey};
+use crate::envelope::{Envelope, open_unit, seal_unit};
+use crate::error::{Error, FormatError};
+use crate::format::header::{HEADER_LEN, Header, Mode, TAG_LEN};
+use crate::secret::{KEY_LEN, SecretBytes};
+
+/// Length of a wrapped data key.
+pub const WRAPPED_LEN: usize = HEADER_LEN + KEY_LEN + TAG_LEN;
+
+/// A 32-byte data key in the clear, wiped on drop. Use it, then drop it; store only the
+/// wrapped form.
+pub struct DataKey(SecretBytes);
+
+impl DataKey {
+    /// The key bytes, to hand to the cipher that uses them.
+    pub fn expose_secret(&self) -> &[u8; KEY_LEN] {
+        self.0.expose_secret()
+    }
+}
+
+impl fmt::Debug for DataKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("DataKey(..)")
+    }
+}
+
+impl PartialEq for DataKey {
+    /// Constant time.
+    fn eq(&self, other: &Self) -> bool {
+        self.0 == other.0
+    }
+}
+
+impl Eq for DataKey {}
+
+impl<B: AeadBackend> Envelope<B> {
+    /// Draws a fresh data key and seals it under `key`, bound to `context`. Returns the key and
+    /// its 140-byte wrapped form.
+    pub fn generate_data_key(
+        key: &ScopeKey,
+        context: &Context,
+        rng: &mut impl CryptoRng,
+    ) -> Result<(DataKey, Vec<u8>), Error> {
+        let data_key = SecretBytes::random(rng);
+        let mut out = Vec::with_capacity(WRAPPED_LEN);
+        out.resize(HEADER_LEN, 0);
+        out.extend_from_slice(data_key.expose_secret());
+        let body = out
+            .get_mut(HEADER_LEN..)
+            .ok_or(Error::Internal("datakey: body offset"))?;
+        let sealed = seal_unit::<B>(key, context, Mode::WrappedKey, body, rng)?;
+        out.get_mut(..HEADER_LEN)
+            .ok_or(Error::Internal("datakey: header offset"))?
+            .copy_from_slice(&sealed.header);
+        out.extend_from_slice(&sealed.tag);
+        Ok((DataKey(data_key), out))
+    }
+
+    /// Opens a wrapped data key sealed under `key` with `context`.
+    pub fn unwrap_data_key(
+        key: &ScopeKey,
+        context: &Context,
+        wrapped: &[u8],
+    ) -> Result<DataKey, Error> {
+        if wrapped.len() != WRAPPED_LEN {
+            // Report a damaged header first: it says more than the length does.
+            Header::parse(wrapped)?;
+            return Err(FormatError::InvalidField {
+                field: "wrapped_key.length",
+                found: u32::try_from(wrapped.len()).unwrap_or(u32::MAX),
+                expected: "140 bytes",
+            }
+            .into());
+        }
+        let mut buf = [0u8; WRAPPED_LEN];
+        buf.copy_from_slice(wrapped);
+        let result = open_unit::<B>(key, context, Mode::WrappedKey, &mut buf).and_then(|plain| {
+            let bytes = <&mut [u8; KEY_LEN]>::try_from(plain)
+                .map_err(|_| Error::Internal("datakey: body length"))?;
+            Ok(DataKey(SecretBytes::from_bytes(bytes)))
+        });
+        zeroize::Zeroize::zeroize(&mut buf);
+        result
+    }
+}

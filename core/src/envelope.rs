@@ -1,0 +1,244 @@
+//! Single-shot encryption: one message, one AES-GCM invocation.
+//!
+//! ```text
+//! ciphertext = header (92 bytes, mode 1) | AES-256-GCM(message key, nonce(0, final), aad, plaintext) | tag (16)
+//! aad        = header | canonical encoding of the encryption context
+//! ```
+//!
+//! Decryption parses the header, checks that the caller's key is the one it names, derives the
+//! message key and commitment, compares the commitment in constant time, and only then runs
+//! AES-GCM. Every failure of the last two steps is the same [`Error::Decrypt`].
+//!
+//! Use [`crate::stream`] for objects too large to hold in memory.
+
+use alloc::vec::Vec;
+use core::marker::PhantomData;
+
+use rand_core::CryptoRng;
+
+use crate::context::Context;
+use crate::crypto::{AeadBackend, DefaultBackend, ScopeKey, nonce};
+use crate::error::{Error, FormatError, Misuse};
+use crate::format::header::{HEADER_LEN, Header, Mode, SALT_LEN, Suite, TAG_LEN};
+
+/// Largest single-shot plaintext: AES-GCM allows 2^39 - 256 bits per invocation.
+pub const MAX_PLAINTEXT_LEN: u64 = (1 << 36) - 32;
+
+/// Bytes a single-shot ciphertext adds to its plaintext: the header and the tag.
+pub const OVERHEAD: usize = HEADER_LEN + TAG_LEN;
+
+/// Header and tag of a message sealed in place with [`Envelope::encrypt_detached`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Detached {
+    /// The 92 header bytes, to write before the ciphertext.
+    pub header: [u8; HEADER_LEN],
+    /// The tag, to write after it.
+    pub tag: [u8; TAG_LEN],
+}
+
+/// Single-shot encryption and data keys with AEAD backend `B`.
+///
+/// `Envelope::<RustCrypto>::encrypt(..)` picks a backend; the free functions [`encrypt`] and
+/// [`decrypt`] use [`DefaultBackend`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Envelope<B: AeadBackend = DefaultBackend>(PhantomData<B>);
+
+impl<B: AeadBackend> Envelope<B> {
+    /// Encrypts `plaintext` under `key`, bound to `context`.
+    pub fn encrypt(
+        key: &ScopeKey,
+        context: &Context,
+        plaintext: &[u8],
+        rng: &mut impl CryptoRng,
+    ) -> Result<Vec<u8>, Error> {
+        let mut out = Vec::with_capacity(plaintext.len() + OVERHEAD);
+        out.resize(HEADER_LEN, 0);
+        out.extend_from_slice(plaintext);
+        let body = out
+            .get_mut(HEADER_LEN..)
+            .ok_or(Error::Internal("envelope: body offset"))?;
+        let sealed = seal_unit::<B>(key, context, Mode::Single, body, rng)?;
+        out.get_mut(..HEADER_LEN)
+            .ok_or(Error::Internal("envelope: header offset"))?
+            .copy_from_slice(&sealed.header);
+        out.extend_from_slice(&sealed.tag);
+        Ok(out)
+    }
+
+    /// Encrypts `buf` in place and returns the header and tag to write around it.
+    ///
+    /// For large buffers the caller already owns: no copy, no allocation.
+    pub fn encrypt_detached(
+        key: &ScopeKey,
+        context: &Context,
+        buf: &mut [u8],
+        rng: &mut impl CryptoRng,
+    ) -> Result<Detached, Error> {
+        seal_unit::<B>(key, context, Mode::Single, buf, rng)
+    }
+
+    /// Decrypts a single-shot ciphertext.
+    pub fn decrypt(key: &ScopeKey, context: &Context, ciphertext: &[u8]) -> Result<Vec<u8>, Error> {
+        let mut buf = ciphertext.to_vec();
+        let len = Self::decrypt_in_place(key, context, &mut buf)?.len();
+        // The plaintext sits right after the header: move it to the front.
+        buf.copy_within(HEADER_LEN..HEADER_LEN + len, 0);
+        buf.truncate(len);
+        Ok(buf)
+    }
+
+    /// Decrypts the whole ciphertext in `buf` in place and returns the plaintext part of it.
+    ///
+    /// On failure the body of `buf` is zeroed: no byte of unauthenticated plaintext is left.
+    pub fn decrypt_in_place<'a>(
+        key: &ScopeKey,
+        context: &Context,
+        buf: &'a mut [u8],
+    ) -> Result<&'a mut [u8], Error> {
+        open_unit::<B>(key, context, Mode::Single, buf)
+    }
+}
+
+/// Encrypts with the [`DefaultBackend`]; see [`Envelope::encrypt`].
+pub fn encrypt(
+    key: &ScopeKey,
+    context: &Context,
+    plaintext: &[u8],
+    rng: &mut impl CryptoRng,
+) -> Result<Vec<u8>, Error> {
+    Envelope::<DefaultBackend>::encrypt(key, context, plaintext, rng)
+}
+
+/// Decrypts with the [`DefaultBackend`]; see [`Envelope::decrypt`].
+pub fn decrypt(key: &ScopeKey, context: &Context, ciphertext: &[u8]) -> Result<Vec<u8>, Error> {
+    Envelope::<DefaultBackend>::decrypt(key, context, ciphertext)
+}
+
+/// Calls `f` with `header | context` as one slice: on the stack when it fits (every small
+/// message), so the hot path does not allocate for it.
+pub(crate) fn with_aad<R>(
+    header: &[u8; HEADER_LEN],
+    context: &Context,
+    f: impl FnOnce(&[u8]) -> R,
+) -> R {
+    let encoded = context.encoded();
+    let len = HEADER_LEN + encoded.len();
+    let mut stack = [0u8; 512];
+    match stack.get_mut(..len) {
+        Some(aad) => {
+            let (h, c) = aad.split_at_mut(HEADER_LEN);
+            h.copy_from_slice(header);
+            c.copy_from_slice(encoded);
+            f(aad)
+        }
+        None => {
+            let mut aad = Vec::with_capacity(len);
+            aad.extend_from_slice(header);
+            aad.extend_from_slice(encoded);
+            f(&aad)
+        }
+    }
+}
+
+/// Builds the header of a new message under `key`: fresh salt, derived commitment. Returns it
+/// with the expanded message key.
+pub(crate) fn new_message<B: AeadBackend>(
+    key: &ScopeKey,
+    mode: Mode,
+    rng: &mut impl CryptoRng,
+) -> Result<([u8; HEADER_LEN], B::Key), Error> {
+    let mut salt = [0u8; SALT_LEN];
+    rng.fill_bytes(&mut salt);
+    let mut header = Header {
+        suite: Suite::Aes256GcmHkdfSha256,
+        mode,
+        key: key.id(),
+        salt,
+        commitment: [0; 32],
+    };
+    let secrets = key.derive(&header.kdf_info())?;
+    header.commitment = secrets.commitment;
+    Ok((header.encode(), B::key(&secrets.key)?))
+}
+
+/// Checks a parsed header against the caller's key and expectations, then the commitment, and
+/// returns the expanded message key. The commitment is compared before any AES-GCM work.
+pub(crate) fn open_message<B: AeadBackend>(
+    key: &ScopeKey,
+    header: &Header,
+    expected: &'static str,
+    mode_ok: bool,
+) -> Result<B::Key, Error> {
+    if !mode_ok {
+        return Err(FormatError::WrongMode {
+            found: header.mode.name(),
+            expected,
+        }
+        .into());
+    }
+    if header.key != key.id() {
+        return Err(Error::WrongKey {
+            header: header.key,
+            provided: key.id(),
+        });
+    }
+    let secrets = key.derive(&header.kdf_info())?;
+    if !secrets.commitment_matches(&header.commitment) {
+        return Err(Error::Decrypt);
+    }
+    B::key(&secrets.key)
+}
+
+/// Seals one unit (a single message or a wrapped key) in place.
+pub(crate) fn seal_unit<B: AeadBackend>(
+    key: &ScopeKey,
+    context: &Context,
+    mode: Mode,
+    buf: &mut [u8],
+    rng: &mut impl CryptoRng,
+) -> Result<Detached, Error> {
+    let len = u64::try_from(buf.len()).unwrap_or(u64::MAX);
+    if len > MAX_PLAINTEXT_LEN {
+        return Err(Misuse::PlaintextTooLong {
+            len,
+            max: MAX_PLAINTEXT_LEN,
+        }
+        .into());
+    }
+    let (header, aead_key) = new_message::<B>(key, mode, rng)?;
+    let tag = with_aad(&header, context, |aad| {
+        B::seal(&aead_key, &nonce(0, true), aad, buf)
+    })?;
+    Ok(Detached { header, tag })
+}
+
+/// Opens one unit in place: `buf` is header | ciphertext | tag. Returns the plaintext.
+pub(crate) fn open_unit<'a, B: AeadBackend>(
+    key: &ScopeKey,
+    context: &Context,
+    mode: Mode,
+    buf: &'a mut [u8],
+) -> Result<&'a mut [u8], Error> {
+    let (header, body) = Header::parse(buf)?;
+    let body_len = body.len();
+    let aead_key = open_message::<B>(key, &header, mode.name(), header.mode == mode)?;
+    let ct_len = body_len
+        .checked_sub(TAG_LEN)
+        .ok_or(FormatError::Truncated {
+            field: "body.tag",
+            needed: TAG_LEN,
+            got: body_len,
+        })?;
+    let (head, body) = buf.split_at_mut(HEADER_LEN);
+    let header_bytes: &[u8; HEADER_LEN] = (&*head)
+        .try_into()
+        .map_err(|_| Error::Internal("envelope: header length"))?;
+    let (ct, tag) = body.split_at_mut(ct_len);
+    let tag: &[u8; TAG_LEN] = (&*tag)
+        .try_into()
+        .map_err(|_| Error::Internal("envelope: tag length"))?;
+    with_aad(header_bytes, context, |aad| {
+        B::open(&aead_key, &nonce(0, true), aad, ct, tag)
+    })?;
+    Ok(ct)
+}

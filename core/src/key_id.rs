@@ -1,0 +1,77 @@
+//! Names of keys: which scope, which version.
+//!
+//! Both travel in clear in every ciphertext header so a host can find the key it needs. They are
+//! bound into the per-message key derivation, so a header that names another scope or version
+//! than the one the data was sealed under fails to decrypt.
+
+use core::fmt;
+
+use rand_core::CryptoRng;
+
+/// Identifier of a scope (organization, team, thread, connector, ...): 16 opaque bytes.
+///
+/// Random, so that ids reveal nothing about the tree and never collide across orgs.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ScopeId([u8; 16]);
+
+impl ScopeId {
+    /// Length of a scope id in bytes.
+    pub const LEN: usize = 16;
+
+    /// Wraps 16 bytes as a scope id.
+    pub const fn from_bytes(bytes: [u8; 16]) -> Self {
+        Self(bytes)
+    }
+
+    /// Draws a fresh random scope id.
+    pub fn random(rng: &mut impl CryptoRng) -> Self {
+        let mut bytes = [0u8; 16];
+        rng.fill_bytes(&mut bytes);
+        Self(bytes)
+    }
+
+    /// The 16 bytes of the id.
+    pub const fn as_bytes(&self) -> &[u8; 16] {
+        &self.0
+    }
+}
+
+impl fmt::Display for ScopeId {
+    /// Lower-case hex, 32 characters.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for b in self.0 {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for ScopeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ScopeId({self})")
+    }
+}
+
+/// One version of one scope's key. Rotation adds a version; old versions keep decrypting
+/// until they are retired.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub struct KeyId {
+    /// The scope the key belongs to.
+    pub scope: ScopeId,
+    /// The key version within the scope.
+    pub version: u32,
+}
+
+impl KeyId {
+    /// Names version `version` of scope `scope`'s key.
+    pub const fn new(scope: ScopeId, version: u32) -> Self {
+        Self { scope, version }
+    }
+}
+
+impl fmt::Display for KeyId {
+    /// `<scope hex>/v<version>`, e.g. `00..ff/v3`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/v{}", self.scope, self.version)
+    }
+}

@@ -1,0 +1,2 @@
+//! byok for browsers and edge runtimes (filled by the wasm issue).
+#![no_std]

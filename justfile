@@ -1,0 +1,25 @@
+# Routine commands. `just --list` shows them. Each is a thin alias: the scripts are the truth.
+
+# run byok serve with the embedded defaults
+run:
+    cargo run --release -p byok-server -- serve
+
+# every test, as CI runs it
+test:
+    ./scripts/test.sh
+
+# criterion benchmarks of core (both backends)
+bench:
+    cargo bench -p byok-core --bench envelope
+
+# fuzz every target for N seconds
+fuzz seconds="60":
+    ./scripts/fuzz.sh {{seconds}}
+
+# regenerate the vectors (only when the format changes on purpose)
+vectors:
+    cargo run -p byok-core --features dev --example gen_vectors -- vectors
+
+lint:
+    cargo fmt --all -- --check
+    cargo clippy --workspace --all-targets -- -D warnings

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Runs every test of byok on a fresh machine that has only the Rust toolchain, Python 3 and Node:
+# it installs what it needs (wasm targets, a Python venv, cargo-fuzz) idempotently, so a second
+# run skips the installs.
+#
+#   ./scripts/test.sh            everything (what CI runs)
+#   BYOK_FUZZ_SECONDS=60 ./scripts/test.sh    longer fuzzing
+#
+# Build products go to $CARGO_TARGET_DIR (default: ~/.cache/byok/target, outside the clone, so
+# repeat runs are fast); installs go to ~/.cache/byok. Neither is required to exist.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+CACHE=${BYOK_CACHE:-$HOME/.cache/byok}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$CACHE/target}
+export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
+FUZZ_SECONDS=${BYOK_FUZZ_SECONDS:-20}
+mkdir -p "$CACHE"
+
+step() { printf '\n== %s\n' "$*"; }
+passed=0
+failed=0
+check() { # check NAME CMD... : runs a gate, counts it, stops at the first failure
+  local name=$1; shift
+  step "$name"
+  if "$@"; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "FAILED: $name"; summary; exit 1; fi
+}
+summary() { echo; echo "gates: $passed passed, $failed failed"; }
+
+step "toolchain"
+. scripts/lib/toolchain.sh
+ensure_toolchain
+
+check "rustfmt" cargo fmt --all -- --check
+check "clippy (workspace, all targets, -D warnings)" cargo clippy --workspace --all-targets --locked -- -D warnings
+check "clippy (core without default features)" cargo clippy -p byok-core --no-default-features --locked -- -D warnings
+check "no_std: core for wasm32v1-none" cargo build -p byok-core --no-default-features --target wasm32v1-none --locked
+check "core for wasm32-unknown-unknown (kms)" cargo build -p byok-core --features kms --target wasm32-unknown-unknown --locked
+check "core for wasm32-wasip1 (kms)" cargo build -p byok-core --features kms --target wasm32-wasip1 --locked
+check "docs (missing_docs denied in core)" env RUSTDOCFLAGS="-D warnings -D missing_docs" cargo doc -p byok-core --no-deps --features dev,aws-lc --locked
+check "cargo test (workspace)" cargo test --workspace --locked
+
+step "python venv (independent vector check)"
+. scripts/lib/venv.sh
+ensure_venv
+check "vectors verified by Python cryptography" "$VENV/bin/python" tools/verify_vectors.py vectors
+
+check "fuzz (${FUZZ_SECONDS}s per target)" scripts/fuzz.sh "$FUZZ_SECONDS"
+
+summary

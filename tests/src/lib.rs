@@ -1,0 +1,1 @@
+//! End-to-end tests of byok across hosts (filled by later issues).
