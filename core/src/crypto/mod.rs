@@ -3,7 +3,7 @@
 //! [`ScopeKey`] holds a scope key and its HKDF pseudo-random key, prepared once. Each message
 //! derives 64 bytes from it: an AES-256 key used for that message only, and a 32-byte key
 //! commitment written in the header. Callers never see a nonce: with one key per message the
-//! nonce only numbers frames (see [`nonce`]).
+//! nonce only numbers frames (`nonce(index, final)`, see `docs/format.md`).
 //!
 //! Two interchangeable AEAD backends produce the same bytes: [`backend::RustCrypto`] (portable,
 //! pure Rust, every target) and, with the `aws-lc` feature, [`backend::AwsLc`] (native, AES-NI
