@@ -1,0 +1,37 @@
+#!/usr/bin/env python3
+"""Writes fuzz seed corpora from vectors/*.json: one file per ciphertext or armor string.
+
+    python tools/fuzz_seeds.py vectors ~/.cache/byok/fuzz-corpus
+"""
+import base64
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+
+def main(vectors: str, out: str) -> None:
+    dirs = {t: Path(out) / t for t in ("header", "armor", "frames", "envelope")}
+    for d in dirs.values():
+        d.mkdir(parents=True, exist_ok=True)
+
+    def put(target: str, data: bytes) -> None:
+        (dirs[target] / hashlib.sha1(data).hexdigest()).write_bytes(data)
+
+    n = 0
+    for path in sorted(Path(vectors).glob("*.json")):
+        for v in json.loads(path.read_text())["vectors"]:
+            if "ciphertext" in v:
+                ct = bytes.fromhex(v["ciphertext"])[:4096]
+                put("header", ct)
+                put("envelope", ct)
+                put("armor", b"byok:v1:" + base64.urlsafe_b64encode(ct).rstrip(b"="))
+                put("frames", bytes([v.get("frame_log2", 8) - 8, 37]) + ct[92:])
+                n += 1
+            if "armor" in v:
+                put("armor", v["armor"].encode())
+    print(f"fuzz seeds: {n} vectors")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])
