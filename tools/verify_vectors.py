@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 HEADER_LEN = 92
-INFO_LEN = 60
+INFO = slice(6, 60)
 TAG = 16
 EXTRACT_SALT = b"byok/v1/suite1/scope-key"
 MODES = {"decrypt": 1, "stream_decrypt": 2, "unwrap_data_key": 3}
@@ -61,8 +61,8 @@ def open_message(v: dict, data: bytes) -> bytes:
     if data[8:24] != bytes.fromhex(v["scope_id"]) or struct.unpack(">I", data[24:28])[0] != v["key_version"]:
         raise Reject("wrong key")
     header, body = data[:HEADER_LEN], data[HEADER_LEN:]
-    key, commitment = derive(bytes.fromhex(v["key"]), header[:INFO_LEN])
-    if not _ct_eq(commitment, header[INFO_LEN:]):
+    key, commitment = derive(bytes.fromhex(v["key"]), header[INFO])
+    if not _ct_eq(commitment, header[60:]):
         raise Reject("commitment")
     aad = header + context_encoding(v.get("context", {}))
     aes = AESGCM(key)
@@ -101,14 +101,13 @@ def seal(v: dict, plaintext: bytes) -> bytes:
         salt = rng[:32]
     frame_log2 = v.get("frame_log2", 0) if mode == 2 else 0
     info = (
-        b"BYOK"
-        + bytes([1, 1, mode, frame_log2])
+        bytes([mode, frame_log2])
         + bytes.fromhex(v["scope_id"])
         + struct.pack(">I", v["key_version"])
         + salt
     )
     key, commitment = derive(bytes.fromhex(v["key"]), info)
-    header = info + commitment
+    header = b"BYOK\x01\x01" + info + commitment
     aad = header + context_encoding(v.get("context", {}))
     aes = AESGCM(key)
     if mode != 2:

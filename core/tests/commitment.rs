@@ -10,7 +10,7 @@
 use aes_gcm::aes::Aes256;
 use aes_gcm::aes::cipher::{BlockCipherEncrypt, KeyInit};
 use aes_gcm::{AeadInOut, Aes256Gcm};
-use byok_core::format::header::{HEADER_LEN, KDF_INFO_LEN};
+use byok_core::format::header::{HEADER_LEN, KDF_INFO};
 use byok_core::{Context, Envelope, Error, Header, KeyId, ScopeId, ScopeKey, SecretBytes};
 use hkdf::Hkdf;
 use sha2::Sha256;
@@ -91,8 +91,8 @@ fn a_two_key_gcm_ciphertext_is_refused_by_the_commitment() {
         Envelope::<aes_gcm_backend::B>::encrypt(&scope_key(k1), &ctx, &[], &mut rng).unwrap();
     let header: [u8; HEADER_LEN] = template[..HEADER_LEN].try_into().unwrap();
     let (m1, m2) = (
-        message_key(&k1, &header[..KDF_INFO_LEN]),
-        message_key(&k2, &header[..KDF_INFO_LEN]),
+        message_key(&k1, &header[KDF_INFO]),
+        message_key(&k2, &header[KDF_INFO]),
     );
     let mut aad = header.to_vec();
     aad.extend_from_slice(ctx.encoded());

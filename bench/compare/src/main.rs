@@ -184,7 +184,7 @@ fn bench_byok<B: AeadBackend>(cfg: &Config, backend: &str) -> Result<(), BoxErro
     let tool = "byok";
     let mut rng = rand::rng();
     let key = ScopeKey::random(KeyId::new(ScopeId::random(&mut rng), 1), &mut rng);
-    let ctx = Context::from_pairs([CTX])?;
+    let ctx = Context::from_pairs([CTX]).map_err(byok_core::Error::from)?;
     let alloc = format!("{backend} alloc");
     let inplace = format!("{backend} in-place");
     for &size in &cfg.sizes {

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! PRK        = HKDF-Extract(salt = "byok/v1/suite1/scope-key", IKM = scope key)   once per key
-//! OKM (64 B) = HKDF-Expand(PRK, info = header[0..60], 64)                          per message
+//! OKM (64 B) = HKDF-Expand(PRK, info = header[6..60], 64)                          per message
 //! message key = OKM[0..32], commitment = OKM[32..64]
 //! ```
 //!
@@ -10,8 +10,9 @@
 //! `info` (not into Extract's salt, as a textbook layout would have it): HKDF-Expand is a PRF
 //! keyed by PRK, so a fresh random value in `info` gives a fresh, independent message key just
 //! as well; and a fixed PRK lets us key HMAC once and clone its state per message. That removes
-//! the Extract step (three SHA-256 compressions) and HMAC key setup (two more) from every message,
-//! which is what makes small messages fast enough (see `docs/format.md`, "Why this derivation").
+//! the Extract step (three SHA-256 compressions) and HMAC key setup (two more) from every message;
+//! a 54-byte `info` keeps the rest at five compressions. That is what makes small messages fast
+//! enough (see `docs/format.md`, "Why this derivation").
 
 use core::fmt;
 
@@ -62,7 +63,7 @@ impl ScopeKey {
         self.secret.expose_secret()
     }
 
-    /// Derives the message key and commitment for the header whose first 60 bytes are `info`.
+    /// Derives the message key and commitment for the header whose bytes 6..60 are `info`.
     pub(crate) fn derive(&self, info: &[u8; KDF_INFO_LEN]) -> Result<MessageSecrets, Error> {
         let mut okm = Zeroizing::new([0u8; KEY_LEN + COMMITMENT_LEN]);
         self.prk
@@ -129,8 +130,8 @@ mod tests {
         okm[32..].copy_from_slice(&s.commitment);
         assert_eq!(
             hex::encode(okm),
-            "8971e6e7787da8b6b4c7c2216a0bd02033b25921a187ab2bc73a23c7d94ad3de\
-             577421e740415fc4aa9953360604d90d7d96ec973740089ce567bae05e8b6db0"
+            "be328ef5991afffcd5ed11c12c61f8d56abae85a7841ea4cfc220b0a074370c0\
+             e4cd0e51c3c1829d32d291cca394bb8437be77ead81526b01788bcace4b089ae"
         );
     }
 

@@ -13,7 +13,10 @@
 //!     60  32 commitment   HKDF output, checked in constant time before any decryption
 //! ```
 //!
-//! Bytes 0..60 are the key-derivation input (`info`); all 92 bytes are AEAD associated data.
+//! Bytes 6..60 are the key-derivation input (`info`); all 92 bytes are AEAD associated data.
+//! Bytes 0..6 (magic, version, suite) are left out of `info`: the parser has already required
+//! their only valid values, and the HKDF-Extract salt names version and suite. Leaving them out
+//! makes `info` 54 bytes, so the first HKDF-Expand block is one SHA-256 compression, not two.
 
 use crate::error::{Error, FormatError, Misuse, Unsupported};
 use crate::format::reader::Reader;
@@ -25,8 +28,10 @@ pub const MAGIC: [u8; 4] = *b"BYOK";
 pub const VERSION: u8 = 1;
 /// Length of the encoded header.
 pub const HEADER_LEN: usize = 92;
-/// Length of the header prefix that feeds the key derivation: everything but the commitment.
-pub const KDF_INFO_LEN: usize = 60;
+/// Where the key-derivation `info` sits in the header: mode through salt.
+pub const KDF_INFO: core::ops::Range<usize> = 6..60;
+/// Length of the key-derivation `info`.
+pub const KDF_INFO_LEN: usize = 54;
 /// Length of the per-message salt.
 pub const SALT_LEN: usize = 32;
 /// Length of the key commitment.
@@ -213,24 +218,31 @@ impl Header {
     /// The 92 header bytes.
     pub fn encode(&self) -> [u8; HEADER_LEN] {
         let mut out = [0u8; HEADER_LEN];
-        let (info, commitment) = out.split_at_mut(KDF_INFO_LEN);
+        let (prefix, rest) = out.split_at_mut(KDF_INFO.start);
+        let (info, commitment) = rest.split_at_mut(KDF_INFO_LEN);
+        prefix.copy_from_slice(&[
+            MAGIC[0],
+            MAGIC[1],
+            MAGIC[2],
+            MAGIC[3],
+            VERSION,
+            self.suite as u8,
+        ]);
         info.copy_from_slice(&self.kdf_info());
         commitment.copy_from_slice(&self.commitment);
         out
     }
 
-    /// Bytes 0..60 of the header: the key-derivation `info`. Everything a reader learns from
-    /// the header before it checks the commitment, so that changing any of it changes the key.
+    /// Bytes 6..60 of the header: the key-derivation `info`. Everything a reader learns from
+    /// the header before it checks the commitment (beyond the fixed magic, version and suite),
+    /// so that changing any of it changes the key.
     pub fn kdf_info(&self) -> [u8; KDF_INFO_LEN] {
         let mut out = [0u8; KDF_INFO_LEN];
         let frame_log2 = match self.mode {
             Mode::Framed(size) => size.log2(),
             Mode::Single | Mode::WrappedKey => 0,
         };
-        let fields: [&[u8]; 8] = [
-            &MAGIC,
-            &[VERSION],
-            &[self.suite as u8],
+        let fields: [&[u8]; 5] = [
             &[self.mode.byte()],
             &[frame_log2],
             self.key.scope.as_bytes(),
