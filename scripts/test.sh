@@ -39,11 +39,17 @@ check "core for wasm32-unknown-unknown (kms)" cargo build -p byok-core --feature
 check "core for wasm32-wasip1 (kms)" cargo build -p byok-core --features kms --target wasm32-wasip1 --locked
 check "docs (missing_docs denied in core)" env RUSTDOCFLAGS="-D warnings -D missing_docs" cargo doc -p byok-core --no-deps --features dev,aws-lc --locked
 check "cargo test (workspace)" cargo test --workspace --locked
+check "1 GiB stream in constant memory" cargo run --release -p byok-core --features dev,aws-lc --example stream_rss --locked
 
 step "python venv (independent vector check)"
 . scripts/lib/venv.sh
 ensure_venv
 check "vectors verified by Python cryptography" "$VENV/bin/python" tools/verify_vectors.py vectors
+
+check "vectors on wasm32-wasip1 under Node's WASI" env CARGO_TARGET_WASM32_WASIP1_RUNNER="node --no-warnings $ROOT/tools/wasi-run.mjs" \
+  cargo test -p byok-wasm --target wasm32-wasip1 --locked
+check "vectors on wasm32-wasip1 under wasmtime" env CARGO_TARGET_WASM32_WASIP1_RUNNER="$VENV/bin/python $ROOT/tools/wasi_run.py" \
+  cargo test -p byok-wasm --target wasm32-wasip1 --locked
 
 check "fuzz (${FUZZ_SECONDS}s per target)" scripts/fuzz.sh "$FUZZ_SECONDS"
 

@@ -280,7 +280,7 @@ fn bench_raw_aws_lc(cfg: &Config) -> Result<(), BoxError> {
                         black_box(&mut work),
                     )
                     .unwrap();
-                black_box(tag);
+                let _ = black_box(tag);
             })
         });
         let mut pool = Pool::new(buf);
@@ -340,6 +340,90 @@ fn bench_raw_aes_gcm(cfg: &Config) -> Result<(), BoxError> {
             })
         });
     }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// The steps of one byok message besides AES-GCM over the body, timed alone (op "step", size 0):
+// where the fixed per-message cost goes.
+
+fn bench_steps(cfg: &Config) -> Result<(), BoxError> {
+    use aes_gcm::{Aes256Gcm, KeyInit};
+    use aws_lc_rs::aead::{AES_256_GCM, LessSafeKey, UnboundKey};
+    use hkdf::Hkdf;
+    use sha2::Sha256;
+
+    let tool = "byok steps";
+    let mut rng = rand::rng();
+    let mut secret = [0u8; 32];
+    rand::Rng::fill_bytes(&mut rng, &mut secret);
+    let info = [0x5au8; 54]; // KDF_INFO_LEN: mode, frame, scope id, version, salt
+    let step = |variant: &str, run: &mut dyn FnMut(u64) -> Duration| {
+        if cfg.wants(tool, variant) {
+            emit(tool, variant, "step", 0, measure(cfg, run));
+        }
+    };
+
+    let prk = Hkdf::<Sha256>::new(Some(b"byok/v1/suite1/scope-key"), &secret);
+    let mut okm = [0u8; 64];
+    let mut aws_okm = [0u8; 64];
+    {
+        let aws_prk = aws_lc_rs::hkdf::Salt::new(aws_lc_rs::hkdf::HKDF_SHA256, b"byok/v1/suite1/scope-key")
+            .extract(&secret);
+        struct Len64;
+        impl aws_lc_rs::hkdf::KeyType for Len64 {
+            fn len(&self) -> usize {
+                64
+            }
+        }
+        prk.expand(&info, &mut okm).map_err(|e| format!("hkdf: {e}"))?;
+        aws_prk
+            .expand(&[&info], Len64)
+            .and_then(|o| o.fill(&mut aws_okm))
+            .map_err(|e| format!("aws-lc hkdf: {e}"))?;
+        assert_eq!(okm, aws_okm, "HKDF implementations agree");
+        step("HKDF-SHA256 expand 64 B (hkdf+sha2, as byok-core)", &mut |n| {
+            timed(n, || {
+                prk.expand(black_box(&info), &mut okm).unwrap();
+                black_box(&okm);
+            })
+        });
+        step("HKDF-SHA256 expand 64 B (aws-lc-rs, for comparison)", &mut |n| {
+            timed(n, || {
+                aws_prk
+                    .expand(&[black_box(&info)], Len64)
+                    .and_then(|o| o.fill(&mut aws_okm))
+                    .unwrap();
+                black_box(&aws_okm);
+            })
+        });
+    }
+    step("AES-256-GCM key setup (aws-lc-rs LessSafeKey)", &mut |n| {
+        timed(n, || {
+            let k = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, black_box(&okm[..32])).unwrap());
+            black_box(k);
+        })
+    });
+    step("AES-256-GCM key setup (aes-gcm)", &mut |n| {
+        timed(n, || {
+            black_box(Aes256Gcm::new_from_slice(black_box(&okm[..32])).unwrap());
+        })
+    });
+    let mut salt = [0u8; 32];
+    step("salt: 32 B from rand::rng() (ThreadRng)", &mut |n| {
+        timed(n, || {
+            rand::Rng::fill_bytes(&mut rng, &mut salt);
+            black_box(&salt);
+        })
+    });
+    let buf = vec![0u8; 1024 + 108];
+    step("allocate + copy 1 KiB + 108 B (Vec)", &mut |n| {
+        timed(n, || {
+            let mut v = Vec::with_capacity(1024 + 108);
+            v.extend_from_slice(black_box(&buf[..]));
+            black_box(v);
+        })
+    });
     Ok(())
 }
 
@@ -452,6 +536,7 @@ fn main() -> Result<(), BoxError> {
     bench_byok::<RustCrypto>(&cfg, "RustCrypto")?;
     bench_raw_aws_lc(&cfg)?;
     bench_raw_aes_gcm(&cfg)?;
+    bench_steps(&cfg)?;
     bench_aws_esdk(&cfg)?;
     Ok(())
 }
