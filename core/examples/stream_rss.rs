@@ -3,7 +3,8 @@
 //!
 //!     cargo run --release -p byok-core --features dev --example stream_rss -- [bytes]
 //!
-//! The stream never exists whole in memory; peak RSS must stay flat whatever the size.
+//! The stream never exists whole in memory; peak RSS must stay flat whatever the size, and the
+//! example fails (exit 1) above 64 MiB.
 
 use byok_core::dev::TestRng;
 use byok_core::stream::{StreamDecryptor, StreamEncryptor};
@@ -61,9 +62,15 @@ fn main() {
     check(&mut pt, &mut checked);
     assert_eq!(checked, total);
     let secs = start.elapsed().as_secs_f64();
+    let peak = peak_rss_kib();
     println!(
         "stream_rss: {total} bytes encrypted and decrypted in {secs:.2} s ({:.2} GiB/s each way, pipelined), peak RSS {} KiB",
         total as f64 / secs / (1u64 << 30) as f64,
-        peak_rss_kib()
+        peak
     );
+    // The format promises constant memory; 64 MiB is the bound the design sets for 1 GiB.
+    if peak > 64 * 1024 {
+        eprintln!("stream_rss: peak RSS {peak} KiB exceeds 64 MiB");
+        std::process::exit(1);
+    }
 }
