@@ -77,6 +77,8 @@ import json, sys
 
 path, cpu_model, started, rustc, python, cpu = sys.argv[1:7]
 rows = [json.loads(l) for l in open(path) if l.strip()]
+steps = [r for r in rows if r["op"] == "step"]
+rows = [r for r in rows if r["op"] != "step"]
 cells = {}
 order = []
 for r in rows:
@@ -161,6 +163,22 @@ ratio_row("byok(RustCrypto, alloc) 1 KiB ops/s ÷ aws-esdk", ("byok", "RustCrypt
 vals = [get(*byok_alloc, op, KIB, "ops_per_s") for op in ("encrypt", "decrypt")]
 if None not in vals:
     print(f"| byok(AwsLc, alloc) 1 KiB absolute | {fmt_ops(vals[0])} ops/s | {fmt_ops(vals[1])} ops/s | >= 1.5 M ops/s |")
+if steps:
+    print()
+    print("Per-message steps of byok, timed alone (where the fixed cost per message goes):")
+    print()
+    print("| step | ns/op |")
+    print("|---|---:|")
+    for r in steps:
+        print(f"| {r['variant']} | {1e9 / r['ops_per_s']:.0f} |")
+    fixed = []
+    for op in ("encrypt", "decrypt"):
+        a = get("byok", "AwsLc in-place", op, 64, "ops_per_s")
+        b = get("aws-lc-rs", "raw", op, 64, "ops_per_s")
+        if a and b:
+            fixed.append(f"{op} {1e9 / a - 1e9 / b:.0f} ns")
+    if fixed:
+        print(f"| byok(AwsLc, in-place) 64 B minus raw aws-lc-rs 64 B (whole fixed cost) | {', '.join(fixed)} |")
 print()
 print("Ops/s for sizes <= 1 KiB, MB/s (10^6 bytes of plaintext per second) above. aws-esdk (Rust) runs on a "
       "tokio current_thread runtime, one block_on around each batch of ops; its API takes owned buffers, "

@@ -59,18 +59,8 @@ impl<B: AeadBackend> Envelope<B> {
         rng: &mut impl CryptoRng,
     ) -> Result<(DataKey, Vec<u8>), Error> {
         let data_key = SecretBytes::random(rng);
-        let mut out = Vec::with_capacity(WRAPPED_LEN);
-        out.resize(HEADER_LEN, 0);
-        out.extend_from_slice(data_key.expose_secret());
-        let body = out
-            .get_mut(HEADER_LEN..)
-            .ok_or(Error::Internal("datakey: body offset"))?;
-        let sealed = seal_unit::<B>(key, context, Mode::WrappedKey, body, rng)?;
-        out.get_mut(..HEADER_LEN)
-            .ok_or(Error::Internal("datakey: header offset"))?
-            .copy_from_slice(&sealed.header);
-        out.extend_from_slice(&sealed.tag);
-        Ok((DataKey(data_key), out))
+        let wrapped = Self::wrap_secret(key, context, &data_key, rng)?;
+        Ok((DataKey(data_key), wrapped))
     }
 
     /// Opens a wrapped data key sealed under `key` with `context`.
@@ -79,6 +69,44 @@ impl<B: AeadBackend> Envelope<B> {
         context: &Context,
         wrapped: &[u8],
     ) -> Result<DataKey, Error> {
+        Self::unwrap_secret(key, context, wrapped).map(DataKey)
+    }
+
+    /// Seals 32 secret bytes (a data key, a child scope key, an org root key) under `key`,
+    /// bound to `context`: the 140-byte mode-3 form. Every key byok stores is stored this way.
+    pub fn wrap_secret(
+        key: &ScopeKey,
+        context: &Context,
+        secret: &SecretBytes,
+        rng: &mut impl CryptoRng,
+    ) -> Result<Vec<u8>, Error> {
+        let mut out = Vec::with_capacity(WRAPPED_LEN);
+        out.resize(HEADER_LEN, 0);
+        out.extend_from_slice(secret.expose_secret());
+        let sealed = match out.get_mut(HEADER_LEN..) {
+            Some(body) => seal_unit::<B>(key, context, Mode::WrappedKey, body, rng),
+            None => Err(Error::Internal("datakey: body offset")),
+        };
+        let sealed = match sealed {
+            Ok(s) => s,
+            Err(e) => {
+                zeroize::Zeroize::zeroize(&mut out);
+                return Err(e);
+            }
+        };
+        out.get_mut(..HEADER_LEN)
+            .ok_or(Error::Internal("datakey: header offset"))?
+            .copy_from_slice(&sealed.header);
+        out.extend_from_slice(&sealed.tag);
+        Ok(out)
+    }
+
+    /// Opens 32 secret bytes sealed by [`Self::wrap_secret`].
+    pub fn unwrap_secret(
+        key: &ScopeKey,
+        context: &Context,
+        wrapped: &[u8],
+    ) -> Result<SecretBytes, Error> {
         if wrapped.len() != WRAPPED_LEN {
             // Report a damaged header first: it says more than the length does.
             Header::parse(wrapped)?;
@@ -94,7 +122,7 @@ impl<B: AeadBackend> Envelope<B> {
         let result = open_unit::<B>(key, context, Mode::WrappedKey, &mut buf).and_then(|plain| {
             let bytes = <&mut [u8; KEY_LEN]>::try_from(plain)
                 .map_err(|_| Error::Internal("datakey: body length"))?;
-            Ok(DataKey(SecretBytes::from_bytes(bytes)))
+            Ok(SecretBytes::from_bytes(bytes))
         });
         zeroize::Zeroize::zeroize(&mut buf);
         result

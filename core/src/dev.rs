@@ -182,6 +182,7 @@ pub fn class(e: &Error) -> &'static str {
         Error::Decrypt => "decrypt",
         Error::WrongKey { .. } => "wrong_key",
         Error::Misuse(_) => "misuse",
+        Error::Scope(_) => "scope",
         Error::Internal(_) => "internal",
     }
 }

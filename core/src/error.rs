@@ -43,6 +43,8 @@ pub enum Error {
     },
     /// The API was used in a way it does not allow; a bug in the calling code.
     Misuse(Misuse),
+    /// A scope or key-lifecycle rule refused the operation (paused, revoked, last key, ...).
+    Scope(crate::scope::ScopeError),
     /// A condition the code rules out was reached: a bug in byok-core. Please report it.
     Internal(&'static str),
 }
@@ -61,6 +63,7 @@ impl fmt::Display for Error {
                  (look the key up by the id in the header)"
             ),
             Self::Misuse(e) => write!(f, "api misuse: {e}"),
+            Self::Scope(e) => write!(f, "{e}"),
             Self::Internal(what) => {
                 write!(f, "internal error ({what}): this is a bug in byok-core, please report it")
             }

@@ -61,6 +61,7 @@ pub mod error;
 pub mod format;
 pub mod key_id;
 pub mod manual;
+pub mod scope;
 pub mod secret;
 pub mod stream;
 

@@ -62,7 +62,9 @@ impl Config {
                 }
                 "--only" => cfg.only = Some(value()?),
                 "-h" | "--help" => {
-                    eprintln!("byok-compare [--seconds S] [--sizes 64,1024,...] [--only SUBSTRING]");
+                    eprintln!(
+                        "byok-compare [--seconds S] [--sizes 64,1024,...] [--only SUBSTRING]"
+                    );
                     std::process::exit(0);
                 }
                 other => return Err(format!("unknown argument {other}").into()),
@@ -192,7 +194,11 @@ fn bench_byok<B: AeadBackend>(cfg: &Config, backend: &str) -> Result<(), BoxErro
 
         // Allocating API: what a server does per request.
         let ct = Envelope::<B>::encrypt(&key, &ctx, &pt, &mut rng)?;
-        assert_eq!(Envelope::<B>::decrypt(&key, &ctx, &ct)?, pt, "byok {alloc} round trip");
+        assert_eq!(
+            Envelope::<B>::decrypt(&key, &ctx, &ct)?,
+            pt,
+            "byok {alloc} round trip"
+        );
         cell(cfg, tool, &alloc, "encrypt", size, |n| {
             timed(n, || {
                 let ct = Envelope::<B>::encrypt(&key, &ctx, black_box(&pt), &mut rng).unwrap();
@@ -265,7 +271,11 @@ fn bench_raw_aws_lc(cfg: &Config) -> Result<(), BoxError> {
         buf.extend_from_slice(tag.as_ref());
         let mut check = buf.clone();
         let opened = key
-            .open_in_place(Nonce::assume_unique_for_key(counter_nonce(0)), Aad::empty(), &mut check)
+            .open_in_place(
+                Nonce::assume_unique_for_key(counter_nonce(0)),
+                Aad::empty(),
+                &mut check,
+            )
             .map_err(|e| format!("aws-lc open: {e}"))?;
         assert_eq!(opened, &pt[..], "aws-lc-rs round trip");
 
@@ -287,7 +297,11 @@ fn bench_raw_aws_lc(cfg: &Config) -> Result<(), BoxError> {
         cell(cfg, tool, variant, "decrypt", size, |n| {
             pool.run(n, |b| {
                 let pt = key
-                    .open_in_place(Nonce::assume_unique_for_key(counter_nonce(0)), Aad::empty(), b)
+                    .open_in_place(
+                        Nonce::assume_unique_for_key(counter_nonce(0)),
+                        Aad::empty(),
+                        b,
+                    )
                     .unwrap();
                 black_box(pt);
             })
@@ -368,35 +382,43 @@ fn bench_steps(cfg: &Config) -> Result<(), BoxError> {
     let mut okm = [0u8; 64];
     let mut aws_okm = [0u8; 64];
     {
-        let aws_prk = aws_lc_rs::hkdf::Salt::new(aws_lc_rs::hkdf::HKDF_SHA256, b"byok/v1/suite1/scope-key")
-            .extract(&secret);
+        let aws_prk =
+            aws_lc_rs::hkdf::Salt::new(aws_lc_rs::hkdf::HKDF_SHA256, b"byok/v1/suite1/scope-key")
+                .extract(&secret);
         struct Len64;
         impl aws_lc_rs::hkdf::KeyType for Len64 {
             fn len(&self) -> usize {
                 64
             }
         }
-        prk.expand(&info, &mut okm).map_err(|e| format!("hkdf: {e}"))?;
+        prk.expand(&info, &mut okm)
+            .map_err(|e| format!("hkdf: {e}"))?;
         aws_prk
             .expand(&[&info], Len64)
             .and_then(|o| o.fill(&mut aws_okm))
             .map_err(|e| format!("aws-lc hkdf: {e}"))?;
         assert_eq!(okm, aws_okm, "HKDF implementations agree");
-        step("HKDF-SHA256 expand 64 B (hkdf+sha2, as byok-core)", &mut |n| {
-            timed(n, || {
-                prk.expand(black_box(&info), &mut okm).unwrap();
-                black_box(&okm);
-            })
-        });
-        step("HKDF-SHA256 expand 64 B (aws-lc-rs, for comparison)", &mut |n| {
-            timed(n, || {
-                aws_prk
-                    .expand(&[black_box(&info)], Len64)
-                    .and_then(|o| o.fill(&mut aws_okm))
-                    .unwrap();
-                black_box(&aws_okm);
-            })
-        });
+        step(
+            "HKDF-SHA256 expand 64 B (hkdf+sha2, as byok-core)",
+            &mut |n| {
+                timed(n, || {
+                    prk.expand(black_box(&info), &mut okm).unwrap();
+                    black_box(&okm);
+                })
+            },
+        );
+        step(
+            "HKDF-SHA256 expand 64 B (aws-lc-rs, for comparison)",
+            &mut |n| {
+                timed(n, || {
+                    aws_prk
+                        .expand(&[black_box(&info)], Len64)
+                        .and_then(|o| o.fill(&mut aws_okm))
+                        .unwrap();
+                    black_box(&aws_okm);
+                })
+            },
+        );
     }
     step("AES-256-GCM key setup (aws-lc-rs LessSafeKey)", &mut |n| {
         timed(n, || {

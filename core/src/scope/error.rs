@@ -1,0 +1,140 @@
+//! Why a scope or key operation was refused. Every variant is a rule of the key hierarchy; the
+//! message says which rule and what to do instead.
+
+use core::fmt;
+
+use crate::key_id::{KeyId, ScopeId};
+use crate::scope::holder::HolderId;
+
+/// A scope or key-lifecycle operation that the rules forbid.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ScopeError {
+    /// No scope with this id in the organization.
+    UnknownScope(ScopeId),
+    /// A scope with this id exists already.
+    ScopeExists(ScopeId),
+    /// The scope, or an ancestor (`by`), is paused: every operation fails until `by` resumes.
+    Paused {
+        /// The scope the operation named.
+        scope: ScopeId,
+        /// The paused scope closest to the root on its path.
+        by: ScopeId,
+    },
+    /// The scope, or an ancestor (`by`), is revoked: its keys are destroyed, for good.
+    Revoked {
+        /// The scope the operation named.
+        scope: ScopeId,
+        /// The revoked scope on its path.
+        by: ScopeId,
+    },
+    /// Revoking needs the scope id typed back; what was given does not match.
+    ConfirmationMismatch {
+        /// The scope to revoke.
+        scope: ScopeId,
+    },
+    /// Scopes cannot move to another parent; see [`crate::scope`] for why.
+    MoveNotSupported,
+    /// The tree is at most this deep.
+    TooDeep {
+        /// The maximum depth.
+        max: u16,
+    },
+    /// No such key version in the scope (or it was retired).
+    UnknownVersion(KeyId),
+    /// The newest version cannot be retired: new data is sealed under it.
+    RetireCurrent(KeyId),
+    /// Keys of child scopes are still wrapped under this version; run the rewrap job first.
+    VersionInUse {
+        /// The version.
+        key: KeyId,
+        /// How many child key versions are still wrapped under it.
+        children: usize,
+    },
+    /// The key handed in is not the one the operation needs.
+    WrongKey {
+        /// The key the operation needs.
+        expected: KeyId,
+        /// The key provided.
+        provided: KeyId,
+    },
+    /// No such key holder (CMK) in the organization.
+    UnknownHolder(HolderId),
+    /// This CMK is attached already.
+    HolderExists(HolderId),
+    /// The holder does not hold a copy of every live root version yet (its wrap is pending).
+    HolderNotReady(HolderId),
+    /// The default holder cannot be disabled; make another one the default first.
+    DisableDefault(HolderId),
+    /// The operation would leave no enabled holder with a copy of the root key.
+    LastCopy(HolderId),
+    /// A re-encryption job is running for this organization; one at a time.
+    JobRunning,
+    /// No re-encryption job is running, or the step does not belong to it.
+    NoSuchJob,
+    /// A stored wrapped key did not open under the key that should wrap it: storage was
+    /// damaged or edited, or the host passed the wrong parent key.
+    Unwrap(KeyId),
+}
+
+impl fmt::Display for ScopeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::UnknownScope(s) => write!(f, "scope {s} does not exist in this organization"),
+            Self::ScopeExists(s) => write!(f, "scope {s} exists already"),
+            Self::Paused { scope, by } if scope == by => {
+                write!(f, "scope {scope} is paused; resume it to continue")
+            }
+            Self::Paused { scope, by } => {
+                write!(f, "scope {scope} is paused by its ancestor {by}; resume {by} to continue")
+            }
+            Self::Revoked { scope, by } if scope == by => {
+                write!(f, "scope {scope} is revoked; its keys are destroyed and its data cannot be decrypted")
+            }
+            Self::Revoked { scope, by } => write!(
+                f,
+                "scope {scope} is under revoked scope {by}; its keys are destroyed and its data cannot be decrypted"
+            ),
+            Self::ConfirmationMismatch { scope } => write!(
+                f,
+                "revoking is permanent: confirm by typing the scope id {scope} exactly"
+            ),
+            Self::MoveNotSupported => f.write_str(
+                "scopes cannot be moved: create the scope under its new parent and re-encrypt the data into it",
+            ),
+            Self::TooDeep { max } => write!(f, "scope tree is limited to depth {max}"),
+            Self::UnknownVersion(k) => write!(f, "key {k} does not exist or was retired"),
+            Self::RetireCurrent(k) => {
+                write!(f, "key {k} is the newest version; rotate first, then retire the old one")
+            }
+            Self::VersionInUse { key, children } => write!(
+                f,
+                "key {key} still wraps {children} child key(s); run the rewrap job before retiring it"
+            ),
+            Self::WrongKey { expected, provided } => {
+                write!(f, "operation needs key {expected}, got key {provided}")
+            }
+            Self::UnknownHolder(h) => write!(f, "{h} is not attached to this organization"),
+            Self::HolderExists(h) => write!(f, "{h} is attached already"),
+            Self::HolderNotReady(h) => write!(
+                f,
+                "{h} does not hold a copy of the root key yet; wait for its wrap to complete"
+            ),
+            Self::DisableDefault(h) => {
+                write!(f, "{h} is the default key; set another key as default before disabling it")
+            }
+            Self::LastCopy(h) => write!(
+                f,
+                "{h} is the last enabled key holding the root key; attach another key (or fall back to managed) first"
+            ),
+            Self::JobRunning => f.write_str(
+                "a re-encryption job is running for this organization; wait for it to finish",
+            ),
+            Self::NoSuchJob => f.write_str("no such re-encryption job or step"),
+            Self::Unwrap(k) => write!(
+                f,
+                "stored wrapped key {k} does not open under its parent key: storage was modified or damaged"
+            ),
+        }
+    }
+}

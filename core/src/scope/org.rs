@@ -1,0 +1,924 @@
+//! One organization's scope tree, key versions and key holders, and the transitions on them.
+
+use alloc::collections::{BTreeMap, BTreeSet};
+use alloc::format;
+use alloc::string::ToString;
+use alloc::vec;
+use alloc::vec::Vec;
+
+use rand_core::CryptoRng;
+
+use crate::context::Context;
+use crate::crypto::{DefaultBackend, ScopeKey};
+use crate::envelope::Envelope;
+use crate::error::Error;
+use crate::key_id::{KeyId, ScopeId};
+use crate::scope::effect::{AuditEvent, Effect};
+use crate::scope::error::ScopeError;
+use crate::scope::holder::{Holder, HolderId, HolderStatus};
+use crate::scope::job::{JobKind, JobStep, RewrapJob};
+use crate::scope::state::{Effective, ScopeState};
+use crate::secret::SecretBytes;
+
+/// The deepest a scope may sit below the org (the org itself is depth 0). Bounds the work of
+/// resolving a key: one unwrap per level.
+pub const MAX_DEPTH: u16 = 64;
+
+/// A scope key version wrapped under its parent's key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WrappedScopeKey {
+    /// The parent key version it is wrapped under.
+    pub under: KeyId,
+    /// The 140-byte wrapped form (format v1, mode 3).
+    pub wrapped: Vec<u8>,
+}
+
+/// One scope.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Scope {
+    /// Its id.
+    pub id: ScopeId,
+    /// Its parent; `None` for the org scope.
+    pub parent: Option<ScopeId>,
+    /// Distance from the org scope.
+    pub depth: u16,
+    /// The state set on this scope itself (see [`Org::effective`] for the one that applies).
+    pub state: ScopeState,
+    /// Live key versions. For a child scope, each maps to its wrapped form; for the org scope
+    /// to `None` (root versions are held by the holders). Revoked scopes have none.
+    pub versions: BTreeMap<u32, Option<WrappedScopeKey>>,
+    /// Child scopes.
+    pub children: Vec<ScopeId>,
+}
+
+impl Scope {
+    /// The newest live version.
+    pub fn current_version(&self) -> Option<u32> {
+        self.versions.keys().next_back().copied()
+    }
+}
+
+/// One organization: the scope tree under its org scope, the holders of its root key, and the
+/// running re-encryption job.
+///
+/// Every transition either succeeds, changing the value and returning the effects the host must
+/// apply, or fails with nothing changed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Org {
+    root: ScopeId,
+    scopes: BTreeMap<ScopeId, Scope>,
+    holders: BTreeMap<HolderId, Holder>,
+    default: HolderId,
+    job: Option<RewrapJob>,
+}
+
+/// The context a scope key is wrapped with: binds it to its org, scope, parent and version, so
+/// a wrapped key copied to another place in the tree does not open.
+pub fn scope_key_context(org: ScopeId, key: KeyId, parent: ScopeId) -> Context {
+    let mut c = Context::new();
+    c.insert("byok:org", org.to_string());
+    c.insert("byok:scope", key.scope.to_string());
+    c.insert("byok:parent", parent.to_string());
+    c.insert("byok:version", format!("{}", key.version));
+    c
+}
+
+/// The context a root version is wrapped with under the managed key.
+pub fn managed_root_context(org: ScopeId, version: u32) -> Context {
+    let mut c = Context::new();
+    c.insert("byok:org", org.to_string());
+    c.insert("byok:purpose", "org-root");
+    c.insert("byok:version", format!("{version}"));
+    c
+}
+
+type Result<T> = core::result::Result<T, Error>;
+
+fn scope_err(e: ScopeError) -> Error {
+    Error::Scope(e)
+}
+
+impl Org {
+    /// Creates an org whose root key (version 1) is wrapped by the managed key. Returns the org,
+    /// the root key (to cache) and the effects.
+    pub fn create(
+        org: ScopeId,
+        managed: &ScopeKey,
+        rng: &mut impl CryptoRng,
+    ) -> Result<(Self, ScopeKey, Vec<Effect>)> {
+        let root_secret = SecretBytes::random(rng);
+        let wrapped = Envelope::<DefaultBackend>::wrap_secret(
+            managed,
+            &managed_root_context(org, 1),
+            &root_secret,
+            rng,
+        )?;
+        let root_key = ScopeKey::new(KeyId::new(org, 1), root_secret);
+        let scope = Scope {
+            id: org,
+            parent: None,
+            depth: 0,
+            state: ScopeState::Active,
+            versions: BTreeMap::from([(1, None)]),
+            children: Vec::new(),
+        };
+        let mut holder = Holder::new(HolderId::Managed);
+        holder.status = HolderStatus::Ready;
+        holder.copies.insert(1, wrapped.clone());
+        let this = Self {
+            root: org,
+            scopes: BTreeMap::from([(org, scope)]),
+            holders: BTreeMap::from([(HolderId::Managed, holder)]),
+            default: HolderId::Managed,
+            job: None,
+        };
+        let effects = vec![
+            Effect::PutRootCopy {
+                holder: HolderId::Managed,
+                version: 1,
+                wrapped,
+            },
+            Effect::Audit(AuditEvent::RootCopyStored {
+                holder: HolderId::Managed,
+                version: 1,
+            }),
+        ];
+        Ok((this, root_key, effects))
+    }
+
+    /// The org scope's id (also the org's id).
+    pub fn id(&self) -> ScopeId {
+        self.root
+    }
+
+    /// A scope by id.
+    pub fn scope(&self, id: ScopeId) -> Option<&Scope> {
+        self.scopes.get(&id)
+    }
+
+    /// Number of scopes, the org scope included.
+    pub fn len(&self) -> usize {
+        self.scopes.len()
+    }
+
+    /// Whether the org has only its org scope.
+    pub fn is_empty(&self) -> bool {
+        self.scopes.len() <= 1
+    }
+
+    /// The holders of the root key.
+    pub fn holders(&self) -> impl Iterator<Item = &Holder> {
+        self.holders.values()
+    }
+
+    /// The default holder.
+    pub fn default_holder(&self) -> HolderId {
+        self.default
+    }
+
+    /// The running re-encryption job, if any.
+    pub fn job(&self) -> Option<&RewrapJob> {
+        self.job.as_ref()
+    }
+
+    fn get(&self, id: ScopeId) -> core::result::Result<&Scope, ScopeError> {
+        self.scopes.get(&id).ok_or(ScopeError::UnknownScope(id))
+    }
+
+    /// The path from the org scope down to `id`, both included.
+    pub fn path(&self, id: ScopeId) -> core::result::Result<Vec<ScopeId>, ScopeError> {
+        let mut path = Vec::with_capacity(8);
+        let mut cur = Some(id);
+        while let Some(s) = cur {
+            path.push(s);
+            cur = self.get(s)?.parent;
+        }
+        path.reverse();
+        Ok(path)
+    }
+
+    /// The state that applies to `id`: revoked if any scope on its path is revoked, else paused
+    /// if any is paused (naming the topmost such scope in both cases), else active. A paused ancestor cannot be bypassed
+    /// by resuming a descendant.
+    pub fn effective(&self, id: ScopeId) -> core::result::Result<Effective, ScopeError> {
+        let (mut paused_by, mut revoked_by) = (None, None);
+        let mut cur = Some(id);
+        while let Some(s) = cur {
+            let scope = self.get(s)?;
+            // Walking up: the last one seen of each is the topmost, which is the one to name
+            // (acting on a lower one would not change the outcome).
+            match scope.state {
+                ScopeState::Revoked => revoked_by = Some(s),
+                ScopeState::Paused => paused_by = Some(s),
+                ScopeState::Active => {}
+            }
+            cur = scope.parent;
+        }
+        Ok(match (revoked_by, paused_by) {
+            (Some(by), _) => Effective::Revoked { by },
+            (None, Some(by)) => Effective::Paused { by },
+            (None, None) => Effective::Active,
+        })
+    }
+
+    /// `Ok` if encrypt, decrypt and data keys may use `id`, else the typed reason.
+    pub fn check_usable(&self, id: ScopeId) -> core::result::Result<(), ScopeError> {
+        match self.effective(id)? {
+            Effective::Active => Ok(()),
+            Effective::Paused { by } => Err(ScopeError::Paused { scope: id, by }),
+            Effective::Revoked { by } => Err(ScopeError::Revoked { scope: id, by }),
+        }
+    }
+
+    /// Like [`Self::check_usable`], but a pause does not block: pause, resume and revoke act on
+    /// paused scopes; everything else refuses them. Revoked scopes are final.
+    fn check_not_revoked(&self, id: ScopeId) -> core::result::Result<(), ScopeError> {
+        match self.effective(id)? {
+            Effective::Revoked { by } => Err(ScopeError::Revoked { scope: id, by }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Creates scope `id` under `parent`. `parent_key` must be the parent's newest key version
+    /// (the host resolves it); the new scope's version-1 key is returned with the effects.
+    pub fn create_scope(
+        &mut self,
+        id: ScopeId,
+        parent: ScopeId,
+        parent_key: &ScopeKey,
+        rng: &mut impl CryptoRng,
+    ) -> Result<(ScopeKey, Vec<Effect>)> {
+        if self.scopes.contains_key(&id) {
+            return Err(scope_err(ScopeError::ScopeExists(id)));
+        }
+        self.check_usable(parent).map_err(scope_err)?;
+        let p = self.get(parent).map_err(scope_err)?;
+        let depth = p.depth + 1;
+        if depth > MAX_DEPTH {
+            return Err(scope_err(ScopeError::TooDeep { max: MAX_DEPTH }));
+        }
+        let under = self.current_key_id(parent)?;
+        check_key(under, parent_key)?;
+        let key_id = KeyId::new(id, 1);
+        let key = ScopeKey::random(key_id, rng);
+        let wrapped = self.wrap_child(&key, parent, parent_key, rng)?;
+        // Validation done; apply.
+        if let Some(p) = self.scopes.get_mut(&parent) {
+            p.children.push(id);
+        }
+        let record = WrappedScopeKey {
+            under,
+            wrapped: wrapped.clone(),
+        };
+        self.scopes.insert(
+            id,
+            Scope {
+                id,
+                parent: Some(parent),
+                depth,
+                state: ScopeState::Active,
+                versions: BTreeMap::from([(1, Some(record))]),
+                children: Vec::new(),
+            },
+        );
+        let effects = vec![
+            Effect::PutWrappedKey {
+                key: key_id,
+                under,
+                wrapped,
+            },
+            Effect::Audit(AuditEvent::ScopeCreated { scope: id, parent }),
+        ];
+        Ok((key, effects))
+    }
+
+    /// Scopes never move to another parent. A move would have to rewrap the whole subtree under
+    /// the new parent, and it would let a subtree leave a paused (or soon revoked) ancestor and
+    /// so escape the customer's control, and make the audit trail of what a pause covered depend
+    /// on when it was read. Create the scope under its new parent and re-encrypt the data into it
+    /// instead. This function exists so that the refusal has one place and one message.
+    pub fn move_scope(&mut self, _scope: ScopeId, _new_parent: ScopeId) -> Result<Vec<Effect>> {
+        Err(scope_err(ScopeError::MoveNotSupported))
+    }
+
+    /// Pauses `id`: it and its subtree refuse every operation until it is resumed. Nothing is
+    /// deleted. Pausing a paused scope changes nothing.
+    pub fn pause(&mut self, id: ScopeId) -> Result<Vec<Effect>> {
+        self.check_not_revoked(id).map_err(scope_err)?;
+        let scope = self
+            .scopes
+            .get_mut(&id)
+            .ok_or(scope_err(ScopeError::UnknownScope(id)))?;
+        if scope.state == ScopeState::Paused {
+            return Ok(Vec::new());
+        }
+        scope.state = ScopeState::Paused;
+        Ok(vec![
+            Effect::EvictSubtree { scope: id },
+            Effect::Audit(AuditEvent::ScopePaused(id)),
+        ])
+    }
+
+    /// Resumes `id`. Its subtree works again unless another ancestor is paused too.
+    pub fn resume(&mut self, id: ScopeId) -> Result<Vec<Effect>> {
+        self.check_not_revoked(id).map_err(scope_err)?;
+        let scope = self
+            .scopes
+            .get_mut(&id)
+            .ok_or(scope_err(ScopeError::UnknownScope(id)))?;
+        if scope.state == ScopeState::Active {
+            return Ok(Vec::new());
+        }
+        scope.state = ScopeState::Active;
+        Ok(vec![Effect::Audit(AuditEvent::ScopeResumed(id))])
+    }
+
+    /// Revokes `id` for good: destroys the wrapped keys of the scope and of every descendant,
+    /// so nothing sealed under them can be decrypted again. `confirmation` must be the scope id
+    /// typed back (its 32-character hex form), so a revoke is never one click.
+    pub fn revoke(&mut self, id: ScopeId, confirmation: &str) -> Result<Vec<Effect>> {
+        self.check_not_revoked(id).map_err(scope_err)?;
+        if confirmation.trim() != id.to_string() {
+            return Err(scope_err(ScopeError::ConfirmationMismatch { scope: id }));
+        }
+        if self.job.is_some() {
+            return Err(scope_err(ScopeError::JobRunning));
+        }
+        let subtree = self.subtree(id);
+        let mut effects = vec![Effect::EvictSubtree { scope: id }];
+        let mut destroyed = 0;
+        for s in &subtree {
+            if let Some(scope) = self.scopes.get_mut(s) {
+                for v in core::mem::take(&mut scope.versions).into_keys() {
+                    effects.push(Effect::DestroyWrappedKey {
+                        key: KeyId::new(*s, v),
+                    });
+                    destroyed += 1;
+                }
+            }
+        }
+        if id == self.root {
+            // Revoking the org scope destroys the root key itself: every holder's copies.
+            for h in self.holders.values_mut() {
+                for v in core::mem::take(&mut h.copies).into_keys() {
+                    effects.push(Effect::DestroyRootCopy {
+                        holder: h.id,
+                        version: v,
+                    });
+                }
+            }
+        }
+        if let Some(scope) = self.scopes.get_mut(&id) {
+            scope.state = ScopeState::Revoked;
+        }
+        effects.push(Effect::Audit(AuditEvent::ScopeRevoked {
+            scope: id,
+            keys_destroyed: destroyed,
+        }));
+        Ok(effects)
+    }
+
+    /// `id` and all its descendants, depth first.
+    pub fn subtree(&self, id: ScopeId) -> Vec<ScopeId> {
+        let mut out = Vec::new();
+        let mut stack = vec![id];
+        while let Some(s) = stack.pop() {
+            if let Some(scope) = self.scopes.get(&s) {
+                out.push(s);
+                stack.extend(scope.children.iter().rev().copied());
+            }
+        }
+        out
+    }
+
+    /// The key version new data in `id` is sealed under.
+    pub fn current_key_id(&self, id: ScopeId) -> Result<KeyId> {
+        let scope = self.get(id).map_err(scope_err)?;
+        let v = scope
+            .current_version()
+            .ok_or(scope_err(ScopeError::Revoked { scope: id, by: id }))?;
+        Ok(KeyId::new(id, v))
+    }
+
+    fn wrap_child(
+        &self,
+        child: &ScopeKey,
+        parent: ScopeId,
+        parent_key: &ScopeKey,
+        rng: &mut impl CryptoRng,
+    ) -> Result<Vec<u8>> {
+        let ctx = scope_key_context(self.root, child.id(), parent);
+        let secret = SecretBytes::from_bytes(&mut child.expose_secret().clone());
+        Envelope::<DefaultBackend>::wrap_secret(parent_key, &ctx, &secret, rng)
+    }
+
+    /// Adds a key version to child scope `id`, wrapped under its parent's newest key
+    /// (`parent_key`). New data uses it; older versions keep decrypting until retired.
+    pub fn rotate(
+        &mut self,
+        id: ScopeId,
+        parent_key: &ScopeKey,
+        rng: &mut impl CryptoRng,
+    ) -> Result<(ScopeKey, Vec<Effect>)> {
+        self.check_usable(id).map_err(scope_err)?;
+        let scope = self.get(id).map_err(scope_err)?;
+        let Some(parent) = scope.parent else {
+            return Err(scope_err(ScopeError::WrongKey {
+                expected: KeyId::new(id, 0),
+                provided: parent_key.id(),
+            }));
+        };
+        let next = scope.current_version().map_or(1, |v| v.saturating_add(1));
+        let under = self.current_key_id(parent)?;
+        check_key(under, parent_key)?;
+        let key_id = KeyId::new(id, next);
+        let key = ScopeKey::random(key_id, rng);
+        let wrapped = self.wrap_child(&key, parent, parent_key, rng)?;
+        if let Some(s) = self.scopes.get_mut(&id) {
+            s.versions.insert(
+                next,
+                Some(WrappedScopeKey {
+                    under,
+                    wrapped: wrapped.clone(),
+                }),
+            );
+        }
+        Ok((
+            key,
+            vec![
+                Effect::PutWrappedKey {
+                    key: key_id,
+                    under,
+                    wrapped,
+                },
+                Effect::Audit(AuditEvent::KeyRotated(key_id)),
+            ],
+        ))
+    }
+
+    /// Child key versions wrapped under `key`.
+    fn wrapped_under(&self, key: KeyId) -> Vec<KeyId> {
+        let Some(scope) = self.scopes.get(&key.scope) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for c in &scope.children {
+            if let Some(child) = self.scopes.get(c) {
+                for (v, w) in &child.versions {
+                    if w.as_ref().is_some_and(|w| w.under == key) {
+                        out.push(KeyId::new(*c, *v));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Plans the job that moves every child key wrapped under `key` to its scope's newest
+    /// version, so that `key` can then be retired. One job per org at a time.
+    pub fn plan_retire(&mut self, key: KeyId) -> Result<Vec<Effect>> {
+        self.check_retirable_version(key)?;
+        if self.job.is_some() {
+            return Err(scope_err(ScopeError::JobRunning));
+        }
+        let to = self.current_key_id(key.scope)?;
+        let steps: Vec<JobStep> = self
+            .wrapped_under(key)
+            .into_iter()
+            .map(|child| JobStep::Rewrap {
+                key: child,
+                from: key,
+                to,
+            })
+            .collect();
+        self.job = Some(RewrapJob::new(JobKind::RetireVersion(key), steps));
+        // Steps already satisfied (or none at all) finish at once.
+        self.advance_job();
+        Ok(self
+            .job
+            .iter()
+            .map(|j| Effect::StartJob(j.clone()))
+            .collect())
+    }
+
+    fn check_retirable_version(&self, key: KeyId) -> Result<()> {
+        self.check_usable(key.scope).map_err(scope_err)?;
+        let scope = self.get(key.scope).map_err(scope_err)?;
+        if !scope.versions.contains_key(&key.version) {
+            return Err(scope_err(ScopeError::UnknownVersion(key)));
+        }
+        if scope.current_version() == Some(key.version) {
+            return Err(scope_err(ScopeError::RetireCurrent(key)));
+        }
+        Ok(())
+    }
+
+    /// Runs one [`JobStep::Rewrap`] step: opens the child key under `from_key` and wraps it under
+    /// `to_key`. Idempotent: a step already done returns no effects.
+    pub fn rewrap_child(
+        &mut self,
+        step: &JobStep,
+        from_key: &ScopeKey,
+        to_key: &ScopeKey,
+        rng: &mut impl CryptoRng,
+    ) -> Result<Vec<Effect>> {
+        let JobStep::Rewrap { key, from, to } = *step else {
+            return Err(scope_err(ScopeError::NoSuchJob));
+        };
+        if !self.job.as_ref().is_some_and(|j| j.steps.contains(step)) {
+            return Err(scope_err(ScopeError::NoSuchJob));
+        }
+        check_key(from, from_key)?;
+        check_key(to, to_key)?;
+        let parent = from.scope;
+        let current = self
+            .get(key.scope)
+            .ok()
+            .and_then(|s| s.versions.get(&key.version))
+            .and_then(Option::as_ref)
+            .ok_or(scope_err(ScopeError::UnknownVersion(key)))?;
+        if current.under == to {
+            self.advance_job();
+            return Ok(Vec::new());
+        }
+        let ctx = scope_key_context(self.root, key, parent);
+        let secret = Envelope::<DefaultBackend>::unwrap_secret(from_key, &ctx, &current.wrapped)
+            .map_err(|_| scope_err(ScopeError::Unwrap(key)))?;
+        let wrapped = Envelope::<DefaultBackend>::wrap_secret(to_key, &ctx, &secret, rng)?;
+        if let Some(slot) = self
+            .scopes
+            .get_mut(&key.scope)
+            .and_then(|s| s.versions.get_mut(&key.version))
+        {
+            *slot = Some(WrappedScopeKey {
+                under: to,
+                wrapped: wrapped.clone(),
+            });
+        }
+        self.advance_job();
+        Ok(vec![Effect::PutWrappedKey {
+            key,
+            under: to,
+            wrapped,
+        }])
+    }
+
+    /// Retires `key` (not the newest): destroys its wrapped form. Refused while child keys are
+    /// still wrapped under it (run [`Self::plan_retire`]'s job first).
+    pub fn retire(&mut self, key: KeyId) -> Result<Vec<Effect>> {
+        self.check_retirable_version(key)?;
+        let children = self.wrapped_under(key).len();
+        if children > 0 {
+            return Err(scope_err(ScopeError::VersionInUse { key, children }));
+        }
+        let mut effects = vec![Effect::DestroyWrappedKey { key }];
+        if key.scope == self.root {
+            for h in self.holders.values_mut() {
+                if h.copies.remove(&key.version).is_some() {
+                    effects.push(Effect::DestroyRootCopy {
+                        holder: h.id,
+                        version: key.version,
+                    });
+                }
+            }
+        }
+        if let Some(s) = self.scopes.get_mut(&key.scope) {
+            s.versions.remove(&key.version);
+        }
+        effects.push(Effect::Audit(AuditEvent::KeyRetired(key)));
+        Ok(effects)
+    }
+
+    /// Resolves the key `target` from the root key: checks that its scope is usable, then opens
+    /// each wrapped key down the path. `root` must be the root version the path starts from.
+    pub fn resolve(&self, target: KeyId, root: &ScopeKey) -> Result<ScopeKey> {
+        self.check_usable(target.scope).map_err(scope_err)?;
+        // Walk up from the target, collecting which key wraps which.
+        let mut chain: Vec<(KeyId, &WrappedScopeKey, ScopeId)> = Vec::new();
+        let mut cur = target;
+        while cur.scope != self.root {
+            let scope = self.get(cur.scope).map_err(scope_err)?;
+            let wrapped = scope
+                .versions
+                .get(&cur.version)
+                .and_then(Option::as_ref)
+                .ok_or(scope_err(ScopeError::UnknownVersion(cur)))?;
+            let parent = scope
+                .parent
+                .ok_or(Error::Internal("scope: child without parent"))?;
+            chain.push((cur, wrapped, parent));
+            cur = wrapped.under;
+        }
+        check_key(cur, root)?;
+        let mut key: Option<ScopeKey> = None;
+        for (id, wrapped, parent) in chain.into_iter().rev() {
+            let wrapping = key.as_ref().unwrap_or(root);
+            let ctx = scope_key_context(self.root, id, parent);
+            let secret =
+                Envelope::<DefaultBackend>::unwrap_secret(wrapping, &ctx, &wrapped.wrapped)
+                    .map_err(|_| scope_err(ScopeError::Unwrap(id)))?;
+            key = Some(ScopeKey::new(id, secret));
+        }
+        match key {
+            Some(k) => Ok(k),
+            None => {
+                // The target is a root version itself.
+                let secret = SecretBytes::from_bytes(&mut root.expose_secret().clone());
+                Ok(ScopeKey::new(root.id(), secret))
+            }
+        }
+    }
+
+    /// Opens the managed holder's copy of root version `version`.
+    pub fn unwrap_root_managed(&self, managed: &ScopeKey, version: u32) -> Result<ScopeKey> {
+        let holder = self
+            .holders
+            .get(&HolderId::Managed)
+            .ok_or(scope_err(ScopeError::UnknownHolder(HolderId::Managed)))?;
+        let copy = holder
+            .copies
+            .get(&version)
+            .ok_or(scope_err(ScopeError::HolderNotReady(HolderId::Managed)))?;
+        let secret = Envelope::<DefaultBackend>::unwrap_secret(
+            managed,
+            &managed_root_context(self.root, version),
+            copy,
+        )
+        .map_err(|_| scope_err(ScopeError::Unwrap(KeyId::new(self.root, version))))?;
+        Ok(ScopeKey::new(KeyId::new(self.root, version), secret))
+    }
+
+    fn live_root_versions(&self) -> Vec<u32> {
+        self.scopes
+            .get(&self.root)
+            .map(|s| s.versions.keys().copied().collect())
+            .unwrap_or_default()
+    }
+
+    /// Attaches CMK `n`: it starts pending, and a job asks it to wrap every live root version
+    /// (one KMS call each). It becomes usable once [`Self::record_root_copy`] has every copy.
+    pub fn attach_cmk(&mut self, n: u32) -> Result<Vec<Effect>> {
+        let id = HolderId::Cmk(n);
+        if self.holders.contains_key(&id) {
+            return Err(scope_err(ScopeError::HolderExists(id)));
+        }
+        if self.job.is_some() {
+            return Err(scope_err(ScopeError::JobRunning));
+        }
+        self.check_not_revoked(self.root).map_err(scope_err)?;
+        self.holders.insert(id, Holder::new(id));
+        let mut effects = vec![Effect::Audit(AuditEvent::HolderAttached(id))];
+        effects.extend(self.start_wrap_job(id));
+        Ok(effects)
+    }
+
+    fn start_wrap_job(&mut self, id: HolderId) -> Vec<Effect> {
+        let steps: Vec<JobStep> = self
+            .live_root_versions()
+            .into_iter()
+            .map(|version| JobStep::WrapRoot {
+                holder: id,
+                version,
+            })
+            .collect();
+        let job = RewrapJob::new(JobKind::WrapHolder(id), steps);
+        self.job = Some(job.clone());
+        let mut effects = vec![Effect::StartJob(job.clone())];
+        effects.extend(job.steps.iter().filter_map(|s| match *s {
+            JobStep::WrapRoot { holder, version } => Some(Effect::WrapRoot { holder, version }),
+            JobStep::Rewrap { .. } => None,
+        }));
+        effects
+    }
+
+    /// Records `holder`'s wrapped copy of root version `version` (the KMS's answer to a
+    /// [`Effect::WrapRoot`]). The host must have checked that the copy unwraps (the validation
+    /// probe) before recording it. Idempotent.
+    pub fn record_root_copy(
+        &mut self,
+        holder: HolderId,
+        version: u32,
+        wrapped: Vec<u8>,
+    ) -> Result<Vec<Effect>> {
+        if !self.live_root_versions().contains(&version) {
+            return Err(scope_err(ScopeError::UnknownVersion(KeyId::new(
+                self.root, version,
+            ))));
+        }
+        let live = self.live_root_versions();
+        let h = self
+            .holders
+            .get_mut(&holder)
+            .ok_or(scope_err(ScopeError::UnknownHolder(holder)))?;
+        if h.status == HolderStatus::Disabled {
+            return Err(scope_err(ScopeError::UnknownHolder(holder)));
+        }
+        h.copies.insert(version, wrapped.clone());
+        if h.holds_all(live.iter()) {
+            h.status = HolderStatus::Ready;
+        }
+        self.advance_job();
+        Ok(vec![
+            Effect::PutRootCopy {
+                holder,
+                version,
+                wrapped,
+            },
+            Effect::Audit(AuditEvent::RootCopyStored { holder, version }),
+        ])
+    }
+
+    /// Advances the job cursor past every step whose result is visible in the state, and ends
+    /// the job when all are.
+    fn advance_job(&mut self) {
+        let Some(mut job) = self.job.take() else {
+            return;
+        };
+        while let Some(step) = job.steps.get(job.done) {
+            if !self.step_done(step) {
+                break;
+            }
+            job.done += 1;
+        }
+        if !job.is_finished() {
+            self.job = Some(job);
+        }
+    }
+
+    fn step_done(&self, step: &JobStep) -> bool {
+        match *step {
+            JobStep::WrapRoot { holder, version } => self
+                .holders
+                .get(&holder)
+                .is_some_and(|h| h.copies.contains_key(&version)),
+            JobStep::Rewrap { key, to, .. } => self
+                .scopes
+                .get(&key.scope)
+                .and_then(|s| s.versions.get(&key.version))
+                .and_then(Option::as_ref)
+                .is_none_or(|w| w.under == to),
+        }
+    }
+
+    /// Makes `holder` the default. It must hold every live root version.
+    pub fn set_default(&mut self, holder: HolderId) -> Result<Vec<Effect>> {
+        let h = self
+            .holders
+            .get(&holder)
+            .ok_or(scope_err(ScopeError::UnknownHolder(holder)))?;
+        if h.status != HolderStatus::Ready {
+            return Err(scope_err(ScopeError::HolderNotReady(holder)));
+        }
+        let from = core::mem::replace(&mut self.default, holder);
+        if from == holder {
+            return Ok(Vec::new());
+        }
+        Ok(vec![Effect::Audit(AuditEvent::DefaultHolder {
+            from,
+            to: holder,
+        })])
+    }
+
+    /// Disables `holder` and destroys its copies. Refused for the default holder, and for the
+    /// last ready holder; the re-encryption target (another ready holder, such as the default)
+    /// must already hold every root version, which [`Self::attach_cmk`]'s job ensures.
+    pub fn disable(&mut self, holder: HolderId) -> Result<Vec<Effect>> {
+        if holder == self.default {
+            return Err(scope_err(ScopeError::DisableDefault(holder)));
+        }
+        if self
+            .job
+            .as_ref()
+            .is_some_and(|j| j.kind == JobKind::WrapHolder(holder))
+        {
+            return Err(scope_err(ScopeError::JobRunning));
+        }
+        let live = self.live_root_versions();
+        let others_ready = self
+            .holders
+            .values()
+            .any(|h| h.id != holder && h.status == HolderStatus::Ready && h.holds_all(live.iter()));
+        let h = self
+            .holders
+            .get_mut(&holder)
+            .ok_or(scope_err(ScopeError::UnknownHolder(holder)))?;
+        if !others_ready {
+            return Err(scope_err(ScopeError::LastCopy(holder)));
+        }
+        if h.status == HolderStatus::Disabled {
+            return Ok(Vec::new());
+        }
+        h.status = HolderStatus::Disabled;
+        let mut effects: Vec<Effect> = core::mem::take(&mut h.copies)
+            .into_keys()
+            .map(|version| Effect::DestroyRootCopy { holder, version })
+            .collect();
+        effects.push(Effect::Audit(AuditEvent::HolderDisabled(holder)));
+        Ok(effects)
+    }
+
+    /// Re-enables a disabled holder: it is pending again until it has wrapped every root version.
+    pub fn reenable(&mut self, holder: HolderId) -> Result<Vec<Effect>> {
+        if self.job.is_some() {
+            return Err(scope_err(ScopeError::JobRunning));
+        }
+        let h = self
+            .holders
+            .get_mut(&holder)
+            .ok_or(scope_err(ScopeError::UnknownHolder(holder)))?;
+        if h.status != HolderStatus::Disabled {
+            return Ok(Vec::new());
+        }
+        h.status = HolderStatus::Pending;
+        let mut effects = vec![Effect::Audit(AuditEvent::HolderEnabled(holder))];
+        effects.extend(self.start_wrap_job(holder));
+        Ok(effects)
+    }
+
+    /// Falls back to the managed key: wraps every live root version under `managed` (local, no
+    /// KMS), makes it the default, and disables every CMK. `roots` are the unwrapped live root
+    /// versions (the host opens them with any holder that still has them).
+    pub fn disable_all(
+        &mut self,
+        managed: &ScopeKey,
+        roots: &[ScopeKey],
+        rng: &mut impl CryptoRng,
+    ) -> Result<Vec<Effect>> {
+        if self.job.is_some() {
+            return Err(scope_err(ScopeError::JobRunning));
+        }
+        let live = self.live_root_versions();
+        // Wrap everything first; change nothing until all wraps succeeded.
+        let mut copies = BTreeMap::new();
+        for v in &live {
+            let root = roots
+                .iter()
+                .find(|r| r.id() == KeyId::new(self.root, *v))
+                .ok_or(scope_err(ScopeError::UnknownVersion(KeyId::new(
+                    self.root, *v,
+                ))))?;
+            let secret = SecretBytes::from_bytes(&mut root.expose_secret().clone());
+            let wrapped = Envelope::<DefaultBackend>::wrap_secret(
+                managed,
+                &managed_root_context(self.root, *v),
+                &secret,
+                rng,
+            )?;
+            copies.insert(*v, wrapped);
+        }
+        let mut effects = Vec::new();
+        for (v, w) in &copies {
+            effects.push(Effect::PutRootCopy {
+                holder: HolderId::Managed,
+                version: *v,
+                wrapped: w.clone(),
+            });
+        }
+        let m = self
+            .holders
+            .entry(HolderId::Managed)
+            .or_insert_with(|| Holder::new(HolderId::Managed));
+        m.copies = copies;
+        m.status = HolderStatus::Ready;
+        let from = core::mem::replace(&mut self.default, HolderId::Managed);
+        if from != HolderId::Managed {
+            effects.push(Effect::Audit(AuditEvent::DefaultHolder {
+                from,
+                to: HolderId::Managed,
+            }));
+        }
+        let cmks: BTreeSet<HolderId> = self
+            .holders
+            .keys()
+            .filter(|h| **h != HolderId::Managed)
+            .copied()
+            .collect();
+        for id in cmks {
+            if let Some(h) = self.holders.get_mut(&id) {
+                if h.status == HolderStatus::Disabled {
+                    continue;
+                }
+                h.status = HolderStatus::Disabled;
+                for version in core::mem::take(&mut h.copies).into_keys() {
+                    effects.push(Effect::DestroyRootCopy {
+                        holder: id,
+                        version,
+                    });
+                }
+                effects.push(Effect::Audit(AuditEvent::HolderDisabled(id)));
+            }
+        }
+        Ok(effects)
+    }
+}
+
+fn check_key(expected: KeyId, provided: &ScopeKey) -> Result<()> {
+    if provided.id() == expected {
+        Ok(())
+    } else {
+        Err(scope_err(ScopeError::WrongKey {
+            expected,
+            provided: provided.id(),
+        }))
+    }
+}

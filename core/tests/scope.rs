@@ -1,0 +1,578 @@
+//! Unit tests of the scope tree and key holders: the exact effects of each operation, and each
+//! rule's typed error, with the org unchanged after every refusal.
+
+use byok_core::dev::TestRng;
+use byok_core::scope::{
+    AuditEvent, Effect, Effective, HolderId, HolderStatus, JobKind, JobStep, Org, ScopeError,
+    ScopeState,
+};
+use byok_core::{Context, Envelope, Error, KeyId, ScopeId, ScopeKey, SecretBytes};
+
+fn sid(n: u8) -> ScopeId {
+    ScopeId::from_bytes([n; 16])
+}
+
+struct Fixture {
+    org: Org,
+    root: ScopeKey,
+    managed: ScopeKey,
+    rng: TestRng,
+}
+
+/// org(1) > team(2) > thread(3), and team(2) > sibling(4).
+fn fixture() -> Fixture {
+    let mut rng = TestRng::seeded(42);
+    let managed = ScopeKey::random(KeyId::new(ScopeId::from_bytes([0; 16]), 1), &mut rng);
+    let (mut org, root, effects) = Org::create(sid(1), &managed, &mut rng).unwrap();
+    assert!(matches!(&effects[..], [
+        Effect::PutRootCopy { holder: HolderId::Managed, version: 1, wrapped },
+        Effect::Audit(AuditEvent::RootCopyStored { holder: HolderId::Managed, version: 1 }),
+    ] if wrapped.len() == 140));
+    let (team, _) = org.create_scope(sid(2), sid(1), &root, &mut rng).unwrap();
+    org.create_scope(sid(3), sid(2), &team, &mut rng).unwrap();
+    org.create_scope(sid(4), sid(2), &team, &mut rng).unwrap();
+    Fixture {
+        org,
+        root,
+        managed,
+        rng,
+    }
+}
+
+fn scope_err(r: Result<impl std::fmt::Debug, Error>) -> ScopeError {
+    match r {
+        Err(Error::Scope(e)) => e,
+        other => panic!("expected a scope error, got {other:?}"),
+    }
+}
+
+/// Runs `op` on a clone, expects the scope error `want`, and that the org did not change.
+fn refused<T: std::fmt::Debug>(
+    f: &mut Fixture,
+    want: ScopeError,
+    op: impl FnOnce(&mut Fixture) -> Result<T, Error>,
+) {
+    let before = f.org.clone();
+    let got = scope_err(op(f));
+    assert_eq!(got, want);
+    assert_eq!(f.org, before, "refused operation changed the org");
+    // Every message says what to do; none is empty.
+    assert!(got.to_string().len() > 20);
+}
+
+#[test]
+fn create_scope_effects_and_data_round_trip() {
+    let mut f = fixture();
+    let team = f.org.resolve(KeyId::new(sid(2), 1), &f.root).unwrap();
+    let (key, effects) = f
+        .org
+        .create_scope(sid(5), sid(2), &team, &mut f.rng)
+        .unwrap();
+    assert_eq!(key.id(), KeyId::new(sid(5), 1));
+    match &effects[..] {
+        [
+            Effect::PutWrappedKey {
+                key: k,
+                under,
+                wrapped,
+            },
+            Effect::Audit(AuditEvent::ScopeCreated { scope, parent }),
+        ] => {
+            assert_eq!(
+                (*k, *under, *scope, *parent),
+                (key.id(), KeyId::new(sid(2), 1), sid(5), sid(2))
+            );
+            assert_eq!(wrapped.len(), 140);
+        }
+        other => panic!("unexpected effects {other:?}"),
+    }
+    // The resolved key is the one returned: data sealed with one opens with the other.
+    let ctx = Context::new();
+    let ct = Envelope::<byok_core::DefaultBackend>::encrypt(&key, &ctx, b"x", &mut f.rng).unwrap();
+    let resolved = f.org.resolve(key.id(), &f.root).unwrap();
+    assert_eq!(
+        Envelope::<byok_core::DefaultBackend>::decrypt(&resolved, &ctx, &ct).unwrap(),
+        b"x"
+    );
+    assert_eq!(f.org.scope(sid(5)).unwrap().depth, 2);
+}
+
+#[test]
+fn create_rules() {
+    let mut f = fixture();
+    let team = f.org.resolve(KeyId::new(sid(2), 1), &f.root).unwrap();
+    refused(&mut f, ScopeError::ScopeExists(sid(3)), |f| {
+        f.org.create_scope(sid(3), sid(2), &team, &mut f.rng)
+    });
+    refused(&mut f, ScopeError::UnknownScope(sid(9)), |f| {
+        f.org.create_scope(sid(7), sid(9), &team, &mut f.rng)
+    });
+    let root = f.root.id();
+    refused(
+        &mut f,
+        ScopeError::WrongKey {
+            expected: KeyId::new(sid(2), 1),
+            provided: root,
+        },
+        |f| {
+            let root = f.org.resolve(KeyId::new(sid(1), 1), &f.root).unwrap();
+            f.org.create_scope(sid(7), sid(2), &root, &mut f.rng)
+        },
+    );
+    f.org.pause(sid(2)).unwrap();
+    refused(
+        &mut f,
+        ScopeError::Paused {
+            scope: sid(2),
+            by: sid(2),
+        },
+        |f| f.org.create_scope(sid(7), sid(2), &team, &mut f.rng),
+    );
+    refused(&mut f, ScopeError::MoveNotSupported, |f| {
+        f.org.move_scope(sid(3), sid(1))
+    });
+}
+
+#[test]
+fn depth_is_bounded() {
+    let mut f = fixture();
+    let mut parent = sid(3);
+    let mut key = f.org.resolve(KeyId::new(sid(3), 1), &f.root).unwrap();
+    let mut depth = 2;
+    let mut n = 10u8;
+    let err = loop {
+        let id = ScopeId::from_bytes([n, 0xee, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        match f.org.create_scope(id, parent, &key, &mut f.rng) {
+            Ok((k, _)) => {
+                depth += 1;
+                parent = id;
+                key = k;
+                n += 1;
+            }
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(
+        err,
+        Error::Scope(ScopeError::TooDeep {
+            max: byok_core::scope::MAX_DEPTH
+        })
+    );
+    assert_eq!(depth, byok_core::scope::MAX_DEPTH);
+}
+
+#[test]
+fn pause_cascades_and_cannot_be_bypassed() {
+    let mut f = fixture();
+    assert_eq!(
+        f.org.pause(sid(2)).unwrap(),
+        vec![
+            Effect::EvictSubtree { scope: sid(2) },
+            Effect::Audit(AuditEvent::ScopePaused(sid(2)))
+        ]
+    );
+    assert_eq!(
+        f.org.pause(sid(2)).unwrap(),
+        vec![],
+        "pausing twice changes nothing"
+    );
+    for s in [2, 3, 4] {
+        assert_eq!(
+            f.org.effective(sid(s)).unwrap(),
+            Effective::Paused { by: sid(2) }
+        );
+        let err = scope_err(f.org.resolve(KeyId::new(sid(s), 1), &f.root));
+        assert_eq!(
+            err,
+            ScopeError::Paused {
+                scope: sid(s),
+                by: sid(2)
+            }
+        );
+        assert!(err.to_string().contains(&sid(2).to_string()), "{err}");
+    }
+    assert_eq!(f.org.effective(sid(1)).unwrap(), Effective::Active);
+    // Pausing the child too, then resuming it, does not bypass the paused parent.
+    f.org.pause(sid(3)).unwrap();
+    assert_eq!(
+        f.org.resume(sid(3)).unwrap(),
+        vec![Effect::Audit(AuditEvent::ScopeResumed(sid(3)))]
+    );
+    assert_eq!(
+        f.org.effective(sid(3)).unwrap(),
+        Effective::Paused { by: sid(2) }
+    );
+    // Topmost pause is the one named.
+    f.org.pause(sid(1)).unwrap();
+    assert_eq!(
+        f.org.effective(sid(3)).unwrap(),
+        Effective::Paused { by: sid(1) }
+    );
+    f.org.resume(sid(1)).unwrap();
+    f.org.resume(sid(2)).unwrap();
+    assert!(f.org.resolve(KeyId::new(sid(3), 1), &f.root).is_ok());
+}
+
+#[test]
+fn revoke_needs_confirmation_destroys_the_subtree_and_is_final() {
+    let mut f = fixture();
+    refused(
+        &mut f,
+        ScopeError::ConfirmationMismatch { scope: sid(2) },
+        |f| f.org.revoke(sid(2), "yes"),
+    );
+    refused(
+        &mut f,
+        ScopeError::ConfirmationMismatch { scope: sid(2) },
+        |f| f.org.revoke(sid(2), &sid(3).to_string()),
+    );
+    let effects = f.org.revoke(sid(2), &sid(2).to_string()).unwrap();
+    assert_eq!(
+        effects,
+        vec![
+            Effect::EvictSubtree { scope: sid(2) },
+            Effect::DestroyWrappedKey {
+                key: KeyId::new(sid(2), 1)
+            },
+            Effect::DestroyWrappedKey {
+                key: KeyId::new(sid(3), 1)
+            },
+            Effect::DestroyWrappedKey {
+                key: KeyId::new(sid(4), 1)
+            },
+            Effect::Audit(AuditEvent::ScopeRevoked {
+                scope: sid(2),
+                keys_destroyed: 3
+            }),
+        ]
+    );
+    for s in [2, 3, 4] {
+        assert!(
+            f.org.scope(sid(s)).unwrap().versions.is_empty(),
+            "wrapped keys destroyed"
+        );
+        assert_eq!(
+            f.org.effective(sid(s)).unwrap(),
+            Effective::Revoked { by: sid(2) }
+        );
+    }
+    assert_eq!(f.org.scope(sid(2)).unwrap().state, ScopeState::Revoked);
+    let by = |s| ScopeError::Revoked {
+        scope: sid(s),
+        by: sid(2),
+    };
+    let root = f.org.resolve(KeyId::new(sid(1), 1), &f.root).unwrap();
+    refused(&mut f, by(2), |f| f.org.resume(sid(2)));
+    refused(&mut f, by(3), |f| f.org.pause(sid(3)));
+    refused(&mut f, by(2), |f| f.org.revoke(sid(2), &sid(2).to_string()));
+    refused(&mut f, by(3), |f| f.org.rotate(sid(3), &root, &mut f.rng));
+    refused(&mut f, by(2), |f| {
+        f.org.create_scope(sid(8), sid(2), &root, &mut f.rng)
+    });
+    // The rest of the org is untouched.
+    assert!(f.org.resolve(KeyId::new(sid(1), 1), &f.root).is_ok());
+}
+
+#[test]
+fn revoking_the_org_destroys_the_root_copies() {
+    let mut f = fixture();
+    let effects = f.org.revoke(sid(1), &sid(1).to_string()).unwrap();
+    assert!(effects.contains(&Effect::DestroyRootCopy {
+        holder: HolderId::Managed,
+        version: 1
+    }));
+    assert!(f.org.holders().all(|h| h.copies.is_empty()));
+    assert!(f.org.unwrap_root_managed(&f.managed, 1).is_err());
+}
+
+#[test]
+fn rotation_keeps_old_data_until_retired() {
+    let mut f = fixture();
+    let ctx = Context::new();
+    let v1 = f.org.resolve(KeyId::new(sid(2), 1), &f.root).unwrap();
+    let old =
+        Envelope::<byok_core::DefaultBackend>::encrypt(&v1, &ctx, b"old", &mut f.rng).unwrap();
+    let (v2, effects) = f.org.rotate(sid(2), &f.root, &mut f.rng).unwrap();
+    assert_eq!(v2.id(), KeyId::new(sid(2), 2));
+    assert!(matches!(&effects[..], [
+        Effect::PutWrappedKey { key, under, .. },
+        Effect::Audit(AuditEvent::KeyRotated(k)),
+    ] if *key == v2.id() && *under == KeyId::new(sid(1), 1) && *k == v2.id()));
+    assert_eq!(f.org.current_key_id(sid(2)).unwrap(), v2.id());
+    // Old data still opens.
+    let again = f.org.resolve(KeyId::new(sid(2), 1), &f.root).unwrap();
+    assert_eq!(
+        Envelope::<byok_core::DefaultBackend>::decrypt(&again, &ctx, &old).unwrap(),
+        b"old"
+    );
+    // Retire rules: not the current one, not while children are wrapped under it.
+    refused(&mut f, ScopeError::RetireCurrent(v2.id()), |f| {
+        f.org.retire(v2.id())
+    });
+    refused(
+        &mut f,
+        ScopeError::VersionInUse {
+            key: v1.id(),
+            children: 2,
+        },
+        |f| f.org.retire(v1.id()),
+    );
+    refused(
+        &mut f,
+        ScopeError::UnknownVersion(KeyId::new(sid(2), 9)),
+        |f| f.org.retire(KeyId::new(sid(2), 9)),
+    );
+    // The rewrap job moves the children to v2; then v1 can go.
+    let effects = f.org.plan_retire(v1.id()).unwrap();
+    let Effect::StartJob(job) = &effects[0] else {
+        panic!("{effects:?}")
+    };
+    assert_eq!(job.kind, JobKind::RetireVersion(v1.id()));
+    assert_eq!(job.progress(), (0, 2));
+    refused(&mut f, ScopeError::JobRunning, |f| {
+        f.org.plan_retire(v1.id())
+    });
+    let steps = job.steps.clone();
+    for (i, step) in steps.iter().enumerate() {
+        let JobStep::Rewrap { key, from, to } = step else {
+            panic!()
+        };
+        assert_eq!((*from, *to), (v1.id(), v2.id()));
+        let effects = f.org.rewrap_child(step, &v1, &v2, &mut f.rng).unwrap();
+        assert!(
+            matches!(&effects[..], [Effect::PutWrappedKey { key: k, under, .. }] if k == key && *under == v2.id())
+        );
+        // Running a step again is harmless.
+        if i == 0 {
+            assert_eq!(f.org.job().map(|j| j.progress()), Some((1, 2)));
+            assert_eq!(
+                f.org.rewrap_child(step, &v1, &v2, &mut f.rng).unwrap(),
+                vec![]
+            );
+        }
+    }
+    assert!(f.org.job().is_none());
+    // Children still resolve (now through v2).
+    assert!(f.org.resolve(KeyId::new(sid(3), 1), &f.root).is_ok());
+    assert_eq!(
+        f.org.retire(v1.id()).unwrap(),
+        vec![
+            Effect::DestroyWrappedKey { key: v1.id() },
+            Effect::Audit(AuditEvent::KeyRetired(v1.id()))
+        ]
+    );
+    assert_eq!(
+        scope_err(f.org.resolve(v1.id(), &f.root)),
+        ScopeError::UnknownVersion(v1.id())
+    );
+}
+
+#[test]
+fn wrapped_keys_are_bound_to_their_place_and_tampering_is_typed() {
+    let mut f = fixture();
+    let team = f.org.resolve(KeyId::new(sid(2), 1), &f.root).unwrap();
+    let (_, effects) = f
+        .org
+        .create_scope(sid(6), sid(2), &team, &mut f.rng)
+        .unwrap();
+    let Effect::PutWrappedKey { wrapped, .. } = &effects[0] else {
+        panic!("{effects:?}")
+    };
+    // The wrapped key opens only with the context of its own place in the tree: copied into
+    // scope 3's slot (same parent), it does not open.
+    let own = byok_core::scope::scope_key_context(sid(1), KeyId::new(sid(6), 1), sid(2));
+    let other = byok_core::scope::scope_key_context(sid(1), KeyId::new(sid(3), 1), sid(2));
+    assert!(Envelope::<byok_core::DefaultBackend>::unwrap_secret(&team, &own, wrapped).is_ok());
+    assert!(Envelope::<byok_core::DefaultBackend>::unwrap_secret(&team, &other, wrapped).is_err());
+    // A root key with the right id but the wrong bytes: the first unwrap down the path fails,
+    // with a typed error naming the key that did not open.
+    let fake = ScopeKey::new(KeyId::new(sid(1), 1), SecretBytes::from_bytes(&mut [9; 32]));
+    assert_eq!(
+        scope_err(f.org.resolve(KeyId::new(sid(3), 1), &fake)),
+        ScopeError::Unwrap(KeyId::new(sid(2), 1))
+    );
+    // A root key with another id is refused before any crypto.
+    let wrong_id = ScopeKey::new(KeyId::new(sid(1), 7), SecretBytes::from_bytes(&mut [9; 32]));
+    assert!(matches!(
+        scope_err(f.org.resolve(KeyId::new(sid(3), 1), &wrong_id)),
+        ScopeError::WrongKey { .. }
+    ));
+}
+
+#[test]
+fn holders_attach_default_disable_and_fall_back() {
+    let mut f = fixture();
+    // Attach CMK #1: pending, a job asks it to wrap root v1.
+    let effects = f.org.attach_cmk(1).unwrap();
+    let cmk = HolderId::Cmk(1);
+    assert_eq!(effects[0], Effect::Audit(AuditEvent::HolderAttached(cmk)));
+    assert!(matches!(&effects[1], Effect::StartJob(j) if j.kind == JobKind::WrapHolder(cmk)));
+    assert_eq!(
+        effects[2],
+        Effect::WrapRoot {
+            holder: cmk,
+            version: 1
+        }
+    );
+    assert_eq!(
+        effects.len(),
+        3,
+        "one KMS call per root version, whatever the data"
+    );
+    refused(&mut f, ScopeError::HolderExists(cmk), |f| {
+        f.org.attach_cmk(1)
+    });
+    refused(&mut f, ScopeError::JobRunning, |f| f.org.attach_cmk(2));
+    refused(&mut f, ScopeError::HolderNotReady(cmk), |f| {
+        f.org.set_default(cmk)
+    });
+    // The KMS answers; the copy is recorded; the holder is ready and the job done.
+    let effects = f
+        .org
+        .record_root_copy(cmk, 1, b"kms-ciphertext".to_vec())
+        .unwrap();
+    assert_eq!(
+        effects,
+        vec![
+            Effect::PutRootCopy {
+                holder: cmk,
+                version: 1,
+                wrapped: b"kms-ciphertext".to_vec()
+            },
+            Effect::Audit(AuditEvent::RootCopyStored {
+                holder: cmk,
+                version: 1
+            }),
+        ]
+    );
+    assert!(f.org.job().is_none());
+    assert!(
+        f.org
+            .holders()
+            .any(|h| h.id == cmk && h.status == HolderStatus::Ready)
+    );
+    // Default rules.
+    refused(&mut f, ScopeError::DisableDefault(HolderId::Managed), |f| {
+        f.org.disable(HolderId::Managed)
+    });
+    assert_eq!(
+        f.org.set_default(cmk).unwrap(),
+        vec![Effect::Audit(AuditEvent::DefaultHolder {
+            from: HolderId::Managed,
+            to: cmk
+        })]
+    );
+    refused(&mut f, ScopeError::DisableDefault(cmk), |f| {
+        f.org.disable(cmk)
+    });
+    // Disable managed: its copy is destroyed; CMK #1 keeps the root.
+    assert_eq!(
+        f.org.disable(HolderId::Managed).unwrap(),
+        vec![
+            Effect::DestroyRootCopy {
+                holder: HolderId::Managed,
+                version: 1
+            },
+            Effect::Audit(AuditEvent::HolderDisabled(HolderId::Managed)),
+        ]
+    );
+    refused(&mut f, ScopeError::UnknownHolder(HolderId::Cmk(5)), |f| {
+        f.org.disable(HolderId::Cmk(5))
+    });
+    // Attach CMK #2 but leave it pending: disabling #1 would lose the last copy... #1 is the
+    // default anyway; set_default to the pending #2 is refused.
+    f.org.attach_cmk(2).unwrap();
+    refused(&mut f, ScopeError::HolderNotReady(HolderId::Cmk(2)), |f| {
+        f.org.set_default(HolderId::Cmk(2))
+    });
+    refused(&mut f, ScopeError::JobRunning, |f| {
+        f.org.disable(HolderId::Cmk(2))
+    });
+    f.org
+        .record_root_copy(HolderId::Cmk(2), 1, b"kms2".to_vec())
+        .unwrap();
+    // Disable all: back to managed, wrapped locally, CMKs disabled.
+    let effects = f
+        .org
+        .disable_all(&f.managed, std::slice::from_ref(&f.root), &mut f.rng)
+        .unwrap();
+    assert!(matches!(
+        &effects[0],
+        Effect::PutRootCopy {
+            holder: HolderId::Managed,
+            version: 1,
+            ..
+        }
+    ));
+    assert!(effects.contains(&Effect::DestroyRootCopy {
+        holder: cmk,
+        version: 1
+    }));
+    assert!(effects.contains(&Effect::DestroyRootCopy {
+        holder: HolderId::Cmk(2),
+        version: 1
+    }));
+    assert!(effects.contains(&Effect::Audit(AuditEvent::DefaultHolder {
+        from: cmk,
+        to: HolderId::Managed
+    })));
+    assert_eq!(f.org.default_holder(), HolderId::Managed);
+    let root = f.org.unwrap_root_managed(&f.managed, 1).unwrap();
+    assert_eq!(root.expose_secret(), f.root.expose_secret());
+    // Re-enable CMK #1: pending until it wraps again.
+    let effects = f.org.reenable(cmk).unwrap();
+    assert_eq!(effects[0], Effect::Audit(AuditEvent::HolderEnabled(cmk)));
+    assert!(effects.contains(&Effect::WrapRoot {
+        holder: cmk,
+        version: 1
+    }));
+    assert!(
+        f.org
+            .holders()
+            .any(|h| h.id == cmk && h.status == HolderStatus::Pending)
+    );
+}
+
+#[test]
+fn last_copy_is_never_destroyed() {
+    let mut f = fixture();
+    f.org.attach_cmk(1).unwrap();
+    // CMK #1 is pending (no copy): managed is the only ready holder and the default.
+    refused(&mut f, ScopeError::DisableDefault(HolderId::Managed), |f| {
+        f.org.disable(HolderId::Managed)
+    });
+    // Make CMK #1 ready and default, then lose it: managed can't be disabled while #1 is default,
+    // and #1 can't be disabled as default; disabling managed leaves #1.
+    f.org
+        .record_root_copy(HolderId::Cmk(1), 1, vec![1])
+        .unwrap();
+    f.org.set_default(HolderId::Cmk(1)).unwrap();
+    f.org.disable(HolderId::Managed).unwrap();
+    f.org.attach_cmk(2).unwrap();
+    // #2 is pending: disabling it is a job conflict, and #1 is the default: the last ready copy
+    // can never go.
+    refused(&mut f, ScopeError::DisableDefault(HolderId::Cmk(1)), |f| {
+        f.org.disable(HolderId::Cmk(1))
+    });
+    assert!(
+        f.org
+            .holders()
+            .filter(|h| h.status == HolderStatus::Ready)
+            .count()
+            >= 1
+    );
+}
+
+#[test]
+fn no_key_bytes_in_debug_output() {
+    let f = fixture();
+    let text = format!(
+        "{:?} {:?} {:?}",
+        f.root,
+        f.managed,
+        f.org.resolve(KeyId::new(sid(3), 1), &f.root).unwrap()
+    );
+    for k in [&f.root, &f.managed] {
+        assert!(!text.contains(&hex::encode(k.expose_secret())), "{text}");
+    }
+}

@@ -1,0 +1,290 @@
+//! Model-based test of the scope tree: a reference model of a few dozen lines and the real
+//! [`Org`] run the same random sequences of operations. After every step they must agree on
+//! every scope's effective state and on exactly which sealed messages decrypt.
+//!
+//! The properties this checks, for any sequence: nothing under a revoked scope decrypts again;
+//! nothing under a paused ancestor works until that ancestor resumes; rotation never breaks old
+//! data before its version is retired; a refused operation changes nothing.
+
+use byok_core::dev::TestRng;
+use byok_core::scope::{Effective, JobStep, Org, ScopeState};
+use byok_core::{Context, Envelope, Error, KeyId, ScopeId, ScopeKey};
+use proptest::prelude::*;
+
+/// The reference model: parents, own states, live versions. Nothing else.
+#[derive(Clone, Debug, Default)]
+struct Model {
+    parent: Vec<Option<usize>>,
+    state: Vec<ScopeState>,
+    live: Vec<Vec<u32>>,
+}
+
+impl Model {
+    fn path(&self, mut i: usize) -> Vec<usize> {
+        let mut p = vec![i];
+        while let Some(up) = self.parent[i] {
+            p.push(up);
+            i = up;
+        }
+        p.reverse();
+        p
+    }
+    fn effective(&self, i: usize) -> Effective {
+        let path = self.path(i);
+        if let Some(&r) = path.iter().find(|&&s| self.state[s] == ScopeState::Revoked) {
+            return Effective::Revoked { by: id(r) };
+        }
+        match path.iter().find(|&&s| self.state[s] == ScopeState::Paused) {
+            Some(&p) => Effective::Paused { by: id(p) },
+            None => Effective::Active,
+        }
+    }
+    fn usable(&self, i: usize) -> bool {
+        self.effective(i) == Effective::Active
+    }
+    fn revoked(&self, i: usize) -> bool {
+        matches!(self.effective(i), Effective::Revoked { .. })
+    }
+}
+
+fn id(i: usize) -> ScopeId {
+    let mut b = [0u8; 16];
+    b[..8].copy_from_slice(&(i as u64 + 1).to_be_bytes());
+    ScopeId::from_bytes(b)
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    Create(usize),
+    Pause(usize),
+    Resume(usize),
+    Revoke(usize),
+    Rotate(usize),
+    /// Retire the oldest non-current version (running the rewrap job first).
+    RetireOldest(usize),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        3 => any::<usize>().prop_map(Op::Create),
+        2 => any::<usize>().prop_map(Op::Pause),
+        2 => any::<usize>().prop_map(Op::Resume),
+        1 => any::<usize>().prop_map(Op::Revoke),
+        2 => any::<usize>().prop_map(Op::Rotate),
+        1 => any::<usize>().prop_map(Op::RetireOldest),
+    ]
+}
+
+/// The real side: the org, its root key, and one message sealed under every key version made.
+struct Real {
+    org: Org,
+    root: ScopeKey,
+    sealed: Vec<(KeyId, Vec<u8>)>,
+    rng: TestRng,
+}
+
+impl Real {
+    fn key(&self, k: KeyId) -> Result<ScopeKey, Error> {
+        self.org.resolve(k, &self.root)
+    }
+    /// The parent's current key, or (if it cannot be resolved) some key, so that the
+    /// operation's own checks decide the outcome.
+    fn parent_key(&self, parent: ScopeId) -> ScopeKey {
+        self.org
+            .current_key_id(parent)
+            .and_then(|k| self.key(k))
+            .unwrap_or_else(|_| {
+                ScopeKey::new(
+                    self.root.id(),
+                    byok_core::SecretBytes::from_bytes(&mut [0; 32]),
+                )
+            })
+    }
+    fn seal(&mut self, key: &ScopeKey) {
+        let ctx = Context::from_pairs([("key", key.id().to_string())]).unwrap();
+        let ct =
+            Envelope::<byok_core::DefaultBackend>::encrypt(key, &ctx, b"payload", &mut self.rng)
+                .unwrap();
+        self.sealed.push((key.id(), ct));
+    }
+    fn opens(&self, k: KeyId, ct: &[u8]) -> Result<(), Error> {
+        let key = self.key(k)?;
+        let ctx = Context::from_pairs([("key", k.to_string())]).unwrap();
+        let plain = Envelope::<byok_core::DefaultBackend>::decrypt(&key, &ctx, ct)?;
+        assert_eq!(plain, b"payload");
+        Ok(())
+    }
+}
+
+fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
+    let mut rng = TestRng::seeded(11);
+    let managed = ScopeKey::random(KeyId::new(ScopeId::from_bytes([0; 16]), 1), &mut rng);
+    let (org, root, _) = Org::create(id(0), &managed, &mut rng).unwrap();
+    let mut real = Real {
+        org,
+        root,
+        sealed: Vec::new(),
+        rng,
+    };
+    let root_key = real.key(KeyId::new(id(0), 1)).unwrap();
+    real.seal(&root_key);
+    let mut model = Model {
+        parent: vec![None],
+        state: vec![ScopeState::Active],
+        live: vec![vec![1]],
+    };
+
+    for op in ops {
+        let n = model.parent.len();
+        let before = real.org.clone();
+        let ok = match op {
+            Op::Create(p) => {
+                let p = p % n;
+                let expect = model.usable(p) && n < 40;
+                if n >= 40 {
+                    continue;
+                }
+                let pk = real.parent_key(id(p));
+                let r = real.org.create_scope(id(n), id(p), &pk, &mut real.rng);
+                prop_assert_eq!(
+                    r.is_ok(),
+                    expect,
+                    "create under {} ({:?})",
+                    p,
+                    r.as_ref().err()
+                );
+                if let Ok((key, _)) = r {
+                    real.seal(&key);
+                    model.parent.push(Some(p));
+                    model.state.push(ScopeState::Active);
+                    model.live.push(vec![1]);
+                }
+                expect
+            }
+            Op::Pause(i) | Op::Resume(i) => {
+                let i = i % n;
+                let pause = matches!(op, Op::Pause(_));
+                let r = if pause {
+                    real.org.pause(id(i))
+                } else {
+                    real.org.resume(id(i))
+                };
+                let expect = !model.revoked(i);
+                prop_assert_eq!(r.is_ok(), expect);
+                if expect {
+                    model.state[i] = if pause {
+                        ScopeState::Paused
+                    } else {
+                        ScopeState::Active
+                    };
+                }
+                expect
+            }
+            Op::Revoke(i) => {
+                let i = i % n;
+                // A wrong confirmation is always refused and changes nothing.
+                prop_assert!(real.org.revoke(id(i), "yes").is_err());
+                prop_assert_eq!(&real.org, &before);
+                let r = real.org.revoke(id(i), &id(i).to_string());
+                let expect = !model.revoked(i);
+                prop_assert_eq!(r.is_ok(), expect);
+                if expect {
+                    model.state[i] = ScopeState::Revoked;
+                }
+                expect
+            }
+            Op::Rotate(i) => {
+                let i = i % n;
+                let Some(p) = model.parent[i] else { continue };
+                let expect = model.usable(i);
+                let pk = real.parent_key(id(p));
+                let r = real.org.rotate(id(i), &pk, &mut real.rng);
+                prop_assert_eq!(r.is_ok(), expect, "rotate {} ({:?})", i, r.as_ref().err());
+                if let Ok((key, _)) = r {
+                    real.seal(&key);
+                    let next = model.live[i].last().unwrap() + 1;
+                    model.live[i].push(next);
+                }
+                expect
+            }
+            Op::RetireOldest(i) => {
+                let i = i % n;
+                if model.live[i].len() < 2 {
+                    continue;
+                }
+                let old = KeyId::new(id(i), model.live[i][0]);
+                let expect = model.usable(i);
+                let r = real.org.plan_retire(old);
+                prop_assert_eq!(
+                    r.is_ok(),
+                    expect,
+                    "plan_retire {} ({:?})",
+                    old,
+                    r.as_ref().err()
+                );
+                if r.is_ok() {
+                    // Run the job: each step rewraps one child key under the newest version.
+                    let steps: Vec<JobStep> =
+                        real.org.job().map(|j| j.steps.clone()).unwrap_or_default();
+                    for step in &steps {
+                        if let JobStep::Rewrap { from, to, .. } = step {
+                            let (fk, tk) = (real.key(*from).unwrap(), real.key(*to).unwrap());
+                            real.org
+                                .rewrap_child(step, &fk, &tk, &mut real.rng)
+                                .unwrap();
+                        }
+                    }
+                    prop_assert!(real.org.job().is_none(), "job finished");
+                    real.org.retire(old).unwrap();
+                    model.live[i].remove(0);
+                }
+                expect
+            }
+        };
+        if !ok {
+            prop_assert_eq!(&real.org, &before, "a refused operation changed the org");
+        }
+        // Agreement on every scope's effective state...
+        for i in 0..model.parent.len() {
+            prop_assert_eq!(
+                real.org.effective(id(i)).unwrap(),
+                model.effective(i),
+                "scope {}",
+                i
+            );
+        }
+        // ...and on exactly what decrypts.
+        for (k, ct) in &real.sealed {
+            let i = (u64::from_be_bytes(k.scope.as_bytes()[..8].try_into().unwrap()) - 1) as usize;
+            let should = model.usable(i) && model.live[i].contains(&k.version);
+            let got = real.opens(*k, ct);
+            prop_assert_eq!(
+                got.is_ok(),
+                should,
+                "{} under scope {}: {:?}",
+                k,
+                i,
+                got.err()
+            );
+            if model.revoked(i) {
+                let revoked_error = matches!(
+                    got,
+                    Err(Error::Scope(byok_core::scope::ScopeError::Revoked { .. }))
+                );
+                prop_assert!(
+                    revoked_error,
+                    "under a revoked scope the error names the revocation"
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, .. ProptestConfig::default() })]
+    #[test]
+    fn org_agrees_with_the_model(ops in proptest::collection::vec(op(), 1..60)) {
+        run(ops)?;
+    }
+}
