@@ -479,14 +479,10 @@ fn holders_attach_default_disable_and_fall_back() {
     refused(&mut f, ScopeError::UnknownHolder(HolderId::Cmk(5)), |f| {
         f.org.disable(HolderId::Cmk(5))
     });
-    // Attach CMK #2 but leave it pending: disabling #1 would lose the last copy... #1 is the
-    // default anyway; set_default to the pending #2 is refused.
+    // Attach CMK #2: while it is pending it cannot become the default.
     f.org.attach_cmk(2).unwrap();
     refused(&mut f, ScopeError::HolderNotReady(HolderId::Cmk(2)), |f| {
         f.org.set_default(HolderId::Cmk(2))
-    });
-    refused(&mut f, ScopeError::JobRunning, |f| {
-        f.org.disable(HolderId::Cmk(2))
     });
     f.org
         .record_root_copy(HolderId::Cmk(2), 1, b"kms2".to_vec())
@@ -575,4 +571,106 @@ fn no_key_bytes_in_debug_output() {
     for k in [&f.root, &f.managed] {
         assert!(!text.contains(&hex::encode(k.expose_secret())), "{text}");
     }
+}
+
+#[test]
+fn disabling_a_pending_cmk_cancels_its_attach() {
+    let mut f = fixture();
+    f.org.attach_cmk(3).unwrap();
+    assert!(f.org.job().is_some());
+    let effects = f.org.disable(HolderId::Cmk(3)).unwrap();
+    assert_eq!(
+        effects,
+        vec![Effect::Audit(AuditEvent::HolderDisabled(HolderId::Cmk(3)))]
+    );
+    assert!(f.org.job().is_none(), "nothing left to wrap");
+    assert!(f.org.attach_cmk(4).is_ok(), "a new job may start");
+}
+
+#[test]
+fn root_rotation_wraps_with_the_default_first() {
+    let mut f = fixture();
+    f.org.attach_cmk(1).unwrap();
+    f.org
+        .record_root_copy(HolderId::Cmk(1), 1, b"kms-v1".to_vec())
+        .unwrap();
+    refused(&mut f, ScopeError::RootRotation, |f| {
+        let r = f.root.id();
+        let k = f.org.resolve(r, &f.root).unwrap();
+        f.org.rotate(sid(1), &k, &mut f.rng)
+    });
+    let v2 = ScopeKey::random(KeyId::new(sid(1), 2), &mut f.rng);
+    let wrong = ScopeKey::random(KeyId::new(sid(1), 3), &mut f.rng);
+    refused(
+        &mut f,
+        ScopeError::WrongKey {
+            expected: v2.id(),
+            provided: wrong.id(),
+        },
+        |f| f.org.rotate_root(&wrong, vec![]),
+    );
+    let copy = f
+        .org
+        .wrap_root_managed(&f.managed, &v2, &mut f.rng)
+        .unwrap();
+    let effects = f.org.rotate_root(&v2, copy.clone()).unwrap();
+    assert!(matches!(&effects[0], Effect::StartJob(j) if j.kind == JobKind::WrapRoot(2)));
+    assert_eq!(
+        effects[1],
+        Effect::PutRootCopy {
+            holder: HolderId::Managed,
+            version: 2,
+            wrapped: copy
+        }
+    );
+    assert_eq!(effects[2], Effect::Audit(AuditEvent::KeyRotated(v2.id())));
+    assert_eq!(
+        effects[3],
+        Effect::WrapRoot {
+            holder: HolderId::Cmk(1),
+            version: 2
+        }
+    );
+    assert_eq!(f.org.current_key_id(sid(1)).unwrap(), v2.id());
+    // The managed (default) copy opens right away; CMK #1 is pending until its KMS answers.
+    assert_eq!(
+        f.org
+            .unwrap_root_managed(&f.managed, 2)
+            .unwrap()
+            .expose_secret(),
+        v2.expose_secret()
+    );
+    assert!(
+        f.org
+            .holders()
+            .any(|h| h.id == HolderId::Cmk(1) && h.status == HolderStatus::Pending)
+    );
+    f.org
+        .record_root_copy(HolderId::Cmk(1), 2, b"kms-v2".to_vec())
+        .unwrap();
+    assert!(f.org.job().is_none());
+    // New scopes hang under v2; old ones still resolve through v1.
+    let (k, _) = f.org.create_scope(sid(7), sid(1), &v2, &mut f.rng).unwrap();
+    assert_eq!(f.org.root_of(k.id()).unwrap(), v2.id());
+    assert_eq!(
+        f.org.root_of(KeyId::new(sid(3), 1)).unwrap(),
+        KeyId::new(sid(1), 1)
+    );
+    // Retiring root v1: the job moves the team key under v2, then v1's copies are destroyed.
+    f.org.plan_retire(KeyId::new(sid(1), 1)).unwrap();
+    let steps = f.org.job().unwrap().steps.clone();
+    for step in &steps {
+        f.org.rewrap_child(step, &f.root, &v2, &mut f.rng).unwrap();
+    }
+    let effects = f.org.retire(KeyId::new(sid(1), 1)).unwrap();
+    assert!(effects.contains(&Effect::DestroyRootCopy {
+        holder: HolderId::Managed,
+        version: 1
+    }));
+    assert!(effects.contains(&Effect::DestroyRootCopy {
+        holder: HolderId::Cmk(1),
+        version: 1
+    }));
+    assert_eq!(f.org.root_of(KeyId::new(sid(3), 1)).unwrap(), v2.id());
+    assert!(f.org.resolve(KeyId::new(sid(3), 1), &v2).is_ok());
 }

@@ -62,6 +62,8 @@ enum Op {
     Rotate(usize),
     /// Retire the oldest non-current version (running the rewrap job first).
     RetireOldest(usize),
+    /// Rotate the org root key (wrapped by the managed default first).
+    RotateRoot,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -72,20 +74,29 @@ fn op() -> impl Strategy<Value = Op> {
         1 => any::<usize>().prop_map(Op::Revoke),
         2 => any::<usize>().prop_map(Op::Rotate),
         1 => any::<usize>().prop_map(Op::RetireOldest),
+        1 => Just(Op::RotateRoot),
     ]
 }
 
 /// The real side: the org, its root key, and one message sealed under every key version made.
 struct Real {
     org: Org,
-    root: ScopeKey,
+    /// Unwrapped root versions, as a host would get them from a holder.
+    roots: Vec<ScopeKey>,
+    managed: ScopeKey,
     sealed: Vec<(KeyId, Vec<u8>)>,
     rng: TestRng,
 }
 
 impl Real {
     fn key(&self, k: KeyId) -> Result<ScopeKey, Error> {
-        self.org.resolve(k, &self.root)
+        let top = self.org.root_of(k)?;
+        let root = self
+            .roots
+            .iter()
+            .find(|r| r.id() == top)
+            .expect("root version known");
+        self.org.resolve(k, root)
     }
     /// The parent's current key, or (if it cannot be resolved) some key, so that the
     /// operation's own checks decide the outcome.
@@ -95,7 +106,7 @@ impl Real {
             .and_then(|k| self.key(k))
             .unwrap_or_else(|_| {
                 ScopeKey::new(
-                    self.root.id(),
+                    self.roots[0].id(),
                     byok_core::SecretBytes::from_bytes(&mut [0; 32]),
                 )
             })
@@ -122,7 +133,8 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     let (org, root, _) = Org::create(id(0), &managed, &mut rng).unwrap();
     let mut real = Real {
         org,
-        root,
+        roots: vec![root],
+        managed,
         sealed: Vec::new(),
         rng,
     };
@@ -204,6 +216,26 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     real.seal(&key);
                     let next = model.live[i].last().unwrap() + 1;
                     model.live[i].push(next);
+                }
+                expect
+            }
+            Op::RotateRoot => {
+                let next = model.live[0].last().unwrap() + 1;
+                let key = ScopeKey::random(KeyId::new(id(0), next), &mut real.rng);
+                let copy = real
+                    .org
+                    .wrap_root_managed(&real.managed, &key, &mut real.rng)
+                    .unwrap();
+                let r = real.org.rotate_root(&key, copy);
+                let expect = model.usable(0);
+                prop_assert_eq!(r.is_ok(), expect, "rotate_root ({:?})", r.as_ref().err());
+                if expect {
+                    // The managed default can give it back at once.
+                    let back = real.org.unwrap_root_managed(&real.managed, next).unwrap();
+                    prop_assert_eq!(back.expose_secret(), key.expose_secret());
+                    real.seal(&key);
+                    real.roots.push(key);
+                    model.live[0].push(next);
                 }
                 expect
             }

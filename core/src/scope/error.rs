@@ -35,6 +35,8 @@ pub enum ScopeError {
     },
     /// Scopes cannot move to another parent; see [`crate::scope`] for why.
     MoveNotSupported,
+    /// The org scope's key is the root key: rotate it with `Org::rotate_root`.
+    RootRotation,
     /// The tree is at most this deep.
     TooDeep {
         /// The maximum depth.
@@ -101,6 +103,9 @@ impl fmt::Display for ScopeError {
             ),
             Self::MoveNotSupported => f.write_str(
                 "scopes cannot be moved: create the scope under its new parent and re-encrypt the data into it",
+            ),
+            Self::RootRotation => f.write_str(
+                "the organization's key is its root key: rotate it with the root rotation, which wraps it with the default key first",
             ),
             Self::TooDeep { max } => write!(f, "scope tree is limited to depth {max}"),
             Self::UnknownVersion(k) => write!(f, "key {k} does not exist or was retired"),

@@ -16,6 +16,8 @@ use crate::scope::holder::HolderId;
 pub enum JobKind {
     /// A CMK was attached (or re-enabled): it must wrap every live root version.
     WrapHolder(HolderId),
+    /// A new root version: every enabled holder but the default must wrap it.
+    WrapRoot(u32),
     /// Child keys wrapped under an old key version move to the newest, so it can be retired.
     RetireVersion(KeyId),
 }
