@@ -61,6 +61,16 @@ impl Context {
         Ok(c)
     }
 
+    /// Builds a context from a map (unique keys by construction), encoding it once.
+    pub fn from_map(pairs: BTreeMap<String, String>) -> Self {
+        let mut c = Self {
+            pairs,
+            encoded: Vec::new(),
+        };
+        c.reencode();
+        c
+    }
+
     /// Sets `key` to `value`, replacing an earlier value.
     pub fn insert(&mut self, key: impl Into<String>, value: impl Into<String>) {
         self.pairs.insert(key.into(), value.into());

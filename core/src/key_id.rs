@@ -36,13 +36,27 @@ impl ScopeId {
     }
 }
 
+impl ScopeId {
+    /// Lower-case hex, 32 ASCII bytes (what `Display` prints, without formatting machinery:
+    /// ids are formatted on hot paths, into every wrapped key's context).
+    pub fn to_hex(&self) -> [u8; 32] {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut out = [0u8; 32];
+        for (pair, b) in out.chunks_exact_mut(2).zip(self.0) {
+            if let [hi, lo] = pair {
+                *hi = DIGITS.get(usize::from(b >> 4)).copied().unwrap_or(b'0');
+                *lo = DIGITS.get(usize::from(b & 0xf)).copied().unwrap_or(b'0');
+            }
+        }
+        out
+    }
+}
+
 impl fmt::Display for ScopeId {
     /// Lower-case hex, 32 characters.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for b in self.0 {
-            write!(f, "{b:02x}")?;
-        }
-        Ok(())
+        let hex = self.to_hex();
+        f.write_str(core::str::from_utf8(&hex).map_err(|_| fmt::Error)?)
     }
 }
 
@@ -73,5 +87,28 @@ impl fmt::Display for KeyId {
     /// `<scope hex>/v<version>`, e.g. `00..ff/v3`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/v{}", self.scope, self.version)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::format;
+    use alloc::string::String;
+
+    #[test]
+    fn hex_matches_the_formatting_macro() {
+        for seed in [0u8, 1, 0x7f, 0xa5, 0xff] {
+            let bytes: [u8; 16] = core::array::from_fn(|i| {
+                seed.wrapping_mul(31)
+                    .wrapping_add(u8::try_from(i).unwrap().wrapping_mul(17))
+            });
+            let expected: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            let id = ScopeId::from_bytes(bytes);
+            assert_eq!(format!("{id}"), expected);
+            assert_eq!(&id.to_hex()[..], expected.as_bytes());
+        }
+        let k = KeyId::new(ScopeId::from_bytes([0xab; 16]), 7);
+        assert_eq!(format!("{k}"), format!("{}/v7", "ab".repeat(16)));
     }
 }

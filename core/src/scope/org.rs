@@ -2,7 +2,7 @@
 
 use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::format;
-use alloc::string::ToString;
+use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
 
@@ -75,21 +75,35 @@ pub struct Org {
 /// The context a scope key is wrapped with: binds it to its org, scope, parent and version, so
 /// a wrapped key copied to another place in the tree does not open.
 pub fn scope_key_context(org: ScopeId, key: KeyId, parent: ScopeId) -> Context {
-    let mut c = Context::new();
-    c.insert("byok:org", org.to_string());
-    c.insert("byok:scope", key.scope.to_string());
-    c.insert("byok:parent", parent.to_string());
-    c.insert("byok:version", format!("{}", key.version));
-    c
+    context([
+        ("byok:org", hex(org)),
+        ("byok:parent", hex(parent)),
+        ("byok:scope", hex(key.scope)),
+        ("byok:version", format!("{}", key.version)),
+    ])
 }
 
 /// The context a root version is wrapped with under the managed key.
 pub fn managed_root_context(org: ScopeId, version: u32) -> Context {
-    let mut c = Context::new();
-    c.insert("byok:org", org.to_string());
-    c.insert("byok:purpose", "org-root");
-    c.insert("byok:version", format!("{version}"));
-    c
+    context([
+        ("byok:org", hex(org)),
+        ("byok:purpose", "org-root".into()),
+        ("byok:version", format!("{version}")),
+    ])
+}
+
+fn hex(id: ScopeId) -> String {
+    id.to_hex().iter().map(|&b| char::from(b)).collect()
+}
+
+/// A context from constant keys, encoded once.
+fn context<const N: usize>(pairs: [(&'static str, String); N]) -> Context {
+    Context::from_map(
+        pairs
+            .into_iter()
+            .map(|(k, v)| (String::from(k), v))
+            .collect(),
+    )
 }
 
 type Result<T> = core::result::Result<T, Error>;
@@ -338,7 +352,7 @@ impl Org {
     /// typed back (its 32-character hex form), so a revoke is never one click.
     pub fn revoke(&mut self, id: ScopeId, confirmation: &str) -> Result<Vec<Effect>> {
         self.check_not_revoked(id).map_err(scope_err)?;
-        if confirmation.trim() != id.to_string() {
+        if confirmation.trim() != hex(id) {
             return Err(scope_err(ScopeError::ConfirmationMismatch { scope: id }));
         }
         if self.job.is_some() {
