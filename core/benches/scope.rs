@@ -23,7 +23,7 @@ fn sid(n: u64) -> ScopeId {
 }
 
 fn new_org(rng: &mut TestRng) -> (Org, ScopeKey) {
-    let managed = ScopeKey::random(KeyId::new(ScopeId::from_bytes([0xff; 16]), 1), rng);
+    let managed = byok_core::scope::managed_key(byok_core::SecretBytes::random(rng), 1);
     let (org, root, _) = Org::create(sid(0), &managed, rng).unwrap();
     (org, root)
 }

@@ -453,7 +453,7 @@ fn holders_attach_default_disable_and_fall_back() {
     );
     // Default rules.
     refused(&mut f, ScopeError::DisableDefault(HolderId::Managed), |f| {
-        f.org.disable(HolderId::Managed)
+        f.org.disable(HolderId::Managed, HolderId::Cmk(1))
     });
     assert_eq!(
         f.org.set_default(cmk).unwrap(),
@@ -463,11 +463,11 @@ fn holders_attach_default_disable_and_fall_back() {
         })]
     );
     refused(&mut f, ScopeError::DisableDefault(cmk), |f| {
-        f.org.disable(cmk)
+        f.org.disable(cmk, HolderId::Managed)
     });
     // Disable managed: its copy is destroyed; CMK #1 keeps the root.
     assert_eq!(
-        f.org.disable(HolderId::Managed).unwrap(),
+        f.org.disable(HolderId::Managed, cmk).unwrap(),
         vec![
             Effect::DestroyRootCopy {
                 holder: HolderId::Managed,
@@ -477,7 +477,7 @@ fn holders_attach_default_disable_and_fall_back() {
         ]
     );
     refused(&mut f, ScopeError::UnknownHolder(HolderId::Cmk(5)), |f| {
-        f.org.disable(HolderId::Cmk(5))
+        f.org.disable(HolderId::Cmk(5), cmk)
     });
     // Attach CMK #2: while it is pending it cannot become the default.
     f.org.attach_cmk(2).unwrap();
@@ -530,32 +530,30 @@ fn holders_attach_default_disable_and_fall_back() {
 }
 
 #[test]
-fn last_copy_is_never_destroyed() {
+fn re_encryption_target_must_hold_every_root_version() {
     let mut f = fixture();
     f.org.attach_cmk(1).unwrap();
-    // CMK #1 is pending (no copy): managed is the only ready holder and the default.
-    refused(&mut f, ScopeError::DisableDefault(HolderId::Managed), |f| {
-        f.org.disable(HolderId::Managed)
-    });
-    // Make CMK #1 ready and default, then lose it: managed can't be disabled while #1 is default,
-    // and #1 can't be disabled as default; disabling managed leaves #1.
     f.org
         .record_root_copy(HolderId::Cmk(1), 1, vec![1])
         .unwrap();
     f.org.set_default(HolderId::Cmk(1)).unwrap();
-    f.org.disable(HolderId::Managed).unwrap();
     f.org.attach_cmk(2).unwrap();
-    // #2 is pending: disabling it is a job conflict, and #1 is the default: the last ready copy
-    // can never go.
-    refused(&mut f, ScopeError::DisableDefault(HolderId::Cmk(1)), |f| {
-        f.org.disable(HolderId::Cmk(1))
+    // #2 is still pending: it cannot be the target; nor can the holder itself, nor a stranger.
+    refused(&mut f, ScopeError::HolderNotReady(HolderId::Cmk(2)), |f| {
+        f.org.disable(HolderId::Managed, HolderId::Cmk(2))
     });
-    assert!(
-        f.org
-            .holders()
-            .filter(|h| h.status == HolderStatus::Ready)
-            .count()
-            >= 1
+    refused(&mut f, ScopeError::HolderNotReady(HolderId::Managed), |f| {
+        f.org.disable(HolderId::Managed, HolderId::Managed)
+    });
+    refused(&mut f, ScopeError::UnknownHolder(HolderId::Cmk(9)), |f| {
+        f.org.disable(HolderId::Managed, HolderId::Cmk(9))
+    });
+    // The default, which holds everything, is a valid target.
+    assert!(f.org.disable(HolderId::Managed, HolderId::Cmk(1)).is_ok());
+    // Disabling twice changes nothing.
+    assert_eq!(
+        f.org.disable(HolderId::Managed, HolderId::Cmk(1)).unwrap(),
+        vec![]
     );
 }
 
@@ -578,7 +576,7 @@ fn disabling_a_pending_cmk_cancels_its_attach() {
     let mut f = fixture();
     f.org.attach_cmk(3).unwrap();
     assert!(f.org.job().is_some());
-    let effects = f.org.disable(HolderId::Cmk(3)).unwrap();
+    let effects = f.org.disable(HolderId::Cmk(3), HolderId::Managed).unwrap();
     assert_eq!(
         effects,
         vec![Effect::Audit(AuditEvent::HolderDisabled(HolderId::Cmk(3)))]

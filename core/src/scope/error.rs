@@ -64,12 +64,11 @@ pub enum ScopeError {
     UnknownHolder(HolderId),
     /// This CMK is attached already.
     HolderExists(HolderId),
-    /// The holder does not hold a copy of every live root version yet (its wrap is pending).
+    /// The holder does not hold a copy of every live root version (its wrap is pending, or it
+    /// is disabled), so it cannot be the default or a re-encryption target.
     HolderNotReady(HolderId),
     /// The default holder cannot be disabled; make another one the default first.
     DisableDefault(HolderId),
-    /// The operation would leave no enabled holder with a copy of the root key.
-    LastCopy(HolderId),
     /// A re-encryption job is running for this organization; one at a time.
     JobRunning,
     /// No re-encryption job is running, or the step does not belong to it.
@@ -128,10 +127,6 @@ impl fmt::Display for ScopeError {
             Self::DisableDefault(h) => {
                 write!(f, "{h} is the default key; set another key as default before disabling it")
             }
-            Self::LastCopy(h) => write!(
-                f,
-                "{h} is the last enabled key holding the root key; attach another key (or fall back to managed) first"
-            ),
             Self::JobRunning => f.write_str(
                 "a re-encryption job is running for this organization; wait for it to finish",
             ),

@@ -23,8 +23,9 @@
 //!   while its parent lives.
 //! - Rotation adds a version; new data uses the newest; old versions decrypt until retired, and a
 //!   version that still wraps child keys cannot be retired before a rewrap job moves them.
-//! - The default holder cannot be disabled; a holder cannot be disabled unless another ready
-//!   holder keeps every root version; at most one re-encryption job runs per org.
+//! - The default holder cannot be disabled, and always holds every live root version; a holder
+//!   is disabled only with a ready re-encryption target; at most one re-encryption job runs per
+//!   org. So an org never loses its last copy of the root key.
 //! - Scopes never move (see [`Org::move_scope`]).
 
 mod effect;
@@ -38,5 +39,8 @@ pub use effect::{AuditEvent, Effect};
 pub use error::ScopeError;
 pub use holder::{Holder, HolderId, HolderStatus};
 pub use job::{JobKind, JobStep, RewrapJob};
-pub use org::{MAX_DEPTH, Org, Scope, WrappedScopeKey, managed_root_context, scope_key_context};
+pub use org::{
+    MANAGED_SCOPE, MAX_DEPTH, Org, Scope, WrappedScopeKey, managed_key, managed_root_context,
+    scope_key_context,
+};
 pub use state::{Effective, ScopeState};

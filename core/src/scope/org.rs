@@ -24,6 +24,17 @@ use crate::secret::SecretBytes;
 /// resolving a key: one unwrap per level.
 pub const MAX_DEPTH: u16 = 64;
 
+/// The reserved scope id of the vendor's managed master key (all zero bytes; random scope ids
+/// never take it in practice, and [`Org::create`] refuses it as an org id).
+pub const MANAGED_SCOPE: ScopeId = ScopeId::from_bytes([0; 16]);
+
+/// The vendor-managed master key, version `version`: 32 bytes the host keeps in a 0600 file or
+/// an environment variable (generated on first start). It wraps org root keys with AES-256-GCM
+/// (format v1, mode 3) when an org uses managed mode or falls back to it.
+pub fn managed_key(secret: SecretBytes, version: u32) -> ScopeKey {
+    ScopeKey::new(KeyId::new(MANAGED_SCOPE, version), secret)
+}
+
 /// A scope key version wrapped under its parent's key.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WrappedScopeKey {
@@ -120,6 +131,15 @@ impl Org {
         managed: &ScopeKey,
         rng: &mut impl CryptoRng,
     ) -> Result<(Self, ScopeKey, Vec<Effect>)> {
+        if org == MANAGED_SCOPE {
+            return Err(scope_err(ScopeError::ScopeExists(org)));
+        }
+        if managed.id().scope != MANAGED_SCOPE {
+            return Err(scope_err(ScopeError::WrongKey {
+                expected: KeyId::new(MANAGED_SCOPE, managed.id().version),
+                provided: managed.id(),
+            }));
+        }
         let root_secret = SecretBytes::random(rng);
         let wrapped = Envelope::<DefaultBackend>::wrap_secret(
             managed,
@@ -885,26 +905,35 @@ impl Org {
         })])
     }
 
-    /// Disables `holder` and destroys its copies. Refused for the default holder, and for the
-    /// last ready holder; the re-encryption target (another ready holder, such as the default)
-    /// must already hold every root version, which [`Self::attach_cmk`]'s job ensures. Disabling
-    /// a holder whose wrap is pending cancels that wrap.
-    pub fn disable(&mut self, holder: HolderId) -> Result<Vec<Effect>> {
+    /// Disables `holder` and destroys its copies, with `target` as the re-encryption target:
+    /// another holder that must already hold every live root version (its attach job wrapped
+    /// them), so nothing needs a KMS call here and no root version is ever held by nobody.
+    /// Refused for the default holder (make another one the default first). Disabling a holder
+    /// whose wrap is pending cancels that wrap.
+    ///
+    /// Why the org can never lose its last copy: the default holder always holds every live
+    /// root version ([`Self::set_default`] requires it, [`Self::rotate_root`] takes its copy
+    /// first) and can never be disabled; `tests/scope_holders.rs` checks this over random
+    /// sequences of holder operations.
+    pub fn disable(&mut self, holder: HolderId, target: HolderId) -> Result<Vec<Effect>> {
         if holder == self.default {
             return Err(scope_err(ScopeError::DisableDefault(holder)));
         }
+        if !self.holders.contains_key(&holder) {
+            return Err(scope_err(ScopeError::UnknownHolder(holder)));
+        }
         let live = self.live_root_versions();
-        let others_ready = self
+        let t = self
             .holders
-            .values()
-            .any(|h| h.id != holder && h.status == HolderStatus::Ready && h.holds_all(live.iter()));
+            .get(&target)
+            .ok_or(scope_err(ScopeError::UnknownHolder(target)))?;
+        if target == holder || t.status != HolderStatus::Ready || !t.holds_all(live.iter()) {
+            return Err(scope_err(ScopeError::HolderNotReady(target)));
+        }
         let h = self
             .holders
             .get_mut(&holder)
             .ok_or(scope_err(ScopeError::UnknownHolder(holder)))?;
-        if !others_ready {
-            return Err(scope_err(ScopeError::LastCopy(holder)));
-        }
         if h.status == HolderStatus::Disabled {
             return Ok(Vec::new());
         }
