@@ -6,7 +6,11 @@
 #
 #   ./scripts/bench-compare.sh                      everything, 2 s per cell (~4 minutes)
 #   ./scripts/bench-compare.sh --seconds 0.5        quicker, noisier
-#   ./scripts/bench-compare.sh --sizes 1024,1048576 fewer sizes (both programs take these flags)
+#   ./scripts/bench-compare.sh --sizes 1024,1048576 fewer sizes (both programs take these flags,
+#                                                   and --rounds R, default 5)
+#
+# Within each program, the cells of one size run interleaved in rounds (median over rounds), so
+# a slow spell of the machine hits every tool alike and the same-run ratios stay meaningful.
 #
 # Environment: BYOK_CACHE (default ~/.cache/byok: venv-bench/, target-compare/, bench/),
 # BYOK_BENCH_CPU (default 1: the core both programs are pinned to), BYOK_BENCH_OUT (JSON lines,
@@ -179,6 +183,17 @@ if steps:
             fixed.append(f"{op} {1e9 / a - 1e9 / b:.0f} ns")
     if fixed:
         print(f"| byok(AwsLc, in-place) 64 B minus raw aws-lc-rs 64 B (whole fixed cost) | {', '.join(fixed)} |")
+noisy = []
+for r in rows + steps:
+    lo, hi = r.get("min_ops_per_s"), r.get("max_ops_per_s")
+    if lo and hi and (hi - lo) / r["ops_per_s"] > 0.10:
+        noisy.append(f"{r['tool']} {r['variant'].split(',')[0]} {r['op']} {label(r['size'])} "
+                     f"(±{50 * (hi - lo) / r['ops_per_s']:.0f}%)")
+print()
+rounds = max((r.get("rounds", 1) for r in rows), default=1)
+print(f"Each cell: median of {rounds} interleaved rounds. "
+      + (f"Cells whose rounds spread more than 10% (machine not quiet?): {'; '.join(noisy)}."
+         if noisy else "No cell's rounds spread more than 10%."))
 print()
 print("Ops/s for sizes <= 1 KiB, MB/s (10^6 bytes of plaintext per second) above. aws-esdk (Rust) runs on a "
       "tokio current_thread runtime, one block_on around each batch of ops; its API takes owned buffers, "

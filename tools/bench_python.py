@@ -9,19 +9,23 @@ Two tools, each encrypt and decrypt per size (default 64 B, 1 KiB, 64 KiB, 1 MiB
 * Tink (``tink``), ``aead.KmsEnvelopeAead`` with an AES256_GCM DEK template; a local AES-256-GCM
   primitive stands in for the remote KEK (so no network round trip is counted).
 
-Timing: each cell warms up (>= BENCH_WARMUP s, default 0.3), sizes a batch to about 10 ms, then
-runs batches until BENCH_SECONDS (default 2) of wall time have passed; rate = ops / time in
-batches. Every decryption is checked against the plaintext once before its cells run.
+Timing, as in bench/compare: the cells of one size form a group; each cell warms up (>= BENCH_WARMUP
+s, default 0.3) and sizes a batch to about 10 ms; then BENCH_ROUNDS rounds (default 5) give every
+cell in turn BENCH_SECONDS / rounds of wall time (default 2 s in all per cell); a round's rate is
+ops / time in batches, and ops_per_s is the median over rounds. Every decryption is checked
+against the plaintext once before its cells run.
 
 Prints one JSON object per line:
-{"tool":..,"variant":..,"op":"encrypt|decrypt","size":..,"ops_per_s":..,"mb_per_s":..}
+{"tool":..,"variant":..,"op":"encrypt|decrypt","size":..,"ops_per_s":..,"mb_per_s":..,
+ "min_ops_per_s":..,"max_ops_per_s":..,"rounds":..}
 
-Usage: bench_python.py [--seconds S] [--sizes 64,1024,...] [--only SUBSTRING]
+Usage: bench_python.py [--seconds S] [--rounds R] [--sizes 64,1024,...] [--only SUBSTRING]
 """
 
 import argparse
 import json
 import os
+import statistics
 import time
 from importlib.metadata import version
 
@@ -29,8 +33,8 @@ DEFAULT_SIZES = [64, 1024, 64 * 1024, 1024 * 1024]
 CONTEXT = {"tenant": "acme"}
 
 
-def measure(run, seconds, warmup):
-    """run(n) performs n ops; returns ops per second over the timed batches."""
+def calibrate(run, warmup):
+    """Warms run(n) up and returns a batch size n that takes about 10 ms."""
     target = 0.010
     n = 1
     warm_start = time.perf_counter()
@@ -41,18 +45,33 @@ def measure(run, seconds, warmup):
         if d < target:
             n *= 2
         elif time.perf_counter() - warm_start >= warmup:
-            break
-    ops, timed = 0, 0.0
-    start = time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        t = time.perf_counter()
-        run(n)
-        timed += time.perf_counter() - t
-        ops += n
-    return ops / timed
+            return n
 
 
-def emit(tool, variant, op, size, ops_per_s):
+def run_group(cells, args):
+    """cells: [(tool, variant, op, size, run)]. Interleaved rounds, then one line per cell."""
+    batches = [calibrate(c[4], args.warmup) for c in cells]
+    rounds = max(1, args.rounds)
+    slice_ = args.seconds / rounds
+    rates = [[] for _ in cells]
+    for _ in range(rounds):
+        for (tool, variant, op, size, run), n, r in zip(cells, batches, rates):
+            run(n)  # settle after the previous cell; not counted
+            ops, timed = 0, 0.0
+            start = time.perf_counter()
+            while time.perf_counter() - start < slice_ or ops == 0:
+                t = time.perf_counter()
+                run(n)
+                timed += time.perf_counter() - t
+                ops += n
+            r.append(ops / timed)
+    for (tool, variant, op, size, _), r in zip(cells, rates):
+        emit(tool, variant, op, size, r)
+
+
+def emit(tool, variant, op, size, rates):
+    rates = sorted(rates)
+    ops_per_s = statistics.median(rates)
     print(
         json.dumps(
             {
@@ -62,6 +81,9 @@ def emit(tool, variant, op, size, ops_per_s):
                 "size": size,
                 "ops_per_s": round(ops_per_s, 1),
                 "mb_per_s": round(ops_per_s * size / 1e6, 2),
+                "min_ops_per_s": round(rates[0], 1),
+                "max_ops_per_s": round(rates[-1], 1),
+                "rounds": len(rates),
             }
         ),
         flush=True,
@@ -72,7 +94,8 @@ def plaintext(size):
     return bytes((i * 31 + 7) & 0xFF for i in range(size))
 
 
-def bench_aws_esdk(args):
+def aws_esdk_cells(args):
+    """Returns cells(size) -> [(tool, variant, op, size, run)], or None when filtered out."""
     import aws_encryption_sdk
     from aws_encryption_sdk.identifiers import (
         Algorithm,
@@ -86,7 +109,7 @@ def bench_aws_esdk(args):
     tool = "aws-encryption-sdk (Python)"
     variant = f"{version('aws-encryption-sdk')} raw AES master key, commit-key no-sig"
     if args.only and args.only not in f"{tool} {variant}":
-        return
+        return None
     client = aws_encryption_sdk.EncryptionSDKClient(
         commitment_policy=CommitmentPolicy.REQUIRE_ENCRYPT_REQUIRE_DECRYPT
     )
@@ -111,7 +134,7 @@ def bench_aws_esdk(args):
         pt, header = client.decrypt(source=ct, key_provider=master_key)
         return pt, header
 
-    for size in args.sizes:
+    def cells(size):
         pt = plaintext(size)
         ct = encrypt(pt)
         back, header = decrypt(ct)
@@ -127,23 +150,25 @@ def bench_aws_esdk(args):
             for _ in range(n):
                 decrypt(ct)
 
-        emit(tool, variant, "encrypt", size, measure(run_enc, args.seconds, args.warmup))
-        emit(tool, variant, "decrypt", size, measure(run_dec, args.seconds, args.warmup))
+        return [(tool, variant, "encrypt", size, run_enc), (tool, variant, "decrypt", size, run_dec)]
+
+    return cells
 
 
-def bench_tink(args):
+def tink_cells(args):
+    """Returns cells(size) -> [(tool, variant, op, size, run)], or None when filtered out."""
     import tink
     from tink import aead
 
     tool = "tink (Python)"
     variant = f"{version('tink')} KmsEnvelopeAead AES256_GCM DEK, local KEK"
     if args.only and args.only not in f"{tool} {variant}":
-        return
+        return None
     aead.register()
     kek = tink.new_keyset_handle(aead.aead_key_templates.AES256_GCM).primitive(aead.Aead)
     env = aead.KmsEnvelopeAead(aead.aead_key_templates.AES256_GCM, kek)
     ad = b"tenant=acme"
-    for size in args.sizes:
+    def cells(size):
         pt = plaintext(size)
         ct = env.encrypt(pt, ad)
         assert env.decrypt(ct, ad) == pt, "tink round trip"
@@ -156,14 +181,16 @@ def bench_tink(args):
             for _ in range(n):
                 env.decrypt(ct, ad)
 
-        emit(tool, variant, "encrypt", size, measure(run_enc, args.seconds, args.warmup))
-        emit(tool, variant, "decrypt", size, measure(run_dec, args.seconds, args.warmup))
+        return [(tool, variant, "encrypt", size, run_enc), (tool, variant, "decrypt", size, run_dec)]
+
+    return cells
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seconds", type=float, default=float(os.environ.get("BENCH_SECONDS", 2)))
     p.add_argument("--warmup", type=float, default=float(os.environ.get("BENCH_WARMUP", 0.3)))
+    p.add_argument("--rounds", type=int, default=int(os.environ.get("BENCH_ROUNDS", 5)))
     p.add_argument(
         "--sizes",
         type=lambda s: [int(x) for x in s.split(",")],
@@ -171,8 +198,11 @@ def main():
     )
     p.add_argument("--only", default=None, help="run only tools whose 'tool variant' contains this")
     args = p.parse_args()
-    bench_aws_esdk(args)
-    bench_tink(args)
+    tools = [t for t in (aws_esdk_cells(args), tink_cells(args)) if t is not None]
+    for size in args.sizes:
+        cells = [c for t in tools for c in t(size)]
+        if cells:
+            run_group(cells, args)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from pathlib import Path
 
 
 def main(vectors: str, out: str) -> None:
-    dirs = {t: Path(out) / t for t in ("header", "armor", "frames", "envelope")}
+    dirs = {t: Path(out) / t for t in ("header", "armor", "frames", "envelope", "aws_arn")}
     for d in dirs.values():
         d.mkdir(parents=True, exist_ok=True)
 
@@ -30,6 +30,16 @@ def main(vectors: str, out: str) -> None:
                 n += 1
             if "armor" in v:
                 put("armor", v["armor"].encode())
+    uuid = "1234abcd-12ab-34cd-56ef-1234567890ab"
+    for seed in (
+        f"arn:aws:kms:us-east-1:111122223333:key/{uuid}",
+        "arn:aws:kms:eu-west-1:111122223333:key/mrk-1234abcd12ab34cd56ef1234567890ab",
+        "arn:aws-cn:kms:cn-north-1:111122223333:alias/team/root",
+        "arn:aws-us-gov:kms:us-gov-west-1:111122223333:alias/k",
+        uuid,
+        "alias/x",
+    ):
+        put("aws_arn", seed.encode())
     print(f"fuzz seeds: {n} vectors")
 
 

@@ -1,0 +1,7 @@
+//! Key management services: identifiers, and (with the `kms` feature) the request builders and
+//! response parsers a host executes. Nothing here opens a connection; see the crate docs.
+//!
+//! So far: AWS KMS identifiers and endpoints ([`aws`]). The request signing, error
+//! classification and validation plan follow in the AWS provider work.
+
+pub mod aws;
