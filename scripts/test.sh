@@ -37,7 +37,7 @@ check "clippy (core without default features)" cargo clippy -p byok-core --no-de
 check "no_std: core for wasm32v1-none" cargo build -p byok-core --no-default-features --target wasm32v1-none --locked
 check "core for wasm32-unknown-unknown (kms)" cargo build -p byok-core --features kms --target wasm32-unknown-unknown --locked
 check "core for wasm32-wasip1 (kms)" cargo build -p byok-core --features kms --target wasm32-wasip1 --locked
-check "docs (missing_docs denied in core)" env RUSTDOCFLAGS="-D warnings -D missing_docs" cargo doc -p byok-core --no-deps --features dev,aws-lc --locked
+check "docs (missing_docs denied in core)" env RUSTDOCFLAGS="-D warnings -D missing_docs" cargo doc -p byok-core --no-deps --features dev,aws-lc,kms --locked
 check "cargo test (workspace)" cargo test --workspace --locked
 check "1 GiB stream in constant memory" cargo run --release -p byok-core --features dev,aws-lc --example stream_rss --locked
 

@@ -5,3 +5,6 @@
 //! classification and validation plan follow in the AWS provider work.
 
 pub mod aws;
+pub mod error;
+
+pub use error::{KmsError, KmsErrorKind};

@@ -1,5 +1,7 @@
 //! AWS KMS: key identifiers and the endpoints they imply.
 
 pub mod arn;
+#[cfg(feature = "kms")]
+pub mod error;
 
 pub use arn::{Endpoint, Fips, IdentifierError, KeyArn, KeyRef, Partition};

@@ -1,0 +1,246 @@
+//! AWS error answers: JSON 1.1 bodies (`{"__type": "...", "message": "..."}`, the code also in
+//! `X-Amzn-ErrorType`), and XML bodies (`<ErrorResponse>...<Code>..</Code><Message>..`), which
+//! STS sends and which moto sends for authentication failures even on the JSON protocol.
+
+use alloc::string::{String, ToString};
+
+use crate::kms::error::{KmsError, KmsErrorKind, clean_text};
+
+/// At most this much of an error body is parsed.
+const MAX_BODY: usize = 64 * 1024;
+
+/// Classifies a non-2xx AWS answer.
+pub fn parse_error(status: u16, headers: &[(String, String)], body: &[u8]) -> KmsError {
+    let body = body.get(..MAX_BODY).unwrap_or(body);
+    let header_code = headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("x-amzn-errortype"))
+        .map(|(_, v)| strip_code(v));
+    let (body_code, message) = json_error(body)
+        .or_else(|| xml_error(body))
+        .unwrap_or_default();
+    let code = header_code.filter(|c| !c.is_empty()).unwrap_or(body_code);
+    let kind = classify(&code, &message, status);
+    KmsError {
+        kind,
+        provider: "aws",
+        code: clean_text(&code),
+        message: clean_text(&message),
+        status,
+    }
+}
+
+/// `namespace#Code:url` -> `Code` (as botocore does).
+fn strip_code(raw: &str) -> String {
+    let after_hash = raw.rsplit('#').next().unwrap_or(raw);
+    after_hash
+        .split(':')
+        .next()
+        .unwrap_or(after_hash)
+        .trim()
+        .to_string()
+}
+
+fn json_error(body: &[u8]) -> Option<(String, String)> {
+    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let obj = v.as_object()?;
+    let code = obj
+        .get("__type")
+        .or_else(|| obj.get("code"))
+        .and_then(|c| c.as_str())
+        .map(strip_code)?;
+    let message = obj
+        .get("message")
+        .or_else(|| obj.get("Message"))
+        .and_then(|m| m.as_str())
+        .unwrap_or_default()
+        .to_string();
+    Some((code, message))
+}
+
+/// The text of the first `Code` and `Message` elements, wherever they sit.
+fn xml_error(body: &[u8]) -> Option<(String, String)> {
+    use quick_xml::events::Event;
+    let mut reader = quick_xml::Reader::from_reader(body);
+    let (mut code, mut message) = (None::<String>, None::<String>);
+    let mut inside: Option<&'static str> = None;
+    let mut buf = alloc::vec::Vec::new();
+    loop {
+        match reader.read_event_into(&mut buf) {
+            Ok(Event::Start(e)) => {
+                inside = match e.local_name().as_ref() {
+                    "Code" if code.is_none() => Some("code"),
+                    "Message" if message.is_none() => Some("message"),
+                    _ => None,
+                };
+            }
+            Ok(Event::Text(t)) => {
+                if let Some(which) = inside {
+                    // Entity references arrive as separate events; error codes and messages
+                    // need none, and missing one only shortens a message.
+                    let text = String::from(t.as_ref());
+                    match which {
+                        "code" => code = Some(text),
+                        _ => message = Some(text),
+                    }
+                }
+            }
+            Ok(Event::End(_)) => inside = None,
+            Ok(Event::Eof) | Err(_) => break,
+            Ok(_) => {}
+        }
+        buf.clear();
+    }
+    Some((code?, message.unwrap_or_default()))
+}
+
+/// The code tables of `kms-wire.md` section 1, then the HTTP status as a fallback.
+fn classify(code: &str, message: &str, status: u16) -> KmsErrorKind {
+    use KmsErrorKind::*;
+    match code {
+        "AccessDeniedException"
+        | "AccessDenied"
+        | "UnrecognizedClientException"
+        | "InvalidClientTokenId"
+        | "SignatureDoesNotMatch"
+        | "InvalidSignatureException"
+        | "IncompleteSignature"
+        | "ExpiredTokenException"
+        | "ExpiredToken"
+        | "MissingAuthenticationToken" => AccessDenied,
+        "DisabledException" => KeyDisabled,
+        "KMSInvalidStateException" => {
+            let m = message.to_ascii_lowercase();
+            if m.contains("pendingdeletion") || m.contains("pending deletion") {
+                KeyPendingDeletion
+            } else if m.contains("creating") || m.contains("updating") || m.contains("unavailable")
+            {
+                Unavailable
+            } else {
+                KeyDisabled
+            }
+        }
+        "NotFoundException" => KeyNotFound,
+        "InvalidCiphertextException" | "IncorrectKeyException" => InvalidCiphertext,
+        "ThrottlingException"
+        | "Throttling"
+        | "ThrottledException"
+        | "RequestThrottledException"
+        | "TooManyRequestsException"
+        | "LimitExceededException" => Throttled,
+        "KeyUnavailableException"
+        | "DependencyTimeoutException"
+        | "KMSInternalException"
+        | "InternalFailure"
+        | "InternalError"
+        | "ServiceUnavailable"
+        | "ServiceUnavailableException" => Unavailable,
+        "InvalidArnException"
+        | "InvalidKeyUsageException"
+        | "InvalidGrantTokenException"
+        | "ValidationException"
+        | "SerializationException"
+        | "RequestExpired" => Malformed,
+        _ => match status {
+            429 => Throttled,
+            500..=599 => Unavailable,
+            401 | 403 => AccessDenied,
+            404 => KeyNotFound,
+            _ => Malformed,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec;
+
+    fn h(k: &str, v: &str) -> Vec<(String, String)> {
+        vec![(k.into(), v.into())]
+    }
+    use alloc::vec::Vec;
+
+    #[test]
+    fn json_bodies_and_header_codes() {
+        let e = parse_error(400, &[], br#"{"__type":"com.amazonaws.kms#DisabledException","message":"arn:aws:kms:... is disabled."}"#);
+        assert_eq!(
+            (e.kind, e.code.as_str()),
+            (KmsErrorKind::KeyDisabled, "DisabledException")
+        );
+        assert!(e.message.contains("disabled"));
+        let e = parse_error(
+            400,
+            &h(
+                "X-Amzn-ErrorType",
+                "ThrottlingException:http://internal.amazon.com/",
+            ),
+            b"{}",
+        );
+        assert_eq!(
+            (e.kind, e.code.as_str()),
+            (KmsErrorKind::Throttled, "ThrottlingException")
+        );
+        // moto's InvalidCiphertextException has no message.
+        let e = parse_error(400, &[], br#"{"__type":"InvalidCiphertextException"}"#);
+        assert_eq!(e.kind, KmsErrorKind::InvalidCiphertext);
+        let e = parse_error(
+            400,
+            &[],
+            br#"{"__type":"KMSInvalidStateException","message":"arn:... is pending deletion."}"#,
+        );
+        assert_eq!(e.kind, KmsErrorKind::KeyPendingDeletion);
+        let e = parse_error(
+            500,
+            &[],
+            br#"{"__type":"KMSInternalException","Message":"x"}"#,
+        );
+        assert!(e.kind.is_transient());
+    }
+
+    #[test]
+    fn moto_and_sts_xml_bodies() {
+        // moto's auth errors on the JSON protocol: ErrorResponse/Errors/Error.
+        let body = b"<ErrorResponse><Errors><Error><Code>SignatureDoesNotMatch</Code><Message>The request signature we calculated does not match</Message><Type>Sender</Type></Error></Errors></ErrorResponse>";
+        let e = parse_error(403, &[], body);
+        assert_eq!(
+            (e.kind, e.code.as_str()),
+            (KmsErrorKind::AccessDenied, "SignatureDoesNotMatch")
+        );
+        let body = b"<ErrorResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><Error><Type>Sender</Type><Code>AccessDenied</Code><Message>User: arn:aws:iam::123456789012:user/byok is not authorized to perform: kms:Decrypt</Message></Error><RequestId>r</RequestId></ErrorResponse>";
+        let e = parse_error(403, &[], body);
+        assert_eq!(e.kind, KmsErrorKind::AccessDenied);
+        assert!(e.message.contains("kms:Decrypt"), "{e}");
+        assert!(
+            e.to_string().contains("kms:DescribeKey"),
+            "the hint names the fix: {e}"
+        );
+    }
+
+    #[test]
+    fn status_fallback_and_hostile_bodies() {
+        assert_eq!(
+            parse_error(503, &[], b"<html>busy</html>").kind,
+            KmsErrorKind::Unavailable
+        );
+        assert_eq!(parse_error(429, &[], b"").kind, KmsErrorKind::Throttled);
+        assert_eq!(
+            parse_error(418, &[], b"\xff\xfe").kind,
+            KmsErrorKind::Malformed
+        );
+        let e = parse_error(
+            400,
+            &[],
+            b"{\"__type\":\"X\\r\\nInjected: 1\",\"message\":\"a\\u001b[31mred\"}",
+        );
+        assert!(
+            !e.code.contains('\n') && !e.message.contains('\u{1b}'),
+            "{e:?}"
+        );
+        let long = alloc::format!(
+            "{{\"__type\":\"ValidationException\",\"message\":\"{}\"}}",
+            "x".repeat(10_000)
+        );
+        assert!(parse_error(400, &[], long.as_bytes()).message.len() < 400);
+    }
+}

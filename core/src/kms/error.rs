@@ -1,0 +1,124 @@
+//! A KMS's answer, classified: what went wrong in byok's terms, the provider's own code and
+//! message, and what to do about it.
+
+use alloc::string::String;
+use core::fmt;
+
+/// What kind of failure a KMS reported, whatever the provider.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum KmsErrorKind {
+    /// byok's principal may not use the key (policy, grant, role trust, credentials, signature).
+    AccessDenied,
+    /// The key is disabled.
+    KeyDisabled,
+    /// The key does not exist (or is not visible to byok's principal in that region/account).
+    KeyNotFound,
+    /// The key is scheduled for deletion.
+    KeyPendingDeletion,
+    /// The wrapped key does not decrypt under this key and context.
+    InvalidCiphertext,
+    /// Too many requests: retry later.
+    Throttled,
+    /// The KMS is temporarily unavailable: retry later.
+    Unavailable,
+    /// The KMS refused the request as invalid.
+    Malformed,
+}
+
+impl KmsErrorKind {
+    /// Whether retrying the same request later may succeed.
+    pub const fn is_transient(self) -> bool {
+        matches!(self, Self::Throttled | Self::Unavailable)
+    }
+
+    /// A short name for logs and API error codes.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::AccessDenied => "access_denied",
+            Self::KeyDisabled => "key_disabled",
+            Self::KeyNotFound => "key_not_found",
+            Self::KeyPendingDeletion => "key_pending_deletion",
+            Self::InvalidCiphertext => "invalid_ciphertext",
+            Self::Throttled => "throttled",
+            Self::Unavailable => "unavailable",
+            Self::Malformed => "malformed",
+        }
+    }
+
+    /// What the customer's admin (or the operator) should do.
+    pub const fn hint(self) -> &'static str {
+        match self {
+            Self::AccessDenied => {
+                "grant byok's principal kms:Encrypt, kms:Decrypt and kms:DescribeKey on the key (use the policy byok generates), and check the role's trust policy and external id"
+            }
+            Self::KeyDisabled => "enable the key in your KMS (for AWS: EnableKey)",
+            Self::KeyNotFound => {
+                "check the key identifier, its region and account; the key may have been deleted"
+            }
+            Self::KeyPendingDeletion => {
+                "cancel the scheduled deletion (for AWS: CancelKeyDeletion), then enable the key"
+            }
+            Self::InvalidCiphertext => {
+                "the wrapped key does not match this key or encryption context; it may have been wrapped by another key"
+            }
+            Self::Throttled => "the KMS request quota was reached; byok retries with backoff",
+            Self::Unavailable => "the KMS is temporarily unavailable; byok retries",
+            Self::Malformed => {
+                "the KMS refused the request as invalid: check the server clock, else report this with the provider code"
+            }
+        }
+    }
+}
+
+/// A KMS failure: the class, the provider's code and message, the HTTP status.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KmsError {
+    /// byok's classification.
+    pub kind: KmsErrorKind,
+    /// The provider: `aws`, `gcp`, `azure`.
+    pub provider: &'static str,
+    /// The provider's error code, e.g. `AccessDeniedException` (empty if it sent none).
+    pub code: String,
+    /// The provider's message, control characters escaped, at most 300 characters.
+    pub message: String,
+    /// The HTTP status of the answer.
+    pub status: u16,
+}
+
+impl fmt::Display for KmsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} kms: {} ({} {}",
+            self.provider,
+            self.kind.as_str(),
+            self.status,
+            self.code
+        )?;
+        if !self.message.is_empty() {
+            write!(f, ": {}", self.message)?;
+        }
+        write!(f, "); {}", self.kind.hint())
+    }
+}
+
+impl core::error::Error for KmsError {}
+
+/// Escapes control characters and keeps at most 300 characters of provider text, so a hostile
+/// or broken KMS answer cannot inject lines into logs or bloat error messages.
+pub fn clean_text(s: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i >= 300 {
+            out.push_str("...");
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
