@@ -187,13 +187,15 @@ noisy = []
 for r in rows + steps:
     lo, hi = r.get("min_ops_per_s"), r.get("max_ops_per_s")
     if lo and hi and (hi - lo) / r["ops_per_s"] > 0.10:
-        noisy.append(f"{r['tool']} {r['variant'].split(',')[0]} {r['op']} {label(r['size'])} "
-                     f"(±{50 * (hi - lo) / r['ops_per_s']:.0f}%)")
+        where = "" if r["op"] == "step" else f"{r['op']} {label(r['size'])}"
+        name = r["variant"] if r["op"] == "step" else r["variant"].split(",")[0]
+        noisy.append(" ".join(x for x in (r["tool"], name, where) if x)
+                     + f" ({100 * (hi - lo) / r['ops_per_s']:.0f}%)")
 print()
 rounds = max((r.get("rounds", 1) for r in rows), default=1)
 print(f"Each cell: median of {rounds} interleaved rounds. "
-      + (f"Cells whose rounds spread more than 10% (machine not quiet?): {'; '.join(noisy)}."
-         if noisy else "No cell's rounds spread more than 10%."))
+      + (f"Cells whose rounds spread (max - min) / median over 10% (machine not quiet?): {'; '.join(noisy)}."
+         if noisy else "No cell's rounds spread (max - min) / median over 10%."))
 print()
 print("Ops/s for sizes <= 1 KiB, MB/s (10^6 bytes of plaintext per second) above. aws-esdk (Rust) runs on a "
       "tokio current_thread runtime, one block_on around each batch of ops; its API takes owned buffers, "

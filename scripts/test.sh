@@ -45,6 +45,7 @@ step "python venv (independent vector check)"
 . scripts/lib/venv.sh
 ensure_venv
 check "vectors verified by Python cryptography" "$VENV/bin/python" tools/verify_vectors.py vectors
+check "SigV4 known answers recomputed by botocore" "$VENV/bin/python" tools/sigv4_kat.py
 
 check "vectors on wasm32-wasip1 under Node's WASI" env CARGO_TARGET_WASM32_WASIP1_RUNNER="node --no-warnings $ROOT/tools/wasi-run.mjs" \
   cargo test -p byok-wasm --target wasm32-wasip1 --locked

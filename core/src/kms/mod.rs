@@ -6,5 +6,7 @@
 
 pub mod aws;
 pub mod error;
+pub mod http;
 
 pub use error::{KmsError, KmsErrorKind};
+pub use http::{HttpRequest, HttpResponse};

@@ -3,5 +3,7 @@
 pub mod arn;
 #[cfg(feature = "kms")]
 pub mod error;
+#[cfg(feature = "kms")]
+pub mod request;
 
 pub use arn::{Endpoint, Fips, IdentifierError, KeyArn, KeyRef, Partition};

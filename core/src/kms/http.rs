@@ -1,0 +1,75 @@
+//! The requests core builds and the responses it parses. A host executes them (reqwest natively,
+//! `fetch` in browsers); core never opens a connection.
+//!
+//! ```text
+//!   core: provider.encrypt_request(.., now) ──HttpRequest──▶ host: send, with timeouts
+//!   core: provider.parse_encrypt(resp)      ◀──HttpResponse── host
+//! ```
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+
+/// An HTTP request to send as is. `Debug` shows the method, URL, header names and body length
+/// only.
+#[derive(Clone, PartialEq, Eq)]
+pub struct HttpRequest {
+    /// `POST` or `GET`.
+    pub method: &'static str,
+    /// The full URL, derived from a validated identifier (or the server's test override).
+    pub url: String,
+    /// Headers, signed ones included. Values may hold credentials (the signature, a session
+    /// token): never log them.
+    pub headers: Vec<(String, String)>,
+    /// The body. May hold key material (a plaintext root key on its way to be wrapped): never log
+    /// it, and drop it after sending.
+    pub body: Vec<u8>,
+}
+
+impl Drop for HttpRequest {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.body);
+    }
+}
+
+/// An HTTP response as received. `Debug` shows the status, header names and body length only.
+#[derive(Clone, PartialEq, Eq)]
+pub struct HttpResponse {
+    /// Status code.
+    pub status: u16,
+    /// Headers.
+    pub headers: Vec<(String, String)>,
+    /// Body. A decrypt answer holds key material; it is wiped on drop.
+    pub body: Vec<u8>,
+}
+
+impl Drop for HttpResponse {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.body);
+    }
+}
+
+fn header_names(h: &[(String, String)]) -> Vec<&str> {
+    h.iter().map(|(k, _)| k.as_str()).collect()
+}
+
+impl fmt::Debug for HttpRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpRequest")
+            .field("method", &self.method)
+            .field("url", &self.url)
+            .field("headers", &header_names(&self.headers))
+            .field("body_len", &self.body.len())
+            .finish()
+    }
+}
+
+impl fmt::Debug for HttpResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpResponse")
+            .field("status", &self.status)
+            .field("headers", &header_names(&self.headers))
+            .field("body_len", &self.body.len())
+            .finish()
+    }
+}
