@@ -183,19 +183,23 @@ if steps:
             fixed.append(f"{op} {1e9 / a - 1e9 / b:.0f} ns")
     if fixed:
         print(f"| byok(AwsLc, in-place) 64 B minus raw aws-lc-rs 64 B (whole fixed cost) | {', '.join(fixed)} |")
-noisy = []
+spreads = []
 for r in rows + steps:
     lo, hi = r.get("min_ops_per_s"), r.get("max_ops_per_s")
-    if lo and hi and (hi - lo) / r["ops_per_s"] > 0.10:
+    if lo and hi:
         where = "" if r["op"] == "step" else f"{r['op']} {label(r['size'])}"
         name = r["variant"] if r["op"] == "step" else r["variant"].split(",")[0]
-        noisy.append(" ".join(x for x in (r["tool"], name, where) if x)
-                     + f" ({100 * (hi - lo) / r['ops_per_s']:.0f}%)")
+        spreads.append(((hi - lo) / r["ops_per_s"], " ".join(x for x in (r["tool"], name, where) if x)))
+spreads.sort(reverse=True)
+noisy = [s for s in spreads if s[0] > 0.10]
 print()
 rounds = max((r.get("rounds", 1) for r in rows), default=1)
-print(f"Each cell: median of {rounds} interleaved rounds. "
-      + (f"Cells whose rounds spread (max - min) / median over 10% (machine not quiet?): {'; '.join(noisy)}."
-         if noisy else "No cell's rounds spread (max - min) / median over 10%."))
+if noisy:
+    worst = "; ".join(f"{n} ({100 * sp:.0f}%)" for sp, n in noisy[:4])
+    print(f"Each cell: median of {rounds} interleaved rounds. {len(noisy)} of {len(spreads)} cells spread "
+          f"(max - min) / median over 10%, so the machine was not quiet; worst: {worst}.")
+else:
+    print(f"Each cell: median of {rounds} interleaved rounds; no cell spread (max - min) / median over 10%.")
 print()
 print("Ops/s for sizes <= 1 KiB, MB/s (10^6 bytes of plaintext per second) above. aws-esdk (Rust) runs on a "
       "tokio current_thread runtime, one block_on around each batch of ops; its API takes owned buffers, "

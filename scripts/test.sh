@@ -38,12 +38,14 @@ check "no_std: core for wasm32v1-none" cargo build -p byok-core --no-default-fea
 check "core for wasm32-unknown-unknown (kms)" cargo build -p byok-core --features kms --target wasm32-unknown-unknown --locked
 check "core for wasm32-wasip1 (kms)" cargo build -p byok-core --features kms --target wasm32-wasip1 --locked
 check "docs (missing_docs denied in core)" env RUSTDOCFLAGS="-D warnings -D missing_docs" cargo doc -p byok-core --no-deps --features dev,aws-lc,kms --locked
-check "cargo test (workspace)" cargo test --workspace --locked
-check "1 GiB stream in constant memory" cargo run --release -p byok-core --features dev,aws-lc --example stream_rss --locked
-
-step "python venv (independent vector check)"
+step "python venv (moto, botocore, cryptography, wasmtime)"
 . scripts/lib/venv.sh
 ensure_venv
+export BYOK_VENV="$VENV"
+
+check "cargo test (workspace; AWS tests against moto)" cargo test --workspace --locked
+check "1 GiB stream in constant memory" cargo run --release -p byok-core --features dev,aws-lc --example stream_rss --locked
+
 check "vectors verified by Python cryptography" "$VENV/bin/python" tools/verify_vectors.py vectors
 check "SigV4 known answers recomputed by botocore" "$VENV/bin/python" tools/sigv4_kat.py
 

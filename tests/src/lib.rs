@@ -1,1 +1,3 @@
-//! End-to-end tests of byok across hosts (filled by later issues).
+//! End-to-end tests of byok across hosts. Fixtures for real parts live here.
+
+pub mod moto;

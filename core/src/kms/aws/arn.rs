@@ -83,16 +83,49 @@ pub enum Fips {
 /// Where to send a KMS request for a key, and how to sign it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Endpoint {
-    /// Host name, e.g. `kms.eu-west-1.amazonaws.com`.
+    /// Host (and port, for a test override), as sent in the `Host` header and signed.
     pub host: String,
     /// The region to sign for.
     pub signing_region: String,
+    url: String,
 }
 
 impl Endpoint {
-    /// `https://<host>/`.
-    pub fn url(&self) -> String {
-        format!("https://{}/", self.host)
+    /// The URL requests go to: `https://<host>/`.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// **Tests only**: send requests for keys in `signing_region` to `base_url` (for example a
+    /// local KMS emulator at `http://127.0.0.1:5000`). Only server configuration may call this;
+    /// nothing an admin pastes reaches it. Refuses anything but `http(s)://host[:port]`.
+    pub fn danger_override(base_url: &str, signing_region: &str) -> Result<Self, IdentifierError> {
+        let host = base_url
+            .strip_prefix("http://")
+            .or_else(|| base_url.strip_prefix("https://"))
+            .map(|h| h.trim_end_matches('/'))
+            .filter(|h| {
+                !h.is_empty()
+                    && h.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':'))
+            })
+            .ok_or_else(|| {
+                err(
+                    "endpoint override",
+                    base_url,
+                    "http(s)://host[:port] with nothing after it",
+                )
+            })?;
+        let scheme = if base_url.starts_with("https://") {
+            "https"
+        } else {
+            "http"
+        };
+        Ok(Self {
+            host: host.into(),
+            signing_region: signing_region.into(),
+            url: format!("{scheme}://{host}/"),
+        })
     }
 }
 
@@ -253,8 +286,10 @@ impl KeyArn {
             }
             (Fips::On, _) => "kms-fips",
         };
+        let host = format!("{service}.{}.{}", self.region, self.partition.dns_suffix());
         Ok(Endpoint {
-            host: format!("{service}.{}.{}", self.region, self.partition.dns_suffix()),
+            url: format!("https://{host}/"),
+            host,
             signing_region: self.region.clone(),
         })
     }

@@ -97,7 +97,7 @@ fn signed(
     use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
     use aws_sigv4::sign::v4;
 
-    let url = endpoint.url();
+    let url = endpoint.url().to_owned();
     let host = endpoint.host.clone();
     let mut headers = vec![
         ("host".to_owned(), host),

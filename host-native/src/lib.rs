@@ -1,0 +1,6 @@
+//! byok-server: the `byok` server and CLI, as a library so that end-to-end tests drive the same
+//! code the binary runs.
+//!
+//! So far: [`transport`], the only outbound I/O.
+
+pub mod transport;

@@ -1,0 +1,136 @@
+//! A real moto server (AWS KMS, IAM and STS emulator from PyPI) on a loopback port, prepared by
+//! `tools/moto_setup.py` with users, keys and SigV4/IAM checking switched on. Killed on drop; its
+//! log is printed if the test panics.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Credentials of one IAM user.
+#[derive(Clone, Debug)]
+pub struct User {
+    /// Access key id.
+    pub access_key_id: String,
+    /// Secret access key.
+    pub secret_access_key: String,
+}
+
+/// A running, prepared moto server.
+pub struct Moto {
+    child: Child,
+    log: PathBuf,
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    /// The region the keys live in.
+    pub region: String,
+    /// ARN of the enabled test key.
+    pub key_arn: String,
+    /// Alias ARN of the same key.
+    pub alias_arn: String,
+    /// ARN of a disabled key (moto does not enforce it: see kms-wire.md).
+    pub disabled_key_arn: String,
+    /// A user allowed Encrypt, Decrypt, DescribeKey, GenerateDataKey.
+    pub byok: User,
+    /// A user allowed everything but Decrypt.
+    pub no_decrypt: User,
+}
+
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The venv the test command made (`BYOK_VENV`, default `~/.cache/byok/venv`).
+fn venv() -> PathBuf {
+    std::env::var_os("BYOK_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/byok/venv")
+        })
+}
+
+impl Moto {
+    /// Starts and prepares moto. Panics with the fix if the venv is missing.
+    pub fn start() -> Self {
+        let venv = venv();
+        let server = venv.join("bin/moto_server");
+        assert!(
+            server.exists(),
+            "{} not found: run ./scripts/test.sh once (it installs moto into the venv) or set BYOK_VENV",
+            server.display()
+        );
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap();
+        let log = std::env::temp_dir().join(format!("byok-moto-{port}.log"));
+        let out = std::fs::File::create(&log).unwrap();
+        let child = Command::new(&server)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        let url = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "moto did not start; log: {}",
+                log.display()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let setup = Command::new(venv.join("bin/python"))
+            .arg(repo_root().join("tools/moto_setup.py"))
+            .arg(&url)
+            .output()
+            .unwrap();
+        assert!(
+            setup.status.success(),
+            "moto setup failed: {}",
+            String::from_utf8_lossy(&setup.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&setup.stdout).unwrap();
+        let s = |p: &str| {
+            v.pointer(p)
+                .and_then(|x| x.as_str())
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let user = |name: &str| User {
+            access_key_id: s(&format!("/users/{name}/access_key_id")),
+            secret_access_key: s(&format!("/users/{name}/secret_access_key")),
+        };
+        Self {
+            child,
+            log,
+            url,
+            region: s("/region"),
+            key_arn: s("/key_arn"),
+            alias_arn: s("/alias_arn"),
+            disabled_key_arn: s("/disabled_key_arn"),
+            byok: user("byok"),
+            no_decrypt: user("no-decrypt"),
+        }
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            if let Ok(log) = std::fs::read_to_string(&self.log) {
+                eprintln!(
+                    "--- moto log ({}):\n{}",
+                    self.log.display(),
+                    log.lines().rev().take(40).collect::<Vec<_>>().join("\n")
+                );
+            }
+        } else {
+            let _ = std::fs::remove_file(&self.log);
+        }
+    }
+}

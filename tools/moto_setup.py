@@ -1,0 +1,59 @@
+#!/usr/bin/env python3
+"""Prepares a running moto server for byok's AWS tests, then switches authentication on.
+
+    python tools/moto_setup.py http://127.0.0.1:PORT      # prints the setup as JSON
+
+Creates, while moto still accepts unsigned setup calls: an IAM user `byok` allowed
+kms:Encrypt/Decrypt/DescribeKey/GenerateDataKey, a user `no-decrypt` allowed everything but
+kms:Decrypt, access keys for both, a symmetric KMS key with the alias `alias/byok-root`, and a
+second key that is then disabled. Then `POST /moto-api/reset-auth 0`: from here on moto checks
+every request's SigV4 signature and IAM policy (kms-wire.md, section 3). moto matches IAM KMS
+statements only with `Resource: "*"`, so the policies use it.
+"""
+import json
+import sys
+import urllib.request
+
+import boto3
+
+
+def policy(actions):
+    return json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": actions, "Resource": "*"}]})
+
+
+def main(url: str) -> None:
+    region = "us-east-1"
+    kw = dict(endpoint_url=url, region_name=region, aws_access_key_id="setup", aws_secret_access_key="setup")
+    iam = boto3.client("iam", **kw)
+    kms = boto3.client("kms", **kw)
+    users = {}
+    for name, actions in {
+        "byok": ["kms:Encrypt", "kms:Decrypt", "kms:DescribeKey", "kms:GenerateDataKey"],
+        "no-decrypt": ["kms:Encrypt", "kms:DescribeKey"],
+    }.items():
+        iam.create_user(UserName=name)
+        iam.put_user_policy(UserName=name, PolicyName="byok", PolicyDocument=policy(actions))
+        key = iam.create_access_key(UserName=name)["AccessKey"]
+        users[name] = {"access_key_id": key["AccessKeyId"], "secret_access_key": key["SecretAccessKey"]}
+    key = kms.create_key(Description="byok test root", KeyUsage="ENCRYPT_DECRYPT", KeySpec="SYMMETRIC_DEFAULT")["KeyMetadata"]
+    kms.create_alias(AliasName="alias/byok-root", TargetKeyId=key["KeyId"])
+    disabled = kms.create_key(Description="byok disabled")["KeyMetadata"]
+    kms.disable_key(KeyId=disabled["KeyId"])  # moto needs the bare id here
+    # As text/plain: moto reads the raw body, which a form content type would hide from it.
+    req = urllib.request.Request(
+        f"{url}/moto-api/reset-auth", data=b"0", method="POST", headers={"Content-Type": "text/plain"}
+    )
+    with urllib.request.urlopen(req) as r:
+        r.read()
+    account = key["Arn"].split(":")[4]
+    print(json.dumps({
+        "region": region,
+        "key_arn": key["Arn"],
+        "alias_arn": f"arn:aws:kms:{region}:{account}:alias/byok-root",
+        "disabled_key_arn": disabled["Arn"],
+        "users": users,
+    }))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
