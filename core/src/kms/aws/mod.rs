@@ -3,6 +3,7 @@
 pub mod arn;
 #[cfg(feature = "kms")]
 pub mod error;
+pub mod policy;
 #[cfg(feature = "kms")]
 pub mod request;
 
