@@ -8,6 +8,7 @@ use byok_core::kms::aws::request::{
     AwsCredentials, CallContext, decrypt_request, describe_key_request, encrypt_request,
     parse_decrypt, parse_describe, parse_encrypt,
 };
+use byok_core::kms::aws::validate::{Next, Outcome, Step, Validation};
 use byok_core::kms::aws::{Endpoint, KeyArn};
 use byok_core::kms::{HttpRequest, KmsError, KmsErrorKind};
 use byok_server::transport::{Transport, TransportConfig};
@@ -52,6 +53,38 @@ impl Env {
     ) -> Result<SecretBytes, KmsError> {
         let req = decrypt_request(arn, &self.endpoint(arn), blob, ctx, &creds(u), now()).unwrap();
         parse_decrypt(&self.send(req).await)
+    }
+    /// Runs the validation plan as a host does: perform each call it names.
+    async fn validate(&self, identifier: &str, u: &User, ctx: &CallContext) -> Validation {
+        let mut rng = byok_core::dev::TestRng::seeded(9);
+        let mut v = Validation::start(
+            identifier,
+            &["us-east-1"],
+            "arn:aws:iam::123456789012:user/byok",
+            &ctx.org,
+            &mut rng,
+        );
+        loop {
+            match v.next() {
+                Next::Describe(arn) => {
+                    let req =
+                        describe_key_request(arn, &self.endpoint(arn), &creds(u), now()).unwrap();
+                    let answer = parse_describe(&self.send(req).await);
+                    v.described(answer);
+                }
+                Next::Wrap(arn, probe) => {
+                    let (arn, probe) = (arn.clone(), probe.duplicate());
+                    let answer = self.wrap(&arn, u, &probe, ctx).await;
+                    v.wrapped(answer);
+                }
+                Next::Unwrap(arn, blob) => {
+                    let (arn, blob) = (arn.clone(), blob.to_vec());
+                    let answer = self.unwrap(&arn, u, &blob, ctx).await;
+                    v.unwrapped(answer);
+                }
+                Next::Done => return v,
+            }
+        }
     }
 }
 
@@ -150,6 +183,30 @@ async fn aws_kms_against_moto_with_signatures_and_iam_checked() {
     };
     let err = env.unwrap(&key, &byok, &blob, &other).await.unwrap_err();
     assert_eq!(err.kind, KmsErrorKind::InvalidCiphertext, "{err}");
+
+    // The validation plan, run against the real KMS: every step passes for the right user...
+    let v = env.validate(&env.moto.alias_arn, &byok, &ctx).await;
+    assert!(v.ok(), "{:?}", v.report());
+    // ...and for a user without kms:Decrypt it stops at the unwrap, with the statement to add.
+    let v = env.validate(&env.moto.key_arn, &no_decrypt, &ctx).await;
+    assert!(!v.ok());
+    let (step, outcome) = &v.report()[4];
+    assert_eq!(*step, Step::Unwrap);
+    assert!(
+        matches!(outcome, Outcome::Fail { fix, .. } if fix.contains("\"kms:Decrypt\"")),
+        "{outcome:?}"
+    );
+    assert_eq!(
+        v.report()[5],
+        (Step::Compare, Outcome::Skipped(Step::Unwrap))
+    );
+    // A disabled key stops at describe (moto reports the state, byok enforces it).
+    let v = env.validate(&env.moto.disabled_key_arn, &byok, &ctx).await;
+    assert!(
+        matches!(&v.report()[2], (Step::Describe, Outcome::Fail { .. })),
+        "{:?}",
+        v.report()
+    );
 
     // An unknown key.
     let missing = KeyArn::parse(&format!(

@@ -6,5 +6,7 @@ pub mod error;
 pub mod policy;
 #[cfg(feature = "kms")]
 pub mod request;
+#[cfg(feature = "kms")]
+pub mod validate;
 
 pub use arn::{Endpoint, Fips, IdentifierError, KeyArn, KeyRef, Partition};

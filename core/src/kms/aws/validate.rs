@@ -1,0 +1,428 @@
+//! Key setup validation for an AWS KMS key, as a sans-IO plan: the same code runs on the server
+//! and (as wasm) in the admin's browser.
+//!
+//! ```text
+//! parse -> region -> describe -> wrap probe -> unwrap probe -> compare
+//! ```
+//!
+//! The host asks [`Validation::next`] what to do, performs the KMS call it names (building the
+//! request with [`super::request`]), and feeds the answer back. Every step ends pass, fail (with
+//! the one fix: for an `AccessDenied`, the exact statement to add), or skipped (naming the step
+//! that stopped it). The probe is a random 32-byte value, wrapped and unwrapped with the org's
+//! encryption context, like a real org root key.
+
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+
+use rand_core::CryptoRng;
+use subtle::ConstantTimeEq;
+
+use crate::kms::aws::arn::KeyArn;
+use crate::kms::aws::policy::missing_statement;
+use crate::kms::error::{KmsError, KmsErrorKind};
+use crate::secret::SecretBytes;
+
+/// The steps, in order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Step {
+    /// The identifier is a key or alias ARN.
+    Parse,
+    /// The key's region is one the org allows (data residency).
+    Region,
+    /// `DescribeKey`: enabled, symmetric, for encryption.
+    Describe,
+    /// `Encrypt` of a random probe.
+    Wrap,
+    /// `Decrypt` of the wrapped probe.
+    Unwrap,
+    /// The unwrapped probe equals the probe.
+    Compare,
+}
+
+impl Step {
+    /// Name for reports.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Parse => "parse identifier",
+            Self::Region => "region allowed",
+            Self::Describe => "describe key",
+            Self::Wrap => "wrap probe",
+            Self::Unwrap => "unwrap probe",
+            Self::Compare => "compare",
+        }
+    }
+}
+
+/// How a step ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// It passed; the detail says what was checked.
+    Pass(String),
+    /// It failed; what is wrong, and the fix.
+    Fail {
+        /// What went wrong.
+        problem: String,
+        /// What to do (for AccessDenied: the statement to add, as JSON).
+        fix: String,
+    },
+    /// Not run, because an earlier step failed.
+    Skipped(Step),
+}
+
+/// What the host must do next.
+#[derive(Debug)]
+pub enum Next<'a> {
+    /// Send `DescribeKey` for the key; report with [`Validation::described`].
+    Describe(&'a KeyArn),
+    /// Send `Encrypt` of `probe`; report with [`Validation::wrapped`].
+    Wrap(&'a KeyArn, &'a SecretBytes),
+    /// Send `Decrypt` of `blob`; report with [`Validation::unwrapped`].
+    Unwrap(&'a KeyArn, &'a [u8]),
+    /// Finished: read [`Validation::report`].
+    Done,
+}
+
+/// A validation in progress.
+pub struct Validation {
+    arn: Option<KeyArn>,
+    probe: SecretBytes,
+    blob: Option<Vec<u8>>,
+    report: Vec<(Step, Outcome)>,
+    principal: String,
+    org: String,
+}
+
+impl Validation {
+    /// Starts validating `identifier` for org `org`, whose allowed regions are `regions` (empty:
+    /// any), with byok calling as `principal`. Parse and region run at once.
+    pub fn start(
+        identifier: &str,
+        regions: &[&str],
+        principal: &str,
+        org: &str,
+        rng: &mut impl CryptoRng,
+    ) -> Self {
+        let mut v = Self {
+            arn: None,
+            probe: SecretBytes::random(rng),
+            blob: None,
+            report: Vec::new(),
+            principal: principal.into(),
+            org: org.into(),
+        };
+        match KeyArn::parse(identifier) {
+            Ok(arn) => {
+                v.report.push((
+                    Step::Parse,
+                    Outcome::Pass(format!("{} key in {}", arn.partition.name(), arn.region)),
+                ));
+                if regions.is_empty() || regions.contains(&arn.region.as_str()) {
+                    v.report.push((
+                        Step::Region,
+                        Outcome::Pass(format!("{} is allowed", arn.region)),
+                    ));
+                    v.arn = Some(arn);
+                } else {
+                    let problem = format!(
+                        "the key is in {}, which this organization does not allow",
+                        arn.region
+                    );
+                    let fix = format!("use a key in one of: {}", regions.join(", "));
+                    v.report
+                        .push((Step::Region, Outcome::Fail { problem, fix }));
+                    v.skip_rest(Step::Region);
+                }
+            }
+            Err(e) => {
+                v.report.push((
+                    Step::Parse,
+                    Outcome::Fail {
+                        problem: e.to_string(),
+                        fix: e.expected.into(),
+                    },
+                ));
+                v.skip_rest(Step::Parse);
+            }
+        }
+        v
+    }
+
+    fn skip_rest(&mut self, because: Step) {
+        for s in [
+            Step::Region,
+            Step::Describe,
+            Step::Wrap,
+            Step::Unwrap,
+            Step::Compare,
+        ] {
+            if !self.report.iter().any(|(done, _)| *done == s) {
+                self.report.push((s, Outcome::Skipped(because)));
+            }
+        }
+    }
+
+    fn last(&self) -> Option<Step> {
+        self.report.last().map(|(s, _)| *s)
+    }
+
+    /// What to do next.
+    pub fn next(&self) -> Next<'_> {
+        let Some(arn) = &self.arn else {
+            return Next::Done;
+        };
+        match (self.last(), &self.blob) {
+            (Some(Step::Region), _) => Next::Describe(arn),
+            (Some(Step::Describe), _) if self.passed(Step::Describe) => {
+                Next::Wrap(arn, &self.probe)
+            }
+            (Some(Step::Wrap), Some(blob)) => Next::Unwrap(arn, blob),
+            _ => Next::Done,
+        }
+    }
+
+    fn passed(&self, step: Step) -> bool {
+        self.report
+            .iter()
+            .any(|(s, o)| *s == step && matches!(o, Outcome::Pass(_)))
+    }
+
+    fn fail(&mut self, step: Step, e: &KmsError, action: &str) {
+        let fix = match e.kind {
+            KmsErrorKind::AccessDenied => format!(
+                "{} Add this statement to the key policy: {}",
+                e.kind.hint(),
+                missing_statement(action, &self.principal, &self.org)
+            ),
+            _ => e.kind.hint().into(),
+        };
+        self.report.push((
+            step,
+            Outcome::Fail {
+                problem: e.to_string(),
+                fix,
+            },
+        ));
+        self.skip_rest(step);
+    }
+
+    /// The answer to [`Next::Describe`]: usable state, usage and spec, or the error.
+    pub fn described(&mut self, answer: Result<super::request::KeyMetadata, KmsError>) {
+        if self.last() != Some(Step::Region) {
+            return;
+        }
+        match answer {
+            Ok(meta) => match meta.usability() {
+                Ok(()) => self.report.push((
+                    Step::Describe,
+                    Outcome::Pass(format!(
+                        "{} is enabled, symmetric, for encryption",
+                        meta.arn
+                    )),
+                )),
+                Err(kind) => {
+                    let problem = format!(
+                        "the key is {} (usage {}, spec {}); byok needs an enabled SYMMETRIC_DEFAULT key with usage ENCRYPT_DECRYPT",
+                        meta.state, meta.usage, meta.spec
+                    );
+                    let fix = match kind {
+                        KmsErrorKind::Malformed => "create a symmetric encryption key (KeySpec SYMMETRIC_DEFAULT, KeyUsage ENCRYPT_DECRYPT)".into(),
+                        other => other.hint().to_string(),
+                    };
+                    self.report
+                        .push((Step::Describe, Outcome::Fail { problem, fix }));
+                    self.skip_rest(Step::Describe);
+                }
+            },
+            Err(e) => self.fail(Step::Describe, &e, "kms:DescribeKey"),
+        }
+    }
+
+    /// The answer to [`Next::Wrap`].
+    pub fn wrapped(&mut self, answer: Result<Vec<u8>, KmsError>) {
+        if self.last() != Some(Step::Describe) {
+            return;
+        }
+        match answer {
+            Ok(blob) => {
+                self.report.push((
+                    Step::Wrap,
+                    Outcome::Pass(format!("wrapped a probe ({} bytes)", blob.len())),
+                ));
+                self.blob = Some(blob);
+            }
+            Err(e) => self.fail(Step::Wrap, &e, "kms:Encrypt"),
+        }
+    }
+
+    /// The answer to [`Next::Unwrap`]; runs the comparison too.
+    pub fn unwrapped(&mut self, answer: Result<SecretBytes, KmsError>) {
+        if self.last() != Some(Step::Wrap) {
+            return;
+        }
+        match answer {
+            Ok(back) => {
+                self.report
+                    .push((Step::Unwrap, Outcome::Pass("unwrapped the probe".into())));
+                let same: bool = back
+                    .expose_secret()
+                    .ct_eq(self.probe.expose_secret())
+                    .into();
+                if same {
+                    self.report.push((
+                        Step::Compare,
+                        Outcome::Pass("the unwrapped probe matches".into()),
+                    ));
+                } else {
+                    self.report.push((Step::Compare, Outcome::Fail {
+                        problem: "the key returned a different value than was wrapped".into(),
+                        fix: "the KMS answered inconsistently: check the endpoint configuration and report this".into(),
+                    }));
+                }
+            }
+            Err(e) => self.fail(Step::Unwrap, &e, "kms:Decrypt"),
+        }
+    }
+
+    /// The steps so far, in order. Complete when [`Self::next`] is [`Next::Done`].
+    pub fn report(&self) -> &[(Step, Outcome)] {
+        &self.report
+    }
+
+    /// Whether every step passed.
+    pub fn ok(&self) -> bool {
+        self.report.len() == 6
+            && self
+                .report
+                .iter()
+                .all(|(_, o)| matches!(o, Outcome::Pass(_)))
+    }
+}
+
+#[cfg(all(test, feature = "dev"))]
+mod tests {
+    use super::*;
+    use crate::dev::TestRng;
+    use crate::kms::aws::request::KeyMetadata;
+
+    const KEY: &str = "arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+
+    fn meta(state: &str) -> KeyMetadata {
+        KeyMetadata {
+            arn: KEY.into(),
+            state: state.into(),
+            usage: "ENCRYPT_DECRYPT".into(),
+            spec: "SYMMETRIC_DEFAULT".into(),
+            deletion_date: None,
+            multi_region: false,
+        }
+    }
+
+    fn err(kind: KmsErrorKind, code: &str) -> KmsError {
+        KmsError {
+            kind,
+            provider: "aws",
+            code: code.into(),
+            message: String::new(),
+            status: 400,
+        }
+    }
+
+    fn start(id: &str, regions: &[&str]) -> Validation {
+        Validation::start(
+            id,
+            regions,
+            "arn:aws:iam::999:role/byok",
+            "00aa",
+            &mut TestRng::seeded(1),
+        )
+    }
+
+    #[test]
+    fn a_good_key_passes_every_step() {
+        let mut v = start(KEY, &["eu-west-1"]);
+        assert!(matches!(v.next(), Next::Describe(_)));
+        v.described(Ok(meta("Enabled")));
+        let probe = match v.next() {
+            Next::Wrap(_, p) => p.duplicate(),
+            other => panic!("{other:?}"),
+        };
+        v.wrapped(Ok(alloc::vec![1, 2, 3]));
+        assert!(matches!(v.next(), Next::Unwrap(_, b) if b == [1, 2, 3]));
+        v.unwrapped(Ok(probe));
+        assert!(matches!(v.next(), Next::Done));
+        assert!(v.ok(), "{:?}", v.report());
+    }
+
+    #[test]
+    fn failures_name_the_fix_and_skip_the_rest() {
+        // Access denied on Decrypt: the fix is the statement with kms:Decrypt.
+        let mut v = start(KEY, &[]);
+        v.described(Ok(meta("Enabled")));
+        v.wrapped(Ok(alloc::vec![1]));
+        v.unwrapped(Err(err(
+            KmsErrorKind::AccessDenied,
+            "AccessDeniedException",
+        )));
+        let (step, outcome) = &v.report()[4];
+        assert_eq!(*step, Step::Unwrap);
+        let Outcome::Fail { fix, .. } = outcome else {
+            panic!("{outcome:?}")
+        };
+        assert!(
+            fix.contains("kms:Decrypt") && fix.contains("kms:EncryptionContext:byok:org"),
+            "{fix}"
+        );
+        assert_eq!(
+            v.report()[5],
+            (Step::Compare, Outcome::Skipped(Step::Unwrap))
+        );
+        assert!(!v.ok());
+
+        // A disabled key stops at describe.
+        let mut v = start(KEY, &[]);
+        v.described(Ok(meta("Disabled")));
+        assert!(matches!(v.next(), Next::Done));
+        assert!(matches!(&v.report()[2].1, Outcome::Fail { fix, .. } if fix.contains("EnableKey")));
+        assert_eq!(
+            v.report()[3],
+            (Step::Wrap, Outcome::Skipped(Step::Describe))
+        );
+
+        // Region outside the org's residency list: no KMS call at all.
+        let v = start(KEY, &["us-east-1", "us-west-2"]);
+        assert!(matches!(v.next(), Next::Done));
+        assert!(matches!(&v.report()[1].1, Outcome::Fail { fix, .. } if fix.contains("us-east-1")));
+        assert_eq!(v.report().len(), 6);
+
+        // A bare key id: parse fails with the reason.
+        let v = start("1234abcd-12ab-34cd-56ef-1234567890ab", &[]);
+        assert!(
+            matches!(&v.report()[0].1, Outcome::Fail { problem, .. } if problem.contains("region and account"))
+        );
+        assert!(
+            v.report()[1..]
+                .iter()
+                .all(|(_, o)| *o == Outcome::Skipped(Step::Parse))
+        );
+
+        // A KMS that answers with another value fails the comparison.
+        let mut v = start(KEY, &[]);
+        v.described(Ok(meta("Enabled")));
+        v.wrapped(Ok(alloc::vec![1]));
+        v.unwrapped(Ok(SecretBytes::from_bytes(&mut [0; 32])));
+        assert!(matches!(
+            v.report()[5],
+            (Step::Compare, Outcome::Fail { .. })
+        ));
+    }
+
+    #[test]
+    fn answers_out_of_order_are_ignored() {
+        let mut v = start(KEY, &[]);
+        v.unwrapped(Ok(SecretBytes::from_bytes(&mut [0; 32])));
+        v.wrapped(Ok(alloc::vec![1]));
+        assert_eq!(v.report().len(), 2, "only parse and region so far");
+        assert!(matches!(v.next(), Next::Describe(_)));
+    }
+}
