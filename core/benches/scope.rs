@@ -17,7 +17,9 @@ use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use rand_core::Rng;
 
 fn sid(n: u64) -> ScopeId {
+    // Byte 0 set: the all-zero id is reserved for the managed key.
     let mut b = [0u8; 16];
+    b[0] = 1;
     b[8..].copy_from_slice(&n.to_be_bytes());
     ScopeId::from_bytes(b)
 }

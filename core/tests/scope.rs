@@ -672,3 +672,38 @@ fn root_rotation_wraps_with_the_default_first() {
     assert_eq!(f.org.root_of(KeyId::new(sid(3), 1)).unwrap(), v2.id());
     assert!(f.org.resolve(KeyId::new(sid(3), 1), &v2).is_ok());
 }
+
+#[test]
+fn job_steps_must_belong_to_the_running_job() {
+    let mut f = fixture();
+    let v1 = f.org.resolve(KeyId::new(sid(2), 1), &f.root).unwrap();
+    let (v2, _) = f.org.rotate(sid(2), &f.root, &mut f.rng).unwrap();
+    let forged = JobStep::Rewrap {
+        key: KeyId::new(sid(3), 1),
+        from: v1.id(),
+        to: v2.id(),
+    };
+    // No job is running: a step cannot be run.
+    refused(&mut f, ScopeError::NoSuchJob, |f| {
+        f.org.rewrap_child(&forged, &v1, &v2, &mut f.rng)
+    });
+    // A wrap step is not a rewrap step.
+    f.org.plan_retire(v1.id()).unwrap();
+    let wrap = JobStep::WrapRoot {
+        holder: HolderId::Managed,
+        version: 1,
+    };
+    refused(&mut f, ScopeError::NoSuchJob, |f| {
+        f.org.rewrap_child(&wrap, &v1, &v2, &mut f.rng)
+    });
+    // The right step with the wrong keys is refused by key id.
+    let step = f.org.job().unwrap().steps[0].clone();
+    refused(
+        &mut f,
+        ScopeError::WrongKey {
+            expected: v1.id(),
+            provided: v2.id(),
+        },
+        |f| f.org.rewrap_child(&step, &v2, &v2, &mut f.rng),
+    );
+}
