@@ -16,7 +16,7 @@ use rand_core::CryptoRng;
 
 use crate::context::Context;
 use crate::crypto::{AeadBackend, ScopeKey};
-use crate::envelope::{Envelope, open_unit, seal_unit};
+use crate::envelope::{Envelope, open_unit, seal_to_vec};
 use crate::error::{Error, FormatError};
 use crate::format::header::{HEADER_LEN, Header, Mode, TAG_LEN};
 use crate::secret::{KEY_LEN, SecretBytes};
@@ -80,25 +80,7 @@ impl<B: AeadBackend> Envelope<B> {
         secret: &SecretBytes,
         rng: &mut impl CryptoRng,
     ) -> Result<Vec<u8>, Error> {
-        let mut out = Vec::with_capacity(WRAPPED_LEN);
-        out.resize(HEADER_LEN, 0);
-        out.extend_from_slice(secret.expose_secret());
-        let sealed = match out.get_mut(HEADER_LEN..) {
-            Some(body) => seal_unit::<B>(key, context, Mode::WrappedKey, body, rng),
-            None => Err(Error::Internal("datakey: body offset")),
-        };
-        let sealed = match sealed {
-            Ok(s) => s,
-            Err(e) => {
-                zeroize::Zeroize::zeroize(&mut out);
-                return Err(e);
-            }
-        };
-        out.get_mut(..HEADER_LEN)
-            .ok_or(Error::Internal("datakey: header offset"))?
-            .copy_from_slice(&sealed.header);
-        out.extend_from_slice(&sealed.tag);
-        Ok(out)
+        seal_to_vec::<B>(key, context, Mode::WrappedKey, secret.expose_secret(), rng)
     }
 
     /// Opens 32 secret bytes sealed by [`Self::wrap_secret`].

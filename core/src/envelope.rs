@@ -51,18 +51,7 @@ impl<B: AeadBackend> Envelope<B> {
         plaintext: &[u8],
         rng: &mut impl CryptoRng,
     ) -> Result<Vec<u8>, Error> {
-        let mut out = Vec::with_capacity(plaintext.len() + OVERHEAD);
-        out.resize(HEADER_LEN, 0);
-        out.extend_from_slice(plaintext);
-        let body = out
-            .get_mut(HEADER_LEN..)
-            .ok_or(Error::Internal("envelope: body offset"))?;
-        let sealed = seal_unit::<B>(key, context, Mode::Single, body, rng)?;
-        out.get_mut(..HEADER_LEN)
-            .ok_or(Error::Internal("envelope: header offset"))?
-            .copy_from_slice(&sealed.header);
-        out.extend_from_slice(&sealed.tag);
-        Ok(out)
+        seal_to_vec::<B>(key, context, Mode::Single, plaintext, rng)
     }
 
     /// Encrypts `buf` in place and returns the header and tag to write around it.
@@ -79,12 +68,15 @@ impl<B: AeadBackend> Envelope<B> {
 
     /// Decrypts a single-shot ciphertext.
     pub fn decrypt(key: &ScopeKey, context: &Context, ciphertext: &[u8]) -> Result<Vec<u8>, Error> {
-        let mut buf = ciphertext.to_vec();
-        let len = Self::decrypt_in_place(key, context, &mut buf)?.len();
-        // The plaintext sits right after the header: move it to the front.
-        buf.copy_within(HEADER_LEN..HEADER_LEN + len, 0);
-        buf.truncate(len);
-        Ok(buf)
+        let (aead_key, ct_len) = check_unit::<B>(key, Mode::Single, ciphertext)?;
+        let (header, body) = split_header(ciphertext)?;
+        let (ct, tag) = body
+            .split_at_checked(ct_len)
+            .ok_or(Error::Internal("envelope: body length"))?;
+        // Only the ciphertext is copied, straight into the buffer that becomes the plaintext.
+        let mut out = ct.to_vec();
+        open_detached::<B>(&aead_key, header, context, &mut out, tag)?;
+        Ok(out)
     }
 
     /// Decrypts the whole ciphertext in `buf` in place and returns the plaintext part of it.
@@ -212,6 +204,85 @@ pub(crate) fn seal_unit<B: AeadBackend>(
     Ok(Detached { header, tag })
 }
 
+/// Parses a unit (single message or wrapped key) and checks, in order: mode, key id, and the
+/// commitment in constant time. Returns the expanded message key and the ciphertext length.
+/// No AES-GCM work happens before the commitment matched.
+fn check_unit<B: AeadBackend>(
+    key: &ScopeKey,
+    mode: Mode,
+    bytes: &[u8],
+) -> Result<(B::Key, usize), Error> {
+    let (header, body) = Header::parse(bytes)?;
+    let aead_key = open_message::<B>(key, &header, mode.name(), header.mode == mode)?;
+    let ct_len = body
+        .len()
+        .checked_sub(TAG_LEN)
+        .ok_or(FormatError::Truncated {
+            field: "body.tag",
+            needed: TAG_LEN,
+            got: body.len(),
+        })?;
+    Ok((aead_key, ct_len))
+}
+
+fn split_header(bytes: &[u8]) -> Result<(&[u8; HEADER_LEN], &[u8]), Error> {
+    let (head, body) = bytes
+        .split_at_checked(HEADER_LEN)
+        .ok_or(Error::Internal("envelope: header length"))?;
+    let head = head
+        .try_into()
+        .map_err(|_| Error::Internal("envelope: header length"))?;
+    Ok((head, body))
+}
+
+/// AES-GCM open of `ct` in place with `tag`, under the unit's AAD (`header | context`). On
+/// failure `ct` is zeroed.
+fn open_detached<B: AeadBackend>(
+    aead_key: &B::Key,
+    header: &[u8; HEADER_LEN],
+    context: &Context,
+    ct: &mut [u8],
+    tag: &[u8],
+) -> Result<(), Error> {
+    let tag: &[u8; TAG_LEN] = tag
+        .try_into()
+        .map_err(|_| Error::Internal("envelope: tag length"))?;
+    with_aad(header, context, |aad| {
+        B::open(aead_key, &nonce(0, true), aad, ct, tag)
+    })
+}
+
+/// Seals `plaintext` as one unit into a new `Vec`: header | ciphertext | tag. The output is
+/// wiped if sealing fails (it may hold key material being wrapped).
+pub(crate) fn seal_to_vec<B: AeadBackend>(
+    key: &ScopeKey,
+    context: &Context,
+    mode: Mode,
+    plaintext: &[u8],
+    rng: &mut impl CryptoRng,
+) -> Result<Vec<u8>, Error> {
+    let mut out = Vec::with_capacity(plaintext.len() + OVERHEAD);
+    out.resize(HEADER_LEN, 0);
+    out.extend_from_slice(plaintext);
+    let sealed = match out.get_mut(HEADER_LEN..) {
+        Some(body) => seal_unit::<B>(key, context, mode, body, rng),
+        None => Err(Error::Internal("envelope: body offset")),
+    };
+    match sealed {
+        Ok(sealed) => {
+            if let Some(head) = out.get_mut(..HEADER_LEN) {
+                head.copy_from_slice(&sealed.header);
+            }
+            out.extend_from_slice(&sealed.tag);
+            Ok(out)
+        }
+        Err(e) => {
+            zeroize::Zeroize::zeroize(&mut out);
+            Err(e)
+        }
+    }
+}
+
 /// Opens one unit in place: `buf` is header | ciphertext | tag. Returns the plaintext.
 pub(crate) fn open_unit<'a, B: AeadBackend>(
     key: &ScopeKey,
@@ -219,26 +290,16 @@ pub(crate) fn open_unit<'a, B: AeadBackend>(
     mode: Mode,
     buf: &'a mut [u8],
 ) -> Result<&'a mut [u8], Error> {
-    let (header, body) = Header::parse(buf)?;
-    let body_len = body.len();
-    let aead_key = open_message::<B>(key, &header, mode.name(), header.mode == mode)?;
-    let ct_len = body_len
-        .checked_sub(TAG_LEN)
-        .ok_or(FormatError::Truncated {
-            field: "body.tag",
-            needed: TAG_LEN,
-            got: body_len,
-        })?;
-    let (head, body) = buf.split_at_mut(HEADER_LEN);
-    let header_bytes: &[u8; HEADER_LEN] = (&*head)
+    let (aead_key, ct_len) = check_unit::<B>(key, mode, buf)?;
+    let (head, body) = buf
+        .split_at_mut_checked(HEADER_LEN)
+        .ok_or(Error::Internal("envelope: header length"))?;
+    let header: &[u8; HEADER_LEN] = (&*head)
         .try_into()
         .map_err(|_| Error::Internal("envelope: header length"))?;
-    let (ct, tag) = body.split_at_mut(ct_len);
-    let tag: &[u8; TAG_LEN] = (&*tag)
-        .try_into()
-        .map_err(|_| Error::Internal("envelope: tag length"))?;
-    with_aad(header_bytes, context, |aad| {
-        B::open(&aead_key, &nonce(0, true), aad, ct, tag)
-    })?;
+    let (ct, tag) = body
+        .split_at_mut_checked(ct_len)
+        .ok_or(Error::Internal("envelope: body length"))?;
+    open_detached::<B>(&aead_key, header, context, ct, tag)?;
     Ok(ct)
 }

@@ -529,10 +529,7 @@ impl Org {
             }
         }
         if !steps.is_empty() {
-            effects.extend(steps.iter().filter_map(|s| match *s {
-                JobStep::WrapRoot { holder, version } => Some(Effect::WrapRoot { holder, version }),
-                JobStep::Rewrap { .. } => None,
-            }));
+            effects.extend(kms_calls(&steps));
             let job = RewrapJob::new(JobKind::WrapRoot(next), steps);
             effects.insert(0, Effect::StartJob(job.clone()));
             self.job = Some(job);
@@ -810,10 +807,7 @@ impl Org {
         let job = RewrapJob::new(JobKind::WrapHolder(id), steps);
         self.job = Some(job.clone());
         let mut effects = vec![Effect::StartJob(job.clone())];
-        effects.extend(job.steps.iter().filter_map(|s| match *s {
-            JobStep::WrapRoot { holder, version } => Some(Effect::WrapRoot { holder, version }),
-            JobStep::Rewrap { .. } => None,
-        }));
+        effects.extend(kms_calls(&job.steps));
         effects
     }
 
@@ -1041,6 +1035,14 @@ impl Org {
         }
         Ok(effects)
     }
+}
+
+/// The KMS calls a job's steps ask the host for.
+fn kms_calls(steps: &[JobStep]) -> impl Iterator<Item = Effect> + '_ {
+    steps.iter().filter_map(|s| match *s {
+        JobStep::WrapRoot { holder, version } => Some(Effect::WrapRoot { holder, version }),
+        JobStep::Rewrap { .. } => None,
+    })
 }
 
 fn check_key(expected: KeyId, provided: &ScopeKey) -> Result<()> {
