@@ -115,7 +115,8 @@ pub(crate) fn with_aad<R>(
 ) -> R {
     let encoded = context.encoded();
     let len = HEADER_LEN + encoded.len();
-    let mut stack = [0u8; 512];
+    // Sized for the header and a typical context (a few short pairs); larger ones allocate.
+    let mut stack = [0u8; 256];
     match stack.get_mut(..len) {
         Some(aad) => {
             let (h, c) = aad.split_at_mut(HEADER_LEN);
@@ -148,9 +149,10 @@ pub(crate) fn new_message<B: AeadBackend>(
         salt,
         commitment: [0; 32],
     };
-    let secrets = key.derive(&header.kdf_info())?;
+    let info = header.kdf_info();
+    let secrets = key.derive(&info)?;
     header.commitment = secrets.commitment;
-    Ok((header.encode(), B::key(&secrets.key)?))
+    Ok((header.encode_with_info(&info), B::key(&secrets.key)?))
 }
 
 /// Checks a parsed header against the caller's key and expectations, then the commitment, and

@@ -217,6 +217,12 @@ impl Header {
 
     /// The 92 header bytes.
     pub fn encode(&self) -> [u8; HEADER_LEN] {
+        self.encode_with_info(&self.kdf_info())
+    }
+
+    /// [`Self::encode`] with `info` already computed by [`Self::kdf_info`] (the sealing path
+    /// needs it for the key derivation first).
+    pub(crate) fn encode_with_info(&self, info_bytes: &[u8; KDF_INFO_LEN]) -> [u8; HEADER_LEN] {
         let mut out = [0u8; HEADER_LEN];
         let (prefix, rest) = out.split_at_mut(KDF_INFO.start);
         let (info, commitment) = rest.split_at_mut(KDF_INFO_LEN);
@@ -228,7 +234,7 @@ impl Header {
             VERSION,
             self.suite as u8,
         ]);
-        info.copy_from_slice(&self.kdf_info());
+        info.copy_from_slice(info_bytes);
         commitment.copy_from_slice(&self.commitment);
         out
     }
