@@ -28,13 +28,27 @@ def main(url: str) -> None:
     kms = boto3.client("kms", **kw)
     users = {}
     for name, actions in {
-        "byok": ["kms:Encrypt", "kms:Decrypt", "kms:DescribeKey", "kms:GenerateDataKey"],
+        "byok": ["kms:Encrypt", "kms:Decrypt", "kms:DescribeKey", "kms:GenerateDataKey", "sts:AssumeRole"],
         "no-decrypt": ["kms:Encrypt", "kms:DescribeKey"],
     }.items():
         iam.create_user(UserName=name)
         iam.put_user_policy(UserName=name, PolicyName="byok", PolicyDocument=policy(actions))
         key = iam.create_access_key(UserName=name)["AccessKey"]
         users[name] = {"access_key_id": key["AccessKeyId"], "secret_access_key": key["SecretAccessKey"]}
+    # A role in the "customer's" account that trusts user byok only with this external id.
+    account_id = boto3.client("sts", **kw).get_caller_identity()["Account"]
+    external_id = "byok-0123456789abcdef0123456789abcdef"
+    trust = {
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Effect": "Allow",
+            "Principal": {"AWS": f"arn:aws:iam::{account_id}:user/byok"},
+            "Action": "sts:AssumeRole",
+            "Condition": {"StringEquals": {"sts:ExternalId": external_id}},
+        }],
+    }
+    role = iam.create_role(RoleName="byok-access", AssumeRolePolicyDocument=json.dumps(trust))["Role"]
+    iam.put_role_policy(RoleName="byok-access", PolicyName="kms", PolicyDocument=policy(["kms:Encrypt", "kms:Decrypt", "kms:DescribeKey"]))
     key = kms.create_key(Description="byok test root", KeyUsage="ENCRYPT_DECRYPT", KeySpec="SYMMETRIC_DEFAULT")["KeyMetadata"]
     kms.create_alias(AliasName="alias/byok-root", TargetKeyId=key["KeyId"])
     disabled = kms.create_key(Description="byok disabled")["KeyMetadata"]
@@ -52,6 +66,8 @@ def main(url: str) -> None:
         "alias_arn": f"arn:aws:kms:{region}:{account}:alias/byok-root",
         "disabled_key_arn": disabled["Arn"],
         "users": users,
+        "role_arn": role["Arn"],
+        "external_id": external_id,
     }))
 
 

@@ -34,6 +34,10 @@ pub struct Moto {
     pub byok: User,
     /// A user allowed everything but Decrypt.
     pub no_decrypt: User,
+    /// A role that trusts `byok` when it presents [`Self::external_id`].
+    pub role_arn: String,
+    /// The external id the role's trust policy requires.
+    pub external_id: String,
 }
 
 fn repo_root() -> PathBuf {
@@ -113,6 +117,8 @@ impl Moto {
             disabled_key_arn: s("/disabled_key_arn"),
             byok: user("byok"),
             no_decrypt: user("no-decrypt"),
+            role_arn: s("/role_arn"),
+            external_id: s("/external_id"),
         }
     }
 }

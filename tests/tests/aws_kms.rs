@@ -8,6 +8,7 @@ use byok_core::kms::aws::request::{
     AwsCredentials, CallContext, decrypt_request, describe_key_request, encrypt_request,
     parse_decrypt, parse_describe, parse_encrypt,
 };
+use byok_core::kms::aws::sts::{RoleArn, assume_role_request, parse_assume_role};
 use byok_core::kms::aws::validate::{Next, Outcome, Step, Validation};
 use byok_core::kms::aws::{Endpoint, KeyArn};
 use byok_core::kms::{HttpRequest, KmsError, KmsErrorKind};
@@ -207,6 +208,37 @@ async fn aws_kms_against_moto_with_signatures_and_iam_checked() {
         "{:?}",
         v.report()
     );
+
+    // AssumeRole with the org's external id: temporary credentials (a signed session token)
+    // that work on the key; a wrong external id is refused.
+    let role = RoleArn::parse(&env.moto.role_arn).unwrap();
+    let sts = Endpoint::danger_override(&env.moto.url, &key.region).unwrap();
+    let assume = |external_id: &str| {
+        assume_role_request(
+            &sts,
+            &role,
+            "byok-test",
+            external_id,
+            Duration::from_secs(3600),
+            &creds(&byok),
+            now(),
+        )
+        .unwrap()
+    };
+    let temp =
+        parse_assume_role(&env.send(assume(&env.moto.external_id)).await).expect("assume role");
+    assert!(temp.access_key_id.starts_with("ASIA"), "{temp:?}");
+    assert!(!byok_core::kms::aws::sts::needs_refresh(
+        temp.expires_at,
+        now()
+    ));
+    let req = describe_key_request(&key, &env.endpoint(&key), &temp, now()).unwrap();
+    assert_eq!(
+        parse_describe(&env.send(req).await).unwrap().arn,
+        env.moto.key_arn
+    );
+    let err = parse_assume_role(&env.send(assume("byok-wrong-external-id")).await).unwrap_err();
+    assert_eq!(err.kind, KmsErrorKind::AccessDenied, "{err}");
 
     // An unknown key.
     let missing = KeyArn::parse(&format!(

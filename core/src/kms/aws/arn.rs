@@ -294,6 +294,17 @@ impl KeyArn {
         })
     }
 
+    /// The regional STS endpoint in this key's partition and region, where byok assumes the
+    /// customer's role. Like [`Self::endpoint`], made from validated fields only.
+    pub fn sts_endpoint(&self) -> Endpoint {
+        let host = format!("sts.{}.{}", self.region, self.partition.dns_suffix());
+        Endpoint {
+            url: format!("https://{host}/"),
+            host,
+            signing_region: self.region.clone(),
+        }
+    }
+
     /// The identifier in canonical form, as KMS requests carry it in `KeyId`.
     pub fn to_key_id(&self) -> String {
         let resource = match &self.key {

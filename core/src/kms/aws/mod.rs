@@ -7,6 +7,8 @@ pub mod policy;
 #[cfg(feature = "kms")]
 pub mod request;
 #[cfg(feature = "kms")]
+pub mod sts;
+#[cfg(feature = "kms")]
 pub mod validate;
 
 pub use arn::{Endpoint, Fips, IdentifierError, KeyArn, KeyRef, Partition};

@@ -94,19 +94,40 @@ fn signed(
     creds: &AwsCredentials,
     now: Duration,
 ) -> Result<HttpRequest, SigningError> {
+    sign_request(
+        endpoint,
+        "kms",
+        &[
+            ("content-type", "application/x-amz-json-1.1"),
+            ("x-amz-target", target),
+        ],
+        body,
+        creds,
+        now,
+    )
+}
+
+/// SigV4-signs a `POST /` to `endpoint` for AWS service `service` with `extra_headers`
+/// (lower-case names) and `body`, at time `now` (since the Unix epoch).
+pub(crate) fn sign_request(
+    endpoint: &Endpoint,
+    service: &str,
+    extra_headers: &[(&str, &str)],
+    body: Vec<u8>,
+    creds: &AwsCredentials,
+    now: Duration,
+) -> Result<HttpRequest, SigningError> {
     use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
     use aws_sigv4::sign::v4;
 
     let url = endpoint.url().to_owned();
     let host = endpoint.host.clone();
-    let mut headers = vec![
-        ("host".to_owned(), host),
-        (
-            "content-type".to_owned(),
-            "application/x-amz-json-1.1".to_owned(),
-        ),
-        ("x-amz-target".to_owned(), target.to_owned()),
-    ];
+    let mut headers = vec![("host".to_owned(), host)];
+    headers.extend(
+        extra_headers
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+    );
     let identity = aws_credential_types::Credentials::new(
         creds.access_key_id.clone(),
         creds.secret_access_key.as_str(),
@@ -119,7 +140,7 @@ fn signed(
     let params = v4::SigningParams::builder()
         .identity(&identity)
         .region(&endpoint.signing_region)
-        .name("kms")
+        .name(service)
         .time(time)
         .settings(SigningSettings::default())
         .build()
@@ -215,7 +236,7 @@ pub fn describe_key_request(
     )
 }
 
-fn malformed(resp: &HttpResponse, what: &str) -> KmsError {
+pub(crate) fn malformed(resp: &HttpResponse, what: &str) -> KmsError {
     KmsError {
         kind: KmsErrorKind::Malformed,
         provider: "aws",

@@ -1,0 +1,285 @@
+//! STS `AssumeRole` with an external id: byok acts in the customer's account through a role the
+//! customer created, which trusts the vendor's principal only when it presents this org's
+//! external id (the confused-deputy defence). No customer secret is stored; the temporary
+//! credentials live until shortly before they expire ([`needs_refresh`]).
+//!
+//! STS speaks the query protocol: a form-encoded `POST /` signed for service `sts`, answered in
+//! XML.
+
+use alloc::format;
+use alloc::string::{String, ToString};
+use core::time::Duration;
+
+use rand_core::CryptoRng;
+
+use crate::kms::aws::arn::{Endpoint, IdentifierError};
+use crate::kms::aws::error::parse_error;
+use crate::kms::aws::request::{AwsCredentials, SigningError, malformed, sign_request};
+use crate::kms::error::KmsError;
+use crate::kms::http::{HttpRequest, HttpResponse};
+
+/// Refresh temporary credentials this long before they expire.
+pub const REFRESH_MARGIN: Duration = Duration::from_secs(300);
+
+/// A role ARN as the customer pastes it: `arn:PARTITION:iam::ACCOUNT:role/[path/]NAME`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RoleArn(String);
+
+impl RoleArn {
+    /// Parses and checks a role ARN.
+    pub fn parse(input: &str) -> Result<Self, IdentifierError> {
+        let s = input.trim();
+        let bad = |part: &'static str, expected: &'static str| IdentifierError {
+            part,
+            found: s.chars().take(64).flat_map(char::escape_debug).collect(),
+            expected,
+        };
+        let rest = ["arn:aws:iam::", "arn:aws-cn:iam::", "arn:aws-us-gov:iam::"]
+            .iter()
+            .find_map(|p| s.strip_prefix(p))
+            .ok_or_else(|| bad("role", "arn:aws:iam::ACCOUNT:role/NAME"))?;
+        let (account, name) = rest
+            .split_once(":role/")
+            .ok_or_else(|| bad("role", "arn:aws:iam::ACCOUNT:role/NAME"))?;
+        if account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad("account", "a 12-digit AWS account id"));
+        }
+        let name_ok = (1..=512).contains(&name.len())
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-/".contains(&b));
+        if !name_ok {
+            return Err(bad(
+                "role name",
+                "1 to 512 characters of A-Z a-z 0-9 + = , . @ _ - /",
+            ));
+        }
+        Ok(Self(s.into()))
+    }
+
+    /// The ARN.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A fresh external id for an org: `byok-` and 32 random hex digits. Random, so that it cannot
+/// be guessed from the org's id; stored with the org and shown to its admin once.
+pub fn new_external_id(rng: &mut impl CryptoRng) -> String {
+    let mut b = [0u8; 16];
+    rng.fill_bytes(&mut b);
+    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!("byok-{hex}")
+}
+
+fn form_encode(pairs: &[(&str, &str)]) -> String {
+    let mut out = String::new();
+    for (i, (k, v)) in pairs.iter().enumerate() {
+        if i > 0 {
+            out.push('&');
+        }
+        for (j, part) in [k, v].iter().enumerate() {
+            if j == 1 {
+                out.push('=');
+            }
+            for b in part.bytes() {
+                if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                    out.push(char::from(b));
+                } else {
+                    out.push_str(&format!("%{b:02X}"));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// `AssumeRole` of `role` with `external_id`, as session `session` (2..64 of `[\w+=,.@-]`), for
+/// `duration` (900..=43200 s), signed with the vendor's own credentials.
+pub fn assume_role_request(
+    endpoint: &Endpoint,
+    role: &RoleArn,
+    session: &str,
+    external_id: &str,
+    duration: Duration,
+    creds: &AwsCredentials,
+    now: Duration,
+) -> Result<HttpRequest, SigningError> {
+    let secs = duration.as_secs().clamp(900, 43_200).to_string();
+    let body = form_encode(&[
+        ("Action", "AssumeRole"),
+        ("Version", "2011-06-15"),
+        ("RoleArn", role.as_str()),
+        ("RoleSessionName", session),
+        ("ExternalId", external_id),
+        ("DurationSeconds", &secs),
+    ]);
+    sign_request(
+        endpoint,
+        "sts",
+        &[(
+            "content-type",
+            "application/x-www-form-urlencoded; charset=utf-8",
+        )],
+        body.into_bytes(),
+        creds,
+        now,
+    )
+}
+
+/// The temporary credentials from an `AssumeRole` answer.
+pub fn parse_assume_role(resp: &HttpResponse) -> Result<AwsCredentials, KmsError> {
+    use quick_xml::events::Event;
+    if !(200..300).contains(&resp.status) {
+        return Err(parse_error(resp.status, &resp.headers, &resp.body));
+    }
+    let mut reader = quick_xml::Reader::from_reader(resp.body.as_slice());
+    let mut buf = alloc::vec::Vec::new();
+    let mut current: Option<String> = None;
+    let (mut akid, mut secret, mut token, mut expiration) = (None, None, None, None);
+    loop {
+        match reader.read_event_into(&mut buf) {
+            Ok(Event::Start(e)) => current = Some(String::from(e.local_name().as_ref())),
+            Ok(Event::Text(t)) => {
+                let text = String::from(t.as_ref());
+                match current.as_deref() {
+                    Some("AccessKeyId") => akid = Some(text),
+                    Some("SecretAccessKey") => secret = Some(text),
+                    Some("SessionToken") => token = Some(text),
+                    Some("Expiration") => expiration = Some(text),
+                    _ => {}
+                }
+            }
+            Ok(Event::End(_)) => current = None,
+            Ok(Event::Eof) => break,
+            Err(_) => return Err(malformed(resp, "AssumeRole answer is not XML")),
+            Ok(_) => {}
+        }
+        buf.clear();
+    }
+    let (Some(akid), Some(secret), Some(token), Some(expiration)) =
+        (akid, secret, token, expiration)
+    else {
+        return Err(malformed(resp, "AssumeRole answer lacks credentials"));
+    };
+    let expires = time::OffsetDateTime::parse(
+        expiration.trim(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .map_err(|_| malformed(resp, "Expiration is not an RFC 3339 time"))?
+    .unix_timestamp();
+    let expires = u64::try_from(expires).map_err(|_| malformed(resp, "Expiration before 1970"))?;
+    Ok(AwsCredentials::new(
+        akid,
+        secret,
+        Some(token),
+        Some(expires),
+    ))
+}
+
+/// Whether credentials expiring at `expires_at` (epoch seconds) must be refreshed at `now`.
+/// Static credentials (no expiry) never need it.
+pub fn needs_refresh(expires_at: Option<u64>, now: Duration) -> bool {
+    expires_at.is_some_and(|t| now.saturating_add(REFRESH_MARGIN).as_secs() >= t)
+}
+
+#[cfg(all(test, feature = "dev"))]
+mod tests {
+    use super::*;
+    use alloc::vec;
+
+    #[test]
+    fn role_arns() {
+        assert!(RoleArn::parse("arn:aws:iam::444455556666:role/byok-access").is_ok());
+        assert!(RoleArn::parse("arn:aws:iam::444455556666:role/path/to/role").is_ok());
+        for bad in [
+            "arn:aws:iam::44445555666:role/x",
+            "arn:aws:iam::444455556666:user/x",
+            "arn:aws:sts::444455556666:role/x",
+            "arn:aws:iam::444455556666:role/x y",
+            "arn:aws:iam::444455556666:role/",
+        ] {
+            assert!(RoleArn::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn request_is_a_signed_form_for_sts() {
+        let key =
+            crate::kms::aws::KeyArn::parse("arn:aws:kms:eu-west-1:444455556666:alias/k").unwrap();
+        let ep = key.sts_endpoint();
+        assert_eq!(ep.url(), "https://sts.eu-west-1.amazonaws.com/");
+        let cn = crate::kms::aws::KeyArn::parse("arn:aws-cn:kms:cn-north-1:444455556666:alias/k")
+            .unwrap();
+        assert_eq!(cn.sts_endpoint().host, "sts.cn-north-1.amazonaws.com.cn");
+        let creds = AwsCredentials::new("AKIDEXAMPLE", "secret", None, None);
+        let role = RoleArn::parse("arn:aws:iam::444455556666:role/byok").unwrap();
+        let req = assume_role_request(
+            &ep,
+            &role,
+            "byok-org",
+            "byok-abc&x=1",
+            Duration::from_secs(3600),
+            &creds,
+            Duration::from_secs(1_700_000_000),
+        )
+        .unwrap();
+        let body = core::str::from_utf8(&req.body).unwrap();
+        assert!(
+            body.contains("RoleArn=arn%3Aaws%3Aiam%3A%3A444455556666%3Arole%2Fbyok"),
+            "{body}"
+        );
+        assert!(
+            body.contains("ExternalId=byok-abc%26x%3D1"),
+            "values cannot inject parameters: {body}"
+        );
+        let auth = &req
+            .headers
+            .iter()
+            .find(|(k, _)| k == "authorization")
+            .unwrap()
+            .1;
+        assert!(auth.contains("/eu-west-1/sts/aws4_request"), "{auth}");
+        let id = new_external_id(&mut crate::dev::TestRng::seeded(1));
+        assert!(id.starts_with("byok-") && id.len() == 37);
+    }
+
+    #[test]
+    fn answers_and_refresh() {
+        let xml = b"<AssumeRoleResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><AssumeRoleResult><Credentials><AccessKeyId>ASIAX</AccessKeyId><SecretAccessKey>s</SecretAccessKey><SessionToken>t</SessionToken><Expiration>2026-11-24T21:00:00Z</Expiration></Credentials></AssumeRoleResult></AssumeRoleResponse>";
+        let c = parse_assume_role(&HttpResponse {
+            status: 200,
+            headers: vec![],
+            body: xml.to_vec(),
+        })
+        .unwrap();
+        assert_eq!(c.access_key_id, "ASIAX");
+        assert_eq!(c.expires_at, Some(1_795_554_000));
+        assert!(!needs_refresh(
+            c.expires_at,
+            Duration::from_secs(1_795_554_000 - 600)
+        ));
+        assert!(needs_refresh(
+            c.expires_at,
+            Duration::from_secs(1_795_554_000 - 200)
+        ));
+        assert!(!needs_refresh(None, Duration::from_secs(u64::MAX / 2)));
+        let denied = b"<ErrorResponse><Error><Type>Sender</Type><Code>AccessDenied</Code><Message>not authorized to perform sts:AssumeRole</Message></Error></ErrorResponse>";
+        let e = parse_assume_role(&HttpResponse {
+            status: 403,
+            headers: vec![],
+            body: denied.to_vec(),
+        })
+        .unwrap_err();
+        assert_eq!(e.kind, crate::kms::KmsErrorKind::AccessDenied);
+        let partial = b"<AssumeRoleResponse><Credentials><AccessKeyId>A</AccessKeyId></Credentials></AssumeRoleResponse>";
+        assert!(
+            parse_assume_role(&HttpResponse {
+                status: 200,
+                headers: vec![],
+                body: partial.to_vec()
+            })
+            .is_err()
+        );
+    }
+}
