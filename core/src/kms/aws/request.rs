@@ -422,12 +422,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(req.url, "https://kms.us-east-1.amazonaws.com/");
-        let h = |n: &str| {
-            req.headers
-                .iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case(n))
-                .map(|(_, v)| v.clone())
-        };
+        let h = |n: &str| req.header(n).map(str::to_owned);
         assert_eq!(h("x-amz-target").as_deref(), Some("TrentService.Encrypt"));
         assert_eq!(h("x-amz-date").as_deref(), Some("20150830T123600Z"));
         let auth = h("authorization").unwrap();
@@ -467,12 +462,7 @@ mod tests {
                 .iter()
                 .any(|(k, v)| k == "x-amz-security-token" && v == "token-1")
         );
-        let auth = &req
-            .headers
-            .iter()
-            .find(|(k, _)| k == "authorization")
-            .unwrap()
-            .1;
+        let auth = req.header("authorization").unwrap();
         assert!(auth.contains("x-amz-security-token"), "{auth}");
     }
 
@@ -512,12 +502,7 @@ mod tests {
             let k = KeyArn::parse(id).unwrap();
             let ep = k.endpoint(Default::default()).unwrap();
             let req = describe_key_request(&k, &ep, &creds, Duration::from_secs(now)).unwrap();
-            let auth = &req
-                .headers
-                .iter()
-                .find(|(k, _)| k == "authorization")
-                .unwrap()
-                .1;
+            let auth = req.header("authorization").unwrap();
             assert_eq!(auth, expected, "{id}");
         }
     }

@@ -233,12 +233,7 @@ mod tests {
             body.contains("ExternalId=byok-abc%26x%3D1"),
             "values cannot inject parameters: {body}"
         );
-        let auth = &req
-            .headers
-            .iter()
-            .find(|(k, _)| k == "authorization")
-            .unwrap()
-            .1;
+        let auth = req.header("authorization").unwrap();
         assert!(auth.contains("/eu-west-1/sts/aws4_request"), "{auth}");
         let id = new_external_id(&mut crate::dev::TestRng::seeded(1));
         assert!(id.starts_with("byok-") && id.len() == 37);
