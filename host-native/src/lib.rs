@@ -1,6 +1,7 @@
 //! byok-server: the `byok` server and CLI, as a library so that end-to-end tests drive the same
 //! code the binary runs.
 //!
-//! So far: [`transport`], the only outbound I/O.
+//! So far: [`transport`], the only outbound I/O, and [`kms_call`], the retry loop around it.
 
+pub mod kms_call;
 pub mod transport;

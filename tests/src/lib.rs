@@ -1,3 +1,4 @@
 //! End-to-end tests of byok across hosts. Fixtures for real parts live here.
 
+pub mod fault_front;
 pub mod moto;

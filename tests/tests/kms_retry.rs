@@ -1,0 +1,133 @@
+//! Retries and deadlines, through a fault-injecting front before a real KMS (moto, with
+//! signatures and IAM checked): transient faults are retried with backoff until the call goes
+//! through; too many give up with the transient class; permanent errors are never retried; the
+//! deadline bounds the total time.
+
+use std::time::{Duration, Instant};
+
+use byok_core::SecretBytes;
+use byok_core::dev::TestRng;
+use byok_core::kms::KmsErrorKind;
+use byok_core::kms::aws::request::{AwsCredentials, CallContext, encrypt_request, parse_encrypt};
+use byok_core::kms::aws::{Endpoint, KeyArn};
+use byok_core::retry::RetryPolicy;
+use byok_server::kms_call::call;
+use byok_server::transport::{Transport, TransportConfig};
+use byok_tests::fault_front::{Fault, FaultFront};
+use byok_tests::moto::Moto;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transient_faults_are_retried_permanent_ones_are_not() {
+    let moto = Moto::start();
+    let front = FaultFront::start(moto.url.trim_start_matches("http://").to_owned()).await;
+    let transport = Transport::new(TransportConfig {
+        danger_allow_http: true,
+        ..TransportConfig::default()
+    })
+    .unwrap();
+    let key = KeyArn::parse(&moto.key_arn).unwrap();
+    let endpoint = Endpoint::danger_override(&front.url, &key.region).unwrap();
+    let ctx = CallContext {
+        org: "aa".repeat(16),
+        scope: "bb".repeat(16),
+    };
+    let root = SecretBytes::from_bytes(&mut [3u8; 32]);
+    let good = AwsCredentials::new(
+        &moto.byok.access_key_id,
+        &moto.byok.secret_access_key,
+        None,
+        None,
+    );
+    let policy = RetryPolicy {
+        max_attempts: 4,
+        base: Duration::from_millis(10),
+        cap: Duration::from_millis(50),
+        deadline: Duration::from_secs(5),
+    };
+    let mut rng = TestRng::seeded(1);
+    let wrap = |creds: AwsCredentials| {
+        let (key, endpoint, ctx, root) =
+            (key.clone(), endpoint.clone(), ctx.clone(), root.duplicate());
+        move |now| encrypt_request(&key, &endpoint, &root, &ctx, &creds, now)
+    };
+
+    // Two throttles, then through: three attempts, and the wrap is real (moto answered).
+    front.inject([Fault::Throttle, Fault::Unavailable]);
+    let before = front.seen();
+    let r = call(
+        &transport,
+        "aws",
+        &policy,
+        &mut rng,
+        wrap(good.clone()),
+        parse_encrypt,
+    )
+    .await;
+    assert_eq!(r.attempts, 3, "{:?}", r.result);
+    assert!(
+        r.result.as_ref().is_ok_and(|(blob, _)| !blob.is_empty()),
+        "{:?}",
+        r.result
+    );
+    assert_eq!(front.seen() - before, 3);
+
+    // Faults beyond the attempt budget: gives up with the transient class.
+    front.inject([Fault::Throttle; 4]);
+    let r = call(
+        &transport,
+        "aws",
+        &policy,
+        &mut rng,
+        wrap(good.clone()),
+        parse_encrypt,
+    )
+    .await;
+    assert_eq!(r.attempts, 4);
+    assert_eq!(r.result.unwrap_err().kind, KmsErrorKind::Throttled);
+
+    // A permanent error (bad signature) is not retried.
+    let bad = AwsCredentials::new(&moto.byok.access_key_id, "wrong-secret", None, None);
+    let before = front.seen();
+    let r = call(
+        &transport,
+        "aws",
+        &policy,
+        &mut rng,
+        wrap(bad),
+        parse_encrypt,
+    )
+    .await;
+    assert_eq!((r.attempts, front.seen() - before), (1, 1));
+    assert_eq!(r.result.unwrap_err().kind, KmsErrorKind::AccessDenied);
+
+    // The deadline bounds the total time, whatever the attempt budget.
+    let tight = RetryPolicy {
+        max_attempts: 1000,
+        base: Duration::from_millis(40),
+        cap: Duration::from_millis(40),
+        deadline: Duration::from_millis(300),
+    };
+    front.inject([Fault::Unavailable; 1000]);
+    let started = Instant::now();
+    let r = call(
+        &transport,
+        "aws",
+        &tight,
+        &mut rng,
+        wrap(good),
+        parse_encrypt,
+    )
+    .await;
+    let took = started.elapsed();
+    assert_eq!(r.result.unwrap_err().kind, KmsErrorKind::Unavailable);
+    assert!(
+        r.attempts > 2 && r.attempts < 1000,
+        "{} attempts",
+        r.attempts
+    );
+    // The last sleep is planned to end before the deadline; the last attempt may run past it.
+    assert!(
+        took < Duration::from_millis(300) + Duration::from_secs(2),
+        "{took:?}"
+    );
+}
