@@ -53,6 +53,8 @@ def main(url: str) -> None:
     kms.create_alias(AliasName="alias/byok-root", TargetKeyId=key["KeyId"])
     disabled = kms.create_key(Description="byok disabled")["KeyMetadata"]
     kms.disable_key(KeyId=disabled["KeyId"])  # moto needs the bare id here
+    pending = kms.create_key(Description="byok pending deletion")["KeyMetadata"]
+    kms.schedule_key_deletion(KeyId=pending["KeyId"], PendingWindowInDays=7)
     # As text/plain: moto reads the raw body, which a form content type would hide from it.
     req = urllib.request.Request(
         f"{url}/moto-api/reset-auth", data=b"0", method="POST", headers={"Content-Type": "text/plain"}
@@ -65,6 +67,7 @@ def main(url: str) -> None:
         "key_arn": key["Arn"],
         "alias_arn": f"arn:aws:kms:{region}:{account}:alias/byok-root",
         "disabled_key_arn": disabled["Arn"],
+        "pending_key_arn": pending["Arn"],
         "users": users,
         "role_arn": role["Arn"],
         "external_id": external_id,

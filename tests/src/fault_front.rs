@@ -1,6 +1,11 @@
-//! A fault-injecting front on loopback for KMS tests: it answers the next requests with the
-//! faults queued ([`Fault`]), and relays every other request byte for byte (its `Host` header
-//! included, so SigV4 signatures still verify) to the real KMS emulator behind it.
+//! A front on loopback before the real KMS emulator (moto), for what moto does not do:
+//! - fault injection: it answers the next requests with the faults queued ([`Fault`]);
+//! - key-state enforcement (optional): before relaying a cryptographic call it asks moto's
+//!   `DescribeKey` for the key's state and answers `DisabledException` or
+//!   `KMSInvalidStateException` as real KMS does (moto reports the state but never refuses).
+//!
+//! Every other request is relayed byte for byte (its `Host` header included, so SigV4
+//! signatures still verify).
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -18,6 +23,13 @@ pub enum Fault {
     Unavailable,
 }
 
+/// Credentials the front uses to ask moto for key states.
+#[derive(Clone)]
+pub struct StateCheck {
+    /// A user allowed `kms:DescribeKey`.
+    pub creds: byok_core::kms::aws::request::AwsCredentials,
+}
+
 /// A running front.
 pub struct FaultFront {
     /// `http://127.0.0.1:PORT`.
@@ -30,6 +42,11 @@ pub struct FaultFront {
 impl FaultFront {
     /// Starts a front relaying to `upstream` (`host:port`).
     pub async fn start(upstream: String) -> Self {
+        Self::start_with(upstream, None).await
+    }
+
+    /// Starts a front that also enforces key states with `check`.
+    pub async fn start_with(upstream: String, check: Option<StateCheck>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let faults = Arc::new(Mutex::new(VecDeque::new()));
@@ -37,9 +54,9 @@ impl FaultFront {
         let (f, s) = (faults.clone(), seen.clone());
         let task = tokio::spawn(async move {
             while let Ok((conn, _)) = listener.accept().await {
-                let (f, s, up) = (f.clone(), s.clone(), upstream.clone());
+                let (f, s, up, c) = (f.clone(), s.clone(), upstream.clone(), check.clone());
                 tokio::spawn(async move {
-                    let _ = serve(conn, f, s, up).await;
+                    let _ = serve(conn, f, s, up, c).await;
                 });
             }
         });
@@ -114,15 +131,72 @@ async fn read_request(conn: &mut TcpStream) -> std::io::Result<Vec<u8>> {
     Ok(req)
 }
 
+fn json_error(code: &str, message: &str) -> Vec<u8> {
+    let body = format!(r#"{{"__type":"{code}","message":"{message}"}}"#);
+    format!(
+        "HTTP/1.1 400 Bad Request\r\ncontent-type: application/x-amz-json-1.1\r\nx-amzn-errortype: {code}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// For an Encrypt/Decrypt/GenerateDataKey/ReEncrypt request, the error real KMS would give for
+/// the key's state, if any.
+async fn state_refusal(req: &[u8], upstream: &str, check: &StateCheck) -> Option<Vec<u8>> {
+    use byok_core::kms::aws::request::{describe_key_request, parse_describe};
+    use byok_core::kms::aws::{Endpoint, KeyArn};
+    let end = req.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    let head = String::from_utf8_lossy(&req[..end]).to_ascii_lowercase();
+    let target = head
+        .lines()
+        .find_map(|l| l.strip_prefix("x-amz-target:"))?
+        .trim()
+        .to_owned();
+    let crypto = ["encrypt", "decrypt", "generatedatakey", "reencrypt"];
+    if !crypto.iter().any(|op| target.ends_with(op)) {
+        return None;
+    }
+    let body: serde_json::Value = serde_json::from_slice(&req[end..]).ok()?;
+    let key = KeyArn::parse(body.get("KeyId")?.as_str()?).ok()?;
+    let endpoint = Endpoint::danger_override(&format!("http://{upstream}"), &key.region).ok()?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?;
+    let describe = describe_key_request(&key, &endpoint, &check.creds, now).ok()?;
+    let transport =
+        byok_server::transport::Transport::new(byok_server::transport::TransportConfig {
+            danger_allow_http: true,
+            ..Default::default()
+        })
+        .ok()?;
+    let meta = parse_describe(&transport.execute(&describe).await.ok()?).ok()?;
+    match meta.state.as_str() {
+        "Disabled" => Some(json_error(
+            "DisabledException",
+            &format!("{} is disabled.", meta.arn),
+        )),
+        "PendingDeletion" => Some(json_error(
+            "KMSInvalidStateException",
+            &format!("{} is pending deletion.", meta.arn),
+        )),
+        _ => None,
+    }
+}
+
 async fn serve(
     mut conn: TcpStream,
     faults: Arc<Mutex<VecDeque<Fault>>>,
     seen: Arc<AtomicU32>,
     upstream: String,
+    check: Option<StateCheck>,
 ) -> std::io::Result<()> {
     let req = read_request(&mut conn).await?;
     seen.fetch_add(1, Ordering::SeqCst);
     let fault = faults.lock().unwrap().pop_front();
+    let refusal = match (&fault, &check) {
+        (None, Some(check)) => state_refusal(&req, &upstream, check).await,
+        _ => None,
+    };
     let answer = match fault {
         Some(Fault::Throttle) => {
             let body = r#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#;
@@ -140,6 +214,7 @@ async fn serve(
             )
             .into_bytes()
         }
+        None if refusal.is_some() => refusal.unwrap_or_default(),
         None => {
             let mut up = TcpStream::connect(&upstream).await?;
             up.write_all(&req).await?;

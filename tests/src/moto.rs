@@ -30,6 +30,8 @@ pub struct Moto {
     pub alias_arn: String,
     /// ARN of a disabled key (moto does not enforce it: see kms-wire.md).
     pub disabled_key_arn: String,
+    /// ARN of a key scheduled for deletion (not enforced by moto either).
+    pub pending_key_arn: String,
     /// A user allowed Encrypt, Decrypt, DescribeKey, GenerateDataKey.
     pub byok: User,
     /// A user allowed everything but Decrypt.
@@ -115,6 +117,7 @@ impl Moto {
             key_arn: s("/key_arn"),
             alias_arn: s("/alias_arn"),
             disabled_key_arn: s("/disabled_key_arn"),
+            pending_key_arn: s("/pending_key_arn"),
             byok: user("byok"),
             no_decrypt: user("no-decrypt"),
             role_arn: s("/role_arn"),

@@ -131,3 +131,96 @@ async fn transient_faults_are_retried_permanent_ones_are_not() {
         "{took:?}"
     );
 }
+
+/// moto never refuses Encrypt/Decrypt on disabled or pending-deletion keys; the state-enforcing
+/// front answers as real KMS does, and byok classifies the answers. Without the front, moto
+/// would wrap happily (checked first, so the test shows what the front adds).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disabled_and_pending_deletion_keys_are_refused() {
+    use byok_tests::fault_front::StateCheck;
+    let moto = Moto::start();
+    let creds = AwsCredentials::new(
+        &moto.byok.access_key_id,
+        &moto.byok.secret_access_key,
+        None,
+        None,
+    );
+    let front = FaultFront::start_with(
+        moto.url.trim_start_matches("http://").to_owned(),
+        Some(StateCheck {
+            creds: creds.clone(),
+        }),
+    )
+    .await;
+    let transport = Transport::new(TransportConfig {
+        danger_allow_http: true,
+        ..TransportConfig::default()
+    })
+    .unwrap();
+    let ctx = CallContext {
+        org: "aa".repeat(16),
+        scope: "bb".repeat(16),
+    };
+    let root = SecretBytes::from_bytes(&mut [4u8; 32]);
+    let policy = RetryPolicy::default();
+    let mut rng = TestRng::seeded(2);
+    for (arn, want) in [
+        (&moto.disabled_key_arn, KmsErrorKind::KeyDisabled),
+        (&moto.pending_key_arn, KmsErrorKind::KeyPendingDeletion),
+    ] {
+        let key = KeyArn::parse(arn).unwrap();
+        let direct = Endpoint::danger_override(&moto.url, &key.region).unwrap();
+        let fronted = Endpoint::danger_override(&front.url, &key.region).unwrap();
+        let build = |ep: Endpoint| {
+            let (key, ctx, root, creds) =
+                (key.clone(), ctx.clone(), root.duplicate(), creds.clone());
+            move |now| encrypt_request(&key, &ep, &root, &ctx, &creds, now)
+        };
+        let r = call(
+            &transport,
+            "aws",
+            &policy,
+            &mut rng,
+            build(direct),
+            parse_encrypt,
+        )
+        .await;
+        assert!(
+            r.result.is_ok(),
+            "moto alone does not enforce key state (kms-wire.md section 3)"
+        );
+        let r = call(
+            &transport,
+            "aws",
+            &policy,
+            &mut rng,
+            build(fronted),
+            parse_encrypt,
+        )
+        .await;
+        let err = r.result.unwrap_err();
+        assert_eq!((err.kind, r.attempts), (want, 1), "{err}");
+        assert!(
+            err.to_string()
+                .contains(if want == KmsErrorKind::KeyDisabled {
+                    "EnableKey"
+                } else {
+                    "CancelKeyDeletion"
+                }),
+            "{err}"
+        );
+    }
+    // The enabled key still goes through the same front.
+    let key = KeyArn::parse(&moto.key_arn).unwrap();
+    let ep = Endpoint::danger_override(&front.url, &key.region).unwrap();
+    let r = call(
+        &transport,
+        "aws",
+        &policy,
+        &mut rng,
+        |now| encrypt_request(&key, &ep, &root, &ctx, &creds, now),
+        parse_encrypt,
+    )
+    .await;
+    assert!(r.result.is_ok(), "{:?}", r.result);
+}
