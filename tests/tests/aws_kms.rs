@@ -6,7 +6,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use byok_core::SecretBytes;
 use byok_core::kms::aws::request::{
     AwsCredentials, CallContext, decrypt_request, describe_key_request, encrypt_request,
-    parse_decrypt, parse_describe, parse_encrypt,
+    generate_data_key_request, parse_decrypt, parse_describe, parse_encrypt,
+    parse_generate_data_key,
 };
 use byok_core::kms::aws::sts::{RoleArn, assume_role_request, parse_assume_role};
 use byok_core::kms::aws::validate::{Next, Outcome, Step, Validation};
@@ -112,6 +113,13 @@ async fn aws_kms_against_moto_with_signatures_and_iam_checked() {
     assert_ne!(blob.as_slice(), root.expose_secret().as_slice());
     let back = env.unwrap(&key, &byok, &blob, &ctx).await.expect("unwrap");
     assert_eq!(back.expose_secret(), root.expose_secret());
+
+    // GenerateDataKey: a root key born in the KMS, with its wrapped copy, in one call.
+    let req =
+        generate_data_key_request(&key, &env.endpoint(&key), &ctx, &creds(&byok), now()).unwrap();
+    let (born, born_blob) = parse_generate_data_key(&env.send(req).await).unwrap();
+    let again = env.unwrap(&key, &byok, &born_blob, &ctx).await.unwrap();
+    assert_eq!(again.expose_secret(), born.expose_secret());
 
     // The alias ARN works for wrapping; the blob opens with the key ARN.
     let blob2 = env

@@ -219,6 +219,46 @@ pub fn decrypt_request(
     )
 }
 
+/// `GenerateDataKey` (32 bytes): a new org root key and its wrapped copy in one call, where
+/// generating locally and calling `Encrypt` would take the same one call plus local randomness.
+/// Used when a CMK is the org's first holder, so the root key is born in the customer's KMS.
+pub fn generate_data_key_request(
+    key: &KeyArn,
+    endpoint: &Endpoint,
+    context: &CallContext,
+    creds: &AwsCredentials,
+    now: Duration,
+) -> Result<HttpRequest, SigningError> {
+    let body = json!({
+        "KeyId": key.to_key_id(),
+        "NumberOfBytes": KEY_LEN,
+        "EncryptionContext": context.json(),
+    })
+    .to_string();
+    signed(
+        endpoint,
+        "TrentService.GenerateDataKey",
+        body.into_bytes(),
+        creds,
+        now,
+    )
+}
+
+/// The new key and its wrapped copy from a `GenerateDataKey` answer.
+pub fn parse_generate_data_key(resp: &HttpResponse) -> Result<(SecretBytes, Vec<u8>), KmsError> {
+    let m = json_ok(resp)?;
+    let plain = Zeroizing::new(b64_field(resp, &m, "Plaintext")?);
+    let mut bytes: [u8; KEY_LEN] = plain
+        .as_slice()
+        .try_into()
+        .map_err(|_| malformed(resp, "Plaintext is not 32 bytes"))?;
+    let blob = b64_field(resp, &m, "CiphertextBlob")?;
+    if blob.is_empty() || blob.len() > 6144 {
+        return Err(malformed(resp, "CiphertextBlob length"));
+    }
+    Ok((SecretBytes::from_bytes(&mut bytes), blob))
+}
+
 /// `DescribeKey`.
 pub fn describe_key_request(
     key: &KeyArn,
@@ -520,6 +560,17 @@ mod tests {
             &alloc::format!(r#"{{"Plaintext":"{key}","KeyId":"k"}}"#),
         );
         assert_eq!(parse_decrypt(&ok).unwrap().expose_secret(), &[9u8; 32]);
+        let gdk = resp(
+            200,
+            &alloc::format!(r#"{{"Plaintext":"{key}","CiphertextBlob":"AQID"}}"#),
+        );
+        let (k, blob) = parse_generate_data_key(&gdk).unwrap();
+        assert_eq!((k.expose_secret(), blob), (&[9u8; 32], vec![1, 2, 3]));
+        let no_blob = resp(200, &alloc::format!(r#"{{"Plaintext":"{key}"}}"#));
+        assert_eq!(
+            parse_generate_data_key(&no_blob).unwrap_err().kind,
+            KmsErrorKind::Malformed
+        );
         let short = resp(200, r#"{"Plaintext":"AQID"}"#);
         assert_eq!(
             parse_decrypt(&short).unwrap_err().kind,
