@@ -247,16 +247,7 @@ pub fn generate_data_key_request(
 /// The new key and its wrapped copy from a `GenerateDataKey` answer.
 pub fn parse_generate_data_key(resp: &HttpResponse) -> Result<(SecretBytes, Vec<u8>), KmsError> {
     let m = json_ok(resp)?;
-    let plain = Zeroizing::new(b64_field(resp, &m, "Plaintext")?);
-    let mut bytes: [u8; KEY_LEN] = plain
-        .as_slice()
-        .try_into()
-        .map_err(|_| malformed(resp, "Plaintext is not 32 bytes"))?;
-    let blob = b64_field(resp, &m, "CiphertextBlob")?;
-    if blob.is_empty() || blob.len() > 6144 {
-        return Err(malformed(resp, "CiphertextBlob length"));
-    }
-    Ok((SecretBytes::from_bytes(&mut bytes), blob))
+    Ok((key_field(resp, &m)?, blob_field(resp, &m)?))
 }
 
 /// `DescribeKey`.
@@ -311,10 +302,7 @@ fn b64_field(
 /// The wrapped blob from an `Encrypt` answer, and the key ARN KMS used.
 pub fn parse_encrypt(resp: &HttpResponse) -> Result<(Vec<u8>, String), KmsError> {
     let m = json_ok(resp)?;
-    let blob = b64_field(resp, &m, "CiphertextBlob")?;
-    if blob.is_empty() || blob.len() > 6144 {
-        return Err(malformed(resp, "CiphertextBlob length"));
-    }
+    let blob = blob_field(resp, &m)?;
     let key = m
         .get("KeyId")
         .and_then(Value::as_str)
@@ -323,15 +311,28 @@ pub fn parse_encrypt(resp: &HttpResponse) -> Result<(Vec<u8>, String), KmsError>
     Ok((blob, key))
 }
 
-/// The 32-byte root key from a `Decrypt` answer. Anything but exactly 32 bytes is refused.
-pub fn parse_decrypt(resp: &HttpResponse) -> Result<SecretBytes, KmsError> {
-    let m = json_ok(resp)?;
-    let plain = Zeroizing::new(b64_field(resp, &m, "Plaintext")?);
+/// `Plaintext`: exactly 32 bytes (an org root key), refused otherwise; the decoded copy is wiped.
+fn key_field(resp: &HttpResponse, m: &Map<String, Value>) -> Result<SecretBytes, KmsError> {
+    let plain = Zeroizing::new(b64_field(resp, m, "Plaintext")?);
     let mut bytes: [u8; KEY_LEN] = plain
         .as_slice()
         .try_into()
         .map_err(|_| malformed(resp, "Plaintext is not 32 bytes"))?;
     Ok(SecretBytes::from_bytes(&mut bytes))
+}
+
+/// `CiphertextBlob`: 1..=6144 bytes, the KMS limit.
+fn blob_field(resp: &HttpResponse, m: &Map<String, Value>) -> Result<Vec<u8>, KmsError> {
+    let blob = b64_field(resp, m, "CiphertextBlob")?;
+    if blob.is_empty() || blob.len() > 6144 {
+        return Err(malformed(resp, "CiphertextBlob length"));
+    }
+    Ok(blob)
+}
+
+/// The 32-byte root key from a `Decrypt` answer. Anything but exactly 32 bytes is refused.
+pub fn parse_decrypt(resp: &HttpResponse) -> Result<SecretBytes, KmsError> {
+    key_field(resp, &json_ok(resp)?)
 }
 
 /// The facts of `DescribeKey` that key validation and key health need.
