@@ -5,7 +5,9 @@
 
 Creates, while moto still accepts unsigned setup calls: an IAM user `byok` allowed
 kms:Encrypt/Decrypt/DescribeKey/GenerateDataKey, a user `no-decrypt` allowed everything but
-kms:Decrypt, access keys for both, a symmetric KMS key with the alias `alias/byok-root`, and a
+kms:Decrypt, a user `sts-front` for the tests' STS front, access keys for all, roles
+`byok-access` (AssumeRole with an external id) and `byok-oidc` (web identity, through the
+front), a symmetric KMS key with the alias `alias/byok-root`, and a
 second key that is then disabled. Then `POST /moto-api/reset-auth 0`: from here on moto checks
 every request's SigV4 signature and IAM policy (kms-wire.md, section 3). moto matches IAM KMS
 statements only with `Resource: "*"`, so the policies use it.
@@ -30,6 +32,9 @@ def main(url: str) -> None:
     for name, actions in {
         "byok": ["kms:Encrypt", "kms:Decrypt", "kms:DescribeKey", "kms:GenerateDataKey", "sts:AssumeRole"],
         "no-decrypt": ["kms:Encrypt", "kms:DescribeKey"],
+        # The tests' STS front (moto cannot take an unsigned AssumeRoleWithWebIdentity with
+        # auth on): after checking the token as STS would, it assumes the role as this user.
+        "sts-front": ["sts:AssumeRole"],
     }.items():
         iam.create_user(UserName=name)
         iam.put_user_policy(UserName=name, PolicyName="byok", PolicyDocument=policy(actions))
@@ -49,6 +54,16 @@ def main(url: str) -> None:
     }
     role = iam.create_role(RoleName="byok-access", AssumeRolePolicyDocument=json.dumps(trust))["Role"]
     iam.put_role_policy(RoleName="byok-access", PolicyName="kms", PolicyDocument=policy(["kms:Encrypt", "kms:Decrypt", "kms:DescribeKey"]))
+    oidc_trust = {
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Effect": "Allow",
+            "Principal": {"AWS": f"arn:aws:iam::{account_id}:user/sts-front"},
+            "Action": "sts:AssumeRole",
+        }],
+    }
+    oidc_role = iam.create_role(RoleName="byok-oidc", AssumeRolePolicyDocument=json.dumps(oidc_trust))["Role"]
+    iam.put_role_policy(RoleName="byok-oidc", PolicyName="kms", PolicyDocument=policy(["kms:Encrypt", "kms:Decrypt", "kms:DescribeKey"]))
     key = kms.create_key(Description="byok test root", KeyUsage="ENCRYPT_DECRYPT", KeySpec="SYMMETRIC_DEFAULT")["KeyMetadata"]
     kms.create_alias(AliasName="alias/byok-root", TargetKeyId=key["KeyId"])
     disabled = kms.create_key(Description="byok disabled")["KeyMetadata"]
@@ -71,6 +86,7 @@ def main(url: str) -> None:
         "users": users,
         "role_arn": role["Arn"],
         "external_id": external_id,
+        "oidc_role_arn": oidc_role["Arn"],
     }))
 
 

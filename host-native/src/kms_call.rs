@@ -21,7 +21,7 @@ pub struct Called<T> {
     pub attempts: u32,
 }
 
-fn unix_now() -> Duration {
+pub(crate) fn unix_now() -> Duration {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()

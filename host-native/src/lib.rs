@@ -1,7 +1,9 @@
 //! byok-server: the `byok` server and CLI, as a library so that end-to-end tests drive the same
 //! code the binary runs.
 //!
-//! So far: [`transport`], the only outbound I/O, and [`kms_call`], the retry loop around it.
+//! So far: [`transport`], the only outbound I/O; [`kms_call`], the retry loop around it; and
+//! [`credentials`], the AWS credentials cache.
 
+pub mod credentials;
 pub mod kms_call;
 pub mod transport;

@@ -2,7 +2,9 @@
 //! - fault injection: it answers the next requests with the faults queued ([`Fault`]);
 //! - key-state enforcement (optional): before relaying a cryptographic call it asks moto's
 //!   `DescribeKey` for the key's state and answers `DisabledException` or
-//!   `KMSInvalidStateException` as real KMS does (moto reports the state but never refuses).
+//!   `KMSInvalidStateException` as real KMS does (moto reports the state but never refuses);
+//! - STS `AssumeRoleWithWebIdentity` (optional), which moto cannot serve with auth on
+//!   ([`crate::sts_front`]).
 //!
 //! Every other request is relayed byte for byte (its `Host` header included, so SigV4
 //! signatures still verify).
@@ -13,6 +15,8 @@ use std::sync::{Arc, Mutex};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+
+use crate::sts_front::OidcTrust;
 
 /// What to answer instead of relaying.
 #[derive(Clone, Copy, Debug)]
@@ -47,6 +51,15 @@ impl FaultFront {
 
     /// Starts a front that also enforces key states with `check`.
     pub async fn start_with(upstream: String, check: Option<StateCheck>) -> Self {
+        Self::start_full(upstream, check, None).await
+    }
+
+    /// Starts a front that may also enforce key states and serve `AssumeRoleWithWebIdentity`.
+    pub async fn start_full(
+        upstream: String,
+        check: Option<StateCheck>,
+        oidc: Option<OidcTrust>,
+    ) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let faults = Arc::new(Mutex::new(VecDeque::new()));
@@ -54,9 +67,10 @@ impl FaultFront {
         let (f, s) = (faults.clone(), seen.clone());
         let task = tokio::spawn(async move {
             while let Ok((conn, _)) = listener.accept().await {
-                let (f, s, up, c) = (f.clone(), s.clone(), upstream.clone(), check.clone());
+                let (f, s, up) = (f.clone(), s.clone(), upstream.clone());
+                let (c, o) = (check.clone(), oidc.clone());
                 tokio::spawn(async move {
-                    let _ = serve(conn, f, s, up, c).await;
+                    let _ = serve(conn, f, s, up, c, o).await;
                 });
             }
         });
@@ -189,13 +203,24 @@ async fn serve(
     seen: Arc<AtomicU32>,
     upstream: String,
     check: Option<StateCheck>,
+    oidc: Option<OidcTrust>,
 ) -> std::io::Result<()> {
     let req = read_request(&mut conn).await?;
     seen.fetch_add(1, Ordering::SeqCst);
     let fault = faults.lock().unwrap().pop_front();
-    let refusal = match (&fault, &check) {
-        (None, Some(check)) => state_refusal(&req, &upstream, check).await,
+    let body = req
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(&[][..], |p| &req[p + 4..]);
+    let web_identity = match (&fault, &oidc) {
+        (None, Some(trust)) => crate::sts_front::answer(body, &upstream, trust).await,
         _ => None,
+    };
+    let refusal = match (&fault, &check) {
+        (None, Some(check)) if web_identity.is_none() => {
+            state_refusal(&req, &upstream, check).await
+        }
+        _ => web_identity,
     };
     let answer = match fault {
         Some(Fault::Throttle) => {

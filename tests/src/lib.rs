@@ -2,3 +2,4 @@
 
 pub mod fault_front;
 pub mod moto;
+pub mod sts_front;

@@ -40,6 +40,10 @@ pub struct Moto {
     pub role_arn: String,
     /// The external id the role's trust policy requires.
     pub external_id: String,
+    /// A role for `AssumeRoleWithWebIdentity`, which the STS front assumes as `sts_front`.
+    pub oidc_role_arn: String,
+    /// The user the STS front assumes `oidc_role_arn` as.
+    pub sts_front: User,
 }
 
 fn repo_root() -> PathBuf {
@@ -122,6 +126,8 @@ impl Moto {
             no_decrypt: user("no-decrypt"),
             role_arn: s("/role_arn"),
             external_id: s("/external_id"),
+            oidc_role_arn: s("/oidc_role_arn"),
+            sts_front: user("sts-front"),
         }
     }
 }

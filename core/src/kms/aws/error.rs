@@ -107,7 +107,10 @@ fn classify(code: &str, message: &str, status: u16) -> KmsErrorKind {
         | "IncompleteSignature"
         | "ExpiredTokenException"
         | "ExpiredToken"
-        | "MissingAuthenticationToken" => AccessDenied,
+        | "MissingAuthenticationToken"
+        | "InvalidIdentityToken"
+        | "IDPRejectedClaim"
+        | "RegionDisabledException" => AccessDenied,
         "DisabledException" => KeyDisabled,
         "KMSInvalidStateException" => {
             let m = message.to_ascii_lowercase();
@@ -134,7 +137,8 @@ fn classify(code: &str, message: &str, status: u16) -> KmsErrorKind {
         | "InternalFailure"
         | "InternalError"
         | "ServiceUnavailable"
-        | "ServiceUnavailableException" => Unavailable,
+        | "ServiceUnavailableException"
+        | "IDPCommunicationError" => Unavailable,
         "InvalidArnException"
         | "InvalidKeyUsageException"
         | "InvalidGrantTokenException"

@@ -601,3 +601,100 @@ mod tests {
         assert_eq!(meta.deletion_date, Some(1_700_000_000));
     }
 }
+
+/// The `POST /` cases of AWS's published Signature Version 4 test suite
+/// (`aws-sig-v4-test-suite`: region `us-east-1`, service `service`, 2015-08-30T12:36:00Z), run
+/// through the same [`sign_request`] every KMS and STS call goes through.
+#[cfg(test)]
+mod sigv4_suite {
+    use super::*;
+    use alloc::format;
+
+    const STS_TOKEN: &str = "AQoDYXdzEPT//////////wEXAMPLEtc764bNrC9SAPBSM22wDOk4x4HIZ8j4FZTwdQWLWsKWHGBuFqwAeMicRXmxfpSPfIeoIYRqTflfKD8YUuwthAx7mSEI/qkPpKPi/kMcGdQrmGdeehM4IC1NtBmUpp2wUE8phUZampKsburEDy0KPkyQDYwT7WZ0wq5VSXDvp75YU9HFvlRd8Tx6q6fE8YQcHNVXAkiY9q6d+xo0rKwT38xVqr7ZD0u0iPPkUL64lIZbqBAz+scqKmlzm8FDrypNC9Yjc8fPOLn9FX9KSYvKTr4rvx3iSIlTJabIQwj2ICCR/oLxBA==";
+
+    struct Case {
+        name: &'static str,
+        headers: &'static [(&'static str, &'static str)],
+        body: &'static str,
+        token: Option<&'static str>,
+        signed: &'static str,
+        signature: &'static str,
+    }
+
+    const CASES: &[Case] = &[
+        Case {
+            name: "post-vanilla",
+            headers: &[],
+            body: "",
+            token: None,
+            signed: "host;x-amz-date",
+            signature: "5da7c1a2acd57cee7505fc6676e4e544621c30862966e37dddb68e92efbe5d6b",
+        },
+        Case {
+            name: "post-header-value-case",
+            headers: &[("my-header1", "VALUE1")],
+            body: "",
+            token: None,
+            signed: "host;my-header1;x-amz-date",
+            signature: "cdbc9802e29d2942e5e10b5bccfdd67c5f22c7c4e8ae67b53629efa58b974b7d",
+        },
+        Case {
+            name: "post-x-www-form-urlencoded",
+            headers: &[("content-type", "application/x-www-form-urlencoded")],
+            body: "Param1=value1",
+            token: None,
+            signed: "content-type;host;x-amz-date",
+            signature: "ff11897932ad3f4e8b18135d722051e5ac45fc38421b1da7b9d196a0fe09473a",
+        },
+        Case {
+            name: "post-sts-header-before",
+            headers: &[],
+            body: "",
+            token: Some(STS_TOKEN),
+            signed: "host;x-amz-date;x-amz-security-token",
+            signature: "85d96828115b5dc0cfc3bd16ad9e210dd772bbebba041836c64533a82be05ead",
+        },
+    ];
+
+    #[test]
+    fn published_post_cases() {
+        let endpoint = Endpoint::danger_override("https://example.amazonaws.com", "us-east-1")
+            .expect("suite host");
+        // 2015-08-30T12:36:00Z
+        let now = Duration::from_secs(1_440_938_160);
+        for case in CASES {
+            let creds = AwsCredentials::new(
+                "AKIDEXAMPLE",
+                "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+                case.token.map(String::from),
+                None,
+            );
+            let req = sign_request(
+                &endpoint,
+                "service",
+                case.headers,
+                case.body.as_bytes().to_vec(),
+                &creds,
+                now,
+            )
+            .unwrap();
+            let expected = format!(
+                "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, \
+                 SignedHeaders={}, Signature={}",
+                case.signed, case.signature
+            );
+            assert_eq!(
+                req.header("authorization"),
+                Some(expected.as_str()),
+                "{}",
+                case.name
+            );
+            assert_eq!(
+                req.header("x-amz-date"),
+                Some("20150830T123600Z"),
+                "{}",
+                case.name
+            );
+        }
+    }
+}

@@ -72,8 +72,11 @@ pub fn new_external_id(rng: &mut impl CryptoRng) -> String {
     format!("byok-{hex}")
 }
 
+/// `application/x-www-form-urlencoded`, sized up front: values may be credentials (a web identity
+/// token), and a growing buffer would leave copies behind in freed memory.
 fn form_encode(pairs: &[(&str, &str)]) -> String {
-    let mut out = String::new();
+    let worst: usize = pairs.iter().map(|(k, v)| 3 * (k.len() + v.len()) + 2).sum();
+    let mut out = String::with_capacity(worst);
     for (i, (k, v)) in pairs.iter().enumerate() {
         if i > 0 {
             out.push('&');
@@ -127,7 +130,43 @@ pub fn assume_role_request(
     )
 }
 
-/// The temporary credentials from an `AssumeRole` answer.
+/// `AssumeRoleWithWebIdentity` of `role` as session `session`, presenting `token`: an OIDC
+/// token byok's own issuer minted for audience `sts.amazonaws.com`. The customer's role trusts
+/// byok's issuer and the org's subject (see `policy::trust_policy_oidc`), so no vendor AWS
+/// credentials and no customer secret are involved. The request is not signed: the token is the
+/// credential, carried in the body, which [`HttpRequest`] wipes on drop.
+pub fn assume_role_with_web_identity_request(
+    endpoint: &Endpoint,
+    role: &RoleArn,
+    session: &str,
+    token: &str,
+    duration: Duration,
+) -> HttpRequest {
+    let secs = duration.as_secs().clamp(900, 43_200).to_string();
+    let body = form_encode(&[
+        ("Action", "AssumeRoleWithWebIdentity"),
+        ("Version", "2011-06-15"),
+        ("RoleArn", role.as_str()),
+        ("RoleSessionName", session),
+        ("WebIdentityToken", token),
+        ("DurationSeconds", &secs),
+    ]);
+    HttpRequest {
+        method: "POST",
+        url: endpoint.url().into(),
+        headers: alloc::vec![
+            ("host".into(), endpoint.host.clone()),
+            (
+                "content-type".into(),
+                "application/x-www-form-urlencoded; charset=utf-8".into(),
+            ),
+        ],
+        body: body.into_bytes(),
+    }
+}
+
+/// The temporary credentials from an `AssumeRole` or `AssumeRoleWithWebIdentity` answer (both
+/// carry the same `Credentials` element).
 pub fn parse_assume_role(resp: &HttpResponse) -> Result<AwsCredentials, KmsError> {
     use quick_xml::events::Event;
     if !(200..300).contains(&resp.status) {
@@ -237,6 +276,40 @@ mod tests {
         assert!(auth.contains("/eu-west-1/sts/aws4_request"), "{auth}");
         let id = new_external_id(&mut crate::dev::TestRng::seeded(1));
         assert!(id.starts_with("byok-") && id.len() == 37);
+    }
+
+    #[test]
+    fn web_identity_request_is_an_unsigned_form_carrying_the_token() {
+        let key =
+            crate::kms::aws::KeyArn::parse("arn:aws:kms:eu-west-1:444455556666:alias/k").unwrap();
+        let role = RoleArn::parse("arn:aws:iam::444455556666:role/byok").unwrap();
+        let req = assume_role_with_web_identity_request(
+            &key.sts_endpoint(),
+            &role,
+            "byok-org",
+            "eyJ.a+b/c=.sig",
+            Duration::from_secs(60),
+        );
+        assert_eq!(req.url, "https://sts.eu-west-1.amazonaws.com/");
+        assert!(req.header("authorization").is_none());
+        assert_eq!(req.header("host"), Some("sts.eu-west-1.amazonaws.com"));
+        let body = core::str::from_utf8(&req.body).unwrap();
+        assert!(
+            body.starts_with("Action=AssumeRoleWithWebIdentity&"),
+            "{body}"
+        );
+        assert!(
+            body.contains("WebIdentityToken=eyJ.a%2Bb%2Fc%3D.sig"),
+            "{body}"
+        );
+        assert!(
+            body.ends_with("DurationSeconds=900"),
+            "clamped to STS's minimum: {body}"
+        );
+        assert!(
+            !alloc::format!("{req:?}").contains("eyJ"),
+            "the token stays out of Debug"
+        );
     }
 
     #[test]

@@ -1,0 +1,175 @@
+//! `AssumeRoleWithWebIdentity` for the tests' front, because moto cannot serve it here: with
+//! authentication on, moto demands a SigV4 signature on every request (this call has none: the
+//! token is the credential) and answers 500, and it never checks the token anyway.
+//!
+//! Written from the STS API reference for `AssumeRoleWithWebIdentity`: the token must be a JWT
+//! signed by the trusted issuer's key, unexpired, with the issuer and the `sts.amazonaws.com`
+//! audience; the role's trust policy must accept its subject. Refusals are STS's query-protocol
+//! XML errors: `InvalidIdentityToken` and `ExpiredTokenException` (400), `AccessDenied` (403).
+//! A token that passes is turned into a signed `AssumeRole` of the same role, sent to moto as
+//! the `sts-front` user, and moto's own answer (real temporary credentials, which moto then
+//! checks on every KMS call) is relayed.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use byok_core::kms::aws::Endpoint;
+use byok_core::kms::aws::request::AwsCredentials;
+use byok_core::kms::aws::sts::{RoleArn, assume_role_request};
+use byok_server::transport::{Transport, TransportConfig};
+
+/// Who the front's STS trusts, as an IAM OIDC provider plus the role's trust policy would.
+#[derive(Clone)]
+pub struct OidcTrust {
+    /// The `iss` tokens must carry.
+    pub issuer: String,
+    /// The issuer's ES256 public key: the uncompressed P-256 point (65 bytes).
+    pub public_key: Vec<u8>,
+    /// The only `sub` the role trusts.
+    pub subject: String,
+    /// The role that trusts the issuer.
+    pub role_arn: String,
+    /// moto user the front assumes the role as.
+    pub relay: AwsCredentials,
+}
+
+/// A raw HTTP/1.1 answer.
+pub(crate) fn http_answer(status: u16, content_type: &str, body: &[u8]) -> Vec<u8> {
+    let reason = match status {
+        200 => "OK",
+        400 => "Bad Request",
+        403 => "Forbidden",
+        503 => "Service Unavailable",
+        _ => "Error",
+    };
+    let mut out = format!(
+        "HTTP/1.1 {status} {reason}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    out.extend_from_slice(body);
+    out
+}
+
+fn sts_error(status: u16, code: &str, message: &str) -> Vec<u8> {
+    let body = format!(
+        "<ErrorResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><Error><Type>Sender</Type><Code>{code}</Code><Message>{message}</Message></Error><RequestId>00000000-0000-4000-8000-000000000000</RequestId></ErrorResponse>"
+    );
+    http_answer(status, "text/xml", body.as_bytes())
+}
+
+/// `application/x-www-form-urlencoded` to pairs; `None` if malformed.
+fn form_decode(body: &[u8]) -> Option<HashMap<String, String>> {
+    let text = std::str::from_utf8(body).ok()?;
+    let mut out = HashMap::new();
+    for pair in text.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        out.insert(percent_decode(k)?, percent_decode(v)?);
+    }
+    Some(out)
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let mut bytes = Vec::with_capacity(s.len());
+    let mut it = s.bytes();
+    while let Some(b) = it.next() {
+        bytes.push(match b {
+            b'+' => b' ',
+            b'%' => {
+                let hex = [it.next()?, it.next()?];
+                u8::from_str_radix(std::str::from_utf8(&hex).ok()?, 16).ok()?
+            }
+            b => b,
+        });
+    }
+    String::from_utf8(bytes).ok()
+}
+
+#[derive(serde::Deserialize)]
+struct Claims {
+    sub: String,
+}
+
+/// The answer to `body` if it is an `AssumeRoleWithWebIdentity` request, else `None`.
+pub(crate) async fn answer(body: &[u8], upstream: &str, trust: &OidcTrust) -> Option<Vec<u8>> {
+    let form = form_decode(body)?;
+    if form.get("Action").map(String::as_str) != Some("AssumeRoleWithWebIdentity") {
+        return None;
+    }
+    let (Some(role), Some(session), Some(token)) = (
+        form.get("RoleArn"),
+        form.get("RoleSessionName"),
+        form.get("WebIdentityToken"),
+    ) else {
+        return Some(sts_error(
+            400,
+            "ValidationError",
+            "RoleArn, RoleSessionName and WebIdentityToken are required",
+        ));
+    };
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
+    validation.set_issuer(&[&trust.issuer]);
+    validation.set_audience(&["sts.amazonaws.com"]);
+    validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+    validation.leeway = 0;
+    let key = jsonwebtoken::DecodingKey::from_ec_der(&trust.public_key);
+    let claims = match jsonwebtoken::decode::<Claims>(token, &key, &validation) {
+        Ok(t) => t.claims,
+        Err(e) if matches!(e.kind(), jsonwebtoken::errors::ErrorKind::ExpiredSignature) => {
+            return Some(sts_error(
+                400,
+                "ExpiredTokenException",
+                "Token expired: current date/time must be before the expiration date/time.",
+            ));
+        }
+        Err(_) => {
+            return Some(sts_error(
+                400,
+                "InvalidIdentityToken",
+                "The web identity token that was passed could not be validated by AWS. Get a new identity token from the identity provider and then retry the request.",
+            ));
+        }
+    };
+    if claims.sub != trust.subject || *role != trust.role_arn {
+        return Some(sts_error(
+            403,
+            "AccessDenied",
+            "Not authorized to perform sts:AssumeRoleWithWebIdentity",
+        ));
+    }
+    let duration = form
+        .get("DurationSeconds")
+        .and_then(|d| d.parse().ok())
+        .unwrap_or(3600);
+    let relayed = async {
+        let endpoint =
+            Endpoint::danger_override(&format!("http://{upstream}"), "us-east-1").ok()?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()?;
+        let req = assume_role_request(
+            &endpoint,
+            &RoleArn::parse(role).ok()?,
+            session,
+            "sts-front",
+            Duration::from_secs(duration),
+            &trust.relay,
+            now,
+        )
+        .ok()?;
+        let transport = Transport::new(TransportConfig {
+            danger_allow_http: true,
+            ..Default::default()
+        })
+        .ok()?;
+        let resp = transport.execute(&req).await.ok()?;
+        Some(http_answer(resp.status, "text/xml", &resp.body))
+    };
+    Some(relayed.await.unwrap_or_else(|| {
+        sts_error(
+            503,
+            "ServiceUnavailable",
+            "the tests' STS front could not reach moto",
+        )
+    }))
+}

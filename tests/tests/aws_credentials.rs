@@ -1,0 +1,247 @@
+//! AWS credentials end to end: `AssumeRoleWithWebIdentity` with an ES256 OIDC token from a
+//! token-provider, and `AssumeRole` with the org's external id, both through the host's
+//! credential cache. STS is moto (real temporary credentials that moto then checks on every KMS
+//! call), behind the tests' front for the web-identity exchange moto cannot serve with auth on.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
+use byok_core::kms::KmsErrorKind;
+use byok_core::kms::aws::policy::oidc_subject;
+use byok_core::kms::aws::request::{AwsCredentials, describe_key_request, parse_describe};
+use byok_core::kms::aws::sts::RoleArn;
+use byok_core::kms::aws::{Endpoint, KeyArn};
+use byok_core::retry::RetryPolicy;
+use byok_server::credentials::{CredentialCache, CredentialSource, WebIdentityTokenSource};
+use byok_server::transport::{Transport, TransportConfig};
+use byok_tests::fault_front::FaultFront;
+use byok_tests::moto::{Moto, User};
+use byok_tests::sts_front::OidcTrust;
+use zeroize::Zeroizing;
+
+const ISSUER: &str = "https://byok.example/oidc";
+
+fn creds(u: &User) -> AwsCredentials {
+    AwsCredentials::new(&u.access_key_id, &u.secret_access_key, None, None)
+}
+
+fn unix() -> i64 {
+    i64::try_from(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs(),
+    )
+    .unwrap()
+}
+
+/// A P-256 key: PKCS#8 for signing, the uncompressed point for the front to verify with.
+fn keypair() -> (Vec<u8>, Vec<u8>) {
+    let rng = aws_lc_rs::rand::SystemRandom::new();
+    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+    let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref()).unwrap();
+    (pkcs8.as_ref().to_vec(), pair.public_key().as_ref().to_vec())
+}
+
+/// Stands in for byok's OIDC issuer: mints ES256 tokens, optionally wrong on purpose.
+struct Issuer {
+    pkcs8: Vec<u8>,
+    lifetime: i64,
+    subject: Option<String>,
+    minted: AtomicU64,
+}
+
+impl Issuer {
+    fn new(pkcs8: &[u8]) -> Self {
+        Self {
+            pkcs8: pkcs8.to_vec(),
+            lifetime: 300,
+            subject: None,
+            minted: AtomicU64::new(0),
+        }
+    }
+}
+
+impl WebIdentityTokenSource for Issuer {
+    fn token(&self, org: &str) -> Result<Zeroizing<String>, String> {
+        self.minted.fetch_add(1, Ordering::SeqCst);
+        let now = unix();
+        let claims = serde_json::json!({
+            "iss": ISSUER,
+            "sub": self.subject.clone().unwrap_or_else(|| oidc_subject(org)),
+            "aud": "sts.amazonaws.com",
+            "iat": now,
+            "exp": now + self.lifetime,
+        });
+        let key = jsonwebtoken::EncodingKey::from_ec_der(&self.pkcs8);
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256),
+            &claims,
+            &key,
+        )
+        .map(Zeroizing::new)
+        .map_err(|e| e.to_string())
+    }
+}
+
+/// A token source that is down.
+struct Broken;
+
+impl WebIdentityTokenSource for Broken {
+    fn token(&self, _org: &str) -> Result<Zeroizing<String>, String> {
+        Err("signing key unavailable".into())
+    }
+}
+
+/// The cache's clock: the real time plus an offset the test moves.
+static SKEW: AtomicU64 = AtomicU64::new(0);
+
+fn skewed_clock() -> Duration {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap()
+        + Duration::from_secs(SKEW.load(Ordering::SeqCst))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn web_identity_and_assume_role_through_the_cache() {
+    let moto = Moto::start();
+    let (pkcs8, public) = keypair();
+    let org = "0a1b2c3d";
+    let front = FaultFront::start_full(
+        moto.url.trim_start_matches("http://").to_owned(),
+        None,
+        Some(OidcTrust {
+            issuer: ISSUER.into(),
+            public_key: public,
+            subject: oidc_subject(org),
+            role_arn: moto.oidc_role_arn.clone(),
+            relay: creds(&moto.sts_front),
+        }),
+    )
+    .await;
+    let transport = Transport::new(TransportConfig {
+        danger_allow_http: true,
+        ..Default::default()
+    })
+    .unwrap();
+    let cache = Arc::new(CredentialCache::with_clock(
+        transport.clone(),
+        RetryPolicy::default(),
+        skewed_clock,
+    ));
+    let sts = Endpoint::danger_override(&front.url, "us-east-1").unwrap();
+    let key = KeyArn::parse(&moto.key_arn).unwrap();
+    let kms = Endpoint::danger_override(&moto.url, &key.region).unwrap();
+    let describe = |c: AwsCredentials| {
+        let (transport, key, kms) = (transport.clone(), key.clone(), kms.clone());
+        async move {
+            let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+            let req = describe_key_request(&key, &kms, &c, now).unwrap();
+            parse_describe(&transport.execute(&req).await.unwrap())
+        }
+    };
+
+    // Web identity: the token is accepted, the credentials work on the key (moto checks their
+    // signature and session token), and a second call is served from the cache.
+    let issuer = Arc::new(Issuer::new(&pkcs8));
+    let web = CredentialSource::WebIdentity {
+        role: RoleArn::parse(&moto.oidc_role_arn).unwrap(),
+        tokens: issuer.clone(),
+    };
+    let first = cache.get(org, &web, &sts).await.expect("web identity");
+    assert!(first.access_key_id.starts_with("ASIA"), "{first:?}");
+    assert!(first.expires_at.is_some());
+    assert_eq!(describe(first.clone()).await.unwrap().arn, moto.key_arn);
+    let again = cache.get(org, &web, &sts).await.unwrap();
+    assert_eq!(again.access_key_id, first.access_key_id);
+    assert_eq!(
+        (cache.sts_calls(), issuer.minted.load(Ordering::SeqCst)),
+        (1, 1)
+    );
+
+    // Within the refresh margin of the expiry, the cache asks STS again (with a new token).
+    let left = first.expires_at.unwrap() - skewed_clock().as_secs();
+    SKEW.store(left - 60, Ordering::SeqCst);
+    let refreshed = cache.get(org, &web, &sts).await.unwrap();
+    assert_ne!(refreshed.access_key_id, first.access_key_id);
+    assert_eq!(
+        (cache.sts_calls(), issuer.minted.load(Ordering::SeqCst)),
+        (2, 2)
+    );
+    SKEW.store(0, Ordering::SeqCst);
+
+    // Tokens STS refuses, each classified with STS's code; nothing is cached for them.
+    let (other_pkcs8, _) = keypair();
+    let refused = [
+        (Issuer::new(&other_pkcs8), "InvalidIdentityToken"),
+        (
+            Issuer {
+                lifetime: -120,
+                ..Issuer::new(&pkcs8)
+            },
+            "ExpiredTokenException",
+        ),
+        (
+            Issuer {
+                subject: Some(oidc_subject("another-org")),
+                ..Issuer::new(&pkcs8)
+            },
+            "AccessDenied",
+        ),
+    ];
+    for (i, (bad, code)) in refused.into_iter().enumerate() {
+        let source = CredentialSource::WebIdentity {
+            role: RoleArn::parse(&moto.oidc_role_arn).unwrap(),
+            tokens: Arc::new(bad),
+        };
+        let org = format!("refused{i}");
+        let err = cache.get(&org, &source, &sts).await.unwrap_err();
+        assert_eq!(
+            (err.kind, err.code.as_str()),
+            (KmsErrorKind::AccessDenied, code),
+            "{err}"
+        );
+    }
+    let broken = CredentialSource::WebIdentity {
+        role: RoleArn::parse(&moto.oidc_role_arn).unwrap(),
+        tokens: Arc::new(Broken),
+    };
+    let err = cache.get("broken", &broken, &sts).await.unwrap_err();
+    assert_eq!(err.code, "TokenSource", "{err}");
+    assert!(err.message.contains("signing key unavailable"), "{err}");
+
+    // AssumeRole with the external id: eight concurrent callers share one STS exchange.
+    let assume = CredentialSource::AssumeRole {
+        vendor: creds(&moto.byok),
+        role: RoleArn::parse(&moto.role_arn).unwrap(),
+        external_id: moto.external_id.clone(),
+    };
+    let before = cache.sts_calls();
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let (cache, assume, sts) = (cache.clone(), assume.clone(), sts.clone());
+            tokio::spawn(async move { cache.get("org-ext", &assume, &sts).await })
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for t in tasks {
+        ids.push(t.await.unwrap().expect("assume role").access_key_id);
+    }
+    ids.dedup();
+    assert_eq!(ids.len(), 1, "one set of credentials for all callers");
+    assert_eq!(cache.sts_calls() - before, 1, "one STS call");
+
+    // A wrong external id is refused and not cached; evicting an org forgets its credentials.
+    let wrong = CredentialSource::AssumeRole {
+        vendor: creds(&moto.byok),
+        role: RoleArn::parse(&moto.role_arn).unwrap(),
+        external_id: "byok-wrong".into(),
+    };
+    let err = cache.get("org-wrong", &wrong, &sts).await.unwrap_err();
+    assert_eq!(err.kind, KmsErrorKind::AccessDenied, "{err}");
+    let before = cache.sts_calls();
+    cache.evict("org-ext");
+    cache.get("org-ext", &assume, &sts).await.unwrap();
+    assert_eq!(cache.sts_calls() - before, 1);
+}
