@@ -5,7 +5,7 @@
 //! the managed key is ready.
 
 use byok_core::dev::TestRng;
-use byok_core::scope::{HolderId, HolderStatus, JobStep, Org, managed_key};
+use byok_core::scope::{HolderId, HolderStatus, JobStep, Org, StoredScope, managed_key};
 use byok_core::{KeyId, ScopeId, ScopeKey, SecretBytes};
 use proptest::prelude::*;
 
@@ -95,6 +95,14 @@ proptest! {
             if result.is_err() {
                 prop_assert_eq!(&org, &before, "a refused operation changed the org");
             }
+            let restored = Org::restore(
+                org.id(),
+                org.scopes().map(StoredScope::from).collect(),
+                org.holders().cloned().collect(),
+                org.default_holder(),
+                org.job().cloned(),
+            );
+            prop_assert_eq!(restored.as_ref(), Ok(&org), "stored rows rebuild the org");
             let live: Vec<u32> = org.scope(org_id).unwrap().versions.keys().copied().collect();
             let default = org.holders().find(|h| h.id == org.default_holder()).unwrap();
             prop_assert_eq!(default.status, HolderStatus::Ready);

@@ -7,7 +7,7 @@
 //! data before its version is retired; a refused operation changes nothing.
 
 use byok_core::dev::TestRng;
-use byok_core::scope::{Effective, JobStep, Org, ScopeState};
+use byok_core::scope::{Effective, JobStep, Org, ScopeState, StoredScope};
 use byok_core::{Context, Envelope, Error, KeyId, ScopeId, ScopeKey};
 use proptest::prelude::*;
 
@@ -147,6 +147,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     };
 
     for op in ops {
+        let op_seen = op.clone();
         let n = model.parent.len();
         let before = real.org.clone();
         let ok = match op {
@@ -276,6 +277,16 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
         if !ok {
             prop_assert_eq!(&real.org, &before, "a refused operation changed the org");
         }
+        // What a host stores rebuilds the same org.
+        let o = &real.org;
+        let restored = Org::restore(
+            o.id(),
+            o.scopes().map(StoredScope::from).collect(),
+            o.holders().cloned().collect(),
+            o.default_holder(),
+            o.job().cloned(),
+        );
+        prop_assert_eq!(restored.as_ref(), Ok(o), "restore after {:?}", op_seen);
         // Agreement on every scope's effective state...
         for i in 0..model.parent.len() {
             prop_assert_eq!(

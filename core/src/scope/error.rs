@@ -76,6 +76,9 @@ pub enum ScopeError {
     /// A stored wrapped key did not open under the key that should wrap it: storage was
     /// damaged or edited, or the host passed the wrong parent key.
     Unwrap(KeyId),
+    /// Stored rows do not form a valid org (a parent missing, a cycle, no ready default
+    /// holder, ...): storage was damaged or edited. Refused rather than trusted.
+    Inconsistent(&'static str),
 }
 
 impl fmt::Display for ScopeError {
@@ -134,6 +137,10 @@ impl fmt::Display for ScopeError {
             Self::Unwrap(k) => write!(
                 f,
                 "stored wrapped key {k} does not open under its parent key: storage was modified or damaged"
+            ),
+            Self::Inconsistent(what) => write!(
+                f,
+                "stored organization is inconsistent ({what}): storage was modified or damaged"
             ),
         }
     }

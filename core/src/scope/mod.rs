@@ -33,6 +33,7 @@ mod error;
 mod holder;
 mod job;
 mod org;
+mod restore;
 mod state;
 
 pub use effect::{AuditEvent, Effect};
@@ -43,4 +44,5 @@ pub use org::{
     MANAGED_SCOPE, MAX_DEPTH, Org, Scope, WrappedScopeKey, managed_key, managed_root_context,
     scope_key_context,
 };
+pub use restore::StoredScope;
 pub use state::{Effective, ScopeState};

@@ -124,6 +124,28 @@ fn scope_err(e: ScopeError) -> Error {
 }
 
 impl Org {
+    /// Assembles an org from checked parts ([`Org::restore`] checks them).
+    pub(crate) fn from_parts(
+        root: ScopeId,
+        scopes: BTreeMap<ScopeId, Scope>,
+        holders: BTreeMap<HolderId, Holder>,
+        default: HolderId,
+        job: Option<RewrapJob>,
+    ) -> Self {
+        Self {
+            root,
+            scopes,
+            holders,
+            default,
+            job,
+        }
+    }
+
+    /// Every scope, the org scope included, in id order: what a host stores.
+    pub fn scopes(&self) -> impl Iterator<Item = &Scope> {
+        self.scopes.values()
+    }
+
     /// Creates an org whose root key (version 1) is wrapped by the managed key. Returns the org,
     /// the root key (to cache) and the effects.
     pub fn create(
