@@ -138,6 +138,7 @@ impl Org {
 }
 
 #[cfg(all(test, feature = "dev"))]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
     use crate::dev::TestRng;
