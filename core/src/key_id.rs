@@ -52,6 +52,31 @@ impl ScopeId {
     }
 }
 
+impl ScopeId {
+    /// Parses the 32 lower- or upper-case hex digits [`Self::to_hex`] prints; `None` for
+    /// anything else (any other length, any other character).
+    pub fn parse_hex(text: &str) -> Option<Self> {
+        fn digit(c: u8) -> Option<u8> {
+            match c {
+                b'0'..=b'9' => Some(c - b'0'),
+                b'a'..=b'f' => Some(c - b'a' + 10),
+                b'A'..=b'F' => Some(c - b'A' + 10),
+                _ => None,
+            }
+        }
+        let text = text.as_bytes();
+        if text.len() != 32 {
+            return None;
+        }
+        let mut out = [0u8; 16];
+        for (o, pair) in out.iter_mut().zip(text.chunks_exact(2)) {
+            let [hi, lo] = pair else { return None };
+            *o = (digit(*hi)? << 4) | digit(*lo)?;
+        }
+        Some(Self(out))
+    }
+}
+
 impl fmt::Display for ScopeId {
     /// Lower-case hex, 32 characters.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -97,6 +122,20 @@ mod tests {
     use alloc::string::String;
 
     #[test]
+    fn bad_hex_is_refused() {
+        for bad in [
+            "",
+            "00",
+            &"0".repeat(31),
+            &"0".repeat(33),
+            &"g".repeat(32),
+            "é0000000000000000000000000000000",
+        ] {
+            assert_eq!(ScopeId::parse_hex(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
     fn hex_matches_the_formatting_macro() {
         for seed in [0u8, 1, 0x7f, 0xa5, 0xff] {
             let bytes: [u8; 16] = core::array::from_fn(|i| {
@@ -107,6 +146,8 @@ mod tests {
             let id = ScopeId::from_bytes(bytes);
             assert_eq!(format!("{id}"), expected);
             assert_eq!(&id.to_hex()[..], expected.as_bytes());
+            assert_eq!(ScopeId::parse_hex(&expected), Some(id));
+            assert_eq!(ScopeId::parse_hex(&expected.to_uppercase()), Some(id));
         }
         let k = KeyId::new(ScopeId::from_bytes([0xab; 16]), 7);
         assert_eq!(format!("{k}"), format!("{}/v7", "ab".repeat(16)));

@@ -1,50 +1,154 @@
-//! `byok`: the byok server and CLI.
-//!
-//! The server (REST API, storage, KMS calls) arrives with the server issue. Until then `byok
-//! serve` states what it will run with, so the README's first command already works.
+//! `byok`: the byok server (`byok serve`) and its CLI client (every other command).
 
 use std::process::ExitCode;
 
-const USAGE: &str = "\
-byok: bring-your-own-key envelope encryption
+use byok_server::cli::{self, AuditCmd, ClientArgs, Io, OrgCmd, ScopeCmd, TokenCmd};
+use byok_server::config::{Config, ServeArgs};
+use clap::{Parser, Subcommand};
 
-Usage: byok <COMMAND>
+/// byok: bring-your-own-key envelope encryption.
+#[derive(Parser)]
+#[command(name = "byok", version, about, long_about = None, after_help = EXIT_CODES)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
 
-Commands:
-  serve    Run the server with the embedded defaults (not yet implemented: prints the plan)
-  version  Print the version
+const EXIT_CODES: &str = "Exit codes: 0 success; 1 the server refused (code and message printed); 2 bad usage; 3 server unreachable; 4 audit chain broken.";
 
-Options:
-  -h, --help     Print help
-  -V, --version  Print version
-";
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (SQLite in ./byok-data and a generated managed key by default).
+    Serve(ServeArgs),
+    /// Print the OpenAPI document of the REST API.
+    Openapi,
+    /// Organizations.
+    Org {
+        #[command(subcommand)]
+        cmd: OrgCmd,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Tokens.
+    Token {
+        #[command(subcommand)]
+        cmd: TokenCmd,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// The scope tree and its actions.
+    Scope {
+        #[command(subcommand)]
+        cmd: ScopeCmd,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Encrypt a file or standard input under a scope's key.
+    Encrypt {
+        /// Org id.
+        #[arg(long, env = "BYOK_ORG")]
+        org: String,
+        /// Scope id.
+        #[arg(long)]
+        scope: String,
+        #[command(flatten)]
+        io: Io,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Decrypt a file or standard input.
+    Decrypt {
+        /// Org id.
+        #[arg(long, env = "BYOK_ORG")]
+        org: String,
+        #[command(flatten)]
+        io: Io,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// The audit log.
+    Audit {
+        #[command(subcommand)]
+        cmd: AuditCmd,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            std::process::exit(1);
+        }
+    }
+}
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        Some("serve") if args.iter().any(|a| a == "-h" || a == "--help") => {
-            println!("Run the byok server with the embedded defaults\n\nUsage: byok serve");
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => {
+            let config = match Config::resolve(&args) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            byok_server::serve::init_logs(config.log_format);
+            match runtime().block_on(byok_server::serve::run(config)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!(error = %e, "server stopped");
+                    eprintln!("error: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Command::Openapi => {
+            print!("{}", byok_server::api::openapi_json());
             ExitCode::SUCCESS
         }
-        Some("serve") => {
-            println!("byok {} (format v1)", env!("CARGO_PKG_VERSION"));
-            println!(
-                "planned defaults: listen 127.0.0.1:8080, store sqlite ./byok-data, managed root key"
-            );
-            println!("the server itself is not implemented yet; see the README");
-            ExitCode::SUCCESS
+        other => runtime().block_on(client(other)),
+    }
+}
+
+async fn client(command: Command) -> ExitCode {
+    async fn run<C>(
+        client: ClientArgs,
+        cmd: C,
+        f: impl AsyncFnOnce(&cli::Client, C) -> Result<(), cli::Failure>,
+    ) -> Result<(), cli::Failure> {
+        let c = cli::Client::new(client)?;
+        f(&c, cmd).await
+    }
+    let result = match command {
+        Command::Encrypt {
+            org,
+            scope,
+            io,
+            client,
+        } => {
+            run(client, (), async |c, ()| {
+                cli::encrypt(c, &org, &scope, &io).await
+            })
+            .await
         }
-        Some("version" | "-V" | "--version") => {
-            println!("byok {}", env!("CARGO_PKG_VERSION"));
-            ExitCode::SUCCESS
+        Command::Decrypt { org, io, client } => {
+            run(client, (), async |c, ()| cli::decrypt(c, &org, &io).await).await
         }
-        Some("-h" | "--help") | None => {
-            print!("{USAGE}");
-            ExitCode::SUCCESS
-        }
-        Some(other) => {
-            eprintln!("error: unknown command '{other}'\n\n{USAGE}");
-            ExitCode::from(2)
-        }
+        Command::Org { cmd, client } => run(client, cmd, cli::org).await,
+        Command::Token { cmd, client } => run(client, cmd, cli::token).await,
+        Command::Scope { cmd, client } => run(client, cmd, cli::scope).await,
+        Command::Audit { cmd, client } => run(client, cmd, cli::audit).await,
+        Command::Serve(_) | Command::Openapi => Ok(()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => cli::report(f),
     }
 }

@@ -1,0 +1,121 @@
+//! Who is calling: the bearer token's grant, checked against the org in the path. A token of
+//! another org gets the same `not_found` as an org that does not exist, so no token can learn
+//! whether another org, scope or ciphertext exists.
+
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use byok_core::ScopeId;
+use serde::de::DeserializeOwned;
+
+use super::AppState;
+use super::error::ApiError;
+use crate::store::Role;
+
+/// The authenticated caller.
+#[derive(Clone, Copy, Debug)]
+pub struct Caller {
+    /// Its org (`None` for the operator).
+    pub org: Option<ScopeId>,
+    /// Its role.
+    pub role: Role,
+}
+
+impl Caller {
+    /// Checks that the caller may act on `org` with one of `roles`.
+    pub fn require(&self, org: ScopeId, roles: &[Role]) -> Result<(), ApiError> {
+        if self.org != Some(org) {
+            return Err(ApiError::not_found("organization not found"));
+        }
+        if !roles.contains(&self.role) {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!(
+                    "a {} token cannot do this; it needs one of: {}",
+                    self.role.as_str(),
+                    roles
+                        .iter()
+                        .map(|r| r.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let unauthenticated = || {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                "send a valid token as `Authorization: Bearer byok_...`",
+            )
+        };
+        let token = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|t| t.starts_with("byok_") && t.len() < 200)
+            .ok_or_else(unauthenticated)?;
+        let grant = state
+            .service
+            .authenticate(token)
+            .await
+            .map_err(ApiError::from)?
+            .ok_or_else(unauthenticated)?;
+        Ok(Self {
+            org: grant.org,
+            role: grant.role,
+        })
+    }
+}
+
+/// A JSON body whose rejections are API errors (not axum's plain-text ones).
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        use axum::extract::rejection::JsonRejection;
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(Self(v)),
+            Err(JsonRejection::BytesRejection(e))
+                if e.status() == StatusCode::PAYLOAD_TOO_LARGE =>
+            {
+                Err(ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "too_large",
+                    "request body too large; use the streaming format for large data",
+                ))
+            }
+            Err(JsonRejection::MissingJsonContentType(_)) => Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send the body as JSON with `Content-Type: application/json`",
+            )),
+            Err(e) => Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "malformed_json",
+                format!(
+                    "the body is not the JSON this call takes: {}",
+                    e.body_text()
+                ),
+            )),
+        }
+    }
+}
+
+/// Parses an id from the path: 32 hex digits.
+pub fn parse_id(text: &str, what: &str) -> Result<ScopeId, ApiError> {
+    ScopeId::parse_hex(text)
+        .ok_or_else(|| ApiError::invalid(format!("{what} id must be 32 hex digits")))
+}

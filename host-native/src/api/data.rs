@@ -1,0 +1,198 @@
+//! Encrypt, decrypt and data keys (service tokens). Binary values travel as standard base64;
+//! ciphertexts as the `byok:v1:` text armor.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use base64ct::{Base64, Encoding};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use zeroize::Zeroizing;
+
+use super::AppState;
+use super::auth::{ApiJson, Caller, parse_id};
+use super::error::{ApiError, ErrorBody};
+use crate::store::Role;
+
+/// Encrypts.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EncryptRequest {
+    /// The plaintext, base64 (at most 4 MiB decoded).
+    pub plaintext: String,
+    /// Encryption context: the same pairs must be given to decrypt. Keys may not start with
+    /// `byok:`.
+    #[serde(default)]
+    pub context: BTreeMap<String, String>,
+}
+
+/// A ciphertext.
+#[derive(Serialize, ToSchema)]
+pub struct EncryptResponse {
+    /// `byok:v1:` and base64url: store it as is.
+    pub ciphertext: String,
+}
+
+/// Decrypts.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DecryptRequest {
+    /// A ciphertext from `encrypt` (`byok:v1:...`).
+    pub ciphertext: String,
+    /// The context it was encrypted with.
+    #[serde(default)]
+    pub context: BTreeMap<String, String>,
+}
+
+/// A plaintext.
+#[derive(Serialize, ToSchema)]
+pub struct DecryptResponse {
+    /// The plaintext, base64.
+    pub plaintext: String,
+}
+
+/// Asks for a data key.
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct DataKeyRequest {
+    /// Context the wrapped key is bound to (needed again to unwrap it).
+    #[serde(default)]
+    pub context: BTreeMap<String, String>,
+}
+
+/// A data key.
+#[derive(Serialize, ToSchema)]
+pub struct DataKeyResponse {
+    /// The 32-byte key, base64: use it, then drop it.
+    pub key: String,
+    /// Its wrapped form, `byok:v1:...`: store it beside the data.
+    pub wrapped: String,
+    /// The scope key version it is wrapped under.
+    pub version: u32,
+}
+
+/// Unwraps a data key.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UnwrapRequest {
+    /// The wrapped form from `datakey`.
+    pub wrapped: String,
+    /// The context it was bound to.
+    #[serde(default)]
+    pub context: BTreeMap<String, String>,
+}
+
+/// An unwrapped data key.
+#[derive(Serialize, ToSchema)]
+pub struct UnwrapResponse {
+    /// The 32-byte key, base64.
+    pub key: String,
+}
+
+fn armor_decode(text: &str, what: &str) -> Result<Vec<u8>, ApiError> {
+    byok_core::format::armor::decode(text).map_err(|e| {
+        ApiError::new(
+            axum::http::StatusCode::BAD_REQUEST,
+            "malformed_ciphertext",
+            format!("{what} is not `byok:v1:` text: {e}"),
+        )
+    })
+}
+
+/// Encrypt under a scope's newest key (service).
+#[utoipa::path(post, path = "/v1/orgs/{org}/scopes/{scope}/encrypt", tag = "data", request_body = EncryptRequest,
+    params(("org" = String, Path, description = "org id"), ("scope" = String, Path, description = "scope id")),
+    responses((status = 200, body = EncryptResponse), (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 410, body = ErrorBody),
+        (status = 413, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn encrypt(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path((org, scope)): Path<(String, String)>,
+    ApiJson(req): ApiJson<EncryptRequest>,
+) -> Result<Json<EncryptResponse>, ApiError> {
+    let org = parse_id(&org, "org")?;
+    caller.require(org, &[Role::Service])?;
+    let scope = parse_id(&scope, "scope")?;
+    let plaintext = Zeroizing::new(
+        Base64::decode_vec(&req.plaintext)
+            .map_err(|_| ApiError::invalid("plaintext must be standard base64"))?,
+    );
+    let ct = s
+        .service
+        .encrypt(org, scope, &plaintext, &req.context)
+        .await?;
+    Ok(Json(EncryptResponse {
+        ciphertext: byok_core::format::armor::encode(&ct),
+    }))
+}
+
+/// Decrypt a ciphertext of this org (service).
+#[utoipa::path(post, path = "/v1/orgs/{org}/decrypt", tag = "data", request_body = DecryptRequest,
+    params(("org" = String, Path, description = "org id")),
+    responses((status = 200, body = DecryptResponse), (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 410, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn decrypt(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(org): Path<String>,
+    ApiJson(req): ApiJson<DecryptRequest>,
+) -> Result<Json<DecryptResponse>, ApiError> {
+    let org = parse_id(&org, "org")?;
+    caller.require(org, &[Role::Service])?;
+    let ct = armor_decode(&req.ciphertext, "ciphertext")?;
+    let pt = Zeroizing::new(s.service.decrypt(org, &ct, &req.context).await?);
+    Ok(Json(DecryptResponse {
+        plaintext: Base64::encode_string(&pt),
+    }))
+}
+
+/// A fresh data key under a scope's newest key (service).
+#[utoipa::path(post, path = "/v1/orgs/{org}/scopes/{scope}/datakey", tag = "data", request_body = DataKeyRequest,
+    params(("org" = String, Path, description = "org id"), ("scope" = String, Path, description = "scope id")),
+    responses((status = 200, body = DataKeyResponse), (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 410, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn datakey(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path((org, scope)): Path<(String, String)>,
+    ApiJson(req): ApiJson<DataKeyRequest>,
+) -> Result<Json<DataKeyResponse>, ApiError> {
+    let org = parse_id(&org, "org")?;
+    caller.require(org, &[Role::Service])?;
+    let scope = parse_id(&scope, "scope")?;
+    let out = s.service.datakey(org, scope, &req.context).await?;
+    Ok(Json(DataKeyResponse {
+        key: Base64::encode_string(out.key.expose_secret()),
+        wrapped: byok_core::format::armor::encode(&out.wrapped),
+        version: out.version,
+    }))
+}
+
+/// Unwrap a data key of this org (service).
+#[utoipa::path(post, path = "/v1/orgs/{org}/datakey/unwrap", tag = "data", request_body = UnwrapRequest,
+    params(("org" = String, Path, description = "org id")),
+    responses((status = 200, body = UnwrapResponse), (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 410, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn unwrap_datakey(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(org): Path<String>,
+    ApiJson(req): ApiJson<UnwrapRequest>,
+) -> Result<Json<UnwrapResponse>, ApiError> {
+    let org = parse_id(&org, "org")?;
+    caller.require(org, &[Role::Service])?;
+    let wrapped = armor_decode(&req.wrapped, "wrapped")?;
+    let key = s
+        .service
+        .unwrap_datakey(org, &wrapped, &req.context)
+        .await?;
+    Ok(Json(UnwrapResponse {
+        key: Base64::encode_string(key.expose_secret()),
+    }))
+}

@@ -1,0 +1,155 @@
+//! The REST API: JSON over HTTP, described by the OpenAPI document at `/openapi.json` (and
+//! checked in as `docs/openapi.json`, which a test compares with the code).
+//!
+//! Every response carries an `x-request-id`; errors carry it in the body too, and the server
+//! logs it, so an operator can find what happened without the caller sending anything secret.
+
+pub mod audit;
+pub mod auth;
+pub mod data;
+pub mod error;
+pub mod ops;
+pub mod orgs;
+pub mod scopes;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+use utoipa::OpenApi;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+
+use crate::service::Service;
+use error::{ApiError, REQUEST_ID};
+
+/// Request bodies larger than this are refused with `too_large` (the JSON API takes at most
+/// 4 MiB of plaintext, base64-encoded).
+pub const MAX_BODY: usize = 6 << 20;
+
+/// What handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    /// The service.
+    pub service: Arc<Service>,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "byok", description = "Bring-your-own-key envelope encryption: orgs, scope trees, keys, encrypt and decrypt, audit."),
+    paths(
+        orgs::create_org, orgs::get_org, orgs::create_token,
+        scopes::create_scope, scopes::list_scopes, scopes::get_scope,
+        scopes::pause, scopes::resume, scopes::revoke, scopes::rotate,
+        data::encrypt, data::decrypt, data::datakey, data::unwrap_datakey,
+        audit::read, audit::verify,
+        ops::healthz, ops::readyz, ops::metrics,
+    ),
+    modifiers(&Bearer),
+    tags(
+        (name = "orgs", description = "Organizations and their tokens"),
+        (name = "scopes", description = "The scope tree: create, pause, resume, revoke, rotate"),
+        (name = "data", description = "Encrypt, decrypt, data keys (service tokens)"),
+        (name = "audit", description = "The hash-chained audit log"),
+        (name = "ops", description = "Health and metrics"),
+    )
+)]
+struct ApiDoc;
+
+struct Bearer;
+
+impl utoipa::Modify for Bearer {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+    }
+}
+
+/// The OpenAPI document.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let mut doc = ApiDoc::openapi();
+    doc.info.version = env!("CARGO_PKG_VERSION").into();
+    doc
+}
+
+/// The OpenAPI document as the pretty JSON that is checked in.
+pub fn openapi_json() -> String {
+    let mut s = serde_json::to_string_pretty(&openapi()).unwrap_or_default();
+    s.push('\n');
+    s
+}
+
+async fn request_id(req: Request, next: Next) -> Response {
+    let mut raw = [0u8; 8];
+    rand_core::Rng::fill_bytes(&mut rand::rng(), &mut raw);
+    let id: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+    let method = req.method().clone();
+    let path = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".into());
+    let started = std::time::Instant::now();
+    let mut resp = REQUEST_ID.scope(id.clone(), next.run(req)).await;
+    let status = resp.status().as_u16();
+    // The route template, never the concrete path: ids and nothing else from the caller.
+    tracing::info!(request_id = %id, %method, route = %path, status,
+        micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX), "request");
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    resp
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "no such endpoint; see /openapi.json",
+    )
+}
+
+/// The router.
+pub fn router(service: Arc<Service>) -> Router {
+    let state = AppState { service };
+    Router::new()
+        .route("/v1/orgs", post(orgs::create_org))
+        .route("/v1/orgs/{org}", get(orgs::get_org))
+        .route("/v1/orgs/{org}/tokens", post(orgs::create_token))
+        .route(
+            "/v1/orgs/{org}/scopes",
+            post(scopes::create_scope).get(scopes::list_scopes),
+        )
+        .route("/v1/orgs/{org}/scopes/{scope}", get(scopes::get_scope))
+        .route("/v1/orgs/{org}/scopes/{scope}/pause", post(scopes::pause))
+        .route("/v1/orgs/{org}/scopes/{scope}/resume", post(scopes::resume))
+        .route("/v1/orgs/{org}/scopes/{scope}/revoke", post(scopes::revoke))
+        .route("/v1/orgs/{org}/scopes/{scope}/rotate", post(scopes::rotate))
+        .route("/v1/orgs/{org}/scopes/{scope}/encrypt", post(data::encrypt))
+        .route("/v1/orgs/{org}/decrypt", post(data::decrypt))
+        .route("/v1/orgs/{org}/scopes/{scope}/datakey", post(data::datakey))
+        .route("/v1/orgs/{org}/datakey/unwrap", post(data::unwrap_datakey))
+        .route("/v1/orgs/{org}/audit", get(audit::read))
+        .route("/v1/orgs/{org}/audit/verify", get(audit::verify))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .route("/openapi.json", get(ops::openapi))
+        .fallback(not_found)
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this endpoint does not take that method; see /openapi.json",
+            )
+        })
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(middleware::from_fn(request_id))
+        .with_state(state)
+}

@@ -1,0 +1,89 @@
+//! For the operator's tooling: liveness, readiness, Prometheus metrics, the OpenAPI document.
+
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+
+use super::AppState;
+
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/healthz", tag = "ops", responses((status = 200, description = "alive")))]
+pub async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// Readiness: the database answers.
+#[utoipa::path(get, path = "/readyz", tag = "ops",
+    responses((status = 200, description = "ready"), (status = 503, description = "database unavailable")))]
+pub async fn readyz(State(s): State<AppState>) -> (StatusCode, &'static str) {
+    if s.service.store().ping().await {
+        (StatusCode::OK, "ready\n")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "database unavailable\n")
+    }
+}
+
+/// Prometheus metrics (text exposition format).
+#[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, description = "metrics")))]
+pub async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
+    let m = &s.service.metrics;
+    let mut out = String::new();
+    for (name, help, v) in [
+        (
+            "byok_encrypt_total",
+            "Encrypt operations served.",
+            &m.encrypts,
+        ),
+        (
+            "byok_decrypt_total",
+            "Decrypt operations served.",
+            &m.decrypts,
+        ),
+        (
+            "byok_datakey_total",
+            "Data keys handed out or unwrapped.",
+            &m.datakeys,
+        ),
+        (
+            "byok_key_cache_hits_total",
+            "Scope keys served from the cache.",
+            &m.cache_hits,
+        ),
+        (
+            "byok_key_cache_misses_total",
+            "Scope keys resolved from the root.",
+            &m.cache_misses,
+        ),
+        (
+            "byok_root_unwraps_total",
+            "Root keys unwrapped by their holder.",
+            &m.root_unwraps,
+        ),
+        (
+            "byok_kms_calls_total",
+            "Calls to customer KMSs.",
+            &m.kms_calls,
+        ),
+    ] {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+            v.load(Ordering::Relaxed)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP byok_key_cache_entries Unwrapped keys in memory.\n# TYPE byok_key_cache_entries gauge\nbyok_key_cache_entries {}",
+        s.service.cache().len()
+    );
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
+}
+
+/// The OpenAPI document of this API.
+pub async fn openapi() -> impl IntoResponse {
+    Json(super::openapi())
+}

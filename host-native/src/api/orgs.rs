@@ -1,0 +1,154 @@
+//! Orgs and tokens.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::AppState;
+use super::auth::{ApiJson, Caller, parse_id};
+use super::error::{ApiError, ErrorBody};
+use crate::store::Role;
+
+/// Creates an org.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateOrg {
+    /// Display name.
+    pub name: String,
+    /// How long unwrapped keys stay in memory, in ms (0: ask the key holder on every use).
+    /// Defaults to the server's setting.
+    pub unwrap_cache_ttl_ms: Option<u64>,
+}
+
+/// A new org and its first admin token (shown once).
+#[derive(Serialize, ToSchema)]
+pub struct OrgCreated {
+    /// The org id.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// The first admin token. Store it now: it is not shown again.
+    pub admin_token: String,
+}
+
+/// An org's summary.
+#[derive(Serialize, ToSchema)]
+pub struct OrgInfo {
+    /// The org id.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// The key that wraps its root key by default (`managed` or `cmk:N`).
+    pub default_key: String,
+    /// Unwrap cache TTL in ms.
+    pub unwrap_cache_ttl_ms: u64,
+    /// Number of scopes, the org scope included.
+    pub scopes: u64,
+    /// Creation time (ms since the epoch).
+    pub created_at: i64,
+}
+
+/// Creates a token.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateToken {
+    /// `admin`, `service` or `auditor`.
+    pub role: Role,
+    /// What it is for (shown in the audit log).
+    pub name: String,
+}
+
+/// A new token (shown once).
+#[derive(Serialize, ToSchema)]
+pub struct TokenCreated {
+    /// The token. Store it now: only its hash is kept.
+    pub token: String,
+    /// Its role.
+    pub role: Role,
+}
+
+/// Create an org (operator token).
+#[utoipa::path(post, path = "/v1/orgs", tag = "orgs", request_body = CreateOrg,
+    responses((status = 201, body = OrgCreated), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn create_org(
+    State(s): State<AppState>,
+    caller: Caller,
+    ApiJson(req): ApiJson<CreateOrg>,
+) -> Result<(StatusCode, Json<OrgCreated>), ApiError> {
+    if caller.role != Role::Operator {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "only the operator token creates organizations",
+        ));
+    }
+    let ttl = req.unwrap_cache_ttl_ms.map(Duration::from_millis);
+    if ttl.is_some_and(|t| t > Duration::from_secs(86_400)) {
+        return Err(ApiError::invalid("unwrap_cache_ttl_ms is at most one day"));
+    }
+    let (id, token) = s.service.create_org(&req.name, ttl).await?;
+    tracing::info!(org = %id, "organization created");
+    Ok((
+        StatusCode::CREATED,
+        Json(OrgCreated {
+            id: id.to_string(),
+            name: req.name,
+            admin_token: token.to_string(),
+        }),
+    ))
+}
+
+/// An org's summary (any token of the org).
+#[utoipa::path(get, path = "/v1/orgs/{org}", tag = "orgs",
+    params(("org" = String, Path, description = "org id")),
+    responses((status = 200, body = OrgInfo), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn get_org(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(org): Path<String>,
+) -> Result<Json<OrgInfo>, ApiError> {
+    let org = parse_id(&org, "org")?;
+    caller.require(org, &[Role::Admin, Role::Service, Role::Auditor])?;
+    let cell = s.service.org(org).await?;
+    let meta = cell.meta();
+    let snap = cell.snapshot();
+    Ok(Json(OrgInfo {
+        id: org.to_string(),
+        name: meta.name,
+        default_key: crate::store::holder_name(snap.default_holder()),
+        unwrap_cache_ttl_ms: meta.unwrap_cache_ttl_ms,
+        scopes: u64::try_from(snap.len()).unwrap_or(u64::MAX),
+        created_at: meta.created_at,
+    }))
+}
+
+/// Create a token for the org (admin).
+#[utoipa::path(post, path = "/v1/orgs/{org}/tokens", tag = "orgs", request_body = CreateToken,
+    params(("org" = String, Path, description = "org id")),
+    responses((status = 201, body = TokenCreated), (status = 400, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn create_token(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(org): Path<String>,
+    ApiJson(req): ApiJson<CreateToken>,
+) -> Result<(StatusCode, Json<TokenCreated>), ApiError> {
+    let org = parse_id(&org, "org")?;
+    caller.require(org, &[Role::Admin])?;
+    let token = s.service.create_token(org, req.role, &req.name).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(TokenCreated {
+            token: token.to_string(),
+            role: req.role,
+        }),
+    ))
+}

@@ -1,0 +1,154 @@
+//! The scope tree and its actions: create, list, get, pause, resume, revoke, rotate.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use super::AppState;
+use super::auth::{ApiJson, Caller, parse_id};
+use super::error::{ApiError, ErrorBody};
+use crate::service::ScopeView;
+use crate::store::Role;
+
+/// Creates a scope.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateScope {
+    /// The parent scope's id (the org id for a top-level scope).
+    pub parent: String,
+    /// Display name.
+    pub name: String,
+}
+
+/// Confirms a revocation.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Revoke {
+    /// The scope id, typed again: revoking destroys the keys of the scope and its subtree for
+    /// good.
+    pub confirm: String,
+}
+
+/// Create a scope (admin).
+#[utoipa::path(post, path = "/v1/orgs/{org}/scopes", tag = "scopes", request_body = CreateScope,
+    params(("org" = String, Path, description = "org id")),
+    responses((status = 201, body = ScopeView), (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 410, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn create_scope(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(org): Path<String>,
+    ApiJson(req): ApiJson<CreateScope>,
+) -> Result<(StatusCode, Json<ScopeView>), ApiError> {
+    let org = parse_id(&org, "org")?;
+    caller.require(org, &[Role::Admin])?;
+    let parent = parse_id(&req.parent, "parent scope")?;
+    let view = s.service.create_scope(org, parent, &req.name).await?;
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+/// List the org's scopes, parents before children (admin, auditor).
+#[utoipa::path(get, path = "/v1/orgs/{org}/scopes", tag = "scopes",
+    params(("org" = String, Path, description = "org id")),
+    responses((status = 200, body = Vec<ScopeView>), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn list_scopes(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(org): Path<String>,
+) -> Result<Json<Vec<ScopeView>>, ApiError> {
+    let org = parse_id(&org, "org")?;
+    caller.require(org, &[Role::Admin, Role::Auditor])?;
+    Ok(Json(s.service.list_scopes(org).await?))
+}
+
+/// One scope with its effective state (any token of the org).
+#[utoipa::path(get, path = "/v1/orgs/{org}/scopes/{scope}", tag = "scopes",
+    params(("org" = String, Path, description = "org id"), ("scope" = String, Path, description = "scope id")),
+    responses((status = 200, body = ScopeView), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn get_scope(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path((org, scope)): Path<(String, String)>,
+) -> Result<Json<ScopeView>, ApiError> {
+    let org = parse_id(&org, "org")?;
+    caller.require(org, &[Role::Admin, Role::Service, Role::Auditor])?;
+    let scope = parse_id(&scope, "scope")?;
+    Ok(Json(s.service.get_scope(org, scope).await?))
+}
+
+/// Pause a scope and everything under it (admin). Nothing is deleted; resume undoes it.
+#[utoipa::path(post, path = "/v1/orgs/{org}/scopes/{scope}/pause", tag = "scopes",
+    params(("org" = String, Path, description = "org id"), ("scope" = String, Path, description = "scope id")),
+    responses((status = 200, body = ScopeView), (status = 404, body = ErrorBody), (status = 410, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn pause(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path((org, scope)): Path<(String, String)>,
+) -> Result<Json<ScopeView>, ApiError> {
+    let org = parse_id(&org, "org")?;
+    caller.require(org, &[Role::Admin])?;
+    Ok(Json(
+        s.service.pause(org, parse_id(&scope, "scope")?).await?,
+    ))
+}
+
+/// Resume a paused scope (admin). A paused ancestor still applies.
+#[utoipa::path(post, path = "/v1/orgs/{org}/scopes/{scope}/resume", tag = "scopes",
+    params(("org" = String, Path, description = "org id"), ("scope" = String, Path, description = "scope id")),
+    responses((status = 200, body = ScopeView), (status = 404, body = ErrorBody), (status = 410, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn resume(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path((org, scope)): Path<(String, String)>,
+) -> Result<Json<ScopeView>, ApiError> {
+    let org = parse_id(&org, "org")?;
+    caller.require(org, &[Role::Admin])?;
+    Ok(Json(
+        s.service.resume(org, parse_id(&scope, "scope")?).await?,
+    ))
+}
+
+/// Revoke a scope and everything under it, for good (admin): its keys are destroyed.
+#[utoipa::path(post, path = "/v1/orgs/{org}/scopes/{scope}/revoke", tag = "scopes", request_body = Revoke,
+    params(("org" = String, Path, description = "org id"), ("scope" = String, Path, description = "scope id")),
+    responses((status = 200, body = ScopeView), (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 410, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn revoke(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path((org, scope)): Path<(String, String)>,
+    ApiJson(req): ApiJson<Revoke>,
+) -> Result<Json<ScopeView>, ApiError> {
+    let org = parse_id(&org, "org")?;
+    caller.require(org, &[Role::Admin])?;
+    let scope = parse_id(&scope, "scope")?;
+    let view = s.service.revoke(org, scope, &req.confirm).await?;
+    tracing::warn!(org = %org, scope = %scope, "scope revoked");
+    Ok(Json(view))
+}
+
+/// Add a key version to a scope (admin). New data uses it; old versions still decrypt.
+#[utoipa::path(post, path = "/v1/orgs/{org}/scopes/{scope}/rotate", tag = "scopes",
+    params(("org" = String, Path, description = "org id"), ("scope" = String, Path, description = "scope id")),
+    responses((status = 200, body = ScopeView), (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 410, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn rotate(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path((org, scope)): Path<(String, String)>,
+) -> Result<Json<ScopeView>, ApiError> {
+    let org = parse_id(&org, "org")?;
+    caller.require(org, &[Role::Admin])?;
+    Ok(Json(
+        s.service.rotate(org, parse_id(&scope, "scope")?).await?,
+    ))
+}

@@ -1,0 +1,563 @@
+//! The CLI client: one subcommand per API call, human output by default, `--json` for the
+//! server's JSON as is. Exit codes: 0 success; 1 the server refused (the error's code and
+//! message are printed); 2 bad usage; 3 the server could not be reached; 4 `audit verify` found
+//! a broken chain.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use base64ct::{Base64, Encoding};
+use serde_json::{Value, json};
+use zeroize::Zeroizing;
+
+/// Where and as whom the client talks.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ClientArgs {
+    /// The server's URL.
+    #[arg(
+        long,
+        env = "BYOK_SERVER",
+        default_value = "http://127.0.0.1:8080",
+        global = true
+    )]
+    pub server: String,
+    /// Bearer token (prefer the environment variable: flags show up in process lists).
+    #[arg(long, env = "BYOK_TOKEN", hide_env_values = true, global = true)]
+    pub token: Option<String>,
+    /// Print the server's JSON instead of a summary.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+/// Org commands.
+#[derive(Debug, clap::Subcommand)]
+pub enum OrgCmd {
+    /// Create an org and its first admin token (operator token).
+    Create {
+        /// Display name.
+        name: String,
+        /// Unwrap cache TTL for this org, ms (0: ask the key holder every time).
+        #[arg(long)]
+        unwrap_cache_ttl_ms: Option<u64>,
+    },
+    /// Show an org.
+    Show {
+        /// Org id.
+        #[arg(long, env = "BYOK_ORG")]
+        org: String,
+    },
+}
+
+/// Token commands.
+#[derive(Debug, clap::Subcommand)]
+pub enum TokenCmd {
+    /// Create a token for the org (admin token).
+    Create {
+        /// Org id.
+        #[arg(long, env = "BYOK_ORG")]
+        org: String,
+        /// admin, service or auditor.
+        #[arg(long)]
+        role: String,
+        /// What it is for.
+        #[arg(long)]
+        name: String,
+    },
+}
+
+/// Scope commands.
+#[derive(Debug, clap::Subcommand)]
+pub enum ScopeCmd {
+    /// Create a scope under a parent (the org id for a top-level scope).
+    Create {
+        /// Org id.
+        #[arg(long, env = "BYOK_ORG")]
+        org: String,
+        /// Parent scope id.
+        #[arg(long)]
+        parent: String,
+        /// Display name.
+        #[arg(long)]
+        name: String,
+    },
+    /// List the org's scopes as a tree.
+    List {
+        /// Org id.
+        #[arg(long, env = "BYOK_ORG")]
+        org: String,
+    },
+    /// Show a scope and its effective state.
+    Show {
+        /// Org id.
+        #[arg(long, env = "BYOK_ORG")]
+        org: String,
+        /// Scope id.
+        scope: String,
+    },
+    /// Pause a scope and its subtree.
+    Pause {
+        /// Org id.
+        #[arg(long, env = "BYOK_ORG")]
+        org: String,
+        /// Scope id.
+        scope: String,
+    },
+    /// Resume a paused scope.
+    Resume {
+        /// Org id.
+        #[arg(long, env = "BYOK_ORG")]
+        org: String,
+        /// Scope id.
+        scope: String,
+    },
+    /// Revoke a scope and its subtree for good (destroys their keys).
+    Revoke {
+        /// Org id.
+        #[arg(long, env = "BYOK_ORG")]
+        org: String,
+        /// Scope id.
+        scope: String,
+        /// The scope id again, to confirm.
+        #[arg(long)]
+        confirm: String,
+    },
+    /// Add a key version to a scope.
+    Rotate {
+        /// Org id.
+        #[arg(long, env = "BYOK_ORG")]
+        org: String,
+        /// Scope id.
+        scope: String,
+    },
+}
+
+/// Audit commands.
+#[derive(Debug, clap::Subcommand)]
+pub enum AuditCmd {
+    /// Print audit rows (JSON lines with --json, for a SIEM).
+    Read {
+        /// Org id.
+        #[arg(long, env = "BYOK_ORG")]
+        org: String,
+        /// Rows after this sequence number.
+        #[arg(long, default_value_t = 0)]
+        after: i64,
+        /// At most this many rows (all if omitted).
+        #[arg(long)]
+        limit: Option<i64>,
+    },
+    /// Check the hash chain; exit code 4 names a broken link.
+    Verify {
+        /// Org id.
+        #[arg(long, env = "BYOK_ORG")]
+        org: String,
+    },
+}
+
+/// Input and output files for encrypt and decrypt.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Io {
+    /// Input file (`-` or nothing: standard input).
+    pub input: Option<PathBuf>,
+    /// Output file (standard output if omitted).
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
+    /// Encryption context entry `key=value` (repeatable); decrypt needs the same entries.
+    #[arg(long = "context", value_name = "KEY=VALUE")]
+    pub context: Vec<String>,
+}
+
+/// A client failure, with its exit code.
+pub struct Failure {
+    code: u8,
+    message: String,
+}
+
+impl Failure {
+    fn usage(message: impl Into<String>) -> Self {
+        Self {
+            code: 2,
+            message: message.into(),
+        }
+    }
+}
+
+/// Prints the failure and returns its exit code.
+pub fn report(f: Failure) -> ExitCode {
+    eprintln!("error: {}", f.message);
+    ExitCode::from(f.code)
+}
+
+/// The HTTP client.
+pub struct Client {
+    http: reqwest::Client,
+    args: ClientArgs,
+}
+
+impl Client {
+    /// A client for `args`.
+    pub fn new(args: ClientArgs) -> Result<Self, Failure> {
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(60))
+            .build()
+            .map_err(|e| Failure::usage(format!("cannot set up HTTP: {e}")))?;
+        Ok(Self { http, args })
+    }
+
+    /// Whether to print JSON.
+    pub fn json(&self) -> bool {
+        self.args.json
+    }
+
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, Failure> {
+        let url = format!("{}{path}", self.args.server.trim_end_matches('/'));
+        let mut req = self.http.request(method, &url);
+        if let Some(t) = &self.args.token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(b.to_string());
+        }
+        let resp = req.send().await.map_err(|e| Failure {
+            code: 3,
+            message: format!("cannot reach {}: {e}", self.args.server),
+        })?;
+        let status = resp.status();
+        let bytes = resp.bytes().await.unwrap_or_default();
+        let value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        if status.is_success() {
+            return Ok(value);
+        }
+        let err = value.get("error");
+        let field = |k: &str| {
+            err.and_then(|e| e.get(k))
+                .and_then(Value::as_str)
+                .unwrap_or("")
+        };
+        Err(Failure {
+            code: 1,
+            message: format!(
+                "{} ({}): {} [request {}]",
+                field("code"),
+                status.as_u16(),
+                field("message"),
+                field("request_id")
+            ),
+        })
+    }
+
+    /// GET.
+    pub async fn get(&self, path: &str) -> Result<Value, Failure> {
+        self.call(reqwest::Method::GET, path, None).await
+    }
+
+    /// POST with a JSON body.
+    pub async fn post(&self, path: &str, body: Value) -> Result<Value, Failure> {
+        self.call(reqwest::Method::POST, path, Some(body)).await
+    }
+}
+
+fn print(client: &Client, value: &Value, human: impl FnOnce(&Value) -> String) {
+    if client.json() {
+        println!("{value}");
+    } else {
+        println!("{}", human(value));
+    }
+}
+
+fn s<'a>(v: &'a Value, k: &str) -> &'a str {
+    v.get(k).and_then(Value::as_str).unwrap_or("")
+}
+
+fn scope_line(v: &Value) -> String {
+    let by = match v.get("effective_by").and_then(Value::as_str) {
+        Some(b) if b != s(v, "id") => format!(" (by {b})"),
+        _ => String::new(),
+    };
+    format!(
+        "{}  {}  {}{}  key v{}",
+        s(v, "id"),
+        s(v, "name"),
+        s(v, "effective"),
+        by,
+        v.get("key_version")
+            .and_then(Value::as_u64)
+            .map_or("-".into(), |n| n.to_string())
+    )
+}
+
+/// Runs an org command.
+pub async fn org(client: &Client, cmd: OrgCmd) -> Result<(), Failure> {
+    match cmd {
+        OrgCmd::Create {
+            name,
+            unwrap_cache_ttl_ms,
+        } => {
+            let v = client
+                .post(
+                    "/v1/orgs",
+                    json!({ "name": name, "unwrap_cache_ttl_ms": unwrap_cache_ttl_ms }),
+                )
+                .await?;
+            print(client, &v, |v| {
+                format!(
+                    "org {} created\nadmin token (shown once, store it now): {}",
+                    s(v, "id"),
+                    s(v, "admin_token")
+                )
+            });
+        }
+        OrgCmd::Show { org } => {
+            let v = client.get(&format!("/v1/orgs/{org}")).await?;
+            print(client, &v, |v| {
+                format!(
+                    "{}  {}  default key {}  {} scope(s)",
+                    s(v, "id"),
+                    s(v, "name"),
+                    s(v, "default_key"),
+                    v.get("scopes").and_then(Value::as_u64).unwrap_or(0)
+                )
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Runs a token command.
+pub async fn token(client: &Client, cmd: TokenCmd) -> Result<(), Failure> {
+    let TokenCmd::Create { org, role, name } = cmd;
+    let v = client
+        .post(
+            &format!("/v1/orgs/{org}/tokens"),
+            json!({ "role": role, "name": name }),
+        )
+        .await?;
+    print(client, &v, |v| {
+        format!(
+            "{} token (shown once, store it now): {}",
+            s(v, "role"),
+            s(v, "token")
+        )
+    });
+    Ok(())
+}
+
+/// Runs a scope command.
+pub async fn scope(client: &Client, cmd: ScopeCmd) -> Result<(), Failure> {
+    let v = match cmd {
+        ScopeCmd::Create { org, parent, name } => {
+            client
+                .post(
+                    &format!("/v1/orgs/{org}/scopes"),
+                    json!({ "parent": parent, "name": name }),
+                )
+                .await?
+        }
+        ScopeCmd::List { org } => {
+            let v = client.get(&format!("/v1/orgs/{org}/scopes")).await?;
+            print(client, &v, |v| {
+                v.as_array()
+                    .map(|rows| {
+                        rows.iter()
+                            .map(|r| {
+                                let depth = r.get("depth").and_then(Value::as_u64).unwrap_or(0);
+                                format!(
+                                    "{}{}",
+                                    "  ".repeat(usize::try_from(depth).unwrap_or(0)),
+                                    scope_line(r)
+                                )
+                            })
+                            .collect::<Vec<_>>()
+                            .join("\n")
+                    })
+                    .unwrap_or_default()
+            });
+            return Ok(());
+        }
+        ScopeCmd::Show { org, scope } => {
+            client
+                .get(&format!("/v1/orgs/{org}/scopes/{scope}"))
+                .await?
+        }
+        ScopeCmd::Pause { org, scope } => {
+            client
+                .post(&format!("/v1/orgs/{org}/scopes/{scope}/pause"), json!({}))
+                .await?
+        }
+        ScopeCmd::Resume { org, scope } => {
+            client
+                .post(&format!("/v1/orgs/{org}/scopes/{scope}/resume"), json!({}))
+                .await?
+        }
+        ScopeCmd::Revoke {
+            org,
+            scope,
+            confirm,
+        } => {
+            client
+                .post(
+                    &format!("/v1/orgs/{org}/scopes/{scope}/revoke"),
+                    json!({ "confirm": confirm }),
+                )
+                .await?
+        }
+        ScopeCmd::Rotate { org, scope } => {
+            client
+                .post(&format!("/v1/orgs/{org}/scopes/{scope}/rotate"), json!({}))
+                .await?
+        }
+    };
+    print(client, &v, scope_line);
+    Ok(())
+}
+
+fn parse_context(pairs: &[String]) -> Result<BTreeMap<String, String>, Failure> {
+    pairs
+        .iter()
+        .map(|p| {
+            p.split_once('=')
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .ok_or_else(|| Failure::usage(format!("--context {p:?}: expected KEY=VALUE")))
+        })
+        .collect()
+}
+
+/// Reads the whole input, refusing (not truncating) more than `max` bytes.
+fn read_input(io: &Io, max: usize) -> Result<Zeroizing<Vec<u8>>, Failure> {
+    let mut buf = Zeroizing::new(Vec::new());
+    let limit = u64::try_from(max).unwrap_or(u64::MAX).saturating_add(1);
+    let result = match io.input.as_deref() {
+        None => std::io::stdin().lock().take(limit).read_to_end(&mut buf),
+        Some(p) if p.as_os_str() == "-" => {
+            std::io::stdin().lock().take(limit).read_to_end(&mut buf)
+        }
+        Some(p) => std::fs::File::open(p).and_then(|f| f.take(limit).read_to_end(&mut buf)),
+    };
+    result.map_err(|e| Failure::usage(format!("cannot read input: {e}")))?;
+    if buf.len() > max {
+        return Err(Failure::usage(format!(
+            "input is larger than {max} bytes, the most one API call takes"
+        )));
+    }
+    Ok(buf)
+}
+
+fn write_output(io: &Io, bytes: &[u8]) -> Result<(), Failure> {
+    let result = match &io.output {
+        Some(p) => std::fs::write(p, bytes),
+        None => std::io::stdout().lock().write_all(bytes),
+    };
+    result.map_err(|e| Failure::usage(format!("cannot write output: {e}")))
+}
+
+/// `byok encrypt`: the input's bytes to a `byok:v1:` ciphertext (one line).
+pub async fn encrypt(client: &Client, org: &str, scope: &str, io: &Io) -> Result<(), Failure> {
+    let input = read_input(io, crate::service::MAX_PLAINTEXT)?;
+    let v = client
+        .post(
+            &format!("/v1/orgs/{org}/scopes/{scope}/encrypt"),
+            json!({ "plaintext": Base64::encode_string(&input), "context": parse_context(&io.context)? }),
+        )
+        .await?;
+    let mut out = s(&v, "ciphertext").to_owned();
+    out.push('\n');
+    write_output(io, out.as_bytes())
+}
+
+/// `byok decrypt`: a `byok:v1:` ciphertext to the original bytes.
+pub async fn decrypt(client: &Client, org: &str, io: &Io) -> Result<(), Failure> {
+    // The text armor of the largest ciphertext: 4/3 of it, plus the header and the prefix.
+    let input = read_input(io, crate::service::MAX_PLAINTEXT / 3 * 4 + 4096)?;
+    let text = std::str::from_utf8(&input)
+        .map_err(|_| Failure::usage("the input is not `byok:v1:` text"))?
+        .trim();
+    let v = client
+        .post(
+            &format!("/v1/orgs/{org}/decrypt"),
+            json!({ "ciphertext": text, "context": parse_context(&io.context)? }),
+        )
+        .await?;
+    let pt = Zeroizing::new(
+        Base64::decode_vec(s(&v, "plaintext"))
+            .map_err(|_| Failure::usage("the server's answer is not base64"))?,
+    );
+    write_output(io, &pt)
+}
+
+/// Runs an audit command.
+pub async fn audit(client: &Client, cmd: AuditCmd) -> Result<(), Failure> {
+    match cmd {
+        AuditCmd::Read {
+            org,
+            mut after,
+            limit,
+        } => {
+            let mut left = limit.unwrap_or(i64::MAX);
+            while left > 0 {
+                let page = left.min(1000);
+                let v = client
+                    .get(&format!("/v1/orgs/{org}/audit?after={after}&limit={page}"))
+                    .await?;
+                let rows = v.as_array().cloned().unwrap_or_default();
+                for r in &rows {
+                    if client.json() {
+                        println!("{r}");
+                    } else {
+                        println!(
+                            "{:>6}  {}  {}",
+                            r.get("seq").and_then(Value::as_i64).unwrap_or(0),
+                            r.get("at").and_then(Value::as_i64).unwrap_or(0),
+                            r.get("event").map(Value::to_string).unwrap_or_default()
+                        );
+                    }
+                }
+                let n = i64::try_from(rows.len()).unwrap_or(0);
+                if n < page {
+                    break;
+                }
+                after = rows
+                    .last()
+                    .and_then(|r| r.get("seq"))
+                    .and_then(Value::as_i64)
+                    .unwrap_or(after);
+                left -= n;
+            }
+            Ok(())
+        }
+        AuditCmd::Verify { org } => {
+            let v = client.get(&format!("/v1/orgs/{org}/audit/verify")).await?;
+            let ok = v.get("ok").and_then(Value::as_bool).unwrap_or(false);
+            print(client, &v, |v| {
+                if ok {
+                    format!(
+                        "audit chain intact: {} row(s) checked",
+                        v.get("checked").and_then(Value::as_i64).unwrap_or(0)
+                    )
+                } else {
+                    format!(
+                        "audit chain BROKEN at row {}: {}",
+                        v.get("first_broken").and_then(Value::as_i64).unwrap_or(0),
+                        s(v, "reason")
+                    )
+                }
+            });
+            if ok {
+                Ok(())
+            } else {
+                Err(Failure {
+                    code: 4,
+                    message: "the audit chain does not verify".into(),
+                })
+            }
+        }
+    }
+}

@@ -1,0 +1,100 @@
+//! `byok serve`: open (or create) the data directory, the managed key and the store, print the
+//! address and (on first start only) the operator token, and serve the API until SIGINT or
+//! SIGTERM.
+
+use std::io::Write;
+use std::sync::Arc;
+
+use crate::config::{Config, LogFormat};
+use crate::service::Service;
+use crate::store::Store;
+use crate::{api, managed};
+
+/// Sets up structured logs. Logs carry ids, routes and outcomes, never key bytes or tokens.
+pub fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("BYOK_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+#[cfg(unix)]
+fn create_private_dir(path: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+}
+
+#[cfg(not(unix))]
+fn create_private_dir(path: &std::path::Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(path)
+}
+
+/// Runs the server until a shutdown signal.
+pub async fn run(config: Config) -> Result<(), String> {
+    create_private_dir(&config.data_dir)
+        .map_err(|e| format!("cannot create {}: {e}", config.data_dir.display()))?;
+    let env_key = std::env::var("BYOK_MANAGED_KEY").ok();
+    let (managed, origin) = managed::load_or_create(&config.data_dir, env_key.as_deref())?;
+    let store = Store::open_dir(&config.data_dir)
+        .await
+        .map_err(|e| e.to_string())?;
+    let service = Arc::new(Service::new(store, managed, config.unwrap_cache_ttl));
+    let operator = service
+        .bootstrap_operator()
+        .await
+        .map_err(|e| format!("cannot create the operator token: {e:?}"))?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    tracing::info!(%addr, data_dir = %config.data_dir.display(), managed_key = ?origin, "byok serving");
+    {
+        // Standard output, not the logs: the token is shown once, to whoever started the server.
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(
+            out,
+            "byok {} listening on http://{addr}",
+            env!("CARGO_PKG_VERSION")
+        );
+        if let Some(token) = operator {
+            let _ = writeln!(
+                out,
+                "operator token (shown once, store it now): {}",
+                token.as_str()
+            );
+        }
+        let _ = out.flush();
+    }
+    axum::serve(listener, api::router(service))
+        .with_graceful_shutdown(shutdown())
+        .await
+        .map_err(|e| e.to_string())
+}
+
+async fn shutdown() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down");
+}

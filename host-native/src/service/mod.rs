@@ -1,0 +1,559 @@
+//! What the API does, without HTTP: orgs, scopes and their transitions, the key cache, and
+//! the data operations. Each org lives in memory (loaded on first use) behind a lock; a
+//! transition runs on a copy, is stored in one transaction with its audit events, and only then
+//! replaces the live value, so no request ever sees a state that was not committed.
+
+mod data;
+mod events;
+mod keys;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use byok_core::scope::{Effect, Effective, Org, ScopeError, ScopeState};
+use byok_core::{Error as CoreError, KeyId, ScopeId, ScopeKey};
+use serde_json::json;
+use zeroize::Zeroizing;
+
+pub use data::{DataKeyOut, MAX_PLAINTEXT};
+pub use keys::KeyCache;
+
+use crate::store::{self, OrgMeta, Role, Store, StoreError, audit, org_rows, tokens};
+
+/// Why an operation failed. The API maps each to a status and a stable code.
+#[derive(Debug)]
+pub enum ServiceError {
+    /// No such org, scope or key visible to the caller (other orgs' included: same answer).
+    NotFound(String),
+    /// The scope rules refused (paused, revoked, confirmation, ...).
+    Scope(ScopeError),
+    /// A ciphertext or wrapped key did not open, or is malformed.
+    Crypto(CoreError),
+    /// The request is invalid; the message says how.
+    Invalid(String),
+    /// Storage failed (logged with the request id; callers see `internal`).
+    Store(StoreError),
+}
+
+impl From<StoreError> for ServiceError {
+    fn from(e: StoreError) -> Self {
+        Self::Store(e)
+    }
+}
+
+impl From<CoreError> for ServiceError {
+    fn from(e: CoreError) -> Self {
+        match e {
+            CoreError::Scope(s) => Self::Scope(s),
+            other => Self::Crypto(other),
+        }
+    }
+}
+
+impl From<ScopeError> for ServiceError {
+    fn from(e: ScopeError) -> Self {
+        Self::Scope(e)
+    }
+}
+
+/// A service result.
+pub type Result<T> = std::result::Result<T, ServiceError>;
+
+/// Counters for `/metrics`.
+#[derive(Default)]
+pub struct Metrics {
+    /// Encrypt operations served.
+    pub encrypts: AtomicU64,
+    /// Decrypt operations served.
+    pub decrypts: AtomicU64,
+    /// Data keys handed out.
+    pub datakeys: AtomicU64,
+    /// Scope keys served from the cache.
+    pub cache_hits: AtomicU64,
+    /// Scope keys resolved from the root.
+    pub cache_misses: AtomicU64,
+    /// Root keys unwrapped (a KMS call for a CMK; local for the managed key).
+    pub root_unwraps: AtomicU64,
+    /// KMS calls made.
+    pub kms_calls: AtomicU64,
+}
+
+/// One org in memory.
+pub struct OrgCell {
+    org: RwLock<Arc<Org>>,
+    meta: RwLock<OrgMeta>,
+    names: RwLock<BTreeMap<ScopeId, String>>,
+    /// Transitions of one org take turns.
+    turn: tokio::sync::Mutex<()>,
+}
+
+impl OrgCell {
+    /// The current committed value.
+    pub fn snapshot(&self) -> Arc<Org> {
+        self.org.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn ttl(&self) -> Duration {
+        Duration::from_millis(
+            self.meta
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .unwrap_cache_ttl_ms,
+        )
+    }
+
+    /// The org's metadata.
+    pub fn meta(&self) -> OrgMeta {
+        self.meta.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// A scope's name.
+    pub fn name(&self, id: ScopeId) -> String {
+        self.names
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+/// A scope as the API shows it.
+#[derive(Clone, Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ScopeView {
+    /// Its id (32 hex digits).
+    pub id: String,
+    /// Its parent's id (`null` for the org scope).
+    pub parent: Option<String>,
+    /// Its name.
+    pub name: String,
+    /// The state set on it: `active`, `paused` or `revoked`.
+    pub state: String,
+    /// The state that applies to it: `active`, `paused` or `revoked`.
+    pub effective: String,
+    /// The scope whose pause or revocation applies, if any.
+    pub effective_by: Option<String>,
+    /// Its newest key version (`null` once revoked).
+    pub key_version: Option<u32>,
+    /// Depth below the org scope.
+    pub depth: u16,
+}
+
+fn state_str(s: ScopeState) -> &'static str {
+    match s {
+        ScopeState::Active => "active",
+        ScopeState::Paused => "paused",
+        ScopeState::Revoked => "revoked",
+    }
+}
+
+/// The server's state: the store, the managed key, orgs in memory and the key cache.
+pub struct Service {
+    store: Store,
+    managed: ScopeKey,
+    orgs: RwLock<HashMap<ScopeId, Arc<OrgCell>>>,
+    cache: KeyCache,
+    default_ttl: Duration,
+    /// Counters.
+    pub metrics: Metrics,
+}
+
+impl Service {
+    /// A service over `store`, with the managed key and the default unwrap cache TTL for new
+    /// orgs.
+    pub fn new(store: Store, managed: ScopeKey, default_ttl: Duration) -> Self {
+        Self {
+            store,
+            managed,
+            orgs: RwLock::new(HashMap::new()),
+            cache: KeyCache::default(),
+            default_ttl,
+            metrics: Metrics::default(),
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The key cache.
+    pub fn cache(&self) -> &KeyCache {
+        &self.cache
+    }
+
+    /// Creates the first operator token if there is none; returns it (to print once).
+    pub async fn bootstrap_operator(&self) -> Result<Option<Zeroizing<String>>> {
+        if tokens::has_operator(self.store.pool()).await? {
+            return Ok(None);
+        }
+        let mut w = self.store.write().await?;
+        let t = tokens::create(
+            &mut w.tx,
+            None,
+            Role::Operator,
+            "first operator",
+            store::now_ms(),
+        )
+        .await?;
+        w.commit().await?;
+        Ok(Some(t))
+    }
+
+    /// The grant of a bearer token.
+    pub async fn authenticate(&self, token: &str) -> Result<Option<tokens::TokenRow>> {
+        Ok(tokens::lookup(self.store.pool(), token).await?)
+    }
+
+    /// Org `id`, loading it on first use.
+    pub async fn org(&self, id: ScopeId) -> Result<Arc<OrgCell>> {
+        if let Some(c) = self.orgs.read().unwrap_or_else(|p| p.into_inner()).get(&id) {
+            return Ok(c.clone());
+        }
+        let (org, meta, names) = org_rows::load(self.store.pool(), id)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound("organization not found".into()))?;
+        let cell = Arc::new(OrgCell {
+            org: RwLock::new(Arc::new(org)),
+            meta: RwLock::new(meta),
+            names: RwLock::new(names),
+            turn: tokio::sync::Mutex::new(()),
+        });
+        Ok(self
+            .orgs
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(id)
+            .or_insert(cell)
+            .clone())
+    }
+
+    /// Creates an org in managed mode with its first admin token. Returns (org id, token).
+    pub async fn create_org(
+        &self,
+        name: &str,
+        ttl: Option<Duration>,
+    ) -> Result<(ScopeId, Zeroizing<String>)> {
+        check_name(name)?;
+        // The thread-local generator is not `Send`: use it before any await.
+        let (id, org, effects) = {
+            let mut rng = rand::rng();
+            let id = loop {
+                let id = ScopeId::random(&mut rng);
+                if id != byok_core::scope::MANAGED_SCOPE {
+                    break id;
+                }
+            };
+            let (org, _root, effects) = Org::create(id, &self.managed, &mut rng)?;
+            (id, org, effects)
+        };
+        let ttl = ttl.unwrap_or(self.default_ttl);
+        let meta = OrgMeta {
+            name: name.to_owned(),
+            unwrap_cache_ttl_ms: u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX),
+            created_at: store::now_ms(),
+        };
+        let names = BTreeMap::from([(id, name.to_owned())]);
+        let mut w = self.store.write().await?;
+        org_rows::insert_org(&mut w.tx, &org, &meta, &names).await?;
+        let at = store::now_ms();
+        audit::append(
+            &mut w.tx,
+            id,
+            at,
+            &json!({ "type": "org_created", "name": name, "unwrap_cache_ttl_ms": meta.unwrap_cache_ttl_ms }),
+        )
+        .await?;
+        for e in &effects {
+            if let Effect::Audit(a) = e {
+                audit::append(&mut w.tx, id, at, &events::core_event(a)).await?;
+            }
+        }
+        let token = tokens::create(&mut w.tx, Some(id), Role::Admin, "first admin", at).await?;
+        audit::append(
+            &mut w.tx,
+            id,
+            at,
+            &json!({ "type": "token_created", "role": "admin", "name": "first admin" }),
+        )
+        .await?;
+        w.commit().await?;
+        Ok((id, token))
+    }
+
+    /// Creates a token for `org` with `role` (not operator).
+    pub async fn create_token(
+        &self,
+        org: ScopeId,
+        role: Role,
+        name: &str,
+    ) -> Result<Zeroizing<String>> {
+        if role == Role::Operator {
+            return Err(ServiceError::Invalid(
+                "operator tokens are not created through the API".into(),
+            ));
+        }
+        check_name(name)?;
+        self.org(org).await?;
+        let mut w = self.store.write().await?;
+        let at = store::now_ms();
+        let token = tokens::create(&mut w.tx, Some(org), role, name, at).await?;
+        audit::append(
+            &mut w.tx,
+            org,
+            at,
+            &json!({ "type": "token_created", "role": role.as_str(), "name": name }),
+        )
+        .await?;
+        w.commit().await?;
+        Ok(token)
+    }
+
+    /// The view of scope `id`.
+    pub fn view(&self, cell: &OrgCell, org: &Org, id: ScopeId) -> Result<ScopeView> {
+        let scope = org
+            .scope(id)
+            .ok_or_else(|| ServiceError::NotFound("scope not found".into()))?;
+        let (effective, by) = match org.effective(id)? {
+            Effective::Active => ("active", None),
+            Effective::Paused { by } => ("paused", Some(by.to_string())),
+            Effective::Revoked { by } => ("revoked", Some(by.to_string())),
+        };
+        Ok(ScopeView {
+            id: id.to_string(),
+            parent: scope.parent.map(|p| p.to_string()),
+            name: cell.name(id),
+            state: state_str(scope.state).into(),
+            effective: effective.into(),
+            effective_by: by,
+            key_version: scope.current_version(),
+            depth: scope.depth,
+        })
+    }
+
+    /// Every scope of `org`, parents before children.
+    pub async fn list_scopes(&self, org: ScopeId) -> Result<Vec<ScopeView>> {
+        let cell = self.org(org).await?;
+        let snap = cell.snapshot();
+        let mut out = Vec::with_capacity(snap.len());
+        let mut queue = std::collections::VecDeque::from([snap.id()]);
+        while let Some(id) = queue.pop_front() {
+            out.push(self.view(&cell, &snap, id)?);
+            if let Some(s) = snap.scope(id) {
+                queue.extend(s.children.iter().copied());
+            }
+        }
+        Ok(out)
+    }
+
+    /// One scope of `org`.
+    pub async fn get_scope(&self, org: ScopeId, id: ScopeId) -> Result<ScopeView> {
+        let cell = self.org(org).await?;
+        let snap = cell.snapshot();
+        self.view(&cell, &snap, id)
+    }
+
+    /// Resolves `key` of `org`: from the cache, or from the root key down (unwrapping the root
+    /// if needed). The scope's effective state is checked on every call, cached or not.
+    pub async fn scope_key(&self, cell: &OrgCell, key: KeyId) -> Result<Arc<ScopeKey>> {
+        let snap = cell.snapshot();
+        snap.check_usable(key.scope)?;
+        let ttl = cell.ttl();
+        if let Some(k) = self.cache.get(key, ttl) {
+            self.metrics.cache_hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(k);
+        }
+        self.metrics.cache_misses.fetch_add(1, Ordering::Relaxed);
+        let root_id = snap.root_of(key)?;
+        let root = match self.cache.get(root_id, ttl) {
+            Some(r) => r,
+            None => {
+                let r = Arc::new(self.unwrap_root(&snap, root_id).await?);
+                self.cache.put(r.clone(), ttl);
+                r
+            }
+        };
+        if root_id == key {
+            return Ok(root);
+        }
+        let k = Arc::new(snap.resolve(key, &root)?);
+        self.cache.put(k.clone(), ttl);
+        Ok(k)
+    }
+
+    /// Opens root version `root.version` from the default holder, and records it in the audit
+    /// log (every unwrap is an event).
+    async fn unwrap_root(&self, org: &Org, root: KeyId) -> Result<ScopeKey> {
+        let key = org.unwrap_root_managed(&self.managed, root.version)?;
+        self.metrics.root_unwraps.fetch_add(1, Ordering::Relaxed);
+        let mut w = self.store.write().await?;
+        audit::append(
+            &mut w.tx,
+            org.id(),
+            store::now_ms(),
+            &json!({ "type": "root_unwrapped", "holder": "managed", "version": root.version }),
+        )
+        .await?;
+        w.commit().await?;
+        Ok(key)
+    }
+
+    /// Runs transition `f` on a copy of org `org`, stores the result with its audit events in one
+    /// transaction, then makes it live and evicts what it names. `new_names` names scopes the
+    /// transition creates.
+    async fn transition<T>(
+        &self,
+        org: ScopeId,
+        new_names: BTreeMap<ScopeId, String>,
+        f: impl FnOnce(&mut Org) -> Result<(T, Vec<Effect>)>,
+    ) -> Result<T> {
+        let cell = self.org(org).await?;
+        let _turn = cell.turn.lock().await;
+        let mut next: Org = (*cell.snapshot()).clone();
+        let (out, effects) = f(&mut next)?;
+        let mut touched = BTreeSet::new();
+        let mut evict = HashSet::new();
+        for e in &effects {
+            match e {
+                Effect::PutWrappedKey { key, .. } | Effect::DestroyWrappedKey { key } => {
+                    touched.insert(key.scope);
+                }
+                Effect::EvictSubtree { scope } => {
+                    touched.insert(*scope);
+                    evict.extend(next.subtree(*scope));
+                }
+                Effect::Audit(a) => {
+                    if let Some(s) = audit_scope(a) {
+                        touched.insert(s);
+                    }
+                }
+                _ => {}
+            }
+        }
+        touched.extend(new_names.keys().copied());
+        let mut w = self.store.write().await?;
+        org_rows::save(&mut w.tx, &next, &touched, &new_names).await?;
+        let at = store::now_ms();
+        for e in &effects {
+            if let Effect::Audit(a) = e {
+                audit::append(&mut w.tx, org, at, &events::core_event(a)).await?;
+            }
+        }
+        w.commit().await?;
+        // Committed: make it live, then drop cached keys the change affects.
+        *cell.org.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(next);
+        cell.names
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(new_names);
+        if !evict.is_empty() {
+            self.cache.evict(&evict);
+        }
+        Ok(out)
+    }
+
+    /// Creates scope `name` under `parent`.
+    pub async fn create_scope(
+        &self,
+        org: ScopeId,
+        parent: ScopeId,
+        name: &str,
+    ) -> Result<ScopeView> {
+        check_name(name)?;
+        let cell = self.org(org).await?;
+        let snap = cell.snapshot();
+        if snap.scope(parent).is_none() {
+            return Err(ServiceError::NotFound("parent scope not found".into()));
+        }
+        let parent_key = self.scope_key(&cell, snap.current_key_id(parent)?).await?;
+        let id = ScopeId::random(&mut rand::rng());
+        let names = BTreeMap::from([(id, name.to_owned())]);
+        self.transition(org, names, |o| {
+            let (_key, effects) = o.create_scope(id, parent, &parent_key, &mut rand::rng())?;
+            Ok(((), effects))
+        })
+        .await?;
+        self.get_scope(org, id).await
+    }
+
+    /// Pauses a scope and its subtree.
+    pub async fn pause(&self, org: ScopeId, id: ScopeId) -> Result<ScopeView> {
+        self.transition(org, BTreeMap::new(), |o| Ok(((), o.pause(id)?)))
+            .await?;
+        self.get_scope(org, id).await
+    }
+
+    /// Resumes a scope.
+    pub async fn resume(&self, org: ScopeId, id: ScopeId) -> Result<ScopeView> {
+        self.transition(org, BTreeMap::new(), |o| Ok(((), o.resume(id)?)))
+            .await?;
+        self.get_scope(org, id).await
+    }
+
+    /// Revokes a scope and its subtree, for good; `confirm` must be the scope id.
+    pub async fn revoke(&self, org: ScopeId, id: ScopeId, confirm: &str) -> Result<ScopeView> {
+        self.transition(org, BTreeMap::new(), |o| Ok(((), o.revoke(id, confirm)?)))
+            .await?;
+        self.get_scope(org, id).await
+    }
+
+    /// Adds a key version to a (child) scope.
+    pub async fn rotate(&self, org: ScopeId, id: ScopeId) -> Result<ScopeView> {
+        let cell = self.org(org).await?;
+        let snap = cell.snapshot();
+        let parent = snap
+            .scope(id)
+            .ok_or_else(|| ServiceError::NotFound("scope not found".into()))?
+            .parent
+            .ok_or(ServiceError::Scope(ScopeError::RootRotation))?;
+        let parent_key = self.scope_key(&cell, snap.current_key_id(parent)?).await?;
+        self.transition(org, BTreeMap::new(), |o| {
+            let (_key, effects) = o.rotate(id, &parent_key, &mut rand::rng())?;
+            Ok(((), effects))
+        })
+        .await?;
+        self.get_scope(org, id).await
+    }
+
+    /// Rows of the org's audit log.
+    pub async fn audit(
+        &self,
+        org: ScopeId,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<audit::AuditRow>> {
+        self.org(org).await?;
+        Ok(audit::read(self.store.pool(), org, after, limit.clamp(1, 1000)).await?)
+    }
+
+    /// Checks the org's audit chain.
+    pub async fn verify_audit(&self, org: ScopeId) -> Result<audit::Verification> {
+        self.org(org).await?;
+        Ok(audit::verify(self.store.pool(), org).await?)
+    }
+}
+
+/// The scope an audit event changes, if any.
+fn audit_scope(a: &byok_core::scope::AuditEvent) -> Option<ScopeId> {
+    use byok_core::scope::AuditEvent as A;
+    match a {
+        A::ScopeCreated { scope, .. }
+        | A::ScopePaused(scope)
+        | A::ScopeResumed(scope)
+        | A::ScopeRevoked { scope, .. } => Some(*scope),
+        A::KeyRotated(k) | A::KeyRetired(k) => Some(k.scope),
+        _ => None,
+    }
+}
+
+/// Names: 1 to 200 characters, no control characters.
+fn check_name(name: &str) -> Result<()> {
+    if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
+        return Err(ServiceError::Invalid(
+            "name must be 1 to 200 characters without control characters".into(),
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,434 @@
+//! An org as rows: one per scope, per live key version, per holder and per root copy, and the
+//! org's own row (name, default holder, running job, settings). [`Org::restore`] rebuilds the
+//! value and refuses rows that do not form a valid org.
+//!
+//! A transition rewrites only the rows of the scopes it touched, plus the holder rows (a
+//! handful per org), so the cost of a change does not grow with the size of the tree.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use byok_core::scope::{
+    Holder, HolderId, HolderStatus, JobKind, JobStep, Org, RewrapJob, ScopeState, StoredScope,
+    WrappedScopeKey,
+};
+use byok_core::{KeyId, ScopeId};
+use serde_json::{Value, json};
+use sqlx::{Row, Sqlite, SqlitePool, Transaction};
+
+use super::{Result, StoreError};
+
+/// What the host keeps about an org beside its key tree.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OrgMeta {
+    /// Display name.
+    pub name: String,
+    /// How long unwrapped keys stay cached, in milliseconds (0: never cached).
+    pub unwrap_cache_ttl_ms: u64,
+    /// Creation time, ms since the epoch.
+    pub created_at: i64,
+}
+
+/// `managed` or `cmk:N`.
+pub fn holder_name(h: HolderId) -> String {
+    match h {
+        HolderId::Managed => "managed".into(),
+        HolderId::Cmk(n) => format!("cmk:{n}"),
+    }
+}
+
+/// The inverse of [`holder_name`].
+pub fn parse_holder(s: &str) -> Option<HolderId> {
+    match s {
+        "managed" => Some(HolderId::Managed),
+        _ => s
+            .strip_prefix("cmk:")
+            .and_then(|n| n.parse().ok())
+            .map(HolderId::Cmk),
+    }
+}
+
+fn corrupt(what: impl Into<String>) -> StoreError {
+    StoreError::Corrupt(what.into())
+}
+
+fn hex(id: ScopeId) -> String {
+    id.to_string()
+}
+
+fn scope_id(s: &str) -> Result<ScopeId> {
+    ScopeId::parse_hex(s).ok_or_else(|| corrupt(format!("bad scope id {s:?}")))
+}
+
+fn state_name(s: ScopeState) -> &'static str {
+    match s {
+        ScopeState::Active => "active",
+        ScopeState::Paused => "paused",
+        ScopeState::Revoked => "revoked",
+    }
+}
+
+fn key_json(k: KeyId) -> Value {
+    json!({ "scope": hex(k.scope), "version": k.version })
+}
+
+fn key_from(v: &Value) -> Option<KeyId> {
+    let scope = ScopeId::parse_hex(v.get("scope")?.as_str()?)?;
+    let version = u32::try_from(v.get("version")?.as_u64()?).ok()?;
+    Some(KeyId::new(scope, version))
+}
+
+fn job_json(job: &RewrapJob) -> Value {
+    let kind = match &job.kind {
+        JobKind::WrapHolder(h) => json!({ "wrap_holder": holder_name(*h) }),
+        JobKind::WrapRoot(v) => json!({ "wrap_root": v }),
+        JobKind::RetireVersion(k) => json!({ "retire_version": key_json(*k) }),
+    };
+    let steps: Vec<Value> = job
+        .steps
+        .iter()
+        .map(|s| match s {
+            JobStep::WrapRoot { holder, version } => {
+                json!({ "wrap_root": { "holder": holder_name(*holder), "version": version } })
+            }
+            JobStep::Rewrap { key, from, to } => json!({ "rewrap": {
+                "key": key_json(*key), "from": key_json(*from), "to": key_json(*to) } }),
+        })
+        .collect();
+    json!({ "kind": kind, "steps": steps, "done": job.done })
+}
+
+fn job_from(v: &Value) -> Option<RewrapJob> {
+    let kind = v.get("kind")?;
+    let kind = if let Some(h) = kind.get("wrap_holder") {
+        JobKind::WrapHolder(parse_holder(h.as_str()?)?)
+    } else if let Some(r) = kind.get("wrap_root") {
+        JobKind::WrapRoot(u32::try_from(r.as_u64()?).ok()?)
+    } else {
+        JobKind::RetireVersion(key_from(kind.get("retire_version")?)?)
+    };
+    let mut steps = Vec::new();
+    for s in v.get("steps")?.as_array()? {
+        steps.push(if let Some(w) = s.get("wrap_root") {
+            JobStep::WrapRoot {
+                holder: parse_holder(w.get("holder")?.as_str()?)?,
+                version: u32::try_from(w.get("version")?.as_u64()?).ok()?,
+            }
+        } else {
+            let r = s.get("rewrap")?;
+            JobStep::Rewrap {
+                key: key_from(r.get("key")?)?,
+                from: key_from(r.get("from")?)?,
+                to: key_from(r.get("to")?)?,
+            }
+        });
+    }
+    let done = usize::try_from(v.get("done")?.as_u64()?).ok()?;
+    Some(RewrapJob { kind, steps, done })
+}
+
+/// Inserts a new org: its row and everything [`save`] writes.
+pub async fn insert_org(
+    tx: &mut Transaction<'static, Sqlite>,
+    org: &Org,
+    meta: &OrgMeta,
+    names: &BTreeMap<ScopeId, String>,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO orgs (id, name, default_holder, job, unwrap_cache_ttl_ms, created_at) VALUES (?, ?, ?, NULL, ?, ?)",
+    )
+    .bind(hex(org.id()))
+    .bind(&meta.name)
+    .bind(holder_name(org.default_holder()))
+    .bind(i64::try_from(meta.unwrap_cache_ttl_ms).unwrap_or(i64::MAX))
+    .bind(meta.created_at)
+    .execute(&mut **tx)
+    .await?;
+    let all: BTreeSet<ScopeId> = org.scopes().map(|s| s.id).collect();
+    save(tx, org, &all, names).await
+}
+
+/// Writes the rows of `touched` scopes (inserting those named in `new_names`), every holder and
+/// root copy, and the org's default holder and job, from the org value after a transition.
+pub async fn save(
+    tx: &mut Transaction<'static, Sqlite>,
+    org: &Org,
+    touched: &BTreeSet<ScopeId>,
+    new_names: &BTreeMap<ScopeId, String>,
+) -> Result<()> {
+    let org_id = hex(org.id());
+    sqlx::query("UPDATE orgs SET default_holder = ?, job = ? WHERE id = ?")
+        .bind(holder_name(org.default_holder()))
+        .bind(org.job().map(|j| job_json(j).to_string()))
+        .bind(&org_id)
+        .execute(&mut **tx)
+        .await?;
+    // Parents before children, so that foreign keys hold at every insert.
+    let mut ordered: Vec<_> = touched.iter().filter_map(|id| org.scope(*id)).collect();
+    ordered.sort_by_key(|s| s.depth);
+    for s in ordered {
+        let id = hex(s.id);
+        if let Some(name) = new_names.get(&s.id) {
+            sqlx::query(
+                "INSERT INTO scopes (org_id, id, parent_id, name, state) VALUES (?, ?, ?, ?, ?)",
+            )
+            .bind(&org_id)
+            .bind(&id)
+            .bind(s.parent.map(hex))
+            .bind(name)
+            .bind(state_name(s.state))
+            .execute(&mut **tx)
+            .await?;
+        } else {
+            sqlx::query("UPDATE scopes SET state = ? WHERE org_id = ? AND id = ?")
+                .bind(state_name(s.state))
+                .bind(&org_id)
+                .bind(&id)
+                .execute(&mut **tx)
+                .await?;
+        }
+        sqlx::query("DELETE FROM scope_keys WHERE org_id = ? AND scope_id = ?")
+            .bind(&org_id)
+            .bind(&id)
+            .execute(&mut **tx)
+            .await?;
+        for (version, wrapped) in &s.versions {
+            sqlx::query(
+                "INSERT INTO scope_keys (org_id, scope_id, version, under_version, wrapped) VALUES (?, ?, ?, ?, ?)",
+            )
+            .bind(&org_id)
+            .bind(&id)
+            .bind(i64::from(*version))
+            .bind(wrapped.as_ref().map(|w| i64::from(w.under.version)))
+            .bind(wrapped.as_ref().map(|w| w.wrapped.clone()))
+            .execute(&mut **tx)
+            .await?;
+        }
+    }
+    sqlx::query("DELETE FROM root_copies WHERE org_id = ?")
+        .bind(&org_id)
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query("DELETE FROM holders WHERE org_id = ?")
+        .bind(&org_id)
+        .execute(&mut **tx)
+        .await?;
+    for h in org.holders() {
+        let name = holder_name(h.id);
+        let status = match h.status {
+            HolderStatus::Pending => "pending",
+            HolderStatus::Ready => "ready",
+            HolderStatus::Disabled => "disabled",
+        };
+        sqlx::query("INSERT INTO holders (org_id, holder, status) VALUES (?, ?, ?)")
+            .bind(&org_id)
+            .bind(&name)
+            .bind(status)
+            .execute(&mut **tx)
+            .await?;
+        for (version, wrapped) in &h.copies {
+            sqlx::query(
+                "INSERT INTO root_copies (org_id, holder, version, wrapped) VALUES (?, ?, ?, ?)",
+            )
+            .bind(&org_id)
+            .bind(&name)
+            .bind(i64::from(*version))
+            .bind(wrapped)
+            .execute(&mut **tx)
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Every org's id.
+pub async fn org_ids(pool: &SqlitePool) -> Result<Vec<ScopeId>> {
+    let rows = sqlx::query("SELECT id FROM orgs").fetch_all(pool).await?;
+    rows.iter()
+        .map(|r| scope_id(r.try_get::<&str, _>("id")?))
+        .collect()
+}
+
+/// Loads org `id`: its value, its metadata, and its scopes' names.
+pub async fn load(
+    pool: &SqlitePool,
+    id: ScopeId,
+) -> Result<Option<(Org, OrgMeta, BTreeMap<ScopeId, String>)>> {
+    let org_id = hex(id);
+    let Some(row) = sqlx::query(
+        "SELECT name, default_holder, job, unwrap_cache_ttl_ms, created_at FROM orgs WHERE id = ?",
+    )
+    .bind(&org_id)
+    .fetch_optional(pool)
+    .await?
+    else {
+        return Ok(None);
+    };
+    let meta = OrgMeta {
+        name: row.try_get("name")?,
+        unwrap_cache_ttl_ms: u64::try_from(row.try_get::<i64, _>("unwrap_cache_ttl_ms")?)
+            .unwrap_or(0),
+        created_at: row.try_get("created_at")?,
+    };
+    let default = parse_holder(row.try_get("default_holder")?)
+        .ok_or_else(|| corrupt("bad default holder"))?;
+    let job = match row.try_get::<Option<String>, _>("job")? {
+        None => None,
+        Some(text) => Some(
+            serde_json::from_str::<Value>(&text)
+                .ok()
+                .as_ref()
+                .and_then(job_from)
+                .ok_or_else(|| corrupt("bad job"))?,
+        ),
+    };
+
+    let mut names = BTreeMap::new();
+    let mut scopes: BTreeMap<ScopeId, StoredScope> = BTreeMap::new();
+    for r in sqlx::query("SELECT id, parent_id, name, state FROM scopes WHERE org_id = ?")
+        .bind(&org_id)
+        .fetch_all(pool)
+        .await?
+    {
+        let sid = scope_id(r.try_get("id")?)?;
+        let parent = match r.try_get::<Option<&str>, _>("parent_id")? {
+            Some(p) => Some(scope_id(p)?),
+            None => None,
+        };
+        let state = match r.try_get::<&str, _>("state")? {
+            "active" => ScopeState::Active,
+            "paused" => ScopeState::Paused,
+            "revoked" => ScopeState::Revoked,
+            other => return Err(corrupt(format!("bad state {other:?}"))),
+        };
+        names.insert(sid, r.try_get::<String, _>("name")?);
+        scopes.insert(
+            sid,
+            StoredScope {
+                id: sid,
+                parent,
+                state,
+                versions: BTreeMap::new(),
+            },
+        );
+    }
+    for r in sqlx::query(
+        "SELECT scope_id, version, under_version, wrapped FROM scope_keys WHERE org_id = ?",
+    )
+    .bind(&org_id)
+    .fetch_all(pool)
+    .await?
+    {
+        let sid = scope_id(r.try_get("scope_id")?)?;
+        let version = u32::try_from(r.try_get::<i64, _>("version")?)
+            .map_err(|_| corrupt("bad key version"))?;
+        let scope = scopes
+            .get_mut(&sid)
+            .ok_or_else(|| corrupt("key of an unknown scope"))?;
+        let wrapped = match (
+            r.try_get::<Option<i64>, _>("under_version")?,
+            r.try_get::<Option<Vec<u8>>, _>("wrapped")?,
+        ) {
+            (Some(under), Some(wrapped)) => {
+                let parent = scope
+                    .parent
+                    .ok_or_else(|| corrupt("org scope key wrapped"))?;
+                let under = u32::try_from(under).map_err(|_| corrupt("bad parent version"))?;
+                Some(WrappedScopeKey {
+                    under: KeyId::new(parent, under),
+                    wrapped,
+                })
+            }
+            (None, None) => None,
+            _ => return Err(corrupt("half a wrapped key")),
+        };
+        scope.versions.insert(version, wrapped);
+    }
+    let mut holders: BTreeMap<HolderId, Holder> = BTreeMap::new();
+    for r in sqlx::query("SELECT holder, status FROM holders WHERE org_id = ?")
+        .bind(&org_id)
+        .fetch_all(pool)
+        .await?
+    {
+        let h = parse_holder(r.try_get("holder")?).ok_or_else(|| corrupt("bad holder"))?;
+        let status = match r.try_get::<&str, _>("status")? {
+            "pending" => HolderStatus::Pending,
+            "ready" => HolderStatus::Ready,
+            "disabled" => HolderStatus::Disabled,
+            other => return Err(corrupt(format!("bad holder status {other:?}"))),
+        };
+        holders.insert(
+            h,
+            Holder {
+                id: h,
+                status,
+                copies: BTreeMap::new(),
+            },
+        );
+    }
+    for r in sqlx::query("SELECT holder, version, wrapped FROM root_copies WHERE org_id = ?")
+        .bind(&org_id)
+        .fetch_all(pool)
+        .await?
+    {
+        let h = parse_holder(r.try_get("holder")?).ok_or_else(|| corrupt("bad holder"))?;
+        let version = u32::try_from(r.try_get::<i64, _>("version")?)
+            .map_err(|_| corrupt("bad root version"))?;
+        holders
+            .get_mut(&h)
+            .ok_or_else(|| corrupt("copy of an unknown holder"))?
+            .copies
+            .insert(version, r.try_get("wrapped")?);
+    }
+    let org = Org::restore(
+        id,
+        scopes.into_values().collect(),
+        holders.into_values().collect(),
+        default,
+        job,
+    )
+    .map_err(|e| corrupt(e.to_string()))?;
+    Ok(Some((org, meta, names)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn holder_names_round_trip() {
+        for h in [HolderId::Managed, HolderId::Cmk(0), HolderId::Cmk(u32::MAX)] {
+            assert_eq!(parse_holder(&holder_name(h)), Some(h));
+        }
+        for bad in ["", "cmk:", "cmk:-1", "cmk:x", "Managed"] {
+            assert_eq!(parse_holder(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn jobs_round_trip() {
+        let a = ScopeId::from_bytes([1; 16]);
+        let b = ScopeId::from_bytes([2; 16]);
+        for kind in [
+            JobKind::WrapHolder(HolderId::Cmk(3)),
+            JobKind::WrapRoot(2),
+            JobKind::RetireVersion(KeyId::new(a, 1)),
+        ] {
+            let job = RewrapJob {
+                kind,
+                steps: vec![
+                    JobStep::WrapRoot {
+                        holder: HolderId::Managed,
+                        version: 2,
+                    },
+                    JobStep::Rewrap {
+                        key: KeyId::new(b, 1),
+                        from: KeyId::new(a, 1),
+                        to: KeyId::new(a, 2),
+                    },
+                ],
+                done: 1,
+            };
+            assert_eq!(job_from(&job_json(&job)), Some(job));
+        }
+    }
+}
