@@ -37,7 +37,7 @@ check "clippy (core without default features)" cargo clippy -p byok-core --no-de
 check "no_std: core for wasm32v1-none" cargo build -p byok-core --no-default-features --target wasm32v1-none --locked
 check "core for wasm32-unknown-unknown (kms)" cargo build -p byok-core --features kms --target wasm32-unknown-unknown --locked
 check "core for wasm32-wasip1 (kms)" cargo build -p byok-core --features kms --target wasm32-wasip1 --locked
-check "docs (missing_docs denied in core)" env RUSTDOCFLAGS="-D warnings -D missing_docs" cargo doc -p byok-core --no-deps --features dev,aws-lc,kms --locked
+check "docs (missing_docs denied in core and server)" env RUSTDOCFLAGS="-D warnings -D missing_docs" cargo doc -p byok-core -p byok-server --no-deps --features byok-core/dev,byok-core/aws-lc,byok-core/kms --locked
 step "python venv (moto, botocore, cryptography, wasmtime)"
 . scripts/lib/venv.sh
 ensure_venv

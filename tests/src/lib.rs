@@ -2,4 +2,5 @@
 
 pub mod fault_front;
 pub mod moto;
+pub mod server;
 pub mod sts_front;

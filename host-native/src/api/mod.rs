@@ -153,3 +153,15 @@ pub fn router(service: Arc<Service>) -> Router {
         .layer(middleware::from_fn(request_id))
         .with_state(state)
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn checked_in_openapi_matches_the_code() {
+        let checked_in = include_str!("../../../docs/openapi.json");
+        assert!(
+            super::openapi_json() == checked_in,
+            "docs/openapi.json is stale: run `cargo run -p byok-server -- openapi > docs/openapi.json`"
+        );
+    }
+}
