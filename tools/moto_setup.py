@@ -35,6 +35,8 @@ def main(url: str) -> None:
         # The tests' STS front (moto cannot take an unsigned AssumeRoleWithWebIdentity with
         # auth on): after checking the token as STS would, it assumes the role as this user.
         "sts-front": ["sts:AssumeRole"],
+        # Plays the customer's key administrator: disables and enables keys during tests.
+        "kms-admin": ["kms:DisableKey", "kms:EnableKey", "kms:DescribeKey"],
     }.items():
         iam.create_user(UserName=name)
         iam.put_user_policy(UserName=name, PolicyName="byok", PolicyDocument=policy(actions))
@@ -66,6 +68,7 @@ def main(url: str) -> None:
     iam.put_role_policy(RoleName="byok-oidc", PolicyName="kms", PolicyDocument=policy(["kms:Encrypt", "kms:Decrypt", "kms:DescribeKey"]))
     key = kms.create_key(Description="byok test root", KeyUsage="ENCRYPT_DECRYPT", KeySpec="SYMMETRIC_DEFAULT")["KeyMetadata"]
     kms.create_alias(AliasName="alias/byok-root", TargetKeyId=key["KeyId"])
+    second = kms.create_key(Description="byok second root", KeyUsage="ENCRYPT_DECRYPT", KeySpec="SYMMETRIC_DEFAULT")["KeyMetadata"]
     disabled = kms.create_key(Description="byok disabled")["KeyMetadata"]
     kms.disable_key(KeyId=disabled["KeyId"])  # moto needs the bare id here
     pending = kms.create_key(Description="byok pending deletion")["KeyMetadata"]
@@ -81,6 +84,7 @@ def main(url: str) -> None:
         "region": region,
         "key_arn": key["Arn"],
         "alias_arn": f"arn:aws:kms:{region}:{account}:alias/byok-root",
+        "second_key_arn": second["Arn"],
         "disabled_key_arn": disabled["Arn"],
         "pending_key_arn": pending["Arn"],
         "users": users,

@@ -7,7 +7,12 @@
 //! data_dir = "/var/lib/byok"
 //! log_format = "json"          # or "text"
 //! unwrap_cache_ttl_ms = 300000 # default for new orgs; 0 = ask the key holder every time
+//! key_health_interval_ms = 300000
+//! aws_principal_arn = "arn:aws:iam::111122223333:role/byok"
 //! ```
+//!
+//! The vendor's AWS credentials come only from the environment (`BYOK_AWS_ACCESS_KEY_ID`,
+//! `BYOK_AWS_SECRET_ACCESS_KEY`), never from a flag (visible in process lists) or the file.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -37,6 +42,10 @@ pub struct FileConfig {
     pub log_format: Option<LogFormat>,
     /// Default unwrap cache TTL for new orgs, ms.
     pub unwrap_cache_ttl_ms: Option<u64>,
+    /// How often attached keys are described for health, ms.
+    pub key_health_interval_ms: Option<u64>,
+    /// The vendor's AWS principal, for generated policies.
+    pub aws_principal_arn: Option<String>,
 }
 
 /// Settings from flags and environment (clap fills both; `None` when neither is given).
@@ -58,6 +67,16 @@ pub struct ServeArgs {
     /// every use [default: 300000].
     #[arg(long, env = "BYOK_UNWRAP_CACHE_TTL_MS")]
     pub unwrap_cache_ttl_ms: Option<u64>,
+    /// How often attached keys are described for health, in ms [default: 300000].
+    #[arg(long, env = "BYOK_KEY_HEALTH_INTERVAL_MS")]
+    pub key_health_interval_ms: Option<u64>,
+    /// The vendor's AWS principal ARN, named in the policies byok generates.
+    #[arg(long, env = "BYOK_AWS_PRINCIPAL_ARN")]
+    pub aws_principal_arn: Option<String>,
+    /// TESTS ONLY: send every AWS call to this URL (a local KMS emulator) instead of the
+    /// endpoint the key's ARN names.
+    #[arg(long, env = "BYOK_DANGER_AWS_ENDPOINT", hide = true)]
+    pub danger_aws_endpoint: Option<String>,
 }
 
 /// The resolved settings.
@@ -71,6 +90,12 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Default unwrap cache TTL for new orgs.
     pub unwrap_cache_ttl: Duration,
+    /// Key health check interval.
+    pub key_health_interval: Duration,
+    /// The vendor's AWS principal ARN.
+    pub aws_principal_arn: String,
+    /// Test-only AWS endpoint override.
+    pub danger_aws_endpoint: Option<String>,
 }
 
 impl Config {
@@ -99,6 +124,18 @@ impl Config {
                     .or(file.unwrap_cache_ttl_ms)
                     .unwrap_or(300_000),
             ),
+            key_health_interval: Duration::from_millis(
+                args.key_health_interval_ms
+                    .or(file.key_health_interval_ms)
+                    .unwrap_or(300_000)
+                    .max(1000),
+            ),
+            aws_principal_arn: args
+                .aws_principal_arn
+                .clone()
+                .or(file.aws_principal_arn)
+                .unwrap_or_else(|| "arn:aws:iam::111122223333:role/byok".into()),
+            danger_aws_endpoint: args.danger_aws_endpoint.clone(),
         })
     }
 }

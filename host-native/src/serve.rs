@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use crate::config::{Config, LogFormat};
 use crate::service::Service;
+use crate::service::aws::AwsSettings;
 use crate::store::Store;
 use crate::{api, managed};
 
@@ -46,7 +47,27 @@ pub async fn run(config: Config) -> Result<(), String> {
     let store = Store::open_dir(&config.data_dir)
         .await
         .map_err(|e| e.to_string())?;
-    let service = Arc::new(Service::new(store, managed, config.unwrap_cache_ttl));
+    let vendor = match (
+        std::env::var("BYOK_AWS_ACCESS_KEY_ID"),
+        std::env::var("BYOK_AWS_SECRET_ACCESS_KEY"),
+    ) {
+        (Ok(id), Ok(secret)) => Some(byok_core::kms::aws::request::AwsCredentials::new(
+            id,
+            secret,
+            std::env::var("BYOK_AWS_SESSION_TOKEN").ok(),
+            None,
+        )),
+        _ => None,
+    };
+    if config.danger_aws_endpoint.is_some() {
+        tracing::warn!("BYOK_DANGER_AWS_ENDPOINT is set: AWS calls go to a test endpoint");
+    }
+    let aws = AwsSettings {
+        vendor,
+        principal_arn: config.aws_principal_arn.clone(),
+        danger_endpoint: config.danger_aws_endpoint.clone(),
+    };
+    let service = Arc::new(Service::new(store, managed, config.unwrap_cache_ttl, aws)?);
     let operator = service
         .bootstrap_operator()
         .await
@@ -72,6 +93,23 @@ pub async fn run(config: Config) -> Result<(), String> {
             );
         }
         let _ = out.flush();
+    }
+    // Jobs a crash interrupted resume now; key health is checked periodically.
+    {
+        let service = service.clone();
+        let interval = config.key_health_interval;
+        tokio::spawn(async move {
+            if let Err(e) = service.resume_jobs().await {
+                tracing::warn!(error = ?e, "resuming jobs failed");
+            }
+            let mut tick = tokio::time::interval(interval);
+            loop {
+                tick.tick().await;
+                if let Err(e) = service.check_health().await {
+                    tracing::warn!(error = ?e, "key health check failed");
+                }
+            }
+        });
     }
     axum::serve(listener, api::router(service))
         .with_graceful_shutdown(shutdown())

@@ -44,6 +44,10 @@ pub struct Moto {
     pub oidc_role_arn: String,
     /// The user the STS front assumes `oidc_role_arn` as.
     pub sts_front: User,
+    /// A second enabled key.
+    pub second_key_arn: String,
+    /// A user allowed to disable and enable keys (the customer's key administrator).
+    pub kms_admin: User,
 }
 
 fn repo_root() -> PathBuf {
@@ -128,7 +132,31 @@ impl Moto {
             external_id: s("/external_id"),
             oidc_role_arn: s("/oidc_role_arn"),
             sts_front: user("sts-front"),
+            second_key_arn: s("/second_key_arn"),
+            kms_admin: user("kms-admin"),
         }
+    }
+}
+
+impl Moto {
+    /// As the customer's key administrator: `DisableKey` or `EnableKey` on `key_arn` (through
+    /// boto3, signed, so moto checks it like any call).
+    pub fn key_admin(&self, op: &str, key_arn: &str) {
+        assert!(matches!(op, "disable_key" | "enable_key"), "{op}");
+        let key_id = key_arn.rsplit('/').next().unwrap_or(key_arn);
+        let script = format!(
+            "import boto3\nboto3.client('kms', endpoint_url='{}', region_name='{}', aws_access_key_id='{}', aws_secret_access_key='{}').{op}(KeyId='{key_id}')",
+            self.url, self.region, self.kms_admin.access_key_id, self.kms_admin.secret_access_key
+        );
+        let out = Command::new(venv().join("bin/python"))
+            .args(["-c", &script])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{op} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
 

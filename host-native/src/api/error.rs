@@ -33,6 +33,8 @@ pub struct ApiError {
     pub code: &'static str,
     /// What went wrong and what to do.
     pub message: String,
+    /// Structured detail (a key validation report).
+    pub details: Option<serde_json::Value>,
 }
 
 /// The error body.
@@ -51,6 +53,10 @@ pub struct ErrorDetail {
     pub message: String,
     /// The request id (also in the `x-request-id` header and the server's logs).
     pub request_id: String,
+    /// Structured detail, when there is some (a key validation report: each step with its fix).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub details: Option<serde_json::Value>,
 }
 
 impl ApiError {
@@ -60,6 +66,7 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            details: None,
         }
     }
 
@@ -81,6 +88,7 @@ impl IntoResponse for ApiError {
                 code: self.code.into(),
                 message: self.message,
                 request_id: request_id(),
+                details: self.details,
             },
         };
         (self.status, Json(body)).into_response()
@@ -165,6 +173,35 @@ impl From<ServiceError> for ApiError {
                     "internal error; the operator can find it in the logs by the request id",
                 )
             }
+            ServiceError::Kms(k) => {
+                use byok_core::kms::KmsErrorKind as K;
+                let status = match k.kind {
+                    K::Throttled | K::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+                    K::Malformed => StatusCode::BAD_GATEWAY,
+                    _ => StatusCode::FAILED_DEPENDENCY,
+                };
+                let code = match crate::service::kind_code(&k) {
+                    "access_denied" => "kms_access_denied",
+                    "key_disabled" => "kms_key_disabled",
+                    "key_not_found" => "kms_key_not_found",
+                    "key_pending_deletion" => "kms_key_pending_deletion",
+                    "invalid_ciphertext" => "kms_invalid_ciphertext",
+                    "throttled" | "unavailable" => "kms_unavailable",
+                    _ => "kms_error",
+                };
+                tracing::warn!(request_id = %request_id(), code, provider_code = %k.code, "KMS call failed");
+                Self::new(status, code, k.to_string())
+            }
+            ServiceError::Validation(steps) => Self {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                code: "key_validation_failed",
+                message: steps
+                    .iter()
+                    .find(|s| s.outcome == "fail")
+                    .map(|s| format!("{}: {}", s.step, s.detail))
+                    .unwrap_or_else(|| "key validation failed".into()),
+                details: serde_json::to_value(&steps).ok(),
+            },
         }
     }
 }

@@ -8,6 +8,7 @@ pub mod audit;
 pub mod auth;
 pub mod data;
 pub mod error;
+pub mod keys;
 pub mod ops;
 pub mod orgs;
 pub mod scopes;
@@ -45,6 +46,8 @@ pub struct AppState {
         scopes::create_scope, scopes::list_scopes, scopes::get_scope,
         scopes::pause, scopes::resume, scopes::revoke, scopes::rotate,
         data::encrypt, data::decrypt, data::datakey, data::unwrap_datakey,
+        keys::list, keys::add, keys::validate, keys::policy, keys::check,
+        keys::set_default, keys::disable, keys::enable, keys::disable_all,
         audit::read, audit::verify,
         ops::healthz, ops::readyz, ops::metrics,
     ),
@@ -52,6 +55,7 @@ pub struct AppState {
     tags(
         (name = "orgs", description = "Organizations and their tokens"),
         (name = "scopes", description = "The scope tree: create, pause, resume, revoke, rotate"),
+        (name = "keys", description = "Customer master keys: attach, validate, default, disable, health"),
         (name = "data", description = "Encrypt, decrypt, data keys (service tokens)"),
         (name = "audit", description = "The hash-chained audit log"),
         (name = "ops", description = "Health and metrics"),
@@ -135,6 +139,14 @@ pub fn router(service: Arc<Service>) -> Router {
         .route("/v1/orgs/{org}/decrypt", post(data::decrypt))
         .route("/v1/orgs/{org}/scopes/{scope}/datakey", post(data::datakey))
         .route("/v1/orgs/{org}/datakey/unwrap", post(data::unwrap_datakey))
+        .route("/v1/orgs/{org}/keys", get(keys::list).post(keys::add))
+        .route("/v1/orgs/{org}/keys/validate", post(keys::validate))
+        .route("/v1/orgs/{org}/keys/policy", get(keys::policy))
+        .route("/v1/orgs/{org}/keys/check", post(keys::check))
+        .route("/v1/orgs/{org}/keys/disable-all", post(keys::disable_all))
+        .route("/v1/orgs/{org}/keys/{key}/default", post(keys::set_default))
+        .route("/v1/orgs/{org}/keys/{key}/disable", post(keys::disable))
+        .route("/v1/orgs/{org}/keys/{key}/enable", post(keys::enable))
         .route("/v1/orgs/{org}/audit", get(audit::read))
         .route("/v1/orgs/{org}/audit/verify", get(audit::verify))
         .route("/healthz", get(ops::healthz))

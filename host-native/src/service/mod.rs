@@ -3,6 +3,8 @@
 //! transition runs on a copy, is stored in one transaction with its audit events, and only then
 //! replaces the live value, so no request ever sees a state that was not committed.
 
+pub mod aws;
+mod cmk;
 mod data;
 mod events;
 mod keys;
@@ -17,9 +19,11 @@ use byok_core::{Error as CoreError, KeyId, ScopeId, ScopeKey};
 use serde_json::json;
 use zeroize::Zeroizing;
 
+pub use cmk::{KeyView, PolicyView, StepView, kind_code};
 pub use data::{DataKeyOut, MAX_PLAINTEXT};
 pub use keys::KeyCache;
 
+use crate::store::cmk_rows::{self, CmkRow};
 use crate::store::{self, OrgMeta, Role, Store, StoreError, audit, org_rows, tokens};
 
 /// Why an operation failed. The API maps each to a status and a stable code.
@@ -35,6 +39,16 @@ pub enum ServiceError {
     Invalid(String),
     /// Storage failed (logged with the request id; callers see `internal`).
     Store(StoreError),
+    /// A customer's KMS refused or failed.
+    Kms(byok_core::kms::KmsError),
+    /// Key validation failed: nothing was changed; the report says which step and the fix.
+    Validation(Vec<StepView>),
+}
+
+impl From<byok_core::kms::KmsError> for ServiceError {
+    fn from(e: byok_core::kms::KmsError) -> Self {
+        Self::Kms(e)
+    }
 }
 
 impl From<StoreError> for ServiceError {
@@ -76,8 +90,8 @@ pub struct Metrics {
     pub cache_misses: AtomicU64,
     /// Root keys unwrapped (a KMS call for a CMK; local for the managed key).
     pub root_unwraps: AtomicU64,
-    /// KMS calls made.
-    pub kms_calls: AtomicU64,
+    /// KMS and STS calls made (attempts included).
+    pub kms_calls: Arc<AtomicU64>,
 }
 
 /// One org in memory.
@@ -85,6 +99,7 @@ pub struct OrgCell {
     org: RwLock<Arc<Org>>,
     meta: RwLock<OrgMeta>,
     names: RwLock<BTreeMap<ScopeId, String>>,
+    cmks: RwLock<BTreeMap<u32, CmkRow>>,
     /// Transitions of one org take turns.
     turn: tokio::sync::Mutex<()>,
 }
@@ -153,6 +168,7 @@ fn state_str(s: ScopeState) -> &'static str {
 pub struct Service {
     store: Store,
     managed: ScopeKey,
+    aws: aws::Aws,
     orgs: RwLock<HashMap<ScopeId, Arc<OrgCell>>>,
     cache: KeyCache,
     default_ttl: Duration,
@@ -161,17 +177,24 @@ pub struct Service {
 }
 
 impl Service {
-    /// A service over `store`, with the managed key and the default unwrap cache TTL for new
-    /// orgs.
-    pub fn new(store: Store, managed: ScopeKey, default_ttl: Duration) -> Self {
-        Self {
+    /// A service over `store`, with the managed key, the default unwrap cache TTL for new
+    /// orgs, and the vendor's AWS settings.
+    pub fn new(
+        store: Store,
+        managed: ScopeKey,
+        default_ttl: Duration,
+        aws: aws::AwsSettings,
+    ) -> std::result::Result<Self, String> {
+        let metrics = Metrics::default();
+        Ok(Self {
             store,
             managed,
+            aws: aws::Aws::new(aws, metrics.kms_calls.clone())?,
             orgs: RwLock::new(HashMap::new()),
             cache: KeyCache::default(),
             default_ttl,
-            metrics: Metrics::default(),
-        }
+            metrics,
+        })
     }
 
     /// The store.
@@ -215,10 +238,16 @@ impl Service {
         let (org, meta, names) = org_rows::load(self.store.pool(), id)
             .await?
             .ok_or_else(|| ServiceError::NotFound("organization not found".into()))?;
+        let cmks = cmk_rows::list(self.store.pool(), id)
+            .await?
+            .into_iter()
+            .map(|r| (r.n, r))
+            .collect();
         let cell = Arc::new(OrgCell {
             org: RwLock::new(Arc::new(org)),
             meta: RwLock::new(meta),
             names: RwLock::new(names),
+            cmks: RwLock::new(cmks),
             turn: tokio::sync::Mutex::new(()),
         });
         Ok(self
@@ -370,7 +399,7 @@ impl Service {
         let root = match self.cache.get(root_id, ttl) {
             Some(r) => r,
             None => {
-                let r = Arc::new(self.unwrap_root(&snap, root_id).await?);
+                let r = Arc::new(self.unwrap_root(cell, &snap, root_id).await?);
                 self.cache.put(r.clone(), ttl);
                 r
             }
@@ -383,19 +412,39 @@ impl Service {
         Ok(k)
     }
 
-    /// Opens root version `root.version` from the default holder, and records it in the audit
-    /// log (every unwrap is an event).
-    async fn unwrap_root(&self, org: &Org, root: KeyId) -> Result<ScopeKey> {
-        let key = org.unwrap_root_managed(&self.managed, root.version)?;
+    /// Opens root version `root.version` from the default holder (the managed key locally, a
+    /// CMK through its KMS), and records it in the audit log: every unwrap is an event.
+    async fn unwrap_root(&self, cell: &OrgCell, org: &Org, root: KeyId) -> Result<ScopeKey> {
+        let holder = org.default_holder();
+        let (key, event) = match holder {
+            byok_core::scope::HolderId::Managed => (
+                org.unwrap_root_managed(&self.managed, root.version)?,
+                json!({ "type": "root_unwrapped", "holder": "managed", "version": root.version }),
+            ),
+            byok_core::scope::HolderId::Cmk(n) => {
+                let copy = org
+                    .holders()
+                    .find(|h| h.id == holder)
+                    .and_then(|h| h.copies.get(&root.version))
+                    .cloned()
+                    .ok_or(ServiceError::Scope(ScopeError::HolderNotReady(holder)))?;
+                let access = self.access(cell, org.id(), n).await?;
+                let answer = self
+                    .aws
+                    .decrypt(&org.id().to_string(), &access, &copy)
+                    .await;
+                self.audit_kms(org.id(), "Decrypt", n, answer.as_ref().err())
+                    .await?;
+                let secret = answer?;
+                (
+                    ScopeKey::new(root, secret),
+                    json!({ "type": "root_unwrapped", "holder": store::holder_name(holder), "version": root.version }),
+                )
+            }
+        };
         self.metrics.root_unwraps.fetch_add(1, Ordering::Relaxed);
         let mut w = self.store.write().await?;
-        audit::append(
-            &mut w.tx,
-            org.id(),
-            store::now_ms(),
-            &json!({ "type": "root_unwrapped", "holder": "managed", "version": root.version }),
-        )
-        .await?;
+        audit::append(&mut w.tx, org.id(), store::now_ms(), &event).await?;
         w.commit().await?;
         Ok(key)
     }
@@ -407,6 +456,17 @@ impl Service {
         &self,
         org: ScopeId,
         new_names: BTreeMap<ScopeId, String>,
+        f: impl FnOnce(&mut Org) -> Result<(T, Vec<Effect>)>,
+    ) -> Result<T> {
+        self.transition_with(org, new_names, None, f).await
+    }
+
+    /// [`Self::transition`], also inserting `new_cmk` in the same transaction.
+    async fn transition_with<T>(
+        &self,
+        org: ScopeId,
+        new_names: BTreeMap<ScopeId, String>,
+        new_cmk: Option<CmkRow>,
         f: impl FnOnce(&mut Org) -> Result<(T, Vec<Effect>)>,
     ) -> Result<T> {
         let cell = self.org(org).await?;
@@ -435,6 +495,9 @@ impl Service {
         touched.extend(new_names.keys().copied());
         let mut w = self.store.write().await?;
         org_rows::save(&mut w.tx, &next, &touched, &new_names).await?;
+        if let Some(row) = &new_cmk {
+            cmk_rows::insert(&mut w.tx, org, row).await?;
+        }
         let at = store::now_ms();
         for e in &effects {
             if let Effect::Audit(a) = e {
@@ -448,6 +511,12 @@ impl Service {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .extend(new_names);
+        if let Some(row) = new_cmk {
+            cell.cmks
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(row.n, row);
+        }
         if !evict.is_empty() {
             self.cache.evict(&evict);
         }

@@ -11,6 +11,7 @@
 //!   anyway; taking turns in-process avoids `SQLITE_BUSY` instead of retrying it.
 
 pub mod audit;
+pub mod cmk_rows;
 pub mod org_rows;
 pub mod tokens;
 

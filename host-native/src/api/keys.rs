@@ -1,0 +1,245 @@
+//! Keys: attach an AWS key after live validation, list with health, set the default, disable
+//! with a re-encryption target, enable, fall back to the managed key; the policies to grant.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::AppState;
+use super::auth::{ApiJson, Caller, parse_id};
+use super::error::{ApiError, ErrorBody};
+use crate::service::{KeyView, PolicyView, StepView};
+use crate::store::Role;
+
+/// Attaches a key.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AddKey {
+    /// Display name.
+    pub name: String,
+    /// `aws` (the only provider so far).
+    pub provider: String,
+    /// The key or alias ARN.
+    pub key_arn: String,
+    /// A role in the customer's account for byok to assume (with the org's external id);
+    /// omit when the key policy grants byok's own principal.
+    pub role_arn: Option<String>,
+}
+
+/// A key to validate.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ValidateKey {
+    /// The key or alias ARN.
+    pub key_arn: String,
+    /// The role byok would assume, if any.
+    pub role_arn: Option<String>,
+}
+
+/// Which key takes over.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Disable {
+    /// The key (`managed` or `cmk:N`, ready) that keeps the root copies.
+    pub target: String,
+}
+
+/// An attached key with the validation it passed.
+#[derive(Serialize, ToSchema)]
+pub struct KeyAdded {
+    /// The key.
+    pub key: KeyView,
+    /// The validation report.
+    pub validation: Vec<StepView>,
+}
+
+/// A validation report.
+#[derive(Serialize, ToSchema)]
+pub struct Validated {
+    /// Whether every step passed.
+    pub ok: bool,
+    /// Each step with its outcome and, for a failure, the fix.
+    pub steps: Vec<StepView>,
+}
+
+/// The policy query.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyQuery {
+    /// Key or alias ARN.
+    pub key_arn: String,
+    /// Role byok would assume.
+    pub role_arn: Option<String>,
+}
+
+fn admin(caller: &Caller, org: &str) -> Result<byok_core::ScopeId, ApiError> {
+    let org = parse_id(org, "org")?;
+    caller.require(org, &[Role::Admin])?;
+    Ok(org)
+}
+
+/// List the org's keys with state and health (admin, auditor).
+#[utoipa::path(get, path = "/v1/orgs/{org}/keys", tag = "keys",
+    params(("org" = String, Path, description = "org id")),
+    responses((status = 200, body = Vec<KeyView>), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn list(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(org): Path<String>,
+) -> Result<Json<Vec<KeyView>>, ApiError> {
+    let org = parse_id(&org, "org")?;
+    caller.require(org, &[Role::Admin, Role::Auditor])?;
+    Ok(Json(s.service.keys(org).await?))
+}
+
+/// Attach an AWS key (admin). Validated live first; nothing changes if a step fails (422,
+/// with the report and each fix).
+#[utoipa::path(post, path = "/v1/orgs/{org}/keys", tag = "keys", request_body = AddKey,
+    params(("org" = String, Path, description = "org id")),
+    responses((status = 201, body = KeyAdded), (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 424, body = ErrorBody), (status = 503, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn add(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(org): Path<String>,
+    ApiJson(req): ApiJson<AddKey>,
+) -> Result<(StatusCode, Json<KeyAdded>), ApiError> {
+    let org = admin(&caller, &org)?;
+    if req.provider != "aws" {
+        return Err(ApiError::invalid(format!(
+            "provider {:?} is not supported yet; use \"aws\"",
+            req.provider
+        )));
+    }
+    let (key, validation) = s
+        .service
+        .add_key(org, &req.name, &req.key_arn, req.role_arn.as_deref())
+        .await?;
+    Ok((StatusCode::CREATED, Json(KeyAdded { key, validation })))
+}
+
+/// Validate a key without attaching it (admin).
+#[utoipa::path(post, path = "/v1/orgs/{org}/keys/validate", tag = "keys", request_body = ValidateKey,
+    params(("org" = String, Path, description = "org id")),
+    responses((status = 200, body = Validated), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn validate(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(org): Path<String>,
+    ApiJson(req): ApiJson<ValidateKey>,
+) -> Result<Json<Validated>, ApiError> {
+    let org = admin(&caller, &org)?;
+    let (ok, steps) = s
+        .service
+        .validate(org, &req.key_arn, req.role_arn.as_deref())
+        .await?;
+    Ok(Json(Validated { ok, steps }))
+}
+
+/// The policy statements to grant for a key (admin).
+#[utoipa::path(get, path = "/v1/orgs/{org}/keys/policy", tag = "keys",
+    params(("org" = String, Path, description = "org id"),
+        ("key_arn" = String, Query, description = "key or alias ARN"),
+        ("role_arn" = Option<String>, Query, description = "role byok would assume")),
+    responses((status = 200, body = PolicyView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn policy(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(org): Path<String>,
+    Query(q): Query<PolicyQuery>,
+) -> Result<Json<PolicyView>, ApiError> {
+    let org = admin(&caller, &org)?;
+    Ok(Json(
+        s.service
+            .policy(org, &q.key_arn, q.role_arn.as_deref())
+            .await?,
+    ))
+}
+
+/// Check the org's keys now (describe) and list them (admin).
+#[utoipa::path(post, path = "/v1/orgs/{org}/keys/check", tag = "keys",
+    params(("org" = String, Path, description = "org id")),
+    responses((status = 200, body = Vec<KeyView>), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn check(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(org): Path<String>,
+) -> Result<Json<Vec<KeyView>>, ApiError> {
+    let org = admin(&caller, &org)?;
+    s.service.check_health_of(org).await?;
+    Ok(Json(s.service.keys(org).await?))
+}
+
+/// Make a key the default (admin). It must hold every root version (state `ready`).
+#[utoipa::path(post, path = "/v1/orgs/{org}/keys/{key}/default", tag = "keys",
+    params(("org" = String, Path, description = "org id"), ("key" = String, Path, description = "`managed` or `cmk:N`")),
+    responses((status = 200, body = Vec<KeyView>), (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn set_default(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path((org, key)): Path<(String, String)>,
+) -> Result<Json<Vec<KeyView>>, ApiError> {
+    let org = admin(&caller, &org)?;
+    s.service.set_default(org, &key).await?;
+    Ok(Json(s.service.keys(org).await?))
+}
+
+/// Disable a key, re-encrypting to `target` (admin): the target keeps the root copies (and
+/// becomes the default if this key was); this key's copies are destroyed.
+#[utoipa::path(post, path = "/v1/orgs/{org}/keys/{key}/disable", tag = "keys", request_body = Disable,
+    params(("org" = String, Path, description = "org id"), ("key" = String, Path, description = "`managed` or `cmk:N`")),
+    responses((status = 200, body = Vec<KeyView>), (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn disable(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path((org, key)): Path<(String, String)>,
+    ApiJson(req): ApiJson<Disable>,
+) -> Result<Json<Vec<KeyView>>, ApiError> {
+    let org = admin(&caller, &org)?;
+    s.service.disable(org, &key, &req.target).await?;
+    Ok(Json(s.service.keys(org).await?))
+}
+
+/// Enable a disabled key again (admin); it wraps the root key again.
+#[utoipa::path(post, path = "/v1/orgs/{org}/keys/{key}/enable", tag = "keys",
+    params(("org" = String, Path, description = "org id"), ("key" = String, Path, description = "`cmk:N`")),
+    responses((status = 200, body = Vec<KeyView>), (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 424, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn enable(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path((org, key)): Path<(String, String)>,
+) -> Result<Json<Vec<KeyView>>, ApiError> {
+    let org = admin(&caller, &org)?;
+    s.service.enable(org, &key).await?;
+    Ok(Json(s.service.keys(org).await?))
+}
+
+/// Disable every customer key and fall back to the managed key (admin).
+#[utoipa::path(post, path = "/v1/orgs/{org}/keys/disable-all", tag = "keys",
+    params(("org" = String, Path, description = "org id")),
+    responses((status = 200, body = Vec<KeyView>), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 424, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn disable_all(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(org): Path<String>,
+) -> Result<Json<Vec<KeyView>>, ApiError> {
+    let org = admin(&caller, &org)?;
+    s.service.disable_all(org).await?;
+    Ok(Json(s.service.keys(org).await?))
+}

@@ -1,0 +1,257 @@
+//! Calls to customers' AWS KMS keys: wrap and unwrap org root keys, describe for health, and
+//! the validation plan. Endpoints come only from the validated key ARN (or, in tests, from the
+//! server's `danger_aws_endpoint`), credentials from the server's configuration and the org's
+//! role; every call carries the `{byok:org, byok:scope}` context.
+
+use std::sync::Arc;
+
+use byok_core::SecretBytes;
+use byok_core::kms::aws::request::{
+    AwsCredentials, CallContext, KeyMetadata, decrypt_request, describe_key_request,
+    encrypt_request, parse_decrypt, parse_describe, parse_encrypt,
+};
+use byok_core::kms::aws::sts::RoleArn;
+use byok_core::kms::aws::validate::{Next, Validation};
+use byok_core::kms::aws::{Endpoint, KeyArn};
+use byok_core::kms::{KmsError, KmsErrorKind};
+use byok_core::retry::RetryPolicy;
+
+use crate::credentials::{CredentialCache, CredentialSource};
+use crate::kms_call::call;
+use crate::transport::{Transport, TransportConfig};
+
+/// The vendor's AWS settings.
+#[derive(Clone, Default)]
+pub struct AwsSettings {
+    /// The vendor's own credentials (static keys; for development and tests).
+    pub vendor: Option<AwsCredentials>,
+    /// The vendor's principal ARN, for the policies byok generates.
+    pub principal_arn: String,
+    /// **Tests only**: send every AWS call (KMS and STS) to this `http(s)://host:port`.
+    pub danger_endpoint: Option<String>,
+}
+
+/// How byok reaches one attached key.
+#[derive(Clone, Debug)]
+pub struct KeyAccess {
+    /// The key.
+    pub arn: KeyArn,
+    /// The customer's role byok assumes (with the org's external id), or `None` for byok's own
+    /// principal.
+    pub role: Option<RoleArn>,
+    /// The org's external id.
+    pub external_id: String,
+}
+
+/// The AWS executor.
+pub struct Aws {
+    settings: AwsSettings,
+    transport: Transport,
+    policy: RetryPolicy,
+    creds: CredentialCache,
+    calls: Arc<std::sync::atomic::AtomicU64>,
+}
+
+fn local(kind: KmsErrorKind, message: impl Into<String>) -> KmsError {
+    KmsError {
+        kind,
+        provider: "aws",
+        code: String::new(),
+        message: message.into(),
+        status: 0,
+    }
+}
+
+impl Aws {
+    /// An executor with `settings`; counts KMS and STS exchanges in `calls`.
+    pub fn new(
+        settings: AwsSettings,
+        calls: Arc<std::sync::atomic::AtomicU64>,
+    ) -> Result<Self, String> {
+        let danger_allow_http = settings
+            .danger_endpoint
+            .as_deref()
+            .is_some_and(|u| u.starts_with("http://"));
+        let transport = Transport::new(TransportConfig {
+            danger_allow_http,
+            ..Default::default()
+        })
+        .map_err(|e| e.to_string())?;
+        let policy = RetryPolicy::default();
+        Ok(Self {
+            creds: CredentialCache::new(transport.clone(), policy),
+            settings,
+            transport,
+            policy,
+            calls,
+        })
+    }
+
+    /// The vendor's principal ARN.
+    pub fn principal(&self) -> &str {
+        &self.settings.principal_arn
+    }
+
+    fn endpoint(&self, key: &KeyArn) -> Result<Endpoint, KmsError> {
+        match &self.settings.danger_endpoint {
+            Some(url) => Endpoint::danger_override(url, &key.region)
+                .map_err(|e| local(KmsErrorKind::Malformed, e.to_string())),
+            None => key
+                .endpoint(Default::default())
+                .map_err(|e| local(KmsErrorKind::Malformed, e.to_string())),
+        }
+    }
+
+    fn sts_endpoint(&self, key: &KeyArn) -> Result<Endpoint, KmsError> {
+        match &self.settings.danger_endpoint {
+            Some(_) => self.endpoint(key),
+            None => Ok(key.sts_endpoint()),
+        }
+    }
+
+    async fn credentials(&self, org: &str, access: &KeyAccess) -> Result<AwsCredentials, KmsError> {
+        let vendor = self.settings.vendor.clone().ok_or_else(|| {
+            local(
+                KmsErrorKind::AccessDenied,
+                "the server has no AWS credentials configured (BYOK_AWS_ACCESS_KEY_ID, BYOK_AWS_SECRET_ACCESS_KEY)",
+            )
+        })?;
+        let source = match &access.role {
+            None => CredentialSource::Static(vendor),
+            Some(role) => CredentialSource::AssumeRole {
+                vendor,
+                role: role.clone(),
+                external_id: access.external_id.clone(),
+            },
+        };
+        self.creds
+            .get(org, &source, &self.sts_endpoint(&access.arn)?)
+            .await
+    }
+
+    fn context(org: &str) -> CallContext {
+        CallContext {
+            org: org.into(),
+            scope: org.into(),
+        }
+    }
+
+    fn count(&self, attempts: u32) {
+        self.calls
+            .fetch_add(u64::from(attempts), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Wraps `root` (an org root key version) under the key.
+    pub async fn encrypt(
+        &self,
+        org: &str,
+        access: &KeyAccess,
+        root: &SecretBytes,
+    ) -> Result<Vec<u8>, KmsError> {
+        let creds = self.credentials(org, access).await?;
+        let endpoint = self.endpoint(&access.arn)?;
+        let ctx = Self::context(org);
+        let called = call(
+            &self.transport,
+            "aws",
+            &self.policy,
+            &mut rand::make_rng::<rand::rngs::StdRng>(),
+            |now| encrypt_request(&access.arn, &endpoint, root, &ctx, &creds, now),
+            parse_encrypt,
+        )
+        .await;
+        self.count(called.attempts);
+        called.result.map(|(blob, _)| blob)
+    }
+
+    /// Unwraps a root copy made by [`Self::encrypt`].
+    pub async fn decrypt(
+        &self,
+        org: &str,
+        access: &KeyAccess,
+        blob: &[u8],
+    ) -> Result<SecretBytes, KmsError> {
+        let creds = self.credentials(org, access).await?;
+        let endpoint = self.endpoint(&access.arn)?;
+        let ctx = Self::context(org);
+        let called = call(
+            &self.transport,
+            "aws",
+            &self.policy,
+            &mut rand::make_rng::<rand::rngs::StdRng>(),
+            |now| decrypt_request(&access.arn, &endpoint, blob, &ctx, &creds, now),
+            parse_decrypt,
+        )
+        .await;
+        self.count(called.attempts);
+        called.result
+    }
+
+    /// Describes the key (health).
+    pub async fn describe(&self, org: &str, access: &KeyAccess) -> Result<KeyMetadata, KmsError> {
+        let creds = self.credentials(org, access).await?;
+        let endpoint = self.endpoint(&access.arn)?;
+        let called = call(
+            &self.transport,
+            "aws",
+            &self.policy,
+            &mut rand::make_rng::<rand::rngs::StdRng>(),
+            |now| describe_key_request(&access.arn, &endpoint, &creds, now),
+            parse_describe,
+        )
+        .await;
+        self.count(called.attempts);
+        called.result
+    }
+
+    /// Runs the validation plan for `identifier` as org `org` would use it.
+    pub async fn validate(
+        &self,
+        org: &str,
+        identifier: &str,
+        role: Option<&RoleArn>,
+        external_id: &str,
+    ) -> Validation {
+        let principal = role.map_or(self.settings.principal_arn.clone(), |r| {
+            r.as_str().to_owned()
+        });
+        let mut v = {
+            let mut rng = rand::rng();
+            Validation::start(identifier, &[], &principal, org, &mut rng)
+        };
+        loop {
+            match v.next() {
+                Next::Describe(arn) => {
+                    let access = KeyAccess {
+                        arn: arn.clone(),
+                        role: role.cloned(),
+                        external_id: external_id.into(),
+                    };
+                    let answer = self.describe(org, &access).await;
+                    v.described(answer);
+                }
+                Next::Wrap(arn, probe) => {
+                    let access = KeyAccess {
+                        arn: arn.clone(),
+                        role: role.cloned(),
+                        external_id: external_id.into(),
+                    };
+                    let probe = probe.duplicate();
+                    let answer = self.encrypt(org, &access, &probe).await;
+                    v.wrapped(answer);
+                }
+                Next::Unwrap(arn, blob) => {
+                    let access = KeyAccess {
+                        arn: arn.clone(),
+                        role: role.cloned(),
+                        external_id: external_id.into(),
+                    };
+                    let blob = blob.to_vec();
+                    let answer = self.decrypt(org, &access, &blob).await;
+                    v.unwrapped(answer);
+                }
+                Next::Done => return v,
+            }
+        }
+    }
+}

@@ -1,0 +1,493 @@
+//! Customer master keys: attach (after live validation), list with health, set the default,
+//! disable with a re-encryption target, enable again, fall back to the managed key, and the
+//! root rewrap jobs these start. Only org root keys touch a KMS: O(1) calls per org, whatever
+//! the amount of data.
+
+use std::collections::BTreeMap;
+
+use byok_core::kms::KmsError;
+use byok_core::kms::aws::KeyArn;
+use byok_core::kms::aws::policy::{
+    VendorConfig, key_policy_statement, role_policy, trust_policy_external_id,
+};
+use byok_core::kms::aws::sts::{RoleArn, new_external_id};
+use byok_core::kms::aws::validate::{Outcome, Validation};
+use byok_core::scope::{HolderId, HolderStatus, JobStep, Org};
+use byok_core::{KeyId, ScopeId, ScopeKey};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use super::aws::KeyAccess;
+use super::{OrgCell, Result, Service, ServiceError};
+use crate::store::cmk_rows::{self, CmkRow};
+use crate::store::{self, audit, holder_name, parse_holder};
+
+/// One step of a validation report.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct StepView {
+    /// The step: `parse identifier`, `region allowed`, `describe key`, `wrap probe`,
+    /// `unwrap probe`, `compare`.
+    pub step: String,
+    /// `pass`, `fail` or `skipped`.
+    pub outcome: String,
+    /// What was checked, or what went wrong.
+    pub detail: String,
+    /// For a failure: the fix (for an access denial, the statement to add, as JSON).
+    pub fix: Option<String>,
+}
+
+fn report(v: &Validation) -> Vec<StepView> {
+    v.report()
+        .iter()
+        .map(|(step, outcome)| {
+            let (o, detail, fix) = match outcome {
+                Outcome::Pass(d) => ("pass", d.clone(), None),
+                Outcome::Fail { problem, fix } => ("fail", problem.clone(), Some(fix.clone())),
+                Outcome::Skipped(by) => ("skipped", format!("skipped: {} failed", by.name()), None),
+            };
+            StepView {
+                step: step.name().into(),
+                outcome: o.into(),
+                detail,
+                fix,
+            }
+        })
+        .collect()
+}
+
+/// A key as the API lists it.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct KeyView {
+    /// `managed` or `cmk:N`.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// `managed` or `aws`.
+    pub r#type: String,
+    /// The key ARN (AWS).
+    pub key_arn: Option<String>,
+    /// The role byok assumes, if any.
+    pub role_arn: Option<String>,
+    /// Whether it wraps the root key by default.
+    pub default: bool,
+    /// `pending` (its wrap is running), `ready` or `disabled`.
+    pub state: String,
+    /// Last health check: `ok`, or the error class (`key_disabled`, `access_denied`, ...).
+    pub health: Option<String>,
+    /// The health check's detail.
+    pub health_detail: Option<String>,
+    /// When it was checked (ms since the epoch).
+    pub health_at: Option<i64>,
+}
+
+/// The policies to grant for a key.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct PolicyView {
+    /// The principal the key policy grants (byok's, or the role byok assumes).
+    pub principal: String,
+    /// Statements to add to the key's key policy.
+    #[schema(value_type = Object)]
+    pub key_policy_statements: Value,
+    /// With a role: its permissions policy.
+    #[schema(value_type = Object)]
+    pub role_policy: Option<Value>,
+    /// With a role: its trust policy (trusts byok's principal with this org's external id).
+    #[schema(value_type = Object)]
+    pub trust_policy: Option<Value>,
+    /// The org's external id.
+    pub external_id: String,
+}
+
+/// The stable name of a KMS error class (health states and API codes use it).
+pub fn kind_code(e: &KmsError) -> &'static str {
+    use byok_core::kms::KmsErrorKind as K;
+    match e.kind {
+        K::AccessDenied => "access_denied",
+        K::KeyDisabled => "key_disabled",
+        K::KeyNotFound => "key_not_found",
+        K::KeyPendingDeletion => "key_pending_deletion",
+        K::InvalidCiphertext => "invalid_ciphertext",
+        K::Throttled => "throttled",
+        K::Unavailable => "unavailable",
+        K::Malformed => "malformed",
+        _ => "kms_error",
+    }
+}
+
+impl Service {
+    /// How byok reaches attached key `n` of `org`.
+    pub(super) async fn access(&self, cell: &OrgCell, org: ScopeId, n: u32) -> Result<KeyAccess> {
+        let row = cell
+            .cmks
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&n)
+            .cloned()
+            .ok_or_else(|| ServiceError::NotFound(format!("key cmk:{n} not found")))?;
+        let arn = KeyArn::parse(&row.key_arn)
+            .map_err(|e| ServiceError::Store(store::StoreError::Corrupt(e.to_string())))?;
+        let role = match &row.role_arn {
+            Some(r) => Some(
+                RoleArn::parse(r)
+                    .map_err(|e| ServiceError::Store(store::StoreError::Corrupt(e.to_string())))?,
+            ),
+            None => None,
+        };
+        Ok(KeyAccess {
+            arn,
+            role,
+            external_id: self.external_id(org).await?,
+        })
+    }
+
+    /// The org's external id, made on first use.
+    pub async fn external_id(&self, org: ScopeId) -> Result<String> {
+        if let Some(id) = cmk_rows::external_id(self.store.pool(), org).await? {
+            return Ok(id);
+        }
+        let fresh = new_external_id(&mut rand::rng());
+        let mut w = self.store.write().await?;
+        cmk_rows::set_external_id(&mut w.tx, org, &fresh).await?;
+        w.commit().await?;
+        // Another request may have set it first: read back what was stored.
+        cmk_rows::external_id(self.store.pool(), org)
+            .await?
+            .ok_or_else(|| ServiceError::Store(store::StoreError::Corrupt("external id".into())))
+    }
+
+    /// Records a KMS call in the audit log.
+    pub(super) async fn audit_kms(
+        &self,
+        org: ScopeId,
+        op: &str,
+        n: u32,
+        err: Option<&KmsError>,
+    ) -> Result<()> {
+        let event = match err {
+            None => json!({ "type": "kms_call", "op": op, "key": format!("cmk:{n}"), "ok": true }),
+            Some(e) => {
+                json!({ "type": "kms_call", "op": op, "key": format!("cmk:{n}"), "ok": false,
+                "error": kind_code(e), "provider_code": e.code })
+            }
+        };
+        let mut w = self.store.write().await?;
+        audit::append(&mut w.tx, org, store::now_ms(), &event).await?;
+        w.commit().await?;
+        Ok(())
+    }
+
+    /// The policies to grant for `key_arn` (and `role_arn`, if byok assumes one).
+    pub async fn policy(
+        &self,
+        org: ScopeId,
+        key_arn: &str,
+        role_arn: Option<&str>,
+    ) -> Result<PolicyView> {
+        self.org(org).await?;
+        let key = KeyArn::parse(key_arn).map_err(|e| ServiceError::Invalid(e.to_string()))?;
+        let role = match role_arn {
+            Some(r) => Some(RoleArn::parse(r).map_err(|e| ServiceError::Invalid(e.to_string()))?),
+            None => None,
+        };
+        let external_id = self.external_id(org).await?;
+        let org_hex = org.to_string();
+        let principal = role.as_ref().map_or_else(
+            || self.aws.principal().to_owned(),
+            |r| r.as_str().to_owned(),
+        );
+        let vendor = VendorConfig {
+            principal_arn: self.aws.principal().to_owned(),
+            issuer_host_path: String::new(),
+        };
+        Ok(PolicyView {
+            key_policy_statements: key_policy_statement(&principal, &org_hex),
+            role_policy: role.as_ref().map(|_| role_policy(&key, &org_hex)),
+            trust_policy: role
+                .as_ref()
+                .map(|_| trust_policy_external_id(&vendor, &external_id)),
+            principal,
+            external_id,
+        })
+    }
+
+    /// Runs the validation plan for a key as this org would use it.
+    pub async fn validate(
+        &self,
+        org: ScopeId,
+        key_arn: &str,
+        role_arn: Option<&str>,
+    ) -> Result<(bool, Vec<StepView>)> {
+        self.org(org).await?;
+        let role = match role_arn {
+            Some(r) => Some(RoleArn::parse(r).map_err(|e| ServiceError::Invalid(e.to_string()))?),
+            None => None,
+        };
+        let external_id = self.external_id(org).await?;
+        let v = self
+            .aws
+            .validate(&org.to_string(), key_arn, role.as_ref(), &external_id)
+            .await;
+        Ok((v.ok(), report(&v)))
+    }
+
+    /// Attaches an AWS key after validating it live; its wrap of the root key runs as a job.
+    pub async fn add_key(
+        &self,
+        org: ScopeId,
+        name: &str,
+        key_arn: &str,
+        role_arn: Option<&str>,
+    ) -> Result<(KeyView, Vec<StepView>)> {
+        super::check_name(name)?;
+        let (ok, steps) = self.validate(org, key_arn, role_arn).await?;
+        if !ok {
+            return Err(ServiceError::Validation(steps));
+        }
+        let cell = self.org(org).await?;
+        let n = cell
+            .cmks
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .next_back()
+            .map_or(1, |n| n + 1);
+        let row = CmkRow {
+            n,
+            name: name.to_owned(),
+            key_arn: KeyArn::parse(key_arn)
+                .map_err(|e| ServiceError::Invalid(e.to_string()))?
+                .to_key_id(),
+            role_arn: role_arn.map(str::to_owned),
+            created_at: store::now_ms(),
+            health: Some("ok".into()),
+            health_detail: None,
+            health_at: Some(store::now_ms()),
+        };
+        self.transition_with(org, BTreeMap::new(), Some(row), |o| {
+            Ok(((), o.attach_cmk(n)?))
+        })
+        .await?;
+        self.run_job(org).await?;
+        let key = self
+            .keys(org)
+            .await?
+            .into_iter()
+            .find(|k| k.id == holder_name(HolderId::Cmk(n)))
+            .ok_or_else(|| ServiceError::NotFound("key".into()))?;
+        Ok((key, steps))
+    }
+
+    /// The org's keys: the managed key and every attached CMK.
+    pub async fn keys(&self, org: ScopeId) -> Result<Vec<KeyView>> {
+        let cell = self.org(org).await?;
+        let snap = cell.snapshot();
+        let rows = cell.cmks.read().unwrap_or_else(|p| p.into_inner()).clone();
+        Ok(snap
+            .holders()
+            .map(|h| {
+                let row = match h.id {
+                    HolderId::Cmk(n) => rows.get(&n),
+                    HolderId::Managed => None,
+                };
+                KeyView {
+                    id: holder_name(h.id),
+                    name: row.map_or_else(|| "managed".into(), |r| r.name.clone()),
+                    r#type: if row.is_some() { "aws" } else { "managed" }.into(),
+                    key_arn: row.map(|r| r.key_arn.clone()),
+                    role_arn: row.and_then(|r| r.role_arn.clone()),
+                    default: h.id == snap.default_holder(),
+                    state: match h.status {
+                        HolderStatus::Pending => "pending",
+                        HolderStatus::Ready => "ready",
+                        HolderStatus::Disabled => "disabled",
+                    }
+                    .into(),
+                    health: row.and_then(|r| r.health.clone()),
+                    health_detail: row.and_then(|r| r.health_detail.clone()),
+                    health_at: row.and_then(|r| r.health_at),
+                }
+            })
+            .collect())
+    }
+
+    fn holder(id: &str) -> Result<HolderId> {
+        parse_holder(id).ok_or_else(|| {
+            ServiceError::Invalid(format!("key id {id:?} is not `managed` or `cmk:N`"))
+        })
+    }
+
+    /// Makes `key` the default holder (it must hold every live root version).
+    pub async fn set_default(&self, org: ScopeId, key: &str) -> Result<()> {
+        let h = Self::holder(key)?;
+        self.transition(org, BTreeMap::new(), |o| Ok(((), o.set_default(h)?)))
+            .await
+    }
+
+    /// Disables `key`; `target` (ready) keeps the root copies, and becomes the default if `key`
+    /// was. The disabled key's copies are destroyed.
+    pub async fn disable(&self, org: ScopeId, key: &str, target: &str) -> Result<()> {
+        let (h, t) = (Self::holder(key)?, Self::holder(target)?);
+        self.transition(org, BTreeMap::new(), |o| {
+            let mut effects = Vec::new();
+            if o.default_holder() == h {
+                effects.extend(o.set_default(t)?);
+            }
+            effects.extend(o.disable(h, t)?);
+            Ok(((), effects))
+        })
+        .await?;
+        // Root keys unwrapped through the disabled key are dropped at once.
+        self.cache.evict(&[org].into_iter().collect());
+        Ok(())
+    }
+
+    /// Enables a disabled key again; its wrap runs as a job.
+    pub async fn enable(&self, org: ScopeId, key: &str) -> Result<()> {
+        let h = Self::holder(key)?;
+        self.transition(org, BTreeMap::new(), |o| Ok(((), o.reenable(h)?)))
+            .await?;
+        self.run_job(org).await
+    }
+
+    /// Falls back to the managed key: it wraps every live root version and every CMK is
+    /// disabled.
+    pub async fn disable_all(&self, org: ScopeId) -> Result<()> {
+        let cell = self.org(org).await?;
+        let snap = cell.snapshot();
+        let versions: Vec<u32> = snap
+            .scope(org)
+            .map(|s| s.versions.keys().copied().collect())
+            .unwrap_or_default();
+        let mut roots = Vec::new();
+        for v in versions {
+            let root = self.scope_key(&cell, KeyId::new(org, v)).await?;
+            roots.push(ScopeKey::new(
+                root.id(),
+                byok_core::SecretBytes::from_bytes(&mut root.expose_secret().clone()),
+            ));
+        }
+        let managed = &self.managed;
+        self.transition(org, BTreeMap::new(), |o| {
+            Ok(((), o.disable_all(managed, &roots, &mut rand::rng())?))
+        })
+        .await?;
+        self.cache.evict(&[org].into_iter().collect());
+        Ok(())
+    }
+
+    /// Runs the org's re-encryption job to its end, one step per transaction, so that a crash
+    /// resumes at the step it stopped at.
+    pub async fn run_job(&self, org: ScopeId) -> Result<()> {
+        let cell = self.org(org).await?;
+        loop {
+            let snap = cell.snapshot();
+            let Some(step) = snap.job().and_then(|j| j.next_batch(1).first().cloned()) else {
+                return Ok(());
+            };
+            match step {
+                JobStep::WrapRoot { holder, version } => {
+                    let root = self.scope_key(&cell, KeyId::new(org, version)).await?;
+                    let wrapped = match holder {
+                        HolderId::Managed => {
+                            snap.wrap_root_managed(&self.managed, &root, &mut rand::rng())?
+                        }
+                        HolderId::Cmk(n) => {
+                            let access = self.access(&cell, org, n).await?;
+                            let secret = byok_core::SecretBytes::from_bytes(
+                                &mut root.expose_secret().clone(),
+                            );
+                            let answer = self.aws.encrypt(&org.to_string(), &access, &secret).await;
+                            self.audit_kms(org, "Encrypt", n, answer.as_ref().err())
+                                .await?;
+                            answer?
+                        }
+                    };
+                    self.transition(org, BTreeMap::new(), |o| {
+                        Ok(((), o.record_root_copy(holder, version, wrapped)?))
+                    })
+                    .await?;
+                }
+                JobStep::Rewrap { from, to, .. } => {
+                    let (f, t) = (
+                        self.scope_key(&cell, from).await?,
+                        self.scope_key(&cell, to).await?,
+                    );
+                    self.transition(org, BTreeMap::new(), |o| {
+                        Ok(((), o.rewrap_child(&step, &f, &t, &mut rand::rng())?))
+                    })
+                    .await?;
+                }
+            }
+        }
+    }
+
+    /// Resumes every org's unfinished job (after a restart).
+    pub async fn resume_jobs(&self) -> Result<usize> {
+        let mut resumed = 0;
+        for org in store::org_rows::org_ids(self.store.pool()).await? {
+            let cell = self.org(org).await?;
+            if cell.snapshot().job().is_some() {
+                tracing::info!(org = %org, "resuming re-encryption job");
+                if let Err(e) = self.run_job(org).await {
+                    tracing::warn!(org = %org, error = ?e, "job could not finish; it resumes on the next start");
+                }
+                resumed += 1;
+            }
+        }
+        Ok(resumed)
+    }
+
+    /// Describes every attached, enabled key of every org and records its health.
+    pub async fn check_health(&self) -> Result<()> {
+        for org in store::org_rows::org_ids(self.store.pool()).await? {
+            self.check_health_of(org).await?;
+        }
+        Ok(())
+    }
+
+    /// Describes the org's attached, enabled keys and records their health.
+    pub async fn check_health_of(&self, org: ScopeId) -> Result<()> {
+        {
+            let cell = self.org(org).await?;
+            let snap: std::sync::Arc<Org> = cell.snapshot();
+            let enabled: Vec<u32> = snap
+                .holders()
+                .filter(|h| h.status != HolderStatus::Disabled)
+                .filter_map(|h| match h.id {
+                    HolderId::Cmk(n) => Some(n),
+                    HolderId::Managed => None,
+                })
+                .collect();
+            for n in enabled {
+                let access = self.access(&cell, org, n).await?;
+                let (health, detail) = match self.aws.describe(&org.to_string(), &access).await {
+                    Ok(meta) if meta.state == "Enabled" => ("ok".to_owned(), None),
+                    Ok(meta) if meta.state == "PendingDeletion" => (
+                        "key_pending_deletion".into(),
+                        Some(format!("{} is pending deletion", meta.arn)),
+                    ),
+                    Ok(meta) => (
+                        "key_disabled".into(),
+                        Some(format!("{} is {}", meta.arn, meta.state)),
+                    ),
+                    Err(e) => (kind_code(&e).into(), Some(e.to_string())),
+                };
+                let at = store::now_ms();
+                let mut w = self.store.write().await?;
+                cmk_rows::set_health(&mut w.tx, org, n, &health, detail.as_deref(), at).await?;
+                w.commit().await?;
+                if let Some(row) = cell
+                    .cmks
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get_mut(&n)
+                {
+                    row.health = Some(health);
+                    row.health_detail = detail;
+                    row.health_at = Some(at);
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,114 @@
+//! Attached customer keys (holders `cmk:N`): identifiers, how byok reaches them, last health.
+
+use byok_core::ScopeId;
+use sqlx::{Row, Sqlite, SqlitePool, Transaction};
+
+use super::Result;
+
+/// One attached key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CmkRow {
+    /// Its holder number (`cmk:N`).
+    pub n: u32,
+    /// Display name.
+    pub name: String,
+    /// The key ARN as validated.
+    pub key_arn: String,
+    /// The customer's role byok assumes, if any.
+    pub role_arn: Option<String>,
+    /// When it was attached (ms since the epoch).
+    pub created_at: i64,
+    /// Last health check: `ok` or an error class.
+    pub health: Option<String>,
+    /// The check's detail (error message).
+    pub health_detail: Option<String>,
+    /// When it was checked.
+    pub health_at: Option<i64>,
+}
+
+/// Inserts an attached key.
+pub async fn insert(
+    tx: &mut Transaction<'static, Sqlite>,
+    org: ScopeId,
+    row: &CmkRow,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO cmk_keys (org_id, n, name, provider, key_arn, role_arn, created_at) VALUES (?, ?, ?, 'aws', ?, ?, ?)",
+    )
+    .bind(org.to_string())
+    .bind(i64::from(row.n))
+    .bind(&row.name)
+    .bind(&row.key_arn)
+    .bind(&row.role_arn)
+    .bind(row.created_at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// The org's attached keys, by number.
+pub async fn list(pool: &SqlitePool, org: ScopeId) -> Result<Vec<CmkRow>> {
+    let rows = sqlx::query(
+        "SELECT n, name, key_arn, role_arn, created_at, health, health_detail, health_at FROM cmk_keys WHERE org_id = ? ORDER BY n",
+    )
+    .bind(org.to_string())
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(CmkRow {
+                n: u32::try_from(r.try_get::<i64, _>("n")?).unwrap_or(0),
+                name: r.try_get("name")?,
+                key_arn: r.try_get("key_arn")?,
+                role_arn: r.try_get("role_arn")?,
+                created_at: r.try_get("created_at")?,
+                health: r.try_get("health")?,
+                health_detail: r.try_get("health_detail")?,
+                health_at: r.try_get("health_at")?,
+            })
+        })
+        .collect()
+}
+
+/// Records a health check.
+pub async fn set_health(
+    tx: &mut Transaction<'static, Sqlite>,
+    org: ScopeId,
+    n: u32,
+    health: &str,
+    detail: Option<&str>,
+    at: i64,
+) -> Result<()> {
+    sqlx::query("UPDATE cmk_keys SET health = ?, health_detail = ?, health_at = ? WHERE org_id = ? AND n = ?")
+        .bind(health)
+        .bind(detail)
+        .bind(at)
+        .bind(org.to_string())
+        .bind(i64::from(n))
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// The org's external id for `AssumeRole`, created on first use.
+pub async fn external_id(pool: &SqlitePool, org: ScopeId) -> Result<Option<String>> {
+    Ok(sqlx::query("SELECT external_id FROM orgs WHERE id = ?")
+        .bind(org.to_string())
+        .fetch_optional(pool)
+        .await?
+        .and_then(|r| r.try_get::<Option<String>, _>("external_id").ok().flatten()))
+}
+
+/// Stores the org's external id (only if it has none).
+pub async fn set_external_id(
+    tx: &mut Transaction<'static, Sqlite>,
+    org: ScopeId,
+    id: &str,
+) -> Result<()> {
+    sqlx::query("UPDATE orgs SET external_id = ? WHERE id = ? AND external_id IS NULL")
+        .bind(id)
+        .bind(org.to_string())
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
