@@ -133,6 +133,112 @@ pub enum ScopeCmd {
     },
 }
 
+/// Key commands.
+#[derive(Debug, clap::Subcommand)]
+pub enum KeyCmd {
+    /// List the org's keys with state and health.
+    List {
+        /// Org id.
+        #[arg(long, env = "BYOK_ORG")]
+        org: String,
+    },
+    /// Print the policy statements to grant for a key (before adding it).
+    Policy {
+        /// Org id.
+        #[arg(long, env = "BYOK_ORG")]
+        org: String,
+        /// Key or alias ARN.
+        #[arg(long)]
+        key_arn: String,
+        /// A role in your account for byok to assume.
+        #[arg(long)]
+        role_arn: Option<String>,
+    },
+    /// Validate a key live (describe, wrap, unwrap) without attaching it.
+    Validate {
+        /// Org id.
+        #[arg(long, env = "BYOK_ORG")]
+        org: String,
+        /// Key or alias ARN.
+        #[arg(long)]
+        key_arn: String,
+        /// A role in your account for byok to assume.
+        #[arg(long)]
+        role_arn: Option<String>,
+    },
+    /// Attach an AWS key (validated first; nothing changes if validation fails).
+    Add {
+        /// Org id.
+        #[arg(long, env = "BYOK_ORG")]
+        org: String,
+        /// Display name.
+        #[arg(long)]
+        name: String,
+        /// Key or alias ARN.
+        #[arg(long)]
+        key_arn: String,
+        /// A role in your account for byok to assume.
+        #[arg(long)]
+        role_arn: Option<String>,
+    },
+    /// Make a key the default.
+    Default {
+        /// Org id.
+        #[arg(long, env = "BYOK_ORG")]
+        org: String,
+        /// `managed` or `cmk:N`.
+        key: String,
+    },
+    /// Disable a key; `--target` keeps the root copies (and becomes the default if needed).
+    Disable {
+        /// Org id.
+        #[arg(long, env = "BYOK_ORG")]
+        org: String,
+        /// `cmk:N`.
+        key: String,
+        /// The key that takes over.
+        #[arg(long)]
+        target: String,
+    },
+    /// Enable a disabled key again.
+    Enable {
+        /// Org id.
+        #[arg(long, env = "BYOK_ORG")]
+        org: String,
+        /// `cmk:N`.
+        key: String,
+    },
+    /// Disable every customer key and fall back to the managed key.
+    DisableAll {
+        /// Org id.
+        #[arg(long, env = "BYOK_ORG")]
+        org: String,
+    },
+    /// Describe the org's keys now and show their health.
+    Check {
+        /// Org id.
+        #[arg(long, env = "BYOK_ORG")]
+        org: String,
+    },
+}
+
+/// Job commands.
+#[derive(Debug, clap::Subcommand)]
+pub enum JobCmd {
+    /// Show the running re-encryption job, if any.
+    Show {
+        /// Org id.
+        #[arg(long, env = "BYOK_ORG")]
+        org: String,
+    },
+    /// Follow the running job with a progress bar until it finishes.
+    Watch {
+        /// Org id.
+        #[arg(long, env = "BYOK_ORG")]
+        org: String,
+    },
+}
+
 /// Audit commands.
 #[derive(Debug, clap::Subcommand)]
 pub enum AuditCmd {
@@ -560,4 +666,203 @@ pub async fn audit(client: &Client, cmd: AuditCmd) -> Result<(), Failure> {
             }
         }
     }
+}
+
+fn key_line(k: &Value) -> String {
+    format!(
+        "{:<8} {:<16} {:<8} {:<9}{} {}{}",
+        s(k, "id"),
+        s(k, "name"),
+        s(k, "type"),
+        s(k, "state"),
+        if k.get("default").and_then(Value::as_bool) == Some(true) {
+            " default"
+        } else {
+            ""
+        },
+        k.get("health")
+            .and_then(Value::as_str)
+            .map(|h| format!("health {h}"))
+            .unwrap_or_default(),
+        k.get("key_arn")
+            .and_then(Value::as_str)
+            .map(|a| format!("  {a}"))
+            .unwrap_or_default(),
+    )
+}
+
+fn keys_lines(v: &Value) -> String {
+    v.as_array()
+        .map(|ks| ks.iter().map(key_line).collect::<Vec<_>>().join("\n"))
+        .unwrap_or_default()
+}
+
+fn report_lines(steps: &Value) -> String {
+    steps
+        .as_array()
+        .map(|st| {
+            st.iter()
+                .map(|x| {
+                    let mut line = format!(
+                        "{:<8} {:<18} {}",
+                        s(x, "outcome"),
+                        s(x, "step"),
+                        s(x, "detail")
+                    );
+                    if let Some(fix) = x.get("fix").and_then(Value::as_str) {
+                        line.push_str(&format!("\n         fix: {fix}"));
+                    }
+                    line
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .unwrap_or_default()
+}
+
+/// Runs a key command.
+pub async fn key(client: &Client, cmd: KeyCmd) -> Result<(), Failure> {
+    let enc = |x: &str| {
+        x.replace('%', "%25")
+            .replace('&', "%26")
+            .replace('=', "%3D")
+            .replace('+', "%2B")
+            .replace(' ', "%20")
+    };
+    match cmd {
+        KeyCmd::List { org } => {
+            let v = client.get(&format!("/v1/orgs/{org}/keys")).await?;
+            print(client, &v, keys_lines);
+        }
+        KeyCmd::Check { org } => {
+            let v = client
+                .post(&format!("/v1/orgs/{org}/keys/check"), json!({}))
+                .await?;
+            print(client, &v, keys_lines);
+        }
+        KeyCmd::Policy {
+            org,
+            key_arn,
+            role_arn,
+        } => {
+            let mut path = format!("/v1/orgs/{org}/keys/policy?key_arn={}", enc(&key_arn));
+            if let Some(r) = role_arn {
+                path.push_str(&format!("&role_arn={}", enc(&r)));
+            }
+            let v = client.get(&path).await?;
+            print(client, &v, |v| {
+                serde_json::to_string_pretty(v).unwrap_or_default()
+            });
+        }
+        KeyCmd::Validate {
+            org,
+            key_arn,
+            role_arn,
+        } => {
+            let v = client
+                .post(
+                    &format!("/v1/orgs/{org}/keys/validate"),
+                    json!({ "key_arn": key_arn, "role_arn": role_arn }),
+                )
+                .await?;
+            print(client, &v, |v| report_lines(&v["steps"]));
+            if v.get("ok").and_then(Value::as_bool) != Some(true) {
+                return Err(Failure {
+                    code: 1,
+                    message: "the key did not validate".into(),
+                });
+            }
+        }
+        KeyCmd::Add {
+            org,
+            name,
+            key_arn,
+            role_arn,
+        } => {
+            let body = json!({ "name": name, "provider": "aws", "key_arn": key_arn, "role_arn": role_arn });
+            let v = client.post(&format!("/v1/orgs/{org}/keys"), body).await?;
+            print(client, &v, |v| {
+                format!(
+                    "{}\n{}",
+                    report_lines(&v["validation"]),
+                    key_line(&v["key"])
+                )
+            });
+        }
+        KeyCmd::Default { org, key } => {
+            let v = client
+                .post(&format!("/v1/orgs/{org}/keys/{key}/default"), json!({}))
+                .await?;
+            print(client, &v, keys_lines);
+        }
+        KeyCmd::Disable { org, key, target } => {
+            let v = client
+                .post(
+                    &format!("/v1/orgs/{org}/keys/{key}/disable"),
+                    json!({ "target": target }),
+                )
+                .await?;
+            print(client, &v, keys_lines);
+        }
+        KeyCmd::Enable { org, key } => {
+            let v = client
+                .post(&format!("/v1/orgs/{org}/keys/{key}/enable"), json!({}))
+                .await?;
+            print(client, &v, keys_lines);
+        }
+        KeyCmd::DisableAll { org } => {
+            let v = client
+                .post(&format!("/v1/orgs/{org}/keys/disable-all"), json!({}))
+                .await?;
+            print(client, &v, keys_lines);
+        }
+    }
+    Ok(())
+}
+
+/// Runs a job command.
+pub async fn job(client: &Client, cmd: JobCmd) -> Result<(), Failure> {
+    match cmd {
+        JobCmd::Show { org } => {
+            let v = client.get(&format!("/v1/orgs/{org}/job")).await?;
+            print(client, &v, |v| {
+                if v.is_null() {
+                    "no job running".into()
+                } else {
+                    format!("{}: {} of {} steps", s(v, "kind"), v["done"], v["total"])
+                }
+            });
+        }
+        JobCmd::Watch { org } => {
+            let bar = indicatif::ProgressBar::new(0);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{msg} [{bar:40}] {pos}/{len} steps ({eta})",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            );
+            if client.json() {
+                bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+            }
+            loop {
+                let v = client.get(&format!("/v1/orgs/{org}/job")).await?;
+                if v.is_null() {
+                    bar.finish_with_message("done");
+                    if client.json() {
+                        println!("{}", json!({ "running": false }));
+                    }
+                    return Ok(());
+                }
+                if client.json() {
+                    println!("{v}");
+                }
+                bar.set_length(v["total"].as_u64().unwrap_or(0));
+                bar.set_position(v["done"].as_u64().unwrap_or(0));
+                bar.set_message(s(&v, "kind").to_owned());
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+        }
+    }
+    Ok(())
 }

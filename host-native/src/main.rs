@@ -2,7 +2,9 @@
 
 use std::process::ExitCode;
 
-use byok_server::cli::{self, AuditCmd, ClientArgs, Io, OrgCmd, ScopeCmd, TokenCmd};
+use byok_server::cli::{
+    self, AuditCmd, ClientArgs, Io, JobCmd, KeyCmd, OrgCmd, ScopeCmd, TokenCmd,
+};
 use byok_server::config::{Config, ServeArgs};
 use clap::{Parser, Subcommand};
 
@@ -40,6 +42,20 @@ enum Command {
     Scope {
         #[command(subcommand)]
         cmd: ScopeCmd,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Customer master keys: policy, validate, add, default, disable, health.
+    Key {
+        #[command(subcommand)]
+        cmd: KeyCmd,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Re-encryption jobs.
+    Job {
+        #[command(subcommand)]
+        cmd: JobCmd,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -145,6 +161,8 @@ async fn client(command: Command) -> ExitCode {
         Command::Token { cmd, client } => run(client, cmd, cli::token).await,
         Command::Scope { cmd, client } => run(client, cmd, cli::scope).await,
         Command::Audit { cmd, client } => run(client, cmd, cli::audit).await,
+        Command::Key { cmd, client } => run(client, cmd, cli::key).await,
+        Command::Job { cmd, client } => run(client, cmd, cli::job).await,
         Command::Serve(_) | Command::Openapi => Ok(()),
     };
     match result {

@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 use super::AppState;
 use super::auth::{ApiJson, Caller, parse_id};
 use super::error::{ApiError, ErrorBody};
-use crate::service::{KeyView, PolicyView, StepView};
+use crate::service::{JobView, KeyView, PolicyView, StepView};
 use crate::store::Role;
 
 /// Attaches a key.
@@ -242,4 +242,19 @@ pub async fn disable_all(
     let org = admin(&caller, &org)?;
     s.service.disable_all(org).await?;
     Ok(Json(s.service.keys(org).await?))
+}
+
+/// The org's re-encryption job, if one is running (admin, auditor).
+#[utoipa::path(get, path = "/v1/orgs/{org}/job", tag = "keys",
+    params(("org" = String, Path, description = "org id")),
+    responses((status = 200, body = Option<JobView>, description = "the running job, or null"), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn job(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(org): Path<String>,
+) -> Result<Json<Option<JobView>>, ApiError> {
+    let org = parse_id(&org, "org")?;
+    caller.require(org, &[Role::Admin, Role::Auditor])?;
+    Ok(Json(s.service.job(org).await?))
 }

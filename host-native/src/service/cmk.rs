@@ -80,6 +80,17 @@ pub struct KeyView {
     pub health_at: Option<i64>,
 }
 
+/// A running re-encryption job.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct JobView {
+    /// What it does.
+    pub kind: String,
+    /// Steps done.
+    pub done: u64,
+    /// Steps in all.
+    pub total: u64,
+}
+
 /// The policies to grant for a key.
 #[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct PolicyView {
@@ -419,6 +430,26 @@ impl Service {
                 }
             }
         }
+    }
+
+    /// The org's running job: what it is for, and steps done of total.
+    pub async fn job(&self, org: ScopeId) -> Result<Option<JobView>> {
+        let cell = self.org(org).await?;
+        let snap = cell.snapshot();
+        Ok(snap.job().map(|j| {
+            let (done, total) = j.progress();
+            JobView {
+                kind: match &j.kind {
+                    byok_core::scope::JobKind::WrapHolder(h) => {
+                        format!("wrap root with {}", holder_name(*h))
+                    }
+                    byok_core::scope::JobKind::WrapRoot(v) => format!("wrap root version {v}"),
+                    byok_core::scope::JobKind::RetireVersion(k) => format!("retire {k}"),
+                },
+                done: u64::try_from(done).unwrap_or(u64::MAX),
+                total: u64::try_from(total).unwrap_or(u64::MAX),
+            }
+        }))
     }
 
     /// Resumes every org's unfinished job (after a restart).

@@ -19,7 +19,7 @@ use byok_core::{Error as CoreError, KeyId, ScopeId, ScopeKey};
 use serde_json::json;
 use zeroize::Zeroizing;
 
-pub use cmk::{KeyView, PolicyView, StepView, kind_code};
+pub use cmk::{JobView, KeyView, PolicyView, StepView, kind_code};
 pub use data::{DataKeyOut, MAX_PLAINTEXT};
 pub use keys::KeyCache;
 

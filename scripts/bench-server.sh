@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# Load benchmark of `byok serve`: encrypt and decrypt of 1 KiB over HTTP on loopback with wrk,
+# with the org's root key in a customer key (moto's KMS, signatures checked) and cached for the
+# unwrap TTL. Counts the KMS calls made during each run: they must follow the TTL, not traffic.
+#
+#   ./scripts/bench-server.sh                 # 60 s per run
+#   BYOK_BENCH_SECONDS=10 ./scripts/bench-server.sh
+#
+# Installs wrk (Debian) if missing; uses the test command's venv for moto. Traffic goes only to
+# 127.0.0.1, for a bounded time.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+CACHE=${BYOK_CACHE:-$HOME/.cache/byok}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$CACHE/target}
+SECONDS_PER_RUN=${BYOK_BENCH_SECONDS:-60}
+CONNECTIONS=${BYOK_BENCH_CONNECTIONS:-64}
+TTL_MS=${BYOK_BENCH_TTL_MS:-10000}
+
+. scripts/lib/toolchain.sh
+ensure_toolchain
+. scripts/lib/venv.sh
+ensure_venv
+if ! command -v wrk >/dev/null; then
+  (apt-get update -qq && apt-get install -y -qq wrk) >/dev/null
+fi
+cargo build --release -p byok-server --locked -q
+BYOK="$CARGO_TARGET_DIR/release/byok"
+
+WORK=$(mktemp -d)
+cleanup() { kill "${SERVER_PID:-}" "${MOTO_PID:-}" 2>/dev/null || true; rm -rf "$WORK"; }
+trap cleanup EXIT
+free_port() { "$VENV/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+MOTO_PORT=$(free_port)
+"$VENV/bin/moto_server" -H 127.0.0.1 -p "$MOTO_PORT" >"$WORK/moto.log" 2>&1 &
+MOTO_PID=$!
+for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$MOTO_PORT") 2>/dev/null && break; sleep 0.1; done
+"$VENV/bin/python" tools/moto_setup.py "http://127.0.0.1:$MOTO_PORT" >"$WORK/moto.json"
+j() { "$VENV/bin/python" -c "import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))" "$@"; }
+
+PORT=$(free_port)
+BYOK_DANGER_AWS_ENDPOINT="http://127.0.0.1:$MOTO_PORT" \
+BYOK_AWS_ACCESS_KEY_ID=$(j "$WORK/moto.json" 'd["users"]["byok"]["access_key_id"]') \
+BYOK_AWS_SECRET_ACCESS_KEY=$(j "$WORK/moto.json" 'd["users"]["byok"]["secret_access_key"]') \
+BYOK_LOG=warn \
+  "$BYOK" serve --listen "127.0.0.1:$PORT" --data-dir "$WORK/data" >"$WORK/serve.out" 2>"$WORK/serve.log" &
+SERVER_PID=$!
+for _ in $(seq 100); do grep -q "operator token" "$WORK/serve.out" 2>/dev/null && break; sleep 0.1; done
+export BYOK_SERVER="http://127.0.0.1:$PORT"
+export BYOK_TOKEN; BYOK_TOKEN=$(grep -o 'byok_[A-Za-z0-9_-]*' "$WORK/serve.out")
+
+"$BYOK" org create bench --unwrap-cache-ttl-ms "$TTL_MS" --json >"$WORK/org.json"
+ORG=$(j "$WORK/org.json" 'd["id"]')
+export BYOK_TOKEN; BYOK_TOKEN=$(j "$WORK/org.json" 'd["admin_token"]')
+"$BYOK" key add --org "$ORG" --name bench --key-arn "$(j "$WORK/moto.json" 'd["key_arn"]')" --json >/dev/null
+"$BYOK" key default --org "$ORG" cmk:1 --json >/dev/null
+SCOPE=$("$BYOK" scope create --org "$ORG" --parent "$ORG" --name team --json | "$VENV/bin/python" -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+SERVICE=$("$BYOK" token create --org "$ORG" --role service --name bench --json | "$VENV/bin/python" -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+
+"$VENV/bin/python" - "$WORK" <<'EOF'
+import base64, json, os, sys
+work = sys.argv[1]
+pt = base64.b64encode(os.urandom(1024)).decode()
+open(f"{work}/encrypt.json", "w").write(json.dumps({"plaintext": pt}))
+EOF
+curl -s -X POST -H "Authorization: Bearer $SERVICE" -H 'Content-Type: application/json' \
+  --data @"$WORK/encrypt.json" "$BYOK_SERVER/v1/orgs/$ORG/scopes/$SCOPE/encrypt" \
+  | "$VENV/bin/python" -c 'import json,sys; print(json.dumps({"ciphertext": json.load(sys.stdin)["ciphertext"]}))' >"$WORK/decrypt.json"
+
+cat >"$WORK/post.lua" <<'EOF'
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer " .. os.getenv("BENCH_TOKEN")
+local f = io.open(os.getenv("BENCH_BODY"), "r")
+wrk.body = f:read("*a")
+f:close()
+done = function(summary, latency, requests)
+  io.write(string.format("RESULT requests=%d errors=%d non2xx=%d rps=%.0f p50_ms=%.2f p99_ms=%.2f\n",
+    summary.requests, summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
+    summary.errors.status, summary.requests / (summary.duration / 1e6),
+    latency:percentile(50) / 1000, latency:percentile(99) / 1000))
+end
+EOF
+kms_calls() { curl -s "$BYOK_SERVER/metrics" | awk '/^byok_kms_calls_total /{print $2}'; }
+
+echo "byok $("$BYOK" --version | cut -d' ' -f2), $(nproc) cores, wrk -t2 -c$CONNECTIONS -d${SECONDS_PER_RUN}s, unwrap TTL ${TTL_MS} ms, 1 KiB plaintext"
+echo "| op | req/s | p50 ms | p99 ms | errors | non-2xx | KMS calls in run |"
+echo "|---|---|---|---|---|---|---|"
+for op in encrypt decrypt; do
+  if [ "$op" = encrypt ]; then URL="$BYOK_SERVER/v1/orgs/$ORG/scopes/$SCOPE/encrypt"; else URL="$BYOK_SERVER/v1/orgs/$ORG/decrypt"; fi
+  before=$(kms_calls)
+  out=$(BENCH_TOKEN=$SERVICE BENCH_BODY="$WORK/$op.json" wrk -t2 -c"$CONNECTIONS" -d"${SECONDS_PER_RUN}s" --latency -s "$WORK/post.lua" "$URL")
+  after=$(kms_calls)
+  line=$(echo "$out" | grep '^RESULT')
+  get() { echo "$line" | tr ' ' '\n' | awk -F= -v k="$1" '$1==k{print $2}'; }
+  echo "| $op | $(get rps) | $(get p50_ms) | $(get p99_ms) | $(get errors) | $(get non2xx) | $((after - before)) |"
+done
