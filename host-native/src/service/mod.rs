@@ -100,6 +100,9 @@ pub struct OrgCell {
     meta: RwLock<OrgMeta>,
     names: RwLock<BTreeMap<ScopeId, String>>,
     cmks: RwLock<BTreeMap<u32, CmkRow>>,
+    /// Root unwraps of one org take turns, so that when a cached root expires under load one
+    /// request asks the key holder and the others wait for its answer (no stampede of KMS calls).
+    unwrap_turn: tokio::sync::Mutex<()>,
     /// Transitions of one org take turns.
     turn: tokio::sync::Mutex<()>,
 }
@@ -171,6 +174,8 @@ pub struct Service {
     aws: aws::Aws,
     orgs: RwLock<HashMap<ScopeId, Arc<OrgCell>>>,
     cache: KeyCache,
+    /// Token grants by token hash, so that authenticating a request does not read the database.
+    grants: RwLock<HashMap<[u8; 32], tokens::TokenRow>>,
     default_ttl: Duration,
     /// Counters.
     pub metrics: Metrics,
@@ -192,6 +197,7 @@ impl Service {
             aws: aws::Aws::new(aws, metrics.kms_calls.clone())?,
             orgs: RwLock::new(HashMap::new()),
             cache: KeyCache::default(),
+            grants: RwLock::new(HashMap::new()),
             default_ttl,
             metrics,
         })
@@ -225,9 +231,27 @@ impl Service {
         Ok(Some(t))
     }
 
-    /// The grant of a bearer token.
+    /// The grant of a bearer token. Grants are immutable once created, so a found one is kept
+    /// in memory (up to 100 000; unknown tokens are never kept, so guesses cannot fill it).
     pub async fn authenticate(&self, token: &str) -> Result<Option<tokens::TokenRow>> {
-        Ok(tokens::lookup(self.store.pool(), token).await?)
+        let hash = tokens::token_hash(token);
+        if let Some(g) = self
+            .grants
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&hash)
+        {
+            return Ok(Some(g.clone()));
+        }
+        let found = tokens::lookup(self.store.pool(), token).await?;
+        if let Some(g) = &found {
+            let mut grants = self.grants.write().unwrap_or_else(|p| p.into_inner());
+            if grants.len() >= 100_000 {
+                grants.clear();
+            }
+            grants.insert(hash, g.clone());
+        }
+        Ok(found)
     }
 
     /// Org `id`, loading it on first use.
@@ -248,6 +272,7 @@ impl Service {
             meta: RwLock::new(meta),
             names: RwLock::new(names),
             cmks: RwLock::new(cmks),
+            unwrap_turn: tokio::sync::Mutex::new(()),
             turn: tokio::sync::Mutex::new(()),
         });
         Ok(self
@@ -398,10 +423,18 @@ impl Service {
         let root_id = snap.root_of(key)?;
         let root = match self.cache.get(root_id, ttl) {
             Some(r) => r,
+            // Nothing is cached: no one to wait for.
+            None if ttl.is_zero() => Arc::new(self.unwrap_root(cell, &snap, root_id).await?),
             None => {
-                let r = Arc::new(self.unwrap_root(cell, &snap, root_id).await?);
-                self.cache.put(r.clone(), ttl);
-                r
+                let _turn = cell.unwrap_turn.lock().await;
+                match self.cache.get(root_id, ttl) {
+                    Some(r) => r,
+                    None => {
+                        let r = Arc::new(self.unwrap_root(cell, &snap, root_id).await?);
+                        self.cache.put(r.clone(), ttl);
+                        r
+                    }
+                }
             }
         };
         if root_id == key {
