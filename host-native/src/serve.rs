@@ -99,6 +99,9 @@ pub async fn run(config: Config) -> Result<(), String> {
         let service = service.clone();
         let interval = config.key_health_interval;
         tokio::spawn(async move {
+            if let Err(e) = service.resume_retirements().await {
+                tracing::warn!(error = ?e, "resuming retirements failed");
+            }
             if let Err(e) = service.resume_jobs().await {
                 tracing::warn!(error = ?e, "resuming jobs failed");
             }

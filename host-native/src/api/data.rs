@@ -196,3 +196,67 @@ pub async fn unwrap_datakey(
         key: Base64::encode_string(key.expose_secret()),
     }))
 }
+
+/// Creates stored data keys.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateStored {
+    /// How many (1..=1000, default 1).
+    pub count: Option<usize>,
+}
+
+/// Reads stored data keys.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GetStored {
+    /// Their ids (1..=1000).
+    pub ids: Vec<String>,
+}
+
+/// Stored data keys in the clear.
+#[derive(Serialize, ToSchema)]
+pub struct StoredKeys {
+    /// The keys.
+    pub keys: Vec<crate::service::StoredKey>,
+}
+
+/// Create data keys that byok stores (wrapped) and rewraps on rotation (service).
+#[utoipa::path(post, path = "/v1/orgs/{org}/scopes/{scope}/datakeys", tag = "data", request_body = CreateStored,
+    params(("org" = String, Path, description = "org id"), ("scope" = String, Path, description = "scope id")),
+    responses((status = 201, body = StoredKeys), (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 410, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn create_stored(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path((org, scope)): Path<(String, String)>,
+    ApiJson(req): ApiJson<CreateStored>,
+) -> Result<(axum::http::StatusCode, Json<StoredKeys>), ApiError> {
+    let org = parse_id(&org, "org")?;
+    caller.require(org, &[Role::Service])?;
+    let scope = parse_id(&scope, "scope")?;
+    let keys = s
+        .service
+        .create_stored_keys(org, scope, req.count.unwrap_or(1))
+        .await?;
+    Ok((axum::http::StatusCode::CREATED, Json(StoredKeys { keys })))
+}
+
+/// Read stored data keys by id (service).
+#[utoipa::path(post, path = "/v1/orgs/{org}/datakeys/get", tag = "data", request_body = GetStored,
+    params(("org" = String, Path, description = "org id")),
+    responses((status = 200, body = StoredKeys), (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 410, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn get_stored(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(org): Path<String>,
+    ApiJson(req): ApiJson<GetStored>,
+) -> Result<Json<StoredKeys>, ApiError> {
+    let org = parse_id(&org, "org")?;
+    caller.require(org, &[Role::Service])?;
+    Ok(Json(StoredKeys {
+        keys: s.service.get_stored_keys(org, &req.ids).await?,
+    }))
+}

@@ -44,8 +44,9 @@ pub struct AppState {
     paths(
         orgs::create_org, orgs::get_org, orgs::create_token,
         scopes::create_scope, scopes::list_scopes, scopes::get_scope,
-        scopes::pause, scopes::resume, scopes::revoke, scopes::rotate,
+        scopes::pause, scopes::resume, scopes::revoke, scopes::rotate, scopes::retire,
         data::encrypt, data::decrypt, data::datakey, data::unwrap_datakey,
+        data::create_stored, data::get_stored,
         keys::list, keys::add, keys::validate, keys::policy, keys::check,
         keys::set_default, keys::disable, keys::enable, keys::disable_all, keys::job,
         audit::read, audit::verify,
@@ -135,6 +136,12 @@ pub fn router(service: Arc<Service>) -> Router {
         .route("/v1/orgs/{org}/scopes/{scope}/resume", post(scopes::resume))
         .route("/v1/orgs/{org}/scopes/{scope}/revoke", post(scopes::revoke))
         .route("/v1/orgs/{org}/scopes/{scope}/rotate", post(scopes::rotate))
+        .route("/v1/orgs/{org}/scopes/{scope}/retire", post(scopes::retire))
+        .route(
+            "/v1/orgs/{org}/scopes/{scope}/datakeys",
+            post(data::create_stored),
+        )
+        .route("/v1/orgs/{org}/datakeys/get", post(data::get_stored))
         .route("/v1/orgs/{org}/scopes/{scope}/encrypt", post(data::encrypt))
         .route("/v1/orgs/{org}/decrypt", post(data::decrypt))
         .route("/v1/orgs/{org}/scopes/{scope}/datakey", post(data::datakey))

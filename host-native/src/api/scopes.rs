@@ -152,3 +152,38 @@ pub async fn rotate(
         s.service.rotate(org, parse_id(&scope, "scope")?).await?,
     ))
 }
+
+/// Retires a key version.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Retire {
+    /// The version to retire (not the newest).
+    pub version: u32,
+}
+
+/// Retire an old key version of a scope (admin): stored data keys and child scope keys move to
+/// the newest version in the background (follow it at `/v1/orgs/{org}/job`), then the old
+/// version is destroyed. Resumes after a crash.
+#[utoipa::path(post, path = "/v1/orgs/{org}/scopes/{scope}/retire", tag = "scopes", request_body = Retire,
+    params(("org" = String, Path, description = "org id"), ("scope" = String, Path, description = "scope id")),
+    responses((status = 202, description = "started"), (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 410, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn retire(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path((org, scope)): Path<(String, String)>,
+    ApiJson(req): ApiJson<Retire>,
+) -> Result<StatusCode, ApiError> {
+    let org = parse_id(&org, "org")?;
+    caller.require(org, &[Role::Admin])?;
+    let scope = parse_id(&scope, "scope")?;
+    s.service.retire(org, scope, req.version).await?;
+    let service = s.service.clone();
+    tokio::spawn(async move {
+        if let Err(e) = service.run_retire(org).await {
+            tracing::warn!(org = %org, error = ?e, "retirement stopped; it resumes on the next start");
+        }
+    });
+    Ok(StatusCode::ACCEPTED)
+}

@@ -274,7 +274,7 @@ impl Service {
             health_detail: None,
             health_at: Some(store::now_ms()),
         };
-        self.transition_with(org, BTreeMap::new(), Some(row), |o| {
+        self.transition_with(org, BTreeMap::new(), super::Extra::InsertCmk(row), |o| {
             Ok(((), o.attach_cmk(n)?))
         })
         .await?;
@@ -435,6 +435,13 @@ impl Service {
     /// The org's running job: what it is for, and steps done of total.
     pub async fn job(&self, org: ScopeId) -> Result<Option<JobView>> {
         let cell = self.org(org).await?;
+        if let Some(r) = self.retire_progress(org).await? {
+            return Ok(Some(JobView {
+                kind: format!("retire {}: rewrap data keys", KeyId::new(r.scope, r.from)),
+                done: r.done,
+                total: r.total,
+            }));
+        }
         let snap = cell.snapshot();
         Ok(snap.job().map(|j| {
             let (done, total) = j.progress();

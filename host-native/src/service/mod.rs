@@ -8,6 +8,7 @@ mod cmk;
 mod data;
 mod events;
 mod keys;
+mod retire;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,6 +23,7 @@ use zeroize::Zeroizing;
 pub use cmk::{JobView, KeyView, PolicyView, StepView, kind_code};
 pub use data::{DataKeyOut, MAX_PLAINTEXT};
 pub use keys::KeyCache;
+pub use retire::{MAX_KEYS_PER_CALL, StoredKey};
 
 use crate::store::cmk_rows::{self, CmkRow};
 use crate::store::{self, OrgMeta, Role, Store, StoreError, audit, org_rows, tokens};
@@ -491,15 +493,15 @@ impl Service {
         new_names: BTreeMap<ScopeId, String>,
         f: impl FnOnce(&mut Org) -> Result<(T, Vec<Effect>)>,
     ) -> Result<T> {
-        self.transition_with(org, new_names, None, f).await
+        self.transition_with(org, new_names, Extra::None, f).await
     }
 
-    /// [`Self::transition`], also inserting `new_cmk` in the same transaction.
+    /// [`Self::transition`], also writing `extra` in the same transaction.
     async fn transition_with<T>(
         &self,
         org: ScopeId,
         new_names: BTreeMap<ScopeId, String>,
-        new_cmk: Option<CmkRow>,
+        extra: Extra,
         f: impl FnOnce(&mut Org) -> Result<(T, Vec<Effect>)>,
     ) -> Result<T> {
         let cell = self.org(org).await?;
@@ -528,8 +530,26 @@ impl Service {
         touched.extend(new_names.keys().copied());
         let mut w = self.store.write().await?;
         org_rows::save(&mut w.tx, &next, &touched, &new_names).await?;
-        if let Some(row) = &new_cmk {
-            cmk_rows::insert(&mut w.tx, org, row).await?;
+        let mut new_cmk = None;
+        match extra {
+            Extra::None => {}
+            Extra::InsertCmk(row) => {
+                cmk_rows::insert(&mut w.tx, org, &row).await?;
+                new_cmk = Some(row);
+            }
+            Extra::StartRetire(job) => {
+                store::data_keys::start_job(&mut w.tx, org, &job, store::now_ms()).await?;
+            }
+            Extra::FinishRetire { moved } => {
+                store::data_keys::finish_job(&mut w.tx, org).await?;
+                audit::append(
+                    &mut w.tx,
+                    org,
+                    store::now_ms(),
+                    &json!({ "type": "data_keys_rewrapped", "count": moved }),
+                )
+                .await?;
+            }
         }
         let at = store::now_ms();
         for e in &effects {
@@ -635,6 +655,21 @@ impl Service {
         self.org(org).await?;
         Ok(audit::verify(self.store.pool(), org).await?)
     }
+}
+
+/// What a transition also writes, in its transaction.
+pub(crate) enum Extra {
+    /// Nothing.
+    None,
+    /// A newly attached key's row.
+    InsertCmk(CmkRow),
+    /// The host's part of a version retirement (the data keys to move).
+    StartRetire(store::data_keys::RetireJob),
+    /// The end of a retirement, and how many data keys it moved.
+    FinishRetire {
+        /// Data keys moved.
+        moved: u64,
+    },
 }
 
 /// The scope an audit event changes, if any.

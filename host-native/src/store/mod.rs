@@ -12,6 +12,7 @@
 
 pub mod audit;
 pub mod cmk_rows;
+pub mod data_keys;
 pub mod org_rows;
 pub mod tokens;
 

@@ -1,0 +1,248 @@
+//! Stored data keys, and retiring a scope key version: data keys under the old version move to
+//! the newest in batches (one transaction each, every row guarded by its old version), child
+//! scope keys move with core's job, and only then is the old version destroyed. A crash at any
+//! point resumes on the next start; a row is never lost nor moved twice.
+
+use std::collections::BTreeMap;
+
+use byok_core::{Context, Envelope, KeyId, ScopeId, SecretBytes};
+use serde::Serialize;
+
+use super::{Extra, Result, Service, ServiceError};
+use crate::store::data_keys::{self, DataKeyRow, RetireJob};
+use crate::store::{self};
+
+/// Data keys moved per transaction.
+const BATCH: i64 = 1000;
+
+/// The most data keys one call creates or reads.
+pub const MAX_KEYS_PER_CALL: usize = 1000;
+
+/// A stored data key in the clear, for the product.
+#[derive(Clone, Serialize, utoipa::ToSchema)]
+pub struct StoredKey {
+    /// Its id: store it with the data.
+    pub id: String,
+    /// The 32-byte key, base64: use it, then drop it.
+    pub key: String,
+    /// Its scope.
+    pub scope: String,
+    /// The scope key version it is wrapped under.
+    pub version: u32,
+}
+
+impl std::fmt::Debug for StoredKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredKey")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The context a stored data key is bound to: its own id, so a wrapped key moved to another
+/// row does not open.
+fn context(id: &str) -> Context {
+    Context::from_map(BTreeMap::from([
+        ("byok:purpose".to_owned(), "stored-data-key".to_owned()),
+        ("byok:key".to_owned(), id.to_owned()),
+    ]))
+}
+
+fn b64(bytes: &[u8]) -> String {
+    use base64ct::{Base64, Encoding};
+    Base64::encode_string(bytes)
+}
+
+impl Service {
+    /// Creates `count` data keys under the newest key of `scope`, stores them wrapped, and
+    /// returns them in the clear (the only time they leave in the clear unasked).
+    pub async fn create_stored_keys(
+        &self,
+        org: ScopeId,
+        scope: ScopeId,
+        count: usize,
+    ) -> Result<Vec<StoredKey>> {
+        if !(1..=MAX_KEYS_PER_CALL).contains(&count) {
+            return Err(ServiceError::Invalid(format!(
+                "count must be 1 to {MAX_KEYS_PER_CALL}"
+            )));
+        }
+        let cell = self.org(org).await?;
+        let key_id = cell
+            .snapshot()
+            .current_key_id(scope)
+            .map_err(|_| ServiceError::NotFound("scope not found".into()))?;
+        let key = self.scope_key(&cell, key_id).await?;
+        let (rows, out) = {
+            let mut rng = rand::rng();
+            let mut rows = Vec::with_capacity(count);
+            let mut out = Vec::with_capacity(count);
+            for _ in 0..count {
+                let id = ScopeId::random(&mut rng).to_string();
+                let (dk, wrapped) = Envelope::<byok_core::DefaultBackend>::generate_data_key(
+                    &key,
+                    &context(&id),
+                    &mut rng,
+                )?;
+                out.push(StoredKey {
+                    id: id.clone(),
+                    key: b64(dk.expose_secret()),
+                    scope: scope.to_string(),
+                    version: key_id.version,
+                });
+                rows.push(DataKeyRow {
+                    id,
+                    scope,
+                    version: key_id.version,
+                    wrapped,
+                });
+            }
+            (rows, out)
+        };
+        let mut w = self.store.write().await?;
+        data_keys::insert(&mut w.tx, org, &rows, store::now_ms()).await?;
+        w.commit().await?;
+        Ok(out)
+    }
+
+    /// Opens stored data keys of this org by id; the scope of each must be usable.
+    pub async fn get_stored_keys(&self, org: ScopeId, ids: &[String]) -> Result<Vec<StoredKey>> {
+        if ids.is_empty() || ids.len() > MAX_KEYS_PER_CALL {
+            return Err(ServiceError::Invalid(format!(
+                "ids must have 1 to {MAX_KEYS_PER_CALL} entries"
+            )));
+        }
+        let cell = self.org(org).await?;
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            let row = data_keys::get(self.store.pool(), org, id)
+                .await?
+                .ok_or_else(|| ServiceError::NotFound(format!("data key {id:?} not found")))?;
+            let key = self
+                .scope_key(&cell, KeyId::new(row.scope, row.version))
+                .await?;
+            let dk = Envelope::<byok_core::DefaultBackend>::unwrap_data_key(
+                &key,
+                &context(&row.id),
+                &row.wrapped,
+            )?;
+            out.push(StoredKey {
+                id: row.id,
+                key: b64(dk.expose_secret()),
+                scope: row.scope.to_string(),
+                version: row.version,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Starts retiring version `version` of `scope`'s key; [`Self::run_retire`] then moves
+    /// everything wrapped under it to the newest version and destroys it.
+    pub async fn retire(&self, org: ScopeId, scope: ScopeId, version: u32) -> Result<()> {
+        let cell = self.org(org).await?;
+        if data_keys::job(self.store.pool(), org).await?.is_some() {
+            return Err(ServiceError::Scope(
+                byok_core::scope::ScopeError::JobRunning,
+            ));
+        }
+        let snap = cell.snapshot();
+        let old = KeyId::new(scope, version);
+        let to = snap
+            .current_key_id(scope)
+            .map_err(|_| ServiceError::NotFound("scope not found".into()))?;
+        let total = data_keys::count_under(self.store.pool(), org, scope, version).await?;
+        let job = RetireJob {
+            scope,
+            from: version,
+            to: to.version,
+            total,
+            done: 0,
+        };
+        // Core checks the version (exists, not the newest, scope not revoked) and plans the
+        // child rewraps; the host's job row is stored in the same transaction.
+        self.transition_with(org, BTreeMap::new(), Extra::StartRetire(job), |o| {
+            Ok(((), o.plan_retire(old)?))
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Runs the org's retirement to its end (or resumes it after a crash).
+    pub async fn run_retire(&self, org: ScopeId) -> Result<()> {
+        let Some(job) = data_keys::job(self.store.pool(), org).await? else {
+            return Ok(());
+        };
+        let cell = self.org(org).await?;
+        let (from, to) = (
+            KeyId::new(job.scope, job.from),
+            KeyId::new(job.scope, job.to),
+        );
+        let mut moved = job.done;
+        loop {
+            let batch =
+                data_keys::under(self.store.pool(), org, job.scope, job.from, BATCH).await?;
+            if batch.is_empty() {
+                break;
+            }
+            let (fk, tk) = (
+                self.scope_key(&cell, from).await?,
+                self.scope_key(&cell, to).await?,
+            );
+            let mut rewrapped = Vec::with_capacity(batch.len());
+            {
+                let mut rng = rand::rng();
+                for row in &batch {
+                    let ctx = context(&row.id);
+                    let dk = Envelope::<byok_core::DefaultBackend>::unwrap_data_key(
+                        &fk,
+                        &ctx,
+                        &row.wrapped,
+                    )?;
+                    let secret = SecretBytes::from_bytes(&mut dk.expose_secret().clone());
+                    let wrapped = Envelope::<byok_core::DefaultBackend>::wrap_secret(
+                        &tk, &ctx, &secret, &mut rng,
+                    )?;
+                    rewrapped.push((row.id.clone(), wrapped));
+                }
+            }
+            let mut w = self.store.write().await?;
+            let mut n = 0u64;
+            for (id, wrapped) in &rewrapped {
+                if data_keys::rewrap(&mut w.tx, org, id, job.from, job.to, wrapped).await? {
+                    n += 1;
+                }
+            }
+            data_keys::advance_job(&mut w.tx, org, n).await?;
+            w.commit().await?;
+            moved += n;
+        }
+        // Child scope keys (core's job), then the version itself, with the job row.
+        self.run_job(org).await?;
+        self.transition_with(org, BTreeMap::new(), Extra::FinishRetire { moved }, |o| {
+            Ok(((), o.retire(from)?))
+        })
+        .await?;
+        tracing::info!(org = %org, key = %from, moved, "key version retired");
+        Ok(())
+    }
+
+    /// Resumes retirements a crash interrupted.
+    pub async fn resume_retirements(&self) -> Result<usize> {
+        let mut n = 0;
+        for org in store::org_rows::org_ids(self.store.pool()).await? {
+            if data_keys::job(self.store.pool(), org).await?.is_some() {
+                tracing::info!(org = %org, "resuming key version retirement");
+                if let Err(e) = self.run_retire(org).await {
+                    tracing::warn!(org = %org, error = ?e, "retirement could not finish; it resumes on the next start");
+                }
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// The org's retirement progress, if one runs.
+    pub async fn retire_progress(&self, org: ScopeId) -> Result<Option<RetireJob>> {
+        Ok(data_keys::job(self.store.pool(), org).await?)
+    }
+}

@@ -1,0 +1,206 @@
+//! Stored data keys and the retirement job that rewraps them.
+
+use byok_core::ScopeId;
+use sqlx::{Row, Sqlite, SqlitePool, Transaction};
+
+use super::Result;
+
+/// One stored data key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DataKeyRow {
+    /// Its id (32 hex digits).
+    pub id: String,
+    /// Its scope.
+    pub scope: ScopeId,
+    /// The scope key version it is wrapped under.
+    pub version: u32,
+    /// The 140-byte wrapped form.
+    pub wrapped: Vec<u8>,
+}
+
+/// A running retirement.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RetireJob {
+    /// The scope.
+    pub scope: ScopeId,
+    /// The version being retired.
+    pub from: u32,
+    /// The version data keys move to.
+    pub to: u32,
+    /// Data keys under `from` when it started.
+    pub total: u64,
+    /// Data keys moved so far.
+    pub done: u64,
+}
+
+/// Stores data keys.
+pub async fn insert(
+    tx: &mut Transaction<'static, Sqlite>,
+    org: ScopeId,
+    rows: &[DataKeyRow],
+    at: i64,
+) -> Result<()> {
+    let org = org.to_string();
+    for r in rows {
+        sqlx::query("INSERT INTO data_keys (org_id, id, scope_id, version, wrapped, created_at) VALUES (?, ?, ?, ?, ?, ?)")
+            .bind(&org)
+            .bind(&r.id)
+            .bind(r.scope.to_string())
+            .bind(i64::from(r.version))
+            .bind(&r.wrapped)
+            .bind(at)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
+fn row(r: &sqlx::sqlite::SqliteRow) -> Result<DataKeyRow> {
+    let scope: &str = r.try_get("scope_id")?;
+    Ok(DataKeyRow {
+        id: r.try_get("id")?,
+        scope: ScopeId::parse_hex(scope)
+            .ok_or_else(|| super::StoreError::Corrupt("data key scope".into()))?,
+        version: u32::try_from(r.try_get::<i64, _>("version")?)
+            .map_err(|_| super::StoreError::Corrupt("data key version".into()))?,
+        wrapped: r.try_get("wrapped")?,
+    })
+}
+
+/// The org's data key `id`.
+pub async fn get(pool: &SqlitePool, org: ScopeId, id: &str) -> Result<Option<DataKeyRow>> {
+    sqlx::query("SELECT id, scope_id, version, wrapped FROM data_keys WHERE org_id = ? AND id = ?")
+        .bind(org.to_string())
+        .bind(id)
+        .fetch_optional(pool)
+        .await?
+        .as_ref()
+        .map(row)
+        .transpose()
+}
+
+/// Up to `limit` data keys of `scope` still under `version`.
+pub async fn under(
+    pool: &SqlitePool,
+    org: ScopeId,
+    scope: ScopeId,
+    version: u32,
+    limit: i64,
+) -> Result<Vec<DataKeyRow>> {
+    sqlx::query("SELECT id, scope_id, version, wrapped FROM data_keys WHERE org_id = ? AND scope_id = ? AND version = ? LIMIT ?")
+        .bind(org.to_string())
+        .bind(scope.to_string())
+        .bind(i64::from(version))
+        .bind(limit)
+        .fetch_all(pool)
+        .await?
+        .iter()
+        .map(row)
+        .collect()
+}
+
+/// How many data keys of `scope` are under `version`.
+pub async fn count_under(
+    pool: &SqlitePool,
+    org: ScopeId,
+    scope: ScopeId,
+    version: u32,
+) -> Result<u64> {
+    let n: i64 = sqlx::query(
+        "SELECT COUNT(*) AS n FROM data_keys WHERE org_id = ? AND scope_id = ? AND version = ?",
+    )
+    .bind(org.to_string())
+    .bind(scope.to_string())
+    .bind(i64::from(version))
+    .fetch_one(pool)
+    .await?
+    .try_get("n")?;
+    Ok(u64::try_from(n).unwrap_or(0))
+}
+
+/// Moves one data key from `from` to `to` with its new wrapped form; only if it is still
+/// under `from` (a batch re-run after a crash changes nothing twice). Returns whether it moved.
+pub async fn rewrap(
+    tx: &mut Transaction<'static, Sqlite>,
+    org: ScopeId,
+    id: &str,
+    from: u32,
+    to: u32,
+    wrapped: &[u8],
+) -> Result<bool> {
+    let done = sqlx::query(
+        "UPDATE data_keys SET version = ?, wrapped = ? WHERE org_id = ? AND id = ? AND version = ?",
+    )
+    .bind(i64::from(to))
+    .bind(wrapped)
+    .bind(org.to_string())
+    .bind(id)
+    .bind(i64::from(from))
+    .execute(&mut **tx)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// The org's running retirement, if any.
+pub async fn job(pool: &SqlitePool, org: ScopeId) -> Result<Option<RetireJob>> {
+    let Some(r) = sqlx::query(
+        "SELECT scope_id, from_version, to_version, total, done FROM retire_jobs WHERE org_id = ?",
+    )
+    .bind(org.to_string())
+    .fetch_optional(pool)
+    .await?
+    else {
+        return Ok(None);
+    };
+    let bad = || super::StoreError::Corrupt("retire job".into());
+    Ok(Some(RetireJob {
+        scope: ScopeId::parse_hex(r.try_get("scope_id")?).ok_or_else(bad)?,
+        from: u32::try_from(r.try_get::<i64, _>("from_version")?).map_err(|_| bad())?,
+        to: u32::try_from(r.try_get::<i64, _>("to_version")?).map_err(|_| bad())?,
+        total: u64::try_from(r.try_get::<i64, _>("total")?).map_err(|_| bad())?,
+        done: u64::try_from(r.try_get::<i64, _>("done")?).map_err(|_| bad())?,
+    }))
+}
+
+/// Starts a retirement.
+pub async fn start_job(
+    tx: &mut Transaction<'static, Sqlite>,
+    org: ScopeId,
+    job: &RetireJob,
+    at: i64,
+) -> Result<()> {
+    sqlx::query("INSERT INTO retire_jobs (org_id, scope_id, from_version, to_version, total, done, started_at) VALUES (?, ?, ?, ?, ?, ?, ?)")
+        .bind(org.to_string())
+        .bind(job.scope.to_string())
+        .bind(i64::from(job.from))
+        .bind(i64::from(job.to))
+        .bind(i64::try_from(job.total).unwrap_or(i64::MAX))
+        .bind(i64::try_from(job.done).unwrap_or(i64::MAX))
+        .bind(at)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Adds `n` to the job's progress.
+pub async fn advance_job(
+    tx: &mut Transaction<'static, Sqlite>,
+    org: ScopeId,
+    n: u64,
+) -> Result<()> {
+    sqlx::query("UPDATE retire_jobs SET done = done + ? WHERE org_id = ?")
+        .bind(i64::try_from(n).unwrap_or(i64::MAX))
+        .bind(org.to_string())
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Ends the job.
+pub async fn finish_job(tx: &mut Transaction<'static, Sqlite>, org: ScopeId) -> Result<()> {
+    sqlx::query("DELETE FROM retire_jobs WHERE org_id = ?")
+        .bind(org.to_string())
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
