@@ -44,6 +44,7 @@ ensure_venv
 export BYOK_VENV="$VENV"
 
 check "cargo test (workspace; AWS tests against moto)" cargo test --workspace --locked
+check "schemathesis against a live server: no 5xx" scripts/schemathesis.sh
 check "1 GiB stream in constant memory" cargo run --release -p byok-core --features dev,aws-lc --example stream_rss --locked
 
 check "vectors verified by Python cryptography" "$VENV/bin/python" tools/verify_vectors.py vectors
