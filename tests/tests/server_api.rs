@@ -599,3 +599,110 @@ async fn unwrap_cache_ttl_bounds_root_unwraps() {
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edge_leases_and_streaming_cli() {
+    let dir = temp_dir("lease");
+    let server = Server::start(&dir.join("data"), &[]);
+    let operator = server.operator_token.clone().unwrap();
+    let api = Api::new(&server.url);
+    let o = org(&api, &operator, "edge", 300_000).await;
+    let team = scope(&api, &o, &o.id, "team").await;
+    let lease_path = |sc: &str| format!("/v1/orgs/{}/scopes/{sc}/lease", o.id);
+
+    // A lease holds every live version of the scope's key, never the root key.
+    let (st, v) = api.post(&lease_path(&team), &o.service, &json!({})).await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["current_version"], 1);
+    assert_eq!(v["keys"].as_array().unwrap().len(), 1);
+    assert!(v["expires_at"].as_i64().unwrap() > 0);
+    let (st, v) = api.post(&lease_path(&o.id), &o.service, &json!({})).await;
+    assert_eq!((st, code(&v).as_str()), (400, "invalid_request"), "{v}");
+    let (st, _) = api.post(&lease_path(&team), &o.admin, &json!({})).await;
+    assert_eq!(st, 403, "leases are for service tokens");
+
+    // The CLI streams a file through a lease: constant memory, same format, any size.
+    let input = dir.join("input.bin");
+    let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(&input, &data).unwrap();
+    let cli = |args: &[&str]| {
+        std::process::Command::new(byok_tests::server::binary())
+            .args(args)
+            .env("BYOK_SERVER", &server.url)
+            .env("BYOK_TOKEN", &o.service)
+            .output()
+            .unwrap()
+    };
+    let sealed = dir.join("sealed.byok");
+    let out = cli(&[
+        "encrypt",
+        "--org",
+        &o.id,
+        "--scope",
+        &team,
+        "--stream",
+        "--context",
+        "file=a",
+        input.to_str().unwrap(),
+        "-o",
+        sealed.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let opened = dir.join("opened.bin");
+    let out = cli(&[
+        "decrypt",
+        "--org",
+        &o.id,
+        "--context",
+        "file=a",
+        sealed.to_str().unwrap(),
+        "-o",
+        opened.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read(&opened).unwrap(), data);
+    // A wrong context fails with exit code 1 and leaves no output file.
+    let refused = dir.join("refused.bin");
+    let out = cli(&[
+        "decrypt",
+        "--org",
+        &o.id,
+        "--context",
+        "file=b",
+        sealed.to_str().unwrap(),
+        "-o",
+        refused.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(!refused.exists());
+
+    // Paused: renewal is refused, and so is the CLI.
+    api.post(
+        &format!("/v1/orgs/{}/scopes/{team}/pause", o.id),
+        &o.admin,
+        &json!({}),
+    )
+    .await;
+    let (st, v) = api.post(&lease_path(&team), &o.service, &json!({})).await;
+    assert_eq!((st, code(&v).as_str()), (409, "scope_paused"), "{v}");
+    let out = cli(&[
+        "decrypt",
+        "--org",
+        &o.id,
+        "--context",
+        "file=a",
+        sealed.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("scope_paused"));
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}

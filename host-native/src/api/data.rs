@@ -260,3 +260,32 @@ pub async fn get_stored(
         keys: s.service.get_stored_keys(org, &req.ids).await?,
     }))
 }
+
+/// Lease a scope's keys for the edge (service): every live version, until `expires_at`. Never
+/// for the org scope (its key is the root key). Renewal is refused once the scope is paused or
+/// revoked, so the lease TTL bounds how long an edge keeps using a key after either.
+#[utoipa::path(post, path = "/v1/orgs/{org}/scopes/{scope}/lease", tag = "data",
+    params(("org" = String, Path, description = "org id"), ("scope" = String, Path, description = "scope id")),
+    responses((status = 200, body = crate::service::Lease), (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 410, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn lease(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path((org, scope)): Path<(String, String)>,
+) -> Result<
+    (
+        [(axum::http::HeaderName, &'static str); 1],
+        Json<crate::service::Lease>,
+    ),
+    ApiError,
+> {
+    let org = parse_id(&org, "org")?;
+    caller.require(org, &[Role::Service])?;
+    let scope = parse_id(&scope, "scope")?;
+    let lease = s.service.lease(org, scope).await?;
+    Ok((
+        [(axum::http::header::CACHE_CONTROL, "no-store")],
+        Json(lease),
+    ))
+}

@@ -46,7 +46,7 @@ pub struct AppState {
         scopes::create_scope, scopes::list_scopes, scopes::get_scope,
         scopes::pause, scopes::resume, scopes::revoke, scopes::rotate, scopes::retire,
         data::encrypt, data::decrypt, data::datakey, data::unwrap_datakey,
-        data::create_stored, data::get_stored,
+        data::create_stored, data::get_stored, data::lease,
         keys::list, keys::add, keys::validate, keys::policy, keys::check,
         keys::set_default, keys::disable, keys::enable, keys::disable_all, keys::job,
         audit::read, audit::verify,
@@ -142,6 +142,7 @@ pub fn router(service: Arc<Service>) -> Router {
             post(data::create_stored),
         )
         .route("/v1/orgs/{org}/datakeys/get", post(data::get_stored))
+        .route("/v1/orgs/{org}/scopes/{scope}/lease", post(data::lease))
         .route("/v1/orgs/{org}/scopes/{scope}/encrypt", post(data::encrypt))
         .route("/v1/orgs/{org}/decrypt", post(data::decrypt))
         .route("/v1/orgs/{org}/scopes/{scope}/datakey", post(data::datakey))

@@ -68,6 +68,7 @@ pub async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
             "Calls to customer KMSs.",
             &m.kms_calls,
         ),
+        ("byok_leases_total", "Edge leases issued.", &m.leases),
     ] {
         let _ = writeln!(
             out,

@@ -22,6 +22,9 @@ pub struct CreateOrg {
     /// How long unwrapped keys stay in memory, in ms (0: ask the key holder on every use).
     /// Defaults to the server's setting.
     pub unwrap_cache_ttl_ms: Option<u64>,
+    /// How long an edge lease lasts, in ms (default 60000; 0: no leases). It bounds how long an
+    /// edge keeps using a key after a pause or revoke.
+    pub lease_ttl_ms: Option<u64>,
 }
 
 /// A new org and its first admin token (shown once).
@@ -92,7 +95,11 @@ pub async fn create_org(
     if ttl.is_some_and(|t| t > Duration::from_secs(86_400)) {
         return Err(ApiError::invalid("unwrap_cache_ttl_ms is at most one day"));
     }
-    let (id, token) = s.service.create_org(&req.name, ttl).await?;
+    let lease = req.lease_ttl_ms.map(Duration::from_millis);
+    if lease.is_some_and(|t| t > Duration::from_secs(3600)) {
+        return Err(ApiError::invalid("lease_ttl_ms is at most one hour"));
+    }
+    let (id, token) = s.service.create_org(&req.name, ttl, lease).await?;
     tracing::info!(org = %id, "organization created");
     Ok((
         StatusCode::CREATED,

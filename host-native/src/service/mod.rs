@@ -8,6 +8,7 @@ mod cmk;
 mod data;
 mod events;
 mod keys;
+mod lease;
 mod retire;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -23,6 +24,7 @@ use zeroize::Zeroizing;
 pub use cmk::{JobView, KeyView, PolicyView, StepView, kind_code};
 pub use data::{DataKeyOut, MAX_PLAINTEXT};
 pub use keys::KeyCache;
+pub use lease::{Lease, LeaseKey};
 pub use retire::{MAX_KEYS_PER_CALL, StoredKey};
 
 use crate::store::cmk_rows::{self, CmkRow};
@@ -92,6 +94,8 @@ pub struct Metrics {
     pub cache_misses: AtomicU64,
     /// Root keys unwrapped (a KMS call for a CMK; local for the managed key).
     pub root_unwraps: AtomicU64,
+    /// Edge leases issued.
+    pub leases: AtomicU64,
     /// KMS and STS calls made (attempts included).
     pub kms_calls: Arc<AtomicU64>,
 }
@@ -291,6 +295,7 @@ impl Service {
         &self,
         name: &str,
         ttl: Option<Duration>,
+        lease_ttl: Option<Duration>,
     ) -> Result<(ScopeId, Zeroizing<String>)> {
         check_name(name)?;
         // The thread-local generator is not `Send`: use it before any await.
@@ -310,6 +315,8 @@ impl Service {
             name: name.to_owned(),
             unwrap_cache_ttl_ms: u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX),
             created_at: store::now_ms(),
+            lease_ttl_ms: lease_ttl
+                .map_or(60_000, |t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
         };
         let names = BTreeMap::from([(id, name.to_owned())]);
         let mut w = self.store.write().await?;

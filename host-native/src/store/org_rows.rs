@@ -26,6 +26,8 @@ pub struct OrgMeta {
     pub unwrap_cache_ttl_ms: u64,
     /// Creation time, ms since the epoch.
     pub created_at: i64,
+    /// How long an edge lease lasts, ms (0: no leases).
+    pub lease_ttl_ms: u64,
 }
 
 /// `managed` or `cmk:N`.
@@ -134,13 +136,14 @@ pub async fn insert_org(
     names: &BTreeMap<ScopeId, String>,
 ) -> Result<()> {
     sqlx::query(
-        "INSERT INTO orgs (id, name, default_holder, job, unwrap_cache_ttl_ms, created_at) VALUES (?, ?, ?, NULL, ?, ?)",
+        "INSERT INTO orgs (id, name, default_holder, job, unwrap_cache_ttl_ms, created_at, lease_ttl_ms) VALUES (?, ?, ?, NULL, ?, ?, ?)",
     )
     .bind(hex(org.id()))
     .bind(&meta.name)
     .bind(holder_name(org.default_holder()))
     .bind(i64::try_from(meta.unwrap_cache_ttl_ms).unwrap_or(i64::MAX))
     .bind(meta.created_at)
+    .bind(i64::try_from(meta.lease_ttl_ms).unwrap_or(i64::MAX))
     .execute(&mut **tx)
     .await?;
     let all: BTreeSet<ScopeId> = org.scopes().map(|s| s.id).collect();
@@ -255,7 +258,7 @@ pub async fn load(
 ) -> Result<Option<(Org, OrgMeta, BTreeMap<ScopeId, String>)>> {
     let org_id = hex(id);
     let Some(row) = sqlx::query(
-        "SELECT name, default_holder, job, unwrap_cache_ttl_ms, created_at FROM orgs WHERE id = ?",
+        "SELECT name, default_holder, job, unwrap_cache_ttl_ms, created_at, lease_ttl_ms FROM orgs WHERE id = ?",
     )
     .bind(&org_id)
     .fetch_optional(pool)
@@ -268,6 +271,7 @@ pub async fn load(
         unwrap_cache_ttl_ms: u64::try_from(row.try_get::<i64, _>("unwrap_cache_ttl_ms")?)
             .unwrap_or(0),
         created_at: row.try_get("created_at")?,
+        lease_ttl_ms: u64::try_from(row.try_get::<i64, _>("lease_ttl_ms")?).unwrap_or(0),
     };
     let default = parse_holder(row.try_get("default_holder")?)
         .ok_or_else(|| corrupt("bad default holder"))?;

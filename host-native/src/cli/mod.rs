@@ -3,6 +3,8 @@
 //! message are printed); 2 bad usage; 3 the server could not be reached; 4 `audit verify` found
 //! a broken chain.
 
+mod stream;
+
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -273,6 +275,10 @@ pub struct Io {
     /// Encryption context entry `key=value` (repeatable); decrypt needs the same entries.
     #[arg(long = "context", value_name = "KEY=VALUE")]
     pub context: Vec<String>,
+    /// Encrypt: use the binary streaming format, for input of any size in constant memory
+    /// (the CLI leases the scope's keys and encrypts locally). Decrypt detects the format.
+    #[arg(long)]
+    pub stream: bool,
 }
 
 /// A client failure, with its exit code.
@@ -567,6 +573,9 @@ fn write_output(io: &Io, bytes: &[u8]) -> Result<(), Failure> {
 
 /// `byok encrypt`: the input's bytes to a `byok:v1:` ciphertext (one line).
 pub async fn encrypt(client: &Client, org: &str, scope: &str, io: &Io) -> Result<(), Failure> {
+    if io.stream {
+        return stream::encrypt(client, org, scope, io).await;
+    }
     let input = read_input(io, crate::service::MAX_PLAINTEXT)?;
     let v = client
         .post(
@@ -581,8 +590,22 @@ pub async fn encrypt(client: &Client, org: &str, scope: &str, io: &Io) -> Result
 
 /// `byok decrypt`: a `byok:v1:` ciphertext to the original bytes.
 pub async fn decrypt(client: &Client, org: &str, io: &Io) -> Result<(), Failure> {
+    let (head, reader) = stream::sniff(io)?;
+    if head.starts_with(stream::MAGIC) {
+        return stream::decrypt(client, org, io, head, reader).await;
+    }
     // The text armor of the largest ciphertext: 4/3 of it, plus the header and the prefix.
-    let input = read_input(io, crate::service::MAX_PLAINTEXT / 3 * 4 + 4096)?;
+    let max = crate::service::MAX_PLAINTEXT / 3 * 4 + 4096;
+    let mut input = Zeroizing::new(head);
+    reader
+        .take(u64::try_from(max).unwrap_or(u64::MAX))
+        .read_to_end(&mut input)
+        .map_err(|e| Failure::usage(format!("cannot read input: {e}")))?;
+    if input.len() > max {
+        return Err(Failure::usage(
+            "input is larger than the text format allows; use --stream",
+        ));
+    }
     let text = std::str::from_utf8(&input)
         .map_err(|_| Failure::usage("the input is not `byok:v1:` text"))?
         .trim();

@@ -1,0 +1,239 @@
+//! Files of any size with the streaming format: the CLI leases the scope's keys from the
+//! server and encrypts or decrypts locally, frame by frame, in constant memory. Output to a
+//! file goes to a temporary file renamed into place only when the whole stream checked out, so
+//! a failure leaves no partial plaintext behind.
+
+use std::io::{Read, Write};
+
+use base64ct::{Base64, Encoding};
+use byok_core::format::Header;
+use byok_core::stream::{StreamDecryptor, StreamEncryptor};
+use byok_core::{Context, FrameSize, KeyId, ScopeId, ScopeKey, SecretBytes};
+use serde_json::{Value, json};
+use zeroize::Zeroizing;
+
+use super::{Client, Failure, Io, parse_context};
+
+/// The first bytes of a binary byok ciphertext.
+pub(super) const MAGIC: &[u8; 4] = b"BYOK";
+
+fn failure(message: impl Into<String>) -> Failure {
+    Failure {
+        code: 1,
+        message: message.into(),
+    }
+}
+
+/// The leased key `version` of `scope`.
+async fn leased_key(
+    client: &Client,
+    org: &str,
+    scope: ScopeId,
+    version: Option<u32>,
+) -> Result<ScopeKey, Failure> {
+    let lease = client
+        .post(&format!("/v1/orgs/{org}/scopes/{scope}/lease"), json!({}))
+        .await?;
+    let want = version.or_else(|| {
+        lease
+            .get("current_version")
+            .and_then(Value::as_u64)
+            .and_then(|v| u32::try_from(v).ok())
+    });
+    let entry = lease
+        .get("keys")
+        .and_then(Value::as_array)
+        .and_then(|ks| {
+            ks.iter().find(|k| {
+                k.get("version").and_then(Value::as_u64).map(u64::from) == want.map(u64::from)
+            })
+        })
+        .ok_or_else(|| {
+            failure(format!(
+                "the lease has no key version {want:?} for scope {scope}"
+            ))
+        })?;
+    let text = entry.get("key").and_then(Value::as_str).unwrap_or_default();
+    let bytes = Zeroizing::new(
+        Base64::decode_vec(text).map_err(|_| failure("the lease's key is not base64"))?,
+    );
+    let mut arr = Zeroizing::new(
+        <[u8; 32]>::try_from(bytes.as_slice())
+            .map_err(|_| failure("the lease's key is not 32 bytes"))?,
+    );
+    let version = want.ok_or_else(|| failure("the lease names no version"))?;
+    Ok(ScopeKey::new(
+        KeyId::new(scope, version),
+        SecretBytes::from_bytes(&mut arr),
+    ))
+}
+
+/// Where output goes: a temporary file beside the target (renamed on success), or stdout.
+struct Output {
+    target: Option<std::path::PathBuf>,
+    temp: Option<std::path::PathBuf>,
+    writer: Box<dyn Write>,
+}
+
+impl Output {
+    fn open(io: &Io) -> Result<Self, Failure> {
+        match &io.output {
+            Some(path) => {
+                let temp = path.with_extension(format!("byok-partial-{}", std::process::id()));
+                let f = std::fs::File::create(&temp).map_err(|e| {
+                    Failure::usage(format!("cannot create {}: {e}", temp.display()))
+                })?;
+                Ok(Self {
+                    target: Some(path.clone()),
+                    temp: Some(temp),
+                    writer: Box::new(std::io::BufWriter::new(f)),
+                })
+            }
+            None => Ok(Self {
+                target: None,
+                temp: None,
+                writer: Box::new(std::io::stdout().lock()),
+            }),
+        }
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> Result<(), Failure> {
+        self.writer
+            .write_all(bytes)
+            .map_err(|e| Failure::usage(format!("cannot write output: {e}")))
+    }
+
+    fn commit(mut self) -> Result<(), Failure> {
+        self.writer
+            .flush()
+            .map_err(|e| Failure::usage(format!("cannot write output: {e}")))?;
+        if let (Some(temp), Some(target)) = (self.temp.take(), &self.target) {
+            std::fs::rename(&temp, target)
+                .map_err(|e| Failure::usage(format!("cannot move output into place: {e}")))?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Output {
+    fn drop(&mut self) {
+        if let Some(temp) = self.temp.take() {
+            let _ = std::fs::remove_file(temp);
+        }
+    }
+}
+
+fn input(io: &Io) -> Result<Box<dyn Read>, Failure> {
+    match io.input.as_deref() {
+        None => Ok(Box::new(std::io::stdin().lock())),
+        Some(p) if p.as_os_str() == "-" => Ok(Box::new(std::io::stdin().lock())),
+        Some(p) => std::fs::File::open(p)
+            .map(|f| Box::new(std::io::BufReader::new(f)) as Box<dyn Read>)
+            .map_err(|e| Failure::usage(format!("cannot read {}: {e}", p.display()))),
+    }
+}
+
+/// Encrypts the input in the framed format under the scope's newest key.
+pub(super) async fn encrypt(
+    client: &Client,
+    org: &str,
+    scope: &str,
+    io: &Io,
+) -> Result<(), Failure> {
+    let scope_id =
+        ScopeId::parse_hex(scope).ok_or_else(|| Failure::usage("--scope must be 32 hex digits"))?;
+    let key = leased_key(client, org, scope_id, None).await?;
+    let ctx = Context::from_map(parse_context(&io.context)?);
+    let mut enc = StreamEncryptor::<byok_core::DefaultBackend>::new(
+        &key,
+        &ctx,
+        FrameSize::DEFAULT,
+        &mut rand::rng(),
+    )
+    .map_err(|e| failure(e.to_string()))?;
+    let mut out = Output::open(io)?;
+    out.write(enc.header())?;
+    let mut reader = input(io)?;
+    let mut buf = Zeroizing::new(vec![0u8; 1 << 16]);
+    let mut sealed = Vec::with_capacity(1 << 17);
+    loop {
+        let n = reader
+            .read(&mut buf)
+            .map_err(|e| Failure::usage(format!("cannot read input: {e}")))?;
+        if n == 0 {
+            break;
+        }
+        enc.update(buf.get(..n).unwrap_or_default(), &mut sealed)
+            .map_err(|e| failure(e.to_string()))?;
+        out.write(&sealed)?;
+        sealed.clear();
+    }
+    enc.finish(&mut sealed)
+        .map_err(|e| failure(e.to_string()))?;
+    out.write(&sealed)?;
+    out.commit()
+}
+
+/// Decrypts a framed ciphertext whose first bytes `head` were already read from `reader`.
+pub(super) async fn decrypt(
+    client: &Client,
+    org: &str,
+    io: &Io,
+    head: Vec<u8>,
+    mut reader: Box<dyn Read>,
+) -> Result<(), Failure> {
+    let mut header_bytes = head;
+    while header_bytes.len() < byok_core::format::HEADER_LEN {
+        let mut b = [0u8; 1];
+        match reader.read(&mut b) {
+            Ok(0) => return Err(failure("input ends inside the header")),
+            Ok(_) => header_bytes.extend_from_slice(&b),
+            Err(e) => return Err(Failure::usage(format!("cannot read input: {e}"))),
+        }
+    }
+    let (header, rest) =
+        Header::parse(&header_bytes).map_err(|e| failure(format!("not a byok ciphertext: {e}")))?;
+    let rest = rest.to_vec();
+    let key = leased_key(client, org, header.key.scope, Some(header.key.version)).await?;
+    let ctx = Context::from_map(parse_context(&io.context)?);
+    let mut dec = StreamDecryptor::<byok_core::DefaultBackend>::new(&key, &ctx, &header)
+        .map_err(|e| failure(e.to_string()))?;
+    let mut out = Output::open(io)?;
+    let mut opened = Zeroizing::new(Vec::with_capacity(1 << 17));
+    dec.update(&rest, &mut opened)
+        .map_err(|e| failure(e.to_string()))?;
+    out.write(&opened)?;
+    opened.clear();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = reader
+            .read(&mut buf)
+            .map_err(|e| Failure::usage(format!("cannot read input: {e}")))?;
+        if n == 0 {
+            break;
+        }
+        dec.update(buf.get(..n).unwrap_or_default(), &mut opened)
+            .map_err(|e| failure(format!("the ciphertext does not open: {e}")))?;
+        out.write(&opened)?;
+        opened.clear();
+    }
+    dec.finish(&mut opened)
+        .map_err(|e| failure(format!("the ciphertext does not open: {e}")))?;
+    out.write(&opened)?;
+    out.commit()
+}
+
+/// Opens the input and reads its first bytes, to tell the text armor from the binary format.
+pub(super) fn sniff(io: &Io) -> Result<(Vec<u8>, Box<dyn Read>), Failure> {
+    let mut reader = input(io)?;
+    let mut head = Vec::with_capacity(8);
+    let mut b = [0u8; 8];
+    while head.len() < 8 {
+        match reader.read(&mut b[..8 - head.len()]) {
+            Ok(0) => break,
+            Ok(n) => head.extend_from_slice(b.get(..n).unwrap_or_default()),
+            Err(e) => return Err(Failure::usage(format!("cannot read input: {e}"))),
+        }
+    }
+    Ok((head, reader))
+}
