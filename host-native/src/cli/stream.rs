@@ -44,9 +44,8 @@ async fn leased_key(
         .get("keys")
         .and_then(Value::as_array)
         .and_then(|ks| {
-            ks.iter().find(|k| {
-                k.get("version").and_then(Value::as_u64).map(u64::from) == want.map(u64::from)
-            })
+            ks.iter()
+                .find(|k| k.get("version").and_then(Value::as_u64) == want.map(u64::from))
         })
         .ok_or_else(|| {
             failure(format!(
