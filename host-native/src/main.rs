@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use byok_server::cli::{
-    self, AuditCmd, ClientArgs, Io, JobCmd, KeyCmd, OrgCmd, ScopeCmd, TokenCmd,
+    self, AuditCmd, ClientArgs, DataKeyCmd, Io, JobCmd, KeyCmd, OrgCmd, ScopeCmd, TokenCmd,
 };
 use byok_server::config::{Config, ServeArgs};
 use clap::{Parser, Subcommand};
@@ -49,6 +49,13 @@ enum Command {
     Key {
         #[command(subcommand)]
         cmd: KeyCmd,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Data keys: fresh ones, and ones byok stores (service token).
+    Datakey {
+        #[command(subcommand)]
+        cmd: DataKeyCmd,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -163,6 +170,7 @@ async fn client(command: Command) -> ExitCode {
         Command::Audit { cmd, client } => run(client, cmd, cli::audit).await,
         Command::Key { cmd, client } => run(client, cmd, cli::key).await,
         Command::Job { cmd, client } => run(client, cmd, cli::job).await,
+        Command::Datakey { cmd, client } => run(client, cmd, cli::datakey).await,
         Command::Serve(_) | Command::Openapi => Ok(()),
     };
     match result {

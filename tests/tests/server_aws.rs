@@ -237,7 +237,15 @@ async fn customer_keys_end_to_end() {
         .post(&format!("{keys_path}/check"), &admin, &json!({}))
         .await;
     assert_eq!(key(&v, "cmk:1")["health"], "key_disabled", "{v}");
+    let (st, v) = api
+        .post(&format!("{keys_path}/cmk:1/validate"), &admin, &json!({}))
+        .await;
+    assert_eq!((st, v["ok"].clone()), (200, json!(false)), "{v}");
     moto.key_admin("enable_key", &moto.key_arn);
+    let (_, v) = api
+        .post(&format!("{keys_path}/cmk:1/validate"), &admin, &json!({}))
+        .await;
+    assert_eq!(v["ok"], true, "{v}");
     all_open(&api).await.unwrap();
     let (_, v) = api
         .post(&format!("{keys_path}/check"), &admin, &json!({}))

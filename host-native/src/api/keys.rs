@@ -258,3 +258,18 @@ pub async fn job(
     caller.require(org, &[Role::Admin, Role::Auditor])?;
     Ok(Json(s.service.job(org).await?))
 }
+
+/// Validate an attached key again, live, and record the result as its health (admin).
+#[utoipa::path(post, path = "/v1/orgs/{org}/keys/{key}/validate", tag = "keys",
+    params(("org" = String, Path, description = "org id"), ("key" = String, Path, description = "`cmk:N`")),
+    responses((status = 200, body = Validated), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn revalidate(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path((org, key)): Path<(String, String)>,
+) -> Result<Json<Validated>, ApiError> {
+    let org = admin(&caller, &org)?;
+    let (ok, steps) = s.service.revalidate(org, &key).await?;
+    Ok(Json(Validated { ok, steps }))
+}

@@ -48,7 +48,7 @@ pub struct AppState {
         data::encrypt, data::decrypt, data::datakey, data::unwrap_datakey,
         data::create_stored, data::get_stored, data::lease,
         keys::list, keys::add, keys::validate, keys::policy, keys::check,
-        keys::set_default, keys::disable, keys::enable, keys::disable_all, keys::job,
+        keys::set_default, keys::disable, keys::enable, keys::disable_all, keys::revalidate, keys::job,
         audit::read, audit::verify,
         ops::healthz, ops::readyz, ops::metrics,
     ),
@@ -155,6 +155,7 @@ pub fn router(service: Arc<Service>) -> Router {
         .route("/v1/orgs/{org}/keys/{key}/default", post(keys::set_default))
         .route("/v1/orgs/{org}/keys/{key}/disable", post(keys::disable))
         .route("/v1/orgs/{org}/keys/{key}/enable", post(keys::enable))
+        .route("/v1/orgs/{org}/keys/{key}/validate", post(keys::revalidate))
         .route("/v1/orgs/{org}/job", get(keys::job))
         .route("/v1/orgs/{org}/audit", get(audit::read))
         .route("/v1/orgs/{org}/audit/verify", get(audit::verify))

@@ -125,6 +125,26 @@ pub enum ScopeCmd {
         #[arg(long)]
         confirm: String,
     },
+    /// Retire an old key version: stored data keys and child keys move to the newest version
+    /// in the background (follow with `byok job watch`), then it is destroyed.
+    Retire {
+        /// Org id.
+        #[arg(long, env = "BYOK_ORG")]
+        org: String,
+        /// Scope id.
+        scope: String,
+        /// The version to retire.
+        #[arg(long)]
+        version: u32,
+    },
+    /// Lease the scope's keys for the edge (service token); prints the lease as JSON.
+    Lease {
+        /// Org id.
+        #[arg(long, env = "BYOK_ORG")]
+        org: String,
+        /// Scope id.
+        scope: String,
+    },
     /// Add a key version to a scope.
     Rotate {
         /// Org id.
@@ -155,6 +175,14 @@ pub enum KeyCmd {
         /// A role in your account for byok to assume.
         #[arg(long)]
         role_arn: Option<String>,
+    },
+    /// Validate an attached key again, live, and record the result as its health.
+    Revalidate {
+        /// Org id.
+        #[arg(long, env = "BYOK_ORG")]
+        org: String,
+        /// `cmk:N`.
+        key: String,
     },
     /// Validate a key live (describe, wrap, unwrap) without attaching it.
     Validate {
@@ -239,6 +267,89 @@ pub enum JobCmd {
         #[arg(long, env = "BYOK_ORG")]
         org: String,
     },
+}
+
+/// Data key commands (service token).
+#[derive(Debug, clap::Subcommand)]
+pub enum DataKeyCmd {
+    /// A fresh data key, not stored: the key and its wrapped form (store the wrapped form).
+    New {
+        /// Org id.
+        #[arg(long, env = "BYOK_ORG")]
+        org: String,
+        /// Scope id.
+        #[arg(long)]
+        scope: String,
+        /// Context entry `key=value` (repeatable).
+        #[arg(long = "context", value_name = "KEY=VALUE")]
+        context: Vec<String>,
+    },
+    /// Data keys that byok stores (and rewraps on rotation): prints each id and key.
+    Create {
+        /// Org id.
+        #[arg(long, env = "BYOK_ORG")]
+        org: String,
+        /// Scope id.
+        #[arg(long)]
+        scope: String,
+        /// How many (1..=1000).
+        #[arg(long, default_value_t = 1)]
+        count: usize,
+    },
+    /// Stored data keys by id.
+    Get {
+        /// Org id.
+        #[arg(long, env = "BYOK_ORG")]
+        org: String,
+        /// Their ids.
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+}
+
+/// Runs a data key command.
+pub async fn datakey(client: &Client, cmd: DataKeyCmd) -> Result<(), Failure> {
+    let v = match cmd {
+        DataKeyCmd::New {
+            org,
+            scope,
+            context,
+        } => {
+            client
+                .post(
+                    &format!("/v1/orgs/{org}/scopes/{scope}/datakey"),
+                    json!({ "context": parse_context(&context)? }),
+                )
+                .await?
+        }
+        DataKeyCmd::Create { org, scope, count } => {
+            client
+                .post(
+                    &format!("/v1/orgs/{org}/scopes/{scope}/datakeys"),
+                    json!({ "count": count }),
+                )
+                .await?
+        }
+        DataKeyCmd::Get { org, ids } => {
+            client
+                .post(
+                    &format!("/v1/orgs/{org}/datakeys/get"),
+                    json!({ "ids": ids }),
+                )
+                .await?
+        }
+    };
+    print(client, &v, |v| {
+        match v.get("keys").and_then(Value::as_array) {
+            Some(keys) => keys
+                .iter()
+                .map(|k| format!("{}  {}  v{}", s(k, "id"), s(k, "key"), k["version"]))
+                .collect::<Vec<_>>()
+                .join("\n"),
+            None => format!("key {}\nwrapped {}", s(v, "key"), s(v, "wrapped")),
+        }
+    });
+    Ok(())
 }
 
 /// Audit commands.
@@ -522,6 +633,31 @@ pub async fn scope(client: &Client, cmd: ScopeCmd) -> Result<(), Failure> {
                 )
                 .await?
         }
+        ScopeCmd::Retire {
+            org,
+            scope,
+            version,
+        } => {
+            client
+                .post(
+                    &format!("/v1/orgs/{org}/scopes/{scope}/retire"),
+                    json!({ "version": version }),
+                )
+                .await?;
+            if !client.json() {
+                println!(
+                    "retiring v{version} of {scope}; follow it with: byok job watch --org {org}"
+                );
+            }
+            return Ok(());
+        }
+        ScopeCmd::Lease { org, scope } => {
+            let v = client
+                .post(&format!("/v1/orgs/{org}/scopes/{scope}/lease"), json!({}))
+                .await?;
+            println!("{v}");
+            return Ok(());
+        }
         ScopeCmd::Rotate { org, scope } => {
             client
                 .post(&format!("/v1/orgs/{org}/scopes/{scope}/rotate"), json!({}))
@@ -787,6 +923,18 @@ pub async fn key(client: &Client, cmd: KeyCmd) -> Result<(), Failure> {
                     &format!("/v1/orgs/{org}/keys/validate"),
                     json!({ "key_arn": key_arn, "role_arn": role_arn }),
                 )
+                .await?;
+            print(client, &v, |v| report_lines(&v["steps"]));
+            if v.get("ok").and_then(Value::as_bool) != Some(true) {
+                return Err(Failure {
+                    code: 1,
+                    message: "the key did not validate".into(),
+                });
+            }
+        }
+        KeyCmd::Revalidate { org, key } => {
+            let v = client
+                .post(&format!("/v1/orgs/{org}/keys/{key}/validate"), json!({}))
                 .await?;
             print(client, &v, |v| report_lines(&v["steps"]));
             if v.get("ok").and_then(Value::as_bool) != Some(true) {

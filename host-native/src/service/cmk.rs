@@ -241,6 +241,50 @@ impl Service {
         Ok((v.ok(), report(&v)))
     }
 
+    /// Runs the validation plan again for attached key `key` (`cmk:N`) and records the result
+    /// as its health.
+    pub async fn revalidate(&self, org: ScopeId, key: &str) -> Result<(bool, Vec<StepView>)> {
+        let HolderId::Cmk(n) = Self::holder(key)? else {
+            return Err(ServiceError::Invalid(
+                "the managed key needs no validation".into(),
+            ));
+        };
+        let cell = self.org(org).await?;
+        let row = cell
+            .cmks
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&n)
+            .cloned()
+            .ok_or_else(|| ServiceError::NotFound(format!("key cmk:{n} not found")))?;
+        let (ok, steps) = self
+            .validate(org, &row.key_arn, row.role_arn.as_deref())
+            .await?;
+        let failed = steps.iter().find(|s| s.outcome == "fail");
+        let (health, detail) = match failed {
+            None => ("ok".to_owned(), None),
+            Some(f) => (
+                "validation_failed".to_owned(),
+                Some(format!("{}: {}", f.step, f.detail)),
+            ),
+        };
+        let at = store::now_ms();
+        let mut w = self.store.write().await?;
+        cmk_rows::set_health(&mut w.tx, org, n, &health, detail.as_deref(), at).await?;
+        w.commit().await?;
+        if let Some(r) = cell
+            .cmks
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(&n)
+        {
+            r.health = Some(health);
+            r.health_detail = detail;
+            r.health_at = Some(at);
+        }
+        Ok((ok, steps))
+    }
+
     /// Attaches an AWS key after validating it live; its wrap of the root key runs as a job.
     pub async fn add_key(
         &self,
