@@ -99,6 +99,16 @@ async fn customer_keys_end_to_end() {
     // A 3-level tree with data at every level (sealed while the managed key is the default).
     let mut parent = org.clone();
     let mut sealed = Vec::new();
+    let mut scopes = vec![org.clone()];
+    let (st, v) = api
+        .post(
+            &format!("/v1/orgs/{org}/scopes/{org}/encrypt"),
+            &service,
+            &json!({ "plaintext": Base64::encode_string(b"org level") }),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    sealed.push((s(&v, "ciphertext"), "org level".to_owned()));
     for (i, name) in ["team", "thread"].into_iter().enumerate() {
         let (st, v) = api
             .post(
@@ -109,6 +119,7 @@ async fn customer_keys_end_to_end() {
             .await;
         assert_eq!(st, 201, "{v}");
         parent = s(&v, "id");
+        scopes.push(parent.clone());
         let data = format!("level {i}");
         let (st, v) = api
             .post(
@@ -216,6 +227,45 @@ async fn customer_keys_end_to_end() {
         .await;
     assert_eq!(st, 200, "{v}");
     assert_eq!(key(&v, "cmk:1")["default"], true);
+    all_open(&api).await.unwrap();
+
+    // Pause the middle (team): team and thread fail naming it, the org level still works.
+    let team = scopes[1].clone();
+    let (st, _) = api
+        .post(
+            &format!("/v1/orgs/{org}/scopes/{team}/pause"),
+            &admin,
+            &json!({}),
+        )
+        .await;
+    assert_eq!(st, 200);
+    for (i, (ct, _)) in sealed.iter().enumerate() {
+        let (st, v) = api
+            .post(
+                &format!("/v1/orgs/{org}/decrypt"),
+                &service,
+                &json!({ "ciphertext": ct }),
+            )
+            .await;
+        if i == 0 {
+            assert_eq!(st, 200, "{v}");
+        } else {
+            assert_eq!((st, code(&v).as_str()), (409, "scope_paused"), "{v}");
+            assert!(
+                v.pointer("/error/message")
+                    .unwrap()
+                    .as_str()
+                    .unwrap()
+                    .contains(&team)
+            );
+        }
+    }
+    api.post(
+        &format!("/v1/orgs/{org}/scopes/{team}/resume"),
+        &admin,
+        &json!({}),
+    )
+    .await;
     all_open(&api).await.unwrap();
 
     // KMS calls are bounded by the TTL, not by traffic.
