@@ -432,7 +432,7 @@ async fn orgs_are_isolated_and_bad_input_gets_typed_4xx() {
             "POST",
             enc.clone(),
             "application/json",
-            vec![b' '; 7 << 20],
+            vec![b' '; (6 << 20) + 64],
             413,
             "too_large",
         ),
@@ -498,7 +498,14 @@ async fn orgs_are_isolated_and_bad_input_gets_typed_4xx() {
     ];
     for (m, p, ct, b, want, want_code) in cases {
         let body = (!ct.is_empty()).then_some((ct, b));
-        let (st, v) = api.raw(m, &p, Some(&a.service), body).await;
+        // The server answers an oversized body before reading it and closes that connection;
+        // a fresh client keeps the pooled one out of the race.
+        let oversized = body.as_ref().is_some_and(|(_, b)| b.len() > 6 << 20);
+        let (st, v) = if oversized {
+            Api::new(&api.url).raw(m, &p, Some(&a.service), body).await
+        } else {
+            api.raw(m, &p, Some(&a.service), body).await
+        };
         let got_code = code(&v);
         assert_eq!((st, got_code.as_str()), (want, want_code), "{m} {p}: {v}");
         assert!(v.pointer("/error/request_id").is_some(), "{v}");
