@@ -106,11 +106,15 @@ pub async fn run(config: Config) -> Result<(), String> {
                 tracing::warn!(error = ?e, "resuming jobs failed");
             }
             let mut tick = tokio::time::interval(interval);
+            // The first tick fires at once: its retries are no-ops after the resume above.
             loop {
                 tick.tick().await;
                 if let Err(e) = service.check_health().await {
                     tracing::warn!(error = ?e, "key health check failed");
                 }
+                // A job stopped by a KMS failure is retried here, not only on the next start.
+                let _ = service.resume_retirements().await;
+                let _ = service.resume_jobs().await;
             }
         });
     }

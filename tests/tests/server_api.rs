@@ -190,6 +190,22 @@ async fn scope_tree_pause_resume_revoke_and_restart() {
         .await
         .unwrap();
 
+    // Stored data keys under the thread, to be destroyed with it.
+    let (st, v) = api
+        .post(
+            &format!("/v1/orgs/{}/scopes/{thread}/datakeys", o.id),
+            &o.service,
+            &json!({ "count": 3 }),
+        )
+        .await;
+    assert_eq!(st, 201, "{v}");
+    let stored_ids: Vec<String> = v["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| s(k, "id"))
+        .collect();
+
     // Revoke needs the id typed back; then the subtree is gone, also after a restart.
     let revoke = format!("/v1/orgs/{}/scopes/{team_a}/revoke", o.id);
     let (st, v) = api
@@ -223,6 +239,18 @@ async fn scope_tree_pause_resume_revoke_and_restart() {
         (st, code(&v).as_str()),
         (410, "scope_revoked"),
         "final: {v}"
+    );
+    let (st, v) = api
+        .post(
+            &format!("/v1/orgs/{}/datakeys/get", o.id),
+            &o.service,
+            &json!({ "ids": stored_ids }),
+        )
+        .await;
+    assert_eq!(
+        (st, code(&v).as_str()),
+        (404, "not_found"),
+        "destroyed: {v}"
     );
 
     // The tree as listed, and the audit chain over all of it.

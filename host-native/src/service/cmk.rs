@@ -434,6 +434,17 @@ impl Service {
     /// resumes at the step it stopped at.
     pub async fn run_job(&self, org: ScopeId) -> Result<()> {
         let cell = self.org(org).await?;
+        // One runner per org: if another is at it (the periodic retry, a retirement), it
+        // finishes the job; progress shows in `job()`.
+        let Ok(_runner) = cell.job_runner.try_lock() else {
+            return Ok(());
+        };
+        self.run_job_steps(org).await
+    }
+
+    /// The steps of [`Self::run_job`], for a caller that already is the org's runner.
+    pub(super) async fn run_job_steps(&self, org: ScopeId) -> Result<()> {
+        let cell = self.org(org).await?;
         loop {
             let snap = cell.snapshot();
             let Some(step) = snap.job().and_then(|j| j.next_batch(1).first().cloned()) else {

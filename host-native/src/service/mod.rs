@@ -109,6 +109,8 @@ pub struct OrgCell {
     /// Root unwraps of one org take turns, so that when a cached root expires under load one
     /// request asks the key holder and the others wait for its answer (no stampede of KMS calls).
     unwrap_turn: tokio::sync::Mutex<()>,
+    /// At most one job runner per org (API call, start-up resume or periodic retry).
+    job_runner: tokio::sync::Mutex<()>,
     /// Transitions of one org take turns.
     turn: tokio::sync::Mutex<()>,
 }
@@ -279,6 +281,7 @@ impl Service {
             names: RwLock::new(names),
             cmks: RwLock::new(cmks),
             unwrap_turn: tokio::sync::Mutex::new(()),
+            job_runner: tokio::sync::Mutex::new(()),
             turn: tokio::sync::Mutex::new(()),
         });
         Ok(self
@@ -537,6 +540,12 @@ impl Service {
         touched.extend(new_names.keys().copied());
         let mut w = self.store.write().await?;
         org_rows::save(&mut w.tx, &next, &touched, &new_names).await?;
+        // A revoked subtree's stored data keys can never open again: delete their rows too.
+        for e in &effects {
+            if let Effect::Audit(byok_core::scope::AuditEvent::ScopeRevoked { scope, .. }) = e {
+                store::data_keys::delete_scopes(&mut w.tx, org, &next.subtree(*scope)).await?;
+            }
+        }
         let mut new_cmk = None;
         match extra {
             Extra::None => {}

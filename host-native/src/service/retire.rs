@@ -169,10 +169,17 @@ impl Service {
 
     /// Runs the org's retirement to its end (or resumes it after a crash).
     pub async fn run_retire(&self, org: ScopeId) -> Result<()> {
+        if data_keys::job(self.store.pool(), org).await?.is_none() {
+            return Ok(());
+        }
+        let cell = self.org(org).await?;
+        let Ok(_runner) = cell.job_runner.try_lock() else {
+            return Ok(());
+        };
+        // Read again as the runner: another runner may have finished it meanwhile.
         let Some(job) = data_keys::job(self.store.pool(), org).await? else {
             return Ok(());
         };
-        let cell = self.org(org).await?;
         let (from, to) = (
             KeyId::new(job.scope, job.from),
             KeyId::new(job.scope, job.to),
@@ -217,7 +224,7 @@ impl Service {
             moved += n;
         }
         // Child scope keys (core's job), then the version itself, with the job row.
-        self.run_job(org).await?;
+        self.run_job_steps(org).await?;
         self.transition_with(org, BTreeMap::new(), Extra::FinishRetire { moved }, |o| {
             Ok(((), o.retire(from)?))
         })

@@ -204,3 +204,20 @@ pub async fn finish_job(tx: &mut Transaction<'static, Sqlite>, org: ScopeId) -> 
         .await?;
     Ok(())
 }
+
+/// Deletes every stored data key of `scopes` (a revoked subtree: they can never open again).
+pub async fn delete_scopes(
+    tx: &mut Transaction<'static, Sqlite>,
+    org: ScopeId,
+    scopes: &[ScopeId],
+) -> Result<()> {
+    let org = org.to_string();
+    for scope in scopes {
+        sqlx::query("DELETE FROM data_keys WHERE org_id = ? AND scope_id = ?")
+            .bind(&org)
+            .bind(scope.to_string())
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
