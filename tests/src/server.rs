@@ -216,3 +216,19 @@ impl Api {
         .await
     }
 }
+
+/// The string field `k` of a JSON answer; panics naming the answer if it is missing.
+pub fn field(v: &Value, k: &str) -> String {
+    v.get(k)
+        .and_then(Value::as_str)
+        .unwrap_or_else(|| panic!("{k} missing in {v}"))
+        .to_owned()
+}
+
+/// The `error.code` of an error answer (empty if there is none).
+pub fn error_code(v: &Value) -> String {
+    v.pointer("/error/code")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_owned()
+}

@@ -3,21 +3,8 @@
 
 use base64ct::{Base64, Encoding};
 use byok_tests::server::{Api, Server, temp_dir};
+use byok_tests::server::{error_code as code, field as s};
 use serde_json::{Value, json};
-
-fn s(v: &Value, k: &str) -> String {
-    v.get(k)
-        .and_then(Value::as_str)
-        .unwrap_or_else(|| panic!("{k} missing in {v}"))
-        .to_owned()
-}
-
-fn code(v: &Value) -> String {
-    v.pointer("/error/code")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_owned()
-}
 
 /// An org with admin, service and auditor tokens.
 struct Org {
@@ -240,6 +227,8 @@ async fn scope_tree_pause_resume_revoke_and_restart() {
         (410, "scope_revoked"),
         "final: {v}"
     );
+    let (st, v) = encrypt(&api, &o, &thread, b"x").await;
+    assert_eq!((st, code(&v).as_str()), (410, "scope_revoked"), "{v}");
     let (st, v) = api
         .post(
             &format!("/v1/orgs/{}/datakeys/get", o.id),

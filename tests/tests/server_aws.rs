@@ -9,21 +9,8 @@ use byok_core::kms::aws::request::AwsCredentials;
 use byok_tests::fault_front::{FaultFront, StateCheck};
 use byok_tests::moto::Moto;
 use byok_tests::server::{Api, Server, temp_dir};
+use byok_tests::server::{error_code as code, field as s};
 use serde_json::{Value, json};
-
-fn s(v: &Value, k: &str) -> String {
-    v.get(k)
-        .and_then(Value::as_str)
-        .unwrap_or_else(|| panic!("{k} missing in {v}"))
-        .to_owned()
-}
-
-fn code(v: &Value) -> String {
-    v.pointer("/error/code")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_owned()
-}
 
 fn key<'a>(keys: &'a Value, id: &str) -> &'a Value {
     keys.as_array()

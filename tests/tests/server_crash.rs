@@ -6,18 +6,12 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use byok_tests::server::field as s;
 use byok_tests::server::{Api, Server, temp_dir};
 use rand::RngExt;
-use serde_json::{Value, json};
+use serde_json::json;
 
 const KEYS: usize = 100_000;
-
-fn s(v: &Value, k: &str) -> String {
-    v.get(k)
-        .and_then(Value::as_str)
-        .unwrap_or_else(|| panic!("{k} missing in {v}"))
-        .to_owned()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_during_rotation_rewrap_of_100k_data_keys() {

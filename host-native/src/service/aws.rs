@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use byok_core::SecretBytes;
+use byok_core::kms::aws::request::SigningError;
 use byok_core::kms::aws::request::{
     AwsCredentials, CallContext, KeyMetadata, decrypt_request, describe_key_request,
     encrypt_request, parse_decrypt, parse_describe, parse_encrypt,
@@ -13,7 +14,7 @@ use byok_core::kms::aws::request::{
 use byok_core::kms::aws::sts::RoleArn;
 use byok_core::kms::aws::validate::{Next, Validation};
 use byok_core::kms::aws::{Endpoint, KeyArn};
-use byok_core::kms::{KmsError, KmsErrorKind};
+use byok_core::kms::{HttpRequest, HttpResponse, KmsError, KmsErrorKind};
 use byok_core::retry::RetryPolicy;
 
 use crate::credentials::{CredentialCache, CredentialSource};
@@ -136,9 +137,19 @@ impl Aws {
         }
     }
 
-    fn count(&self, attempts: u32) {
-        self.calls
-            .fetch_add(u64::from(attempts), std::sync::atomic::Ordering::Relaxed);
+    /// One KMS exchange with retries (`build` signs afresh each attempt); counts attempts.
+    async fn exchange<T>(
+        &self,
+        build: impl FnMut(std::time::Duration) -> Result<HttpRequest, SigningError>,
+        parse: impl Fn(&HttpResponse) -> Result<T, KmsError>,
+    ) -> Result<T, KmsError> {
+        let mut rng = rand::make_rng::<rand::rngs::StdRng>();
+        let called = call(&self.transport, "aws", &self.policy, &mut rng, build, parse).await;
+        self.calls.fetch_add(
+            u64::from(called.attempts),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        called.result
     }
 
     /// Wraps `root` (an org root key version) under the key.
@@ -151,17 +162,12 @@ impl Aws {
         let creds = self.credentials(org, access).await?;
         let endpoint = self.endpoint(&access.arn)?;
         let ctx = Self::context(org);
-        let called = call(
-            &self.transport,
-            "aws",
-            &self.policy,
-            &mut rand::make_rng::<rand::rngs::StdRng>(),
+        self.exchange(
             |now| encrypt_request(&access.arn, &endpoint, root, &ctx, &creds, now),
             parse_encrypt,
         )
-        .await;
-        self.count(called.attempts);
-        called.result.map(|(blob, _)| blob)
+        .await
+        .map(|(blob, _)| blob)
     }
 
     /// Unwraps a root copy made by [`Self::encrypt`].
@@ -174,34 +180,22 @@ impl Aws {
         let creds = self.credentials(org, access).await?;
         let endpoint = self.endpoint(&access.arn)?;
         let ctx = Self::context(org);
-        let called = call(
-            &self.transport,
-            "aws",
-            &self.policy,
-            &mut rand::make_rng::<rand::rngs::StdRng>(),
+        self.exchange(
             |now| decrypt_request(&access.arn, &endpoint, blob, &ctx, &creds, now),
             parse_decrypt,
         )
-        .await;
-        self.count(called.attempts);
-        called.result
+        .await
     }
 
     /// Describes the key (health).
     pub async fn describe(&self, org: &str, access: &KeyAccess) -> Result<KeyMetadata, KmsError> {
         let creds = self.credentials(org, access).await?;
         let endpoint = self.endpoint(&access.arn)?;
-        let called = call(
-            &self.transport,
-            "aws",
-            &self.policy,
-            &mut rand::make_rng::<rand::rngs::StdRng>(),
+        self.exchange(
             |now| describe_key_request(&access.arn, &endpoint, &creds, now),
             parse_describe,
         )
-        .await;
-        self.count(called.attempts);
-        called.result
+        .await
     }
 
     /// Runs the validation plan for `identifier` as org `org` would use it.
@@ -219,33 +213,26 @@ impl Aws {
             let mut rng = rand::rng();
             Validation::start(identifier, &[], &principal, org, &mut rng)
         };
+        let access_for = |arn: &KeyArn| KeyAccess {
+            arn: arn.clone(),
+            role: role.cloned(),
+            external_id: external_id.into(),
+        };
         loop {
             match v.next() {
                 Next::Describe(arn) => {
-                    let access = KeyAccess {
-                        arn: arn.clone(),
-                        role: role.cloned(),
-                        external_id: external_id.into(),
-                    };
+                    let access = access_for(arn);
                     let answer = self.describe(org, &access).await;
                     v.described(answer);
                 }
                 Next::Wrap(arn, probe) => {
-                    let access = KeyAccess {
-                        arn: arn.clone(),
-                        role: role.cloned(),
-                        external_id: external_id.into(),
-                    };
+                    let access = access_for(arn);
                     let probe = probe.duplicate();
                     let answer = self.encrypt(org, &access, &probe).await;
                     v.wrapped(answer);
                 }
                 Next::Unwrap(arn, blob) => {
-                    let access = KeyAccess {
-                        arn: arn.clone(),
-                        role: role.cloned(),
-                        external_id: external_id.into(),
-                    };
+                    let access = access_for(arn);
                     let blob = blob.to_vec();
                     let answer = self.decrypt(org, &access, &blob).await;
                     v.unwrapped(answer);

@@ -151,6 +151,32 @@ impl Service {
         })
     }
 
+    /// Stores a health check of key `n` and shows it in the org's key list.
+    async fn record_health(
+        &self,
+        cell: &OrgCell,
+        org: ScopeId,
+        n: u32,
+        health: String,
+        detail: Option<String>,
+    ) -> Result<()> {
+        let at = store::now_ms();
+        let mut w = self.store.write().await?;
+        cmk_rows::set_health(&mut w.tx, org, n, &health, detail.as_deref(), at).await?;
+        w.commit().await?;
+        if let Some(r) = cell
+            .cmks
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(&n)
+        {
+            r.health = Some(health);
+            r.health_detail = detail;
+            r.health_at = Some(at);
+        }
+        Ok(())
+    }
+
     /// The org's external id, made on first use.
     pub async fn external_id(&self, org: ScopeId) -> Result<String> {
         if let Some(id) = cmk_rows::external_id(self.store.pool(), org).await? {
@@ -268,20 +294,7 @@ impl Service {
                 Some(format!("{}: {}", f.step, f.detail)),
             ),
         };
-        let at = store::now_ms();
-        let mut w = self.store.write().await?;
-        cmk_rows::set_health(&mut w.tx, org, n, &health, detail.as_deref(), at).await?;
-        w.commit().await?;
-        if let Some(r) = cell
-            .cmks
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .get_mut(&n)
-        {
-            r.health = Some(health);
-            r.health_detail = detail;
-            r.health_at = Some(at);
-        }
+        self.record_health(&cell, org, n, health, detail).await?;
         Ok((ok, steps))
     }
 
@@ -565,20 +578,7 @@ impl Service {
                     ),
                     Err(e) => (kind_code(&e).into(), Some(e.to_string())),
                 };
-                let at = store::now_ms();
-                let mut w = self.store.write().await?;
-                cmk_rows::set_health(&mut w.tx, org, n, &health, detail.as_deref(), at).await?;
-                w.commit().await?;
-                if let Some(row) = cell
-                    .cmks
-                    .write()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .get_mut(&n)
-                {
-                    row.health = Some(health);
-                    row.health_detail = detail;
-                    row.health_at = Some(at);
-                }
+                self.record_health(&cell, org, n, health, detail).await?;
             }
         }
         Ok(())

@@ -66,12 +66,7 @@ impl Service {
             )));
         }
         let ctx = context(ctx, None)?;
-        let cell = self.org(org).await?;
-        let key_id = cell
-            .snapshot()
-            .current_key_id(scope)
-            .map_err(|_| ServiceError::NotFound("scope not found".into()))?;
-        let key = self.scope_key(&cell, key_id).await?;
+        let (_, key) = self.current_key(org, scope).await?;
         let out = Envelope::<byok_core::DefaultBackend>::encrypt(
             &key,
             &ctx,
@@ -113,12 +108,7 @@ impl Service {
         ctx: &BTreeMap<String, String>,
     ) -> Result<DataKeyOut> {
         let ctx = context(ctx, Some(("byok:purpose", "data-key")))?;
-        let cell = self.org(org).await?;
-        let key_id = cell
-            .snapshot()
-            .current_key_id(scope)
-            .map_err(|_| ServiceError::NotFound("scope not found".into()))?;
-        let key = self.scope_key(&cell, key_id).await?;
+        let (key_id, key) = self.current_key(org, scope).await?;
         let (dk, wrapped) =
             Envelope::<byok_core::DefaultBackend>::generate_data_key(&key, &ctx, &mut rand::rng())?;
         self.metrics.datakeys.fetch_add(1, Ordering::Relaxed);

@@ -457,6 +457,23 @@ impl Service {
         Ok(k)
     }
 
+    /// The newest key of `scope` in `org`, resolved (its effective state checked).
+    pub(crate) async fn current_key(
+        &self,
+        org: ScopeId,
+        scope: ScopeId,
+    ) -> Result<(KeyId, Arc<ScopeKey>)> {
+        let cell = self.org(org).await?;
+        let snap = cell.snapshot();
+        if snap.scope(scope).is_none() {
+            return Err(ServiceError::NotFound("scope not found".into()));
+        }
+        // Paused or revoked: the typed error naming the scope that decided it.
+        snap.check_usable(scope)?;
+        let key_id = snap.current_key_id(scope)?;
+        Ok((key_id, self.scope_key(&cell, key_id).await?))
+    }
+
     /// Opens root version `root.version` from the default holder (the managed key locally, a
     /// CMK through its KMS), and records it in the audit log: every unwrap is an event.
     async fn unwrap_root(&self, cell: &OrgCell, org: &Org, root: KeyId) -> Result<ScopeKey> {

@@ -67,12 +67,7 @@ impl Service {
                 "count must be 1 to {MAX_KEYS_PER_CALL}"
             )));
         }
-        let cell = self.org(org).await?;
-        let key_id = cell
-            .snapshot()
-            .current_key_id(scope)
-            .map_err(|_| ServiceError::NotFound("scope not found".into()))?;
-        let key = self.scope_key(&cell, key_id).await?;
+        let (key_id, key) = self.current_key(org, scope).await?;
         let (rows, out) = {
             let mut rng = rand::rng();
             let mut rows = Vec::with_capacity(count);
