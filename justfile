@@ -12,6 +12,18 @@ test:
 bench:
     cargo bench -p byok-core --bench envelope
 
+# load test of byok serve (wrk on loopback, KMS calls counted)
+bench-server seconds="60":
+    BYOK_BENCH_SECONDS={{seconds}} ./scripts/bench-server.sh
+
+# schemathesis against a live server (fails on any 5xx)
+api-fuzz:
+    ./scripts/schemathesis.sh
+
+# regenerate docs/openapi.json from the code (a test compares them)
+openapi:
+    cargo run -q -p byok-server -- openapi > docs/openapi.json
+
 # fuzz every target for N seconds
 fuzz seconds="60":
     ./scripts/fuzz.sh {{seconds}}

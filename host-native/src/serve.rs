@@ -76,6 +76,9 @@ pub async fn run(config: Config) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    if !addr.ip().is_loopback() {
+        tracing::warn!(%addr, "byok serves plain HTTP: beyond loopback, put it behind TLS (a reverse proxy or a service mesh)");
+    }
     tracing::info!(%addr, data_dir = %config.data_dir.display(), managed_key = ?origin, "byok serving");
     {
         // Standard output, not the logs: the token is shown once, to whoever started the server.
