@@ -102,7 +102,7 @@ fn armor_decode(text: &str, what: &str) -> Result<Vec<u8>, ApiError> {
 
 /// Encrypt under a scope's newest key (service).
 #[utoipa::path(post, path = "/v1/orgs/{org}/scopes/{scope}/encrypt", tag = "data", request_body = EncryptRequest,
-    params(("org" = String, Path, description = "org id"), ("scope" = String, Path, description = "scope id")),
+    params(("org" = String, Path, description = "org id (32 hex digits)", pattern = "^[0-9a-fA-F]{32}$"), ("scope" = String, Path, description = "scope id (32 hex digits)", pattern = "^[0-9a-fA-F]{32}$")),
     responses((status = 200, body = EncryptResponse), (status = 400, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 410, body = ErrorBody),
         (status = 413, body = ErrorBody)),
@@ -131,7 +131,7 @@ pub async fn encrypt(
 
 /// Decrypt a ciphertext of this org (service).
 #[utoipa::path(post, path = "/v1/orgs/{org}/decrypt", tag = "data", request_body = DecryptRequest,
-    params(("org" = String, Path, description = "org id")),
+    params(("org" = String, Path, description = "org id (32 hex digits)", pattern = "^[0-9a-fA-F]{32}$")),
     responses((status = 200, body = DecryptResponse), (status = 400, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 410, body = ErrorBody)),
     security(("bearer" = [])))]
@@ -152,7 +152,7 @@ pub async fn decrypt(
 
 /// A fresh data key under a scope's newest key (service).
 #[utoipa::path(post, path = "/v1/orgs/{org}/scopes/{scope}/datakey", tag = "data", request_body = DataKeyRequest,
-    params(("org" = String, Path, description = "org id"), ("scope" = String, Path, description = "scope id")),
+    params(("org" = String, Path, description = "org id (32 hex digits)", pattern = "^[0-9a-fA-F]{32}$"), ("scope" = String, Path, description = "scope id (32 hex digits)", pattern = "^[0-9a-fA-F]{32}$")),
     responses((status = 200, body = DataKeyResponse), (status = 400, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 410, body = ErrorBody)),
     security(("bearer" = [])))]
@@ -175,7 +175,7 @@ pub async fn datakey(
 
 /// Unwrap a data key of this org (service).
 #[utoipa::path(post, path = "/v1/orgs/{org}/datakey/unwrap", tag = "data", request_body = UnwrapRequest,
-    params(("org" = String, Path, description = "org id")),
+    params(("org" = String, Path, description = "org id (32 hex digits)", pattern = "^[0-9a-fA-F]{32}$")),
     responses((status = 200, body = UnwrapResponse), (status = 400, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 410, body = ErrorBody)),
     security(("bearer" = [])))]
@@ -222,7 +222,7 @@ pub struct StoredKeys {
 
 /// Create data keys that byok stores (wrapped) and rewraps on rotation (service).
 #[utoipa::path(post, path = "/v1/orgs/{org}/scopes/{scope}/datakeys", tag = "data", request_body = CreateStored,
-    params(("org" = String, Path, description = "org id"), ("scope" = String, Path, description = "scope id")),
+    params(("org" = String, Path, description = "org id (32 hex digits)", pattern = "^[0-9a-fA-F]{32}$"), ("scope" = String, Path, description = "scope id (32 hex digits)", pattern = "^[0-9a-fA-F]{32}$")),
     responses((status = 201, body = StoredKeys), (status = 400, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 410, body = ErrorBody)),
     security(("bearer" = [])))]
@@ -244,7 +244,7 @@ pub async fn create_stored(
 
 /// Read stored data keys by id (service).
 #[utoipa::path(post, path = "/v1/orgs/{org}/datakeys/get", tag = "data", request_body = GetStored,
-    params(("org" = String, Path, description = "org id")),
+    params(("org" = String, Path, description = "org id (32 hex digits)", pattern = "^[0-9a-fA-F]{32}$")),
     responses((status = 200, body = StoredKeys), (status = 400, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 410, body = ErrorBody)),
     security(("bearer" = [])))]
@@ -265,7 +265,7 @@ pub async fn get_stored(
 /// for the org scope (its key is the root key). Renewal is refused once the scope is paused or
 /// revoked, so the lease TTL bounds how long an edge keeps using a key after either.
 #[utoipa::path(post, path = "/v1/orgs/{org}/scopes/{scope}/lease", tag = "data",
-    params(("org" = String, Path, description = "org id"), ("scope" = String, Path, description = "scope id")),
+    params(("org" = String, Path, description = "org id (32 hex digits)", pattern = "^[0-9a-fA-F]{32}$"), ("scope" = String, Path, description = "scope id (32 hex digits)", pattern = "^[0-9a-fA-F]{32}$")),
     responses((status = 200, body = crate::service::Lease), (status = 400, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 410, body = ErrorBody)),
     security(("bearer" = [])))]

@@ -82,7 +82,7 @@ fn admin(caller: &Caller, org: &str) -> Result<byok_core::ScopeId, ApiError> {
 
 /// List the org's keys with state and health (admin, auditor).
 #[utoipa::path(get, path = "/v1/orgs/{org}/keys", tag = "keys",
-    params(("org" = String, Path, description = "org id")),
+    params(("org" = String, Path, description = "org id (32 hex digits)", pattern = "^[0-9a-fA-F]{32}$")),
     responses((status = 200, body = Vec<KeyView>), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn list(
@@ -98,7 +98,7 @@ pub async fn list(
 /// Attach an AWS key (admin). Validated live first; nothing changes if a step fails (422,
 /// with the report and each fix).
 #[utoipa::path(post, path = "/v1/orgs/{org}/keys", tag = "keys", request_body = AddKey,
-    params(("org" = String, Path, description = "org id")),
+    params(("org" = String, Path, description = "org id (32 hex digits)", pattern = "^[0-9a-fA-F]{32}$")),
     responses((status = 201, body = KeyAdded), (status = 400, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody),
         (status = 424, body = ErrorBody), (status = 503, body = ErrorBody)),
@@ -125,7 +125,7 @@ pub async fn add(
 
 /// Validate a key without attaching it (admin).
 #[utoipa::path(post, path = "/v1/orgs/{org}/keys/validate", tag = "keys", request_body = ValidateKey,
-    params(("org" = String, Path, description = "org id")),
+    params(("org" = String, Path, description = "org id (32 hex digits)", pattern = "^[0-9a-fA-F]{32}$")),
     responses((status = 200, body = Validated), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn validate(
@@ -144,7 +144,7 @@ pub async fn validate(
 
 /// The policy statements to grant for a key (admin).
 #[utoipa::path(get, path = "/v1/orgs/{org}/keys/policy", tag = "keys",
-    params(("org" = String, Path, description = "org id"),
+    params(("org" = String, Path, description = "org id (32 hex digits)", pattern = "^[0-9a-fA-F]{32}$"),
         ("key_arn" = String, Query, description = "key or alias ARN"),
         ("role_arn" = Option<String>, Query, description = "role byok would assume")),
     responses((status = 200, body = PolicyView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
@@ -165,7 +165,7 @@ pub async fn policy(
 
 /// Check the org's keys now (describe) and list them (admin).
 #[utoipa::path(post, path = "/v1/orgs/{org}/keys/check", tag = "keys",
-    params(("org" = String, Path, description = "org id")),
+    params(("org" = String, Path, description = "org id (32 hex digits)", pattern = "^[0-9a-fA-F]{32}$")),
     responses((status = 200, body = Vec<KeyView>), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn check(
@@ -180,7 +180,7 @@ pub async fn check(
 
 /// Make a key the default (admin). It must hold every root version (state `ready`).
 #[utoipa::path(post, path = "/v1/orgs/{org}/keys/{key}/default", tag = "keys",
-    params(("org" = String, Path, description = "org id"), ("key" = String, Path, description = "`managed` or `cmk:N`")),
+    params(("org" = String, Path, description = "org id (32 hex digits)", pattern = "^[0-9a-fA-F]{32}$"), ("key" = String, Path, description = "`managed` or `cmk:N`")),
     responses((status = 200, body = Vec<KeyView>), (status = 400, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("bearer" = [])))]
@@ -197,7 +197,7 @@ pub async fn set_default(
 /// Disable a key, re-encrypting to `target` (admin): the target keeps the root copies (and
 /// becomes the default if this key was); this key's copies are destroyed.
 #[utoipa::path(post, path = "/v1/orgs/{org}/keys/{key}/disable", tag = "keys", request_body = Disable,
-    params(("org" = String, Path, description = "org id"), ("key" = String, Path, description = "`managed` or `cmk:N`")),
+    params(("org" = String, Path, description = "org id (32 hex digits)", pattern = "^[0-9a-fA-F]{32}$"), ("key" = String, Path, description = "`managed` or `cmk:N`")),
     responses((status = 200, body = Vec<KeyView>), (status = 400, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("bearer" = [])))]
@@ -214,7 +214,7 @@ pub async fn disable(
 
 /// Enable a disabled key again (admin); it wraps the root key again.
 #[utoipa::path(post, path = "/v1/orgs/{org}/keys/{key}/enable", tag = "keys",
-    params(("org" = String, Path, description = "org id"), ("key" = String, Path, description = "`cmk:N`")),
+    params(("org" = String, Path, description = "org id (32 hex digits)", pattern = "^[0-9a-fA-F]{32}$"), ("key" = String, Path, description = "`cmk:N`")),
     responses((status = 200, body = Vec<KeyView>), (status = 400, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 424, body = ErrorBody)),
     security(("bearer" = [])))]
@@ -230,7 +230,7 @@ pub async fn enable(
 
 /// Disable every customer key and fall back to the managed key (admin).
 #[utoipa::path(post, path = "/v1/orgs/{org}/keys/disable-all", tag = "keys",
-    params(("org" = String, Path, description = "org id")),
+    params(("org" = String, Path, description = "org id (32 hex digits)", pattern = "^[0-9a-fA-F]{32}$")),
     responses((status = 200, body = Vec<KeyView>), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody), (status = 424, body = ErrorBody)),
     security(("bearer" = [])))]
@@ -246,7 +246,7 @@ pub async fn disable_all(
 
 /// The org's re-encryption job, if one is running (admin, auditor).
 #[utoipa::path(get, path = "/v1/orgs/{org}/job", tag = "keys",
-    params(("org" = String, Path, description = "org id")),
+    params(("org" = String, Path, description = "org id (32 hex digits)", pattern = "^[0-9a-fA-F]{32}$")),
     responses((status = 200, body = Option<JobView>, description = "the running job, or null"), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn job(
@@ -261,7 +261,7 @@ pub async fn job(
 
 /// Validate an attached key again, live, and record the result as its health (admin).
 #[utoipa::path(post, path = "/v1/orgs/{org}/keys/{key}/validate", tag = "keys",
-    params(("org" = String, Path, description = "org id"), ("key" = String, Path, description = "`cmk:N`")),
+    params(("org" = String, Path, description = "org id (32 hex digits)", pattern = "^[0-9a-fA-F]{32}$"), ("key" = String, Path, description = "`cmk:N`")),
     responses((status = 200, body = Validated), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn revalidate(

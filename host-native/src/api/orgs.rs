@@ -113,7 +113,7 @@ pub async fn create_org(
 
 /// An org's summary (any token of the org).
 #[utoipa::path(get, path = "/v1/orgs/{org}", tag = "orgs",
-    params(("org" = String, Path, description = "org id")),
+    params(("org" = String, Path, description = "org id (32 hex digits)", pattern = "^[0-9a-fA-F]{32}$")),
     responses((status = 200, body = OrgInfo), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn get_org(
@@ -138,7 +138,7 @@ pub async fn get_org(
 
 /// Create a token for the org (admin).
 #[utoipa::path(post, path = "/v1/orgs/{org}/tokens", tag = "orgs", request_body = CreateToken,
-    params(("org" = String, Path, description = "org id")),
+    params(("org" = String, Path, description = "org id (32 hex digits)", pattern = "^[0-9a-fA-F]{32}$")),
     responses((status = 201, body = TokenCreated), (status = 400, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]

@@ -109,10 +109,22 @@ impl Service {
         }
         let cell = self.org(org).await?;
         let mut out = Vec::with_capacity(ids.len());
-        for id in ids {
-            let row = data_keys::get(self.store.pool(), org, id)
+        if let Some(bad) = ids.iter().find(|id| ScopeId::parse_hex(id).is_none()) {
+            let shown: String = bad.chars().take(40).collect();
+            return Err(ServiceError::Invalid(format!(
+                "data key ids are 32 hex digits; got {shown:?}"
+            )));
+        }
+        let rows: std::collections::HashMap<String, DataKeyRow> =
+            data_keys::get_many(self.store.pool(), org, ids)
                 .await?
-                .ok_or_else(|| ServiceError::NotFound(format!("data key {id:?} not found")))?;
+                .into_iter()
+                .map(|r| (r.id.clone(), r))
+                .collect();
+        for id in ids {
+            let row = rows
+                .get(id)
+                .ok_or_else(|| ServiceError::NotFound(format!("data key {id} not found")))?;
             let key = self
                 .scope_key(&cell, KeyId::new(row.scope, row.version))
                 .await?;
@@ -122,7 +134,7 @@ impl Service {
                 &row.wrapped,
             )?;
             out.push(StoredKey {
-                id: row.id,
+                id: row.id.clone(),
                 key: b64(dk.expose_secret()),
                 scope: row.scope.to_string(),
                 version: row.version,

@@ -67,16 +67,20 @@ fn row(r: &sqlx::sqlite::SqliteRow) -> Result<DataKeyRow> {
     })
 }
 
-/// The org's data key `id`.
-pub async fn get(pool: &SqlitePool, org: ScopeId, id: &str) -> Result<Option<DataKeyRow>> {
-    sqlx::query("SELECT id, scope_id, version, wrapped FROM data_keys WHERE org_id = ? AND id = ?")
-        .bind(org.to_string())
-        .bind(id)
-        .fetch_optional(pool)
-        .await?
-        .as_ref()
-        .map(row)
-        .transpose()
+/// The org's data keys among `ids` (one query; missing ids are simply absent).
+pub async fn get_many(pool: &SqlitePool, org: ScopeId, ids: &[String]) -> Result<Vec<DataKeyRow>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let marks = vec!["?"; ids.len()].join(", ");
+    let sql = format!(
+        "SELECT id, scope_id, version, wrapped FROM data_keys WHERE org_id = ? AND id IN ({marks})"
+    );
+    let mut q = sqlx::query(&sql).bind(org.to_string());
+    for id in ids {
+        q = q.bind(id);
+    }
+    q.fetch_all(pool).await?.iter().map(row).collect()
 }
 
 /// Up to `limit` data keys of `scope` still under `version`.
