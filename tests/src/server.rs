@@ -232,3 +232,17 @@ pub fn error_code(v: &Value) -> String {
         .unwrap_or("")
         .to_owned()
 }
+
+/// The value of counter `name` on the server's `/metrics` page.
+pub async fn metric(url: &str, name: &str) -> u64 {
+    let text = reqwest::get(format!("{url}/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{name} not in /metrics"))
+}

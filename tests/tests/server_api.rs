@@ -2,7 +2,7 @@
 //! (AWS keys are added through the API in their own test).
 
 use base64ct::{Base64, Encoding};
-use byok_tests::server::{Api, Server, temp_dir};
+use byok_tests::server::{Api, Server, metric, temp_dir};
 use byok_tests::server::{error_code as code, field as s};
 use serde_json::{Value, json};
 
@@ -558,18 +558,7 @@ async fn unwrap_cache_ttl_bounds_root_unwraps() {
     let server = Server::start(&dir.join("data"), &[]);
     let operator = server.operator_token.clone().unwrap();
     let api = Api::new(&server.url);
-    let unwraps = async || -> u64 {
-        let text = reqwest::get(format!("{}/metrics", server.url))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        text.lines()
-            .find_map(|l| l.strip_prefix("byok_root_unwraps_total "))
-            .and_then(|n| n.parse().ok())
-            .unwrap()
-    };
+    let unwraps = async || metric(&server.url, "byok_root_unwraps_total").await;
     // TTL 0: every use goes back to the root holder.
     let strict = org(&api, &operator, "strict", 0).await;
     let before = unwraps().await;

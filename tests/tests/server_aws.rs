@@ -8,7 +8,7 @@ use base64ct::{Base64, Encoding};
 use byok_core::kms::aws::request::AwsCredentials;
 use byok_tests::fault_front::{FaultFront, StateCheck};
 use byok_tests::moto::Moto;
-use byok_tests::server::{Api, Server, temp_dir};
+use byok_tests::server::{Api, Server, metric, temp_dir};
 use byok_tests::server::{error_code as code, field as s};
 use serde_json::{Value, json};
 
@@ -21,16 +21,7 @@ fn key<'a>(keys: &'a Value, id: &str) -> &'a Value {
 }
 
 async fn kms_calls(url: &str) -> u64 {
-    let text = reqwest::get(format!("{url}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix("byok_kms_calls_total "))
-        .and_then(|n| n.parse().ok())
-        .unwrap()
+    metric(url, "byok_kms_calls_total").await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

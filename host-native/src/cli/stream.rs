@@ -132,6 +132,28 @@ fn input(io: &Io) -> Result<Box<dyn Read>, Failure> {
     }
 }
 
+/// Reads `reader` to its end in 64 KiB chunks; `step` turns each chunk into bytes in `staged`,
+/// which go to `out` before the next chunk.
+fn pump(
+    reader: &mut impl Read,
+    out: &mut Output,
+    staged: &mut Vec<u8>,
+    mut step: impl FnMut(&[u8], &mut Vec<u8>) -> Result<(), Failure>,
+) -> Result<(), Failure> {
+    let mut buf = Zeroizing::new(vec![0u8; 1 << 16]);
+    loop {
+        let n = reader
+            .read(&mut buf)
+            .map_err(|e| Failure::usage(format!("cannot read input: {e}")))?;
+        if n == 0 {
+            return Ok(());
+        }
+        step(buf.get(..n).unwrap_or_default(), staged)?;
+        out.write(staged)?;
+        staged.clear();
+    }
+}
+
 /// Encrypts the input in the framed format under the scope's newest key.
 pub(super) async fn encrypt(
     client: &Client,
@@ -153,20 +175,11 @@ pub(super) async fn encrypt(
     let mut out = Output::open(io)?;
     out.write(enc.header())?;
     let mut reader = input(io)?;
-    let mut buf = Zeroizing::new(vec![0u8; 1 << 16]);
     let mut sealed = Vec::with_capacity(1 << 17);
-    loop {
-        let n = reader
-            .read(&mut buf)
-            .map_err(|e| Failure::usage(format!("cannot read input: {e}")))?;
-        if n == 0 {
-            break;
-        }
-        enc.update(buf.get(..n).unwrap_or_default(), &mut sealed)
-            .map_err(|e| failure(e.to_string()))?;
-        out.write(&sealed)?;
-        sealed.clear();
-    }
+    pump(&mut reader, &mut out, &mut sealed, |chunk, sealed| {
+        enc.update(chunk, sealed)
+            .map_err(|e| failure(e.to_string()))
+    })?;
     enc.finish(&mut sealed)
         .map_err(|e| failure(e.to_string()))?;
     out.write(&sealed)?;
@@ -199,23 +212,11 @@ pub(super) async fn decrypt(
         .map_err(|e| failure(e.to_string()))?;
     let mut out = Output::open(io)?;
     let mut opened = Zeroizing::new(Vec::with_capacity(1 << 17));
-    dec.update(&rest, &mut opened)
-        .map_err(|e| failure(e.to_string()))?;
-    out.write(&opened)?;
-    opened.clear();
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        let n = reader
-            .read(&mut buf)
-            .map_err(|e| Failure::usage(format!("cannot read input: {e}")))?;
-        if n == 0 {
-            break;
-        }
-        dec.update(buf.get(..n).unwrap_or_default(), &mut opened)
-            .map_err(|e| failure(format!("the ciphertext does not open: {e}")))?;
-        out.write(&opened)?;
-        opened.clear();
-    }
+    let mut reader = std::io::Cursor::new(rest).chain(reader);
+    pump(&mut reader, &mut out, &mut opened, |chunk, opened| {
+        dec.update(chunk, opened)
+            .map_err(|e| failure(format!("the ciphertext does not open: {e}")))
+    })?;
     dec.finish(&mut opened)
         .map_err(|e| failure(format!("the ciphertext does not open: {e}")))?;
     out.write(&opened)?;
