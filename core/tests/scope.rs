@@ -3,8 +3,8 @@
 
 use byok_core::dev::TestRng;
 use byok_core::scope::{
-    AuditEvent, Effect, Effective, HolderId, HolderStatus, JobKind, JobStep, Org, ScopeError,
-    ScopeState,
+    AuditEvent, Effect, Effective, HolderId, HolderStatus, JobKind, JobStep, Org, RootProof,
+    ScopeError, ScopeState,
 };
 use byok_core::{Context, Envelope, Error, KeyId, ScopeId, ScopeKey, SecretBytes};
 
@@ -36,6 +36,21 @@ fn fixture() -> Fixture {
         root,
         managed,
         rng,
+    }
+}
+
+/// What a host proves before a customer key becomes the default: its copy, unwrapped through
+/// the KMS just now (here: the root itself, as a KMS would give it back), matches the root.
+fn prove(f: &Fixture, holder: HolderId) -> RootProof {
+    let fresh = ScopeKey::new(f.root.id(), f.root_secret());
+    f.org
+        .prove_holder(holder, &[fresh], std::slice::from_ref(&f.root))
+        .unwrap()
+}
+
+impl Fixture {
+    fn root_secret(&self) -> SecretBytes {
+        SecretBytes::from_bytes(&mut self.root.expose_secret().clone())
     }
 }
 
@@ -351,16 +366,20 @@ fn rotation_keeps_old_data_until_retired() {
             );
         }
     }
-    assert!(f.org.job().is_none());
+    // Every step is done; the retirement itself lasts until the version is destroyed.
+    assert_eq!(f.org.job().map(|j| j.progress()), Some((2, 2)));
     // Children still resolve (now through v2).
     assert!(f.org.resolve(KeyId::new(sid(3), 1), &f.root).is_ok());
     assert_eq!(
         f.org.retire(v1.id()).unwrap(),
         vec![
             Effect::DestroyWrappedKey { key: v1.id() },
-            Effect::Audit(AuditEvent::KeyRetired(v1.id()))
+            Effect::EvictKey { key: v1.id() },
+            Effect::Audit(AuditEvent::KeyRetired(v1.id())),
+            Effect::Audit(AuditEvent::JobFinished),
         ]
     );
+    assert!(f.org.job().is_none());
     assert_eq!(
         scope_err(f.org.resolve(v1.id(), &f.root)),
         ScopeError::UnknownVersion(v1.id())
@@ -424,7 +443,7 @@ fn holders_attach_default_disable_and_fall_back() {
     });
     refused(&mut f, ScopeError::JobRunning, |f| f.org.attach_cmk(2));
     refused(&mut f, ScopeError::HolderNotReady(cmk), |f| {
-        f.org.set_default(cmk)
+        f.org.set_default(cmk, None)
     });
     // The KMS answers; the copy is recorded; the holder is ready and the job done.
     let effects = f
@@ -455,20 +474,17 @@ fn holders_attach_default_disable_and_fall_back() {
     refused(&mut f, ScopeError::DisableDefault(HolderId::Managed), |f| {
         f.org.disable(HolderId::Managed, HolderId::Cmk(1))
     });
+    // A customer key becomes the default only with a proof from a fresh unwrap; then BYOK is
+    // exclusive: the managed copy is destroyed in the same change.
+    assert!(f.org.vendor_can_decrypt());
+    let proof = prove(&f, cmk);
     assert_eq!(
-        f.org.set_default(cmk).unwrap(),
-        vec![Effect::Audit(AuditEvent::DefaultHolder {
-            from: HolderId::Managed,
-            to: cmk
-        })]
-    );
-    refused(&mut f, ScopeError::DisableDefault(cmk), |f| {
-        f.org.disable(cmk, HolderId::Managed)
-    });
-    // Disable managed: its copy is destroyed; CMK #1 keeps the root.
-    assert_eq!(
-        f.org.disable(HolderId::Managed, cmk).unwrap(),
+        f.org.set_default(cmk, Some(&proof)).unwrap(),
         vec![
+            Effect::Audit(AuditEvent::DefaultHolder {
+                from: HolderId::Managed,
+                to: cmk
+            }),
             Effect::DestroyRootCopy {
                 holder: HolderId::Managed,
                 version: 1
@@ -476,13 +492,19 @@ fn holders_attach_default_disable_and_fall_back() {
             Effect::Audit(AuditEvent::HolderDisabled(HolderId::Managed)),
         ]
     );
+    assert!(!f.org.vendor_can_decrypt());
+    refused(&mut f, ScopeError::DisableDefault(cmk), |f| {
+        f.org.disable(cmk, HolderId::Managed)
+    });
+    // The managed key is disabled already: disabling it again changes nothing.
+    assert_eq!(f.org.disable(HolderId::Managed, cmk).unwrap(), vec![]);
     refused(&mut f, ScopeError::UnknownHolder(HolderId::Cmk(5)), |f| {
         f.org.disable(HolderId::Cmk(5), cmk)
     });
     // Attach CMK #2: while it is pending it cannot become the default.
     f.org.attach_cmk(2).unwrap();
     refused(&mut f, ScopeError::HolderNotReady(HolderId::Cmk(2)), |f| {
-        f.org.set_default(HolderId::Cmk(2))
+        f.org.set_default(HolderId::Cmk(2), None)
     });
     f.org
         .record_root_copy(HolderId::Cmk(2), 1, b"kms2".to_vec())
@@ -536,7 +558,8 @@ fn re_encryption_target_must_hold_every_root_version() {
     f.org
         .record_root_copy(HolderId::Cmk(1), 1, vec![1])
         .unwrap();
-    f.org.set_default(HolderId::Cmk(1)).unwrap();
+    let proof = prove(&f, HolderId::Cmk(1));
+    f.org.set_default(HolderId::Cmk(1), Some(&proof)).unwrap();
     f.org.attach_cmk(2).unwrap();
     // #2 is still pending: it cannot be the target; nor can the holder itself, nor a stranger.
     refused(&mut f, ScopeError::HolderNotReady(HolderId::Cmk(2)), |f| {
@@ -548,9 +571,8 @@ fn re_encryption_target_must_hold_every_root_version() {
     refused(&mut f, ScopeError::UnknownHolder(HolderId::Cmk(9)), |f| {
         f.org.disable(HolderId::Managed, HolderId::Cmk(9))
     });
-    // The default, which holds everything, is a valid target.
-    assert!(f.org.disable(HolderId::Managed, HolderId::Cmk(1)).is_ok());
-    // Disabling twice changes nothing.
+    // The default, which holds everything, is a valid target (the managed key is disabled
+    // already under BYOK, so nothing changes).
     assert_eq!(
         f.org.disable(HolderId::Managed, HolderId::Cmk(1)).unwrap(),
         vec![]
@@ -706,4 +728,124 @@ fn job_steps_must_belong_to_the_running_job() {
         },
         |f| f.org.rewrap_child(&step, &v2, &v2, &mut f.rng),
     );
+}
+
+#[test]
+fn byok_is_exclusive_and_going_back_needs_the_roots() {
+    let mut f = fixture();
+    let cmk = HolderId::Cmk(1);
+    f.org.attach_cmk(1).unwrap();
+    f.org.record_root_copy(cmk, 1, b"kms".to_vec()).unwrap();
+    // No proof, a proof for another holder, or a KMS that gave back other bytes: refused.
+    refused(
+        &mut f,
+        ScopeError::ProofMismatch {
+            holder: cmk,
+            version: 1,
+        },
+        |f| f.org.set_default(cmk, None),
+    );
+    let wrong = ScopeKey::new(f.root.id(), SecretBytes::from_bytes(&mut [7; 32]));
+    assert_eq!(
+        scope_err(
+            f.org
+                .prove_holder(cmk, &[wrong], std::slice::from_ref(&f.root))
+        ),
+        ScopeError::ProofMismatch {
+            holder: cmk,
+            version: 1
+        }
+    );
+    assert_eq!(
+        scope_err(f.org.prove_holder(cmk, &[], std::slice::from_ref(&f.root))),
+        ScopeError::ProofMismatch {
+            holder: cmk,
+            version: 1
+        }
+    );
+    f.org.attach_cmk(2).unwrap();
+    f.org
+        .record_root_copy(HolderId::Cmk(2), 1, b"kms2".to_vec())
+        .unwrap();
+    let other = prove(&f, HolderId::Cmk(2));
+    refused(
+        &mut f,
+        ScopeError::ProofMismatch {
+            holder: cmk,
+            version: 1,
+        },
+        |f| f.org.set_default(cmk, Some(&other)),
+    );
+    let proof = prove(&f, cmk);
+    f.org.set_default(cmk, Some(&proof)).unwrap();
+    assert!(!f.org.vendor_can_decrypt());
+    // The managed key cannot come back by the side door.
+    refused(&mut f, ScopeError::ManagedUnderByok, |f| {
+        f.org.reenable(HolderId::Managed)
+    });
+    refused(&mut f, ScopeError::HolderNotReady(HolderId::Managed), |f| {
+        f.org.set_default(HolderId::Managed, None)
+    });
+    assert!(f.org.unwrap_root_managed(&f.managed, 1).is_err());
+    // Going back takes the roots (which the host unwraps through the KMS at that moment); a
+    // wrong root is refused before anything is wrapped under the managed key.
+    let bad = ScopeKey::new(f.root.id(), SecretBytes::from_bytes(&mut [7; 32]));
+    let root_id = f.root.id();
+    refused(&mut f, ScopeError::Unwrap(root_id), |f| {
+        f.org
+            .make_managed_default(&f.managed, std::slice::from_ref(&bad), &mut f.rng)
+    });
+    let fresh = ScopeKey::new(f.root.id(), f.root_secret());
+    f.org
+        .make_managed_default(&f.managed, &[fresh], &mut f.rng)
+        .unwrap();
+    assert_eq!(f.org.default_holder(), HolderId::Managed);
+    assert!(f.org.vendor_can_decrypt());
+    assert!(
+        f.org
+            .holders()
+            .any(|h| h.id == cmk && h.status == HolderStatus::Ready),
+        "the customer keys keep their copies"
+    );
+    // With the managed key ready again, customer keys can be made the default once more.
+    let proof = prove(&f, HolderId::Cmk(2));
+    f.org.set_default(HolderId::Cmk(2), Some(&proof)).unwrap();
+    assert!(!f.org.vendor_can_decrypt());
+}
+
+#[test]
+fn revoke_always_wins_over_a_running_job() {
+    let mut f = fixture();
+    let v1 = f.org.resolve(KeyId::new(sid(2), 1), &f.root).unwrap();
+    let (v2, _) = f.org.rotate(sid(2), &f.root, &mut f.rng).unwrap();
+    f.org.plan_retire(v1.id()).unwrap();
+    assert_eq!(f.org.job().map(|j| j.progress()), Some((0, 2)));
+    // The team is paused: the job waits on it, and says so.
+    f.org.pause(sid(2)).unwrap();
+    assert_eq!(f.org.job_waiting_on(), Some(sid(2)));
+    // Revoking a child inside the job's work trims its step, even while paused.
+    let effects = f.org.revoke(sid(3), &sid(3).to_string()).unwrap();
+    assert!(effects.contains(&Effect::Audit(AuditEvent::JobTrimmed { steps: 1 })));
+    assert_eq!(f.org.job().map(|j| j.progress()), Some((0, 1)));
+    f.org.resume(sid(2)).unwrap();
+    assert_eq!(f.org.job_waiting_on(), None);
+    let step = f.org.job().unwrap().steps[0].clone();
+    f.org.rewrap_child(&step, &v1, &v2, &mut f.rng).unwrap();
+    // Revoking the scope being retired cancels the job; a later retirement works.
+    let effects = f.org.revoke(sid(2), &sid(2).to_string()).unwrap();
+    assert!(effects.contains(&Effect::CancelJob(JobKind::RetireVersion(v1.id()))));
+    assert!(effects.contains(&Effect::Audit(AuditEvent::JobCancelled)));
+    assert!(f.org.job().is_none());
+    let (k5, _) = f
+        .org
+        .create_scope(sid(5), sid(1), &f.root, &mut f.rng)
+        .unwrap();
+    f.org.rotate(sid(5), &f.root, &mut f.rng).unwrap();
+    f.org.plan_retire(k5.id()).unwrap();
+    f.org.retire(k5.id()).unwrap();
+    // Revoking the org scope cancels whatever runs, a pending CMK wrap included.
+    f.org.attach_cmk(1).unwrap();
+    let effects = f.org.revoke(sid(1), &sid(1).to_string()).unwrap();
+    assert!(effects.contains(&Effect::CancelJob(JobKind::WrapHolder(HolderId::Cmk(1)))));
+    assert!(f.org.job().is_none());
 }

@@ -1,8 +1,8 @@
 //! The org never loses its last copy of the root key: over random sequences of holder
 //! operations (attach, KMS answers, set default, disable with a target, re-enable, disable all,
 //! root rotation), after every step the default holder is ready and holds every live root
-//! version, a disabled holder holds nothing, and the root opens from the managed copy whenever
-//! the managed key is ready.
+//! version, a disabled holder holds nothing, the managed key holds nothing while a customer key
+//! is the default, and the root opens from the managed copy whenever the managed key is ready.
 
 use byok_core::dev::TestRng;
 use byok_core::scope::{HolderId, HolderStatus, JobStep, Org, StoredScope, managed_key};
@@ -18,6 +18,7 @@ enum Op {
     Disable(u8, u8),
     Reenable(u8),
     DisableAll,
+    MakeManagedDefault,
     RotateRoot,
 }
 
@@ -37,8 +38,16 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (any::<u8>(), any::<u8>()).prop_map(|(a, b)| Op::Disable(a, b)),
         1 => any::<u8>().prop_map(Op::Reenable),
         1 => Just(Op::DisableAll),
+        1 => Just(Op::MakeManagedDefault),
         1 => Just(Op::RotateRoot),
     ]
+}
+
+fn dup(k: &ScopeKey) -> ScopeKey {
+    ScopeKey::new(
+        k.id(),
+        SecretBytes::from_bytes(&mut k.expose_secret().clone()),
+    )
 }
 
 proptest! {
@@ -73,10 +82,19 @@ proptest! {
                         _ => Ok(()),
                     }
                 }
-                Op::SetDefault(n) => org.set_default(holder(n)).map(drop),
+                Op::SetDefault(n) => {
+                    // The host unwraps the holder's copies through its KMS just now; here the
+                    // KMS gives back the roots themselves.
+                    let fresh: Vec<ScopeKey> = roots.iter().map(dup).collect();
+                    let proof = org.prove_holder(holder(n), &fresh, &roots).ok();
+                    org.set_default(holder(n), proof.as_ref()).map(drop)
+                }
                 Op::Disable(a, b) => org.disable(holder(a), holder(b)).map(drop),
                 Op::Reenable(n) => org.reenable(holder(n)).map(drop),
                 Op::DisableAll => org.disable_all(&managed, &roots, &mut rng).map(drop),
+                Op::MakeManagedDefault => {
+                    org.make_managed_default(&managed, &roots, &mut rng).map(drop)
+                }
                 Op::RotateRoot => {
                     let next = org.current_key_id(org_id).unwrap().version + 1;
                     let key = ScopeKey::random(KeyId::new(org_id, next), &mut rng);
@@ -107,6 +125,10 @@ proptest! {
             let default = org.holders().find(|h| h.id == org.default_holder()).unwrap();
             prop_assert_eq!(default.status, HolderStatus::Ready);
             prop_assert!(default.holds_all(live.iter()), "default lacks a live root version");
+            // BYOK is exclusive: with a customer key as the default, the vendor holds nothing.
+            if org.default_holder() != HolderId::Managed {
+                prop_assert!(!org.vendor_can_decrypt(), "managed copy under BYOK");
+            }
             for h in org.holders() {
                 if h.status == HolderStatus::Disabled {
                     prop_assert!(h.copies.is_empty(), "{} disabled but holds copies", h.id);

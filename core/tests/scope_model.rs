@@ -4,7 +4,9 @@
 //!
 //! The properties this checks, for any sequence: nothing under a revoked scope decrypts again;
 //! nothing under a paused ancestor works until that ancestor resumes; rotation never breaks old
-//! data before its version is retired; a refused operation changes nothing.
+//! data before its version is retired; a refused operation changes nothing; revoke is accepted
+//! in every reachable state, retirement jobs at any stage included (the job is trimmed or
+//! cancelled), and a job waits on a paused scope instead of working on its keys.
 
 use byok_core::dev::TestRng;
 use byok_core::scope::{Effective, JobStep, Org, ScopeState, StoredScope};
@@ -47,6 +49,10 @@ impl Model {
     }
 }
 
+fn index(s: ScopeId) -> usize {
+    (u64::from_be_bytes(s.as_bytes()[..8].try_into().unwrap()) - 1) as usize
+}
+
 fn id(i: usize) -> ScopeId {
     let mut b = [0u8; 16];
     b[..8].copy_from_slice(&(i as u64 + 1).to_be_bytes());
@@ -60,8 +66,12 @@ enum Op {
     Resume(usize),
     Revoke(usize),
     Rotate(usize),
-    /// Retire the oldest non-current version (running the rewrap job first).
-    RetireOldest(usize),
+    /// Start retiring the oldest non-current version (plans the rewrap job).
+    StartRetire(usize),
+    /// Run the job's next step, unless it waits on a paused scope.
+    StepJob,
+    /// Retire the version once every step of its job is done.
+    FinishRetire,
     /// Rotate the org root key (wrapped by the managed default first).
     RotateRoot,
 }
@@ -73,7 +83,9 @@ fn op() -> impl Strategy<Value = Op> {
         2 => any::<usize>().prop_map(Op::Resume),
         1 => any::<usize>().prop_map(Op::Revoke),
         2 => any::<usize>().prop_map(Op::Rotate),
-        1 => any::<usize>().prop_map(Op::RetireOldest),
+        1 => any::<usize>().prop_map(Op::StartRetire),
+        2 => Just(Op::StepJob),
+        1 => Just(Op::FinishRetire),
         1 => Just(Op::RotateRoot),
     ]
 }
@@ -145,6 +157,8 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
         state: vec![ScopeState::Active],
         live: vec![vec![1]],
     };
+    // The retirement under way, as the model sees it: (scope, version).
+    let mut retiring: Option<(usize, u32)> = None;
 
     for op in ops {
         let op_seen = op.clone();
@@ -199,10 +213,17 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 prop_assert!(real.org.revoke(id(i), "yes").is_err());
                 prop_assert_eq!(&real.org, &before);
                 let r = real.org.revoke(id(i), &id(i).to_string());
+                // Whatever runs: only a scope revoked already refuses.
                 let expect = !model.revoked(i);
-                prop_assert_eq!(r.is_ok(), expect);
+                prop_assert_eq!(r.is_ok(), expect, "revoke {} ({:?})", i, r.as_ref().err());
                 if expect {
                     model.state[i] = ScopeState::Revoked;
+                    if let Some((j, _)) = retiring
+                        && model.revoked(j)
+                    {
+                        retiring = None;
+                        prop_assert!(real.org.job().is_none(), "job on a revoked scope cancelled");
+                    }
                 }
                 expect
             }
@@ -228,7 +249,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     .wrap_root_managed(&real.managed, &key, &mut real.rng)
                     .unwrap();
                 let r = real.org.rotate_root(&key, copy);
-                let expect = model.usable(0);
+                let expect = model.usable(0) && retiring.is_none();
                 prop_assert_eq!(r.is_ok(), expect, "rotate_root ({:?})", r.as_ref().err());
                 if expect {
                     // The managed default can give it back at once.
@@ -240,13 +261,13 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 }
                 expect
             }
-            Op::RetireOldest(i) => {
+            Op::StartRetire(i) => {
                 let i = i % n;
                 if model.live[i].len() < 2 {
                     continue;
                 }
                 let old = KeyId::new(id(i), model.live[i][0]);
-                let expect = model.usable(i);
+                let expect = model.usable(i) && retiring.is_none();
                 let r = real.org.plan_retire(old);
                 prop_assert_eq!(
                     r.is_ok(),
@@ -256,20 +277,48 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     r.as_ref().err()
                 );
                 if r.is_ok() {
-                    // Run the job: each step rewraps one child key under the newest version.
-                    let steps: Vec<JobStep> =
-                        real.org.job().map(|j| j.steps.clone()).unwrap_or_default();
-                    for step in &steps {
-                        if let JobStep::Rewrap { from, to, .. } = step {
-                            let (fk, tk) = (real.key(*from).unwrap(), real.key(*to).unwrap());
-                            real.org
-                                .rewrap_child(step, &fk, &tk, &mut real.rng)
-                                .unwrap();
-                        }
-                    }
-                    prop_assert!(real.org.job().is_none(), "job finished");
-                    real.org.retire(old).unwrap();
+                    retiring = Some((i, old.version));
+                }
+                expect
+            }
+            Op::StepJob => {
+                let step = real
+                    .org
+                    .job()
+                    .and_then(|j| j.next_batch(1).first().cloned());
+                let Some(step) = step else { continue };
+                if let Some(by) = real.org.job_waiting_on() {
+                    // It waits exactly while a scope on its path is paused.
+                    let JobStep::Rewrap { key, .. } = &step else {
+                        continue;
+                    };
+                    let i = index(key.scope);
+                    prop_assert_eq!(model.effective(i), Effective::Paused { by });
+                    continue;
+                }
+                let JobStep::Rewrap { key, from, to } = step.clone() else {
+                    continue;
+                };
+                prop_assert!(
+                    model.usable(index(key.scope)),
+                    "a step on a paused scope ran"
+                );
+                let (fk, tk) = (real.key(from).unwrap(), real.key(to).unwrap());
+                real.org
+                    .rewrap_child(&step, &fk, &tk, &mut real.rng)
+                    .unwrap();
+                true
+            }
+            Op::FinishRetire => {
+                let Some((i, v)) = retiring else { continue };
+                let done = real.org.job().is_some_and(|j| j.next_batch(1).is_empty());
+                let expect = done && model.usable(i);
+                let r = real.org.retire(KeyId::new(id(i), v));
+                prop_assert_eq!(r.is_ok(), expect, "retire ({:?})", r.as_ref().err());
+                if expect {
                     model.live[i].remove(0);
+                    retiring = None;
+                    prop_assert!(real.org.job().is_none());
                 }
                 expect
             }
@@ -298,7 +347,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
         }
         // ...and on exactly what decrypts.
         for (k, ct) in &real.sealed {
-            let i = (u64::from_be_bytes(k.scope.as_bytes()[..8].try_into().unwrap()) - 1) as usize;
+            let i = index(k.scope);
             let should = model.usable(i) && model.live[i].contains(&k.version);
             let got = real.opens(*k, ct);
             prop_assert_eq!(

@@ -31,9 +31,25 @@ fn from_bytes(bytes: &[u8]) -> Option<ScopeKey> {
     Some(managed_key(SecretBytes::from_bytes(&mut key), 1))
 }
 
+/// The managed key's check value: SHA-256 over a label and the key (the key is 256 random
+/// bits, so this reveals nothing of it). The database keeps it, so that a start with a missing
+/// or different `managed.key` is refused instead of silently making orgs unreadable.
+pub fn check_value(key: &ScopeKey) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(b"byok managed key check v1\0");
+    h.update(key.expose_secret());
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// Loads the managed key: from `env_value` (base64) if given, else from `dir/managed.key`,
-/// creating it on first start.
-pub fn load_or_create(dir: &Path, env_value: Option<&str>) -> Result<(ScopeKey, Origin), String> {
+/// creating it on first start only: `may_create` is false once the database holds orgs, and
+/// then a missing file is an error with the fix.
+pub fn load_or_create(
+    dir: &Path,
+    env_value: Option<&str>,
+    may_create: bool,
+) -> Result<(ScopeKey, Origin), String> {
     if let Some(text) = env_value {
         let bytes = Zeroizing::new(
             Base64::decode_vec(text.trim())
@@ -58,6 +74,10 @@ pub fn load_or_create(dir: &Path, env_value: Option<&str>) -> Result<(ScopeKey, 
             })?;
             Ok((key, Origin::File))
         }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !may_create => Err(format!(
+            "{} is missing, but the database already holds data wrapped by a managed key: restore the file from your backup (or set BYOK_MANAGED_KEY); byok does not make a new one, which would leave every managed organization unreadable",
+            path.display()
+        )),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let mut bytes = Zeroizing::new([0u8; 32]);
             rand_core::Rng::fill_bytes(&mut rand::rng(), &mut bytes[..]);
@@ -130,7 +150,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("byok-managed-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let (a, origin) = load_or_create(&dir, None).unwrap();
+        let (a, origin) = load_or_create(&dir, None, true).unwrap();
         assert_eq!(origin, Origin::Generated);
         #[cfg(unix)]
         {
@@ -141,7 +161,7 @@ mod tests {
                 .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
-        let (b, origin) = load_or_create(&dir, None).unwrap();
+        let (b, origin) = load_or_create(&dir, None, true).unwrap();
         assert_eq!(origin, Origin::File);
         assert_eq!(a.expose_secret(), b.expose_secret());
         #[cfg(unix)]
@@ -149,7 +169,7 @@ mod tests {
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(dir.join(FILE), std::fs::Permissions::from_mode(0o644))
                 .unwrap();
-            let err = load_or_create(&dir, None).unwrap_err();
+            let err = load_or_create(&dir, None, true).unwrap_err();
             assert!(err.contains("chmod 600"), "{err}");
         }
         std::fs::write(dir.join(FILE), b"short").unwrap();
@@ -159,11 +179,21 @@ mod tests {
             std::fs::set_permissions(dir.join(FILE), std::fs::Permissions::from_mode(0o600))
                 .unwrap();
         }
-        assert!(load_or_create(&dir, None).unwrap_err().contains("32 bytes"));
+        assert!(
+            load_or_create(&dir, None, true)
+                .unwrap_err()
+                .contains("32 bytes")
+        );
         let env = Base64::encode_string(&[7u8; 32]);
-        let (c, origin) = load_or_create(&dir, Some(&env)).unwrap();
+        let (c, origin) = load_or_create(&dir, Some(&env), true).unwrap();
         assert_eq!((origin, c.expose_secret()), (Origin::Env, &[7u8; 32]));
-        assert!(load_or_create(&dir, Some("AAAA")).is_err());
+        assert!(load_or_create(&dir, Some("AAAA"), true).is_err());
+        std::fs::remove_file(dir.join(FILE)).unwrap();
+        let err = load_or_create(&dir, None, false).unwrap_err();
+        assert!(err.contains("restore the file"), "{err}");
+        assert!(!dir.join(FILE).exists(), "no new key was made");
+        assert_ne!(check_value(&a), check_value(&c));
+        assert_eq!(check_value(&a), check_value(&b));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

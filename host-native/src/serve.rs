@@ -42,11 +42,33 @@ fn create_private_dir(path: &std::path::Path) -> std::io::Result<()> {
 pub async fn run(config: Config) -> Result<(), String> {
     create_private_dir(&config.data_dir)
         .map_err(|e| format!("cannot create {}: {e}", config.data_dir.display()))?;
-    let env_key = std::env::var("BYOK_MANAGED_KEY").ok();
-    let (managed, origin) = managed::load_or_create(&config.data_dir, env_key.as_deref())?;
     let store = Store::open_dir(&config.data_dir)
         .await
         .map_err(|e| e.to_string())?;
+    // The managed key must be the one the database was made with: a missing file is never
+    // replaced once orgs exist, and a different key is refused (its check value is stored).
+    let stored_check = store
+        .meta("managed_key_check")
+        .await
+        .map_err(|e| e.to_string())?;
+    let may_create =
+        stored_check.is_none() && !store.has_orgs().await.map_err(|e| e.to_string())?;
+    let env_key = std::env::var("BYOK_MANAGED_KEY").ok();
+    let (managed, origin) =
+        managed::load_or_create(&config.data_dir, env_key.as_deref(), may_create)?;
+    let check = managed::check_value(&managed);
+    match stored_check {
+        Some(c) if c != check => {
+            return Err(format!(
+                "the managed key ({origin:?}) is not the one this database was made with (check value {c}); restore the right managed.key or BYOK_MANAGED_KEY"
+            ));
+        }
+        Some(_) => {}
+        None => store
+            .set_meta("managed_key_check", &check)
+            .await
+            .map_err(|e| e.to_string())?,
+    }
     let vendor = match (
         std::env::var("BYOK_AWS_ACCESS_KEY_ID"),
         std::env::var("BYOK_AWS_SECRET_ACCESS_KEY"),
@@ -109,15 +131,39 @@ pub async fn run(config: Config) -> Result<(), String> {
                 tracing::warn!(error = ?e, "resuming jobs failed");
             }
             let mut tick = tokio::time::interval(interval);
+            let mut kicks = service.take_kicks();
             // The first tick fires at once: its retries are no-ops after the resume above.
             loop {
-                tick.tick().await;
-                if let Err(e) = service.check_health().await {
-                    tracing::warn!(error = ?e, "key health check failed");
+                let kicked = async {
+                    match kicks.as_mut() {
+                        Some(k) => k.recv().await,
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    _ = tick.tick() => {
+                        if let Err(e) = service.check_health().await {
+                            tracing::warn!(error = ?e, "key health check failed");
+                        }
+                        // A job stopped by a KMS failure is retried here, not only on the next
+                        // start.
+                        let _ = service.resume_retirements().await;
+                        let _ = service.resume_jobs().await;
+                    }
+                    Some(org) = kicked => {
+                        // A scope a job waited on was resumed (or a revoke trimmed the job):
+                        // run it now, not at the next tick.
+                        let service = service.clone();
+                        tokio::spawn(async move {
+                            if let Err(e) = service.run_retire(org).await {
+                                tracing::warn!(org = %org, error = ?e, "retirement stopped");
+                            }
+                            if let Err(e) = service.run_job(org).await {
+                                tracing::warn!(org = %org, error = ?e, "job stopped");
+                            }
+                        });
+                    }
                 }
-                // A job stopped by a KMS failure is retried here, not only on the next start.
-                let _ = service.resume_retirements().await;
-                let _ = service.resume_jobs().await;
             }
         });
     }

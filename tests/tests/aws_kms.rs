@@ -104,6 +104,7 @@ async fn aws_kms_against_moto_with_signatures_and_iam_checked() {
     let ctx = CallContext {
         org: "0a".repeat(16),
         scope: "0b".repeat(16),
+        version: None,
     };
     let root = SecretBytes::from_bytes(&mut [0x5au8; 32]);
     let byok = env.moto.byok.clone();

@@ -30,6 +30,7 @@ async fn transient_faults_are_retried_permanent_ones_are_not() {
     let ctx = CallContext {
         org: "aa".repeat(16),
         scope: "bb".repeat(16),
+        version: None,
     };
     let root = SecretBytes::from_bytes(&mut [3u8; 32]);
     let good = AwsCredentials::new(
@@ -160,6 +161,7 @@ async fn disabled_and_pending_deletion_keys_are_refused() {
     let ctx = CallContext {
         org: "aa".repeat(16),
         scope: "bb".repeat(16),
+        version: None,
     };
     let root = SecretBytes::from_bytes(&mut [4u8; 32]);
     let policy = RetryPolicy::default();

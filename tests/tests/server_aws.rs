@@ -13,7 +13,8 @@ use byok_tests::server::{error_code as code, field as s};
 use serde_json::{Value, json};
 
 fn key<'a>(keys: &'a Value, id: &str) -> &'a Value {
-    keys.as_array()
+    keys["keys"]
+        .as_array()
         .unwrap()
         .iter()
         .find(|k| k["id"] == id)
@@ -166,7 +167,7 @@ async fn customer_keys_end_to_end() {
     assert!(v.pointer("/error/details/2/fix").is_some(), "{v}");
     let (_, keys) = api.get(&keys_path, &admin).await;
     assert_eq!(
-        keys.as_array().unwrap().len(),
+        keys["keys"].as_array().unwrap().len(),
         1,
         "nothing attached: {keys}"
     );

@@ -6,7 +6,7 @@ use alloc::vec::Vec;
 
 use crate::key_id::{KeyId, ScopeId};
 use crate::scope::holder::HolderId;
-use crate::scope::job::RewrapJob;
+use crate::scope::job::{JobKind, RewrapJob};
 
 /// One thing the host must do.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -55,8 +55,16 @@ pub enum Effect {
         /// The top of the subtree.
         scope: ScopeId,
     },
+    /// Drop every cached unwrapped copy of key version `key` (it was retired), on every replica.
+    EvictKey {
+        /// The key version.
+        key: KeyId,
+    },
     /// Persist a new re-encryption job.
     StartJob(RewrapJob),
+    /// The running job was cancelled (a revoke removed what it worked on): drop it, and any part
+    /// of it the host keeps (for a retirement, the host's own progress row).
+    CancelJob(JobKind),
     /// Append to the org's audit log.
     Audit(AuditEvent),
 }
@@ -109,4 +117,11 @@ pub enum AuditEvent {
     HolderEnabled(HolderId),
     /// A re-encryption job finished.
     JobFinished,
+    /// A re-encryption job was cancelled: a revoke destroyed what it worked on.
+    JobCancelled,
+    /// A revoke removed `steps` steps inside the revoked subtree from the running job.
+    JobTrimmed {
+        /// Steps removed.
+        steps: usize,
+    },
 }

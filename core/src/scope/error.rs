@@ -71,6 +71,18 @@ pub enum ScopeError {
     DisableDefault(HolderId),
     /// A re-encryption job is running for this organization; one at a time.
     JobRunning,
+    /// The holder's copy of root version `version`, unwrapped just now through its KMS, is not
+    /// the org's root key (or was not unwrapped): it cannot become the default.
+    ProofMismatch {
+        /// The holder.
+        holder: HolderId,
+        /// The root version that did not match.
+        version: u32,
+    },
+    /// A customer key is the default (BYOK): the managed key may not hold a copy of the root.
+    /// Going back to the managed key is `disable_all` or making it the default, both of which
+    /// unwrap the root through the customer's KMS at that moment.
+    ManagedUnderByok,
     /// No re-encryption job is running, or the step does not belong to it.
     NoSuchJob,
     /// A stored wrapped key did not open under the key that should wrap it: storage was
@@ -134,6 +146,13 @@ impl fmt::Display for ScopeError {
                 "a re-encryption job is running for this organization; wait for it to finish",
             ),
             Self::NoSuchJob => f.write_str("no such re-encryption job or step"),
+            Self::ProofMismatch { holder, version } => write!(
+                f,
+                "{holder} did not give back root version {version} when unwrapped just now; it cannot become the default"
+            ),
+            Self::ManagedUnderByok => f.write_str(
+                "a customer key is the default, so the managed key holds no copy of the root; to go back to the managed key, make it the default or disable all customer keys (both unwrap through your KMS now)",
+            ),
             Self::Unwrap(k) => write!(
                 f,
                 "stored wrapped key {k} does not open under its parent key: storage was modified or damaged"

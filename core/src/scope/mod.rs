@@ -26,6 +26,11 @@
 //! - The default holder cannot be disabled, and always holds every live root version; a holder
 //!   is disabled only with a ready re-encryption target; at most one re-encryption job runs per
 //!   org. So an org never loses its last copy of the root key.
+//! - BYOK is exclusive: once a customer key is the default (its copies proven by a fresh unwrap
+//!   through its KMS, see [`RootProof`]), the managed key's copies are destroyed, so the vendor
+//!   holds nothing that opens the org without the customer's KMS ([`Org::vendor_can_decrypt`]).
+//! - Withdrawal always wins: revoke is never refused (given its confirmation), whatever job
+//!   runs; the job loses its steps inside the revoked subtree, or is cancelled.
 //! - Scopes never move (see [`Org::move_scope`]).
 
 mod effect;
@@ -33,6 +38,7 @@ mod error;
 mod holder;
 mod job;
 mod org;
+mod proof;
 mod restore;
 mod state;
 
@@ -44,5 +50,6 @@ pub use org::{
     MANAGED_SCOPE, MAX_DEPTH, Org, Scope, WrappedScopeKey, managed_key, managed_root_context,
     scope_key_context,
 };
+pub use proof::RootProof;
 pub use restore::StoredScope;
 pub use state::{Effective, ScopeState};

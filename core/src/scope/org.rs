@@ -17,6 +17,7 @@ use crate::scope::effect::{AuditEvent, Effect};
 use crate::scope::error::ScopeError;
 use crate::scope::holder::{Holder, HolderId, HolderStatus};
 use crate::scope::job::{JobKind, JobStep, RewrapJob};
+use crate::scope::proof::{self, RootProof};
 use crate::scope::state::{Effective, ScopeState};
 use crate::secret::SecretBytes;
 
@@ -397,11 +398,11 @@ impl Org {
         if confirmation.trim() != hex(id) {
             return Err(scope_err(ScopeError::ConfirmationMismatch { scope: id }));
         }
-        if self.job.is_some() {
-            return Err(scope_err(ScopeError::JobRunning));
-        }
+        // Never refused for a job: revoke is the incident tool. The job loses what the revoke
+        // destroys (see `trim_job`), before the keys go.
         let subtree = self.subtree(id);
         let mut effects = vec![Effect::EvictSubtree { scope: id }];
+        effects.extend(self.trim_job(id, &subtree));
         let mut destroyed = 0;
         for s in &subtree {
             if let Some(scope) = self.scopes.get_mut(s) {
@@ -432,6 +433,66 @@ impl Org {
             keys_destroyed: destroyed,
         }));
         Ok(effects)
+    }
+
+    /// Removes from the running job every step inside the revoked subtree `subtree` (topped by
+    /// `top`), and cancels the job if what it exists for is gone: a retirement of a version in
+    /// the subtree, or anything at all when the org scope itself is revoked.
+    fn trim_job(&mut self, top: ScopeId, subtree: &[ScopeId]) -> Vec<Effect> {
+        let Some(mut job) = self.job.take() else {
+            return Vec::new();
+        };
+        let inside = |s: &ScopeId| subtree.contains(s);
+        let cancel =
+            top == self.root || matches!(job.kind, JobKind::RetireVersion(k) if inside(&k.scope));
+        if cancel {
+            return vec![
+                Effect::CancelJob(job.kind),
+                Effect::Audit(AuditEvent::JobCancelled),
+            ];
+        }
+        let hit = |step: &JobStep| match step {
+            JobStep::Rewrap { key, from, .. } => inside(&key.scope) || inside(&from.scope),
+            JobStep::WrapRoot { .. } => false,
+        };
+        let done_kept = job.steps.iter().take(job.done).filter(|s| !hit(s)).count();
+        let before = job.steps.len();
+        job.steps.retain(|s| !hit(s));
+        job.done = done_kept;
+        let trimmed = before - job.steps.len();
+        self.job = Some(job);
+        self.advance_job();
+        if trimmed == 0 {
+            return Vec::new();
+        }
+        vec![Effect::Audit(AuditEvent::JobTrimmed { steps: trimmed })]
+    }
+
+    /// The scope whose pause holds up the running job's next step, if any: a job never works on
+    /// the keys of a paused scope; it waits, and continues once the scope is resumed.
+    pub fn job_waiting_on(&self) -> Option<ScopeId> {
+        let job = self.job.as_ref()?;
+        let scope = match job.steps.get(job.done) {
+            Some(JobStep::Rewrap { key, .. }) => key.scope,
+            Some(JobStep::WrapRoot { .. }) => self.root,
+            None => match job.kind {
+                JobKind::RetireVersion(k) => k.scope,
+                _ => return None,
+            },
+        };
+        match self.effective(scope) {
+            Ok(Effective::Paused { by }) => Some(by),
+            _ => None,
+        }
+    }
+
+    /// Whether the vendor can open this org's root without the customer's KMS: true while the
+    /// managed key holds a copy (managed mode, or a customer key attached but not yet the
+    /// default); false under BYOK, once the managed copies are destroyed.
+    pub fn vendor_can_decrypt(&self) -> bool {
+        self.holders
+            .get(&HolderId::Managed)
+            .is_some_and(|h| !h.copies.is_empty())
     }
 
     /// `id` and all its descendants, depth first.
@@ -575,6 +636,23 @@ impl Org {
         )
     }
 
+    /// Checks a root key the host unwrapped against the tree: if a child key is wrapped under
+    /// it, it must open. So a wrong root is refused before anything is wrapped under it.
+    fn check_root(&self, root: &ScopeKey) -> Result<()> {
+        if let Some(child) = self.wrapped_under(root.id()).first() {
+            let wrapped = self
+                .scopes
+                .get(&child.scope)
+                .and_then(|s| s.versions.get(&child.version))
+                .and_then(Option::as_ref)
+                .ok_or(Error::Internal("scope: child listed without its key"))?;
+            let ctx = scope_key_context(self.root, *child, self.root);
+            Envelope::<DefaultBackend>::unwrap_secret(root, &ctx, &wrapped.wrapped)
+                .map_err(|_| scope_err(ScopeError::Unwrap(root.id())))?;
+        }
+        Ok(())
+    }
+
     /// Child key versions wrapped under `key`.
     fn wrapped_under(&self, key: KeyId) -> Vec<KeyId> {
         let Some(scope) = self.scopes.get(&key.scope) else {
@@ -611,7 +689,7 @@ impl Org {
             })
             .collect();
         self.job = Some(RewrapJob::new(JobKind::RetireVersion(key), steps));
-        // Steps already satisfied (or none at all) finish at once.
+        // Steps already satisfied are skipped; the job itself lasts until `retire`.
         self.advance_job();
         Ok(self
             .job
@@ -686,6 +764,13 @@ impl Org {
     /// still wrapped under it (run [`Self::plan_retire`]'s job first).
     pub fn retire(&mut self, key: KeyId) -> Result<Vec<Effect>> {
         self.check_retirable_version(key)?;
+        if self
+            .job
+            .as_ref()
+            .is_some_and(|j| j.kind != JobKind::RetireVersion(key))
+        {
+            return Err(scope_err(ScopeError::JobRunning));
+        }
         let children = self.wrapped_under(key).len();
         if children > 0 {
             return Err(scope_err(ScopeError::VersionInUse { key, children }));
@@ -704,7 +789,17 @@ impl Org {
         if let Some(s) = self.scopes.get_mut(&key.scope) {
             s.versions.remove(&key.version);
         }
+        effects.push(Effect::EvictKey { key });
         effects.push(Effect::Audit(AuditEvent::KeyRetired(key)));
+        // The retirement job, if it was this one, ends with the version.
+        if self
+            .job
+            .as_ref()
+            .is_some_and(|j| j.kind == JobKind::RetireVersion(key))
+        {
+            self.job = None;
+            effects.push(Effect::Audit(AuditEvent::JobFinished));
+        }
         Ok(effects)
     }
 
@@ -882,7 +977,11 @@ impl Org {
             }
             job.done += 1;
         }
-        if !job.is_finished() {
+        // A retirement lasts until the version is destroyed ([`Self::retire`] ends it), so that
+        // no other job starts in between and a revoke can cancel it.
+        let retiring = matches!(job.kind, JobKind::RetireVersion(k)
+            if self.scopes.get(&k.scope).is_some_and(|s| s.versions.contains_key(&k.version)));
+        if !job.is_finished() || retiring {
             self.job = Some(job);
         }
     }
@@ -902,8 +1001,15 @@ impl Org {
         }
     }
 
-    /// Makes `holder` the default. It must hold every live root version.
-    pub fn set_default(&mut self, holder: HolderId) -> Result<Vec<Effect>> {
+    /// Checks that `fresh` (root versions the host unwrapped from `holder`'s copies just now,
+    /// through its KMS) are the org's root keys, `reference` (what it unwrapped from the current
+    /// default). The result lets [`Self::set_default`] make `holder` the default.
+    pub fn prove_holder(
+        &self,
+        holder: HolderId,
+        fresh: &[ScopeKey],
+        reference: &[ScopeKey],
+    ) -> Result<RootProof> {
         let h = self
             .holders
             .get(&holder)
@@ -911,14 +1017,77 @@ impl Org {
         if h.status != HolderStatus::Ready {
             return Err(scope_err(ScopeError::HolderNotReady(holder)));
         }
-        let from = core::mem::replace(&mut self.default, holder);
-        if from == holder {
+        proof::compare(
+            self.root,
+            holder,
+            &self.live_root_versions(),
+            fresh,
+            reference,
+        )
+        .map_err(scope_err)
+    }
+
+    /// Makes `holder` the default. It must hold every live root version.
+    ///
+    /// A customer key needs `proof` ([`Self::prove_holder`]): then BYOK is exclusive, and the
+    /// managed key's copies are destroyed in the same change, so the vendor holds nothing that
+    /// opens the org without the customer's KMS. The managed key becomes the default again only
+    /// while it still holds every copy (a customer key attached but never made the default);
+    /// otherwise see [`Self::make_managed_default`].
+    pub fn set_default(
+        &mut self,
+        holder: HolderId,
+        proof: Option<&RootProof>,
+    ) -> Result<Vec<Effect>> {
+        let h = self
+            .holders
+            .get(&holder)
+            .ok_or(scope_err(ScopeError::UnknownHolder(holder)))?;
+        if h.status != HolderStatus::Ready {
+            return Err(scope_err(ScopeError::HolderNotReady(holder)));
+        }
+        if holder == self.default {
             return Ok(Vec::new());
         }
-        Ok(vec![Effect::Audit(AuditEvent::DefaultHolder {
+        let live = self.live_root_versions();
+        if let HolderId::Cmk(_) = holder {
+            let proven = proof.is_some_and(|p| p.holder == holder && p.covers(live.iter()));
+            if !proven {
+                let version = live.first().copied().unwrap_or(1);
+                return Err(scope_err(ScopeError::ProofMismatch { holder, version }));
+            }
+        }
+        let from = core::mem::replace(&mut self.default, holder);
+        let mut effects = vec![Effect::Audit(AuditEvent::DefaultHolder {
             from,
             to: holder,
-        })])
+        })];
+        if holder != HolderId::Managed {
+            effects.extend(self.destroy_managed_copies());
+        }
+        Ok(effects)
+    }
+
+    /// Under BYOK: the managed key's copies are destroyed and it is disabled (a pending managed
+    /// wrap has nothing left to do).
+    fn destroy_managed_copies(&mut self) -> Vec<Effect> {
+        let Some(m) = self.holders.get_mut(&HolderId::Managed) else {
+            return Vec::new();
+        };
+        if m.status == HolderStatus::Disabled {
+            return Vec::new();
+        }
+        m.status = HolderStatus::Disabled;
+        let mut effects: Vec<Effect> = core::mem::take(&mut m.copies)
+            .into_keys()
+            .map(|version| Effect::DestroyRootCopy {
+                holder: HolderId::Managed,
+                version,
+            })
+            .collect();
+        effects.push(Effect::Audit(AuditEvent::HolderDisabled(HolderId::Managed)));
+        self.advance_job();
+        effects
     }
 
     /// Disables `holder` and destroys its copies, with `target` as the re-encryption target:
@@ -966,6 +1135,9 @@ impl Org {
 
     /// Re-enables a disabled holder: it is pending again until it has wrapped every root version.
     pub fn reenable(&mut self, holder: HolderId) -> Result<Vec<Effect>> {
+        if holder == HolderId::Managed && self.default != HolderId::Managed {
+            return Err(scope_err(ScopeError::ManagedUnderByok));
+        }
         if self.job.is_some() {
             return Err(scope_err(ScopeError::JobRunning));
         }
@@ -982,10 +1154,45 @@ impl Org {
         Ok(effects)
     }
 
-    /// Falls back to the managed key: wraps every live root version under `managed` (local, no
-    /// KMS), makes it the default, and disables every CMK. `roots` are the unwrapped live root
-    /// versions (the host opens them with any holder that still has them).
+    /// Falls back to the managed key: [`Self::make_managed_default`], then disables every CMK.
     pub fn disable_all(
+        &mut self,
+        managed: &ScopeKey,
+        roots: &[ScopeKey],
+        rng: &mut impl CryptoRng,
+    ) -> Result<Vec<Effect>> {
+        let mut effects = self.make_managed_default(managed, roots, rng)?;
+        let cmks: BTreeSet<HolderId> = self
+            .holders
+            .keys()
+            .filter(|h| **h != HolderId::Managed)
+            .copied()
+            .collect();
+        for id in cmks {
+            if let Some(h) = self.holders.get_mut(&id) {
+                if h.status == HolderStatus::Disabled {
+                    continue;
+                }
+                h.status = HolderStatus::Disabled;
+                for version in core::mem::take(&mut h.copies).into_keys() {
+                    effects.push(Effect::DestroyRootCopy {
+                        holder: id,
+                        version,
+                    });
+                }
+                effects.push(Effect::Audit(AuditEvent::HolderDisabled(id)));
+            }
+        }
+        self.advance_job();
+        Ok(effects)
+    }
+
+    /// Makes the managed key the default again: wraps every live root version under `managed`
+    /// (local, no KMS) and makes it the default; customer keys keep their copies. `roots` are
+    /// the live root versions, which the host must have unwrapped through the current default
+    /// customer key at this moment, never from a cache: with the grant removed or the key
+    /// disabled that unwrap fails, and nothing changes.
+    pub fn make_managed_default(
         &mut self,
         managed: &ScopeKey,
         roots: &[ScopeKey],
@@ -995,6 +1202,9 @@ impl Org {
             return Err(scope_err(ScopeError::JobRunning));
         }
         let live = self.live_root_versions();
+        for r in roots {
+            self.check_root(r)?;
+        }
         // Wrap everything first; change nothing until all wraps succeeded.
         let mut copies = BTreeMap::new();
         for v in &live {
@@ -1033,27 +1243,6 @@ impl Org {
                 from,
                 to: HolderId::Managed,
             }));
-        }
-        let cmks: BTreeSet<HolderId> = self
-            .holders
-            .keys()
-            .filter(|h| **h != HolderId::Managed)
-            .copied()
-            .collect();
-        for id in cmks {
-            if let Some(h) = self.holders.get_mut(&id) {
-                if h.status == HolderStatus::Disabled {
-                    continue;
-                }
-                h.status = HolderStatus::Disabled;
-                for version in core::mem::take(&mut h.copies).into_keys() {
-                    effects.push(Effect::DestroyRootCopy {
-                        holder: id,
-                        version,
-                    });
-                }
-                effects.push(Effect::Audit(AuditEvent::HolderDisabled(id)));
-            }
         }
         Ok(effects)
     }

@@ -127,6 +127,15 @@ impl Org {
                 "the default key holder is missing or lacks a root copy",
             ));
         }
+        if default != HolderId::Managed
+            && holders
+                .get(&HolderId::Managed)
+                .is_some_and(|m| !m.copies.is_empty())
+        {
+            return Err(Bad(
+                "the managed key holds a root copy while a customer key is the default",
+            ));
+        }
         if holders
             .values()
             .any(|h| h.status == HolderStatus::Disabled && !h.copies.is_empty())

@@ -19,6 +19,8 @@ pub struct Caller {
     pub org: Option<ScopeId>,
     /// Its role.
     pub role: Role,
+    /// The hash its token is stored by (to rotate the operator's own token).
+    pub token_hash: [u8; 32],
 }
 
 impl Caller {
@@ -65,7 +67,7 @@ impl FromRequestParts<AppState> for Caller {
             .map(str::trim)
             .filter(|t| t.starts_with("byok_") && t.len() < 200)
             .ok_or_else(unauthenticated)?;
-        let grant = state
+        let (grant, token_hash) = state
             .service
             .authenticate(token)
             .await
@@ -74,6 +76,7 @@ impl FromRequestParts<AppState> for Caller {
         Ok(Self {
             org: grant.org,
             role: grant.role,
+            token_hash,
         })
     }
 }

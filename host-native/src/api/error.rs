@@ -107,6 +107,10 @@ fn scope_error(e: ScopeError) -> ApiError {
         ScopeError::RootRotation => (S::BAD_REQUEST, "root_rotation"),
         ScopeError::TooDeep { .. } => (S::BAD_REQUEST, "too_deep"),
         ScopeError::JobRunning => (S::CONFLICT, "job_running"),
+        ScopeError::HolderNotReady(_) => (S::CONFLICT, "key_not_ready"),
+        ScopeError::DisableDefault(_) => (S::CONFLICT, "key_is_default"),
+        ScopeError::ProofMismatch { .. } => (S::CONFLICT, "key_proof_failed"),
+        ScopeError::ManagedUnderByok => (S::CONFLICT, "managed_under_byok"),
         ScopeError::Unwrap(_) | ScopeError::Inconsistent(_) => {
             tracing::error!(request_id = %request_id(), error = %e, "stored key state damaged");
             return ApiError::new(

@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 use super::AppState;
 use super::auth::{ApiJson, Caller, parse_id};
 use super::error::{ApiError, ErrorBody};
-use crate::service::{JobView, KeyView, PolicyView, StepView};
+use crate::service::{JobView, KeyView, KeysView, PolicyView, StepView};
 use crate::store::Role;
 
 /// Attaches a key.
@@ -83,13 +83,13 @@ fn admin(caller: &Caller, org: &str) -> Result<byok_core::ScopeId, ApiError> {
 /// List the org's keys with state and health (admin, auditor).
 #[utoipa::path(get, path = "/v1/orgs/{org}/keys", tag = "keys",
     params(("org" = String, Path, description = "org id (32 hex digits)", pattern = "^[0-9a-fA-F]{32}$")),
-    responses((status = 200, body = Vec<KeyView>), (status = 404, body = ErrorBody)),
+    responses((status = 200, body = KeysView), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn list(
     State(s): State<AppState>,
     caller: Caller,
     Path(org): Path<String>,
-) -> Result<Json<Vec<KeyView>>, ApiError> {
+) -> Result<Json<KeysView>, ApiError> {
     let org = parse_id(&org, "org")?;
     caller.require(org, &[Role::Admin, Role::Auditor])?;
     Ok(Json(s.service.keys(org).await?))
@@ -166,13 +166,13 @@ pub async fn policy(
 /// Check the org's keys now (describe) and list them (admin).
 #[utoipa::path(post, path = "/v1/orgs/{org}/keys/check", tag = "keys",
     params(("org" = String, Path, description = "org id (32 hex digits)", pattern = "^[0-9a-fA-F]{32}$")),
-    responses((status = 200, body = Vec<KeyView>), (status = 404, body = ErrorBody)),
+    responses((status = 200, body = KeysView), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn check(
     State(s): State<AppState>,
     caller: Caller,
     Path(org): Path<String>,
-) -> Result<Json<Vec<KeyView>>, ApiError> {
+) -> Result<Json<KeysView>, ApiError> {
     let org = admin(&caller, &org)?;
     s.service.check_health_of(org).await?;
     Ok(Json(s.service.keys(org).await?))
@@ -181,14 +181,15 @@ pub async fn check(
 /// Make a key the default (admin). It must hold every root version (state `ready`).
 #[utoipa::path(post, path = "/v1/orgs/{org}/keys/{key}/default", tag = "keys",
     params(("org" = String, Path, description = "org id (32 hex digits)", pattern = "^[0-9a-fA-F]{32}$"), ("key" = String, Path, description = "`managed` or `cmk:N`")),
-    responses((status = 200, body = Vec<KeyView>), (status = 400, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    responses((status = 200, body = KeysView), (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 424, body = ErrorBody), (status = 503, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn set_default(
     State(s): State<AppState>,
     caller: Caller,
     Path((org, key)): Path<(String, String)>,
-) -> Result<Json<Vec<KeyView>>, ApiError> {
+) -> Result<Json<KeysView>, ApiError> {
     let org = admin(&caller, &org)?;
     s.service.set_default(org, &key).await?;
     Ok(Json(s.service.keys(org).await?))
@@ -198,15 +199,16 @@ pub async fn set_default(
 /// becomes the default if this key was); this key's copies are destroyed.
 #[utoipa::path(post, path = "/v1/orgs/{org}/keys/{key}/disable", tag = "keys", request_body = Disable,
     params(("org" = String, Path, description = "org id (32 hex digits)", pattern = "^[0-9a-fA-F]{32}$"), ("key" = String, Path, description = "`managed` or `cmk:N`")),
-    responses((status = 200, body = Vec<KeyView>), (status = 400, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    responses((status = 200, body = KeysView), (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 424, body = ErrorBody), (status = 503, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn disable(
     State(s): State<AppState>,
     caller: Caller,
     Path((org, key)): Path<(String, String)>,
     ApiJson(req): ApiJson<Disable>,
-) -> Result<Json<Vec<KeyView>>, ApiError> {
+) -> Result<Json<KeysView>, ApiError> {
     let org = admin(&caller, &org)?;
     s.service.disable(org, &key, &req.target).await?;
     Ok(Json(s.service.keys(org).await?))
@@ -215,14 +217,14 @@ pub async fn disable(
 /// Enable a disabled key again (admin); it wraps the root key again.
 #[utoipa::path(post, path = "/v1/orgs/{org}/keys/{key}/enable", tag = "keys",
     params(("org" = String, Path, description = "org id (32 hex digits)", pattern = "^[0-9a-fA-F]{32}$"), ("key" = String, Path, description = "`cmk:N`")),
-    responses((status = 200, body = Vec<KeyView>), (status = 400, body = ErrorBody),
+    responses((status = 200, body = KeysView), (status = 400, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 424, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn enable(
     State(s): State<AppState>,
     caller: Caller,
     Path((org, key)): Path<(String, String)>,
-) -> Result<Json<Vec<KeyView>>, ApiError> {
+) -> Result<Json<KeysView>, ApiError> {
     let org = admin(&caller, &org)?;
     s.service.enable(org, &key).await?;
     Ok(Json(s.service.keys(org).await?))
@@ -231,14 +233,15 @@ pub async fn enable(
 /// Disable every customer key and fall back to the managed key (admin).
 #[utoipa::path(post, path = "/v1/orgs/{org}/keys/disable-all", tag = "keys",
     params(("org" = String, Path, description = "org id (32 hex digits)", pattern = "^[0-9a-fA-F]{32}$")),
-    responses((status = 200, body = Vec<KeyView>), (status = 404, body = ErrorBody),
-        (status = 409, body = ErrorBody), (status = 424, body = ErrorBody)),
+    responses((status = 200, body = KeysView), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 424, body = ErrorBody),
+        (status = 503, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn disable_all(
     State(s): State<AppState>,
     caller: Caller,
     Path(org): Path<String>,
-) -> Result<Json<Vec<KeyView>>, ApiError> {
+) -> Result<Json<KeysView>, ApiError> {
     let org = admin(&caller, &org)?;
     s.service.disable_all(org).await?;
     Ok(Json(s.service.keys(org).await?))

@@ -12,6 +12,7 @@ pub mod keys;
 pub mod ops;
 pub mod orgs;
 pub mod scopes;
+pub mod tokens;
 
 use std::sync::Arc;
 
@@ -20,7 +21,7 @@ use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use utoipa::OpenApi;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 
@@ -42,7 +43,9 @@ pub struct AppState {
 #[openapi(
     info(title = "byok", description = "Bring-your-own-key envelope encryption: orgs, scope trees, keys, encrypt and decrypt, audit."),
     paths(
-        orgs::create_org, orgs::get_org, orgs::create_token,
+        orgs::create_org, orgs::get_org,
+        tokens::create, tokens::list, tokens::revoke,
+        tokens::list_operator, tokens::revoke_operator, tokens::rotate_operator,
         scopes::create_scope, scopes::list_scopes, scopes::get_scope,
         scopes::pause, scopes::resume, scopes::revoke, scopes::rotate, scopes::retire,
         data::encrypt, data::decrypt, data::datakey, data::unwrap_datakey,
@@ -54,7 +57,8 @@ pub struct AppState {
     ),
     modifiers(&Bearer),
     tags(
-        (name = "orgs", description = "Organizations and their tokens"),
+        (name = "orgs", description = "Organizations"),
+        (name = "tokens", description = "Bearer tokens: create, list, revoke, rotate the operator's"),
         (name = "scopes", description = "The scope tree: create, pause, resume, revoke, rotate"),
         (name = "keys", description = "Customer master keys: attach, validate, default, disable, health"),
         (name = "data", description = "Encrypt, decrypt, data keys (service tokens)"),
@@ -126,7 +130,14 @@ pub fn router(service: Arc<Service>) -> Router {
     Router::new()
         .route("/v1/orgs", post(orgs::create_org))
         .route("/v1/orgs/{org}", get(orgs::get_org))
-        .route("/v1/orgs/{org}/tokens", post(orgs::create_token))
+        .route(
+            "/v1/orgs/{org}/tokens",
+            post(tokens::create).get(tokens::list),
+        )
+        .route("/v1/orgs/{org}/tokens/{id}", delete(tokens::revoke))
+        .route("/v1/tokens", get(tokens::list_operator))
+        .route("/v1/tokens/rotate", post(tokens::rotate_operator))
+        .route("/v1/tokens/{id}", delete(tokens::revoke_operator))
         .route(
             "/v1/orgs/{org}/scopes",
             post(scopes::create_scope).get(scopes::list_scopes),

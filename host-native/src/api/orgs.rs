@@ -55,25 +55,6 @@ pub struct OrgInfo {
     pub created_at: i64,
 }
 
-/// Creates a token.
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CreateToken {
-    /// `admin`, `service` or `auditor`.
-    pub role: Role,
-    /// What it is for (shown in the audit log).
-    pub name: String,
-}
-
-/// A new token (shown once).
-#[derive(Serialize, ToSchema)]
-pub struct TokenCreated {
-    /// The token. Store it now: only its hash is kept.
-    pub token: String,
-    /// Its role.
-    pub role: Role,
-}
-
 /// Create an org (operator token).
 #[utoipa::path(post, path = "/v1/orgs", tag = "orgs", request_body = CreateOrg,
     responses((status = 201, body = OrgCreated), (status = 400, body = ErrorBody),
@@ -134,28 +115,4 @@ pub async fn get_org(
         scopes: u64::try_from(snap.len()).unwrap_or(u64::MAX),
         created_at: meta.created_at,
     }))
-}
-
-/// Create a token for the org (admin).
-#[utoipa::path(post, path = "/v1/orgs/{org}/tokens", tag = "orgs", request_body = CreateToken,
-    params(("org" = String, Path, description = "org id (32 hex digits)", pattern = "^[0-9a-fA-F]{32}$")),
-    responses((status = 201, body = TokenCreated), (status = 400, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
-    security(("bearer" = [])))]
-pub async fn create_token(
-    State(s): State<AppState>,
-    caller: Caller,
-    Path(org): Path<String>,
-    ApiJson(req): ApiJson<CreateToken>,
-) -> Result<(StatusCode, Json<TokenCreated>), ApiError> {
-    let org = parse_id(&org, "org")?;
-    caller.require(org, &[Role::Admin])?;
-    let token = s.service.create_token(org, req.role, &req.name).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(TokenCreated {
-            token: token.to_string(),
-            role: req.role,
-        }),
-    ))
 }

@@ -851,9 +851,16 @@ fn key_line(k: &Value) -> String {
 }
 
 fn keys_lines(v: &Value) -> String {
-    v.as_array()
+    let keys = v["keys"]
+        .as_array()
         .map(|ks| ks.iter().map(key_line).collect::<Vec<_>>().join("\n"))
-        .unwrap_or_default()
+        .unwrap_or_default();
+    let vendor = if v["vendor_can_decrypt"] == true {
+        "vendor can decrypt: yes (the managed key holds a copy of the root)"
+    } else {
+        "vendor can decrypt: no (BYOK: every unwrap goes through your KMS)"
+    };
+    format!("{keys}\n{vendor}")
 }
 
 fn report_lines(steps: &Value) -> String {

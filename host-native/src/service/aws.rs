@@ -1,7 +1,7 @@
 //! Calls to customers' AWS KMS keys: wrap and unwrap org root keys, describe for health, and
 //! the validation plan. Endpoints come only from the validated key ARN (or, in tests, from the
 //! server's `danger_aws_endpoint`), credentials from the server's configuration and the org's
-//! role; every call carries the `{byok:org, byok:scope}` context.
+//! role; every call carries the `{byok:org, byok:scope, byok:version}` context.
 
 use std::sync::Arc;
 
@@ -130,10 +130,13 @@ impl Aws {
             .await
     }
 
-    fn context(org: &str) -> CallContext {
+    /// A root copy's KMS encryption context: the org, and the root version it holds, so that
+    /// CloudTrail names both and a copy cannot stand in for another version.
+    fn context(org: &str, version: u32) -> CallContext {
         CallContext {
             org: org.into(),
             scope: org.into(),
+            version: Some(version),
         }
     }
 
@@ -152,16 +155,17 @@ impl Aws {
         called.result
     }
 
-    /// Wraps `root` (an org root key version) under the key.
+    /// Wraps `root` (org root key version `version`) under the key.
     pub async fn encrypt(
         &self,
         org: &str,
         access: &KeyAccess,
         root: &SecretBytes,
+        version: u32,
     ) -> Result<Vec<u8>, KmsError> {
         let creds = self.credentials(org, access).await?;
         let endpoint = self.endpoint(&access.arn)?;
-        let ctx = Self::context(org);
+        let ctx = Self::context(org, version);
         self.exchange(
             |now| encrypt_request(&access.arn, &endpoint, root, &ctx, &creds, now),
             parse_encrypt,
@@ -170,16 +174,17 @@ impl Aws {
         .map(|(blob, _)| blob)
     }
 
-    /// Unwraps a root copy made by [`Self::encrypt`].
+    /// Unwraps a root copy of version `version` made by [`Self::encrypt`].
     pub async fn decrypt(
         &self,
         org: &str,
         access: &KeyAccess,
         blob: &[u8],
+        version: u32,
     ) -> Result<SecretBytes, KmsError> {
         let creds = self.credentials(org, access).await?;
         let endpoint = self.endpoint(&access.arn)?;
-        let ctx = Self::context(org);
+        let ctx = Self::context(org, version);
         self.exchange(
             |now| decrypt_request(&access.arn, &endpoint, blob, &ctx, &creds, now),
             parse_decrypt,
@@ -228,13 +233,14 @@ impl Aws {
                 Next::Wrap(arn, probe) => {
                     let access = access_for(arn);
                     let probe = probe.duplicate();
-                    let answer = self.encrypt(org, &access, &probe).await;
+                    // Version 0 is never a root version: the probe's context says it is a probe.
+                    let answer = self.encrypt(org, &access, &probe, 0).await;
                     v.wrapped(answer);
                 }
                 Next::Unwrap(arn, blob) => {
                     let access = access_for(arn);
                     let blob = blob.to_vec();
-                    let answer = self.decrypt(org, &access, &blob).await;
+                    let answer = self.decrypt(org, &access, &blob, 0).await;
                     v.unwrapped(answer);
                 }
                 Next::Done => return v,

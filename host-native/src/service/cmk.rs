@@ -12,7 +12,7 @@ use byok_core::kms::aws::policy::{
 };
 use byok_core::kms::aws::sts::{RoleArn, new_external_id};
 use byok_core::kms::aws::validate::{Outcome, Validation};
-use byok_core::scope::{HolderId, HolderStatus, JobStep, Org};
+use byok_core::scope::{HolderId, HolderStatus, JobStep, Org, RootProof};
 use byok_core::{KeyId, ScopeId, ScopeKey};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -64,8 +64,11 @@ pub struct KeyView {
     pub name: String,
     /// `managed` or `aws`.
     pub r#type: String,
-    /// The key ARN (AWS).
+    /// The key ARN (AWS), as DescribeKey returned it when the key was attached.
     pub key_arn: Option<String>,
+    /// The alias ARN pasted when it was attached, if one was (display only: byok uses the key
+    /// ARN, so re-pointing the alias changes nothing).
+    pub alias_arn: Option<String>,
     /// The role byok assumes, if any.
     pub role_arn: Option<String>,
     /// Whether it wraps the root key by default.
@@ -80,6 +83,17 @@ pub struct KeyView {
     pub health_at: Option<i64>,
 }
 
+/// An org's keys, and whether the vendor can open its data without the customer's KMS.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct KeysView {
+    /// `true` while the managed key holds a copy of the root (managed mode, or a customer key
+    /// attached but not yet the default); `false` under BYOK: then byok cannot decrypt anything
+    /// of this org without a call to the customer's KMS.
+    pub vendor_can_decrypt: bool,
+    /// The managed key and every attached customer key.
+    pub keys: Vec<KeyView>,
+}
+
 /// A running re-encryption job.
 #[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct JobView {
@@ -89,6 +103,11 @@ pub struct JobView {
     pub done: u64,
     /// Steps in all.
     pub total: u64,
+    /// `running`, or `waiting on paused scope ID`: a job never works on a paused scope's keys;
+    /// it continues as soon as that scope is resumed.
+    pub status: String,
+    /// The paused scope it waits on, if any.
+    pub waiting_on: Option<String>,
 }
 
 /// The policies to grant for a key.
@@ -107,6 +126,16 @@ pub struct PolicyView {
     pub trust_policy: Option<Value>,
     /// The org's external id.
     pub external_id: String,
+}
+
+/// Whether a KMS error means the customer withdrew (the key is disabled, gone or pending
+/// deletion, or byok's access was removed), as opposed to an outage or throttling.
+pub fn is_denial(e: &KmsError) -> bool {
+    use byok_core::kms::KmsErrorKind as K;
+    matches!(
+        e.kind,
+        K::AccessDenied | K::KeyDisabled | K::KeyNotFound | K::KeyPendingDeletion
+    )
 }
 
 /// The stable name of a KMS error class (health states and API codes use it).
@@ -213,6 +242,106 @@ impl Service {
         Ok(())
     }
 
+    /// After a KMS call on key `n`: audits it, and if the KMS said the key is gone or byok is
+    /// denied (disabled, not found, pending deletion, access denied), drops every cached key of
+    /// the org at once, not at TTL expiry, and records the key's health.
+    pub(super) async fn kms_answered(
+        &self,
+        cell: &OrgCell,
+        org: ScopeId,
+        n: u32,
+        op: &str,
+        err: Option<&KmsError>,
+    ) -> Result<()> {
+        self.audit_kms(org, op, n, err).await?;
+        if let Some(e) = err
+            && is_denial(e)
+        {
+            self.withdrawn(org, n, kind_code(e)).await?;
+            self.record_health(cell, org, n, kind_code(e).into(), Some(e.to_string()))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// The customer withdrew key `n` (as a KMS answer says): evict the org's keys, audited.
+    async fn withdrawn(&self, org: ScopeId, n: u32, why: &str) -> Result<()> {
+        self.cache.evict_org(org);
+        let mut w = self.store.write().await?;
+        audit::append(
+            &mut w.tx,
+            org,
+            store::now_ms(),
+            &json!({ "type": "cache_evicted", "key": format!("cmk:{n}"), "reason": why }),
+        )
+        .await?;
+        w.commit().await?;
+        Ok(())
+    }
+
+    /// Unwraps `holder`'s copy of every live root version at this moment: through the KMS for a
+    /// customer key (never from the cache), locally for the managed key.
+    async fn fresh_roots(
+        &self,
+        cell: &OrgCell,
+        org: &Org,
+        holder: HolderId,
+    ) -> Result<Vec<ScopeKey>> {
+        let versions: Vec<u32> = org
+            .scope(org.id())
+            .map(|s| s.versions.keys().copied().collect())
+            .unwrap_or_default();
+        let mut out = Vec::with_capacity(versions.len());
+        for v in versions {
+            let key = match holder {
+                HolderId::Managed => org.unwrap_root_managed(&self.managed, v)?,
+                HolderId::Cmk(n) => {
+                    let copy = org
+                        .holders()
+                        .find(|h| h.id == holder)
+                        .and_then(|h| h.copies.get(&v))
+                        .cloned()
+                        .ok_or(ServiceError::Scope(
+                            byok_core::scope::ScopeError::HolderNotReady(holder),
+                        ))?;
+                    let access = self.access(cell, org.id(), n).await?;
+                    let answer = self
+                        .aws
+                        .decrypt(&org.id().to_string(), &access, &copy, v)
+                        .await;
+                    self.kms_answered(cell, org.id(), n, "Decrypt", answer.as_ref().err())
+                        .await?;
+                    ScopeKey::new(KeyId::new(org.id(), v), answer?)
+                }
+            };
+            out.push(key);
+        }
+        Ok(out)
+    }
+
+    /// Wraps every live root version under customer key `n` (one KMS call each), with the roots
+    /// from the cache or the default holder: the copies a new or re-enabled key needs.
+    async fn wrap_roots(&self, cell: &OrgCell, org: &Org, n: u32) -> Result<Vec<(u32, Vec<u8>)>> {
+        let access = self.access(cell, org.id(), n).await?;
+        let versions: Vec<u32> = org
+            .scope(org.id())
+            .map(|s| s.versions.keys().copied().collect())
+            .unwrap_or_default();
+        let mut copies = Vec::with_capacity(versions.len());
+        for v in versions {
+            let root = self.scope_key(cell, KeyId::new(org.id(), v)).await?;
+            let secret = byok_core::SecretBytes::from_bytes(&mut root.expose_secret().clone());
+            let answer = self
+                .aws
+                .encrypt(&org.id().to_string(), &access, &secret, v)
+                .await;
+            self.kms_answered(cell, org.id(), n, "Encrypt", answer.as_ref().err())
+                .await?;
+            copies.push((v, answer?));
+        }
+        Ok(copies)
+    }
+
     /// The policies to grant for `key_arn` (and `role_arn`, if byok assumes one).
     pub async fn policy(
         &self,
@@ -254,6 +383,17 @@ impl Service {
         key_arn: &str,
         role_arn: Option<&str>,
     ) -> Result<(bool, Vec<StepView>)> {
+        let (ok, steps, _) = self.validate_resolved(org, key_arn, role_arn).await?;
+        Ok((ok, steps))
+    }
+
+    /// [`Self::validate`], also returning the key ARN that DescribeKey gave (an alias resolved).
+    async fn validate_resolved(
+        &self,
+        org: ScopeId,
+        key_arn: &str,
+        role_arn: Option<&str>,
+    ) -> Result<(bool, Vec<StepView>, Option<String>)> {
         self.org(org).await?;
         let role = match role_arn {
             Some(r) => Some(RoleArn::parse(r).map_err(|e| ServiceError::Invalid(e.to_string()))?),
@@ -264,7 +404,7 @@ impl Service {
             .aws
             .validate(&org.to_string(), key_arn, role.as_ref(), &external_id)
             .await;
-        Ok((v.ok(), report(&v)))
+        Ok((v.ok(), report(&v), v.described_arn().map(str::to_owned)))
     }
 
     /// Runs the validation plan again for attached key `key` (`cmk:N`) and records the result
@@ -298,7 +438,10 @@ impl Service {
         Ok((ok, steps))
     }
 
-    /// Attaches an AWS key after validating it live; its wrap of the root key runs as a job.
+    /// Attaches an AWS key after validating it live. The key ARN that DescribeKey returned is
+    /// stored (an alias is kept for display only: re-pointing it must not orphan the copies).
+    /// The key wraps every live root version before anything is stored; if any KMS call fails,
+    /// nothing changes, now or later.
     pub async fn add_key(
         &self,
         org: ScopeId,
@@ -307,10 +450,27 @@ impl Service {
         role_arn: Option<&str>,
     ) -> Result<(KeyView, Vec<StepView>)> {
         super::check_name(name)?;
-        let (ok, steps) = self.validate(org, key_arn, role_arn).await?;
+        let (ok, steps, resolved) = self.validate_resolved(org, key_arn, role_arn).await?;
         if !ok {
             return Err(ServiceError::Validation(steps));
         }
+        let pasted = KeyArn::parse(key_arn).map_err(|e| ServiceError::Invalid(e.to_string()))?;
+        let resolved = resolved.ok_or_else(|| {
+            ServiceError::Invalid("the key's description did not name its key ARN".into())
+        })?;
+        let key = KeyArn::parse(&resolved)
+            .ok()
+            .filter(|k| {
+                k.partition == pasted.partition
+                    && k.region == pasted.region
+                    && k.account == pasted.account
+                    && k.to_key_id() == resolved
+            })
+            .ok_or_else(|| {
+                ServiceError::Invalid(format!(
+                    "the KMS described {key_arn} as {resolved:?}, which is not a key in the same account and region"
+                ))
+            })?;
         let cell = self.org(org).await?;
         let n = cell
             .cmks
@@ -322,35 +482,63 @@ impl Service {
         let row = CmkRow {
             n,
             name: name.to_owned(),
-            key_arn: KeyArn::parse(key_arn)
-                .map_err(|e| ServiceError::Invalid(e.to_string()))?
-                .to_key_id(),
+            key_arn: key.to_key_id(),
+            alias_arn: (pasted.to_key_id() != key.to_key_id()).then(|| pasted.to_key_id()),
             role_arn: role_arn.map(str::to_owned),
             created_at: store::now_ms(),
             health: Some("ok".into()),
             health_detail: None,
             health_at: Some(store::now_ms()),
         };
-        self.transition_with(org, BTreeMap::new(), super::Extra::InsertCmk(row), |o| {
-            Ok(((), o.attach_cmk(n)?))
-        })
-        .await?;
-        self.run_job(org).await?;
+        // The copies are made first, through a temporary entry for the new key's access.
+        cell.cmks
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(n, row.clone());
+        let copies = self.wrap_roots(&cell, &cell.snapshot(), n).await;
+        let copies = match copies {
+            Ok(c) => c,
+            Err(e) => {
+                cell.cmks
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&n);
+                return Err(e);
+            }
+        };
+        let attached = self
+            .transition_with(org, BTreeMap::new(), super::Extra::InsertCmk(row), |o| {
+                let mut effects = o.attach_cmk(n)?;
+                for (v, c) in copies {
+                    effects.extend(o.record_root_copy(HolderId::Cmk(n), v, c)?);
+                }
+                Ok(((), effects))
+            })
+            .await;
+        if let Err(e) = attached {
+            cell.cmks
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&n);
+            return Err(e);
+        }
         let key = self
             .keys(org)
             .await?
+            .keys
             .into_iter()
             .find(|k| k.id == holder_name(HolderId::Cmk(n)))
             .ok_or_else(|| ServiceError::NotFound("key".into()))?;
         Ok((key, steps))
     }
 
-    /// The org's keys: the managed key and every attached CMK.
-    pub async fn keys(&self, org: ScopeId) -> Result<Vec<KeyView>> {
+    /// The org's keys: the managed key and every attached CMK, and whether the vendor can
+    /// decrypt without the customer's KMS.
+    pub async fn keys(&self, org: ScopeId) -> Result<KeysView> {
         let cell = self.org(org).await?;
         let snap = cell.snapshot();
         let rows = cell.cmks.read().unwrap_or_else(|p| p.into_inner()).clone();
-        Ok(snap
+        let keys = snap
             .holders()
             .map(|h| {
                 let row = match h.id {
@@ -373,9 +561,14 @@ impl Service {
                     health: row.and_then(|r| r.health.clone()),
                     health_detail: row.and_then(|r| r.health_detail.clone()),
                     health_at: row.and_then(|r| r.health_at),
+                    alias_arn: row.and_then(|r| r.alias_arn.clone()),
                 }
             })
-            .collect())
+            .collect();
+        Ok(KeysView {
+            vendor_can_decrypt: snap.vendor_can_decrypt(),
+            keys,
+        })
     }
 
     fn holder(id: &str) -> Result<HolderId> {
@@ -384,62 +577,144 @@ impl Service {
         })
     }
 
+    /// A proof that `holder`'s copies give back the org's roots, from an unwrap through its KMS
+    /// at this moment, compared with the roots from the current default holder.
+    async fn prove(&self, cell: &OrgCell, holder: HolderId) -> Result<RootProof> {
+        let snap = cell.snapshot();
+        let fresh = self.fresh_roots(cell, &snap, holder).await?;
+        let mut reference = Vec::with_capacity(fresh.len());
+        for k in &fresh {
+            let r = self.scope_key(cell, k.id()).await?;
+            reference.push(ScopeKey::new(
+                r.id(),
+                byok_core::SecretBytes::from_bytes(&mut r.expose_secret().clone()),
+            ));
+        }
+        Ok(snap.prove_holder(holder, &fresh, &reference)?)
+    }
+
     /// Makes `key` the default holder (it must hold every live root version).
+    ///
+    /// A customer key: its copies are unwrapped through its KMS now and compared with the root
+    /// (the proof), then the managed key's copies are destroyed in the same transaction (BYOK
+    /// is exclusive). The managed key: if it no longer holds the root (BYOK), the root is
+    /// unwrapped through the current default customer key now, never from the cache, so with
+    /// the grant removed this fails with the KMS error and changes nothing.
     pub async fn set_default(&self, org: ScopeId, key: &str) -> Result<()> {
         let h = Self::holder(key)?;
-        self.transition(org, BTreeMap::new(), |o| Ok(((), o.set_default(h)?)))
-            .await
+        let cell = self.org(org).await?;
+        let snap = cell.snapshot();
+        if snap.default_holder() == h {
+            return Ok(());
+        }
+        match h {
+            HolderId::Cmk(_) => {
+                let proof = self.prove(&cell, h).await?;
+                self.transition(org, BTreeMap::new(), |o| {
+                    Ok(((), o.set_default(h, Some(&proof))?))
+                })
+                .await
+            }
+            HolderId::Managed if snap.vendor_can_decrypt() => {
+                self.transition(org, BTreeMap::new(), |o| Ok(((), o.set_default(h, None)?)))
+                    .await
+            }
+            HolderId::Managed => {
+                let roots = self
+                    .fresh_roots(&cell, &snap, snap.default_holder())
+                    .await?;
+                let managed = &self.managed;
+                self.transition(org, BTreeMap::new(), |o| {
+                    Ok((
+                        (),
+                        o.make_managed_default(managed, &roots, &mut rand::rng())?,
+                    ))
+                })
+                .await
+            }
+        }
     }
 
     /// Disables `key`; `target` (ready) keeps the root copies, and becomes the default if `key`
-    /// was. The disabled key's copies are destroyed.
+    /// was (proven as for [`Self::set_default`]). The disabled key's copies are destroyed.
     pub async fn disable(&self, org: ScopeId, key: &str, target: &str) -> Result<()> {
         let (h, t) = (Self::holder(key)?, Self::holder(target)?);
+        let cell = self.org(org).await?;
+        let proof = match t {
+            HolderId::Cmk(_) if cell.snapshot().default_holder() == h => {
+                Some(self.prove(&cell, t).await?)
+            }
+            _ => None,
+        };
         self.transition(org, BTreeMap::new(), |o| {
             let mut effects = Vec::new();
             if o.default_holder() == h {
-                effects.extend(o.set_default(t)?);
+                effects.extend(o.set_default(t, proof.as_ref())?);
             }
             effects.extend(o.disable(h, t)?);
             Ok(((), effects))
         })
         .await?;
         // Root keys unwrapped through the disabled key are dropped at once.
-        self.cache.evict(&[org].into_iter().collect());
+        self.cache.evict_org(org);
         Ok(())
     }
 
-    /// Enables a disabled key again; its wrap runs as a job.
+    /// Enables a disabled customer key again: it wraps every live root version first, and only
+    /// if every KMS call succeeded is it enabled, with its copies, in one transaction. A refused
+    /// call changes nothing, now or later (no pending job is left behind).
+    ///
+    /// `managed` is refused: under BYOK the way back to the managed key is `set_default` or
+    /// `disable_all`, which unwrap through the customer's KMS at that moment; in managed mode
+    /// the managed key is the default and always enabled.
     pub async fn enable(&self, org: ScopeId, key: &str) -> Result<()> {
         let h = Self::holder(key)?;
-        self.transition(org, BTreeMap::new(), |o| Ok(((), o.reenable(h)?)))
-            .await?;
-        self.run_job(org).await
+        let HolderId::Cmk(n) = h else {
+            return Err(ServiceError::Invalid(
+                "only customer keys (cmk:N) are enabled; to go back to the managed key, make it the default or disable all customer keys".into(),
+            ));
+        };
+        let cell = self.org(org).await?;
+        let snap = cell.snapshot();
+        let status = snap
+            .holders()
+            .find(|x| x.id == h)
+            .map(|x| x.status)
+            .ok_or_else(|| ServiceError::NotFound(format!("key {key} not found")))?;
+        if status != HolderStatus::Disabled {
+            return Ok(());
+        }
+        if snap.job().is_some() {
+            return Err(ServiceError::Scope(
+                byok_core::scope::ScopeError::JobRunning,
+            ));
+        }
+        let copies = self.wrap_roots(&cell, &snap, n).await?;
+        self.transition(org, BTreeMap::new(), |o| {
+            let mut effects = o.reenable(h)?;
+            for (v, c) in copies {
+                effects.extend(o.record_root_copy(h, v, c)?);
+            }
+            Ok(((), effects))
+        })
+        .await
     }
 
     /// Falls back to the managed key: it wraps every live root version and every CMK is
-    /// disabled.
+    /// disabled. Under BYOK the roots are unwrapped through the default customer key at this
+    /// moment, never from the cache: with the grant removed this fails and changes nothing.
     pub async fn disable_all(&self, org: ScopeId) -> Result<()> {
         let cell = self.org(org).await?;
         let snap = cell.snapshot();
-        let versions: Vec<u32> = snap
-            .scope(org)
-            .map(|s| s.versions.keys().copied().collect())
-            .unwrap_or_default();
-        let mut roots = Vec::new();
-        for v in versions {
-            let root = self.scope_key(&cell, KeyId::new(org, v)).await?;
-            roots.push(ScopeKey::new(
-                root.id(),
-                byok_core::SecretBytes::from_bytes(&mut root.expose_secret().clone()),
-            ));
-        }
+        let roots = self
+            .fresh_roots(&cell, &snap, snap.default_holder())
+            .await?;
         let managed = &self.managed;
         self.transition(org, BTreeMap::new(), |o| {
             Ok(((), o.disable_all(managed, &roots, &mut rand::rng())?))
         })
         .await?;
-        self.cache.evict(&[org].into_iter().collect());
+        self.cache.evict_org(org);
         Ok(())
     }
 
@@ -463,6 +738,11 @@ impl Service {
             let Some(step) = snap.job().and_then(|j| j.next_batch(1).first().cloned()) else {
                 return Ok(());
             };
+            // Never on a paused scope's keys: wait for the resume, which runs the job again.
+            if let Some(by) = snap.job_waiting_on() {
+                tracing::info!(org = %org, paused = %by, "job waits on a paused scope");
+                return Ok(());
+            }
             match step {
                 JobStep::WrapRoot { holder, version } => {
                     let root = self.scope_key(&cell, KeyId::new(org, version)).await?;
@@ -475,8 +755,11 @@ impl Service {
                             let secret = byok_core::SecretBytes::from_bytes(
                                 &mut root.expose_secret().clone(),
                             );
-                            let answer = self.aws.encrypt(&org.to_string(), &access, &secret).await;
-                            self.audit_kms(org, "Encrypt", n, answer.as_ref().err())
+                            let answer = self
+                                .aws
+                                .encrypt(&org.to_string(), &access, &secret, version)
+                                .await;
+                            self.kms_answered(&cell, org, n, "Encrypt", answer.as_ref().err())
                                 .await?;
                             answer?
                         }
@@ -503,14 +786,21 @@ impl Service {
     /// The org's running job: what it is for, and steps done of total.
     pub async fn job(&self, org: ScopeId) -> Result<Option<JobView>> {
         let cell = self.org(org).await?;
+        let snap = cell.snapshot();
+        let waiting_on = snap.job_waiting_on().map(|s| s.to_string());
+        let status = waiting_on.as_ref().map_or_else(
+            || "running".to_owned(),
+            |s| format!("waiting on paused scope {s}"),
+        );
         if let Some(r) = self.retire_progress(org).await? {
             return Ok(Some(JobView {
                 kind: format!("retire {}: rewrap data keys", KeyId::new(r.scope, r.from)),
                 done: r.done,
                 total: r.total,
+                status,
+                waiting_on,
             }));
         }
-        let snap = cell.snapshot();
         Ok(snap.job().map(|j| {
             let (done, total) = j.progress();
             JobView {
@@ -523,6 +813,8 @@ impl Service {
                 },
                 done: u64::try_from(done).unwrap_or(u64::MAX),
                 total: u64::try_from(total).unwrap_or(u64::MAX),
+                status: status.clone(),
+                waiting_on: waiting_on.clone(),
             }
         }))
     }
@@ -566,7 +858,12 @@ impl Service {
                 .collect();
             for n in enabled {
                 let access = self.access(&cell, org, n).await?;
-                let (health, detail) = match self.aws.describe(&org.to_string(), &access).await {
+                let described = self.aws.describe(&org.to_string(), &access).await;
+                let denied = match &described {
+                    Ok(meta) => meta.state != "Enabled",
+                    Err(e) => is_denial(e),
+                };
+                let (health, detail) = match described {
                     Ok(meta) if meta.state == "Enabled" => ("ok".to_owned(), None),
                     Ok(meta) if meta.state == "PendingDeletion" => (
                         "key_pending_deletion".into(),
@@ -578,6 +875,10 @@ impl Service {
                     ),
                     Err(e) => (kind_code(&e).into(), Some(e.to_string())),
                 };
+                if denied {
+                    // The customer withdrew: nothing cached outlives the answer.
+                    self.withdrawn(org, n, &health).await?;
+                }
                 self.record_health(&cell, org, n, health, detail).await?;
             }
         }

@@ -66,7 +66,8 @@ impl Service {
             )));
         }
         let ctx = context(ctx, None)?;
-        let (_, key) = self.current_key(org, scope).await?;
+        let (cell, key) = self.current_key(org, scope).await?;
+        let _admitted = self.admit(&cell, &[key.id()]).await?;
         let out = Envelope::<byok_core::DefaultBackend>::encrypt(
             &key,
             &ctx,
@@ -95,6 +96,7 @@ impl Service {
             ));
         }
         let key = self.scope_key(&cell, header.key).await?;
+        let _admitted = self.admit(&cell, &[header.key]).await?;
         let out = Envelope::<byok_core::DefaultBackend>::decrypt(&key, &ctx, ciphertext)?;
         self.metrics.decrypts.fetch_add(1, Ordering::Relaxed);
         Ok(out)
@@ -108,7 +110,9 @@ impl Service {
         ctx: &BTreeMap<String, String>,
     ) -> Result<DataKeyOut> {
         let ctx = context(ctx, Some(("byok:purpose", "data-key")))?;
-        let (key_id, key) = self.current_key(org, scope).await?;
+        let (cell, key) = self.current_key(org, scope).await?;
+        let key_id = key.id();
+        let _admitted = self.admit(&cell, &[key_id]).await?;
         let (dk, wrapped) =
             Envelope::<byok_core::DefaultBackend>::generate_data_key(&key, &ctx, &mut rand::rng())?;
         self.metrics.datakeys.fetch_add(1, Ordering::Relaxed);
@@ -135,6 +139,7 @@ impl Service {
             ));
         }
         let key = self.scope_key(&cell, header.key).await?;
+        let _admitted = self.admit(&cell, &[header.key]).await?;
         let dk = Envelope::<byok_core::DefaultBackend>::unwrap_data_key(&key, &ctx, wrapped)?;
         self.metrics.datakeys.fetch_add(1, Ordering::Relaxed);
         Ok(dk)

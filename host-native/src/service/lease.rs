@@ -77,6 +77,10 @@ impl Service {
                 key: Base64::encode_string(k.expose_secret()),
             });
         }
+        // Checked again on the published state, and audited, before any key leaves: a lease
+        // is never issued after a pause or revoke that committed first.
+        let ids: Vec<KeyId> = versions.iter().map(|v| KeyId::new(scope, *v)).collect();
+        let _admitted = self.admit(&cell, &ids).await?;
         let expires_at = store::now_ms().saturating_add(i64::try_from(ttl).unwrap_or(i64::MAX));
         let mut w = self.store.write().await?;
         audit::append(

@@ -10,6 +10,7 @@ mod events;
 mod keys;
 mod lease;
 mod retire;
+mod tokens;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,14 +22,15 @@ use byok_core::{Error as CoreError, KeyId, ScopeId, ScopeKey};
 use serde_json::json;
 use zeroize::Zeroizing;
 
-pub use cmk::{JobView, KeyView, PolicyView, StepView, kind_code};
+pub use cmk::{JobView, KeyView, KeysView, PolicyView, StepView, is_denial, kind_code};
 pub use data::{DataKeyOut, MAX_PLAINTEXT};
 pub use keys::KeyCache;
 pub use lease::{Lease, LeaseKey};
 pub use retire::{MAX_KEYS_PER_CALL, StoredKey};
+pub use tokens::TokenView;
 
 use crate::store::cmk_rows::{self, CmkRow};
-use crate::store::{self, OrgMeta, Role, Store, StoreError, audit, org_rows, tokens};
+use crate::store::{self, OrgMeta, Role, Store, StoreError, audit, org_rows};
 
 /// Why an operation failed. The API maps each to a status and a stable code.
 #[derive(Debug)]
@@ -113,6 +115,12 @@ pub struct OrgCell {
     job_runner: tokio::sync::Mutex<()>,
     /// Transitions of one org take turns.
     turn: tokio::sync::Mutex<()>,
+    /// Withdrawal wins over work in flight: a transition commits and publishes its new state
+    /// holding this for writing; a data operation checks the published state and releases key
+    /// material (and appends its audit event) holding it for reading ([`Service::admit`]). So
+    /// nothing that checked the state before a pause or revoke committed hands out a key after
+    /// it, and the audit log orders them the way they happened.
+    gate: tokio::sync::RwLock<()>,
 }
 
 impl OrgCell {
@@ -182,9 +190,14 @@ pub struct Service {
     aws: aws::Aws,
     orgs: RwLock<HashMap<ScopeId, Arc<OrgCell>>>,
     cache: KeyCache,
-    /// Token grants by token hash, so that authenticating a request does not read the database.
-    grants: RwLock<HashMap<[u8; 32], tokens::TokenRow>>,
+    /// Token grants by token hash, so that authenticating a request does not read the database
+    /// (revoking a token drops its entry at once; see `tokens.rs`).
+    grants: RwLock<HashMap<[u8; 32], store::TokenRow>>,
     default_ttl: Duration,
+    /// Orgs whose jobs should run now (a resume or a revoke may have unblocked them); the
+    /// server's background task reads them ([`Service::take_kicks`]).
+    kicks: tokio::sync::mpsc::UnboundedSender<ScopeId>,
+    kick_rx: std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<ScopeId>>>,
     /// Counters.
     pub metrics: Metrics,
 }
@@ -199,7 +212,10 @@ impl Service {
         aws: aws::AwsSettings,
     ) -> std::result::Result<Self, String> {
         let metrics = Metrics::default();
+        let (kicks, kick_rx) = tokio::sync::mpsc::unbounded_channel();
         Ok(Self {
+            kicks,
+            kick_rx: std::sync::Mutex::new(Some(kick_rx)),
             store,
             managed,
             aws: aws::Aws::new(aws, metrics.kms_calls.clone())?,
@@ -221,45 +237,55 @@ impl Service {
         &self.cache
     }
 
+    /// The orgs whose jobs should run now, for the one task that runs them (`None` after the
+    /// first call).
+    pub fn take_kicks(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<ScopeId>> {
+        self.kick_rx
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+    }
+
+    /// Asks the background task to run `org`'s jobs (a paused scope they waited on may be
+    /// resumed).
+    fn kick(&self, org: ScopeId) {
+        let _ = self.kicks.send(org);
+    }
+
+    /// Admits a data operation on `keys` of `org`: waits for any transition to finish
+    /// publishing, then checks, on the state now published, that each key's scope is usable
+    /// and its version live. Hold the guard until the key material has left (and its audit
+    /// event is appended): a pause, revoke or retirement cannot commit in between.
+    pub(crate) async fn admit<'a>(
+        &self,
+        cell: &'a OrgCell,
+        keys: &[KeyId],
+    ) -> Result<tokio::sync::RwLockReadGuard<'a, ()>> {
+        let guard = cell.gate.read().await;
+        let snap = cell.snapshot();
+        for k in keys {
+            check_live(&snap, *k)?;
+        }
+        Ok(guard)
+    }
+
     /// Creates the first operator token if there is none; returns it (to print once).
     pub async fn bootstrap_operator(&self) -> Result<Option<Zeroizing<String>>> {
-        if tokens::has_operator(self.store.pool()).await? {
+        if store::tokens::has_operator(self.store.pool()).await? {
             return Ok(None);
         }
         let mut w = self.store.write().await?;
-        let t = tokens::create(
+        let (_, t) = store::tokens::create(
             &mut w.tx,
             None,
             Role::Operator,
             "first operator",
             store::now_ms(),
+            None,
         )
         .await?;
         w.commit().await?;
         Ok(Some(t))
-    }
-
-    /// The grant of a bearer token. Grants are immutable once created, so a found one is kept
-    /// in memory (up to 100 000; unknown tokens are never kept, so guesses cannot fill it).
-    pub async fn authenticate(&self, token: &str) -> Result<Option<tokens::TokenRow>> {
-        let hash = tokens::token_hash(token);
-        if let Some(g) = self
-            .grants
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&hash)
-        {
-            return Ok(Some(g.clone()));
-        }
-        let found = tokens::lookup(self.store.pool(), token).await?;
-        if let Some(g) = &found {
-            let mut grants = self.grants.write().unwrap_or_else(|p| p.into_inner());
-            if grants.len() >= 100_000 {
-                grants.clear();
-            }
-            grants.insert(hash, g.clone());
-        }
-        Ok(found)
     }
 
     /// Org `id`, loading it on first use.
@@ -283,6 +309,7 @@ impl Service {
             unwrap_turn: tokio::sync::Mutex::new(()),
             job_runner: tokio::sync::Mutex::new(()),
             turn: tokio::sync::Mutex::new(()),
+            gate: tokio::sync::RwLock::new(()),
         });
         Ok(self
             .orgs
@@ -337,7 +364,9 @@ impl Service {
                 audit::append(&mut w.tx, id, at, &events::core_event(a)).await?;
             }
         }
-        let token = tokens::create(&mut w.tx, Some(id), Role::Admin, "first admin", at).await?;
+        let (_, token) =
+            store::tokens::create(&mut w.tx, Some(id), Role::Admin, "first admin", at, None)
+                .await?;
         audit::append(
             &mut w.tx,
             id,
@@ -347,34 +376,6 @@ impl Service {
         .await?;
         w.commit().await?;
         Ok((id, token))
-    }
-
-    /// Creates a token for `org` with `role` (not operator).
-    pub async fn create_token(
-        &self,
-        org: ScopeId,
-        role: Role,
-        name: &str,
-    ) -> Result<Zeroizing<String>> {
-        if role == Role::Operator {
-            return Err(ServiceError::Invalid(
-                "operator tokens are not created through the API".into(),
-            ));
-        }
-        check_name(name)?;
-        self.org(org).await?;
-        let mut w = self.store.write().await?;
-        let at = store::now_ms();
-        let token = tokens::create(&mut w.tx, Some(org), role, name, at).await?;
-        audit::append(
-            &mut w.tx,
-            org,
-            at,
-            &json!({ "type": "token_created", "role": role.as_str(), "name": name }),
-        )
-        .await?;
-        w.commit().await?;
-        Ok(token)
     }
 
     /// The view of scope `id`.
@@ -422,29 +423,35 @@ impl Service {
     }
 
     /// Resolves `key` of `org`: from the cache, or from the root key down (unwrapping the root
-    /// if needed). The scope's effective state is checked on every call, cached or not.
+    /// if needed). The scope's effective state and the version's liveness are checked on every
+    /// call, cached or not. A resolved child key is cached only until its root expires.
     pub async fn scope_key(&self, cell: &OrgCell, key: KeyId) -> Result<Arc<ScopeKey>> {
         let snap = cell.snapshot();
-        snap.check_usable(key.scope)?;
+        check_live(&snap, key)?;
         let ttl = cell.ttl();
-        if let Some(k) = self.cache.get(key, ttl) {
+        if let Some((k, _)) = self.cache.get(key) {
             self.metrics.cache_hits.fetch_add(1, Ordering::Relaxed);
             return Ok(k);
         }
         self.metrics.cache_misses.fetch_add(1, Ordering::Relaxed);
+        let org = snap.id();
         let root_id = snap.root_of(key)?;
-        let root = match self.cache.get(root_id, ttl) {
+        let (root, expires) = match self.cache.get(root_id) {
             Some(r) => r,
             // Nothing is cached: no one to wait for.
-            None if ttl.is_zero() => Arc::new(self.unwrap_root(cell, &snap, root_id).await?),
+            None if ttl.is_zero() => (
+                Arc::new(self.unwrap_root(cell, &snap, root_id).await?),
+                std::time::Instant::now(),
+            ),
             None => {
                 let _turn = cell.unwrap_turn.lock().await;
-                match self.cache.get(root_id, ttl) {
+                match self.cache.get(root_id) {
                     Some(r) => r,
                     None => {
                         let r = Arc::new(self.unwrap_root(cell, &snap, root_id).await?);
-                        self.cache.put(r.clone(), ttl);
-                        r
+                        let expires = std::time::Instant::now() + ttl;
+                        self.cache.put(org, r.clone(), expires);
+                        (r, expires)
                     }
                 }
             }
@@ -453,7 +460,7 @@ impl Service {
             return Ok(root);
         }
         let k = Arc::new(snap.resolve(key, &root)?);
-        self.cache.put(k.clone(), ttl);
+        self.cache.put(org, k.clone(), expires);
         Ok(k)
     }
 
@@ -462,7 +469,7 @@ impl Service {
         &self,
         org: ScopeId,
         scope: ScopeId,
-    ) -> Result<(KeyId, Arc<ScopeKey>)> {
+    ) -> Result<(Arc<OrgCell>, Arc<ScopeKey>)> {
         let cell = self.org(org).await?;
         let snap = cell.snapshot();
         if snap.scope(scope).is_none() {
@@ -471,7 +478,8 @@ impl Service {
         // Paused or revoked: the typed error naming the scope that decided it.
         snap.check_usable(scope)?;
         let key_id = snap.current_key_id(scope)?;
-        Ok((key_id, self.scope_key(&cell, key_id).await?))
+        let key = self.scope_key(&cell, key_id).await?;
+        Ok((cell, key))
     }
 
     /// Opens root version `root.version` from the default holder (the managed key locally, a
@@ -493,9 +501,9 @@ impl Service {
                 let access = self.access(cell, org.id(), n).await?;
                 let answer = self
                     .aws
-                    .decrypt(&org.id().to_string(), &access, &copy)
+                    .decrypt(&org.id().to_string(), &access, &copy, root.version)
                     .await;
-                self.audit_kms(org.id(), "Decrypt", n, answer.as_ref().err())
+                self.kms_answered(cell, org.id(), n, "Decrypt", answer.as_ref().err())
                     .await?;
                 let secret = answer?;
                 (
@@ -537,10 +545,24 @@ impl Service {
         let (out, effects) = f(&mut next)?;
         let mut touched = BTreeSet::new();
         let mut evict = HashSet::new();
+        let mut evict_keys = Vec::new();
+        let mut destroys = false;
+        let mut kick = false;
         for e in &effects {
             match e {
-                Effect::PutWrappedKey { key, .. } | Effect::DestroyWrappedKey { key } => {
+                Effect::EvictKey { key } => evict_keys.push(*key),
+                Effect::DestroyRootCopy { .. } => destroys = true,
+                Effect::Audit(byok_core::scope::AuditEvent::ScopeResumed(_))
+                | Effect::Audit(byok_core::scope::AuditEvent::JobTrimmed { .. }) => kick = true,
+                _ => {}
+            }
+            match e {
+                Effect::PutWrappedKey { key, .. } => {
                     touched.insert(key.scope);
+                }
+                Effect::DestroyWrappedKey { key } => {
+                    touched.insert(key.scope);
+                    destroys = true;
                 }
                 Effect::EvictSubtree { scope } => {
                     touched.insert(*scope);
@@ -555,8 +577,16 @@ impl Service {
             }
         }
         touched.extend(new_names.keys().copied());
+        // From here until the new state is published, no data operation of this org is admitted.
+        let _gate = cell.gate.write().await;
         let mut w = self.store.write().await?;
         org_rows::save(&mut w.tx, &next, &touched, &new_names).await?;
+        for e in &effects {
+            if let Effect::CancelJob(byok_core::scope::JobKind::RetireVersion(_)) = e {
+                // The host's part of the retirement goes with core's job.
+                store::data_keys::finish_job(&mut w.tx, org).await?;
+            }
+        }
         // A revoked subtree's stored data keys can never open again: delete their rows too.
         for e in &effects {
             if let Effect::Audit(byok_core::scope::AuditEvent::ScopeRevoked { scope, .. }) = e {
@@ -573,7 +603,15 @@ impl Service {
             Extra::StartRetire(job) => {
                 store::data_keys::start_job(&mut w.tx, org, &job, store::now_ms()).await?;
             }
-            Extra::FinishRetire { moved } => {
+            Extra::FinishRetire { moved, scope, from } => {
+                // Nothing may have landed under the version since the last batch.
+                let left = store::data_keys::remaining(&mut w.tx, org, scope, from).await?;
+                if left > 0 {
+                    return Err(ServiceError::Scope(ScopeError::VersionInUse {
+                        key: KeyId::new(scope, from),
+                        children: usize::try_from(left).unwrap_or(usize::MAX),
+                    }));
+                }
                 store::data_keys::finish_job(&mut w.tx, org).await?;
                 audit::append(
                     &mut w.tx,
@@ -605,6 +643,17 @@ impl Service {
         }
         if !evict.is_empty() {
             self.cache.evict(&evict);
+        }
+        for k in evict_keys {
+            self.cache.evict_key(k);
+        }
+        drop(_gate);
+        if destroys {
+            // Destroyed keys must not live on in the write-ahead log.
+            self.store.scrub().await;
+        }
+        if kick {
+            self.kick(org);
         }
         Ok(out)
     }
@@ -702,6 +751,10 @@ pub(crate) enum Extra {
     FinishRetire {
         /// Data keys moved.
         moved: u64,
+        /// The scope whose version is retired.
+        scope: ScopeId,
+        /// The version.
+        from: u32,
     },
 }
 
@@ -716,6 +769,19 @@ fn audit_scope(a: &byok_core::scope::AuditEvent) -> Option<ScopeId> {
         A::KeyRotated(k) | A::KeyRetired(k) => Some(k.scope),
         _ => None,
     }
+}
+
+/// `key`'s scope is usable (not paused or revoked, nor under such a scope) and its version is
+/// live (not retired).
+fn check_live(org: &Org, key: KeyId) -> Result<()> {
+    let scope = org
+        .scope(key.scope)
+        .ok_or_else(|| ServiceError::NotFound("scope not found".into()))?;
+    org.check_usable(key.scope)?;
+    if !scope.versions.contains_key(&key.version) {
+        return Err(ServiceError::Scope(ScopeError::UnknownVersion(key)));
+    }
+    Ok(())
 }
 
 /// Names: 1 to 200 characters, no control characters.

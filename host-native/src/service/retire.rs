@@ -67,7 +67,8 @@ impl Service {
                 "count must be 1 to {MAX_KEYS_PER_CALL}"
             )));
         }
-        let (key_id, key) = self.current_key(org, scope).await?;
+        let (cell, key) = self.current_key(org, scope).await?;
+        let key_id = key.id();
         let (rows, out) = {
             let mut rng = rand::rng();
             let mut rows = Vec::with_capacity(count);
@@ -94,8 +95,14 @@ impl Service {
             }
             (rows, out)
         };
+        // Stored while no revoke or retirement can commit (and guarded in the statement too).
+        let _admitted = self.admit(&cell, &[key_id]).await?;
         let mut w = self.store.write().await?;
-        data_keys::insert(&mut w.tx, org, &rows, store::now_ms()).await?;
+        if !data_keys::insert(&mut w.tx, org, &rows, store::now_ms()).await? {
+            return Err(ServiceError::Scope(
+                byok_core::scope::ScopeError::UnknownVersion(key_id),
+            ));
+        }
         w.commit().await?;
         Ok(out)
     }
@@ -121,15 +128,27 @@ impl Service {
                 .into_iter()
                 .map(|r| (r.id.clone(), r))
                 .collect();
+        let mut keys = std::collections::HashMap::new();
         for id in ids {
             let row = rows
                 .get(id)
                 .ok_or_else(|| ServiceError::NotFound(format!("data key {id} not found")))?;
-            let key = self
-                .scope_key(&cell, KeyId::new(row.scope, row.version))
-                .await?;
+            let k = KeyId::new(row.scope, row.version);
+            if !keys.contains_key(&k) {
+                keys.insert(k, self.scope_key(&cell, k).await?);
+            }
+        }
+        let ids_used: Vec<KeyId> = keys.keys().copied().collect();
+        let _admitted = self.admit(&cell, &ids_used).await?;
+        for id in ids {
+            let row = rows
+                .get(id)
+                .ok_or_else(|| ServiceError::NotFound(format!("data key {id} not found")))?;
+            let key = keys
+                .get(&KeyId::new(row.scope, row.version))
+                .ok_or_else(|| ServiceError::NotFound(format!("data key {id} not found")))?;
             let dk = Envelope::<byok_core::DefaultBackend>::unwrap_data_key(
-                &key,
+                key,
                 &context(&row.id),
                 &row.wrapped,
             )?;
@@ -192,50 +211,82 @@ impl Service {
             KeyId::new(job.scope, job.to),
         );
         let mut moved = job.done;
-        loop {
-            let batch =
-                data_keys::under(self.store.pool(), org, job.scope, job.from, BATCH).await?;
-            if batch.is_empty() {
-                break;
-            }
-            let (fk, tk) = (
-                self.scope_key(&cell, from).await?,
-                self.scope_key(&cell, to).await?,
-            );
-            let mut rewrapped = Vec::with_capacity(batch.len());
-            {
-                let mut rng = rand::rng();
-                for row in &batch {
-                    let ctx = context(&row.id);
-                    let dk = Envelope::<byok_core::DefaultBackend>::unwrap_data_key(
-                        &fk,
-                        &ctx,
-                        &row.wrapped,
-                    )?;
-                    let secret = SecretBytes::from_bytes(&mut dk.expose_secret().clone());
-                    let wrapped = Envelope::<byok_core::DefaultBackend>::wrap_secret(
-                        &tk, &ctx, &secret, &mut rng,
-                    )?;
-                    rewrapped.push((row.id.clone(), wrapped));
+        // A data key stored under the version after the last batch makes the final check fail;
+        // then another pass moves it.
+        let mut passes = 0;
+        'pass: loop {
+            passes += 1;
+            loop {
+                // A job never works on a paused scope's keys: it waits (job progress says on which
+                // scope), and the resume runs it again.
+                if let Some(by) = cell.snapshot().job_waiting_on() {
+                    tracing::info!(org = %org, paused = %by, "retirement waits on a paused scope");
+                    return Ok(());
                 }
-            }
-            let mut w = self.store.write().await?;
-            let mut n = 0u64;
-            for (id, wrapped) in &rewrapped {
-                if data_keys::rewrap(&mut w.tx, org, id, job.from, job.to, wrapped).await? {
-                    n += 1;
+                let batch =
+                    data_keys::under(self.store.pool(), org, job.scope, job.from, BATCH).await?;
+                if batch.is_empty() {
+                    break;
                 }
+                let (fk, tk) = (
+                    self.scope_key(&cell, from).await?,
+                    self.scope_key(&cell, to).await?,
+                );
+                let mut rewrapped = Vec::with_capacity(batch.len());
+                {
+                    let mut rng = rand::rng();
+                    for row in &batch {
+                        let ctx = context(&row.id);
+                        let dk = Envelope::<byok_core::DefaultBackend>::unwrap_data_key(
+                            &fk,
+                            &ctx,
+                            &row.wrapped,
+                        )?;
+                        let secret = SecretBytes::from_bytes(&mut dk.expose_secret().clone());
+                        let wrapped = Envelope::<byok_core::DefaultBackend>::wrap_secret(
+                            &tk, &ctx, &secret, &mut rng,
+                        )?;
+                        rewrapped.push((row.id.clone(), wrapped));
+                    }
+                }
+                let mut w = self.store.write().await?;
+                let mut n = 0u64;
+                for (id, wrapped) in &rewrapped {
+                    if data_keys::rewrap(&mut w.tx, org, id, job.from, job.to, wrapped).await? {
+                        n += 1;
+                    }
+                }
+                data_keys::advance_job(&mut w.tx, org, n).await?;
+                w.commit().await?;
+                moved += n;
             }
-            data_keys::advance_job(&mut w.tx, org, n).await?;
-            w.commit().await?;
-            moved += n;
+            // Child scope keys (core's job), then the version itself, with the job row.
+            self.run_job_steps(org).await?;
+            if cell.snapshot().job_waiting_on().is_some() {
+                return Ok(());
+            }
+            let finished = self
+                .transition_with(
+                    org,
+                    BTreeMap::new(),
+                    Extra::FinishRetire {
+                        moved,
+                        scope: job.scope,
+                        from: job.from,
+                    },
+                    |o| Ok(((), o.retire(from)?)),
+                )
+                .await;
+            match finished {
+                Ok(()) => break 'pass,
+                Err(ServiceError::Scope(byok_core::scope::ScopeError::VersionInUse { .. }))
+                    if passes < 4 =>
+                {
+                    continue 'pass;
+                }
+                Err(e) => return Err(e),
+            }
         }
-        // Child scope keys (core's job), then the version itself, with the job row.
-        self.run_job_steps(org).await?;
-        self.transition_with(org, BTreeMap::new(), Extra::FinishRetire { moved }, |o| {
-            Ok(((), o.retire(from)?))
-        })
-        .await?;
         tracing::info!(org = %org, key = %from, moved, "key version retired");
         Ok(())
     }

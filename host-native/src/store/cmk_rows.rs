@@ -12,8 +12,10 @@ pub struct CmkRow {
     pub n: u32,
     /// Display name.
     pub name: String,
-    /// The key ARN as validated.
+    /// The key ARN, as DescribeKey returned it when the key was attached (an alias resolved).
     pub key_arn: String,
+    /// The alias ARN pasted, if one was (display only).
+    pub alias_arn: Option<String>,
     /// The customer's role byok assumes, if any.
     pub role_arn: Option<String>,
     /// When it was attached (ms since the epoch).
@@ -33,7 +35,7 @@ pub async fn insert(
     row: &CmkRow,
 ) -> Result<()> {
     sqlx::query(
-        "INSERT INTO cmk_keys (org_id, n, name, provider, key_arn, role_arn, created_at) VALUES (?, ?, ?, 'aws', ?, ?, ?)",
+        "INSERT INTO cmk_keys (org_id, n, name, provider, key_arn, role_arn, created_at, alias_arn) VALUES (?, ?, ?, 'aws', ?, ?, ?, ?)",
     )
     .bind(org.to_string())
     .bind(i64::from(row.n))
@@ -41,6 +43,7 @@ pub async fn insert(
     .bind(&row.key_arn)
     .bind(&row.role_arn)
     .bind(row.created_at)
+    .bind(&row.alias_arn)
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -49,7 +52,7 @@ pub async fn insert(
 /// The org's attached keys, by number.
 pub async fn list(pool: &SqlitePool, org: ScopeId) -> Result<Vec<CmkRow>> {
     let rows = sqlx::query(
-        "SELECT n, name, key_arn, role_arn, created_at, health, health_detail, health_at FROM cmk_keys WHERE org_id = ? ORDER BY n",
+        "SELECT n, name, key_arn, alias_arn, role_arn, created_at, health, health_detail, health_at FROM cmk_keys WHERE org_id = ? ORDER BY n",
     )
     .bind(org.to_string())
     .fetch_all(pool)
@@ -60,6 +63,7 @@ pub async fn list(pool: &SqlitePool, org: ScopeId) -> Result<Vec<CmkRow>> {
                 n: u32::try_from(r.try_get::<i64, _>("n")?).unwrap_or(0),
                 name: r.try_get("name")?,
                 key_arn: r.try_get("key_arn")?,
+                alias_arn: r.try_get("alias_arn")?,
                 role_arn: r.try_get("role_arn")?,
                 created_at: r.try_get("created_at")?,
                 health: r.try_get("health")?,

@@ -33,26 +33,56 @@ pub struct RetireJob {
     pub done: u64,
 }
 
-/// Stores data keys.
+/// Stores data keys, each only while the scope key version it is wrapped under is still stored
+/// (checked in the same statement): a row never lands under a version that a retirement has
+/// just destroyed, nor in a subtree a revoke has just destroyed. Returns whether every row was
+/// stored; the caller rolls back otherwise.
 pub async fn insert(
     tx: &mut Transaction<'static, Sqlite>,
     org: ScopeId,
     rows: &[DataKeyRow],
     at: i64,
-) -> Result<()> {
+) -> Result<bool> {
     let org = org.to_string();
     for r in rows {
-        sqlx::query("INSERT INTO data_keys (org_id, id, scope_id, version, wrapped, created_at) VALUES (?, ?, ?, ?, ?, ?)")
-            .bind(&org)
-            .bind(&r.id)
-            .bind(r.scope.to_string())
-            .bind(i64::from(r.version))
-            .bind(&r.wrapped)
-            .bind(at)
-            .execute(&mut **tx)
-            .await?;
+        let done = sqlx::query(
+            "INSERT INTO data_keys (org_id, id, scope_id, version, wrapped, created_at) \
+             SELECT ?1, ?2, ?3, ?4, ?5, ?6 WHERE EXISTS (SELECT 1 FROM scope_keys \
+             WHERE org_id = ?1 AND scope_id = ?3 AND version = ?4)",
+        )
+        .bind(&org)
+        .bind(&r.id)
+        .bind(r.scope.to_string())
+        .bind(i64::from(r.version))
+        .bind(&r.wrapped)
+        .bind(at)
+        .execute(&mut **tx)
+        .await?;
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
     }
-    Ok(())
+    Ok(true)
+}
+
+/// How many data keys of `scope` are under `version`, inside a transaction (the last check
+/// before a version is destroyed).
+pub async fn remaining(
+    tx: &mut Transaction<'static, Sqlite>,
+    org: ScopeId,
+    scope: ScopeId,
+    version: u32,
+) -> Result<u64> {
+    let n: i64 = sqlx::query(
+        "SELECT COUNT(*) AS n FROM data_keys WHERE org_id = ? AND scope_id = ? AND version = ?",
+    )
+    .bind(org.to_string())
+    .bind(scope.to_string())
+    .bind(i64::from(version))
+    .fetch_one(&mut **tx)
+    .await?
+    .try_get("n")?;
+    Ok(u64::try_from(n).unwrap_or(0))
 }
 
 fn row(r: &sqlx::sqlite::SqliteRow) -> Result<DataKeyRow> {

@@ -7,6 +7,9 @@
 //!   of the machine.
 //! - `secure_delete = ON`: a destroyed wrapped key (revoke, retire, disabled CMK) is overwritten
 //!   in the database file, not left in a free page.
+//! - After every commit that destroys keys, a truncating checkpoint ([`Store::scrub`]): in WAL
+//!   mode the old pages would otherwise live on in `byok.db-wal` until the next checkpoint.
+//!   `journal_size_limit = 0` keeps the log from growing back with old pages in between.
 //! - `foreign_keys = ON`, and one writer at a time ([`Store::write`]): SQLite has one writer
 //!   anyway; taking turns in-process avoids `SQLITE_BUSY` instead of retrying it.
 
@@ -70,6 +73,7 @@ pub fn now_ms() -> i64 {
 pub struct Store {
     pool: SqlitePool,
     writer: std::sync::Arc<tokio::sync::Mutex<()>>,
+    memory: bool,
 }
 
 /// A write transaction, holding the writer's turn until it commits or drops (rolls back).
@@ -102,7 +106,8 @@ impl Store {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(std::time::Duration::from_secs(10))
-            .pragma("secure_delete", "ON");
+            .pragma("secure_delete", "ON")
+            .pragma("journal_size_limit", "0");
         let memory = url.contains(":memory:");
         let pool = SqlitePoolOptions::new()
             // An in-memory database lives in one connection.
@@ -116,6 +121,7 @@ impl Store {
         Ok(Self {
             pool,
             writer: std::sync::Arc::new(tokio::sync::Mutex::new(())),
+            memory,
         })
     }
 
@@ -129,6 +135,64 @@ impl Store {
         let turn = self.writer.clone().lock_owned().await;
         let tx = self.pool.begin().await?;
         Ok(WriteTx { tx, _turn: turn })
+    }
+
+    /// Copies every committed page into the database file and truncates the write-ahead log,
+    /// so that destroyed keys survive in no file. Waits for readers (up to the busy timeout);
+    /// retried a few times, then logged: the next destructive commit tries again.
+    pub async fn scrub(&self) {
+        if self.memory {
+            return;
+        }
+        // Holding the writer's turn: no commit can add pages while the log is reset.
+        let _turn = self.writer.clone().lock_owned().await;
+        for attempt in 0..5 {
+            match sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                .fetch_one(&self.pool)
+                .await
+            {
+                Ok(row) => {
+                    use sqlx::Row;
+                    if row.try_get::<i64, _>(0).unwrap_or(1) == 0 {
+                        return;
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "checkpoint failed"),
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20 << attempt)).await;
+        }
+        tracing::warn!(
+            "the write-ahead log could not be truncated now (readers busy); destroyed keys may stay in byok.db-wal until the next checkpoint"
+        );
+    }
+
+    /// A server-wide fact by name.
+    pub async fn meta(&self, name: &str) -> Result<Option<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT value FROM server_meta WHERE name = ?")
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    /// Records a server-wide fact.
+    pub async fn set_meta(&self, name: &str, value: &str) -> Result<()> {
+        let mut w = self.write().await?;
+        sqlx::query("INSERT INTO server_meta (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value")
+            .bind(name)
+            .bind(value)
+            .execute(&mut *w.tx)
+            .await?;
+        w.commit().await
+    }
+
+    /// Whether the database holds any organization.
+    pub async fn has_orgs(&self) -> Result<bool> {
+        Ok(sqlx::query("SELECT 1 FROM orgs LIMIT 1")
+            .fetch_optional(&self.pool)
+            .await?
+            .is_some())
     }
 
     /// Whether the database answers (for `/readyz`).

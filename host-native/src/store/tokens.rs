@@ -50,13 +50,30 @@ impl Role {
     }
 }
 
-/// A stored token's grant.
+/// A stored token's grant, and what may be shown of it (never the token itself).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TokenRow {
+    /// Its public id (16 hex digits), to list and revoke it by.
+    pub id: String,
     /// The org it belongs to (`None` for the operator).
     pub org: Option<ScopeId>,
     /// What it may do.
     pub role: Role,
+    /// What it is for.
+    pub name: String,
+    /// When it was created (ms since the epoch).
+    pub created_at: i64,
+    /// When it stops working, if ever (ms since the epoch).
+    pub expires_at: Option<i64>,
+    /// When it was last used, to the minute (ms since the epoch).
+    pub last_used_at: Option<i64>,
+}
+
+impl TokenRow {
+    /// Whether it has expired at `now`.
+    pub fn expired(&self, now: i64) -> bool {
+        self.expires_at.is_some_and(|e| now >= e)
+    }
 }
 
 /// The stored form of `token`.
@@ -74,35 +91,40 @@ pub fn new_token(rng: &mut impl CryptoRng) -> Zeroizing<String> {
     ))
 }
 
-/// Stores a new token for `org` with `role`; returns the token (shown once).
+/// Stores a new token for `org` with `role`; returns its id and the token (shown once).
 pub async fn create(
     tx: &mut Transaction<'static, Sqlite>,
     org: Option<ScopeId>,
     role: Role,
     name: &str,
     at: i64,
-) -> Result<Zeroizing<String>> {
-    let token = new_token(&mut rand::rng());
-    sqlx::query("INSERT INTO tokens (hash, org_id, role, name, created_at) VALUES (?, ?, ?, ?, ?)")
+    expires_at: Option<i64>,
+) -> Result<(String, Zeroizing<String>)> {
+    let (token, id) = {
+        let mut rng = rand::rng();
+        let mut id = [0u8; 8];
+        rand_core::Rng::fill_bytes(&mut rng, &mut id);
+        (
+            new_token(&mut rng),
+            id.iter().map(|b| format!("{b:02x}")).collect::<String>(),
+        )
+    };
+    sqlx::query("INSERT INTO tokens (hash, org_id, role, name, created_at, id, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)")
         .bind(&token_hash(&token)[..])
         .bind(org.map(|o| o.to_string()))
         .bind(role.as_str())
         .bind(name)
         .bind(at)
+        .bind(&id)
+        .bind(expires_at)
         .execute(&mut **tx)
         .await?;
-    Ok(token)
+    Ok((id, token))
 }
 
-/// The grant of `token`, if it exists.
-pub async fn lookup(pool: &SqlitePool, token: &str) -> Result<Option<TokenRow>> {
-    let Some(r) = sqlx::query("SELECT org_id, role FROM tokens WHERE hash = ?")
-        .bind(&token_hash(token)[..])
-        .fetch_optional(pool)
-        .await?
-    else {
-        return Ok(None);
-    };
+const COLUMNS: &str = "id, org_id, role, name, created_at, expires_at, last_used_at";
+
+fn row(r: &sqlx::sqlite::SqliteRow) -> Result<TokenRow> {
     let org = match r.try_get::<Option<&str>, _>("org_id")? {
         Some(o) => {
             Some(ScopeId::parse_hex(o).ok_or_else(|| StoreError::Corrupt("bad token org".into()))?)
@@ -111,7 +133,86 @@ pub async fn lookup(pool: &SqlitePool, token: &str) -> Result<Option<TokenRow>> 
     };
     let role = Role::parse(r.try_get("role")?)
         .ok_or_else(|| StoreError::Corrupt("bad token role".into()))?;
-    Ok(Some(TokenRow { org, role }))
+    Ok(TokenRow {
+        id: r.try_get("id")?,
+        org,
+        role,
+        name: r.try_get("name")?,
+        created_at: r.try_get("created_at")?,
+        expires_at: r.try_get("expires_at")?,
+        last_used_at: r.try_get("last_used_at")?,
+    })
+}
+
+/// The grant of `token`, if it exists.
+pub async fn lookup(pool: &SqlitePool, token: &str) -> Result<Option<TokenRow>> {
+    sqlx::query(&format!("SELECT {COLUMNS} FROM tokens WHERE hash = ?"))
+        .bind(&token_hash(token)[..])
+        .fetch_optional(pool)
+        .await?
+        .as_ref()
+        .map(row)
+        .transpose()
+}
+
+/// The tokens of `org` (`None`: the operator tokens), oldest first.
+pub async fn list(pool: &SqlitePool, org: Option<ScopeId>) -> Result<Vec<TokenRow>> {
+    let rows = match org {
+        Some(o) => {
+            sqlx::query(&format!(
+                "SELECT {COLUMNS} FROM tokens WHERE org_id = ? ORDER BY created_at, id"
+            ))
+            .bind(o.to_string())
+            .fetch_all(pool)
+            .await?
+        }
+        None => {
+            sqlx::query(&format!(
+                "SELECT {COLUMNS} FROM tokens WHERE org_id IS NULL ORDER BY created_at, id"
+            ))
+            .fetch_all(pool)
+            .await?
+        }
+    };
+    rows.iter().map(row).collect()
+}
+
+/// Deletes token `id` of `org` (`None`: an operator token); returns its hash, to drop it from
+/// memory, or `None` if there is no such token there.
+pub async fn revoke(
+    tx: &mut Transaction<'static, Sqlite>,
+    org: Option<ScopeId>,
+    id: &str,
+) -> Result<Option<Vec<u8>>> {
+    let found = match org {
+        Some(o) => {
+            sqlx::query("DELETE FROM tokens WHERE id = ? AND org_id = ? RETURNING hash")
+                .bind(id)
+                .bind(o.to_string())
+                .fetch_optional(&mut **tx)
+                .await?
+        }
+        None => {
+            sqlx::query("DELETE FROM tokens WHERE id = ? AND org_id IS NULL RETURNING hash")
+                .bind(id)
+                .fetch_optional(&mut **tx)
+                .await?
+        }
+    };
+    Ok(match found {
+        Some(r) => Some(r.try_get("hash")?),
+        None => None,
+    })
+}
+
+/// Records that the token with hash `hash` was used at `at`.
+pub async fn touch(tx: &mut Transaction<'static, Sqlite>, hash: &[u8], at: i64) -> Result<()> {
+    sqlx::query("UPDATE tokens SET last_used_at = ? WHERE hash = ?")
+        .bind(at)
+        .bind(hash)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
 
 /// Whether any operator token exists (the first start creates one).

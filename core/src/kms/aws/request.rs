@@ -66,11 +66,19 @@ pub struct CallContext {
     pub org: String,
     /// The scope's id (hex).
     pub scope: String,
+    /// The root key version a copy holds (`byok:version`), so that a copy of one version cannot
+    /// be passed off as another; `None` leaves it out.
+    pub version: Option<u32>,
 }
 
 impl CallContext {
     fn json(&self) -> Value {
-        json!({ "byok:org": self.org, "byok:scope": self.scope })
+        match self.version {
+            Some(v) => {
+                json!({ "byok:org": self.org, "byok:scope": self.scope, "byok:version": v.to_string() })
+            }
+            None => json!({ "byok:org": self.org, "byok:scope": self.scope }),
+        }
     }
 }
 
@@ -449,6 +457,7 @@ mod tests {
         let ctx = CallContext {
             org: "o1".into(),
             scope: "s1".into(),
+            version: None,
         };
         let k = arn();
         let ep = k.endpoint(Default::default()).unwrap();

@@ -86,6 +86,7 @@ pub enum Next<'a> {
 /// A validation in progress.
 pub struct Validation {
     arn: Option<KeyArn>,
+    described: Option<String>,
     probe: SecretBytes,
     blob: Option<Vec<u8>>,
     report: Vec<(Step, Outcome)>,
@@ -105,6 +106,7 @@ impl Validation {
     ) -> Self {
         let mut v = Self {
             arn: None,
+            described: None,
             probe: SecretBytes::random(rng),
             blob: None,
             report: Vec::new(),
@@ -211,6 +213,9 @@ impl Validation {
         if self.last() != Some(Step::Region) {
             return;
         }
+        if let Ok(meta) = &answer {
+            self.described = Some(meta.arn.clone());
+        }
         match answer {
             Ok(meta) => match meta.usability() {
                 Ok(()) => self.report.push((
@@ -236,6 +241,12 @@ impl Validation {
             },
             Err(e) => self.fail(Step::Describe, &e, "kms:DescribeKey"),
         }
+    }
+
+    /// The key ARN the KMS described (an alias resolved to its key), once described: what a
+    /// host stores, so that re-pointing the alias later does not orphan the key's copies.
+    pub fn described_arn(&self) -> Option<&str> {
+        self.described.as_deref()
     }
 
     /// The answer to [`Next::Wrap`].

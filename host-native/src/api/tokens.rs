@@ -1,0 +1,182 @@
+//! Tokens: create (with an optional expiry), list, revoke; the operator rotates its own token
+//! and lists and revokes its peers. A revoked or expired token gets 401 on its next request.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::AppState;
+use super::auth::{ApiJson, Caller, parse_id};
+use super::error::{ApiError, ErrorBody};
+use crate::service::TokenView;
+use crate::store::{self, Role};
+
+/// The longest a token may be created for: ten years, in seconds.
+const MAX_EXPIRES_IN_S: u64 = 10 * 365 * 86_400;
+
+/// Creates a token.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateToken {
+    /// `admin`, `service` or `auditor`.
+    pub role: Role,
+    /// What it is for (shown in the audit log and the token list).
+    pub name: String,
+    /// Seconds until it stops working (default: never). At most ten years.
+    pub expires_in_s: Option<u64>,
+}
+
+/// A new token (shown once).
+#[derive(Serialize, ToSchema)]
+pub struct TokenCreated {
+    /// The token. Store it now: only its hash is kept.
+    pub token: String,
+    /// Its id, to list and revoke it by.
+    pub id: String,
+    /// Its role.
+    pub role: Role,
+    /// When it stops working, if ever (ms since the epoch).
+    pub expires_at: Option<i64>,
+}
+
+fn token_id(id: &str) -> Result<&str, ApiError> {
+    if id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(id)
+    } else {
+        Err(ApiError::invalid("token id must be 16 hex digits"))
+    }
+}
+
+fn operator(caller: &Caller) -> Result<(), ApiError> {
+    if caller.role == Role::Operator {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "only an operator token manages operator tokens",
+        ))
+    }
+}
+
+/// Create a token for the org (admin).
+#[utoipa::path(post, path = "/v1/orgs/{org}/tokens", tag = "tokens", request_body = CreateToken,
+    params(("org" = String, Path, description = "org id (32 hex digits)", pattern = "^[0-9a-fA-F]{32}$")),
+    responses((status = 201, body = TokenCreated), (status = 400, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn create(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(org): Path<String>,
+    ApiJson(req): ApiJson<CreateToken>,
+) -> Result<(StatusCode, Json<TokenCreated>), ApiError> {
+    let org = parse_id(&org, "org")?;
+    caller.require(org, &[Role::Admin])?;
+    let expires_at = match req.expires_in_s {
+        None => None,
+        Some(0) => return Err(ApiError::invalid("expires_in_s must be at least 1")),
+        Some(n) if n > MAX_EXPIRES_IN_S => {
+            return Err(ApiError::invalid("expires_in_s is at most ten years"));
+        }
+        Some(n) => Some(store::now_ms().saturating_add(i64::try_from(n * 1000).unwrap_or(0))),
+    };
+    let (id, token) = s
+        .service
+        .create_token(org, req.role, &req.name, expires_at)
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(TokenCreated {
+            token: token.to_string(),
+            id,
+            role: req.role,
+            expires_at,
+        }),
+    ))
+}
+
+/// The org's tokens (admin): name, role, created, last used, expiry; never the secret.
+#[utoipa::path(get, path = "/v1/orgs/{org}/tokens", tag = "tokens",
+    params(("org" = String, Path, description = "org id (32 hex digits)", pattern = "^[0-9a-fA-F]{32}$")),
+    responses((status = 200, body = [TokenView]), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn list(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(org): Path<String>,
+) -> Result<Json<Vec<TokenView>>, ApiError> {
+    let org = parse_id(&org, "org")?;
+    caller.require(org, &[Role::Admin])?;
+    Ok(Json(s.service.list_tokens(Some(org)).await?))
+}
+
+/// Revoke one of the org's tokens (admin). Its next request gets 401.
+#[utoipa::path(delete, path = "/v1/orgs/{org}/tokens/{id}", tag = "tokens",
+    params(("org" = String, Path, description = "org id (32 hex digits)", pattern = "^[0-9a-fA-F]{32}$"),
+        ("id" = String, Path, description = "token id (16 hex digits)", pattern = "^[0-9a-fA-F]{16}$")),
+    responses((status = 204, description = "revoked"), (status = 400, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn revoke(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path((org, id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let org = parse_id(&org, "org")?;
+    caller.require(org, &[Role::Admin])?;
+    s.service.revoke_token(Some(org), token_id(&id)?).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The operator tokens (operator).
+#[utoipa::path(get, path = "/v1/tokens", tag = "tokens",
+    responses((status = 200, body = [TokenView]), (status = 403, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn list_operator(
+    State(s): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Vec<TokenView>>, ApiError> {
+    operator(&caller)?;
+    Ok(Json(s.service.list_tokens(None).await?))
+}
+
+/// Revoke an operator token (operator). If the last one goes, the next start prints a new one.
+#[utoipa::path(delete, path = "/v1/tokens/{id}", tag = "tokens",
+    params(("id" = String, Path, description = "token id (16 hex digits)", pattern = "^[0-9a-fA-F]{16}$")),
+    responses((status = 204, description = "revoked"), (status = 400, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn revoke_operator(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    operator(&caller)?;
+    s.service.revoke_token(None, token_id(&id)?).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Rotate the calling operator token (operator): a new one is returned (shown once) and the
+/// calling one stops working at once.
+#[utoipa::path(post, path = "/v1/tokens/rotate", tag = "tokens",
+    responses((status = 201, body = TokenCreated), (status = 403, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn rotate_operator(
+    State(s): State<AppState>,
+    caller: Caller,
+) -> Result<(StatusCode, Json<TokenCreated>), ApiError> {
+    operator(&caller)?;
+    let (id, token) = s.service.rotate_operator(caller.token_hash).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(TokenCreated {
+            token: token.to_string(),
+            id,
+            role: Role::Operator,
+            expires_at: None,
+        }),
+    ))
+}

@@ -1,0 +1,206 @@
+//! Bearer tokens: authenticate (from memory after the first lookup), create with an optional
+//! expiry, list (never the secret), revoke, and rotate the operator's. A revoked token's grant
+//! leaves memory in the same call, and an expired one is refused, so the next request with it
+//! gets 401.
+
+use byok_core::ScopeId;
+use serde::Serialize;
+use serde_json::json;
+use zeroize::Zeroizing;
+
+use super::{Result, Service, ServiceError};
+use crate::store::{self, Role, audit, tokens};
+
+/// How often a token's last use is written down (its precision), so that authenticating stays
+/// a memory lookup.
+const TOUCH_EVERY_MS: i64 = 60_000;
+
+/// A token as listed: never the token itself.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct TokenView {
+    /// Its id (16 hex digits): revoke it by this.
+    pub id: String,
+    /// What it is for.
+    pub name: String,
+    /// `operator`, `admin`, `service` or `auditor`.
+    pub role: Role,
+    /// Created (ms since the epoch).
+    pub created_at: i64,
+    /// Last used, to the minute (ms since the epoch).
+    pub last_used_at: Option<i64>,
+    /// When it stops working, if ever (ms since the epoch).
+    pub expires_at: Option<i64>,
+}
+
+impl From<&tokens::TokenRow> for TokenView {
+    fn from(r: &tokens::TokenRow) -> Self {
+        Self {
+            id: r.id.clone(),
+            name: r.name.clone(),
+            role: r.role,
+            created_at: r.created_at,
+            last_used_at: r.last_used_at,
+            expires_at: r.expires_at,
+        }
+    }
+}
+
+impl Service {
+    /// The grant of a bearer token, with the hash it is known by. Found grants stay in memory
+    /// (up to 100 000; unknown tokens are never kept, so guesses cannot fill it); revoking drops
+    /// one at once, and an expired one is refused and dropped.
+    pub async fn authenticate(&self, token: &str) -> Result<Option<(tokens::TokenRow, [u8; 32])>> {
+        let hash = tokens::token_hash(token);
+        let now = store::now_ms();
+        let cached = self
+            .grants
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&hash)
+            .cloned();
+        let grant = match cached {
+            Some(g) => g,
+            None => match tokens::lookup(self.store.pool(), token).await? {
+                Some(g) => {
+                    let mut grants = self.grants.write().unwrap_or_else(|p| p.into_inner());
+                    if grants.len() >= 100_000 {
+                        grants.clear();
+                    }
+                    grants.insert(hash, g.clone());
+                    g
+                }
+                None => return Ok(None),
+            },
+        };
+        if grant.expired(now) {
+            self.grants
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&hash);
+            return Ok(None);
+        }
+        if grant
+            .last_used_at
+            .is_none_or(|t| now.saturating_sub(t) >= TOUCH_EVERY_MS)
+        {
+            let mut w = self.store.write().await?;
+            tokens::touch(&mut w.tx, &hash, now).await?;
+            w.commit().await?;
+            if let Some(g) = self
+                .grants
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .get_mut(&hash)
+            {
+                g.last_used_at = Some(now);
+            }
+        }
+        Ok(Some((grant, hash)))
+    }
+
+    /// Creates a token for `org` with `role` (not operator), valid until `expires_at` if given.
+    pub async fn create_token(
+        &self,
+        org: ScopeId,
+        role: Role,
+        name: &str,
+        expires_at: Option<i64>,
+    ) -> Result<(String, Zeroizing<String>)> {
+        if role == Role::Operator {
+            return Err(ServiceError::Invalid(
+                "operator tokens are not created for an organization; rotate the operator token instead".into(),
+            ));
+        }
+        super::check_name(name)?;
+        self.org(org).await?;
+        let mut w = self.store.write().await?;
+        let at = store::now_ms();
+        let (id, token) = tokens::create(&mut w.tx, Some(org), role, name, at, expires_at).await?;
+        audit::append(
+            &mut w.tx,
+            org,
+            at,
+            &json!({ "type": "token_created", "id": id, "role": role.as_str(), "name": name, "expires_at": expires_at }),
+        )
+        .await?;
+        w.commit().await?;
+        Ok((id, token))
+    }
+
+    /// The tokens of `org` (`None`: the operator tokens).
+    pub async fn list_tokens(&self, org: Option<ScopeId>) -> Result<Vec<TokenView>> {
+        if let Some(o) = org {
+            self.org(o).await?;
+        }
+        Ok(tokens::list(self.store.pool(), org)
+            .await?
+            .iter()
+            .map(TokenView::from)
+            .collect())
+    }
+
+    /// Revokes token `id` of `org` (`None`: an operator token). The next request with it gets
+    /// 401, also when it was authenticated a moment before.
+    pub async fn revoke_token(&self, org: Option<ScopeId>, id: &str) -> Result<()> {
+        if let Some(o) = org {
+            self.org(o).await?;
+        }
+        let mut w = self.store.write().await?;
+        let hash = tokens::revoke(&mut w.tx, org, id)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound(format!("token {id} not found")))?;
+        if let Some(o) = org {
+            audit::append(
+                &mut w.tx,
+                o,
+                store::now_ms(),
+                &json!({ "type": "token_revoked", "id": id }),
+            )
+            .await?;
+        }
+        w.commit().await?;
+        self.forget_grant(&hash);
+        tracing::info!(token = %id, "token revoked");
+        Ok(())
+    }
+
+    /// Replaces the operator token `current` (by hash) with a new one, in one transaction:
+    /// returns the new id and token (shown once); the old one stops working at once.
+    pub async fn rotate_operator(&self, current: [u8; 32]) -> Result<(String, Zeroizing<String>)> {
+        let row = tokens::list(self.store.pool(), None)
+            .await?
+            .into_iter()
+            .find(|t| {
+                self.grants
+                    .read()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(&current)
+                    .is_some_and(|g| g.id == t.id)
+            })
+            .ok_or_else(|| ServiceError::NotFound("the calling operator token".into()))?;
+        let mut w = self.store.write().await?;
+        tokens::revoke(&mut w.tx, None, &row.id).await?;
+        let created = tokens::create(
+            &mut w.tx,
+            None,
+            Role::Operator,
+            &row.name,
+            store::now_ms(),
+            row.expires_at,
+        )
+        .await?;
+        w.commit().await?;
+        self.forget_grant(&current);
+        tracing::info!(old = %row.id, new = %created.0, "operator token rotated");
+        Ok(created)
+    }
+
+    fn forget_grant(&self, hash: &[u8]) {
+        if let Ok(h) = <[u8; 32]>::try_from(hash) {
+            self.grants
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&h);
+        }
+    }
+}
