@@ -37,6 +37,8 @@ def main(url: str) -> None:
         "sts-front": ["sts:AssumeRole"],
         # Plays the customer's key administrator: disables and enables keys during tests.
         "kms-admin": ["kms:DisableKey", "kms:EnableKey", "kms:DescribeKey"],
+        # Plays the customer's IAM administrator: removes and restores byok's grant.
+        "iam-admin": ["iam:PutUserPolicy", "iam:DeleteUserPolicy", "iam:GetUserPolicy"],
     }.items():
         iam.create_user(UserName=name)
         iam.put_user_policy(UserName=name, PolicyName="byok", PolicyDocument=policy(actions))
@@ -82,6 +84,7 @@ def main(url: str) -> None:
     account = key["Arn"].split(":")[4]
     print(json.dumps({
         "region": region,
+        "byok_policy": policy(["kms:Encrypt", "kms:Decrypt", "kms:DescribeKey", "kms:GenerateDataKey", "sts:AssumeRole"]),
         "key_arn": key["Arn"],
         "alias_arn": f"arn:aws:kms:{region}:{account}:alias/byok-root",
         "second_key_arn": second["Arn"],

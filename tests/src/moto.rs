@@ -48,6 +48,10 @@ pub struct Moto {
     pub second_key_arn: String,
     /// A user allowed to disable and enable keys (the customer's key administrator).
     pub kms_admin: User,
+    /// A user allowed to change user policies (the customer's IAM administrator).
+    pub iam_admin: User,
+    /// The policy that grants `byok` its KMS access (what the grant tests remove and restore).
+    pub byok_policy: String,
 }
 
 fn repo_root() -> PathBuf {
@@ -134,6 +138,8 @@ impl Moto {
             sts_front: user("sts-front"),
             second_key_arn: s("/second_key_arn"),
             kms_admin: user("kms-admin"),
+            iam_admin: user("iam-admin"),
+            byok_policy: s("/byok_policy"),
         }
     }
 }
@@ -155,6 +161,34 @@ impl Moto {
         assert!(
             out.status.success(),
             "{op} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Moto {
+    /// As the customer's IAM administrator: removes (`false`) or restores (`true`) the policy
+    /// that grants user `byok` its KMS access, through boto3, signed like any call.
+    pub fn grant(&self, on: bool) {
+        let call = if on {
+            format!(
+                "put_user_policy(UserName='byok', PolicyName='byok', PolicyDocument={:?})",
+                self.byok_policy
+            )
+        } else {
+            "delete_user_policy(UserName='byok', PolicyName='byok')".to_owned()
+        };
+        let script = format!(
+            "import boto3\nboto3.client('iam', endpoint_url='{}', region_name='{}', aws_access_key_id='{}', aws_secret_access_key='{}').{call}",
+            self.url, self.region, self.iam_admin.access_key_id, self.iam_admin.secret_access_key
+        );
+        let out = Command::new(venv().join("bin/python"))
+            .args(["-c", &script])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "grant {on} failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
     }

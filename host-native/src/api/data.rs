@@ -283,7 +283,10 @@ pub async fn lease(
     let org = parse_id(&org, "org")?;
     caller.require(org, &[Role::Service])?;
     let scope = parse_id(&scope, "scope")?;
-    let lease = s.service.lease(org, scope).await?;
+    let lease = s
+        .service
+        .lease(org, scope, &super::error::request_id())
+        .await?;
     Ok((
         [(axum::http::header::CACHE_CONTROL, "no-store")],
         Json(lease),

@@ -44,8 +44,9 @@ impl std::fmt::Debug for Lease {
 }
 
 impl Service {
-    /// A lease on `scope`'s keys.
-    pub async fn lease(&self, org: ScopeId, scope: ScopeId) -> Result<Lease> {
+    /// A lease on `scope`'s keys; `request_id` goes into its audit event, so that a caller can
+    /// match an answer to the log.
+    pub async fn lease(&self, org: ScopeId, scope: ScopeId, request_id: &str) -> Result<Lease> {
         use base64ct::{Base64, Encoding};
         let cell = self.org(org).await?;
         let ttl = cell.meta().lease_ttl_ms;
@@ -87,7 +88,7 @@ impl Service {
             &mut w.tx,
             org,
             store::now_ms(),
-            &json!({ "type": "lease_issued", "scope": scope.to_string(), "versions": versions, "expires_at": expires_at }),
+            &json!({ "type": "lease_issued", "scope": scope.to_string(), "versions": versions, "expires_at": expires_at, "request_id": request_id }),
         )
         .await?;
         w.commit().await?;
