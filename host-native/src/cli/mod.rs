@@ -66,7 +66,28 @@ pub enum TokenCmd {
         /// What it is for.
         #[arg(long)]
         name: String,
+        /// Seconds until it stops working (default: never).
+        #[arg(long)]
+        expires_in: Option<u64>,
     },
+    /// List the org's tokens (admin token), or with no org the operator tokens (operator
+    /// token): id, name, role, created, last used, expiry; never the secret.
+    List {
+        /// Org id (omit, with an operator token, for the operator tokens).
+        #[arg(long, env = "BYOK_ORG")]
+        org: Option<String>,
+    },
+    /// Revoke a token by id: its next request gets 401.
+    Revoke {
+        /// Org id (omit, with an operator token, to revoke an operator token).
+        #[arg(long, env = "BYOK_ORG")]
+        org: Option<String>,
+        /// The token id (16 hex digits, from `byok token list`).
+        id: String,
+    },
+    /// Replace the operator token you call with: the new one is printed once, the old one
+    /// stops working at once.
+    RotateOperator,
 }
 
 /// Scope commands.
@@ -487,6 +508,11 @@ impl Client {
     pub async fn post(&self, path: &str, body: Value) -> Result<Value, Failure> {
         self.call(reqwest::Method::POST, path, Some(body)).await
     }
+
+    /// DELETE.
+    pub async fn delete(&self, path: &str) -> Result<Value, Failure> {
+        self.call(reqwest::Method::DELETE, path, None).await
+    }
 }
 
 fn print(client: &Client, value: &Value, human: impl FnOnce(&Value) -> String) {
@@ -557,20 +583,66 @@ pub async fn org(client: &Client, cmd: OrgCmd) -> Result<(), Failure> {
 
 /// Runs a token command.
 pub async fn token(client: &Client, cmd: TokenCmd) -> Result<(), Failure> {
-    let TokenCmd::Create { org, role, name } = cmd;
-    let v = client
-        .post(
-            &format!("/v1/orgs/{org}/tokens"),
-            json!({ "role": role, "name": name }),
-        )
-        .await?;
-    print(client, &v, |v| {
+    let created = |v: &Value| {
         format!(
-            "{} token (shown once, store it now): {}",
+            "{} token {} (shown once, store it now): {}",
             s(v, "role"),
+            s(v, "id"),
             s(v, "token")
         )
-    });
+    };
+    let when = |t: &Value, k: &str| t[k].as_i64().map_or("never".into(), |x| x.to_string());
+    match cmd {
+        TokenCmd::Create {
+            org,
+            role,
+            name,
+            expires_in,
+        } => {
+            let v = client
+                .post(
+                    &format!("/v1/orgs/{org}/tokens"),
+                    json!({ "role": role, "name": name, "expires_in_s": expires_in }),
+                )
+                .await?;
+            print(client, &v, created);
+        }
+        TokenCmd::List { org } => {
+            let path = org.map_or_else(|| "/v1/tokens".into(), |o| format!("/v1/orgs/{o}/tokens"));
+            let v = client.get(&path).await?;
+            print(client, &v, |v| {
+                v.as_array()
+                    .map(|ts| {
+                        ts.iter()
+                            .map(|t| {
+                                format!(
+                                    "{}  {:<8} {:<24} last used {}  expires {}",
+                                    s(t, "id"),
+                                    s(t, "role"),
+                                    s(t, "name"),
+                                    when(t, "last_used_at"),
+                                    when(t, "expires_at"),
+                                )
+                            })
+                            .collect::<Vec<_>>()
+                            .join("\n")
+                    })
+                    .unwrap_or_default()
+            });
+        }
+        TokenCmd::Revoke { org, id } => {
+            let path = org.map_or_else(
+                || format!("/v1/tokens/{id}"),
+                |o| format!("/v1/orgs/{o}/tokens/{id}"),
+            );
+            let v = client.delete(&path).await?;
+            print(client, &v, |_| format!("token {id} revoked"));
+        }
+        TokenCmd::RotateOperator => {
+            let v = client.post("/v1/tokens/rotate", json!({})).await?;
+            print(client, &v, created);
+        }
+    }
     Ok(())
 }
 

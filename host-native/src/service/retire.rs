@@ -134,8 +134,8 @@ impl Service {
                 .get(id)
                 .ok_or_else(|| ServiceError::NotFound(format!("data key {id} not found")))?;
             let k = KeyId::new(row.scope, row.version);
-            if !keys.contains_key(&k) {
-                keys.insert(k, self.scope_key(&cell, k).await?);
+            if let std::collections::hash_map::Entry::Vacant(e) = keys.entry(k) {
+                e.insert(self.scope_key(&cell, k).await?);
             }
         }
         let ids_used: Vec<KeyId> = keys.keys().copied().collect();
