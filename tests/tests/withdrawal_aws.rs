@@ -237,6 +237,22 @@ async fn withdrawing_the_grant_cuts_the_vendor_off() {
     assert_eq!(decrypt(&api, &a).await.0, 200);
     assert_eq!(decrypt(&api, &c).await.0, 200);
 
+    // The health check alone evicts: the customer disables the key, a check sees it, and org C's
+    // warm 10-minute cache is dropped at once.
+    moto.key_admin("disable_key", &moto.key_arn);
+    let (st, v) = api
+        .post(
+            &format!("/v1/orgs/{}/keys/check", c.id),
+            &c.admin,
+            &json!({}),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let (st, v) = decrypt(&api, &c).await;
+    assert_eq!((st, code(&v).as_str()), (424, "kms_key_disabled"), "{v}");
+    moto.key_admin("enable_key", &moto.key_arn);
+    assert_eq!(decrypt(&api, &c).await.0, 200);
+
     // The customer removes byok's grant.
     moto.grant(false);
     // TTL 0: refused at once.
