@@ -42,16 +42,10 @@ fn fixture() -> Fixture {
 /// What a host proves before a customer key becomes the default: its copy, unwrapped through
 /// the KMS just now (here: the root itself, as a KMS would give it back), matches the root.
 fn prove(f: &Fixture, holder: HolderId) -> RootProof {
-    let fresh = ScopeKey::new(f.root.id(), f.root_secret());
+    let fresh = ScopeKey::new(f.root.id(), f.root.duplicate_secret());
     f.org
         .prove_holder(holder, &[fresh], std::slice::from_ref(&f.root))
         .unwrap()
-}
-
-impl Fixture {
-    fn root_secret(&self) -> SecretBytes {
-        SecretBytes::from_bytes(&mut self.root.expose_secret().clone())
-    }
 }
 
 fn scope_err(r: Result<impl std::fmt::Debug, Error>) -> ScopeError {
@@ -795,7 +789,7 @@ fn byok_is_exclusive_and_going_back_needs_the_roots() {
         f.org
             .make_managed_default(&f.managed, std::slice::from_ref(&bad), &mut f.rng)
     });
-    let fresh = ScopeKey::new(f.root.id(), f.root_secret());
+    let fresh = ScopeKey::new(f.root.id(), f.root.duplicate_secret());
     f.org
         .make_managed_default(&f.managed, &[fresh], &mut f.rng)
         .unwrap();

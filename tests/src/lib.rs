@@ -1,5 +1,6 @@
 //! End-to-end tests of byok across hosts. Fixtures for real parts live here.
 
+pub mod aws_stack;
 pub mod fault_front;
 pub mod moto;
 pub mod server;

@@ -145,14 +145,11 @@ impl Moto {
 }
 
 impl Moto {
-    /// As the customer's key administrator: `DisableKey` or `EnableKey` on `key_arn` (through
-    /// boto3, signed, so moto checks it like any call).
-    pub fn key_admin(&self, op: &str, key_arn: &str) {
-        assert!(matches!(op, "disable_key" | "enable_key"), "{op}");
-        let key_id = key_arn.rsplit('/').next().unwrap_or(key_arn);
+    /// Runs `client.call` through boto3 as `user` (signed, so moto checks it like any call).
+    fn boto3(&self, user: &User, service: &str, call: &str) {
         let script = format!(
-            "import boto3\nboto3.client('kms', endpoint_url='{}', region_name='{}', aws_access_key_id='{}', aws_secret_access_key='{}').{op}(KeyId='{key_id}')",
-            self.url, self.region, self.kms_admin.access_key_id, self.kms_admin.secret_access_key
+            "import boto3\nboto3.client('{service}', endpoint_url='{}', region_name='{}', aws_access_key_id='{}', aws_secret_access_key='{}').{call}",
+            self.url, self.region, user.access_key_id, user.secret_access_key
         );
         let out = Command::new(venv().join("bin/python"))
             .args(["-c", &script])
@@ -160,15 +157,20 @@ impl Moto {
             .unwrap();
         assert!(
             out.status.success(),
-            "{op} failed: {}",
+            "{service} {call} failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
     }
-}
 
-impl Moto {
+    /// As the customer's key administrator: `DisableKey` or `EnableKey` on `key_arn`.
+    pub fn key_admin(&self, op: &str, key_arn: &str) {
+        assert!(matches!(op, "disable_key" | "enable_key"), "{op}");
+        let key_id = key_arn.rsplit('/').next().unwrap_or(key_arn);
+        self.boto3(&self.kms_admin, "kms", &format!("{op}(KeyId='{key_id}')"));
+    }
+
     /// As the customer's IAM administrator: removes (`false`) or restores (`true`) the policy
-    /// that grants user `byok` its KMS access, through boto3, signed like any call.
+    /// that grants user `byok` its KMS access.
     pub fn grant(&self, on: bool) {
         let call = if on {
             format!(
@@ -178,19 +180,7 @@ impl Moto {
         } else {
             "delete_user_policy(UserName='byok', PolicyName='byok')".to_owned()
         };
-        let script = format!(
-            "import boto3\nboto3.client('iam', endpoint_url='{}', region_name='{}', aws_access_key_id='{}', aws_secret_access_key='{}').{call}",
-            self.url, self.region, self.iam_admin.access_key_id, self.iam_admin.secret_access_key
-        );
-        let out = Command::new(venv().join("bin/python"))
-            .args(["-c", &script])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "grant {on} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        self.boto3(&self.iam_admin, "iam", &call);
     }
 }
 

@@ -5,10 +5,8 @@
 use std::time::Duration;
 
 use base64ct::{Base64, Encoding};
-use byok_core::kms::aws::request::AwsCredentials;
-use byok_tests::fault_front::{FaultFront, StateCheck};
-use byok_tests::moto::Moto;
-use byok_tests::server::{Api, Server, metric, temp_dir};
+use byok_tests::aws_stack::AwsStack;
+use byok_tests::server::{Api, metric, temp_dir};
 use byok_tests::server::{error_code as code, field as s};
 use serde_json::{Value, json};
 
@@ -27,52 +25,13 @@ async fn kms_calls(url: &str) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn customer_keys_end_to_end() {
-    let moto = Moto::start();
-    let front = FaultFront::start_with(
-        moto.url.trim_start_matches("http://").to_owned(),
-        Some(StateCheck {
-            creds: AwsCredentials::new(
-                &moto.byok.access_key_id,
-                &moto.byok.secret_access_key,
-                None,
-                None,
-            ),
-        }),
-    )
-    .await;
+    let stack = AwsStack::start().await;
+    let moto = &stack.moto;
     let dir = temp_dir("aws");
-    let mut server = Server::start(
-        &dir.join("data"),
-        &[
-            ("BYOK_DANGER_AWS_ENDPOINT", &front.url),
-            ("BYOK_AWS_ACCESS_KEY_ID", &moto.byok.access_key_id),
-            ("BYOK_AWS_SECRET_ACCESS_KEY", &moto.byok.secret_access_key),
-            (
-                "BYOK_AWS_PRINCIPAL_ARN",
-                "arn:aws:iam::123456789012:user/byok",
-            ),
-            ("BYOK_KEY_HEALTH_INTERVAL_MS", "3600000"),
-        ],
-    );
+    let mut server = stack.server(&dir.join("data"));
     let operator = server.operator_token.clone().unwrap();
     let mut api = Api::new(&server.url);
-    let (st, v) = api
-        .post(
-            "/v1/orgs",
-            &operator,
-            &json!({ "name": "acme", "unwrap_cache_ttl_ms": 1000 }),
-        )
-        .await;
-    assert_eq!(st, 201, "{v}");
-    let (org, admin) = (s(&v, "id"), s(&v, "admin_token"));
-    let (_, v) = api
-        .post(
-            &format!("/v1/orgs/{org}/tokens"),
-            &admin,
-            &json!({ "role": "service", "name": "app" }),
-        )
-        .await;
-    let service = s(&v, "token");
+    let (org, admin, service) = api.org_with_service(&operator, 1000).await;
     let keys_path = format!("/v1/orgs/{org}/keys");
 
     // A 3-level tree with data at every level (sealed while the managed key is the default).

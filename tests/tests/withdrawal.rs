@@ -27,23 +27,7 @@ async fn fixture(name: &str, ttl_ms: u64) -> Fixture {
     );
     let operator = server.operator_token.clone().unwrap();
     let api = Api::new(&server.url);
-    let (st, v) = api
-        .post(
-            "/v1/orgs",
-            &operator,
-            &json!({ "name": "acme", "unwrap_cache_ttl_ms": ttl_ms }),
-        )
-        .await;
-    assert_eq!(st, 201, "{v}");
-    let (org, admin) = (s(&v, "id"), s(&v, "admin_token"));
-    let (_, v) = api
-        .post(
-            &format!("/v1/orgs/{org}/tokens"),
-            &admin,
-            &json!({ "role": "service", "name": "app" }),
-        )
-        .await;
-    let service = s(&v, "token");
+    let (org, admin, service) = api.org_with_service(&operator, ttl_ms).await;
     Fixture {
         server,
         api,

@@ -8,12 +8,10 @@
 use std::time::Duration;
 
 use base64ct::{Base64, Encoding};
-use byok_core::kms::aws::request::AwsCredentials;
 use byok_core::scope::{MANAGED_SCOPE, managed_root_context};
 use byok_core::{Envelope, KeyId, ScopeId, ScopeKey, SecretBytes};
-use byok_tests::fault_front::{FaultFront, StateCheck};
-use byok_tests::moto::Moto;
-use byok_tests::server::{Api, Server, temp_dir};
+use byok_tests::aws_stack::AwsStack;
+use byok_tests::server::{Api, temp_dir};
 use byok_tests::server::{error_code as code, field as s};
 use serde_json::{Value, json};
 
@@ -25,23 +23,7 @@ struct Org {
 }
 
 async fn org(api: &Api, operator: &str, ttl_ms: u64) -> Org {
-    let (st, v) = api
-        .post(
-            "/v1/orgs",
-            operator,
-            &json!({ "name": "acme", "unwrap_cache_ttl_ms": ttl_ms }),
-        )
-        .await;
-    assert_eq!(st, 201, "{v}");
-    let (id, admin) = (s(&v, "id"), s(&v, "admin_token"));
-    let (_, v) = api
-        .post(
-            &format!("/v1/orgs/{id}/tokens"),
-            &admin,
-            &json!({ "role": "service", "name": "app" }),
-        )
-        .await;
-    let service = s(&v, "token");
+    let (id, admin, service) = api.org_with_service(operator, ttl_ms).await;
     let (st, v) = api
         .post(
             &format!("/v1/orgs/{id}/scopes"),
@@ -115,35 +97,11 @@ async fn attach_and_default(api: &Api, o: &Org, name: &str, arn: &str, n: u32) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn withdrawing_the_grant_cuts_the_vendor_off() {
-    let moto = Moto::start();
-    let front = FaultFront::start_with(
-        moto.url.trim_start_matches("http://").to_owned(),
-        Some(StateCheck {
-            creds: AwsCredentials::new(
-                &moto.byok.access_key_id,
-                &moto.byok.secret_access_key,
-                None,
-                None,
-            ),
-        }),
-    )
-    .await;
+    let stack = AwsStack::start().await;
+    let moto = &stack.moto;
     let dir = temp_dir("withdrawal-aws");
     let data = dir.join("data");
-    let env = [
-        ("BYOK_DANGER_AWS_ENDPOINT", front.url.as_str()),
-        ("BYOK_AWS_ACCESS_KEY_ID", moto.byok.access_key_id.as_str()),
-        (
-            "BYOK_AWS_SECRET_ACCESS_KEY",
-            moto.byok.secret_access_key.as_str(),
-        ),
-        (
-            "BYOK_AWS_PRINCIPAL_ARN",
-            "arn:aws:iam::123456789012:user/byok",
-        ),
-        ("BYOK_KEY_HEALTH_INTERVAL_MS", "3600000"),
-    ];
-    let mut server = Server::start(&data, &env);
+    let mut server = stack.server(&data);
     let operator = server.operator_token.clone().unwrap();
     let mut api = Api::new(&server.url);
 

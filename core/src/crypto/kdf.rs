@@ -63,6 +63,12 @@ impl ScopeKey {
         self.secret.expose_secret()
     }
 
+    /// A second owner of the key bytes (for wrapping the key, or handing it to a KMS), copied
+    /// heap to heap with no stack copy; wiped when dropped like the first.
+    pub fn duplicate_secret(&self) -> SecretBytes {
+        self.secret.duplicate()
+    }
+
     /// Derives the message key and commitment for the header whose bytes 6..60 are `info`.
     pub(crate) fn derive(&self, info: &[u8; KDF_INFO_LEN]) -> Result<MessageSecrets, Error> {
         let mut okm = Zeroizing::new([0u8; KEY_LEN + COMMITMENT_LEN]);

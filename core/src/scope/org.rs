@@ -525,7 +525,7 @@ impl Org {
         rng: &mut impl CryptoRng,
     ) -> Result<Vec<u8>> {
         let ctx = scope_key_context(self.root, child.id(), parent);
-        let secret = SecretBytes::from_bytes(&mut child.expose_secret().clone());
+        let secret = child.duplicate_secret();
         Envelope::<DefaultBackend>::wrap_secret(parent_key, &ctx, &secret, rng)
     }
 
@@ -627,7 +627,7 @@ impl Org {
         root: &ScopeKey,
         rng: &mut impl CryptoRng,
     ) -> Result<Vec<u8>> {
-        let secret = SecretBytes::from_bytes(&mut root.expose_secret().clone());
+        let secret = root.duplicate_secret();
         Envelope::<DefaultBackend>::wrap_secret(
             managed,
             &managed_root_context(self.root, root.id().version),
@@ -846,7 +846,7 @@ impl Org {
             Some(k) => Ok(k),
             None => {
                 // The target is a root version itself.
-                let secret = SecretBytes::from_bytes(&mut root.expose_secret().clone());
+                let secret = root.duplicate_secret();
                 Ok(ScopeKey::new(root.id(), secret))
             }
         }
@@ -888,7 +888,8 @@ impl Org {
         Ok(ScopeKey::new(KeyId::new(self.root, version), secret))
     }
 
-    fn live_root_versions(&self) -> Vec<u32> {
+    /// The live root key versions, oldest first: what each holder must hold a copy of.
+    pub fn root_versions(&self) -> Vec<u32> {
         self.scopes
             .get(&self.root)
             .map(|s| s.versions.keys().copied().collect())
@@ -914,7 +915,7 @@ impl Org {
 
     fn start_wrap_job(&mut self, id: HolderId) -> Vec<Effect> {
         let steps: Vec<JobStep> = self
-            .live_root_versions()
+            .root_versions()
             .into_iter()
             .map(|version| JobStep::WrapRoot {
                 holder: id,
@@ -937,12 +938,12 @@ impl Org {
         version: u32,
         wrapped: Vec<u8>,
     ) -> Result<Vec<Effect>> {
-        if !self.live_root_versions().contains(&version) {
+        if !self.root_versions().contains(&version) {
             return Err(scope_err(ScopeError::UnknownVersion(KeyId::new(
                 self.root, version,
             ))));
         }
-        let live = self.live_root_versions();
+        let live = self.root_versions();
         let h = self
             .holders
             .get_mut(&holder)
@@ -1017,14 +1018,8 @@ impl Org {
         if h.status != HolderStatus::Ready {
             return Err(scope_err(ScopeError::HolderNotReady(holder)));
         }
-        proof::compare(
-            self.root,
-            holder,
-            &self.live_root_versions(),
-            fresh,
-            reference,
-        )
-        .map_err(scope_err)
+        proof::compare(self.root, holder, &self.root_versions(), fresh, reference)
+            .map_err(scope_err)
     }
 
     /// Makes `holder` the default. It must hold every live root version.
@@ -1049,7 +1044,7 @@ impl Org {
         if holder == self.default {
             return Ok(Vec::new());
         }
-        let live = self.live_root_versions();
+        let live = self.root_versions();
         if let HolderId::Cmk(_) = holder {
             let proven = proof.is_some_and(|p| p.holder == holder && p.covers(live.iter()));
             if !proven {
@@ -1068,24 +1063,29 @@ impl Org {
         Ok(effects)
     }
 
-    /// Under BYOK: the managed key's copies are destroyed and it is disabled (a pending managed
-    /// wrap has nothing left to do).
+    /// Under BYOK: the managed key's copies are destroyed and it is disabled.
     fn destroy_managed_copies(&mut self) -> Vec<Effect> {
-        let Some(m) = self.holders.get_mut(&HolderId::Managed) else {
+        self.disable_holder(HolderId::Managed)
+    }
+
+    /// Disables `id` (if it is attached and enabled) and destroys its copies; a pending wrap by
+    /// it (its attach, a root rotation) has nothing left to do. The checks are the caller's.
+    fn disable_holder(&mut self, id: HolderId) -> Vec<Effect> {
+        let Some(h) = self.holders.get_mut(&id) else {
             return Vec::new();
         };
-        if m.status == HolderStatus::Disabled {
+        if h.status == HolderStatus::Disabled {
             return Vec::new();
         }
-        m.status = HolderStatus::Disabled;
-        let mut effects: Vec<Effect> = core::mem::take(&mut m.copies)
+        h.status = HolderStatus::Disabled;
+        let mut effects: Vec<Effect> = core::mem::take(&mut h.copies)
             .into_keys()
             .map(|version| Effect::DestroyRootCopy {
-                holder: HolderId::Managed,
+                holder: id,
                 version,
             })
             .collect();
-        effects.push(Effect::Audit(AuditEvent::HolderDisabled(HolderId::Managed)));
+        effects.push(Effect::Audit(AuditEvent::HolderDisabled(id)));
         self.advance_job();
         effects
     }
@@ -1107,7 +1107,7 @@ impl Org {
         if !self.holders.contains_key(&holder) {
             return Err(scope_err(ScopeError::UnknownHolder(holder)));
         }
-        let live = self.live_root_versions();
+        let live = self.root_versions();
         let t = self
             .holders
             .get(&target)
@@ -1115,22 +1115,7 @@ impl Org {
         if target == holder || t.status != HolderStatus::Ready || !t.holds_all(live.iter()) {
             return Err(scope_err(ScopeError::HolderNotReady(target)));
         }
-        let h = self
-            .holders
-            .get_mut(&holder)
-            .ok_or(scope_err(ScopeError::UnknownHolder(holder)))?;
-        if h.status == HolderStatus::Disabled {
-            return Ok(Vec::new());
-        }
-        h.status = HolderStatus::Disabled;
-        let mut effects: Vec<Effect> = core::mem::take(&mut h.copies)
-            .into_keys()
-            .map(|version| Effect::DestroyRootCopy { holder, version })
-            .collect();
-        effects.push(Effect::Audit(AuditEvent::HolderDisabled(holder)));
-        // A pending wrap by this holder (its attach, a root rotation) has nothing left to do.
-        self.advance_job();
-        Ok(effects)
+        Ok(self.disable_holder(holder))
     }
 
     /// Re-enables a disabled holder: it is pending again until it has wrapped every root version.
@@ -1169,21 +1154,8 @@ impl Org {
             .copied()
             .collect();
         for id in cmks {
-            if let Some(h) = self.holders.get_mut(&id) {
-                if h.status == HolderStatus::Disabled {
-                    continue;
-                }
-                h.status = HolderStatus::Disabled;
-                for version in core::mem::take(&mut h.copies).into_keys() {
-                    effects.push(Effect::DestroyRootCopy {
-                        holder: id,
-                        version,
-                    });
-                }
-                effects.push(Effect::Audit(AuditEvent::HolderDisabled(id)));
-            }
+            effects.extend(self.disable_holder(id));
         }
-        self.advance_job();
         Ok(effects)
     }
 
@@ -1201,7 +1173,7 @@ impl Org {
         if self.job.is_some() {
             return Err(scope_err(ScopeError::JobRunning));
         }
-        let live = self.live_root_versions();
+        let live = self.root_versions();
         for r in roots {
             self.check_root(r)?;
         }
@@ -1214,7 +1186,7 @@ impl Org {
                 .ok_or(scope_err(ScopeError::UnknownVersion(KeyId::new(
                     self.root, *v,
                 ))))?;
-            let secret = SecretBytes::from_bytes(&mut root.expose_secret().clone());
+            let secret = root.duplicate_secret();
             let wrapped = Envelope::<DefaultBackend>::wrap_secret(
                 managed,
                 &managed_root_context(self.root, *v),

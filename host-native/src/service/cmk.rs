@@ -287,34 +287,12 @@ impl Service {
         org: &Org,
         holder: HolderId,
     ) -> Result<Vec<ScopeKey>> {
-        let versions: Vec<u32> = org
-            .scope(org.id())
-            .map(|s| s.versions.keys().copied().collect())
-            .unwrap_or_default();
-        let mut out = Vec::with_capacity(versions.len());
-        for v in versions {
-            let key = match holder {
-                HolderId::Managed => org.unwrap_root_managed(&self.managed, v)?,
-                HolderId::Cmk(n) => {
-                    let copy = org
-                        .holders()
-                        .find(|h| h.id == holder)
-                        .and_then(|h| h.copies.get(&v))
-                        .cloned()
-                        .ok_or(ServiceError::Scope(
-                            byok_core::scope::ScopeError::HolderNotReady(holder),
-                        ))?;
-                    let access = self.access(cell, org.id(), n).await?;
-                    let answer = self
-                        .aws
-                        .decrypt(&org.id().to_string(), &access, &copy, v)
-                        .await;
-                    self.kms_answered(cell, org.id(), n, "Decrypt", answer.as_ref().err())
-                        .await?;
-                    ScopeKey::new(KeyId::new(org.id(), v), answer?)
-                }
-            };
-            out.push(key);
+        let mut out = Vec::new();
+        for v in org.root_versions() {
+            out.push(
+                self.unwrap_root_with(cell, org, holder, KeyId::new(org.id(), v))
+                    .await?,
+            );
         }
         Ok(out)
     }
@@ -323,14 +301,10 @@ impl Service {
     /// from the cache or the default holder: the copies a new or re-enabled key needs.
     async fn wrap_roots(&self, cell: &OrgCell, org: &Org, n: u32) -> Result<Vec<(u32, Vec<u8>)>> {
         let access = self.access(cell, org.id(), n).await?;
-        let versions: Vec<u32> = org
-            .scope(org.id())
-            .map(|s| s.versions.keys().copied().collect())
-            .unwrap_or_default();
-        let mut copies = Vec::with_capacity(versions.len());
-        for v in versions {
+        let mut copies = Vec::new();
+        for v in org.root_versions() {
             let root = self.scope_key(cell, KeyId::new(org.id(), v)).await?;
-            let secret = byok_core::SecretBytes::from_bytes(&mut root.expose_secret().clone());
+            let secret = root.duplicate_secret();
             let answer = self
                 .aws
                 .encrypt(&org.id().to_string(), &access, &secret, v)
@@ -585,10 +559,7 @@ impl Service {
         let mut reference = Vec::with_capacity(fresh.len());
         for k in &fresh {
             let r = self.scope_key(cell, k.id()).await?;
-            reference.push(ScopeKey::new(
-                r.id(),
-                byok_core::SecretBytes::from_bytes(&mut r.expose_secret().clone()),
-            ));
+            reference.push(ScopeKey::new(r.id(), r.duplicate_secret()));
         }
         Ok(snap.prove_holder(holder, &fresh, &reference)?)
     }

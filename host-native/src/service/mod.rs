@@ -192,7 +192,7 @@ pub struct Service {
     cache: KeyCache,
     /// Token grants by token hash, so that authenticating a request does not read the database
     /// (revoking a token drops its entry at once; see `tokens.rs`).
-    grants: RwLock<HashMap<[u8; 32], store::TokenRow>>,
+    grants: RwLock<HashMap<[u8; 32], Arc<store::TokenRow>>>,
     default_ttl: Duration,
     /// Orgs whose jobs should run now (a resume or a revoke may have unblocked them); the
     /// server's background task reads them ([`Service::take_kicks`]).
@@ -485,7 +485,19 @@ impl Service {
     /// Opens root version `root.version` from the default holder (the managed key locally, a
     /// CMK through its KMS), and records it in the audit log: every unwrap is an event.
     async fn unwrap_root(&self, cell: &OrgCell, org: &Org, root: KeyId) -> Result<ScopeKey> {
-        let holder = org.default_holder();
+        self.unwrap_root_with(cell, org, org.default_holder(), root)
+            .await
+    }
+
+    /// Opens root version `root.version` from `holder`'s copy, at this moment (a KMS call for a
+    /// CMK, never the cache), audited like every unwrap.
+    async fn unwrap_root_with(
+        &self,
+        cell: &OrgCell,
+        org: &Org,
+        holder: byok_core::scope::HolderId,
+        root: KeyId,
+    ) -> Result<ScopeKey> {
         let (key, event) = match holder {
             byok_core::scope::HolderId::Managed => (
                 org.unwrap_root_managed(&self.managed, root.version)?,
@@ -550,13 +562,6 @@ impl Service {
         let mut kick = false;
         for e in &effects {
             match e {
-                Effect::EvictKey { key } => evict_keys.push(*key),
-                Effect::DestroyRootCopy { .. } => destroys = true,
-                Effect::Audit(byok_core::scope::AuditEvent::ScopeResumed(_))
-                | Effect::Audit(byok_core::scope::AuditEvent::JobTrimmed { .. }) => kick = true,
-                _ => {}
-            }
-            match e {
                 Effect::PutWrappedKey { key, .. } => {
                     touched.insert(key.scope);
                 }
@@ -564,6 +569,8 @@ impl Service {
                     touched.insert(key.scope);
                     destroys = true;
                 }
+                Effect::DestroyRootCopy { .. } => destroys = true,
+                Effect::EvictKey { key } => evict_keys.push(*key),
                 Effect::EvictSubtree { scope } => {
                     touched.insert(*scope);
                     evict.extend(next.subtree(*scope));
@@ -572,6 +579,12 @@ impl Service {
                     if let Some(s) = audit_scope(a) {
                         touched.insert(s);
                     }
+                    // A resume (or a revoke that trimmed the job) may unblock a waiting job.
+                    kick |= matches!(
+                        a,
+                        byok_core::scope::AuditEvent::ScopeResumed(_)
+                            | byok_core::scope::AuditEvent::JobTrimmed { .. }
+                    );
                 }
                 _ => {}
             }
@@ -605,7 +618,7 @@ impl Service {
             }
             Extra::FinishRetire { moved, scope, from } => {
                 // Nothing may have landed under the version since the last batch.
-                let left = store::data_keys::remaining(&mut w.tx, org, scope, from).await?;
+                let left = store::data_keys::count_under(&mut *w.tx, org, scope, from).await?;
                 if left > 0 {
                     return Err(ServiceError::Scope(ScopeError::VersionInUse {
                         key: KeyId::new(scope, from),

@@ -206,60 +206,15 @@ impl Service {
         let Some(job) = data_keys::job(self.store.pool(), org).await? else {
             return Ok(());
         };
-        let (from, to) = (
-            KeyId::new(job.scope, job.from),
-            KeyId::new(job.scope, job.to),
-        );
+        let from = KeyId::new(job.scope, job.from);
         let mut moved = job.done;
         // A data key stored under the version after the last batch makes the final check fail;
         // then another pass moves it.
-        let mut passes = 0;
-        'pass: loop {
-            passes += 1;
-            loop {
-                // A job never works on a paused scope's keys: it waits (job progress says on which
-                // scope), and the resume runs it again.
-                if let Some(by) = cell.snapshot().job_waiting_on() {
-                    tracing::info!(org = %org, paused = %by, "retirement waits on a paused scope");
-                    return Ok(());
-                }
-                let batch =
-                    data_keys::under(self.store.pool(), org, job.scope, job.from, BATCH).await?;
-                if batch.is_empty() {
-                    break;
-                }
-                let (fk, tk) = (
-                    self.scope_key(&cell, from).await?,
-                    self.scope_key(&cell, to).await?,
-                );
-                let mut rewrapped = Vec::with_capacity(batch.len());
-                {
-                    let mut rng = rand::rng();
-                    for row in &batch {
-                        let ctx = context(&row.id);
-                        let dk = Envelope::<byok_core::DefaultBackend>::unwrap_data_key(
-                            &fk,
-                            &ctx,
-                            &row.wrapped,
-                        )?;
-                        let secret = SecretBytes::from_bytes(&mut dk.expose_secret().clone());
-                        let wrapped = Envelope::<byok_core::DefaultBackend>::wrap_secret(
-                            &tk, &ctx, &secret, &mut rng,
-                        )?;
-                        rewrapped.push((row.id.clone(), wrapped));
-                    }
-                }
-                let mut w = self.store.write().await?;
-                let mut n = 0u64;
-                for (id, wrapped) in &rewrapped {
-                    if data_keys::rewrap(&mut w.tx, org, id, job.from, job.to, wrapped).await? {
-                        n += 1;
-                    }
-                }
-                data_keys::advance_job(&mut w.tx, org, n).await?;
-                w.commit().await?;
-                moved += n;
-            }
+        for pass in 1.. {
+            let Some(n) = self.move_data_keys(&cell, org, &job).await? else {
+                return Ok(());
+            };
+            moved += n;
             // Child scope keys (core's job), then the version itself, with the job row.
             self.run_job_steps(org).await?;
             if cell.snapshot().job_waiting_on().is_some() {
@@ -278,17 +233,72 @@ impl Service {
                 )
                 .await;
             match finished {
-                Ok(()) => break 'pass,
+                Ok(()) => break,
                 Err(ServiceError::Scope(byok_core::scope::ScopeError::VersionInUse { .. }))
-                    if passes < 4 =>
-                {
-                    continue 'pass;
-                }
+                    if pass < 4 => {}
                 Err(e) => return Err(e),
             }
         }
         tracing::info!(org = %org, key = %from, moved, "key version retired");
         Ok(())
+    }
+
+    /// Moves the retirement's data keys to the newest version in batches, one transaction each.
+    /// Returns how many moved, or `None` if it waits on a paused scope (a job never works on a
+    /// paused scope's keys; job progress says which, and the resume runs it again).
+    async fn move_data_keys(
+        &self,
+        cell: &super::OrgCell,
+        org: ScopeId,
+        job: &RetireJob,
+    ) -> Result<Option<u64>> {
+        let (from, to) = (
+            KeyId::new(job.scope, job.from),
+            KeyId::new(job.scope, job.to),
+        );
+        let mut moved = 0;
+        loop {
+            if let Some(by) = cell.snapshot().job_waiting_on() {
+                tracing::info!(org = %org, paused = %by, "retirement waits on a paused scope");
+                return Ok(None);
+            }
+            let batch =
+                data_keys::under(self.store.pool(), org, job.scope, job.from, BATCH).await?;
+            if batch.is_empty() {
+                return Ok(Some(moved));
+            }
+            let (fk, tk) = (
+                self.scope_key(cell, from).await?,
+                self.scope_key(cell, to).await?,
+            );
+            let mut rewrapped = Vec::with_capacity(batch.len());
+            {
+                let mut rng = rand::rng();
+                for row in &batch {
+                    let ctx = context(&row.id);
+                    let dk = Envelope::<byok_core::DefaultBackend>::unwrap_data_key(
+                        &fk,
+                        &ctx,
+                        &row.wrapped,
+                    )?;
+                    let secret = SecretBytes::from_bytes(&mut dk.expose_secret().clone());
+                    let wrapped = Envelope::<byok_core::DefaultBackend>::wrap_secret(
+                        &tk, &ctx, &secret, &mut rng,
+                    )?;
+                    rewrapped.push((row.id.clone(), wrapped));
+                }
+            }
+            let mut w = self.store.write().await?;
+            let mut n = 0u64;
+            for (id, wrapped) in &rewrapped {
+                if data_keys::rewrap(&mut w.tx, org, id, job.from, job.to, wrapped).await? {
+                    n += 1;
+                }
+            }
+            data_keys::advance_job(&mut w.tx, org, n).await?;
+            w.commit().await?;
+            moved += n;
+        }
     }
 
     /// Resumes retirements a crash interrupted.

@@ -3,6 +3,8 @@
 //! leaves memory in the same call, and an expired one is refused, so the next request with it
 //! gets 401.
 
+use std::sync::Arc;
+
 use byok_core::ScopeId;
 use serde::Serialize;
 use serde_json::json;
@@ -49,7 +51,10 @@ impl Service {
     /// The grant of a bearer token, with the hash it is known by. Found grants stay in memory
     /// (up to 100 000; unknown tokens are never kept, so guesses cannot fill it); revoking drops
     /// one at once, and an expired one is refused and dropped.
-    pub async fn authenticate(&self, token: &str) -> Result<Option<(tokens::TokenRow, [u8; 32])>> {
+    pub async fn authenticate(
+        &self,
+        token: &str,
+    ) -> Result<Option<(Arc<tokens::TokenRow>, [u8; 32])>> {
         let hash = tokens::token_hash(token);
         let now = store::now_ms();
         let cached = self
@@ -62,6 +67,7 @@ impl Service {
             Some(g) => g,
             None => match tokens::lookup(self.store.pool(), token).await? {
                 Some(g) => {
+                    let g = Arc::new(g);
                     let mut grants = self.grants.write().unwrap_or_else(|p| p.into_inner());
                     if grants.len() >= 100_000 {
                         grants.clear();
@@ -92,7 +98,7 @@ impl Service {
                 .unwrap_or_else(|p| p.into_inner())
                 .get_mut(&hash)
             {
-                g.last_used_at = Some(now);
+                Arc::make_mut(g).last_used_at = Some(now);
             }
         }
         Ok(Some((grant, hash)))
@@ -167,16 +173,14 @@ impl Service {
     /// Replaces the operator token `current` (by hash) with a new one, in one transaction:
     /// returns the new id and token (shown once); the old one stops working at once.
     pub async fn rotate_operator(&self, current: [u8; 32]) -> Result<(String, Zeroizing<String>)> {
-        let row = tokens::list(self.store.pool(), None)
-            .await?
-            .into_iter()
-            .find(|t| {
-                self.grants
-                    .read()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .get(&current)
-                    .is_some_and(|g| g.id == t.id)
-            })
+        // The caller was just authenticated: its grant is in memory.
+        let row = self
+            .grants
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&current)
+            .cloned()
+            .filter(|g| g.role == Role::Operator)
             .ok_or_else(|| ServiceError::NotFound("the calling operator token".into()))?;
         let mut w = self.store.write().await?;
         tokens::revoke(&mut w.tx, None, &row.id).await?;

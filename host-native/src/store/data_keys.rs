@@ -65,26 +65,6 @@ pub async fn insert(
     Ok(true)
 }
 
-/// How many data keys of `scope` are under `version`, inside a transaction (the last check
-/// before a version is destroyed).
-pub async fn remaining(
-    tx: &mut Transaction<'static, Sqlite>,
-    org: ScopeId,
-    scope: ScopeId,
-    version: u32,
-) -> Result<u64> {
-    let n: i64 = sqlx::query(
-        "SELECT COUNT(*) AS n FROM data_keys WHERE org_id = ? AND scope_id = ? AND version = ?",
-    )
-    .bind(org.to_string())
-    .bind(scope.to_string())
-    .bind(i64::from(version))
-    .fetch_one(&mut **tx)
-    .await?
-    .try_get("n")?;
-    Ok(u64::try_from(n).unwrap_or(0))
-}
-
 fn row(r: &sqlx::sqlite::SqliteRow) -> Result<DataKeyRow> {
     let scope: &str = r.try_get("scope_id")?;
     Ok(DataKeyRow {
@@ -133,9 +113,10 @@ pub async fn under(
         .collect()
 }
 
-/// How many data keys of `scope` are under `version`.
-pub async fn count_under(
-    pool: &SqlitePool,
+/// How many data keys of `scope` are under `version`: from the pool (a retirement's total), or
+/// inside a transaction (the last check before the version is destroyed).
+pub async fn count_under<'e>(
+    db: impl sqlx::Executor<'e, Database = Sqlite>,
     org: ScopeId,
     scope: ScopeId,
     version: u32,
@@ -146,7 +127,7 @@ pub async fn count_under(
     .bind(org.to_string())
     .bind(scope.to_string())
     .bind(i64::from(version))
-    .fetch_one(pool)
+    .fetch_one(db)
     .await?
     .try_get("n")?;
     Ok(u64::try_from(n).unwrap_or(0))
