@@ -440,3 +440,109 @@ async fn a_missing_managed_key_is_never_replaced() {
     f.api = Api::new(&f.server.url);
     assert_eq!(f.decrypt(&ct).await.0, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stored_data_keys_are_never_lost_to_a_retire_or_revoke_race() {
+    let f = fixture("withdrawal-datakeys", 600_000).await;
+    let team = f.scope(&f.org, "team").await;
+    let child = f.scope(&team, "child").await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Creators store keys in the team (retired under them) and in the child (revoked under
+    // them), as fast as they can.
+    let mut creators = Vec::new();
+    for i in 0..4 {
+        let (url, token, stop) = (f.server.url.clone(), f.service.clone(), stop.clone());
+        let (org, scope) = (
+            f.org.clone(),
+            if i % 2 == 0 {
+                team.clone()
+            } else {
+                child.clone()
+            },
+        );
+        creators.push(tokio::spawn(async move {
+            let api = Api::new(&url);
+            let mut made = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let (st, v) = api
+                    .post(
+                        &format!("/v1/orgs/{org}/scopes/{scope}/datakeys"),
+                        &token,
+                        &json!({ "count": 20 }),
+                    )
+                    .await;
+                match st {
+                    201 => made.extend(
+                        v["keys"]
+                            .as_array()
+                            .unwrap()
+                            .iter()
+                            .map(|k| (s(k, "id"), s(k, "scope"))),
+                    ),
+                    404 | 409 | 410 => {}
+                    other => panic!("{other}: {v}"),
+                }
+            }
+            made
+        }));
+    }
+    // Rotate and retire the team's old version, again and again, while keys land.
+    for v in 1..=12u32 {
+        assert_eq!(f.act(&team, "rotate", json!({})).await.0, 200);
+        let (st, body) = f.act(&team, "retire", json!({ "version": v })).await;
+        assert_eq!(st, 202, "{body}");
+        f.job_done().await;
+        if v == 6 {
+            let (st, body) = f.act(&child, "revoke", json!({ "confirm": child })).await;
+            assert_eq!(st, 200, "{body}");
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut made = Vec::new();
+    for c in creators {
+        made.extend(c.await.unwrap());
+    }
+    // Every team key handed out still opens: none landed under a version that was destroyed.
+    let team_ids: Vec<String> = made
+        .iter()
+        .filter(|(_, sc)| *sc == team)
+        .map(|(id, _)| id.clone())
+        .collect();
+    assert!(
+        team_ids.len() > 100,
+        "the race ran ({} keys)",
+        team_ids.len()
+    );
+    for chunk in team_ids.chunks(1000) {
+        let (st, v) = f
+            .api
+            .post(
+                &format!("/v1/orgs/{}/datakeys/get", f.org),
+                &f.service,
+                &json!({ "ids": chunk }),
+            )
+            .await;
+        assert_eq!(st, 200, "{v}");
+    }
+    // The revoked child has no stored key left, whatever was in flight.
+    let db = f.server.data_dir.join("byok.db");
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}?mode=ro", db.display()))
+        .await
+        .unwrap();
+    let (left, old): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT COUNT(*) FROM data_keys WHERE org_id = ?1 AND scope_id = ?2), \
+         (SELECT COUNT(*) FROM data_keys WHERE org_id = ?1 AND scope_id = ?3 AND version < 13)",
+    )
+    .bind(&f.org)
+    .bind(&child)
+    .bind(&team)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    assert_eq!(
+        (left, old),
+        (0, 0),
+        "keys under a revoked scope or a retired version"
+    );
+}
