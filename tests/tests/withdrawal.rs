@@ -302,7 +302,7 @@ async fn a_pause_racing_leases_and_decrypts_wins() {
     let decrypt_url = format!("{}/v1/orgs/{}/decrypt", f.server.url, f.org);
     let mut granted = Vec::new(); // request ids of leases that carried keys
     let mut late_decrypts = 0;
-    const ROUNDS: usize = 200;
+    const ROUNDS: usize = 300;
     for round in 0..ROUNDS {
         let mut tasks = Vec::new();
         for i in 0..64 {

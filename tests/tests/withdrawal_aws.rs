@@ -10,6 +10,7 @@ use std::time::Duration;
 use base64ct::{Base64, Encoding};
 use byok_core::scope::{MANAGED_SCOPE, managed_root_context};
 use byok_core::{Envelope, KeyId, ScopeId, ScopeKey, SecretBytes};
+use byok_server::service::aws::{Aws, AwsSettings, KeyAccess};
 use byok_tests::aws_stack::AwsStack;
 use byok_tests::server::{Api, temp_dir};
 use byok_tests::server::{error_code as code, field as s};
@@ -189,6 +190,40 @@ async fn withdrawing_the_grant_cuts_the_vendor_off() {
         }
     }
     assert!(tried >= 3, "every BYOK org has its customer copy ({tried})");
+    // Each customer copy is bound to its org and root version in the KMS encryption context:
+    // it opens through the KMS as version 1 of org A, and as nothing else.
+    let (_, _, _, copy) = rows
+        .iter()
+        .find(|r| r.0 == a.id && r.1 == "cmk:1" && r.2 == 1)
+        .unwrap();
+    let kms = Aws::new(
+        AwsSettings {
+            vendor: Some(byok_core::kms::aws::request::AwsCredentials::new(
+                &moto.byok.access_key_id,
+                &moto.byok.secret_access_key,
+                None,
+                None,
+            )),
+            principal_arn: String::new(),
+            danger_endpoint: Some(moto.url.clone()),
+        },
+        Default::default(),
+    )
+    .unwrap();
+    let access = KeyAccess {
+        arn: byok_core::kms::aws::KeyArn::parse(&moto.key_arn).unwrap(),
+        role: None,
+        external_id: String::new(),
+    };
+    assert!(kms.decrypt(&a.id, &access, copy, 1).await.is_ok());
+    for (org, version) in [(&a.id, 2), (&b.id, 1)] {
+        let e = kms.decrypt(org, &access, copy, version).await.unwrap_err();
+        assert_eq!(
+            e.kind,
+            byok_core::kms::KmsErrorKind::InvalidCiphertext,
+            "{e}"
+        );
+    }
     pool.close().await;
     server.restart();
     api = Api::new(&server.url);
