@@ -3,7 +3,7 @@
 
 use byok_core::dev::TestRng;
 use byok_core::scope::{
-    AuditEvent, Effect, Effective, HolderId, HolderStatus, JobKind, JobStep, Org, RootProof,
+    AuditEvent, Effect, Effective, HolderId, HolderStatus, JobKind, JobStep, Org, RewrapJob, RootProof,
     ScopeError, ScopeState,
 };
 use byok_core::{Context, Envelope, Error, KeyId, ScopeId, ScopeKey, SecretBytes};
@@ -25,9 +25,13 @@ fn fixture() -> Fixture {
     let managed = ScopeKey::random(KeyId::new(ScopeId::from_bytes([0; 16]), 1), &mut rng);
     let (mut org, root, effects) = Org::create(sid(1), &managed, &mut rng).unwrap();
     assert!(matches!(&effects[..], [
+        Effect::CreateScope { scope, parent: None },
+        Effect::PutRootVersion { version: 1 },
+        Effect::PutHolder { holder: HolderId::Managed, status: HolderStatus::Ready },
         Effect::PutRootCopy { holder: HolderId::Managed, version: 1, wrapped },
+        Effect::SetDefault(HolderId::Managed),
         Effect::Audit(AuditEvent::RootCopyStored { holder: HolderId::Managed, version: 1 }),
-    ] if wrapped.len() == 140));
+    ] if wrapped.len() == 140 && *scope == sid(1)));
     let (team, _) = org.create_scope(sid(2), sid(1), &root, &mut rng).unwrap();
     org.create_scope(sid(3), sid(2), &team, &mut rng).unwrap();
     org.create_scope(sid(4), sid(2), &team, &mut rng).unwrap();
@@ -80,6 +84,10 @@ fn create_scope_effects_and_data_round_trip() {
     assert_eq!(key.id(), KeyId::new(sid(5), 1));
     match &effects[..] {
         [
+            Effect::CreateScope {
+                scope: created,
+                parent: Some(created_under),
+            },
             Effect::PutWrappedKey {
                 key: k,
                 under,
@@ -91,6 +99,7 @@ fn create_scope_effects_and_data_round_trip() {
                 (*k, *under, *scope, *parent),
                 (key.id(), KeyId::new(sid(2), 1), sid(5), sid(2))
             );
+            assert_eq!((*created, *created_under), (sid(5), sid(2)));
             assert_eq!(wrapped.len(), 140);
         }
         other => panic!("unexpected effects {other:?}"),
@@ -176,8 +185,12 @@ fn pause_cascades_and_cannot_be_bypassed() {
     assert_eq!(
         f.org.pause(sid(2)).unwrap(),
         vec![
+            Effect::SetScopeState {
+                scope: sid(2),
+                state: ScopeState::Paused
+            },
+            Effect::Audit(AuditEvent::ScopePaused(sid(2))),
             Effect::EvictSubtree { scope: sid(2) },
-            Effect::Audit(AuditEvent::ScopePaused(sid(2)))
         ]
     );
     assert_eq!(
@@ -205,7 +218,13 @@ fn pause_cascades_and_cannot_be_bypassed() {
     f.org.pause(sid(3)).unwrap();
     assert_eq!(
         f.org.resume(sid(3)).unwrap(),
-        vec![Effect::Audit(AuditEvent::ScopeResumed(sid(3)))]
+        vec![
+            Effect::SetScopeState {
+                scope: sid(3),
+                state: ScopeState::Active
+            },
+            Effect::Audit(AuditEvent::ScopeResumed(sid(3)))
+        ]
     );
     assert_eq!(
         f.org.effective(sid(3)).unwrap(),
@@ -239,7 +258,6 @@ fn revoke_needs_confirmation_destroys_the_subtree_and_is_final() {
     assert_eq!(
         effects,
         vec![
-            Effect::EvictSubtree { scope: sid(2) },
             Effect::DestroyWrappedKey {
                 key: KeyId::new(sid(2), 1)
             },
@@ -249,10 +267,18 @@ fn revoke_needs_confirmation_destroys_the_subtree_and_is_final() {
             Effect::DestroyWrappedKey {
                 key: KeyId::new(sid(4), 1)
             },
+            Effect::SetScopeState {
+                scope: sid(2),
+                state: ScopeState::Revoked
+            },
+            Effect::DestroyScopeData {
+                scopes: vec![sid(2), sid(3), sid(4)]
+            },
             Effect::Audit(AuditEvent::ScopeRevoked {
                 scope: sid(2),
                 keys_destroyed: 3
             }),
+            Effect::EvictSubtree { scope: sid(2) },
         ]
     );
     for s in [2, 3, 4] {
@@ -349,7 +375,11 @@ fn rotation_keeps_old_data_until_retired() {
         assert_eq!((*from, *to), (v1.id(), v2.id()));
         let effects = f.org.rewrap_child(step, &v1, &v2, &mut f.rng).unwrap();
         assert!(
-            matches!(&effects[..], [Effect::PutWrappedKey { key: k, under, .. }] if k == key && *under == v2.id())
+            matches!(&effects[..], [
+                Effect::PutWrappedKey { key: k, under, .. },
+                Effect::UpdateJob(j),
+            ] if k == key && *under == v2.id() && j.done == i + 1),
+            "{effects:?}"
         );
         // Running a step again is harmless.
         if i == 0 {
@@ -370,6 +400,7 @@ fn rotation_keeps_old_data_until_retired() {
             Effect::DestroyWrappedKey { key: v1.id() },
             Effect::EvictKey { key: v1.id() },
             Effect::Audit(AuditEvent::KeyRetired(v1.id())),
+            Effect::FinishJob(JobKind::RetireVersion(v1.id())),
             Effect::Audit(AuditEvent::JobFinished),
         ]
     );
@@ -388,7 +419,7 @@ fn wrapped_keys_are_bound_to_their_place_and_tampering_is_typed() {
         .org
         .create_scope(sid(6), sid(2), &team, &mut f.rng)
         .unwrap();
-    let Effect::PutWrappedKey { wrapped, .. } = &effects[0] else {
+    let Effect::PutWrappedKey { wrapped, .. } = &effects[1] else {
         panic!("{effects:?}")
     };
     // The wrapped key opens only with the context of its own place in the tree: copied into
@@ -418,19 +449,24 @@ fn holders_attach_default_disable_and_fall_back() {
     // Attach CMK #1: pending, a job asks it to wrap root v1.
     let effects = f.org.attach_cmk(1).unwrap();
     let cmk = HolderId::Cmk(1);
-    assert_eq!(effects[0], Effect::Audit(AuditEvent::HolderAttached(cmk)));
-    assert!(matches!(&effects[1], Effect::StartJob(j) if j.kind == JobKind::WrapHolder(cmk)));
     assert_eq!(
-        effects[2],
-        Effect::WrapRoot {
-            holder: cmk,
-            version: 1
-        }
-    );
-    assert_eq!(
-        effects.len(),
-        3,
-        "one KMS call per root version, whatever the data"
+        effects,
+        vec![
+            Effect::PutHolder {
+                holder: cmk,
+                status: HolderStatus::Pending
+            },
+            Effect::Audit(AuditEvent::HolderAttached(cmk)),
+            Effect::StartJob(RewrapJob {
+                kind: JobKind::WrapHolder(cmk),
+                // One KMS call per root version, whatever the data.
+                steps: vec![JobStep::WrapRoot {
+                    holder: cmk,
+                    version: 1
+                }],
+                done: 0,
+            }),
+        ]
     );
     refused(&mut f, ScopeError::HolderExists(cmk), |f| {
         f.org.attach_cmk(1)
@@ -452,10 +488,16 @@ fn holders_attach_default_disable_and_fall_back() {
                 version: 1,
                 wrapped: b"kms-ciphertext".to_vec()
             },
+            Effect::PutHolder {
+                holder: cmk,
+                status: HolderStatus::Ready
+            },
             Effect::Audit(AuditEvent::RootCopyStored {
                 holder: cmk,
                 version: 1
             }),
+            Effect::FinishJob(JobKind::WrapHolder(cmk)),
+            Effect::Audit(AuditEvent::JobFinished),
         ]
     );
     assert!(f.org.job().is_none());
@@ -475,15 +517,21 @@ fn holders_attach_default_disable_and_fall_back() {
     assert_eq!(
         f.org.set_default(cmk, Some(&proof)).unwrap(),
         vec![
+            Effect::SetDefault(cmk),
             Effect::Audit(AuditEvent::DefaultHolder {
                 from: HolderId::Managed,
                 to: cmk
             }),
+            Effect::PutHolder {
+                holder: HolderId::Managed,
+                status: HolderStatus::Disabled
+            },
             Effect::DestroyRootCopy {
                 holder: HolderId::Managed,
                 version: 1
             },
             Effect::Audit(AuditEvent::HolderDisabled(HolderId::Managed)),
+            Effect::EvictOrg,
         ]
     );
     assert!(!f.org.vendor_can_decrypt());
@@ -508,14 +556,22 @@ fn holders_attach_default_disable_and_fall_back() {
         .org
         .disable_all(&f.managed, std::slice::from_ref(&f.root), &mut f.rng)
         .unwrap();
+    assert_eq!(
+        effects[0],
+        Effect::PutHolder {
+            holder: HolderId::Managed,
+            status: HolderStatus::Ready
+        }
+    );
     assert!(matches!(
-        &effects[0],
+        &effects[1],
         Effect::PutRootCopy {
             holder: HolderId::Managed,
             version: 1,
             ..
         }
     ));
+    assert_eq!(effects[2], Effect::SetDefault(HolderId::Managed));
     assert!(effects.contains(&Effect::DestroyRootCopy {
         holder: cmk,
         version: 1
@@ -533,11 +589,20 @@ fn holders_attach_default_disable_and_fall_back() {
     assert_eq!(root.expose_secret(), f.root.expose_secret());
     // Re-enable CMK #1: pending until it wraps again.
     let effects = f.org.reenable(cmk).unwrap();
-    assert_eq!(effects[0], Effect::Audit(AuditEvent::HolderEnabled(cmk)));
-    assert!(effects.contains(&Effect::WrapRoot {
+    assert_eq!(
+        effects[..2],
+        [
+            Effect::PutHolder {
+                holder: cmk,
+                status: HolderStatus::Pending
+            },
+            Effect::Audit(AuditEvent::HolderEnabled(cmk))
+        ]
+    );
+    assert!(matches!(&effects[2], Effect::StartJob(j) if j.steps == [JobStep::WrapRoot {
         holder: cmk,
         version: 1
-    }));
+    }]));
     assert!(
         f.org
             .holders()
@@ -595,7 +660,16 @@ fn disabling_a_pending_cmk_cancels_its_attach() {
     let effects = f.org.disable(HolderId::Cmk(3), HolderId::Managed).unwrap();
     assert_eq!(
         effects,
-        vec![Effect::Audit(AuditEvent::HolderDisabled(HolderId::Cmk(3)))]
+        vec![
+            Effect::PutHolder {
+                holder: HolderId::Cmk(3),
+                status: HolderStatus::Disabled
+            },
+            Effect::Audit(AuditEvent::HolderDisabled(HolderId::Cmk(3))),
+            Effect::EvictOrg,
+            Effect::FinishJob(JobKind::WrapHolder(HolderId::Cmk(3))),
+            Effect::Audit(AuditEvent::JobFinished),
+        ]
     );
     assert!(f.org.job().is_none(), "nothing left to wrap");
     assert!(f.org.attach_cmk(4).is_ok(), "a new job may start");
@@ -628,22 +702,29 @@ fn root_rotation_wraps_with_the_default_first() {
         .wrap_root_managed(&f.managed, &v2, &mut f.rng)
         .unwrap();
     let effects = f.org.rotate_root(&v2, copy.clone()).unwrap();
-    assert!(matches!(&effects[0], Effect::StartJob(j) if j.kind == JobKind::WrapRoot(2)));
     assert_eq!(
-        effects[1],
-        Effect::PutRootCopy {
-            holder: HolderId::Managed,
-            version: 2,
-            wrapped: copy
-        }
-    );
-    assert_eq!(effects[2], Effect::Audit(AuditEvent::KeyRotated(v2.id())));
-    assert_eq!(
-        effects[3],
-        Effect::WrapRoot {
-            holder: HolderId::Cmk(1),
-            version: 2
-        }
+        effects,
+        vec![
+            Effect::PutRootVersion { version: 2 },
+            Effect::PutRootCopy {
+                holder: HolderId::Managed,
+                version: 2,
+                wrapped: copy
+            },
+            Effect::Audit(AuditEvent::KeyRotated(v2.id())),
+            Effect::PutHolder {
+                holder: HolderId::Cmk(1),
+                status: HolderStatus::Pending
+            },
+            Effect::StartJob(RewrapJob {
+                kind: JobKind::WrapRoot(2),
+                steps: vec![JobStep::WrapRoot {
+                    holder: HolderId::Cmk(1),
+                    version: 2
+                }],
+                done: 0,
+            }),
+        ]
     );
     assert_eq!(f.org.current_key_id(sid(1)).unwrap(), v2.id());
     // The managed (default) copy opens right away; CMK #1 is pending until its KMS answers.

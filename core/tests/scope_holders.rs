@@ -9,6 +9,9 @@ use byok_core::scope::{HolderId, HolderStatus, JobStep, Org, StoredScope, manage
 use byok_core::{KeyId, ScopeId, ScopeKey, SecretBytes};
 use proptest::prelude::*;
 
+mod support;
+use support::rows::Rows;
+
 #[derive(Clone, Debug)]
 enum Op {
     Attach(u8),
@@ -57,13 +60,15 @@ proptest! {
         let mut rng = TestRng::seeded(5);
         let managed = managed_key(SecretBytes::random(&mut rng), 1);
         let org_id = ScopeId::from_bytes([1; 16]);
-        let (mut org, root, _) = Org::create(org_id, &managed, &mut rng).unwrap();
+        let (mut org, root, created) = Org::create(org_id, &managed, &mut rng).unwrap();
+        let mut rows = Rows::default();
+        rows.apply(&created);
         let mut roots = vec![root];
         for op in ops {
             let before = org.clone();
             let result = match op {
                 Op::Attach(n) => match holder(n) {
-                    HolderId::Cmk(c) => org.attach_cmk(c).map(drop),
+                    HolderId::Cmk(c) => org.attach_cmk(c).map(|e| rows.apply(&e)),
                     HolderId::Managed => Ok(()),
                 },
                 Op::Answer => {
@@ -74,10 +79,10 @@ proptest! {
                         Some(JobStep::WrapRoot { holder: HolderId::Managed, version }) => {
                             let root = &roots[(version - 1) as usize];
                             let copy = org.wrap_root_managed(&managed, root, &mut rng).unwrap();
-                            org.record_root_copy(HolderId::Managed, version, copy).map(drop)
+                            org.record_root_copy(HolderId::Managed, version, copy).map(|e| rows.apply(&e))
                         }
                         Some(JobStep::WrapRoot { holder, version }) => {
-                            org.record_root_copy(holder, version, vec![version as u8]).map(drop)
+                            org.record_root_copy(holder, version, vec![version as u8]).map(|e| rows.apply(&e))
                         }
                         _ => Ok(()),
                     }
@@ -87,13 +92,13 @@ proptest! {
                     // KMS gives back the roots themselves.
                     let fresh: Vec<ScopeKey> = roots.iter().map(dup).collect();
                     let proof = org.prove_holder(holder(n), &fresh, &roots).ok();
-                    org.set_default(holder(n), proof.as_ref()).map(drop)
+                    org.set_default(holder(n), proof.as_ref()).map(|e| rows.apply(&e))
                 }
-                Op::Disable(a, b) => org.disable(holder(a), holder(b)).map(drop),
-                Op::Reenable(n) => org.reenable(holder(n)).map(drop),
-                Op::DisableAll => org.disable_all(&managed, &roots, &mut rng).map(drop),
+                Op::Disable(a, b) => org.disable(holder(a), holder(b)).map(|e| rows.apply(&e)),
+                Op::Reenable(n) => org.reenable(holder(n)).map(|e| rows.apply(&e)),
+                Op::DisableAll => org.disable_all(&managed, &roots, &mut rng).map(|e| rows.apply(&e)),
                 Op::MakeManagedDefault => {
-                    org.make_managed_default(&managed, &roots, &mut rng).map(drop)
+                    org.make_managed_default(&managed, &roots, &mut rng).map(|e| rows.apply(&e))
                 }
                 Op::RotateRoot => {
                     let next = org.current_key_id(org_id).unwrap().version + 1;
@@ -103,7 +108,7 @@ proptest! {
                     } else {
                         vec![0xee]
                     };
-                    let r = org.rotate_root(&key, copy).map(drop);
+                    let r = org.rotate_root(&key, copy).map(|e| rows.apply(&e));
                     if r.is_ok() {
                         roots.push(key);
                     }
@@ -121,6 +126,9 @@ proptest! {
                 org.job().cloned(),
             );
             prop_assert_eq!(restored.as_ref(), Ok(&org), "stored rows rebuild the org");
+            // The effects alone, applied to rows, rebuild it too.
+            let replayed = rows.restore();
+            prop_assert_eq!(replayed.as_ref(), Ok(&org), "effects rebuild the org");
             let live: Vec<u32> = org.scope(org_id).unwrap().versions.keys().copied().collect();
             let default = org.holders().find(|h| h.id == org.default_holder()).unwrap();
             prop_assert_eq!(default.status, HolderStatus::Ready);

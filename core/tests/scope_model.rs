@@ -13,6 +13,9 @@ use byok_core::scope::{Effective, JobStep, Org, ScopeState, StoredScope};
 use byok_core::{Context, Envelope, Error, KeyId, ScopeId, ScopeKey};
 use proptest::prelude::*;
 
+mod support;
+use support::rows::Rows;
+
 /// The reference model: parents, own states, live versions. Nothing else.
 #[derive(Clone, Debug, Default)]
 struct Model {
@@ -142,7 +145,10 @@ impl Real {
 fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     let mut rng = TestRng::seeded(11);
     let managed = ScopeKey::random(KeyId::new(ScopeId::from_bytes([0; 16]), 1), &mut rng);
-    let (org, root, _) = Org::create(id(0), &managed, &mut rng).unwrap();
+    let (org, root, created) = Org::create(id(0), &managed, &mut rng).unwrap();
+    // What a host stores, written only through the effects.
+    let mut rows = Rows::default();
+    rows.apply(&created);
     let mut real = Real {
         org,
         roots: vec![root],
@@ -180,7 +186,8 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     p,
                     r.as_ref().err()
                 );
-                if let Ok((key, _)) = r {
+                if let Ok((key, e)) = r {
+                    rows.apply(&e);
                     real.seal(&key);
                     model.parent.push(Some(p));
                     model.state.push(ScopeState::Active);
@@ -198,6 +205,9 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 };
                 let expect = !model.revoked(i);
                 prop_assert_eq!(r.is_ok(), expect);
+                if let Ok(e) = &r {
+                    rows.apply(e);
+                }
                 if expect {
                     model.state[i] = if pause {
                         ScopeState::Paused
@@ -216,6 +226,9 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 // Whatever runs: only a scope revoked already refuses.
                 let expect = !model.revoked(i);
                 prop_assert_eq!(r.is_ok(), expect, "revoke {} ({:?})", i, r.as_ref().err());
+                if let Ok(e) = &r {
+                    rows.apply(e);
+                }
                 if expect {
                     model.state[i] = ScopeState::Revoked;
                     if let Some((j, _)) = retiring
@@ -234,7 +247,8 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 let pk = real.parent_key(id(p));
                 let r = real.org.rotate(id(i), &pk, &mut real.rng);
                 prop_assert_eq!(r.is_ok(), expect, "rotate {} ({:?})", i, r.as_ref().err());
-                if let Ok((key, _)) = r {
+                if let Ok((key, e)) = r {
+                    rows.apply(&e);
                     real.seal(&key);
                     let next = model.live[i].last().unwrap() + 1;
                     model.live[i].push(next);
@@ -251,6 +265,9 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 let r = real.org.rotate_root(&key, copy);
                 let expect = model.usable(0) && retiring.is_none();
                 prop_assert_eq!(r.is_ok(), expect, "rotate_root ({:?})", r.as_ref().err());
+                if let Ok(e) = &r {
+                    rows.apply(e);
+                }
                 if expect {
                     // The managed default can give it back at once.
                     let back = real.org.unwrap_root_managed(&real.managed, next).unwrap();
@@ -276,7 +293,8 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     old,
                     r.as_ref().err()
                 );
-                if r.is_ok() {
+                if let Ok(e) = &r {
+                    rows.apply(e);
                     retiring = Some((i, old.version));
                 }
                 expect
@@ -304,9 +322,11 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     "a step on a paused scope ran"
                 );
                 let (fk, tk) = (real.key(from).unwrap(), real.key(to).unwrap());
-                real.org
+                let e = real
+                    .org
                     .rewrap_child(&step, &fk, &tk, &mut real.rng)
                     .unwrap();
+                rows.apply(&e);
                 true
             }
             Op::FinishRetire => {
@@ -315,6 +335,9 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 let expect = done && model.usable(i);
                 let r = real.org.retire(KeyId::new(id(i), v));
                 prop_assert_eq!(r.is_ok(), expect, "retire ({:?})", r.as_ref().err());
+                if let Ok(e) = &r {
+                    rows.apply(e);
+                }
                 if expect {
                     model.live[i].remove(0);
                     retiring = None;
@@ -336,6 +359,8 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             o.job().cloned(),
         );
         prop_assert_eq!(restored.as_ref(), Ok(o), "restore after {:?}", op_seen);
+        let replayed = rows.restore();
+        prop_assert_eq!(replayed.as_ref(), Ok(o), "effects replayed after {:?}", op_seen);
         // Agreement on every scope's effective state...
         for i in 0..model.parent.len() {
             prop_assert_eq!(

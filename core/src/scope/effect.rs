@@ -1,17 +1,46 @@
-//! What a host must do after a transition: store or destroy wrapped keys, call a KMS, evict
-//! caches, append audit events. A transition returns the whole list; the host applies it in one
-//! transaction, or not at all, so a crash never leaves half an operation.
+//! What a host must do after a transition: the whole contract between core and its hosts.
+//!
+//! A transition returns a list of effects, in order. The host applies the storage effects in
+//! one transaction (or none of them, so a crash never leaves half an operation), then, once
+//! committed, the cache and job effects. Applying every storage effect of every transition
+//! since [`super::Org::create`] to empty storage gives back rows that [`super::Org::restore`]
+//! turns into the same value (`host-native` tests this on each of its stores). So a host never
+//! compares states or reads audit events to decide what to write: each thing it does is named
+//! by one effect.
 
 use alloc::vec::Vec;
 
 use crate::key_id::{KeyId, ScopeId};
-use crate::scope::holder::HolderId;
+use crate::scope::holder::{HolderId, HolderStatus};
 use crate::scope::job::{JobKind, RewrapJob};
+use crate::scope::state::ScopeState;
 
 /// One thing the host must do.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Effect {
-    /// Store the wrapped form of scope key `key`, sealed under its parent's key `under`.
+    // Storage: the org's rows, in the transition's transaction.
+    /// Store a new scope under `parent` (`None`: the org scope), active, without key versions.
+    CreateScope {
+        /// The scope.
+        scope: ScopeId,
+        /// Its parent.
+        parent: Option<ScopeId>,
+    },
+    /// Store the state set on `scope` itself.
+    SetScopeState {
+        /// The scope.
+        scope: ScopeId,
+        /// Its new state.
+        state: ScopeState,
+    },
+    /// Store a new root key version (the org scope's). Its wrapped forms are the holders'
+    /// copies ([`Effect::PutRootCopy`]).
+    PutRootVersion {
+        /// The root version.
+        version: u32,
+    },
+    /// Store (or replace) the wrapped form of child scope key `key`, sealed under its parent's
+    /// key `under`.
     PutWrappedKey {
         /// The key stored.
         key: KeyId,
@@ -20,21 +49,26 @@ pub enum Effect {
         /// The 140-byte wrapped form.
         wrapped: Vec<u8>,
     },
-    /// Destroy every stored copy of the wrapped form of `key`: its data becomes undecryptable.
+    /// Destroy key version `key` and every stored copy of its wrapped form: its data becomes
+    /// undecryptable.
     DestroyWrappedKey {
         /// The key destroyed.
         key: KeyId,
     },
-    /// Ask `holder` (a CMK, through its KMS) to wrap version `version` of the org root key: the
-    /// host unwraps the root from a holder that has it and calls the KMS, then reports the result
-    /// with [`super::Org::record_root_copy`]. One KMS call, whatever the amount of data.
-    WrapRoot {
-        /// The holder that must wrap.
-        holder: HolderId,
-        /// The root key version.
-        version: u32,
+    /// Destroy everything the host keeps sealed under the keys of `scopes` (a revoked subtree),
+    /// such as stored data keys: it can never open again.
+    DestroyScopeData {
+        /// The scopes, the top of the subtree first.
+        scopes: Vec<ScopeId>,
     },
-    /// Store `holder`'s wrapped copy of root version `version`.
+    /// Store holder `holder` (insert it, or change its status).
+    PutHolder {
+        /// The holder.
+        holder: HolderId,
+        /// Its status.
+        status: HolderStatus,
+    },
+    /// Store (or replace) `holder`'s wrapped copy of root version `version`.
     PutRootCopy {
         /// The holder.
         holder: HolderId,
@@ -50,23 +84,51 @@ pub enum Effect {
         /// The root version.
         version: u32,
     },
-    /// Drop every cached unwrapped key of `scope` and its descendants, on every replica.
-    EvictSubtree {
-        /// The top of the subtree.
-        scope: ScopeId,
-    },
-    /// Drop every cached unwrapped copy of key version `key` (it was retired), on every replica.
-    EvictKey {
-        /// The key version.
-        key: KeyId,
-    },
-    /// Persist a new re-encryption job.
+    /// Store `holder` as the default holder.
+    SetDefault(HolderId),
+    /// Store a new re-encryption job (there was none), and run it: its
+    /// [`super::JobStep::WrapRoot`] steps are the KMS calls, one per holder and root version.
     StartJob(RewrapJob),
+    /// Store the running job's new steps or cursor.
+    UpdateJob(RewrapJob),
+    /// The job is complete: drop it, and any part of it the host keeps.
+    FinishJob(JobKind),
     /// The running job was cancelled (a revoke removed what it worked on): drop it, and any part
     /// of it the host keeps (for a retirement, the host's own progress row).
     CancelJob(JobKind),
     /// Append to the org's audit log.
     Audit(AuditEvent),
+
+    // After the commit: caches and jobs, on every replica.
+    /// Drop every cached unwrapped key of `scope` and its descendants.
+    EvictSubtree {
+        /// The top of the subtree.
+        scope: ScopeId,
+    },
+    /// Drop every cached unwrapped copy of key version `key` (it was retired).
+    EvictKey {
+        /// The key version.
+        key: KeyId,
+    },
+    /// Drop every cached key of the org: a holder was disabled, and root keys unwrapped through
+    /// it must not outlive it.
+    EvictOrg,
+    /// The running job can make progress now (a paused scope it waited on was resumed, or a
+    /// revoke removed the steps it waited on): run it.
+    RunJob,
+}
+
+impl Effect {
+    /// Whether the effect destroys key material: after committing one, the host makes sure no
+    /// old copy survives in its storage's files (a write-ahead log, free pages).
+    pub fn destroys(&self) -> bool {
+        matches!(
+            self,
+            Self::DestroyWrappedKey { .. }
+                | Self::DestroyRootCopy { .. }
+                | Self::DestroyScopeData { .. }
+        )
+    }
 }
 
 /// An entry of the org's audit log, as the transition that caused it saw it.
@@ -115,7 +177,7 @@ pub enum AuditEvent {
     HolderDisabled(HolderId),
     /// A disabled holder was enabled again (its copies are pending).
     HolderEnabled(HolderId),
-    /// A re-encryption job finished.
+    /// A re-encryption job finished (every step done).
     JobFinished,
     /// A re-encryption job was cancelled: a revoke destroyed what it worked on.
     JobCancelled,

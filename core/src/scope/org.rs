@@ -190,11 +190,21 @@ impl Org {
             job: None,
         };
         let effects = vec![
+            Effect::CreateScope {
+                scope: org,
+                parent: None,
+            },
+            Effect::PutRootVersion { version: 1 },
+            Effect::PutHolder {
+                holder: HolderId::Managed,
+                status: HolderStatus::Ready,
+            },
             Effect::PutRootCopy {
                 holder: HolderId::Managed,
                 version: 1,
                 wrapped,
             },
+            Effect::SetDefault(HolderId::Managed),
             Effect::Audit(AuditEvent::RootCopyStored {
                 holder: HolderId::Managed,
                 version: 1,
@@ -339,6 +349,10 @@ impl Org {
             },
         );
         let effects = vec![
+            Effect::CreateScope {
+                scope: id,
+                parent: Some(parent),
+            },
             Effect::PutWrappedKey {
                 key: key_id,
                 under,
@@ -371,8 +385,12 @@ impl Org {
         }
         scope.state = ScopeState::Paused;
         Ok(vec![
-            Effect::EvictSubtree { scope: id },
+            Effect::SetScopeState {
+                scope: id,
+                state: ScopeState::Paused,
+            },
             Effect::Audit(AuditEvent::ScopePaused(id)),
+            Effect::EvictSubtree { scope: id },
         ])
     }
 
@@ -387,7 +405,18 @@ impl Org {
             return Ok(Vec::new());
         }
         scope.state = ScopeState::Active;
-        Ok(vec![Effect::Audit(AuditEvent::ScopeResumed(id))])
+        let mut effects = vec![
+            Effect::SetScopeState {
+                scope: id,
+                state: ScopeState::Active,
+            },
+            Effect::Audit(AuditEvent::ScopeResumed(id)),
+        ];
+        // A job that waited on this scope may go on.
+        if self.job.is_some() {
+            effects.push(Effect::RunJob);
+        }
+        Ok(effects)
     }
 
     /// Revokes `id` for good: destroys the wrapped keys of the scope and of every descendant,
@@ -401,8 +430,7 @@ impl Org {
         // Never refused for a job: revoke is the incident tool. The job loses what the revoke
         // destroys (see `trim_job`), before the keys go.
         let subtree = self.subtree(id);
-        let mut effects = vec![Effect::EvictSubtree { scope: id }];
-        effects.extend(self.trim_job(id, &subtree));
+        let mut effects = self.trim_job(id, &subtree);
         let mut destroyed = 0;
         for s in &subtree {
             if let Some(scope) = self.scopes.get_mut(s) {
@@ -428,10 +456,20 @@ impl Org {
         if let Some(scope) = self.scopes.get_mut(&id) {
             scope.state = ScopeState::Revoked;
         }
+        effects.push(Effect::SetScopeState {
+            scope: id,
+            state: ScopeState::Revoked,
+        });
+        effects.push(Effect::DestroyScopeData { scopes: subtree });
         effects.push(Effect::Audit(AuditEvent::ScopeRevoked {
             scope: id,
             keys_destroyed: destroyed,
         }));
+        effects.push(Effect::EvictSubtree { scope: id });
+        if self.job.is_some() && effects.iter().any(|e| matches!(e, Effect::UpdateJob(_))) {
+            // The steps it may have waited on are gone.
+            effects.push(Effect::RunJob);
+        }
         Ok(effects)
     }
 
@@ -460,12 +498,17 @@ impl Org {
         job.steps.retain(|s| !hit(s));
         job.done = done_kept;
         let trimmed = before - job.steps.len();
-        self.job = Some(job);
-        self.advance_job();
         if trimmed == 0 {
+            self.job = Some(job);
             return Vec::new();
         }
-        vec![Effect::Audit(AuditEvent::JobTrimmed { steps: trimmed })]
+        let mut effects = vec![
+            Effect::UpdateJob(job.clone()),
+            Effect::Audit(AuditEvent::JobTrimmed { steps: trimmed }),
+        ];
+        self.job = Some(job);
+        effects.extend(self.advance_job());
+        effects
     }
 
     /// The scope whose pause holds up the running job's next step, if any: a job never works on
@@ -592,6 +635,7 @@ impl Org {
             scope.versions.insert(next, None);
         }
         let mut effects = vec![
+            Effect::PutRootVersion { version: next },
             Effect::PutRootCopy {
                 holder: default,
                 version: next,
@@ -604,7 +648,13 @@ impl Org {
             if h.id == default {
                 h.copies.insert(next, default_copy.clone());
             } else if h.status != HolderStatus::Disabled {
-                h.status = HolderStatus::Pending;
+                if h.status != HolderStatus::Pending {
+                    h.status = HolderStatus::Pending;
+                    effects.push(Effect::PutHolder {
+                        holder: h.id,
+                        status: HolderStatus::Pending,
+                    });
+                }
                 steps.push(JobStep::WrapRoot {
                     holder: h.id,
                     version: next,
@@ -612,9 +662,8 @@ impl Org {
             }
         }
         if !steps.is_empty() {
-            effects.extend(kms_calls(&steps));
             let job = RewrapJob::new(JobKind::WrapRoot(next), steps);
-            effects.insert(0, Effect::StartJob(job.clone()));
+            effects.push(Effect::StartJob(job.clone()));
             self.job = Some(job);
         }
         Ok(effects)
@@ -689,8 +738,9 @@ impl Org {
             })
             .collect();
         self.job = Some(RewrapJob::new(JobKind::RetireVersion(key), steps));
-        // Steps already satisfied are skipped; the job itself lasts until `retire`.
-        self.advance_job();
+        // Steps already satisfied are skipped (stored as started, so no update of its own); the
+        // job itself lasts until `retire`.
+        let _ = self.advance_job();
         Ok(self
             .job
             .iter()
@@ -735,8 +785,7 @@ impl Org {
             .and_then(Option::as_ref)
             .ok_or(scope_err(ScopeError::UnknownVersion(key)))?;
         if current.under == to {
-            self.advance_job();
-            return Ok(Vec::new());
+            return Ok(self.advance_job());
         }
         let ctx = scope_key_context(self.root, key, parent);
         let secret = Envelope::<DefaultBackend>::unwrap_secret(from_key, &ctx, &current.wrapped)
@@ -752,12 +801,13 @@ impl Org {
                 wrapped: wrapped.clone(),
             });
         }
-        self.advance_job();
-        Ok(vec![Effect::PutWrappedKey {
+        let mut effects = vec![Effect::PutWrappedKey {
             key,
             under: to,
             wrapped,
-        }])
+        }];
+        effects.extend(self.advance_job());
+        Ok(effects)
     }
 
     /// Retires `key` (not the newest): destroys its wrapped form. Refused while child keys are
@@ -798,6 +848,7 @@ impl Org {
             .is_some_and(|j| j.kind == JobKind::RetireVersion(key))
         {
             self.job = None;
+            effects.push(Effect::FinishJob(JobKind::RetireVersion(key)));
             effects.push(Effect::Audit(AuditEvent::JobFinished));
         }
         Ok(effects)
@@ -908,7 +959,13 @@ impl Org {
         }
         self.check_not_revoked(self.root).map_err(scope_err)?;
         self.holders.insert(id, Holder::new(id));
-        let mut effects = vec![Effect::Audit(AuditEvent::HolderAttached(id))];
+        let mut effects = vec![
+            Effect::PutHolder {
+                holder: id,
+                status: HolderStatus::Pending,
+            },
+            Effect::Audit(AuditEvent::HolderAttached(id)),
+        ];
         effects.extend(self.start_wrap_job(id));
         Ok(effects)
     }
@@ -924,13 +981,11 @@ impl Org {
             .collect();
         let job = RewrapJob::new(JobKind::WrapHolder(id), steps);
         self.job = Some(job.clone());
-        let mut effects = vec![Effect::StartJob(job.clone())];
-        effects.extend(kms_calls(&job.steps));
-        effects
+        vec![Effect::StartJob(job)]
     }
 
     /// Records `holder`'s wrapped copy of root version `version` (the KMS's answer to a
-    /// [`Effect::WrapRoot`]). The host must have checked that the copy unwraps (the validation
+    /// [`JobStep::WrapRoot`] step). The host must have checked that the copy unwraps (the validation
     /// probe) before recording it. Idempotent.
     pub fn record_root_copy(
         &mut self,
@@ -952,26 +1007,31 @@ impl Org {
             return Err(scope_err(ScopeError::UnknownHolder(holder)));
         }
         h.copies.insert(version, wrapped.clone());
-        if h.holds_all(live.iter()) {
+        let mut effects = vec![Effect::PutRootCopy {
+            holder,
+            version,
+            wrapped,
+        }];
+        if h.status != HolderStatus::Ready && h.holds_all(live.iter()) {
             h.status = HolderStatus::Ready;
-        }
-        self.advance_job();
-        Ok(vec![
-            Effect::PutRootCopy {
+            effects.push(Effect::PutHolder {
                 holder,
-                version,
-                wrapped,
-            },
-            Effect::Audit(AuditEvent::RootCopyStored { holder, version }),
-        ])
+                status: HolderStatus::Ready,
+            });
+        }
+        effects.push(Effect::Audit(AuditEvent::RootCopyStored { holder, version }));
+        effects.extend(self.advance_job());
+        Ok(effects)
     }
 
     /// Advances the job cursor past every step whose result is visible in the state, and ends
-    /// the job when all are.
-    fn advance_job(&mut self) {
+    /// the job when all are. Returns the effects that store the change, if any.
+    #[must_use]
+    fn advance_job(&mut self) -> Vec<Effect> {
         let Some(mut job) = self.job.take() else {
-            return;
+            return Vec::new();
         };
+        let before = job.done;
         while let Some(step) = job.steps.get(job.done) {
             if !self.step_done(step) {
                 break;
@@ -982,8 +1042,17 @@ impl Org {
         // no other job starts in between and a revoke can cancel it.
         let retiring = matches!(job.kind, JobKind::RetireVersion(k)
             if self.scopes.get(&k.scope).is_some_and(|s| s.versions.contains_key(&k.version)));
-        if !job.is_finished() || retiring {
-            self.job = Some(job);
+        if job.is_finished() && !retiring {
+            return vec![
+                Effect::FinishJob(job.kind),
+                Effect::Audit(AuditEvent::JobFinished),
+            ];
+        }
+        let moved = job.done != before;
+        self.job = Some(job);
+        match &self.job {
+            Some(j) if moved => vec![Effect::UpdateJob(j.clone())],
+            _ => Vec::new(),
         }
     }
 
@@ -1053,10 +1122,10 @@ impl Org {
             }
         }
         let from = core::mem::replace(&mut self.default, holder);
-        let mut effects = vec![Effect::Audit(AuditEvent::DefaultHolder {
-            from,
-            to: holder,
-        })];
+        let mut effects = vec![
+            Effect::SetDefault(holder),
+            Effect::Audit(AuditEvent::DefaultHolder { from, to: holder }),
+        ];
         if holder != HolderId::Managed {
             effects.extend(self.destroy_managed_copies());
         }
@@ -1078,15 +1147,22 @@ impl Org {
             return Vec::new();
         }
         h.status = HolderStatus::Disabled;
-        let mut effects: Vec<Effect> = core::mem::take(&mut h.copies)
-            .into_keys()
-            .map(|version| Effect::DestroyRootCopy {
-                holder: id,
-                version,
-            })
-            .collect();
+        let mut effects = vec![Effect::PutHolder {
+            holder: id,
+            status: HolderStatus::Disabled,
+        }];
+        effects.extend(
+            core::mem::take(&mut h.copies)
+                .into_keys()
+                .map(|version| Effect::DestroyRootCopy {
+                    holder: id,
+                    version,
+                }),
+        );
         effects.push(Effect::Audit(AuditEvent::HolderDisabled(id)));
-        self.advance_job();
+        // Root keys unwrapped through it must not outlive it in a cache.
+        effects.push(Effect::EvictOrg);
+        effects.extend(self.advance_job());
         effects
     }
 
@@ -1134,7 +1210,13 @@ impl Org {
             return Ok(Vec::new());
         }
         h.status = HolderStatus::Pending;
-        let mut effects = vec![Effect::Audit(AuditEvent::HolderEnabled(holder))];
+        let mut effects = vec![
+            Effect::PutHolder {
+                holder,
+                status: HolderStatus::Pending,
+            },
+            Effect::Audit(AuditEvent::HolderEnabled(holder)),
+        ];
         effects.extend(self.start_wrap_job(holder));
         Ok(effects)
     }
@@ -1195,7 +1277,10 @@ impl Org {
             )?;
             copies.insert(*v, wrapped);
         }
-        let mut effects = Vec::new();
+        let mut effects = vec![Effect::PutHolder {
+            holder: HolderId::Managed,
+            status: HolderStatus::Ready,
+        }];
         for (v, w) in &copies {
             effects.push(Effect::PutRootCopy {
                 holder: HolderId::Managed,
@@ -1211,6 +1296,7 @@ impl Org {
         m.status = HolderStatus::Ready;
         let from = core::mem::replace(&mut self.default, HolderId::Managed);
         if from != HolderId::Managed {
+            effects.push(Effect::SetDefault(HolderId::Managed));
             effects.push(Effect::Audit(AuditEvent::DefaultHolder {
                 from,
                 to: HolderId::Managed,
@@ -1218,14 +1304,6 @@ impl Org {
         }
         Ok(effects)
     }
-}
-
-/// The KMS calls a job's steps ask the host for.
-fn kms_calls(steps: &[JobStep]) -> impl Iterator<Item = Effect> + '_ {
-    steps.iter().filter_map(|s| match *s {
-        JobStep::WrapRoot { holder, version } => Some(Effect::WrapRoot { holder, version }),
-        JobStep::Rewrap { .. } => None,
-    })
 }
 
 fn check_key(expected: KeyId, provided: &ScopeKey) -> Result<()> {

@@ -1,0 +1,2 @@
+//! Shared by the scope tests.
+pub(crate) mod rows;
