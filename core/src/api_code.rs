@@ -63,9 +63,9 @@ api_codes! {
     Forbidden => "forbidden", 403, "the token's role may not do this";
     NotFound => "not_found", 404,
         "no such org (for this token), scope, key version, key or endpoint";
-    MethodNotAllowed => "method_not_allowed", 405, "the endpoint does not take this method";
     InvalidRequest => "invalid_request", 400, "a field or path parameter is invalid: the message says which";
     MalformedJson => "malformed_json", 400, "the body is not the JSON this call takes";
+    MethodNotAllowed => "method_not_allowed", 405, "the endpoint does not take this method";
     UnsupportedMediaType => "unsupported_media_type", 415,
         "send the body with `Content-Type: application/json`";
     TooLarge => "too_large", 413, "body over 6 MiB (4 MiB of plaintext): use the streaming format";
