@@ -193,4 +193,21 @@ mod tests {
             "docs/openapi.json is stale: run `cargo run -p byok-server -- openapi > docs/openapi.json`"
         );
     }
+
+    #[test]
+    fn error_table_in_docs_matches_the_codes() {
+        let doc = include_str!("../../../docs/server.md");
+        let (begin, end) = ("<!-- error-codes:begin -->\n", "<!-- error-codes:end -->");
+        let table = doc
+            .split_once(begin)
+            .and_then(|(_, rest)| rest.split_once(end))
+            .map(|(table, _)| table)
+            .expect("docs/server.md has the error-codes markers");
+        assert!(
+            table == byok_core::ApiCode::markdown_table(),
+            "the error table in docs/server.md is stale: run `just error-codes`, or replace the \
+             lines between the error-codes markers with the output of \
+             `cargo run -q -p byok-server -- error-codes`"
+        );
+    }
 }
