@@ -24,6 +24,10 @@ api-fuzz:
 openapi:
     cargo run -q -p byok-server -- openapi > docs/openapi.json
 
+# regenerate the error-code table in docs/server.md from ApiCode (a test compares them)
+error-codes:
+    cargo run -q -p byok-server -- error-codes | awk 'FNR==NR { t = t $0 "\n"; next } /<!-- error-codes:end -->/ { printf "%s", t; skip = 0 } !skip { print } /<!-- error-codes:begin -->/ { skip = 1 }' - docs/server.md > docs/server.md.new && mv docs/server.md.new docs/server.md
+
 # fuzz every target for N seconds
 fuzz seconds="60":
     ./scripts/fuzz.sh {{seconds}}

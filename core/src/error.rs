@@ -19,6 +19,7 @@
 
 use core::fmt;
 
+use crate::api_code::ApiCode;
 use crate::key_id::KeyId;
 
 /// Every error byok-core returns.
@@ -47,6 +48,21 @@ pub enum Error {
     Scope(crate::scope::ScopeError),
     /// A condition the code rules out was reached: a bug in byok-core. Please report it.
     Internal(&'static str),
+}
+
+impl Error {
+    /// The API error code of this error. `WrongKey` (the header names another key than the one
+    /// passed) answers like `Decrypt`: to a caller both mean its ciphertext does not open.
+    pub const fn api_code(&self) -> ApiCode {
+        match self {
+            Self::Format(_) => ApiCode::MalformedCiphertext,
+            Self::Unsupported(_) => ApiCode::UnsupportedCiphertext,
+            Self::Decrypt | Self::WrongKey { .. } => ApiCode::DecryptFailed,
+            Self::Misuse(_) => ApiCode::InvalidRequest,
+            Self::Scope(e) => e.api_code(),
+            Self::Internal(_) => ApiCode::Internal,
+        }
+    }
 }
 
 impl fmt::Display for Error {

@@ -53,6 +53,7 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
+pub mod api_code;
 pub mod context;
 pub mod crypto;
 pub mod datakey;
@@ -70,6 +71,7 @@ pub mod stream;
 #[cfg(feature = "dev")]
 pub mod dev;
 
+pub use api_code::ApiCode;
 pub use context::Context;
 pub use crypto::{AeadBackend, DefaultBackend, ScopeKey};
 pub use datakey::DataKey;

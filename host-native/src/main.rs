@@ -24,6 +24,8 @@ enum Command {
     Serve(ServeArgs),
     /// Print the OpenAPI document of the REST API.
     Openapi,
+    /// Print the API's error codes as the Markdown table in docs/server.md.
+    ErrorCodes,
     /// Organizations.
     Org {
         #[command(subcommand)]
@@ -136,6 +138,10 @@ fn main() -> ExitCode {
             print!("{}", byok_server::api::openapi_json());
             ExitCode::SUCCESS
         }
+        Command::ErrorCodes => {
+            print!("{}", byok_core::ApiCode::markdown_table());
+            ExitCode::SUCCESS
+        }
         other => runtime().block_on(client(other)),
     }
 }
@@ -171,7 +177,7 @@ async fn client(command: Command) -> ExitCode {
         Command::Key { cmd, client } => run(client, cmd, cli::key).await,
         Command::Job { cmd, client } => run(client, cmd, cli::job).await,
         Command::Datakey { cmd, client } => run(client, cmd, cli::datakey).await,
-        Command::Serve(_) | Command::Openapi => Ok(()),
+        Command::Serve(_) | Command::Openapi | Command::ErrorCodes => Ok(()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

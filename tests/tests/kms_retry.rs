@@ -6,6 +6,7 @@
 use std::time::{Duration, Instant};
 
 use byok_core::SecretBytes;
+use byok_core::api_code::RETRY_AFTER_SECS;
 use byok_core::dev::TestRng;
 use byok_core::kms::KmsErrorKind;
 use byok_core::kms::aws::request::{AwsCredentials, CallContext, encrypt_request, parse_encrypt};
@@ -13,8 +14,11 @@ use byok_core::kms::aws::{Endpoint, KeyArn};
 use byok_core::retry::RetryPolicy;
 use byok_server::kms_call::call;
 use byok_server::transport::{Transport, TransportConfig};
+use byok_tests::aws_stack::AwsStack;
 use byok_tests::fault_front::{Fault, FaultFront};
 use byok_tests::moto::Moto;
+use byok_tests::server::{Api, error_code, field, temp_dir};
+use serde_json::{Value, json};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transient_faults_are_retried_permanent_ones_are_not() {
@@ -225,4 +229,82 @@ async fn disabled_and_pending_deletion_keys_are_refused() {
     )
     .await;
     assert!(r.result.is_ok(), "{:?}", r.result);
+}
+
+/// Through the API: when the KMS stays unavailable past the server's retries, the caller gets
+/// 503 `kms_unavailable` with `Retry-After`, and the same request goes through once it is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kms_unavailable_through_the_api_is_503_with_retry_after() {
+    let stack = AwsStack::start().await;
+    let dir = temp_dir("kms-503");
+    let server = stack.server(&dir.join("data"));
+    let operator = server.operator_token.clone().unwrap();
+    let api = Api::new(&server.url);
+    // A 1 ms unwrap cache: every decrypt below unwraps the root through the KMS.
+    let (org, admin, service) = api.org_with_service(&operator, 1).await;
+    let keys = format!("/v1/orgs/{org}/keys");
+    let (st, v) = api
+        .post(
+            &keys,
+            &admin,
+            &json!({ "name": "prod", "provider": "aws", "key_arn": stack.moto.alias_arn }),
+        )
+        .await;
+    assert_eq!(st, 201, "{v}");
+    let (st, v) = api
+        .post(&format!("{keys}/cmk:1/default"), &admin, &json!({}))
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let (st, v) = api
+        .post(
+            &format!("/v1/orgs/{org}/scopes/{org}/encrypt"),
+            &service,
+            &json!({ "plaintext": "aGVsbG8=" }),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let ciphertext = field(&v, "ciphertext");
+    let decrypt = async || {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let resp = reqwest::Client::new()
+            .post(format!("{}/v1/orgs/{org}/decrypt", server.url))
+            .bearer_auth(&service)
+            .header("content-type", "application/json")
+            .body(json!({ "ciphertext": ciphertext }).to_string())
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        let retry_after = resp
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let body: Value = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
+        (status, retry_after, body)
+    };
+
+    // As many faults as the server makes attempts: it gives up with the transient class.
+    let attempts = RetryPolicy::default().max_attempts as usize;
+    let before = stack.front.seen();
+    stack.front.inject(
+        [Fault::Unavailable, Fault::Throttle].repeat(attempts / 2 + 1)[..attempts].to_vec(),
+    );
+    let (st, retry_after, v) = decrypt().await;
+    assert_eq!(
+        (st, error_code(&v).as_str()),
+        (503, "kms_unavailable"),
+        "{v}"
+    );
+    assert_eq!(
+        retry_after.as_deref(),
+        Some(RETRY_AFTER_SECS.to_string().as_str()),
+        "{v}"
+    );
+    assert_eq!((stack.front.seen() - before) as usize, attempts);
+
+    // The KMS is back: the same request goes through, with no Retry-After.
+    let answer = decrypt().await;
+    let (st, retry_after, v) = answer;
+    assert_eq!((st, retry_after), (200, None), "{v}");
+    assert_eq!(field(&v, "plaintext"), "aGVsbG8=");
 }

@@ -2,6 +2,8 @@
 //! message, and what to do about it.
 
 use alloc::string::String;
+
+use crate::api_code::ApiCode;
 use core::fmt;
 
 /// What kind of failure a KMS reported, whatever the provider.
@@ -32,7 +34,21 @@ impl KmsErrorKind {
         matches!(self, Self::Throttled | Self::Unavailable)
     }
 
-    /// A short name for logs and API error codes.
+    /// The API error code of a call that failed (after retries) with this kind. Throttled and
+    /// unavailable are one code: to a caller both mean "retry later".
+    pub const fn api_code(self) -> ApiCode {
+        match self {
+            Self::AccessDenied => ApiCode::KmsAccessDenied,
+            Self::KeyDisabled => ApiCode::KmsKeyDisabled,
+            Self::KeyNotFound => ApiCode::KmsKeyNotFound,
+            Self::KeyPendingDeletion => ApiCode::KmsKeyPendingDeletion,
+            Self::InvalidCiphertext => ApiCode::KmsInvalidCiphertext,
+            Self::Throttled | Self::Unavailable => ApiCode::KmsUnavailable,
+            Self::Malformed => ApiCode::KmsError,
+        }
+    }
+
+    /// A short name for logs and key health.
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::AccessDenied => "access_denied",

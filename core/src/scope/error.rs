@@ -3,6 +3,7 @@
 
 use core::fmt;
 
+use crate::api_code::ApiCode;
 use crate::key_id::{KeyId, ScopeId};
 use crate::scope::holder::HolderId;
 
@@ -91,6 +92,36 @@ pub enum ScopeError {
     /// Stored rows do not form a valid org (a parent missing, a cycle, no ready default
     /// holder, ...): storage was damaged or edited. Refused rather than trusted.
     Inconsistent(&'static str),
+}
+
+impl ScopeError {
+    /// The API error code of this refusal. `UnknownScope`, `UnknownVersion` and
+    /// `UnknownHolder` share `not_found` (as an org of another token does); damaged storage
+    /// (`Unwrap`, `Inconsistent`) and a host passing the wrong key (`WrongKey`) are `internal`.
+    pub const fn api_code(&self) -> ApiCode {
+        match self {
+            Self::UnknownScope(_) | Self::UnknownVersion(_) | Self::UnknownHolder(_) => {
+                ApiCode::NotFound
+            }
+            Self::ScopeExists(_) => ApiCode::ScopeExists,
+            Self::Paused { .. } => ApiCode::ScopePaused,
+            Self::Revoked { .. } => ApiCode::ScopeRevoked,
+            Self::ConfirmationMismatch { .. } => ApiCode::ConfirmationMismatch,
+            Self::MoveNotSupported => ApiCode::Unsupported,
+            Self::RootRotation => ApiCode::RootRotation,
+            Self::TooDeep { .. } => ApiCode::TooDeep,
+            Self::RetireCurrent(_) => ApiCode::VersionIsCurrent,
+            Self::VersionInUse { .. } => ApiCode::VersionInUse,
+            Self::HolderExists(_) => ApiCode::KeyExists,
+            Self::HolderNotReady(_) => ApiCode::KeyNotReady,
+            Self::DisableDefault(_) => ApiCode::KeyIsDefault,
+            Self::JobRunning => ApiCode::JobRunning,
+            Self::ProofMismatch { .. } => ApiCode::KeyProofFailed,
+            Self::ManagedUnderByok => ApiCode::ManagedUnderByok,
+            Self::NoSuchJob => ApiCode::NoSuchJob,
+            Self::WrongKey { .. } | Self::Unwrap(_) | Self::Inconsistent(_) => ApiCode::Internal,
+        }
+    }
 }
 
 impl fmt::Display for ScopeError {

@@ -5,7 +5,7 @@
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
-use byok_core::ScopeId;
+use byok_core::{ApiCode, ScopeId};
 use serde::de::DeserializeOwned;
 
 use super::AppState;
@@ -31,8 +31,7 @@ impl Caller {
         }
         if !roles.contains(&self.role) {
             return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "forbidden",
+                ApiCode::Forbidden,
                 format!(
                     "a {} token cannot do this; it needs one of: {}",
                     self.role.as_str(),
@@ -54,8 +53,7 @@ impl FromRequestParts<AppState> for Caller {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let unauthenticated = || {
             ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthenticated",
+                ApiCode::Unauthenticated,
                 "send a valid token as `Authorization: Bearer byok_...`",
             )
         };
@@ -70,8 +68,7 @@ impl FromRequestParts<AppState> for Caller {
         let (grant, token_hash) = state
             .service
             .authenticate(token)
-            .await
-            .map_err(ApiError::from)?
+            .await?
             .ok_or_else(unauthenticated)?;
         Ok(Self {
             org: grant.org,
@@ -95,19 +92,16 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
                 if e.status() == StatusCode::PAYLOAD_TOO_LARGE =>
             {
                 Err(ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "too_large",
+                    ApiCode::TooLarge,
                     "request body too large; use the streaming format for large data",
                 ))
             }
             Err(JsonRejection::MissingJsonContentType(_)) => Err(ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
+                ApiCode::UnsupportedMediaType,
                 "send the body as JSON with `Content-Type: application/json`",
             )),
             Err(e) => Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "malformed_json",
+                ApiCode::MalformedJson,
                 format!(
                     "the body is not the JSON this call takes: {}",
                     e.body_text()

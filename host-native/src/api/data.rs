@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use axum::Json;
 use axum::extract::{Path, State};
 use base64ct::{Base64, Encoding};
+use byok_core::ApiCode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use zeroize::Zeroizing;
@@ -93,8 +94,7 @@ pub struct UnwrapResponse {
 fn armor_decode(text: &str, what: &str) -> Result<Vec<u8>, ApiError> {
     byok_core::format::armor::decode(text).map_err(|e| {
         ApiError::new(
-            axum::http::StatusCode::BAD_REQUEST,
-            "malformed_ciphertext",
+            ApiCode::MalformedCiphertext,
             format!("{what} is not `byok:v1:` text: {e}"),
         )
     })

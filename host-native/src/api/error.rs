@@ -4,11 +4,15 @@
 //! only `internal` with the request id.
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use byok_core::ApiCode;
 use byok_core::Error as CoreError;
+use byok_core::kms::KmsError;
 use byok_core::scope::ScopeError;
 use serde::Serialize;
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{ObjectBuilder, Schema, SchemaType, Type};
 
 use crate::service::ServiceError;
 
@@ -24,13 +28,11 @@ pub fn request_id() -> String {
         .unwrap_or_else(|_| "-".into())
 }
 
-/// An error answer.
+/// An error answer. Its HTTP status is its code's ([`ApiCode::http_status`]).
 #[derive(Debug)]
 pub struct ApiError {
-    /// HTTP status.
-    pub status: StatusCode,
     /// Stable machine-readable code.
-    pub code: &'static str,
+    pub code: ApiCode,
     /// What went wrong and what to do.
     pub message: String,
     /// Structured detail (a key validation report).
@@ -47,7 +49,9 @@ pub struct ErrorBody {
 /// The error's fields.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct ErrorDetail {
-    /// Stable code, e.g. `scope_paused`, `not_found`, `unauthenticated`.
+    /// Stable code, e.g. `scope_paused`, `not_found`, `unauthenticated`; the table in
+    /// `docs/server.md` lists each with its status.
+    #[schema(schema_with = code_schema)]
     pub code: String,
     /// Human-readable message with the fix.
     pub message: String,
@@ -59,11 +63,24 @@ pub struct ErrorDetail {
     pub details: Option<serde_json::Value>,
 }
 
+/// `ErrorDetail.code` in the OpenAPI document: a string, one of [`ApiCode::ALL`].
+fn code_schema() -> impl Into<RefOr<Schema>> {
+    ObjectBuilder::new()
+        .schema_type(SchemaType::Type(Type::String))
+        .description(Some(
+            "Stable code, e.g. `scope_paused`, `not_found`, `unauthenticated`; clients branch on it.",
+        ))
+        .enum_values(Some(ApiCode::ALL.iter().map(|c| c.as_str())))
+}
+
+/// What the caller sees of an internal failure: the fact and the request id, nothing else.
+const INTERNAL_MESSAGE: &str =
+    "internal error; the operator can find it in the logs by the request id";
+
 impl ApiError {
-    /// An error with `status`, `code` and `message`.
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    /// An error with `code` and `message`.
+    pub fn new(code: ApiCode, message: impl Into<String>) -> Self {
         Self {
-            status,
             code,
             message: message.into(),
             details: None,
@@ -72,93 +89,79 @@ impl ApiError {
 
     /// 400 `invalid_request`.
     pub fn invalid(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_request", message)
+        Self::new(ApiCode::InvalidRequest, message)
     }
 
     /// 404 `not_found`.
     pub fn not_found(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+        Self::new(ApiCode::NotFound, message)
+    }
+
+    /// 500 `internal`: logs `error` under the request id; the caller sees neither.
+    fn internal(what: &str, error: &dyn std::fmt::Display) -> Self {
+        tracing::error!(request_id = %request_id(), error = %error, "{what}");
+        Self::new(ApiCode::Internal, INTERNAL_MESSAGE)
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        StatusCode::from_u16(self.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let status = self.status();
+        let retry_after = self.code.retry_after_secs();
         let body = ErrorBody {
             error: ErrorDetail {
-                code: self.code.into(),
+                code: self.code.as_str().into(),
                 message: self.message,
                 request_id: request_id(),
                 details: self.details,
             },
         };
-        (self.status, Json(body)).into_response()
+        let mut resp = (status, Json(body)).into_response();
+        if let Some(secs) = retry_after {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        resp
     }
 }
 
-fn scope_error(e: ScopeError) -> ApiError {
-    use StatusCode as S;
-    let (status, code) = match &e {
-        ScopeError::UnknownScope(_) | ScopeError::UnknownVersion(_) => (S::NOT_FOUND, "not_found"),
-        ScopeError::UnknownHolder(_) => (S::NOT_FOUND, "not_found"),
-        ScopeError::Paused { .. } => (S::CONFLICT, "scope_paused"),
-        ScopeError::Revoked { .. } => (S::GONE, "scope_revoked"),
-        ScopeError::ConfirmationMismatch { .. } => (S::BAD_REQUEST, "confirmation_mismatch"),
-        ScopeError::MoveNotSupported => (S::BAD_REQUEST, "unsupported"),
-        ScopeError::RootRotation => (S::BAD_REQUEST, "root_rotation"),
-        ScopeError::TooDeep { .. } => (S::BAD_REQUEST, "too_deep"),
-        ScopeError::JobRunning => (S::CONFLICT, "job_running"),
-        ScopeError::HolderNotReady(_) => (S::CONFLICT, "key_not_ready"),
-        ScopeError::DisableDefault(_) => (S::CONFLICT, "key_is_default"),
-        ScopeError::ProofMismatch { .. } => (S::CONFLICT, "key_proof_failed"),
-        ScopeError::ManagedUnderByok => (S::CONFLICT, "managed_under_byok"),
-        ScopeError::Unwrap(_) | ScopeError::Inconsistent(_) => {
-            tracing::error!(request_id = %request_id(), error = %e, "stored key state damaged");
-            return ApiError::new(
-                S::INTERNAL_SERVER_ERROR,
-                "internal",
-                "internal error; the operator can find it in the logs by the request id",
-            );
+impl From<ScopeError> for ApiError {
+    fn from(e: ScopeError) -> Self {
+        match e.api_code() {
+            ApiCode::Internal => Self::internal("stored key state damaged, or a host bug", &e),
+            code => Self::new(code, e.to_string()),
         }
-        _ => (S::CONFLICT, "conflict"),
-    };
-    ApiError::new(status, code, e.to_string())
+    }
 }
 
-fn core_error(e: CoreError) -> ApiError {
-    match e {
-        CoreError::Scope(s) => scope_error(s),
-        CoreError::Format(f) => ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "malformed_ciphertext",
-            format!("not a byok v1 ciphertext: {f}"),
-        ),
-        CoreError::Unsupported(u) => ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "unsupported_ciphertext",
-            u.to_string(),
-        ),
-        CoreError::Decrypt | CoreError::WrongKey { .. } => ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "decrypt_failed",
-            "the ciphertext does not open: it was modified, or the context differs from the one it was encrypted with",
-        ),
-        CoreError::Misuse(m) => ApiError::invalid(m.to_string()),
-        CoreError::Internal(what) => {
-            tracing::error!(request_id = %request_id(), what, "internal error");
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "internal error",
-            )
+impl From<CoreError> for ApiError {
+    fn from(e: CoreError) -> Self {
+        let code = e.api_code();
+        match e {
+            CoreError::Scope(s) => s.into(),
+            CoreError::Format(f) => Self::new(code, format!("not a byok v1 ciphertext: {f}")),
+            CoreError::Unsupported(u) => Self::new(code, u.to_string()),
+            CoreError::Decrypt | CoreError::WrongKey { .. } => Self::new(
+                code,
+                "the ciphertext does not open: it was modified, or the context differs from the one it was encrypted with",
+            ),
+            CoreError::Misuse(m) => Self::new(code, m.to_string()),
+            other if code == ApiCode::Internal => Self::internal("internal error", &other),
+            other => Self::new(code, other.to_string()),
         }
-        other => {
-            tracing::error!(request_id = %request_id(), error = %other, "unclassified error");
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "internal error",
-            )
-        }
+    }
+}
+
+impl From<KmsError> for ApiError {
+    fn from(k: KmsError) -> Self {
+        let code = k.kind.api_code();
+        tracing::warn!(request_id = %request_id(), code = code.as_str(), provider_code = %k.code, "KMS call failed");
+        Self::new(code, k.to_string())
     }
 }
 
@@ -166,39 +169,13 @@ impl From<ServiceError> for ApiError {
     fn from(e: ServiceError) -> Self {
         match e {
             ServiceError::NotFound(m) => Self::not_found(m),
-            ServiceError::Scope(s) => scope_error(s),
-            ServiceError::Crypto(c) => core_error(c),
+            ServiceError::Scope(s) => s.into(),
+            ServiceError::Crypto(c) => c.into(),
             ServiceError::Invalid(m) => Self::invalid(m),
-            ServiceError::Store(s) => {
-                tracing::error!(request_id = %request_id(), error = %s, "store failure");
-                Self::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    "internal error; the operator can find it in the logs by the request id",
-                )
-            }
-            ServiceError::Kms(k) => {
-                use byok_core::kms::KmsErrorKind as K;
-                let status = match k.kind {
-                    K::Throttled | K::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-                    K::Malformed => StatusCode::BAD_GATEWAY,
-                    _ => StatusCode::FAILED_DEPENDENCY,
-                };
-                let code = match crate::service::kind_code(&k) {
-                    "access_denied" => "kms_access_denied",
-                    "key_disabled" => "kms_key_disabled",
-                    "key_not_found" => "kms_key_not_found",
-                    "key_pending_deletion" => "kms_key_pending_deletion",
-                    "invalid_ciphertext" => "kms_invalid_ciphertext",
-                    "throttled" | "unavailable" => "kms_unavailable",
-                    _ => "kms_error",
-                };
-                tracing::warn!(request_id = %request_id(), code, provider_code = %k.code, "KMS call failed");
-                Self::new(status, code, k.to_string())
-            }
+            ServiceError::Store(s) => Self::internal("store failure", &s),
+            ServiceError::Kms(k) => k.into(),
             ServiceError::Validation(steps) => Self {
-                status: StatusCode::UNPROCESSABLE_ENTITY,
-                code: "key_validation_failed",
+                code: ApiCode::KeyValidationFailed,
                 message: steps
                     .iter()
                     .find(|s| s.outcome == "fail")
@@ -207,5 +184,92 @@ impl From<ServiceError> for ApiError {
                 details: serde_json::to_value(&steps).ok(),
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::{StatusCode, header};
+    use axum::response::IntoResponse;
+    use byok_core::kms::{KmsError, KmsErrorKind};
+    use byok_core::scope::{HolderId, ScopeError};
+    use byok_core::{ApiCode, ScopeId};
+
+    use super::{ApiError, INTERNAL_MESSAGE};
+    use crate::service::ServiceError;
+    use crate::store::StoreError;
+
+    fn kms(kind: KmsErrorKind) -> ServiceError {
+        ServiceError::Kms(KmsError {
+            kind,
+            provider: "aws",
+            code: "X".into(),
+            message: String::new(),
+            status: 500,
+        })
+    }
+
+    #[test]
+    fn kms_unavailable_is_503_with_retry_after() {
+        for kind in [KmsErrorKind::Throttled, KmsErrorKind::Unavailable] {
+            let e = ApiError::from(kms(kind));
+            assert_eq!(e.code, ApiCode::KmsUnavailable);
+            let resp = e.into_response();
+            assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(
+                resp.headers().get(header::RETRY_AFTER).unwrap(),
+                &byok_core::api_code::RETRY_AFTER_SECS.to_string()
+            );
+        }
+        let resp = ApiError::from(kms(KmsErrorKind::KeyDisabled)).into_response();
+        assert_eq!(resp.status(), StatusCode::FAILED_DEPENDENCY);
+        assert!(resp.headers().get(header::RETRY_AFTER).is_none());
+    }
+
+    #[test]
+    fn status_comes_from_the_code() {
+        let s = ScopeId::from_bytes([7; 16]);
+        for (e, code, status) in [
+            (ScopeError::ScopeExists(s), "scope_exists", 409),
+            (
+                ScopeError::HolderExists(HolderId::Cmk(2)),
+                "key_exists",
+                409,
+            ),
+            (ScopeError::NoSuchJob, "no_such_job", 409),
+            (
+                ScopeError::Revoked { scope: s, by: s },
+                "scope_revoked",
+                410,
+            ),
+        ] {
+            let resp = ApiError::from(ServiceError::Scope(e)).into_response();
+            assert_eq!(resp.status().as_u16(), status, "{code}");
+        }
+    }
+
+    #[test]
+    fn internal_failures_say_nothing() {
+        let e = ApiError::from(ServiceError::Store(StoreError::Corrupt(
+            "secret row".into(),
+        )));
+        assert_eq!(
+            (e.code, e.message.as_str()),
+            (ApiCode::Internal, INTERNAL_MESSAGE)
+        );
+        let e = ApiError::from(ScopeError::Inconsistent("parent missing"));
+        assert_eq!(
+            (e.code, e.message.as_str()),
+            (ApiCode::Internal, INTERNAL_MESSAGE)
+        );
+        let e = ApiError::from(byok_core::Error::Internal("bug"));
+        assert_eq!(
+            (e.code, e.message.as_str()),
+            (ApiCode::Internal, INTERNAL_MESSAGE)
+        );
+        assert_eq!(
+            e.into_response().status(),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
     }
 }

@@ -18,10 +18,11 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::HeaderValue;
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{delete, get, post};
+use byok_core::ApiCode;
 use utoipa::OpenApi;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 
@@ -117,11 +118,7 @@ async fn request_id(req: Request, next: Next) -> Response {
 }
 
 async fn not_found() -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        "not_found",
-        "no such endpoint; see /openapi.json",
-    )
+    ApiError::new(ApiCode::NotFound, "no such endpoint; see /openapi.json")
 }
 
 /// The router.
@@ -177,8 +174,7 @@ pub fn router(service: Arc<Service>) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(|| async {
             ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
+                ApiCode::MethodNotAllowed,
                 "this endpoint does not take that method; see /openapi.json",
             )
         })
@@ -195,6 +191,23 @@ mod tests {
         assert!(
             super::openapi_json() == checked_in,
             "docs/openapi.json is stale: run `cargo run -p byok-server -- openapi > docs/openapi.json`"
+        );
+    }
+
+    #[test]
+    fn error_table_in_docs_matches_the_codes() {
+        let doc = include_str!("../../../docs/server.md");
+        let (begin, end) = ("<!-- error-codes:begin -->\n", "<!-- error-codes:end -->");
+        let table = doc
+            .split_once(begin)
+            .and_then(|(_, rest)| rest.split_once(end))
+            .map(|(table, _)| table)
+            .expect("docs/server.md has the error-codes markers");
+        assert!(
+            table == byok_core::ApiCode::markdown_table(),
+            "the error table in docs/server.md is stale: run `just error-codes`, or replace the \
+             lines between the error-codes markers with the output of \
+             `cargo run -q -p byok-server -- error-codes`"
         );
     }
 }

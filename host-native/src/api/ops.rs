@@ -6,7 +6,8 @@ use std::sync::atomic::Ordering;
 use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
+use byok_core::api_code::RETRY_AFTER_SECS;
 
 use super::AppState;
 
@@ -19,11 +20,17 @@ pub async fn healthz() -> &'static str {
 /// Readiness: the database answers.
 #[utoipa::path(get, path = "/readyz", tag = "ops",
     responses((status = 200, description = "ready"), (status = 503, description = "database unavailable")))]
-pub async fn readyz(State(s): State<AppState>) -> (StatusCode, &'static str) {
+pub async fn readyz(State(s): State<AppState>) -> Response {
     if s.service.store().ping().await {
-        (StatusCode::OK, "ready\n")
+        (StatusCode::OK, "ready\n").into_response()
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "database unavailable\n")
+        // Every 503 carries Retry-After, this one too.
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, RETRY_AFTER_SECS.to_string())],
+            "database unavailable\n",
+        )
+            .into_response()
     }
 }
 

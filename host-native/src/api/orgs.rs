@@ -5,6 +5,7 @@ use std::time::Duration;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use byok_core::ApiCode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -67,8 +68,7 @@ pub async fn create_org(
 ) -> Result<(StatusCode, Json<OrgCreated>), ApiError> {
     if caller.role != Role::Operator {
         return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
+            ApiCode::Forbidden,
             "only the operator token creates organizations",
         ));
     }

@@ -138,20 +138,9 @@ pub fn is_denial(e: &KmsError) -> bool {
     )
 }
 
-/// The stable name of a KMS error class (health states and API codes use it).
+/// The stable name of a KMS error class (key health states and audit events use it).
 pub fn kind_code(e: &KmsError) -> &'static str {
-    use byok_core::kms::KmsErrorKind as K;
-    match e.kind {
-        K::AccessDenied => "access_denied",
-        K::KeyDisabled => "key_disabled",
-        K::KeyNotFound => "key_not_found",
-        K::KeyPendingDeletion => "key_pending_deletion",
-        K::InvalidCiphertext => "invalid_ciphertext",
-        K::Throttled => "throttled",
-        K::Unavailable => "unavailable",
-        K::Malformed => "malformed",
-        _ => "kms_error",
-    }
+    e.kind.as_str()
 }
 
 impl Service {
