@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crate::config::{Config, LogFormat};
 use crate::service::Service;
 use crate::service::aws::AwsSettings;
-use crate::store::Store;
+use crate::store::Database;
 use crate::{api, managed};
 
 /// Sets up structured logs. Logs carry ids, routes and outcomes, never key bytes or tokens.
@@ -42,7 +42,7 @@ fn create_private_dir(path: &std::path::Path) -> std::io::Result<()> {
 pub async fn run(config: Config) -> Result<(), String> {
     create_private_dir(&config.data_dir)
         .map_err(|e| format!("cannot create {}: {e}", config.data_dir.display()))?;
-    let store = Store::open_dir(&config.data_dir)
+    let store = Database::open_dir(&config.data_dir)
         .await
         .map_err(|e| e.to_string())?;
     // The managed key must be the one the database was made with: a missing file is never

@@ -614,10 +614,7 @@ impl Service {
             effects.extend(o.disable(h, t)?);
             Ok(((), effects))
         })
-        .await?;
-        // Root keys unwrapped through the disabled key are dropped at once.
-        self.cache.evict_org(org);
-        Ok(())
+        .await
     }
 
     /// Enables a disabled customer key again: it wraps every live root version first, and only
@@ -673,9 +670,7 @@ impl Service {
         self.transition(org, BTreeMap::new(), |o| {
             Ok(((), o.disable_all(managed, &roots, &mut rand::rng())?))
         })
-        .await?;
-        self.cache.evict_org(org);
-        Ok(())
+        .await
     }
 
     /// Runs the org's re-encryption job to its end, one step per transaction, so that a crash

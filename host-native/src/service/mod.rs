@@ -3,6 +3,7 @@
 //! transition runs on a copy, is stored in one transaction with its audit events, and only then
 //! replaces the live value, so no request ever sees a state that was not committed.
 
+mod apply;
 pub mod aws;
 mod cmk;
 mod data;
@@ -12,12 +13,14 @@ mod lease;
 mod retire;
 mod tokens;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use byok_core::scope::{Effect, Effective, Org, ScopeError, ScopeState};
+
+pub(crate) use apply::Extra;
 use byok_core::{Error as CoreError, KeyId, ScopeId, ScopeKey};
 use serde_json::json;
 use zeroize::Zeroizing;
@@ -30,7 +33,7 @@ pub use retire::{MAX_KEYS_PER_CALL, StoredKey};
 pub use tokens::TokenView;
 
 use crate::store::cmk_rows::{self, CmkRow};
-use crate::store::{self, OrgMeta, Role, Store, StoreError, audit, org_rows};
+use crate::store::{self, Database, OrgMeta, Role, StoreError, audit, org_rows};
 
 /// Why an operation failed. The API maps each to a status and a stable code.
 #[derive(Debug)]
@@ -185,7 +188,7 @@ fn state_str(s: ScopeState) -> &'static str {
 
 /// The server's state: the store, the managed key, orgs in memory and the key cache.
 pub struct Service {
-    store: Store,
+    store: Database,
     managed: ScopeKey,
     aws: aws::Aws,
     orgs: RwLock<HashMap<ScopeId, Arc<OrgCell>>>,
@@ -206,7 +209,7 @@ impl Service {
     /// A service over `store`, with the managed key, the default unwrap cache TTL for new
     /// orgs, and the vendor's AWS settings.
     pub fn new(
-        store: Store,
+        store: Database,
         managed: ScopeKey,
         default_ttl: Duration,
         aws: aws::AwsSettings,
@@ -228,7 +231,7 @@ impl Service {
     }
 
     /// The store.
-    pub fn store(&self) -> &Store {
+    pub fn store(&self) -> &Database {
         &self.store
     }
 
@@ -350,7 +353,7 @@ impl Service {
         };
         let names = BTreeMap::from([(id, name.to_owned())]);
         let mut w = self.store.write().await?;
-        org_rows::insert_org(&mut w.tx, &org, &meta, &names).await?;
+        org_rows::insert_org(&mut w.tx, id, &meta).await?;
         let at = store::now_ms();
         audit::append(
             &mut w.tx,
@@ -359,11 +362,9 @@ impl Service {
             &json!({ "type": "org_created", "name": name, "unwrap_cache_ttl_ms": meta.unwrap_cache_ttl_ms }),
         )
         .await?;
-        for e in &effects {
-            if let Effect::Audit(a) = e {
-                audit::append(&mut w.tx, id, at, &events::core_event(a)).await?;
-            }
-        }
+        // Nothing is cached or running for a new org: only the storage half applies.
+        let _ = apply::write(&mut w, id, &effects, &names, &Extra::None, at).await?;
+        drop(org);
         let (_, token) =
             store::tokens::create(&mut w.tx, Some(id), Role::Admin, "first admin", at, None)
                 .await?;
@@ -555,119 +556,30 @@ impl Service {
         let _turn = cell.turn.lock().await;
         let mut next: Org = (*cell.snapshot()).clone();
         let (out, effects) = f(&mut next)?;
-        let mut touched = BTreeSet::new();
-        let mut evict = HashSet::new();
-        let mut evict_keys = Vec::new();
-        let mut destroys = false;
-        let mut kick = false;
-        for e in &effects {
-            match e {
-                Effect::PutWrappedKey { key, .. } => {
-                    touched.insert(key.scope);
-                }
-                Effect::DestroyWrappedKey { key } => {
-                    touched.insert(key.scope);
-                    destroys = true;
-                }
-                Effect::DestroyRootCopy { .. } => destroys = true,
-                Effect::EvictKey { key } => evict_keys.push(*key),
-                Effect::EvictSubtree { scope } => {
-                    touched.insert(*scope);
-                    evict.extend(next.subtree(*scope));
-                }
-                Effect::Audit(a) => {
-                    if let Some(s) = audit_scope(a) {
-                        touched.insert(s);
-                    }
-                    // A resume (or a revoke that trimmed the job) may unblock a waiting job.
-                    kick |= matches!(
-                        a,
-                        byok_core::scope::AuditEvent::ScopeResumed(_)
-                            | byok_core::scope::AuditEvent::JobTrimmed { .. }
-                    );
-                }
-                _ => {}
-            }
-        }
-        touched.extend(new_names.keys().copied());
         // From here until the new state is published, no data operation of this org is admitted.
-        let _gate = cell.gate.write().await;
+        let gate = cell.gate.write().await;
         let mut w = self.store.write().await?;
-        org_rows::save(&mut w.tx, &next, &touched, &new_names).await?;
-        for e in &effects {
-            if let Effect::CancelJob(byok_core::scope::JobKind::RetireVersion(_)) = e {
-                // The host's part of the retirement goes with core's job.
-                store::data_keys::finish_job(&mut w.tx, org).await?;
-            }
-        }
-        // A revoked subtree's stored data keys can never open again: delete their rows too.
-        for e in &effects {
-            if let Effect::Audit(byok_core::scope::AuditEvent::ScopeRevoked { scope, .. }) = e {
-                store::data_keys::delete_scopes(&mut w.tx, org, &next.subtree(*scope)).await?;
-            }
-        }
-        let mut new_cmk = None;
-        match extra {
-            Extra::None => {}
-            Extra::InsertCmk(row) => {
-                cmk_rows::insert(&mut w.tx, org, &row).await?;
-                new_cmk = Some(row);
-            }
-            Extra::StartRetire(job) => {
-                store::data_keys::start_job(&mut w.tx, org, &job, store::now_ms()).await?;
-            }
-            Extra::FinishRetire { moved, scope, from } => {
-                // Nothing may have landed under the version since the last batch.
-                let left = store::data_keys::count_under(&mut *w.tx, org, scope, from).await?;
-                if left > 0 {
-                    return Err(ServiceError::Scope(ScopeError::VersionInUse {
-                        key: KeyId::new(scope, from),
-                        children: usize::try_from(left).unwrap_or(usize::MAX),
-                    }));
-                }
-                store::data_keys::finish_job(&mut w.tx, org).await?;
-                audit::append(
-                    &mut w.tx,
-                    org,
-                    store::now_ms(),
-                    &json!({ "type": "data_keys_rewrapped", "count": moved }),
-                )
-                .await?;
-            }
-        }
-        let at = store::now_ms();
-        for e in &effects {
-            if let Effect::Audit(a) = e {
-                audit::append(&mut w.tx, org, at, &events::core_event(a)).await?;
-            }
-        }
+        let after =
+            apply::write(&mut w, org, &effects, &new_names, &extra, store::now_ms()).await?;
         w.commit().await?;
-        // Committed: make it live, then drop cached keys the change affects.
-        *cell.org.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(next);
+        // Committed: make it live, then do what the effects ask outside storage.
+        let next = Arc::new(next);
+        *cell.org.write().unwrap_or_else(|p| p.into_inner()) = next.clone();
         cell.names
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .extend(new_names);
-        if let Some(row) = new_cmk {
+        if let Extra::InsertCmk(row) = extra {
             cell.cmks
                 .write()
                 .unwrap_or_else(|p| p.into_inner())
                 .insert(row.n, row);
         }
-        if !evict.is_empty() {
-            self.cache.evict(&evict);
-        }
-        for k in evict_keys {
-            self.cache.evict_key(k);
-        }
-        drop(_gate);
-        if destroys {
-            // Destroyed keys must not live on in the write-ahead log.
-            self.store.scrub().await;
-        }
-        if kick {
-            self.kick(org);
-        }
+        // Evicted before the gate opens: no request admitted after the change finds a key the
+        // change withdrew.
+        self.evict(&next, &after);
+        drop(gate);
+        self.after_publish(org, &after).await;
         Ok(out)
     }
 
@@ -749,38 +661,6 @@ impl Service {
     pub async fn verify_audit(&self, org: ScopeId) -> Result<audit::Verification> {
         self.org(org).await?;
         Ok(audit::verify(self.store.pool(), org).await?)
-    }
-}
-
-/// What a transition also writes, in its transaction.
-pub(crate) enum Extra {
-    /// Nothing.
-    None,
-    /// A newly attached key's row.
-    InsertCmk(CmkRow),
-    /// The host's part of a version retirement (the data keys to move).
-    StartRetire(store::data_keys::RetireJob),
-    /// The end of a retirement, and how many data keys it moved.
-    FinishRetire {
-        /// Data keys moved.
-        moved: u64,
-        /// The scope whose version is retired.
-        scope: ScopeId,
-        /// The version.
-        from: u32,
-    },
-}
-
-/// The scope an audit event changes, if any.
-fn audit_scope(a: &byok_core::scope::AuditEvent) -> Option<ScopeId> {
-    use byok_core::scope::AuditEvent as A;
-    match a {
-        A::ScopeCreated { scope, .. }
-        | A::ScopePaused(scope)
-        | A::ScopeResumed(scope)
-        | A::ScopeRevoked { scope, .. } => Some(*scope),
-        A::KeyRotated(k) | A::KeyRetired(k) => Some(k.scope),
-        _ => None,
     }
 }
 

@@ -16,13 +16,19 @@
 pub mod audit;
 pub mod cmk_rows;
 pub mod data_keys;
+#[cfg(test)]
+pub mod memory;
 pub mod org_rows;
+mod sqlite;
 pub mod tokens;
 
 use std::path::Path;
 use std::str::FromStr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use byok_core::scope::{HolderId, HolderStatus, RewrapJob, ScopeState};
+use byok_core::{KeyId, ScopeId};
+use serde_json::Value;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Sqlite, SqlitePool, Transaction};
 
@@ -68,9 +74,90 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// What a transition writes, one call per effect: the storage half of the contract between
+/// core and the host. The effect executor (`service/apply.rs`) maps each effect of a committed
+/// transition to these calls, inside one transaction, and nothing else writes an org's keys. SQLite
+/// implements it on its write transaction ([`WriteTx`]); tests use [`memory::MemoryStore`]; a
+/// second database implements the same calls.
+///
+/// A call that does not fit the stored rows (a state change of an unknown scope, destroying a
+/// key that is not there) fails with [`StoreError::Corrupt`], and the transaction rolls back.
+// The futures are used by concrete types only (no `dyn`), so their `Send`-ness is known.
+#[allow(async_fn_in_trait)]
+pub trait Store {
+    /// Inserts scope `scope` of `org` under `parent` (`None`: the org scope), active.
+    async fn create_scope(
+        &mut self,
+        org: ScopeId,
+        scope: ScopeId,
+        parent: Option<ScopeId>,
+        name: &str,
+    ) -> Result<()>;
+    /// Sets the state set on `scope` itself.
+    async fn set_scope_state(
+        &mut self,
+        org: ScopeId,
+        scope: ScopeId,
+        state: ScopeState,
+    ) -> Result<()>;
+    /// Stores (or replaces) key version `key`: wrapped under parent key version `.0`, or `None`
+    /// for a root version.
+    async fn put_key(
+        &mut self,
+        org: ScopeId,
+        key: KeyId,
+        wrapped: Option<(KeyId, &[u8])>,
+    ) -> Result<()>;
+    /// Destroys key version `key`.
+    async fn destroy_key(&mut self, org: ScopeId, key: KeyId) -> Result<()>;
+    /// Destroys the stored data keys of `scopes`.
+    async fn destroy_data_keys(&mut self, org: ScopeId, scopes: &[ScopeId]) -> Result<()>;
+    /// Stores holder `holder` with `status` (inserting it the first time).
+    async fn put_holder(
+        &mut self,
+        org: ScopeId,
+        holder: HolderId,
+        status: HolderStatus,
+    ) -> Result<()>;
+    /// Stores (or replaces) `holder`'s copy of root version `version`.
+    async fn put_root_copy(
+        &mut self,
+        org: ScopeId,
+        holder: HolderId,
+        version: u32,
+        wrapped: &[u8],
+    ) -> Result<()>;
+    /// Destroys `holder`'s copy of root version `version`.
+    async fn destroy_root_copy(
+        &mut self,
+        org: ScopeId,
+        holder: HolderId,
+        version: u32,
+    ) -> Result<()>;
+    /// Sets the default holder.
+    async fn set_default(&mut self, org: ScopeId, holder: HolderId) -> Result<()>;
+    /// Stores the running job (`None`: no job).
+    async fn set_job(&mut self, org: ScopeId, job: Option<&RewrapJob>) -> Result<()>;
+    /// Inserts an attached customer key's row (its ARN, name, role).
+    async fn insert_cmk(&mut self, org: ScopeId, row: &cmk_rows::CmkRow) -> Result<()>;
+    /// Starts the host's part of a retirement: the stored data keys to move.
+    async fn start_retirement(
+        &mut self,
+        org: ScopeId,
+        job: &data_keys::RetireJob,
+        at: i64,
+    ) -> Result<()>;
+    /// How many stored data keys are sealed under version `version` of `scope`.
+    async fn data_keys_under(&mut self, org: ScopeId, scope: ScopeId, version: u32) -> Result<u64>;
+    /// Ends the host's part of a retirement.
+    async fn end_retirement(&mut self, org: ScopeId) -> Result<()>;
+    /// Appends `event` to the org's audit log.
+    async fn append_audit(&mut self, org: ScopeId, at: i64, event: &Value) -> Result<()>;
+}
+
 /// The database and its single-writer gate.
 #[derive(Clone)]
-pub struct Store {
+pub struct Database {
     pool: SqlitePool,
     writer: std::sync::Arc<tokio::sync::Mutex<()>>,
     memory: bool,
@@ -91,7 +178,7 @@ impl WriteTx {
     }
 }
 
-impl Store {
+impl Database {
     /// Opens (creating if needed) the SQLite database `byok.db` in `dir` and migrates it.
     pub async fn open_dir(dir: &Path) -> Result<Self> {
         let url = format!("sqlite://{}", dir.join("byok.db").display());

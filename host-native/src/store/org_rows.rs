@@ -2,10 +2,10 @@
 //! org's own row (name, default holder, running job, settings). [`Org::restore`] rebuilds the
 //! value and refuses rows that do not form a valid org.
 //!
-//! A transition rewrites only the rows of the scopes it touched, plus the holder rows (a
-//! handful per org), so the cost of a change does not grow with the size of the tree.
+//! Rows change only through the effects of a transition, one row write per effect (see
+//! [`super::Store`]), so the cost of a change does not grow with the size of the tree.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use byok_core::scope::{
     Holder, HolderId, HolderStatus, JobKind, JobStep, Org, RewrapJob, ScopeState, StoredScope,
@@ -128,119 +128,199 @@ fn job_from(v: &Value) -> Option<RewrapJob> {
     Some(RewrapJob { kind, steps, done })
 }
 
-/// Inserts a new org: its row and everything [`save`] writes.
+/// Inserts a new org's own row (name and settings). Its scopes, keys and holders follow as
+/// the effects of [`Org::create`]; the default holder starts as the managed key, which every
+/// org is created with.
 pub async fn insert_org(
     tx: &mut Transaction<'static, Sqlite>,
-    org: &Org,
+    org: ScopeId,
     meta: &OrgMeta,
-    names: &BTreeMap<ScopeId, String>,
 ) -> Result<()> {
     sqlx::query(
-        "INSERT INTO orgs (id, name, default_holder, job, unwrap_cache_ttl_ms, created_at, lease_ttl_ms) VALUES (?, ?, ?, NULL, ?, ?, ?)",
+        "INSERT INTO orgs (id, name, default_holder, job, unwrap_cache_ttl_ms, created_at, lease_ttl_ms) VALUES (?, ?, 'managed', NULL, ?, ?, ?)",
     )
-    .bind(hex(org.id()))
+    .bind(hex(org))
     .bind(&meta.name)
-    .bind(holder_name(org.default_holder()))
     .bind(i64::try_from(meta.unwrap_cache_ttl_ms).unwrap_or(i64::MAX))
     .bind(meta.created_at)
     .bind(i64::try_from(meta.lease_ttl_ms).unwrap_or(i64::MAX))
     .execute(&mut **tx)
     .await?;
-    let all: BTreeSet<ScopeId> = org.scopes().map(|s| s.id).collect();
-    save(tx, org, &all, names).await
+    Ok(())
 }
 
-/// Writes the rows of `touched` scopes (inserting those named in `new_names`), every holder and
-/// root copy, and the org's default holder and job, from the org value after a transition.
-pub async fn save(
+/// Inserts scope `scope` of `org` (see [`super::Store::create_scope`]).
+pub async fn create_scope(
     tx: &mut Transaction<'static, Sqlite>,
-    org: &Org,
-    touched: &BTreeSet<ScopeId>,
-    new_names: &BTreeMap<ScopeId, String>,
+    org: ScopeId,
+    scope: ScopeId,
+    parent: Option<ScopeId>,
+    name: &str,
 ) -> Result<()> {
-    let org_id = hex(org.id());
-    sqlx::query("UPDATE orgs SET default_holder = ?, job = ? WHERE id = ?")
-        .bind(holder_name(org.default_holder()))
-        .bind(org.job().map(|j| job_json(j).to_string()))
-        .bind(&org_id)
-        .execute(&mut **tx)
-        .await?;
-    // Parents before children, so that foreign keys hold at every insert.
-    let mut ordered: Vec<_> = touched.iter().filter_map(|id| org.scope(*id)).collect();
-    ordered.sort_by_key(|s| s.depth);
-    for s in ordered {
-        let id = hex(s.id);
-        if let Some(name) = new_names.get(&s.id) {
-            sqlx::query(
-                "INSERT INTO scopes (org_id, id, parent_id, name, state) VALUES (?, ?, ?, ?, ?)",
-            )
-            .bind(&org_id)
-            .bind(&id)
-            .bind(s.parent.map(hex))
-            .bind(name)
-            .bind(state_name(s.state))
-            .execute(&mut **tx)
-            .await?;
-        } else {
-            sqlx::query("UPDATE scopes SET state = ? WHERE org_id = ? AND id = ?")
-                .bind(state_name(s.state))
-                .bind(&org_id)
-                .bind(&id)
-                .execute(&mut **tx)
-                .await?;
-        }
-        sqlx::query("DELETE FROM scope_keys WHERE org_id = ? AND scope_id = ?")
-            .bind(&org_id)
-            .bind(&id)
-            .execute(&mut **tx)
-            .await?;
-        for (version, wrapped) in &s.versions {
-            sqlx::query(
-                "INSERT INTO scope_keys (org_id, scope_id, version, under_version, wrapped) VALUES (?, ?, ?, ?, ?)",
-            )
-            .bind(&org_id)
-            .bind(&id)
-            .bind(i64::from(*version))
-            .bind(wrapped.as_ref().map(|w| i64::from(w.under.version)))
-            .bind(wrapped.as_ref().map(|w| w.wrapped.clone()))
-            .execute(&mut **tx)
-            .await?;
-        }
-    }
-    sqlx::query("DELETE FROM root_copies WHERE org_id = ?")
-        .bind(&org_id)
-        .execute(&mut **tx)
-        .await?;
-    sqlx::query("DELETE FROM holders WHERE org_id = ?")
-        .bind(&org_id)
-        .execute(&mut **tx)
-        .await?;
-    for h in org.holders() {
-        let name = holder_name(h.id);
-        let status = match h.status {
-            HolderStatus::Pending => "pending",
-            HolderStatus::Ready => "ready",
-            HolderStatus::Disabled => "disabled",
-        };
-        sqlx::query("INSERT INTO holders (org_id, holder, status) VALUES (?, ?, ?)")
-            .bind(&org_id)
-            .bind(&name)
-            .bind(status)
-            .execute(&mut **tx)
-            .await?;
-        for (version, wrapped) in &h.copies {
-            sqlx::query(
-                "INSERT INTO root_copies (org_id, holder, version, wrapped) VALUES (?, ?, ?, ?)",
-            )
-            .bind(&org_id)
-            .bind(&name)
-            .bind(i64::from(*version))
-            .bind(wrapped)
-            .execute(&mut **tx)
-            .await?;
-        }
-    }
+    sqlx::query(
+        "INSERT INTO scopes (org_id, id, parent_id, name, state) VALUES (?, ?, ?, ?, 'active')",
+    )
+    .bind(hex(org))
+    .bind(hex(scope))
+    .bind(parent.map(hex))
+    .bind(name)
+    .execute(&mut **tx)
+    .await?;
     Ok(())
+}
+
+/// Sets the state of scope `scope`.
+pub async fn set_scope_state(
+    tx: &mut Transaction<'static, Sqlite>,
+    org: ScopeId,
+    scope: ScopeId,
+    state: ScopeState,
+) -> Result<()> {
+    let done = sqlx::query("UPDATE scopes SET state = ? WHERE org_id = ? AND id = ?")
+        .bind(state_name(state))
+        .bind(hex(org))
+        .bind(hex(scope))
+        .execute(&mut **tx)
+        .await?;
+    one_row(done.rows_affected(), "scope state of an unknown scope")
+}
+
+/// Stores (or replaces) key version `key`: wrapped under its parent's key, or `None` for a root
+/// version.
+pub async fn put_key(
+    tx: &mut Transaction<'static, Sqlite>,
+    org: ScopeId,
+    key: KeyId,
+    wrapped: Option<(KeyId, &[u8])>,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO scope_keys (org_id, scope_id, version, under_version, wrapped) VALUES (?, ?, ?, ?, ?) \
+         ON CONFLICT (org_id, scope_id, version) DO UPDATE SET under_version = excluded.under_version, wrapped = excluded.wrapped",
+    )
+    .bind(hex(org))
+    .bind(hex(key.scope))
+    .bind(i64::from(key.version))
+    .bind(wrapped.map(|(under, _)| i64::from(under.version)))
+    .bind(wrapped.map(|(_, w)| w))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Deletes key version `key` (with `secure_delete`, its bytes are overwritten in the file).
+pub async fn destroy_key(
+    tx: &mut Transaction<'static, Sqlite>,
+    org: ScopeId,
+    key: KeyId,
+) -> Result<()> {
+    let done =
+        sqlx::query("DELETE FROM scope_keys WHERE org_id = ? AND scope_id = ? AND version = ?")
+            .bind(hex(org))
+            .bind(hex(key.scope))
+            .bind(i64::from(key.version))
+            .execute(&mut **tx)
+            .await?;
+    one_row(done.rows_affected(), "destroyed an unknown key version")
+}
+
+/// Stores holder `holder` with `status` (inserting it the first time).
+pub async fn put_holder(
+    tx: &mut Transaction<'static, Sqlite>,
+    org: ScopeId,
+    holder: HolderId,
+    status: HolderStatus,
+) -> Result<()> {
+    let status = match status {
+        HolderStatus::Pending => "pending",
+        HolderStatus::Ready => "ready",
+        HolderStatus::Disabled => "disabled",
+    };
+    sqlx::query(
+        "INSERT INTO holders (org_id, holder, status) VALUES (?, ?, ?) \
+         ON CONFLICT (org_id, holder) DO UPDATE SET status = excluded.status",
+    )
+    .bind(hex(org))
+    .bind(holder_name(holder))
+    .bind(status)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Stores (or replaces) `holder`'s copy of root version `version`.
+pub async fn put_root_copy(
+    tx: &mut Transaction<'static, Sqlite>,
+    org: ScopeId,
+    holder: HolderId,
+    version: u32,
+    wrapped: &[u8],
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO root_copies (org_id, holder, version, wrapped) VALUES (?, ?, ?, ?) \
+         ON CONFLICT (org_id, holder, version) DO UPDATE SET wrapped = excluded.wrapped",
+    )
+    .bind(hex(org))
+    .bind(holder_name(holder))
+    .bind(i64::from(version))
+    .bind(wrapped)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Deletes `holder`'s copy of root version `version`.
+pub async fn destroy_root_copy(
+    tx: &mut Transaction<'static, Sqlite>,
+    org: ScopeId,
+    holder: HolderId,
+    version: u32,
+) -> Result<()> {
+    let done =
+        sqlx::query("DELETE FROM root_copies WHERE org_id = ? AND holder = ? AND version = ?")
+            .bind(hex(org))
+            .bind(holder_name(holder))
+            .bind(i64::from(version))
+            .execute(&mut **tx)
+            .await?;
+    one_row(done.rows_affected(), "destroyed an unknown root copy")
+}
+
+/// Sets the org's default holder.
+pub async fn set_default(
+    tx: &mut Transaction<'static, Sqlite>,
+    org: ScopeId,
+    holder: HolderId,
+) -> Result<()> {
+    let done = sqlx::query("UPDATE orgs SET default_holder = ? WHERE id = ?")
+        .bind(holder_name(holder))
+        .bind(hex(org))
+        .execute(&mut **tx)
+        .await?;
+    one_row(done.rows_affected(), "default holder of an unknown org")
+}
+
+/// Stores the org's running job (`None`: no job).
+pub async fn set_job(
+    tx: &mut Transaction<'static, Sqlite>,
+    org: ScopeId,
+    job: Option<&RewrapJob>,
+) -> Result<()> {
+    let done = sqlx::query("UPDATE orgs SET job = ? WHERE id = ?")
+        .bind(job.map(|j| job_json(j).to_string()))
+        .bind(hex(org))
+        .execute(&mut **tx)
+        .await?;
+    one_row(done.rows_affected(), "job of an unknown org")
+}
+
+/// An effect that changes no row does not fit the stored state: refuse it (the transaction
+/// rolls back) rather than commit a state that differs from the one core decided.
+fn one_row(affected: u64, what: &str) -> Result<()> {
+    if affected == 1 {
+        Ok(())
+    } else {
+        Err(corrupt(what))
+    }
 }
 
 /// Every org's id.
