@@ -799,7 +799,7 @@ pub async fn encrypt(client: &Client, org: &str, scope: &str, io: &Io) -> Result
 /// `byok decrypt`: a `byok:v1:` ciphertext to the original bytes.
 pub async fn decrypt(client: &Client, org: &str, io: &Io) -> Result<(), Failure> {
     let (head, reader) = stream::sniff(io)?;
-    if head.starts_with(stream::MAGIC) {
+    if head.starts_with(&byok_core::format::header::MAGIC) {
         return stream::decrypt(client, org, io, head, reader).await;
     }
     // The text armor of the largest ciphertext: 4/3 of it, plus the header and the prefix.
