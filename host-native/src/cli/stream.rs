@@ -158,7 +158,9 @@ pub(super) async fn encrypt(
     let scope_id =
         ScopeId::parse_hex(scope).ok_or_else(|| Failure::usage("--scope must be 32 hex digits"))?;
     let key = leased_key(client, org, scope_id, None).await?;
-    let ctx = Context::from_map(parse_context(&io.context)?);
+    // The server's rules for a caller's context, so a stream made here opens there too.
+    let ctx = Context::from_caller(parse_context(&io.context)?)
+        .map_err(|e| Failure::usage(e.to_string()))?;
     let mut enc = StreamEncryptor::<byok_core::DefaultBackend>::new(
         &key,
         &ctx,
@@ -201,7 +203,9 @@ pub(super) async fn decrypt(
         Header::parse(&header_bytes).map_err(|e| failure(format!("not a byok ciphertext: {e}")))?;
     let rest = rest.to_vec();
     let key = leased_key(client, org, header.key.scope, Some(header.key.version)).await?;
-    let ctx = Context::from_map(parse_context(&io.context)?);
+    // The server's rules for a caller's context, so a stream made here opens there too.
+    let ctx = Context::from_caller(parse_context(&io.context)?)
+        .map_err(|e| Failure::usage(e.to_string()))?;
     let mut dec = StreamDecryptor::<byok_core::DefaultBackend>::new(&key, &ctx, &header)
         .map_err(|e| failure(e.to_string()))?;
     let mut out = Output::open(io)?;
