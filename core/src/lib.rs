@@ -67,6 +67,7 @@ pub mod retry;
 pub mod scope;
 pub mod secret;
 pub mod stream;
+pub mod validate;
 
 #[cfg(feature = "dev")]
 pub mod dev;
