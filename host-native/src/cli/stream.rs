@@ -12,7 +12,8 @@ use byok_core::{Context, FrameSize, ScopeId, ScopeKey};
 use serde_json::json;
 use zeroize::Zeroizing;
 
-use super::{Client, Failure, Io, parse_context};
+use super::data::parse_context;
+use super::{Client, Failure, Io};
 
 fn failure(message: impl Into<String>) -> Failure {
     Failure {
