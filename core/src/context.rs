@@ -15,12 +15,69 @@
 //!
 //! Keys are unique (a map), so the sort order is total. The empty context encodes as four zero
 //! bytes.
+//!
+//! ## Caller contexts and the reserved `byok:` prefix
+//!
+//! byok binds its own wrapped keys with contexts whose keys start with [`RESERVED_PREFIX`]
+//! (`byok:org`, `byok:scope`, `byok:purpose`, ...), and every data key a caller asks for is bound
+//! to `byok:purpose = data-key` ([`Context::caller_data_key`]). A context that comes from a caller
+//! (an API request, a CLI flag, an edge function's argument) goes through
+//! [`Context::from_caller`], which refuses that prefix, so no caller-chosen context can make a
+//! decrypt or data-key call open one of byok's own wrapped keys. It also bounds the size: at
+//! most [`MAX_CALLER_PAIRS`] pairs, keys of [`MAX_CALLER_KEY_LEN`] bytes, values of
+//! [`MAX_CALLER_VALUE_LEN`]. Every host applies these same rules.
 
 use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec::Vec;
+use core::fmt;
 
 use crate::error::Misuse;
+
+/// Context keys with this prefix are byok's own; callers may not use them.
+pub const RESERVED_PREFIX: &str = "byok:";
+/// The most pairs a caller's context may have.
+pub const MAX_CALLER_PAIRS: usize = 64;
+/// The longest key of a caller's context pair, in bytes.
+pub const MAX_CALLER_KEY_LEN: usize = 256;
+/// The longest value of a caller's context pair, in bytes.
+pub const MAX_CALLER_VALUE_LEN: usize = 1024;
+/// The reserved pair added to the context of every data key a caller asks for.
+pub const DATA_KEY_PURPOSE: (&str, &str) = ("byok:purpose", "data-key");
+
+/// Why a caller's context was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CallerContextError {
+    /// More than [`MAX_CALLER_PAIRS`] pairs.
+    TooManyPairs(usize),
+    /// A key starts with [`RESERVED_PREFIX`].
+    ReservedKey(String),
+    /// A key or a value is longer than [`MAX_CALLER_KEY_LEN`] or [`MAX_CALLER_VALUE_LEN`].
+    TooLong,
+}
+
+impl fmt::Display for CallerContextError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::TooManyPairs(_) => {
+                write!(f, "context has more than {MAX_CALLER_PAIRS} entries")
+            }
+            Self::ReservedKey(k) => {
+                write!(
+                    f,
+                    "context key {k:?} uses the reserved prefix {RESERVED_PREFIX:?}"
+                )
+            }
+            Self::TooLong => write!(
+                f,
+                "context keys are at most {MAX_CALLER_KEY_LEN} bytes and values {MAX_CALLER_VALUE_LEN}"
+            ),
+        }
+    }
+}
+
+impl core::error::Error for CallerContextError {}
 
 /// An encryption context: unique string keys, each with one string value.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -69,6 +126,40 @@ impl Context {
         };
         c.reencode();
         c
+    }
+
+    /// A context a caller supplied, checked against the caller rules (see the module docs):
+    /// the pair count first, then each pair in key order.
+    ///
+    /// # Errors
+    ///
+    /// The first rule broken, as a [`CallerContextError`].
+    pub fn from_caller(pairs: BTreeMap<String, String>) -> Result<Self, CallerContextError> {
+        if pairs.len() > MAX_CALLER_PAIRS {
+            return Err(CallerContextError::TooManyPairs(pairs.len()));
+        }
+        for (k, v) in &pairs {
+            if k.starts_with(RESERVED_PREFIX) {
+                return Err(CallerContextError::ReservedKey(k.clone()));
+            }
+            if k.len() > MAX_CALLER_KEY_LEN || v.len() > MAX_CALLER_VALUE_LEN {
+                return Err(CallerContextError::TooLong);
+            }
+        }
+        Ok(Self::from_map(pairs))
+    }
+
+    /// The context a caller's data key is bound to: the caller's context, checked as by
+    /// [`Self::from_caller`], plus [`DATA_KEY_PURPOSE`]. So a data key never opens as a
+    /// ciphertext with the caller's context, nor the other way round.
+    ///
+    /// # Errors
+    ///
+    /// As [`Self::from_caller`].
+    pub fn caller_data_key(pairs: BTreeMap<String, String>) -> Result<Self, CallerContextError> {
+        let mut ctx = Self::from_caller(pairs)?;
+        ctx.insert(DATA_KEY_PURPOSE.0, DATA_KEY_PURPOSE.1);
+        Ok(ctx)
     }
 
     /// Sets `key` to `value`, replacing an earlier value.
@@ -162,6 +253,85 @@ mod tests {
         let a = Context::from_pairs([("ab", "c")]).unwrap();
         let b = Context::from_pairs([("a", "bc")]).unwrap();
         assert_ne!(a.encoded(), b.encoded());
+    }
+
+    fn caller(pairs: &[(&str, &str)]) -> Result<Context, CallerContextError> {
+        Context::from_caller(
+            pairs
+                .iter()
+                .map(|(k, v)| (String::from(*k), String::from(*v)))
+                .collect(),
+        )
+    }
+
+    fn refusal(pairs: &[(&str, &str)]) -> String {
+        alloc::string::ToString::to_string(&caller(pairs).unwrap_err())
+    }
+
+    #[test]
+    fn a_caller_context_within_the_limits_is_taken_as_is() {
+        let k = "k".repeat(MAX_CALLER_KEY_LEN);
+        let v = "v".repeat(MAX_CALLER_VALUE_LEN);
+        let c = caller(&[
+            ("tenant", "acme"),
+            (&k, &v),
+            ("byok", "no colon"),
+            ("x:byok:", ""),
+        ])
+        .unwrap();
+        assert_eq!(c.len(), 4);
+        assert_eq!(caller(&[]).unwrap(), Context::new());
+        let many: Vec<(String, String)> = (0..MAX_CALLER_PAIRS)
+            .map(|i| (alloc::format!("k{i}"), String::new()))
+            .collect();
+        assert!(Context::from_caller(many.into_iter().collect()).is_ok());
+    }
+
+    #[test]
+    fn each_caller_rule_refuses_with_its_message() {
+        assert_eq!(
+            refusal(&[("tenant", "acme"), ("byok:purpose", "data-key")]),
+            r#"context key "byok:purpose" uses the reserved prefix "byok:""#
+        );
+        assert_eq!(
+            refusal(&[("byok:", "")]),
+            r#"context key "byok:" uses the reserved prefix "byok:""#
+        );
+        // The prefix is case-sensitive, as the reserved keys are.
+        assert!(caller(&[("BYOK:org", "x")]).is_ok());
+        let long_key = "k".repeat(MAX_CALLER_KEY_LEN + 1);
+        let long_value = "v".repeat(MAX_CALLER_VALUE_LEN + 1);
+        for pairs in [[(long_key.as_str(), "v")], [("k", long_value.as_str())]] {
+            assert_eq!(
+                refusal(&pairs),
+                "context keys are at most 256 bytes and values 1024"
+            );
+        }
+        let many: BTreeMap<String, String> = (0..=MAX_CALLER_PAIRS)
+            .map(|i| (alloc::format!("k{i}"), String::new()))
+            .collect();
+        let err = Context::from_caller(many).unwrap_err();
+        assert_eq!(err, CallerContextError::TooManyPairs(65));
+        assert_eq!(
+            alloc::string::ToString::to_string(&err),
+            "context has more than 64 entries"
+        );
+    }
+
+    #[test]
+    fn a_data_key_context_adds_the_reserved_purpose() {
+        let pairs = BTreeMap::from([(String::from("tenant"), String::from("acme"))]);
+        let dk = Context::caller_data_key(pairs.clone()).unwrap();
+        assert_eq!(
+            dk.iter().collect::<Vec<_>>(),
+            [("byok:purpose", "data-key"), ("tenant", "acme")]
+        );
+        assert_ne!(dk, Context::from_caller(pairs).unwrap());
+        let reserved = BTreeMap::from([(String::from("byok:purpose"), String::from("x"))]);
+        assert_eq!(
+            Context::caller_data_key(reserved),
+            Err(CallerContextError::ReservedKey("byok:purpose".into()))
+        );
     }
 
     #[test]

@@ -62,11 +62,13 @@ pub mod error;
 pub mod format;
 pub mod key_id;
 pub mod kms;
+pub mod lease;
 pub mod manual;
 pub mod retry;
 pub mod scope;
 pub mod secret;
 pub mod stream;
+pub mod validate;
 
 #[cfg(feature = "dev")]
 pub mod dev;
@@ -79,4 +81,5 @@ pub use envelope::Envelope;
 pub use error::{Error, FormatError, Misuse, Unsupported};
 pub use format::{FrameSize, Header, Mode};
 pub use key_id::{KeyId, ScopeId};
+pub use lease::Lease;
 pub use secret::SecretBytes;

@@ -266,7 +266,7 @@ pub async fn get_stored(
 /// revoked, so the lease TTL bounds how long an edge keeps using a key after either.
 #[utoipa::path(post, path = "/v1/orgs/{org}/scopes/{scope}/lease", tag = "data",
     params(("org" = String, Path, description = "org id (32 hex digits)", pattern = "^[0-9a-fA-F]{32}$"), ("scope" = String, Path, description = "scope id (32 hex digits)", pattern = "^[0-9a-fA-F]{32}$")),
-    responses((status = 200, body = crate::service::Lease), (status = 400, body = ErrorBody),
+    responses((status = 200, body = byok_core::lease::Document), (status = 400, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 410, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn lease(
@@ -276,7 +276,7 @@ pub async fn lease(
 ) -> Result<
     (
         [(axum::http::HeaderName, &'static str); 1],
-        Json<crate::service::Lease>,
+        Json<byok_core::lease::Document>,
     ),
     ApiError,
 > {
@@ -289,6 +289,6 @@ pub async fn lease(
         .await?;
     Ok((
         [(axum::http::header::CACHE_CONTROL, "no-store")],
-        Json(lease),
+        Json(lease.to_document()),
     ))
 }

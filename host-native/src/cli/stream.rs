@@ -5,17 +5,15 @@
 
 use std::io::{Read, Write};
 
-use base64ct::{Base64, Encoding};
 use byok_core::format::Header;
+use byok_core::lease::Lease;
 use byok_core::stream::{StreamDecryptor, StreamEncryptor};
-use byok_core::{Context, FrameSize, KeyId, ScopeId, ScopeKey, SecretBytes};
-use serde_json::{Value, json};
+use byok_core::{Context, FrameSize, ScopeId, ScopeKey};
+use serde_json::json;
 use zeroize::Zeroizing;
 
-use super::{Client, Failure, Io, parse_context};
-
-/// The first bytes of a binary byok ciphertext.
-pub(super) const MAGIC: &[u8; 4] = b"BYOK";
+use super::data::parse_context;
+use super::{Client, Failure, Io};
 
 fn failure(message: impl Into<String>) -> Failure {
     Failure {
@@ -24,47 +22,44 @@ fn failure(message: impl Into<String>) -> Failure {
     }
 }
 
-/// The leased key `version` of `scope`.
+/// The leased key `version` of `scope` (the newest if `None`), from a lease checked by core's
+/// rules and refused once expired.
 async fn leased_key(
     client: &Client,
     org: &str,
     scope: ScopeId,
     version: Option<u32>,
 ) -> Result<ScopeKey, Failure> {
-    let lease = client
+    let answer = client
         .post(&format!("/v1/orgs/{org}/scopes/{scope}/lease"), json!({}))
         .await?;
-    let want = version.or_else(|| {
-        lease
-            .get("current_version")
-            .and_then(Value::as_u64)
-            .and_then(|v| u32::try_from(v).ok())
-    });
-    let entry = lease
-        .get("keys")
-        .and_then(Value::as_array)
-        .and_then(|ks| {
-            ks.iter()
-                .find(|k| k.get("version").and_then(Value::as_u64) == want.map(u64::from))
-        })
-        .ok_or_else(|| {
+    let lease = Lease::parse(answer.to_string().as_bytes())
+        .map_err(|e| failure(format!("the server's answer: {e}")))?;
+    if lease.scope() != scope {
+        return Err(failure(format!(
+            "the server's answer: a lease on scope {} instead of {scope}",
+            lease.scope()
+        )));
+    }
+    lease
+        .check_live(now_ms())
+        .map_err(|e| failure(format!("{e} (is this machine's clock right?)")))?;
+    let key = match version {
+        None => lease.current_key(),
+        Some(v) => lease.key(v).ok_or_else(|| {
             failure(format!(
-                "the lease has no key version {want:?} for scope {scope}"
+                "the lease has no key version {v} for scope {scope} (retired?)"
             ))
-        })?;
-    let text = entry.get("key").and_then(Value::as_str).unwrap_or_default();
-    let bytes = Zeroizing::new(
-        Base64::decode_vec(text).map_err(|_| failure("the lease's key is not base64"))?,
-    );
-    let mut arr = Zeroizing::new(
-        <[u8; 32]>::try_from(bytes.as_slice())
-            .map_err(|_| failure("the lease's key is not 32 bytes"))?,
-    );
-    let version = want.ok_or_else(|| failure("the lease names no version"))?;
-    Ok(ScopeKey::new(
-        KeyId::new(scope, version),
-        SecretBytes::from_bytes(&mut arr),
-    ))
+        })?,
+    };
+    Ok(ScopeKey::new(key.id(), key.duplicate_secret()))
+}
+
+/// Milliseconds since the Unix epoch, the unit of a lease's `expires_at`.
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// Where output goes: a temporary file beside the target (renamed on success), or stdout.
@@ -164,7 +159,9 @@ pub(super) async fn encrypt(
     let scope_id =
         ScopeId::parse_hex(scope).ok_or_else(|| Failure::usage("--scope must be 32 hex digits"))?;
     let key = leased_key(client, org, scope_id, None).await?;
-    let ctx = Context::from_map(parse_context(&io.context)?);
+    // The server's rules for a caller's context, so a stream made here opens there too.
+    let ctx = Context::from_caller(parse_context(&io.context)?)
+        .map_err(|e| Failure::usage(e.to_string()))?;
     let mut enc = StreamEncryptor::<byok_core::DefaultBackend>::new(
         &key,
         &ctx,
@@ -207,7 +204,9 @@ pub(super) async fn decrypt(
         Header::parse(&header_bytes).map_err(|e| failure(format!("not a byok ciphertext: {e}")))?;
     let rest = rest.to_vec();
     let key = leased_key(client, org, header.key.scope, Some(header.key.version)).await?;
-    let ctx = Context::from_map(parse_context(&io.context)?);
+    // The server's rules for a caller's context, so a stream made here opens there too.
+    let ctx = Context::from_caller(parse_context(&io.context)?)
+        .map_err(|e| Failure::usage(e.to_string()))?;
     let mut dec = StreamDecryptor::<byok_core::DefaultBackend>::new(&key, &ctx, &header)
         .map_err(|e| failure(e.to_string()))?;
     let mut out = Output::open(io)?;

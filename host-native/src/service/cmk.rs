@@ -11,7 +11,7 @@ use byok_core::kms::aws::policy::{
     VendorConfig, key_policy_statement, role_policy, trust_policy_external_id,
 };
 use byok_core::kms::aws::sts::{RoleArn, new_external_id};
-use byok_core::kms::aws::validate::{Outcome, Validation};
+use byok_core::kms::aws::validate::Validation;
 use byok_core::scope::{HolderId, HolderStatus, JobStep, Org, RootProof};
 use byok_core::{KeyId, ScopeId, ScopeKey};
 use serde::Serialize;
@@ -22,37 +22,11 @@ use super::{OrgCell, Result, Service, ServiceError};
 use crate::store::cmk_rows::{self, CmkRow};
 use crate::store::{self, audit, holder_name, parse_holder};
 
-/// One step of a validation report.
-#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
-pub struct StepView {
-    /// The step: `parse identifier`, `region allowed`, `describe key`, `wrap probe`,
-    /// `unwrap probe`, `compare`.
-    pub step: String,
-    /// `pass`, `fail` or `skipped`.
-    pub outcome: String,
-    /// What was checked, or what went wrong.
-    pub detail: String,
-    /// For a failure: the fix (for an access denial, the statement to add, as JSON).
-    pub fix: Option<String>,
-}
+/// One step of a validation report: core's type, so every host reports the same JSON.
+pub use byok_core::validate::StepReport as StepView;
 
 fn report(v: &Validation) -> Vec<StepView> {
-    v.report()
-        .iter()
-        .map(|(step, outcome)| {
-            let (o, detail, fix) = match outcome {
-                Outcome::Pass(d) => ("pass", d.clone(), None),
-                Outcome::Fail { problem, fix } => ("fail", problem.clone(), Some(fix.clone())),
-                Outcome::Skipped(by) => ("skipped", format!("skipped: {} failed", by.name()), None),
-            };
-            StepView {
-                step: step.name().into(),
-                outcome: o.into(),
-                detail,
-                fix,
-            }
-        })
-        .collect()
+    byok_core::validate::report(v.report())
 }
 
 /// A key as the API lists it.

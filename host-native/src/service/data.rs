@@ -1,9 +1,10 @@
 //! The data operations: encrypt, decrypt, data keys. The scope's effective state is checked on
 //! every call; keys come from the cache or are resolved from the root.
 //!
-//! Caller contexts may not use the `byok:` prefix: byok binds its own wrapped keys with
-//! `byok:` contexts, and data keys get `byok:purpose = data-key` added, so no caller-chosen
-//! context can make a data-key or decrypt call open one of byok's own wrapped keys.
+//! Caller contexts follow core's rules ([`byok_core::context`]): no `byok:` prefix (byok binds
+//! its own wrapped keys with `byok:` contexts), bounded size, and data keys get
+//! `byok:purpose = data-key` added, so no caller-chosen context can make a data-key or decrypt
+//! call open one of byok's own wrapped keys.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -26,29 +27,14 @@ pub struct DataKeyOut {
     pub version: u32,
 }
 
-fn context(pairs: &BTreeMap<String, String>, extra: Option<(&str, &str)>) -> Result<Context> {
-    if pairs.len() > 64 {
-        return Err(ServiceError::Invalid(
-            "context has more than 64 entries".into(),
-        ));
-    }
-    for (k, v) in pairs {
-        if k.starts_with("byok:") {
-            return Err(ServiceError::Invalid(format!(
-                "context key {k:?} uses the reserved prefix \"byok:\""
-            )));
-        }
-        if k.len() > 256 || v.len() > 1024 {
-            return Err(ServiceError::Invalid(
-                "context keys are at most 256 bytes and values 1024".into(),
-            ));
-        }
-    }
-    let mut map = pairs.clone();
-    if let Some((k, v)) = extra {
-        map.insert(k.into(), v.into());
-    }
-    Ok(Context::from_map(map))
+/// A caller's context, checked by core's caller rules ([`byok_core::context`]).
+fn context(pairs: &BTreeMap<String, String>) -> Result<Context> {
+    Context::from_caller(pairs.clone()).map_err(|e| ServiceError::Invalid(e.to_string()))
+}
+
+/// A caller's data key context: theirs plus the reserved `byok:purpose = data-key`.
+fn data_key_context(pairs: &BTreeMap<String, String>) -> Result<Context> {
+    Context::caller_data_key(pairs.clone()).map_err(|e| ServiceError::Invalid(e.to_string()))
 }
 
 impl Service {
@@ -65,7 +51,7 @@ impl Service {
                 "plaintext is larger than {MAX_PLAINTEXT} bytes; use the streaming format"
             )));
         }
-        let ctx = context(ctx, None)?;
+        let ctx = context(ctx)?;
         let (cell, key) = self.current_key(org, scope).await?;
         let _admitted = self.admit(&cell, &[key.id()]).await?;
         let out = Envelope::<byok_core::DefaultBackend>::encrypt(
@@ -85,7 +71,7 @@ impl Service {
         ciphertext: &[u8],
         ctx: &BTreeMap<String, String>,
     ) -> Result<Vec<u8>> {
-        let ctx = context(ctx, None)?;
+        let ctx = context(ctx)?;
         let (header, _) = Header::parse(ciphertext)?;
         let cell = self.org(org).await?;
         // A ciphertext of another org names a scope this org does not have: the same answer
@@ -109,7 +95,7 @@ impl Service {
         scope: ScopeId,
         ctx: &BTreeMap<String, String>,
     ) -> Result<DataKeyOut> {
-        let ctx = context(ctx, Some(("byok:purpose", "data-key")))?;
+        let ctx = data_key_context(ctx)?;
         let (cell, key) = self.current_key(org, scope).await?;
         let key_id = key.id();
         let _admitted = self.admit(&cell, &[key_id]).await?;
@@ -130,7 +116,7 @@ impl Service {
         wrapped: &[u8],
         ctx: &BTreeMap<String, String>,
     ) -> Result<DataKey> {
-        let ctx = context(ctx, Some(("byok:purpose", "data-key")))?;
+        let ctx = data_key_context(ctx)?;
         let (header, _) = Header::parse(wrapped)?;
         let cell = self.org(org).await?;
         if cell.snapshot().scope(header.key.scope).is_none() {

@@ -5,49 +5,17 @@
 
 use std::sync::atomic::Ordering;
 
-use byok_core::{KeyId, ScopeId};
-use serde::Serialize;
+use byok_core::lease::Lease;
+use byok_core::{KeyId, ScopeId, ScopeKey};
 use serde_json::json;
 
 use super::{Result, Service, ServiceError};
 use crate::store::{self, audit};
 
-/// One key version in a lease.
-#[derive(Clone, Serialize, utoipa::ToSchema)]
-pub struct LeaseKey {
-    /// The version.
-    pub version: u32,
-    /// The 32-byte scope key, base64. Keep it in memory only.
-    pub key: String,
-}
-
-/// A lease.
-#[derive(Clone, Serialize, utoipa::ToSchema)]
-pub struct Lease {
-    /// The scope.
-    pub scope: String,
-    /// Its newest version: encrypt with it.
-    pub current_version: u32,
-    /// Every live version.
-    pub keys: Vec<LeaseKey>,
-    /// When the lease ends (ms since the epoch): stop using the keys then, renew before.
-    pub expires_at: i64,
-}
-
-impl std::fmt::Debug for Lease {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Lease")
-            .field("scope", &self.scope)
-            .field("expires_at", &self.expires_at)
-            .finish_non_exhaustive()
-    }
-}
-
 impl Service {
-    /// A lease on `scope`'s keys; `request_id` goes into its audit event, so that a caller can
-    /// match an answer to the log.
+    /// A lease on `scope`'s keys (the document format is core's, [`byok_core::lease`]);
+    /// `request_id` goes into its audit event, so that a caller can match an answer to the log.
     pub async fn lease(&self, org: ScopeId, scope: ScopeId, request_id: &str) -> Result<Lease> {
-        use base64ct::{Base64, Encoding};
         let cell = self.org(org).await?;
         let ttl = cell.meta().lease_ttl_ms;
         if ttl == 0 {
@@ -73,16 +41,16 @@ impl Service {
         let mut keys = Vec::with_capacity(versions.len());
         for v in &versions {
             let k = self.scope_key(&cell, KeyId::new(scope, *v)).await?;
-            keys.push(LeaseKey {
-                version: *v,
-                key: Base64::encode_string(k.expose_secret()),
-            });
+            keys.push(ScopeKey::new(k.id(), k.duplicate_secret()));
         }
         // Checked again on the published state, and audited, before any key leaves: a lease
         // is never issued after a pause or revoke that committed first.
         let ids: Vec<KeyId> = versions.iter().map(|v| KeyId::new(scope, *v)).collect();
         let _admitted = self.admit(&cell, &ids).await?;
         let expires_at = store::now_ms().saturating_add(i64::try_from(ttl).unwrap_or(i64::MAX));
+        // The versions come from one snapshot, so they are distinct and include the current one.
+        let lease = Lease::new(scope, current, keys, expires_at)
+            .map_err(|_| byok_core::Error::Internal("a scope's versions do not form a lease"))?;
         let mut w = self.store.write().await?;
         audit::append(
             &mut w.tx,
@@ -93,11 +61,6 @@ impl Service {
         .await?;
         w.commit().await?;
         self.metrics.leases.fetch_add(1, Ordering::Relaxed);
-        Ok(Lease {
-            scope: scope.to_string(),
-            current_version: current,
-            keys,
-            expires_at,
-        })
+        Ok(lease)
     }
 }

@@ -28,7 +28,6 @@ use zeroize::Zeroizing;
 pub use cmk::{JobView, KeyView, KeysView, PolicyView, StepView, is_denial, kind_code};
 pub use data::{DataKeyOut, MAX_PLAINTEXT};
 pub use keys::KeyCache;
-pub use lease::{Lease, LeaseKey};
 pub use retire::{MAX_KEYS_PER_CALL, StoredKey};
 pub use tokens::TokenView;
 

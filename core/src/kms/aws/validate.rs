@@ -23,52 +23,7 @@ use crate::kms::aws::policy::missing_statement;
 use crate::kms::error::{KmsError, KmsErrorKind};
 use crate::secret::SecretBytes;
 
-/// The steps, in order.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Step {
-    /// The identifier is a key or alias ARN.
-    Parse,
-    /// The key's region is one the org allows (data residency).
-    Region,
-    /// `DescribeKey`: enabled, symmetric, for encryption.
-    Describe,
-    /// `Encrypt` of a random probe.
-    Wrap,
-    /// `Decrypt` of the wrapped probe.
-    Unwrap,
-    /// The unwrapped probe equals the probe.
-    Compare,
-}
-
-impl Step {
-    /// Name for reports.
-    pub const fn name(self) -> &'static str {
-        match self {
-            Self::Parse => "parse identifier",
-            Self::Region => "region allowed",
-            Self::Describe => "describe key",
-            Self::Wrap => "wrap probe",
-            Self::Unwrap => "unwrap probe",
-            Self::Compare => "compare",
-        }
-    }
-}
-
-/// How a step ended.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Outcome {
-    /// It passed; the detail says what was checked.
-    Pass(String),
-    /// It failed; what is wrong, and the fix.
-    Fail {
-        /// What went wrong.
-        problem: String,
-        /// What to do (for AccessDenied: the statement to add, as JSON).
-        fix: String,
-    },
-    /// Not run, because an earlier step failed.
-    Skipped(Step),
-}
+pub use crate::validate::{Outcome, Step};
 
 /// What the host must do next.
 #[derive(Debug)]

@@ -1,0 +1,510 @@
+//! Edge leases: the document a server hands a `service` caller so that it can encrypt and decrypt
+//! for one scope without a round trip per message, and the rules every host applies to it.
+//!
+//! The document travels as JSON:
+//!
+//! ```json
+//! {"scope": "<32 hex digits>", "current_version": 2,
+//!  "keys": [{"version": 1, "key": "<base64 of 32 bytes>"}, {"version": 2, "key": "..."}],
+//!  "expires_at": 1767225600000}
+//! ```
+//!
+//! [`Document`] is that JSON as it is; [`Lease`] is a checked document: the scope id parses, every
+//! key is 32 bytes, no version appears twice and the current version has a key. Hosts parse with
+//! [`Lease::parse`] and never read the JSON by hand.
+//!
+//! ## Expiry and renewal
+//!
+//! Time is passed in, as milliseconds since the Unix epoch (the unit of `expires_at`).
+//!
+//! - [`Lease::expired`]: at `expires_at` and after, the keys must not be used. A lease is valid
+//!   for `now < expires_at`.
+//! - [`Lease::renew_at`]: the rule is *renew when half of the life left on arrival has passed*.
+//!   A host calls it with the time the lease arrived and asks for a new lease from then on. With
+//!   the default 60 s lease that is after 30 s, which leaves the other 30 s for retries when the
+//!   server is slow or briefly unreachable; a renewal the server refuses (scope paused or
+//!   revoked) ends the use of the keys, so pause and revoke reach the edge within one lease TTL.
+//!
+//! The keys are [`ScopeKey`]s: wiped on drop, never printed. `Debug` of a [`Lease`] or a
+//! [`Document`] shows the scope, versions and expiry, never a key.
+
+use alloc::collections::BTreeSet;
+// utoipa's derive calls `format!` unqualified; this crate is no_std, so bring it in.
+#[cfg(feature = "openapi")]
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use core::fmt;
+
+use base64ct::{Base64, Encoding};
+use serde::{Deserialize, Serialize};
+use zeroize::{Zeroize, Zeroizing};
+
+use crate::crypto::ScopeKey;
+use crate::key_id::{KeyId, ScopeId};
+use crate::secret::{KEY_LEN, SecretBytes};
+
+/// One key version in a lease.
+#[derive(Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = LeaseKey))]
+pub struct DocumentKey {
+    /// The version.
+    pub version: u32,
+    /// The 32-byte scope key, base64. Keep it in memory only.
+    pub key: String,
+}
+
+impl Drop for DocumentKey {
+    fn drop(&mut self) {
+        self.key.zeroize();
+    }
+}
+
+impl fmt::Debug for DocumentKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DocumentKey")
+            .field("version", &self.version)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A lease.
+#[derive(Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = Lease))]
+pub struct Document {
+    /// The scope.
+    pub scope: String,
+    /// Its newest version: encrypt with it.
+    pub current_version: u32,
+    /// Every live version.
+    pub keys: Vec<DocumentKey>,
+    /// When the lease ends (ms since the epoch): stop using the keys then, renew before.
+    pub expires_at: i64,
+}
+
+impl fmt::Debug for Document {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Document")
+            .field("scope", &self.scope)
+            .field("current_version", &self.current_version)
+            .field("keys", &self.keys)
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
+}
+
+/// Why a lease document was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LeaseError {
+    /// Not JSON of the document's shape (a field missing or of the wrong type); serde's message.
+    Json(String),
+    /// `scope` is not 32 hex digits.
+    Scope,
+    /// A key is not base64.
+    KeyNotBase64 {
+        /// Its version.
+        version: u32,
+    },
+    /// A key is not 32 bytes long.
+    KeyLength {
+        /// Its version.
+        version: u32,
+        /// Its length in bytes.
+        len: usize,
+    },
+    /// Two keys have the same version.
+    DuplicateVersion(u32),
+    /// `current_version` has no key in `keys`.
+    NoCurrentKey(u32),
+    /// The lease has expired: its keys must not be used (renew it).
+    Expired {
+        /// When it ended, ms since the epoch.
+        expires_at: i64,
+        /// The time it was checked at, ms since the epoch.
+        now: i64,
+    },
+}
+
+impl fmt::Display for LeaseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Json(e) => write!(f, "lease: not a lease document: {e}"),
+            Self::Scope => f.write_str("lease: scope is not 32 hex digits"),
+            Self::KeyNotBase64 { version } => {
+                write!(f, "lease: key version {version} is not base64")
+            }
+            Self::KeyLength { version, len } => write!(
+                f,
+                "lease: key version {version} is {len} bytes (expected {KEY_LEN})"
+            ),
+            Self::DuplicateVersion(v) => write!(f, "lease: key version {v} appears twice"),
+            Self::NoCurrentKey(v) => {
+                write!(f, "lease: current_version {v} has no key in keys")
+            }
+            Self::Expired { expires_at, now } => write!(
+                f,
+                "lease: expired at {expires_at} ms, {} ms ago; renew it",
+                now.saturating_sub(*expires_at)
+            ),
+        }
+    }
+}
+
+impl core::error::Error for LeaseError {}
+
+/// A checked lease: the keys of one scope, until `expires_at`.
+pub struct Lease {
+    scope: ScopeId,
+    current_version: u32,
+    /// The current version's key, apart from `keys` so that reaching it needs no lookup that
+    /// could fail.
+    current: ScopeKey,
+    keys: Vec<ScopeKey>,
+    expires_at: i64,
+}
+
+impl Lease {
+    /// A lease on `keys` (all of scope `scope`, each version once) with `current_version` to
+    /// encrypt with, ending at `expires_at` (ms since the epoch).
+    ///
+    /// # Errors
+    ///
+    /// [`LeaseError::DuplicateVersion`] or [`LeaseError::NoCurrentKey`]. A key of another scope
+    /// is a host bug and is refused as [`LeaseError::Scope`].
+    pub fn new(
+        scope: ScopeId,
+        current_version: u32,
+        mut keys: Vec<ScopeKey>,
+        expires_at: i64,
+    ) -> Result<Self, LeaseError> {
+        if keys.iter().any(|k| k.id().scope != scope) {
+            return Err(LeaseError::Scope);
+        }
+        let mut seen = BTreeSet::new();
+        for k in &keys {
+            if !seen.insert(k.id().version) {
+                return Err(LeaseError::DuplicateVersion(k.id().version));
+            }
+        }
+        let current = keys
+            .iter()
+            .find(|k| k.id().version == current_version)
+            .map(|k| ScopeKey::new(k.id(), k.duplicate_secret()))
+            .ok_or(LeaseError::NoCurrentKey(current_version))?;
+        keys.sort_by_key(|k| k.id().version);
+        Ok(Self {
+            scope,
+            current_version,
+            current,
+            keys,
+            expires_at,
+        })
+    }
+
+    /// Parses and checks a lease document (the server's JSON answer).
+    ///
+    /// # Errors
+    ///
+    /// The first thing wrong with it, as a [`LeaseError`]. Expiry is not checked here: see
+    /// [`Self::check_live`].
+    pub fn parse(json: &[u8]) -> Result<Self, LeaseError> {
+        let doc: Document =
+            serde_json::from_slice(json).map_err(|e| LeaseError::Json(e.to_string()))?;
+        Self::from_document(&doc)
+    }
+
+    /// Checks a document.
+    ///
+    /// # Errors
+    ///
+    /// As [`Self::parse`].
+    pub fn from_document(doc: &Document) -> Result<Self, LeaseError> {
+        let scope = ScopeId::parse_hex(&doc.scope).ok_or(LeaseError::Scope)?;
+        let mut keys = Vec::with_capacity(doc.keys.len());
+        for k in &doc.keys {
+            let bytes = Zeroizing::new(
+                Base64::decode_vec(&k.key)
+                    .map_err(|_| LeaseError::KeyNotBase64 { version: k.version })?,
+            );
+            let mut arr =
+                Zeroizing::new(<[u8; KEY_LEN]>::try_from(bytes.as_slice()).map_err(|_| {
+                    LeaseError::KeyLength {
+                        version: k.version,
+                        len: bytes.len(),
+                    }
+                })?);
+            keys.push(ScopeKey::new(
+                KeyId::new(scope, k.version),
+                SecretBytes::from_bytes(&mut arr),
+            ));
+        }
+        Self::new(scope, doc.current_version, keys, doc.expires_at)
+    }
+
+    /// The document to send (keys in base64, ascending versions).
+    pub fn to_document(&self) -> Document {
+        Document {
+            scope: self.scope.to_string(),
+            current_version: self.current_version,
+            keys: self
+                .keys
+                .iter()
+                .map(|k| DocumentKey {
+                    version: k.id().version,
+                    key: Base64::encode_string(k.expose_secret()),
+                })
+                .collect(),
+            expires_at: self.expires_at,
+        }
+    }
+
+    /// The scope.
+    pub fn scope(&self) -> ScopeId {
+        self.scope
+    }
+
+    /// The version to encrypt with.
+    pub fn current_version(&self) -> u32 {
+        self.current_version
+    }
+
+    /// When the lease ends, ms since the epoch.
+    pub fn expires_at(&self) -> i64 {
+        self.expires_at
+    }
+
+    /// The versions leased, ascending.
+    pub fn versions(&self) -> impl Iterator<Item = u32> + '_ {
+        self.keys.iter().map(|k| k.id().version)
+    }
+
+    /// The key to encrypt with.
+    pub fn current_key(&self) -> &ScopeKey {
+        &self.current
+    }
+
+    /// The key of `version`, if leased (to decrypt a ciphertext whose header names it).
+    pub fn key(&self, version: u32) -> Option<&ScopeKey> {
+        self.keys.iter().find(|k| k.id().version == version)
+    }
+
+    /// Whether the lease has ended at `now_ms` (ms since the epoch): true from `expires_at` on.
+    pub fn expired(&self, now_ms: i64) -> bool {
+        now_ms >= self.expires_at
+    }
+
+    /// `Ok` while the lease is valid at `now_ms`.
+    ///
+    /// # Errors
+    ///
+    /// [`LeaseError::Expired`] from `expires_at` on.
+    pub fn check_live(&self, now_ms: i64) -> Result<(), LeaseError> {
+        if self.expired(now_ms) {
+            return Err(LeaseError::Expired {
+                expires_at: self.expires_at,
+                now: now_ms,
+            });
+        }
+        Ok(())
+    }
+
+    /// When to ask for a new lease, for a lease that arrived at `received_ms`: halfway through the
+    /// life it had left then (see the module docs). At once if it had already ended.
+    pub fn renew_at(&self, received_ms: i64) -> i64 {
+        let left = self.expires_at.saturating_sub(received_ms).max(0);
+        received_ms.saturating_add(left / 2)
+    }
+}
+
+impl fmt::Debug for Lease {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Lease")
+            .field("scope", &self.scope)
+            .field("current_version", &self.current_version)
+            .field("versions", &self.versions().collect::<Vec<_>>())
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::format;
+
+    const SCOPE: &str = "0123456789abcdef0123456789abcdef";
+
+    fn b64(byte: u8, len: usize) -> String {
+        Base64::encode_string(&alloc::vec![byte; len])
+    }
+
+    fn doc(keys: &str, current: u32) -> String {
+        format!(
+            r#"{{"scope":"{SCOPE}","current_version":{current},"keys":[{keys}],"expires_at":100000}}"#
+        )
+    }
+
+    fn key(version: u32, byte: u8) -> String {
+        format!(r#"{{"version":{version},"key":"{}"}}"#, b64(byte, 32))
+    }
+
+    fn good() -> Lease {
+        let keys = format!("{},{}", key(2, 2), key(1, 1));
+        Lease::parse(doc(&keys, 2).as_bytes()).unwrap()
+    }
+
+    fn err(json: &str) -> String {
+        Lease::parse(json.as_bytes()).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn a_good_document_parses() {
+        let l = good();
+        assert_eq!(l.scope().to_string(), SCOPE);
+        assert_eq!(l.current_version(), 2);
+        assert_eq!(l.versions().collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(l.current_key().expose_secret(), &[2u8; 32]);
+        assert_eq!(l.current_key().id(), KeyId::new(l.scope(), 2));
+        assert_eq!(l.key(1).unwrap().expose_secret(), &[1u8; 32]);
+        assert!(l.key(3).is_none());
+        assert_eq!(l.expires_at(), 100_000);
+    }
+
+    #[test]
+    fn the_document_round_trips() {
+        let l = good();
+        let json = serde_json::to_string(&l.to_document()).unwrap();
+        assert_eq!(
+            json,
+            format!(
+                r#"{{"scope":"{SCOPE}","current_version":2,"keys":[{},{}],"expires_at":100000}}"#,
+                key(1, 1),
+                key(2, 2)
+            )
+        );
+        let again = Lease::parse(json.as_bytes()).unwrap();
+        assert_eq!(again.key(1).unwrap().expose_secret(), &[1u8; 32]);
+    }
+
+    #[test]
+    fn each_malformed_field_is_refused_with_its_error() {
+        let k1 = key(1, 1);
+        assert_eq!(
+            err(&doc(&k1, 1).replace(SCOPE, "xyz")),
+            "lease: scope is not 32 hex digits"
+        );
+        assert_eq!(
+            err(&doc(r#"{"version":1,"key":"not base64!"}"#, 1)),
+            "lease: key version 1 is not base64"
+        );
+        assert_eq!(
+            err(&doc(
+                &format!(r#"{{"version":1,"key":"{}"}}"#, b64(1, 31)),
+                1
+            )),
+            "lease: key version 1 is 31 bytes (expected 32)"
+        );
+        assert_eq!(
+            err(&doc(
+                &format!(r#"{{"version":1,"key":"{}"}}"#, b64(1, 33)),
+                1
+            )),
+            "lease: key version 1 is 33 bytes (expected 32)"
+        );
+        assert_eq!(
+            err(&doc(&format!("{k1},{}", key(1, 2)), 1)),
+            "lease: key version 1 appears twice"
+        );
+        assert_eq!(
+            err(&doc(&k1, 2)),
+            "lease: current_version 2 has no key in keys"
+        );
+        assert_eq!(
+            err(&doc("", 1)),
+            "lease: current_version 1 has no key in keys"
+        );
+        assert_eq!(
+            err(&doc(&k1, 1).replace(r#","expires_at":100000"#, "")),
+            "lease: not a lease document: missing field `expires_at` at line 1 column 140"
+        );
+        assert_eq!(
+            err(&doc(&k1, 1).replace("100000", r#""soon""#)),
+            "lease: not a lease document: invalid type: string \"soon\", expected i64 at line 1 column 159"
+        );
+        assert_eq!(
+            err(&doc(&k1, 1).replace(r#""current_version":1"#, r#""current_version":-1"#)),
+            "lease: not a lease document: invalid value: integer `-1`, expected u32 at line 1 column 64"
+        );
+        assert_eq!(
+            err("[]"),
+            "lease: not a lease document: invalid length 0, expected struct Document with 4 elements at line 1 column 2"
+        );
+    }
+
+    #[test]
+    fn a_host_cannot_build_an_inconsistent_lease() {
+        let scope = ScopeId::parse_hex(SCOPE).unwrap();
+        let other = ScopeId::from_bytes([9; 16]);
+        let k = |s, v: u32| {
+            ScopeKey::new(
+                KeyId::new(s, v),
+                SecretBytes::from_bytes(&mut [u8::try_from(v).unwrap(); 32]),
+            )
+        };
+        assert_eq!(
+            Lease::new(scope, 1, alloc::vec![k(other, 1)], 0).unwrap_err(),
+            LeaseError::Scope
+        );
+        assert_eq!(
+            Lease::new(scope, 1, alloc::vec![k(scope, 1), k(scope, 1)], 0).unwrap_err(),
+            LeaseError::DuplicateVersion(1)
+        );
+        assert_eq!(
+            Lease::new(scope, 2, alloc::vec![k(scope, 1)], 0).unwrap_err(),
+            LeaseError::NoCurrentKey(2)
+        );
+    }
+
+    #[test]
+    fn expiry_is_at_expires_at_not_after() {
+        let l = good();
+        assert!(!l.expired(99_999));
+        assert!(l.expired(100_000));
+        assert!(l.expired(100_001));
+        assert_eq!(l.check_live(99_999), Ok(()));
+        assert_eq!(
+            l.check_live(100_250).unwrap_err().to_string(),
+            "lease: expired at 100000 ms, 250 ms ago; renew it"
+        );
+        assert!(!l.expired(i64::MIN));
+        assert!(l.expired(i64::MAX));
+    }
+
+    #[test]
+    fn renewal_is_due_halfway_through_the_life_left_on_arrival() {
+        let l = good();
+        // Received at 40 000: 60 000 ms left, renew 30 000 ms later.
+        assert_eq!(l.renew_at(40_000), 70_000);
+        // Odd remainders round down: renew early rather than late.
+        assert_eq!(l.renew_at(99_999), 99_999);
+        assert_eq!(l.renew_at(99_997), 99_998);
+        // Already over, or exactly over: renew at once.
+        assert_eq!(l.renew_at(100_000), 100_000);
+        assert_eq!(l.renew_at(250_000), 250_000);
+        // No overflow at the ends of the clock.
+        assert_eq!(l.renew_at(i64::MIN), i64::MIN + (i64::MAX / 2));
+        assert!(l.renew_at(40_000) < l.expires_at());
+    }
+
+    #[test]
+    fn debug_never_shows_a_key() {
+        let l = good();
+        let secret = b64(2, 32);
+        for text in [format!("{l:?}"), format!("{:?}", l.to_document())] {
+            assert!(!text.contains(&secret), "{text}");
+            assert!(!text.contains("[2, 2"), "{text}");
+            assert!(text.contains("expires_at: 100000"), "{text}");
+        }
+    }
+}

@@ -1,0 +1,192 @@
+//! The command line: the command tree, and each flag that several commands share defined once
+//! here, as a struct the commands flatten in (so `--org` has one definition, one help text and
+//! one environment variable).
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use super::{AuditCmd, DataKeyCmd, JobCmd, KeyCmd, OrgCmd, ScopeCmd, TokenCmd};
+use crate::config::ServeArgs;
+
+/// byok: bring-your-own-key envelope encryption.
+#[derive(Parser)]
+#[command(name = "byok", version, about, long_about = None, after_help = EXIT_CODES)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+const EXIT_CODES: &str = "Exit codes: 0 success; 1 the server refused (code and message printed); 2 bad usage; 3 server unreachable; 4 audit chain broken.";
+
+/// The commands, one per group.
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run the server (SQLite in ./byok-data and a generated managed key by default).
+    Serve(ServeArgs),
+    /// Print the OpenAPI document of the REST API.
+    Openapi,
+    /// Print the API's error codes as the Markdown table in docs/server.md.
+    ErrorCodes,
+    /// Organizations.
+    Org {
+        /// The org command.
+        #[command(subcommand)]
+        cmd: OrgCmd,
+        /// The server and credentials.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Tokens.
+    Token {
+        /// The token command.
+        #[command(subcommand)]
+        cmd: TokenCmd,
+        /// The server and credentials.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// The scope tree and its actions.
+    Scope {
+        /// The scope command.
+        #[command(subcommand)]
+        cmd: ScopeCmd,
+        /// The server and credentials.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Customer master keys: policy, validate, add, default, disable, health.
+    Key {
+        /// The key command.
+        #[command(subcommand)]
+        cmd: KeyCmd,
+        /// The server and credentials.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Data keys: fresh ones, and ones byok stores (service token).
+    Datakey {
+        /// The data key command.
+        #[command(subcommand)]
+        cmd: DataKeyCmd,
+        /// The server and credentials.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Re-encryption jobs.
+    Job {
+        /// The job command.
+        #[command(subcommand)]
+        cmd: JobCmd,
+        /// The server and credentials.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Encrypt a file or standard input under a scope's key.
+    Encrypt {
+        /// The org.
+        #[command(flatten)]
+        org: OrgArg,
+        /// The scope.
+        #[command(flatten)]
+        scope: ScopeFlag,
+        /// Input, output and context.
+        #[command(flatten)]
+        io: Io,
+        /// The server and credentials.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Decrypt a file or standard input.
+    Decrypt {
+        /// The org.
+        #[command(flatten)]
+        org: OrgArg,
+        /// Input, output and context.
+        #[command(flatten)]
+        io: Io,
+        /// The server and credentials.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// The audit log.
+    Audit {
+        /// The audit command.
+        #[command(subcommand)]
+        cmd: AuditCmd,
+        /// The server and credentials.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+/// Where and as whom the client talks.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ClientArgs {
+    /// The server's URL.
+    #[arg(
+        long,
+        env = "BYOK_SERVER",
+        default_value = "http://127.0.0.1:8080",
+        global = true
+    )]
+    pub server: String,
+    /// Bearer token (prefer the environment variable: flags show up in process lists).
+    #[arg(long, env = "BYOK_TOKEN", hide_env_values = true, global = true)]
+    pub token: Option<String>,
+    /// Print the server's JSON instead of a summary.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+/// `--org`: the org a command acts on.
+#[derive(Debug, Clone, clap::Args)]
+pub struct OrgArg {
+    /// Org id.
+    #[arg(long, env = "BYOK_ORG")]
+    pub org: String,
+}
+
+/// The scope a command acts on, as its positional argument.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ScopeArg {
+    /// Scope id.
+    pub scope: String,
+}
+
+/// `--scope`: the scope a command acts on, as a flag.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ScopeFlag {
+    /// Scope id.
+    #[arg(long)]
+    pub scope: String,
+}
+
+/// `--key-arn` and `--role-arn`: a customer's AWS key and the role byok assumes to use it.
+#[derive(Debug, Clone, clap::Args)]
+pub struct KmsKeyArgs {
+    /// Key or alias ARN.
+    #[arg(long)]
+    pub key_arn: String,
+    /// A role in your account for byok to assume.
+    #[arg(long)]
+    pub role_arn: Option<String>,
+}
+
+/// Input and output files for encrypt and decrypt.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Io {
+    /// Input file (`-` or nothing: standard input).
+    pub input: Option<PathBuf>,
+    /// Output file (standard output if omitted).
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
+    /// Encryption context entry `key=value` (repeatable); decrypt needs the same entries.
+    #[arg(long = "context", value_name = "KEY=VALUE")]
+    pub context: Vec<String>,
+    /// Encrypt: use the binary streaming format, for input of any size in constant memory
+    /// (the CLI leases the scope's keys and encrypts locally). Decrypt detects the format.
+    #[arg(long)]
+    pub stream: bool,
+}

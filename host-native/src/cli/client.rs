@@ -1,0 +1,109 @@
+//! The HTTP client and its failures (each with the exit code the CLI ends with).
+
+use std::process::ExitCode;
+
+use serde_json::Value;
+
+use super::ClientArgs;
+
+/// A client failure, with its exit code.
+pub struct Failure {
+    pub(super) code: u8,
+    pub(super) message: String,
+}
+
+impl Failure {
+    pub(super) fn usage(message: impl Into<String>) -> Self {
+        Self {
+            code: 2,
+            message: message.into(),
+        }
+    }
+}
+
+/// Prints the failure and returns its exit code.
+pub fn report(f: Failure) -> ExitCode {
+    eprintln!("error: {}", f.message);
+    ExitCode::from(f.code)
+}
+
+/// The HTTP client.
+pub struct Client {
+    http: reqwest::Client,
+    args: ClientArgs,
+}
+
+impl Client {
+    /// A client for `args`.
+    pub fn new(args: ClientArgs) -> Result<Self, Failure> {
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(60))
+            .build()
+            .map_err(|e| Failure::usage(format!("cannot set up HTTP: {e}")))?;
+        Ok(Self { http, args })
+    }
+
+    /// Whether to print JSON.
+    pub fn json(&self) -> bool {
+        self.args.json
+    }
+
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, Failure> {
+        let url = format!("{}{path}", self.args.server.trim_end_matches('/'));
+        let mut req = self.http.request(method, &url);
+        if let Some(t) = &self.args.token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(b.to_string());
+        }
+        let resp = req.send().await.map_err(|e| Failure {
+            code: 3,
+            message: format!("cannot reach {}: {e}", self.args.server),
+        })?;
+        let status = resp.status();
+        let bytes = resp.bytes().await.unwrap_or_default();
+        let value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        if status.is_success() {
+            return Ok(value);
+        }
+        let err = value.get("error");
+        let field = |k: &str| {
+            err.and_then(|e| e.get(k))
+                .and_then(Value::as_str)
+                .unwrap_or("")
+        };
+        Err(Failure {
+            code: 1,
+            message: format!(
+                "{} ({}): {} [request {}]",
+                field("code"),
+                status.as_u16(),
+                field("message"),
+                field("request_id")
+            ),
+        })
+    }
+
+    /// GET.
+    pub async fn get(&self, path: &str) -> Result<Value, Failure> {
+        self.call(reqwest::Method::GET, path, None).await
+    }
+
+    /// POST with a JSON body.
+    pub async fn post(&self, path: &str, body: Value) -> Result<Value, Failure> {
+        self.call(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    /// DELETE.
+    pub async fn delete(&self, path: &str) -> Result<Value, Failure> {
+        self.call(reqwest::Method::DELETE, path, None).await
+    }
+}

@@ -1,0 +1,102 @@
+//! `byok encrypt` and `byok decrypt`: through the API in the `byok:v1:` text format, or locally
+//! in the streaming format (`--stream`, [`super::stream`]).
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+
+use base64ct::{Base64, Encoding};
+use serde_json::json;
+use zeroize::Zeroizing;
+
+use super::output::s;
+use super::{Client, Failure, Io, stream};
+
+pub(super) fn parse_context(pairs: &[String]) -> Result<BTreeMap<String, String>, Failure> {
+    pairs
+        .iter()
+        .map(|p| {
+            p.split_once('=')
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .ok_or_else(|| Failure::usage(format!("--context {p:?}: expected KEY=VALUE")))
+        })
+        .collect()
+}
+
+/// Reads the whole input, refusing (not truncating) more than `max` bytes.
+fn read_input(io: &Io, max: usize) -> Result<Zeroizing<Vec<u8>>, Failure> {
+    let mut buf = Zeroizing::new(Vec::new());
+    let limit = u64::try_from(max).unwrap_or(u64::MAX).saturating_add(1);
+    let result = match io.input.as_deref() {
+        None => std::io::stdin().lock().take(limit).read_to_end(&mut buf),
+        Some(p) if p.as_os_str() == "-" => {
+            std::io::stdin().lock().take(limit).read_to_end(&mut buf)
+        }
+        Some(p) => std::fs::File::open(p).and_then(|f| f.take(limit).read_to_end(&mut buf)),
+    };
+    result.map_err(|e| Failure::usage(format!("cannot read input: {e}")))?;
+    if buf.len() > max {
+        return Err(Failure::usage(format!(
+            "input is larger than {max} bytes, the most one API call takes"
+        )));
+    }
+    Ok(buf)
+}
+
+fn write_output(io: &Io, bytes: &[u8]) -> Result<(), Failure> {
+    let result = match &io.output {
+        Some(p) => std::fs::write(p, bytes),
+        None => std::io::stdout().lock().write_all(bytes),
+    };
+    result.map_err(|e| Failure::usage(format!("cannot write output: {e}")))
+}
+
+/// `byok encrypt`: the input's bytes to a `byok:v1:` ciphertext (one line).
+pub async fn encrypt(client: &Client, org: &str, scope: &str, io: &Io) -> Result<(), Failure> {
+    if io.stream {
+        return stream::encrypt(client, org, scope, io).await;
+    }
+    let input = read_input(io, crate::service::MAX_PLAINTEXT)?;
+    let v = client
+        .post(
+            &format!("/v1/orgs/{org}/scopes/{scope}/encrypt"),
+            json!({ "plaintext": Base64::encode_string(&input), "context": parse_context(&io.context)? }),
+        )
+        .await?;
+    let mut out = s(&v, "ciphertext").to_owned();
+    out.push('\n');
+    write_output(io, out.as_bytes())
+}
+
+/// `byok decrypt`: a `byok:v1:` ciphertext to the original bytes.
+pub async fn decrypt(client: &Client, org: &str, io: &Io) -> Result<(), Failure> {
+    let (head, reader) = stream::sniff(io)?;
+    if head.starts_with(&byok_core::format::header::MAGIC) {
+        return stream::decrypt(client, org, io, head, reader).await;
+    }
+    // The text armor of the largest ciphertext: 4/3 of it, plus the header and the prefix.
+    let max = crate::service::MAX_PLAINTEXT / 3 * 4 + 4096;
+    let mut input = Zeroizing::new(head);
+    reader
+        .take(u64::try_from(max).unwrap_or(u64::MAX))
+        .read_to_end(&mut input)
+        .map_err(|e| Failure::usage(format!("cannot read input: {e}")))?;
+    if input.len() > max {
+        return Err(Failure::usage(
+            "input is larger than the text format allows; use --stream",
+        ));
+    }
+    let text = std::str::from_utf8(&input)
+        .map_err(|_| Failure::usage("the input is not `byok:v1:` text"))?
+        .trim();
+    let v = client
+        .post(
+            &format!("/v1/orgs/{org}/decrypt"),
+            json!({ "ciphertext": text, "context": parse_context(&io.context)? }),
+        )
+        .await?;
+    let pt = Zeroizing::new(
+        Base64::decode_vec(s(&v, "plaintext"))
+            .map_err(|_| Failure::usage("the server's answer is not base64"))?,
+    );
+    write_output(io, &pt)
+}

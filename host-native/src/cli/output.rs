@@ -1,0 +1,99 @@
+//! Human output: one summary line per object, or the server's JSON as is with `--json`.
+
+use serde_json::Value;
+
+use super::Client;
+
+/// Prints `value` as JSON with `--json`, else the summary `human` makes of it.
+pub(super) fn print(client: &Client, value: &Value, human: impl FnOnce(&Value) -> String) {
+    if client.json() {
+        println!("{value}");
+    } else {
+        println!("{}", human(value));
+    }
+}
+
+/// The string field `k` of `v`, or "" when absent.
+pub(super) fn s<'a>(v: &'a Value, k: &str) -> &'a str {
+    v.get(k).and_then(Value::as_str).unwrap_or("")
+}
+
+/// One scope: id, name, effective state (and which ancestor set it), key version.
+pub(super) fn scope_line(v: &Value) -> String {
+    let by = match v.get("effective_by").and_then(Value::as_str) {
+        Some(b) if b != s(v, "id") => format!(" (by {b})"),
+        _ => String::new(),
+    };
+    format!(
+        "{}  {}  {}{}  key v{}",
+        s(v, "id"),
+        s(v, "name"),
+        s(v, "effective"),
+        by,
+        v.get("key_version")
+            .and_then(Value::as_u64)
+            .map_or("-".into(), |n| n.to_string())
+    )
+}
+
+/// One key: id, name, type, state, default, health, ARN.
+pub(super) fn key_line(k: &Value) -> String {
+    format!(
+        "{:<8} {:<16} {:<8} {:<9}{} {}{}",
+        s(k, "id"),
+        s(k, "name"),
+        s(k, "type"),
+        s(k, "state"),
+        if k.get("default").and_then(Value::as_bool) == Some(true) {
+            " default"
+        } else {
+            ""
+        },
+        k.get("health")
+            .and_then(Value::as_str)
+            .map(|h| format!("health {h}"))
+            .unwrap_or_default(),
+        k.get("key_arn")
+            .and_then(Value::as_str)
+            .map(|a| format!("  {a}"))
+            .unwrap_or_default(),
+    )
+}
+
+/// An org's keys, then whether the vendor can decrypt.
+pub(super) fn keys_lines(v: &Value) -> String {
+    let keys = v["keys"]
+        .as_array()
+        .map(|ks| ks.iter().map(key_line).collect::<Vec<_>>().join("\n"))
+        .unwrap_or_default();
+    let vendor = if v["vendor_can_decrypt"] == true {
+        "vendor can decrypt: yes (the managed key holds a copy of the root)"
+    } else {
+        "vendor can decrypt: no (BYOK: every unwrap goes through your KMS)"
+    };
+    format!("{keys}\n{vendor}")
+}
+
+/// A validation report: one line per step, and the fix under a failed one.
+pub(super) fn report_lines(steps: &Value) -> String {
+    steps
+        .as_array()
+        .map(|st| {
+            st.iter()
+                .map(|x| {
+                    let mut line = format!(
+                        "{:<8} {:<18} {}",
+                        s(x, "outcome"),
+                        s(x, "step"),
+                        s(x, "detail")
+                    );
+                    if let Some(fix) = x.get("fix").and_then(Value::as_str) {
+                        line.push_str(&format!("\n         fix: {fix}"));
+                    }
+                    line
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .unwrap_or_default()
+}

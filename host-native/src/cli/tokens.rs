@@ -1,0 +1,109 @@
+//! `byok token`: bearer tokens of an org, and the operator's.
+
+use serde_json::{Value, json};
+
+use super::output::{print, s};
+use super::{Client, Failure, OrgArg};
+
+/// Token commands.
+#[derive(Debug, clap::Subcommand)]
+pub enum TokenCmd {
+    /// Create a token for the org (admin token).
+    Create {
+        /// The org (`--org`).
+        #[command(flatten)]
+        org: OrgArg,
+        /// admin, service or auditor.
+        #[arg(long)]
+        role: String,
+        /// What it is for.
+        #[arg(long)]
+        name: String,
+        /// Seconds until it stops working (default: never).
+        #[arg(long)]
+        expires_in: Option<u64>,
+    },
+    /// List the org's tokens (admin token), or with no org the operator tokens (operator
+    /// token): id, name, role, created, last used, expiry; never the secret.
+    List {
+        /// Org id (omit, with an operator token, for the operator tokens).
+        #[arg(long, env = "BYOK_ORG")]
+        org: Option<String>,
+    },
+    /// Revoke a token by id: its next request gets 401.
+    Revoke {
+        /// Org id (omit, with an operator token, to revoke an operator token).
+        #[arg(long, env = "BYOK_ORG")]
+        org: Option<String>,
+        /// The token id (16 hex digits, from `byok token list`).
+        id: String,
+    },
+    /// Replace the operator token you call with: the new one is printed once, the old one
+    /// stops working at once.
+    RotateOperator,
+}
+
+/// Runs a token command.
+pub async fn token(client: &Client, cmd: TokenCmd) -> Result<(), Failure> {
+    let created = |v: &Value| {
+        format!(
+            "{} token {} (shown once, store it now): {}",
+            s(v, "role"),
+            s(v, "id"),
+            s(v, "token")
+        )
+    };
+    let when = |t: &Value, k: &str| t[k].as_i64().map_or("never".into(), |x| x.to_string());
+    match cmd {
+        TokenCmd::Create {
+            org: OrgArg { org },
+            role,
+            name,
+            expires_in,
+        } => {
+            let v = client
+                .post(
+                    &format!("/v1/orgs/{org}/tokens"),
+                    json!({ "role": role, "name": name, "expires_in_s": expires_in }),
+                )
+                .await?;
+            print(client, &v, created);
+        }
+        TokenCmd::List { org } => {
+            let path = org.map_or_else(|| "/v1/tokens".into(), |o| format!("/v1/orgs/{o}/tokens"));
+            let v = client.get(&path).await?;
+            print(client, &v, |v| {
+                v.as_array()
+                    .map(|ts| {
+                        ts.iter()
+                            .map(|t| {
+                                format!(
+                                    "{}  {:<8} {:<24} last used {}  expires {}",
+                                    s(t, "id"),
+                                    s(t, "role"),
+                                    s(t, "name"),
+                                    when(t, "last_used_at"),
+                                    when(t, "expires_at"),
+                                )
+                            })
+                            .collect::<Vec<_>>()
+                            .join("\n")
+                    })
+                    .unwrap_or_default()
+            });
+        }
+        TokenCmd::Revoke { org, id } => {
+            let path = org.map_or_else(
+                || format!("/v1/tokens/{id}"),
+                |o| format!("/v1/orgs/{o}/tokens/{id}"),
+            );
+            let v = client.delete(&path).await?;
+            print(client, &v, |_| format!("token {id} revoked"));
+        }
+        TokenCmd::RotateOperator => {
+            let v = client.post("/v1/tokens/rotate", json!({})).await?;
+            print(client, &v, created);
+        }
+    }
+    Ok(())
+}
