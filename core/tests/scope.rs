@@ -3,8 +3,8 @@
 
 use byok_core::dev::TestRng;
 use byok_core::scope::{
-    AuditEvent, Effect, Effective, HolderId, HolderStatus, JobKind, JobStep, Org, RewrapJob, RootProof,
-    ScopeError, ScopeState,
+    AuditEvent, Effect, Effective, HolderId, HolderStatus, JobKind, JobStep, Org, RewrapJob,
+    RootProof, ScopeError, ScopeState,
 };
 use byok_core::{Context, Envelope, Error, KeyId, ScopeId, ScopeKey, SecretBytes};
 
@@ -599,10 +599,12 @@ fn holders_attach_default_disable_and_fall_back() {
             Effect::Audit(AuditEvent::HolderEnabled(cmk))
         ]
     );
-    assert!(matches!(&effects[2], Effect::StartJob(j) if j.steps == [JobStep::WrapRoot {
-        holder: cmk,
-        version: 1
-    }]));
+    assert!(
+        matches!(&effects[2], Effect::StartJob(j) if j.steps == [JobStep::WrapRoot {
+            holder: cmk,
+            version: 1
+        }])
+    );
     assert!(
         f.org
             .holders()

@@ -360,7 +360,12 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
         );
         prop_assert_eq!(restored.as_ref(), Ok(o), "restore after {:?}", op_seen);
         let replayed = rows.restore();
-        prop_assert_eq!(replayed.as_ref(), Ok(o), "effects replayed after {:?}", op_seen);
+        prop_assert_eq!(
+            replayed.as_ref(),
+            Ok(o),
+            "effects replayed after {:?}",
+            op_seen
+        );
         // Agreement on every scope's effective state...
         for i in 0..model.parent.len() {
             prop_assert_eq!(

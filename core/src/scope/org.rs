@@ -1019,7 +1019,10 @@ impl Org {
                 status: HolderStatus::Ready,
             });
         }
-        effects.push(Effect::Audit(AuditEvent::RootCopyStored { holder, version }));
+        effects.push(Effect::Audit(AuditEvent::RootCopyStored {
+            holder,
+            version,
+        }));
         effects.extend(self.advance_job());
         Ok(effects)
     }
@@ -1151,14 +1154,12 @@ impl Org {
             holder: id,
             status: HolderStatus::Disabled,
         }];
-        effects.extend(
-            core::mem::take(&mut h.copies)
-                .into_keys()
-                .map(|version| Effect::DestroyRootCopy {
-                    holder: id,
-                    version,
-                }),
-        );
+        effects.extend(core::mem::take(&mut h.copies).into_keys().map(|version| {
+            Effect::DestroyRootCopy {
+                holder: id,
+                version,
+            }
+        }));
         effects.push(Effect::Audit(AuditEvent::HolderDisabled(id)));
         // Root keys unwrapped through it must not outlive it in a cache.
         effects.push(Effect::EvictOrg);

@@ -7,8 +7,7 @@ use std::collections::BTreeMap;
 
 use byok_core::ScopeId;
 use byok_core::scope::{
-    Effect, Holder, HolderId, Org, RewrapJob, ScopeError, ScopeState, StoredScope,
-    WrappedScopeKey,
+    Effect, Holder, HolderId, Org, RewrapJob, ScopeError, ScopeState, StoredScope, WrappedScopeKey,
 };
 
 /// An org's rows.
@@ -83,7 +82,10 @@ impl Rows {
                 version,
                 wrapped,
             } => {
-                let h = self.holders.get_mut(holder).expect("copy of an unknown holder");
+                let h = self
+                    .holders
+                    .get_mut(holder)
+                    .expect("copy of an unknown holder");
                 h.copies.insert(*version, wrapped.clone());
             }
             Effect::DestroyRootCopy { holder, version } => {
@@ -115,7 +117,9 @@ impl Rows {
     }
 
     fn scope(&mut self, id: ScopeId) -> &mut StoredScope {
-        self.scopes.get_mut(&id).expect("effect on an unknown scope")
+        self.scopes
+            .get_mut(&id)
+            .expect("effect on an unknown scope")
     }
 
     /// The org the rows hold.
