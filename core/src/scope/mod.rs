@@ -35,7 +35,7 @@
 
 mod effect;
 mod error;
-mod holder;
+mod holders;
 mod job;
 mod org;
 mod proof;
@@ -44,7 +44,7 @@ mod state;
 
 pub use effect::{AuditEvent, Effect};
 pub use error::ScopeError;
-pub use holder::{Holder, HolderId, HolderStatus};
+pub use holders::{Holder, HolderId, HolderStatus};
 pub use job::{JobKind, JobStep, RewrapJob};
 pub use org::{
     MANAGED_SCOPE, MAX_DEPTH, Org, Scope, WrappedScopeKey, managed_key, managed_root_context,

@@ -15,7 +15,7 @@ use crate::error::Error;
 use crate::key_id::{KeyId, ScopeId};
 use crate::scope::effect::{AuditEvent, Effect};
 use crate::scope::error::ScopeError;
-use crate::scope::holder::{Holder, HolderId, HolderStatus};
+use crate::scope::holders::{Holder, HolderId, HolderStatus};
 use crate::scope::job::{JobKind, JobStep, RewrapJob};
 use crate::scope::proof::{self, RootProof};
 use crate::scope::state::{Effective, ScopeState};
