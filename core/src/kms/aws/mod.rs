@@ -7,6 +7,8 @@ pub mod policy;
 #[cfg(feature = "kms")]
 pub mod request;
 #[cfg(feature = "kms")]
+mod signing;
+#[cfg(feature = "kms")]
 pub mod sts;
 #[cfg(feature = "kms")]
 pub mod validate;
