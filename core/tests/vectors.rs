@@ -1,5 +1,6 @@
 //! Every vector in `vectors/*.json`, against both AEAD backends. The same files run under wasm
-//! (host-wasm tests), so native and wasm agree byte for byte.
+//! (`host-wasm/tests/vectors.rs`, with the RustCrypto backend, the one that builds for wasm), so
+//! native and wasm agree byte for byte.
 
 use byok_core::crypto::backend::{AwsLc, RustCrypto};
 use byok_core::dev::run_vectors;
@@ -45,7 +46,7 @@ fn runner_reports_a_wrong_expectation() {
     );
 }
 
-/// Both files cover what the format issue asks for.
+/// The four files together cover what the format issue asks for.
 #[test]
 fn coverage_of_the_vector_set() {
     let all: String = FILES.iter().map(|(_, j)| *j).collect();

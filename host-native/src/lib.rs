@@ -1,8 +1,11 @@
 //! byok-server: the `byok` server and CLI, as a library so that end-to-end tests drive the same
 //! code the binary runs.
 //!
-//! So far: [`transport`], the only outbound I/O; [`kms_call`], the retry loop around it; and
-//! [`credentials`], the AWS credentials cache.
+//! [`serve`] starts the server from its [`config`]: the REST [`api`] over [`service`] (orgs,
+//! scopes and data, without HTTP), persisted by [`store`], with root keys wrapped by a customer's
+//! KMS or the [`managed`] key. Outbound: [`transport`], the only outbound I/O; [`kms_call`], the
+//! retry loop around it; and [`credentials`], the AWS credentials cache. [`cli`] is the client
+//! side of the same binary.
 
 pub mod api;
 pub mod cli;

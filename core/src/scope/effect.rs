@@ -11,7 +11,7 @@
 use alloc::vec::Vec;
 
 use crate::key_id::{KeyId, ScopeId};
-use crate::scope::holder::{HolderId, HolderStatus};
+use crate::scope::holders::{HolderId, HolderStatus};
 use crate::scope::job::{JobKind, RewrapJob};
 use crate::scope::state::ScopeState;
 

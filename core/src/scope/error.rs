@@ -5,7 +5,7 @@ use core::fmt;
 
 use crate::api_code::ApiCode;
 use crate::key_id::{KeyId, ScopeId};
-use crate::scope::holder::HolderId;
+use crate::scope::holders::HolderId;
 
 /// A scope or key-lifecycle operation that the rules forbid.
 #[derive(Clone, Debug, PartialEq, Eq)]

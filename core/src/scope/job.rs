@@ -9,7 +9,7 @@
 use alloc::vec::Vec;
 
 use crate::key_id::KeyId;
-use crate::scope::holder::HolderId;
+use crate::scope::holders::HolderId;
 
 /// Why the job exists.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -33,23 +33,24 @@
 //!   runs; the job loses its steps inside the revoked subtree, or is cancelled.
 //! - Scopes never move (see [`Org::move_scope`]).
 
+mod contexts;
 mod effect;
 mod error;
-mod holder;
+mod holders;
 mod job;
+mod keyring;
 mod org;
 mod proof;
 mod restore;
 mod state;
+mod tree;
 
+pub use contexts::{managed_root_context, scope_key_context};
 pub use effect::{AuditEvent, Effect};
 pub use error::ScopeError;
-pub use holder::{Holder, HolderId, HolderStatus};
+pub use holders::{Holder, HolderId, HolderStatus};
 pub use job::{JobKind, JobStep, RewrapJob};
-pub use org::{
-    MANAGED_SCOPE, MAX_DEPTH, Org, Scope, WrappedScopeKey, managed_key, managed_root_context,
-    scope_key_context,
-};
+pub use org::{MANAGED_SCOPE, MAX_DEPTH, Org, Scope, WrappedScopeKey, managed_key};
 pub use proof::RootProof;
 pub use restore::StoredScope;
 pub use state::{Effective, ScopeState};

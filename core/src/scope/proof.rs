@@ -11,7 +11,7 @@ use subtle::ConstantTimeEq;
 use crate::crypto::ScopeKey;
 use crate::key_id::KeyId;
 use crate::scope::error::ScopeError;
-use crate::scope::holder::HolderId;
+use crate::scope::holders::HolderId;
 
 /// `holder`'s copies of root versions `versions` opened to the org's root keys. Made only by
 /// [`crate::scope::Org::prove_holder`].

@@ -7,7 +7,7 @@ use alloc::vec::Vec;
 
 use crate::key_id::ScopeId;
 use crate::scope::error::ScopeError;
-use crate::scope::holder::{Holder, HolderId, HolderStatus};
+use crate::scope::holders::{Holder, HolderId, HolderStatus};
 use crate::scope::job::RewrapJob;
 use crate::scope::org::{MAX_DEPTH, Org, Scope, WrappedScopeKey};
 use crate::scope::state::ScopeState;

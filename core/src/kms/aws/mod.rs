@@ -1,4 +1,6 @@
-//! AWS KMS: key identifiers and the endpoints they imply.
+//! AWS KMS: key identifiers and the endpoints they imply, and the key policy a customer adds;
+//! with the `kms` feature, the requests (`request`, signed in `signing`), their error answers
+//! (`error`), STS `AssumeRole` (`sts`) and key validation (`validate`).
 
 pub mod arn;
 #[cfg(feature = "kms")]
@@ -6,6 +8,8 @@ pub mod error;
 pub mod policy;
 #[cfg(feature = "kms")]
 pub mod request;
+#[cfg(feature = "kms")]
+mod signing;
 #[cfg(feature = "kms")]
 pub mod sts;
 #[cfg(feature = "kms")]

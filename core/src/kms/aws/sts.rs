@@ -14,7 +14,8 @@ use rand_core::CryptoRng;
 
 use crate::kms::aws::arn::{Endpoint, IdentifierError};
 use crate::kms::aws::error::parse_error;
-use crate::kms::aws::request::{AwsCredentials, SigningError, malformed, sign_request};
+use crate::kms::aws::request::malformed;
+use crate::kms::aws::signing::{AwsCredentials, SigningError, sign_request};
 use crate::kms::error::KmsError;
 use crate::kms::http::{HttpRequest, HttpResponse};
 
