@@ -2,6 +2,7 @@
 
 pub mod aws_stack;
 pub mod fault_front;
+pub mod fixtures;
 pub mod moto;
 pub mod server;
 pub mod sts_front;

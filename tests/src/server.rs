@@ -217,32 +217,6 @@ impl Api {
     }
 }
 
-impl Api {
-    /// Creates org `acme` with the unwrap cache TTL `ttl_ms` (as `operator`) and a service token
-    /// (as its first admin): returns (org id, admin token, service token).
-    pub async fn org_with_service(&self, operator: &str, ttl_ms: u64) -> (String, String, String) {
-        let (st, v) = self
-            .post(
-                "/v1/orgs",
-                operator,
-                &serde_json::json!({ "name": "acme", "unwrap_cache_ttl_ms": ttl_ms }),
-            )
-            .await;
-        assert_eq!(st, 201, "{v}");
-        let (org, admin) = (field(&v, "id"), field(&v, "admin_token"));
-        let (st, v) = self
-            .post(
-                &format!("/v1/orgs/{org}/tokens"),
-                &admin,
-                &serde_json::json!({ "role": "service", "name": "app" }),
-            )
-            .await;
-        assert_eq!(st, 201, "{v}");
-        let service = field(&v, "token");
-        (org, admin, service)
-    }
-}
-
 /// The string field `k` of a JSON answer; panics naming the answer if it is missing.
 pub fn field(v: &Value, k: &str) -> String {
     v.get(k)

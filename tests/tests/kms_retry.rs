@@ -16,8 +16,9 @@ use byok_server::kms_call::call;
 use byok_server::transport::{Transport, TransportConfig};
 use byok_tests::aws_stack::AwsStack;
 use byok_tests::fault_front::{Fault, FaultFront};
+use byok_tests::fixtures::{OrgSettings, TestServer, assert_error};
 use byok_tests::moto::Moto;
-use byok_tests::server::{Api, error_code, field, temp_dir};
+use byok_tests::server::field;
 use serde_json::{Value, json};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -236,39 +237,17 @@ async fn disabled_and_pending_deletion_keys_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kms_unavailable_through_the_api_is_503_with_retry_after() {
     let stack = AwsStack::start().await;
-    let dir = temp_dir("kms-503");
-    let server = stack.server(&dir.join("data"));
-    let operator = server.operator_token.clone().unwrap();
-    let api = Api::new(&server.url);
-    // A 1 ms unwrap cache: every decrypt below unwraps the root through the KMS.
-    let (org, admin, service) = api.org_with_service(&operator, 1).await;
-    let keys = format!("/v1/orgs/{org}/keys");
-    let (st, v) = api
-        .post(
-            &keys,
-            &admin,
-            &json!({ "name": "prod", "provider": "aws", "key_arn": stack.moto.alias_arn }),
-        )
+    let ts = TestServer::start_with("kms-503", |data| stack.server(data));
+    // No unwrap cache: every decrypt below unwraps the root through the KMS.
+    let o = ts.org(OrgSettings::named("acme").cache_ttl_ms(0)).await;
+    o.attach_default(&ts, "prod", &stack.moto.alias_arn, 1)
         .await;
-    assert_eq!(st, 201, "{v}");
-    let (st, v) = api
-        .post(&format!("{keys}/cmk:1/default"), &admin, &json!({}))
-        .await;
-    assert_eq!(st, 200, "{v}");
-    let (st, v) = api
-        .post(
-            &format!("/v1/orgs/{org}/scopes/{org}/encrypt"),
-            &service,
-            &json!({ "plaintext": "aGVsbG8=" }),
-        )
-        .await;
-    assert_eq!(st, 200, "{v}");
-    let ciphertext = field(&v, "ciphertext");
+    let ciphertext = o.seal(&ts, &o.id, b"hello").await;
+    let (org, service) = (&o.id, &o.service);
     let decrypt = async || {
-        tokio::time::sleep(Duration::from_millis(20)).await;
         let resp = reqwest::Client::new()
-            .post(format!("{}/v1/orgs/{org}/decrypt", server.url))
-            .bearer_auth(&service)
+            .post(format!("{}/v1/orgs/{org}/decrypt", ts.url))
+            .bearer_auth(service)
             .header("content-type", "application/json")
             .body(json!({ "ciphertext": ciphertext }).to_string())
             .send()
@@ -290,11 +269,7 @@ async fn kms_unavailable_through_the_api_is_503_with_retry_after() {
         [Fault::Unavailable, Fault::Throttle].repeat(attempts / 2 + 1)[..attempts].to_vec(),
     );
     let (st, retry_after, v) = decrypt().await;
-    assert_eq!(
-        (st, error_code(&v).as_str()),
-        (503, "kms_unavailable"),
-        "{v}"
-    );
+    assert_error(&(st, v.clone()), 503, "kms_unavailable");
     assert_eq!(
         retry_after.as_deref(),
         Some(RETRY_AFTER_SECS.to_string().as_str()),

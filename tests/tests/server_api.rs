@@ -1,262 +1,198 @@
 //! `byok serve` end to end: a real server process, real HTTP, real SQLite. Managed-mode orgs
-//! (AWS keys are added through the API in their own test).
+//! (AWS keys are added through the API in their own test). Each test is named after what it
+//! proves, and pins every refusal to its exact status and error code.
 
-use base64ct::{Base64, Encoding};
-use byok_tests::server::{Api, Server, metric, temp_dir};
-use byok_tests::server::{error_code as code, field as s};
+use std::path::PathBuf;
+use std::process::Output;
+
+use byok_tests::fixtures::{
+    OrgSettings, TestOrg, TestServer, assert_error, assert_status, error_message, now_ms,
+};
+use byok_tests::server::{Api, binary, field as s, metric};
 use serde_json::{Value, json};
 
-/// An org with admin, service and auditor tokens.
-struct Org {
-    id: String,
-    admin: String,
-    service: String,
-    auditor: String,
+/// The context every ciphertext of these tests is sealed with.
+fn t1() -> Value {
+    json!({ "tenant": "t1" })
 }
 
-async fn org(api: &Api, operator: &str, name: &str, ttl_ms: u64) -> Org {
-    let (st, v) = api
-        .post(
-            "/v1/orgs",
-            operator,
-            &json!({ "name": name, "unwrap_cache_ttl_ms": ttl_ms }),
-        )
-        .await;
-    assert_eq!(st, 201, "{v}");
-    let (id, admin) = (s(&v, "id"), s(&v, "admin_token"));
-    let mut tokens = Vec::new();
-    for role in ["service", "auditor"] {
-        let (st, v) = api
-            .post(
-                &format!("/v1/orgs/{id}/tokens"),
-                &admin,
-                &json!({ "role": role, "name": role }),
-            )
-            .await;
-        assert_eq!(st, 201, "{v}");
-        tokens.push(s(&v, "token"));
+/// org → team-a → thread-1, and a sibling team-b, with data sealed at every level.
+struct Tree {
+    ts: TestServer,
+    o: TestOrg,
+    team_a: String,
+    thread: String,
+    team_b: String,
+    /// (scope, ciphertext, plaintext) at the org, team-a, thread-1 and team-b.
+    sealed: Vec<(String, String, Vec<u8>)>,
+}
+
+impl Tree {
+    async fn new(name: &str) -> Self {
+        let ts = TestServer::start(name);
+        let o = ts.org(OrgSettings::named("acme")).await;
+        let team_a = o.scope(&ts, &o.id, "team-a").await;
+        let thread = o.scope(&ts, &team_a, "thread-1").await;
+        let team_b = o.scope(&ts, &o.id, "team-b").await;
+        let mut sealed = Vec::new();
+        for (i, sc) in [&o.id, &team_a, &thread, &team_b].into_iter().enumerate() {
+            let data = format!("secret at level {i}").into_bytes();
+            let v = assert_status(&o.encrypt_in(&ts, sc, &data, &t1()).await, 200);
+            let ct = s(&v, "ciphertext");
+            assert!(ct.starts_with("byok:v1:"), "{ct}");
+            o.opens_in(&ts, &ct, &t1(), &data).await.unwrap();
+            sealed.push((sc.clone(), ct, data));
+        }
+        Self {
+            ts,
+            o,
+            team_a,
+            thread,
+            team_b,
+            sealed,
+        }
     }
-    let auditor = tokens.pop().unwrap();
-    let service = tokens.pop().unwrap();
-    Org {
-        id,
-        admin,
-        service,
-        auditor,
+
+    async fn opens(&self, i: usize) -> Result<(), (u16, Value)> {
+        let (_, ct, data) = &self.sealed[i];
+        self.o.opens_in(&self.ts, ct, &t1(), data).await
     }
-}
 
-async fn scope(api: &Api, o: &Org, parent: &str, name: &str) -> String {
-    let (st, v) = api
-        .post(
-            &format!("/v1/orgs/{}/scopes", o.id),
-            &o.admin,
-            &json!({ "parent": parent, "name": name }),
-        )
-        .await;
-    assert_eq!(st, 201, "{v}");
-    s(&v, "id")
-}
+    async fn all_open(&self) {
+        for i in 0..self.sealed.len() {
+            self.opens(i).await.unwrap();
+        }
+    }
 
-async fn encrypt(api: &Api, o: &Org, scope: &str, data: &[u8]) -> (u16, Value) {
-    api.post(
-        &format!("/v1/orgs/{}/scopes/{scope}/encrypt", o.id),
-        &o.service,
-        &json!({ "plaintext": Base64::encode_string(data), "context": { "tenant": "t1" } }),
-    )
-    .await
-}
+    async fn act(&self, scope: &str, action: &str, body: Value) -> (u16, Value) {
+        self.o.act(&self.ts, scope, action, body).await
+    }
 
-async fn decrypt(api: &Api, o: &Org, ct: &str) -> (u16, Value) {
-    api.post(
-        &format!("/v1/orgs/{}/decrypt", o.id),
-        &o.service,
-        &json!({ "ciphertext": ct, "context": { "tenant": "t1" } }),
-    )
-    .await
-}
+    async fn pause_team_a(&self) {
+        let v = assert_status(&self.act(&self.team_a, "pause", json!({})).await, 200);
+        assert_eq!(s(&v, "effective"), "paused", "{v}");
+    }
 
-async fn opens(api: &Api, o: &Org, ct: &str, data: &[u8]) -> Result<(), (u16, Value)> {
-    let (st, v) = decrypt(api, o, ct).await;
-    if st == 200 {
-        assert_eq!(Base64::decode_vec(&s(&v, "plaintext")).unwrap(), data);
-        Ok(())
-    } else {
-        Err((st, v))
+    async fn revoke_team_a(&self) {
+        let confirm = json!({ "confirm": self.team_a });
+        let v = assert_status(&self.act(&self.team_a, "revoke", confirm).await, 200);
+        assert_eq!(s(&v, "effective"), "revoked", "{v}");
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn scope_tree_pause_resume_revoke_and_restart() {
-    let dir = temp_dir("tree");
-    let mut server = Server::start(&dir.join("data"), &[]);
-    let operator = server
-        .operator_token
-        .clone()
-        .expect("first start prints a token");
-    let mut api = Api::new(&server.url);
-    let o = org(&api, &operator, "acme", 300_000).await;
+async fn every_level_of_a_scope_tree_seals_and_opens() {
+    Tree::new("tree-levels").await.all_open().await;
+}
 
-    // org → team-a → thread-1, and a sibling team-b.
-    let team_a = scope(&api, &o, &o.id, "team-a").await;
-    let thread = scope(&api, &o, &team_a, "thread-1").await;
-    let team_b = scope(&api, &o, &o.id, "team-b").await;
-    let mut sealed = Vec::new();
-    for (i, sc) in [&o.id, &team_a, &thread, &team_b].into_iter().enumerate() {
-        let data = format!("secret at level {i}").into_bytes();
-        let (st, v) = encrypt(&api, &o, sc, &data).await;
-        assert_eq!(st, 200, "{v}");
-        let ct = s(&v, "ciphertext");
-        assert!(ct.starts_with("byok:v1:"));
-        opens(&api, &o, &ct, &data).await.unwrap();
-        sealed.push((sc.clone(), ct, data));
-    }
-
-    // Pause the middle: its subtree fails naming team-a, the sibling and the org still work.
-    let (st, v) = api
-        .post(
-            &format!("/v1/orgs/{}/scopes/{team_a}/pause", o.id),
-            &o.admin,
-            &json!({}),
-        )
-        .await;
-    assert_eq!((st, s(&v, "effective")), (200, "paused".into()), "{v}");
-    for (sc, ct, data) in &sealed {
-        let under = sc == &team_a || sc == &thread;
-        match opens(&api, &o, ct, data).await {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_team_refuses_its_subtree_with_scope_paused_naming_it() {
+    let t = Tree::new("tree-pause").await;
+    t.pause_team_a().await;
+    // Its subtree fails naming team-a; the sibling and the org still work.
+    for (i, (sc, _, _)) in t.sealed.iter().enumerate() {
+        let under = sc == &t.team_a || sc == &t.thread;
+        match t.opens(i).await {
             Ok(()) => assert!(!under, "{sc} decrypted while paused"),
-            Err((st, v)) => {
-                assert!(under, "{sc} failed: {v}");
-                assert_eq!((st, code(&v).as_str()), (409, "scope_paused"), "{v}");
-                let msg = v.pointer("/error/message").unwrap().as_str().unwrap();
-                assert!(msg.contains(&team_a), "the paused scope is named: {msg}");
+            Err(answer) => {
+                assert!(under, "{sc} failed: {answer:?}");
+                let v = assert_error(&answer, 409, "scope_paused");
+                let msg = error_message(&v);
+                assert!(msg.contains(&t.team_a), "the paused scope is named: {msg}");
             }
         }
     }
-    let (st, v) = encrypt(&api, &o, &thread, b"x").await;
-    assert_eq!((st, code(&v).as_str()), (409, "scope_paused"), "{v}");
-    let (_, v) = api
-        .get(&format!("/v1/orgs/{}/scopes/{thread}", o.id), &o.admin)
-        .await;
+    let encrypt = t.o.encrypt_in(&t.ts, &t.thread, b"x", &t1()).await;
+    assert_error(&encrypt, 409, "scope_paused");
+    let path = t.o.path(&format!("/scopes/{}", t.thread));
+    let v = assert_status(&t.ts.get(&path, &t.o.admin).await, 200);
     assert_eq!(
         (s(&v, "state"), s(&v, "effective"), s(&v, "effective_by")),
-        ("active".into(), "paused".into(), team_a.clone())
+        ("active".into(), "paused".into(), t.team_a.clone())
     );
-    // Resuming the child does not bypass the paused parent.
-    api.post(
-        &format!("/v1/orgs/{}/scopes/{thread}/resume", o.id),
-        &o.admin,
-        &json!({}),
-    )
-    .await;
-    assert!(opens(&api, &o, &sealed[2].1, &sealed[2].2).await.is_err());
-    let (st, _) = api
-        .post(
-            &format!("/v1/orgs/{}/scopes/{team_a}/resume", o.id),
-            &o.admin,
-            &json!({}),
-        )
-        .await;
-    assert_eq!(st, 200);
-    for (_, ct, data) in &sealed {
-        opens(&api, &o, ct, data).await.unwrap();
-    }
+}
 
-    // Rotation: new data uses v2, old data still opens.
-    let (st, v) = api
-        .post(
-            &format!("/v1/orgs/{}/scopes/{team_b}/rotate", o.id),
-            &o.admin,
-            &json!({}),
-        )
-        .await;
-    assert_eq!((st, v["key_version"].as_u64()), (200, Some(2)), "{v}");
-    opens(&api, &o, &sealed[3].1, &sealed[3].2).await.unwrap();
-    let (_, v) = encrypt(&api, &o, &team_b, b"after rotation").await;
-    opens(&api, &o, &s(&v, "ciphertext"), b"after rotation")
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resuming_a_child_does_not_bypass_a_paused_parent() {
+    let t = Tree::new("tree-resume").await;
+    t.pause_team_a().await;
+    t.act(&t.thread, "resume", json!({})).await;
+    assert_error(&t.opens(2).await.unwrap_err(), 409, "scope_paused");
+    // Resuming the paused parent itself opens everything again.
+    assert_status(&t.act(&t.team_a, "resume", json!({})).await, 200);
+    t.all_open().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_scope_seals_under_v2_and_still_opens_v1_data() {
+    let t = Tree::new("tree-rotate").await;
+    let v = assert_status(&t.act(&t.team_b, "rotate", json!({})).await, 200);
+    assert_eq!(v["key_version"].as_u64(), Some(2), "{v}");
+    t.opens(3).await.unwrap();
+    let v = assert_status(
+        &t.o.encrypt_in(&t.ts, &t.team_b, b"after rotation", &t1())
+            .await,
+        200,
+    );
+    let fresh = s(&v, "ciphertext");
+    t.o.opens_in(&t.ts, &fresh, &t1(), b"after rotation")
         .await
         .unwrap();
+}
 
-    // Stored data keys under the thread, to be destroyed with it.
-    let (st, v) = api
-        .post(
-            &format!("/v1/orgs/{}/scopes/{thread}/datakeys", o.id),
-            &o.service,
-            &json!({ "count": 3 }),
-        )
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoking_needs_the_scope_id_typed_back() {
+    let t = Tree::new("tree-confirm").await;
+    let wrong = t
+        .act(&t.team_a, "revoke", json!({ "confirm": "yes" }))
         .await;
-    assert_eq!(st, 201, "{v}");
-    let stored_ids: Vec<String> = v["keys"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|k| s(k, "id"))
-        .collect();
+    assert_error(&wrong, 400, "confirmation_mismatch");
+    t.all_open().await;
+    t.revoke_team_a().await;
+}
 
-    // Revoke needs the id typed back; then the subtree is gone, also after a restart.
-    let revoke = format!("/v1/orgs/{}/scopes/{team_a}/revoke", o.id);
-    let (st, v) = api
-        .post(&revoke, &o.admin, &json!({ "confirm": "yes" }))
-        .await;
-    assert_eq!((st, code(&v).as_str()), (400, "confirmation_mismatch"));
-    let (st, v) = api
-        .post(&revoke, &o.admin, &json!({ "confirm": team_a }))
-        .await;
-    assert_eq!((st, s(&v, "effective")), (200, "revoked".into()), "{v}");
-    server.restart();
-    api = Api::new(&server.url);
-    for (sc, ct, data) in &sealed {
-        let gone = sc == &team_a || sc == &thread;
-        match opens(&api, &o, ct, data).await {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_subtree_and_its_stored_keys_stay_gone_after_a_restart() {
+    let mut t = Tree::new("tree-revoke").await;
+    let stored: Vec<String> =
+        t.o.datakeys(&t.ts, &t.thread, 3)
+            .await
+            .into_iter()
+            .map(|k| k.id)
+            .collect();
+    t.revoke_team_a().await;
+    t.ts.restart();
+    for (i, (sc, _, _)) in t.sealed.iter().enumerate() {
+        let gone = sc == &t.team_a || sc == &t.thread;
+        match t.opens(i).await {
             Ok(()) => assert!(!gone, "{sc} decrypted after revocation"),
-            Err((st, v)) => {
-                assert!(gone, "{sc} failed after restart: {v}");
-                assert_eq!((st, code(&v).as_str()), (410, "scope_revoked"), "{v}");
+            Err(answer) => {
+                assert!(gone, "{sc} failed after restart: {answer:?}");
+                assert_error(&answer, 410, "scope_revoked");
             }
         }
     }
-    let (st, v) = api
-        .post(
-            &format!("/v1/orgs/{}/scopes/{team_a}/resume", o.id),
-            &o.admin,
-            &json!({}),
-        )
-        .await;
-    assert_eq!(
-        (st, code(&v).as_str()),
-        (410, "scope_revoked"),
-        "final: {v}"
-    );
-    let (st, v) = encrypt(&api, &o, &thread, b"x").await;
-    assert_eq!((st, code(&v).as_str()), (410, "scope_revoked"), "{v}");
-    let (st, v) = api
-        .post(
-            &format!("/v1/orgs/{}/datakeys/get", o.id),
-            &o.service,
-            &json!({ "ids": stored_ids }),
-        )
-        .await;
-    assert_eq!(
-        (st, code(&v).as_str()),
-        (404, "not_found"),
-        "destroyed: {v}"
-    );
+    let resume = t.act(&t.team_a, "resume", json!({})).await;
+    assert_error(&resume, 410, "scope_revoked");
+    let encrypt = t.o.encrypt_in(&t.ts, &t.thread, b"x", &t1()).await;
+    assert_error(&encrypt, 410, "scope_revoked");
+    assert_error(&t.o.get_datakeys(&t.ts, &stored).await, 404, "not_found");
+}
 
-    // The tree as listed, and the audit chain over all of it.
-    let (st, v) = api
-        .get(&format!("/v1/orgs/{}/scopes", o.id), &o.auditor)
-        .await;
-    assert_eq!((st, v.as_array().map(Vec::len)), (200, Some(4)), "{v}");
-    let (st, v) = api
-        .get(&format!("/v1/orgs/{}/audit/verify", o.id), &o.auditor)
-        .await;
-    assert_eq!((st, v["ok"].as_bool()), (200, Some(true)), "{v}");
-    let (_, rows) = api
-        .get(&format!("/v1/orgs/{}/audit?limit=1000", o.id), &o.auditor)
-        .await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_log_records_the_trees_history_and_no_token_reaches_the_log() {
+    let t = Tree::new("tree-audit").await;
+    t.pause_team_a().await;
+    assert_status(&t.act(&t.team_a, "resume", json!({})).await, 200);
+    assert_status(&t.act(&t.team_b, "rotate", json!({})).await, 200);
+    t.revoke_team_a().await;
+    let (ts, o) = (&t.ts, &t.o);
+    let v = assert_status(&ts.get(&o.path("/scopes"), &o.auditor).await, 200);
+    assert_eq!(v.as_array().map(Vec::len), Some(4), "{v}");
+    let v = assert_status(&ts.get(&o.path("/audit/verify"), &o.auditor).await, 200);
+    assert_eq!(v["ok"].as_bool(), Some(true), "{v}");
+    let rows = o.audit(ts, &o.auditor).await;
     let types: Vec<&str> = rows
-        .as_array()
-        .unwrap()
         .iter()
         .map(|r| r["event"]["type"].as_str().unwrap())
         .collect();
@@ -272,15 +208,18 @@ async fn scope_tree_pause_resume_revoke_and_restart() {
         assert!(types.contains(&t), "{t} missing from {types:?}");
     }
     // No key bytes or tokens anywhere in the log.
-    let log = server.log();
-    for secret in [&operator, &o.admin, &o.service] {
+    let log = ts.server.log();
+    for secret in [&ts.operator, &o.admin, &o.service] {
         assert!(!log.contains(secret.as_str()), "a token reached the log");
     }
-    drop(server);
+}
 
-    // Tamper with one row in the database: verify names it.
-    let db = format!("sqlite://{}", dir.join("data/byok.db").display());
-    let pool = sqlx::SqlitePool::connect(&db).await.unwrap();
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_verify_names_a_row_tampered_with_in_the_database() {
+    let mut ts = TestServer::start("audit-tamper");
+    let o = ts.org(OrgSettings::named("acme")).await;
+    ts.server.kill9();
+    let pool = ts.db(false).await;
     sqlx::query(
         r#"UPDATE audit SET event = replace(event, '"auditor"', '"admin"') WHERE org_id = ? AND seq = 5"#,
     )
@@ -289,118 +228,147 @@ async fn scope_tree_pause_resume_revoke_and_restart() {
     .await
     .unwrap();
     pool.close().await;
-    let server = Server::start(&dir.join("data"), &[]);
-    let api = Api::new(&server.url);
-    let (_, v) = api
-        .get(&format!("/v1/orgs/{}/audit/verify", o.id), &o.auditor)
-        .await;
+    ts.restart();
+    let (_, v) = ts.get(&o.path("/audit/verify"), &o.auditor).await;
     assert_eq!(
         (v["ok"].as_bool(), v["first_broken"].as_i64()),
         (Some(false), Some(5)),
         "{v}"
     );
-    drop(server);
-    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Two orgs, `a` with a scope `team` and a ciphertext sealed in it, and `b`.
+struct TwoOrgs {
+    ts: TestServer,
+    a: TestOrg,
+    b: TestOrg,
+    a_team: String,
+    a_ct: String,
+}
+
+impl TwoOrgs {
+    async fn new(name: &str) -> Self {
+        let ts = TestServer::start(name);
+        let a = ts.org(OrgSettings::named("a")).await;
+        let b = ts.org(OrgSettings::named("b")).await;
+        let a_team = a.scope(&ts, &a.id, "team").await;
+        let v = assert_status(&a.encrypt_in(&ts, &a_team, b"a's data", &t1()).await, 200);
+        let a_ct = s(&v, "ciphertext");
+        Self {
+            ts,
+            a,
+            b,
+            a_team,
+            a_ct,
+        }
+    }
+
+    /// Asserts that the server logged no panic.
+    fn no_panic(&self) {
+        assert!(!self.ts.server.log().contains("panicked"));
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn orgs_are_isolated_and_bad_input_gets_typed_4xx() {
-    let dir = temp_dir("isolation");
-    let server = Server::start(&dir.join("data"), &[]);
-    let operator = server.operator_token.clone().unwrap();
-    let api = Api::new(&server.url);
-    let a = org(&api, &operator, "a", 300_000).await;
-    let b = org(&api, &operator, "b", 300_000).await;
-    let a_team = scope(&api, &a, &a.id, "team").await;
-    let (_, v) = encrypt(&api, &a, &a_team, b"a's data").await;
-    let a_ct = s(&v, "ciphertext");
-    let mut statuses = Vec::new();
-
-    // Every token of org b, on every endpoint of org a: not found, never data.
+async fn another_orgs_tokens_get_not_found_on_every_endpoint() {
+    let t = TwoOrgs::new("isolation-tokens").await;
+    let (a, team) = (&t.a, &t.a_team);
+    // Each call with a body this endpoint takes, so that only the org can be wrong.
+    let none = json!({});
+    let encrypt = json!({ "plaintext": "AA==" });
+    let decrypt = json!({ "ciphertext": t.a_ct, "context": t1() });
+    let token = json!({ "role": "admin", "name": "x" });
     let a_paths = [
-        ("GET", format!("/v1/orgs/{}", a.id)),
-        ("GET", format!("/v1/orgs/{}/scopes", a.id)),
-        ("GET", format!("/v1/orgs/{}/scopes/{a_team}", a.id)),
-        ("POST", format!("/v1/orgs/{}/scopes/{a_team}/pause", a.id)),
-        ("POST", format!("/v1/orgs/{}/scopes/{a_team}/encrypt", a.id)),
-        ("POST", format!("/v1/orgs/{}/decrypt", a.id)),
-        ("POST", format!("/v1/orgs/{}/tokens", a.id)),
-        ("GET", format!("/v1/orgs/{}/audit", a.id)),
-        ("GET", format!("/v1/orgs/{}/audit/verify", a.id)),
+        ("GET", a.path(""), &none),
+        ("GET", a.path("/scopes"), &none),
+        ("GET", a.path(&format!("/scopes/{team}")), &none),
+        ("POST", a.scope_path(team, "pause"), &none),
+        ("POST", a.scope_path(team, "encrypt"), &encrypt),
+        ("POST", a.path("/decrypt"), &decrypt),
+        ("POST", a.path("/tokens"), &token),
+        ("GET", a.path("/audit"), &none),
+        ("GET", a.path("/audit/verify"), &none),
     ];
-    let body = json!({ "ciphertext": a_ct, "plaintext": "AA==", "role": "admin", "name": "x" });
-    for token in [&b.admin, &b.service, &b.auditor] {
-        for (m, p) in &a_paths {
-            let (st, v) = if *m == "GET" {
-                api.get(p, token).await
+    for token in [&t.b.admin, &t.b.service, &t.b.auditor] {
+        for (m, p, body) in &a_paths {
+            let answer = if *m == "GET" {
+                t.ts.get(p, token).await
             } else {
-                api.post(p, token, &body).await
+                t.ts.post(p, token, body).await
             };
-            assert!(st == 404 || st == 400, "{m} {p}: {st} {v}");
-            assert!(v.get("error").is_some(), "{v}");
-            statuses.push(st);
+            assert_eq!(answer.0, 404, "{m} {p}: {answer:?}");
+            assert_error(&answer, 404, "not_found");
         }
     }
-    // Org b's own decrypt with a's ciphertext: b cannot learn a's scope exists.
-    let (st, v) = decrypt(&api, &b, &a_ct).await;
-    assert_eq!((st, code(&v).as_str()), (404, "not_found"), "{v}");
-    // The operator cannot read org data either.
-    let (st, _) = api
-        .get(&format!("/v1/orgs/{}/scopes", a.id), &operator)
-        .await;
-    assert_eq!(st, 404);
+    t.no_panic();
+}
 
-    // Roles within the org.
-    let (st, v) = encrypt(
-        &api,
-        &Org {
-            service: a.auditor.clone(),
-            ..org_copy(&a)
-        },
-        &a_team,
-        b"x",
-    )
-    .await;
-    assert_eq!((st, code(&v).as_str()), (403, "forbidden"), "{v}");
-    let (st, v) = api
-        .post(
-            &format!("/v1/orgs/{}/scopes/{a_team}/pause", a.id),
-            &a.service,
-            &json!({}),
-        )
-        .await;
-    assert_eq!((st, code(&v).as_str()), (403, "forbidden"), "{v}");
-    let (st, v) = api
-        .post("/v1/orgs", &a.admin, &json!({ "name": "x" }))
-        .await;
-    assert_eq!((st, code(&v).as_str()), (403, "forbidden"), "{v}");
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_org_cannot_learn_that_a_ciphertexts_scope_exists() {
+    let t = TwoOrgs::new("isolation-ciphertext").await;
+    let answer = t.b.decrypt_in(&t.ts, &t.a_ct, &t1()).await;
+    assert_error(&answer, 404, "not_found");
+}
 
-    // Missing, forged and malformed tokens.
-    let p = format!("/v1/orgs/{}/scopes", a.id);
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_cannot_read_org_data() {
+    let t = TwoOrgs::new("isolation-operator").await;
+    let answer = t.ts.get(&t.a.path("/scopes"), &t.ts.operator).await;
+    assert_error(&answer, 404, "not_found");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_role_is_forbidden_what_it_may_not_do() {
+    let t = TwoOrgs::new("isolation-roles").await;
+    let (ts, a) = (&t.ts, &t.a);
+    // An auditor does not encrypt.
+    let as_auditor = TestOrg {
+        service: a.auditor.clone(),
+        ..a.clone()
+    };
+    let answer = as_auditor.encrypt_in(ts, &t.a_team, b"x", &t1()).await;
+    assert_error(&answer, 403, "forbidden");
+    // A service token does not pause.
+    let answer = ts
+        .post(&a.scope_path(&t.a_team, "pause"), &a.service, &json!({}))
+        .await;
+    assert_error(&answer, 403, "forbidden");
+    // An org admin does not create orgs.
+    let answer = ts.post("/v1/orgs", &a.admin, &json!({ "name": "x" })).await;
+    assert_error(&answer, 403, "forbidden");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_forged_and_malformed_tokens_are_unauthenticated() {
+    let t = TwoOrgs::new("isolation-auth").await;
+    let p = t.a.path("/scopes");
     for auth in [
         None,
         Some("byok_forged0000000000000000000000000000000000"),
         Some("not-a-token"),
         Some(""),
     ] {
-        let (st, v) = api.raw("GET", &p, auth, None).await;
-        assert_eq!(
-            (st, code(&v).as_str()),
-            (401, "unauthenticated"),
-            "{auth:?}"
-        );
+        let answer = t.ts.raw("GET", &p, auth, None).await;
+        assert_eq!(answer.0, 401, "{auth:?}");
+        assert_error(&answer, 401, "unauthenticated");
     }
+}
 
-    // Malformed bodies, ids, ciphertexts and contexts.
-    let enc = format!("/v1/orgs/{}/scopes/{a_team}/encrypt", a.id);
-    let dec = format!("/v1/orgs/{}/decrypt", a.id);
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_bodies_ids_ciphertexts_and_contexts_get_typed_errors() {
+    let t = TwoOrgs::new("isolation-malformed").await;
+    let (ts, a) = (&t.ts, &t.a);
+    let enc = a.scope_path(&t.a_team, "encrypt");
+    let dec = a.path("/decrypt");
+    let json_ct = "application/json";
+    let wrong_context = json!({"ciphertext": t.a_ct, "context": {"tenant": "other"}});
     // (method, path, content type, body, status, code)
     type Case<'a> = (&'a str, String, &'a str, Vec<u8>, u16, &'a str);
     let cases: Vec<Case> = vec![
         (
             "POST",
             enc.clone(),
-            "application/json",
+            json_ct,
             b"{not json".to_vec(),
             400,
             "malformed_json",
@@ -408,7 +376,7 @@ async fn orgs_are_isolated_and_bad_input_gets_typed_4xx() {
         (
             "POST",
             enc.clone(),
-            "application/json",
+            json_ct,
             b"[]".to_vec(),
             400,
             "malformed_json",
@@ -424,7 +392,7 @@ async fn orgs_are_isolated_and_bad_input_gets_typed_4xx() {
         (
             "POST",
             enc.clone(),
-            "application/json",
+            json_ct,
             br#"{"plaintext":"!!"}"#.to_vec(),
             400,
             "invalid_request",
@@ -432,7 +400,7 @@ async fn orgs_are_isolated_and_bad_input_gets_typed_4xx() {
         (
             "POST",
             enc.clone(),
-            "application/json",
+            json_ct,
             br#"{"plaintext":"AA==","extra":1}"#.to_vec(),
             400,
             "malformed_json",
@@ -440,7 +408,7 @@ async fn orgs_are_isolated_and_bad_input_gets_typed_4xx() {
         (
             "POST",
             enc.clone(),
-            "application/json",
+            json_ct,
             br#"{"plaintext":"AA==","context":{"byok:org":"x"}}"#.to_vec(),
             400,
             "invalid_request",
@@ -448,7 +416,7 @@ async fn orgs_are_isolated_and_bad_input_gets_typed_4xx() {
         (
             "POST",
             enc.clone(),
-            "application/json",
+            json_ct,
             vec![b' '; (6 << 20) + 64],
             413,
             "too_large",
@@ -456,7 +424,7 @@ async fn orgs_are_isolated_and_bad_input_gets_typed_4xx() {
         (
             "POST",
             dec.clone(),
-            "application/json",
+            json_ct,
             br#"{"ciphertext":"byok:v1:AAAA"}"#.to_vec(),
             400,
             "malformed_ciphertext",
@@ -464,7 +432,7 @@ async fn orgs_are_isolated_and_bad_input_gets_typed_4xx() {
         (
             "POST",
             dec.clone(),
-            "application/json",
+            json_ct,
             br#"{"ciphertext":"hello"}"#.to_vec(),
             400,
             "malformed_ciphertext",
@@ -472,25 +440,23 @@ async fn orgs_are_isolated_and_bad_input_gets_typed_4xx() {
         (
             "POST",
             dec.clone(),
-            "application/json",
-            json!({"ciphertext": a_ct, "context": {"tenant": "other"}})
-                .to_string()
-                .into_bytes(),
+            json_ct,
+            wrong_context.to_string().into_bytes(),
             400,
             "decrypt_failed",
         ),
         (
             "POST",
-            format!("/v1/orgs/{}/scopes/zz/encrypt", a.id),
-            "application/json",
+            a.scope_path("zz", "encrypt"),
+            json_ct,
             br#"{"plaintext":"AA=="}"#.to_vec(),
             400,
             "invalid_request",
         ),
         (
             "POST",
-            format!("/v1/orgs/{}/scopes/{}/encrypt", a.id, "0".repeat(32)),
-            "application/json",
+            a.scope_path(&"0".repeat(32), "encrypt"),
+            json_ct,
             br#"{"plaintext":"AA=="}"#.to_vec(),
             404,
             "not_found",
@@ -504,218 +470,254 @@ async fn orgs_are_isolated_and_bad_input_gets_typed_4xx() {
             "invalid_request",
         ),
         ("GET", "/v1/nothing".into(), "", vec![], 404, "not_found"),
-        (
-            "DELETE",
-            format!("/v1/orgs/{}", a.id),
-            "",
-            vec![],
-            405,
-            "method_not_allowed",
-        ),
+        ("DELETE", a.path(""), "", vec![], 405, "method_not_allowed"),
     ];
     for (m, p, ct, b, want, want_code) in cases {
         let body = (!ct.is_empty()).then_some((ct, b));
         // The server answers an oversized body before reading it and closes that connection;
         // a fresh client keeps the pooled one out of the race.
         let oversized = body.as_ref().is_some_and(|(_, b)| b.len() > 6 << 20);
-        let (st, v) = if oversized {
-            Api::new(&api.url).raw(m, &p, Some(&a.service), body).await
+        let answer = if oversized {
+            Api::new(&ts.url).raw(m, &p, Some(&a.service), body).await
         } else {
-            api.raw(m, &p, Some(&a.service), body).await
+            ts.raw(m, &p, Some(&a.service), body).await
         };
-        let got_code = code(&v);
-        assert_eq!((st, got_code.as_str()), (want, want_code), "{m} {p}: {v}");
-        assert!(v.pointer("/error/request_id").is_some(), "{v}");
-        statuses.push(st);
+        assert_eq!(answer.0, want, "{m} {p}: {answer:?}");
+        assert_error(&answer, want, want_code);
     }
-    // A flipped byte anywhere in a ciphertext: a typed 400, never a 5xx.
-    let raw = byok_core::format::armor::decode(&a_ct).unwrap();
-    for i in (0..raw.len()).step_by(7) {
-        let mut t = raw.clone();
-        t[i] ^= 0x01;
-        let (st, v) = decrypt(&api, &a, &byok_core::format::armor::encode(&t)).await;
-        assert!((400..500).contains(&st), "byte {i}: {st} {v}");
-        statuses.push(st);
-    }
-    assert!(statuses.iter().all(|s| *s < 500));
-    assert!(!server.log().contains("panicked"));
-    drop(server);
-    let _ = std::fs::remove_dir_all(&dir);
+    t.no_panic();
 }
 
-fn org_copy(o: &Org) -> Org {
-    Org {
-        id: o.id.clone(),
-        admin: o.admin.clone(),
-        service: o.service.clone(),
-        auditor: o.auditor.clone(),
+/// What decrypting a ciphertext with byte `i` flipped must answer (docs/format.md, section 2:
+/// magic 0..4, version 4, suite 5, mode 6, frame_log2 7, scope id 8..24, key version 24..28,
+/// then salt, commitment, nonce-free body and tag, all authenticated).
+fn flipped_byte_answer(i: usize) -> (u16, &'static str) {
+    match i {
+        0..=3 | 6 | 7 => (400, "malformed_ciphertext"),
+        4 | 5 => (400, "unsupported_ciphertext"),
+        8..=27 => (404, "not_found"),
+        _ => (400, "decrypt_failed"),
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unwrap_cache_ttl_bounds_root_unwraps() {
-    let dir = temp_dir("ttl");
-    let server = Server::start(&dir.join("data"), &[]);
-    let operator = server.operator_token.clone().unwrap();
-    let api = Api::new(&server.url);
-    let unwraps = async || metric(&server.url, "byok_root_unwraps_total").await;
-    // TTL 0: every use goes back to the root holder.
-    let strict = org(&api, &operator, "strict", 0).await;
-    let before = unwraps().await;
+async fn a_flipped_byte_anywhere_in_a_ciphertext_gets_its_typed_4xx() {
+    let t = TwoOrgs::new("isolation-tamper").await;
+    let raw = byok_core::format::armor::decode(&t.a_ct).unwrap();
+    for i in (0..raw.len()).step_by(7) {
+        let mut flipped = raw.clone();
+        flipped[i] ^= 0x01;
+        let ct = byok_core::format::armor::encode(&flipped);
+        let answer = t.a.decrypt_in(&t.ts, &ct, &t1()).await;
+        let (status, code) = flipped_byte_answer(i);
+        assert_eq!(answer.0, status, "byte {i}: {answer:?}");
+        assert_error(&answer, status, code);
+    }
+    t.no_panic();
+}
+
+async fn root_unwraps(ts: &TestServer) -> u64 {
+    metric(&ts.url, "byok_root_unwraps_total").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_zero_unwrap_cache_ttl_unwraps_the_root_on_every_use() {
+    let ts = TestServer::start("ttl-zero");
+    let strict = ts.org(OrgSettings::named("strict").cache_ttl_ms(0)).await;
+    let before = root_unwraps(&ts).await;
     for _ in 0..5 {
-        let (st, _) = encrypt(&api, &strict, &strict.id, b"x").await;
-        assert_eq!(st, 200);
+        strict.seal(&ts, &strict.id, b"x").await;
     }
-    assert_eq!(unwraps().await - before, 5);
-    // TTL 5 min: one unwrap for many uses.
-    let cached = org(&api, &operator, "cached", 300_000).await;
-    let before = unwraps().await;
+    assert_eq!(root_unwraps(&ts).await - before, 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_five_minute_unwrap_cache_ttl_unwraps_the_root_once_for_many_uses() {
+    let ts = TestServer::start("ttl-cached");
+    let cached = ts.org(OrgSettings::named("cached")).await;
+    let before = root_unwraps(&ts).await;
     for _ in 0..20 {
-        let (st, _) = encrypt(&api, &cached, &cached.id, b"x").await;
-        assert_eq!(st, 200);
+        cached.seal(&ts, &cached.id, b"x").await;
     }
-    assert_eq!(unwraps().await - before, 1);
-    // Data keys: fresh key and wrapped form; unwrapping gives the same key; the wrapped form
-    // is not a ciphertext the decrypt call opens.
-    let (st, dk) = api
+    assert_eq!(root_unwraps(&ts).await - before, 1);
+}
+
+/// A fresh data key in org scope `o` for context `file=a`: (key, wrapped).
+async fn datakey(ts: &TestServer, o: &TestOrg) -> (String, String) {
+    let answer = ts
         .post(
-            &format!("/v1/orgs/{}/scopes/{}/datakey", cached.id, cached.id),
-            &cached.service,
+            &o.scope_path(&o.id, "datakey"),
+            &o.service,
             &json!({ "context": { "file": "a" } }),
         )
         .await;
-    assert_eq!(st, 200, "{dk}");
-    let (st, v) = api
-        .post(
-            &format!("/v1/orgs/{}/datakey/unwrap", cached.id),
-            &cached.service,
-            &json!({ "wrapped": s(&dk, "wrapped"), "context": { "file": "a" } }),
-        )
-        .await;
-    assert_eq!((st, s(&v, "key")), (200, s(&dk, "key")), "{v}");
-    let (st, _) = api
-        .post(
-            &format!("/v1/orgs/{}/datakey/unwrap", cached.id),
-            &cached.service,
-            &json!({ "wrapped": s(&dk, "wrapped"), "context": { "file": "b" } }),
-        )
-        .await;
-    assert_eq!(st, 400);
-    let (st, _) = api
-        .post(
-            &format!("/v1/orgs/{}/decrypt", cached.id),
-            &cached.service,
-            &json!({ "ciphertext": s(&dk, "wrapped"), "context": { "file": "a" } }),
-        )
-        .await;
-    assert_eq!(st, 400);
-    drop(server);
-    let _ = std::fs::remove_dir_all(&dir);
+    let dk = assert_status(&answer, 200);
+    (s(&dk, "key"), s(&dk, "wrapped"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn edge_leases_and_streaming_cli() {
-    let dir = temp_dir("lease");
-    let server = Server::start(&dir.join("data"), &[]);
-    let operator = server.operator_token.clone().unwrap();
-    let api = Api::new(&server.url);
-    let o = org(&api, &operator, "edge", 300_000).await;
-    let team = scope(&api, &o, &o.id, "team").await;
-    let lease_path = |sc: &str| format!("/v1/orgs/{}/scopes/{sc}/lease", o.id);
+async fn a_wrapped_data_key_unwraps_to_the_same_key_in_its_own_context_only() {
+    let ts = TestServer::start("datakey-unwrap");
+    let o = ts.org(OrgSettings::named("cached")).await;
+    let (key, wrapped) = datakey(&ts, &o).await;
+    let unwrap = async |file: &str| {
+        let body = json!({ "wrapped": wrapped, "context": { "file": file } });
+        ts.post(&o.path("/datakey/unwrap"), &o.service, &body).await
+    };
+    let v = assert_status(&unwrap("a").await, 200);
+    assert_eq!(s(&v, "key"), key, "{v}");
+    assert_error(&unwrap("b").await, 400, "decrypt_failed");
+}
 
-    // A lease holds every live version of the scope's key, never the root key.
-    let (st, v) = api.post(&lease_path(&team), &o.service, &json!({})).await;
-    assert_eq!(st, 200, "{v}");
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrapped_data_key_is_not_a_ciphertext_decrypt_opens() {
+    let ts = TestServer::start("datakey-decrypt");
+    let o = ts.org(OrgSettings::named("cached")).await;
+    let (_, wrapped) = datakey(&ts, &o).await;
+    let answer = o.decrypt_in(&ts, &wrapped, &json!({ "file": "a" })).await;
+    assert_error(&answer, 400, "malformed_ciphertext");
+}
+
+/// A server with org `edge` and its scope `team`.
+async fn edge(name: &str) -> (TestServer, TestOrg, String) {
+    let ts = TestServer::start(name);
+    let o = ts.org(OrgSettings::named("edge")).await;
+    let team = o.scope(&ts, &o.id, "team").await;
+    (ts, o, team)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_holds_every_live_version_until_issue_time_plus_the_lease_ttl() {
+    let (ts, o, team) = edge("lease-expiry").await;
+    let issued_after = now_ms();
+    let answer = ts
+        .post(&o.scope_path(&team, "lease"), &o.service, &json!({}))
+        .await;
+    let issued_before = now_ms();
+    let v = assert_status(&answer, 200);
     assert_eq!(v["current_version"], 1);
     assert_eq!(v["keys"].as_array().unwrap().len(), 1);
-    assert!(v["expires_at"].as_i64().unwrap() > 0);
-    let (st, v) = api.post(&lease_path(&o.id), &o.service, &json!({})).await;
-    assert_eq!((st, code(&v).as_str()), (400, "invalid_request"), "{v}");
-    let (st, _) = api.post(&lease_path(&team), &o.admin, &json!({})).await;
-    assert_eq!(st, 403, "leases are for service tokens");
+    let ttl = i64::try_from(o.lease_ttl_ms).unwrap();
+    let expires_at = v["expires_at"].as_i64().unwrap();
+    assert!(
+        (issued_after + ttl..=issued_before + ttl).contains(&expires_at),
+        "expires_at {expires_at} is not issue time + {ttl} ms (issued in {issued_after}..={issued_before})"
+    );
+}
 
-    // The CLI streams a file through a lease: constant memory, same format, any size.
-    let input = dir.join("input.bin");
-    let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
-    std::fs::write(&input, &data).unwrap();
-    let cli = |args: &[&str]| {
-        std::process::Command::new(byok_tests::server::binary())
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_org_scope_is_never_leased() {
+    let (ts, o, _) = edge("lease-root").await;
+    let answer = ts
+        .post(&o.scope_path(&o.id, "lease"), &o.service, &json!({}))
+        .await;
+    assert_error(&answer, 400, "invalid_request");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leases_are_for_service_tokens_only() {
+    let (ts, o, team) = edge("lease-role").await;
+    let answer = ts
+        .post(&o.scope_path(&team, "lease"), &o.admin, &json!({}))
+        .await;
+    assert_error(&answer, 403, "forbidden");
+}
+
+/// A file streamed through the CLI into `sealed.byok` under `team` with context `file=a`.
+struct Streamed {
+    ts: TestServer,
+    o: TestOrg,
+    team: String,
+    data: Vec<u8>,
+    sealed: PathBuf,
+}
+
+impl Streamed {
+    async fn new(name: &str) -> Self {
+        let (ts, o, team) = edge(name).await;
+        let input = ts.dir.join("input.bin");
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&input, &data).unwrap();
+        let sealed = ts.dir.join("sealed.byok");
+        let s = Self {
+            ts,
+            o,
+            team,
+            data,
+            sealed,
+        };
+        let out = s.cli(&[
+            "encrypt",
+            "--org",
+            &s.o.id,
+            "--scope",
+            &s.team,
+            "--stream",
+            "--context",
+            "file=a",
+            input.to_str().unwrap(),
+            "-o",
+            s.sealed.to_str().unwrap(),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        s
+    }
+
+    fn cli(&self, args: &[&str]) -> Output {
+        std::process::Command::new(binary())
             .args(args)
-            .env("BYOK_SERVER", &server.url)
-            .env("BYOK_TOKEN", &o.service)
+            .env("BYOK_SERVER", &self.ts.url)
+            .env("BYOK_TOKEN", &self.o.service)
             .output()
             .unwrap()
-    };
-    let sealed = dir.join("sealed.byok");
-    let out = cli(&[
-        "encrypt",
-        "--org",
-        &o.id,
-        "--scope",
-        &team,
-        "--stream",
-        "--context",
-        "file=a",
-        input.to_str().unwrap(),
-        "-o",
-        sealed.to_str().unwrap(),
-    ]);
+    }
+
+    /// `byok decrypt` of the sealed file with `context`, to `out` if given.
+    fn decrypt(&self, context: &str, out: Option<&PathBuf>) -> Output {
+        let mut args = vec!["decrypt", "--org", &self.o.id, "--context", context];
+        args.push(self.sealed.to_str().unwrap());
+        if let Some(out) = out {
+            args.extend(["-o", out.to_str().unwrap()]);
+        }
+        self.cli(&args)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_streams_a_file_through_a_lease_and_opens_it() {
+    let s = Streamed::new("cli-stream").await;
+    let opened = s.ts.dir.join("opened.bin");
+    let out = s.decrypt("file=a", Some(&opened));
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let opened = dir.join("opened.bin");
-    let out = cli(&[
-        "decrypt",
-        "--org",
-        &o.id,
-        "--context",
-        "file=a",
-        sealed.to_str().unwrap(),
-        "-o",
-        opened.to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(std::fs::read(&opened).unwrap(), data);
-    // A wrong context fails with exit code 1 and leaves no output file.
-    let refused = dir.join("refused.bin");
-    let out = cli(&[
-        "decrypt",
-        "--org",
-        &o.id,
-        "--context",
-        "file=b",
-        sealed.to_str().unwrap(),
-        "-o",
-        refused.to_str().unwrap(),
-    ]);
+    assert_eq!(std::fs::read(&opened).unwrap(), s.data);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_fails_a_wrong_context_with_exit_1_and_no_output_file() {
+    let s = Streamed::new("cli-context").await;
+    let refused = s.ts.dir.join("refused.bin");
+    let out = s.decrypt("file=b", Some(&refused));
     assert_eq!(out.status.code(), Some(1));
     assert!(!refused.exists());
+}
 
-    // Paused: renewal is refused, and so is the CLI.
-    api.post(
-        &format!("/v1/orgs/{}/scopes/{team}/pause", o.id),
-        &o.admin,
-        &json!({}),
-    )
-    .await;
-    let (st, v) = api.post(&lease_path(&team), &o.service, &json!({})).await;
-    assert_eq!((st, code(&v).as_str()), (409, "scope_paused"), "{v}");
-    let out = cli(&[
-        "decrypt",
-        "--org",
-        &o.id,
-        "--context",
-        "file=a",
-        sealed.to_str().unwrap(),
-    ]);
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_scope_refuses_lease_renewal_and_the_cli_says_scope_paused() {
+    let s = Streamed::new("cli-paused").await;
+    assert_status(&s.o.act(&s.ts, &s.team, "pause", json!({})).await, 200);
+    let answer =
+        s.ts.post(&s.o.scope_path(&s.team, "lease"), &s.o.service, &json!({}))
+            .await;
+    assert_error(&answer, 409, "scope_paused");
+    let out = s.decrypt("file=a", None);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("scope_paused"));
-    drop(server);
-    let _ = std::fs::remove_dir_all(&dir);
 }

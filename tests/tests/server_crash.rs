@@ -4,10 +4,11 @@
 //! moved twice, the old version is gone, and the audit chain verifies.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use byok_tests::fixtures::{OrgSettings, TestServer, assert_error, assert_status};
+use byok_tests::server::Server;
 use byok_tests::server::field as s;
-use byok_tests::server::{Api, Server, temp_dir};
 use rand::RngExt;
 use serde_json::json;
 
@@ -15,123 +16,51 @@ const KEYS: usize = 100_000;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_during_rotation_rewrap_of_100k_data_keys() {
-    let dir = temp_dir("crash");
-    let data = dir.join("data");
-    let mut server = Server::start(&data, &[]);
-    let operator = server.operator_token.clone().unwrap();
-    let mut api = Api::new(&server.url);
-    let (_, v) = api
-        .post("/v1/orgs", &operator, &json!({ "name": "crash" }))
-        .await;
-    let (org, admin) = (s(&v, "id"), s(&v, "admin_token"));
-    let (_, v) = api
-        .post(
-            &format!("/v1/orgs/{org}/tokens"),
-            &admin,
-            &json!({ "role": "service", "name": "svc" }),
-        )
-        .await;
-    let service = s(&v, "token");
-    let (_, v) = api
-        .post(
-            &format!("/v1/orgs/{org}/scopes"),
-            &admin,
-            &json!({ "parent": org, "name": "team" }),
-        )
-        .await;
-    let team = s(&v, "id");
-    let (st, v) = api
-        .post(
-            &format!("/v1/orgs/{org}/scopes"),
-            &admin,
-            &json!({ "parent": team, "name": "thread" }),
-        )
-        .await;
-    assert_eq!(st, 201, "{v}");
-    let thread = s(&v, "id");
+    let mut ts = TestServer::start_with("crash", |data| Server::start(data, &[]));
+    let o = ts.org(OrgSettings::named("crash")).await;
+    let (org, admin) = (o.id.clone(), o.admin.clone());
+    let team = o.scope(&ts, &org, "team").await;
+    let thread = o.scope(&ts, &team, "thread").await;
 
     // 100 000 stored data keys under team v1.
     let mut keys: HashMap<String, String> = HashMap::with_capacity(KEYS);
     while keys.len() < KEYS {
-        let (st, v) = api
-            .post(
-                &format!("/v1/orgs/{org}/scopes/{team}/datakeys"),
-                &service,
-                &json!({ "count": 1000 }),
-            )
-            .await;
-        assert_eq!(st, 201, "{v}");
-        for k in v["keys"].as_array().unwrap() {
-            assert_eq!(k["version"], 1);
-            keys.insert(s(k, "id"), s(k, "key"));
+        for k in o.datakeys(&ts, &team, 1000).await {
+            assert_eq!(k.version, 1);
+            keys.insert(k.id, k.key);
         }
     }
     // Data under the child scope, whose key is wrapped under team v1 too.
-    let (_, v) = api
-        .post(
-            &format!("/v1/orgs/{org}/scopes/{thread}/encrypt"),
-            &service,
-            &json!({ "plaintext": "aGVsbG8=" }),
-        )
-        .await;
-    let thread_ct = s(&v, "ciphertext");
+    let thread_ct = o.seal(&ts, &thread, b"hello").await;
 
     // Rotate, then retire v1; kill -9 at random points while it runs, three times.
-    let (st, _) = api
-        .post(
-            &format!("/v1/orgs/{org}/scopes/{team}/rotate"),
-            &admin,
-            &json!({}),
-        )
-        .await;
-    assert_eq!(st, 200);
-    let (st, v) = api
-        .post(
-            &format!("/v1/orgs/{org}/scopes/{team}/retire"),
-            &admin,
-            &json!({ "version": 1 }),
-        )
-        .await;
-    assert_eq!(st, 202, "{v}");
+    assert_status(&o.act(&ts, &team, "rotate", json!({})).await, 200);
+    let retire = async |ts: &TestServer| o.act(ts, &team, "retire", json!({ "version": 1 })).await;
+    assert_status(&retire(&ts).await, 202);
     let mut rng = rand::rng();
     let mut kills_mid_job = 0;
     for _ in 0..3 {
+        // Real time on purpose: the kill must land at a random point of the running job.
         tokio::time::sleep(Duration::from_millis(rng.random_range(100..2500))).await;
-        let (_, job) = api.get(&format!("/v1/orgs/{org}/job"), &admin).await;
-        server.kill9();
+        let job = o.job(&ts).await;
+        ts.server.kill9();
         if !job.is_null() {
             kills_mid_job += 1;
             eprintln!("kill -9 during the job at {}/{}", job["done"], job["total"]);
         }
-        server.restart();
-        api = Api::new(&server.url);
+        ts.restart();
     }
     assert!(
         kills_mid_job >= 1,
         "at least one kill landed during the job"
     );
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let (st, job) = api.get(&format!("/v1/orgs/{org}/job"), &admin).await;
-        assert_eq!(st, 200);
-        if job.is_null() {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the job did not finish: {job}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    o.job_done_within(&ts, Duration::from_secs(120)).await;
 
     // Every key opens to the same bytes, now under v2.
     let ids: Vec<&String> = keys.keys().collect();
     for chunk in ids.chunks(1000) {
-        let (st, v) = api
-            .post(
-                &format!("/v1/orgs/{org}/datakeys/get"),
-                &service,
-                &json!({ "ids": chunk }),
-            )
-            .await;
-        assert_eq!(st, 200, "{v}");
+        let ids: Vec<String> = chunk.iter().map(|id| (*id).clone()).collect();
+        let v = assert_status(&o.get_datakeys(&ts, &ids).await, 200);
         for k in v["keys"].as_array().unwrap() {
             assert_eq!(k["version"], 2, "{k}");
             assert_eq!(
@@ -142,33 +71,17 @@ async fn kill_9_during_rotation_rewrap_of_100k_data_keys() {
             );
         }
     }
-    let (st, v) = api
-        .post(
-            &format!("/v1/orgs/{org}/decrypt"),
-            &service,
-            &json!({ "ciphertext": thread_ct }),
-        )
-        .await;
-    assert_eq!((st, s(&v, "plaintext")), (200, "aGVsbG8=".into()), "{v}");
-    // v1 is gone: retiring it again names an unknown version.
-    let (st, v) = api
-        .post(
-            &format!("/v1/orgs/{org}/scopes/{team}/retire"),
-            &admin,
-            &json!({ "version": 1 }),
-        )
-        .await;
-    assert_eq!(st, 404, "{v}");
-    let (_, v) = api
-        .get(&format!("/v1/orgs/{org}/audit/verify"), &admin)
-        .await;
-    assert_eq!(v["ok"], true, "{v}");
-    drop(server);
-
-    // In the database: exactly the keys created, all under v2, no v1 key version left.
-    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", data.join("byok.db").display()))
+    o.opens_in(&ts, &thread_ct, &json!({}), b"hello")
         .await
         .unwrap();
+    // v1 is gone: retiring it again names an unknown version.
+    assert_error(&retire(&ts).await, 404, "not_found");
+    let (_, v) = ts.get(&o.path("/audit/verify"), &admin).await;
+    assert_eq!(v["ok"], true, "{v}");
+    ts.server.kill9();
+
+    // In the database: exactly the keys created, all under v2, no v1 key version left.
+    let pool = ts.db(false).await;
     let rows: Vec<(i64, i64)> =
         sqlx::query_as("SELECT version, COUNT(*) FROM data_keys GROUP BY version")
             .fetch_all(&pool)
@@ -183,5 +96,4 @@ async fn kill_9_during_rotation_rewrap_of_100k_data_keys() {
             .unwrap();
     assert_eq!(v1, 0);
     pool.close().await;
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -7,184 +7,133 @@
 use std::time::Duration;
 
 use base64ct::{Base64, Encoding};
-use byok_tests::server::{Api, Server, binary, temp_dir};
-use byok_tests::server::{error_code as code, field as s};
+use byok_tests::fixtures::{OrgSettings, TestOrg, TestServer, assert_error, assert_status, now_ms};
+use byok_tests::server::{Api, binary, field as s};
 use serde_json::{Value, json};
 
+/// A server with org `acme` (unwrap cache TTL `ttl_ms`).
 struct Fixture {
-    server: Server,
-    api: Api,
-    org: String,
-    admin: String,
-    service: String,
+    ts: TestServer,
+    o: TestOrg,
 }
 
 async fn fixture(name: &str, ttl_ms: u64) -> Fixture {
-    let dir = temp_dir(name);
-    let server = Server::start(
-        &dir.join("data"),
-        &[("BYOK_KEY_HEALTH_INTERVAL_MS", "3600000")],
-    );
-    let operator = server.operator_token.clone().unwrap();
-    let api = Api::new(&server.url);
-    let (org, admin, service) = api.org_with_service(&operator, ttl_ms).await;
-    Fixture {
-        server,
-        api,
-        org,
-        admin,
-        service,
-    }
+    let ts = TestServer::start(name);
+    let o = ts
+        .org(OrgSettings::named("acme").cache_ttl_ms(ttl_ms))
+        .await;
+    Fixture { ts, o }
 }
 
 impl Fixture {
     async fn scope(&self, parent: &str, name: &str) -> String {
-        let (st, v) = self
-            .api
-            .post(
-                &format!("/v1/orgs/{}/scopes", self.org),
-                &self.admin,
-                &json!({ "parent": parent, "name": name }),
-            )
-            .await;
-        assert_eq!(st, 201, "{v}");
-        s(&v, "id")
+        self.o.scope(&self.ts, parent, name).await
     }
     async fn act(&self, scope: &str, action: &str, body: Value) -> (u16, Value) {
-        self.api
-            .post(
-                &format!("/v1/orgs/{}/scopes/{scope}/{action}", self.org),
-                &self.admin,
-                &body,
-            )
-            .await
+        self.o.act(&self.ts, scope, action, body).await
     }
     async fn encrypt(&self, scope: &str) -> String {
-        let (st, v) = self
-            .api
-            .post(
-                &format!("/v1/orgs/{}/scopes/{scope}/encrypt", self.org),
-                &self.service,
-                &json!({ "plaintext": Base64::encode_string(b"data") }),
-            )
-            .await;
-        assert_eq!(st, 200, "{v}");
-        s(&v, "ciphertext")
+        self.o.seal(&self.ts, scope, b"data").await
     }
     async fn decrypt(&self, ct: &str) -> (u16, Value) {
-        self.api
-            .post(
-                &format!("/v1/orgs/{}/decrypt", self.org),
-                &self.service,
-                &json!({ "ciphertext": ct }),
-            )
-            .await
+        self.o.decrypt(&self.ts, ct).await
     }
     async fn job(&self) -> Value {
-        self.api
-            .get(&format!("/v1/orgs/{}/job", self.org), &self.admin)
-            .await
-            .1
+        self.o.job(&self.ts).await
     }
     async fn job_done(&self) {
-        for _ in 0..100 {
-            if self.job().await.is_null() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("job still running: {}", self.job().await);
+        self.o.job_done(&self.ts).await;
+    }
+    /// Retires `version` of `scope`: accepted as a job.
+    async fn retire(&self, scope: &str, version: u32) {
+        let answer = self
+            .act(scope, "retire", json!({ "version": version }))
+            .await;
+        assert_status(&answer, 202);
+    }
+    /// A team with a thread below it (whose key is wrapped under the team's v1), the team
+    /// rotated to v2, the thread paused, and a retirement of the team's v1 waiting on the
+    /// thread, saying so. Returns (team, thread, a ciphertext under v1).
+    async fn retirement_waiting_on_a_pause(&self) -> (String, String, String) {
+        let team = self.scope(&self.o.id, "team").await;
+        let thread = self.scope(&team, "thread").await;
+        let sealed = self.encrypt(&team).await;
+        assert_status(&self.act(&team, "rotate", json!({})).await, 200);
+        assert_status(&self.act(&thread, "pause", json!({})).await, 200);
+        self.retire(&team, 1).await;
+        let job = self
+            .o
+            .job_reaches(&self.ts, &format!("waiting on paused scope {thread}"))
+            .await;
+        assert_eq!(job["waiting_on"], json!(thread), "{job}");
+        (team, thread, sealed)
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn retire_revoke_and_jobs_waiting_on_a_pause() {
+async fn a_retired_version_stops_opening_at_once_even_when_cached() {
     // A 10-minute TTL: everything below must hold without waiting for it.
-    let f = fixture("withdrawal-jobs", 600_000).await;
-    let team = f.scope(&f.org, "team").await;
-    let thread = f.scope(&team, "thread").await;
+    let f = fixture("withdrawal-retire", 600_000).await;
+    let team = f.scope(&f.o.id, "team").await;
     let old = f.encrypt(&team).await;
-    let (st, v) = f
-        .api
-        .post(
-            &format!("/v1/orgs/{}/scopes/{team}/datakeys", f.org),
-            &f.service,
-            &json!({ "count": 3 }),
-        )
-        .await;
-    assert_eq!(st, 201, "{v}");
+    f.o.datakeys(&f.ts, &team, 3).await;
     assert_eq!(f.decrypt(&old).await.0, 200, "cached now");
-
     // Retire v1: the cached key goes with it; decrypting with it is refused at once.
-    assert_eq!(f.act(&team, "rotate", json!({})).await.0, 200);
-    let (st, v) = f.act(&team, "retire", json!({ "version": 1 })).await;
-    assert_eq!(st, 202, "{v}");
+    assert_status(&f.act(&team, "rotate", json!({})).await, 200);
+    f.retire(&team, 1).await;
     f.job_done().await;
-    let (st, v) = f.decrypt(&old).await;
-    assert_eq!((st, code(&v).as_str()), (404, "not_found"), "{v}");
+    assert_error(&f.decrypt(&old).await, 404, "not_found");
+}
 
-    // A retirement whose work reaches a paused scope waits, and says on which: the thread's
-    // key is wrapped under the team's v2, and the thread is paused.
-    let older = f.encrypt(&team).await;
-    assert_eq!(f.act(&team, "rotate", json!({})).await.0, 200);
-    assert_eq!(f.act(&thread, "pause", json!({})).await.0, 200);
-    let (st, v) = f.act(&team, "retire", json!({ "version": 2 })).await;
-    assert_eq!(st, 202, "{v}");
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let job = f.job().await;
-    assert_eq!(
-        (job["status"].clone(), job["waiting_on"].clone()),
-        (
-            json!(format!("waiting on paused scope {thread}")),
-            json!(thread)
-        ),
-        "{job}"
-    );
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retirement_reaching_a_paused_scope_waits_naming_it_and_a_resume_runs_it() {
+    // The thread's key is wrapped under the team's v1, and the thread is paused.
+    let f = fixture("withdrawal-wait", 600_000).await;
+    let (_, thread, older) = f.retirement_waiting_on_a_pause().await;
     assert_eq!(
         f.decrypt(&older).await.0,
         200,
-        "v2 still live while the job waits"
+        "v1 still live while the job waits"
     );
     // The resume runs it at once (the periodic retry is an hour away).
-    assert_eq!(f.act(&thread, "resume", json!({})).await.0, 200);
+    assert_status(&f.act(&thread, "resume", json!({})).await, 200);
     f.job_done().await;
-    let (st, _) = f.decrypt(&older).await;
-    assert_eq!(st, 404, "v2 retired after the resume");
+    let answer = f.decrypt(&older).await;
+    assert_eq!(answer.0, 404, "v1 retired after the resume");
+    assert_error(&answer, 404, "not_found");
+}
 
-    // Revoke during a retirement waiting on the paused subtree: accepted, the job cancelled.
-    assert_eq!(f.act(&team, "rotate", json!({})).await.0, 200);
-    assert_eq!(f.act(&thread, "pause", json!({})).await.0, 200);
-    let (st, v) = f.act(&team, "retire", json!({ "version": 3 })).await;
-    assert_eq!(st, 202, "{v}");
-    tokio::time::sleep(Duration::from_millis(200)).await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoke_wins_over_a_retirement_waiting_on_a_pause_and_cancels_it() {
+    let f = fixture("withdrawal-revoke", 600_000).await;
+    let (team, thread, _) = f.retirement_waiting_on_a_pause().await;
     assert!(!f.job().await.is_null(), "waiting");
     let (st, v) = f.act(&team, "revoke", json!({ "confirm": team })).await;
     assert_eq!(st, 200, "revoke always wins: {v}");
     assert!(f.job().await.is_null(), "the job went with the subtree");
-    let (st, v) = f.act(&thread, "rotate", json!({})).await;
-    assert_eq!((st, code(&v).as_str()), (410, "scope_revoked"), "{v}");
+    assert_error(
+        &f.act(&thread, "rotate", json!({})).await,
+        410,
+        "scope_revoked",
+    );
     // Later retirements work.
-    let other = f.scope(&f.org, "other").await;
-    assert_eq!(f.act(&other, "rotate", json!({})).await.0, 200);
-    let (st, v) = f.act(&other, "retire", json!({ "version": 1 })).await;
-    assert_eq!(st, 202, "{v}");
+    let other = f.scope(&f.o.id, "other").await;
+    assert_status(&f.act(&other, "rotate", json!({})).await, 200);
+    f.retire(&other, 1).await;
     f.job_done().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn destroyed_keys_are_in_no_file() {
     let f = fixture("withdrawal-scrub", 600_000).await;
-    let team = f.scope(&f.org, "team").await;
+    let team = f.scope(&f.o.id, "team").await;
     let thread = f.scope(&team, "thread").await;
     f.encrypt(&thread).await;
-    let db = f.server.data_dir.join("byok.db");
-    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}?mode=ro", db.display()))
-        .await
-        .unwrap();
+    let pool = f.ts.db(true).await;
     let wrapped: Vec<Vec<u8>> = sqlx::query_scalar(
         "SELECT wrapped FROM scope_keys WHERE org_id = ? AND scope_id IN (?, ?)",
     )
-    .bind(&f.org)
+    .bind(&f.o.id)
     .bind(&team)
     .bind(&thread)
     .fetch_all(&pool)
@@ -192,11 +141,13 @@ async fn destroyed_keys_are_in_no_file() {
     .unwrap();
     pool.close().await;
     assert_eq!(wrapped.len(), 2);
-    let (st, v) = f.act(&team, "revoke", json!({ "confirm": team })).await;
-    assert_eq!(st, 200, "{v}");
+    assert_status(
+        &f.act(&team, "revoke", json!({ "confirm": team })).await,
+        200,
+    );
     // Every file of the data directory (database, WAL, shared memory), while the server runs.
     let mut scanned = 0;
-    for entry in std::fs::read_dir(&f.server.data_dir).unwrap() {
+    for entry in std::fs::read_dir(f.ts.data()).unwrap() {
         let path = entry.unwrap().path();
         let bytes = std::fs::read(&path).unwrap();
         for w in &wrapped {
@@ -213,24 +164,19 @@ async fn destroyed_keys_are_in_no_file() {
     assert!(scanned >= 2, "database and key file scanned");
 }
 
+/// Creates a token in `f`'s org with `body` as the admin: (id, secret, `expires_at`).
+async fn token(f: &Fixture, body: Value) -> (String, String, Option<i64>) {
+    let answer = f.ts.post(&f.o.path("/tokens"), &f.o.admin, &body).await;
+    let v = assert_status(&answer, 201);
+    (s(&v, "id"), s(&v, "token"), v["expires_at"].as_i64())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tokens_are_listed_revoked_expire_and_rotate() {
-    let mut f = fixture("withdrawal-tokens", 1000).await;
-    let tokens = format!("/v1/orgs/{}/tokens", f.org);
-    let (st, v) = f
-        .api
-        .post(
-            &tokens,
-            &f.admin,
-            &json!({ "role": "service", "name": "batch" }),
-        )
-        .await;
-    assert_eq!(st, 201, "{v}");
-    let (id, token) = (s(&v, "id"), s(&v, "token"));
-    let org_path = format!("/v1/orgs/{}", f.org);
-    assert_eq!(f.api.get(&org_path, &token).await.0, 200, "cached now");
-    let (st, list) = f.api.get(&tokens, &f.admin).await;
-    assert_eq!(st, 200, "{list}");
+async fn tokens_are_listed_with_name_role_and_last_use_but_never_the_secret() {
+    let f = fixture("withdrawal-token-list", 1000).await;
+    let (id, token, _) = token(&f, json!({ "role": "service", "name": "batch" })).await;
+    assert_status(&f.ts.get(&f.o.path(""), &token).await, 200);
+    let list = assert_status(&f.ts.get(&f.o.path("/tokens"), &f.o.admin).await, 200);
     let listed = list
         .as_array()
         .unwrap()
@@ -244,62 +190,85 @@ async fn tokens_are_listed_revoked_expire_and_rotate() {
     );
     assert!(listed["last_used_at"].is_i64(), "{listed}");
     assert!(!list.to_string().contains(&token), "never the secret");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_token_may_not_list_tokens() {
+    let f = fixture("withdrawal-token-role", 1000).await;
+    let answer = f.ts.get(&f.o.path("/tokens"), &f.o.service).await;
+    assert_error(&answer, 403, "forbidden");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_token_is_refused_at_once_and_after_a_restart() {
+    let mut f = fixture("withdrawal-token-revoke", 1000).await;
+    let (id, token, _) = token(&f, json!({ "role": "service", "name": "batch" })).await;
+    let org_path = f.o.path("");
+    assert_eq!(f.ts.get(&org_path, &token).await.0, 200, "cached now");
     // Revoked: the next request is 401, although it was authenticated a moment ago.
-    let (st, _) = f
-        .api
-        .raw("DELETE", &format!("{tokens}/{id}"), Some(&f.admin), None)
-        .await;
+    let one = f.o.path(&format!("/tokens/{id}"));
+    let (st, _) = f.ts.raw("DELETE", &one, Some(&f.o.admin), None).await;
     assert_eq!(st, 204);
-    let (st, v) = f.api.get(&org_path, &token).await;
-    assert_eq!((st, code(&v).as_str()), (401, "unauthenticated"), "{v}");
-    let (st, _) = f
-        .api
-        .raw("DELETE", &format!("{tokens}/{id}"), Some(&f.admin), None)
-        .await;
-    assert_eq!(st, 404, "gone");
-    // Expiry.
-    let (_, v) = f
-        .api
-        .post(
-            &tokens,
-            &f.admin,
-            &json!({ "role": "auditor", "name": "short", "expires_in_s": 1 }),
-        )
-        .await;
-    let short = s(&v, "token");
-    assert_eq!(f.api.get(&org_path, &short).await.0, 200);
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-    let (st, v) = f.api.get(&org_path, &short).await;
-    assert_eq!((st, code(&v).as_str()), (401, "unauthenticated"), "{v}");
-    // Another org's admin cannot list or revoke these.
-    let (st, _) = f.api.get(&tokens, &f.service).await;
-    assert_eq!(st, 403);
-    // The operator rotates its token: the old one stops at once.
-    let operator = f.server.operator_token.clone().unwrap();
-    let (st, v) = f.api.get("/v1/tokens", &operator).await;
-    assert_eq!((st, v.as_array().map(Vec::len)), (200, Some(1)), "{v}");
-    let (st, v) = f.api.post("/v1/tokens/rotate", &operator, &json!({})).await;
-    assert_eq!(st, 201, "{v}");
-    let fresh = s(&v, "token");
-    let (st, _) = f.api.get("/v1/tokens", &operator).await;
-    assert_eq!(st, 401, "the rotated token is dead");
-    assert_eq!(f.api.get("/v1/tokens", &fresh).await.0, 200);
+    assert_error(&f.ts.get(&org_path, &token).await, 401, "unauthenticated");
+    let answer = f.ts.raw("DELETE", &one, Some(&f.o.admin), None).await;
+    assert_eq!(answer.0, 404, "gone");
+    assert_error(&answer, 404, "not_found");
     // Revocations survive a restart.
-    f.server.restart();
-    f.api = Api::new(&f.server.url);
-    assert_eq!(f.api.get(&org_path, &token).await.0, 401);
-    assert_eq!(f.api.get("/v1/tokens", &operator).await.0, 401);
-    assert_eq!(f.api.get("/v1/tokens", &fresh).await.0, 200);
+    f.ts.restart();
+    assert_error(&f.ts.get(&org_path, &token).await, 401, "unauthenticated");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_expires_at_its_expiry_time() {
+    let f = fixture("withdrawal-token-expiry", 1000).await;
+    let body = json!({ "role": "auditor", "name": "short", "expires_in_s": 1 });
+    let issued_after = now_ms();
+    let (_, short, expires_at) = token(&f, body).await;
+    let issued_before = now_ms();
+    let expires_at = expires_at.expect("a token made with expires_in_s has expires_at");
+    assert!(
+        (issued_after + 1000..=issued_before + 1000).contains(&expires_at),
+        "expires_at {expires_at} is not issue time + 1 s ({issued_after}..={issued_before})"
+    );
+    let org_path = f.o.path("");
+    assert_eq!(f.ts.get(&org_path, &short).await.0, 200);
+    // The server reads the wall clock for token expiry and the shortest lifetime the API takes
+    // is one second: this waits for real time, to just past the expiry the server announced.
+    let left = u64::try_from(expires_at + 50 - now_ms()).unwrap_or(0);
+    tokio::time::sleep(Duration::from_millis(left)).await;
+    assert_error(&f.ts.get(&org_path, &short).await, 401, "unauthenticated");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_rotates_its_token_and_the_old_one_stops_at_once() {
+    let mut f = fixture("withdrawal-token-rotate", 1000).await;
+    let operator = f.ts.operator.clone();
+    let v = assert_status(&f.ts.get("/v1/tokens", &operator).await, 200);
+    assert_eq!(v.as_array().map(Vec::len), Some(1), "{v}");
+    let rotated = f.ts.post("/v1/tokens/rotate", &operator, &json!({})).await;
+    let fresh = s(&assert_status(&rotated, 201), "token");
+    let answer = f.ts.get("/v1/tokens", &operator).await;
+    assert_eq!(answer.0, 401, "the rotated token is dead");
+    assert_error(&answer, 401, "unauthenticated");
+    assert_eq!(f.ts.get("/v1/tokens", &fresh).await.0, 200);
+    // The rotation survives a restart.
+    f.ts.restart();
+    assert_error(
+        &f.ts.get("/v1/tokens", &operator).await,
+        401,
+        "unauthenticated",
+    );
+    assert_eq!(f.ts.get("/v1/tokens", &fresh).await.0, 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pause_racing_leases_and_decrypts_wins() {
     let f = fixture("withdrawal-race", 600_000).await;
-    let team = f.scope(&f.org, "team").await;
+    let team = f.scope(&f.o.id, "team").await;
     let ct = f.encrypt(&team).await;
     let http = reqwest::Client::new();
-    let lease_url = format!("{}/v1/orgs/{}/scopes/{team}/lease", f.server.url, f.org);
-    let decrypt_url = format!("{}/v1/orgs/{}/decrypt", f.server.url, f.org);
+    let lease_url = format!("{}{}", f.ts.url, f.o.scope_path(&team, "lease"));
+    let decrypt_url = format!("{}{}", f.ts.url, f.o.path("/decrypt"));
     let mut granted = Vec::new(); // request ids of leases that carried keys
     let mut late_decrypts = 0;
     const ROUNDS: usize = 300;
@@ -313,7 +282,7 @@ async fn a_pause_racing_leases_and_decrypts_wins() {
                 } else {
                     decrypt_url.clone()
                 },
-                f.service.clone(),
+                f.o.service.clone(),
             );
             let body = if i % 2 == 0 {
                 json!({})
@@ -338,11 +307,9 @@ async fn a_pause_racing_leases_and_decrypts_wins() {
         }
         // The pause lands in the middle of the burst.
         tokio::task::yield_now().await;
-        let (st, v) = f.act(&team, "pause", json!({})).await;
-        assert_eq!(st, 200, "{v}");
+        assert_status(&f.act(&team, "pause", json!({})).await, 200);
         // Anything sent after the pause answered is refused, without key material.
-        let (st, v) = f.decrypt(&ct).await;
-        assert_eq!((st, code(&v).as_str()), (409, "scope_paused"), "{v}");
+        assert_error(&f.decrypt(&ct).await, 409, "scope_paused");
         late_decrypts += 1;
         for t in tasks {
             let (lease, st, id, v) = t.await.unwrap();
@@ -353,31 +320,17 @@ async fn a_pause_racing_leases_and_decrypts_wins() {
                         granted.push((round, id));
                     }
                 }
-                409 => assert!(v.get("keys").is_none() && v.get("plaintext").is_none()),
+                409 => {
+                    assert!(v.get("keys").is_none() && v.get("plaintext").is_none());
+                    assert_error(&(st, v), 409, "scope_paused");
+                }
                 other => panic!("unexpected {other}: {v}"),
             }
         }
         assert_eq!(f.act(&team, "resume", json!({})).await.0, 200);
     }
     // The audit log orders every lease that carried keys before the pause of its round.
-    let mut rows = Vec::new();
-    let mut after = 0;
-    loop {
-        let (st, page) = f
-            .api
-            .get(
-                &format!("/v1/orgs/{}/audit?after={after}&limit=1000", f.org),
-                &f.admin,
-            )
-            .await;
-        assert_eq!(st, 200, "{page}");
-        let page = page.as_array().unwrap().clone();
-        if page.is_empty() {
-            break;
-        }
-        after = page.last().unwrap()["seq"].as_i64().unwrap();
-        rows.extend(page);
-    }
+    let rows = f.o.audit(&f.ts, &f.o.admin).await;
     let pauses: Vec<i64> = rows
         .iter()
         .filter(|r| r["event"]["type"] == "scope_paused")
@@ -405,9 +358,9 @@ async fn a_pause_racing_leases_and_decrypts_wins() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_managed_key_is_never_replaced() {
     let mut f = fixture("withdrawal-managed", 1000).await;
-    let ct = f.encrypt(&f.org).await;
-    f.server.kill9();
-    let data = f.server.data_dir.clone();
+    let ct = f.o.seal(&f.ts, &f.o.id, b"data").await;
+    f.ts.server.kill9();
+    let data = f.ts.data();
     let key = data.join("managed.key");
     let saved = data.with_extension("saved-key");
     std::fs::rename(&key, &saved).unwrap();
@@ -436,41 +389,31 @@ async fn a_missing_managed_key_is_never_replaced() {
     );
     // The right key back: everything opens.
     std::fs::rename(&saved, &key).unwrap();
-    f.server.restart();
-    f.api = Api::new(&f.server.url);
+    f.ts.restart();
     assert_eq!(f.decrypt(&ct).await.0, 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stored_data_keys_are_never_lost_to_a_retire_or_revoke_race() {
     let f = fixture("withdrawal-datakeys", 600_000).await;
-    let team = f.scope(&f.org, "team").await;
+    let team = f.scope(&f.o.id, "team").await;
     let child = f.scope(&team, "child").await;
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     // Creators store keys in the team (retired under them) and in the child (revoked under
     // them), as fast as they can.
     let mut creators = Vec::new();
     for i in 0..4 {
-        let (url, token, stop) = (f.server.url.clone(), f.service.clone(), stop.clone());
-        let (org, scope) = (
-            f.org.clone(),
-            if i % 2 == 0 {
-                team.clone()
-            } else {
-                child.clone()
-            },
-        );
+        let (api, o, stop) = (Api::new(&f.ts.url), f.o.clone(), stop.clone());
+        let scope = if i % 2 == 0 {
+            team.clone()
+        } else {
+            child.clone()
+        };
         creators.push(tokio::spawn(async move {
-            let api = Api::new(&url);
             let mut made = Vec::new();
+            let path = o.scope_path(&scope, "datakeys");
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let (st, v) = api
-                    .post(
-                        &format!("/v1/orgs/{org}/scopes/{scope}/datakeys"),
-                        &token,
-                        &json!({ "count": 20 }),
-                    )
-                    .await;
+                let (st, v) = api.post(&path, &o.service, &json!({ "count": 20 })).await;
                 match st {
                     201 => made.extend(
                         v["keys"]
@@ -479,7 +422,9 @@ async fn stored_data_keys_are_never_lost_to_a_retire_or_revoke_race() {
                             .iter()
                             .map(|k| (s(k, "id"), s(k, "scope"))),
                     ),
-                    404 | 409 | 410 => {}
+                    404 => drop(assert_error(&(st, v), 404, "not_found")),
+                    409 => drop(assert_error(&(st, v), 409, "scope_paused")),
+                    410 => drop(assert_error(&(st, v), 410, "scope_revoked")),
                     other => panic!("{other}: {v}"),
                 }
             }
@@ -488,13 +433,12 @@ async fn stored_data_keys_are_never_lost_to_a_retire_or_revoke_race() {
     }
     // Rotate and retire the team's old version, again and again, while keys land.
     for v in 1..=12u32 {
-        assert_eq!(f.act(&team, "rotate", json!({})).await.0, 200);
-        let (st, body) = f.act(&team, "retire", json!({ "version": v })).await;
-        assert_eq!(st, 202, "{body}");
+        assert_status(&f.act(&team, "rotate", json!({})).await, 200);
+        f.retire(&team, v).await;
         f.job_done().await;
         if v == 6 {
-            let (st, body) = f.act(&child, "revoke", json!({ "confirm": child })).await;
-            assert_eq!(st, 200, "{body}");
+            let confirm = json!({ "confirm": child });
+            assert_status(&f.act(&child, "revoke", confirm).await, 200);
         }
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -514,26 +458,15 @@ async fn stored_data_keys_are_never_lost_to_a_retire_or_revoke_race() {
         team_ids.len()
     );
     for chunk in team_ids.chunks(1000) {
-        let (st, v) = f
-            .api
-            .post(
-                &format!("/v1/orgs/{}/datakeys/get", f.org),
-                &f.service,
-                &json!({ "ids": chunk }),
-            )
-            .await;
-        assert_eq!(st, 200, "{v}");
+        assert_status(&f.o.get_datakeys(&f.ts, chunk).await, 200);
     }
     // The revoked child has no stored key left, whatever was in flight.
-    let db = f.server.data_dir.join("byok.db");
-    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}?mode=ro", db.display()))
-        .await
-        .unwrap();
+    let pool = f.ts.db(true).await;
     let (left, old): (i64, i64) = sqlx::query_as(
         "SELECT (SELECT COUNT(*) FROM data_keys WHERE org_id = ?1 AND scope_id = ?2), \
          (SELECT COUNT(*) FROM data_keys WHERE org_id = ?1 AND scope_id = ?3 AND version < 13)",
     )
-    .bind(&f.org)
+    .bind(&f.o.id)
     .bind(&child)
     .bind(&team)
     .fetch_one(&pool)
