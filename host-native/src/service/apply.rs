@@ -19,7 +19,7 @@ use byok_core::{KeyId, ScopeId};
 use serde_json::json;
 
 use super::{Result, Service, ServiceError, events};
-use crate::store::{self, Store, cmk_rows::CmkRow, data_keys::RetireJob};
+use crate::store::{self, Store, data_keys::RetireJob, keys::CmkRow};
 
 /// What a transition also writes, in its transaction: the host's own rows beside core's.
 pub(crate) enum Extra {

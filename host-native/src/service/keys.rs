@@ -1,113 +1,816 @@
-//! Unwrapped keys in memory, each until its org's `unwrap_cache_ttl` after the root it came from
-//! was unwrapped (0: never kept, so every use goes back to the root holder, a KMS call for a
-//! CMK). A child key never outlives the root it was resolved from, so the bound on how long the
-//! vendor can keep using a withdrawn root is one TTL, not one TTL per level. Pause, revoke,
-//! retirement and key changes evict at once; a KMS answer that says the key is gone or denied
-//! evicts the whole org. Keys are wiped when dropped (`ScopeKey` zeroizes).
+//! Customer master keys: attach (after live validation), list with health, set the default,
+//! disable with a re-encryption target, enable again, fall back to the managed key, and the
+//! root rewrap jobs these start. Only org root keys touch a KMS: O(1) calls per org, whatever
+//! the amount of data.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::collections::BTreeMap;
 
+use byok_core::kms::KmsError;
+use byok_core::kms::aws::KeyArn;
+use byok_core::kms::aws::policy::{
+    VendorConfig, key_policy_statement, role_policy, trust_policy_external_id,
+};
+use byok_core::kms::aws::sts::{RoleArn, new_external_id};
+use byok_core::kms::aws::validate::Validation;
+use byok_core::scope::{HolderId, HolderStatus, JobStep, Org, RootProof};
 use byok_core::{KeyId, ScopeId, ScopeKey};
+use serde::Serialize;
+use serde_json::{Value, json};
 
-struct Entry {
-    org: ScopeId,
-    key: Arc<ScopeKey>,
-    expires: Instant,
+use super::aws::KeyAccess;
+use super::{OrgCell, Result, Service, ServiceError};
+use crate::store::keys::{self, CmkRow};
+use crate::store::{self, audit, holder_name, parse_holder};
+
+/// One step of a validation report: core's type, so every host reports the same JSON.
+pub use byok_core::validate::StepReport as StepView;
+
+fn report(v: &Validation) -> Vec<StepView> {
+    byok_core::validate::report(v.report())
 }
 
-/// The cache.
-#[derive(Default)]
-pub struct KeyCache {
-    entries: Mutex<HashMap<KeyId, Entry>>,
+/// A key as the API lists it.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct KeyView {
+    /// `managed` or `cmk:N`.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// `managed` or `aws`.
+    pub r#type: String,
+    /// The key ARN (AWS), as DescribeKey returned it when the key was attached.
+    pub key_arn: Option<String>,
+    /// The alias ARN pasted when it was attached, if one was (display only: byok uses the key
+    /// ARN, so re-pointing the alias changes nothing).
+    pub alias_arn: Option<String>,
+    /// The role byok assumes, if any.
+    pub role_arn: Option<String>,
+    /// Whether it wraps the root key by default.
+    pub default: bool,
+    /// `pending` (its wrap is running), `ready` or `disabled`.
+    pub state: String,
+    /// Last health check: `ok`, or the error class (`key_disabled`, `access_denied`, ...).
+    pub health: Option<String>,
+    /// The health check's detail.
+    pub health_detail: Option<String>,
+    /// When it was checked (ms since the epoch).
+    pub health_at: Option<i64>,
 }
 
-impl KeyCache {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<KeyId, Entry>> {
-        // Entries are inserted and removed whole: a poisoned lock holds a consistent map.
-        self.entries.lock().unwrap_or_else(|p| p.into_inner())
-    }
+/// An org's keys, and whether the vendor can open its data without the customer's KMS.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct KeysView {
+    /// `true` while the managed key holds a copy of the root (managed mode, or a customer key
+    /// attached but not yet the default); `false` under BYOK: then byok cannot decrypt anything
+    /// of this org without a call to the customer's KMS.
+    pub vendor_can_decrypt: bool,
+    /// The managed key and every attached customer key.
+    pub keys: Vec<KeyView>,
+}
 
-    /// `key` and when it expires, if it has not yet.
-    pub fn get(&self, key: KeyId) -> Option<(Arc<ScopeKey>, Instant)> {
-        let mut map = self.lock();
-        match map.get(&key) {
-            Some(e) if Instant::now() < e.expires => Some((e.key.clone(), e.expires)),
-            Some(_) => {
-                map.remove(&key);
-                None
-            }
+/// A running re-encryption job.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct JobView {
+    /// What it does.
+    pub kind: String,
+    /// Steps done.
+    pub done: u64,
+    /// Steps in all.
+    pub total: u64,
+    /// `running`, or `waiting on paused scope ID`: a job never works on a paused scope's keys;
+    /// it continues as soon as that scope is resumed.
+    pub status: String,
+    /// The paused scope it waits on, if any.
+    pub waiting_on: Option<String>,
+}
+
+/// The policies to grant for a key.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct PolicyView {
+    /// The principal the key policy grants (byok's, or the role byok assumes).
+    pub principal: String,
+    /// Statements to add to the key's key policy.
+    #[schema(value_type = Object)]
+    pub key_policy_statements: Value,
+    /// With a role: its permissions policy.
+    #[schema(value_type = Object)]
+    pub role_policy: Option<Value>,
+    /// With a role: its trust policy (trusts byok's principal with this org's external id).
+    #[schema(value_type = Object)]
+    pub trust_policy: Option<Value>,
+    /// The org's external id.
+    pub external_id: String,
+}
+
+/// Whether a KMS error means the customer withdrew (the key is disabled, gone or pending
+/// deletion, or byok's access was removed), as opposed to an outage or throttling.
+pub fn is_denial(e: &KmsError) -> bool {
+    use byok_core::kms::KmsErrorKind as K;
+    matches!(
+        e.kind,
+        K::AccessDenied | K::KeyDisabled | K::KeyNotFound | K::KeyPendingDeletion
+    )
+}
+
+/// The stable name of a KMS error class (key health states and audit events use it).
+pub fn kind_code(e: &KmsError) -> &'static str {
+    e.kind.as_str()
+}
+
+impl Service {
+    /// How byok reaches attached key `n` of `org`.
+    pub(super) async fn access(&self, cell: &OrgCell, org: ScopeId, n: u32) -> Result<KeyAccess> {
+        let row = cell
+            .cmks
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&n)
+            .cloned()
+            .ok_or_else(|| ServiceError::NotFound(format!("key cmk:{n} not found")))?;
+        let arn = KeyArn::parse(&row.key_arn)
+            .map_err(|e| ServiceError::Store(store::StoreError::Corrupt(e.to_string())))?;
+        let role = match &row.role_arn {
+            Some(r) => Some(
+                RoleArn::parse(r)
+                    .map_err(|e| ServiceError::Store(store::StoreError::Corrupt(e.to_string())))?,
+            ),
             None => None,
+        };
+        Ok(KeyAccess {
+            arn,
+            role,
+            external_id: self.external_id(org).await?,
+        })
+    }
+
+    /// Stores a health check of key `n` and shows it in the org's key list.
+    async fn record_health(
+        &self,
+        cell: &OrgCell,
+        org: ScopeId,
+        n: u32,
+        health: String,
+        detail: Option<String>,
+    ) -> Result<()> {
+        let at = store::now_ms();
+        let mut w = self.store.write().await?;
+        keys::set_health(&mut w.tx, org, n, &health, detail.as_deref(), at).await?;
+        w.commit().await?;
+        if let Some(r) = cell
+            .cmks
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(&n)
+        {
+            r.health = Some(health);
+            r.health_detail = detail;
+            r.health_at = Some(at);
+        }
+        Ok(())
+    }
+
+    /// The org's external id, made on first use.
+    pub async fn external_id(&self, org: ScopeId) -> Result<String> {
+        if let Some(id) = keys::external_id(self.store.pool(), org).await? {
+            return Ok(id);
+        }
+        let fresh = new_external_id(&mut rand::rng());
+        let mut w = self.store.write().await?;
+        keys::set_external_id(&mut w.tx, org, &fresh).await?;
+        w.commit().await?;
+        // Another request may have set it first: read back what was stored.
+        keys::external_id(self.store.pool(), org)
+            .await?
+            .ok_or_else(|| ServiceError::Store(store::StoreError::Corrupt("external id".into())))
+    }
+
+    /// Records a KMS call in the audit log.
+    pub(super) async fn audit_kms(
+        &self,
+        org: ScopeId,
+        op: &str,
+        n: u32,
+        err: Option<&KmsError>,
+    ) -> Result<()> {
+        let event = match err {
+            None => json!({ "type": "kms_call", "op": op, "key": format!("cmk:{n}"), "ok": true }),
+            Some(e) => {
+                json!({ "type": "kms_call", "op": op, "key": format!("cmk:{n}"), "ok": false,
+                "error": kind_code(e), "provider_code": e.code })
+            }
+        };
+        let mut w = self.store.write().await?;
+        audit::append(&mut w.tx, org, store::now_ms(), &event).await?;
+        w.commit().await?;
+        Ok(())
+    }
+
+    /// After a KMS call on key `n`: audits it, and if the KMS said the key is gone or byok is
+    /// denied (disabled, not found, pending deletion, access denied), drops every cached key of
+    /// the org at once, not at TTL expiry, and records the key's health.
+    pub(super) async fn kms_answered(
+        &self,
+        cell: &OrgCell,
+        org: ScopeId,
+        n: u32,
+        op: &str,
+        err: Option<&KmsError>,
+    ) -> Result<()> {
+        self.audit_kms(org, op, n, err).await?;
+        if let Some(e) = err
+            && is_denial(e)
+        {
+            self.withdrawn(org, n, kind_code(e)).await?;
+            self.record_health(cell, org, n, kind_code(e).into(), Some(e.to_string()))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// The customer withdrew key `n` (as a KMS answer says): evict the org's keys, audited.
+    async fn withdrawn(&self, org: ScopeId, n: u32, why: &str) -> Result<()> {
+        self.cache.evict_org(org);
+        let mut w = self.store.write().await?;
+        audit::append(
+            &mut w.tx,
+            org,
+            store::now_ms(),
+            &json!({ "type": "cache_evicted", "key": format!("cmk:{n}"), "reason": why }),
+        )
+        .await?;
+        w.commit().await?;
+        Ok(())
+    }
+
+    /// Unwraps `holder`'s copy of every live root version at this moment: through the KMS for a
+    /// customer key (never from the cache), locally for the managed key.
+    async fn fresh_roots(
+        &self,
+        cell: &OrgCell,
+        org: &Org,
+        holder: HolderId,
+    ) -> Result<Vec<ScopeKey>> {
+        let mut out = Vec::new();
+        for v in org.root_versions() {
+            out.push(
+                self.unwrap_root_with(cell, org, holder, KeyId::new(org.id(), v))
+                    .await?,
+            );
+        }
+        Ok(out)
+    }
+
+    /// Wraps every live root version under customer key `n` (one KMS call each), with the roots
+    /// from the cache or the default holder: the copies a new or re-enabled key needs.
+    async fn wrap_roots(&self, cell: &OrgCell, org: &Org, n: u32) -> Result<Vec<(u32, Vec<u8>)>> {
+        let access = self.access(cell, org.id(), n).await?;
+        let mut copies = Vec::new();
+        for v in org.root_versions() {
+            let root = self.scope_key(cell, KeyId::new(org.id(), v)).await?;
+            let secret = root.duplicate_secret();
+            let answer = self
+                .aws
+                .encrypt(&org.id().to_string(), &access, &secret, v)
+                .await;
+            self.kms_answered(cell, org.id(), n, "Encrypt", answer.as_ref().err())
+                .await?;
+            copies.push((v, answer?));
+        }
+        Ok(copies)
+    }
+
+    /// The policies to grant for `key_arn` (and `role_arn`, if byok assumes one).
+    pub async fn policy(
+        &self,
+        org: ScopeId,
+        key_arn: &str,
+        role_arn: Option<&str>,
+    ) -> Result<PolicyView> {
+        self.org(org).await?;
+        let key = KeyArn::parse(key_arn).map_err(|e| ServiceError::Invalid(e.to_string()))?;
+        let role = match role_arn {
+            Some(r) => Some(RoleArn::parse(r).map_err(|e| ServiceError::Invalid(e.to_string()))?),
+            None => None,
+        };
+        let external_id = self.external_id(org).await?;
+        let org_hex = org.to_string();
+        let principal = role.as_ref().map_or_else(
+            || self.aws.principal().to_owned(),
+            |r| r.as_str().to_owned(),
+        );
+        let vendor = VendorConfig {
+            principal_arn: self.aws.principal().to_owned(),
+            issuer_host_path: String::new(),
+        };
+        Ok(PolicyView {
+            key_policy_statements: key_policy_statement(&principal, &org_hex),
+            role_policy: role.as_ref().map(|_| role_policy(&key, &org_hex)),
+            trust_policy: role
+                .as_ref()
+                .map(|_| trust_policy_external_id(&vendor, &external_id)),
+            principal,
+            external_id,
+        })
+    }
+
+    /// Runs the validation plan for a key as this org would use it.
+    pub async fn validate(
+        &self,
+        org: ScopeId,
+        key_arn: &str,
+        role_arn: Option<&str>,
+    ) -> Result<(bool, Vec<StepView>)> {
+        let (ok, steps, _) = self.validate_resolved(org, key_arn, role_arn).await?;
+        Ok((ok, steps))
+    }
+
+    /// [`Self::validate`], also returning the key ARN that DescribeKey gave (an alias resolved).
+    async fn validate_resolved(
+        &self,
+        org: ScopeId,
+        key_arn: &str,
+        role_arn: Option<&str>,
+    ) -> Result<(bool, Vec<StepView>, Option<String>)> {
+        self.org(org).await?;
+        let role = match role_arn {
+            Some(r) => Some(RoleArn::parse(r).map_err(|e| ServiceError::Invalid(e.to_string()))?),
+            None => None,
+        };
+        let external_id = self.external_id(org).await?;
+        let v = self
+            .aws
+            .validate(&org.to_string(), key_arn, role.as_ref(), &external_id)
+            .await;
+        Ok((v.ok(), report(&v), v.described_arn().map(str::to_owned)))
+    }
+
+    /// Runs the validation plan again for attached key `key` (`cmk:N`) and records the result
+    /// as its health.
+    pub async fn revalidate(&self, org: ScopeId, key: &str) -> Result<(bool, Vec<StepView>)> {
+        let HolderId::Cmk(n) = Self::holder(key)? else {
+            return Err(ServiceError::Invalid(
+                "the managed key needs no validation".into(),
+            ));
+        };
+        let cell = self.org(org).await?;
+        let row = cell
+            .cmks
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&n)
+            .cloned()
+            .ok_or_else(|| ServiceError::NotFound(format!("key cmk:{n} not found")))?;
+        let (ok, steps) = self
+            .validate(org, &row.key_arn, row.role_arn.as_deref())
+            .await?;
+        let failed = steps.iter().find(|s| s.outcome == "fail");
+        let (health, detail) = match failed {
+            None => ("ok".to_owned(), None),
+            Some(f) => (
+                "validation_failed".to_owned(),
+                Some(format!("{}: {}", f.step, f.detail)),
+            ),
+        };
+        self.record_health(&cell, org, n, health, detail).await?;
+        Ok((ok, steps))
+    }
+
+    /// Attaches an AWS key after validating it live. The key ARN that DescribeKey returned is
+    /// stored (an alias is kept for display only: re-pointing it must not orphan the copies).
+    /// The key wraps every live root version before anything is stored; if any KMS call fails,
+    /// nothing changes, now or later.
+    pub async fn add_key(
+        &self,
+        org: ScopeId,
+        name: &str,
+        key_arn: &str,
+        role_arn: Option<&str>,
+    ) -> Result<(KeyView, Vec<StepView>)> {
+        super::check_name(name)?;
+        let (ok, steps, resolved) = self.validate_resolved(org, key_arn, role_arn).await?;
+        if !ok {
+            return Err(ServiceError::Validation(steps));
+        }
+        let pasted = KeyArn::parse(key_arn).map_err(|e| ServiceError::Invalid(e.to_string()))?;
+        let resolved = resolved.ok_or_else(|| {
+            ServiceError::Invalid("the key's description did not name its key ARN".into())
+        })?;
+        let key = KeyArn::parse(&resolved)
+            .ok()
+            .filter(|k| {
+                k.partition == pasted.partition
+                    && k.region == pasted.region
+                    && k.account == pasted.account
+                    && k.to_key_id() == resolved
+            })
+            .ok_or_else(|| {
+                ServiceError::Invalid(format!(
+                    "the KMS described {key_arn} as {resolved:?}, which is not a key in the same account and region"
+                ))
+            })?;
+        let cell = self.org(org).await?;
+        let n = cell
+            .cmks
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .next_back()
+            .map_or(1, |n| n + 1);
+        let row = CmkRow {
+            n,
+            name: name.to_owned(),
+            key_arn: key.to_key_id(),
+            alias_arn: (pasted.to_key_id() != key.to_key_id()).then(|| pasted.to_key_id()),
+            role_arn: role_arn.map(str::to_owned),
+            created_at: store::now_ms(),
+            health: Some("ok".into()),
+            health_detail: None,
+            health_at: Some(store::now_ms()),
+        };
+        // The copies are made first, through a temporary entry for the new key's access.
+        cell.cmks
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(n, row.clone());
+        let copies = self.wrap_roots(&cell, &cell.snapshot(), n).await;
+        let copies = match copies {
+            Ok(c) => c,
+            Err(e) => {
+                cell.cmks
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&n);
+                return Err(e);
+            }
+        };
+        let attached = self
+            .transition_with(org, BTreeMap::new(), super::Extra::InsertCmk(row), |o| {
+                let mut effects = o.attach_cmk(n)?;
+                for (v, c) in copies {
+                    effects.extend(o.record_root_copy(HolderId::Cmk(n), v, c)?);
+                }
+                Ok(((), effects))
+            })
+            .await;
+        if let Err(e) = attached {
+            cell.cmks
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&n);
+            return Err(e);
+        }
+        let key = self
+            .keys(org)
+            .await?
+            .keys
+            .into_iter()
+            .find(|k| k.id == holder_name(HolderId::Cmk(n)))
+            .ok_or_else(|| ServiceError::NotFound("key".into()))?;
+        Ok((key, steps))
+    }
+
+    /// The org's keys: the managed key and every attached CMK, and whether the vendor can
+    /// decrypt without the customer's KMS.
+    pub async fn keys(&self, org: ScopeId) -> Result<KeysView> {
+        let cell = self.org(org).await?;
+        let snap = cell.snapshot();
+        let rows = cell.cmks.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let keys = snap
+            .holders()
+            .map(|h| {
+                let row = match h.id {
+                    HolderId::Cmk(n) => rows.get(&n),
+                    HolderId::Managed => None,
+                };
+                KeyView {
+                    id: holder_name(h.id),
+                    name: row.map_or_else(|| "managed".into(), |r| r.name.clone()),
+                    r#type: if row.is_some() { "aws" } else { "managed" }.into(),
+                    key_arn: row.map(|r| r.key_arn.clone()),
+                    role_arn: row.and_then(|r| r.role_arn.clone()),
+                    default: h.id == snap.default_holder(),
+                    state: match h.status {
+                        HolderStatus::Pending => "pending",
+                        HolderStatus::Ready => "ready",
+                        HolderStatus::Disabled => "disabled",
+                    }
+                    .into(),
+                    health: row.and_then(|r| r.health.clone()),
+                    health_detail: row.and_then(|r| r.health_detail.clone()),
+                    health_at: row.and_then(|r| r.health_at),
+                    alias_arn: row.and_then(|r| r.alias_arn.clone()),
+                }
+            })
+            .collect();
+        Ok(KeysView {
+            vendor_can_decrypt: snap.vendor_can_decrypt(),
+            keys,
+        })
+    }
+
+    fn holder(id: &str) -> Result<HolderId> {
+        parse_holder(id).ok_or_else(|| {
+            ServiceError::Invalid(format!("key id {id:?} is not `managed` or `cmk:N`"))
+        })
+    }
+
+    /// A proof that `holder`'s copies give back the org's roots, from an unwrap through its KMS
+    /// at this moment, compared with the roots from the current default holder.
+    async fn prove(&self, cell: &OrgCell, holder: HolderId) -> Result<RootProof> {
+        let snap = cell.snapshot();
+        let fresh = self.fresh_roots(cell, &snap, holder).await?;
+        let mut reference = Vec::with_capacity(fresh.len());
+        for k in &fresh {
+            let r = self.scope_key(cell, k.id()).await?;
+            reference.push(ScopeKey::new(r.id(), r.duplicate_secret()));
+        }
+        Ok(snap.prove_holder(holder, &fresh, &reference)?)
+    }
+
+    /// Makes `key` the default holder (it must hold every live root version).
+    ///
+    /// A customer key: its copies are unwrapped through its KMS now and compared with the root
+    /// (the proof), then the managed key's copies are destroyed in the same transaction (BYOK
+    /// is exclusive). The managed key: if it no longer holds the root (BYOK), the root is
+    /// unwrapped through the current default customer key now, never from the cache, so with
+    /// the grant removed this fails with the KMS error and changes nothing.
+    pub async fn set_default(&self, org: ScopeId, key: &str) -> Result<()> {
+        let h = Self::holder(key)?;
+        let cell = self.org(org).await?;
+        let snap = cell.snapshot();
+        if snap.default_holder() == h {
+            return Ok(());
+        }
+        match h {
+            HolderId::Cmk(_) => {
+                let proof = self.prove(&cell, h).await?;
+                self.transition(org, BTreeMap::new(), |o| {
+                    Ok(((), o.set_default(h, Some(&proof))?))
+                })
+                .await
+            }
+            HolderId::Managed if snap.vendor_can_decrypt() => {
+                self.transition(org, BTreeMap::new(), |o| Ok(((), o.set_default(h, None)?)))
+                    .await
+            }
+            HolderId::Managed => {
+                let roots = self
+                    .fresh_roots(&cell, &snap, snap.default_holder())
+                    .await?;
+                let managed = &self.managed;
+                self.transition(org, BTreeMap::new(), |o| {
+                    Ok((
+                        (),
+                        o.make_managed_default(managed, &roots, &mut rand::rng())?,
+                    ))
+                })
+                .await
+            }
         }
     }
 
-    /// Keeps `key` of `org` until `expires` (nothing is kept if that is now or past).
-    pub fn put(&self, org: ScopeId, key: Arc<ScopeKey>, expires: Instant) {
-        if expires > Instant::now() {
-            self.lock().insert(key.id(), Entry { org, key, expires });
+    /// Disables `key`; `target` (ready) keeps the root copies, and becomes the default if `key`
+    /// was (proven as for [`Self::set_default`]). The disabled key's copies are destroyed.
+    pub async fn disable(&self, org: ScopeId, key: &str, target: &str) -> Result<()> {
+        let (h, t) = (Self::holder(key)?, Self::holder(target)?);
+        let cell = self.org(org).await?;
+        let proof = match t {
+            HolderId::Cmk(_) if cell.snapshot().default_holder() == h => {
+                Some(self.prove(&cell, t).await?)
+            }
+            _ => None,
+        };
+        self.transition(org, BTreeMap::new(), |o| {
+            let mut effects = Vec::new();
+            if o.default_holder() == h {
+                effects.extend(o.set_default(t, proof.as_ref())?);
+            }
+            effects.extend(o.disable(h, t)?);
+            Ok(((), effects))
+        })
+        .await
+    }
+
+    /// Enables a disabled customer key again: it wraps every live root version first, and only
+    /// if every KMS call succeeded is it enabled, with its copies, in one transaction. A refused
+    /// call changes nothing, now or later (no pending job is left behind).
+    ///
+    /// `managed` is refused: under BYOK the way back to the managed key is `set_default` or
+    /// `disable_all`, which unwrap through the customer's KMS at that moment; in managed mode
+    /// the managed key is the default and always enabled.
+    pub async fn enable(&self, org: ScopeId, key: &str) -> Result<()> {
+        let h = Self::holder(key)?;
+        let HolderId::Cmk(n) = h else {
+            return Err(ServiceError::Invalid(
+                "only customer keys (cmk:N) are enabled; to go back to the managed key, make it the default or disable all customer keys".into(),
+            ));
+        };
+        let cell = self.org(org).await?;
+        let snap = cell.snapshot();
+        let status = snap
+            .holders()
+            .find(|x| x.id == h)
+            .map(|x| x.status)
+            .ok_or_else(|| ServiceError::NotFound(format!("key {key} not found")))?;
+        if status != HolderStatus::Disabled {
+            return Ok(());
+        }
+        if snap.job().is_some() {
+            return Err(ServiceError::Scope(
+                byok_core::scope::ScopeError::JobRunning,
+            ));
+        }
+        let copies = self.wrap_roots(&cell, &snap, n).await?;
+        self.transition(org, BTreeMap::new(), |o| {
+            let mut effects = o.reenable(h)?;
+            for (v, c) in copies {
+                effects.extend(o.record_root_copy(h, v, c)?);
+            }
+            Ok(((), effects))
+        })
+        .await
+    }
+
+    /// Falls back to the managed key: it wraps every live root version and every CMK is
+    /// disabled. Under BYOK the roots are unwrapped through the default customer key at this
+    /// moment, never from the cache: with the grant removed this fails and changes nothing.
+    pub async fn disable_all(&self, org: ScopeId) -> Result<()> {
+        let cell = self.org(org).await?;
+        let snap = cell.snapshot();
+        let roots = self
+            .fresh_roots(&cell, &snap, snap.default_holder())
+            .await?;
+        let managed = &self.managed;
+        self.transition(org, BTreeMap::new(), |o| {
+            Ok(((), o.disable_all(managed, &roots, &mut rand::rng())?))
+        })
+        .await
+    }
+
+    /// Runs the org's re-encryption job to its end, one step per transaction, so that a crash
+    /// resumes at the step it stopped at.
+    pub async fn run_job(&self, org: ScopeId) -> Result<()> {
+        let cell = self.org(org).await?;
+        // One runner per org: if another is at it (the periodic retry, a retirement), it
+        // finishes the job; progress shows in `job()`.
+        let Ok(_runner) = cell.job_runner.try_lock() else {
+            return Ok(());
+        };
+        self.run_job_steps(org).await
+    }
+
+    /// The steps of [`Self::run_job`], for a caller that already is the org's runner.
+    pub(super) async fn run_job_steps(&self, org: ScopeId) -> Result<()> {
+        let cell = self.org(org).await?;
+        loop {
+            let snap = cell.snapshot();
+            let Some(step) = snap.job().and_then(|j| j.next_batch(1).first().cloned()) else {
+                return Ok(());
+            };
+            // Never on a paused scope's keys: wait for the resume, which runs the job again.
+            if let Some(by) = snap.job_waiting_on() {
+                tracing::info!(org = %org, paused = %by, "job waits on a paused scope");
+                return Ok(());
+            }
+            match step {
+                JobStep::WrapRoot { holder, version } => {
+                    let root = self.scope_key(&cell, KeyId::new(org, version)).await?;
+                    let wrapped = match holder {
+                        HolderId::Managed => {
+                            snap.wrap_root_managed(&self.managed, &root, &mut rand::rng())?
+                        }
+                        HolderId::Cmk(n) => {
+                            let access = self.access(&cell, org, n).await?;
+                            let secret = byok_core::SecretBytes::from_bytes(
+                                &mut root.expose_secret().clone(),
+                            );
+                            let answer = self
+                                .aws
+                                .encrypt(&org.to_string(), &access, &secret, version)
+                                .await;
+                            self.kms_answered(&cell, org, n, "Encrypt", answer.as_ref().err())
+                                .await?;
+                            answer?
+                        }
+                    };
+                    self.transition(org, BTreeMap::new(), |o| {
+                        Ok(((), o.record_root_copy(holder, version, wrapped)?))
+                    })
+                    .await?;
+                }
+                JobStep::Rewrap { from, to, .. } => {
+                    let (f, t) = (
+                        self.scope_key(&cell, from).await?,
+                        self.scope_key(&cell, to).await?,
+                    );
+                    self.transition(org, BTreeMap::new(), |o| {
+                        Ok(((), o.rewrap_child(&step, &f, &t, &mut rand::rng())?))
+                    })
+                    .await?;
+                }
+            }
         }
     }
 
-    /// Drops every key of `scopes`.
-    pub fn evict(&self, scopes: &HashSet<ScopeId>) {
-        self.lock().retain(|k, _| !scopes.contains(&k.scope));
-    }
-
-    /// Drops one key version.
-    pub fn evict_key(&self, key: KeyId) {
-        self.lock().remove(&key);
-    }
-
-    /// Drops every key of `org`.
-    pub fn evict_org(&self, org: ScopeId) {
-        self.lock().retain(|_, e| e.org != org);
-    }
-
-    /// Keys held (for metrics).
-    pub fn len(&self) -> usize {
-        self.lock().len()
-    }
-
-    /// Whether no key is held.
-    pub fn is_empty(&self) -> bool {
-        self.lock().is_empty()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::time::Duration;
-
-    fn key(scope: u8, version: u32) -> Arc<ScopeKey> {
-        Arc::new(ScopeKey::new(
-            KeyId::new(ScopeId::from_bytes([scope; 16]), version),
-            byok_core::SecretBytes::from_bytes(&mut [scope; 32]),
-        ))
-    }
-
-    #[test]
-    fn entries_expire_evict_by_key_and_by_org() {
-        let cache = KeyCache::default();
-        let (a, b) = (ScopeId::from_bytes([1; 16]), ScopeId::from_bytes([9; 16]));
-        let later = Instant::now() + Duration::from_secs(60);
-        cache.put(a, key(1, 1), later);
-        cache.put(a, key(2, 1), later);
-        cache.put(b, key(9, 1), later);
-        cache.put(a, key(3, 1), Instant::now());
-        assert_eq!(cache.len(), 3, "an entry already expired is not kept");
-        cache.evict_key(KeyId::new(ScopeId::from_bytes([2; 16]), 1));
-        assert!(
-            cache
-                .get(KeyId::new(ScopeId::from_bytes([2; 16]), 1))
-                .is_none()
+    /// The org's running job: what it is for, and steps done of total.
+    pub async fn job(&self, org: ScopeId) -> Result<Option<JobView>> {
+        let cell = self.org(org).await?;
+        let snap = cell.snapshot();
+        let waiting_on = snap.job_waiting_on().map(|s| s.to_string());
+        let status = waiting_on.as_ref().map_or_else(
+            || "running".to_owned(),
+            |s| format!("waiting on paused scope {s}"),
         );
-        cache.evict_org(a);
-        assert!(cache.get(KeyId::new(a, 1)).is_none());
-        assert!(
-            cache.get(KeyId::new(b, 1)).is_some(),
-            "other orgs keep theirs"
-        );
+        if let Some(r) = self.retire_progress(org).await? {
+            return Ok(Some(JobView {
+                kind: format!("retire {}: rewrap data keys", KeyId::new(r.scope, r.from)),
+                done: r.done,
+                total: r.total,
+                status,
+                waiting_on,
+            }));
+        }
+        Ok(snap.job().map(|j| {
+            let (done, total) = j.progress();
+            JobView {
+                kind: match &j.kind {
+                    byok_core::scope::JobKind::WrapHolder(h) => {
+                        format!("wrap root with {}", holder_name(*h))
+                    }
+                    byok_core::scope::JobKind::WrapRoot(v) => format!("wrap root version {v}"),
+                    byok_core::scope::JobKind::RetireVersion(k) => format!("retire {k}"),
+                },
+                done: u64::try_from(done).unwrap_or(u64::MAX),
+                total: u64::try_from(total).unwrap_or(u64::MAX),
+                status: status.clone(),
+                waiting_on: waiting_on.clone(),
+            }
+        }))
+    }
+
+    /// Resumes every org's unfinished job (after a restart).
+    pub async fn resume_jobs(&self) -> Result<usize> {
+        let mut resumed = 0;
+        for org in store::org_rows::org_ids(self.store.pool()).await? {
+            let cell = self.org(org).await?;
+            if cell.snapshot().job().is_some() {
+                tracing::info!(org = %org, "resuming re-encryption job");
+                if let Err(e) = self.run_job(org).await {
+                    tracing::warn!(org = %org, error = ?e, "job could not finish; it resumes on the next start");
+                }
+                resumed += 1;
+            }
+        }
+        Ok(resumed)
+    }
+
+    /// Describes every attached, enabled key of every org and records its health.
+    pub async fn check_health(&self) -> Result<()> {
+        for org in store::org_rows::org_ids(self.store.pool()).await? {
+            self.check_health_of(org).await?;
+        }
+        Ok(())
+    }
+
+    /// Describes the org's attached, enabled keys and records their health.
+    pub async fn check_health_of(&self, org: ScopeId) -> Result<()> {
+        {
+            let cell = self.org(org).await?;
+            let snap: std::sync::Arc<Org> = cell.snapshot();
+            let enabled: Vec<u32> = snap
+                .holders()
+                .filter(|h| h.status != HolderStatus::Disabled)
+                .filter_map(|h| match h.id {
+                    HolderId::Cmk(n) => Some(n),
+                    HolderId::Managed => None,
+                })
+                .collect();
+            for n in enabled {
+                let access = self.access(&cell, org, n).await?;
+                let described = self.aws.describe(&org.to_string(), &access).await;
+                let denied = match &described {
+                    Ok(meta) => meta.state != "Enabled",
+                    Err(e) => is_denial(e),
+                };
+                let (health, detail) = match described {
+                    Ok(meta) if meta.state == "Enabled" => ("ok".to_owned(), None),
+                    Ok(meta) if meta.state == "PendingDeletion" => (
+                        "key_pending_deletion".into(),
+                        Some(format!("{} is pending deletion", meta.arn)),
+                    ),
+                    Ok(meta) => (
+                        "key_disabled".into(),
+                        Some(format!("{} is {}", meta.arn, meta.state)),
+                    ),
+                    Err(e) => (kind_code(&e).into(), Some(e.to_string())),
+                };
+                if denied {
+                    // The customer withdrew: nothing cached outlives the answer.
+                    self.withdrawn(org, n, &health).await?;
+                }
+                self.record_health(&cell, org, n, health, detail).await?;
+            }
+        }
+        Ok(())
     }
 }

@@ -11,7 +11,7 @@ use byok_core::scope::{
 use byok_core::{KeyId, ScopeId};
 use serde_json::Value;
 
-use super::{Result, Store, StoreError, cmk_rows::CmkRow, data_keys::RetireJob};
+use super::{Result, Store, StoreError, data_keys::RetireJob, keys::CmkRow};
 
 /// Rows of one store (orgs are told apart by the scopes' ids; tests use one org).
 #[derive(Default)]

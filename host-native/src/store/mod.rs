@@ -7,15 +7,15 @@
 //!   of the machine.
 //! - `secure_delete = ON`: a destroyed wrapped key (revoke, retire, disabled CMK) is overwritten
 //!   in the database file, not left in a free page.
-//! - After every commit that destroys keys, a truncating checkpoint ([`Store::scrub`]): in WAL
+//! - After every commit that destroys keys, a truncating checkpoint ([`Database::scrub`]): in WAL
 //!   mode the old pages would otherwise live on in `byok.db-wal` until the next checkpoint.
 //!   `journal_size_limit = 0` keeps the log from growing back with old pages in between.
-//! - `foreign_keys = ON`, and one writer at a time ([`Store::write`]): SQLite has one writer
+//! - `foreign_keys = ON`, and one writer at a time ([`Database::write`]): SQLite has one writer
 //!   anyway; taking turns in-process avoids `SQLITE_BUSY` instead of retrying it.
 
 pub mod audit;
-pub mod cmk_rows;
 pub mod data_keys;
+pub mod keys;
 #[cfg(test)]
 pub mod memory;
 pub mod org_rows;
@@ -77,7 +77,7 @@ pub fn now_ms() -> i64 {
 /// What a transition writes, one call per effect: the storage half of the contract between
 /// core and the host. The effect executor (`service/apply.rs`) maps each effect of a committed
 /// transition to these calls, inside one transaction, and nothing else writes an org's keys. SQLite
-/// implements it on its write transaction ([`WriteTx`]); tests use [`memory::MemoryStore`]; a
+/// implements it on its write transaction ([`WriteTx`]); tests use `memory::MemoryStore`; a
 /// second database implements the same calls.
 ///
 /// A call that does not fit the stored rows (a state change of an unknown scope, destroying a
@@ -139,7 +139,7 @@ pub trait Store {
     /// Stores the running job (`None`: no job).
     async fn set_job(&mut self, org: ScopeId, job: Option<&RewrapJob>) -> Result<()>;
     /// Inserts an attached customer key's row (its ARN, name, role).
-    async fn insert_cmk(&mut self, org: ScopeId, row: &cmk_rows::CmkRow) -> Result<()>;
+    async fn insert_cmk(&mut self, org: ScopeId, row: &keys::CmkRow) -> Result<()>;
     /// Starts the host's part of a retirement: the stored data keys to move.
     async fn start_retirement(
         &mut self,

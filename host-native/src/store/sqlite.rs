@@ -4,7 +4,7 @@ use byok_core::scope::{HolderId, HolderStatus, RewrapJob, ScopeState};
 use byok_core::{KeyId, ScopeId};
 use serde_json::Value;
 
-use super::{Result, Store, WriteTx, audit, cmk_rows, data_keys, org_rows};
+use super::{Result, Store, WriteTx, audit, data_keys, keys, org_rows};
 
 impl Store for WriteTx {
     async fn create_scope(
@@ -79,8 +79,8 @@ impl Store for WriteTx {
         org_rows::set_job(&mut self.tx, org, job).await
     }
 
-    async fn insert_cmk(&mut self, org: ScopeId, row: &cmk_rows::CmkRow) -> Result<()> {
-        cmk_rows::insert(&mut self.tx, org, row).await
+    async fn insert_cmk(&mut self, org: ScopeId, row: &keys::CmkRow) -> Result<()> {
+        keys::insert(&mut self.tx, org, row).await
     }
 
     async fn start_retirement(

@@ -1,0 +1,58 @@
+//! Why a service operation failed, sorted by whose fault it is; the API maps each to one
+//! [`byok_core::ApiCode`].
+
+use byok_core::Error as CoreError;
+use byok_core::scope::ScopeError;
+
+use crate::store::StoreError;
+
+use super::StepView;
+
+/// Why an operation failed. The API maps each to a status and a stable code.
+#[derive(Debug)]
+pub enum ServiceError {
+    /// No such org, scope or key visible to the caller (other orgs' included: same answer).
+    NotFound(String),
+    /// The scope rules refused (paused, revoked, confirmation, ...).
+    Scope(ScopeError),
+    /// A ciphertext or wrapped key did not open, or is malformed.
+    Crypto(CoreError),
+    /// The request is invalid; the message says how.
+    Invalid(String),
+    /// Storage failed (logged with the request id; callers see `internal`).
+    Store(StoreError),
+    /// A customer's KMS refused or failed.
+    Kms(byok_core::kms::KmsError),
+    /// Key validation failed: nothing was changed; the report says which step and the fix.
+    Validation(Vec<StepView>),
+}
+
+impl From<byok_core::kms::KmsError> for ServiceError {
+    fn from(e: byok_core::kms::KmsError) -> Self {
+        Self::Kms(e)
+    }
+}
+
+impl From<StoreError> for ServiceError {
+    fn from(e: StoreError) -> Self {
+        Self::Store(e)
+    }
+}
+
+impl From<CoreError> for ServiceError {
+    fn from(e: CoreError) -> Self {
+        match e {
+            CoreError::Scope(s) => Self::Scope(s),
+            other => Self::Crypto(other),
+        }
+    }
+}
+
+impl From<ScopeError> for ServiceError {
+    fn from(e: ScopeError) -> Self {
+        Self::Scope(e)
+    }
+}
+
+/// A service result.
+pub type Result<T> = std::result::Result<T, ServiceError>;

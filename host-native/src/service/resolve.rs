@@ -1,0 +1,143 @@
+//! From a key id to the key: the cache, or the root key (unwrapped from its holder, a KMS call
+//! for a customer key) and the wrapped keys down the tree. The scope's state and the version's
+//! liveness are checked on every call, cached or not.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use byok_core::scope::{Org, ScopeError};
+use byok_core::{KeyId, ScopeId, ScopeKey};
+use serde_json::json;
+
+use super::org_cell::OrgCell;
+use super::{Result, Service, ServiceError};
+use crate::store::{self, audit};
+
+impl Service {
+    /// Resolves `key` of `org`: from the cache, or from the root key down (unwrapping the root
+    /// if needed). The scope's effective state and the version's liveness are checked on every
+    /// call, cached or not. A resolved child key is cached only until its root expires.
+    pub async fn scope_key(&self, cell: &OrgCell, key: KeyId) -> Result<Arc<ScopeKey>> {
+        let snap = cell.snapshot();
+        check_live(&snap, key)?;
+        let ttl = cell.ttl();
+        if let Some((k, _)) = self.cache.get(key) {
+            self.metrics.cache_hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(k);
+        }
+        self.metrics.cache_misses.fetch_add(1, Ordering::Relaxed);
+        let org = snap.id();
+        let root_id = snap.root_of(key)?;
+        let (root, expires) = match self.cache.get(root_id) {
+            Some(r) => r,
+            // Nothing is cached: no one to wait for.
+            None if ttl.is_zero() => (
+                Arc::new(self.unwrap_root(cell, &snap, root_id).await?),
+                std::time::Instant::now(),
+            ),
+            None => {
+                let _turn = cell.unwrap_turn.lock().await;
+                match self.cache.get(root_id) {
+                    Some(r) => r,
+                    None => {
+                        let r = Arc::new(self.unwrap_root(cell, &snap, root_id).await?);
+                        let expires = std::time::Instant::now() + ttl;
+                        self.cache.put(org, r.clone(), expires);
+                        (r, expires)
+                    }
+                }
+            }
+        };
+        if root_id == key {
+            return Ok(root);
+        }
+        let k = Arc::new(snap.resolve(key, &root)?);
+        self.cache.put(org, k.clone(), expires);
+        Ok(k)
+    }
+
+    /// The newest key of `scope` in `org`, resolved (its effective state checked).
+    pub(crate) async fn current_key(
+        &self,
+        org: ScopeId,
+        scope: ScopeId,
+    ) -> Result<(Arc<OrgCell>, Arc<ScopeKey>)> {
+        let cell = self.org(org).await?;
+        let snap = cell.snapshot();
+        if snap.scope(scope).is_none() {
+            return Err(ServiceError::NotFound("scope not found".into()));
+        }
+        // Paused or revoked: the typed error naming the scope that decided it.
+        snap.check_usable(scope)?;
+        let key_id = snap.current_key_id(scope)?;
+        let key = self.scope_key(&cell, key_id).await?;
+        Ok((cell, key))
+    }
+
+    /// Opens root version `root.version` from the default holder (the managed key locally, a
+    /// CMK through its KMS), and records it in the audit log: every unwrap is an event.
+    pub(super) async fn unwrap_root(
+        &self,
+        cell: &OrgCell,
+        org: &Org,
+        root: KeyId,
+    ) -> Result<ScopeKey> {
+        self.unwrap_root_with(cell, org, org.default_holder(), root)
+            .await
+    }
+
+    /// Opens root version `root.version` from `holder`'s copy, at this moment (a KMS call for a
+    /// CMK, never the cache), audited like every unwrap.
+    pub(super) async fn unwrap_root_with(
+        &self,
+        cell: &OrgCell,
+        org: &Org,
+        holder: byok_core::scope::HolderId,
+        root: KeyId,
+    ) -> Result<ScopeKey> {
+        let (key, event) = match holder {
+            byok_core::scope::HolderId::Managed => (
+                org.unwrap_root_managed(&self.managed, root.version)?,
+                json!({ "type": "root_unwrapped", "holder": "managed", "version": root.version }),
+            ),
+            byok_core::scope::HolderId::Cmk(n) => {
+                let copy = org
+                    .holders()
+                    .find(|h| h.id == holder)
+                    .and_then(|h| h.copies.get(&root.version))
+                    .cloned()
+                    .ok_or(ServiceError::Scope(ScopeError::HolderNotReady(holder)))?;
+                let access = self.access(cell, org.id(), n).await?;
+                let answer = self
+                    .aws
+                    .decrypt(&org.id().to_string(), &access, &copy, root.version)
+                    .await;
+                self.kms_answered(cell, org.id(), n, "Decrypt", answer.as_ref().err())
+                    .await?;
+                let secret = answer?;
+                (
+                    ScopeKey::new(root, secret),
+                    json!({ "type": "root_unwrapped", "holder": store::holder_name(holder), "version": root.version }),
+                )
+            }
+        };
+        self.metrics.root_unwraps.fetch_add(1, Ordering::Relaxed);
+        let mut w = self.store.write().await?;
+        audit::append(&mut w.tx, org.id(), store::now_ms(), &event).await?;
+        w.commit().await?;
+        Ok(key)
+    }
+}
+
+/// `key`'s scope is usable (not paused or revoked, nor under such a scope) and its version is
+/// live (not retired).
+pub(super) fn check_live(org: &Org, key: KeyId) -> Result<()> {
+    let scope = org
+        .scope(key.scope)
+        .ok_or_else(|| ServiceError::NotFound("scope not found".into()))?;
+    org.check_usable(key.scope)?;
+    if !scope.versions.contains_key(&key.version) {
+        return Err(ServiceError::Scope(ScopeError::UnknownVersion(key)));
+    }
+    Ok(())
+}
