@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Load benchmark of `byok serve`: encrypt and decrypt of 1 KiB over HTTP on loopback with wrk,
+# Load benchmark of `byok serve` beside its HTTP floor (the same stack without tokens, crypto or
+# audit; host-native/examples/http_floor.rs), cells interleaved in one run: encrypt and decrypt
+# of 1 KiB over HTTP on loopback with wrk,
 # with the org's root key in a customer key (moto's KMS, signatures checked) and cached for the
 # unwrap TTL. Counts the KMS calls made during each run: they must follow the TTL, not traffic.
 #
 #   ./scripts/bench-server.sh                 # 60 s per run
 #   BYOK_BENCH_SECONDS=10 ./scripts/bench-server.sh
+#   BYOK_BENCH_ROUNDS=3 ./scripts/bench-server.sh     # rounds of interleaved floor/byok cells
 #
 # Installs wrk (Debian) if missing; uses the test command's venv for moto. Traffic goes only to
 # 127.0.0.1, for a bounded time.
@@ -16,6 +19,7 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$CACHE/target}
 SECONDS_PER_RUN=${BYOK_BENCH_SECONDS:-60}
 CONNECTIONS=${BYOK_BENCH_CONNECTIONS:-64}
 TTL_MS=${BYOK_BENCH_TTL_MS:-10000}
+ROUNDS=${BYOK_BENCH_ROUNDS:-2}
 
 . scripts/lib/toolchain.sh
 ensure_toolchain
@@ -24,11 +28,11 @@ ensure_venv
 if ! command -v wrk >/dev/null; then
   (apt-get update -qq && apt-get install -y -qq wrk) >/dev/null
 fi
-cargo build --release -p byok-server --locked -q
+cargo build --release -p byok-server --bin byok --example http_floor --locked -q
 BYOK="$CARGO_TARGET_DIR/release/byok"
 
 WORK=$(mktemp -d)
-cleanup() { kill "${SERVER_PID:-}" "${MOTO_PID:-}" 2>/dev/null || true; rm -rf "$WORK"; }
+cleanup() { kill "${SERVER_PID:-}" "${MOTO_PID:-}" "${FLOOR_PID:-}" 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT
 free_port() { "$VENV/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
@@ -84,15 +88,29 @@ end
 EOF
 kms_calls() { curl -s "$BYOK_SERVER/metrics" | awk '/^byok_kms_calls_total /{print $2}'; }
 
-echo "byok $("$BYOK" --version | cut -d' ' -f2), $(nproc) cores, wrk -t2 -c$CONNECTIONS -d${SECONDS_PER_RUN}s, unwrap TTL ${TTL_MS} ms, 1 KiB plaintext"
-echo "| op | req/s | p50 ms | p99 ms | errors | non-2xx | KMS calls in run |"
-echo "|---|---|---|---|---|---|---|"
-for op in encrypt decrypt; do
-  if [ "$op" = encrypt ]; then URL="$BYOK_SERVER/v1/orgs/$ORG/scopes/$SCOPE/encrypt"; else URL="$BYOK_SERVER/v1/orgs/$ORG/decrypt"; fi
-  before=$(kms_calls)
-  out=$(BENCH_TOKEN=$SERVICE BENCH_BODY="$WORK/$op.json" wrk -t2 -c"$CONNECTIONS" -d"${SECONDS_PER_RUN}s" --latency -s "$WORK/post.lua" "$URL")
-  after=$(kms_calls)
-  line=$(echo "$out" | grep '^RESULT')
-  get() { echo "$line" | tr ' ' '\n' | awk -F= -v k="$1" '$1==k{print $2}'; }
-  echo "| $op | $(get rps) | $(get p50_ms) | $(get p99_ms) | $(get errors) | $(get non2xx) | $((after - before)) |"
+FLOOR_PORT=$(free_port)
+"$CARGO_TARGET_DIR/release/examples/http_floor" "127.0.0.1:$FLOOR_PORT" >"$WORK/floor.out" 2>&1 &
+FLOOR_PID=$!
+for _ in $(seq 100); do grep -q "listening" "$WORK/floor.out" 2>/dev/null && break; sleep 0.1; done
+FLOOR="http://127.0.0.1:$FLOOR_PORT"
+
+# One cell: wrk against URL with BODY; prints the RESULT line.
+cell() { BENCH_TOKEN=$SERVICE BENCH_BODY="$WORK/$2.json" wrk -t2 -c"$CONNECTIONS" -d"${SECONDS_PER_RUN}s" --latency -s "$WORK/post.lua" "$1" | grep '^RESULT'; }
+get() { echo "$1" | tr ' ' '\n' | awk -F= -v k="$2" '$1==k{print $2}'; }
+
+echo "byok $("$BYOK" --version | cut -d' ' -f2), $(nproc) cores, wrk -t2 -c$CONNECTIONS -d${SECONDS_PER_RUN}s, unwrap TTL ${TTL_MS} ms, 1 KiB plaintext, $ROUNDS rounds"
+echo "floor: the same axum/tokio/serde stack doing the same JSON and base64 work, no token, crypto or audit (host-native/examples/http_floor.rs); cells interleaved"
+echo "| round | op | server | req/s | p50 ms | p99 ms | errors | non-2xx | KMS calls in run |"
+echo "|---|---|---|---|---|---|---|---|---|"
+for round in $(seq "$ROUNDS"); do
+  for op in encrypt decrypt; do
+    if [ "$op" = encrypt ]; then P="/v1/orgs/$ORG/scopes/$SCOPE/encrypt"; else P="/v1/orgs/$ORG/decrypt"; fi
+    for server in floor byok; do
+      if [ "$server" = floor ]; then BASE=$FLOOR; else BASE=$BYOK_SERVER; fi
+      before=$(kms_calls)
+      line=$(cell "$BASE$P" "$op")
+      after=$(kms_calls)
+      echo "| $round | $op | $server | $(get "$line" rps) | $(get "$line" p50_ms) | $(get "$line" p99_ms) | $(get "$line" errors) | $(get "$line" non2xx) | $((after - before)) |"
+    done
+  done
 done

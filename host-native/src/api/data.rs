@@ -122,7 +122,7 @@ pub async fn encrypt(
     );
     let ct = s
         .service
-        .encrypt(org, scope, &plaintext, &req.context)
+        .encrypt(org, scope, &plaintext, req.context)
         .await?;
     Ok(Json(EncryptResponse {
         ciphertext: byok_core::format::armor::encode(&ct),
@@ -144,7 +144,7 @@ pub async fn decrypt(
     let org = parse_id(&org, "org")?;
     caller.require(org, &[Role::Service])?;
     let ct = armor_decode(&req.ciphertext, "ciphertext")?;
-    let pt = Zeroizing::new(s.service.decrypt(org, &ct, &req.context).await?);
+    let pt = Zeroizing::new(s.service.decrypt(org, &ct, req.context).await?);
     Ok(Json(DecryptResponse {
         plaintext: Base64::encode_string(&pt),
     }))
@@ -165,7 +165,7 @@ pub async fn datakey(
     let org = parse_id(&org, "org")?;
     caller.require(org, &[Role::Service])?;
     let scope = parse_id(&scope, "scope")?;
-    let out = s.service.datakey(org, scope, &req.context).await?;
+    let out = s.service.datakey(org, scope, req.context).await?;
     Ok(Json(DataKeyResponse {
         key: Base64::encode_string(out.key.expose_secret()),
         wrapped: byok_core::format::armor::encode(&out.wrapped),
@@ -188,10 +188,7 @@ pub async fn unwrap_datakey(
     let org = parse_id(&org, "org")?;
     caller.require(org, &[Role::Service])?;
     let wrapped = armor_decode(&req.wrapped, "wrapped")?;
-    let key = s
-        .service
-        .unwrap_datakey(org, &wrapped, &req.context)
-        .await?;
+    let key = s.service.unwrap_datakey(org, &wrapped, req.context).await?;
     Ok(Json(UnwrapResponse {
         key: Base64::encode_string(key.expose_secret()),
     }))

@@ -96,15 +96,14 @@ pub fn openapi_json() -> String {
 }
 
 async fn request_id(req: Request, next: Next) -> Response {
-    let mut raw = [0u8; 8];
-    rand_core::Rng::fill_bytes(&mut rand::rng(), &mut raw);
-    let id: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+    let id = format!("{:016x}", rand_core::Rng::next_u64(&mut rand::rng()));
     let method = req.method().clone();
-    let path = req
+    // An `Arc<str>` inside: no copy of the route per request.
+    let route = req
         .extensions()
         .get::<axum::extract::MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".into());
+        .cloned();
+    let path = route.as_ref().map_or("unmatched", |p| p.as_str());
     let started = std::time::Instant::now();
     let mut resp = REQUEST_ID.scope(id.clone(), next.run(req)).await;
     let status = resp.status().as_u16();

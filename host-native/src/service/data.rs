@@ -28,13 +28,24 @@ pub struct DataKeyOut {
 }
 
 /// A caller's context, checked by core's caller rules ([`byok_core::context`]).
-fn context(pairs: &BTreeMap<String, String>) -> Result<Context> {
-    Context::from_caller(pairs.clone()).map_err(|e| ServiceError::Invalid(e.to_string()))
+fn context(pairs: BTreeMap<String, String>) -> Result<Context> {
+    Context::from_caller(pairs).map_err(|e| ServiceError::Invalid(e.to_string()))
 }
 
 /// A caller's data key context: theirs plus the reserved `byok:purpose = data-key`.
-fn data_key_context(pairs: &BTreeMap<String, String>) -> Result<Context> {
-    Context::caller_data_key(pairs.clone()).map_err(|e| ServiceError::Invalid(e.to_string()))
+fn data_key_context(pairs: BTreeMap<String, String>) -> Result<Context> {
+    Context::caller_data_key(pairs).map_err(|e| ServiceError::Invalid(e.to_string()))
+}
+
+/// A ciphertext or wrapped key of another org names a scope this org does not have: the same
+/// answer as for an unknown scope, so nothing about other orgs can be inferred.
+fn check_in_org(cell: &super::OrgCell, scope: ScopeId, what: &str) -> Result<()> {
+    if cell.snapshot().scope(scope).is_none() {
+        return Err(ServiceError::NotFound(format!(
+            "the {what}'s scope is not in this organization"
+        )));
+    }
+    Ok(())
 }
 
 impl Service {
@@ -44,7 +55,7 @@ impl Service {
         org: ScopeId,
         scope: ScopeId,
         plaintext: &[u8],
-        ctx: &BTreeMap<String, String>,
+        ctx: BTreeMap<String, String>,
     ) -> Result<Vec<u8>> {
         if plaintext.len() > MAX_PLAINTEXT {
             return Err(ServiceError::Invalid(format!(
@@ -52,8 +63,8 @@ impl Service {
             )));
         }
         let ctx = context(ctx)?;
-        let (cell, key) = self.current_key(org, scope).await?;
-        let _admitted = self.admit(&cell, &[key.id()]).await?;
+        let cell = self.org(org).await?;
+        let (key, _admitted) = self.admitted_current_key(&cell, scope).await?;
         let out = Envelope::<byok_core::DefaultBackend>::encrypt(
             &key,
             &ctx,
@@ -69,20 +80,13 @@ impl Service {
         &self,
         org: ScopeId,
         ciphertext: &[u8],
-        ctx: &BTreeMap<String, String>,
+        ctx: BTreeMap<String, String>,
     ) -> Result<Vec<u8>> {
         let ctx = context(ctx)?;
         let (header, _) = Header::parse(ciphertext)?;
         let cell = self.org(org).await?;
-        // A ciphertext of another org names a scope this org does not have: the same answer
-        // as for an unknown scope, so nothing about other orgs can be inferred.
-        if cell.snapshot().scope(header.key.scope).is_none() {
-            return Err(ServiceError::NotFound(
-                "the ciphertext's scope is not in this organization".into(),
-            ));
-        }
-        let key = self.scope_key(&cell, header.key).await?;
-        let _admitted = self.admit(&cell, &[header.key]).await?;
+        check_in_org(&cell, header.key.scope, "ciphertext")?;
+        let (key, _admitted) = self.admitted_key(&cell, header.key).await?;
         let out = Envelope::<byok_core::DefaultBackend>::decrypt(&key, &ctx, ciphertext)?;
         self.metrics.decrypts.fetch_add(1, Ordering::Relaxed);
         Ok(out)
@@ -93,12 +97,12 @@ impl Service {
         &self,
         org: ScopeId,
         scope: ScopeId,
-        ctx: &BTreeMap<String, String>,
+        ctx: BTreeMap<String, String>,
     ) -> Result<DataKeyOut> {
         let ctx = data_key_context(ctx)?;
-        let (cell, key) = self.current_key(org, scope).await?;
+        let cell = self.org(org).await?;
+        let (key, _admitted) = self.admitted_current_key(&cell, scope).await?;
         let key_id = key.id();
-        let _admitted = self.admit(&cell, &[key_id]).await?;
         let (dk, wrapped) =
             Envelope::<byok_core::DefaultBackend>::generate_data_key(&key, &ctx, &mut rand::rng())?;
         self.metrics.datakeys.fetch_add(1, Ordering::Relaxed);
@@ -114,18 +118,13 @@ impl Service {
         &self,
         org: ScopeId,
         wrapped: &[u8],
-        ctx: &BTreeMap<String, String>,
+        ctx: BTreeMap<String, String>,
     ) -> Result<DataKey> {
         let ctx = data_key_context(ctx)?;
         let (header, _) = Header::parse(wrapped)?;
         let cell = self.org(org).await?;
-        if cell.snapshot().scope(header.key.scope).is_none() {
-            return Err(ServiceError::NotFound(
-                "the wrapped key's scope is not in this organization".into(),
-            ));
-        }
-        let key = self.scope_key(&cell, header.key).await?;
-        let _admitted = self.admit(&cell, &[header.key]).await?;
+        check_in_org(&cell, header.key.scope, "wrapped key")?;
+        let (key, _admitted) = self.admitted_key(&cell, header.key).await?;
         let dk = Envelope::<byok_core::DefaultBackend>::unwrap_data_key(&key, &ctx, wrapped)?;
         self.metrics.datakeys.fetch_add(1, Ordering::Relaxed);
         Ok(dk)

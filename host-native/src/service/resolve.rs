@@ -14,6 +14,46 @@ use super::{Result, Service, ServiceError};
 use crate::store::{self, audit};
 
 impl Service {
+    /// Key `key` of the org in `cell`, admitted for a data operation: the guard (see
+    /// [`Self::admit`]) is held, and the scope's state and the version were checked once, on
+    /// the state it keeps published. The common case (the key is cached) takes one check and
+    /// no await but the gate's; otherwise the key is resolved first (a KMS call may be made, so
+    /// no gate is held meanwhile) and then admitted.
+    pub(crate) async fn admitted_key<'a>(
+        &self,
+        cell: &'a OrgCell,
+        key: KeyId,
+    ) -> Result<(Arc<ScopeKey>, tokio::sync::RwLockReadGuard<'a, ()>)> {
+        {
+            let guard = cell.gate.read().await;
+            check_live(&cell.snapshot(), key)?;
+            if let Some((k, _)) = self.cache.get(key) {
+                self.metrics.cache_hits.fetch_add(1, Ordering::Relaxed);
+                return Ok((k, guard));
+            }
+        }
+        let k = self.scope_key(cell, key).await?;
+        let guard = self.admit(cell, &[key]).await?;
+        Ok((k, guard))
+    }
+
+    /// The newest key of `scope`, admitted as by [`Self::admitted_key`]: an unknown scope is
+    /// `not found`, a paused or revoked one the typed error naming the scope that decided it.
+    pub(crate) async fn admitted_current_key<'a>(
+        &self,
+        cell: &'a OrgCell,
+        scope: ScopeId,
+    ) -> Result<(Arc<ScopeKey>, tokio::sync::RwLockReadGuard<'a, ()>)> {
+        let key = {
+            let snap = cell.snapshot();
+            if snap.scope(scope).is_none() {
+                return Err(ServiceError::NotFound("scope not found".into()));
+            }
+            snap.current_key_id(scope)?
+        };
+        self.admitted_key(cell, key).await
+    }
+
     /// Resolves `key` of `org`: from the cache, or from the root key down (unwrapping the root
     /// if needed). The scope's effective state and the version's liveness are checked on every
     /// call, cached or not. A resolved child key is cached only until its root expires.
@@ -140,4 +180,48 @@ pub(super) fn check_live(org: &Org, key: KeyId) -> Result<()> {
         return Err(ServiceError::Scope(ScopeError::UnknownVersion(key)));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::time::{Duration, Instant};
+
+    use byok_core::scope::{ScopeError, managed_key};
+    use byok_core::{ScopeId, SecretBytes};
+
+    use super::super::aws::AwsSettings;
+    use super::super::{Service, ServiceError};
+    use crate::store::Database;
+
+    /// A resolve that checked the scope before a pause can put its key in the cache after the
+    /// pause evicted it. The data path checks the published state on a cache hit too, so that
+    /// key opens nothing.
+    #[tokio::test]
+    async fn a_key_cached_after_a_pause_opens_nothing() {
+        let db = Database::open("sqlite::memory:").await.unwrap();
+        let managed = managed_key(SecretBytes::random(&mut rand::rng()), 1);
+        let svc =
+            Service::new(db, managed, Duration::from_secs(60), AwsSettings::default()).unwrap();
+        let (org, _) = svc.create_org("org", None, None).await.unwrap();
+        let team = svc.create_scope(org, org, "team").await.unwrap();
+        let team = ScopeId::parse_hex(&team.id).unwrap();
+        let ct = svc
+            .encrypt(org, team, b"secret", BTreeMap::new())
+            .await
+            .unwrap();
+        let cell = svc.org(org).await.unwrap();
+        let key = svc
+            .scope_key(&cell, cell.snapshot().current_key_id(team).unwrap())
+            .await
+            .unwrap();
+        svc.pause(org, team).await.unwrap();
+        assert_eq!(svc.cache().len(), 1, "the pause evicted the team's key");
+        // The late resolve puts it back.
+        svc.cache()
+            .put(org, key, Instant::now() + Duration::from_secs(60));
+        let paused = |r: Result<Vec<u8>, ServiceError>| matches!(r, Err(ServiceError::Scope(ScopeError::Paused { by, .. })) if by == team);
+        assert!(paused(svc.encrypt(org, team, b"x", BTreeMap::new()).await));
+        assert!(paused(svc.decrypt(org, &ct, BTreeMap::new()).await));
+    }
 }
