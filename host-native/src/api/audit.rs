@@ -5,7 +5,7 @@ use axum::extract::{Path, Query, State};
 use serde::Deserialize;
 
 use super::AppState;
-use super::auth::{Caller, parse_id};
+use super::auth::Caller;
 use super::error::{ApiError, ErrorBody};
 use crate::store::{AuditRow, Role, Verification};
 
@@ -32,8 +32,7 @@ pub async fn read(
     Path(org): Path<String>,
     Query(page): Query<Page>,
 ) -> Result<Json<Vec<AuditRow>>, ApiError> {
-    let org = parse_id(&org, "org")?;
-    caller.require(org, &[Role::Auditor, Role::Admin])?;
+    let org = caller.org(&org, &[Role::Auditor, Role::Admin])?;
     let rows = s
         .service
         .audit(
@@ -55,7 +54,6 @@ pub async fn verify(
     caller: Caller,
     Path(org): Path<String>,
 ) -> Result<Json<Verification>, ApiError> {
-    let org = parse_id(&org, "org")?;
-    caller.require(org, &[Role::Auditor, Role::Admin])?;
+    let org = caller.org(&org, &[Role::Auditor, Role::Admin])?;
     Ok(Json(s.service.verify_audit(org).await?))
 }
