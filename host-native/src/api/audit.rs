@@ -9,6 +9,9 @@ use super::auth::Caller;
 use super::error::{ApiError, ErrorBody};
 use crate::store::{AuditRow, Role, Verification};
 
+/// Who may read and verify the log.
+const READERS: &[Role] = &[Role::Auditor, Role::Admin];
+
 /// Paging through the log.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -32,7 +35,7 @@ pub async fn read(
     Path(org): Path<String>,
     Query(page): Query<Page>,
 ) -> Result<Json<Vec<AuditRow>>, ApiError> {
-    let org = caller.org(&org, &[Role::Auditor, Role::Admin])?;
+    let org = caller.org(&org, READERS)?;
     let rows = s
         .service
         .audit(
@@ -54,6 +57,6 @@ pub async fn verify(
     caller: Caller,
     Path(org): Path<String>,
 ) -> Result<Json<Verification>, ApiError> {
-    let org = caller.org(&org, &[Role::Auditor, Role::Admin])?;
+    let org = caller.org(&org, READERS)?;
     Ok(Json(s.service.verify_audit(org).await?))
 }

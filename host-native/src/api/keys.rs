@@ -13,6 +13,9 @@ use super::error::{ApiError, ErrorBody};
 use crate::service::{JobView, KeyView, KeysView, PolicyView, StepView};
 use crate::store::Role;
 
+/// Who may list the keys and follow the job; every other key call is the admin's.
+const READERS: &[Role] = &[Role::Admin, Role::Auditor];
+
 /// Attaches a key.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -84,8 +87,7 @@ pub async fn list(
     caller: Caller,
     Path(org): Path<String>,
 ) -> Result<Json<KeysView>, ApiError> {
-    let org = caller.org(&org, &[Role::Admin, Role::Auditor])?;
-    Ok(Json(s.service.keys(org).await?))
+    Ok(Json(s.service.keys(caller.org(&org, READERS)?).await?))
 }
 
 /// Attach an AWS key (admin). Validated live first; nothing changes if a step fails (422,
@@ -250,8 +252,7 @@ pub async fn job(
     caller: Caller,
     Path(org): Path<String>,
 ) -> Result<Json<Option<JobView>>, ApiError> {
-    let org = caller.org(&org, &[Role::Admin, Role::Auditor])?;
-    Ok(Json(s.service.job(org).await?))
+    Ok(Json(s.service.job(caller.org(&org, READERS)?).await?))
 }
 
 /// Validate an attached key again, live, and record the result as its health (admin).
