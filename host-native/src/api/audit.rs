@@ -5,9 +5,12 @@ use axum::extract::{Path, Query, State};
 use serde::Deserialize;
 
 use super::AppState;
-use super::auth::{Caller, parse_id};
+use super::auth::Caller;
 use super::error::{ApiError, ErrorBody};
 use crate::store::{AuditRow, Role, Verification};
+
+/// Who may read and verify the log.
+const READERS: &[Role] = &[Role::Auditor, Role::Admin];
 
 /// Paging through the log.
 #[derive(Deserialize)]
@@ -32,8 +35,7 @@ pub async fn read(
     Path(org): Path<String>,
     Query(page): Query<Page>,
 ) -> Result<Json<Vec<AuditRow>>, ApiError> {
-    let org = parse_id(&org, "org")?;
-    caller.require(org, &[Role::Auditor, Role::Admin])?;
+    let org = caller.org(&org, READERS)?;
     let rows = s
         .service
         .audit(
@@ -55,7 +57,6 @@ pub async fn verify(
     caller: Caller,
     Path(org): Path<String>,
 ) -> Result<Json<Verification>, ApiError> {
-    let org = parse_id(&org, "org")?;
-    caller.require(org, &[Role::Auditor, Role::Admin])?;
+    let org = caller.org(&org, READERS)?;
     Ok(Json(s.service.verify_audit(org).await?))
 }

@@ -45,6 +45,14 @@ impl Caller {
         }
         Ok(())
     }
+
+    /// Parses `org` from the path ([`parse_id`]) and checks that the caller may act on it with
+    /// one of `roles` ([`Caller::require`]): how every handler under `/v1/orgs/{org}` begins.
+    pub fn org(&self, org: &str, roles: &[Role]) -> Result<ScopeId, ApiError> {
+        let org = parse_id(org, "org")?;
+        self.require(org, roles)?;
+        Ok(org)
+    }
 }
 
 impl FromRequestParts<AppState> for Caller {

@@ -8,10 +8,13 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::AppState;
-use super::auth::{ApiJson, Caller, parse_id};
+use super::auth::{ApiJson, Caller};
 use super::error::{ApiError, ErrorBody};
 use crate::service::{JobView, KeyView, KeysView, PolicyView, StepView};
 use crate::store::Role;
+
+/// Who may list the keys and follow the job; every other key call is the admin's.
+const READERS: &[Role] = &[Role::Admin, Role::Auditor];
 
 /// Attaches a key.
 #[derive(Deserialize, ToSchema)]
@@ -74,12 +77,6 @@ pub struct PolicyQuery {
     pub role_arn: Option<String>,
 }
 
-fn admin(caller: &Caller, org: &str) -> Result<byok_core::ScopeId, ApiError> {
-    let org = parse_id(org, "org")?;
-    caller.require(org, &[Role::Admin])?;
-    Ok(org)
-}
-
 /// List the org's keys with state and health (admin, auditor).
 #[utoipa::path(get, path = "/v1/orgs/{org}/keys", tag = "keys",
     params(("org" = String, Path, description = "org id (32 hex digits)", pattern = "^[0-9a-fA-F]{32}$")),
@@ -90,9 +87,7 @@ pub async fn list(
     caller: Caller,
     Path(org): Path<String>,
 ) -> Result<Json<KeysView>, ApiError> {
-    let org = parse_id(&org, "org")?;
-    caller.require(org, &[Role::Admin, Role::Auditor])?;
-    Ok(Json(s.service.keys(org).await?))
+    Ok(Json(s.service.keys(caller.org(&org, READERS)?).await?))
 }
 
 /// Attach an AWS key (admin). Validated live first; nothing changes if a step fails (422,
@@ -109,7 +104,7 @@ pub async fn add(
     Path(org): Path<String>,
     ApiJson(req): ApiJson<AddKey>,
 ) -> Result<(StatusCode, Json<KeyAdded>), ApiError> {
-    let org = admin(&caller, &org)?;
+    let org = caller.org(&org, &[Role::Admin])?;
     if req.provider != "aws" {
         return Err(ApiError::invalid(format!(
             "provider {:?} is not supported yet; use \"aws\"",
@@ -134,7 +129,7 @@ pub async fn validate(
     Path(org): Path<String>,
     ApiJson(req): ApiJson<ValidateKey>,
 ) -> Result<Json<Validated>, ApiError> {
-    let org = admin(&caller, &org)?;
+    let org = caller.org(&org, &[Role::Admin])?;
     let (ok, steps) = s
         .service
         .validate(org, &req.key_arn, req.role_arn.as_deref())
@@ -155,7 +150,7 @@ pub async fn policy(
     Path(org): Path<String>,
     Query(q): Query<PolicyQuery>,
 ) -> Result<Json<PolicyView>, ApiError> {
-    let org = admin(&caller, &org)?;
+    let org = caller.org(&org, &[Role::Admin])?;
     Ok(Json(
         s.service
             .policy(org, &q.key_arn, q.role_arn.as_deref())
@@ -173,7 +168,7 @@ pub async fn check(
     caller: Caller,
     Path(org): Path<String>,
 ) -> Result<Json<KeysView>, ApiError> {
-    let org = admin(&caller, &org)?;
+    let org = caller.org(&org, &[Role::Admin])?;
     s.service.check_health_of(org).await?;
     Ok(Json(s.service.keys(org).await?))
 }
@@ -190,7 +185,7 @@ pub async fn set_default(
     caller: Caller,
     Path((org, key)): Path<(String, String)>,
 ) -> Result<Json<KeysView>, ApiError> {
-    let org = admin(&caller, &org)?;
+    let org = caller.org(&org, &[Role::Admin])?;
     s.service.set_default(org, &key).await?;
     Ok(Json(s.service.keys(org).await?))
 }
@@ -209,7 +204,7 @@ pub async fn disable(
     Path((org, key)): Path<(String, String)>,
     ApiJson(req): ApiJson<Disable>,
 ) -> Result<Json<KeysView>, ApiError> {
-    let org = admin(&caller, &org)?;
+    let org = caller.org(&org, &[Role::Admin])?;
     s.service.disable(org, &key, &req.target).await?;
     Ok(Json(s.service.keys(org).await?))
 }
@@ -225,7 +220,7 @@ pub async fn enable(
     caller: Caller,
     Path((org, key)): Path<(String, String)>,
 ) -> Result<Json<KeysView>, ApiError> {
-    let org = admin(&caller, &org)?;
+    let org = caller.org(&org, &[Role::Admin])?;
     s.service.enable(org, &key).await?;
     Ok(Json(s.service.keys(org).await?))
 }
@@ -242,7 +237,7 @@ pub async fn disable_all(
     caller: Caller,
     Path(org): Path<String>,
 ) -> Result<Json<KeysView>, ApiError> {
-    let org = admin(&caller, &org)?;
+    let org = caller.org(&org, &[Role::Admin])?;
     s.service.disable_all(org).await?;
     Ok(Json(s.service.keys(org).await?))
 }
@@ -257,9 +252,7 @@ pub async fn job(
     caller: Caller,
     Path(org): Path<String>,
 ) -> Result<Json<Option<JobView>>, ApiError> {
-    let org = parse_id(&org, "org")?;
-    caller.require(org, &[Role::Admin, Role::Auditor])?;
-    Ok(Json(s.service.job(org).await?))
+    Ok(Json(s.service.job(caller.org(&org, READERS)?).await?))
 }
 
 /// Validate an attached key again, live, and record the result as its health (admin).
@@ -272,7 +265,7 @@ pub async fn revalidate(
     caller: Caller,
     Path((org, key)): Path<(String, String)>,
 ) -> Result<Json<Validated>, ApiError> {
-    let org = admin(&caller, &org)?;
+    let org = caller.org(&org, &[Role::Admin])?;
     let (ok, steps) = s.service.revalidate(org, &key).await?;
     Ok(Json(Validated { ok, steps }))
 }

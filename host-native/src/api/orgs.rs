@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::AppState;
-use super::auth::{ApiJson, Caller, parse_id};
+use super::auth::{ApiJson, Caller};
 use super::error::{ApiError, ErrorBody};
 use crate::store::Role;
 
@@ -102,8 +102,7 @@ pub async fn get_org(
     caller: Caller,
     Path(org): Path<String>,
 ) -> Result<Json<OrgInfo>, ApiError> {
-    let org = parse_id(&org, "org")?;
-    caller.require(org, &[Role::Admin, Role::Service, Role::Auditor])?;
+    let org = caller.org(&org, &[Role::Admin, Role::Service, Role::Auditor])?;
     let cell = s.service.org(org).await?;
     let meta = cell.meta();
     let snap = cell.snapshot();

@@ -3,13 +3,14 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use byok_core::ScopeId;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
 use super::AppState;
 use super::auth::{ApiJson, Caller, parse_id};
 use super::error::{ApiError, ErrorBody};
-use crate::service::ScopeView;
+use crate::service::{self, ScopeView};
 use crate::store::Role;
 
 /// Creates a scope.
@@ -43,8 +44,7 @@ pub async fn create_scope(
     Path(org): Path<String>,
     ApiJson(req): ApiJson<CreateScope>,
 ) -> Result<(StatusCode, Json<ScopeView>), ApiError> {
-    let org = parse_id(&org, "org")?;
-    caller.require(org, &[Role::Admin])?;
+    let org = caller.org(&org, &[Role::Admin])?;
     let parent = parse_id(&req.parent, "parent scope")?;
     let view = s.service.create_scope(org, parent, &req.name).await?;
     Ok((StatusCode::CREATED, Json(view)))
@@ -60,8 +60,7 @@ pub async fn list_scopes(
     caller: Caller,
     Path(org): Path<String>,
 ) -> Result<Json<Vec<ScopeView>>, ApiError> {
-    let org = parse_id(&org, "org")?;
-    caller.require(org, &[Role::Admin, Role::Auditor])?;
+    let org = caller.org(&org, &[Role::Admin, Role::Auditor])?;
     Ok(Json(s.service.list_scopes(org).await?))
 }
 
@@ -75,8 +74,7 @@ pub async fn get_scope(
     caller: Caller,
     Path((org, scope)): Path<(String, String)>,
 ) -> Result<Json<ScopeView>, ApiError> {
-    let org = parse_id(&org, "org")?;
-    caller.require(org, &[Role::Admin, Role::Service, Role::Auditor])?;
+    let org = caller.org(&org, &[Role::Admin, Role::Service, Role::Auditor])?;
     let scope = parse_id(&scope, "scope")?;
     Ok(Json(s.service.get_scope(org, scope).await?))
 }
@@ -89,13 +87,9 @@ pub async fn get_scope(
 pub async fn pause(
     State(s): State<AppState>,
     caller: Caller,
-    Path((org, scope)): Path<(String, String)>,
+    Path(ids): Path<(String, String)>,
 ) -> Result<Json<ScopeView>, ApiError> {
-    let org = parse_id(&org, "org")?;
-    caller.require(org, &[Role::Admin])?;
-    Ok(Json(
-        s.service.pause(org, parse_id(&scope, "scope")?).await?,
-    ))
+    admin_on_scope(&caller, ids, |org, scope| s.service.pause(org, scope)).await
 }
 
 /// Resume a paused scope (admin). A paused ancestor still applies.
@@ -106,13 +100,23 @@ pub async fn pause(
 pub async fn resume(
     State(s): State<AppState>,
     caller: Caller,
-    Path((org, scope)): Path<(String, String)>,
+    Path(ids): Path<(String, String)>,
 ) -> Result<Json<ScopeView>, ApiError> {
-    let org = parse_id(&org, "org")?;
-    caller.require(org, &[Role::Admin])?;
-    Ok(Json(
-        s.service.resume(org, parse_id(&scope, "scope")?).await?,
-    ))
+    admin_on_scope(&caller, ids, |org, scope| s.service.resume(org, scope)).await
+}
+
+/// What pause, resume and rotate share: an admin call on one scope (the org checked first, then
+/// the scope id parsed) that answers with the scope as it is afterwards.
+async fn admin_on_scope<F>(
+    caller: &Caller,
+    (org, scope): (String, String),
+    act: impl FnOnce(ScopeId, ScopeId) -> F,
+) -> Result<Json<ScopeView>, ApiError>
+where
+    F: Future<Output = service::Result<ScopeView>>,
+{
+    let org = caller.org(&org, &[Role::Admin])?;
+    Ok(Json(act(org, parse_id(&scope, "scope")?).await?))
 }
 
 /// Revoke a scope and everything under it, for good (admin): its keys are destroyed.
@@ -127,8 +131,7 @@ pub async fn revoke(
     Path((org, scope)): Path<(String, String)>,
     ApiJson(req): ApiJson<Revoke>,
 ) -> Result<Json<ScopeView>, ApiError> {
-    let org = parse_id(&org, "org")?;
-    caller.require(org, &[Role::Admin])?;
+    let org = caller.org(&org, &[Role::Admin])?;
     let scope = parse_id(&scope, "scope")?;
     let view = s.service.revoke(org, scope, &req.confirm).await?;
     tracing::warn!(org = %org, scope = %scope, "scope revoked");
@@ -144,13 +147,9 @@ pub async fn revoke(
 pub async fn rotate(
     State(s): State<AppState>,
     caller: Caller,
-    Path((org, scope)): Path<(String, String)>,
+    Path(ids): Path<(String, String)>,
 ) -> Result<Json<ScopeView>, ApiError> {
-    let org = parse_id(&org, "org")?;
-    caller.require(org, &[Role::Admin])?;
-    Ok(Json(
-        s.service.rotate(org, parse_id(&scope, "scope")?).await?,
-    ))
+    admin_on_scope(&caller, ids, |org, scope| s.service.rotate(org, scope)).await
 }
 
 /// Retires a key version.
@@ -175,8 +174,7 @@ pub async fn retire(
     Path((org, scope)): Path<(String, String)>,
     ApiJson(req): ApiJson<Retire>,
 ) -> Result<StatusCode, ApiError> {
-    let org = parse_id(&org, "org")?;
-    caller.require(org, &[Role::Admin])?;
+    let org = caller.org(&org, &[Role::Admin])?;
     let scope = parse_id(&scope, "scope")?;
     s.service.retire(org, scope, req.version).await?;
     let service = s.service.clone();

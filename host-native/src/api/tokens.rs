@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::AppState;
-use super::auth::{ApiJson, Caller, parse_id};
+use super::auth::{ApiJson, Caller};
 use super::error::{ApiError, ErrorBody};
 use crate::service::TokenView;
 use crate::store::{self, Role};
@@ -73,8 +73,7 @@ pub async fn create(
     Path(org): Path<String>,
     ApiJson(req): ApiJson<CreateToken>,
 ) -> Result<(StatusCode, Json<TokenCreated>), ApiError> {
-    let org = parse_id(&org, "org")?;
-    caller.require(org, &[Role::Admin])?;
+    let org = caller.org(&org, &[Role::Admin])?;
     let expires_at = match req.expires_in_s {
         None => None,
         Some(0) => return Err(ApiError::invalid("expires_in_s must be at least 1")),
@@ -108,8 +107,7 @@ pub async fn list(
     caller: Caller,
     Path(org): Path<String>,
 ) -> Result<Json<Vec<TokenView>>, ApiError> {
-    let org = parse_id(&org, "org")?;
-    caller.require(org, &[Role::Admin])?;
+    let org = caller.org(&org, &[Role::Admin])?;
     Ok(Json(s.service.list_tokens(Some(org)).await?))
 }
 
@@ -125,8 +123,7 @@ pub async fn revoke(
     caller: Caller,
     Path((org, id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    let org = parse_id(&org, "org")?;
-    caller.require(org, &[Role::Admin])?;
+    let org = caller.org(&org, &[Role::Admin])?;
     s.service.revoke_token(Some(org), token_id(&id)?).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -102,6 +102,18 @@ impl Client {
         self.call(reqwest::Method::POST, path, Some(body)).await
     }
 
+    /// POST with a JSON body to `action` of a scope: `/v1/orgs/{org}/scopes/{scope}/{action}`.
+    pub async fn post_to_scope(
+        &self,
+        org: &str,
+        scope: impl std::fmt::Display,
+        action: &str,
+        body: Value,
+    ) -> Result<Value, Failure> {
+        self.post(&format!("/v1/orgs/{org}/scopes/{scope}/{action}"), body)
+            .await
+    }
+
     /// DELETE.
     pub async fn delete(&self, path: &str) -> Result<Value, Failure> {
         self.call(reqwest::Method::DELETE, path, None).await

@@ -48,25 +48,25 @@ pub enum DataKeyCmd {
 pub async fn datakey(client: &Client, cmd: DataKeyCmd) -> Result<(), Failure> {
     let v = match cmd {
         DataKeyCmd::New {
-            org: OrgArg { org },
-            scope: ScopeFlag { scope },
+            org,
+            scope,
             context,
         } => {
             client
-                .post(
-                    &format!("/v1/orgs/{org}/scopes/{scope}/datakey"),
+                .post_to_scope(
+                    &org.org,
+                    &scope.scope,
+                    "datakey",
                     json!({ "context": parse_context(&context)? }),
                 )
                 .await?
         }
-        DataKeyCmd::Create {
-            org: OrgArg { org },
-            scope: ScopeFlag { scope },
-            count,
-        } => {
+        DataKeyCmd::Create { org, scope, count } => {
             client
-                .post(
-                    &format!("/v1/orgs/{org}/scopes/{scope}/datakeys"),
+                .post_to_scope(
+                    &org.org,
+                    &scope.scope,
+                    "datakeys",
                     json!({ "count": count }),
                 )
                 .await?

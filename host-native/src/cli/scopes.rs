@@ -144,30 +144,26 @@ pub async fn scope(client: &Client, cmd: ScopeCmd) -> Result<(), Failure> {
                 .get(&format!("/v1/orgs/{org}/scopes/{scope}"))
                 .await?
         }
-        ScopeCmd::Pause {
-            org: OrgArg { org },
-            scope: ScopeArg { scope },
-        } => {
+        ScopeCmd::Pause { org, scope } => {
             client
-                .post(&format!("/v1/orgs/{org}/scopes/{scope}/pause"), json!({}))
+                .post_to_scope(&org.org, &scope.scope, "pause", json!({}))
                 .await?
         }
-        ScopeCmd::Resume {
-            org: OrgArg { org },
-            scope: ScopeArg { scope },
-        } => {
+        ScopeCmd::Resume { org, scope } => {
             client
-                .post(&format!("/v1/orgs/{org}/scopes/{scope}/resume"), json!({}))
+                .post_to_scope(&org.org, &scope.scope, "resume", json!({}))
                 .await?
         }
         ScopeCmd::Revoke {
-            org: OrgArg { org },
-            scope: ScopeArg { scope },
+            org,
+            scope,
             confirm,
         } => {
             client
-                .post(
-                    &format!("/v1/orgs/{org}/scopes/{scope}/revoke"),
+                .post_to_scope(
+                    &org.org,
+                    &scope.scope,
+                    "revoke",
                     json!({ "confirm": confirm }),
                 )
                 .await?
@@ -178,10 +174,7 @@ pub async fn scope(client: &Client, cmd: ScopeCmd) -> Result<(), Failure> {
             version,
         } => {
             client
-                .post(
-                    &format!("/v1/orgs/{org}/scopes/{scope}/retire"),
-                    json!({ "version": version }),
-                )
+                .post_to_scope(&org, &scope, "retire", json!({ "version": version }))
                 .await?;
             if !client.json() {
                 println!(
@@ -195,7 +188,7 @@ pub async fn scope(client: &Client, cmd: ScopeCmd) -> Result<(), Failure> {
             scope: ScopeArg { scope },
         } => {
             let v = client
-                .post(&format!("/v1/orgs/{org}/scopes/{scope}/lease"), json!({}))
+                .post_to_scope(&org, &scope, "lease", json!({}))
                 .await?;
             println!("{v}");
             return Ok(());
@@ -205,7 +198,7 @@ pub async fn scope(client: &Client, cmd: ScopeCmd) -> Result<(), Failure> {
             scope: ScopeArg { scope },
         } => {
             client
-                .post(&format!("/v1/orgs/{org}/scopes/{scope}/rotate"), json!({}))
+                .post_to_scope(&org, &scope, "rotate", json!({}))
                 .await?
         }
     };

@@ -30,9 +30,7 @@ async fn leased_key(
     scope: ScopeId,
     version: Option<u32>,
 ) -> Result<ScopeKey, Failure> {
-    let answer = client
-        .post(&format!("/v1/orgs/{org}/scopes/{scope}/lease"), json!({}))
-        .await?;
+    let answer = client.post_to_scope(org, scope, "lease", json!({})).await?;
     let lease = Lease::parse(answer.to_string().as_bytes())
         .map_err(|e| failure(format!("the server's answer: {e}")))?;
     if lease.scope() != scope {

@@ -1,26 +1,26 @@
-//! Customer master keys: attach (after live validation), list with health, set the default,
-//! disable with a re-encryption target, enable again, fall back to the managed key, and the
-//! root rewrap jobs these start. Only org root keys touch a KMS: O(1) calls per org, whatever
-//! the amount of data.
+//! Customer master keys: attach (after live validation), list, the policies to grant, set the
+//! default, disable with a re-encryption target, enable again, and fall back to the managed
+//! key. Only org root keys touch a KMS: O(1) calls per org, whatever the amount of data. The
+//! root rewrap jobs these start are in `jobs.rs`; what KMS answers say about a key's health is
+//! in `health.rs`.
 
 use std::collections::BTreeMap;
 
-use byok_core::kms::KmsError;
 use byok_core::kms::aws::KeyArn;
 use byok_core::kms::aws::policy::{
     VendorConfig, key_policy_statement, role_policy, trust_policy_external_id,
 };
 use byok_core::kms::aws::sts::{RoleArn, new_external_id};
 use byok_core::kms::aws::validate::Validation;
-use byok_core::scope::{HolderId, HolderStatus, JobStep, Org, RootProof};
+use byok_core::scope::{HolderId, HolderStatus, Org, RootProof};
 use byok_core::{KeyId, ScopeId, ScopeKey};
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::aws::KeyAccess;
 use super::{OrgCell, Result, Service, ServiceError};
 use crate::store::keys::{self, CmkRow};
-use crate::store::{self, audit, holder_name, parse_holder};
+use crate::store::{self, holder_name, parse_holder};
 
 /// One step of a validation report: core's type, so every host reports the same JSON.
 pub use byok_core::validate::StepReport as StepView;
@@ -68,22 +68,6 @@ pub struct KeysView {
     pub keys: Vec<KeyView>,
 }
 
-/// A running re-encryption job.
-#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
-pub struct JobView {
-    /// What it does.
-    pub kind: String,
-    /// Steps done.
-    pub done: u64,
-    /// Steps in all.
-    pub total: u64,
-    /// `running`, or `waiting on paused scope ID`: a job never works on a paused scope's keys;
-    /// it continues as soon as that scope is resumed.
-    pub status: String,
-    /// The paused scope it waits on, if any.
-    pub waiting_on: Option<String>,
-}
-
 /// The policies to grant for a key.
 #[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct PolicyView {
@@ -100,21 +84,6 @@ pub struct PolicyView {
     pub trust_policy: Option<Value>,
     /// The org's external id.
     pub external_id: String,
-}
-
-/// Whether a KMS error means the customer withdrew (the key is disabled, gone or pending
-/// deletion, or byok's access was removed), as opposed to an outage or throttling.
-pub fn is_denial(e: &KmsError) -> bool {
-    use byok_core::kms::KmsErrorKind as K;
-    matches!(
-        e.kind,
-        K::AccessDenied | K::KeyDisabled | K::KeyNotFound | K::KeyPendingDeletion
-    )
-}
-
-/// The stable name of a KMS error class (key health states and audit events use it).
-pub fn kind_code(e: &KmsError) -> &'static str {
-    e.kind.as_str()
 }
 
 impl Service {
@@ -143,32 +112,6 @@ impl Service {
         })
     }
 
-    /// Stores a health check of key `n` and shows it in the org's key list.
-    async fn record_health(
-        &self,
-        cell: &OrgCell,
-        org: ScopeId,
-        n: u32,
-        health: String,
-        detail: Option<String>,
-    ) -> Result<()> {
-        let at = store::now_ms();
-        let mut w = self.store.write().await?;
-        keys::set_health(&mut w.tx, org, n, &health, detail.as_deref(), at).await?;
-        w.commit().await?;
-        if let Some(r) = cell
-            .cmks
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .get_mut(&n)
-        {
-            r.health = Some(health);
-            r.health_detail = detail;
-            r.health_at = Some(at);
-        }
-        Ok(())
-    }
-
     /// The org's external id, made on first use.
     pub async fn external_id(&self, org: ScopeId) -> Result<String> {
         if let Some(id) = keys::external_id(self.store.pool(), org).await? {
@@ -182,64 +125,6 @@ impl Service {
         keys::external_id(self.store.pool(), org)
             .await?
             .ok_or_else(|| ServiceError::Store(store::StoreError::Corrupt("external id".into())))
-    }
-
-    /// Records a KMS call in the audit log.
-    pub(super) async fn audit_kms(
-        &self,
-        org: ScopeId,
-        op: &str,
-        n: u32,
-        err: Option<&KmsError>,
-    ) -> Result<()> {
-        let event = match err {
-            None => json!({ "type": "kms_call", "op": op, "key": format!("cmk:{n}"), "ok": true }),
-            Some(e) => {
-                json!({ "type": "kms_call", "op": op, "key": format!("cmk:{n}"), "ok": false,
-                "error": kind_code(e), "provider_code": e.code })
-            }
-        };
-        let mut w = self.store.write().await?;
-        audit::append(&mut w.tx, org, store::now_ms(), &event).await?;
-        w.commit().await?;
-        Ok(())
-    }
-
-    /// After a KMS call on key `n`: audits it, and if the KMS said the key is gone or byok is
-    /// denied (disabled, not found, pending deletion, access denied), drops every cached key of
-    /// the org at once, not at TTL expiry, and records the key's health.
-    pub(super) async fn kms_answered(
-        &self,
-        cell: &OrgCell,
-        org: ScopeId,
-        n: u32,
-        op: &str,
-        err: Option<&KmsError>,
-    ) -> Result<()> {
-        self.audit_kms(org, op, n, err).await?;
-        if let Some(e) = err
-            && is_denial(e)
-        {
-            self.withdrawn(org, n, kind_code(e)).await?;
-            self.record_health(cell, org, n, kind_code(e).into(), Some(e.to_string()))
-                .await?;
-        }
-        Ok(())
-    }
-
-    /// The customer withdrew key `n` (as a KMS answer says): evict the org's keys, audited.
-    async fn withdrawn(&self, org: ScopeId, n: u32, why: &str) -> Result<()> {
-        self.cache.evict_org(org);
-        let mut w = self.store.write().await?;
-        audit::append(
-            &mut w.tx,
-            org,
-            store::now_ms(),
-            &json!({ "type": "cache_evicted", "key": format!("cmk:{n}"), "reason": why }),
-        )
-        .await?;
-        w.commit().await?;
-        Ok(())
     }
 
     /// Unwraps `holder`'s copy of every live root version at this moment: through the KMS for a
@@ -645,172 +530,5 @@ impl Service {
             Ok(((), o.disable_all(managed, &roots, &mut rand::rng())?))
         })
         .await
-    }
-
-    /// Runs the org's re-encryption job to its end, one step per transaction, so that a crash
-    /// resumes at the step it stopped at.
-    pub async fn run_job(&self, org: ScopeId) -> Result<()> {
-        let cell = self.org(org).await?;
-        // One runner per org: if another is at it (the periodic retry, a retirement), it
-        // finishes the job; progress shows in `job()`.
-        let Ok(_runner) = cell.job_runner.try_lock() else {
-            return Ok(());
-        };
-        self.run_job_steps(org).await
-    }
-
-    /// The steps of [`Self::run_job`], for a caller that already is the org's runner.
-    pub(super) async fn run_job_steps(&self, org: ScopeId) -> Result<()> {
-        let cell = self.org(org).await?;
-        loop {
-            let snap = cell.snapshot();
-            let Some(step) = snap.job().and_then(|j| j.next_batch(1).first().cloned()) else {
-                return Ok(());
-            };
-            // Never on a paused scope's keys: wait for the resume, which runs the job again.
-            if let Some(by) = snap.job_waiting_on() {
-                tracing::info!(org = %org, paused = %by, "job waits on a paused scope");
-                return Ok(());
-            }
-            match step {
-                JobStep::WrapRoot { holder, version } => {
-                    let root = self.scope_key(&cell, KeyId::new(org, version)).await?;
-                    let wrapped = match holder {
-                        HolderId::Managed => {
-                            snap.wrap_root_managed(&self.managed, &root, &mut rand::rng())?
-                        }
-                        HolderId::Cmk(n) => {
-                            let access = self.access(&cell, org, n).await?;
-                            let secret = byok_core::SecretBytes::from_bytes(
-                                &mut root.expose_secret().clone(),
-                            );
-                            let answer = self
-                                .aws
-                                .encrypt(&org.to_string(), &access, &secret, version)
-                                .await;
-                            self.kms_answered(&cell, org, n, "Encrypt", answer.as_ref().err())
-                                .await?;
-                            answer?
-                        }
-                    };
-                    self.transition(org, BTreeMap::new(), |o| {
-                        Ok(((), o.record_root_copy(holder, version, wrapped)?))
-                    })
-                    .await?;
-                }
-                JobStep::Rewrap { from, to, .. } => {
-                    let (f, t) = (
-                        self.scope_key(&cell, from).await?,
-                        self.scope_key(&cell, to).await?,
-                    );
-                    self.transition(org, BTreeMap::new(), |o| {
-                        Ok(((), o.rewrap_child(&step, &f, &t, &mut rand::rng())?))
-                    })
-                    .await?;
-                }
-            }
-        }
-    }
-
-    /// The org's running job: what it is for, and steps done of total.
-    pub async fn job(&self, org: ScopeId) -> Result<Option<JobView>> {
-        let cell = self.org(org).await?;
-        let snap = cell.snapshot();
-        let waiting_on = snap.job_waiting_on().map(|s| s.to_string());
-        let status = waiting_on.as_ref().map_or_else(
-            || "running".to_owned(),
-            |s| format!("waiting on paused scope {s}"),
-        );
-        if let Some(r) = self.retire_progress(org).await? {
-            return Ok(Some(JobView {
-                kind: format!("retire {}: rewrap data keys", KeyId::new(r.scope, r.from)),
-                done: r.done,
-                total: r.total,
-                status,
-                waiting_on,
-            }));
-        }
-        Ok(snap.job().map(|j| {
-            let (done, total) = j.progress();
-            JobView {
-                kind: match &j.kind {
-                    byok_core::scope::JobKind::WrapHolder(h) => {
-                        format!("wrap root with {}", holder_name(*h))
-                    }
-                    byok_core::scope::JobKind::WrapRoot(v) => format!("wrap root version {v}"),
-                    byok_core::scope::JobKind::RetireVersion(k) => format!("retire {k}"),
-                },
-                done: u64::try_from(done).unwrap_or(u64::MAX),
-                total: u64::try_from(total).unwrap_or(u64::MAX),
-                status: status.clone(),
-                waiting_on: waiting_on.clone(),
-            }
-        }))
-    }
-
-    /// Resumes every org's unfinished job (after a restart).
-    pub async fn resume_jobs(&self) -> Result<usize> {
-        let mut resumed = 0;
-        for org in store::org_rows::org_ids(self.store.pool()).await? {
-            let cell = self.org(org).await?;
-            if cell.snapshot().job().is_some() {
-                tracing::info!(org = %org, "resuming re-encryption job");
-                if let Err(e) = self.run_job(org).await {
-                    tracing::warn!(org = %org, error = ?e, "job could not finish; it resumes on the next start");
-                }
-                resumed += 1;
-            }
-        }
-        Ok(resumed)
-    }
-
-    /// Describes every attached, enabled key of every org and records its health.
-    pub async fn check_health(&self) -> Result<()> {
-        for org in store::org_rows::org_ids(self.store.pool()).await? {
-            self.check_health_of(org).await?;
-        }
-        Ok(())
-    }
-
-    /// Describes the org's attached, enabled keys and records their health.
-    pub async fn check_health_of(&self, org: ScopeId) -> Result<()> {
-        {
-            let cell = self.org(org).await?;
-            let snap: std::sync::Arc<Org> = cell.snapshot();
-            let enabled: Vec<u32> = snap
-                .holders()
-                .filter(|h| h.status != HolderStatus::Disabled)
-                .filter_map(|h| match h.id {
-                    HolderId::Cmk(n) => Some(n),
-                    HolderId::Managed => None,
-                })
-                .collect();
-            for n in enabled {
-                let access = self.access(&cell, org, n).await?;
-                let described = self.aws.describe(&org.to_string(), &access).await;
-                let denied = match &described {
-                    Ok(meta) => meta.state != "Enabled",
-                    Err(e) => is_denial(e),
-                };
-                let (health, detail) = match described {
-                    Ok(meta) if meta.state == "Enabled" => ("ok".to_owned(), None),
-                    Ok(meta) if meta.state == "PendingDeletion" => (
-                        "key_pending_deletion".into(),
-                        Some(format!("{} is pending deletion", meta.arn)),
-                    ),
-                    Ok(meta) => (
-                        "key_disabled".into(),
-                        Some(format!("{} is {}", meta.arn, meta.state)),
-                    ),
-                    Err(e) => (kind_code(&e).into(), Some(e.to_string())),
-                };
-                if denied {
-                    // The customer withdrew: nothing cached outlives the answer.
-                    self.withdrawn(org, n, &health).await?;
-                }
-                self.record_health(&cell, org, n, health, detail).await?;
-            }
-        }
-        Ok(())
     }
 }

@@ -10,6 +10,8 @@ mod cache;
 mod data;
 mod error;
 mod events;
+mod health;
+mod jobs;
 mod keys;
 mod lease;
 mod org_cell;
@@ -34,7 +36,9 @@ use scopes::check_name;
 
 pub use cache::KeyCache;
 pub use data::{DataKeyOut, MAX_PLAINTEXT};
-pub use keys::{JobView, KeyView, KeysView, PolicyView, StepView, is_denial, kind_code};
+pub use health::{is_denial, kind_code};
+pub use jobs::JobView;
+pub use keys::{KeyView, KeysView, PolicyView, StepView};
 pub use retire::{MAX_KEYS_PER_CALL, StoredKey};
 pub use tokens::TokenView;
 

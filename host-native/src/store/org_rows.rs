@@ -3,7 +3,9 @@
 //! value and refuses rows that do not form a valid org.
 //!
 //! Rows change only through the effects of a transition, one row write per effect (see
-//! [`super::Store`]), so the cost of a change does not grow with the size of the tree.
+//! [`super::Store`]; the SQL of those writes is in `sqlite.rs`), so the cost of a change does
+//! not grow with the size of the tree. This module reads the rows back, inserts a new org's
+//! own row, and keeps the JSON form of a stored job.
 
 use std::collections::BTreeMap;
 
@@ -53,7 +55,7 @@ fn corrupt(what: impl Into<String>) -> StoreError {
     StoreError::Corrupt(what.into())
 }
 
-fn hex(id: ScopeId) -> String {
+pub(super) fn hex(id: ScopeId) -> String {
     id.to_string()
 }
 
@@ -61,7 +63,7 @@ fn scope_id(s: &str) -> Result<ScopeId> {
     ScopeId::parse_hex(s).ok_or_else(|| corrupt(format!("bad scope id {s:?}")))
 }
 
-fn state_name(s: ScopeState) -> &'static str {
+pub(super) fn state_name(s: ScopeState) -> &'static str {
     match s {
         ScopeState::Active => "active",
         ScopeState::Paused => "paused",
@@ -79,7 +81,7 @@ fn key_from(v: &Value) -> Option<KeyId> {
     Some(KeyId::new(scope, version))
 }
 
-fn job_json(job: &RewrapJob) -> Value {
+pub(super) fn job_json(job: &RewrapJob) -> Value {
     let kind = match &job.kind {
         JobKind::WrapHolder(h) => json!({ "wrap_holder": holder_name(*h) }),
         JobKind::WrapRoot(v) => json!({ "wrap_root": v }),
@@ -149,173 +151,9 @@ pub async fn insert_org(
     Ok(())
 }
 
-/// Inserts scope `scope` of `org` (see [`super::Store::create_scope`]).
-pub async fn create_scope(
-    tx: &mut Transaction<'static, Sqlite>,
-    org: ScopeId,
-    scope: ScopeId,
-    parent: Option<ScopeId>,
-    name: &str,
-) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO scopes (org_id, id, parent_id, name, state) VALUES (?, ?, ?, ?, 'active')",
-    )
-    .bind(hex(org))
-    .bind(hex(scope))
-    .bind(parent.map(hex))
-    .bind(name)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
-
-/// Sets the state of scope `scope`.
-pub async fn set_scope_state(
-    tx: &mut Transaction<'static, Sqlite>,
-    org: ScopeId,
-    scope: ScopeId,
-    state: ScopeState,
-) -> Result<()> {
-    let done = sqlx::query("UPDATE scopes SET state = ? WHERE org_id = ? AND id = ?")
-        .bind(state_name(state))
-        .bind(hex(org))
-        .bind(hex(scope))
-        .execute(&mut **tx)
-        .await?;
-    one_row(done.rows_affected(), "scope state of an unknown scope")
-}
-
-/// Stores (or replaces) key version `key`: wrapped under its parent's key, or `None` for a root
-/// version.
-pub async fn put_key(
-    tx: &mut Transaction<'static, Sqlite>,
-    org: ScopeId,
-    key: KeyId,
-    wrapped: Option<(KeyId, &[u8])>,
-) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO scope_keys (org_id, scope_id, version, under_version, wrapped) VALUES (?, ?, ?, ?, ?) \
-         ON CONFLICT (org_id, scope_id, version) DO UPDATE SET under_version = excluded.under_version, wrapped = excluded.wrapped",
-    )
-    .bind(hex(org))
-    .bind(hex(key.scope))
-    .bind(i64::from(key.version))
-    .bind(wrapped.map(|(under, _)| i64::from(under.version)))
-    .bind(wrapped.map(|(_, w)| w))
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
-
-/// Deletes key version `key` (with `secure_delete`, its bytes are overwritten in the file).
-pub async fn destroy_key(
-    tx: &mut Transaction<'static, Sqlite>,
-    org: ScopeId,
-    key: KeyId,
-) -> Result<()> {
-    let done =
-        sqlx::query("DELETE FROM scope_keys WHERE org_id = ? AND scope_id = ? AND version = ?")
-            .bind(hex(org))
-            .bind(hex(key.scope))
-            .bind(i64::from(key.version))
-            .execute(&mut **tx)
-            .await?;
-    one_row(done.rows_affected(), "destroyed an unknown key version")
-}
-
-/// Stores holder `holder` with `status` (inserting it the first time).
-pub async fn put_holder(
-    tx: &mut Transaction<'static, Sqlite>,
-    org: ScopeId,
-    holder: HolderId,
-    status: HolderStatus,
-) -> Result<()> {
-    let status = match status {
-        HolderStatus::Pending => "pending",
-        HolderStatus::Ready => "ready",
-        HolderStatus::Disabled => "disabled",
-    };
-    sqlx::query(
-        "INSERT INTO holders (org_id, holder, status) VALUES (?, ?, ?) \
-         ON CONFLICT (org_id, holder) DO UPDATE SET status = excluded.status",
-    )
-    .bind(hex(org))
-    .bind(holder_name(holder))
-    .bind(status)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
-
-/// Stores (or replaces) `holder`'s copy of root version `version`.
-pub async fn put_root_copy(
-    tx: &mut Transaction<'static, Sqlite>,
-    org: ScopeId,
-    holder: HolderId,
-    version: u32,
-    wrapped: &[u8],
-) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO root_copies (org_id, holder, version, wrapped) VALUES (?, ?, ?, ?) \
-         ON CONFLICT (org_id, holder, version) DO UPDATE SET wrapped = excluded.wrapped",
-    )
-    .bind(hex(org))
-    .bind(holder_name(holder))
-    .bind(i64::from(version))
-    .bind(wrapped)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
-
-/// Deletes `holder`'s copy of root version `version`.
-pub async fn destroy_root_copy(
-    tx: &mut Transaction<'static, Sqlite>,
-    org: ScopeId,
-    holder: HolderId,
-    version: u32,
-) -> Result<()> {
-    let done =
-        sqlx::query("DELETE FROM root_copies WHERE org_id = ? AND holder = ? AND version = ?")
-            .bind(hex(org))
-            .bind(holder_name(holder))
-            .bind(i64::from(version))
-            .execute(&mut **tx)
-            .await?;
-    one_row(done.rows_affected(), "destroyed an unknown root copy")
-}
-
-/// Sets the org's default holder.
-pub async fn set_default(
-    tx: &mut Transaction<'static, Sqlite>,
-    org: ScopeId,
-    holder: HolderId,
-) -> Result<()> {
-    let done = sqlx::query("UPDATE orgs SET default_holder = ? WHERE id = ?")
-        .bind(holder_name(holder))
-        .bind(hex(org))
-        .execute(&mut **tx)
-        .await?;
-    one_row(done.rows_affected(), "default holder of an unknown org")
-}
-
-/// Stores the org's running job (`None`: no job).
-pub async fn set_job(
-    tx: &mut Transaction<'static, Sqlite>,
-    org: ScopeId,
-    job: Option<&RewrapJob>,
-) -> Result<()> {
-    let done = sqlx::query("UPDATE orgs SET job = ? WHERE id = ?")
-        .bind(job.map(|j| job_json(j).to_string()))
-        .bind(hex(org))
-        .execute(&mut **tx)
-        .await?;
-    one_row(done.rows_affected(), "job of an unknown org")
-}
-
 /// An effect that changes no row does not fit the stored state: refuse it (the transaction
 /// rolls back) rather than commit a state that differs from the one core decided.
-fn one_row(affected: u64, what: &str) -> Result<()> {
+pub(super) fn one_row(affected: u64, what: &str) -> Result<()> {
     if affected == 1 {
         Ok(())
     } else {

@@ -1,10 +1,15 @@
 //! [`Store`] on SQLite: each call is one statement (or a few) in the transition's transaction.
+//!
+//! The org's own rows (scopes, key versions, holders, root copies, default holder, job) are
+//! written here directly; `org_rows` reads them back into an [`byok_core::scope::Org`]. Data
+//! keys, CMK rows and the audit log keep their SQL in their own modules.
 
 use byok_core::scope::{HolderId, HolderStatus, RewrapJob, ScopeState};
 use byok_core::{KeyId, ScopeId};
 use serde_json::Value;
 
-use super::{Result, Store, WriteTx, audit, data_keys, keys, org_rows};
+use super::org_rows::{hex, holder_name, job_json, one_row, state_name};
+use super::{Result, Store, WriteTx, audit, data_keys, keys};
 
 impl Store for WriteTx {
     async fn create_scope(
@@ -14,7 +19,16 @@ impl Store for WriteTx {
         parent: Option<ScopeId>,
         name: &str,
     ) -> Result<()> {
-        org_rows::create_scope(&mut self.tx, org, scope, parent, name).await
+        sqlx::query(
+            "INSERT INTO scopes (org_id, id, parent_id, name, state) VALUES (?, ?, ?, ?, 'active')",
+        )
+        .bind(hex(org))
+        .bind(hex(scope))
+        .bind(parent.map(hex))
+        .bind(name)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
     }
 
     async fn set_scope_state(
@@ -23,7 +37,13 @@ impl Store for WriteTx {
         scope: ScopeId,
         state: ScopeState,
     ) -> Result<()> {
-        org_rows::set_scope_state(&mut self.tx, org, scope, state).await
+        let done = sqlx::query("UPDATE scopes SET state = ? WHERE org_id = ? AND id = ?")
+            .bind(state_name(state))
+            .bind(hex(org))
+            .bind(hex(scope))
+            .execute(&mut *self.tx)
+            .await?;
+        one_row(done.rows_affected(), "scope state of an unknown scope")
     }
 
     async fn put_key(
@@ -32,11 +52,30 @@ impl Store for WriteTx {
         key: KeyId,
         wrapped: Option<(KeyId, &[u8])>,
     ) -> Result<()> {
-        org_rows::put_key(&mut self.tx, org, key, wrapped).await
+        sqlx::query(
+            "INSERT INTO scope_keys (org_id, scope_id, version, under_version, wrapped) VALUES (?, ?, ?, ?, ?) \
+             ON CONFLICT (org_id, scope_id, version) DO UPDATE SET under_version = excluded.under_version, wrapped = excluded.wrapped",
+        )
+        .bind(hex(org))
+        .bind(hex(key.scope))
+        .bind(i64::from(key.version))
+        .bind(wrapped.map(|(under, _)| i64::from(under.version)))
+        .bind(wrapped.map(|(_, w)| w))
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
     }
 
+    /// With `secure_delete`, the key's bytes are overwritten in the file.
     async fn destroy_key(&mut self, org: ScopeId, key: KeyId) -> Result<()> {
-        org_rows::destroy_key(&mut self.tx, org, key).await
+        let done =
+            sqlx::query("DELETE FROM scope_keys WHERE org_id = ? AND scope_id = ? AND version = ?")
+                .bind(hex(org))
+                .bind(hex(key.scope))
+                .bind(i64::from(key.version))
+                .execute(&mut *self.tx)
+                .await?;
+        one_row(done.rows_affected(), "destroyed an unknown key version")
     }
 
     async fn destroy_data_keys(&mut self, org: ScopeId, scopes: &[ScopeId]) -> Result<()> {
@@ -49,7 +88,21 @@ impl Store for WriteTx {
         holder: HolderId,
         status: HolderStatus,
     ) -> Result<()> {
-        org_rows::put_holder(&mut self.tx, org, holder, status).await
+        let status = match status {
+            HolderStatus::Pending => "pending",
+            HolderStatus::Ready => "ready",
+            HolderStatus::Disabled => "disabled",
+        };
+        sqlx::query(
+            "INSERT INTO holders (org_id, holder, status) VALUES (?, ?, ?) \
+             ON CONFLICT (org_id, holder) DO UPDATE SET status = excluded.status",
+        )
+        .bind(hex(org))
+        .bind(holder_name(holder))
+        .bind(status)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
     }
 
     async fn put_root_copy(
@@ -59,7 +112,17 @@ impl Store for WriteTx {
         version: u32,
         wrapped: &[u8],
     ) -> Result<()> {
-        org_rows::put_root_copy(&mut self.tx, org, holder, version, wrapped).await
+        sqlx::query(
+            "INSERT INTO root_copies (org_id, holder, version, wrapped) VALUES (?, ?, ?, ?) \
+             ON CONFLICT (org_id, holder, version) DO UPDATE SET wrapped = excluded.wrapped",
+        )
+        .bind(hex(org))
+        .bind(holder_name(holder))
+        .bind(i64::from(version))
+        .bind(wrapped)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
     }
 
     async fn destroy_root_copy(
@@ -68,15 +131,32 @@ impl Store for WriteTx {
         holder: HolderId,
         version: u32,
     ) -> Result<()> {
-        org_rows::destroy_root_copy(&mut self.tx, org, holder, version).await
+        let done =
+            sqlx::query("DELETE FROM root_copies WHERE org_id = ? AND holder = ? AND version = ?")
+                .bind(hex(org))
+                .bind(holder_name(holder))
+                .bind(i64::from(version))
+                .execute(&mut *self.tx)
+                .await?;
+        one_row(done.rows_affected(), "destroyed an unknown root copy")
     }
 
     async fn set_default(&mut self, org: ScopeId, holder: HolderId) -> Result<()> {
-        org_rows::set_default(&mut self.tx, org, holder).await
+        let done = sqlx::query("UPDATE orgs SET default_holder = ? WHERE id = ?")
+            .bind(holder_name(holder))
+            .bind(hex(org))
+            .execute(&mut *self.tx)
+            .await?;
+        one_row(done.rows_affected(), "default holder of an unknown org")
     }
 
     async fn set_job(&mut self, org: ScopeId, job: Option<&RewrapJob>) -> Result<()> {
-        org_rows::set_job(&mut self.tx, org, job).await
+        let done = sqlx::query("UPDATE orgs SET job = ? WHERE id = ?")
+            .bind(job.map(|j| job_json(j).to_string()))
+            .bind(hex(org))
+            .execute(&mut *self.tx)
+            .await?;
+        one_row(done.rows_affected(), "job of an unknown org")
     }
 
     async fn insert_cmk(&mut self, org: ScopeId, row: &keys::CmkRow) -> Result<()> {

@@ -1,0 +1,163 @@
+//! Key health: what byok learns about a customer key from its KMS. Every KMS call is audited;
+//! an answer that says the customer withdrew the key (disabled, deleted, access removed) evicts
+//! the org's cached keys at once and is recorded as the key's health; the periodic check
+//! describes each enabled key and records the same.
+
+use byok_core::ScopeId;
+use byok_core::kms::KmsError;
+use byok_core::scope::{HolderId, HolderStatus, Org};
+use serde_json::json;
+
+use super::{OrgCell, Result, Service};
+use crate::store::{self, audit, keys};
+
+/// Whether a KMS error means the customer withdrew (the key is disabled, gone or pending
+/// deletion, or byok's access was removed), as opposed to an outage or throttling.
+pub fn is_denial(e: &KmsError) -> bool {
+    use byok_core::kms::KmsErrorKind as K;
+    matches!(
+        e.kind,
+        K::AccessDenied | K::KeyDisabled | K::KeyNotFound | K::KeyPendingDeletion
+    )
+}
+
+/// The stable name of a KMS error class (key health states and audit events use it).
+pub fn kind_code(e: &KmsError) -> &'static str {
+    e.kind.as_str()
+}
+
+impl Service {
+    /// Stores a health check of key `n` and shows it in the org's key list.
+    pub(super) async fn record_health(
+        &self,
+        cell: &OrgCell,
+        org: ScopeId,
+        n: u32,
+        health: String,
+        detail: Option<String>,
+    ) -> Result<()> {
+        let at = store::now_ms();
+        let mut w = self.store.write().await?;
+        keys::set_health(&mut w.tx, org, n, &health, detail.as_deref(), at).await?;
+        w.commit().await?;
+        if let Some(r) = cell
+            .cmks
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(&n)
+        {
+            r.health = Some(health);
+            r.health_detail = detail;
+            r.health_at = Some(at);
+        }
+        Ok(())
+    }
+
+    /// Records a KMS call in the audit log.
+    pub(super) async fn audit_kms(
+        &self,
+        org: ScopeId,
+        op: &str,
+        n: u32,
+        err: Option<&KmsError>,
+    ) -> Result<()> {
+        let event = match err {
+            None => json!({ "type": "kms_call", "op": op, "key": format!("cmk:{n}"), "ok": true }),
+            Some(e) => {
+                json!({ "type": "kms_call", "op": op, "key": format!("cmk:{n}"), "ok": false,
+                "error": kind_code(e), "provider_code": e.code })
+            }
+        };
+        let mut w = self.store.write().await?;
+        audit::append(&mut w.tx, org, store::now_ms(), &event).await?;
+        w.commit().await?;
+        Ok(())
+    }
+
+    /// After a KMS call on key `n`: audits it, and if the KMS said the key is gone or byok is
+    /// denied (disabled, not found, pending deletion, access denied), drops every cached key of
+    /// the org at once, not at TTL expiry, and records the key's health.
+    pub(super) async fn kms_answered(
+        &self,
+        cell: &OrgCell,
+        org: ScopeId,
+        n: u32,
+        op: &str,
+        err: Option<&KmsError>,
+    ) -> Result<()> {
+        self.audit_kms(org, op, n, err).await?;
+        if let Some(e) = err
+            && is_denial(e)
+        {
+            self.withdrawn(org, n, kind_code(e)).await?;
+            self.record_health(cell, org, n, kind_code(e).into(), Some(e.to_string()))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// The customer withdrew key `n` (as a KMS answer says): evict the org's keys, audited.
+    async fn withdrawn(&self, org: ScopeId, n: u32, why: &str) -> Result<()> {
+        self.cache.evict_org(org);
+        let mut w = self.store.write().await?;
+        audit::append(
+            &mut w.tx,
+            org,
+            store::now_ms(),
+            &json!({ "type": "cache_evicted", "key": format!("cmk:{n}"), "reason": why }),
+        )
+        .await?;
+        w.commit().await?;
+        Ok(())
+    }
+
+    /// Describes every attached, enabled key of every org and records its health.
+    pub async fn check_health(&self) -> Result<()> {
+        for org in store::org_rows::org_ids(self.store.pool()).await? {
+            self.check_health_of(org).await?;
+        }
+        Ok(())
+    }
+
+    /// Describes the org's attached, enabled keys and records their health.
+    pub async fn check_health_of(&self, org: ScopeId) -> Result<()> {
+        {
+            let cell = self.org(org).await?;
+            let snap: std::sync::Arc<Org> = cell.snapshot();
+            let enabled: Vec<u32> = snap
+                .holders()
+                .filter(|h| h.status != HolderStatus::Disabled)
+                .filter_map(|h| match h.id {
+                    HolderId::Cmk(n) => Some(n),
+                    HolderId::Managed => None,
+                })
+                .collect();
+            for n in enabled {
+                let access = self.access(&cell, org, n).await?;
+                let described = self.aws.describe(&org.to_string(), &access).await;
+                let denied = match &described {
+                    Ok(meta) => meta.state != "Enabled",
+                    Err(e) => is_denial(e),
+                };
+                let (health, detail) = match described {
+                    Ok(meta) if meta.state == "Enabled" => ("ok".to_owned(), None),
+                    Ok(meta) if meta.state == "PendingDeletion" => (
+                        "key_pending_deletion".into(),
+                        Some(format!("{} is pending deletion", meta.arn)),
+                    ),
+                    Ok(meta) => (
+                        "key_disabled".into(),
+                        Some(format!("{} is {}", meta.arn, meta.state)),
+                    ),
+                    Err(e) => (kind_code(&e).into(), Some(e.to_string())),
+                };
+                if denied {
+                    // The customer withdrew: nothing cached outlives the answer.
+                    self.withdrawn(org, n, &health).await?;
+                }
+                self.record_health(&cell, org, n, health, detail).await?;
+            }
+        }
+        Ok(())
+    }
+}

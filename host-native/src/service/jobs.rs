@@ -1,0 +1,147 @@
+//! Root rewrap jobs: a key change (attach, enable, disable, a new root version) starts a job
+//! that wraps or rewraps root copies; it runs one step per transaction, shows its progress, and
+//! resumes after a restart.
+
+use std::collections::BTreeMap;
+
+use byok_core::scope::{HolderId, JobStep};
+use byok_core::{KeyId, ScopeId};
+use serde::Serialize;
+
+use super::{Result, Service};
+use crate::store::{self, holder_name};
+
+/// A running re-encryption job.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct JobView {
+    /// What it does.
+    pub kind: String,
+    /// Steps done.
+    pub done: u64,
+    /// Steps in all.
+    pub total: u64,
+    /// `running`, or `waiting on paused scope ID`: a job never works on a paused scope's keys;
+    /// it continues as soon as that scope is resumed.
+    pub status: String,
+    /// The paused scope it waits on, if any.
+    pub waiting_on: Option<String>,
+}
+
+impl Service {
+    /// Runs the org's re-encryption job to its end, one step per transaction, so that a crash
+    /// resumes at the step it stopped at.
+    pub async fn run_job(&self, org: ScopeId) -> Result<()> {
+        let cell = self.org(org).await?;
+        // One runner per org: if another is at it (the periodic retry, a retirement), it
+        // finishes the job; progress shows in `job()`.
+        let Ok(_runner) = cell.job_runner.try_lock() else {
+            return Ok(());
+        };
+        self.run_job_steps(org).await
+    }
+
+    /// The steps of [`Self::run_job`], for a caller that already is the org's runner.
+    pub(super) async fn run_job_steps(&self, org: ScopeId) -> Result<()> {
+        let cell = self.org(org).await?;
+        loop {
+            let snap = cell.snapshot();
+            let Some(step) = snap.job().and_then(|j| j.next_batch(1).first().cloned()) else {
+                return Ok(());
+            };
+            // Never on a paused scope's keys: wait for the resume, which runs the job again.
+            if let Some(by) = snap.job_waiting_on() {
+                tracing::info!(org = %org, paused = %by, "job waits on a paused scope");
+                return Ok(());
+            }
+            match step {
+                JobStep::WrapRoot { holder, version } => {
+                    let root = self.scope_key(&cell, KeyId::new(org, version)).await?;
+                    let wrapped = match holder {
+                        HolderId::Managed => {
+                            snap.wrap_root_managed(&self.managed, &root, &mut rand::rng())?
+                        }
+                        HolderId::Cmk(n) => {
+                            let access = self.access(&cell, org, n).await?;
+                            let secret = byok_core::SecretBytes::from_bytes(
+                                &mut root.expose_secret().clone(),
+                            );
+                            let answer = self
+                                .aws
+                                .encrypt(&org.to_string(), &access, &secret, version)
+                                .await;
+                            self.kms_answered(&cell, org, n, "Encrypt", answer.as_ref().err())
+                                .await?;
+                            answer?
+                        }
+                    };
+                    self.transition(org, BTreeMap::new(), |o| {
+                        Ok(((), o.record_root_copy(holder, version, wrapped)?))
+                    })
+                    .await?;
+                }
+                JobStep::Rewrap { from, to, .. } => {
+                    let (f, t) = (
+                        self.scope_key(&cell, from).await?,
+                        self.scope_key(&cell, to).await?,
+                    );
+                    self.transition(org, BTreeMap::new(), |o| {
+                        Ok(((), o.rewrap_child(&step, &f, &t, &mut rand::rng())?))
+                    })
+                    .await?;
+                }
+            }
+        }
+    }
+
+    /// The org's running job: what it is for, and steps done of total.
+    pub async fn job(&self, org: ScopeId) -> Result<Option<JobView>> {
+        let cell = self.org(org).await?;
+        let snap = cell.snapshot();
+        let waiting_on = snap.job_waiting_on().map(|s| s.to_string());
+        let status = waiting_on.as_ref().map_or_else(
+            || "running".to_owned(),
+            |s| format!("waiting on paused scope {s}"),
+        );
+        if let Some(r) = self.retire_progress(org).await? {
+            return Ok(Some(JobView {
+                kind: format!("retire {}: rewrap data keys", KeyId::new(r.scope, r.from)),
+                done: r.done,
+                total: r.total,
+                status,
+                waiting_on,
+            }));
+        }
+        Ok(snap.job().map(|j| {
+            let (done, total) = j.progress();
+            JobView {
+                kind: match &j.kind {
+                    byok_core::scope::JobKind::WrapHolder(h) => {
+                        format!("wrap root with {}", holder_name(*h))
+                    }
+                    byok_core::scope::JobKind::WrapRoot(v) => format!("wrap root version {v}"),
+                    byok_core::scope::JobKind::RetireVersion(k) => format!("retire {k}"),
+                },
+                done: u64::try_from(done).unwrap_or(u64::MAX),
+                total: u64::try_from(total).unwrap_or(u64::MAX),
+                status: status.clone(),
+                waiting_on: waiting_on.clone(),
+            }
+        }))
+    }
+
+    /// Resumes every org's unfinished job (after a restart).
+    pub async fn resume_jobs(&self) -> Result<usize> {
+        let mut resumed = 0;
+        for org in store::org_rows::org_ids(self.store.pool()).await? {
+            let cell = self.org(org).await?;
+            if cell.snapshot().job().is_some() {
+                tracing::info!(org = %org, "resuming re-encryption job");
+                if let Err(e) = self.run_job(org).await {
+                    tracing::warn!(org = %org, error = ?e, "job could not finish; it resumes on the next start");
+                }
+                resumed += 1;
+            }
+        }
+        Ok(resumed)
+    }
+}
