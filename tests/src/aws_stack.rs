@@ -4,10 +4,12 @@
 use std::path::Path;
 
 use byok_core::kms::aws::request::AwsCredentials;
+use serde_json::json;
 
 use crate::fault_front::{FaultFront, StateCheck};
+use crate::fixtures::{OrgSettings, TestOrg, TestServer, assert_status};
 use crate::moto::Moto;
-use crate::server::Server;
+use crate::server::{Api, Server};
 
 /// moto and the front before it.
 pub struct AwsStack {
@@ -56,4 +58,45 @@ impl AwsStack {
             ],
         )
     }
+
+    /// A [`TestServer`] on this stack (see [`Self::server`]) in a temp dir named after `name`.
+    pub fn test_server(&self, name: &str) -> TestServer {
+        TestServer::start_with(name, |data| self.server(data))
+    }
+
+    /// Attaches the stack's test key to `o` through its alias as `prod` (the server validates
+    /// it live and wraps the org's root under it) and makes it the default: `cmk:1`.
+    pub async fn attach_default_key(&self, api: &Api, o: &TestOrg) {
+        o.attach_default(api, "prod", &self.moto.alias_arn, 1).await;
+    }
+
+    /// Attaches the stack's second key to `o` as `second` (`cmk:2`, after
+    /// [`Self::attach_default_key`]) and disables it at once, re-encrypting to `cmk:1`: a
+    /// disabled customer key, for what must not enable it.
+    pub async fn attach_disabled_second_key(&self, api: &Api, o: &TestOrg) {
+        assert_status(
+            &o.attach_aws_key(api, "second", &self.moto.second_key_arn)
+                .await,
+            201,
+        );
+        let body = json!({ "target": "cmk:1" });
+        assert_status(&o.key_action(api, "cmk:2", "disable", body).await, 200);
+    }
+}
+
+/// A fresh stack, a server on it in a temp dir named after `name`, and an org made with
+/// `settings` whose default key is still the managed one.
+pub async fn aws_org(name: &str, settings: OrgSettings<'_>) -> (AwsStack, TestServer, TestOrg) {
+    let stack = AwsStack::start().await;
+    let ts = stack.test_server(name);
+    let o = ts.org(settings).await;
+    (stack, ts, o)
+}
+
+/// The same with the stack's test key validated, attached and made the org's default
+/// (`cmk:1`, see [`AwsStack::attach_default_key`]).
+pub async fn byok_org(name: &str, settings: OrgSettings<'_>) -> (AwsStack, TestServer, TestOrg) {
+    let (stack, ts, o) = aws_org(name, settings).await;
+    stack.attach_default_key(&ts, &o).await;
+    (stack, ts, o)
 }

@@ -425,3 +425,38 @@ pub fn key<'a>(keys: &'a Value, id: &str) -> &'a Value {
         .find(|k| k["id"] == id)
         .unwrap_or_else(|| panic!("{id} not in {keys}"))
 }
+
+/// Data sealed at every level of a three-level tree: the org, `team` under it, `thread` under
+/// `team`.
+#[derive(Clone, Debug)]
+pub struct SealedTree {
+    /// The middle scope.
+    pub team: String,
+    /// (ciphertext, plaintext) at the org, `team` and `thread` levels, in that order.
+    pub sealed: Vec<(String, &'static str)>,
+}
+
+impl SealedTree {
+    /// Creates `team` and `thread` in `o` and seals one plaintext at each level.
+    pub async fn seal(api: &Api, o: &TestOrg) -> Self {
+        let team = o.scope(api, &o.id, "team").await;
+        let thread = o.scope(api, &team, "thread").await;
+        let mut sealed = Vec::new();
+        for (scope, data) in [
+            (&o.id, "org level"),
+            (&team, "level 0"),
+            (&thread, "level 1"),
+        ] {
+            sealed.push((o.seal(api, scope, data.as_bytes()).await, data));
+        }
+        Self { team, sealed }
+    }
+
+    /// Decrypts every ciphertext: `Ok` if each opens to its plaintext, else the first refusal.
+    pub async fn open_all(&self, api: &Api, o: &TestOrg) -> Result<(), Answer> {
+        for (ct, data) in &self.sealed {
+            o.opens_in(api, ct, &json!({}), data.as_bytes()).await?;
+        }
+        Ok(())
+    }
+}

@@ -1,12 +1,13 @@
 //! `byok serve` with customer keys in AWS KMS: a real server process, moto's KMS with signature
 //! and IAM checks on, and the state-enforcing front before it (moto alone would keep using a
-//! disabled key).
+//! disabled key). Each test starts its own stack: disabling a key in moto is seen by every
+//! server on it.
 
 use std::time::Duration;
 
-use byok_tests::aws_stack::AwsStack;
+use byok_tests::aws_stack::{aws_org, byok_org};
 use byok_tests::fixtures::{
-    OrgSettings, TestOrg, TestServer, assert_error, assert_status, error_message, key,
+    OrgSettings, SealedTree, assert_error, assert_status, error_message, key,
 };
 use byok_tests::server::{field as s, metric};
 use serde_json::json;
@@ -15,17 +16,16 @@ async fn kms_calls(url: &str) -> u64 {
     metric(url, "byok_kms_calls_total").await
 }
 
-/// An AWS stack and a server on it with org `acme` (1 s unwrap cache).
-async fn aws_org(name: &str) -> (AwsStack, TestServer, TestOrg) {
-    let stack = AwsStack::start().await;
-    let ts = TestServer::start_with(name, |data| stack.server(data));
-    let o = ts.org(OrgSettings::named("acme").cache_ttl_ms(1000)).await;
-    (stack, ts, o)
-}
+/// Org `acme` with a 1 s unwrap cache: short enough to wait out.
+const ONE_SECOND_TTL: OrgSettings<'static> = OrgSettings::named("acme").cache_ttl_ms(1000);
+
+/// Org `acme` with no unwrap cache: every use unwraps through the KMS, so no test has to wait
+/// for a cached root to expire.
+const NO_CACHE: OrgSettings<'static> = OrgSettings::named("acme").cache_ttl_ms(0);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_disabled_or_malformed_key_is_refused_with_the_fix_and_nothing_is_attached() {
-    let (stack, ts, o) = aws_org("aws-validate").await;
+    let (stack, ts, o) = aws_org("aws-validate", ONE_SECOND_TTL).await;
     let moto = &stack.moto;
     // The policy to grant names the org in the encryption context.
     let policy = ts
@@ -70,32 +70,15 @@ async fn a_disabled_or_malformed_key_is_refused_with_the_fix_and_nothing_is_atta
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn customer_keys_end_to_end() {
-    let (stack, mut ts, o) = aws_org("aws").await;
-    let moto = &stack.moto;
-    let (org, admin) = (o.id.clone(), o.admin.clone());
-    let keys_path = o.path("/keys");
-
-    // A 3-level tree with data at every level (sealed while the managed key is the default).
-    let team = o.scope(&ts, &org, "team").await;
-    let thread = o.scope(&ts, &team, "thread").await;
-    let mut sealed = Vec::new();
-    for (scope, data) in [
-        (&org, "org level"),
-        (&team, "level 0"),
-        (&thread, "level 1"),
-    ] {
-        sealed.push((o.seal(&ts, scope, data.as_bytes()).await, data));
-    }
-    let all_open = async |ts: &TestServer| -> Result<(), (u16, serde_json::Value)> {
-        for (ct, data) in &sealed {
-            o.opens_in(ts, ct, &json!({}), data.as_bytes()).await?;
-        }
-        Ok(())
-    };
-
+async fn an_attached_default_key_takes_over_and_data_sealed_before_still_opens() {
+    let (stack, ts, o) = aws_org("aws-attach", ONE_SECOND_TTL).await;
+    // A 3-level tree with data at every level, sealed while the managed key is the default.
+    let tree = SealedTree::seal(&ts, &o).await;
     // Attach the key (validated live, then it wraps the root), make it the default.
-    let v = assert_status(&o.attach_aws_key(&ts, "prod", &moto.alias_arn).await, 201);
+    let v = assert_status(
+        &o.attach_aws_key(&ts, "prod", &stack.moto.alias_arn).await,
+        201,
+    );
     assert_eq!(
         (s(&v["key"], "id"), s(&v["key"], "state")),
         ("cmk:1".into(), "ready".into()),
@@ -103,70 +86,96 @@ async fn customer_keys_end_to_end() {
     );
     let v = assert_status(&o.key_action(&ts, "cmk:1", "default", json!({})).await, 200);
     assert_eq!(key(&v, "cmk:1")["default"], true);
-    all_open(&ts).await.unwrap();
+    tree.open_all(&ts, &o).await.unwrap();
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_scope_refuses_its_subtree_naming_itself_until_resumed() {
+    let (_stack, ts, o) = byok_org("aws-pause", ONE_SECOND_TTL).await;
+    let tree = SealedTree::seal(&ts, &o).await;
     // Pause the middle (team): team and thread fail naming it, the org level still works.
-    assert_status(&o.act(&ts, &team, "pause", json!({})).await, 200);
-    for (i, (ct, _)) in sealed.iter().enumerate() {
+    assert_status(&o.act(&ts, &tree.team, "pause", json!({})).await, 200);
+    for (i, (ct, _)) in tree.sealed.iter().enumerate() {
         let answer = o.decrypt(&ts, ct).await;
         if i == 0 {
             assert_status(&answer, 200);
         } else {
             let v = assert_error(&answer, 409, "scope_paused");
-            assert!(error_message(&v).contains(&team));
+            assert!(error_message(&v).contains(&tree.team));
         }
     }
-    o.act(&ts, &team, "resume", json!({})).await;
-    all_open(&ts).await.unwrap();
+    assert_status(&o.act(&ts, &tree.team, "resume", json!({})).await, 200);
+    tree.open_all(&ts, &o).await.unwrap();
+}
 
-    // KMS calls are bounded by the TTL, not by traffic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kms_calls_are_bounded_by_the_cache_ttl_not_by_traffic() {
+    let (_stack, ts, o) = byok_org("aws-bounded", ONE_SECOND_TTL).await;
+    let tree = SealedTree::seal(&ts, &o).await;
+    tree.open_all(&ts, &o).await.unwrap();
     let before = kms_calls(&ts.url).await;
     for _ in 0..30 {
-        all_open(&ts).await.unwrap();
+        tree.open_all(&ts, &o).await.unwrap();
     }
     assert!(
         kms_calls(&ts.url).await - before <= 1,
         "cached root: at most one unwrap within the TTL"
     );
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_disabled_in_kms_fails_calls_once_the_ttl_passes_until_it_is_enabled_again() {
+    let (stack, ts, o) = byok_org("aws-disabled", ONE_SECOND_TTL).await;
+    let moto = &stack.moto;
+    let tree = SealedTree::seal(&ts, &o).await;
+    tree.open_all(&ts, &o).await.unwrap();
     // The customer disables the key in KMS: after the TTL everything fails, health says why.
     // The server reads the wall clock for its unwrap cache: waiting out the org's 1 s TTL is
     // the behaviour under test.
     moto.key_admin("disable_key", &moto.key_arn);
     tokio::time::sleep(Duration::from_millis(1200)).await;
-    assert_error(&all_open(&ts).await.unwrap_err(), 424, "kms_key_disabled");
-    let (_, v) = ts
-        .post(&format!("{keys_path}/check"), &admin, &json!({}))
-        .await;
+    assert_error(
+        &tree.open_all(&ts, &o).await.unwrap_err(),
+        424,
+        "kms_key_disabled",
+    );
+    let v = assert_status(
+        &ts.post(&o.path("/keys/check"), &o.admin, &json!({})).await,
+        200,
+    );
     assert_eq!(key(&v, "cmk:1")["health"], "key_disabled", "{v}");
-    let (st, v) = ts
-        .post(&format!("{keys_path}/cmk:1/validate"), &admin, &json!({}))
-        .await;
-    assert_eq!((st, v["ok"].clone()), (200, json!(false)), "{v}");
+    let v = assert_status(
+        &o.key_action(&ts, "cmk:1", "validate", json!({})).await,
+        200,
+    );
+    assert_eq!(v["ok"], false, "{v}");
+    // Enabled again: validation passes, data opens, health is back.
     moto.key_admin("enable_key", &moto.key_arn);
-    let (_, v) = ts
-        .post(&format!("{keys_path}/cmk:1/validate"), &admin, &json!({}))
-        .await;
+    let v = assert_status(
+        &o.key_action(&ts, "cmk:1", "validate", json!({})).await,
+        200,
+    );
     assert_eq!(v["ok"], true, "{v}");
-    all_open(&ts).await.unwrap();
-    let (_, v) = ts
-        .post(&format!("{keys_path}/check"), &admin, &json!({}))
-        .await;
+    tree.open_all(&ts, &o).await.unwrap();
+    let v = assert_status(
+        &ts.post(&o.path("/keys/check"), &o.admin, &json!({})).await,
+        200,
+    );
     assert_eq!(key(&v, "cmk:1")["health"], "ok", "{v}");
+}
 
-    // A second key; make it the default; disable the first with re-encryption to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disabling_a_key_onto_a_target_moves_the_root_so_its_kms_key_is_not_needed() {
+    let (stack, mut ts, o) = byok_org("aws-retarget", NO_CACHE).await;
+    let moto = &stack.moto;
+    let tree = SealedTree::seal(&ts, &o).await;
+    // A second key; disable the first with re-encryption to it, which makes it the default.
     assert_status(
         &o.attach_aws_key(&ts, "second", &moto.second_key_arn).await,
         201,
     );
-    let (st, v) = ts
-        .post(
-            &format!("{keys_path}/cmk:1/disable"),
-            &admin,
-            &json!({ "target": "cmk:2" }),
-        )
-        .await;
-    assert_eq!(st, 200, "{v}");
+    let body = json!({ "target": "cmk:2" });
+    let v = assert_status(&o.key_action(&ts, "cmk:1", "disable", body).await, 200);
     assert_eq!(
         (
             key(&v, "cmk:1")["state"].clone(),
@@ -175,32 +184,47 @@ async fn customer_keys_end_to_end() {
         (json!("disabled"), json!(true)),
         "{v}"
     );
-    // The first key's copy is gone: even with it disabled in KMS, everything opens via cmk:2.
-    // Past the TTL, so that the opens below unwrap again (through cmk:2).
+    // The first key's copy is gone: even with it disabled in KMS, everything opens via cmk:2
+    // (no cache: every open unwraps), after a restart too.
     moto.key_admin("disable_key", &moto.key_arn);
-    tokio::time::sleep(Duration::from_millis(1200)).await;
-    all_open(&ts).await.unwrap();
+    tree.open_all(&ts, &o).await.unwrap();
     ts.restart();
-    all_open(&ts).await.unwrap();
+    tree.open_all(&ts, &o).await.unwrap();
+}
 
-    // Disable all: back to the managed key, which needs no KMS at all.
-    let (st, v) = ts
-        .post(&format!("{keys_path}/disable-all"), &admin, &json!({}))
-        .await;
-    assert_eq!(st, 200, "{v}");
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disable_all_goes_back_to_the_managed_key_which_needs_no_kms() {
+    let (stack, ts, o) = byok_org("aws-disable-all", NO_CACHE).await;
+    let moto = &stack.moto;
+    let tree = SealedTree::seal(&ts, &o).await;
+    let v = assert_status(
+        &ts.post(&o.path("/keys/disable-all"), &o.admin, &json!({}))
+            .await,
+        200,
+    );
     assert_eq!(key(&v, "managed")["default"], true, "{v}");
-    assert_eq!(key(&v, "cmk:2")["state"], "disabled", "{v}");
-    // Past the TTL again: the opens below unwrap with the managed key.
-    moto.key_admin("disable_key", &moto.second_key_arn);
-    tokio::time::sleep(Duration::from_millis(1200)).await;
-    all_open(&ts).await.unwrap();
+    assert_eq!(key(&v, "cmk:1")["state"], "disabled", "{v}");
+    // With the customer key disabled in KMS, everything opens (no cache: every open unwraps,
+    // with the managed key).
+    moto.key_admin("disable_key", &moto.key_arn);
+    tree.open_all(&ts, &o).await.unwrap();
+}
 
-    // Every KMS call is in the verified audit log.
-    let (_, v) = ts
-        .get(&format!("/v1/orgs/{org}/audit/verify"), &admin)
-        .await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_kms_call_is_in_the_verified_audit_log() {
+    let (stack, ts, o) = byok_org("aws-audit", NO_CACHE).await;
+    let moto = &stack.moto;
+    let tree = SealedTree::seal(&ts, &o).await;
+    // Attaching wrapped the root (Encrypt); a refused unwrap is logged too.
+    moto.key_admin("disable_key", &moto.key_arn);
+    assert_error(
+        &tree.open_all(&ts, &o).await.unwrap_err(),
+        424,
+        "kms_key_disabled",
+    );
+    let v = assert_status(&ts.get(&o.path("/audit/verify"), &o.admin).await, 200);
     assert_eq!(v["ok"], true, "{v}");
-    let rows = o.audit(&ts, &admin).await;
+    let rows = o.audit(&ts, &o.admin).await;
     let kms: Vec<&serde_json::Value> = rows
         .iter()
         .filter(|r| r["event"]["type"] == "kms_call")
