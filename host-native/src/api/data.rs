@@ -91,6 +91,9 @@ pub struct UnwrapResponse {
     pub key: String,
 }
 
+/// Data operations are the service role's.
+const SERVICE: &[Role] = &[Role::Service];
+
 fn armor_decode(text: &str, what: &str) -> Result<Vec<u8>, ApiError> {
     byok_core::format::armor::decode(text).map_err(|e| {
         ApiError::new(
@@ -113,8 +116,7 @@ pub async fn encrypt(
     Path((org, scope)): Path<(String, String)>,
     ApiJson(req): ApiJson<EncryptRequest>,
 ) -> Result<Json<EncryptResponse>, ApiError> {
-    let org = parse_id(&org, "org")?;
-    caller.require(org, &[Role::Service])?;
+    let org = caller.org(&org, SERVICE)?;
     let scope = parse_id(&scope, "scope")?;
     let plaintext = Zeroizing::new(
         Base64::decode_vec(&req.plaintext)
@@ -141,8 +143,7 @@ pub async fn decrypt(
     Path(org): Path<String>,
     ApiJson(req): ApiJson<DecryptRequest>,
 ) -> Result<Json<DecryptResponse>, ApiError> {
-    let org = parse_id(&org, "org")?;
-    caller.require(org, &[Role::Service])?;
+    let org = caller.org(&org, SERVICE)?;
     let ct = armor_decode(&req.ciphertext, "ciphertext")?;
     let pt = Zeroizing::new(s.service.decrypt(org, &ct, req.context).await?);
     Ok(Json(DecryptResponse {
@@ -162,8 +163,7 @@ pub async fn datakey(
     Path((org, scope)): Path<(String, String)>,
     ApiJson(req): ApiJson<DataKeyRequest>,
 ) -> Result<Json<DataKeyResponse>, ApiError> {
-    let org = parse_id(&org, "org")?;
-    caller.require(org, &[Role::Service])?;
+    let org = caller.org(&org, SERVICE)?;
     let scope = parse_id(&scope, "scope")?;
     let out = s.service.datakey(org, scope, req.context).await?;
     Ok(Json(DataKeyResponse {
@@ -185,8 +185,7 @@ pub async fn unwrap_datakey(
     Path(org): Path<String>,
     ApiJson(req): ApiJson<UnwrapRequest>,
 ) -> Result<Json<UnwrapResponse>, ApiError> {
-    let org = parse_id(&org, "org")?;
-    caller.require(org, &[Role::Service])?;
+    let org = caller.org(&org, SERVICE)?;
     let wrapped = armor_decode(&req.wrapped, "wrapped")?;
     let key = s.service.unwrap_datakey(org, &wrapped, req.context).await?;
     Ok(Json(UnwrapResponse {
@@ -229,8 +228,7 @@ pub async fn create_stored(
     Path((org, scope)): Path<(String, String)>,
     ApiJson(req): ApiJson<CreateStored>,
 ) -> Result<(axum::http::StatusCode, Json<StoredKeys>), ApiError> {
-    let org = parse_id(&org, "org")?;
-    caller.require(org, &[Role::Service])?;
+    let org = caller.org(&org, SERVICE)?;
     let scope = parse_id(&scope, "scope")?;
     let keys = s
         .service
@@ -251,8 +249,7 @@ pub async fn get_stored(
     Path(org): Path<String>,
     ApiJson(req): ApiJson<GetStored>,
 ) -> Result<Json<StoredKeys>, ApiError> {
-    let org = parse_id(&org, "org")?;
-    caller.require(org, &[Role::Service])?;
+    let org = caller.org(&org, SERVICE)?;
     Ok(Json(StoredKeys {
         keys: s.service.get_stored_keys(org, &req.ids).await?,
     }))
@@ -277,8 +274,7 @@ pub async fn lease(
     ),
     ApiError,
 > {
-    let org = parse_id(&org, "org")?;
-    caller.require(org, &[Role::Service])?;
+    let org = caller.org(&org, SERVICE)?;
     let scope = parse_id(&scope, "scope")?;
     let lease = s
         .service
