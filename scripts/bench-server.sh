@@ -97,20 +97,26 @@ FLOOR="http://127.0.0.1:$FLOOR_PORT"
 # One cell: wrk against URL with BODY; prints the RESULT line.
 cell() { BENCH_TOKEN=$SERVICE BENCH_BODY="$WORK/$2.json" wrk -t2 -c"$CONNECTIONS" -d"${SECONDS_PER_RUN}s" --latency -s "$WORK/post.lua" "$1" | grep '^RESULT'; }
 get() { echo "$1" | tr ' ' '\n' | awk -F= -v k="$2" '$1==k{print $2}'; }
+# CPU time (user + system, in clock ticks) a process has used so far.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+TICKS=$(getconf CLK_TCK)
 
 echo "byok $("$BYOK" --version | cut -d' ' -f2), $(nproc) cores, wrk -t2 -c$CONNECTIONS -d${SECONDS_PER_RUN}s, unwrap TTL ${TTL_MS} ms, 1 KiB plaintext, $ROUNDS rounds"
 echo "floor: the same axum/tokio/serde stack doing the same JSON and base64 work, no token, crypto or audit (host-native/examples/http_floor.rs); cells interleaved"
-echo "| round | op | server | req/s | p50 ms | p99 ms | errors | non-2xx | KMS calls in run |"
-echo "|---|---|---|---|---|---|---|---|---|"
+echo "| round | op | server | req/s | p50 ms | p99 ms | server CPU µs/req | errors | non-2xx | KMS calls in run |"
+echo "|---|---|---|---|---|---|---|---|---|---|"
 for round in $(seq "$ROUNDS"); do
   for op in encrypt decrypt; do
     if [ "$op" = encrypt ]; then P="/v1/orgs/$ORG/scopes/$SCOPE/encrypt"; else P="/v1/orgs/$ORG/decrypt"; fi
     for server in floor byok; do
-      if [ "$server" = floor ]; then BASE=$FLOOR; else BASE=$BYOK_SERVER; fi
+      if [ "$server" = floor ]; then BASE=$FLOOR; PID=$FLOOR_PID; else BASE=$BYOK_SERVER; PID=$SERVER_PID; fi
       before=$(kms_calls)
+      t0=$(cpu_ticks "$PID")
       line=$(cell "$BASE$P" "$op")
+      t1=$(cpu_ticks "$PID")
       after=$(kms_calls)
-      echo "| $round | $op | $server | $(get "$line" rps) | $(get "$line" p50_ms) | $(get "$line" p99_ms) | $(get "$line" errors) | $(get "$line" non2xx) | $((after - before)) |"
+      per=$(awk -v t="$((t1 - t0))" -v hz="$TICKS" -v n="$(get "$line" requests)" 'BEGIN { printf "%.1f", t / hz * 1e6 / n }')
+      echo "| $round | $op | $server | $(get "$line" rps) | $(get "$line" p50_ms) | $(get "$line" p99_ms) | $per | $(get "$line" errors) | $(get "$line" non2xx) | $((after - before)) |"
     done
   done
 done

@@ -18,13 +18,24 @@ use crate::service::ServiceError;
 
 tokio::task_local! {
     /// The id of the request being served (set by the request-id middleware).
-    pub static REQUEST_ID: String;
+    pub static REQUEST_ID: RequestId;
+}
+
+/// A request id: 64 random bits, shown as 16 hex digits. Copied, not allocated, per request;
+/// formatted only where it is shown (a header, an error, a log line).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RequestId(pub u64);
+
+impl std::fmt::Display for RequestId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
 }
 
 /// The current request id, or `-` outside a request.
 pub fn request_id() -> String {
     REQUEST_ID
-        .try_with(Clone::clone)
+        .try_with(|id| id.to_string())
         .unwrap_or_else(|_| "-".into())
 }
 

@@ -19,7 +19,6 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::HeaderValue;
-use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{delete, get, post};
 use byok_core::ApiCode;
@@ -27,7 +26,7 @@ use utoipa::OpenApi;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 
 use crate::service::Service;
-use error::{ApiError, REQUEST_ID};
+use error::{ApiError, REQUEST_ID, RequestId};
 
 /// Request bodies larger than this are refused with `too_large` (the JSON API takes at most
 /// 4 MiB of plaintext, base64-encoded).
@@ -95,26 +94,74 @@ pub fn openapi_json() -> String {
     s
 }
 
-async fn request_id(req: Request, next: Next) -> Response {
-    let id = format!("{:016x}", rand_core::Rng::next_u64(&mut rand::rng()));
-    let method = req.method().clone();
-    // An `Arc<str>` inside: no copy of the route per request.
-    let route = req
-        .extensions()
-        .get::<axum::extract::MatchedPath>()
-        .cloned();
-    let path = route.as_ref().map_or("unmatched", |p| p.as_str());
-    let started = std::time::Instant::now();
-    let mut resp = REQUEST_ID.scope(id.clone(), next.run(req)).await;
-    let status = resp.status().as_u16();
-    // The route template, never the concrete path: ids and nothing else from the caller.
-    tracing::info!(request_id = %id, %method, route = %path, status,
-        micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX), "request");
-    if let Ok(v) = HeaderValue::from_str(&id) {
-        resp.headers_mut().insert("x-request-id", v);
+/// Gives every request an id (in the `x-request-id` header, in error bodies and in the log line
+/// written for it) and logs it. A plain tower layer: `from_fn` clones and boxes the inner service
+/// for every request, which cost about as much as byok's own work on the data path.
+#[derive(Clone, Copy)]
+struct RequestIds;
+
+impl<S> tower::Layer<S> for RequestIds {
+    type Service = WithRequestId<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        WithRequestId { inner }
     }
-    resp
 }
+
+#[derive(Clone)]
+struct WithRequestId<S> {
+    inner: S,
+}
+
+impl<S> tower::Service<Request> for WithRequestId<S>
+where
+    S: tower::Service<Request, Response = Response, Error = std::convert::Infallible>,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = std::convert::Infallible;
+    type Future =
+        std::pin::Pin<Box<dyn Future<Output = Result<Response, std::convert::Infallible>> + Send>>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        let id = RequestId(rand_core::Rng::next_u64(&mut rand::rng()));
+        // The log line's fields are gathered only when it is written.
+        let log = tracing::enabled!(tracing::Level::INFO).then(|| {
+            let route = req
+                .extensions()
+                .get::<axum::extract::MatchedPath>()
+                .cloned();
+            (req.method().clone(), route, std::time::Instant::now())
+        });
+        let answer = REQUEST_ID.scope(id, self.inner.call(req));
+        Box::pin(async move {
+            let mut resp = answer.await?;
+            if let Some((method, route, started)) = log {
+                // The route template, never the concrete path: ids and nothing from the caller.
+                let route = route.as_ref().map_or("unmatched", |p| p.as_str());
+                tracing::info!(request_id = %id, %method, route, status = resp.status().as_u16(),
+                    micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX), "request");
+            }
+            let mut hex = [0u8; 16];
+            for (i, b) in id.0.to_be_bytes().iter().enumerate() {
+                hex[2 * i] = HEX[usize::from(b >> 4)];
+                hex[2 * i + 1] = HEX[usize::from(b & 0xf)];
+            }
+            if let Ok(v) = HeaderValue::from_bytes(&hex) {
+                resp.headers_mut().insert("x-request-id", v);
+            }
+            Ok(resp)
+        })
+    }
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
 
 async fn not_found() -> ApiError {
     ApiError::new(ApiCode::NotFound, "no such endpoint; see /openapi.json")
@@ -178,7 +225,7 @@ pub fn router(service: Arc<Service>) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(MAX_BODY))
-        .layer(middleware::from_fn(request_id))
+        .layer(RequestIds)
         .with_state(state)
 }
 
