@@ -140,13 +140,7 @@ pub async fn key(client: &Client, cmd: KeyCmd) -> Result<(), Failure> {
                     json!({ "key_arn": key_arn, "role_arn": role_arn }),
                 )
                 .await?;
-            print(client, &v, |v| report_lines(&v["steps"]));
-            if v.get("ok").and_then(Value::as_bool) != Some(true) {
-                return Err(Failure {
-                    code: 1,
-                    message: "the key did not validate".into(),
-                });
-            }
+            validation_report(client, &v)?;
         }
         KeyCmd::Revalidate {
             org: OrgArg { org },
@@ -155,13 +149,7 @@ pub async fn key(client: &Client, cmd: KeyCmd) -> Result<(), Failure> {
             let v = client
                 .post(&format!("/v1/orgs/{org}/keys/{key}/validate"), json!({}))
                 .await?;
-            print(client, &v, |v| report_lines(&v["steps"]));
-            if v.get("ok").and_then(Value::as_bool) != Some(true) {
-                return Err(Failure {
-                    code: 1,
-                    message: "the key did not validate".into(),
-                });
-            }
+            validation_report(client, &v)?;
         }
         KeyCmd::Add {
             org: OrgArg { org },
@@ -219,4 +207,17 @@ pub async fn key(client: &Client, cmd: KeyCmd) -> Result<(), Failure> {
         }
     }
     Ok(())
+}
+
+/// Prints a validation report (each step, with its fix when it failed); exit code 1 unless every
+/// step passed.
+fn validation_report(client: &Client, v: &Value) -> Result<(), Failure> {
+    print(client, v, |v| report_lines(&v["steps"]));
+    if v.get("ok").and_then(Value::as_bool) == Some(true) {
+        return Ok(());
+    }
+    Err(Failure {
+        code: 1,
+        message: "the key did not validate".into(),
+    })
 }
