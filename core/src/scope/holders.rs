@@ -54,6 +54,24 @@ pub enum HolderStatus {
     Disabled,
 }
 
+impl HolderStatus {
+    /// Its name, as stored and as the API shows it: `pending`, `ready` or `disabled`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Ready => "ready",
+            Self::Disabled => "disabled",
+        }
+    }
+
+    /// The inverse of [`Self::as_str`].
+    pub fn parse(name: &str) -> Option<Self> {
+        [Self::Pending, Self::Ready, Self::Disabled]
+            .into_iter()
+            .find(|s| s.as_str() == name)
+    }
+}
+
 /// One holder and its wrapped copies of the root key, by root version.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Holder {
@@ -427,5 +445,22 @@ impl Org {
             }));
         }
         Ok(effects)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::HolderStatus;
+
+    #[test]
+    fn status_names_round_trip() {
+        for s in [
+            HolderStatus::Pending,
+            HolderStatus::Ready,
+            HolderStatus::Disabled,
+        ] {
+            assert_eq!(HolderStatus::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(HolderStatus::parse("Ready"), None);
     }
 }

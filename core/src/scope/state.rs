@@ -11,6 +11,24 @@ pub enum ScopeState {
     Revoked,
 }
 
+impl ScopeState {
+    /// Its name, as stored and as the API shows it: `active`, `paused` or `revoked`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Paused => "paused",
+            Self::Revoked => "revoked",
+        }
+    }
+
+    /// The inverse of [`Self::as_str`].
+    pub fn parse(name: &str) -> Option<Self> {
+        [Self::Active, Self::Paused, Self::Revoked]
+            .into_iter()
+            .find(|s| s.as_str() == name)
+    }
+}
+
 /// The state that applies to a scope: the most restrictive state on its path to the root,
 /// and which scope set it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -27,4 +45,29 @@ pub enum Effective {
         /// That scope.
         by: crate::key_id::ScopeId,
     },
+}
+
+impl Effective {
+    /// The state's name ([`ScopeState::as_str`]) and the scope that set it, if not active.
+    pub fn parts(self) -> (ScopeState, Option<crate::key_id::ScopeId>) {
+        match self {
+            Self::Active => (ScopeState::Active, None),
+            Self::Paused { by } => (ScopeState::Paused, Some(by)),
+            Self::Revoked { by } => (ScopeState::Revoked, Some(by)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ScopeState;
+
+    #[test]
+    fn names_round_trip() {
+        for s in [ScopeState::Active, ScopeState::Paused, ScopeState::Revoked] {
+            assert_eq!(ScopeState::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(ScopeState::parse("Active"), None);
+        assert_eq!(ScopeState::parse(""), None);
+    }
 }

@@ -374,12 +374,7 @@ impl Service {
                     key_arn: row.map(|r| r.key_arn.clone()),
                     role_arn: row.and_then(|r| r.role_arn.clone()),
                     default: h.id == snap.default_holder(),
-                    state: match h.status {
-                        HolderStatus::Pending => "pending",
-                        HolderStatus::Ready => "ready",
-                        HolderStatus::Disabled => "disabled",
-                    }
-                    .into(),
+                    state: h.status.as_str().into(),
                     health: row.and_then(|r| r.health.clone()),
                     health_detail: row.and_then(|r| r.health_detail.clone()),
                     health_at: row.and_then(|r| r.health_at),

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use byok_core::ScopeId;
-use byok_core::scope::{Effective, Org, ScopeError, ScopeState};
+use byok_core::scope::{Org, ScopeError};
 
 use super::org_cell::OrgCell;
 use super::{Result, Service, ServiceError};
@@ -29,32 +29,20 @@ pub struct ScopeView {
     pub depth: u16,
 }
 
-fn state_str(s: ScopeState) -> &'static str {
-    match s {
-        ScopeState::Active => "active",
-        ScopeState::Paused => "paused",
-        ScopeState::Revoked => "revoked",
-    }
-}
-
 impl Service {
     /// The view of scope `id`.
     pub fn view(&self, cell: &OrgCell, org: &Org, id: ScopeId) -> Result<ScopeView> {
         let scope = org
             .scope(id)
             .ok_or_else(|| ServiceError::NotFound("scope not found".into()))?;
-        let (effective, by) = match org.effective(id)? {
-            Effective::Active => ("active", None),
-            Effective::Paused { by } => ("paused", Some(by.to_string())),
-            Effective::Revoked { by } => ("revoked", Some(by.to_string())),
-        };
+        let (effective, by) = org.effective(id)?.parts();
         Ok(ScopeView {
             id: id.to_string(),
             parent: scope.parent.map(|p| p.to_string()),
             name: cell.name(id),
-            state: state_str(scope.state).into(),
-            effective: effective.into(),
-            effective_by: by,
+            state: scope.state.as_str().into(),
+            effective: effective.as_str().into(),
+            effective_by: by.map(|s| s.to_string()),
             key_version: scope.current_version(),
             depth: scope.depth,
         })

@@ -63,14 +63,6 @@ fn scope_id(s: &str) -> Result<ScopeId> {
     ScopeId::parse_hex(s).ok_or_else(|| corrupt(format!("bad scope id {s:?}")))
 }
 
-pub(super) fn state_name(s: ScopeState) -> &'static str {
-    match s {
-        ScopeState::Active => "active",
-        ScopeState::Paused => "paused",
-        ScopeState::Revoked => "revoked",
-    }
-}
-
 fn key_json(k: KeyId) -> Value {
     json!({ "scope": hex(k.scope), "version": k.version })
 }
@@ -216,12 +208,9 @@ pub async fn load(
             Some(p) => Some(scope_id(p)?),
             None => None,
         };
-        let state = match r.try_get::<&str, _>("state")? {
-            "active" => ScopeState::Active,
-            "paused" => ScopeState::Paused,
-            "revoked" => ScopeState::Revoked,
-            other => return Err(corrupt(format!("bad state {other:?}"))),
-        };
+        let state: &str = r.try_get("state")?;
+        let state =
+            ScopeState::parse(state).ok_or_else(|| corrupt(format!("bad state {state:?}")))?;
         names.insert(sid, r.try_get::<String, _>("name")?);
         scopes.insert(
             sid,
@@ -272,12 +261,9 @@ pub async fn load(
         .await?
     {
         let h = parse_holder(r.try_get("holder")?).ok_or_else(|| corrupt("bad holder"))?;
-        let status = match r.try_get::<&str, _>("status")? {
-            "pending" => HolderStatus::Pending,
-            "ready" => HolderStatus::Ready,
-            "disabled" => HolderStatus::Disabled,
-            other => return Err(corrupt(format!("bad holder status {other:?}"))),
-        };
+        let status: &str = r.try_get("status")?;
+        let status = HolderStatus::parse(status)
+            .ok_or_else(|| corrupt(format!("bad holder status {status:?}")))?;
         holders.insert(
             h,
             Holder {

@@ -8,7 +8,7 @@ use byok_core::scope::{HolderId, HolderStatus, RewrapJob, ScopeState};
 use byok_core::{KeyId, ScopeId};
 use serde_json::Value;
 
-use super::org_rows::{hex, holder_name, job_json, one_row, state_name};
+use super::org_rows::{hex, holder_name, job_json, one_row};
 use super::{Result, Store, WriteTx, audit, data_keys, keys};
 
 impl Store for WriteTx {
@@ -38,7 +38,7 @@ impl Store for WriteTx {
         state: ScopeState,
     ) -> Result<()> {
         let done = sqlx::query("UPDATE scopes SET state = ? WHERE org_id = ? AND id = ?")
-            .bind(state_name(state))
+            .bind(state.as_str())
             .bind(hex(org))
             .bind(hex(scope))
             .execute(&mut *self.tx)
@@ -88,18 +88,13 @@ impl Store for WriteTx {
         holder: HolderId,
         status: HolderStatus,
     ) -> Result<()> {
-        let status = match status {
-            HolderStatus::Pending => "pending",
-            HolderStatus::Ready => "ready",
-            HolderStatus::Disabled => "disabled",
-        };
         sqlx::query(
             "INSERT INTO holders (org_id, holder, status) VALUES (?, ?, ?) \
              ON CONFLICT (org_id, holder) DO UPDATE SET status = excluded.status",
         )
         .bind(hex(org))
         .bind(holder_name(holder))
-        .bind(status)
+        .bind(status.as_str())
         .execute(&mut *self.tx)
         .await?;
         Ok(())
