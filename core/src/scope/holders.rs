@@ -224,6 +224,13 @@ impl Org {
         fresh: &[ScopeKey],
         reference: &[ScopeKey],
     ) -> Result<RootProof> {
+        self.ready_holder(holder)?;
+        proof::compare(self.root, holder, &self.root_versions(), fresh, reference)
+            .map_err(scope_err)
+    }
+
+    /// `holder` is attached and ready (holds every live root version), or the typed reason.
+    fn ready_holder(&self, holder: HolderId) -> Result<()> {
         let h = self
             .holders
             .get(&holder)
@@ -231,8 +238,7 @@ impl Org {
         if h.status != HolderStatus::Ready {
             return Err(scope_err(ScopeError::HolderNotReady(holder)));
         }
-        proof::compare(self.root, holder, &self.root_versions(), fresh, reference)
-            .map_err(scope_err)
+        Ok(())
     }
 
     /// Makes `holder` the default. It must hold every live root version.
@@ -247,13 +253,7 @@ impl Org {
         holder: HolderId,
         proof: Option<&RootProof>,
     ) -> Result<Vec<Effect>> {
-        let h = self
-            .holders
-            .get(&holder)
-            .ok_or(scope_err(ScopeError::UnknownHolder(holder)))?;
-        if h.status != HolderStatus::Ready {
-            return Err(scope_err(ScopeError::HolderNotReady(holder)));
-        }
+        self.ready_holder(holder)?;
         if holder == self.default {
             return Ok(Vec::new());
         }

@@ -317,26 +317,19 @@ impl Service {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .insert(n, row.clone());
-        let copies = self.wrap_roots(&cell, &cell.snapshot(), n).await;
-        let copies = match copies {
-            Ok(c) => c,
-            Err(e) => {
-                cell.cmks
-                    .write()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .remove(&n);
-                return Err(e);
-            }
-        };
-        let attached = self
-            .transition_with(org, BTreeMap::new(), super::Extra::InsertCmk(row), |o| {
+        let attached = async {
+            let copies = self.wrap_roots(&cell, &cell.snapshot(), n).await?;
+            self.transition_with(org, BTreeMap::new(), super::Extra::InsertCmk(row), |o| {
                 let mut effects = o.attach_cmk(n)?;
                 for (v, c) in copies {
                     effects.extend(o.record_root_copy(HolderId::Cmk(n), v, c)?);
                 }
                 Ok(((), effects))
             })
-            .await;
+            .await
+        }
+        .await;
+        // Failed: the temporary entry goes (a committed attach replaced it with the stored row).
         if let Err(e) = attached {
             cell.cmks
                 .write()
