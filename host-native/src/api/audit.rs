@@ -7,6 +7,7 @@ use serde::Deserialize;
 use super::AppState;
 use super::auth::Caller;
 use super::error::{ApiError, ErrorBody};
+use super::paths::OrgPath;
 use crate::store::{AuditRow, Role, Verification};
 
 /// Who may read and verify the log.
@@ -24,7 +25,7 @@ pub struct Page {
 
 /// Read the org's audit log (auditor, admin).
 #[utoipa::path(get, path = "/v1/orgs/{org}/audit", tag = "audit",
-    params(("org" = String, Path, description = "org id (32 hex digits)", pattern = "^[0-9a-fA-F]{32}$"),
+    params(OrgPath,
         ("after" = Option<i64>, Query, description = "rows after this sequence number (default 0)"),
         ("limit" = Option<i64>, Query, description = "at most this many rows, 1..=1000 (default 100)")),
     responses((status = 200, body = Vec<AuditRow>), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
@@ -49,7 +50,7 @@ pub async fn read(
 
 /// Check the org's audit chain; names the first broken row (auditor, admin).
 #[utoipa::path(get, path = "/v1/orgs/{org}/audit/verify", tag = "audit",
-    params(("org" = String, Path, description = "org id (32 hex digits)", pattern = "^[0-9a-fA-F]{32}$")),
+    params(OrgPath),
     responses((status = 200, body = Verification), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn verify(

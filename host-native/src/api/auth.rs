@@ -2,7 +2,7 @@
 //! another org gets the same `not_found` as an org that does not exist, so no token can learn
 //! whether another org, scope or ciphertext exists.
 
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::{FromRequest, FromRequestParts, RawPathParams, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use byok_core::{ApiCode, ScopeId};
@@ -83,6 +83,27 @@ impl FromRequestParts<AppState> for Caller {
             role: grant.role,
             token_hash,
         })
+    }
+}
+
+/// The org of a data call (`{org}` in the path), checked against a service token: how every
+/// handler in `data.rs` begins. Only service tokens touch data; an admin or auditor token gets
+/// `forbidden`, a token of another org `not_found`.
+pub struct ServiceOrg(pub ScopeId);
+
+impl FromRequestParts<AppState> for ServiceOrg {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        let params = RawPathParams::from_request_parts(parts, state)
+            .await
+            .map_err(|_| ApiError::not_found("organization not found"))?;
+        let org = params
+            .iter()
+            .find_map(|(name, value)| (name == "org").then_some(value))
+            .ok_or_else(|| ApiError::not_found("organization not found"))?;
+        Ok(Self(caller.org(org, &[Role::Service])?))
     }
 }
 

@@ -12,9 +12,9 @@ use utoipa::ToSchema;
 use zeroize::Zeroizing;
 
 use super::AppState;
-use super::auth::{ApiJson, Caller, parse_id};
-use super::error::{ApiError, ErrorBody};
-use crate::store::Role;
+use super::auth::{ApiJson, ServiceOrg, parse_id};
+use super::error::{ApiError, DataErrors, ErrorBody};
+use super::paths::{OrgPath, ScopePath};
 
 /// Encrypts.
 #[derive(Deserialize, ToSchema)]
@@ -91,9 +91,7 @@ pub struct UnwrapResponse {
     pub key: String,
 }
 
-/// Data operations are the service role's.
-const SERVICE: &[Role] = &[Role::Service];
-
+/// Decodes the `byok:v1:` text armor, naming the field in the error.
 fn armor_decode(text: &str, what: &str) -> Result<Vec<u8>, ApiError> {
     byok_core::format::armor::decode(text).map_err(|e| {
         ApiError::new(
@@ -105,18 +103,16 @@ fn armor_decode(text: &str, what: &str) -> Result<Vec<u8>, ApiError> {
 
 /// Encrypt under a scope's newest key (service).
 #[utoipa::path(post, path = "/v1/orgs/{org}/scopes/{scope}/encrypt", tag = "data", request_body = EncryptRequest,
-    params(("org" = String, Path, description = "org id (32 hex digits)", pattern = "^[0-9a-fA-F]{32}$"), ("scope" = String, Path, description = "scope id (32 hex digits)", pattern = "^[0-9a-fA-F]{32}$")),
-    responses((status = 200, body = EncryptResponse), (status = 400, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 410, body = ErrorBody),
+    params(ScopePath),
+    responses((status = 200, body = EncryptResponse), DataErrors,
         (status = 413, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn encrypt(
     State(s): State<AppState>,
-    caller: Caller,
-    Path((org, scope)): Path<(String, String)>,
+    ServiceOrg(org): ServiceOrg,
+    Path((_, scope)): Path<(String, String)>,
     ApiJson(req): ApiJson<EncryptRequest>,
 ) -> Result<Json<EncryptResponse>, ApiError> {
-    let org = caller.org(&org, SERVICE)?;
     let scope = parse_id(&scope, "scope")?;
     let plaintext = Zeroizing::new(
         Base64::decode_vec(&req.plaintext)
@@ -133,17 +129,14 @@ pub async fn encrypt(
 
 /// Decrypt a ciphertext of this org (service).
 #[utoipa::path(post, path = "/v1/orgs/{org}/decrypt", tag = "data", request_body = DecryptRequest,
-    params(("org" = String, Path, description = "org id (32 hex digits)", pattern = "^[0-9a-fA-F]{32}$")),
-    responses((status = 200, body = DecryptResponse), (status = 400, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 410, body = ErrorBody)),
+    params(OrgPath),
+    responses((status = 200, body = DecryptResponse), DataErrors),
     security(("bearer" = [])))]
 pub async fn decrypt(
     State(s): State<AppState>,
-    caller: Caller,
-    Path(org): Path<String>,
+    ServiceOrg(org): ServiceOrg,
     ApiJson(req): ApiJson<DecryptRequest>,
 ) -> Result<Json<DecryptResponse>, ApiError> {
-    let org = caller.org(&org, SERVICE)?;
     let ct = armor_decode(&req.ciphertext, "ciphertext")?;
     let pt = Zeroizing::new(s.service.decrypt(org, &ct, req.context).await?);
     Ok(Json(DecryptResponse {
@@ -153,17 +146,15 @@ pub async fn decrypt(
 
 /// A fresh data key under a scope's newest key (service).
 #[utoipa::path(post, path = "/v1/orgs/{org}/scopes/{scope}/datakey", tag = "data", request_body = DataKeyRequest,
-    params(("org" = String, Path, description = "org id (32 hex digits)", pattern = "^[0-9a-fA-F]{32}$"), ("scope" = String, Path, description = "scope id (32 hex digits)", pattern = "^[0-9a-fA-F]{32}$")),
-    responses((status = 200, body = DataKeyResponse), (status = 400, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 410, body = ErrorBody)),
+    params(ScopePath),
+    responses((status = 200, body = DataKeyResponse), DataErrors),
     security(("bearer" = [])))]
 pub async fn datakey(
     State(s): State<AppState>,
-    caller: Caller,
-    Path((org, scope)): Path<(String, String)>,
+    ServiceOrg(org): ServiceOrg,
+    Path((_, scope)): Path<(String, String)>,
     ApiJson(req): ApiJson<DataKeyRequest>,
 ) -> Result<Json<DataKeyResponse>, ApiError> {
-    let org = caller.org(&org, SERVICE)?;
     let scope = parse_id(&scope, "scope")?;
     let out = s.service.datakey(org, scope, req.context).await?;
     Ok(Json(DataKeyResponse {
@@ -175,17 +166,14 @@ pub async fn datakey(
 
 /// Unwrap a data key of this org (service).
 #[utoipa::path(post, path = "/v1/orgs/{org}/datakey/unwrap", tag = "data", request_body = UnwrapRequest,
-    params(("org" = String, Path, description = "org id (32 hex digits)", pattern = "^[0-9a-fA-F]{32}$")),
-    responses((status = 200, body = UnwrapResponse), (status = 400, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 410, body = ErrorBody)),
+    params(OrgPath),
+    responses((status = 200, body = UnwrapResponse), DataErrors),
     security(("bearer" = [])))]
 pub async fn unwrap_datakey(
     State(s): State<AppState>,
-    caller: Caller,
-    Path(org): Path<String>,
+    ServiceOrg(org): ServiceOrg,
     ApiJson(req): ApiJson<UnwrapRequest>,
 ) -> Result<Json<UnwrapResponse>, ApiError> {
-    let org = caller.org(&org, SERVICE)?;
     let wrapped = armor_decode(&req.wrapped, "wrapped")?;
     let key = s.service.unwrap_datakey(org, &wrapped, req.context).await?;
     Ok(Json(UnwrapResponse {
@@ -218,17 +206,15 @@ pub struct StoredKeys {
 
 /// Create data keys that byok stores (wrapped) and rewraps on rotation (service).
 #[utoipa::path(post, path = "/v1/orgs/{org}/scopes/{scope}/datakeys", tag = "data", request_body = CreateStored,
-    params(("org" = String, Path, description = "org id (32 hex digits)", pattern = "^[0-9a-fA-F]{32}$"), ("scope" = String, Path, description = "scope id (32 hex digits)", pattern = "^[0-9a-fA-F]{32}$")),
-    responses((status = 201, body = StoredKeys), (status = 400, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 410, body = ErrorBody)),
+    params(ScopePath),
+    responses((status = 201, body = StoredKeys), DataErrors),
     security(("bearer" = [])))]
 pub async fn create_stored(
     State(s): State<AppState>,
-    caller: Caller,
-    Path((org, scope)): Path<(String, String)>,
+    ServiceOrg(org): ServiceOrg,
+    Path((_, scope)): Path<(String, String)>,
     ApiJson(req): ApiJson<CreateStored>,
 ) -> Result<(axum::http::StatusCode, Json<StoredKeys>), ApiError> {
-    let org = caller.org(&org, SERVICE)?;
     let scope = parse_id(&scope, "scope")?;
     let keys = s
         .service
@@ -239,17 +225,14 @@ pub async fn create_stored(
 
 /// Read stored data keys by id (service).
 #[utoipa::path(post, path = "/v1/orgs/{org}/datakeys/get", tag = "data", request_body = GetStored,
-    params(("org" = String, Path, description = "org id (32 hex digits)", pattern = "^[0-9a-fA-F]{32}$")),
-    responses((status = 200, body = StoredKeys), (status = 400, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 410, body = ErrorBody)),
+    params(OrgPath),
+    responses((status = 200, body = StoredKeys), DataErrors),
     security(("bearer" = [])))]
 pub async fn get_stored(
     State(s): State<AppState>,
-    caller: Caller,
-    Path(org): Path<String>,
+    ServiceOrg(org): ServiceOrg,
     ApiJson(req): ApiJson<GetStored>,
 ) -> Result<Json<StoredKeys>, ApiError> {
-    let org = caller.org(&org, SERVICE)?;
     Ok(Json(StoredKeys {
         keys: s.service.get_stored_keys(org, &req.ids).await?,
     }))
@@ -259,14 +242,13 @@ pub async fn get_stored(
 /// for the org scope (its key is the root key). Renewal is refused once the scope is paused or
 /// revoked, so the lease TTL bounds how long an edge keeps using a key after either.
 #[utoipa::path(post, path = "/v1/orgs/{org}/scopes/{scope}/lease", tag = "data",
-    params(("org" = String, Path, description = "org id (32 hex digits)", pattern = "^[0-9a-fA-F]{32}$"), ("scope" = String, Path, description = "scope id (32 hex digits)", pattern = "^[0-9a-fA-F]{32}$")),
-    responses((status = 200, body = byok_core::lease::Document), (status = 400, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 410, body = ErrorBody)),
+    params(ScopePath),
+    responses((status = 200, body = byok_core::lease::Document), DataErrors),
     security(("bearer" = [])))]
 pub async fn lease(
     State(s): State<AppState>,
-    caller: Caller,
-    Path((org, scope)): Path<(String, String)>,
+    ServiceOrg(org): ServiceOrg,
+    Path((_, scope)): Path<(String, String)>,
 ) -> Result<
     (
         [(axum::http::HeaderName, &'static str); 1],
@@ -274,7 +256,6 @@ pub async fn lease(
     ),
     ApiError,
 > {
-    let org = caller.org(&org, SERVICE)?;
     let scope = parse_id(&scope, "scope")?;
     let lease = s
         .service

@@ -57,6 +57,39 @@ pub struct ErrorBody {
     pub error: ErrorDetail,
 }
 
+/// What a call on an org's data (encrypt, decrypt, data keys, leases) can fail with, listed once
+/// for the OpenAPI document: every one of them authenticates, checks the org and the role,
+/// checks the scope's state and may need the customer's KMS. The error table in
+/// `docs/server.md` names the codes behind each status.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)] // read by the OpenAPI derive only
+pub enum DataErrors {
+    /// A malformed request, body, id or ciphertext.
+    #[response(status = 400)]
+    BadRequest(ErrorBody),
+    /// No valid token.
+    #[response(status = 401)]
+    Unauthenticated(ErrorBody),
+    /// The token's role may not do this.
+    #[response(status = 403)]
+    Forbidden(ErrorBody),
+    /// No such org, scope or key for this token.
+    #[response(status = 404)]
+    NotFound(ErrorBody),
+    /// The scope is paused, or the key is not usable now.
+    #[response(status = 409)]
+    Conflict(ErrorBody),
+    /// The scope is revoked: its data is gone for good.
+    #[response(status = 410)]
+    Gone(ErrorBody),
+    /// The customer's KMS refused (grant removed, key disabled or deleted).
+    #[response(status = 424)]
+    KmsDenied(ErrorBody),
+    /// The customer's KMS could not be reached; retry after `Retry-After`.
+    #[response(status = 503)]
+    Unavailable(ErrorBody),
+}
+
 /// The error's fields.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct ErrorDetail {

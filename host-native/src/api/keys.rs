@@ -10,6 +10,7 @@ use utoipa::ToSchema;
 use super::AppState;
 use super::auth::{ApiJson, Caller};
 use super::error::{ApiError, ErrorBody};
+use super::paths::OrgPath;
 use crate::service::{JobView, KeyView, KeysView, PolicyView, StepView};
 use crate::store::Role;
 
@@ -79,7 +80,7 @@ pub struct PolicyQuery {
 
 /// List the org's keys with state and health (admin, auditor).
 #[utoipa::path(get, path = "/v1/orgs/{org}/keys", tag = "keys",
-    params(("org" = String, Path, description = "org id (32 hex digits)", pattern = "^[0-9a-fA-F]{32}$")),
+    params(OrgPath),
     responses((status = 200, body = KeysView), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn list(
@@ -93,7 +94,7 @@ pub async fn list(
 /// Attach an AWS key (admin). Validated live first; nothing changes if a step fails (422,
 /// with the report and each fix).
 #[utoipa::path(post, path = "/v1/orgs/{org}/keys", tag = "keys", request_body = AddKey,
-    params(("org" = String, Path, description = "org id (32 hex digits)", pattern = "^[0-9a-fA-F]{32}$")),
+    params(OrgPath),
     responses((status = 201, body = KeyAdded), (status = 400, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody),
         (status = 424, body = ErrorBody), (status = 503, body = ErrorBody)),
@@ -120,7 +121,7 @@ pub async fn add(
 
 /// Validate a key without attaching it (admin).
 #[utoipa::path(post, path = "/v1/orgs/{org}/keys/validate", tag = "keys", request_body = ValidateKey,
-    params(("org" = String, Path, description = "org id (32 hex digits)", pattern = "^[0-9a-fA-F]{32}$")),
+    params(OrgPath),
     responses((status = 200, body = Validated), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn validate(
@@ -139,7 +140,7 @@ pub async fn validate(
 
 /// The policy statements to grant for a key (admin).
 #[utoipa::path(get, path = "/v1/orgs/{org}/keys/policy", tag = "keys",
-    params(("org" = String, Path, description = "org id (32 hex digits)", pattern = "^[0-9a-fA-F]{32}$"),
+    params(OrgPath,
         ("key_arn" = String, Query, description = "key or alias ARN"),
         ("role_arn" = Option<String>, Query, description = "role byok would assume")),
     responses((status = 200, body = PolicyView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
@@ -160,7 +161,7 @@ pub async fn policy(
 
 /// Check the org's keys now (describe) and list them (admin).
 #[utoipa::path(post, path = "/v1/orgs/{org}/keys/check", tag = "keys",
-    params(("org" = String, Path, description = "org id (32 hex digits)", pattern = "^[0-9a-fA-F]{32}$")),
+    params(OrgPath),
     responses((status = 200, body = KeysView), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn check(
@@ -175,7 +176,7 @@ pub async fn check(
 
 /// Make a key the default (admin). It must hold every root version (state `ready`).
 #[utoipa::path(post, path = "/v1/orgs/{org}/keys/{key}/default", tag = "keys",
-    params(("org" = String, Path, description = "org id (32 hex digits)", pattern = "^[0-9a-fA-F]{32}$"), ("key" = String, Path, description = "`managed` or `cmk:N`")),
+    params(OrgPath, ("key" = String, Path, description = "`managed` or `cmk:N`")),
     responses((status = 200, body = KeysView), (status = 400, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
         (status = 424, body = ErrorBody), (status = 503, body = ErrorBody)),
@@ -193,7 +194,7 @@ pub async fn set_default(
 /// Disable a key, re-encrypting to `target` (admin): the target keeps the root copies (and
 /// becomes the default if this key was); this key's copies are destroyed.
 #[utoipa::path(post, path = "/v1/orgs/{org}/keys/{key}/disable", tag = "keys", request_body = Disable,
-    params(("org" = String, Path, description = "org id (32 hex digits)", pattern = "^[0-9a-fA-F]{32}$"), ("key" = String, Path, description = "`managed` or `cmk:N`")),
+    params(OrgPath, ("key" = String, Path, description = "`managed` or `cmk:N`")),
     responses((status = 200, body = KeysView), (status = 400, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
         (status = 424, body = ErrorBody), (status = 503, body = ErrorBody)),
@@ -211,7 +212,7 @@ pub async fn disable(
 
 /// Enable a disabled key again (admin); it wraps the root key again.
 #[utoipa::path(post, path = "/v1/orgs/{org}/keys/{key}/enable", tag = "keys",
-    params(("org" = String, Path, description = "org id (32 hex digits)", pattern = "^[0-9a-fA-F]{32}$"), ("key" = String, Path, description = "`cmk:N`")),
+    params(OrgPath, ("key" = String, Path, description = "`cmk:N`")),
     responses((status = 200, body = KeysView), (status = 400, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 424, body = ErrorBody)),
     security(("bearer" = [])))]
@@ -227,7 +228,7 @@ pub async fn enable(
 
 /// Disable every customer key and fall back to the managed key (admin).
 #[utoipa::path(post, path = "/v1/orgs/{org}/keys/disable-all", tag = "keys",
-    params(("org" = String, Path, description = "org id (32 hex digits)", pattern = "^[0-9a-fA-F]{32}$")),
+    params(OrgPath),
     responses((status = 200, body = KeysView), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody), (status = 424, body = ErrorBody),
         (status = 503, body = ErrorBody)),
@@ -244,7 +245,7 @@ pub async fn disable_all(
 
 /// The org's re-encryption job, if one is running (admin, auditor).
 #[utoipa::path(get, path = "/v1/orgs/{org}/job", tag = "keys",
-    params(("org" = String, Path, description = "org id (32 hex digits)", pattern = "^[0-9a-fA-F]{32}$")),
+    params(OrgPath),
     responses((status = 200, body = Option<JobView>, description = "the running job, or null"), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn job(
@@ -257,7 +258,7 @@ pub async fn job(
 
 /// Validate an attached key again, live, and record the result as its health (admin).
 #[utoipa::path(post, path = "/v1/orgs/{org}/keys/{key}/validate", tag = "keys",
-    params(("org" = String, Path, description = "org id (32 hex digits)", pattern = "^[0-9a-fA-F]{32}$"), ("key" = String, Path, description = "`cmk:N`")),
+    params(OrgPath, ("key" = String, Path, description = "`cmk:N`")),
     responses((status = 200, body = Validated), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn revalidate(

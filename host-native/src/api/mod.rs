@@ -11,6 +11,7 @@ pub mod error;
 pub mod keys;
 pub mod ops;
 pub mod orgs;
+pub mod paths;
 pub mod scopes;
 pub mod tokens;
 

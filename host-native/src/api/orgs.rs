@@ -12,6 +12,7 @@ use utoipa::ToSchema;
 use super::AppState;
 use super::auth::{ApiJson, Caller};
 use super::error::{ApiError, ErrorBody};
+use super::paths::OrgPath;
 use crate::store::Role;
 
 /// Creates an org.
@@ -94,7 +95,7 @@ pub async fn create_org(
 
 /// An org's summary (any token of the org).
 #[utoipa::path(get, path = "/v1/orgs/{org}", tag = "orgs",
-    params(("org" = String, Path, description = "org id (32 hex digits)", pattern = "^[0-9a-fA-F]{32}$")),
+    params(OrgPath),
     responses((status = 200, body = OrgInfo), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn get_org(

@@ -10,6 +10,7 @@ use utoipa::ToSchema;
 use super::AppState;
 use super::auth::{ApiJson, Caller, parse_id};
 use super::error::{ApiError, ErrorBody};
+use super::paths::{OrgPath, ScopePath};
 use crate::service::{self, ScopeView};
 use crate::store::Role;
 
@@ -34,7 +35,7 @@ pub struct Revoke {
 
 /// Create a scope (admin).
 #[utoipa::path(post, path = "/v1/orgs/{org}/scopes", tag = "scopes", request_body = CreateScope,
-    params(("org" = String, Path, description = "org id (32 hex digits)", pattern = "^[0-9a-fA-F]{32}$")),
+    params(OrgPath),
     responses((status = 201, body = ScopeView), (status = 400, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 410, body = ErrorBody)),
     security(("bearer" = [])))]
@@ -52,7 +53,7 @@ pub async fn create_scope(
 
 /// List the org's scopes, parents before children (admin, auditor).
 #[utoipa::path(get, path = "/v1/orgs/{org}/scopes", tag = "scopes",
-    params(("org" = String, Path, description = "org id (32 hex digits)", pattern = "^[0-9a-fA-F]{32}$")),
+    params(OrgPath),
     responses((status = 200, body = Vec<ScopeView>), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn list_scopes(
@@ -66,7 +67,7 @@ pub async fn list_scopes(
 
 /// One scope with its effective state (any token of the org).
 #[utoipa::path(get, path = "/v1/orgs/{org}/scopes/{scope}", tag = "scopes",
-    params(("org" = String, Path, description = "org id (32 hex digits)", pattern = "^[0-9a-fA-F]{32}$"), ("scope" = String, Path, description = "scope id (32 hex digits)", pattern = "^[0-9a-fA-F]{32}$")),
+    params(ScopePath),
     responses((status = 200, body = ScopeView), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn get_scope(
@@ -81,7 +82,7 @@ pub async fn get_scope(
 
 /// Pause a scope and everything under it (admin). Nothing is deleted; resume undoes it.
 #[utoipa::path(post, path = "/v1/orgs/{org}/scopes/{scope}/pause", tag = "scopes",
-    params(("org" = String, Path, description = "org id (32 hex digits)", pattern = "^[0-9a-fA-F]{32}$"), ("scope" = String, Path, description = "scope id (32 hex digits)", pattern = "^[0-9a-fA-F]{32}$")),
+    params(ScopePath),
     responses((status = 200, body = ScopeView), (status = 404, body = ErrorBody), (status = 410, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn pause(
@@ -94,7 +95,7 @@ pub async fn pause(
 
 /// Resume a paused scope (admin). A paused ancestor still applies.
 #[utoipa::path(post, path = "/v1/orgs/{org}/scopes/{scope}/resume", tag = "scopes",
-    params(("org" = String, Path, description = "org id (32 hex digits)", pattern = "^[0-9a-fA-F]{32}$"), ("scope" = String, Path, description = "scope id (32 hex digits)", pattern = "^[0-9a-fA-F]{32}$")),
+    params(ScopePath),
     responses((status = 200, body = ScopeView), (status = 404, body = ErrorBody), (status = 410, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn resume(
@@ -121,7 +122,7 @@ where
 
 /// Revoke a scope and everything under it, for good (admin): its keys are destroyed.
 #[utoipa::path(post, path = "/v1/orgs/{org}/scopes/{scope}/revoke", tag = "scopes", request_body = Revoke,
-    params(("org" = String, Path, description = "org id (32 hex digits)", pattern = "^[0-9a-fA-F]{32}$"), ("scope" = String, Path, description = "scope id (32 hex digits)", pattern = "^[0-9a-fA-F]{32}$")),
+    params(ScopePath),
     responses((status = 200, body = ScopeView), (status = 400, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 410, body = ErrorBody)),
     security(("bearer" = [])))]
@@ -140,7 +141,7 @@ pub async fn revoke(
 
 /// Add a key version to a scope (admin). New data uses it; old versions still decrypt.
 #[utoipa::path(post, path = "/v1/orgs/{org}/scopes/{scope}/rotate", tag = "scopes",
-    params(("org" = String, Path, description = "org id (32 hex digits)", pattern = "^[0-9a-fA-F]{32}$"), ("scope" = String, Path, description = "scope id (32 hex digits)", pattern = "^[0-9a-fA-F]{32}$")),
+    params(ScopePath),
     responses((status = 200, body = ScopeView), (status = 400, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 410, body = ErrorBody)),
     security(("bearer" = [])))]
@@ -164,7 +165,7 @@ pub struct Retire {
 /// the newest version in the background (follow it at `/v1/orgs/{org}/job`), then the old
 /// version is destroyed. Resumes after a crash.
 #[utoipa::path(post, path = "/v1/orgs/{org}/scopes/{scope}/retire", tag = "scopes", request_body = Retire,
-    params(("org" = String, Path, description = "org id (32 hex digits)", pattern = "^[0-9a-fA-F]{32}$"), ("scope" = String, Path, description = "scope id (32 hex digits)", pattern = "^[0-9a-fA-F]{32}$")),
+    params(ScopePath),
     responses((status = 202, description = "started"), (status = 400, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 410, body = ErrorBody)),
     security(("bearer" = [])))]

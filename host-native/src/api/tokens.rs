@@ -11,6 +11,7 @@ use utoipa::ToSchema;
 use super::AppState;
 use super::auth::{ApiJson, Caller};
 use super::error::{ApiError, ErrorBody};
+use super::paths::OrgPath;
 use crate::service::TokenView;
 use crate::store::{self, Role};
 
@@ -63,7 +64,7 @@ fn operator(caller: &Caller) -> Result<(), ApiError> {
 
 /// Create a token for the org (admin).
 #[utoipa::path(post, path = "/v1/orgs/{org}/tokens", tag = "tokens", request_body = CreateToken,
-    params(("org" = String, Path, description = "org id (32 hex digits)", pattern = "^[0-9a-fA-F]{32}$")),
+    params(OrgPath),
     responses((status = 201, body = TokenCreated), (status = 400, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
@@ -99,7 +100,7 @@ pub async fn create(
 
 /// The org's tokens (admin): name, role, created, last used, expiry; never the secret.
 #[utoipa::path(get, path = "/v1/orgs/{org}/tokens", tag = "tokens",
-    params(("org" = String, Path, description = "org id (32 hex digits)", pattern = "^[0-9a-fA-F]{32}$")),
+    params(OrgPath),
     responses((status = 200, body = [TokenView]), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn list(
@@ -113,7 +114,7 @@ pub async fn list(
 
 /// Revoke one of the org's tokens (admin). Its next request gets 401.
 #[utoipa::path(delete, path = "/v1/orgs/{org}/tokens/{id}", tag = "tokens",
-    params(("org" = String, Path, description = "org id (32 hex digits)", pattern = "^[0-9a-fA-F]{32}$"),
+    params(OrgPath,
         ("id" = String, Path, description = "token id (16 hex digits)", pattern = "^[0-9a-fA-F]{16}$")),
     responses((status = 204, description = "revoked"), (status = 400, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
