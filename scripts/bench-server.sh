@@ -8,6 +8,8 @@
 #   ./scripts/bench-server.sh                 # 60 s per run
 #   BYOK_BENCH_SECONDS=10 ./scripts/bench-server.sh
 #   BYOK_BENCH_ROUNDS=3 ./scripts/bench-server.sh     # rounds of interleaved floor/byok cells
+#   BYOK_BENCH_PIN=1 ./scripts/bench-server.sh        # servers on CPU 0, wrk on CPU 1 (less noise)
+#   BYOK_BENCH_PROFILE=DIR ./scripts/bench-server.sh  # perf record each server's first cells
 #
 # Installs wrk (Debian) if missing; uses the test command's venv for moto. Traffic goes only to
 # 127.0.0.1, for a bounded time.
@@ -20,6 +22,12 @@ SECONDS_PER_RUN=${BYOK_BENCH_SECONDS:-60}
 CONNECTIONS=${BYOK_BENCH_CONNECTIONS:-64}
 TTL_MS=${BYOK_BENCH_TTL_MS:-10000}
 ROUNDS=${BYOK_BENCH_ROUNDS:-2}
+# With PIN, each server runs on CPU 0 alone (tokio sizes its pool from the affinity: one worker)
+# and wrk on CPU 1, so req/s measures the server's own cost per request instead of how the
+# scheduler splits two cores between wrk and the server.
+PIN=${BYOK_BENCH_PIN:-0}
+PROFILE=${BYOK_BENCH_PROFILE:-}
+if [ "$PIN" = 1 ]; then SERVER_CPU=(taskset -c 0); WRK_CPU=(taskset -c 1); else SERVER_CPU=(); WRK_CPU=(); fi
 
 . scripts/lib/toolchain.sh
 ensure_toolchain
@@ -48,7 +56,7 @@ BYOK_DANGER_AWS_ENDPOINT="http://127.0.0.1:$MOTO_PORT" \
 BYOK_AWS_ACCESS_KEY_ID=$(j "$WORK/moto.json" 'd["users"]["byok"]["access_key_id"]') \
 BYOK_AWS_SECRET_ACCESS_KEY=$(j "$WORK/moto.json" 'd["users"]["byok"]["secret_access_key"]') \
 BYOK_LOG=warn \
-  "$BYOK" serve --listen "127.0.0.1:$PORT" --data-dir "$WORK/data" >"$WORK/serve.out" 2>"$WORK/serve.log" &
+  "${SERVER_CPU[@]}" "$BYOK" serve --listen "127.0.0.1:$PORT" --data-dir "$WORK/data" >"$WORK/serve.out" 2>"$WORK/serve.log" &
 SERVER_PID=$!
 for _ in $(seq 100); do grep -q "operator token" "$WORK/serve.out" 2>/dev/null && break; sleep 0.1; done
 export BYOK_SERVER="http://127.0.0.1:$PORT"
@@ -89,13 +97,13 @@ EOF
 kms_calls() { curl -s "$BYOK_SERVER/metrics" | awk '/^byok_kms_calls_total /{print $2}'; }
 
 FLOOR_PORT=$(free_port)
-"$CARGO_TARGET_DIR/release/examples/http_floor" "127.0.0.1:$FLOOR_PORT" >"$WORK/floor.out" 2>&1 &
+"${SERVER_CPU[@]}" "$CARGO_TARGET_DIR/release/examples/http_floor" "127.0.0.1:$FLOOR_PORT" >"$WORK/floor.out" 2>&1 &
 FLOOR_PID=$!
 for _ in $(seq 100); do grep -q "listening" "$WORK/floor.out" 2>/dev/null && break; sleep 0.1; done
 FLOOR="http://127.0.0.1:$FLOOR_PORT"
 
 # One cell: wrk against URL with BODY; prints the RESULT line.
-cell() { BENCH_TOKEN=$SERVICE BENCH_BODY="$WORK/$2.json" wrk -t2 -c"$CONNECTIONS" -d"${SECONDS_PER_RUN}s" --latency -s "$WORK/post.lua" "$1" | grep '^RESULT'; }
+cell() { BENCH_TOKEN=$SERVICE BENCH_BODY="$WORK/$2.json" "${WRK_CPU[@]}" wrk -t2 -c"$CONNECTIONS" -d"${SECONDS_PER_RUN}s" --latency -s "$WORK/post.lua" "$1" | grep '^RESULT'; }
 get() { echo "$1" | tr ' ' '\n' | awk -F= -v k="$2" '$1==k{print $2}'; }
 # CPU time (user + system, in clock ticks) a process has used so far.
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
@@ -112,7 +120,14 @@ for round in $(seq "$ROUNDS"); do
       if [ "$server" = floor ]; then BASE=$FLOOR; PID=$FLOOR_PID; else BASE=$BYOK_SERVER; PID=$SERVER_PID; fi
       before=$(kms_calls)
       t0=$(cpu_ticks "$PID")
+      PERF_PID=
+      if [ -n "$PROFILE" ] && [ "$round" = 1 ]; then
+        mkdir -p "$PROFILE"
+        perf record -q -F 999 -g -p "$PID" -o "$PROFILE/$op-$server.data" -- sleep "$((SECONDS_PER_RUN / 2))" 2>/dev/null &
+        PERF_PID=$!
+      fi
       line=$(cell "$BASE$P" "$op")
+      if [ -n "$PERF_PID" ]; then wait "$PERF_PID"; fi
       t1=$(cpu_ticks "$PID")
       after=$(kms_calls)
       per=$(awk -v t="$((t1 - t0))" -v hz="$TICKS" -v n="$(get "$line" requests)" 'BEGIN { printf "%.1f", t / hz * 1e6 / n }')
