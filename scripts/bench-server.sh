@@ -55,12 +55,14 @@ PORT=$(free_port)
 BYOK_DANGER_AWS_ENDPOINT="http://127.0.0.1:$MOTO_PORT" \
 BYOK_AWS_ACCESS_KEY_ID=$(j "$WORK/moto.json" 'd["users"]["byok"]["access_key_id"]') \
 BYOK_AWS_SECRET_ACCESS_KEY=$(j "$WORK/moto.json" 'd["users"]["byok"]["secret_access_key"]') \
-BYOK_LOG=warn \
+BYOK_AWS_PRINCIPAL_ARN=arn:aws:iam::123456789012:user/byok \
+BYOK_LOG=warn BYOK_ORG_RATE_LIMIT=0 BYOK_TOKEN_RATE_LIMIT=0 \
   "${SERVER_CPU[@]}" "$BYOK" serve --listen "127.0.0.1:$PORT" --data-dir "$WORK/data" >"$WORK/serve.out" 2>"$WORK/serve.log" &
 SERVER_PID=$!
 for _ in $(seq 100); do grep -q "operator token" "$WORK/serve.out" 2>/dev/null && break; sleep 0.1; done
 export BYOK_SERVER="http://127.0.0.1:$PORT"
 export BYOK_TOKEN; BYOK_TOKEN=$(grep -o 'byok_[A-Za-z0-9_-]*' "$WORK/serve.out")
+OPERATOR=$BYOK_TOKEN
 
 "$BYOK" org create bench --unwrap-cache-ttl-ms "$TTL_MS" --json >"$WORK/org.json"
 ORG=$(j "$WORK/org.json" 'd["id"]')
@@ -94,7 +96,7 @@ done = function(summary, latency, requests)
     latency:percentile(50) / 1000, latency:percentile(99) / 1000))
 end
 EOF
-kms_calls() { curl -s "$BYOK_SERVER/metrics" | awk '/^byok_kms_calls_total /{print $2}'; }
+kms_calls() { curl -s -H "Authorization: Bearer $OPERATOR" "$BYOK_SERVER/metrics" | awk '/^byok_kms_calls_total /{print $2}'; }
 
 FLOOR_PORT=$(free_port)
 "${SERVER_CPU[@]}" "$CARGO_TARGET_DIR/release/examples/http_floor" "127.0.0.1:$FLOOR_PORT" >"$WORK/floor.out" 2>&1 &

@@ -68,6 +68,10 @@ api_codes! {
     MethodNotAllowed => "method_not_allowed", 405, "the endpoint does not take this method";
     UnsupportedMediaType => "unsupported_media_type", 415,
         "send the body with `Content-Type: application/json`";
+    RequestTimeout => "request_timeout", 408,
+        "the request did not complete within the server's deadline (a slow body, or a slow KMS): retry";
+    RateLimited => "rate_limited", 429,
+        "this token or org sent more requests than its rate limit: wait `Retry-After` seconds";
     TooLarge => "too_large", 413, "body over 6 MiB (4 MiB of plaintext): use the streaming format";
     MalformedCiphertext => "malformed_ciphertext", 400, "not a byok v1 ciphertext (or not `byok:v1:` text)";
     UnsupportedCiphertext => "unsupported_ciphertext", 400,
@@ -106,6 +110,10 @@ api_codes! {
     KmsError => "kms_error", 502,
         "the KMS refused byok's request as invalid: check the server clock";
     KmsUnavailable => "kms_unavailable", 503, "the KMS throttled or is down, after retries";
+    Reloading => "reloading", 503,
+        "the org's state is being reloaded after an interrupted change: retry";
+    NotConfigured => "not_configured", 501,
+        "the server lacks a setting this call needs (the message names it): ask the byok operator";
     Internal => "internal", 500, "logged with the request id; nothing else is said";
 }
 

@@ -9,6 +9,16 @@
 //! unwrap_cache_ttl_ms = 300000 # default for new orgs; 0 = ask the key holder every time
 //! key_health_interval_ms = 300000
 //! aws_principal_arn = "arn:aws:iam::111122223333:role/byok"
+//! tls_cert = "/etc/byok/tls/chain.pem"   # with tls_key: HTTPS; reloaded on SIGHUP
+//! tls_key = "/etc/byok/tls/key.pem"
+//! insecure_http = false        # plain HTTP beyond loopback is refused unless true
+//! header_timeout_ms = 10000    # request head (and TLS handshake)
+//! idle_timeout_ms = 60000      # no byte moving on a connection
+//! request_timeout_ms = 30000   # one request in all, body included
+//! max_connections = 1024
+//! org_rate_limit = 5000        # requests per second per org (0 = none)
+//! token_rate_limit = 2500      # requests per second per token (0 = none)
+//! metrics_listen = "10.0.0.5:9090"  # /metrics here, without a token, and not on `listen`
 //! ```
 //!
 //! The vendor's AWS credentials come only from the environment (`BYOK_AWS_ACCESS_KEY_ID`,
@@ -19,6 +29,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
+
+use crate::api::ApiOptions;
+use crate::api::rate_limit::RateLimitConfig;
+use crate::serve::ConnLimits;
 
 /// Log output.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -46,6 +60,26 @@ pub struct FileConfig {
     pub key_health_interval_ms: Option<u64>,
     /// The vendor's AWS principal, for generated policies.
     pub aws_principal_arn: Option<String>,
+    /// TLS certificate chain (PEM).
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    pub tls_key: Option<PathBuf>,
+    /// Allow plain HTTP beyond loopback.
+    pub insecure_http: Option<bool>,
+    /// Request head timeout, ms.
+    pub header_timeout_ms: Option<u64>,
+    /// Idle connection timeout, ms.
+    pub idle_timeout_ms: Option<u64>,
+    /// Whole-request deadline, ms.
+    pub request_timeout_ms: Option<u64>,
+    /// Open connections at most.
+    pub max_connections: Option<usize>,
+    /// Requests per second per org.
+    pub org_rate_limit: Option<u32>,
+    /// Requests per second per token.
+    pub token_rate_limit: Option<u32>,
+    /// Separate metrics address.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// Settings from flags and environment (clap fills both; `None` when neither is given).
@@ -70,9 +104,43 @@ pub struct ServeArgs {
     /// How often attached keys are described for health, in ms [default: 300000].
     #[arg(long, env = "BYOK_KEY_HEALTH_INTERVAL_MS")]
     pub key_health_interval_ms: Option<u64>,
-    /// The vendor's AWS principal ARN, named in the policies byok generates.
+    /// The vendor's AWS principal ARN, named in the policies byok generates (none are generated
+    /// without it).
     #[arg(long, env = "BYOK_AWS_PRINCIPAL_ARN")]
     pub aws_principal_arn: Option<String>,
+    /// TLS certificate chain, PEM, leaf first (with --tls-key: serve HTTPS; SIGHUP reloads both).
+    #[arg(long, env = "BYOK_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key, PEM (PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "BYOK_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Serve plain HTTP on a non-loopback address (refused otherwise): only behind a proxy or
+    /// mesh that terminates TLS.
+    #[arg(long, env = "BYOK_INSECURE_HTTP")]
+    pub insecure_http: bool,
+    /// Time for a request's head once a connection waits for one, and for a TLS handshake, in
+    /// ms [default: 10000].
+    #[arg(long, env = "BYOK_HEADER_TIMEOUT_MS")]
+    pub header_timeout_ms: Option<u64>,
+    /// Close a connection on which no byte moved for this long, in ms [default: 60000].
+    #[arg(long, env = "BYOK_IDLE_TIMEOUT_MS")]
+    pub idle_timeout_ms: Option<u64>,
+    /// Deadline for one request in all, body included, in ms; then 408 [default: 30000].
+    #[arg(long, env = "BYOK_REQUEST_TIMEOUT_MS")]
+    pub request_timeout_ms: Option<u64>,
+    /// Open connections at most; more wait in the kernel's backlog [default: 1024].
+    #[arg(long, env = "BYOK_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Requests per second per org, all its tokens together; 0 = no limit [default: 5000].
+    #[arg(long, env = "BYOK_ORG_RATE_LIMIT")]
+    pub org_rate_limit: Option<u32>,
+    /// Requests per second per token; 0 = no limit [default: 2500].
+    #[arg(long, env = "BYOK_TOKEN_RATE_LIMIT")]
+    pub token_rate_limit: Option<u32>,
+    /// Serve /metrics on this address, without a token, instead of on --listen (where only the
+    /// operator token may read them).
+    #[arg(long, env = "BYOK_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
     /// TESTS ONLY: send every AWS call to this URL (a local KMS emulator) instead of the
     /// endpoint the key's ARN names.
     #[arg(long, env = "BYOK_DANGER_AWS_ENDPOINT", hide = true)]
@@ -92,10 +160,18 @@ pub struct Config {
     pub unwrap_cache_ttl: Duration,
     /// Key health check interval.
     pub key_health_interval: Duration,
-    /// The vendor's AWS principal ARN.
-    pub aws_principal_arn: String,
+    /// The vendor's AWS principal ARN; without it no policy is generated.
+    pub aws_principal_arn: Option<String>,
     /// Test-only AWS endpoint override.
     pub danger_aws_endpoint: Option<String>,
+    /// TLS certificate chain and key, if HTTPS.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// Connection limits.
+    pub conn: ConnLimits,
+    /// Request deadline, rate limits, where metrics are.
+    pub api: ApiOptions,
+    /// The separate metrics address, if any.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl Config {
@@ -105,11 +181,74 @@ impl Config {
             Some(path) => read_file(path)?,
             None => FileConfig::default(),
         };
+        let ms = |flag: Option<u64>, file: Option<u64>, default: u64| {
+            Duration::from_millis(flag.or(file).unwrap_or(default))
+        };
+        let tls = match (
+            args.tls_cert.clone().or(file.tls_cert),
+            args.tls_key.clone().or(file.tls_key),
+        ) {
+            (Some(cert), Some(key)) => Some((cert, key)),
+            (None, None) => None,
+            _ => return Err("give both tls_cert and tls_key, or neither".into()),
+        };
+        let conn = ConnLimits {
+            header_timeout: ms(args.header_timeout_ms, file.header_timeout_ms, 10_000),
+            idle_timeout: ms(args.idle_timeout_ms, file.idle_timeout_ms, 60_000),
+            max_connections: args
+                .max_connections
+                .or(file.max_connections)
+                .unwrap_or(1024),
+        };
+        let metrics_listen = args.metrics_listen.or(file.metrics_listen);
+        let api = ApiOptions {
+            request_timeout: ms(args.request_timeout_ms, file.request_timeout_ms, 30_000),
+            rate: RateLimitConfig {
+                per_org: args.org_rate_limit.or(file.org_rate_limit).unwrap_or(5000),
+                per_token: args
+                    .token_rate_limit
+                    .or(file.token_rate_limit)
+                    .unwrap_or(2500),
+            },
+            metrics_here: metrics_listen.is_none(),
+        };
+        for (name, d) in [
+            ("header_timeout_ms", conn.header_timeout),
+            ("idle_timeout_ms", conn.idle_timeout),
+            ("request_timeout_ms", api.request_timeout),
+        ] {
+            if d < Duration::from_millis(100) {
+                return Err(format!("{name} must be at least 100"));
+            }
+        }
+        if conn.idle_timeout <= api.request_timeout {
+            // A handler at work moves no bytes; it must answer (or time out) before the
+            // connection is closed under it.
+            return Err(format!(
+                "idle_timeout_ms ({}) must be longer than request_timeout_ms ({})",
+                conn.idle_timeout.as_millis(),
+                api.request_timeout.as_millis()
+            ));
+        }
+        if conn.max_connections == 0 {
+            return Err("max_connections must be at least 1".into());
+        }
+        let listen = args
+            .listen
+            .or(file.listen)
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
+        let insecure_http = args.insecure_http || file.insecure_http.unwrap_or(false);
+        if tls.is_none() && !listen.ip().is_loopback() && !insecure_http {
+            return Err(format!(
+                "refusing to serve plain HTTP on {listen}, beyond loopback: tokens and key material would cross the network in the clear. Give --tls-cert and --tls-key, or --insecure-http if a proxy or mesh in front terminates TLS"
+            ));
+        }
         Ok(Self {
-            listen: args
-                .listen
-                .or(file.listen)
-                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
+            tls,
+            conn,
+            api,
+            metrics_listen,
+            listen,
             data_dir: args
                 .data_dir
                 .clone()
@@ -130,11 +269,7 @@ impl Config {
                     .unwrap_or(300_000)
                     .max(1000),
             ),
-            aws_principal_arn: args
-                .aws_principal_arn
-                .clone()
-                .or(file.aws_principal_arn)
-                .unwrap_or_else(|| "arn:aws:iam::111122223333:role/byok".into()),
+            aws_principal_arn: args.aws_principal_arn.clone().or(file.aws_principal_arn),
             danger_aws_endpoint: args.danger_aws_endpoint.clone(),
         })
     }
@@ -194,5 +329,94 @@ mod tests {
         .unwrap_err();
         assert!(err.contains("unknown"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn resolve(args: ServeArgs) -> Result<Config, String> {
+        Config::resolve(&args)
+    }
+
+    #[test]
+    fn plain_http_beyond_loopback_needs_insecure_http() {
+        let anywhere: SocketAddr = "0.0.0.0:8080".parse().unwrap();
+        let err = resolve(ServeArgs {
+            listen: Some(anywhere),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(
+            err.contains("refusing to serve plain HTTP") && err.contains("--insecure-http"),
+            "{err}"
+        );
+        let ok = resolve(ServeArgs {
+            listen: Some(anywhere),
+            insecure_http: true,
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(ok.listen, anywhere);
+        // With TLS no flag is needed; loopback never needs one (IPv6 too).
+        assert!(
+            resolve(ServeArgs {
+                listen: Some(anywhere),
+                tls_cert: Some("c.pem".into()),
+                tls_key: Some("k.pem".into()),
+                ..Default::default()
+            })
+            .is_ok()
+        );
+        assert!(
+            resolve(ServeArgs {
+                listen: Some("[::1]:8080".parse().unwrap()),
+                ..Default::default()
+            })
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn limits_are_checked_against_each_other() {
+        let d = resolve(ServeArgs::default()).unwrap();
+        assert_eq!(d.conn.header_timeout, Duration::from_secs(10));
+        assert_eq!(d.conn.idle_timeout, Duration::from_secs(60));
+        assert_eq!(d.api.request_timeout, Duration::from_secs(30));
+        assert_eq!(d.conn.max_connections, 1024);
+        assert_eq!((d.api.rate.per_org, d.api.rate.per_token), (5000, 2500));
+        assert!(d.api.metrics_here && d.tls.is_none());
+        let err = resolve(ServeArgs {
+            idle_timeout_ms: Some(30_000),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(
+            err.contains("must be longer than request_timeout_ms"),
+            "{err}"
+        );
+        let err = resolve(ServeArgs {
+            header_timeout_ms: Some(10),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(
+            err.contains("header_timeout_ms must be at least 100"),
+            "{err}"
+        );
+        let err = resolve(ServeArgs {
+            max_connections: Some(0),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(err.contains("max_connections"), "{err}");
+        let err = resolve(ServeArgs {
+            tls_cert: Some("c.pem".into()),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(err.contains("both tls_cert and tls_key"), "{err}");
+        let m = resolve(ServeArgs {
+            metrics_listen: Some("127.0.0.1:9090".parse().unwrap()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(!m.api.metrics_here);
     }
 }

@@ -40,6 +40,7 @@ pub struct Server {
     /// Its data directory.
     pub data_dir: PathBuf,
     env: Vec<(String, String)>,
+    args: Vec<String>,
     log: PathBuf,
 }
 
@@ -61,6 +62,13 @@ pub fn temp_dir(name: &str) -> PathBuf {
 impl Server {
     /// Starts a server on `data_dir` with extra environment variables.
     pub fn start(data_dir: &Path, env: &[(&str, &str)]) -> Self {
+        Self::start_with_args(data_dir, env, &[])
+    }
+
+    /// Starts a server with extra environment variables and `byok serve` flags (a
+    /// `--log-format` here replaces the default `json`).
+    pub fn start_with_args(data_dir: &Path, env: &[(&str, &str)], args: &[&str]) -> Self {
+        let args = args.iter().map(|a| (*a).to_owned()).collect();
         let env: Vec<(String, String)> = env
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
@@ -72,6 +80,7 @@ impl Server {
             operator_token: None,
             data_dir: data_dir.to_owned(),
             env,
+            args,
             log,
         };
         s.spawn();
@@ -85,7 +94,11 @@ impl Server {
             .open(&self.log)
             .unwrap();
         let mut cmd = Command::new(binary());
-        cmd.args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
+        cmd.args(["serve", "--listen", "127.0.0.1:0"]);
+        if !self.args.iter().any(|a| a == "--log-format") {
+            cmd.args(["--log-format", "json"]);
+        }
+        cmd.args(&self.args)
             .arg("--data-dir")
             .arg(&self.data_dir)
             .env_remove("BYOK_MANAGED_KEY")
@@ -104,7 +117,7 @@ impl Server {
             .unwrap_or_else(|| panic!("byok serve printed nothing; log: {}", self.log.display()));
         self.url = first
             .split_whitespace()
-            .find(|w| w.starts_with("http://"))
+            .find(|w| w.starts_with("http://") || w.starts_with("https://"))
             .unwrap_or_else(|| panic!("no address in {first:?}"))
             .to_owned();
         // The token line follows at once on a first start; on a restart there is none, and the
@@ -233,9 +246,12 @@ pub fn error_code(v: &Value) -> String {
         .to_owned()
 }
 
-/// The value of counter `name` on the server's `/metrics` page.
-pub async fn metric(url: &str, name: &str) -> u64 {
-    let text = reqwest::get(format!("{url}/metrics"))
+/// The value of counter `name` on the server's `/metrics` page (read with the operator token).
+pub async fn metric(url: &str, operator: &str, name: &str) -> u64 {
+    let text = reqwest::Client::new()
+        .get(format!("{url}/metrics"))
+        .bearer_auth(operator)
+        .send()
         .await
         .expect("metrics")
         .text()

@@ -517,7 +517,7 @@ async fn a_flipped_byte_anywhere_in_a_ciphertext_gets_its_typed_4xx() {
 }
 
 async fn root_unwraps(ts: &TestServer) -> u64 {
-    metric(&ts.url, "byok_root_unwraps_total").await
+    metric(&ts.url, &ts.operator, "byok_root_unwraps_total").await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,13 +7,13 @@ use std::time::Duration;
 
 use byok_tests::aws_stack::{aws_org, byok_org};
 use byok_tests::fixtures::{
-    OrgSettings, SealedTree, assert_error, assert_status, error_message, key,
+    OrgSettings, SealedTree, TestServer, assert_error, assert_status, error_message, key,
 };
 use byok_tests::server::{field as s, metric};
 use serde_json::json;
 
-async fn kms_calls(url: &str) -> u64 {
-    metric(url, "byok_kms_calls_total").await
+async fn kms_calls(ts: &TestServer) -> u64 {
+    metric(&ts.url, &ts.operator, "byok_kms_calls_total").await
 }
 
 /// Org `acme` with a 1 s unwrap cache: short enough to wait out.
@@ -113,12 +113,12 @@ async fn kms_calls_are_bounded_by_the_cache_ttl_not_by_traffic() {
     let (_stack, ts, o) = byok_org("aws-bounded", ONE_SECOND_TTL).await;
     let tree = SealedTree::seal(&ts, &o).await;
     tree.open_all(&ts, &o).await.unwrap();
-    let before = kms_calls(&ts.url).await;
+    let before = kms_calls(&ts).await;
     for _ in 0..30 {
         tree.open_all(&ts, &o).await.unwrap();
     }
     assert!(
-        kms_calls(&ts.url).await - before <= 1,
+        kms_calls(&ts).await - before <= 1,
         "cached root: at most one unwrap within the TTL"
     );
 }

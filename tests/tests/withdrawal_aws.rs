@@ -188,7 +188,7 @@ async fn a_customer_copy_opens_through_the_kms_only_as_its_own_org_and_version()
                 None,
                 None,
             )),
-            principal_arn: String::new(),
+            principal_arn: None,
             danger_endpoint: Some(moto.url.clone()),
         },
         Default::default(),

@@ -78,6 +78,8 @@ impl FromRequestParts<AppState> for Caller {
             .authenticate(token)
             .await?
             .ok_or_else(unauthenticated)?;
+        // Counted once the token is known, before any key or body is touched.
+        state.rate.check(grant.org, &token_hash)?;
         Ok(Self {
             org: grant.org,
             role: grant.role,

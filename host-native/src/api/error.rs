@@ -48,6 +48,8 @@ pub struct ApiError {
     pub message: String,
     /// Structured detail (a key validation report).
     pub details: Option<serde_json::Value>,
+    /// `Retry-After` seconds when they differ from the code's default (a rate limit's wait).
+    retry_after: Option<u32>,
 }
 
 /// The error body.
@@ -128,7 +130,21 @@ impl ApiError {
             code,
             message: message.into(),
             details: None,
+            retry_after: None,
         }
+    }
+
+    /// Sets the `Retry-After` seconds (for a retryable code).
+    pub fn retry_after(mut self, secs: u32) -> Self {
+        self.retry_after = Some(secs);
+        self
+    }
+
+    /// The `Retry-After` seconds this answer carries, if any.
+    pub fn retry_after_secs(&self) -> Option<u32> {
+        self.code
+            .retry_after_secs()
+            .map(|default| self.retry_after.unwrap_or(default))
     }
 
     /// 400 `invalid_request`.
@@ -156,7 +172,7 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        let retry_after = self.code.retry_after_secs();
+        let retry_after = self.retry_after_secs();
         let body = ErrorBody {
             error: ErrorDetail {
                 code: self.code.as_str().into(),
@@ -218,6 +234,11 @@ impl From<ServiceError> for ApiError {
             ServiceError::Invalid(m) => Self::invalid(m),
             ServiceError::Store(s) => Self::internal("store failure", &s),
             ServiceError::Kms(k) => k.into(),
+            ServiceError::Reloading => Self::new(
+                ApiCode::Reloading,
+                "this org's state is being reloaded after an interrupted change; retry",
+            ),
+            ServiceError::NotConfigured(n) => Self::new(ApiCode::NotConfigured, n.0),
             ServiceError::Validation(steps) => Self {
                 code: ApiCode::KeyValidationFailed,
                 message: steps
@@ -226,6 +247,7 @@ impl From<ServiceError> for ApiError {
                     .map(|s| format!("{}: {}", s.step, s.detail))
                     .unwrap_or_else(|| "key validation failed".into()),
                 details: serde_json::to_value(&steps).ok(),
+                retry_after: None,
             },
         }
     }

@@ -12,6 +12,7 @@ pub mod keys;
 pub mod ops;
 pub mod orgs;
 pub mod paths;
+pub mod rate_limit;
 pub mod scopes;
 pub mod tokens;
 
@@ -20,7 +21,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::HeaderValue;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use byok_core::ApiCode;
 use utoipa::OpenApi;
@@ -28,6 +29,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 
 use crate::service::Service;
 use error::{ApiError, REQUEST_ID, RequestId};
+use rate_limit::{RateLimitConfig, RateLimits};
 
 /// Request bodies larger than this are refused with `too_large` (the JSON API takes at most
 /// 4 MiB of plaintext, base64-encoded).
@@ -38,6 +40,21 @@ pub const MAX_BODY: usize = 6 << 20;
 pub struct AppState {
     /// The service.
     pub service: Arc<Service>,
+    /// The per-org and per-token rate limits.
+    pub rate: Arc<RateLimits>,
+}
+
+/// How the API is served.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ApiOptions {
+    /// The time a request may take in all, body included; past it the answer is
+    /// `408 request_timeout`.
+    pub request_timeout: std::time::Duration,
+    /// Rate limits (the limiters themselves are made from these by the caller, who also
+    /// sweeps them).
+    pub rate: RateLimitConfig,
+    /// Whether `/metrics` is served here (to the operator token) or on its own address.
+    pub metrics_here: bool,
 }
 
 #[derive(OpenApi)]
@@ -96,21 +113,30 @@ pub fn openapi_json() -> String {
 }
 
 /// Gives every request an id (in the `x-request-id` header, in error bodies and in the log line
-/// written for it) and logs it. A plain tower layer: `from_fn` clones and boxes the inner service
-/// for every request, which cost about as much as byok's own work on the data path.
+/// written for it) and logs it; bounds its time by the deadline; marks every answer
+/// `Cache-Control: no-store` (data keys, plaintexts, leases and new tokens must never sit in a
+/// cache, and no answer of this API is worth caching). A plain tower layer: `from_fn` clones and
+/// boxes the inner service for every request, which cost about as much as byok's own work on
+/// the data path.
 #[derive(Clone, Copy)]
-struct RequestIds;
+struct RequestIds {
+    deadline: std::time::Duration,
+}
 
 impl<S> tower::Layer<S> for RequestIds {
     type Service = WithRequestId<S>;
     fn layer(&self, inner: S) -> Self::Service {
-        WithRequestId { inner }
+        WithRequestId {
+            inner,
+            deadline: self.deadline,
+        }
     }
 }
 
 #[derive(Clone)]
 struct WithRequestId<S> {
     inner: S,
+    deadline: std::time::Duration,
 }
 
 impl<S> tower::Service<Request> for WithRequestId<S>
@@ -141,8 +167,23 @@ where
             (req.method().clone(), route, std::time::Instant::now())
         });
         let answer = REQUEST_ID.scope(id, self.inner.call(req));
+        let deadline = self.deadline;
         Box::pin(async move {
-            let mut resp = answer.await?;
+            // Dropping the handler at the deadline is safe: a transition cut short re-reads its
+            // org from storage before anything else is admitted (`OrgCell::transition_with`).
+            let mut resp = match tokio::time::timeout(deadline, answer).await {
+                Ok(answer) => answer?,
+                Err(_) => REQUEST_ID.sync_scope(id, || {
+                    ApiError::new(
+                        ApiCode::RequestTimeout,
+                        format!(
+                            "the request took longer than the server's {} s deadline (a slow body or a slow KMS); retry",
+                            deadline.as_secs()
+                        ),
+                    )
+                    .into_response()
+                }),
+            };
             if let Some((method, route, started)) = log {
                 // The route template, never the concrete path: ids and nothing from the caller.
                 let route = route.as_ref().map_or("unmatched", |p| p.as_str());
@@ -157,6 +198,10 @@ where
             if let Ok(v) = HeaderValue::from_bytes(&hex) {
                 resp.headers_mut().insert("x-request-id", v);
             }
+            resp.headers_mut().insert(
+                axum::http::header::CACHE_CONTROL,
+                HeaderValue::from_static("no-store"),
+            );
             Ok(resp)
         })
     }
@@ -169,8 +214,13 @@ async fn not_found() -> ApiError {
 }
 
 /// The router.
-pub fn router(service: Arc<Service>) -> Router {
-    let state = AppState { service };
+pub fn router(service: Arc<Service>, options: &ApiOptions, rate: Arc<RateLimits>) -> Router {
+    let state = AppState { service, rate };
+    let metrics = if options.metrics_here {
+        get(ops::metrics)
+    } else {
+        get(not_found)
+    };
     Router::new()
         .route("/v1/orgs", post(orgs::create_org))
         .route("/v1/orgs/{org}", get(orgs::get_org))
@@ -216,7 +266,7 @@ pub fn router(service: Arc<Service>) -> Router {
         .route("/v1/orgs/{org}/audit/verify", get(audit::verify))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
-        .route("/metrics", get(ops::metrics))
+        .route("/metrics", metrics)
         .route("/openapi.json", get(ops::openapi))
         .fallback(not_found)
         .method_not_allowed_fallback(|| async {
@@ -226,7 +276,27 @@ pub fn router(service: Arc<Service>) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(MAX_BODY))
-        .layer(RequestIds)
+        .layer(RequestIds {
+            deadline: options.request_timeout,
+        })
+        .with_state(state)
+}
+
+/// The router of the separate metrics address (`--metrics-listen`): `/metrics` only, no token.
+pub fn metrics_router(service: Arc<Service>) -> Router {
+    let state = AppState {
+        service,
+        rate: Arc::new(RateLimits::new(RateLimitConfig {
+            per_org: 0,
+            per_token: 0,
+        })),
+    };
+    Router::new()
+        .route("/metrics", get(ops::metrics_open))
+        .fallback(not_found)
+        .layer(RequestIds {
+            deadline: std::time::Duration::from_secs(10),
+        })
         .with_state(state)
 }
 

@@ -10,6 +10,11 @@ use axum::response::{IntoResponse, Response};
 use byok_core::api_code::RETRY_AFTER_SECS;
 
 use super::AppState;
+use super::auth::Caller;
+use super::error::{ApiError, ErrorBody};
+use crate::service::Service;
+use crate::store::Role;
+use byok_core::ApiCode;
 
 /// Liveness: the process answers.
 #[utoipa::path(get, path = "/healthz", tag = "ops", responses((status = 200, description = "alive")))]
@@ -35,9 +40,32 @@ pub async fn readyz(State(s): State<AppState>) -> Response {
 }
 
 /// Prometheus metrics (text exposition format).
-#[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, description = "metrics")))]
-pub async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
-    let m = &s.service.metrics;
+///
+/// On the API's own address only the operator token may read them; with `--metrics-listen`
+/// they move to that address (for a scraper on an internal network) and leave this one. The
+/// counters are server-wide: no label names an org, so nothing here tells one org about
+/// another.
+#[utoipa::path(get, path = "/metrics", tag = "ops",
+    responses((status = 200, description = "metrics"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn metrics(State(s): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
+    if caller.role != Role::Operator {
+        return Err(ApiError::new(
+            ApiCode::Forbidden,
+            "only the operator token reads metrics here; or serve them on their own address with --metrics-listen",
+        ));
+    }
+    Ok(exposition(&s.service))
+}
+
+/// Prometheus metrics on the separate `--metrics-listen` address (no token: that address is
+/// meant for an internal network).
+pub async fn metrics_open(State(s): State<AppState>) -> Response {
+    exposition(&s.service)
+}
+
+fn exposition(service: &Service) -> Response {
+    let m = &service.metrics;
     let mut out = String::new();
     for (name, help, v) in [
         (
@@ -86,9 +114,9 @@ pub async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
     let _ = writeln!(
         out,
         "# HELP byok_key_cache_entries Unwrapped keys in memory.\n# TYPE byok_key_cache_entries gauge\nbyok_key_cache_entries {}",
-        s.service.cache().len()
+        service.cache().len()
     );
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }
 
 /// The OpenAPI document of this API.

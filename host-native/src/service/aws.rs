@@ -26,8 +26,10 @@ use crate::transport::{Transport, TransportConfig};
 pub struct AwsSettings {
     /// The vendor's own credentials (static keys; for development and tests).
     pub vendor: Option<AwsCredentials>,
-    /// The vendor's principal ARN, for the policies byok generates.
-    pub principal_arn: String,
+    /// The vendor's principal ARN, for the policies byok generates; `None` until the operator
+    /// configures it (no policy is generated then: a placeholder must never be pasted into a
+    /// real key policy).
+    pub principal_arn: Option<String>,
     /// **Tests only**: send every AWS call (KMS and STS) to this `http(s)://host:port`.
     pub danger_endpoint: Option<String>,
 }
@@ -88,9 +90,14 @@ impl Aws {
         })
     }
 
-    /// The vendor's principal ARN.
-    pub fn principal(&self) -> &str {
-        &self.settings.principal_arn
+    /// The principal a generated policy names: the customer's role when byok reaches the key
+    /// through one, else the vendor's own principal, which must be configured.
+    pub fn principal(&self, role: Option<&RoleArn>) -> Result<String, NotConfigured> {
+        match (role, &self.settings.principal_arn) {
+            (Some(r), _) => Ok(r.as_str().to_owned()),
+            (None, Some(p)) => Ok(p.clone()),
+            (None, None) => Err(NotConfigured::VENDOR_PRINCIPAL),
+        }
     }
 
     fn endpoint(&self, key: &KeyArn) -> Result<Endpoint, KmsError> {
@@ -209,14 +216,12 @@ impl Aws {
         org: &str,
         identifier: &str,
         role: Option<&RoleArn>,
+        principal: &str,
         external_id: &str,
     ) -> Validation {
-        let principal = role.map_or(self.settings.principal_arn.clone(), |r| {
-            r.as_str().to_owned()
-        });
         let mut v = {
             let mut rng = rand::rng();
-            Validation::start(identifier, &[], &principal, org, &mut rng)
+            Validation::start(identifier, &[], principal, org, &mut rng)
         };
         let access_for = |arn: &KeyArn| KeyAccess {
             arn: arn.clone(),
@@ -247,4 +252,15 @@ impl Aws {
             }
         }
     }
+}
+
+/// A setting the operator has not given, named with the flag and variable that give it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NotConfigured(pub &'static str);
+
+impl NotConfigured {
+    /// The vendor's AWS principal.
+    pub const VENDOR_PRINCIPAL: Self = Self(
+        "the server has no vendor AWS principal to name in the policy: the byok operator must set --aws-principal-arn (BYOK_AWS_PRINCIPAL_ARN) first",
+    );
 }

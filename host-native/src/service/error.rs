@@ -25,6 +25,17 @@ pub enum ServiceError {
     Kms(byok_core::kms::KmsError),
     /// Key validation failed: nothing was changed; the report says which step and the fix.
     Validation(Vec<StepView>),
+    /// The org's in-memory state was retired after an interrupted change and is being
+    /// reloaded from storage: retry.
+    Reloading,
+    /// The operator has not configured what this call needs.
+    NotConfigured(super::aws::NotConfigured),
+}
+
+impl From<super::aws::NotConfigured> for ServiceError {
+    fn from(e: super::aws::NotConfigured) -> Self {
+        Self::NotConfigured(e)
+    }
 }
 
 impl From<byok_core::kms::KmsError> for ServiceError {

@@ -179,12 +179,10 @@ impl Service {
         };
         let external_id = self.external_id(org).await?;
         let org_hex = org.to_string();
-        let principal = role.as_ref().map_or_else(
-            || self.aws.principal().to_owned(),
-            |r| r.as_str().to_owned(),
-        );
+        let principal = self.aws.principal(role.as_ref())?;
         let vendor = VendorConfig {
-            principal_arn: self.aws.principal().to_owned(),
+            // The trust policy names the vendor, who assumes the role.
+            principal_arn: self.aws.principal(None)?,
             issuer_host_path: String::new(),
         };
         Ok(PolicyView {
@@ -221,10 +219,17 @@ impl Service {
             Some(r) => Some(RoleArn::parse(r).map_err(|e| ServiceError::Invalid(e.to_string()))?),
             None => None,
         };
+        let principal = self.aws.principal(role.as_ref())?;
         let external_id = self.external_id(org).await?;
         let v = self
             .aws
-            .validate(&org.to_string(), key_arn, role.as_ref(), &external_id)
+            .validate(
+                &org.to_string(),
+                key_arn,
+                role.as_ref(),
+                &principal,
+                &external_id,
+            )
             .await;
         Ok((v.ok(), report(&v), v.described_arn().map(str::to_owned)))
     }

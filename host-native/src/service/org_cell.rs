@@ -4,6 +4,7 @@
 //! that was not committed.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -35,6 +36,42 @@ pub struct OrgCell {
     /// nothing that checked the state before a pause or revoke committed hands out a key after
     /// it, and the audit log orders them the way they happened.
     pub(super) gate: tokio::sync::RwLock<()>,
+    /// Set when a transition was dropped between its commit and publishing it (the client hung
+    /// up, or the request deadline passed): storage may hold a state this cell never saw. The
+    /// cell is then out of the map, so the next use reloads the org from storage; whoever
+    /// still holds this one is refused ([`ServiceError::Reloading`]) instead of acting on it.
+    pub(super) stale: AtomicBool,
+}
+
+/// Armed from the moment a transition starts writing until its new state is published; if the
+/// transition's future is dropped in between, retires the cell ([`OrgCell::stale`]) and drops
+/// the org's cached keys, before the gate opens (it is declared after the gate guard, so it is
+/// dropped first).
+struct Unpublished<'a> {
+    service: &'a Service,
+    org: ScopeId,
+    cell: &'a Arc<OrgCell>,
+    armed: bool,
+}
+
+impl Drop for Unpublished<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        self.cell.stale.store(true, Ordering::SeqCst);
+        {
+            let mut orgs = self.service.orgs.write().unwrap_or_else(|p| p.into_inner());
+            if orgs
+                .get(&self.org)
+                .is_some_and(|c| Arc::ptr_eq(c, self.cell))
+            {
+                orgs.remove(&self.org);
+            }
+        }
+        self.service.cache.evict_org(self.org);
+        tracing::warn!(org = %self.org, "a change was interrupted before it was published: the org is reloaded from storage");
+    }
 }
 
 impl OrgCell {
@@ -79,6 +116,9 @@ impl Service {
         keys: &[KeyId],
     ) -> Result<tokio::sync::RwLockReadGuard<'a, ()>> {
         let guard = cell.gate.read().await;
+        if cell.stale.load(Ordering::SeqCst) {
+            return Err(ServiceError::Reloading);
+        }
         let snap = cell.snapshot();
         for k in keys {
             check_live(&snap, *k)?;
@@ -108,6 +148,7 @@ impl Service {
             job_runner: tokio::sync::Mutex::new(()),
             turn: tokio::sync::Mutex::new(()),
             gate: tokio::sync::RwLock::new(()),
+            stale: AtomicBool::new(false),
         });
         Ok(self
             .orgs
@@ -140,10 +181,20 @@ impl Service {
     ) -> Result<T> {
         let cell = self.org(org).await?;
         let _turn = cell.turn.lock().await;
+        if cell.stale.load(Ordering::SeqCst) {
+            // An interrupted change retired this cell while we waited: never decide on it.
+            return Err(ServiceError::Reloading);
+        }
         let mut next: Org = (*cell.snapshot()).clone();
         let (out, effects) = f(&mut next)?;
         // From here until the new state is published, no data operation of this org is admitted.
         let gate = cell.gate.write().await;
+        let mut unpublished = Unpublished {
+            service: self,
+            org,
+            cell: &cell,
+            armed: true,
+        };
         let mut w = self.store.write().await?;
         let after =
             apply::write(&mut w, org, &effects, &new_names, &extra, store::now_ms()).await?;
@@ -164,8 +215,121 @@ impl Service {
         // Evicted before the gate opens: no request admitted after the change finds a key the
         // change withdrew.
         self.evict(&next, &after);
+        unpublished.armed = false;
+        drop(unpublished);
         drop(gate);
         self.after_publish(org, &after).await;
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::future::Future;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::task::{Context, Wake, Waker};
+    use std::time::Duration;
+
+    use byok_core::scope::{ScopeError, managed_key};
+    use byok_core::{ScopeId, SecretBytes};
+
+    use super::super::aws::AwsSettings;
+    use super::super::{Service, ServiceError};
+    use crate::store::{Database, org_rows};
+
+    struct Woken(AtomicBool);
+
+    impl Wake for Woken {
+        fn wake(self: Arc<Self>) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// Polls `fut` `polls` times, each time waiting for its wake-up (the database thread
+    /// finishing a step), then drops it there: as a client that hangs up, or the request
+    /// deadline, would. True if it finished first.
+    async fn drop_after(fut: impl Future, polls: usize) -> bool {
+        let mut fut = std::pin::pin!(fut);
+        let woken = Arc::new(Woken(AtomicBool::new(false)));
+        let waker = Waker::from(woken.clone());
+        let mut cx = Context::from_waker(&waker);
+        for _ in 0..polls {
+            woken.0.store(false, Ordering::SeqCst);
+            if fut.as_mut().poll(&mut cx).is_ready() {
+                return true;
+            }
+            for _ in 0..2000 {
+                if woken.0.load(Ordering::SeqCst) {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+        false
+    }
+
+    /// A pause dropped at every one of its await points in turn, the commit's included: the
+    /// org is then served exactly as storage has it. Either the pause did not commit and the
+    /// scope works, or it did and nothing opens (never a committed pause that memory missed).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_pause_dropped_anywhere_is_served_as_stored() {
+        // Whether a drop lands between the commit and its publishing depends on the database
+        // thread's timing: rounds repeat until both sides were seen.
+        let mut saw = (false, false);
+        for polls in (0..20).flat_map(|_| 1..=12) {
+            if saw.0 && saw.1 {
+                break;
+            }
+            // On disk: a commit that waits for the file system is a step of its own.
+            let dir = std::env::temp_dir().join(format!(
+                "byok-drop-{}-{polls}-{}",
+                std::process::id(),
+                rand::random::<u32>()
+            ));
+            std::fs::create_dir_all(&dir).unwrap();
+            let db = Database::open_dir(&dir).await.unwrap();
+            let managed = managed_key(SecretBytes::random(&mut rand::rng()), 1);
+            let svc =
+                Service::new(db, managed, Duration::from_secs(60), AwsSettings::default()).unwrap();
+            let (org, _) = svc.create_org("org", None, None).await.unwrap();
+            let team = svc.create_scope(org, org, "team").await.unwrap();
+            let team = ScopeId::parse_hex(&team.id).unwrap();
+            // The team's key is cached: the stale path a missed pause would take.
+            svc.encrypt(org, team, b"x", BTreeMap::new()).await.unwrap();
+            let finished = drop_after(svc.pause(org, team), polls).await;
+            // A statement the dropped future had sent finishes on the database's thread.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let stored = org_rows::load(svc.store().pool(), org)
+                .await
+                .unwrap()
+                .unwrap()
+                .0;
+            let paused_in_storage = stored.check_usable(team).is_err();
+            let mut answer = svc.encrypt(org, team, b"x", BTreeMap::new()).await;
+            if matches!(answer, Err(ServiceError::Reloading)) {
+                answer = svc.encrypt(org, team, b"x", BTreeMap::new()).await;
+            }
+            if paused_in_storage {
+                assert!(
+                    matches!(answer, Err(ServiceError::Scope(ScopeError::Paused { .. }))),
+                    "dropped after {polls} polls: paused in storage, but {answer:?}"
+                );
+                saw.1 |= !finished;
+            } else {
+                assert!(answer.is_ok(), "after {polls} polls: {answer:?}");
+                saw.0 = true;
+            }
+            drop(svc);
+            let _ = std::fs::remove_dir_all(&dir);
+            if finished {
+                continue;
+            }
+        }
+        assert!(
+            saw.0 && saw.1,
+            "the drops covered neither side of the commit: {saw:?}"
+        );
     }
 }

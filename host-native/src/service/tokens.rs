@@ -164,8 +164,8 @@ impl Service {
             )
             .await?;
         }
+        let _forget = ForgetGrant(self, &hash);
         w.commit().await?;
-        self.forget_grant(&hash);
         tracing::info!(token = %id, "token revoked");
         Ok(())
     }
@@ -193,18 +193,30 @@ impl Service {
             row.expires_at,
         )
         .await?;
+        let _forget = ForgetGrant(self, &current);
         w.commit().await?;
-        self.forget_grant(&current);
         tracing::info!(old = %row.id, new = %created.0, "operator token rotated");
         Ok(created)
     }
 
-    fn forget_grant(&self, hash: &[u8]) {
+    pub(super) fn forget_grant(&self, hash: &[u8]) {
         if let Ok(h) = <[u8; 32]>::try_from(hash) {
             self.grants
                 .write()
                 .unwrap_or_else(|p| p.into_inner())
                 .remove(&h);
         }
+    }
+}
+
+/// Forgets a token's cached grant when dropped: after its revoke committed, and also when the
+/// revoke's future is dropped during the commit (a client that hung up, the request deadline),
+/// so a revoke that reached storage can never leave the token working from the cache.
+/// Forgetting a grant that is still valid costs one lookup.
+struct ForgetGrant<'a>(&'a Service, &'a [u8]);
+
+impl Drop for ForgetGrant<'_> {
+    fn drop(&mut self) {
+        self.0.forget_grant(self.1);
     }
 }

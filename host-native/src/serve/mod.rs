@@ -1,10 +1,21 @@
 //! `byok serve`: open (or create) the data directory, the managed key and the store, print the
 //! address and (on first start only) the operator token, and serve the API until SIGINT or
 //! SIGTERM.
+//!
+//! - `listener`: the accept loop, the connection cap and hyper's timeouts.
+//! - `idle`: closes connections on which nothing moves.
+//! - `tls`: the certificate, reloaded on SIGHUP.
+
+pub mod idle;
+pub mod listener;
+pub mod tls;
 
 use std::io::Write;
 use std::sync::Arc;
 
+pub use listener::ConnLimits;
+
+use crate::api::rate_limit::RateLimits;
 use crate::config::{Config, LogFormat};
 use crate::service::Service;
 use crate::service::aws::AwsSettings;
@@ -15,7 +26,9 @@ use crate::{api, managed};
 pub fn init_logs(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("BYOK_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    // Colour only on a terminal: escape codes in a log file or a pipe are noise to every reader.
     let builder = tracing_subscriber::fmt()
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     let _ = match format {
@@ -81,6 +94,11 @@ pub async fn run(config: Config) -> Result<(), String> {
         )),
         _ => None,
     };
+    if config.aws_principal_arn.is_none() {
+        tracing::warn!(
+            "no vendor AWS principal (--aws-principal-arn / BYOK_AWS_PRINCIPAL_ARN): `key policy` is refused until it is set, and customers cannot grant byok their keys"
+        );
+    }
     if config.danger_aws_endpoint.is_some() {
         tracing::warn!("BYOK_DANGER_AWS_ENDPOINT is set: AWS calls go to a test endpoint");
     }
@@ -94,20 +112,41 @@ pub async fn run(config: Config) -> Result<(), String> {
         .bootstrap_operator()
         .await
         .map_err(|e| format!("cannot create the operator token: {e:?}"))?;
+    let certificate = match &config.tls {
+        Some((cert, key)) => Some(tls::Certificate::load(cert, key)?),
+        None => None,
+    };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    if !addr.ip().is_loopback() {
-        tracing::warn!(%addr, "byok serves plain HTTP: beyond loopback, put it behind TLS (a reverse proxy or a service mesh)");
+    let scheme = if certificate.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    if certificate.is_none() && !addr.ip().is_loopback() {
+        // Only reachable with --insecure-http (Config::resolve refuses it otherwise).
+        tracing::warn!(%addr, "byok serves plain HTTP beyond loopback (--insecure-http): only behind a proxy or mesh that terminates TLS");
     }
-    tracing::info!(%addr, data_dir = %config.data_dir.display(), managed_key = ?origin, "byok serving");
+    let metrics = match config.metrics_listen {
+        Some(at) => {
+            let l = tokio::net::TcpListener::bind(at)
+                .await
+                .map_err(|e| format!("cannot listen for metrics on {at}: {e}"))?;
+            let at = l.local_addr().map_err(|e| e.to_string())?;
+            tracing::info!(%at, "metrics served on their own address");
+            Some((l, at))
+        }
+        None => None,
+    };
+    tracing::info!(%addr, %scheme, data_dir = %config.data_dir.display(), managed_key = ?origin, "byok serving");
     {
         // Standard output, not the logs: the token is shown once, to whoever started the server.
         let mut out = std::io::stdout().lock();
         let _ = writeln!(
             out,
-            "byok {} listening on http://{addr}",
+            "byok {} listening on {scheme}://{addr}",
             env!("CARGO_PKG_VERSION")
         );
         if let Some(token) = operator {
@@ -117,11 +156,17 @@ pub async fn run(config: Config) -> Result<(), String> {
                 token.as_str()
             );
         }
+        if let Some((_, at)) = &metrics {
+            let _ = writeln!(out, "metrics on http://{at}/metrics");
+        }
         let _ = out.flush();
     }
+    let rate = Arc::new(RateLimits::new(config.api.rate));
+    let router = api::router(service.clone(), &config.api, rate.clone());
     // Jobs a crash interrupted resume now; key health is checked periodically.
     {
         let service = service.clone();
+        let rate = rate.clone();
         let interval = config.key_health_interval;
         tokio::spawn(async move {
             if let Err(e) = service.resume_retirements().await {
@@ -142,6 +187,7 @@ pub async fn run(config: Config) -> Result<(), String> {
                 };
                 tokio::select! {
                     _ = tick.tick() => {
+                        rate.forget_idle();
                         if let Err(e) = service.check_health().await {
                             tracing::warn!(error = ?e, "key health check failed");
                         }
@@ -167,10 +213,42 @@ pub async fn run(config: Config) -> Result<(), String> {
             }
         });
     }
-    axum::serve(listener, api::router(service))
-        .with_graceful_shutdown(shutdown())
-        .await
-        .map_err(|e| e.to_string())
+    if let Some(cert) = &certificate {
+        reload_on_sighup(cert.clone());
+    }
+    if let Some((l, _)) = metrics {
+        let router = api::metrics_router(service.clone());
+        let limits = config.conn;
+        tokio::spawn(async move {
+            if let Err(e) = listener::serve(l, None, limits, router, shutdown()).await {
+                tracing::warn!(error = %e, "metrics listener stopped");
+            }
+        });
+    }
+    listener::serve(listener, certificate, config.conn, router, shutdown()).await
+}
+
+/// Reads the certificate and key again on every SIGHUP (after a renewal): new connections get
+/// the new certificate, open ones keep theirs; a failed reload keeps the old one and says why.
+fn reload_on_sighup(cert: Arc<tls::Certificate>) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot listen for SIGHUP: the certificate will not be reloaded");
+            return;
+        };
+        while hup.recv().await.is_some() {
+            match cert.reload() {
+                Ok(()) => tracing::info!("TLS certificate reloaded"),
+                Err(e) => {
+                    tracing::error!(error = %e, "TLS certificate reload failed: still serving the previous one")
+                }
+            }
+        }
+    });
+    #[cfg(not(unix))]
+    let _ = cert;
 }
 
 async fn shutdown() {

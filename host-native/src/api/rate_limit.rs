@@ -1,0 +1,148 @@
+//! Per-org and per-token rate limits: one noisy org (or one runaway client of an org) gets
+//! `429 rate_limited` with `Retry-After`, and the others keep their latency.
+//!
+//! GCRA buckets (`governor`), keyed by org id and by token hash, checked right after the token
+//! is authenticated: before any key is touched or any body is read. A burst of one second's
+//! worth is allowed. A limit of 0 turns that limit off.
+
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use byok_core::{ApiCode, ScopeId};
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota};
+
+use super::error::ApiError;
+
+/// Requests per second allowed, per org and per token (0 = no limit).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateLimitConfig {
+    /// Per org, all its tokens together.
+    pub per_org: u32,
+    /// Per token.
+    pub per_token: u32,
+}
+
+/// The limiters.
+pub struct RateLimits {
+    per_org: Option<DefaultKeyedRateLimiter<ScopeId>>,
+    per_token: Option<DefaultKeyedRateLimiter<[u8; 32]>>,
+    clock: DefaultClock,
+}
+
+impl std::fmt::Debug for RateLimits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RateLimits")
+            .field("per_org", &self.per_org.is_some())
+            .field("per_token", &self.per_token.is_some())
+            .finish()
+    }
+}
+
+fn quota(per_second: u32) -> Option<Quota> {
+    NonZeroU32::new(per_second).map(Quota::per_second)
+}
+
+impl RateLimits {
+    /// Limiters for `config`.
+    pub fn new(config: RateLimitConfig) -> Self {
+        Self {
+            per_org: quota(config.per_org).map(governor::RateLimiter::keyed),
+            per_token: quota(config.per_token).map(governor::RateLimiter::keyed),
+            clock: DefaultClock::default(),
+        }
+    }
+
+    /// Counts one request by the token with hash `token_hash` (of org `org`, if any); refuses
+    /// it when either bucket is empty, saying when to retry.
+    pub fn check(&self, org: Option<ScopeId>, token_hash: &[u8; 32]) -> Result<(), ApiError> {
+        if let Some(limiter) = &self.per_token
+            && let Err(not_until) = limiter.check_key(token_hash)
+        {
+            return Err(limited(
+                "this token",
+                not_until.wait_time_from(self.clock.now()),
+            ));
+        }
+        if let (Some(limiter), Some(org)) = (&self.per_org, org)
+            && let Err(not_until) = limiter.check_key(&org)
+        {
+            return Err(limited(
+                "this org",
+                not_until.wait_time_from(self.clock.now()),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Forgets buckets that are full again (idle keys), so memory follows active keys only.
+    pub fn forget_idle(&self) {
+        if let Some(l) = &self.per_org {
+            l.retain_recent();
+        }
+        if let Some(l) = &self.per_token {
+            l.retain_recent();
+        }
+    }
+}
+
+fn limited(who: &str, wait: Duration) -> ApiError {
+    // Whole seconds, rounded up, at least one: what `Retry-After` can say.
+    let secs = u32::try_from(wait.as_millis().div_ceil(1000))
+        .unwrap_or(u32::MAX)
+        .max(1);
+    ApiError::new(
+        ApiCode::RateLimited,
+        format!("{who} sent more requests than its rate limit allows; retry after {secs} s"),
+    )
+    .retry_after(secs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_past_its_burst_is_refused_and_others_are_not() {
+        let limits = RateLimits::new(RateLimitConfig {
+            per_org: 0,
+            per_token: 5,
+        });
+        let (a, b) = ([1u8; 32], [2u8; 32]);
+        for _ in 0..5 {
+            limits.check(None, &a).unwrap();
+        }
+        let err = limits.check(None, &a).unwrap_err();
+        assert_eq!(err.code, ApiCode::RateLimited);
+        assert_eq!(err.retry_after_secs(), Some(1));
+        limits.check(None, &b).unwrap();
+    }
+
+    #[test]
+    fn an_org_limit_covers_all_its_tokens() {
+        let limits = RateLimits::new(RateLimitConfig {
+            per_org: 4,
+            per_token: 0,
+        });
+        let (org, other) = (ScopeId::from_bytes([1; 16]), ScopeId::from_bytes([2; 16]));
+        for t in 0..4u8 {
+            limits.check(Some(org), &[t; 32]).unwrap();
+        }
+        let err = limits.check(Some(org), &[9; 32]).unwrap_err();
+        assert_eq!(err.code, ApiCode::RateLimited);
+        limits.check(Some(other), &[9; 32]).unwrap();
+    }
+
+    #[test]
+    fn zero_is_no_limit() {
+        let limits = RateLimits::new(RateLimitConfig {
+            per_org: 0,
+            per_token: 0,
+        });
+        for _ in 0..10_000 {
+            limits
+                .check(Some(ScopeId::from_bytes([1; 16])), &[1; 32])
+                .unwrap();
+        }
+    }
+}
