@@ -35,6 +35,8 @@ pub struct Server {
     child: Option<Child>,
     /// `http://127.0.0.1:PORT`.
     pub url: String,
+    /// `http://ADDR/metrics` when started with `--metrics-listen`.
+    pub metrics_url: Option<String>,
     /// The operator token printed on first start (`None` on later starts).
     pub operator_token: Option<String>,
     /// Its data directory.
@@ -77,6 +79,7 @@ impl Server {
         let mut s = Self {
             child: None,
             url: String::new(),
+            metrics_url: None,
             operator_token: None,
             data_dir: data_dir.to_owned(),
             env,
@@ -130,6 +133,13 @@ impl Server {
                 .map(str::to_owned);
             std::fs::write(self.data_dir.join(".started"), b"").unwrap();
         }
+        if self.args.iter().any(|a| a == "--metrics-listen") {
+            let line = lines.next().and_then(Result::ok).unwrap_or_default();
+            self.metrics_url = line
+                .split_whitespace()
+                .find(|w| w.starts_with("http://"))
+                .map(str::to_owned);
+        }
         self.child = Some(child);
     }
 
@@ -145,6 +155,11 @@ impl Server {
     pub fn restart(&mut self) {
         self.kill9();
         self.spawn();
+    }
+
+    /// The process id (to send it signals).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
     }
 
     /// The server's log so far.

@@ -1,0 +1,437 @@
+//! What a security reviewer tries first against `byok serve`: TLS and its reload, plain HTTP
+//! beyond loopback, slow and idle clients, the connection cap, rate limits, who may read
+//! metrics, caching of key material, and what the server says when the vendor principal is
+//! missing. Real server processes; raw sockets where a well-behaved client cannot misbehave.
+
+use std::time::Duration;
+
+use byok_tests::fixtures::{OrgSettings, TestServer, assert_error, assert_status};
+use byok_tests::server::{Server, binary, field};
+use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const QUIET: (&str, &str) = ("BYOK_KEY_HEALTH_INTERVAL_MS", "3600000");
+
+/// An answer with its headers: (status, headers, body).
+struct Raw {
+    status: u16,
+    headers: reqwest::header::HeaderMap,
+    body: String,
+}
+
+impl Raw {
+    fn json(&self) -> (u16, serde_json::Value) {
+        (
+            self.status,
+            serde_json::from_str(&self.body).unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+async fn send(ts: &TestServer, post: Option<serde_json::Value>, path: &str, token: &str) -> Raw {
+    let client = reqwest::Client::new();
+    let url = format!("{}{path}", ts.server.url);
+    let req = match post {
+        Some(body) => client
+            .post(url)
+            .header("content-type", "application/json")
+            .body(body.to_string()),
+        None => client.get(url),
+    };
+    let resp = req.bearer_auth(token).send().await.unwrap();
+    Raw {
+        status: resp.status().as_u16(),
+        headers: resp.headers().clone(),
+        body: resp.text().await.unwrap(),
+    }
+}
+
+/// A CA and a leaf for 127.0.0.1 signed by it: (CA PEM, leaf PEM, leaf key PEM).
+fn ca_and_leaf() -> (String, String, String) {
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca, ca_key);
+    let leaf_key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .unwrap()
+        .signed_by(&leaf_key, &issuer)
+        .unwrap();
+    (ca_cert.pem(), leaf.pem(), leaf_key.serialize_pem())
+}
+
+/// Whether a client that trusts only `ca` gets `/healthz` from `url` on a new connection.
+async fn trusted_by(url: &str, ca: &str) -> bool {
+    let client = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(ca.as_bytes()).unwrap()])
+        .build()
+        .unwrap();
+    client
+        .get(format!("{url}/healthz"))
+        .send()
+        .await
+        .is_ok_and(|r| r.status() == 200)
+}
+
+fn sighup(server: &Server) {
+    let ok = std::process::Command::new("kill")
+        .args(["-HUP", &server.pid().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -HUP");
+}
+
+#[tokio::test]
+async fn tls_serves_the_certificate_and_sighup_swaps_it_keeping_it_on_a_bad_reload() {
+    let (ca1, leaf1, key1) = ca_and_leaf();
+    let (ca2, leaf2, key2) = ca_and_leaf();
+    let dir = byok_tests::server::temp_dir("tls");
+    let (cert, key) = (dir.join("chain.pem"), dir.join("key.pem"));
+    std::fs::write(&cert, &leaf1).unwrap();
+    std::fs::write(&key, &key1).unwrap();
+    let args = [
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ];
+    let ts = TestServer::start_with("tls", |data| Server::start_with_args(data, &[QUIET], &args));
+    assert!(ts.server.url.starts_with("https://"), "{}", ts.server.url);
+    let url = ts.server.url.clone();
+    assert!(trusted_by(&url, &ca1).await, "the first certificate");
+    assert!(!trusted_by(&url, &ca2).await);
+    // Plain HTTP on the TLS port gets nothing.
+    assert!(
+        reqwest::get(format!("{}/healthz", url.replace("https", "http")))
+            .await
+            .is_err()
+    );
+
+    std::fs::write(&cert, &leaf2).unwrap();
+    std::fs::write(&key, &key2).unwrap();
+    sighup(&ts.server);
+    let mut swapped = false;
+    for _ in 0..100 {
+        if trusted_by(&url, &ca2).await {
+            swapped = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(swapped, "SIGHUP loads the new certificate");
+    assert!(!trusted_by(&url, &ca1).await, "the old one is gone");
+
+    // A key that does not fit the certificate: the reload fails, the server keeps serving.
+    std::fs::write(&key, &key1).unwrap();
+    sighup(&ts.server);
+    let mut logged = false;
+    for _ in 0..100 {
+        if ts.server.log().contains("TLS certificate reload failed") {
+            logged = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(logged, "the failed reload is logged: {}", ts.server.log());
+    assert!(trusted_by(&url, &ca2).await, "still the second certificate");
+}
+
+#[test]
+fn plain_http_beyond_loopback_is_refused_without_insecure_http() {
+    let dir = byok_tests::server::temp_dir("insecure");
+    let out = std::process::Command::new(binary())
+        .args(["serve", "--listen", "0.0.0.0:0", "--data-dir"])
+        .arg(dir.join("data"))
+        .env_remove("BYOK_INSECURE_HTTP")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("refusing to serve plain HTTP on 0.0.0.0:0") && err.contains("--tls-cert"),
+        "{err}"
+    );
+    assert!(
+        !dir.join("data").exists(),
+        "refused before anything is created"
+    );
+}
+
+/// Reads what the server sends until it closes the connection (or `limit` passes: then
+/// `None`).
+async fn read_until_closed(stream: &mut TcpStream, limit: Duration) -> Option<String> {
+    let mut got = Vec::new();
+    tokio::time::timeout(limit, stream.read_to_end(&mut got))
+        .await
+        .ok()?
+        .ok()?;
+    Some(String::from_utf8_lossy(&got).into_owned())
+}
+
+#[tokio::test]
+async fn slow_heads_slow_bodies_and_idle_connections_are_cut() {
+    let ts = TestServer::start_with("timeouts", |data| {
+        Server::start(
+            data,
+            &[
+                QUIET,
+                ("BYOK_HEADER_TIMEOUT_MS", "300"),
+                ("BYOK_REQUEST_TIMEOUT_MS", "500"),
+                ("BYOK_IDLE_TIMEOUT_MS", "1500"),
+            ],
+        )
+    });
+    let o = ts.org(OrgSettings::named("acme")).await;
+    let addr = ts.server.url.trim_start_matches("http://").to_owned();
+
+    // Half a head, then nothing: closed after the header timeout.
+    let mut s = TcpStream::connect(&addr).await.unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    assert!(
+        read_until_closed(&mut s, Duration::from_secs(5))
+            .await
+            .is_some(),
+        "a stalled head is cut"
+    );
+    assert!(started.elapsed() < Duration::from_secs(2));
+
+    // A body that stops half way: 408 request_timeout at the deadline.
+    let mut s = TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "POST /v1/orgs/{}/scopes/{}/encrypt HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"plaintext\":",
+        o.id, o.id, o.service
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+        .await
+        .expect("an answer before 5 s")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&buf[..n]);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("\"code\":\"request_timeout\""), "{answer}");
+
+    // A kept-alive connection that goes quiet is closed after the idle timeout.
+    let mut s = TcpStream::connect(&addr).await.unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let n = s.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    let quiet = std::time::Instant::now();
+    assert!(
+        read_until_closed(&mut s, Duration::from_secs(10))
+            .await
+            .is_some(),
+        "an idle connection is closed"
+    );
+    assert!(quiet.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn connections_past_the_cap_wait_for_a_free_one() {
+    let ts = TestServer::start_with("conn-cap", |data| {
+        Server::start(data, &[QUIET, ("BYOK_MAX_CONNECTIONS", "2")])
+    });
+    let addr = ts.server.url.trim_start_matches("http://").to_owned();
+    // Two connections hold the cap (TestServer's own client has closed or idles: make sure
+    // ours are the two by waiting for its keep-alive to be irrelevant: it made no request).
+    let first = TcpStream::connect(&addr).await.unwrap();
+    let _second = TcpStream::connect(&addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut third = TcpStream::connect(&addr).await.unwrap();
+    third
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    assert!(
+        read_until_closed(&mut third, Duration::from_millis(700))
+            .await
+            .is_none(),
+        "no answer while two connections are open"
+    );
+    drop(first);
+    let answer = read_until_closed(&mut third, Duration::from_secs(5))
+        .await
+        .expect("answered once a connection closed");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
+#[tokio::test]
+async fn a_token_or_org_past_its_rate_limit_gets_429_with_retry_after() {
+    let ts = TestServer::start_with("rate", |data| {
+        Server::start(
+            data,
+            &[
+                QUIET,
+                ("BYOK_TOKEN_RATE_LIMIT", "5"),
+                ("BYOK_ORG_RATE_LIMIT", "8"),
+            ],
+        )
+    });
+    // Org creation spends the operator's and the new admin's budget: a fresh second
+    // lets both refill.
+    let a = ts.org(OrgSettings::named("a")).await;
+    let b = ts.org(OrgSettings::named("b")).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let encrypt = |o: &byok_tests::fixtures::TestOrg| {
+        let path = format!("/v1/orgs/{}/scopes/{}/encrypt", o.id, o.id);
+        let token = o.service.clone();
+        let ts = &ts;
+        async move { send(ts, Some(json!({ "plaintext": "aGk=" })), &path, &token).await }
+    };
+    let mut limited = None;
+    for i in 0..6 {
+        let answer = encrypt(&a).await;
+        if answer.status == 429 {
+            limited = Some((i, answer));
+            break;
+        }
+        assert_status(&answer.json(), 200);
+    }
+    let (i, answer) = limited.expect("the sixth request in a second is refused");
+    assert_eq!(i, 5, "five pass");
+    assert_error(&answer.json(), 429, "rate_limited");
+    let retry: u64 = answer.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=2).contains(&retry), "Retry-After {retry}");
+    // Another org is untouched.
+    assert_status(&encrypt(&b).await.json(), 200);
+    // The org's other tokens share its budget: 8 a second in all, 5 spent above, so the
+    // admin token (its own budget untouched) is refused after about 3 more (one more per
+    // 125 ms may have come back meanwhile).
+    let mut passed = 0;
+    let refused = loop {
+        let answer = send(&ts, None, &a.path("/scopes"), &a.admin).await;
+        if answer.status != 200 || passed > 5 {
+            break answer;
+        }
+        passed += 1;
+    };
+    assert!((3..=5).contains(&passed), "{passed} passed");
+    let v = assert_error(&refused.json(), 429, "rate_limited");
+    assert!(
+        v.pointer("/error/message")
+            .and_then(|m| m.as_str())
+            .is_some_and(|m| m.starts_with("this org")),
+        "{v}"
+    );
+}
+
+#[tokio::test]
+async fn every_answer_is_no_store_and_metrics_are_the_operators() {
+    let ts = TestServer::start("no-store");
+    let o = ts.org(OrgSettings::named("acme")).await;
+    let ct = o.seal(&ts.api, &o.id, b"secret").await;
+    // Leases are never for the org scope (its key is the root key).
+    let team = o.scope(&ts.api, &o.id, "team").await;
+    let answers = [
+        send(
+            &ts,
+            Some(json!({ "role": "service", "name": "x" })),
+            &o.path("/tokens"),
+            &o.admin,
+        )
+        .await,
+        send(
+            &ts,
+            Some(json!({})),
+            &o.path(&format!("/scopes/{}/datakey", o.id)),
+            &o.service,
+        )
+        .await,
+        send(
+            &ts,
+            Some(json!({ "ciphertext": ct })),
+            &o.path("/decrypt"),
+            &o.service,
+        )
+        .await,
+        send(
+            &ts,
+            Some(json!({})),
+            &o.path(&format!("/scopes/{team}/lease")),
+            &o.service,
+        )
+        .await,
+        send(&ts, None, &o.path("/scopes"), "byok_wrong").await,
+    ];
+    for a in &answers {
+        assert_eq!(
+            a.header("cache-control"),
+            Some("no-store"),
+            "{} {}",
+            a.status,
+            a.body
+        );
+    }
+    assert_eq!(
+        answers.iter().map(|a| a.status).collect::<Vec<_>>(),
+        [201, 200, 200, 200, 401]
+    );
+
+    assert_error(
+        &ts.get("/metrics", "byok_nope").await,
+        401,
+        "unauthenticated",
+    );
+    assert_error(&ts.get("/metrics", &o.admin).await, 403, "forbidden");
+    let m = send(&ts, None, "/metrics", &ts.operator).await;
+    assert_eq!(m.status, 200);
+    let m = m.body;
+    assert!(m.contains("byok_encrypt_total"), "{m}");
+    assert!(!m.contains(&o.id), "no org id in the metrics");
+}
+
+#[tokio::test]
+async fn metrics_on_their_own_address_leave_the_api() {
+    let ts = TestServer::start_with("metrics-listen", |data| {
+        Server::start_with_args(data, &[QUIET], &["--metrics-listen", "127.0.0.1:0"])
+    });
+    let at = ts.server.metrics_url.clone().expect("the metrics address");
+    let text = reqwest::get(at).await.unwrap().text().await.unwrap();
+    assert!(text.contains("byok_encrypt_total"), "{text}");
+    assert_error(&ts.get("/metrics", &ts.operator).await, 404, "not_found");
+}
+
+#[tokio::test]
+async fn without_a_vendor_principal_no_policy_is_generated_and_the_log_is_plain() {
+    let ts = TestServer::start_with("no-principal", |data| {
+        Server::start_with_args(data, &[QUIET], &["--log-format", "text"])
+    });
+    let o = ts.org(OrgSettings::named("acme")).await;
+    let arn = "arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+    let answer = send(
+        &ts,
+        None,
+        &o.path(&format!("/keys/policy?key_arn={arn}")),
+        &o.admin,
+    )
+    .await;
+    let v = assert_error(&answer.json(), 501, "not_configured");
+    assert!(
+        field(&v["error"], "message").contains("--aws-principal-arn"),
+        "{v}"
+    );
+    assert!(
+        !answer.body.contains("111122223333:role"),
+        "{}",
+        answer.body
+    );
+    let log = ts.server.log();
+    assert!(log.contains("no vendor AWS principal"), "{log}");
+    assert!(
+        !log.contains('\u{1b}'),
+        "no colour codes in a log file: {log:?}"
+    );
+}
