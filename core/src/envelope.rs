@@ -68,7 +68,7 @@ impl<B: AeadBackend> Envelope<B> {
 
     /// Decrypts a single-shot ciphertext.
     pub fn decrypt(key: &ScopeKey, context: &Context, ciphertext: &[u8]) -> Result<Vec<u8>, Error> {
-        let (aead_key, ct_len) = check_unit::<B>(key, Mode::Single, ciphertext)?;
+        let (aead_key, ct_len) = check_unit::<B>(key, context, Mode::Single, ciphertext)?;
         let (header, body) = split_header(ciphertext)?;
         let (ct, tag) = body
             .split_at_checked(ct_len)
@@ -191,6 +191,7 @@ pub(crate) fn seal_unit<B: AeadBackend>(
     buf: &mut [u8],
     rng: &mut impl CryptoRng,
 ) -> Result<Detached, Error> {
+    context.check_encodable()?;
     let len = u64::try_from(buf.len()).unwrap_or(u64::MAX);
     if len > MAX_PLAINTEXT_LEN {
         return Err(Misuse::PlaintextTooLong {
@@ -206,14 +207,17 @@ pub(crate) fn seal_unit<B: AeadBackend>(
     Ok(Detached { header, tag })
 }
 
-/// Parses a unit (single message or wrapped key) and checks, in order: mode, key id, and the
-/// commitment in constant time. Returns the expanded message key and the ciphertext length.
-/// No AES-GCM work happens before the commitment matched.
+/// Checks that `context` can be encoded, then parses a unit (single message or wrapped key)
+/// and checks, in order: mode, key id, and the commitment in constant time. Returns the
+/// expanded message key and the ciphertext length. No AES-GCM work happens before the
+/// commitment matched.
 fn check_unit<B: AeadBackend>(
     key: &ScopeKey,
+    context: &Context,
     mode: Mode,
     bytes: &[u8],
 ) -> Result<(B::Key, usize), Error> {
+    context.check_encodable()?;
     let (header, body) = Header::parse(bytes)?;
     let aead_key = open_message::<B>(key, &header, mode.name(), header.mode == mode)?;
     let ct_len = body
@@ -292,7 +296,7 @@ pub(crate) fn open_unit<'a, B: AeadBackend>(
     mode: Mode,
     buf: &'a mut [u8],
 ) -> Result<&'a mut [u8], Error> {
-    let (aead_key, ct_len) = check_unit::<B>(key, mode, buf)?;
+    let (aead_key, ct_len) = check_unit::<B>(key, context, mode, buf)?;
     let (head, body) = buf
         .split_at_mut_checked(HEADER_LEN)
         .ok_or(Error::Internal("envelope: header length"))?;

@@ -254,6 +254,9 @@ pub enum Misuse {
     TooManyFrames,
     /// The encryption context has two entries with the same key.
     DuplicateContextKey,
+    /// The encryption context has 2^32 pairs or more, or a key or value of 2^32 bytes or
+    /// more: its encoding has no room for that length.
+    ContextTooLarge,
     /// The frame size exponent is outside 8..=24.
     FrameSizeLog2(u8),
 }
@@ -276,6 +279,9 @@ impl fmt::Display for Misuse {
             Self::DuplicateContextKey => {
                 f.write_str("encryption context has a duplicate key; keys must be unique")
             }
+            Self::ContextTooLarge => f.write_str(
+                "encryption context too large to encode: at most 2^32 - 1 pairs, keys and values under 4 GiB",
+            ),
             Self::FrameSizeLog2(v) => {
                 write!(
                     f,

@@ -150,6 +150,7 @@ impl<B: AeadBackend> StreamEncryptor<B> {
         frame_size: FrameSize,
         rng: &mut impl CryptoRng,
     ) -> Result<Self, Error> {
+        context.check_encodable()?;
         let (header, aead_key) = new_message::<B>(key, Mode::Framed(frame_size), rng)?;
         Ok(Self {
             frames: Frames::new(aead_key, &header, context, frame_size),
@@ -235,6 +236,7 @@ impl<B: AeadBackend> StreamDecryptor<B> {
     /// Checks `header` against `key` (key id, then commitment, in constant time) and prepares
     /// to open its frames.
     pub fn new(key: &ScopeKey, context: &Context, header: &Header) -> Result<Self, Error> {
+        context.check_encodable()?;
         let Mode::Framed(frame_size) = header.mode else {
             return Err(FormatError::WrongMode {
                 found: header.mode.name(),
@@ -361,6 +363,8 @@ pub fn decrypt_with<B: AeadBackend>(
     context: &Context,
     ciphertext: &[u8],
 ) -> Result<Vec<u8>, Error> {
+    // The caller's context before the input (docs/format.md, section 8).
+    context.check_encodable()?;
     let (header, body) = Header::parse(ciphertext)?;
     let mut dec = StreamDecryptor::<B>::new(key, context, &header)?;
     let mut out = Vec::with_capacity(body.len());
