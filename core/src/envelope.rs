@@ -207,11 +207,14 @@ pub(crate) fn seal_unit<B: AeadBackend>(
     Ok(Detached { header, tag })
 }
 
-/// Checks that `context` can be encoded, then parses a unit (single message or wrapped key)
-/// and checks, in order: mode, key id, and the commitment in constant time. Returns the
-/// expanded message key and the ciphertext length. No AES-GCM work happens before the
-/// commitment matched.
-fn check_unit<B: AeadBackend>(
+/// Checks that `context` can be encoded, then parses a unit (single message or wrapped key) and
+/// checks, in order: mode, key id, the commitment in constant time, then that the body holds a
+/// tag. Returns the expanded message key and the ciphertext length. No AES-GCM work happens
+/// before the commitment matched.
+///
+/// This is the order of `docs/format.md`, section 8: the header and what it names (mode, key,
+/// commitment) decide before anything about the body.
+pub(crate) fn check_unit<B: AeadBackend>(
     key: &ScopeKey,
     context: &Context,
     mode: Mode,
@@ -297,6 +300,17 @@ pub(crate) fn open_unit<'a, B: AeadBackend>(
     buf: &'a mut [u8],
 ) -> Result<&'a mut [u8], Error> {
     let (aead_key, ct_len) = check_unit::<B>(key, context, mode, buf)?;
+    open_checked::<B>(&aead_key, ct_len, context, buf)
+}
+
+/// The AES-GCM step of [`open_unit`], for a `buf` that [`check_unit`] already accepted (and
+/// that returned `aead_key` and `ct_len`).
+pub(crate) fn open_checked<'a, B: AeadBackend>(
+    aead_key: &B::Key,
+    ct_len: usize,
+    context: &Context,
+    buf: &'a mut [u8],
+) -> Result<&'a mut [u8], Error> {
     let (head, body) = buf
         .split_at_mut_checked(HEADER_LEN)
         .ok_or(Error::Internal("envelope: header length"))?;
@@ -306,6 +320,6 @@ pub(crate) fn open_unit<'a, B: AeadBackend>(
     let (ct, tag) = body
         .split_at_mut_checked(ct_len)
         .ok_or(Error::Internal("envelope: body length"))?;
-    open_detached::<B>(&aead_key, header, context, ct, tag)?;
+    open_detached::<B>(aead_key, header, context, ct, tag)?;
     Ok(ct)
 }
