@@ -138,6 +138,8 @@ pub enum FormatError {
     /// produce this (the last frame carries the last bytes), so it is refused: one plaintext,
     /// one encoding.
     EmptyFinalFrame,
+    /// A framed ciphertext goes on past frame 2^32 - 1, the last frame the format allows.
+    TooManyFrames,
     /// The text armor is malformed; see [`ArmorError`].
     Armor(ArmorError),
     /// The ciphertext is of another mode than the operation expects.
@@ -166,6 +168,9 @@ impl fmt::Display for FormatError {
             }
             Self::EmptyFinalFrame => f.write_str(
                 "body: empty final frame after full frames (expected the last frame to carry the last bytes)",
+            ),
+            Self::TooManyFrames => f.write_str(
+                "body: more than 2^32 frames (expected the stream to end by frame 2^32 - 1)",
             ),
             Self::Armor(e) => write!(f, "armor: {e}"),
             Self::WrongMode { found, expected } => write!(
