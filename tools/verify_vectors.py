@@ -10,9 +10,16 @@ re-encrypt with the recorded random bytes and compare with the input (armored ag
 was armor). For every failing vector: it must be refused here too, with the class it names, by
 following the order of checks of docs/format.md, section 8.
 
-    python tools/verify_vectors.py vectors
+    python tools/verify_vectors.py vectors                    check the vectors
+    python tools/verify_vectors.py --mutate sort vectors      run a deliberately broken reader
+    python tools/verify_vectors.py --mutants vectors          prove every broken reader fails
+
+The mutants are readers with one defect each (see MUTANTS). `--mutants` passes only if the
+correct reader passes and every mutant fails some vector: the vectors must be able to tell a
+reader that skips the commitment, the context sort or the armor from a correct one.
 """
 
+import argparse
 import base64
 import hashlib
 import hmac
@@ -20,6 +27,7 @@ import json
 import re
 import struct
 import sys
+import unicodedata
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
@@ -41,6 +49,17 @@ FIELDS = {
     "context_pairs", "ciphertext", "armor", "rng", "frame_log2", "plaintext", "plaintext_len",
     "plaintext_sha256", "prk", "message_key", "context_encoding", "expect",
 }
+
+# One defect each. A correct vector set makes every one of them fail.
+MUTANTS = {
+    "commitment": "never compares the key commitment (trusts the GCM tag alone)",
+    "sort": "encodes the context pairs in the order given, unsorted",
+    "utf16": "sorts context keys by UTF-16 code units (JavaScript's default sort)",
+    "nfc": "normalises context keys and values to NFC before encoding",
+    "armor": "has no armor support: refuses every text input as format",
+    "truncation": "calls any input shorter than a header truncated, whatever its first bytes say",
+}
+
 
 class Refused(Exception):
     """The input is refused, with the class a reader reports."""
@@ -71,14 +90,25 @@ def b64url(data: bytes) -> str:
 
 
 class Reader:
-    """A reader of docs/format.md."""
+    """A reader of docs/format.md, optionally with one defect (a key of MUTANTS)."""
+
+    def __init__(self, mutant: str | None = None):
+        assert mutant is None or mutant in MUTANTS, mutant
+        self.mutant = mutant
 
     # -- section 5: the caller's context, checked before the input is looked at ------------
     def context_encoding(self, pairs: list[tuple[str, str]]) -> bytes:
+        if self.mutant == "nfc":
+            pairs = [(unicodedata.normalize("NFC", k), unicodedata.normalize("NFC", v)) for k, v in pairs]
         keys = [k.encode() for k, _ in pairs]
         if len(set(keys)) != len(keys):
             raise Refused("misuse", "the context repeats a key")
-        ordered = sorted(pairs, key=lambda p: p[0].encode())
+        if self.mutant == "sort":
+            ordered = pairs
+        elif self.mutant == "utf16":
+            ordered = sorted(pairs, key=lambda p: p[0].encode("utf-16-be"))
+        else:
+            ordered = sorted(pairs, key=lambda p: p[0].encode())
         if len(ordered) >= 1 << 32:
             raise Refused("misuse", "more than 2^32 - 1 pairs")
         out = struct.pack(">I", len(ordered))
@@ -91,6 +121,8 @@ class Reader:
 
     # -- section 7: armor, undone before the binary reader runs -----------------------------
     def dearmor(self, text: str) -> bytes:
+        if self.mutant == "armor":
+            raise Refused("format", "this reader takes binary input only")
         if not text.startswith(ARMOR_PREFIX):
             raise Refused("format", "armor: no byok:v1: prefix")
         payload = text[len(ARMOR_PREFIX):]
@@ -105,6 +137,8 @@ class Reader:
 
     # -- section 2: the header, field by field as soon as each is present -------------------
     def parse_header(self, data: bytes) -> tuple[int, int]:
+        if self.mutant == "truncation" and len(data) < HEADER_LEN:
+            raise Refused("format", "header truncated")
         if len(data) < 4:
             raise Refused("format", "truncated magic" if MAGIC.startswith(data) else "bad magic")
         if data[:4] != MAGIC:
@@ -137,7 +171,7 @@ class Reader:
             raise Refused("wrong_key", "the header names another key")
         header, body = data[:HEADER_LEN], data[HEADER_LEN:]
         key, commitment = derive(bytes.fromhex(v["key"]), header[INFO])
-        if not hmac.compare_digest(commitment, header[60:]):
+        if self.mutant != "commitment" and not hmac.compare_digest(commitment, header[60:]):
             raise Refused("decrypt", "commitment")
         aes = AESGCM(key)
         aad = header + encoding
@@ -242,7 +276,7 @@ def check(reader: Reader, v: dict) -> str | None:
     return None
 
 
-def run(directory: str, reader: Reader) -> tuple[int, int, list[str]]:
+def run(directory: str, reader: Reader, quiet: bool = False) -> tuple[int, int, list[str]]:
     """(decrypted, refused, failures) over every vector file in `directory`."""
     ok = bad = 0
     failures = []
@@ -262,16 +296,40 @@ def run(directory: str, reader: Reader) -> tuple[int, int, list[str]]:
                 ok += 1
             else:
                 bad += 1
-    for f in failures:
-        print("FAIL", f)
+    if not quiet:
+        for f in failures:
+            print("FAIL", f)
     return ok, bad, failures
 
 
-def main(directory: str) -> int:
-    ok, bad, failures = run(directory, Reader())
-    print(f"verify_vectors: {ok + bad} passed, {len(failures)} failed ({ok} decrypted and re-encrypted, {bad} refused with the expected class)")
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("directory", nargs="?", default="vectors")
+    group = ap.add_mutually_exclusive_group()
+    group.add_argument("--mutate", choices=sorted(MUTANTS), help="run a reader with this one defect")
+    group.add_argument("--mutants", action="store_true", help="require every mutant reader to fail")
+    args = ap.parse_args()
+
+    if args.mutants:
+        ok, bad, failures = run(args.directory, Reader())
+        print(f"correct reader: {ok + bad} passed, {len(failures)} failed")
+        survived = []
+        for name, what in MUTANTS.items():
+            _, _, caught = run(args.directory, Reader(name), quiet=True)
+            if caught:
+                shown = ", ".join(c.split(":")[0] for c in caught[:4]) + (", ..." if len(caught) > 4 else "")
+                print(f"mutant {name} ({what}): fails {len(caught)} vectors ({shown})")
+            else:
+                print(f"mutant {name} ({what}): SURVIVED, no vector tells it from a correct reader")
+                survived.append(name)
+        return 1 if failures or ok == 0 or survived else 0
+
+    reader = Reader(args.mutate)
+    ok, bad, failures = run(args.directory, reader)
+    label = f" [mutant: {args.mutate}]" if args.mutate else ""
+    print(f"verify_vectors{label}: {ok + bad} passed, {len(failures)} failed ({ok} decrypted and re-encrypted, {bad} refused with the expected class)")
     return 1 if failures or ok == 0 else 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1] if len(sys.argv) > 1 else "vectors"))
+    sys.exit(main())
