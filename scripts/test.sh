@@ -48,6 +48,8 @@ check "schemathesis against a live server: no 5xx" scripts/schemathesis.sh
 check "1 GiB stream in constant memory" cargo run --release -p byok-core --features dev,aws-lc --example stream_rss --locked
 
 check "vectors verified by Python cryptography" "$VENV/bin/python" tools/verify_vectors.py vectors
+check "vectors catch broken readers (no commitment, unsorted context, no armor, ...)" \
+  "$VENV/bin/python" tools/verify_vectors.py --mutants vectors
 check "SigV4 known answers recomputed by botocore" "$VENV/bin/python" tools/sigv4_kat.py
 
 check "vectors on wasm32-wasip1 under Node's WASI" env CARGO_TARGET_WASM32_WASIP1_RUNNER="node --no-warnings $ROOT/tools/wasi-run.mjs" \

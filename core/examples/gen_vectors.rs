@@ -8,13 +8,20 @@ use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::path::Path;
 
+use aes_gcm::aes::cipher::KeyInit;
+use aes_gcm::{AeadInOut, Aes256Gcm};
 use byok_core::crypto::backend::RustCrypto;
-use byok_core::dev::{TestRng, pattern};
+use byok_core::dev::{ReplayRng, TestRng, pattern};
 use byok_core::format::armor;
+use byok_core::format::header::KDF_INFO;
 use byok_core::{Context, Envelope, FrameSize, KeyId, ScopeId, ScopeKey, SecretBytes, stream};
+use hkdf::Hkdf;
 use rand_core::{Rng, TryCryptoRng, TryRng};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
+
+/// The HKDF-Extract salt of docs/format.md, section 1.
+const EXTRACT_SALT: &[u8] = b"byok/v1/suite1/scope-key";
 
 /// Records what an encryption draws, so the vector can replay it.
 struct Recording<'a> {
@@ -44,6 +51,9 @@ struct Caller {
     scope: [u8; 16],
     version: u32,
     context: BTreeMap<String, String>,
+    /// The context as the caller gives it, in order (maybe unsorted, maybe with a repeated
+    /// key): written as `context_pairs` instead of `context`.
+    pairs: Option<Vec<(String, String)>>,
 }
 
 impl Caller {
@@ -61,6 +71,19 @@ impl Caller {
             scope,
             version,
             context,
+            pairs: None,
+        }
+    }
+    /// The same key, with the context given as `pairs` in this order.
+    fn with_pairs(&self, pairs: &[(&str, &str)]) -> Self {
+        let pairs: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Self {
+            context: pairs.iter().cloned().collect(),
+            pairs: Some(pairs),
+            ..self.clone()
         }
     }
     fn scope_key(&self) -> ScopeKey {
@@ -71,15 +94,37 @@ impl Caller {
         )
     }
     fn ctx(&self) -> Context {
-        Context::from_pairs(self.context.clone()).unwrap()
+        match &self.pairs {
+            Some(pairs) => Context::from_pairs(pairs.clone()).unwrap(),
+            None => Context::from_pairs(self.context.clone()).unwrap(),
+        }
     }
     fn fields(&self) -> Value {
-        json!({
+        let mut v = json!({
             "key": hex::encode(self.key),
             "scope_id": hex::encode(self.scope),
             "key_version": self.version,
-            "context": self.context,
-        })
+        });
+        let o = v.as_object_mut().unwrap();
+        match &self.pairs {
+            Some(pairs) => o.insert("context_pairs".into(), json!(pairs)),
+            None => o.insert("context".into(), json!(self.context)),
+        };
+        v
+    }
+    /// HKDF-Extract of the key (the PRK), computed here with the hkdf crate directly.
+    fn prk(&self) -> Vec<u8> {
+        Hkdf::<Sha256>::extract(Some(EXTRACT_SALT), &self.key)
+            .0
+            .to_vec()
+    }
+    /// OKM = HKDF-Expand(PRK, info, 64): (message key, commitment).
+    fn okm(&self, info: &[u8]) -> ([u8; 32], [u8; 32]) {
+        let mut okm = [0u8; 64];
+        Hkdf::<Sha256>::new(Some(EXTRACT_SALT), &self.key)
+            .expand(info, &mut okm)
+            .unwrap();
+        (okm[..32].try_into().unwrap(), okm[32..].try_into().unwrap())
     }
 }
 
@@ -137,13 +182,36 @@ fn positive(
 }
 
 fn ok_vector(name: &str, comment: &str, p: &Positive, rng_bytes: &[u8]) -> Value {
+    let mut v = ok_common(name, comment, p, rng_bytes);
+    let o = v.as_object_mut().unwrap();
+    o.insert("ciphertext".into(), json!(hex::encode(&p.ciphertext)));
+    v
+}
+
+/// A positive vector whose input is the text armor of `p`'s ciphertext.
+fn ok_armor_vector(name: &str, comment: &str, p: &Positive, rng_bytes: &[u8]) -> Value {
+    let mut v = ok_common(name, comment, p, rng_bytes);
+    let o = v.as_object_mut().unwrap();
+    o.insert("armor".into(), json!(armor::encode(&p.ciphertext)));
+    v
+}
+
+fn ok_common(name: &str, comment: &str, p: &Positive, rng_bytes: &[u8]) -> Value {
     let mut v = p.caller.fields();
     let o = v.as_object_mut().unwrap();
     o.insert("name".into(), json!(name));
     o.insert("comment".into(), json!(comment));
     o.insert("operation".into(), json!(p.operation));
-    o.insert("ciphertext".into(), json!(hex::encode(&p.ciphertext)));
     o.insert("rng".into(), json!(hex::encode(rng_bytes)));
+    // Intermediate values, for an implementation to debug against.
+    o.insert("prk".into(), json!(hex::encode(p.caller.prk())));
+    let (message_key, commitment) = p.caller.okm(&p.ciphertext[KDF_INFO]);
+    assert_eq!(commitment, p.ciphertext[60..92], "{name}: commitment");
+    o.insert("message_key".into(), json!(hex::encode(message_key)));
+    o.insert(
+        "context_encoding".into(),
+        json!(hex::encode(p.caller.ctx().encoded())),
+    );
     if let Some(l) = p.frame_log2 {
         o.insert("frame_log2".into(), json!(l));
     }
@@ -213,6 +281,9 @@ fn main() {
     let dir = Path::new(&dir);
     std::fs::create_dir_all(dir).unwrap();
     let mut rng = TestRng::seeded(0x6279_6f6b_7631); // "byokv1"
+    // Draws for the vectors added by issue #12 ("a format spec that stands alone") come from
+    // their own RNG, so that every older vector keeps its bytes.
+    let mut fresh = TestRng::seeded(12);
 
     // ---- single ---------------------------------------------------------------------------
     let plain = Caller::new(&mut rng, 1, &[]);
@@ -258,6 +329,51 @@ fn main() {
             &p,
             &drawn,
         ));
+    }
+    // Contexts (docs/format.md, section 5). Given unsorted, with keys whose UTF-8 byte order
+    // (U+FF61 < U+1F511) differs from their UTF-16 code-unit order (D83D.. < FF61): a reader
+    // must sort by UTF-8 bytes, whatever order the pairs come in.
+    let unsorted = plain.with_pairs(&[
+        ("\u{1F511}", "key"),
+        ("\u{FF61}", "halfwidth ideographic full stop"),
+        ("b", "2"),
+        ("a", "1"),
+    ]);
+    // No Unicode normalisation: "é" precomposed (U+00E9) and decomposed (e, U+0301) are two
+    // different keys, and a value keeps its exact bytes.
+    let nfc_nfd = tenant.with_pairs(&[
+        ("\u{e9}", "precomposed"),
+        ("e\u{301}", "decomposed e\u{301}"),
+    ]);
+    // The format has no size limit below 2^32 - 1: more pairs and longer keys and values than
+    // byok's API accepts from a caller, and a key with the reserved prefix.
+    let mut beyond = plain.clone();
+    beyond.context = (0..65)
+        .map(|i| (format!("p{i:02}"), String::new()))
+        .chain([
+            ("k".repeat(257), "v".repeat(1025)),
+            ("byok:purpose".to_string(), "data-key".to_string()),
+        ])
+        .collect();
+    for (name, comment, caller) in [
+        (
+            "context_unsorted_utf8_not_utf16_order",
+            "context_pairs given unsorted; sorted by UTF-8 bytes the order is a, b, U+FF61, U+1F511 (UTF-16 order would put U+1F511 first)",
+            &unsorted,
+        ),
+        (
+            "context_not_normalised",
+            "keys U+00E9 and e U+0301 are distinct keys (a reader that normalises sees a duplicate); values keep their bytes",
+            &nfc_nfd,
+        ),
+        (
+            "context_beyond_caller_limits",
+            "65 pairs, a 257-byte key, a 1025-byte value and a byok: key: beyond byok's API limits, within the format's",
+            &beyond,
+        ),
+    ] {
+        let (p, drawn) = positive(&mut fresh, caller, "decrypt", None, b"context test");
+        single.push(ok_vector(name, comment, &p, &drawn));
     }
     write(
         dir,
@@ -541,9 +657,20 @@ fn main() {
         Input::Armor(text.replacen("v1:", "v2:", 1)),
         "format",
     ));
+    // Padding: the 122-byte message is 2 bytes past a multiple of 3, so its padded base64url
+    // ends in one '='. (The 141-byte one above needs none.)
+    assert_eq!(ct.len() % 3, 2);
     neg.push(bad(
         "armor_padding",
-        "'=' padding",
+        "the standard padded form: one '=' that a 122-byte ciphertext's base64url would carry",
+        &tenant,
+        d,
+        Input::Armor(format!("{}=", armor::encode(&ct))),
+        "format",
+    ));
+    neg.push(bad(
+        "armor_equals_appended",
+        "'=' after a 141-byte ciphertext, whose base64url needs no padding",
         ac,
         d,
         Input::Armor(format!("{text}=")),
@@ -607,9 +734,20 @@ fn main() {
         Input::Bytes(ct.clone()),
         "format",
     ));
+    // A single message of 32 bytes is 140 bytes, as long as a wrapped key: relabelled as one,
+    // it passes every structural check, and the key derivation (the mode is in `info`) refuses it.
+    let (m32, _) = positive(&mut fresh, &tenant, "decrypt", None, &pattern(32));
     neg.push(bad(
         "mode_byte_single_to_wrapped",
-        "mode byte edited 1 -> 3 with a 48-byte body",
+        "a 140-byte single message (32-byte plaintext), mode byte edited 1 -> 3, given to unwrap_data_key: the commitment refuses it",
+        &tenant,
+        "unwrap_data_key",
+        with(&m32.ciphertext, |b| b[6] = 3),
+        "decrypt",
+    ));
+    neg.push(bad(
+        "wrapped_key_mode_edited_to_unwrap",
+        "a wrapped key, mode byte edited 3 -> 1, given to unwrap_data_key: the header names another mode",
         &tenant,
         "unwrap_data_key",
         with(&wk.ciphertext, |b| b[6] = 1),
@@ -621,6 +759,202 @@ fn main() {
         &tenant,
         "decrypt",
         with(&wk.ciphertext, |b| b[6] = 1),
+        "decrypt",
+    ));
+    // Precedence (docs/format.md, section 8). The header is judged field by field as soon as
+    // each field is present; then the mode, the key id, the commitment, and only then the body.
+    let other = &plain; // holds another scope's key than `tenant`
+    for (name, comment, bytes, expect) in [
+        (
+            "truncated_3_bytes_of_magic",
+            "BYO",
+            b"BYO".to_vec(),
+            "format",
+        ),
+        (
+            "truncated_5_bytes_version_2",
+            "BYOK 02: the version is known to be unsupported before the input ends",
+            b"BYOK\x02".to_vec(),
+            "unsupported",
+        ),
+        (
+            "truncated_6_bytes_version_2",
+            "BYOK 02 01",
+            b"BYOK\x02\x01".to_vec(),
+            "unsupported",
+        ),
+        (
+            "truncated_6_bytes_suite_2",
+            "BYOK 01 02",
+            b"BYOK\x01\x02".to_vec(),
+            "unsupported",
+        ),
+        (
+            "truncated_7_bytes_mode_4",
+            "BYOK 01 01 04: the mode byte is judged before frame_log2 is missed",
+            b"BYOK\x01\x01\x04".to_vec(),
+            "unsupported",
+        ),
+        (
+            "truncated_7_bytes_mode_1",
+            "BYOK 01 01 01: nothing unsupported yet, so truncated",
+            b"BYOK\x01\x01\x01".to_vec(),
+            "format",
+        ),
+        (
+            "truncated_91_bytes_version_2",
+            "the version byte decides before the missing commitment byte",
+            with_bytes(&ct[..91], |b| b[4] = 2),
+            "unsupported",
+        ),
+        (
+            "bad_magic_and_version_2",
+            "magic first",
+            with_bytes(&ct, |b| {
+                b[0] = b'X';
+                b[4] = 2;
+            }),
+            "format",
+        ),
+        (
+            "version_2_and_frame_log2_7",
+            "version before frame_log2",
+            with_bytes(&ct, |b| {
+                b[4] = 2;
+                b[7] = 7;
+            }),
+            "unsupported",
+        ),
+        (
+            "mode_4_and_frame_log2_7",
+            "mode before frame_log2",
+            with_bytes(&ct, |b| {
+                b[6] = 4;
+                b[7] = 7;
+            }),
+            "unsupported",
+        ),
+    ] {
+        neg.push(bad(name, comment, c, d, Input::Bytes(bytes), expect));
+    }
+    for (name, comment, caller, operation, bytes, expect) in [
+        (
+            "suite_2_and_other_scope_key",
+            "header before key id",
+            other,
+            d,
+            with_bytes(&ct, |b| b[5] = 2),
+            "unsupported",
+        ),
+        (
+            "frame_log2_nonzero_and_other_scope_key",
+            "header before key id",
+            other,
+            d,
+            with_bytes(&ct, |b| b[7] = 16),
+            "format",
+        ),
+        (
+            "wrong_mode_and_other_scope_key",
+            "a wrapped key given to decrypt by another scope's key: mode before key id",
+            other,
+            d,
+            wk.ciphertext.clone(),
+            "format",
+        ),
+        (
+            "other_scope_key_and_body_shorter_than_tag",
+            "header and 15 bytes, another scope's key: key id before body",
+            other,
+            d,
+            ct[..92 + 15].to_vec(),
+            "wrong_key",
+        ),
+        (
+            "other_scope_key_and_commitment_flipped",
+            "key id before commitment",
+            other,
+            d,
+            with_bytes(&ct, |b| b[70] ^= 0x80),
+            "wrong_key",
+        ),
+        (
+            "commitment_flipped_and_body_shorter_than_tag",
+            "header and 15 bytes, commitment flipped: commitment before body",
+            c,
+            d,
+            with_bytes(&ct[..92 + 15], |b| b[70] ^= 0x80),
+            "decrypt",
+        ),
+        (
+            "header_only_other_scope_key",
+            "92 bytes, another scope's key",
+            other,
+            d,
+            ct[..92].to_vec(),
+            "wrong_key",
+        ),
+        (
+            "header_only",
+            "92 bytes, the right key: the body has no tag",
+            c,
+            d,
+            ct[..92].to_vec(),
+            "format",
+        ),
+    ] {
+        neg.push(bad(
+            name,
+            comment,
+            caller,
+            operation,
+            Input::Bytes(bytes),
+            expect,
+        ));
+    }
+    neg.push(bad(
+        "commitment_wrong_tag_valid",
+        "commitment bit flipped and the GCM tag recomputed over the edited header with the caller's key: only the commitment check refuses it",
+        c,
+        d,
+        Input::Bytes(valid_tag_wrong_commitment(
+            &mut fresh,
+            c,
+            1,
+            0,
+            b"attack at dawn",
+        )),
+        "decrypt",
+    ));
+    // The caller's context is checked before the input: a repeated key is the caller's error.
+    let dup = tenant.with_pairs(&[("tenant", "acme"), ("table", "notes"), ("tenant", "acme")]);
+    neg.push(bad(
+        "context_duplicate_key",
+        "the caller gives key tenant twice (same value): refused, never merged",
+        &dup,
+        d,
+        Input::Bytes(ct.clone()),
+        "misuse",
+    ));
+    let dup2 = tenant.with_pairs(&[("tenant", "acme"), ("tenant", "other"), ("table", "notes")]);
+    neg.push(bad(
+        "context_duplicate_key_and_bad_input",
+        "a repeated key with two values, and an input that is not a ciphertext: the context is checked first",
+        &dup2,
+        d,
+        Input::Bytes(b"\x89PNG".to_vec()),
+        "misuse",
+    ));
+    // No normalisation: sealed with a precomposed value, opened with the decomposed one.
+    let nfc = tenant.with_pairs(&[("name", "Ren\u{e9}e")]);
+    let nfd = tenant.with_pairs(&[("name", "Rene\u{301}e")]);
+    let (sealed_nfc, _) = positive(&mut fresh, &nfc, "decrypt", None, b"normalisation");
+    neg.push(bad(
+        "context_value_nfd_for_nfc",
+        "sealed with name = Ren U+00E9 e, opened with name = Rene U+0301 e: no normalisation",
+        &nfd,
+        d,
+        Input::Bytes(sealed_nfc.ciphertext.clone()),
         "decrypt",
     ));
     write(
@@ -635,6 +969,7 @@ fn main() {
     // ---- framed ---------------------------------------------------------------------------
     let mut framed = Vec::new();
     let mut three = None;
+    let mut two_full = None;
     for len in [0usize, 1, 255, 256, 257, 511, 512, 513, 767, 768, 769] {
         let (p, drawn) = positive(&mut rng, &plain, "stream_decrypt", Some(8), &pattern(len));
         framed.push(ok_vector(
@@ -643,6 +978,9 @@ fn main() {
             &p,
             &drawn,
         ));
+        if len == 512 {
+            two_full = Some(p.ciphertext.clone());
+        }
         if len == 769 {
             three = Some(p);
         }
@@ -814,6 +1152,63 @@ fn main() {
         Input::Bytes(ct.clone()),
         "format",
     ));
+    // Bytes after a stream that fills whole frames (docs/format.md, section 6): the last full
+    // frame is then not the last, so it is opened as non-final and fails first.
+    let two_full = two_full.unwrap();
+    for n in [1usize, 15, 16] {
+        framed.push(bad(
+            &format!("appended_{n}_bytes_after_whole_frames"),
+            "a 512-byte message in two full 256-byte frames, then n zero bytes: frame 1 (sealed final) is read as non-final",
+            c,
+            s,
+            with(&two_full, |b| b.extend(std::iter::repeat_n(0, n))),
+            "decrypt",
+        ));
+    }
+    // A final frame shorter than a tag after full frames that open: malformed.
+    for n in [1usize, 15] {
+        framed.push(bad(
+            &format!("final_frame_len_{n}_after_full_frames"),
+            "frames 0..2 intact (non-final), then the first n bytes of the final frame",
+            c,
+            s,
+            with(ct, |b| b.truncate(92 + 3 * 272 + n)),
+            "format",
+        ));
+    }
+    // The body is judged after the key id and the commitment, frame by frame.
+    let mut other_key = plain.clone();
+    other_key.scope[0] ^= 1;
+    framed.push(bad(
+        "header_only_other_scope_key",
+        "92 bytes, another scope's key: key id before body",
+        &other_key,
+        s,
+        Input::Bytes(ct[..92].to_vec()),
+        "wrong_key",
+    ));
+    framed.push(bad(
+        "header_only_commitment_flipped",
+        "92 bytes, commitment flipped: commitment before body",
+        c,
+        s,
+        with(&ct[..92], |b| b[70] ^= 0x80),
+        "decrypt",
+    ));
+    framed.push(bad(
+        "commitment_wrong_tag_valid",
+        "300 bytes in 256-byte frames, commitment bit flipped and both frame tags recomputed over the edited header: only the commitment check refuses it",
+        c,
+        s,
+        Input::Bytes(valid_tag_wrong_commitment(
+            &mut fresh,
+            c,
+            2,
+            8,
+            &pattern(300),
+        )),
+        "decrypt",
+    ));
     write(
         dir,
         "framed",
@@ -880,11 +1275,193 @@ fn main() {
         Input::Bytes(w.clone()),
         "decrypt",
     ));
+    // The length of a wrapped key is judged after the key id and the commitment.
+    dk.push(bad(
+        "wrapped_extended_other_scope_key",
+        "141 bytes, another scope's key: key id before length",
+        &plain,
+        u,
+        with(w, |b| b.push(0)),
+        "wrong_key",
+    ));
+    dk.push(bad(
+        "wrapped_truncated_commitment_flipped",
+        "139 bytes, commitment flipped: commitment before length",
+        &tenant,
+        u,
+        with(w, |b| {
+            b.pop();
+            b[70] ^= 0x80;
+        }),
+        "decrypt",
+    ));
+    let mut data_key = [0u8; 32];
+    fresh.fill_bytes(&mut data_key);
+    dk.push(bad(
+        "commitment_wrong_tag_valid",
+        "commitment bit flipped and the GCM tag recomputed over the edited header: only the commitment check refuses it",
+        &tenant,
+        u,
+        Input::Bytes(valid_tag_wrong_commitment(
+            &mut fresh,
+            &tenant,
+            3,
+            0,
+            &data_key,
+        )),
+        "decrypt",
+    ));
     write(
         dir,
         "datakey",
         &format!("Wrapped data keys (mode 3). {SOURCE}"),
         dk,
+    );
+
+    // ---- armor ----------------------------------------------------------------------------
+    // Positive vectors of every mode, read from the text armor (docs/format.md, section 7), and
+    // the armor rules a reader must apply before the binary reader runs.
+    let mut arm = Vec::new();
+    let mut by_len = BTreeMap::new();
+    for len in [0usize, 1, 2] {
+        let (p, drawn) = positive(&mut fresh, &plain, "decrypt", None, &pattern(len));
+        arm.push(ok_armor_vector(
+            &format!("armor_single_len_{len}"),
+            "ciphertext of 108 + len bytes: 0, 1 and 2 bytes past a multiple of 3, so the base64url ends in a full group, 2 or 3 characters",
+            &p,
+            &drawn,
+        ));
+        by_len.insert(len, p);
+    }
+    for (name, comment, caller, operation, frame_log2, plaintext) in [
+        (
+            "armor_single_context",
+            "a context, as byok's API returns ciphertexts",
+            &tenant,
+            "decrypt",
+            None,
+            b"hello".to_vec(),
+        ),
+        (
+            "armor_datakey",
+            "a wrapped data key (140 bytes), as byok's API returns them",
+            &tenant,
+            "unwrap_data_key",
+            None,
+            vec![],
+        ),
+        (
+            "armor_framed",
+            "framed, 300 bytes in 256-byte frames: any mode may be armored",
+            &plain,
+            "stream_decrypt",
+            Some(8),
+            pattern(300),
+        ),
+    ] {
+        let (p, drawn) = positive(&mut fresh, caller, operation, frame_log2, &plaintext);
+        arm.push(ok_armor_vector(name, comment, &p, &drawn));
+    }
+    let one = &by_len[&1].ciphertext;
+    let one_text = armor::encode(one);
+    let c = &plain;
+    let d = "decrypt";
+    let b64 = |b: &[u8]| armor::encode(b)["byok:v1:".len()..].to_string();
+    // The last character of a 109-byte ciphertext's armor carries 2 bits and 4 unused ones.
+    let alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let last = alphabet.find(one_text.chars().last().unwrap()).unwrap();
+    assert_eq!(last % 16, 0);
+    let non_canonical = format!(
+        "{}{}",
+        &one_text[..one_text.len() - 1],
+        &alphabet[last + 1..last + 2]
+    );
+    for (name, comment, text, expect) in [
+        (
+            "armor_padding_two",
+            "the standard padded form of a 109-byte ciphertext: '=='",
+            format!("{one_text}=="),
+            "format",
+        ),
+        (
+            "armor_non_canonical_last_char",
+            "the last character's unused low bits are not zero (same bytes, another text)",
+            non_canonical,
+            "format",
+        ),
+        (
+            "armor_label_v2_payload_v2",
+            "byok:v2: and a version-2 header: the label is literal byok:v1:, so format, not unsupported",
+            format!("byok:v2:{}", b64(&with_bytes(one, |b| b[4] = 2))),
+            "format",
+        ),
+        (
+            "armor_label_v01",
+            "byok:v01: is not byok:v1:",
+            format!("byok:v01:{}", b64(one)),
+            "format",
+        ),
+        (
+            "armor_label_uppercase_v",
+            "byok:V1: is not byok:v1:",
+            format!("byok:V1:{}", b64(one)),
+            "format",
+        ),
+        (
+            "armor_payload_5_bytes_version_2",
+            "BYOK 02 under byok:v1:: the label/header mismatch is an armor error, checked before the header (binary BYOK 02 would be unsupported)",
+            armor::encode(b"BYOK\x02"),
+            "format",
+        ),
+        (
+            "armor_suite_2",
+            "label and version agree, so the binary reader runs and finds suite 2",
+            armor::encode(&with_bytes(one, |b| b[5] = 2)),
+            "unsupported",
+        ),
+        (
+            "armor_payload_4_bytes",
+            "BYOK only: too short for the version check, so the binary reader reports it truncated",
+            armor::encode(b"BYOK"),
+            "format",
+        ),
+        (
+            "armor_empty_payload",
+            "byok:v1: and nothing",
+            "byok:v1:".to_string(),
+            "format",
+        ),
+        (
+            "armor_prefix_without_version",
+            "byok: and base64url",
+            format!("byok:{}", b64(one)),
+            "format",
+        ),
+        (
+            "armor_leading_bom",
+            "U+FEFF before the prefix",
+            format!("\u{feff}{one_text}"),
+            "format",
+        ),
+    ] {
+        arm.push(bad(name, comment, c, d, Input::Armor(text), expect));
+    }
+    let (wrapped, _) = positive(&mut fresh, c, "unwrap_data_key", None, &[]);
+    arm.push(bad(
+        "armor_wrapped_key_given_to_decrypt",
+        "the armor decodes; the binary reader refuses the mode",
+        c,
+        d,
+        Input::Armor(armor::encode(&wrapped.ciphertext)),
+        "format",
+    ));
+    write(
+        dir,
+        "armor",
+        &format!(
+            "Text armor (section 7): positive vectors of every mode read from armor, and armor failures. {SOURCE}"
+        ),
+        arm,
     );
 }
 
@@ -892,4 +1469,83 @@ fn with_bytes(bytes: &[u8], f: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
     let mut b = bytes.to_vec();
     f(&mut b);
     b
+}
+
+/// Seals as docs/format.md says, with the hkdf and aes-gcm crates directly rather than through
+/// byok-core, after `edit` has had its way with the commitment. The GCM tags are computed over
+/// the edited header, so they are valid: only a reader that checks the commitment refuses an
+/// edited result.
+fn seal_raw(
+    c: &Caller,
+    mode: u8,
+    frame_log2: u8,
+    salt: &[u8; 32],
+    plaintext: &[u8],
+    edit: impl FnOnce(&mut [u8; 32]),
+) -> Vec<u8> {
+    let mut info = vec![mode, frame_log2];
+    info.extend_from_slice(&c.scope);
+    info.extend_from_slice(&c.version.to_be_bytes());
+    info.extend_from_slice(salt);
+    let (key, mut commitment) = c.okm(&info);
+    edit(&mut commitment);
+    let mut out = b"BYOK\x01\x01".to_vec();
+    out.extend_from_slice(&info);
+    out.extend_from_slice(&commitment);
+    let mut aad = out.clone();
+    aad.extend_from_slice(c.ctx().encoded());
+    let chunks: Vec<&[u8]> = if mode == 2 && !plaintext.is_empty() {
+        plaintext.chunks(1 << frame_log2).collect()
+    } else {
+        vec![plaintext]
+    };
+    let aes = Aes256Gcm::new(&key.into());
+    for (i, chunk) in chunks.iter().enumerate() {
+        let mut nonce = [0u8; 12];
+        nonce[3..11].copy_from_slice(&(i as u64).to_be_bytes());
+        nonce[11] = u8::from(i + 1 == chunks.len());
+        let mut buf = chunk.to_vec();
+        let tag = aes
+            .encrypt_inout_detached(&nonce.into(), &aad, (&mut buf[..]).into())
+            .unwrap();
+        out.extend_from_slice(&buf);
+        out.extend_from_slice(&tag);
+    }
+    out
+}
+
+/// A ciphertext under `c` whose GCM tags are valid but whose commitment is wrong (one bit).
+/// First checks that [`seal_raw`] without the edit gives byok-core's bytes for the same draws.
+fn valid_tag_wrong_commitment(
+    rng: &mut TestRng,
+    c: &Caller,
+    mode: u8,
+    frame_log2: u8,
+    plaintext: &[u8],
+) -> Vec<u8> {
+    let mut salt = [0u8; 32];
+    rng.fill_bytes(&mut salt);
+    let key = c.scope_key();
+    let ctx = c.ctx();
+    let replay = |first: &[u8]| ReplayRng::new([first, &salt[..]].concat());
+    let honest = match mode {
+        1 => Envelope::<RustCrypto>::encrypt(&key, &ctx, plaintext, &mut replay(&[])),
+        2 => stream::encrypt_with::<RustCrypto>(
+            &key,
+            &ctx,
+            FrameSize::from_log2(frame_log2).unwrap(),
+            plaintext,
+            &mut replay(&[]),
+        ),
+        3 => Envelope::<RustCrypto>::generate_data_key(&key, &ctx, &mut replay(plaintext))
+            .map(|(_, wrapped)| wrapped),
+        _ => unreachable!(),
+    }
+    .unwrap();
+    assert_eq!(
+        seal_raw(c, mode, frame_log2, &salt, plaintext, |_| {}),
+        honest,
+        "seal_raw agrees with byok-core"
+    );
+    seal_raw(c, mode, frame_log2, &salt, plaintext, |k| k[0] ^= 1)
 }

@@ -14,7 +14,10 @@
 //! ```
 //!
 //! Keys are unique (a map), so the sort order is total. The empty context encodes as four zero
-//! bytes.
+//! bytes. The order is that of the keys' UTF-8 bytes (code-point order, not UTF-16 order), and
+//! no Unicode normalisation is applied: keys and values are encoded exactly as given
+//! (`docs/format.md`, section 5). [`Context::from_pairs`] refuses a repeated key, and every
+//! seal and open refuses a context whose count or a length does not fit in a u32.
 //!
 //! ## Caller contexts and the reserved `byok:` prefix
 //!
@@ -84,6 +87,9 @@ impl core::error::Error for CallerContextError {}
 pub struct Context {
     pairs: BTreeMap<String, String>,
     encoded: Vec<u8>,
+    /// The count or a length does not fit the encoding's u32 (2^32 pairs, or a key or value of
+    /// 4 GiB): such a context has no encoding, and sealing or opening with it is refused.
+    too_large: bool,
 }
 
 impl Context {
@@ -92,6 +98,7 @@ impl Context {
         let mut c = Self {
             pairs: BTreeMap::new(),
             encoded: Vec::new(),
+            too_large: false,
         };
         c.reencode();
         c
@@ -113,6 +120,7 @@ impl Context {
         let mut c = Self {
             pairs: map,
             encoded: Vec::new(),
+            too_large: false,
         };
         c.reencode();
         Ok(c)
@@ -123,6 +131,7 @@ impl Context {
         let mut c = Self {
             pairs,
             encoded: Vec::new(),
+            too_large: false,
         };
         c.reencode();
         c
@@ -189,6 +198,17 @@ impl Context {
         &self.encoded
     }
 
+    /// Whether the context has an encoding: at most 2^32 - 1 pairs, and no key or value of
+    /// 2^32 bytes or more (`docs/format.md`, section 5). Every seal and open checks this
+    /// first and refuses with [`Misuse::ContextTooLarge`].
+    pub fn check_encodable(&self) -> Result<(), Misuse> {
+        if self.too_large {
+            Err(Misuse::ContextTooLarge)
+        } else {
+            Ok(())
+        }
+    }
+
     fn reencode(&mut self) {
         let mut out = Vec::with_capacity(
             4 + self
@@ -197,16 +217,17 @@ impl Context {
                 .map(|(k, v)| 8 + k.len() + v.len())
                 .sum::<usize>(),
         );
-        push_len(&mut out, self.pairs.len());
+        let mut fits = push_len(&mut out, self.pairs.len());
         // BTreeMap<String, _> iterates in ascending byte order of the keys (String's Ord is
         // the byte order of its UTF-8), which is the canonical order.
         for (k, v) in &self.pairs {
-            push_len(&mut out, k.len());
+            fits &= push_len(&mut out, k.len());
             out.extend_from_slice(k.as_bytes());
-            push_len(&mut out, v.len());
+            fits &= push_len(&mut out, v.len());
             out.extend_from_slice(v.as_bytes());
         }
         self.encoded = out;
+        self.too_large = !fits;
     }
 }
 
@@ -216,12 +237,13 @@ impl Default for Context {
     }
 }
 
-/// Lengths are u32 on the wire. A context over 4 GiB cannot be built on 32-bit targets and is
-/// absurd on 64-bit ones; saturating keeps the function total without a panic, and such an
-/// encoding still authenticates every byte because the bytes themselves follow.
-fn push_len(out: &mut Vec<u8>, len: usize) {
-    let len = u32::try_from(len).unwrap_or(u32::MAX);
-    out.extend_from_slice(&len.to_be_bytes());
+/// Lengths are u32 on the wire. Appends `len` and returns whether it fits; one that does not
+/// (a 4 GiB key or value, which cannot exist on 32-bit targets) makes the context
+/// unencodable, and [`Context::check_encodable`] refuses it before any sealing or opening.
+fn push_len(out: &mut Vec<u8>, len: usize) -> bool {
+    let fits = u32::try_from(len);
+    out.extend_from_slice(&fits.unwrap_or(u32::MAX).to_be_bytes());
+    fits.is_ok()
 }
 
 #[cfg(test)]
@@ -332,6 +354,62 @@ mod tests {
             Context::caller_data_key(reserved),
             Err(CallerContextError::ReservedKey("byok:purpose".into()))
         );
+    }
+
+    /// A 4 GiB key cannot be allocated in a test; the flag it would set is set by hand, and
+    /// every seal and open refuses the context before looking at key or input.
+    #[test]
+    fn an_unencodable_context_is_refused_by_every_operation() {
+        use crate::crypto::backend::RustCrypto;
+        use crate::dev::TestRng;
+        use crate::key_id::{KeyId, ScopeId};
+        use crate::{Envelope, FrameSize, ScopeKey, stream};
+
+        assert!(push_len(&mut Vec::new(), 0xffff_ffff));
+        #[cfg(target_pointer_width = "64")]
+        assert!(!push_len(&mut Vec::new(), 0x1_0000_0000));
+
+        let mut rng = TestRng::seeded(5);
+        let key = ScopeKey::random(KeyId::new(ScopeId::from_bytes([3; 16]), 1), &mut rng);
+        let good = Context::from_pairs([("k", "v")]).unwrap();
+        assert_eq!(good.check_encodable(), Ok(()));
+        let ct = Envelope::<RustCrypto>::encrypt(&key, &good, b"x", &mut rng).unwrap();
+        let fs = FrameSize::DEFAULT;
+        let framed = stream::encrypt_with::<RustCrypto>(&key, &good, fs, b"x", &mut rng).unwrap();
+        let (_, wrapped) =
+            Envelope::<RustCrypto>::generate_data_key(&key, &good, &mut rng).unwrap();
+
+        let mut bad = good.clone();
+        bad.too_large = true;
+        let refused = Err(crate::Error::Misuse(Misuse::ContextTooLarge));
+        assert_eq!(
+            Envelope::<RustCrypto>::encrypt(&key, &bad, b"x", &mut rng),
+            refused
+        );
+        assert_eq!(
+            stream::encrypt_with::<RustCrypto>(&key, &bad, fs, b"x", &mut rng),
+            refused
+        );
+        assert!(matches!(
+            Envelope::<RustCrypto>::generate_data_key(&key, &bad, &mut rng),
+            Err(crate::Error::Misuse(Misuse::ContextTooLarge))
+        ));
+        // Opening: before the input is looked at, even when the input is not a ciphertext.
+        for input in [&ct[..], b"\x89PNG"] {
+            assert_eq!(Envelope::<RustCrypto>::decrypt(&key, &bad, input), refused);
+        }
+        assert_eq!(
+            stream::decrypt_with::<RustCrypto>(&key, &bad, &framed),
+            refused
+        );
+        assert_eq!(
+            stream::decrypt_with::<RustCrypto>(&key, &bad, b"junk"),
+            refused
+        );
+        assert!(matches!(
+            Envelope::<RustCrypto>::unwrap_data_key(&key, &bad, &wrapped),
+            Err(crate::Error::Misuse(Misuse::ContextTooLarge))
+        ));
     }
 
     #[test]

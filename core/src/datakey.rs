@@ -16,9 +16,9 @@ use rand_core::CryptoRng;
 
 use crate::context::Context;
 use crate::crypto::{AeadBackend, ScopeKey};
-use crate::envelope::{Envelope, open_unit, seal_to_vec};
+use crate::envelope::{Envelope, check_unit, open_checked, seal_to_vec};
 use crate::error::{Error, FormatError};
-use crate::format::header::{HEADER_LEN, Header, Mode, TAG_LEN};
+use crate::format::header::{HEADER_LEN, Mode, TAG_LEN};
 use crate::secret::{KEY_LEN, SecretBytes};
 
 /// Length of a wrapped data key.
@@ -89,9 +89,11 @@ impl<B: AeadBackend> Envelope<B> {
         context: &Context,
         wrapped: &[u8],
     ) -> Result<SecretBytes, Error> {
+        // Header, mode, key id and commitment first, then the body's length
+        // (`docs/format.md`, section 8): a wrong-length input under another key is wrong_key,
+        // as it would be for a single message.
+        let (aead_key, ct_len) = check_unit::<B>(key, context, Mode::WrappedKey, wrapped)?;
         if wrapped.len() != WRAPPED_LEN {
-            // Report a damaged header first: it says more than the length does.
-            Header::parse(wrapped)?;
             return Err(FormatError::InvalidField {
                 field: "wrapped_key.length",
                 found: u32::try_from(wrapped.len()).unwrap_or(u32::MAX),
@@ -101,7 +103,7 @@ impl<B: AeadBackend> Envelope<B> {
         }
         let mut buf = [0u8; WRAPPED_LEN];
         buf.copy_from_slice(wrapped);
-        let result = open_unit::<B>(key, context, Mode::WrappedKey, &mut buf).and_then(|plain| {
+        let result = open_checked::<B>(&aead_key, ct_len, context, &mut buf).and_then(|plain| {
             let bytes = <&mut [u8; KEY_LEN]>::try_from(plain)
                 .map_err(|_| Error::Internal("datakey: body length"))?;
             Ok(SecretBytes::from_bytes(bytes))

@@ -4,23 +4,14 @@
 //! Every host runs the same files through [`run_vectors`], as every RustCrypto cipher crate
 //! runs `aead::dev`, so a wasm build that disagrees with native by one byte fails.
 //!
-//! A vector file is `{ "name", "description", "vectors": [ ... ] }`; each vector:
-//!
-//! | field | meaning |
-//! |---|---|
-//! | `name`, `comment` | the one defect (or size) the vector is about |
-//! | `operation` | `decrypt` (single), `stream_decrypt` or `unwrap_data_key`: what the caller asks |
-//! | `key`, `scope_id`, `key_version` | the scope key the caller holds (hex, hex, number) |
-//! | `context` | the encryption context the caller gives (a JSON object) |
-//! | `ciphertext` or `armor` | the input, hex bytes or `byok:v1:` text |
-//! | `rng` | for `ok` vectors: the bytes the encryptor drew (salt; data key then salt), hex |
-//! | `frame_log2` | for `stream_decrypt` `ok` vectors: the frame size used to encrypt |
-//! | `plaintext` or `plaintext_len` | hex, or a length of the pattern `i % 251` |
-//! | `plaintext_sha256` | SHA-256 of the plaintext (the data key for `unwrap_data_key`) |
-//! | `expect` | `ok`, `format`, `unsupported`, `decrypt`, `wrong_key` |
+//! A vector file is `{ "name", "description", "vectors": [ ... ] }`; each vector's fields are
+//! described in `docs/format.md`, section 9 (and on [`Vector`]). In short: the caller's key and
+//! context, the input (hex `ciphertext` or `armor` text), the operation, and `expect`: `ok` or
+//! the error class (`format`, `unsupported`, `wrong_key`, `decrypt`, `misuse`).
 //!
 //! An `ok` vector is checked both ways: decryption gives the plaintext, and encryption with an
-//! RNG that replays `rng` gives the ciphertext byte for byte.
+//! RNG that replays `rng` gives the input byte for byte (armored again, for an `armor` input).
+//! Its intermediate values (`prk`, `message_key`, `context_encoding`) are checked too.
 
 use alloc::collections::BTreeMap;
 use alloc::format;
@@ -37,6 +28,7 @@ use crate::context::Context;
 use crate::crypto::{AeadBackend, ScopeKey};
 use crate::envelope::Envelope;
 use crate::error::Error;
+use crate::format::header::{KDF_INFO, KDF_INFO_LEN};
 use crate::format::{FrameSize, armor};
 use crate::key_id::{KeyId, ScopeId};
 use crate::secret::SecretBytes;
@@ -109,7 +101,7 @@ impl TryRng for ReplayRng {
 
 impl TryCryptoRng for ReplayRng {}
 
-/// One vector, as in the table above.
+/// One vector (`docs/format.md`, section 9).
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Vector {
@@ -126,9 +118,13 @@ pub struct Vector {
     pub scope_id: String,
     /// The caller's key version.
     pub key_version: u32,
-    /// The caller's encryption context.
+    /// The caller's encryption context, as an object.
     #[serde(default)]
-    pub context: BTreeMap<String, String>,
+    pub context: Option<BTreeMap<String, String>>,
+    /// The caller's encryption context as `[key, value]` pairs in the order the caller gives
+    /// them (unsorted, or with a repeated key); instead of `context`.
+    #[serde(default)]
+    pub context_pairs: Option<Vec<(String, String)>>,
     /// Input bytes, hex.
     #[serde(default)]
     pub ciphertext: Option<String>,
@@ -150,6 +146,15 @@ pub struct Vector {
     /// SHA-256 of the plaintext, hex.
     #[serde(default)]
     pub plaintext_sha256: Option<String>,
+    /// Intermediate: HKDF-Extract(salt, scope key), hex.
+    #[serde(default)]
+    pub prk: Option<String>,
+    /// Intermediate: the first 32 bytes of HKDF-Expand(PRK, header[6..60], 64), hex.
+    #[serde(default)]
+    pub message_key: Option<String>,
+    /// Intermediate: the canonical encoding of the context, hex.
+    #[serde(default)]
+    pub context_encoding: Option<String>,
     /// Expected outcome.
     pub expect: String,
 }
@@ -204,13 +209,15 @@ impl Vector {
         Ok(ScopeKey::new(id, SecretBytes::from_bytes(&mut key)))
     }
 
-    /// The caller's context.
-    pub fn context(&self) -> Context {
-        let mut c = Context::new();
-        for (k, v) in &self.context {
-            c.insert(k.clone(), v.clone());
+    /// The caller's context. A repeated key in `context_pairs` is the caller's error
+    /// ([`crate::error::Misuse::DuplicateContextKey`]), found before the input is looked at.
+    pub fn context(&self) -> Result<Result<Context, Error>, String> {
+        match (&self.context, &self.context_pairs) {
+            (Some(map), None) => Ok(Ok(Context::from_map(map.clone()))),
+            (None, Some(pairs)) => Ok(Context::from_pairs(pairs.clone()).map_err(Error::from)),
+            (None, None) => Ok(Ok(Context::new())),
+            (Some(_), Some(_)) => Err("give context or context_pairs, not both".into()),
         }
-        c
     }
 
     /// The input bytes (decoding the armor if that is what the vector gives).
@@ -232,36 +239,42 @@ impl Vector {
     }
 }
 
-/// Runs `operation` of vector `v` with backend `B`.
-pub fn open<B: AeadBackend>(v: &Vector, input: &[u8]) -> Result<Result<Vec<u8>, Error>, String> {
+/// Runs `operation` of vector `v` with backend `B`, on `input`, with context `ctx`.
+pub fn open<B: AeadBackend>(
+    v: &Vector,
+    ctx: &Context,
+    input: &[u8],
+) -> Result<Result<Vec<u8>, Error>, String> {
     let key = v.scope_key()?;
-    let ctx = v.context();
     Ok(match v.operation.as_str() {
-        "decrypt" => Envelope::<B>::decrypt(&key, &ctx, input),
-        "stream_decrypt" => stream::decrypt_with::<B>(&key, &ctx, input),
+        "decrypt" => Envelope::<B>::decrypt(&key, ctx, input),
+        "stream_decrypt" => stream::decrypt_with::<B>(&key, ctx, input),
         "unwrap_data_key" => {
-            Envelope::<B>::unwrap_data_key(&key, &ctx, input).map(|k| k.expose_secret().to_vec())
+            Envelope::<B>::unwrap_data_key(&key, ctx, input).map(|k| k.expose_secret().to_vec())
         }
         other => return Err(format!("unknown operation {other}")),
     })
 }
 
 /// Re-encrypts an `ok` vector's plaintext with its recorded RNG output.
-pub fn seal<B: AeadBackend>(v: &Vector, plaintext: &[u8]) -> Result<Vec<u8>, String> {
+pub fn seal<B: AeadBackend>(
+    v: &Vector,
+    ctx: &Context,
+    plaintext: &[u8],
+) -> Result<Vec<u8>, String> {
     let key = v.scope_key()?;
-    let ctx = v.context();
     let rng_bytes = unhex("rng", v.rng.as_deref().ok_or("ok vector needs rng")?)?;
     let mut rng = ReplayRng::new(rng_bytes);
     let out = match v.operation.as_str() {
-        "decrypt" => Envelope::<B>::encrypt(&key, &ctx, plaintext, &mut rng),
+        "decrypt" => Envelope::<B>::encrypt(&key, ctx, plaintext, &mut rng),
         "stream_decrypt" => {
             let log2 = v.frame_log2.ok_or("stream vector needs frame_log2")?;
             let fs = FrameSize::from_log2(log2).map_err(|e| format!("frame_log2: {e}"))?;
-            stream::encrypt_with::<B>(&key, &ctx, fs, plaintext, &mut rng)
+            stream::encrypt_with::<B>(&key, ctx, fs, plaintext, &mut rng)
         }
         "unwrap_data_key" => {
             // The data key is the RNG's first 32 bytes; the plaintext must be that key.
-            Envelope::<B>::generate_data_key(&key, &ctx, &mut rng).map(|(_, wrapped)| wrapped)
+            Envelope::<B>::generate_data_key(&key, ctx, &mut rng).map(|(_, wrapped)| wrapped)
         }
         other => return Err(format!("unknown operation {other}")),
     };
@@ -271,23 +284,56 @@ pub fn seal<B: AeadBackend>(v: &Vector, plaintext: &[u8]) -> Result<Vec<u8>, Str
     out.map_err(|e| format!("encrypt failed: {e}"))
 }
 
-/// Checks one vector with backend `B`.
+/// Compares an `ok` vector's recorded intermediate values with the ones computed from its key,
+/// context and input.
+fn check_intermediates(v: &Vector, ctx: &Context, input: &[u8]) -> Result<(), String> {
+    let key = v.scope_key()?;
+    let info: &[u8; KDF_INFO_LEN] = input
+        .get(KDF_INFO)
+        .and_then(|s| s.try_into().ok())
+        .ok_or("ok vector shorter than a header")?;
+    let computed = [
+        ("prk", &v.prk, hex::encode(*key.prk())),
+        (
+            "message_key",
+            &v.message_key,
+            hex::encode(key.derive(info).map_err(|e| e.to_string())?.key),
+        ),
+        (
+            "context_encoding",
+            &v.context_encoding,
+            hex::encode(ctx.encoded()),
+        ),
+    ];
+    for (field, recorded, got) in computed {
+        match recorded {
+            None => return Err(format!("ok vector needs {field}")),
+            Some(want) if *want != got => return Err(format!("{field}: computed {got}")),
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
+/// Checks one vector with backend `B`, in the order of `docs/format.md`, section 8: the
+/// caller's context, the armor, then the binary reader.
 pub fn check<B: AeadBackend>(v: &Vector) -> Result<(), String> {
-    let input = match v.input()? {
-        Ok(bytes) => bytes,
-        Err(e) => {
-            return if class(&e) == v.expect {
-                Ok(())
-            } else {
-                Err(format!(
-                    "armor: expected {}, got {} ({e})",
-                    v.expect,
-                    class(&e)
-                ))
-            };
+    let refused = |e: Error| {
+        if class(&e) == v.expect {
+            Ok(())
+        } else {
+            Err(format!("expected {}, got {} ({e})", v.expect, class(&e)))
         }
     };
-    let result = open::<B>(v, &input)?;
+    let ctx = match v.context()? {
+        Ok(ctx) => ctx,
+        Err(e) => return refused(e),
+    };
+    let input = match v.input()? {
+        Ok(bytes) => bytes,
+        Err(e) => return refused(e),
+    };
+    let result = open::<B>(v, &ctx, &input)?;
     match (v.expect.as_str(), result) {
         ("ok", Ok(plain)) => {
             let expected = v.expected_plaintext()?;
@@ -300,20 +346,20 @@ pub fn check<B: AeadBackend>(v: &Vector) -> Result<(), String> {
                     return Err(format!("plaintext_sha256 {got} != {sum}"));
                 }
             }
-            let resealed = seal::<B>(v, &expected)?;
-            let original = match &v.ciphertext {
-                Some(_) => input,
-                None => return Err("ok vectors carry ciphertext".into()),
+            check_intermediates(v, &ctx, &input)?;
+            let resealed = seal::<B>(v, &ctx, &expected)?;
+            let same = match &v.armor {
+                Some(text) => armor::encode(&resealed) == *text,
+                None => resealed == input,
             };
-            if resealed != original {
+            if !same {
                 return Err("re-encryption with the recorded rng differs".into());
             }
             Ok(())
         }
         ("ok", Err(e)) => Err(format!("expected ok, got {} ({e})", class(&e))),
         (want, Ok(_)) => Err(format!("expected {want}, but it decrypted")),
-        (want, Err(e)) if class(&e) == want => Ok(()),
-        (want, Err(e)) => Err(format!("expected {want}, got {} ({e})", class(&e))),
+        (_, Err(e)) => refused(e),
     }
 }
 

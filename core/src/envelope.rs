@@ -68,7 +68,7 @@ impl<B: AeadBackend> Envelope<B> {
 
     /// Decrypts a single-shot ciphertext.
     pub fn decrypt(key: &ScopeKey, context: &Context, ciphertext: &[u8]) -> Result<Vec<u8>, Error> {
-        let (aead_key, ct_len) = check_unit::<B>(key, Mode::Single, ciphertext)?;
+        let (aead_key, ct_len) = check_unit::<B>(key, context, Mode::Single, ciphertext)?;
         let (header, body) = split_header(ciphertext)?;
         let (ct, tag) = body
             .split_at_checked(ct_len)
@@ -191,6 +191,7 @@ pub(crate) fn seal_unit<B: AeadBackend>(
     buf: &mut [u8],
     rng: &mut impl CryptoRng,
 ) -> Result<Detached, Error> {
+    context.check_encodable()?;
     let len = u64::try_from(buf.len()).unwrap_or(u64::MAX);
     if len > MAX_PLAINTEXT_LEN {
         return Err(Misuse::PlaintextTooLong {
@@ -206,14 +207,20 @@ pub(crate) fn seal_unit<B: AeadBackend>(
     Ok(Detached { header, tag })
 }
 
-/// Parses a unit (single message or wrapped key) and checks, in order: mode, key id, and the
-/// commitment in constant time. Returns the expanded message key and the ciphertext length.
-/// No AES-GCM work happens before the commitment matched.
-fn check_unit<B: AeadBackend>(
+/// Checks that `context` can be encoded, then parses a unit (single message or wrapped key) and
+/// checks, in order: mode, key id, the commitment in constant time, then that the body holds a
+/// tag. Returns the expanded message key and the ciphertext length. No AES-GCM work happens
+/// before the commitment matched.
+///
+/// This is the order of `docs/format.md`, section 8: the header and what it names (mode, key,
+/// commitment) decide before anything about the body.
+pub(crate) fn check_unit<B: AeadBackend>(
     key: &ScopeKey,
+    context: &Context,
     mode: Mode,
     bytes: &[u8],
 ) -> Result<(B::Key, usize), Error> {
+    context.check_encodable()?;
     let (header, body) = Header::parse(bytes)?;
     let aead_key = open_message::<B>(key, &header, mode.name(), header.mode == mode)?;
     let ct_len = body
@@ -292,7 +299,18 @@ pub(crate) fn open_unit<'a, B: AeadBackend>(
     mode: Mode,
     buf: &'a mut [u8],
 ) -> Result<&'a mut [u8], Error> {
-    let (aead_key, ct_len) = check_unit::<B>(key, mode, buf)?;
+    let (aead_key, ct_len) = check_unit::<B>(key, context, mode, buf)?;
+    open_checked::<B>(&aead_key, ct_len, context, buf)
+}
+
+/// The AES-GCM step of [`open_unit`], for a `buf` that [`check_unit`] already accepted (and
+/// that returned `aead_key` and `ct_len`).
+pub(crate) fn open_checked<'a, B: AeadBackend>(
+    aead_key: &B::Key,
+    ct_len: usize,
+    context: &Context,
+    buf: &'a mut [u8],
+) -> Result<&'a mut [u8], Error> {
     let (head, body) = buf
         .split_at_mut_checked(HEADER_LEN)
         .ok_or(Error::Internal("envelope: header length"))?;
@@ -302,6 +320,6 @@ pub(crate) fn open_unit<'a, B: AeadBackend>(
     let (ct, tag) = body
         .split_at_mut_checked(ct_len)
         .ok_or(Error::Internal("envelope: body length"))?;
-    open_detached::<B>(&aead_key, header, context, ct, tag)?;
+    open_detached::<B>(aead_key, header, context, ct, tag)?;
     Ok(ct)
 }

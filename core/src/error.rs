@@ -138,6 +138,8 @@ pub enum FormatError {
     /// produce this (the last frame carries the last bytes), so it is refused: one plaintext,
     /// one encoding.
     EmptyFinalFrame,
+    /// A framed ciphertext goes on past frame 2^32 - 1, the last frame the format allows.
+    TooManyFrames,
     /// The text armor is malformed; see [`ArmorError`].
     Armor(ArmorError),
     /// The ciphertext is of another mode than the operation expects.
@@ -166,6 +168,9 @@ impl fmt::Display for FormatError {
             }
             Self::EmptyFinalFrame => f.write_str(
                 "body: empty final frame after full frames (expected the last frame to carry the last bytes)",
+            ),
+            Self::TooManyFrames => f.write_str(
+                "body: more than 2^32 frames (expected the stream to end by frame 2^32 - 1)",
             ),
             Self::Armor(e) => write!(f, "armor: {e}"),
             Self::WrongMode { found, expected } => write!(
@@ -254,6 +259,9 @@ pub enum Misuse {
     TooManyFrames,
     /// The encryption context has two entries with the same key.
     DuplicateContextKey,
+    /// The encryption context has 2^32 pairs or more, or a key or value of 2^32 bytes or
+    /// more: its encoding has no room for that length.
+    ContextTooLarge,
     /// The frame size exponent is outside 8..=24.
     FrameSizeLog2(u8),
 }
@@ -276,6 +284,9 @@ impl fmt::Display for Misuse {
             Self::DuplicateContextKey => {
                 f.write_str("encryption context has a duplicate key; keys must be unique")
             }
+            Self::ContextTooLarge => f.write_str(
+                "encryption context too large to encode: at most 2^32 - 1 pairs, keys and values under 4 GiB",
+            ),
             Self::FrameSizeLog2(v) => {
                 write!(
                     f,

@@ -31,7 +31,9 @@ use crate::error::{Error, FormatError, Misuse};
 use crate::format::header::{FrameSize, HEADER_LEN, Header, Mode, TAG_LEN};
 
 /// At most 2^32 frames per message (256 TiB at the default 64 KiB frames), far inside
-/// AES-GCM's per-key limits.
+/// AES-GCM's per-key limits. A writer refuses to seal frame 2^32 ([`Misuse::TooManyFrames`]);
+/// a reader refuses a stream that goes on past it ([`FormatError::TooManyFrames`]) before any
+/// AES-GCM work on that frame.
 pub const MAX_FRAMES: u64 = 1 << 32;
 
 /// The length of a framed ciphertext of `plaintext_len` bytes in frames of `frame_size`.
@@ -150,6 +152,7 @@ impl<B: AeadBackend> StreamEncryptor<B> {
         frame_size: FrameSize,
         rng: &mut impl CryptoRng,
     ) -> Result<Self, Error> {
+        context.check_encodable()?;
         let (header, aead_key) = new_message::<B>(key, Mode::Framed(frame_size), rng)?;
         Ok(Self {
             frames: Frames::new(aead_key, &header, context, frame_size),
@@ -235,6 +238,7 @@ impl<B: AeadBackend> StreamDecryptor<B> {
     /// Checks `header` against `key` (key id, then commitment, in constant time) and prepares
     /// to open its frames.
     pub fn new(key: &ScopeKey, context: &Context, header: &Header) -> Result<Self, Error> {
+        context.check_encodable()?;
         let Mode::Framed(frame_size) = header.mode else {
             return Err(FormatError::WrongMode {
                 found: header.mode.name(),
@@ -266,6 +270,11 @@ impl<B: AeadBackend> StreamDecryptor<B> {
             }
             .into());
         };
+        if f.next >= MAX_FRAMES {
+            // The input, not the caller, is at fault: a frame past the format's limit.
+            f.closed = true;
+            return Err(FormatError::TooManyFrames.into());
+        }
         let nonce = f.next_nonce(ct_len, last)?;
         if last && ct_len == 0 && f.next != 0 {
             f.closed = true;
@@ -361,10 +370,89 @@ pub fn decrypt_with<B: AeadBackend>(
     context: &Context,
     ciphertext: &[u8],
 ) -> Result<Vec<u8>, Error> {
+    // The caller's context before the input (docs/format.md, section 8).
+    context.check_encodable()?;
     let (header, body) = Header::parse(ciphertext)?;
     let mut dec = StreamDecryptor::<B>::new(key, context, &header)?;
     let mut out = Vec::with_capacity(body.len());
     dec.update(body, &mut out)?;
     dec.finish(&mut out)?;
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use alloc::vec;
+
+    use super::*;
+    use crate::crypto::backend::RustCrypto;
+    use crate::dev::TestRng;
+    use crate::key_id::{KeyId, ScopeId};
+
+    fn key(rng: &mut TestRng) -> ScopeKey {
+        ScopeKey::random(KeyId::new(ScopeId::from_bytes([5; 16]), 1), rng)
+    }
+
+    /// 2^32 frames cannot be written in a test (1 TiB even at 256-byte frames), so the frame
+    /// counter of both sides is moved to the last frame the format allows, 2^32 - 1.
+    #[test]
+    fn frame_2_pow_32_is_refused_by_writer_and_reader() {
+        let mut rng = TestRng::seeded(32);
+        let k = key(&mut rng);
+        let ctx = Context::new();
+        let fs = FrameSize::from_log2(8).unwrap();
+
+        // The writer seals frame 2^32 - 1, then refuses frame 2^32.
+        let mut enc = StreamEncryptor::<RustCrypto>::new(&k, &ctx, fs, &mut rng).unwrap();
+        let header = enc.header().to_vec();
+        enc.frames.next = MAX_FRAMES - 1;
+        let mut last_allowed = vec![7u8; 256];
+        let tag = enc.seal_frame(&mut last_allowed, false).unwrap();
+        last_allowed.extend_from_slice(&tag);
+        assert_eq!(
+            enc.seal_frame(&mut [7u8; 1], true).unwrap_err(),
+            Error::Misuse(Misuse::TooManyFrames)
+        );
+
+        let (parsed, _) = Header::parse(&header).unwrap();
+        let reader = |next: u64| {
+            let mut dec = StreamDecryptor::<RustCrypto>::new(&k, &ctx, &parsed).unwrap();
+            dec.frames.next = next;
+            dec
+        };
+
+        // The reader opens frame 2^32 - 1 (not final), then refuses whatever follows it as
+        // malformed input, before any AES-GCM work, whether or not it could be a final frame.
+        for after in [&[0u8; 17][..], &[0u8; 16], &[0u8; 272], &[0u8; 300]] {
+            let mut dec = reader(MAX_FRAMES - 1);
+            let mut out = Vec::new();
+            let mut body = last_allowed.clone();
+            body.extend_from_slice(after);
+            let result = dec
+                .update(&body, &mut out)
+                .and_then(|()| dec.finish(&mut out));
+            assert_eq!(
+                result.unwrap_err(),
+                Error::Format(FormatError::TooManyFrames),
+                "{} bytes after frame 2^32 - 1",
+                after.len()
+            );
+            assert_eq!(out, [7u8; 256], "frame 2^32 - 1 itself opened");
+        }
+
+        // A stream that ends at frame 2^32 - 1 is within the limit.
+        let mut enc = StreamEncryptor::<RustCrypto>::new(&k, &ctx, fs, &mut rng).unwrap();
+        enc.frames.next = MAX_FRAMES - 1;
+        let header = enc.header().to_vec();
+        let mut body = vec![9u8; 3];
+        let tag = enc.seal_frame(&mut body, true).unwrap();
+        body.extend_from_slice(&tag);
+        let (parsed, _) = Header::parse(&header).unwrap();
+        let mut dec = StreamDecryptor::<RustCrypto>::new(&k, &ctx, &parsed).unwrap();
+        dec.frames.next = MAX_FRAMES - 1;
+        let mut out = Vec::new();
+        dec.update(&body, &mut out).unwrap();
+        dec.finish(&mut out).unwrap();
+        assert_eq!(out, [9u8; 3]);
+    }
 }

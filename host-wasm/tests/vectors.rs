@@ -12,6 +12,7 @@ fn vectors_on_this_target() {
         ("negative", include_str!("../../vectors/negative.json")),
         ("framed", include_str!("../../vectors/framed.json")),
         ("datakey", include_str!("../../vectors/datakey.json")),
+        ("armor", include_str!("../../vectors/armor.json")),
     ];
     let mut total = 0;
     for (name, json) in files {

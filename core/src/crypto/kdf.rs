@@ -69,6 +69,16 @@ impl ScopeKey {
         self.secret.duplicate()
     }
 
+    /// The HKDF-Extract output (PRK) of this key, for the known-answer vectors' intermediate
+    /// values. Recomputed, not read from the prepared HMAC state.
+    #[cfg(feature = "dev")]
+    pub(crate) fn prk(&self) -> Zeroizing<[u8; 32]> {
+        let (prk, _) = Hkdf::<Sha256>::extract(Some(EXTRACT_SALT), self.secret.expose_secret());
+        let mut out = Zeroizing::new([0u8; 32]);
+        out.copy_from_slice(prk.as_slice());
+        out
+    }
+
     /// Derives the message key and commitment for the header whose bytes 6..60 are `info`.
     pub(crate) fn derive(&self, info: &[u8; KDF_INFO_LEN]) -> Result<MessageSecrets, Error> {
         let mut okm = Zeroizing::new([0u8; KEY_LEN + COMMITMENT_LEN]);

@@ -4,6 +4,11 @@
 //! base64url must be canonical (the unused low bits of the last character are zero), so one
 //! ciphertext has exactly one armored form and string comparison of armored values is
 //! meaningful. The version label must match the binary header's version.
+//!
+//! `docs/format.md`, section 7, is the rule; in short, [`decode`] checks in this order, each
+//! failure a [`FormatError::Armor`]: the literal prefix `byok:v1:` (not a pattern: `byok:v2:` is
+//! malformed, not unsupported), the base64url, then the payload's version byte against the
+//! label, before the header is parsed. Any mode may be armored.
 
 use alloc::string::String;
 use alloc::vec::Vec;

@@ -139,8 +139,11 @@ pub struct Header {
 impl Header {
     /// Parses the header at the start of `bytes` and returns it with the bytes after it.
     ///
-    /// Checks, in order: magic, version, suite, mode, frame size, then the length of each
-    /// remaining field. A host calls this first to learn which key to load.
+    /// Checks each field in offset order as soon as its bytes are present, and stops at the
+    /// first that is missing or invalid: magic, version, suite, mode, frame size, then the
+    /// length of each remaining field. So a truncated input whose present bytes already show an
+    /// unknown version, suite or mode is [`Error::Unsupported`], not truncated
+    /// (`docs/format.md`, sections 2 and 8). A host calls this first to learn which key to load.
     pub fn parse(bytes: &[u8]) -> Result<(Self, &[u8]), Error> {
         let mut r = Reader::new(bytes);
         let magic = match bytes.get(..4) {
@@ -174,32 +177,33 @@ impl Header {
             1 => Suite::Aes256GcmHkdfSha256,
             other => return Err(Unsupported::Suite(other).into()),
         };
+        // The mode is judged as soon as its byte is here, before frame_log2 is read: a
+        // truncated input whose mode byte is unknown is unsupported, not truncated
+        // (docs/format.md, section 8: each field is checked as soon as it is present).
         let mode_byte = r.u8("header.mode")?;
+        if !matches!(mode_byte, 1..=3) {
+            return Err(Unsupported::Mode(mode_byte).into());
+        }
         let frame_log2 = r.u8("header.frame_log2")?;
-        let mode = match mode_byte {
-            1 | 3 => {
-                if frame_log2 != 0 {
-                    return Err(FormatError::InvalidField {
-                        field: "header.frame_log2",
-                        found: frame_log2.into(),
-                        expected: "0 outside framed mode",
-                    }
-                    .into());
-                }
-                if mode_byte == 1 {
-                    Mode::Single
-                } else {
-                    Mode::WrappedKey
-                }
-            }
-            2 => Mode::Framed(FrameSize::from_log2(frame_log2).map_err(|_| {
+        let mode = if mode_byte == 2 {
+            Mode::Framed(FrameSize::from_log2(frame_log2).map_err(|_| {
                 FormatError::InvalidField {
                     field: "header.frame_log2",
                     found: frame_log2.into(),
                     expected: "8..=24 in framed mode",
                 }
-            })?),
-            other => return Err(Unsupported::Mode(other).into()),
+            })?)
+        } else if frame_log2 != 0 {
+            return Err(FormatError::InvalidField {
+                field: "header.frame_log2",
+                found: frame_log2.into(),
+                expected: "0 outside framed mode",
+            }
+            .into());
+        } else if mode_byte == 1 {
+            Mode::Single
+        } else {
+            Mode::WrappedKey
         };
         let scope = ScopeId::from_bytes(r.array::<16>("header.scope_id")?);
         let version = r.u32_be("header.key_version")?;
@@ -334,6 +338,48 @@ mod tests {
         assert_eq!(
             Header::parse(&b).unwrap_err(),
             Error::Unsupported(Unsupported::Mode(0))
+        );
+    }
+
+    /// A field is judged as soon as its bytes are present: a prefix that already shows an
+    /// unknown version, suite or mode is unsupported, whatever is missing after it.
+    #[test]
+    fn a_truncated_header_is_judged_by_the_bytes_present() {
+        let cases: [(&[u8], Error); 7] = [
+            (b"BYOK\x02", Error::Unsupported(Unsupported::Version(2))),
+            (b"BYOK\x02\x01", Error::Unsupported(Unsupported::Version(2))),
+            (b"BYOK\x01\x02", Error::Unsupported(Unsupported::Suite(2))),
+            (
+                b"BYOK\x01\x01\x04",
+                Error::Unsupported(Unsupported::Mode(4)),
+            ),
+            (
+                b"BYOK\x01\x01\x00",
+                Error::Unsupported(Unsupported::Mode(0)),
+            ),
+            (
+                b"BYOK\x01\x01\x01",
+                Error::Format(FormatError::Truncated {
+                    field: "header.frame_log2",
+                    needed: 1,
+                    got: 0,
+                }),
+            ),
+            (
+                b"XYOK\x02",
+                Error::Format(FormatError::BadMagic { found: *b"XYOK" }),
+            ),
+        ];
+        for (bytes, expected) in cases {
+            assert_eq!(Header::parse(bytes).unwrap_err(), expected, "{bytes:02x?}");
+        }
+        // An unknown mode wins over a bad frame size after it.
+        let mut b = sample().encode();
+        b[6] = 4;
+        b[7] = 7;
+        assert_eq!(
+            Header::parse(&b).unwrap_err(),
+            Error::Unsupported(Unsupported::Mode(4))
         );
     }
 
