@@ -78,8 +78,12 @@ impl FromRequestParts<AppState> for Caller {
             .authenticate(token)
             .await?
             .ok_or_else(unauthenticated)?;
-        // Counted once the token is known, before any key or body is touched.
-        state.rate.check(grant.org, &token_hash)?;
+        // Counted once the token is known, before any key or body is touched. A refusal is
+        // held back until the bucket has room (see `rate_limit`).
+        if let Err(refused) = state.rate.check(grant.org, &token_hash) {
+            tokio::time::sleep(refused.hold).await;
+            return Err(refused.answer);
+        }
         Ok(Self {
             org: grant.org,
             role: grant.role,
