@@ -7,6 +7,7 @@ use serde_json::Value;
 use super::ClientArgs;
 
 /// A client failure, with its exit code.
+#[derive(Debug)]
 pub struct Failure {
     pub(super) code: u8,
     pub(super) message: String,

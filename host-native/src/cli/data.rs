@@ -2,13 +2,14 @@
 //! in the streaming format (`--stream`, [`super::stream`]).
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::io::Read;
 
 use base64ct::{Base64, Encoding};
 use serde_json::json;
 use zeroize::Zeroizing;
 
 use super::output::s;
+use super::sink::Sink;
 use super::{Client, Failure, Io, stream};
 
 pub(super) fn parse_context(pairs: &[String]) -> Result<BTreeMap<String, String>, Failure> {
@@ -42,12 +43,11 @@ fn read_input(io: &Io, max: usize) -> Result<Zeroizing<Vec<u8>>, Failure> {
     Ok(buf)
 }
 
+/// Writes `bytes` to the output: a file only appears whole ([`Sink`]).
 fn write_output(io: &Io, bytes: &[u8]) -> Result<(), Failure> {
-    let result = match &io.output {
-        Some(p) => std::fs::write(p, bytes),
-        None => std::io::stdout().lock().write_all(bytes),
-    };
-    result.map_err(|e| Failure::usage(format!("cannot write output: {e}")))
+    let mut out = Sink::open(io)?;
+    out.write(bytes)?;
+    out.commit()
 }
 
 /// `byok encrypt`: the input's bytes to a `byok:v1:` ciphertext (one line).

@@ -4,9 +4,12 @@
 //! a broken chain.
 //!
 //! [`args`] is the command tree and the flags several commands share; [`client`] the HTTP
-//! client; `output` the human printing; then one file per command group.
+//! client; `output` the human printing; `sink` and `atomic_file` where encrypt and decrypt
+//! write (an output file appears whole or not at all, mode 0600); then one file per command
+//! group.
 
 pub mod args;
+mod atomic_file;
 mod audit;
 pub mod client;
 mod data;
@@ -16,6 +19,7 @@ mod keys;
 mod orgs;
 mod output;
 mod scopes;
+mod sink;
 mod stream;
 mod tokens;
 

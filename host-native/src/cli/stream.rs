@@ -1,9 +1,9 @@
 //! Files of any size with the streaming format: the CLI leases the scope's keys from the
 //! server and encrypts or decrypts locally, frame by frame, in constant memory. Output to a
-//! file goes to a temporary file renamed into place only when the whole stream checked out, so
-//! a failure leaves no partial plaintext behind.
+//! file goes to a temporary file renamed into place only when the whole stream checked out
+//! ([`super::atomic_file`]), so a failure leaves no partial plaintext behind.
 
-use std::io::{Read, Write};
+use std::io::Read;
 
 use byok_core::format::Header;
 use byok_core::lease::Lease;
@@ -13,6 +13,7 @@ use serde_json::json;
 use zeroize::Zeroizing;
 
 use super::data::parse_context;
+use super::sink::Sink;
 use super::{Client, Failure, Io};
 
 fn failure(message: impl Into<String>) -> Failure {
@@ -60,61 +61,6 @@ fn now_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-/// Where output goes: a temporary file beside the target (renamed on success), or stdout.
-struct Output {
-    target: Option<std::path::PathBuf>,
-    temp: Option<std::path::PathBuf>,
-    writer: Box<dyn Write>,
-}
-
-impl Output {
-    fn open(io: &Io) -> Result<Self, Failure> {
-        match &io.output {
-            Some(path) => {
-                let temp = path.with_extension(format!("byok-partial-{}", std::process::id()));
-                let f = std::fs::File::create(&temp).map_err(|e| {
-                    Failure::usage(format!("cannot create {}: {e}", temp.display()))
-                })?;
-                Ok(Self {
-                    target: Some(path.clone()),
-                    temp: Some(temp),
-                    writer: Box::new(std::io::BufWriter::new(f)),
-                })
-            }
-            None => Ok(Self {
-                target: None,
-                temp: None,
-                writer: Box::new(std::io::stdout().lock()),
-            }),
-        }
-    }
-
-    fn write(&mut self, bytes: &[u8]) -> Result<(), Failure> {
-        self.writer
-            .write_all(bytes)
-            .map_err(|e| Failure::usage(format!("cannot write output: {e}")))
-    }
-
-    fn commit(mut self) -> Result<(), Failure> {
-        self.writer
-            .flush()
-            .map_err(|e| Failure::usage(format!("cannot write output: {e}")))?;
-        if let (Some(temp), Some(target)) = (self.temp.take(), &self.target) {
-            std::fs::rename(&temp, target)
-                .map_err(|e| Failure::usage(format!("cannot move output into place: {e}")))?;
-        }
-        Ok(())
-    }
-}
-
-impl Drop for Output {
-    fn drop(&mut self) {
-        if let Some(temp) = self.temp.take() {
-            let _ = std::fs::remove_file(temp);
-        }
-    }
-}
-
 fn input(io: &Io) -> Result<Box<dyn Read>, Failure> {
     match io.input.as_deref() {
         None => Ok(Box::new(std::io::stdin().lock())),
@@ -129,7 +75,7 @@ fn input(io: &Io) -> Result<Box<dyn Read>, Failure> {
 /// which go to `out` before the next chunk.
 fn pump(
     reader: &mut impl Read,
-    out: &mut Output,
+    out: &mut Sink,
     staged: &mut Vec<u8>,
     mut step: impl FnMut(&[u8], &mut Vec<u8>) -> Result<(), Failure>,
 ) -> Result<(), Failure> {
@@ -167,7 +113,7 @@ pub(super) async fn encrypt(
         &mut rand::rng(),
     )
     .map_err(|e| failure(e.to_string()))?;
-    let mut out = Output::open(io)?;
+    let mut out = Sink::open(io)?;
     out.write(enc.header())?;
     let mut reader = input(io)?;
     let mut sealed = Vec::with_capacity(1 << 17);
@@ -207,7 +153,7 @@ pub(super) async fn decrypt(
         .map_err(|e| Failure::usage(e.to_string()))?;
     let mut dec = StreamDecryptor::<byok_core::DefaultBackend>::new(&key, &ctx, &header)
         .map_err(|e| failure(e.to_string()))?;
-    let mut out = Output::open(io)?;
+    let mut out = Sink::open(io)?;
     let mut opened = Zeroizing::new(Vec::with_capacity(1 << 17));
     let mut reader = std::io::Cursor::new(rest).chain(reader);
     pump(&mut reader, &mut out, &mut opened, |chunk, opened| {

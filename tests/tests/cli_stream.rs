@@ -1,0 +1,166 @@
+//! The CLI's streaming `encrypt` and `decrypt` against a live `byok serve`, run as the real
+//! binary: an output file appears whole or not at all, with mode 0600.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use byok_core::FrameSize;
+use byok_core::format::{HEADER_LEN, TAG_LEN};
+use byok_tests::fixtures::{OrgSettings, TestOrg, TestServer};
+use byok_tests::server::binary;
+
+/// Plaintext bytes per frame of the CLI's streams.
+const FRAME: usize = FrameSize::DEFAULT.bytes();
+/// Ciphertext bytes per full frame.
+const SEALED_FRAME: usize = FRAME + TAG_LEN;
+
+/// A server with org `edge` (leases of `lease_ttl_ms`) and its scope `team`; the CLI runs as
+/// the org's service token.
+struct Edge {
+    ts: TestServer,
+    o: TestOrg,
+    team: String,
+}
+
+impl Edge {
+    async fn new(name: &str, lease_ttl_ms: u64) -> Self {
+        let ts = TestServer::start(name);
+        let o = ts
+            .org(OrgSettings {
+                lease_ttl_ms,
+                ..OrgSettings::named("edge")
+            })
+            .await;
+        let team = o.scope(&ts, &o.id, "team").await;
+        Self { ts, o, team }
+    }
+
+    /// `byok` with the server, the org and the service token in its environment.
+    fn cli(&self) -> Command {
+        let mut cmd = Command::new(binary());
+        cmd.env("BYOK_SERVER", &self.ts.url)
+            .env("BYOK_TOKEN", &self.o.service)
+            .env("BYOK_ORG", &self.o.id)
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.cli().args(args).output().unwrap()
+    }
+
+    /// A file in the server's temp dir.
+    fn path(&self, name: &str) -> PathBuf {
+        self.ts.dir.join(name)
+    }
+
+    /// `data` streamed through `byok encrypt --stream` into `sealed.byok`; returns its path.
+    fn seal(&self, data: &[u8]) -> PathBuf {
+        let input = self.path("input.bin");
+        std::fs::write(&input, data).unwrap();
+        let sealed = self.path("sealed.byok");
+        let out = self.run(&[
+            "encrypt",
+            "--scope",
+            &self.team,
+            "--stream",
+            s(&input),
+            "-o",
+            s(&sealed),
+        ]);
+        assert_ok(&out);
+        sealed
+    }
+
+    /// The sealed stream of `data` with one byte of frame `frame` flipped, as `tampered.byok`.
+    fn tampered(&self, data: &[u8], frame: usize) -> PathBuf {
+        let mut ct = std::fs::read(self.seal(data)).unwrap();
+        ct[HEADER_LEN + frame * SEALED_FRAME + 7] ^= 1;
+        let path = self.path("tampered.byok");
+        std::fs::write(&path, ct).unwrap();
+        path
+    }
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// `len` bytes of a pattern that differs from frame to frame.
+fn data(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i % 251) as u8).collect()
+}
+
+#[track_caller]
+fn assert_ok(out: &Output) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The names in `dir`, sorted.
+fn listing(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_decrypt_that_fails_half_way_leaves_no_file_and_no_temporary_file() {
+    let e = Edge::new("cli-partial", 60_000).await;
+    // 46 frames; frame 20 fails, after 20 frames were opened and written.
+    let tampered = e.tampered(&data(3_000_000), 20);
+    let dir = e.path("out");
+    std::fs::create_dir(&dir).unwrap();
+    let out = e.run(&["decrypt", s(&tampered), "-o", s(&dir.join("plain.bin"))]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("the ciphertext does not open"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(listing(&dir), Vec::<String>::new());
+    // An existing file at the target is left as it was.
+    std::fs::write(dir.join("plain.bin"), b"before").unwrap();
+    let out = e.run(&["decrypt", s(&tampered), "-o", s(&dir.join("plain.bin"))]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(listing(&dir), ["plain.bin"]);
+    assert_eq!(std::fs::read(dir.join("plain.bin")).unwrap(), b"before");
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn output_files_are_0600_plaintext_and_ciphertext() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let e = Edge::new("cli-mode", 60_000).await;
+    let plain = data(200_000);
+    let sealed = e.seal(&plain);
+    assert_eq!(mode(&sealed), 0o600);
+    let opened = e.path("opened.bin");
+    // Replacing a world-readable file does not keep its mode.
+    std::fs::write(&opened, b"old").unwrap();
+    std::fs::set_permissions(&opened, std::fs::Permissions::from_mode(0o644)).unwrap();
+    assert_ok(&e.run(&["decrypt", s(&sealed), "-o", s(&opened)]));
+    assert_eq!(std::fs::read(&opened).unwrap(), plain);
+    assert_eq!(mode(&opened), 0o600);
+    // The text format (one API call) writes its files the same way.
+    let text = e.path("small.txt");
+    let small = e.path("small.bin");
+    std::fs::write(&small, b"small secret").unwrap();
+    assert_ok(&e.run(&["encrypt", "--scope", &e.team, s(&small), "-o", s(&text)]));
+    assert_eq!(mode(&text), 0o600);
+    let back = e.path("small.out");
+    assert_ok(&e.run(&["decrypt", s(&text), "-o", s(&back)]));
+    assert_eq!(std::fs::read(&back).unwrap(), b"small secret");
+    assert_eq!(mode(&back), 0o600);
+}
