@@ -1,5 +1,7 @@
 //! The CLI's streaming `encrypt` and `decrypt` against a live `byok serve`, run as the real
-//! binary: an output file appears whole or not at all, with mode 0600.
+//! binary: an output file appears whole or not at all, with mode 0600; `decrypt` to standard
+//! output releases frames as they authenticate, and with `--buffer` nothing before the whole
+//! stream did.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -70,6 +72,15 @@ impl Edge {
         ]);
         assert_ok(&out);
         sealed
+    }
+
+    /// The sealed stream of `data` cut after `frames` whole frames (no final frame), as
+    /// `truncated.byok`.
+    fn truncated(&self, data: &[u8], frames: usize) -> PathBuf {
+        let ct = std::fs::read(self.seal(data)).unwrap();
+        let path = self.path("truncated.byok");
+        std::fs::write(&path, &ct[..HEADER_LEN + frames * SEALED_FRAME]).unwrap();
+        path
     }
 
     /// The sealed stream of `data` with one byte of frame `frame` flipped, as `tampered.byok`.
@@ -163,4 +174,51 @@ async fn output_files_are_0600_plaintext_and_ciphertext() {
     assert_ok(&e.run(&["decrypt", s(&text), "-o", s(&back)]));
     assert_eq!(std::fs::read(&back).unwrap(), b"small secret");
     assert_eq!(mode(&back), 0o600);
+}
+
+/// What a consumer of standard output saw of a stream that failed: exit 1 with the decrypt
+/// error, and `released` bytes, all of them a prefix of `data`.
+#[track_caller]
+fn fails_after_releasing(out: &Output, data: &[u8], released: usize) {
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(out));
+    assert_eq!(
+        stderr(out).trim_end(),
+        "error: the ciphertext does not open: decryption failed: wrong key or encryption \
+         context, or the ciphertext was modified"
+    );
+    assert_eq!(out.stdout.len(), released);
+    assert!(
+        data.starts_with(&out.stdout),
+        "not a prefix of the plaintext"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn to_stdout_a_truncated_stream_releases_its_authenticated_frames_then_fails() {
+    let e = Edge::new("cli-truncated", 60_000).await;
+    let plain = data(3_000_000);
+    // Ten whole frames and no final one: the first nine are released as they authenticate;
+    // the tenth, held back until the input ends, fails as the final frame it is not.
+    let truncated = e.truncated(&plain, 10);
+    fails_after_releasing(&e.run(&["decrypt", s(&truncated)]), &plain, 9 * FRAME);
+    fails_after_releasing(&e.run(&["decrypt", "--buffer", s(&truncated)]), &plain, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn to_stdout_a_tampered_stream_releases_the_frames_before_it_unless_buffered() {
+    let e = Edge::new("cli-tampered", 60_000).await;
+    let plain = data(3_000_000);
+    let tampered = e.tampered(&plain, 20);
+    fails_after_releasing(&e.run(&["decrypt", s(&tampered)]), &plain, 20 * FRAME);
+    fails_after_releasing(&e.run(&["decrypt", "--buffer", s(&tampered)]), &plain, 0);
+    // The same stream intact comes out whole with --buffer, from a pipe too.
+    let sealed = e.seal(&plain);
+    let out = e
+        .cli()
+        .args(["decrypt", "--buffer", "-"])
+        .stdin(std::fs::File::open(&sealed).unwrap())
+        .output()
+        .unwrap();
+    assert_ok(&out);
+    assert!(out.stdout == plain, "--buffer changed the plaintext");
 }

@@ -43,9 +43,10 @@ fn read_input(io: &Io, max: usize) -> Result<Zeroizing<Vec<u8>>, Failure> {
     Ok(buf)
 }
 
-/// Writes `bytes` to the output: a file only appears whole ([`Sink`]).
+/// Writes `bytes` to the output: a file only appears whole ([`Sink`]). The bytes are complete
+/// and checked already, so standard output is never held back.
 fn write_output(io: &Io, bytes: &[u8]) -> Result<(), Failure> {
-    let mut out = Sink::open(io)?;
+    let mut out = Sink::open(io, false)?;
     out.write(bytes)?;
     out.commit()
 }
@@ -67,11 +68,12 @@ pub async fn encrypt(client: &Client, org: &str, scope: &str, io: &Io) -> Result
     write_output(io, out.as_bytes())
 }
 
-/// `byok decrypt`: a `byok:v1:` ciphertext to the original bytes.
-pub async fn decrypt(client: &Client, org: &str, io: &Io) -> Result<(), Failure> {
+/// `byok decrypt`: a `byok:v1:` ciphertext to the original bytes; a streamed one with
+/// standard output held until it all authenticated if `buffer`.
+pub async fn decrypt(client: &Client, org: &str, io: &Io, buffer: bool) -> Result<(), Failure> {
     let (head, reader) = stream::sniff(io)?;
     if head.starts_with(&byok_core::format::header::MAGIC) {
-        return stream::decrypt(client, org, io, head, reader).await;
+        return stream::decrypt(client, org, io, buffer, head, reader).await;
     }
     // The text armor of the largest ciphertext: 4/3 of it, plus the header and the prefix.
     let max = crate::service::MAX_PLAINTEXT / 3 * 4 + 4096;

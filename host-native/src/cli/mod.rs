@@ -4,8 +4,8 @@
 //! a broken chain.
 //!
 //! [`args`] is the command tree and the flags several commands share; [`client`] the HTTP
-//! client; `output` the human printing; `sink` and `atomic_file` where encrypt and decrypt
-//! write (an output file appears whole or not at all, mode 0600); then one file per command
+//! client; `output` the human printing; `sink`, `atomic_file` and `spool` where encrypt and
+//! decrypt write (an output file appears whole or not at all, mode 0600; `--buffer` holds stdout); then one file per command
 //! group.
 
 pub mod args;
@@ -20,6 +20,7 @@ mod orgs;
 mod output;
 mod scopes;
 mod sink;
+mod spool;
 mod stream;
 mod tokens;
 
@@ -61,8 +62,14 @@ pub async fn run(command: Command) -> ExitCode {
         Command::Decrypt {
             org: OrgArg { org },
             io,
+            buffer,
             client,
-        } => with(client, (), async |c, ()| decrypt(c, &org, &io).await).await,
+        } => {
+            with(client, (), async |c, ()| {
+                decrypt(c, &org, &io, buffer).await
+            })
+            .await
+        }
         Command::Org { cmd, client } => with(client, cmd, org).await,
         Command::Token { cmd, client } => with(client, cmd, token).await,
         Command::Scope { cmd, client } => with(client, cmd, scope).await,

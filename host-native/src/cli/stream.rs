@@ -113,7 +113,7 @@ pub(super) async fn encrypt(
         &mut rand::rng(),
     )
     .map_err(|e| failure(e.to_string()))?;
-    let mut out = Sink::open(io)?;
+    let mut out = Sink::open(io, false)?;
     out.write(enc.header())?;
     let mut reader = input(io)?;
     let mut sealed = Vec::with_capacity(1 << 17);
@@ -127,11 +127,14 @@ pub(super) async fn encrypt(
     out.commit()
 }
 
-/// Decrypts a framed ciphertext whose first bytes `head` were already read from `reader`.
+/// Decrypts a framed ciphertext whose first bytes `head` were already read from `reader`. Each
+/// frame is written once it authenticated; to standard output with `buffer`, nothing is
+/// written before the whole stream did.
 pub(super) async fn decrypt(
     client: &Client,
     org: &str,
     io: &Io,
+    buffer: bool,
     head: Vec<u8>,
     mut reader: Box<dyn Read>,
 ) -> Result<(), Failure> {
@@ -153,7 +156,7 @@ pub(super) async fn decrypt(
         .map_err(|e| Failure::usage(e.to_string()))?;
     let mut dec = StreamDecryptor::<byok_core::DefaultBackend>::new(&key, &ctx, &header)
         .map_err(|e| failure(e.to_string()))?;
-    let mut out = Sink::open(io)?;
+    let mut out = Sink::open(io, buffer)?;
     let mut opened = Zeroizing::new(Vec::with_capacity(1 << 17));
     let mut reader = std::io::Cursor::new(rest).chain(reader);
     pump(&mut reader, &mut out, &mut opened, |chunk, opened| {
