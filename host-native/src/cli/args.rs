@@ -192,7 +192,7 @@ pub struct KmsKeyArgs {
 pub struct Io {
     /// Input file (`-` or nothing: standard input).
     pub input: Option<PathBuf>,
-    /// Output file (standard output if omitted).
+    /// Output file, mode 0600, appearing only once complete (standard output if omitted).
     #[arg(long, short)]
     pub output: Option<PathBuf>,
     /// Encryption context entry `key=value` (repeatable); decrypt needs the same entries.
