@@ -13,7 +13,7 @@ use super::{Failure, Io};
 pub(super) enum Sink {
     /// `-o FILE`: nothing shows at FILE before the commit.
     File(AtomicFile),
-    /// Standard output, each write as it comes.
+    /// Standard output, each write as it comes (flushed: a frame leaves whole).
     Stdout(std::io::StdoutLock<'static>),
     /// Standard output, nothing before the commit.
     Held(Spool),
@@ -34,7 +34,12 @@ impl Sink {
     pub(super) fn write(&mut self, bytes: &[u8]) -> Result<(), Failure> {
         match self {
             Self::File(f) => f.write(bytes),
-            Self::Stdout(out) => out.write_all(bytes).map_err(written),
+            // Flushed at once: stdout is line-buffered, and binary output would otherwise
+            // leave up to a buffer's worth of each frame behind until the next write.
+            Self::Stdout(out) => out
+                .write_all(bytes)
+                .and_then(|()| out.flush())
+                .map_err(written),
             Self::Held(spool) => spool.write(bytes).map_err(|e| {
                 Failure::usage(format!("cannot hold the output back (--buffer): {e}"))
             }),
