@@ -1,15 +1,18 @@
 //! The CLI's streaming `encrypt` and `decrypt` against a live `byok serve`, run as the real
 //! binary: an output file appears whole or not at all, with mode 0600; `decrypt` to standard
 //! output releases frames as they authenticate, and with `--buffer` nothing before the whole
-//! stream did.
+//! stream did; a long stream renews its lease and stops when the renewal is refused.
 
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
 use byok_core::FrameSize;
 use byok_core::format::{HEADER_LEN, TAG_LEN};
-use byok_tests::fixtures::{OrgSettings, TestOrg, TestServer};
+use byok_tests::fixtures::{OrgSettings, TestOrg, TestServer, assert_status};
 use byok_tests::server::binary;
+use serde_json::json;
 
 /// Plaintext bytes per frame of the CLI's streams.
 const FRAME: usize = FrameSize::DEFAULT.bytes();
@@ -221,4 +224,129 @@ async fn to_stdout_a_tampered_stream_releases_the_frames_before_it_unless_buffer
         .unwrap();
     assert_ok(&out);
     assert!(out.stdout == plain, "--buffer changed the plaintext");
+}
+
+/// The lease TTL of the mid-stream tests: renewal is due 1 s after a lease arrives.
+const SHORT_LEASE_MS: u64 = 2_000;
+
+impl Edge {
+    /// Runs `byok encrypt --stream` as `token` from a pipe: feeds two frames and waits until the
+    /// first sealed frame comes out (so the first lease is in use), runs `between`, waits past
+    /// the renewal point, feeds one more frame and ends the input. Returns the CLI's output (all
+    /// of stdout) and how many stdout bytes came after `between`.
+    async fn stream_across(&self, token: &str, between: impl AsyncFnOnce()) -> (Output, usize) {
+        let mut child = self
+            .cli()
+            .env("BYOK_TOKEN", token)
+            .args(["encrypt", "--scope", &self.team, "--stream"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let mut stdout = child.stdout.take().unwrap();
+        let (first, first_out) = std::sync::mpsc::channel();
+        let reader = std::thread::spawn(move || {
+            let mut all = Vec::new();
+            let mut buf = vec![0u8; 1 << 16];
+            while let Ok(n @ 1..) = stdout.read(&mut buf) {
+                all.extend_from_slice(&buf[..n]);
+                if all.len() >= HEADER_LEN + SEALED_FRAME {
+                    let _ = first.send(all.len());
+                }
+            }
+            all
+        });
+        stdin.write_all(&data(2 * FRAME)).unwrap();
+        stdin.flush().unwrap();
+        let Ok(before) = first_out.recv_timeout(Duration::from_secs(60)) else {
+            let _ = child.kill();
+            panic!("no sealed frame came out of byok encrypt");
+        };
+        between().await;
+        tokio::time::sleep(Duration::from_millis(SHORT_LEASE_MS / 2 + 200)).await;
+        // The CLI may stop while this is still being read: a broken pipe is expected then.
+        let _ = stdin.write_all(&data(FRAME));
+        drop(stdin);
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("byok encrypt did not end");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let mut stderr = Vec::new();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_end(&mut stderr)
+            .unwrap();
+        let stdout = reader.join().unwrap();
+        let after = stdout.len() - before;
+        let out = Output {
+            status,
+            stdout,
+            stderr,
+        };
+        (out, after)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scope_paused_mid_stream_stops_the_stream_at_its_next_lease_renewal() {
+    let e = Edge::new("cli-renew-paused", SHORT_LEASE_MS).await;
+    let pause = async || {
+        assert_status(&e.o.act(&e.ts, &e.team, "pause", json!({})).await, 200);
+    };
+    let (out, after) = e.stream_across(&e.o.service, pause).await;
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let prefix = format!(
+        "error: the server refused to renew the lease on scope {}, so the stream stopped: \
+         scope_paused (409): ",
+        e.team
+    );
+    assert!(stderr(&out).starts_with(&prefix), "{}", stderr(&out));
+    assert_eq!(after, 0, "frames sealed after the pause");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_revoked_mid_stream_stops_the_stream_at_its_next_lease_renewal() {
+    let e = Edge::new("cli-renew-revoked", SHORT_LEASE_MS).await;
+    let (id, token) = e.o.token(&e.ts, "service", "streamer").await;
+    let revoke = async || {
+        let path = e.o.path(&format!("/tokens/{id}"));
+        let answer = e.ts.raw("DELETE", &path, Some(&e.o.admin), None).await;
+        assert!(answer.0 < 300, "{answer:?}");
+    };
+    let (out, after) = e.stream_across(&token, revoke).await;
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("so the stream stopped: unauthenticated (401): "),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(after, 0, "frames sealed after the revoke");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_longer_than_its_lease_renews_it_and_opens_whole() {
+    let e = Edge::new("cli-renew-ok", SHORT_LEASE_MS).await;
+    let (out, _) = e.stream_across(&e.o.service, async || {}).await;
+    assert_ok(&out);
+    let sealed = e.path("renewed.byok");
+    std::fs::write(&sealed, &out.stdout).unwrap();
+    let opened = e.run(&["decrypt", s(&sealed)]);
+    assert_ok(&opened);
+    let mut expected = data(2 * FRAME);
+    expected.extend(data(FRAME));
+    assert!(
+        opened.stdout == expected,
+        "the renewed stream opened to other bytes"
+    );
 }

@@ -5,8 +5,9 @@
 //!
 //! [`args`] is the command tree and the flags several commands share; [`client`] the HTTP
 //! client; `output` the human printing; `sink`, `atomic_file` and `spool` where encrypt and
-//! decrypt write (an output file appears whole or not at all, mode 0600; `--buffer` holds stdout); then one file per command
-//! group.
+//! decrypt write (an output file appears whole or not at all, mode 0600; `--buffer` holds
+//! stdout); `stream` the streaming format, under a lease that `lease` renews while the stream
+//! runs; then one file per command group.
 
 pub mod args;
 mod atomic_file;
@@ -16,6 +17,7 @@ mod data;
 mod datakeys;
 mod jobs;
 mod keys;
+mod lease;
 mod orgs;
 mod output;
 mod scopes;
