@@ -13,8 +13,9 @@
 //! output file of the CLI is 0600 (owner read and write), whatever the umask, and an existing file
 //! at the target is replaced (its mode is not kept).
 //!
-//! A `kill -9` or a power cut between creation and rename can leave a `.NAME.*.byok-tmp` file
-//! beside the target; nothing else does.
+//! A signal that ends the process (Ctrl-C, `kill`: no destructor runs) or a power cut between
+//! creation and rename can leave a `.NAME.*.byok-tmp` file (0600) beside the target; no error
+//! does.
 
 use std::ffi::{OsStr, OsString};
 use std::io::{self, Write};
