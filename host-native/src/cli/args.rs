@@ -99,6 +99,15 @@ pub enum Command {
         client: ClientArgs,
     },
     /// Decrypt a file or standard input.
+    ///
+    /// A streamed ciphertext (`encrypt --stream`) opens frame by frame, in constant memory. To
+    /// standard output, each frame is written as soon as it authenticates: a truncated or
+    /// tampered stream fails (exit 1) only at the bad frame or at its end, and whoever reads
+    /// standard output may by then have read a prefix of the plaintext. `--buffer` writes
+    /// nothing until the whole stream authenticated. With `-o`, the file appears only once
+    /// everything authenticated (a temporary file beside it is renamed; mode 0600), with or
+    /// without `--buffer`. The text format (`byok:v1:`) opens in one API call and writes
+    /// nothing unless it authenticated.
     Decrypt {
         /// The org.
         #[command(flatten)]
@@ -106,6 +115,10 @@ pub enum Command {
         /// Input, output and context.
         #[command(flatten)]
         io: Io,
+        /// Standard output: write nothing until the whole stream authenticated (held in memory
+        /// up to 64 MiB, beyond that in an unnamed 0600 temporary file in $TMPDIR).
+        #[arg(long)]
+        buffer: bool,
         /// The server and credentials.
         #[command(flatten)]
         client: ClientArgs,
@@ -179,7 +192,7 @@ pub struct KmsKeyArgs {
 pub struct Io {
     /// Input file (`-` or nothing: standard input).
     pub input: Option<PathBuf>,
-    /// Output file (standard output if omitted).
+    /// Output file, mode 0600, appearing only once complete (standard output if omitted).
     #[arg(long, short)]
     pub output: Option<PathBuf>,
     /// Encryption context entry `key=value` (repeatable); decrypt needs the same entries.

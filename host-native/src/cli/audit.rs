@@ -90,10 +90,7 @@ pub async fn audit(client: &Client, cmd: AuditCmd) -> Result<(), Failure> {
             if ok {
                 Ok(())
             } else {
-                Err(Failure {
-                    code: 4,
-                    message: "the audit chain does not verify".into(),
-                })
+                Err(Failure::new(4, "the audit chain does not verify"))
             }
         }
     }

@@ -2,22 +2,39 @@
 
 use std::process::ExitCode;
 
+use byok_core::ApiCode;
 use serde_json::Value;
 
 use super::ClientArgs;
 
 /// A client failure, with its exit code.
+#[derive(Debug)]
 pub struct Failure {
     pub(super) code: u8,
     pub(super) message: String,
+    /// The server's error code, when the server answered with one: it tells a refusal
+    /// (`scope_paused`) from an answer worth retrying (`kms_unavailable`).
+    pub(super) api: Option<ApiCode>,
 }
 
 impl Failure {
-    pub(super) fn usage(message: impl Into<String>) -> Self {
+    /// A failure that ends the CLI with exit code `code`.
+    pub(super) fn new(code: u8, message: impl Into<String>) -> Self {
         Self {
-            code: 2,
+            code,
             message: message.into(),
+            api: None,
         }
+    }
+
+    pub(super) fn usage(message: impl Into<String>) -> Self {
+        Self::new(2, message)
+    }
+
+    /// Whether the same request may succeed if sent again soon: the server could not be
+    /// reached, or it answered with a retryable code (429, 503).
+    pub(super) fn transient(&self) -> bool {
+        self.code == 3 || self.api.is_some_and(ApiCode::retryable)
     }
 }
 
@@ -64,10 +81,10 @@ impl Client {
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .body(b.to_string());
         }
-        let resp = req.send().await.map_err(|e| Failure {
-            code: 3,
-            message: format!("cannot reach {}: {e}", self.args.server),
-        })?;
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| Failure::new(3, format!("cannot reach {}: {e}", self.args.server)))?;
         let status = resp.status();
         let bytes = resp.bytes().await.unwrap_or_default();
         let value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
@@ -89,6 +106,7 @@ impl Client {
                 field("message"),
                 field("request_id")
             ),
+            api: ApiCode::from_code(field("code")),
         })
     }
 

@@ -2,13 +2,14 @@
 //! in the streaming format (`--stream`, [`super::stream`]).
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::io::Read;
 
 use base64ct::{Base64, Encoding};
 use serde_json::json;
 use zeroize::Zeroizing;
 
 use super::output::s;
+use super::sink::Sink;
 use super::{Client, Failure, Io, stream};
 
 pub(super) fn parse_context(pairs: &[String]) -> Result<BTreeMap<String, String>, Failure> {
@@ -42,12 +43,12 @@ fn read_input(io: &Io, max: usize) -> Result<Zeroizing<Vec<u8>>, Failure> {
     Ok(buf)
 }
 
+/// Writes `bytes` to the output: a file only appears whole ([`Sink`]). The bytes are complete
+/// and checked already, so standard output is never held back.
 fn write_output(io: &Io, bytes: &[u8]) -> Result<(), Failure> {
-    let result = match &io.output {
-        Some(p) => std::fs::write(p, bytes),
-        None => std::io::stdout().lock().write_all(bytes),
-    };
-    result.map_err(|e| Failure::usage(format!("cannot write output: {e}")))
+    let mut out = Sink::open(io, false)?;
+    out.write(bytes)?;
+    out.commit()
 }
 
 /// `byok encrypt`: the input's bytes to a `byok:v1:` ciphertext (one line).
@@ -67,11 +68,12 @@ pub async fn encrypt(client: &Client, org: &str, scope: &str, io: &Io) -> Result
     write_output(io, out.as_bytes())
 }
 
-/// `byok decrypt`: a `byok:v1:` ciphertext to the original bytes.
-pub async fn decrypt(client: &Client, org: &str, io: &Io) -> Result<(), Failure> {
+/// `byok decrypt`: a `byok:v1:` ciphertext to the original bytes; a streamed one with
+/// standard output held until it all authenticated if `buffer`.
+pub async fn decrypt(client: &Client, org: &str, io: &Io, buffer: bool) -> Result<(), Failure> {
     let (head, reader) = stream::sniff(io)?;
     if head.starts_with(&byok_core::format::header::MAGIC) {
-        return stream::decrypt(client, org, io, head, reader).await;
+        return stream::decrypt(client, org, io, buffer, head, reader).await;
     }
     // The text armor of the largest ciphertext: 4/3 of it, plus the header and the prefix.
     let max = crate::service::MAX_PLAINTEXT / 3 * 4 + 4096;

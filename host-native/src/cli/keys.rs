@@ -216,8 +216,5 @@ fn validation_report(client: &Client, v: &Value) -> Result<(), Failure> {
     if v.get("ok").and_then(Value::as_bool) == Some(true) {
         return Ok(());
     }
-    Err(Failure {
-        code: 1,
-        message: "the key did not validate".into(),
-    })
+    Err(Failure::new(1, "the key did not validate"))
 }

@@ -4,18 +4,25 @@
 //! a broken chain.
 //!
 //! [`args`] is the command tree and the flags several commands share; [`client`] the HTTP
-//! client; `output` the human printing; then one file per command group.
+//! client; `output` the human printing; `sink`, `atomic_file` and `spool` where encrypt and
+//! decrypt write (an output file appears whole or not at all, mode 0600; `--buffer` holds
+//! stdout); `stream` the streaming format, under a lease that `lease` renews while the stream
+//! runs; then one file per command group.
 
 pub mod args;
+mod atomic_file;
 mod audit;
 pub mod client;
 mod data;
 mod datakeys;
 mod jobs;
 mod keys;
+mod lease;
 mod orgs;
 mod output;
 mod scopes;
+mod sink;
+mod spool;
 mod stream;
 mod tokens;
 
@@ -57,8 +64,14 @@ pub async fn run(command: Command) -> ExitCode {
         Command::Decrypt {
             org: OrgArg { org },
             io,
+            buffer,
             client,
-        } => with(client, (), async |c, ()| decrypt(c, &org, &io).await).await,
+        } => {
+            with(client, (), async |c, ()| {
+                decrypt(c, &org, &io, buffer).await
+            })
+            .await
+        }
         Command::Org { cmd, client } => with(client, cmd, org).await,
         Command::Token { cmd, client } => with(client, cmd, token).await,
         Command::Scope { cmd, client } => with(client, cmd, scope).await,
