@@ -413,6 +413,23 @@ async fn malformed_bodies_ids_ciphertexts_and_contexts_get_typed_errors() {
             400,
             "invalid_request",
         ),
+        // A context key given twice is refused, not silently reduced to one value.
+        (
+            "POST",
+            enc.clone(),
+            json_ct,
+            br#"{"plaintext":"AA==","context":{"k":"1","k":"2"}}"#.to_vec(),
+            400,
+            "malformed_json",
+        ),
+        (
+            "POST",
+            dec.clone(),
+            json_ct,
+            br#"{"ciphertext":"x","context":{"k":"1","k":"1"}}"#.to_vec(),
+            400,
+            "malformed_json",
+        ),
         (
             "POST",
             enc.clone(),

@@ -16,6 +16,37 @@ use super::auth::{ApiJson, ServiceOrg, parse_id};
 use super::error::{ApiError, DataErrors, ErrorBody};
 use super::paths::{OrgPath, ScopePath};
 
+/// Reads a context object, refusing a key given twice: the format has one value per key
+/// (docs/format.md §5), and JSON readers disagree on which of two values they keep, so a
+/// caller and byok could otherwise bind different contexts without noticing.
+fn unique_pairs<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, String>, D::Error> {
+    struct Pairs;
+    impl<'de> serde::de::Visitor<'de> for Pairs {
+        type Value = BTreeMap<String, String>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an object of string keys and string values")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut m: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut out = BTreeMap::new();
+            while let Some((k, v)) = m.next_entry::<String, String>()? {
+                if out.contains_key(&k) {
+                    return Err(serde::de::Error::custom(format!(
+                        "context key {k:?} is given twice; give each key once"
+                    )));
+                }
+                out.insert(k, v);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_map(Pairs)
+}
+
 /// Encrypts.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -24,7 +55,7 @@ pub struct EncryptRequest {
     pub plaintext: String,
     /// Encryption context: the same pairs must be given to decrypt. Keys may not start with
     /// `byok:`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "unique_pairs")]
     pub context: BTreeMap<String, String>,
 }
 
@@ -42,7 +73,7 @@ pub struct DecryptRequest {
     /// A ciphertext from `encrypt` (`byok:v1:...`).
     pub ciphertext: String,
     /// The context it was encrypted with.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "unique_pairs")]
     pub context: BTreeMap<String, String>,
 }
 
@@ -58,7 +89,7 @@ pub struct DecryptResponse {
 #[serde(deny_unknown_fields)]
 pub struct DataKeyRequest {
     /// Context the wrapped key is bound to (needed again to unwrap it).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "unique_pairs")]
     pub context: BTreeMap<String, String>,
 }
 
@@ -80,7 +111,7 @@ pub struct UnwrapRequest {
     /// The wrapped form from `datakey`.
     pub wrapped: String,
     /// The context it was bound to.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "unique_pairs")]
     pub context: BTreeMap<String, String>,
 }
 
