@@ -25,7 +25,11 @@ WORK=$(mktemp -d)
 cleanup() { kill "${SERVER_PID:-}" 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT
 
-BYOK_LOG=warn "$BYOK" serve --listen 127.0.0.1:0 --data-dir "$WORK/data" >"$WORK/serve.out" 2>"$WORK/serve.log" &
+# A configured server: with no vendor principal, key validate and policy answer 501
+# not_configured by design (tests/tests/server_edges.rs pins that), which is not a bug to fuzz.
+# Rate limits off: the fuzzer is one client sending as fast as it can.
+BYOK_LOG=warn BYOK_AWS_PRINCIPAL_ARN=arn:aws:iam::123456789012:user/byok BYOK_ORG_RATE_LIMIT=0 BYOK_TOKEN_RATE_LIMIT=0 \
+  "$BYOK" serve --listen 127.0.0.1:0 --data-dir "$WORK/data" >"$WORK/serve.out" 2>"$WORK/serve.log" &
 SERVER_PID=$!
 for _ in $(seq 100); do grep -q "operator token" "$WORK/serve.out" 2>/dev/null && break; sleep 0.1; done
 BYOK_SERVER=$(grep -o 'http://[0-9.:]*' "$WORK/serve.out")
