@@ -108,6 +108,10 @@ impl Server {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log);
+        // No rate limits unless a test sets them: the race and load tests send thousands of
+        // requests a second from one token on purpose (server_edges.rs tests the limits).
+        cmd.env("BYOK_ORG_RATE_LIMIT", "0")
+            .env("BYOK_TOKEN_RATE_LIMIT", "0");
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
