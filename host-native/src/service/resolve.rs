@@ -203,7 +203,7 @@ mod tests {
         let managed = managed_key(SecretBytes::random(&mut rand::rng()), 1);
         let svc =
             Service::new(db, managed, Duration::from_secs(60), AwsSettings::default()).unwrap();
-        let (org, _) = svc.create_org("org", None, None).await.unwrap();
+        let (org, _) = svc.create_org("org", None, None, None).await.unwrap();
         let team = svc.create_scope(org, org, "team").await.unwrap();
         let team = ScopeId::parse_hex(&team.id).unwrap();
         let ct = svc
