@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
 
 use byok_core::scope::{Effect, Org};
 use byok_core::{KeyId, ScopeId};
@@ -35,21 +34,15 @@ pub struct OrgCell {
     /// nothing that checked the state before a pause or revoke committed hands out a key after
     /// it, and the audit log orders them the way they happened.
     pub(super) gate: tokio::sync::RwLock<()>,
+    /// Set while the org serves cached roots past their TTL because its KMS is unreachable
+    /// (`grace.rs`).
+    pub(super) outage: std::sync::Mutex<Option<super::grace::Outage>>,
 }
 
 impl OrgCell {
     /// The current committed value.
     pub fn snapshot(&self) -> Arc<Org> {
         self.org.read().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    pub(super) fn ttl(&self) -> Duration {
-        Duration::from_millis(
-            self.meta
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .unwrap_cache_ttl_ms,
-        )
     }
 
     /// The org's metadata.
@@ -108,6 +101,7 @@ impl Service {
             job_runner: tokio::sync::Mutex::new(()),
             turn: tokio::sync::Mutex::new(()),
             gate: tokio::sync::RwLock::new(()),
+            outage: std::sync::Mutex::new(None),
         });
         Ok(self
             .orgs

@@ -129,6 +129,11 @@ impl Service {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .outage_grace_ms = grace_ms;
+        // Cached keys are kept as the new grace says: a shorter one drops what is past it now.
+        let policy = self.cache_policy(&cell);
+        self.cache
+            .rekeep_org(org, |f| policy.keep_until(f.unwrapped_at), self.now());
+        self.expire_grace(&cell, org).await?;
         Ok(cell.meta())
     }
 
