@@ -60,6 +60,7 @@ pub mod datakey;
 pub mod envelope;
 pub mod error;
 pub mod format;
+pub mod grace;
 pub mod key_id;
 pub mod kms;
 pub mod lease;

@@ -8,6 +8,7 @@
 //! log_format = "json"          # or "text"
 //! unwrap_cache_ttl_ms = 300000 # default for new orgs; 0 = ask the key holder every time
 //! key_health_interval_ms = 300000
+//! outage_retry_ms = 5000       # how often a KMS is retried while an org serves in outage grace
 //! aws_principal_arn = "arn:aws:iam::111122223333:role/byok"
 //! tls_cert = "/etc/byok/tls/chain.pem"   # with tls_key: HTTPS; reloaded on SIGHUP
 //! tls_key = "/etc/byok/tls/key.pem"
@@ -58,6 +59,8 @@ pub struct FileConfig {
     pub unwrap_cache_ttl_ms: Option<u64>,
     /// How often attached keys are described for health, ms.
     pub key_health_interval_ms: Option<u64>,
+    /// How often an unreachable KMS is asked again while an org serves in outage grace, ms.
+    pub outage_retry_ms: Option<u64>,
     /// The vendor's AWS principal, for generated policies.
     pub aws_principal_arn: Option<String>,
     /// TLS certificate chain (PEM).
@@ -104,6 +107,10 @@ pub struct ServeArgs {
     /// How often attached keys are described for health, in ms [default: 300000].
     #[arg(long, env = "BYOK_KEY_HEALTH_INTERVAL_MS")]
     pub key_health_interval_ms: Option<u64>,
+    /// While an org serves cached keys in outage grace (its KMS unreachable), how often its KMS
+    /// is asked again, in ms, at least 100 [default: 5000].
+    #[arg(long, env = "BYOK_OUTAGE_RETRY_MS")]
+    pub outage_retry_ms: Option<u64>,
     /// The vendor's AWS principal ARN, named in the policies byok generates (none are generated
     /// without it).
     #[arg(long, env = "BYOK_AWS_PRINCIPAL_ARN")]
@@ -160,6 +167,8 @@ pub struct Config {
     pub unwrap_cache_ttl: Duration,
     /// Key health check interval.
     pub key_health_interval: Duration,
+    /// How often an unreachable KMS is asked again while an org serves in outage grace.
+    pub outage_retry: Duration,
     /// The vendor's AWS principal ARN; without it no policy is generated.
     pub aws_principal_arn: Option<String>,
     /// Test-only AWS endpoint override.
@@ -269,6 +278,12 @@ impl Config {
                     .unwrap_or(300_000)
                     .max(1000),
             ),
+            outage_retry: args
+                .outage_retry_ms
+                .or(file.outage_retry_ms)
+                .map_or(byok_core::grace::DEFAULT_RETRY_EVERY, |ms| {
+                    Duration::from_millis(ms.max(100))
+                }),
             aws_principal_arn: args.aws_principal_arn.clone().or(file.aws_principal_arn),
             danger_aws_endpoint: args.danger_aws_endpoint.clone(),
         })
@@ -292,7 +307,7 @@ mod tests {
         let path = dir.join("byok.toml");
         std::fs::write(
             &path,
-            "listen = \"127.0.0.1:9000\"\ndata_dir = \"/tmp/x\"\nunwrap_cache_ttl_ms = 5\n",
+            "listen = \"127.0.0.1:9000\"\ndata_dir = \"/tmp/x\"\nunwrap_cache_ttl_ms = 5\noutage_retry_ms = 50\n",
         )
         .unwrap();
         let defaults = Config::resolve(&ServeArgs::default()).unwrap();
@@ -305,6 +320,12 @@ mod tests {
         .unwrap();
         assert_eq!(from_file.listen.to_string(), "127.0.0.1:9000");
         assert_eq!(from_file.unwrap_cache_ttl, Duration::from_millis(5));
+        assert_eq!(defaults.outage_retry, Duration::from_secs(5));
+        assert_eq!(
+            from_file.outage_retry,
+            Duration::from_millis(100),
+            "at least 100 ms"
+        );
         let flags = Config::resolve(&ServeArgs {
             config: Some(path.clone()),
             listen: Some("127.0.0.1:7000".parse().unwrap()),

@@ -41,22 +41,26 @@ impl AwsStack {
     /// A server on `data` whose AWS calls go through the front as user `byok`; the periodic
     /// key health check is an hour away, so tests decide when health is checked.
     pub fn server(&self, data: &Path) -> Server {
-        Server::start(
-            data,
-            &[
-                ("BYOK_DANGER_AWS_ENDPOINT", &self.front.url),
-                ("BYOK_AWS_ACCESS_KEY_ID", &self.moto.byok.access_key_id),
-                (
-                    "BYOK_AWS_SECRET_ACCESS_KEY",
-                    &self.moto.byok.secret_access_key,
-                ),
-                (
-                    "BYOK_AWS_PRINCIPAL_ARN",
-                    "arn:aws:iam::123456789012:user/byok",
-                ),
-                ("BYOK_KEY_HEALTH_INTERVAL_MS", "3600000"),
-            ],
-        )
+        self.server_with(data, &[])
+    }
+
+    /// The same with `extra` settings in its environment.
+    pub fn server_with(&self, data: &Path, extra: &[(&str, &str)]) -> Server {
+        let mut env: Vec<(&str, &str)> = vec![
+            ("BYOK_DANGER_AWS_ENDPOINT", &self.front.url),
+            ("BYOK_AWS_ACCESS_KEY_ID", &self.moto.byok.access_key_id),
+            (
+                "BYOK_AWS_SECRET_ACCESS_KEY",
+                &self.moto.byok.secret_access_key,
+            ),
+            (
+                "BYOK_AWS_PRINCIPAL_ARN",
+                "arn:aws:iam::123456789012:user/byok",
+            ),
+            ("BYOK_KEY_HEALTH_INTERVAL_MS", "3600000"),
+        ];
+        env.extend_from_slice(extra);
+        Server::start(data, &env)
     }
 
     /// A [`TestServer`] on this stack (see [`Self::server`]) in a temp dir named after `name`.

@@ -1,5 +1,6 @@
 //! A front on loopback before the real KMS emulator (moto), for what moto does not do:
-//! - fault injection: it answers the next requests with the faults queued ([`Fault`]);
+//! - fault injection: it answers the next requests with the faults queued ([`Fault`]), or every
+//!   request with one fault while an outage lasts ([`FaultFront::set_down`]);
 //! - key-state enforcement (optional): before relaying a cryptographic call it asks moto's
 //!   `DescribeKey` for the key's state and answers `DisabledException` or
 //!   `KMSInvalidStateException` as real KMS does (moto reports the state but never refuses);
@@ -25,6 +26,8 @@ pub enum Fault {
     Throttle,
     /// 503 with an HTML body, as a load balancer in trouble answers.
     Unavailable,
+    /// The connection is closed without an answer (a connection error to the client).
+    Reset,
 }
 
 /// Credentials the front uses to ask moto for key states.
@@ -39,6 +42,7 @@ pub struct FaultFront {
     /// `http://127.0.0.1:PORT`.
     pub url: String,
     faults: Arc<Mutex<VecDeque<Fault>>>,
+    down: Arc<Mutex<Option<Fault>>>,
     seen: Arc<AtomicU32>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -63,23 +67,31 @@ impl FaultFront {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let faults = Arc::new(Mutex::new(VecDeque::new()));
+        let down = Arc::new(Mutex::new(None));
         let seen = Arc::new(AtomicU32::new(0));
-        let (f, s) = (faults.clone(), seen.clone());
+        let (f, d, s) = (faults.clone(), down.clone(), seen.clone());
         let task = tokio::spawn(async move {
             while let Ok((conn, _)) = listener.accept().await {
-                let (f, s, up) = (f.clone(), s.clone(), upstream.clone());
+                let (f, d, s, up) = (f.clone(), d.clone(), s.clone(), upstream.clone());
                 let (c, o) = (check.clone(), oidc.clone());
                 tokio::spawn(async move {
-                    let _ = serve(conn, f, s, up, c, o).await;
+                    let _ = serve(conn, f, d, s, up, c, o).await;
                 });
             }
         });
         Self {
             url,
             faults,
+            down,
             seen,
             task,
         }
+    }
+
+    /// An outage: from now on every request (after any queued faults) is answered with
+    /// `fault`, until `set_down(None)` brings the KMS back.
+    pub fn set_down(&self, fault: Option<Fault>) {
+        *self.down.lock().unwrap() = fault;
     }
 
     /// Queues faults for the next requests.
@@ -200,6 +212,7 @@ async fn state_refusal(req: &[u8], upstream: &str, check: &StateCheck) -> Option
 async fn serve(
     mut conn: TcpStream,
     faults: Arc<Mutex<VecDeque<Fault>>>,
+    down: Arc<Mutex<Option<Fault>>>,
     seen: Arc<AtomicU32>,
     upstream: String,
     check: Option<StateCheck>,
@@ -207,7 +220,8 @@ async fn serve(
 ) -> std::io::Result<()> {
     let req = read_request(&mut conn).await?;
     seen.fetch_add(1, Ordering::SeqCst);
-    let fault = faults.lock().unwrap().pop_front();
+    let queued = faults.lock().unwrap().pop_front();
+    let fault = queued.or(*down.lock().unwrap());
     let body = req
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
@@ -239,6 +253,7 @@ async fn serve(
             )
             .into_bytes()
         }
+        Some(Fault::Reset) => return Ok(()),
         None if refusal.is_some() => refusal.unwrap_or_default(),
         None => {
             let mut up = TcpStream::connect(&upstream).await?;

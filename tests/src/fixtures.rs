@@ -144,15 +144,26 @@ pub struct OrgSettings<'a> {
     pub unwrap_cache_ttl_ms: u64,
     /// How long an edge lease lasts, in ms.
     pub lease_ttl_ms: u64,
+    /// How long past the TTL cached roots serve while the KMS is unreachable, in ms.
+    pub outage_grace_ms: u64,
 }
 
 impl<'a> OrgSettings<'a> {
-    /// Org `name` with a 5-minute unwrap cache and one-minute leases.
+    /// Org `name` with a 5-minute unwrap cache, one-minute leases and no outage grace.
     pub const fn named(name: &'a str) -> Self {
         Self {
             name,
             unwrap_cache_ttl_ms: 300_000,
             lease_ttl_ms: 60_000,
+            outage_grace_ms: 0,
+        }
+    }
+
+    /// The same with an outage grace of `ms`.
+    pub const fn outage_grace_ms(self, ms: u64) -> Self {
+        Self {
+            outage_grace_ms: ms,
+            ..self
         }
     }
 
@@ -223,6 +234,7 @@ impl TestOrg {
             "name": settings.name,
             "unwrap_cache_ttl_ms": settings.unwrap_cache_ttl_ms,
             "lease_ttl_ms": settings.lease_ttl_ms,
+            "outage_grace_ms": settings.outage_grace_ms,
         });
         let v = assert_status(&api.post("/v1/orgs", operator, &body).await, 201);
         let mut org = Self {

@@ -247,6 +247,17 @@ impl Api {
         )
         .await
     }
+
+    /// PATCH JSON with a token.
+    pub async fn patch(&self, path: &str, token: &str, body: &Value) -> (u16, Value) {
+        self.raw(
+            "PATCH",
+            path,
+            Some(token),
+            Some(("application/json", body.to_string().into_bytes())),
+        )
+        .await
+    }
 }
 
 /// The string field `k` of a JSON answer; panics naming the answer if it is missing.

@@ -738,3 +738,141 @@ async fn a_paused_scope_refuses_lease_renewal_and_the_cli_says_scope_paused() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("scope_paused"));
 }
+
+/// The `org_settings_changed` events of `o`'s audit log.
+async fn settings_changes(ts: &TestServer, o: &TestOrg) -> Vec<Value> {
+    o.audit(ts, &o.auditor)
+        .await
+        .into_iter()
+        .map(|row| row["event"].clone())
+        .filter(|e| e["type"] == "org_settings_changed")
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_outage_grace_is_set_at_creation_changed_by_the_admin_only_and_audited() {
+    let mut ts = TestServer::start("grace-settings");
+    let o = ts
+        .org(OrgSettings::named("acme").cache_ttl_ms(60_000))
+        .await;
+    let org = o.path("");
+    let v = assert_status(&ts.get(&org, &o.service).await, 200);
+    assert_eq!(
+        (&v["unwrap_cache_ttl_ms"], &v["outage_grace_ms"]),
+        (&json!(60_000), &json!(0)),
+        "no grace unless chosen: {v}"
+    );
+    // Only the org's admin changes it, up to one day, and only what the call names.
+    let set = json!({ "outage_grace_ms": 30_000 });
+    assert_error(&ts.patch(&org, &o.service, &set).await, 403, "forbidden");
+    assert_error(&ts.patch(&org, &o.auditor, &set).await, 403, "forbidden");
+    assert_error(&ts.patch(&org, &ts.operator, &set).await, 404, "not_found");
+    let too_long = json!({ "outage_grace_ms": 86_400_001u64 });
+    let answer = ts.patch(&org, &o.admin, &too_long).await;
+    assert_error(&answer, 400, "invalid_request");
+    assert!(error_message(&answer.1).contains("86400000"), "{answer:?}");
+    let ttl = json!({ "unwrap_cache_ttl_ms": 1 });
+    assert_error(&ts.patch(&org, &o.admin, &ttl).await, 400, "malformed_json");
+    let v = assert_status(&ts.patch(&org, &o.admin, &set).await, 200);
+    assert_eq!(v["outage_grace_ms"], 30_000, "{v}");
+    // The same value again, or nothing: no change, no event.
+    assert_status(&ts.patch(&org, &o.admin, &set).await, 200);
+    assert_status(&ts.patch(&org, &o.admin, &json!({})).await, 200);
+    assert_eq!(
+        settings_changes(&ts, &o).await,
+        vec![json!({ "type": "org_settings_changed",
+            "outage_grace_ms": { "from": 0, "to": 30_000 } })]
+    );
+    // Stored: a restart keeps it.
+    ts.restart();
+    let v = assert_status(&ts.get(&org, &o.admin).await, 200);
+    assert_eq!(v["outage_grace_ms"], 30_000, "{v}");
+
+    // At creation: at most one day, and only with a cache to serve from.
+    let create = async |body: Value| ts.post("/v1/orgs", &ts.operator, &body).await;
+    let answer = create(json!({ "name": "b", "outage_grace_ms": 86_400_001u64 })).await;
+    assert_error(&answer, 400, "invalid_request");
+    let answer =
+        create(json!({ "name": "b", "unwrap_cache_ttl_ms": 0, "outage_grace_ms": 1 })).await;
+    assert_error(&answer, 400, "invalid_request");
+    assert!(
+        error_message(&answer.1).contains("unwrap_cache_ttl_ms is 0"),
+        "{answer:?}"
+    );
+    let day = json!({ "name": "b", "unwrap_cache_ttl_ms": 1000, "outage_grace_ms": 86_400_000u64 });
+    let v = assert_status(&create(day).await, 201);
+    let b_admin = s(&v, "admin_token");
+    let b = format!("/v1/orgs/{}", s(&v, "id"));
+    assert_eq!(
+        assert_status(&ts.get(&b, &b_admin).await, 200)["outage_grace_ms"],
+        86_400_000u64
+    );
+    // An org without a cache cannot get a grace later either.
+    let none = ts.org(OrgSettings::named("c").cache_ttl_ms(0)).await;
+    let answer = ts.patch(&none.path(""), &none.admin, &set).await;
+    assert_error(&answer, 400, "invalid_request");
+    assert_status(
+        &ts.patch(
+            &none.path(""),
+            &none.admin,
+            &json!({ "outage_grace_ms": 0 }),
+        )
+        .await,
+        200,
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_creates_shows_and_updates_the_outage_grace() {
+    let ts = TestServer::start("grace-cli");
+    let cli = |token: &str, args: &[&str]| {
+        let out = std::process::Command::new(binary())
+            .args(args)
+            .env("BYOK_SERVER", &ts.url)
+            .env("BYOK_TOKEN", token)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let out = cli(
+        &ts.operator,
+        &[
+            "org",
+            "create",
+            "acme",
+            "--unwrap-cache-ttl-ms",
+            "60000",
+            "--outage-grace-ms",
+            "5000",
+            "--json",
+        ],
+    );
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let (id, admin) = (s(&v, "id"), s(&v, "admin_token"));
+    let shown = cli(&admin, &["org", "show", "--org", &id]);
+    assert!(
+        shown.contains("cache ttl 60000 ms  outage grace 5000 ms"),
+        "{shown}"
+    );
+    let out = cli(
+        &admin,
+        &[
+            "org",
+            "update",
+            "--org",
+            &id,
+            "--outage-grace-ms",
+            "0",
+            "--json",
+        ],
+    );
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["outage_grace_ms"], 0, "{v}");
+    let shown = cli(&admin, &["org", "show", "--org", &id]);
+    assert!(shown.contains("outage grace 0 ms"), "{shown}");
+}

@@ -34,6 +34,16 @@ impl KmsErrorKind {
         matches!(self, Self::Throttled | Self::Unavailable)
     }
 
+    /// Whether the KMS said the customer withdrew (access denied, key disabled, not found or
+    /// pending deletion) or the key no longer opens the copy: cached keys of the org are
+    /// evicted at once, and no outage grace applies ([`crate::grace`]).
+    pub const fn is_denial(self) -> bool {
+        matches!(
+            crate::grace::Failure::of(self),
+            crate::grace::Failure::Denied
+        )
+    }
+
     /// The API error code of a call that failed (after retries) with this kind. Throttled and
     /// unavailable are one code: to a caller both mean "retry later".
     pub const fn api_code(self) -> ApiCode {

@@ -61,7 +61,7 @@ pub struct ApiOptions {
 #[openapi(
     info(title = "byok", description = "Bring-your-own-key envelope encryption: orgs, scope trees, keys, encrypt and decrypt, audit."),
     paths(
-        orgs::create_org, orgs::get_org,
+        orgs::create_org, orgs::get_org, orgs::update_org,
         tokens::create, tokens::list, tokens::revoke,
         tokens::list_operator, tokens::revoke_operator, tokens::rotate_operator,
         scopes::create_scope, scopes::list_scopes, scopes::get_scope,
@@ -223,7 +223,7 @@ pub fn router(service: Arc<Service>, options: &ApiOptions, rate: Arc<RateLimits>
     };
     Router::new()
         .route("/v1/orgs", post(orgs::create_org))
-        .route("/v1/orgs/{org}", get(orgs::get_org))
+        .route("/v1/orgs/{org}", get(orgs::get_org).patch(orgs::update_org))
         .route(
             "/v1/orgs/{org}/tokens",
             post(tokens::create).get(tokens::list),

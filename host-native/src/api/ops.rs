@@ -104,6 +104,11 @@ fn exposition(service: &Service) -> Response {
             &m.kms_calls,
         ),
         ("byok_leases_total", "Edge leases issued.", &m.leases),
+        (
+            "byok_outage_grace_serves_total",
+            "Keys served past their cache TTL in outage grace (the KMS unreachable).",
+            &m.grace_serves,
+        ),
     ] {
         let _ = writeln!(
             out,
@@ -115,6 +120,11 @@ fn exposition(service: &Service) -> Response {
         out,
         "# HELP byok_key_cache_entries Unwrapped keys in memory.\n# TYPE byok_key_cache_entries gauge\nbyok_key_cache_entries {}",
         service.cache().len()
+    );
+    let _ = writeln!(
+        out,
+        "# HELP byok_outage_grace_orgs Orgs serving cached keys in outage grace now.\n# TYPE byok_outage_grace_orgs gauge\nbyok_outage_grace_orgs {}",
+        m.orgs_in_grace.load(Ordering::Relaxed)
     );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }

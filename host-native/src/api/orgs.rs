@@ -27,6 +27,19 @@ pub struct CreateOrg {
     /// How long an edge lease lasts, in ms (default 60000; 0: no leases). It bounds how long an
     /// edge keeps using a key after a pause or revoke.
     pub lease_ttl_ms: Option<u64>,
+    /// Outage grace, in ms (default 0; at most 86400000, one day; needs a cache TTL above 0):
+    /// how long past the cache TTL cached keys keep serving while the customer's KMS is
+    /// unreachable. Never after a denial; it adds to the withdrawal bound of a customer who
+    /// withdraws by making their KMS unreachable (disable the key or remove the grant instead).
+    pub outage_grace_ms: Option<u64>,
+}
+
+/// Changes an org's settings (org admin). A field left out keeps its value.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateOrg {
+    /// Outage grace, in ms (0: none; at most 86400000, one day; needs a cache TTL above 0).
+    pub outage_grace_ms: Option<u64>,
 }
 
 /// A new org and its first admin token (shown once).
@@ -51,6 +64,11 @@ pub struct OrgInfo {
     pub default_key: String,
     /// Unwrap cache TTL in ms.
     pub unwrap_cache_ttl_ms: u64,
+    /// Outage grace in ms: how long past the TTL cached keys keep serving while the KMS is
+    /// unreachable (0: none).
+    pub outage_grace_ms: u64,
+    /// Edge lease TTL in ms (0: no leases).
+    pub lease_ttl_ms: u64,
     /// Number of scopes, the org scope included.
     pub scopes: u64,
     /// Creation time (ms since the epoch).
@@ -81,7 +99,8 @@ pub async fn create_org(
     if lease.is_some_and(|t| t > Duration::from_secs(3600)) {
         return Err(ApiError::invalid("lease_ttl_ms is at most one hour"));
     }
-    let (id, token) = s.service.create_org(&req.name, ttl, lease).await?;
+    let grace = req.outage_grace_ms.map(Duration::from_millis);
+    let (id, token) = s.service.create_org(&req.name, ttl, lease, grace).await?;
     tracing::info!(org = %id, "organization created");
     Ok((
         StatusCode::CREATED,
@@ -104,15 +123,40 @@ pub async fn get_org(
     Path(org): Path<String>,
 ) -> Result<Json<OrgInfo>, ApiError> {
     let org = caller.org(&org, &[Role::Admin, Role::Service, Role::Auditor])?;
+    Ok(Json(org_info(&s, org).await?))
+}
+
+/// Change an org's settings (admin): the outage grace. Answers with the org as it is now; a
+/// change is audited (`org_settings_changed`).
+#[utoipa::path(patch, path = "/v1/orgs/{org}", tag = "orgs", request_body = UpdateOrg,
+    params(OrgPath),
+    responses((status = 200, body = OrgInfo), (status = 400, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn update_org(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(org): Path<String>,
+    ApiJson(req): ApiJson<UpdateOrg>,
+) -> Result<Json<OrgInfo>, ApiError> {
+    let org = caller.org(&org, &[Role::Admin])?;
+    let grace = req.outage_grace_ms.map(Duration::from_millis);
+    s.service.update_org(org, grace).await?;
+    Ok(Json(org_info(&s, org).await?))
+}
+
+async fn org_info(s: &AppState, org: byok_core::ScopeId) -> Result<OrgInfo, ApiError> {
     let cell = s.service.org(org).await?;
     let meta = cell.meta();
     let snap = cell.snapshot();
-    Ok(Json(OrgInfo {
+    Ok(OrgInfo {
         id: org.to_string(),
         name: meta.name,
         default_key: crate::store::holder_name(snap.default_holder()),
         unwrap_cache_ttl_ms: meta.unwrap_cache_ttl_ms,
+        outage_grace_ms: meta.outage_grace_ms,
+        lease_ttl_ms: meta.lease_ttl_ms,
         scopes: u64::try_from(snap.len()).unwrap_or(u64::MAX),
         created_at: meta.created_at,
-    }))
+    })
 }

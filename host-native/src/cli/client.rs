@@ -132,6 +132,11 @@ impl Client {
             .await
     }
 
+    /// PATCH with a JSON body.
+    pub async fn patch(&self, path: &str, body: Value) -> Result<Value, Failure> {
+        self.call(reqwest::Method::PATCH, path, Some(body)).await
+    }
+
     /// DELETE.
     pub async fn delete(&self, path: &str) -> Result<Value, Failure> {
         self.call(reqwest::Method::DELETE, path, None).await

@@ -1,4 +1,4 @@
-//! `byok org`: create and show organizations.
+//! `byok org`: create, show and update organizations.
 
 use serde_json::{Value, json};
 
@@ -15,6 +15,10 @@ pub enum OrgCmd {
         /// Unwrap cache TTL for this org, ms (0: ask the key holder every time).
         #[arg(long)]
         unwrap_cache_ttl_ms: Option<u64>,
+        /// Outage grace, ms (default 0, at most one day): how long past the cache TTL cached
+        /// keys keep serving while the org's KMS is unreachable; never after a denial.
+        #[arg(long)]
+        outage_grace_ms: Option<u64>,
     },
     /// Show an org.
     Show {
@@ -22,6 +26,31 @@ pub enum OrgCmd {
         #[command(flatten)]
         org: OrgArg,
     },
+    /// Change an org's settings (admin token); the change is audited.
+    Update {
+        /// The org (`--org`).
+        #[command(flatten)]
+        org: OrgArg,
+        /// Outage grace, ms (0: none, at most one day): how long past the cache TTL cached keys
+        /// keep serving while the org's KMS is unreachable; never after a denial. Withdrawing
+        /// by making the KMS unreachable then takes up to the TTL plus this grace.
+        #[arg(long)]
+        outage_grace_ms: u64,
+    },
+}
+
+/// One line for an org.
+fn summary(v: &Value) -> String {
+    let n = |k: &str| v.get(k).and_then(Value::as_u64).unwrap_or(0);
+    format!(
+        "{}  {}  default key {}  {} scope(s)  cache ttl {} ms  outage grace {} ms",
+        s(v, "id"),
+        s(v, "name"),
+        s(v, "default_key"),
+        n("scopes"),
+        n("unwrap_cache_ttl_ms"),
+        n("outage_grace_ms")
+    )
 }
 
 /// Runs an org command.
@@ -30,11 +59,13 @@ pub async fn org(client: &Client, cmd: OrgCmd) -> Result<(), Failure> {
         OrgCmd::Create {
             name,
             unwrap_cache_ttl_ms,
+            outage_grace_ms,
         } => {
             let v = client
                 .post(
                     "/v1/orgs",
-                    json!({ "name": name, "unwrap_cache_ttl_ms": unwrap_cache_ttl_ms }),
+                    json!({ "name": name, "unwrap_cache_ttl_ms": unwrap_cache_ttl_ms,
+                        "outage_grace_ms": outage_grace_ms }),
                 )
                 .await?;
             print(client, &v, |v| {
@@ -49,15 +80,19 @@ pub async fn org(client: &Client, cmd: OrgCmd) -> Result<(), Failure> {
             org: OrgArg { org },
         } => {
             let v = client.get(&format!("/v1/orgs/{org}")).await?;
-            print(client, &v, |v| {
-                format!(
-                    "{}  {}  default key {}  {} scope(s)",
-                    s(v, "id"),
-                    s(v, "name"),
-                    s(v, "default_key"),
-                    v.get("scopes").and_then(Value::as_u64).unwrap_or(0)
+            print(client, &v, summary);
+        }
+        OrgCmd::Update {
+            org: OrgArg { org },
+            outage_grace_ms,
+        } => {
+            let v = client
+                .patch(
+                    &format!("/v1/orgs/{org}"),
+                    json!({ "outage_grace_ms": outage_grace_ms }),
                 )
-            });
+                .await?;
+            print(client, &v, summary);
         }
     }
     Ok(())

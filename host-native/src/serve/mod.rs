@@ -107,7 +107,10 @@ pub async fn run(config: Config) -> Result<(), String> {
         principal_arn: config.aws_principal_arn.clone(),
         danger_endpoint: config.danger_aws_endpoint.clone(),
     };
-    let service = Arc::new(Service::new(store, managed, config.unwrap_cache_ttl, aws)?);
+    let service = Arc::new(
+        Service::new(store, managed, config.unwrap_cache_ttl, aws)?
+            .with_outage_retry(config.outage_retry),
+    );
     let operator = service
         .bootstrap_operator()
         .await

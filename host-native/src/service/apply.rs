@@ -245,6 +245,7 @@ mod tests {
                     unwrap_cache_ttl_ms: 0,
                     created_at: 0,
                     lease_ttl_ms: 0,
+                    outage_grace_ms: 0,
                 };
                 org_rows::insert_org(&mut w.tx, org, &meta).await.unwrap();
             }

@@ -1,20 +1,38 @@
-//! Unwrapped keys in memory, each until its org's `unwrap_cache_ttl` after the root it came from
-//! was unwrapped (0: never kept, so every use goes back to the root holder, a KMS call for a
-//! CMK). A child key never outlives the root it was resolved from, so the bound on how long the
-//! vendor can keep using a withdrawn root is one TTL, not one TTL per level. Pause, revoke,
-//! retirement and key changes evict at once; a KMS answer that says the key is gone or denied
-//! evicts the whole org. Keys are wiped when dropped (`ScopeKey` zeroizes).
+//! Unwrapped keys in memory. Each entry carries the [`Freshness`] of the root it came from
+//! (when the root was last unwrapped, and when a failed refresh may next be retried) and is kept
+//! until its org's policy lets it go: `unwrap_cache_ttl` after that unwrap, plus the org's
+//! outage grace if it chose one (nothing is kept with a TTL of 0). Whether an entry may serve
+//! is core's rule ([`byok_core::grace`]), applied by the resolver at every use with the org's
+//! settings of that moment; this map only keeps and drops.
+//!
+//! A child key never outlives the root it was resolved from, so the bound on how long the
+//! vendor can keep using a withdrawn root is one TTL (plus any grace), not one per level.
+//! Pause, revoke, retirement and key changes evict at once; a KMS answer that says the key is
+//! gone or denied evicts the whole org. An evicted entry is gone: nothing brings it back but a
+//! new successful unwrap. Keys are wiped when dropped (`ScopeKey` zeroizes).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::Duration;
 
+use byok_core::grace::Freshness;
 use byok_core::{KeyId, ScopeId, ScopeKey};
 
 struct Entry {
     org: ScopeId,
     key: Arc<ScopeKey>,
-    expires: Instant,
+    freshness: Freshness,
+    /// Dropped at or after this time (the host's clock, [`super::Service::now`]).
+    keep_until: Duration,
+}
+
+/// A cached key with its root's freshness.
+#[derive(Clone)]
+pub struct Cached {
+    /// The key.
+    pub key: Arc<ScopeKey>,
+    /// Its root's freshness.
+    pub freshness: Freshness,
 }
 
 /// The cache.
@@ -29,11 +47,15 @@ impl KeyCache {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// `key` and when it expires, if it has not yet.
-    pub fn get(&self, key: KeyId) -> Option<(Arc<ScopeKey>, Instant)> {
+    /// `key` with its freshness, if it is still kept at `now` (fresh or not: the org's policy
+    /// decides whether it may serve).
+    pub fn get(&self, key: KeyId, now: Duration) -> Option<Cached> {
         let mut map = self.lock();
         match map.get(&key) {
-            Some(e) if Instant::now() < e.expires => Some((e.key.clone(), e.expires)),
+            Some(e) if now < e.keep_until => Some(Cached {
+                key: e.key.clone(),
+                freshness: e.freshness,
+            }),
             Some(_) => {
                 map.remove(&key);
                 None
@@ -42,11 +64,59 @@ impl KeyCache {
         }
     }
 
-    /// Keeps `key` of `org` until `expires` (nothing is kept if that is now or past).
-    pub fn put(&self, org: ScopeId, key: Arc<ScopeKey>, expires: Instant) {
-        if expires > Instant::now() {
-            self.lock().insert(key.id(), Entry { org, key, expires });
+    /// Keeps `key` of `org` with `freshness` until `keep_until` (nothing is kept if that is
+    /// `now` or past).
+    pub fn put(
+        &self,
+        org: ScopeId,
+        key: Arc<ScopeKey>,
+        freshness: Freshness,
+        keep_until: Duration,
+        now: Duration,
+    ) {
+        if keep_until > now {
+            self.lock().insert(
+                key.id(),
+                Entry {
+                    org,
+                    key,
+                    freshness,
+                    keep_until,
+                },
+            );
         }
+    }
+
+    /// Sets the freshness of `key` if it is still there (after a failed refresh: when to retry);
+    /// says whether it was. Never inserts: an entry evicted meanwhile stays evicted.
+    pub fn set_freshness(&self, key: KeyId, freshness: Freshness) -> bool {
+        match self.lock().get_mut(&key) {
+            Some(e) => {
+                e.freshness = freshness;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// After `org`'s settings changed: each of its entries still kept at `now` is kept until
+    /// `keep_until` of its freshness says, and dropped if that is past. An entry the old
+    /// settings let go stays gone, whatever the new ones say.
+    pub fn rekeep_org(
+        &self,
+        org: ScopeId,
+        keep_until: impl Fn(Freshness) -> Duration,
+        now: Duration,
+    ) {
+        self.lock().retain(|_, e| {
+            if now >= e.keep_until {
+                return false;
+            }
+            if e.org == org {
+                e.keep_until = keep_until(e.freshness);
+            }
+            now < e.keep_until
+        });
     }
 
     /// Drops every key of `scopes`.
@@ -78,7 +148,6 @@ impl KeyCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     fn key(scope: u8, version: u32) -> Arc<ScopeKey> {
         Arc::new(ScopeKey::new(
@@ -87,27 +156,65 @@ mod tests {
         ))
     }
 
+    const NOW: Duration = Duration::from_secs(100);
+
+    fn at(now: Duration) -> Freshness {
+        Freshness::unwrapped(now)
+    }
+
     #[test]
     fn entries_expire_evict_by_key_and_by_org() {
         let cache = KeyCache::default();
         let (a, b) = (ScopeId::from_bytes([1; 16]), ScopeId::from_bytes([9; 16]));
-        let later = Instant::now() + Duration::from_secs(60);
-        cache.put(a, key(1, 1), later);
-        cache.put(a, key(2, 1), later);
-        cache.put(b, key(9, 1), later);
-        cache.put(a, key(3, 1), Instant::now());
+        let later = NOW + Duration::from_secs(60);
+        cache.put(a, key(1, 1), at(NOW), later, NOW);
+        cache.put(a, key(2, 1), at(NOW), later, NOW);
+        cache.put(b, key(9, 1), at(NOW), later, NOW);
+        cache.put(a, key(3, 1), at(NOW), NOW, NOW);
         assert_eq!(cache.len(), 3, "an entry already expired is not kept");
+        assert!(
+            cache.get(KeyId::new(b, 1), later).is_none(),
+            "dropped at keep_until"
+        );
+        assert_eq!(cache.len(), 2);
         cache.evict_key(KeyId::new(ScopeId::from_bytes([2; 16]), 1));
         assert!(
             cache
-                .get(KeyId::new(ScopeId::from_bytes([2; 16]), 1))
+                .get(KeyId::new(ScopeId::from_bytes([2; 16]), 1), NOW)
                 .is_none()
         );
+        cache.put(b, key(9, 1), at(NOW), later, NOW);
         cache.evict_org(a);
-        assert!(cache.get(KeyId::new(a, 1)).is_none());
+        assert!(cache.get(KeyId::new(a, 1), NOW).is_none());
         assert!(
-            cache.get(KeyId::new(b, 1)).is_some(),
+            cache.get(KeyId::new(b, 1), NOW).is_some(),
             "other orgs keep theirs"
         );
+    }
+
+    #[test]
+    fn freshness_is_set_only_on_what_is_there_and_settings_rekeep() {
+        let cache = KeyCache::default();
+        let (a, b) = (ScopeId::from_bytes([1; 16]), ScopeId::from_bytes([9; 16]));
+        let k = KeyId::new(a, 1);
+        let retry = Freshness {
+            unwrapped_at: NOW,
+            retry_at: Some(NOW + Duration::from_secs(5)),
+        };
+        assert!(!cache.set_freshness(k, retry));
+        assert!(cache.is_empty(), "an evicted entry is not brought back");
+        cache.put(a, key(1, 1), at(NOW), NOW + Duration::from_secs(60), NOW);
+        cache.put(b, key(9, 1), at(NOW), NOW + Duration::from_secs(60), NOW);
+        assert!(cache.set_freshness(k, retry));
+        assert_eq!(cache.get(k, NOW).map(|c| c.freshness), Some(retry));
+        // A shorter grace: org a's entry is now past what it may be kept; b's is untouched.
+        let later = NOW + Duration::from_secs(30);
+        cache.rekeep_org(a, |f| f.unwrapped_at + Duration::from_secs(10), later);
+        assert!(cache.get(k, later).is_none());
+        assert!(cache.get(KeyId::new(b, 1), later).is_some());
+        // A longer grace does not bring back what the old one let go.
+        cache.put(a, key(1, 1), at(NOW), NOW + Duration::from_secs(10), NOW);
+        cache.rekeep_org(a, |f| f.unwrapped_at + Duration::from_secs(600), later);
+        assert!(cache.get(k, later).is_none());
     }
 }

@@ -8,17 +8,15 @@ use byok_core::kms::KmsError;
 use byok_core::scope::{HolderId, HolderStatus, Org};
 use serde_json::json;
 
+use super::grace::GraceEnd;
 use super::{OrgCell, Result, Service};
 use crate::store::{self, audit, keys};
 
 /// Whether a KMS error means the customer withdrew (the key is disabled, gone or pending
-/// deletion, or byok's access was removed), as opposed to an outage or throttling.
+/// deletion, byok's access was removed, or the key no longer opens the copy), as opposed to an
+/// outage or throttling: core's classification ([`byok_core::grace::Failure`]).
 pub fn is_denial(e: &KmsError) -> bool {
-    use byok_core::kms::KmsErrorKind as K;
-    matches!(
-        e.kind,
-        K::AccessDenied | K::KeyDisabled | K::KeyNotFound | K::KeyPendingDeletion
-    )
+    e.kind.is_denial()
 }
 
 /// The stable name of a KMS error class (key health states and audit events use it).
@@ -75,8 +73,9 @@ impl Service {
     }
 
     /// After a KMS call on key `n`: audits it, and if the KMS said the key is gone or byok is
-    /// denied (disabled, not found, pending deletion, access denied), drops every cached key of
-    /// the org at once, not at TTL expiry, and records the key's health.
+    /// denied (disabled, not found, pending deletion, access denied, invalid ciphertext), drops
+    /// every cached key of the org at once, not at TTL expiry, ends any outage grace, and
+    /// records the key's health.
     pub(super) async fn kms_answered(
         &self,
         cell: &OrgCell,
@@ -89,15 +88,16 @@ impl Service {
         if let Some(e) = err
             && is_denial(e)
         {
-            self.withdrawn(org, n, kind_code(e)).await?;
+            self.withdrawn(cell, org, n, kind_code(e)).await?;
             self.record_health(cell, org, n, kind_code(e).into(), Some(e.to_string()))
                 .await?;
         }
         Ok(())
     }
 
-    /// The customer withdrew key `n` (as a KMS answer says): evict the org's keys, audited.
-    async fn withdrawn(&self, org: ScopeId, n: u32, why: &str) -> Result<()> {
+    /// The customer withdrew key `n` (as a KMS answer says): evict the org's keys, audited, and
+    /// end any outage grace (nothing is left to serve, and nothing may be).
+    async fn withdrawn(&self, cell: &OrgCell, org: ScopeId, n: u32, why: &str) -> Result<()> {
         self.cache.evict_org(org);
         let mut w = self.store.write().await?;
         audit::append(
@@ -108,6 +108,7 @@ impl Service {
         )
         .await?;
         w.commit().await?;
+        self.end_grace(cell, org, GraceEnd::Denied).await?;
         Ok(())
     }
 
@@ -123,6 +124,7 @@ impl Service {
     pub async fn check_health_of(&self, org: ScopeId) -> Result<()> {
         {
             let cell = self.org(org).await?;
+            self.expire_grace(&cell, org).await?;
             let snap: std::sync::Arc<Org> = cell.snapshot();
             let enabled: Vec<u32> = snap
                 .holders()
@@ -153,7 +155,7 @@ impl Service {
                 };
                 if denied {
                     // The customer withdrew: nothing cached outlives the answer.
-                    self.withdrawn(org, n, &health).await?;
+                    self.withdrawn(&cell, org, n, &health).await?;
                 }
                 self.record_health(&cell, org, n, health, detail).await?;
             }

@@ -55,6 +55,9 @@ pub struct KeyView {
     pub health_detail: Option<String>,
     /// When it was checked (ms since the epoch).
     pub health_at: Option<i64>,
+    /// Set while the org serves cached keys past their TTL because this key's KMS is
+    /// unreachable (the org's outage grace): since when, and until when at most.
+    pub outage_grace: Option<super::GraceView>,
 }
 
 /// An org's keys, and whether the vendor can open its data without the customer's KMS.
@@ -356,6 +359,7 @@ impl Service {
     /// decrypt without the customer's KMS.
     pub async fn keys(&self, org: ScopeId) -> Result<KeysView> {
         let cell = self.org(org).await?;
+        self.expire_grace(&cell, org).await?;
         let snap = cell.snapshot();
         let rows = cell.cmks.read().unwrap_or_else(|p| p.into_inner()).clone();
         let keys = snap
@@ -377,6 +381,7 @@ impl Service {
                     health_detail: row.and_then(|r| r.health_detail.clone()),
                     health_at: row.and_then(|r| r.health_at),
                     alias_arn: row.and_then(|r| r.alias_arn.clone()),
+                    outage_grace: self.grace_view(&cell, h.id),
                 }
             })
             .collect();

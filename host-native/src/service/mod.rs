@@ -10,6 +10,7 @@ mod cache;
 mod data;
 mod error;
 mod events;
+mod grace;
 mod health;
 mod jobs;
 mod keys;
@@ -36,6 +37,7 @@ use scopes::check_name;
 
 pub use cache::KeyCache;
 pub use data::{DataKeyOut, MAX_PLAINTEXT};
+pub use grace::GraceView;
 pub use health::{is_denial, kind_code};
 pub use jobs::JobView;
 pub use keys::{KeyView, KeysView, PolicyView, StepView};
@@ -63,6 +65,10 @@ pub struct Metrics {
     pub leases: AtomicU64,
     /// KMS and STS calls made (attempts included).
     pub kms_calls: Arc<AtomicU64>,
+    /// Keys served past their TTL in outage grace.
+    pub grace_serves: AtomicU64,
+    /// Orgs in outage grace now (a gauge).
+    pub orgs_in_grace: AtomicU64,
 }
 
 /// The server's state: the store, the managed key, orgs in memory and the key cache.
@@ -76,6 +82,12 @@ pub struct Service {
     /// (revoking a token drops its entry at once; see `tokens.rs`).
     grants: RwLock<HashMap<[u8; 32], Arc<store::TokenRow>>>,
     default_ttl: Duration,
+    /// While an org serves in outage grace, its KMS is asked again at most this often.
+    outage_retry: Duration,
+    /// The start of the service's monotonic clock ([`Service::now`]).
+    epoch: std::time::Instant,
+    /// The wall clock then, ms since the Unix epoch.
+    epoch_ms: i64,
     /// Orgs whose jobs should run now (a resume or a revoke may have unblocked them); the
     /// server's background task reads them ([`Service::take_kicks`]).
     kicks: tokio::sync::mpsc::UnboundedSender<ScopeId>,
@@ -105,8 +117,18 @@ impl Service {
             cache: KeyCache::default(),
             grants: RwLock::new(HashMap::new()),
             default_ttl,
+            outage_retry: byok_core::grace::DEFAULT_RETRY_EVERY,
+            epoch: std::time::Instant::now(),
+            epoch_ms: store::now_ms(),
             metrics,
         })
+    }
+
+    /// The same, asking an unreachable KMS again at most every `retry` while an org serves in
+    /// outage grace (default [`byok_core::grace::DEFAULT_RETRY_EVERY`]).
+    pub fn with_outage_retry(mut self, retry: Duration) -> Self {
+        self.outage_retry = retry;
+        self
     }
 
     /// The store.

@@ -6,7 +6,6 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
 
 use byok_core::scope::{Effect, Org};
 use byok_core::{KeyId, ScopeId};
@@ -36,6 +35,9 @@ pub struct OrgCell {
     /// nothing that checked the state before a pause or revoke committed hands out a key after
     /// it, and the audit log orders them the way they happened.
     pub(super) gate: tokio::sync::RwLock<()>,
+    /// Set while the org serves cached roots past their TTL because its KMS is unreachable
+    /// (`grace.rs`).
+    pub(super) outage: std::sync::Mutex<Option<super::grace::Outage>>,
     /// Set when a transition was dropped between its commit and publishing it (the client hung
     /// up, or the request deadline passed): storage may hold a state this cell never saw. The
     /// cell is then out of the map, so the next use reloads the org from storage; whoever
@@ -78,15 +80,6 @@ impl OrgCell {
     /// The current committed value.
     pub fn snapshot(&self) -> Arc<Org> {
         self.org.read().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    pub(super) fn ttl(&self) -> Duration {
-        Duration::from_millis(
-            self.meta
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .unwrap_cache_ttl_ms,
-        )
     }
 
     /// The org's metadata.
@@ -149,6 +142,7 @@ impl Service {
             turn: tokio::sync::Mutex::new(()),
             gate: tokio::sync::RwLock::new(()),
             stale: AtomicBool::new(false),
+            outage: std::sync::Mutex::new(None),
         });
         Ok(self
             .orgs
@@ -293,7 +287,7 @@ mod tests {
             let managed = managed_key(SecretBytes::random(&mut rand::rng()), 1);
             let svc =
                 Service::new(db, managed, Duration::from_secs(60), AwsSettings::default()).unwrap();
-            let (org, _) = svc.create_org("org", None, None).await.unwrap();
+            let (org, _) = svc.create_org("org", None, None, None).await.unwrap();
             let team = svc.create_scope(org, org, "team").await.unwrap();
             let team = ScopeId::parse_hex(&team.id).unwrap();
             // The team's key is cached: the stale path a missed pause would take.

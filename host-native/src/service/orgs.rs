@@ -5,13 +5,14 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use byok_core::ScopeId;
+use byok_core::grace::CachePolicy;
 use byok_core::scope::Org;
 use serde_json::json;
 use zeroize::Zeroizing;
 
 use super::apply::{self, Extra};
 use super::scopes::check_name;
-use super::{Result, Service};
+use super::{Result, Service, ServiceError};
 use crate::store::{self, OrgMeta, Role, audit, org_rows};
 
 impl Service {
@@ -35,13 +36,19 @@ impl Service {
     }
 
     /// Creates an org in managed mode with its first admin token. Returns (org id, token).
+    /// `grace` is its outage grace (default 0), checked by core's rule
+    /// ([`CachePolicy::check_grace`]).
     pub async fn create_org(
         &self,
         name: &str,
         ttl: Option<Duration>,
         lease_ttl: Option<Duration>,
+        grace: Option<Duration>,
     ) -> Result<(ScopeId, Zeroizing<String>)> {
         check_name(name)?;
+        let ttl = ttl.unwrap_or(self.default_ttl);
+        let grace = grace.unwrap_or(Duration::ZERO);
+        CachePolicy::check_grace(ttl, grace).map_err(|e| ServiceError::Invalid(e.to_string()))?;
         // The thread-local generator is not `Send`: use it before any await.
         let (id, org, effects) = {
             let mut rng = rand::rng();
@@ -54,13 +61,13 @@ impl Service {
             let (org, _root, effects) = Org::create(id, &self.managed, &mut rng)?;
             (id, org, effects)
         };
-        let ttl = ttl.unwrap_or(self.default_ttl);
         let meta = OrgMeta {
             name: name.to_owned(),
-            unwrap_cache_ttl_ms: u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX),
+            unwrap_cache_ttl_ms: millis(ttl),
             created_at: store::now_ms(),
             lease_ttl_ms: lease_ttl
                 .map_or(60_000, |t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
+            outage_grace_ms: millis(grace),
         };
         let names = BTreeMap::from([(id, name.to_owned())]);
         let mut w = self.store.write().await?;
@@ -70,7 +77,8 @@ impl Service {
             &mut w.tx,
             id,
             at,
-            &json!({ "type": "org_created", "name": name, "unwrap_cache_ttl_ms": meta.unwrap_cache_ttl_ms }),
+            &json!({ "type": "org_created", "name": name, "unwrap_cache_ttl_ms": meta.unwrap_cache_ttl_ms,
+                "outage_grace_ms": meta.outage_grace_ms }),
         )
         .await?;
         // Nothing is cached or running for a new org: only the storage half applies.
@@ -90,6 +98,45 @@ impl Service {
         Ok((id, token))
     }
 
+    /// Changes the settings an org admin may change (today: the outage grace), audited; a
+    /// setting left `None` keeps its value. Returns the org's metadata as it is now.
+    pub async fn update_org(&self, org: ScopeId, grace: Option<Duration>) -> Result<OrgMeta> {
+        let cell = self.org(org).await?;
+        // Settings changes of one org take turns with each other and with transitions.
+        let _turn = cell.turn.lock().await;
+        let before = cell.meta();
+        let Some(grace) = grace else {
+            return Ok(before);
+        };
+        CachePolicy::check_grace(Duration::from_millis(before.unwrap_cache_ttl_ms), grace)
+            .map_err(|e| ServiceError::Invalid(e.to_string()))?;
+        let grace_ms = millis(grace);
+        if grace_ms == before.outage_grace_ms {
+            return Ok(before);
+        }
+        let mut w = self.store.write().await?;
+        org_rows::set_outage_grace(&mut w.tx, org, grace_ms).await?;
+        audit::append(
+            &mut w.tx,
+            org,
+            store::now_ms(),
+            &json!({ "type": "org_settings_changed",
+                "outage_grace_ms": { "from": before.outage_grace_ms, "to": grace_ms } }),
+        )
+        .await?;
+        w.commit().await?;
+        cell.meta
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .outage_grace_ms = grace_ms;
+        // Cached keys are kept as the new grace says: a shorter one drops what is past it now.
+        let policy = self.cache_policy(&cell);
+        self.cache
+            .rekeep_org(org, |f| policy.keep_until(f.unwrapped_at), self.now());
+        self.expire_grace(&cell, org).await?;
+        Ok(cell.meta())
+    }
+
     /// Rows of the org's audit log.
     pub async fn audit(
         &self,
@@ -106,4 +153,9 @@ impl Service {
         self.org(org).await?;
         Ok(audit::verify(self.store.pool(), org).await?)
     }
+}
+
+/// A duration in whole milliseconds (saturating).
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }

@@ -5,10 +5,12 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use byok_core::grace::{AfterFailure, CachePolicy, Freshness, Lookup};
 use byok_core::scope::{Org, ScopeError};
 use byok_core::{KeyId, ScopeId, ScopeKey};
 use serde_json::json;
 
+use super::grace::GraceEnd;
 use super::org_cell::OrgCell;
 use super::{Result, Service, ServiceError};
 use crate::store::{self, audit};
@@ -27,7 +29,7 @@ impl Service {
         {
             let guard = cell.gate.read().await;
             check_live(&cell.snapshot(), key)?;
-            if let Some((k, _)) = self.cache.get(key) {
+            if let Some(k) = self.fresh(cell, key) {
                 self.metrics.cache_hits.fetch_add(1, Ordering::Relaxed);
                 return Ok((k, guard));
             }
@@ -60,40 +62,129 @@ impl Service {
     pub async fn scope_key(&self, cell: &OrgCell, key: KeyId) -> Result<Arc<ScopeKey>> {
         let snap = cell.snapshot();
         check_live(&snap, key)?;
-        let ttl = cell.ttl();
-        if let Some((k, _)) = self.cache.get(key) {
+        if let Some(k) = self.fresh(cell, key) {
             self.metrics.cache_hits.fetch_add(1, Ordering::Relaxed);
             return Ok(k);
         }
         self.metrics.cache_misses.fetch_add(1, Ordering::Relaxed);
-        let org = snap.id();
+        let policy = self.cache_policy(cell);
         let root_id = snap.root_of(key)?;
-        let (root, expires) = match self.cache.get(root_id) {
-            Some(r) => r,
-            // Nothing is cached: no one to wait for.
-            None if ttl.is_zero() => (
-                Arc::new(self.unwrap_root(cell, &snap, root_id).await?),
-                std::time::Instant::now(),
-            ),
-            None => {
-                let _turn = cell.unwrap_turn.lock().await;
-                match self.cache.get(root_id) {
-                    Some(r) => r,
-                    None => {
-                        let r = Arc::new(self.unwrap_root(cell, &snap, root_id).await?);
-                        let expires = std::time::Instant::now() + ttl;
-                        self.cache.put(org, r.clone(), expires);
-                        (r, expires)
-                    }
-                }
-            }
-        };
+        let (root, freshness) = self.root(cell, &snap, root_id, &policy).await?;
         if root_id == key {
             return Ok(root);
         }
         let k = Arc::new(snap.resolve(key, &root)?);
-        self.cache.put(org, k.clone(), expires);
+        // A child inherits its root's last unwrap: it never outlives it, grace included.
+        let f = Freshness::unwrapped(freshness.unwrapped_at);
+        self.cache.put(
+            snap.id(),
+            k.clone(),
+            f,
+            policy.keep_until(f.unwrapped_at),
+            self.now(),
+        );
         Ok(k)
+    }
+
+    /// `key` from the cache if it is within its TTL now.
+    fn fresh(&self, cell: &OrgCell, key: KeyId) -> Option<Arc<ScopeKey>> {
+        let now = self.now();
+        let c = self.cache.get(key, now)?;
+        self.cache_policy(cell)
+            .is_fresh(c.freshness.unwrapped_at, now)
+            .then_some(c.key)
+    }
+
+    /// Root `root_id` as core's rule ([`byok_core::grace`]) allows it now: cached within its
+    /// TTL; or unwrapped again from the default holder (one request per org asks, the others
+    /// wait for its answer); or, when that fails because the KMS is unreachable and the org
+    /// chose an outage grace, the cached root past its TTL, until TTL + grace after its last
+    /// successful unwrap. A denial evicts the org's keys and serves nothing; an evicted entry is
+    /// never served again. Returns the root with its freshness.
+    async fn root(
+        &self,
+        cell: &OrgCell,
+        snap: &Org,
+        root_id: KeyId,
+        policy: &CachePolicy,
+    ) -> Result<(Arc<ScopeKey>, Freshness)> {
+        let org = snap.id();
+        if let Some(r) = self.cached_root(cell, root_id, policy) {
+            return Ok(r);
+        }
+        if policy.ttl.is_zero() {
+            // Nothing is kept: no one to wait for, nothing to fall back on.
+            let r = self.unwrap_root(cell, snap, root_id).await?;
+            return Ok((Arc::new(r), Freshness::unwrapped(self.now())));
+        }
+        let _turn = cell.unwrap_turn.lock().await;
+        // Another request may have refreshed it (or failed to) while this one waited.
+        if let Some(r) = self.cached_root(cell, root_id, policy) {
+            return Ok(r);
+        }
+        let answer = self.unwrap_root(cell, snap, root_id).await;
+        let now = self.now();
+        let err = match answer {
+            Ok(r) => {
+                let r = Arc::new(r);
+                let f = Freshness::unwrapped(now);
+                self.cache
+                    .put(org, r.clone(), f, policy.keep_until(now), now);
+                self.end_grace(cell, org, GraceEnd::Recovered).await?;
+                return Ok((r, f));
+            }
+            Err(ServiceError::Kms(e)) => e,
+            Err(other) => return Err(other),
+        };
+        // The entry as it is now: one evicted while the KMS was asked stays evicted.
+        let cached = self.cache.get(root_id, now);
+        match policy.after_failure(cached.as_ref().map(|c| c.freshness), err.kind, now) {
+            AfterFailure::Stale { freshness, .. } => {
+                if let Some(c) = cached
+                    && self.cache.set_freshness(root_id, freshness)
+                {
+                    self.serving_in_grace(cell, org, snap.default_holder(), &err, freshness)
+                        .await?;
+                    return Ok((c.key, freshness));
+                }
+                Err(err.into())
+            }
+            AfterFailure::Evict => {
+                // `kms_answered` evicted already; a denial wins whatever the class said there.
+                self.cache.evict_org(org);
+                self.end_grace(cell, org, GraceEnd::Denied).await?;
+                Err(err.into())
+            }
+            AfterFailure::Fail => {
+                self.cache.evict_key(root_id);
+                self.expire_grace(cell, org).await?;
+                Err(err.into())
+            }
+        }
+    }
+
+    /// Root `root_id` from the cache, if core's rule lets it serve now without asking the KMS:
+    /// within its TTL, or in grace with a refresh failed less than the retry interval ago.
+    fn cached_root(
+        &self,
+        cell: &OrgCell,
+        root_id: KeyId,
+        policy: &CachePolicy,
+    ) -> Option<(Arc<ScopeKey>, Freshness)> {
+        let now = self.now();
+        let c = self.cache.get(root_id, now)?;
+        match policy.lookup(c.freshness, now) {
+            Lookup::Fresh => Some((c.key, c.freshness)),
+            Lookup::Stale => {
+                self.served_stale(cell);
+                Some((c.key, c.freshness))
+            }
+            Lookup::Refresh => None,
+            Lookup::Expired => {
+                self.cache.evict_key(root_id);
+                None
+            }
+        }
     }
 
     /// The newest key of `scope` in `org`, resolved (its effective state checked).
@@ -185,7 +276,7 @@ pub(super) fn check_live(org: &Org, key: KeyId) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
     use byok_core::scope::{ScopeError, managed_key};
     use byok_core::{ScopeId, SecretBytes};
@@ -203,7 +294,7 @@ mod tests {
         let managed = managed_key(SecretBytes::random(&mut rand::rng()), 1);
         let svc =
             Service::new(db, managed, Duration::from_secs(60), AwsSettings::default()).unwrap();
-        let (org, _) = svc.create_org("org", None, None).await.unwrap();
+        let (org, _) = svc.create_org("org", None, None, None).await.unwrap();
         let team = svc.create_scope(org, org, "team").await.unwrap();
         let team = ScopeId::parse_hex(&team.id).unwrap();
         let ct = svc
@@ -218,8 +309,14 @@ mod tests {
         svc.pause(org, team).await.unwrap();
         assert_eq!(svc.cache().len(), 1, "the pause evicted the team's key");
         // The late resolve puts it back.
-        svc.cache()
-            .put(org, key, Instant::now() + Duration::from_secs(60));
+        let now = svc.now();
+        svc.cache().put(
+            org,
+            key,
+            byok_core::grace::Freshness::unwrapped(now),
+            now + Duration::from_secs(60),
+            now,
+        );
         let paused = |r: Result<Vec<u8>, ServiceError>| matches!(r, Err(ServiceError::Scope(ScopeError::Paused { by, .. })) if by == team);
         assert!(paused(svc.encrypt(org, team, b"x", BTreeMap::new()).await));
         assert!(paused(svc.decrypt(org, &ct, BTreeMap::new()).await));

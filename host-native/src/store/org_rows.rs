@@ -30,6 +30,9 @@ pub struct OrgMeta {
     pub created_at: i64,
     /// How long an edge lease lasts, ms (0: no leases).
     pub lease_ttl_ms: u64,
+    /// How long past `unwrap_cache_ttl_ms` cached roots may keep serving while the KMS is
+    /// unreachable (never after a denial), ms (0: the plain TTL).
+    pub outage_grace_ms: u64,
 }
 
 /// `managed` or `cmk:N`.
@@ -131,16 +134,31 @@ pub async fn insert_org(
     meta: &OrgMeta,
 ) -> Result<()> {
     sqlx::query(
-        "INSERT INTO orgs (id, name, default_holder, job, unwrap_cache_ttl_ms, created_at, lease_ttl_ms) VALUES (?, ?, 'managed', NULL, ?, ?, ?)",
+        "INSERT INTO orgs (id, name, default_holder, job, unwrap_cache_ttl_ms, created_at, lease_ttl_ms, outage_grace_ms) VALUES (?, ?, 'managed', NULL, ?, ?, ?, ?)",
     )
     .bind(hex(org))
     .bind(&meta.name)
     .bind(i64::try_from(meta.unwrap_cache_ttl_ms).unwrap_or(i64::MAX))
     .bind(meta.created_at)
     .bind(i64::try_from(meta.lease_ttl_ms).unwrap_or(i64::MAX))
+    .bind(i64::try_from(meta.outage_grace_ms).unwrap_or(i64::MAX))
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+/// Sets the org's outage grace, ms.
+pub async fn set_outage_grace(
+    tx: &mut Transaction<'static, Sqlite>,
+    org: ScopeId,
+    ms: u64,
+) -> Result<()> {
+    let done = sqlx::query("UPDATE orgs SET outage_grace_ms = ? WHERE id = ?")
+        .bind(i64::try_from(ms).unwrap_or(i64::MAX))
+        .bind(hex(org))
+        .execute(&mut **tx)
+        .await?;
+    one_row(done.rows_affected(), "outage grace of an unknown org")
 }
 
 /// An effect that changes no row does not fit the stored state: refuse it (the transaction
@@ -168,7 +186,7 @@ pub async fn load(
 ) -> Result<Option<(Org, OrgMeta, BTreeMap<ScopeId, String>)>> {
     let org_id = hex(id);
     let Some(row) = sqlx::query(
-        "SELECT name, default_holder, job, unwrap_cache_ttl_ms, created_at, lease_ttl_ms FROM orgs WHERE id = ?",
+        "SELECT name, default_holder, job, unwrap_cache_ttl_ms, created_at, lease_ttl_ms, outage_grace_ms FROM orgs WHERE id = ?",
     )
     .bind(&org_id)
     .fetch_optional(pool)
@@ -182,6 +200,7 @@ pub async fn load(
             .unwrap_or(0),
         created_at: row.try_get("created_at")?,
         lease_ttl_ms: u64::try_from(row.try_get::<i64, _>("lease_ttl_ms")?).unwrap_or(0),
+        outage_grace_ms: u64::try_from(row.try_get::<i64, _>("outage_grace_ms")?).unwrap_or(0),
     };
     let default = parse_holder(row.try_get("default_holder")?)
         .ok_or_else(|| corrupt("bad default holder"))?;
@@ -310,6 +329,73 @@ mod tests {
         for bad in ["", "cmk:", "cmk:-1", "cmk:x", "Managed"] {
             assert_eq!(parse_holder(bad), None, "{bad}");
         }
+    }
+
+    /// A database made before outage grace existed (migrations up to 0005) opens, migrates, and
+    /// its orgs keep the plain TTL (grace 0); the new column then stores a grace.
+    #[tokio::test]
+    async fn an_existing_database_migrates_to_a_zero_grace() {
+        let dir = std::env::temp_dir().join(format!("byok-migrate-{}", std::process::id()));
+        let old = dir.join("old-migrations");
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&old).unwrap();
+        let all = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+        let mut names: Vec<_> = std::fs::read_dir(&all)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.as_str() < "0006")
+            .collect();
+        names.sort();
+        assert_eq!(names.len(), 5, "{names:?}");
+        for n in &names {
+            std::fs::copy(all.join(n), old.join(n)).unwrap();
+        }
+        let url = format!("sqlite://{}", dir.join("byok.db").display());
+        {
+            use std::str::FromStr;
+            let opts = sqlx::sqlite::SqliteConnectOptions::from_str(&url)
+                .unwrap()
+                .create_if_missing(true);
+            let pool = SqlitePool::connect_with(opts).await.unwrap();
+            sqlx::migrate::Migrator::new(old.as_path())
+                .await
+                .unwrap()
+                .run(&pool)
+                .await
+                .unwrap();
+            sqlx::query(
+                "INSERT INTO orgs (id, name, default_holder, job, unwrap_cache_ttl_ms, created_at) VALUES (?, 'old', 'managed', NULL, 60000, 1)",
+            )
+            .bind(hex(ScopeId::from_bytes([7; 16])))
+            .execute(&pool)
+            .await
+            .unwrap();
+            pool.close().await;
+        }
+        let db = super::super::Database::open(&url).await.unwrap();
+        let org = ScopeId::from_bytes([7; 16]);
+        let grace = |pool: SqlitePool| async move {
+            sqlx::query_scalar::<_, i64>("SELECT outage_grace_ms FROM orgs WHERE id = ?")
+                .bind(hex(org))
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        };
+        assert_eq!(grace(db.pool().clone()).await, 0);
+        let mut w = db.write().await.unwrap();
+        set_outage_grace(&mut w.tx, org, 30_000).await.unwrap();
+        w.commit().await.unwrap();
+        assert_eq!(grace(db.pool().clone()).await, 30_000);
+        let mut w = db.write().await.unwrap();
+        assert!(
+            set_outage_grace(&mut w.tx, ScopeId::from_bytes([8; 16]), 1)
+                .await
+                .is_err(),
+            "an unknown org changes no row"
+        );
+        drop(w);
+        db.pool().close().await;
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
