@@ -65,6 +65,29 @@ impl<T: AsyncRead> AsyncRead for Idle<T> {
     }
 }
 
+/// Restarts the clock on a write that moved bytes; a write still pending when the clock runs
+/// out fails with `TimedOut`.
+fn after_write(
+    sleep: &mut Pin<Box<Sleep>>,
+    limit: Duration,
+    cx: &mut Context<'_>,
+    written: Poll<io::Result<usize>>,
+) -> Poll<io::Result<usize>> {
+    match written {
+        Poll::Ready(Ok(n)) => {
+            if n > 0 {
+                sleep.as_mut().reset(Instant::now() + limit);
+            }
+            Poll::Ready(Ok(n))
+        }
+        Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+        Poll::Pending => {
+            ready!(sleep.as_mut().poll(cx));
+            Poll::Ready(Err(timed_out()))
+        }
+    }
+}
+
 impl<T: AsyncWrite> AsyncWrite for Idle<T> {
     fn poll_write(
         self: Pin<&mut Self>,
@@ -72,19 +95,8 @@ impl<T: AsyncWrite> AsyncWrite for Idle<T> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.project();
-        match this.inner.poll_write(cx, buf) {
-            Poll::Ready(Ok(n)) => {
-                if n > 0 {
-                    this.sleep.as_mut().reset(Instant::now() + *this.limit);
-                }
-                Poll::Ready(Ok(n))
-            }
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => {
-                ready!(this.sleep.as_mut().poll(cx));
-                Poll::Ready(Err(timed_out()))
-            }
-        }
+        let written = this.inner.poll_write(cx, buf);
+        after_write(this.sleep, *this.limit, cx, written)
     }
 
     fn poll_write_vectored(
@@ -93,19 +105,8 @@ impl<T: AsyncWrite> AsyncWrite for Idle<T> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.project();
-        match this.inner.poll_write_vectored(cx, bufs) {
-            Poll::Ready(Ok(n)) => {
-                if n > 0 {
-                    this.sleep.as_mut().reset(Instant::now() + *this.limit);
-                }
-                Poll::Ready(Ok(n))
-            }
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => {
-                ready!(this.sleep.as_mut().poll(cx));
-                Poll::Ready(Err(timed_out()))
-            }
-        }
+        let written = this.inner.poll_write_vectored(cx, bufs);
+        after_write(this.sleep, *this.limit, cx, written)
     }
 
     fn is_write_vectored(&self) -> bool {
