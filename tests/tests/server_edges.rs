@@ -222,7 +222,8 @@ async fn slow_heads_slow_bodies_and_idle_connections_are_cut() {
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(answer.contains("\"code\":\"request_timeout\""), "{answer}");
 
-    // A kept-alive connection that goes quiet is closed after the idle timeout.
+    // A kept-alive connection that goes quiet is closed: hyper's header timer runs while it
+    // waits for the next head (the idle timeout's own case is `a_client_that_never_reads`).
     let mut s = TcpStream::connect(&addr).await.unwrap();
     s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
         .await
@@ -237,6 +238,49 @@ async fn slow_heads_slow_bodies_and_idle_connections_are_cut() {
         "an idle connection is closed"
     );
     assert!(quiet.elapsed() < Duration::from_secs(5));
+}
+
+/// A client that sends requests and never reads the answers would hold a connection (and a
+/// task) forever: hyper waits on the full socket. The idle timeout closes it, because no
+/// byte moves. (hyper's header timer does not help here: it only runs while a head is read.)
+#[tokio::test]
+async fn a_client_that_never_reads_is_cut() {
+    let ts = TestServer::start_with("slow-reader", |data| {
+        Server::start(
+            data,
+            &[
+                QUIET,
+                ("BYOK_REQUEST_TIMEOUT_MS", "500"),
+                ("BYOK_IDLE_TIMEOUT_MS", "1500"),
+            ],
+        )
+    });
+    let addr = ts.server.url.trim_start_matches("http://").to_owned();
+    let mut s = TcpStream::connect(&addr).await.unwrap();
+    // Far more answer than the socket buffers hold: the server's writes stall.
+    let asks = 400;
+    let one = b"GET /openapi.json HTTP/1.1\r\nHost: x\r\n\r\n";
+    for _ in 0..asks {
+        s.write_all(one).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let mut got = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await
+    .is_ok();
+    let answers = String::from_utf8_lossy(&got)
+        .matches("HTTP/1.1 200")
+        .count();
+    assert!(closed, "the connection was closed");
+    assert!(answers < asks, "cut before all {asks} answers: {answers}");
 }
 
 #[tokio::test]
