@@ -190,6 +190,31 @@ impl Drop for Server {
     }
 }
 
+/// A whole reply: status, headers and the body as text.
+pub struct Reply {
+    /// The status.
+    pub status: u16,
+    /// The headers.
+    pub headers: reqwest::header::HeaderMap,
+    /// The body.
+    pub body: String,
+}
+
+impl Reply {
+    /// Status and body as JSON (`Null` if it is not JSON), as `Api::get` answers.
+    pub fn json(&self) -> (u16, Value) {
+        (
+            self.status,
+            serde_json::from_str(&self.body).unwrap_or(Value::Null),
+        )
+    }
+
+    /// A header's value, if present and text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
 /// A minimal API client for tests: raw status and JSON body.
 pub struct Api {
     http: reqwest::Client,
@@ -230,6 +255,25 @@ impl Api {
             status,
             serde_json::from_slice(&bytes).unwrap_or(Value::Null),
         )
+    }
+
+    /// Sends a GET (no `body`) or a JSON POST with `token`; the whole reply, headers included.
+    pub async fn reply(&self, path: &str, token: &str, body: Option<&Value>) -> Reply {
+        let url = format!("{}{path}", self.url);
+        let req = match body {
+            Some(b) => self
+                .http
+                .post(url)
+                .header("content-type", "application/json")
+                .body(b.to_string()),
+            None => self.http.get(url),
+        };
+        let resp = req.bearer_auth(token).send().await.expect("request");
+        Reply {
+            status: resp.status().as_u16(),
+            headers: resp.headers().clone(),
+            body: resp.text().await.unwrap_or_default(),
+        }
     }
 
     /// GET with a token.

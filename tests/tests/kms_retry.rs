@@ -245,20 +245,17 @@ async fn kms_unavailable_through_the_api_is_503_with_retry_after() {
     let ciphertext = o.seal(&ts, &o.id, b"hello").await;
     let (org, service) = (&o.id, &o.service);
     let decrypt = async || {
-        let resp = reqwest::Client::new()
-            .post(format!("{}/v1/orgs/{org}/decrypt", ts.url))
-            .bearer_auth(service)
-            .header("content-type", "application/json")
-            .body(json!({ "ciphertext": ciphertext }).to_string())
-            .send()
-            .await
-            .unwrap();
-        let status = resp.status().as_u16();
-        let retry_after = resp
-            .headers()
-            .get("retry-after")
-            .map(|v| v.to_str().unwrap().to_owned());
-        let body: Value = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
+        let reply = ts
+            .api
+            .reply(
+                &format!("/v1/orgs/{org}/decrypt"),
+                service,
+                Some(&json!({ "ciphertext": ciphertext })),
+            )
+            .await;
+        let retry_after = reply.header("retry-after").map(str::to_owned);
+        let body: Value = serde_json::from_str(&reply.body).unwrap();
+        let status = reply.status;
         (status, retry_after, body)
     };
 

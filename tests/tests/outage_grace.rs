@@ -82,20 +82,17 @@ impl Outage {
     }
 
     async fn decrypt_as(&self, token: &str) -> ((u16, Value), Option<String>) {
-        let resp = reqwest::Client::new()
-            .post(format!("{}{}", self.ts.url, self.o.path("/decrypt")))
-            .bearer_auth(token)
-            .header("content-type", "application/json")
-            .body(json!({ "ciphertext": self.sealed }).to_string())
-            .send()
-            .await
-            .unwrap();
-        let status = resp.status().as_u16();
-        let retry_after = resp
-            .headers()
-            .get("retry-after")
-            .map(|v| v.to_str().unwrap().to_owned());
-        let body = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap_or(Value::Null);
+        let reply = self
+            .ts
+            .api
+            .reply(
+                &self.o.path("/decrypt"),
+                token,
+                Some(&json!({ "ciphertext": self.sealed })),
+            )
+            .await;
+        let retry_after = reply.header("retry-after").map(str::to_owned);
+        let (status, body) = reply.json();
         ((status, body), retry_after)
     }
 

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use byok_tests::fixtures::{OrgSettings, TestServer, assert_error, assert_status};
-use byok_tests::server::{Server, binary, field};
+use byok_tests::server::{Reply, Server, binary, field};
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -14,42 +14,8 @@ use tokio::net::TcpStream;
 
 const QUIET: (&str, &str) = ("BYOK_KEY_HEALTH_INTERVAL_MS", "3600000");
 
-/// An answer with its headers: (status, headers, body).
-struct Raw {
-    status: u16,
-    headers: reqwest::header::HeaderMap,
-    body: String,
-}
-
-impl Raw {
-    fn json(&self) -> (u16, serde_json::Value) {
-        (
-            self.status,
-            serde_json::from_str(&self.body).unwrap_or(serde_json::Value::Null),
-        )
-    }
-
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-}
-
-async fn send(ts: &TestServer, post: Option<serde_json::Value>, path: &str, token: &str) -> Raw {
-    let client = reqwest::Client::new();
-    let url = format!("{}{path}", ts.server.url);
-    let req = match post {
-        Some(body) => client
-            .post(url)
-            .header("content-type", "application/json")
-            .body(body.to_string()),
-        None => client.get(url),
-    };
-    let resp = req.bearer_auth(token).send().await.unwrap();
-    Raw {
-        status: resp.status().as_u16(),
-        headers: resp.headers().clone(),
-        body: resp.text().await.unwrap(),
-    }
+async fn send(ts: &TestServer, post: Option<serde_json::Value>, path: &str, token: &str) -> Reply {
+    ts.api.reply(path, token, post.as_ref()).await
 }
 
 /// A CA and a leaf for 127.0.0.1 signed by it: (CA PEM, leaf PEM, leaf key PEM).
