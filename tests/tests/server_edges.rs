@@ -163,7 +163,7 @@ async fn slow_heads_slow_bodies_and_idle_connections_are_cut() {
     s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
         .await
         .unwrap();
-    let started = std::time::Instant::now();
+    let started = Instant::now();
     assert!(
         read_until_closed(&mut s, Duration::from_secs(5))
             .await
@@ -196,7 +196,7 @@ async fn slow_heads_slow_bodies_and_idle_connections_are_cut() {
         .unwrap();
     let n = s.read(&mut buf).await.unwrap();
     assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
-    let quiet = std::time::Instant::now();
+    let quiet = Instant::now();
     assert!(
         read_until_closed(&mut s, Duration::from_secs(10))
             .await
