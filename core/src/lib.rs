@@ -54,6 +54,8 @@ extern crate alloc;
 extern crate std;
 
 pub mod api_code;
+#[cfg(feature = "audit-log")]
+pub mod audit_log;
 pub mod context;
 pub mod crypto;
 pub mod datakey;
