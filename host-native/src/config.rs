@@ -20,6 +20,8 @@
 //! org_rate_limit = 5000        # requests per second per org (0 = none)
 //! token_rate_limit = 2500      # requests per second per token (0 = none)
 //! metrics_listen = "10.0.0.5:9090"  # /metrics here, without a token, and not on `listen`
+//! log_name = "byok.example.com"  # the audit log key's name (set once: at the first start)
+//! checkpoint_interval_ms = 60000 # how often grown audit logs get a signed checkpoint
 //! ```
 //!
 //! The vendor's AWS credentials come only from the environment (`BYOK_AWS_ACCESS_KEY_ID`,
@@ -61,6 +63,10 @@ pub struct FileConfig {
     pub key_health_interval_ms: Option<u64>,
     /// How often an unreachable KMS is asked again while an org serves in outage grace, ms.
     pub outage_retry_ms: Option<u64>,
+    /// The audit log key's name (at its creation).
+    pub log_name: Option<String>,
+    /// How often grown audit logs get a signed checkpoint, ms.
+    pub checkpoint_interval_ms: Option<u64>,
     /// The vendor's AWS principal, for generated policies.
     pub aws_principal_arn: Option<String>,
     /// TLS certificate chain (PEM).
@@ -111,6 +117,15 @@ pub struct ServeArgs {
     /// is asked again, in ms, at least 100 [default: 5000].
     #[arg(long, env = "BYOK_OUTAGE_RETRY_MS")]
     pub outage_retry_ms: Option<u64>,
+    /// The audit log key's name, in every checkpoint's origin and signature line: a name that
+    /// identifies this deployment (a host name). Used at the first start only, when the key
+    /// is made [default: byok].
+    #[arg(long, env = "BYOK_LOG_NAME")]
+    pub log_name: Option<String>,
+    /// How often every org whose audit log grew gets a signed checkpoint, in ms, at least 1000
+    /// [default: 60000].
+    #[arg(long, env = "BYOK_CHECKPOINT_INTERVAL_MS")]
+    pub checkpoint_interval_ms: Option<u64>,
     /// The vendor's AWS principal ARN, named in the policies byok generates (none are generated
     /// without it).
     #[arg(long, env = "BYOK_AWS_PRINCIPAL_ARN")]
@@ -169,6 +184,10 @@ pub struct Config {
     pub key_health_interval: Duration,
     /// How often an unreachable KMS is asked again while an org serves in outage grace.
     pub outage_retry: Duration,
+    /// The audit log key's name (at its creation).
+    pub log_name: String,
+    /// How often grown audit logs get a signed checkpoint.
+    pub checkpoint_interval: Duration,
     /// The vendor's AWS principal ARN; without it no policy is generated.
     pub aws_principal_arn: Option<String>,
     /// Test-only AWS endpoint override.
@@ -284,6 +303,17 @@ impl Config {
                 .map_or(byok_core::grace::DEFAULT_RETRY_EVERY, |ms| {
                     Duration::from_millis(ms.max(100))
                 }),
+            log_name: args
+                .log_name
+                .clone()
+                .or(file.log_name)
+                .unwrap_or_else(|| "byok".into()),
+            checkpoint_interval: Duration::from_millis(
+                args.checkpoint_interval_ms
+                    .or(file.checkpoint_interval_ms)
+                    .unwrap_or(60_000)
+                    .max(1000),
+            ),
             aws_principal_arn: args.aws_principal_arn.clone().or(file.aws_principal_arn),
             danger_aws_endpoint: args.danger_aws_endpoint.clone(),
         })

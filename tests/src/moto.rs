@@ -58,6 +58,11 @@ fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+/// The venv's Python (with the packages of `tools/requirements.txt`).
+pub fn python() -> PathBuf {
+    venv().join("bin/python")
+}
+
 /// The venv the test command made (`BYOK_VENV`, default `~/.cache/byok/venv`).
 fn venv() -> PathBuf {
     std::env::var_os("BYOK_VENV")

@@ -207,8 +207,11 @@ async fn a_revoked_token_is_refused_at_once_and_after_a_restart() {
     assert_eq!(f.ts.get(&org_path, &token).await.0, 200, "cached now");
     // Revoked: the next request is 401, although it was authenticated a moment ago.
     let one = f.o.path(&format!("/tokens/{id}"));
-    let (st, _) = f.ts.raw("DELETE", &one, Some(&f.o.admin), None).await;
-    assert_eq!(st, 204);
+    let (st, body) = f.ts.raw("DELETE", &one, Some(&f.o.admin), None).await;
+    assert_eq!(st, 200);
+    // The answer carries the revocation receipt.
+    assert_eq!(body["id"], json!(id));
+    assert_eq!(body["receipt"]["entry"]["event"]["action"], "token_revoked");
     assert_error(&f.ts.get(&org_path, &token).await, 401, "unauthenticated");
     let answer = f.ts.raw("DELETE", &one, Some(&f.o.admin), None).await;
     assert_eq!(answer.0, 404, "gone");

@@ -8,7 +8,10 @@
 //! server's statement about `access_ends_at` is itself in the signed log, and [`verify`] needs
 //! nothing but the published verifier key.
 
+// utoipa's derive calls `format!` and names `Vec` unqualified; this crate is no_std.
 use alloc::string::String;
+#[cfg(feature = "openapi")]
+use alloc::{format, vec::Vec};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -131,7 +134,7 @@ mod tests {
         let key = LogKey::from_seed("byok.test", &SecretBytes::from_bytes(&mut seed)).unwrap();
         let org = ScopeId::from_bytes([4; 16]);
         let mut tree = MemoryTree::new();
-        let mut entries = alloc::vec::Vec::new();
+        let mut entries = alloc::vec![];
         for seq in 1..=5u64 {
             let event = if seq == 4 {
                 json!({ "type": RECEIPT_EVENT, "action": "scope_revoked", "scope": "ab", "access_ends_at": 1_000 })

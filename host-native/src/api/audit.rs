@@ -1,13 +1,20 @@
-//! The audit log: read and verify (auditor, admin).
+//! The audit log: read and verify (auditor, admin); checkpoints, proofs and the verifier key
+//! of the transparency log; receipts of withdrawals.
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use byok_core::ScopeId;
+use byok_core::audit_log::proof::{ConsistencyProof, InclusionProof};
+use byok_core::audit_log::receipt::Receipt;
 use serde::Deserialize;
 
 use super::AppState;
 use super::auth::Caller;
 use super::error::{ApiError, ErrorBody};
 use super::paths::OrgPath;
+use crate::service::audit_log::Withdrawal;
 use crate::store::{AuditRow, Role, Verification};
 
 /// Who may read and verify the log.
@@ -60,4 +67,159 @@ pub async fn verify(
 ) -> Result<Json<Verification>, ApiError> {
     let org = caller.org(&org, READERS)?;
     Ok(Json(s.service.verify_audit(org).await?))
+}
+
+/// The log's public key, in the C2SP note verifier-key form.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct VerifierKey {
+    /// `name+keyid+base64(0x01 || Ed25519 public key)`: pin it, and check checkpoints and
+    /// receipts with it (`byok audit verify-receipt`).
+    pub verifier_key: String,
+}
+
+/// The audit log's verifier key (no token needed: it is public).
+#[utoipa::path(get, path = "/v1/audit/verifier-key", tag = "audit",
+    responses((status = 200, body = VerifierKey)))]
+pub async fn verifier_key(State(s): State<AppState>) -> Result<Json<VerifierKey>, ApiError> {
+    Ok(Json(VerifierKey {
+        verifier_key: s.service.verifier_key()?,
+    }))
+}
+
+/// The org's newest signed checkpoint, a C2SP `tlog-checkpoint` in a `signed-note`, as text
+/// (auditor, admin). Signed now if the log grew since the last one.
+#[utoipa::path(get, path = "/v1/orgs/{org}/audit/checkpoint", tag = "audit",
+    params(OrgPath),
+    responses((status = 200, body = String, content_type = "text/plain"), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn checkpoint(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(org): Path<String>,
+) -> Result<Response, ApiError> {
+    let org = caller.org(&org, READERS)?;
+    let cp = s.service.checkpoint(org).await?;
+    Ok((
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        cp.note,
+    )
+        .into_response())
+}
+
+/// One signed checkpoint as the list shows it.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct CheckpointView {
+    /// Tree size.
+    pub size: u64,
+    /// When signed, ms since the Unix epoch.
+    pub at: i64,
+    /// The signed note.
+    pub note: String,
+}
+
+/// Paging through checkpoints.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointPage {
+    /// Checkpoints of a size above this (default 0).
+    pub after: Option<u64>,
+    /// At most this many (1..=1000, default 100).
+    pub limit: Option<i64>,
+}
+
+/// Every checkpoint byok signed for the org, oldest first (auditor, admin): a verifier bisects
+/// a rewritten log against them.
+#[utoipa::path(get, path = "/v1/orgs/{org}/audit/checkpoints", tag = "audit",
+    params(OrgPath,
+        ("after" = Option<u64>, Query, description = "checkpoints of a size above this (default 0)"),
+        ("limit" = Option<i64>, Query, description = "at most this many, 1..=1000 (default 100)")),
+    responses((status = 200, body = Vec<CheckpointView>), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn checkpoints(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(org): Path<String>,
+    Query(page): Query<CheckpointPage>,
+) -> Result<Json<Vec<CheckpointView>>, ApiError> {
+    let org = caller.org(&org, READERS)?;
+    let list = s
+        .service
+        .checkpoints(org, page.after.unwrap_or(0), page.limit.unwrap_or(100))
+        .await?;
+    Ok(Json(
+        list.into_iter()
+            .map(|c| CheckpointView {
+                size: c.size,
+                at: c.at,
+                note: c.note,
+            })
+            .collect(),
+    ))
+}
+
+/// Which inclusion proof.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InclusionQuery {
+    /// The row's sequence number.
+    pub seq: u64,
+    /// The tree size (default: the newest checkpoint's).
+    pub size: Option<u64>,
+}
+
+/// The RFC 6962 inclusion proof of one row in the org's tree (auditor, admin).
+#[utoipa::path(get, path = "/v1/orgs/{org}/audit/proof/inclusion", tag = "audit",
+    params(OrgPath,
+        ("seq" = u64, Query, description = "the row's sequence number"),
+        ("size" = Option<u64>, Query, description = "tree size (default: the newest checkpoint's)")),
+    responses((status = 200, body = InclusionProof), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn inclusion(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(org): Path<String>,
+    Query(q): Query<InclusionQuery>,
+) -> Result<Json<InclusionProof>, ApiError> {
+    let org = caller.org(&org, READERS)?;
+    Ok(Json(s.service.inclusion(org, q.seq, q.size).await?))
+}
+
+/// Which consistency proof.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsistencyQuery {
+    /// The older tree's size (a checkpoint you kept).
+    pub from: u64,
+    /// The newer tree's size (default: the newest checkpoint's).
+    pub to: Option<u64>,
+}
+
+/// The RFC 6962 consistency proof between two sizes of the org's tree (auditor, admin).
+#[utoipa::path(get, path = "/v1/orgs/{org}/audit/proof/consistency", tag = "audit",
+    params(OrgPath,
+        ("from" = u64, Query, description = "the older tree's size"),
+        ("to" = Option<u64>, Query, description = "the newer tree's size (default: the newest checkpoint's)")),
+    responses((status = 200, body = ConsistencyProof), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn consistency(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(org): Path<String>,
+    Query(q): Query<ConsistencyQuery>,
+) -> Result<Json<ConsistencyProof>, ApiError> {
+    let org = caller.org(&org, READERS)?;
+    Ok(Json(s.service.consistency(org, q.from, q.to).await?))
+}
+
+/// The receipt of a withdrawal that just committed: `None` (and a warning in the logs) if the
+/// log could not be signed; the withdrawal stands either way, and a proof of its event can be
+/// fetched later.
+pub(super) async fn receipt(s: &AppState, org: ScopeId, w: Withdrawal) -> Option<Receipt> {
+    match s.service.receipt(org, w).await {
+        Ok(r) => Some(r),
+        Err(e) => {
+            tracing::warn!(org = %org, error = ?e, "withdrawal committed, but its receipt could not be made");
+            None
+        }
+    }
 }

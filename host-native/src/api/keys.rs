@@ -8,11 +8,15 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::AppState;
+use super::audit::receipt;
 use super::auth::{ApiJson, Caller};
 use super::error::{ApiError, ErrorBody};
 use super::paths::OrgPath;
+use crate::service::audit_log::Withdrawal;
 use crate::service::{JobView, KeyView, KeysView, PolicyView, StepView};
 use crate::store::Role;
+use byok_core::ScopeId;
+use byok_core::audit_log::receipt::Receipt;
 
 /// Who may list the keys and follow the job; every other key call is the admin's.
 const READERS: &[Role] = &[Role::Admin, Role::Auditor];
@@ -195,7 +199,7 @@ pub async fn set_default(
 /// becomes the default if this key was); this key's copies are destroyed.
 #[utoipa::path(post, path = "/v1/orgs/{org}/keys/{key}/disable", tag = "keys", request_body = Disable,
     params(OrgPath, ("key" = String, Path, description = "`managed` or `cmk:N`")),
-    responses((status = 200, body = KeysView), (status = 400, body = ErrorBody),
+    responses((status = 200, body = KeysWithdrawn), (status = 400, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
         (status = 424, body = ErrorBody), (status = 503, body = ErrorBody)),
     security(("bearer" = [])))]
@@ -204,10 +208,33 @@ pub async fn disable(
     caller: Caller,
     Path((org, key)): Path<(String, String)>,
     ApiJson(req): ApiJson<Disable>,
-) -> Result<Json<KeysView>, ApiError> {
+) -> Result<Json<KeysWithdrawn>, ApiError> {
     let org = caller.org(&org, &[Role::Admin])?;
     s.service.disable(org, &key, &req.target).await?;
-    Ok(Json(s.service.keys(org).await?))
+    let w = Withdrawal::Key { holder: key };
+    withdrawn(&s, org, w).await
+}
+
+/// An org's keys after a disable, with the withdrawal's receipt.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct KeysWithdrawn {
+    /// The keys as they are now.
+    #[serde(flatten)]
+    pub keys: KeysView,
+    /// The receipt (see `ScopeWithdrawn`); `null` only if the log could not be signed.
+    pub receipt: Option<Receipt>,
+}
+
+async fn withdrawn(
+    s: &AppState,
+    org: ScopeId,
+    w: Withdrawal,
+) -> Result<Json<KeysWithdrawn>, ApiError> {
+    let receipt = receipt(s, org, w).await;
+    Ok(Json(KeysWithdrawn {
+        keys: s.service.keys(org).await?,
+        receipt,
+    }))
 }
 
 /// Enable a disabled key again (admin); it wraps the root key again.
@@ -229,7 +256,7 @@ pub async fn enable(
 /// Disable every customer key and fall back to the managed key (admin).
 #[utoipa::path(post, path = "/v1/orgs/{org}/keys/disable-all", tag = "keys",
     params(OrgPath),
-    responses((status = 200, body = KeysView), (status = 404, body = ErrorBody),
+    responses((status = 200, body = KeysWithdrawn), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody), (status = 424, body = ErrorBody),
         (status = 503, body = ErrorBody)),
     security(("bearer" = [])))]
@@ -237,10 +264,13 @@ pub async fn disable_all(
     State(s): State<AppState>,
     caller: Caller,
     Path(org): Path<String>,
-) -> Result<Json<KeysView>, ApiError> {
+) -> Result<Json<KeysWithdrawn>, ApiError> {
     let org = caller.org(&org, &[Role::Admin])?;
     s.service.disable_all(org).await?;
-    Ok(Json(s.service.keys(org).await?))
+    let w = Withdrawal::Key {
+        holder: "all".into(),
+    };
+    withdrawn(&s, org, w).await
 }
 
 /// The org's re-encryption job, if one is running (admin, auditor).

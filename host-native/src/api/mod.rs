@@ -70,7 +70,8 @@ pub struct ApiOptions {
         data::create_stored, data::get_stored, data::lease,
         keys::list, keys::add, keys::validate, keys::policy, keys::check,
         keys::set_default, keys::disable, keys::enable, keys::disable_all, keys::revalidate, keys::job,
-        audit::read, audit::verify,
+        audit::read, audit::verify, audit::verifier_key, audit::checkpoint, audit::checkpoints,
+        audit::inclusion, audit::consistency,
         ops::healthz, ops::readyz, ops::metrics,
     ),
     modifiers(&Bearer),
@@ -264,6 +265,17 @@ pub fn router(service: Arc<Service>, options: &ApiOptions, rate: Arc<RateLimits>
         .route("/v1/orgs/{org}/job", get(keys::job))
         .route("/v1/orgs/{org}/audit", get(audit::read))
         .route("/v1/orgs/{org}/audit/verify", get(audit::verify))
+        .route("/v1/orgs/{org}/audit/checkpoint", get(audit::checkpoint))
+        .route("/v1/orgs/{org}/audit/checkpoints", get(audit::checkpoints))
+        .route(
+            "/v1/orgs/{org}/audit/proof/inclusion",
+            get(audit::inclusion),
+        )
+        .route(
+            "/v1/orgs/{org}/audit/proof/consistency",
+            get(audit::consistency),
+        )
+        .route("/v1/audit/verifier-key", get(audit::verifier_key))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", metrics)

@@ -8,11 +8,14 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 use super::AppState;
+use super::audit::receipt;
 use super::auth::{ApiJson, Caller, parse_id};
 use super::error::{ApiError, ErrorBody};
 use super::paths::{OrgPath, ScopePath};
+use crate::service::audit_log::Withdrawal;
 use crate::service::{self, ScopeView};
 use crate::store::Role;
+use byok_core::audit_log::receipt::Receipt;
 
 /// Creates a scope.
 #[derive(Deserialize, ToSchema)]
@@ -80,17 +83,40 @@ pub async fn get_scope(
     Ok(Json(s.service.get_scope(org, scope).await?))
 }
 
-/// Pause a scope and everything under it (admin). Nothing is deleted; resume undoes it.
+/// A scope after a pause or revoke, with the withdrawal's receipt.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ScopeWithdrawn {
+    /// The scope as it is now.
+    #[serde(flatten)]
+    pub scope: ScopeView,
+    /// The receipt: the logged withdrawal, its inclusion proof and a signed checkpoint
+    /// (`byok audit verify-receipt` checks it offline). `null` only if the log could not be
+    /// signed; the withdrawal stands either way.
+    pub receipt: Option<Receipt>,
+}
+
+/// Pause a scope and everything under it (admin). Nothing is deleted; resume undoes it. The
+/// answer carries the receipt.
 #[utoipa::path(post, path = "/v1/orgs/{org}/scopes/{scope}/pause", tag = "scopes",
     params(ScopePath),
-    responses((status = 200, body = ScopeView), (status = 404, body = ErrorBody), (status = 410, body = ErrorBody)),
+    responses((status = 200, body = ScopeWithdrawn), (status = 404, body = ErrorBody), (status = 410, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn pause(
     State(s): State<AppState>,
     caller: Caller,
-    Path(ids): Path<(String, String)>,
-) -> Result<Json<ScopeView>, ApiError> {
-    admin_on_scope(&caller, ids, |org, scope| s.service.pause(org, scope)).await
+    Path((org, scope)): Path<(String, String)>,
+) -> Result<Json<ScopeWithdrawn>, ApiError> {
+    let org = caller.org(&org, &[Role::Admin])?;
+    let scope = parse_id(&scope, "scope")?;
+    let view = s.service.pause(org, scope).await?;
+    let w = Withdrawal::Scope {
+        action: "scope_paused",
+        scope,
+    };
+    Ok(Json(ScopeWithdrawn {
+        scope: view,
+        receipt: receipt(&s, org, w).await,
+    }))
 }
 
 /// Resume a paused scope (admin). A paused ancestor still applies.
@@ -106,7 +132,7 @@ pub async fn resume(
     admin_on_scope(&caller, ids, |org, scope| s.service.resume(org, scope)).await
 }
 
-/// What pause, resume and rotate share: an admin call on one scope (the org checked first, then
+/// What resume and rotate share: an admin call on one scope (the org checked first, then
 /// the scope id parsed) that answers with the scope as it is afterwards.
 async fn admin_on_scope<F>(
     caller: &Caller,
@@ -120,10 +146,11 @@ where
     Ok(Json(act(org, parse_id(&scope, "scope")?).await?))
 }
 
-/// Revoke a scope and everything under it, for good (admin): its keys are destroyed.
+/// Revoke a scope and everything under it, for good (admin): its keys are destroyed. The
+/// answer carries the receipt.
 #[utoipa::path(post, path = "/v1/orgs/{org}/scopes/{scope}/revoke", tag = "scopes", request_body = Revoke,
     params(ScopePath),
-    responses((status = 200, body = ScopeView), (status = 400, body = ErrorBody),
+    responses((status = 200, body = ScopeWithdrawn), (status = 400, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 410, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn revoke(
@@ -131,12 +158,19 @@ pub async fn revoke(
     caller: Caller,
     Path((org, scope)): Path<(String, String)>,
     ApiJson(req): ApiJson<Revoke>,
-) -> Result<Json<ScopeView>, ApiError> {
+) -> Result<Json<ScopeWithdrawn>, ApiError> {
     let org = caller.org(&org, &[Role::Admin])?;
     let scope = parse_id(&scope, "scope")?;
     let view = s.service.revoke(org, scope, &req.confirm).await?;
     tracing::warn!(org = %org, scope = %scope, "scope revoked");
-    Ok(Json(view))
+    let w = Withdrawal::Scope {
+        action: "scope_revoked",
+        scope,
+    };
+    Ok(Json(ScopeWithdrawn {
+        scope: view,
+        receipt: receipt(&s, org, w).await,
+    }))
 }
 
 /// Add a key version to a scope (admin). New data uses it; old versions still decrypt.

@@ -9,11 +9,14 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::AppState;
+use super::audit::receipt;
 use super::auth::{ApiJson, Caller};
 use super::error::{ApiError, ErrorBody};
 use super::paths::OrgPath;
 use crate::service::TokenView;
+use crate::service::audit_log::Withdrawal;
 use crate::store::{self, Role};
+use byok_core::audit_log::receipt::Receipt;
 
 /// The longest a token may be created for: ten years, in seconds.
 const MAX_EXPIRES_IN_S: u64 = 10 * 365 * 86_400;
@@ -112,21 +115,36 @@ pub async fn list(
     Ok(Json(s.service.list_tokens(Some(org)).await?))
 }
 
-/// Revoke one of the org's tokens (admin). Its next request gets 401.
+/// A token revoked, with the withdrawal's receipt.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct TokenRevoked {
+    /// The token's id.
+    pub id: String,
+    /// The receipt (see `ScopeWithdrawn`); `null` only if the log could not be signed.
+    pub receipt: Option<Receipt>,
+}
+
+/// Revoke one of the org's tokens (admin). Its next request gets 401. The answer carries the
+/// receipt.
 #[utoipa::path(delete, path = "/v1/orgs/{org}/tokens/{id}", tag = "tokens",
     params(OrgPath,
         ("id" = String, Path, description = "token id (16 hex digits)", pattern = "^[0-9a-fA-F]{16}$")),
-    responses((status = 204, description = "revoked"), (status = 400, body = ErrorBody),
+    responses((status = 200, body = TokenRevoked), (status = 400, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn revoke(
     State(s): State<AppState>,
     caller: Caller,
     Path((org, id)): Path<(String, String)>,
-) -> Result<StatusCode, ApiError> {
+) -> Result<Json<TokenRevoked>, ApiError> {
     let org = caller.org(&org, &[Role::Admin])?;
-    s.service.revoke_token(Some(org), token_id(&id)?).await?;
-    Ok(StatusCode::NO_CONTENT)
+    let id = token_id(&id)?;
+    s.service.revoke_token(Some(org), id).await?;
+    let w = Withdrawal::Token { id: id.to_owned() };
+    Ok(Json(TokenRevoked {
+        id: id.to_owned(),
+        receipt: receipt(&s, org, w).await,
+    }))
 }
 
 /// The operator tokens (operator).

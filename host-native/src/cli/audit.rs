@@ -1,7 +1,11 @@
-//! `byok audit`: read the hash-chained audit log, and verify its chain.
+//! `byok audit`: read the audit log, follow it, verify it against a checkpoint you kept, prove
+//! a row is in it, and check revocation receipts offline (the checks are in `audit_log.rs`).
+
+use std::path::PathBuf;
 
 use serde_json::Value;
 
+use super::audit_log;
 use super::output::{print, s};
 use super::{Client, Failure, OrgArg};
 
@@ -20,12 +24,72 @@ pub enum AuditCmd {
         #[arg(long)]
         limit: Option<i64>,
     },
-    /// Check the hash chain; exit code 4 names a broken link.
+    /// Follow the log as JSON lines, for a SIEM: from a sequence number, and with --follow
+    /// waiting for new rows (resume by passing the last seq you stored as --after).
+    Tail {
+        /// The org (`--org`).
+        #[command(flatten)]
+        org: OrgArg,
+        /// Rows after this sequence number.
+        #[arg(long, default_value_t = 0)]
+        after: i64,
+        /// Keep waiting for new rows (polls every --interval-ms).
+        #[arg(long)]
+        follow: bool,
+        /// How often to ask for new rows with --follow, in ms.
+        #[arg(long, default_value_t = 1000)]
+        interval_ms: u64,
+    },
+    /// Without --checkpoint: the server checks its hash chain. With --checkpoint FILE: prove
+    /// here that the log now extends the checkpoint you kept (a cut tail, an edited, removed
+    /// or reordered row is reported with the first bad row). Exit code 4 when it does not.
     Verify {
         /// The org (`--org`).
         #[command(flatten)]
         org: OrgArg,
+        /// A signed checkpoint you kept (from `byok audit checkpoint`).
+        #[arg(long)]
+        checkpoint: Option<PathBuf>,
+        /// The log's verifier key (`name+id+key`, or `@FILE`); default: the server's, with a
+        /// warning.
+        #[arg(long, env = "BYOK_VERIFIER_KEY")]
+        verifier_key: Option<String>,
     },
+    /// Print the newest signed checkpoint (a C2SP signed note): keep it, and later verify the
+    /// log extends it.
+    Checkpoint {
+        /// The org (`--org`).
+        #[command(flatten)]
+        org: OrgArg,
+    },
+    /// Prove that row SEQ is in the log signed by a checkpoint (yours, or the newest). Exit
+    /// code 4 when it is not.
+    Prove {
+        /// The org (`--org`).
+        #[command(flatten)]
+        org: OrgArg,
+        /// The row's sequence number.
+        #[arg(value_parser = clap::value_parser!(u64).range(1..))]
+        seq: u64,
+        /// A signed checkpoint you kept (default: the newest).
+        #[arg(long)]
+        checkpoint: Option<PathBuf>,
+        /// The log's verifier key (`name+id+key`, or `@FILE`); default: the server's, with a
+        /// warning.
+        #[arg(long, env = "BYOK_VERIFIER_KEY")]
+        verifier_key: Option<String>,
+    },
+    /// Check a revocation receipt offline (a receipt, or a whole pause / revoke / disable /
+    /// token revoke answer saved with --json). Needs no server. Exit code 4 when it fails.
+    VerifyReceipt {
+        /// The receipt file.
+        file: PathBuf,
+        /// The log's verifier key (`name+id+key`, or `@FILE`), as published.
+        #[arg(long, env = "BYOK_VERIFIER_KEY")]
+        verifier_key: String,
+    },
+    /// Print the log's verifier key (C2SP note form), to pin.
+    VerifierKey,
 }
 
 /// Runs an audit command.
@@ -68,8 +132,50 @@ pub async fn audit(client: &Client, cmd: AuditCmd) -> Result<(), Failure> {
             }
             Ok(())
         }
+        AuditCmd::Tail {
+            org: OrgArg { org },
+            after,
+            follow,
+            interval_ms,
+        } => tail(client, &org, after, follow, interval_ms).await,
+        AuditCmd::Checkpoint {
+            org: OrgArg { org },
+        } => {
+            print!("{}", audit_log::fetch_checkpoint(client, &org).await?);
+            Ok(())
+        }
+        AuditCmd::Prove {
+            org: OrgArg { org },
+            seq,
+            checkpoint,
+            verifier_key,
+        } => {
+            audit_log::prove(
+                client,
+                &org,
+                seq,
+                checkpoint.as_deref(),
+                verifier_key.as_deref(),
+            )
+            .await
+        }
+        AuditCmd::VerifyReceipt { file, verifier_key } => {
+            audit_log::verify_receipt(client, &file, &verifier_key)
+        }
+        AuditCmd::VerifierKey => {
+            let v = client.get("/v1/audit/verifier-key").await?;
+            print(client, &v, |v| s(v, "verifier_key").to_owned());
+            Ok(())
+        }
         AuditCmd::Verify {
             org: OrgArg { org },
+            checkpoint: Some(kept),
+            verifier_key,
+        } => audit_log::verify(client, &org, &kept, verifier_key.as_deref()).await,
+        AuditCmd::Verify {
+            org: OrgArg { org },
+            checkpoint: None,
+            ..
         } => {
             let v = client.get(&format!("/v1/orgs/{org}/audit/verify")).await?;
             let ok = v.get("ok").and_then(Value::as_bool).unwrap_or(false);
@@ -93,5 +199,36 @@ pub async fn audit(client: &Client, cmd: AuditCmd) -> Result<(), Failure> {
                 Err(Failure::new(4, "the audit chain does not verify"))
             }
         }
+    }
+}
+
+/// JSON lines from `after` on; with `follow`, forever.
+async fn tail(
+    client: &Client,
+    org: &str,
+    mut after: i64,
+    follow: bool,
+    interval_ms: u64,
+) -> Result<(), Failure> {
+    use std::io::Write as _;
+    loop {
+        let v = client
+            .get(&format!("/v1/orgs/{org}/audit?after={after}&limit=1000"))
+            .await?;
+        let rows = v.as_array().cloned().unwrap_or_default();
+        let mut out = std::io::stdout().lock();
+        for r in &rows {
+            let _ = writeln!(out, "{r}");
+            after = r.get("seq").and_then(Value::as_i64).unwrap_or(after);
+        }
+        let _ = out.flush();
+        drop(out);
+        if rows.len() == 1000 {
+            continue;
+        }
+        if !follow {
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(interval_ms.max(100))).await;
     }
 }

@@ -71,6 +71,16 @@ impl Client {
         path: &str,
         body: Option<Value>,
     ) -> Result<Value, Failure> {
+        let bytes = self.call_bytes(method, path, body).await?;
+        Ok(serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    }
+
+    async fn call_bytes(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Vec<u8>, Failure> {
         let url = format!("{}{path}", self.args.server.trim_end_matches('/'));
         let mut req = self.http.request(method, &url);
         if let Some(t) = &self.args.token {
@@ -87,10 +97,10 @@ impl Client {
             .map_err(|e| Failure::new(3, format!("cannot reach {}: {e}", self.args.server)))?;
         let status = resp.status();
         let bytes = resp.bytes().await.unwrap_or_default();
-        let value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         if status.is_success() {
-            return Ok(value);
+            return Ok(bytes.to_vec());
         }
+        let value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         let err = value.get("error");
         let field = |k: &str| {
             err.and_then(|e| e.get(k))
@@ -113,6 +123,13 @@ impl Client {
     /// GET.
     pub async fn get(&self, path: &str) -> Result<Value, Failure> {
         self.call(reqwest::Method::GET, path, None).await
+    }
+
+    /// GET of a text answer (a signed checkpoint).
+    pub async fn get_text(&self, path: &str) -> Result<String, Failure> {
+        let bytes = self.call_bytes(reqwest::Method::GET, path, None).await?;
+        String::from_utf8(bytes)
+            .map_err(|_| Failure::new(1, format!("{path} answered with text that is not UTF-8")))
     }
 
     /// POST with a JSON body.

@@ -12,6 +12,7 @@
 pub mod args;
 mod atomic_file;
 mod audit;
+mod audit_log;
 pub mod client;
 mod data;
 mod datakeys;

@@ -115,6 +115,11 @@ pub async fn run(config: Config) -> Result<(), String> {
         .bootstrap_operator()
         .await
         .map_err(|e| format!("cannot create the operator token: {e:?}"))?;
+    let verifier_key = service
+        .load_log_key(&config.log_name)
+        .await
+        .map_err(|e| format!("cannot load the audit log key: {e:?}"))?;
+    tracing::info!(%verifier_key, "audit log verifier key");
     let certificate = match &config.tls {
         Some((cert, key)) => Some(tls::Certificate::load(cert, key)?),
         None => None,
@@ -212,6 +217,20 @@ pub async fn run(config: Config) -> Result<(), String> {
                             }
                         });
                     }
+                }
+            }
+        });
+    }
+    // Grown audit logs get a signed checkpoint periodically (withdrawals sign at once).
+    {
+        let service = service.clone();
+        let every = config.checkpoint_interval;
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                if let Err(e) = service.sign_pending().await {
+                    tracing::warn!(error = ?e, "signing audit checkpoints failed");
                 }
             }
         });

@@ -5,6 +5,7 @@
 //! not committed.
 
 mod apply;
+pub mod audit_log;
 pub mod aws;
 mod cache;
 mod data;
@@ -92,6 +93,8 @@ pub struct Service {
     /// server's background task reads them ([`Service::take_kicks`]).
     kicks: tokio::sync::mpsc::UnboundedSender<ScopeId>,
     kick_rx: std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<ScopeId>>>,
+    /// The audit log's signing key, once loaded ([`Service::load_log_key`]).
+    log_key: std::sync::OnceLock<Arc<byok_core::audit_log::log_key::LogKey>>,
     /// Counters.
     pub metrics: Metrics,
 }
@@ -120,6 +123,7 @@ impl Service {
             outage_retry: byok_core::grace::DEFAULT_RETRY_EVERY,
             epoch: std::time::Instant::now(),
             epoch_ms: store::now_ms(),
+            log_key: std::sync::OnceLock::new(),
             metrics,
         })
     }

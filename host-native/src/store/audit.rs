@@ -28,6 +28,9 @@ pub struct AuditRow {
     pub prev: String,
     /// Hex SHA-256 of this row.
     pub hash: String,
+    /// The row's RFC 6962 leaf hash as the stored tree holds it (base64): a verifier that
+    /// recomputes a different one from `seq`, `at` and `event` has found an edited row.
+    pub leaf_hash: Option<String>,
 }
 
 /// The result of checking an org's chain.
@@ -79,6 +82,9 @@ pub async fn append(
     };
     let text = event.to_string();
     let hash = link(&prev, seq, at, &text);
+    let leaf = byok_core::audit_log::leaf::row_hash(u64::try_from(seq).unwrap_or(0), at, event)
+        .map_err(|e| StoreError::Corrupt(format!("audit event: {e}")))?;
+    super::audit_tree::append(tx, org, seq, leaf).await?;
     sqlx::query("INSERT INTO audit (org_id, seq, at, event, prev, hash) VALUES (?, ?, ?, ?, ?, ?)")
         .bind(&org_id)
         .bind(seq)
@@ -106,10 +112,14 @@ pub async fn read(
     .bind(limit)
     .fetch_all(pool)
     .await?;
+    let mut conn = pool.acquire().await?;
+    let leaves = super::audit_tree::leaves(&mut conn, org, after + 1, after + limit).await?;
     rows.iter()
         .map(|r| {
             let event: String = r.try_get("event")?;
+            let seq: i64 = r.try_get("seq")?;
             Ok(AuditRow {
+                leaf_hash: leaves.get(&seq).map(ToString::to_string),
                 seq: r.try_get("seq")?,
                 at: r.try_get("at")?,
                 event: serde_json::from_str(&event)
@@ -167,4 +177,28 @@ pub async fn verify(pool: &SqlitePool, org: ScopeId) -> Result<Verification> {
             expected_seq += 1;
         }
     }
+}
+
+/// The events of type `kind` in `org`'s log written at or after `since` (ms), oldest first.
+pub async fn recent_of_type(
+    pool: &SqlitePool,
+    org: ScopeId,
+    kind: &str,
+    since: i64,
+) -> Result<Vec<Value>> {
+    let texts: Vec<String> = sqlx::query_scalar(
+        "SELECT event FROM audit WHERE org_id = ? AND at >= ? AND json_extract(event, '$.type') = ? ORDER BY seq",
+    )
+    .bind(org.to_string())
+    .bind(since)
+    .bind(kind)
+    .fetch_all(pool)
+    .await?;
+    texts
+        .iter()
+        .map(|t| {
+            serde_json::from_str(t)
+                .map_err(|_| StoreError::Corrupt("audit event is not JSON".into()))
+        })
+        .collect()
 }

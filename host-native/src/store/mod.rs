@@ -14,6 +14,7 @@
 //!   anyway; taking turns in-process avoids `SQLITE_BUSY` instead of retrying it.
 
 pub mod audit;
+pub mod audit_tree;
 pub mod data_keys;
 pub mod keys;
 #[cfg(test)]

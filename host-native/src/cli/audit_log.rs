@@ -1,0 +1,390 @@
+//! `byok audit checkpoint | prove | verify --checkpoint | verify-receipt | tail`: the audit log
+//! as a transparency log, checked on the customer's side.
+//!
+//! Everything here verifies with core's `audit_log` against a verifier key the customer pinned
+//! (`--verifier-key`, or `BYOK_VERIFIER_KEY`); without one, the server's is used and a warning
+//! says so, since a server that lies about its log could lie about its key too.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use byok_core::audit_log::checkpoint::{self, VerifiedCheckpoint};
+use byok_core::audit_log::proof::{ConsistencyProof, InclusionProof};
+use byok_core::audit_log::receipt::{self, Entry, Receipt};
+use byok_core::audit_log::tree::MemoryTree;
+use byok_core::audit_log::{AuditLogError, Hash};
+use serde_json::{Value, json};
+
+use super::output::print;
+use super::{Client, Failure};
+
+/// Exit code when something does not verify.
+const NOT_VERIFIED: u8 = 4;
+
+fn bad(what: impl std::fmt::Display) -> Failure {
+    Failure::new(NOT_VERIFIED, what.to_string())
+}
+
+fn read_text(path: &Path) -> Result<String, Failure> {
+    std::fs::read_to_string(path)
+        .map_err(|e| Failure::usage(format!("cannot read {}: {e}", path.display())))
+}
+
+/// The verifier key: given (`KEY` or `@FILE`), else the server's, with a warning.
+pub(super) async fn verifier_key(client: &Client, given: Option<&str>) -> Result<String, Failure> {
+    match given {
+        Some(k) => match k.strip_prefix('@') {
+            Some(path) => Ok(read_text(Path::new(path))?.trim().to_owned()),
+            None => Ok(k.trim().to_owned()),
+        },
+        None => {
+            let v = client.get("/v1/audit/verifier-key").await?;
+            let k = v
+                .get("verifier_key")
+                .and_then(Value::as_str)
+                .ok_or_else(|| Failure::new(1, "the server published no verifier key"))?;
+            eprintln!(
+                "warning: checking against the verifier key the server gives now ({k}); pin it with --verifier-key"
+            );
+            Ok(k.to_owned())
+        }
+    }
+}
+
+fn checked(note: &str, vkey: &str, what: &str) -> Result<VerifiedCheckpoint, Failure> {
+    checkpoint::verify(note, vkey).map_err(|e| bad(format!("{what}: {e}")))
+}
+
+/// `byok audit checkpoint`: the newest signed checkpoint, as the server signs it.
+pub(super) async fn fetch_checkpoint(client: &Client, org: &str) -> Result<String, Failure> {
+    client
+        .get_text(&format!("/v1/orgs/{org}/audit/checkpoint"))
+        .await
+}
+
+/// `byok audit prove SEQ`: row `seq` is in the log a (kept or newest) checkpoint signs.
+pub(super) async fn prove(
+    client: &Client,
+    org: &str,
+    seq: u64,
+    kept: Option<&Path>,
+    vkey: Option<&str>,
+) -> Result<(), Failure> {
+    let vkey = verifier_key(client, vkey).await?;
+    let note = match kept {
+        Some(p) => read_text(p)?,
+        None => fetch_checkpoint(client, org).await?,
+    };
+    let cp = checked(&note, &vkey, "checkpoint")?;
+    let row = rows(client, org, seq - 1, 1)
+        .await?
+        .into_iter()
+        .next()
+        .ok_or_else(|| bad(format!("row {seq} is not in the log")))?;
+    let proof: InclusionProof = serde_json::from_value(
+        client
+            .get(&format!(
+                "/v1/orgs/{org}/audit/proof/inclusion?seq={seq}&size={}",
+                cp.size
+            ))
+            .await?,
+    )
+    .map_err(|e| bad(format!("the server's inclusion proof is malformed: {e}")))?;
+    let leaf = row.leaf_hash().map_err(bad)?;
+    proof.check(&cp.root, leaf).map_err(|e| {
+        bad(format!(
+            "row {seq} as the server shows it is NOT in the checkpoint of size {}: {e}",
+            cp.size
+        ))
+    })?;
+    let out = json!({ "ok": true, "seq": seq, "size": cp.size, "root": cp.root.to_string(), "event": row.entry.event });
+    print(client, &out, |_| {
+        format!(
+            "row {seq} is in the log of size {} (root {})",
+            cp.size, cp.root
+        )
+    });
+    Ok(())
+}
+
+/// Rows `after+1 ..` (at most `limit`), as leaves.
+async fn rows(client: &Client, org: &str, after: u64, limit: u64) -> Result<Vec<Row>, Failure> {
+    let mut out = Vec::new();
+    let mut after = after;
+    while (out.len() as u64) < limit {
+        let page = (limit - out.len() as u64).min(1000);
+        let v = client
+            .get(&format!("/v1/orgs/{org}/audit?after={after}&limit={page}"))
+            .await?;
+        let batch = v.as_array().cloned().unwrap_or_default();
+        let n = batch.len() as u64;
+        for r in batch {
+            out.push(Row::from_value(&r).map_err(bad)?);
+        }
+        if n < page {
+            break;
+        }
+        after = out.last().map_or(after, |r| r.entry.seq);
+    }
+    Ok(out)
+}
+
+/// A row as downloaded: the leaf's contents and the server's stored leaf hash.
+struct Row {
+    entry: Entry,
+    stored_leaf: Option<String>,
+}
+
+impl Row {
+    fn from_value(v: &Value) -> Result<Self, String> {
+        let seq = v
+            .get("seq")
+            .and_then(Value::as_u64)
+            .ok_or("a row without seq")?;
+        let at = v
+            .get("at")
+            .and_then(Value::as_i64)
+            .ok_or("a row without at")?;
+        let event = v.get("event").cloned().ok_or("a row without event")?;
+        Ok(Self {
+            entry: Entry { seq, at, event },
+            stored_leaf: v
+                .get("leaf_hash")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+        })
+    }
+
+    fn leaf_hash(&self) -> Result<Hash, AuditLogError> {
+        self.entry.leaf_hash()
+    }
+}
+
+/// What `verify --checkpoint` found.
+struct Finding {
+    first_bad: Option<u64>,
+    reason: String,
+}
+
+/// `byok audit verify --checkpoint FILE`: the log now extends the checkpoint the customer kept.
+pub(super) async fn verify(
+    client: &Client,
+    org: &str,
+    kept_path: &Path,
+    vkey: Option<&str>,
+) -> Result<(), Failure> {
+    let vkey = verifier_key(client, vkey).await?;
+    let kept = checked(&read_text(kept_path)?, &vkey, "your checkpoint")?;
+    if kept.org.to_string() != org {
+        return Err(bad(format!(
+            "your checkpoint is for org {}, not {org}",
+            kept.org
+        )));
+    }
+    let newest = checked(
+        &fetch_checkpoint(client, org).await?,
+        &vkey,
+        "the server's checkpoint",
+    )?;
+    let finding = examine(client, org, &kept, &newest, &vkey).await?;
+    let out = match &finding {
+        None => {
+            json!({ "ok": true, "kept_size": kept.size, "size": newest.size, "root": newest.root.to_string() })
+        }
+        Some(f) => {
+            json!({ "ok": false, "kept_size": kept.size, "size": newest.size, "first_bad": f.first_bad, "reason": f.reason })
+        }
+    };
+    print(client, &out, |_| match &finding {
+        None => format!(
+            "the log extends your checkpoint: {} row(s) then, {} now, every row checked",
+            kept.size, newest.size
+        ),
+        Some(f) => format!(
+            "the log does NOT extend your checkpoint{}: {}",
+            f.first_bad
+                .map(|i| format!(" (first bad row: {i})"))
+                .unwrap_or_default(),
+            f.reason
+        ),
+    });
+    match finding {
+        None => Ok(()),
+        Some(f) => Err(bad(f.reason)),
+    }
+}
+
+async fn examine(
+    client: &Client,
+    org: &str,
+    kept: &VerifiedCheckpoint,
+    newest: &VerifiedCheckpoint,
+    vkey: &str,
+) -> Result<Option<Finding>, Failure> {
+    if newest.size < kept.size {
+        return Ok(Some(Finding {
+            first_bad: Some(newest.size + 1),
+            reason: format!(
+                "the log has {} row(s) but your checkpoint covers {}: rows from {} on were cut",
+                newest.size,
+                kept.size,
+                newest.size + 1
+            ),
+        }));
+    }
+    let rows = rows(client, org, 0, newest.size).await?;
+    // Rows in order, each matching the leaf the server's tree holds for it.
+    let mut tree = MemoryTree::new();
+    for (i, row) in rows.iter().enumerate() {
+        let want = i as u64 + 1;
+        if row.entry.seq != want {
+            return Ok(Some(Finding {
+                first_bad: Some(want),
+                reason: format!(
+                    "row {want} is missing (found {} in its place)",
+                    row.entry.seq
+                ),
+            }));
+        }
+        let leaf = row.leaf_hash().map_err(bad)?;
+        if row
+            .stored_leaf
+            .as_deref()
+            .is_some_and(|s| s != leaf.to_string())
+        {
+            return Ok(Some(Finding {
+                first_bad: Some(want),
+                reason: format!(
+                    "row {want} was changed after it was logged: its contents do not hash to the leaf the tree holds"
+                ),
+            }));
+        }
+        tree.push(leaf).map_err(bad)?;
+    }
+    if tree.len() < kept.size {
+        let n = tree.len();
+        return Ok(Some(Finding {
+            first_bad: Some(n + 1),
+            reason: format!(
+                "the server lists {n} row(s) but your checkpoint covers {}: rows from {} on are missing",
+                kept.size,
+                n + 1
+            ),
+        }));
+    }
+    // The server's proof that its newest tree extends yours, and the rows' own roots.
+    let proof: ConsistencyProof = serde_json::from_value(
+        client
+            .get(&format!(
+                "/v1/orgs/{org}/audit/proof/consistency?from={}&to={}",
+                kept.size, newest.size
+            ))
+            .await?,
+    )
+    .map_err(|e| bad(format!("the server's consistency proof is malformed: {e}")))?;
+    let consistent = proof.check(&kept.root, &newest.root).is_ok();
+    let kept_matches = tree.root(kept.size).map_err(bad)? == kept.root;
+    let newest_matches = tree.root(newest.size).map_err(bad)? == newest.root;
+    if consistent && kept_matches && newest_matches {
+        return Ok(None);
+    }
+    // Rewritten together with the tree: bisect with the checkpoints the server signed.
+    let (good, first_bad_at_most) = bisect(client, org, &tree, kept, vkey).await?;
+    Ok(Some(Finding {
+        first_bad: Some(good + 1),
+        reason: format!(
+            "rows and tree were rewritten: the first {good} row(s) match a checkpoint byok signed, and a row from {} to {first_bad_at_most} differs from what was signed",
+            good + 1
+        ),
+    }))
+}
+
+/// The largest signed size whose root the rows still give, and the smallest that they do not.
+async fn bisect(
+    client: &Client,
+    org: &str,
+    tree: &MemoryTree,
+    kept: &VerifiedCheckpoint,
+    vkey: &str,
+) -> Result<(u64, u64), Failure> {
+    let mut roots: BTreeMap<u64, Hash> = BTreeMap::from([(kept.size, kept.root)]);
+    let mut after = 0u64;
+    loop {
+        let list = client
+            .get(&format!(
+                "/v1/orgs/{org}/audit/checkpoints?after={after}&limit=1000"
+            ))
+            .await?;
+        let list = list.as_array().cloned().unwrap_or_default();
+        for c in &list {
+            let note = c.get("note").and_then(Value::as_str).unwrap_or_default();
+            // Only checkpoints that verify count: a rewriter cannot sign without the key.
+            // Your checkpoint stands where the server signed another root for its size.
+            if let Ok(v) = checkpoint::verify(note, vkey)
+                && v.size <= kept.size
+            {
+                roots.entry(v.size).or_insert(v.root);
+            }
+        }
+        match list
+            .last()
+            .and_then(|c| c.get("size"))
+            .and_then(Value::as_u64)
+        {
+            Some(s) if list.len() == 1000 => after = s,
+            _ => break,
+        }
+    }
+    let mut good = 0;
+    let mut first_bad = kept.size;
+    for (size, root) in roots {
+        if tree.root(size).ok() == Some(root) {
+            good = good.max(size);
+        } else {
+            first_bad = first_bad.min(size);
+            break;
+        }
+    }
+    Ok((good, first_bad))
+}
+
+/// `byok audit verify-receipt FILE`: offline, against the pinned verifier key.
+pub(super) fn verify_receipt(client: &Client, path: &Path, vkey: &str) -> Result<(), Failure> {
+    let text = read_text(path)?;
+    let value: Value =
+        serde_json::from_str(&text).map_err(|e| bad(format!("not a receipt (JSON): {e}")))?;
+    // A whole withdrawal answer (scope, keys or token) carries its receipt under `receipt`.
+    let doc = value.get("receipt").cloned().unwrap_or(value);
+    let r: Receipt = serde_json::from_value(doc).map_err(|e| bad(format!("not a receipt: {e}")))?;
+    let vkey = match vkey.strip_prefix('@') {
+        Some(p) => read_text(Path::new(p))?.trim().to_owned(),
+        None => vkey.trim().to_owned(),
+    };
+    let v =
+        receipt::verify(&r, &vkey).map_err(|e| bad(format!("the receipt does not verify: {e}")))?;
+    let out = json!({
+        "ok": true,
+        "org": v.checkpoint.org.to_string(),
+        "seq": v.entry.seq,
+        "action": v.action,
+        "subject": v.entry.event.get("subject"),
+        "at": v.entry.at,
+        "access_ends_at": v.access_ends_at,
+        "checkpoint_size": v.checkpoint.size,
+    });
+    print(client, &out, |_| {
+        format!(
+            "receipt verified: {} of {} logged as row {} (signed in the checkpoint of size {}); access ended by {} ms since the epoch",
+            v.action,
+            v.entry
+                .event
+                .get("subject")
+                .map(Value::to_string)
+                .unwrap_or_default(),
+            v.entry.seq,
+            v.checkpoint.size,
+            v.access_ends_at
+        )
+    });
+    Ok(())
+}

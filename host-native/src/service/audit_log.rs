@@ -1,0 +1,312 @@
+//! The audit log as a transparency log: the log key, signed checkpoints, proofs and
+//! revocation receipts (issue 13; formats in `byok_core::audit_log`, storage in
+//! `store::audit_tree`).
+//!
+//! Checkpoints are signed when a caller asks for the latest and the log grew, by the server's
+//! background task every `checkpoint_interval` for every org whose log grew, and at once after
+//! every withdrawal (its receipt needs one).
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use byok_core::audit_log::checkpoint;
+use byok_core::audit_log::log_key::{LOG_KEY_PURPOSE, LogKey};
+use byok_core::audit_log::proof::{ConsistencyProof, InclusionProof};
+use byok_core::audit_log::receipt::{Entry, RECEIPT_EVENT, RECEIPT_FORMAT, Receipt};
+use byok_core::audit_log::tree;
+use byok_core::{Context, DefaultBackend, Envelope, ScopeId, SecretBytes};
+use serde_json::{Value, json};
+
+use super::{Result, Service, ServiceError};
+use crate::store::audit_tree::{self, StoredCheckpoint, StoredLogKey};
+use crate::store::{self, audit};
+
+/// The longest a lease can be issued for (`lease_ttl_ms` is at most an hour): leases issued
+/// longer ago than this have expired.
+const LONGEST_LEASE_MS: i64 = 3_600_000;
+
+/// What a withdrawal took away, for its receipt.
+#[derive(Clone, Debug)]
+pub enum Withdrawal {
+    /// A scope paused or revoked (`action` is the audit event type), with its subtree.
+    Scope {
+        /// `scope_paused` or `scope_revoked`.
+        action: &'static str,
+        /// The scope.
+        scope: ScopeId,
+    },
+    /// An attached key disabled (its wrapped copies of the root destroyed), or all of them.
+    Key {
+        /// The key's holder name (`all` for every customer key).
+        holder: String,
+    },
+    /// A token revoked.
+    Token {
+        /// Its public id.
+        id: String,
+    },
+}
+
+fn context(name: &str) -> std::result::Result<Context, ServiceError> {
+    Context::from_pairs([("byok:purpose", LOG_KEY_PURPOSE), ("byok:log-key", name)])
+        .map_err(|_| ServiceError::Invalid("the log key name cannot be bound".into()))
+}
+
+fn log_error(e: byok_core::audit_log::AuditLogError) -> ServiceError {
+    ServiceError::Store(store::StoreError::Corrupt(format!("audit log: {e}")))
+}
+
+impl Service {
+    /// Loads the log key, making it on first start (named `name`; a later start keeps the
+    /// first name, since published checkpoints carry it). Returns its verifier key.
+    pub async fn load_log_key(&self, name: &str) -> Result<String> {
+        let mut w = self.store.write().await?;
+        let stored = match audit_tree::log_key(&mut w.tx).await? {
+            Some(k) => k,
+            None => {
+                let seed = SecretBytes::random(&mut rand::rng());
+                let key = LogKey::from_seed(name, &seed)
+                    .map_err(|e| ServiceError::Invalid(format!("log name {name:?}: {e}")))?;
+                let wrapped = Envelope::<DefaultBackend>::wrap_secret(
+                    &self.managed,
+                    &context(name)?,
+                    &seed,
+                    &mut rand::rng(),
+                )?;
+                let k = StoredLogKey {
+                    name: name.to_owned(),
+                    public_key: key.public_key().to_vec(),
+                    wrapped,
+                };
+                audit_tree::put_log_key(&mut w.tx, &k, store::now_ms()).await?;
+                k
+            }
+        };
+        let rebuilt = audit_tree::backfill(&mut w.tx).await?;
+        w.commit().await?;
+        if rebuilt > 0 {
+            tracing::info!(
+                orgs = rebuilt,
+                "audit trees built for logs written before them"
+            );
+        }
+        let seed = Envelope::<DefaultBackend>::unwrap_secret(
+            &self.managed,
+            &context(&stored.name)?,
+            &stored.wrapped,
+        )?;
+        let key = LogKey::from_seed(&stored.name, &seed).map_err(log_error)?;
+        if key.public_key()[..] != stored.public_key[..] {
+            return Err(log_error(byok_core::audit_log::AuditLogError::BadSignature));
+        }
+        let vkey = key.verifier_key();
+        // A second load (tests) keeps the first key: both are the same stored key.
+        let _ = self.log_key.set(Arc::new(key));
+        Ok(vkey)
+    }
+
+    fn log_key(&self) -> Result<&LogKey> {
+        self.log_key
+            .get()
+            .map(|k| &**k)
+            .ok_or_else(|| ServiceError::Invalid("the audit log key is not loaded".into()))
+    }
+
+    /// The log's verifier key (C2SP note form).
+    pub fn verifier_key(&self) -> Result<String> {
+        Ok(self.log_key()?.verifier_key())
+    }
+
+    /// Signs a checkpoint of `org`'s log at its current size, unless the newest already has
+    /// that size; returns the newest.
+    pub async fn sign_checkpoint(&self, org: ScopeId) -> Result<Option<StoredCheckpoint>> {
+        let key = self.log_key()?;
+        let mut w = self.store.write().await?;
+        let size = audit_tree::size(&mut w.tx, org).await?;
+        let latest = audit_tree::latest_checkpoint(&mut w.tx, org).await?;
+        if size == 0 || latest.as_ref().is_some_and(|c| c.size >= size) {
+            return Ok(latest);
+        }
+        let root = audit_tree::run(&mut w.tx, org, |r| tree::root(size, r)).await?;
+        let note = checkpoint::sign(key, org, size, root).map_err(log_error)?;
+        let at = store::now_ms();
+        audit_tree::put_checkpoint(&mut w.tx, org, size, at, &note).await?;
+        w.commit().await?;
+        Ok(Some(StoredCheckpoint { size, at, note }))
+    }
+
+    /// The newest checkpoint of `org` (signed now if the log grew since the last).
+    pub async fn checkpoint(&self, org: ScopeId) -> Result<StoredCheckpoint> {
+        self.org(org).await?;
+        self.sign_checkpoint(org)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound("this org's audit log is empty".into()))
+    }
+
+    /// Every checkpoint of `org` above size `after`, oldest first.
+    pub async fn checkpoints(
+        &self,
+        org: ScopeId,
+        after: u64,
+        limit: i64,
+    ) -> Result<Vec<StoredCheckpoint>> {
+        self.org(org).await?;
+        let mut c = self
+            .store
+            .pool()
+            .acquire()
+            .await
+            .map_err(store::StoreError::from)?;
+        Ok(audit_tree::checkpoints(&mut c, org, after, limit.clamp(1, 1000)).await?)
+    }
+
+    /// Signs checkpoints for every org whose log grew since its last; returns how many.
+    pub async fn sign_pending(&self) -> Result<usize> {
+        let orgs = {
+            let mut c = self
+                .store
+                .pool()
+                .acquire()
+                .await
+                .map_err(store::StoreError::from)?;
+            audit_tree::unsigned_orgs(&mut c).await?
+        };
+        for org in &orgs {
+            self.sign_checkpoint(*org).await?;
+        }
+        Ok(orgs.len())
+    }
+
+    async fn tree_size_or_latest(&self, org: ScopeId, size: Option<u64>) -> Result<u64> {
+        match size {
+            Some(s) => Ok(s),
+            None => Ok(self.checkpoint(org).await?.size),
+        }
+    }
+
+    /// The inclusion proof of row `seq` in `org`'s tree of `size` rows (default: the newest
+    /// checkpoint's size).
+    pub async fn inclusion(
+        &self,
+        org: ScopeId,
+        seq: u64,
+        size: Option<u64>,
+    ) -> Result<InclusionProof> {
+        self.org(org).await?;
+        let size = self.tree_size_or_latest(org, size).await?;
+        let mut c = self
+            .store
+            .pool()
+            .begin()
+            .await
+            .map_err(store::StoreError::from)?;
+        let have = audit_tree::size(&mut c, org).await?;
+        if seq == 0 || seq > size || size > have {
+            return Err(ServiceError::Invalid(format!(
+                "seq must be 1..=size and size at most the log's {have} rows (got seq {seq}, size {size})"
+            )));
+        }
+        let hashes = audit_tree::run(&mut c, org, |r| tree::inclusion(seq - 1, size, r)).await?;
+        Ok(InclusionProof::new(seq - 1, size, &hashes))
+    }
+
+    /// The consistency proof of `org`'s tree from `from` rows to `to` (default: the newest
+    /// checkpoint's size).
+    pub async fn consistency(
+        &self,
+        org: ScopeId,
+        from: u64,
+        to: Option<u64>,
+    ) -> Result<ConsistencyProof> {
+        self.org(org).await?;
+        let to = self.tree_size_or_latest(org, to).await?;
+        let mut c = self
+            .store
+            .pool()
+            .begin()
+            .await
+            .map_err(store::StoreError::from)?;
+        let have = audit_tree::size(&mut c, org).await?;
+        if from > to || to > have {
+            return Err(ServiceError::Invalid(format!(
+                "need from <= to <= the log's {have} rows (got from {from}, to {to})"
+            )));
+        }
+        let hashes = audit_tree::run(&mut c, org, |r| tree::consistency(from, to, r)).await?;
+        Ok(ConsistencyProof::new(from, to, &hashes))
+    }
+
+    /// Logs the receipt of withdrawal `w` (committed just before), signs a checkpoint that
+    /// covers it and returns the receipt.
+    pub async fn receipt(&self, org: ScopeId, w: Withdrawal) -> Result<Receipt> {
+        let cell = self.org(org).await?;
+        let now = store::now_ms();
+        // Server caches: the transition's effects evicted them before its gate opened.
+        // Edge leases: the last one issued on what was withdrawn, still running.
+        // Which leases still open what was withdrawn: a scope's subtree; for a token, every
+        // lease of the org (leases do not name their token yet: an upper bound); none for a key
+        // (leases hold scope keys, which other keys of the org still reach).
+        let (action, subject, covered): (&str, Value, Option<HashSet<String>>) = match &w {
+            Withdrawal::Scope { action, scope } => {
+                let under = cell
+                    .snapshot()
+                    .subtree(*scope)
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect();
+                (action, json!({ "scope": scope.to_string() }), Some(under))
+            }
+            Withdrawal::Key { holder } => (
+                "key_disabled",
+                json!({ "key": holder }),
+                Some(HashSet::new()),
+            ),
+            Withdrawal::Token { id } => ("token_revoked", json!({ "token": id }), None),
+        };
+        let mut leases_end: Option<i64> = None;
+        let mut outstanding = 0u64;
+        let recent = audit::recent_of_type(
+            self.store.pool(),
+            org,
+            "lease_issued",
+            now - LONGEST_LEASE_MS,
+        )
+        .await?;
+        for e in recent {
+            let ends = e.get("expires_at").and_then(Value::as_i64).unwrap_or(0);
+            let scope = e.get("scope").and_then(Value::as_str).unwrap_or_default();
+            if ends > now && covered.as_ref().is_none_or(|c| c.contains(scope)) {
+                outstanding += 1;
+                leases_end = Some(leases_end.map_or(ends, |m| m.max(ends)));
+            }
+        }
+        let event = json!({
+            "type": RECEIPT_EVENT,
+            "action": action,
+            "subject": subject,
+            "caches_evicted_at": now,
+            "leases_outstanding": outstanding,
+            "leases_expire_by": leases_end,
+            "access_ends_at": leases_end.map_or(now, |l| l.max(now)),
+        });
+        let mut tx = self.store.write().await?;
+        let seq = audit::append(&mut tx.tx, org, now, &event).await?;
+        tx.commit().await?;
+        let cp = self
+            .sign_checkpoint(org)
+            .await?
+            .ok_or_else(|| log_error(byok_core::audit_log::AuditLogError::TreeIncomplete))?;
+        let seq = u64::try_from(seq).unwrap_or(0);
+        let inclusion = self.inclusion(org, seq, Some(cp.size)).await?;
+        Ok(Receipt {
+            format: RECEIPT_FORMAT.into(),
+            entry: Entry {
+                seq,
+                at: now,
+                event,
+            },
+            inclusion,
+            checkpoint: cp.note,
+        })
+    }
+}

@@ -1,0 +1,286 @@
+//! The stored Merkle tree over each org's audit rows (core's `audit_log::tree`), the signed
+//! checkpoints over it, and the log key, wrapped.
+//!
+//! - `audit_tree (org_id, idx, hash)`: every stored hash (about two per row), written in the
+//!   same transaction as the row it covers, so the tree always has exactly the rows' leaves.
+//! - `audit_checkpoint (org_id, size, at, note)`: every checkpoint byok signed, kept so that
+//!   a verifier can bisect a rewritten log against them (`GET .../audit/checkpoints`).
+//! - `log_key (name, public_key, wrapped, created_at)`: the Ed25519 log key, its seed wrapped
+//!   under the managed key (never stored unwrapped).
+//!
+//! Core's tree operations read stored hashes synchronously; here each runs twice, once to
+//! learn the indexes it reads and once on those hashes, read in one query ([`run`]).
+
+use byok_core::ScopeId;
+use byok_core::audit_log::tree::{self, TreeReader};
+use byok_core::audit_log::{AuditLogError, Hash};
+use sqlx::{Row, SqliteConnection};
+
+use super::{Result, StoreError};
+
+fn corrupt(e: AuditLogError) -> StoreError {
+    StoreError::Corrupt(format!("audit tree: {e}"))
+}
+
+fn index(i: u64) -> Result<i64> {
+    i64::try_from(i).map_err(|_| StoreError::Corrupt("audit tree index past i64".into()))
+}
+
+/// Runs tree operation `op` of `org` on the stored hashes it needs.
+pub async fn run<T>(
+    conn: &mut SqliteConnection,
+    org: ScopeId,
+    op: impl Fn(&TreeReader) -> std::result::Result<T, AuditLogError>,
+) -> Result<T> {
+    let want = tree::wanted(&op);
+    let mut got = Vec::with_capacity(want.len());
+    if !want.is_empty() {
+        let marks = vec!["?"; want.len()].join(",");
+        let sql = format!("SELECT idx, hash FROM audit_tree WHERE org_id = ? AND idx IN ({marks})");
+        let mut q = sqlx::query(&sql).bind(org.to_string());
+        for w in &want {
+            q = q.bind(index(*w)?);
+        }
+        for r in q.fetch_all(&mut *conn).await? {
+            let idx: i64 = r.try_get("idx")?;
+            let bytes: Vec<u8> = r.try_get("hash")?;
+            let hash = <[u8; 32]>::try_from(bytes.as_slice())
+                .map_err(|_| StoreError::Corrupt("audit tree hash is not 32 bytes".into()))?;
+            got.push((u64::try_from(idx).unwrap_or(u64::MAX), Hash(hash)));
+        }
+    }
+    op(&TreeReader::with(got)).map_err(corrupt)
+}
+
+/// Adds the leaf of row `seq` (from 1) with hash `leaf` to `org`'s tree.
+pub async fn append(conn: &mut SqliteConnection, org: ScopeId, seq: i64, leaf: Hash) -> Result<()> {
+    let n = u64::try_from(seq - 1).map_err(|_| StoreError::Corrupt("audit seq below 1".into()))?;
+    let new = run(conn, org, |r| tree::append(n, leaf, r)).await?;
+    for (idx, hash) in new {
+        sqlx::query("INSERT INTO audit_tree (org_id, idx, hash) VALUES (?, ?, ?)")
+            .bind(org.to_string())
+            .bind(index(idx)?)
+            .bind(&hash.0[..])
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// The number of leaves in `org`'s tree (its rows).
+pub async fn size(conn: &mut SqliteConnection, org: ScopeId) -> Result<u64> {
+    let n: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM audit WHERE org_id = ?")
+        .bind(org.to_string())
+        .fetch_one(&mut *conn)
+        .await?;
+    Ok(u64::try_from(n.unwrap_or(0)).unwrap_or(0))
+}
+
+/// The stored leaf hashes of rows `first ..= last`, by seq.
+pub async fn leaves(
+    conn: &mut SqliteConnection,
+    org: ScopeId,
+    first: i64,
+    last: i64,
+) -> Result<std::collections::HashMap<i64, Hash>> {
+    let mut by_index = std::collections::HashMap::new();
+    for seq in first.max(1)..=last {
+        by_index.insert(
+            index(tree::leaf_index(u64::try_from(seq - 1).unwrap_or(0)))?,
+            seq,
+        );
+    }
+    let (lo, hi) = (
+        by_index.keys().min().copied().unwrap_or(0),
+        by_index.keys().max().copied().unwrap_or(-1),
+    );
+    let rows =
+        sqlx::query("SELECT idx, hash FROM audit_tree WHERE org_id = ? AND idx BETWEEN ? AND ?")
+            .bind(org.to_string())
+            .bind(lo)
+            .bind(hi)
+            .fetch_all(&mut *conn)
+            .await?;
+    let mut out = std::collections::HashMap::new();
+    for r in rows {
+        let idx: i64 = r.try_get("idx")?;
+        if let Some(seq) = by_index.get(&idx) {
+            let bytes: Vec<u8> = r.try_get("hash")?;
+            if let Ok(h) = <[u8; 32]>::try_from(bytes.as_slice()) {
+                out.insert(*seq, Hash(h));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The stored leaf hash of row `seq`, if the tree has it.
+pub async fn leaf(conn: &mut SqliteConnection, org: ScopeId, seq: i64) -> Result<Option<Hash>> {
+    let n = u64::try_from(seq - 1).map_err(|_| StoreError::Corrupt("audit seq below 1".into()))?;
+    let idx = index(tree::leaf_index(n))?;
+    let bytes: Option<Vec<u8>> =
+        sqlx::query_scalar("SELECT hash FROM audit_tree WHERE org_id = ? AND idx = ?")
+            .bind(org.to_string())
+            .bind(idx)
+            .fetch_optional(&mut *conn)
+            .await?;
+    Ok(bytes.and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok().map(Hash)))
+}
+
+/// One signed checkpoint.
+#[derive(Clone, Debug)]
+pub struct StoredCheckpoint {
+    /// Tree size.
+    pub size: u64,
+    /// When signed, ms since the Unix epoch.
+    pub at: i64,
+    /// The signed note.
+    pub note: String,
+}
+
+fn checkpoint_row(r: &sqlx::sqlite::SqliteRow) -> Result<StoredCheckpoint> {
+    Ok(StoredCheckpoint {
+        size: u64::try_from(r.try_get::<i64, _>("size")?).unwrap_or(0),
+        at: r.try_get("at")?,
+        note: r.try_get("note")?,
+    })
+}
+
+/// The newest checkpoint of `org`.
+pub async fn latest_checkpoint(
+    conn: &mut SqliteConnection,
+    org: ScopeId,
+) -> Result<Option<StoredCheckpoint>> {
+    let r = sqlx::query(
+        "SELECT size, at, note FROM audit_checkpoint WHERE org_id = ? ORDER BY size DESC LIMIT 1",
+    )
+    .bind(org.to_string())
+    .fetch_optional(&mut *conn)
+    .await?;
+    r.as_ref().map(checkpoint_row).transpose()
+}
+
+/// Checkpoints of `org` with size above `after`, oldest first, at most `limit`.
+pub async fn checkpoints(
+    conn: &mut SqliteConnection,
+    org: ScopeId,
+    after: u64,
+    limit: i64,
+) -> Result<Vec<StoredCheckpoint>> {
+    let rows = sqlx::query(
+        "SELECT size, at, note FROM audit_checkpoint WHERE org_id = ? AND size > ? ORDER BY size LIMIT ?",
+    )
+    .bind(org.to_string())
+    .bind(index(after)?)
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter().map(checkpoint_row).collect()
+}
+
+/// Keeps a signed checkpoint (a second one of the same size is ignored: the first stands).
+pub async fn put_checkpoint(
+    conn: &mut SqliteConnection,
+    org: ScopeId,
+    size: u64,
+    at: i64,
+    note: &str,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT OR IGNORE INTO audit_checkpoint (org_id, size, at, note) VALUES (?, ?, ?, ?)",
+    )
+    .bind(org.to_string())
+    .bind(index(size)?)
+    .bind(at)
+    .bind(note)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Orgs whose tree grew past their newest checkpoint (or that have rows and none).
+pub async fn unsigned_orgs(conn: &mut SqliteConnection) -> Result<Vec<ScopeId>> {
+    let ids: Vec<String> = sqlx::query_scalar(
+        "SELECT a.org_id FROM audit a GROUP BY a.org_id
+         HAVING MAX(a.seq) > COALESCE((SELECT MAX(c.size) FROM audit_checkpoint c WHERE c.org_id = a.org_id), 0)",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    ids.iter()
+        .map(|s| ScopeId::parse_hex(s).ok_or_else(|| StoreError::Corrupt("audit org id".into())))
+        .collect()
+}
+
+/// The stored log key: its name, public key and wrapped seed.
+#[derive(Clone, Debug)]
+pub struct StoredLogKey {
+    /// Name in signature lines.
+    pub name: String,
+    /// Ed25519 public key.
+    pub public_key: Vec<u8>,
+    /// The seed, wrapped under the managed key.
+    pub wrapped: Vec<u8>,
+}
+
+/// The log key, if one was made.
+pub async fn log_key(conn: &mut SqliteConnection) -> Result<Option<StoredLogKey>> {
+    let r =
+        sqlx::query("SELECT name, public_key, wrapped FROM log_key ORDER BY created_at LIMIT 1")
+            .fetch_optional(&mut *conn)
+            .await?;
+    r.map(|r| {
+        Ok(StoredLogKey {
+            name: r.try_get("name")?,
+            public_key: r.try_get("public_key")?,
+            wrapped: r.try_get("wrapped")?,
+        })
+    })
+    .transpose()
+}
+
+/// Keeps the log key.
+pub async fn put_log_key(conn: &mut SqliteConnection, key: &StoredLogKey, at: i64) -> Result<()> {
+    sqlx::query("INSERT INTO log_key (name, public_key, wrapped, created_at) VALUES (?, ?, ?, ?)")
+        .bind(&key.name)
+        .bind(&key.public_key)
+        .bind(&key.wrapped)
+        .bind(at)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Rebuilds the tree of every org whose rows outnumber its tree's leaves: a database from
+/// before the tree existed. Returns how many orgs were rebuilt.
+pub async fn backfill(conn: &mut SqliteConnection) -> Result<usize> {
+    let orgs: Vec<(String, i64)> =
+        sqlx::query_as("SELECT org_id, MAX(seq) FROM audit GROUP BY org_id")
+            .fetch_all(&mut *conn)
+            .await?;
+    let mut rebuilt = 0;
+    for (org_id, max) in orgs {
+        let org = ScopeId::parse_hex(&org_id)
+            .ok_or_else(|| StoreError::Corrupt("audit org id".into()))?;
+        if leaf(conn, org, max).await?.is_some() {
+            continue;
+        }
+        sqlx::query("DELETE FROM audit_tree WHERE org_id = ?")
+            .bind(&org_id)
+            .execute(&mut *conn)
+            .await?;
+        let rows: Vec<(i64, i64, String)> =
+            sqlx::query_as("SELECT seq, at, event FROM audit WHERE org_id = ? ORDER BY seq")
+                .bind(&org_id)
+                .fetch_all(&mut *conn)
+                .await?;
+        for (seq, at, event) in rows {
+            let event: serde_json::Value = serde_json::from_str(&event)
+                .map_err(|_| StoreError::Corrupt("audit event is not JSON".into()))?;
+            let seq_u = u64::try_from(seq).unwrap_or(0);
+            let hash = byok_core::audit_log::leaf::row_hash(seq_u, at, &event).map_err(corrupt)?;
+            append(conn, org, seq, hash).await?;
+        }
+        rebuilt += 1;
+    }
+    Ok(rebuilt)
+}

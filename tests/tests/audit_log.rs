@@ -1,0 +1,482 @@
+//! The audit log as a transparency log (issue 13), from outside: checkpoints, proofs and
+//! receipts checked by byok's CLI and by an independent verifier written from the C2SP and
+//! RFC 6962 texts (`tools/audit_verify.py`); rows edited, reordered, cut and rewritten in the
+//! database, each found with its first bad row.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use byok_core::audit_log::checkpoint;
+use byok_tests::fixtures::{OrgSettings, TestOrg, TestServer, assert_error, assert_status};
+use byok_tests::moto::python;
+use byok_tests::server::binary;
+use serde_json::{Value, json};
+
+fn tool() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tools/audit_verify.py")
+}
+
+/// The independent verifier: (exit ok, stdout JSON).
+fn independent(args: &[&str]) -> (bool, Value) {
+    let out = Command::new(python())
+        .arg(tool())
+        .args(args)
+        .output()
+        .expect("run tools/audit_verify.py");
+    let v = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    (out.status.success(), v)
+}
+
+struct Log {
+    ts: TestServer,
+    o: TestOrg,
+    vkey: String,
+}
+
+impl Log {
+    async fn start(name: &str) -> Self {
+        let ts = TestServer::start(name);
+        let o = ts
+            .org(OrgSettings {
+                lease_ttl_ms: 600_000,
+                ..OrgSettings::named("acme")
+            })
+            .await;
+        // Public: no token.
+        let (st, v) = ts.raw("GET", "/v1/audit/verifier-key", None, None).await;
+        assert_eq!(st, 200, "{v}");
+        let vkey = v["verifier_key"].as_str().unwrap().to_owned();
+        Self { ts, o, vkey }
+    }
+
+    fn file(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.ts.dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    async fn checkpoint(&self) -> String {
+        let r = self
+            .ts
+            .reply(&self.o.path("/audit/checkpoint"), &self.o.auditor, None)
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(r.header("content-type"), Some("text/plain; charset=utf-8"));
+        r.body
+    }
+
+    async fn rows(&self) -> Vec<Value> {
+        let (st, v) = self
+            .ts
+            .get(&self.o.path("/audit?limit=1000"), &self.o.auditor)
+            .await;
+        assert_eq!(st, 200);
+        v.as_array().unwrap().clone()
+    }
+
+    fn cli(&self, args: &[&str]) -> Output {
+        Command::new(binary())
+            .env("BYOK_SERVER", &self.ts.url)
+            .env("BYOK_TOKEN", &self.o.auditor)
+            .env("BYOK_ORG", &self.o.id)
+            .env("BYOK_VERIFIER_KEY", &self.vkey)
+            .stdin(Stdio::null())
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    /// `byok audit --json verify --checkpoint FILE`: (exit code, JSON).
+    fn verify_kept(&self, kept: &Path) -> (i32, Value) {
+        let out = self.cli(&[
+            "audit",
+            "--json",
+            "verify",
+            "--checkpoint",
+            kept.to_str().unwrap(),
+        ]);
+        let v = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        (out.status.code().unwrap_or(-1), v)
+    }
+
+    /// Some history: scopes made, paused, resumed.
+    async fn history(&self, n: usize) {
+        for i in 0..n {
+            let s = self
+                .o
+                .scope(&self.ts, &self.o.id, &format!("team-{i}"))
+                .await;
+            if i % 3 == 0 {
+                assert_status(&self.o.act(&self.ts, &s, "rotate", json!({})).await, 200);
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkpoints_and_proofs_verify_with_byok_and_independently() {
+    let log = Log::start("audit-log-proofs").await;
+    let (ts, o) = (&log.ts, &log.o);
+    log.history(3).await;
+    let first = log.checkpoint().await;
+    let kept = log.file("kept.txt", &first);
+    let cp1 = checkpoint::verify(&first, &log.vkey).unwrap();
+    assert_eq!(cp1.org.to_string(), o.id);
+    assert_eq!(
+        cp1.size,
+        log.rows().await.len() as u64,
+        "every row is a leaf"
+    );
+    let (ok, v) = independent(&[
+        "checkpoint",
+        "--verifier-key",
+        &log.vkey,
+        "--note",
+        kept.to_str().unwrap(),
+    ]);
+    assert!(ok, "{v}");
+    assert_eq!(v["size"], json!(cp1.size));
+
+    log.history(5).await;
+    let second = log.checkpoint().await;
+    let newer = log.file("newer.txt", &second);
+    let cp2 = checkpoint::verify(&second, &log.vkey).unwrap();
+    assert!(cp2.size > cp1.size);
+    // Asking again without new rows gives the same checkpoint, not a new signature.
+    assert_eq!(log.checkpoint().await, second);
+
+    // Consistency, from the kept checkpoint to the newer one.
+    let (st, proof) = ts
+        .get(
+            &o.path(&format!("/audit/proof/consistency?from={}", cp1.size)),
+            &o.auditor,
+        )
+        .await;
+    assert_eq!(st, 200, "{proof}");
+    assert_eq!(proof["to"], json!(cp2.size));
+    let pf = log.file("consistency.json", &proof.to_string());
+    let (ok, v) = independent(&[
+        "consistency",
+        "--verifier-key",
+        &log.vkey,
+        "--old",
+        kept.to_str().unwrap(),
+        "--new",
+        newer.to_str().unwrap(),
+        "--proof",
+        pf.to_str().unwrap(),
+    ]);
+    assert!(ok, "{v}");
+
+    // Inclusion of the first, a middle and the last row.
+    let rows = log.rows().await;
+    for seq in [1, cp2.size / 2, cp2.size] {
+        let (st, proof) = ts
+            .get(
+                &o.path(&format!("/audit/proof/inclusion?seq={seq}")),
+                &o.auditor,
+            )
+            .await;
+        assert_eq!(st, 200, "{proof}");
+        let pf = log.file("inclusion.json", &proof.to_string());
+        let ef = log.file("entry.json", &rows[seq as usize - 1].to_string());
+        let (ok, v) = independent(&[
+            "inclusion",
+            "--verifier-key",
+            &log.vkey,
+            "--checkpoint",
+            newer.to_str().unwrap(),
+            "--proof",
+            pf.to_str().unwrap(),
+            "--entry",
+            ef.to_str().unwrap(),
+        ]);
+        assert!(ok, "seq {seq}: {v}");
+        let out = log.cli(&["audit", "prove", &seq.to_string()]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    // The whole log against the newer checkpoint, independently; and byok's own check
+    // against the kept one.
+    let rf = log.file("rows.json", &Value::Array(rows).to_string());
+    let (ok, v) = independent(&[
+        "log",
+        "--verifier-key",
+        &log.vkey,
+        "--checkpoint",
+        newer.to_str().unwrap(),
+        "--rows",
+        rf.to_str().unwrap(),
+    ]);
+    assert!(ok, "{v}");
+    let (code, v) = log.verify_kept(&kept);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["ok"], json!(true));
+
+    // Bad requests and the wrong role get exact errors.
+    let (st, v) = ts
+        .get(
+            &o.path(&format!("/audit/proof/inclusion?seq={}", cp2.size + 50)),
+            &o.auditor,
+        )
+        .await;
+    assert_error(&(st, v), 400, "invalid_request");
+    assert_error(
+        &ts.get(&o.path("/audit/checkpoint"), &o.service).await,
+        403,
+        "forbidden",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn withdrawals_answer_with_receipts_that_verify_offline() {
+    let log = Log::start("audit-log-receipts").await;
+    let (ts, o) = (&log.ts, &log.o);
+    let team = o.scope(ts, &o.id, "team").await;
+    let other = o.scope(ts, &o.id, "other").await;
+    // An edge lease on the team: a pause cannot end it before it expires.
+    let (st, lease) = ts
+        .post(&o.scope_path(&team, "lease"), &o.service, &json!({}))
+        .await;
+    assert_eq!(st, 200, "{lease}");
+    let lease_ends = lease["expires_at"].as_i64().unwrap();
+
+    let paused = assert_status(&o.act(ts, &team, "pause", json!({})).await, 200);
+    assert_eq!(
+        paused["effective"], "paused",
+        "the scope view is still there"
+    );
+    let receipt = &paused["receipt"];
+    assert_eq!(receipt["format"], "byok-receipt/v1");
+    let event = &receipt["entry"]["event"];
+    assert_eq!(event["action"], "scope_paused");
+    assert_eq!(event["subject"]["scope"], json!(team));
+    assert_eq!(event["leases_outstanding"], json!(1));
+    assert_eq!(
+        event["access_ends_at"],
+        json!(lease_ends),
+        "the lease bounds it"
+    );
+
+    // A scope without leases: access ended when the revoke committed.
+    let revoked = assert_status(
+        &o.act(ts, &other, "revoke", json!({ "confirm": other }))
+            .await,
+        200,
+    );
+    let r2 = &revoked["receipt"];
+    assert_eq!(r2["entry"]["event"]["action"], "scope_revoked");
+    assert_eq!(r2["entry"]["event"]["leases_outstanding"], json!(0));
+    assert_eq!(r2["entry"]["event"]["access_ends_at"], r2["entry"]["at"]);
+
+    // Token revoke.
+    let (id, _) = o.token(ts, "service", "batch").await;
+    let (st, gone) = ts
+        .raw(
+            "DELETE",
+            &o.path(&format!("/tokens/{id}")),
+            Some(&o.admin),
+            None,
+        )
+        .await;
+    assert_eq!(st, 200, "{gone}");
+    assert_eq!(gone["receipt"]["entry"]["event"]["action"], "token_revoked");
+
+    let files: Vec<PathBuf> = [&paused, &revoked, &gone]
+        .iter()
+        .enumerate()
+        .map(|(i, v)| log.file(&format!("answer-{i}.json"), &v.to_string()))
+        .collect();
+    let receipt_only = log.file("receipt.json", &receipt.to_string());
+    // Offline: with the server gone.
+    let mut ts = log.ts;
+    ts.server.kill9();
+    for f in files.iter().chain([&receipt_only]) {
+        let out = Command::new(binary())
+            .args([
+                "audit",
+                "--json",
+                "verify-receipt",
+                f.to_str().unwrap(),
+                "--verifier-key",
+                &log.vkey,
+            ])
+            .env("BYOK_SERVER", "http://127.0.0.1:9")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["ok"], json!(true));
+    }
+    let (ok, v) = independent(&[
+        "receipt",
+        "--verifier-key",
+        &log.vkey,
+        receipt_only.to_str().unwrap(),
+    ]);
+    assert!(ok, "{v}");
+    assert_eq!(v["access_ends_at"], json!(lease_ends));
+
+    // A receipt whose promise was edited fails both checks.
+    let mut edited = receipt.clone();
+    edited["entry"]["event"]["access_ends_at"] = json!(lease_ends - 500_000);
+    let ef = ts.dir.join("edited.json");
+    std::fs::write(&ef, edited.to_string()).unwrap();
+    let out = Command::new(binary())
+        .args([
+            "audit",
+            "verify-receipt",
+            ef.to_str().unwrap(),
+            "--verifier-key",
+            &log.vkey,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (ok, _) = independent(&["receipt", "--verifier-key", &log.vkey, ef.to_str().unwrap()]);
+    assert!(!ok, "the independent verifier refuses it too");
+    ts.restart();
+}
+
+/// Runs `sql` on the stopped server's database, then starts it again.
+async fn tamper(log: &mut Log, sql: &[&str]) {
+    log.ts.server.kill9();
+    let db = log.ts.db(false).await;
+    for q in sql {
+        sqlx::query(q).execute(&db).await.unwrap();
+    }
+    db.close().await;
+    log.ts.restart();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edited_reordered_cut_and_rewritten_logs_name_their_first_bad_row() {
+    let mut log = Log::start("audit-log-tamper").await;
+    log.history(2).await;
+    // A checkpoint byok signed early (the bisection's anchor for a rewrite).
+    let early = checkpoint::verify(&log.checkpoint().await, &log.vkey).unwrap();
+    log.history(6).await;
+    let kept_note = log.checkpoint().await;
+    let kept = log.file("kept.txt", &kept_note);
+    let size = checkpoint::verify(&kept_note, &log.vkey).unwrap().size;
+    assert!(size > early.size + 3);
+    let (code, v) = log.verify_kept(&kept);
+    assert_eq!(code, 0, "untouched: {v}");
+    let org = log.o.id.clone();
+    let original: Vec<(i64, String)> = {
+        let db = log.ts.db(true).await;
+        let rows = sqlx::query_as("SELECT seq, event FROM audit WHERE org_id = ? ORDER BY seq")
+            .bind(&org)
+            .fetch_all(&db)
+            .await
+            .unwrap();
+        db.close().await;
+        rows
+    };
+    let event = |seq: usize| original[seq - 1].1.replace('\'', "''");
+    // Any event, changed: its type renamed.
+    let forged = |seq: usize| event(seq).replacen("\"type\":\"", "\"type\":\"forged_", 1);
+    let set = |seq: usize, text: &str| {
+        format!("UPDATE audit SET event = '{text}' WHERE org_id = '{org}' AND seq = {seq}")
+    };
+    let independent_log = |log: &Log, kept: &Path| {
+        let rows = Value::Array(tailed_rows(log));
+        let rf = log.file("rows.json", &rows.to_string());
+        independent(&[
+            "log",
+            "--verifier-key",
+            &log.vkey,
+            "--checkpoint",
+            kept.to_str().unwrap(),
+            "--rows",
+            rf.to_str().unwrap(),
+        ])
+    };
+
+    // An edited row.
+    let edited = forged(4);
+    assert_ne!(edited, event(4));
+    tamper(&mut log, &[&set(4, &edited)]).await;
+    let (code, v) = log.verify_kept(&kept);
+    assert_eq!((code, &v["first_bad"]), (4, &json!(4)), "{v}");
+    let (ok, v) = independent_log(&log, &kept);
+    assert_eq!((ok, &v["first_bad_seq"]), (false, &json!(4)), "{v}");
+    tamper(&mut log, &[&set(4, &event(4))]).await;
+    assert_eq!(log.verify_kept(&kept).0, 0, "restored");
+
+    // Two rows swapped.
+    tamper(&mut log, &[&set(5, &event(6)), &set(6, &event(5))]).await;
+    let (code, v) = log.verify_kept(&kept);
+    assert_eq!((code, &v["first_bad"]), (4, &json!(5)), "{v}");
+    tamper(&mut log, &[&set(5, &event(5)), &set(6, &event(6))]).await;
+    assert_eq!(log.verify_kept(&kept).0, 0, "restored");
+
+    // A rewrite that also rebuilt the tree and dropped the checkpoints it broke: the tree is
+    // rebuilt from the rows at start (as for a database from before the tree).
+    let rewrite = early.size as usize + 1;
+    tamper(
+        &mut log,
+        &[
+            &set(rewrite, &forged(rewrite)),
+            &format!("DELETE FROM audit_tree WHERE org_id = '{org}'"),
+            &format!(
+                "DELETE FROM audit_checkpoint WHERE org_id = '{org}' AND size > {}",
+                early.size
+            ),
+        ],
+    )
+    .await;
+    let (code, v) = log.verify_kept(&kept);
+    assert_eq!((code, &v["first_bad"]), (4, &json!(rewrite)), "{v}");
+    let (ok, v) = independent_log(&log, &kept);
+    assert!(!ok, "{v}");
+
+    // The tail cut off (rows, their tree hashes and the checkpoints past them).
+    let keep = size - 3;
+    tamper(
+        &mut log,
+        &[
+            &format!("DELETE FROM audit WHERE org_id = '{org}' AND seq > {keep}"),
+            &format!("DELETE FROM audit_tree WHERE org_id = '{org}'"),
+            &format!("DELETE FROM audit_checkpoint WHERE org_id = '{org}' AND size > {keep}"),
+        ],
+    )
+    .await;
+    let (code, v) = log.verify_kept(&kept);
+    assert_eq!((code, &v["first_bad"]), (4, &json!(keep + 1)), "{v}");
+    let (ok, v) = independent_log(&log, &kept);
+    assert_eq!((ok, &v["first_bad_seq"]), (false, &json!(keep + 1)), "{v}");
+}
+
+/// The rows as `byok audit tail` prints them (JSON lines).
+fn tailed_rows(log: &Log) -> Vec<Value> {
+    let out = Command::new(binary())
+        .env("BYOK_SERVER", &log.ts.url)
+        .env("BYOK_TOKEN", &log.o.auditor)
+        .env("BYOK_ORG", &log.o.id)
+        .args(["audit", "--json", "tail"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
