@@ -412,6 +412,7 @@ async fn edited_reordered_cut_and_rewritten_logs_name_their_first_bad_row() {
     tamper(&mut log, &[&set(4, &edited)]).await;
     let (code, v) = log.verify_kept(&kept);
     assert_eq!((code, &v["first_bad"]), (4, &json!(4)), "{v}");
+    assert_eq!(v["first_bad_at_most"], Value::Null, "exact: {v}");
     let (ok, v) = independent_log(&log, &kept);
     assert_eq!((ok, &v["first_bad_seq"]), (false, &json!(4)), "{v}");
     tamper(&mut log, &[&set(4, &event(4))]).await;
@@ -441,6 +442,9 @@ async fn edited_reordered_cut_and_rewritten_logs_name_their_first_bad_row() {
     .await;
     let (code, v) = log.verify_kept(&kept);
     assert_eq!((code, &v["first_bad"]), (4, &json!(rewrite)), "{v}");
+    // Only a range can be named: between the last signed checkpoint that still matches and
+    // the kept one.
+    assert_eq!(v["first_bad_at_most"], json!(size), "{v}");
     let (ok, v) = independent_log(&log, &kept);
     assert!(!ok, "{v}");
 
@@ -479,4 +483,121 @@ fn tailed_rows(log: &Log) -> Vec<Value> {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn who_used_which_scope_since_when_is_in_the_log() {
+    let log = Log::start("audit-log-usage").await;
+    let (ts, o) = (&log.ts, &log.o);
+    let team = o.scope(ts, &o.id, "team").await;
+    let other = o.scope(ts, &o.id, "other").await;
+    let (a_id, a) = o.token(ts, "service", "a").await;
+    let (b_id, b) = o.token(ts, "service", "b").await;
+    let before = byok_tests::fixtures::now_ms();
+    let encrypt = |scope: &str, token: &str| {
+        let path = o.scope_path(scope, "encrypt");
+        let token = token.to_owned();
+        async move {
+            assert_status(
+                &ts.post(&path, &token, &json!({ "plaintext": "aGk=" }))
+                    .await,
+                200,
+            )
+        }
+    };
+    // Token a uses team three times (one mark: a minute's uses share it), b uses other.
+    for _ in 0..3 {
+        encrypt(&team, &a).await;
+    }
+    encrypt(&other, &b).await;
+    let query = |q: String| async move {
+        let (st, v) = ts.get(&o.path(&format!("/audit?{q}")), &o.auditor).await;
+        assert_eq!(st, 200, "{v}");
+        v.as_array().unwrap().clone()
+    };
+    let used = query(format!(
+        "kind=scope_used&actor={a_id}&scope={team}&since={before}"
+    ))
+    .await;
+    assert_eq!(used.len(), 1, "{used:?}");
+    assert_eq!(used[0]["event"]["actor"]["token"], json!(a_id));
+    assert_eq!(used[0]["event"]["actor"]["role"], "service");
+    assert!(
+        query(format!("actor={b_id}&scope={team}")).await.is_empty(),
+        "b never used team"
+    );
+    assert_eq!(
+        query(format!("actor={b_id}&scope={other}&kind=scope_used"))
+            .await
+            .len(),
+        1
+    );
+    assert!(
+        query(format!("actor={a_id}&until={before}"))
+            .await
+            .is_empty(),
+        "nothing before"
+    );
+    // The admin's actions carry the admin as actor too.
+    let created = query(format!("kind=scope_created&scope={team}")).await;
+    assert_eq!(created[0]["event"]["actor"]["role"], "admin", "{created:?}");
+    // The CLI asks the same, with an RFC 3339 time.
+    let out = log.cli(&[
+        "audit",
+        "--json",
+        "read",
+        "--actor",
+        &a_id,
+        "--scope",
+        &team,
+        "--kind",
+        "scope_used",
+        "--since",
+        "2020-01-01T00:00:00Z",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 1);
+    // A filter that is not an id is refused by name.
+    let (st, v) = ts.get(&o.path("/audit?actor=zz"), &o.auditor).await;
+    assert_error(&(st, v), 400, "invalid_request");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grown_logs_get_a_checkpoint_without_being_asked() {
+    let ts = TestServer::start_with("audit-log-periodic", |data| {
+        byok_tests::server::Server::start(
+            data,
+            &[
+                ("BYOK_KEY_HEALTH_INTERVAL_MS", "3600000"),
+                ("BYOK_CHECKPOINT_INTERVAL_MS", "1000"),
+            ],
+        )
+    });
+    let o = ts.org(OrgSettings::named("acme")).await;
+    o.scope(&ts, &o.id, "team").await;
+    let (_, rows) = ts.get(&o.path("/audit?limit=1000"), &o.auditor).await;
+    let size = rows.as_array().unwrap().len() as u64;
+    // The list only shows what was signed; it signs nothing itself.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let (st, list) = ts.get(&o.path("/audit/checkpoints"), &o.auditor).await;
+        assert_eq!(st, 200, "{list}");
+        if list
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["size"] == json!(size))
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no checkpoint of size {size}: {list}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
 }

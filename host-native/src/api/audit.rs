@@ -11,16 +11,16 @@ use byok_core::audit_log::receipt::Receipt;
 use serde::Deserialize;
 
 use super::AppState;
-use super::auth::Caller;
+use super::auth::{Caller, parse_id};
 use super::error::{ApiError, ErrorBody};
 use super::paths::OrgPath;
 use crate::service::audit_log::Withdrawal;
-use crate::store::{AuditRow, Role, Verification};
+use crate::store::{AuditFilter, AuditRow, Role, Verification};
 
 /// Who may read and verify the log.
 const READERS: &[Role] = &[Role::Auditor, Role::Admin];
 
-/// Paging through the log.
+/// Paging through the log, and what to look for.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Page {
@@ -28,13 +28,29 @@ pub struct Page {
     pub after: Option<i64>,
     /// At most this many rows (1..=1000, default 100).
     pub limit: Option<i64>,
+    /// Only events of this type.
+    pub kind: Option<String>,
+    /// Only events about this scope.
+    pub scope: Option<String>,
+    /// Only events written by requests with this token id.
+    pub actor: Option<String>,
+    /// Only rows at or after this time (ms since the epoch).
+    pub since: Option<i64>,
+    /// Only rows before this time (ms since the epoch).
+    pub until: Option<i64>,
 }
 
-/// Read the org's audit log (auditor, admin).
+/// Read the org's audit log, optionally filtered: "did token X touch scope Y since Z" is
+/// `?actor=X&scope=Y&since=Z` (auditor, admin). Page on with `after` = the last `seq` seen.
 #[utoipa::path(get, path = "/v1/orgs/{org}/audit", tag = "audit",
     params(OrgPath,
         ("after" = Option<i64>, Query, description = "rows after this sequence number (default 0)"),
-        ("limit" = Option<i64>, Query, description = "at most this many rows, 1..=1000 (default 100)")),
+        ("limit" = Option<i64>, Query, description = "at most this many rows, 1..=1000 (default 100)"),
+        ("kind" = Option<String>, Query, description = "only events of this type (`scope_paused`, `lease_issued`, `scope_used`, ...)"),
+        ("scope" = Option<String>, Query, description = "only events about this scope (32 hex digits)"),
+        ("actor" = Option<String>, Query, description = "only events written by requests with this token id (16 hex digits)"),
+        ("since" = Option<i64>, Query, description = "only rows at or after this time, ms since the epoch"),
+        ("until" = Option<i64>, Query, description = "only rows before this time, ms since the epoch")),
     responses((status = 200, body = Vec<AuditRow>), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn read(
@@ -44,12 +60,29 @@ pub async fn read(
     Query(page): Query<Page>,
 ) -> Result<Json<Vec<AuditRow>>, ApiError> {
     let org = caller.org(&org, READERS)?;
+    let scope = page
+        .scope
+        .map(|s| parse_id(&s, "scope").map(|id| id.to_string()))
+        .transpose()?;
+    if let Some(a) = &page.actor
+        && !(a.len() == 16 && a.bytes().all(|b| b.is_ascii_hexdigit()))
+    {
+        return Err(ApiError::invalid("actor is a token id: 16 hex digits"));
+    }
+    let filter = AuditFilter {
+        kind: page.kind,
+        scope,
+        actor: page.actor.map(|a| a.to_ascii_lowercase()),
+        since: page.since,
+        until: page.until,
+    };
     let rows = s
         .service
         .audit(
             org,
             page.after.unwrap_or(0).max(0),
             page.limit.unwrap_or(100),
+            &filter,
         )
         .await?;
     Ok(Json(rows))

@@ -84,9 +84,11 @@ impl FromRequestParts<AppState> for Caller {
             tokio::time::sleep(refused.hold).await;
             return Err(refused.answer);
         }
+        let (org, role) = (grant.org, grant.role);
+        crate::store::audit::set_actor(grant);
         Ok(Self {
-            org: grant.org,
-            role: grant.role,
+            org,
+            role,
             token_hash,
         })
     }

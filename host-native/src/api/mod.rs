@@ -167,7 +167,10 @@ where
                 .cloned();
             (req.method().clone(), route, std::time::Instant::now())
         });
-        let answer = REQUEST_ID.scope(id, self.inner.call(req));
+        let answer = REQUEST_ID.scope(
+            id,
+            crate::store::audit::with_actor_slot(self.inner.call(req)),
+        );
         let deadline = self.deadline;
         Box::pin(async move {
             // Dropping the handler at the deadline is safe: a transition cut short re-reads its

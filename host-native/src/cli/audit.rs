@@ -12,7 +12,8 @@ use super::{Client, Failure, OrgArg};
 /// Audit commands.
 #[derive(Debug, clap::Subcommand)]
 pub enum AuditCmd {
-    /// Print audit rows (JSON lines with --json, for a SIEM).
+    /// Print audit rows (JSON lines with --json, for a SIEM), optionally only some: "did token
+    /// X touch scope Y since Z" is `--actor X --scope Y --since Z`.
     Read {
         /// The org (`--org`).
         #[command(flatten)]
@@ -23,6 +24,21 @@ pub enum AuditCmd {
         /// At most this many rows (all if omitted).
         #[arg(long)]
         limit: Option<i64>,
+        /// Only events of this type (`scope_paused`, `lease_issued`, `scope_used`, ...).
+        #[arg(long)]
+        kind: Option<String>,
+        /// Only events about this scope.
+        #[arg(long)]
+        scope: Option<String>,
+        /// Only events written by requests with this token id.
+        #[arg(long)]
+        actor: Option<String>,
+        /// Only rows at or after this time (RFC 3339, or ms since the epoch).
+        #[arg(long, value_parser = parse_time)]
+        since: Option<i64>,
+        /// Only rows before this time (RFC 3339, or ms since the epoch).
+        #[arg(long, value_parser = parse_time)]
+        until: Option<i64>,
     },
     /// Follow the log as JSON lines, for a SIEM: from a sequence number, and with --follow
     /// waiting for new rows (resume by passing the last seq you stored as --after).
@@ -99,12 +115,31 @@ pub async fn audit(client: &Client, cmd: AuditCmd) -> Result<(), Failure> {
             org: OrgArg { org },
             mut after,
             limit,
+            kind,
+            scope,
+            actor,
+            since,
+            until,
         } => {
+            let mut filter = String::new();
+            for (k, v) in [
+                ("kind", kind),
+                ("scope", scope),
+                ("actor", actor),
+                ("since", since.map(|t| t.to_string())),
+                ("until", until.map(|t| t.to_string())),
+            ] {
+                if let Some(v) = v {
+                    filter.push_str(&format!("&{k}={}", query_value(&v)?));
+                }
+            }
             let mut left = limit.unwrap_or(i64::MAX);
             while left > 0 {
                 let page = left.min(1000);
                 let v = client
-                    .get(&format!("/v1/orgs/{org}/audit?after={after}&limit={page}"))
+                    .get(&format!(
+                        "/v1/orgs/{org}/audit?after={after}&limit={page}{filter}"
+                    ))
                     .await?;
                 let rows = v.as_array().cloned().unwrap_or_default();
                 for r in &rows {
@@ -230,5 +265,32 @@ async fn tail(
             return Ok(());
         }
         tokio::time::sleep(std::time::Duration::from_millis(interval_ms.max(100))).await;
+    }
+}
+
+/// A time given as ms since the epoch or RFC 3339, in ms.
+fn parse_time(text: &str) -> Result<i64, String> {
+    if let Ok(ms) = text.parse::<i64>() {
+        return Ok(ms);
+    }
+    let t = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .map_err(|_| {
+            format!(
+                "{text:?} is neither ms since the epoch nor an RFC 3339 time (2026-11-30T10:00:00Z)"
+            )
+        })?;
+    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).map_err(|_| "time out of range".into())
+}
+
+/// A filter value as it goes into the query string: types and hex ids only.
+fn query_value(v: &str) -> Result<&str, Failure> {
+    if v.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        Ok(v)
+    } else {
+        Err(Failure::usage(format!(
+            "{v:?}: filters are event types, ids and times (letters, digits, '_' and '-')"
+        )))
     }
 }

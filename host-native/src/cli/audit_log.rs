@@ -160,9 +160,11 @@ impl Row {
     }
 }
 
-/// What `verify --checkpoint` found.
+/// What `verify --checkpoint` found: the first bad row, exactly when the rows show it, or
+/// the range it lies in when rows and tree were rewritten together.
 struct Finding {
     first_bad: Option<u64>,
+    first_bad_at_most: Option<u64>,
     reason: String,
 }
 
@@ -192,7 +194,7 @@ pub(super) async fn verify(
             json!({ "ok": true, "kept_size": kept.size, "size": newest.size, "root": newest.root.to_string() })
         }
         Some(f) => {
-            json!({ "ok": false, "kept_size": kept.size, "size": newest.size, "first_bad": f.first_bad, "reason": f.reason })
+            json!({ "ok": false, "kept_size": kept.size, "size": newest.size, "first_bad": f.first_bad, "first_bad_at_most": f.first_bad_at_most, "reason": f.reason })
         }
     };
     print(client, &out, |_| match &finding {
@@ -224,6 +226,7 @@ async fn examine(
     if newest.size < kept.size {
         return Ok(Some(Finding {
             first_bad: Some(newest.size + 1),
+            first_bad_at_most: None,
             reason: format!(
                 "the log has {} row(s) but your checkpoint covers {}: rows from {} on were cut",
                 newest.size,
@@ -240,6 +243,7 @@ async fn examine(
         if row.entry.seq != want {
             return Ok(Some(Finding {
                 first_bad: Some(want),
+                first_bad_at_most: None,
                 reason: format!(
                     "row {want} is missing (found {} in its place)",
                     row.entry.seq
@@ -254,6 +258,7 @@ async fn examine(
         {
             return Ok(Some(Finding {
                 first_bad: Some(want),
+                first_bad_at_most: None,
                 reason: format!(
                     "row {want} was changed after it was logged: its contents do not hash to the leaf the tree holds"
                 ),
@@ -265,6 +270,7 @@ async fn examine(
         let n = tree.len();
         return Ok(Some(Finding {
             first_bad: Some(n + 1),
+            first_bad_at_most: None,
             reason: format!(
                 "the server lists {n} row(s) but your checkpoint covers {}: rows from {} on are missing",
                 kept.size,
@@ -292,6 +298,7 @@ async fn examine(
     let (good, first_bad_at_most) = bisect(client, org, &tree, kept, vkey).await?;
     Ok(Some(Finding {
         first_bad: Some(good + 1),
+        first_bad_at_most: Some(first_bad_at_most),
         reason: format!(
             "rows and tree were rewritten: the first {good} row(s) match a checkpoint byok signed, and a row from {} to {first_bad_at_most} differs from what was signed",
             good + 1

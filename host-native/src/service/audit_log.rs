@@ -243,10 +243,15 @@ impl Service {
         let now = store::now_ms();
         // Server caches: the transition's effects evicted them before its gate opened.
         // Edge leases: the last one issued on what was withdrawn, still running.
-        // Which leases still open what was withdrawn: a scope's subtree; for a token, every
-        // lease of the org (leases do not name their token yet: an upper bound); none for a key
-        // (leases hold scope keys, which other keys of the org still reach).
-        let (action, subject, covered): (&str, Value, Option<HashSet<String>>) = match &w {
+        // Which leases still open what was withdrawn: those on the scope's subtree; those the
+        // token was given; none for a key (leases hold scope keys, which the org's other keys
+        // still reach).
+        enum Covered {
+            Scopes(HashSet<String>),
+            Token(String),
+            Nothing,
+        }
+        let (action, subject, covered) = match &w {
             Withdrawal::Scope { action, scope } => {
                 let under = cell
                     .snapshot()
@@ -254,14 +259,20 @@ impl Service {
                     .iter()
                     .map(ToString::to_string)
                     .collect();
-                (action, json!({ "scope": scope.to_string() }), Some(under))
+                (
+                    *action,
+                    json!({ "scope": scope.to_string() }),
+                    Covered::Scopes(under),
+                )
             }
-            Withdrawal::Key { holder } => (
-                "key_disabled",
-                json!({ "key": holder }),
-                Some(HashSet::new()),
+            Withdrawal::Key { holder } => {
+                ("key_disabled", json!({ "key": holder }), Covered::Nothing)
+            }
+            Withdrawal::Token { id } => (
+                "token_revoked",
+                json!({ "token": id }),
+                Covered::Token(id.clone()),
             ),
-            Withdrawal::Token { id } => ("token_revoked", json!({ "token": id }), None),
         };
         let mut leases_end: Option<i64> = None;
         let mut outstanding = 0u64;
@@ -274,8 +285,13 @@ impl Service {
         .await?;
         for e in recent {
             let ends = e.get("expires_at").and_then(Value::as_i64).unwrap_or(0);
-            let scope = e.get("scope").and_then(Value::as_str).unwrap_or_default();
-            if ends > now && covered.as_ref().is_none_or(|c| c.contains(scope)) {
+            let text = |v: Option<&Value>| v.and_then(Value::as_str).unwrap_or_default().to_owned();
+            let hit = match &covered {
+                Covered::Scopes(under) => under.contains(&text(e.get("scope"))),
+                Covered::Token(id) => text(e.pointer("/actor/token")) == *id,
+                Covered::Nothing => false,
+            };
+            if ends > now && hit {
                 outstanding += 1;
                 leases_end = Some(leases_end.map_or(ends, |m| m.max(ends)));
             }
@@ -290,7 +306,7 @@ impl Service {
             "access_ends_at": leases_end.map_or(now, |l| l.max(now)),
         });
         let mut tx = self.store.write().await?;
-        let seq = audit::append(&mut tx.tx, org, now, &event).await?;
+        let (seq, event) = audit::append_row(&mut tx.tx, org, now, &event).await?;
         tx.commit().await?;
         let cp = self
             .sign_checkpoint(org)
@@ -308,5 +324,45 @@ impl Service {
             inclusion,
             checkpoint: cp.note,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use byok_core::SecretBytes;
+    use byok_core::scope::managed_key;
+
+    use super::super::Service;
+    use super::super::aws::AwsSettings;
+    use crate::store::Database;
+
+    fn service(db: &Database, managed: u8) -> Service {
+        let key = managed_key(SecretBytes::from_bytes(&mut [managed; 32]), 1);
+        Service::new(
+            db.clone(),
+            key,
+            Duration::from_secs(60),
+            AwsSettings::default(),
+        )
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_log_key_is_kept_wrapped_under_the_managed_key_and_named_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::open_dir(dir.path()).await.unwrap();
+        let vkey = service(&db, 7).load_log_key("byok.test").await.unwrap();
+        assert!(vkey.starts_with("byok.test+"), "{vkey}");
+        // A later start keeps the key and its first name.
+        assert_eq!(service(&db, 7).load_log_key("renamed").await.unwrap(), vkey);
+        // Stored wrapped: the 140-byte sealed form, which another managed key does not open.
+        let wrapped: Vec<u8> = sqlx::query_scalar("SELECT wrapped FROM log_key")
+            .fetch_one(db.pool())
+            .await
+            .unwrap();
+        assert_eq!(wrapped.len(), 140);
+        assert!(service(&db, 8).load_log_key("byok.test").await.is_err());
     }
 }

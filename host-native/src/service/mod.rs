@@ -22,6 +22,7 @@ mod resolve;
 mod retire;
 mod scopes;
 mod tokens;
+mod usage;
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
@@ -93,6 +94,8 @@ pub struct Service {
     /// server's background task reads them ([`Service::take_kicks`]).
     kicks: tokio::sync::mpsc::UnboundedSender<ScopeId>,
     kick_rx: std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<ScopeId>>>,
+    /// Usage marks already logged (see `usage.rs`).
+    usage: usage::UsageMarks,
     /// The audit log's signing key, once loaded ([`Service::load_log_key`]).
     log_key: std::sync::OnceLock<Arc<byok_core::audit_log::log_key::LogKey>>,
     /// Counters.
@@ -124,6 +127,7 @@ impl Service {
             epoch: std::time::Instant::now(),
             epoch_ms: store::now_ms(),
             log_key: std::sync::OnceLock::new(),
+            usage: usage::UsageMarks::default(),
             metrics,
         })
     }

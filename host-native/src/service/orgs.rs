@@ -137,15 +137,16 @@ impl Service {
         Ok(cell.meta())
     }
 
-    /// Rows of the org's audit log.
+    /// Rows of the org's audit log after `after` that `filter` lets through.
     pub async fn audit(
         &self,
         org: ScopeId,
         after: i64,
         limit: i64,
+        filter: &audit::AuditFilter,
     ) -> Result<Vec<audit::AuditRow>> {
         self.org(org).await?;
-        Ok(audit::read(self.store.pool(), org, after, limit.clamp(1, 1000)).await?)
+        Ok(audit::read(self.store.pool(), org, after, limit.clamp(1, 1000), filter).await?)
     }
 
     /// Checks the org's audit chain.

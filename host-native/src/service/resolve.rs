@@ -28,14 +28,18 @@ impl Service {
     ) -> Result<(Arc<ScopeKey>, tokio::sync::RwLockReadGuard<'a, ()>)> {
         {
             let guard = cell.gate.read().await;
-            check_live(&cell.snapshot(), key)?;
+            let snap = cell.snapshot();
+            check_live(&snap, key)?;
             if let Some(k) = self.fresh(cell, key) {
                 self.metrics.cache_hits.fetch_add(1, Ordering::Relaxed);
+                // Admitted: marked before the key is used (a map lookup when already marked).
+                self.mark_use(snap.id(), key.scope).await?;
                 return Ok((k, guard));
             }
         }
         let k = self.scope_key(cell, key).await?;
         let guard = self.admit(cell, &[key]).await?;
+        self.mark_use(cell.snapshot().id(), key.scope).await?;
         Ok((k, guard))
     }
 

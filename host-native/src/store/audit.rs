@@ -12,7 +12,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use sqlx::{Row, Sqlite, SqlitePool, Transaction};
 
-use super::{Result, StoreError};
+use super::{Result, StoreError, TokenRow};
 
 /// One audit row as the API shows it.
 #[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
@@ -60,13 +60,66 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-/// Appends `event` to `org`'s log inside `tx`; returns its sequence number.
+tokio::task_local! {
+    /// Who the request being served acts as: set by the API once the token is authenticated
+    /// ([`set_actor`]), read by [`append`], so that every event a request logs names the token
+    /// behind it, however deep in the service it is written. Work of the server's own
+    /// (jobs, health checks, the periodic signer) runs outside any request and logs no actor.
+    static ACTOR: std::cell::RefCell<Option<std::sync::Arc<TokenRow>>>;
+}
+
+/// Runs `f` (a request) with a slot for its actor.
+pub fn with_actor_slot<F: Future>(f: F) -> impl Future<Output = F::Output> {
+    ACTOR.scope(std::cell::RefCell::new(None), f)
+}
+
+/// Records the authenticated token of the request being served (no-op outside a request).
+pub fn set_actor(token: std::sync::Arc<TokenRow>) {
+    let _ = ACTOR.try_with(|a| *a.borrow_mut() = Some(token));
+}
+
+/// The token id of the request being served, as a number (ids are 16 hex digits).
+pub fn actor_id() -> Option<u64> {
+    ACTOR
+        .try_with(|a| {
+            a.borrow()
+                .as_ref()
+                .and_then(|t| u64::from_str_radix(&t.id, 16).ok())
+        })
+        .ok()
+        .flatten()
+}
+
+/// The actor of the request being served, as events name it.
+pub fn actor() -> Option<Value> {
+    ACTOR
+        .try_with(|a| {
+            a.borrow().as_ref().map(
+                |t| serde_json::json!({ "token": t.id, "role": t.role.as_str(), "name": t.name }),
+            )
+        })
+        .ok()
+        .flatten()
+}
+
+/// Appends `event` to `org`'s log inside `tx`; returns its sequence number. The request's
+/// actor, if any, is added as `actor` (unless the event names one itself).
 pub async fn append(
     tx: &mut Transaction<'static, Sqlite>,
     org: ScopeId,
     at: i64,
     event: &Value,
 ) -> Result<i64> {
+    append_row(tx, org, at, event).await.map(|(seq, _)| seq)
+}
+
+/// [`append`], returning the event as logged (with its actor) too.
+pub async fn append_row(
+    tx: &mut Transaction<'static, Sqlite>,
+    org: ScopeId,
+    at: i64,
+    event: &Value,
+) -> Result<(i64, Value)> {
     let org_id = org.to_string();
     let last =
         sqlx::query("SELECT seq, hash FROM audit WHERE org_id = ? ORDER BY seq DESC LIMIT 1")
@@ -79,6 +132,16 @@ pub async fn append(
             r.try_get::<Vec<u8>, _>("hash")?,
         ),
         None => (1, vec![0u8; 32]),
+    };
+    let with_actor;
+    let event = match (actor(), event.as_object()) {
+        (Some(a), Some(map)) if !map.contains_key("actor") => {
+            let mut map = map.clone();
+            map.insert("actor".into(), a);
+            with_actor = Value::Object(map);
+            &with_actor
+        }
+        _ => event,
     };
     let text = event.to_string();
     let hash = link(&prev, seq, at, &text);
@@ -94,26 +157,57 @@ pub async fn append(
         .bind(&hash[..])
         .execute(&mut **tx)
         .await?;
-    Ok(seq)
+    Ok((seq, event.clone()))
 }
 
-/// Rows `after+1 ..` of `org`'s log, at most `limit`.
+/// Which rows to read: the filters of `GET .../audit` (all optional, combined with AND).
+#[derive(Clone, Debug, Default)]
+pub struct AuditFilter {
+    /// Events of this type (`scope_paused`, `lease_issued`, ...).
+    pub kind: Option<String>,
+    /// Events about this scope (its `scope`, or a receipt's `subject.scope`).
+    pub scope: Option<String>,
+    /// Events written by requests with this token id.
+    pub actor: Option<String>,
+    /// At or after this time, ms since the epoch.
+    pub since: Option<i64>,
+    /// Before this time, ms since the epoch.
+    pub until: Option<i64>,
+}
+
+/// Rows `after+1 ..` of `org`'s log that `filter` lets through, at most `limit`.
 pub async fn read(
     pool: &SqlitePool,
     org: ScopeId,
     after: i64,
     limit: i64,
+    filter: &AuditFilter,
 ) -> Result<Vec<AuditRow>> {
     let rows = sqlx::query(
-        "SELECT seq, at, event, prev, hash FROM audit WHERE org_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+        "SELECT seq, at, event, prev, hash FROM audit WHERE org_id = ? AND seq > ?
+           AND (?3 IS NULL OR json_extract(event, '$.type') = ?3)
+           AND (?4 IS NULL OR json_extract(event, '$.scope') = ?4 OR json_extract(event, '$.subject.scope') = ?4)
+           AND (?5 IS NULL OR json_extract(event, '$.actor.token') = ?5)
+           AND (?6 IS NULL OR at >= ?6)
+           AND (?7 IS NULL OR at < ?7)
+         ORDER BY seq LIMIT ?8",
     )
     .bind(org.to_string())
     .bind(after)
+    .bind(filter.kind.as_deref())
+    .bind(filter.scope.as_deref())
+    .bind(filter.actor.as_deref())
+    .bind(filter.since)
+    .bind(filter.until)
     .bind(limit)
     .fetch_all(pool)
     .await?;
+    let seqs = rows
+        .iter()
+        .map(|r| r.try_get::<i64, _>("seq"))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
     let mut conn = pool.acquire().await?;
-    let leaves = super::audit_tree::leaves(&mut conn, org, after + 1, after + limit).await?;
+    let leaves = super::audit_tree::leaves(&mut conn, org, &seqs).await?;
     rows.iter()
         .map(|r| {
             let event: String = r.try_get("event")?;

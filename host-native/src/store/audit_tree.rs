@@ -76,33 +76,30 @@ pub async fn size(conn: &mut SqliteConnection, org: ScopeId) -> Result<u64> {
     Ok(u64::try_from(n.unwrap_or(0)).unwrap_or(0))
 }
 
-/// The stored leaf hashes of rows `first ..= last`, by seq.
+/// The stored leaf hashes of rows `seqs`, by seq.
 pub async fn leaves(
     conn: &mut SqliteConnection,
     org: ScopeId,
-    first: i64,
-    last: i64,
+    seqs: &[i64],
 ) -> Result<std::collections::HashMap<i64, Hash>> {
-    let mut by_index = std::collections::HashMap::new();
-    for seq in first.max(1)..=last {
+    let mut by_index = std::collections::HashMap::with_capacity(seqs.len());
+    for seq in seqs.iter().filter(|s| **s >= 1) {
         by_index.insert(
             index(tree::leaf_index(u64::try_from(seq - 1).unwrap_or(0)))?,
-            seq,
+            *seq,
         );
     }
-    let (lo, hi) = (
-        by_index.keys().min().copied().unwrap_or(0),
-        by_index.keys().max().copied().unwrap_or(-1),
-    );
-    let rows =
-        sqlx::query("SELECT idx, hash FROM audit_tree WHERE org_id = ? AND idx BETWEEN ? AND ?")
-            .bind(org.to_string())
-            .bind(lo)
-            .bind(hi)
-            .fetch_all(&mut *conn)
-            .await?;
-    let mut out = std::collections::HashMap::new();
-    for r in rows {
+    let mut out = std::collections::HashMap::with_capacity(seqs.len());
+    if by_index.is_empty() {
+        return Ok(out);
+    }
+    let marks = vec!["?"; by_index.len()].join(",");
+    let sql = format!("SELECT idx, hash FROM audit_tree WHERE org_id = ? AND idx IN ({marks})");
+    let mut q = sqlx::query(&sql).bind(org.to_string());
+    for idx in by_index.keys() {
+        q = q.bind(*idx);
+    }
+    for r in q.fetch_all(&mut *conn).await? {
         let idx: i64 = r.try_get("idx")?;
         if let Some(seq) = by_index.get(&idx) {
             let bytes: Vec<u8> = r.try_get("hash")?;

@@ -33,7 +33,7 @@ use serde_json::Value;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Sqlite, SqlitePool, Transaction};
 
-pub use audit::{AuditRow, Verification};
+pub use audit::{AuditFilter, AuditRow, Verification};
 pub use org_rows::{OrgMeta, holder_name, parse_holder};
 pub use tokens::{Role, TokenRow};
 
