@@ -601,3 +601,107 @@ async fn grown_logs_get_a_checkpoint_without_being_asked() {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
 }
+
+/// A witness the customer runs: its verifier key, and its cosignature of `note` at `time`,
+/// made here from the C2SP `tlog-cosignature` text.
+fn witness(note: &str, time: u64) -> (String, String) {
+    use base64ct::{Base64, Encoding};
+    use ed25519_dalek::Signer;
+    let sk = ed25519_dalek::SigningKey::from_bytes(&[42; 32]);
+    let name = "witness.acme.example/w1";
+    let mut raw = vec![0x04];
+    raw.extend_from_slice(sk.verifying_key().as_bytes());
+    let id_hash = aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA256,
+        &[name.as_bytes(), b"\n", &raw].concat(),
+    );
+    let id = &id_hash.as_ref()[..4];
+    let vkey = format!("{name}+{}+{}", hex(id), Base64::encode_string(&raw));
+    let body = &note[..note.find("\n\n").unwrap() + 1];
+    let sig = sk.sign(format!("cosignature/v1\ntime {time}\n{body}").as_bytes());
+    let line = format!(
+        "\u{2014} {name} {}",
+        Base64::encode_string(&[id, &time.to_be_bytes(), &sig.to_bytes()].concat())
+    );
+    (vkey, line)
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_witness_cosignature_is_checked_and_served_with_its_checkpoint() {
+    let log = Log::start("audit-log-witness").await;
+    let (ts, o) = (&log.ts, &log.o);
+    log.history(2).await;
+    let note = log.checkpoint().await;
+    let size = checkpoint::verify(&note, &log.vkey).unwrap().size;
+    let (vkey, line) = witness(&note, 1_764_500_000);
+    let post = |body: Value| async move {
+        ts.post(&o.path("/audit/cosignatures"), &o.auditor, &body)
+            .await
+    };
+    let cosig = json!({ "size": size, "cosignature": line });
+    // No witness registered yet.
+    assert_error(&post(cosig.clone()).await, 400, "invalid_request");
+    let witness_path = o.path("/audit/witness");
+    let put = |body: Value| {
+        let witness_path = witness_path.clone();
+        async move {
+            let body = Some(("application/json", body.to_string().into_bytes()));
+            ts.raw("PUT", &witness_path, Some(&o.admin), body).await
+        }
+    };
+    // byok's own key is no witness key.
+    assert_error(
+        &put(json!({ "witness_key": log.vkey })).await,
+        400,
+        "invalid_request",
+    );
+    assert_eq!(put(json!({ "witness_key": vkey })).await.0, 204);
+    // A cosignature with a broken signature is refused; the right one is kept.
+    let mut bad = line.clone();
+    bad.pop();
+    bad.push(if line.ends_with('A') { 'B' } else { 'A' });
+    assert_error(
+        &post(json!({ "size": size, "cosignature": bad })).await,
+        400,
+        "invalid_request",
+    );
+    assert_error(
+        &post(json!({ "size": size + 99, "cosignature": line })).await,
+        404,
+        "not_found",
+    );
+    assert_eq!(post(cosig).await.0, 204);
+    // Served with the checkpoint: byok's signature first, the witness's after it. (Registering
+    // and cosigning are logged, so the newest checkpoint is a later one.)
+    let (_, list) = ts.get(&o.path("/audit/checkpoints"), &o.auditor).await;
+    let served = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["size"] == json!(size))
+        .map(|c| c["note"].as_str().unwrap().to_owned())
+        .unwrap();
+    assert_eq!(served, format!("{note}{line}\n"));
+    let v = checkpoint::verify(&served, &log.vkey).unwrap();
+    assert_eq!(v.other_signatures.len(), 1, "{v:?}");
+    let f = log.file("cosigned.txt", &served);
+    let (ok, v) = independent(&[
+        "checkpoint",
+        "--verifier-key",
+        &log.vkey,
+        "--note",
+        f.to_str().unwrap(),
+    ]);
+    assert!(ok, "{v}");
+    assert_eq!(v["other_signatures"].as_array().unwrap().len(), 1, "{v}");
+    let events = log.rows().await;
+    assert!(
+        events
+            .iter()
+            .any(|r| r["event"]["type"] == "checkpoint_cosigned")
+    );
+}

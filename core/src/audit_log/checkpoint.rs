@@ -81,6 +81,91 @@ pub fn verify(note: &str, verifier_key: &str) -> Result<VerifiedCheckpoint, Audi
     })
 }
 
+/// The signature type byte of Ed25519 cosignatures (C2SP `tlog-cosignature` v1).
+const ALG_COSIGNATURE_V1: u8 = 0x04;
+
+/// A witness's public key, parsed from its note verifier key (`name+keyid+base64(0x04 || key)`).
+#[derive(Clone, Debug)]
+pub struct WitnessKey {
+    name: String,
+    id: u32,
+    key: ed25519_dalek::VerifyingKey,
+}
+
+impl WitnessKey {
+    /// Parses a C2SP `tlog-cosignature` v1 Ed25519 verifier key; its key id must match.
+    pub fn parse(vkey: &str) -> Result<Self, AuditLogError> {
+        let malformed = AuditLogError::Malformed("witness key (name+keyid+base64(0x04 || key))");
+        let mut parts = vkey.trim().splitn(3, '+');
+        let (Some(name), Some(id), Some(b64)) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(malformed);
+        };
+        if !signed_note::is_key_name_valid(name) || id.len() != 8 {
+            return Err(malformed);
+        }
+        let id = u32::from_str_radix(id, 16).map_err(|_| malformed.clone())?;
+        let raw = <base64ct::Base64 as base64ct::Encoding>::decode_vec(b64)
+            .map_err(|_| malformed.clone())?;
+        let (alg, public) = raw.split_first().ok_or_else(|| malformed.clone())?;
+        if *alg != ALG_COSIGNATURE_V1 || signed_note::key_id(name, &raw) != id {
+            return Err(malformed);
+        }
+        let public = <[u8; 32]>::try_from(public).map_err(|_| malformed.clone())?;
+        let key = ed25519_dalek::VerifyingKey::from_bytes(&public).map_err(|_| malformed)?;
+        Ok(Self {
+            name: name.into(),
+            id,
+            key,
+        })
+    }
+
+    /// Its name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Checks `line` (`— name base64(keyid || timestamp || signature)`) as this witness's
+    /// cosignature of the checkpoint in `note`; returns its timestamp (seconds since the epoch).
+    pub fn verify(&self, note: &str, line: &str) -> Result<u64, AuditLogError> {
+        let sig = signed_note::Signature::from_bytes(line.trim_end_matches('\n').as_bytes())
+            .map_err(|_| AuditLogError::Malformed("cosignature line"))?;
+        if sig.name() != self.name || sig.id() != self.id {
+            return Err(AuditLogError::Malformed(
+                "cosignature line: another witness's name or key id",
+            ));
+        }
+        let body = sig.signature();
+        if body.len() != 8 + 64 {
+            return Err(AuditLogError::Malformed(
+                "cosignature: not a timestamp and an Ed25519 signature",
+            ));
+        }
+        let (ts, signature) = body.split_at(8);
+        let ts =
+            u64::from_be_bytes(<[u8; 8]>::try_from(ts).map_err(|_| AuditLogError::BadSignature)?);
+        let signature = ed25519_dalek::Signature::from_slice(signature)
+            .map_err(|_| AuditLogError::BadSignature)?;
+        let parsed = Note::from_bytes(note.as_bytes())
+            .map_err(|_| AuditLogError::Malformed("signed note"))?;
+        let mut msg = format!("cosignature/v1\ntime {ts}\n").into_bytes();
+        msg.extend_from_slice(parsed.text());
+        self.key
+            .verify_strict(&msg, &signature)
+            .map_err(|_| AuditLogError::BadSignature)?;
+        Ok(ts)
+    }
+}
+
+/// `note` with `lines` (signature lines, each ending in a newline) added after its own.
+pub fn with_signatures(note: &str, lines: &[String]) -> String {
+    let mut out = String::from(note);
+    for l in lines {
+        out.push_str(l.trim_end_matches('\n'));
+        out.push('\n');
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -105,6 +190,55 @@ mod tests {
         let v = verify(&note, &k.verifier_key()).unwrap();
         assert_eq!((v.org, v.size, v.root), (org, 12, root));
         assert!(v.other_signatures.is_empty());
+    }
+
+    /// A cosignature made here from the C2SP text (independently of [`WitnessKey`]).
+    fn cosign(seed: u8, name: &str, note: &str, ts: u64) -> (String, String) {
+        use base64ct::Encoding as _;
+        use ed25519_dalek::Signer as _;
+        let sk = ed25519_dalek::SigningKey::from_bytes(&[seed; 32]);
+        let mut raw = vec![0x04];
+        raw.extend_from_slice(sk.verifying_key().as_bytes());
+        let id = signed_note::key_id(name, &raw);
+        let vkey = format!("{name}+{id:08x}+{}", base64ct::Base64::encode_string(&raw));
+        let text = &note[..note.find("\n\n").unwrap() + 1];
+        let sig = sk.sign(format!("cosignature/v1\ntime {ts}\n{text}").as_bytes());
+        let mut body = id.to_be_bytes().to_vec();
+        body.extend_from_slice(&ts.to_be_bytes());
+        body.extend_from_slice(&sig.to_bytes());
+        (
+            vkey,
+            format!(
+                "\u{2014} {name} {}\n",
+                base64ct::Base64::encode_string(&body)
+            ),
+        )
+    }
+
+    #[test]
+    fn a_witness_cosignature_is_checked_and_carried() {
+        let k = key("byok.test", 1);
+        let org = ScopeId::from_bytes([9; 16]);
+        let note = sign(&k, org, 12, Hash([5; 32])).unwrap();
+        let (vkey, line) = cosign(3, "witness.test/w1", &note, 1_764_500_000);
+        let w = WitnessKey::parse(&vkey).unwrap();
+        assert_eq!(w.verify(&note, &line), Ok(1_764_500_000));
+        let carried = with_signatures(&note, core::slice::from_ref(&line));
+        let v = verify(&carried, &k.verifier_key()).unwrap();
+        assert_eq!(v.other_signatures.len(), 1);
+        assert!(v.other_signatures[0].starts_with("witness.test/w1+"));
+        // Another checkpoint, another witness key, or an edited time: refused.
+        let other = sign(&k, org, 13, Hash([5; 32])).unwrap();
+        assert_eq!(w.verify(&other, &line), Err(AuditLogError::BadSignature));
+        let (other_vkey, _) = cosign(4, "witness.test/w1", &note, 1);
+        assert_eq!(
+            WitnessKey::parse(&other_vkey).unwrap().verify(&note, &line),
+            Err(AuditLogError::Malformed(
+                "cosignature line: another witness's name or key id"
+            ))
+        );
+        // byok's own key is not a witness key (signature type 0x01).
+        assert!(WitnessKey::parse(&k.verifier_key()).is_err());
     }
 
     #[test]

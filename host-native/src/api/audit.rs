@@ -3,7 +3,7 @@
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use axum::http::header;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use byok_core::ScopeId;
 use byok_core::audit_log::proof::{ConsistencyProof, InclusionProof};
@@ -11,7 +11,7 @@ use byok_core::audit_log::receipt::Receipt;
 use serde::Deserialize;
 
 use super::AppState;
-use super::auth::{Caller, parse_id};
+use super::auth::{ApiJson, Caller, parse_id};
 use super::error::{ApiError, ErrorBody};
 use super::paths::OrgPath;
 use crate::service::audit_log::Withdrawal;
@@ -255,4 +255,72 @@ pub(super) async fn receipt(s: &AppState, org: ScopeId, w: Withdrawal) -> Option
             None
         }
     }
+}
+
+/// A witness key to register.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Witness {
+    /// The witness's C2SP note verifier key for Ed25519 cosignatures:
+    /// `name+keyid+base64(0x04 || public key)`.
+    pub witness_key: String,
+}
+
+/// Register the org's witness (admin): a cosigner the customer runs, whose cosignatures
+/// (C2SP `tlog-cosignature`) byok then accepts and serves with its checkpoints.
+#[utoipa::path(put, path = "/v1/orgs/{org}/audit/witness", tag = "audit", request_body = Witness,
+    params(OrgPath),
+    responses((status = 204, description = "registered"), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn set_witness(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(org): Path<String>,
+    ApiJson(req): ApiJson<Witness>,
+) -> Result<StatusCode, ApiError> {
+    let org = caller.org(&org, &[Role::Admin])?;
+    s.service.set_witness(org, Some(&req.witness_key)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Forget the org's witness (admin); cosignatures already kept stay.
+#[utoipa::path(delete, path = "/v1/orgs/{org}/audit/witness", tag = "audit",
+    params(OrgPath),
+    responses((status = 204, description = "forgotten"), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn remove_witness(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(org): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let org = caller.org(&org, &[Role::Admin])?;
+    s.service.set_witness(org, None).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A witness's cosignature of one checkpoint.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Cosignature {
+    /// The size of the checkpoint it cosigns (one byok signed).
+    pub size: u64,
+    /// The signature line: `— <witness name> base64(key id || timestamp || signature)`.
+    pub cosignature: String,
+}
+
+/// Add the org's witness's cosignature to one of its checkpoints (auditor, admin): checked
+/// against the registered witness key, then served with that checkpoint.
+#[utoipa::path(post, path = "/v1/orgs/{org}/audit/cosignatures", tag = "audit", request_body = Cosignature,
+    params(OrgPath),
+    responses((status = 204, description = "kept"), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn cosign(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(org): Path<String>,
+    ApiJson(req): ApiJson<Cosignature>,
+) -> Result<StatusCode, ApiError> {
+    let org = caller.org(&org, READERS)?;
+    s.service.cosign(org, req.size, &req.cosignature).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

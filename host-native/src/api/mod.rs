@@ -22,7 +22,7 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 use byok_core::ApiCode;
 use utoipa::OpenApi;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
@@ -71,7 +71,7 @@ pub struct ApiOptions {
         keys::list, keys::add, keys::validate, keys::policy, keys::check,
         keys::set_default, keys::disable, keys::enable, keys::disable_all, keys::revalidate, keys::job,
         audit::read, audit::verify, audit::verifier_key, audit::checkpoint, audit::checkpoints,
-        audit::inclusion, audit::consistency,
+        audit::inclusion, audit::consistency, audit::set_witness, audit::remove_witness, audit::cosign,
         ops::healthz, ops::readyz, ops::metrics,
     ),
     modifiers(&Bearer),
@@ -278,6 +278,11 @@ pub fn router(service: Arc<Service>, options: &ApiOptions, rate: Arc<RateLimits>
             "/v1/orgs/{org}/audit/proof/consistency",
             get(audit::consistency),
         )
+        .route(
+            "/v1/orgs/{org}/audit/witness",
+            put(audit::set_witness).delete(audit::remove_witness),
+        )
+        .route("/v1/orgs/{org}/audit/cosignatures", post(audit::cosign))
         .route("/v1/audit/verifier-key", get(audit::verifier_key))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))

@@ -9,7 +9,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use byok_core::audit_log::checkpoint;
+use byok_core::audit_log::checkpoint::{self, WitnessKey};
 use byok_core::audit_log::log_key::{LOG_KEY_PURPOSE, LogKey};
 use byok_core::audit_log::proof::{ConsistencyProof, InclusionProof};
 use byok_core::audit_log::receipt::{Entry, RECEIPT_EVENT, RECEIPT_FORMAT, Receipt};
@@ -135,12 +135,81 @@ impl Service {
         Ok(Some(StoredCheckpoint { size, at, note }))
     }
 
-    /// The newest checkpoint of `org` (signed now if the log grew since the last).
+    /// The newest checkpoint of `org` (signed now if the log grew since the last), with any
+    /// witness cosignatures it has.
     pub async fn checkpoint(&self, org: ScopeId) -> Result<StoredCheckpoint> {
         self.org(org).await?;
-        self.sign_checkpoint(org)
+        let cp = self
+            .sign_checkpoint(org)
             .await?
-            .ok_or_else(|| ServiceError::NotFound("this org's audit log is empty".into()))
+            .ok_or_else(|| ServiceError::NotFound("this org's audit log is empty".into()))?;
+        self.cosigned(org, cp).await
+    }
+
+    async fn cosigned(&self, org: ScopeId, mut cp: StoredCheckpoint) -> Result<StoredCheckpoint> {
+        let mut c = self
+            .store
+            .pool()
+            .acquire()
+            .await
+            .map_err(store::StoreError::from)?;
+        let lines = audit_tree::cosignatures(&mut c, org, cp.size).await?;
+        if !lines.is_empty() {
+            cp.note = checkpoint::with_signatures(&cp.note, &lines);
+        }
+        Ok(cp)
+    }
+
+    /// Registers `vkey` as `org`'s witness (C2SP `tlog-cosignature` v1 Ed25519 verifier key),
+    /// or forgets it (`None`).
+    pub async fn set_witness(&self, org: ScopeId, vkey: Option<&str>) -> Result<()> {
+        self.org(org).await?;
+        let event = match vkey {
+            Some(v) => {
+                let w = WitnessKey::parse(v)
+                    .map_err(|e| ServiceError::Invalid(format!("witness_key: {e}")))?;
+                json!({ "type": "witness_set", "witness": w.name() })
+            }
+            None => json!({ "type": "witness_removed" }),
+        };
+        let now = store::now_ms();
+        let mut w = self.store.write().await?;
+        audit_tree::set_witness(&mut w.tx, org, vkey.map(str::trim), now).await?;
+        audit::append(&mut w.tx, org, now, &event).await?;
+        w.commit().await?;
+        Ok(())
+    }
+
+    /// Checks `line` as the org's witness's cosignature of its checkpoint of `size` and keeps
+    /// it: from then on that checkpoint is served with it.
+    pub async fn cosign(&self, org: ScopeId, size: u64, line: &str) -> Result<()> {
+        self.org(org).await?;
+        let mut c = self
+            .store
+            .pool()
+            .acquire()
+            .await
+            .map_err(store::StoreError::from)?;
+        let vkey = audit_tree::witness(&mut c, org).await?.ok_or_else(|| {
+            ServiceError::Invalid(
+                "this org has no witness key: register one first (PUT .../audit/witness)".into(),
+            )
+        })?;
+        let cp = audit_tree::checkpoint_of_size(&mut c, org, size)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound(format!("no checkpoint of size {size}")))?;
+        drop(c);
+        let witness = WitnessKey::parse(&vkey).map_err(log_error)?;
+        let ts = witness
+            .verify(&cp.note, line)
+            .map_err(|e| ServiceError::Invalid(format!("cosignature: {e}")))?;
+        let now = store::now_ms();
+        let mut w = self.store.write().await?;
+        audit_tree::put_cosignature(&mut w.tx, org, size, line.trim_end(), now).await?;
+        let event = json!({ "type": "checkpoint_cosigned", "size": size, "witness": witness.name(), "time": ts });
+        audit::append(&mut w.tx, org, now, &event).await?;
+        w.commit().await?;
+        Ok(())
     }
 
     /// Every checkpoint of `org` above size `after`, oldest first.
@@ -151,13 +220,20 @@ impl Service {
         limit: i64,
     ) -> Result<Vec<StoredCheckpoint>> {
         self.org(org).await?;
-        let mut c = self
-            .store
-            .pool()
-            .acquire()
-            .await
-            .map_err(store::StoreError::from)?;
-        Ok(audit_tree::checkpoints(&mut c, org, after, limit.clamp(1, 1000)).await?)
+        let list = {
+            let mut c = self
+                .store
+                .pool()
+                .acquire()
+                .await
+                .map_err(store::StoreError::from)?;
+            audit_tree::checkpoints(&mut c, org, after, limit.clamp(1, 1000)).await?
+        };
+        let mut out = Vec::with_capacity(list.len());
+        for cp in list {
+            out.push(self.cosigned(org, cp).await?);
+        }
+        Ok(out)
     }
 
     /// Signs checkpoints for every org whose log grew since its last; returns how many.

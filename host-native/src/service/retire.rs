@@ -97,6 +97,7 @@ impl Service {
         };
         // Stored while no revoke or retirement can commit (and guarded in the statement too).
         let _admitted = self.admit(&cell, &[key_id]).await?;
+        self.mark_use(org, scope).await?;
         let mut w = self.store.write().await?;
         if !data_keys::insert(&mut w.tx, org, &rows, store::now_ms()).await? {
             return Err(ServiceError::Scope(
@@ -140,6 +141,11 @@ impl Service {
         }
         let ids_used: Vec<KeyId> = keys.keys().copied().collect();
         let _admitted = self.admit(&cell, &ids_used).await?;
+        let scopes: std::collections::BTreeSet<ScopeId> =
+            ids_used.iter().map(|k| k.scope).collect();
+        for scope in scopes {
+            self.mark_use(org, scope).await?;
+        }
         for id in ids {
             let row = rows
                 .get(id)

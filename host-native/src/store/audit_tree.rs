@@ -281,3 +281,85 @@ pub async fn backfill(conn: &mut SqliteConnection) -> Result<usize> {
     }
     Ok(rebuilt)
 }
+
+/// The witness key `org` registered, if any.
+pub async fn witness(conn: &mut SqliteConnection, org: ScopeId) -> Result<Option<String>> {
+    Ok(
+        sqlx::query_scalar("SELECT vkey FROM audit_witness WHERE org_id = ?")
+            .bind(org.to_string())
+            .fetch_optional(&mut *conn)
+            .await?,
+    )
+}
+
+/// Registers (or with `None`, forgets) `org`'s witness key.
+pub async fn set_witness(
+    conn: &mut SqliteConnection,
+    org: ScopeId,
+    vkey: Option<&str>,
+    at: i64,
+) -> Result<()> {
+    sqlx::query("DELETE FROM audit_witness WHERE org_id = ?")
+        .bind(org.to_string())
+        .execute(&mut *conn)
+        .await?;
+    if let Some(v) = vkey {
+        sqlx::query("INSERT INTO audit_witness (org_id, vkey, created_at) VALUES (?, ?, ?)")
+            .bind(org.to_string())
+            .bind(v)
+            .bind(at)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// The checkpoint of `org` of exactly `size`, if byok signed one.
+pub async fn checkpoint_of_size(
+    conn: &mut SqliteConnection,
+    org: ScopeId,
+    size: u64,
+) -> Result<Option<StoredCheckpoint>> {
+    let r =
+        sqlx::query("SELECT size, at, note FROM audit_checkpoint WHERE org_id = ? AND size = ?")
+            .bind(org.to_string())
+            .bind(index(size)?)
+            .fetch_optional(&mut *conn)
+            .await?;
+    r.as_ref().map(checkpoint_row).transpose()
+}
+
+/// Keeps a witness's cosignature line of `org`'s checkpoint of `size`.
+pub async fn put_cosignature(
+    conn: &mut SqliteConnection,
+    org: ScopeId,
+    size: u64,
+    line: &str,
+    at: i64,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT OR IGNORE INTO audit_cosignature (org_id, size, line, at) VALUES (?, ?, ?, ?)",
+    )
+    .bind(org.to_string())
+    .bind(index(size)?)
+    .bind(line)
+    .bind(at)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// The cosignature lines of `org`'s checkpoint of `size`, oldest first.
+pub async fn cosignatures(
+    conn: &mut SqliteConnection,
+    org: ScopeId,
+    size: u64,
+) -> Result<Vec<String>> {
+    Ok(sqlx::query_scalar(
+        "SELECT line FROM audit_cosignature WHERE org_id = ? AND size = ? ORDER BY at, line",
+    )
+    .bind(org.to_string())
+    .bind(index(size)?)
+    .fetch_all(&mut *conn)
+    .await?)
+}
