@@ -35,13 +35,14 @@ check "rustfmt" cargo fmt --all -- --check
 check "clippy (workspace, all targets, -D warnings)" cargo clippy --workspace --all-targets --locked -- -D warnings
 check "clippy (core without default features)" cargo clippy -p byok-core --no-default-features --locked -- -D warnings
 check "no_std: core for wasm32v1-none" cargo build -p byok-core --no-default-features --target wasm32v1-none --locked
-check "core for wasm32-unknown-unknown (kms)" cargo build -p byok-core --features kms --target wasm32-unknown-unknown --locked
+check "core for wasm32-unknown-unknown (kms, audit-log)" cargo build -p byok-core --features kms,audit-log --target wasm32-unknown-unknown --locked
 check "core for wasm32-wasip1 (kms)" cargo build -p byok-core --features kms --target wasm32-wasip1 --locked
 check "docs (missing_docs denied in core and server)" env RUSTDOCFLAGS="-D warnings -D missing_docs" cargo doc -p byok-core -p byok-server --no-deps --features byok-core/dev,byok-core/aws-lc,byok-core/kms --locked
 step "python venv (moto, botocore, cryptography, wasmtime)"
 . scripts/lib/venv.sh
 ensure_venv
 export BYOK_VENV="$VENV"
+check "independent audit-log verifier: self-test (RFC 6962, C2SP notes)" "$VENV/bin/python" tools/audit_verify.py self-test
 
 check "cargo test (workspace; AWS tests against moto)" cargo test --workspace --locked
 check "schemathesis against a live server: no 5xx" scripts/schemathesis.sh

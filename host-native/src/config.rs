@@ -47,6 +47,18 @@ pub enum LogFormat {
     Json,
 }
 
+/// `byok serve`'s audit log settings.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct AuditLogArgs {
+    /// The audit log key's name, in every checkpoint: a name for this deployment (a host
+    /// name), used at the first start only, when the key is made [default: byok].
+    #[arg(long, env = "BYOK_LOG_NAME")]
+    pub log_name: Option<String>,
+    /// How often grown audit logs get a signed checkpoint, in ms, at least 1000 [default: 60000].
+    #[arg(long, env = "BYOK_CHECKPOINT_INTERVAL_MS")]
+    pub checkpoint_interval_ms: Option<u64>,
+}
+
 /// The settings file.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -117,15 +129,9 @@ pub struct ServeArgs {
     /// is asked again, in ms, at least 100 [default: 5000].
     #[arg(long, env = "BYOK_OUTAGE_RETRY_MS")]
     pub outage_retry_ms: Option<u64>,
-    /// The audit log key's name, in every checkpoint's origin and signature line: a name that
-    /// identifies this deployment (a host name). Used at the first start only, when the key
-    /// is made [default: byok].
-    #[arg(long, env = "BYOK_LOG_NAME")]
-    pub log_name: Option<String>,
-    /// How often every org whose audit log grew gets a signed checkpoint, in ms, at least 1000
-    /// [default: 60000].
-    #[arg(long, env = "BYOK_CHECKPOINT_INTERVAL_MS")]
-    pub checkpoint_interval_ms: Option<u64>,
+    /// The audit log's key name and signing interval.
+    #[command(flatten)]
+    pub audit_log: AuditLogArgs,
     /// The vendor's AWS principal ARN, named in the policies byok generates (none are generated
     /// without it).
     #[arg(long, env = "BYOK_AWS_PRINCIPAL_ARN")]
@@ -304,12 +310,14 @@ impl Config {
                     Duration::from_millis(ms.max(100))
                 }),
             log_name: args
+                .audit_log
                 .log_name
                 .clone()
                 .or(file.log_name)
                 .unwrap_or_else(|| "byok".into()),
             checkpoint_interval: Duration::from_millis(
-                args.checkpoint_interval_ms
+                args.audit_log
+                    .checkpoint_interval_ms
                     .or(file.checkpoint_interval_ms)
                     .unwrap_or(60_000)
                     .max(1000),

@@ -16,6 +16,20 @@ fn tool() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tools/audit_verify.py")
 }
 
+/// The independent verifier's `cmd` with the verifier key and `files` (`--flag path`, or a
+/// bare path for an empty flag): (exit ok, stdout JSON).
+fn check_with(cmd: &str, vkey: &str, files: &[(&str, &Path)]) -> (bool, Value) {
+    let mut args = vec![cmd.to_owned(), "--verifier-key".into(), vkey.to_owned()];
+    for (flag, path) in files {
+        if !flag.is_empty() {
+            args.push(format!("--{flag}"));
+        }
+        args.push(path.to_str().unwrap().to_owned());
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    independent(&args)
+}
+
 /// The independent verifier: (exit ok, stdout JSON).
 fn independent(args: &[&str]) -> (bool, Value) {
     let out = Command::new(python())
@@ -155,17 +169,8 @@ async fn checkpoints_and_proofs_verify_with_byok_and_independently() {
     assert_eq!(st, 200, "{proof}");
     assert_eq!(proof["to"], json!(cp2.size));
     let pf = log.file("consistency.json", &proof.to_string());
-    let (ok, v) = independent(&[
-        "consistency",
-        "--verifier-key",
-        &log.vkey,
-        "--old",
-        kept.to_str().unwrap(),
-        "--new",
-        newer.to_str().unwrap(),
-        "--proof",
-        pf.to_str().unwrap(),
-    ]);
+    let files = [("old", kept.as_path()), ("new", &newer), ("proof", &pf)];
+    let (ok, v) = check_with("consistency", &log.vkey, &files);
     assert!(ok, "{v}");
 
     // Inclusion of the first, a middle and the last row.
@@ -178,19 +183,20 @@ async fn checkpoints_and_proofs_verify_with_byok_and_independently() {
             )
             .await;
         assert_eq!(st, 200, "{proof}");
-        let pf = log.file("inclusion.json", &proof.to_string());
-        let ef = log.file("entry.json", &rows[seq as usize - 1].to_string());
-        let (ok, v) = independent(&[
-            "inclusion",
-            "--verifier-key",
-            &log.vkey,
-            "--checkpoint",
-            newer.to_str().unwrap(),
-            "--proof",
-            pf.to_str().unwrap(),
-            "--entry",
-            ef.to_str().unwrap(),
-        ]);
+        // The answer carries the row it proves: the same as the log shows.
+        let row = &rows[seq as usize - 1];
+        assert_eq!(
+            (&proof["entry"]["at"], &proof["entry"]["event"]),
+            (&row["at"], &row["event"])
+        );
+        let pf = log.file("inclusion.json", &proof["proof"].to_string());
+        let ef = log.file("entry.json", &proof["entry"].to_string());
+        let files = [
+            ("checkpoint", newer.as_path()),
+            ("proof", &pf),
+            ("entry", &ef),
+        ];
+        let (ok, v) = check_with("inclusion", &log.vkey, &files);
         assert!(ok, "seq {seq}: {v}");
         let out = log.cli(&["audit", "prove", &seq.to_string()]);
         assert!(
@@ -659,7 +665,12 @@ async fn a_witness_cosignature_is_checked_and_served_with_its_checkpoint() {
         400,
         "invalid_request",
     );
-    assert_eq!(put(json!({ "witness_key": vkey })).await.0, 204);
+    let (st, v) = put(json!({ "witness_key": vkey })).await;
+    assert_eq!(
+        (st, &v["witness"]),
+        (200, &json!("witness.acme.example/w1")),
+        "{v}"
+    );
     // A cosignature with a broken signature is refused; the right one is kept.
     let mut bad = line.clone();
     bad.pop();

@@ -2,23 +2,21 @@
 //! of the transparency log; receipts of withdrawals.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use byok_core::ApiCode;
 use byok_core::ScopeId;
 use byok_core::audit_log::proof::{ConsistencyProof, InclusionProof};
-use byok_core::audit_log::receipt::Receipt;
+use byok_core::audit_log::receipt::{Entry, Receipt};
 use serde::Deserialize;
 
 use super::AppState;
-use super::auth::{ApiJson, Caller, parse_id};
+use super::auth::{AdminOrg, ApiJson, ReaderOrg, parse_id};
 use super::error::{ApiError, ErrorBody};
 use super::paths::OrgPath;
 use crate::service::audit_log::Withdrawal;
-use crate::store::{AuditFilter, AuditRow, Role, Verification};
-
-/// Who may read and verify the log.
-const READERS: &[Role] = &[Role::Auditor, Role::Admin];
+use crate::store::{AuditFilter, AuditRow, Verification};
 
 /// Paging through the log, and what to look for.
 #[derive(Deserialize)]
@@ -55,11 +53,9 @@ pub struct Page {
     security(("bearer" = [])))]
 pub async fn read(
     State(s): State<AppState>,
-    caller: Caller,
-    Path(org): Path<String>,
+    ReaderOrg(org): ReaderOrg,
     Query(page): Query<Page>,
 ) -> Result<Json<Vec<AuditRow>>, ApiError> {
-    let org = caller.org(&org, READERS)?;
     let scope = page
         .scope
         .map(|s| parse_id(&s, "scope").map(|id| id.to_string()))
@@ -95,10 +91,8 @@ pub async fn read(
     security(("bearer" = [])))]
 pub async fn verify(
     State(s): State<AppState>,
-    caller: Caller,
-    Path(org): Path<String>,
+    ReaderOrg(org): ReaderOrg,
 ) -> Result<Json<Verification>, ApiError> {
-    let org = caller.org(&org, READERS)?;
     Ok(Json(s.service.verify_audit(org).await?))
 }
 
@@ -127,10 +121,8 @@ pub async fn verifier_key(State(s): State<AppState>) -> Result<Json<VerifierKey>
     security(("bearer" = [])))]
 pub async fn checkpoint(
     State(s): State<AppState>,
-    caller: Caller,
-    Path(org): Path<String>,
+    ReaderOrg(org): ReaderOrg,
 ) -> Result<Response, ApiError> {
-    let org = caller.org(&org, READERS)?;
     let cp = s.service.checkpoint(org).await?;
     Ok((
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
@@ -151,7 +143,8 @@ pub struct CheckpointView {
 }
 
 /// Paging through checkpoints.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct CheckpointPage {
     /// Checkpoints of a size above this (default 0).
@@ -163,18 +156,14 @@ pub struct CheckpointPage {
 /// Every checkpoint byok signed for the org, oldest first (auditor, admin): a verifier bisects
 /// a rewritten log against them.
 #[utoipa::path(get, path = "/v1/orgs/{org}/audit/checkpoints", tag = "audit",
-    params(OrgPath,
-        ("after" = Option<u64>, Query, description = "checkpoints of a size above this (default 0)"),
-        ("limit" = Option<i64>, Query, description = "at most this many, 1..=1000 (default 100)")),
+    params(OrgPath, CheckpointPage),
     responses((status = 200, body = Vec<CheckpointView>), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn checkpoints(
     State(s): State<AppState>,
-    caller: Caller,
-    Path(org): Path<String>,
+    ReaderOrg(org): ReaderOrg,
     Query(page): Query<CheckpointPage>,
 ) -> Result<Json<Vec<CheckpointView>>, ApiError> {
-    let org = caller.org(&org, READERS)?;
     let list = s
         .service
         .checkpoints(org, page.after.unwrap_or(0), page.limit.unwrap_or(100))
@@ -191,7 +180,8 @@ pub async fn checkpoints(
 }
 
 /// Which inclusion proof.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct InclusionQuery {
     /// The row's sequence number.
@@ -200,28 +190,49 @@ pub struct InclusionQuery {
     pub size: Option<u64>,
 }
 
-/// The RFC 6962 inclusion proof of one row in the org's tree (auditor, admin).
+/// A row and its inclusion proof.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Included {
+    /// The row as its leaf holds it (`seq`, `at`, `event`).
+    pub entry: Entry,
+    /// Its RFC 6962 inclusion proof.
+    pub proof: InclusionProof,
+}
+
+/// One row and its RFC 6962 inclusion proof in the org's tree (auditor, admin).
 #[utoipa::path(get, path = "/v1/orgs/{org}/audit/proof/inclusion", tag = "audit",
-    params(OrgPath,
-        ("seq" = u64, Query, description = "the row's sequence number"),
-        ("size" = Option<u64>, Query, description = "tree size (default: the newest checkpoint's)")),
-    responses((status = 200, body = InclusionProof), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
+    params(OrgPath, InclusionQuery),
+    responses((status = 200, body = Included), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn inclusion(
     State(s): State<AppState>,
-    caller: Caller,
-    Path(org): Path<String>,
+    ReaderOrg(org): ReaderOrg,
     Query(q): Query<InclusionQuery>,
-) -> Result<Json<InclusionProof>, ApiError> {
-    let org = caller.org(&org, READERS)?;
-    Ok(Json(s.service.inclusion(org, q.seq, q.size).await?))
+) -> Result<Json<Included>, ApiError> {
+    let proof = s.service.inclusion(org, q.seq, q.size).await?;
+    let after = i64::try_from(proof.index).unwrap_or(i64::MAX);
+    let row = s
+        .service
+        .audit(org, after, 1, &AuditFilter::default())
+        .await?
+        .into_iter()
+        .next()
+        .ok_or_else(|| ApiError::new(ApiCode::NotFound, "no such row"))?;
+    let entry = Entry {
+        seq: proof.index + 1,
+        at: row.at,
+        event: row.event,
+    };
+    Ok(Json(Included { entry, proof }))
 }
 
 /// Which consistency proof.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ConsistencyQuery {
-    /// The older tree's size (a checkpoint you kept).
+    /// The older tree's size: of a checkpoint you kept, which the newer tree must extend
+    /// (0 proves nothing).
     pub from: u64,
     /// The newer tree's size (default: the newest checkpoint's).
     pub to: Option<u64>,
@@ -229,18 +240,14 @@ pub struct ConsistencyQuery {
 
 /// The RFC 6962 consistency proof between two sizes of the org's tree (auditor, admin).
 #[utoipa::path(get, path = "/v1/orgs/{org}/audit/proof/consistency", tag = "audit",
-    params(OrgPath,
-        ("from" = u64, Query, description = "the older tree's size"),
-        ("to" = Option<u64>, Query, description = "the newer tree's size (default: the newest checkpoint's)")),
+    params(OrgPath, ConsistencyQuery),
     responses((status = 200, body = ConsistencyProof), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn consistency(
     State(s): State<AppState>,
-    caller: Caller,
-    Path(org): Path<String>,
+    ReaderOrg(org): ReaderOrg,
     Query(q): Query<ConsistencyQuery>,
 ) -> Result<Json<ConsistencyProof>, ApiError> {
-    let org = caller.org(&org, READERS)?;
     Ok(Json(s.service.consistency(org, q.from, q.to).await?))
 }
 
@@ -266,21 +273,30 @@ pub struct Witness {
     pub witness_key: String,
 }
 
+/// The witness registered.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct WitnessView {
+    /// Its name, as its cosignature lines carry it.
+    pub witness: String,
+}
+
 /// Register the org's witness (admin): a cosigner the customer runs, whose cosignatures
 /// (C2SP `tlog-cosignature`) byok then accepts and serves with its checkpoints.
 #[utoipa::path(put, path = "/v1/orgs/{org}/audit/witness", tag = "audit", request_body = Witness,
     params(OrgPath),
-    responses((status = 204, description = "registered"), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
+    responses((status = 200, body = WitnessView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn set_witness(
     State(s): State<AppState>,
-    caller: Caller,
-    Path(org): Path<String>,
+    AdminOrg(org): AdminOrg,
     ApiJson(req): ApiJson<Witness>,
-) -> Result<StatusCode, ApiError> {
-    let org = caller.org(&org, &[Role::Admin])?;
-    s.service.set_witness(org, Some(&req.witness_key)).await?;
-    Ok(StatusCode::NO_CONTENT)
+) -> Result<Json<WitnessView>, ApiError> {
+    let witness = s
+        .service
+        .set_witness(org, Some(&req.witness_key))
+        .await?
+        .unwrap_or_default();
+    Ok(Json(WitnessView { witness }))
 }
 
 /// Forget the org's witness (admin); cosignatures already kept stay.
@@ -290,10 +306,8 @@ pub async fn set_witness(
     security(("bearer" = [])))]
 pub async fn remove_witness(
     State(s): State<AppState>,
-    caller: Caller,
-    Path(org): Path<String>,
+    AdminOrg(org): AdminOrg,
 ) -> Result<StatusCode, ApiError> {
-    let org = caller.org(&org, &[Role::Admin])?;
     s.service.set_witness(org, None).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -316,11 +330,9 @@ pub struct Cosignature {
     security(("bearer" = [])))]
 pub async fn cosign(
     State(s): State<AppState>,
-    caller: Caller,
-    Path(org): Path<String>,
+    ReaderOrg(org): ReaderOrg,
     ApiJson(req): ApiJson<Cosignature>,
 ) -> Result<StatusCode, ApiError> {
-    let org = caller.org(&org, READERS)?;
     s.service.cosign(org, req.size, &req.cosignature).await?;
     Ok(StatusCode::NO_CONTENT)
 }

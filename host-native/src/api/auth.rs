@@ -103,16 +103,45 @@ impl FromRequestParts<AppState> for ServiceOrg {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let caller = Caller::from_request_parts(parts, state).await?;
-        let params = RawPathParams::from_request_parts(parts, state)
-            .await
-            .map_err(|_| ApiError::not_found("organization not found"))?;
-        let org = params
-            .iter()
-            .find_map(|(name, value)| (name == "org").then_some(value))
-            .ok_or_else(|| ApiError::not_found("organization not found"))?;
-        Ok(Self(caller.org(org, &[Role::Service])?))
+        org_for(parts, state, &[Role::Service]).await.map(Self)
     }
+}
+
+/// The org of an audit read (`{org}` in the path), checked against an auditor or admin token.
+pub struct ReaderOrg(pub ScopeId);
+
+impl FromRequestParts<AppState> for ReaderOrg {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        org_for(parts, state, &[Role::Auditor, Role::Admin])
+            .await
+            .map(Self)
+    }
+}
+
+/// The org of an admin call (`{org}` in the path), checked against an admin token.
+pub struct AdminOrg(pub ScopeId);
+
+impl FromRequestParts<AppState> for AdminOrg {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        org_for(parts, state, &[Role::Admin]).await.map(Self)
+    }
+}
+
+/// `{org}` of the path, for a caller with one of `roles` on it.
+async fn org_for(parts: &mut Parts, state: &AppState, roles: &[Role]) -> Result<ScopeId, ApiError> {
+    let caller = Caller::from_request_parts(parts, state).await?;
+    let params = RawPathParams::from_request_parts(parts, state)
+        .await
+        .map_err(|_| ApiError::not_found("organization not found"))?;
+    let org = params
+        .iter()
+        .find_map(|(name, value)| (name == "org").then_some(value))
+        .ok_or_else(|| ApiError::not_found("organization not found"))?;
+    caller.org(org, roles)
 }
 
 /// A JSON body whose rejections are API errors (not axum's plain-text ones).

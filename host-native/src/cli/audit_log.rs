@@ -76,28 +76,32 @@ pub(super) async fn prove(
         None => fetch_checkpoint(client, org).await?,
     };
     let cp = checked(&note, &vkey, "checkpoint")?;
-    let row = rows(client, org, seq - 1, 1)
-        .await?
-        .into_iter()
-        .next()
-        .ok_or_else(|| bad(format!("row {seq} is not in the log")))?;
-    let proof: InclusionProof = serde_json::from_value(
-        client
-            .get(&format!(
-                "/v1/orgs/{org}/audit/proof/inclusion?seq={seq}&size={}",
-                cp.size
-            ))
-            .await?,
-    )
-    .map_err(|e| bad(format!("the server's inclusion proof is malformed: {e}")))?;
-    let leaf = row.leaf_hash().map_err(bad)?;
+    let answer = client
+        .get(&format!(
+            "/v1/orgs/{org}/audit/proof/inclusion?seq={seq}&size={}",
+            cp.size
+        ))
+        .await?;
+    let malformed =
+        |e: serde_json::Error| bad(format!("the server's inclusion proof is malformed: {e}"));
+    let proof: InclusionProof =
+        serde_json::from_value(answer.get("proof").cloned().unwrap_or_default())
+            .map_err(malformed)?;
+    let entry: Entry = serde_json::from_value(answer.get("entry").cloned().unwrap_or_default())
+        .map_err(malformed)?;
+    if entry.seq != seq || proof.index + 1 != seq {
+        return Err(bad(format!(
+            "the server answered for another row than {seq}"
+        )));
+    }
+    let leaf = entry.leaf_hash().map_err(bad)?;
     proof.check(&cp.root, leaf).map_err(|e| {
         bad(format!(
             "row {seq} as the server shows it is NOT in the checkpoint of size {}: {e}",
             cp.size
         ))
     })?;
-    let out = json!({ "ok": true, "seq": seq, "size": cp.size, "root": cp.root.to_string(), "event": row.entry.event });
+    let out = json!({ "ok": true, "seq": seq, "size": cp.size, "root": cp.root.to_string(), "event": entry.event });
     print(client, &out, |_| {
         format!(
             "row {seq} is in the log of size {} (root {})",

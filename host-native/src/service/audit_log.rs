@@ -14,6 +14,7 @@ use byok_core::audit_log::log_key::{LOG_KEY_PURPOSE, LogKey};
 use byok_core::audit_log::proof::{ConsistencyProof, InclusionProof};
 use byok_core::audit_log::receipt::{Entry, RECEIPT_EVENT, RECEIPT_FORMAT, Receipt};
 use byok_core::audit_log::tree;
+use byok_core::audit_log::{AuditLogError, Hash};
 use byok_core::{Context, DefaultBackend, Envelope, ScopeId, SecretBytes};
 use serde_json::{Value, json};
 
@@ -52,7 +53,7 @@ fn context(name: &str) -> std::result::Result<Context, ServiceError> {
         .map_err(|_| ServiceError::Invalid("the log key name cannot be bound".into()))
 }
 
-fn log_error(e: byok_core::audit_log::AuditLogError) -> ServiceError {
+fn log_error(e: AuditLogError) -> ServiceError {
     ServiceError::Store(store::StoreError::Corrupt(format!("audit log: {e}")))
 }
 
@@ -97,7 +98,7 @@ impl Service {
         )?;
         let key = LogKey::from_seed(&stored.name, &seed).map_err(log_error)?;
         if key.public_key()[..] != stored.public_key[..] {
-            return Err(log_error(byok_core::audit_log::AuditLogError::BadSignature));
+            return Err(log_error(AuditLogError::BadSignature));
         }
         let vkey = key.verifier_key();
         // A second load (tests) keeps the first key: both are the same stored key.
@@ -161,15 +162,18 @@ impl Service {
     }
 
     /// Registers `vkey` as `org`'s witness (C2SP `tlog-cosignature` v1 Ed25519 verifier key),
-    /// or forgets it (`None`).
-    pub async fn set_witness(&self, org: ScopeId, vkey: Option<&str>) -> Result<()> {
+    /// or forgets it (`None`); returns the witness's name.
+    pub async fn set_witness(&self, org: ScopeId, vkey: Option<&str>) -> Result<Option<String>> {
         self.org(org).await?;
-        let event = match vkey {
-            Some(v) => {
-                let w = WitnessKey::parse(v)
-                    .map_err(|e| ServiceError::Invalid(format!("witness_key: {e}")))?;
-                json!({ "type": "witness_set", "witness": w.name() })
-            }
+        let name = vkey
+            .map(|v| {
+                WitnessKey::parse(v)
+                    .map(|w| w.name().to_owned())
+                    .map_err(|e| ServiceError::Invalid(format!("witness_key: {e}")))
+            })
+            .transpose()?;
+        let event = match &name {
+            Some(n) => json!({ "type": "witness_set", "witness": n }),
             None => json!({ "type": "witness_removed" }),
         };
         let now = store::now_ms();
@@ -177,7 +181,7 @@ impl Service {
         audit_tree::set_witness(&mut w.tx, org, vkey.map(str::trim), now).await?;
         audit::append(&mut w.tx, org, now, &event).await?;
         w.commit().await?;
-        Ok(())
+        Ok(name)
     }
 
     /// Checks `line` as the org's witness's cosignature of its checkpoint of `size` and keeps
@@ -260,14 +264,15 @@ impl Service {
         }
     }
 
-    /// The inclusion proof of row `seq` in `org`'s tree of `size` rows (default: the newest
-    /// checkpoint's size).
-    pub async fn inclusion(
+    /// Runs proof `op` on `org`'s tree at `size` (default: the newest checkpoint's), once
+    /// `refuse(size, rows)` has no objection; returns the size and the proof's hashes.
+    async fn tree_proof(
         &self,
         org: ScopeId,
-        seq: u64,
         size: Option<u64>,
-    ) -> Result<InclusionProof> {
+        refuse: impl FnOnce(u64, u64) -> Option<String>,
+        op: impl Fn(&tree::TreeReader, u64) -> std::result::Result<Vec<Hash>, AuditLogError>,
+    ) -> Result<(u64, Vec<Hash>)> {
         self.org(org).await?;
         let size = self.tree_size_or_latest(org, size).await?;
         let mut c = self
@@ -276,13 +281,32 @@ impl Service {
             .begin()
             .await
             .map_err(store::StoreError::from)?;
-        let have = audit_tree::size(&mut c, org).await?;
-        if seq == 0 || seq > size || size > have {
-            return Err(ServiceError::Invalid(format!(
-                "seq must be 1..=size and size at most the log's {have} rows (got seq {seq}, size {size})"
-            )));
+        let rows = audit_tree::size(&mut c, org).await?;
+        if let Some(why) = refuse(size, rows) {
+            return Err(ServiceError::Invalid(why));
         }
-        let hashes = audit_tree::run(&mut c, org, |r| tree::inclusion(seq - 1, size, r)).await?;
+        let hashes = audit_tree::run(&mut c, org, |r| op(r, size)).await?;
+        Ok((size, hashes))
+    }
+
+    /// The inclusion proof of row `seq` in `org`'s tree of `size` rows (default: the newest
+    /// checkpoint's size).
+    pub async fn inclusion(
+        &self,
+        org: ScopeId,
+        seq: u64,
+        size: Option<u64>,
+    ) -> Result<InclusionProof> {
+        let refuse = |size, rows| {
+            (seq == 0 || seq > size || size > rows).then(|| format!(
+                "seq must be 1..=size and size at most the log's {rows} rows (got seq {seq}, size {size})"
+            ))
+        };
+        let (size, hashes) = self
+            .tree_proof(org, size, refuse, |r, size| {
+                tree::inclusion(seq - 1, size, r)
+            })
+            .await?;
         Ok(InclusionProof::new(seq - 1, size, &hashes))
     }
 
@@ -294,21 +318,14 @@ impl Service {
         from: u64,
         to: Option<u64>,
     ) -> Result<ConsistencyProof> {
-        self.org(org).await?;
-        let to = self.tree_size_or_latest(org, to).await?;
-        let mut c = self
-            .store
-            .pool()
-            .begin()
-            .await
-            .map_err(store::StoreError::from)?;
-        let have = audit_tree::size(&mut c, org).await?;
-        if from > to || to > have {
-            return Err(ServiceError::Invalid(format!(
-                "need from <= to <= the log's {have} rows (got from {from}, to {to})"
-            )));
-        }
-        let hashes = audit_tree::run(&mut c, org, |r| tree::consistency(from, to, r)).await?;
+        let refuse = |to, rows| {
+            (from > to || to > rows).then(|| {
+                format!("need from <= to <= the log's {rows} rows (got from {from}, to {to})")
+            })
+        };
+        let (to, hashes) = self
+            .tree_proof(org, to, refuse, |r, to| tree::consistency(from, to, r))
+            .await?;
         Ok(ConsistencyProof::new(from, to, &hashes))
     }
 
@@ -387,7 +404,7 @@ impl Service {
         let cp = self
             .sign_checkpoint(org)
             .await?
-            .ok_or_else(|| log_error(byok_core::audit_log::AuditLogError::TreeIncomplete))?;
+            .ok_or_else(|| log_error(AuditLogError::TreeIncomplete))?;
         let seq = u64::try_from(seq).unwrap_or(0);
         let inclusion = self.inclusion(org, seq, Some(cp.size)).await?;
         Ok(Receipt {
