@@ -716,3 +716,56 @@ async fn a_witness_cosignature_is_checked_and_served_with_its_checkpoint() {
             .any(|r| r["event"]["type"] == "checkpoint_cosigned")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tail_follows_the_log_from_where_a_siem_left_off() {
+    use std::io::{BufRead, BufReader};
+    let log = Log::start("audit-log-tail").await;
+    let (ts, o) = (&log.ts, &log.o);
+    let before = log.rows().await.len();
+    // Resume after the rows the SIEM already has, and keep following.
+    let mut child = Command::new(binary())
+        .env("BYOK_SERVER", &ts.url)
+        .env("BYOK_TOKEN", &o.auditor)
+        .env("BYOK_ORG", &o.id)
+        .args([
+            "audit",
+            "tail",
+            "--follow",
+            "--interval-ms",
+            "100",
+            "--after",
+        ])
+        .arg(before.to_string())
+        .stdout(Stdio::piped())
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let team = o.scope(ts, &o.id, "team").await;
+    let lines = tokio::task::spawn_blocking({
+        let stdout = child.stdout.take().unwrap();
+        move || {
+            let mut seen = Vec::new();
+            for l in BufReader::new(stdout).lines() {
+                let v: Value = serde_json::from_str(&l.unwrap()).unwrap();
+                let done = v["event"]["type"] == "scope_created";
+                seen.push(v);
+                if done {
+                    break;
+                }
+            }
+            seen
+        }
+    });
+    let lines = tokio::time::timeout(std::time::Duration::from_secs(30), lines)
+        .await
+        .expect("a new row reaches tail --follow")
+        .unwrap();
+    child.kill().unwrap();
+    let _ = child.wait();
+    // From the next row on, in order, up to the new scope.
+    let seqs: Vec<u64> = lines.iter().map(|l| l["seq"].as_u64().unwrap()).collect();
+    let want: Vec<u64> = (before as u64 + 1..).take(lines.len()).collect();
+    assert_eq!(seqs, want, "{lines:?}");
+    assert_eq!(lines.last().unwrap()["event"]["scope"], json!(team));
+}

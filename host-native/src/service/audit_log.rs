@@ -188,6 +188,11 @@ impl Service {
     /// it: from then on that checkpoint is served with it.
     pub async fn cosign(&self, org: ScopeId, size: u64, line: &str) -> Result<()> {
         self.org(org).await?;
+        if i64::try_from(size).is_err() {
+            return Err(ServiceError::NotFound(format!(
+                "no checkpoint of size {size}"
+            )));
+        }
         let mut c = self
             .store
             .pool()
@@ -231,6 +236,8 @@ impl Service {
                 .acquire()
                 .await
                 .map_err(store::StoreError::from)?;
+            // Sizes are stored as i64: past that there is nothing to list.
+            let after = after.min(i64::MAX as u64);
             audit_tree::checkpoints(&mut c, org, after, limit.clamp(1, 1000)).await?
         };
         let mut out = Vec::with_capacity(list.len());

@@ -246,6 +246,10 @@ impl Service {
             }
         }
         tracing::info!(org = %org, key = %from, moved, "key version retired");
+        // A key version destroyed: the log gets a checkpoint at once, not at the next interval.
+        if let Err(e) = self.sign_checkpoint(org).await {
+            tracing::warn!(org = %org, error = ?e, "signing the audit checkpoint after a retirement failed");
+        }
         Ok(())
     }
 
