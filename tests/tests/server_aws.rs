@@ -184,6 +184,13 @@ async fn disabling_a_key_onto_a_target_moves_the_root_so_its_kms_key_is_not_need
         (json!("disabled"), json!(true)),
         "{v}"
     );
+    // The answer carries the disable's receipt, which names the key.
+    let event = &v["receipt"]["entry"]["event"];
+    assert_eq!(
+        (&event["action"], &event["subject"]["key"]),
+        (&json!("key_disabled"), &json!("cmk:1")),
+        "{v}"
+    );
     // The first key's copy is gone: even with it disabled in KMS, everything opens via cmk:2
     // (no cache: every open unwraps), after a restart too.
     moto.key_admin("disable_key", &moto.key_arn);
@@ -204,6 +211,10 @@ async fn disable_all_goes_back_to_the_managed_key_which_needs_no_kms() {
     );
     assert_eq!(key(&v, "managed")["default"], true, "{v}");
     assert_eq!(key(&v, "cmk:1")["state"], "disabled", "{v}");
+    assert_eq!(
+        v["receipt"]["entry"]["event"]["subject"]["key"], "all",
+        "{v}"
+    );
     // With the customer key disabled in KMS, everything opens (no cache: every open unwraps,
     // with the managed key).
     moto.key_admin("disable_key", &moto.key_arn);
