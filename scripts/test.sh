@@ -44,6 +44,11 @@ ensure_venv
 export BYOK_VENV="$VENV"
 check "independent audit-log verifier: self-test (RFC 6962, C2SP notes)" "$VENV/bin/python" tools/audit_verify.py self-test
 
+check "host-wasm: clippy for wasm32-unknown-unknown (the JS bindings)" \
+  cargo clippy -p byok-wasm --target wasm32-unknown-unknown --locked -- -D warnings
+check "host-wasm: JS package (wasm-bindgen) and the vectors through it in Node (before cargo test: tests/tests/edge_node.rs runs it live)" \
+  bash -c 'scripts/build-wasm.sh && node --test host-wasm/tests/node/'
+
 check "cargo test (workspace; AWS tests against moto)" cargo test --workspace --locked
 check "schemathesis against a live server: no 5xx" scripts/schemathesis.sh
 check "1 GiB stream in constant memory" cargo run --release -p byok-core --features dev,aws-lc --example stream_rss --locked

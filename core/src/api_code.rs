@@ -77,6 +77,8 @@ api_codes! {
     UnsupportedCiphertext => "unsupported_ciphertext", 400,
         "a version, suite or mode this build does not read: upgrade the server";
     DecryptFailed => "decrypt_failed", 400, "the ciphertext was modified, or the context differs";
+    LeaseExpired => "lease_expired", 401,
+        "an edge lease ended: its keys are no longer used; ask for a new lease (a refusal means the scope was paused or revoked)";
     ConfirmationMismatch => "confirmation_mismatch", 400, "revoking needs the scope id typed back exactly";
     Unsupported => "unsupported", 400, "scopes cannot move: create one under the new parent and re-encrypt";
     RootRotation => "root_rotation", 400, "the org scope's key is the root key: use the root rotation";

@@ -153,6 +153,17 @@ impl fmt::Display for LeaseError {
 
 impl core::error::Error for LeaseError {}
 
+impl LeaseError {
+    /// The API error code a host reports for it: an expired lease is `lease_expired`, a
+    /// document that is not a lease `invalid_request`.
+    pub const fn api_code(&self) -> crate::ApiCode {
+        match self {
+            Self::Expired { .. } => crate::ApiCode::LeaseExpired,
+            _ => crate::ApiCode::InvalidRequest,
+        }
+    }
+}
+
 /// A checked lease: the keys of one scope, until `expires_at`.
 pub struct Lease {
     scope: ScopeId,

@@ -1,0 +1,117 @@
+// The lease client every edge shares: it fetches a lease on one scope from `byok serve`, keeps
+// it in memory only, renews it when half of the life it arrived with has passed, and stops using
+// the keys as soon as a renewal is refused (scope paused or revoked, token revoked) or the lease
+// ends unrenewed. So a withdrawal on the server reaches the edge within one lease TTL.
+//
+//   import init, { Lease } from './byok_wasm.js';
+//   import { LeaseClient } from './lease_client.js';
+//   await init(...);
+//   const client = new LeaseClient({ Lease, server, org, scope, token });
+//   const ct = await client.encrypt(bytes, { tenant: 'acme' });
+//
+// Errors are `ByokError`s with the server's code in `code` (`scope_paused`, `lease_expired`,
+// `unauthenticated`, ...), whether the server or the wasm module raised them.
+
+export class ByokError extends Error {
+  constructor(code, message) {
+    super(message);
+    this.name = 'ByokError';
+    this.code = code;
+  }
+}
+
+export class LeaseClient {
+  /**
+   * @param {object} o
+   * @param {typeof import('./byok_wasm.js').Lease} o.Lease the wasm module's Lease class
+   * @param {string} o.server byok's base URL
+   * @param {string} o.org the org id
+   * @param {string} o.scope the scope to lease (not the org scope)
+   * @param {string} o.token a service token of the org
+   * @param {typeof fetch} [o.fetch] the fetch to use (default: the global one)
+   * @param {() => number} [o.now] the clock, ms since the epoch (default: Date.now)
+   */
+  constructor({ Lease, server, org, scope, token, fetch = globalThis.fetch, now = Date.now }) {
+    this.Lease = Lease;
+    this.url = `${server.replace(/\/$/, '')}/v1/orgs/${org}/scopes/${scope}/lease`;
+    this.token = token;
+    this.fetch = fetch;
+    this.now = now;
+    this.current = null; // { lease, renewAt }
+    this.refused = null; // the ByokError that ended this client, if any
+  }
+
+  /** Asks the server for a lease; a refusal drops the lease held and ends the client. */
+  async renew() {
+    let answer;
+    try {
+      answer = await this.fetch(this.url, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${this.token}`, 'content-type': 'application/json' },
+        body: '{}',
+      });
+    } catch (e) {
+      // The server is unreachable: the lease held stays usable until it expires.
+      throw new ByokError('unreachable', `cannot reach byok: ${e.message}`);
+    }
+    const text = await answer.text();
+    if (!answer.ok) {
+      let body = {};
+      try { body = JSON.parse(text); } catch { /* not JSON */ }
+      const code = body.error?.code ?? `http_${answer.status}`;
+      const err = new ByokError(code, body.error?.message ?? `lease refused (${answer.status})`);
+      // A refusal is the server saying no: stop using the keys now. A 429 or 5xx is not a
+      // refusal of the grant; the lease held lasts until it expires.
+      if (answer.status < 500 && answer.status !== 429) this.end(err);
+      throw err;
+    }
+    const received = this.now();
+    const lease = this.Lease.fromJson(text);
+    this.drop();
+    this.current = { lease, renewAt: lease.renewAt(received) };
+    return lease;
+  }
+
+  /** A live lease: the one held, renewed first when due. */
+  async lease() {
+    if (this.refused) throw this.refused;
+    const c = this.current;
+    if (c === null) return this.renew();
+    if (this.now() >= c.renewAt) {
+      try {
+        return await this.renew();
+      } catch (e) {
+        if (this.refused) throw e;
+        // Not a refusal (unreachable, busy): keep the held lease while it lives.
+      }
+    }
+    if (c.lease.expired) {
+      this.drop();
+      throw new ByokError('lease_expired', 'the lease expired and could not be renewed');
+    }
+    return c.lease;
+  }
+
+  /** Encrypts `plaintext` (Uint8Array) with `context`: the binary ciphertext. */
+  async encrypt(plaintext, context) {
+    return (await this.lease()).encrypt(plaintext, context);
+  }
+
+  /** Decrypts `ciphertext` (Uint8Array or `byok:v1:` text) with `context`. */
+  async decrypt(ciphertext, context) {
+    return (await this.lease()).decrypt(ciphertext, context);
+  }
+
+  /** Forgets the lease held (its keys are wiped in the wasm module). */
+  drop() {
+    if (this.current) {
+      this.current.lease.free();
+      this.current = null;
+    }
+  }
+
+  end(err) {
+    this.drop();
+    this.refused = err;
+  }
+}

@@ -1,0 +1,151 @@
+//! The JS API (wasm-bindgen): a `Lease` class and the armor helpers. Errors are thrown as JS
+//! `Error`s named `ByokError` with the server's API code in `code`, so edge code can branch on
+//! `err.code === "lease_expired"` exactly as on an API answer.
+
+use std::collections::BTreeMap;
+
+use js_sys::{Date, Object, Reflect};
+use wasm_bindgen::prelude::*;
+
+use crate::edge::{self, EdgeError, EdgeLease};
+
+fn thrown(e: EdgeError) -> JsValue {
+    let err = js_sys::Error::new(&e.message);
+    err.set_name("ByokError");
+    let _ = Reflect::set(&err, &"code".into(), &e.code.as_str().into());
+    err.into()
+}
+
+fn now_ms() -> i64 {
+    // Whole milliseconds since the epoch fit an f64 exactly.
+    #[allow(clippy::cast_possible_truncation)]
+    let ms = Date::now() as i64;
+    ms
+}
+
+fn rng() -> rand_core::UnwrapErr<getrandom::SysRng> {
+    rand_core::UnwrapErr(getrandom::SysRng)
+}
+
+/// A context given as a plain object of string values (`{tenant: "acme"}`), or nothing.
+fn context_of(ctx: &JsValue) -> Result<byok_core::Context, JsValue> {
+    let mut pairs = BTreeMap::new();
+    if !(ctx.is_undefined() || ctx.is_null()) {
+        let obj: &Object = ctx.dyn_ref().ok_or_else(|| {
+            thrown(EdgeError {
+                code: byok_core::ApiCode::InvalidRequest,
+                message: "context must be an object of string values".into(),
+            })
+        })?;
+        for entry in Object::entries(obj).iter() {
+            let pair = js_sys::Array::from(&entry);
+            let (k, v) = (pair.get(0).as_string(), pair.get(1).as_string());
+            let (Some(k), Some(v)) = (k, v) else {
+                return Err(thrown(EdgeError {
+                    code: byok_core::ApiCode::InvalidRequest,
+                    message: "context keys and values must be strings".into(),
+                }));
+            };
+            pairs.insert(k, v);
+        }
+    }
+    edge::context(pairs).map_err(thrown)
+}
+
+/// A ciphertext as bytes (`Uint8Array`) or `byok:v1:` text.
+fn bytes_of(ct: &JsValue) -> Result<Vec<u8>, JsValue> {
+    match ct.as_string() {
+        Some(text) => edge::dearmor(&text).map_err(thrown),
+        None => Ok(js_sys::Uint8Array::new(ct).to_vec()),
+    }
+}
+
+/// An edge lease on one scope's keys, held in memory only.
+#[wasm_bindgen]
+pub struct Lease {
+    inner: EdgeLease,
+}
+
+#[wasm_bindgen]
+impl Lease {
+    /// Parses the lease document the server answered (its JSON text).
+    #[wasm_bindgen(js_name = fromJson)]
+    pub fn from_json(json: &str) -> Result<Lease, JsValue> {
+        Ok(Self {
+            inner: EdgeLease::parse(json.as_bytes()).map_err(thrown)?,
+        })
+    }
+
+    /// The scope id (32 hex digits).
+    #[wasm_bindgen(getter)]
+    pub fn scope(&self) -> String {
+        self.inner.lease().scope().to_string()
+    }
+
+    /// The key version new ciphertexts use.
+    #[wasm_bindgen(getter, js_name = currentVersion)]
+    pub fn current_version(&self) -> u32 {
+        self.inner.lease().current_version()
+    }
+
+    /// When the lease ends, ms since the epoch.
+    #[wasm_bindgen(getter, js_name = expiresAt)]
+    pub fn expires_at(&self) -> f64 {
+        #[allow(clippy::cast_precision_loss)]
+        let ms = self.inner.lease().expires_at() as f64;
+        ms
+    }
+
+    /// When to ask for a new lease, given when this one arrived (ms since the epoch).
+    #[wasm_bindgen(js_name = renewAt)]
+    pub fn renew_at(&self, received_ms: f64) -> f64 {
+        #[allow(clippy::cast_possible_truncation, clippy::cast_precision_loss)]
+        let at = self.inner.lease().renew_at(received_ms as i64) as f64;
+        at
+    }
+
+    /// Whether the lease has ended now.
+    #[wasm_bindgen(getter)]
+    pub fn expired(&self) -> bool {
+        self.inner.lease().expired(now_ms())
+    }
+
+    /// Encrypts `plaintext` (`Uint8Array`) with `context` (an object of strings, optional):
+    /// the binary ciphertext. Throws `lease_expired` once the lease ended.
+    pub fn encrypt(
+        &self,
+        plaintext: &[u8],
+        #[wasm_bindgen(unchecked_param_type = "Record<string, string> | undefined")]
+        context: JsValue,
+    ) -> Result<Vec<u8>, JsValue> {
+        let ctx = context_of(&context)?;
+        self.inner
+            .encrypt(&ctx, plaintext, now_ms(), &mut rng())
+            .map_err(thrown)
+    }
+
+    /// Encrypts as [`Lease::encrypt`], as `byok:v1:` text.
+    #[wasm_bindgen(js_name = encryptArmored)]
+    pub fn encrypt_armored(
+        &self,
+        plaintext: &[u8],
+        #[wasm_bindgen(unchecked_param_type = "Record<string, string> | undefined")]
+        context: JsValue,
+    ) -> Result<String, JsValue> {
+        self.encrypt(plaintext, context)
+            .map(|ct| byok_core::format::armor::encode(&ct))
+    }
+
+    /// Decrypts a ciphertext (`Uint8Array` or `byok:v1:` text) with `context`. Throws with the
+    /// server's codes: `decrypt_failed`, `malformed_ciphertext`, `lease_expired`, ...
+    pub fn decrypt(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "Uint8Array | string")] ciphertext: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "Record<string, string> | undefined")]
+        context: JsValue,
+    ) -> Result<Vec<u8>, JsValue> {
+        let ctx = context_of(&context)?;
+        let ct = bytes_of(&ciphertext)?;
+        self.inner.decrypt(&ctx, &ct, now_ms()).map_err(thrown)
+    }
+}
