@@ -28,13 +28,15 @@ export class LeaseClient {
    * @param {string} o.org the org id
    * @param {string} o.scope the scope to lease (not the org scope)
    * @param {string} o.token a service token of the org
+   * @param {string} [o.audience] who the leases are for (this edge deployment), logged with each
    * @param {typeof fetch} [o.fetch] the fetch to use (default: the global one)
    * @param {() => number} [o.now] the clock, ms since the epoch (default: Date.now)
    */
-  constructor({ Lease, server, org, scope, token, fetch = globalThis.fetch, now = Date.now }) {
+  constructor({ Lease, server, org, scope, token, audience, fetch = globalThis.fetch, now = Date.now }) {
     this.Lease = Lease;
     this.url = `${server.replace(/\/$/, '')}/v1/orgs/${org}/scopes/${scope}/lease`;
     this.token = token;
+    this.body = JSON.stringify(audience === undefined ? {} : { audience });
     this.fetch = fetch;
     this.now = now;
     this.current = null; // { lease, renewAt }
@@ -48,7 +50,7 @@ export class LeaseClient {
       answer = await this.fetch(this.url, {
         method: 'POST',
         headers: { authorization: `Bearer ${this.token}`, 'content-type': 'application/json' },
-        body: '{}',
+        body: this.body,
       });
     } catch (e) {
       // The server is unreachable: the lease held stays usable until it expires.

@@ -57,12 +57,23 @@ async fn a_node_edge_interoperates_and_stops_within_one_lease_ttl() {
     );
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["ok"], true, "{v}");
-    // Every lease granted is in the audit log.
-    let leases = o
+    // Every lease granted is in the audit log, with the audience that asked and its token.
+    let leases: Vec<Value> = o
         .audit(&ts, &o.auditor)
         .await
         .into_iter()
         .filter(|r| r["event"]["type"] == "lease_issued")
-        .count();
-    assert!(leases >= 3, "{leases} leases logged");
+        .map(|r| r["event"].clone())
+        .collect();
+    assert!(leases.len() >= 3, "{leases:?}");
+    assert!(
+        leases.iter().any(|e| e["audience"] == "edge-node-test"),
+        "{leases:?}"
+    );
+    assert!(
+        leases
+            .iter()
+            .any(|e| e["actor"]["token"] == second_id.as_str()),
+        "{leases:?}"
+    );
 }

@@ -632,6 +632,39 @@ async fn the_org_scope_is_never_leased() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_names_its_audience_in_the_log_and_a_bad_one_is_refused() {
+    let (ts, o, team) = edge("lease-audience").await;
+    let path = o.scope_path(&team, "lease");
+    for bad in [
+        json!({ "audience": "" }),
+        json!({ "audience": "a b" }),
+        json!({ "audience": "x".repeat(129) }),
+    ] {
+        assert_error(
+            &ts.post(&path, &o.service, &bad).await,
+            400,
+            "invalid_request",
+        );
+    }
+    assert_error(
+        &ts.post(&path, &o.service, &json!({ "audiences": "x" }))
+            .await,
+        400,
+        "malformed_json",
+    );
+    let body = json!({ "audience": "workers/eu-west:prod-1" });
+    assert_status(&ts.post(&path, &o.service, &body).await, 200);
+    let issued: Vec<Value> = o
+        .audit(&ts, &o.auditor)
+        .await
+        .into_iter()
+        .filter(|r| r["event"]["type"] == "lease_issued")
+        .collect();
+    assert_eq!(issued.len(), 1, "refusals grant nothing: {issued:?}");
+    assert_eq!(issued[0]["event"]["audience"], "workers/eu-west:prod-1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leases_are_for_service_tokens_only() {
     let (ts, o, team) = edge("lease-role").await;
     let answer = ts

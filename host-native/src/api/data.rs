@@ -269,10 +269,19 @@ pub async fn get_stored(
     }))
 }
 
+/// Asks for a lease.
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct LeaseRequest {
+    /// Who the lease is for: the edge deployment asking (1 to 128 of `A-Z a-z 0-9 . _ : / -`),
+    /// recorded in the lease's audit event, so that the log says which edge holds keys.
+    pub audience: Option<String>,
+}
+
 /// Lease a scope's keys for the edge (service): every live version, until `expires_at`. Never
 /// for the org scope (its key is the root key). Renewal is refused once the scope is paused or
 /// revoked, so the lease TTL bounds how long an edge keeps using a key after either.
-#[utoipa::path(post, path = "/v1/orgs/{org}/scopes/{scope}/lease", tag = "data",
+#[utoipa::path(post, path = "/v1/orgs/{org}/scopes/{scope}/lease", tag = "data", request_body = LeaseRequest,
     params(ScopePath),
     responses((status = 200, body = byok_core::lease::Document), DataErrors),
     security(("bearer" = [])))]
@@ -280,6 +289,7 @@ pub async fn lease(
     State(s): State<AppState>,
     ServiceOrg(org): ServiceOrg,
     Path((_, scope)): Path<(String, String)>,
+    ApiJson(req): ApiJson<LeaseRequest>,
 ) -> Result<
     (
         [(axum::http::HeaderName, &'static str); 1],
@@ -288,9 +298,25 @@ pub async fn lease(
     ApiError,
 > {
     let scope = parse_id(&scope, "scope")?;
+    let bad = req.audience.as_deref().is_some_and(|a| {
+        !(1..=128).contains(&a.len())
+            || !a
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._:/-".contains(&b))
+    });
+    if bad {
+        return Err(ApiError::invalid(
+            "audience is 1 to 128 of A-Z a-z 0-9 . _ : / - (the edge deployment asking)",
+        ));
+    }
     let lease = s
         .service
-        .lease(org, scope, &super::error::request_id())
+        .lease(
+            org,
+            scope,
+            &super::error::request_id(),
+            req.audience.as_deref(),
+        )
         .await?;
     Ok((
         [(axum::http::header::CACHE_CONTROL, "no-store")],

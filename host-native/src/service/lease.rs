@@ -14,8 +14,15 @@ use crate::store::{self, audit};
 
 impl Service {
     /// A lease on `scope`'s keys (the document format is core's, [`byok_core::lease`]);
-    /// `request_id` goes into its audit event, so that a caller can match an answer to the log.
-    pub async fn lease(&self, org: ScopeId, scope: ScopeId, request_id: &str) -> Result<Lease> {
+    /// `request_id` and the `audience` (the edge deployment asking) go into its audit event,
+    /// so that a caller can match an answer to the log and the log says which edge holds keys.
+    pub async fn lease(
+        &self,
+        org: ScopeId,
+        scope: ScopeId,
+        request_id: &str,
+        audience: Option<&str>,
+    ) -> Result<Lease> {
         let cell = self.org(org).await?;
         let ttl = cell.meta().lease_ttl_ms;
         if ttl == 0 {
@@ -56,7 +63,7 @@ impl Service {
             &mut w.tx,
             org,
             store::now_ms(),
-            &json!({ "type": "lease_issued", "scope": scope.to_string(), "versions": versions, "expires_at": expires_at, "request_id": request_id }),
+            &json!({ "type": "lease_issued", "scope": scope.to_string(), "versions": versions, "expires_at": expires_at, "request_id": request_id, "audience": audience }),
         )
         .await?;
         w.commit().await?;

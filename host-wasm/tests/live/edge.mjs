@@ -32,7 +32,8 @@ const ctx = { tenant: 'acme' };
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 // Both ways: the edge's ciphertext opens on the server, the server's at the edge.
-const client = new LeaseClient({ Lease, server, org, scope, token: env('BYOK_SERVICE_TOKEN') });
+const client = new LeaseClient({ Lease, server, org, scope, token: env('BYOK_SERVICE_TOKEN'),
+  audience: 'edge-node-test' });
 const atEdge = await client.encrypt(enc.encode('sealed at the edge'), ctx);
 const armored = 'byok:v1:' + Buffer.from(atEdge).toString('base64url');
 const opened = await api('/decrypt', env('BYOK_SERVICE_TOKEN'), { ciphertext: armored, context: ctx });
