@@ -48,6 +48,8 @@ check "host-wasm: clippy for wasm32-unknown-unknown (the JS bindings)" \
   cargo clippy -p byok-wasm --target wasm32-unknown-unknown --locked -- -D warnings
 check "host-wasm: JS package (wasm-bindgen) and the vectors through it in Node (before cargo test: tests/tests/edge_node.rs runs it live)" \
   bash -c 'scripts/build-wasm.sh && node --test host-wasm/tests/node/'
+check "workerd for the example Worker (npm ci, pinned in its package-lock.json)" \
+  npm ci --prefix host-wasm/examples/worker --no-audit --no-fund
 
 check "cargo test (workspace; AWS tests against moto)" cargo test --workspace --locked
 check "schemathesis against a live server: no 5xx" scripts/schemathesis.sh

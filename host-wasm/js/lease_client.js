@@ -29,10 +29,11 @@ export class LeaseClient {
    * @param {string} o.scope the scope to lease (not the org scope)
    * @param {string} o.token a service token of the org
    * @param {string} [o.audience] who the leases are for (this edge deployment), logged with each
-   * @param {typeof fetch} [o.fetch] the fetch to use (default: the global one)
+   * @param {typeof fetch} [o.fetch] the fetch to use (default: the global one, called unbound as
+   *   Workers require)
    * @param {() => number} [o.now] the clock, ms since the epoch (default: Date.now)
    */
-  constructor({ Lease, server, org, scope, token, audience, fetch = globalThis.fetch, now = Date.now }) {
+  constructor({ Lease, server, org, scope, token, audience, fetch = (...a) => globalThis.fetch(...a), now = Date.now }) {
     this.Lease = Lease;
     this.url = `${server.replace(/\/$/, '')}/v1/orgs/${org}/scopes/${scope}/lease`;
     this.token = token;

@@ -1,0 +1,40 @@
+// A Cloudflare Worker that encrypts and decrypts request bodies at the edge with a byok lease:
+// no round trip to byok per message, and a pause or revoke on byok stops it within one lease
+// TTL. `POST /encrypt?k=v...` answers the binary ciphertext of the body under the context
+// given as query parameters; `POST /decrypt?k=v...` the plaintext. Errors are JSON with the
+// server's code: `{"error": {"code": "scope_paused", "message": "..."}}`.
+//
+// Bindings (see config.capnp): BYOK_SERVER, BYOK_ORG, BYOK_SCOPE, BYOK_TOKEN (a service
+// token; a secret binding in production), BYOK_AUDIENCE (this deployment's name).
+import { initSync, Lease } from './pkg/byok_wasm.js';
+import { LeaseClient } from './pkg/lease_client.js';
+import wasm from './pkg/byok_wasm_bg.wasm';
+
+initSync({ module: wasm });
+
+// One client per isolate: the lease lives in this isolate's memory only.
+let client = null;
+
+const STATUS = { lease_expired: 503, unreachable: 503, scope_paused: 409, scope_revoked: 410,
+  unauthenticated: 401, decrypt_failed: 400, malformed_ciphertext: 400, invalid_request: 400 };
+
+export default {
+  async fetch(request, env) {
+    client ??= new LeaseClient({
+      Lease, server: env.BYOK_SERVER, org: env.BYOK_ORG, scope: env.BYOK_SCOPE,
+      token: env.BYOK_TOKEN, audience: env.BYOK_AUDIENCE,
+    });
+    const url = new URL(request.url);
+    if (request.method !== 'POST') return new Response('POST only\n', { status: 405 });
+    const context = Object.fromEntries(url.searchParams);
+    const body = new Uint8Array(await request.arrayBuffer());
+    try {
+      if (url.pathname === '/encrypt') return new Response(await client.encrypt(body, context));
+      if (url.pathname === '/decrypt') return new Response(await client.decrypt(body, context));
+      return new Response('not found\n', { status: 404 });
+    } catch (e) {
+      const code = e.code ?? 'internal';
+      return Response.json({ error: { code, message: e.message } }, { status: STATUS[code] ?? 500 });
+    }
+  },
+};
