@@ -117,6 +117,19 @@ impl TestServer {
     pub async fn org(&self, settings: OrgSettings<'_>) -> TestOrg {
         TestOrg::create(&self.api, &self.operator, settings).await
     }
+
+    /// A server named `name` with org `edge`, whose leases last `lease_ttl_ms`, and its scope
+    /// `team`: where edge tests begin.
+    pub async fn edge(name: &str, lease_ttl_ms: u64) -> (Self, TestOrg, String) {
+        let ts = Self::start(name);
+        let settings = OrgSettings {
+            lease_ttl_ms,
+            ..OrgSettings::named("edge")
+        };
+        let o = ts.org(settings).await;
+        let team = o.scope(&ts, &o.id, "team").await;
+        (ts, o, team)
+    }
 }
 
 impl Deref for TestServer {

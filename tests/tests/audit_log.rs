@@ -141,13 +141,7 @@ async fn checkpoints_and_proofs_verify_with_byok_and_independently() {
         log.rows().await.len() as u64,
         "every row is a leaf"
     );
-    let (ok, v) = independent(&[
-        "checkpoint",
-        "--verifier-key",
-        &log.vkey,
-        "--note",
-        kept.to_str().unwrap(),
-    ]);
+    let (ok, v) = check_with("checkpoint", &log.vkey, &[("note", &kept)]);
     assert!(ok, "{v}");
     assert_eq!(v["size"], json!(cp1.size));
 
@@ -700,13 +694,7 @@ async fn a_witness_cosignature_is_checked_and_served_with_its_checkpoint() {
     let v = checkpoint::verify(&served, &log.vkey).unwrap();
     assert_eq!(v.other_signatures.len(), 1, "{v:?}");
     let f = log.file("cosigned.txt", &served);
-    let (ok, v) = independent(&[
-        "checkpoint",
-        "--verifier-key",
-        &log.vkey,
-        "--note",
-        f.to_str().unwrap(),
-    ]);
+    let (ok, v) = check_with("checkpoint", &log.vkey, &[("note", &f)]);
     assert!(ok, "{v}");
     assert_eq!(v["other_signatures"].as_array().unwrap().len(), 1, "{v}");
     let events = log.rows().await;

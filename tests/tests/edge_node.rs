@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use byok_tests::fixtures::{OrgSettings, TestServer};
+use byok_tests::fixtures::TestServer;
 use serde_json::Value;
 
 /// The package `scripts/build-wasm.sh` made (the test command builds it before this test).
@@ -27,14 +27,7 @@ fn package() -> PathBuf {
 async fn a_node_edge_interoperates_and_stops_within_one_lease_ttl() {
     let pkg = package();
     let ttl = 2_000;
-    let ts = TestServer::start("edge-node");
-    let o = ts
-        .org(OrgSettings {
-            lease_ttl_ms: ttl,
-            ..OrgSettings::named("edge")
-        })
-        .await;
-    let scope = o.scope(&ts, &o.id, "team").await;
+    let (ts, o, scope) = TestServer::edge("edge-node", ttl).await;
     let (second_id, second) = o.token(&ts, "service", "second-edge").await;
     let out = Command::new("node")
         .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../host-wasm/tests/live/edge.mjs"))

@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64ct::{Base64, Encoding};
-use byok_tests::fixtures::{OrgSettings, TestServer, assert_status};
+use byok_tests::fixtures::{TestServer, assert_status};
 use byok_tests::server::temp_dir;
 use serde_json::{Value, json};
 
@@ -69,14 +69,7 @@ impl Drop for Workerd {
 async fn the_example_worker_in_workerd_interoperates_and_stops_within_one_lease_ttl() {
     let bin = workerd();
     let ttl = 2_000;
-    let ts = TestServer::start("edge-workerd");
-    let o = ts
-        .org(OrgSettings {
-            lease_ttl_ms: ttl,
-            ..OrgSettings::named("edge")
-        })
-        .await;
-    let scope = o.scope(&ts, &o.id, "team").await;
+    let (ts, o, scope) = TestServer::edge("edge-workerd", ttl).await;
     let dir = temp_dir("edge-workerd-worker");
     let listen = format!("127.0.0.1:{}", free_port());
     stage(

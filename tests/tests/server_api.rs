@@ -595,12 +595,9 @@ async fn a_wrapped_data_key_is_not_a_ciphertext_decrypt_opens() {
     assert_error(&answer, 400, "malformed_ciphertext");
 }
 
-/// A server with org `edge` and its scope `team`.
+/// A server with org `edge` (default lease TTL) and its scope `team`.
 async fn edge(name: &str) -> (TestServer, TestOrg, String) {
-    let ts = TestServer::start(name);
-    let o = ts.org(OrgSettings::named("edge")).await;
-    let team = o.scope(&ts, &o.id, "team").await;
-    (ts, o, team)
+    TestServer::edge(name, OrgSettings::named("edge").lease_ttl_ms).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

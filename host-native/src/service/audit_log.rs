@@ -148,12 +148,7 @@ impl Service {
     }
 
     async fn cosigned(&self, org: ScopeId, mut cp: StoredCheckpoint) -> Result<StoredCheckpoint> {
-        let mut c = self
-            .store
-            .pool()
-            .acquire()
-            .await
-            .map_err(store::StoreError::from)?;
+        let mut c = self.store.conn().await?;
         let lines = audit_tree::cosignatures(&mut c, org, cp.size).await?;
         if !lines.is_empty() {
             cp.note = checkpoint::with_signatures(&cp.note, &lines);
@@ -193,12 +188,7 @@ impl Service {
                 "no checkpoint of size {size}"
             )));
         }
-        let mut c = self
-            .store
-            .pool()
-            .acquire()
-            .await
-            .map_err(store::StoreError::from)?;
+        let mut c = self.store.conn().await?;
         let vkey = audit_tree::witness(&mut c, org).await?.ok_or_else(|| {
             ServiceError::Invalid(
                 "this org has no witness key: register one first (PUT .../audit/witness)".into(),
@@ -230,12 +220,7 @@ impl Service {
     ) -> Result<Vec<StoredCheckpoint>> {
         self.org(org).await?;
         let list = {
-            let mut c = self
-                .store
-                .pool()
-                .acquire()
-                .await
-                .map_err(store::StoreError::from)?;
+            let mut c = self.store.conn().await?;
             // Sizes are stored as i64: past that there is nothing to list.
             let after = after.min(i64::MAX as u64);
             audit_tree::checkpoints(&mut c, org, after, limit.clamp(1, 1000)).await?
@@ -250,12 +235,7 @@ impl Service {
     /// Signs checkpoints for every org whose log grew since its last; returns how many.
     pub async fn sign_pending(&self) -> Result<usize> {
         let orgs = {
-            let mut c = self
-                .store
-                .pool()
-                .acquire()
-                .await
-                .map_err(store::StoreError::from)?;
+            let mut c = self.store.conn().await?;
             audit_tree::unsigned_orgs(&mut c).await?
         };
         for org in &orgs {

@@ -218,6 +218,11 @@ impl Database {
         &self.pool
     }
 
+    /// A connection for reads.
+    pub async fn conn(&self) -> Result<sqlx::pool::PoolConnection<Sqlite>> {
+        Ok(self.pool.acquire().await?)
+    }
+
     /// Waits for the writer's turn and begins a transaction.
     pub async fn write(&self) -> Result<WriteTx> {
         let turn = self.writer.clone().lock_owned().await;
