@@ -21,7 +21,7 @@ rm -rf host-wasm/pkg
 "$BINDGEN" --target web --out-dir host-wasm/pkg \
   "$CARGO_TARGET_DIR/wasm32-unknown-unknown/release/byok_wasm.wasm"
 # The lease client every edge shares, beside the module it drives.
-cp host-wasm/js/lease_client.js host-wasm/pkg/
+cp host-wasm/js/lease_client.js host-wasm/js/lease_client.d.ts host-wasm/pkg/
 gz=$(gzip -9 -c host-wasm/pkg/byok_wasm_bg.wasm | wc -c)
 js=$(gzip -9 -c host-wasm/pkg/byok_wasm.js | wc -c)
 echo "host-wasm/pkg: wasm $gz B + js $js B gzipped"

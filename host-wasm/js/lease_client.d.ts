@@ -1,0 +1,43 @@
+// Types of lease_client.js (hand-written: wasm-bindgen types the wasm module only).
+import type { Lease } from './byok_wasm.js';
+
+/** An error with the server's API code (`scope_paused`, `lease_expired`, `unreachable`, ...). */
+export class ByokError extends Error {
+  constructor(code: string, message: string);
+  readonly name: 'ByokError';
+  readonly code: string;
+}
+
+export interface LeaseClientOptions {
+  /** The wasm module's `Lease` class. */
+  Lease: typeof Lease;
+  /** byok's base URL. */
+  server: string;
+  /** The org id. */
+  org: string;
+  /** The scope to lease (not the org scope). */
+  scope: string;
+  /** A service token of the org. */
+  token: string;
+  /** Who the leases are for (this edge deployment), logged with each. */
+  audience?: string;
+  /** The fetch to use (default: the global one, called unbound). */
+  fetch?: typeof fetch;
+  /** The clock, ms since the epoch (default: `Date.now`). */
+  now?: () => number;
+}
+
+/** Holds one scope's lease in memory, renews it at half-life, stops when a renewal is refused. */
+export class LeaseClient {
+  constructor(options: LeaseClientOptions);
+  /** Asks for a lease now; a refusal wipes the lease held and ends the client. */
+  renew(): Promise<Lease>;
+  /** A live lease: the one held, renewed first when due. */
+  lease(): Promise<Lease>;
+  /** Encrypts with `context`: the binary ciphertext. */
+  encrypt(plaintext: Uint8Array, context?: Record<string, string>): Promise<Uint8Array>;
+  /** Decrypts bytes or `byok:v1:` text with `context`. */
+  decrypt(ciphertext: Uint8Array | string, context?: Record<string, string>): Promise<Uint8Array>;
+  /** Forgets the lease held (its keys are wiped). */
+  drop(): void;
+}

@@ -1,0 +1,92 @@
+// The lease client's rules, with a scripted server (a fake `fetch`) and a clock the test moves:
+// it renews at half-life, keeps its lease through an outage or a 429 until it expires, and
+// stops at once, wiping the lease, when a renewal is refused.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { join, dirname } from 'node:path';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const pkg = process.env.BYOK_WASM_PKG ?? join(here, '..', '..', 'pkg');
+const { default: init, Lease } = await import(join(pkg, 'byok_wasm.js'));
+const { LeaseClient } = await import(join(pkg, 'lease_client.js'));
+await init({ module_or_path: readFileSync(join(pkg, 'byok_wasm_bg.wasm')) });
+
+const SCOPE = 'd05d3b7582186f01f52b381653c90d31';
+const KEY = Buffer.alloc(32, 7).toString('base64');
+const TTL = 60_000;
+
+/** The client's clock (starting at the real time), and a server answering from `script`, one
+ * entry per lease request: 'ok', 'down', an HTTP status, or an API code refused with 409. Its
+ * leases end `life` ms after the client's clock; the module checks expiry by the real clock,
+ * so moving the client's clock forward triggers renewals without expiring anything. */
+function setup(script, life = TTL) {
+  const clock = { t: Date.now() };
+  const calls = [];
+  const fetch = async (url, init) => {
+    calls.push({ at: clock.t, url, body: init.body });
+    const next = script.shift();
+    if (next === 'ok') {
+      return new Response(JSON.stringify({ scope: SCOPE, current_version: 1,
+        keys: [{ version: 1, key: KEY }], expires_at: clock.t + life }), { status: 200 });
+    }
+    if (next === 'down') throw new TypeError('connect ECONNREFUSED');
+    if (typeof next === 'number') {
+      return new Response(JSON.stringify({ error: { code: `http_${next}`, message: 'no' } }), { status: next });
+    }
+    return new Response(JSON.stringify({ error: { code: next, message: 'refused' } }), { status: 409 });
+  };
+  const client = new LeaseClient({ Lease, server: 'http://byok.test/', org: 'o1', scope: SCOPE,
+    token: 't', audience: 'edge-a', fetch, now: () => clock.t });
+  return { clock, calls, client };
+}
+
+const pt = new TextEncoder().encode('x');
+
+test('it renews at half-life, not before', async () => {
+  const { clock, calls, client } = setup(['ok', 'ok']);
+  await client.encrypt(pt);
+  assert.equal(calls.length, 1);
+  assert.equal(calls[0].url, `http://byok.test/v1/orgs/o1/scopes/${SCOPE}/lease`);
+  assert.deepEqual(JSON.parse(calls[0].body), { audience: 'edge-a' });
+  clock.t += TTL / 2 - 1;
+  await client.encrypt(pt);
+  assert.equal(calls.length, 1, 'not yet');
+  clock.t += 1;
+  await client.encrypt(pt);
+  assert.equal(calls.length, 2, 'renewed at half-life');
+});
+
+test('an outage or a 429 keeps the lease until it expires; then lease_expired', async () => {
+  // Leases that live 400 ms of real time (the module checks expiry with Date.now()).
+  const { clock, calls, client } = setup(['ok', 'down', 429, 503, 503], 400);
+  await client.encrypt(pt);
+  clock.t += TTL; // past the renewal point: every use asks again
+  await client.encrypt(pt); // down: kept
+  await client.encrypt(pt); // 429: kept
+  await client.encrypt(pt); // 503: kept
+  assert.equal(calls.length, 4);
+  await new Promise((r) => setTimeout(r, 450));
+  await assert.rejects(client.encrypt(pt), (e) => e.code === 'lease_expired');
+  assert.equal(client.current, null, 'the expired lease was dropped');
+});
+
+test('a refused renewal wipes the lease at once and ends the client', async () => {
+  const { clock, calls, client } = setup(['ok', 'scope_paused']);
+  const ct = await client.encrypt(pt);
+  clock.t += TTL / 2;
+  await assert.rejects(client.encrypt(pt), (e) => e.code === 'scope_paused');
+  // Ended: no further request, every call refused with the same code, old ciphertexts too.
+  await assert.rejects(client.decrypt(ct), (e) => e.code === 'scope_paused');
+  assert.equal(calls.length, 2);
+  assert.equal(client.current, null, 'the lease was dropped');
+});
+
+test('a 401 after a token revoke ends the client too', async () => {
+  const { clock, client } = setup(['ok', 401]);
+  await client.encrypt(pt);
+  clock.t += TTL / 2;
+  await assert.rejects(client.encrypt(pt), (e) => e.code === 'http_401');
+  await assert.rejects(client.encrypt(pt), (e) => e.code === 'http_401');
+});
