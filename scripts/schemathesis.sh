@@ -50,13 +50,16 @@ cat >"$WORK/schemathesis.toml" <<EOF
 "path.scope" = "$SCOPE"
 EOF
 
+# `filter_too_much` is Hypothesis saying it threw away many generated inputs for one operation
+# (a path pattern it rarely meets): a fact about the generator, not the server, and it came and
+# went between runs of the same code. The check that matters, no 5xx, still runs everywhere.
 status=0
 for who in operator admin service; do
   case $who in operator) T=$OPERATOR ;; admin) T=$ADMIN ;; service) T=$SERVICE ;; esac
   echo "== schemathesis as $who"
   if ! (cd "$WORK" && "$VENV_ST/bin/st" --config-file "$WORK/schemathesis.toml" run "$BYOK_SERVER/openapi.json" \
       -H "Authorization: Bearer $T" --checks not_a_server_error --max-examples "$EXAMPLES" \
-      --workers 1 --no-color); then
+      --suppress-health-check=filter_too_much --workers 1 --no-color); then
     status=1
   fi
 done
