@@ -4,7 +4,8 @@
 
 use std::collections::BTreeMap;
 
-use js_sys::{Date, Object, Reflect};
+use byok_core::envelope::AesStep;
+use js_sys::{Date, Object, Reflect, Uint8Array};
 use wasm_bindgen::prelude::*;
 
 use crate::edge::{self, EdgeError, EdgeLease};
@@ -56,8 +57,25 @@ fn context_of(ctx: &JsValue) -> Result<byok_core::Context, JsValue> {
 fn bytes_of(ct: &JsValue) -> Result<Vec<u8>, JsValue> {
     match ct.as_string() {
         Some(text) => edge::dearmor(&text).map_err(thrown),
-        None => Ok(js_sys::Uint8Array::new(ct).to_vec()),
+        None => Ok(Uint8Array::new(ct).to_vec()),
     }
+}
+
+/// The inputs of WebCrypto's AES-GCM call as a JS object: `header`, `key` (raw, to import and
+/// then wipe with `fill(0)`), `iv`, `aad`, and for an open the `body` after the header.
+fn step_object(step: &AesStep, body: Option<&[u8]>) -> JsValue {
+    let o = Object::new();
+    let set = |k: &str, v: &[u8]| {
+        let _ = Reflect::set(&o, &k.into(), &Uint8Array::from(v));
+    };
+    set("header", &step.header);
+    set("key", step.key.expose_secret());
+    set("iv", &step.nonce);
+    set("aad", &step.aad);
+    if let Some(b) = body {
+        set("body", b);
+    }
+    o.into()
 }
 
 /// An edge lease on one scope's keys, held in memory only.
@@ -134,6 +152,39 @@ impl Lease {
     ) -> Result<String, JsValue> {
         self.encrypt(plaintext, context)
             .map(|ct| byok_core::format::armor::encode(&ct))
+    }
+
+    /// The AES-256-GCM inputs to seal `len` bytes with `context` in WebCrypto:
+    /// `{header, key, iv, aad}`; the ciphertext is `header` followed by AES-GCM's output. The
+    /// lease client does this for large plaintexts (`lease_client.js`).
+    #[wasm_bindgen(js_name = sealStep)]
+    pub fn seal_step(
+        &self,
+        len: usize,
+        #[wasm_bindgen(unchecked_param_type = "Record<string, string> | undefined")]
+        context: JsValue,
+    ) -> Result<JsValue, JsValue> {
+        let ctx = context_of(&context)?;
+        let step = self
+            .inner
+            .seal_step(&ctx, len, now_ms(), &mut rng())
+            .map_err(thrown)?;
+        Ok(step_object(&step, None))
+    }
+
+    /// The AES-256-GCM inputs to open `ciphertext` with `context` in WebCrypto, once every
+    /// check before AES passed: `{header, key, iv, aad, body}`.
+    #[wasm_bindgen(js_name = openStep)]
+    pub fn open_step(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "Uint8Array | string")] ciphertext: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "Record<string, string> | undefined")]
+        context: JsValue,
+    ) -> Result<JsValue, JsValue> {
+        let ctx = context_of(&context)?;
+        let ct = bytes_of(&ciphertext)?;
+        let step = self.inner.open_step(&ctx, &ct, now_ms()).map_err(thrown)?;
+        Ok(step_object(&step, ct.get(step.header.len()..)))
     }
 
     /// Decrypts a ciphertext (`Uint8Array` or `byok:v1:` text) with `context`. Throws with the

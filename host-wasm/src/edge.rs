@@ -6,8 +6,9 @@
 
 use std::collections::BTreeMap;
 
+use byok_core::envelope::AesStep;
 use byok_core::lease::Lease;
-use byok_core::{ApiCode, Context, Header, envelope, format};
+use byok_core::{ApiCode, Context, Header, ScopeKey, envelope, format};
 
 /// An error as the server would answer it: its code and a message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,16 +103,46 @@ impl EdgeLease {
         ciphertext: &[u8],
         now_ms: i64,
     ) -> Result<Vec<u8>, EdgeError> {
+        let key = self.key_for(ciphertext, now_ms)?;
+        Ok(envelope::decrypt(key, ctx, ciphertext)?)
+    }
+
+    /// The AES-256-GCM step of sealing `len` bytes with `ctx`, for a host that runs AES in
+    /// WebCrypto (same bytes as [`Self::encrypt`]).
+    pub fn seal_step(
+        &self,
+        ctx: &Context,
+        len: usize,
+        now_ms: i64,
+        rng: &mut impl rand_core::CryptoRng,
+    ) -> Result<AesStep, EdgeError> {
+        self.lease.check_live(now_ms)?;
+        Ok(AesStep::seal(self.lease.current_key(), ctx, len, rng)?)
+    }
+
+    /// The AES-256-GCM step of opening `ciphertext` with `ctx`, after every check
+    /// [`Self::decrypt`] makes first.
+    pub fn open_step(
+        &self,
+        ctx: &Context,
+        ciphertext: &[u8],
+        now_ms: i64,
+    ) -> Result<AesStep, EdgeError> {
+        let key = self.key_for(ciphertext, now_ms)?;
+        Ok(AesStep::open(key, ctx, ciphertext)?)
+    }
+
+    /// The key for `ciphertext`, if the lease is live at `now_ms`: the version its header
+    /// names. A ciphertext of another scope, or of a version the lease lacks (retired, or
+    /// newer: renew), gets the current key: core then reports what the format spec says comes
+    /// first (a malformed header before a wrong key), and the mismatch as a wrong key.
+    fn key_for(&self, ciphertext: &[u8], now_ms: i64) -> Result<&ScopeKey, EdgeError> {
         self.lease.check_live(now_ms)?;
         let (header, _) = Header::parse(ciphertext)?;
-        // A ciphertext of another scope, or of a version the lease lacks (retired, or newer:
-        // renew), is tried with the current key: core then reports what the format spec says
-        // comes first (a malformed header before a wrong key), and the mismatch as a wrong key.
-        let key = (header.key.scope == self.lease.scope())
+        Ok((header.key.scope == self.lease.scope())
             .then(|| self.lease.key(header.key.version))
             .flatten()
-            .unwrap_or_else(|| self.lease.current_key());
-        Ok(envelope::decrypt(key, ctx, ciphertext)?)
+            .unwrap_or_else(|| self.lease.current_key()))
     }
 }
 

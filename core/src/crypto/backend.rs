@@ -39,6 +39,37 @@ pub trait AeadBackend: sealed::Sealed {
     ) -> Result<(), Error>;
 }
 
+/// No AES at all: the expanded "key" is the raw 32-byte message key, for hosts that run the
+/// AES-256-GCM step themselves (WebCrypto; see [`crate::envelope::AesStep`]). Never used to seal
+/// or open in core.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct RawKey;
+
+impl sealed::Sealed for RawKey {}
+
+impl AeadBackend for RawKey {
+    type Key = crate::SecretBytes;
+
+    fn key(bytes: &[u8; KEY_LEN]) -> Result<Self::Key, Error> {
+        let mut copy = *bytes;
+        Ok(crate::SecretBytes::from_bytes(&mut copy))
+    }
+
+    fn seal(_: &Self::Key, _: &[u8; 12], _: &[u8], _: &mut [u8]) -> Result<[u8; TAG_LEN], Error> {
+        Err(Error::Internal("the raw-key backend runs no AES"))
+    }
+
+    fn open(
+        _: &Self::Key,
+        _: &[u8; 12],
+        _: &[u8],
+        _: &mut [u8],
+        _: &[u8; TAG_LEN],
+    ) -> Result<(), Error> {
+        Err(Error::Internal("the raw-key backend runs no AES"))
+    }
+}
+
 /// RustCrypto's `aes-gcm`: pure Rust, constant time, runs on every target (AES-NI and CLMUL
 /// when the CPU has them, bitsliced software otherwise, as in wasm).
 #[derive(Clone, Copy, Debug, Default)]

@@ -14,6 +14,7 @@ const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..', '..', '..');
 const pkg = process.env.BYOK_WASM_PKG ?? join(root, 'host-wasm', 'pkg');
 const { default: init, Lease } = await import(join(pkg, 'byok_wasm.js'));
+const { sealWithWebCrypto, openWithWebCrypto } = await import(join(pkg, 'lease_client.js'));
 await init({ module_or_path: readFileSync(join(pkg, 'byok_wasm_bg.wasm')) });
 
 const hex = (h) => Uint8Array.from(Buffer.from(h, 'hex'));
@@ -54,7 +55,17 @@ function thrownCode(f) {
   return 'ok';
 }
 
-test('every decrypt vector opens or is refused with its code', () => {
+async function thrownCodeAsync(f) {
+  try {
+    await f();
+  } catch (e) {
+    assert.equal(e.name, 'ByokError', String(e));
+    return e.code;
+  }
+  return 'ok';
+}
+
+test('every decrypt vector opens or is refused with its code, in wasm and via WebCrypto', async () => {
   let ran = 0;
   for (const file of ['single', 'negative', 'armor']) {
     const { vectors } = JSON.parse(readFileSync(join(root, 'vectors', `${file}.json`), 'utf8'));
@@ -70,6 +81,13 @@ test('every decrypt vector opens or is refused with its code', () => {
       // the package must sort as the format says (UTF-8 bytes).
       const ctx = v.context ?? Object.fromEntries(v.context_pairs ?? []);
       const code = thrownCode(() => { out = lease.decrypt(input, ctx); });
+      // The same through WebCrypto's AES-GCM: same code, same bytes.
+      let viaWebCrypto;
+      const webCode = await thrownCodeAsync(async () => {
+        viaWebCrypto = await openWithWebCrypto(lease, input, ctx);
+      });
+      assert.equal(webCode, code, `${file}/${v.name} via WebCrypto`);
+      if (code === 'ok') assert.deepEqual(Buffer.from(viaWebCrypto), Buffer.from(out));
       const want = !callerAllows(ctx) ? 'invalid_request' : v.expect === 'ok' ? 'ok' : CODES[v.expect];
       assert.equal(code, want, `${file}/${v.name}`);
       if (want === 'ok') {
@@ -104,4 +122,29 @@ test('a lease encrypts and decrypts until it expires, then throws lease_expired'
   assert.equal(thrownCode(() => ended.encrypt(new Uint8Array(1), ctx)), 'lease_expired');
   assert.equal(thrownCode(() => ended.decrypt(ct, ctx)), 'lease_expired');
   assert.equal(thrownCode(() => Lease.fromJson('{}')), 'invalid_request');
+});
+
+test('WebCrypto and wasm make ciphertexts each other opens, of every size', async () => {
+  const v = JSON.parse(readFileSync(join(root, 'vectors', 'single.json'), 'utf8')).vectors[0];
+  const lease = leaseFor(v);
+  const ctx = { tenant: 'acme', table: 'notes' };
+  for (const n of [0, 1, 15, 16, 17, 4095, 4096, 65536, 1 << 20]) {
+    const pt = new Uint8Array(n).map((_, i) => i * 7);
+    const sealedInWasm = lease.encrypt(pt, ctx);
+    const sealedInWebCrypto = await sealWithWebCrypto(lease, pt, ctx);
+    assert.equal(sealedInWebCrypto.length, sealedInWasm.length, `${n}`);
+    assert.deepEqual(Buffer.from(await openWithWebCrypto(lease, sealedInWasm, ctx)), Buffer.from(pt));
+    assert.deepEqual(Buffer.from(lease.decrypt(sealedInWebCrypto, ctx)), Buffer.from(pt));
+    // A flipped bit anywhere fails through both.
+    const bad = sealedInWebCrypto.slice();
+    bad[bad.length - 1] ^= 1;
+    assert.equal(await thrownCodeAsync(() => openWithWebCrypto(lease, bad, ctx)), 'decrypt_failed');
+    assert.equal(thrownCode(() => lease.decrypt(bad, ctx)), 'decrypt_failed');
+  }
+  // A step hands out a real key (the caller imports it, then wipes its copy), and the header
+  // its ciphertext starts with.
+  const step = lease.sealStep(1, ctx);
+  assert.equal(step.key.length, 32);
+  assert.ok(step.key.some((b) => b !== 0));
+  assert.equal(step.header.length, 92);
 });
