@@ -23,9 +23,10 @@ export class ByokError extends Error {
 /** Whether WebCrypto's AES-GCM is there (browsers, Workers, Deno, Node 20). */
 export const hasWebCrypto = () => typeof globalThis.crypto?.subtle?.encrypt === 'function';
 
-/** Plaintexts from this size up go through WebCrypto when it is there (below it, importing
- * the key costs more than AES in wasm). */
-export const WEBCRYPTO_FROM = 4096;
+/** Plaintexts from this size up go through WebCrypto when it is there: below it, importing a
+ * key per message costs more than AES in wasm (Node 20 crosses over between 8 and 16 KiB;
+ * BENCHMARKS.md). */
+export const WEBCRYPTO_FROM = 16384;
 
 async function aesKey(step, use) {
   try {
