@@ -33,10 +33,7 @@ fn read_text(path: &Path) -> Result<String, Failure> {
 /// The verifier key: given (`KEY` or `@FILE`), else the server's, with a warning.
 pub(super) async fn verifier_key(client: &Client, given: Option<&str>) -> Result<String, Failure> {
     match given {
-        Some(k) => match k.strip_prefix('@') {
-            Some(path) => Ok(read_text(Path::new(path))?.trim().to_owned()),
-            None => Ok(k.trim().to_owned()),
-        },
+        Some(k) => given_key(k),
         None => {
             let v = client.get("/v1/audit/verifier-key").await?;
             let k = v
@@ -48,6 +45,14 @@ pub(super) async fn verifier_key(client: &Client, given: Option<&str>) -> Result
             );
             Ok(k.to_owned())
         }
+    }
+}
+
+/// A verifier key given on the command line: the key itself, or `@FILE` holding it.
+fn given_key(k: &str) -> Result<String, Failure> {
+    match k.strip_prefix('@') {
+        Some(path) => Ok(read_text(Path::new(path))?.trim().to_owned()),
+        None => Ok(k.trim().to_owned()),
     }
 }
 
@@ -367,10 +372,7 @@ pub(super) fn verify_receipt(client: &Client, path: &Path, vkey: &str) -> Result
     // A whole withdrawal answer (scope, keys or token) carries its receipt under `receipt`.
     let doc = value.get("receipt").cloned().unwrap_or(value);
     let r: Receipt = serde_json::from_value(doc).map_err(|e| bad(format!("not a receipt: {e}")))?;
-    let vkey = match vkey.strip_prefix('@') {
-        Some(p) => read_text(Path::new(p))?.trim().to_owned(),
-        None => vkey.trim().to_owned(),
-    };
+    let vkey = given_key(vkey)?;
     let v =
         receipt::verify(&r, &vkey).map_err(|e| bad(format!("the receipt does not verify: {e}")))?;
     let out = json!({

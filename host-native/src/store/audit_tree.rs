@@ -111,19 +111,6 @@ pub async fn leaves(
     Ok(out)
 }
 
-/// The stored leaf hash of row `seq`, if the tree has it.
-pub async fn leaf(conn: &mut SqliteConnection, org: ScopeId, seq: i64) -> Result<Option<Hash>> {
-    let n = u64::try_from(seq - 1).map_err(|_| StoreError::Corrupt("audit seq below 1".into()))?;
-    let idx = index(tree::leaf_index(n))?;
-    let bytes: Option<Vec<u8>> =
-        sqlx::query_scalar("SELECT hash FROM audit_tree WHERE org_id = ? AND idx = ?")
-            .bind(org.to_string())
-            .bind(idx)
-            .fetch_optional(&mut *conn)
-            .await?;
-    Ok(bytes.and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok().map(Hash)))
-}
-
 /// One signed checkpoint.
 #[derive(Clone, Debug)]
 pub struct StoredCheckpoint {
@@ -258,7 +245,7 @@ pub async fn backfill(conn: &mut SqliteConnection) -> Result<usize> {
     for (org_id, max) in orgs {
         let org = ScopeId::parse_hex(&org_id)
             .ok_or_else(|| StoreError::Corrupt("audit org id".into()))?;
-        if leaf(conn, org, max).await?.is_some() {
+        if leaves(conn, org, &[max]).await?.contains_key(&max) {
             continue;
         }
         sqlx::query("DELETE FROM audit_tree WHERE org_id = ?")
