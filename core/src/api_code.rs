@@ -79,6 +79,8 @@ api_codes! {
     DecryptFailed => "decrypt_failed", 400, "the ciphertext was modified, or the context differs";
     LeaseExpired => "lease_expired", 401,
         "an edge lease ended: its keys are no longer used; ask for a new lease (a refusal means the scope was paused or revoked)";
+    Unreachable => "unreachable", 503,
+        "an edge could not reach byok for a lease and holds no live one: retry";
     ConfirmationMismatch => "confirmation_mismatch", 400, "revoking needs the scope id typed back exactly";
     Unsupported => "unsupported", 400, "scopes cannot move: create one under the new parent and re-encrypt";
     RootRotation => "root_rotation", 400, "the org scope's key is the root key: use the root rotation";
@@ -132,6 +134,16 @@ impl ApiCode {
             Some(RETRY_AFTER_SECS)
         } else {
             None
+        }
+    }
+
+    /// The HTTP status an edge function answers with this code. At the edge an expired lease
+    /// is a service unavailable for now (503), not an authentication failure of the caller;
+    /// every other code keeps the server's status.
+    pub const fn edge_status(self) -> u16 {
+        match self {
+            Self::LeaseExpired => 503,
+            _ => self.http_status(),
         }
     }
 

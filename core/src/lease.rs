@@ -25,6 +25,9 @@
 //!   server is slow or briefly unreachable; a renewal the server refuses (scope paused or
 //!   revoked) ends the use of the keys, so pause and revoke reach the edge within one lease TTL.
 //!
+//! [`holder::Holder`] is that rule as a state machine every edge runs (fetch, renew, a refusal
+//! drops the keys at once, an outage does not, expiry drops them too).
+//!
 //! The keys are [`ScopeKey`]s: wiped on drop, never printed. `Debug` of a [`Lease`] or a
 //! [`Document`] shows the scope, versions and expiry, never a key.
 
@@ -39,6 +42,8 @@ use core::fmt;
 use base64ct::{Base64, Encoding};
 use serde::{Deserialize, Serialize};
 use zeroize::{Zeroize, Zeroizing};
+
+pub mod holder;
 
 use crate::crypto::ScopeKey;
 use crate::key_id::{KeyId, ScopeId};
