@@ -48,6 +48,10 @@ check "host-wasm: clippy for wasm32-unknown-unknown (the JS bindings)" \
   cargo clippy -p byok-wasm --target wasm32-unknown-unknown --locked -- -D warnings
 check "host-wasm: JS package (wasm-bindgen) and the vectors through it in Node (before cargo test: tests/tests/edge_node.rs runs it live)" \
   bash -c 'scripts/build-wasm.sh && node --test host-wasm/tests/node/'
+check "host-wasm: clippy for wasm32-wasip2 (the wasi:http component)" \
+  cargo clippy -p byok-wasm --target wasm32-wasip2 --locked -- -D warnings
+check "host-wasm: the wasi:http component (before cargo test: tests/tests/edge_wasi.rs runs it under wasmtime)" \
+  cargo build --release -p byok-wasm --target wasm32-wasip2 --locked
 check "workerd for the example Worker (npm ci, pinned in its package-lock.json)" \
   npm ci --prefix host-wasm/examples/worker --no-audit --no-fund
 

@@ -27,10 +27,11 @@ export interface LeaseClientOptions {
   now?: () => number;
 }
 
-/** Holds one scope's lease in memory, renews it at half-life, stops when a renewal is refused. */
+/** Holds one scope's lease in memory, renews it at half-life, stops at once when a renewal is
+ * refused, and asks again `Lease.refusalRetryMs()` after a refusal. */
 export class LeaseClient {
   constructor(options: LeaseClientOptions);
-  /** Asks for a lease now; a refusal wipes the lease held and ends the client. */
+  /** Asks for a lease now; a refusal wipes the lease held at once. */
   renew(): Promise<Lease>;
   /** A live lease: the one held, renewed first when due. */
   lease(): Promise<Lease>;

@@ -1,7 +1,10 @@
 // The lease client every edge shares: it fetches a lease on one scope from `byok serve`, keeps
 // it in memory only, renews it when half of the life it arrived with has passed, and stops using
 // the keys as soon as a renewal is refused (scope paused or revoked, token revoked) or the lease
-// ends unrenewed. So a withdrawal on the server reaches the edge within one lease TTL.
+// ends unrenewed. So a withdrawal on the server reaches the edge within one lease TTL. After a
+// refusal it asks again no sooner than `Lease.refusalRetryMs()` later, so that a resume heals
+// it without a redeploy. These are core's rules (byok_core::lease::holder), read from the
+// module, the same as the wasi:http component runs.
 //
 //   import init, { Lease } from './byok_wasm.js';
 //   import { LeaseClient } from './lease_client.js';
@@ -83,10 +86,10 @@ export class LeaseClient {
     this.fetch = fetch;
     this.now = now;
     this.current = null; // { lease, renewAt }
-    this.refused = null; // the ByokError that ended this client, if any
+    this.refused = null; // { err, retryAt }: the refusal standing, and when to ask again
   }
 
-  /** Asks the server for a lease; a refusal drops the lease held and ends the client. */
+  /** Asks the server for a lease; a refusal drops the lease held at once. */
   async renew() {
     let answer;
     try {
@@ -107,19 +110,29 @@ export class LeaseClient {
       const err = new ByokError(code, body.error?.message ?? `lease refused (${answer.status})`);
       // A refusal is the server saying no: stop using the keys now. A 429 or 5xx is not a
       // refusal of the grant; the lease held lasts until it expires.
-      if (answer.status < 500 && answer.status !== 429) this.end(err);
+      if (this.Lease.isRefusal(answer.status)) this.end(err);
       throw err;
     }
     const received = this.now();
     const lease = this.Lease.fromJson(text);
     this.drop();
+    this.refused = null;
     this.current = { lease, renewAt: lease.renewAt(received) };
     return lease;
   }
 
   /** A live lease: the one held, renewed first when due. */
   async lease() {
-    if (this.refused) throw this.refused;
+    if (this.refused) {
+      if (this.now() < this.refused.retryAt) throw this.refused.err;
+      try {
+        return await this.renew();
+      } catch (e) {
+        // Still refused, or byok is away: the refusal stands either way.
+        if (this.refused) this.refused.retryAt = this.now() + this.Lease.refusalRetryMs();
+        throw this.refused?.err ?? e;
+      }
+    }
     const c = this.current;
     if (c === null) return this.renew();
     if (this.now() >= c.renewAt) {
@@ -162,8 +175,10 @@ export class LeaseClient {
     }
   }
 
+  /** A refusal: the lease held is wiped now, and every use fails with `err` until a renewal
+   * (no sooner than `Lease.refusalRetryMs()` from now) succeeds. */
   end(err) {
     this.drop();
-    this.refused = err;
+    this.refused = { err, retryAt: this.now() + this.Lease.refusalRetryMs() };
   }
 }

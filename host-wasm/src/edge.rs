@@ -20,7 +20,7 @@ pub struct EdgeError {
 }
 
 impl EdgeError {
-    fn new(code: ApiCode, message: impl Into<String>) -> Self {
+    pub(crate) fn new(code: ApiCode, message: impl Into<String>) -> Self {
         Self {
             code,
             message: message.into(),
@@ -86,13 +86,7 @@ impl EdgeLease {
         now_ms: i64,
         rng: &mut impl rand_core::CryptoRng,
     ) -> Result<Vec<u8>, EdgeError> {
-        self.lease.check_live(now_ms)?;
-        Ok(envelope::encrypt(
-            self.lease.current_key(),
-            ctx,
-            plaintext,
-            rng,
-        )?)
+        encrypt(&self.lease, ctx, plaintext, now_ms, rng)
     }
 
     /// Decrypts `ciphertext` with `ctx` under the key version its header names, if the lease is
@@ -103,8 +97,7 @@ impl EdgeLease {
         ciphertext: &[u8],
         now_ms: i64,
     ) -> Result<Vec<u8>, EdgeError> {
-        let key = self.key_for(ciphertext, now_ms)?;
-        Ok(envelope::decrypt(key, ctx, ciphertext)?)
+        decrypt(&self.lease, ctx, ciphertext, now_ms)
     }
 
     /// The AES-256-GCM step of sealing `len` bytes with `ctx`, for a host that runs AES in
@@ -128,22 +121,51 @@ impl EdgeLease {
         ciphertext: &[u8],
         now_ms: i64,
     ) -> Result<AesStep, EdgeError> {
-        let key = self.key_for(ciphertext, now_ms)?;
+        let key = key_for(&self.lease, ciphertext, now_ms)?;
         Ok(AesStep::open(key, ctx, ciphertext)?)
     }
+}
 
-    /// The key for `ciphertext`, if the lease is live at `now_ms`: the version its header
-    /// names. A ciphertext of another scope, or of a version the lease lacks (retired, or
-    /// newer: renew), gets the current key: core then reports what the format spec says comes
-    /// first (a malformed header before a wrong key), and the mismatch as a wrong key.
-    fn key_for(&self, ciphertext: &[u8], now_ms: i64) -> Result<&ScopeKey, EdgeError> {
-        self.lease.check_live(now_ms)?;
-        let (header, _) = Header::parse(ciphertext)?;
-        Ok((header.key.scope == self.lease.scope())
-            .then(|| self.lease.key(header.key.version))
-            .flatten()
-            .unwrap_or_else(|| self.lease.current_key()))
-    }
+/// Encrypts `plaintext` with `ctx` under the scope's current key of `lease`, if it is live at
+/// `now_ms`.
+pub fn encrypt(
+    lease: &Lease,
+    ctx: &Context,
+    plaintext: &[u8],
+    now_ms: i64,
+    rng: &mut impl rand_core::CryptoRng,
+) -> Result<Vec<u8>, EdgeError> {
+    lease.check_live(now_ms)?;
+    Ok(envelope::encrypt(lease.current_key(), ctx, plaintext, rng)?)
+}
+
+/// Decrypts `ciphertext` with `ctx` under the key version its header names, if `lease` is live
+/// at `now_ms` and the ciphertext is of the lease's scope.
+pub fn decrypt(
+    lease: &Lease,
+    ctx: &Context,
+    ciphertext: &[u8],
+    now_ms: i64,
+) -> Result<Vec<u8>, EdgeError> {
+    let key = key_for(lease, ciphertext, now_ms)?;
+    Ok(envelope::decrypt(key, ctx, ciphertext)?)
+}
+
+/// The key for `ciphertext`, if the lease is live at `now_ms`: the version its header names. A
+/// ciphertext of another scope, or of a version the lease lacks (retired, or newer: renew), gets
+/// the current key: core then reports what the format spec says comes first (a malformed header
+/// before a wrong key), and the mismatch as a wrong key.
+fn key_for<'l>(
+    lease: &'l Lease,
+    ciphertext: &[u8],
+    now_ms: i64,
+) -> Result<&'l ScopeKey, EdgeError> {
+    lease.check_live(now_ms)?;
+    let (header, _) = Header::parse(ciphertext)?;
+    Ok((header.key.scope == lease.scope())
+        .then(|| lease.key(header.key.version))
+        .flatten()
+        .unwrap_or_else(|| lease.current_key()))
 }
 
 #[cfg(test)]

@@ -3,11 +3,19 @@
 //!
 //! - [`edge`]: what an edge does with a lease (encrypt, decrypt, expiry), as plain Rust, so that
 //!   it is tested natively too. Errors carry the server's API codes.
+//! - [`key_setup`]: the identifier parsed, the offline validation steps and the grant, for the
+//!   setup page, by core's own functions.
 //! - `bindings` (wasm32-unknown-unknown only): the JS API over it, built with `wasm-bindgen`
 //!   into an ES module package (`scripts/build-wasm.sh`); errors are thrown as JS `Error`s with
 //!   a `code` property.
+//! - `wasi_http` (wasm32-wasip2 only): the same edge function as a `wasi:http` proxy component,
+//!   for Fastly Compute, Spin and `wasmtime serve`.
 
 pub mod edge;
+pub mod key_setup;
 
 #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
-mod bindings;
+pub mod bindings;
+
+#[cfg(all(target_os = "wasi", target_env = "p2"))]
+mod wasi_http;

@@ -15,7 +15,7 @@ ensure_toolchain() {
   fi
   local installed
   installed=$(rustup target list --installed --toolchain "$want")
-  for t in wasm32-unknown-unknown wasm32-wasip1 wasm32v1-none; do
+  for t in wasm32-unknown-unknown wasm32-wasip1 wasm32-wasip2 wasm32v1-none; do
     grep -qx "$t" <<<"$installed" || rustup target add --toolchain "$want" "$t"
   done
   rustc --version

@@ -1,8 +1,10 @@
 //! End-to-end tests of byok across hosts. Fixtures for real parts live here.
 
 pub mod aws_stack;
+pub mod edge;
 pub mod fault_front;
 pub mod fixtures;
 pub mod moto;
 pub mod server;
 pub mod sts_front;
+pub mod wasi_http;

@@ -1,7 +1,7 @@
 //! The example Worker (`host-wasm/examples/worker`) in `workerd`, Cloudflare's open-source
 //! Workers runtime, against a real `byok serve`: bodies encrypted in the Worker open on the
-//! server and the reverse, and a pause on the server stops the Worker within one lease TTL with
-//! the server's code.
+//! server and the reverse, and a pause, a revoke and a token revoke on the server each stop the
+//! Worker within one lease TTL with the server's code.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -9,9 +9,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64ct::{Base64, Encoding};
-use byok_tests::fixtures::{TestServer, assert_status};
+use byok_tests::edge::{Deployment, Withdrawal, first_refusal};
+use byok_tests::fixtures::{TestOrg, TestServer, assert_status};
 use byok_tests::server::temp_dir;
-use serde_json::{Value, json};
+use serde_json::json;
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -56,64 +57,92 @@ fn stage(dir: &Path, values: &[(&str, &str)]) {
     std::fs::write(dir.join("config.capnp"), config).unwrap();
 }
 
-struct Workerd(Child);
-
-impl Drop for Workerd {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+/// A running `workerd` with the example Worker for deployment `d`, in a directory of its own.
+struct Workerd {
+    child: Child,
+    dir: PathBuf,
+    listen: String,
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_example_worker_in_workerd_interoperates_and_stops_within_one_lease_ttl() {
-    let bin = workerd();
-    let ttl = 2_000;
-    let (ts, o, scope) = TestServer::edge("edge-workerd", ttl).await;
-    let dir = temp_dir("edge-workerd-worker");
-    let listen = format!("127.0.0.1:{}", free_port());
-    stage(
-        &dir,
-        &[
-            ("LISTEN", &listen),
-            ("BYOK_SERVER", &ts.url),
-            ("BYOK_ORG", &o.id),
-            ("BYOK_SCOPE", &scope),
-            ("BYOK_TOKEN", &o.service),
-            ("BYOK_AUDIENCE", "workerd-test"),
-        ],
-    );
-    let log = std::fs::File::create(dir.join("workerd.log")).unwrap();
-    let _workerd = Workerd(
-        Command::new(bin)
+impl Workerd {
+    async fn start(ts: &TestServer, o: &TestOrg, d: &Deployment, name: &str) -> Self {
+        let dir = temp_dir(name);
+        let listen = format!("127.0.0.1:{}", free_port());
+        stage(
+            &dir,
+            &[
+                ("LISTEN", &listen),
+                ("BYOK_SERVER", &ts.url),
+                ("BYOK_ORG", &o.id),
+                ("BYOK_SCOPE", &d.scope),
+                ("BYOK_TOKEN", &d.token),
+                ("BYOK_AUDIENCE", "workerd-test"),
+            ],
+        );
+        let log = std::fs::File::create(dir.join("workerd.log")).unwrap();
+        let child = Command::new(workerd())
             .args(["serve", "config.capnp"])
             .current_dir(&dir)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
-            .unwrap(),
-    );
-    let http = reqwest::Client::new();
-    let worker = |path: &str| format!("http://{listen}{path}?tenant=acme");
-    // Up when it answers.
-    let started = Instant::now();
-    while http.post(worker("/nothing")).send().await.is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "workerd did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+            .unwrap();
+        let w = Self { child, dir, listen };
+        // Up when it answers.
+        let started = Instant::now();
+        while reqwest::Client::new()
+            .post(w.url("/nothing"))
+            .send()
+            .await
+            .is_err()
+        {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "workerd did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        w
     }
 
+    fn url(&self, path_and_query: &str) -> String {
+        format!("http://{}{path_and_query}", self.listen)
+    }
+
+    /// `POST path_and_query` with `body`: the status and body of the Worker's answer.
+    async fn post(&self, path_and_query: &str, body: impl Into<reqwest::Body>) -> (u16, Vec<u8>) {
+        let r = reqwest::Client::new()
+            .post(self.url(path_and_query))
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.bytes().await.unwrap().to_vec())
+    }
+}
+
+impl Drop for Workerd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_example_worker_in_workerd_interoperates_with_the_server() {
+    workerd();
+    let (ts, o, _) = TestServer::edge("edge-workerd", 60_000).await;
+    let d = Deployment::create(&ts, &o, "workerd").await;
+    let worker = Workerd::start(&ts, &o, &d, "edge-workerd-worker").await;
+
     // Sealed in the Worker, opened by the server.
-    let r = http
-        .post(worker("/encrypt"))
-        .body("sealed in workerd")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let ct = r.bytes().await.unwrap();
+    let (status, ct) = worker
+        .post("/encrypt?tenant=acme", "sealed in workerd")
+        .await;
+    assert_eq!(status, 200);
     let armored = byok_core::format::armor::encode(&ct);
     let body = json!({ "ciphertext": armored, "context": { "tenant": "acme" } });
     let v = assert_status(&ts.post(&o.path("/decrypt"), &o.service, &body).await, 200);
@@ -124,42 +153,13 @@ async fn the_example_worker_in_workerd_interoperates_and_stops_within_one_lease_
     // Sealed by the server, opened in the Worker.
     let body = json!({ "plaintext": Base64::encode_string(b"sealed by byok"), "context": { "tenant": "acme" } });
     let v = assert_status(
-        &ts.post(&o.scope_path(&scope, "encrypt"), &o.service, &body)
+        &ts.post(&o.scope_path(&d.scope, "encrypt"), &o.service, &body)
             .await,
         200,
     );
     let ct = byok_core::format::armor::decode(v["ciphertext"].as_str().unwrap()).unwrap();
-    let r = http.post(worker("/decrypt")).body(ct).send().await.unwrap();
-    assert_eq!(r.status(), 200);
-    assert_eq!(&r.bytes().await.unwrap()[..], b"sealed by byok");
-
-    // A pause: the Worker keeps its lease until the renewal is refused, within one TTL.
-    let paused = Instant::now();
-    assert_status(&o.act(&ts, &scope, "pause", json!({})).await, 200);
-    let (status, v) = loop {
-        let r = http
-            .post(worker("/encrypt"))
-            .body("x")
-            .send()
-            .await
-            .unwrap();
-        if r.status() != 200 {
-            let status = r.status().as_u16();
-            let body: Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
-            break (status, body);
-        }
-        assert!(
-            paused.elapsed() < Duration::from_millis(ttl + 500),
-            "the Worker still encrypts {:?} after the pause",
-            paused.elapsed()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    assert_eq!(
-        (status, &v["error"]["code"]),
-        (409, &json!("scope_paused")),
-        "{v}"
-    );
+    let (status, pt) = worker.post("/decrypt?tenant=acme", ct).await;
+    assert_eq!((status, &pt[..]), (200, &b"sealed by byok"[..]));
     // Its leases are in the audit log, with the audience.
     let leases = o
         .audit(&ts, &o.auditor)
@@ -167,11 +167,27 @@ async fn the_example_worker_in_workerd_interoperates_and_stops_within_one_lease_
         .into_iter()
         .filter(|r| r["event"]["type"] == "lease_issued")
         .collect::<Vec<_>>();
-    assert!(
-        leases
-            .iter()
-            .all(|r| r["event"]["audience"] == "workerd-test"),
-        "{leases:?}"
-    );
-    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(leases.len(), 1, "one lease for both messages: {leases:?}");
+    assert_eq!(leases[0]["event"]["audience"], "workerd-test");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pause_a_revoke_and_a_token_revoke_stop_the_worker_within_one_lease_ttl() {
+    workerd();
+    let ttl = 2_000;
+    let (ts, o, _) = TestServer::edge("edge-workerd-withdraw", ttl).await;
+    for w in Withdrawal::ALL {
+        let d = Deployment::create(&ts, &o, &format!("{w:?}")).await;
+        let worker = Workerd::start(&ts, &o, &d, &format!("edge-workerd-{w:?}")).await;
+        assert_eq!(worker.post("/encrypt", "before").await.0, 200, "{w:?}");
+        w.apply(&ts, &o, &d).await;
+        let limit = Duration::from_millis(ttl + 500);
+        let (status, v, took) = first_refusal(limit, || worker.post("/encrypt", "after")).await;
+        let (want_status, want_code) = w.refusal();
+        assert_eq!(
+            (status, v["error"]["code"].as_str()),
+            (want_status, Some(want_code)),
+            "{w:?} after {took:?}: {v}"
+        );
+    }
 }

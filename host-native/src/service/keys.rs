@@ -7,9 +7,7 @@
 use std::collections::BTreeMap;
 
 use byok_core::kms::aws::KeyArn;
-use byok_core::kms::aws::policy::{
-    VendorConfig, key_policy_statement, role_policy, trust_policy_external_id,
-};
+use byok_core::kms::aws::policy::{self, VendorConfig};
 use byok_core::kms::aws::sts::{RoleArn, new_external_id};
 use byok_core::kms::aws::validate::Validation;
 use byok_core::scope::{HolderId, HolderStatus, Org, RootProof};
@@ -182,19 +180,24 @@ impl Service {
         };
         let external_id = self.external_id(org).await?;
         let org_hex = org.to_string();
-        let principal = self.aws.principal(role.as_ref())?;
         let vendor = VendorConfig {
             // The trust policy names the vendor, who assumes the role.
             principal_arn: self.aws.principal(None)?,
             issuer_host_path: String::new(),
         };
+        // The setup page computes the same grant in the browser (host-wasm's `keyGrant`).
+        let grant = policy::grant(
+            &key,
+            role.as_ref().map(RoleArn::as_str),
+            &vendor,
+            &external_id,
+            &org_hex,
+        );
         Ok(PolicyView {
-            key_policy_statements: key_policy_statement(&principal, &org_hex),
-            role_policy: role.as_ref().map(|_| role_policy(&key, &org_hex)),
-            trust_policy: role
-                .as_ref()
-                .map(|_| trust_policy_external_id(&vendor, &external_id)),
-            principal,
+            key_policy_statements: grant.key_policy_statements,
+            role_policy: grant.role_policy,
+            trust_policy: grant.trust_policy,
+            principal: grant.principal,
             external_id,
         })
     }

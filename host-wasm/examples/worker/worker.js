@@ -15,8 +15,6 @@ initSync({ module: wasm });
 // One client per isolate: the lease lives in this isolate's memory only.
 let client = null;
 
-const STATUS = { lease_expired: 503, unreachable: 503, scope_paused: 409, scope_revoked: 410,
-  unauthenticated: 401, decrypt_failed: 400, malformed_ciphertext: 400, invalid_request: 400 };
 
 export default {
   async fetch(request, env) {
@@ -34,7 +32,8 @@ export default {
       return new Response('not found\n', { status: 404 });
     } catch (e) {
       const code = e.code ?? 'internal';
-      return Response.json({ error: { code, message: e.message } }, { status: STATUS[code] ?? 500 });
+      // The status for the code is core's (`ApiCode::edge_status`), as the wasi:http component's.
+      return Response.json({ error: { code, message: e.message } }, { status: Lease.edgeStatus(code) });
     }
   },
 };

@@ -72,21 +72,45 @@ test('an outage or a 429 keeps the lease until it expires; then lease_expired', 
   assert.equal(client.current, null, 'the expired lease was dropped');
 });
 
-test('a refused renewal wipes the lease at once and ends the client', async () => {
-  const { clock, calls, client } = setup(['ok', 'scope_paused']);
+test('a refused renewal wipes the lease at once; it asks again only after the retry interval', async () => {
+  const { clock, calls, client } = setup(['ok', 'scope_paused', 'scope_paused', 'down', 'ok']);
   const ct = await client.encrypt(pt);
   clock.t += TTL / 2;
   await assert.rejects(client.encrypt(pt), (e) => e.code === 'scope_paused');
-  // Ended: no further request, every call refused with the same code, old ciphertexts too.
+  assert.equal(client.current, null, 'the lease was dropped');
+  // Refused: no further request before the retry interval, every call refused with the same
+  // code, old ciphertexts too.
+  const retry = Lease.refusalRetryMs();
+  assert.equal(retry, 5000);
+  clock.t += retry - 1;
   await assert.rejects(client.decrypt(ct), (e) => e.code === 'scope_paused');
   assert.equal(calls.length, 2);
-  assert.equal(client.current, null, 'the lease was dropped');
+  clock.t += 1;
+  await assert.rejects(client.encrypt(pt), (e) => e.code === 'scope_paused');
+  assert.equal(calls.length, 3, 'asked again once, still paused');
+  clock.t += retry;
+  await assert.rejects(client.encrypt(pt), (e) => e.code === 'scope_paused', 'byok away: the refusal stands');
+  assert.equal(calls.length, 4);
+  await assert.rejects(client.encrypt(pt), (e) => e.code === 'scope_paused');
+  assert.equal(calls.length, 4, 'and no request before the next interval');
+  clock.t += retry;
+  assert.deepEqual(await client.decrypt(ct), pt, 'resumed: a new lease opens the old ciphertext');
+  assert.equal(calls.length, 5);
 });
 
-test('a 401 after a token revoke ends the client too', async () => {
-  const { clock, client } = setup(['ok', 401]);
+test('a 401 after a token revoke is a refusal too; a 429 or 5xx is not', async () => {
+  const { clock, calls, client } = setup(['ok', 401]);
   await client.encrypt(pt);
   clock.t += TTL / 2;
   await assert.rejects(client.encrypt(pt), (e) => e.code === 'http_401');
   await assert.rejects(client.encrypt(pt), (e) => e.code === 'http_401');
+  assert.equal(calls.length, 2);
+  assert.deepEqual([400, 401, 403, 404, 409, 410, 429, 500, 503].map((s) => Lease.isRefusal(s)),
+    [true, true, true, true, true, true, false, false, false]);
+});
+
+test('the edge status of a code is core\'s', () => {
+  assert.deepEqual(['scope_paused', 'scope_revoked', 'unauthenticated', 'lease_expired',
+    'unreachable', 'decrypt_failed', 'no_such_code'].map((c) => Lease.edgeStatus(c)),
+  [409, 410, 401, 503, 503, 400, 500]);
 });

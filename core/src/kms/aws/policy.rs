@@ -98,6 +98,39 @@ pub fn trust_policy_external_id(vendor: &VendorConfig, external_id: &str) -> Val
     })
 }
 
+/// Everything a customer grants for one key, as the server's policy endpoint answers it and the
+/// setup page shows it while the admin types: one function, so that both say the same.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Grant {
+    /// The principal the key policy grants: the role byok assumes, or else the vendor's own.
+    pub principal: String,
+    /// Statements to add to the key's key policy ([`key_policy_statement`]).
+    pub key_policy_statements: Value,
+    /// With a role: its permissions policy ([`role_policy`]).
+    pub role_policy: Option<Value>,
+    /// With a role: its trust policy, trusting the vendor with this org's external id
+    /// ([`trust_policy_external_id`]).
+    pub trust_policy: Option<Value>,
+}
+
+/// The grant for `key` used by org `org`, directly by the vendor's principal or, with `role`
+/// (a checked role ARN in the customer's account), through that role presenting `external_id`.
+pub fn grant(
+    key: &KeyArn,
+    role: Option<&str>,
+    vendor: &VendorConfig,
+    external_id: &str,
+    org: &str,
+) -> Grant {
+    let principal = role.unwrap_or(&vendor.principal_arn);
+    Grant {
+        principal: principal.into(),
+        key_policy_statements: key_policy_statement(principal, org),
+        role_policy: role.map(|_| role_policy(key, org)),
+        trust_policy: role.map(|_| trust_policy_external_id(vendor, external_id)),
+    }
+}
+
 /// The OIDC subject byok puts in tokens for org `org`.
 pub fn oidc_subject(org: &str) -> String {
     format!("org:{org}")
@@ -164,6 +197,30 @@ mod tests {
             principal_arn: "arn:aws:iam::111122223333:role/byok".into(),
             issuer_host_path: "byok.vendor.example/".into(),
         }
+    }
+
+    #[test]
+    fn a_grant_names_the_role_when_there_is_one_and_the_vendor_otherwise() {
+        let key = KeyArn::parse("arn:aws:kms:eu-west-1:444455556666:alias/byok").unwrap();
+        let direct = grant(&key, None, &vendor(), "ext", "00ff");
+        assert_eq!(direct.principal, vendor().principal_arn);
+        assert_eq!(
+            direct.key_policy_statements,
+            key_policy_statement(&vendor().principal_arn, "00ff")
+        );
+        assert_eq!((direct.role_policy, direct.trust_policy), (None, None));
+        let role = "arn:aws:iam::444455556666:role/byok-access";
+        let via = grant(&key, Some(role), &vendor(), "ext", "00ff");
+        assert_eq!(via.principal, role);
+        assert_eq!(
+            via.key_policy_statements,
+            key_policy_statement(role, "00ff")
+        );
+        assert_eq!(via.role_policy, Some(role_policy(&key, "00ff")));
+        assert_eq!(
+            via.trust_policy,
+            Some(trust_policy_external_id(&vendor(), "ext"))
+        );
     }
 
     #[test]

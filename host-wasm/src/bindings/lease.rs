@@ -1,65 +1,12 @@
-//! The JS API (wasm-bindgen): a `Lease` class and the armor helpers. Errors are thrown as JS
-//! `Error`s named `ByokError` with the server's API code in `code`, so edge code can branch on
-//! `err.code === "lease_expired"` exactly as on an API answer.
-
-use std::collections::BTreeMap;
+//! The `Lease` class: a lease held in memory, encrypting and decrypting as the server does,
+//! with the AES-GCM step handed to WebCrypto when the caller wants it.
 
 use byok_core::envelope::AesStep;
-use js_sys::{Date, Object, Reflect, Uint8Array};
+use js_sys::{Object, Reflect, Uint8Array};
 use wasm_bindgen::prelude::*;
 
-use crate::edge::{self, EdgeError, EdgeLease};
-
-fn thrown(e: EdgeError) -> JsValue {
-    let err = js_sys::Error::new(&e.message);
-    err.set_name("ByokError");
-    let _ = Reflect::set(&err, &"code".into(), &e.code.as_str().into());
-    err.into()
-}
-
-fn now_ms() -> i64 {
-    // Whole milliseconds since the epoch fit an f64 exactly.
-    #[allow(clippy::cast_possible_truncation)]
-    let ms = Date::now() as i64;
-    ms
-}
-
-fn rng() -> rand_core::UnwrapErr<getrandom::SysRng> {
-    rand_core::UnwrapErr(getrandom::SysRng)
-}
-
-/// A context given as a plain object of string values (`{tenant: "acme"}`), or nothing.
-fn context_of(ctx: &JsValue) -> Result<byok_core::Context, JsValue> {
-    let mut pairs = BTreeMap::new();
-    if !(ctx.is_undefined() || ctx.is_null()) {
-        let obj: &Object = ctx.dyn_ref().ok_or_else(|| {
-            thrown(EdgeError {
-                code: byok_core::ApiCode::InvalidRequest,
-                message: "context must be an object of string values".into(),
-            })
-        })?;
-        for entry in Object::entries(obj).iter() {
-            let pair = js_sys::Array::from(&entry);
-            let (k, v) = (pair.get(0).as_string(), pair.get(1).as_string());
-            let (Some(k), Some(v)) = (k, v) else {
-                return Err(thrown(EdgeError {
-                    code: byok_core::ApiCode::InvalidRequest,
-                    message: "context keys and values must be strings".into(),
-                }));
-            };
-            pairs.insert(k, v);
-        }
-    }
-    edge::context(pairs).map_err(thrown)
-}
-
-/// A ciphertext as bytes (`Uint8Array`) or `byok:v1:` text.
-fn bytes_of(ct: &JsValue) -> Result<Vec<u8>, JsValue> {
-    match ct.as_string() {
-        Some(text) => edge::dearmor(&text).map_err(thrown),
-        None => Ok(Uint8Array::new(ct).to_vec()),
-    }
-}
+use super::{bytes_of, context_of, now_ms, rng, thrown};
+use crate::edge::EdgeLease;
 
 /// The inputs of WebCrypto's AES-GCM call as a JS object: `header`, `key` (raw, to import and
 /// then wipe with `fill(0)`), `iv`, `aad`, and for an open the `body` after the header.
@@ -120,6 +67,30 @@ impl Lease {
         #[allow(clippy::cast_possible_truncation, clippy::cast_precision_loss)]
         let at = self.inner.lease().renew_at(received_ms as i64) as f64;
         at
+    }
+
+    /// Whether an answer with HTTP `status` to a lease request refuses the lease: every 4xx but
+    /// 429 (core's rule, [`byok_core::lease::holder::is_refusal`]). A refusal drops the keys at
+    /// once; anything else keeps the lease held until it expires.
+    #[wasm_bindgen(js_name = isRefusal)]
+    pub fn is_refusal(status: u16) -> bool {
+        byok_core::lease::holder::is_refusal(status)
+    }
+
+    /// How long after a refusal to ask for a lease again, in ms (core's
+    /// [`byok_core::lease::holder::REFUSAL_RETRY_MS`]).
+    #[wasm_bindgen(js_name = refusalRetryMs)]
+    pub fn refusal_retry_ms() -> f64 {
+        #[allow(clippy::cast_precision_loss)]
+        let ms = byok_core::lease::holder::REFUSAL_RETRY_MS as f64;
+        ms
+    }
+
+    /// The HTTP status an edge answers with the error `code` (core's
+    /// [`byok_core::ApiCode::edge_status`]); 500 for a code that is not the API's.
+    #[wasm_bindgen(js_name = edgeStatus)]
+    pub fn edge_status(code: &str) -> u16 {
+        byok_core::ApiCode::from_code(code).map_or(500, byok_core::ApiCode::edge_status)
     }
 
     /// Whether the lease has ended now.

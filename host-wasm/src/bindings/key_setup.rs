@@ -1,0 +1,128 @@
+//! Key setup for the browser: `parseKeyArn`, `keyGrant` and `offlineValidation`, core's own
+//! functions (see [`crate::key_setup`]), so the page says what the server will say.
+
+use js_sys::Reflect;
+use wasm_bindgen::prelude::*;
+
+use super::{rng, thrown, to_js};
+use crate::key_setup::{self, GrantRequest, IdentifierProblem};
+
+#[wasm_bindgen(typescript_custom_section)]
+const TYPES: &str = r#"
+/** What a key identifier names. */
+export interface ParsedKey {
+  partition: "aws" | "aws-cn" | "aws-us-gov";
+  region: string;
+  account: string;
+  kind: "key" | "alias";
+  /** The key id or the alias name. */
+  name: string;
+  /** The identifier as byok stores and sends it. */
+  key_id: string;
+  /** The KMS endpoint byok will call (made from partition and region only). */
+  endpoint: string;
+}
+
+/** The grant for a key, as the server's policy endpoint answers it. */
+export interface Grant {
+  principal: string;
+  key_policy_statements: object[];
+  role_policy: object | null;
+  trust_policy: object | null;
+  external_id: string;
+}
+
+/** One validation step, as in the server's report. */
+export interface StepReport {
+  step: "parse identifier" | "region allowed" | "describe key" | "wrap probe" | "unwrap probe" | "compare";
+  outcome: "pass" | "fail" | "skipped";
+  detail: string;
+  fix: string | null;
+}
+
+/** What `keyGrant` needs: the server's policy answer gives `vendorPrincipal` (its `principal`
+ * without a role) and `externalId`. */
+export interface GrantRequest {
+  keyArn: string;
+  roleArn?: string;
+  vendorPrincipal: string;
+  externalId: string;
+  org: string;
+}
+"#;
+
+/// A `ByokError` (`invalid_request`) with the part at fault in `part`, what was there in
+/// `found` and what is expected in `expected`, for the page to show beside the field.
+fn problem(p: IdentifierProblem) -> JsValue {
+    let (part, found, expected) = (p.part, p.found.clone(), p.expected);
+    let err = thrown(p.into());
+    let _ = Reflect::set(&err, &"part".into(), &part.into());
+    let _ = Reflect::set(&err, &"found".into(), &found.into());
+    let _ = Reflect::set(&err, &"expected".into(), &expected.into());
+    err
+}
+
+/// Parses a pasted AWS KMS key or alias ARN (whitespace around it is ignored). Throws a
+/// `ByokError` with code `invalid_request` and `part`, `found`, `expected` when it is not one.
+#[wasm_bindgen(js_name = parseKeyArn, unchecked_return_type = "ParsedKey")]
+pub fn parse_key_arn(identifier: &str) -> Result<JsValue, JsValue> {
+    key_setup::parse_key(identifier)
+        .map(|k| to_js(&k))
+        .map_err(problem)
+}
+
+fn text(o: &JsValue, field: &str) -> Option<String> {
+    Reflect::get(o, &field.into()).ok()?.as_string()
+}
+
+/// The exact grant for a key and this org: key policy statements, and with a role its
+/// permissions and trust policies. Throws like [`parse_key_arn`] for a bad key or role ARN.
+#[wasm_bindgen(js_name = keyGrant, unchecked_return_type = "Grant")]
+pub fn key_grant(
+    #[wasm_bindgen(unchecked_param_type = "GrantRequest")] request: JsValue,
+) -> Result<JsValue, JsValue> {
+    let need = |field: &str| {
+        text(&request, field).ok_or_else(|| {
+            thrown(crate::edge::EdgeError::new(
+                byok_core::ApiCode::InvalidRequest,
+                format!("{field} is required (a string)"),
+            ))
+        })
+    };
+    let (key_arn, vendor_principal, external_id, org) = (
+        need("keyArn")?,
+        need("vendorPrincipal")?,
+        need("externalId")?,
+        need("org")?,
+    );
+    let role_arn = text(&request, "roleArn").filter(|r| !r.trim().is_empty());
+    let g = key_setup::grant(&GrantRequest {
+        key_arn: &key_arn,
+        role_arn: role_arn.as_deref(),
+        vendor_principal: &vendor_principal,
+        external_id: &external_id,
+        org: &org,
+    })
+    .map_err(problem)?;
+    Ok(to_js(&g))
+}
+
+/// The validation steps that need no KMS (`parse identifier`, `region allowed`; the rest
+/// `skipped` if one failed), in the server's report shape and words. `regions` is the org's
+/// allowed regions (empty: any); `principal` and `org` are used in fixes.
+#[wasm_bindgen(js_name = offlineValidation, unchecked_return_type = "StepReport[]")]
+pub fn offline_validation(
+    identifier: &str,
+    regions: Vec<String>,
+    principal: &str,
+    org: &str,
+) -> JsValue {
+    let regions: Vec<&str> = regions.iter().map(String::as_str).collect();
+    to_js(&key_setup::offline_steps(
+        identifier,
+        &regions,
+        principal,
+        org,
+        &mut rng(),
+    ))
+}

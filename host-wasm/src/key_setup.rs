@@ -1,0 +1,245 @@
+//! Key setup in the browser, by the same core the server runs: the pasted identifier parsed as
+//! the admin types (what it names, or which part is wrong and why), the validation steps that
+//! need no KMS (parse, region) in the server's report shape, and the exact grant for this org.
+//! The live steps (describe, wrap, unwrap, compare) run on the server, which holds the
+//! credentials; the browser never calls a KMS.
+
+use byok_core::ApiCode;
+use byok_core::kms::aws::policy::{self, VendorConfig};
+use byok_core::kms::aws::sts::RoleArn;
+use byok_core::kms::aws::validate::Validation;
+use byok_core::kms::aws::{Fips, IdentifierError, KeyArn, KeyRef};
+use byok_core::validate::{StepReport, report};
+use serde::Serialize;
+
+use crate::edge::EdgeError;
+
+/// What a key identifier names.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ParsedKey {
+    /// `aws`, `aws-cn` or `aws-us-gov`.
+    pub partition: &'static str,
+    /// The region.
+    pub region: String,
+    /// The 12-digit account id.
+    pub account: String,
+    /// `key` or `alias`.
+    pub kind: &'static str,
+    /// The key id or the alias name.
+    pub name: String,
+    /// The identifier as byok stores and sends it.
+    pub key_id: String,
+    /// The KMS endpoint byok will call for it (made from the partition and region only).
+    pub endpoint: String,
+}
+
+/// Why an identifier was refused, part by part: `invalid_request`, as the server answers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct IdentifierProblem {
+    /// The part of the identifier at fault (`partition`, `region`, `account`, ...).
+    pub part: &'static str,
+    /// What was found there, escaped and shortened.
+    pub found: String,
+    /// What is expected, and what to do.
+    pub expected: &'static str,
+    /// The whole sentence.
+    pub message: String,
+}
+
+impl From<IdentifierError> for IdentifierProblem {
+    fn from(e: IdentifierError) -> Self {
+        Self {
+            message: e.to_string(),
+            part: e.part,
+            found: e.found,
+            expected: e.expected,
+        }
+    }
+}
+
+impl From<IdentifierProblem> for EdgeError {
+    fn from(p: IdentifierProblem) -> Self {
+        EdgeError::new(ApiCode::InvalidRequest, p.message)
+    }
+}
+
+/// Parses a pasted AWS KMS key or alias ARN.
+pub fn parse_key(identifier: &str) -> Result<ParsedKey, IdentifierProblem> {
+    let arn = KeyArn::parse(identifier)?;
+    let endpoint = arn.endpoint(Fips::default())?;
+    let (kind, name) = match &arn.key {
+        KeyRef::Key(id) => ("key", id.clone()),
+        KeyRef::Alias(name) => ("alias", name.clone()),
+    };
+    Ok(ParsedKey {
+        partition: arn.partition.name(),
+        key_id: arn.to_key_id(),
+        endpoint: endpoint.url().to_owned(),
+        region: arn.region,
+        account: arn.account,
+        kind,
+        name,
+    })
+}
+
+/// The grant for a key, as the server's `GET .../keys/policy` answers it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct GrantView {
+    /// The principal the key policy grants.
+    pub principal: String,
+    /// Statements to add to the key's key policy.
+    pub key_policy_statements: serde_json::Value,
+    /// With a role: its permissions policy.
+    pub role_policy: Option<serde_json::Value>,
+    /// With a role: its trust policy.
+    pub trust_policy: Option<serde_json::Value>,
+    /// The org's external id.
+    pub external_id: String,
+}
+
+/// What [`grant`] needs: the key, the role if byok assumes one, and what the server says about
+/// the vendor and the org (its principal, the org's external id).
+#[derive(Clone, Debug)]
+pub struct GrantRequest<'a> {
+    /// The key or alias ARN.
+    pub key_arn: &'a str,
+    /// The customer's role byok assumes, if any.
+    pub role_arn: Option<&'a str>,
+    /// The vendor's principal (from the server's policy answer).
+    pub vendor_principal: &'a str,
+    /// The org's external id (from the server's policy answer).
+    pub external_id: &'a str,
+    /// The org id.
+    pub org: &'a str,
+}
+
+/// The exact grant for `r`, by core's [`policy::grant`] (the server's own function).
+pub fn grant(r: &GrantRequest<'_>) -> Result<GrantView, IdentifierProblem> {
+    let key = KeyArn::parse(r.key_arn)?;
+    let role = r.role_arn.map(RoleArn::parse).transpose()?;
+    let vendor = VendorConfig {
+        principal_arn: r.vendor_principal.into(),
+        issuer_host_path: String::new(),
+    };
+    let g = policy::grant(
+        &key,
+        role.as_ref().map(RoleArn::as_str),
+        &vendor,
+        r.external_id,
+        r.org,
+    );
+    Ok(GrantView {
+        principal: g.principal,
+        key_policy_statements: g.key_policy_statements,
+        role_policy: g.role_policy,
+        trust_policy: g.trust_policy,
+        external_id: r.external_id.into(),
+    })
+}
+
+/// The validation steps that run without a KMS (parse identifier, region allowed), with the
+/// steps after them skipped if one failed: the first lines of the server's report, word for word.
+/// `regions` is the org's allowed regions (empty: any).
+pub fn offline_steps(
+    identifier: &str,
+    regions: &[&str],
+    principal: &str,
+    org: &str,
+    rng: &mut impl rand_core::CryptoRng,
+) -> Vec<StepReport> {
+    report(Validation::start(identifier, regions, principal, org, rng).report())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ARN: &str = "arn:aws:kms:eu-west-1:444455556666:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+
+    #[test]
+    fn a_key_arn_is_read_part_by_part() {
+        let k = parse_key(&format!("  {ARN}\n")).unwrap();
+        assert_eq!(
+            (k.partition, &k.region[..], &k.account[..], k.kind),
+            ("aws", "eu-west-1", "444455556666", "key")
+        );
+        assert_eq!(k.name, "1234abcd-12ab-34cd-56ef-1234567890ab");
+        assert_eq!(k.endpoint, "https://kms.eu-west-1.amazonaws.com/");
+        let a = parse_key("arn:aws-cn:kms:cn-north-1:444455556666:alias/byok").unwrap();
+        assert_eq!((a.kind, &a.name[..]), ("alias", "byok"));
+        assert_eq!(a.endpoint, "https://kms.cn-north-1.amazonaws.com.cn/");
+    }
+
+    #[test]
+    fn a_bad_identifier_names_its_part() {
+        let p = parse_key("arn:aws:kms:eu-west-1:4444:key/x").unwrap_err();
+        assert_eq!(p.part, "account");
+        assert!(p.message.contains("4444"), "{}", p.message);
+        let e: EdgeError = p.into();
+        assert_eq!(e.code, ApiCode::InvalidRequest);
+        assert_eq!(
+            parse_key("arn:aws:kms:evil.example/x:444455556666:key/x")
+                .unwrap_err()
+                .part,
+            "region"
+        );
+    }
+
+    #[test]
+    fn offline_steps_are_the_first_lines_of_the_servers_report() {
+        let rng = &mut rand_core::UnwrapErr(getrandom::SysRng);
+        let ok = offline_steps(ARN, &[], "P", "00ff", rng);
+        let words = |r: &[StepReport]| {
+            r.iter()
+                .map(|s| (s.step.clone(), s.outcome.as_str()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            words(&ok),
+            [
+                ("parse identifier".to_owned(), "pass"),
+                ("region allowed".to_owned(), "pass")
+            ]
+        );
+        let far = offline_steps(ARN, &["us-east-1"], "P", "00ff", rng);
+        assert_eq!(far[1].outcome.as_str(), "fail");
+        assert_eq!(
+            far[1].fix.as_deref(),
+            Some("use a key in one of: us-east-1")
+        );
+        assert!(far[2..].iter().all(|s| s.outcome.as_str() == "skipped"));
+        assert_eq!(far.len(), 6);
+        let bad = offline_steps("arn:nope", &[], "P", "00ff", rng);
+        assert_eq!(bad[0].outcome.as_str(), "fail");
+        assert_eq!(bad.len(), 6);
+    }
+
+    #[test]
+    fn the_grant_is_the_servers() {
+        let g = grant(&GrantRequest {
+            key_arn: ARN,
+            role_arn: Some("arn:aws:iam::444455556666:role/byok-access"),
+            vendor_principal: "arn:aws:iam::111122223333:role/byok",
+            external_id: "ext-1",
+            org: "00ff",
+        })
+        .unwrap();
+        assert_eq!(g.principal, "arn:aws:iam::444455556666:role/byok-access");
+        assert_eq!(
+            g.trust_policy.unwrap()["Statement"][0]["Condition"]["StringEquals"]["sts:ExternalId"],
+            "ext-1"
+        );
+        assert_eq!(
+            grant(&GrantRequest {
+                key_arn: ARN,
+                role_arn: Some("arn:aws:iam::1:role/x"),
+                vendor_principal: "v",
+                external_id: "e",
+                org: "o",
+            })
+            .unwrap_err()
+            .part,
+            "account"
+        );
+    }
+}

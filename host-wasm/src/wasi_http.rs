@@ -1,0 +1,342 @@
+//! The edge function as a `wasi:http` proxy component (wasm32-wasip2): what Fastly Compute,
+//! Spin and `wasmtime serve` run. It does what the example Worker does, with the same routes
+//! and answers: `POST /encrypt?k=v...` answers the binary ciphertext of the body under the
+//! context given as query parameters, `POST /decrypt?k=v...` the plaintext; errors are JSON with
+//! the server's code, `{"error": {"code": "scope_paused", "message": "..."}}`, and the status
+//! [`ApiCode::edge_status`] gives.
+//!
+//! Configuration comes from the environment (`wasi:cli/environment`; `wasmtime serve --env`,
+//! Spin variables, Fastly's environment): `BYOK_SERVER` (byok's base URL, `http://` or
+//! `https://`), `BYOK_ORG`, `BYOK_SCOPE`, `BYOK_TOKEN` (a service token of the org) and
+//! `BYOK_AUDIENCE` (this deployment's name, logged with each lease).
+//!
+//! The lease lives in this instance's memory and follows core's [`Holder`] rules: renewed at
+//! half life, dropped at once on a refusal (asked again a few seconds later, so a resume
+//! heals it), kept through an outage until it expires. A host
+//! that keeps an instance between requests (the tests' embedding does) asks byok for a lease
+//! once per half TTL; a host that makes an instance per request asks once per request. Either
+//! way a withdrawal stops the component within one lease TTL.
+
+use std::io::{Read, Write};
+use std::sync::{Mutex, PoisonError};
+
+use byok_core::ApiCode;
+use byok_core::lease::Lease;
+use byok_core::lease::holder::{Holder, is_refusal};
+use wasip2::http::outgoing_handler;
+use wasip2::http::types::{
+    Fields, IncomingRequest, Method, OutgoingBody, OutgoingRequest, OutgoingResponse,
+    RequestOptions, ResponseOutparam, Scheme,
+};
+
+use crate::edge::{self, EdgeError};
+
+/// The largest request body taken, as the server's own limit (4 MiB of plaintext, in a
+/// ciphertext of a little more): larger ones get `too_large`.
+const MAX_BODY: u64 = 6 << 20;
+/// The largest lease answer read (a lease of many versions is a few KiB).
+const MAX_LEASE: u64 = 1 << 20;
+/// How long a lease request may wait to connect and for its first byte: past it byok counts as
+/// unreachable, and the lease held (if any) keeps serving until it expires.
+const LEASE_TIMEOUT_NS: u64 = 5_000_000_000;
+
+/// The lease of this instance.
+static HOLDER: Mutex<Holder> = Mutex::new(Holder::new());
+
+struct Component;
+
+wasip2::http::proxy::export!(Component);
+
+impl wasip2::exports::http::incoming_handler::Guest for Component {
+    fn handle(request: IncomingRequest, out: ResponseOutparam) {
+        match serve(&request) {
+            Ok(body) => respond(out, 200, "application/octet-stream", &body),
+            Err(e) => {
+                let body = serde_json::json!({
+                    "error": { "code": e.code.as_str(), "message": e.message }
+                });
+                respond(
+                    out,
+                    e.code.edge_status(),
+                    "application/json",
+                    body.to_string().as_bytes(),
+                );
+            }
+        }
+    }
+}
+
+fn serve(request: &IncomingRequest) -> Result<Vec<u8>, EdgeError> {
+    if !matches!(request.method(), Method::Post) {
+        return Err(error(ApiCode::MethodNotAllowed, "POST only"));
+    }
+    let target = request.path_with_query().unwrap_or_default();
+    let (path, query) = target.split_once('?').unwrap_or((&target, ""));
+    let encrypting = match path {
+        "/encrypt" => true,
+        "/decrypt" => false,
+        _ => return Err(error(ApiCode::NotFound, "POST /encrypt or /decrypt")),
+    };
+    // The query's pairs as URLSearchParams reads them (the Worker's way): a name given twice
+    // keeps its last value.
+    let ctx = edge::context(
+        form_urlencoded::parse(query.as_bytes())
+            .into_owned()
+            .collect(),
+    )?;
+    let body = request_body(request)?;
+    let config = Config::from_env()?;
+    let mut holder = HOLDER.lock().unwrap_or_else(PoisonError::into_inner);
+    if holder.due(now_ms()) {
+        renew(&config, &mut holder)?;
+    }
+    let now = now_ms();
+    let lease = holder
+        .lease(now)
+        .map_err(|s| EdgeError::new(s.code, s.message))?;
+    if encrypting {
+        edge::encrypt(lease, &ctx, &body, now, &mut rng())
+    } else {
+        edge::decrypt(lease, &ctx, &dearmored(body)?, now)
+    }
+}
+
+/// A ciphertext sent as `byok:v1:` text is taken too, as by the server.
+fn dearmored(body: Vec<u8>) -> Result<Vec<u8>, EdgeError> {
+    match std::str::from_utf8(&body) {
+        Ok(text) if text.starts_with("byok:") => edge::dearmor(text.trim_end()),
+        _ => Ok(body),
+    }
+}
+
+/// Asks byok for a lease and tells the holder how that went. An error means no lease is usable.
+fn renew(config: &Config, holder: &mut Holder) -> Result<(), EdgeError> {
+    let failed =
+        |holder: &mut Holder, code, message: String| match holder.failed(code, message, now_ms()) {
+            Some(s) => Err(EdgeError::new(s.code, s.message)),
+            None => Ok(()),
+        };
+    let (status, body) = match post_lease(config) {
+        Ok(answer) => answer,
+        Err(why) => {
+            return failed(
+                holder,
+                ApiCode::Unreachable,
+                format!("cannot reach byok at {}: {why}", config.server),
+            );
+        }
+    };
+    let received = now_ms();
+    if status == 200 {
+        return match Lease::parse(&body) {
+            Ok(lease) => {
+                holder.received(lease, received);
+                Ok(())
+            }
+            Err(e) => failed(holder, ApiCode::Internal, format!("byok's answer: {e}")),
+        };
+    }
+    let (code, message) = server_error(status, &body);
+    if is_refusal(status) {
+        holder.refused(code, message.clone(), received);
+        return Err(EdgeError::new(code, message));
+    }
+    failed(holder, code, message)
+}
+
+/// The code and message of an error answer, by its JSON body or else by its status.
+fn server_error(status: u16, body: &[u8]) -> (ApiCode, String) {
+    let json: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    let error = &json["error"];
+    let code = error["code"]
+        .as_str()
+        .and_then(ApiCode::from_code)
+        .unwrap_or(match status {
+            401 => ApiCode::Unauthenticated,
+            403 => ApiCode::Forbidden,
+            404 => ApiCode::NotFound,
+            429 => ApiCode::RateLimited,
+            400..500 => ApiCode::InvalidRequest,
+            _ => ApiCode::Unreachable,
+        });
+    let message = error["message"].as_str().map_or_else(
+        || format!("byok refused the lease ({status})"),
+        str::to_owned,
+    );
+    (code, message)
+}
+
+/// The deployment's settings, from the environment.
+struct Config {
+    server: String,
+    scheme: Scheme,
+    authority: String,
+    path: String,
+    token: String,
+    body: String,
+}
+
+impl Config {
+    fn from_env() -> Result<Self, EdgeError> {
+        let var = |name: &str| {
+            std::env::var(name)
+                .ok()
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| error(ApiCode::NotConfigured, &format!("{name} is not set")))
+        };
+        let server = var("BYOK_SERVER")?;
+        let (scheme, rest) = if let Some(rest) = server.strip_prefix("https://") {
+            (Scheme::Https, rest)
+        } else if let Some(rest) = server.strip_prefix("http://") {
+            (Scheme::Http, rest)
+        } else {
+            return Err(error(
+                ApiCode::NotConfigured,
+                "BYOK_SERVER must start with https:// (or http:// on a private network)",
+            ));
+        };
+        let (authority, base) = rest.split_once('/').unwrap_or((rest, ""));
+        let id = |name: &str| {
+            let v = var(name)?;
+            if v.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
+                Ok(v)
+            } else {
+                Err(error(
+                    ApiCode::NotConfigured,
+                    &format!("{name} is not an id (letters, digits, - and _)"),
+                ))
+            }
+        };
+        let (org, scope) = (id("BYOK_ORG")?, id("BYOK_SCOPE")?);
+        let base = base.trim_end_matches('/');
+        let base = if base.is_empty() {
+            String::new()
+        } else {
+            format!("/{base}")
+        };
+        let audience = std::env::var("BYOK_AUDIENCE")
+            .ok()
+            .filter(|a| !a.is_empty());
+        let body = match audience {
+            Some(a) => serde_json::json!({ "audience": a }),
+            None => serde_json::json!({}),
+        };
+        Ok(Self {
+            scheme,
+            authority: authority.to_owned(),
+            path: format!("{base}/v1/orgs/{org}/scopes/{scope}/lease"),
+            token: var("BYOK_TOKEN")?,
+            body: body.to_string(),
+            server,
+        })
+    }
+}
+
+/// `POST`s the lease request through `wasi:http/outgoing-handler`: the status and body.
+fn post_lease(config: &Config) -> Result<(u16, Vec<u8>), String> {
+    let headers = Fields::from_list(&[
+        (
+            "authorization".to_owned(),
+            format!("Bearer {}", config.token).into_bytes(),
+        ),
+        ("content-type".to_owned(), b"application/json".to_vec()),
+    ])
+    .map_err(|e| format!("headers: {e:?}"))?;
+    let request = OutgoingRequest::new(headers);
+    let set = [
+        request.set_method(&Method::Post),
+        request.set_scheme(Some(&config.scheme)),
+        request.set_authority(Some(&config.authority)),
+        request.set_path_with_query(Some(&config.path)),
+    ];
+    if set.iter().any(Result::is_err) {
+        return Err(format!("the URL {} is not valid", config.server));
+    }
+    let body = request.body().map_err(|()| "request body taken")?;
+    let options = RequestOptions::new();
+    // A host may not support timeouts; then its own apply.
+    let _ = options.set_connect_timeout(Some(LEASE_TIMEOUT_NS));
+    let _ = options.set_first_byte_timeout(Some(LEASE_TIMEOUT_NS));
+    let answer = outgoing_handler::handle(request, Some(options)).map_err(|e| format!("{e:?}"))?;
+    {
+        let mut stream = body.write().map_err(|()| "request stream taken")?;
+        stream
+            .write_all(config.body.as_bytes())
+            .and_then(|()| Write::flush(&mut stream))
+            .map_err(|e| e.to_string())?;
+    }
+    OutgoingBody::finish(body, None).map_err(|e| format!("{e:?}"))?;
+    answer.subscribe().block();
+    let response = answer
+        .get()
+        .ok_or("no answer")?
+        .map_err(|()| "answer taken")?
+        .map_err(|e| format!("{e:?}"))?;
+    let status = response.status();
+    let incoming = response.consume().map_err(|()| "answer body taken")?;
+    let mut bytes = Vec::new();
+    {
+        let stream = incoming.stream().map_err(|()| "answer stream taken")?;
+        stream
+            .take(MAX_LEASE)
+            .read_to_end(&mut bytes)
+            .map_err(|e| e.to_string())?;
+    }
+    Ok((status, bytes))
+}
+
+/// The request body, up to [`MAX_BODY`].
+fn request_body(request: &IncomingRequest) -> Result<Vec<u8>, EdgeError> {
+    let unreadable = |what: &str| error(ApiCode::InvalidRequest, &format!("request body: {what}"));
+    let incoming = request.consume().map_err(|()| unreadable("taken"))?;
+    let mut bytes = Vec::new();
+    {
+        let stream = incoming.stream().map_err(|()| unreadable("taken"))?;
+        stream
+            .take(MAX_BODY + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| unreadable(&e.to_string()))?;
+    }
+    if bytes.len() as u64 > MAX_BODY {
+        return Err(error(
+            ApiCode::TooLarge,
+            "body over 6 MiB: use the streaming format",
+        ));
+    }
+    Ok(bytes)
+}
+
+fn respond(out: ResponseOutparam, status: u16, content_type: &str, body: &[u8]) {
+    let headers =
+        Fields::from_list(&[("content-type".to_owned(), content_type.as_bytes().to_vec())])
+            .unwrap_or_else(|_| Fields::new());
+    let response = OutgoingResponse::new(headers);
+    let _ = response.set_status_code(status);
+    let Ok(outgoing) = response.body() else {
+        return;
+    };
+    ResponseOutparam::set(out, Ok(response));
+    if let Ok(mut stream) = outgoing.write() {
+        let _ = stream
+            .write_all(body)
+            .and_then(|()| Write::flush(&mut stream));
+    }
+    let _ = OutgoingBody::finish(outgoing, None);
+}
+
+fn error(code: ApiCode, message: &str) -> EdgeError {
+    EdgeError::new(code, message)
+}
+
+fn now_ms() -> i64 {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+}
+
+fn rng() -> rand_core::UnwrapErr<getrandom::SysRng> {
+    rand_core::UnwrapErr(getrandom::SysRng)
+}

@@ -1,0 +1,97 @@
+//! What the edge tests share, whatever runs the edge function (workerd, the `wasi:http`
+//! component under wasmtime): a deployment of its own on a fresh scope with a fresh service
+//! token, the three withdrawals with the refusal each must produce, and the wait for it.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::fixtures::{TestOrg, TestServer, assert_status};
+
+/// One edge deployment: the scope it leases and the service token it holds.
+pub struct Deployment {
+    /// The scope leased.
+    pub scope: String,
+    /// The token's id (to revoke it).
+    pub token_id: String,
+    /// The service token.
+    pub token: String,
+}
+
+impl Deployment {
+    /// A new team scope `name` under the org and a new service token for it.
+    pub async fn create(ts: &TestServer, o: &TestOrg, name: &str) -> Self {
+        let scope = o.scope(ts, &o.id, name).await;
+        let (token_id, token) = o.token(ts, "service", name).await;
+        Self {
+            scope,
+            token_id,
+            token,
+        }
+    }
+}
+
+/// A customer's withdrawal that must stop an edge within one lease TTL.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Withdrawal {
+    /// The scope is paused.
+    Pause,
+    /// The scope is revoked.
+    Revoke,
+    /// The edge's token is revoked.
+    TokenRevoke,
+}
+
+impl Withdrawal {
+    /// Every withdrawal.
+    pub const ALL: [Self; 3] = [Self::Pause, Self::Revoke, Self::TokenRevoke];
+
+    /// Does it, as the org's admin.
+    pub async fn apply(self, ts: &TestServer, o: &TestOrg, d: &Deployment) {
+        match self {
+            Self::Pause => assert_status(&o.act(ts, &d.scope, "pause", json!({})).await, 200),
+            Self::Revoke => assert_status(
+                &o.act(ts, &d.scope, "revoke", json!({ "confirm": d.scope }))
+                    .await,
+                200,
+            ),
+            Self::TokenRevoke => {
+                let path = o.path(&format!("/tokens/{}", d.token_id));
+                assert_status(&ts.raw("DELETE", &path, Some(&o.admin), None).await, 200)
+            }
+        };
+    }
+
+    /// The edge's answer once the withdrawal reached it: the status and the server's code.
+    pub fn refusal(self) -> (u16, &'static str) {
+        match self {
+            Self::Pause => (409, "scope_paused"),
+            Self::Revoke => (410, "scope_revoked"),
+            Self::TokenRevoke => (401, "unauthenticated"),
+        }
+    }
+}
+
+/// Calls `edge` every 50 ms until it answers other than 200; panics if that takes `limit` or
+/// more. Returns the answer's status and JSON body, and how long it took.
+pub async fn first_refusal<F, Fut>(limit: Duration, mut edge: F) -> (u16, Value, Duration)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = (u16, Vec<u8>)>,
+{
+    let start = Instant::now();
+    loop {
+        let (status, body) = edge().await;
+        if status != 200 {
+            let v = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            return (status, v, start.elapsed());
+        }
+        assert!(
+            start.elapsed() < limit,
+            "the edge still serves {:?} after the withdrawal",
+            start.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -1,0 +1,133 @@
+//! A `wasi:http` host embedded in the tests: host-wasm's proxy component (wasm32-wasip2) run by
+//! the `wasmtime` crate with its WASI and wasi-http implementations, as `wasmtime serve` runs it
+//! but without a socket: requests are handed to the component's `incoming-handler` directly.
+//!
+//! One instance serves every request, so the component's in-memory lease lives across them (a
+//! host that instantiates per request gets a lease per request; docs/edge.md).
+
+use std::convert::Infallible;
+use std::path::PathBuf;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use tokio::sync::Mutex;
+use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::{Config, Engine, Store};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::p2::bindings::Proxy;
+use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+/// The component as the test command builds it
+/// (`cargo build --release -p byok-wasm --target wasm32-wasip2`), in the target directory these
+/// tests were built into.
+pub fn component_path() -> PathBuf {
+    let target = match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        // target/<profile>/deps/<test binary>
+        None => std::env::current_exe()
+            .ok()
+            .and_then(|exe| Some(exe.parent()?.parent()?.parent()?.to_path_buf()))
+            .expect("the test binary's target directory"),
+    };
+    let path = target.join("wasm32-wasip2/release/byok_wasm.wasm");
+    assert!(
+        path.exists(),
+        "no component at {}: run `cargo build --release -p byok-wasm --target wasm32-wasip2` \
+         (the test command does)",
+        path.display()
+    );
+    path
+}
+
+struct State {
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    table: ResourceTable,
+}
+
+impl WasiView for State {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for State {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: Default::default(),
+        }
+    }
+}
+
+/// The component, instantiated once, with `env` as its environment.
+pub struct WasiHttpHost {
+    instance: Mutex<(Store<State>, Proxy)>,
+}
+
+impl WasiHttpHost {
+    /// Compiles and instantiates the component at `path`.
+    pub async fn start(path: &std::path::Path, env: &[(&str, &str)]) -> Self {
+        let engine = Engine::new(&Config::new()).expect("engine");
+        let component = Component::from_file(&engine, path).expect("the component compiles");
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).expect("WASI");
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).expect("wasi-http");
+        let state = State {
+            wasi: WasiCtx::builder().envs(env).inherit_stderr().build(),
+            http: WasiHttpCtx::new(),
+            table: ResourceTable::new(),
+        };
+        let mut store = Store::new(&engine, state);
+        let proxy = Proxy::instantiate_async(&mut store, &component, &linker)
+            .await
+            .expect("the component is a wasi:http proxy");
+        Self {
+            instance: Mutex::new((store, proxy)),
+        }
+    }
+
+    /// `POST path_and_query` with `body`: the status and body of the component's answer.
+    pub async fn post(&self, path_and_query: &str, body: impl Into<Bytes>) -> (u16, Vec<u8>) {
+        let request = hyper::Request::post(format!("http://edge.test{path_and_query}"))
+            .body(
+                Full::new(body.into()).map_err(|never: Infallible| -> ErrorCode { match never {} }),
+            )
+            .unwrap();
+        let mut guard = self.instance.lock().await;
+        let (store, proxy) = &mut *guard;
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let req = store
+            .data_mut()
+            .http()
+            .new_incoming_request(Scheme::Http, request)
+            .unwrap();
+        let out = store
+            .data_mut()
+            .http()
+            .new_response_outparam(sender)
+            .unwrap();
+        // The answer's body is read while the handler runs: the component writes it through a
+        // bounded channel.
+        let handled = proxy
+            .wasi_http_incoming_handler()
+            .call_handle(&mut *store, req, out);
+        let answered = async {
+            let response = receiver
+                .await
+                .expect("the component set a response")
+                .expect("the response is not an error");
+            let status = response.status().as_u16();
+            let body = response.into_body().collect().await.expect("the body");
+            (status, body.to_bytes().to_vec())
+        };
+        let (handled, answer) = tokio::join!(handled, answered);
+        handled.expect("the handler returned");
+        answer
+    }
+}

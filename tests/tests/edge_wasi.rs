@@ -1,0 +1,142 @@
+//! host-wasm's `wasi:http` proxy component (wasm32-wasip2) under the `wasmtime` crate, against
+//! a real `byok serve`: bodies sealed in the component open on the server and the reverse, one
+//! lease serves many requests, and a pause, a revoke and a token revoke each stop it within one
+//! lease TTL with the server's code.
+
+use std::time::Duration;
+
+use base64ct::{Base64, Encoding};
+use byok_core::lease::holder::REFUSAL_RETRY_MS;
+use byok_tests::edge::{Deployment, Withdrawal, first_refusal};
+use byok_tests::fixtures::{TestOrg, TestServer, assert_status};
+use byok_tests::wasi_http::{WasiHttpHost, component_path};
+use serde_json::{Value, json};
+
+async fn component(ts: &TestServer, o: &TestOrg, d: &Deployment, audience: &str) -> WasiHttpHost {
+    WasiHttpHost::start(
+        &component_path(),
+        &[
+            ("BYOK_SERVER", &ts.url),
+            ("BYOK_ORG", &o.id),
+            ("BYOK_SCOPE", &d.scope),
+            ("BYOK_TOKEN", &d.token),
+            ("BYOK_AUDIENCE", audience),
+        ],
+    )
+    .await
+}
+
+fn json_of(body: &[u8]) -> Value {
+    serde_json::from_slice(body).unwrap_or_else(|_| panic!("not JSON: {body:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_component_interoperates_with_the_server_on_one_lease() {
+    let (ts, o, _) = TestServer::edge("edge-wasi", 60_000).await;
+    let d = Deployment::create(&ts, &o, "wasi").await;
+    let edge = component(&ts, &o, &d, "wasi-test").await;
+
+    // Sealed in the component, opened by the server.
+    let (status, ct) = edge.post("/encrypt?tenant=acme", "sealed in wasi").await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&ct));
+    let body = json!({
+        "ciphertext": byok_core::format::armor::encode(&ct),
+        "context": { "tenant": "acme" },
+    });
+    let v = assert_status(&ts.post(&o.path("/decrypt"), &o.service, &body).await, 200);
+    assert_eq!(
+        Base64::decode_vec(v["plaintext"].as_str().unwrap()).unwrap(),
+        b"sealed in wasi"
+    );
+    // Sealed by the server, opened in the component, as bytes and as text.
+    let body = json!({
+        "plaintext": Base64::encode_string(b"sealed by byok"),
+        "context": { "tenant": "acme", "region": "eu west" },
+    });
+    let v = assert_status(
+        &ts.post(&o.scope_path(&d.scope, "encrypt"), &o.service, &body)
+            .await,
+        200,
+    );
+    let armored = v["ciphertext"].as_str().unwrap().to_owned();
+    let ct = byok_core::format::armor::decode(&armored).unwrap();
+    // The context from the query as URLSearchParams reads it: `+` and %20 are spaces.
+    for query in [
+        "?tenant=acme&region=eu+west",
+        "?region=eu%20west&tenant=acme",
+    ] {
+        let (status, pt) = edge.post(&format!("/decrypt{query}"), ct.clone()).await;
+        assert_eq!((status, &pt[..]), (200, &b"sealed by byok"[..]), "{query}");
+    }
+    let (status, pt) = edge
+        .post("/decrypt?tenant=acme&region=eu+west", armored)
+        .await;
+    assert_eq!((status, &pt[..]), (200, &b"sealed by byok"[..]));
+
+    // Errors carry the server's codes and statuses.
+    let (status, body) = edge.post("/decrypt?tenant=other", ct.clone()).await;
+    assert_eq!(
+        (status, &json_of(&body)["error"]["code"]),
+        (400, &json!("decrypt_failed"))
+    );
+    let (status, body) = edge.post("/decrypt", b"not a ciphertext".to_vec()).await;
+    assert_eq!(
+        (status, &json_of(&body)["error"]["code"]),
+        (400, &json!("malformed_ciphertext"))
+    );
+    let (status, body) = edge.post("/encrypt?byok:purpose=x", "x").await;
+    assert_eq!(
+        (status, &json_of(&body)["error"]["code"]),
+        (400, &json!("invalid_request")),
+        "reserved contexts are refused as on the server"
+    );
+    let (status, body) = edge.post("/elsewhere", "x").await;
+    assert_eq!(
+        (status, &json_of(&body)["error"]["code"]),
+        (404, &json!("not_found"))
+    );
+
+    // Many messages, one lease: no round trip to byok per message.
+    for i in 0..20 {
+        let (status, _) = edge.post("/encrypt?n=1", format!("message {i}")).await;
+        assert_eq!(status, 200);
+    }
+    let leases = o
+        .audit(&ts, &o.auditor)
+        .await
+        .into_iter()
+        .filter(|r| r["event"]["type"] == "lease_issued")
+        .collect::<Vec<_>>();
+    assert_eq!(leases.len(), 1, "{leases:?}");
+    assert_eq!(leases[0]["event"]["audience"], "wasi-test");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pause_a_revoke_and_a_token_revoke_stop_the_component_within_one_lease_ttl() {
+    let ttl = 1_500;
+    let (ts, o, _) = TestServer::edge("edge-wasi-withdraw", ttl).await;
+    for w in Withdrawal::ALL {
+        let d = Deployment::create(&ts, &o, &format!("{w:?}")).await;
+        let edge = component(&ts, &o, &d, "wasi-test").await;
+        assert_eq!(edge.post("/encrypt", "before").await.0, 200, "{w:?}");
+        w.apply(&ts, &o, &d).await;
+        let limit = Duration::from_millis(ttl + 500);
+        let (status, v, took) = first_refusal(limit, || edge.post("/encrypt", "after")).await;
+        let (want_status, want_code) = w.refusal();
+        assert_eq!(
+            (status, v["error"]["code"].as_str()),
+            (want_status, Some(want_code)),
+            "{w:?} after {took:?}: {v}"
+        );
+        // Refused means the keys are gone: decrypting fails the same way.
+        let (status, _) = edge.post("/decrypt", b"anything".to_vec()).await;
+        assert_eq!(status, want_status, "{w:?}");
+        if w == Withdrawal::Pause {
+            // A resume heals the edge by itself, at its next ask after the refusal.
+            assert_status(&o.act(&ts, &d.scope, "resume", json!({})).await, 200);
+            let retry = u64::try_from(REFUSAL_RETRY_MS).unwrap();
+            tokio::time::sleep(Duration::from_millis(retry + 100)).await;
+            assert_eq!(edge.post("/encrypt", "resumed").await.0, 200);
+        }
+    }
+}
