@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::fixtures::{TestOrg, TestServer, assert_status};
+use crate::fixtures::{TestOrg, TestServer, assert_status, now_ms};
 
 /// One edge deployment: the scope it leases and the service token it holds.
 pub struct Deployment {
@@ -94,4 +94,24 @@ where
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Asserts that the edge of `d` was refused while the last lease it was granted was still live:
+/// it dropped the keys when byok refused the renewal, not only when the lease ran out. (Either
+/// is within the TTL; only the first is the rule.) Call it right after [`first_refusal`].
+pub async fn refused_before_expiry(ts: &TestServer, o: &TestOrg, d: &Deployment) {
+    let refused_at = now_ms();
+    let expiry = o
+        .audit(ts, &o.auditor)
+        .await
+        .into_iter()
+        .filter(|r| r["event"]["type"] == "lease_issued" && r["event"]["scope"] == d.scope.as_str())
+        .filter_map(|r| r["event"]["expires_at"].as_i64())
+        .max()
+        .expect("a lease was issued");
+    assert!(
+        refused_at < expiry,
+        "the edge stopped {} ms after its lease expired: it kept the keys after the refusal",
+        refused_at - expiry
+    );
 }

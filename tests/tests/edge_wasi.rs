@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use base64ct::{Base64, Encoding};
 use byok_core::lease::holder::REFUSAL_RETRY_MS;
-use byok_tests::edge::{Deployment, Withdrawal, first_refusal};
+use byok_tests::edge::{Deployment, Withdrawal, first_refusal, refused_before_expiry};
 use byok_tests::fixtures::{TestOrg, TestServer, assert_status};
 use byok_tests::wasi_http::{WasiHttpHost, component_path};
 use serde_json::{Value, json};
@@ -113,7 +113,7 @@ async fn the_component_interoperates_with_the_server_on_one_lease() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pause_a_revoke_and_a_token_revoke_stop_the_component_within_one_lease_ttl() {
-    let ttl = 1_500;
+    let ttl = 4_000;
     let (ts, o, _) = TestServer::edge("edge-wasi-withdraw", ttl).await;
     for w in Withdrawal::ALL {
         let d = Deployment::create(&ts, &o, &format!("{w:?}")).await;
@@ -128,6 +128,7 @@ async fn a_pause_a_revoke_and_a_token_revoke_stop_the_component_within_one_lease
             (want_status, Some(want_code)),
             "{w:?} after {took:?}: {v}"
         );
+        refused_before_expiry(&ts, &o, &d).await;
         // Refused means the keys are gone: decrypting fails the same way.
         let (status, _) = edge.post("/decrypt", b"anything".to_vec()).await;
         assert_eq!(status, want_status, "{w:?}");

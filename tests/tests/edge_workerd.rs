@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64ct::{Base64, Encoding};
-use byok_tests::edge::{Deployment, Withdrawal, first_refusal};
+use byok_tests::edge::{Deployment, Withdrawal, first_refusal, refused_before_expiry};
 use byok_tests::fixtures::{TestOrg, TestServer, assert_status};
 use byok_tests::server::temp_dir;
 use serde_json::json;
@@ -174,7 +174,7 @@ async fn the_example_worker_in_workerd_interoperates_with_the_server() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pause_a_revoke_and_a_token_revoke_stop_the_worker_within_one_lease_ttl() {
     workerd();
-    let ttl = 2_000;
+    let ttl = 4_000;
     let (ts, o, _) = TestServer::edge("edge-workerd-withdraw", ttl).await;
     for w in Withdrawal::ALL {
         let d = Deployment::create(&ts, &o, &format!("{w:?}")).await;
@@ -189,5 +189,6 @@ async fn a_pause_a_revoke_and_a_token_revoke_stop_the_worker_within_one_lease_tt
             (want_status, Some(want_code)),
             "{w:?} after {took:?}: {v}"
         );
+        refused_before_expiry(&ts, &o, &d).await;
     }
 }
