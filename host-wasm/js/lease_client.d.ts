@@ -37,6 +37,10 @@ export class LeaseClient {
   lease(): Promise<Lease>;
   /** Encrypts with `context`: the binary ciphertext. */
   encrypt(plaintext: Uint8Array, context?: Record<string, string>): Promise<Uint8Array>;
+  /** A TransformStream encrypting what is piped through it (framed format, any length). */
+  encryptStream(context?: Record<string, string>): Promise<TransformStream<Uint8Array, Uint8Array>>;
+  /** A TransformStream decrypting a framed ciphertext; each frame verified before it is output. */
+  decryptStream(context?: Record<string, string>): Promise<TransformStream<Uint8Array, Uint8Array>>;
   /** Decrypts bytes or `byok:v1:` text with `context`. */
   decrypt(ciphertext: Uint8Array | string, context?: Record<string, string>): Promise<Uint8Array>;
   /** Forgets the lease held (its keys are wiped). */

@@ -65,6 +65,28 @@ export async function openWithWebCrypto(lease, ciphertext, context) {
   }
 }
 
+/** A TransformStream over a wasm StreamSealer or StreamOpener; its keys are wiped when the
+ * stream ends, fails or is cancelled. */
+function transform(inner) {
+  let freed = false;
+  const free = () => { if (!freed) { freed = true; inner.free(); } };
+  const rethrow = (e) => { free(); throw e; };
+  return new TransformStream({
+    transform(chunk, controller) {
+      let out;
+      try { out = inner.push(chunk); } catch (e) { rethrow(e); }
+      if (out.length) controller.enqueue(out);
+    },
+    flush(controller) {
+      let out;
+      try { out = inner.finish(); } catch (e) { rethrow(e); }
+      free();
+      if (out.length) controller.enqueue(out);
+    },
+    cancel: free,
+  });
+}
+
 export class LeaseClient {
   /**
    * @param {object} o
@@ -165,6 +187,21 @@ export class LeaseClient {
     return ciphertext.length >= WEBCRYPTO_FROM && hasWebCrypto() && typeof ciphertext !== 'string'
       ? openWithWebCrypto(lease, ciphertext, context)
       : lease.decrypt(ciphertext, context);
+  }
+
+  /** A `TransformStream` that encrypts the bytes piped through it with `context`, in the
+   * framed format (constant memory, any length; opens on the server and with `byok decrypt`).
+   * It uses the lease live now, and fails with `lease_expired` if the stream outlasts it. */
+  async encryptStream(context) {
+    const lease = await this.lease();
+    return transform(lease.sealStream(context));
+  }
+
+  /** A `TransformStream` that decrypts a framed ciphertext piped through it: each frame's
+   * plaintext comes out only after its tag verified, and a stream cut short errors at the end. */
+  async decryptStream(context) {
+    const lease = await this.lease();
+    return transform(lease.openStream(context));
   }
 
   /** Forgets the lease held (its keys are wiped in the wasm module). */

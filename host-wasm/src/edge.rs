@@ -7,8 +7,10 @@
 use std::collections::BTreeMap;
 
 use byok_core::envelope::AesStep;
+use byok_core::format::HEADER_LEN;
 use byok_core::lease::Lease;
-use byok_core::{ApiCode, Context, Header, ScopeKey, envelope, format};
+use byok_core::stream::{StreamDecryptor, StreamEncryptor};
+use byok_core::{ApiCode, Context, FrameSize, Header, ScopeKey, envelope, format};
 
 /// An error as the server would answer it: its code and a message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -126,6 +128,157 @@ impl EdgeLease {
     }
 }
 
+/// A copy of `lease` (its keys duplicated, each wiped on drop) for a stream that outlives the
+/// caller's borrow of it. The copy ends when the lease does: a stream never runs past the
+/// lease's expiry, so a withdrawal stops it within one TTL too.
+fn copy_of(lease: &Lease) -> Lease {
+    let keys = lease
+        .versions()
+        .filter_map(|v| lease.key(v))
+        .map(|k| ScopeKey::new(k.id(), k.duplicate_secret()))
+        .collect();
+    Lease::new(
+        lease.scope(),
+        lease.current_version(),
+        keys,
+        lease.expires_at(),
+    )
+    .unwrap_or_else(|_| unreachable!("a copy of a checked lease is a checked lease"))
+}
+
+/// Encrypts a stream of any length in constant memory (the framed format, 64 KiB frames, as
+/// `byok encrypt --stream` and the server make), with a lease that must stay live throughout.
+pub struct EdgeSealer {
+    lease: Lease,
+    header: Option<Vec<u8>>,
+    frames: Option<StreamEncryptor>,
+}
+
+impl EdgeSealer {
+    /// Starts sealing under `lease`'s current key with `ctx`, if the lease is live at `now_ms`.
+    pub fn new(
+        lease: &Lease,
+        ctx: &Context,
+        now_ms: i64,
+        rng: &mut impl rand_core::CryptoRng,
+    ) -> Result<Self, EdgeError> {
+        lease.check_live(now_ms)?;
+        let frames = StreamEncryptor::new(lease.current_key(), ctx, FrameSize::DEFAULT, rng)?;
+        Ok(Self {
+            lease: copy_of(lease),
+            header: Some(frames.header().to_vec()),
+            frames: Some(frames),
+        })
+    }
+
+    /// The ciphertext bytes `chunk` completes (the header first; whole frames after it).
+    pub fn push(&mut self, chunk: &[u8], now_ms: i64) -> Result<Vec<u8>, EdgeError> {
+        self.live(now_ms)?;
+        let mut out = self.header.take().unwrap_or_default();
+        let frames = self.frames.as_mut().ok_or_else(closed)?;
+        if let Err(e) = frames.update(chunk, &mut out) {
+            self.frames = None;
+            return Err(e.into());
+        }
+        Ok(out)
+    }
+
+    /// The last bytes: what is held back, as the final frame.
+    pub fn finish(&mut self, now_ms: i64) -> Result<Vec<u8>, EdgeError> {
+        self.live(now_ms)?;
+        let mut out = self.header.take().unwrap_or_default();
+        self.frames.take().ok_or_else(closed)?.finish(&mut out)?;
+        Ok(out)
+    }
+
+    fn live(&mut self, now_ms: i64) -> Result<(), EdgeError> {
+        if let Err(e) = self.lease.check_live(now_ms) {
+            self.frames = None;
+            return Err(e.into());
+        }
+        Ok(())
+    }
+}
+
+/// Decrypts a framed stream in constant memory: plaintext is handed out frame by frame, each
+/// only after its tag verified; a stream cut short fails at [`EdgeOpener::finish`].
+pub struct EdgeOpener {
+    lease: Lease,
+    ctx: Context,
+    pending: Vec<u8>,
+    frames: Option<StreamDecryptor>,
+    failed: bool,
+}
+
+impl EdgeOpener {
+    /// Starts opening with `lease` and `ctx`, if the lease is live at `now_ms`.
+    pub fn new(lease: &Lease, ctx: Context, now_ms: i64) -> Result<Self, EdgeError> {
+        lease.check_live(now_ms)?;
+        Ok(Self {
+            lease: copy_of(lease),
+            ctx,
+            pending: Vec::new(),
+            frames: None,
+            failed: false,
+        })
+    }
+
+    /// The plaintext that `chunk` completes (whole verified frames only).
+    pub fn push(&mut self, chunk: &[u8], now_ms: i64) -> Result<Vec<u8>, EdgeError> {
+        let r = self.step(chunk, now_ms);
+        self.failed |= r.is_err();
+        r
+    }
+
+    fn step(&mut self, chunk: &[u8], now_ms: i64) -> Result<Vec<u8>, EdgeError> {
+        if self.failed {
+            return Err(closed());
+        }
+        self.lease.check_live(now_ms)?;
+        let mut out = Vec::new();
+        match &mut self.frames {
+            Some(frames) => frames.update(chunk, &mut out)?,
+            None => {
+                self.pending.extend_from_slice(chunk);
+                if self.pending.len() < HEADER_LEN {
+                    return Ok(out);
+                }
+                let (header, _) = Header::parse(&self.pending)?;
+                let key = key_named(&self.lease, &header);
+                let mut frames = StreamDecryptor::new(key, &self.ctx, &header)?;
+                let rest = std::mem::take(&mut self.pending);
+                frames.update(rest.get(HEADER_LEN..).unwrap_or_default(), &mut out)?;
+                self.frames = Some(frames);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The last plaintext; fails if the stream was cut short or altered.
+    pub fn finish(&mut self, now_ms: i64) -> Result<Vec<u8>, EdgeError> {
+        if self.failed {
+            return Err(closed());
+        }
+        self.failed = true;
+        self.lease.check_live(now_ms)?;
+        let Some(frames) = self.frames.take() else {
+            // Fewer bytes than a header: the header parser says what is missing.
+            Header::parse(&self.pending)?;
+            return Err(closed());
+        };
+        let mut out = Vec::new();
+        frames.finish(&mut out)?;
+        Ok(out)
+    }
+}
+
+fn closed() -> EdgeError {
+    EdgeError::new(
+        ApiCode::InvalidRequest,
+        "the stream is finished or failed: start a new one",
+    )
+}
+
 /// Encrypts `plaintext` with `ctx` under the scope's current key of `lease`, if it is live at
 /// `now_ms`.
 pub fn encrypt(
@@ -162,10 +315,15 @@ fn key_for<'l>(
 ) -> Result<&'l ScopeKey, EdgeError> {
     lease.check_live(now_ms)?;
     let (header, _) = Header::parse(ciphertext)?;
-    Ok((header.key.scope == lease.scope())
+    Ok(key_named(lease, &header))
+}
+
+/// The key `header` names, or the current key when the lease lacks it (see [`key_for`]).
+fn key_named<'l>(lease: &'l Lease, header: &Header) -> &'l ScopeKey {
+    (header.key.scope == lease.scope())
         .then(|| lease.key(header.key.version))
         .flatten()
-        .unwrap_or_else(|| lease.current_key()))
+        .unwrap_or_else(|| lease.current_key())
 }
 
 #[cfg(test)]
@@ -217,6 +375,66 @@ mod tests {
         assert_eq!(
             EdgeLease::parse(b"{}").unwrap_err().code,
             ApiCode::InvalidRequest
+        );
+    }
+
+    #[test]
+    fn streams_cross_with_core_in_any_chunking_and_stop_at_expiry() {
+        let l = lease(1_000);
+        let ctx = context(BTreeMap::from([("tenant".into(), "acme".into())])).unwrap();
+        let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        let mut sealer = EdgeSealer::new(l.lease(), &ctx, 0, &mut rng()).unwrap();
+        let mut ct = Vec::new();
+        for chunk in data.chunks(7_777) {
+            ct.extend(sealer.push(chunk, 1).unwrap());
+        }
+        ct.extend(sealer.finish(1).unwrap());
+        // What core (the server, the CLI) reads.
+        let key = l.lease().current_key();
+        assert_eq!(byok_core::stream::decrypt(key, &ctx, &ct).unwrap(), data);
+        // Opened at the edge, a byte at a time through the header, then in big chunks.
+        let mut opener = EdgeOpener::new(l.lease(), ctx.clone(), 0).unwrap();
+        let mut pt = Vec::new();
+        for b in &ct[..100] {
+            pt.extend(opener.push(std::slice::from_ref(b), 1).unwrap());
+        }
+        for chunk in ct[100..].chunks(50_000) {
+            pt.extend(opener.push(chunk, 1).unwrap());
+        }
+        pt.extend(opener.finish(1).unwrap());
+        assert_eq!(pt, data);
+
+        // Cut short: refused at the end, by code, and nothing after.
+        let mut opener = EdgeOpener::new(l.lease(), ctx.clone(), 0).unwrap();
+        opener.push(&ct[..ct.len() - 10], 1).unwrap();
+        assert_eq!(opener.finish(1).unwrap_err().code, ApiCode::DecryptFailed);
+        assert_eq!(
+            opener.push(b"x", 1).unwrap_err().code,
+            ApiCode::InvalidRequest
+        );
+        // A flipped bit in a frame: decrypt_failed.
+        let mut bad = ct.clone();
+        bad[HEADER_LEN + 10] ^= 1;
+        let mut opener = EdgeOpener::new(l.lease(), ctx.clone(), 0).unwrap();
+        assert_eq!(
+            opener.push(&bad, 1).unwrap_err().code,
+            ApiCode::DecryptFailed
+        );
+        // The lease ends mid-stream: so does the stream, both ways.
+        let mut sealer = EdgeSealer::new(l.lease(), &ctx, 0, &mut rng()).unwrap();
+        sealer.push(b"first", 999).unwrap();
+        assert_eq!(
+            sealer.push(b"late", 1_000).unwrap_err().code,
+            ApiCode::LeaseExpired
+        );
+        assert_eq!(
+            sealer.finish(999).unwrap_err().code,
+            ApiCode::InvalidRequest
+        );
+        let mut opener = EdgeOpener::new(l.lease(), ctx, 0).unwrap();
+        assert_eq!(
+            opener.push(&ct, 1_000).unwrap_err().code,
+            ApiCode::LeaseExpired
         );
     }
 }

@@ -6,8 +6,9 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use byok_tests::fixtures::TestServer;
-use serde_json::Value;
+use byok_tests::fixtures::{TestServer, assert_status};
+use byok_tests::server::binary;
+use serde_json::{Value, json};
 
 /// The package `scripts/build-wasm.sh` made (the test command builds it before this test).
 fn package() -> PathBuf {
@@ -29,6 +30,40 @@ async fn a_node_edge_interoperates_and_stops_within_one_lease_ttl() {
     let ttl = 2_000;
     let (ts, o, scope) = TestServer::edge("edge-node", ttl).await;
     let (second_id, second) = o.token(&ts, "service", "second-edge").await;
+    // A framed stream from the CLI, for the edge to open; the edge's, for the CLI.
+    let cli = |args: &[&std::ffi::OsStr]| {
+        let out = Command::new(binary())
+            .env("BYOK_SERVER", &ts.url)
+            .env("BYOK_TOKEN", &o.service)
+            .env("BYOK_ORG", &o.id)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let pattern: Vec<u8> = (0..300_000u32).map(|i| ((i * 7) % 251) as u8).collect();
+    let (plain, from_cli, from_edge, opened) = (
+        ts.dir.join("plain.bin"),
+        ts.dir.join("cli.byok"),
+        ts.dir.join("edge.byok"),
+        ts.dir.join("opened.bin"),
+    );
+    std::fs::write(&plain, &pattern).unwrap();
+    cli(&[
+        "encrypt".as_ref(),
+        "--scope".as_ref(),
+        scope.as_ref(),
+        "--stream".as_ref(),
+        "--context".as_ref(),
+        "tenant=acme".as_ref(),
+        plain.as_os_str(),
+        "-o".as_ref(),
+        from_cli.as_os_str(),
+    ]);
     let out = Command::new("node")
         .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../host-wasm/tests/live/edge.mjs"))
         .env("BYOK_WASM_PKG", &pkg)
@@ -40,6 +75,8 @@ async fn a_node_edge_interoperates_and_stops_within_one_lease_ttl() {
         .env("BYOK_SECOND_TOKEN", &second)
         .env("BYOK_SECOND_TOKEN_ID", &second_id)
         .env("BYOK_ADMIN_TOKEN", &o.admin)
+        .env("BYOK_STREAM_IN", &from_cli)
+        .env("BYOK_STREAM_OUT", &from_edge)
         .output()
         .expect("node runs");
     assert!(
@@ -50,6 +87,21 @@ async fn a_node_edge_interoperates_and_stops_within_one_lease_ttl() {
     );
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["ok"], true, "{v}");
+    // The edge's stream opens with the CLI, once the scope the script paused is resumed.
+    assert_status(&o.act(&ts, &scope, "resume", json!({})).await, 200);
+    cli(&[
+        "decrypt".as_ref(),
+        "--context".as_ref(),
+        "tenant=acme".as_ref(),
+        from_edge.as_os_str(),
+        "-o".as_ref(),
+        opened.as_os_str(),
+    ]);
+    assert!(
+        std::fs::read(&opened).unwrap() == pattern,
+        "the edge's stream opened to other bytes"
+    );
+
     // Every lease granted is in the audit log, with the audience that asked and its token.
     let leases: Vec<Value> = o
         .audit(&ts, &o.auditor)

@@ -6,7 +6,7 @@ use js_sys::{Object, Reflect, Uint8Array};
 use wasm_bindgen::prelude::*;
 
 use super::{bytes_of, context_of, now_ms, rng, thrown};
-use crate::edge::EdgeLease;
+use crate::edge::{EdgeLease, EdgeOpener, EdgeSealer};
 
 /// The inputs of WebCrypto's AES-GCM call as a JS object: `header`, `key` (raw, to import and
 /// then wipe with `fill(0)`), `iv`, `aad`, and for an open the `body` after the header.
@@ -169,5 +169,74 @@ impl Lease {
         let ctx = context_of(&context)?;
         let ct = bytes_of(&ciphertext)?;
         self.inner.decrypt(&ctx, &ct, now_ms()).map_err(thrown)
+    }
+
+    /// Starts encrypting a stream of any length with `context` (the framed format, 64 KiB
+    /// frames): feed it with `push`, end it with `finish`. The stream holds its own copy of the
+    /// keys and stops when this lease expires.
+    #[wasm_bindgen(js_name = sealStream)]
+    pub fn seal_stream(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "Record<string, string> | undefined")]
+        context: JsValue,
+    ) -> Result<StreamSealer, JsValue> {
+        let ctx = context_of(&context)?;
+        Ok(StreamSealer {
+            inner: EdgeSealer::new(self.inner.lease(), &ctx, now_ms(), &mut rng())
+                .map_err(thrown)?,
+        })
+    }
+
+    /// Starts decrypting a framed stream with `context`: each `push` hands out the plaintext
+    /// of the frames it completed, each verified; `finish` fails if the stream was cut short.
+    #[wasm_bindgen(js_name = openStream)]
+    pub fn open_stream(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "Record<string, string> | undefined")]
+        context: JsValue,
+    ) -> Result<StreamOpener, JsValue> {
+        let ctx = context_of(&context)?;
+        Ok(StreamOpener {
+            inner: EdgeOpener::new(self.inner.lease(), ctx, now_ms()).map_err(thrown)?,
+        })
+    }
+}
+
+/// A stream being encrypted (`Lease.sealStream`). `free()` wipes its keys.
+#[wasm_bindgen]
+pub struct StreamSealer {
+    inner: EdgeSealer,
+}
+
+#[wasm_bindgen]
+impl StreamSealer {
+    /// The ciphertext bytes `chunk` completes (the header first, then whole frames).
+    pub fn push(&mut self, chunk: &[u8]) -> Result<Vec<u8>, JsValue> {
+        self.inner.push(chunk, now_ms()).map_err(thrown)
+    }
+
+    /// The last ciphertext bytes.
+    pub fn finish(&mut self) -> Result<Vec<u8>, JsValue> {
+        self.inner.finish(now_ms()).map_err(thrown)
+    }
+}
+
+/// A stream being decrypted (`Lease.openStream`). `free()` wipes its keys.
+#[wasm_bindgen]
+pub struct StreamOpener {
+    inner: EdgeOpener,
+}
+
+#[wasm_bindgen]
+impl StreamOpener {
+    /// The verified plaintext `chunk` completes.
+    pub fn push(&mut self, chunk: &[u8]) -> Result<Vec<u8>, JsValue> {
+        self.inner.push(chunk, now_ms()).map_err(thrown)
+    }
+
+    /// The last plaintext; throws `decrypt_failed` or `malformed_ciphertext` if the stream was
+    /// cut short or altered.
+    pub fn finish(&mut self) -> Result<Vec<u8>, JsValue> {
+        self.inner.finish(now_ms()).map_err(thrown)
     }
 }

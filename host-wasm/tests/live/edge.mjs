@@ -42,6 +42,31 @@ const onServer = await api(`/scopes/${scope}/encrypt`, env('BYOK_SERVICE_TOKEN')
   { plaintext: Buffer.from('sealed on the server').toString('base64'), context: ctx });
 assert.equal(dec.decode(await client.decrypt(onServer.ciphertext, ctx)), 'sealed on the server');
 
+// Streams: a framed ciphertext made at the edge in 10 000-byte chunks opens with the CLI (the
+// test runs `byok decrypt` on BYOK_STREAM_OUT), and the CLI's (BYOK_STREAM_IN) opens here.
+const pattern = (n) => Uint8Array.from({ length: n }, (_, i) => (i * 7) % 251);
+async function through(bytes, stream, chunk = 10_000) {
+  const source = new ReadableStream({
+    start(c) {
+      for (let i = 0; i < bytes.length; i += chunk) c.enqueue(bytes.slice(i, i + chunk));
+      c.close();
+    },
+  });
+  const parts = [];
+  for await (const part of source.pipeThrough(stream)) parts.push(part);
+  return Buffer.concat(parts);
+}
+const STREAMED = 300_000;
+const { writeFileSync } = await import('node:fs');
+const sealedStream = await through(pattern(STREAMED), await client.encryptStream(ctx));
+writeFileSync(env('BYOK_STREAM_OUT'), sealedStream);
+const fromCli = readFileSync(env('BYOK_STREAM_IN'));
+assert.deepEqual(await through(fromCli, await client.decryptStream(ctx), 4_096), Buffer.from(pattern(STREAMED)));
+await assert.rejects(through(fromCli.subarray(0, fromCli.length - 100), await client.decryptStream(ctx)),
+  (e) => e.code === 'decrypt_failed', 'a stream cut short fails at its end');
+await assert.rejects(through(fromCli, await client.decryptStream({ tenant: 'other' })),
+  (e) => e.code === 'decrypt_failed', 'another context fails');
+
 /** Uses `c` until it throws; returns [the error, ms from `since` to then]. */
 async function useUntilRefused(c, since) {
   for (;;) {
