@@ -109,10 +109,18 @@ export class LeaseClient {
     this.now = now;
     this.current = null; // { lease, renewAt }
     this.refused = null; // { err, retryAt }: the refusal standing, and when to ask again
+    this.inflight = null; // the lease request in flight, shared by every caller
   }
 
-  /** Asks the server for a lease; a refusal drops the lease held at once. */
-  async renew() {
+  /** Asks the server for a lease; a refusal drops the lease held at once. Calls made while a
+   * request is in flight share it: a burst of messages (or the renewal point reached by many
+   * at once) costs byok one lease request, not one per message. */
+  renew() {
+    this.inflight ??= this.ask().finally(() => { this.inflight = null; });
+    return this.inflight;
+  }
+
+  async ask() {
     let answer;
     try {
       answer = await this.fetch(this.url, {

@@ -58,6 +58,13 @@ test('it renews at half-life, not before', async () => {
   assert.equal(calls.length, 2, 'renewed at half-life');
 });
 
+test('a burst of messages shares one lease request', async () => {
+  const { calls, client } = setup(['ok', 'ok']);
+  const cts = await Promise.all(Array.from({ length: 20 }, () => client.encrypt(pt)));
+  assert.equal(cts.length, 20);
+  assert.equal(calls.length, 1);
+});
+
 test('an outage or a 429 keeps the lease until it expires; then lease_expired', async () => {
   // Leases that live 400 ms of real time (the module checks expiry with Date.now()).
   const { clock, calls, client } = setup(['ok', 'down', 429, 503, 503], 400);
