@@ -48,6 +48,8 @@ check "host-wasm: clippy for wasm32-unknown-unknown (the JS bindings)" \
   cargo clippy -p byok-wasm --target wasm32-unknown-unknown --locked -- -D warnings
 check "host-wasm: JS package (wasm-bindgen) and the vectors through it in Node (before cargo test: tests/tests/edge_node.rs runs it live)" \
   bash -c 'scripts/build-wasm.sh && node --test host-wasm/tests/node/'
+check "host-wasm in headless Chromium: the vectors through both AES paths (Debian chromium, playwright-core pinned)" \
+  bash -c '. scripts/lib/chromium.sh && ensure_chromium && npm ci --prefix host-wasm/tests/browser --no-audit --no-fund && node --test host-wasm/tests/browser/'
 check "host-wasm: clippy for wasm32-wasip2 (the wasi:http component)" \
   cargo clippy -p byok-wasm --target wasm32-wasip2 --locked -- -D warnings
 check "host-wasm: the wasi:http component (before cargo test: tests/tests/edge_wasi.rs runs it under wasmtime)" \

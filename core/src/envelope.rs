@@ -151,9 +151,27 @@ impl AesStep {
     /// The step to open `ciphertext` under `key` with `context`, after every check the format
     /// puts before AES (the same order and errors as [`decrypt`]).
     pub fn open(key: &ScopeKey, context: &Context, ciphertext: &[u8]) -> Result<Self, Error> {
-        let (key, _) =
-            check_unit::<crate::crypto::backend::RawKey>(key, context, Mode::Single, ciphertext)?;
-        let (header, _) = split_header(ciphertext)?;
+        let head = ciphertext.get(..HEADER_LEN).unwrap_or(ciphertext);
+        Self::open_header(key, context, head, ciphertext.len())
+    }
+
+    /// [`Self::open`] from the ciphertext's first [`HEADER_LEN`] bytes (all of it, if shorter)
+    /// and its length: the checks need no more, so a host whose AES runs elsewhere (WebCrypto)
+    /// need not copy the body into wasm memory and back out.
+    pub fn open_header(
+        key: &ScopeKey,
+        context: &Context,
+        head: &[u8],
+        ciphertext_len: usize,
+    ) -> Result<Self, Error> {
+        let (key, _) = check_unit_parts::<crate::crypto::backend::RawKey>(
+            key,
+            context,
+            Mode::Single,
+            head,
+            ciphertext_len.saturating_sub(HEADER_LEN),
+        )?;
+        let (header, _) = split_header(head)?;
         Ok(Self {
             header: *header,
             key,
@@ -292,16 +310,34 @@ pub(crate) fn check_unit<B: AeadBackend>(
     mode: Mode,
     bytes: &[u8],
 ) -> Result<(B::Key, usize), Error> {
+    let head = bytes.get(..HEADER_LEN).unwrap_or(bytes);
+    check_unit_parts::<B>(
+        key,
+        context,
+        mode,
+        head,
+        bytes.len().saturating_sub(HEADER_LEN),
+    )
+}
+
+/// [`check_unit`] from the unit's header bytes (`head`: the first [`HEADER_LEN`] bytes, or all
+/// of a shorter unit) and the length of what follows them: the checks read nothing else.
+fn check_unit_parts<B: AeadBackend>(
+    key: &ScopeKey,
+    context: &Context,
+    mode: Mode,
+    head: &[u8],
+    body_len: usize,
+) -> Result<(B::Key, usize), Error> {
     context.check_encodable()?;
-    let (header, body) = Header::parse(bytes)?;
+    let (header, _) = Header::parse(head)?;
     let aead_key = open_message::<B>(key, &header, mode.name(), header.mode == mode)?;
-    let ct_len = body
-        .len()
+    let ct_len = body_len
         .checked_sub(TAG_LEN)
         .ok_or(FormatError::Truncated {
             field: "body.tag",
             needed: TAG_LEN,
-            got: body.len(),
+            got: body_len,
         })?;
     Ok((aead_key, ct_len))
 }

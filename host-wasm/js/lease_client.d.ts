@@ -8,6 +8,20 @@ export class ByokError extends Error {
   readonly code: string;
 }
 
+/** Whether WebCrypto's AES-GCM is there. */
+export function hasWebCrypto(): boolean;
+/** Plaintexts from this size up go through WebCrypto when it is there. */
+export const WEBCRYPTO_FROM: number;
+/** Seals as `lease.encrypt` does, byte for byte, with AES-GCM in WebCrypto. */
+export function sealWithWebCrypto(lease: Lease, plaintext: Uint8Array,
+  context?: Record<string, string>): Promise<Uint8Array>;
+/** The same ciphertext as two parts, `header` then `body`, with no copy of the body. */
+export function sealPartsWithWebCrypto(lease: Lease, plaintext: Uint8Array,
+  context?: Record<string, string>): Promise<{ header: Uint8Array; body: Uint8Array }>;
+/** Opens as `lease.decrypt` does (same checks, same codes), with AES-GCM in WebCrypto. */
+export function openWithWebCrypto(lease: Lease, ciphertext: Uint8Array | string,
+  context?: Record<string, string>): Promise<Uint8Array>;
+
 export interface LeaseClientOptions {
   /** The wasm module's `Lease` class. */
   Lease: typeof Lease;

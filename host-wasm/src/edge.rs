@@ -126,6 +126,19 @@ impl EdgeLease {
         let key = key_for(&self.lease, ciphertext, now_ms)?;
         Ok(AesStep::open(key, ctx, ciphertext)?)
     }
+
+    /// [`Self::open_step`] from the ciphertext's first [`HEADER_LEN`] bytes (all of it if
+    /// shorter) and its length: what the checks read, so the body need not enter wasm memory.
+    pub fn open_step_header(
+        &self,
+        ctx: &Context,
+        head: &[u8],
+        ciphertext_len: usize,
+        now_ms: i64,
+    ) -> Result<AesStep, EdgeError> {
+        let key = key_for(&self.lease, head, now_ms)?;
+        Ok(AesStep::open_header(key, ctx, head, ciphertext_len)?)
+    }
 }
 
 /// A copy of `lease` (its keys duplicated, each wiped on drop) for a stream that outlives the

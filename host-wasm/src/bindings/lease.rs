@@ -5,7 +5,7 @@ use byok_core::envelope::AesStep;
 use js_sys::{Object, Reflect, Uint8Array};
 use wasm_bindgen::prelude::*;
 
-use super::{bytes_of, context_of, now_ms, rng, thrown};
+use super::{array_of, bytes_of, context_of, now_ms, rng, thrown};
 use crate::edge::{EdgeLease, EdgeOpener, EdgeSealer};
 
 /// The inputs of WebCrypto's AES-GCM call as a JS object: `header`, `key` (raw, to import and
@@ -144,7 +144,8 @@ impl Lease {
     }
 
     /// The AES-256-GCM inputs to open `ciphertext` with `context` in WebCrypto, once every
-    /// check before AES passed: `{header, key, iv, aad, body}`.
+    /// check before AES passed: `{header, key, iv, aad}`, and `body` for `byok:v1:` text (for
+    /// bytes, the body is `ciphertext.subarray(header.length)`: it is not copied).
     #[wasm_bindgen(js_name = openStep)]
     pub fn open_step(
         &self,
@@ -153,9 +154,23 @@ impl Lease {
         context: JsValue,
     ) -> Result<JsValue, JsValue> {
         let ctx = context_of(&context)?;
-        let ct = bytes_of(&ciphertext)?;
-        let step = self.inner.open_step(&ctx, &ct, now_ms()).map_err(thrown)?;
-        Ok(step_object(&step, ct.get(step.header.len()..)))
+        if ciphertext.is_string() {
+            let ct = bytes_of(&ciphertext)?;
+            let step = self.inner.open_step(&ctx, &ct, now_ms()).map_err(thrown)?;
+            return Ok(step_object(&step, ct.get(step.header.len()..)));
+        }
+        // Bytes: only the header crosses into wasm; the caller hands WebCrypto the body as a
+        // view of its own array (`ciphertext.subarray(header.length)`), with no copy.
+        let bytes = array_of(&ciphertext);
+        let len = bytes.length();
+        let head = bytes
+            .subarray(0, len.min(byok_core::format::HEADER_LEN as u32))
+            .to_vec();
+        let step = self
+            .inner
+            .open_step_header(&ctx, &head, len as usize, now_ms())
+            .map_err(thrown)?;
+        Ok(step_object(&step, None))
     }
 
     /// Decrypts a ciphertext (`Uint8Array` or `byok:v1:` text) with `context`. Throws with the

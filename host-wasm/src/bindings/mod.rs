@@ -57,8 +57,18 @@ pub(crate) fn context_of(ctx: &JsValue) -> Result<byok_core::Context, JsValue> {
 pub(crate) fn bytes_of(ct: &JsValue) -> Result<Vec<u8>, JsValue> {
     match ct.as_string() {
         Some(text) => edge::dearmor(&text).map_err(thrown),
-        None => Ok(Uint8Array::new(ct).to_vec()),
+        None => Ok(array_of(ct).to_vec()),
     }
+}
+
+/// `value` as a `Uint8Array`: itself when it is one (no copy: `new Uint8Array(array)` would copy
+/// it, and that copy cost more than the AES of a 64 KiB message), else `new Uint8Array(value)`
+/// (an `ArrayBuffer` is viewed, not copied).
+pub(crate) fn array_of(value: &JsValue) -> Uint8Array {
+    value
+        .dyn_ref::<Uint8Array>()
+        .cloned()
+        .unwrap_or_else(|| Uint8Array::new(value))
 }
 
 pub mod key_setup;

@@ -1,6 +1,7 @@
 // The JS package, black box, in Node: every decrypt vector of vectors/ through `Lease.decrypt`
-// (bytes and `byok:v1:` text), byte for byte, each refusal with the server's error code; and
-// the lease rules (expiry, scope, context) with their codes.
+// and the WebCrypto path (bytes and `byok:v1:` text), byte for byte, each refusal with the
+// server's error code, then sealed across the two paths (tests/shared/vectors.mjs, which the
+// browser test runs too); and the lease rules (expiry, scope, context) with their codes.
 //
 //   node --test host-wasm/tests/node/   (after scripts/build-wasm.sh; BYOK_WASM_PKG overrides)
 import { test } from 'node:test';
@@ -8,7 +9,6 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { join, dirname } from 'node:path';
-import { createHash } from 'node:crypto';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..', '..', '..');
@@ -17,33 +17,9 @@ const { default: init, Lease } = await import(join(pkg, 'byok_wasm.js'));
 const { sealWithWebCrypto, openWithWebCrypto } = await import(join(pkg, 'lease_client.js'));
 await init({ module_or_path: readFileSync(join(pkg, 'byok_wasm_bg.wasm')) });
 
-const hex = (h) => Uint8Array.from(Buffer.from(h, 'hex'));
-const b64 = (h) => Buffer.from(h, 'hex').toString('base64');
-const CODES = {
-  format: 'malformed_ciphertext',
-  unsupported: 'unsupported_ciphertext',
-  decrypt: 'decrypt_failed',
-  wrong_key: 'decrypt_failed',
-  misuse: 'invalid_request',
-};
-
-// The caller-context rules the server applies (and so the package): at most 64 pairs, keys
-// up to 256 and values up to 1024 UTF-8 bytes, no `byok:` keys. The format takes more; a caller
-// does not.
-function callerAllows(ctx) {
-  const pairs = Object.entries(ctx);
-  return pairs.length <= 64 && pairs.every(([k, v]) =>
-    !k.startsWith('byok:') && Buffer.byteLength(k) <= 256 && Buffer.byteLength(v) <= 1024);
-}
-
-function leaseFor(v, expiresAt = Date.now() + 60_000) {
-  return Lease.fromJson(JSON.stringify({
-    scope: v.scope_id,
-    current_version: v.key_version,
-    keys: [{ version: v.key_version, key: b64(v.key) }],
-    expires_at: expiresAt,
-  }));
-}
+const { runVectors, formatFailures, leaseFor: leaseWith, VECTOR_FILES } =
+  await import(join(here, '..', 'shared', 'vectors.mjs'));
+const leaseFor = (v, expiresAt) => leaseWith(Lease, v, expiresAt);
 
 function thrownCode(f) {
   try {
@@ -65,42 +41,18 @@ async function thrownCodeAsync(f) {
   return 'ok';
 }
 
+// The vector logic is tests/shared/vectors.mjs, which the browser test runs too.
 test('every decrypt vector opens or is refused with its code, in wasm and via WebCrypto', async () => {
-  let ran = 0;
-  for (const file of ['single', 'negative', 'armor']) {
-    const { vectors } = JSON.parse(readFileSync(join(root, 'vectors', `${file}.json`), 'utf8'));
-    for (const v of vectors) {
-      if (v.operation !== 'decrypt') continue;
-      // Duplicate context keys cannot be said with an object (the API's type): nothing to run.
-      const keys = (v.context_pairs ?? []).map(([k]) => k);
-      if (new Set(keys).size !== keys.length) continue;
-      const lease = leaseFor(v);
-      const input = v.armor ?? hex(v.ciphertext);
-      let out;
-      // Some vectors give their context as pairs, unsorted: an object keeps that order, and
-      // the package must sort as the format says (UTF-8 bytes).
-      const ctx = v.context ?? Object.fromEntries(v.context_pairs ?? []);
-      const code = thrownCode(() => { out = lease.decrypt(input, ctx); });
-      // The same through WebCrypto's AES-GCM: same code, same bytes.
-      let viaWebCrypto;
-      const webCode = await thrownCodeAsync(async () => {
-        viaWebCrypto = await openWithWebCrypto(lease, input, ctx);
-      });
-      assert.equal(webCode, code, `${file}/${v.name} via WebCrypto`);
-      if (code === 'ok') assert.deepEqual(Buffer.from(viaWebCrypto), Buffer.from(out));
-      const want = !callerAllows(ctx) ? 'invalid_request' : v.expect === 'ok' ? 'ok' : CODES[v.expect];
-      assert.equal(code, want, `${file}/${v.name}`);
-      if (want === 'ok') {
-        // Long plaintexts are given by their SHA-256 and length only.
-        const sha = createHash('sha256').update(out).digest('hex');
-        assert.equal(sha, v.plaintext_sha256, `${file}/${v.name}`);
-        if (v.plaintext !== undefined) assert.equal(Buffer.from(out).toString('hex'), v.plaintext);
-      }
-      lease.free();
-      ran++;
-    }
-  }
+  const files = Object.fromEntries(VECTOR_FILES.map((f) =>
+    [f, JSON.parse(readFileSync(join(root, 'vectors', `${f}.json`), 'utf8'))]));
+  const { ran, sealed, calls, failures } = await runVectors(files, { Lease, sealWithWebCrypto, openWithWebCrypto });
+  assert.equal(failures.length, 0, `${failures.length} vector check(s) failed:\n${formatFailures(failures)}`);
   assert.ok(ran >= 90, `only ${ran} vectors ran`);
+  // Both AES paths took every vector, and every vector that opens was sealed across them.
+  // Each vector sealed across made 3 AES calls in WebCrypto (open it, seal, open wasm's).
+  assert.ok(calls.wasm >= ran && calls.webcrypto >= ran && calls.subtleAes >= 3 * sealed,
+    `paths exercised: ${JSON.stringify(calls)}`);
+  assert.ok(sealed >= 20, `only ${sealed} vectors sealed across the paths`);
 });
 
 test('a lease encrypts and decrypts until it expires, then throws lease_expired', () => {
