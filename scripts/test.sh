@@ -38,7 +38,7 @@ check "no_std: core for wasm32v1-none" cargo build -p byok-core --no-default-fea
 check "core for wasm32-unknown-unknown (kms, audit-log)" cargo build -p byok-core --features kms,audit-log --target wasm32-unknown-unknown --locked
 check "core for wasm32-wasip1 (kms)" cargo build -p byok-core --features kms --target wasm32-wasip1 --locked
 check "docs (missing_docs denied in core and server)" env RUSTDOCFLAGS="-D warnings -D missing_docs" cargo doc -p byok-core -p byok-server --no-deps --features byok-core/dev,byok-core/aws-lc,byok-core/kms --locked
-step "python venv (moto, botocore, cryptography, wasmtime)"
+step "python venv (moto, botocore, cryptography)"
 . scripts/lib/venv.sh
 ensure_venv
 export BYOK_VENV="$VENV"
@@ -68,8 +68,8 @@ check "SigV4 known answers recomputed by botocore" "$VENV/bin/python" tools/sigv
 
 check "vectors on wasm32-wasip1 under Node's WASI" env CARGO_TARGET_WASM32_WASIP1_RUNNER="node --no-warnings $ROOT/tools/wasi-run.mjs" \
   cargo test -p byok-wasm --target wasm32-wasip1 --locked
-check "vectors on wasm32-wasip1 under wasmtime" env CARGO_TARGET_WASM32_WASIP1_RUNNER="$VENV/bin/python $ROOT/tools/wasi_run.py" \
-  cargo test -p byok-wasm --target wasm32-wasip1 --locked
+check "vectors on wasm32-wasip1 under the wasmtime crate (tests/src/bin/wasi-run.rs)" bash -c \
+  'cargo build -q -p byok-tests --bin wasi-run --locked && CARGO_TARGET_WASM32_WASIP1_RUNNER="$CARGO_TARGET_DIR/debug/wasi-run" cargo test -p byok-wasm --target wasm32-wasip1 --locked'
 
 check "fuzz (${FUZZ_SECONDS}s per target)" scripts/fuzz.sh "$FUZZ_SECONDS"
 

@@ -1,7 +1,8 @@
 //! The example Worker (`host-wasm/examples/worker`) in `workerd`, Cloudflare's open-source
 //! Workers runtime, against a real `byok serve`: bodies encrypted in the Worker open on the
 //! server and the reverse, and a pause, a revoke and a token revoke on the server each stop the
-//! Worker within one lease TTL with the server's code.
+//! Worker within one lease TTL with the server's code. The JSON vectors pass in workerd too,
+//! through both AES paths (`host-wasm/tests/workerd`).
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -191,4 +192,75 @@ async fn a_pause_a_revoke_and_a_token_revoke_stop_the_worker_within_one_lease_tt
         );
         refused_before_expiry(&ts, &o, &d).await;
     }
+}
+
+/// The vectors Worker (`host-wasm/tests/workerd`) staged in `dir`: the Worker, the package, the
+/// shared runner and the vector files, with its config listening on `listen`.
+fn stage_vectors(dir: &Path, listen: &str) {
+    let src = repo().join("host-wasm/tests/workerd");
+    for sub in ["pkg", "shared", "vectors"] {
+        std::fs::create_dir_all(dir.join(sub)).unwrap();
+    }
+    std::fs::copy(src.join("vectors_worker.js"), dir.join("vectors_worker.js")).unwrap();
+    for f in ["byok_wasm.js", "lease_client.js", "byok_wasm_bg.wasm"] {
+        std::fs::copy(
+            repo().join("host-wasm/pkg").join(f),
+            dir.join("pkg").join(f),
+        )
+        .unwrap_or_else(|e| panic!("{f}: {e}: run scripts/build-wasm.sh first"));
+    }
+    std::fs::copy(
+        repo().join("host-wasm/tests/shared/vectors.mjs"),
+        dir.join("shared/vectors.mjs"),
+    )
+    .unwrap();
+    for f in ["single", "negative", "armor"] {
+        let name = format!("{f}.json");
+        std::fs::copy(
+            repo().join("vectors").join(&name),
+            dir.join("vectors").join(&name),
+        )
+        .unwrap();
+    }
+    let config = std::fs::read_to_string(src.join("config.capnp"))
+        .unwrap()
+        .replace("@LISTEN@", listen);
+    std::fs::write(dir.join("config.capnp"), config).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_vectors_pass_in_workerd_through_both_aes_paths() {
+    let dir = temp_dir("edge-workerd-vectors");
+    let listen = format!("127.0.0.1:{}", free_port());
+    stage_vectors(&dir, &listen);
+    let log = std::fs::File::create(dir.join("workerd.log")).unwrap();
+    let mut child = Command::new(workerd())
+        .args(["serve", "config.capnp"])
+        .current_dir(&dir)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let answer = loop {
+        match reqwest::get(format!("http://{listen}/")).await {
+            Ok(r) => break r,
+            Err(_) if started.elapsed() < Duration::from_secs(20) => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("workerd did not start: {e}"),
+        }
+    };
+    let status = answer.status();
+    let v: serde_json::Value = serde_json::from_slice(&answer.bytes().await.unwrap()).unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!((status.as_u16(), &v["ok"]), (200, &json!(true)), "{v}");
+    assert_eq!(v["failures"], json!([]), "{v}");
+    assert!(v["ran"].as_u64().unwrap() >= 90, "{v}");
+    assert!(v["sealed"].as_u64().unwrap() > 0, "{v}");
+    // Both paths ran, and AES really reached WebCrypto (not a quiet fallback to wasm).
+    assert_eq!(v["calls"]["wasm"], v["calls"]["webcrypto"], "{v}");
+    assert!(v["calls"]["subtleAes"].as_u64().unwrap() > 0, "{v}");
+    let _ = std::fs::remove_dir_all(&dir);
 }
