@@ -613,9 +613,62 @@ async fn a_lease_holds_every_live_version_until_issue_time_plus_the_lease_ttl() 
     assert_eq!(v["keys"].as_array().unwrap().len(), 1);
     let ttl = i64::try_from(o.lease_ttl_ms).unwrap();
     let expires_at = v["expires_at"].as_i64().unwrap();
+    // The server stamps expiry on its monotonic clock mapped to the wall clock at its start:
+    // allow the two clocks a few ms apart.
     assert!(
-        (issued_after + ttl..=issued_before + ttl).contains(&expires_at),
+        (issued_after + ttl - 20..=issued_before + ttl + 20).contains(&expires_at),
         "expires_at {expires_at} is not issue time + {ttl} ms (issued in {issued_after}..={issued_before})"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_never_outlives_the_cached_root_its_keys_come_from() {
+    // A 3 s unwrap cache and a 60 s lease: the lease ends with the root's TTL, so a withdrawal
+    // at the key holder reaches an edge within the cache TTL, as it reaches the server.
+    let ts = TestServer::start("lease-root-ttl");
+    let settings = OrgSettings {
+        lease_ttl_ms: 60_000,
+        ..OrgSettings::named("edge").cache_ttl_ms(3_000)
+    };
+    let o = ts.org(settings).await;
+    let team = o.scope(&ts, &o.id, "team").await;
+    for round in 0..2 {
+        let issued_after = now_ms();
+        let v = assert_status(
+            &ts.post(&o.scope_path(&team, "lease"), &o.service, &json!({}))
+                .await,
+            200,
+        );
+        let issued_before = now_ms();
+        let expires_at = v["expires_at"].as_i64().unwrap();
+        assert!(
+            expires_at > issued_after && expires_at <= issued_before + 3_000 + 20,
+            "round {round}: expires_at {expires_at}, issued in {issued_after}..={issued_before}"
+        );
+        // Past the TTL the root is unwrapped again, and the next lease gets a new TTL's worth.
+        tokio::time::sleep(std::time::Duration::from_millis(3_100)).await;
+    }
+    // An org that asks its key holder on every use gets no lease: an edge could not ask.
+    let every_use = ts
+        .org(OrgSettings {
+            lease_ttl_ms: 60_000,
+            ..OrgSettings::named("every-use").cache_ttl_ms(0)
+        })
+        .await;
+    let scope = every_use.scope(&ts, &every_use.id, "team").await;
+    let v = assert_error(
+        &ts.post(
+            &every_use.scope_path(&scope, "lease"),
+            &every_use.service,
+            &json!({}),
+        )
+        .await,
+        400,
+        "invalid_request",
+    );
+    assert!(
+        error_message(&v).contains("unwrap_cache_ttl_ms is 0"),
+        "{v}"
     );
 }
 

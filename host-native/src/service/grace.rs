@@ -74,7 +74,7 @@ impl Service {
 
     /// `t` on the service's clock as ms since the Unix epoch (by the wall clock at the
     /// service's start, so the same `t` always reads the same).
-    fn wall_ms(&self, t: Duration) -> i64 {
+    pub(super) fn wall_ms(&self, t: Duration) -> i64 {
         self.epoch_ms
             .saturating_add(i64::try_from(t.as_millis()).unwrap_or(i64::MAX))
     }
