@@ -7,4 +7,3 @@ pub mod fixtures;
 pub mod moto;
 pub mod server;
 pub mod sts_front;
-pub mod wasi_http;

@@ -9,8 +9,13 @@ use base64ct::{Base64, Encoding};
 use byok_core::lease::holder::REFUSAL_RETRY_MS;
 use byok_tests::edge::{Deployment, Withdrawal, first_refusal, refused_before_expiry};
 use byok_tests::fixtures::{TestOrg, TestServer, assert_status};
-use byok_tests::wasi_http::{WasiHttpHost, component_path};
+// The wasmtime embedding lives beside this test, not in the tests' library: only the binaries
+// that run wasm link wasmtime (it made every test binary about 470 MB).
+#[path = "support/wasi_http.rs"]
+mod wasi_http;
+
 use serde_json::{Value, json};
+use wasi_http::{WasiHttpHost, component_path};
 
 async fn component(ts: &TestServer, o: &TestOrg, d: &Deployment, audience: &str) -> WasiHttpHost {
     WasiHttpHost::start(

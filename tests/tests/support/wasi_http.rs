@@ -1,4 +1,4 @@
-//! A `wasi:http` host embedded in the tests: host-wasm's proxy component (wasm32-wasip2) run by
+//! A `wasi:http` host embedded in `edge_wasi.rs`: host-wasm's proxy component (wasm32-wasip2) run by
 //! the `wasmtime` crate with its WASI and wasi-http implementations, as `wasmtime serve` runs it
 //! but without a socket: requests are handed to the component's `incoming-handler` directly.
 //!
@@ -21,7 +21,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 /// The component as the test command builds it
 /// (`cargo build --release -p byok-wasm --target wasm32-wasip2`), in the target directory these
 /// tests were built into.
-pub fn component_path() -> PathBuf {
+pub(crate) fn component_path() -> PathBuf {
     let target = match std::env::var_os("CARGO_TARGET_DIR") {
         Some(dir) => PathBuf::from(dir),
         // target/<profile>/deps/<test binary>
@@ -66,13 +66,13 @@ impl WasiHttpView for State {
 }
 
 /// The component, instantiated once, with `env` as its environment.
-pub struct WasiHttpHost {
+pub(crate) struct WasiHttpHost {
     instance: Mutex<(Store<State>, Proxy)>,
 }
 
 impl WasiHttpHost {
     /// Compiles and instantiates the component at `path`.
-    pub async fn start(path: &std::path::Path, env: &[(&str, &str)]) -> Self {
+    pub(crate) async fn start(path: &std::path::Path, env: &[(&str, &str)]) -> Self {
         let engine = Engine::new(&Config::new()).expect("engine");
         let component = Component::from_file(&engine, path).expect("the component compiles");
         let mut linker = Linker::new(&engine);
@@ -93,7 +93,11 @@ impl WasiHttpHost {
     }
 
     /// `POST path_and_query` with `body`: the status and body of the component's answer.
-    pub async fn post(&self, path_and_query: &str, body: impl Into<Bytes>) -> (u16, Vec<u8>) {
+    pub(crate) async fn post(
+        &self,
+        path_and_query: &str,
+        body: impl Into<Bytes>,
+    ) -> (u16, Vec<u8>) {
         let request = hyper::Request::post(format!("http://edge.test{path_and_query}"))
             .body(
                 Full::new(body.into()).map_err(|never: Infallible| -> ErrorCode { match never {} }),
