@@ -14,6 +14,7 @@ pub mod orgs;
 pub mod paths;
 pub mod rate_limit;
 pub mod scopes;
+pub mod setup_page;
 pub mod tokens;
 
 use std::sync::Arc;
@@ -288,6 +289,9 @@ pub fn router(service: Arc<Service>, options: &ApiOptions, rate: Arc<RateLimits>
         .route("/readyz", get(ops::readyz))
         .route("/metrics", metrics)
         .route("/openapi.json", get(ops::openapi))
+        .route("/ui", get(setup_page::redirect))
+        .route("/ui/", get(setup_page::index))
+        .route("/ui/{*path}", get(setup_page::file))
         .fallback(not_found)
         .method_not_allowed_fallback(|| async {
             ApiError::new(
