@@ -10,7 +10,10 @@ use std::path::{Path, PathBuf};
 const PACKAGE: [&str; 3] = ["byok_wasm.js", "byok_wasm_bg.wasm", "lease_client.js"];
 
 fn main() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    // Read at run time, not with `env!`: a build script's binary can be reused from another
+    // checkout of the same sources (a shared target directory), and must not look there.
+    let root =
+        PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets it")).join("..");
     let web = root.join("host-wasm/web");
     let pkg = root.join("host-wasm/pkg");
     println!("cargo:rerun-if-changed={}", web.display());

@@ -564,6 +564,40 @@ async fn who_used_which_scope_since_when_is_in_the_log() {
     // A filter that is not an id is refused by name.
     let (st, v) = ts.get(&o.path("/audit?actor=zz"), &o.auditor).await;
     assert_error(&(st, v), 400, "invalid_request");
+    // The newest first (the setup page's "recent events"), and paging back with `before`.
+    let all = query("limit=1000".into()).await;
+    let seqs = |rows: &[Value]| {
+        rows.iter()
+            .map(|r| r["seq"].as_i64().unwrap())
+            .collect::<Vec<_>>()
+    };
+    let newest = query("newest=true&limit=3".into()).await;
+    let last: Vec<i64> = seqs(&all).into_iter().rev().take(3).collect();
+    assert_eq!(seqs(&newest), last, "the last three, newest first");
+    let before = query(format!("newest=true&limit=2&before={}", last[2])).await;
+    assert_eq!(seqs(&before), vec![last[2] - 1, last[2] - 2]);
+    let filtered = query("newest=true&limit=1&kind=scope_created".into()).await;
+    assert_eq!(filtered[0]["event"]["scope"], json!(other), "{filtered:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whoami_names_the_calling_token_and_a_revoked_one_gets_401() {
+    let log = Log::start("audit-log-whoami").await;
+    let (ts, o) = (&log.ts, &log.o);
+    let (id, token) = o.token(ts, "service", "ci").await;
+    let v = assert_status(&ts.get("/v1/whoami", &token).await, 200);
+    assert_eq!(
+        v,
+        json!({ "org": o.id, "role": "service", "token_id": id, "name": "ci", "expires_at": null })
+    );
+    let v = assert_status(&ts.get("/v1/whoami", &ts.operator).await, 200);
+    assert_eq!(
+        (v["org"].clone(), v["role"].clone()),
+        (json!(null), json!("operator"))
+    );
+    let path = o.path(&format!("/tokens/{id}"));
+    assert_status(&ts.raw("DELETE", &path, Some(&o.admin), None).await, 200);
+    assert_error(&ts.get("/v1/whoami", &token).await, 401, "unauthenticated");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -36,6 +36,10 @@ pub struct Page {
     pub since: Option<i64>,
     /// Only rows before this time (ms since the epoch).
     pub until: Option<i64>,
+    /// Only rows before this sequence number (to page back from the newest).
+    pub before: Option<i64>,
+    /// `true`: the newest rows first (the last `limit` that match). Default: oldest first.
+    pub newest: Option<bool>,
 }
 
 /// Read the org's audit log, optionally filtered: "did token X touch scope Y since Z" is
@@ -48,7 +52,9 @@ pub struct Page {
         ("scope" = Option<String>, Query, description = "only events about this scope (32 hex digits)"),
         ("actor" = Option<String>, Query, description = "only events written by requests with this token id (16 hex digits)"),
         ("since" = Option<i64>, Query, description = "only rows at or after this time, ms since the epoch"),
-        ("until" = Option<i64>, Query, description = "only rows before this time, ms since the epoch")),
+        ("until" = Option<i64>, Query, description = "only rows before this time, ms since the epoch"),
+        ("before" = Option<i64>, Query, description = "only rows before this sequence number (page back from the newest)"),
+        ("newest" = Option<bool>, Query, description = "`true`: newest first, the last `limit` rows that match")),
     responses((status = 200, body = Vec<AuditRow>), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn read(
@@ -71,6 +77,8 @@ pub async fn read(
         actor: page.actor.map(|a| a.to_ascii_lowercase()),
         since: page.since,
         until: page.until,
+        before: page.before,
+        newest: page.newest.unwrap_or(false),
     };
     let rows = s
         .service

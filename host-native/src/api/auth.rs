@@ -13,7 +13,7 @@ use super::error::ApiError;
 use crate::store::Role;
 
 /// The authenticated caller.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Caller {
     /// Its org (`None` for the operator).
     pub org: Option<ScopeId>,
@@ -21,6 +21,8 @@ pub struct Caller {
     pub role: Role,
     /// The hash its token is stored by (to rotate the operator's own token).
     pub token_hash: [u8; 32],
+    /// Its token's row (id, name, expiry; never the secret), for `whoami`.
+    pub token: std::sync::Arc<crate::store::tokens::TokenRow>,
 }
 
 impl Caller {
@@ -85,11 +87,12 @@ impl FromRequestParts<AppState> for Caller {
             return Err(refused.answer);
         }
         let (org, role) = (grant.org, grant.role);
-        crate::store::audit::set_actor(grant);
+        crate::store::audit::set_actor(grant.clone());
         Ok(Self {
             org,
             role,
             token_hash,
+            token: grant,
         })
     }
 }

@@ -64,7 +64,7 @@ pub struct ApiOptions {
     paths(
         orgs::create_org, orgs::get_org, orgs::update_org,
         tokens::create, tokens::list, tokens::revoke,
-        tokens::list_operator, tokens::revoke_operator, tokens::rotate_operator,
+        tokens::list_operator, tokens::revoke_operator, tokens::rotate_operator, tokens::whoami,
         scopes::create_scope, scopes::list_scopes, scopes::get_scope,
         scopes::pause, scopes::resume, scopes::revoke, scopes::rotate, scopes::retire,
         data::encrypt, data::decrypt, data::datakey, data::unwrap_datakey,
@@ -234,6 +234,7 @@ pub fn router(service: Arc<Service>, options: &ApiOptions, rate: Arc<RateLimits>
             post(tokens::create).get(tokens::list),
         )
         .route("/v1/orgs/{org}/tokens/{id}", delete(tokens::revoke))
+        .route("/v1/whoami", get(tokens::whoami))
         .route("/v1/tokens", get(tokens::list_operator))
         .route("/v1/tokens/rotate", post(tokens::rotate_operator))
         .route("/v1/tokens/{id}", delete(tokens::revoke_operator))

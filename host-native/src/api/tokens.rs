@@ -115,6 +115,37 @@ pub async fn list(
     Ok(Json(s.service.list_tokens(Some(org)).await?))
 }
 
+/// Who a token is: what a client that holds only the token (the setup page, a script) needs
+/// to find its org and know what it may do.
+#[derive(Serialize, ToSchema)]
+pub struct Whoami {
+    /// The token's org (32 hex digits); `null` for an operator token.
+    pub org: Option<String>,
+    /// Its role.
+    pub role: Role,
+    /// The token's id (16 hex digits), as the token list shows it.
+    pub token_id: String,
+    /// Its name.
+    pub name: String,
+    /// When it stops working, if ever (ms since the epoch).
+    pub expires_at: Option<i64>,
+}
+
+/// The calling token: its org, role, id and name (any token). A revoked or expired token gets
+/// 401 here as everywhere.
+#[utoipa::path(get, path = "/v1/whoami", tag = "tokens",
+    responses((status = 200, body = Whoami), (status = 401, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn whoami(caller: Caller) -> Json<Whoami> {
+    Json(Whoami {
+        org: caller.org.map(|o| o.to_string()),
+        role: caller.role,
+        token_id: caller.token.id.clone(),
+        name: caller.token.name.clone(),
+        expires_at: caller.token.expires_at,
+    })
+}
+
 /// A token revoked, with the withdrawal's receipt.
 #[derive(serde::Serialize, utoipa::ToSchema)]
 pub struct TokenRevoked {

@@ -173,9 +173,27 @@ pub struct AuditFilter {
     pub since: Option<i64>,
     /// Before this time, ms since the epoch.
     pub until: Option<i64>,
+    /// Rows before this sequence number (paging back from the newest).
+    pub before: Option<i64>,
+    /// Newest first: the last `limit` rows that match, not the first (the page's "recent").
+    pub newest: bool,
 }
 
-/// Rows `after+1 ..` of `org`'s log that `filter` lets through, at most `limit`.
+/// The rows of `org`'s log after `?2` that the filters let through (`?9`: `before`).
+macro_rules! audit_select {
+    () => {
+        "SELECT seq, at, event, prev, hash FROM audit WHERE org_id = ?1 AND seq > ?2
+           AND (?3 IS NULL OR json_extract(event, '$.type') = ?3)
+           AND (?4 IS NULL OR json_extract(event, '$.scope') = ?4 OR json_extract(event, '$.subject.scope') = ?4)
+           AND (?5 IS NULL OR json_extract(event, '$.actor.token') = ?5)
+           AND (?6 IS NULL OR at >= ?6)
+           AND (?7 IS NULL OR at < ?7)
+           AND (?9 IS NULL OR seq < ?9)"
+    };
+}
+
+/// Rows `after+1 ..` of `org`'s log that `filter` lets through, at most `limit`: oldest first,
+/// or the newest first with `filter.newest`.
 pub async fn read(
     pool: &SqlitePool,
     org: ScopeId,
@@ -183,25 +201,24 @@ pub async fn read(
     limit: i64,
     filter: &AuditFilter,
 ) -> Result<Vec<AuditRow>> {
-    let rows = sqlx::query(
-        "SELECT seq, at, event, prev, hash FROM audit WHERE org_id = ? AND seq > ?
-           AND (?3 IS NULL OR json_extract(event, '$.type') = ?3)
-           AND (?4 IS NULL OR json_extract(event, '$.scope') = ?4 OR json_extract(event, '$.subject.scope') = ?4)
-           AND (?5 IS NULL OR json_extract(event, '$.actor.token') = ?5)
-           AND (?6 IS NULL OR at >= ?6)
-           AND (?7 IS NULL OR at < ?7)
-         ORDER BY seq LIMIT ?8",
-    )
-    .bind(org.to_string())
-    .bind(after)
-    .bind(filter.kind.as_deref())
-    .bind(filter.scope.as_deref())
-    .bind(filter.actor.as_deref())
-    .bind(filter.since)
-    .bind(filter.until)
-    .bind(limit)
-    .fetch_all(pool)
-    .await?;
+    // Two constant statements rather than a direction spliced into one.
+    let sql = if filter.newest {
+        concat!(audit_select!(), " ORDER BY seq DESC LIMIT ?8")
+    } else {
+        concat!(audit_select!(), " ORDER BY seq LIMIT ?8")
+    };
+    let rows = sqlx::query(sql)
+        .bind(org.to_string())
+        .bind(after)
+        .bind(filter.kind.as_deref())
+        .bind(filter.scope.as_deref())
+        .bind(filter.actor.as_deref())
+        .bind(filter.since)
+        .bind(filter.until)
+        .bind(limit)
+        .bind(filter.before)
+        .fetch_all(pool)
+        .await?;
     let seqs = rows
         .iter()
         .map(|r| r.try_get::<i64, _>("seq"))
