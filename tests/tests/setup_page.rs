@@ -1,11 +1,17 @@
-//! The key-setup page's foundation: `byok serve` serves it at `/ui/` from files embedded at
-//! build time, with a strict CSP and `X-Frame-Options: DENY`; in headless Chromium it loads its
-//! WebAssembly under that CSP and fetches nothing from another origin.
+//! The key-setup page: `byok serve` serves it at `/ui/` from files embedded at build time, with
+//! a strict CSP and `X-Frame-Options: DENY`. In headless Chromium, against a real server (and
+//! moto behind it where a customer key is involved), an admin signs in with a pasted token and
+//! does everything the page offers; each stage is a run of
+//! `host-wasm/tests/browser/setup_page_flow.mjs`, which acts, checks what the page shows, runs
+//! axe-core on every screen and saves screenshots under `target/tmp/setup-page/`. This file sets
+//! up what each stage needs and checks the page's claims against the server.
 
+use std::path::PathBuf;
 use std::process::Command;
 
-use byok_tests::fixtures::TestServer;
-use serde_json::Value;
+use byok_tests::aws_stack::{aws_org, byok_org};
+use byok_tests::fixtures::{OrgSettings, TestServer, assert_error, assert_status, key};
+use serde_json::{Value, json};
 
 /// The page's exact policy: scripts and styles from this origin, wasm may compile, nothing else.
 const CSP: &str = "default-src 'none'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; \
@@ -78,6 +84,294 @@ async fn in_chromium_the_page_loads_its_wasm_under_the_csp_from_this_origin_only
         requests
             .iter()
             .any(|u| u.as_str().unwrap().ends_with("/ui/pkg/byok_wasm_bg.wasm")),
+        "{v}"
+    );
+}
+
+/// Runs `stage` of the flow script with `args` (the server's URL added); its JSON line, after
+/// the checks every stage shares: nothing fetched from another origin, no console error, and
+/// no serious or critical axe-core violation on any screen it visited.
+fn flow(url: &str, stage: &str, mut args: Value) -> Value {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let artifacts = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join("setup-page")
+        .join(stage);
+    let _ = std::fs::remove_dir_all(&artifacts);
+    args["url"] = json!(url);
+    let out = Command::new("node")
+        .arg(root.join("host-wasm/tests/browser/setup_page_flow.mjs"))
+        .arg(stage)
+        .arg(args.to_string())
+        .arg(&artifacts)
+        .output()
+        .expect("node runs");
+    assert!(
+        out.status.success(),
+        "stage {stage} failed (screenshots in {}):\n{}\n{}",
+        artifacts.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!("{e}: {}", String::from_utf8_lossy(&out.stdout));
+    });
+    assert_eq!(v["foreign"], json!([]), "{stage}: {v}");
+    assert_eq!(v["problems"], json!([]), "{stage}: {v}");
+    let axe = v["axe"].as_object().expect("axe results");
+    assert!(!axe.is_empty(), "{stage}: no screen was checked");
+    for (screen, violations) in axe {
+        assert_eq!(violations, &json!([]), "{stage}: axe on {screen}");
+    }
+    assert!(v["shots"].as_u64().unwrap_or(0) > 0, "{stage}: screenshots");
+    v
+}
+
+fn str_of<'a>(v: &'a Value, pointer: &str) -> &'a str {
+    v.pointer(pointer)
+        .and_then(Value::as_str)
+        .unwrap_or_else(|| panic!("no string at {pointer} in {v}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_screen_passes_axe_and_the_token_is_kept_nowhere() {
+    let ts = TestServer::start("setup-page-tour");
+    let o = ts.org(OrgSettings::named("acme")).await;
+    o.scope(&ts, &o.id, "team").await;
+    let v = flow(&ts.url, "tour", json!({ "admin": o.admin }));
+    let screens: Vec<&String> = v["axe"].as_object().unwrap().keys().collect();
+    assert_eq!(
+        screens,
+        [
+            "add-key", "audit", "keys", "overview", "scopes", "sign-in", "tokens"
+        ],
+        "{v}"
+    );
+    // The overview states the managed mode, that the vendor can decrypt, and the bounds.
+    let main = str_of(&v, "/main");
+    for claim in [
+        "Managed: the vendor holds the key",
+        "Can the vendor decrypt without your KMS?Yes.",
+        "stops reading your data within 5 min",
+        "stop within 60 s (the lease)",
+    ] {
+        assert!(main.contains(claim), "{claim:?} in {main}");
+    }
+    // Signed in, and nothing of the token in any storage; no layout shift on load.
+    assert_eq!(
+        v["stored"],
+        json!({ "cls": 0, "local": 0, "session": 0, "cookies": "", "databases": 0 }),
+        "{v}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_arn_and_a_missing_grant_each_show_their_fix_and_nothing_is_attached() {
+    let (stack, ts, o) = aws_org("setup-page-fixes", OrgSettings::named("acme")).await;
+    stack.moto.grant(false);
+    let v = flow(
+        &ts.url,
+        "fixes",
+        json!({ "admin": o.admin, "key_arn": stack.moto.key_arn, "org": o.id }),
+    );
+    assert_eq!(str_of(&v, "/csp"), CSP);
+    assert_eq!(str_of(&v, "/xfo"), "DENY");
+    // The malformed ARN: the field names the account and the server's code.
+    let malformed = str_of(&v, "/malformed");
+    assert!(malformed.contains("account"), "{malformed}");
+    assert!(malformed.ends_with("(invalid_request)"), "{malformed}");
+    assert!(str_of(&v, "/part").contains("the account"), "{v}");
+    // The key as parsed in the browser, and the grant for this org.
+    let arn = &stack.moto.key_arn;
+    let parts: Vec<&str> = arn.split(':').collect();
+    assert_eq!(
+        v["parsed"],
+        json!({ "region": parts[3], "account": parts[4], "name": arn.rsplit('/').next().unwrap() })
+    );
+    // The grant is core's: the same statements the server's policy endpoint answers.
+    let server = assert_status(
+        &ts.get(&o.path(&format!("/keys/policy?key_arn={arn}")), &o.admin)
+            .await,
+        200,
+    );
+    assert_eq!(v["policy"], server["key_policy_statements"], "{v}");
+    assert!(
+        str_of(&v, "/cli").contains(&format!(
+            "byok key add --org {} --name 'prod' --key-arn {arn}",
+            o.id
+        )),
+        "{v}"
+    );
+    // The missing grant: the page shows the server's failing step and its fix, word for word.
+    let report = assert_status(
+        &ts.post(
+            &o.path("/keys/validate"),
+            &o.admin,
+            &json!({ "key_arn": arn }),
+        )
+        .await,
+        200,
+    );
+    let failed: Vec<Value> = report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["outcome"] == "fail")
+        .map(
+            |s| json!({ "step": s["step"], "fix": format!("Fix: {}", s["fix"].as_str().unwrap()) }),
+        )
+        .collect();
+    assert_eq!(failed.len(), 1, "{report}");
+    assert_eq!(v["failed"], json!(failed), "{v}");
+    assert!(str_of(&v, "/failed/0/fix").contains("kms:"), "{v}");
+    assert!(
+        str_of(&v, "/refused").contains("(key_validation_failed)"),
+        "{v}"
+    );
+    // Nothing attached.
+    assert_eq!(o.keys(&ts).await["keys"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_keyboard_only_a_key_is_validated_attached_and_made_default() {
+    let (stack, ts, o) = aws_org("setup-page-keyboard", OrgSettings::named("acme")).await;
+    let v = flow(
+        &ts.url,
+        "keyboard",
+        json!({ "admin": o.admin, "key_arn": stack.moto.alias_arn }),
+    );
+    assert!(
+        str_of(&v, "/summary").starts_with("Every check passed"),
+        "{v}"
+    );
+    let steps = v["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 6, "{v}");
+    assert!(steps.iter().all(|s| s[1] == "step-pass"), "{v}");
+    assert!(
+        str_of(&v, "/attached").starts_with("Attached as cmk:1"),
+        "{v}"
+    );
+    assert!(
+        str_of(&v, "/result").contains("(cmk:1) is attached and is the default"),
+        "{v}"
+    );
+    let row = str_of(&v, "/row");
+    assert!(row.contains("Default") && row.contains("ready"), "{row}");
+    // The server agrees.
+    let keys = o.keys(&ts).await;
+    let k = key(&keys, "cmk:1");
+    assert_eq!(
+        (k["default"].clone(), k["state"].clone()),
+        (json!(true), json!("ready")),
+        "{keys}"
+    );
+    assert_eq!(k["alias_arn"], json!(stack.moto.alias_arn));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_banner_follows_a_job_and_a_key_is_disabled_with_reencryption() {
+    let (stack, ts, o) = byok_org("setup-page-job", OrgSettings::named("acme")).await;
+    assert_status(
+        &o.attach_aws_key(&ts, "second", &stack.moto.second_key_arn)
+            .await,
+        201,
+    );
+    // A retirement of team's v1 waiting on its paused thread: a job the banner must show.
+    let team = o.scope(&ts, &o.id, "team").await;
+    let thread = o.scope(&ts, &team, "thread").await;
+    let sealed = o.seal(&ts, &team, b"kept").await;
+    assert_status(&o.act(&ts, &team, "rotate", json!({})).await, 200);
+    let fresh = o.seal(&ts, &team, b"fresh").await;
+    assert_status(&o.act(&ts, &thread, "pause", json!({})).await, 200);
+    assert_status(
+        &o.act(&ts, &team, "retire", json!({ "version": 1 })).await,
+        202,
+    );
+    o.job_reaches(&ts, &format!("waiting on paused scope {thread}"))
+        .await;
+    let v = flow(
+        &ts.url,
+        "job",
+        json!({ "admin": o.admin, "team": team, "thread": thread }),
+    );
+    let waiting = str_of(&v, "/waiting");
+    assert!(waiting.contains(&format!("retire {team}")), "{waiting}");
+    assert!(
+        waiting.contains(&format!("Waiting on paused scope {thread}")),
+        "{waiting}"
+    );
+    assert_eq!(
+        str_of(&v, "/after"),
+        "",
+        "the banner goes when the job ends"
+    );
+    assert!(str_of(&v, "/rows/first").contains("disabled"), "{v}");
+    assert!(str_of(&v, "/rows/second").contains("Default"), "{v}");
+    // The server agrees: no job; the first key disabled, the second the default; v2 data opens
+    // through it and the retired v1 does not.
+    assert_eq!(o.job(&ts).await, Value::Null);
+    let keys = o.keys(&ts).await;
+    assert_eq!(key(&keys, "cmk:1")["state"], json!("disabled"), "{keys}");
+    assert_eq!(key(&keys, "cmk:2")["default"], json!(true), "{keys}");
+    assert_status(&o.decrypt(&ts, &fresh).await, 200);
+    assert_ne!(o.decrypt(&ts, &sealed).await.0, 200, "v1 is retired");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_360_px_the_tree_pauses_and_revokes_with_the_id_typed_back() {
+    let ts = TestServer::start("setup-page-tree");
+    let o = ts.org(OrgSettings::named("acme")).await;
+    let team_a = o.scope(&ts, &o.id, "team-a").await;
+    let thread = o.scope(&ts, &team_a, "thread-1").await;
+    let team_b = o.scope(&ts, &o.id, "team-b").await;
+    let v = flow(
+        &ts.url,
+        "tree",
+        json!({ "admin": o.admin, "team_a": team_a, "thread": thread, "team_b": team_b,
+                "viewport": { "width": 360, "height": 740 } }),
+    );
+    assert_eq!(
+        v["width"],
+        json!([360, 360]),
+        "nothing wider than the screen"
+    );
+    assert!(
+        str_of(&v, "/paused/thread").contains("effective: paused (by team-a)"),
+        "{v}"
+    );
+    let wrong = str_of(&v, "/wrong");
+    assert!(wrong.ends_with("(confirmation_mismatch)"), "{wrong}");
+    assert!(str_of(&v, "/warning").contains("final"), "{v}");
+    // The server agrees: the thread refuses as paused by team-a, team-b as revoked.
+    assert_error(&o.encrypt(&ts, &thread, b"x").await, 409, "scope_paused");
+    assert_error(&o.encrypt(&ts, &team_b, b"x").await, 410, "scope_revoked");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_revoked_from_the_page_stops_working_and_the_audit_shows_it() {
+    let ts = TestServer::start("setup-page-tokens");
+    let o = ts.org(OrgSettings::named("acme")).await;
+    let v = flow(&ts.url, "tokenCreate", json!({ "admin": o.admin }));
+    assert!(str_of(&v, "/noName").ends_with("(invalid_request)"), "{v}");
+    let token = str_of(&v, "/token").to_owned();
+    let who = assert_status(&ts.get("/v1/whoami", &token).await, 200);
+    assert_eq!(
+        (who["role"].clone(), who["name"].clone()),
+        (json!("service"), json!("ci"))
+    );
+    assert!(
+        str_of(&v, "/listed").contains(str_of(&who, "/token_id")),
+        "{v}"
+    );
+    let v = flow(
+        &ts.url,
+        "tokenRevoke",
+        json!({ "admin": o.admin, "name": "ci" }),
+    );
+    assert_error(&ts.get("/v1/whoami", &token).await, 401, "unauthenticated");
+    assert!(str_of(&v, "/newest").contains("token_revoked"), "{v}");
+    assert!(str_of(&v, "/verdict").starts_with("Verified:"), "{v}");
+    assert!(
+        str_of(&v, "/badActor").ends_with("(invalid_request)"),
         "{v}"
     );
 }

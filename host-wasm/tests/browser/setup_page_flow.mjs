@@ -1,0 +1,283 @@
+// The setup page driven in headless Chromium against a real `byok serve`, one stage per run:
+//
+//   node setup_page_flow.mjs STAGE '{"url": ..., "admin": ..., ...}' ARTIFACT_DIR
+//
+// Each stage acts as an admin would and checks what the page shows (node:assert); it prints
+// one JSON line with what it saw (values the Rust test checks against the server, the axe
+// results, requests to other origins, console errors). tests/tests/setup_page.rs runs the
+// stages and sets up what each needs (moto's grant removed, a second key, a paused scope).
+import assert from 'node:assert/strict';
+import { openPage, text } from './setup_page_kit.mjs';
+
+const [stage, argJson, artifacts] = process.argv.slice(2);
+const arg = JSON.parse(argJson);
+const STAGES = { tour, fixes, keyboard, job, tree, tokenCreate, tokenRevoke };
+
+const run = STAGES[stage];
+if (!run) throw new Error(`unknown stage ${stage}; one of ${Object.keys(STAGES).join(', ')}`);
+const ui = await openPage(arg.url, artifacts, arg.viewport);
+let out;
+try {
+  out = await run(ui, arg);
+} finally {
+  await ui.close();
+}
+console.log(JSON.stringify({ ...out, foreign: ui.seen.foreign, problems: ui.seen.problems, axe: ui.seen.axe, shots: ui.seen.shots.length }));
+
+/** Every screen once: signed out, then each section; axe and a screenshot on each. Returns
+ * the overview's text and what the browser stored. */
+async function tour(ui, { admin }) {
+  const { page } = ui;
+  await ui.load();
+  await ui.axe('sign-in');
+  await ui.shot('sign-in');
+  await ui.signIn(admin);
+  const main = await text(page, '#main');
+  const stored = await traces(page);
+  for (const s of ['overview', 'keys', 'add-key', 'scopes', 'tokens', 'audit']) {
+    await page.click(`nav a[href="#${s}"]`);
+    await ui.section(s);
+    await ui.axe(s);
+    await ui.shot(s);
+  }
+  return { main, stored };
+}
+
+/** What loading the page costs the layout, and what it leaves behind: the cumulative layout
+ * shift from navigation to sign-in, and every storage the browser offers after it. */
+async function traces(page) {
+  return page.evaluate(async () => ({
+    cls: (await new Promise((done) => {
+      new PerformanceObserver((list) => done(list.getEntries())).observe({ type: 'layout-shift', buffered: true });
+      setTimeout(() => done([]), 200);
+    })).filter((e) => !e.hadRecentInput).reduce((a, e) => a + e.value, 0),
+    local: localStorage.length,
+    session: sessionStorage.length,
+    cookies: document.cookie,
+    databases: (await indexedDB.databases()).length,
+  }));
+}
+
+/** A malformed ARN, then a key whose grant is missing (moto's policy for byok removed): each
+ * shows its fix beside what it concerns. Nothing is attached. */
+async function fixes(ui, { admin, key_arn, org }) {
+  const { page } = ui;
+  const answer = await ui.load();
+  await ui.signIn(admin);
+  const stored = await traces(page);
+  await page.click('nav a[href="#add-key"]');
+  await ui.section('add-key');
+  // A malformed ARN: an account of five digits. The field says which part and why, as typed.
+  const bad = 'arn:aws:kms:eu-west-1:12345:key/1234abcd-12ab-34cd-56ef-1234567890ab';
+  await page.fill('#key-arn', bad);
+  const malformed = await text(page, '#key-arn-error');
+  assert.equal(await page.getAttribute('#key-arn', 'aria-invalid'), 'true');
+  assert.match(malformed, /\(invalid_request\)$/);
+  assert.equal(await page.isDisabled('#validate'), true, 'nothing to validate');
+  const part = await text(page, '#key-arn-parsed');
+  await ui.axe('add-key-malformed');
+  await ui.shot('add-key-malformed');
+  // The key, typed character by character: parsed and granted as it is typed.
+  await page.fill('#key-arn', '');
+  await page.type('#key-arn', key_arn, { delay: 0 });
+  await page.waitForSelector('#key-policy');
+  assert.equal(await page.isHidden('#key-arn-error'), true);
+  const parsed = {
+    region: await text(page, '#key-arn-parsed [data-field="region"]'),
+    account: await text(page, '#key-arn-parsed [data-field="account"]'),
+    name: await text(page, '#key-arn-parsed [data-field="name"]'),
+  };
+  const policy = JSON.parse(await page.textContent('#key-policy'));
+  const cli = await page.textContent('#key-cli');
+  // Validate: the grant is missing, so a live step fails and names its fix.
+  await page.click('#validate');
+  await page.waitForSelector('#report-summary');
+  const failed = await page.$$eval('#report .step-fail', (els) => els.map((e) => ({
+    step: e.dataset.step, fix: e.querySelector('.fix')?.textContent ?? null })));
+  await ui.axe('add-key-validation-failed');
+  await ui.shot('add-key-validation-failed');
+  // Add anyway: the server validates first and refuses; the report shows with the fix.
+  await page.click('#add');
+  await page.waitForFunction(() => /key_validation_failed/.test(document.querySelector('#report-summary')?.textContent ?? ''));
+  const refused = await text(page, '#report-summary');
+  await ui.shot('add-key-refused');
+  return { csp: answer.headers()['content-security-policy'] ?? null, xfo: answer.headers()['x-frame-options'] ?? null,
+    stored, malformed, part, parsed, policy, cli, failed, refused, org };
+}
+
+/** The add-key flow with the keyboard only: sign in, reach "Add a key", paste, validate, add,
+ * make it the default. No click. */
+async function keyboard(ui, { admin, key_arn }) {
+  const { page } = ui;
+  await ui.load();
+  const presses = {};
+  presses.token = await ui.tabTo('#token');
+  await page.keyboard.type(admin);
+  await page.keyboard.press('Enter');
+  await ui.section('overview');
+  presses.nav = await ui.tabTo('nav a[href="#add-key"]');
+  await page.keyboard.press('Enter');
+  await ui.section('add-key');
+  presses.name = await ui.tabTo('#key-name');
+  await page.keyboard.press('Control+A');
+  await page.keyboard.type('prod');
+  presses.arn = await ui.tabTo('#key-arn');
+  await page.keyboard.type(key_arn);
+  await page.waitForSelector('#key-policy');
+  presses.copy = await ui.tabTo('#grant button');
+  await ui.axe('add-key-parsed');
+  await ui.shot('add-key-parsed');
+  presses.validate = await ui.tabTo('#validate');
+  await page.keyboard.press('Enter');
+  await page.waitForSelector('#report-summary');
+  const summary = await text(page, '#report-summary');
+  const steps = await page.$$eval('#report .steps li', (els) => els.map((e) => [e.dataset.step, e.className]));
+  await ui.axe('add-key-validated');
+  await ui.shot('add-key-validated');
+  presses.add = await ui.tabTo('#add');
+  await page.keyboard.press('Enter');
+  await page.waitForFunction(() => document.activeElement?.id === 'make-default', null, { timeout: 15_000 });
+  const attached = await text(page, '#add-result');
+  await page.keyboard.press('Enter');
+  await page.waitForFunction(() => /is the default/.test(document.querySelector('#add-result')?.textContent ?? ''));
+  const result = await text(page, '#add-result');
+  await ui.shot('add-key-default');
+  // The keys list and the overview say so too.
+  presses.keys = await ui.tabTo('#add-result a[href="#keys"]');
+  await page.keyboard.press('Enter');
+  await ui.section('keys');
+  const row = await text(page, '#keys-table tr[data-key="cmk:1"]');
+  await ui.axe('keys');
+  await ui.shot('keys');
+  return { presses, summary, steps, attached, result, row };
+}
+
+/** A retirement waits on a paused thread: the banner says so from sign-in on; resuming the
+ * thread from the tree lets the job finish and the banner goes; then the first key is
+ * disabled with re-encryption to the second. */
+async function job(ui, { admin, team, thread }) {
+  const { page } = ui;
+  await ui.load();
+  await ui.signIn(admin);
+  await page.waitForFunction(() => /waiting on paused scope/i.test(document.querySelector('#job')?.textContent ?? ''));
+  const waiting = await text(page, '#job');
+  const progress = await page.$eval('#job progress', (p) => [p.value, p.max]);
+  await ui.axe('job-banner');
+  await ui.shot('job-banner-waiting');
+  // Resume the thread from the tree: the job continues and the banner goes.
+  await page.click('nav a[href="#scopes"]');
+  await ui.section('scopes');
+  await page.click(`[data-scope="${team}"] > .scope-row button.disclosure`);
+  await page.click(`[data-scope="${thread}"] > .scope-row button:has-text("Resume")`);
+  await page.waitForFunction(() => document.querySelector('#job')?.dataset.running === 'false', null, { timeout: 20_000 });
+  const after = await text(page, '#job');
+  // Disable the first key, re-encrypting to the second.
+  await page.click('nav a[href="#keys"]');
+  await ui.section('keys');
+  await page.click('#keys-table tr[data-key="cmk:1"] button:has-text("Disable")');
+  await page.selectOption('#keys-table select[name="target"]', 'cmk:2');
+  await ui.axe('keys-disable');
+  await ui.shot('keys-disable-form');
+  await page.click('#keys-table button[type="submit"]');
+  await page.waitForSelector('#keys-table tr[data-key="cmk:1"] .state-disabled');
+  const live = await text(page, '#keys-live');
+  const rows = {
+    first: await text(page, '#keys-table tr[data-key="cmk:1"]'),
+    second: await text(page, '#keys-table tr[data-key="cmk:2"]'),
+  };
+  await ui.shot('keys-disabled');
+  return { waiting, progress, after, live, rows };
+}
+
+/** The tree at 360 px: collapse and expand, pause a team (its thread shows paused by it), a
+ * wrong confirmation refused beside its field, then a revoke typed back. */
+async function tree(ui, { admin, team_a, thread, team_b }) {
+  const { page } = ui;
+  await ui.load();
+  await ui.signIn(admin);
+  await page.click('nav a[href="#scopes"]');
+  await ui.section('scopes');
+  const toggle = `[data-scope="${team_a}"] > .scope-row button.disclosure`;
+  const child = `[data-scope="${thread}"]`;
+  assert.equal(await page.isHidden(child), true, 'collapsed below the first level');
+  await page.click(toggle);
+  await page.waitForSelector(child);
+  assert.equal(await page.getAttribute(toggle, 'aria-expanded'), 'true');
+  await page.click(`[data-scope="${team_a}"] > .scope-row button:has-text("Pause")`);
+  await page.waitForSelector(`${child} [data-effective="paused"]`);
+  const paused = { team: await text(page, `[data-scope="${team_a}"] > .scope-row`), thread: await text(page, `${child} > .scope-row`),
+    live: await text(page, '#scopes-live') };
+  await ui.axe('scopes-paused');
+  await ui.shot('scopes-paused-360');
+  const width = await page.evaluate(() => [document.documentElement.scrollWidth, window.innerWidth]);
+  // Revoke team-b: a wrong confirmation is refused by the server, beside the field.
+  await page.click(`[data-scope="${team_b}"] > .scope-row button:has-text("Revoke")`);
+  const input = `[data-scope="${team_b}"] form input`;
+  await page.fill(input, team_a);
+  await page.press(input, 'Enter');
+  await page.waitForSelector(`[data-scope="${team_b}"] .field-error:not([hidden])`);
+  const wrong = await text(page, `[data-scope="${team_b}"] .field-error`);
+  const warning = await text(page, `[data-scope="${team_b}"] form .warning`);
+  await ui.axe('scopes-revoke');
+  await ui.shot('scopes-revoke-360');
+  await page.fill(input, team_b);
+  await page.press(input, 'Enter');
+  await page.waitForSelector(`[data-scope="${team_b}"] [data-state="revoked"]`);
+  const revoked = await text(page, `[data-scope="${team_b}"] > .scope-row`);
+  await ui.shot('scopes-revoked-360');
+  return { paused, width, wrong, warning, revoked };
+}
+
+/** Creates a service token from the page: shown once, with a copy button. */
+async function tokenCreate(ui, { admin }) {
+  const { page } = ui;
+  await ui.load();
+  await ui.signIn(admin);
+  await page.click('nav a[href="#tokens"]');
+  await ui.section('tokens');
+  // No name: the server's refusal beside the name field.
+  await page.click('#token-form button[type="submit"]');
+  await page.waitForSelector('#token-name-error:not([hidden])');
+  const noName = await text(page, '#token-name-error');
+  await page.fill('#token-name', 'ci');
+  await page.selectOption('#token-role', 'service');
+  await page.click('#token-form button[type="submit"]');
+  await page.waitForSelector('#new-token');
+  const token = await page.inputValue('#new-token');
+  const listed = await text(page, '#tokens-table');
+  await ui.axe('tokens-created');
+  await ui.shot('tokens-created');
+  return { noName, token, listed };
+}
+
+/** Revokes token `name` from the page, then reads the audit log there: the revocation is the
+ * newest event, and the chain verifies. */
+async function tokenRevoke(ui, { admin, name }) {
+  const { page } = ui;
+  await ui.load();
+  await ui.signIn(admin);
+  await page.click('nav a[href="#tokens"]');
+  await ui.section('tokens');
+  const button = `#tokens-table tr:has(th:text-is("${name}")) button`;
+  await page.click(button);
+  await page.click(button);
+  await page.waitForFunction((n) => ![...document.querySelectorAll('#tokens-table tbody th')].some((th) => th.textContent === n), name);
+  const live = await text(page, '#tokens-live');
+  await ui.shot('tokens-revoked');
+  await page.click('nav a[href="#audit"]');
+  await ui.section('audit');
+  await page.fill('#audit-kind', 'token_revoked');
+  await page.press('#audit-kind', 'Enter');
+  await page.waitForFunction(() => /token_revoked/.test(document.querySelector('#audit-table tbody')?.textContent ?? ''));
+  const newest = await text(page, '#audit-table tbody tr');
+  await page.click('#audit-verify');
+  await page.waitForFunction(() => /^(Verified|Broken)/.test(document.querySelector('#audit-verdict')?.textContent ?? ''));
+  const verdict = await text(page, '#audit-verdict');
+  await page.fill('#audit-actor', 'zz');
+  await page.press('#audit-actor', 'Enter');
+  await page.waitForSelector('#audit-actor-error:not([hidden])');
+  const badActor = await text(page, '#audit-actor-error');
+  await ui.axe('audit');
+  await ui.shot('audit');
+  return { live, newest, verdict, badActor };
+}

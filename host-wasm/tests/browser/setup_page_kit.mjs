@@ -1,0 +1,94 @@
+// What the setup page's browser tests share: sign in the way an admin does, check a screen
+// with axe-core (no serious or critical violation), save a screenshot as a test artifact, move
+// by keyboard only, and watch for requests to other origins and console errors.
+import assert from 'node:assert/strict';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { join } from 'node:path';
+import { launchChromium } from './chromium.mjs';
+
+const require = createRequire(import.meta.url);
+const AXE = readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
+
+/** A Chromium page on the setup page at `base` (the server's URL), recording what it fetches
+ * and what it logs. `artifacts` is where screenshots go. */
+export async function openPage(base, artifacts, { width = 1280, height = 900 } = {}) {
+  const browser = await launchChromium();
+  const page = browser.page;
+  await page.setViewportSize({ width, height });
+  const origin = new URL(base).origin;
+  const seen = { requests: [], foreign: [], problems: [], axe: {}, shots: [] };
+  page.on('request', (r) => {
+    seen.requests.push(r.url());
+    if (new URL(r.url()).origin !== origin) seen.foreign.push(r.url());
+  });
+  // A refusal the page shows (a 4xx it asked for) is logged by Chromium as a failed load: not a
+  // problem. Anything else logged as an error is.
+  page.on('console', (m) => {
+    if (m.type() === 'error' && !/^Failed to load resource: the server responded with a status of 4/.test(m.text())) seen.problems.push(m.text());
+  });
+  page.on('pageerror', (e) => seen.problems.push(String(e)));
+  mkdirSync(artifacts, { recursive: true });
+  let shot = 0;
+  return {
+    page,
+    seen,
+    version: browser.version,
+    close: () => browser.close(),
+    /** Loads the page and waits until its wasm is ready; returns the navigation's answer. */
+    async load() {
+      const answer = await page.goto(`${base}/ui/`);
+      await page.waitForFunction(() => document.documentElement.dataset.ready !== undefined, null, { timeout: 20_000 });
+      assert.equal(await page.evaluate(() => document.documentElement.dataset.ready), 'true', 'the wasm package loads');
+      return answer;
+    },
+    /** Signs in with `token` (typed, then Enter) and waits for the overview. */
+    async signIn(token) {
+      await page.fill('#token', token);
+      await page.press('#token', 'Enter');
+      await section('overview');
+    },
+    /** Waits until section `name` has rendered. */
+    section,
+    /** Runs axe-core on the page as it is; records and returns the serious or critical
+     * violations (`[]` when clean). */
+    async axe(screen) {
+      await page.evaluate(AXE);
+      const result = await page.evaluate(async () => {
+        // eslint-disable-next-line no-undef
+        const r = await axe.run(document, { resultTypes: ['violations'] });
+        return r.violations.map((v) => ({ id: v.id, impact: v.impact, help: v.help,
+          nodes: v.nodes.map((n) => n.target.join(' ')).slice(0, 5) }));
+      });
+      const bad = result.filter((v) => v.impact === 'serious' || v.impact === 'critical');
+      seen.axe[screen] = bad;
+      return bad;
+    },
+    /** Saves a full-page screenshot `NN-name.png` in the artifacts directory. */
+    async shot(name) {
+      shot += 1;
+      const file = join(artifacts, `${String(shot).padStart(2, '0')}-${name}.png`);
+      await page.screenshot({ path: file, fullPage: true });
+      seen.shots.push(file);
+    },
+    /** Presses Tab until `selector` has focus (at most `max` times): proves it is reachable by
+     * keyboard. Returns how many presses it took. */
+    async tabTo(selector, max = 80) {
+      for (let i = 1; i <= max; i += 1) {
+        await page.keyboard.press('Tab');
+        if (await page.evaluate((s) => document.activeElement?.matches(s) ?? false, selector)) return i;
+      }
+      throw new Error(`${selector} is not reachable with Tab in ${max} presses`);
+    },
+  };
+
+  async function section(name) {
+    await page.waitForFunction((n) => document.documentElement.dataset.section === n
+      && !document.querySelector('main section[aria-busy]'), name, { timeout: 15_000 });
+  }
+}
+
+/** The text of `selector`, whitespace collapsed. */
+export async function text(page, selector) {
+  return (await page.textContent(selector))?.replace(/\s+/g, ' ').trim() ?? null;
+}

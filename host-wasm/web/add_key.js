@@ -1,0 +1,234 @@
+// Add a key: the provider's steps; the identifier parsed by the wasm module as it is typed
+// (region, account, key or alias, or what is wrong and why); the exact grant for this org,
+// generated in the browser by core's own function, with a copy button and the CLI commands;
+// "Validate" runs the server's live checks, each step with its fix; "Add" attaches the key.
+import { ApiError } from './api.js';
+import { copyButton, fieldMessage, fill, h } from './dom.js';
+import { stepsList } from './steps.js';
+
+export async function render(section, { session, wasm, banner, go }) {
+  const org = session.who.org;
+  const name = h('input', { id: 'key-name', name: 'name', required: true, value: 'prod', autocomplete: 'off', maxlength: 64 });
+  const arn = h('input', { id: 'key-arn', name: 'key_arn', required: true, autocomplete: 'off', spellcheck: 'false',
+    placeholder: 'arn:aws:kms:eu-west-1:111122223333:key/…', 'aria-describedby': 'key-arn-parsed', class: 'mono' });
+  const role = h('input', { id: 'role-arn', name: 'role_arn', autocomplete: 'off', spellcheck: 'false',
+    placeholder: 'arn:aws:iam::111122223333:role/…', 'aria-describedby': 'role-arn-hint', class: 'mono' });
+  const nameMsg = fieldMessage(name);
+  const arnMsg = fieldMessage(arn);
+  const roleMsg = fieldMessage(role);
+  const parsed = h('div', { id: 'key-arn-parsed', class: 'parsed', 'aria-live': 'polite' });
+  const grantBox = h('div', { id: 'grant' });
+  const report = h('div', { id: 'report', 'aria-live': 'polite' });
+  const result = h('div', { id: 'add-result', role: 'status' });
+  const validate = h('button', { type: 'button', id: 'validate', class: 'secondary', disabled: true }, 'Validate');
+  const add = h('button', { type: 'submit', id: 'add', disabled: true }, 'Add the key');
+
+  // The vendor's principal and the org's external id, from the server once: what the grant
+  // needs besides the identifier. Everything else is computed here as the admin types.
+  let vendor = null;
+  const vendorFor = async (keyArn) => {
+    if (!vendor) {
+      const p = await session.call('GET', session.org(`/keys/policy?key_arn=${encodeURIComponent(keyArn)}`));
+      vendor = { principal: p.principal, externalId: p.external_id };
+    }
+    return vendor;
+  };
+
+  let current = null;
+  let generation = 0;
+  async function onInput() {
+    const started = performance.now();
+    generation += 1;
+    const mine = generation;
+    arnMsg.clear();
+    roleMsg.clear();
+    fill(report);
+    const text = arn.value.trim();
+    current = null;
+    validate.disabled = true;
+    add.disabled = true;
+    if (!text) {
+      fill(parsed, h('p', { class: 'hint' }, 'Paste a key ARN or an alias ARN.'));
+      fill(grantBox);
+      return;
+    }
+    let key;
+    try {
+      key = wasm.parseKeyArn(text);
+    } catch (e) {
+      arnMsg.show(`${e.message} (${e.code ?? 'invalid_request'})`);
+      fill(parsed, e.part ? h('p', { class: 'hint' }, `At fault: the ${e.part}` +
+        (e.found ? ` (found “${e.found}”)` : '') + (e.expected ? `. Expected: ${e.expected}` : '')) : null);
+      fill(grantBox);
+      parsed.dataset.ms = (performance.now() - started).toFixed(2);
+      return;
+    }
+    current = key;
+    fill(parsed, h('dl', { class: 'facts' },
+      h('dt', {}, 'Partition'), h('dd', {}, key.partition),
+      h('dt', {}, 'Region'), h('dd', { 'data-field': 'region' }, key.region),
+      h('dt', {}, 'Account'), h('dd', { 'data-field': 'account' }, key.account),
+      h('dt', {}, key.kind === 'alias' ? 'Alias' : 'Key id'), h('dd', { 'data-field': 'name' }, key.name),
+      h('dt', {}, 'byok will call'), h('dd', { class: 'mono' }, key.endpoint)));
+    parsed.dataset.ms = (performance.now() - started).toFixed(2);
+    validate.disabled = false;
+    add.disabled = false;
+    let v;
+    try {
+      v = await vendorFor(key.key_id);
+    } catch (e) {
+      if (mine === generation) fill(grantBox, h('p', { class: 'error' }, `The grant could not be prepared: ${e instanceof ApiError ? e.text : e}`));
+      return;
+    }
+    if (mine !== generation) return;
+    const roleArn = role.value.trim() || undefined;
+    let grant;
+    try {
+      grant = wasm.keyGrant({ keyArn: key.key_id, roleArn, vendorPrincipal: v.principal, externalId: v.externalId, org });
+    } catch (e) {
+      roleMsg.show(`${e.message} (${e.code ?? 'invalid_request'})`);
+      fill(grantBox);
+      validate.disabled = true;
+      add.disabled = true;
+      return;
+    }
+    showGrant(key, grant, roleArn);
+  }
+
+  function showGrant(key, grant, roleArn) {
+    const statements = JSON.stringify(grant.key_policy_statements, null, 2);
+    const policyPre = h('pre', { id: 'key-policy', class: 'code', tabindex: 0, 'aria-label': 'Key policy statements' }, statements);
+    // The key policy belongs to the key, not the alias: an alias is resolved first.
+    const keyRef = key.kind === 'alias'
+      ? `KEY=$(aws kms describe-key --region ${key.region} --key-id ${key.key_id} --query KeyMetadata.Arn --output text)`
+      : `KEY=${key.key_id}`;
+    const cli = [
+      keyRef,
+      `aws kms get-key-policy --region ${key.region} --key-id "$KEY" --policy-name default --query Policy --output text > policy.json`,
+      '# add the statements above to "Statement" in policy.json, then:',
+      `aws kms put-key-policy --region ${key.region} --key-id "$KEY" --policy-name default --policy file://policy.json`,
+      `byok key validate --org ${org} --key-arn ${key.key_id}${roleArn ? ` --role-arn ${sh(roleArn)}` : ''}`,
+      `byok key add --org ${org} --name ${sh(name.value.trim() || 'prod')} --key-arn ${key.key_id}${roleArn ? ` --role-arn ${sh(roleArn)}` : ''}`,
+    ].join('\n');
+    const cliPre = h('pre', { id: 'key-cli', class: 'code', tabindex: 0, 'aria-label': 'Commands' }, cli);
+    const parts = [
+      h('h3', {}, '3. Grant byok use of the key'),
+      h('p', {}, roleArn
+        ? 'byok will assume your role. Add these statements to the key policy, give the role the permissions policy, and let byok assume it with the trust policy:'
+        : `Add these statements to the key's key policy. They let ${grant.principal} use the key only for this org (the encryption context names it):`),
+      policyPre, copyButton('Copy the key policy statements', () => statements, policyPre),
+    ];
+    if (grant.role_policy) {
+      const rp = JSON.stringify(grant.role_policy, null, 2);
+      const tp = JSON.stringify(grant.trust_policy, null, 2);
+      const rpPre = h('pre', { id: 'role-policy', class: 'code', tabindex: 0, 'aria-label': 'Role permissions policy' }, rp);
+      const tpPre = h('pre', { id: 'trust-policy', class: 'code', tabindex: 0, 'aria-label': 'Role trust policy' }, tp);
+      parts.push(h('h4', {}, 'The role\'s permissions policy'), rpPre, copyButton('Copy the permissions policy', () => rp, rpPre),
+        h('h4', {}, 'The role\'s trust policy'), tpPre, copyButton('Copy the trust policy', () => tp, tpPre));
+    }
+    parts.push(h('p', {}, 'With the AWS CLI and byok\'s CLI:'), cliPre, copyButton('Copy the commands', () => cli, cliPre));
+    fill(grantBox, parts);
+  }
+
+  const body = () => ({ key_arn: arn.value.trim(), role_arn: role.value.trim() || null });
+
+  validate.addEventListener('click', async () => {
+    validate.disabled = true;
+    fill(report, h('p', {}, 'Validating with your KMS…'));
+    try {
+      const r = await session.call('POST', session.org('/keys/validate'), body());
+      fill(report, h('p', { class: r.ok ? 'ok' : 'error', id: 'report-summary' },
+        r.ok ? 'Every check passed: the key is ready to add.' : 'A check failed. Its fix is below; validate again once it is done.'),
+      stepsList(r.steps));
+    } catch (e) {
+      if (e instanceof ApiError && e.code === 'unauthenticated') throw e;
+      showRefusal(e);
+    } finally {
+      validate.disabled = !current;
+    }
+  });
+
+  function showRefusal(e) {
+    fill(report);
+    if (!(e instanceof ApiError)) {
+      arnMsg.show(String(e));
+      return;
+    }
+    if (e.code === 'key_validation_failed' && Array.isArray(e.details)) {
+      fill(report, h('p', { class: 'error', id: 'report-summary' }, `${e.text}. Its fix is below.`), stepsList(e.details));
+    } else if (/name/.test(e.message) && !/arn/i.test(e.message)) {
+      nameMsg.show(e.text);
+    } else if (/role/i.test(e.message)) {
+      roleMsg.show(e.text);
+    } else {
+      arnMsg.show(e.text);
+    }
+  }
+
+  const form = h('form', { id: 'add-key-form', novalidate: true, on: { submit: async (e) => {
+    e.preventDefault();
+    nameMsg.clear();
+    if (!name.value.trim()) {
+      nameMsg.show('Give the key a name (invalid_request)');
+      name.focus();
+      return;
+    }
+    add.disabled = true;
+    fill(result, h('p', {}, 'Validating and attaching…'));
+    try {
+      const added = await session.call('POST', session.org('/keys'), { name: name.value.trim(), provider: 'aws', ...body() });
+      const id = added.key.id;
+      banner?.refresh();
+      const makeDefault = h('button', { type: 'button', id: 'make-default', on: { click: async () => {
+        try {
+          await session.call('POST', session.org(`/keys/${id}/default`));
+          fill(result, h('p', { class: 'ok' }, `“${name.value.trim()}” (${id}) is attached and is the default. `,
+            h('a', { href: '#keys' }, 'See your keys'), '.'));
+        } catch (err) {
+          if (err instanceof ApiError && err.code === 'unauthenticated') throw err;
+          fill(result, h('p', { class: 'error' }, err instanceof ApiError ? err.text : String(err)));
+        }
+        result.querySelector('a, button')?.focus();
+      } } }, 'Make it the default');
+      fill(result, h('p', { class: 'ok' }, `Attached as ${id}. New data keeps using the current default until you change it.`),
+        makeDefault, ' ', h('a', { href: '#keys' }, 'See your keys'));
+      makeDefault.focus();
+      if (Array.isArray(added.validation)) fill(report, stepsList(added.validation));
+    } catch (err) {
+      if (err instanceof ApiError && err.code === 'unauthenticated') throw err;
+      fill(result);
+      showRefusal(err);
+      (report.querySelector('.step-fail') ? report : arn).focus?.();
+    } finally {
+      add.disabled = !current;
+    }
+  } } },
+  h('fieldset', {}, h('legend', {}, '1. Where your key lives'),
+    h('label', { class: 'choice' }, h('input', { type: 'radio', name: 'provider', value: 'aws', checked: true }), ' AWS KMS')),
+  h('details', { open: true }, h('summary', {}, 'In AWS: prepare the key'),
+    h('ol', {},
+      h('li', {}, 'In the AWS console, open Key Management Service in the region that should hold the key.'),
+      h('li', {}, 'Create a key (or pick one): symmetric, "Encrypt and decrypt", single- or multi-Region.'),
+      h('li', {}, 'Copy its key ARN (or an alias ARN) and paste it below.'),
+      h('li', {}, 'Add the statements this page generates to the key policy; byok uses the key only for this org.'))),
+  h('h3', {}, '2. Identify the key'),
+  h('label', { for: 'key-name' }, 'Name (how this page and the audit log call it)'), name, nameMsg.el,
+  h('label', { for: 'key-arn' }, 'Key ARN or alias ARN'), arn, arnMsg.el, parsed,
+  h('label', { for: 'role-arn' }, 'Role ARN (optional)'), role,
+  h('p', { class: 'hint', id: 'role-arn-hint' }, 'Only if byok should assume a role in your account instead of being granted in the key policy.'), roleMsg.el,
+  grantBox,
+  h('h3', {}, '4. Check and add'),
+  h('p', { class: 'toolbar' }, validate, add),
+  report, result);
+
+  arn.addEventListener('input', onInput);
+  role.addEventListener('input', onInput);
+  section.append(h('h2', {}, 'Add a key'), form);
+  onInput();
+}
+
+/** `s` quoted for a POSIX shell: a key's name is the admin's text, and a command they paste
+ * must not run any of it. */
+function sh(s) {
+  return `'${s.replaceAll("'", "'\\''")}'`;
+}

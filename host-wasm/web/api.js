@@ -1,0 +1,89 @@
+// The page's one way to the server: same origin only (the CSP allows nothing else), the
+// admin's token in memory only, and every refusal thrown as an `ApiError` with the server's
+// code, so that each screen can show it beside the field it concerns.
+
+/** A refusal from the server: its `code` (`invalid_request`, `key_validation_failed`, ...),
+ * message, HTTP status, details (a validation report) and request id. */
+export class ApiError extends Error {
+  constructor(status, body) {
+    const e = body?.error ?? {};
+    super(e.message ?? `the server answered ${status}`);
+    this.name = 'ApiError';
+    this.status = status;
+    this.code = e.code ?? (status === 0 ? 'unreachable' : 'unexpected_answer');
+    this.details = e.details ?? null;
+    this.requestId = e.request_id ?? null;
+  }
+
+  /** `message (code)`: what the page shows. */
+  get text() {
+    return `${this.message} (${this.code})`;
+  }
+}
+
+/** A session: one org admin's token, held by this object only. Nothing of it is written to
+ * storage or cookies; closing or reloading the tab ends it. */
+export class Session {
+  #token;
+
+  constructor(token) {
+    this.#token = token;
+    /** Filled by `signIn`: `{ org, role, token_id, name }`. */
+    this.who = null;
+  }
+
+  /** Checks the token (`GET /v1/whoami`). Only an org admin token may use the page. */
+  async signIn() {
+    const who = await this.call('GET', '/v1/whoami');
+    if (who.role !== 'admin' || !who.org) {
+      throw new ApiError(403, { error: {
+        code: 'forbidden',
+        message: `this is ${who.role === 'operator' ? 'an operator' : `a ${who.role}`} token; the page needs an org admin token`,
+      } });
+    }
+    this.who = who;
+    return who;
+  }
+
+  /** Forgets the token. */
+  end() {
+    this.#token = null;
+    this.who = null;
+  }
+
+  /** `/v1/orgs/{org}` + `rest`. */
+  org(rest = '') {
+    return `/v1/orgs/${this.who.org}${rest}`;
+  }
+
+  /** Calls the API: the parsed JSON answer, or an `ApiError`. */
+  async call(method, path, body) {
+    if (!this.#token) throw new ApiError(401, { error: { code: 'unauthenticated', message: 'signed out' } });
+    const init = {
+      method,
+      headers: { authorization: `Bearer ${this.#token}` },
+      cache: 'no-store',
+      credentials: 'omit',
+      redirect: 'error',
+    };
+    if (body !== undefined) {
+      init.headers['content-type'] = 'application/json';
+      init.body = JSON.stringify(body);
+    }
+    let answer;
+    try {
+      answer = await fetch(path, init);
+    } catch (e) {
+      throw new ApiError(0, { error: { code: 'unreachable', message: `the server could not be reached (${e.message})` } });
+    }
+    const text = await answer.text();
+    let json = null;
+    try {
+      json = text ? JSON.parse(text) : null;
+    } catch {
+      json = null;
+    }
+    if (!answer.ok) throw new ApiError(answer.status, json);
+    return json;
+  }
+}

@@ -1,0 +1,107 @@
+// Building the page's DOM. Every value from the server or the user goes in as text
+// (`textContent`), never as HTML: the page has no `innerHTML`, so nothing an org names a scope
+// or a key can run as script, whatever the CSP.
+
+/** `h('p', { class: 'x', on: { click } }, 'text', child)`: an element. Attributes are set as
+ * attributes (`for`, `aria-*`, `data-*`); `on` holds listeners; strings become text nodes;
+ * `null`, `undefined` and `false` children are skipped. */
+export function h(tag, props, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(props ?? {})) {
+    if (k === 'on') {
+      for (const [event, fn] of Object.entries(v)) el.addEventListener(event, fn);
+    } else if (v === true) {
+      el.setAttribute(k, '');
+    } else if (v !== false && v != null) {
+      el.setAttribute(k, String(v));
+    }
+  }
+  append(el, children);
+  return el;
+}
+
+function append(el, children) {
+  for (const c of children) {
+    if (c == null || c === false) continue;
+    if (Array.isArray(c)) append(el, c);
+    else el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+}
+
+/** Replaces `el`'s children. */
+export function fill(el, ...children) {
+  el.replaceChildren();
+  append(el, children);
+  return el;
+}
+
+let ids = 0;
+/** A fresh element id with `prefix`, to tie labels, fields and their messages together. */
+export function uid(prefix) {
+  ids += 1;
+  return `${prefix}-${ids}`;
+}
+
+/** A time (ms since the epoch) as the reader's local date and time; `never` for none. */
+export function when(ms, none = 'never') {
+  if (ms == null) return none;
+  return new Date(ms).toLocaleString(undefined, { dateStyle: 'medium', timeStyle: 'medium' });
+}
+
+/** A duration in ms, in words: `90 s`, `5 min`, `2 h`; `0 s` stays `0 s` (no cache). */
+export function duration(ms) {
+  if (ms < 1000) return `${ms} ms`;
+  const s = Math.round(ms / 1000);
+  if (s < 120) return `${s} s`;
+  const min = Math.round(s / 60);
+  if (min < 120) return `${min} min`;
+  return `${Math.round(min / 60)} h`;
+}
+
+/** A field's message slot: `show(text)` puts the message beside the field and marks it
+ * invalid for screen readers; `clear()` removes both. */
+export function fieldMessage(field) {
+  const msg = h('p', { class: 'field-error', id: `${field.id}-error`, hidden: true });
+  const describedBy = (field.getAttribute('aria-describedby') ?? '').split(' ').filter(Boolean);
+  field.setAttribute('aria-describedby', [...describedBy, msg.id].join(' '));
+  return {
+    el: msg,
+    show(text) {
+      msg.textContent = text;
+      msg.hidden = false;
+      field.setAttribute('aria-invalid', 'true');
+    },
+    clear() {
+      msg.textContent = '';
+      msg.hidden = true;
+      field.removeAttribute('aria-invalid');
+    },
+  };
+}
+
+/** A button that copies `text()` to the clipboard and says so (`Copied`), for policies and
+ * tokens. Where the clipboard is refused, it selects `target` so that the reader can copy. */
+export function copyButton(label, text, target) {
+  const status = h('span', { class: 'copy-status', role: 'status' });
+  const button = h('button', {
+    type: 'button',
+    class: 'secondary',
+    on: {
+      click: async () => {
+        try {
+          await navigator.clipboard.writeText(text());
+          status.textContent = 'Copied.';
+        } catch {
+          if (target) {
+            const range = document.createRange();
+            range.selectNodeContents(target);
+            getSelection().removeAllRanges();
+            getSelection().addRange(range);
+          }
+          status.textContent = 'Select and copy it (the browser refused the clipboard).';
+        }
+      },
+    },
+  }, label);
+  return h('span', { class: 'copy' }, button, status);
+}

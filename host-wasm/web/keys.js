@@ -1,0 +1,160 @@
+// The org's keys: name, provider, identifier, default, state, health, last check; make one
+// the default, disable one with a re-encryption target, enable one again, check them now, or
+// disable them all (back to the managed key, with what that means spelled out). A job started
+// here shows in the banner; the list reads itself again when it ends.
+import { ApiError } from './api.js';
+import { fieldMessage, fill, h, uid, when } from './dom.js';
+import { health } from './overview.js';
+import { stepsList } from './steps.js';
+
+export async function render(section, ctx) {
+  const { session, banner } = ctx;
+  const live = h('div', { id: 'keys-live', role: 'status', 'aria-live': 'polite' });
+  const body = h('div', {});
+  section.append(
+    h('h2', {}, 'Keys'),
+    h('p', {}, 'The keys that hold copies of your root keys. New data is wrapped under the default; ' +
+      'disabling a key re-encrypts its copies to the key you choose, then destroys them.'),
+    live, body);
+
+  const say = (text) => { live.textContent = text; };
+  const act = async (label, fn) => {
+    say('');
+    try {
+      await fn();
+      say(label);
+    } catch (e) {
+      if (e instanceof ApiError && e.code === 'unauthenticated') throw e;
+      say(`${e instanceof ApiError ? e.text : e}`);
+      live.className = 'error';
+      return;
+    }
+    live.className = '';
+    banner?.refresh();
+    await draw();
+  };
+
+  async function draw(list) {
+    const view = list ?? await session.call('GET', session.org('/keys'));
+    const ready = view.keys.filter((k) => k.state === 'ready');
+    const rows = view.keys.map((k) => {
+      const actions = h('td', { 'data-label': 'Actions', class: 'actions' });
+      const panel = h('td', { colspan: 8, class: 'panel' });
+      const panelRow = h('tr', { hidden: true }, panel);
+      if (!k.default && k.state === 'ready') {
+        actions.append(h('button', { type: 'button', on: { click: () => act(`${k.name} is now the default.`,
+          () => session.call('POST', session.org(`/keys/${k.id}/default`))) } }, `Make “${k.name}” default`));
+      }
+      if (k.state === 'disabled') {
+        actions.append(h('button', { type: 'button', class: 'secondary', on: { click: () => act(`${k.name} is enabled again; its copies are being wrapped.`,
+          () => session.call('POST', session.org(`/keys/${k.id}/enable`))) } }, `Enable “${k.name}”`));
+      } else {
+        const targets = ready.filter((t) => t.id !== k.id);
+        actions.append(h('button', { type: 'button', class: 'secondary', 'aria-expanded': 'false',
+          on: { click: (e) => toggle(e.currentTarget, panelRow, () => disableForm(k, targets, panel)) } },
+        `Disable “${k.name}”…`));
+      }
+      if (k.type !== 'managed') {
+        actions.append(h('button', { type: 'button', class: 'secondary', on: { click: async (e) => {
+          const button = e.currentTarget;
+          button.disabled = true;
+          try {
+            const report = await session.call('POST', session.org(`/keys/${k.id}/validate`));
+            panelRow.hidden = false;
+            fill(panel, h('p', {}, report.ok ? `“${k.name}” passed every check.` : `“${k.name}” failed a check:`),
+              stepsList(report.steps));
+            const fresh = await session.call('GET', session.org('/keys'));
+            const again = fresh.keys.find((x) => x.id === k.id);
+            if (again) fill(row.querySelector('.health'), health(again), ` · ${when(again.health_at, 'not yet')}`);
+          } catch (err) {
+            panelRow.hidden = false;
+            fill(panel, h('p', { class: 'error' }, err instanceof ApiError ? err.text : String(err)));
+          } finally {
+            button.disabled = false;
+          }
+        } } }, `Check “${k.name}” now`));
+      }
+      const row = h('tr', { 'data-key': k.id },
+        h('th', { scope: 'row', 'data-label': 'Name' }, k.name),
+        h('td', { 'data-label': 'Provider' }, k.type === 'aws' ? 'AWS KMS' : 'Managed by the vendor'),
+        h('td', { 'data-label': 'Identifier', class: 'mono' }, k.alias_arn ?? k.key_arn ?? k.id),
+        h('td', { 'data-label': 'Default' }, k.default ? 'Default' : '—'),
+        h('td', { 'data-label': 'State', class: `nowrap state-${k.state}` }, k.state),
+        h('td', { 'data-label': 'Health', class: 'health' }, k.type === 'managed' ? 'held by the vendor' : [health(k), ` · ${when(k.health_at, 'not yet')}`]),
+        h('td', { 'data-label': 'Id', class: 'mono nowrap' }, k.id),
+        actions);
+      return [row, panelRow];
+    });
+    const byok = view.keys.some((k) => k.type !== 'managed' && k.state !== 'disabled');
+    fill(body,
+      h('p', { class: view.vendor_can_decrypt ? 'warning' : 'ok', id: 'keys-vendor' },
+        view.vendor_can_decrypt
+          ? 'The vendor can decrypt your data without your KMS (the managed key holds a copy).'
+          : 'The vendor cannot decrypt your data without your KMS.'),
+      h('div', { class: 'table-wrap' }, h('table', { id: 'keys-table' },
+        h('caption', {}, 'Your keys'),
+        h('thead', {}, h('tr', {}, ['Name', 'Provider', 'Identifier', 'Default', 'State', 'Health · last check', 'Id', 'Actions']
+          .map((c) => h('th', { scope: 'col' }, c)))),
+        h('tbody', {}, rows))),
+      h('p', { class: 'toolbar' },
+        h('a', { href: '#add-key', class: 'button' }, 'Add a key'),
+        h('button', { type: 'button', class: 'secondary', on: { click: () => act('Checked every key.', async () => {
+          await draw(await session.call('POST', session.org('/keys/check')));
+        }) } }, 'Check all keys now')),
+      byok ? disableAll() : null);
+  }
+
+  function toggle(button, panelRow, build) {
+    const open = button.getAttribute('aria-expanded') !== 'true';
+    button.setAttribute('aria-expanded', String(open));
+    panelRow.hidden = !open;
+    if (open) {
+      build();
+      panelRow.querySelector('select, input, button')?.focus();
+    }
+  }
+
+  function disableForm(k, targets, panel) {
+    const id = uid('target');
+    if (!targets.length) {
+      fill(panel, h('p', { class: 'error' }, `No other key is ready to take “${k.name}”'s copies: add or enable one first.`));
+      return;
+    }
+    const select = h('select', { id, name: 'target' },
+      targets.map((t) => h('option', { value: t.id, selected: t.default }, `${t.name} (${t.id})`)));
+    const msg = fieldMessage(select);
+    fill(panel, h('form', { class: 'inline', on: { submit: async (e) => {
+      e.preventDefault();
+      msg.clear();
+      try {
+        await session.call('POST', session.org(`/keys/${k.id}/disable`), { target: select.value });
+      } catch (err) {
+        if (err instanceof ApiError && err.code === 'unauthenticated') throw err;
+        msg.show(err instanceof ApiError ? err.text : String(err));
+        return;
+      }
+      say(`“${k.name}” is disabled; its copies are re-encrypted to ${select.value}.`);
+      banner?.refresh();
+      await draw();
+    } } },
+    h('label', { for: id }, `Re-encrypt “${k.name}”'s copies to`), select, msg.el,
+    h('p', { class: 'hint' }, k.type === 'managed'
+      ? 'Once the managed key is disabled, the vendor can no longer decrypt your data without your KMS.'
+      : `“${k.name}” will no longer be used; data stays readable through the key you choose.`),
+    h('button', { type: 'submit' }, `Disable “${k.name}”`)));
+  }
+
+  function disableAll() {
+    const details = h('details', { id: 'disable-all' },
+      h('summary', {}, 'Disable all your keys…'),
+      h('p', { class: 'warning' }, 'This falls back to the vendor-managed key: every copy of your root keys is ' +
+        're-encrypted under the vendor\'s key, and then the vendor can decrypt your data without your ' +
+        'KMS. Disabling your key in KMS will no longer cut access.'),
+      h('button', { type: 'button', class: 'danger', on: { click: () => act('Every key of yours is disabled; the managed key holds the copies.',
+        () => session.call('POST', session.org('/keys/disable-all'))) } }, 'Disable all and use the managed key'));
+    return details;
+  }
+
+  banner?.onEnd(() => { if (section.isConnected) draw(); });
+  await draw();
+}

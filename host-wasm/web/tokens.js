@@ -1,0 +1,95 @@
+// The org's tokens: list (never the secret), create (the token shown once, with a copy
+// button), revoke (its next request gets 401). Revoking the token this page signed in with
+// signs the page out.
+import { ApiError } from './api.js';
+import { copyButton, fieldMessage, fill, h, when } from './dom.js';
+
+const EXPIRIES = [['', 'Never'], [String(86_400), '1 day'], [String(30 * 86_400), '30 days'],
+  [String(90 * 86_400), '90 days'], [String(365 * 86_400), '1 year']];
+
+export async function render(section, { session }) {
+  const live = h('div', { id: 'tokens-live', role: 'status', 'aria-live': 'polite' });
+  const list = h('div', {});
+  const created = h('div', { id: 'token-created' });
+  const name = h('input', { id: 'token-name', autocomplete: 'off', maxlength: 64, required: true });
+  const role = h('select', { id: 'token-role' }, ['service', 'auditor', 'admin'].map((r) => h('option', { value: r }, r)));
+  const expiry = h('select', { id: 'token-expiry' }, EXPIRIES.map(([v, l]) => h('option', { value: v }, l)));
+  const nameMsg = fieldMessage(name);
+
+  const form = h('form', { id: 'token-form', novalidate: true, on: { submit: async (e) => {
+    e.preventDefault();
+    nameMsg.clear();
+    fill(created);
+    let t;
+    try {
+      t = await session.call('POST', session.org('/tokens'), {
+        name: name.value.trim(), role: role.value, expires_in_s: expiry.value ? Number(expiry.value) : null,
+      });
+    } catch (err) {
+      if (err instanceof ApiError && err.code === 'unauthenticated') throw err;
+      nameMsg.show(err instanceof ApiError ? err.text : String(err));
+      name.focus();
+      return;
+    }
+    const secret = h('input', { id: 'new-token', readonly: true, class: 'mono', value: t.token, 'aria-describedby': 'new-token-hint' });
+    fill(created, h('div', { class: 'banner' },
+      h('label', { for: 'new-token' }, `New ${t.role} token “${name.value.trim()}” (${t.id})`), secret,
+      copyButton('Copy the token', () => t.token, secret),
+      h('p', { class: 'warning', id: 'new-token-hint' }, 'Store it now: it is shown once. byok keeps only its hash.'),
+      h('button', { type: 'button', class: 'secondary', on: { click: () => fill(created) } }, 'Done, hide it')));
+    secret.focus();
+    secret.select();
+    name.value = '';
+    await draw();
+  } } },
+  h('label', { for: 'token-name' }, 'Name (what it is for)'), name, nameMsg.el,
+  h('label', { for: 'token-role' }, 'Role'), role,
+  h('label', { for: 'token-expiry' }, 'Expires'), expiry,
+  h('p', {}, h('button', { type: 'submit' }, 'Create token')));
+
+  async function draw() {
+    const tokens = await session.call('GET', session.org('/tokens'));
+    fill(list, h('div', { class: 'table-wrap' }, h('table', { id: 'tokens-table' },
+      h('caption', {}, 'Tokens of this org'),
+      h('thead', {}, h('tr', {}, ['Name', 'Role', 'Id', 'Created', 'Last used', 'Expires', 'Actions'].map((c) => h('th', { scope: 'col' }, c)))),
+      h('tbody', {}, tokens.map((t) => h('tr', { 'data-token': t.id },
+        h('th', { scope: 'row', 'data-label': 'Name' }, t.name, t.id === session.who.token_id ? ' (this page)' : ''),
+        h('td', { 'data-label': 'Role' }, t.role),
+        h('td', { 'data-label': 'Id', class: 'mono nowrap' }, t.id),
+        h('td', { 'data-label': 'Created' }, when(t.created_at)),
+        h('td', { 'data-label': 'Last used' }, when(t.last_used_at)),
+        h('td', { 'data-label': 'Expires' }, when(t.expires_at)),
+        h('td', { 'data-label': 'Actions' }, revokeButton(t))))))));
+  }
+
+  function revokeButton(t) {
+    const b = h('button', { type: 'button', class: 'danger', on: { click: async () => {
+      if (b.dataset.armed !== 'true') {
+        b.dataset.armed = 'true';
+        b.textContent = `Confirm: revoke “${t.name}”`;
+        live.textContent = `Press again to revoke “${t.name}”: its next request gets 401.`;
+        return;
+      }
+      try {
+        await session.call('DELETE', session.org(`/tokens/${t.id}`));
+      } catch (err) {
+        if (err instanceof ApiError && err.code === 'unauthenticated') throw err;
+        live.className = 'error';
+        live.textContent = err instanceof ApiError ? err.text : String(err);
+        return;
+      }
+      live.className = '';
+      live.textContent = `“${t.name}” (${t.id}) is revoked.`;
+      if (t.id === session.who.token_id) {
+        document.getElementById('sign-out').click();
+        return;
+      }
+      await draw();
+      list.querySelector('button')?.focus();
+    } } }, `Revoke “${t.name}”`);
+    return b;
+  }
+
+  section.append(h('h2', {}, 'Tokens'), live, h('h3', {}, 'Create a token'), form, created, list);
+  await draw();
+}
