@@ -93,9 +93,14 @@ async fn in_chromium_the_page_loads_its_wasm_under_the_csp_from_this_origin_only
 /// no serious or critical axe-core violation on any screen it visited.
 fn flow(url: &str, stage: &str, mut args: Value) -> Value {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    // One directory per stage and width: two tests may run one stage at two widths at once.
+    let dir = match args.pointer("/viewport/width") {
+        Some(w) => format!("{stage}-{w}px"),
+        None => stage.to_owned(),
+    };
     let artifacts = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
         .join("setup-page")
-        .join(stage);
+        .join(dir);
     let _ = std::fs::remove_dir_all(&artifacts);
     args["url"] = json!(url);
     let out = Command::new("node")
@@ -156,11 +161,33 @@ async fn every_screen_passes_axe_and_the_token_is_kept_nowhere() {
     ] {
         assert!(main.contains(claim), "{claim:?} in {main}");
     }
+    assert_eq!(v["wide"], json!({}), "{}", v["wide"]);
     // Signed in, and nothing of the token in any storage; no layout shift on load.
     assert_eq!(
         v["stored"],
         json!({ "cls": 0, "local": 0, "session": 0, "cookies": "", "databases": 0 }),
         "{v}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_360_px_every_screen_fits_and_passes_axe() {
+    let ts = TestServer::start("setup-page-narrow");
+    // Names with no place to break, in the widest letters: they must wrap, not widen the page.
+    let wide = "W".repeat(40);
+    let o = ts.org(OrgSettings::named(&wide)).await;
+    let team = o.scope(&ts, &o.id, &wide).await;
+    o.scope(&ts, &team, "thread").await;
+    let v = flow(
+        &ts.url,
+        "tour",
+        json!({ "admin": o.admin, "viewport": { "width": 360, "height": 740 } }),
+    );
+    assert_eq!(
+        v["wide"],
+        json!({}),
+        "nothing wider than 360 px: {}",
+        v["wide"]
     );
 }
 

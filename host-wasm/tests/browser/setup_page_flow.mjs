@@ -7,7 +7,7 @@
 // results, requests to other origins, console errors). tests/tests/setup_page.rs runs the
 // stages and sets up what each needs (moto's grant removed, a second key, a paused scope).
 import assert from 'node:assert/strict';
-import { openPage, text } from './setup_page_kit.mjs';
+import { openPage, overflow, text } from './setup_page_kit.mjs';
 
 const [stage, argJson, artifacts] = process.argv.slice(2);
 const arg = JSON.parse(argJson);
@@ -34,13 +34,21 @@ async function tour(ui, { admin }) {
   await ui.signIn(admin);
   const main = await text(page, '#main');
   const stored = await traces(page);
+  const wide = {};
   for (const s of ['overview', 'keys', 'add-key', 'scopes', 'tokens', 'audit']) {
     await page.click(`nav a[href="#${s}"]`);
     await ui.section(s);
+    if (s === 'add-key') {
+      // The grant, or why it cannot be made (a server without AWS configured says so).
+      await page.fill('#key-arn', 'arn:aws:kms:eu-west-1:111122223333:alias/customer-root-key');
+      await page.waitForSelector('#key-policy, #grant .error');
+    }
     await ui.axe(s);
     await ui.shot(s);
+    const w = await overflow(page);
+    if (w.length) wide[s] = w;
   }
-  return { main, stored };
+  return { main, stored, wide };
 }
 
 /** What loading the page costs the layout, and what it leaves behind: the cumulative layout

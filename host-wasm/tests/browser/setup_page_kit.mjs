@@ -22,10 +22,10 @@ export async function openPage(base, artifacts, { width = 1280, height = 900 } =
     seen.requests.push(r.url());
     if (new URL(r.url()).origin !== origin) seen.foreign.push(r.url());
   });
-  // A refusal the page shows (a 4xx it asked for) is logged by Chromium as a failed load: not a
-  // problem. Anything else logged as an error is.
+  // A refusal the page shows (a 4xx it asked for, or 501 from a server without AWS configured)
+  // is logged by Chromium as a failed load: not a problem. Anything else logged as an error is.
   page.on('console', (m) => {
-    if (m.type() === 'error' && !/^Failed to load resource: the server responded with a status of 4/.test(m.text())) seen.problems.push(m.text());
+    if (m.type() === 'error' && !/^Failed to load resource: the server responded with a status of (4\d\d|501) /.test(m.text())) seen.problems.push(m.text());
   });
   page.on('pageerror', (e) => seen.problems.push(String(e)));
   mkdirSync(artifacts, { recursive: true });
@@ -86,6 +86,20 @@ export async function openPage(base, artifacts, { width = 1280, height = 900 } =
     await page.waitForFunction((n) => document.documentElement.dataset.section === n
       && !document.querySelector('main section[aria-busy]'), name, { timeout: 15_000 });
   }
+}
+
+/** What does not fit the viewport's width: the page itself, or a table that would need
+ * scrolling sideways (code blocks may scroll: a policy is wide JSON). `[]` when everything fits. */
+export async function overflow(page) {
+  return page.evaluate(() => {
+    const wide = [];
+    const root = document.documentElement;
+    if (root.scrollWidth > window.innerWidth) wide.push(`page ${root.scrollWidth}px`);
+    for (const el of document.querySelectorAll('.table-wrap, main section, nav, header')) {
+      if (el.scrollWidth > el.clientWidth + 1) wide.push(`${el.tagName.toLowerCase()}${el.id ? `#${el.id}` : ''}.${el.className} ${el.scrollWidth}px`);
+    }
+    return wide;
+  });
 }
 
 /** The text of `selector`, whitespace collapsed. */
