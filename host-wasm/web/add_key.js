@@ -25,11 +25,20 @@ export async function render(section, { session, wasm, banner, go }) {
 
   // The vendor's principal and the org's external id, from the server once: what the grant
   // needs besides the identifier. Everything else is computed here as the admin types.
+  // A server without AWS configured answers `not_configured`: kept too, so that typing does
+  // not ask again at every keystroke.
   let vendor = null;
+  let notConfigured = null;
   const vendorFor = async (keyArn) => {
+    if (notConfigured) throw notConfigured;
     if (!vendor) {
-      const p = await session.call('GET', session.org(`/keys/policy?key_arn=${encodeURIComponent(keyArn)}`));
-      vendor = { principal: p.principal, externalId: p.external_id };
+      try {
+        const p = await session.call('GET', session.org(`/keys/policy?key_arn=${encodeURIComponent(keyArn)}`));
+        vendor = { principal: p.principal, externalId: p.external_id };
+      } catch (e) {
+        if (e instanceof ApiError && e.code === 'not_configured') notConfigured = e;
+        throw e;
+      }
     }
     return vendor;
   };
