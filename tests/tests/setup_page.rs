@@ -333,12 +333,23 @@ async fn the_banner_follows_a_job_and_a_key_is_disabled_with_reencryption() {
     );
     assert!(str_of(&v, "/rows/first").contains("disabled"), "{v}");
     assert!(str_of(&v, "/rows/second").contains("Default"), "{v}");
-    // The server agrees: no job; the first key disabled, the second the default; v2 data opens
-    // through it and the retired v1 does not.
+    // Then disable all: the consequence was spelled out, and the page says what it is now.
+    assert!(
+        str_of(&v, "/consequence").contains("the vendor can decrypt your data without your KMS"),
+        "{v}"
+    );
+    assert_eq!(
+        str_of(&v, "/vendor"),
+        "The vendor can decrypt your data without your KMS (the managed key holds a copy)."
+    );
+    // The server agrees: no job; both keys disabled, the managed key the default; v2 data
+    // opens and the retired v1 does not.
     assert_eq!(o.job(&ts).await, Value::Null);
     let keys = o.keys(&ts).await;
     assert_eq!(key(&keys, "cmk:1")["state"], json!("disabled"), "{keys}");
-    assert_eq!(key(&keys, "cmk:2")["default"], json!(true), "{keys}");
+    assert_eq!(key(&keys, "cmk:2")["state"], json!("disabled"), "{keys}");
+    assert_eq!(key(&keys, "managed")["default"], json!(true), "{keys}");
+    assert_eq!(keys["vendor_can_decrypt"], json!(true), "{keys}");
     assert_status(&o.decrypt(&ts, &fresh).await, 200);
     assert_ne!(o.decrypt(&ts, &sealed).await.0, 200, "v1 is retired");
 }

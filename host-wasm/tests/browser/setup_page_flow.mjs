@@ -194,7 +194,16 @@ async function job(ui, { admin, team, thread }) {
     second: await text(page, '#keys-table tr[data-key="cmk:2"]'),
   };
   await ui.shot('keys-disabled');
-  return { waiting, progress, after, live, rows };
+  // Disable all: the consequence is spelled out before, and the vendor can decrypt after.
+  await page.click('#disable-all summary');
+  const consequence = await text(page, '#disable-all .warning');
+  await ui.axe('keys-disable-all');
+  await ui.shot('keys-disable-all');
+  await page.click('#disable-all button');
+  await page.waitForSelector('#keys-table tr[data-key="cmk:2"] .state-disabled');
+  const vendor = await text(page, '#keys-vendor');
+  await ui.shot('keys-all-disabled');
+  return { waiting, progress, after, live, rows, consequence, vendor };
 }
 
 /** The tree at 360 px: collapse and expand, pause a team (its thread shows paused by it), a

@@ -18,9 +18,15 @@ export async function openPage(base, artifacts, { width = 1280, height = 900 } =
   await page.setViewportSize({ width, height });
   const origin = new URL(base).origin;
   const seen = { requests: [], foreign: [], problems: [], axe: {}, shots: [] };
-  page.on('request', (r) => {
-    seen.requests.push(r.url());
-    if (new URL(r.url()).origin !== origin) seen.foreign.push(r.url());
+  // Every request is intercepted: one to another origin is recorded and never leaves.
+  await page.route(() => true, (route) => {
+    const url = route.request().url();
+    seen.requests.push(url);
+    if (new URL(url).origin !== origin) {
+      seen.foreign.push(url);
+      return route.abort('blockedbyclient');
+    }
+    return route.continue();
   });
   // A refusal the page shows (a 4xx it asked for, or 501 from a server without AWS configured)
   // is logged by Chromium as a failed load: not a problem. Anything else logged as an error is.
