@@ -10,6 +10,7 @@
 //! key_health_interval_ms = 300000
 //! outage_retry_ms = 5000       # how often a KMS is retried while an org serves in outage grace
 //! aws_principal_arn = "arn:aws:iam::111122223333:role/byok"
+//! public_url = "https://byok.example.com"  # byok's OIDC issuer: the clouds fetch its keys here
 //! tls_cert = "/etc/byok/tls/chain.pem"   # with tls_key: HTTPS; reloaded on SIGHUP
 //! tls_key = "/etc/byok/tls/key.pem"
 //! insecure_http = false        # plain HTTP beyond loopback is refused unless true
@@ -81,6 +82,8 @@ pub struct FileConfig {
     pub checkpoint_interval_ms: Option<u64>,
     /// The vendor's AWS principal, for generated policies.
     pub aws_principal_arn: Option<String>,
+    /// byok's public URL: the OIDC issuer.
+    pub public_url: Option<String>,
     /// TLS certificate chain (PEM).
     pub tls_cert: Option<PathBuf>,
     /// TLS private key (PEM).
@@ -136,6 +139,11 @@ pub struct ServeArgs {
     /// without it).
     #[arg(long, env = "BYOK_AWS_PRINCIPAL_ARN")]
     pub aws_principal_arn: Option<String>,
+    /// byok's public URL (https, no port; http only on loopback): the issuer of the OIDC tokens
+    /// byok presents to the clouds instead of a stored secret. The clouds fetch
+    /// /.well-known/openid-configuration and the keys from it. Without it byok is no issuer.
+    #[arg(long, env = "BYOK_PUBLIC_URL")]
+    pub public_url: Option<String>,
     /// TLS certificate chain, PEM, leaf first (with --tls-key: serve HTTPS; SIGHUP reloads both).
     #[arg(long, env = "BYOK_TLS_CERT", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
@@ -196,6 +204,8 @@ pub struct Config {
     pub checkpoint_interval: Duration,
     /// The vendor's AWS principal ARN; without it no policy is generated.
     pub aws_principal_arn: Option<String>,
+    /// byok's OIDC issuer (`--public-url`), if it is one.
+    pub public_url: Option<byok_core::kms::oidc::IssuerUrl>,
     /// Test-only AWS endpoint override.
     pub danger_aws_endpoint: Option<String>,
     /// TLS certificate chain and key, if HTTPS.
@@ -323,6 +333,12 @@ impl Config {
                     .max(1000),
             ),
             aws_principal_arn: args.aws_principal_arn.clone().or(file.aws_principal_arn),
+            public_url: args
+                .public_url
+                .clone()
+                .or(file.public_url)
+                .map(|u| byok_core::kms::oidc::IssuerUrl::parse(&u).map_err(|e| e.to_string()))
+                .transpose()?,
             danger_aws_endpoint: args.danger_aws_endpoint.clone(),
         })
     }

@@ -9,6 +9,8 @@
 pub mod aws;
 pub mod error;
 pub mod http;
+#[cfg(feature = "kms")]
+pub mod oidc;
 
 pub use error::{KmsError, KmsErrorKind};
 pub use http::{HttpRequest, HttpResponse};

@@ -8,6 +8,7 @@ pub mod audit;
 pub mod auth;
 pub mod data;
 pub mod error;
+pub mod issuer;
 pub mod keys;
 pub mod ops;
 pub mod orgs;
@@ -73,7 +74,7 @@ pub struct ApiOptions {
         keys::set_default, keys::disable, keys::enable, keys::disable_all, keys::revalidate, keys::job,
         audit::read, audit::verify, audit::verifier_key, audit::checkpoint, audit::checkpoints,
         audit::inclusion, audit::consistency, audit::set_witness, audit::remove_witness, audit::cosign,
-        ops::healthz, ops::readyz, ops::metrics,
+        ops::healthz, ops::readyz, ops::metrics, issuer::discovery, issuer::jwks,
     ),
     modifiers(&Bearer),
     tags(
@@ -84,6 +85,7 @@ pub struct ApiOptions {
         (name = "data", description = "Encrypt, decrypt, data keys (service tokens)"),
         (name = "audit", description = "The hash-chained audit log"),
         (name = "ops", description = "Health and metrics"),
+        (name = "issuer", description = "byok as an OIDC issuer: the documents the clouds fetch to trust its tokens"),
     )
 )]
 struct ApiDoc;
@@ -286,6 +288,8 @@ pub fn router(service: Arc<Service>, options: &ApiOptions, rate: Arc<RateLimits>
         )
         .route("/v1/orgs/{org}/audit/cosignatures", post(audit::cosign))
         .route("/v1/audit/verifier-key", get(audit::verifier_key))
+        .route("/.well-known/openid-configuration", get(issuer::discovery))
+        .route("/.well-known/jwks.json", get(issuer::jwks))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", metrics)

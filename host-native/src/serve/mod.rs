@@ -107,10 +107,19 @@ pub async fn run(config: Config) -> Result<(), String> {
         principal_arn: config.aws_principal_arn.clone(),
         danger_endpoint: config.danger_aws_endpoint.clone(),
     };
-    let service = Arc::new(
-        Service::new(store, managed, config.unwrap_cache_ttl, aws)?
-            .with_outage_retry(config.outage_retry),
-    );
+    let mut service = Service::new(store, managed, config.unwrap_cache_ttl, aws)?
+        .with_outage_retry(config.outage_retry);
+    if let Some(url) = &config.public_url {
+        service = service.with_issuer(url.clone());
+    }
+    let service = Arc::new(service);
+    service
+        .refresh_issuer()
+        .await
+        .map_err(|e| format!("cannot load the OIDC issuer's keys: {e:?}"))?;
+    if let Some(url) = &config.public_url {
+        tracing::info!(issuer = %url.as_str(), "OIDC issuer: /.well-known/openid-configuration");
+    }
     let operator = service
         .bootstrap_operator()
         .await
@@ -217,6 +226,20 @@ pub async fn run(config: Config) -> Result<(), String> {
                             }
                         });
                     }
+                }
+            }
+        });
+    }
+    // The issuer's key schedule runs hourly: a successor is made a day before it signs.
+    if config.public_url.is_some() {
+        let service = service.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                if let Err(e) = service.refresh_issuer().await {
+                    tracing::warn!(error = ?e, "the OIDC issuer's key schedule failed");
                 }
             }
         });

@@ -13,6 +13,7 @@ mod error;
 mod events;
 mod grace;
 mod health;
+pub mod issuer;
 mod jobs;
 mod keys;
 mod lease;
@@ -98,6 +99,8 @@ pub struct Service {
     usage: usage::UsageMarks,
     /// The audit log's signing key, once loaded ([`Service::load_log_key`]).
     log_key: std::sync::OnceLock<Arc<byok_core::audit_log::log_key::LogKey>>,
+    /// byok's OIDC issuer, with `--public-url` ([`Service::with_issuer`]).
+    issuer: Option<Arc<issuer::Issuer>>,
     /// Counters.
     pub metrics: Metrics,
 }
@@ -127,9 +130,17 @@ impl Service {
             epoch: std::time::Instant::now(),
             epoch_ms: store::now_ms(),
             log_key: std::sync::OnceLock::new(),
+            issuer: None,
             usage: usage::UsageMarks::default(),
             metrics,
         })
+    }
+
+    /// The same, as an OIDC issuer at `url` (`--public-url`): its keys are made and loaded by
+    /// [`Service::refresh_issuer`].
+    pub fn with_issuer(mut self, url: byok_core::kms::oidc::IssuerUrl) -> Self {
+        self.issuer = Some(Arc::new(issuer::Issuer::new(url)));
+        self
     }
 
     /// The same, asking an unreachable KMS again at most every `retry` while an org serves in

@@ -16,6 +16,7 @@
 pub mod audit;
 pub mod audit_tree;
 pub mod data_keys;
+pub mod issuer;
 pub mod keys;
 #[cfg(test)]
 pub mod memory;

@@ -1,0 +1,38 @@
+//! byok's OIDC issuer, public: the discovery document and the JWKS the clouds fetch to check
+//! the tokens byok presents to their STS (`--public-url`). No token is needed and none is
+//! minted here: tokens are made only inside byok, for its own exchanges. Like every answer
+//! they carry `Cache-Control: no-store`; the clouds cache JWKS documents on their own terms,
+//! which is why a new key is published a day before it signs.
+
+use axum::Json;
+use axum::extract::State;
+use byok_core::ApiCode;
+use serde_json::Value;
+
+use super::AppState;
+use super::error::{ApiError, ErrorBody};
+
+fn not_an_issuer() -> ApiError {
+    ApiError::new(
+        ApiCode::NotFound,
+        "byok is not an OIDC issuer here: the operator sets --public-url (BYOK_PUBLIC_URL)",
+    )
+}
+
+/// The OIDC discovery document (no token needed): `issuer`, `jwks_uri`, RS256.
+#[utoipa::path(get, path = "/.well-known/openid-configuration", tag = "issuer",
+    responses((status = 200, body = Object), (status = 404, body = ErrorBody)))]
+pub async fn discovery(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
+    s.service
+        .issuer_discovery()
+        .map(Json)
+        .ok_or_else(not_an_issuer)
+}
+
+/// The issuer's public keys (no token needed): every key a live token may name, and the next
+/// one a day before it signs.
+#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "issuer",
+    responses((status = 200, body = Object), (status = 404, body = ErrorBody)))]
+pub async fn jwks(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
+    s.service.issuer_jwks().map(Json).ok_or_else(not_an_issuer)
+}

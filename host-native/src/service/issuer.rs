@@ -1,0 +1,406 @@
+//! byok as an OIDC issuer (`--public-url`): RSA signing keys on core's schedule
+//! ([`byok_core::kms::oidc::plan`]), each private key sealed under the managed key at rest and
+//! opened only to sign; the discovery document and JWKS served at `/.well-known/`; short-lived
+//! tokens per org, whose audience each cloud names. What they buy: a customer's cloud trusts
+//! byok's issuer for its org's subject, and byok stores no cloud secret.
+
+use std::sync::{Arc, RwLock};
+
+use aws_lc_rs::encoding::AsDer;
+use aws_lc_rs::rsa::{KeyPair, KeySize};
+use aws_lc_rs::signature::KeyPair as _;
+use base64ct::{Base64UrlUnpadded, Encoding};
+use byok_core::Context;
+use byok_core::envelope::{decrypt, encrypt};
+use byok_core::kms::oidc::{self, IssuerUrl, SigningKey};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use pkcs8::PrivateKeyInfo;
+use pkcs8::der::Decode;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
+
+use super::{Result, Service, ServiceError};
+use crate::store::{self, issuer as keys};
+
+/// What the context of a sealed signing key says it is.
+const PURPOSE: &str = "oidc-signing-key";
+
+/// The issuer's state between refreshes: the signing key and what is published.
+pub struct Issuer {
+    url: IssuerUrl,
+    active: RwLock<Option<Arc<Active>>>,
+}
+
+struct Active {
+    kid: String,
+    key: EncodingKey,
+    jwks: Value,
+}
+
+impl Issuer {
+    /// An issuer at `url`, with no key loaded yet ([`Service::refresh_issuer`] loads one).
+    pub fn new(url: IssuerUrl) -> Self {
+        Self {
+            url,
+            active: RwLock::new(None),
+        }
+    }
+
+    /// Its URL.
+    pub fn url(&self) -> &IssuerUrl {
+        &self.url
+    }
+
+    fn active(&self) -> Option<Arc<Active>> {
+        self.active
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+fn context(kid: &str) -> Result<Context> {
+    Context::from_pairs([("byok:purpose", PURPOSE), ("byok:kid", kid)])
+        .map_err(|_| ServiceError::Invalid("an issuer key id cannot be bound".into()))
+}
+
+fn corrupt(why: &str) -> ServiceError {
+    ServiceError::Store(store::StoreError::Corrupt(format!("issuer key: {why}")))
+}
+
+/// A new RSA-2048 key: its public half (kid = the RFC 7638 thumbprint) and its PKCS#8 DER.
+fn generate(created_at: u64, signs_from: u64) -> Result<(SigningKey, Zeroizing<Vec<u8>>)> {
+    let pair = KeyPair::generate(KeySize::Rsa2048).map_err(|_| corrupt("RSA generation failed"))?;
+    let der = pair
+        .as_der()
+        .map_err(|_| corrupt("PKCS#8 encoding failed"))?;
+    let pkcs8 = Zeroizing::new(der.as_ref().to_vec());
+    let public = pair.public_key();
+    let n = Base64UrlUnpadded::encode_string(public.modulus().big_endian_without_leading_zero());
+    let e = Base64UrlUnpadded::encode_string(public.exponent().big_endian_without_leading_zero());
+    // RFC 7638: SHA-256 of the required members in lexicographic order, no whitespace.
+    let canonical = format!(r#"{{"e":"{e}","kty":"RSA","n":"{n}"}}"#);
+    let kid = Base64UrlUnpadded::encode_string(&Sha256::digest(canonical.as_bytes()));
+    Ok((
+        SigningKey {
+            kid,
+            created_at,
+            signs_from,
+            n,
+            e,
+        },
+        pkcs8,
+    ))
+}
+
+/// The signing key from its PKCS#8 DER: jsonwebtoken signs RS256 from the PKCS#1
+/// `RSAPrivateKey` inside it.
+fn encoding_key(pkcs8: &[u8]) -> Result<EncodingKey> {
+    let info = PrivateKeyInfo::from_der(pkcs8).map_err(|_| corrupt("not PKCS#8"))?;
+    Ok(EncodingKey::from_rsa_der(info.private_key))
+}
+
+impl Service {
+    /// Applies the signing-key schedule now: makes a key when one is due (sealed under the
+    /// managed key), deletes keys no live token can name, and loads the signer and the JWKS.
+    /// Called at start and periodically; does nothing without `--public-url`.
+    pub async fn refresh_issuer(&self) -> Result<()> {
+        let Some(issuer) = self.issuer.clone() else {
+            return Ok(());
+        };
+        let now = u64::try_from(store::now_ms()).unwrap_or(0);
+        let mut w = self.store.write().await?;
+        let mut stored = keys::keys(&mut w.tx).await?;
+        let plan = oidc::plan(
+            &stored.iter().map(|k| k.key.clone()).collect::<Vec<_>>(),
+            now,
+        );
+        if plan.create {
+            let signs_from = plan.new_signs_from;
+            let (key, pkcs8) = tokio::task::spawn_blocking(move || generate(now, signs_from))
+                .await
+                .map_err(|_| corrupt("RSA generation stopped"))??;
+            let wrapped = encrypt(&self.managed, &context(&key.kid)?, &pkcs8, &mut rand::rng())?;
+            let k = keys::StoredIssuerKey { key, wrapped };
+            keys::put(&mut w.tx, &k).await?;
+            tracing::info!(kid = %k.key.kid, signs_from = k.key.signs_from, "issuer key made");
+            stored.push(k);
+        }
+        keys::drop_keys(&mut w.tx, &plan.drop).await?;
+        w.commit().await?;
+        stored.retain(|k| !plan.drop.contains(&k.key.kid));
+        let plan = oidc::plan(
+            &stored.iter().map(|k| k.key.clone()).collect::<Vec<_>>(),
+            now,
+        );
+        let signer = plan
+            .signer
+            .as_ref()
+            .and_then(|kid| stored.iter().find(|k| &k.key.kid == kid))
+            .ok_or_else(|| corrupt("no signing key after the schedule ran"))?;
+        let pkcs8 = Zeroizing::new(decrypt(
+            &self.managed,
+            &context(&signer.key.kid)?,
+            &signer.wrapped,
+        )?);
+        let active = Active {
+            kid: signer.key.kid.clone(),
+            key: encoding_key(&pkcs8)?,
+            jwks: oidc::jwks(
+                stored
+                    .iter()
+                    .filter(|k| plan.publish.contains(&k.key.kid))
+                    .map(|k| &k.key),
+            ),
+        };
+        *issuer.active.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(active));
+        Ok(())
+    }
+
+    /// The discovery document, or `None` without `--public-url`.
+    pub fn issuer_discovery(&self) -> Option<Value> {
+        self.issuer.as_ref().map(|i| oidc::discovery(i.url()))
+    }
+
+    /// The published keys, or `None` without `--public-url` (or before the first refresh).
+    pub fn issuer_jwks(&self) -> Option<Value> {
+        self.issuer
+            .as_ref()
+            .and_then(|i| i.active())
+            .map(|a| a.jwks.clone())
+    }
+
+    /// A token for org `org` and `audience`, valid [`oidc::TOKEN_TTL_MS`].
+    pub fn mint_token(&self, org: &str, audience: &str) -> Result<Zeroizing<String>> {
+        let issuer = self.issuer.as_ref().ok_or_else(|| {
+            ServiceError::NotConfigured(super::aws::NotConfigured(
+                "byok has no OIDC issuer: the operator must set --public-url (BYOK_PUBLIC_URL)",
+            ))
+        })?;
+        let active = issuer
+            .active()
+            .ok_or_else(|| corrupt("the issuer has no key loaded"))?;
+        let now = u64::try_from(store::now_ms()).unwrap_or(0);
+        let jti = Base64UrlUnpadded::encode_string(&rand::random::<[u8; 16]>());
+        let claims = oidc::claims(issuer.url(), org, audience, now, &jti);
+        let mut header = Header::new(Algorithm::RS256);
+        header.kid = Some(active.kid.clone());
+        jsonwebtoken::encode(&header, &claims, &active.key)
+            .map(Zeroizing::new)
+            .map_err(|_| corrupt("signing failed"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use byok_core::SecretBytes;
+    use byok_core::kms::oidc::{
+        AWS_STS_AUDIENCE, IssuerUrl, PUBLISH_AHEAD_MS, SIGNS_FOR_MS, SKEW_MS, TOKEN_TTL_MS,
+    };
+    use byok_core::scope::managed_key;
+    use jsonwebtoken::{DecodingKey, Validation, decode, decode_header};
+    use serde_json::Value;
+
+    use super::super::Service;
+    use super::super::aws::AwsSettings;
+    use crate::store::Database;
+
+    const ISSUER: &str = "https://byok.test";
+
+    fn service(db: &Database, managed: u8) -> Service {
+        let key = managed_key(SecretBytes::from_bytes(&mut [managed; 32]), 1);
+        Service::new(
+            db.clone(),
+            key,
+            Duration::from_secs(60),
+            AwsSettings::default(),
+        )
+        .unwrap()
+        .with_issuer(IssuerUrl::parse(ISSUER).unwrap())
+    }
+
+    /// Checks `token` as a cloud would, with the JWKS `jwks` and audience `aud`: the claims.
+    fn check(jwks: &Value, token: &str, aud: &str) -> jsonwebtoken::errors::Result<Value> {
+        let kid = decode_header(token)?.kid.expect("tokens carry kid");
+        let jwk = jwks["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["kid"] == kid.as_str())
+            .ok_or(jsonwebtoken::errors::ErrorKind::InvalidKeyFormat)?;
+        let key = DecodingKey::from_rsa_components(
+            jwk["n"].as_str().unwrap(),
+            jwk["e"].as_str().unwrap(),
+        )?;
+        let mut v = Validation::new(jsonwebtoken::Algorithm::RS256);
+        v.set_issuer(&[ISSUER]);
+        v.set_audience(&[aud]);
+        v.set_required_spec_claims(&["iss", "sub", "aud", "exp", "iat"]);
+        decode::<Value>(token, &key, &v).map(|t| t.claims)
+    }
+
+    fn kids(jwks: &Value) -> Vec<String> {
+        jwks["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["kid"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    fn kid_of(token: &str) -> String {
+        decode_header(token).unwrap().kid.unwrap()
+    }
+
+    #[tokio::test]
+    async fn tokens_verify_with_the_published_key_for_their_org_and_audience_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::open_dir(dir.path()).await.unwrap();
+        let s = service(&db, 7);
+        assert!(
+            s.issuer_jwks().is_none(),
+            "nothing before the first refresh"
+        );
+        s.refresh_issuer().await.unwrap();
+        let jwks = s.issuer_jwks().unwrap();
+        assert_eq!(kids(&jwks).len(), 1);
+        assert_eq!(
+            s.issuer_discovery().unwrap()["jwks_uri"],
+            "https://byok.test/.well-known/jwks.json"
+        );
+        let token = s.mint_token("o1", AWS_STS_AUDIENCE).unwrap();
+        let claims = check(&jwks, &token, AWS_STS_AUDIENCE).unwrap();
+        assert_eq!(claims["sub"], "org:o1");
+        assert_eq!(
+            claims["exp"].as_u64().unwrap() - claims["iat"].as_u64().unwrap(),
+            TOKEN_TTL_MS / 1000
+        );
+        // Another audience (another cloud) refuses it; so does another issuer's JWKS.
+        let wrong = check(&jwks, &token, "api://AzureADTokenExchange").unwrap_err();
+        assert_eq!(
+            wrong.kind(),
+            &jsonwebtoken::errors::ErrorKind::InvalidAudience
+        );
+        let other_dir = tempfile::tempdir().unwrap();
+        let other = service(&Database::open_dir(other_dir.path()).await.unwrap(), 7);
+        other.refresh_issuer().await.unwrap();
+        assert!(check(&other.issuer_jwks().unwrap(), &token, AWS_STS_AUDIENCE).is_err());
+        // A token edited after signing (another org's subject) fails its signature.
+        let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
+        use base64ct::{Base64UrlUnpadded, Encoding};
+        let body = String::from_utf8(Base64UrlUnpadded::decode_vec(&parts[1]).unwrap()).unwrap();
+        parts[1] = Base64UrlUnpadded::encode_string(body.replace("org:o1", "org:o2").as_bytes());
+        let forged = parts.join(".");
+        assert_eq!(
+            check(&jwks, &forged, AWS_STS_AUDIENCE).unwrap_err().kind(),
+            &jsonwebtoken::errors::ErrorKind::InvalidSignature
+        );
+    }
+
+    #[tokio::test]
+    async fn the_private_key_is_stored_sealed_under_the_managed_key_and_kept_across_starts() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::open_dir(dir.path()).await.unwrap();
+        let s = service(&db, 7);
+        s.refresh_issuer().await.unwrap();
+        let kid = kids(&s.issuer_jwks().unwrap()).remove(0);
+        let (wrapped,): (Vec<u8>,) = sqlx::query_as("SELECT wrapped FROM issuer_key")
+            .fetch_one(db.pool())
+            .await
+            .unwrap();
+        // Opened only with the managed key and the key's own context.
+        let pkcs8 =
+            byok_core::envelope::decrypt(&s.managed, &super::context(&kid).unwrap(), &wrapped)
+                .unwrap();
+        assert!(super::encoding_key(&pkcs8).is_ok());
+        assert!(
+            !wrapped
+                .windows(64)
+                .any(|w| pkcs8.windows(64).any(|p| p == w)),
+            "no run of the private key in clear"
+        );
+        let other = managed_key(SecretBytes::from_bytes(&mut [8; 32]), 1);
+        assert!(
+            byok_core::envelope::decrypt(&other, &super::context(&kid).unwrap(), &wrapped).is_err()
+        );
+        assert!(
+            byok_core::envelope::decrypt(&s.managed, &super::context("another").unwrap(), &wrapped)
+                .is_err()
+        );
+        // A second start keeps the key: the JWKS the clouds cached stays right.
+        let again = service(&db, 7);
+        again.refresh_issuer().await.unwrap();
+        assert_eq!(kids(&again.issuer_jwks().unwrap()), vec![kid.clone()]);
+        assert_eq!(
+            kid_of(&again.mint_token("o1", AWS_STS_AUDIENCE).unwrap()),
+            kid
+        );
+        // With another managed key the start fails instead of signing with something else.
+        assert!(service(&db, 8).refresh_issuer().await.is_err());
+    }
+
+    /// Moves every stored key's times back by `ms`, as if that much time had passed.
+    async fn age(db: &Database, ms: u64, only: Option<&str>) {
+        sqlx::query(
+            "UPDATE issuer_key SET created_at = created_at - ?1, signs_from = signs_from - ?1
+             WHERE ?2 IS NULL OR kid = ?2",
+        )
+        .bind(i64::try_from(ms).unwrap())
+        .bind(only)
+        .execute(db.pool())
+        .await
+        .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_successor_is_published_a_day_before_it_signs_and_the_old_key_outlives_its_tokens() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::open_dir(dir.path()).await.unwrap();
+        let s = service(&db, 7);
+        s.refresh_issuer().await.unwrap();
+        let first = kids(&s.issuer_jwks().unwrap()).remove(0);
+        // 29 days later: the successor is made and published, the first key still signs.
+        age(&db, SIGNS_FOR_MS - PUBLISH_AHEAD_MS, None).await;
+        s.refresh_issuer().await.unwrap();
+        let published = kids(&s.issuer_jwks().unwrap());
+        assert_eq!(published.len(), 2, "{published:?}");
+        assert_eq!(published[0], first);
+        let second = published[1].clone();
+        let old_token = s.mint_token("o1", AWS_STS_AUDIENCE).unwrap();
+        assert_eq!(kid_of(&old_token), first);
+        // A day later the successor signs; the first stays published for the old tokens.
+        age(&db, PUBLISH_AHEAD_MS, None).await;
+        s.refresh_issuer().await.unwrap();
+        assert_eq!(
+            kid_of(&s.mint_token("o1", AWS_STS_AUDIENCE).unwrap()),
+            second
+        );
+        let jwks = s.issuer_jwks().unwrap();
+        assert_eq!(kids(&jwks), vec![first.clone(), second.clone()]);
+        assert!(check(&jwks, &old_token, AWS_STS_AUDIENCE).is_ok());
+        // Once no token of the first key can be alive, it is deleted.
+        age(&db, TOKEN_TTL_MS + 2 * SKEW_MS, Some(&second)).await;
+        s.refresh_issuer().await.unwrap();
+        assert_eq!(kids(&s.issuer_jwks().unwrap()), vec![second]);
+        let (rows,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM issuer_key")
+            .fetch_one(db.pool())
+            .await
+            .unwrap();
+        assert_eq!(rows, 1);
+    }
+
+    #[tokio::test]
+    async fn without_a_public_url_there_is_no_issuer_and_no_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::open_dir(dir.path()).await.unwrap();
+        let key = managed_key(SecretBytes::from_bytes(&mut [7; 32]), 1);
+        let s = Service::new(db, key, Duration::from_secs(60), AwsSettings::default()).unwrap();
+        s.refresh_issuer().await.unwrap();
+        assert!(s.issuer_discovery().is_none() && s.issuer_jwks().is_none());
+        let e = s.mint_token("o1", AWS_STS_AUDIENCE).unwrap_err();
+        assert!(format!("{e:?}").contains("--public-url"), "{e:?}");
+    }
+}
