@@ -5,7 +5,7 @@
 //! credentials; the browser never calls a KMS.
 
 use byok_core::ApiCode;
-use byok_core::kms::aws::policy::{self, VendorConfig};
+use byok_core::kms::aws::policy::{self, RoleTrust, VendorConfig};
 use byok_core::kms::aws::sts::RoleArn;
 use byok_core::kms::aws::validate::Validation;
 use byok_core::kms::aws::{Fips, IdentifierError, KeyArn, KeyRef};
@@ -111,6 +111,10 @@ pub struct GrantRequest<'a> {
     pub external_id: &'a str,
     /// The org id.
     pub org: &'a str,
+    /// How byok assumes the role (the server's policy answer says which it defaults to).
+    pub role_trust: RoleTrust,
+    /// byok's OIDC issuer without the scheme (the server's policy answer; empty if none).
+    pub issuer: &'a str,
 }
 
 /// The exact grant for `r`, by core's [`policy::grant`] (the server's own function).
@@ -119,11 +123,12 @@ pub fn grant(r: &GrantRequest<'_>) -> Result<GrantView, IdentifierProblem> {
     let role = r.role_arn.map(RoleArn::parse).transpose()?;
     let vendor = VendorConfig {
         principal_arn: r.vendor_principal.into(),
-        issuer_host_path: String::new(),
+        issuer_host_path: r.issuer.into(),
     };
     let g = policy::grant(
         &key,
         role.as_ref().map(RoleArn::as_str),
+        r.role_trust,
         &vendor,
         r.external_id,
         r.org,
@@ -222,6 +227,8 @@ mod tests {
             vendor_principal: "arn:aws:iam::111122223333:role/byok",
             external_id: "ext-1",
             org: "00ff",
+            role_trust: RoleTrust::ExternalId,
+            issuer: "",
         })
         .unwrap();
         assert_eq!(g.principal, "arn:aws:iam::444455556666:role/byok-access");
@@ -236,6 +243,8 @@ mod tests {
                 vendor_principal: "v",
                 external_id: "e",
                 org: "o",
+                role_trust: RoleTrust::ExternalId,
+                issuer: "",
             })
             .unwrap_err()
             .part,

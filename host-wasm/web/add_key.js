@@ -13,6 +13,15 @@ export async function render(section, { session, wasm, banner, go }) {
     placeholder: 'arn:aws:kms:eu-west-1:111122223333:key/…', 'aria-describedby': 'key-arn-parsed', class: 'mono' });
   const role = h('input', { id: 'role-arn', name: 'role_arn', autocomplete: 'off', spellcheck: 'false',
     placeholder: 'arn:aws:iam::111122223333:role/…', 'aria-describedby': 'role-arn-hint', class: 'mono' });
+  // How byok assumes the role: its own OIDC token (no secret on the vendor's side; offered
+  // first when byok is an issuer) or the org's external id.
+  const trustOidc = h('input', { type: 'radio', name: 'role_trust', value: 'oidc', id: 'trust-oidc' });
+  const trustExt = h('input', { type: 'radio', name: 'role_trust', value: 'external_id', id: 'trust-external-id', checked: true });
+  const trustBox = h('fieldset', { id: 'role-trust', hidden: true },
+    h('legend', {}, 'How byok assumes the role'),
+    h('label', { class: 'choice', for: 'trust-oidc' }, trustOidc, " With byok's OIDC token (no vendor secret)"),
+    h('label', { class: 'choice', for: 'trust-external-id' }, trustExt, ' With the external id'));
+  const roleTrust = () => (trustOidc.checked ? 'oidc' : 'external_id');
   const nameMsg = fieldMessage(name);
   const arnMsg = fieldMessage(arn);
   const roleMsg = fieldMessage(role);
@@ -34,7 +43,10 @@ export async function render(section, { session, wasm, banner, go }) {
     if (!vendor) {
       try {
         const p = await session.call('GET', session.org(`/keys/policy?key_arn=${encodeURIComponent(keyArn)}`));
-        vendor = { principal: p.principal, externalId: p.external_id };
+        vendor = { principal: p.principal, externalId: p.external_id, issuer: p.issuer ?? '' };
+        // byok assumes roles with its own OIDC token when it is an issuer: offered first.
+        if (vendor.issuer) trustOidc.checked = true;
+        trustBox.hidden = !role.value.trim();
       } catch (e) {
         if (e instanceof ApiError && e.code === 'not_configured') notConfigured = e;
         throw e;
@@ -93,7 +105,9 @@ export async function render(section, { session, wasm, banner, go }) {
     const roleArn = role.value.trim() || undefined;
     let grant;
     try {
-      grant = wasm.keyGrant({ keyArn: key.key_id, roleArn, vendorPrincipal: v.principal, externalId: v.externalId, org });
+      trustBox.hidden = !roleArn;
+      grant = wasm.keyGrant({ keyArn: key.key_id, roleArn, vendorPrincipal: v.principal, externalId: v.externalId,
+        org, roleTrust: roleTrust(), issuer: v.issuer });
     } catch (e) {
       roleMsg.show(`${e.message} (${e.code ?? 'invalid_request'})`);
       fill(grantBox);
@@ -111,13 +125,18 @@ export async function render(section, { session, wasm, banner, go }) {
     const keyRef = key.kind === 'alias'
       ? `KEY=$(aws kms describe-key --region ${key.region} --key-id ${key.key_id} --query KeyMetadata.Arn --output text)`
       : `KEY=${key.key_id}`;
+    // A role trusting byok's issuer needs the account's IAM OIDC provider for it, once.
+    const provider = roleArn && roleTrust() === 'oidc' && vendor?.issuer
+      ? [`aws iam create-open-id-connect-provider --url https://${vendor.issuer} --client-id-list sts.amazonaws.com`]
+      : [];
     const cli = [
+      ...provider,
       keyRef,
       `aws kms get-key-policy --region ${key.region} --key-id "$KEY" --policy-name default --query Policy --output text > policy.json`,
       '# add the statements above to "Statement" in policy.json, then:',
       `aws kms put-key-policy --region ${key.region} --key-id "$KEY" --policy-name default --policy file://policy.json`,
-      `byok key validate --org ${org} --key-arn ${key.key_id}${roleArn ? ` --role-arn ${sh(roleArn)}` : ''}`,
-      `byok key add --org ${org} --name ${sh(name.value.trim() || 'prod')} --key-arn ${key.key_id}${roleArn ? ` --role-arn ${sh(roleArn)}` : ''}`,
+      `byok key validate --org ${org} --key-arn ${key.key_id}${roleArn ? ` --role-arn ${sh(roleArn)} --role-trust ${roleTrust()}` : ''}`,
+      `byok key add --org ${org} --name ${sh(name.value.trim() || 'prod')} --key-arn ${key.key_id}${roleArn ? ` --role-arn ${sh(roleArn)} --role-trust ${roleTrust()}` : ''}`,
     ].join('\n');
     const cliPre = h('pre', { id: 'key-cli', class: 'code', tabindex: 0, 'aria-label': 'Commands' }, cli);
     const parts = [
@@ -139,7 +158,8 @@ export async function render(section, { session, wasm, banner, go }) {
     fill(grantBox, parts);
   }
 
-  const body = () => ({ key_arn: arn.value.trim(), role_arn: role.value.trim() || null });
+  const body = () => ({ key_arn: arn.value.trim(), role_arn: role.value.trim() || null,
+    role_trust: role.value.trim() ? roleTrust() : null });
 
   validate.addEventListener('click', async () => {
     validate.disabled = true;
@@ -223,7 +243,7 @@ export async function render(section, { session, wasm, banner, go }) {
   h('h3', {}, '2. Identify the key'),
   h('label', { for: 'key-name' }, 'Name (how this page and the audit log call it)'), name, nameMsg.el,
   h('label', { for: 'key-arn' }, 'Key ARN or alias ARN'), arn, arnMsg.el, parsed,
-  h('label', { for: 'role-arn' }, 'Role ARN (optional)'), role,
+  h('label', { for: 'role-arn' }, 'Role ARN (optional)'), role, trustBox,
   h('p', { class: 'hint', id: 'role-arn-hint' }, 'Only if byok should assume a role in your account instead of being granted in the key policy.'), roleMsg.el,
   grantBox,
   h('h3', {}, '4. Check and add'),
@@ -232,6 +252,8 @@ export async function render(section, { session, wasm, banner, go }) {
 
   arn.addEventListener('input', onInput);
   role.addEventListener('input', onInput);
+  trustOidc.addEventListener('change', onInput);
+  trustExt.addEventListener('change', onInput);
   section.append(h('h2', {}, 'Add a key'), form);
   onInput();
 }

@@ -2,6 +2,7 @@
 //! wired to it as moto's user `byok`: what every server test with customer keys starts from.
 
 use std::path::Path;
+use std::sync::{Arc, OnceLock};
 
 use byok_core::kms::aws::request::AwsCredentials;
 use serde_json::json;
@@ -10,6 +11,10 @@ use crate::fault_front::{FaultFront, StateCheck};
 use crate::fixtures::{OrgSettings, TestOrg, TestServer, assert_status};
 use crate::moto::Moto;
 use crate::server::{Api, Server};
+use crate::sts_front::{OidcTrust, Verifier};
+
+/// A value known only once something else has started (byok's JWKS URL, an org's subject).
+type Late = Arc<OnceLock<String>>;
 
 /// moto and the front before it.
 pub struct AwsStack {
@@ -22,8 +27,37 @@ pub struct AwsStack {
 impl AwsStack {
     /// Starts moto (prepared, auth on) and the front.
     pub async fn start() -> Self {
+        Self::start_with_oidc(None).await
+    }
+
+    /// The same, with the front also serving `AssumeRoleWithWebIdentity` of moto's
+    /// `byok-oidc` role for tokens of `issuer` checked against the JWKS at `jwks` (set once
+    /// byok listens) whose subject is `subject` (set once the org exists).
+    pub async fn start_with_issuer(
+        issuer: &str,
+        jwks: Arc<OnceLock<String>>,
+        subject: Arc<OnceLock<String>>,
+    ) -> Self {
+        Self::start_with_oidc(Some((issuer.to_owned(), jwks, subject))).await
+    }
+
+    async fn start_with_oidc(
+        oidc: Option<(String, Late, Late)>,
+    ) -> Self {
         let moto = Moto::start();
-        let front = FaultFront::start_with(
+        let trust = oidc.map(|(issuer, jwks, subject)| OidcTrust {
+            issuer,
+            verifier: Verifier::Jwks(jwks),
+            subject,
+            role_arn: moto.oidc_role_arn.clone(),
+            relay: AwsCredentials::new(
+                &moto.sts_front.access_key_id,
+                &moto.sts_front.secret_access_key,
+                None,
+                None,
+            ),
+        });
+        let front = FaultFront::start_full(
             moto.url.trim_start_matches("http://").to_owned(),
             Some(StateCheck {
                 creds: AwsCredentials::new(
@@ -33,6 +67,7 @@ impl AwsStack {
                     None,
                 ),
             }),
+            trust,
         )
         .await;
         Self { moto, front }

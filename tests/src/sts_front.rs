@@ -11,6 +11,7 @@
 //! checks on every KMS call) is relayed.
 
 use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use byok_core::kms::aws::Endpoint;
@@ -18,15 +19,26 @@ use byok_core::kms::aws::request::AwsCredentials;
 use byok_core::kms::aws::sts::{RoleArn, assume_role_request};
 use byok_server::transport::{Transport, TransportConfig};
 
+/// How the front checks a token's signature.
+#[derive(Clone)]
+pub enum Verifier {
+    /// ES256 with this public key, the uncompressed P-256 point (65 bytes): the credential
+    /// cache's own tests sign their tokens.
+    Es256(Vec<u8>),
+    /// RS256 with the key the token's `kid` names in the JWKS at this URL, fetched for each
+    /// token as an IAM OIDC provider fetches it: byok's own issuer. Set once byok listens.
+    Jwks(Arc<OnceLock<String>>),
+}
+
 /// Who the front's STS trusts, as an IAM OIDC provider plus the role's trust policy would.
 #[derive(Clone)]
 pub struct OidcTrust {
     /// The `iss` tokens must carry.
     pub issuer: String,
-    /// The issuer's ES256 public key: the uncompressed P-256 point (65 bytes).
-    pub public_key: Vec<u8>,
+    /// How their signature is checked.
+    pub verifier: Verifier,
     /// The only `sub` the role trusts.
-    pub subject: String,
+    pub subject: Arc<OnceLock<String>>,
     /// The role that trusts the issuer.
     pub role_arn: String,
     /// moto user the front assumes the role as.
@@ -90,6 +102,18 @@ struct Claims {
     sub: String,
 }
 
+/// The key the token's `kid` names in the JWKS at `url`, if there is one (RS256 only).
+async fn jwks_key(url: Option<&str>, token: &str) -> Option<jsonwebtoken::DecodingKey> {
+    let kid = jsonwebtoken::decode_header(token).ok()?.kid?;
+    let jwks: serde_json::Value =
+        serde_json::from_slice(&reqwest::get(url?).await.ok()?.bytes().await.ok()?).ok()?;
+    let jwk = jwks["keys"]
+        .as_array()?
+        .iter()
+        .find(|k| k["kid"] == kid.as_str() && k["kty"] == "RSA" && k["alg"] == "RS256")?;
+    jsonwebtoken::DecodingKey::from_rsa_components(jwk["n"].as_str()?, jwk["e"].as_str()?).ok()
+}
+
 /// The answer to `body` if it is an `AssumeRoleWithWebIdentity` request, else `None`.
 pub(crate) async fn answer(body: &[u8], upstream: &str, trust: &OidcTrust) -> Option<Vec<u8>> {
     let form = form_decode(body)?;
@@ -107,13 +131,26 @@ pub(crate) async fn answer(body: &[u8], upstream: &str, trust: &OidcTrust) -> Op
             "RoleArn, RoleSessionName and WebIdentityToken are required",
         ));
     };
-    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
+    let (alg, key) = match &trust.verifier {
+        Verifier::Es256(public) => (
+            jsonwebtoken::Algorithm::ES256,
+            Some(jsonwebtoken::DecodingKey::from_ec_der(public)),
+        ),
+        Verifier::Jwks(url) => (
+            jsonwebtoken::Algorithm::RS256,
+            jwks_key(url.get().map(String::as_str), token).await,
+        ),
+    };
+    let mut validation = jsonwebtoken::Validation::new(alg);
     validation.set_issuer(&[&trust.issuer]);
     validation.set_audience(&["sts.amazonaws.com"]);
     validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
     validation.leeway = 0;
-    let key = jsonwebtoken::DecodingKey::from_ec_der(&trust.public_key);
-    let claims = match jsonwebtoken::decode::<Claims>(token, &key, &validation) {
+    let decoded = match &key {
+        Some(key) => jsonwebtoken::decode::<Claims>(token, key, &validation),
+        None => Err(jsonwebtoken::errors::ErrorKind::InvalidKeyFormat.into()),
+    };
+    let claims = match decoded {
         Ok(t) => t.claims,
         Err(e) if matches!(e.kind(), jsonwebtoken::errors::ErrorKind::ExpiredSignature) => {
             return Some(sts_error(
@@ -130,7 +167,7 @@ pub(crate) async fn answer(body: &[u8], upstream: &str, trust: &OidcTrust) -> Op
             ));
         }
     };
-    if claims.sub != trust.subject || *role != trust.role_arn {
+    if trust.subject.get() != Some(&claims.sub) || *role != trust.role_arn {
         return Some(sts_error(
             403,
             "AccessDenied",

@@ -18,7 +18,7 @@ use byok_server::credentials::{CredentialCache, CredentialSource, WebIdentityTok
 use byok_server::transport::{Transport, TransportConfig};
 use byok_tests::fault_front::FaultFront;
 use byok_tests::moto::{Moto, User};
-use byok_tests::sts_front::OidcTrust;
+use byok_tests::sts_front::{OidcTrust, Verifier};
 use zeroize::Zeroizing;
 
 const ISSUER: &str = "https://byok.example/oidc";
@@ -113,8 +113,8 @@ async fn web_identity_and_assume_role_through_the_cache() {
         None,
         Some(OidcTrust {
             issuer: ISSUER.into(),
-            public_key: public,
-            subject: oidc_subject(org),
+            verifier: Verifier::Es256(public),
+            subject: Arc::new(oidc_subject(org).into()),
             role_arn: moto.oidc_role_arn.clone(),
             relay: creds(&moto.sts_front),
         }),

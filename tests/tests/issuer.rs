@@ -1,11 +1,17 @@
 //! byok as an OIDC issuer, from outside: with `--public-url` a live server publishes the
-//! discovery document and the JWKS the clouds fetch (no token needed, cacheable); without it
-//! both are 404; a public URL the clouds would refuse stops the server at start, with the
-//! reason. (Tokens are minted only inside byok: see `host-native/src/service/issuer.rs`.)
+//! discovery document and the JWKS the clouds fetch (no token needed); without it both are
+//! 404; a public URL the clouds would refuse stops the server at start, with the reason. And
+//! AWS trusts it: a customer role whose trust policy names byok's issuer and the org's subject
+//! is assumed with byok's own token (`AssumeRoleWithWebIdentity` through the tests' STS front,
+//! which checks the token against byok's JWKS), with no vendor secret; another org's subject
+//! is refused. (Tokens are minted only inside byok: see `host-native/src/service/issuer.rs`.)
 
 use std::process::Command;
+use std::sync::{Arc, OnceLock};
 
-use byok_tests::fixtures::{TestServer, assert_error};
+use byok_core::kms::aws::policy::oidc_subject;
+use byok_tests::aws_stack::AwsStack;
+use byok_tests::fixtures::{OrgSettings, TestServer, assert_error, assert_status, key};
 use byok_tests::server::{Server, binary, temp_dir};
 use serde_json::{Value, json};
 
@@ -102,4 +108,86 @@ fn a_public_url_the_clouds_would_refuse_stops_the_server_with_the_reason() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(why), "{url}: {err}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_role_that_trusts_byoks_issuer_is_assumed_with_its_token_for_that_org_only() {
+    let (jwks, subject) = (Arc::new(OnceLock::new()), Arc::new(OnceLock::new()));
+    let stack =
+        AwsStack::start_with_issuer("http://127.0.0.1", jwks.clone(), subject.clone()).await;
+    let ts = TestServer::start_with("issuer-aws", |data| {
+        stack.server_with(data, &[("BYOK_PUBLIC_URL", "http://127.0.0.1")])
+    });
+    jwks.set(format!("{}/.well-known/jwks.json", ts.url))
+        .unwrap();
+    let o = ts.org(OrgSettings::named("acme").cache_ttl_ms(0)).await;
+    subject.set(oidc_subject(&o.id)).unwrap();
+    let role = &stack.moto.oidc_role_arn;
+
+    // The policy offers byok's issuer first: the role trusts the IAM OIDC provider for byok,
+    // for this org's subject and STS's audience; no external id in it.
+    let path = o.path(&format!(
+        "/keys/policy?key_arn={}&role_arn={role}",
+        stack.moto.key_arn
+    ));
+    let p = assert_status(&ts.get(&path, &o.admin).await, 200);
+    assert_eq!(
+        (p["role_trust"].clone(), p["issuer"].clone()),
+        (json!("oidc"), json!("127.0.0.1"))
+    );
+    let stmt = &p["trust_policy"]["Statement"][0];
+    assert_eq!(
+        stmt["Principal"]["Federated"],
+        "arn:aws:iam::123456789012:oidc-provider/127.0.0.1"
+    );
+    assert_eq!(stmt["Action"], "sts:AssumeRoleWithWebIdentity");
+    assert_eq!(
+        stmt["Condition"]["StringEquals"],
+        json!({ "127.0.0.1:aud": "sts.amazonaws.com", "127.0.0.1:sub": oidc_subject(&o.id) })
+    );
+
+    // Attached through the role with byok's token: validated live, the root wrapped under it,
+    // data sealed and opened through it (the org caches nothing: every use unwraps).
+    let body = json!({ "name": "prod", "provider": "aws", "key_arn": stack.moto.key_arn, "role_arn": role });
+    let added = assert_status(&ts.post(&o.path("/keys"), &o.admin, &body).await, 201);
+    assert_eq!(added["key"]["role_trust"], "oidc", "{added}");
+    assert_status(&o.key_action(&ts, "cmk:1", "default", json!({})).await, 200);
+    assert_status(
+        &o.key_action(&ts, "managed", "disable", json!({ "target": "cmk:1" }))
+            .await,
+        200,
+    );
+    let keys = o.keys(&ts).await;
+    assert_eq!(keys["vendor_can_decrypt"], json!(false), "{keys}");
+    assert_eq!(key(&keys, "cmk:1")["role_trust"], "oidc");
+    let sealed = o.seal(&ts, &o.id, b"no vendor secret").await;
+    assert_status(&o.decrypt(&ts, &sealed).await, 200);
+
+    // Another org's token names another subject: the role refuses it, and nothing is attached.
+    let other = ts.org(OrgSettings::named("other")).await;
+    let answer = ts.post(&other.path("/keys"), &other.admin, &body).await;
+    let v = assert_error(&answer, 422, "key_validation_failed");
+    assert!(v.to_string().contains("AccessDenied"), "{v}");
+    assert_eq!(other.keys(&ts).await["keys"].as_array().unwrap().len(), 1);
+
+    // Asking for `oidc` from a server that is no issuer is refused with the setting to change.
+    let plain = stack.test_server("issuer-aws-plain");
+    let p2 = plain.org(OrgSettings::named("acme")).await;
+    let body = json!({ "key_arn": stack.moto.key_arn, "role_arn": role, "role_trust": "oidc" });
+    let v = assert_error(
+        &plain
+            .post(&p2.path("/keys/validate"), &p2.admin, &body)
+            .await,
+        501,
+        "not_configured",
+    );
+    assert!(v.to_string().contains("--public-url"), "{v}");
+    let bad = json!({ "key_arn": stack.moto.key_arn, "role_arn": role, "role_trust": "saml" });
+    assert_error(
+        &plain
+            .post(&p2.path("/keys/validate"), &p2.admin, &bad)
+            .await,
+        400,
+        "invalid_request",
+    );
 }

@@ -197,6 +197,7 @@ async fn a_customer_copy_opens_through_the_kms_only_as_its_own_org_and_version()
     let access = KeyAccess {
         arn: KeyArn::parse(&moto.key_arn).unwrap(),
         role: None,
+        trust: byok_core::kms::aws::policy::RoleTrust::ExternalId,
         external_id: String::new(),
     };
     if let Err(e) = kms.decrypt(&a.id, &access, copy, 1).await {

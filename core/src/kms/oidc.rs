@@ -31,7 +31,7 @@ pub const AWS_STS_AUDIENCE: &str = "sts.amazonaws.com";
 
 /// The subject of org `org`'s tokens: what a customer's trust policy names.
 pub fn subject(org: &str) -> String {
-    alloc::format!("org:{org}")
+    crate::kms::aws::policy::oidc_subject(org)
 }
 
 /// Why an issuer URL was refused.

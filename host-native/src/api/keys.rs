@@ -4,6 +4,7 @@
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
+use byok_core::kms::aws::policy::RoleTrust;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -31,9 +32,24 @@ pub struct AddKey {
     pub provider: String,
     /// The key or alias ARN.
     pub key_arn: String,
-    /// A role in the customer's account for byok to assume (with the org's external id);
-    /// omit when the key policy grants byok's own principal.
+    /// A role in the customer's account for byok to assume; omit when the key policy grants
+    /// byok's own principal.
     pub role_arn: Option<String>,
+    /// How byok assumes the role: `oidc` (its own OIDC token: no vendor secret; the default
+    /// when byok is an issuer) or `external_id` (the vendor's credentials and the org's
+    /// external id; the default otherwise).
+    pub role_trust: Option<String>,
+}
+
+/// `role_trust` from a request: `oidc`, `external_id`, or absent (the server's default).
+fn role_trust(asked: Option<&str>) -> Result<Option<RoleTrust>, ApiError> {
+    asked
+        .map(|t| {
+            RoleTrust::parse(t).ok_or_else(|| {
+                ApiError::invalid(format!("role_trust {t:?} is not `oidc` or `external_id`"))
+            })
+        })
+        .transpose()
 }
 
 /// A key to validate.
@@ -44,6 +60,8 @@ pub struct ValidateKey {
     pub key_arn: String,
     /// The role byok would assume, if any.
     pub role_arn: Option<String>,
+    /// How byok would assume it (see `AddKey`).
+    pub role_trust: Option<String>,
 }
 
 /// Which key takes over.
@@ -80,6 +98,9 @@ pub struct PolicyQuery {
     pub key_arn: String,
     /// Role byok would assume.
     pub role_arn: Option<String>,
+    /// How byok would assume it: `oidc` or `external_id` (default: `oidc` when byok is an
+    /// issuer).
+    pub role_trust: Option<String>,
 }
 
 /// List the org's keys with state and health (admin, auditor).
@@ -118,7 +139,13 @@ pub async fn add(
     }
     let (key, validation) = s
         .service
-        .add_key(org, &req.name, &req.key_arn, req.role_arn.as_deref())
+        .add_key(
+            org,
+            &req.name,
+            &req.key_arn,
+            req.role_arn.as_deref(),
+            role_trust(req.role_trust.as_deref())?,
+        )
         .await?;
     Ok((StatusCode::CREATED, Json(KeyAdded { key, validation })))
 }
@@ -137,7 +164,12 @@ pub async fn validate(
     let org = caller.org(&org, &[Role::Admin])?;
     let (ok, steps) = s
         .service
-        .validate(org, &req.key_arn, req.role_arn.as_deref())
+        .validate(
+            org,
+            &req.key_arn,
+            req.role_arn.as_deref(),
+            role_trust(req.role_trust.as_deref())?,
+        )
         .await?;
     Ok(Json(Validated { ok, steps }))
 }
@@ -146,7 +178,8 @@ pub async fn validate(
 #[utoipa::path(get, path = "/v1/orgs/{org}/keys/policy", tag = "keys",
     params(OrgPath,
         ("key_arn" = String, Query, description = "key or alias ARN"),
-        ("role_arn" = Option<String>, Query, description = "role byok would assume")),
+        ("role_arn" = Option<String>, Query, description = "role byok would assume"),
+        ("role_trust" = Option<String>, Query, description = "`oidc` or `external_id` (default: `oidc` when byok is an OIDC issuer)")),
     responses((status = 200, body = PolicyView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn policy(
@@ -158,7 +191,12 @@ pub async fn policy(
     let org = caller.org(&org, &[Role::Admin])?;
     Ok(Json(
         s.service
-            .policy(org, &q.key_arn, q.role_arn.as_deref())
+            .policy(
+                org,
+                &q.key_arn,
+                q.role_arn.as_deref(),
+                role_trust(q.role_trust.as_deref())?,
+            )
             .await?,
     ))
 }

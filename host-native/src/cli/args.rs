@@ -176,7 +176,8 @@ pub struct ScopeFlag {
     pub scope: String,
 }
 
-/// `--key-arn` and `--role-arn`: a customer's AWS key and the role byok assumes to use it.
+/// `--key-arn`, `--role-arn` and `--role-trust`: a customer's AWS key and the role byok
+/// assumes to use it.
 #[derive(Debug, Clone, clap::Args)]
 pub struct KmsKeyArgs {
     /// Key or alias ARN.
@@ -185,6 +186,10 @@ pub struct KmsKeyArgs {
     /// A role in your account for byok to assume.
     #[arg(long)]
     pub role_arn: Option<String>,
+    /// How byok assumes the role: with its own OIDC token (no vendor secret; the server's
+    /// default when it is an OIDC issuer) or with the org's external id.
+    #[arg(long, value_parser = ["oidc", "external_id"], requires = "role_arn")]
+    pub role_trust: Option<String>,
 }
 
 /// Input and output files for encrypt and decrypt.

@@ -119,11 +119,19 @@ pub async fn key(client: &Client, cmd: KeyCmd) -> Result<(), Failure> {
         }
         KeyCmd::Policy {
             org: OrgArg { org },
-            kms_key: KmsKeyArgs { key_arn, role_arn },
+            kms_key:
+                KmsKeyArgs {
+                    key_arn,
+                    role_arn,
+                    role_trust,
+                },
         } => {
             let mut path = format!("/v1/orgs/{org}/keys/policy?key_arn={}", enc(&key_arn));
             if let Some(r) = role_arn {
                 path.push_str(&format!("&role_arn={}", enc(&r)));
+            }
+            if let Some(t) = role_trust {
+                path.push_str(&format!("&role_trust={}", enc(&t)));
             }
             let v = client.get(&path).await?;
             print(client, &v, |v| {
@@ -132,12 +140,17 @@ pub async fn key(client: &Client, cmd: KeyCmd) -> Result<(), Failure> {
         }
         KeyCmd::Validate {
             org: OrgArg { org },
-            kms_key: KmsKeyArgs { key_arn, role_arn },
+            kms_key:
+                KmsKeyArgs {
+                    key_arn,
+                    role_arn,
+                    role_trust,
+                },
         } => {
             let v = client
                 .post(
                     &format!("/v1/orgs/{org}/keys/validate"),
-                    json!({ "key_arn": key_arn, "role_arn": role_arn }),
+                    json!({ "key_arn": key_arn, "role_arn": role_arn, "role_trust": role_trust }),
                 )
                 .await?;
             validation_report(client, &v)?;
@@ -154,9 +167,15 @@ pub async fn key(client: &Client, cmd: KeyCmd) -> Result<(), Failure> {
         KeyCmd::Add {
             org: OrgArg { org },
             name,
-            kms_key: KmsKeyArgs { key_arn, role_arn },
+            kms_key:
+                KmsKeyArgs {
+                    key_arn,
+                    role_arn,
+                    role_trust,
+                },
         } => {
-            let body = json!({ "name": name, "provider": "aws", "key_arn": key_arn, "role_arn": role_arn });
+            let body = json!({ "name": name, "provider": "aws", "key_arn": key_arn,
+                "role_arn": role_arn, "role_trust": role_trust });
             let v = client.post(&format!("/v1/orgs/{org}/keys"), body).await?;
             print(client, &v, |v| {
                 format!(

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use byok_core::SecretBytes;
+use byok_core::kms::aws::policy::RoleTrust;
 use byok_core::kms::aws::request::SigningError;
 use byok_core::kms::aws::request::{
     AwsCredentials, CallContext, KeyMetadata, decrypt_request, describe_key_request,
@@ -17,7 +18,7 @@ use byok_core::kms::aws::{Endpoint, KeyArn};
 use byok_core::kms::{HttpRequest, HttpResponse, KmsError, KmsErrorKind};
 use byok_core::retry::RetryPolicy;
 
-use crate::credentials::{CredentialCache, CredentialSource};
+use crate::credentials::{CredentialCache, CredentialSource, WebIdentityTokenSource};
 use crate::kms_call::call;
 use crate::transport::{Transport, TransportConfig};
 
@@ -39,9 +40,10 @@ pub struct AwsSettings {
 pub struct KeyAccess {
     /// The key.
     pub arn: KeyArn,
-    /// The customer's role byok assumes (with the org's external id), or `None` for byok's own
-    /// principal.
+    /// The customer's role byok assumes, or `None` for byok's own principal.
     pub role: Option<RoleArn>,
+    /// How byok assumes it: presenting the org's external id, or with its own OIDC token.
+    pub trust: RoleTrust,
     /// The org's external id.
     pub external_id: String,
 }
@@ -53,6 +55,8 @@ pub struct Aws {
     policy: RetryPolicy,
     creds: CredentialCache,
     calls: Arc<std::sync::atomic::AtomicU64>,
+    /// byok's OIDC tokens, when it is an issuer (`--public-url`): for roles that trust it.
+    tokens: Option<Arc<dyn WebIdentityTokenSource>>,
 }
 
 fn local(kind: KmsErrorKind, message: impl Into<String>) -> KmsError {
@@ -87,7 +91,19 @@ impl Aws {
             transport,
             policy,
             calls,
+            tokens: None,
         })
+    }
+
+    /// Presents `tokens` (byok's OIDC issuer) for roles that trust it.
+    pub fn with_tokens(mut self, tokens: Arc<dyn WebIdentityTokenSource>) -> Self {
+        self.tokens = Some(tokens);
+        self
+    }
+
+    /// Whether byok is an OIDC issuer here.
+    pub fn is_issuer(&self) -> bool {
+        self.tokens.is_some()
     }
 
     /// The principal a generated policy names: the customer's role when byok reaches the key
@@ -118,18 +134,30 @@ impl Aws {
     }
 
     async fn credentials(&self, org: &str, access: &KeyAccess) -> Result<AwsCredentials, KmsError> {
-        let vendor = self.settings.vendor.clone().ok_or_else(|| {
-            local(
-                KmsErrorKind::AccessDenied,
-                "the server has no AWS credentials configured (BYOK_AWS_ACCESS_KEY_ID, BYOK_AWS_SECRET_ACCESS_KEY)",
-            )
-        })?;
-        let source = match &access.role {
-            None => CredentialSource::Static(vendor),
-            Some(role) => CredentialSource::AssumeRole {
-                vendor,
+        let vendor = || {
+            self.settings.vendor.clone().ok_or_else(|| {
+                local(
+                    KmsErrorKind::AccessDenied,
+                    "the server has no AWS credentials configured (BYOK_AWS_ACCESS_KEY_ID, BYOK_AWS_SECRET_ACCESS_KEY)",
+                )
+            })
+        };
+        let source = match (&access.role, access.trust) {
+            (None, _) => CredentialSource::Static(vendor()?),
+            (Some(role), RoleTrust::ExternalId) => CredentialSource::AssumeRole {
+                vendor: vendor()?,
                 role: role.clone(),
                 external_id: access.external_id.clone(),
+            },
+            // No vendor secret at all: byok's own token for this org.
+            (Some(role), RoleTrust::Oidc) => CredentialSource::WebIdentity {
+                role: role.clone(),
+                tokens: self.tokens.clone().ok_or_else(|| {
+                    local(
+                        KmsErrorKind::AccessDenied,
+                        "this key's role trusts byok's OIDC issuer, but byok has none: the operator sets --public-url (BYOK_PUBLIC_URL)",
+                    )
+                })?,
             },
         };
         self.creds
@@ -216,6 +244,7 @@ impl Aws {
         org: &str,
         identifier: &str,
         role: Option<&RoleArn>,
+        trust: RoleTrust,
         principal: &str,
         external_id: &str,
     ) -> Validation {
@@ -226,6 +255,7 @@ impl Aws {
         let access_for = |arn: &KeyArn| KeyAccess {
             arn: arn.clone(),
             role: role.cloned(),
+            trust,
             external_id: external_id.into(),
         };
         loop {

@@ -58,6 +58,33 @@ impl Issuer {
             .unwrap_or_else(|p| p.into_inner())
             .clone()
     }
+
+    /// A token for org `org` and `audience`, valid [`oidc::TOKEN_TTL_MS`]. The error names what
+    /// is missing, never a key byte.
+    pub fn mint(
+        &self,
+        org: &str,
+        audience: &str,
+    ) -> std::result::Result<Zeroizing<String>, String> {
+        let active = self
+            .active()
+            .ok_or_else(|| "the OIDC issuer has no key loaded".to_owned())?;
+        let now = u64::try_from(store::now_ms()).unwrap_or(0);
+        let jti = Base64UrlUnpadded::encode_string(&rand::random::<[u8; 16]>());
+        let claims = oidc::claims(&self.url, org, audience, now, &jti);
+        let mut header = Header::new(Algorithm::RS256);
+        header.kid = Some(active.kid.clone());
+        jsonwebtoken::encode(&header, &claims, &active.key)
+            .map(Zeroizing::new)
+            .map_err(|_| "the OIDC issuer could not sign".to_owned())
+    }
+}
+
+/// AWS STS gets byok's token with its audience (`sts.amazonaws.com`).
+impl crate::credentials::WebIdentityTokenSource for Issuer {
+    fn token(&self, org: &str) -> std::result::Result<Zeroizing<String>, String> {
+        self.mint(org, oidc::AWS_STS_AUDIENCE)
+    }
 }
 
 fn context(kid: &str) -> Result<Context> {
@@ -178,17 +205,7 @@ impl Service {
                 "byok has no OIDC issuer: the operator must set --public-url (BYOK_PUBLIC_URL)",
             ))
         })?;
-        let active = issuer
-            .active()
-            .ok_or_else(|| corrupt("the issuer has no key loaded"))?;
-        let now = u64::try_from(store::now_ms()).unwrap_or(0);
-        let jti = Base64UrlUnpadded::encode_string(&rand::random::<[u8; 16]>());
-        let claims = oidc::claims(issuer.url(), org, audience, now, &jti);
-        let mut header = Header::new(Algorithm::RS256);
-        header.kid = Some(active.kid.clone());
-        jsonwebtoken::encode(&header, &claims, &active.key)
-            .map(Zeroizing::new)
-            .map_err(|_| corrupt("signing failed"))
+        issuer.mint(org, audience).map_err(|e| corrupt(&e))
     }
 }
 

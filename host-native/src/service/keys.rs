@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 
 use byok_core::kms::aws::KeyArn;
+use byok_core::kms::aws::policy::RoleTrust;
 use byok_core::kms::aws::policy::{self, VendorConfig};
 use byok_core::kms::aws::sts::{RoleArn, new_external_id};
 use byok_core::kms::aws::validate::Validation;
@@ -43,6 +44,8 @@ pub struct KeyView {
     pub alias_arn: Option<String>,
     /// The role byok assumes, if any.
     pub role_arn: Option<String>,
+    /// With a role: how byok assumes it (`oidc` or `external_id`).
+    pub role_trust: Option<String>,
     /// Whether it wraps the root key by default.
     pub default: bool,
     /// `pending` (its wrap is running), `ready` or `disabled`.
@@ -80,11 +83,17 @@ pub struct PolicyView {
     /// With a role: its permissions policy.
     #[schema(value_type = Object)]
     pub role_policy: Option<Value>,
-    /// With a role: its trust policy (trusts byok's principal with this org's external id).
+    /// With a role: its trust policy: byok's OIDC issuer for this org's subject (`oidc`), or
+    /// byok's principal with this org's external id (`external_id`).
     #[schema(value_type = Object)]
     pub trust_policy: Option<Value>,
     /// The org's external id.
     pub external_id: String,
+    /// With a role: how byok assumes it, as asked or by default (`oidc` when byok is an OIDC
+    /// issuer, else `external_id`).
+    pub role_trust: Option<String>,
+    /// byok's OIDC issuer without the scheme (the IAM OIDC provider's URL), if it is one.
+    pub issuer: Option<String>,
 }
 
 impl Service {
@@ -109,8 +118,24 @@ impl Service {
         Ok(KeyAccess {
             arn,
             role,
+            trust: row.role_trust,
             external_id: self.external_id(org).await?,
         })
+    }
+
+    /// How byok will assume `role`: as `asked`, or by default with its own OIDC token when it
+    /// is an issuer (no vendor secret involved), else presenting the org's external id.
+    fn role_trust(&self, asked: Option<RoleTrust>) -> Result<RoleTrust> {
+        match asked {
+            Some(RoleTrust::Oidc) if !self.aws.is_issuer() => {
+                Err(ServiceError::NotConfigured(super::aws::NotConfigured(
+                    "role_trust `oidc` needs byok to be an OIDC issuer: the operator sets --public-url (BYOK_PUBLIC_URL)",
+                )))
+            }
+            Some(t) => Ok(t),
+            None if self.aws.is_issuer() => Ok(RoleTrust::Oidc),
+            None => Ok(RoleTrust::ExternalId),
+        }
     }
 
     /// The org's external id, made on first use.
@@ -171,6 +196,7 @@ impl Service {
         org: ScopeId,
         key_arn: &str,
         role_arn: Option<&str>,
+        role_trust: Option<RoleTrust>,
     ) -> Result<PolicyView> {
         self.org(org).await?;
         let key = KeyArn::parse(key_arn).map_err(|e| ServiceError::Invalid(e.to_string()))?;
@@ -178,17 +204,20 @@ impl Service {
             Some(r) => Some(RoleArn::parse(r).map_err(|e| ServiceError::Invalid(e.to_string()))?),
             None => None,
         };
+        let trust = self.role_trust(role_trust)?;
         let external_id = self.external_id(org).await?;
         let org_hex = org.to_string();
+        let issuer = self.issuer.as_ref().map(|i| i.url().host_path().to_owned());
         let vendor = VendorConfig {
-            // The trust policy names the vendor, who assumes the role.
+            // The external-id trust policy names the vendor, who assumes the role.
             principal_arn: self.aws.principal(None)?,
-            issuer_host_path: String::new(),
+            issuer_host_path: issuer.clone().unwrap_or_default(),
         };
         // The setup page computes the same grant in the browser (host-wasm's `keyGrant`).
         let grant = policy::grant(
             &key,
             role.as_ref().map(RoleArn::as_str),
+            trust,
             &vendor,
             &external_id,
             &org_hex,
@@ -199,6 +228,8 @@ impl Service {
             trust_policy: grant.trust_policy,
             principal: grant.principal,
             external_id,
+            role_trust: role.as_ref().map(|_| trust.as_str().to_owned()),
+            issuer,
         })
     }
 
@@ -208,8 +239,11 @@ impl Service {
         org: ScopeId,
         key_arn: &str,
         role_arn: Option<&str>,
+        role_trust: Option<RoleTrust>,
     ) -> Result<(bool, Vec<StepView>)> {
-        let (ok, steps, _) = self.validate_resolved(org, key_arn, role_arn).await?;
+        let (ok, steps, _) = self
+            .validate_resolved(org, key_arn, role_arn, role_trust)
+            .await?;
         Ok((ok, steps))
     }
 
@@ -219,8 +253,10 @@ impl Service {
         org: ScopeId,
         key_arn: &str,
         role_arn: Option<&str>,
+        role_trust: Option<RoleTrust>,
     ) -> Result<(bool, Vec<StepView>, Option<String>)> {
         self.org(org).await?;
+        let trust = self.role_trust(role_trust)?;
         let role = match role_arn {
             Some(r) => Some(RoleArn::parse(r).map_err(|e| ServiceError::Invalid(e.to_string()))?),
             None => None,
@@ -233,6 +269,7 @@ impl Service {
                 &org.to_string(),
                 key_arn,
                 role.as_ref(),
+                trust,
                 &principal,
                 &external_id,
             )
@@ -257,7 +294,12 @@ impl Service {
             .cloned()
             .ok_or_else(|| ServiceError::NotFound(format!("key cmk:{n} not found")))?;
         let (ok, steps) = self
-            .validate(org, &row.key_arn, row.role_arn.as_deref())
+            .validate(
+                org,
+                &row.key_arn,
+                row.role_arn.as_deref(),
+                Some(row.role_trust),
+            )
             .await?;
         let failed = steps.iter().find(|s| s.outcome == "fail");
         let (health, detail) = match failed {
@@ -281,9 +323,13 @@ impl Service {
         name: &str,
         key_arn: &str,
         role_arn: Option<&str>,
+        role_trust: Option<RoleTrust>,
     ) -> Result<(KeyView, Vec<StepView>)> {
         super::check_name(name)?;
-        let (ok, steps, resolved) = self.validate_resolved(org, key_arn, role_arn).await?;
+        let trust = self.role_trust(role_trust)?;
+        let (ok, steps, resolved) = self
+            .validate_resolved(org, key_arn, role_arn, Some(trust))
+            .await?;
         if !ok {
             return Err(ServiceError::Validation(steps));
         }
@@ -318,6 +364,7 @@ impl Service {
             key_arn: key.to_key_id(),
             alias_arn: (pasted.to_key_id() != key.to_key_id()).then(|| pasted.to_key_id()),
             role_arn: role_arn.map(str::to_owned),
+            role_trust: trust,
             created_at: store::now_ms(),
             health: Some("ok".into()),
             health_detail: None,
@@ -378,6 +425,9 @@ impl Service {
                     r#type: if row.is_some() { "aws" } else { "managed" }.into(),
                     key_arn: row.map(|r| r.key_arn.clone()),
                     role_arn: row.and_then(|r| r.role_arn.clone()),
+                    role_trust: row
+                        .filter(|r| r.role_arn.is_some())
+                        .map(|r| r.role_trust.as_str().to_owned()),
                     default: h.id == snap.default_holder(),
                     state: h.status.as_str().into(),
                     health: row.and_then(|r| r.health.clone()),

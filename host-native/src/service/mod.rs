@@ -139,7 +139,9 @@ impl Service {
     /// The same, as an OIDC issuer at `url` (`--public-url`): its keys are made and loaded by
     /// [`Service::refresh_issuer`].
     pub fn with_issuer(mut self, url: byok_core::kms::oidc::IssuerUrl) -> Self {
-        self.issuer = Some(Arc::new(issuer::Issuer::new(url)));
+        let issuer = Arc::new(issuer::Issuer::new(url));
+        self.aws = self.aws.with_tokens(issuer.clone());
+        self.issuer = Some(issuer);
         self
     }
 

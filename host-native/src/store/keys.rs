@@ -1,6 +1,7 @@
 //! Attached customer keys (holders `cmk:N`): identifiers, how byok reaches them, last health.
 
 use byok_core::ScopeId;
+use byok_core::kms::aws::policy::RoleTrust;
 use sqlx::{Row, Sqlite, SqlitePool, Transaction};
 
 use super::Result;
@@ -18,6 +19,8 @@ pub struct CmkRow {
     pub alias_arn: Option<String>,
     /// The customer's role byok assumes, if any.
     pub role_arn: Option<String>,
+    /// How byok assumes that role.
+    pub role_trust: RoleTrust,
     /// When it was attached (ms since the epoch).
     pub created_at: i64,
     /// Last health check: `ok` or an error class.
@@ -35,7 +38,7 @@ pub async fn insert(
     row: &CmkRow,
 ) -> Result<()> {
     sqlx::query(
-        "INSERT INTO cmk_keys (org_id, n, name, provider, key_arn, role_arn, created_at, alias_arn) VALUES (?, ?, ?, 'aws', ?, ?, ?, ?)",
+        "INSERT INTO cmk_keys (org_id, n, name, provider, key_arn, role_arn, created_at, alias_arn, role_trust) VALUES (?, ?, ?, 'aws', ?, ?, ?, ?, ?)",
     )
     .bind(org.to_string())
     .bind(i64::from(row.n))
@@ -44,6 +47,7 @@ pub async fn insert(
     .bind(&row.role_arn)
     .bind(row.created_at)
     .bind(&row.alias_arn)
+    .bind(row.role_trust.as_str())
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -52,7 +56,7 @@ pub async fn insert(
 /// The org's attached keys, by number.
 pub async fn list(pool: &SqlitePool, org: ScopeId) -> Result<Vec<CmkRow>> {
     let rows = sqlx::query(
-        "SELECT n, name, key_arn, alias_arn, role_arn, created_at, health, health_detail, health_at FROM cmk_keys WHERE org_id = ? ORDER BY n",
+        "SELECT n, name, key_arn, alias_arn, role_arn, role_trust, created_at, health, health_detail, health_at FROM cmk_keys WHERE org_id = ? ORDER BY n",
     )
     .bind(org.to_string())
     .fetch_all(pool)
@@ -65,6 +69,8 @@ pub async fn list(pool: &SqlitePool, org: ScopeId) -> Result<Vec<CmkRow>> {
                 key_arn: r.try_get("key_arn")?,
                 alias_arn: r.try_get("alias_arn")?,
                 role_arn: r.try_get("role_arn")?,
+                role_trust: RoleTrust::parse(&r.try_get::<String, _>("role_trust")?)
+                    .ok_or_else(|| super::StoreError::Corrupt("cmk_keys.role_trust".into()))?,
                 created_at: r.try_get("created_at")?,
                 health: r.try_get("health")?,
                 health_detail: r.try_get("health_detail")?,

@@ -1,6 +1,7 @@
 //! Key setup for the browser: `parseKeyArn`, `keyGrant` and `offlineValidation`, core's own
 //! functions (see [`crate::key_setup`]), so the page says what the server will say.
 
+use byok_core::kms::aws::policy::RoleTrust;
 use js_sys::Reflect;
 use wasm_bindgen::prelude::*;
 
@@ -41,13 +42,17 @@ export interface StepReport {
 }
 
 /** What `keyGrant` needs: the server's policy answer gives `vendorPrincipal` (its `principal`
- * without a role) and `externalId`. */
+ * without a role), `externalId`, `issuer` (byok's OIDC issuer without the scheme, empty if
+ * none) and the `roleTrust` it defaults to. */
 export interface GrantRequest {
   keyArn: string;
   roleArn?: string;
   vendorPrincipal: string;
   externalId: string;
   org: string;
+  /** How byok assumes the role: with its OIDC token, or presenting the external id (default). */
+  roleTrust?: "oidc" | "external_id";
+  issuer?: string;
 }
 "#;
 
@@ -96,12 +101,24 @@ pub fn key_grant(
         need("org")?,
     );
     let role_arn = text(&request, "roleArn").filter(|r| !r.trim().is_empty());
+    let role_trust = match text(&request, "roleTrust").as_deref() {
+        None => RoleTrust::ExternalId,
+        Some(t) => RoleTrust::parse(t).ok_or_else(|| {
+            thrown(crate::edge::EdgeError::new(
+                byok_core::ApiCode::InvalidRequest,
+                format!("roleTrust {t:?} is not `oidc` or `external_id`"),
+            ))
+        })?,
+    };
+    let issuer = text(&request, "issuer").unwrap_or_default();
     let g = key_setup::grant(&GrantRequest {
         key_arn: &key_arn,
         role_arn: role_arn.as_deref(),
         vendor_principal: &vendor_principal,
         external_id: &external_id,
         org: &org,
+        role_trust,
+        issuer: &issuer,
     })
     .map_err(problem)?;
     Ok(to_js(&g))

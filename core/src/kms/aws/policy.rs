@@ -98,6 +98,32 @@ pub fn trust_policy_external_id(vendor: &VendorConfig, external_id: &str) -> Val
     })
 }
 
+/// How byok assumes a customer's role.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RoleTrust {
+    /// `AssumeRole` signed with the vendor's credentials, presenting the org's external id.
+    ExternalId,
+    /// `AssumeRoleWithWebIdentity` with byok's own OIDC token for the org: no vendor secret.
+    Oidc,
+}
+
+impl RoleTrust {
+    /// Its name in the API: `external_id` or `oidc`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::ExternalId => "external_id",
+            Self::Oidc => "oidc",
+        }
+    }
+
+    /// The inverse of [`Self::as_str`].
+    pub fn parse(name: &str) -> Option<Self> {
+        [Self::ExternalId, Self::Oidc]
+            .into_iter()
+            .find(|t| t.as_str() == name)
+    }
+}
+
 /// Everything a customer grants for one key, as the server's policy endpoint answers it and the
 /// setup page shows it while the admin types: one function, so that both say the same.
 #[derive(Clone, Debug, PartialEq)]
@@ -108,16 +134,19 @@ pub struct Grant {
     pub key_policy_statements: Value,
     /// With a role: its permissions policy ([`role_policy`]).
     pub role_policy: Option<Value>,
-    /// With a role: its trust policy, trusting the vendor with this org's external id
+    /// With a role: its trust policy, trusting byok's OIDC issuer for this org's subject
+    /// ([`trust_policy_oidc`]) or the vendor with this org's external id
     /// ([`trust_policy_external_id`]).
     pub trust_policy: Option<Value>,
 }
 
 /// The grant for `key` used by org `org`, directly by the vendor's principal or, with `role`
-/// (a checked role ARN in the customer's account), through that role presenting `external_id`.
+/// (a checked role ARN in the customer's account), through that role, assumed as `trust` says:
+/// with byok's OIDC token (the vendor's `issuer_host_path`) or presenting `external_id`.
 pub fn grant(
     key: &KeyArn,
     role: Option<&str>,
+    trust: RoleTrust,
     vendor: &VendorConfig,
     external_id: &str,
     org: &str,
@@ -127,7 +156,13 @@ pub fn grant(
         principal: principal.into(),
         key_policy_statements: key_policy_statement(principal, org),
         role_policy: role.map(|_| role_policy(key, org)),
-        trust_policy: role.map(|_| trust_policy_external_id(vendor, external_id)),
+        trust_policy: role.map(|r| match trust {
+            RoleTrust::ExternalId => trust_policy_external_id(vendor, external_id),
+            // The role's own account holds the IAM OIDC provider for byok's issuer.
+            RoleTrust::Oidc => {
+                trust_policy_oidc(vendor, r.split(':').nth(4).unwrap_or_default(), org)
+            }
+        }),
     }
 }
 
@@ -200,9 +235,31 @@ mod tests {
     }
 
     #[test]
+    fn a_role_assumed_with_byoks_oidc_token_trusts_the_issuer_for_the_orgs_subject_only() {
+        let key = KeyArn::parse("arn:aws:kms:eu-west-1:444455556666:alias/byok").unwrap();
+        let role = "arn:aws:iam::444455556666:role/byok-access";
+        let g = grant(&key, Some(role), RoleTrust::Oidc, &vendor(), "ext", "00ff");
+        assert_eq!(g.principal, role);
+        let t = g.trust_policy.unwrap();
+        assert_eq!(
+            t["Statement"][0]["Principal"]["Federated"],
+            "arn:aws:iam::444455556666:oidc-provider/byok.vendor.example"
+        );
+        assert_eq!(t["Statement"][0]["Action"], "sts:AssumeRoleWithWebIdentity");
+        assert_eq!(
+            t["Statement"][0]["Condition"]["StringEquals"],
+            serde_json::json!({ "byok.vendor.example:aud": "sts.amazonaws.com", "byok.vendor.example:sub": "org:00ff" })
+        );
+        assert!(!t.to_string().contains("ext"), "no external id: {t}");
+        assert_eq!(RoleTrust::parse("oidc"), Some(RoleTrust::Oidc));
+        assert_eq!(RoleTrust::parse("external_id"), Some(RoleTrust::ExternalId));
+        assert_eq!(RoleTrust::parse("OIDC"), None);
+    }
+
+    #[test]
     fn a_grant_names_the_role_when_there_is_one_and_the_vendor_otherwise() {
         let key = KeyArn::parse("arn:aws:kms:eu-west-1:444455556666:alias/byok").unwrap();
-        let direct = grant(&key, None, &vendor(), "ext", "00ff");
+        let direct = grant(&key, None, RoleTrust::ExternalId, &vendor(), "ext", "00ff");
         assert_eq!(direct.principal, vendor().principal_arn);
         assert_eq!(
             direct.key_policy_statements,
@@ -210,7 +267,14 @@ mod tests {
         );
         assert_eq!((direct.role_policy, direct.trust_policy), (None, None));
         let role = "arn:aws:iam::444455556666:role/byok-access";
-        let via = grant(&key, Some(role), &vendor(), "ext", "00ff");
+        let via = grant(
+            &key,
+            Some(role),
+            RoleTrust::ExternalId,
+            &vendor(),
+            "ext",
+            "00ff",
+        );
         assert_eq!(via.principal, role);
         assert_eq!(
             via.key_policy_statements,
