@@ -41,9 +41,7 @@ impl AwsStack {
         Self::start_with_oidc(Some((issuer.to_owned(), jwks, subject))).await
     }
 
-    async fn start_with_oidc(
-        oidc: Option<(String, Late, Late)>,
-    ) -> Self {
+    async fn start_with_oidc(oidc: Option<(String, Late, Late)>) -> Self {
         let moto = Moto::start();
         let trust = oidc.map(|(issuer, jwks, subject)| OidcTrust {
             issuer,

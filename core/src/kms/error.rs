@@ -76,7 +76,7 @@ impl KmsErrorKind {
     pub const fn hint(self) -> &'static str {
         match self {
             Self::AccessDenied => {
-                "grant byok's principal kms:Encrypt, kms:Decrypt and kms:DescribeKey on the key (use the policy byok generates), and check the role's trust policy and external id"
+                "grant byok's principal kms:Encrypt, kms:Decrypt and kms:DescribeKey on the key (use the policy byok generates), and, through a role, check its trust policy: byok's OIDC provider and this org's subject (role_trust oidc) or the org's external id (external_id)"
             }
             Self::KeyDisabled => "enable the key in your KMS (for AWS: EnableKey)",
             Self::KeyNotFound => {

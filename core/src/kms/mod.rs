@@ -8,6 +8,7 @@
 
 pub mod aws;
 pub mod error;
+pub mod gcp;
 pub mod http;
 #[cfg(feature = "kms")]
 pub mod oidc;
