@@ -415,24 +415,13 @@ impl Service {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
-    use byok_core::SecretBytes;
-    use byok_core::scope::managed_key;
 
     use super::super::Service;
-    use super::super::aws::AwsSettings;
+
     use crate::store::Database;
 
     fn service(db: &Database, managed: u8) -> Service {
-        let key = managed_key(SecretBytes::from_bytes(&mut [managed; 32]), 1);
-        Service::new(
-            db.clone(),
-            key,
-            Duration::from_secs(60),
-            AwsSettings::default(),
-        )
-        .unwrap()
+        super::super::test_service(db, managed)
     }
 
     #[tokio::test]

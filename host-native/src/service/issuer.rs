@@ -228,15 +228,7 @@ mod tests {
     const ISSUER: &str = "https://byok.test";
 
     fn service(db: &Database, managed: u8) -> Service {
-        let key = managed_key(SecretBytes::from_bytes(&mut [managed; 32]), 1);
-        Service::new(
-            db.clone(),
-            key,
-            Duration::from_secs(60),
-            AwsSettings::default(),
-        )
-        .unwrap()
-        .with_issuer(IssuerUrl::parse(ISSUER).unwrap())
+        super::super::test_service(db, managed).with_issuer(IssuerUrl::parse(ISSUER).unwrap())
     }
 
     /// Checks `token` as a cloud would, with the JWKS `jwks` and audience `aud`: the claims.

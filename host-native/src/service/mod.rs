@@ -177,3 +177,17 @@ impl Service {
         let _ = self.kicks.send(org);
     }
 }
+
+/// A service over `db` with a managed key of 32 bytes `managed`, for the service's unit tests.
+#[cfg(test)]
+pub(crate) fn test_service(db: &Database, managed: u8) -> Service {
+    let key =
+        byok_core::scope::managed_key(byok_core::SecretBytes::from_bytes(&mut [managed; 32]), 1);
+    Service::new(
+        db.clone(),
+        key,
+        Duration::from_secs(60),
+        aws::AwsSettings::default(),
+    )
+    .expect("a test service")
+}
