@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use byok_core::kms::aws::request::SigningError;
+use byok_core::kms::provider::RequestError;
 use byok_core::kms::{HttpRequest, HttpResponse, KmsError, KmsErrorKind};
 use byok_core::retry::{RetryDecision, RetryPolicy};
 use rand_core::Rng;
@@ -33,7 +33,7 @@ pub async fn call<T>(
     provider: &'static str,
     policy: &RetryPolicy,
     rng: &mut impl Rng,
-    mut build: impl FnMut(Duration) -> Result<HttpRequest, SigningError>,
+    mut build: impl FnMut(Duration) -> Result<HttpRequest, RequestError>,
     parse: impl Fn(&HttpResponse) -> Result<T, KmsError>,
 ) -> Called<T> {
     let started = Instant::now();

@@ -5,10 +5,11 @@
 //! credentials; the browser never calls a KMS.
 
 use byok_core::ApiCode;
+use byok_core::kms::aws::Aws;
 use byok_core::kms::aws::policy::{self, RoleTrust, VendorConfig};
 use byok_core::kms::aws::sts::RoleArn;
-use byok_core::kms::aws::validate::Validation;
 use byok_core::kms::aws::{Fips, IdentifierError, KeyArn, KeyRef};
+use byok_core::kms::validate::Validation;
 use byok_core::validate::{StepReport, report};
 use serde::Serialize;
 
@@ -152,7 +153,7 @@ pub fn offline_steps(
     org: &str,
     rng: &mut impl rand_core::CryptoRng,
 ) -> Vec<StepReport> {
-    report(Validation::start(identifier, regions, principal, org, rng).report())
+    report(Validation::start(&Aws, identifier, regions, principal, org, rng).report())
 }
 
 #[cfg(test)]

@@ -11,10 +11,10 @@ use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPai
 use byok_core::kms::KmsErrorKind;
 use byok_core::kms::aws::policy::oidc_subject;
 use byok_core::kms::aws::request::{AwsCredentials, describe_key_request, parse_describe};
-use byok_core::kms::aws::sts::RoleArn;
-use byok_core::kms::aws::{Endpoint, KeyArn};
+use byok_core::kms::aws::{Aws, Endpoint, KeyArn};
+use byok_core::kms::provider::{Access, Credentials, RoleTrust, Vendor};
 use byok_core::retry::RetryPolicy;
-use byok_server::credentials::{CredentialCache, CredentialSource, WebIdentityTokenSource};
+use byok_server::credentials::{CredentialCache, Sources, TokenSource};
 use byok_server::transport::{Transport, TransportConfig};
 use byok_tests::fault_front::FaultFront;
 use byok_tests::moto::{Moto, User};
@@ -64,8 +64,12 @@ impl Issuer {
     }
 }
 
-impl WebIdentityTokenSource for Issuer {
-    fn token(&self, org: &str) -> Result<Zeroizing<String>, String> {
+impl TokenSource for Issuer {
+    fn token(&self, org: &str, audience: &str) -> Result<Zeroizing<String>, String> {
+        assert_eq!(
+            audience, "sts.amazonaws.com",
+            "the audience AWS STS expects"
+        );
         self.minted.fetch_add(1, Ordering::SeqCst);
         let now = unix();
         let claims = serde_json::json!({
@@ -86,11 +90,18 @@ impl WebIdentityTokenSource for Issuer {
     }
 }
 
+fn sigv4(c: Credentials) -> AwsCredentials {
+    match c {
+        Credentials::SigV4(c) => c,
+        Credentials::Bearer(_) => panic!("AWS credentials expected"),
+    }
+}
+
 /// A token source that is down.
 struct Broken;
 
-impl WebIdentityTokenSource for Broken {
-    fn token(&self, _org: &str) -> Result<Zeroizing<String>, String> {
+impl TokenSource for Broken {
+    fn token(&self, _org: &str, _audience: &str) -> Result<Zeroizing<String>, String> {
         Err("signing key unavailable".into())
     }
 }
@@ -130,7 +141,25 @@ async fn web_identity_and_assume_role_through_the_cache() {
         RetryPolicy::default(),
         skewed_clock,
     ));
-    let sts = Endpoint::danger_override(&front.url, "us-east-1").unwrap();
+    // The credential flows reach STS at the front; the KMS calls below go to moto directly.
+    let access = |org: &str, role: &str, trust: RoleTrust, external_id: &str| Access {
+        org: org.into(),
+        key: moto.key_arn.clone(),
+        role: Some(role.into()),
+        trust,
+        external_id: external_id.into(),
+        audience: None,
+        danger_base: Some(front.url.clone()),
+    };
+    let web = |org: &str| access(org, &moto.oidc_role_arn, RoleTrust::Oidc, "");
+    let sources = |tokens: Arc<dyn TokenSource>| Sources {
+        vendor: Vendor {
+            aws: Some(creds(&moto.byok)),
+            ..Vendor::default()
+        },
+        tokens: Some(tokens),
+        signer: None,
+    };
     let key = KeyArn::parse(&moto.key_arn).unwrap();
     let kms = Endpoint::danger_override(&moto.url, &key.region).unwrap();
     let describe = |c: AwsCredentials| {
@@ -145,28 +174,30 @@ async fn web_identity_and_assume_role_through_the_cache() {
     // Web identity: the token is accepted, the credentials work on the key (moto checks their
     // signature and session token), and a second call is served from the cache.
     let issuer = Arc::new(Issuer::new(&pkcs8));
-    let web = CredentialSource::WebIdentity {
-        role: RoleArn::parse(&moto.oidc_role_arn).unwrap(),
-        tokens: issuer.clone(),
-    };
-    let first = cache.get(org, &web, &sts).await.expect("web identity");
+    let with_issuer = sources(issuer.clone());
+    let first = sigv4(
+        cache
+            .get(&Aws, &web(org), &with_issuer)
+            .await
+            .expect("web identity"),
+    );
     assert!(first.access_key_id.starts_with("ASIA"), "{first:?}");
     assert!(first.expires_at.is_some());
     assert_eq!(describe(first.clone()).await.unwrap().arn, moto.key_arn);
-    let again = cache.get(org, &web, &sts).await.unwrap();
+    let again = sigv4(cache.get(&Aws, &web(org), &with_issuer).await.unwrap());
     assert_eq!(again.access_key_id, first.access_key_id);
     assert_eq!(
-        (cache.sts_calls(), issuer.minted.load(Ordering::SeqCst)),
+        (cache.exchanges(), issuer.minted.load(Ordering::SeqCst)),
         (1, 1)
     );
 
     // Within the refresh margin of the expiry, the cache asks STS again (with a new token).
     let left = first.expires_at.unwrap() - skewed_clock().as_secs();
     SKEW.store(left - 60, Ordering::SeqCst);
-    let refreshed = cache.get(org, &web, &sts).await.unwrap();
+    let refreshed = sigv4(cache.get(&Aws, &web(org), &with_issuer).await.unwrap());
     assert_ne!(refreshed.access_key_id, first.access_key_id);
     assert_eq!(
-        (cache.sts_calls(), issuer.minted.load(Ordering::SeqCst)),
+        (cache.exchanges(), issuer.minted.load(Ordering::SeqCst)),
         (2, 2)
     );
     SKEW.store(0, Ordering::SeqCst);
@@ -191,37 +222,37 @@ async fn web_identity_and_assume_role_through_the_cache() {
         ),
     ];
     for (i, (bad, code)) in refused.into_iter().enumerate() {
-        let source = CredentialSource::WebIdentity {
-            role: RoleArn::parse(&moto.oidc_role_arn).unwrap(),
-            tokens: Arc::new(bad),
-        };
         let org = format!("refused{i}");
-        let err = cache.get(&org, &source, &sts).await.unwrap_err();
+        let err = cache
+            .get(&Aws, &web(&org), &sources(Arc::new(bad)))
+            .await
+            .unwrap_err();
         assert_eq!(
             (err.kind, err.code.as_str()),
             (KmsErrorKind::AccessDenied, code),
             "{err}"
         );
     }
-    let broken = CredentialSource::WebIdentity {
-        role: RoleArn::parse(&moto.oidc_role_arn).unwrap(),
-        tokens: Arc::new(Broken),
-    };
-    let err = cache.get("broken", &broken, &sts).await.unwrap_err();
+    let err = cache
+        .get(&Aws, &web("broken"), &sources(Arc::new(Broken)))
+        .await
+        .unwrap_err();
     assert_eq!(err.code, "TokenSource", "{err}");
     assert!(err.message.contains("signing key unavailable"), "{err}");
 
     // AssumeRole with the external id: eight concurrent callers share one STS exchange.
-    let assume = CredentialSource::AssumeRole {
-        vendor: creds(&moto.byok),
-        role: RoleArn::parse(&moto.role_arn).unwrap(),
-        external_id: moto.external_id.clone(),
-    };
-    let before = cache.sts_calls();
+    let assume = access(
+        "org-ext",
+        &moto.role_arn,
+        RoleTrust::ExternalId,
+        &moto.external_id,
+    );
+    let vendor_only = sources(Arc::new(Broken));
+    let before = cache.exchanges();
     let tasks: Vec<_> = (0..8)
         .map(|_| {
-            let (cache, assume, sts) = (cache.clone(), assume.clone(), sts.clone());
-            tokio::spawn(async move { cache.get("org-ext", &assume, &sts).await })
+            let (cache, assume, src) = (cache.clone(), assume.clone(), vendor_only.clone());
+            tokio::spawn(async move { cache.get(&Aws, &assume, &src).await.map(sigv4) })
         })
         .collect();
     let mut ids = Vec::new();
@@ -230,18 +261,19 @@ async fn web_identity_and_assume_role_through_the_cache() {
     }
     ids.dedup();
     assert_eq!(ids.len(), 1, "one set of credentials for all callers");
-    assert_eq!(cache.sts_calls() - before, 1, "one STS call");
+    assert_eq!(cache.exchanges() - before, 1, "one STS call");
 
     // A wrong external id is refused and not cached; evicting an org forgets its credentials.
-    let wrong = CredentialSource::AssumeRole {
-        vendor: creds(&moto.byok),
-        role: RoleArn::parse(&moto.role_arn).unwrap(),
-        external_id: "byok-wrong".into(),
-    };
-    let err = cache.get("org-wrong", &wrong, &sts).await.unwrap_err();
+    let wrong = access(
+        "org-wrong",
+        &moto.role_arn,
+        RoleTrust::ExternalId,
+        "byok-wrong",
+    );
+    let err = cache.get(&Aws, &wrong, &vendor_only).await.unwrap_err();
     assert_eq!(err.kind, KmsErrorKind::AccessDenied, "{err}");
-    let before = cache.sts_calls();
+    let before = cache.exchanges();
     cache.evict("org-ext");
-    cache.get("org-ext", &assume, &sts).await.unwrap();
-    assert_eq!(cache.sts_calls() - before, 1);
+    cache.get(&Aws, &assume, &vendor_only).await.unwrap();
+    assert_eq!(cache.exchanges() - before, 1);
 }

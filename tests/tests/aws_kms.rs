@@ -10,8 +10,9 @@ use byok_core::kms::aws::request::{
     parse_generate_data_key,
 };
 use byok_core::kms::aws::sts::{RoleArn, assume_role_request, parse_assume_role};
-use byok_core::kms::aws::validate::{Next, Outcome, Step, Validation};
-use byok_core::kms::aws::{Endpoint, KeyArn};
+use byok_core::kms::aws::{Aws, Endpoint, KeyArn};
+use byok_core::kms::provider::Provider;
+use byok_core::kms::validate::{Next, Outcome, Step, Validation};
 use byok_core::kms::{HttpRequest, KmsError, KmsErrorKind};
 use byok_server::transport::{Transport, TransportConfig};
 use byok_tests::moto::{Moto, User};
@@ -60,6 +61,7 @@ impl Env {
     async fn validate(&self, identifier: &str, u: &User, ctx: &CallContext) -> Validation {
         let mut rng = byok_core::dev::TestRng::seeded(9);
         let mut v = Validation::start(
+            &Aws,
             identifier,
             &["us-east-1"],
             "arn:aws:iam::123456789012:user/byok",
@@ -69,18 +71,19 @@ impl Env {
         loop {
             match v.next() {
                 Next::Describe(arn) => {
+                    let arn = KeyArn::parse(arn).unwrap();
                     let req =
-                        describe_key_request(arn, &self.endpoint(arn), &creds(u), now()).unwrap();
-                    let answer = parse_describe(&self.send(req).await);
+                        describe_key_request(&arn, &self.endpoint(&arn), &creds(u), now()).unwrap();
+                    let answer = Aws.parse_describe(&self.send(req).await);
                     v.described(answer);
                 }
                 Next::Wrap(arn, probe) => {
-                    let (arn, probe) = (arn.clone(), probe.duplicate());
+                    let (arn, probe) = (KeyArn::parse(arn).unwrap(), probe.duplicate());
                     let answer = self.wrap(&arn, u, &probe, ctx).await;
                     v.wrapped(answer);
                 }
                 Next::Unwrap(arn, blob) => {
-                    let (arn, blob) = (arn.clone(), blob.to_vec());
+                    let (arn, blob) = (KeyArn::parse(arn).unwrap(), blob.to_vec());
                     let answer = self.unwrap(&arn, u, &blob, ctx).await;
                     v.unwrapped(answer);
                 }

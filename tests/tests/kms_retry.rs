@@ -54,7 +54,7 @@ async fn transient_faults_are_retried_permanent_ones_are_not() {
     let wrap = |creds: AwsCredentials| {
         let (key, endpoint, ctx, root) =
             (key.clone(), endpoint.clone(), ctx.clone(), root.duplicate());
-        move |now| encrypt_request(&key, &endpoint, &root, &ctx, &creds, now)
+        move |now| encrypt_request(&key, &endpoint, &root, &ctx, &creds, now).map_err(Into::into)
     };
 
     // Two throttles, then through: three attempts, and the wrap is real (moto answered).
@@ -181,7 +181,7 @@ async fn disabled_and_pending_deletion_keys_are_refused() {
         let build = |ep: Endpoint| {
             let (key, ctx, root, creds) =
                 (key.clone(), ctx.clone(), root.duplicate(), creds.clone());
-            move |now| encrypt_request(&key, &ep, &root, &ctx, &creds, now)
+            move |now| encrypt_request(&key, &ep, &root, &ctx, &creds, now).map_err(Into::into)
         };
         let r = call(
             &transport,
@@ -225,7 +225,7 @@ async fn disabled_and_pending_deletion_keys_are_refused() {
         "aws",
         &policy,
         &mut rng,
-        |now| encrypt_request(&key, &ep, &root, &ctx, &creds, now),
+        |now| encrypt_request(&key, &ep, &root, &ctx, &creds, now).map_err(Into::into),
         parse_encrypt,
     )
     .await;

@@ -10,11 +10,12 @@ use std::ops::Deref;
 use std::time::Duration;
 
 use byok_core::kms::KmsErrorKind;
-use byok_core::kms::aws::KeyArn;
+use byok_core::kms::aws::Aws;
 use byok_core::kms::aws::request::AwsCredentials;
+use byok_core::kms::provider::{Access, RoleTrust};
 use byok_core::scope::{MANAGED_SCOPE, managed_root_context};
 use byok_core::{Envelope, Error, FormatError, KeyId, ScopeId, ScopeKey, SecretBytes};
-use byok_server::service::aws::{Aws, AwsSettings, KeyAccess};
+use byok_server::service::kms::{KeyAccess, Kms, KmsSettings};
 use byok_tests::aws_stack::AwsStack;
 use byok_tests::fixtures::{OrgSettings, TestOrg, TestServer, assert_error, assert_status, key};
 use byok_tests::server::Api;
@@ -180,31 +181,34 @@ async fn a_customer_copy_opens_through_the_kms_only_as_its_own_org_and_version()
         .iter()
         .find(|r| r.0 == a.id && r.1 == "cmk:1" && r.2 == 1)
         .unwrap();
-    let kms = Aws::new(
-        AwsSettings {
-            vendor: Some(AwsCredentials::new(
-                &moto.byok.access_key_id,
-                &moto.byok.secret_access_key,
-                None,
-                None,
-            )),
-            principal_arn: None,
-            danger_endpoint: Some(moto.url.clone()),
+    let mut settings = KmsSettings::default();
+    settings.sources.vendor.aws = Some(AwsCredentials::new(
+        &moto.byok.access_key_id,
+        &moto.byok.secret_access_key,
+        None,
+        None,
+    ));
+    settings
+        .danger_endpoints
+        .insert("aws".into(), moto.url.clone());
+    let kms = Kms::new(settings, Default::default()).unwrap();
+    let access = |org: &str| KeyAccess {
+        provider: &Aws,
+        access: Access {
+            org: org.into(),
+            key: moto.key_arn.clone(),
+            role: None,
+            trust: RoleTrust::ExternalId,
+            external_id: String::new(),
+            audience: None,
+            danger_base: Some(moto.url.clone()),
         },
-        Default::default(),
-    )
-    .unwrap();
-    let access = KeyAccess {
-        arn: KeyArn::parse(&moto.key_arn).unwrap(),
-        role: None,
-        trust: byok_core::kms::aws::policy::RoleTrust::ExternalId,
-        external_id: String::new(),
     };
-    if let Err(e) = kms.decrypt(&a.id, &access, copy, 1).await {
+    if let Err(e) = kms.unwrap(&access(&a.id), copy, 1).await {
         panic!("org A's copy did not open as its version 1: {e}");
     }
     for (org, version) in [(&a.id, 2), (&b.id, 1)] {
-        let e = kms.decrypt(org, &access, copy, version).await.unwrap_err();
+        let e = kms.unwrap(&access(org), copy, version).await.unwrap_err();
         assert_eq!(e.kind, KmsErrorKind::InvalidCiphertext, "{e}");
     }
 }

@@ -125,7 +125,18 @@ impl fmt::Display for KmsError {
         if !self.message.is_empty() {
             write!(f, ": {}", self.message)?;
         }
-        write!(f, "); {}", self.kind.hint())
+        write!(f, "); {}", self.fix())
+    }
+}
+
+impl KmsError {
+    /// What to do about it, in the provider's terms when byok speaks that provider.
+    pub fn fix(&self) -> alloc::borrow::Cow<'static, str> {
+        #[cfg(feature = "kms")]
+        if let Some(p) = crate::kms::provider::provider(self.provider) {
+            return p.fix(self.kind).into();
+        }
+        self.kind.hint().into()
     }
 }
 

@@ -1,10 +1,12 @@
 //! Key management services: identifiers, and (with the `kms` feature) the request builders and
 //! response parsers a host executes. Nothing here opens a connection; see the crate docs.
 //!
-//! One provider so far, AWS KMS ([`aws`]): key identifiers and endpoints, and the key policy a
-//! customer adds; with `kms`, the SigV4-signed requests and the parsing of their answers, error
-//! classification, STS `AssumeRole`, and the key validation plan. Provider-neutral: the
-//! classified error ([`KmsError`]) and the request and response a host executes ([`http`]).
+//! Providers: AWS KMS ([`aws`]) and Google Cloud KMS ([`gcp`]): key identifiers and the
+//! grants a customer adds; with `kms`, each behind the provider seam ([`provider`]): requests
+//! and the reading of their answers, error classification, credential exchanges. Provider-
+//! neutral: the seam, the classified error ([`KmsError`]), the request and response a host
+//! executes ([`http`]), the key validation plan ([`validate`]) and byok's OIDC issuer
+//! ([`oidc`]).
 
 pub mod aws;
 pub mod error;
@@ -12,6 +14,10 @@ pub mod gcp;
 pub mod http;
 #[cfg(feature = "kms")]
 pub mod oidc;
+#[cfg(feature = "kms")]
+pub mod provider;
+#[cfg(feature = "kms")]
+pub mod validate;
 
 pub use error::{KmsError, KmsErrorKind};
 pub use http::{HttpRequest, HttpResponse};

@@ -238,7 +238,7 @@ impl From<ServiceError> for ApiError {
                 ApiCode::Reloading,
                 "this org's state is being reloaded after an interrupted change; retry",
             ),
-            ServiceError::NotConfigured(n) => Self::new(ApiCode::NotConfigured, n.0),
+            ServiceError::NotConfigured(n) => Self::new(ApiCode::NotConfigured, n),
             ServiceError::Validation(steps) => Self {
                 code: ApiCode::KeyValidationFailed,
                 message: steps

@@ -1,10 +1,10 @@
-//! Keys: attach an AWS key after live validation, list with health, set the default, disable
+//! Keys: attach a customer key (AWS KMS, Google Cloud KMS) after live validation, list with health, set the default, disable
 //! with a re-encryption target, enable, fall back to the managed key; the policies to grant.
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use byok_core::kms::aws::policy::RoleTrust;
+use byok_core::kms::provider::RoleTrust;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -14,7 +14,7 @@ use super::auth::{ApiJson, Caller};
 use super::error::{ApiError, ErrorBody};
 use super::paths::OrgPath;
 use crate::service::audit_log::Withdrawal;
-use crate::service::{JobView, KeyView, KeysView, PolicyView, StepView};
+use crate::service::{JobView, KeySpec, KeyView, KeysView, PolicyView, StepView};
 use crate::store::Role;
 use byok_core::ScopeId;
 use byok_core::audit_log::receipt::Receipt;
@@ -28,17 +28,34 @@ const READERS: &[Role] = &[Role::Admin, Role::Auditor];
 pub struct AddKey {
     /// Display name.
     pub name: String,
-    /// `aws` (the only provider so far).
+    /// `aws` or `gcp`.
     pub provider: String,
-    /// The key or alias ARN.
-    pub key_arn: String,
-    /// A role in the customer's account for byok to assume; omit when the key policy grants
-    /// byok's own principal.
-    pub role_arn: Option<String>,
-    /// How byok assumes the role: `oidc` (its own OIDC token: no vendor secret; the default
+    /// The key: an AWS key or alias ARN, a GCP CryptoKey name (`key_arn` is accepted too).
+    #[serde(alias = "key_arn")]
+    pub key: String,
+    /// The customer's principal for byok to become: an AWS role ARN, a GCP service account
+    /// email (`role_arn` is accepted too); omit when the key grants byok's own principal.
+    #[serde(alias = "role_arn")]
+    pub role: Option<String>,
+    /// How byok assumes an AWS role: `oidc` (its own OIDC token: no vendor secret; the default
     /// when byok is an issuer) or `external_id` (the vendor's credentials and the org's
     /// external id; the default otherwise).
     pub role_trust: Option<String>,
+    /// GCP: the workload identity pool provider where byok's token is exchanged
+    /// (`//iam.googleapis.com/projects/N/locations/global/workloadIdentityPools/P/providers/X`).
+    pub audience: Option<String>,
+}
+
+impl AddKey {
+    fn spec(&self) -> Result<KeySpec<'_>, ApiError> {
+        Ok(KeySpec {
+            provider: &self.provider,
+            key: &self.key,
+            role: self.role.as_deref(),
+            trust: role_trust(self.role_trust.as_deref())?,
+            audience: self.audience.as_deref(),
+        })
+    }
 }
 
 /// `role_trust` from a request: `oidc`, `external_id`, or absent (the server's default).
@@ -56,12 +73,23 @@ fn role_trust(asked: Option<&str>) -> Result<Option<RoleTrust>, ApiError> {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ValidateKey {
-    /// The key or alias ARN.
-    pub key_arn: String,
-    /// The role byok would assume, if any.
-    pub role_arn: Option<String>,
+    /// `aws` (the default) or `gcp`.
+    #[serde(default = "aws")]
+    pub provider: String,
+    /// The key (see `AddKey`).
+    #[serde(alias = "key_arn")]
+    pub key: String,
+    /// The principal byok would become, if any (see `AddKey`).
+    #[serde(alias = "role_arn")]
+    pub role: Option<String>,
     /// How byok would assume it (see `AddKey`).
     pub role_trust: Option<String>,
+    /// GCP: the workload identity pool provider (see `AddKey`).
+    pub audience: Option<String>,
+}
+
+fn aws() -> String {
+    "aws".into()
 }
 
 /// Which key takes over.
@@ -94,13 +122,20 @@ pub struct Validated {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyQuery {
-    /// Key or alias ARN.
-    pub key_arn: String,
-    /// Role byok would assume.
-    pub role_arn: Option<String>,
+    /// `aws` (the default) or `gcp`.
+    #[serde(default = "aws")]
+    pub provider: String,
+    /// The key (see `AddKey`).
+    #[serde(alias = "key_arn")]
+    pub key: String,
+    /// The principal byok would become.
+    #[serde(alias = "role_arn")]
+    pub role: Option<String>,
     /// How byok would assume it: `oidc` or `external_id` (default: `oidc` when byok is an
     /// issuer).
     pub role_trust: Option<String>,
+    /// GCP: the workload identity pool provider.
+    pub audience: Option<String>,
 }
 
 /// List the org's keys with state and health (admin, auditor).
@@ -116,7 +151,7 @@ pub async fn list(
     Ok(Json(s.service.keys(caller.org(&org, READERS)?).await?))
 }
 
-/// Attach an AWS key (admin). Validated live first; nothing changes if a step fails (422,
+/// Attach a customer key (admin). Validated live first; nothing changes if a step fails (422,
 /// with the report and each fix).
 #[utoipa::path(post, path = "/v1/orgs/{org}/keys", tag = "keys", request_body = AddKey,
     params(OrgPath),
@@ -131,22 +166,7 @@ pub async fn add(
     ApiJson(req): ApiJson<AddKey>,
 ) -> Result<(StatusCode, Json<KeyAdded>), ApiError> {
     let org = caller.org(&org, &[Role::Admin])?;
-    if req.provider != "aws" {
-        return Err(ApiError::invalid(format!(
-            "provider {:?} is not supported yet; use \"aws\"",
-            req.provider
-        )));
-    }
-    let (key, validation) = s
-        .service
-        .add_key(
-            org,
-            &req.name,
-            &req.key_arn,
-            req.role_arn.as_deref(),
-            role_trust(req.role_trust.as_deref())?,
-        )
-        .await?;
+    let (key, validation) = s.service.add_key(org, &req.name, &req.spec()?).await?;
     Ok((StatusCode::CREATED, Json(KeyAdded { key, validation })))
 }
 
@@ -162,24 +182,25 @@ pub async fn validate(
     ApiJson(req): ApiJson<ValidateKey>,
 ) -> Result<Json<Validated>, ApiError> {
     let org = caller.org(&org, &[Role::Admin])?;
-    let (ok, steps) = s
-        .service
-        .validate(
-            org,
-            &req.key_arn,
-            req.role_arn.as_deref(),
-            role_trust(req.role_trust.as_deref())?,
-        )
-        .await?;
+    let spec = KeySpec {
+        provider: &req.provider,
+        key: &req.key,
+        role: req.role.as_deref(),
+        trust: role_trust(req.role_trust.as_deref())?,
+        audience: req.audience.as_deref(),
+    };
+    let (ok, steps) = s.service.validate(org, &spec).await?;
     Ok(Json(Validated { ok, steps }))
 }
 
 /// The policy statements to grant for a key (admin).
 #[utoipa::path(get, path = "/v1/orgs/{org}/keys/policy", tag = "keys",
     params(OrgPath,
-        ("key_arn" = String, Query, description = "key or alias ARN"),
-        ("role_arn" = Option<String>, Query, description = "role byok would assume"),
-        ("role_trust" = Option<String>, Query, description = "`oidc` or `external_id` (default: `oidc` when byok is an OIDC issuer)")),
+        ("provider" = Option<String>, Query, description = "`aws` (default) or `gcp`"),
+        ("key" = String, Query, description = "AWS key or alias ARN, GCP CryptoKey name (`key_arn` is accepted too)"),
+        ("role" = Option<String>, Query, description = "AWS role or GCP service account byok would become (`role_arn` is accepted too)"),
+        ("role_trust" = Option<String>, Query, description = "`oidc` or `external_id` (default: `oidc` when byok is an OIDC issuer)"),
+        ("audience" = Option<String>, Query, description = "GCP workload identity pool provider")),
     responses((status = 200, body = PolicyView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn policy(
@@ -189,16 +210,14 @@ pub async fn policy(
     Query(q): Query<PolicyQuery>,
 ) -> Result<Json<PolicyView>, ApiError> {
     let org = caller.org(&org, &[Role::Admin])?;
-    Ok(Json(
-        s.service
-            .policy(
-                org,
-                &q.key_arn,
-                q.role_arn.as_deref(),
-                role_trust(q.role_trust.as_deref())?,
-            )
-            .await?,
-    ))
+    let spec = KeySpec {
+        provider: &q.provider,
+        key: &q.key,
+        role: q.role.as_deref(),
+        trust: role_trust(q.role_trust.as_deref())?,
+        audience: q.audience.as_deref(),
+    };
+    Ok(Json(s.service.policy(org, &spec).await?))
 }
 
 /// Check the org's keys now (describe) and list them (admin).

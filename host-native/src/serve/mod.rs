@@ -18,7 +18,7 @@ pub use listener::ConnLimits;
 use crate::api::rate_limit::RateLimits;
 use crate::config::{Config, LogFormat};
 use crate::service::Service;
-use crate::service::aws::AwsSettings;
+use crate::service::kms::KmsSettings;
 use crate::store::Database;
 use crate::{api, managed};
 
@@ -102,12 +102,13 @@ pub async fn run(config: Config) -> Result<(), String> {
     if config.danger_aws_endpoint.is_some() {
         tracing::warn!("BYOK_DANGER_AWS_ENDPOINT is set: AWS calls go to a test endpoint");
     }
-    let aws = AwsSettings {
-        vendor,
-        principal_arn: config.aws_principal_arn.clone(),
-        danger_endpoint: config.danger_aws_endpoint.clone(),
-    };
-    let mut service = Service::new(store, managed, config.unwrap_cache_ttl, aws)?
+    let mut kms = KmsSettings::default();
+    kms.sources.vendor.aws = vendor;
+    kms.sources.vendor.aws_principal = config.aws_principal_arn.clone();
+    if let Some(url) = &config.danger_aws_endpoint {
+        kms.danger_endpoints.insert("aws".into(), url.clone());
+    }
+    let mut service = Service::new(store, managed, config.unwrap_cache_ttl, kms)?
         .with_outage_retry(config.outage_retry);
     if let Some(url) = &config.public_url {
         service = service.with_issuer(url.clone());

@@ -29,13 +29,7 @@ pub enum ServiceError {
     /// reloaded from storage: retry.
     Reloading,
     /// The operator has not configured what this call needs.
-    NotConfigured(super::aws::NotConfigured),
-}
-
-impl From<super::aws::NotConfigured> for ServiceError {
-    fn from(e: super::aws::NotConfigured) -> Self {
-        Self::NotConfigured(e)
-    }
+    NotConfigured(String),
 }
 
 impl From<byok_core::kms::KmsError> for ServiceError {

@@ -136,22 +136,19 @@ impl Service {
                 .collect();
             for n in enabled {
                 let access = self.access(&cell, org, n).await?;
-                let described = self.aws.describe(&org.to_string(), &access).await;
-                let denied = match &described {
-                    Ok(meta) => meta.state != "Enabled",
-                    Err(e) => is_denial(e),
-                };
-                let (health, detail) = match described {
-                    Ok(meta) if meta.state == "Enabled" => ("ok".to_owned(), None),
-                    Ok(meta) if meta.state == "PendingDeletion" => (
-                        "key_pending_deletion".into(),
-                        Some(format!("{} is pending deletion", meta.arn)),
-                    ),
-                    Ok(meta) => (
-                        "key_disabled".into(),
-                        Some(format!("{} is {}", meta.arn, meta.state)),
-                    ),
-                    Err(e) => (kind_code(&e).into(), Some(e.to_string())),
+                let described = self.kms.describe(&access).await;
+                // A key its KMS describes as unusable (disabled, pending deletion, destroyed)
+                // is a withdrawal, like a refused call.
+                let (denied, health, detail) = match described {
+                    Ok(state) => match state.unusable {
+                        None => (false, "ok".to_owned(), None),
+                        Some(u) => (
+                            u.kind.is_denial(),
+                            u.kind.as_str().to_owned(),
+                            Some(format!("{}: {}", state.key, u.problem)),
+                        ),
+                    },
+                    Err(e) => (is_denial(&e), kind_code(&e).into(), Some(e.to_string())),
                 };
                 if denied {
                     // The customer withdrew: nothing cached outlives the answer.

@@ -81,9 +81,9 @@ impl Issuer {
 }
 
 /// AWS STS gets byok's token with its audience (`sts.amazonaws.com`).
-impl crate::credentials::WebIdentityTokenSource for Issuer {
-    fn token(&self, org: &str) -> std::result::Result<Zeroizing<String>, String> {
-        self.mint(org, oidc::AWS_STS_AUDIENCE)
+impl crate::credentials::TokenSource for Issuer {
+    fn token(&self, org: &str, audience: &str) -> std::result::Result<Zeroizing<String>, String> {
+        self.mint(org, audience)
     }
 }
 
@@ -201,7 +201,7 @@ impl Service {
     /// A token for org `org` and `audience`, valid [`oidc::TOKEN_TTL_MS`].
     pub fn mint_token(&self, org: &str, audience: &str) -> Result<Zeroizing<String>> {
         let issuer = self.issuer.as_ref().ok_or_else(|| {
-            ServiceError::NotConfigured(super::aws::NotConfigured(
+            ServiceError::NotConfigured(String::from(
                 "byok has no OIDC issuer: the operator must set --public-url (BYOK_PUBLIC_URL)",
             ))
         })?;
@@ -222,7 +222,7 @@ mod tests {
     use serde_json::Value;
 
     use super::super::Service;
-    use super::super::aws::AwsSettings;
+    use super::super::kms::KmsSettings;
     use crate::store::Database;
 
     const ISSUER: &str = "https://byok.test";
@@ -406,7 +406,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = Database::open_dir(dir.path()).await.unwrap();
         let key = managed_key(SecretBytes::from_bytes(&mut [7; 32]), 1);
-        let s = Service::new(db, key, Duration::from_secs(60), AwsSettings::default()).unwrap();
+        let s = Service::new(db, key, Duration::from_secs(60), KmsSettings::default()).unwrap();
         s.refresh_issuer().await.unwrap();
         assert!(s.issuer_discovery().is_none() && s.issuer_jwks().is_none());
         let e = s.mint_token("o1", AWS_STS_AUDIENCE).unwrap_err();

@@ -65,10 +65,7 @@ impl Service {
                             let secret = byok_core::SecretBytes::from_bytes(
                                 &mut root.expose_secret().clone(),
                             );
-                            let answer = self
-                                .aws
-                                .encrypt(&org.to_string(), &access, &secret, version)
-                                .await;
+                            let answer = self.kms.wrap(&access, &secret, version).await;
                             self.kms_answered(&cell, org, n, "Encrypt", answer.as_ref().err())
                                 .await?;
                             answer?

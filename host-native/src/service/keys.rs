@@ -6,17 +6,14 @@
 
 use std::collections::BTreeMap;
 
-use byok_core::kms::aws::KeyArn;
-use byok_core::kms::aws::policy::RoleTrust;
-use byok_core::kms::aws::policy::{self, VendorConfig};
-use byok_core::kms::aws::sts::{RoleArn, new_external_id};
-use byok_core::kms::aws::validate::Validation;
+use byok_core::kms::provider::{self, Access, Provider, RoleTrust, new_external_id};
+use byok_core::kms::validate::Validation;
 use byok_core::scope::{HolderId, HolderStatus, Org, RootProof};
 use byok_core::{KeyId, ScopeId, ScopeKey};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::aws::KeyAccess;
+use super::kms::KeyAccess;
 use super::{OrgCell, Result, Service, ServiceError};
 use crate::store::keys::{self, CmkRow};
 use crate::store::{self, holder_name, parse_holder};
@@ -35,17 +32,19 @@ pub struct KeyView {
     pub id: String,
     /// Display name.
     pub name: String,
-    /// `managed` or `aws`.
+    /// `managed`, or the key's provider (`aws`, `gcp`).
     pub r#type: String,
-    /// The key ARN (AWS), as DescribeKey returned it when the key was attached.
+    /// The key as its KMS described it when it was attached (AWS key ARN, GCP CryptoKey name).
     pub key_arn: Option<String>,
     /// The alias ARN pasted when it was attached, if one was (display only: byok uses the key
     /// ARN, so re-pointing the alias changes nothing).
     pub alias_arn: Option<String>,
-    /// The role byok assumes, if any.
+    /// The customer's principal byok becomes, if any (AWS role ARN, GCP service account).
     pub role_arn: Option<String>,
     /// With a role: how byok assumes it (`oidc` or `external_id`).
     pub role_trust: Option<String>,
+    /// Where byok's token is exchanged (GCP workload identity pool provider), if anywhere.
+    pub audience: Option<String>,
     /// Whether it wraps the root key by default.
     pub default: bool,
     /// `pending` (its wrap is running), `ready` or `disabled`.
@@ -75,9 +74,12 @@ pub struct KeysView {
 /// The policies to grant for a key.
 #[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct PolicyView {
-    /// The principal the key policy grants (byok's, or the role byok assumes).
+    /// The key's provider.
+    pub provider: String,
+    /// The principal the key's policy grants (byok's, or the customer's principal byok
+    /// becomes).
     pub principal: String,
-    /// Statements to add to the key's key policy.
+    /// What to add to the key's policy: AWS key policy statements, GCP IAM bindings.
     #[schema(value_type = Object)]
     pub key_policy_statements: Value,
     /// With a role: its permissions policy.
@@ -94,6 +96,36 @@ pub struct PolicyView {
     pub role_trust: Option<String>,
     /// byok's OIDC issuer without the scheme (the IAM OIDC provider's URL), if it is one.
     pub issuer: Option<String>,
+    /// The commands that apply the grant, for the admin to paste.
+    pub commands: Vec<String>,
+}
+
+/// A key as the admin describes it: its provider and identifier, and how byok reaches it.
+#[derive(Clone, Copy, Debug)]
+pub struct KeySpec<'a> {
+    /// `aws`, `gcp`.
+    pub provider: &'a str,
+    /// The identifier as pasted.
+    pub key: &'a str,
+    /// The customer's principal byok becomes (AWS role ARN, GCP service account), if any.
+    pub role: Option<&'a str>,
+    /// How byok becomes it, if asked.
+    pub trust: Option<RoleTrust>,
+    /// Where byok's token is exchanged (GCP workload identity pool provider), if anywhere.
+    pub audience: Option<&'a str>,
+}
+
+impl<'a> KeySpec<'a> {
+    /// An AWS key, reached as `role` says.
+    pub fn aws(key: &'a str, role: Option<&'a str>, trust: Option<RoleTrust>) -> Self {
+        Self {
+            provider: "aws",
+            key,
+            role,
+            trust,
+            audience: None,
+        }
+    }
 }
 
 impl Service {
@@ -106,34 +138,76 @@ impl Service {
             .get(&n)
             .cloned()
             .ok_or_else(|| ServiceError::NotFound(format!("key cmk:{n} not found")))?;
-        let arn = KeyArn::parse(&row.key_arn)
-            .map_err(|e| ServiceError::Store(store::StoreError::Corrupt(e.to_string())))?;
-        let role = match &row.role_arn {
-            Some(r) => Some(
-                RoleArn::parse(r)
-                    .map_err(|e| ServiceError::Store(store::StoreError::Corrupt(e.to_string())))?,
-            ),
-            None => None,
-        };
+        let corrupt = |why: String| ServiceError::Store(store::StoreError::Corrupt(why));
+        let p = provider::provider(&row.provider)
+            .ok_or_else(|| corrupt(provider::unknown(&row.provider)))?;
         Ok(KeyAccess {
-            arn,
-            role,
-            trust: row.role_trust,
-            external_id: self.external_id(org).await?,
+            provider: p,
+            access: Access {
+                org: org.to_string(),
+                key: p
+                    .parse_key(&row.key)
+                    .map_err(|e| corrupt(e.to_string()))?
+                    .key,
+                role: row.role,
+                trust: row.role_trust,
+                external_id: self.external_id(org).await?,
+                audience: row.audience,
+                danger_base: self.kms.danger_base(p),
+            },
         })
+    }
+
+    /// How byok reaches the key `spec` describes, for org `org`: every part checked by its
+    /// provider. Returns the parsed key too.
+    async fn spec_access(
+        &self,
+        org: ScopeId,
+        spec: &KeySpec<'_>,
+    ) -> Result<(KeyAccess, provider::ParsedKey)> {
+        let invalid = |e: provider::BadIdentifier| ServiceError::Invalid(e.to_string());
+        let p: &'static dyn Provider = provider::provider(spec.provider)
+            .ok_or_else(|| ServiceError::Invalid(provider::unknown(spec.provider)))?;
+        let parsed = p.parse_key(spec.key).map_err(invalid)?;
+        let role = spec
+            .role
+            .map(|r| p.parse_role(r))
+            .transpose()
+            .map_err(invalid)?;
+        let audience = spec
+            .audience
+            .map(|a| p.parse_audience(a))
+            .transpose()
+            .map_err(invalid)?;
+        let trust = self.role_trust(spec.trust)?;
+        Ok((
+            KeyAccess {
+                provider: p,
+                access: Access {
+                    org: org.to_string(),
+                    key: parsed.key.clone(),
+                    role,
+                    trust,
+                    external_id: self.external_id(org).await?,
+                    audience,
+                    danger_base: self.kms.danger_base(p),
+                },
+            },
+            parsed,
+        ))
     }
 
     /// How byok will assume `role`: as `asked`, or by default with its own OIDC token when it
     /// is an issuer (no vendor secret involved), else presenting the org's external id.
     fn role_trust(&self, asked: Option<RoleTrust>) -> Result<RoleTrust> {
         match asked {
-            Some(RoleTrust::Oidc) if !self.aws.is_issuer() => {
-                Err(ServiceError::NotConfigured(super::aws::NotConfigured(
-                    "role_trust `oidc` needs byok to be an OIDC issuer: the operator sets --public-url (BYOK_PUBLIC_URL)",
-                )))
+            Some(RoleTrust::Oidc) if !self.kms.is_issuer() => {
+                Err(ServiceError::NotConfigured(
+                    "role_trust `oidc` needs byok to be an OIDC issuer: the operator sets --public-url (BYOK_PUBLIC_URL)".into(),
+                ))
             }
             Some(t) => Ok(t),
-            None if self.aws.is_issuer() => Ok(RoleTrust::Oidc),
+            None if self.kms.is_issuer() => Ok(RoleTrust::Oidc),
             None => Ok(RoleTrust::ExternalId),
         }
     }
@@ -179,10 +253,7 @@ impl Service {
         for v in org.root_versions() {
             let root = self.scope_key(cell, KeyId::new(org.id(), v)).await?;
             let secret = root.duplicate_secret();
-            let answer = self
-                .aws
-                .encrypt(&org.id().to_string(), &access, &secret, v)
-                .await;
+            let answer = self.kms.wrap(&access, &secret, v).await;
             self.kms_answered(cell, org.id(), n, "Encrypt", answer.as_ref().err())
                 .await?;
             copies.push((v, answer?));
@@ -190,46 +261,30 @@ impl Service {
         Ok(copies)
     }
 
-    /// The policies to grant for `key_arn` (and `role_arn`, if byok assumes one).
-    pub async fn policy(
-        &self,
-        org: ScopeId,
-        key_arn: &str,
-        role_arn: Option<&str>,
-        role_trust: Option<RoleTrust>,
-    ) -> Result<PolicyView> {
+    /// The policies to grant for the key `spec` describes.
+    pub async fn policy(&self, org: ScopeId, spec: &KeySpec<'_>) -> Result<PolicyView> {
         self.org(org).await?;
-        let key = KeyArn::parse(key_arn).map_err(|e| ServiceError::Invalid(e.to_string()))?;
-        let role = match role_arn {
-            Some(r) => Some(RoleArn::parse(r).map_err(|e| ServiceError::Invalid(e.to_string()))?),
-            None => None,
-        };
-        let trust = self.role_trust(role_trust)?;
-        let external_id = self.external_id(org).await?;
-        let org_hex = org.to_string();
-        let issuer = self.issuer.as_ref().map(|i| i.url().host_path().to_owned());
-        let vendor = VendorConfig {
-            // The external-id trust policy names the vendor, who assumes the role.
-            principal_arn: self.aws.principal(None)?,
-            issuer_host_path: issuer.clone().unwrap_or_default(),
-        };
+        let (access, _) = self.spec_access(org, spec).await?;
+        let issuer = self.issuer.as_ref().map(|i| i.url().as_str().to_owned());
         // The setup page computes the same grant in the browser (host-wasm's `keyGrant`).
-        let grant = policy::grant(
-            &key,
-            role.as_ref().map(RoleArn::as_str),
-            trust,
-            &vendor,
-            &external_id,
-            &org_hex,
-        );
+        let grant = self
+            .kms
+            .grant(&access, issuer.as_deref())
+            .map_err(ServiceError::NotConfigured)?;
         Ok(PolicyView {
-            key_policy_statements: grant.key_policy_statements,
+            provider: access.provider.name().into(),
+            key_policy_statements: grant.key_policy,
             role_policy: grant.role_policy,
             trust_policy: grant.trust_policy,
             principal: grant.principal,
-            external_id,
-            role_trust: role.as_ref().map(|_| trust.as_str().to_owned()),
-            issuer,
+            role_trust: access
+                .access
+                .role
+                .as_ref()
+                .map(|_| access.access.trust.as_str().to_owned()),
+            external_id: access.access.external_id,
+            issuer: self.issuer.as_ref().map(|i| i.url().host_path().to_owned()),
+            commands: grant.commands,
         })
     }
 
@@ -237,44 +292,40 @@ impl Service {
     pub async fn validate(
         &self,
         org: ScopeId,
-        key_arn: &str,
-        role_arn: Option<&str>,
-        role_trust: Option<RoleTrust>,
+        spec: &KeySpec<'_>,
     ) -> Result<(bool, Vec<StepView>)> {
-        let (ok, steps, _) = self
-            .validate_resolved(org, key_arn, role_arn, role_trust)
-            .await?;
+        let (ok, steps, _) = self.validate_resolved(org, spec).await?;
         Ok((ok, steps))
     }
 
-    /// [`Self::validate`], also returning the key ARN that DescribeKey gave (an alias resolved).
+    /// [`Self::validate`], also returning the key to store: the key as its KMS described it,
+    /// if it fits what was pasted.
     async fn validate_resolved(
         &self,
         org: ScopeId,
-        key_arn: &str,
-        role_arn: Option<&str>,
-        role_trust: Option<RoleTrust>,
-    ) -> Result<(bool, Vec<StepView>, Option<String>)> {
+        spec: &KeySpec<'_>,
+    ) -> Result<(
+        bool,
+        Vec<StepView>,
+        Option<(KeyAccess, provider::ParsedKey, String)>,
+    )> {
         self.org(org).await?;
-        let trust = self.role_trust(role_trust)?;
-        let role = match role_arn {
-            Some(r) => Some(RoleArn::parse(r).map_err(|e| ServiceError::Invalid(e.to_string()))?),
-            None => None,
-        };
-        let principal = self.aws.principal(role.as_ref())?;
-        let external_id = self.external_id(org).await?;
-        let v = self
-            .aws
-            .validate(
-                &org.to_string(),
-                key_arn,
-                role.as_ref(),
-                trust,
-                &principal,
-                &external_id,
-            )
-            .await;
-        Ok((v.ok(), report(&v), v.described_arn().map(str::to_owned)))
+        // An identifier that does not parse is a failed first step, reported with its fix,
+        // like every other step (nothing else is checked then).
+        if let Some(p) = provider::provider(spec.provider)
+            && p.parse_key(spec.key).is_err()
+        {
+            let v = Validation::start(p, spec.key, &[], "", &org.to_string(), &mut rand::rng());
+            return Ok((false, report(&v), None));
+        }
+        let (access, parsed) = self.spec_access(org, spec).await?;
+        let principal = self
+            .kms
+            .principal(&access)
+            .map_err(ServiceError::NotConfigured)?;
+        let v = self.kms.validate(&access, spec.key, &principal).await;
+        let resolved = v.described_key().map(str::to_owned);
+        Ok((v.ok(), report(&v), resolved.map(|r| (access, parsed, r))))
     }
 
     /// Runs the validation plan again for attached key `key` (`cmk:N`) and records the result
@@ -293,14 +344,14 @@ impl Service {
             .get(&n)
             .cloned()
             .ok_or_else(|| ServiceError::NotFound(format!("key cmk:{n} not found")))?;
-        let (ok, steps) = self
-            .validate(
-                org,
-                &row.key_arn,
-                row.role_arn.as_deref(),
-                Some(row.role_trust),
-            )
-            .await?;
+        let spec = KeySpec {
+            provider: &row.provider,
+            key: &row.key,
+            role: row.role.as_deref(),
+            trust: Some(row.role_trust),
+            audience: row.audience.as_deref(),
+        };
+        let (ok, steps) = self.validate(org, &spec).await?;
         let failed = steps.iter().find(|s| s.outcome == "fail");
         let (health, detail) = match failed {
             None => ("ok".to_owned(), None),
@@ -313,43 +364,28 @@ impl Service {
         Ok((ok, steps))
     }
 
-    /// Attaches an AWS key after validating it live. The key ARN that DescribeKey returned is
-    /// stored (an alias is kept for display only: re-pointing it must not orphan the copies).
-    /// The key wraps every live root version before anything is stored; if any KMS call fails,
-    /// nothing changes, now or later.
+    /// Attaches a key after validating it live. The key as its KMS described it is stored (an
+    /// AWS alias is kept for display only: re-pointing it must not orphan the copies). The key
+    /// wraps every live root version before anything is stored; if any KMS call fails, nothing
+    /// changes, now or later.
     pub async fn add_key(
         &self,
         org: ScopeId,
         name: &str,
-        key_arn: &str,
-        role_arn: Option<&str>,
-        role_trust: Option<RoleTrust>,
+        spec: &KeySpec<'_>,
     ) -> Result<(KeyView, Vec<StepView>)> {
         super::check_name(name)?;
-        let trust = self.role_trust(role_trust)?;
-        let (ok, steps, resolved) = self
-            .validate_resolved(org, key_arn, role_arn, Some(trust))
-            .await?;
+        let (ok, steps, resolved) = self.validate_resolved(org, spec).await?;
         if !ok {
             return Err(ServiceError::Validation(steps));
         }
-        let pasted = KeyArn::parse(key_arn).map_err(|e| ServiceError::Invalid(e.to_string()))?;
-        let resolved = resolved.ok_or_else(|| {
-            ServiceError::Invalid("the key's description did not name its key ARN".into())
+        let (access, pasted, described) = resolved.ok_or_else(|| {
+            ServiceError::Invalid("the key's description did not name the key".into())
         })?;
-        let key = KeyArn::parse(&resolved)
-            .ok()
-            .filter(|k| {
-                k.partition == pasted.partition
-                    && k.region == pasted.region
-                    && k.account == pasted.account
-                    && k.to_key_id() == resolved
-            })
-            .ok_or_else(|| {
-                ServiceError::Invalid(format!(
-                    "the KMS described {key_arn} as {resolved:?}, which is not a key in the same account and region"
-                ))
-            })?;
+        let key = access
+            .provider
+            .resolved(&pasted, &described)
+            .map_err(ServiceError::Invalid)?;
         let cell = self.org(org).await?;
         let n = cell
             .cmks
@@ -361,10 +397,12 @@ impl Service {
         let row = CmkRow {
             n,
             name: name.to_owned(),
-            key_arn: key.to_key_id(),
-            alias_arn: (pasted.to_key_id() != key.to_key_id()).then(|| pasted.to_key_id()),
-            role_arn: role_arn.map(str::to_owned),
-            role_trust: trust,
+            provider: access.provider.name().into(),
+            pasted: (pasted.key != key).then(|| pasted.key.clone()),
+            key,
+            role: access.access.role.clone(),
+            role_trust: access.access.trust,
+            audience: access.access.audience.clone(),
             created_at: store::now_ms(),
             health: Some("ok".into()),
             health_detail: None,
@@ -422,18 +460,19 @@ impl Service {
                 KeyView {
                     id: holder_name(h.id),
                     name: row.map_or_else(|| "managed".into(), |r| r.name.clone()),
-                    r#type: if row.is_some() { "aws" } else { "managed" }.into(),
-                    key_arn: row.map(|r| r.key_arn.clone()),
-                    role_arn: row.and_then(|r| r.role_arn.clone()),
+                    r#type: row.map_or_else(|| "managed".into(), |r| r.provider.clone()),
+                    key_arn: row.map(|r| r.key.clone()),
+                    role_arn: row.and_then(|r| r.role.clone()),
                     role_trust: row
-                        .filter(|r| r.role_arn.is_some())
+                        .filter(|r| r.role.is_some())
                         .map(|r| r.role_trust.as_str().to_owned()),
+                    audience: row.and_then(|r| r.audience.clone()),
                     default: h.id == snap.default_holder(),
                     state: h.status.as_str().into(),
                     health: row.and_then(|r| r.health.clone()),
                     health_detail: row.and_then(|r| r.health_detail.clone()),
                     health_at: row.and_then(|r| r.health_at),
-                    alias_arn: row.and_then(|r| r.alias_arn.clone()),
+                    alias_arn: row.and_then(|r| r.pasted.clone()),
                     outage_grace: self.grace_view(&cell, h.id),
                 }
             })

@@ -6,7 +6,6 @@
 
 mod apply;
 pub mod audit_log;
-pub mod aws;
 mod cache;
 mod data;
 mod error;
@@ -16,6 +15,7 @@ mod health;
 pub mod issuer;
 mod jobs;
 mod keys;
+pub mod kms;
 mod lease;
 mod org_cell;
 mod orgs;
@@ -43,7 +43,7 @@ pub use data::{DataKeyOut, MAX_PLAINTEXT};
 pub use grace::GraceView;
 pub use health::{is_denial, kind_code};
 pub use jobs::JobView;
-pub use keys::{KeyView, KeysView, PolicyView, StepView};
+pub use keys::{KeySpec, KeyView, KeysView, PolicyView, StepView};
 pub use retire::{MAX_KEYS_PER_CALL, StoredKey};
 pub use tokens::TokenView;
 
@@ -78,7 +78,7 @@ pub struct Metrics {
 pub struct Service {
     store: Database,
     managed: ScopeKey,
-    aws: aws::Aws,
+    kms: kms::Kms,
     orgs: RwLock<HashMap<ScopeId, Arc<OrgCell>>>,
     cache: KeyCache,
     /// Token grants by token hash, so that authenticating a request does not read the database
@@ -107,12 +107,12 @@ pub struct Service {
 
 impl Service {
     /// A service over `store`, with the managed key, the default unwrap cache TTL for new
-    /// orgs, and the vendor's AWS settings.
+    /// orgs, and the vendor's KMS settings.
     pub fn new(
         store: Database,
         managed: ScopeKey,
         default_ttl: Duration,
-        aws: aws::AwsSettings,
+        kms: kms::KmsSettings,
     ) -> std::result::Result<Self, String> {
         let metrics = Metrics::default();
         let (kicks, kick_rx) = tokio::sync::mpsc::unbounded_channel();
@@ -121,7 +121,7 @@ impl Service {
             kick_rx: std::sync::Mutex::new(Some(kick_rx)),
             store,
             managed,
-            aws: aws::Aws::new(aws, metrics.kms_calls.clone())?,
+            kms: kms::Kms::new(kms, metrics.kms_calls.clone())?,
             orgs: RwLock::new(HashMap::new()),
             cache: KeyCache::default(),
             grants: RwLock::new(HashMap::new()),
@@ -140,7 +140,7 @@ impl Service {
     /// [`Service::refresh_issuer`].
     pub fn with_issuer(mut self, url: byok_core::kms::oidc::IssuerUrl) -> Self {
         let issuer = Arc::new(issuer::Issuer::new(url));
-        self.aws = self.aws.with_tokens(issuer.clone());
+        self.kms = self.kms.with_tokens(issuer.clone());
         self.issuer = Some(issuer);
         self
     }
@@ -187,7 +187,7 @@ pub(crate) fn test_service(db: &Database, managed: u8) -> Service {
         db.clone(),
         key,
         Duration::from_secs(60),
-        aws::AwsSettings::default(),
+        kms::KmsSettings::default(),
     )
     .expect("a test service")
 }

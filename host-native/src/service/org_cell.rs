@@ -229,7 +229,7 @@ mod tests {
     use byok_core::scope::{ScopeError, managed_key};
     use byok_core::{ScopeId, SecretBytes};
 
-    use super::super::aws::AwsSettings;
+    use super::super::kms::KmsSettings;
     use super::super::{Service, ServiceError};
     use crate::store::{Database, org_rows};
 
@@ -286,7 +286,7 @@ mod tests {
             let db = Database::open_dir(&dir).await.unwrap();
             let managed = managed_key(SecretBytes::random(&mut rand::rng()), 1);
             let svc =
-                Service::new(db, managed, Duration::from_secs(60), AwsSettings::default()).unwrap();
+                Service::new(db, managed, Duration::from_secs(60), KmsSettings::default()).unwrap();
             let (org, _) = svc.create_org("org", None, None, None).await.unwrap();
             let team = svc.create_scope(org, org, "team").await.unwrap();
             let team = ScopeId::parse_hex(&team.id).unwrap();

@@ -243,10 +243,7 @@ impl Service {
                     .cloned()
                     .ok_or(ServiceError::Scope(ScopeError::HolderNotReady(holder)))?;
                 let access = self.access(cell, org.id(), n).await?;
-                let answer = self
-                    .aws
-                    .decrypt(&org.id().to_string(), &access, &copy, root.version)
-                    .await;
+                let answer = self.kms.unwrap(&access, &copy, root.version).await;
                 self.kms_answered(cell, org.id(), n, "Decrypt", answer.as_ref().err())
                     .await?;
                 let secret = answer?;
@@ -285,7 +282,7 @@ mod tests {
     use byok_core::scope::{ScopeError, managed_key};
     use byok_core::{ScopeId, SecretBytes};
 
-    use super::super::aws::AwsSettings;
+    use super::super::kms::KmsSettings;
     use super::super::{Service, ServiceError};
     use crate::store::Database;
 
@@ -297,7 +294,7 @@ mod tests {
         let db = Database::open("sqlite::memory:").await.unwrap();
         let managed = managed_key(SecretBytes::random(&mut rand::rng()), 1);
         let svc =
-            Service::new(db, managed, Duration::from_secs(60), AwsSettings::default()).unwrap();
+            Service::new(db, managed, Duration::from_secs(60), KmsSettings::default()).unwrap();
         let (org, _) = svc.create_org("org", None, None, None).await.unwrap();
         let team = svc.create_scope(org, org, "team").await.unwrap();
         let team = ScopeId::parse_hex(&team.id).unwrap();

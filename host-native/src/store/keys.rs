@@ -13,14 +13,18 @@ pub struct CmkRow {
     pub n: u32,
     /// Display name.
     pub name: String,
-    /// The key ARN, as DescribeKey returned it when the key was attached (an alias resolved).
-    pub key_arn: String,
-    /// The alias ARN pasted, if one was (display only).
-    pub alias_arn: Option<String>,
-    /// The customer's role byok assumes, if any.
-    pub role_arn: Option<String>,
-    /// How byok assumes that role.
+    /// Its provider (`aws`, `gcp`).
+    pub provider: String,
+    /// The key as its KMS described it when it was attached (an AWS alias resolved).
+    pub key: String,
+    /// The identifier pasted, if it differs (an AWS alias; display only).
+    pub pasted: Option<String>,
+    /// The customer's principal byok becomes, if any (AWS role ARN, GCP service account).
+    pub role: Option<String>,
+    /// How byok becomes it.
     pub role_trust: RoleTrust,
+    /// Where byok's token is exchanged (GCP workload identity pool provider), if anywhere.
+    pub audience: Option<String>,
     /// When it was attached (ms since the epoch).
     pub created_at: i64,
     /// Last health check: `ok` or an error class.
@@ -38,16 +42,18 @@ pub async fn insert(
     row: &CmkRow,
 ) -> Result<()> {
     sqlx::query(
-        "INSERT INTO cmk_keys (org_id, n, name, provider, key_arn, role_arn, created_at, alias_arn, role_trust) VALUES (?, ?, ?, 'aws', ?, ?, ?, ?, ?)",
+        "INSERT INTO cmk_keys (org_id, n, name, provider, key_id, principal, created_at, key_pasted, role_trust, audience) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(org.to_string())
     .bind(i64::from(row.n))
     .bind(&row.name)
-    .bind(&row.key_arn)
-    .bind(&row.role_arn)
+    .bind(&row.provider)
+    .bind(&row.key)
+    .bind(&row.role)
     .bind(row.created_at)
-    .bind(&row.alias_arn)
+    .bind(&row.pasted)
     .bind(row.role_trust.as_str())
+    .bind(&row.audience)
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -56,7 +62,7 @@ pub async fn insert(
 /// The org's attached keys, by number.
 pub async fn list(pool: &SqlitePool, org: ScopeId) -> Result<Vec<CmkRow>> {
     let rows = sqlx::query(
-        "SELECT n, name, key_arn, alias_arn, role_arn, role_trust, created_at, health, health_detail, health_at FROM cmk_keys WHERE org_id = ? ORDER BY n",
+        "SELECT n, name, provider, key_id, key_pasted, principal, role_trust, audience, created_at, health, health_detail, health_at FROM cmk_keys WHERE org_id = ? ORDER BY n",
     )
     .bind(org.to_string())
     .fetch_all(pool)
@@ -66,9 +72,11 @@ pub async fn list(pool: &SqlitePool, org: ScopeId) -> Result<Vec<CmkRow>> {
             Ok(CmkRow {
                 n: u32::try_from(r.try_get::<i64, _>("n")?).unwrap_or(0),
                 name: r.try_get("name")?,
-                key_arn: r.try_get("key_arn")?,
-                alias_arn: r.try_get("alias_arn")?,
-                role_arn: r.try_get("role_arn")?,
+                provider: r.try_get("provider")?,
+                key: r.try_get("key_id")?,
+                pasted: r.try_get("key_pasted")?,
+                role: r.try_get("principal")?,
+                audience: r.try_get("audience")?,
                 role_trust: RoleTrust::parse(&r.try_get::<String, _>("role_trust")?)
                     .ok_or_else(|| super::StoreError::Corrupt("cmk_keys.role_trust".into()))?,
                 created_at: r.try_get("created_at")?,

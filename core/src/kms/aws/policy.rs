@@ -98,31 +98,7 @@ pub fn trust_policy_external_id(vendor: &VendorConfig, external_id: &str) -> Val
     })
 }
 
-/// How byok assumes a customer's role.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RoleTrust {
-    /// `AssumeRole` signed with the vendor's credentials, presenting the org's external id.
-    ExternalId,
-    /// `AssumeRoleWithWebIdentity` with byok's own OIDC token for the org: no vendor secret.
-    Oidc,
-}
-
-impl RoleTrust {
-    /// Its name in the API: `external_id` or `oidc`.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::ExternalId => "external_id",
-            Self::Oidc => "oidc",
-        }
-    }
-
-    /// The inverse of [`Self::as_str`].
-    pub fn parse(name: &str) -> Option<Self> {
-        [Self::ExternalId, Self::Oidc]
-            .into_iter()
-            .find(|t| t.as_str() == name)
-    }
-}
+pub use crate::kms::provider::RoleTrust;
 
 /// Everything a customer grants for one key, as the server's policy endpoint answers it and the
 /// setup page shows it while the admin types: one function, so that both say the same.

@@ -10,8 +10,6 @@ use alloc::format;
 use alloc::string::{String, ToString};
 use core::time::Duration;
 
-use rand_core::CryptoRng;
-
 use crate::kms::aws::arn::{Endpoint, IdentifierError};
 use crate::kms::aws::error::parse_error;
 use crate::kms::aws::request::malformed;
@@ -64,14 +62,7 @@ impl RoleArn {
     }
 }
 
-/// A fresh external id for an org: `byok-` and 32 random hex digits. Random, so that it cannot
-/// be guessed from the org's id; stored with the org and shown to its admin once.
-pub fn new_external_id(rng: &mut impl CryptoRng) -> String {
-    let mut b = [0u8; 16];
-    rng.fill_bytes(&mut b);
-    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!("byok-{hex}")
-}
+pub use crate::kms::provider::new_external_id;
 
 /// `application/x-www-form-urlencoded`, sized up front: values may be credentials (a web identity
 /// token), and a growing buffer would leave copies behind in freed memory.

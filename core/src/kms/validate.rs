@@ -1,4 +1,4 @@
-//! Key setup validation for an AWS KMS key, as a sans-IO plan: the same code runs on the server
+//! Key setup validation, for any provider, as a sans-IO plan: the same code runs on the server
 //! and (as wasm) in the admin's browser.
 //!
 //! ```text
@@ -6,7 +6,7 @@
 //! ```
 //!
 //! The host asks [`Validation::next`] what to do, performs the KMS call it names (building the
-//! request with [`super::request`]), and feeds the answer back. Every step ends pass, fail (with
+//! request with the [`Provider`]), and feeds the answer back. Every step ends pass, fail (with
 //! the one fix: for an `AccessDenied`, the exact statement to add), or skipped (naming the step
 //! that stopped it). The probe is a random 32-byte value, wrapped and unwrapped with the org's
 //! encryption context, like a real org root key.
@@ -18,9 +18,8 @@ use alloc::vec::Vec;
 use rand_core::CryptoRng;
 use subtle::ConstantTimeEq;
 
-use crate::kms::aws::arn::KeyArn;
-use crate::kms::aws::policy::missing_statement;
 use crate::kms::error::{KmsError, KmsErrorKind};
+use crate::kms::provider::{KeyState, Op, ParsedKey, Provider};
 use crate::secret::SecretBytes;
 
 pub use crate::validate::{Outcome, Step};
@@ -28,19 +27,20 @@ pub use crate::validate::{Outcome, Step};
 /// What the host must do next.
 #[derive(Debug)]
 pub enum Next<'a> {
-    /// Send `DescribeKey` for the key; report with [`Validation::described`].
-    Describe(&'a KeyArn),
-    /// Send `Encrypt` of `probe`; report with [`Validation::wrapped`].
-    Wrap(&'a KeyArn, &'a SecretBytes),
-    /// Send `Decrypt` of `blob`; report with [`Validation::unwrapped`].
-    Unwrap(&'a KeyArn, &'a [u8]),
+    /// Describe the key; report with [`Validation::described`].
+    Describe(&'a str),
+    /// Wrap `probe` under the key; report with [`Validation::wrapped`].
+    Wrap(&'a str, &'a SecretBytes),
+    /// Unwrap `blob`; report with [`Validation::unwrapped`].
+    Unwrap(&'a str, &'a [u8]),
     /// Finished: read [`Validation::report`].
     Done,
 }
 
 /// A validation in progress.
 pub struct Validation {
-    arn: Option<KeyArn>,
+    provider: &'static dyn Provider,
+    key: Option<ParsedKey>,
     described: Option<String>,
     probe: SecretBytes,
     blob: Option<Vec<u8>>,
@@ -50,9 +50,11 @@ pub struct Validation {
 }
 
 impl Validation {
-    /// Starts validating `identifier` for org `org`, whose allowed regions are `regions` (empty:
-    /// any), with byok calling as `principal`. Parse and region run at once.
+    /// Starts validating `identifier`, a key of `provider`, for org `org`, whose allowed
+    /// locations are `regions` (empty: any), with byok calling as `principal`. Parse and region
+    /// run at once.
     pub fn start(
+        provider: &'static dyn Provider,
         identifier: &str,
         regions: &[&str],
         principal: &str,
@@ -60,7 +62,8 @@ impl Validation {
         rng: &mut impl CryptoRng,
     ) -> Self {
         let mut v = Self {
-            arn: None,
+            provider,
+            key: None,
             described: None,
             probe: SecretBytes::random(rng),
             blob: None,
@@ -68,22 +71,20 @@ impl Validation {
             principal: principal.into(),
             org: org.into(),
         };
-        match KeyArn::parse(identifier) {
-            Ok(arn) => {
-                v.report.push((
-                    Step::Parse,
-                    Outcome::Pass(format!("{} key in {}", arn.partition.name(), arn.region)),
-                ));
-                if regions.is_empty() || regions.contains(&arn.region.as_str()) {
+        match provider.parse_key(identifier) {
+            Ok(key) => {
+                v.report
+                    .push((Step::Parse, Outcome::Pass(key.summary.clone())));
+                if regions.is_empty() || regions.contains(&key.location.as_str()) {
                     v.report.push((
                         Step::Region,
-                        Outcome::Pass(format!("{} is allowed", arn.region)),
+                        Outcome::Pass(format!("{} is allowed", key.location)),
                     ));
-                    v.arn = Some(arn);
+                    v.key = Some(key);
                 } else {
                     let problem = format!(
                         "the key is in {}, which this organization does not allow",
-                        arn.region
+                        key.location
                     );
                     let fix = format!("use a key in one of: {}", regions.join(", "));
                     v.report
@@ -125,9 +126,10 @@ impl Validation {
 
     /// What to do next.
     pub fn next(&self) -> Next<'_> {
-        let Some(arn) = &self.arn else {
+        let Some(key) = &self.key else {
             return Next::Done;
         };
+        let arn = key.key.as_str();
         match (self.last(), &self.blob) {
             (Some(Step::Region), _) => Next::Describe(arn),
             (Some(Step::Describe), _) if self.passed(Step::Describe) => {
@@ -144,14 +146,20 @@ impl Validation {
             .any(|(s, o)| *s == step && matches!(o, Outcome::Pass(_)))
     }
 
-    fn fail(&mut self, step: Step, e: &KmsError, action: &str) {
-        let fix = match e.kind {
-            KmsErrorKind::AccessDenied => format!(
-                "{} Add this statement to the key policy: {}",
-                e.kind.hint(),
-                missing_statement(action, &self.principal, &self.org)
+    /// The parsed key, once the identifier parsed and its location is allowed.
+    pub fn key(&self) -> Option<&ParsedKey> {
+        self.key.as_ref()
+    }
+
+    fn fail(&mut self, step: Step, e: &KmsError, op: Op) {
+        let fix = match (e.kind, &self.key) {
+            (KmsErrorKind::AccessDenied, Some(key)) => format!(
+                "{} {}",
+                self.provider.fix(e.kind),
+                self.provider
+                    .missing_grant(op, &key.key, &self.principal, &self.org)
             ),
-            _ => e.kind.hint().into(),
+            _ => self.provider.fix(e.kind),
         };
         self.report.push((
             step,
@@ -163,44 +171,37 @@ impl Validation {
         self.skip_rest(step);
     }
 
-    /// The answer to [`Next::Describe`]: usable state, usage and spec, or the error.
-    pub fn described(&mut self, answer: Result<super::request::KeyMetadata, KmsError>) {
+    /// The answer to [`Next::Describe`]: the key usable, or why not, or the error.
+    pub fn described(&mut self, answer: Result<KeyState, KmsError>) {
         if self.last() != Some(Step::Region) {
             return;
         }
-        if let Ok(meta) = &answer {
-            self.described = Some(meta.arn.clone());
-        }
         match answer {
-            Ok(meta) => match meta.usability() {
-                Ok(()) => self.report.push((
-                    Step::Describe,
-                    Outcome::Pass(format!(
-                        "{} is enabled, symmetric, for encryption",
-                        meta.arn
-                    )),
-                )),
-                Err(kind) => {
-                    let problem = format!(
-                        "the key is {} (usage {}, spec {}); byok needs an enabled SYMMETRIC_DEFAULT key with usage ENCRYPT_DECRYPT",
-                        meta.state, meta.usage, meta.spec
-                    );
-                    let fix = match kind {
-                        KmsErrorKind::Malformed => "create a symmetric encryption key (KeySpec SYMMETRIC_DEFAULT, KeyUsage ENCRYPT_DECRYPT)".into(),
-                        other => other.hint().to_string(),
-                    };
-                    self.report
-                        .push((Step::Describe, Outcome::Fail { problem, fix }));
-                    self.skip_rest(Step::Describe);
+            Ok(state) => {
+                self.described = Some(state.key.clone());
+                match state.unusable {
+                    None => self
+                        .report
+                        .push((Step::Describe, Outcome::Pass(state.detail))),
+                    Some(u) => {
+                        self.report.push((
+                            Step::Describe,
+                            Outcome::Fail {
+                                problem: u.problem,
+                                fix: u.fix,
+                            },
+                        ));
+                        self.skip_rest(Step::Describe);
+                    }
                 }
-            },
-            Err(e) => self.fail(Step::Describe, &e, "kms:DescribeKey"),
+            }
+            Err(e) => self.fail(Step::Describe, &e, Op::Describe),
         }
     }
 
-    /// The key ARN the KMS described (an alias resolved to its key), once described: what a
-    /// host stores, so that re-pointing the alias later does not orphan the key's copies.
-    pub fn described_arn(&self) -> Option<&str> {
+    /// The key as the KMS described it (an AWS alias resolved to its key), once described: what
+    /// a host stores, so that re-pointing the alias later does not orphan the key's copies.
+    pub fn described_key(&self) -> Option<&str> {
         self.described.as_deref()
     }
 
@@ -217,7 +218,7 @@ impl Validation {
                 ));
                 self.blob = Some(blob);
             }
-            Err(e) => self.fail(Step::Wrap, &e, "kms:Encrypt"),
+            Err(e) => self.fail(Step::Wrap, &e, Op::Wrap),
         }
     }
 
@@ -246,7 +247,7 @@ impl Validation {
                     }));
                 }
             }
-            Err(e) => self.fail(Step::Unwrap, &e, "kms:Decrypt"),
+            Err(e) => self.fail(Step::Unwrap, &e, Op::Unwrap),
         }
     }
 
@@ -269,19 +270,23 @@ impl Validation {
 mod tests {
     use super::*;
     use crate::dev::TestRng;
-    use crate::kms::aws::request::KeyMetadata;
+    use crate::kms::aws::Aws;
+    use crate::kms::http::HttpResponse;
 
     const KEY: &str = "arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab";
 
-    fn meta(state: &str) -> KeyMetadata {
-        KeyMetadata {
-            arn: KEY.into(),
-            state: state.into(),
-            usage: "ENCRYPT_DECRYPT".into(),
-            spec: "SYMMETRIC_DEFAULT".into(),
-            deletion_date: None,
-            multi_region: false,
-        }
+    #[allow(clippy::unwrap_used, reason = "a test helper")]
+    fn meta(state: &str) -> KeyState {
+        let body = serde_json::json!({ "KeyMetadata": {
+            "Arn": KEY, "KeyState": state, "KeyUsage": "ENCRYPT_DECRYPT",
+            "KeySpec": "SYMMETRIC_DEFAULT", "MultiRegion": false,
+        }});
+        Aws.parse_describe(&HttpResponse {
+            status: 200,
+            headers: Vec::new(),
+            body: body.to_string().into_bytes(),
+        })
+        .unwrap()
     }
 
     fn err(kind: KmsErrorKind, code: &str) -> KmsError {
@@ -296,6 +301,7 @@ mod tests {
 
     fn start(id: &str, regions: &[&str]) -> Validation {
         Validation::start(
+            &Aws,
             id,
             regions,
             "arn:aws:iam::999:role/byok",

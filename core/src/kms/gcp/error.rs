@@ -1,0 +1,195 @@
+//! GCP error answers, classified (kms-wire.md section 4): Cloud KMS and IAM Credentials send a
+//! `google.rpc.Status` (`{"error": {"code", "message", "status", "details"}}`); the OAuth token
+//! endpoint and STS send OAuth 2 errors (`{"error": "invalid_grant", "error_description"}`).
+//! The provider code kept is the canonical status (`PERMISSION_DENIED`) or the OAuth error.
+
+use alloc::string::{String, ToString};
+
+use serde_json::Value;
+
+use crate::kms::error::{KmsError, KmsErrorKind, clean_text};
+
+/// At most this much of an error body is parsed.
+const MAX_BODY: usize = 64 * 1024;
+
+/// Classifies a non-2xx GCP answer.
+pub fn parse_error(status: u16, body: &[u8]) -> KmsError {
+    let body = body.get(..MAX_BODY).unwrap_or(body);
+    let (code, message, reason) = read(body).unwrap_or_default();
+    KmsError {
+        kind: classify(&code, &message, &reason, status),
+        provider: "gcp",
+        code: clean_text(&code),
+        message: clean_text(&message),
+        status,
+    }
+}
+
+/// `(status or OAuth error, message, ErrorInfo reason)` from either error shape.
+fn read(body: &[u8]) -> Option<(String, String, String)> {
+    let v: Value = serde_json::from_slice(body).ok()?;
+    let err = v.get("error")?;
+    if let Some(oauth) = err.as_str() {
+        let description = v
+            .get("error_description")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        return Some((oauth.to_string(), description.to_string(), String::new()));
+    }
+    let text = |k: &str| {
+        err.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    let reason = err
+        .get("details")
+        .and_then(Value::as_array)
+        .and_then(|d| d.iter().find_map(|x| x.get("reason")?.as_str()))
+        .unwrap_or_default()
+        .to_string();
+    Some((text("status"), text("message"), reason))
+}
+
+fn classify(code: &str, message: &str, reason: &str, status: u16) -> KmsErrorKind {
+    use KmsErrorKind as K;
+    match code {
+        "PERMISSION_DENIED" | "UNAUTHENTICATED" => K::AccessDenied,
+        // OAuth and STS: the assertion or token was refused (wrong audience, expired, a
+        // subject the pool's condition rejects, a disabled service account).
+        "invalid_grant" | "unauthorized_client" | "access_denied" | "invalid_client" => {
+            K::AccessDenied
+        }
+        "NOT_FOUND" => K::KeyNotFound,
+        "RESOURCE_EXHAUSTED" => K::Throttled,
+        "INTERNAL"
+        | "UNAVAILABLE"
+        | "DEADLINE_EXCEEDED"
+        | "ABORTED"
+        | "temporarily_unavailable" => K::Unavailable,
+        // "... is not enabled, current state is: DISABLED" and its kin.
+        "FAILED_PRECONDITION"
+            if reason == "SERVICE_DISABLED" || message.contains("API has not been used") =>
+        {
+            K::AccessDenied
+        }
+        "FAILED_PRECONDITION" if message.contains("DESTROY_SCHEDULED") => K::KeyPendingDeletion,
+        "FAILED_PRECONDITION" if message.contains("DESTROYED") => K::KeyNotFound,
+        "FAILED_PRECONDITION" => K::KeyDisabled,
+        "INVALID_ARGUMENT" if message.starts_with("Decryption failed") => K::InvalidCiphertext,
+        _ => match status {
+            401 | 403 => K::AccessDenied,
+            404 => K::KeyNotFound,
+            429 => K::Throttled,
+            500..=599 => K::Unavailable,
+            _ => K::Malformed,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(code: u16, status: &str, message: &str) -> KmsError {
+        let body = serde_json::json!({
+            "error": { "code": code, "message": message, "status": status }
+        });
+        parse_error(code, body.to_string().as_bytes())
+    }
+
+    #[test]
+    fn canonical_statuses_map_to_byoks_classes() {
+        use KmsErrorKind as K;
+        let table = [
+            (
+                403,
+                "PERMISSION_DENIED",
+                "Permission 'cloudkms.cryptoKeyVersions.useToEncrypt' denied",
+                K::AccessDenied,
+            ),
+            (
+                401,
+                "UNAUTHENTICATED",
+                "Request had invalid authentication credentials.",
+                K::AccessDenied,
+            ),
+            (
+                404,
+                "NOT_FOUND",
+                "CryptoKey projects/p/locations/l/keyRings/r/cryptoKeys/k not found.",
+                K::KeyNotFound,
+            ),
+            (
+                400,
+                "FAILED_PRECONDITION",
+                "projects/.../cryptoKeyVersions/1 is not enabled, current state is: DISABLED.",
+                K::KeyDisabled,
+            ),
+            (
+                400,
+                "FAILED_PRECONDITION",
+                "projects/.../cryptoKeyVersions/1 is not enabled, current state is: DESTROY_SCHEDULED.",
+                K::KeyPendingDeletion,
+            ),
+            (
+                400,
+                "FAILED_PRECONDITION",
+                "projects/.../cryptoKeyVersions/1 is not enabled, current state is: DESTROYED.",
+                K::KeyNotFound,
+            ),
+            (
+                400,
+                "INVALID_ARGUMENT",
+                "Decryption failed: verify that 'name' refers to the correct CryptoKey.",
+                K::InvalidCiphertext,
+            ),
+            (
+                400,
+                "INVALID_ARGUMENT",
+                "Invalid value at 'plaintext'",
+                K::Malformed,
+            ),
+            (429, "RESOURCE_EXHAUSTED", "Quota exceeded", K::Throttled),
+            (
+                503,
+                "UNAVAILABLE",
+                "The service is currently unavailable.",
+                K::Unavailable,
+            ),
+            (
+                504,
+                "DEADLINE_EXCEEDED",
+                "Deadline exceeded",
+                K::Unavailable,
+            ),
+        ];
+        for (code, st, message, want) in table {
+            let e = status(code, st, message);
+            assert_eq!(e.kind, want, "{st}: {message}");
+            assert_eq!(e.code, st);
+            assert_eq!(e.provider, "gcp");
+            assert_eq!(e.status, code);
+        }
+    }
+
+    #[test]
+    fn oauth_errors_and_odd_bodies() {
+        let e = parse_error(
+            400,
+            br#"{"error":"invalid_grant","error_description":"The audience in ID Token does not match the expected audience."}"#,
+        );
+        assert_eq!(e.kind, KmsErrorKind::AccessDenied);
+        assert_eq!(e.code, "invalid_grant");
+        assert!(e.message.contains("audience"));
+        // Not JSON at all: the status decides.
+        assert_eq!(
+            parse_error(502, b"<html>bad gateway").kind,
+            KmsErrorKind::Unavailable
+        );
+        assert_eq!(parse_error(418, b"").kind, KmsErrorKind::Malformed);
+        // A hostile message cannot inject lines.
+        let e = status(403, "PERMISSION_DENIED", "a\nb\u{1b}[31m");
+        assert!(!e.message.contains('\n') && !e.message.contains('\u{1b}'));
+    }
+}

@@ -1,0 +1,422 @@
+//! The provider seam: what byok needs from a KMS, whichever cloud runs it. Each provider
+//! (`kms/<provider>/`) implements [`Provider`] once: it parses its key identifiers, builds the
+//! wrap, unwrap and describe requests (the time passed in, nothing sent), reads their answers
+//! into byok's classes ([`KmsError`]) and says what fixes each class, and runs its credential
+//! exchanges as a [`CredentialFlow`]. A host holds no provider-specific code beyond its
+//! configuration: it executes what the provider builds and applies what it concludes.
+//!
+//! ```text
+//!   host                              core: provider (by name, from PROVIDERS)
+//!   credentials? ──────────────────▶  credentials(access, vendor) -> flow
+//!      loop: flow.need()              Token{aud} | Sign{claims} | Exchange | Done
+//!   wrap/unwrap/describe ──────────▶  *_request(call, .., now) -> HttpRequest
+//!   answer ────────────────────────▶  parse_*(resp) -> value | KmsError{kind, code, fix}
+//! ```
+//!
+//! Adding a provider: a module under `kms/`, its `impl Provider`, and one line in
+//! [`PROVIDERS`] (CONTRIBUTING.md walks through it).
+
+use alloc::boxed::Box;
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+use core::time::Duration;
+
+use rand_core::CryptoRng;
+use zeroize::Zeroizing;
+
+use crate::kms::aws::request::AwsCredentials;
+use crate::kms::error::{KmsError, KmsErrorKind};
+use crate::kms::http::{HttpRequest, HttpResponse};
+use crate::secret::SecretBytes;
+
+/// Every provider byok speaks, by name. The one registration line per provider.
+pub static PROVIDERS: &[&dyn Provider] = &[&crate::kms::aws::Aws, &crate::kms::gcp::Gcp];
+
+/// The provider named `name` (`aws`, `gcp`), if byok speaks it.
+pub fn provider(name: &str) -> Option<&'static dyn Provider> {
+    PROVIDERS.iter().copied().find(|p| p.name() == name)
+}
+
+/// The names of every provider, for error messages and help.
+pub fn names() -> Vec<&'static str> {
+    PROVIDERS.iter().map(|p| p.name()).collect()
+}
+
+/// What a wrapped root copy is bound to: the org, the scope, and the root version it holds.
+/// Each provider binds these in its own way (AWS: encryption context; GCP: additional
+/// authenticated data), so that a copy made for one org, scope or version cannot be unwrapped
+/// as another.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Binding {
+    /// The org's id (hex).
+    pub org: String,
+    /// The scope's id (hex).
+    pub scope: String,
+    /// The root key version; `None` leaves it out.
+    pub version: Option<u32>,
+}
+
+impl Binding {
+    /// An org root copy of `version` (`0` is the validation probe, never a root version).
+    pub fn root(org: &str, version: u32) -> Self {
+        Self {
+            org: org.into(),
+            scope: org.into(),
+            version: Some(version),
+        }
+    }
+}
+
+/// A pasted identifier, refused: which part, what was found (escaped, shortened), and what is
+/// expected. `what` names the kind of identifier (`AWS KMS key identifier`, ...).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BadIdentifier {
+    /// The kind of identifier.
+    pub what: &'static str,
+    /// The part at fault.
+    pub part: &'static str,
+    /// What was found there.
+    pub found: String,
+    /// What is expected, and what to do.
+    pub expected: &'static str,
+}
+
+impl fmt::Display for BadIdentifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}, {}: found \"{}\"; expected {}",
+            self.what, self.part, self.found, self.expected
+        )
+    }
+}
+
+impl core::error::Error for BadIdentifier {}
+
+/// A key identifier as a provider understood it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParsedKey {
+    /// The identifier byok stores and calls with (trimmed, the URL forms reduced).
+    pub key: String,
+    /// Where the key material lives (region or location), for the org's residency rule.
+    pub location: String,
+    /// One line for the admin: what it names.
+    pub summary: String,
+}
+
+/// The credentials a request is made with.
+#[derive(Clone)]
+pub enum Credentials {
+    /// AWS keys, for SigV4.
+    SigV4(AwsCredentials),
+    /// An OAuth 2 bearer token (GCP, Azure).
+    Bearer(Zeroizing<String>),
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::SigV4(c) => f.debug_tuple("SigV4").field(c).finish(),
+            Self::Bearer(_) => f.write_str("Bearer(..)"),
+        }
+    }
+}
+
+/// How byok reaches an org's key: who it acts as and how it becomes that principal.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Access {
+    /// The org's id (hex): the subject of byok's tokens, the session name.
+    pub org: String,
+    /// The key (as [`ParsedKey::key`]).
+    pub key: String,
+    /// The customer's principal byok becomes: an AWS role ARN, a GCP service account email;
+    /// `None` for byok's own principal.
+    pub role: Option<String>,
+    /// How byok becomes `role`.
+    pub trust: RoleTrust,
+    /// The org's external id (AWS `AssumeRole`).
+    pub external_id: String,
+    /// Where byok's token is exchanged: GCP's workload identity pool provider
+    /// (`//iam.googleapis.com/projects/N/locations/global/workloadIdentityPools/P/providers/X`).
+    pub audience: Option<String>,
+    /// **Tests only**, from server configuration (never from input): the base URL every call
+    /// of this provider goes to.
+    pub danger_base: Option<String>,
+}
+
+/// How byok becomes the customer's principal (an AWS role; for GCP, federation is `Oidc`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RoleTrust {
+    /// AWS `AssumeRole` signed with the vendor's credentials, presenting the org's external id.
+    ExternalId,
+    /// With byok's own OIDC token for the org (AWS `AssumeRoleWithWebIdentity`, GCP workload
+    /// identity federation): no vendor secret.
+    Oidc,
+}
+
+impl RoleTrust {
+    /// Its name in the API: `external_id` or `oidc`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::ExternalId => "external_id",
+            Self::Oidc => "oidc",
+        }
+    }
+
+    /// The inverse of [`Self::as_str`].
+    pub fn parse(name: &str) -> Option<Self> {
+        [Self::ExternalId, Self::Oidc]
+            .into_iter()
+            .find(|t| t.as_str() == name)
+    }
+}
+
+/// What the vendor holds for its own principal, per provider. Only for development and the
+/// external-id trust: production trusts byok's OIDC issuer and needs none of it.
+#[derive(Clone, Debug, Default)]
+pub struct Vendor {
+    /// AWS keys of the vendor's principal.
+    pub aws: Option<AwsCredentials>,
+    /// The vendor's AWS principal ARN, which policies name (`--aws-principal-arn`).
+    pub aws_principal: Option<String>,
+    /// The vendor's GCP service account (its private key stays with the host, which signs
+    /// the assertion the flow asks for).
+    pub gcp: Option<crate::kms::gcp::ServiceAccount>,
+}
+
+/// What a [`CredentialFlow`] needs next.
+#[derive(Debug)]
+pub enum Need {
+    /// byok's OIDC token for the org, with this audience: [`CredentialFlow::supply`] it.
+    Token {
+        /// The `aud` claim.
+        audience: String,
+    },
+    /// The vendor's signature (RS256, with the key the host holds) over these JWT claims:
+    /// [`CredentialFlow::supply`] the compact JWT.
+    Sign {
+        /// The claims.
+        claims: serde_json::Value,
+    },
+    /// An exchange: send [`CredentialFlow::request`], then give the answer to
+    /// [`CredentialFlow::answer`].
+    Exchange,
+    /// Finished: [`CredentialFlow::credentials`].
+    Done,
+}
+
+/// A provider's credential exchanges for one access, as a sans-IO state machine.
+pub trait CredentialFlow: Send + Sync {
+    /// What to do next, at time `now` (since the Unix epoch).
+    fn need(&self, now: Duration) -> Need;
+    /// A token or signature asked for by [`Need::Token`] or [`Need::Sign`].
+    fn supply(&mut self, value: Zeroizing<String>);
+    /// The request of a [`Need::Exchange`], built for time `now` (again on each retry).
+    fn request(&self, now: Duration) -> Result<HttpRequest, RequestError>;
+    /// Whether an answer to the exchange is a refusal, classified (retries are decided on it).
+    fn check(&self, resp: &HttpResponse) -> Result<(), KmsError>;
+    /// The answer to the exchange, received at `now`: an error (classified) ends the flow.
+    fn answer(&mut self, resp: &HttpResponse, now: Duration) -> Result<(), KmsError>;
+    /// The credentials, once [`Need::Done`], and when they expire (seconds since the epoch).
+    fn credentials(&self) -> Option<(Credentials, Option<u64>)>;
+}
+
+/// A request could not be built (bad signing input, missing credentials). Never caused by a
+/// KMS answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestError(pub String);
+
+impl fmt::Display for RequestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// One call on a key.
+#[derive(Clone, Debug)]
+pub struct Call<'a> {
+    /// The key (as [`ParsedKey::key`]).
+    pub key: &'a str,
+    /// What the copy is bound to.
+    pub binding: &'a Binding,
+    /// The credentials.
+    pub creds: &'a Credentials,
+    /// **Tests only**: see [`Access::danger_base`].
+    pub danger_base: Option<&'a str>,
+}
+
+/// Which key operation a permission is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Op {
+    /// Describe the key.
+    Describe,
+    /// Wrap a root key.
+    Wrap,
+    /// Unwrap a root copy.
+    Unwrap,
+}
+
+/// What describing a key found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyState {
+    /// The key as the KMS names it (an AWS alias resolved to its key): what byok stores.
+    pub key: String,
+    /// What was checked, for the admin (`... is enabled, symmetric, for encryption`).
+    pub detail: String,
+    /// Why byok cannot use it as it is, or `None` when it is usable.
+    pub unusable: Option<Unusable>,
+}
+
+/// Why a described key cannot wrap and unwrap.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unusable {
+    /// The class (`KeyDisabled`, `KeyPendingDeletion`; `Malformed` for the wrong kind of key).
+    pub kind: KmsErrorKind,
+    /// What is wrong, in the provider's words.
+    pub problem: String,
+    /// The fix.
+    pub fix: String,
+}
+
+/// What a grant is generated for.
+#[derive(Clone, Debug)]
+pub struct GrantFor<'a> {
+    /// How byok reaches the key ([`Access::key`] as parsed).
+    pub access: &'a Access,
+    /// The vendor's principals.
+    pub vendor: &'a Vendor,
+    /// byok's OIDC issuer URL (`https://host[/path]`), if it is one.
+    pub issuer: Option<&'a str>,
+}
+
+/// Everything a customer grants for one key, as the server's policy endpoint answers it and
+/// the setup page shows it while the admin types.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Grant {
+    /// Who the key's policy names: the customer's principal byok becomes, or the vendor's.
+    pub principal: String,
+    /// What to add to the key's policy (AWS statements; GCP IAM bindings).
+    pub key_policy: serde_json::Value,
+    /// With an AWS role: its permissions policy.
+    pub role_policy: Option<serde_json::Value>,
+    /// How byok becomes the principal: an AWS role's trust policy, a GCP service account's
+    /// impersonation binding.
+    pub trust_policy: Option<serde_json::Value>,
+    /// The commands that apply it, for the admin to paste.
+    pub commands: Vec<String>,
+}
+
+/// A KMS, as byok uses it. Implementations hold no state: one static value per provider.
+pub trait Provider: Send + Sync {
+    /// Its name in the API and the store: `aws`, `gcp`.
+    fn name(&self) -> &'static str;
+    /// Its name for people: `AWS KMS`, `Google Cloud KMS`.
+    fn title(&self) -> &'static str;
+    /// Parses a pasted key identifier.
+    fn parse_key(&self, identifier: &str) -> Result<ParsedKey, BadIdentifier>;
+    /// Checks a pasted principal byok becomes (AWS role ARN, GCP service account email), and
+    /// returns it as stored.
+    fn parse_role(&self, role: &str) -> Result<String, BadIdentifier>;
+    /// Checks an exchange audience (GCP workload identity provider), as stored.
+    fn parse_audience(&self, audience: &str) -> Result<String, BadIdentifier>;
+    /// The request that wraps `root` under the key.
+    fn wrap_request(
+        &self,
+        call: &Call<'_>,
+        root: &SecretBytes,
+        now: Duration,
+    ) -> Result<HttpRequest, RequestError>;
+    /// The wrapped copy from the answer to a wrap under `key`.
+    fn parse_wrap(&self, key: &str, resp: &HttpResponse) -> Result<Vec<u8>, KmsError>;
+    /// The request that unwraps `blob`.
+    fn unwrap_request(
+        &self,
+        call: &Call<'_>,
+        blob: &[u8],
+        now: Duration,
+    ) -> Result<HttpRequest, RequestError>;
+    /// The 32-byte root from an unwrap answer.
+    fn parse_unwrap(&self, resp: &HttpResponse) -> Result<SecretBytes, KmsError>;
+    /// The request that describes the key.
+    fn describe_request(&self, call: &Call<'_>, now: Duration)
+    -> Result<HttpRequest, RequestError>;
+    /// What a describe answer says.
+    fn parse_describe(&self, resp: &HttpResponse) -> Result<KeyState, KmsError>;
+    /// The one fix for an error of class `kind`, in this provider's terms.
+    fn fix(&self, kind: KmsErrorKind) -> String;
+    /// The exact grant that `principal` lacks for `op` on the key (a policy statement, an IAM
+    /// binding), for a validation step that was denied.
+    fn missing_grant(&self, op: Op, key: &str, principal: &str, org: &str) -> String;
+    /// The key to store for `pasted` once its KMS described it as `described` (an AWS alias
+    /// resolved to its key), or why the description does not fit what was pasted.
+    fn resolved(&self, pasted: &ParsedKey, described: &str) -> Result<String, String>;
+    /// Who the key's policy must name for `access`; the error says which setting is missing.
+    fn principal(&self, access: &Access, vendor: &Vendor) -> Result<String, String>;
+    /// The grant for `g`.
+    fn grant(&self, g: &GrantFor<'_>) -> Result<Grant, String>;
+    /// The credential exchanges for `access`.
+    fn credentials(
+        &self,
+        access: &Access,
+        vendor: &Vendor,
+    ) -> Result<Box<dyn CredentialFlow>, KmsError>;
+}
+
+/// A flow that needs nothing: credentials the vendor already holds.
+pub struct Ready(pub Credentials);
+
+impl CredentialFlow for Ready {
+    fn need(&self, _: Duration) -> Need {
+        Need::Done
+    }
+    fn supply(&mut self, _: Zeroizing<String>) {}
+    fn request(&self, _: Duration) -> Result<HttpRequest, RequestError> {
+        Err(RequestError("no exchange is needed".into()))
+    }
+    fn check(&self, _: &HttpResponse) -> Result<(), KmsError> {
+        Ok(())
+    }
+    fn answer(&mut self, _: &HttpResponse, _: Duration) -> Result<(), KmsError> {
+        Ok(())
+    }
+    fn credentials(&self) -> Option<(Credentials, Option<u64>)> {
+        Some((self.0.clone(), None))
+    }
+}
+
+/// Whether credentials expiring at `expires_at` (seconds since the epoch) must be refreshed at
+/// `now`: five minutes ahead. Credentials without expiry never need it.
+pub fn needs_refresh(expires_at: Option<u64>, now: Duration) -> bool {
+    crate::kms::aws::sts::needs_refresh(expires_at, now)
+}
+
+/// A fresh external id for an org (AWS `AssumeRole`'s confused-deputy defence): `byok-` and 32 random hex digits. Random, so that it cannot
+/// be guessed from the org's id; stored with the org and shown to its admin once.
+pub fn new_external_id(rng: &mut impl CryptoRng) -> String {
+    let mut b = [0u8; 16];
+    rng.fill_bytes(&mut b);
+    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!("byok-{hex}")
+}
+
+/// A classified error made locally (no KMS answer): status 0, no provider code.
+pub fn local_error(provider: &'static str, kind: KmsErrorKind, message: &str) -> KmsError {
+    KmsError {
+        kind,
+        provider,
+        code: String::new(),
+        message: crate::kms::error::clean_text(message),
+        status: 0,
+    }
+}
+
+/// `provider` is not one byok speaks: the message lists those it does.
+pub fn unknown(provider: &str) -> String {
+    format!(
+        "unknown KMS provider \"{}\": expected one of {}",
+        crate::kms::error::clean_text(provider),
+        names().join(", ")
+    )
+}

@@ -1,0 +1,253 @@
+//! Calls to customers' keys, whichever provider: wrap and unwrap org root keys, describe for
+//! health, and the validation plan. The provider (core's seam) builds every request and reads
+//! every answer; this module runs them with retries and credentials and counts them. Endpoints
+//! come only from the validated key identifier (or, in tests, from the server's configuration
+//! per provider); every wrapped copy is bound to its org, scope and root version.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use byok_core::SecretBytes;
+use byok_core::kms::provider::{
+    Access, Binding, Call, Credentials, Grant, GrantFor, KeyState, Provider, RequestError,
+};
+use byok_core::kms::validate::{Next, Validation};
+use byok_core::kms::{HttpRequest, HttpResponse, KmsError};
+use byok_core::retry::RetryPolicy;
+
+use crate::credentials::{CredentialCache, Sources};
+use crate::kms_call::call;
+use crate::transport::{Transport, TransportConfig};
+
+/// The vendor's KMS settings.
+#[derive(Clone, Default)]
+pub struct KmsSettings {
+    /// What the vendor holds for its own principals, byok's issuer and the vendor's signer.
+    pub sources: Sources,
+    /// **Tests only**: send every call of a provider (`aws`, `gcp`) to this `http(s)://host:port`.
+    pub danger_endpoints: BTreeMap<String, String>,
+}
+
+/// How byok reaches one key.
+#[derive(Clone)]
+pub struct KeyAccess {
+    /// The key's provider.
+    pub provider: &'static dyn Provider,
+    /// The key, the principal, the trust.
+    pub access: Access,
+}
+
+impl std::fmt::Debug for KeyAccess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyAccess")
+            .field("provider", &self.provider.name())
+            .field("access", &self.access)
+            .finish()
+    }
+}
+
+/// The executor.
+pub struct Kms {
+    settings: KmsSettings,
+    transport: Transport,
+    policy: RetryPolicy,
+    creds: CredentialCache,
+    calls: Arc<AtomicU64>,
+}
+
+impl Kms {
+    /// An executor with `settings`; counts KMS and credential exchanges in `calls`.
+    pub fn new(settings: KmsSettings, calls: Arc<AtomicU64>) -> Result<Self, String> {
+        let danger_allow_http = settings
+            .danger_endpoints
+            .values()
+            .any(|u| u.starts_with("http://"));
+        let transport = Transport::new(TransportConfig {
+            danger_allow_http,
+            ..Default::default()
+        })
+        .map_err(|e| e.to_string())?;
+        let policy = RetryPolicy::default();
+        Ok(Self {
+            creds: CredentialCache::new(transport.clone(), policy),
+            settings,
+            transport,
+            policy,
+            calls,
+        })
+    }
+
+    /// Presents `tokens` (byok's OIDC issuer) to clouds that trust it.
+    pub fn with_tokens(mut self, tokens: Arc<dyn crate::credentials::TokenSource>) -> Self {
+        self.settings.sources.tokens = Some(tokens);
+        self
+    }
+
+    /// Whether byok is an OIDC issuer here.
+    pub fn is_issuer(&self) -> bool {
+        self.settings.sources.tokens.is_some()
+    }
+
+    /// The test override for `provider`, from the server's configuration only.
+    pub fn danger_base(&self, provider: &dyn Provider) -> Option<String> {
+        self.settings.danger_endpoints.get(provider.name()).cloned()
+    }
+
+    /// Who a generated grant names for `access` (the error says which setting is missing).
+    pub fn principal(&self, key: &KeyAccess) -> Result<String, String> {
+        key.provider
+            .principal(&key.access, &self.settings.sources.vendor)
+    }
+
+    /// The grant for `key`, with byok's issuer URL if it is one.
+    pub fn grant(&self, key: &KeyAccess, issuer: Option<&str>) -> Result<Grant, String> {
+        key.provider.grant(&GrantFor {
+            access: &key.access,
+            vendor: &self.settings.sources.vendor,
+            issuer,
+        })
+    }
+
+    async fn credentials(&self, key: &KeyAccess) -> Result<Credentials, KmsError> {
+        self.creds
+            .get(key.provider, &key.access, &self.settings.sources)
+            .await
+    }
+
+    /// One exchange with retries (`build` signs afresh each attempt); counts attempts.
+    async fn exchange<T>(
+        &self,
+        provider: &'static dyn Provider,
+        build: impl FnMut(std::time::Duration) -> Result<HttpRequest, RequestError>,
+        parse: impl Fn(&HttpResponse) -> Result<T, KmsError>,
+    ) -> Result<T, KmsError> {
+        let mut rng = rand::make_rng::<rand::rngs::StdRng>();
+        let called = call(
+            &self.transport,
+            provider.name(),
+            &self.policy,
+            &mut rng,
+            build,
+            parse,
+        )
+        .await;
+        self.calls
+            .fetch_add(u64::from(called.attempts), Ordering::Relaxed);
+        called.result
+    }
+
+    /// Wraps `root` (org root key version `version`) under the key.
+    pub async fn wrap(
+        &self,
+        key: &KeyAccess,
+        root: &SecretBytes,
+        version: u32,
+    ) -> Result<Vec<u8>, KmsError> {
+        let creds = self.credentials(key).await?;
+        let binding = Binding::root(&key.access.org, version);
+        let call = Call {
+            key: &key.access.key,
+            binding: &binding,
+            creds: &creds,
+            danger_base: key.access.danger_base.as_deref(),
+        };
+        let p = key.provider;
+        self.exchange(
+            p,
+            |now| p.wrap_request(&call, root, now),
+            |resp| p.parse_wrap(&key.access.key, resp),
+        )
+        .await
+    }
+
+    /// Unwraps a root copy of version `version` made by [`Self::wrap`].
+    pub async fn unwrap(
+        &self,
+        key: &KeyAccess,
+        blob: &[u8],
+        version: u32,
+    ) -> Result<SecretBytes, KmsError> {
+        let creds = self.credentials(key).await?;
+        let binding = Binding::root(&key.access.org, version);
+        let call = Call {
+            key: &key.access.key,
+            binding: &binding,
+            creds: &creds,
+            danger_base: key.access.danger_base.as_deref(),
+        };
+        let p = key.provider;
+        self.exchange(
+            p,
+            |now| p.unwrap_request(&call, blob, now),
+            |resp| p.parse_unwrap(resp),
+        )
+        .await
+    }
+
+    /// Describes the key (health).
+    pub async fn describe(&self, key: &KeyAccess) -> Result<KeyState, KmsError> {
+        let creds = self.credentials(key).await?;
+        let binding = Binding::root(&key.access.org, 0);
+        let call = Call {
+            key: &key.access.key,
+            binding: &binding,
+            creds: &creds,
+            danger_base: key.access.danger_base.as_deref(),
+        };
+        let p = key.provider;
+        self.exchange(
+            p,
+            |now| p.describe_request(&call, now),
+            |resp| p.parse_describe(resp),
+        )
+        .await
+    }
+
+    /// Runs the validation plan for `identifier` (a key of `key.provider`) as `key.access`
+    /// says byok reaches it, with byok named as `principal`.
+    pub async fn validate(&self, key: &KeyAccess, identifier: &str, principal: &str) -> Validation {
+        let mut v = {
+            let mut rng = rand::rng();
+            Validation::start(
+                key.provider,
+                identifier,
+                &[],
+                principal,
+                &key.access.org,
+                &mut rng,
+            )
+        };
+        loop {
+            let target = |k: &str| KeyAccess {
+                provider: key.provider,
+                access: Access {
+                    key: k.to_owned(),
+                    ..key.access.clone()
+                },
+            };
+            match v.next() {
+                Next::Describe(k) => {
+                    let answer = self.describe(&target(k)).await;
+                    v.described(answer);
+                }
+                Next::Wrap(k, probe) => {
+                    let (access, probe) = (target(k), probe.duplicate());
+                    // Version 0 is never a root version: the binding says it is a probe.
+                    let answer = self.wrap(&access, &probe, 0).await;
+                    v.wrapped(answer);
+                }
+                Next::Unwrap(k, blob) => {
+                    let (access, blob) = (target(k), blob.to_vec());
+                    let answer = self.unwrap(&access, &blob, 0).await;
+                    v.unwrapped(answer);
+                }
+                Next::Done => return v,
+            }
+        }
+    }
+}
+
+/// A setting the operator has not given, named with the flag and variable that give it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NotConfigured(pub String);
