@@ -11,6 +11,7 @@
 //! outage_retry_ms = 5000       # how often a KMS is retried while an org serves in outage grace
 //! aws_principal_arn = "arn:aws:iam::111122223333:role/byok"
 //! public_url = "https://byok.example.com"  # byok's OIDC issuer: the clouds fetch its keys here
+//! gcp_service_account_file = "/etc/byok/gcp-key.json"  # development only: prefer federation
 //! tls_cert = "/etc/byok/tls/chain.pem"   # with tls_key: HTTPS; reloaded on SIGHUP
 //! tls_key = "/etc/byok/tls/key.pem"
 //! insecure_http = false        # plain HTTP beyond loopback is refused unless true
@@ -84,6 +85,8 @@ pub struct FileConfig {
     pub aws_principal_arn: Option<String>,
     /// byok's public URL: the OIDC issuer.
     pub public_url: Option<String>,
+    /// The vendor's GCP service account key file (development).
+    pub gcp_service_account_file: Option<PathBuf>,
     /// TLS certificate chain (PEM).
     pub tls_cert: Option<PathBuf>,
     /// TLS private key (PEM).
@@ -144,6 +147,11 @@ pub struct ServeArgs {
     /// /.well-known/openid-configuration and the keys from it. Without it byok is no issuer.
     #[arg(long, env = "BYOK_PUBLIC_URL")]
     pub public_url: Option<String>,
+    /// The vendor's own GCP service account key file (JSON), for development: byok signs its
+    /// JWT grants to reach keys that grant that account. Production needs none: customers
+    /// trust byok's OIDC issuer through workload identity federation.
+    #[arg(long, env = "BYOK_GCP_SERVICE_ACCOUNT_FILE")]
+    pub gcp_service_account_file: Option<PathBuf>,
     /// TLS certificate chain, PEM, leaf first (with --tls-key: serve HTTPS; SIGHUP reloads both).
     #[arg(long, env = "BYOK_TLS_CERT", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
@@ -181,6 +189,10 @@ pub struct ServeArgs {
     /// endpoint the key's ARN names.
     #[arg(long, env = "BYOK_DANGER_AWS_ENDPOINT", hide = true)]
     pub danger_aws_endpoint: Option<String>,
+    /// TESTS ONLY: send every GCP call (Cloud KMS, OAuth, STS, IAM credentials) to this URL (a
+    /// local Cloud KMS) instead of Google's hosts.
+    #[arg(long, env = "BYOK_DANGER_GCP_ENDPOINT", hide = true)]
+    pub danger_gcp_endpoint: Option<String>,
 }
 
 /// The resolved settings.
@@ -208,6 +220,10 @@ pub struct Config {
     pub public_url: Option<byok_core::kms::oidc::IssuerUrl>,
     /// Test-only AWS endpoint override.
     pub danger_aws_endpoint: Option<String>,
+    /// The vendor's GCP service account key file, if any.
+    pub gcp_service_account_file: Option<PathBuf>,
+    /// Test-only GCP endpoint override.
+    pub danger_gcp_endpoint: Option<String>,
     /// TLS certificate chain and key, if HTTPS.
     pub tls: Option<(PathBuf, PathBuf)>,
     /// Connection limits.
@@ -340,6 +356,11 @@ impl Config {
                 .map(|u| byok_core::kms::oidc::IssuerUrl::parse(&u).map_err(|e| e.to_string()))
                 .transpose()?,
             danger_aws_endpoint: args.danger_aws_endpoint.clone(),
+            gcp_service_account_file: args
+                .gcp_service_account_file
+                .clone()
+                .or(file.gcp_service_account_file),
+            danger_gcp_endpoint: args.danger_gcp_endpoint.clone(),
         })
     }
 }

@@ -17,3 +17,4 @@ pub mod serve;
 pub mod service;
 pub mod store;
 pub mod transport;
+pub mod vendor_key;

@@ -4,6 +4,7 @@ pub mod aws_stack;
 pub mod edge;
 pub mod fault_front;
 pub mod fixtures;
+pub mod gcp_kms;
 pub mod moto;
 pub mod server;
 pub mod sts_front;

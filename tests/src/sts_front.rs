@@ -103,7 +103,7 @@ struct Claims {
 }
 
 /// The key the token's `kid` names in the JWKS at `url`, if there is one (RS256 only).
-async fn jwks_key(url: Option<&str>, token: &str) -> Option<jsonwebtoken::DecodingKey> {
+pub(crate) async fn jwks_key(url: Option<&str>, token: &str) -> Option<jsonwebtoken::DecodingKey> {
     let kid = jsonwebtoken::decode_header(token).ok()?.kid?;
     let jwks: serde_json::Value =
         serde_json::from_slice(&reqwest::get(url?).await.ok()?.bytes().await.ok()?).ok()?;

@@ -24,7 +24,7 @@ const EXIT_CODES: &str = "Exit codes: 0 success; 1 the server refused (code and 
 #[derive(Subcommand)]
 pub enum Command {
     /// Run the server (SQLite in ./byok-data and a generated managed key by default).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Print the OpenAPI document of the REST API.
     Openapi,
     /// Print the API's error codes as the Markdown table in docs/server.md.

@@ -108,6 +108,16 @@ pub async fn run(config: Config) -> Result<(), String> {
     if let Some(url) = &config.danger_aws_endpoint {
         kms.danger_endpoints.insert("aws".into(), url.clone());
     }
+    if let Some(path) = &config.gcp_service_account_file {
+        let key = crate::vendor_key::ServiceAccountKey::load(path)?;
+        tracing::info!(account = %key.account().client_email, "GCP: the vendor's service account (development; prefer workload identity federation)");
+        kms.sources.vendor.gcp = Some(key.account().clone());
+        kms.sources.signer = Some(Arc::new(key));
+    }
+    if let Some(url) = &config.danger_gcp_endpoint {
+        tracing::warn!("BYOK_DANGER_GCP_ENDPOINT is set: GCP calls go to a test endpoint");
+        kms.danger_endpoints.insert("gcp".into(), url.clone());
+    }
     let mut service = Service::new(store, managed, config.unwrap_cache_ttl, kms)?
         .with_outage_retry(config.outage_retry);
     if let Some(url) = &config.public_url {

@@ -179,13 +179,15 @@ impl VendorGrant {
     }
 }
 
-/// The claims of a JWT bearer grant by `account` at `token_url`, issued at `now`.
-pub fn grant_claims(account: &ServiceAccount, token_url: &str, now: Duration) -> Value {
+/// The claims of a JWT bearer grant by `account`, issued at `now`. The audience is Google's
+/// token endpoint whatever URL the grant is sent to (as google-auth does; the endpoint checks
+/// it).
+pub fn grant_claims(account: &ServiceAccount, now: Duration) -> Value {
     let iat = now.as_secs();
     json!({
         "iss": account.client_email,
         "scope": SCOPE,
-        "aud": token_url,
+        "aud": OAUTH_TOKEN,
         "iat": iat,
         "exp": iat + LIFETIME.as_secs(),
     })
@@ -196,7 +198,7 @@ impl CredentialFlow for VendorGrant {
         match (&self.got, &self.assertion) {
             (Some(_), _) => Need::Done,
             (None, None) => Need::Sign {
-                claims: grant_claims(&self.account, &self.token_url(), now),
+                claims: grant_claims(&self.account, now),
             },
             (None, Some(_)) => Need::Exchange,
         }

@@ -187,10 +187,16 @@ impl Provider for Gcp {
     }
 
     fn missing_grant(&self, op: Op, key: &str, principal: &str, _org: &str) -> String {
+        // The principal as `Provider::principal` names it (an IAM member), or a bare email.
         let member = if principal.starts_with("principal://") {
             Member::Pool(principal.into())
         } else {
-            Member::ServiceAccount(principal.into())
+            Member::ServiceAccount(
+                principal
+                    .strip_prefix("serviceAccount:")
+                    .unwrap_or(principal)
+                    .into(),
+            )
         };
         let role = match op {
             Op::Describe => policy::VIEW_ROLE,
