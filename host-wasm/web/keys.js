@@ -77,7 +77,7 @@ export async function render(section, ctx) {
       const row = h('tr', { 'data-key': k.id },
         h('th', { scope: 'row', 'data-label': 'Name' }, k.name),
         h('td', { 'data-label': 'Provider' }, k.type === 'aws' ? 'AWS KMS' : 'Managed by the vendor'),
-        h('td', { 'data-label': 'Identifier', class: 'mono' }, k.alias_arn ?? k.key_arn ?? k.id),
+        h('td', { 'data-label': 'Identifier', class: 'mono' }, k.key_pasted ?? k.key ?? k.id),
         h('td', { 'data-label': 'Default' }, k.default ? 'Default' : '—'),
         h('td', { 'data-label': 'State', class: `nowrap state-${k.state}` }, k.state),
         h('td', { 'data-label': 'Health', class: 'health' }, k.type === 'managed' ? 'held by the vendor' : [health(k), ` · ${when(k.health_at, 'not yet')}`]),

@@ -291,7 +291,7 @@ async fn with_the_keyboard_only_a_key_is_validated_attached_and_made_default() {
         (json!(true), json!("ready")),
         "{keys}"
     );
-    assert_eq!(k["alias_arn"], json!(stack.moto.alias_arn));
+    assert_eq!(k["key_pasted"], json!(stack.moto.alias_arn));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -112,8 +112,8 @@ async fn a_key_attached_through_its_alias_is_stored_by_arn_and_ends_vendor_acces
     stack.attach_default_key(&ts, &a).await;
     let v = keys(&ts, &a).await;
     let cmk = key(&v, "cmk:1").clone();
-    assert_eq!(cmk["key_arn"], json!(moto.key_arn), "{v}");
-    assert_eq!(cmk["alias_arn"], json!(moto.alias_arn), "{v}");
+    assert_eq!(cmk["key"], json!(moto.key_arn), "{v}");
+    assert_eq!(cmk["key_pasted"], json!(moto.alias_arn), "{v}");
     assert_eq!(v["vendor_can_decrypt"], false, "BYOK is exclusive: {v}");
     let managed = key(&v, "managed");
     assert_eq!(managed["state"], "disabled", "{v}");

@@ -176,20 +176,39 @@ pub struct ScopeFlag {
     pub scope: String,
 }
 
-/// `--key-arn`, `--role-arn` and `--role-trust`: a customer's AWS key and the role byok
-/// assumes to use it.
+/// `--provider`, `--key`, `--role`, `--role-trust` and `--audience`: a customer's key and how
+/// byok reaches it.
 #[derive(Debug, Clone, clap::Args)]
 pub struct KmsKeyArgs {
-    /// Key or alias ARN.
-    #[arg(long)]
-    pub key_arn: String,
-    /// A role in your account for byok to assume.
-    #[arg(long)]
-    pub role_arn: Option<String>,
-    /// How byok assumes the role: with its own OIDC token (no vendor secret; the server's
+    /// The key's KMS.
+    #[arg(long, value_parser = ["aws", "gcp"], default_value = "aws")]
+    pub provider: String,
+    /// The key: an AWS key or alias ARN, or a GCP key name
+    /// (projects/P/locations/L/keyRings/R/cryptoKeys/K).
+    #[arg(long, visible_alias = "key-arn")]
+    pub key: String,
+    /// Your principal for byok to become: an AWS role ARN, or a GCP service account email
+    /// (impersonated through workload identity federation).
+    #[arg(long, visible_alias = "role-arn")]
+    pub role: Option<String>,
+    /// How byok assumes an AWS role: with its own OIDC token (no vendor secret; the server's
     /// default when it is an OIDC issuer) or with the org's external id.
-    #[arg(long, value_parser = ["oidc", "external_id"], requires = "role_arn")]
+    #[arg(long, value_parser = ["oidc", "external_id"], requires = "role")]
     pub role_trust: Option<String>,
+    /// GCP: your workload identity pool provider that trusts byok's issuer
+    /// (//iam.googleapis.com/projects/NUMBER/locations/global/workloadIdentityPools/POOL/providers/PROVIDER).
+    #[arg(long)]
+    pub audience: Option<String>,
+}
+
+impl KmsKeyArgs {
+    /// The key as the API's request fields.
+    pub fn body(&self) -> serde_json::Value {
+        serde_json::json!({
+            "provider": self.provider, "key": self.key, "role": self.role,
+            "role_trust": self.role_trust, "audience": self.audience,
+        })
+    }
 }
 
 /// Input and output files for encrypt and decrypt.

@@ -119,19 +119,21 @@ pub async fn key(client: &Client, cmd: KeyCmd) -> Result<(), Failure> {
         }
         KeyCmd::Policy {
             org: OrgArg { org },
-            kms_key:
-                KmsKeyArgs {
-                    key_arn,
-                    role_arn,
-                    role_trust,
-                },
+            kms_key,
         } => {
-            let mut path = format!("/v1/orgs/{org}/keys/policy?key_arn={}", enc(&key_arn));
-            if let Some(r) = role_arn {
-                path.push_str(&format!("&role_arn={}", enc(&r)));
-            }
-            if let Some(t) = role_trust {
-                path.push_str(&format!("&role_trust={}", enc(&t)));
+            let mut path = format!(
+                "/v1/orgs/{org}/keys/policy?provider={}&key={}",
+                enc(&kms_key.provider),
+                enc(&kms_key.key)
+            );
+            for (name, value) in [
+                ("role", &kms_key.role),
+                ("role_trust", &kms_key.role_trust),
+                ("audience", &kms_key.audience),
+            ] {
+                if let Some(v) = value {
+                    path.push_str(&format!("&{name}={}", enc(v)));
+                }
             }
             let v = client.get(&path).await?;
             print(client, &v, |v| {
@@ -140,18 +142,10 @@ pub async fn key(client: &Client, cmd: KeyCmd) -> Result<(), Failure> {
         }
         KeyCmd::Validate {
             org: OrgArg { org },
-            kms_key:
-                KmsKeyArgs {
-                    key_arn,
-                    role_arn,
-                    role_trust,
-                },
+            kms_key,
         } => {
             let v = client
-                .post(
-                    &format!("/v1/orgs/{org}/keys/validate"),
-                    json!({ "key_arn": key_arn, "role_arn": role_arn, "role_trust": role_trust }),
-                )
+                .post(&format!("/v1/orgs/{org}/keys/validate"), kms_key.body())
                 .await?;
             validation_report(client, &v)?;
         }
@@ -167,15 +161,10 @@ pub async fn key(client: &Client, cmd: KeyCmd) -> Result<(), Failure> {
         KeyCmd::Add {
             org: OrgArg { org },
             name,
-            kms_key:
-                KmsKeyArgs {
-                    key_arn,
-                    role_arn,
-                    role_trust,
-                },
+            kms_key,
         } => {
-            let body = json!({ "name": name, "provider": "aws", "key_arn": key_arn,
-                "role_arn": role_arn, "role_trust": role_trust });
+            let mut body = kms_key.body();
+            body["name"] = json!(name);
             let v = client.post(&format!("/v1/orgs/{org}/keys"), body).await?;
             print(client, &v, |v| {
                 format!(

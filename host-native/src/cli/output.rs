@@ -53,7 +53,7 @@ pub(super) fn key_line(k: &Value) -> String {
             .and_then(Value::as_str)
             .map(|h| format!("health {h}"))
             .unwrap_or_default(),
-        k.get("key_arn")
+        k.get("key")
             .and_then(Value::as_str)
             .map(|a| format!("  {a}"))
             .unwrap_or_default(),

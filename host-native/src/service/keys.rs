@@ -35,12 +35,12 @@ pub struct KeyView {
     /// `managed`, or the key's provider (`aws`, `gcp`).
     pub r#type: String,
     /// The key as its KMS described it when it was attached (AWS key ARN, GCP CryptoKey name).
-    pub key_arn: Option<String>,
-    /// The alias ARN pasted when it was attached, if one was (display only: byok uses the key
-    /// ARN, so re-pointing the alias changes nothing).
-    pub alias_arn: Option<String>,
+    pub key: Option<String>,
+    /// The identifier pasted when it was attached, if it differs (an AWS alias ARN; display
+    /// only: byok uses the key, so re-pointing the alias changes nothing).
+    pub key_pasted: Option<String>,
     /// The customer's principal byok becomes, if any (AWS role ARN, GCP service account).
-    pub role_arn: Option<String>,
+    pub role: Option<String>,
     /// With a role: how byok assumes it (`oidc` or `external_id`).
     pub role_trust: Option<String>,
     /// Where byok's token is exchanged (GCP workload identity pool provider), if anywhere.
@@ -461,8 +461,8 @@ impl Service {
                     id: holder_name(h.id),
                     name: row.map_or_else(|| "managed".into(), |r| r.name.clone()),
                     r#type: row.map_or_else(|| "managed".into(), |r| r.provider.clone()),
-                    key_arn: row.map(|r| r.key.clone()),
-                    role_arn: row.and_then(|r| r.role.clone()),
+                    key: row.map(|r| r.key.clone()),
+                    role: row.and_then(|r| r.role.clone()),
                     role_trust: row
                         .filter(|r| r.role.is_some())
                         .map(|r| r.role_trust.as_str().to_owned()),
@@ -472,7 +472,7 @@ impl Service {
                     health: row.and_then(|r| r.health.clone()),
                     health_detail: row.and_then(|r| r.health_detail.clone()),
                     health_at: row.and_then(|r| r.health_at),
-                    alias_arn: row.and_then(|r| r.pasted.clone()),
+                    key_pasted: row.and_then(|r| r.pasted.clone()),
                     outage_grace: self.grace_view(&cell, h.id),
                 }
             })

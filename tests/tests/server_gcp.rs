@@ -1,0 +1,204 @@
+//! Google Cloud KMS through `byok serve`, beside AWS: byok as an OIDC issuer, trusted by the
+//! customer's workload identity pool (the local Cloud KMS checks byok's tokens against byok's
+//! own JWKS), impersonating the customer's service account; no GCP secret anywhere. An org with
+//! an AWS key and a GCP key switches its default across them, disables AWS with re-encryption to
+//! GCP, and loses access when the GCP grant is removed, within its cache TTL.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use byok_core::kms::oidc::subject as oidc_subject;
+use byok_tests::aws_stack::AwsStack;
+use byok_tests::fixtures::{OrgSettings, TestServer, assert_error, assert_status, key};
+use byok_tests::gcp_kms::{CRYPTO_ROLE, GcpKms, IssuerKey, Pool};
+use serde_json::{Value, json};
+
+const KEY: &str = "projects/acme-prod/locations/europe-west1/keyRings/byok/cryptoKeys/root";
+const CUSTOMER: &str = "byok-access@acme-prod.iam.gserviceaccount.com";
+const POOL: &str = "//iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/byok/providers/byok-issuer";
+const ISSUER: &str = "http://127.0.0.1";
+
+fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+fn pool(jwks: &Arc<OnceLock<String>>, subject: &str) -> Pool {
+    let issuer = Arc::new(OnceLock::new());
+    issuer.set(ISSUER.to_owned()).unwrap();
+    let sub = Arc::new(OnceLock::new());
+    sub.set(subject.to_owned()).unwrap();
+    Pool {
+        audience: POOL.into(),
+        issuer,
+        key: IssuerKey::Jwks(jwks.clone()),
+        subject: sub,
+        allowed_audiences: Vec::new(),
+        clock_ahead: Arc::new(AtomicU64::new(0)),
+    }
+}
+
+/// The GCP key as this org attaches it: through the pool, impersonating the customer's
+/// service account.
+fn gcp_key(name: &str) -> Value {
+    json!({ "name": name, "provider": "gcp", "key": format!("{KEY}/cryptoKeyVersions/1"),
+            "role": CUSTOMER, "audience": POOL })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_org_with_aws_and_gcp_keys_switches_between_them_and_a_removed_gcp_grant_wins() {
+    let stack = AwsStack::start().await;
+    let gcp = GcpKms::start().await;
+    let jwks = Arc::new(OnceLock::new());
+    let ts = TestServer::start_with("server-gcp", |data| {
+        stack.server_with(
+            data,
+            &[
+                ("BYOK_PUBLIC_URL", ISSUER),
+                ("BYOK_DANGER_GCP_ENDPOINT", &gcp.url),
+            ],
+        )
+    });
+    jwks.set(format!("{}/.well-known/jwks.json", ts.url))
+        .unwrap();
+    let ttl = 1000;
+    let o = ts.org(OrgSettings::named("acme").cache_ttl_ms(ttl)).await;
+    let subject = oidc_subject(&o.id);
+    let p = pool(&jwks, &subject);
+    gcp.allow_impersonation(CUSTOMER, &p.principal(&subject), true);
+    gcp.set_pool(p.clone());
+    gcp.create_key(KEY, &[&format!("serviceAccount:{CUSTOMER}")]);
+
+    // The grant, for this org: the bindings on the key, the pool provider trusting byok's
+    // issuer for this org's subject only, the impersonation binding.
+    let path = o.path(&format!(
+        "/keys/policy?provider=gcp&key={}&role={}&audience={}",
+        enc(KEY),
+        enc(CUSTOMER),
+        enc(POOL)
+    ));
+    let g = assert_status(&ts.get(&path, &o.admin).await, 200);
+    assert_eq!(g["principal"], format!("serviceAccount:{CUSTOMER}"), "{g}");
+    assert_eq!(
+        g["key_policy_statements"]["bindings"][0],
+        json!({ "role": CRYPTO_ROLE, "members": [format!("serviceAccount:{CUSTOMER}")] })
+    );
+    assert_eq!(
+        g["trust_policy"]["bindings"][0]["members"][0],
+        p.principal(&subject)
+    );
+    let commands = g["commands"].to_string();
+    assert!(
+        commands.contains(&format!("--issuer-uri '{ISSUER}'"))
+            && commands.contains(&format!("assertion.sub=='{subject}'")),
+        "{commands}"
+    );
+
+    // AWS first, as the default; then GCP, validated live through the pool.
+    stack.attach_default_key(&ts, &o).await;
+    let added = assert_status(
+        &ts.post(&o.path("/keys"), &o.admin, &gcp_key("gcp")).await,
+        201,
+    );
+    let k = &added["key"];
+    assert_eq!(
+        (k["id"].clone(), k["type"].clone(), k["key"].clone()),
+        (json!("cmk:2"), json!("gcp"), json!(KEY)),
+        "the CryptoKey is stored, not the version pasted: {added}"
+    );
+    assert_eq!(
+        (k["role"].clone(), k["audience"].clone()),
+        (json!(CUSTOMER), json!(POOL))
+    );
+    let under_aws = o.seal(&ts, &o.id, b"sealed under AWS").await;
+
+    // The default switches across the two providers, each proven by an unwrap through it.
+    for default in ["cmk:2", "cmk:1", "cmk:2"] {
+        assert_status(&o.key_action(&ts, default, "default", json!({})).await, 200);
+        assert_eq!(key(&o.keys(&ts).await, default)["default"], true);
+    }
+    let under_gcp = o.seal(&ts, &o.id, b"sealed under GCP").await;
+
+    // AWS disabled with re-encryption to GCP: the vendor cannot decrypt, all data opens.
+    let body = json!({ "target": "cmk:2" });
+    assert_status(&o.key_action(&ts, "cmk:1", "disable", body).await, 200);
+    let body = json!({ "target": "cmk:2" });
+    assert_status(&o.key_action(&ts, "managed", "disable", body).await, 200);
+    let keys = o.keys(&ts).await;
+    assert_eq!(keys["vendor_can_decrypt"], false, "{keys}");
+    assert_eq!(key(&keys, "cmk:1")["state"], "disabled");
+    for sealed in [&under_aws, &under_gcp] {
+        assert_status(&o.decrypt(&ts, sealed).await, 200);
+    }
+
+    // The customer removes the grant: within the TTL at most, byok refuses with GCP's code and
+    // fix; the grant back, access back.
+    gcp.bind(
+        KEY,
+        CRYPTO_ROLE,
+        &format!("serviceAccount:{CUSTOMER}"),
+        false,
+    );
+    tokio::time::sleep(Duration::from_millis(ttl + 200)).await;
+    let v = assert_error(&o.decrypt(&ts, &under_gcp).await, 424, "kms_access_denied");
+    let text = v.to_string();
+    assert!(
+        text.contains("PERMISSION_DENIED")
+            && text.contains("roles/cloudkms.cryptoKeyEncrypterDecrypter"),
+        "{v}"
+    );
+    gcp.bind(
+        KEY,
+        CRYPTO_ROLE,
+        &format!("serviceAccount:{CUSTOMER}"),
+        true,
+    );
+    assert_status(&o.decrypt(&ts, &under_gcp).await, 200);
+
+    // Google's STS checks byok's tokens: another org's subject, an audience the provider does
+    // not allow, and an expired token are each refused, and nothing is attached.
+    let other = ts.org(OrgSettings::named("other")).await;
+    let validate = |org: &byok_tests::fixtures::TestOrg| {
+        let path = org.path("/keys/validate");
+        let body = gcp_key("x");
+        let token = org.admin.clone();
+        let api = &ts;
+        async move {
+            let mut body = body;
+            body.as_object_mut().unwrap().remove("name");
+            assert_status(&api.post(&path, &token, &body).await, 200)
+        }
+    };
+    let refused = |v: &Value, code: &str, words: &str| {
+        assert_eq!(v["ok"], false, "{v}");
+        assert_eq!(v["steps"][2]["outcome"], "fail", "{v}");
+        let detail = v["steps"][2]["detail"].as_str().unwrap();
+        assert!(detail.contains(code) && detail.contains(words), "{detail}");
+    };
+    refused(
+        &validate(&other).await,
+        "unauthorized_client",
+        "rejected by the attribute condition",
+    );
+    let mut narrow = pool(&jwks, &oidc_subject(&other.id));
+    narrow.allowed_audiences = vec!["https://elsewhere.example".into()];
+    gcp.allow_impersonation(CUSTOMER, &narrow.principal(&oidc_subject(&other.id)), true);
+    gcp.set_pool(narrow.clone());
+    refused(&validate(&other).await, "invalid_grant", "audience");
+    narrow.allowed_audiences.clear();
+    narrow.clock_ahead.store(3600, Ordering::SeqCst);
+    gcp.set_pool(narrow.clone());
+    refused(&validate(&other).await, "invalid_grant", "expired");
+    // The same pool on time: the other org's own token passes.
+    narrow.clock_ahead.store(0, Ordering::SeqCst);
+    assert_eq!(validate(&other).await["ok"], true);
+    assert_eq!(other.keys(&ts).await["keys"].as_array().unwrap().len(), 1);
+}
