@@ -11,7 +11,7 @@ use crate::fault_front::{FaultFront, StateCheck};
 use crate::fixtures::{OrgSettings, TestOrg, TestServer, assert_status};
 use crate::moto::Moto;
 use crate::server::{Api, Server};
-use crate::sts_front::{OidcTrust, Verifier};
+use crate::sts_front::{OidcTrust, StsKnobs, Verifier};
 
 /// A value known only once something else has started (byok's JWKS URL, an org's subject).
 type Late = Arc<OnceLock<String>>;
@@ -22,6 +22,8 @@ pub struct AwsStack {
     pub moto: Moto,
     /// The key-state front every AWS call of the server goes through.
     pub front: FaultFront,
+    /// The front's STS: the audiences its OIDC provider lists, its clock.
+    pub sts: StsKnobs,
 }
 
 impl AwsStack {
@@ -43,11 +45,13 @@ impl AwsStack {
 
     async fn start_with_oidc(oidc: Option<(String, Late, Late)>) -> Self {
         let moto = Moto::start();
+        let knobs = StsKnobs::default();
         let trust = oidc.map(|(issuer, jwks, subject)| OidcTrust {
             issuer,
             verifier: Verifier::Jwks(jwks),
             subject,
             role_arn: moto.oidc_role_arn.clone(),
+            knobs: knobs.clone(),
             relay: AwsCredentials::new(
                 &moto.sts_front.access_key_id,
                 &moto.sts_front.secret_access_key,
@@ -68,7 +72,11 @@ impl AwsStack {
             trust,
         )
         .await;
-        Self { moto, front }
+        Self {
+            moto,
+            front,
+            sts: knobs,
+        }
     }
 
     /// A server on `data` whose AWS calls go through the front as user `byok`; the periodic

@@ -41,8 +41,29 @@ pub struct OidcTrust {
     pub subject: Arc<OnceLock<String>>,
     /// The role that trusts the issuer.
     pub role_arn: String,
+    /// How the account's IAM OIDC provider and STS see tokens (tests change them while the
+    /// front runs).
+    pub knobs: StsKnobs,
     /// moto user the front assumes the role as.
     pub relay: AwsCredentials,
+}
+
+/// What the IAM OIDC provider lists and when STS thinks it is, changeable while the front runs.
+#[derive(Clone)]
+pub struct StsKnobs {
+    /// The provider's `ClientIDList`: the audiences it accepts.
+    pub clients: Arc<std::sync::Mutex<Vec<String>>>,
+    /// How far STS's clock runs ahead of the test's, in seconds.
+    pub clock_ahead: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Default for StsKnobs {
+    fn default() -> Self {
+        Self {
+            clients: Arc::new(std::sync::Mutex::new(vec!["sts.amazonaws.com".into()])),
+            clock_ahead: Arc::default(),
+        }
+    }
 }
 
 /// A raw HTTP/1.1 answer.
@@ -100,6 +121,7 @@ fn percent_decode(s: &str) -> Option<String> {
 #[derive(serde::Deserialize)]
 struct Claims {
     sub: String,
+    exp: u64,
 }
 
 /// The key the token's `kid` names in the JWKS at `url`, if there is one (RS256 only).
@@ -143,14 +165,34 @@ pub(crate) async fn answer(body: &[u8], upstream: &str, trust: &OidcTrust) -> Op
     };
     let mut validation = jsonwebtoken::Validation::new(alg);
     validation.set_issuer(&[&trust.issuer]);
-    validation.set_audience(&["sts.amazonaws.com"]);
+    let clients = trust
+        .knobs
+        .clients
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    validation.set_audience(&clients);
     validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
     validation.leeway = 0;
     let decoded = match &key {
         Some(key) => jsonwebtoken::decode::<Claims>(token, key, &validation),
         None => Err(jsonwebtoken::errors::ErrorKind::InvalidKeyFormat.into()),
     };
+    let ahead = trust
+        .knobs
+        .clock_ahead
+        .load(std::sync::atomic::Ordering::SeqCst);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
     let claims = match decoded {
+        Ok(t) if t.claims.exp <= now + ahead => {
+            return Some(sts_error(
+                400,
+                "ExpiredTokenException",
+                "Token expired: current date/time must be before the expiration date/time.",
+            ));
+        }
         Ok(t) => t.claims,
         Err(e) if matches!(e.kind(), jsonwebtoken::errors::ErrorKind::ExpiredSignature) => {
             return Some(sts_error(

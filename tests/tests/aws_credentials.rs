@@ -127,6 +127,7 @@ async fn web_identity_and_assume_role_through_the_cache() {
             verifier: Verifier::Es256(public),
             subject: Arc::new(oidc_subject(org).into()),
             role_arn: moto.oidc_role_arn.clone(),
+            knobs: Default::default(),
             relay: creds(&moto.sts_front),
         }),
     )

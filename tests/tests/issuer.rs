@@ -7,6 +7,7 @@
 //! is refused. (Tokens are minted only inside byok: see `host-native/src/service/issuer.rs`.)
 
 use std::process::Command;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 
 use byok_core::kms::aws::policy::oidc_subject;
@@ -145,6 +146,31 @@ async fn a_role_that_trusts_byoks_issuer_is_assumed_with_its_token_for_that_org_
         stmt["Condition"]["StringEquals"],
         json!({ "127.0.0.1:aud": "sts.amazonaws.com", "127.0.0.1:sub": oidc_subject(&o.id) })
     );
+
+    // STS checks byok's tokens: an audience the account's OIDC provider does not list, and a
+    // token expired by STS's clock, are each refused with STS's code; nothing is cached.
+    let validate = json!({ "key": stack.moto.key_arn, "role": role });
+    let refused = |v: &Value, code: &str| {
+        assert_eq!(v["ok"], false, "{v}");
+        let detail = v["steps"][2]["detail"].as_str().unwrap();
+        assert!(detail.contains(code), "{detail}");
+    };
+    *stack.sts.clients.lock().unwrap() = vec!["another-client".into()];
+    let v = assert_status(
+        &ts.post(&o.path("/keys/validate"), &o.admin, &validate)
+            .await,
+        200,
+    );
+    refused(&v, "InvalidIdentityToken");
+    *stack.sts.clients.lock().unwrap() = vec!["sts.amazonaws.com".into()];
+    stack.sts.clock_ahead.store(3600, Ordering::SeqCst);
+    let v = assert_status(
+        &ts.post(&o.path("/keys/validate"), &o.admin, &validate)
+            .await,
+        200,
+    );
+    refused(&v, "ExpiredTokenException");
+    stack.sts.clock_ahead.store(0, Ordering::SeqCst);
 
     // Attached through the role with byok's token: validated live, the root wrapped under it,
     // data sealed and opened through it (the org caches nothing: every use unwraps).
