@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use byok_core::kms::provider::{Access, Credentials, Need, Provider, Vendor, needs_refresh};
+use byok_core::kms::provider::{Access, Credentials, Need, Vendor, Wire, needs_refresh};
 use byok_core::kms::{KmsError, KmsErrorKind};
 use byok_core::retry::RetryPolicy;
 use zeroize::Zeroizing;
@@ -106,7 +106,7 @@ impl CredentialCache {
     /// Credentials for `access` to a key of `provider`.
     pub async fn get(
         &self,
-        provider: &'static dyn Provider,
+        provider: &'static dyn Wire,
         access: &Access,
         sources: &Sources,
     ) -> Result<Credentials, KmsError> {
@@ -131,7 +131,7 @@ impl CredentialCache {
     /// Runs the provider's flow to the end.
     async fn run(
         &self,
-        provider: &'static dyn Provider,
+        provider: &'static dyn Wire,
         access: &Access,
         sources: &Sources,
     ) -> Result<(Credentials, Option<u64>), KmsError> {

@@ -143,6 +143,137 @@ pub fn grant(r: &GrantRequest<'_>) -> Result<GrantView, IdentifierProblem> {
     })
 }
 
+/// What a Cloud KMS key name names.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ParsedGcpKey {
+    /// The project id.
+    pub project: String,
+    /// The location (region, multi-region or `global`).
+    pub location: String,
+    /// The key ring.
+    pub key_ring: String,
+    /// The crypto key.
+    pub crypto_key: String,
+    /// The version named, if one was (byok stores the key: decrypt picks the version).
+    pub version: Option<u64>,
+    /// The CryptoKey name byok stores and calls.
+    pub key: String,
+    /// The host byok calls (fixed: never taken from the name).
+    pub endpoint: String,
+}
+
+/// Parses a pasted Cloud KMS key or key version name (the console's and REST URL forms too).
+pub fn parse_gcp_key(identifier: &str) -> Result<ParsedGcpKey, IdentifierProblem> {
+    let n = byok_core::kms::gcp::KeyName::parse(identifier).map_err(|e| IdentifierProblem {
+        message: e.to_string(),
+        part: e.part,
+        found: e.found,
+        expected: e.expected,
+    })?;
+    Ok(ParsedGcpKey {
+        key: n.key(),
+        endpoint: format!("https://{}/", byok_core::kms::gcp::ENDPOINT_HOST),
+        project: n.project,
+        location: n.location,
+        key_ring: n.key_ring,
+        crypto_key: n.crypto_key,
+        version: n.version,
+    })
+}
+
+/// A grant for any provider, as the server's `GET .../keys/policy` answers it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ProviderGrant {
+    /// Who the key's policy names.
+    pub principal: String,
+    /// What to add to the key's policy (GCP: IAM bindings).
+    pub key_policy_statements: serde_json::Value,
+    /// With an AWS role: its permissions policy.
+    pub role_policy: Option<serde_json::Value>,
+    /// How byok becomes the principal (GCP: the service account's impersonation binding).
+    pub trust_policy: Option<serde_json::Value>,
+    /// The commands that apply it.
+    pub commands: Vec<String>,
+}
+
+/// What [`provider_grant`] needs, from the admin's fields and the server's grant facts.
+#[derive(Clone, Debug, Default)]
+pub struct ProviderGrantRequest {
+    /// `aws`, `gcp`.
+    pub provider: String,
+    /// The key identifier.
+    pub key: String,
+    /// The customer's principal byok becomes, if any.
+    pub role: Option<String>,
+    /// Where byok's token is exchanged (GCP pool provider), if anywhere.
+    pub audience: Option<String>,
+    /// How byok becomes the role.
+    pub role_trust: Option<RoleTrust>,
+    /// The org id.
+    pub org: String,
+    /// The org's external id.
+    pub external_id: String,
+    /// byok's issuer URL, if it is one.
+    pub issuer_url: Option<String>,
+    /// The vendor's principal for this provider, if configured.
+    pub vendor_principal: Option<String>,
+}
+
+/// The exact grant for `r`, by the provider's own `grant` (the server's function).
+pub fn provider_grant(r: &ProviderGrantRequest) -> Result<ProviderGrant, EdgeError> {
+    use byok_core::kms::provider::{self, Access, GrantFor, Vendor};
+    let invalid = |m: String| EdgeError::new(ApiCode::InvalidRequest, m);
+    let p =
+        provider::provider(&r.provider).ok_or_else(|| invalid(provider::unknown(&r.provider)))?;
+    let parsed = p.parse_key(&r.key).map_err(|e| invalid(e.to_string()))?;
+    let role = r
+        .role
+        .as_deref()
+        .map(|x| p.parse_role(x))
+        .transpose()
+        .map_err(|e| invalid(e.to_string()))?;
+    let audience = r
+        .audience
+        .as_deref()
+        .map(|x| p.parse_audience(x))
+        .transpose()
+        .map_err(|e| invalid(e.to_string()))?;
+    let mut vendor = Vendor::default();
+    match (p.name(), &r.vendor_principal) {
+        ("aws", Some(v)) => vendor.aws_principal = Some(v.clone()),
+        ("gcp", Some(v)) => {
+            vendor.gcp = Some(byok_core::kms::gcp::ServiceAccount {
+                client_email: v.trim_start_matches("serviceAccount:").to_owned(),
+                private_key_id: String::new(),
+            });
+        }
+        _ => {}
+    }
+    let access = Access {
+        org: r.org.clone(),
+        key: parsed.key,
+        role,
+        trust: r.role_trust.unwrap_or(RoleTrust::ExternalId),
+        external_id: r.external_id.clone(),
+        audience,
+        danger_base: None,
+    };
+    let g = p
+        .grant(&GrantFor {
+            access: &access,
+            vendor: &vendor,
+            issuer: r.issuer_url.as_deref(),
+        })
+        .map_err(|m| EdgeError::new(ApiCode::NotConfigured, m))?;
+    Ok(ProviderGrant {
+        principal: g.principal,
+        key_policy_statements: g.key_policy,
+        role_policy: g.role_policy,
+        trust_policy: g.trust_policy,
+        commands: g.commands,
+    })
+}
+
 /// The validation steps that run without a KMS (parse identifier, region allowed), with the
 /// steps after them skipped if one failed: the first lines of the server's report, word for word.
 /// `regions` is the org's allowed regions (empty: any).
@@ -161,6 +292,55 @@ mod tests {
     use super::*;
 
     const ARN: &str = "arn:aws:kms:eu-west-1:444455556666:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+
+    #[test]
+    fn a_gcp_key_and_its_grant_through_federation() {
+        let k = parse_gcp_key("//cloudkms.googleapis.com/projects/acme-prod/locations/eur4/keyRings/r/cryptoKeys/k/cryptoKeyVersions/3").unwrap();
+        assert_eq!((&k.location[..], k.version), ("eur4", Some(3)));
+        assert_eq!(
+            k.key,
+            "projects/acme-prod/locations/eur4/keyRings/r/cryptoKeys/k"
+        );
+        assert_eq!(
+            parse_gcp_key("projects/x/locations/l/keyRings/r/cryptoKeys/k")
+                .unwrap_err()
+                .part,
+            "project"
+        );
+        let pool = "//iam.googleapis.com/projects/1234/locations/global/workloadIdentityPools/byok/providers/byok-issuer";
+        let mut r = ProviderGrantRequest {
+            provider: "gcp".into(),
+            key: k.key.clone(),
+            audience: Some(pool.into()),
+            org: "00aa".into(),
+            issuer_url: Some("https://byok.example".into()),
+            ..Default::default()
+        };
+        let g = provider_grant(&r).unwrap();
+        assert!(
+            g.principal
+                .ends_with("/workloadIdentityPools/byok/subject/org:00aa"),
+            "{}",
+            g.principal
+        );
+        assert!(
+            g.commands
+                .iter()
+                .any(|c| c.contains("--issuer-uri 'https://byok.example'"))
+        );
+        assert_eq!(
+            g.trust_policy, None,
+            "no service account: nothing to impersonate"
+        );
+        // Without an issuer, federation cannot be set up: the server's own refusal.
+        r.issuer_url = None;
+        assert_eq!(provider_grant(&r).unwrap_err().code, ApiCode::NotConfigured);
+        r.provider = "azure".into();
+        assert_eq!(
+            provider_grant(&r).unwrap_err().code,
+            ApiCode::InvalidRequest
+        );
+    }
 
     #[test]
     fn a_key_arn_is_read_part_by_part() {

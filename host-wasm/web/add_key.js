@@ -1,7 +1,8 @@
-// Add a key: the provider's steps; the identifier parsed by the wasm module as it is typed
-// (region, account, key or alias, or what is wrong and why); the exact grant for this org,
-// generated in the browser by core's own function, with a copy button and the CLI commands;
-// "Validate" runs the server's live checks, each step with its fix; "Add" attaches the key.
+// Add a key: the provider (AWS KMS or Google Cloud KMS) and its steps; the identifier parsed by
+// the wasm module as it is typed (region, account, key or alias; project, location, ring, key;
+// or what is wrong and why); the exact grant for this org, generated in the browser by core's
+// own function, with a copy button and the commands; "Validate" runs the server's live checks,
+// each step with its fix; "Add" attaches the key.
 import { ApiError } from './api.js';
 import { copyButton, fieldMessage, fill, h } from './dom.js';
 import { stepsList } from './steps.js';
@@ -13,6 +14,12 @@ export async function render(section, { session, wasm, banner, go }) {
     placeholder: 'arn:aws:kms:eu-west-1:111122223333:key/…', 'aria-describedby': 'key-arn-parsed', class: 'mono' });
   const role = h('input', { id: 'role-arn', name: 'role_arn', autocomplete: 'off', spellcheck: 'false',
     placeholder: 'arn:aws:iam::111122223333:role/…', 'aria-describedby': 'role-arn-hint', class: 'mono' });
+  // GCP: the customer's workload identity pool provider that trusts byok's issuer.
+  const audience = h('input', { id: 'audience', name: 'audience', autocomplete: 'off', spellcheck: 'false', class: 'mono',
+    placeholder: '//iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/…/providers/…' });
+  const providerAws = h('input', { type: 'radio', name: 'provider', value: 'aws', id: 'provider-aws', checked: true });
+  const providerGcp = h('input', { type: 'radio', name: 'provider', value: 'gcp', id: 'provider-gcp' });
+  const kind = () => (providerGcp.checked ? 'gcp' : 'aws');
   // How byok assumes the role: its own OIDC token (no secret on the vendor's side; offered
   // first when byok is an issuer) or the org's external id.
   const trustOidc = h('input', { type: 'radio', name: 'role_trust', value: 'oidc', id: 'trust-oidc' });
@@ -25,6 +32,13 @@ export async function render(section, { session, wasm, banner, go }) {
   const nameMsg = fieldMessage(name);
   const arnMsg = fieldMessage(arn);
   const roleMsg = fieldMessage(role);
+  const audienceMsg = fieldMessage(audience);
+  const keyLabel = h('label', { for: 'key-arn' }, 'Key ARN or alias ARN');
+  const roleLabel = h('label', { for: 'role-arn' }, 'Role ARN (optional)');
+  const roleHint = h('p', { class: 'hint', id: 'role-arn-hint' }, 'Only if byok should assume a role in your account instead of being granted in the key policy.');
+  const audienceBox = h('div', { id: 'audience-box', hidden: true },
+    h('label', { for: 'audience' }, 'Workload identity pool provider'), audience,
+    h('p', { class: 'hint' }, "The pool provider in your project that trusts byok's issuer: byok then holds no secret of yours."), audienceMsg.el);
   const parsed = h('div', { id: 'key-arn-parsed', class: 'parsed', 'aria-live': 'polite' });
   const grantBox = h('div', { id: 'grant' });
   const report = h('div', { id: 'report', 'aria-live': 'polite' });
@@ -55,6 +69,14 @@ export async function render(section, { session, wasm, banner, go }) {
     return vendor;
   };
 
+  // For Google Cloud: byok's issuer, this org's subject and the vendor's principals, from the
+  // server once (the grant itself is computed here by core, as the admin types).
+  let facts = null;
+  const factsFor = async () => {
+    facts ??= await session.call('GET', session.org('/keys/grant-facts'));
+    return facts;
+  };
+
   let current = null;
   let generation = 0;
   async function onInput() {
@@ -63,16 +85,18 @@ export async function render(section, { session, wasm, banner, go }) {
     const mine = generation;
     arnMsg.clear();
     roleMsg.clear();
+    audienceMsg.clear();
     fill(report);
     const text = arn.value.trim();
     current = null;
     validate.disabled = true;
     add.disabled = true;
     if (!text) {
-      fill(parsed, h('p', { class: 'hint' }, 'Paste a key ARN or an alias ARN.'));
+      fill(parsed, h('p', { class: 'hint' }, kind() === 'gcp' ? 'Paste the key name (projects/…/cryptoKeys/…).' : 'Paste a key ARN or an alias ARN.'));
       fill(grantBox);
       return;
     }
+    if (kind() === 'gcp') return onGcpInput(text, mine, started);
     let key;
     try {
       key = wasm.parseKeyArn(text);
@@ -118,6 +142,81 @@ export async function render(section, { session, wasm, banner, go }) {
     showGrant(key, grant, roleArn);
   }
 
+  async function onGcpInput(text, mine, started) {
+    let key;
+    try {
+      key = wasm.parseGcpKey(text);
+    } catch (e) {
+      arnMsg.show(`${e.message} (${e.code ?? 'invalid_request'})`);
+      fill(parsed, e.part ? h('p', { class: 'hint' }, `At fault: the ${e.part}` +
+        (e.found ? ` (found “${e.found}”)` : '') + (e.expected ? `. Expected: ${e.expected}` : '')) : null);
+      fill(grantBox);
+      parsed.dataset.ms = (performance.now() - started).toFixed(2);
+      return;
+    }
+    current = key;
+    fill(parsed, h('dl', { class: 'facts' },
+      h('dt', {}, 'Project'), h('dd', { 'data-field': 'project' }, key.project),
+      h('dt', {}, 'Location'), h('dd', { 'data-field': 'location' }, key.location),
+      h('dt', {}, 'Key ring'), h('dd', { 'data-field': 'key-ring' }, key.key_ring),
+      h('dt', {}, 'Key'), h('dd', { 'data-field': 'name' }, key.crypto_key),
+      ...(key.version ? [h('dt', {}, 'Version'), h('dd', {}, `${key.version} (byok keeps the key: decrypt picks the version, encrypt the primary)`)] : []),
+      h('dt', {}, 'byok will call'), h('dd', { class: 'mono' }, key.endpoint)));
+    parsed.dataset.ms = (performance.now() - started).toFixed(2);
+    validate.disabled = false;
+    add.disabled = false;
+    let f;
+    try {
+      f = await factsFor();
+    } catch (e) {
+      if (mine === generation) fill(grantBox, h('p', { class: 'error' }, `The grant could not be prepared: ${e instanceof ApiError ? e.text : e}`));
+      return;
+    }
+    if (mine !== generation) return;
+    const sa = role.value.trim() || undefined;
+    const aud = audience.value.trim() || undefined;
+    let grant;
+    try {
+      grant = wasm.providerGrant({ provider: 'gcp', key: key.key, role: sa, audience: aud, org,
+        externalId: f.external_id, issuerUrl: f.issuer_url ?? undefined, vendorPrincipal: f.vendor_principals.gcp });
+    } catch (e) {
+      const msg = `${e.message} (${e.code ?? 'invalid_request'})`;
+      if (/service account/i.test(e.message)) roleMsg.show(msg);
+      else audienceMsg.show(msg);
+      fill(grantBox);
+      validate.disabled = true;
+      add.disabled = true;
+      return;
+    }
+    showGcpGrant(key, grant, sa, aud);
+  }
+
+  function showGcpGrant(key, grant, sa, aud) {
+    const bindings = JSON.stringify(grant.key_policy_statements, null, 2);
+    const policyPre = h('pre', { id: 'key-policy', class: 'code', tabindex: 0, 'aria-label': 'IAM bindings on the key' }, bindings);
+    const flags = `--provider gcp --key ${sh(key.key)}${sa ? ` --role ${sh(sa)}` : ''}${aud ? ` --audience ${sh(aud)}` : ''}`;
+    const cli = [
+      ...grant.commands,
+      `byok key validate --org ${org} ${flags}`,
+      `byok key add --org ${org} --name ${sh(name.value.trim() || 'prod')} ${flags}`,
+    ].join('\n');
+    const cliPre = h('pre', { id: 'key-cli', class: 'code', tabindex: 0, 'aria-label': 'Commands' }, cli);
+    const parts = [
+      h('h3', {}, '3. Grant byok use of the key'),
+      h('p', {}, aud
+        ? `Your pool provider trusts byok's issuer for this org only; ${grant.principal} gets these roles on the key:`
+        : `Grant ${grant.principal} these roles on the key:`),
+      policyPre, copyButton('Copy the IAM bindings', () => bindings, policyPre),
+    ];
+    if (grant.trust_policy) {
+      const tp = JSON.stringify(grant.trust_policy, null, 2);
+      const tpPre = h('pre', { id: 'trust-policy', class: 'code', tabindex: 0, 'aria-label': 'Service account binding' }, tp);
+      parts.push(h('h4', {}, 'On the service account: who may impersonate it'), tpPre, copyButton('Copy the service account binding', () => tp, tpPre));
+    }
+    parts.push(h('p', {}, 'With gcloud and byok\'s CLI:'), cliPre, copyButton('Copy the commands', () => cli, cliPre));
+    fill(grantBox, parts);
+  }
+
   function showGrant(key, grant, roleArn) {
     const statements = JSON.stringify(grant.key_policy_statements, null, 2);
     const policyPre = h('pre', { id: 'key-policy', class: 'code', tabindex: 0, 'aria-label': 'Key policy statements' }, statements);
@@ -158,8 +257,10 @@ export async function render(section, { session, wasm, banner, go }) {
     fill(grantBox, parts);
   }
 
-  const body = () => ({ key_arn: arn.value.trim(), role_arn: role.value.trim() || null,
-    role_trust: role.value.trim() ? roleTrust() : null });
+  const body = () => (kind() === 'gcp'
+    ? { provider: 'gcp', key: arn.value.trim(), role: role.value.trim() || null, audience: audience.value.trim() || null }
+    : { provider: 'aws', key: arn.value.trim(), role: role.value.trim() || null,
+      role_trust: role.value.trim() ? roleTrust() : null });
 
   validate.addEventListener('click', async () => {
     validate.disabled = true;
@@ -187,13 +288,28 @@ export async function render(section, { session, wasm, banner, go }) {
       fill(report, h('p', { class: 'error', id: 'report-summary' }, `${e.text}. Its fix is below.`), stepsList(e.details));
     } else if (/name/.test(e.message) && !/arn/i.test(e.message)) {
       nameMsg.show(e.text);
-    } else if (/role/i.test(e.message)) {
+    } else if (/role|service account/i.test(e.message)) {
       roleMsg.show(e.text);
+    } else if (/workload identity/i.test(e.message)) {
+      audienceMsg.show(e.text);
     } else {
       arnMsg.show(e.text);
     }
   }
 
+  const awsSteps = h('details', { open: true, id: 'aws-steps' }, h('summary', {}, 'In AWS: prepare the key'),
+    h('ol', {},
+      h('li', {}, 'In the AWS console, open Key Management Service in the region that should hold the key.'),
+      h('li', {}, 'Create a key (or pick one): symmetric, "Encrypt and decrypt", single- or multi-Region.'),
+      h('li', {}, 'Copy its key ARN (or an alias ARN) and paste it below.'),
+      h('li', {}, 'Add the statements this page generates to the key policy; byok uses the key only for this org.')));
+  const gcpSteps = h('details', { open: true, id: 'gcp-steps', hidden: true }, h('summary', {}, 'In Google Cloud: prepare the key'),
+    h('ol', {},
+      h('li', {}, 'In the Cloud console, open Security › Key Management in the project and location that should hold the key.'),
+      h('li', {}, 'Create a key ring and a key (or pick one) with purpose "Symmetric encrypt/decrypt".'),
+      h('li', {}, 'Copy its resource name (projects/…/cryptoKeys/…) and paste it below.'),
+      h('li', {}, "Create a workload identity pool provider trusting byok's issuer for this org (the commands below), then paste its name."),
+      h('li', {}, 'Grant the roles this page generates on the key; byok then holds no secret of yours.')));
   const form = h('form', { id: 'add-key-form', novalidate: true, on: { submit: async (e) => {
     e.preventDefault();
     nameMsg.clear();
@@ -205,7 +321,7 @@ export async function render(section, { session, wasm, banner, go }) {
     add.disabled = true;
     fill(result, h('p', {}, 'Validating and attaching…'));
     try {
-      const added = await session.call('POST', session.org('/keys'), { name: name.value.trim(), provider: 'aws', ...body() });
+      const added = await session.call('POST', session.org('/keys'), { name: name.value.trim(), ...body() });
       const id = added.key.id;
       banner?.refresh();
       const makeDefault = h('button', { type: 'button', id: 'make-default', on: { click: async () => {
@@ -233,18 +349,13 @@ export async function render(section, { session, wasm, banner, go }) {
     }
   } } },
   h('fieldset', {}, h('legend', {}, '1. Where your key lives'),
-    h('label', { class: 'choice' }, h('input', { type: 'radio', name: 'provider', value: 'aws', checked: true }), ' AWS KMS')),
-  h('details', { open: true }, h('summary', {}, 'In AWS: prepare the key'),
-    h('ol', {},
-      h('li', {}, 'In the AWS console, open Key Management Service in the region that should hold the key.'),
-      h('li', {}, 'Create a key (or pick one): symmetric, "Encrypt and decrypt", single- or multi-Region.'),
-      h('li', {}, 'Copy its key ARN (or an alias ARN) and paste it below.'),
-      h('li', {}, 'Add the statements this page generates to the key policy; byok uses the key only for this org.'))),
+    h('label', { class: 'choice', for: 'provider-aws' }, providerAws, ' AWS KMS'),
+    h('label', { class: 'choice', for: 'provider-gcp' }, providerGcp, ' Google Cloud KMS')),
+  awsSteps, gcpSteps,
   h('h3', {}, '2. Identify the key'),
   h('label', { for: 'key-name' }, 'Name (how this page and the audit log call it)'), name, nameMsg.el,
-  h('label', { for: 'key-arn' }, 'Key ARN or alias ARN'), arn, arnMsg.el, parsed,
-  h('label', { for: 'role-arn' }, 'Role ARN (optional)'), role, trustBox,
-  h('p', { class: 'hint', id: 'role-arn-hint' }, 'Only if byok should assume a role in your account instead of being granted in the key policy.'), roleMsg.el,
+  keyLabel, arn, arnMsg.el, parsed,
+  roleLabel, role, trustBox, roleHint, roleMsg.el, audienceBox,
   grantBox,
   h('h3', {}, '4. Check and add'),
   h('p', { class: 'toolbar' }, validate, add),
@@ -252,6 +363,25 @@ export async function render(section, { session, wasm, banner, go }) {
 
   arn.addEventListener('input', onInput);
   role.addEventListener('input', onInput);
+  audience.addEventListener('input', onInput);
+  // Switching the provider relabels the fields and shows that cloud's steps.
+  const relabel = () => {
+    const gcp = kind() === 'gcp';
+    awsSteps.hidden = gcp;
+    gcpSteps.hidden = !gcp;
+    audienceBox.hidden = !gcp;
+    trustBox.hidden = gcp || !role.value.trim();
+    keyLabel.textContent = gcp ? 'Key name' : 'Key ARN or alias ARN';
+    arn.placeholder = gcp ? 'projects/my-project/locations/europe-west1/keyRings/…/cryptoKeys/…' : 'arn:aws:kms:eu-west-1:111122223333:key/…';
+    roleLabel.textContent = gcp ? 'Service account (optional)' : 'Role ARN (optional)';
+    role.placeholder = gcp ? 'byok-access@my-project.iam.gserviceaccount.com' : 'arn:aws:iam::111122223333:role/…';
+    roleHint.textContent = gcp
+      ? 'Only if byok should impersonate a service account of yours (through the pool provider) instead of being granted on the key itself.'
+      : 'Only if byok should assume a role in your account instead of being granted in the key policy.';
+    onInput();
+  };
+  providerAws.addEventListener('change', relabel);
+  providerGcp.addEventListener('change', relabel);
   trustOidc.addEventListener('change', onInput);
   trustExt.addEventListener('change', onInput);
   section.append(h('h2', {}, 'Add a key'), form);

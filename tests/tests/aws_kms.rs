@@ -11,7 +11,7 @@ use byok_core::kms::aws::request::{
 };
 use byok_core::kms::aws::sts::{RoleArn, assume_role_request, parse_assume_role};
 use byok_core::kms::aws::{Aws, Endpoint, KeyArn};
-use byok_core::kms::provider::Provider;
+use byok_core::kms::provider::Wire;
 use byok_core::kms::validate::{Next, Outcome, Step, Validation};
 use byok_core::kms::{HttpRequest, KmsError, KmsErrorKind};
 use byok_server::transport::{Transport, TransportConfig};

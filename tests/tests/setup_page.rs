@@ -8,9 +8,11 @@
 
 use std::path::PathBuf;
 use std::process::Command;
+use std::sync::{Arc, OnceLock};
 
 use byok_tests::aws_stack::{aws_org, byok_org};
 use byok_tests::fixtures::{OrgSettings, TestServer, assert_error, assert_status, key};
+use byok_tests::gcp_kms::{GcpKms, IssuerKey, Pool};
 use serde_json::{Value, json};
 
 /// The page's exact policy: scripts and styles from this origin, wasm may compile, nothing else.
@@ -256,6 +258,89 @@ async fn a_malformed_arn_and_a_missing_grant_each_show_their_fix_and_nothing_is_
     );
     // Nothing attached.
     assert_eq!(o.keys(&ts).await["keys"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gcp_key_is_parsed_granted_validated_and_added_through_federation() {
+    const KEY: &str = "projects/acme-prod/locations/europe-west1/keyRings/byok/cryptoKeys/root";
+    const SA: &str = "byok-access@acme-prod.iam.gserviceaccount.com";
+    const POOL: &str = "//iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/byok/providers/byok-issuer";
+    let stack = byok_tests::aws_stack::AwsStack::start().await;
+    let gcp = GcpKms::start().await;
+    let jwks = Arc::new(OnceLock::new());
+    let ts = TestServer::start_with("setup-page-gcp", |data| {
+        stack.server_with(
+            data,
+            &[
+                ("BYOK_PUBLIC_URL", "http://127.0.0.1"),
+                ("BYOK_DANGER_GCP_ENDPOINT", &gcp.url),
+            ],
+        )
+    });
+    jwks.set(format!("{}/.well-known/jwks.json", ts.url))
+        .unwrap();
+    let o = ts.org(OrgSettings::named("acme")).await;
+    let subject = byok_core::kms::oidc::subject(&o.id);
+    let once = |v: &str| {
+        let l = Arc::new(OnceLock::new());
+        l.set(v.to_owned()).unwrap();
+        l
+    };
+    let pool = Pool {
+        audience: POOL.into(),
+        issuer: once("http://127.0.0.1"),
+        key: IssuerKey::Jwks(jwks.clone()),
+        subject: once(&subject),
+        allowed_audiences: Vec::new(),
+        clock_ahead: Arc::default(),
+    };
+    gcp.allow_impersonation(SA, &pool.principal(&subject), true);
+    gcp.set_pool(pool.clone());
+    gcp.create_key(KEY, &[&format!("serviceAccount:{SA}")]);
+
+    let v = flow(
+        &ts.url,
+        "gcp",
+        json!({ "admin": o.admin, "key": KEY, "sa": SA, "pool": POOL }),
+    );
+    assert!(str_of(&v, "/malformed").contains("project"), "{v}");
+    assert_eq!(
+        v["parsed"],
+        json!({ "project": "acme-prod", "location": "europe-west1", "name": "root" })
+    );
+    // The grant computed in the browser is the server's, field for field.
+    let path = o.path(&format!(
+        "/keys/policy?provider=gcp&key={KEY}&role={SA}&audience={}",
+        POOL.replace('/', "%2F")
+    ));
+    let server = assert_status(&ts.get(&path, &o.admin).await, 200);
+    assert_eq!(v["bindings"], server["key_policy_statements"], "{v}");
+    assert_eq!(v["trust"], server["trust_policy"], "{v}");
+    assert_eq!(
+        v["trust"]["bindings"][0]["members"][0],
+        json!(pool.principal(&subject))
+    );
+    let cli = str_of(&v, "/cli");
+    for want in [
+        format!("--attribute-condition \"assertion.sub=='{subject}'\""),
+        "--issuer-uri 'http://127.0.0.1'".to_owned(),
+        format!(
+            "byok key add --org {} --name 'prod' --provider gcp --key '{KEY}'",
+            o.id
+        ),
+    ] {
+        assert!(cli.contains(&want), "{want} in {cli}");
+    }
+    assert!(
+        str_of(&v, "/summary").starts_with("Every check passed"),
+        "{v}"
+    );
+    assert!(str_of(&v, "/result").contains("Attached as cmk:1"), "{v}");
+    let k = key(&o.keys(&ts).await, "cmk:1").clone();
+    assert_eq!(
+        (k["type"].clone(), k["key"].clone()),
+        (json!("gcp"), json!(KEY))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

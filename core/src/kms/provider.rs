@@ -13,8 +13,8 @@
 //!   answer ────────────────────────▶  parse_*(resp) -> value | KmsError{kind, code, fix}
 //! ```
 //!
-//! Adding a provider: a module under `kms/`, its `impl Provider`, and one line in
-//! [`PROVIDERS`] (CONTRIBUTING.md walks through it).
+//! Adding a provider: a module under `kms/`, its `impl Provider` and `impl Wire`, and one line
+//! in each of [`PROVIDERS`] and `WIRES` (CONTRIBUTING.md walks through it).
 
 use alloc::boxed::Box;
 use alloc::format;
@@ -31,12 +31,22 @@ use crate::kms::error::{KmsError, KmsErrorKind};
 use crate::kms::http::{HttpRequest, HttpResponse};
 use crate::secret::SecretBytes;
 
-/// Every provider byok speaks, by name. The one registration line per provider.
+/// Every provider byok speaks, by name: one registration line per provider here, and one in
+/// [`WIRES`].
 pub static PROVIDERS: &[&dyn Provider] = &[&crate::kms::aws::Aws, &crate::kms::gcp::Gcp];
+
+/// Every provider's calls. A separate list so that code which only sets keys up (the browser)
+/// does not link the request builders, signers and parsers.
+static WIRES: &[&dyn Wire] = &[&crate::kms::aws::Aws, &crate::kms::gcp::Gcp];
 
 /// The provider named `name` (`aws`, `gcp`), if byok speaks it.
 pub fn provider(name: &str) -> Option<&'static dyn Provider> {
     PROVIDERS.iter().copied().find(|p| p.name() == name)
+}
+
+/// The calls of the provider named `name`.
+pub fn wire(name: &str) -> Option<&'static dyn Wire> {
+    WIRES.iter().copied().find(|p| p.name() == name)
 }
 
 /// The names of every provider, for error messages and help.
@@ -308,7 +318,9 @@ pub struct Grant {
     pub commands: Vec<String>,
 }
 
-/// A KMS, as byok uses it. Implementations hold no state: one static value per provider.
+/// A KMS, as byok sets it up: its identifiers, the grants a customer adds, the fixes it names.
+/// What hosts that never call a KMS (the browser's setup page) use; [`Wire`] adds the calls.
+/// Implementations hold no state: one static value per provider.
 pub trait Provider: Send + Sync {
     /// Its name in the API and the store: `aws`, `gcp`.
     fn name(&self) -> &'static str;
@@ -321,6 +333,24 @@ pub trait Provider: Send + Sync {
     fn parse_role(&self, role: &str) -> Result<String, BadIdentifier>;
     /// Checks an exchange audience (GCP workload identity provider), as stored.
     fn parse_audience(&self, audience: &str) -> Result<String, BadIdentifier>;
+    /// The one fix for an error of class `kind`, in this provider's terms.
+    fn fix(&self, kind: KmsErrorKind) -> String;
+    /// The exact grant that `principal` lacks for `op` on the key (a policy statement, an IAM
+    /// binding), for a validation step that was denied.
+    fn missing_grant(&self, op: Op, key: &str, principal: &str, org: &str) -> String;
+    /// The key to store for `pasted` once its KMS described it as `described` (an AWS alias
+    /// resolved to its key), or why the description does not fit what was pasted.
+    fn resolved(&self, pasted: &ParsedKey, described: &str) -> Result<String, String>;
+    /// Who the key's policy must name for `access`; the error says which setting is missing.
+    fn principal(&self, access: &Access, vendor: &Vendor) -> Result<String, String>;
+    /// The grant for `g`.
+    fn grant(&self, g: &GrantFor<'_>) -> Result<Grant, String>;
+}
+
+/// A KMS's calls: the requests that wrap, unwrap and describe (the time passed in), the reading
+/// of their answers, and the credential exchanges. Kept apart from [`Provider`] so that a host
+/// that never calls a KMS links none of it (the setup page's wasm stays small).
+pub trait Wire: Provider {
     /// The request that wraps `root` under the key.
     fn wrap_request(
         &self,
@@ -344,18 +374,6 @@ pub trait Provider: Send + Sync {
     -> Result<HttpRequest, RequestError>;
     /// What a describe answer says.
     fn parse_describe(&self, resp: &HttpResponse) -> Result<KeyState, KmsError>;
-    /// The one fix for an error of class `kind`, in this provider's terms.
-    fn fix(&self, kind: KmsErrorKind) -> String;
-    /// The exact grant that `principal` lacks for `op` on the key (a policy statement, an IAM
-    /// binding), for a validation step that was denied.
-    fn missing_grant(&self, op: Op, key: &str, principal: &str, org: &str) -> String;
-    /// The key to store for `pasted` once its KMS described it as `described` (an AWS alias
-    /// resolved to its key), or why the description does not fit what was pasted.
-    fn resolved(&self, pasted: &ParsedKey, described: &str) -> Result<String, String>;
-    /// Who the key's policy must name for `access`; the error says which setting is missing.
-    fn principal(&self, access: &Access, vendor: &Vendor) -> Result<String, String>;
-    /// The grant for `g`.
-    fn grant(&self, g: &GrantFor<'_>) -> Result<Grant, String>;
     /// The credential exchanges for `access`.
     fn credentials(
         &self,

@@ -272,6 +272,7 @@ mod tests {
     use crate::dev::TestRng;
     use crate::kms::aws::Aws;
     use crate::kms::http::HttpResponse;
+    use crate::kms::provider::Wire;
 
     const KEY: &str = "arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab";
 

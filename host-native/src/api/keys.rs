@@ -14,7 +14,7 @@ use super::auth::{ApiJson, Caller};
 use super::error::{ApiError, ErrorBody};
 use super::paths::OrgPath;
 use crate::service::audit_log::Withdrawal;
-use crate::service::{JobView, KeySpec, KeyView, KeysView, PolicyView, StepView};
+use crate::service::{GrantFacts, JobView, KeySpec, KeyView, KeysView, PolicyView, StepView};
 use crate::store::Role;
 use byok_core::ScopeId;
 use byok_core::audit_log::receipt::Receipt;
@@ -218,6 +218,21 @@ pub async fn policy(
         audience: q.audience.as_deref(),
     };
     Ok(Json(s.service.policy(org, &spec).await?))
+}
+
+/// What the setup page needs to compute a grant in the browser for any provider: byok's
+/// issuer, this org's subject and external id, the vendor's principals (admin).
+#[utoipa::path(get, path = "/v1/orgs/{org}/keys/grant-facts", tag = "keys",
+    params(OrgPath),
+    responses((status = 200, body = GrantFacts), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn grant_facts(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(org): Path<String>,
+) -> Result<Json<GrantFacts>, ApiError> {
+    let org = caller.org(&org, &[Role::Admin])?;
+    Ok(Json(s.service.grant_facts(org).await?))
 }
 
 /// Check the org's keys now (describe) and list them (admin).

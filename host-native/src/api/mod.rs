@@ -70,7 +70,7 @@ pub struct ApiOptions {
         scopes::pause, scopes::resume, scopes::revoke, scopes::rotate, scopes::retire,
         data::encrypt, data::decrypt, data::datakey, data::unwrap_datakey,
         data::create_stored, data::get_stored, data::lease,
-        keys::list, keys::add, keys::validate, keys::policy, keys::check,
+        keys::list, keys::add, keys::validate, keys::policy, keys::grant_facts, keys::check,
         keys::set_default, keys::disable, keys::enable, keys::disable_all, keys::revalidate, keys::job,
         audit::read, audit::verify, audit::verifier_key, audit::checkpoint, audit::checkpoints,
         audit::inclusion, audit::consistency, audit::set_witness, audit::remove_witness, audit::cosign,
@@ -263,6 +263,7 @@ pub fn router(service: Arc<Service>, options: &ApiOptions, rate: Arc<RateLimits>
         .route("/v1/orgs/{org}/keys", get(keys::list).post(keys::add))
         .route("/v1/orgs/{org}/keys/validate", post(keys::validate))
         .route("/v1/orgs/{org}/keys/policy", get(keys::policy))
+        .route("/v1/orgs/{org}/keys/grant-facts", get(keys::grant_facts))
         .route("/v1/orgs/{org}/keys/check", post(keys::check))
         .route("/v1/orgs/{org}/keys/disable-all", post(keys::disable_all))
         .route("/v1/orgs/{org}/keys/{key}/default", post(keys::set_default))

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use byok_core::kms::provider::{self, Access, Provider, RoleTrust, new_external_id};
+use byok_core::kms::provider::{self, Access, RoleTrust, Wire, new_external_id};
 use byok_core::kms::validate::Validation;
 use byok_core::scope::{HolderId, HolderStatus, Org, RootProof};
 use byok_core::{KeyId, ScopeId, ScopeKey};
@@ -100,6 +100,24 @@ pub struct PolicyView {
     pub commands: Vec<String>,
 }
 
+/// What the setup page needs from the server to compute any provider's grant in the browser,
+/// with core's own function: the vendor's principals, byok's issuer, the org's subject and
+/// external id.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct GrantFacts {
+    /// byok's OIDC issuer URL (`--public-url`), if it is one.
+    pub issuer_url: Option<String>,
+    /// The subject of this org's OIDC tokens (what a trust condition names).
+    pub subject: String,
+    /// The org's external id (AWS `AssumeRole`).
+    pub external_id: String,
+    /// The vendor's own principal per provider, where the operator configured one (`aws`: the
+    /// principal ARN; `gcp`: the service account email).
+    pub vendor_principals: BTreeMap<String, String>,
+    /// The providers byok speaks.
+    pub providers: Vec<String>,
+}
+
 /// A key as the admin describes it: its provider and identifier, and how byok reaches it.
 #[derive(Clone, Copy, Debug)]
 pub struct KeySpec<'a> {
@@ -139,7 +157,7 @@ impl Service {
             .cloned()
             .ok_or_else(|| ServiceError::NotFound(format!("key cmk:{n} not found")))?;
         let corrupt = |why: String| ServiceError::Store(store::StoreError::Corrupt(why));
-        let p = provider::provider(&row.provider)
+        let p = provider::wire(&row.provider)
             .ok_or_else(|| corrupt(provider::unknown(&row.provider)))?;
         Ok(KeyAccess {
             provider: p,
@@ -166,7 +184,7 @@ impl Service {
         spec: &KeySpec<'_>,
     ) -> Result<(KeyAccess, provider::ParsedKey)> {
         let invalid = |e: provider::BadIdentifier| ServiceError::Invalid(e.to_string());
-        let p: &'static dyn Provider = provider::provider(spec.provider)
+        let p: &'static dyn Wire = provider::wire(spec.provider)
             .ok_or_else(|| ServiceError::Invalid(provider::unknown(spec.provider)))?;
         let parsed = p.parse_key(spec.key).map_err(invalid)?;
         let role = spec
@@ -259,6 +277,34 @@ impl Service {
             copies.push((v, answer?));
         }
         Ok(copies)
+    }
+
+    /// The facts a browser needs to compute grants for `org` (see [`GrantFacts`]).
+    pub async fn grant_facts(&self, org: ScopeId) -> Result<GrantFacts> {
+        self.org(org).await?;
+        let external_id = self.external_id(org).await?;
+        let mut vendor_principals = BTreeMap::new();
+        for p in provider::PROVIDERS {
+            let access = Access {
+                org: org.to_string(),
+                key: String::new(),
+                role: None,
+                trust: RoleTrust::ExternalId,
+                external_id: external_id.clone(),
+                audience: None,
+                danger_base: None,
+            };
+            if let Ok(principal) = self.kms.principal_of(*p, &access) {
+                vendor_principals.insert(p.name().to_owned(), principal);
+            }
+        }
+        Ok(GrantFacts {
+            issuer_url: self.issuer.as_ref().map(|i| i.url().as_str().to_owned()),
+            subject: byok_core::kms::oidc::subject(&org.to_string()),
+            external_id,
+            vendor_principals,
+            providers: provider::names().into_iter().map(str::to_owned).collect(),
+        })
     }
 
     /// The policies to grant for the key `spec` describes.

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use byok_core::SecretBytes;
 use byok_core::kms::provider::{
-    Access, Binding, Call, Credentials, Grant, GrantFor, KeyState, Provider, RequestError,
+    Access, Binding, Call, Credentials, Grant, GrantFor, KeyState, Provider, RequestError, Wire,
 };
 use byok_core::kms::validate::{Next, Validation};
 use byok_core::kms::{HttpRequest, HttpResponse, KmsError};
@@ -32,8 +32,8 @@ pub struct KmsSettings {
 /// How byok reaches one key.
 #[derive(Clone)]
 pub struct KeyAccess {
-    /// The key's provider.
-    pub provider: &'static dyn Provider,
+    /// The key's provider, with its calls.
+    pub provider: &'static dyn Wire,
     /// The key, the principal, the trust.
     pub access: Access,
 }
@@ -94,10 +94,14 @@ impl Kms {
         self.settings.danger_endpoints.get(provider.name()).cloned()
     }
 
-    /// Who a generated grant names for `access` (the error says which setting is missing).
+    /// Who a generated grant names for `key` (the error says which setting is missing).
     pub fn principal(&self, key: &KeyAccess) -> Result<String, String> {
-        key.provider
-            .principal(&key.access, &self.settings.sources.vendor)
+        self.principal_of(key.provider, &key.access)
+    }
+
+    /// Who a grant of `provider` names for `access`.
+    pub fn principal_of(&self, provider: &dyn Provider, access: &Access) -> Result<String, String> {
+        provider.principal(access, &self.settings.sources.vendor)
     }
 
     /// The grant for `key`, with byok's issuer URL if it is one.
@@ -118,7 +122,7 @@ impl Kms {
     /// One exchange with retries (`build` signs afresh each attempt); counts attempts.
     async fn exchange<T>(
         &self,
-        provider: &'static dyn Provider,
+        provider: &'static dyn Wire,
         build: impl FnMut(std::time::Duration) -> Result<HttpRequest, RequestError>,
         parse: impl Fn(&HttpResponse) -> Result<T, KmsError>,
     ) -> Result<T, KmsError> {

@@ -43,7 +43,7 @@ pub use data::{DataKeyOut, MAX_PLAINTEXT};
 pub use grace::GraceView;
 pub use health::{is_denial, kind_code};
 pub use jobs::JobView;
-pub use keys::{KeySpec, KeyView, KeysView, PolicyView, StepView};
+pub use keys::{GrantFacts, KeySpec, KeyView, KeysView, PolicyView, StepView};
 pub use retire::{MAX_KEYS_PER_CALL, StoredKey};
 pub use tokens::TokenView;
 

@@ -1,4 +1,5 @@
-//! Key setup for the browser: `parseKeyArn`, `keyGrant` and `offlineValidation`, core's own
+//! Key setup for the browser: `parseKeyArn`, `parseGcpKey`, `keyGrant`, `providerGrant` and
+//! `offlineValidation`, core's own
 //! functions (see [`crate::key_setup`]), so the page says what the server will say.
 
 use byok_core::kms::aws::policy::RoleTrust;
@@ -31,6 +32,43 @@ export interface Grant {
   role_policy: object | null;
   trust_policy: object | null;
   external_id: string;
+}
+
+/** What a Cloud KMS key name names. */
+export interface ParsedGcpKey {
+  project: string;
+  location: string;
+  key_ring: string;
+  crypto_key: string;
+  /** The version named, if one was (byok stores the key; decrypt picks the version). */
+  version: number | null;
+  /** The CryptoKey name byok stores and calls. */
+  key: string;
+  /** The host byok calls (fixed). */
+  endpoint: string;
+}
+
+/** A grant for any provider, as the server's policy endpoint answers it. */
+export interface ProviderGrant {
+  principal: string;
+  key_policy_statements: object;
+  role_policy: object | null;
+  trust_policy: object | null;
+  commands: string[];
+}
+
+/** What `providerGrant` needs: the admin's fields, and the server's grant facts
+ * (`GET /v1/orgs/{org}/keys/grant-facts`). */
+export interface ProviderGrantRequest {
+  provider: "aws" | "gcp";
+  key: string;
+  role?: string;
+  audience?: string;
+  roleTrust?: "oidc" | "external_id";
+  org: string;
+  externalId: string;
+  issuerUrl?: string;
+  vendorPrincipal?: string;
 }
 
 /** One validation step, as in the server's report. */
@@ -78,6 +116,55 @@ pub fn parse_key_arn(identifier: &str) -> Result<JsValue, JsValue> {
 
 fn text(o: &JsValue, field: &str) -> Option<String> {
     Reflect::get(o, &field.into()).ok()?.as_string()
+}
+
+/// Parses a pasted Cloud KMS key or key version name. Throws like [`parse_key_arn`].
+#[wasm_bindgen(js_name = parseGcpKey, unchecked_return_type = "ParsedGcpKey")]
+pub fn parse_gcp_key(identifier: &str) -> Result<JsValue, JsValue> {
+    key_setup::parse_gcp_key(identifier)
+        .map(|k| to_js(&k))
+        .map_err(problem)
+}
+
+/// The exact grant for a key of any provider and this org, by the provider's own function
+/// (the server's). Throws a `ByokError`: `invalid_request` for a bad field, `not_configured`
+/// when the grant needs what the server lacks (an issuer, a vendor principal).
+#[wasm_bindgen(js_name = providerGrant, unchecked_return_type = "ProviderGrant")]
+pub fn provider_grant(
+    #[wasm_bindgen(unchecked_param_type = "ProviderGrantRequest")] request: JsValue,
+) -> Result<JsValue, JsValue> {
+    let need = |field: &str| {
+        text(&request, field).ok_or_else(|| {
+            thrown(crate::edge::EdgeError::new(
+                byok_core::ApiCode::InvalidRequest,
+                format!("{field} is required (a string)"),
+            ))
+        })
+    };
+    let optional = |field: &str| text(&request, field).filter(|v| !v.trim().is_empty());
+    let role_trust = match optional("roleTrust").as_deref() {
+        None => None,
+        Some(t) => Some(RoleTrust::parse(t).ok_or_else(|| {
+            thrown(crate::edge::EdgeError::new(
+                byok_core::ApiCode::InvalidRequest,
+                format!("roleTrust {t:?} is not `oidc` or `external_id`"),
+            ))
+        })?),
+    };
+    let r = key_setup::ProviderGrantRequest {
+        provider: need("provider")?,
+        key: need("key")?,
+        role: optional("role"),
+        audience: optional("audience"),
+        role_trust,
+        org: need("org")?,
+        external_id: need("externalId")?,
+        issuer_url: optional("issuerUrl"),
+        vendor_principal: optional("vendorPrincipal"),
+    };
+    key_setup::provider_grant(&r)
+        .map(|g| to_js(&g))
+        .map_err(thrown)
 }
 
 /// The exact grant for a key and this org: key policy statements, and with a role its

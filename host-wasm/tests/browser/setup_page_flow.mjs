@@ -11,7 +11,7 @@ import { openPage, overflow, text } from './setup_page_kit.mjs';
 
 const [stage, argJson, artifacts] = process.argv.slice(2);
 const arg = JSON.parse(argJson);
-const STAGES = { tour, fixes, keyboard, job, tree, tokenCreate, tokenRevoke };
+const STAGES = { tour, fixes, gcp, keyboard, job, tree, tokenCreate, tokenRevoke };
 
 const run = STAGES[stage];
 if (!run) throw new Error(`unknown stage ${stage}; one of ${Object.keys(STAGES).join(', ')}`);
@@ -111,6 +111,46 @@ async function fixes(ui, { admin, key_arn, org }) {
   await ui.shot('add-key-refused');
   return { csp: answer.headers()['content-security-policy'] ?? null, xfo: answer.headers()['x-frame-options'] ?? null,
     stored, malformed, part, parsed, policy, cli, failed, refused, org };
+}
+
+/** Google Cloud KMS: the provider switched, a malformed name showing its part, then the key
+ * name, service account and pool provider typed: parsed and granted in the browser (the pool
+ * principal of this org, the gcloud commands); validated live; added. */
+async function gcp(ui, { admin, key, sa, pool }) {
+  const { page } = ui;
+  await ui.load();
+  await ui.signIn(admin);
+  await page.click('nav a[href="#add-key"]');
+  await ui.section('add-key');
+  await page.check('#provider-gcp');
+  assert.equal(await page.isVisible('#gcp-steps'), true);
+  assert.equal(await page.isHidden('#aws-steps'), true);
+  // A project id is six characters at least: the field says so as it is typed.
+  await page.fill('#key-arn', 'projects/x/locations/europe-west1/keyRings/byok/cryptoKeys/root');
+  const malformed = await text(page, '#key-arn-error');
+  assert.match(malformed, /\(invalid_request\)$/);
+  await page.fill('#key-arn', `${key}/cryptoKeyVersions/1`);
+  await page.fill('#role-arn', sa);
+  await page.fill('#audience', pool);
+  await page.waitForSelector('#trust-policy');
+  const parsed = {
+    project: await text(page, '#key-arn-parsed [data-field="project"]'),
+    location: await text(page, '#key-arn-parsed [data-field="location"]'),
+    name: await text(page, '#key-arn-parsed [data-field="name"]'),
+  };
+  const bindings = JSON.parse(await page.textContent('#key-policy'));
+  const trust = JSON.parse(await page.textContent('#trust-policy'));
+  const cli = await page.textContent('#key-cli');
+  await ui.axe('add-key-gcp');
+  await ui.shot('add-key-gcp');
+  await page.click('#validate');
+  await page.waitForSelector('#report-summary');
+  const summary = await text(page, '#report-summary');
+  await page.click('#add');
+  await page.waitForSelector('#make-default');
+  const result = await text(page, '#add-result');
+  await ui.shot('add-key-gcp-added');
+  return { malformed, parsed, bindings, trust, cli, summary, result };
 }
 
 /** The add-key flow with the keyboard only: sign in, reach "Add a key", paste, validate, add,

@@ -21,7 +21,7 @@ use crate::kms::error::{KmsError, KmsErrorKind};
 use crate::kms::http::{HttpRequest, HttpResponse};
 use crate::kms::provider::{
     Access, BadIdentifier, Call, CredentialFlow, Credentials, Grant, GrantFor, KeyState, Need, Op,
-    ParsedKey, Provider, Ready, RequestError, Unusable, Vendor, local_error,
+    ParsedKey, Provider, Ready, RequestError, Unusable, Vendor, Wire, local_error,
 };
 use crate::secret::SecretBytes;
 
@@ -122,80 +122,6 @@ impl Provider for Aws {
         })
     }
 
-    fn wrap_request(
-        &self,
-        call: &Call<'_>,
-        root: &SecretBytes,
-        now: Duration,
-    ) -> Result<HttpRequest, RequestError> {
-        let arn = key(call.key)?;
-        let ep = endpoint(&arn, call.danger_base)?;
-        Ok(encrypt_request(
-            &arn,
-            &ep,
-            root,
-            &context(call),
-            sigv4(call.creds)?,
-            now,
-        )?)
-    }
-
-    fn parse_wrap(&self, _key: &str, resp: &HttpResponse) -> Result<Vec<u8>, KmsError> {
-        request::parse_encrypt(resp).map(|(blob, _)| blob)
-    }
-
-    fn unwrap_request(
-        &self,
-        call: &Call<'_>,
-        blob: &[u8],
-        now: Duration,
-    ) -> Result<HttpRequest, RequestError> {
-        let arn = key(call.key)?;
-        let ep = endpoint(&arn, call.danger_base)?;
-        Ok(decrypt_request(
-            &arn,
-            &ep,
-            blob,
-            &context(call),
-            sigv4(call.creds)?,
-            now,
-        )?)
-    }
-
-    fn parse_unwrap(&self, resp: &HttpResponse) -> Result<SecretBytes, KmsError> {
-        request::parse_decrypt(resp)
-    }
-
-    fn describe_request(
-        &self,
-        call: &Call<'_>,
-        now: Duration,
-    ) -> Result<HttpRequest, RequestError> {
-        let arn = key(call.key)?;
-        let ep = endpoint(&arn, call.danger_base)?;
-        Ok(describe_key_request(&arn, &ep, sigv4(call.creds)?, now)?)
-    }
-
-    fn parse_describe(&self, resp: &HttpResponse) -> Result<KeyState, KmsError> {
-        let meta = request::parse_describe(resp)?;
-        let unusable = meta.usability().err().map(|kind| Unusable {
-            kind,
-            problem: format!(
-                "the key is {} (usage {}, spec {}); byok needs an enabled SYMMETRIC_DEFAULT key with usage ENCRYPT_DECRYPT",
-                meta.state, meta.usage, meta.spec
-            ),
-            fix: match kind {
-                KmsErrorKind::Malformed => "create a symmetric encryption key (KeySpec SYMMETRIC_DEFAULT, KeyUsage ENCRYPT_DECRYPT)".into(),
-                other => self.fix(other),
-            },
-        });
-        Ok(KeyState {
-            detail: format!("{} is enabled, symmetric, for encryption", meta.arn),
-            key: meta.arn,
-            unusable,
-        })
-    }
-
     fn fix(&self, kind: KmsErrorKind) -> String {
         match kind {
             KmsErrorKind::AccessDenied => "grant byok's principal kms:Encrypt, kms:Decrypt and kms:DescribeKey on the key (use the policy byok generates), and, through a role, check its trust policy: byok's OIDC provider and this org's subject (role_trust oidc) or the org's external id (external_id)".into(),
@@ -284,6 +210,82 @@ impl Provider for Aws {
             role_policy: grant.role_policy,
             trust_policy: grant.trust_policy,
             commands,
+        })
+    }
+}
+
+impl Wire for Aws {
+    fn wrap_request(
+        &self,
+        call: &Call<'_>,
+        root: &SecretBytes,
+        now: Duration,
+    ) -> Result<HttpRequest, RequestError> {
+        let arn = key(call.key)?;
+        let ep = endpoint(&arn, call.danger_base)?;
+        Ok(encrypt_request(
+            &arn,
+            &ep,
+            root,
+            &context(call),
+            sigv4(call.creds)?,
+            now,
+        )?)
+    }
+
+    fn parse_wrap(&self, _key: &str, resp: &HttpResponse) -> Result<Vec<u8>, KmsError> {
+        request::parse_encrypt(resp).map(|(blob, _)| blob)
+    }
+
+    fn unwrap_request(
+        &self,
+        call: &Call<'_>,
+        blob: &[u8],
+        now: Duration,
+    ) -> Result<HttpRequest, RequestError> {
+        let arn = key(call.key)?;
+        let ep = endpoint(&arn, call.danger_base)?;
+        Ok(decrypt_request(
+            &arn,
+            &ep,
+            blob,
+            &context(call),
+            sigv4(call.creds)?,
+            now,
+        )?)
+    }
+
+    fn parse_unwrap(&self, resp: &HttpResponse) -> Result<SecretBytes, KmsError> {
+        request::parse_decrypt(resp)
+    }
+
+    fn describe_request(
+        &self,
+        call: &Call<'_>,
+        now: Duration,
+    ) -> Result<HttpRequest, RequestError> {
+        let arn = key(call.key)?;
+        let ep = endpoint(&arn, call.danger_base)?;
+        Ok(describe_key_request(&arn, &ep, sigv4(call.creds)?, now)?)
+    }
+
+    fn parse_describe(&self, resp: &HttpResponse) -> Result<KeyState, KmsError> {
+        let meta = request::parse_describe(resp)?;
+        let unusable = meta.usability().err().map(|kind| Unusable {
+            kind,
+            problem: format!(
+                "the key is {} (usage {}, spec {}); byok needs an enabled SYMMETRIC_DEFAULT key with usage ENCRYPT_DECRYPT",
+                meta.state, meta.usage, meta.spec
+            ),
+            fix: match kind {
+                KmsErrorKind::Malformed => "create a symmetric encryption key (KeySpec SYMMETRIC_DEFAULT, KeyUsage ENCRYPT_DECRYPT)".into(),
+                other => self.fix(other),
+            },
+        });
+        Ok(KeyState {
+            detail: format!("{} is enabled, symmetric, for encryption", meta.arn),
+            key: meta.arn,
+            unusable,
         })
     }
 

@@ -14,7 +14,7 @@ use crate::kms::gcp::request;
 use crate::kms::http::{HttpRequest, HttpResponse};
 use crate::kms::provider::{
     Access, BadIdentifier, Call, CredentialFlow, Credentials, Grant, GrantFor, KeyState, Op,
-    ParsedKey, Provider, RequestError, Unusable, Vendor, local_error,
+    ParsedKey, Provider, RequestError, Unusable, Vendor, Wire, local_error,
 };
 use crate::secret::SecretBytes;
 
@@ -99,83 +99,6 @@ impl Provider for Gcp {
         PoolProvider::parse(audience).map(|p| p.audience())
     }
 
-    fn wrap_request(
-        &self,
-        call: &Call<'_>,
-        root: &SecretBytes,
-        _now: Duration,
-    ) -> Result<HttpRequest, RequestError> {
-        Ok(request::encrypt_request(
-            &key(call.key)?,
-            root,
-            call.binding,
-            bearer(call.creds)?,
-            call.danger_base,
-        ))
-    }
-
-    fn parse_wrap(&self, key: &str, resp: &HttpResponse) -> Result<Vec<u8>, KmsError> {
-        let name = KeyName::parse(key)
-            .map_err(|e| local_error("gcp", KmsErrorKind::Malformed, &e.to_string()))?;
-        request::parse_encrypt(&name, resp)
-    }
-
-    fn unwrap_request(
-        &self,
-        call: &Call<'_>,
-        blob: &[u8],
-        _now: Duration,
-    ) -> Result<HttpRequest, RequestError> {
-        Ok(request::decrypt_request(
-            &key(call.key)?,
-            blob,
-            call.binding,
-            bearer(call.creds)?,
-            call.danger_base,
-        ))
-    }
-
-    fn parse_unwrap(&self, resp: &HttpResponse) -> Result<SecretBytes, KmsError> {
-        request::parse_decrypt(resp)
-    }
-
-    fn describe_request(
-        &self,
-        call: &Call<'_>,
-        _now: Duration,
-    ) -> Result<HttpRequest, RequestError> {
-        Ok(request::get_key_request(
-            &key(call.key)?,
-            bearer(call.creds)?,
-            call.danger_base,
-        ))
-    }
-
-    fn parse_describe(&self, resp: &HttpResponse) -> Result<KeyState, KmsError> {
-        let k = request::parse_get_key(resp)?;
-        let unusable = k.usability().err().map(|kind| Unusable {
-            kind,
-            problem: format!(
-                "the key's purpose is {} and its primary version {} is {}; byok needs an ENCRYPT_DECRYPT key with an ENABLED primary version",
-                if k.purpose.is_empty() { "unknown" } else { &k.purpose },
-                if k.primary.is_empty() { "(none)" } else { &k.primary },
-                if k.primary_state.is_empty() { "absent" } else { &k.primary_state },
-            ),
-            fix: match kind {
-                KmsErrorKind::Malformed => "create a symmetric encryption key (gcloud kms keys create KEY --keyring RING --location LOCATION --purpose encryption)".into(),
-                other => self.fix(other),
-            },
-        });
-        Ok(KeyState {
-            detail: format!(
-                "{} is for encryption, its primary version enabled ({})",
-                k.name, k.protection_level
-            ),
-            key: KeyName::parse(&k.name).map(|n| n.key()).unwrap_or(k.name),
-            unusable,
-        })
-    }
-
     fn fix(&self, kind: KmsErrorKind) -> String {
         match kind {
             KmsErrorKind::AccessDenied => "grant byok's principal roles/cloudkms.cryptoKeyEncrypterDecrypter and roles/cloudkms.viewer on the key (use the bindings byok generates); with workload identity federation, check the pool provider trusts byok's issuer for this org's subject, and that the principal may impersonate the service account".into(),
@@ -256,6 +179,85 @@ impl Provider for Gcp {
             role_policy: None,
             trust_policy,
             commands,
+        })
+    }
+}
+
+impl Wire for Gcp {
+    fn wrap_request(
+        &self,
+        call: &Call<'_>,
+        root: &SecretBytes,
+        _now: Duration,
+    ) -> Result<HttpRequest, RequestError> {
+        Ok(request::encrypt_request(
+            &key(call.key)?,
+            root,
+            call.binding,
+            bearer(call.creds)?,
+            call.danger_base,
+        ))
+    }
+
+    fn parse_wrap(&self, key: &str, resp: &HttpResponse) -> Result<Vec<u8>, KmsError> {
+        let name = KeyName::parse(key)
+            .map_err(|e| local_error("gcp", KmsErrorKind::Malformed, &e.to_string()))?;
+        request::parse_encrypt(&name, resp)
+    }
+
+    fn unwrap_request(
+        &self,
+        call: &Call<'_>,
+        blob: &[u8],
+        _now: Duration,
+    ) -> Result<HttpRequest, RequestError> {
+        Ok(request::decrypt_request(
+            &key(call.key)?,
+            blob,
+            call.binding,
+            bearer(call.creds)?,
+            call.danger_base,
+        ))
+    }
+
+    fn parse_unwrap(&self, resp: &HttpResponse) -> Result<SecretBytes, KmsError> {
+        request::parse_decrypt(resp)
+    }
+
+    fn describe_request(
+        &self,
+        call: &Call<'_>,
+        _now: Duration,
+    ) -> Result<HttpRequest, RequestError> {
+        Ok(request::get_key_request(
+            &key(call.key)?,
+            bearer(call.creds)?,
+            call.danger_base,
+        ))
+    }
+
+    fn parse_describe(&self, resp: &HttpResponse) -> Result<KeyState, KmsError> {
+        let k = request::parse_get_key(resp)?;
+        let unusable = k.usability().err().map(|kind| Unusable {
+            kind,
+            problem: format!(
+                "the key's purpose is {} and its primary version {} is {}; byok needs an ENCRYPT_DECRYPT key with an ENABLED primary version",
+                if k.purpose.is_empty() { "unknown" } else { &k.purpose },
+                if k.primary.is_empty() { "(none)" } else { &k.primary },
+                if k.primary_state.is_empty() { "absent" } else { &k.primary_state },
+            ),
+            fix: match kind {
+                KmsErrorKind::Malformed => "create a symmetric encryption key (gcloud kms keys create KEY --keyring RING --location LOCATION --purpose encryption)".into(),
+                other => self.fix(other),
+            },
+        });
+        Ok(KeyState {
+            detail: format!(
+                "{} is for encryption, its primary version enabled ({})",
+                k.name, k.protection_level
+            ),
+            key: KeyName::parse(&k.name).map(|n| n.key()).unwrap_or(k.name),
+            unusable,
         })
     }
 
