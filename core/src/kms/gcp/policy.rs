@@ -346,4 +346,26 @@ mod tests {
             "serviceAccount:byok@vendor-prod.iam.gserviceaccount.com"
         );
     }
+
+    proptest::proptest! {
+        /// Whatever is pasted: no panic, and what is accepted can only name an account or a
+        /// pool provider (it goes into a URL path or a form field): no `/`, `?`, `#`, `%`, `:`
+        /// or `..` beyond the fixed shape.
+        #[test]
+        fn hostile_principals_are_refused_or_safe(s in "\\PC{0,120}", tail in "[a-z0-9@./:%?#-]{0,40}") {
+            for input in [s.clone(), format!("byok-access@acme-prod.iam.gserviceaccount.com{tail}"), format!("{POOL}{tail}")] {
+                if let Ok(sa) = parse_service_account(&input) {
+                    proptest::prop_assert!(sa.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-@.".contains(&b)), "{}", sa);
+                    proptest::prop_assert!(!sa.contains(".."));
+                    proptest::prop_assert_eq!(sa.matches('@').count(), 1);
+                }
+                if let Ok(p) = PoolProvider::parse(&input) {
+                    let aud = p.audience();
+                    proptest::prop_assert_eq!(PoolProvider::parse(&aud).unwrap(), p);
+                    proptest::prop_assert!(aud.bytes().all(|b| b.is_ascii_alphanumeric() || b"-/.".contains(&b)), "{}", aud);
+                    proptest::prop_assert_eq!(aud.matches('/').count(), 10);
+                }
+            }
+        }
+    }
 }
