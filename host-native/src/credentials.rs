@@ -1,5 +1,5 @@
 //! Credentials for calls made on an org's behalf, for any provider: the host runs the provider's
-//! [`CredentialFlow`] (core decides what to send and what the answers mean), supplying byok's
+//! [`CredentialFlow`](byok_core::kms::provider::CredentialFlow) (core decides what to send and what the answers mean), supplying byok's
 //! own OIDC tokens ([`TokenSource`]) and the vendor's signatures ([`AssertionSigner`]) when the
 //! flow asks. Temporary credentials are cached until [`needs_refresh`] says they are close to
 //! expiry, so a busy org costs one exchange per credential lifetime, not one per KMS call.

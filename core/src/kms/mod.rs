@@ -16,6 +16,7 @@ pub mod http;
 pub mod oidc;
 #[cfg(feature = "kms")]
 pub mod provider;
+pub mod trust;
 #[cfg(feature = "kms")]
 pub mod validate;
 

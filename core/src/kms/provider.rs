@@ -32,7 +32,7 @@ use crate::kms::http::{HttpRequest, HttpResponse};
 use crate::secret::SecretBytes;
 
 /// Every provider byok speaks, by name: one registration line per provider here, and one in
-/// [`WIRES`].
+/// `WIRES`.
 pub static PROVIDERS: &[&dyn Provider] = &[&crate::kms::aws::Aws, &crate::kms::gcp::Gcp];
 
 /// Every provider's calls. A separate list so that code which only sets keys up (the browser)
@@ -156,32 +156,7 @@ pub struct Access {
     pub danger_base: Option<String>,
 }
 
-/// How byok becomes the customer's principal (an AWS role; for GCP, federation is `Oidc`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RoleTrust {
-    /// AWS `AssumeRole` signed with the vendor's credentials, presenting the org's external id.
-    ExternalId,
-    /// With byok's own OIDC token for the org (AWS `AssumeRoleWithWebIdentity`, GCP workload
-    /// identity federation): no vendor secret.
-    Oidc,
-}
-
-impl RoleTrust {
-    /// Its name in the API: `external_id` or `oidc`.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::ExternalId => "external_id",
-            Self::Oidc => "oidc",
-        }
-    }
-
-    /// The inverse of [`Self::as_str`].
-    pub fn parse(name: &str) -> Option<Self> {
-        [Self::ExternalId, Self::Oidc]
-            .into_iter()
-            .find(|t| t.as_str() == name)
-    }
-}
+pub use crate::kms::trust::RoleTrust;
 
 /// What the vendor holds for its own principal, per provider. Only for development and the
 /// external-id trust: production trusts byok's OIDC issuer and needs none of it.

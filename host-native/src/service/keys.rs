@@ -133,19 +133,6 @@ pub struct KeySpec<'a> {
     pub audience: Option<&'a str>,
 }
 
-impl<'a> KeySpec<'a> {
-    /// An AWS key, reached as `role` says.
-    pub fn aws(key: &'a str, role: Option<&'a str>, trust: Option<RoleTrust>) -> Self {
-        Self {
-            provider: "aws",
-            key,
-            role,
-            trust,
-            audience: None,
-        }
-    }
-}
-
 impl Service {
     /// How byok reaches attached key `n` of `org`.
     pub(super) async fn access(&self, cell: &OrgCell, org: ScopeId, n: u32) -> Result<KeyAccess> {

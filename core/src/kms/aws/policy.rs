@@ -98,7 +98,7 @@ pub fn trust_policy_external_id(vendor: &VendorConfig, external_id: &str) -> Val
     })
 }
 
-pub use crate::kms::provider::RoleTrust;
+pub use crate::kms::trust::RoleTrust;
 
 /// Everything a customer grants for one key, as the server's policy endpoint answers it and the
 /// setup page shows it while the admin types: one function, so that both say the same.
