@@ -12,6 +12,7 @@ use byok_core::kms::oidc::subject as oidc_subject;
 use byok_tests::aws_stack::AwsStack;
 use byok_tests::fixtures::{OrgSettings, TestServer, assert_error, assert_status, key};
 use byok_tests::gcp_kms::{CRYPTO_ROLE, GcpKms, IssuerKey, Pool};
+use byok_tests::server::binary;
 use serde_json::{Value, json};
 
 const KEY: &str = "projects/acme-prod/locations/europe-west1/keyRings/byok/cryptoKeys/root";
@@ -138,6 +139,38 @@ async fn an_org_with_aws_and_gcp_keys_switches_between_them_and_a_removed_gcp_gr
     for sealed in [&under_aws, &under_gcp] {
         assert_status(&o.decrypt(&ts, sealed).await, 200);
     }
+
+    // The CLI speaks GCP too: the policy with the gcloud commands, and a live validation.
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(binary())
+            .args(args)
+            .args([
+                "--provider",
+                "gcp",
+                "--key",
+                KEY,
+                "--role",
+                CUSTOMER,
+                "--audience",
+                POOL,
+                "--json",
+            ])
+            .env("BYOK_SERVER", &ts.url)
+            .env("BYOK_TOKEN", &o.admin)
+            .env("BYOK_ORG", &o.id)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+    let policy = cli(&["key", "policy"]);
+    assert_eq!(policy["key_policy_statements"], g["key_policy_statements"]);
+    let report = cli(&["key", "validate"]);
+    assert_eq!(report["ok"], true, "{report}");
 
     // The customer removes the grant: within the TTL at most, byok refuses with GCP's code and
     // fix; the grant back, access back.
