@@ -9,6 +9,7 @@
 //! ([`oidc`]).
 
 pub mod aws;
+pub mod azure;
 pub mod error;
 pub mod gcp;
 pub mod http;
