@@ -140,6 +140,29 @@ async fn an_org_with_aws_and_gcp_keys_switches_between_them_and_a_removed_gcp_gr
         assert_status(&o.decrypt(&ts, sealed).await, 200);
     }
 
+    // Key health through the same seam: the customer disables the primary version, a check
+    // describes the key, records GCP's state and drops the org's cache at once; enabled again,
+    // healthy again.
+    gcp.set_state(KEY, 1, "DISABLED");
+    let checked = assert_status(
+        &ts.post(&o.path("/keys/check"), &o.admin, &json!({})).await,
+        200,
+    );
+    let k = key(&checked, "cmk:2");
+    assert_eq!(k["health"], "key_disabled", "{checked}");
+    assert!(
+        k["health_detail"].as_str().unwrap().contains("DISABLED"),
+        "{checked}"
+    );
+    assert_error(&o.decrypt(&ts, &under_gcp).await, 424, "kms_key_disabled");
+    gcp.set_state(KEY, 1, "ENABLED");
+    let checked = assert_status(
+        &ts.post(&o.path("/keys/check"), &o.admin, &json!({})).await,
+        200,
+    );
+    assert_eq!(key(&checked, "cmk:2")["health"], "ok", "{checked}");
+    assert_status(&o.decrypt(&ts, &under_gcp).await, 200);
+
     // The CLI speaks GCP too: the policy with the gcloud commands, and a live validation.
     let cli = |args: &[&str]| {
         let out = std::process::Command::new(binary())
