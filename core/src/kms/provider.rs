@@ -77,6 +77,17 @@ impl Binding {
             version: Some(version),
         }
     }
+
+    /// The binding as bytes, for providers that bind with additional data or an envelope:
+    /// `byok:org=<org>;byok:scope=<scope>;byok:version=<n>` (the version left out when
+    /// `None`). Every part is hex or digits, so the encoding is unambiguous.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut s = format!("byok:org={};byok:scope={}", self.org, self.scope);
+        if let Some(v) = self.version {
+            s.push_str(&format!(";byok:version={v}"));
+        }
+        s.into_bytes()
+    }
 }
 
 /// A pasted identifier, refused: which part, what was found (escaped, shortened), and what is

@@ -1,8 +1,14 @@
 //! Azure Key Vault and Managed HSM (kms-wire.md section 5). So far: key URLs ([`KeyUrl`]),
-//! parsed strictly against the known clouds' suffixes and Azure's name grammar; byok calls
-//! only the URL rebuilt from the checked parts. Requests, errors, auth and the provider seam's
+//! parsed strictly against the known clouds' suffixes and Azure's name grammar (byok calls only
+//! the URL rebuilt from the checked parts); with the `kms` feature, error classification
+//! (`error`) and the envelope that binds a wrapped root to its org, scope and version, since
+//! `wrapkey` has no additional data (`envelope`). Requests, auth and the provider seam's
 //! implementation come next (issue 17).
 
+#[cfg(feature = "kms")]
+pub mod envelope;
+#[cfg(feature = "kms")]
+pub mod error;
 pub mod url;
 
 pub use url::{Cloud, KeyUrl, Service, UrlError};

@@ -33,15 +33,10 @@ pub const CRC_MISMATCH: &str = "Crc32cMismatch";
 /// about 100 bytes.
 const MAX_CIPHERTEXT: usize = 65_536 + 1024;
 
-/// The additional authenticated data of a copy:
-/// `byok:org=<org>;byok:scope=<scope>;byok:version=<n>` (the version left out when `None`).
-/// Every part is hex or digits, so the encoding is unambiguous.
+/// The additional authenticated data of a copy: [`Binding::to_bytes`],
+/// `byok:org=<org>;byok:scope=<scope>;byok:version=<n>`.
 pub fn aad(binding: &Binding) -> Vec<u8> {
-    let mut s = format!("byok:org={};byok:scope={}", binding.org, binding.scope);
-    if let Some(v) = binding.version {
-        s.push_str(&format!(";byok:version={v}"));
-    }
-    s.into_bytes()
+    binding.to_bytes()
 }
 
 /// CRC32C (Castagnoli) as Cloud KMS sends it: a decimal string.

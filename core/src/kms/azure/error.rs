@@ -1,0 +1,200 @@
+//! Azure error answers, classified (kms-wire.md section 5): Key Vault's
+//! `{"error": {"code", "message", "innererror": {"code"}}}` (the inner code is the precise one:
+//! `ForbiddenByRbac`, `KeyDisabled`, ...) and Entra ID's OAuth errors
+//! (`{"error": "invalid_client", "error_description": "AADSTS7000215: ..."}`). The provider code
+//! kept is the inner code when there is one, else the outer code, else the `AADSTS` number.
+
+use alloc::string::{String, ToString};
+
+use serde_json::Value;
+
+use crate::kms::error::{KmsError, KmsErrorKind, clean_text};
+
+/// At most this much of an error body is parsed.
+const MAX_BODY: usize = 64 * 1024;
+
+/// Classifies a non-2xx Azure answer.
+pub fn parse_error(status: u16, body: &[u8]) -> KmsError {
+    let body = body.get(..MAX_BODY).unwrap_or(body);
+    let (code, message) = read(body).unwrap_or_default();
+    KmsError {
+        kind: classify(&code, &message, status),
+        provider: "azure",
+        code: clean_text(&code),
+        message: clean_text(&message),
+        status,
+    }
+}
+
+fn read(body: &[u8]) -> Option<(String, String)> {
+    let v: Value = serde_json::from_slice(body).ok()?;
+    let err = v.get("error")?;
+    if let Some(oauth) = err.as_str() {
+        let description = v
+            .get("error_description")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        // `AADSTS7000215: Invalid client secret provided. ...`: the number says what.
+        let code = description
+            .split(':')
+            .next()
+            .filter(|c| c.starts_with("AADSTS"))
+            .unwrap_or(oauth);
+        return Some((code.to_string(), description.to_string()));
+    }
+    let text = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
+    let inner = err.get("innererror").and_then(|i| text(i, "code"));
+    let code = inner.or_else(|| text(err, "code")).unwrap_or_default();
+    Some((code, text(err, "message").unwrap_or_default()))
+}
+
+fn classify(code: &str, message: &str, status: u16) -> KmsErrorKind {
+    use KmsErrorKind as K;
+    match code {
+        "KeyDisabled" => K::KeyDisabled,
+        "KeyNotFound" | "KeyVaultNotFound" | "ResourceNotFound" => K::KeyNotFound,
+        // The key exists but was deleted and is recoverable: pending deletion in byok's terms.
+        "KeyDeleted" | "ObjectIsDeletedButRecoverable" => K::KeyPendingDeletion,
+        "Forbidden"
+        | "ForbiddenByRbac"
+        | "ForbiddenByPolicy"
+        | "ForbiddenByFirewall"
+        | "ForbiddenByConnection"
+        | "AccessDenied"
+        | "Unauthorized" => K::AccessDenied,
+        // The key's `key_ops` lacks the operation: a setup error, not a withdrawal.
+        "KeyOperationForbidden" => K::Malformed,
+        "Throttled" | "TooManyRequests" => K::Throttled,
+        // Entra ID: a bad secret or assertion, an app not in the tenant, no federated
+        // credential matching byok's issuer, subject or audience.
+        c if c.starts_with("AADSTS") => K::AccessDenied,
+        "invalid_client" | "invalid_grant" | "unauthorized_client" => K::AccessDenied,
+        "BadParameter" if message.contains("decrypt") || message.contains("unwrap") => {
+            K::InvalidCiphertext
+        }
+        _ => match status {
+            401 | 403 => K::AccessDenied,
+            404 => K::KeyNotFound,
+            429 => K::Throttled,
+            500..=599 => K::Unavailable,
+            _ => K::Malformed,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn key_vault_and_entra_errors_map_to_byoks_classes() {
+        use KmsErrorKind as K;
+        let vault = |status: u16, code: &str, inner: Option<&str>, message: &str| {
+            let mut e = json!({ "code": code, "message": message });
+            if let Some(i) = inner {
+                e["innererror"] = json!({ "code": i });
+            }
+            parse_error(status, json!({ "error": e }).to_string().as_bytes())
+        };
+        let table = [
+            (
+                vault(
+                    403,
+                    "Forbidden",
+                    Some("ForbiddenByRbac"),
+                    "Caller is not authorized to perform action on resource.",
+                ),
+                K::AccessDenied,
+                "ForbiddenByRbac",
+            ),
+            (
+                vault(
+                    403,
+                    "Forbidden",
+                    Some("KeyDisabled"),
+                    "Operation unwrapKey is not allowed on a disabled key.",
+                ),
+                K::KeyDisabled,
+                "KeyDisabled",
+            ),
+            (
+                vault(
+                    403,
+                    "Forbidden",
+                    Some("KeyOperationForbidden"),
+                    "Operation wrapKey is not allowed on this key.",
+                ),
+                K::Malformed,
+                "KeyOperationForbidden",
+            ),
+            (
+                vault(
+                    404,
+                    "KeyNotFound",
+                    None,
+                    "A key with (name/id) k was not found in this key vault.",
+                ),
+                K::KeyNotFound,
+                "KeyNotFound",
+            ),
+            (
+                vault(
+                    400,
+                    "BadParameter",
+                    None,
+                    "The parameter value is invalid: failed to unwrap",
+                ),
+                K::InvalidCiphertext,
+                "BadParameter",
+            ),
+            (
+                vault(400, "BadParameter", None, "Invalid algorithm"),
+                K::Malformed,
+                "BadParameter",
+            ),
+            (
+                vault(
+                    429,
+                    "Throttled",
+                    None,
+                    "Request was not processed because too many requests were received.",
+                ),
+                K::Throttled,
+                "Throttled",
+            ),
+            (
+                vault(503, "ServiceUnavailable", None, ""),
+                K::Unavailable,
+                "ServiceUnavailable",
+            ),
+            (
+                vault(
+                    401,
+                    "Unauthorized",
+                    None,
+                    "AKV10000: Request is missing a Bearer or PoP token.",
+                ),
+                K::AccessDenied,
+                "Unauthorized",
+            ),
+        ];
+        for (e, kind, code) in table {
+            assert_eq!(
+                (e.kind, e.code.as_str(), e.provider),
+                (kind, code, "azure"),
+                "{e}"
+            );
+        }
+        let entra = parse_error(
+            400,
+            br#"{"error":"invalid_client","error_description":"AADSTS70021: No matching federated identity record found for presented assertion.","error_codes":[70021]}"#,
+        );
+        assert_eq!(
+            (entra.kind, entra.code.as_str()),
+            (K::AccessDenied, "AADSTS70021")
+        );
+        assert_eq!(parse_error(502, b"bad gateway").kind, K::Unavailable);
+        assert_eq!(parse_error(418, b"").kind, K::Malformed);
+    }
+}
