@@ -101,11 +101,7 @@ export async function render(section, { session, wasm, banner, go }) {
     try {
       key = wasm.parseKeyArn(text);
     } catch (e) {
-      arnMsg.show(`${e.message} (${e.code ?? 'invalid_request'})`);
-      fill(parsed, e.part ? h('p', { class: 'hint' }, `At fault: the ${e.part}` +
-        (e.found ? ` (found “${e.found}”)` : '') + (e.expected ? `. Expected: ${e.expected}` : '')) : null);
-      fill(grantBox);
-      parsed.dataset.ms = (performance.now() - started).toFixed(2);
+      badIdentifier(e, started);
       return;
     }
     current = key;
@@ -142,16 +138,21 @@ export async function render(section, { session, wasm, banner, go }) {
     showGrant(key, grant, roleArn);
   }
 
+  // The identifier did not parse: the message beside the field, the part at fault below it.
+  function badIdentifier(e, started) {
+    arnMsg.show(`${e.message} (${e.code ?? 'invalid_request'})`);
+    fill(parsed, e.part ? h('p', { class: 'hint' }, `At fault: the ${e.part}` +
+      (e.found ? ` (found “${e.found}”)` : '') + (e.expected ? `. Expected: ${e.expected}` : '')) : null);
+    fill(grantBox);
+    parsed.dataset.ms = (performance.now() - started).toFixed(2);
+  }
+
   async function onGcpInput(text, mine, started) {
     let key;
     try {
       key = wasm.parseGcpKey(text);
     } catch (e) {
-      arnMsg.show(`${e.message} (${e.code ?? 'invalid_request'})`);
-      fill(parsed, e.part ? h('p', { class: 'hint' }, `At fault: the ${e.part}` +
-        (e.found ? ` (found “${e.found}”)` : '') + (e.expected ? `. Expected: ${e.expected}` : '')) : null);
-      fill(grantBox);
-      parsed.dataset.ms = (performance.now() - started).toFixed(2);
+      badIdentifier(e, started);
       return;
     }
     current = key;

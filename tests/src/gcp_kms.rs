@@ -165,31 +165,7 @@ fn oauth_error(code: StatusCode, error: &str, description: &str) -> Response {
 }
 
 fn form_decode(body: &[u8]) -> HashMap<String, String> {
-    std::str::from_utf8(body)
-        .unwrap_or_default()
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .filter_map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            Some((percent_decode(k)?, percent_decode(v)?))
-        })
-        .collect()
-}
-
-fn percent_decode(s: &str) -> Option<String> {
-    let mut bytes = Vec::with_capacity(s.len());
-    let mut it = s.bytes();
-    while let Some(b) = it.next() {
-        bytes.push(match b {
-            b'+' => b' ',
-            b'%' => {
-                let hex = [it.next()?, it.next()?];
-                u8::from_str_radix(std::str::from_utf8(&hex).ok()?, 16).ok()?
-            }
-            b => b,
-        });
-    }
-    String::from_utf8(bytes).ok()
+    crate::sts_front::form_decode(body).unwrap_or_default()
 }
 
 fn rfc3339(secs: u64) -> String {
@@ -361,7 +337,7 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let path = percent_decode(uri.path()).unwrap_or_default();
+    let path = crate::sts_front::percent_decode(uri.path()).unwrap_or_default();
     if method == Method::POST && path == "/token" {
         return jwt_grant(&inner, &body);
     }

@@ -92,7 +92,7 @@ fn sts_error(status: u16, code: &str, message: &str) -> Vec<u8> {
 }
 
 /// `application/x-www-form-urlencoded` to pairs; `None` if malformed.
-fn form_decode(body: &[u8]) -> Option<HashMap<String, String>> {
+pub(crate) fn form_decode(body: &[u8]) -> Option<HashMap<String, String>> {
     let text = std::str::from_utf8(body).ok()?;
     let mut out = HashMap::new();
     for pair in text.split('&').filter(|p| !p.is_empty()) {
@@ -102,7 +102,7 @@ fn form_decode(body: &[u8]) -> Option<HashMap<String, String>> {
     Some(out)
 }
 
-fn percent_decode(s: &str) -> Option<String> {
+pub(crate) fn percent_decode(s: &str) -> Option<String> {
     let mut bytes = Vec::with_capacity(s.len());
     let mut it = s.bytes();
     while let Some(b) = it.next() {

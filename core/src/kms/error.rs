@@ -97,6 +97,21 @@ impl KmsErrorKind {
     }
 }
 
+impl KmsErrorKind {
+    /// The class of an HTTP status when the answer's own code says nothing byok knows: 401 and
+    /// 403 refuse access, 404 is a missing key, 429 throttling, 5xx an outage, anything else
+    /// a request the KMS found malformed.
+    pub const fn of_status(status: u16) -> Self {
+        match status {
+            401 | 403 => Self::AccessDenied,
+            404 => Self::KeyNotFound,
+            429 => Self::Throttled,
+            500..=599 => Self::Unavailable,
+            _ => Self::Malformed,
+        }
+    }
+}
+
 /// A KMS failure: the class, the provider's code and message, the HTTP status.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KmsError {

@@ -6,6 +6,7 @@
 //!   core: provider.parse_encrypt(resp)      ◀──HttpResponse── host
 //! ```
 
+use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
@@ -82,4 +83,30 @@ impl fmt::Debug for HttpResponse {
             .field("body_len", &self.body.len())
             .finish()
     }
+}
+
+/// `application/x-www-form-urlencoded` of `pairs` (RFC 3986 unreserved characters kept), sized
+/// up front: values may be credentials (a web identity token, a signed assertion), and a
+/// growing buffer would leave copies behind in freed memory.
+pub fn form_encode(pairs: &[(&str, &str)]) -> String {
+    let worst: usize = pairs.iter().map(|(k, v)| 3 * (k.len() + v.len()) + 2).sum();
+    let mut out = String::with_capacity(worst);
+    for (i, (k, v)) in pairs.iter().enumerate() {
+        if i > 0 {
+            out.push('&');
+        }
+        for (j, part) in [k, v].iter().enumerate() {
+            if j == 1 {
+                out.push('=');
+            }
+            for b in part.bytes() {
+                if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                    out.push(char::from(b));
+                } else {
+                    out.push_str(&format!("%{b:02X}"));
+                }
+            }
+        }
+    }
+    out
 }

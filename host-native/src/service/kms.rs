@@ -141,13 +141,15 @@ impl Kms {
         called.result
     }
 
-    /// Wraps `root` (org root key version `version`) under the key.
-    pub async fn wrap(
+    /// One call on `key` for root version `version`: credentials, the binding, the request
+    /// `build` makes (again on each retry), the answer `parse` reads.
+    async fn on_key<T>(
         &self,
         key: &KeyAccess,
-        root: &SecretBytes,
         version: u32,
-    ) -> Result<Vec<u8>, KmsError> {
+        build: impl Fn(&Call<'_>, std::time::Duration) -> Result<HttpRequest, RequestError>,
+        parse: impl Fn(&HttpResponse) -> Result<T, KmsError>,
+    ) -> Result<T, KmsError> {
         let creds = self.credentials(key).await?;
         let binding = Binding::root(&key.access.org, version);
         let call = Call {
@@ -156,10 +158,22 @@ impl Kms {
             creds: &creds,
             danger_base: key.access.danger_base.as_deref(),
         };
+        self.exchange(key.provider, |now| build(&call, now), parse)
+            .await
+    }
+
+    /// Wraps `root` (org root key version `version`) under the key.
+    pub async fn wrap(
+        &self,
+        key: &KeyAccess,
+        root: &SecretBytes,
+        version: u32,
+    ) -> Result<Vec<u8>, KmsError> {
         let p = key.provider;
-        self.exchange(
-            p,
-            |now| p.wrap_request(&call, root, now),
+        self.on_key(
+            key,
+            version,
+            |call, now| p.wrap_request(call, root, now),
             |resp| p.parse_wrap(&key.access.key, resp),
         )
         .await
@@ -172,37 +186,23 @@ impl Kms {
         blob: &[u8],
         version: u32,
     ) -> Result<SecretBytes, KmsError> {
-        let creds = self.credentials(key).await?;
-        let binding = Binding::root(&key.access.org, version);
-        let call = Call {
-            key: &key.access.key,
-            binding: &binding,
-            creds: &creds,
-            danger_base: key.access.danger_base.as_deref(),
-        };
         let p = key.provider;
-        self.exchange(
-            p,
-            |now| p.unwrap_request(&call, blob, now),
+        self.on_key(
+            key,
+            version,
+            |call, now| p.unwrap_request(call, blob, now),
             |resp| p.parse_unwrap(resp),
         )
         .await
     }
 
-    /// Describes the key (health).
+    /// Describes the key (health). The binding is unused: describe carries none.
     pub async fn describe(&self, key: &KeyAccess) -> Result<KeyState, KmsError> {
-        let creds = self.credentials(key).await?;
-        let binding = Binding::root(&key.access.org, 0);
-        let call = Call {
-            key: &key.access.key,
-            binding: &binding,
-            creds: &creds,
-            danger_base: key.access.danger_base.as_deref(),
-        };
         let p = key.provider;
-        self.exchange(
-            p,
-            |now| p.describe_request(&call, now),
+        self.on_key(
+            key,
+            0,
+            |call, now| p.describe_request(call, now),
             |resp| p.parse_describe(resp),
         )
         .await

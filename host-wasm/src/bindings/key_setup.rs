@@ -118,6 +118,28 @@ fn text(o: &JsValue, field: &str) -> Option<String> {
     Reflect::get(o, &field.into()).ok()?.as_string()
 }
 
+fn invalid(message: String) -> JsValue {
+    thrown(crate::edge::EdgeError::new(
+        byok_core::ApiCode::InvalidRequest,
+        message,
+    ))
+}
+
+/// Field `field` of `o`, a string, or an `invalid_request` naming it.
+fn required(o: &JsValue, field: &str) -> Result<String, JsValue> {
+    text(o, field).ok_or_else(|| invalid(format!("{field} is required (a string)")))
+}
+
+/// `roleTrust`: `oidc`, `external_id`, or absent.
+fn role_trust(asked: Option<&str>) -> Result<Option<RoleTrust>, JsValue> {
+    asked
+        .map(|t| {
+            RoleTrust::parse(t)
+                .ok_or_else(|| invalid(format!("roleTrust {t:?} is not `oidc` or `external_id`")))
+        })
+        .transpose()
+}
+
 /// Parses a pasted Cloud KMS key or key version name. Throws like [`parse_key_arn`].
 #[wasm_bindgen(js_name = parseGcpKey, unchecked_return_type = "ParsedGcpKey")]
 pub fn parse_gcp_key(identifier: &str) -> Result<JsValue, JsValue> {
@@ -133,24 +155,9 @@ pub fn parse_gcp_key(identifier: &str) -> Result<JsValue, JsValue> {
 pub fn provider_grant(
     #[wasm_bindgen(unchecked_param_type = "ProviderGrantRequest")] request: JsValue,
 ) -> Result<JsValue, JsValue> {
-    let need = |field: &str| {
-        text(&request, field).ok_or_else(|| {
-            thrown(crate::edge::EdgeError::new(
-                byok_core::ApiCode::InvalidRequest,
-                format!("{field} is required (a string)"),
-            ))
-        })
-    };
+    let need = |field: &str| required(&request, field);
     let optional = |field: &str| text(&request, field).filter(|v| !v.trim().is_empty());
-    let role_trust = match optional("roleTrust").as_deref() {
-        None => None,
-        Some(t) => Some(RoleTrust::parse(t).ok_or_else(|| {
-            thrown(crate::edge::EdgeError::new(
-                byok_core::ApiCode::InvalidRequest,
-                format!("roleTrust {t:?} is not `oidc` or `external_id`"),
-            ))
-        })?),
-    };
+    let role_trust = role_trust(optional("roleTrust").as_deref())?;
     let r = key_setup::ProviderGrantRequest {
         provider: need("provider")?,
         key: need("key")?,
@@ -173,14 +180,7 @@ pub fn provider_grant(
 pub fn key_grant(
     #[wasm_bindgen(unchecked_param_type = "GrantRequest")] request: JsValue,
 ) -> Result<JsValue, JsValue> {
-    let need = |field: &str| {
-        text(&request, field).ok_or_else(|| {
-            thrown(crate::edge::EdgeError::new(
-                byok_core::ApiCode::InvalidRequest,
-                format!("{field} is required (a string)"),
-            ))
-        })
-    };
+    let need = |field: &str| required(&request, field);
     let (key_arn, vendor_principal, external_id, org) = (
         need("keyArn")?,
         need("vendorPrincipal")?,
@@ -188,15 +188,8 @@ pub fn key_grant(
         need("org")?,
     );
     let role_arn = text(&request, "roleArn").filter(|r| !r.trim().is_empty());
-    let role_trust = match text(&request, "roleTrust").as_deref() {
-        None => RoleTrust::ExternalId,
-        Some(t) => RoleTrust::parse(t).ok_or_else(|| {
-            thrown(crate::edge::EdgeError::new(
-                byok_core::ApiCode::InvalidRequest,
-                format!("roleTrust {t:?} is not `oidc` or `external_id`"),
-            ))
-        })?,
-    };
+    let role_trust =
+        role_trust(text(&request, "roleTrust").as_deref())?.unwrap_or(RoleTrust::ExternalId);
     let issuer = text(&request, "issuer").unwrap_or_default();
     let g = key_setup::grant(&GrantRequest {
         key_arn: &key_arn,

@@ -6,7 +6,6 @@
 //! STS speaks the query protocol: a form-encoded `POST /` signed for service `sts`, answered in
 //! XML.
 
-use alloc::format;
 use alloc::string::{String, ToString};
 use core::time::Duration;
 
@@ -15,7 +14,7 @@ use crate::kms::aws::error::parse_error;
 use crate::kms::aws::request::malformed;
 use crate::kms::aws::signing::{AwsCredentials, SigningError, sign_request};
 use crate::kms::error::KmsError;
-use crate::kms::http::{HttpRequest, HttpResponse};
+use crate::kms::http::{HttpRequest, HttpResponse, form_encode};
 
 /// Refresh temporary credentials this long before they expire.
 pub const REFRESH_MARGIN: Duration = Duration::from_secs(300);
@@ -63,31 +62,6 @@ impl RoleArn {
 }
 
 pub use crate::kms::provider::new_external_id;
-
-/// `application/x-www-form-urlencoded`, sized up front: values may be credentials (a web identity
-/// token), and a growing buffer would leave copies behind in freed memory.
-fn form_encode(pairs: &[(&str, &str)]) -> String {
-    let worst: usize = pairs.iter().map(|(k, v)| 3 * (k.len() + v.len()) + 2).sum();
-    let mut out = String::with_capacity(worst);
-    for (i, (k, v)) in pairs.iter().enumerate() {
-        if i > 0 {
-            out.push('&');
-        }
-        for (j, part) in [k, v].iter().enumerate() {
-            if j == 1 {
-                out.push('=');
-            }
-            for b in part.bytes() {
-                if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                    out.push(char::from(b));
-                } else {
-                    out.push_str(&format!("%{b:02X}"));
-                }
-            }
-        }
-    }
-    out
-}
 
 /// `AssumeRole` of `role` with `external_id`, as session `session` (2..64 of `[\w+=,.@-]`), for
 /// `duration` (900..=43200 s), signed with the vendor's own credentials.

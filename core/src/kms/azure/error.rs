@@ -72,13 +72,7 @@ fn classify(code: &str, message: &str, status: u16) -> KmsErrorKind {
         "BadParameter" if message.contains("decrypt") || message.contains("unwrap") => {
             K::InvalidCiphertext
         }
-        _ => match status {
-            401 | 403 => K::AccessDenied,
-            404 => K::KeyNotFound,
-            429 => K::Throttled,
-            500..=599 => K::Unavailable,
-            _ => K::Malformed,
-        },
+        _ => K::of_status(status),
     }
 }
 

@@ -15,7 +15,6 @@ use alloc::borrow::ToOwned;
 use alloc::boxed::Box;
 use alloc::format;
 use alloc::string::{String, ToString};
-use alloc::vec::Vec;
 use core::time::Duration;
 
 use serde_json::{Value, json};
@@ -23,7 +22,7 @@ use zeroize::Zeroizing;
 
 use crate::kms::error::{KmsError, KmsErrorKind, clean_text};
 use crate::kms::gcp::error::parse_error;
-use crate::kms::http::{HttpRequest, HttpResponse};
+use crate::kms::http::{HttpRequest, HttpResponse, form_encode};
 use crate::kms::provider::{CredentialFlow, Credentials, Need, RequestError};
 
 /// The OAuth scope byok asks for: Cloud KMS only, not all of Cloud Platform.
@@ -52,31 +51,7 @@ fn url(danger_base: Option<&str>, real: &str, path: &str) -> String {
     }
 }
 
-/// `application/x-www-form-urlencoded`, sized up front (values are tokens).
-fn form(pairs: &[(&str, &str)]) -> Vec<u8> {
-    let worst: usize = pairs.iter().map(|(k, v)| 3 * (k.len() + v.len()) + 2).sum();
-    let mut out = String::with_capacity(worst);
-    for (i, (k, v)) in pairs.iter().enumerate() {
-        if i > 0 {
-            out.push('&');
-        }
-        for (j, part) in [k, v].iter().enumerate() {
-            if j == 1 {
-                out.push('=');
-            }
-            for b in part.bytes() {
-                if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                    out.push(char::from(b));
-                } else {
-                    out.push_str(&format!("%{b:02X}"));
-                }
-            }
-        }
-    }
-    out.into_bytes()
-}
-
-fn post_form(url: String, body: Vec<u8>) -> HttpRequest {
+fn post_form(url: String, body: String) -> HttpRequest {
     HttpRequest {
         method: "POST",
         url,
@@ -84,7 +59,7 @@ fn post_form(url: String, body: Vec<u8>) -> HttpRequest {
             "content-type".into(),
             "application/x-www-form-urlencoded".into()
         )],
-        body,
+        body: body.into_bytes(),
     }
 }
 
@@ -213,7 +188,7 @@ impl CredentialFlow for VendorGrant {
             .assertion
             .as_ref()
             .ok_or_else(|| RequestError("the assertion was not supplied".into()))?;
-        let body = form(&[
+        let body = form_encode(&[
             ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
             ("assertion", assertion),
         ]);
@@ -313,7 +288,7 @@ impl CredentialFlow for Federation {
             .subject_token
             .as_ref()
             .ok_or_else(|| RequestError("byok's OIDC token was not supplied".into()))?;
-        let body = form(&[
+        let body = form_encode(&[
             (
                 "grant_type",
                 "urn:ietf:params:oauth:grant-type:token-exchange",
@@ -370,7 +345,7 @@ mod tests {
     fn resp(status: u16, body: Value) -> HttpResponse {
         HttpResponse {
             status,
-            headers: Vec::new(),
+            headers: alloc::vec::Vec::new(),
             body: body.to_string().into_bytes(),
         }
     }

@@ -77,13 +77,7 @@ fn classify(code: &str, message: &str, reason: &str, status: u16) -> KmsErrorKin
         "FAILED_PRECONDITION" if message.contains("DESTROYED") => K::KeyNotFound,
         "FAILED_PRECONDITION" => K::KeyDisabled,
         "INVALID_ARGUMENT" if message.starts_with("Decryption failed") => K::InvalidCiphertext,
-        _ => match status {
-            401 | 403 => K::AccessDenied,
-            404 => K::KeyNotFound,
-            429 => K::Throttled,
-            500..=599 => K::Unavailable,
-            _ => K::Malformed,
-        },
+        _ => K::of_status(status),
     }
 }
 
