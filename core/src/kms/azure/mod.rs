@@ -2,13 +2,16 @@
 //! parsed strictly against the known clouds' suffixes and Azure's name grammar (byok calls only
 //! the URL rebuilt from the checked parts); with the `kms` feature, error classification
 //! (`error`) and the envelope that binds a wrapped root to its org, scope and version, since
-//! `wrapkey` has no additional data (`envelope`). Requests, auth and the provider seam's
-//! implementation come next (issue 17).
+//! `wrapkey` has no additional data (`envelope`), and the `wrapkey`, `unwrapkey` and GET
+//! requests with the reading of their answers (`request`). The challenge flow, Entra auth and
+//! the provider seam's implementation come next (issue 17).
 
 #[cfg(feature = "kms")]
 pub mod envelope;
 #[cfg(feature = "kms")]
 pub mod error;
+#[cfg(feature = "kms")]
+pub mod request;
 pub mod url;
 
 pub use url::{Cloud, KeyUrl, Service, UrlError};
