@@ -3,9 +3,13 @@
 //! the URL rebuilt from the checked parts); with the `kms` feature, error classification
 //! (`error`) and the envelope that binds a wrapped root to its org, scope and version, since
 //! `wrapkey` has no additional data (`envelope`), and the `wrapkey`, `unwrapkey` and GET
-//! requests with the reading of their answers (`request`). The challenge flow, Entra auth and
-//! the provider seam's implementation come next (issue 17).
+//! requests with the reading of their answers (`request`), Entra tokens (a federated credential
+//! with byok's own token, or a client secret) and the vault's challenge checked against the
+//! key's cloud (`auth`). The certificate credential and the provider seam's implementation come
+//! next (issue 17).
 
+#[cfg(feature = "kms")]
+pub mod auth;
 #[cfg(feature = "kms")]
 pub mod envelope;
 #[cfg(feature = "kms")]
