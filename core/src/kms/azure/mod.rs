@@ -5,8 +5,8 @@
 //! `wrapkey` has no additional data (`envelope`), and the `wrapkey`, `unwrapkey` and GET
 //! requests with the reading of their answers (`request`), Entra tokens (a federated credential
 //! with byok's own token, or a client secret) and the vault's challenge checked against the
-//! key's cloud (`auth`). The certificate credential and the provider seam's implementation come
-//! next (issue 17).
+//! key's cloud (`auth`), and the setup half of the seam (`Azure`: identifiers, grants, fixes).
+//! The certificate credential, the `Wire` half and the registration come next (issue 17).
 
 #[cfg(feature = "kms")]
 pub mod auth;
@@ -15,7 +15,11 @@ pub mod envelope;
 #[cfg(feature = "kms")]
 pub mod error;
 #[cfg(feature = "kms")]
+mod provider;
+#[cfg(feature = "kms")]
 pub mod request;
 pub mod url;
 
+#[cfg(feature = "kms")]
+pub use provider::{Azure, HSM_ROLE, HSM_ROLE_ID, VAULT_ROLE, VAULT_ROLE_ID};
 pub use url::{Cloud, KeyUrl, Service, UrlError};
