@@ -405,6 +405,31 @@ pub fn new_external_id(rng: &mut impl CryptoRng) -> String {
     format!("byok-{hex}")
 }
 
+/// `access_token` and its expiry (`now` + `expires_in`, which may come as a number or, from
+/// some token services, a string) from an OAuth 2 token answer's `body`; the field at fault
+/// otherwise. Shared by every provider whose credentials are bearer tokens.
+pub fn oauth_access_token(
+    body: &[u8],
+    now: Duration,
+) -> Result<(Zeroizing<String>, u64), &'static str> {
+    let v: serde_json::Value = serde_json::from_slice(body).map_err(|_| "body is not JSON")?;
+    let token = v
+        .get("access_token")
+        .and_then(serde_json::Value::as_str)
+        .filter(|t| !t.is_empty())
+        .ok_or("access_token")?;
+    let secs = match v.get("expires_in") {
+        Some(serde_json::Value::Number(n)) => n.as_u64(),
+        Some(serde_json::Value::String(s)) => s.parse().ok(),
+        _ => None,
+    }
+    .ok_or("expires_in")?;
+    Ok((
+        Zeroizing::new(String::from(token)),
+        now.as_secs().saturating_add(secs),
+    ))
+}
+
 /// A classified error made locally (no KMS answer): status 0, no provider code.
 pub fn local_error(provider: &'static str, kind: KmsErrorKind, message: &str) -> KmsError {
     KmsError {

@@ -12,17 +12,16 @@
 
 use alloc::borrow::ToOwned;
 use alloc::format;
-use alloc::string::{String, ToString};
+use alloc::string::String;
 use core::time::Duration;
 
-use serde_json::Value;
 use zeroize::Zeroizing;
 
 use crate::kms::azure::error::parse_error;
 use crate::kms::azure::url::{Cloud, KeyUrl};
 use crate::kms::error::{KmsError, KmsErrorKind, clean_text};
 use crate::kms::http::{HttpRequest, HttpResponse, form_encode};
-use crate::kms::provider::{CredentialFlow, Credentials, Need, RequestError};
+use crate::kms::provider::{CredentialFlow, Credentials, Need, RequestError, oauth_access_token};
 
 /// The audience Entra expects in a federated credential's assertion.
 pub const FEDERATION_AUDIENCE: &str = "api://AzureADTokenExchange";
@@ -228,23 +227,8 @@ impl CredentialFlow for EntraFlow {
 
     fn answer(&mut self, resp: &HttpResponse, now: Duration) -> Result<(), KmsError> {
         self.check(resp)?;
-        let v: Value =
-            serde_json::from_slice(&resp.body).map_err(|_| malformed(resp, "not JSON"))?;
-        let token = v
-            .get("access_token")
-            .and_then(Value::as_str)
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| malformed(resp, "access_token"))?;
-        let secs = match v.get("expires_in") {
-            Some(Value::Number(n)) => n.as_u64(),
-            Some(Value::String(s)) => s.parse().ok(),
-            _ => None,
-        }
-        .ok_or_else(|| malformed(resp, "expires_in"))?;
-        self.got = Some((
-            Zeroizing::new(token.to_string()),
-            now.as_secs().saturating_add(secs),
-        ));
+        let got = oauth_access_token(&resp.body, now).map_err(|what| malformed(resp, what))?;
+        self.got = Some(got);
         Ok(())
     }
 

@@ -23,7 +23,7 @@ use zeroize::Zeroizing;
 use crate::kms::error::{KmsError, KmsErrorKind, clean_text};
 use crate::kms::gcp::error::parse_error;
 use crate::kms::http::{HttpRequest, HttpResponse, form_encode};
-use crate::kms::provider::{CredentialFlow, Credentials, Need, RequestError};
+use crate::kms::provider::{CredentialFlow, Credentials, Need, RequestError, oauth_access_token};
 
 /// The OAuth scope byok asks for: Cloud KMS only, not all of Cloud Platform.
 pub const SCOPE: &str = "https://www.googleapis.com/auth/cloudkms";
@@ -83,24 +83,10 @@ fn json_ok(resp: &HttpResponse) -> Result<serde_json::Map<String, Value>, KmsErr
     }
 }
 
-/// `access_token` and `expires_in` (a number, or a string as STS sometimes sends it).
+/// `access_token` and its expiry from a token answer (OAuth or STS).
 fn oauth_answer(resp: &HttpResponse, now: Duration) -> Result<(Zeroizing<String>, u64), KmsError> {
-    let m = json_ok(resp)?;
-    let token = m
-        .get("access_token")
-        .and_then(Value::as_str)
-        .filter(|t| !t.is_empty())
-        .ok_or_else(|| malformed(resp, "access_token"))?;
-    let secs = match m.get("expires_in") {
-        Some(Value::Number(n)) => n.as_u64(),
-        Some(Value::String(s)) => s.parse().ok(),
-        _ => None,
-    }
-    .ok_or_else(|| malformed(resp, "expires_in"))?;
-    Ok((
-        Zeroizing::new(token.to_owned()),
-        now.as_secs().saturating_add(secs),
-    ))
+    check(resp)?;
+    oauth_access_token(&resp.body, now).map_err(|what| malformed(resp, what))
 }
 
 /// `accessToken` and `expireTime` (RFC 3339) of a `generateAccessToken` answer.
