@@ -11,6 +11,8 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 
+use crate::kms::error::{KmsError, KmsErrorKind, clean_text};
+
 /// An HTTP request to send as is. `Debug` shows the method, URL, header names and body length
 /// only.
 #[derive(Clone, PartialEq, Eq)]
@@ -52,6 +54,36 @@ pub struct HttpResponse {
     pub headers: Vec<(String, String)>,
     /// Body. A decrypt answer holds key material; it is wiped on drop.
     pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    /// An answer `provider` sent that byok cannot read: [`KmsErrorKind::Malformed`], with
+    /// `message` (escaped and shortened) and the status.
+    pub fn malformed(&self, provider: &'static str, message: &str) -> KmsError {
+        KmsError {
+            kind: KmsErrorKind::Malformed,
+            provider,
+            code: String::new(),
+            message: clean_text(message),
+            status: self.status,
+        }
+    }
+
+    /// The body of a 2xx answer as a JSON object; any other status is classified by
+    /// `refused`, the provider's error reader.
+    pub fn json_object(
+        &self,
+        provider: &'static str,
+        refused: impl FnOnce(&Self) -> KmsError,
+    ) -> Result<serde_json::Map<String, serde_json::Value>, KmsError> {
+        if !(200..300).contains(&self.status) {
+            return Err(refused(self));
+        }
+        match serde_json::from_slice::<serde_json::Value>(&self.body) {
+            Ok(serde_json::Value::Object(m)) => Ok(m),
+            _ => Err(self.malformed(provider, "unexpected answer: body is not a JSON object")),
+        }
+    }
 }
 
 impl Drop for HttpResponse {

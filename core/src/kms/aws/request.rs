@@ -18,7 +18,7 @@ use zeroize::Zeroizing;
 use crate::kms::aws::arn::{Endpoint, KeyArn};
 use crate::kms::aws::error::parse_error;
 use crate::kms::aws::signing::sign_request;
-use crate::kms::error::{KmsError, KmsErrorKind, clean_text};
+use crate::kms::error::{KmsError, KmsErrorKind};
 use crate::kms::http::{HttpRequest, HttpResponse};
 use crate::secret::{KEY_LEN, SecretBytes};
 
@@ -168,23 +168,11 @@ pub fn describe_key_request(
 }
 
 pub(crate) fn malformed(resp: &HttpResponse, what: &str) -> KmsError {
-    KmsError {
-        kind: KmsErrorKind::Malformed,
-        provider: "aws",
-        code: String::new(),
-        message: clean_text(&alloc::format!("unexpected answer: {what}")),
-        status: resp.status,
-    }
+    resp.malformed("aws", &alloc::format!("unexpected answer: {what}"))
 }
 
 fn json_ok(resp: &HttpResponse) -> Result<Map<String, Value>, KmsError> {
-    if !(200..300).contains(&resp.status) {
-        return Err(parse_error(resp.status, &resp.headers, &resp.body));
-    }
-    match serde_json::from_slice::<Value>(&resp.body) {
-        Ok(Value::Object(m)) => Ok(m),
-        _ => Err(malformed(resp, "body is not a JSON object")),
-    }
+    resp.json_object("aws", |r| parse_error(r.status, &r.headers, &r.body))
 }
 
 fn b64_field(

@@ -19,7 +19,7 @@ use zeroize::Zeroizing;
 
 use crate::kms::azure::error::parse_error;
 use crate::kms::azure::url::{Cloud, KeyUrl};
-use crate::kms::error::{KmsError, KmsErrorKind, clean_text};
+use crate::kms::error::{KmsError, clean_text};
 use crate::kms::http::{HttpRequest, HttpResponse, form_encode};
 use crate::kms::provider::{CredentialFlow, Credentials, Need, RequestError, oauth_access_token};
 
@@ -162,13 +162,7 @@ impl EntraFlow {
 }
 
 fn malformed(resp: &HttpResponse, what: &str) -> KmsError {
-    KmsError {
-        kind: KmsErrorKind::Malformed,
-        provider: "azure",
-        code: String::new(),
-        message: clean_text(&format!("unexpected token answer: {what}")),
-        status: resp.status,
-    }
+    resp.malformed("azure", &format!("unexpected token answer: {what}"))
 }
 
 impl CredentialFlow for EntraFlow {
@@ -242,6 +236,7 @@ impl CredentialFlow for EntraFlow {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kms::error::KmsErrorKind;
 
     const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
 

@@ -21,7 +21,7 @@ use zeroize::Zeroizing;
 
 use crate::kms::azure::error::parse_error;
 use crate::kms::azure::url::KeyUrl;
-use crate::kms::error::{KmsError, KmsErrorKind, clean_text};
+use crate::kms::error::{KmsError, KmsErrorKind};
 use crate::kms::http::{HttpRequest, HttpResponse};
 
 /// The Key Vault REST API version byok speaks (stable; Managed HSM accepts it too).
@@ -148,23 +148,11 @@ pub fn get_key_request(key: &KeyUrl, token: &str, danger_base: Option<&str>) -> 
 }
 
 fn malformed(resp: &HttpResponse, what: &str) -> KmsError {
-    KmsError {
-        kind: KmsErrorKind::Malformed,
-        provider: "azure",
-        code: String::new(),
-        message: clean_text(&format!("unexpected answer: {what}")),
-        status: resp.status,
-    }
+    resp.malformed("azure", &format!("unexpected answer: {what}"))
 }
 
 fn json_ok(resp: &HttpResponse) -> Result<Map<String, Value>, KmsError> {
-    if !(200..300).contains(&resp.status) {
-        return Err(parse_error(resp.status, &resp.body));
-    }
-    match serde_json::from_slice::<Value>(&resp.body) {
-        Ok(Value::Object(m)) => Ok(m),
-        _ => Err(malformed(resp, "body is not a JSON object")),
-    }
+    resp.json_object("azure", |r| parse_error(r.status, &r.body))
 }
 
 /// The version of `kid` if it names a version of `key` (same host and key name), else `None`.

@@ -20,7 +20,7 @@ use core::time::Duration;
 use serde_json::{Value, json};
 use zeroize::Zeroizing;
 
-use crate::kms::error::{KmsError, KmsErrorKind, clean_text};
+use crate::kms::error::KmsError;
 use crate::kms::gcp::error::parse_error;
 use crate::kms::http::{HttpRequest, HttpResponse, form_encode};
 use crate::kms::provider::{CredentialFlow, Credentials, Need, RequestError, oauth_access_token};
@@ -64,23 +64,11 @@ fn post_form(url: String, body: String) -> HttpRequest {
 }
 
 fn malformed(resp: &HttpResponse, what: &str) -> KmsError {
-    KmsError {
-        kind: KmsErrorKind::Malformed,
-        provider: "gcp",
-        code: String::new(),
-        message: clean_text(&format!("unexpected token answer: {what}")),
-        status: resp.status,
-    }
+    resp.malformed("gcp", &format!("unexpected token answer: {what}"))
 }
 
 fn json_ok(resp: &HttpResponse) -> Result<serde_json::Map<String, Value>, KmsError> {
-    if !(200..300).contains(&resp.status) {
-        return Err(parse_error(resp.status, &resp.body));
-    }
-    match serde_json::from_slice(&resp.body) {
-        Ok(Value::Object(m)) => Ok(m),
-        _ => Err(malformed(resp, "body is not a JSON object")),
-    }
+    resp.json_object("gcp", |r| parse_error(r.status, &r.body))
 }
 
 /// `access_token` and its expiry from a token answer (OAuth or STS).
@@ -324,6 +312,7 @@ pub(crate) fn boxed(flow: impl CredentialFlow + 'static) -> Box<dyn CredentialFl
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kms::error::KmsErrorKind;
 
     const POOL: &str = "//iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/byok/providers/byok-issuer";
     const NOW: Duration = Duration::from_secs(1_800_000_000);

@@ -126,13 +126,7 @@ pub fn get_key_request(key: &KeyName, token: &str, danger_base: Option<&str>) ->
 }
 
 fn malformed(resp: &HttpResponse, what: &str) -> KmsError {
-    KmsError {
-        kind: KmsErrorKind::Malformed,
-        provider: "gcp",
-        code: String::new(),
-        message: clean_text(&format!("unexpected answer: {what}")),
-        status: resp.status,
-    }
+    resp.malformed("gcp", &format!("unexpected answer: {what}"))
 }
 
 fn mismatch(resp: &HttpResponse, what: &str) -> KmsError {
@@ -148,13 +142,7 @@ fn mismatch(resp: &HttpResponse, what: &str) -> KmsError {
 }
 
 fn json_ok(resp: &HttpResponse) -> Result<Map<String, Value>, KmsError> {
-    if !(200..300).contains(&resp.status) {
-        return Err(parse_error(resp.status, &resp.body));
-    }
-    match serde_json::from_slice::<Value>(&resp.body) {
-        Ok(Value::Object(m)) => Ok(m),
-        _ => Err(malformed(resp, "body is not a JSON object")),
-    }
+    resp.json_object("gcp", |r| parse_error(r.status, &r.body))
 }
 
 fn b64(resp: &HttpResponse, m: &Map<String, Value>, field: &str) -> Result<Vec<u8>, KmsError> {
