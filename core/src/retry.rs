@@ -54,17 +54,31 @@ impl RetryPolicy {
         elapsed: Duration,
         rng: &mut impl Rng,
     ) -> RetryDecision {
+        self.decide_after(transient, attempt, elapsed, None, rng)
+    }
+
+    /// As [`Self::decide`], when the service said how long to wait (`Retry-After`): never
+    /// sooner than that, and not at all if that wait would overrun the deadline.
+    pub fn decide_after(
+        &self,
+        transient: bool,
+        attempt: u32,
+        elapsed: Duration,
+        asked: Option<Duration>,
+        rng: &mut impl Rng,
+    ) -> RetryDecision {
         if !transient || attempt >= self.max_attempts {
             return RetryDecision::GiveUp;
         }
         let exp = attempt.saturating_sub(1).min(31);
         let ceiling = self.base.saturating_mul(1u32 << exp).min(self.cap);
         let nanos = u64::try_from(ceiling.as_nanos()).unwrap_or(u64::MAX);
-        let sleep = Duration::from_nanos(if nanos == 0 {
+        let jittered = Duration::from_nanos(if nanos == 0 {
             0
         } else {
             rng.next_u64() % (nanos + 1)
         });
+        let sleep = jittered.max(asked.unwrap_or_default());
         match elapsed.checked_add(sleep) {
             Some(t) if t < self.deadline => RetryDecision::After(sleep),
             _ => RetryDecision::GiveUp,
@@ -140,6 +154,35 @@ mod tests {
         }
         assert_eq!(
             p.decide(true, 1, p.deadline, &mut rng),
+            RetryDecision::GiveUp
+        );
+    }
+
+    #[test]
+    fn a_services_retry_after_is_a_floor_within_the_deadline() {
+        let p = RetryPolicy::default();
+        let mut rng = TestRng::seeded(7);
+        for _ in 0..100 {
+            match p.decide_after(
+                true,
+                1,
+                Duration::ZERO,
+                Some(Duration::from_secs(2)),
+                &mut rng,
+            ) {
+                RetryDecision::After(d) => assert!(d >= Duration::from_secs(2), "{d:?}"),
+                RetryDecision::GiveUp => panic!("2 s fits in the deadline"),
+            }
+        }
+        // A wait past the deadline is not made: the caller hears Throttled now.
+        assert_eq!(
+            p.decide_after(
+                true,
+                1,
+                Duration::from_secs(5),
+                Some(Duration::from_secs(6)),
+                &mut rng
+            ),
             RetryDecision::GiveUp
         );
     }

@@ -12,6 +12,8 @@
 //! aws_principal_arn = "arn:aws:iam::111122223333:role/byok"
 //! public_url = "https://byok.example.com"  # byok's OIDC issuer: the clouds fetch its keys here
 //! gcp_service_account_file = "/etc/byok/gcp-key.json"  # development only: prefer federation
+//! azure_client_id = "11111111-2222-3333-4444-555555555555"  # the vendor's own Entra app
+//! azure_certificate_file = "/etc/byok/azure-app.pem"        # its certificate and key
 //! tls_cert = "/etc/byok/tls/chain.pem"   # with tls_key: HTTPS; reloaded on SIGHUP
 //! tls_key = "/etc/byok/tls/key.pem"
 //! insecure_http = false        # plain HTTP beyond loopback is refused unless true
@@ -87,6 +89,10 @@ pub struct FileConfig {
     pub public_url: Option<String>,
     /// The vendor's GCP service account key file (development).
     pub gcp_service_account_file: Option<PathBuf>,
+    /// The vendor's Entra app (client id).
+    pub azure_client_id: Option<String>,
+    /// Its certificate and key (PEM).
+    pub azure_certificate_file: Option<PathBuf>,
     /// TLS certificate chain (PEM).
     pub tls_cert: Option<PathBuf>,
     /// TLS private key (PEM).
@@ -152,6 +158,20 @@ pub struct ServeArgs {
     /// trust byok's OIDC issuer through workload identity federation.
     #[arg(long, env = "BYOK_GCP_SERVICE_ACCOUNT_FILE")]
     pub gcp_service_account_file: Option<PathBuf>,
+    /// The vendor's own multi-tenant Entra app (client id), for customers who grant it instead
+    /// of trusting byok's OIDC issuer with a federated credential. With
+    /// --azure-certificate-file, or for development the secret in BYOK_AZURE_CLIENT_SECRET
+    /// (environment only: never a flag).
+    #[arg(long, env = "BYOK_AZURE_CLIENT_ID")]
+    pub azure_client_id: Option<String>,
+    /// The vendor app's certificate and RSA key in one PEM file: byok signs its Entra client
+    /// assertions with it (PS256, x5t#S256).
+    #[arg(
+        long,
+        env = "BYOK_AZURE_CERTIFICATE_FILE",
+        requires = "azure_client_id"
+    )]
+    pub azure_certificate_file: Option<PathBuf>,
     /// TLS certificate chain, PEM, leaf first (with --tls-key: serve HTTPS; SIGHUP reloads both).
     #[arg(long, env = "BYOK_TLS_CERT", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
@@ -193,6 +213,10 @@ pub struct ServeArgs {
     /// local Cloud KMS) instead of Google's hosts.
     #[arg(long, env = "BYOK_DANGER_GCP_ENDPOINT", hide = true)]
     pub danger_gcp_endpoint: Option<String>,
+    /// TESTS ONLY: send every Azure call (Key Vault and Entra's token endpoint) to this URL (a
+    /// local Key Vault) instead of the key's vault and the cloud's login host.
+    #[arg(long, env = "BYOK_DANGER_AZURE_ENDPOINT", hide = true)]
+    pub danger_azure_endpoint: Option<String>,
 }
 
 /// The resolved settings.
@@ -224,6 +248,12 @@ pub struct Config {
     pub gcp_service_account_file: Option<PathBuf>,
     /// Test-only GCP endpoint override.
     pub danger_gcp_endpoint: Option<String>,
+    /// The vendor's Entra app, if any.
+    pub azure_client_id: Option<String>,
+    /// Its certificate file.
+    pub azure_certificate_file: Option<PathBuf>,
+    /// Test-only Azure endpoint override.
+    pub danger_azure_endpoint: Option<String>,
     /// TLS certificate chain and key, if HTTPS.
     pub tls: Option<(PathBuf, PathBuf)>,
     /// Connection limits.
@@ -361,6 +391,12 @@ impl Config {
                 .clone()
                 .or(file.gcp_service_account_file),
             danger_gcp_endpoint: args.danger_gcp_endpoint.clone(),
+            azure_client_id: args.azure_client_id.clone().or(file.azure_client_id),
+            azure_certificate_file: args
+                .azure_certificate_file
+                .clone()
+                .or(file.azure_certificate_file),
+            danger_azure_endpoint: args.danger_azure_endpoint.clone(),
         })
     }
 }

@@ -28,10 +28,11 @@ pub trait TokenSource: Send + Sync {
     fn token(&self, org: &str, audience: &str) -> Result<Zeroizing<String>, String>;
 }
 
-/// Signs the vendor's assertions (a GCP service account's JWT bearer grant) with a key only
-/// the host holds.
+/// Signs the vendor's assertions (a GCP service account's JWT bearer grant, an Entra app's
+/// certificate assertion) with a key only the host holds.
 pub trait AssertionSigner: Send + Sync {
-    /// The compact RS256 JWT of `claims`. The error message names no key bytes.
+    /// The compact JWT of `claims`, with the header this key's provider expects. The error
+    /// message names no key bytes.
     fn sign(&self, claims: &serde_json::Value) -> Result<Zeroizing<String>, String>;
 }
 
@@ -42,8 +43,9 @@ pub struct Sources {
     pub vendor: Vendor,
     /// byok's OIDC issuer, with `--public-url`.
     pub tokens: Option<Arc<dyn TokenSource>>,
-    /// The vendor's GCP service account key.
-    pub signer: Option<Arc<dyn AssertionSigner>>,
+    /// The vendor's signing keys, by provider name (a GCP service account key, an Azure app's
+    /// certificate).
+    pub signers: std::collections::BTreeMap<&'static str, Arc<dyn AssertionSigner>>,
 }
 
 type Slot = Arc<tokio::sync::Mutex<Option<(Credentials, Option<u64>)>>>;
@@ -165,11 +167,11 @@ impl CredentialCache {
                     flow.supply(token);
                 }
                 Need::Sign { claims } => {
-                    let signer = sources.signer.as_ref().ok_or_else(|| KmsError {
+                    let signer = sources.signers.get(name).ok_or_else(|| KmsError {
                         kind: KmsErrorKind::AccessDenied,
                         provider: name,
                         code: String::new(),
-                        message: "the server holds no key to sign the vendor's assertion (BYOK_GCP_SERVICE_ACCOUNT_FILE)".into(),
+                        message: format!("the server holds no key to sign the vendor's {} assertion (BYOK_GCP_SERVICE_ACCOUNT_FILE, BYOK_AZURE_CERTIFICATE_FILE)", provider.title()),
                         status: 0,
                     })?;
                     let jwt = signer

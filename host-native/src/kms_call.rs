@@ -40,9 +40,14 @@ pub async fn call<T>(
     let mut attempt = 0;
     loop {
         attempt += 1;
+        // What the service asked (`Retry-After`) sets a floor under the next wait.
+        let mut asked = None;
         let result = match build(unix_now()) {
             Ok(req) => match transport.execute(&req).await {
-                Ok(resp) => parse(&resp),
+                Ok(resp) => {
+                    asked = resp.retry_after();
+                    parse(&resp)
+                }
                 Err(e) => Err(e.into_kms(provider)),
             },
             Err(e) => Err(KmsError {
@@ -62,7 +67,13 @@ pub async fn call<T>(
             }
             Err(e) => e,
         };
-        match policy.decide(err.kind.is_transient(), attempt, started.elapsed(), rng) {
+        match policy.decide_after(
+            err.kind.is_transient(),
+            attempt,
+            started.elapsed(),
+            asked,
+            rng,
+        ) {
             RetryDecision::After(wait) => tokio::time::sleep(wait).await,
             RetryDecision::GiveUp => {
                 return Called {

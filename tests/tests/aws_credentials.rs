@@ -159,7 +159,7 @@ async fn web_identity_and_assume_role_through_the_cache() {
             ..Vendor::default()
         },
         tokens: Some(tokens),
-        signer: None,
+        signers: Default::default(),
     };
     let key = KeyArn::parse(&moto.key_arn).unwrap();
     let kms = Endpoint::danger_override(&moto.url, &key.region).unwrap();

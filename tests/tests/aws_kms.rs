@@ -74,7 +74,7 @@ impl Env {
                     let arn = KeyArn::parse(arn).unwrap();
                     let req =
                         describe_key_request(&arn, &self.endpoint(&arn), &creds(u), now()).unwrap();
-                    let answer = Aws.parse_describe(&self.send(req).await);
+                    let answer = Aws.parse_describe(&self.send(req).await, Duration::ZERO);
                     v.described(answer);
                 }
                 Next::Wrap(arn, probe) => {

@@ -212,7 +212,7 @@ fn vendor_kms(gcp: &GcpKms, key_file: &Value) -> (Kms, KeyAccess) {
     let key = ServiceAccountKey::from_json(&key_file.to_string()).unwrap();
     let mut settings = KmsSettings::default();
     settings.sources.vendor.gcp = Some(key.account().clone());
-    settings.sources.signer = Some(Arc::new(key));
+    settings.sources.signers.insert("gcp", Arc::new(key));
     settings
         .danger_endpoints
         .insert("gcp".into(), gcp.url.clone());

@@ -29,13 +29,17 @@ pub struct HttpRequest {
     pub body: Vec<u8>,
 }
 
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
 impl HttpRequest {
     /// The value of header `name` (case-insensitive), if present.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        header(&self.headers, name)
     }
 }
 
@@ -57,6 +61,18 @@ pub struct HttpResponse {
 }
 
 impl HttpResponse {
+    /// The value of header `name` (case-insensitive), if present.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        header(&self.headers, name)
+    }
+
+    /// How long the service asked to wait before trying again (`Retry-After` in seconds, as
+    /// throttling KMSs send it; an HTTP date is ignored), at most a minute.
+    pub fn retry_after(&self) -> Option<core::time::Duration> {
+        let secs: u64 = self.header("retry-after")?.trim().parse().ok()?;
+        Some(core::time::Duration::from_secs(secs.min(60)))
+    }
+
     /// An answer `provider` sent that byok cannot read: [`KmsErrorKind::Malformed`], with
     /// `message` (escaped and shortened) and the status.
     pub fn malformed(&self, provider: &'static str, message: &str) -> KmsError {

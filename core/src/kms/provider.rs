@@ -33,13 +33,21 @@ use crate::secret::SecretBytes;
 
 /// Every provider byok speaks, by name: one registration line per provider here, and one in
 /// `WIRES`.
-pub static PROVIDERS: &[&dyn Provider] = &[&crate::kms::aws::Aws, &crate::kms::gcp::Gcp];
+pub static PROVIDERS: &[&dyn Provider] = &[
+    &crate::kms::aws::Aws,
+    &crate::kms::gcp::Gcp,
+    &crate::kms::azure::Azure,
+];
 
 /// Every provider's calls. A separate list so that code which only sets keys up (the browser)
 /// does not link the request builders, signers and parsers.
-static WIRES: &[&dyn Wire] = &[&crate::kms::aws::Aws, &crate::kms::gcp::Gcp];
+static WIRES: &[&dyn Wire] = &[
+    &crate::kms::aws::Aws,
+    &crate::kms::gcp::Gcp,
+    &crate::kms::azure::Azure,
+];
 
-/// The provider named `name` (`aws`, `gcp`), if byok speaks it.
+/// The provider named `name` (`aws`, `gcp`, `azure`), if byok speaks it.
 pub fn provider(name: &str) -> Option<&'static dyn Provider> {
     PROVIDERS.iter().copied().find(|p| p.name() == name)
 }
@@ -180,6 +188,9 @@ pub struct Vendor {
     /// The vendor's GCP service account (its private key stays with the host, which signs
     /// the assertion the flow asks for).
     pub gcp: Option<crate::kms::gcp::ServiceAccount>,
+    /// The vendor's Azure app (a certificate's private key stays with the host, which signs
+    /// the assertion the flow asks for).
+    pub azure: Option<crate::kms::azure::auth::VendorApp>,
 }
 
 /// What a [`CredentialFlow`] needs next.
@@ -190,8 +201,9 @@ pub enum Need {
         /// The `aud` claim.
         audience: String,
     },
-    /// The vendor's signature (RS256, with the key the host holds) over these JWT claims:
-    /// [`CredentialFlow::supply`] the compact JWT.
+    /// The vendor's signature over these JWT claims, with the key the host holds for this
+    /// provider (a GCP service account key: RS256 with its `kid`; an Azure app's certificate:
+    /// PS256 with its `x5t#S256`): [`CredentialFlow::supply`] the compact JWT.
     Sign {
         /// The claims.
         claims: serde_json::Value,
@@ -353,13 +365,16 @@ pub trait Wire: Provider {
         blob: &[u8],
         now: Duration,
     ) -> Result<HttpRequest, RequestError>;
-    /// The 32-byte root from an unwrap answer.
-    fn parse_unwrap(&self, resp: &HttpResponse) -> Result<SecretBytes, KmsError>;
+    /// The 32-byte root from an unwrap answer for a copy bound to `binding` (providers that
+    /// bind with an envelope check it here).
+    fn parse_unwrap(&self, binding: &Binding, resp: &HttpResponse)
+    -> Result<SecretBytes, KmsError>;
     /// The request that describes the key.
     fn describe_request(&self, call: &Call<'_>, now: Duration)
     -> Result<HttpRequest, RequestError>;
-    /// What a describe answer says.
-    fn parse_describe(&self, resp: &HttpResponse) -> Result<KeyState, KmsError>;
+    /// What a describe answer received at `now` (since the epoch) says: a key past its expiry
+    /// date is unusable.
+    fn parse_describe(&self, resp: &HttpResponse, now: Duration) -> Result<KeyState, KmsError>;
     /// The credential exchanges for `access`.
     fn credentials(
         &self,

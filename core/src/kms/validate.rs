@@ -282,11 +282,14 @@ mod tests {
             "Arn": KEY, "KeyState": state, "KeyUsage": "ENCRYPT_DECRYPT",
             "KeySpec": "SYMMETRIC_DEFAULT", "MultiRegion": false,
         }});
-        Aws.parse_describe(&HttpResponse {
-            status: 200,
-            headers: Vec::new(),
-            body: body.to_string().into_bytes(),
-        })
+        Aws.parse_describe(
+            &HttpResponse {
+                status: 200,
+                headers: Vec::new(),
+                body: body.to_string().into_bytes(),
+            },
+            core::time::Duration::ZERO,
+        )
         .unwrap()
     }
 

@@ -181,14 +181,16 @@ pub struct ScopeFlag {
 #[derive(Debug, Clone, clap::Args)]
 pub struct KmsKeyArgs {
     /// The key's KMS.
-    #[arg(long, value_parser = ["aws", "gcp"], default_value = "aws")]
+    #[arg(long, value_parser = ["aws", "gcp", "azure"], default_value = "aws")]
     pub provider: String,
-    /// The key: an AWS key or alias ARN, or a GCP key name
-    /// (projects/P/locations/L/keyRings/R/cryptoKeys/K).
+    /// The key: an AWS key or alias ARN, a GCP key name
+    /// (projects/P/locations/L/keyRings/R/cryptoKeys/K), or an Azure key URL
+    /// (https://VAULT.vault.azure.net/keys/KEY, or .managedhsm.azure.net).
     #[arg(long, visible_alias = "key-arn")]
     pub key: String,
-    /// Your principal for byok to become: an AWS role ARN, or a GCP service account email
-    /// (impersonated through workload identity federation).
+    /// Your principal for byok to become: an AWS role ARN, a GCP service account email
+    /// (impersonated through workload identity federation), or your Azure app's client id
+    /// (with a federated credential that trusts byok's issuer).
     #[arg(long, visible_alias = "role-arn")]
     pub role: Option<String>,
     /// How byok assumes an AWS role: with its own OIDC token (no vendor secret; the server's
@@ -197,6 +199,7 @@ pub struct KmsKeyArgs {
     pub role_trust: Option<String>,
     /// GCP: your workload identity pool provider that trusts byok's issuer
     /// (//iam.googleapis.com/projects/NUMBER/locations/global/workloadIdentityPools/POOL/providers/PROVIDER).
+    /// Azure: your tenant id (without it, byok learns it from the vault's challenge).
     #[arg(long)]
     pub audience: Option<String>,
 }

@@ -112,7 +112,41 @@ pub async fn run(config: Config) -> Result<(), String> {
         let key = crate::vendor_key::ServiceAccountKey::load(path)?;
         tracing::info!(account = %key.account().client_email, "GCP: the vendor's service account (development; prefer workload identity federation)");
         kms.sources.vendor.gcp = Some(key.account().clone());
-        kms.sources.signer = Some(Arc::new(key));
+        kms.sources.signers.insert("gcp", Arc::new(key));
+    }
+    if let Some(client_id) = &config.azure_client_id {
+        use byok_core::kms::provider::Provider;
+        let client_id = &byok_core::kms::azure::Azure
+            .parse_role(client_id)
+            .map_err(|e| format!("--azure-client-id: {e}"))?;
+        let secret = std::env::var("BYOK_AZURE_CLIENT_SECRET")
+            .ok()
+            .map(zeroize::Zeroizing::new);
+        match (&config.azure_certificate_file, secret) {
+            (Some(path), _) => {
+                let cert = crate::vendor_key::AppCertificate::load(path)?;
+                tracing::info!(client_id = %client_id, thumbprint = %cert.thumbprint(), "Azure: the vendor's app, with its certificate");
+                kms.sources.signers.insert("azure", Arc::new(cert));
+                kms.sources.vendor.azure = Some(byok_core::kms::azure::auth::VendorApp {
+                    client_id: client_id.clone(),
+                    secret: None,
+                });
+            }
+            (None, Some(secret)) => {
+                tracing::warn!(client_id = %client_id, "Azure: the vendor's app with a client secret (development only; prefer federated credentials or a certificate)");
+                kms.sources.vendor.azure = Some(byok_core::kms::azure::auth::VendorApp {
+                    client_id: client_id.clone(),
+                    secret: Some(secret),
+                });
+            }
+            (None, None) => {
+                return Err("--azure-client-id needs --azure-certificate-file or, for development, BYOK_AZURE_CLIENT_SECRET".into());
+            }
+        }
+    }
+    if let Some(url) = &config.danger_azure_endpoint {
+        tracing::warn!("BYOK_DANGER_AZURE_ENDPOINT is set: Azure calls go to a test endpoint");
+        kms.danger_endpoints.insert("azure".into(), url.clone());
     }
     if let Some(url) = &config.danger_gcp_endpoint {
         tracing::warn!("BYOK_DANGER_GCP_ENDPOINT is set: GCP calls go to a test endpoint");

@@ -17,7 +17,7 @@ use byok_core::kms::{HttpRequest, HttpResponse, KmsError};
 use byok_core::retry::RetryPolicy;
 
 use crate::credentials::{CredentialCache, Sources};
-use crate::kms_call::call;
+use crate::kms_call::{call, unix_now};
 use crate::transport::{Transport, TransportConfig};
 
 /// The vendor's KMS settings.
@@ -187,11 +187,12 @@ impl Kms {
         version: u32,
     ) -> Result<SecretBytes, KmsError> {
         let p = key.provider;
+        let binding = Binding::root(&key.access.org, version);
         self.on_key(
             key,
             version,
             |call, now| p.unwrap_request(call, blob, now),
-            |resp| p.parse_unwrap(resp),
+            |resp| p.parse_unwrap(&binding, resp),
         )
         .await
     }
@@ -203,7 +204,7 @@ impl Kms {
             key,
             0,
             |call, now| p.describe_request(call, now),
-            |resp| p.parse_describe(resp),
+            |resp| p.parse_describe(resp, unix_now()),
         )
         .await
     }

@@ -20,8 +20,8 @@ use crate::kms::aws::sts::{self, RoleArn};
 use crate::kms::error::{KmsError, KmsErrorKind};
 use crate::kms::http::{HttpRequest, HttpResponse};
 use crate::kms::provider::{
-    Access, BadIdentifier, Call, CredentialFlow, Credentials, Grant, GrantFor, KeyState, Need, Op,
-    ParsedKey, Provider, Ready, RequestError, Unusable, Vendor, Wire, local_error,
+    Access, BadIdentifier, Binding, Call, CredentialFlow, Credentials, Grant, GrantFor, KeyState,
+    Need, Op, ParsedKey, Provider, Ready, RequestError, Unusable, Vendor, Wire, local_error,
 };
 use crate::secret::SecretBytes;
 
@@ -255,7 +255,7 @@ impl Wire for Aws {
         )?)
     }
 
-    fn parse_unwrap(&self, resp: &HttpResponse) -> Result<SecretBytes, KmsError> {
+    fn parse_unwrap(&self, _: &Binding, resp: &HttpResponse) -> Result<SecretBytes, KmsError> {
         request::parse_decrypt(resp)
     }
 
@@ -269,7 +269,7 @@ impl Wire for Aws {
         Ok(describe_key_request(&arn, &ep, sigv4(call.creds)?, now)?)
     }
 
-    fn parse_describe(&self, resp: &HttpResponse) -> Result<KeyState, KmsError> {
+    fn parse_describe(&self, resp: &HttpResponse, _now: Duration) -> Result<KeyState, KmsError> {
         let meta = request::parse_describe(resp)?;
         let unusable = meta.usability().err().map(|kind| Unusable {
             kind,

@@ -1,25 +1,39 @@
-//! Azure Key Vault and Managed HSM as byok sets them up: the [`Provider`] half of the seam
-//! (identifiers, grants, fixes). Not registered in `PROVIDERS` yet: that waits for the `Wire`
-//! half and its conformance tests (issue 17), so that no API or page offers Azure before byok
-//! can call it.
+//! Azure Key Vault and Managed HSM behind the provider seam: identifiers, grants and fixes
+//! ([`Provider`]), and the calls ([`Wire`]).
 //!
 //! byok reaches an Azure key as the customer's own app registration (`role`: its client id) in
-//! the customer's tenant (`audience`: the tenant id), through a federated credential that trusts
-//! byok's issuer for this org's subject: no secret on either side.
+//! the customer's tenant (`audience`: the tenant id, or learned from the vault's challenge),
+//! through a federated credential that trusts byok's issuer for this org's subject: no secret
+//! on either side. Without a `role`, as the vendor's own multi-tenant app (certificate, or a
+//! secret for development).
+//!
+//! The wrap algorithm follows the service: RSA-OAEP-256 on vaults (whose keys that can wrap are
+//! RSA), AES key wrap (A256KW) on Managed HSM, which needs an `oct-HSM` key; describe refuses a
+//! key of another type with the fix. One rule per service keeps the request builder stateless
+//! (no GET before every wrap), and every copy records the algorithm and the key version that
+//! made it, so unwrapping never depends on the rule.
 
 use alloc::borrow::ToOwned;
+use alloc::boxed::Box;
 use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec;
+use alloc::vec::Vec;
+use core::time::Duration;
 
 use serde_json::json;
 
-use crate::kms::azure::auth::{FEDERATION_AUDIENCE, tenant_ok};
+use crate::kms::azure::auth::{ClientProof, EntraFlow, FEDERATION_AUDIENCE, tenant_ok};
+use crate::kms::azure::envelope;
+use crate::kms::azure::request::{self, WrapAlg};
 use crate::kms::azure::url::{Cloud, KeyUrl, Service, UrlError};
-use crate::kms::error::KmsErrorKind;
+use crate::kms::error::{KmsError, KmsErrorKind};
+use crate::kms::http::{HttpRequest, HttpResponse};
 use crate::kms::provider::{
-    Access, BadIdentifier, Grant, GrantFor, Op, ParsedKey, Provider, Vendor,
+    Access, BadIdentifier, Binding, Call, CredentialFlow, Credentials, Grant, GrantFor, KeyState,
+    Op, ParsedKey, Provider, RequestError, Unusable, Vendor, Wire, local_error,
 };
+use crate::secret::SecretBytes;
 
 /// Azure Key Vault and Managed HSM.
 pub struct Azure;
@@ -159,30 +173,44 @@ impl Provider for Azure {
         }
     }
 
-    fn principal(&self, access: &Access, _vendor: &Vendor) -> Result<String, String> {
-        access.role.clone().ok_or_else(|| NO_APP.to_owned())
+    fn principal(&self, access: &Access, vendor: &Vendor) -> Result<String, String> {
+        access
+            .role
+            .clone()
+            .or_else(|| vendor.azure.as_ref().map(|v| v.client_id.clone()))
+            .ok_or_else(|| NO_APP.to_owned())
     }
 
     fn grant(&self, g: &GrantFor<'_>) -> Result<Grant, String> {
         let url = KeyUrl::parse(&g.access.key).map_err(|e| e.to_string())?;
-        let app = g.access.role.as_deref().ok_or(NO_APP)?;
-        let issuer = g.issuer.ok_or(NO_ISSUER)?;
-        let subject = crate::kms::oidc::subject(&g.access.org);
-        let credential = json!({
-            "name": format!("byok-{}", g.access.org),
-            "issuer": issuer,
-            "subject": subject,
-            "audiences": [FEDERATION_AUDIENCE],
-            "description": "byok, for this org only",
-        });
+        let (app, mut commands, credential) = match (&g.access.role, &g.vendor.azure) {
+            (Some(app), _) => {
+                let issuer = g.issuer.ok_or(NO_ISSUER)?;
+                let credential = json!({
+                    "name": format!("byok-{}", g.access.org),
+                    "issuer": issuer,
+                    "subject": crate::kms::oidc::subject(&g.access.org),
+                    "audiences": [FEDERATION_AUDIENCE],
+                    "description": "byok, for this org only",
+                });
+                let create = format!(
+                    "az ad app federated-credential create --id {app} --parameters '{credential}'"
+                );
+                (app.as_str(), vec![create], Some(credential))
+            }
+            // The vendor's multi-tenant app: the customer consents to it in their tenant.
+            (None, Some(v)) => (
+                v.client_id.as_str(),
+                vec![format!("az ad sp create --id {}", v.client_id)],
+                None,
+            ),
+            (None, None) => return Err(NO_APP.into()),
+        };
         let (role, role_id) = match url.service {
             Service::Vault => (VAULT_ROLE, VAULT_ROLE_ID),
             Service::ManagedHsm => (HSM_ROLE, HSM_ROLE_ID),
         };
-        let mut commands = vec![
-            format!("az ad app federated-credential create --id {app} --parameters '{credential}'"),
-            role_command(&url, app),
-        ];
+        commands.push(role_command(&url, app));
         if url.service == Service::Vault {
             commands.push(format!(
                 "# or, on a vault with access policies instead of RBAC:\naz keyvault set-policy --name {} --spn {app} --key-permissions get wrapKey unwrapKey",
@@ -196,9 +224,173 @@ impl Provider for Azure {
                 "accessPolicy": { "permissions": { "keys": ["get", "wrapKey", "unwrapKey"] } },
             }),
             role_policy: None,
-            trust_policy: Some(credential),
+            trust_policy: credential,
             commands,
         })
+    }
+}
+
+/// The wrap algorithm for a service (see the module's doc).
+const fn alg_for(service: Service) -> WrapAlg {
+    match service {
+        Service::Vault => WrapAlg::RsaOaep256,
+        Service::ManagedHsm => WrapAlg::A256Kw,
+    }
+}
+
+fn key_url(key: &str) -> Result<KeyUrl, RequestError> {
+    KeyUrl::parse(key).map_err(|e| RequestError(e.to_string()))
+}
+
+fn bearer(creds: &Credentials) -> Result<&str, RequestError> {
+    match creds {
+        Credentials::Bearer(t) => Ok(t.as_str()),
+        Credentials::SigV4(_) => Err(RequestError(
+            "Azure calls need an Entra token, not AWS credentials".into(),
+        )),
+    }
+}
+
+impl Wire for Azure {
+    fn wrap_request(
+        &self,
+        call: &Call<'_>,
+        root: &SecretBytes,
+        _now: Duration,
+    ) -> Result<HttpRequest, RequestError> {
+        let url = key_url(call.key)?;
+        let sealed = envelope::seal(call.binding, root);
+        // No version: the vault wraps with the key's current one and names it in `kid`,
+        // which the copy keeps (Azure SDKs send the same `keys/NAME//wrapkey`).
+        Ok(request::wrap_request(
+            &url,
+            "",
+            alg_for(url.service),
+            &sealed,
+            bearer(call.creds)?,
+            call.danger_base,
+        ))
+    }
+
+    fn parse_wrap(&self, key: &str, resp: &HttpResponse) -> Result<Vec<u8>, KmsError> {
+        let url = KeyUrl::parse(key)
+            .map_err(|e| local_error("azure", KmsErrorKind::Malformed, &e.to_string()))?;
+        request::parse_wrap(&url, alg_for(url.service), resp)
+    }
+
+    fn unwrap_request(
+        &self,
+        call: &Call<'_>,
+        blob: &[u8],
+        _now: Duration,
+    ) -> Result<HttpRequest, RequestError> {
+        request::unwrap_request(
+            &key_url(call.key)?,
+            blob,
+            bearer(call.creds)?,
+            call.danger_base,
+        )
+        .map_err(|why| RequestError(format!("the stored Azure copy is unusable: {why}")))
+    }
+
+    fn parse_unwrap(
+        &self,
+        binding: &Binding,
+        resp: &HttpResponse,
+    ) -> Result<SecretBytes, KmsError> {
+        let opened = request::parse_unwrap(resp)?;
+        envelope::open(&opened, binding)
+    }
+
+    fn describe_request(
+        &self,
+        call: &Call<'_>,
+        _now: Duration,
+    ) -> Result<HttpRequest, RequestError> {
+        Ok(request::get_key_request(
+            &key_url(call.key)?,
+            bearer(call.creds)?,
+            call.danger_base,
+        ))
+    }
+
+    fn parse_describe(&self, resp: &HttpResponse, now: Duration) -> Result<KeyState, KmsError> {
+        let facts = request::parse_get_key(resp)?;
+        let mut url = KeyUrl::parse(&facts.kid)
+            .map_err(|_| resp.malformed("azure", "unexpected answer: key.kid is not a key URL"))?;
+        let version = url.version.take().unwrap_or_default();
+        let want = alg_for(url.service);
+        let usable = facts.usability(now.as_secs()).and_then(|alg| {
+            if alg == want {
+                Ok(alg)
+            } else {
+                Err(KmsErrorKind::Malformed)
+            }
+        });
+        let unusable = usable.err().map(|kind| Unusable {
+            kind,
+            problem: format!(
+                "the key is {} ({}), its operations {}; byok needs an enabled {} key, within its activation and expiry dates, with wrapKey and unwrapKey",
+                if facts.kty.is_empty() { "of unknown type" } else { &facts.kty },
+                if facts.enabled { "enabled" } else { "disabled" },
+                if facts.key_ops.is_empty() { "none".to_owned() } else { facts.key_ops.join(", ") },
+                match url.service {
+                    Service::Vault => "RSA",
+                    Service::ManagedHsm => "oct-HSM",
+                },
+            ),
+            fix: match (kind, url.service) {
+                (KmsErrorKind::Malformed, Service::Vault) => format!("create an RSA key for wrapping: az keyvault key create --vault-name {} --name KEY --kty RSA-HSM --size 3072 --ops wrapKey unwrapKey", url.name),
+                (KmsErrorKind::Malformed, Service::ManagedHsm) => format!("byok wraps with AES key wrap on Managed HSM: az keyvault key create --hsm-name {} --name KEY --kty oct-HSM --size 256 --ops wrapKey unwrapKey", url.name),
+                (other, _) => self.fix(other),
+            },
+        });
+        Ok(KeyState {
+            key: url.key_id(),
+            detail: format!(
+                "{} is {} with wrapKey and unwrapKey, current version {version}, deletion {}",
+                url.key_id(),
+                facts.kty,
+                if facts.recovery_level.is_empty() {
+                    "recovery unknown"
+                } else {
+                    &facts.recovery_level
+                },
+            ),
+            unusable,
+        })
+    }
+
+    fn credentials(
+        &self,
+        access: &Access,
+        vendor: &Vendor,
+    ) -> Result<Box<dyn CredentialFlow>, KmsError> {
+        let url = KeyUrl::parse(&access.key)
+            .map_err(|e| local_error("azure", KmsErrorKind::Malformed, &e.to_string()))?;
+        let tenant = access.audience.as_deref();
+        let (client_id, proof) = match (&access.role, &vendor.azure) {
+            (Some(app), _) => (app.as_str(), ClientProof::Federated),
+            (None, Some(v)) => (
+                v.client_id.as_str(),
+                match &v.secret {
+                    Some(s) => ClientProof::Secret(s.clone()),
+                    None => ClientProof::Certificate,
+                },
+            ),
+            (None, None) => {
+                return Err(local_error("azure", KmsErrorKind::AccessDenied, NO_APP));
+            }
+        };
+        EntraFlow::new(
+            &url,
+            tenant,
+            client_id,
+            proof,
+            access.danger_base.as_deref(),
+        )
+        .map(|f| Box::new(f) as Box<dyn CredentialFlow>)
+        .map_err(|e| local_error("azure", KmsErrorKind::Malformed, &e))
     }
 }
 
@@ -329,5 +521,176 @@ mod tests {
                 .missing_grant(Op::Wrap, &vault.key, APP, "00aa")
                 .contains("az role assignment create")
         );
+    }
+
+    fn answer(status: u16, body: serde_json::Value) -> HttpResponse {
+        HttpResponse {
+            status,
+            headers: Vec::new(),
+            body: body.to_string().into_bytes(),
+        }
+    }
+
+    #[test]
+    fn a_wrapped_envelope_unwraps_for_its_binding_only() {
+        use base64ct::{Base64UrlUnpadded, Encoding};
+        let creds = Credentials::Bearer(zeroize::Zeroizing::new("tok".into()));
+        let b3 = Binding::root("00aa", 3);
+        for (key, alg) in [
+            ("https://acme.vault.azure.net/keys/root", "RSA-OAEP-256"),
+            ("https://acme.managedhsm.azure.net/keys/root", "A256KW"),
+        ] {
+            let call = Call {
+                key,
+                binding: &b3,
+                creds: &creds,
+                danger_base: None,
+            };
+            let root = SecretBytes::from_bytes(&mut [5; 32]);
+            let req = Azure.wrap_request(&call, &root, Duration::ZERO).unwrap();
+            assert_eq!(req.url, format!("{key}//wrapkey?api-version=7.6"));
+            let body: serde_json::Value = serde_json::from_slice(&req.body).unwrap();
+            assert_eq!(body["alg"], alg);
+            let sealed = Base64UrlUnpadded::decode_vec(body["value"].as_str().unwrap()).unwrap();
+            // The vault hands the envelope back on unwrap: byok opens it for its binding.
+            let back = answer(
+                200,
+                json!({ "kid": format!("{key}/{}", "ab".repeat(16)), "value": Base64UrlUnpadded::encode_string(&sealed) }),
+            );
+            assert_eq!(
+                Azure.parse_unwrap(&b3, &back).unwrap().expose_secret(),
+                &[5; 32]
+            );
+            let e = Azure
+                .parse_unwrap(&Binding::root("00aa", 2), &back)
+                .unwrap_err();
+            assert_eq!(e.kind, KmsErrorKind::InvalidCiphertext);
+            let copy = Azure.parse_wrap(key, &back).unwrap();
+            let req = Azure.unwrap_request(&call, &copy, Duration::ZERO).unwrap();
+            assert!(
+                req.url
+                    .ends_with(&format!("/{}/unwrapkey?api-version=7.6", "ab".repeat(16))),
+                "{}",
+                req.url
+            );
+            let aws = Credentials::SigV4(crate::kms::aws::request::AwsCredentials::new(
+                "AKIA", "s", None, None,
+            ));
+            let call = Call {
+                creds: &aws,
+                ..call
+            };
+            assert!(Azure.describe_request(&call, Duration::ZERO).is_err());
+        }
+    }
+
+    #[test]
+    fn describe_wants_the_services_key_type_within_its_dates() {
+        let now = Duration::from_secs(1_800_000_000);
+        let v = "0123456789abcdef0123456789abcdef";
+        let described = |host: &str, kty: &str, attrs: serde_json::Value| {
+            Azure
+                .parse_describe(
+                    &answer(200, json!({
+                        "key": { "kid": format!("https://acme.{host}/keys/root/{v}"), "kty": kty, "key_ops": ["wrapKey", "unwrapKey"] },
+                        "attributes": attrs,
+                    })),
+                    now,
+                )
+                .unwrap()
+        };
+        let ok = described(
+            "vault.azure.net",
+            "RSA-HSM",
+            json!({ "enabled": true, "recoveryLevel": "Recoverable" }),
+        );
+        assert_eq!(ok.key, "https://acme.vault.azure.net/keys/root");
+        assert_eq!(ok.unusable, None);
+        assert!(ok.detail.contains(v), "{}", ok.detail);
+        let hsm = described(
+            "managedhsm.azure.net",
+            "oct-HSM",
+            json!({ "enabled": true }),
+        );
+        assert_eq!(hsm.unusable, None);
+        let rsa_on_hsm = described(
+            "managedhsm.azure.net",
+            "RSA-HSM",
+            json!({ "enabled": true }),
+        );
+        let u = rsa_on_hsm.unusable.unwrap();
+        assert_eq!(u.kind, KmsErrorKind::Malformed);
+        assert!(u.fix.contains("--kty oct-HSM"), "{}", u.fix);
+        let expired = described(
+            "vault.azure.net",
+            "RSA",
+            json!({ "enabled": true, "exp": now.as_secs() }),
+        );
+        assert_eq!(expired.unusable.unwrap().kind, KmsErrorKind::KeyDisabled);
+        let e = Azure
+            .parse_describe(
+                &answer(
+                    200,
+                    json!({ "key": { "kid": "https://evil.example/keys/root" } }),
+                ),
+                now,
+            )
+            .unwrap_err();
+        assert_eq!(e.kind, KmsErrorKind::Malformed);
+        let throttled = HttpResponse {
+            status: 429,
+            headers: vec![("Retry-After".into(), "7".into())],
+            body: br#"{"error":{"code":"Throttled","message":"slow down"}}"#.to_vec(),
+        };
+        assert_eq!(throttled.retry_after(), Some(Duration::from_secs(7)));
+        assert_eq!(
+            Azure.parse_describe(&throttled, now).unwrap_err().kind,
+            KmsErrorKind::Throttled
+        );
+    }
+
+    #[test]
+    fn credentials_are_the_customers_app_or_the_vendors() {
+        use crate::kms::azure::auth::VendorApp;
+        use crate::kms::provider::Need;
+        let now = Duration::ZERO;
+        let mut a = access("https://acme.vault.azure.net/keys/root");
+        let f = Azure.credentials(&a, &Vendor::default()).unwrap();
+        assert!(
+            matches!(f.need(now), Need::Token { .. }),
+            "tenant given: byok's token"
+        );
+        a.audience = None;
+        let f = Azure.credentials(&a, &Vendor::default()).unwrap();
+        assert!(
+            matches!(f.need(now), Need::Exchange),
+            "no tenant: the challenge first"
+        );
+        a.role = None;
+        let e = Azure.credentials(&a, &Vendor::default()).err().unwrap();
+        assert_eq!(e.kind, KmsErrorKind::AccessDenied);
+        let vendor = Vendor {
+            azure: Some(VendorApp {
+                client_id: APP.into(),
+                secret: Some(zeroize::Zeroizing::new("s3cret".into())),
+            }),
+            ..Vendor::default()
+        };
+        assert!(!format!("{vendor:?}").contains("s3cret"));
+        a.audience = Some("72f988bf-86f1-41af-91ab-2d7cd011db47".into());
+        let f = Azure.credentials(&a, &vendor).unwrap();
+        assert!(matches!(f.need(now), Need::Exchange));
+        let body = String::from_utf8(f.request(now).unwrap().body.clone()).unwrap();
+        assert!(body.contains("client_secret=s3cret"), "{body}");
+        assert_eq!(Azure.principal(&a, &vendor).unwrap(), APP);
+        let g = Azure
+            .grant(&GrantFor {
+                access: &a,
+                vendor: &vendor,
+                issuer: None,
+            })
+            .unwrap();
+        assert_eq!(g.commands[0], format!("az ad sp create --id {APP}"));
+        assert_eq!(g.trust_policy, None);
     }
 }

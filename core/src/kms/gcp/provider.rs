@@ -13,8 +13,8 @@ use crate::kms::gcp::policy::{self, Member, PoolProvider, key_bindings, parse_se
 use crate::kms::gcp::request;
 use crate::kms::http::{HttpRequest, HttpResponse};
 use crate::kms::provider::{
-    Access, BadIdentifier, Call, CredentialFlow, Credentials, Grant, GrantFor, KeyState, Op,
-    ParsedKey, Provider, RequestError, Unusable, Vendor, Wire, local_error,
+    Access, BadIdentifier, Binding, Call, CredentialFlow, Credentials, Grant, GrantFor, KeyState,
+    Op, ParsedKey, Provider, RequestError, Unusable, Vendor, Wire, local_error,
 };
 use crate::secret::SecretBytes;
 
@@ -220,7 +220,7 @@ impl Wire for Gcp {
         ))
     }
 
-    fn parse_unwrap(&self, resp: &HttpResponse) -> Result<SecretBytes, KmsError> {
+    fn parse_unwrap(&self, _: &Binding, resp: &HttpResponse) -> Result<SecretBytes, KmsError> {
         request::parse_decrypt(resp)
     }
 
@@ -236,7 +236,7 @@ impl Wire for Gcp {
         ))
     }
 
-    fn parse_describe(&self, resp: &HttpResponse) -> Result<KeyState, KmsError> {
+    fn parse_describe(&self, resp: &HttpResponse, _now: Duration) -> Result<KeyState, KmsError> {
         let k = request::parse_get_key(resp)?;
         let unusable = k.usability().err().map(|kind| Unusable {
             kind,
