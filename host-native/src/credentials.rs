@@ -49,10 +49,10 @@ pub struct Sources {
 }
 
 type Slot = Arc<tokio::sync::Mutex<Option<(Credentials, Option<u64>)>>>;
-type SlotKey = (String, &'static str, Option<String>, Option<String>);
+type SlotKey = (String, &'static str, Option<String>, Option<String>, String);
 
-/// Temporary credentials per (org, provider, principal, audience), refreshed shortly before
-/// expiry.
+/// Temporary credentials per (org, provider, principal, audience, credential scope), refreshed
+/// shortly before expiry.
 pub struct CredentialCache {
     transport: Transport,
     policy: RetryPolicy,
@@ -117,6 +117,7 @@ impl CredentialCache {
             provider.name(),
             access.role.clone(),
             access.audience.clone(),
+            provider.credential_scope(access),
         );
         let slot = self.lock_slots().entry(key).or_default().clone();
         let mut cached = slot.lock().await;

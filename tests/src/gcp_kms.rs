@@ -762,7 +762,7 @@ struct SubjectClaims {
     exp: u64,
 }
 
-async fn subject_key(key: &IssuerKey, token: &str) -> Option<jsonwebtoken::DecodingKey> {
+pub(crate) async fn subject_key(key: &IssuerKey, token: &str) -> Option<jsonwebtoken::DecodingKey> {
     match key {
         IssuerKey::Rsa(der) => Some(jsonwebtoken::DecodingKey::from_rsa_der(der)),
         IssuerKey::Jwks(url) => {

@@ -1,6 +1,7 @@
 //! End-to-end tests of byok across hosts. Fixtures for real parts live here.
 
 pub mod aws_stack;
+pub mod azure_kv;
 pub mod edge;
 pub mod fault_front;
 pub mod fixtures;
@@ -8,3 +9,4 @@ pub mod gcp_kms;
 pub mod moto;
 pub mod server;
 pub mod sts_front;
+pub mod tls;

@@ -375,6 +375,13 @@ pub trait Wire: Provider {
     /// What a describe answer received at `now` (since the epoch) says: a key past its expiry
     /// date is unusable.
     fn parse_describe(&self, resp: &HttpResponse, now: Duration) -> Result<KeyState, KmsError>;
+    /// What credentials for `access` are good for, beyond the org, principal and audience:
+    /// keys whose scopes differ need their own (an Entra token is for one service in one
+    /// cloud: a vault's is refused by Managed HSM). Empty when one credential serves every
+    /// key of the provider.
+    fn credential_scope(&self, _access: &Access) -> String {
+        String::new()
+    }
     /// The credential exchanges for `access`.
     fn credentials(
         &self,

@@ -50,6 +50,15 @@ fn read(body: &[u8]) -> Option<(String, String)> {
 
 fn classify(code: &str, message: &str, status: u16) -> KmsErrorKind {
     use KmsErrorKind as K;
+    // A key past its expiry or before its activation date refuses operations with a bare
+    // `Forbidden`; only the message tells it from a missing role.
+    if status == 403
+        && (message.contains("expired key")
+            || message.contains("not yet valid")
+            || message.contains("disabled key"))
+    {
+        return K::KeyDisabled;
+    }
     match code {
         "KeyDisabled" => K::KeyDisabled,
         "KeyNotFound" | "KeyVaultNotFound" | "ResourceNotFound" => K::KeyNotFound,
@@ -111,6 +120,16 @@ mod tests {
                 ),
                 K::KeyDisabled,
                 "KeyDisabled",
+            ),
+            (
+                vault(
+                    403,
+                    "Forbidden",
+                    None,
+                    "Operation unwrapKey is not allowed on an expired key or a key that is not yet valid.",
+                ),
+                K::KeyDisabled,
+                "Forbidden",
             ),
             (
                 vault(

@@ -361,6 +361,12 @@ impl Wire for Azure {
         })
     }
 
+    fn credential_scope(&self, access: &Access) -> String {
+        KeyUrl::parse(&access.key)
+            .map(|u| u.token_scope())
+            .unwrap_or_default()
+    }
+
     fn credentials(
         &self,
         access: &Access,
