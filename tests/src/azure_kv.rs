@@ -63,6 +63,22 @@ pub struct Federated {
     pub clock_ahead: Arc<std::sync::atomic::AtomicU64>,
 }
 
+impl Federated {
+    /// A credential trusting `issuer`'s tokens for `subject`, their signatures checked with
+    /// `key`, on Entra's clock.
+    pub fn trusting(issuer: &str, subject: &str, key: IssuerKey) -> Self {
+        let (iss, sub) = (Arc::new(OnceLock::new()), Arc::new(OnceLock::new()));
+        let _ = iss.set(issuer.to_owned());
+        let _ = sub.set(subject.to_owned());
+        Self {
+            issuer: iss,
+            subject: sub,
+            key,
+            clock_ahead: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+        }
+    }
+}
+
 struct Certificate {
     /// SHA-256 and SHA-1 thumbprints of the certificate's DER, base64url.
     s256: String,

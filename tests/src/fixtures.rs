@@ -48,6 +48,19 @@ pub fn error_message(v: &Value) -> String {
         .to_owned()
 }
 
+/// `s` percent-encoded for a query string (everything but RFC 3986's unreserved characters).
+pub fn query_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
 /// Milliseconds since the Unix epoch, as the server stamps times.
 pub fn now_ms() -> i64 {
     let since = std::time::SystemTime::now()

@@ -68,6 +68,28 @@ pub struct Pool {
 }
 
 impl Pool {
+    /// A pool provider `audience` trusting `issuer` (its keys at the JWKS URL `jwks`, set once
+    /// the issuer listens) for `subject` only, with Google's default audiences and clock.
+    pub fn trusting(
+        audience: &str,
+        issuer: &str,
+        jwks: &Arc<OnceLock<String>>,
+        subject: &str,
+    ) -> Self {
+        let iss = Arc::new(OnceLock::new());
+        let _ = iss.set(issuer.to_owned());
+        let sub = Arc::new(OnceLock::new());
+        let _ = sub.set(subject.to_owned());
+        Self {
+            audience: audience.into(),
+            issuer: iss,
+            key: IssuerKey::Jwks(jwks.clone()),
+            subject: sub,
+            allowed_audiences: Vec::new(),
+            clock_ahead: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+        }
+    }
+
     /// The pool principal of `subject`.
     pub fn principal(&self, subject: &str) -> String {
         let parts: Vec<&str> = self.audience.split('/').collect();

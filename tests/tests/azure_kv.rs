@@ -5,8 +5,7 @@
 //! and throttling with `Retry-After`.
 
 use std::process::Command;
-use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use aws_lc_rs::encoding::AsDer;
@@ -97,19 +96,6 @@ fn issuer_token(exp: u64) -> (String, IssuerKey) {
     (token, IssuerKey::Rsa(public))
 }
 
-fn federated(key: IssuerKey) -> Federated {
-    let issuer = Arc::new(OnceLock::new());
-    issuer.set(ISSUER.to_owned()).unwrap();
-    let subject = Arc::new(OnceLock::new());
-    subject.set(SUBJECT.to_owned()).unwrap();
-    Federated {
-        issuer,
-        subject,
-        key,
-        clock_ahead: Arc::new(AtomicU64::new(0)),
-    }
-}
-
 /// Runs tools/azure_sdk_check.py `phase`, trusting `ca`; its JSON answer.
 fn sdk(phase: &str, config: &Value, ca: &str) -> Value {
     let dir = byok_tests::server::temp_dir("azure-sdk");
@@ -146,7 +132,7 @@ async fn microsofts_own_client_speaks_to_the_local_key_vault() {
     let cert_pem = dir.join("app.pem");
     std::fs::write(&cert_pem, app_certificate(&kv, CERT_APP)).unwrap();
     let (assertion, issuer_key) = issuer_token(unix() + 600);
-    kv.add_federated(FED_APP, federated(issuer_key));
+    kv.add_federated(FED_APP, Federated::trusting(ISSUER, SUBJECT, issuer_key));
     let all = [SECRET_APP, CERT_APP, FED_APP];
     let rsa_version = kv.create_key(&kv.url, "rsa", "RSA-HSM", TENANT, &all);
     let hsm_version = kv.create_key(&kv.url, "hsm", "oct-HSM", TENANT, &all);

@@ -4,14 +4,16 @@
 //! an AWS key and a GCP key switches its default across them, disables AWS with re-encryption to
 //! GCP, and loses access when the GCP grant is removed, within its cache TTL.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use byok_core::kms::oidc::subject as oidc_subject;
 use byok_tests::aws_stack::AwsStack;
-use byok_tests::fixtures::{OrgSettings, TestServer, assert_error, assert_status, key};
-use byok_tests::gcp_kms::{CRYPTO_ROLE, GcpKms, IssuerKey, Pool};
+use byok_tests::fixtures::{
+    OrgSettings, TestServer, assert_error, assert_status, key, query_encode as enc,
+};
+use byok_tests::gcp_kms::{CRYPTO_ROLE, GcpKms, Pool};
 use byok_tests::server::binary;
 use serde_json::{Value, json};
 
@@ -20,31 +22,8 @@ const CUSTOMER: &str = "byok-access@acme-prod.iam.gserviceaccount.com";
 const POOL: &str = "//iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/byok/providers/byok-issuer";
 const ISSUER: &str = "http://127.0.0.1";
 
-fn enc(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                char::from(b).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
 fn pool(jwks: &Arc<OnceLock<String>>, subject: &str) -> Pool {
-    let issuer = Arc::new(OnceLock::new());
-    issuer.set(ISSUER.to_owned()).unwrap();
-    let sub = Arc::new(OnceLock::new());
-    sub.set(subject.to_owned()).unwrap();
-    Pool {
-        audience: POOL.into(),
-        issuer,
-        key: IssuerKey::Jwks(jwks.clone()),
-        subject: sub,
-        allowed_audiences: Vec::new(),
-        clock_ahead: Arc::new(AtomicU64::new(0)),
-    }
+    Pool::trusting(POOL, ISSUER, jwks, subject)
 }
 
 /// The GCP key as this org attaches it: through the pool, impersonating the customer's
