@@ -926,3 +926,83 @@ fn revoke_always_wins_over_a_running_job() {
     assert!(effects.contains(&Effect::CancelJob(JobKind::WrapHolder(HolderId::Cmk(1)))));
     assert!(f.org.job().is_none());
 }
+
+#[test]
+fn a_rotated_customer_key_wraps_every_root_version_again() {
+    let mut f = fixture();
+    let cmk = HolderId::Cmk(1);
+    f.org.attach_cmk(1).unwrap();
+    f.org
+        .record_root_copy(cmk, 1, b"made-by-v1".to_vec())
+        .unwrap();
+    let v2 = ScopeKey::random(KeyId::new(sid(1), 2), &mut f.rng);
+    let copy = f
+        .org
+        .wrap_root_managed(&f.managed, &v2, &mut f.rng)
+        .unwrap();
+    f.org.rotate_root(&v2, copy).unwrap();
+    f.org
+        .record_root_copy(cmk, 2, b"made-by-v1".to_vec())
+        .unwrap();
+    assert!(f.org.job().is_none());
+    // The managed key has no KMS version; a disabled or unknown holder nothing to refresh.
+    refused(&mut f, ScopeError::UnknownHolder(HolderId::Managed), |f| {
+        f.org.refresh_holder(HolderId::Managed)
+    });
+    refused(&mut f, ScopeError::UnknownHolder(HolderId::Cmk(9)), |f| {
+        f.org.refresh_holder(HolderId::Cmk(9))
+    });
+    let effects = f.org.refresh_holder(cmk).unwrap();
+    let steps = vec![
+        JobStep::WrapRoot {
+            holder: cmk,
+            version: 1,
+        },
+        JobStep::WrapRoot {
+            holder: cmk,
+            version: 2,
+        },
+    ];
+    assert_eq!(
+        effects,
+        vec![
+            Effect::Audit(AuditEvent::HolderRotated(cmk)),
+            Effect::StartJob(RewrapJob {
+                kind: JobKind::RefreshHolder(cmk),
+                steps,
+                done: 0,
+            }),
+        ]
+    );
+    // Existing copies do not count as done (unlike an attach); one job at a time.
+    assert_eq!(f.org.job().unwrap().progress(), (0, 2));
+    refused(&mut f, ScopeError::JobRunning, |f| {
+        f.org.refresh_holder(cmk)
+    });
+    // A copy recorded out of order does not move the cursor; in order, it does.
+    f.org
+        .record_root_copy(cmk, 2, b"made-by-v2".to_vec())
+        .unwrap();
+    assert_eq!(f.org.job().unwrap().progress(), (0, 2));
+    let effects = f
+        .org
+        .record_root_copy(cmk, 1, b"made-by-v2".to_vec())
+        .unwrap();
+    assert!(effects.contains(&Effect::UpdateJob(RewrapJob {
+        kind: JobKind::RefreshHolder(cmk),
+        steps: f.org.job().unwrap().steps.clone(),
+        done: 1,
+    })));
+    let effects = f
+        .org
+        .record_root_copy(cmk, 2, b"made-by-v2".to_vec())
+        .unwrap();
+    assert!(effects.contains(&Effect::FinishJob(JobKind::RefreshHolder(cmk))));
+    assert!(f.org.job().is_none());
+    // The holder stayed ready throughout: its old copies served until replaced.
+    assert!(
+        f.org
+            .holders()
+            .any(|h| h.id == cmk && h.status == HolderStatus::Ready)
+    );
+}

@@ -115,6 +115,8 @@ struct Key {
     /// Versions, oldest first; the last is current.
     versions: Vec<(String, Material)>,
     enabled: bool,
+    /// Versions disabled on their own (`az keyvault key set-attributes --version`).
+    disabled_versions: HashSet<String>,
     nbf: Option<u64>,
     exp: Option<u64>,
     deleted: bool,
@@ -342,6 +344,7 @@ impl AzureKv {
                 ops: vec!["wrapKey".into(), "unwrapKey".into()],
                 versions: vec![(version.clone(), material(kty))],
                 enabled: true,
+                disabled_versions: HashSet::new(),
                 nbf: None,
                 exp: None,
                 deleted: false,
@@ -368,6 +371,17 @@ impl AzureKv {
     /// Enables or disables the key (`az keyvault key set-attributes --enabled`).
     pub fn set_enabled(&self, name: &str, on: bool) {
         self.with_key(name, |k| k.enabled = on);
+    }
+
+    /// Enables or disables one version of the key.
+    pub fn set_version_enabled(&self, name: &str, version: &str, on: bool) {
+        self.with_key(name, |k| {
+            if on {
+                k.disabled_versions.remove(version);
+            } else {
+                k.disabled_versions.insert(version.into());
+            }
+        });
     }
 
     /// Sets the key's activation and expiry dates (seconds since the epoch).
@@ -615,7 +629,12 @@ fn vault(
     };
     let kid = format!("{}/keys/{name}/{version}", key.base);
     if op.is_empty() {
-        return describe(key, &kid, material);
+        return describe(
+            key,
+            &kid,
+            material,
+            !key.disabled_versions.contains(version.as_str()),
+        );
     }
     let (op_name, verb) = if op == "wrapkey" {
         ("wrapKey", "wrap")
@@ -631,7 +650,8 @@ fn vault(
         );
     }
     // Disabled keys still wrap (Azure/azure-sdk-for-python#45342) but never unwrap.
-    if !key.enabled && op == "unwrapkey" {
+    let enabled = key.enabled && !key.disabled_versions.contains(version.as_str());
+    if !enabled && op == "unwrapkey" {
         return kv_error(
             StatusCode::FORBIDDEN,
             "Forbidden",
@@ -726,14 +746,14 @@ fn vault(
     }
 }
 
-fn describe(key: &Key, kid: &str, material: &Material) -> Response {
+fn describe(key: &Key, kid: &str, material: &Material, version_enabled: bool) -> Response {
     let mut k = json!({ "kid": kid, "kty": key.kty, "key_ops": key.ops });
     if let Material::Rsa(_, n, e) = material {
         k["n"] = json!(n);
         k["e"] = json!(e);
     }
     let mut attributes = json!({
-        "enabled": key.enabled,
+        "enabled": key.enabled && version_enabled,
         "created": 1_767_225_600u64,
         "updated": 1_767_225_600u64,
         "recoveryLevel": "Recoverable",

@@ -237,6 +237,38 @@ async fn an_org_with_keys_in_three_clouds_moves_across_them_and_each_withdrawal_
     );
     assert_eq!(key(&checked, "cmk:3")["health"], "ok", "{checked}");
 
+    // The customer rotates the key: the next health check wraps the org's roots again under
+    // the new version (a job, audited), after which the old version can be disabled and
+    // everything still opens.
+    let v2 = kv.rotate("root");
+    assert_status(
+        &ts.post(&o.path("/keys/check"), &o.admin, &json!({})).await,
+        200,
+    );
+    let audit = o.audit(&ts, &o.admin).await;
+    assert!(
+        audit
+            .iter()
+            .any(|e| e["event"]["type"] == "key_rotated_by_customer"
+                && e["event"]["holder"] == "cmk:3"),
+        "no key_rotated_by_customer event"
+    );
+    assert!(
+        o.job(&ts).await.is_null(),
+        "the refresh finished in its transition"
+    );
+    kv.set_version_enabled("root", &version, false);
+    tokio::time::sleep(Duration::from_millis(TTL + 200)).await;
+    all_open(&ts, &o, &all).await;
+    // A second check finds nothing to do: the copies name the current version.
+    let before = kv.calls().0;
+    assert_status(
+        &ts.post(&o.path("/keys/check"), &o.admin, &json!({})).await,
+        200,
+    );
+    assert_eq!(kv.calls().0 - before, 1, "one describe, no wraps");
+    let _ = v2;
+
     // Disable with re-encryption AWS → GCP → Azure, then the managed key: the vendor cannot
     // decrypt, and everything sealed under any of them still opens.
     assert_status(&o.key_action(&ts, "cmk:2", "default", json!({})).await, 200);

@@ -275,6 +275,23 @@ pub struct KeyState {
     pub detail: String,
     /// Why byok cannot use it as it is, or `None` when it is usable.
     pub unusable: Option<Unusable>,
+    /// The key's current version, for providers whose copies name the version that made them
+    /// ([`Wire::copy_version`]); `None` where the KMS picks versions itself (AWS, GCP).
+    pub version: Option<String>,
+}
+
+/// Whether any of `copies` (a holder's stored root copies) was made by another version than
+/// the key's current one, as `state` describes it: the customer rotated the key, and the
+/// copies must be wrapped again (`Org::refresh_holder`) so that the old version can go.
+pub fn copies_behind<'a>(
+    wire: &dyn Wire,
+    state: &KeyState,
+    mut copies: impl Iterator<Item = &'a [u8]>,
+) -> bool {
+    let Some(current) = &state.version else {
+        return false;
+    };
+    copies.any(|c| wire.copy_version(c).is_some_and(|v| &v != current))
 }
 
 /// Why a described key cannot wrap and unwrap.
@@ -375,6 +392,11 @@ pub trait Wire: Provider {
     /// What a describe answer received at `now` (since the epoch) says: a key past its expiry
     /// date is unusable.
     fn parse_describe(&self, resp: &HttpResponse, now: Duration) -> Result<KeyState, KmsError>;
+    /// The key version that made a stored copy, for providers whose copies record it (Azure):
+    /// compared with [`KeyState::version`] to find copies to wrap again after a rotation.
+    fn copy_version(&self, _copy: &[u8]) -> Option<String> {
+        None
+    }
     /// What credentials for `access` are good for, beyond the org, principal and audience:
     /// keys whose scopes differ need their own (an Entra token is for one service in one
     /// cloud: a vault's is refused by Managed HSM). Empty when one credential serves every

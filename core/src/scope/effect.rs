@@ -177,6 +177,9 @@ pub enum AuditEvent {
     HolderDisabled(HolderId),
     /// A disabled holder was enabled again (its copies are pending).
     HolderEnabled(HolderId),
+    /// The holder's KMS key has a new current version (the customer rotated it): its copies
+    /// are wrapped again under it.
+    HolderRotated(HolderId),
     /// A re-encryption job finished (every step done).
     JobFinished,
     /// A re-encryption job was cancelled: a revoke destroyed what it worked on.

@@ -211,7 +211,7 @@ impl Org {
             holder,
             version,
         }));
-        effects.extend(self.advance_job());
+        effects.extend(self.advance_job_past(Some(JobStep::WrapRoot { holder, version })));
         Ok(effects)
     }
 
@@ -334,6 +334,32 @@ impl Org {
             return Err(scope_err(ScopeError::HolderNotReady(target)));
         }
         Ok(self.disable_holder(holder))
+    }
+
+    /// The holder's KMS key was rotated by the customer (its key health found copies made by
+    /// an older key version): wraps every live root version again under the current one. Old
+    /// copies keep serving until each is replaced. Refused while another job runs (the next
+    /// health check asks again).
+    pub fn refresh_holder(&mut self, holder: HolderId) -> Result<Vec<Effect>> {
+        if self.job.is_some() {
+            return Err(scope_err(ScopeError::JobRunning));
+        }
+        let h = self
+            .holders
+            .get(&holder)
+            .filter(|h| h.status != HolderStatus::Disabled && holder != HolderId::Managed)
+            .ok_or(scope_err(ScopeError::UnknownHolder(holder)))?;
+        let steps: Vec<JobStep> = h
+            .copies
+            .keys()
+            .map(|&version| JobStep::WrapRoot { holder, version })
+            .collect();
+        let job = RewrapJob::new(JobKind::RefreshHolder(holder), steps);
+        self.job = Some(job.clone());
+        Ok(vec![
+            Effect::Audit(AuditEvent::HolderRotated(holder)),
+            Effect::StartJob(job),
+        ])
     }
 
     /// Re-enables a disabled holder: it is pending again until it has wrapped every root version.

@@ -20,6 +20,10 @@ pub enum JobKind {
     WrapRoot(u32),
     /// Child keys wrapped under an old key version move to the newest, so it can be retired.
     RetireVersion(KeyId),
+    /// The holder's KMS key has a new current version (the customer rotated it): every live
+    /// root version is wrapped again, so that the customer can disable the old version. Its
+    /// [`JobStep::WrapRoot`] steps are done when their copy is recorded, not when one exists.
+    RefreshHolder(HolderId),
 }
 
 /// One unit of work.

@@ -413,12 +413,21 @@ impl Org {
     /// the job when all are. Returns the effects that store the change, if any.
     #[must_use]
     pub(super) fn advance_job(&mut self) -> Vec<Effect> {
+        self.advance_job_past(None)
+    }
+
+    /// Advances the job's cursor past done steps; `recorded`, the step whose result was just
+    /// recorded, is done if it is the one at the cursor (a refresh's steps are done only so).
+    pub(super) fn advance_job_past(&mut self, recorded: Option<JobStep>) -> Vec<Effect> {
         let Some(mut job) = self.job.take() else {
             return Vec::new();
         };
         let before = job.done;
+        if recorded.is_some() && job.steps.get(job.done) == recorded.as_ref() {
+            job.done += 1;
+        }
         while let Some(step) = job.steps.get(job.done) {
-            if !self.step_done(step) {
+            if !self.step_done(&job.kind, step) {
                 break;
             }
             job.done += 1;
@@ -441,11 +450,18 @@ impl Org {
         }
     }
 
-    fn step_done(&self, step: &JobStep) -> bool {
+    fn step_done(&self, kind: &JobKind, step: &JobStep) -> bool {
+        let refresh = matches!(kind, JobKind::RefreshHolder(_));
         match *step {
-            // A holder disabled meanwhile has nothing left to wrap.
+            // A holder disabled meanwhile has nothing left to wrap; a root version destroyed
+            // meanwhile, nothing to refresh.
             JobStep::WrapRoot { holder, version } => self.holders.get(&holder).is_none_or(|h| {
-                h.status == HolderStatus::Disabled || h.copies.contains_key(&version)
+                h.status == HolderStatus::Disabled
+                    || if refresh {
+                        !h.copies.contains_key(&version)
+                    } else {
+                        h.copies.contains_key(&version)
+                    }
             }),
             JobStep::Rewrap { key, to, .. } => self
                 .scopes

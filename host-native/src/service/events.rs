@@ -39,6 +39,9 @@ pub(super) fn core_event(e: &AuditEvent) -> Value {
         }
         AuditEvent::HolderDisabled(h) => json!({ "type": "key_disabled", "holder": holder(*h) }),
         AuditEvent::HolderEnabled(h) => json!({ "type": "key_enabled", "holder": holder(*h) }),
+        AuditEvent::HolderRotated(h) => {
+            json!({ "type": "key_rotated_by_customer", "holder": holder(*h) })
+        }
         AuditEvent::JobFinished => json!({ "type": "job_finished" }),
         AuditEvent::JobCancelled => json!({ "type": "job_cancelled" }),
         AuditEvent::JobTrimmed { steps } => json!({ "type": "job_trimmed", "steps": steps }),

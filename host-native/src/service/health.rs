@@ -141,7 +141,11 @@ impl Service {
                 // is a withdrawal, like a refused call.
                 let (denied, health, detail) = match described {
                     Ok(state) => match state.unusable {
-                        None => (false, "ok".to_owned(), None),
+                        None => {
+                            self.refresh_if_rotated(&cell, org, n, &access, &state)
+                                .await?;
+                            (false, "ok".to_owned(), None)
+                        }
                         Some(u) => (
                             u.kind.is_denial(),
                             u.kind.as_str().to_owned(),
@@ -158,5 +162,65 @@ impl Service {
             }
         }
         Ok(())
+    }
+
+    /// After a describe: if the customer rotated key `n` (its current version is not the one
+    /// that made some of the org's copies), wraps every live root version again under the
+    /// current version, checks that each new copy opens to its root, and records them in one
+    /// transition ([`Org::refresh_holder`]), so that the customer can disable the old version.
+    /// A running job defers it to the next check.
+    async fn refresh_if_rotated(
+        &self,
+        cell: &OrgCell,
+        org: ScopeId,
+        n: u32,
+        access: &crate::service::kms::KeyAccess,
+        state: &byok_core::kms::provider::KeyState,
+    ) -> Result<()> {
+        use subtle::ConstantTimeEq;
+        let snap = cell.snapshot();
+        let holder = HolderId::Cmk(n);
+        let behind = snap.holders().find(|h| h.id == holder).is_some_and(|h| {
+            byok_core::kms::provider::copies_behind(
+                access.provider,
+                state,
+                h.copies.values().map(Vec::as_slice),
+            )
+        });
+        if !behind || snap.job().is_some() {
+            return Ok(());
+        }
+        let mut copies = Vec::new();
+        for v in snap.root_versions() {
+            let root = self.scope_key(cell, byok_core::KeyId::new(org, v)).await?;
+            let secret = root.duplicate_secret();
+            let wrapped = self.kms.wrap(access, &secret, v).await;
+            self.kms_answered(cell, org, n, "Encrypt", wrapped.as_ref().err())
+                .await?;
+            let wrapped = wrapped?;
+            let back = self.kms.unwrap(access, &wrapped, v).await;
+            self.kms_answered(cell, org, n, "Decrypt", back.as_ref().err())
+                .await?;
+            if !bool::from(back?.ct_eq(&secret)) {
+                return Err(super::ServiceError::Invalid(format!(
+                    "cmk:{n}: a copy made by the key's current version does not open to the root; the old copies are kept"
+                )));
+            }
+            copies.push((v, wrapped));
+        }
+        let refreshed = self
+            .transition(org, std::collections::BTreeMap::new(), |o| {
+                let mut effects = o.refresh_holder(holder)?;
+                for (v, c) in copies {
+                    effects.extend(o.record_root_copy(holder, v, c)?);
+                }
+                Ok(((), effects))
+            })
+            .await;
+        match refreshed {
+            // A job started meanwhile: the next check refreshes.
+            Err(super::ServiceError::Scope(byok_core::scope::ScopeError::JobRunning)) => Ok(()),
+            other => other,
+        }
     }
 }

@@ -117,6 +117,9 @@ impl Service {
                     }
                     byok_core::scope::JobKind::WrapRoot(v) => format!("wrap root version {v}"),
                     byok_core::scope::JobKind::RetireVersion(k) => format!("retire {k}"),
+                    byok_core::scope::JobKind::RefreshHolder(h) => {
+                        format!("wrap root again with {} (rotated)", holder_name(*h))
+                    }
                 },
                 done: u64::try_from(done).unwrap_or(u64::MAX),
                 total: u64::try_from(total).unwrap_or(u64::MAX),

@@ -81,6 +81,7 @@ pub(super) fn job_json(job: &RewrapJob) -> Value {
         JobKind::WrapHolder(h) => json!({ "wrap_holder": holder_name(*h) }),
         JobKind::WrapRoot(v) => json!({ "wrap_root": v }),
         JobKind::RetireVersion(k) => json!({ "retire_version": key_json(*k) }),
+        JobKind::RefreshHolder(h) => json!({ "refresh_holder": holder_name(*h) }),
     };
     let steps: Vec<Value> = job
         .steps
@@ -102,6 +103,8 @@ fn job_from(v: &Value) -> Option<RewrapJob> {
         JobKind::WrapHolder(parse_holder(h.as_str()?)?)
     } else if let Some(r) = kind.get("wrap_root") {
         JobKind::WrapRoot(u32::try_from(r.as_u64()?).ok()?)
+    } else if let Some(h) = kind.get("refresh_holder") {
+        JobKind::RefreshHolder(parse_holder(h.as_str()?)?)
     } else {
         JobKind::RetireVersion(key_from(kind.get("retire_version")?)?)
     };
@@ -406,6 +409,7 @@ mod tests {
             JobKind::WrapHolder(HolderId::Cmk(3)),
             JobKind::WrapRoot(2),
             JobKind::RetireVersion(KeyId::new(a, 1)),
+            JobKind::RefreshHolder(HolderId::Cmk(2)),
         ] {
             let job = RewrapJob {
                 kind,

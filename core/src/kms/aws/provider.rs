@@ -286,6 +286,7 @@ impl Wire for Aws {
             detail: format!("{} is enabled, symmetric, for encryption", meta.arn),
             key: meta.arn,
             unusable,
+            version: None,
         })
     }
 

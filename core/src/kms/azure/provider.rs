@@ -358,7 +358,12 @@ impl Wire for Azure {
                 },
             ),
             unusable,
+            version: Some(version),
         })
+    }
+
+    fn copy_version(&self, copy: &[u8]) -> Option<String> {
+        request::split_copy(copy).ok().map(|(_, v, _)| v.to_owned())
     }
 
     fn credential_scope(&self, access: &Access) -> String {

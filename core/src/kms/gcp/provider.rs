@@ -258,6 +258,7 @@ impl Wire for Gcp {
             ),
             key: KeyName::parse(&k.name).map(|n| n.key()).unwrap_or(k.name),
             unusable,
+            version: None,
         })
     }
 
