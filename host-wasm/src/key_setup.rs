@@ -181,6 +181,61 @@ pub fn parse_gcp_key(identifier: &str) -> Result<ParsedGcpKey, IdentifierProblem
     })
 }
 
+/// What an Azure key URL names.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ParsedAzureKey {
+    /// `vault` or `managed_hsm`.
+    pub service: &'static str,
+    /// `Azure`, `Azure China` or `Azure Government`.
+    pub cloud: String,
+    /// The vault or Managed HSM name.
+    pub vault: String,
+    /// The key name.
+    pub name: String,
+    /// The version named, if one was (byok keeps the key: each copy names its version).
+    pub version: Option<String>,
+    /// How byok wraps with it: `RSA-OAEP-256` (vault) or `A256KW` (Managed HSM).
+    pub algorithm: &'static str,
+    /// The key URL byok stores.
+    pub key: String,
+    /// The host byok calls (rebuilt from the checked parts, never taken from the paste).
+    pub endpoint: String,
+}
+
+/// Parses a pasted Azure Key Vault or Managed HSM key URL, with or without a version.
+pub fn parse_azure_key(identifier: &str) -> Result<ParsedAzureKey, IdentifierProblem> {
+    use byok_core::kms::azure::{KeyUrl, Service};
+    use byok_core::kms::provider::Provider;
+    let url = KeyUrl::parse(identifier).map_err(|e| IdentifierProblem {
+        message: e.to_string(),
+        part: e.part,
+        found: e.found.clone(),
+        expected: e.expected,
+    })?;
+    let stored = byok_core::kms::azure::Azure
+        .parse_key(identifier)
+        .map_err(|e| IdentifierProblem {
+            message: e.to_string(),
+            part: e.part,
+            found: e.found,
+            expected: e.expected,
+        })?;
+    let (service, algorithm) = match url.service {
+        Service::Vault => ("vault", "RSA-OAEP-256"),
+        Service::ManagedHsm => ("managed_hsm", "A256KW"),
+    };
+    Ok(ParsedAzureKey {
+        service,
+        cloud: stored.location,
+        endpoint: format!("{}/", url.base_url()),
+        vault: url.name,
+        name: url.key,
+        version: url.version,
+        algorithm,
+        key: stored.key,
+    })
+}
+
 /// A grant for any provider, as the server's `GET .../keys/policy` answers it.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ProviderGrant {
@@ -199,13 +254,13 @@ pub struct ProviderGrant {
 /// What [`provider_grant`] needs, from the admin's fields and the server's grant facts.
 #[derive(Clone, Debug, Default)]
 pub struct ProviderGrantRequest {
-    /// `aws`, `gcp`.
+    /// `aws`, `gcp`, `azure`.
     pub provider: String,
     /// The key identifier.
     pub key: String,
     /// The customer's principal byok becomes, if any.
     pub role: Option<String>,
-    /// Where byok's token is exchanged (GCP pool provider), if anywhere.
+    /// Where byok's token is exchanged (GCP pool provider; Azure tenant), if anywhere.
     pub audience: Option<String>,
     /// How byok becomes the role.
     pub role_trust: Option<RoleTrust>,
@@ -245,6 +300,12 @@ pub fn provider_grant(r: &ProviderGrantRequest) -> Result<ProviderGrant, EdgeErr
             vendor.gcp = Some(byok_core::kms::gcp::ServiceAccount {
                 client_email: v.trim_start_matches("serviceAccount:").to_owned(),
                 private_key_id: String::new(),
+            });
+        }
+        ("azure", Some(v)) => {
+            vendor.azure = Some(byok_core::kms::azure::auth::VendorApp {
+                client_id: v.clone(),
+                secret: None,
             });
         }
         _ => {}
@@ -335,11 +396,55 @@ mod tests {
         // Without an issuer, federation cannot be set up: the server's own refusal.
         r.issuer_url = None;
         assert_eq!(provider_grant(&r).unwrap_err().code, ApiCode::NotConfigured);
-        r.provider = "azure".into();
+        r.provider = "oci".into();
         assert_eq!(
             provider_grant(&r).unwrap_err().code,
             ApiCode::InvalidRequest
         );
+    }
+
+    #[test]
+    fn an_azure_key_url_and_its_federated_grant() {
+        let v = "0123456789abcdef0123456789abcdef";
+        let k = parse_azure_key(&format!(
+            " https://Acme.managedhsm.azure.cn/keys/root/{v}\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            (
+                k.service,
+                &k.cloud[..],
+                &k.vault[..],
+                &k.name[..],
+                k.algorithm
+            ),
+            ("managed_hsm", "Azure China", "acme", "root", "A256KW")
+        );
+        assert_eq!(k.version.as_deref(), Some(v));
+        assert_eq!(k.key, "https://acme.managedhsm.azure.cn/keys/root");
+        assert_eq!(k.endpoint, "https://acme.managedhsm.azure.cn/");
+        let e = parse_azure_key("https://acme.vault.azure.net.evil.example/keys/root").unwrap_err();
+        assert_eq!(e.part, "host");
+        let app = "44444444-4444-4444-8444-444444444444";
+        let mut r = ProviderGrantRequest {
+            provider: "azure".into(),
+            key: "https://acme.vault.azure.net/keys/root".into(),
+            role: Some(app.into()),
+            org: "00aa".into(),
+            issuer_url: Some("https://byok.example".into()),
+            ..Default::default()
+        };
+        let g = provider_grant(&r).unwrap();
+        assert_eq!(g.principal, app);
+        assert_eq!(g.trust_policy.as_ref().unwrap()["subject"], "org:00aa");
+        assert!(g.commands[1].contains("Key Vault Crypto Service Encryption User"));
+        // The vendor's own app instead: consent and the role, no federated credential.
+        r.role = None;
+        r.vendor_principal = Some(app.into());
+        let g = provider_grant(&r).unwrap();
+        assert_eq!(g.commands[0], format!("az ad sp create --id {app}"));
+        r.vendor_principal = None;
+        assert_eq!(provider_grant(&r).unwrap_err().code, ApiCode::NotConfigured);
     }
 
     #[test]

@@ -1,6 +1,6 @@
-// Add a key: the provider (AWS KMS or Google Cloud KMS) and its steps; the identifier parsed by
-// the wasm module as it is typed (region, account, key or alias; project, location, ring, key;
-// or what is wrong and why); the exact grant for this org, generated in the browser by core's
+// Add a key: the provider (AWS KMS, Google Cloud KMS or Azure Key Vault) and its steps; the
+// identifier parsed by the wasm module as it is typed (region, account, key or alias; project,
+// location, ring, key; vault, cloud, key; or what is wrong and why); the exact grant for this org, generated in the browser by core's
 // own function, with a copy button and the commands; "Validate" runs the server's live checks,
 // each step with its fix; "Add" attaches the key.
 import { ApiError } from './api.js';
@@ -14,12 +14,14 @@ export async function render(section, { session, wasm, banner, go }) {
     placeholder: 'arn:aws:kms:eu-west-1:111122223333:key/…', 'aria-describedby': 'key-arn-parsed', class: 'mono' });
   const role = h('input', { id: 'role-arn', name: 'role_arn', autocomplete: 'off', spellcheck: 'false',
     placeholder: 'arn:aws:iam::111122223333:role/…', 'aria-describedby': 'role-arn-hint', class: 'mono' });
-  // GCP: the customer's workload identity pool provider that trusts byok's issuer.
+  // GCP: the customer's workload identity pool provider that trusts byok's issuer; Azure: the
+  // customer's tenant (optional: byok learns it from the vault's challenge).
   const audience = h('input', { id: 'audience', name: 'audience', autocomplete: 'off', spellcheck: 'false', class: 'mono',
     placeholder: '//iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/…/providers/…' });
   const providerAws = h('input', { type: 'radio', name: 'provider', value: 'aws', id: 'provider-aws', checked: true });
   const providerGcp = h('input', { type: 'radio', name: 'provider', value: 'gcp', id: 'provider-gcp' });
-  const kind = () => (providerGcp.checked ? 'gcp' : 'aws');
+  const providerAzure = h('input', { type: 'radio', name: 'provider', value: 'azure', id: 'provider-azure' });
+  const kind = () => (providerGcp.checked ? 'gcp' : providerAzure.checked ? 'azure' : 'aws');
   // How byok assumes the role: its own OIDC token (no secret on the vendor's side; offered
   // first when byok is an issuer) or the org's external id.
   const trustOidc = h('input', { type: 'radio', name: 'role_trust', value: 'oidc', id: 'trust-oidc' });
@@ -36,9 +38,11 @@ export async function render(section, { session, wasm, banner, go }) {
   const keyLabel = h('label', { for: 'key-arn' }, 'Key ARN or alias ARN');
   const roleLabel = h('label', { for: 'role-arn' }, 'Role ARN (optional)');
   const roleHint = h('p', { class: 'hint', id: 'role-arn-hint' }, 'Only if byok should assume a role in your account instead of being granted in the key policy.');
+  const audienceLabel = h('label', { for: 'audience' }, 'Workload identity pool provider');
+  const audienceText = h('p', { class: 'hint' }, "The pool provider in your project that trusts byok's issuer: byok then holds no secret of yours.");
   const audienceBox = h('div', { id: 'audience-box', hidden: true },
-    h('label', { for: 'audience' }, 'Workload identity pool provider'), audience,
-    h('p', { class: 'hint' }, "The pool provider in your project that trusts byok's issuer: byok then holds no secret of yours."), audienceMsg.el);
+    audienceLabel, audience,
+    audienceText, audienceMsg.el);
   const parsed = h('div', { id: 'key-arn-parsed', class: 'parsed', 'aria-live': 'polite' });
   const grantBox = h('div', { id: 'grant' });
   const report = h('div', { id: 'report', 'aria-live': 'polite' });
@@ -69,7 +73,7 @@ export async function render(section, { session, wasm, banner, go }) {
     return vendor;
   };
 
-  // For Google Cloud: byok's issuer, this org's subject and the vendor's principals, from the
+  // For Google Cloud and Azure: byok's issuer, this org's subject and the vendor's principals, from the
   // server once (the grant itself is computed here by core, as the admin types).
   let facts = null;
   const factsFor = async () => {
@@ -92,11 +96,11 @@ export async function render(section, { session, wasm, banner, go }) {
     validate.disabled = true;
     add.disabled = true;
     if (!text) {
-      fill(parsed, h('p', { class: 'hint' }, kind() === 'gcp' ? 'Paste the key name (projects/…/cryptoKeys/…).' : 'Paste a key ARN or an alias ARN.'));
+      fill(parsed, h('p', { class: 'hint' }, CLOUDS[kind()]?.empty ?? 'Paste a key ARN or an alias ARN.'));
       fill(grantBox);
       return;
     }
-    if (kind() === 'gcp') return onGcpInput(text, mine, started);
+    if (CLOUDS[kind()]) return onCloudInput(CLOUDS[kind()], text, mine, started);
     let key;
     try {
       key = wasm.parseKeyArn(text);
@@ -147,21 +151,61 @@ export async function render(section, { session, wasm, banner, go }) {
     parsed.dataset.ms = (performance.now() - started).toFixed(2);
   }
 
-  async function onGcpInput(text, mine, started) {
+  // The providers whose grant is computed by `providerGrant` alone: what each parses, shows and
+  // says. AWS has its own flow (key policy statements, the role's trust).
+  const CLOUDS = {
+    gcp: {
+      name: 'gcp',
+      empty: 'Paste the key name (projects/…/cryptoKeys/…).',
+      parse: (t) => wasm.parseGcpKey(t),
+      facts: (key) => [
+        h('dt', {}, 'Project'), h('dd', { 'data-field': 'project' }, key.project),
+        h('dt', {}, 'Location'), h('dd', { 'data-field': 'location' }, key.location),
+        h('dt', {}, 'Key ring'), h('dd', { 'data-field': 'key-ring' }, key.key_ring),
+        h('dt', {}, 'Key'), h('dd', { 'data-field': 'name' }, key.crypto_key),
+        ...(key.version ? [h('dt', {}, 'Version'), h('dd', {}, `${key.version} (byok keeps the key: decrypt picks the version, encrypt the primary)`)] : []),
+      ],
+      policyLabel: 'IAM bindings on the key',
+      intro: (g, aud) => (aud
+        ? `Your pool provider trusts byok's issuer for this org only; ${g.principal} gets these roles on the key:`
+        : `Grant ${g.principal} these roles on the key:`),
+      copyPolicy: 'Copy the IAM bindings',
+      trustLabel: 'Service account binding',
+      trustHeading: 'On the service account: who may impersonate it',
+      copyTrust: 'Copy the service account binding',
+      tools: "With gcloud and byok's CLI:",
+    },
+    azure: {
+      name: 'azure',
+      empty: 'Paste the key URL (https://…vault.azure.net/keys/…).',
+      parse: (t) => wasm.parseAzureKey(t),
+      facts: (key) => [
+        h('dt', {}, key.service === 'vault' ? 'Vault' : 'Managed HSM'), h('dd', { 'data-field': 'vault' }, key.vault),
+        h('dt', {}, 'Cloud'), h('dd', { 'data-field': 'cloud' }, key.cloud),
+        h('dt', {}, 'Key'), h('dd', { 'data-field': 'name' }, key.name),
+        ...(key.version ? [h('dt', {}, 'Version'), h('dd', {}, `${key.version} (byok keeps the key: each copy names the version that made it)`)] : []),
+        h('dt', {}, 'byok wraps with'), h('dd', { 'data-field': 'algorithm' }, key.algorithm),
+      ],
+      policyLabel: 'Role assignment on the key',
+      intro: (g) => `Assign your app ${g.principal} this role on the key only (or, on a vault with access policies, these key permissions):`,
+      copyPolicy: 'Copy the role assignment',
+      trustLabel: 'Federated credential',
+      trustHeading: "On your app registration: the federated credential trusting byok's issuer for this org",
+      copyTrust: 'Copy the federated credential',
+      tools: "With the Azure CLI and byok's CLI:",
+    },
+  };
+
+  async function onCloudInput(cloud, text, mine, started) {
     let key;
     try {
-      key = wasm.parseGcpKey(text);
+      key = cloud.parse(text);
     } catch (e) {
       badIdentifier(e, started);
       return;
     }
     current = key;
-    fill(parsed, h('dl', { class: 'facts' },
-      h('dt', {}, 'Project'), h('dd', { 'data-field': 'project' }, key.project),
-      h('dt', {}, 'Location'), h('dd', { 'data-field': 'location' }, key.location),
-      h('dt', {}, 'Key ring'), h('dd', { 'data-field': 'key-ring' }, key.key_ring),
-      h('dt', {}, 'Key'), h('dd', { 'data-field': 'name' }, key.crypto_key),
-      ...(key.version ? [h('dt', {}, 'Version'), h('dd', {}, `${key.version} (byok keeps the key: decrypt picks the version, encrypt the primary)`)] : []),
+    fill(parsed, h('dl', { class: 'facts' }, ...cloud.facts(key),
       h('dt', {}, 'byok will call'), h('dd', { class: 'mono' }, key.endpoint)));
     parsed.dataset.ms = (performance.now() - started).toFixed(2);
     validate.disabled = false;
@@ -174,28 +218,28 @@ export async function render(section, { session, wasm, banner, go }) {
       return;
     }
     if (mine !== generation) return;
-    const sa = role.value.trim() || undefined;
+    const who = role.value.trim() || undefined;
     const aud = audience.value.trim() || undefined;
     let grant;
     try {
-      grant = wasm.providerGrant({ provider: 'gcp', key: key.key, role: sa, audience: aud, org,
-        externalId: f.external_id, issuerUrl: f.issuer_url ?? undefined, vendorPrincipal: f.vendor_principals.gcp });
+      grant = wasm.providerGrant({ provider: cloud.name, key: key.key, role: who, audience: aud, org,
+        externalId: f.external_id, issuerUrl: f.issuer_url ?? undefined, vendorPrincipal: f.vendor_principals[cloud.name] });
     } catch (e) {
       const msg = `${e.message} (${e.code ?? 'invalid_request'})`;
-      if (/service account/i.test(e.message)) roleMsg.show(msg);
+      if (/service account|client id|app registration/i.test(e.message)) roleMsg.show(msg);
       else audienceMsg.show(msg);
       fill(grantBox);
       validate.disabled = true;
       add.disabled = true;
       return;
     }
-    showGcpGrant(key, grant, sa, aud);
+    showCloudGrant(cloud, key, grant, who, aud);
   }
 
-  function showGcpGrant(key, grant, sa, aud) {
-    const bindings = JSON.stringify(grant.key_policy_statements, null, 2);
-    const policyPre = h('pre', { id: 'key-policy', class: 'code', tabindex: 0, 'aria-label': 'IAM bindings on the key' }, bindings);
-    const flags = `--provider gcp --key ${sh(key.key)}${sa ? ` --role ${sh(sa)}` : ''}${aud ? ` --audience ${sh(aud)}` : ''}`;
+  function showCloudGrant(cloud, key, grant, who, aud) {
+    const policy = JSON.stringify(grant.key_policy_statements, null, 2);
+    const policyPre = h('pre', { id: 'key-policy', class: 'code', tabindex: 0, 'aria-label': cloud.policyLabel }, policy);
+    const flags = `--provider ${cloud.name} --key ${sh(key.key)}${who ? ` --role ${sh(who)}` : ''}${aud ? ` --audience ${sh(aud)}` : ''}`;
     const cli = [
       ...grant.commands,
       `byok key validate --org ${org} ${flags}`,
@@ -204,17 +248,15 @@ export async function render(section, { session, wasm, banner, go }) {
     const cliPre = h('pre', { id: 'key-cli', class: 'code', tabindex: 0, 'aria-label': 'Commands' }, cli);
     const parts = [
       h('h3', {}, '3. Grant byok use of the key'),
-      h('p', {}, aud
-        ? `Your pool provider trusts byok's issuer for this org only; ${grant.principal} gets these roles on the key:`
-        : `Grant ${grant.principal} these roles on the key:`),
-      policyPre, copyButton('Copy the IAM bindings', () => bindings, policyPre),
+      h('p', {}, cloud.intro(grant, aud)),
+      policyPre, copyButton(cloud.copyPolicy, () => policy, policyPre),
     ];
     if (grant.trust_policy) {
       const tp = JSON.stringify(grant.trust_policy, null, 2);
-      const tpPre = h('pre', { id: 'trust-policy', class: 'code', tabindex: 0, 'aria-label': 'Service account binding' }, tp);
-      parts.push(h('h4', {}, 'On the service account: who may impersonate it'), tpPre, copyButton('Copy the service account binding', () => tp, tpPre));
+      const tpPre = h('pre', { id: 'trust-policy', class: 'code', tabindex: 0, 'aria-label': cloud.trustLabel }, tp);
+      parts.push(h('h4', {}, cloud.trustHeading), tpPre, copyButton(cloud.copyTrust, () => tp, tpPre));
     }
-    parts.push(h('p', {}, 'With gcloud and byok\'s CLI:'), cliPre, copyButton('Copy the commands', () => cli, cliPre));
+    parts.push(h('p', {}, cloud.tools), cliPre, copyButton('Copy the commands', () => cli, cliPre));
     fill(grantBox, parts);
   }
 
@@ -258,8 +300,8 @@ export async function render(section, { session, wasm, banner, go }) {
     fill(grantBox, parts);
   }
 
-  const body = () => (kind() === 'gcp'
-    ? { provider: 'gcp', key: arn.value.trim(), role: role.value.trim() || null, audience: audience.value.trim() || null }
+  const body = () => (CLOUDS[kind()]
+    ? { provider: kind(), key: arn.value.trim(), role: role.value.trim() || null, audience: audience.value.trim() || null }
     : { provider: 'aws', key: arn.value.trim(), role: role.value.trim() || null,
       role_trust: role.value.trim() ? roleTrust() : null });
 
@@ -289,9 +331,9 @@ export async function render(section, { session, wasm, banner, go }) {
       fill(report, h('p', { class: 'error', id: 'report-summary' }, `${e.text}. Its fix is below.`), stepsList(e.details));
     } else if (/name/.test(e.message) && !/arn/i.test(e.message)) {
       nameMsg.show(e.text);
-    } else if (/role|service account/i.test(e.message)) {
+    } else if (/role|service account|client id|app registration/i.test(e.message)) {
       roleMsg.show(e.text);
-    } else if (/workload identity/i.test(e.message)) {
+    } else if (/workload identity|tenant/i.test(e.message)) {
       audienceMsg.show(e.text);
     } else {
       arnMsg.show(e.text);
@@ -311,6 +353,13 @@ export async function render(section, { session, wasm, banner, go }) {
       h('li', {}, 'Copy its resource name (projects/…/cryptoKeys/…) and paste it below.'),
       h('li', {}, "Create a workload identity pool provider trusting byok's issuer for this org (the commands below), then paste its name."),
       h('li', {}, 'Grant the roles this page generates on the key; byok then holds no secret of yours.')));
+  const azureSteps = h('details', { open: true, id: 'azure-steps', hidden: true }, h('summary', {}, 'In Azure: prepare the key'),
+    h('ol', {},
+      h('li', {}, 'In the Azure portal, open the Key Vault (or Managed HSM) that should hold the key.'),
+      h('li', {}, 'Create a key (or pick one): RSA in a vault, oct-HSM (AES) in a Managed HSM, with the operations "Wrap Key" and "Unwrap Key".'),
+      h('li', {}, 'Copy its key identifier (https://…/keys/…) and paste it below.'),
+      h('li', {}, "In Microsoft Entra ID, pick or register an app; give it the federated credential this page generates, which trusts byok's issuer for this org only."),
+      h('li', {}, 'Assign that app the role this page generates, on the key only; byok then holds no secret of yours.')));
   const form = h('form', { id: 'add-key-form', novalidate: true, on: { submit: async (e) => {
     e.preventDefault();
     nameMsg.clear();
@@ -351,8 +400,9 @@ export async function render(section, { session, wasm, banner, go }) {
   } } },
   h('fieldset', {}, h('legend', {}, '1. Where your key lives'),
     h('label', { class: 'choice', for: 'provider-aws' }, providerAws, ' AWS KMS'),
-    h('label', { class: 'choice', for: 'provider-gcp' }, providerGcp, ' Google Cloud KMS')),
-  awsSteps, gcpSteps,
+    h('label', { class: 'choice', for: 'provider-gcp' }, providerGcp, ' Google Cloud KMS'),
+    h('label', { class: 'choice', for: 'provider-azure' }, providerAzure, ' Azure Key Vault')),
+  awsSteps, gcpSteps, azureSteps,
   h('h3', {}, '2. Identify the key'),
   h('label', { for: 'key-name' }, 'Name (how this page and the audit log call it)'), name, nameMsg.el,
   keyLabel, arn, arnMsg.el, parsed,
@@ -366,23 +416,45 @@ export async function render(section, { session, wasm, banner, go }) {
   role.addEventListener('input', onInput);
   audience.addEventListener('input', onInput);
   // Switching the provider relabels the fields and shows that cloud's steps.
+  const LABELS = {
+    aws: { key: 'Key ARN or alias ARN', keyHint: 'arn:aws:kms:eu-west-1:111122223333:key/…',
+      role: 'Role ARN (optional)', roleHint: 'arn:aws:iam::111122223333:role/…',
+      roleText: 'Only if byok should assume a role in your account instead of being granted in the key policy.' },
+    gcp: { key: 'Key name', keyHint: 'projects/my-project/locations/europe-west1/keyRings/…/cryptoKeys/…',
+      role: 'Service account (optional)', roleHint: 'byok-access@my-project.iam.gserviceaccount.com',
+      roleText: 'Only if byok should impersonate a service account of yours (through the pool provider) instead of being granted on the key itself.',
+      audience: 'Workload identity pool provider',
+      audienceText: "The pool provider in your project that trusts byok's issuer: byok then holds no secret of yours.",
+      audienceHint: '//iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/…/providers/…' },
+    azure: { key: 'Key URL', keyHint: 'https://my-vault.vault.azure.net/keys/…',
+      role: 'App (client) id', roleHint: '00000000-0000-0000-0000-000000000000',
+      roleText: "Your app registration byok signs in as, with a federated credential that trusts byok's issuer (no secret).",
+      audience: 'Tenant id (optional)', audienceHint: 'byok learns it from the vault when left empty',
+      audienceText: "Your Microsoft Entra tenant (a GUID, or its verified domain); without it byok asks the vault, and only trusts an answer from your key's cloud." },
+  };
   const relabel = () => {
-    const gcp = kind() === 'gcp';
-    awsSteps.hidden = gcp;
-    gcpSteps.hidden = !gcp;
-    audienceBox.hidden = !gcp;
-    trustBox.hidden = gcp || !role.value.trim();
-    keyLabel.textContent = gcp ? 'Key name' : 'Key ARN or alias ARN';
-    arn.placeholder = gcp ? 'projects/my-project/locations/europe-west1/keyRings/…/cryptoKeys/…' : 'arn:aws:kms:eu-west-1:111122223333:key/…';
-    roleLabel.textContent = gcp ? 'Service account (optional)' : 'Role ARN (optional)';
-    role.placeholder = gcp ? 'byok-access@my-project.iam.gserviceaccount.com' : 'arn:aws:iam::111122223333:role/…';
-    roleHint.textContent = gcp
-      ? 'Only if byok should impersonate a service account of yours (through the pool provider) instead of being granted on the key itself.'
-      : 'Only if byok should assume a role in your account instead of being granted in the key policy.';
+    const k = kind();
+    const l = LABELS[k];
+    awsSteps.hidden = k !== 'aws';
+    gcpSteps.hidden = k !== 'gcp';
+    azureSteps.hidden = k !== 'azure';
+    audienceBox.hidden = !l.audience;
+    trustBox.hidden = k !== 'aws' || !role.value.trim();
+    keyLabel.textContent = l.key;
+    arn.placeholder = l.keyHint;
+    roleLabel.textContent = l.role;
+    role.placeholder = l.roleHint;
+    roleHint.textContent = l.roleText;
+    if (l.audience) {
+      audienceLabel.textContent = l.audience;
+      audience.placeholder = l.audienceHint;
+      audienceText.textContent = l.audienceText;
+    }
     onInput();
   };
   providerAws.addEventListener('change', relabel);
   providerGcp.addEventListener('change', relabel);
+  providerAzure.addEventListener('change', relabel);
   trustOidc.addEventListener('change', onInput);
   trustExt.addEventListener('change', onInput);
   section.append(h('h2', {}, 'Add a key'), form);

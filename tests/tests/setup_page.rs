@@ -11,7 +11,10 @@ use std::process::Command;
 use std::sync::{Arc, OnceLock};
 
 use byok_tests::aws_stack::{aws_org, byok_org};
-use byok_tests::fixtures::{OrgSettings, TestServer, assert_error, assert_status, key};
+use byok_tests::azure_kv::{AzureKv, Federated};
+use byok_tests::fixtures::{
+    OrgSettings, TestServer, assert_error, assert_status, key, query_encode,
+};
 use byok_tests::gcp_kms::{GcpKms, IssuerKey, Pool};
 use serde_json::{Value, json};
 
@@ -281,19 +284,7 @@ async fn a_gcp_key_is_parsed_granted_validated_and_added_through_federation() {
         .unwrap();
     let o = ts.org(OrgSettings::named("acme")).await;
     let subject = byok_core::kms::oidc::subject(&o.id);
-    let once = |v: &str| {
-        let l = Arc::new(OnceLock::new());
-        l.set(v.to_owned()).unwrap();
-        l
-    };
-    let pool = Pool {
-        audience: POOL.into(),
-        issuer: once("http://127.0.0.1"),
-        key: IssuerKey::Jwks(jwks.clone()),
-        subject: once(&subject),
-        allowed_audiences: Vec::new(),
-        clock_ahead: Arc::default(),
-    };
+    let pool = Pool::trusting(POOL, "http://127.0.0.1", &jwks, &subject);
     gcp.allow_impersonation(SA, &pool.principal(&subject), true);
     gcp.set_pool(pool.clone());
     gcp.create_key(KEY, &[&format!("serviceAccount:{SA}")]);
@@ -340,6 +331,77 @@ async fn a_gcp_key_is_parsed_granted_validated_and_added_through_federation() {
     assert_eq!(
         (k["type"].clone(), k["key"].clone()),
         (json!("gcp"), json!(KEY))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_azure_key_url_is_parsed_granted_validated_and_added_through_a_federated_credential() {
+    const VAULT: &str = "https://acme.vault.azure.net";
+    const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
+    const APP: &str = "44444444-4444-4444-8444-444444444444";
+    let stack = byok_tests::aws_stack::AwsStack::start().await;
+    let kv = AzureKv::start().await;
+    let jwks = Arc::new(OnceLock::new());
+    let ts = TestServer::start_with("setup-page-azure", |data| {
+        stack.server_with(
+            data,
+            &[
+                ("BYOK_PUBLIC_URL", "http://127.0.0.1"),
+                ("BYOK_DANGER_AZURE_ENDPOINT", &kv.url),
+            ],
+        )
+    });
+    jwks.set(format!("{}/.well-known/jwks.json", ts.url))
+        .unwrap();
+    let o = ts.org(OrgSettings::named("acme")).await;
+    let subject = byok_core::kms::oidc::subject(&o.id);
+    kv.add_app(APP, TENANT);
+    kv.add_federated(
+        APP,
+        Federated::trusting("http://127.0.0.1", &subject, IssuerKey::Jwks(jwks.clone())),
+    );
+    let version = kv.create_key(VAULT, "root", "RSA-HSM", TENANT, &[APP]);
+
+    let v = flow(
+        &ts.url,
+        "azure",
+        json!({ "admin": o.admin, "key": format!("{VAULT}/keys/root/{version}"), "app": APP }),
+    );
+    assert!(str_of(&v, "/malformed").contains("host"), "{v}");
+    assert_eq!(
+        v["parsed"],
+        json!({ "vault": "acme", "cloud": "Azure", "name": "root", "algorithm": "RSA-OAEP-256" })
+    );
+    // The grant computed in the browser is the server's, field for field.
+    let path = o.path(&format!(
+        "/keys/policy?provider=azure&key={}&role={APP}",
+        query_encode(&format!("{VAULT}/keys/root"))
+    ));
+    let server = assert_status(&ts.get(&path, &o.admin).await, 200);
+    assert_eq!(v["assignment"], server["key_policy_statements"], "{v}");
+    assert_eq!(v["credential"], server["trust_policy"], "{v}");
+    assert_eq!(v["credential"]["subject"], json!(subject));
+    let cli = str_of(&v, "/cli");
+    for want in [
+        "az ad app federated-credential create --id 44444444-4444-4444-8444-444444444444"
+            .to_owned(),
+        "az role assignment create --role \"Key Vault Crypto Service Encryption User\"".to_owned(),
+        format!(
+            "byok key add --org {} --name 'prod' --provider azure --key '{VAULT}/keys/root' --role '{APP}'",
+            o.id
+        ),
+    ] {
+        assert!(cli.contains(&want), "{want} in {cli}");
+    }
+    assert!(
+        str_of(&v, "/summary").starts_with("Every check passed"),
+        "{v}"
+    );
+    assert!(str_of(&v, "/result").contains("Attached as cmk:1"), "{v}");
+    let k = key(&o.keys(&ts).await, "cmk:1").clone();
+    assert_eq!(
+        (k["type"].clone(), k["key"].clone()),
+        (json!("azure"), json!(format!("{VAULT}/keys/root")))
     );
 }
 

@@ -1,4 +1,4 @@
-//! Key setup for the browser: `parseKeyArn`, `parseGcpKey`, `keyGrant`, `providerGrant` and
+//! Key setup for the browser: `parseKeyArn`, `parseGcpKey`, `parseAzureKey`, `keyGrant`, `providerGrant` and
 //! `offlineValidation`, core's own
 //! functions (see [`crate::key_setup`]), so the page says what the server will say.
 
@@ -48,6 +48,25 @@ export interface ParsedGcpKey {
   endpoint: string;
 }
 
+/** What an Azure Key Vault or Managed HSM key URL names. */
+export interface ParsedAzureKey {
+  service: "vault" | "managed_hsm";
+  /** "Azure", "Azure China" or "Azure Government". */
+  cloud: string;
+  /** The vault or Managed HSM name. */
+  vault: string;
+  /** The key name. */
+  name: string;
+  /** The version named, if one was (byok keeps the key; each copy names its version). */
+  version: string | null;
+  /** How byok wraps with it. */
+  algorithm: "RSA-OAEP-256" | "A256KW";
+  /** The key URL byok stores. */
+  key: string;
+  /** The host byok calls (rebuilt from the checked parts). */
+  endpoint: string;
+}
+
 /** A grant for any provider, as the server's policy endpoint answers it. */
 export interface ProviderGrant {
   principal: string;
@@ -60,7 +79,7 @@ export interface ProviderGrant {
 /** What `providerGrant` needs: the admin's fields, and the server's grant facts
  * (`GET /v1/orgs/{org}/keys/grant-facts`). */
 export interface ProviderGrantRequest {
-  provider: "aws" | "gcp";
+  provider: "aws" | "gcp" | "azure";
   key: string;
   role?: string;
   audience?: string;
@@ -144,6 +163,15 @@ fn role_trust(asked: Option<&str>) -> Result<Option<RoleTrust>, JsValue> {
 #[wasm_bindgen(js_name = parseGcpKey, unchecked_return_type = "ParsedGcpKey")]
 pub fn parse_gcp_key(identifier: &str) -> Result<JsValue, JsValue> {
     key_setup::parse_gcp_key(identifier)
+        .map(|k| to_js(&k))
+        .map_err(problem)
+}
+
+/// Parses a pasted Azure key URL (vault or Managed HSM, any cloud, with or without a
+/// version). Throws like [`parse_key_arn`].
+#[wasm_bindgen(js_name = parseAzureKey, unchecked_return_type = "ParsedAzureKey")]
+pub fn parse_azure_key(identifier: &str) -> Result<JsValue, JsValue> {
+    key_setup::parse_azure_key(identifier)
         .map(|k| to_js(&k))
         .map_err(problem)
 }

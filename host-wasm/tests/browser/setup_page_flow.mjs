@@ -11,7 +11,7 @@ import { openPage, overflow, text } from './setup_page_kit.mjs';
 
 const [stage, argJson, artifacts] = process.argv.slice(2);
 const arg = JSON.parse(argJson);
-const STAGES = { tour, fixes, gcp, keyboard, job, tree, tokenCreate, tokenRevoke };
+const STAGES = { tour, fixes, gcp, azure, keyboard, job, tree, tokenCreate, tokenRevoke };
 
 const run = STAGES[stage];
 if (!run) throw new Error(`unknown stage ${stage}; one of ${Object.keys(STAGES).join(', ')}`);
@@ -151,6 +151,46 @@ async function gcp(ui, { admin, key, sa, pool }) {
   const result = await text(page, '#add-result');
   await ui.shot('add-key-gcp-added');
   return { malformed, parsed, bindings, trust, cli, summary, result };
+}
+
+/** Azure Key Vault: the provider switched, a URL whose host is not a vault refused with its
+ * part, then the key URL and the app's client id typed: parsed and granted in the browser (the
+ * federated credential for this org, the role on the key, the az commands); validated live,
+ * with the tenant learned from the vault's challenge; added. */
+async function azure(ui, { admin, key, app }) {
+  const { page } = ui;
+  await ui.load();
+  await ui.signIn(admin);
+  await page.click('nav a[href="#add-key"]');
+  await ui.section('add-key');
+  await page.check('#provider-azure');
+  assert.equal(await page.isVisible('#azure-steps'), true);
+  assert.equal(await page.isHidden('#gcp-steps'), true);
+  assert.equal(await text(page, 'label[for="key-arn"]'), 'Key URL');
+  await page.fill('#key-arn', 'https://acme.vault.azure.net.evil.example/keys/root');
+  const malformed = await text(page, '#key-arn-error');
+  assert.match(malformed, /\(invalid_request\)$/);
+  await page.fill('#key-arn', key);
+  await page.fill('#role-arn', app);
+  await page.waitForSelector('#trust-policy');
+  const parsed = {
+    vault: await text(page, '#key-arn-parsed [data-field="vault"]'),
+    cloud: await text(page, '#key-arn-parsed [data-field="cloud"]'),
+    name: await text(page, '#key-arn-parsed [data-field="name"]'),
+    algorithm: await text(page, '#key-arn-parsed [data-field="algorithm"]'),
+  };
+  const assignment = JSON.parse(await page.textContent('#key-policy'));
+  const credential = JSON.parse(await page.textContent('#trust-policy'));
+  const cli = await page.textContent('#key-cli');
+  await ui.axe('add-key-azure');
+  await ui.shot('add-key-azure');
+  await page.click('#validate');
+  await page.waitForSelector('#report-summary');
+  const summary = await text(page, '#report-summary');
+  await page.click('#add');
+  await page.waitForSelector('#make-default');
+  const result = await text(page, '#add-result');
+  return { malformed, parsed, assignment, credential, cli, summary, result };
 }
 
 /** The add-key flow with the keyboard only: sign in, reach "Add a key", paste, validate, add,
