@@ -185,7 +185,7 @@ pub struct KmsKeyArgs {
     pub provider: String,
     /// The key: an AWS key or alias ARN, a GCP key name
     /// (projects/P/locations/L/keyRings/R/cryptoKeys/K), or an Azure key URL
-    /// (https://VAULT.vault.azure.net/keys/KEY, or .managedhsm.azure.net).
+    /// (VAULT.vault.azure.net/keys/KEY over HTTPS, or .managedhsm.azure.net).
     #[arg(long, visible_alias = "key-arn")]
     pub key: String,
     /// Your principal for byok to become: an AWS role ARN, a GCP service account email
