@@ -145,3 +145,44 @@ pub async fn byok_org(name: &str, settings: OrgSettings<'_>) -> (AwsStack, TestS
     stack.attach_default_key(&ts, &o).await;
     (stack, ts, o)
 }
+
+/// byok's issuer URL in the tests: loopback, where the local clouds reach its JWKS.
+pub const TEST_ISSUER: &str = "http://127.0.0.1";
+
+/// A server that is an OIDC issuer: what the GCP and Azure tests start from.
+pub struct IssuerOrg {
+    /// The AWS stack (a server always has one).
+    pub stack: AwsStack,
+    /// The server, issuing as [`TEST_ISSUER`].
+    pub ts: TestServer,
+    /// An org on it.
+    pub org: TestOrg,
+    /// The org's subject in byok's tokens.
+    pub subject: String,
+    /// The server's JWKS URL, for a local cloud to check byok's tokens with.
+    pub jwks: Late,
+}
+
+/// A fresh stack, a server on it in a temp dir named after `name` that is an OIDC issuer with
+/// `extra` settings (a local cloud's test endpoint), and an org made with `settings`.
+pub async fn issuer_org(
+    name: &str,
+    extra: &[(&str, &str)],
+    settings: OrgSettings<'_>,
+) -> IssuerOrg {
+    let stack = AwsStack::start().await;
+    let jwks: Late = Arc::new(OnceLock::new());
+    let mut env = vec![("BYOK_PUBLIC_URL", TEST_ISSUER)];
+    env.extend_from_slice(extra);
+    let ts = TestServer::start_with(name, |data| stack.server_with(data, &env));
+    let _ = jwks.set(format!("{}/.well-known/jwks.json", ts.url));
+    let org = ts.org(settings).await;
+    let subject = byok_core::kms::oidc::subject(&org.id);
+    IssuerOrg {
+        stack,
+        ts,
+        org,
+        subject,
+        jwks,
+    }
+}

@@ -25,7 +25,6 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::key_wrap::{AES_256, KeyEncryptionKey, KeyWrap};
@@ -42,6 +41,7 @@ use base64ct::{Base64UrlUnpadded, Encoding};
 use serde_json::{Value, json};
 
 use crate::gcp_kms::IssuerKey;
+use crate::local::{Serving, random_hex, serve, serve_tls, unix_now as now};
 
 /// The vault service's resource (public cloud).
 pub const VAULT_RESOURCE: &str = "https://vault.azure.net";
@@ -149,26 +149,7 @@ pub struct AzureKv {
     /// `http://127.0.0.1:PORT`, or `https://127.0.0.1:PORT` from [`Self::start_tls`].
     pub url: String,
     inner: Arc<Mutex<Inner>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for AzureKv {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs()
-}
-
-fn random_hex(n: usize) -> String {
-    let mut b = vec![0u8; n];
-    rand::fill(&mut b[..]);
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    _serving: Serving,
 }
 
 fn b64(bytes: &[u8]) -> String {
@@ -225,32 +206,37 @@ fn material(kty: &str) -> Material {
 impl AzureKv {
     /// Starts the server on a loopback port, plain HTTP (byok's tests allow it for emulators).
     pub async fn start() -> Self {
-        let inner = Arc::new(Mutex::new(Inner::default()));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let app = Router::new()
-            .fallback(handle)
-            .with_state((inner.clone(), url.clone()));
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        Self { url, inner, task }
+        Self::start_on(false).await.0
     }
 
     /// Starts the server over HTTPS, with a certificate for 127.0.0.1 from a fresh test CA;
     /// returns the CA's PEM for the client to trust.
     pub async fn start_tls() -> (Self, String) {
-        let (ca, chain, key) = crate::tls::ca_and_leaf("127.0.0.1");
+        let (kv, ca) = Self::start_on(true).await;
+        (kv, ca.unwrap_or_default())
+    }
+
+    async fn start_on(tls: bool) -> (Self, Option<String>) {
         let inner = Arc::new(Mutex::new(Inner::default()));
-        let listener = crate::tls::TlsListener::bind(&chain, &key).await;
-        let url = format!("https://{}", listener.local_addr());
-        let app = Router::new()
-            .fallback(handle)
-            .with_state((inner.clone(), url.clone()));
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        (Self { url, inner, task }, ca)
+        let state = inner.clone();
+        let router = |url: &str| {
+            Router::new()
+                .fallback(handle)
+                .with_state((state, url.to_owned()))
+        };
+        let (url, serving, ca) = if tls {
+            let (url, serving, ca) = serve_tls(router).await;
+            (url, serving, Some(ca))
+        } else {
+            let (url, serving) = serve(router).await;
+            (url, serving, None)
+        };
+        let kv = Self {
+            url,
+            inner,
+            _serving: serving,
+        };
+        (kv, ca)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {

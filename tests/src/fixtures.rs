@@ -498,3 +498,30 @@ impl SealedTree {
         Ok(())
     }
 }
+
+/// A copy made by `kms.wrap(access, root, 3)` opens as org root version 3 of its own org only:
+/// version 2 is refused with `InvalidCiphertext` and the provider's `code`, another org too.
+/// Every provider binds copies so (AWS: encryption context, GCP: AAD, Azure: an envelope).
+pub async fn assert_copy_bound(
+    kms: &byok_server::service::kms::Kms,
+    access: &byok_server::service::kms::KeyAccess,
+    copy: &[u8],
+    root: &byok_core::SecretBytes,
+    code: &str,
+) {
+    use byok_core::kms::KmsErrorKind;
+    let back = kms.unwrap(access, copy, 3).await.expect("unwrap");
+    assert_eq!(back.expose_secret(), root.expose_secret());
+    let e = kms.unwrap(access, copy, 2).await.unwrap_err();
+    assert_eq!(
+        (e.kind, e.code.as_str()),
+        (KmsErrorKind::InvalidCiphertext, code),
+        "{e}"
+    );
+    let mut other = access.clone();
+    other.access.org = "00bb".into();
+    assert_eq!(
+        kms.unwrap(&other, copy, 3).await.unwrap_err().kind,
+        KmsErrorKind::InvalidCiphertext
+    );
+}

@@ -21,7 +21,6 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use axum::Router;
@@ -32,6 +31,8 @@ use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64ct::{Base64, Encoding};
 use serde_json::{Value, json};
+
+use crate::local::{Serving, random_hex, serve, unix_now as now};
 
 /// Encrypt and decrypt.
 pub const CRYPTO_ROLE: &str = "roles/cloudkms.cryptoKeyEncrypterDecrypter";
@@ -137,27 +138,11 @@ pub struct GcpKms {
     /// `http://127.0.0.1:PORT`.
     pub url: String,
     inner: Arc<Mutex<Inner>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for GcpKms {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs()
+    _serving: Serving,
 }
 
 fn random_token(prefix: &str) -> String {
-    let mut b = [0u8; 24];
-    rand::fill(&mut b);
-    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!("{prefix}.{hex}")
+    format!("{prefix}.{}", random_hex(24))
 }
 
 fn crc(bytes: &[u8]) -> String {
@@ -201,15 +186,18 @@ impl GcpKms {
     /// Starts the server on a loopback port.
     pub async fn start() -> Self {
         let inner = Arc::new(Mutex::new(Inner::default()));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let app = Router::new()
-            .fallback(handle)
-            .with_state((inner.clone(), url.clone()));
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        Self { url, inner, task }
+        let state = inner.clone();
+        let (url, serving) = serve(|url| {
+            Router::new()
+                .fallback(handle)
+                .with_state((state, url.to_owned()))
+        })
+        .await;
+        Self {
+            url,
+            inner,
+            _serving: serving,
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {

@@ -6,6 +6,7 @@ pub mod edge;
 pub mod fault_front;
 pub mod fixtures;
 pub mod gcp_kms;
+pub mod local;
 pub mod moto;
 pub mod server;
 pub mod sts_front;

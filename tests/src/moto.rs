@@ -63,6 +63,34 @@ pub fn python() -> PathBuf {
     venv().join("bin/python")
 }
 
+/// Runs `tools/<script>` with the venv's Python on `phase` and the config file `config`, with
+/// `env` set: what an official SDK saw, as the one JSON object the script prints. Panics with
+/// the script's stderr when it fails.
+pub fn sdk_check(
+    script: &str,
+    phase: &str,
+    config: &std::path::Path,
+    env: &[(&str, &std::path::Path)],
+) -> serde_json::Value {
+    let out = Command::new(python())
+        .arg(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../tools")
+                .join(script),
+        )
+        .arg(phase)
+        .arg(config)
+        .envs(env.iter().copied())
+        .output()
+        .expect("run the SDK check");
+    assert!(
+        out.status.success(),
+        "{script} {phase}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("the SDK check prints JSON")
+}
+
 /// The venv the test command made (`BYOK_VENV`, default `~/.cache/byok/venv`).
 fn venv() -> PathBuf {
     std::env::var_os("BYOK_VENV")

@@ -3,7 +3,6 @@
 //! service account, CRC32C both ways, the binding of copies, key states, refused grants,
 //! throttling and corrupted answers.
 
-use std::process::Command;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -20,8 +19,9 @@ use byok_core::validate::Outcome;
 use byok_server::credentials::AssertionSigner;
 use byok_server::service::kms::{KeyAccess, Kms, KmsSettings};
 use byok_server::vendor_key::ServiceAccountKey;
+use byok_tests::fixtures::assert_copy_bound;
 use byok_tests::gcp_kms::{CRYPTO_ROLE, GcpKms, IssuerKey, Pool, VIEW_ROLE};
-use byok_tests::moto::python;
+use byok_tests::moto::sdk_check;
 use serde_json::{Value, json};
 
 const KEY: &str = "projects/acme-prod/locations/europe-west1/keyRings/byok/cryptoKeys/root";
@@ -104,21 +104,7 @@ async fn server() -> (GcpKms, Value, String) {
 
 /// Runs tools/gcp_sdk_check.py `phase` against the server; its JSON answer.
 fn sdk(phase: &str, config: &std::path::Path) -> Value {
-    let out = Command::new(python())
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../tools/gcp_sdk_check.py"
-        ))
-        .arg(phase)
-        .arg(config)
-        .output()
-        .expect("run the SDK check");
-    assert!(
-        out.status.success(),
-        "{phase}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    sdk_check("gcp_sdk_check.py", phase, config, &[])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -240,20 +226,7 @@ async fn byok_wraps_and_unwraps_as_the_vendors_service_account() {
 
     // A copy opens as its own org and version only (the AAD binds them).
     let copy = kms.wrap(&access, &root, 3).await.expect("wrap");
-    let back = kms.unwrap(&access, &copy, 3).await.expect("unwrap");
-    assert_eq!(back.expose_secret(), root.expose_secret());
-    let e = kms.unwrap(&access, &copy, 2).await.unwrap_err();
-    assert_eq!(
-        (e.kind, e.code.as_str()),
-        (KmsErrorKind::InvalidCiphertext, "INVALID_ARGUMENT"),
-        "{e}"
-    );
-    let mut other = access.clone();
-    other.access.org = "00bb".into();
-    assert_eq!(
-        kms.unwrap(&other, &copy, 3).await.unwrap_err().kind,
-        KmsErrorKind::InvalidCiphertext
-    );
+    assert_copy_bound(&kms, &access, &copy, &root, "INVALID_ARGUMENT").await;
     // One JWT grant per org served every call since (cached until near its expiry).
     assert_eq!(gcp.calls().1, 2);
 

@@ -6,11 +6,9 @@
 //! that provider's fix), and disables AWS → GCP → Azure with re-encryption while all its data
 //! keeps opening.
 
-use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use byok_core::kms::oidc::subject as oidc_subject;
-use byok_tests::aws_stack::AwsStack;
+use byok_tests::aws_stack::{IssuerOrg, TEST_ISSUER as ISSUER, issuer_org};
 use byok_tests::azure_kv::{AzureKv, Federated};
 use byok_tests::fixtures::{
     OrgSettings, TestOrg, TestServer, assert_error, assert_status, key, query_encode as enc,
@@ -25,7 +23,6 @@ const POOL: &str = "//iam.googleapis.com/projects/123456789012/locations/global/
 const VAULT: &str = "https://acme.vault.azure.net";
 const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
 const APP: &str = "44444444-4444-4444-8444-444444444444";
-const ISSUER: &str = "http://127.0.0.1";
 const TTL: u64 = 1000;
 
 fn azure_key(version: &str) -> Value {
@@ -64,24 +61,23 @@ async fn withdrawn(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_org_with_keys_in_three_clouds_moves_across_them_and_each_withdrawal_wins() {
-    let stack = AwsStack::start().await;
     let gcp = GcpKms::start().await;
     let kv = AzureKv::start().await;
-    let jwks = Arc::new(OnceLock::new());
-    let ts = TestServer::start_with("server-azure", |data| {
-        stack.server_with(
-            data,
-            &[
-                ("BYOK_PUBLIC_URL", ISSUER),
-                ("BYOK_DANGER_GCP_ENDPOINT", &gcp.url),
-                ("BYOK_DANGER_AZURE_ENDPOINT", &kv.url),
-            ],
-        )
-    });
-    jwks.set(format!("{}/.well-known/jwks.json", ts.url))
-        .unwrap();
-    let o = ts.org(OrgSettings::named("acme").cache_ttl_ms(TTL)).await;
-    let subject = oidc_subject(&o.id);
+    let IssuerOrg {
+        stack,
+        ts,
+        org: o,
+        subject,
+        jwks,
+    } = issuer_org(
+        "server-azure",
+        &[
+            ("BYOK_DANGER_GCP_ENDPOINT", &gcp.url),
+            ("BYOK_DANGER_AZURE_ENDPOINT", &kv.url),
+        ],
+        OrgSettings::named("acme").cache_ttl_ms(TTL),
+    )
+    .await;
 
     // GCP as in server_gcp.rs; Azure: the customer's app trusts byok's issuer for this org.
     let p = Pool::trusting(POOL, ISSUER, &jwks, &subject);

@@ -9,10 +9,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use byok_core::kms::oidc::subject as oidc_subject;
-use byok_tests::aws_stack::AwsStack;
-use byok_tests::fixtures::{
-    OrgSettings, TestServer, assert_error, assert_status, key, query_encode as enc,
-};
+use byok_tests::aws_stack::{IssuerOrg, TEST_ISSUER as ISSUER, issuer_org};
+use byok_tests::fixtures::{OrgSettings, assert_error, assert_status, key, query_encode as enc};
 use byok_tests::gcp_kms::{CRYPTO_ROLE, GcpKms, Pool};
 use byok_tests::server::binary;
 use serde_json::{Value, json};
@@ -20,7 +18,6 @@ use serde_json::{Value, json};
 const KEY: &str = "projects/acme-prod/locations/europe-west1/keyRings/byok/cryptoKeys/root";
 const CUSTOMER: &str = "byok-access@acme-prod.iam.gserviceaccount.com";
 const POOL: &str = "//iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/byok/providers/byok-issuer";
-const ISSUER: &str = "http://127.0.0.1";
 
 fn pool(jwks: &Arc<OnceLock<String>>, subject: &str) -> Pool {
     Pool::trusting(POOL, ISSUER, jwks, subject)
@@ -35,23 +32,20 @@ fn gcp_key(name: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_org_with_aws_and_gcp_keys_switches_between_them_and_a_removed_gcp_grant_wins() {
-    let stack = AwsStack::start().await;
     let gcp = GcpKms::start().await;
-    let jwks = Arc::new(OnceLock::new());
-    let ts = TestServer::start_with("server-gcp", |data| {
-        stack.server_with(
-            data,
-            &[
-                ("BYOK_PUBLIC_URL", ISSUER),
-                ("BYOK_DANGER_GCP_ENDPOINT", &gcp.url),
-            ],
-        )
-    });
-    jwks.set(format!("{}/.well-known/jwks.json", ts.url))
-        .unwrap();
     let ttl = 1000;
-    let o = ts.org(OrgSettings::named("acme").cache_ttl_ms(ttl)).await;
-    let subject = oidc_subject(&o.id);
+    let IssuerOrg {
+        stack,
+        ts,
+        org: o,
+        subject,
+        jwks,
+    } = issuer_org(
+        "server-gcp",
+        &[("BYOK_DANGER_GCP_ENDPOINT", &gcp.url)],
+        OrgSettings::named("acme").cache_ttl_ms(ttl),
+    )
+    .await;
     let p = pool(&jwks, &subject);
     gcp.allow_impersonation(CUSTOMER, &p.principal(&subject), true);
     gcp.set_pool(p.clone());

@@ -8,9 +8,8 @@
 
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::{Arc, OnceLock};
 
-use byok_tests::aws_stack::{aws_org, byok_org};
+use byok_tests::aws_stack::{IssuerOrg, TEST_ISSUER, aws_org, byok_org, issuer_org};
 use byok_tests::azure_kv::{AzureKv, Federated};
 use byok_tests::fixtures::{
     OrgSettings, TestServer, assert_error, assert_status, key, query_encode,
@@ -263,28 +262,51 @@ async fn a_malformed_arn_and_a_missing_grant_each_show_their_fix_and_nothing_is_
     assert_eq!(o.keys(&ts).await["keys"].as_array().unwrap().len(), 1);
 }
 
+/// The end of a provider's add-key stage `v`: the commands shown hold each of `wants`, every
+/// live check passed, and the key was attached as `cmk:1` of `provider`, stored as `stored`.
+async fn validated_and_added(
+    v: &Value,
+    wants: &[String],
+    ts: &TestServer,
+    o: &byok_tests::fixtures::TestOrg,
+    provider: &str,
+    stored: &str,
+) {
+    let cli = str_of(v, "/cli");
+    for want in wants {
+        assert!(cli.contains(want.as_str()), "{want} in {cli}");
+    }
+    assert!(
+        str_of(v, "/summary").starts_with("Every check passed"),
+        "{v}"
+    );
+    assert!(str_of(v, "/result").contains("Attached as cmk:1"), "{v}");
+    let k = key(&o.keys(ts).await, "cmk:1").clone();
+    assert_eq!(
+        (k["type"].clone(), k["key"].clone()),
+        (json!(provider), json!(stored))
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gcp_key_is_parsed_granted_validated_and_added_through_federation() {
     const KEY: &str = "projects/acme-prod/locations/europe-west1/keyRings/byok/cryptoKeys/root";
     const SA: &str = "byok-access@acme-prod.iam.gserviceaccount.com";
     const POOL: &str = "//iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/byok/providers/byok-issuer";
-    let stack = byok_tests::aws_stack::AwsStack::start().await;
     let gcp = GcpKms::start().await;
-    let jwks = Arc::new(OnceLock::new());
-    let ts = TestServer::start_with("setup-page-gcp", |data| {
-        stack.server_with(
-            data,
-            &[
-                ("BYOK_PUBLIC_URL", "http://127.0.0.1"),
-                ("BYOK_DANGER_GCP_ENDPOINT", &gcp.url),
-            ],
-        )
-    });
-    jwks.set(format!("{}/.well-known/jwks.json", ts.url))
-        .unwrap();
-    let o = ts.org(OrgSettings::named("acme")).await;
-    let subject = byok_core::kms::oidc::subject(&o.id);
-    let pool = Pool::trusting(POOL, "http://127.0.0.1", &jwks, &subject);
+    let IssuerOrg {
+        ts,
+        org: o,
+        subject,
+        jwks,
+        ..
+    } = issuer_org(
+        "setup-page-gcp",
+        &[("BYOK_DANGER_GCP_ENDPOINT", &gcp.url)],
+        OrgSettings::named("acme"),
+    )
+    .await;
+    let pool = Pool::trusting(POOL, TEST_ISSUER, &jwks, &subject);
     gcp.allow_impersonation(SA, &pool.principal(&subject), true);
     gcp.set_pool(pool.clone());
     gcp.create_key(KEY, &[&format!("serviceAccount:{SA}")]);
@@ -311,27 +333,15 @@ async fn a_gcp_key_is_parsed_granted_validated_and_added_through_federation() {
         v["trust"]["bindings"][0]["members"][0],
         json!(pool.principal(&subject))
     );
-    let cli = str_of(&v, "/cli");
-    for want in [
+    let wants = [
         format!("--attribute-condition \"assertion.sub=='{subject}'\""),
         "--issuer-uri 'http://127.0.0.1'".to_owned(),
         format!(
             "byok key add --org {} --name 'prod' --provider gcp --key '{KEY}'",
             o.id
         ),
-    ] {
-        assert!(cli.contains(&want), "{want} in {cli}");
-    }
-    assert!(
-        str_of(&v, "/summary").starts_with("Every check passed"),
-        "{v}"
-    );
-    assert!(str_of(&v, "/result").contains("Attached as cmk:1"), "{v}");
-    let k = key(&o.keys(&ts).await, "cmk:1").clone();
-    assert_eq!(
-        (k["type"].clone(), k["key"].clone()),
-        (json!("gcp"), json!(KEY))
-    );
+    ];
+    validated_and_added(&v, &wants, &ts, &o, "gcp", KEY).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -339,26 +349,23 @@ async fn an_azure_key_url_is_parsed_granted_validated_and_added_through_a_federa
     const VAULT: &str = "https://acme.vault.azure.net";
     const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
     const APP: &str = "44444444-4444-4444-8444-444444444444";
-    let stack = byok_tests::aws_stack::AwsStack::start().await;
     let kv = AzureKv::start().await;
-    let jwks = Arc::new(OnceLock::new());
-    let ts = TestServer::start_with("setup-page-azure", |data| {
-        stack.server_with(
-            data,
-            &[
-                ("BYOK_PUBLIC_URL", "http://127.0.0.1"),
-                ("BYOK_DANGER_AZURE_ENDPOINT", &kv.url),
-            ],
-        )
-    });
-    jwks.set(format!("{}/.well-known/jwks.json", ts.url))
-        .unwrap();
-    let o = ts.org(OrgSettings::named("acme")).await;
-    let subject = byok_core::kms::oidc::subject(&o.id);
+    let IssuerOrg {
+        ts,
+        org: o,
+        subject,
+        jwks,
+        ..
+    } = issuer_org(
+        "setup-page-azure",
+        &[("BYOK_DANGER_AZURE_ENDPOINT", &kv.url)],
+        OrgSettings::named("acme"),
+    )
+    .await;
     kv.add_app(APP, TENANT);
     kv.add_federated(
         APP,
-        Federated::trusting("http://127.0.0.1", &subject, IssuerKey::Jwks(jwks.clone())),
+        Federated::trusting(TEST_ISSUER, &subject, IssuerKey::Jwks(jwks.clone())),
     );
     let version = kv.create_key(VAULT, "root", "RSA-HSM", TENANT, &[APP]);
 
@@ -381,8 +388,7 @@ async fn an_azure_key_url_is_parsed_granted_validated_and_added_through_a_federa
     assert_eq!(v["assignment"], server["key_policy_statements"], "{v}");
     assert_eq!(v["credential"], server["trust_policy"], "{v}");
     assert_eq!(v["credential"]["subject"], json!(subject));
-    let cli = str_of(&v, "/cli");
-    for want in [
+    let wants = [
         "az ad app federated-credential create --id 44444444-4444-4444-8444-444444444444"
             .to_owned(),
         "az role assignment create --role \"Key Vault Crypto Service Encryption User\"".to_owned(),
@@ -390,19 +396,8 @@ async fn an_azure_key_url_is_parsed_granted_validated_and_added_through_a_federa
             "byok key add --org {} --name 'prod' --provider azure --key '{VAULT}/keys/root' --role '{APP}'",
             o.id
         ),
-    ] {
-        assert!(cli.contains(&want), "{want} in {cli}");
-    }
-    assert!(
-        str_of(&v, "/summary").starts_with("Every check passed"),
-        "{v}"
-    );
-    assert!(str_of(&v, "/result").contains("Attached as cmk:1"), "{v}");
-    let k = key(&o.keys(&ts).await, "cmk:1").clone();
-    assert_eq!(
-        (k["type"].clone(), k["key"].clone()),
-        (json!("azure"), json!(format!("{VAULT}/keys/root")))
-    );
+    ];
+    validated_and_added(&v, &wants, &ts, &o, "azure", &format!("{VAULT}/keys/root")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

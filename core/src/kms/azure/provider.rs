@@ -211,18 +211,35 @@ impl Provider for Azure {
             Service::ManagedHsm => (HSM_ROLE, HSM_ROLE_ID),
         };
         commands.push(role_command(&url, app));
-        if url.service == Service::Vault {
-            commands.push(format!(
-                "# or, on a vault with access policies instead of RBAC:\naz keyvault set-policy --name {} --spn {app} --key-permissions get wrapKey unwrapKey",
+        let custom = custom_role(url.service);
+        let mut key_policy = json!({
+            "roleAssignment": { "role": role, "roleDefinitionId": role_id, "assignee": app, "scope": format!("/keys/{}", url.key) },
+            "customRole": custom,
+        });
+        match url.service {
+            Service::Vault => {
+                commands.push(format!(
+                    "# or a custom role with exactly these data actions (then assign it as above):\naz role definition create --role-definition '{custom}'"
+                ));
+                commands.push(format!(
+                    "# or, on a vault with access policies instead of RBAC:\naz keyvault set-policy --name {} --spn {app} --key-permissions get wrapKey unwrapKey",
+                    url.name
+                ));
+                if let Some(m) = key_policy.as_object_mut() {
+                    m.insert(
+                        "accessPolicy".into(),
+                        json!({ "permissions": { "keys": ["get", "wrapKey", "unwrapKey"] } }),
+                    );
+                }
+            }
+            Service::ManagedHsm => commands.push(format!(
+                "# or a custom role with exactly these data actions (then assign it as above):\naz keyvault role definition create --hsm-name {} --role-definition '{custom}'",
                 url.name
-            ));
+            )),
         }
         Ok(Grant {
             principal: app.to_owned(),
-            key_policy: json!({
-                "roleAssignment": { "role": role, "roleDefinitionId": role_id, "assignee": app, "scope": format!("/keys/{}", url.key) },
-                "accessPolicy": { "permissions": { "keys": ["get", "wrapKey", "unwrapKey"] } },
-            }),
+            key_policy,
             role_policy: None,
             trust_policy: credential,
             commands,
@@ -405,6 +422,41 @@ impl Wire for Azure {
     }
 }
 
+/// A custom role with exactly the data actions byok uses (read, wrap, unwrap), in the shape
+/// each service's `role definition create` takes: the built-in role's actions, for customers
+/// whose policy is custom roles only.
+fn custom_role(service: Service) -> serde_json::Value {
+    let description = "byok: read, wrap and unwrap keys, nothing else";
+    match service {
+        Service::Vault => json!({
+            "Name": "byok key wrapping",
+            "IsCustom": true,
+            "Description": description,
+            "Actions": [],
+            "NotActions": [],
+            "DataActions": [
+                "Microsoft.KeyVault/vaults/keys/read",
+                "Microsoft.KeyVault/vaults/keys/wrap/action",
+                "Microsoft.KeyVault/vaults/keys/unwrap/action",
+            ],
+            "NotDataActions": [],
+            "AssignableScopes": ["/subscriptions/SUBSCRIPTION_ID"],
+        }),
+        Service::ManagedHsm => json!({
+            "roleName": "byok key wrapping",
+            "description": description,
+            "actions": [],
+            "notActions": [],
+            "dataActions": [
+                "Microsoft.KeyVault/managedHsm/keys/read/action",
+                "Microsoft.KeyVault/managedHsm/keys/wrap/action",
+                "Microsoft.KeyVault/managedHsm/keys/unwrap/action",
+            ],
+            "notDataActions": [],
+        }),
+    }
+}
+
 /// The `az` command that gives `app` the crypto role on the key only.
 fn role_command(url: &KeyUrl, app: &str) -> String {
     match url.service {
@@ -493,7 +545,12 @@ mod tests {
             "{}",
             g.commands[1]
         );
-        assert!(g.commands[2].contains("--key-permissions get wrapKey unwrapKey"));
+        assert!(g.commands[2].contains("az role definition create"));
+        assert_eq!(
+            g.key_policy["customRole"]["DataActions"][2],
+            "Microsoft.KeyVault/vaults/keys/unwrap/action"
+        );
+        assert!(g.commands[3].contains("--key-permissions get wrapKey unwrapKey"));
         let hsm = access("https://acme.managedhsm.azure.net/keys/root");
         let g = Azure
             .grant(&GrantFor {
@@ -507,7 +564,9 @@ mod tests {
             "{}",
             g.commands[1]
         );
-        assert_eq!(g.commands.len(), 2, "Managed HSM has no access policies");
+        assert_eq!(g.commands.len(), 3, "Managed HSM has no access policies");
+        assert!(g.commands[2].contains("az keyvault role definition create --hsm-name acme"));
+        assert_eq!(g.key_policy.get("accessPolicy"), None);
         // No issuer, no app: the setting to give.
         assert!(
             Azure
