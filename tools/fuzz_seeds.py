@@ -11,7 +11,8 @@ from pathlib import Path
 
 
 def main(vectors: str, out: str) -> None:
-    dirs = {t: Path(out) / t for t in ("header", "armor", "frames", "envelope", "aws_arn")}
+    targets = ("header", "armor", "frames", "envelope", "aws_arn", "azure_url", "azure_challenge")
+    dirs = {t: Path(out) / t for t in targets}
     for d in dirs.values():
         d.mkdir(parents=True, exist_ok=True)
 
@@ -48,6 +49,20 @@ def main(vectors: str, out: str) -> None:
         "alias/x",
     ):
         put("aws_arn", seed.encode())
+    version = "0123456789abcdef0123456789abcdef"
+    for seed in (
+        "https://acme.vault.azure.net/keys/root",
+        f"https://acme.managedhsm.usgovcloudapi.net/keys/root/{version}",
+        "https://acme.vault.azure.cn/keys/root/",
+    ):
+        put("azure_url", seed.encode())
+    tenant = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+    for seed in (
+        f'Bearer authorization="https://login.microsoftonline.com/{tenant}", resource="https://vault.azure.net"',
+        f'Bearer authorization_uri="https://login.microsoftonline.us/{tenant}/", scope="https://managedhsm.usgovcloudapi.net/.default"',
+        'Bearer authorization="https://login.microsoftonline.com/contoso.onmicrosoft.com", resource="https://vault.azure.net"',
+    ):
+        put("azure_challenge", seed.encode())
     print(f"fuzz seeds: {n} vectors")
 
 

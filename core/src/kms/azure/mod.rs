@@ -9,6 +9,7 @@
 
 #[cfg(feature = "kms")]
 pub mod auth;
+pub mod challenge;
 #[cfg(feature = "kms")]
 pub mod envelope;
 #[cfg(feature = "kms")]
