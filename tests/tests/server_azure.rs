@@ -311,3 +311,39 @@ async fn an_org_with_keys_in_three_clouds_moves_across_them_and_each_withdrawal_
     assert!(v.to_string().contains("AADSTS70021"), "{v}");
     assert_eq!(other.keys(&ts).await["keys"].as_array().unwrap().len(), 1);
 }
+
+/// The vendor's own Entra app is refused at start without its proof, or with a client id that
+/// is not one: before anything is served, with the setting to give.
+#[test]
+fn the_vendors_azure_app_needs_a_client_id_and_its_certificate_or_secret() {
+    let run = |args: &[&str]| {
+        let dir = byok_tests::server::temp_dir("azure-vendor-app");
+        let out = std::process::Command::new(binary())
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.join("data"))
+            .args(args)
+            .env_remove("BYOK_AZURE_CLIENT_SECRET")
+            .env_remove("BYOK_AZURE_CERTIFICATE_FILE")
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?} started");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let e = run(&["--azure-client-id", APP]);
+    assert!(
+        e.contains("--azure-certificate-file") && e.contains("BYOK_AZURE_CLIENT_SECRET"),
+        "{e}"
+    );
+    let e = run(&["--azure-client-id", "my-app"]);
+    assert!(
+        e.contains("--azure-client-id") && e.contains("client id"),
+        "{e}"
+    );
+    let e = run(&[
+        "--azure-client-id",
+        APP,
+        "--azure-certificate-file",
+        "/nonexistent/app.pem",
+    ]);
+    assert!(e.contains("/nonexistent/app.pem"), "{e}");
+}
