@@ -54,10 +54,23 @@ export async function sealPartsWithWebCrypto(lease, plaintext, context) {
  * header and body copies the body once (in Chromium that copy costs about as much as the AES
  * of a 64 KiB message: BENCHMARKS.md); `sealPartsWithWebCrypto` avoids it. */
 export async function sealWithWebCrypto(lease, plaintext, context) {
-  const { header, body } = await sealPartsWithWebCrypto(lease, plaintext, context);
-  const out = new Uint8Array(header.length + body.length);
-  out.set(header);
-  out.set(body, header.length);
+  const step = lease.sealStep(plaintext.length, context);
+  const key = await aesKey(step, 'encrypt');
+  const sealed = await crypto.subtle.encrypt(
+    { name: 'AES-GCM', iv: step.iv, additionalData: step.aad, tagLength: 128 }, key, plaintext);
+  const h = step.header.length;
+  const n = sealed.byteLength;
+  if (typeof sealed.transfer === 'function') {
+    // Grow WebCrypto's own buffer (the allocator may extend it in place) and move the body
+    // up within it, instead of a fresh allocation and a copy across.
+    const out = new Uint8Array(sealed.transfer(n + h));
+    out.copyWithin(h, 0, n);
+    out.set(step.header, 0);
+    return out;
+  }
+  const out = new Uint8Array(h + n);
+  out.set(step.header);
+  out.set(new Uint8Array(sealed), h);
   return out;
 }
 
