@@ -39,11 +39,22 @@ async function aesKey(step, use) {
   }
 }
 
+/** The format's header length: the first bytes of a ciphertext, and of the AES additional data. */
+const HEADER_LEN = 92;
+
+/** `lease.sealStep`'s `{header, key, iv, aad}` as views of the one array `sealStepBytes`
+ * returns (`key | iv | aad`, the aad starting with the header): one crossing out of wasm. */
+function sealStep(lease, len, context) {
+  const p = lease.sealStepBytes(len, context);
+  return { key: p.subarray(0, 32), iv: p.subarray(32, 44), aad: p.subarray(44),
+    header: p.subarray(44, 44 + HEADER_LEN) };
+}
+
 /** Seals with `lease` as `lease.encrypt` does, with AES-GCM in WebCrypto, as two parts: the
  * ciphertext is `header` then `body`, byte for byte. No copy of the body is made: hand both
  * to whatever takes a sequence (a `ReadableStream`, `new Blob([header, body])`, two writes). */
 export async function sealPartsWithWebCrypto(lease, plaintext, context) {
-  const step = lease.sealStep(plaintext.length, context);
+  const step = sealStep(lease, plaintext.length, context);
   const key = await aesKey(step, 'encrypt');
   const body = new Uint8Array(await crypto.subtle.encrypt(
     { name: 'AES-GCM', iv: step.iv, additionalData: step.aad, tagLength: 128 }, key, plaintext));
@@ -54,7 +65,7 @@ export async function sealPartsWithWebCrypto(lease, plaintext, context) {
  * header and body copies the body once (in Chromium that copy costs about as much as the AES
  * of a 64 KiB message: BENCHMARKS.md); `sealPartsWithWebCrypto` avoids it. */
 export async function sealWithWebCrypto(lease, plaintext, context) {
-  const step = lease.sealStep(plaintext.length, context);
+  const step = sealStep(lease, plaintext.length, context);
   const key = await aesKey(step, 'encrypt');
   const sealed = await crypto.subtle.encrypt(
     { name: 'AES-GCM', iv: step.iv, additionalData: step.aad, tagLength: 128 }, key, plaintext);
