@@ -25,6 +25,16 @@ fn step_object(step: &AesStep, body: Option<&[u8]>) -> JsValue {
     o.into()
 }
 
+impl Lease {
+    /// The seal step for `len` bytes with `context`, now.
+    fn sealing(&self, len: usize, context: &JsValue) -> Result<AesStep, JsValue> {
+        let ctx = context_of(context)?;
+        self.inner
+            .seal_step(&ctx, len, now_ms(), &mut rng())
+            .map_err(thrown)
+    }
+}
+
 /// An edge lease on one scope's keys, held in memory only.
 #[wasm_bindgen]
 pub struct Lease {
@@ -135,12 +145,7 @@ impl Lease {
         #[wasm_bindgen(unchecked_param_type = "Record<string, string> | undefined")]
         context: JsValue,
     ) -> Result<JsValue, JsValue> {
-        let ctx = context_of(&context)?;
-        let step = self
-            .inner
-            .seal_step(&ctx, len, now_ms(), &mut rng())
-            .map_err(thrown)?;
-        Ok(step_object(&step, None))
+        Ok(step_object(&self.sealing(len, &context)?, None))
     }
 
     /// [`Self::seal_step`] as one array, `key (32) | iv (12) | aad`, whose aad starts with the
@@ -154,11 +159,7 @@ impl Lease {
         #[wasm_bindgen(unchecked_param_type = "Record<string, string> | undefined")]
         context: JsValue,
     ) -> Result<Uint8Array, JsValue> {
-        let ctx = context_of(&context)?;
-        let step = self
-            .inner
-            .seal_step(&ctx, len, now_ms(), &mut rng())
-            .map_err(thrown)?;
+        let step = self.sealing(len, &context)?;
         let mut packed = zeroize::Zeroizing::new(Vec::with_capacity(44 + step.aad.len()));
         packed.extend_from_slice(step.key.expose_secret());
         packed.extend_from_slice(&step.nonce);
