@@ -144,6 +144,19 @@ pub enum Credentials {
     Bearer(Zeroizing<String>),
 }
 
+impl Credentials {
+    /// The bearer token, for a provider (`title`) whose requests carry one; AWS keys are a
+    /// request the host built wrong.
+    pub fn bearer(&self, title: &str) -> Result<&str, RequestError> {
+        match self {
+            Self::Bearer(t) => Ok(t.as_str()),
+            Self::SigV4(_) => Err(RequestError(format!(
+                "{title} requests carry a bearer token, not AWS keys"
+            ))),
+        }
+    }
+}
+
 impl fmt::Debug for Credentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

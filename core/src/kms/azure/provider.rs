@@ -30,8 +30,8 @@ use crate::kms::azure::url::{Cloud, KeyUrl, Service, UrlError};
 use crate::kms::error::{KmsError, KmsErrorKind};
 use crate::kms::http::{HttpRequest, HttpResponse};
 use crate::kms::provider::{
-    Access, BadIdentifier, Binding, Call, CredentialFlow, Credentials, Grant, GrantFor, KeyState,
-    Op, ParsedKey, Provider, RequestError, Unusable, Vendor, Wire, local_error,
+    Access, BadIdentifier, Binding, Call, CredentialFlow, Grant, GrantFor, KeyState, Op, ParsedKey,
+    Provider, RequestError, Unusable, Vendor, Wire, local_error,
 };
 use crate::secret::SecretBytes;
 
@@ -259,15 +259,6 @@ fn key_url(key: &str) -> Result<KeyUrl, RequestError> {
     KeyUrl::parse(key).map_err(|e| RequestError(e.to_string()))
 }
 
-fn bearer(creds: &Credentials) -> Result<&str, RequestError> {
-    match creds {
-        Credentials::Bearer(t) => Ok(t.as_str()),
-        Credentials::SigV4(_) => Err(RequestError(
-            "Azure calls need an Entra token, not AWS credentials".into(),
-        )),
-    }
-}
-
 impl Wire for Azure {
     fn wrap_request(
         &self,
@@ -284,7 +275,7 @@ impl Wire for Azure {
             "",
             alg_for(url.service),
             &sealed,
-            bearer(call.creds)?,
+            call.creds.bearer(self.title())?,
             call.danger_base,
         ))
     }
@@ -304,7 +295,7 @@ impl Wire for Azure {
         request::unwrap_request(
             &key_url(call.key)?,
             blob,
-            bearer(call.creds)?,
+            call.creds.bearer(self.title())?,
             call.danger_base,
         )
         .map_err(|why| RequestError(format!("the stored Azure copy is unusable: {why}")))
@@ -326,7 +317,7 @@ impl Wire for Azure {
     ) -> Result<HttpRequest, RequestError> {
         Ok(request::get_key_request(
             &key_url(call.key)?,
-            bearer(call.creds)?,
+            call.creds.bearer(self.title())?,
             call.danger_base,
         ))
     }
@@ -474,7 +465,7 @@ fn role_command(url: &KeyUrl, app: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kms::provider::RoleTrust;
+    use crate::kms::provider::{Credentials, RoleTrust};
 
     const APP: &str = "11111111-2222-3333-4444-555555555555";
 

@@ -13,8 +13,8 @@ use crate::kms::gcp::policy::{self, Member, PoolProvider, key_bindings, parse_se
 use crate::kms::gcp::request;
 use crate::kms::http::{HttpRequest, HttpResponse};
 use crate::kms::provider::{
-    Access, BadIdentifier, Binding, Call, CredentialFlow, Credentials, Grant, GrantFor, KeyState,
-    Op, ParsedKey, Provider, RequestError, Unusable, Vendor, Wire, local_error,
+    Access, BadIdentifier, Binding, Call, CredentialFlow, Grant, GrantFor, KeyState, Op, ParsedKey,
+    Provider, RequestError, Unusable, Vendor, Wire, local_error,
 };
 use crate::secret::SecretBytes;
 
@@ -57,15 +57,6 @@ impl From<NameError> for BadIdentifier {
 
 fn key(call_key: &str) -> Result<KeyName, RequestError> {
     KeyName::parse(call_key).map_err(|e| RequestError(e.to_string()))
-}
-
-fn bearer(creds: &Credentials) -> Result<&str, RequestError> {
-    match creds {
-        Credentials::Bearer(t) => Ok(t.as_str()),
-        Credentials::SigV4(_) => Err(RequestError(
-            "Cloud KMS requests carry a bearer token, not AWS keys".into(),
-        )),
-    }
 }
 
 impl Provider for Gcp {
@@ -194,7 +185,7 @@ impl Wire for Gcp {
             &key(call.key)?,
             root,
             call.binding,
-            bearer(call.creds)?,
+            call.creds.bearer(self.title())?,
             call.danger_base,
         ))
     }
@@ -215,7 +206,7 @@ impl Wire for Gcp {
             &key(call.key)?,
             blob,
             call.binding,
-            bearer(call.creds)?,
+            call.creds.bearer(self.title())?,
             call.danger_base,
         ))
     }
@@ -231,7 +222,7 @@ impl Wire for Gcp {
     ) -> Result<HttpRequest, RequestError> {
         Ok(request::get_key_request(
             &key(call.key)?,
-            bearer(call.creds)?,
+            call.creds.bearer(self.title())?,
             call.danger_base,
         ))
     }
@@ -304,7 +295,7 @@ impl Wire for Gcp {
 mod tests {
     use super::*;
     use crate::kms::aws::policy::RoleTrust;
-    use crate::kms::provider::{Binding, Need};
+    use crate::kms::provider::{Binding, Credentials, Need};
     use zeroize::Zeroizing;
 
     const KEY: &str = "projects/acme-prod/locations/europe-west1/keyRings/byok/cryptoKeys/root";
