@@ -48,16 +48,22 @@ async fn decrypt(
     }))
 }
 
+/// The floor's router (also driven in process by `benches/data_path.rs`).
+pub fn router() -> Router {
+    Router::new()
+        .route("/v1/orgs/{org}/scopes/{scope}/encrypt", post(encrypt))
+        .route("/v1/orgs/{org}/decrypt", post(decrypt))
+        .route("/healthz", axum::routing::get(|| async { StatusCode::OK }))
+        .layer(DefaultBodyLimit::max(byok_server::api::MAX_BODY))
+}
+
+#[allow(dead_code)] // Unused when the bench includes this file as a module.
 #[tokio::main]
 async fn main() -> Result<(), String> {
     let addr = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "127.0.0.1:8081".into());
-    let app = Router::new()
-        .route("/v1/orgs/{org}/scopes/{scope}/encrypt", post(encrypt))
-        .route("/v1/orgs/{org}/decrypt", post(decrypt))
-        .route("/healthz", axum::routing::get(|| async { StatusCode::OK }))
-        .layer(DefaultBodyLimit::max(byok_server::api::MAX_BODY));
+    let app = router();
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;

@@ -10,7 +10,7 @@
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -18,11 +18,17 @@ use tokio::time::{Instant, Sleep};
 
 pin_project_lite::pin_project! {
     /// An I/O stream that fails with `TimedOut` after `limit` without progress.
+    ///
+    /// Progress only records the time (`last`); the timer is re-armed lazily, when it fires
+    /// early because bytes moved since it was set. Resetting it on every read and write, as
+    /// this first did, moved a timer-wheel entry under the driver's lock twice per request on
+    /// the data path; now it moves at most once per `limit`.
     pub struct Idle<T> {
         #[pin]
         inner: T,
         // Boxed, so that `Idle<T>` is `Unpin` whenever `T` is (hyper and rustls want that).
         sleep: Pin<Box<Sleep>>,
+        last: Instant,
         limit: Duration,
     }
 }
@@ -30,9 +36,11 @@ pin_project_lite::pin_project! {
 impl<T> Idle<T> {
     /// Wraps `inner`; the clock starts now.
     pub fn new(inner: T, limit: Duration) -> Self {
+        let now = Instant::now();
         Self {
             inner,
-            sleep: Box::pin(tokio::time::sleep(limit)),
+            sleep: Box::pin(tokio::time::sleep_until(now + limit)),
+            last: now,
             limit,
         }
     }
@@ -40,6 +48,28 @@ impl<T> Idle<T> {
 
 fn timed_out() -> io::Error {
     io::Error::new(io::ErrorKind::TimedOut, "connection idle past the limit")
+}
+
+/// Called when the inner stream is not ready: `Ready` once `limit` has passed since `last`
+/// with no progress; otherwise registers the timer for `last + limit` and stays `Pending`.
+fn expired(
+    sleep: &mut Pin<Box<Sleep>>,
+    last: Instant,
+    limit: Duration,
+    cx: &mut Context<'_>,
+) -> Poll<io::Error> {
+    loop {
+        let due = last + limit;
+        if sleep.deadline() != due {
+            // Bytes moved since the timer was set: it would fire early. Only ever later.
+            sleep.as_mut().reset(due);
+        }
+        match sleep.as_mut().poll(cx) {
+            Poll::Ready(()) if sleep.deadline() == due => return Poll::Ready(timed_out()),
+            Poll::Ready(()) => {}
+            Poll::Pending => return Poll::Pending,
+        }
+    }
 }
 
 impl<T: AsyncRead> AsyncRead for Idle<T> {
@@ -53,22 +83,18 @@ impl<T: AsyncRead> AsyncRead for Idle<T> {
         match this.inner.poll_read(cx, buf) {
             Poll::Ready(r) => {
                 if buf.filled().len() > before {
-                    this.sleep.as_mut().reset(Instant::now() + *this.limit);
+                    *this.last = Instant::now();
                 }
                 Poll::Ready(r)
             }
-            Poll::Pending => {
-                ready!(this.sleep.as_mut().poll(cx));
-                Poll::Ready(Err(timed_out()))
-            }
+            Poll::Pending => expired(this.sleep, *this.last, *this.limit, cx).map(Err),
         }
     }
 }
 
-/// Restarts the clock on a write that moved bytes; a write still pending when the clock runs
-/// out fails with `TimedOut`.
 fn after_write(
     sleep: &mut Pin<Box<Sleep>>,
+    last: &mut Instant,
     limit: Duration,
     cx: &mut Context<'_>,
     written: Poll<io::Result<usize>>,
@@ -76,15 +102,12 @@ fn after_write(
     match written {
         Poll::Ready(Ok(n)) => {
             if n > 0 {
-                sleep.as_mut().reset(Instant::now() + limit);
+                *last = Instant::now();
             }
             Poll::Ready(Ok(n))
         }
         Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-        Poll::Pending => {
-            ready!(sleep.as_mut().poll(cx));
-            Poll::Ready(Err(timed_out()))
-        }
+        Poll::Pending => expired(sleep, *last, limit, cx).map(Err),
     }
 }
 
@@ -96,7 +119,7 @@ impl<T: AsyncWrite> AsyncWrite for Idle<T> {
     ) -> Poll<io::Result<usize>> {
         let this = self.project();
         let written = this.inner.poll_write(cx, buf);
-        after_write(this.sleep, *this.limit, cx, written)
+        after_write(this.sleep, this.last, *this.limit, cx, written)
     }
 
     fn poll_write_vectored(
@@ -106,7 +129,7 @@ impl<T: AsyncWrite> AsyncWrite for Idle<T> {
     ) -> Poll<io::Result<usize>> {
         let this = self.project();
         let written = this.inner.poll_write_vectored(cx, bufs);
-        after_write(this.sleep, *this.limit, cx, written)
+        after_write(this.sleep, this.last, *this.limit, cx, written)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -138,8 +161,33 @@ mod tests {
             b.write_all(b"x").await.unwrap();
             assert_eq!(idle.read(&mut buf).await.unwrap(), 1);
         }
-        // Then silence: the read fails with TimedOut once 10 s pass.
+        // Then silence: the read fails with TimedOut 10 s after the last byte, not before.
+        let quiet = Instant::now();
         let err = idle.read(&mut buf).await.unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert_eq!(quiet.elapsed(), Duration::from_secs(10));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn bytes_that_move_while_the_timer_waits_push_it_back() {
+        let (a, mut b) = tokio::io::duplex(64);
+        let mut idle = Idle::new(a, Duration::from_secs(10));
+        let started = Instant::now();
+        // A read waits with the timer armed; a byte at 8 s answers it.
+        let writer = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(8)).await;
+            b.write_all(b"x").await.unwrap();
+            b
+        });
+        let mut buf = [0u8; 4];
+        assert_eq!(idle.read(&mut buf).await.unwrap(), 1);
+        let _b = writer.await.unwrap();
+        // Writing counts as progress too: at 12 s, past the first deadline.
+        tokio::time::advance(Duration::from_secs(4)).await;
+        idle.write_all(b"y").await.unwrap();
+        // The next silent read times out 10 s after that write (22 s), not at 10 or 18 s.
+        let err = idle.read(&mut buf).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert_eq!(started.elapsed(), Duration::from_secs(22));
     }
 }
