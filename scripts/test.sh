@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of byok on a fresh machine that has only the Rust toolchain, Python 3 and Node:
-# it installs what it needs (wasm targets, a Python venv, cargo-fuzz) idempotently, so a second
-# run skips the installs.
+# it installs what it needs (wasm targets, a Python venv, cargo-fuzz, PostgreSQL and Chromium from
+# Debian) idempotently, so a second run skips the installs.
 #
 #   ./scripts/test.sh            everything (what CI runs)
 #   BYOK_FUZZ_SECONDS=60 ./scripts/test.sh    longer fuzzing
@@ -57,7 +57,14 @@ check "host-wasm: the wasi:http component (before cargo test: tests/tests/edge_w
 check "workerd for the example Worker (npm ci, pinned in its package-lock.json)" \
   npm ci --prefix host-wasm/examples/worker --no-audit --no-fund
 
-check "cargo test (workspace; AWS tests against moto)" cargo test --workspace --locked
+step "PostgreSQL (Debian's packages; a throwaway cluster on 127.0.0.1)"
+. scripts/lib/postgres.sh
+start_postgres
+echo "cluster at $BYOK_TEST_POSTGRES_URL"
+
+check "cargo test (workspace; AWS tests against moto; store tests on SQLite and PostgreSQL)" cargo test --workspace --locked
+check "the API suites again, with byok serve on PostgreSQL" env BYOK_TEST_BACKEND=postgres \
+  cargo test -p byok-tests --test server_api --test withdrawal --locked
 check "schemathesis against a live server: no 5xx" scripts/schemathesis.sh
 check "1 GiB stream in constant memory" cargo run --release -p byok-core --features dev,aws-lc --example stream_rss --locked
 

@@ -71,6 +71,8 @@ pub struct FileConfig {
     pub listen: Option<SocketAddr>,
     /// Data directory (SQLite database, managed key).
     pub data_dir: Option<PathBuf>,
+    /// PostgreSQL instead of the SQLite database in the data directory.
+    pub database_url: Option<String>,
     /// Log format.
     pub log_format: Option<LogFormat>,
     /// Default unwrap cache TTL for new orgs, ms.
@@ -124,6 +126,11 @@ pub struct ServeArgs {
     /// Data directory: SQLite database and managed key [default: ./byok-data].
     #[arg(long, env = "BYOK_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// PostgreSQL for several replicas (`postgres://user@host/db`) instead of SQLite in the
+    /// data directory (which still holds the managed key, unless BYOK_MANAGED_KEY). Prefer the
+    /// environment or the settings file: a flag is visible to other users in `ps`.
+    #[arg(long, env = "BYOK_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
     /// TOML settings file (lower precedence than flags and environment).
     #[arg(long, env = "BYOK_CONFIG")]
     pub config: Option<PathBuf>,
@@ -219,6 +226,46 @@ pub struct ServeArgs {
     pub danger_azure_endpoint: Option<String>,
 }
 
+/// A PostgreSQL URL. Its password never reaches `Debug`, a log line or an error.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    /// Checks that `url` names PostgreSQL (SQLite is the data directory's, not a URL).
+    pub fn parse(url: String) -> Result<Self, String> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Self(url))
+        } else {
+            Err("--database-url must be a postgres:// or postgresql:// URL (SQLite is the default, in --data-dir)".into())
+        }
+    }
+
+    /// The URL itself, for connecting.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The URL with any password replaced by `***`, for logs.
+    pub fn redacted(&self) -> String {
+        let (scheme, rest) = self.0.split_once("://").unwrap_or(("", &self.0));
+        let authority_end = rest.find('/').unwrap_or(rest.len());
+        match rest[..authority_end].rfind('@') {
+            Some(at) if rest[..at].contains(':') => {
+                let user = rest[..at].split(':').next().unwrap_or("");
+                format!("{scheme}://{user}:***{}", &rest[at..])
+            }
+            Some(_) => self.0.clone(),
+            None => self.0.clone(),
+        }
+    }
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
 /// The resolved settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -226,6 +273,8 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Data directory.
     pub data_dir: PathBuf,
+    /// PostgreSQL, when given; SQLite in the data directory otherwise.
+    pub database_url: Option<DatabaseUrl>,
     /// Log format.
     pub log_format: LogFormat,
     /// Default unwrap cache TTL for new orgs.
@@ -339,6 +388,12 @@ impl Config {
             api,
             metrics_listen,
             listen,
+            database_url: args
+                .database_url
+                .clone()
+                .or(file.database_url)
+                .map(DatabaseUrl::parse)
+                .transpose()?,
             data_dir: args
                 .data_dir
                 .clone()
@@ -409,6 +464,20 @@ fn read_file(path: &Path) -> Result<FileConfig, String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_database_url_shows_no_password() {
+        let url =
+            DatabaseUrl::parse("postgres://byok:s3cret@db.internal:5432/byok".into()).unwrap();
+        assert_eq!(url.redacted(), "postgres://byok:***@db.internal:5432/byok");
+        assert!(!format!("{url:?}").contains("s3cret"));
+        let bare = DatabaseUrl::parse("postgresql://db/byok".into()).unwrap();
+        assert_eq!(bare.redacted(), "postgresql://db/byok");
+        let user = DatabaseUrl::parse("postgres://byok@db/byok".into()).unwrap();
+        assert_eq!(user.redacted(), "postgres://byok@db/byok");
+        let err = DatabaseUrl::parse("mysql://db/byok".into()).unwrap_err();
+        assert!(err.contains("postgres://"), "{err}");
+    }
+
     use super::*;
 
     #[test]

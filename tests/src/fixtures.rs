@@ -119,11 +119,21 @@ impl TestServer {
         self.server.data_dir.clone()
     }
 
-    /// Opens the server's SQLite database (read-only if `read_only`).
-    pub async fn db(&self, read_only: bool) -> sqlx::SqlitePool {
-        let mode = if read_only { "?mode=ro" } else { "" };
-        let url = format!("sqlite://{}{mode}", self.data().join("byok.db").display());
-        sqlx::SqlitePool::connect(&url).await.expect("open byok.db")
+    /// Opens the server's database: its SQLite file (read-only if `read_only`), or its
+    /// PostgreSQL database when the suite runs on PostgreSQL. Statements use `$N` parameters,
+    /// which both read.
+    pub async fn db(&self, read_only: bool) -> sqlx::AnyPool {
+        sqlx::any::install_default_drivers();
+        let url = match self.server.database_url() {
+            Some(url) => url,
+            None => {
+                let mode = if read_only { "?mode=ro" } else { "" };
+                format!("sqlite://{}{mode}", self.data().join("byok.db").display())
+            }
+        };
+        sqlx::AnyPool::connect(&url)
+            .await
+            .expect("open the server's database")
     }
 
     /// Creates an org as the operator.

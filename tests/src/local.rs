@@ -53,3 +53,31 @@ pub fn random_hex(n: usize) -> String {
     rand::fill(&mut b[..]);
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
+
+/// A fresh, empty database on the PostgreSQL test cluster at `admin` (an admin URL naming a
+/// database), as a URL; made from a thread of its own, so callers inside a runtime can wait.
+pub fn fresh_postgres(admin: &str) -> String {
+    let (base, _) = admin
+        .rsplit_once('/')
+        .expect("an admin URL with a database");
+    let url = format!("{base}/byok_t_{}", random_hex(8));
+    let (admin, name) = (admin.to_owned(), url.rsplit_once('/').unwrap().1.to_owned());
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            sqlx::any::install_default_drivers();
+            let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin)
+                .await
+                .expect("the test PostgreSQL cluster answers");
+            sqlx::Executor::execute(&mut conn, format!("CREATE DATABASE {name}").as_str())
+                .await
+                .expect("a test database");
+        });
+    })
+    .join()
+    .unwrap();
+    url
+}

@@ -61,7 +61,30 @@ pub fn temp_dir(name: &str) -> PathBuf {
     dir
 }
 
+/// With `BYOK_TEST_BACKEND=postgres`, the PostgreSQL database of the server on `data_dir`: a
+/// fresh one on the test cluster (`BYOK_TEST_POSTGRES_URL`) for a new data directory, the same
+/// one again on a restart. `None` runs the server on SQLite, the default.
+fn postgres_for(data_dir: &Path) -> Option<String> {
+    if std::env::var("BYOK_TEST_BACKEND").ok()? != "postgres" {
+        return None;
+    }
+    let kept = data_dir.with_extension("database_url");
+    if let Ok(url) = std::fs::read_to_string(&kept) {
+        return Some(url);
+    }
+    let admin = std::env::var("BYOK_TEST_POSTGRES_URL")
+        .expect("BYOK_TEST_BACKEND=postgres needs BYOK_TEST_POSTGRES_URL");
+    let url = crate::local::fresh_postgres(&admin);
+    std::fs::write(&kept, &url).unwrap();
+    Some(url)
+}
+
 impl Server {
+    /// The PostgreSQL database this server runs on (`None`: SQLite in its data directory).
+    pub fn database_url(&self) -> Option<String> {
+        std::fs::read_to_string(self.data_dir.with_extension("database_url")).ok()
+    }
+
     /// Starts a server on `data_dir` with extra environment variables.
     pub fn start(data_dir: &Path, env: &[(&str, &str)]) -> Self {
         Self::start_with_args(data_dir, env, &[])
@@ -112,6 +135,9 @@ impl Server {
         // requests a second from one token on purpose (server_edges.rs tests the limits).
         cmd.env("BYOK_ORG_RATE_LIMIT", "0")
             .env("BYOK_TOKEN_RATE_LIMIT", "0");
+        if let Some(url) = postgres_for(&self.data_dir) {
+            cmd.env("BYOK_DATABASE_URL", url);
+        }
         for (k, v) in &self.env {
             cmd.env(k, v);
         }

@@ -378,7 +378,7 @@ async fn edited_reordered_cut_and_rewritten_logs_name_their_first_bad_row() {
     let org = log.o.id.clone();
     let original: Vec<(i64, String)> = {
         let db = log.ts.db(true).await;
-        let rows = sqlx::query_as("SELECT seq, event FROM audit WHERE org_id = ? ORDER BY seq")
+        let rows = sqlx::query_as("SELECT seq, event FROM audit WHERE org_id = $1 ORDER BY seq")
             .bind(&org)
             .fetch_all(&db)
             .await

@@ -221,7 +221,7 @@ async fn audit_verify_names_a_row_tampered_with_in_the_database() {
     ts.server.kill9();
     let pool = ts.db(false).await;
     sqlx::query(
-        r#"UPDATE audit SET event = replace(event, '"auditor"', '"admin"') WHERE org_id = ? AND seq = 5"#,
+        r#"UPDATE audit SET event = replace(event, '"auditor"', '"admin"') WHERE org_id = $1 AND seq = 5"#,
     )
     .bind(&o.id)
     .execute(&pool)

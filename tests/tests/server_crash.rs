@@ -89,7 +89,7 @@ async fn kill_9_during_rotation_rewrap_of_100k_data_keys() {
             .unwrap();
     assert_eq!(rows, vec![(2, i64::try_from(KEYS).unwrap())]);
     let v1: i64 =
-        sqlx::query_scalar("SELECT COUNT(*) FROM scope_keys WHERE scope_id = ? AND version = 1")
+        sqlx::query_scalar("SELECT COUNT(*) FROM scope_keys WHERE scope_id = $1 AND version = 1")
             .bind(&team)
             .fetch_one(&pool)
             .await

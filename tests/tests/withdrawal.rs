@@ -131,7 +131,7 @@ async fn destroyed_keys_are_in_no_file() {
     f.encrypt(&thread).await;
     let pool = f.ts.db(true).await;
     let wrapped: Vec<Vec<u8>> = sqlx::query_scalar(
-        "SELECT wrapped FROM scope_keys WHERE org_id = ? AND scope_id IN (?, ?)",
+        "SELECT wrapped FROM scope_keys WHERE org_id = $1 AND scope_id IN ($2, $3)",
     )
     .bind(&f.o.id)
     .bind(&team)
@@ -372,6 +372,10 @@ async fn a_missing_managed_key_is_never_replaced() {
         cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(&data)
             .env_remove("BYOK_MANAGED_KEY");
+        // The same database as the server's (PostgreSQL when the suite runs on it).
+        if let Some(url) = f.ts.server.database_url() {
+            cmd.env("BYOK_DATABASE_URL", url);
+        }
         if let Some(e) = env {
             cmd.env("BYOK_MANAGED_KEY", e);
         }
@@ -466,8 +470,8 @@ async fn stored_data_keys_are_never_lost_to_a_retire_or_revoke_race() {
     // The revoked child has no stored key left, whatever was in flight.
     let pool = f.ts.db(true).await;
     let (left, old): (i64, i64) = sqlx::query_as(
-        "SELECT (SELECT COUNT(*) FROM data_keys WHERE org_id = ?1 AND scope_id = ?2), \
-         (SELECT COUNT(*) FROM data_keys WHERE org_id = ?1 AND scope_id = ?3 AND version < 13)",
+        "SELECT (SELECT COUNT(*) FROM data_keys WHERE org_id = $1 AND scope_id = $2), \
+         (SELECT COUNT(*) FROM data_keys WHERE org_id = $1 AND scope_id = $3 AND version < 13)",
     )
     .bind(&f.o.id)
     .bind(&child)

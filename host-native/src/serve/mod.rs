@@ -55,9 +55,14 @@ fn create_private_dir(path: &std::path::Path) -> std::io::Result<()> {
 pub async fn run(config: Config) -> Result<(), String> {
     create_private_dir(&config.data_dir)
         .map_err(|e| format!("cannot create {}: {e}", config.data_dir.display()))?;
-    let store = Database::open_dir(&config.data_dir)
-        .await
-        .map_err(|e| e.to_string())?;
+    let store = match &config.database_url {
+        Some(url) => Database::open(url.expose())
+            .await
+            .map_err(|e| format!("cannot open the database {}: {e}", url.redacted()))?,
+        None => Database::open_dir(&config.data_dir)
+            .await
+            .map_err(|e| e.to_string())?,
+    };
     // The managed key must be the one the database was made with: a missing file is never
     // replaced once orgs exist, and a different key is refused (its check value is stored).
     let stored_check = store
@@ -202,7 +207,7 @@ pub async fn run(config: Config) -> Result<(), String> {
         }
         None => None,
     };
-    tracing::info!(%addr, %scheme, data_dir = %config.data_dir.display(), managed_key = ?origin, "byok serving");
+    tracing::info!(%addr, %scheme, data_dir = %config.data_dir.display(), database = ?config.database_url, managed_key = ?origin, "byok serving");
     {
         // Standard output, not the logs: the token is shown once, to whoever started the server.
         let mut out = std::io::stdout().lock();

@@ -415,6 +415,16 @@ mod tests {
         assert!(verified.ok, "{verified:?}");
     }
 
+    #[tokio::test]
+    async fn effects_alone_rebuild_the_org_in_postgres() {
+        let Some(mut db) = store::test_postgres().await else {
+            return;
+        };
+        replay(&mut db).await;
+        let verified = store::audit::verify(db.pool(), sid(1)).await.unwrap();
+        assert!(verified.ok, "{verified:?}");
+    }
+
     /// An effect that does not fit the stored rows fails the write (and so the transaction).
     #[tokio::test]
     async fn an_effect_that_does_not_fit_the_rows_is_refused() {

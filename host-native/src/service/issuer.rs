@@ -354,8 +354,8 @@ mod tests {
     /// Moves every stored key's times back by `ms`, as if that much time had passed.
     async fn age(db: &Database, ms: u64, only: Option<&str>) {
         sqlx::query(
-            "UPDATE issuer_key SET created_at = created_at - ?1, signs_from = signs_from - ?1
-             WHERE ?2 IS NULL OR kid = ?2",
+            "UPDATE issuer_key SET created_at = created_at - $1, signs_from = signs_from - $1
+             WHERE $2 IS NULL OR kid = $2",
         )
         .bind(i64::try_from(ms).unwrap())
         .bind(only)

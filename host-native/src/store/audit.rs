@@ -10,9 +10,9 @@ use byok_core::ScopeId;
 use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use sqlx::{Row, Sqlite, SqlitePool, Transaction};
+use sqlx::{Any, AnyPool, Row, Transaction};
 
-use super::{Result, StoreError, TokenRow};
+use super::{Backend, Result, StoreError, TokenRow};
 
 /// One audit row as the API shows it.
 #[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
@@ -105,7 +105,7 @@ pub fn actor() -> Option<Value> {
 /// Appends `event` to `org`'s log inside `tx`; returns its sequence number. The request's
 /// actor, if any, is added as `actor` (unless the event names one itself).
 pub async fn append(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'static, Any>,
     org: ScopeId,
     at: i64,
     event: &Value,
@@ -115,14 +115,14 @@ pub async fn append(
 
 /// [`append`], returning the event as logged (with its actor) too.
 pub async fn append_row(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'static, Any>,
     org: ScopeId,
     at: i64,
     event: &Value,
 ) -> Result<(i64, Value)> {
     let org_id = org.to_string();
     let last =
-        sqlx::query("SELECT seq, hash FROM audit WHERE org_id = ? ORDER BY seq DESC LIMIT 1")
+        sqlx::query("SELECT seq, hash FROM audit WHERE org_id = $1 ORDER BY seq DESC LIMIT 1")
             .bind(&org_id)
             .fetch_optional(&mut **tx)
             .await?;
@@ -148,15 +148,17 @@ pub async fn append_row(
     let leaf = byok_core::audit_log::leaf::row_hash(u64::try_from(seq).unwrap_or(0), at, event)
         .map_err(|e| StoreError::Corrupt(format!("audit event: {e}")))?;
     super::audit_tree::append(tx, org, seq, leaf).await?;
-    sqlx::query("INSERT INTO audit (org_id, seq, at, event, prev, hash) VALUES (?, ?, ?, ?, ?, ?)")
-        .bind(&org_id)
-        .bind(seq)
-        .bind(at)
-        .bind(&text)
-        .bind(&prev)
-        .bind(&hash[..])
-        .execute(&mut **tx)
-        .await?;
+    sqlx::query(
+        "INSERT INTO audit (org_id, seq, at, event, prev, hash) VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(&org_id)
+    .bind(seq)
+    .bind(at)
+    .bind(&text)
+    .bind(&prev)
+    .bind(&hash[..])
+    .execute(&mut **tx)
+    .await?;
     Ok((seq, event.clone()))
 }
 
@@ -179,33 +181,72 @@ pub struct AuditFilter {
     pub newest: bool,
 }
 
-/// The rows of `org`'s log after `?2` that the filters let through (`?9`: `before`).
+/// The rows of `org`'s log after `$2` that the filters let through (`$9`: `before`), with
+/// the engine's JSON field syntax (`$type`, `$scope`, `$subject_scope`, `$actor`).
 macro_rules! audit_select {
+    ($type:literal, $scope:literal, $subject_scope:literal, $actor:literal) => {
+        concat!(
+            "SELECT seq, at, event, prev, hash FROM audit WHERE org_id = $1 AND seq > $2
+           AND ($3 IS NULL OR ",
+            $type,
+            " = $3)
+           AND ($4 IS NULL OR ",
+            $scope,
+            " = $4 OR ",
+            $subject_scope,
+            " = $4)
+           AND ($5 IS NULL OR ",
+            $actor,
+            " = $5)
+           AND ($6 IS NULL OR at >= $6)
+           AND ($7 IS NULL OR at < $7)
+           AND ($9 IS NULL OR seq < $9)"
+        )
+    };
+}
+
+/// [`audit_select`] in SQLite's JSON functions.
+macro_rules! audit_select_sqlite {
     () => {
-        "SELECT seq, at, event, prev, hash FROM audit WHERE org_id = ?1 AND seq > ?2
-           AND (?3 IS NULL OR json_extract(event, '$.type') = ?3)
-           AND (?4 IS NULL OR json_extract(event, '$.scope') = ?4 OR json_extract(event, '$.subject.scope') = ?4)
-           AND (?5 IS NULL OR json_extract(event, '$.actor.token') = ?5)
-           AND (?6 IS NULL OR at >= ?6)
-           AND (?7 IS NULL OR at < ?7)
-           AND (?9 IS NULL OR seq < ?9)"
+        audit_select!(
+            "json_extract(event, '$.type')",
+            "json_extract(event, '$.scope')",
+            "json_extract(event, '$.subject.scope')",
+            "json_extract(event, '$.actor.token')"
+        )
+    };
+}
+
+/// [`audit_select`] in PostgreSQL's JSON operators (the event is stored as the exact text
+/// that was hashed, so it is TEXT and read as `json` here).
+macro_rules! audit_select_postgres {
+    () => {
+        audit_select!(
+            "(event::json ->> 'type')",
+            "(event::json ->> 'scope')",
+            "(event::json -> 'subject' ->> 'scope')",
+            "(event::json -> 'actor' ->> 'token')"
+        )
     };
 }
 
 /// Rows `after+1 ..` of `org`'s log that `filter` lets through, at most `limit`: oldest first,
 /// or the newest first with `filter.newest`.
 pub async fn read(
-    pool: &SqlitePool,
+    pool: &AnyPool,
     org: ScopeId,
     after: i64,
     limit: i64,
     filter: &AuditFilter,
 ) -> Result<Vec<AuditRow>> {
-    // Two constant statements rather than a direction spliced into one.
-    let sql = if filter.newest {
-        concat!(audit_select!(), " ORDER BY seq DESC LIMIT ?8")
-    } else {
-        concat!(audit_select!(), " ORDER BY seq LIMIT ?8")
+    // Constant statements rather than a direction or a dialect spliced into one.
+    let sql = match (super::backend_of(pool), filter.newest) {
+        (Backend::Sqlite, true) => concat!(audit_select_sqlite!(), " ORDER BY seq DESC LIMIT $8"),
+        (Backend::Sqlite, false) => concat!(audit_select_sqlite!(), " ORDER BY seq LIMIT $8"),
+        (Backend::Postgres, true) => {
+            concat!(audit_select_postgres!(), " ORDER BY seq DESC LIMIT $8")
+        }
+        (Backend::Postgres, false) => concat!(audit_select_postgres!(), " ORDER BY seq LIMIT $8"),
     };
     let rows = sqlx::query(sql)
         .bind(org.to_string())
@@ -243,7 +284,7 @@ pub async fn read(
 }
 
 /// Walks `org`'s whole chain, a page at a time.
-pub async fn verify(pool: &SqlitePool, org: ScopeId) -> Result<Verification> {
+pub async fn verify(pool: &AnyPool, org: ScopeId) -> Result<Verification> {
     let org_id = org.to_string();
     let mut expected_prev = vec![0u8; 32];
     let mut expected_seq = 1i64;
@@ -255,7 +296,7 @@ pub async fn verify(pool: &SqlitePool, org: ScopeId) -> Result<Verification> {
     };
     loop {
         let rows = sqlx::query(
-            "SELECT seq, at, event, prev, hash FROM audit WHERE org_id = ? AND seq >= ? ORDER BY seq LIMIT 1000",
+            "SELECT seq, at, event, prev, hash FROM audit WHERE org_id = $1 AND seq >= $2 ORDER BY seq LIMIT 1000",
         )
         .bind(&org_id)
         .bind(expected_seq)
@@ -292,19 +333,25 @@ pub async fn verify(pool: &SqlitePool, org: ScopeId) -> Result<Verification> {
 
 /// The events of type `kind` in `org`'s log written at or after `since` (ms), oldest first.
 pub async fn recent_of_type(
-    pool: &SqlitePool,
+    pool: &AnyPool,
     org: ScopeId,
     kind: &str,
     since: i64,
 ) -> Result<Vec<Value>> {
-    let texts: Vec<String> = sqlx::query_scalar(
-        "SELECT event FROM audit WHERE org_id = ? AND at >= ? AND json_extract(event, '$.type') = ? ORDER BY seq",
-    )
-    .bind(org.to_string())
-    .bind(since)
-    .bind(kind)
-    .fetch_all(pool)
-    .await?;
+    let sql = match super::backend_of(pool) {
+        Backend::Sqlite => {
+            "SELECT event FROM audit WHERE org_id = $1 AND at >= $2 AND json_extract(event, '$.type') = $3 ORDER BY seq"
+        }
+        Backend::Postgres => {
+            "SELECT event FROM audit WHERE org_id = $1 AND at >= $2 AND (event::json ->> 'type') = $3 ORDER BY seq"
+        }
+    };
+    let texts: Vec<String> = sqlx::query_scalar(sql)
+        .bind(org.to_string())
+        .bind(since)
+        .bind(kind)
+        .fetch_all(pool)
+        .await?;
     texts
         .iter()
         .map(|t| {

@@ -14,7 +14,7 @@
 use byok_core::ScopeId;
 use byok_core::audit_log::tree::{self, TreeReader};
 use byok_core::audit_log::{AuditLogError, Hash};
-use sqlx::{Row, SqliteConnection};
+use sqlx::{AnyConnection, Row};
 
 use super::{Result, StoreError};
 
@@ -28,15 +28,16 @@ fn index(i: u64) -> Result<i64> {
 
 /// Runs tree operation `op` of `org` on the stored hashes it needs.
 pub async fn run<T>(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     org: ScopeId,
     op: impl Fn(&TreeReader) -> std::result::Result<T, AuditLogError>,
 ) -> Result<T> {
     let want = tree::wanted(&op);
     let mut got = Vec::with_capacity(want.len());
     if !want.is_empty() {
-        let marks = vec!["?"; want.len()].join(",");
-        let sql = format!("SELECT idx, hash FROM audit_tree WHERE org_id = ? AND idx IN ({marks})");
+        let marks = super::marks(2, want.len());
+        let sql =
+            format!("SELECT idx, hash FROM audit_tree WHERE org_id = $1 AND idx IN ({marks})");
         let mut q = sqlx::query(&sql).bind(org.to_string());
         for w in &want {
             q = q.bind(index(*w)?);
@@ -53,11 +54,11 @@ pub async fn run<T>(
 }
 
 /// Adds the leaf of row `seq` (from 1) with hash `leaf` to `org`'s tree.
-pub async fn append(conn: &mut SqliteConnection, org: ScopeId, seq: i64, leaf: Hash) -> Result<()> {
+pub async fn append(conn: &mut AnyConnection, org: ScopeId, seq: i64, leaf: Hash) -> Result<()> {
     let n = u64::try_from(seq - 1).map_err(|_| StoreError::Corrupt("audit seq below 1".into()))?;
     let new = run(conn, org, |r| tree::append(n, leaf, r)).await?;
     for (idx, hash) in new {
-        sqlx::query("INSERT INTO audit_tree (org_id, idx, hash) VALUES (?, ?, ?)")
+        sqlx::query("INSERT INTO audit_tree (org_id, idx, hash) VALUES ($1, $2, $3)")
             .bind(org.to_string())
             .bind(index(idx)?)
             .bind(&hash.0[..])
@@ -68,8 +69,8 @@ pub async fn append(conn: &mut SqliteConnection, org: ScopeId, seq: i64, leaf: H
 }
 
 /// The number of leaves in `org`'s tree (its rows).
-pub async fn size(conn: &mut SqliteConnection, org: ScopeId) -> Result<u64> {
-    let n: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM audit WHERE org_id = ?")
+pub async fn size(conn: &mut AnyConnection, org: ScopeId) -> Result<u64> {
+    let n: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM audit WHERE org_id = $1")
         .bind(org.to_string())
         .fetch_one(&mut *conn)
         .await?;
@@ -78,7 +79,7 @@ pub async fn size(conn: &mut SqliteConnection, org: ScopeId) -> Result<u64> {
 
 /// The stored leaf hashes of rows `seqs`, by seq.
 pub async fn leaves(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     org: ScopeId,
     seqs: &[i64],
 ) -> Result<std::collections::HashMap<i64, Hash>> {
@@ -93,8 +94,8 @@ pub async fn leaves(
     if by_index.is_empty() {
         return Ok(out);
     }
-    let marks = vec!["?"; by_index.len()].join(",");
-    let sql = format!("SELECT idx, hash FROM audit_tree WHERE org_id = ? AND idx IN ({marks})");
+    let marks = super::marks(2, by_index.len());
+    let sql = format!("SELECT idx, hash FROM audit_tree WHERE org_id = $1 AND idx IN ({marks})");
     let mut q = sqlx::query(&sql).bind(org.to_string());
     for idx in by_index.keys() {
         q = q.bind(*idx);
@@ -122,7 +123,7 @@ pub struct StoredCheckpoint {
     pub note: String,
 }
 
-fn checkpoint_row(r: &sqlx::sqlite::SqliteRow) -> Result<StoredCheckpoint> {
+fn checkpoint_row(r: &sqlx::any::AnyRow) -> Result<StoredCheckpoint> {
     Ok(StoredCheckpoint {
         size: u64::try_from(r.try_get::<i64, _>("size")?).unwrap_or(0),
         at: r.try_get("at")?,
@@ -132,11 +133,11 @@ fn checkpoint_row(r: &sqlx::sqlite::SqliteRow) -> Result<StoredCheckpoint> {
 
 /// The newest checkpoint of `org`.
 pub async fn latest_checkpoint(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     org: ScopeId,
 ) -> Result<Option<StoredCheckpoint>> {
     let r = sqlx::query(
-        "SELECT size, at, note FROM audit_checkpoint WHERE org_id = ? ORDER BY size DESC LIMIT 1",
+        "SELECT size, at, note FROM audit_checkpoint WHERE org_id = $1 ORDER BY size DESC LIMIT 1",
     )
     .bind(org.to_string())
     .fetch_optional(&mut *conn)
@@ -146,13 +147,13 @@ pub async fn latest_checkpoint(
 
 /// Checkpoints of `org` with size above `after`, oldest first, at most `limit`.
 pub async fn checkpoints(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     org: ScopeId,
     after: u64,
     limit: i64,
 ) -> Result<Vec<StoredCheckpoint>> {
     let rows = sqlx::query(
-        "SELECT size, at, note FROM audit_checkpoint WHERE org_id = ? AND size > ? ORDER BY size LIMIT ?",
+        "SELECT size, at, note FROM audit_checkpoint WHERE org_id = $1 AND size > $2 ORDER BY size LIMIT $3",
     )
     .bind(org.to_string())
     .bind(index(after)?)
@@ -164,14 +165,14 @@ pub async fn checkpoints(
 
 /// Keeps a signed checkpoint (a second one of the same size is ignored: the first stands).
 pub async fn put_checkpoint(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     org: ScopeId,
     size: u64,
     at: i64,
     note: &str,
 ) -> Result<()> {
     sqlx::query(
-        "INSERT OR IGNORE INTO audit_checkpoint (org_id, size, at, note) VALUES (?, ?, ?, ?)",
+        "INSERT INTO audit_checkpoint (org_id, size, at, note) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
     )
     .bind(org.to_string())
     .bind(index(size)?)
@@ -183,7 +184,7 @@ pub async fn put_checkpoint(
 }
 
 /// Orgs whose tree grew past their newest checkpoint (or that have rows and none).
-pub async fn unsigned_orgs(conn: &mut SqliteConnection) -> Result<Vec<ScopeId>> {
+pub async fn unsigned_orgs(conn: &mut AnyConnection) -> Result<Vec<ScopeId>> {
     let ids: Vec<String> = sqlx::query_scalar(
         "SELECT a.org_id FROM audit a GROUP BY a.org_id
          HAVING MAX(a.seq) > COALESCE((SELECT MAX(c.size) FROM audit_checkpoint c WHERE c.org_id = a.org_id), 0)",
@@ -207,7 +208,7 @@ pub struct StoredLogKey {
 }
 
 /// The log key, if one was made.
-pub async fn log_key(conn: &mut SqliteConnection) -> Result<Option<StoredLogKey>> {
+pub async fn log_key(conn: &mut AnyConnection) -> Result<Option<StoredLogKey>> {
     let r =
         sqlx::query("SELECT name, public_key, wrapped FROM log_key ORDER BY created_at LIMIT 1")
             .fetch_optional(&mut *conn)
@@ -223,20 +224,22 @@ pub async fn log_key(conn: &mut SqliteConnection) -> Result<Option<StoredLogKey>
 }
 
 /// Keeps the log key.
-pub async fn put_log_key(conn: &mut SqliteConnection, key: &StoredLogKey, at: i64) -> Result<()> {
-    sqlx::query("INSERT INTO log_key (name, public_key, wrapped, created_at) VALUES (?, ?, ?, ?)")
-        .bind(&key.name)
-        .bind(&key.public_key)
-        .bind(&key.wrapped)
-        .bind(at)
-        .execute(&mut *conn)
-        .await?;
+pub async fn put_log_key(conn: &mut AnyConnection, key: &StoredLogKey, at: i64) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO log_key (name, public_key, wrapped, created_at) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(&key.name)
+    .bind(&key.public_key)
+    .bind(&key.wrapped)
+    .bind(at)
+    .execute(&mut *conn)
+    .await?;
     Ok(())
 }
 
 /// Rebuilds the tree of every org whose rows outnumber its tree's leaves: a database from
 /// before the tree existed. Returns how many orgs were rebuilt.
-pub async fn backfill(conn: &mut SqliteConnection) -> Result<usize> {
+pub async fn backfill(conn: &mut AnyConnection) -> Result<usize> {
     let orgs: Vec<(String, i64)> =
         sqlx::query_as("SELECT org_id, MAX(seq) FROM audit GROUP BY org_id")
             .fetch_all(&mut *conn)
@@ -248,12 +251,12 @@ pub async fn backfill(conn: &mut SqliteConnection) -> Result<usize> {
         if leaves(conn, org, &[max]).await?.contains_key(&max) {
             continue;
         }
-        sqlx::query("DELETE FROM audit_tree WHERE org_id = ?")
+        sqlx::query("DELETE FROM audit_tree WHERE org_id = $1")
             .bind(&org_id)
             .execute(&mut *conn)
             .await?;
         let rows: Vec<(i64, i64, String)> =
-            sqlx::query_as("SELECT seq, at, event FROM audit WHERE org_id = ? ORDER BY seq")
+            sqlx::query_as("SELECT seq, at, event FROM audit WHERE org_id = $1 ORDER BY seq")
                 .bind(&org_id)
                 .fetch_all(&mut *conn)
                 .await?;
@@ -270,9 +273,9 @@ pub async fn backfill(conn: &mut SqliteConnection) -> Result<usize> {
 }
 
 /// The witness key `org` registered, if any.
-pub async fn witness(conn: &mut SqliteConnection, org: ScopeId) -> Result<Option<String>> {
+pub async fn witness(conn: &mut AnyConnection, org: ScopeId) -> Result<Option<String>> {
     Ok(
-        sqlx::query_scalar("SELECT vkey FROM audit_witness WHERE org_id = ?")
+        sqlx::query_scalar("SELECT vkey FROM audit_witness WHERE org_id = $1")
             .bind(org.to_string())
             .fetch_optional(&mut *conn)
             .await?,
@@ -281,17 +284,17 @@ pub async fn witness(conn: &mut SqliteConnection, org: ScopeId) -> Result<Option
 
 /// Registers (or with `None`, forgets) `org`'s witness key.
 pub async fn set_witness(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     org: ScopeId,
     vkey: Option<&str>,
     at: i64,
 ) -> Result<()> {
-    sqlx::query("DELETE FROM audit_witness WHERE org_id = ?")
+    sqlx::query("DELETE FROM audit_witness WHERE org_id = $1")
         .bind(org.to_string())
         .execute(&mut *conn)
         .await?;
     if let Some(v) = vkey {
-        sqlx::query("INSERT INTO audit_witness (org_id, vkey, created_at) VALUES (?, ?, ?)")
+        sqlx::query("INSERT INTO audit_witness (org_id, vkey, created_at) VALUES ($1, $2, $3)")
             .bind(org.to_string())
             .bind(v)
             .bind(at)
@@ -303,12 +306,12 @@ pub async fn set_witness(
 
 /// The checkpoint of `org` of exactly `size`, if byok signed one.
 pub async fn checkpoint_of_size(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     org: ScopeId,
     size: u64,
 ) -> Result<Option<StoredCheckpoint>> {
     let r =
-        sqlx::query("SELECT size, at, note FROM audit_checkpoint WHERE org_id = ? AND size = ?")
+        sqlx::query("SELECT size, at, note FROM audit_checkpoint WHERE org_id = $1 AND size = $2")
             .bind(org.to_string())
             .bind(index(size)?)
             .fetch_optional(&mut *conn)
@@ -318,14 +321,14 @@ pub async fn checkpoint_of_size(
 
 /// Keeps a witness's cosignature line of `org`'s checkpoint of `size`.
 pub async fn put_cosignature(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     org: ScopeId,
     size: u64,
     line: &str,
     at: i64,
 ) -> Result<()> {
     sqlx::query(
-        "INSERT OR IGNORE INTO audit_cosignature (org_id, size, line, at) VALUES (?, ?, ?, ?)",
+        "INSERT INTO audit_cosignature (org_id, size, line, at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
     )
     .bind(org.to_string())
     .bind(index(size)?)
@@ -338,12 +341,12 @@ pub async fn put_cosignature(
 
 /// The cosignature lines of `org`'s checkpoint of `size`, oldest first.
 pub async fn cosignatures(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     org: ScopeId,
     size: u64,
 ) -> Result<Vec<String>> {
     Ok(sqlx::query_scalar(
-        "SELECT line FROM audit_cosignature WHERE org_id = ? AND size = ? ORDER BY at, line",
+        "SELECT line FROM audit_cosignature WHERE org_id = $1 AND size = $2 ORDER BY at, line",
     )
     .bind(org.to_string())
     .bind(index(size)?)

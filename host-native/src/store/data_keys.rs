@@ -1,7 +1,7 @@
 //! Stored data keys and the retirement job that rewraps them.
 
 use byok_core::ScopeId;
-use sqlx::{Row, Sqlite, SqlitePool, Transaction};
+use sqlx::{Any, AnyPool, Row, Transaction};
 
 use super::Result;
 
@@ -38,7 +38,7 @@ pub struct RetireJob {
 /// just destroyed, nor in a subtree a revoke has just destroyed. Returns whether every row was
 /// stored; the caller rolls back otherwise.
 pub async fn insert(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'static, Any>,
     org: ScopeId,
     rows: &[DataKeyRow],
     at: i64,
@@ -47,8 +47,8 @@ pub async fn insert(
     for r in rows {
         let done = sqlx::query(
             "INSERT INTO data_keys (org_id, id, scope_id, version, wrapped, created_at) \
-             SELECT ?1, ?2, ?3, ?4, ?5, ?6 WHERE EXISTS (SELECT 1 FROM scope_keys \
-             WHERE org_id = ?1 AND scope_id = ?3 AND version = ?4)",
+             SELECT $1, $2, $3, $4, $5, $6 WHERE EXISTS (SELECT 1 FROM scope_keys \
+             WHERE org_id = $1 AND scope_id = $3 AND version = $4)",
         )
         .bind(&org)
         .bind(&r.id)
@@ -65,7 +65,7 @@ pub async fn insert(
     Ok(true)
 }
 
-fn row(r: &sqlx::sqlite::SqliteRow) -> Result<DataKeyRow> {
+fn row(r: &sqlx::any::AnyRow) -> Result<DataKeyRow> {
     let scope: &str = r.try_get("scope_id")?;
     Ok(DataKeyRow {
         id: r.try_get("id")?,
@@ -78,13 +78,13 @@ fn row(r: &sqlx::sqlite::SqliteRow) -> Result<DataKeyRow> {
 }
 
 /// The org's data keys among `ids` (one query; missing ids are simply absent).
-pub async fn get_many(pool: &SqlitePool, org: ScopeId, ids: &[String]) -> Result<Vec<DataKeyRow>> {
+pub async fn get_many(pool: &AnyPool, org: ScopeId, ids: &[String]) -> Result<Vec<DataKeyRow>> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let marks = vec!["?"; ids.len()].join(", ");
+    let marks = super::marks(2, ids.len());
     let sql = format!(
-        "SELECT id, scope_id, version, wrapped FROM data_keys WHERE org_id = ? AND id IN ({marks})"
+        "SELECT id, scope_id, version, wrapped FROM data_keys WHERE org_id = $1 AND id IN ({marks})"
     );
     let mut q = sqlx::query(&sql).bind(org.to_string());
     for id in ids {
@@ -95,13 +95,13 @@ pub async fn get_many(pool: &SqlitePool, org: ScopeId, ids: &[String]) -> Result
 
 /// Up to `limit` data keys of `scope` still under `version`.
 pub async fn under(
-    pool: &SqlitePool,
+    pool: &AnyPool,
     org: ScopeId,
     scope: ScopeId,
     version: u32,
     limit: i64,
 ) -> Result<Vec<DataKeyRow>> {
-    sqlx::query("SELECT id, scope_id, version, wrapped FROM data_keys WHERE org_id = ? AND scope_id = ? AND version = ? LIMIT ?")
+    sqlx::query("SELECT id, scope_id, version, wrapped FROM data_keys WHERE org_id = $1 AND scope_id = $2 AND version = $3 LIMIT $4")
         .bind(org.to_string())
         .bind(scope.to_string())
         .bind(i64::from(version))
@@ -116,13 +116,13 @@ pub async fn under(
 /// How many data keys of `scope` are under `version`: from the pool (a retirement's total), or
 /// inside a transaction (the last check before the version is destroyed).
 pub async fn count_under<'e>(
-    db: impl sqlx::Executor<'e, Database = Sqlite>,
+    db: impl sqlx::Executor<'e, Database = Any>,
     org: ScopeId,
     scope: ScopeId,
     version: u32,
 ) -> Result<u64> {
     let n: i64 = sqlx::query(
-        "SELECT COUNT(*) AS n FROM data_keys WHERE org_id = ? AND scope_id = ? AND version = ?",
+        "SELECT COUNT(*) AS n FROM data_keys WHERE org_id = $1 AND scope_id = $2 AND version = $3",
     )
     .bind(org.to_string())
     .bind(scope.to_string())
@@ -136,7 +136,7 @@ pub async fn count_under<'e>(
 /// Moves one data key from `from` to `to` with its new wrapped form; only if it is still
 /// under `from` (a batch re-run after a crash changes nothing twice). Returns whether it moved.
 pub async fn rewrap(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'static, Any>,
     org: ScopeId,
     id: &str,
     from: u32,
@@ -144,7 +144,7 @@ pub async fn rewrap(
     wrapped: &[u8],
 ) -> Result<bool> {
     let done = sqlx::query(
-        "UPDATE data_keys SET version = ?, wrapped = ? WHERE org_id = ? AND id = ? AND version = ?",
+        "UPDATE data_keys SET version = $1, wrapped = $2 WHERE org_id = $3 AND id = $4 AND version = $5",
     )
     .bind(i64::from(to))
     .bind(wrapped)
@@ -157,9 +157,9 @@ pub async fn rewrap(
 }
 
 /// The org's running retirement, if any.
-pub async fn job(pool: &SqlitePool, org: ScopeId) -> Result<Option<RetireJob>> {
+pub async fn job(pool: &AnyPool, org: ScopeId) -> Result<Option<RetireJob>> {
     let Some(r) = sqlx::query(
-        "SELECT scope_id, from_version, to_version, total, done FROM retire_jobs WHERE org_id = ?",
+        "SELECT scope_id, from_version, to_version, total, done FROM retire_jobs WHERE org_id = $1",
     )
     .bind(org.to_string())
     .fetch_optional(pool)
@@ -179,12 +179,12 @@ pub async fn job(pool: &SqlitePool, org: ScopeId) -> Result<Option<RetireJob>> {
 
 /// Starts a retirement.
 pub async fn start_job(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'static, Any>,
     org: ScopeId,
     job: &RetireJob,
     at: i64,
 ) -> Result<()> {
-    sqlx::query("INSERT INTO retire_jobs (org_id, scope_id, from_version, to_version, total, done, started_at) VALUES (?, ?, ?, ?, ?, ?, ?)")
+    sqlx::query("INSERT INTO retire_jobs (org_id, scope_id, from_version, to_version, total, done, started_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
         .bind(org.to_string())
         .bind(job.scope.to_string())
         .bind(i64::from(job.from))
@@ -198,12 +198,8 @@ pub async fn start_job(
 }
 
 /// Adds `n` to the job's progress.
-pub async fn advance_job(
-    tx: &mut Transaction<'static, Sqlite>,
-    org: ScopeId,
-    n: u64,
-) -> Result<()> {
-    sqlx::query("UPDATE retire_jobs SET done = done + ? WHERE org_id = ?")
+pub async fn advance_job(tx: &mut Transaction<'static, Any>, org: ScopeId, n: u64) -> Result<()> {
+    sqlx::query("UPDATE retire_jobs SET done = done + $1 WHERE org_id = $2")
         .bind(i64::try_from(n).unwrap_or(i64::MAX))
         .bind(org.to_string())
         .execute(&mut **tx)
@@ -212,8 +208,8 @@ pub async fn advance_job(
 }
 
 /// Ends the job.
-pub async fn finish_job(tx: &mut Transaction<'static, Sqlite>, org: ScopeId) -> Result<()> {
-    sqlx::query("DELETE FROM retire_jobs WHERE org_id = ?")
+pub async fn finish_job(tx: &mut Transaction<'static, Any>, org: ScopeId) -> Result<()> {
+    sqlx::query("DELETE FROM retire_jobs WHERE org_id = $1")
         .bind(org.to_string())
         .execute(&mut **tx)
         .await?;
@@ -222,13 +218,13 @@ pub async fn finish_job(tx: &mut Transaction<'static, Sqlite>, org: ScopeId) -> 
 
 /// Deletes every stored data key of `scopes` (a revoked subtree: they can never open again).
 pub async fn delete_scopes(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'static, Any>,
     org: ScopeId,
     scopes: &[ScopeId],
 ) -> Result<()> {
     let org = org.to_string();
     for scope in scopes {
-        sqlx::query("DELETE FROM data_keys WHERE org_id = ? AND scope_id = ?")
+        sqlx::query("DELETE FROM data_keys WHERE org_id = $1 AND scope_id = $2")
             .bind(&org)
             .bind(scope.to_string())
             .execute(&mut **tx)

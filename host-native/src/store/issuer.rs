@@ -2,7 +2,7 @@
 //! halves sealed under the managed key ([`crate::service::issuer`] seals and opens them).
 
 use byok_core::kms::oidc::SigningKey;
-use sqlx::{Row, SqliteConnection};
+use sqlx::{AnyConnection, Row};
 
 use super::{Result, StoreError};
 
@@ -19,7 +19,7 @@ fn ms(v: i64) -> Result<u64> {
 }
 
 /// Every signing key, oldest first.
-pub async fn keys(conn: &mut SqliteConnection) -> Result<Vec<StoredIssuerKey>> {
+pub async fn keys(conn: &mut AnyConnection) -> Result<Vec<StoredIssuerKey>> {
     let rows = sqlx::query(
         "SELECT kid, created_at, signs_from, n, e, wrapped FROM issuer_key ORDER BY signs_from, created_at",
     )
@@ -42,10 +42,10 @@ pub async fn keys(conn: &mut SqliteConnection) -> Result<Vec<StoredIssuerKey>> {
 }
 
 /// Keeps a new signing key.
-pub async fn put(conn: &mut SqliteConnection, k: &StoredIssuerKey) -> Result<()> {
+pub async fn put(conn: &mut AnyConnection, k: &StoredIssuerKey) -> Result<()> {
     let time = |v: u64| i64::try_from(v).map_err(|_| StoreError::Corrupt("issuer key time".into()));
     sqlx::query(
-        "INSERT INTO issuer_key (kid, created_at, signs_from, n, e, wrapped) VALUES (?, ?, ?, ?, ?, ?)",
+        "INSERT INTO issuer_key (kid, created_at, signs_from, n, e, wrapped) VALUES ($1, $2, $3, $4, $5, $6)",
     )
     .bind(&k.key.kid)
     .bind(time(k.key.created_at)?)
@@ -59,9 +59,9 @@ pub async fn put(conn: &mut SqliteConnection, k: &StoredIssuerKey) -> Result<()>
 }
 
 /// Deletes the keys `kids` (no token alive names them).
-pub async fn drop_keys(conn: &mut SqliteConnection, kids: &[String]) -> Result<()> {
+pub async fn drop_keys(conn: &mut AnyConnection, kids: &[String]) -> Result<()> {
     for kid in kids {
-        sqlx::query("DELETE FROM issuer_key WHERE kid = ?")
+        sqlx::query("DELETE FROM issuer_key WHERE kid = $1")
             .bind(kid)
             .execute(&mut *conn)
             .await?;

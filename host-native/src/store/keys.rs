@@ -2,7 +2,7 @@
 
 use byok_core::ScopeId;
 use byok_core::kms::aws::policy::RoleTrust;
-use sqlx::{Row, Sqlite, SqlitePool, Transaction};
+use sqlx::{Any, AnyPool, Row, Transaction};
 
 use super::Result;
 
@@ -36,13 +36,9 @@ pub struct CmkRow {
 }
 
 /// Inserts an attached key.
-pub async fn insert(
-    tx: &mut Transaction<'static, Sqlite>,
-    org: ScopeId,
-    row: &CmkRow,
-) -> Result<()> {
+pub async fn insert(tx: &mut Transaction<'static, Any>, org: ScopeId, row: &CmkRow) -> Result<()> {
     sqlx::query(
-        "INSERT INTO cmk_keys (org_id, n, name, provider, key_id, principal, created_at, key_pasted, role_trust, audience) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO cmk_keys (org_id, n, name, provider, key_id, principal, created_at, key_pasted, role_trust, audience) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
     )
     .bind(org.to_string())
     .bind(i64::from(row.n))
@@ -60,9 +56,9 @@ pub async fn insert(
 }
 
 /// The org's attached keys, by number.
-pub async fn list(pool: &SqlitePool, org: ScopeId) -> Result<Vec<CmkRow>> {
+pub async fn list(pool: &AnyPool, org: ScopeId) -> Result<Vec<CmkRow>> {
     let rows = sqlx::query(
-        "SELECT n, name, provider, key_id, key_pasted, principal, role_trust, audience, created_at, health, health_detail, health_at FROM cmk_keys WHERE org_id = ? ORDER BY n",
+        "SELECT n, name, provider, key_id, key_pasted, principal, role_trust, audience, created_at, health, health_detail, health_at FROM cmk_keys WHERE org_id = $1 ORDER BY n",
     )
     .bind(org.to_string())
     .fetch_all(pool)
@@ -90,14 +86,14 @@ pub async fn list(pool: &SqlitePool, org: ScopeId) -> Result<Vec<CmkRow>> {
 
 /// Records a health check.
 pub async fn set_health(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'static, Any>,
     org: ScopeId,
     n: u32,
     health: &str,
     detail: Option<&str>,
     at: i64,
 ) -> Result<()> {
-    sqlx::query("UPDATE cmk_keys SET health = ?, health_detail = ?, health_at = ? WHERE org_id = ? AND n = ?")
+    sqlx::query("UPDATE cmk_keys SET health = $1, health_detail = $2, health_at = $3 WHERE org_id = $4 AND n = $5")
         .bind(health)
         .bind(detail)
         .bind(at)
@@ -109,8 +105,8 @@ pub async fn set_health(
 }
 
 /// The org's external id for `AssumeRole`, created on first use.
-pub async fn external_id(pool: &SqlitePool, org: ScopeId) -> Result<Option<String>> {
-    Ok(sqlx::query("SELECT external_id FROM orgs WHERE id = ?")
+pub async fn external_id(pool: &AnyPool, org: ScopeId) -> Result<Option<String>> {
+    Ok(sqlx::query("SELECT external_id FROM orgs WHERE id = $1")
         .bind(org.to_string())
         .fetch_optional(pool)
         .await?
@@ -119,11 +115,11 @@ pub async fn external_id(pool: &SqlitePool, org: ScopeId) -> Result<Option<Strin
 
 /// Stores the org's external id (only if it has none).
 pub async fn set_external_id(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'static, Any>,
     org: ScopeId,
     id: &str,
 ) -> Result<()> {
-    sqlx::query("UPDATE orgs SET external_id = ? WHERE id = ? AND external_id IS NULL")
+    sqlx::query("UPDATE orgs SET external_id = $1 WHERE id = $2 AND external_id IS NULL")
         .bind(id)
         .bind(org.to_string())
         .execute(&mut **tx)

@@ -1,6 +1,8 @@
-//! The server's store: SQLite through sqlx, schema in `host-native/migrations` (embedded and
-//! applied on start). Every state change is one transaction; a failure at any step leaves the
-//! previous state whole.
+//! The server's store: SQLite (the default) or PostgreSQL (`--database-url`, for several
+//! replicas) through sqlx's `Any` driver, one set of statements with `$N` parameters; schemas in
+//! `host-native/migrations` and `host-native/migrations-postgres` (embedded and applied on
+//! start). Every state change is one transaction; a failure at any step leaves the previous
+//! state whole.
 //!
 //! SQLite settings, and why:
 //! - WAL with `synchronous = FULL`: a committed key change survives a crash of the process or
@@ -16,23 +18,22 @@
 pub mod audit;
 pub mod audit_tree;
 pub mod data_keys;
+mod effect_rows;
 pub mod issuer;
 pub mod keys;
 #[cfg(test)]
 pub mod memory;
 pub mod org_rows;
-mod sqlite;
 pub mod tokens;
 
 use std::path::Path;
-use std::str::FromStr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use byok_core::scope::{HolderId, HolderStatus, RewrapJob, ScopeState};
 use byok_core::{KeyId, ScopeId};
 use serde_json::Value;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Sqlite, SqlitePool, Transaction};
+use sqlx::any::AnyPoolOptions;
+use sqlx::{Any, AnyPool, Transaction};
 
 pub use audit::{AuditFilter, AuditRow, Verification};
 pub use org_rows::{OrgMeta, holder_name, parse_holder};
@@ -157,18 +158,67 @@ pub trait Store {
     async fn append_audit(&mut self, org: ScopeId, at: i64, event: &Value) -> Result<()>;
 }
 
+/// Which database engine a [`Database`] runs on. The SQL is shared (sqlx's `Any` driver with
+/// `$N` parameters, which both engines read); the few places where the dialects differ ask
+/// this.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// The embedded default: one file, one machine.
+    Sqlite,
+    /// PostgreSQL, for several replicas over one database.
+    Postgres,
+}
+
+impl Backend {
+    /// The backend a database URL names: `postgres://` or `postgresql://` is PostgreSQL,
+    /// `sqlite:` is SQLite; anything else is refused.
+    pub fn of_url(url: &str) -> Result<Self> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Self::Postgres)
+        } else if url.starts_with("sqlite:") {
+            Ok(Self::Sqlite)
+        } else {
+            Err(StoreError::Corrupt(
+                "the database URL must start with postgres://, postgresql:// or sqlite:".into(),
+            ))
+        }
+    }
+}
+
+/// The engine behind `pool` (from its URL), for the statements whose dialects differ.
+pub(crate) fn backend_of(pool: &AnyPool) -> Backend {
+    match pool.connect_options().database_url.scheme() {
+        "postgres" | "postgresql" => Backend::Postgres,
+        _ => Backend::Sqlite,
+    }
+}
+
+/// The settings every SQLite connection gets when it opens (see the module's comment).
+const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+    PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; PRAGMA secure_delete = ON; \
+    PRAGMA journal_size_limit = 0;";
+
+/// The `n` numbered parameters `$first, $first+1, ...` of an `IN (...)` list.
+pub(crate) fn marks(first: usize, n: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// The database and its single-writer gate.
 #[derive(Clone)]
 pub struct Database {
-    pool: SqlitePool,
+    pool: AnyPool,
     writer: std::sync::Arc<tokio::sync::Mutex<()>>,
     memory: bool,
+    backend: Backend,
 }
 
 /// A write transaction, holding the writer's turn until it commits or drops (rolls back).
 pub struct WriteTx {
     /// The transaction.
-    pub tx: Transaction<'static, Sqlite>,
+    pub tx: Transaction<'static, Any>,
     _turn: tokio::sync::OwnedMutexGuard<()>,
 }
 
@@ -183,44 +233,54 @@ impl WriteTx {
 impl Database {
     /// Opens (creating if needed) the SQLite database `byok.db` in `dir` and migrates it.
     pub async fn open_dir(dir: &Path) -> Result<Self> {
-        let url = format!("sqlite://{}", dir.join("byok.db").display());
+        let url = format!("sqlite://{}?mode=rwc", dir.join("byok.db").display());
         Self::open(&url).await
     }
 
-    /// Opens a database by URL (`sqlite://path` or `sqlite::memory:`) and migrates it.
+    /// Opens a database by URL (`sqlite://path`, `sqlite::memory:` or `postgres://...`) and
+    /// migrates it (each engine has its own migrations: `migrations/` and
+    /// `migrations-postgres/`).
     pub async fn open(url: &str) -> Result<Self> {
-        let options = SqliteConnectOptions::from_str(url)?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .foreign_keys(true)
-            .busy_timeout(std::time::Duration::from_secs(10))
-            .pragma("secure_delete", "ON")
-            .pragma("journal_size_limit", "0");
+        sqlx::any::install_default_drivers();
+        let backend = Backend::of_url(url)?;
         let memory = url.contains(":memory:");
-        let pool = SqlitePoolOptions::new()
-            // An in-memory database lives in one connection.
+        let options = AnyPoolOptions::new()
+            // An in-memory SQLite database lives in one connection.
             .max_connections(if memory { 1 } else { 8 })
-            .connect_with(options)
-            .await?;
-        sqlx::migrate!("./migrations")
-            .run(&pool)
-            .await
-            .map_err(|e| StoreError::Db(e.into()))?;
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        sqlx::Executor::execute(&mut *conn, SQLITE_PRAGMAS).await?;
+                    }
+                    Ok(())
+                })
+            });
+        let pool = options.connect(url).await?;
+        let migrated = match backend {
+            Backend::Sqlite => sqlx::migrate!("./migrations").run(&pool).await,
+            Backend::Postgres => sqlx::migrate!("./migrations-postgres").run(&pool).await,
+        };
+        migrated.map_err(|e| StoreError::Db(e.into()))?;
         Ok(Self {
             pool,
             writer: std::sync::Arc::new(tokio::sync::Mutex::new(())),
             memory,
+            backend,
         })
     }
 
+    /// The engine this database runs on.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
     /// The pool, for reads.
-    pub fn pool(&self) -> &SqlitePool {
+    pub fn pool(&self) -> &AnyPool {
         &self.pool
     }
 
     /// A connection for reads.
-    pub async fn conn(&self) -> Result<sqlx::pool::PoolConnection<Sqlite>> {
+    pub async fn conn(&self) -> Result<sqlx::pool::PoolConnection<Any>> {
         Ok(self.pool.acquire().await?)
     }
 
@@ -234,8 +294,11 @@ impl Database {
     /// Copies every committed page into the database file and truncates the write-ahead log,
     /// so that destroyed keys survive in no file. Waits for readers (up to the busy timeout);
     /// retried a few times, then logged: the next destructive commit tries again.
+    ///
+    /// SQLite only. PostgreSQL keeps deleted rows in dead tuples until vacuum and in its
+    /// write-ahead log; docs/server.md says what that means for a destroyed managed copy.
     pub async fn scrub(&self) {
-        if self.memory {
+        if self.memory || self.backend != Backend::Sqlite {
             return;
         }
         // Holding the writer's turn: no commit can add pages while the log is reset.
@@ -263,7 +326,7 @@ impl Database {
     /// A server-wide fact by name.
     pub async fn meta(&self, name: &str) -> Result<Option<String>> {
         Ok(
-            sqlx::query_scalar("SELECT value FROM server_meta WHERE name = ?")
+            sqlx::query_scalar("SELECT value FROM server_meta WHERE name = $1")
                 .bind(name)
                 .fetch_optional(&self.pool)
                 .await?,
@@ -273,7 +336,7 @@ impl Database {
     /// Records a server-wide fact.
     pub async fn set_meta(&self, name: &str, value: &str) -> Result<()> {
         let mut w = self.write().await?;
-        sqlx::query("INSERT INTO server_meta (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value")
+        sqlx::query("INSERT INTO server_meta (name, value) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET value = excluded.value")
             .bind(name)
             .bind(value)
             .execute(&mut *w.tx)
@@ -293,4 +356,35 @@ impl Database {
     pub async fn ping(&self) -> bool {
         sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
     }
+}
+
+/// A fresh, empty PostgreSQL database on the cluster the test command starts
+/// (`BYOK_TEST_POSTGRES_URL`, an admin URL), migrated; `None` where no cluster is given, unless
+/// `BYOK_TEST_REQUIRE_POSTGRES` says one must be (the test command sets both, so a PostgreSQL
+/// test cannot pass by being skipped there).
+#[cfg(test)]
+pub(crate) async fn test_postgres() -> Option<Database> {
+    let Ok(admin) = std::env::var("BYOK_TEST_POSTGRES_URL") else {
+        assert!(
+            std::env::var_os("BYOK_TEST_REQUIRE_POSTGRES").is_none(),
+            "BYOK_TEST_REQUIRE_POSTGRES is set but BYOK_TEST_POSTGRES_URL is not"
+        );
+        return None;
+    };
+    sqlx::any::install_default_drivers();
+    let name = format!("byok_t_{:016x}", rand_core::Rng::next_u64(&mut rand::rng()));
+    let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin)
+        .await
+        .expect("the test PostgreSQL cluster answers");
+    sqlx::Executor::execute(&mut conn, format!("CREATE DATABASE {name}").as_str())
+        .await
+        .expect("a test database");
+    let (base, _) = admin
+        .rsplit_once('/')
+        .expect("an admin URL with a database");
+    Some(
+        Database::open(&format!("{base}/{name}"))
+            .await
+            .expect("migrated"),
+    )
 }

@@ -3,7 +3,7 @@
 //! value and refuses rows that do not form a valid org.
 //!
 //! Rows change only through the effects of a transition, one row write per effect (see
-//! [`super::Store`]; the SQL of those writes is in `sqlite.rs`), so the cost of a change does
+//! [`super::Store`]; the SQL of those writes is in `effect_rows.rs`, shared by SQLite and PostgreSQL), so the cost of a change does
 //! not grow with the size of the tree. This module reads the rows back, inserts a new org's
 //! own row, and keeps the JSON form of a stored job.
 
@@ -15,7 +15,7 @@ use byok_core::scope::{
 };
 use byok_core::{KeyId, ScopeId};
 use serde_json::{Value, json};
-use sqlx::{Row, Sqlite, SqlitePool, Transaction};
+use sqlx::{Any, AnyPool, Row, Transaction};
 
 use super::{Result, StoreError};
 
@@ -132,12 +132,12 @@ fn job_from(v: &Value) -> Option<RewrapJob> {
 /// the effects of [`Org::create`]; the default holder starts as the managed key, which every
 /// org is created with.
 pub async fn insert_org(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'static, Any>,
     org: ScopeId,
     meta: &OrgMeta,
 ) -> Result<()> {
     sqlx::query(
-        "INSERT INTO orgs (id, name, default_holder, job, unwrap_cache_ttl_ms, created_at, lease_ttl_ms, outage_grace_ms) VALUES (?, ?, 'managed', NULL, ?, ?, ?, ?)",
+        "INSERT INTO orgs (id, name, default_holder, job, unwrap_cache_ttl_ms, created_at, lease_ttl_ms, outage_grace_ms) VALUES ($1, $2, 'managed', NULL, $3, $4, $5, $6)",
     )
     .bind(hex(org))
     .bind(&meta.name)
@@ -152,11 +152,11 @@ pub async fn insert_org(
 
 /// Sets the org's outage grace, ms.
 pub async fn set_outage_grace(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'static, Any>,
     org: ScopeId,
     ms: u64,
 ) -> Result<()> {
-    let done = sqlx::query("UPDATE orgs SET outage_grace_ms = ? WHERE id = ?")
+    let done = sqlx::query("UPDATE orgs SET outage_grace_ms = $1 WHERE id = $2")
         .bind(i64::try_from(ms).unwrap_or(i64::MAX))
         .bind(hex(org))
         .execute(&mut **tx)
@@ -175,7 +175,7 @@ pub(super) fn one_row(affected: u64, what: &str) -> Result<()> {
 }
 
 /// Every org's id.
-pub async fn org_ids(pool: &SqlitePool) -> Result<Vec<ScopeId>> {
+pub async fn org_ids(pool: &AnyPool) -> Result<Vec<ScopeId>> {
     let rows = sqlx::query("SELECT id FROM orgs").fetch_all(pool).await?;
     rows.iter()
         .map(|r| scope_id(r.try_get::<&str, _>("id")?))
@@ -184,12 +184,12 @@ pub async fn org_ids(pool: &SqlitePool) -> Result<Vec<ScopeId>> {
 
 /// Loads org `id`: its value, its metadata, and its scopes' names.
 pub async fn load(
-    pool: &SqlitePool,
+    pool: &AnyPool,
     id: ScopeId,
 ) -> Result<Option<(Org, OrgMeta, BTreeMap<ScopeId, String>)>> {
     let org_id = hex(id);
     let Some(row) = sqlx::query(
-        "SELECT name, default_holder, job, unwrap_cache_ttl_ms, created_at, lease_ttl_ms, outage_grace_ms FROM orgs WHERE id = ?",
+        "SELECT name, default_holder, job, unwrap_cache_ttl_ms, created_at, lease_ttl_ms, outage_grace_ms FROM orgs WHERE id = $1",
     )
     .bind(&org_id)
     .fetch_optional(pool)
@@ -220,7 +220,7 @@ pub async fn load(
 
     let mut names = BTreeMap::new();
     let mut scopes: BTreeMap<ScopeId, StoredScope> = BTreeMap::new();
-    for r in sqlx::query("SELECT id, parent_id, name, state FROM scopes WHERE org_id = ?")
+    for r in sqlx::query("SELECT id, parent_id, name, state FROM scopes WHERE org_id = $1")
         .bind(&org_id)
         .fetch_all(pool)
         .await?
@@ -245,7 +245,7 @@ pub async fn load(
         );
     }
     for r in sqlx::query(
-        "SELECT scope_id, version, under_version, wrapped FROM scope_keys WHERE org_id = ?",
+        "SELECT scope_id, version, under_version, wrapped FROM scope_keys WHERE org_id = $1",
     )
     .bind(&org_id)
     .fetch_all(pool)
@@ -277,7 +277,7 @@ pub async fn load(
         scope.versions.insert(version, wrapped);
     }
     let mut holders: BTreeMap<HolderId, Holder> = BTreeMap::new();
-    for r in sqlx::query("SELECT holder, status FROM holders WHERE org_id = ?")
+    for r in sqlx::query("SELECT holder, status FROM holders WHERE org_id = $1")
         .bind(&org_id)
         .fetch_all(pool)
         .await?
@@ -295,7 +295,7 @@ pub async fn load(
             },
         );
     }
-    for r in sqlx::query("SELECT holder, version, wrapped FROM root_copies WHERE org_id = ?")
+    for r in sqlx::query("SELECT holder, version, wrapped FROM root_copies WHERE org_id = $1")
         .bind(&org_id)
         .fetch_all(pool)
         .await?
@@ -353,13 +353,10 @@ mod tests {
         for n in &names {
             std::fs::copy(all.join(n), old.join(n)).unwrap();
         }
-        let url = format!("sqlite://{}", dir.join("byok.db").display());
+        let url = format!("sqlite://{}?mode=rwc", dir.join("byok.db").display());
         {
-            use std::str::FromStr;
-            let opts = sqlx::sqlite::SqliteConnectOptions::from_str(&url)
-                .unwrap()
-                .create_if_missing(true);
-            let pool = SqlitePool::connect_with(opts).await.unwrap();
+            sqlx::any::install_default_drivers();
+            let pool = AnyPool::connect(&url).await.unwrap();
             sqlx::migrate::Migrator::new(old.as_path())
                 .await
                 .unwrap()
@@ -367,7 +364,7 @@ mod tests {
                 .await
                 .unwrap();
             sqlx::query(
-                "INSERT INTO orgs (id, name, default_holder, job, unwrap_cache_ttl_ms, created_at) VALUES (?, 'old', 'managed', NULL, 60000, 1)",
+                "INSERT INTO orgs (id, name, default_holder, job, unwrap_cache_ttl_ms, created_at) VALUES ($1, 'old', 'managed', NULL, 60000, 1)",
             )
             .bind(hex(ScopeId::from_bytes([7; 16])))
             .execute(&pool)
@@ -377,8 +374,8 @@ mod tests {
         }
         let db = super::super::Database::open(&url).await.unwrap();
         let org = ScopeId::from_bytes([7; 16]);
-        let grace = |pool: SqlitePool| async move {
-            sqlx::query_scalar::<_, i64>("SELECT outage_grace_ms FROM orgs WHERE id = ?")
+        let grace = |pool: AnyPool| async move {
+            sqlx::query_scalar::<_, i64>("SELECT outage_grace_ms FROM orgs WHERE id = $1")
                 .bind(hex(org))
                 .fetch_one(&pool)
                 .await

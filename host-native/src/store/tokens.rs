@@ -7,7 +7,7 @@ use base64ct::{Base64UrlUnpadded, Encoding};
 use byok_core::ScopeId;
 use rand_core::CryptoRng;
 use sha2::{Digest, Sha256};
-use sqlx::{Row, Sqlite, SqlitePool, Transaction};
+use sqlx::{Any, AnyPool, Row, Transaction};
 use zeroize::Zeroizing;
 
 use super::{Result, StoreError};
@@ -93,7 +93,7 @@ pub fn new_token(rng: &mut impl CryptoRng) -> Zeroizing<String> {
 
 /// Stores a new token for `org` with `role`; returns its id and the token (shown once).
 pub async fn create(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'static, Any>,
     org: Option<ScopeId>,
     role: Role,
     name: &str,
@@ -109,7 +109,7 @@ pub async fn create(
             id.iter().map(|b| format!("{b:02x}")).collect::<String>(),
         )
     };
-    sqlx::query("INSERT INTO tokens (hash, org_id, role, name, created_at, id, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)")
+    sqlx::query("INSERT INTO tokens (hash, org_id, role, name, created_at, id, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
         .bind(&token_hash(&token)[..])
         .bind(org.map(|o| o.to_string()))
         .bind(role.as_str())
@@ -124,7 +124,7 @@ pub async fn create(
 
 const COLUMNS: &str = "id, org_id, role, name, created_at, expires_at, last_used_at";
 
-fn row(r: &sqlx::sqlite::SqliteRow) -> Result<TokenRow> {
+fn row(r: &sqlx::any::AnyRow) -> Result<TokenRow> {
     let org = match r.try_get::<Option<&str>, _>("org_id")? {
         Some(o) => {
             Some(ScopeId::parse_hex(o).ok_or_else(|| StoreError::Corrupt("bad token org".into()))?)
@@ -145,8 +145,8 @@ fn row(r: &sqlx::sqlite::SqliteRow) -> Result<TokenRow> {
 }
 
 /// The grant of `token`, if it exists.
-pub async fn lookup(pool: &SqlitePool, token: &str) -> Result<Option<TokenRow>> {
-    sqlx::query(&format!("SELECT {COLUMNS} FROM tokens WHERE hash = ?"))
+pub async fn lookup(pool: &AnyPool, token: &str) -> Result<Option<TokenRow>> {
+    sqlx::query(&format!("SELECT {COLUMNS} FROM tokens WHERE hash = $1"))
         .bind(&token_hash(token)[..])
         .fetch_optional(pool)
         .await?
@@ -156,11 +156,11 @@ pub async fn lookup(pool: &SqlitePool, token: &str) -> Result<Option<TokenRow>> 
 }
 
 /// The tokens of `org` (`None`: the operator tokens), oldest first.
-pub async fn list(pool: &SqlitePool, org: Option<ScopeId>) -> Result<Vec<TokenRow>> {
+pub async fn list(pool: &AnyPool, org: Option<ScopeId>) -> Result<Vec<TokenRow>> {
     let rows = match org {
         Some(o) => {
             sqlx::query(&format!(
-                "SELECT {COLUMNS} FROM tokens WHERE org_id = ? ORDER BY created_at, id"
+                "SELECT {COLUMNS} FROM tokens WHERE org_id = $1 ORDER BY created_at, id"
             ))
             .bind(o.to_string())
             .fetch_all(pool)
@@ -180,20 +180,20 @@ pub async fn list(pool: &SqlitePool, org: Option<ScopeId>) -> Result<Vec<TokenRo
 /// Deletes token `id` of `org` (`None`: an operator token); returns its hash, to drop it from
 /// memory, or `None` if there is no such token there.
 pub async fn revoke(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'static, Any>,
     org: Option<ScopeId>,
     id: &str,
 ) -> Result<Option<Vec<u8>>> {
     let found = match org {
         Some(o) => {
-            sqlx::query("DELETE FROM tokens WHERE id = ? AND org_id = ? RETURNING hash")
+            sqlx::query("DELETE FROM tokens WHERE id = $1 AND org_id = $2 RETURNING hash")
                 .bind(id)
                 .bind(o.to_string())
                 .fetch_optional(&mut **tx)
                 .await?
         }
         None => {
-            sqlx::query("DELETE FROM tokens WHERE id = ? AND org_id IS NULL RETURNING hash")
+            sqlx::query("DELETE FROM tokens WHERE id = $1 AND org_id IS NULL RETURNING hash")
                 .bind(id)
                 .fetch_optional(&mut **tx)
                 .await?
@@ -206,8 +206,8 @@ pub async fn revoke(
 }
 
 /// Records that the token with hash `hash` was used at `at`.
-pub async fn touch(tx: &mut Transaction<'static, Sqlite>, hash: &[u8], at: i64) -> Result<()> {
-    sqlx::query("UPDATE tokens SET last_used_at = ? WHERE hash = ?")
+pub async fn touch(tx: &mut Transaction<'static, Any>, hash: &[u8], at: i64) -> Result<()> {
+    sqlx::query("UPDATE tokens SET last_used_at = $1 WHERE hash = $2")
         .bind(at)
         .bind(hash)
         .execute(&mut **tx)
@@ -216,7 +216,7 @@ pub async fn touch(tx: &mut Transaction<'static, Sqlite>, hash: &[u8], at: i64) 
 }
 
 /// Whether any operator token exists (the first start creates one).
-pub async fn has_operator(pool: &SqlitePool) -> Result<bool> {
+pub async fn has_operator(pool: &AnyPool) -> Result<bool> {
     Ok(
         sqlx::query("SELECT 1 FROM tokens WHERE role = 'operator' LIMIT 1")
             .fetch_optional(pool)

@@ -1,4 +1,5 @@
-//! [`Store`] on SQLite: each call is one statement (or a few) in the transition's transaction.
+//! [`Store`] on the database (SQLite or PostgreSQL, the same SQL): each call is one statement
+//! (or a few) in the transition's transaction.
 //!
 //! The org's own rows (scopes, key versions, holders, root copies, default holder, job) are
 //! written here directly; `org_rows` reads them back into an [`byok_core::scope::Org`]. Data
@@ -20,7 +21,7 @@ impl Store for WriteTx {
         name: &str,
     ) -> Result<()> {
         sqlx::query(
-            "INSERT INTO scopes (org_id, id, parent_id, name, state) VALUES (?, ?, ?, ?, 'active')",
+            "INSERT INTO scopes (org_id, id, parent_id, name, state) VALUES ($1, $2, $3, $4, 'active')",
         )
         .bind(hex(org))
         .bind(hex(scope))
@@ -37,7 +38,7 @@ impl Store for WriteTx {
         scope: ScopeId,
         state: ScopeState,
     ) -> Result<()> {
-        let done = sqlx::query("UPDATE scopes SET state = ? WHERE org_id = ? AND id = ?")
+        let done = sqlx::query("UPDATE scopes SET state = $1 WHERE org_id = $2 AND id = $3")
             .bind(state.as_str())
             .bind(hex(org))
             .bind(hex(scope))
@@ -53,7 +54,7 @@ impl Store for WriteTx {
         wrapped: Option<(KeyId, &[u8])>,
     ) -> Result<()> {
         sqlx::query(
-            "INSERT INTO scope_keys (org_id, scope_id, version, under_version, wrapped) VALUES (?, ?, ?, ?, ?) \
+            "INSERT INTO scope_keys (org_id, scope_id, version, under_version, wrapped) VALUES ($1, $2, $3, $4, $5) \
              ON CONFLICT (org_id, scope_id, version) DO UPDATE SET under_version = excluded.under_version, wrapped = excluded.wrapped",
         )
         .bind(hex(org))
@@ -68,13 +69,14 @@ impl Store for WriteTx {
 
     /// With `secure_delete`, the key's bytes are overwritten in the file.
     async fn destroy_key(&mut self, org: ScopeId, key: KeyId) -> Result<()> {
-        let done =
-            sqlx::query("DELETE FROM scope_keys WHERE org_id = ? AND scope_id = ? AND version = ?")
-                .bind(hex(org))
-                .bind(hex(key.scope))
-                .bind(i64::from(key.version))
-                .execute(&mut *self.tx)
-                .await?;
+        let done = sqlx::query(
+            "DELETE FROM scope_keys WHERE org_id = $1 AND scope_id = $2 AND version = $3",
+        )
+        .bind(hex(org))
+        .bind(hex(key.scope))
+        .bind(i64::from(key.version))
+        .execute(&mut *self.tx)
+        .await?;
         one_row(done.rows_affected(), "destroyed an unknown key version")
     }
 
@@ -89,7 +91,7 @@ impl Store for WriteTx {
         status: HolderStatus,
     ) -> Result<()> {
         sqlx::query(
-            "INSERT INTO holders (org_id, holder, status) VALUES (?, ?, ?) \
+            "INSERT INTO holders (org_id, holder, status) VALUES ($1, $2, $3) \
              ON CONFLICT (org_id, holder) DO UPDATE SET status = excluded.status",
         )
         .bind(hex(org))
@@ -108,7 +110,7 @@ impl Store for WriteTx {
         wrapped: &[u8],
     ) -> Result<()> {
         sqlx::query(
-            "INSERT INTO root_copies (org_id, holder, version, wrapped) VALUES (?, ?, ?, ?) \
+            "INSERT INTO root_copies (org_id, holder, version, wrapped) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (org_id, holder, version) DO UPDATE SET wrapped = excluded.wrapped",
         )
         .bind(hex(org))
@@ -126,18 +128,19 @@ impl Store for WriteTx {
         holder: HolderId,
         version: u32,
     ) -> Result<()> {
-        let done =
-            sqlx::query("DELETE FROM root_copies WHERE org_id = ? AND holder = ? AND version = ?")
-                .bind(hex(org))
-                .bind(holder_name(holder))
-                .bind(i64::from(version))
-                .execute(&mut *self.tx)
-                .await?;
+        let done = sqlx::query(
+            "DELETE FROM root_copies WHERE org_id = $1 AND holder = $2 AND version = $3",
+        )
+        .bind(hex(org))
+        .bind(holder_name(holder))
+        .bind(i64::from(version))
+        .execute(&mut *self.tx)
+        .await?;
         one_row(done.rows_affected(), "destroyed an unknown root copy")
     }
 
     async fn set_default(&mut self, org: ScopeId, holder: HolderId) -> Result<()> {
-        let done = sqlx::query("UPDATE orgs SET default_holder = ? WHERE id = ?")
+        let done = sqlx::query("UPDATE orgs SET default_holder = $1 WHERE id = $2")
             .bind(holder_name(holder))
             .bind(hex(org))
             .execute(&mut *self.tx)
@@ -146,7 +149,7 @@ impl Store for WriteTx {
     }
 
     async fn set_job(&mut self, org: ScopeId, job: Option<&RewrapJob>) -> Result<()> {
-        let done = sqlx::query("UPDATE orgs SET job = ? WHERE id = ?")
+        let done = sqlx::query("UPDATE orgs SET job = $1 WHERE id = $2")
             .bind(job.map(|j| job_json(j).to_string()))
             .bind(hex(org))
             .execute(&mut *self.tx)
