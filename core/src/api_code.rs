@@ -115,7 +115,7 @@ api_codes! {
         "the KMS refused byok's request as invalid: check the server clock";
     KmsUnavailable => "kms_unavailable", 503, "the KMS throttled or is down, after retries";
     Reloading => "reloading", 503,
-        "the org's state is being reloaded after an interrupted change: retry";
+        "the org's state is being reloaded (another replica changed it, or a change was interrupted): retry";
     NotConfigured => "not_configured", 501,
         "the server lacks a setting this call needs (the message names it): ask the byok operator";
     Internal => "internal", 500, "logged with the request id; nothing else is said";

@@ -14,7 +14,9 @@ CREATE TABLE orgs (
     created_at          BIGINT NOT NULL,
     external_id         TEXT,
     lease_ttl_ms        BIGINT NOT NULL DEFAULT 60000,
-    outage_grace_ms     BIGINT NOT NULL DEFAULT 0
+    outage_grace_ms     BIGINT NOT NULL DEFAULT 0,
+    -- bumped by every change to the org's state, in the same transaction (replicas compare it)
+    version             BIGINT NOT NULL DEFAULT 0
 );
 
 CREATE TABLE scopes (

@@ -73,6 +73,8 @@ pub struct FileConfig {
     pub data_dir: Option<PathBuf>,
     /// PostgreSQL instead of the SQLite database in the data directory.
     pub database_url: Option<String>,
+    /// With PostgreSQL, how often every org's version is read, ms.
+    pub replica_poll_ms: Option<u64>,
     /// Log format.
     pub log_format: Option<LogFormat>,
     /// Default unwrap cache TTL for new orgs, ms.
@@ -131,6 +133,11 @@ pub struct ServeArgs {
     /// environment or the settings file: a flag is visible to other users in `ps`.
     #[arg(long, env = "BYOK_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
+    /// With PostgreSQL: how often every org's version is read, in ms, at least 100 [default:
+    /// 1000]. Changes reach other replicas by NOTIFY at once; this is the bound when a
+    /// notification is lost.
+    #[arg(long, env = "BYOK_REPLICA_POLL_MS")]
+    pub replica_poll_ms: Option<u64>,
     /// TOML settings file (lower precedence than flags and environment).
     #[arg(long, env = "BYOK_CONFIG")]
     pub config: Option<PathBuf>,
@@ -275,6 +282,9 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// PostgreSQL, when given; SQLite in the data directory otherwise.
     pub database_url: Option<DatabaseUrl>,
+    /// With PostgreSQL, how often every org's version is read (the bound on a lost
+    /// notification).
+    pub replica_poll: Duration,
     /// Log format.
     pub log_format: LogFormat,
     /// Default unwrap cache TTL for new orgs.
@@ -388,6 +398,16 @@ impl Config {
             api,
             metrics_listen,
             listen,
+            replica_poll: {
+                let ms = args
+                    .replica_poll_ms
+                    .or(file.replica_poll_ms)
+                    .unwrap_or(1000);
+                if ms < 100 {
+                    return Err("--replica-poll-ms must be at least 100".into());
+                }
+                Duration::from_millis(ms)
+            },
             database_url: args
                 .database_url
                 .clone()

@@ -236,7 +236,7 @@ impl From<ServiceError> for ApiError {
             ServiceError::Kms(k) => k.into(),
             ServiceError::Reloading => Self::new(
                 ApiCode::Reloading,
-                "this org's state is being reloaded after an interrupted change; retry",
+                "this org's state is being reloaded (another replica changed it, or a change was interrupted); retry",
             ),
             ServiceError::NotConfigured(n) => Self::new(ApiCode::NotConfigured, n),
             ServiceError::Validation(steps) => Self {

@@ -109,6 +109,11 @@ fn exposition(service: &Service) -> Response {
             "Keys served past their cache TTL in outage grace (the KMS unreachable).",
             &m.grace_serves,
         ),
+        (
+            "byok_remote_changes_total",
+            "Orgs dropped from memory because another replica changed them.",
+            &m.remote_changes,
+        ),
     ] {
         let _ = writeln!(
             out,

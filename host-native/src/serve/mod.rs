@@ -230,6 +230,14 @@ pub async fn run(config: Config) -> Result<(), String> {
     }
     let rate = Arc::new(RateLimits::new(config.api.rate));
     let router = api::router(service.clone(), &config.api, rate.clone());
+    // Over PostgreSQL, other replicas may change what this one holds in memory.
+    if let Some(url) = &config.database_url {
+        tokio::spawn(crate::service::replicas::follow(
+            service.clone(),
+            url.expose().to_owned(),
+            config.replica_poll,
+        ));
+    }
     // Jobs a crash interrupted resume now; key health is checked periodically.
     {
         let service = service.clone();

@@ -25,8 +25,8 @@ pub enum ServiceError {
     Kms(byok_core::kms::KmsError),
     /// Key validation failed: nothing was changed; the report says which step and the fix.
     Validation(Vec<StepView>),
-    /// The org's in-memory state was retired after an interrupted change and is being
-    /// reloaded from storage: retry.
+    /// The org's in-memory state was retired (another replica changed the org, or a change
+    /// was interrupted) and is being reloaded from storage: retry.
     Reloading,
     /// The operator has not configured what this call needs.
     NotConfigured(String),

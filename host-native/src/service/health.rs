@@ -123,7 +123,7 @@ impl Service {
     /// Describes the org's attached, enabled keys and records their health.
     pub async fn check_health_of(&self, org: ScopeId) -> Result<()> {
         {
-            let cell = self.org(org).await?;
+            let cell = self.current_org(org).await?;
             self.expire_grace(&cell, org).await?;
             let snap: std::sync::Arc<Org> = cell.snapshot();
             let enabled: Vec<u32> = snap

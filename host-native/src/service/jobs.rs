@@ -31,7 +31,7 @@ impl Service {
     /// Runs the org's re-encryption job to its end, one step per transaction, so that a crash
     /// resumes at the step it stopped at.
     pub async fn run_job(&self, org: ScopeId) -> Result<()> {
-        let cell = self.org(org).await?;
+        let cell = self.current_org(org).await?;
         // One runner per org: if another is at it (the periodic retry, a retirement), it
         // finishes the job; progress shows in `job()`.
         let Ok(_runner) = cell.job_runner.try_lock() else {
@@ -42,7 +42,7 @@ impl Service {
 
     /// The steps of [`Self::run_job`], for a caller that already is the org's runner.
     pub(super) async fn run_job_steps(&self, org: ScopeId) -> Result<()> {
-        let cell = self.org(org).await?;
+        let cell = self.current_org(org).await?;
         loop {
             let snap = cell.snapshot();
             let Some(step) = snap.job().and_then(|j| j.next_batch(1).first().cloned()) else {
@@ -92,7 +92,7 @@ impl Service {
 
     /// The org's running job: what it is for, and steps done of total.
     pub async fn job(&self, org: ScopeId) -> Result<Option<JobView>> {
-        let cell = self.org(org).await?;
+        let cell = self.current_org(org).await?;
         let snap = cell.snapshot();
         let waiting_on = snap.job_waiting_on().map(|s| s.to_string());
         let status = waiting_on.as_ref().map_or_else(
@@ -133,7 +133,7 @@ impl Service {
     pub async fn resume_jobs(&self) -> Result<usize> {
         let mut resumed = 0;
         for org in store::org_rows::org_ids(self.store.pool()).await? {
-            let cell = self.org(org).await?;
+            let cell = self.current_org(org).await?;
             if cell.snapshot().job().is_some() {
                 tracing::info!(org = %org, "resuming re-encryption job");
                 if let Err(e) = self.run_job(org).await {

@@ -369,7 +369,7 @@ impl Service {
                 "the managed key needs no validation".into(),
             ));
         };
-        let cell = self.org(org).await?;
+        let cell = self.current_org(org).await?;
         let row = cell
             .cmks
             .read()
@@ -419,7 +419,7 @@ impl Service {
             .provider
             .resolved(&pasted, &described)
             .map_err(ServiceError::Invalid)?;
-        let cell = self.org(org).await?;
+        let cell = self.current_org(org).await?;
         let n = cell
             .cmks
             .read()
@@ -479,7 +479,7 @@ impl Service {
     /// The org's keys: the managed key and every attached CMK, and whether the vendor can
     /// decrypt without the customer's KMS.
     pub async fn keys(&self, org: ScopeId) -> Result<KeysView> {
-        let cell = self.org(org).await?;
+        let cell = self.current_org(org).await?;
         self.expire_grace(&cell, org).await?;
         let snap = cell.snapshot();
         let rows = cell.cmks.read().unwrap_or_else(|p| p.into_inner()).clone();
@@ -544,7 +544,7 @@ impl Service {
     /// the grant removed this fails with the KMS error and changes nothing.
     pub async fn set_default(&self, org: ScopeId, key: &str) -> Result<()> {
         let h = Self::holder(key)?;
-        let cell = self.org(org).await?;
+        let cell = self.current_org(org).await?;
         let snap = cell.snapshot();
         if snap.default_holder() == h {
             return Ok(());
@@ -581,7 +581,7 @@ impl Service {
     /// was (proven as for [`Self::set_default`]). The disabled key's copies are destroyed.
     pub async fn disable(&self, org: ScopeId, key: &str, target: &str) -> Result<()> {
         let (h, t) = (Self::holder(key)?, Self::holder(target)?);
-        let cell = self.org(org).await?;
+        let cell = self.current_org(org).await?;
         let proof = match t {
             HolderId::Cmk(_) if cell.snapshot().default_holder() == h => {
                 Some(self.prove(&cell, t).await?)
@@ -613,7 +613,7 @@ impl Service {
                 "only customer keys (cmk:N) are enabled; to go back to the managed key, make it the default or disable all customer keys".into(),
             ));
         };
-        let cell = self.org(org).await?;
+        let cell = self.current_org(org).await?;
         let snap = cell.snapshot();
         let status = snap
             .holders()
@@ -643,7 +643,7 @@ impl Service {
     /// disabled. Under BYOK the roots are unwrapped through the default customer key at this
     /// moment, never from the cache: with the grant removed this fails and changes nothing.
     pub async fn disable_all(&self, org: ScopeId) -> Result<()> {
-        let cell = self.org(org).await?;
+        let cell = self.current_org(org).await?;
         let snap = cell.snapshot();
         let roots = self
             .fresh_roots(&cell, &snap, snap.default_holder())

@@ -19,6 +19,7 @@ pub mod kms;
 mod lease;
 mod org_cell;
 mod orgs;
+pub mod replicas;
 mod resolve;
 mod retire;
 mod scopes;
@@ -72,6 +73,8 @@ pub struct Metrics {
     pub grace_serves: AtomicU64,
     /// Orgs in outage grace now (a gauge).
     pub orgs_in_grace: AtomicU64,
+    /// Orgs dropped from memory because another replica changed them.
+    pub remote_changes: AtomicU64,
 }
 
 /// The server's state: the store, the managed key, orgs in memory and the key cache.

@@ -4,7 +4,7 @@
 //! that was not committed.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use byok_core::scope::{Effect, Org};
@@ -43,6 +43,9 @@ pub struct OrgCell {
     /// cell is then out of the map, so the next use reloads the org from storage; whoever
     /// still holds this one is refused ([`ServiceError::Reloading`]) instead of acting on it.
     pub(super) stale: AtomicBool,
+    /// The org's version in storage that this cell holds (`orgs.version`): every committed
+    /// change bumps it, so a cell behind it is out of date (another replica changed the org).
+    pub(super) version: AtomicI64,
 }
 
 /// Armed from the moment a transition starts writing until its new state is published; if the
@@ -61,17 +64,7 @@ impl Drop for Unpublished<'_> {
         if !self.armed {
             return;
         }
-        self.cell.stale.store(true, Ordering::SeqCst);
-        {
-            let mut orgs = self.service.orgs.write().unwrap_or_else(|p| p.into_inner());
-            if orgs
-                .get(&self.org)
-                .is_some_and(|c| Arc::ptr_eq(c, self.cell))
-            {
-                orgs.remove(&self.org);
-            }
-        }
-        self.service.cache.evict_org(self.org);
+        self.service.retire_cell(self.org, self.cell);
         tracing::warn!(org = %self.org, "a change was interrupted before it was published: the org is reloaded from storage");
     }
 }
@@ -85,6 +78,11 @@ impl OrgCell {
     /// The org's metadata.
     pub fn meta(&self) -> OrgMeta {
         self.meta.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The stored version this cell holds.
+    pub fn version(&self) -> i64 {
+        self.version.load(Ordering::SeqCst)
     }
 
     /// A scope's name.
@@ -119,12 +117,38 @@ impl Service {
         Ok(guard)
     }
 
+    /// Takes `cell` out of use: whoever still holds it is refused ([`ServiceError::Reloading`])
+    /// and the next use of the org loads it from storage; the org's cached keys go with it.
+    pub(super) fn retire_cell(&self, org: ScopeId, cell: &Arc<OrgCell>) {
+        cell.stale.store(true, Ordering::SeqCst);
+        {
+            let mut orgs = self.orgs.write().unwrap_or_else(|p| p.into_inner());
+            if orgs.get(&org).is_some_and(|c| Arc::ptr_eq(c, cell)) {
+                orgs.remove(&org);
+            }
+        }
+        self.cache.evict_org(org);
+    }
+
+    /// Org `id` as storage has it now: the cell held here, or a fresh one when another replica
+    /// changed the org since (one read of its version), for a change to start from.
+    pub(super) async fn current_org(&self, id: ScopeId) -> Result<Arc<OrgCell>> {
+        let cell = self.org(id).await?;
+        match org_rows::version(self.store.pool(), id).await? {
+            Some(v) if v != cell.version() => {
+                self.retire_cell(id, &cell);
+                self.org(id).await
+            }
+            _ => Ok(cell),
+        }
+    }
+
     /// Org `id`, loading it on first use.
     pub async fn org(&self, id: ScopeId) -> Result<Arc<OrgCell>> {
         if let Some(c) = self.orgs.read().unwrap_or_else(|p| p.into_inner()).get(&id) {
             return Ok(c.clone());
         }
-        let (org, meta, names) = org_rows::load(self.store.pool(), id)
+        let (org, meta, names, version) = org_rows::load(self.store.pool(), id)
             .await?
             .ok_or_else(|| ServiceError::NotFound("organization not found".into()))?;
         let cmks = keys::list(self.store.pool(), id)
@@ -143,6 +167,7 @@ impl Service {
             gate: tokio::sync::RwLock::new(()),
             stale: AtomicBool::new(false),
             outage: std::sync::Mutex::new(None),
+            version: AtomicI64::new(version),
         });
         Ok(self
             .orgs
@@ -173,10 +198,11 @@ impl Service {
         extra: Extra,
         f: impl FnOnce(&mut Org) -> Result<(T, Vec<Effect>)>,
     ) -> Result<T> {
-        let cell = self.org(org).await?;
+        let cell = self.current_org(org).await?;
         let _turn = cell.turn.lock().await;
         if cell.stale.load(Ordering::SeqCst) {
-            // An interrupted change retired this cell while we waited: never decide on it.
+            // An interrupted change (or another replica's) retired this cell while we waited:
+            // never decide on it.
             return Err(ServiceError::Reloading);
         }
         let mut next: Org = (*cell.snapshot()).clone();
@@ -190,9 +216,16 @@ impl Service {
             armed: true,
         };
         let mut w = self.store.write().await?;
+        if w.lock_org(org).await? != cell.version() {
+            // Another replica committed a change since the check above: this one was decided
+            // on a state that is gone. Nothing is written; `unpublished` retires the cell.
+            return Err(ServiceError::Reloading);
+        }
         let after =
             apply::write(&mut w, org, &effects, &new_names, &extra, store::now_ms()).await?;
+        let version = w.bump_org(org).await?;
         w.commit().await?;
+        cell.version.store(version, Ordering::SeqCst);
         // Committed: make it live, then do what the effects ask outside storage.
         let next = Arc::new(next);
         *cell.org.write().unwrap_or_else(|p| p.into_inner()) = next.clone();
@@ -325,5 +358,64 @@ mod tests {
             saw.0 && saw.1,
             "the drops covered neither side of the commit: {saw:?}"
         );
+    }
+
+    /// Two replicas: two services, each with its own connections to one PostgreSQL database
+    /// and nothing telling one of the other's changes. A change made through the one whose
+    /// copy of the org is out of date starts from storage, not from that copy; and changes
+    /// racing from both keep the org's audit log one chain.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_replica_behind_storage_decides_on_storage_and_the_log_stays_one_chain() {
+        let Some(url) = crate::store::test_postgres_url().await else {
+            return;
+        };
+        let replica = |db| {
+            let key = managed_key(SecretBytes::from_bytes(&mut [4; 32]), 1);
+            Service::new(db, key, Duration::from_secs(60), KmsSettings::default()).unwrap()
+        };
+        let a = replica(Database::open(&url).await.unwrap());
+        let b = replica(Database::open(&url).await.unwrap());
+        let (org, _) = a.create_org("org", None, None, None).await.unwrap();
+        a.create_scope(org, org, "team").await.unwrap();
+        // B adds scope `b`; A's copy has never heard of it.
+        let made_on_b = b.create_scope(org, org, "b").await.unwrap();
+        let under_b = ScopeId::parse_hex(&made_on_b.id).unwrap();
+        assert!(
+            a.org(org)
+                .await
+                .unwrap()
+                .snapshot()
+                .scope(under_b)
+                .is_none()
+        );
+        // A child of `b` made through A: decided on storage's org, not A's copy.
+        let child = a.create_scope(org, under_b, "child").await.unwrap();
+        assert_eq!(child.parent.as_deref(), Some(made_on_b.id.as_str()));
+        // Both change the org at once: every change lands once (or is refused whole with
+        // `reloading`, and made again), and the log verifies as one chain.
+        async fn make(s: &Service, org: ScopeId, prefix: &str) {
+            for i in 0..10 {
+                loop {
+                    match s.create_scope(org, org, &format!("{prefix}{i}")).await {
+                        Err(ServiceError::Reloading) => continue,
+                        made => {
+                            made.unwrap();
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        tokio::join!(make(&a, org, "a"), make(&b, org, "b"));
+        let scopes = b.list_scopes(org).await.unwrap();
+        assert_eq!(
+            scopes.len(),
+            1 + 1 + 1 + 1 + 20,
+            "org, team, b, child and 20 more"
+        );
+        let verified = crate::store::audit::verify(a.store().pool(), org)
+            .await
+            .unwrap();
+        assert!(verified.ok, "{verified:?}");
     }
 }

@@ -115,6 +115,11 @@ impl Service {
             return Ok(before);
         }
         let mut w = self.store.write().await?;
+        if w.lock_org(org).await? != cell.version() {
+            drop(w);
+            self.retire_cell(org, &cell);
+            return Err(ServiceError::Reloading);
+        }
         org_rows::set_outage_grace(&mut w.tx, org, grace_ms).await?;
         audit::append(
             &mut w.tx,
@@ -124,7 +129,10 @@ impl Service {
                 "outage_grace_ms": { "from": before.outage_grace_ms, "to": grace_ms } }),
         )
         .await?;
+        let version = w.bump_org(org).await?;
         w.commit().await?;
+        cell.version
+            .store(version, std::sync::atomic::Ordering::SeqCst);
         cell.meta
             .write()
             .unwrap_or_else(|p| p.into_inner())

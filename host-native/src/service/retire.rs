@@ -115,7 +115,7 @@ impl Service {
                 "ids must have 1 to {MAX_KEYS_PER_CALL} entries"
             )));
         }
-        let cell = self.org(org).await?;
+        let cell = self.current_org(org).await?;
         let mut out = Vec::with_capacity(ids.len());
         if let Some(bad) = ids.iter().find(|id| ScopeId::parse_hex(id).is_none()) {
             let shown: String = bad.chars().take(40).collect();
@@ -171,7 +171,7 @@ impl Service {
     /// Starts retiring version `version` of `scope`'s key; [`Self::run_retire`] then moves
     /// everything wrapped under it to the newest version and destroys it.
     pub async fn retire(&self, org: ScopeId, scope: ScopeId, version: u32) -> Result<()> {
-        let cell = self.org(org).await?;
+        let cell = self.current_org(org).await?;
         if data_keys::job(self.store.pool(), org).await?.is_some() {
             return Err(ServiceError::Scope(
                 byok_core::scope::ScopeError::JobRunning,
@@ -204,7 +204,7 @@ impl Service {
         if data_keys::job(self.store.pool(), org).await?.is_none() {
             return Ok(());
         }
-        let cell = self.org(org).await?;
+        let cell = self.current_org(org).await?;
         let Ok(_runner) = cell.job_runner.try_lock() else {
             return Ok(());
         };

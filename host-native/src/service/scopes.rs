@@ -78,7 +78,7 @@ impl Service {
         name: &str,
     ) -> Result<ScopeView> {
         check_name(name)?;
-        let cell = self.org(org).await?;
+        let cell = self.current_org(org).await?;
         let snap = cell.snapshot();
         if snap.scope(parent).is_none() {
             return Err(ServiceError::NotFound("parent scope not found".into()));
@@ -117,7 +117,7 @@ impl Service {
 
     /// Adds a key version to a (child) scope.
     pub async fn rotate(&self, org: ScopeId, id: ScopeId) -> Result<ScopeView> {
-        let cell = self.org(org).await?;
+        let cell = self.current_org(org).await?;
         let snap = cell.snapshot();
         let parent = snap
             .scope(id)

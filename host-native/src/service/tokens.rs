@@ -148,9 +148,10 @@ impl Service {
     /// Revokes token `id` of `org` (`None`: an operator token). The next request with it gets
     /// 401, also when it was authenticated a moment before.
     pub async fn revoke_token(&self, org: Option<ScopeId>, id: &str) -> Result<()> {
-        if let Some(o) = org {
-            self.org(o).await?;
-        }
+        let cell = match org {
+            Some(o) => Some(self.org(o).await?),
+            None => None,
+        };
         let mut w = self.store.write().await?;
         let hash = tokens::revoke(&mut w.tx, org, id)
             .await?
@@ -164,8 +165,23 @@ impl Service {
             )
             .await?;
         }
+        // Other replicas learn of it by the org's version (they drop the org's grants); the
+        // operator's tokens are rechecked by their poll (`replicas.rs`).
+        let bumped = match org {
+            Some(o) => Some(w.bump_org(o).await?),
+            None => None,
+        };
         let _forget = ForgetGrant(self, &hash);
         w.commit().await?;
+        if let (Some(cell), Some(v)) = (cell, bumped) {
+            // This cell is still current unless another replica changed the org meanwhile.
+            let _ = cell.version.compare_exchange(
+                v - 1,
+                v,
+                std::sync::atomic::Ordering::SeqCst,
+                std::sync::atomic::Ordering::SeqCst,
+            );
+        }
         tracing::info!(token = %id, "token revoked");
         Ok(())
     }

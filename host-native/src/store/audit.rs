@@ -120,6 +120,9 @@ pub async fn append_row(
     at: i64,
     event: &Value,
 ) -> Result<(i64, Value)> {
+    // Several replicas append to one org's log: the org's row lock makes them take turns, so
+    // the head read below is the head the new row links to (one linear chain per org).
+    super::org_rows::lock(tx, org).await?;
     let org_id = org.to_string();
     let last =
         sqlx::query("SELECT seq, hash FROM audit WHERE org_id = $1 ORDER BY seq DESC LIMIT 1")

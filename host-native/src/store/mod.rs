@@ -219,10 +219,23 @@ pub struct Database {
 pub struct WriteTx {
     /// The transaction.
     pub tx: Transaction<'static, Any>,
+    backend: Backend,
     _turn: tokio::sync::OwnedMutexGuard<()>,
 }
 
 impl WriteTx {
+    /// Takes org `org`'s row for this transaction and returns its version
+    /// ([`org_rows::lock`]).
+    pub async fn lock_org(&mut self, org: ScopeId) -> Result<i64> {
+        org_rows::lock(&mut self.tx, org).await
+    }
+
+    /// Records that org `org`'s state changed in this transaction: its new version, announced
+    /// to the other replicas on commit ([`org_rows::bump`]).
+    pub async fn bump_org(&mut self, org: ScopeId) -> Result<i64> {
+        org_rows::bump(&mut self.tx, org, self.backend == Backend::Postgres).await
+    }
+
     /// Commits.
     pub async fn commit(self) -> Result<()> {
         self.tx.commit().await?;
@@ -288,7 +301,11 @@ impl Database {
     pub async fn write(&self) -> Result<WriteTx> {
         let turn = self.writer.clone().lock_owned().await;
         let tx = self.pool.begin().await?;
-        Ok(WriteTx { tx, _turn: turn })
+        Ok(WriteTx {
+            tx,
+            backend: self.backend,
+            _turn: turn,
+        })
     }
 
     /// Copies every committed page into the database file and truncates the write-ahead log,
@@ -359,11 +376,11 @@ impl Database {
 }
 
 /// A fresh, empty PostgreSQL database on the cluster the test command starts
-/// (`BYOK_TEST_POSTGRES_URL`, an admin URL), migrated; `None` where no cluster is given, unless
+/// (`BYOK_TEST_POSTGRES_URL`, an admin URL), as a URL; `None` where no cluster is given, unless
 /// `BYOK_TEST_REQUIRE_POSTGRES` says one must be (the test command sets both, so a PostgreSQL
 /// test cannot pass by being skipped there).
 #[cfg(test)]
-pub(crate) async fn test_postgres() -> Option<Database> {
+pub(crate) async fn test_postgres_url() -> Option<String> {
     let Ok(admin) = std::env::var("BYOK_TEST_POSTGRES_URL") else {
         assert!(
             std::env::var_os("BYOK_TEST_REQUIRE_POSTGRES").is_none(),
@@ -382,9 +399,12 @@ pub(crate) async fn test_postgres() -> Option<Database> {
     let (base, _) = admin
         .rsplit_once('/')
         .expect("an admin URL with a database");
-    Some(
-        Database::open(&format!("{base}/{name}"))
-            .await
-            .expect("migrated"),
-    )
+    Some(format!("{base}/{name}"))
+}
+
+/// [`test_postgres_url`], opened and migrated.
+#[cfg(test)]
+pub(crate) async fn test_postgres() -> Option<Database> {
+    let url = test_postgres_url().await?;
+    Some(Database::open(&url).await.expect("migrated"))
 }

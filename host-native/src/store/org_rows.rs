@@ -182,21 +182,35 @@ pub async fn org_ids(pool: &AnyPool) -> Result<Vec<ScopeId>> {
         .collect()
 }
 
-/// Loads org `id`: its value, its metadata, and its scopes' names.
-pub async fn load(
-    pool: &AnyPool,
-    id: ScopeId,
-) -> Result<Option<(Org, OrgMeta, BTreeMap<ScopeId, String>)>> {
+/// An org as loaded: its value, metadata, scope names and the version they are at.
+pub type Loaded = (Org, OrgMeta, BTreeMap<ScopeId, String>, i64);
+
+/// Loads org `id`: its value, its metadata, its scopes' names and its version, all from one
+/// snapshot of the database (another replica may commit a change between two of the reads).
+pub async fn load(pool: &AnyPool, id: ScopeId) -> Result<Option<Loaded>> {
+    let mut tx = pool.begin().await?;
+    if super::backend_of(pool) == super::Backend::Postgres {
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .execute(&mut *tx)
+            .await?;
+    }
+    let loaded = load_in(&mut tx, id).await;
+    tx.rollback().await?;
+    loaded
+}
+
+async fn load_in(tx: &mut Transaction<'static, Any>, id: ScopeId) -> Result<Option<Loaded>> {
     let org_id = hex(id);
     let Some(row) = sqlx::query(
-        "SELECT name, default_holder, job, unwrap_cache_ttl_ms, created_at, lease_ttl_ms, outage_grace_ms FROM orgs WHERE id = $1",
+        "SELECT name, default_holder, job, unwrap_cache_ttl_ms, created_at, lease_ttl_ms, outage_grace_ms, version FROM orgs WHERE id = $1",
     )
     .bind(&org_id)
-    .fetch_optional(pool)
+    .fetch_optional(&mut **tx)
     .await?
     else {
         return Ok(None);
     };
+    let version: i64 = row.try_get("version")?;
     let meta = OrgMeta {
         name: row.try_get("name")?,
         unwrap_cache_ttl_ms: u64::try_from(row.try_get::<i64, _>("unwrap_cache_ttl_ms")?)
@@ -222,7 +236,7 @@ pub async fn load(
     let mut scopes: BTreeMap<ScopeId, StoredScope> = BTreeMap::new();
     for r in sqlx::query("SELECT id, parent_id, name, state FROM scopes WHERE org_id = $1")
         .bind(&org_id)
-        .fetch_all(pool)
+        .fetch_all(&mut **tx)
         .await?
     {
         let sid = scope_id(r.try_get("id")?)?;
@@ -248,7 +262,7 @@ pub async fn load(
         "SELECT scope_id, version, under_version, wrapped FROM scope_keys WHERE org_id = $1",
     )
     .bind(&org_id)
-    .fetch_all(pool)
+    .fetch_all(&mut **tx)
     .await?
     {
         let sid = scope_id(r.try_get("scope_id")?)?;
@@ -279,7 +293,7 @@ pub async fn load(
     let mut holders: BTreeMap<HolderId, Holder> = BTreeMap::new();
     for r in sqlx::query("SELECT holder, status FROM holders WHERE org_id = $1")
         .bind(&org_id)
-        .fetch_all(pool)
+        .fetch_all(&mut **tx)
         .await?
     {
         let h = parse_holder(r.try_get("holder")?).ok_or_else(|| corrupt("bad holder"))?;
@@ -297,7 +311,7 @@ pub async fn load(
     }
     for r in sqlx::query("SELECT holder, version, wrapped FROM root_copies WHERE org_id = $1")
         .bind(&org_id)
-        .fetch_all(pool)
+        .fetch_all(&mut **tx)
         .await?
     {
         let h = parse_holder(r.try_get("holder")?).ok_or_else(|| corrupt("bad holder"))?;
@@ -317,7 +331,60 @@ pub async fn load(
         job,
     )
     .map_err(|e| corrupt(e.to_string()))?;
-    Ok(Some((org, meta, names)))
+    Ok(Some((org, meta, names, version)))
+}
+
+/// Takes org `org`'s row for this transaction (PostgreSQL: a row lock, held to the commit, so
+/// changes and audit appends of one org take turns across replicas; SQLite has one writer
+/// anyway) and returns its version.
+pub async fn lock(tx: &mut Transaction<'static, Any>, org: ScopeId) -> Result<i64> {
+    // An UPDATE that changes nothing: one statement both engines read that locks the row.
+    sqlx::query_scalar("UPDATE orgs SET version = version WHERE id = $1 RETURNING version")
+        .bind(hex(org))
+        .fetch_optional(&mut **tx)
+        .await?
+        .ok_or_else(|| corrupt("lock of an unknown org"))
+}
+
+/// Bumps org `org`'s version (the org's state changed in this transaction) and, on
+/// PostgreSQL, tells the other replicas when it commits (`NOTIFY byok_org, 'org:version'`).
+pub async fn bump(tx: &mut Transaction<'static, Any>, org: ScopeId, notify: bool) -> Result<i64> {
+    let v: i64 =
+        sqlx::query_scalar("UPDATE orgs SET version = version + 1 WHERE id = $1 RETURNING version")
+            .bind(hex(org))
+            .fetch_optional(&mut **tx)
+            .await?
+            .ok_or_else(|| corrupt("version of an unknown org"))?;
+    if notify {
+        sqlx::query("SELECT pg_notify('byok_org', $1)")
+            .bind(format!("{org}:{v}"))
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(v)
+}
+
+/// Org `org`'s version (`None`: no such org).
+pub async fn version(pool: &AnyPool, org: ScopeId) -> Result<Option<i64>> {
+    Ok(sqlx::query_scalar("SELECT version FROM orgs WHERE id = $1")
+        .bind(hex(org))
+        .fetch_optional(pool)
+        .await?)
+}
+
+/// Every org's version.
+pub async fn versions(pool: &AnyPool) -> Result<Vec<(ScopeId, i64)>> {
+    let rows = sqlx::query("SELECT id, version FROM orgs")
+        .fetch_all(pool)
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok((
+                scope_id(r.try_get::<&str, _>("id")?)?,
+                r.try_get("version")?,
+            ))
+        })
+        .collect()
 }
 
 #[cfg(test)]

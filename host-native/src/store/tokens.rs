@@ -224,3 +224,13 @@ pub async fn has_operator(pool: &AnyPool) -> Result<bool> {
             .is_some(),
     )
 }
+
+/// The hashes of the operator's tokens (a few rows), for replicas to drop the cached grants of
+/// those revoked elsewhere.
+pub async fn operator_hashes(pool: &AnyPool) -> Result<Vec<Vec<u8>>> {
+    Ok(
+        sqlx::query_scalar("SELECT hash FROM tokens WHERE role = 'operator'")
+            .fetch_all(pool)
+            .await?,
+    )
+}

@@ -1,0 +1,147 @@
+//! Several `byok serve` replicas over one PostgreSQL: how a change made on one reaches the
+//! others. Each replica holds orgs in memory ([`super::OrgCell`]) with the version of storage
+//! they were loaded at; every committed change bumps the org's version (`orgs.version`) in its
+//! own transaction and, on PostgreSQL, sends `NOTIFY byok_org, 'org:version'`, delivered when
+//! it commits. A replica that hears of a version newer than the one it holds retires its cell
+//! (the next request reloads the org), drops the org's cached keys and its token grants.
+//!
+//! Notifications can be lost (the listening connection drops and reconnects, the database
+//! restarts), so every replica also reads all orgs' versions every `poll` interval: that
+//! interval, plus one query, is the stated worst-case bound for a pause, revoke, key change or
+//! token revoke made on one replica to stop use on the others; a notification usually makes it
+//! milliseconds. The operator's tokens belong to no org: the poll rechecks the cached ones.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use super::{Result, Service};
+use crate::store::{Role, org_rows, tokens};
+use byok_core::ScopeId;
+
+/// The channel replicas announce org changes on.
+pub const CHANNEL: &str = "byok_org";
+
+/// The `application_name` of the listening connection (operators, and the tests, can find it
+/// in `pg_stat_activity`).
+pub const LISTENER_NAME: &str = "byok-listen";
+
+impl Service {
+    /// Another replica changed org `org` to `version` (a notification or the poll). Returns
+    /// whether anything held here was out of date and dropped.
+    pub fn org_changed(&self, org: ScopeId, version: i64) -> bool {
+        let cell = self
+            .orgs
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&org)
+            .cloned();
+        if cell.as_ref().is_some_and(|c| c.version() >= version) {
+            // This replica's own change, or one already seen.
+            return false;
+        }
+        if let Some(c) = &cell {
+            self.retire_cell(org, c);
+        }
+        self.cache.evict_org(org);
+        self.grants
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|_, g| g.org != Some(org));
+        self.metrics.remote_changes.fetch_add(1, Ordering::Relaxed);
+        true
+    }
+
+    /// One poll: every org's version against `seen` (what the last poll saw) and against the
+    /// cells held here, then the operator's cached grants against the stored operator tokens.
+    /// Returns how many orgs changed.
+    pub async fn poll_versions(&self, seen: &mut HashMap<ScopeId, i64>) -> Result<usize> {
+        let mut changed = 0;
+        for (org, v) in org_rows::versions(self.store.pool()).await? {
+            // Moved since the last poll (nothing is cached for an org first seen now), or held
+            // here behind what storage has (a cell loaded before a lost notification).
+            let moved = matches!(seen.insert(org, v), Some(before) if before != v);
+            let behind = self
+                .orgs
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&org)
+                .is_some_and(|c| c.version() < v);
+            if (moved || behind) && self.org_changed(org, v) {
+                changed += 1;
+            }
+        }
+        let operators = tokens::operator_hashes(self.store.pool()).await?;
+        self.grants
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|hash, g| {
+                g.role != Role::Operator || operators.iter().any(|h| h.as_slice() == hash)
+            });
+        Ok(changed)
+    }
+}
+
+/// Follows the other replicas' changes until the process ends: listens on [`CHANNEL`] on a
+/// connection of its own and polls every `poll`. PostgreSQL only.
+pub async fn follow(service: Arc<Service>, url: String, poll: Duration) {
+    let listening = {
+        let service = service.clone();
+        async move {
+            loop {
+                if let Err(e) = listen(&service, &url).await {
+                    tracing::warn!(error = %e, "listening for other replicas' changes failed; the poll covers until it is back");
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    };
+    let polling = async move {
+        let mut seen = HashMap::new();
+        let mut tick = tokio::time::interval(poll);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            match service.poll_versions(&mut seen).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(orgs = n, "the poll found orgs changed by another replica"),
+                Err(e) => tracing::warn!(error = ?e, "polling the orgs' versions failed"),
+            }
+        }
+    };
+    tokio::join!(listening, polling);
+}
+
+/// One listening connection, until it fails.
+async fn listen(service: &Service, url: &str) -> std::result::Result<(), sqlx::Error> {
+    use std::str::FromStr;
+    let options = sqlx::postgres::PgConnectOptions::from_str(url)?.application_name(LISTENER_NAME);
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect_with(options)
+        .await?;
+    let mut listener = sqlx::postgres::PgListener::connect_with(&pool).await?;
+    listener.listen(CHANNEL).await?;
+    tracing::info!("listening for other replicas' changes");
+    loop {
+        // `None`: the connection dropped and was made again; what was sent meanwhile is lost,
+        // and the poll finds it.
+        let Some(n) = listener.try_recv().await? else {
+            tracing::warn!(
+                "the listening connection was lost and is back; the poll covers what was missed"
+            );
+            continue;
+        };
+        let parsed = n
+            .payload()
+            .split_once(':')
+            .and_then(|(o, v)| Some((ScopeId::parse_hex(o)?, v.parse::<i64>().ok()?)));
+        match parsed {
+            Some((org, version)) => {
+                service.org_changed(org, version);
+            }
+            None => tracing::warn!(payload = n.payload(), "an unreadable change notification"),
+        }
+    }
+}

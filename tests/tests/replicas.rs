@@ -1,0 +1,210 @@
+//! Three `byok serve` replicas on loopback over one PostgreSQL (issue 18): a pause, a resume or
+//! a token revoke made through one replica stops (or restores) use on the other two, by NOTIFY
+//! within milliseconds, and by the version poll when a notification is lost. Needs the test
+//! cluster (`BYOK_TEST_POSTGRES_URL`, started by the test command); skipped without it unless
+//! `BYOK_TEST_REQUIRE_POSTGRES` is set.
+
+use std::time::{Duration, Instant};
+
+use base64ct::{Base64, Encoding};
+use byok_tests::fixtures::{OrgSettings, TestOrg, TestServer, assert_error, assert_status};
+use byok_tests::local::fresh_postgres;
+use byok_tests::server::{Api, Server, field, temp_dir};
+use serde_json::json;
+
+/// Replica A (the first, which printed the operator token) and B and C.
+struct Replicas {
+    a: TestServer,
+    others: Vec<(Server, Api)>,
+    url: String,
+}
+
+impl Replicas {
+    /// Three replicas on a fresh database, sharing the managed key, reading every org's version
+    /// every `poll_ms`.
+    fn start(name: &str, poll_ms: u64) -> Option<Self> {
+        let Ok(admin) = std::env::var("BYOK_TEST_POSTGRES_URL") else {
+            assert!(
+                std::env::var_os("BYOK_TEST_REQUIRE_POSTGRES").is_none(),
+                "BYOK_TEST_REQUIRE_POSTGRES is set but BYOK_TEST_POSTGRES_URL is not"
+            );
+            eprintln!("skipped: no PostgreSQL test cluster");
+            return None;
+        };
+        let url = fresh_postgres(&admin);
+        let key = Base64::encode_string(&[9u8; 32]);
+        let poll = poll_ms.to_string();
+        let env = [
+            ("BYOK_DATABASE_URL", url.as_str()),
+            ("BYOK_MANAGED_KEY", key.as_str()),
+            ("BYOK_REPLICA_POLL_MS", poll.as_str()),
+            ("BYOK_KEY_HEALTH_INTERVAL_MS", "3600000"),
+        ];
+        let a = TestServer::start_with(&format!("{name}-a"), |d| Server::start(d, &env));
+        let others = ["b", "c"]
+            .iter()
+            .map(|r| {
+                let data = temp_dir(&format!("{name}-{r}")).join("data");
+                // The operator token was printed by A: tell the harness not to wait for it.
+                std::fs::create_dir_all(&data).unwrap();
+                std::fs::write(data.join(".started"), b"").unwrap();
+                let s = Server::start(&data, &env);
+                let api = Api::new(&s.url);
+                (s, api)
+            })
+            .collect();
+        Some(Self { a, others, url })
+    }
+
+    /// An org created through A, with scope `team` and a ciphertext sealed under it by each
+    /// replica (so every replica has the org and its keys in memory).
+    async fn org(&self) -> (TestOrg, String, Vec<String>) {
+        let o = self.a.org(OrgSettings::named("acme")).await;
+        let team = o.scope(&self.a.api, &o.id, "team").await;
+        let mut cts = vec![o.seal(&self.a.api, &team, b"from a").await];
+        for (_, api) in &self.others {
+            cts.push(o.seal(api, &team, b"from b or c").await);
+        }
+        for (_, api) in &self.others {
+            for ct in &cts {
+                assert_status(&o.decrypt(api, ct).await, 200);
+            }
+        }
+        (o, team, cts)
+    }
+}
+
+/// How long until `api` answers decrypt of `ct` with `status` (polled every 2 ms), at most
+/// `limit`.
+async fn until(o: &TestOrg, api: &Api, ct: &str, status: u16, limit: Duration) -> Duration {
+    let start = Instant::now();
+    loop {
+        let answer = o.decrypt(api, ct).await;
+        if answer.0 == status {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < limit,
+            "still {} after {limit:?}: {}",
+            answer.0,
+            answer.1
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+fn percentile(v: &mut [Duration], p: f64) -> Duration {
+    v.sort();
+    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
+    v[i]
+}
+
+/// With the poll an hour away, only the notification can stop B and C: each pause through A
+/// is refused by both with `scope_paused` within 2 s (in practice milliseconds), and each
+/// resume opens again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pause_on_one_replica_stops_the_others_by_notification() {
+    let Some(r) = Replicas::start("replicas-notify", 3_600_000) else {
+        return;
+    };
+    let (o, team, cts) = r.org().await;
+    let mut took = Vec::new();
+    for _ in 0..20 {
+        assert_status(&o.act(&r.a.api, &team, "pause", json!({})).await, 200);
+        for (_, api) in &r.others {
+            took.push(until(&o, api, &cts[0], 409, Duration::from_secs(2)).await);
+            assert_error(&o.decrypt(api, &cts[1]).await, 409, "scope_paused");
+        }
+        assert_status(&o.act(&r.a.api, &team, "resume", json!({})).await, 200);
+        for (_, api) in &r.others {
+            until(&o, api, &cts[2], 200, Duration::from_secs(2)).await;
+        }
+    }
+    eprintln!(
+        "pause on A until refused on B and C: p50 {:?}, p99 {:?} ({} samples)",
+        percentile(&mut took, 0.5),
+        percentile(&mut took, 0.99),
+        took.len()
+    );
+}
+
+/// A change that reaches storage with no notification (as when the listening connection is
+/// down) is found by the poll: B and C refuse within the poll interval. Killing the listening
+/// connections then only delays: they come back, and a pause is again seen at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_notification_is_covered_by_the_poll() {
+    let Some(r) = Replicas::start("replicas-poll", 500) else {
+        return;
+    };
+    let (o, team, cts) = r.org().await;
+    // Paused in the database by hand: the rows and the version move, nothing is sent.
+    sqlx::any::install_default_drivers();
+    let db = sqlx::AnyPool::connect(&r.url).await.unwrap();
+    sqlx::query("UPDATE scopes SET state = 'paused' WHERE org_id = $1 AND id = $2")
+        .bind(&o.id)
+        .bind(&team)
+        .execute(&db)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE orgs SET version = version + 1 WHERE id = $1")
+        .bind(&o.id)
+        .execute(&db)
+        .await
+        .unwrap();
+    for (_, api) in &r.others {
+        let took = until(&o, api, &cts[0], 409, Duration::from_secs(3)).await;
+        eprintln!("refused by the poll after {took:?} (poll every 500 ms)");
+        assert_error(&o.decrypt(api, &cts[1]).await, 409, "scope_paused");
+    }
+    // Every replica's listening connection is killed; they reconnect.
+    let killed: i64 = sqlx::query_scalar(
+        "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = 'byok-listen' AND datname = current_database()",
+    )
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    assert_eq!(killed, 3, "one listening connection per replica");
+    assert_status(&o.act(&r.a.api, &team, "resume", json!({})).await, 200);
+    for (_, api) in &r.others {
+        until(&o, api, &cts[0], 200, Duration::from_secs(3)).await;
+    }
+}
+
+/// A service token revoked through A gets 401 from B and C, although they had it cached.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_revoked_on_one_replica_is_refused_by_the_others() {
+    let Some(r) = Replicas::start("replicas-token", 3_600_000) else {
+        return;
+    };
+    let (o, _team, cts) = r.org().await;
+    let listed = r.a.api.get(&o.path("/tokens"), &o.admin).await;
+    let tokens = assert_status(&listed, 200);
+    let id = tokens
+        .as_array()
+        .and_then(|a| a.iter().find(|t| t["name"] == "app"))
+        .map(|t| field(t, "id"))
+        .expect("the service token");
+    assert_status(
+        &r.a.api
+            .raw(
+                "DELETE",
+                &o.path(&format!("/tokens/{id}")),
+                Some(&o.admin),
+                None,
+            )
+            .await,
+        200,
+    );
+    for (_, api) in &r.others {
+        let start = Instant::now();
+        loop {
+            let answer = o.decrypt(api, &cts[0]).await;
+            if answer.0 == 401 {
+                assert_error(&answer, 401, "unauthenticated");
+                break;
+            }
+            assert!(start.elapsed() < Duration::from_secs(2), "{answer:?}");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+}
