@@ -130,13 +130,27 @@ impl Service {
         self.cache.evict_org(org);
     }
 
+    /// Forgets `cell` because storage moved past it (another replica changed the org): the next
+    /// use loads the org from storage, and the org's cached keys go now. Not marked stale:
+    /// requests that already hold the cell were admitted before this replica knew of the
+    /// change (within the stated bound, `replicas.rs`) and finish on it.
+    pub(super) fn forget_cell(&self, org: ScopeId, cell: &Arc<OrgCell>) {
+        {
+            let mut orgs = self.orgs.write().unwrap_or_else(|p| p.into_inner());
+            if orgs.get(&org).is_some_and(|c| Arc::ptr_eq(c, cell)) {
+                orgs.remove(&org);
+            }
+        }
+        self.cache.evict_org(org);
+    }
+
     /// Org `id` as storage has it now: the cell held here, or a fresh one when another replica
     /// changed the org since (one read of its version), for a change to start from.
     pub(super) async fn current_org(&self, id: ScopeId) -> Result<Arc<OrgCell>> {
         let cell = self.org(id).await?;
         match org_rows::version(self.store.pool(), id).await? {
             Some(v) if v != cell.version() => {
-                self.retire_cell(id, &cell);
+                self.forget_cell(id, &cell);
                 self.org(id).await
             }
             _ => Ok(cell),
@@ -218,14 +232,19 @@ impl Service {
         let mut w = self.store.write().await?;
         if w.lock_org(org).await? != cell.version() {
             // Another replica committed a change since the check above: this one was decided
-            // on a state that is gone. Nothing is written; `unpublished` retires the cell.
+            // on a state that is gone. Nothing is written; the next use loads the org.
+            unpublished.armed = false;
+            drop(w);
+            self.forget_cell(org, &cell);
             return Err(ServiceError::Reloading);
         }
         let after =
             apply::write(&mut w, org, &effects, &new_names, &extra, store::now_ms()).await?;
-        let version = w.bump_org(org).await?;
+        // Recorded before the commit: the commit's own notification may arrive before the
+        // line after it runs, and must find this cell current. If the commit fails,
+        // `unpublished` retires the cell anyway.
+        cell.version.store(w.bump_org(org).await?, Ordering::SeqCst);
         w.commit().await?;
-        cell.version.store(version, Ordering::SeqCst);
         // Committed: make it live, then do what the effects ask outside storage.
         let next = Arc::new(next);
         *cell.org.write().unwrap_or_else(|p| p.into_inner()) = next.clone();

@@ -117,7 +117,7 @@ impl Service {
         let mut w = self.store.write().await?;
         if w.lock_org(org).await? != cell.version() {
             drop(w);
-            self.retire_cell(org, &cell);
+            self.forget_cell(org, &cell);
             return Err(ServiceError::Reloading);
         }
         org_rows::set_outage_grace(&mut w.tx, org, grace_ms).await?;
@@ -129,10 +129,12 @@ impl Service {
                 "outage_grace_ms": { "from": before.outage_grace_ms, "to": grace_ms } }),
         )
         .await?;
+        // Before the commit, so that its own notification finds the cell current; a failed
+        // commit leaves the cell ahead, and the next change reloads it.
         let version = w.bump_org(org).await?;
-        w.commit().await?;
         cell.version
             .store(version, std::sync::atomic::Ordering::SeqCst);
+        w.commit().await?;
         cell.meta
             .write()
             .unwrap_or_else(|p| p.into_inner())

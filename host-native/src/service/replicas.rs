@@ -41,10 +41,10 @@ impl Service {
             // This replica's own change, or one already seen.
             return false;
         }
-        if let Some(c) = &cell {
-            self.retire_cell(org, c);
+        match &cell {
+            Some(c) => self.forget_cell(org, c),
+            None => self.cache.evict_org(org),
         }
-        self.cache.evict_org(org);
         self.grants
             .write()
             .unwrap_or_else(|p| p.into_inner())

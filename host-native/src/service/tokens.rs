@@ -171,10 +171,9 @@ impl Service {
             Some(o) => Some(w.bump_org(o).await?),
             None => None,
         };
-        let _forget = ForgetGrant(self, &hash);
-        w.commit().await?;
         if let (Some(cell), Some(v)) = (cell, bumped) {
-            // This cell is still current unless another replica changed the org meanwhile.
+            // The cell stays current (unless another replica changed the org meanwhile); set
+            // before the commit, whose own notification must find it so.
             let _ = cell.version.compare_exchange(
                 v - 1,
                 v,
@@ -182,6 +181,8 @@ impl Service {
                 std::sync::atomic::Ordering::SeqCst,
             );
         }
+        let _forget = ForgetGrant(self, &hash);
+        w.commit().await?;
         tracing::info!(token = %id, "token revoked");
         Ok(())
     }
