@@ -426,9 +426,14 @@ mod tests {
             }
         }
         tokio::join!(make(&a, org, "a"), make(&b, org, "b"));
-        let scopes = b.list_scopes(org).await.unwrap();
+        // Counted in storage: nothing tells either service of the other's last changes here
+        // (no listener in this test), so their copies may each miss some.
+        let (stored, ..) = org_rows::load(a.store().pool(), org)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(
-            scopes.len(),
+            stored.scopes().count(),
             1 + 1 + 1 + 1 + 20,
             "org, team, b, child and 20 more"
         );
