@@ -121,13 +121,7 @@ impl Service {
     /// and the next use of the org loads it from storage; the org's cached keys go with it.
     pub(super) fn retire_cell(&self, org: ScopeId, cell: &Arc<OrgCell>) {
         cell.stale.store(true, Ordering::SeqCst);
-        {
-            let mut orgs = self.orgs.write().unwrap_or_else(|p| p.into_inner());
-            if orgs.get(&org).is_some_and(|c| Arc::ptr_eq(c, cell)) {
-                orgs.remove(&org);
-            }
-        }
-        self.cache.evict_org(org);
+        self.forget_cell(org, cell);
     }
 
     /// Forgets `cell` because storage moved past it (another replica changed the org): the next
