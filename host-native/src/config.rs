@@ -26,6 +26,7 @@
 //! metrics_listen = "10.0.0.5:9090"  # /metrics here, without a token, and not on `listen`
 //! log_name = "byok.example.com"  # the audit log key's name (set once: at the first start)
 //! checkpoint_interval_ms = 60000 # how often grown audit logs get a signed checkpoint
+//! job_lease_ms = 30000         # a dead replica's job is resumed by another after this
 //! ```
 //!
 //! The vendor's AWS credentials come only from the environment (`BYOK_AWS_ACCESS_KEY_ID`,
@@ -75,6 +76,8 @@ pub struct FileConfig {
     pub database_url: Option<String>,
     /// With PostgreSQL, how often every org's version is read, ms.
     pub replica_poll_ms: Option<u64>,
+    /// How long a job lease lasts without its heartbeat, ms.
+    pub job_lease_ms: Option<u64>,
     /// Log format.
     pub log_format: Option<LogFormat>,
     /// Default unwrap cache TTL for new orgs, ms.
@@ -138,6 +141,11 @@ pub struct ServeArgs {
     /// notification is lost.
     #[arg(long, env = "BYOK_REPLICA_POLL_MS")]
     pub replica_poll_ms: Option<u64>,
+    /// How long a replica's claim on an org's job (a rewrap, a retirement) lasts without its
+    /// heartbeat, in ms, at least 1000 [default: 30000]: when a replica dies mid-job, another
+    /// resumes the job after this.
+    #[arg(long, env = "BYOK_JOB_LEASE_MS")]
+    pub job_lease_ms: Option<u64>,
     /// TOML settings file (lower precedence than flags and environment).
     #[arg(long, env = "BYOK_CONFIG")]
     pub config: Option<PathBuf>,
@@ -285,6 +293,8 @@ pub struct Config {
     /// With PostgreSQL, how often every org's version is read (the bound on a lost
     /// notification).
     pub replica_poll: Duration,
+    /// How long a job lease lasts without its heartbeat.
+    pub job_lease: Duration,
     /// Log format.
     pub log_format: LogFormat,
     /// Default unwrap cache TTL for new orgs.
@@ -405,6 +415,16 @@ impl Config {
                     .unwrap_or(1000);
                 if ms < 100 {
                     return Err("--replica-poll-ms must be at least 100".into());
+                }
+                Duration::from_millis(ms)
+            },
+            job_lease: {
+                let ms = args
+                    .job_lease_ms
+                    .or(file.job_lease_ms)
+                    .unwrap_or(crate::service::DEFAULT_JOB_LEASE.as_millis() as u64);
+                if ms < 1000 {
+                    return Err("--job-lease-ms must be at least 1000".into());
                 }
                 Duration::from_millis(ms)
             },

@@ -2,8 +2,10 @@
 //! a token revoke made through one replica stops (or restores) use on the other two, by NOTIFY
 //! within milliseconds, and by the version poll when a notification is lost. Needs the test
 //! cluster (`BYOK_TEST_POSTGRES_URL`, started by the test command); skipped without it unless
-//! `BYOK_TEST_REQUIRE_POSTGRES` is set.
+//! `BYOK_TEST_REQUIRE_POSTGRES` is set. A job runs on one replica at a time, and when that
+//! replica is killed, another finishes it.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use base64ct::{Base64, Encoding};
@@ -23,6 +25,11 @@ impl Replicas {
     /// Three replicas on a fresh database, sharing the managed key, reading every org's version
     /// every `poll_ms`.
     fn start(name: &str, poll_ms: u64) -> Option<Self> {
+        Self::start_with(name, poll_ms, &[])
+    }
+
+    /// The same, with more settings for all three.
+    fn start_with(name: &str, poll_ms: u64, more: &[(&str, &str)]) -> Option<Self> {
         let Ok(admin) = std::env::var("BYOK_TEST_POSTGRES_URL") else {
             assert!(
                 std::env::var_os("BYOK_TEST_REQUIRE_POSTGRES").is_none(),
@@ -40,6 +47,7 @@ impl Replicas {
             ("BYOK_REPLICA_POLL_MS", poll.as_str()),
             ("BYOK_KEY_HEALTH_INTERVAL_MS", "3600000"),
         ];
+        let env: Vec<(&str, &str)> = env.iter().chain(more).copied().collect();
         let a = TestServer::start_with(&format!("{name}-a"), |d| Server::start(d, &env));
         let others = ["b", "c"]
             .iter()
@@ -211,5 +219,124 @@ async fn a_token_revoked_on_one_replica_is_refused_by_the_others() {
             assert!(start.elapsed() < Duration::from_secs(2), "{answer:?}");
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
+    }
+}
+
+/// Stored data keys the job test retires: enough for the retirement to take a few seconds.
+const JOB_KEYS: usize = 30_000;
+
+/// `kill -9` of the replica running a retirement (it holds the org's job lease, mid-batch):
+/// when its lease expires, another replica claims the job and finishes it from the stored
+/// cursor. No data key is lost or changed, the old version is gone, the audit chain verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_whose_replica_dies_is_finished_by_another() {
+    let Some(mut r) = Replicas::start_with("replicas-job", 500, &[("BYOK_JOB_LEASE_MS", "2000")])
+    else {
+        return;
+    };
+    let o = r.a.org(OrgSettings::named("acme")).await;
+    let team = o.scope(&r.a.api, &o.id, "team").await;
+    let thread = o.scope(&r.a.api, &team, "thread").await;
+    let mut keys: HashMap<String, String> = HashMap::with_capacity(JOB_KEYS);
+    while keys.len() < JOB_KEYS {
+        for k in o.datakeys(&r.a.api, &team, 1000).await {
+            keys.insert(k.id, k.key);
+        }
+    }
+    let b = &r.others[0].1;
+    let thread_ct = o.seal(b, &thread, b"under the child").await;
+    assert_status(&o.act(&r.a.api, &team, "rotate", json!({})).await, 200);
+
+    // A runs the retirement it was asked for; it is killed once it holds the lease and has
+    // moved some keys but not all.
+    assert_status(
+        &o.act(&r.a.api, &team, "retire", json!({ "version": 1 }))
+            .await,
+        202,
+    );
+    sqlx::any::install_default_drivers();
+    let db = sqlx::AnyPool::connect(&r.url).await.unwrap();
+    let a_name = format!("byok-{}-", r.a.server.pid());
+    let start = Instant::now();
+    let done_at_kill = loop {
+        let row: Option<(String, i64, i64)> = sqlx::query_as(
+            "SELECT l.owner, j.done, j.total FROM job_leases l JOIN retire_jobs j ON j.org_id = l.org_id WHERE l.org_id = $1",
+        )
+        .bind(&o.id)
+        .fetch_optional(&db)
+        .await
+        .unwrap();
+        if let Some((owner, done, total)) = row
+            && done > 0
+        {
+            assert!(
+                owner.starts_with(&a_name),
+                "A runs the job it started: {owner}"
+            );
+            assert!(done < total, "killed before the end");
+            r.a.server.kill9();
+            break done;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the job never started"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    eprintln!("replica A killed with {done_at_kill} of {JOB_KEYS} data keys moved");
+
+    // B or C takes it over once A's lease expires (2 s), and finishes it.
+    let killed_at = Instant::now();
+    o.job_done_within(b, Duration::from_secs(60)).await;
+    eprintln!(
+        "finished by another replica {:?} after the kill",
+        killed_at.elapsed()
+    );
+    let logs: String = r.others.iter().map(|(s, _)| s.log()).collect();
+    assert!(logs.contains("resuming a job"), "B or C resumed it");
+
+    for chunk in keys.keys().cloned().collect::<Vec<_>>().chunks(1000) {
+        let v = assert_status(&o.get_datakeys(b, chunk).await, 200);
+        for k in v["keys"].as_array().unwrap() {
+            assert_eq!(k["version"], 2, "{k}");
+            assert_eq!(
+                &field(k, "key"),
+                &keys[&field(k, "id")],
+                "key {} changed",
+                field(k, "id")
+            );
+        }
+    }
+    o.opens_in(&r.others[1].1, &thread_ct, &json!({}), b"under the child")
+        .await
+        .unwrap();
+    assert_error(
+        &o.act(b, &team, "retire", json!({ "version": 1 })).await,
+        404,
+        "not_found",
+    );
+    let (_, v) = b.get(&o.path("/audit/verify"), &o.admin).await;
+    assert_eq!(v["ok"], true, "{v}");
+    let rows: Vec<(i64, i64)> =
+        sqlx::query_as("SELECT version, COUNT(*) FROM data_keys GROUP BY version")
+            .fetch_all(&db)
+            .await
+            .unwrap();
+    assert_eq!(rows, vec![(2, i64::try_from(JOB_KEYS).unwrap())]);
+    // The finishing replica gives the lease up as its turn ends (not waiting for the expiry).
+    let given_up = Instant::now();
+    loop {
+        let leases: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM job_leases")
+            .fetch_one(&db)
+            .await
+            .unwrap();
+        if leases == 0 {
+            break;
+        }
+        assert!(
+            given_up.elapsed() < Duration::from_secs(1),
+            "the lease was kept"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }

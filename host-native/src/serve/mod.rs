@@ -158,7 +158,8 @@ pub async fn run(config: Config) -> Result<(), String> {
         kms.danger_endpoints.insert("gcp".into(), url.clone());
     }
     let mut service = Service::new(store, managed, config.unwrap_cache_ttl, kms)?
-        .with_outage_retry(config.outage_retry);
+        .with_outage_retry(config.outage_retry)
+        .with_job_lease(config.job_lease);
     if let Some(url) = &config.public_url {
         service = service.with_issuer(url.clone());
     }
@@ -243,16 +244,14 @@ pub async fn run(config: Config) -> Result<(), String> {
         let service = service.clone();
         let rate = rate.clone();
         let interval = config.key_health_interval;
+        let job_lease = config.job_lease;
         tokio::spawn(async move {
-            if let Err(e) = service.resume_retirements().await {
-                tracing::warn!(error = ?e, "resuming retirements failed");
-            }
-            if let Err(e) = service.resume_jobs().await {
-                tracing::warn!(error = ?e, "resuming jobs failed");
-            }
             let mut tick = tokio::time::interval(interval);
+            // Jobs no replica runs (interrupted by a crash, stopped by a KMS failure, or whose
+            // replica died and let its lease expire) are looked for twice per lease length.
+            let mut jobs = tokio::time::interval(job_lease / 2);
+            jobs.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut kicks = service.take_kicks();
-            // The first tick fires at once: its retries are no-ops after the resume above.
             loop {
                 let kicked = async {
                     match kicks.as_mut() {
@@ -266,10 +265,17 @@ pub async fn run(config: Config) -> Result<(), String> {
                         if let Err(e) = service.check_health().await {
                             tracing::warn!(error = ?e, "key health check failed");
                         }
-                        // A job stopped by a KMS failure is retried here, not only on the next
-                        // start.
-                        let _ = service.resume_retirements().await;
-                        let _ = service.resume_jobs().await;
+                    }
+                    // The first tick fires at once: jobs a restart interrupted resume now.
+                    // A long job runs on its own task; a later look skips it (its lease is
+                    // live).
+                    _ = jobs.tick() => {
+                        let service = service.clone();
+                        tokio::spawn(async move {
+                            if let Err(e) = service.resume_jobs().await {
+                                tracing::warn!(error = ?e, "looking for jobs to resume failed");
+                            }
+                        });
                     }
                     Some(org) = kicked => {
                         // A scope a job waited on was resumed (or a revoke trimmed the job):

@@ -8,6 +8,7 @@ use byok_core::scope::{HolderId, JobStep};
 use byok_core::{KeyId, ScopeId};
 use serde::Serialize;
 
+use super::job_leases::JobTurn;
 use super::{Result, Service};
 use crate::store::{self, holder_name};
 
@@ -31,19 +32,27 @@ impl Service {
     /// Runs the org's re-encryption job to its end, one step per transaction, so that a crash
     /// resumes at the step it stopped at.
     pub async fn run_job(&self, org: ScopeId) -> Result<()> {
-        let cell = self.current_org(org).await?;
-        // One runner per org: if another is at it (the periodic retry, a retirement), it
-        // finishes the job; progress shows in `job()`.
-        let Ok(_runner) = cell.job_runner.try_lock() else {
+        if self.current_org(org).await?.snapshot().job().is_none() {
+            return Ok(());
+        }
+        // One runner per org across replicas: if another has the turn (here: the periodic
+        // retry, a retirement; elsewhere: another replica), it finishes the job, and progress
+        // shows in `job()`.
+        let Some(turn) = self.job_turn(org).await? else {
             return Ok(());
         };
-        self.run_job_steps(org).await
+        self.run_job_steps(org, &turn).await
     }
 
-    /// The steps of [`Self::run_job`], for a caller that already is the org's runner.
-    pub(super) async fn run_job_steps(&self, org: ScopeId) -> Result<()> {
-        let cell = self.current_org(org).await?;
+    /// The steps of [`Self::run_job`], for a caller that holds the org's job turn. Each step
+    /// starts from storage's state (another replica may have done the last one before this one
+    /// took over the lease).
+    pub(super) async fn run_job_steps(&self, org: ScopeId, turn: &JobTurn<'_>) -> Result<()> {
         loop {
+            if turn.lost() {
+                return Ok(());
+            }
+            let cell = self.current_org(org).await?;
             let snap = cell.snapshot();
             let Some(step) = snap.job().and_then(|j| j.next_batch(1).first().cloned()) else {
                 return Ok(());
@@ -129,19 +138,20 @@ impl Service {
         }))
     }
 
-    /// Resumes every org's unfinished job (after a restart).
+    /// Runs every job that no replica runs now: those a crash or a restart interrupted, those
+    /// stopped by a KMS failure, and those of a replica that died (its lease expired). Returns
+    /// how many it found.
     pub async fn resume_jobs(&self) -> Result<usize> {
-        let mut resumed = 0;
-        for org in store::org_rows::org_ids(self.store.pool()).await? {
-            let cell = self.current_org(org).await?;
-            if cell.snapshot().job().is_some() {
-                tracing::info!(org = %org, "resuming re-encryption job");
-                if let Err(e) = self.run_job(org).await {
-                    tracing::warn!(org = %org, error = ?e, "job could not finish; it resumes on the next start");
-                }
-                resumed += 1;
+        let waiting = store::job_leases::waiting(self.store.pool(), store::now_ms()).await?;
+        for &org in &waiting {
+            tracing::info!(org = %org, replica = %self.replica, "resuming a job");
+            if let Err(e) = self.run_retire(org).await {
+                tracing::warn!(org = %org, error = ?e, "retirement stopped; it is retried");
+            }
+            if let Err(e) = self.run_job(org).await {
+                tracing::warn!(org = %org, error = ?e, "job stopped; it is retried");
             }
         }
-        Ok(resumed)
+        Ok(waiting.len())
     }
 }

@@ -13,6 +13,7 @@ mod events;
 mod grace;
 mod health;
 pub mod issuer;
+mod job_leases;
 mod jobs;
 mod keys;
 pub mod kms;
@@ -43,6 +44,7 @@ pub use cache::KeyCache;
 pub use data::{DataKeyOut, MAX_PLAINTEXT};
 pub use grace::GraceView;
 pub use health::{is_denial, kind_code};
+pub use job_leases::DEFAULT_JOB_LEASE;
 pub use jobs::JobView;
 pub use keys::{GrantFacts, KeySpec, KeyView, KeysView, PolicyView, StepView};
 pub use retire::{MAX_KEYS_PER_CALL, StoredKey};
@@ -100,6 +102,12 @@ pub struct Service {
     kick_rx: std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<ScopeId>>>,
     /// Usage marks already logged (see `usage.rs`).
     usage: usage::UsageMarks,
+    /// This replica's name in job leases (`job_leases.rs`).
+    replica: String,
+    /// How long a job lease lasts without its heartbeat.
+    job_lease: Duration,
+    /// The orgs whose job runs in this process now.
+    running_jobs: job_leases::Running,
     /// The audit log's signing key, once loaded ([`Service::load_log_key`]).
     log_key: std::sync::OnceLock<Arc<byok_core::audit_log::log_key::LogKey>>,
     /// byok's OIDC issuer, with `--public-url` ([`Service::with_issuer`]).
@@ -135,6 +143,9 @@ impl Service {
             log_key: std::sync::OnceLock::new(),
             issuer: None,
             usage: usage::UsageMarks::default(),
+            replica: job_leases::replica_name(),
+            job_lease: DEFAULT_JOB_LEASE,
+            running_jobs: job_leases::Running::default(),
             metrics,
         })
     }
@@ -152,6 +163,13 @@ impl Service {
     /// outage grace (default [`byok_core::grace::DEFAULT_RETRY_EVERY`]).
     pub fn with_outage_retry(mut self, retry: Duration) -> Self {
         self.outage_retry = retry;
+        self
+    }
+
+    /// The same, with job leases lasting `lease` without a renewal (default
+    /// [`DEFAULT_JOB_LEASE`]): how long a dead replica's job waits before another resumes it.
+    pub fn with_job_lease(mut self, lease: Duration) -> Self {
+        self.job_lease = lease;
         self
     }
 

@@ -25,8 +25,6 @@ pub struct OrgCell {
     /// Root unwraps of one org take turns, so that when a cached root expires under load one
     /// request asks the key holder and the others wait for its answer (no stampede of KMS calls).
     pub(super) unwrap_turn: tokio::sync::Mutex<()>,
-    /// At most one job runner per org (API call, start-up resume or periodic retry).
-    pub(super) job_runner: tokio::sync::Mutex<()>,
     /// Transitions of one org take turns.
     pub(super) turn: tokio::sync::Mutex<()>,
     /// Withdrawal wins over work in flight: a transition commits and publishes its new state
@@ -170,7 +168,6 @@ impl Service {
             names: RwLock::new(names),
             cmks: RwLock::new(cmks),
             unwrap_turn: tokio::sync::Mutex::new(()),
-            job_runner: tokio::sync::Mutex::new(()),
             turn: tokio::sync::Mutex::new(()),
             gate: tokio::sync::RwLock::new(()),
             stale: AtomicBool::new(false),

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use byok_core::{Context, Envelope, KeyId, ScopeId, SecretBytes};
 use serde::Serialize;
 
+use super::job_leases::JobTurn;
 use super::{Extra, Result, Service, ServiceError};
 use crate::store::data_keys::{self, DataKeyRow, RetireJob};
 use crate::store::{self};
@@ -204,8 +205,7 @@ impl Service {
         if data_keys::job(self.store.pool(), org).await?.is_none() {
             return Ok(());
         }
-        let cell = self.current_org(org).await?;
-        let Ok(_runner) = cell.job_runner.try_lock() else {
+        let Some(turn) = self.job_turn(org).await? else {
             return Ok(());
         };
         // Read again as the runner: another runner may have finished it meanwhile.
@@ -217,13 +217,20 @@ impl Service {
         // A data key stored under the version after the last batch makes the final check fail;
         // then another pass moves it.
         for pass in 1.. {
-            let Some(n) = self.move_data_keys(&cell, org, &job).await? else {
+            let Some(n) = self.move_data_keys(org, &job, &turn).await? else {
                 return Ok(());
             };
             moved += n;
             // Child scope keys (core's job), then the version itself, with the job row.
-            self.run_job_steps(org).await?;
-            if cell.snapshot().job_waiting_on().is_some() {
+            self.run_job_steps(org, &turn).await?;
+            if turn.lost()
+                || self
+                    .current_org(org)
+                    .await?
+                    .snapshot()
+                    .job_waiting_on()
+                    .is_some()
+            {
                 return Ok(());
             }
             let finished = self
@@ -258,9 +265,9 @@ impl Service {
     /// paused scope's keys; job progress says which, and the resume runs it again).
     async fn move_data_keys(
         &self,
-        cell: &super::OrgCell,
         org: ScopeId,
         job: &RetireJob,
+        turn: &JobTurn<'_>,
     ) -> Result<Option<u64>> {
         let (from, to) = (
             KeyId::new(job.scope, job.from),
@@ -268,6 +275,11 @@ impl Service {
         );
         let mut moved = 0;
         loop {
+            if turn.lost() {
+                return Ok(None);
+            }
+            // Storage's state at each batch: a pause through another replica stops the job too.
+            let cell = self.current_org(org).await?;
             if let Some(by) = cell.snapshot().job_waiting_on() {
                 tracing::info!(org = %org, paused = %by, "retirement waits on a paused scope");
                 return Ok(None);
@@ -278,8 +290,8 @@ impl Service {
                 return Ok(Some(moved));
             }
             let (fk, tk) = (
-                self.scope_key(cell, from).await?,
-                self.scope_key(cell, to).await?,
+                self.scope_key(&cell, from).await?,
+                self.scope_key(&cell, to).await?,
             );
             let mut rewrapped = Vec::with_capacity(batch.len());
             {
@@ -309,21 +321,6 @@ impl Service {
             w.commit().await?;
             moved += n;
         }
-    }
-
-    /// Resumes retirements a crash interrupted.
-    pub async fn resume_retirements(&self) -> Result<usize> {
-        let mut n = 0;
-        for org in store::org_rows::org_ids(self.store.pool()).await? {
-            if data_keys::job(self.store.pool(), org).await?.is_some() {
-                tracing::info!(org = %org, "resuming key version retirement");
-                if let Err(e) = self.run_retire(org).await {
-                    tracing::warn!(org = %org, error = ?e, "retirement could not finish; it resumes on the next start");
-                }
-                n += 1;
-            }
-        }
-        Ok(n)
     }
 
     /// The org's retirement progress, if one runs.

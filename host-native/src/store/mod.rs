@@ -20,6 +20,7 @@ pub mod audit_tree;
 pub mod data_keys;
 mod effect_rows;
 pub mod issuer;
+pub mod job_leases;
 pub mod keys;
 #[cfg(test)]
 pub mod memory;

@@ -62,7 +62,7 @@ pub(super) fn hex(id: ScopeId) -> String {
     id.to_string()
 }
 
-fn scope_id(s: &str) -> Result<ScopeId> {
+pub(crate) fn scope_id(s: &str) -> Result<ScopeId> {
     ScopeId::parse_hex(s).ok_or_else(|| corrupt(format!("bad scope id {s:?}")))
 }
 

@@ -1,0 +1,241 @@
+//! This replica's turn at an org's job: at most one runner per org in this process (a set of
+//! orgs in memory) and across replicas (the lease in storage, `store/job_leases.rs`), renewed by
+//! a heartbeat task for as long as the turn lives. If a renewal finds the lease gone (this
+//! replica stalled past its expiry and another took it), the turn is marked lost and the job
+//! stops before its next step; its writes are guarded anyway, so a step already under way
+//! changes nothing twice.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use byok_core::ScopeId;
+
+use super::{Result, Service};
+use crate::store::{self, Database, job_leases};
+
+/// The orgs whose job runs in this process now.
+#[derive(Default)]
+pub(super) struct Running(std::sync::Mutex<HashSet<ScopeId>>);
+
+impl Running {
+    fn enter(&self, org: ScopeId) -> bool {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).insert(org)
+    }
+
+    fn leave(&self, org: ScopeId) {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&org);
+    }
+}
+
+/// Who this replica is in `job_leases.owner`: the process id (for an operator reading the
+/// table) and a random part (process ids repeat across machines and restarts).
+pub(super) fn replica_name() -> String {
+    let mut tag = [0u8; 6];
+    rand_core::Rng::fill_bytes(&mut rand::rng(), &mut tag);
+    let tag: String = tag.iter().map(|b| format!("{b:02x}")).collect();
+    format!("byok-{}-{tag}", std::process::id())
+}
+
+/// How long a job lease lasts without a renewal, unless configured.
+pub const DEFAULT_JOB_LEASE: Duration = Duration::from_secs(30);
+
+/// This replica's turn at one org's job; dropping it stops the heartbeat and gives the lease
+/// up.
+pub(super) struct JobTurn<'a> {
+    running: &'a Running,
+    db: Database,
+    org: ScopeId,
+    owner: String,
+    lost: Arc<AtomicBool>,
+    heartbeat: tokio::task::JoinHandle<()>,
+}
+
+impl JobTurn<'_> {
+    /// Whether the lease was lost: stop before the next step.
+    pub(super) fn lost(&self) -> bool {
+        self.lost.load(Ordering::Acquire)
+    }
+}
+
+impl Drop for JobTurn<'_> {
+    fn drop(&mut self) {
+        self.heartbeat.abort();
+        self.running.leave(self.org);
+        // Given up at once so that another replica need not wait for the expiry; if this
+        // fails (the database is away), the lease simply expires.
+        let (db, org, owner) = (self.db.clone(), self.org, std::mem::take(&mut self.owner));
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                if let Err(e) = job_leases::release(&db, org, &owner).await {
+                    tracing::warn!(org = %org, error = %e, "giving up a job lease failed; it expires");
+                }
+            });
+        }
+    }
+}
+
+impl Service {
+    /// Takes the turn at `org`'s job, or `None` if another runner (here or on another replica)
+    /// has it.
+    pub(super) async fn job_turn(&self, org: ScopeId) -> Result<Option<JobTurn<'_>>> {
+        if !self.running_jobs.enter(org) {
+            return Ok(None);
+        }
+        let ttl = i64::try_from(self.job_lease.as_millis()).unwrap_or(i64::MAX);
+        let claimed =
+            job_leases::claim(&self.store, org, &self.replica, store::now_ms(), ttl).await;
+        match claimed {
+            Ok(true) => {}
+            Ok(false) => {
+                self.running_jobs.leave(org);
+                return Ok(None);
+            }
+            Err(e) => {
+                self.running_jobs.leave(org);
+                return Err(e.into());
+            }
+        }
+        let lost = Arc::new(AtomicBool::new(false));
+        let heartbeat = {
+            let (db, owner, lost) = (self.store.clone(), self.replica.clone(), lost.clone());
+            let every = self.job_lease / 3;
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                tick.tick().await;
+                loop {
+                    tick.tick().await;
+                    match job_leases::renew(&db, org, &owner, store::now_ms(), ttl).await {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            tracing::warn!(org = %org, "job lease lost to another replica; this one stops");
+                            lost.store(true, Ordering::Release);
+                            return;
+                        }
+                        // The database may be back before the lease ends: keep trying.
+                        Err(e) => {
+                            tracing::warn!(org = %org, error = %e, "renewing a job lease failed")
+                        }
+                    }
+                }
+            })
+        };
+        Ok(Some(JobTurn {
+            running: &self.running_jobs,
+            db: self.store.clone(),
+            org,
+            owner: self.replica.clone(),
+            lost,
+            heartbeat,
+        }))
+    }
+
+    /// This replica's name in job leases.
+    pub fn replica(&self) -> &str {
+        &self.replica
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+    use crate::service::kms::KmsSettings;
+    use byok_core::SecretBytes;
+    use byok_core::scope::managed_key;
+
+    fn replica(db: Database, lease: Duration) -> Service {
+        let key = managed_key(SecretBytes::from_bytes(&mut [4; 32]), 1);
+        Service::new(db, key, Duration::from_secs(60), KmsSettings::default())
+            .unwrap()
+            .with_job_lease(lease)
+    }
+
+    async fn turns_are_exclusive(a: &Service, b: &Service) {
+        let (org, _) = a.create_org("org", None, None, None).await.unwrap();
+        let turn = a.job_turn(org).await.unwrap().expect("free");
+        // Not twice in one process, nor on another replica, while it lives.
+        assert!(a.job_turn(org).await.unwrap().is_none());
+        assert!(b.job_turn(org).await.unwrap().is_none());
+        drop(turn);
+        // Given up on drop: the other replica gets it without waiting for the expiry.
+        let start = Instant::now();
+        let turn = loop {
+            if let Some(t) = b.job_turn(org).await.unwrap() {
+                break t;
+            }
+            assert!(start.elapsed() < Duration::from_secs(1), "never given up");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        };
+        assert!(!turn.lost());
+        assert_eq!(
+            job_leases::holder(b.store.pool(), org)
+                .await
+                .unwrap()
+                .map(|h| h.0),
+            Some(b.replica().to_owned())
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_replica_at_a_time_holds_a_job_in_postgres() {
+        let Some(url) = store::test_postgres_url().await else {
+            return;
+        };
+        let lease = Duration::from_secs(30);
+        let a = replica(Database::open(&url).await.unwrap(), lease);
+        let b = replica(Database::open(&url).await.unwrap(), lease);
+        turns_are_exclusive(&a, &b).await;
+    }
+
+    #[tokio::test]
+    async fn one_runner_at_a_time_holds_a_job_in_sqlite() {
+        let db = Database::open("sqlite::memory:").await.unwrap();
+        let lease = Duration::from_secs(30);
+        // Two services on one file stand for two processes (the SQLite case is one process).
+        turns_are_exclusive(&replica(db.clone(), lease), &replica(db, lease)).await;
+    }
+
+    /// The heartbeat keeps a turn alive past its lease length; a turn whose lease another
+    /// replica took (this one stalled past the expiry) is marked lost at the next heartbeat.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_heartbeat_keeps_the_lease_and_notices_its_loss() {
+        let db = Database::open("sqlite::memory:").await.unwrap();
+        let lease = Duration::from_millis(300);
+        let a = replica(db.clone(), lease);
+        let b = replica(db.clone(), lease);
+        let (org, _) = a.create_org("org", None, None, None).await.unwrap();
+        let turn = a.job_turn(org).await.unwrap().expect("free");
+        // Three lease lengths later it is still A's.
+        tokio::time::sleep(lease * 3).await;
+        assert!(!turn.lost());
+        assert!(b.job_turn(org).await.unwrap().is_none());
+        // A stalls: its lease is made to expire, B claims it, A's next heartbeat sees that.
+        sqlx::query("UPDATE job_leases SET expires_at = 0")
+            .execute(db.pool())
+            .await
+            .unwrap();
+        let b_turn = b.job_turn(org).await.unwrap().expect("expired, so B's");
+        let start = Instant::now();
+        while !turn.lost() {
+            assert!(start.elapsed() < lease * 2, "the loss went unnoticed");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // A's turn ending does not give up B's lease.
+        drop(turn);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(
+            job_leases::holder(db.pool(), org)
+                .await
+                .unwrap()
+                .map(|h| h.0),
+            Some(b.replica().to_owned())
+        );
+        drop(b_turn);
+    }
+}
