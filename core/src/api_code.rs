@@ -116,6 +116,8 @@ api_codes! {
     KmsUnavailable => "kms_unavailable", 503, "the KMS throttled or is down, after retries";
     Reloading => "reloading", 503,
         "the org's state is being reloaded (another replica changed it, or a change was interrupted): retry";
+    DatabaseUnavailable => "database_unavailable", 503,
+        "byok's database is unreachable (restarting, failing over): calls the key cache can serve still work; retry";
     NotConfigured => "not_configured", 501,
         "the server lacks a setting this call needs (the message names it): ask the byok operator";
     Internal => "internal", 500, "logged with the request id; nothing else is said";

@@ -27,6 +27,7 @@
 //! log_name = "byok.example.com"  # the audit log key's name (set once: at the first start)
 //! checkpoint_interval_ms = 60000 # how often grown audit logs get a signed checkpoint
 //! job_lease_ms = 30000         # a dead replica's job is resumed by another after this
+//! database_max_connections = 8 # with database_url: connections per replica
 //! ```
 //!
 //! The vendor's AWS credentials come only from the environment (`BYOK_AWS_ACCESS_KEY_ID`,
@@ -78,6 +79,8 @@ pub struct FileConfig {
     pub replica_poll_ms: Option<u64>,
     /// How long a job lease lasts without its heartbeat, ms.
     pub job_lease_ms: Option<u64>,
+    /// With PostgreSQL, connections per replica.
+    pub database_max_connections: Option<u32>,
     /// Log format.
     pub log_format: Option<LogFormat>,
     /// Default unwrap cache TTL for new orgs, ms.
@@ -146,6 +149,11 @@ pub struct ServeArgs {
     /// resumes the job after this.
     #[arg(long, env = "BYOK_JOB_LEASE_MS")]
     pub job_lease_ms: Option<u64>,
+    /// With PostgreSQL: connections this replica opens, 1 to 1000 [default: 8]. Calls wait
+    /// at most 3 s for one and statements run at most 10 s; past that a call answers
+    /// `database_unavailable` (503) and may be retried.
+    #[arg(long, env = "BYOK_DATABASE_MAX_CONNECTIONS")]
+    pub database_max_connections: Option<u32>,
     /// TOML settings file (lower precedence than flags and environment).
     #[arg(long, env = "BYOK_CONFIG")]
     pub config: Option<PathBuf>,
@@ -295,6 +303,8 @@ pub struct Config {
     pub replica_poll: Duration,
     /// How long a job lease lasts without its heartbeat.
     pub job_lease: Duration,
+    /// The database's pool limits.
+    pub database_pool: crate::store::PoolLimits,
     /// Log format.
     pub log_format: LogFormat,
     /// Default unwrap cache TTL for new orgs.
@@ -427,6 +437,19 @@ impl Config {
                     return Err("--job-lease-ms must be at least 1000".into());
                 }
                 Duration::from_millis(ms)
+            },
+            database_pool: {
+                let n = args
+                    .database_max_connections
+                    .or(file.database_max_connections)
+                    .unwrap_or(crate::store::PoolLimits::default().max_connections);
+                if !(1..=1000).contains(&n) {
+                    return Err("--database-max-connections must be 1 to 1000".into());
+                }
+                crate::store::PoolLimits {
+                    max_connections: n,
+                    ..Default::default()
+                }
             },
             database_url: args
                 .database_url

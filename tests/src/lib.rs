@@ -8,6 +8,7 @@ pub mod fixtures;
 pub mod gcp_kms;
 pub mod local;
 pub mod moto;
+pub mod pg_cluster;
 pub mod server;
 pub mod sts_front;
 pub mod tls;

@@ -232,6 +232,13 @@ impl From<ServiceError> for ApiError {
             ServiceError::Scope(s) => s.into(),
             ServiceError::Crypto(c) => c.into(),
             ServiceError::Invalid(m) => Self::invalid(m),
+            ServiceError::Store(s) if s.is_unavailable() => {
+                tracing::warn!(request_id = %request_id(), error = %s, "database unavailable");
+                Self::new(
+                    ApiCode::DatabaseUnavailable,
+                    "byok's database is unreachable just now; retry shortly",
+                )
+            }
             ServiceError::Store(s) => Self::internal("store failure", &s),
             ServiceError::Kms(k) => k.into(),
             ServiceError::Reloading => Self::new(

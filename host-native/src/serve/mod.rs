@@ -56,7 +56,7 @@ pub async fn run(config: Config) -> Result<(), String> {
     create_private_dir(&config.data_dir)
         .map_err(|e| format!("cannot create {}: {e}", config.data_dir.display()))?;
     let store = match &config.database_url {
-        Some(url) => Database::open(url.expose())
+        Some(url) => Database::open_with(url.expose(), config.database_pool)
             .await
             .map_err(|e| format!("cannot open the database {}: {e}", url.redacted()))?,
         None => Database::open_dir(&config.data_dir)

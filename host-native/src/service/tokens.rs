@@ -89,10 +89,12 @@ impl Service {
             .last_used_at
             .is_none_or(|t| now.saturating_sub(t) >= TOUCH_EVERY_MS)
         {
-            let mut w = self.store.write().await?;
-            tokens::touch(&mut w.tx, &hash, now).await?;
-            w.commit().await?;
-            if let Some(g) = self
+            // `last_used_at` is a hint for operators (which tokens are idle), not a control:
+            // while the database is away the request goes on untouched, and the next one after
+            // it returns records the use.
+            if let Err(e) = self.touch(&hash, now).await {
+                tracing::warn!(error = %e, "recording a token's last use failed");
+            } else if let Some(g) = self
                 .grants
                 .write()
                 .unwrap_or_else(|p| p.into_inner())
@@ -102,6 +104,13 @@ impl Service {
             }
         }
         Ok(Some((grant, hash)))
+    }
+
+    /// Records that the token with hash `hash` was used at `now`.
+    async fn touch(&self, hash: &[u8; 32], now: i64) -> store::Result<()> {
+        let mut w = self.store.write().await?;
+        tokens::touch(&mut w.tx, hash, now).await?;
+        w.commit().await
     }
 
     /// Creates a token for `org` with `role` (not operator), valid until `expires_at` if given.
@@ -235,5 +244,44 @@ struct ForgetGrant<'a>(&'a Service, &'a [u8]);
 impl Drop for ForgetGrant<'_> {
     fn drop(&mut self) {
         self.0.forget_grant(self.1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::service::test_service;
+    use crate::store::Database;
+
+    /// With the database away, a token already known is still authenticated, although its
+    /// last use is due to be written down: recording it is a hint, not a condition.
+    #[tokio::test]
+    async fn a_known_token_is_accepted_while_its_last_use_cannot_be_written() {
+        let dir = std::env::temp_dir().join(format!("byok-touch-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let db = Database::open_dir(&dir).await.unwrap();
+        let s = test_service(&db, 3);
+        let (org, _) = s.create_org("org", None, None, None).await.unwrap();
+        let (_, token) = s
+            .create_token(org, Role::Service, "app", None)
+            .await
+            .unwrap();
+        let (grant, hash) = s.authenticate(&token).await.unwrap().expect("known");
+        let held = s.grants.read().unwrap().get(&hash).cloned().unwrap();
+        assert!(held.last_used_at.is_some(), "the first use is written down");
+        // Its last use is now a minute old, and the database is gone.
+        if let Some(g) = s.grants.write().unwrap().get_mut(&hash) {
+            Arc::make_mut(g).last_used_at = Some(store::now_ms() - TOUCH_EVERY_MS - 1);
+        }
+        db.pool().close().await;
+        let (again, _) = s.authenticate(&token).await.unwrap().expect("still known");
+        assert_eq!(again.id, grant.id);
+        // An unknown token needs the database: that is a database failure, not a "no".
+        let err = s.authenticate("byok_unknown").await.unwrap_err();
+        assert!(
+            matches!(&err, ServiceError::Store(e) if e.is_unavailable()),
+            "{err:?}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

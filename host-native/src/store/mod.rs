@@ -61,6 +61,33 @@ impl std::fmt::Display for StoreError {
 
 impl std::error::Error for StoreError {}
 
+impl StoreError {
+    /// Whether the database is away (unreachable, restarting, refusing connections, or too
+    /// slow to answer within the statement timeout) rather than refusing this statement: the
+    /// same call may succeed once it is back, and callers are told to retry.
+    pub fn is_unavailable(&self) -> bool {
+        let Self::Db(e) = self else {
+            return false;
+        };
+        match e {
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed => true,
+            // PostgreSQL's SQLSTATEs: connection exceptions (class 08), an administrator or a
+            // crash shutting the server down, the server starting up, too many connections,
+            // and a statement cancelled by the statement timeout.
+            sqlx::Error::Database(d) => d.code().is_some_and(|c| {
+                c.starts_with("08")
+                    || matches!(&*c, "57P01" | "57P02" | "57P03" | "53300" | "57014")
+            }),
+            _ => false,
+        }
+    }
+}
+
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         Self::Db(e)
@@ -207,6 +234,30 @@ pub(crate) fn marks(first: usize, n: usize) -> String {
         .join(", ")
 }
 
+/// How many connections a server opens and how long it waits on the database. While the
+/// database is away, a call that needs it fails after `acquire_timeout` with
+/// `database_unavailable` instead of hanging until the request's deadline; one that the key
+/// cache can serve does not wait at all.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolLimits {
+    /// Connections in the pool (per replica).
+    pub max_connections: u32,
+    /// How long a call waits for a connection (a new one included) before giving up.
+    pub acquire_timeout: std::time::Duration,
+    /// PostgreSQL's `statement_timeout`: a statement running longer is cancelled.
+    pub statement_timeout: std::time::Duration,
+}
+
+impl Default for PoolLimits {
+    fn default() -> Self {
+        Self {
+            max_connections: 8,
+            acquire_timeout: std::time::Duration::from_secs(3),
+            statement_timeout: std::time::Duration::from_secs(10),
+        }
+    }
+}
+
 /// The database and its single-writer gate.
 #[derive(Clone)]
 pub struct Database {
@@ -253,18 +304,34 @@ impl Database {
 
     /// Opens a database by URL (`sqlite://path`, `sqlite::memory:` or `postgres://...`) and
     /// migrates it (each engine has its own migrations: `migrations/` and
-    /// `migrations-postgres/`).
+    /// `migrations-postgres/`), with the default [`PoolLimits`].
     pub async fn open(url: &str) -> Result<Self> {
+        Self::open_with(url, PoolLimits::default()).await
+    }
+
+    /// The same, with `limits`.
+    pub async fn open_with(url: &str, limits: PoolLimits) -> Result<Self> {
         sqlx::any::install_default_drivers();
         let backend = Backend::of_url(url)?;
         let memory = url.contains(":memory:");
+        let statement_timeout = format!(
+            "SET statement_timeout = {}",
+            limits.statement_timeout.as_millis()
+        );
         let options = AnyPoolOptions::new()
             // An in-memory SQLite database lives in one connection.
-            .max_connections(if memory { 1 } else { 8 })
+            .max_connections(if memory { 1 } else { limits.max_connections })
+            .acquire_timeout(limits.acquire_timeout)
             .after_connect(move |conn, _| {
+                let statement_timeout = statement_timeout.clone();
                 Box::pin(async move {
-                    if backend == Backend::Sqlite {
-                        sqlx::Executor::execute(&mut *conn, SQLITE_PRAGMAS).await?;
+                    match backend {
+                        Backend::Sqlite => {
+                            sqlx::Executor::execute(&mut *conn, SQLITE_PRAGMAS).await?;
+                        }
+                        Backend::Postgres => {
+                            sqlx::Executor::execute(&mut *conn, statement_timeout.as_str()).await?;
+                        }
                     }
                     Ok(())
                 })
@@ -370,9 +437,14 @@ impl Database {
             .is_some())
     }
 
-    /// Whether the database answers (for `/readyz`).
+    /// Whether the database answers within a second (for `/readyz`, which probes expect to
+    /// answer quickly, not after the pool's longer wait).
     pub async fn ping(&self) -> bool {
-        sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
+        let probe = sqlx::query("SELECT 1").execute(&self.pool);
+        matches!(
+            tokio::time::timeout(std::time::Duration::from_secs(1), probe).await,
+            Ok(Ok(_))
+        )
     }
 }
 
