@@ -104,7 +104,7 @@ impl Org {
             under,
             wrapped: wrapped.clone(),
         };
-        self.scopes.insert(
+        self.scopes.insert_mut(
             id,
             Scope {
                 id,
