@@ -87,7 +87,14 @@ impl AwsStack {
 
     /// The same with `extra` settings in its environment.
     pub fn server_with(&self, data: &Path, extra: &[(&str, &str)]) -> Server {
-        let mut env: Vec<(&str, &str)> = vec![
+        let mut env = self.env();
+        env.extend_from_slice(extra);
+        Server::start(data, &env)
+    }
+
+    /// The settings a server on this stack runs with (see [`Self::server`]).
+    pub fn env(&self) -> Vec<(&str, &str)> {
+        vec![
             ("BYOK_DANGER_AWS_ENDPOINT", &self.front.url),
             ("BYOK_AWS_ACCESS_KEY_ID", &self.moto.byok.access_key_id),
             (
@@ -99,9 +106,7 @@ impl AwsStack {
                 "arn:aws:iam::123456789012:user/byok",
             ),
             ("BYOK_KEY_HEALTH_INTERVAL_MS", "3600000"),
-        ];
-        env.extend_from_slice(extra);
-        Server::start(data, &env)
+        ]
     }
 
     /// A [`TestServer`] on this stack (see [`Self::server`]) in a temp dir named after `name`.

@@ -9,6 +9,7 @@ pub mod gcp_kms;
 pub mod local;
 pub mod moto;
 pub mod pg_cluster;
+pub mod replicas;
 pub mod server;
 pub mod sts_front;
 pub mod tls;

@@ -88,26 +88,68 @@ impl Service {
         if let Some(e) = err
             && is_denial(e)
         {
-            self.withdrawn(cell, org, n, kind_code(e)).await?;
-            self.record_health(cell, org, n, kind_code(e).into(), Some(e.to_string()))
+            self.withdrawn(cell, org, n, kind_code(e), Some(e.to_string()))
                 .await?;
         }
         Ok(())
     }
 
-    /// The customer withdrew key `n` (as a KMS answer says): evict the org's keys, audited, and
-    /// end any outage grace (nothing is left to serve, and nothing may be).
-    async fn withdrawn(&self, cell: &OrgCell, org: ScopeId, n: u32, why: &str) -> Result<()> {
+    /// The customer withdrew key `n` (as a KMS answer says): evict the org's keys, audited,
+    /// record the key's health (`why`, with `detail`), and end any outage grace (nothing is left
+    /// to serve, and nothing may be).
+    ///
+    /// Other replicas hold the org's keys too. The first time a replica records this denial
+    /// for the key, the org's version moves in the same transaction, so every replica drops
+    /// the org's keys as well (by notification, at worst by the poll) instead of serving them
+    /// to the end of its own TTL. Later denials of the same kind find it recorded and do not
+    /// move it again: a denied org's every request does not reload it everywhere.
+    async fn withdrawn(
+        &self,
+        cell: &OrgCell,
+        org: ScopeId,
+        n: u32,
+        why: &str,
+        detail: Option<String>,
+    ) -> Result<()> {
         self.cache.evict_org(org);
+        let known = cell
+            .cmks
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&n)
+            .is_some_and(|r| r.health.as_deref() == Some(why));
+        let at = store::now_ms();
         let mut w = self.store.write().await?;
         audit::append(
             &mut w.tx,
             org,
-            store::now_ms(),
+            at,
             &json!({ "type": "cache_evicted", "key": format!("cmk:{n}"), "reason": why }),
         )
         .await?;
+        keys::set_health(&mut w.tx, org, n, why, detail.as_deref(), at).await?;
+        if !known {
+            // This replica's own copy stays current if it was (its state did not change),
+            // and is reloaded if another replica had moved the org meanwhile.
+            let v = w.bump_org(org).await?;
+            let _ = cell.version.compare_exchange(
+                v - 1,
+                v,
+                std::sync::atomic::Ordering::AcqRel,
+                std::sync::atomic::Ordering::Acquire,
+            );
+        }
         w.commit().await?;
+        if let Some(r) = cell
+            .cmks
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(&n)
+        {
+            r.health = Some(why.to_owned());
+            r.health_detail = detail;
+            r.health_at = Some(at);
+        }
         self.end_grace(cell, org, GraceEnd::Denied).await?;
         Ok(())
     }
@@ -156,9 +198,10 @@ impl Service {
                 };
                 if denied {
                     // The customer withdrew: nothing cached outlives the answer.
-                    self.withdrawn(&cell, org, n, &health).await?;
+                    self.withdrawn(&cell, org, n, &health, detail).await?;
+                } else {
+                    self.record_health(&cell, org, n, health, detail).await?;
                 }
-                self.record_health(&cell, org, n, health, detail).await?;
             }
         }
         Ok(())
