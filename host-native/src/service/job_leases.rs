@@ -53,6 +53,7 @@ pub(super) struct JobTurn<'a> {
     owner: String,
     lost: Arc<AtomicBool>,
     heartbeat: tokio::task::JoinHandle<()>,
+    released: bool,
 }
 
 impl JobTurn<'_> {
@@ -60,22 +61,36 @@ impl JobTurn<'_> {
     pub(super) fn lost(&self) -> bool {
         self.lost.load(Ordering::Acquire)
     }
+
+    /// Ends the turn: the heartbeat stops and the lease is given up before this returns, so
+    /// that the next turn this replica takes (a retirement's, then the job's) is not undone by
+    /// a late release, and another replica need not wait for the expiry. If the release fails
+    /// (the database is away), the lease simply expires.
+    pub(super) async fn end(mut self) {
+        self.heartbeat.abort();
+        if let Err(e) = job_leases::release(&self.db, self.org, &self.owner).await {
+            tracing::warn!(org = %self.org, error = %e, "giving up a job lease failed; it expires");
+        }
+        self.released = true;
+    }
 }
 
 impl Drop for JobTurn<'_> {
+    /// A turn dropped without [`JobTurn::end`] (its future was cancelled): the lease is given
+    /// up in the background.
     fn drop(&mut self) {
         self.heartbeat.abort();
-        self.running.leave(self.org);
-        // Given up at once so that another replica need not wait for the expiry; if this
-        // fails (the database is away), the lease simply expires.
-        let (db, org, owner) = (self.db.clone(), self.org, std::mem::take(&mut self.owner));
-        if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            rt.spawn(async move {
-                if let Err(e) = job_leases::release(&db, org, &owner).await {
-                    tracing::warn!(org = %org, error = %e, "giving up a job lease failed; it expires");
-                }
-            });
+        if !self.released {
+            let (db, org, owner) = (self.db.clone(), self.org, std::mem::take(&mut self.owner));
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                rt.spawn(async move {
+                    if let Err(e) = job_leases::release(&db, org, &owner).await {
+                        tracing::warn!(org = %org, error = %e, "giving up a job lease failed; it expires");
+                    }
+                });
+            }
         }
+        self.running.leave(self.org);
     }
 }
 
@@ -131,6 +146,7 @@ impl Service {
             owner: self.replica.clone(),
             lost,
             heartbeat,
+            released: false,
         }))
     }
 
@@ -162,8 +178,22 @@ mod tests {
         // Not twice in one process, nor on another replica, while it lives.
         assert!(a.job_turn(org).await.unwrap().is_none());
         assert!(b.job_turn(org).await.unwrap().is_none());
-        drop(turn);
-        // Given up on drop: the other replica gets it without waiting for the expiry.
+        turn.end().await;
+        // Given up as the turn ends: the same replica takes it again at once, and keeps it
+        // (no late release of the first turn undoes the second).
+        let again = a.job_turn(org).await.unwrap().expect("given up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(
+            job_leases::holder(a.store.pool(), org)
+                .await
+                .unwrap()
+                .map(|h| h.0),
+            Some(a.replica().to_owned())
+        );
+        assert!(b.job_turn(org).await.unwrap().is_none());
+        // Dropped without ending (a cancelled future): given up in the background, and the
+        // other replica gets it without waiting for the expiry.
+        drop(again);
         let start = Instant::now();
         let turn = loop {
             if let Some(t) = b.job_turn(org).await.unwrap() {
@@ -227,7 +257,7 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         // A's turn ending does not give up B's lease.
-        drop(turn);
+        turn.end().await;
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert_eq!(
             job_leases::holder(db.pool(), org)

@@ -41,7 +41,9 @@ impl Service {
         let Some(turn) = self.job_turn(org).await? else {
             return Ok(());
         };
-        self.run_job_steps(org, &turn).await
+        let done = self.run_job_steps(org, &turn).await;
+        turn.end().await;
+        done
     }
 
     /// The steps of [`Self::run_job`], for a caller that holds the org's job turn. Each step

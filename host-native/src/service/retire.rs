@@ -208,6 +208,13 @@ impl Service {
         let Some(turn) = self.job_turn(org).await? else {
             return Ok(());
         };
+        let done = self.run_retire_turn(org, &turn).await;
+        turn.end().await;
+        done
+    }
+
+    /// [`Self::run_retire`] for the holder of the org's job turn.
+    async fn run_retire_turn(&self, org: ScopeId, turn: &JobTurn<'_>) -> Result<()> {
         // Read again as the runner: another runner may have finished it meanwhile.
         let Some(job) = data_keys::job(self.store.pool(), org).await? else {
             return Ok(());
@@ -217,12 +224,12 @@ impl Service {
         // A data key stored under the version after the last batch makes the final check fail;
         // then another pass moves it.
         for pass in 1.. {
-            let Some(n) = self.move_data_keys(org, &job, &turn).await? else {
+            let Some(n) = self.move_data_keys(org, &job, turn).await? else {
                 return Ok(());
             };
             moved += n;
             // Child scope keys (core's job), then the version itself, with the job row.
-            self.run_job_steps(org, &turn).await?;
+            self.run_job_steps(org, turn).await?;
             if turn.lost()
                 || self
                     .current_org(org)
