@@ -338,8 +338,15 @@ async fn load_in(tx: &mut Transaction<'static, Any>, id: ScopeId) -> Result<Opti
 /// changes and audit appends of one org take turns across replicas; SQLite has one writer
 /// anyway) and returns its version.
 pub async fn lock(tx: &mut Transaction<'static, Any>, org: ScopeId) -> Result<i64> {
-    // An UPDATE that changes nothing: one statement both engines read that locks the row.
-    sqlx::query_scalar("UPDATE orgs SET version = version WHERE id = $1 RETURNING version")
+    // PostgreSQL: a row lock that writes no new row version (an UPDATE that changes nothing
+    // would leave a dead tuple per audit append). SQLite has no FOR UPDATE; there the UPDATE
+    // is a no-op behind its one writer.
+    let sql = if tx.backend_name() == "PostgreSQL" {
+        "SELECT version FROM orgs WHERE id = $1 FOR UPDATE"
+    } else {
+        "UPDATE orgs SET version = version WHERE id = $1 RETURNING version"
+    };
+    sqlx::query_scalar(sql)
         .bind(hex(org))
         .fetch_optional(&mut **tx)
         .await?
@@ -390,6 +397,34 @@ pub async fn versions(pool: &AnyPool) -> Result<Vec<(ScopeId, i64)>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// On PostgreSQL the org's row is locked without writing a new row version (no dead tuple
+    /// per audit append); the version it returns is the stored one either way.
+    #[tokio::test]
+    async fn taking_the_org_row_writes_no_row_in_postgres() {
+        let Some(db) = crate::store::test_postgres().await else {
+            return;
+        };
+        let org = ScopeId::from_bytes([5; 16]);
+        sqlx::query(
+            "INSERT INTO orgs (id, name, default_holder, unwrap_cache_ttl_ms, created_at, version) \
+             VALUES ($1, 'o', 'managed', 0, 0, 7)",
+        )
+        .bind(hex(org))
+        .execute(db.pool())
+        .await
+        .unwrap();
+        let mut w = db.write().await.unwrap();
+        assert_eq!(lock(&mut w.tx, org).await.unwrap(), 7);
+        let updated: i64 = sqlx::query_scalar(
+            "SELECT n_tup_upd + n_tup_hot_upd FROM pg_stat_xact_user_tables WHERE relname = 'orgs'",
+        )
+        .fetch_one(&mut *w.tx)
+        .await
+        .unwrap();
+        assert_eq!(updated, 0, "the lock wrote a row version");
+        assert!(lock(&mut w.tx, ScopeId::from_bytes([6; 16])).await.is_err());
+    }
 
     #[test]
     fn holder_names_round_trip() {
