@@ -5,7 +5,8 @@
 //! stops before its next step; its writes are guarded anyway, so a step already under way
 //! changes nothing twice.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -15,20 +16,34 @@ use byok_core::ScopeId;
 use super::{Result, Service};
 use crate::store::{self, Database, job_leases};
 
-/// The orgs whose job runs in this process now.
+/// The orgs whose job runs in this process now, each with whether another run was asked for
+/// meanwhile (a resume kicked the job while its runner was finishing: that runner must not
+/// be the reason the kick is lost).
 #[derive(Default)]
-pub(super) struct Running(std::sync::Mutex<HashSet<ScopeId>>);
+pub(super) struct Running(std::sync::Mutex<HashMap<ScopeId, bool>>);
 
 impl Running {
+    /// Enters `org`'s run; if one is under way, asks it for another run and returns false.
     fn enter(&self, org: ScopeId) -> bool {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).insert(org)
+        match self.0.lock().unwrap_or_else(|p| p.into_inner()).entry(org) {
+            Entry::Occupied(mut e) => {
+                *e.get_mut() = true;
+                false
+            }
+            Entry::Vacant(e) => {
+                e.insert(false);
+                true
+            }
+        }
     }
 
-    fn leave(&self, org: ScopeId) {
+    /// Leaves `org`'s run; returns whether another was asked for meanwhile.
+    fn leave(&self, org: ScopeId) -> bool {
         self.0
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .remove(&org);
+            .remove(&org)
+            .unwrap_or(false)
     }
 }
 
@@ -47,7 +62,7 @@ pub const DEFAULT_JOB_LEASE: Duration = Duration::from_secs(30);
 /// This replica's turn at one org's job; dropping it stops the heartbeat and gives the lease
 /// up.
 pub(super) struct JobTurn<'a> {
-    running: &'a Running,
+    service: &'a Service,
     db: Database,
     org: ScopeId,
     owner: String,
@@ -90,7 +105,11 @@ impl Drop for JobTurn<'_> {
                 });
             }
         }
-        self.running.leave(self.org);
+        if self.service.running_jobs.leave(self.org) {
+            // A run was asked for while this one was finishing: the job may have more to do
+            // (a scope it waited on was resumed).
+            self.service.kick(self.org);
+        }
     }
 }
 
@@ -140,7 +159,7 @@ impl Service {
             })
         };
         Ok(Some(JobTurn {
-            running: &self.running_jobs,
+            service: self,
             db: self.store.clone(),
             org,
             owner: self.replica.clone(),
@@ -229,6 +248,25 @@ mod tests {
         let lease = Duration::from_secs(30);
         // Two services on one file stand for two processes (the SQLite case is one process).
         turns_are_exclusive(&replica(db.clone(), lease), &replica(db, lease)).await;
+    }
+
+    /// A resume that kicks the job while its runner is finishing (still in its turn) is not
+    /// lost: the runner asks for the job to run again as its turn ends.
+    #[tokio::test]
+    async fn a_run_asked_for_while_one_finishes_runs_after_it() {
+        let db = Database::open("sqlite::memory:").await.unwrap();
+        let a = replica(db, Duration::from_secs(30));
+        let mut kicks = a.take_kicks().expect("the kicks");
+        let (org, _) = a.create_org("org", None, None, None).await.unwrap();
+        while kicks.try_recv().is_ok() {}
+        let turn = a.job_turn(org).await.unwrap().expect("free");
+        assert!(a.job_turn(org).await.unwrap().is_none(), "one runner");
+        turn.end().await;
+        assert_eq!(kicks.try_recv().ok(), Some(org), "asked to run again");
+        // Nobody asked: no run follows.
+        let turn = a.job_turn(org).await.unwrap().expect("free");
+        turn.end().await;
+        assert!(kicks.try_recv().is_err());
     }
 
     /// The heartbeat keeps a turn alive past its lease length; a turn whose lease another
