@@ -47,6 +47,13 @@ impl Replicas {
             .collect()
     }
 
+    /// Every replica's base URL: A's, then B's and C's.
+    pub fn urls(&self) -> Vec<String> {
+        std::iter::once(self.a.server.url.clone())
+            .chain(self.others.iter().map(|(s, _)| s.url.clone()))
+            .collect()
+    }
+
     /// The same, on the cluster at `admin`.
     pub fn on(admin: &str, name: &str, poll_ms: u64, more: &[(&str, &str)]) -> Self {
         let url = fresh_postgres(admin);

@@ -347,9 +347,7 @@ async fn a_database_restart_under_load_is_survived_without_a_500() {
     };
     let r = Replicas::on(&cluster.admin_url(), "replicas-outage", 500, &[]);
     let (o, team, cts) = r.org().await;
-    let urls: Vec<String> = std::iter::once(r.a.server.url.clone())
-        .chain(r.others.iter().map(|(s, _)| s.url.clone()))
-        .collect();
+    let urls = r.urls();
     let (phase, stop) = (Arc::new(AtomicU8::new(0)), Arc::new(AtomicBool::new(false)));
     let clients: Vec<_> = (0..6)
         .map(|n| {

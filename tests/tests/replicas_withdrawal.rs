@@ -147,9 +147,7 @@ async fn each_replica_asks_the_kms_once_per_org_per_ttl() {
     stack.attach_default_key(&r.a.api, &o).await;
     // Moving to the customer's key evicted the root everywhere (the managed copy is gone):
     // from here, every replica's first use asks the KMS.
-    let urls: Vec<String> = std::iter::once(r.a.server.url.clone())
-        .chain(r.others.iter().map(|(s, _)| s.url.clone()))
-        .collect();
+    let urls = r.urls();
     let mut before = Vec::new();
     for u in &urls {
         before.push(metric(u, &r.a.operator, "byok_kms_calls_total").await);

@@ -38,6 +38,12 @@ impl Service {
         let mut w = self.store.write().await?;
         keys::set_health(&mut w.tx, org, n, &health, detail.as_deref(), at).await?;
         w.commit().await?;
+        Self::show_health(cell, n, health, detail, at);
+        Ok(())
+    }
+
+    /// Shows a stored health check of key `n` in the org's key list (in memory).
+    fn show_health(cell: &OrgCell, n: u32, health: String, detail: Option<String>, at: i64) {
         if let Some(r) = cell
             .cmks
             .write()
@@ -48,7 +54,6 @@ impl Service {
             r.health_detail = detail;
             r.health_at = Some(at);
         }
-        Ok(())
     }
 
     /// Records a KMS call in the audit log.
@@ -140,16 +145,7 @@ impl Service {
             );
         }
         w.commit().await?;
-        if let Some(r) = cell
-            .cmks
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .get_mut(&n)
-        {
-            r.health = Some(why.to_owned());
-            r.health_detail = detail;
-            r.health_at = Some(at);
-        }
+        Self::show_health(cell, n, why.to_owned(), detail, at);
         self.end_grace(cell, org, GraceEnd::Denied).await?;
         Ok(())
     }

@@ -29,22 +29,14 @@ pub async fn claim(
     now: i64,
     ttl_ms: i64,
 ) -> Result<bool> {
-    let mut w = db.write().await?;
-    let taken = sqlx::query(
+    lease_write(
+        db,
         "INSERT INTO job_leases (org_id, owner, expires_at) VALUES ($1, $2, $3) \
          ON CONFLICT (org_id) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at \
          WHERE job_leases.owner = excluded.owner OR job_leases.expires_at <= $4",
+        (org, owner, now, ttl_ms),
     )
-    .bind(org.to_string())
-    .bind(owner)
-    .bind(now.saturating_add(ttl_ms))
-    .bind(now)
-    .execute(&mut *w.tx)
-    .await?
-    .rows_affected()
-        == 1;
-    w.commit().await?;
-    Ok(taken)
+    .await
 }
 
 /// Extends `owner`'s lease on `org` to `now + ttl_ms` (the heartbeat). Returns `false` if
@@ -56,20 +48,33 @@ pub async fn renew(
     now: i64,
     ttl_ms: i64,
 ) -> Result<bool> {
-    let mut w = db.write().await?;
-    let held = sqlx::query(
+    lease_write(
+        db,
         "UPDATE job_leases SET expires_at = $3 WHERE org_id = $1 AND owner = $2 AND expires_at > $4",
+        (org, owner, now, ttl_ms),
     )
-    .bind(org.to_string())
-    .bind(owner)
-    .bind(now.saturating_add(ttl_ms))
-    .bind(now)
-    .execute(&mut *w.tx)
-    .await?
-    .rows_affected()
+    .await
+}
+
+/// Runs `sql`, a lease write over ($1 org, $2 owner, $3 new expiry, $4 now), in its own
+/// transaction; returns whether it wrote the lease row.
+async fn lease_write(
+    db: &Database,
+    sql: &str,
+    (org, owner, now, ttl_ms): (ScopeId, &str, i64, i64),
+) -> Result<bool> {
+    let mut w = db.write().await?;
+    let wrote = sqlx::query(sql)
+        .bind(org.to_string())
+        .bind(owner)
+        .bind(now.saturating_add(ttl_ms))
+        .bind(now)
+        .execute(&mut *w.tx)
+        .await?
+        .rows_affected()
         == 1;
     w.commit().await?;
-    Ok(held)
+    Ok(wrote)
 }
 
 /// Gives up `owner`'s lease on `org` (the job ended or waits); another's is left alone.
