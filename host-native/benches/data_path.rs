@@ -14,7 +14,7 @@ use axum::body::Body;
 use axum::http::Request;
 use base64ct::{Base64, Encoding};
 use byok_server::api::rate_limit::{RateLimitConfig, RateLimits};
-use byok_server::api::{ApiOptions, router};
+use byok_server::api::{Api, ApiOptions, router};
 use byok_server::service::Service;
 use byok_server::service::kms::KmsSettings;
 use byok_server::store::{Database, Role};
@@ -24,8 +24,8 @@ use criterion::{Criterion, criterion_group, criterion_main};
 #[path = "../examples/http_floor.rs"]
 mod http_floor;
 
-struct Target {
-    router: Router,
+struct Target<S> {
+    router: S,
     token: String,
     encrypt_path: String,
     decrypt_path: String,
@@ -41,7 +41,11 @@ fn request(path: &str, token: &str, body: &str) -> Request<Body> {
         .expect("a request")
 }
 
-async fn call(router: &Router, req: Request<Body>) -> axum::body::Bytes {
+async fn call<S>(router: &S, req: Request<Body>) -> axum::body::Bytes
+where
+    S: tower::Service<Request<Body>, Response = axum::response::Response> + Clone,
+    S::Error: std::fmt::Debug,
+{
     let resp = tower::Service::call(&mut router.clone(), req)
         .await
         .expect("infallible");
@@ -53,7 +57,7 @@ async fn call(router: &Router, req: Request<Body>) -> axum::body::Bytes {
 
 /// byok with a managed root key (no KMS on this path once cached), one org, one scope and a
 /// service token; and the floor on the same paths.
-async fn targets() -> (Target, Target) {
+async fn targets() -> (Target<Api>, Target<Router>) {
     let db = Database::open("sqlite::memory:").await.expect("sqlite");
     let managed =
         byok_core::scope::managed_key(byok_core::SecretBytes::random(&mut rand::rng()), 1);
@@ -112,6 +116,34 @@ async fn targets() -> (Target, Target) {
     (byok, floor)
 }
 
+/// Runs the encrypt and decrypt cells of target `t`, named `name`.
+fn cells<S>(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    rt: &tokio::runtime::Runtime,
+    name: &str,
+    t: &Target<S>,
+) where
+    S: tower::Service<Request<Body>, Response = axum::response::Response> + Clone,
+    S::Error: std::fmt::Debug,
+{
+    g.bench_function(format!("encrypt/{name}"), |b| {
+        b.iter(|| {
+            rt.block_on(call(
+                &t.router,
+                request(&t.encrypt_path, &t.token, &t.encrypt_body),
+            ))
+        })
+    });
+    g.bench_function(format!("decrypt/{name}"), |b| {
+        b.iter(|| {
+            rt.block_on(call(
+                &t.router,
+                request(&t.decrypt_path, &t.token, &t.decrypt_body),
+            ))
+        })
+    });
+}
+
 fn data_path(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -119,24 +151,8 @@ fn data_path(c: &mut Criterion) {
         .expect("runtime");
     let (byok, floor) = rt.block_on(targets());
     let mut g = c.benchmark_group("data_path_1KiB");
-    for (name, t) in [("floor", &floor), ("byok", &byok)] {
-        g.bench_function(format!("encrypt/{name}"), |b| {
-            b.iter(|| {
-                rt.block_on(call(
-                    &t.router,
-                    request(&t.encrypt_path, &t.token, &t.encrypt_body),
-                ))
-            })
-        });
-        g.bench_function(format!("decrypt/{name}"), |b| {
-            b.iter(|| {
-                rt.block_on(call(
-                    &t.router,
-                    request(&t.decrypt_path, &t.token, &t.decrypt_body),
-                ))
-            })
-        });
-    }
+    cells(&mut g, &rt, "floor", &floor);
+    cells(&mut g, &rt, "byok", &byok);
     g.finish();
 }
 

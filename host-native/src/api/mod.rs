@@ -14,6 +14,7 @@ pub mod ops;
 pub mod orgs;
 pub mod paths;
 pub mod rate_limit;
+pub mod request_ids;
 pub mod scopes;
 pub mod setup_page;
 pub mod tokens;
@@ -21,17 +22,16 @@ pub mod tokens;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request};
-use axum::http::HeaderValue;
-use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post, put};
+use axum::routing::{MethodRouter, delete, get, post, put};
 use byok_core::ApiCode;
 use utoipa::OpenApi;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 
 use crate::service::Service;
-use error::{ApiError, REQUEST_ID, RequestId};
+use error::ApiError;
 use rate_limit::{RateLimitConfig, RateLimits};
+pub use request_ids::Api;
+use request_ids::Routes;
 
 /// Request bodies larger than this are refused with `too_large` (the JSON API takes at most
 /// 4 MiB of plaintext, base64-encoded).
@@ -116,119 +116,41 @@ pub fn openapi_json() -> String {
     s
 }
 
-/// Gives every request an id (in the `x-request-id` header, in error bodies and in the log line
-/// written for it) and logs it; bounds its time by the deadline; marks every answer
-/// `Cache-Control: no-store` (data keys, plaintexts, leases and new tokens must never sit in a
-/// cache, and no answer of this API is worth caching). A plain tower layer: `from_fn` clones and
-/// boxes the inner service for every request, which cost about as much as byok's own work on
-/// the data path.
-#[derive(Clone, Copy)]
-struct RequestIds {
-    deadline: std::time::Duration,
+/// The routes and their templates, built together so that the log line's route names the
+/// same templates the router matches ([`request_ids::Routes`]).
+struct Table {
+    router: Router<AppState>,
+    routes: Routes,
 }
 
-impl<S> tower::Layer<S> for RequestIds {
-    type Service = WithRequestId<S>;
-    fn layer(&self, inner: S) -> Self::Service {
-        WithRequestId {
-            inner,
-            deadline: self.deadline,
+impl Table {
+    fn new() -> Self {
+        Self {
+            router: Router::new(),
+            routes: Routes::default(),
         }
     }
-}
 
-#[derive(Clone)]
-struct WithRequestId<S> {
-    inner: S,
-    deadline: std::time::Duration,
-}
-
-impl<S> tower::Service<Request> for WithRequestId<S>
-where
-    S: tower::Service<Request, Response = Response, Error = std::convert::Infallible>,
-    S::Future: Send + 'static,
-{
-    type Response = Response;
-    type Error = std::convert::Infallible;
-    type Future =
-        std::pin::Pin<Box<dyn Future<Output = Result<Response, std::convert::Infallible>> + Send>>;
-
-    fn poll_ready(
-        &mut self,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: Request) -> Self::Future {
-        let id = RequestId(rand_core::Rng::next_u64(&mut rand::rng()));
-        // The log line's fields are gathered only when it is written.
-        let log = tracing::enabled!(tracing::Level::INFO).then(|| {
-            let route = req
-                .extensions()
-                .get::<axum::extract::MatchedPath>()
-                .cloned();
-            (req.method().clone(), route, std::time::Instant::now())
-        });
-        let answer = REQUEST_ID.scope(
-            id,
-            crate::store::audit::with_actor_slot(self.inner.call(req)),
-        );
-        let deadline = self.deadline;
-        Box::pin(async move {
-            // Dropping the handler at the deadline is safe: a transition cut short re-reads its
-            // org from storage before anything else is admitted (`OrgCell::transition_with`).
-            let mut resp = match tokio::time::timeout(deadline, answer).await {
-                Ok(answer) => answer?,
-                Err(_) => REQUEST_ID.sync_scope(id, || {
-                    ApiError::new(
-                        ApiCode::RequestTimeout,
-                        format!(
-                            "the request took longer than the server's {} s deadline (a slow body or a slow KMS); retry",
-                            deadline.as_secs()
-                        ),
-                    )
-                    .into_response()
-                }),
-            };
-            if let Some((method, route, started)) = log {
-                // The route template, never the concrete path: ids and nothing from the caller.
-                let route = route.as_ref().map_or("unmatched", |p| p.as_str());
-                tracing::info!(request_id = %id, %method, route, status = resp.status().as_u16(),
-                    micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX), "request");
-            }
-            let mut hex = [0u8; 16];
-            for (i, b) in id.0.to_be_bytes().iter().enumerate() {
-                hex[2 * i] = HEX[usize::from(b >> 4)];
-                hex[2 * i + 1] = HEX[usize::from(b & 0xf)];
-            }
-            if let Ok(v) = HeaderValue::from_bytes(&hex) {
-                resp.headers_mut().insert("x-request-id", v);
-            }
-            resp.headers_mut().insert(
-                axum::http::header::CACHE_CONTROL,
-                HeaderValue::from_static("no-store"),
-            );
-            Ok(resp)
-        })
+    fn route(mut self, template: &'static str, handler: MethodRouter<AppState>) -> Self {
+        self.routes.add(template);
+        self.router = self.router.route(template, handler);
+        self
     }
 }
-
-const HEX: &[u8; 16] = b"0123456789abcdef";
 
 async fn not_found() -> ApiError {
     ApiError::new(ApiCode::NotFound, "no such endpoint; see /openapi.json")
 }
 
 /// The router.
-pub fn router(service: Arc<Service>, options: &ApiOptions, rate: Arc<RateLimits>) -> Router {
+pub fn router(service: Arc<Service>, options: &ApiOptions, rate: Arc<RateLimits>) -> Api {
     let state = AppState { service, rate };
     let metrics = if options.metrics_here {
         get(ops::metrics)
     } else {
         get(not_found)
     };
-    Router::new()
+    let table = Table::new()
         .route("/v1/orgs", post(orgs::create_org))
         .route("/v1/orgs/{org}", get(orgs::get_org).patch(orgs::update_org))
         .route(
@@ -297,7 +219,9 @@ pub fn router(service: Arc<Service>, options: &ApiOptions, rate: Arc<RateLimits>
         .route("/openapi.json", get(ops::openapi))
         .route("/ui", get(setup_page::redirect))
         .route("/ui/", get(setup_page::index))
-        .route("/ui/{*path}", get(setup_page::file))
+        .route("/ui/{*path}", get(setup_page::file));
+    let router = table
+        .router
         .fallback(not_found)
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -305,15 +229,12 @@ pub fn router(service: Arc<Service>, options: &ApiOptions, rate: Arc<RateLimits>
                 "this endpoint does not take that method; see /openapi.json",
             )
         })
-        .layer(DefaultBodyLimit::max(MAX_BODY))
-        .layer(RequestIds {
-            deadline: options.request_timeout,
-        })
-        .with_state(state)
+        .with_state(state);
+    Api::new(router, table.routes, options.request_timeout, MAX_BODY)
 }
 
 /// The router of the separate metrics address (`--metrics-listen`): `/metrics` only, no token.
-pub fn metrics_router(service: Arc<Service>) -> Router {
+pub fn metrics_router(service: Arc<Service>) -> Api {
     let state = AppState {
         service,
         rate: Arc::new(RateLimits::new(RateLimitConfig {
@@ -321,13 +242,14 @@ pub fn metrics_router(service: Arc<Service>) -> Router {
             per_token: 0,
         })),
     };
-    Router::new()
-        .route("/metrics", get(ops::metrics_open))
-        .fallback(not_found)
-        .layer(RequestIds {
-            deadline: std::time::Duration::from_secs(10),
-        })
-        .with_state(state)
+    let table = Table::new().route("/metrics", get(ops::metrics_open));
+    let router = table.router.fallback(not_found).with_state(state);
+    Api::new(
+        router,
+        table.routes,
+        std::time::Duration::from_secs(10),
+        MAX_BODY,
+    )
 }
 
 #[cfg(test)]

@@ -65,11 +65,15 @@ tokio::task_local! {
     /// ([`set_actor`]), read by [`append`], so that every event a request logs names the token
     /// behind it, however deep in the service it is written. Work of the server's own
     /// (jobs, health checks, the periodic signer) runs outside any request and logs no actor.
-    static ACTOR: std::cell::RefCell<Option<std::sync::Arc<TokenRow>>>;
+    static ACTOR: ActorSlot;
 }
 
-/// Runs `f` (a request) with a slot for its actor.
-pub fn with_actor_slot<F: Future>(f: F) -> impl Future<Output = F::Output> {
+/// The actor slot of a request (see [`with_actor_slot`]).
+pub type ActorSlot = std::cell::RefCell<Option<std::sync::Arc<TokenRow>>>;
+
+/// Runs `f` (a request) with a slot for its actor. The future's type is named so that the API
+/// layer can hold it without boxing it.
+pub fn with_actor_slot<F: Future>(f: F) -> tokio::task::futures::TaskLocalFuture<ActorSlot, F> {
     ACTOR.scope(std::cell::RefCell::new(None), f)
 }
 
