@@ -20,6 +20,7 @@ use crate::context::Context;
 use crate::crypto::{AeadBackend, DefaultBackend, ScopeKey, nonce};
 use crate::error::{Error, FormatError, Misuse};
 use crate::format::header::{HEADER_LEN, Header, Mode, SALT_LEN, Suite, TAG_LEN};
+use crate::secret::SecretVec;
 
 /// Largest single-shot plaintext: AES-GCM allows 2^39 - 256 bits per invocation.
 pub const MAX_PLAINTEXT_LEN: u64 = (1 << 36) - 32;
@@ -34,6 +35,44 @@ pub struct Detached {
     pub header: [u8; HEADER_LEN],
     /// The tag, to write after it.
     pub tag: [u8; TAG_LEN],
+}
+
+/// A plaintext laid out to be sealed in place ([`Envelope::seal_buffer`]): room for the header
+/// before it and for the tag after it, so the ciphertext is written over it in the same
+/// allocation. Wiped when dropped, as a [`SecretVec`].
+#[derive(Debug)]
+pub struct SealBuffer(SecretVec);
+
+impl SealBuffer {
+    /// Room for a plaintext of `len` bytes, zeroed; fill it through [`Self::plaintext_mut`].
+    pub fn zeroed(len: usize) -> Self {
+        Self(SecretVec::zeroed(len.saturating_add(OVERHEAD)))
+    }
+
+    /// A copy of `plaintext`.
+    pub fn copy_of(plaintext: &[u8]) -> Self {
+        let mut buf = Self::zeroed(plaintext.len());
+        buf.plaintext_mut().copy_from_slice(plaintext);
+        buf
+    }
+
+    /// The plaintext's bytes.
+    pub fn plaintext_mut(&mut self) -> &mut [u8] {
+        let end = self.0.len().saturating_sub(TAG_LEN);
+        self.0.get_mut(HEADER_LEN..end).unwrap_or_default()
+    }
+
+    /// The plaintext's length.
+    pub fn plaintext_len(&self) -> usize {
+        self.0.len().saturating_sub(OVERHEAD)
+    }
+
+    /// Shortens the plaintext to `len` bytes (after decoding into room that was an upper
+    /// bound); the bytes cut off are wiped with the buffer.
+    pub fn truncate(&mut self, len: usize) {
+        let len = len.min(self.plaintext_len());
+        self.0.truncate(HEADER_LEN + len + TAG_LEN);
+    }
 }
 
 /// Single-shot encryption and data keys with AEAD backend `B`.
@@ -77,6 +116,42 @@ impl<B: AeadBackend> Envelope<B> {
         let mut out = ct.to_vec();
         open_detached::<B>(&aead_key, header, context, &mut out, tag)?;
         Ok(out)
+    }
+
+    /// Seals the plaintext in `buf` in place and returns the ciphertext in the same allocation:
+    /// no second buffer, no copy of the plaintext. If sealing fails, `buf` is wiped as it drops.
+    pub fn seal_buffer(
+        key: &ScopeKey,
+        context: &Context,
+        mut buf: SealBuffer,
+        rng: &mut impl CryptoRng,
+    ) -> Result<Vec<u8>, Error> {
+        let len = buf.plaintext_len();
+        let (head, rest) = buf
+            .0
+            .split_at_mut_checked(HEADER_LEN)
+            .ok_or(Error::Internal("envelope: header room"))?;
+        let (body, tag) = rest
+            .split_at_mut_checked(len)
+            .ok_or(Error::Internal("envelope: tag room"))?;
+        let sealed = seal_unit::<B>(key, context, Mode::Single, body, rng)?;
+        head.copy_from_slice(&sealed.header);
+        tag.copy_from_slice(&sealed.tag);
+        Ok(buf.0.into_public())
+    }
+
+    /// Decrypts a single-shot ciphertext in place, in the caller's buffer: the plaintext is
+    /// returned in the same allocation, wiped when dropped (on failure, before this returns).
+    pub fn decrypt_owned(
+        key: &ScopeKey,
+        context: &Context,
+        ciphertext: Vec<u8>,
+    ) -> Result<SecretVec, Error> {
+        let mut buf = SecretVec::from_vec(ciphertext);
+        let len = open_unit::<B>(key, context, Mode::Single, &mut buf)?.len();
+        buf.copy_within(HEADER_LEN..HEADER_LEN + len, 0);
+        buf.truncate(len);
+        Ok(buf)
     }
 
     /// Decrypts the whole ciphertext in `buf` in place and returns the plaintext part of it.
@@ -503,6 +578,80 @@ mod aes_step_tests {
         assert!(matches!(
             AesStep::open(&other, &ctx, &ct),
             Err(Error::WrongKey { .. })
+        ));
+    }
+}
+
+#[cfg(test)]
+mod in_place_tests {
+    use super::*;
+    use crate::crypto::backend::RustCrypto;
+    use crate::{KeyId, ScopeId};
+
+    fn key() -> ScopeKey {
+        ScopeKey::new(
+            KeyId::new(ScopeId::from_bytes([4; 16]), 1),
+            crate::SecretBytes::from_bytes(&mut [5; 32]),
+        )
+    }
+
+    fn ctx() -> Context {
+        let mut c = Context::new();
+        c.insert("tenant", "a");
+        c
+    }
+
+    #[test]
+    fn a_sealed_buffer_is_a_message_every_reader_opens() {
+        let mut rng = rand::rng();
+        for len in [0usize, 1, 15, 16, 17, 1024, 4099] {
+            let pt: Vec<u8> = (0..len).map(|i| (i % 251).to_le_bytes()[0]).collect();
+            let ct = Envelope::<RustCrypto>::seal_buffer(
+                &key(),
+                &ctx(),
+                SealBuffer::copy_of(&pt),
+                &mut rng,
+            )
+            .unwrap();
+            assert_eq!(ct.len(), len + OVERHEAD);
+            assert_eq!(
+                Envelope::<RustCrypto>::decrypt(&key(), &ctx(), &ct).unwrap(),
+                pt
+            );
+            let opened = Envelope::<RustCrypto>::decrypt_owned(&key(), &ctx(), ct).unwrap();
+            assert_eq!(&*opened, pt.as_slice());
+        }
+    }
+
+    #[test]
+    fn a_decoded_plaintext_shorter_than_its_room_is_sealed_at_its_length() {
+        let mut buf = SealBuffer::zeroed(10);
+        buf.plaintext_mut()[..4].copy_from_slice(b"abcd");
+        buf.truncate(4);
+        assert_eq!(buf.plaintext_len(), 4);
+        let ct =
+            Envelope::<RustCrypto>::seal_buffer(&key(), &ctx(), buf, &mut rand::rng()).unwrap();
+        assert_eq!(
+            Envelope::<RustCrypto>::decrypt(&key(), &ctx(), &ct).unwrap(),
+            b"abcd"
+        );
+    }
+
+    #[test]
+    fn a_tampered_or_misbound_ciphertext_is_refused_in_place() {
+        let mut rng = rand::rng();
+        let ct = Envelope::<RustCrypto>::encrypt(&key(), &ctx(), b"hello there", &mut rng).unwrap();
+        for i in [HEADER_LEN, ct.len() - 1] {
+            let mut bad = ct.clone();
+            bad[i] ^= 1;
+            assert!(matches!(
+                Envelope::<RustCrypto>::decrypt_owned(&key(), &ctx(), bad),
+                Err(Error::Decrypt)
+            ));
+        }
+        assert!(matches!(
+            Envelope::<RustCrypto>::decrypt_owned(&key(), &Context::new(), ct),
+            Err(Error::Decrypt)
         ));
     }
 }

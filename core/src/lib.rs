@@ -85,4 +85,4 @@ pub use error::{Error, FormatError, Misuse, Unsupported};
 pub use format::{FrameSize, Header, Mode};
 pub use key_id::{KeyId, ScopeId};
 pub use lease::Lease;
-pub use secret::SecretBytes;
+pub use secret::{SecretBytes, SecretVec};

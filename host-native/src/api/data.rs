@@ -7,9 +7,9 @@ use axum::Json;
 use axum::extract::{Path, State};
 use base64ct::{Base64, Encoding};
 use byok_core::ApiCode;
+use byok_core::envelope::SealBuffer;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
-use zeroize::Zeroizing;
 
 use super::AppState;
 use super::auth::{ApiJson, ServiceOrg, parse_id};
@@ -145,13 +145,16 @@ pub async fn encrypt(
     ApiJson(req): ApiJson<EncryptRequest>,
 ) -> Result<Json<EncryptResponse>, ApiError> {
     let scope = parse_id(&scope, "scope")?;
-    let plaintext = Zeroizing::new(
-        Base64::decode_vec(&req.plaintext)
-            .map_err(|_| ApiError::invalid("plaintext must be standard base64"))?,
-    );
+    // Decoded straight into the buffer that is sealed in place: one allocation for the
+    // plaintext and its ciphertext, wiped if anything fails before sealing.
+    let mut plaintext = SealBuffer::zeroed(req.plaintext.len() / 4 * 3 + 3);
+    let len = Base64::decode(&req.plaintext, plaintext.plaintext_mut())
+        .map_err(|_| ApiError::invalid("plaintext must be standard base64"))?
+        .len();
+    plaintext.truncate(len);
     let ct = s
         .service
-        .encrypt(org, scope, &plaintext, req.context)
+        .encrypt(org, scope, plaintext, req.context)
         .await?;
     Ok(Json(EncryptResponse {
         ciphertext: byok_core::format::armor::encode(&ct),
@@ -169,7 +172,7 @@ pub async fn decrypt(
     ApiJson(req): ApiJson<DecryptRequest>,
 ) -> Result<Json<DecryptResponse>, ApiError> {
     let ct = armor_decode(&req.ciphertext, "ciphertext")?;
-    let pt = Zeroizing::new(s.service.decrypt(org, &ct, req.context).await?);
+    let pt = s.service.decrypt(org, ct, req.context).await?;
     Ok(Json(DecryptResponse {
         plaintext: Base64::encode_string(&pt),
     }))

@@ -9,8 +9,9 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 
+use byok_core::envelope::SealBuffer;
 use byok_core::format::Header;
-use byok_core::{Context, DataKey, Envelope, ScopeId};
+use byok_core::{Context, DataKey, Envelope, ScopeId, SecretVec};
 
 use super::{Result, Service, ServiceError};
 
@@ -49,15 +50,16 @@ fn check_in_org(cell: &super::OrgCell, scope: ScopeId, what: &str) -> Result<()>
 }
 
 impl Service {
-    /// Encrypts `plaintext` under the newest key of scope `scope`.
+    /// Encrypts `plaintext` under the newest key of scope `scope`, in place: the ciphertext is
+    /// returned in the plaintext's allocation.
     pub async fn encrypt(
         &self,
         org: ScopeId,
         scope: ScopeId,
-        plaintext: &[u8],
+        plaintext: SealBuffer,
         ctx: BTreeMap<String, String>,
     ) -> Result<Vec<u8>> {
-        if plaintext.len() > MAX_PLAINTEXT {
+        if plaintext.plaintext_len() > MAX_PLAINTEXT {
             return Err(ServiceError::Invalid(format!(
                 "plaintext is larger than {MAX_PLAINTEXT} bytes; use the streaming format"
             )));
@@ -65,7 +67,7 @@ impl Service {
         let ctx = context(ctx)?;
         let cell = self.org(org).await?;
         let (key, _admitted) = self.admitted_current_key(&cell, scope).await?;
-        let out = Envelope::<byok_core::DefaultBackend>::encrypt(
+        let out = Envelope::<byok_core::DefaultBackend>::seal_buffer(
             &key,
             &ctx,
             plaintext,
@@ -75,19 +77,20 @@ impl Service {
         Ok(out)
     }
 
-    /// Decrypts a ciphertext of this org; the header names the scope and key version.
+    /// Decrypts a ciphertext of this org, in place: the plaintext is returned in the
+    /// ciphertext's allocation, wiped when dropped. The header names the scope and key version.
     pub async fn decrypt(
         &self,
         org: ScopeId,
-        ciphertext: &[u8],
+        ciphertext: Vec<u8>,
         ctx: BTreeMap<String, String>,
-    ) -> Result<Vec<u8>> {
+    ) -> Result<SecretVec> {
         let ctx = context(ctx)?;
-        let (header, _) = Header::parse(ciphertext)?;
+        let (header, _) = Header::parse(&ciphertext)?;
         let cell = self.org(org).await?;
         check_in_org(&cell, header.key.scope, "ciphertext")?;
         let (key, _admitted) = self.admitted_key(&cell, header.key).await?;
-        let out = Envelope::<byok_core::DefaultBackend>::decrypt(&key, &ctx, ciphertext)?;
+        let out = Envelope::<byok_core::DefaultBackend>::decrypt_owned(&key, &ctx, ciphertext)?;
         self.metrics.decrypts.fetch_add(1, Ordering::Relaxed);
         Ok(out)
     }

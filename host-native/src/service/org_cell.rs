@@ -262,6 +262,7 @@ impl Service {
 
 #[cfg(test)]
 mod tests {
+    use byok_core::envelope::SealBuffer;
     use std::collections::BTreeMap;
     use std::future::Future;
     use std::sync::Arc;
@@ -334,7 +335,9 @@ mod tests {
             let team = svc.create_scope(org, org, "team").await.unwrap();
             let team = ScopeId::parse_hex(&team.id).unwrap();
             // The team's key is cached: the stale path a missed pause would take.
-            svc.encrypt(org, team, b"x", BTreeMap::new()).await.unwrap();
+            svc.encrypt(org, team, SealBuffer::copy_of(b"x"), BTreeMap::new())
+                .await
+                .unwrap();
             let finished = drop_after(svc.pause(org, team), polls).await;
             // A statement the dropped future had sent finishes on the database's thread.
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -344,9 +347,13 @@ mod tests {
                 .unwrap()
                 .0;
             let paused_in_storage = stored.check_usable(team).is_err();
-            let mut answer = svc.encrypt(org, team, b"x", BTreeMap::new()).await;
+            let mut answer = svc
+                .encrypt(org, team, SealBuffer::copy_of(b"x"), BTreeMap::new())
+                .await;
             if matches!(answer, Err(ServiceError::Reloading)) {
-                answer = svc.encrypt(org, team, b"x", BTreeMap::new()).await;
+                answer = svc
+                    .encrypt(org, team, SealBuffer::copy_of(b"x"), BTreeMap::new())
+                    .await;
             }
             if paused_in_storage {
                 assert!(

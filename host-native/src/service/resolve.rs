@@ -276,6 +276,7 @@ pub(super) fn check_live(org: &Org, key: KeyId) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use byok_core::envelope::SealBuffer;
     use std::collections::BTreeMap;
     use std::time::Duration;
 
@@ -299,7 +300,7 @@ mod tests {
         let team = svc.create_scope(org, org, "team").await.unwrap();
         let team = ScopeId::parse_hex(&team.id).unwrap();
         let ct = svc
-            .encrypt(org, team, b"secret", BTreeMap::new())
+            .encrypt(org, team, SealBuffer::copy_of(b"secret"), BTreeMap::new())
             .await
             .unwrap();
         let cell = svc.org(org).await.unwrap();
@@ -319,7 +320,14 @@ mod tests {
             now,
         );
         let paused = |r: Result<Vec<u8>, ServiceError>| matches!(r, Err(ServiceError::Scope(ScopeError::Paused { by, .. })) if by == team);
-        assert!(paused(svc.encrypt(org, team, b"x", BTreeMap::new()).await));
-        assert!(paused(svc.decrypt(org, &ct, BTreeMap::new()).await));
+        assert!(paused(
+            svc.encrypt(org, team, SealBuffer::copy_of(b"x"), BTreeMap::new())
+                .await
+        ));
+        assert!(paused(
+            svc.decrypt(org, ct.clone(), BTreeMap::new())
+                .await
+                .map(|pt| pt.to_vec())
+        ));
     }
 }
