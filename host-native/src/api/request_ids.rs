@@ -178,7 +178,15 @@ const HEX: &[u8; 16] = b"0123456789abcdef";
 
 #[cfg(test)]
 mod tests {
-    use super::Routes;
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use axum::Router;
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use axum::routing::post;
+
+    use super::{Api, Routes};
 
     #[test]
     fn a_path_is_named_by_its_template() {
@@ -192,5 +200,107 @@ mod tests {
         );
         assert_eq!(r.template("/ui/a/b.js"), Some("/ui/{*path}"));
         assert_eq!(r.template("/v1/nothing"), None);
+    }
+
+    /// A log sink for one test.
+    #[derive(Clone, Default)]
+    struct Lines(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Lines {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn api(deadline: Duration) -> Api {
+        let mut routes = Routes::default();
+        routes.add("/v1/orgs/{org}/decrypt");
+        let router = Router::new()
+            .route("/v1/orgs/{org}/decrypt", post(|| async { "ok" }))
+            .route(
+                "/slow",
+                post(|| async {
+                    tokio::time::sleep(Duration::from_secs(60)).await;
+                    "late"
+                }),
+            );
+        Api::new(router, routes, deadline, 16)
+    }
+
+    async fn call(api: &Api, path: &str, body: &'static str) -> axum::response::Response {
+        let req = Request::post(path).body(Body::from(body)).unwrap();
+        tower::Service::call(&mut api.clone(), req).await.unwrap()
+    }
+
+    /// Every answer gets an id and `no-store`; the log line names the route's template, never
+    /// the ids in the path, and the same request id.
+    #[tokio::test]
+    async fn the_log_line_names_the_template_and_the_answer_its_id() {
+        let lines = Lines::default();
+        let sink = lines.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || sink.clone())
+            .with_ansi(false)
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let org = "0123456789abcdef0123456789abcdef";
+        let resp = call(
+            &api(Duration::from_secs(5)),
+            &format!("/v1/orgs/{org}/decrypt"),
+            "",
+        )
+        .await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        let id = resp.headers()["x-request-id"].to_str().unwrap().to_owned();
+        assert_eq!(id.len(), 16);
+        assert_eq!(resp.headers()["cache-control"], "no-store");
+        let log = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+        assert!(
+            log.contains("route=\"/v1/orgs/{org}/decrypt\"")
+                || log.contains("route=/v1/orgs/{org}/decrypt"),
+            "{log}"
+        );
+        assert!(log.contains(&format!("request_id={id}")), "{log}");
+        assert!(!log.contains(org), "{log}");
+        let resp = call(&api(Duration::from_secs(5)), "/nowhere", "").await;
+        assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+        let log = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+        assert!(
+            log.contains("route=\"unmatched\"") || log.contains("route=unmatched"),
+            "{log}"
+        );
+    }
+
+    /// The deadline answers 408 with the request's id; the body limit is applied to the
+    /// router's extractors.
+    #[tokio::test(start_paused = true)]
+    async fn the_deadline_and_the_body_limit_hold_around_the_router() {
+        let api = api(Duration::from_secs(2));
+        let resp = call(&api, "/slow", "").await;
+        assert_eq!(resp.status(), StatusCode::REQUEST_TIMEOUT);
+        let id = resp.headers()["x-request-id"].to_str().unwrap().to_owned();
+        let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["error"]["code"], "request_timeout");
+        assert_eq!(v["error"]["request_id"], id);
+        // A String body extractor under the 16-byte limit of `api()`.
+        let mut routes = Routes::default();
+        routes.add("/echo");
+        let echo = Api::new(
+            Router::new().route("/echo", post(|b: String| async move { b })),
+            routes,
+            Duration::from_secs(2),
+            16,
+        );
+        let resp = call(&echo, "/echo", "0123456789abcdef0").await;
+        assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        let resp = call(&echo, "/echo", "0123456789abcdef").await;
+        assert_eq!(resp.status(), StatusCode::OK);
     }
 }
