@@ -9,14 +9,14 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
+use super::head_timer::HeadTimer;
 use super::idle::Idle;
 use super::tls::Certificate;
 
@@ -40,7 +40,7 @@ pub async fn serve(
     listener: TcpListener,
     tls: Option<Arc<Certificate>>,
     limits: ConnLimits,
-    router: Router,
+    router: crate::api::Api,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), String> {
     let acceptor = match &tls {
@@ -50,8 +50,7 @@ pub async fn serve(
     let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let graceful = GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(TokioTimer::new())
-        .header_read_timeout(limits.header_timeout)
+    http.header_read_timeout(limits.header_timeout)
         .keep_alive(true);
     tokio::pin!(shutdown);
     loop {
@@ -76,7 +75,9 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         let io = Idle::new(stream, limits.idle_timeout);
         let service = TowerToHyperService::new(router.clone());
-        let http = http.clone();
+        let mut http = http.clone();
+        // Each connection gets its own timer: one tokio timer per connection, not per request.
+        http.timer(HeadTimer::new());
         let acceptor = acceptor.clone();
         let watcher = graceful.watcher();
         let handshake = limits.header_timeout;

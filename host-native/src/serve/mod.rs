@@ -3,9 +3,11 @@
 //! SIGTERM.
 //!
 //! - `listener`: the accept loop, the connection cap and hyper's timeouts.
+//! - `head_timer`: hyper's timer for the request-head timeout, one per connection.
 //! - `idle`: closes connections on which nothing moves.
 //! - `tls`: the certificate, reloaded on SIGHUP.
 
+pub mod head_timer;
 pub mod idle;
 pub mod listener;
 pub mod tls;
