@@ -94,10 +94,8 @@ where
         });
         let routed = tower::Service::call(&mut self.router, req);
         Answer {
-            inner: tokio::time::timeout(
-                self.deadline,
-                REQUEST_ID.scope(id, with_actor_slot(routed)),
-            ),
+            inner: REQUEST_ID.scope(id, with_actor_slot(routed)),
+            sleep: None,
             id,
             deadline: self.deadline,
             log,
@@ -115,11 +113,15 @@ struct Log {
 pin_project_lite::pin_project! {
     /// A request's answer in the making: the routed request within its deadline, with its id
     /// and actor slot in scope.
+    ///
+    /// The deadline's timer is made the first time the request waits (a body still arriving, a
+    /// KMS call): most data calls answer in their first poll and never need one, so they read
+    /// no clock and touch no timer for it. The deadline therefore counts from that first wait,
+    /// which comes microseconds after the request reached the router.
     pub struct Answer {
         #[pin]
-        inner: tokio::time::Timeout<
-            TaskLocalFuture<RequestId, TaskLocalFuture<ActorSlot, RouteFuture<Infallible>>>,
-        >,
+        inner: TaskLocalFuture<RequestId, TaskLocalFuture<ActorSlot, RouteFuture<Infallible>>>,
+        sleep: Option<Pin<Box<tokio::time::Sleep>>>,
         id: RequestId,
         deadline: Duration,
         log: Option<Log>,
@@ -134,19 +136,26 @@ impl Future for Answer {
         let id = *this.id;
         // Dropping the handler at the deadline is safe: a transition cut short re-reads its org
         // from storage before anything else is admitted (`OrgCell::transition_with`).
-        let mut resp = match ready!(this.inner.poll(cx)) {
-            Ok(Ok(resp)) => resp,
-            Ok(Err(never)) => match never {},
-            Err(_) => REQUEST_ID.sync_scope(id, || {
+        let mut resp = match this.inner.poll(cx) {
+            Poll::Ready(Ok(resp)) => resp,
+            Poll::Ready(Err(never)) => match never {},
+            Poll::Pending => {
+                let deadline = *this.deadline;
+                let sleep = this
+                    .sleep
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(deadline)));
+                ready!(sleep.as_mut().poll(cx));
+                REQUEST_ID.sync_scope(id, || {
                 ApiError::new(
                     ApiCode::RequestTimeout,
                     format!(
                         "the request took longer than the server's {} s deadline (a slow body or a slow KMS); retry",
-                        this.deadline.as_secs()
+                        deadline.as_secs()
                     ),
                 )
                 .into_response()
-            }),
+                })
+            }
         };
         if let Some(Log {
             method,
@@ -280,8 +289,10 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn the_deadline_and_the_body_limit_hold_around_the_router() {
         let api = api(Duration::from_secs(2));
+        let started = tokio::time::Instant::now();
         let resp = call(&api, "/slow", "").await;
         assert_eq!(resp.status(), StatusCode::REQUEST_TIMEOUT);
+        assert_eq!(started.elapsed(), Duration::from_secs(2));
         let id = resp.headers()["x-request-id"].to_str().unwrap().to_owned();
         let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
             .await
