@@ -11,7 +11,7 @@
 //! gone or denied evicts the whole org. An evicted entry is gone: nothing brings it back but a
 //! new successful unwrap. Keys are wiped when dropped (`ScopeKey` zeroizes).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -38,11 +38,11 @@ pub struct Cached {
 /// The cache.
 #[derive(Default)]
 pub struct KeyCache {
-    entries: Mutex<HashMap<KeyId, Entry>>,
+    entries: Mutex<super::FastMap<KeyId, Entry>>,
 }
 
 impl KeyCache {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<KeyId, Entry>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, super::FastMap<KeyId, Entry>> {
         // Entries are inserted and removed whole: a poisoned lock holds a consistent map.
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }

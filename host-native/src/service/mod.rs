@@ -79,16 +79,23 @@ pub struct Metrics {
     pub remote_changes: AtomicU64,
 }
 
+/// The maps every data call reads (orgs, token grants, cached keys, usage marks), hashed with
+/// foldhash instead of SipHash: about 20 ns less per lookup, four lookups per request. Their
+/// keys are ids byok made (random scope ids, SHA-256 token hashes) and an entry is only added for
+/// something that exists (a loaded org, a valid token, an unwrapped key, an admitted use), so no
+/// caller chooses keys to collide; the seed is random per process all the same.
+pub(crate) type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 /// The server's state: the store, the managed key, orgs in memory and the key cache.
 pub struct Service {
     store: Database,
     managed: ScopeKey,
     kms: kms::Kms,
-    orgs: RwLock<HashMap<ScopeId, Arc<OrgCell>>>,
+    orgs: RwLock<FastMap<ScopeId, Arc<OrgCell>>>,
     cache: KeyCache,
     /// Token grants by token hash, so that authenticating a request does not read the database
     /// (revoking a token drops its entry at once; see `tokens.rs`).
-    grants: RwLock<HashMap<[u8; 32], Arc<store::TokenRow>>>,
+    grants: RwLock<FastMap<[u8; 32], Arc<store::TokenRow>>>,
     default_ttl: Duration,
     /// While an org serves in outage grace, its KMS is asked again at most this often.
     outage_retry: Duration,
@@ -133,9 +140,9 @@ impl Service {
             store,
             managed,
             kms: kms::Kms::new(kms, metrics.kms_calls.clone())?,
-            orgs: RwLock::new(HashMap::new()),
+            orgs: RwLock::new(FastMap::default()),
             cache: KeyCache::default(),
-            grants: RwLock::new(HashMap::new()),
+            grants: RwLock::new(FastMap::default()),
             default_ttl,
             outage_retry: byok_core::grace::DEFAULT_RETRY_EVERY,
             epoch: std::time::Instant::now(),

@@ -5,7 +5,6 @@
 //! [`WINDOW_MS`] before it, and a token with no mark for a scope since Z did not use it since
 //! Z (through this server: what the lease holder does at the edge is logged as its lease).
 
-use std::collections::HashMap;
 use std::sync::Mutex;
 
 use byok_core::ScopeId;
@@ -20,7 +19,7 @@ pub(super) const WINDOW_MS: i64 = 60_000;
 /// Marks committed: (token id, scope) to the time of the mark. Bounded: pruned of stale marks
 /// when it grows past [`MAX_MARKS`].
 #[derive(Debug, Default)]
-pub(super) struct UsageMarks(Mutex<HashMap<(u64, ScopeId), i64>>);
+pub(super) struct UsageMarks(Mutex<super::FastMap<(u64, ScopeId), i64>>);
 
 const MAX_MARKS: usize = 100_000;
 
