@@ -211,6 +211,11 @@ mod tests {
         assert_eq!(r.template("/v1/nothing"), None);
     }
 
+    /// Held by the tests that go through the frame: tracing caches each callsite's interest
+    /// process-wide, and a frame test running beside the log test could register the log
+    /// line's callsite while the log test's subscriber is being set up, leaving it off.
+    static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
     /// A log sink for one test.
     #[derive(Clone, Default)]
     struct Lines(Arc<Mutex<Vec<u8>>>);
@@ -249,6 +254,7 @@ mod tests {
     /// the ids in the path, and the same request id.
     #[tokio::test]
     async fn the_log_line_names_the_template_and_the_answer_its_id() {
+        let _serial = SERIAL.lock().await;
         let lines = Lines::default();
         let sink = lines.clone();
         let subscriber = tracing_subscriber::fmt()
@@ -288,6 +294,7 @@ mod tests {
     /// router's extractors.
     #[tokio::test(start_paused = true)]
     async fn the_deadline_and_the_body_limit_hold_around_the_router() {
+        let _serial = SERIAL.lock().await;
         let api = api(Duration::from_secs(2));
         let started = tokio::time::Instant::now();
         let resp = call(&api, "/slow", "").await;
