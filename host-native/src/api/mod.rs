@@ -49,8 +49,8 @@ pub struct AppState {
 /// How the API is served.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ApiOptions {
-    /// The time a request may take in all, body included; past it the answer is
-    /// `408 request_timeout`.
+    /// The time a request may take in all, body included, counted from its first wait
+    /// (`request_ids::Answer`); past it the answer is `408 request_timeout`.
     pub request_timeout: std::time::Duration,
     /// Rate limits (the limiters themselves are made from these by the caller, who also
     /// sweeps them).
