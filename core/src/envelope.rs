@@ -123,21 +123,10 @@ impl<B: AeadBackend> Envelope<B> {
     pub fn seal_buffer(
         key: &ScopeKey,
         context: &Context,
-        mut buf: SealBuffer,
+        buf: SealBuffer,
         rng: &mut impl CryptoRng,
     ) -> Result<Vec<u8>, Error> {
-        let len = buf.plaintext_len();
-        let (head, rest) = buf
-            .0
-            .split_at_mut_checked(HEADER_LEN)
-            .ok_or(Error::Internal("envelope: header room"))?;
-        let (body, tag) = rest
-            .split_at_mut_checked(len)
-            .ok_or(Error::Internal("envelope: tag room"))?;
-        let sealed = seal_unit::<B>(key, context, Mode::Single, body, rng)?;
-        head.copy_from_slice(&sealed.header);
-        tag.copy_from_slice(&sealed.tag);
-        Ok(buf.0.into_public())
+        seal_in::<B>(key, context, Mode::Single, buf, rng)
     }
 
     /// Decrypts a single-shot ciphertext in place, in the caller's buffer: the plaintext is
@@ -444,7 +433,7 @@ fn open_detached<B: AeadBackend>(
     })
 }
 
-/// Seals `plaintext` as one unit into a new `Vec`: header | ciphertext | tag. The output is
+/// Seals `plaintext` as one unit into a new `Vec`: header | ciphertext | tag. The copy is
 /// wiped if sealing fails (it may hold key material being wrapped).
 pub(crate) fn seal_to_vec<B: AeadBackend>(
     key: &ScopeKey,
@@ -453,26 +442,30 @@ pub(crate) fn seal_to_vec<B: AeadBackend>(
     plaintext: &[u8],
     rng: &mut impl CryptoRng,
 ) -> Result<Vec<u8>, Error> {
-    let mut out = Vec::with_capacity(plaintext.len() + OVERHEAD);
-    out.resize(HEADER_LEN, 0);
-    out.extend_from_slice(plaintext);
-    let sealed = match out.get_mut(HEADER_LEN..) {
-        Some(body) => seal_unit::<B>(key, context, mode, body, rng),
-        None => Err(Error::Internal("envelope: body offset")),
-    };
-    match sealed {
-        Ok(sealed) => {
-            if let Some(head) = out.get_mut(..HEADER_LEN) {
-                head.copy_from_slice(&sealed.header);
-            }
-            out.extend_from_slice(&sealed.tag);
-            Ok(out)
-        }
-        Err(e) => {
-            zeroize::Zeroize::zeroize(&mut out);
-            Err(e)
-        }
-    }
+    seal_in::<B>(key, context, mode, SealBuffer::copy_of(plaintext), rng)
+}
+
+/// Seals the plaintext in `buf` as one unit in place and returns the allocation, now
+/// header | ciphertext | tag. On failure `buf` drops, and with it every byte it held.
+fn seal_in<B: AeadBackend>(
+    key: &ScopeKey,
+    context: &Context,
+    mode: Mode,
+    mut buf: SealBuffer,
+    rng: &mut impl CryptoRng,
+) -> Result<Vec<u8>, Error> {
+    let len = buf.plaintext_len();
+    let (head, rest) = buf
+        .0
+        .split_at_mut_checked(HEADER_LEN)
+        .ok_or(Error::Internal("envelope: header room"))?;
+    let (body, tag) = rest
+        .split_at_mut_checked(len)
+        .ok_or(Error::Internal("envelope: tag room"))?;
+    let sealed = seal_unit::<B>(key, context, mode, body, rng)?;
+    head.copy_from_slice(&sealed.header);
+    tag.copy_from_slice(&sealed.tag);
+    Ok(buf.0.into_public())
 }
 
 /// Opens one unit in place: `buf` is header | ciphertext | tag. Returns the plaintext.
