@@ -22,7 +22,8 @@ pin_project_lite::pin_project! {
     /// Progress only records the time (`last`); the timer is re-armed lazily, when it fires
     /// early because bytes moved since it was set. Resetting it on every read and write, as
     /// this first did, moved a timer-wheel entry under the driver's lock twice per request on
-    /// the data path; now it moves at most once per `limit`.
+    /// the data path; then a reset on every wait cost a deadline update per request; now it
+    /// moves once per `limit` on a busy connection.
     pub struct Idle<T> {
         #[pin]
         inner: T,
@@ -51,23 +52,25 @@ fn timed_out() -> io::Error {
 }
 
 /// Called when the inner stream is not ready: `Ready` once `limit` has passed since `last`
-/// with no progress; otherwise registers the timer for `last + limit` and stays `Pending`.
+/// with no progress; otherwise leaves the timer armed and stays `Pending`.
+///
+/// The timer is left where it is while it lies at or before `last + limit`: when it fires
+/// early (bytes moved since it was set), it is moved to the true deadline then and polled
+/// again. So a busy connection touches its timer about once per `limit`, not once per request.
 fn expired(
     sleep: &mut Pin<Box<Sleep>>,
     last: Instant,
     limit: Duration,
     cx: &mut Context<'_>,
 ) -> Poll<io::Error> {
+    // `last` only moves later, so the timer is never past `due`.
+    let due = last + limit;
     loop {
-        let due = last + limit;
-        if sleep.deadline() != due {
-            // Bytes moved since the timer was set: it would fire early. Only ever later.
-            sleep.as_mut().reset(due);
-        }
         match sleep.as_mut().poll(cx) {
-            Poll::Ready(()) if sleep.deadline() == due => return Poll::Ready(timed_out()),
-            Poll::Ready(()) => {}
             Poll::Pending => return Poll::Pending,
+            Poll::Ready(()) if sleep.deadline() >= due => return Poll::Ready(timed_out()),
+            // Fired early: bytes moved after it was set. Only ever later.
+            Poll::Ready(()) => sleep.as_mut().reset(due),
         }
     }
 }
