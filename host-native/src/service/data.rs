@@ -133,3 +133,40 @@ impl Service {
         Ok(dk)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use byok_core::SecretBytes;
+    use byok_core::envelope::SealBuffer;
+    use byok_core::scope::managed_key;
+
+    use super::super::Service;
+    use super::super::kms::KmsSettings;
+    use crate::store::Database;
+
+    /// What a data call's future holds is what each request allocates, moves and touches. Its
+    /// cold paths (an org loaded from storage, a token looked up, a key resolved through the
+    /// KMS, a usage mark written) are boxed, so only a cache hit's state is in it: without the
+    /// boxes it was 3.7 KiB; now it is under 0.5 KiB.
+    #[tokio::test]
+    async fn a_data_call_carries_only_the_hit_path() {
+        let db = Database::open("sqlite::memory:").await.unwrap();
+        let managed = managed_key(SecretBytes::random(&mut rand::rng()), 1);
+        let svc =
+            Service::new(db, managed, Duration::from_secs(60), KmsSettings::default()).unwrap();
+        let (org, _) = svc.create_org("org", None, None, None).await.unwrap();
+        let decrypt = svc.decrypt(org, Vec::new(), BTreeMap::new());
+        let encrypt = svc.encrypt(org, org, SealBuffer::copy_of(b""), BTreeMap::new());
+        let token = svc.authenticate("byok_x");
+        let (d, e, t) = (
+            size_of_val(&decrypt),
+            size_of_val(&encrypt),
+            size_of_val(&token),
+        );
+        assert!(d <= 512 && e <= 512, "decrypt {d} B, encrypt {e} B");
+        assert!(t <= 128, "authenticate {t} B");
+    }
+}

@@ -154,6 +154,13 @@ impl Service {
         if let Some(c) = self.orgs.read().unwrap_or_else(|p| p.into_inner()).get(&id) {
             return Ok(c.clone());
         }
+        // Boxed: the load's state would otherwise size every caller's future (see
+        // docs/design-notes.md, "Cold paths are boxed").
+        Box::pin(self.load_org(id)).await
+    }
+
+    /// Loads org `id` from storage into memory (once: a concurrent load's cell wins).
+    async fn load_org(&self, id: ScopeId) -> Result<Arc<OrgCell>> {
         let (org, meta, names, version) = org_rows::load(self.store.pool(), id)
             .await?
             .ok_or_else(|| ServiceError::NotFound("organization not found".into()))?;

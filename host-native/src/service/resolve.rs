@@ -37,10 +37,15 @@ impl Service {
                 return Ok((k, guard));
             }
         }
-        let k = self.scope_key(cell, key).await?;
-        let guard = self.admit(cell, &[key]).await?;
-        self.mark_use(cell.snapshot().id(), key.scope).await?;
-        Ok((k, guard))
+        // The miss is boxed: its state (a KMS call, audit writes) would otherwise size the
+        // future of every data call, hits included.
+        Box::pin(async {
+            let k = self.scope_key(cell, key).await?;
+            let guard = self.admit(cell, &[key]).await?;
+            self.mark_use(cell.snapshot().id(), key.scope).await?;
+            Ok((k, guard))
+        })
+        .await
     }
 
     /// The newest key of `scope`, admitted as by [`Self::admitted_key`]: an unknown scope is

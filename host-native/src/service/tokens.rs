@@ -65,7 +65,8 @@ impl Service {
             .cloned();
         let grant = match cached {
             Some(g) => g,
-            None => match tokens::lookup(self.store.pool(), token).await? {
+            // Boxed, like the touch below: the data path's future carries only the hit.
+            None => match Box::pin(tokens::lookup(self.store.pool(), token)).await? {
                 Some(g) => {
                     let g = Arc::new(g);
                     let mut grants = self.grants.write().unwrap_or_else(|p| p.into_inner());
@@ -92,7 +93,7 @@ impl Service {
             // `last_used_at` is a hint for operators (which tokens are idle), not a control:
             // while the database is away the request goes on untouched, and the next one after
             // it returns records the use.
-            if let Err(e) = self.touch(&hash, now).await {
+            if let Err(e) = Box::pin(self.touch(&hash, now)).await {
                 tracing::warn!(error = %e, "recording a token's last use failed");
             } else if let Some(g) = self
                 .grants

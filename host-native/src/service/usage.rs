@@ -41,6 +41,12 @@ impl Service {
                 return Ok(());
             }
         }
+        // Boxed: the write's state would otherwise size every data call's future.
+        Box::pin(self.write_mark(org, scope, token, now)).await
+    }
+
+    /// Commits the mark for `token` on `scope` of `org` at `now`, then remembers it.
+    async fn write_mark(&self, org: ScopeId, scope: ScopeId, token: u64, now: i64) -> Result<()> {
         // Not yet marked (or a concurrent first use is still writing its mark: both write,
         // a duplicate mark is harmless, a use before its mark committed is not).
         let mut w = self.store.write().await?;
