@@ -8,8 +8,17 @@
 #   ./scripts/bench-server.sh                 # 60 s per run
 #   BYOK_BENCH_SECONDS=10 ./scripts/bench-server.sh
 #   BYOK_BENCH_ROUNDS=3 ./scripts/bench-server.sh     # rounds of interleaved floor/byok cells
+#
+# This machine's speed drifts by 10-25 % over tens of seconds (the floor alone has measured from
+# 46 to 62 k req/s in one run), more than the gap being measured. So the cells of a round run
+# back to back in ABBA order (floor first in odd rounds, byok first in even ones), each pair's
+# ratio is taken within its round, and the summary gives the median over rounds: short cells and
+# many rounds (BYOK_BENCH_SECONDS=5 BYOK_BENCH_ROUNDS=8) measure the gap better than long cells.
 #   BYOK_BENCH_PIN=1 ./scripts/bench-server.sh        # servers on CPU 0, wrk on CPU 1 (less noise)
 #   BYOK_BENCH_PROFILE=DIR ./scripts/bench-server.sh  # perf record each server's first cells
+#   BYOK_BENCH_SERVERS="floor frame byok" ./scripts/bench-server.sh
+#       # adds the floor inside byok's frame and listener (examples/floor_frame.rs): splits
+#       # byok's cost into the frame's and the service's
 #
 # Installs wrk (Debian) if missing; uses the test command's venv for moto. Traffic goes only to
 # 127.0.0.1, for a bounded time.
@@ -27,6 +36,7 @@ ROUNDS=${BYOK_BENCH_ROUNDS:-2}
 # scheduler splits two cores between wrk and the server.
 PIN=${BYOK_BENCH_PIN:-0}
 PROFILE=${BYOK_BENCH_PROFILE:-}
+SERVERS=${BYOK_BENCH_SERVERS:-floor byok}
 if [ "$PIN" = 1 ]; then SERVER_CPU=(taskset -c 0); WRK_CPU=(taskset -c 1); else SERVER_CPU=(); WRK_CPU=(); fi
 
 . scripts/lib/toolchain.sh
@@ -36,11 +46,11 @@ ensure_venv
 if ! command -v wrk >/dev/null; then
   (apt-get update -qq && apt-get install -y -qq wrk) >/dev/null
 fi
-cargo build --release -p byok-server --bin byok --example http_floor --locked -q
+cargo build --release -p byok-server --bin byok --example http_floor --example floor_frame --locked -q
 BYOK="$CARGO_TARGET_DIR/release/byok"
 
 WORK=$(mktemp -d)
-cleanup() { kill "${SERVER_PID:-}" "${MOTO_PID:-}" "${FLOOR_PID:-}" 2>/dev/null || true; rm -rf "$WORK"; }
+cleanup() { kill "${SERVER_PID:-}" "${MOTO_PID:-}" "${FLOOR_PID:-}" "${FRAME_PID:-}" 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT
 free_port() { "$VENV/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
@@ -103,6 +113,11 @@ FLOOR_PORT=$(free_port)
 FLOOR_PID=$!
 for _ in $(seq 100); do grep -q "listening" "$WORK/floor.out" 2>/dev/null && break; sleep 0.1; done
 FLOOR="http://127.0.0.1:$FLOOR_PORT"
+FRAME_PORT=$(free_port)
+"${SERVER_CPU[@]}" "$CARGO_TARGET_DIR/release/examples/floor_frame" "127.0.0.1:$FRAME_PORT" >"$WORK/frame.out" 2>&1 &
+FRAME_PID=$!
+for _ in $(seq 100); do grep -q "listening" "$WORK/frame.out" 2>/dev/null && break; sleep 0.1; done
+FRAME="http://127.0.0.1:$FRAME_PORT"
 
 # One cell: wrk against URL with BODY; prints the RESULT line.
 cell() { BENCH_TOKEN=$SERVICE BENCH_BODY="$WORK/$2.json" "${WRK_CPU[@]}" wrk -t2 -c"$CONNECTIONS" -d"${SECONDS_PER_RUN}s" --latency -s "$WORK/post.lua" "$1" | grep '^RESULT'; }
@@ -115,11 +130,18 @@ echo "byok $("$BYOK" --version | cut -d' ' -f2), $(nproc) cores, wrk -t2 -c$CONN
 echo "floor: the same axum/tokio/serde stack doing the same JSON and base64 work, no token, crypto or audit (host-native/examples/http_floor.rs); cells interleaved"
 echo "| round | op | server | req/s | p50 ms | p99 ms | server CPU µs/req | errors | non-2xx | KMS calls in run |"
 echo "|---|---|---|---|---|---|---|---|---|---|"
+ROWS="$WORK/rows.tsv"
+: >"$ROWS"
 for round in $(seq "$ROUNDS"); do
   for op in encrypt decrypt; do
     if [ "$op" = encrypt ]; then P="/v1/orgs/$ORG/scopes/$SCOPE/encrypt"; else P="/v1/orgs/$ORG/decrypt"; fi
-    for server in floor byok; do
-      if [ "$server" = floor ]; then BASE=$FLOOR; PID=$FLOOR_PID; else BASE=$BYOK_SERVER; PID=$SERVER_PID; fi
+    if [ $((round % 2)) = 1 ]; then ORDER=$SERVERS; else ORDER=$(echo "$SERVERS" | tr ' ' '\n' | tac | tr '\n' ' '); fi
+    for server in $ORDER; do
+      case $server in
+        floor) BASE=$FLOOR; PID=$FLOOR_PID ;;
+        frame) BASE=$FRAME; PID=$FRAME_PID ;;
+        *) BASE=$BYOK_SERVER; PID=$SERVER_PID ;;
+      esac
       before=$(kms_calls)
       t0=$(cpu_ticks "$PID")
       PERF_PID=
@@ -134,6 +156,30 @@ for round in $(seq "$ROUNDS"); do
       after=$(kms_calls)
       per=$(awk -v t="$((t1 - t0))" -v hz="$TICKS" -v n="$(get "$line" requests)" 'BEGIN { printf "%.1f", t / hz * 1e6 / n }')
       echo "| $round | $op | $server | $(get "$line" rps) | $(get "$line" p50_ms) | $(get "$line" p99_ms) | $per | $(get "$line" errors) | $(get "$line" non2xx) | $((after - before)) |"
+      printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$op" "$server" "$(get "$line" rps)" "$(get "$line" p99_ms)" "$per" >>"$ROWS"
     done
   done
 done
+
+# byok (and the frame) against the floor of the same round, then the median (and range) over
+# rounds.
+"$VENV/bin/python" - "$ROWS" <<'EOF'
+import statistics, sys
+cells = {}
+for line in open(sys.argv[1]):
+    rnd, op, server, rps, p99, cpu = line.split("\t")
+    cells[(rnd, op, server)] = (float(rps), float(p99), float(cpu))
+print()
+print("| op | server | rounds | req/s as % of floor: median (min-max) | p99 / floor p99: median (min-max) | floor CPU / its CPU per request: median |")
+print("|---|---|---|---|---|---|")
+for op in ("encrypt", "decrypt"):
+    for server in ("frame", "byok"):
+        rounds = sorted({r for (r, o, s) in cells if o == op and s == server})
+        if not rounds:
+            continue
+        rps = [cells[(r, op, server)][0] / cells[(r, op, "floor")][0] * 100 for r in rounds]
+        p99 = [cells[(r, op, server)][1] / cells[(r, op, "floor")][1] for r in rounds]
+        cpu = [cells[(r, op, "floor")][2] / cells[(r, op, server)][2] * 100 for r in rounds]
+        print(f"| {op} | {server} | {len(rounds)} | {statistics.median(rps):.0f} % ({min(rps):.0f}-{max(rps):.0f}) "
+              f"| {statistics.median(p99):.2f}x ({min(p99):.2f}-{max(p99):.2f}) | {statistics.median(cpu):.0f} % |")
+EOF
