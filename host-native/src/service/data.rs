@@ -137,14 +137,9 @@ impl Service {
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
-    use std::time::Duration;
 
-    use byok_core::SecretBytes;
     use byok_core::envelope::SealBuffer;
-    use byok_core::scope::managed_key;
 
-    use super::super::Service;
-    use super::super::kms::KmsSettings;
     use crate::store::Database;
 
     /// What a data call's future holds is what each request allocates, moves and touches. Its
@@ -154,9 +149,7 @@ mod tests {
     #[tokio::test]
     async fn a_data_call_carries_only_the_hit_path() {
         let db = Database::open("sqlite::memory:").await.unwrap();
-        let managed = managed_key(SecretBytes::random(&mut rand::rng()), 1);
-        let svc =
-            Service::new(db, managed, Duration::from_secs(60), KmsSettings::default()).unwrap();
+        let svc = super::super::test_service(&db, 7);
         let (org, _) = svc.create_org("org", None, None, None).await.unwrap();
         let decrypt = svc.decrypt(org, Vec::new(), BTreeMap::new());
         let encrypt = svc.encrypt(org, org, SealBuffer::copy_of(b""), BTreeMap::new());
