@@ -46,7 +46,10 @@ ensure_venv
 if ! command -v wrk >/dev/null; then
   (apt-get update -qq && apt-get install -y -qq wrk) >/dev/null
 fi
-cargo build --release -p byok-server --bin byok --example http_floor --example floor_frame --locked -q
+# byok on its own: built with the examples, cargo would unify the dev-dependencies' features
+# into it (tokio's test-util), and the binary measured would not be the one users build.
+cargo build --release -p byok-server --bin byok --locked -q
+cargo build --release -p byok-server --example http_floor --example floor_frame --locked -q
 BYOK="$CARGO_TARGET_DIR/release/byok"
 
 WORK=$(mktemp -d)
