@@ -8,17 +8,17 @@
 #   ./scripts/bench-server.sh                 # 60 s per run
 #   BYOK_BENCH_SECONDS=10 ./scripts/bench-server.sh
 #   BYOK_BENCH_ROUNDS=3 ./scripts/bench-server.sh     # rounds of interleaved floor/byok cells
+#   BYOK_BENCH_PIN=1 ./scripts/bench-server.sh        # servers on CPU 0, wrk on CPU 1 (less noise)
+#   BYOK_BENCH_PROFILE=DIR ./scripts/bench-server.sh  # perf record each server's first cells
+#   BYOK_BENCH_SERVERS="floor frame byok" ./scripts/bench-server.sh
+#       # adds the floor inside byok's frame and listener (examples/floor_frame.rs): splits
+#       # byok's cost into the frame's and the service's
 #
 # This machine's speed drifts by 10-25 % over tens of seconds (the floor alone has measured from
 # 46 to 62 k req/s in one run), more than the gap being measured. So the cells of a round run
 # back to back in ABBA order (floor first in odd rounds, byok first in even ones), each pair's
 # ratio is taken within its round, and the summary gives the median over rounds: short cells and
 # many rounds (BYOK_BENCH_SECONDS=5 BYOK_BENCH_ROUNDS=8) measure the gap better than long cells.
-#   BYOK_BENCH_PIN=1 ./scripts/bench-server.sh        # servers on CPU 0, wrk on CPU 1 (less noise)
-#   BYOK_BENCH_PROFILE=DIR ./scripts/bench-server.sh  # perf record each server's first cells
-#   BYOK_BENCH_SERVERS="floor frame byok" ./scripts/bench-server.sh
-#       # adds the floor inside byok's frame and listener (examples/floor_frame.rs): splits
-#       # byok's cost into the frame's and the service's
 #
 # Installs wrk (Debian) if missing; uses the test command's venv for moto. Traffic goes only to
 # 127.0.0.1, for a bounded time.
@@ -116,11 +116,13 @@ FLOOR_PORT=$(free_port)
 FLOOR_PID=$!
 for _ in $(seq 100); do grep -q "listening" "$WORK/floor.out" 2>/dev/null && break; sleep 0.1; done
 FLOOR="http://127.0.0.1:$FLOOR_PORT"
-FRAME_PORT=$(free_port)
-"${SERVER_CPU[@]}" "$CARGO_TARGET_DIR/release/examples/floor_frame" "127.0.0.1:$FRAME_PORT" >"$WORK/frame.out" 2>&1 &
-FRAME_PID=$!
-for _ in $(seq 100); do grep -q "listening" "$WORK/frame.out" 2>/dev/null && break; sleep 0.1; done
-FRAME="http://127.0.0.1:$FRAME_PORT"
+case " $SERVERS " in *" frame "*)
+  FRAME_PORT=$(free_port)
+  "${SERVER_CPU[@]}" "$CARGO_TARGET_DIR/release/examples/floor_frame" "127.0.0.1:$FRAME_PORT" >"$WORK/frame.out" 2>&1 &
+  FRAME_PID=$!
+  for _ in $(seq 100); do grep -q "listening" "$WORK/frame.out" 2>/dev/null && break; sleep 0.1; done
+  FRAME="http://127.0.0.1:$FRAME_PORT"
+esac
 
 # One cell: wrk against URL with BODY; prints the RESULT line.
 cell() { BENCH_TOKEN=$SERVICE BENCH_BODY="$WORK/$2.json" "${WRK_CPU[@]}" wrk -t2 -c"$CONNECTIONS" -d"${SECONDS_PER_RUN}s" --latency -s "$WORK/post.lua" "$1" | grep '^RESULT'; }
@@ -131,6 +133,8 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 # for every server here) is where this machine's noise shows most.
 user_ticks() { awk '{print $14}' "/proc/$1/stat"; }
 TICKS=$(getconf CLK_TCK)
+# Clock ticks spent over N requests, in µs per request.
+per_request() { awk -v t="$1" -v hz="$TICKS" -v n="$2" 'BEGIN { printf "%.1f", t / hz * 1e6 / n }'; }
 
 echo "byok $("$BYOK" --version | cut -d' ' -f2), $(nproc) cores, wrk -t2 -c$CONNECTIONS -d${SECONDS_PER_RUN}s, unwrap TTL ${TTL_MS} ms, 1 KiB plaintext, $ROUNDS rounds"
 echo "floor: the same axum/tokio/serde stack doing the same JSON and base64 work, no token, crypto or audit (host-native/examples/http_floor.rs); cells interleaved"
@@ -160,8 +164,8 @@ for round in $(seq "$ROUNDS"); do
       if [ -n "$PERF_PID" ]; then wait "$PERF_PID"; fi
       t1=$(cpu_ticks "$PID"); u1=$(user_ticks "$PID")
       after=$(kms_calls)
-      per=$(awk -v t="$((t1 - t0))" -v hz="$TICKS" -v n="$(get "$line" requests)" 'BEGIN { printf "%.1f", t / hz * 1e6 / n }')
-      user=$(awk -v t="$((u1 - u0))" -v hz="$TICKS" -v n="$(get "$line" requests)" 'BEGIN { printf "%.1f", t / hz * 1e6 / n }')
+      per=$(per_request "$((t1 - t0))" "$(get "$line" requests)")
+      user=$(per_request "$((u1 - u0))" "$(get "$line" requests)")
       echo "| $round | $op | $server | $(get "$line" rps) | $(get "$line" p50_ms) | $(get "$line" p99_ms) | $per | $user | $(get "$line" errors) | $(get "$line" non2xx) | $((after - before)) |"
       printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$op" "$server" "$(get "$line" rps)" "$(get "$line" p99_ms)" "$per" "$user" >>"$ROWS"
     done
@@ -190,5 +194,5 @@ for op in ("encrypt", "decrypt"):
         user = [cells[(r, op, server)][3] - cells[(r, op, "floor")][3] for r in rounds]
         print(f"| {op} | {server} | {len(rounds)} | {statistics.median(rps):.0f} % ({min(rps):.0f}-{max(rps):.0f}) "
               f"| {statistics.median(p99):.2f}x ({min(p99):.2f}-{max(p99):.2f}) | {statistics.median(cpu):.0f} % "
-              f"| +{statistics.median(user):.1f} ({min(user):+.1f} to {max(user):+.1f}) |")
+              f"| {statistics.median(user):+.1f} ({min(user):+.1f} to {max(user):+.1f}) |")
 EOF

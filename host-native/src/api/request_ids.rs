@@ -145,16 +145,7 @@ impl Future for Answer {
                     .sleep
                     .get_or_insert_with(|| Box::pin(tokio::time::sleep(deadline)));
                 ready!(sleep.as_mut().poll(cx));
-                REQUEST_ID.sync_scope(id, || {
-                ApiError::new(
-                    ApiCode::RequestTimeout,
-                    format!(
-                        "the request took longer than the server's {} s deadline (a slow body or a slow KMS); retry",
-                        deadline.as_secs()
-                    ),
-                )
-                .into_response()
-                })
+                REQUEST_ID.sync_scope(id, || too_late(deadline))
             }
         };
         if let Some(Log {
@@ -181,6 +172,19 @@ impl Future for Answer {
         );
         Poll::Ready(Ok(resp))
     }
+}
+
+/// The answer to a request past its `deadline` (built within its request id's scope, which
+/// the error body names).
+fn too_late(deadline: Duration) -> Response {
+    ApiError::new(
+        ApiCode::RequestTimeout,
+        format!(
+            "the request took longer than the server's {} s deadline (a slow body or a slow KMS); retry",
+            deadline.as_secs()
+        ),
+    )
+    .into_response()
 }
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
