@@ -341,6 +341,8 @@ async function tokenCreate(ui, { admin }) {
   await page.click('#token-form button[type="submit"]');
   await page.waitForSelector('#new-token');
   const token = await page.inputValue('#new-token');
+  // The list is fetched again after the token is shown: wait for its row, not just the token.
+  await page.waitForFunction(() => [...document.querySelectorAll('#tokens-table tbody th')].some((th) => th.textContent === 'ci'));
   const listed = await text(page, '#tokens-table');
   await ui.axe('tokens-created');
   await ui.shot('tokens-created');
