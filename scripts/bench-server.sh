@@ -10,6 +10,8 @@
 #   BYOK_BENCH_ROUNDS=3 ./scripts/bench-server.sh     # rounds of interleaved floor/byok cells
 #   BYOK_BENCH_PIN=1 ./scripts/bench-server.sh        # servers on CPU 0, wrk on CPU 1 (less noise)
 #   BYOK_BENCH_PROFILE=DIR ./scripts/bench-server.sh  # perf record each server's first cells
+#   BYOK_BENCH_STAT=DIR ./scripts/bench-server.sh     # perf stat per thread, every cell: CPU,
+#       # context switches, migrations and page faults of each of the server's threads
 #   BYOK_BENCH_SERVERS="floor frame byok" ./scripts/bench-server.sh
 #       # adds the floor inside byok's frame and listener (examples/floor_frame.rs): splits
 #       # byok's cost into the frame's and the service's
@@ -36,6 +38,10 @@ ROUNDS=${BYOK_BENCH_ROUNDS:-2}
 # scheduler splits two cores between wrk and the server.
 PIN=${BYOK_BENCH_PIN:-0}
 PROFILE=${BYOK_BENCH_PROFILE:-}
+# perf record's options for PROFILE: call graphs by default; a flat profile at a higher rate
+# (BYOK_BENCH_PROFILE_ARGS="-F 15000") resolves self time per symbol more finely.
+read -r -a PROFILE_ARGS <<<"${BYOK_BENCH_PROFILE_ARGS:--F 999 -g}"
+STAT=${BYOK_BENCH_STAT:-}
 SERVERS=${BYOK_BENCH_SERVERS:-floor byok}
 if [ "$PIN" = 1 ]; then SERVER_CPU=(taskset -c 0); WRK_CPU=(taskset -c 1); else SERVER_CPU=(); WRK_CPU=(); fi
 
@@ -157,11 +163,19 @@ for round in $(seq "$ROUNDS"); do
       PERF_PID=
       if [ -n "$PROFILE" ] && [ "$round" = 1 ]; then
         mkdir -p "$PROFILE"
-        perf record -q -F 999 -g -p "$PID" -o "$PROFILE/$op-$server.data" -- sleep "$((SECONDS_PER_RUN / 2))" 2>/dev/null &
+        perf record -q "${PROFILE_ARGS[@]}" -p "$PID" -o "$PROFILE/$op-$server.data" -- sleep "$((SECONDS_PER_RUN / 2))" 2>/dev/null &
         PERF_PID=$!
+      fi
+      STAT_PID=
+      if [ -n "$STAT" ]; then
+        mkdir -p "$STAT"
+        perf stat --per-thread -e task-clock,context-switches,cpu-migrations,page-faults -p "$PID" \
+          -o "$STAT/$round-$op-$server.txt" -- sleep "$SECONDS_PER_RUN" 2>/dev/null &
+        STAT_PID=$!
       fi
       line=$(cell "$BASE$P" "$op")
       if [ -n "$PERF_PID" ]; then wait "$PERF_PID"; fi
+      if [ -n "$STAT_PID" ]; then wait "$STAT_PID"; fi
       t1=$(cpu_ticks "$PID"); u1=$(user_ticks "$PID")
       after=$(kms_calls)
       per=$(per_request "$((t1 - t0))" "$(get "$line" requests)")

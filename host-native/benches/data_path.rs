@@ -6,115 +6,14 @@
 //!
 //!   cargo bench -p byok-server --bench data_path
 
-use std::sync::Arc;
-use std::time::Duration;
-
-use axum::Router;
 use axum::body::Body;
 use axum::http::Request;
-use base64ct::{Base64, Encoding};
-use byok_server::api::rate_limit::{RateLimitConfig, RateLimits};
-use byok_server::api::{Api, ApiOptions, router};
-use byok_server::service::Service;
-use byok_server::service::kms::KmsSettings;
-use byok_server::store::{Database, Role};
 use criterion::{Criterion, criterion_group, criterion_main};
 
-#[allow(dead_code, unreachable_pub)]
-#[path = "../examples/http_floor.rs"]
-mod http_floor;
+#[path = "support/targets.rs"]
+mod targets;
 
-struct Target<S> {
-    router: S,
-    token: String,
-    encrypt_path: String,
-    decrypt_path: String,
-    encrypt_body: String,
-    decrypt_body: String,
-}
-
-fn request(path: &str, token: &str, body: &str) -> Request<Body> {
-    Request::post(path)
-        .header("content-type", "application/json")
-        .header("authorization", format!("Bearer {token}"))
-        .body(Body::from(body.to_owned()))
-        .expect("a request")
-}
-
-async fn call<S>(router: &S, req: Request<Body>) -> axum::body::Bytes
-where
-    S: tower::Service<Request<Body>, Response = axum::response::Response> + Clone,
-    S::Error: std::fmt::Debug,
-{
-    let resp = tower::Service::call(&mut router.clone(), req)
-        .await
-        .expect("infallible");
-    assert!(resp.status().is_success(), "{}", resp.status());
-    axum::body::to_bytes(resp.into_body(), usize::MAX)
-        .await
-        .expect("a body")
-}
-
-/// byok with a managed root key (no KMS on this path once cached), one org, one scope and a
-/// service token; and the floor on the same paths.
-async fn targets() -> (Target<Api>, Target<Router>) {
-    let db = Database::open("sqlite::memory:").await.expect("sqlite");
-    let managed =
-        byok_core::scope::managed_key(byok_core::SecretBytes::random(&mut rand::rng()), 1);
-    let service = Arc::new(
-        Service::new(
-            db,
-            managed,
-            Duration::from_secs(3600),
-            KmsSettings::default(),
-        )
-        .expect("service"),
-    );
-    let (org, _) = service
-        .create_org("bench", None, None, None)
-        .await
-        .expect("org");
-    let scope = service.create_scope(org, org, "team").await.expect("scope");
-    let (_, token) = service
-        .create_token(org, Role::Service, "bench", None)
-        .await
-        .expect("token");
-    let rate = RateLimitConfig {
-        per_org: 0,
-        per_token: 0,
-    };
-    let options = ApiOptions {
-        request_timeout: Duration::from_secs(30),
-        rate,
-        metrics_here: true,
-    };
-    let byok = router(service, &options, Arc::new(RateLimits::new(rate)));
-    let encrypt_path = format!("/v1/orgs/{}/scopes/{}/encrypt", org, scope.id);
-    let decrypt_path = format!("/v1/orgs/{}/decrypt", org);
-    let mut pt = [0u8; 1024];
-    rand_core::Rng::fill_bytes(&mut rand::rng(), &mut pt);
-    let encrypt_body = serde_json::json!({ "plaintext": Base64::encode_string(&pt) }).to_string();
-    let out = call(&byok, request(&encrypt_path, &token, &encrypt_body)).await;
-    let ct: serde_json::Value = serde_json::from_slice(&out).expect("json");
-    let decrypt_body = serde_json::json!({ "ciphertext": ct["ciphertext"] }).to_string();
-    let byok = Target {
-        router: byok,
-        token: token.to_string(),
-        encrypt_path,
-        decrypt_path,
-        encrypt_body,
-        decrypt_body,
-    };
-    let floor = Target {
-        router: http_floor::router(),
-        token: byok.token.clone(),
-        encrypt_path: byok.encrypt_path.clone(),
-        decrypt_path: byok.decrypt_path.clone(),
-        encrypt_body: byok.encrypt_body.clone(),
-        decrypt_body: byok.decrypt_body.clone(),
-    };
-    (byok, floor)
-}
+use targets::{Target, call, request, targets};
 
 /// Runs the encrypt and decrypt cells of target `t`, named `name`.
 fn cells<S>(
