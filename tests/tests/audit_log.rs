@@ -538,6 +538,14 @@ async fn who_used_which_scope_since_when_is_in_the_log() {
             .is_empty(),
         "nothing before"
     );
+    // Marks are per token: b's first use of team gets its own, though a's covers the window.
+    encrypt(&team, &b).await;
+    assert_eq!(
+        query(format!("actor={b_id}&scope={team}&kind=scope_used"))
+            .await
+            .len(),
+        1
+    );
     // The admin's actions carry the admin as actor too.
     let created = query(format!("kind=scope_created&scope={team}")).await;
     assert_eq!(created[0]["event"]["actor"]["role"], "admin", "{created:?}");

@@ -85,11 +85,7 @@ pub fn set_actor(token: std::sync::Arc<TokenRow>) {
 /// The token id of the request being served, as a number (ids are 16 hex digits).
 pub fn actor_id() -> Option<u64> {
     ACTOR
-        .try_with(|a| {
-            a.borrow()
-                .as_ref()
-                .and_then(|t| u64::from_str_radix(&t.id, 16).ok())
-        })
+        .try_with(|a| a.borrow().as_ref().map(|t| t.number))
         .ok()
         .flatten()
 }
