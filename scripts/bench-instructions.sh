@@ -10,13 +10,16 @@
 #
 # Caveat: valgrind has no SHA-NI or AVX-512, so sha2 and aws-lc take their portable paths under
 # it, and the crypto's count is several times what runs natively. The table splits it out
-# ("crypto": sha2, aws-lc, hkdf, hmac); the rest runs the same code as natively. Installs
+# ("crypto": sha2 and digest, aws-lc, hkdf, hmac); the rest runs the same code as natively. Installs
 # valgrind (Debian) if missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CACHE=${BYOK_CACHE:-$HOME/.cache/byok}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$CACHE/target}
 N=${BYOK_IR_REQUESTS:-1000}
+# Runs per cell: malloc's paths (and so a few hundred instructions per request) differ between
+# processes with the random ids, keys and hash seeds each one draws; the median of three is steady.
+RUNS=${BYOK_IR_RUNS:-3}
 TOP=${BYOK_IR_TOP:-0}
 . scripts/lib/toolchain.sh
 ensure_toolchain >/dev/null
@@ -33,16 +36,18 @@ WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 for op in encrypt decrypt; do
   for server in floor byok; do
-    valgrind --tool=callgrind --collect-atstart=no --toggle-collect='*byok_counted_requests*' \
-      --callgrind-out-file="$WORK/$op-$server.out" "$BIN" "$op" "$server" "$N" >/dev/null 2>&1
-    callgrind_annotate --inclusive=no --auto=no --threshold=100 "$WORK/$op-$server.out" >"$WORK/$op-$server.txt"
+    for run in $(seq "$RUNS"); do
+      valgrind --tool=callgrind --collect-atstart=no --toggle-collect='*byok_counted_requests*' \
+        --callgrind-out-file="$WORK/$op-$server-$run.out" "$BIN" "$op" "$server" "$N" >/dev/null 2>&1
+      callgrind_annotate --inclusive=no --auto=no --threshold=100 "$WORK/$op-$server-$run.out" >"$WORK/$op-$server-$run.txt"
+    done
   done
 done
-python3 - "$WORK" "$N" "$TOP" <<'PY'
-import re, sys
-work, n, top = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-CRYPTO = ("sha2::", "aws_lc", "_aesni", "hkdf::", "hmac::")
-def load(path):
+python3 - "$WORK" "$N" "$TOP" "$RUNS" <<'PY'
+import re, statistics, sys
+work, n, top, runs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+CRYPTO = ("sha2::", "digest::", "aws_lc", "_aesni", "aead_aes_gcm", "hkdf::", "hmac::")
+def load_one(path):
     per = {}
     for line in open(path):
         m = re.match(r"\s*([\d,]+) \([ \d.]+%\)\s+(.*?):(.*)$", line)
@@ -50,15 +55,20 @@ def load(path):
             name = re.sub(r" \[/.*\]$", "", m.group(3).strip())
             per[name] = per.get(name, 0) + int(m.group(1).replace(",", "")) / n
     return per
+def load(cell):
+    """Each function's median over the runs (the totals are the sums of these)."""
+    all_runs = [load_one(f"{work}/{cell}-{r}.txt") for r in range(1, runs + 1)]
+    names = set().union(*all_runs)
+    return {k: statistics.median(r.get(k, 0) for r in all_runs) for k in names}
 def crypto(name):
     return any(c in name for c in CRYPTO)
-print(f"{n} requests of 1 KiB, instructions per request (callgrind)")
+print(f"{n} requests of 1 KiB, instructions per request (callgrind; each function's median over {runs} runs)")
 print()
 print("| op | floor | byok | byok over floor | of which crypto | of which the rest | floor / byok, the rest only |")
 print("|---|---:|---:|---:|---:|---:|---:|")
 diffs = {}
 for op in ("encrypt", "decrypt"):
-    f, b = load(f"{work}/{op}-floor.txt"), load(f"{work}/{op}-byok.txt")
+    f, b = load(f"{op}-floor"), load(f"{op}-byok")
     ft, bt = sum(f.values()), sum(b.values())
     fc, bc = sum(v for k, v in f.items() if crypto(k)), sum(v for k, v in b.items() if crypto(k))
     rest = (bt - bc) - (ft - fc)
