@@ -32,6 +32,10 @@ for l in sys.stdin:
     m = json.loads(l)
     if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "data_path_ir" and m.get("executable"):
         print(m["executable"])')
+if [ -z "$BIN" ]; then
+  echo "the data_path_ir bench did not build; run: cargo bench -p byok-server --bench data_path_ir --no-run" >&2
+  exit 1
+fi
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 for op in encrypt decrypt; do
