@@ -13,7 +13,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 #[path = "support/targets.rs"]
 mod targets;
 
-use targets::{Target, call, request, targets};
+use targets::{Target, call, targets};
 
 /// Runs the encrypt and decrypt cells of target `t`, named `name`.
 fn cells<S>(
@@ -26,20 +26,10 @@ fn cells<S>(
     S::Error: std::fmt::Debug,
 {
     g.bench_function(format!("encrypt/{name}"), |b| {
-        b.iter(|| {
-            rt.block_on(call(
-                &t.router,
-                request(&t.encrypt_path, &t.token, &t.encrypt_body),
-            ))
-        })
+        b.iter(|| rt.block_on(call(&t.router, t.request("encrypt"))))
     });
     g.bench_function(format!("decrypt/{name}"), |b| {
-        b.iter(|| {
-            rt.block_on(call(
-                &t.router,
-                request(&t.decrypt_path, &t.token, &t.decrypt_body),
-            ))
-        })
+        b.iter(|| rt.block_on(call(&t.router, t.request("decrypt"))))
     });
 }
 

@@ -16,7 +16,7 @@ use axum::http::Request;
 #[path = "support/targets.rs"]
 mod targets;
 
-use targets::{Target, call, request, targets};
+use targets::{Target, call, targets};
 
 /// The counted part: callgrind starts counting when this is entered and stops when it returns
 /// (`--toggle-collect`), so setup, warm-up and the runtime's start are left out.
@@ -26,12 +26,8 @@ where
     S: tower::Service<Request<Body>, Response = axum::response::Response> + Clone,
     S::Error: std::fmt::Debug,
 {
-    let (path, body) = match op {
-        "encrypt" => (&t.encrypt_path, &t.encrypt_body),
-        _ => (&t.decrypt_path, &t.decrypt_body),
-    };
     for _ in 0..n {
-        black_box(rt.block_on(call(&t.router, request(path, &t.token, body))));
+        black_box(rt.block_on(call(&t.router, t.request(op))));
     }
 }
 
@@ -43,11 +39,8 @@ where
     S::Error: std::fmt::Debug,
 {
     for _ in 0..50 {
-        for (path, body) in [
-            (&t.encrypt_path, &t.encrypt_body),
-            (&t.decrypt_path, &t.decrypt_body),
-        ] {
-            black_box(rt.block_on(call(&t.router, request(path, &t.token, body))));
+        for op in ["encrypt", "decrypt"] {
+            black_box(rt.block_on(call(&t.router, t.request(op))));
         }
     }
     byok_counted_requests(rt, t, op, n);

@@ -30,8 +30,20 @@ pub(crate) struct Target<S> {
     pub(crate) decrypt_body: String,
 }
 
+impl<S> Target<S> {
+    /// The 1 KiB request of kind `op` (`"encrypt"` or `"decrypt"`) for this server.
+    pub(crate) fn request(&self, op: &str) -> Request<Body> {
+        let (path, body) = if op == "encrypt" {
+            (&self.encrypt_path, &self.encrypt_body)
+        } else {
+            (&self.decrypt_path, &self.decrypt_body)
+        };
+        request(path, &self.token, body)
+    }
+}
+
 /// A data request as a client sends it.
-pub(crate) fn request(path: &str, token: &str, body: &str) -> Request<Body> {
+fn request(path: &str, token: &str, body: &str) -> Request<Body> {
     Request::post(path)
         .header("content-type", "application/json")
         .header("authorization", format!("Bearer {token}"))
