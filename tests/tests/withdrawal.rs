@@ -222,6 +222,34 @@ async fn a_revoked_token_is_refused_at_once_and_after_a_restart() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_is_revoked_by_its_sixteen_digits_in_either_case() {
+    let f = fixture("withdrawal-token-id", 1000).await;
+    let (id, token, _) = token(&f, json!({ "role": "service", "name": "batch" })).await;
+    for bad in [&id[1..], &format!("+{}", &id[1..]), &format!("{id}0")] {
+        let answer =
+            f.ts.raw(
+                "DELETE",
+                &f.o.path(&format!("/tokens/{bad}")),
+                Some(&f.o.admin),
+                None,
+            )
+            .await;
+        assert_error(&answer, 400, "invalid_request");
+    }
+    assert_eq!(f.ts.get(&f.o.path(""), &token).await.0, 200, "still works");
+    // The id as the OpenAPI pattern allows it, in capitals: the same token.
+    let upper = f.o.path(&format!("/tokens/{}", id.to_ascii_uppercase()));
+    let (st, body) = f.ts.raw("DELETE", &upper, Some(&f.o.admin), None).await;
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(body["id"], json!(id), "named as listed");
+    assert_error(
+        &f.ts.get(&f.o.path(""), &token).await,
+        401,
+        "unauthenticated",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_expires_at_its_expiry_time() {
     let f = fixture("withdrawal-token-expiry", 1000).await;
     let body = json!({ "role": "auditor", "name": "short", "expires_in_s": 1 });

@@ -16,7 +16,7 @@ use super::auth::{AdminOrg, ApiJson, ReaderOrg, parse_id};
 use super::error::{ApiError, ErrorBody};
 use super::paths::OrgPath;
 use crate::service::audit_log::Withdrawal;
-use crate::store::{AuditFilter, AuditRow, Verification};
+use crate::store::{AuditFilter, AuditRow, TokenId, Verification};
 
 /// Paging through the log, and what to look for.
 #[derive(Deserialize)]
@@ -66,15 +66,17 @@ pub async fn read(
         .scope
         .map(|s| parse_id(&s, "scope").map(|id| id.to_string()))
         .transpose()?;
-    if let Some(a) = &page.actor
-        && !(a.len() == 16 && a.bytes().all(|b| b.is_ascii_hexdigit()))
-    {
-        return Err(ApiError::invalid("actor is a token id: 16 hex digits"));
-    }
+    let actor = page
+        .actor
+        .map(|a| {
+            TokenId::parse(&a)
+                .ok_or_else(|| ApiError::invalid("actor is a token id: 16 hex digits"))
+        })
+        .transpose()?;
     let filter = AuditFilter {
         kind: page.kind,
         scope,
-        actor: page.actor.map(|a| a.to_ascii_lowercase()),
+        actor: actor.map(|a| a.to_string()),
         since: page.since,
         until: page.until,
         before: page.before,

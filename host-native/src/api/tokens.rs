@@ -15,7 +15,7 @@ use super::error::{ApiError, ErrorBody};
 use super::paths::OrgPath;
 use crate::service::TokenView;
 use crate::service::audit_log::Withdrawal;
-use crate::store::{self, Role};
+use crate::store::{self, Role, TokenId};
 use byok_core::audit_log::receipt::Receipt;
 
 /// The longest a token may be created for: ten years, in seconds.
@@ -46,12 +46,8 @@ pub struct TokenCreated {
     pub expires_at: Option<i64>,
 }
 
-fn token_id(id: &str) -> Result<&str, ApiError> {
-    if id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit()) {
-        Ok(id)
-    } else {
-        Err(ApiError::invalid("token id must be 16 hex digits"))
-    }
+fn token_id(id: &str) -> Result<TokenId, ApiError> {
+    TokenId::parse(id).ok_or_else(|| ApiError::invalid("token id must be 16 hex digits"))
 }
 
 fn operator(caller: &Caller) -> Result<(), ApiError> {
@@ -94,7 +90,7 @@ pub async fn create(
         StatusCode::CREATED,
         Json(TokenCreated {
             token: token.to_string(),
-            id,
+            id: id.to_string(),
             role: req.role,
             expires_at,
         }),
@@ -140,7 +136,7 @@ pub async fn whoami(caller: Caller) -> Json<Whoami> {
     Json(Whoami {
         org: caller.org.map(|o| o.to_string()),
         role: caller.role,
-        token_id: caller.token.id.clone(),
+        token_id: caller.token.id.to_string(),
         name: caller.token.name.clone(),
         expires_at: caller.token.expires_at,
     })
@@ -171,9 +167,9 @@ pub async fn revoke(
     let org = caller.org(&org, &[Role::Admin])?;
     let id = token_id(&id)?;
     s.service.revoke_token(Some(org), id).await?;
-    let w = Withdrawal::Token { id: id.to_owned() };
+    let w = Withdrawal::Token { id: id.to_string() };
     Ok(Json(TokenRevoked {
-        id: id.to_owned(),
+        id: id.to_string(),
         receipt: receipt(&s, org, w).await,
     }))
 }
@@ -221,7 +217,7 @@ pub async fn rotate_operator(
         StatusCode::CREATED,
         Json(TokenCreated {
             token: token.to_string(),
-            id,
+            id: id.to_string(),
             role: Role::Operator,
             expires_at: None,
         }),

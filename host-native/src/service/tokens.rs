@@ -11,7 +11,7 @@ use serde_json::json;
 use zeroize::Zeroizing;
 
 use super::{Result, Service, ServiceError};
-use crate::store::{self, Role, audit, tokens};
+use crate::store::{self, Role, TokenId, audit, tokens};
 
 /// How often a token's last use is written down (its precision), so that authenticating stays
 /// a memory lookup.
@@ -37,7 +37,7 @@ pub struct TokenView {
 impl From<&tokens::TokenRow> for TokenView {
     fn from(r: &tokens::TokenRow) -> Self {
         Self {
-            id: r.id.clone(),
+            id: r.id.to_string(),
             name: r.name.clone(),
             role: r.role,
             created_at: r.created_at,
@@ -121,7 +121,7 @@ impl Service {
         role: Role,
         name: &str,
         expires_at: Option<i64>,
-    ) -> Result<(String, Zeroizing<String>)> {
+    ) -> Result<(TokenId, Zeroizing<String>)> {
         if role == Role::Operator {
             return Err(ServiceError::Invalid(
                 "operator tokens are not created for an organization; rotate the operator token instead".into(),
@@ -136,7 +136,7 @@ impl Service {
             &mut w.tx,
             org,
             at,
-            &json!({ "type": "token_created", "id": id, "role": role.as_str(), "name": name, "expires_at": expires_at }),
+            &json!({ "type": "token_created", "id": id.to_string(), "role": role.as_str(), "name": name, "expires_at": expires_at }),
         )
         .await?;
         w.commit().await?;
@@ -157,7 +157,7 @@ impl Service {
 
     /// Revokes token `id` of `org` (`None`: an operator token). The next request with it gets
     /// 401, also when it was authenticated a moment before.
-    pub async fn revoke_token(&self, org: Option<ScopeId>, id: &str) -> Result<()> {
+    pub async fn revoke_token(&self, org: Option<ScopeId>, id: TokenId) -> Result<()> {
         let cell = match org {
             Some(o) => Some(self.org(o).await?),
             None => None,
@@ -171,7 +171,7 @@ impl Service {
                 &mut w.tx,
                 o,
                 store::now_ms(),
-                &json!({ "type": "token_revoked", "id": id }),
+                &json!({ "type": "token_revoked", "id": id.to_string() }),
             )
             .await?;
         }
@@ -199,7 +199,7 @@ impl Service {
 
     /// Replaces the operator token `current` (by hash) with a new one, in one transaction:
     /// returns the new id and token (shown once); the old one stops working at once.
-    pub async fn rotate_operator(&self, current: [u8; 32]) -> Result<(String, Zeroizing<String>)> {
+    pub async fn rotate_operator(&self, current: [u8; 32]) -> Result<(TokenId, Zeroizing<String>)> {
         // The caller was just authenticated: its grant is in memory.
         let row = self
             .grants
@@ -210,7 +210,7 @@ impl Service {
             .filter(|g| g.role == Role::Operator)
             .ok_or_else(|| ServiceError::NotFound("the calling operator token".into()))?;
         let mut w = self.store.write().await?;
-        tokens::revoke(&mut w.tx, None, &row.id).await?;
+        tokens::revoke(&mut w.tx, None, row.id).await?;
         let created = tokens::create(
             &mut w.tx,
             None,

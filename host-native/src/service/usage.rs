@@ -11,7 +11,7 @@ use byok_core::ScopeId;
 use serde_json::json;
 
 use super::{Result, Service};
-use crate::store::{self, audit};
+use crate::store::{self, TokenId, audit};
 
 /// How long one mark covers a token's uses of a scope.
 pub(super) const WINDOW_MS: i64 = 60_000;
@@ -19,7 +19,7 @@ pub(super) const WINDOW_MS: i64 = 60_000;
 /// Marks committed: (token id, scope) to the time of the mark. Bounded: pruned of stale marks
 /// when it grows past [`MAX_MARKS`].
 #[derive(Debug, Default)]
-pub(super) struct UsageMarks(Mutex<super::FastMap<(u64, ScopeId), i64>>);
+pub(super) struct UsageMarks(Mutex<super::FastMap<(TokenId, ScopeId), i64>>);
 
 const MAX_MARKS: usize = 100_000;
 
@@ -46,7 +46,13 @@ impl Service {
     }
 
     /// Commits the mark for `token` on `scope` of `org` at `now`, then remembers it.
-    async fn write_mark(&self, org: ScopeId, scope: ScopeId, token: u64, now: i64) -> Result<()> {
+    async fn write_mark(
+        &self,
+        org: ScopeId,
+        scope: ScopeId,
+        token: TokenId,
+        now: i64,
+    ) -> Result<()> {
         // Not yet marked (or a concurrent first use is still writing its mark: both write,
         // a duplicate mark is harmless, a use before its mark committed is not).
         let mut w = self.store.write().await?;

@@ -12,7 +12,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use sqlx::{Any, AnyPool, Row, Transaction};
 
-use super::{Backend, Result, StoreError, TokenRow};
+use super::{Backend, Result, StoreError, TokenId, TokenRow};
 
 /// One audit row as the API shows it.
 #[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
@@ -82,10 +82,10 @@ pub fn set_actor(token: std::sync::Arc<TokenRow>) {
     let _ = ACTOR.try_with(|a| *a.borrow_mut() = Some(token));
 }
 
-/// The token id of the request being served, as a number (ids are 16 hex digits).
-pub fn actor_id() -> Option<u64> {
+/// The token id of the request being served.
+pub fn actor_id() -> Option<TokenId> {
     ACTOR
-        .try_with(|a| a.borrow().as_ref().map(|t| t.number))
+        .try_with(|a| a.borrow().as_ref().map(|t| t.id))
         .ok()
         .flatten()
 }
@@ -95,7 +95,7 @@ pub fn actor() -> Option<Value> {
     ACTOR
         .try_with(|a| {
             a.borrow().as_ref().map(
-                |t| serde_json::json!({ "token": t.id, "role": t.role.as_str(), "name": t.name }),
+                |t| serde_json::json!({ "token": t.id.to_string(), "role": t.role.as_str(), "name": t.name }),
             )
         })
         .ok()

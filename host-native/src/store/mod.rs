@@ -38,7 +38,7 @@ use sqlx::{Any, AnyPool, Transaction};
 
 pub use audit::{AuditFilter, AuditRow, Verification};
 pub use org_rows::{OrgMeta, holder_name, parse_holder};
-pub use tokens::{Role, TokenRow};
+pub use tokens::{Role, TokenId, TokenRow};
 
 /// A store failure. The message is for operators (logs); API callers see a generic
 /// `internal` error with the request id.
