@@ -11,10 +11,14 @@
 #   BYOK_BENCH_PIN=1 ./scripts/bench-server.sh        # servers on CPU 0, wrk on CPU 1 (less noise)
 #   BYOK_BENCH_PROFILE=DIR ./scripts/bench-server.sh  # perf record each server's first cells
 #   BYOK_BENCH_STAT=DIR ./scripts/bench-server.sh     # perf stat per thread, every cell: CPU,
-#       # context switches, migrations and page faults of each of the server's threads
+#       # context switches, migrations, page faults, syscalls and the tasks it woke, of each of
+#       # the server's threads
 #   BYOK_BENCH_SERVERS="floor frame byok" ./scripts/bench-server.sh
 #       # adds the floor inside byok's frame and listener (examples/floor_frame.rs): splits
 #       # byok's cost into the frame's and the service's
+#   BYOK_BENCH_HALT_POLL_NS=200000 ./scripts/bench-server.sh
+#       # for this run, an idle vCPU polls up to 200 µs before it halts (the kernel's default;
+#       # these VMs boot with 0), restored on exit. Needs root and the haltpoll cpuidle governor.
 #
 # This machine's speed drifts by 10-25 % over tens of seconds (the floor alone has measured from
 # 46 to 62 k req/s in one run), more than the gap being measured. So the cells of a round run
@@ -42,6 +46,11 @@ PROFILE=${BYOK_BENCH_PROFILE:-}
 # (BYOK_BENCH_PROFILE_ARGS="-F 15000") resolves self time per symbol more finely.
 read -r -a PROFILE_ARGS <<<"${BYOK_BENCH_PROFILE_ARGS:--F 999 -g}"
 STAT=${BYOK_BENCH_STAT:-}
+HALT_POLL_NS=${BYOK_BENCH_HALT_POLL_NS:-}
+# On a VM with the haltpoll governor, an idle vCPU halts after polling this long; a halted vCPU is
+# woken by an interrupt through the host. With 0 (how these machines boot), a vCPU that goes idle
+# between two answers halts at once. Measured both ways in BENCHMARKS.md: a few points at most.
+HALT_POLL=/sys/module/haltpoll/parameters/guest_halt_poll_ns
 SERVERS=${BYOK_BENCH_SERVERS:-floor byok}
 if [ "$PIN" = 1 ]; then SERVER_CPU=(taskset -c 0); WRK_CPU=(taskset -c 1); else SERVER_CPU=(); WRK_CPU=(); fi
 
@@ -59,8 +68,20 @@ cargo build --release -p byok-server --example http_floor --example floor_frame 
 BYOK="$CARGO_TARGET_DIR/release/byok"
 
 WORK=$(mktemp -d)
-cleanup() { kill "${SERVER_PID:-}" "${MOTO_PID:-}" "${FLOOR_PID:-}" "${FRAME_PID:-}" 2>/dev/null || true; rm -rf "$WORK"; }
+cleanup() {
+  kill "${SERVER_PID:-}" "${MOTO_PID:-}" "${FLOOR_PID:-}" "${FRAME_PID:-}" 2>/dev/null || true
+  if [ -n "${HALT_POLL_WAS:-}" ]; then echo "$HALT_POLL_WAS" >"$HALT_POLL"; fi
+  rm -rf "$WORK"
+}
 trap cleanup EXIT
+if [ -n "$HALT_POLL_NS" ]; then
+  if [ ! -w "$HALT_POLL" ]; then
+    echo "BYOK_BENCH_HALT_POLL_NS: $HALT_POLL is missing or not writable (needs root and the haltpoll governor)" >&2
+    exit 2
+  fi
+  HALT_POLL_WAS=$(cat "$HALT_POLL")
+  echo "$HALT_POLL_NS" >"$HALT_POLL"
+fi
 free_port() { "$VENV/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 MOTO_PORT=$(free_port)
@@ -142,7 +163,7 @@ TICKS=$(getconf CLK_TCK)
 # Clock ticks spent over N requests, in µs per request.
 per_request() { awk -v t="$1" -v hz="$TICKS" -v n="$2" 'BEGIN { printf "%.1f", t / hz * 1e6 / n }'; }
 
-echo "byok $("$BYOK" --version | cut -d' ' -f2), $(nproc) cores, wrk -t2 -c$CONNECTIONS -d${SECONDS_PER_RUN}s, unwrap TTL ${TTL_MS} ms, 1 KiB plaintext, $ROUNDS rounds"
+echo "byok $("$BYOK" --version | cut -d' ' -f2), $(nproc) cores, wrk -t2 -c$CONNECTIONS -d${SECONDS_PER_RUN}s, unwrap TTL ${TTL_MS} ms, 1 KiB plaintext, $ROUNDS rounds, pinned: $PIN, guest halt poll: $(cat "$HALT_POLL" 2>/dev/null || echo none) ns"
 echo "floor: the same axum/tokio/serde stack doing the same JSON and base64 work, no token, crypto or audit (host-native/examples/http_floor.rs); cells interleaved"
 echo "| round | op | server | req/s | p50 ms | p99 ms | server CPU µs/req | of which user | errors | non-2xx | KMS calls in run |"
 echo "|---|---|---|---|---|---|---|---|---|---|---|"
@@ -169,7 +190,7 @@ for round in $(seq "$ROUNDS"); do
       STAT_PID=
       if [ -n "$STAT" ]; then
         mkdir -p "$STAT"
-        perf stat --per-thread -e task-clock,context-switches,cpu-migrations,page-faults -p "$PID" \
+        perf stat --per-thread -e task-clock,context-switches,cpu-migrations,page-faults,raw_syscalls:sys_enter,sched:sched_wakeup -p "$PID" \
           -o "$STAT/$round-$op-$server.txt" -- sleep "$SECONDS_PER_RUN" 2>/dev/null &
         STAT_PID=$!
       fi
