@@ -9,6 +9,7 @@ use byok_core::scope::{HolderId, HolderStatus, Org};
 use serde_json::json;
 
 use super::grace::GraceEnd;
+use super::org_cell::Unpublished;
 use super::{OrgCell, Result, Service};
 use crate::store::{self, audit, keys};
 
@@ -133,9 +134,12 @@ impl Service {
         )
         .await?;
         keys::set_health(&mut w.tx, org, n, why, detail.as_deref(), at).await?;
+        let mut unpublished = None;
         if !known {
             // This replica's own copy stays current if it was (its state did not change),
-            // and is reloaded if another replica had moved the org meanwhile.
+            // and is reloaded if another replica had moved the org meanwhile, or if the
+            // commit does not happen.
+            unpublished = Some(Unpublished::arm(self, org, cell));
             let v = w.bump_org(org).await?;
             let _ = cell.version.compare_exchange(
                 v - 1,
@@ -145,6 +149,9 @@ impl Service {
             );
         }
         w.commit().await?;
+        if let Some(u) = unpublished.as_mut() {
+            u.disarm();
+        }
         Self::show_health(cell, n, why.to_owned(), detail, at);
         self.end_grace(cell, org, GraceEnd::Denied).await?;
         Ok(())

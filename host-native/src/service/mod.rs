@@ -11,6 +11,7 @@ mod data;
 mod error;
 mod events;
 mod grace;
+mod grants;
 mod health;
 pub mod issuer;
 mod job_leases;
@@ -94,8 +95,8 @@ pub struct Service {
     orgs: RwLock<FastMap<ScopeId, Arc<OrgCell>>>,
     cache: KeyCache,
     /// Token grants by token hash, so that authenticating a request does not read the database
-    /// (revoking a token drops its entry at once; see `tokens.rs`).
-    grants: RwLock<FastMap<[u8; 32], Arc<store::TokenRow>>>,
+    /// (revoking a token drops its entry at once, for good; see `grants.rs`).
+    grants: grants::Grants,
     default_ttl: Duration,
     /// While an org serves in outage grace, its KMS is asked again at most this often.
     outage_retry: Duration,
@@ -142,7 +143,7 @@ impl Service {
             kms: kms::Kms::new(kms, metrics.kms_calls.clone())?,
             orgs: RwLock::new(FastMap::default()),
             cache: KeyCache::default(),
-            grants: RwLock::new(FastMap::default()),
+            grants: grants::Grants::default(),
             default_ttl,
             outage_retry: byok_core::grace::DEFAULT_RETRY_EVERY,
             epoch: std::time::Instant::now(),

@@ -36,25 +36,46 @@ pub struct OrgCell {
     /// Set while the org serves cached roots past their TTL because its KMS is unreachable
     /// (`grace.rs`).
     pub(super) outage: std::sync::Mutex<Option<super::grace::Outage>>,
-    /// Set when a transition was dropped between its commit and publishing it (the client hung
-    /// up, or the request deadline passed): storage may hold a state this cell never saw. The
-    /// cell is then out of the map, so the next use reloads the org from storage; whoever
-    /// still holds this one is refused ([`ServiceError::Reloading`]) instead of acting on it.
+    /// Set when storage may hold a state this cell never saw: a transition was dropped between
+    /// its commit and publishing it (the client hung up, or the request deadline passed), or
+    /// another replica changed the org ([`Service::forget_cell`]). The cell is then out of the
+    /// map, so the next use reloads the org from storage; whoever still holds this one is
+    /// refused ([`ServiceError::Reloading`]) instead of acting on it.
     pub(super) stale: AtomicBool,
     /// The org's version in storage that this cell holds (`orgs.version`): every committed
     /// change bumps it, so a cell behind it is out of date (another replica changed the org).
     pub(super) version: AtomicI64,
 }
 
-/// Armed from the moment a transition starts writing until its new state is published; if the
-/// transition's future is dropped in between, retires the cell ([`OrgCell::stale`]) and drops
-/// the org's cached keys, before the gate opens (it is declared after the gate guard, so it is
-/// dropped first).
-struct Unpublished<'a> {
+/// Armed from the moment a change starts writing until its new state is published; if it
+/// fails or its future is dropped in between, takes the cell out of use ([`OrgCell::stale`])
+/// and drops the org's cached keys, before the gate opens (it is declared after the gate guard,
+/// so it is dropped first). Changes outside transitions (a token revoke, a setting, a key's
+/// health) arm it before they set the cell's version ahead of their commit: a commit that
+/// then fails would otherwise leave the cell claiming a version storage never reached, and
+/// the other replica's change that does reach it would be taken for one already seen.
+pub(super) struct Unpublished<'a> {
     service: &'a Service,
     org: ScopeId,
-    cell: &'a Arc<OrgCell>,
+    cell: &'a OrgCell,
     armed: bool,
+}
+
+impl<'a> Unpublished<'a> {
+    /// Armed for a change of `org` held in `cell`.
+    pub(super) fn arm(service: &'a Service, org: ScopeId, cell: &'a OrgCell) -> Self {
+        Self {
+            service,
+            org,
+            cell,
+            armed: true,
+        }
+    }
+
+    /// The change is committed and published (or was never written): nothing to undo.
+    pub(super) fn disarm(&mut self) {
+        self.armed = false;
+    }
 }
 
 impl Drop for Unpublished<'_> {
@@ -62,7 +83,7 @@ impl Drop for Unpublished<'_> {
         if !self.armed {
             return;
         }
-        self.service.retire_cell(self.org, self.cell);
+        self.service.forget_cell(self.org, self.cell);
         tracing::warn!(org = %self.org, "a change was interrupted before it was published: the org is reloaded from storage");
     }
 }
@@ -115,21 +136,18 @@ impl Service {
         Ok(guard)
     }
 
-    /// Takes `cell` out of use: whoever still holds it is refused ([`ServiceError::Reloading`])
-    /// and the next use of the org loads it from storage; the org's cached keys go with it.
-    pub(super) fn retire_cell(&self, org: ScopeId, cell: &Arc<OrgCell>) {
+    /// Takes `cell` out of use because storage moved past it, or may have (another replica
+    /// changed the org, or a change here was interrupted): the next use loads the org from
+    /// storage, the org's cached keys go now, and whoever still holds the cell is refused
+    /// ([`ServiceError::Reloading`]) when it asks to be admitted. Requests already admitted
+    /// (the gate's read guard held, the check done) finish: they were checked before this
+    /// replica knew of the change. One still resolving a key (a KMS call can take seconds) was
+    /// not, and must not be admitted on the state it holds, which may predate a pause.
+    pub(super) fn forget_cell(&self, org: ScopeId, cell: &OrgCell) {
         cell.stale.store(true, Ordering::SeqCst);
-        self.forget_cell(org, cell);
-    }
-
-    /// Forgets `cell` because storage moved past it (another replica changed the org): the next
-    /// use loads the org from storage, and the org's cached keys go now. Not marked stale:
-    /// requests that already hold the cell were admitted before this replica knew of the
-    /// change (within the stated bound, `replicas.rs`) and finish on it.
-    pub(super) fn forget_cell(&self, org: ScopeId, cell: &Arc<OrgCell>) {
         {
             let mut orgs = self.orgs.write().unwrap_or_else(|p| p.into_inner());
-            if orgs.get(&org).is_some_and(|c| Arc::ptr_eq(c, cell)) {
+            if orgs.get(&org).is_some_and(|c| std::ptr::eq(&**c, cell)) {
                 orgs.remove(&org);
             }
         }
@@ -381,6 +399,156 @@ mod tests {
         assert!(
             saw.0 && saw.1,
             "the drops covered neither side of the commit: {saw:?}"
+        );
+    }
+
+    /// A change outside transitions (an outage grace setting, a token revoke) dropped at every
+    /// one of its await points, the commit's included: the org is then held as storage has it,
+    /// its version too. A cell left ahead of storage (its version set for a commit that never
+    /// landed) would take another replica's next change for one already seen; a cell left
+    /// behind on the setting (a commit that landed unseen) would serve the old grace.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_setting_or_token_revoke_dropped_anywhere_leaves_the_org_as_stored() {
+        // On SQLite a dropped commit still lands (its thread finishes it); on PostgreSQL a drop
+        // can also stop it from being sent, leaving the cell's version ahead of storage.
+        dropped_changes_leave_the_org_as_stored(None).await;
+        if let Some(url) = crate::store::test_postgres_url().await {
+            dropped_changes_leave_the_org_as_stored(Some(url)).await;
+        }
+    }
+
+    async fn dropped_changes_leave_the_org_as_stored(postgres: Option<String>) {
+        let mut saw = [(false, false); 2];
+        let shared = match &postgres {
+            Some(url) => Some(Database::open(url).await.unwrap()),
+            None => None,
+        };
+        for (round, polls) in (0..20).flat_map(|r| (1..=12).map(move |p| (r, p))) {
+            if saw.iter().all(|s| s.0 && s.1) {
+                break;
+            }
+            let dir = std::env::temp_dir().join(format!(
+                "byok-drop-setting-{}-{round}-{polls}-{}",
+                std::process::id(),
+                rand::random::<u32>()
+            ));
+            let db = match &shared {
+                Some(db) => db.clone(),
+                None => {
+                    std::fs::create_dir_all(&dir).unwrap();
+                    Database::open_dir(&dir).await.unwrap()
+                }
+            };
+            let managed = managed_key(SecretBytes::random(&mut rand::rng()), 1);
+            let svc =
+                Service::new(db, managed, Duration::from_secs(60), KmsSettings::default()).unwrap();
+            let (org, _) = svc.create_org("org", None, None, None).await.unwrap();
+            let (id, _) = svc
+                .create_token(org, crate::store::Role::Service, "app", None)
+                .await
+                .unwrap();
+            let before = svc.org(org).await.unwrap().version();
+            let which = (round + polls) % 2;
+            let finished = if which == 0 {
+                drop_after(svc.update_org(org, Some(Duration::from_secs(600))), polls).await
+            } else {
+                drop_after(svc.revoke_token(Some(org), id), polls).await
+            };
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let stored = org_rows::load(svc.store().pool(), org)
+                .await
+                .unwrap()
+                .unwrap();
+            let committed = if which == 0 {
+                stored.1.outage_grace_ms == 600_000
+            } else {
+                stored.3 > before
+            };
+            let cell = svc.org(org).await.unwrap();
+            assert_eq!(
+                (cell.version(), cell.meta()),
+                (stored.3, stored.1),
+                "{} dropped after {polls} polls (committed: {committed}, finished: {finished}, \
+                 on PostgreSQL: {})",
+                ["the grace change", "the token revoke"][which],
+                postgres.is_some()
+            );
+            saw[which].0 |= !committed;
+            saw[which].1 |= committed && !finished;
+            drop(svc);
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        // Both sides of the commit were reached for each change, or the test proved little.
+        assert!(
+            saw.iter().all(|s| s.0 && s.1),
+            "the drops did not cover both sides of the commit: {saw:?}"
+        );
+    }
+
+    /// A token revoke whose commit fails (here a deferred trigger raises at commit; in life a
+    /// connection lost or a failover) after the revoke moved the cell's version ahead for it:
+    /// the cell is not left claiming a version storage never reached, which would make this
+    /// replica take another replica's next change for one already seen and miss it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_token_revoke_whose_commit_fails_leaves_the_org_as_stored() {
+        let Some(url) = crate::store::test_postgres_url().await else {
+            return;
+        };
+        let db = Database::open(&url).await.unwrap();
+        for sql in [
+            "CREATE FUNCTION fail_commit() RETURNS trigger LANGUAGE plpgsql AS \
+             $$ BEGIN RAISE EXCEPTION 'the commit fails'; END $$",
+            "CREATE CONSTRAINT TRIGGER fail_commit AFTER DELETE ON tokens \
+             DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION fail_commit()",
+        ] {
+            sqlx::query(sql).execute(db.pool()).await.unwrap();
+        }
+        let managed = managed_key(SecretBytes::random(&mut rand::rng()), 1);
+        let svc =
+            Service::new(db, managed, Duration::from_secs(60), KmsSettings::default()).unwrap();
+        let (org, _) = svc.create_org("org", None, None, None).await.unwrap();
+        let (id, _) = svc
+            .create_token(org, crate::store::Role::Service, "app", None)
+            .await
+            .unwrap();
+        let before = svc.org(org).await.unwrap().version();
+        let failed = svc.revoke_token(Some(org), id).await;
+        assert!(matches!(failed, Err(ServiceError::Store(_))), "{failed:?}");
+        let stored = org_rows::version(svc.store().pool(), org).await.unwrap();
+        assert_eq!(stored, Some(before), "rolled back");
+        assert_eq!(svc.org(org).await.unwrap().version(), before);
+    }
+
+    /// Another replica changed the org: requests still holding the old cell are refused, also
+    /// on a cache hit, where a key put back by a resolve racing the change would otherwise be
+    /// served on the old state.
+    #[tokio::test]
+    async fn a_cell_taken_out_of_use_serves_no_key_even_from_the_cache() {
+        let db = Database::open("sqlite::memory:").await.unwrap();
+        let managed = managed_key(SecretBytes::random(&mut rand::rng()), 1);
+        let svc =
+            Service::new(db, managed, Duration::from_secs(60), KmsSettings::default()).unwrap();
+        let (org, _) = svc.create_org("org", None, None, None).await.unwrap();
+        let team = svc.create_scope(org, org, "team").await.unwrap();
+        let team = ScopeId::parse_hex(&team.id).unwrap();
+        let old = svc.org(org).await.unwrap();
+        let key = old.snapshot().current_key_id(team).unwrap();
+        let k = svc.scope_key(&old, key).await.unwrap();
+        // Another replica's change arrives: the cell is forgotten and the keys evicted.
+        assert!(svc.org_changed(org, old.version() + 1));
+        // A resolve that raced it puts the key back.
+        let now = svc.now();
+        svc.cache().put(
+            org,
+            k,
+            byok_core::grace::Freshness::unwrapped(now),
+            now + Duration::from_secs(60),
+            now,
+        );
+        let answer = svc.admitted_key(&old, key).await.map(|_| ());
+        assert!(
+            matches!(answer, Err(ServiceError::Reloading)),
+            "served from a cell taken out of use: {answer:?}"
         );
     }
 

@@ -11,6 +11,7 @@ use serde_json::json;
 use zeroize::Zeroizing;
 
 use super::apply::{self, Extra};
+use super::org_cell::Unpublished;
 use super::scopes::check_name;
 use super::{Result, Service, ServiceError};
 use crate::store::{self, OrgMeta, Role, audit, org_rows};
@@ -129,8 +130,11 @@ impl Service {
                 "outage_grace_ms": { "from": before.outage_grace_ms, "to": grace_ms } }),
         )
         .await?;
-        // Before the commit, so that its own notification finds the cell current; a failed
-        // commit leaves the cell ahead, and the next change reloads it.
+        // Before the commit, so that its own notification finds the cell current. Until the
+        // new grace is published too, a failure or a dropped future takes the cell out of use:
+        // the next request reloads the org as storage has it (a commit that landed unseen must
+        // not leave this replica on the old grace).
+        let mut unpublished = Unpublished::arm(self, org, &cell);
         let version = w.bump_org(org).await?;
         cell.version
             .store(version, std::sync::atomic::Ordering::SeqCst);
@@ -139,6 +143,7 @@ impl Service {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .outage_grace_ms = grace_ms;
+        unpublished.disarm();
         // Cached keys are kept as the new grace says: a shorter one drops what is past it now.
         let policy = self.cache_policy(&cell);
         self.cache

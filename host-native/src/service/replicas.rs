@@ -45,10 +45,7 @@ impl Service {
             Some(c) => self.forget_cell(org, c),
             None => self.cache.evict_org(org),
         }
-        self.grants
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain(|_, g| g.org != Some(org));
+        self.grants.retain(|_, g| g.org != Some(org));
         self.metrics.remote_changes.fetch_add(1, Ordering::Relaxed);
         true
     }
@@ -73,12 +70,9 @@ impl Service {
             }
         }
         let operators = tokens::operator_hashes(self.store.pool()).await?;
-        self.grants
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain(|hash, g| {
-                g.role != Role::Operator || operators.iter().any(|h| h.as_slice() == hash)
-            });
+        self.grants.retain(|hash, g| {
+            g.role != Role::Operator || operators.iter().any(|h| h.as_slice() == hash)
+        });
         Ok(changed)
     }
 }

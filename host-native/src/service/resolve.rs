@@ -28,6 +28,11 @@ impl Service {
     ) -> Result<(Arc<ScopeKey>, tokio::sync::RwLockReadGuard<'a, ()>)> {
         {
             let guard = cell.gate.read().await;
+            // As in `admit`: a cell taken out of use may hold a state from before a pause, and
+            // the key it finds may have been put back by a resolve that raced the pause.
+            if cell.stale.load(Ordering::SeqCst) {
+                return Err(ServiceError::Reloading);
+            }
             let snap = cell.snapshot();
             check_live(&snap, key)?;
             if let Some(k) = self.fresh(cell, key) {

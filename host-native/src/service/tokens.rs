@@ -10,6 +10,8 @@ use serde::Serialize;
 use serde_json::json;
 use zeroize::Zeroizing;
 
+use super::grants::Cached;
+use super::org_cell::Unpublished;
 use super::{Result, Service, ServiceError};
 use crate::store::{self, Role, TokenId, audit, tokens};
 
@@ -57,33 +59,16 @@ impl Service {
     ) -> Result<Option<(Arc<tokens::TokenRow>, [u8; 32])>> {
         let hash = tokens::token_hash(token);
         let now = store::now_ms();
-        let cached = self
-            .grants
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&hash)
-            .cloned();
-        let grant = match cached {
+        let grant = match self.grants.get(&hash) {
             Some(g) => g,
             // Boxed, like the touch below: the data path's future carries only the hit.
-            None => match Box::pin(tokens::lookup(self.store.pool(), token)).await? {
-                Some(g) => {
-                    let g = Arc::new(g);
-                    let mut grants = self.grants.write().unwrap_or_else(|p| p.into_inner());
-                    if grants.len() >= 100_000 {
-                        grants.clear();
-                    }
-                    grants.insert(hash, g.clone());
-                    g
-                }
+            None => match Box::pin(self.read_grant(token, hash, now)).await? {
+                Some(g) => g,
                 None => return Ok(None),
             },
         };
         if grant.expired(now) {
-            self.grants
-                .write()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&hash);
+            self.grants.drop_expired(&hash);
             return Ok(None);
         }
         if grant
@@ -95,16 +80,35 @@ impl Service {
             // it returns records the use.
             if let Err(e) = Box::pin(self.touch(&hash, now)).await {
                 tracing::warn!(error = %e, "recording a token's last use failed");
-            } else if let Some(g) = self
-                .grants
-                .write()
-                .unwrap_or_else(|p| p.into_inner())
-                .get_mut(&hash)
-            {
-                Arc::make_mut(g).last_used_at = Some(now);
+            } else {
+                self.grants.touched(&hash, now);
             }
         }
         Ok(Some((grant, hash)))
+    }
+
+    /// A token's grant from storage, cached unless a revoke may have raced the read
+    /// ([`super::grants`]): then read again, so that a row read before a revoke committed is
+    /// not served after it either. Three tries; a grant read in the third is served uncached.
+    async fn read_grant(
+        &self,
+        token: &str,
+        hash: [u8; 32],
+        now: i64,
+    ) -> Result<Option<Arc<tokens::TokenRow>>> {
+        let mut tries = 0;
+        loop {
+            let since = self.grants.epoch();
+            let Some(row) = tokens::lookup(self.store.pool(), token).await? else {
+                return Ok(None);
+            };
+            let row = Arc::new(row);
+            tries += 1;
+            match self.grants.cache(hash, row.clone(), since, now) {
+                Cached::Moved if tries < 3 => continue,
+                Cached::Kept | Cached::Forgotten | Cached::Moved => return Ok(Some(row)),
+            }
+        }
     }
 
     /// Records that the token with hash `hash` was used at `now`.
@@ -181,9 +185,12 @@ impl Service {
             Some(o) => Some(w.bump_org(o).await?),
             None => None,
         };
-        if let (Some(cell), Some(v)) = (cell, bumped) {
+        let mut unpublished = None;
+        if let (Some(cell), Some(o), Some(v)) = (&cell, org, bumped) {
             // The cell stays current (unless another replica changed the org meanwhile); set
-            // before the commit, whose own notification must find it so.
+            // before the commit, whose own notification must find it so, and taken out of use
+            // if the commit does not happen.
+            unpublished = Some(Unpublished::arm(self, o, cell));
             let _ = cell.version.compare_exchange(
                 v - 1,
                 v,
@@ -193,6 +200,9 @@ impl Service {
         }
         let _forget = ForgetGrant(self, &hash);
         w.commit().await?;
+        if let Some(u) = unpublished.as_mut() {
+            u.disarm();
+        }
         tracing::info!(token = %id, "token revoked");
         Ok(())
     }
@@ -203,10 +213,7 @@ impl Service {
         // The caller was just authenticated: its grant is in memory.
         let row = self
             .grants
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
             .get(&current)
-            .cloned()
             .filter(|g| g.role == Role::Operator)
             .ok_or_else(|| ServiceError::NotFound("the calling operator token".into()))?;
         let mut w = self.store.write().await?;
@@ -228,10 +235,7 @@ impl Service {
 
     pub(super) fn forget_grant(&self, hash: &[u8]) {
         if let Ok(h) = <[u8; 32]>::try_from(hash) {
-            self.grants
-                .write()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&h);
+            self.grants.forget(h, store::now_ms());
         }
     }
 }
@@ -268,12 +272,11 @@ mod tests {
             .await
             .unwrap();
         let (grant, hash) = s.authenticate(&token).await.unwrap().expect("known");
-        let held = s.grants.read().unwrap().get(&hash).cloned().unwrap();
+        let held = s.grants.get(&hash).unwrap();
         assert!(held.last_used_at.is_some(), "the first use is written down");
         // Its last use is now a minute old, and the database is gone.
-        if let Some(g) = s.grants.write().unwrap().get_mut(&hash) {
-            Arc::make_mut(g).last_used_at = Some(store::now_ms() - TOUCH_EVERY_MS - 1);
-        }
+        s.grants
+            .touched(&hash, store::now_ms() - TOUCH_EVERY_MS - 1);
         db.pool().close().await;
         let (again, _) = s.authenticate(&token).await.unwrap().expect("still known");
         assert_eq!(again.id, grant.id);
