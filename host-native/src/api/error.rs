@@ -246,6 +246,7 @@ impl From<ServiceError> for ApiError {
                 "this org's state is being reloaded (another replica changed it, or a change was interrupted); retry",
             ),
             ServiceError::NotConfigured(n) => Self::new(ApiCode::NotConfigured, n),
+            ServiceError::Unauthenticated(m) => Self::new(ApiCode::Unauthenticated, m),
             ServiceError::Validation(steps) => Self {
                 code: ApiCode::KeyValidationFailed,
                 message: steps

@@ -30,6 +30,8 @@ pub enum ServiceError {
     Reloading,
     /// The operator has not configured what this call needs.
     NotConfigured(String),
+    /// The caller's token stopped working while the request was served (revoked meanwhile).
+    Unauthenticated(String),
 }
 
 impl From<byok_core::kms::KmsError> for ServiceError {

@@ -14,7 +14,7 @@ use byok_core::{KeyId, ScopeId, ScopeKey};
 use serde_json::json;
 
 use super::{Result, Service, ServiceError};
-use crate::store::{self, audit};
+use crate::store::{self, audit, tokens};
 
 impl Service {
     /// A lease on `scope`'s keys (the document format is core's, [`byok_core::lease`]);
@@ -99,8 +99,114 @@ impl Service {
             &json!({ "type": "lease_issued", "scope": scope.to_string(), "versions": versions, "expires_at": expires_at, "request_id": request_id, "audience": audience }),
         )
         .await?;
+        // The append holds the org's row lock, so every other change of the org, on any
+        // replica, commits wholly before this point or after this lease. One before it that
+        // this replica has not heard of yet (a pause elsewhere) moved the version: refused,
+        // instead of leasing keys for a whole TTL on a state that is gone. A revoke of the
+        // caller's token before it (here or elsewhere) deleted the row: refused. One after it
+        // finds this lease in the log, so its receipt counts it.
+        if w.lock_org(org).await? != cell.version() {
+            drop(w);
+            self.forget_cell(org, &cell);
+            return Err(ServiceError::Reloading);
+        }
+        if let Some(token) = audit::actor_id()
+            && !tokens::exists(&mut w.tx, token).await?
+        {
+            return Err(ServiceError::Unauthenticated(
+                "this token was revoked while the lease was being issued".into(),
+            ));
+        }
         w.commit().await?;
         self.metrics.leases.fetch_add(1, Ordering::Relaxed);
         Ok(lease)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use byok_core::ScopeId;
+
+    use std::sync::Arc;
+
+    use super::super::{Service, ServiceError, test_service};
+    use crate::store::{Database, Role, TokenRow, audit};
+
+    /// A lease request authenticated a moment before its token was revoked, and still being
+    /// served after the revoke committed, gets no keys: the revoke's receipt promised none
+    /// were issued after it.
+    #[tokio::test]
+    async fn a_lease_is_not_issued_to_a_token_revoked_while_it_was_served() {
+        let db = Database::open("sqlite::memory:").await.unwrap();
+        let svc = test_service(&db, 3);
+        let (org, _) = svc
+            .create_org("org", None, Some(Duration::from_secs(60)), None)
+            .await
+            .unwrap();
+        let team = svc.create_scope(org, org, "team").await.unwrap();
+        let team = ScopeId::parse_hex(&team.id).unwrap();
+        let (_, token) = svc
+            .create_token(org, Role::Service, "edge", None)
+            .await
+            .unwrap();
+        let (grant, _) = svc.authenticate(&token).await.unwrap().unwrap();
+        // As a request authenticated with `grant` asks.
+        async fn lease(
+            svc: &Service,
+            grant: Arc<TokenRow>,
+            org: ScopeId,
+            team: ScopeId,
+        ) -> Result<(), ServiceError> {
+            audit::with_actor_slot(async move {
+                audit::set_actor(grant);
+                svc.lease(org, team, "req", None).await.map(|_| ())
+            })
+            .await
+        }
+        assert!(
+            lease(&svc, grant.clone(), org, team).await.is_ok(),
+            "the token works"
+        );
+        svc.revoke_token(Some(org), grant.id).await.unwrap();
+        let answer = lease(&svc, grant, org, team).await;
+        assert!(
+            matches!(answer, Err(ServiceError::Unauthenticated(_))),
+            "{answer:?}"
+        );
+    }
+
+    /// Two replicas, nothing telling one of the other's changes: a lease asked of the one
+    /// that has not heard of a pause is refused, not issued for a whole TTL on the state
+    /// before it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_replica_that_missed_a_pause_issues_no_lease() {
+        let Some(url) = crate::store::test_postgres_url().await else {
+            return;
+        };
+        let a = test_service(&Database::open(&url).await.unwrap(), 4);
+        let b = test_service(&Database::open(&url).await.unwrap(), 4);
+        let (org, _) = a
+            .create_org("org", None, Some(Duration::from_secs(60)), None)
+            .await
+            .unwrap();
+        let team = a.create_scope(org, org, "team").await.unwrap();
+        let team = ScopeId::parse_hex(&team.id).unwrap();
+        b.lease(org, team, "before", None).await.expect("b leases");
+        a.pause(org, team).await.unwrap();
+        let answer = b.lease(org, team, "after", None).await.map(|_| ());
+        assert!(matches!(answer, Err(ServiceError::Reloading)), "{answer:?}");
+        // Asked again, b has reloaded the org: the pause's own answer.
+        let again = b.lease(org, team, "again", None).await.map(|_| ());
+        assert!(
+            matches!(
+                again,
+                Err(ServiceError::Scope(
+                    byok_core::scope::ScopeError::Paused { .. }
+                ))
+            ),
+            "{again:?}"
+        );
     }
 }

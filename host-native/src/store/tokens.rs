@@ -234,6 +234,15 @@ pub async fn revoke(
     })
 }
 
+/// Whether token `id` is still stored (not revoked), as `tx` sees it.
+pub async fn exists(tx: &mut Transaction<'static, Any>, id: TokenId) -> Result<bool> {
+    Ok(sqlx::query("SELECT 1 FROM tokens WHERE id = $1")
+        .bind(id.to_string())
+        .fetch_optional(&mut **tx)
+        .await?
+        .is_some())
+}
+
 /// Records that the token with hash `hash` was used at `at`.
 pub async fn touch(tx: &mut Transaction<'static, Any>, hash: &[u8], at: i64) -> Result<()> {
     sqlx::query("UPDATE tokens SET last_used_at = $1 WHERE hash = $2")
