@@ -6,7 +6,7 @@
 //! ```json
 //! {"scope": "<32 hex digits>", "current_version": 2,
 //!  "keys": [{"version": 1, "key": "<base64 of 32 bytes>"}, {"version": 2, "key": "..."}],
-//!  "expires_at": 1767225600000}
+//!  "expires_at": 1767225600000, "ttl_ms": 60000}
 //! ```
 //!
 //! [`Document`] is that JSON as it is; [`Lease`] is a checked document: the scope id parses, every
@@ -16,6 +16,14 @@
 //! ## Expiry and renewal
 //!
 //! Time is passed in, as milliseconds since the Unix epoch (the unit of `expires_at`).
+//!
+//! - The edge's clock is not the server's. `expires_at` is the server's; `ttl_ms` is how long
+//!   the lease lasts as issued. [`Lease::parse`] takes the time the answer arrived and ends the
+//!   lease at whichever comes first: `expires_at`, or arrival + `ttl_ms` on the edge's own
+//!   clock. So an edge whose clock is behind (by minutes, say) still stops within the lease
+//!   TTL of its issue, plus the answer's time in transit, instead of the TTL plus its lag; a
+//!   server whose clock is ahead does not stretch it either. Everything below works on that
+//!   end.
 //!
 //! - [`Lease::expired`]: at `expires_at` and after, the keys must not be used. A lease is valid
 //!   for `now < expires_at`.
@@ -83,8 +91,14 @@ pub struct Document {
     pub current_version: u32,
     /// Every live version.
     pub keys: Vec<DocumentKey>,
-    /// When the lease ends (ms since the epoch): stop using the keys then, renew before.
+    /// When the lease ends (ms since the epoch, the server's clock): stop using the keys then,
+    /// renew before.
     pub expires_at: i64,
+    /// How long the lease lasts from its issue, ms: the edge ends it this long after the answer
+    /// arrived by its own clock, if that comes before `expires_at`. Absent from servers before
+    /// it was added: then `expires_at` alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_ms: Option<u64>,
 }
 
 impl fmt::Debug for Document {
@@ -94,6 +108,7 @@ impl fmt::Debug for Document {
             .field("current_version", &self.current_version)
             .field("keys", &self.keys)
             .field("expires_at", &self.expires_at)
+            .field("ttl_ms", &self.ttl_ms)
             .finish()
     }
 }
@@ -177,7 +192,11 @@ pub struct Lease {
     /// could fail.
     current: ScopeKey,
     keys: Vec<ScopeKey>,
+    /// On the clock of whoever holds it: for a parsed lease, the first of the server's
+    /// `expires_at` and arrival + `ttl_ms` (see the module docs).
     expires_at: i64,
+    /// How long it lasts from its issue, when known: sent on by [`Self::to_document`].
+    ttl_ms: Option<u64>,
 }
 
 impl Lease {
@@ -215,27 +234,38 @@ impl Lease {
             current,
             keys,
             expires_at,
+            ttl_ms: None,
         })
     }
 
-    /// Parses and checks a lease document (the server's JSON answer).
+    /// The lease lasting `ttl_ms` from its issue (the server sets it, with `expires_at` its
+    /// issue time plus `ttl_ms`), so that the edge can end it by its own clock.
+    #[must_use]
+    pub fn lasting(mut self, ttl_ms: u64) -> Self {
+        self.ttl_ms = Some(ttl_ms);
+        self
+    }
+
+    /// Parses and checks a lease document (the server's JSON answer) that arrived at
+    /// `received_ms` by this host's clock: the lease ends at the first of the server's
+    /// `expires_at` and `received_ms + ttl_ms` (see the module docs).
     ///
     /// # Errors
     ///
     /// The first thing wrong with it, as a [`LeaseError`]. Expiry is not checked here: see
     /// [`Self::check_live`].
-    pub fn parse(json: &[u8]) -> Result<Self, LeaseError> {
+    pub fn parse(json: &[u8], received_ms: i64) -> Result<Self, LeaseError> {
         let doc: Document =
             serde_json::from_slice(json).map_err(|e| LeaseError::Json(e.to_string()))?;
-        Self::from_document(&doc)
+        Self::from_document(&doc, received_ms)
     }
 
-    /// Checks a document.
+    /// Checks a document that arrived at `received_ms`.
     ///
     /// # Errors
     ///
     /// As [`Self::parse`].
-    pub fn from_document(doc: &Document) -> Result<Self, LeaseError> {
+    pub fn from_document(doc: &Document, received_ms: i64) -> Result<Self, LeaseError> {
         let scope = ScopeId::parse_hex(&doc.scope).ok_or(LeaseError::Scope)?;
         let mut keys = Vec::with_capacity(doc.keys.len());
         for k in &doc.keys {
@@ -255,7 +285,13 @@ impl Lease {
                 SecretBytes::from_bytes(&mut arr),
             ));
         }
-        Self::new(scope, doc.current_version, keys, doc.expires_at)
+        let mut lease = Self::new(scope, doc.current_version, keys, doc.expires_at)?;
+        if let Some(ttl) = doc.ttl_ms {
+            let local_end = received_ms.saturating_add(i64::try_from(ttl).unwrap_or(i64::MAX));
+            lease.expires_at = lease.expires_at.min(local_end);
+            lease.ttl_ms = Some(ttl);
+        }
+        Ok(lease)
     }
 
     /// The document to send (keys in base64, ascending versions).
@@ -272,6 +308,7 @@ impl Lease {
                 })
                 .collect(),
             expires_at: self.expires_at,
+            ttl_ms: self.ttl_ms,
         }
     }
 
@@ -367,11 +404,11 @@ mod tests {
 
     fn good() -> Lease {
         let keys = format!("{},{}", key(2, 2), key(1, 1));
-        Lease::parse(doc(&keys, 2).as_bytes()).unwrap()
+        Lease::parse(doc(&keys, 2).as_bytes(), 40_000).unwrap()
     }
 
     fn err(json: &str) -> String {
-        Lease::parse(json.as_bytes()).unwrap_err().to_string()
+        Lease::parse(json.as_bytes(), 0).unwrap_err().to_string()
     }
 
     #[test]
@@ -399,8 +436,43 @@ mod tests {
                 key(2, 2)
             )
         );
-        let again = Lease::parse(json.as_bytes()).unwrap();
+        let again = Lease::parse(json.as_bytes(), 0).unwrap();
         assert_eq!(again.key(1).unwrap().expose_secret(), &[1u8; 32]);
+    }
+
+    /// An edge whose clock is ten minutes behind the server's gets a 60 s lease: by its clock
+    /// `expires_at` is eleven minutes away, but the lease ends 60 s after it arrived, and is
+    /// renewed after 30 s, as on a clock that agrees.
+    #[test]
+    fn an_edge_clock_behind_the_servers_does_not_stretch_the_lease() {
+        let keys = format!("{},{}", key(2, 2), key(1, 1));
+        let issued = r#""expires_at":100000}"#;
+        let json = doc(&keys, 2).replace(issued, r#""expires_at":100000,"ttl_ms":60000}"#);
+        let behind = 40_000 - 600_000;
+        let l = Lease::parse(json.as_bytes(), behind).unwrap();
+        assert_eq!(l.expires_at(), behind + 60_000);
+        assert!(l.expired(behind + 60_000));
+        assert_eq!(l.renew_at(behind), behind + 30_000);
+        // A clock ahead ends it by the server's expiry: never later than either says.
+        let ahead = Lease::parse(json.as_bytes(), 70_000).unwrap();
+        assert_eq!(ahead.expires_at(), 100_000);
+        // Sent on as it arrived, so a host that forwards it keeps the rule.
+        let forwarded = serde_json::to_value(l.to_document()).unwrap();
+        assert_eq!(forwarded["ttl_ms"], 60_000);
+        // A server before `ttl_ms`: `expires_at` alone, as before.
+        let old = Lease::parse(doc(&keys, 2).as_bytes(), behind).unwrap();
+        assert_eq!(old.expires_at(), 100_000);
+        assert!(
+            serde_json::to_value(old.to_document())
+                .unwrap()
+                .get("ttl_ms")
+                .is_none()
+        );
+        // What the server issues carries its TTL.
+        let issued = Lease::parse(doc(&keys, 2).as_bytes(), 0)
+            .unwrap()
+            .lasting(60_000);
+        assert_eq!(issued.to_document().ttl_ms, Some(60_000));
     }
 
     #[test]
@@ -454,7 +526,7 @@ mod tests {
         );
         assert_eq!(
             err("[]"),
-            "lease: not a lease document: invalid length 0, expected struct Document with 4 elements at line 1 column 2"
+            "lease: not a lease document: invalid length 0, expected struct Document with 5 elements at line 1 column 2"
         );
     }
 

@@ -180,7 +180,7 @@ export class LeaseClient {
       throw err;
     }
     const received = this.now();
-    const lease = this.Lease.fromJson(text);
+    const lease = this.Lease.fromJson(text, received);
     this.drop();
     this.refused = null;
     this.current = { lease, renewAt: lease.renewAt(received) };

@@ -67,10 +67,11 @@ pub fn dearmor(text: &str) -> Result<Vec<u8>, EdgeError> {
 }
 
 impl EdgeLease {
-    /// Parses the lease document the server answered (`POST .../scopes/{scope}/lease`).
-    pub fn parse(json: &[u8]) -> Result<Self, EdgeError> {
+    /// Parses the lease document the server answered (`POST .../scopes/{scope}/lease`), which
+    /// arrived at `received_ms` by this host's clock (the lease ends by it, see core's `lease`).
+    pub fn parse(json: &[u8], received_ms: i64) -> Result<Self, EdgeError> {
         Ok(Self {
-            lease: Lease::parse(json)?,
+            lease: Lease::parse(json, received_ms)?,
         })
     }
 
@@ -353,7 +354,7 @@ mod tests {
             ],
             "expires_at": expires_at
         });
-        EdgeLease::parse(doc.to_string().as_bytes()).unwrap()
+        EdgeLease::parse(doc.to_string().as_bytes(), 0).unwrap()
     }
 
     fn rng() -> rand_core::UnwrapErr<getrandom::SysRng> {
@@ -386,7 +387,7 @@ mod tests {
         let reserved = BTreeMap::from([("byok:purpose".into(), "data-key".into())]);
         assert_eq!(context(reserved).unwrap_err().code, ApiCode::InvalidRequest);
         assert_eq!(
-            EdgeLease::parse(b"{}").unwrap_err().code,
+            EdgeLease::parse(b"{}", 0).unwrap_err().code,
             ApiCode::InvalidRequest
         );
     }

@@ -128,7 +128,7 @@ fn renew(config: &Config, holder: &mut Holder) -> Result<(), EdgeError> {
     };
     let received = now_ms();
     if status == 200 {
-        return match Lease::parse(&body) {
+        return match Lease::parse(&body, received) {
             Ok(lease) => {
                 holder.received(lease, received);
                 Ok(())

@@ -56,7 +56,7 @@ impl LeaseSource for Server<'_> {
             .client
             .post_to_scope(self.org, scope, "lease", json!({}))
             .await?;
-        Lease::parse(answer.to_string().as_bytes())
+        Lease::parse(answer.to_string().as_bytes(), self.now_ms())
             .map_err(|e| Failure::new(1, format!("the server's answer: {e}")))
     }
 }

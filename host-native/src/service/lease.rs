@@ -89,8 +89,11 @@ impl Service {
         let _admitted = self.admit(&cell, &ids).await?;
         let expires_at = self.wall_ms(ends);
         // The versions come from one snapshot, so they are distinct and include the current one.
+        // Its length too, so that an edge ends it by its own clock (core's `lease` docs).
+        let ttl_ms = u64::try_from(ends.saturating_sub(now).as_millis()).unwrap_or(u64::MAX);
         let lease = Lease::new(scope, current, keys, expires_at)
-            .map_err(|_| byok_core::Error::Internal("a scope's versions do not form a lease"))?;
+            .map_err(|_| byok_core::Error::Internal("a scope's versions do not form a lease"))?
+            .lasting(ttl_ms);
         let mut w = self.store.write().await?;
         audit::append(
             &mut w.tx,

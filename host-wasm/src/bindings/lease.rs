@@ -43,11 +43,16 @@ pub struct Lease {
 
 #[wasm_bindgen]
 impl Lease {
-    /// Parses the lease document the server answered (its JSON text).
+    /// Parses the lease document the server answered (its JSON text), received at
+    /// `received_ms` (ms since the epoch; default now): the lease ends by this host's clock at
+    /// the latest its TTL after that (see core's `lease`).
     #[wasm_bindgen(js_name = fromJson)]
-    pub fn from_json(json: &str) -> Result<Lease, JsValue> {
+    pub fn from_json(json: &str, received_ms: Option<f64>) -> Result<Lease, JsValue> {
+        // Whole milliseconds since the epoch fit an f64 exactly.
+        #[allow(clippy::cast_possible_truncation)]
+        let received = received_ms.map_or_else(now_ms, |t| t as i64);
         Ok(Self {
-            inner: EdgeLease::parse(json.as_bytes()).map_err(thrown)?,
+            inner: EdgeLease::parse(json.as_bytes(), received).map_err(thrown)?,
         })
     }
 
