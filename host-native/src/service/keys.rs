@@ -244,7 +244,8 @@ impl Service {
         for v in org.root_versions() {
             out.push(
                 self.unwrap_root_with(cell, org, holder, KeyId::new(org.id(), v))
-                    .await?,
+                    .await?
+                    .0,
             );
         }
         Ok(out)

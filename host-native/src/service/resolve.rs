@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use byok_core::grace::{AfterFailure, CachePolicy, Freshness, Lookup};
 use byok_core::scope::{Org, ScopeError};
@@ -128,8 +129,8 @@ impl Service {
         }
         if policy.ttl.is_zero() {
             // Nothing is kept: no one to wait for, nothing to fall back on.
-            let r = self.unwrap_root(cell, snap, root_id).await?;
-            return Ok((Arc::new(r), Freshness::unwrapped(self.now())));
+            let (r, answered) = self.unwrap_root(cell, snap, root_id).await?;
+            return Ok((Arc::new(r), Freshness::unwrapped(answered)));
         }
         let _turn = cell.unwrap_turn.lock().await;
         // Another request may have refreshed it (or failed to) while this one waited.
@@ -139,11 +140,14 @@ impl Service {
         let answer = self.unwrap_root(cell, snap, root_id).await;
         let now = self.now();
         let err = match answer {
-            Ok(r) => {
+            Ok((r, answered)) => {
                 let r = Arc::new(r);
-                let f = Freshness::unwrapped(now);
+                // Its TTL runs from the holder's answer, not from after the audit write that
+                // followed it (which can wait seconds for the store's writer): a withdrawal
+                // just after that answer ends its use within the TTL, as stated.
+                let f = Freshness::unwrapped(answered);
                 self.cache
-                    .put(org, r.clone(), f, policy.keep_until(now), now);
+                    .put(org, r.clone(), f, policy.keep_until(answered), now);
                 self.end_grace(cell, org, GraceEnd::Recovered).await?;
                 return Ok((r, f));
             }
@@ -220,26 +224,28 @@ impl Service {
     }
 
     /// Opens root version `root.version` from the default holder (the managed key locally, a
-    /// CMK through its KMS), and records it in the audit log: every unwrap is an event.
+    /// CMK through its KMS), and records it in the audit log: every unwrap is an event. Also
+    /// returns when the holder answered (the service's clock), which its TTL runs from.
     pub(super) async fn unwrap_root(
         &self,
         cell: &OrgCell,
         org: &Org,
         root: KeyId,
-    ) -> Result<ScopeKey> {
+    ) -> Result<(ScopeKey, Duration)> {
         self.unwrap_root_with(cell, org, org.default_holder(), root)
             .await
     }
 
     /// Opens root version `root.version` from `holder`'s copy, at this moment (a KMS call for a
-    /// CMK, never the cache), audited like every unwrap.
+    /// CMK, never the cache), audited like every unwrap; and when the holder answered.
     pub(super) async fn unwrap_root_with(
         &self,
         cell: &OrgCell,
         org: &Org,
         holder: byok_core::scope::HolderId,
         root: KeyId,
-    ) -> Result<ScopeKey> {
+    ) -> Result<(ScopeKey, Duration)> {
+        let mut answered = self.now();
         let (key, event) = match holder {
             byok_core::scope::HolderId::Managed => (
                 org.unwrap_root_managed(&self.managed, root.version)?,
@@ -254,6 +260,7 @@ impl Service {
                     .ok_or(ServiceError::Scope(ScopeError::HolderNotReady(holder)))?;
                 let access = self.access(cell, org.id(), n).await?;
                 let answer = self.kms.unwrap(&access, &copy, root.version).await;
+                answered = self.now();
                 self.kms_answered(cell, org.id(), n, "Decrypt", answer.as_ref().err())
                     .await?;
                 let secret = answer?;
@@ -267,7 +274,7 @@ impl Service {
         let mut w = self.store.write().await?;
         audit::append(&mut w.tx, org.id(), store::now_ms(), &event).await?;
         w.commit().await?;
-        Ok(key)
+        Ok((key, answered))
     }
 }
 
@@ -296,6 +303,102 @@ mod tests {
     use super::super::kms::KmsSettings;
     use super::super::{Service, ServiceError};
     use crate::store::Database;
+
+    /// The TTL of an unwrapped root runs from the holder's answer, not from the end of the audit
+    /// write after it, which waits for the store's one writer (seconds, at worst): else a
+    /// withdrawal just after the answer would be served past the TTL by that wait.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_roots_ttl_runs_from_the_holders_answer_not_from_its_audit_write() {
+        use std::sync::Arc;
+        use std::sync::atomic::Ordering;
+        let dir = std::env::temp_dir().join(format!(
+            "byok-answered-{}-{}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let db = Database::open_dir(&dir).await.unwrap();
+        let managed = managed_key(SecretBytes::random(&mut rand::rng()), 1);
+        let svc = Arc::new(
+            Service::new(db, managed, Duration::from_secs(60), KmsSettings::default()).unwrap(),
+        );
+        let (org, _) = svc.create_org("org", None, None, None).await.unwrap();
+        let team = svc.create_scope(org, org, "team").await.unwrap();
+        let team = ScopeId::parse_hex(&team.id).unwrap();
+        let snap = svc.org(org).await.unwrap().snapshot();
+        let root = snap.root_of(snap.current_key_id(team).unwrap()).unwrap();
+        svc.cache().evict_org(org);
+        // The store's writer is busy: the unwrap's audit write will wait for it.
+        let writer = svc.store().write().await.unwrap();
+        let unwraps = svc.metrics.root_unwraps.load(Ordering::SeqCst);
+        let task = tokio::spawn({
+            let svc = svc.clone();
+            async move {
+                svc.encrypt(org, team, SealBuffer::copy_of(b"x"), BTreeMap::new())
+                    .await
+                    .map(|_| ())
+            }
+        });
+        while svc.metrics.root_unwraps.load(Ordering::SeqCst) == unwraps {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        // The holder has answered; the audit write is waiting.
+        let answered_by = svc.now();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        drop(writer);
+        task.await.unwrap().unwrap();
+        let cached = svc.cache().get(root, svc.now()).expect("cached");
+        assert!(
+            cached.freshness.unwrapped_at <= answered_by,
+            "the TTL runs from {:?}, after the answer ({answered_by:?})",
+            cached.freshness.unwrapped_at
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A request holding the org's cell while another replica's change arrives (here: its
+    /// root unwrap waits for the store's writer) is not admitted on the state it held, and is
+    /// not refused either: it is decided again on the org as storage has it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_request_caught_by_another_replicas_change_is_decided_again() {
+        use std::sync::Arc;
+        use std::sync::atomic::Ordering;
+        let dir = std::env::temp_dir().join(format!(
+            "byok-bystander-{}-{}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let db = Database::open_dir(&dir).await.unwrap();
+        let managed = managed_key(SecretBytes::random(&mut rand::rng()), 1);
+        let svc = Arc::new(
+            Service::new(db, managed, Duration::from_secs(60), KmsSettings::default()).unwrap(),
+        );
+        let (org, _) = svc.create_org("org", None, None, None).await.unwrap();
+        let team = svc.create_scope(org, org, "team").await.unwrap();
+        let team = ScopeId::parse_hex(&team.id).unwrap();
+        svc.cache().evict_org(org);
+        let writer = svc.store().write().await.unwrap();
+        let unwraps = svc.metrics.root_unwraps.load(Ordering::SeqCst);
+        let task = tokio::spawn({
+            let svc = svc.clone();
+            async move {
+                svc.encrypt(org, team, SealBuffer::copy_of(b"x"), BTreeMap::new())
+                    .await
+                    .map(|_| ())
+            }
+        });
+        while svc.metrics.root_unwraps.load(Ordering::SeqCst) == unwraps {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        // The request holds the cell; a change from elsewhere takes it out of use.
+        let held = svc.org(org).await.unwrap();
+        assert!(svc.org_changed(org, held.version() + 1));
+        drop(writer);
+        let answer = task.await.unwrap();
+        assert!(answer.is_ok(), "{answer:?}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     /// A resolve that checked the scope before a pause can put its key in the cache after the
     /// pause evicted it. The data path checks the published state on a cache hit too, so that
