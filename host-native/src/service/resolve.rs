@@ -304,56 +304,90 @@ mod tests {
     use super::super::{Service, ServiceError};
     use crate::store::Database;
 
+    /// An org with scope `team` on a database on disk, its keys evicted, and an encrypt on
+    /// `team` under way whose root unwrap has been answered and whose audit write waits for the
+    /// store's writer, held here (release it by dropping `writer`).
+    struct WaitingOnTheWriter {
+        svc: std::sync::Arc<Service>,
+        org: ScopeId,
+        team: ScopeId,
+        writer: Option<crate::store::WriteTx>,
+        encrypt: tokio::task::JoinHandle<Result<(), ServiceError>>,
+        dir: std::path::PathBuf,
+    }
+
+    impl WaitingOnTheWriter {
+        async fn start(name: &str) -> Self {
+            use std::sync::atomic::Ordering;
+            let dir = std::env::temp_dir().join(format!(
+                "byok-{name}-{}-{}",
+                std::process::id(),
+                rand::random::<u32>()
+            ));
+            std::fs::create_dir_all(&dir).unwrap();
+            let db = Database::open_dir(&dir).await.unwrap();
+            let managed = managed_key(SecretBytes::random(&mut rand::rng()), 1);
+            let svc = std::sync::Arc::new(
+                Service::new(db, managed, Duration::from_secs(60), KmsSettings::default()).unwrap(),
+            );
+            let (org, _) = svc.create_org("org", None, None, None).await.unwrap();
+            let team = svc.create_scope(org, org, "team").await.unwrap();
+            let team = ScopeId::parse_hex(&team.id).unwrap();
+            svc.cache().evict_org(org);
+            let writer = Some(svc.store().write().await.unwrap());
+            let unwraps = svc.metrics.root_unwraps.load(Ordering::SeqCst);
+            let encrypt = tokio::spawn({
+                let svc = svc.clone();
+                async move {
+                    svc.encrypt(org, team, SealBuffer::copy_of(b"x"), BTreeMap::new())
+                        .await
+                        .map(|_| ())
+                }
+            });
+            // Counted when the holder has answered, before the audit write.
+            while svc.metrics.root_unwraps.load(Ordering::SeqCst) == unwraps {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            Self {
+                svc,
+                org,
+                team,
+                writer,
+                encrypt,
+                dir,
+            }
+        }
+
+        /// Releases the writer and waits for the encrypt's answer.
+        async fn finish(&mut self) -> Result<(), ServiceError> {
+            self.writer = None;
+            (&mut self.encrypt).await.unwrap()
+        }
+    }
+
+    impl Drop for WaitingOnTheWriter {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
     /// The TTL of an unwrapped root runs from the holder's answer, not from the end of the audit
     /// write after it, which waits for the store's one writer (seconds, at worst): else a
     /// withdrawal just after the answer would be served past the TTL by that wait.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_roots_ttl_runs_from_the_holders_answer_not_from_its_audit_write() {
-        use std::sync::Arc;
-        use std::sync::atomic::Ordering;
-        let dir = std::env::temp_dir().join(format!(
-            "byok-answered-{}-{}",
-            std::process::id(),
-            rand::random::<u32>()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        let db = Database::open_dir(&dir).await.unwrap();
-        let managed = managed_key(SecretBytes::random(&mut rand::rng()), 1);
-        let svc = Arc::new(
-            Service::new(db, managed, Duration::from_secs(60), KmsSettings::default()).unwrap(),
-        );
-        let (org, _) = svc.create_org("org", None, None, None).await.unwrap();
-        let team = svc.create_scope(org, org, "team").await.unwrap();
-        let team = ScopeId::parse_hex(&team.id).unwrap();
-        let snap = svc.org(org).await.unwrap().snapshot();
-        let root = snap.root_of(snap.current_key_id(team).unwrap()).unwrap();
-        svc.cache().evict_org(org);
-        // The store's writer is busy: the unwrap's audit write will wait for it.
-        let writer = svc.store().write().await.unwrap();
-        let unwraps = svc.metrics.root_unwraps.load(Ordering::SeqCst);
-        let task = tokio::spawn({
-            let svc = svc.clone();
-            async move {
-                svc.encrypt(org, team, SealBuffer::copy_of(b"x"), BTreeMap::new())
-                    .await
-                    .map(|_| ())
-            }
-        });
-        while svc.metrics.root_unwraps.load(Ordering::SeqCst) == unwraps {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-        // The holder has answered; the audit write is waiting.
-        let answered_by = svc.now();
+        let mut w = WaitingOnTheWriter::start("answered").await;
+        let answered_by = w.svc.now();
         tokio::time::sleep(Duration::from_millis(20)).await;
-        drop(writer);
-        task.await.unwrap().unwrap();
-        let cached = svc.cache().get(root, svc.now()).expect("cached");
+        w.finish().await.unwrap();
+        let snap = w.svc.org(w.org).await.unwrap().snapshot();
+        let root = snap.root_of(snap.current_key_id(w.team).unwrap()).unwrap();
+        let cached = w.svc.cache().get(root, w.svc.now()).expect("cached");
         assert!(
             cached.freshness.unwrapped_at <= answered_by,
             "the TTL runs from {:?}, after the answer ({answered_by:?})",
             cached.freshness.unwrapped_at
         );
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// A request holding the org's cell while another replica's change arrives (here: its
@@ -361,43 +395,11 @@ mod tests {
     /// not refused either: it is decided again on the org as storage has it.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_request_caught_by_another_replicas_change_is_decided_again() {
-        use std::sync::Arc;
-        use std::sync::atomic::Ordering;
-        let dir = std::env::temp_dir().join(format!(
-            "byok-bystander-{}-{}",
-            std::process::id(),
-            rand::random::<u32>()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        let db = Database::open_dir(&dir).await.unwrap();
-        let managed = managed_key(SecretBytes::random(&mut rand::rng()), 1);
-        let svc = Arc::new(
-            Service::new(db, managed, Duration::from_secs(60), KmsSettings::default()).unwrap(),
-        );
-        let (org, _) = svc.create_org("org", None, None, None).await.unwrap();
-        let team = svc.create_scope(org, org, "team").await.unwrap();
-        let team = ScopeId::parse_hex(&team.id).unwrap();
-        svc.cache().evict_org(org);
-        let writer = svc.store().write().await.unwrap();
-        let unwraps = svc.metrics.root_unwraps.load(Ordering::SeqCst);
-        let task = tokio::spawn({
-            let svc = svc.clone();
-            async move {
-                svc.encrypt(org, team, SealBuffer::copy_of(b"x"), BTreeMap::new())
-                    .await
-                    .map(|_| ())
-            }
-        });
-        while svc.metrics.root_unwraps.load(Ordering::SeqCst) == unwraps {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-        // The request holds the cell; a change from elsewhere takes it out of use.
-        let held = svc.org(org).await.unwrap();
-        assert!(svc.org_changed(org, held.version() + 1));
-        drop(writer);
-        let answer = task.await.unwrap();
+        let mut w = WaitingOnTheWriter::start("bystander").await;
+        let held = w.svc.org(w.org).await.unwrap();
+        assert!(w.svc.org_changed(w.org, held.version() + 1));
+        let answer = w.finish().await;
         assert!(answer.is_ok(), "{answer:?}");
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// A resolve that checked the scope before a pause can put its key in the cache after the
