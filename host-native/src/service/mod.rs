@@ -93,6 +93,9 @@ pub struct Service {
     managed: ScopeKey,
     kms: kms::Kms,
     orgs: RwLock<FastMap<ScopeId, Arc<OrgCell>>>,
+    /// Orgs whose last change here was interrupted while storage may still be finishing it
+    /// (`org_cell.rs`): their next load waits for it.
+    unsettled: org_cell::Unsettled,
     cache: KeyCache,
     /// Token grants by token hash, so that authenticating a request does not read the database
     /// (revoking a token drops its entry at once, for good; see `grants.rs`).
@@ -142,6 +145,7 @@ impl Service {
             managed,
             kms: kms::Kms::new(kms, metrics.kms_calls.clone())?,
             orgs: RwLock::new(FastMap::default()),
+            unsettled: org_cell::Unsettled::default(),
             cache: KeyCache::default(),
             grants: grants::Grants::default(),
             default_ttl,

@@ -83,8 +83,45 @@ impl Drop for Unpublished<'_> {
         if !self.armed {
             return;
         }
+        // Marked before the cell goes, so that no load can start between the two unwarned.
+        self.service.unsettled.mark(self.org);
         self.service.forget_cell(self.org, self.cell);
         tracing::warn!(org = %self.org, "a change was interrupted before it was published: the org is reloaded from storage");
+    }
+}
+
+/// Orgs with a change interrupted after it began writing, each with a count of such
+/// interruptions. Storage may still be finishing that change: a dropped future may have sent
+/// its commit (SQLite's thread runs it anyway; PostgreSQL runs what reached it), and an
+/// ambiguous commit error may hide a commit that landed. A cell loaded before it lands would
+/// hold the state from before it (a pause missed) and, on SQLite, where no notification comes,
+/// keep serving it. So the next load of such an org waits for that change to end
+/// ([`Service::load_org`]).
+#[derive(Default)]
+pub(super) struct Unsettled(std::sync::Mutex<std::collections::HashMap<ScopeId, u64>>);
+
+impl Unsettled {
+    /// A change of `org` was interrupted.
+    fn mark(&self, org: ScopeId) {
+        *self.lock().entry(org).or_default() += 1;
+    }
+
+    /// How many interruptions of `org` are not settled yet (`None`: none).
+    fn get(&self, org: ScopeId) -> Option<u64> {
+        self.lock().get(&org).copied()
+    }
+
+    /// `org` was loaded as it stands after the interruptions counted `seen`; one counted since
+    /// keeps it unsettled.
+    fn settled(&self, org: ScopeId, seen: u64) {
+        let mut map = self.lock();
+        if map.get(&org) == Some(&seen) {
+            map.remove(&org);
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<ScopeId, u64>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -156,10 +193,16 @@ impl Service {
 
     /// Org `id` as storage has it now: the cell held here, or a fresh one when another replica
     /// changed the org since (one read of its version), for a change to start from.
+    ///
+    /// Only a version *ahead* of the cell's is another replica's: a change of this replica
+    /// sets the cell's version just before its commit, so until that commit lands storage is
+    /// one behind. Taking that for a change elsewhere would retire a cell in the middle of
+    /// being changed and load, from storage, the state before the change, which would then be
+    /// served after the change committed.
     pub(super) async fn current_org(&self, id: ScopeId) -> Result<Arc<OrgCell>> {
         let cell = self.org(id).await?;
         match org_rows::version(self.store.pool(), id).await? {
-            Some(v) if v != cell.version() => {
+            Some(v) if v > cell.version() => {
                 self.forget_cell(id, &cell);
                 self.org(id).await
             }
@@ -179,9 +222,7 @@ impl Service {
 
     /// Loads org `id` from storage into memory (once: a concurrent load's cell wins).
     async fn load_org(&self, id: ScopeId) -> Result<Arc<OrgCell>> {
-        let (org, meta, names, version) = org_rows::load(self.store.pool(), id)
-            .await?
-            .ok_or_else(|| ServiceError::NotFound("organization not found".into()))?;
+        let (org, meta, names, version) = self.load_settled(id).await?;
         let cmks = keys::list(self.store.pool(), id)
             .await?
             .into_iter()
@@ -206,6 +247,31 @@ impl Service {
             .entry(id)
             .or_insert(cell)
             .clone())
+    }
+
+    /// Org `id`'s rows as they stand. After an interrupted change ([`Unsettled`]) the load is
+    /// checked under the writer's turn and the org's row lock, which wait for that change to
+    /// commit or roll back: the version then read must be the one loaded, or the org is read
+    /// again.
+    async fn load_settled(&self, id: ScopeId) -> Result<org_rows::Loaded> {
+        let unsettled = self.unsettled.get(id);
+        for _ in 0..3 {
+            let loaded = org_rows::load(self.store.pool(), id)
+                .await?
+                .ok_or_else(|| ServiceError::NotFound("organization not found".into()))?;
+            let Some(seen) = unsettled else {
+                return Ok(loaded);
+            };
+            let mut w = self.store.write().await?;
+            let now = w.lock_org(id).await?;
+            drop(w);
+            if now == loaded.3 {
+                self.unsettled.settled(id, seen);
+                return Ok(loaded);
+            }
+        }
+        // Changed under every read (other replicas busy with this org): the caller retries.
+        Err(ServiceError::Reloading)
     }
 
     /// Runs transition `f` on a copy of org `org`, stores the result with its audit events in one
@@ -314,14 +380,23 @@ mod tests {
     /// finishing a step), then drops it there: as a client that hangs up, or the request
     /// deadline, would. True if it finished first.
     async fn drop_after(fut: impl Future, polls: usize) -> bool {
+        drop_at(fut, polls, true).await
+    }
+
+    /// [`drop_after`], or with `settled` false, dropped right after the last poll: with the
+    /// statement it sent still running on the database's thread.
+    async fn drop_at(fut: impl Future, polls: usize, settled: bool) -> bool {
         let mut fut = std::pin::pin!(fut);
         let woken = Arc::new(Woken(AtomicBool::new(false)));
         let waker = Waker::from(woken.clone());
         let mut cx = Context::from_waker(&waker);
-        for _ in 0..polls {
+        for poll in 0..polls {
             woken.0.store(false, Ordering::SeqCst);
             if fut.as_mut().poll(&mut cx).is_ready() {
                 return true;
+            }
+            if !settled && poll + 1 == polls {
+                break;
             }
             for _ in 0..2000 {
                 if woken.0.load(Ordering::SeqCst) {
@@ -333,16 +408,33 @@ mod tests {
         false
     }
 
+    /// An encrypt of `team`, once more if the first found the org being reloaded.
+    async fn encrypt_once_more(
+        svc: &Service,
+        org: ScopeId,
+        team: ScopeId,
+    ) -> Result<(), ServiceError> {
+        let encrypt = || svc.encrypt(org, team, SealBuffer::copy_of(b"x"), BTreeMap::new());
+        match encrypt().await {
+            Err(ServiceError::Reloading) => encrypt().await.map(drop),
+            answer => answer.map(drop),
+        }
+    }
+
     /// A pause dropped at every one of its await points in turn, the commit's included: the
     /// org is then served exactly as storage has it. Either the pause did not commit and the
     /// scope works, or it did and nothing opens (never a committed pause that memory missed).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_pause_dropped_anywhere_is_served_as_stored() {
-        // Whether a drop lands between the commit and its publishing depends on the database
-        // thread's timing: rounds repeat until both sides were seen.
-        let mut saw = (false, false);
-        for polls in (0..20).flat_map(|_| 1..=12) {
-            if saw.0 && saw.1 {
+        // Whether a drop lands between the commit and its publishing, or while the commit
+        // runs, depends on the database thread's timing: rounds repeat until every case was
+        // seen (not paused; paused and dropped after the commit; paused and dropped during it).
+        let mut saw = [false; 3];
+        let rounds = (0..20)
+            .flat_map(|_| 1..=12)
+            .flat_map(|p| [(p, true), (p, false)]);
+        for (polls, settled) in rounds {
+            if saw == [true; 3] {
                 break;
             }
             // On disk: a commit that waits for the file system is a step of its own.
@@ -363,8 +455,10 @@ mod tests {
             svc.encrypt(org, team, SealBuffer::copy_of(b"x"), BTreeMap::new())
                 .await
                 .unwrap();
-            let finished = drop_after(svc.pause(org, team), polls).await;
-            // A statement the dropped future had sent finishes on the database's thread.
+            let finished = drop_at(svc.pause(org, team), polls, settled).await;
+            // At once: a commit the dropped future had sent may still be running on the
+            // database's thread, and the org must not be loaded from before it.
+            let first = encrypt_once_more(&svc, org, team).await;
             tokio::time::sleep(Duration::from_millis(50)).await;
             let stored = org_rows::load(svc.store().pool(), org)
                 .await
@@ -372,33 +466,26 @@ mod tests {
                 .unwrap()
                 .0;
             let paused_in_storage = stored.check_usable(team).is_err();
-            let mut answer = svc
-                .encrypt(org, team, SealBuffer::copy_of(b"x"), BTreeMap::new())
-                .await;
-            if matches!(answer, Err(ServiceError::Reloading)) {
-                answer = svc
-                    .encrypt(org, team, SealBuffer::copy_of(b"x"), BTreeMap::new())
-                    .await;
-            }
+            // And later, from the cell then in memory.
+            let answer = encrypt_once_more(&svc, org, team).await;
             if paused_in_storage {
-                assert!(
-                    matches!(answer, Err(ServiceError::Scope(ScopeError::Paused { .. }))),
-                    "dropped after {polls} polls: paused in storage, but {answer:?}"
-                );
-                saw.1 |= !finished;
+                for answer in [first, answer] {
+                    assert!(
+                        matches!(answer, Err(ServiceError::Scope(ScopeError::Paused { .. }))),
+                        "dropped after {polls} polls: paused in storage, but {answer:?}"
+                    );
+                }
+                saw[if settled { 1 } else { 2 }] |= !finished;
             } else {
                 assert!(answer.is_ok(), "after {polls} polls: {answer:?}");
-                saw.0 = true;
+                saw[0] = true;
             }
             drop(svc);
             let _ = std::fs::remove_dir_all(&dir);
-            if finished {
-                continue;
-            }
         }
         assert!(
-            saw.0 && saw.1,
-            "the drops covered neither side of the commit: {saw:?}"
+            saw == [true; 3],
+            "the drops did not cover every side of the commit: {saw:?}"
         );
     }
 
@@ -550,6 +637,27 @@ mod tests {
             matches!(answer, Err(ServiceError::Reloading)),
             "served from a cell taken out of use: {answer:?}"
         );
+    }
+
+    /// A change of this replica sets its cell's version just before its commit, so storage is
+    /// one behind while the commit runs. Another change starting then (a job step, an admin's
+    /// call) must not take that for another replica's change: it would retire the cell being
+    /// changed and load the state from before the change, to be served after it commits.
+    #[tokio::test]
+    async fn a_change_in_flight_here_is_not_taken_for_another_replicas() {
+        let db = Database::open("sqlite::memory:").await.unwrap();
+        let svc = super::super::test_service(&db, 3);
+        let (org, _) = svc.create_org("org", None, None, None).await.unwrap();
+        let cell = svc.org(org).await.unwrap();
+        // As `transition_with` leaves it between `bump_org` and the commit.
+        cell.version.fetch_add(1, Ordering::SeqCst);
+        let current = svc.current_org(org).await.unwrap();
+        assert!(Arc::ptr_eq(&cell, &current), "the cell was replaced");
+        assert!(!cell.stale.load(Ordering::SeqCst), "the cell was retired");
+        // Storage ahead of it is another replica's change: a fresh cell.
+        cell.version.fetch_sub(2, Ordering::SeqCst);
+        let current = svc.current_org(org).await.unwrap();
+        assert!(!Arc::ptr_eq(&cell, &current) && cell.stale.load(Ordering::SeqCst));
     }
 
     /// Two replicas: two services, each with its own connections to one PostgreSQL database
