@@ -10,6 +10,7 @@ use serde::de::DeserializeOwned;
 
 use super::AppState;
 use super::error::ApiError;
+use crate::service::Authenticated;
 use crate::store::Role;
 
 /// The authenticated caller.
@@ -19,10 +20,9 @@ pub struct Caller {
     pub org: Option<ScopeId>,
     /// Its role.
     pub role: Role,
-    /// The hash its token is stored by (to rotate the operator's own token).
-    pub token_hash: [u8; 32],
-    /// Its token's row (id, name, expiry; never the secret), for `whoami`.
-    pub token: std::sync::Arc<crate::store::tokens::TokenRow>,
+    /// Its token's grant (id, name, expiry; never the secret) and hash, as authenticated: data
+    /// calls pass it on, to be checked again when they are admitted.
+    pub auth: Authenticated,
 }
 
 impl Caller {
@@ -75,38 +75,35 @@ impl FromRequestParts<AppState> for Caller {
             .map(str::trim)
             .filter(|t| t.starts_with("byok_") && t.len() < 200)
             .ok_or_else(unauthenticated)?;
-        let (grant, token_hash) = state
+        let auth = state
             .service
             .authenticate(token)
             .await?
             .ok_or_else(unauthenticated)?;
         // Counted once the token is known, before any key or body is touched. A refusal is
         // held back until the bucket has room (see `rate_limit`).
-        if let Err(refused) = state.rate.check(grant.org, &token_hash) {
+        if let Err(refused) = state.rate.check(auth.grant.org, &auth.hash) {
             tokio::time::sleep(refused.hold).await;
             return Err(refused.answer);
         }
-        let (org, role) = (grant.org, grant.role);
-        crate::store::audit::set_actor(grant.clone());
-        Ok(Self {
-            org,
-            role,
-            token_hash,
-            token: grant,
-        })
+        let (org, role) = (auth.grant.org, auth.grant.role);
+        crate::store::audit::set_actor(auth.grant.clone());
+        Ok(Self { org, role, auth })
     }
 }
 
-/// The org of a data call (`{org}` in the path), checked against a service token: how every
-/// handler in `data.rs` begins. Only service tokens touch data; an admin or auditor token gets
-/// `forbidden`, a token of another org `not_found`.
-pub struct ServiceOrg(pub ScopeId);
+/// The org of a data call (`{org}` in the path), checked against a service token, and that
+/// token's authentication, which the call is admitted on: how every handler in `data.rs`
+/// begins. Only service tokens touch data; an admin or auditor token gets `forbidden`, a
+/// token of another org `not_found`.
+pub struct ServiceOrg(pub ScopeId, pub Authenticated);
 
 impl FromRequestParts<AppState> for ServiceOrg {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        org_for(parts, state, &[Role::Service]).await.map(Self)
+        let (org, caller) = caller_on(parts, state, &[Role::Service]).await?;
+        Ok(Self(org, caller.auth))
     }
 }
 
@@ -136,6 +133,15 @@ impl FromRequestParts<AppState> for AdminOrg {
 
 /// `{org}` of the path, for a caller with one of `roles` on it.
 async fn org_for(parts: &mut Parts, state: &AppState, roles: &[Role]) -> Result<ScopeId, ApiError> {
+    caller_on(parts, state, roles).await.map(|(org, _)| org)
+}
+
+/// `{org}` of the path and the caller, who has one of `roles` on it.
+async fn caller_on(
+    parts: &mut Parts,
+    state: &AppState,
+    roles: &[Role],
+) -> Result<(ScopeId, Caller), ApiError> {
     let caller = Caller::from_request_parts(parts, state).await?;
     let params = RawPathParams::from_request_parts(parts, state)
         .await
@@ -144,7 +150,7 @@ async fn org_for(parts: &mut Parts, state: &AppState, roles: &[Role]) -> Result<
         .iter()
         .find_map(|(name, value)| (name == "org").then_some(value))
         .ok_or_else(|| ApiError::not_found("organization not found"))?;
-    caller.org(org, roles)
+    Ok((caller.org(org, roles)?, caller))
 }
 
 /// A JSON body whose rejections are API errors (not axum's plain-text ones).

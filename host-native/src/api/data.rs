@@ -140,7 +140,7 @@ fn armor_decode(text: &str, what: &str) -> Result<Vec<u8>, ApiError> {
     security(("bearer" = [])))]
 pub async fn encrypt(
     State(s): State<AppState>,
-    ServiceOrg(org): ServiceOrg,
+    ServiceOrg(org, who): ServiceOrg,
     Path((_, scope)): Path<(String, String)>,
     ApiJson(req): ApiJson<EncryptRequest>,
 ) -> Result<Json<EncryptResponse>, ApiError> {
@@ -154,7 +154,7 @@ pub async fn encrypt(
     plaintext.truncate(len);
     let ct = s
         .service
-        .encrypt(org, scope, plaintext, req.context)
+        .encrypt(&who, org, scope, plaintext, req.context)
         .await?;
     Ok(Json(EncryptResponse {
         ciphertext: byok_core::format::armor::encode(&ct),
@@ -168,11 +168,11 @@ pub async fn encrypt(
     security(("bearer" = [])))]
 pub async fn decrypt(
     State(s): State<AppState>,
-    ServiceOrg(org): ServiceOrg,
+    ServiceOrg(org, who): ServiceOrg,
     ApiJson(req): ApiJson<DecryptRequest>,
 ) -> Result<Json<DecryptResponse>, ApiError> {
     let ct = armor_decode(&req.ciphertext, "ciphertext")?;
-    let pt = s.service.decrypt(org, ct, req.context).await?;
+    let pt = s.service.decrypt(&who, org, ct, req.context).await?;
     Ok(Json(DecryptResponse {
         plaintext: Base64::encode_string(&pt),
     }))
@@ -185,12 +185,12 @@ pub async fn decrypt(
     security(("bearer" = [])))]
 pub async fn datakey(
     State(s): State<AppState>,
-    ServiceOrg(org): ServiceOrg,
+    ServiceOrg(org, who): ServiceOrg,
     Path((_, scope)): Path<(String, String)>,
     ApiJson(req): ApiJson<DataKeyRequest>,
 ) -> Result<Json<DataKeyResponse>, ApiError> {
     let scope = parse_id(&scope, "scope")?;
-    let out = s.service.datakey(org, scope, req.context).await?;
+    let out = s.service.datakey(&who, org, scope, req.context).await?;
     Ok(Json(DataKeyResponse {
         key: Base64::encode_string(out.key.expose_secret()),
         wrapped: byok_core::format::armor::encode(&out.wrapped),
@@ -205,11 +205,14 @@ pub async fn datakey(
     security(("bearer" = [])))]
 pub async fn unwrap_datakey(
     State(s): State<AppState>,
-    ServiceOrg(org): ServiceOrg,
+    ServiceOrg(org, who): ServiceOrg,
     ApiJson(req): ApiJson<UnwrapRequest>,
 ) -> Result<Json<UnwrapResponse>, ApiError> {
     let wrapped = armor_decode(&req.wrapped, "wrapped")?;
-    let key = s.service.unwrap_datakey(org, &wrapped, req.context).await?;
+    let key = s
+        .service
+        .unwrap_datakey(&who, org, &wrapped, req.context)
+        .await?;
     Ok(Json(UnwrapResponse {
         key: Base64::encode_string(key.expose_secret()),
     }))
@@ -245,14 +248,14 @@ pub struct StoredKeys {
     security(("bearer" = [])))]
 pub async fn create_stored(
     State(s): State<AppState>,
-    ServiceOrg(org): ServiceOrg,
+    ServiceOrg(org, who): ServiceOrg,
     Path((_, scope)): Path<(String, String)>,
     ApiJson(req): ApiJson<CreateStored>,
 ) -> Result<(axum::http::StatusCode, Json<StoredKeys>), ApiError> {
     let scope = parse_id(&scope, "scope")?;
     let keys = s
         .service
-        .create_stored_keys(org, scope, req.count.unwrap_or(1))
+        .create_stored_keys(&who, org, scope, req.count.unwrap_or(1))
         .await?;
     Ok((axum::http::StatusCode::CREATED, Json(StoredKeys { keys })))
 }
@@ -264,11 +267,11 @@ pub async fn create_stored(
     security(("bearer" = [])))]
 pub async fn get_stored(
     State(s): State<AppState>,
-    ServiceOrg(org): ServiceOrg,
+    ServiceOrg(org, who): ServiceOrg,
     ApiJson(req): ApiJson<GetStored>,
 ) -> Result<Json<StoredKeys>, ApiError> {
     Ok(Json(StoredKeys {
-        keys: s.service.get_stored_keys(org, &req.ids).await?,
+        keys: s.service.get_stored_keys(&who, org, &req.ids).await?,
     }))
 }
 
@@ -290,7 +293,7 @@ pub struct LeaseRequest {
     security(("bearer" = [])))]
 pub async fn lease(
     State(s): State<AppState>,
-    ServiceOrg(org): ServiceOrg,
+    ServiceOrg(org, who): ServiceOrg,
     Path((_, scope)): Path<(String, String)>,
     ApiJson(req): ApiJson<LeaseRequest>,
 ) -> Result<
@@ -315,6 +318,7 @@ pub async fn lease(
     let lease = s
         .service
         .lease(
+            &who,
             org,
             scope,
             &super::error::request_id(),

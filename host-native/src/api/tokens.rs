@@ -136,9 +136,9 @@ pub async fn whoami(caller: Caller) -> Json<Whoami> {
     Json(Whoami {
         org: caller.org.map(|o| o.to_string()),
         role: caller.role,
-        token_id: caller.token.id.to_string(),
-        name: caller.token.name.clone(),
-        expires_at: caller.token.expires_at,
+        token_id: caller.auth.grant.id.to_string(),
+        name: caller.auth.grant.name.clone(),
+        expires_at: caller.auth.grant.expires_at,
     })
 }
 
@@ -212,7 +212,7 @@ pub async fn rotate_operator(
     caller: Caller,
 ) -> Result<(StatusCode, Json<TokenCreated>), ApiError> {
     operator(&caller)?;
-    let (id, token) = s.service.rotate_operator(caller.token_hash).await?;
+    let (id, token) = s.service.rotate_operator(caller.auth.hash).await?;
     Ok((
         StatusCode::CREATED,
         Json(TokenCreated {

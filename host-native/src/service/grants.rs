@@ -9,6 +9,7 @@
 //! [`FORGOTTEN_MS`] is never cached: that covers a revoke whose request was dropped during its
 //! commit, where the forget runs first and the delete may land a moment later.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use super::FastMap;
@@ -37,23 +38,32 @@ pub(super) enum Cached {
 #[derive(Default)]
 struct Inner {
     by_hash: FastMap<[u8; 32], Arc<TokenRow>>,
-    /// Bumped by every forget.
-    epoch: u64,
     /// Hashes forgotten, with when (ms since the epoch).
     forgotten: FastMap<[u8; 32], i64>,
 }
 
 /// The grants known here (see the module's doc).
 #[derive(Default)]
-pub(super) struct Grants(RwLock<Inner>);
+pub(super) struct Grants {
+    inner: RwLock<Inner>,
+    /// Bumped by every forget, only while `inner` is held for writing: read under `inner`, it
+    /// is consistent with the grants held; read alone (a data call's check that its caller's
+    /// grant still stands, [`Grants::moved_since`]), one atomic load.
+    epoch: AtomicU64,
+}
 
 impl Grants {
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Inner> {
-        self.0.read().unwrap_or_else(|p| p.into_inner())
+        self.inner.read().unwrap_or_else(|p| p.into_inner())
     }
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, Inner> {
-        self.0.write().unwrap_or_else(|p| p.into_inner())
+        self.inner.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Bumps the epoch; `_held` proves `inner` is held for writing.
+    fn bump(&self, _held: &mut Inner) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
     }
 
     /// The grant of the token with `hash`, if held.
@@ -61,9 +71,22 @@ impl Grants {
         self.read().by_hash.get(hash).cloned()
     }
 
+    /// The grant of the token with `hash`, if held, with the epoch it is held at: a forget
+    /// of it (or of its org's grants) comes after, and moves the epoch.
+    pub(super) fn get_at(&self, hash: &[u8; 32]) -> Option<(Arc<TokenRow>, u64)> {
+        let g = self.read();
+        let grant = g.by_hash.get(hash).cloned()?;
+        Some((grant, self.epoch.load(Ordering::SeqCst)))
+    }
+
     /// Read before reading a row from storage, and passed to [`Grants::cache`].
     pub(super) fn epoch(&self) -> u64 {
-        self.read().epoch
+        self.epoch.load(Ordering::SeqCst)
+    }
+
+    /// Whether any grant was forgotten since `epoch`: one atomic load, for the data path.
+    pub(super) fn moved_since(&self, epoch: u64) -> bool {
+        self.epoch.load(Ordering::SeqCst) != epoch
     }
 
     /// Keeps `grant`, read from storage after [`Grants::epoch`] returned `since`, unless a
@@ -76,7 +99,7 @@ impl Grants {
         now: i64,
     ) -> Cached {
         let mut g = self.write();
-        if g.epoch != since {
+        if self.epoch.load(Ordering::SeqCst) != since {
             return Cached::Moved;
         }
         if g.forgotten
@@ -97,7 +120,7 @@ impl Grants {
     pub(super) fn forget(&self, hash: [u8; 32], now: i64) {
         let mut g = self.write();
         g.by_hash.remove(&hash);
-        g.epoch += 1;
+        self.bump(&mut g);
         if g.forgotten.len() >= MAX_GRANTS {
             g.forgotten.retain(|_, at| now - *at < FORGOTTEN_MS);
         }
@@ -109,7 +132,7 @@ impl Grants {
     pub(super) fn retain(&self, keep: impl Fn(&[u8; 32], &TokenRow) -> bool) {
         let mut g = self.write();
         g.by_hash.retain(|h, row| keep(h, row));
-        g.epoch += 1;
+        self.bump(&mut g);
     }
 
     /// Drops the grant of the token with `hash` because it expired: no tombstone needed, an

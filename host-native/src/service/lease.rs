@@ -13,6 +13,7 @@ use byok_core::lease::Lease;
 use byok_core::{KeyId, ScopeId, ScopeKey};
 use serde_json::json;
 
+use super::tokens::Authenticated;
 use super::{Result, Service, ServiceError};
 use crate::store::{self, audit, tokens};
 
@@ -22,6 +23,7 @@ impl Service {
     /// so that a caller can match an answer to the log and the log says which edge holds keys.
     pub async fn lease(
         &self,
+        who: &Authenticated,
         org: ScopeId,
         scope: ScopeId,
         request_id: &str,
@@ -86,7 +88,7 @@ impl Service {
         // Checked again on the published state, and audited, before any key leaves: a lease
         // is never issued after a pause or revoke that committed first.
         let ids: Vec<KeyId> = versions.iter().map(|v| KeyId::new(scope, *v)).collect();
-        let _admitted = self.admit(&cell, &ids).await?;
+        let _admitted = self.admit(&cell, &ids, who).await?;
         let expires_at = self.wall_ms(ends);
         // The versions come from one snapshot, so they are distinct and include the current one.
         // Its length too, so that an edge ends it by its own clock (core's `lease` docs).
@@ -113,9 +115,7 @@ impl Service {
             self.forget_cell(org, &cell);
             return Err(ServiceError::Reloading);
         }
-        if let Some(token) = audit::actor_id()
-            && !tokens::exists(&mut w.tx, token).await?
-        {
+        if !tokens::exists(&mut *w.tx, who.grant.id).await? {
             return Err(ServiceError::Unauthenticated(
                 "this token was revoked while the lease was being issued".into(),
             ));
@@ -132,48 +132,44 @@ mod tests {
 
     use byok_core::ScopeId;
 
-    use std::sync::Arc;
+    use super::super::{Authenticated, ServiceError, test_caller, test_service};
+    use crate::store::{Database, Role};
 
-    use super::super::{Service, ServiceError, test_service};
-    use crate::store::{Database, Role, TokenRow, audit};
-
-    /// A lease request authenticated a moment before its token was revoked, and still being
-    /// served after the revoke committed, gets no keys: the revoke's receipt promised none
-    /// were issued after it.
+    /// A lease asked of a replica that has not heard of its token's revoke elsewhere (the
+    /// grant is still held in its memory) gets no keys: the revoke's receipt, which counts the
+    /// leases in the log, promised none were issued after it. Here, two services over one
+    /// database, nothing telling one of the other's changes.
     #[tokio::test]
-    async fn a_lease_is_not_issued_to_a_token_revoked_while_it_was_served() {
+    async fn a_lease_is_not_issued_to_a_token_revoked_on_another_replica() {
         let db = Database::open("sqlite::memory:").await.unwrap();
-        let svc = test_service(&db, 3);
-        let (org, _) = svc
+        let (here, elsewhere) = (test_service(&db, 3), test_service(&db, 3));
+        let (org, _) = here
             .create_org("org", None, Some(Duration::from_secs(60)), None)
             .await
             .unwrap();
-        let team = svc.create_scope(org, org, "team").await.unwrap();
+        let team = here.create_scope(org, org, "team").await.unwrap();
         let team = ScopeId::parse_hex(&team.id).unwrap();
-        let (_, token) = svc
+        let (_, token) = here
             .create_token(org, Role::Service, "edge", None)
             .await
             .unwrap();
-        let (grant, _) = svc.authenticate(&token).await.unwrap().unwrap();
-        // As a request authenticated with `grant` asks.
-        async fn lease(
-            svc: &Service,
-            grant: Arc<TokenRow>,
-            org: ScopeId,
-            team: ScopeId,
-        ) -> Result<(), ServiceError> {
-            audit::with_actor_slot(async move {
-                audit::set_actor(grant);
-                svc.lease(org, team, "req", None).await.map(|_| ())
-            })
+        let here = &here;
+        let lease = |who: Authenticated| async move {
+            here.lease(&who, org, team, "req", None).await.map(|_| ())
+        };
+        let who = here.authenticate(&token).await.unwrap().unwrap();
+        assert!(lease(who.clone()).await.is_ok(), "the token works");
+        elsewhere
+            .revoke_token(Some(org), who.grant.id)
             .await
-        }
-        assert!(
-            lease(&svc, grant.clone(), org, team).await.is_ok(),
-            "the token works"
-        );
-        svc.revoke_token(Some(org), grant.id).await.unwrap();
-        let answer = lease(&svc, grant, org, team).await;
+            .unwrap();
+        // Still authenticated here, from memory.
+        let who = here.authenticate(&token).await.unwrap().unwrap();
+        // The revoke moved the org's version: first the org is reloaded...
+        let answer = lease(who.clone()).await;
+        assert!(matches!(answer, Err(ServiceError::Reloading)), "{answer:?}");
+        // ...then the token's row, read under the org's row lock, is gone.
+        let answer = lease(who).await;
         assert!(
             matches!(answer, Err(ServiceError::Unauthenticated(_))),
             "{answer:?}"
@@ -196,12 +192,15 @@ mod tests {
             .unwrap();
         let team = a.create_scope(org, org, "team").await.unwrap();
         let team = ScopeId::parse_hex(&team.id).unwrap();
-        b.lease(org, team, "before", None).await.expect("b leases");
+        let who = test_caller(&b, org).await;
+        b.lease(&who, org, team, "before", None)
+            .await
+            .expect("b leases");
         a.pause(org, team).await.unwrap();
-        let answer = b.lease(org, team, "after", None).await.map(|_| ());
+        let answer = b.lease(&who, org, team, "after", None).await.map(|_| ());
         assert!(matches!(answer, Err(ServiceError::Reloading)), "{answer:?}");
         // Asked again, b has reloaded the org: the pause's own answer.
-        let again = b.lease(org, team, "again", None).await.map(|_| ());
+        let again = b.lease(&who, org, team, "again", None).await.map(|_| ());
         assert!(
             matches!(
                 again,

@@ -49,7 +49,7 @@ pub use job_leases::DEFAULT_JOB_LEASE;
 pub use jobs::JobView;
 pub use keys::{GrantFacts, KeySpec, KeyView, KeysView, PolicyView, StepView};
 pub use retire::{MAX_KEYS_PER_CALL, StoredKey};
-pub use tokens::TokenView;
+pub use tokens::{Authenticated, TokenView};
 
 use crate::store::{self, Database};
 
@@ -223,4 +223,17 @@ pub(crate) fn test_service(db: &Database, managed: u8) -> Service {
         kms::KmsSettings::default(),
     )
     .expect("a test service")
+}
+
+/// A service token of `org`, authenticated, for the service's unit tests of data calls.
+#[cfg(test)]
+pub(crate) async fn test_caller(svc: &Service, org: ScopeId) -> Authenticated {
+    let (_, token) = svc
+        .create_token(org, store::Role::Service, "test", None)
+        .await
+        .expect("a token");
+    svc.authenticate(&token)
+        .await
+        .expect("authenticated")
+        .expect("known")
 }

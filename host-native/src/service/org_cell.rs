@@ -12,6 +12,7 @@ use byok_core::{KeyId, ScopeId};
 
 use super::apply::{self, Extra};
 use super::resolve::check_live;
+use super::tokens::Authenticated;
 use super::{Result, Service, ServiceError};
 use crate::store::keys::{self, CmkRow};
 use crate::store::{self, OrgMeta, org_rows};
@@ -153,14 +154,16 @@ impl OrgCell {
 }
 
 impl Service {
-    /// Admits a data operation on `keys` of `org`: waits for any transition to finish
-    /// publishing, then checks, on the state now published, that each key's scope is usable
-    /// and its version live. Hold the guard until the key material has left (and its audit
-    /// event is appended): a pause, revoke or retirement cannot commit in between.
+    /// Admits a data operation of `who` on `keys` of `org`: waits for any transition (or
+    /// token revoke) to finish publishing, then checks, on the state now published, that each
+    /// key's scope is usable and its version live, and that `who`'s token still stands. Hold
+    /// the guard until the key material has left (and its audit event is appended): a pause,
+    /// revoke, retirement or token revoke cannot commit in between.
     pub(crate) async fn admit<'a>(
         &self,
         cell: &'a OrgCell,
         keys: &[KeyId],
+        who: &Authenticated,
     ) -> Result<tokio::sync::RwLockReadGuard<'a, ()>> {
         let guard = cell.gate.read().await;
         if cell.stale.load(Ordering::SeqCst) {
@@ -169,6 +172,9 @@ impl Service {
         let snap = cell.snapshot();
         for k in keys {
             check_live(&snap, *k)?;
+        }
+        if !self.granted_in_memory(who) {
+            Box::pin(self.still_stored(who)).await?;
         }
         Ok(guard)
     }
@@ -365,7 +371,7 @@ mod tests {
     use byok_core::{ScopeId, SecretBytes};
 
     use super::super::kms::KmsSettings;
-    use super::super::{Service, ServiceError};
+    use super::super::{Authenticated, Service, ServiceError};
     use crate::store::{Database, org_rows};
 
     struct Woken(AtomicBool);
@@ -411,10 +417,11 @@ mod tests {
     /// An encrypt of `team`, once more if the first found the org being reloaded.
     async fn encrypt_once_more(
         svc: &Service,
+        who: &Authenticated,
         org: ScopeId,
         team: ScopeId,
     ) -> Result<(), ServiceError> {
-        let encrypt = || svc.encrypt(org, team, SealBuffer::copy_of(b"x"), BTreeMap::new());
+        let encrypt = || svc.encrypt(who, org, team, SealBuffer::copy_of(b"x"), BTreeMap::new());
         match encrypt().await {
             Err(ServiceError::Reloading) => encrypt().await.map(drop),
             answer => answer.map(drop),
@@ -451,14 +458,15 @@ mod tests {
             let (org, _) = svc.create_org("org", None, None, None).await.unwrap();
             let team = svc.create_scope(org, org, "team").await.unwrap();
             let team = ScopeId::parse_hex(&team.id).unwrap();
+            let who = crate::service::test_caller(&svc, org).await;
             // The team's key is cached: the stale path a missed pause would take.
-            svc.encrypt(org, team, SealBuffer::copy_of(b"x"), BTreeMap::new())
+            svc.encrypt(&who, org, team, SealBuffer::copy_of(b"x"), BTreeMap::new())
                 .await
                 .unwrap();
             let finished = drop_at(svc.pause(org, team), polls, settled).await;
             // At once: a commit the dropped future had sent may still be running on the
             // database's thread, and the org must not be loaded from before it.
-            let first = encrypt_once_more(&svc, org, team).await;
+            let first = encrypt_once_more(&svc, &who, org, team).await;
             tokio::time::sleep(Duration::from_millis(50)).await;
             let stored = org_rows::load(svc.store().pool(), org)
                 .await
@@ -467,7 +475,7 @@ mod tests {
                 .0;
             let paused_in_storage = stored.check_usable(team).is_err();
             // And later, from the cell then in memory.
-            let answer = encrypt_once_more(&svc, org, team).await;
+            let answer = encrypt_once_more(&svc, &who, org, team).await;
             if paused_in_storage {
                 for answer in [first, answer] {
                     assert!(
@@ -618,6 +626,7 @@ mod tests {
         let (org, _) = svc.create_org("org", None, None, None).await.unwrap();
         let team = svc.create_scope(org, org, "team").await.unwrap();
         let team = ScopeId::parse_hex(&team.id).unwrap();
+        let who = crate::service::test_caller(&svc, org).await;
         let old = svc.org(org).await.unwrap();
         let key = old.snapshot().current_key_id(team).unwrap();
         let k = svc.scope_key(&old, key).await.unwrap();
@@ -632,7 +641,7 @@ mod tests {
             now + Duration::from_secs(60),
             now,
         );
-        let answer = svc.admitted_key(&old, key).await.map(|_| ());
+        let answer = svc.admitted_key(&old, key, &who).await.map(|_| ());
         assert!(
             matches!(answer, Err(ServiceError::Reloading)),
             "served from a cell taken out of use: {answer:?}"

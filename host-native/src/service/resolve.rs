@@ -13,6 +13,7 @@ use serde_json::json;
 
 use super::grace::GraceEnd;
 use super::org_cell::OrgCell;
+use super::tokens::Authenticated;
 use super::{Result, Service, ServiceError};
 use crate::store::{self, audit};
 
@@ -26,6 +27,7 @@ impl Service {
         &self,
         cell: &'a OrgCell,
         key: KeyId,
+        who: &Authenticated,
     ) -> Result<(Arc<ScopeKey>, tokio::sync::RwLockReadGuard<'a, ()>)> {
         {
             let guard = cell.gate.read().await;
@@ -37,6 +39,9 @@ impl Service {
             let snap = cell.snapshot();
             check_live(&snap, key)?;
             if let Some(k) = self.fresh(cell, key) {
+                if !self.granted_in_memory(who) {
+                    Box::pin(self.still_stored(who)).await?;
+                }
                 self.metrics.cache_hits.fetch_add(1, Ordering::Relaxed);
                 // Admitted: marked before the key is used (a map lookup when already marked).
                 self.mark_use(snap.id(), key.scope).await?;
@@ -47,7 +52,7 @@ impl Service {
         // future of every data call, hits included.
         Box::pin(async {
             let k = self.scope_key(cell, key).await?;
-            let guard = self.admit(cell, &[key]).await?;
+            let guard = self.admit(cell, &[key], who).await?;
             self.mark_use(cell.snapshot().id(), key.scope).await?;
             Ok((k, guard))
         })
@@ -60,6 +65,7 @@ impl Service {
         &self,
         cell: &'a OrgCell,
         scope: ScopeId,
+        who: &Authenticated,
     ) -> Result<(Arc<ScopeKey>, tokio::sync::RwLockReadGuard<'a, ()>)> {
         let key = {
             let snap = cell.snapshot();
@@ -68,7 +74,7 @@ impl Service {
             }
             snap.current_key_id(scope)?
         };
-        self.admitted_key(cell, key).await
+        self.admitted_key(cell, key, who).await
     }
 
     /// Resolves `key` of `org`: from the cache, or from the root key down (unwrapping the root
@@ -333,13 +339,14 @@ mod tests {
             let (org, _) = svc.create_org("org", None, None, None).await.unwrap();
             let team = svc.create_scope(org, org, "team").await.unwrap();
             let team = ScopeId::parse_hex(&team.id).unwrap();
+            let who = crate::service::test_caller(&svc, org).await;
             svc.cache().evict_org(org);
             let writer = Some(svc.store().write().await.unwrap());
             let unwraps = svc.metrics.root_unwraps.load(Ordering::SeqCst);
             let encrypt = tokio::spawn({
                 let svc = svc.clone();
                 async move {
-                    svc.encrypt(org, team, SealBuffer::copy_of(b"x"), BTreeMap::new())
+                    svc.encrypt(&who, org, team, SealBuffer::copy_of(b"x"), BTreeMap::new())
                         .await
                         .map(|_| ())
                 }
@@ -414,8 +421,15 @@ mod tests {
         let (org, _) = svc.create_org("org", None, None, None).await.unwrap();
         let team = svc.create_scope(org, org, "team").await.unwrap();
         let team = ScopeId::parse_hex(&team.id).unwrap();
+        let who = crate::service::test_caller(&svc, org).await;
         let ct = svc
-            .encrypt(org, team, SealBuffer::copy_of(b"secret"), BTreeMap::new())
+            .encrypt(
+                &who,
+                org,
+                team,
+                SealBuffer::copy_of(b"secret"),
+                BTreeMap::new(),
+            )
             .await
             .unwrap();
         let cell = svc.org(org).await.unwrap();
@@ -436,11 +450,11 @@ mod tests {
         );
         let paused = |r: Result<Vec<u8>, ServiceError>| matches!(r, Err(ServiceError::Scope(ScopeError::Paused { by, .. })) if by == team);
         assert!(paused(
-            svc.encrypt(org, team, SealBuffer::copy_of(b"x"), BTreeMap::new())
+            svc.encrypt(&who, org, team, SealBuffer::copy_of(b"x"), BTreeMap::new())
                 .await
         ));
         assert!(paused(
-            svc.decrypt(org, ct.clone(), BTreeMap::new())
+            svc.decrypt(&who, org, ct.clone(), BTreeMap::new())
                 .await
                 .map(|pt| pt.to_vec())
         ));

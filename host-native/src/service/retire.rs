@@ -9,6 +9,7 @@ use byok_core::{Context, Envelope, KeyId, ScopeId, SecretBytes};
 use serde::Serialize;
 
 use super::job_leases::JobTurn;
+use super::tokens::Authenticated;
 use super::{Extra, Result, Service, ServiceError};
 use crate::store::data_keys::{self, DataKeyRow, RetireJob};
 use crate::store::{self};
@@ -59,6 +60,7 @@ impl Service {
     /// returns them in the clear (the only time they leave in the clear unasked).
     pub async fn create_stored_keys(
         &self,
+        who: &Authenticated,
         org: ScopeId,
         scope: ScopeId,
         count: usize,
@@ -97,7 +99,7 @@ impl Service {
             (rows, out)
         };
         // Stored while no revoke or retirement can commit (and guarded in the statement too).
-        let _admitted = self.admit(&cell, &[key_id]).await?;
+        let _admitted = self.admit(&cell, &[key_id], who).await?;
         self.mark_use(org, scope).await?;
         let mut w = self.store.write().await?;
         if !data_keys::insert(&mut w.tx, org, &rows, store::now_ms()).await? {
@@ -110,7 +112,12 @@ impl Service {
     }
 
     /// Opens stored data keys of this org by id; the scope of each must be usable.
-    pub async fn get_stored_keys(&self, org: ScopeId, ids: &[String]) -> Result<Vec<StoredKey>> {
+    pub async fn get_stored_keys(
+        &self,
+        who: &Authenticated,
+        org: ScopeId,
+        ids: &[String],
+    ) -> Result<Vec<StoredKey>> {
         if ids.is_empty() || ids.len() > MAX_KEYS_PER_CALL {
             return Err(ServiceError::Invalid(format!(
                 "ids must have 1 to {MAX_KEYS_PER_CALL} entries"
@@ -141,7 +148,7 @@ impl Service {
             }
         }
         let ids_used: Vec<KeyId> = keys.keys().copied().collect();
-        let _admitted = self.admit(&cell, &ids_used).await?;
+        let _admitted = self.admit(&cell, &ids_used, who).await?;
         let scopes: std::collections::BTreeSet<ScopeId> =
             ids_used.iter().map(|k| k.scope).collect();
         for scope in scopes {

@@ -49,17 +49,27 @@ impl From<&tokens::TokenRow> for TokenView {
     }
 }
 
+/// A request's caller: its token's grant, as it stood when the grants' epoch was `epoch`.
+/// Admitting a data call checks, holding the org's gate, that no grant was forgotten since,
+/// or else that this one still stands ([`Service::granted_in_memory`]): a token revoked while the
+/// call was on its way (a KMS call can take seconds) gets nothing.
+#[derive(Clone, Debug)]
+pub struct Authenticated {
+    /// The token's row (id, org, role, name, expiry; never the secret).
+    pub grant: Arc<tokens::TokenRow>,
+    /// The hash the token is stored by.
+    pub hash: [u8; 32],
+    epoch: u64,
+}
+
 impl Service {
-    /// The grant of a bearer token, with the hash it is known by. Found grants stay in memory
-    /// (up to 100 000; unknown tokens are never kept, so guesses cannot fill it); revoking drops
-    /// one at once, and an expired one is refused and dropped.
-    pub async fn authenticate(
-        &self,
-        token: &str,
-    ) -> Result<Option<(Arc<tokens::TokenRow>, [u8; 32])>> {
+    /// The grant of a bearer token. Found grants stay in memory (up to 100 000; unknown tokens
+    /// are never kept, so guesses cannot fill it); revoking drops one at once, and an expired
+    /// one is refused and dropped.
+    pub async fn authenticate(&self, token: &str) -> Result<Option<Authenticated>> {
         let hash = tokens::token_hash(token);
         let now = store::now_ms();
-        let grant = match self.grants.get(&hash) {
+        let (grant, epoch) = match self.grants.get_at(&hash) {
             Some(g) => g,
             // Boxed, like the touch below: the data path's future carries only the hit.
             None => match Box::pin(self.read_grant(token, hash, now)).await? {
@@ -84,7 +94,31 @@ impl Service {
                 self.grants.touched(&hash, now);
             }
         }
-        Ok(Some((grant, hash)))
+        Ok(Some(Authenticated { grant, hash, epoch }))
+    }
+
+    /// Whether `who`'s token stands, as far as memory knows, holding the gate of the caller's
+    /// org (for reading, as every admission does): no grant was forgotten since `who` was
+    /// authenticated (one atomic load), or `who`'s grant is still held. A revoke commits and
+    /// forgets the grant holding that gate for writing, so either it waits for this call to
+    /// finish, or this call sees the epoch moved. When this says no, ask
+    /// [`Service::still_stored`] (boxed at the call: it is cold, and its state would otherwise
+    /// size every data call's future).
+    pub(super) fn granted_in_memory(&self, who: &Authenticated) -> bool {
+        !self.grants.moved_since(who.epoch) || self.grants.get(&who.hash).is_some()
+    }
+
+    /// Whether `who`'s token is still stored, for an admission whose check in memory
+    /// ([`Service::granted_in_memory`]) could not tell: `unauthenticated` if it was revoked
+    /// while the call was on its way.
+    pub(super) async fn still_stored(&self, who: &Authenticated) -> Result<()> {
+        if tokens::exists(self.store.pool(), who.grant.id).await? {
+            Ok(())
+        } else {
+            Err(ServiceError::Unauthenticated(
+                "this token was revoked while the call was being served".into(),
+            ))
+        }
     }
 
     /// A token's grant from storage, cached unless a revoke may have raced the read
@@ -95,7 +129,7 @@ impl Service {
         token: &str,
         hash: [u8; 32],
         now: i64,
-    ) -> Result<Option<Arc<tokens::TokenRow>>> {
+    ) -> Result<Option<(Arc<tokens::TokenRow>, u64)>> {
         let mut tries = 0;
         loop {
             let since = self.grants.epoch();
@@ -104,9 +138,11 @@ impl Service {
             };
             let row = Arc::new(row);
             tries += 1;
+            // Served with the epoch read before the row: a forget since (its revoke, perhaps)
+            // makes the data path check the grant again.
             match self.grants.cache(hash, row.clone(), since, now) {
                 Cached::Moved if tries < 3 => continue,
-                Cached::Kept | Cached::Forgotten | Cached::Moved => return Ok(Some(row)),
+                Cached::Kept | Cached::Forgotten | Cached::Moved => return Ok(Some((row, since))),
             }
         }
     }
@@ -160,10 +196,18 @@ impl Service {
     }
 
     /// Revokes token `id` of `org` (`None`: an operator token). The next request with it gets
-    /// 401, also when it was authenticated a moment before.
+    /// 401, also when it was authenticated a moment before; so does one already on its way
+    /// that was not yet admitted, and one admitted before finishes first: the revoke commits
+    /// and forgets the grant holding the org's gate for writing, and every admission checks
+    /// the grant holding it for reading ([`Service::granted_in_memory`]).
     pub async fn revoke_token(&self, org: Option<ScopeId>, id: TokenId) -> Result<()> {
         let cell = match org {
             Some(o) => Some(self.org(o).await?),
+            None => None,
+        };
+        // Taken before the writer, in the order transitions take them.
+        let _gate = match &cell {
+            Some(c) => Some(c.gate.write().await),
             None => None,
         };
         let mut w = self.store.write().await?;
@@ -257,6 +301,93 @@ mod tests {
     use super::*;
     use crate::service::test_service;
     use crate::store::Database;
+    use byok_core::envelope::SealBuffer;
+    use std::collections::BTreeMap;
+
+    /// An org with scope `team`, its key cached, and two service tokens authenticated.
+    async fn two_callers(s: &Service) -> (ScopeId, ScopeId, Authenticated, Authenticated) {
+        let (org, _) = s.create_org("org", None, None, None).await.unwrap();
+        let team = s.create_scope(org, org, "team").await.unwrap();
+        let team = ScopeId::parse_hex(&team.id).unwrap();
+        let a = crate::service::test_caller(s, org).await;
+        let b = crate::service::test_caller(s, org).await;
+        s.encrypt(&a, org, team, SealBuffer::copy_of(b"x"), BTreeMap::new())
+            .await
+            .unwrap();
+        (org, team, a, b)
+    }
+
+    /// A call authenticated a moment before its token is revoked, and admitted after the
+    /// revoke committed (a KMS call, or only the gate, in between), gets nothing: on a cache
+    /// hit and on a miss, for each kind of data call.
+    #[tokio::test]
+    async fn a_call_authenticated_before_a_revoke_is_refused_after_it() {
+        let db = Database::open("sqlite::memory:").await.unwrap();
+        let s = test_service(&db, 3);
+        let (org, team, who, _) = two_callers(&s).await;
+        let ct = s
+            .encrypt(&who, org, team, SealBuffer::copy_of(b"x"), BTreeMap::new())
+            .await
+            .unwrap();
+        s.revoke_token(Some(org), who.grant.id).await.unwrap();
+        let revoked = |r: Result<()>| matches!(r, Err(ServiceError::Unauthenticated(_)));
+        for miss in [false, true] {
+            if miss {
+                s.cache().evict_org(org);
+            }
+            let pt = SealBuffer::copy_of(b"x");
+            let e = s.encrypt(&who, org, team, pt, BTreeMap::new()).await;
+            assert!(revoked(e.map(drop)), "encrypt (miss: {miss})");
+            let d = s.decrypt(&who, org, ct.clone(), BTreeMap::new()).await;
+            assert!(revoked(d.map(drop)), "decrypt (miss: {miss})");
+            let k = s.datakey(&who, org, team, BTreeMap::new()).await;
+            assert!(revoked(k.map(drop)), "data key (miss: {miss})");
+            let stored = s.create_stored_keys(&who, org, team, 1).await;
+            assert!(revoked(stored.map(drop)), "stored keys (miss: {miss})");
+        }
+    }
+
+    /// Revoking one token moves the epoch every admission compares, but refuses no other
+    /// token: one held in memory at once, one no longer held (another replica's change of the
+    /// org dropped the org's grants) after a look in storage.
+    #[tokio::test]
+    async fn another_tokens_revoke_refuses_no_one_else() {
+        let db = Database::open("sqlite::memory:").await.unwrap();
+        let s = test_service(&db, 3);
+        let (org, team, a, b) = two_callers(&s).await;
+        s.revoke_token(Some(org), b.grant.id).await.unwrap();
+        let encrypt = || s.encrypt(&a, org, team, SealBuffer::copy_of(b"x"), BTreeMap::new());
+        encrypt().await.expect("held in memory");
+        let version = s.org(org).await.unwrap().version();
+        assert!(s.org_changed(org, version + 1));
+        assert!(s.grants.get(&a.hash).is_none(), "the org's grants dropped");
+        encrypt().await.expect("still stored");
+    }
+
+    /// A call admitted before a revoke (holding the org's gate for reading, as it does until
+    /// its key material has left) finishes before the revoke commits: the revoke's answer
+    /// comes after every call it did not stop.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_revoke_waits_for_the_calls_already_admitted() {
+        let db = Database::open("sqlite::memory:").await.unwrap();
+        let s = Arc::new(test_service(&db, 3));
+        let (org, _, who, _) = two_callers(&s).await;
+        let cell = s.org(org).await.unwrap();
+        let admitted = cell.gate.read().await;
+        let revoke = tokio::spawn({
+            let (s, id) = (s.clone(), who.grant.id);
+            async move { s.revoke_token(Some(org), id).await }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        assert!(!revoke.is_finished(), "the revoke did not wait");
+        assert!(
+            s.grants.get(&who.hash).is_some(),
+            "forgotten while admitted"
+        );
+        drop(admitted);
+        revoke.await.unwrap().unwrap();
+        assert!(s.grants.get(&who.hash).is_none());
+    }
 
     /// With the database away, a token already known is still authenticated, although its
     /// last use is due to be written down: recording it is a hint, not a condition.
@@ -271,15 +402,16 @@ mod tests {
             .create_token(org, Role::Service, "app", None)
             .await
             .unwrap();
-        let (grant, hash) = s.authenticate(&token).await.unwrap().expect("known");
+        let who = s.authenticate(&token).await.unwrap().expect("known");
+        let (grant, hash) = (who.grant, who.hash);
         let held = s.grants.get(&hash).unwrap();
         assert!(held.last_used_at.is_some(), "the first use is written down");
         // Its last use is now a minute old, and the database is gone.
         s.grants
             .touched(&hash, store::now_ms() - TOUCH_EVERY_MS - 1);
         db.pool().close().await;
-        let (again, _) = s.authenticate(&token).await.unwrap().expect("still known");
-        assert_eq!(again.id, grant.id);
+        let again = s.authenticate(&token).await.unwrap().expect("still known");
+        assert_eq!(again.grant.id, grant.id);
         // An unknown token needs the database: that is a database failure, not a "no".
         let err = s.authenticate("byok_unknown").await.unwrap_err();
         assert!(

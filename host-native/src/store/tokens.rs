@@ -234,11 +234,12 @@ pub async fn revoke(
     })
 }
 
-/// Whether token `id` is still stored (not revoked), as `tx` sees it.
-pub async fn exists(tx: &mut Transaction<'static, Any>, id: TokenId) -> Result<bool> {
+/// Whether token `id` is still stored (not revoked), as `db` (a pool, or a transaction's
+/// connection) sees it.
+pub async fn exists<'e>(db: impl sqlx::Executor<'e, Database = Any>, id: TokenId) -> Result<bool> {
     Ok(sqlx::query("SELECT 1 FROM tokens WHERE id = $1")
         .bind(id.to_string())
-        .fetch_optional(&mut **tx)
+        .fetch_optional(db)
         .await?
         .is_some())
 }
