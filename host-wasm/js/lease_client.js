@@ -101,19 +101,27 @@ export async function openWithWebCrypto(lease, ciphertext, context) {
   }
 }
 
-/** A TransformStream over a wasm StreamSealer or StreamOpener; its keys are wiped when the
- * stream ends, fails or is cancelled. */
-function transform(inner) {
+/** A TransformStream over a wasm StreamSealer or StreamOpener, open in `streams` (its
+ * client's): its keys (a copy of the lease's) are wiped when the stream ends, fails or is
+ * cancelled, and when the client's renewal is refused, after which it fails with that refusal. */
+function transform(inner, streams) {
   let freed = false;
-  const free = () => { if (!freed) { freed = true; inner.free(); } };
+  let ended = null;
+  const free = () => {
+    if (!freed) { freed = true; streams.delete(open); inner.free(); }
+  };
+  const open = { end(err) { ended = err; free(); } };
+  streams.add(open);
   const rethrow = (e) => { free(); throw e; };
   return new TransformStream({
     transform(chunk, controller) {
+      if (ended) throw ended;
       let out;
       try { out = inner.push(chunk); } catch (e) { rethrow(e); }
       if (out.length) controller.enqueue(out);
     },
     flush(controller) {
+      if (ended) throw ended;
       let out;
       try { out = inner.finish(); } catch (e) { rethrow(e); }
       free();
@@ -146,6 +154,7 @@ export class LeaseClient {
     this.current = null; // { lease, renewAt }
     this.refused = null; // { err, retryAt }: the refusal standing, and when to ask again
     this.inflight = null; // the lease request in flight, shared by every caller
+    this.streams = new Set(); // the streams open, each with its own copy of the lease's keys
   }
 
   /** Asks the server for a lease; a refusal drops the lease held at once. Calls made while a
@@ -238,14 +247,14 @@ export class LeaseClient {
    * It uses the lease live now, and fails with `lease_expired` if the stream outlasts it. */
   async encryptStream(context) {
     const lease = await this.lease();
-    return transform(lease.sealStream(context));
+    return transform(lease.sealStream(context), this.streams);
   }
 
   /** A `TransformStream` that decrypts a framed ciphertext piped through it: each frame's
    * plaintext comes out only after its tag verified, and a stream cut short errors at the end. */
   async decryptStream(context) {
     const lease = await this.lease();
-    return transform(lease.openStream(context));
+    return transform(lease.openStream(context), this.streams);
   }
 
   /** Forgets the lease held (its keys are wiped in the wasm module). */
@@ -256,10 +265,12 @@ export class LeaseClient {
     }
   }
 
-  /** A refusal: the lease held is wiped now, and every use fails with `err` until a renewal
-   * (no sooner than `Lease.refusalRetryMs()` from now) succeeds. */
+  /** A refusal: the lease held is wiped now, with every open stream's copy of its keys (the
+   * stream then fails with `err`), and every use fails with `err` until a renewal (no sooner
+   * than `Lease.refusalRetryMs()` from now) succeeds. */
   end(err) {
     this.drop();
+    for (const open of [...this.streams]) open.end(err);
     this.refused = { err, retryAt: this.now() + this.Lease.refusalRetryMs() };
   }
 }

@@ -105,6 +105,30 @@ test('a refused renewal wipes the lease at once; it asks again only after the re
   assert.equal(calls.length, 5);
 });
 
+test('a refused renewal ends the streams already open, both ways, and wipes their keys', async () => {
+  const { clock, client } = setup(['ok', 'scope_revoked']);
+  const sealing = await client.encryptStream();
+  const opening = await client.decryptStream();
+  const [seal, open] = [sealing.writable.getWriter(), opening.writable.getWriter()];
+  const [sealed, opened] = [sealing.readable.getReader(), opening.readable.getReader()];
+  // A TransformStream runs a write only while its output is being read: keep a read pending
+  // (its failure, once the stream errors, is expected).
+  const pull = (reader) => { const r = reader.read(); r.catch(() => {}); return r; };
+  const header = pull(sealed);
+  await seal.write(new Uint8Array(70_000)); // a header and a whole frame come out
+  assert.ok((await header).value.length > 0, 'the sealing stream works before the refusal');
+  pull(sealed);
+  pull(opened);
+  await open.write(new Uint8Array(10)); // the opener starts (a header's first bytes)
+  assert.equal(client.streams.size, 2);
+  clock.t += TTL / 2;
+  await assert.rejects(client.encrypt(pt), (e) => e.code === 'scope_revoked');
+  assert.equal(client.streams.size, 0, 'both streams ended at the refusal');
+  // Their next write fails with the refusal, long before their copy of the lease expires.
+  await assert.rejects(seal.write(pt), (e) => e.code === 'scope_revoked');
+  await assert.rejects(open.write(pt), (e) => e.code === 'scope_revoked');
+});
+
 test('a 401 after a token revoke is a refusal too; a 429 or 5xx is not', async () => {
   const { clock, calls, client } = setup(['ok', 401]);
   await client.encrypt(pt);
