@@ -312,6 +312,24 @@ impl Lease {
         }
     }
 
+    /// The document as JSON, in one buffer wiped when dropped: sized up front so that no
+    /// growth leaves a copy of the keys behind (the document's own base64 strings are wiped
+    /// as it drops). What a server sends (with `std`: serde_json writes to a buffer only there).
+    #[cfg(feature = "std")]
+    pub fn to_json(&self) -> Zeroizing<Vec<u8>> {
+        // A version's entry is under 80 bytes (`{"version":4294967295,"key":"<44>"}`), the
+        // rest under 200 (a 32-digit scope, two i64 and a u64 with their names).
+        let room = 256 + 96 * self.keys.len();
+        let mut out = Zeroizing::new(Vec::with_capacity(room));
+        serde_json::to_writer(&mut *out, &self.to_document())
+            .unwrap_or_else(|_| unreachable!("a lease document is plain JSON"));
+        debug_assert!(
+            out.capacity() == room,
+            "the buffer grew and left a copy behind"
+        );
+        out
+    }
+
     /// The scope.
     pub fn scope(&self) -> ScopeId {
         self.scope
@@ -552,6 +570,33 @@ mod tests {
             Lease::new(scope, 2, alloc::vec![k(scope, 1)], 0).unwrap_err(),
             LeaseError::NoCurrentKey(2)
         );
+    }
+
+    /// The JSON a server sends fits the buffer sized for it (growth would leave unwiped
+    /// copies of the keys), at the widest numbers, and reads back as the same lease.
+    #[test]
+    #[cfg(feature = "std")]
+    fn a_leases_json_fits_its_buffer_and_reads_back() {
+        let scope = ScopeId::parse_hex(SCOPE).unwrap();
+        for n in [1u32, 2, 64] {
+            let keys = (0..n)
+                .map(|i| {
+                    let v = u32::MAX - i;
+                    ScopeKey::new(
+                        KeyId::new(scope, v),
+                        SecretBytes::from_bytes(&mut [0xff; 32]),
+                    )
+                })
+                .collect();
+            let lease = Lease::new(scope, u32::MAX, keys, i64::MIN)
+                .unwrap()
+                .lasting(u64::MAX);
+            let json = lease.to_json();
+            assert!(json.len() <= 256 + 96 * n as usize, "{} bytes", json.len());
+            let back = Lease::parse(&json, i64::MIN).unwrap();
+            assert_eq!(back.to_json(), json);
+            assert_eq!(back.versions().count(), n as usize);
+        }
     }
 
     #[test]

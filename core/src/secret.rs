@@ -149,6 +149,21 @@ impl fmt::Debug for SecretVec {
     }
 }
 
+/// Appends `more` to `buf`, a buffer of secret bytes (an answer holding key material, read in
+/// pieces). When it must grow, it grows into a new buffer and the old one is wiped: a `Vec`'s
+/// own growth frees its old buffer unwiped, leaving a copy of what was read so far.
+pub fn extend_wiped(buf: &mut zeroize::Zeroizing<Vec<u8>>, more: &[u8]) {
+    let len = buf.len().saturating_add(more.len());
+    if len > buf.capacity() {
+        let room = len.max(buf.capacity().saturating_mul(2));
+        let mut bigger = zeroize::Zeroizing::new(Vec::with_capacity(room));
+        bigger.extend_from_slice(buf);
+        // The old buffer is dropped here, wiped.
+        *buf = bigger;
+    }
+    buf.extend_from_slice(more);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -161,6 +176,23 @@ mod tests {
         // The 54 bytes cut off were spare capacity: the wipe reached them too.
         assert_eq!(v.len(), 64);
         assert!(v.iter().all(|&b| b == 0), "{:?}", &*v);
+    }
+
+    #[test]
+    fn extend_wiped_keeps_every_piece_in_order_and_grows_by_doubling() {
+        let mut buf = zeroize::Zeroizing::new(Vec::with_capacity(4));
+        let mut expect = Vec::new();
+        for i in 0..200u8 {
+            let piece = alloc::vec![i; usize::from(i % 7)];
+            extend_wiped(&mut buf, &piece);
+            expect.extend_from_slice(&piece);
+            assert!(
+                buf.capacity() <= 2 * buf.len().max(4) + 6,
+                "{}",
+                buf.capacity()
+            );
+        }
+        assert_eq!(*buf, expect);
     }
 
     #[test]

@@ -8,8 +8,10 @@
 
 use std::fmt;
 use std::time::Duration;
+use zeroize::Zeroizing;
 
 use byok_core::kms::{HttpRequest, HttpResponse, KmsError, KmsErrorKind};
+use byok_core::secret::extend_wiped;
 
 /// KMS answers are small (a wrapped key, a key description); anything larger is refused.
 pub const MAX_RESPONSE: usize = 1 << 20;
@@ -96,7 +98,10 @@ impl Transport {
     pub async fn execute(&self, req: &HttpRequest) -> Result<HttpResponse, TransportError> {
         let method = reqwest::Method::from_bytes(req.method.as_bytes())
             .map_err(|e| TransportError::Exchange(e.to_string()))?;
-        let mut builder = self.client.request(method, &req.url).body(req.body.clone());
+        // The body may hold a plaintext root key (a wrap): reqwest gets a copy that is wiped
+        // when it is done with it.
+        let sent = reqwest::Body::from(bytes::Bytes::from_owner(Zeroizing::new(req.body.clone())));
+        let mut builder = self.client.request(method, &req.url).body(sent);
         for (k, v) in &req.headers {
             builder = builder.header(k, v);
         }
@@ -110,7 +115,13 @@ impl Transport {
             .iter()
             .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
             .collect();
-        let mut body = Vec::new();
+        // The answer may hold a plaintext root key (an unwrap): every buffer byok fills with it
+        // is wiped, its growth included (core's `extend_wiped`). hyper's and rustls's own
+        // buffers are out of reach.
+        let expected = resp.content_length().map_or(4096, |n| {
+            usize::try_from(n).unwrap_or(MAX_RESPONSE).min(MAX_RESPONSE)
+        });
+        let mut body = Zeroizing::new(Vec::with_capacity(expected));
         while let Some(chunk) = resp
             .chunk()
             .await
@@ -119,12 +130,12 @@ impl Transport {
             if body.len() + chunk.len() > MAX_RESPONSE {
                 return Err(TransportError::TooLarge);
             }
-            body.extend_from_slice(&chunk);
+            extend_wiped(&mut body, &chunk);
         }
         Ok(HttpResponse {
             status,
             headers,
-            body,
+            body: std::mem::take(&mut *body),
         })
     }
 }

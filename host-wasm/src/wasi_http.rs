@@ -23,11 +23,13 @@ use std::sync::{Mutex, PoisonError};
 use byok_core::ApiCode;
 use byok_core::lease::Lease;
 use byok_core::lease::holder::{Holder, is_refusal};
+use byok_core::secret::extend_wiped;
 use wasip2::http::outgoing_handler;
 use wasip2::http::types::{
     Fields, IncomingRequest, Method, OutgoingBody, OutgoingRequest, OutgoingResponse,
     RequestOptions, ResponseOutparam, Scheme,
 };
+use zeroize::Zeroizing;
 
 use crate::edge::{self, EdgeError};
 
@@ -35,7 +37,7 @@ use crate::edge::{self, EdgeError};
 /// ciphertext of a little more): larger ones get `too_large`.
 const MAX_BODY: u64 = 6 << 20;
 /// The largest lease answer read (a lease of many versions is a few KiB).
-const MAX_LEASE: u64 = 1 << 20;
+const MAX_LEASE: usize = 1 << 20;
 /// How long a lease request may wait to connect and for its first byte: past it byok counts as
 /// unreachable, and the lease held (if any) keeps serving until it expires.
 const LEASE_TIMEOUT_NS: u64 = 5_000_000_000;
@@ -235,7 +237,7 @@ impl Config {
 }
 
 /// `POST`s the lease request through `wasi:http/outgoing-handler`: the status and body.
-fn post_lease(config: &Config) -> Result<(u16, Vec<u8>), String> {
+fn post_lease(config: &Config) -> Result<(u16, Zeroizing<Vec<u8>>), String> {
     let headers = Fields::from_list(&[
         (
             "authorization".to_owned(),
@@ -276,13 +278,22 @@ fn post_lease(config: &Config) -> Result<(u16, Vec<u8>), String> {
         .map_err(|e| format!("{e:?}"))?;
     let status = response.status();
     let incoming = response.consume().map_err(|()| "answer body taken")?;
-    let mut bytes = Vec::new();
+    // The answer holds the lease's keys: read into a buffer wiped when dropped, its growth
+    // included (core's `extend_wiped`), through a piece buffer wiped too.
+    let mut bytes = Zeroizing::new(Vec::with_capacity(4096));
     {
-        let stream = incoming.stream().map_err(|()| "answer stream taken")?;
-        stream
-            .take(MAX_LEASE)
-            .read_to_end(&mut bytes)
-            .map_err(|e| e.to_string())?;
+        let mut stream = incoming.stream().map_err(|()| "answer stream taken")?;
+        let mut piece = Zeroizing::new([0u8; 4096]);
+        loop {
+            let n = Read::read(&mut stream, &mut piece[..]).map_err(|e| e.to_string())?;
+            if n == 0 {
+                break;
+            }
+            if bytes.len() + n > MAX_LEASE {
+                return Err(format!("an answer over {MAX_LEASE} bytes"));
+            }
+            extend_wiped(&mut bytes, piece.get(..n).unwrap_or_default());
+        }
     }
     Ok((status, bytes))
 }

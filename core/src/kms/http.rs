@@ -102,6 +102,46 @@ impl HttpResponse {
     }
 }
 
+/// A request body holding key material (a plaintext root key on its way to be wrapped):
+/// `value` written once into a buffer of exactly its length, so that no growth leaves a copy
+/// behind ([`HttpRequest`] wipes its body when dropped). Build `value` from borrowed strings
+/// whose owners wipe themselves: a `json!` tree would keep its own copies.
+#[cfg(feature = "kms")]
+pub(crate) fn secret_body(value: &impl serde::Serialize) -> Vec<u8> {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0 = self.0.saturating_add(b.len());
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    let mut body = Vec::new();
+    // Neither can fail: the values are strings and numbers, the writers infallible.
+    if serde_json::to_writer(&mut count, value).is_ok() {
+        body.reserve_exact(count.0);
+        let _ = serde_json::to_writer(&mut body, value);
+    }
+    body
+}
+
+/// Takes string field `field` out of a JSON answer's object, to be wiped when dropped: for a
+/// field holding key material (a decrypt or unwrap answer), so that the map is not left
+/// holding an unwiped copy. `None` if absent or not a string.
+#[cfg(feature = "kms")]
+pub(crate) fn take_secret(
+    m: &mut serde_json::Map<String, serde_json::Value>,
+    field: &str,
+) -> Option<zeroize::Zeroizing<String>> {
+    match m.remove(field)? {
+        serde_json::Value::String(s) => Some(zeroize::Zeroizing::new(s)),
+        _ => None,
+    }
+}
+
 impl Drop for HttpResponse {
     fn drop(&mut self) {
         zeroize::Zeroize::zeroize(&mut self.body);
@@ -157,4 +197,47 @@ pub fn form_encode(pairs: &[(&str, &str)]) -> String {
         }
     }
     out
+}
+
+#[cfg(all(test, feature = "kms"))]
+mod tests {
+    use super::*;
+
+    /// A secret body is exactly as long as its buffer (no growth left a copy behind), and the
+    /// JSON a `json!` tree would make.
+    #[test]
+    fn a_secret_body_fills_its_buffer_exactly() {
+        #[derive(serde::Serialize)]
+        struct Body<'a> {
+            key: &'a str,
+            n: u64,
+        }
+        for len in [0, 1, 44, 5000] {
+            let key = "k".repeat(len);
+            let body = secret_body(&Body { key: &key, n: 7 });
+            assert_eq!(body.capacity(), body.len());
+            let expected =
+                alloc::string::ToString::to_string(&serde_json::json!({ "key": key, "n": 7 }));
+            assert_eq!(body, expected.as_bytes());
+        }
+    }
+
+    /// The secret field leaves the map (no copy stays there); a missing or non-string one is
+    /// `None`.
+    #[test]
+    fn a_secret_field_is_taken_out_of_the_answer() {
+        let mut m = serde_json::json!({ "Plaintext": "c2VjcmV0", "n": 1 })
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(
+            take_secret(&mut m, "Plaintext")
+                .as_deref()
+                .map(String::as_str),
+            Some("c2VjcmV0")
+        );
+        assert!(!m.contains_key("Plaintext"));
+        assert!(take_secret(&mut m, "Plaintext").is_none());
+        assert!(take_secret(&mut m, "n").is_none());
+    }
 }

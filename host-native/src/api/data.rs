@@ -298,8 +298,8 @@ pub async fn lease(
     ApiJson(req): ApiJson<LeaseRequest>,
 ) -> Result<
     (
-        [(axum::http::HeaderName, &'static str); 1],
-        Json<byok_core::lease::Document>,
+        [(axum::http::HeaderName, &'static str); 2],
+        axum::body::Body,
     ),
     ApiError,
 > {
@@ -325,8 +325,14 @@ pub async fn lease(
             req.audience.as_deref(),
         )
         .await?;
+    // The body is the one buffer the keys are written to, wiped when the body is dropped
+    // (sent, or the client gone); `Json` would leave its buffer, and its growth, unwiped.
+    let body = bytes::Bytes::from_owner(lease.to_json());
     Ok((
-        [(axum::http::header::CACHE_CONTROL, "no-store")],
-        Json(lease.to_document()),
+        [
+            (axum::http::header::CACHE_CONTROL, "no-store"),
+            (axum::http::header::CONTENT_TYPE, "application/json"),
+        ],
+        axum::body::Body::from(body),
     ))
 }

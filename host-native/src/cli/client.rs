@@ -1,6 +1,7 @@
 //! The HTTP client and its failures (each with the exit code the CLI ends with).
 
 use std::process::ExitCode;
+use zeroize::Zeroizing;
 
 use byok_core::ApiCode;
 use serde_json::Value;
@@ -80,7 +81,7 @@ impl Client {
         method: reqwest::Method,
         path: &str,
         body: Option<Value>,
-    ) -> Result<Vec<u8>, Failure> {
+    ) -> Result<Zeroizing<Vec<u8>>, Failure> {
         let url = format!("{}{path}", self.args.server.trim_end_matches('/'));
         let mut req = self.http.request(method, &url);
         if let Some(t) = &self.args.token {
@@ -98,7 +99,9 @@ impl Client {
         let status = resp.status();
         let bytes = resp.bytes().await.unwrap_or_default();
         if status.is_success() {
-            return Ok(bytes.to_vec());
+            // Wiped when dropped (an answer may hold keys: a lease, a data key); the
+            // conversion takes the buffer over without a copy when reqwest made it in one piece.
+            return Ok(Zeroizing::new(Vec::from(bytes)));
         }
         let value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         let err = value.get("error");
@@ -128,7 +131,7 @@ impl Client {
     /// GET of a text answer (a signed checkpoint).
     pub async fn get_text(&self, path: &str) -> Result<String, Failure> {
         let bytes = self.call_bytes(reqwest::Method::GET, path, None).await?;
-        String::from_utf8(bytes)
+        String::from_utf8(bytes.to_vec())
             .map_err(|_| Failure::new(1, format!("{path} answered with text that is not UTF-8")))
     }
 
@@ -146,6 +149,20 @@ impl Client {
         body: Value,
     ) -> Result<Value, Failure> {
         self.post(&format!("/v1/orgs/{org}/scopes/{scope}/{action}"), body)
+            .await
+    }
+
+    /// POST with a JSON body to a scope's action, returning the answer's bytes as they came,
+    /// wiped when dropped: for answers holding keys (a lease), parsed without copies.
+    pub async fn post_to_scope_secret(
+        &self,
+        org: &str,
+        scope: impl std::fmt::Display,
+        action: &str,
+        body: Value,
+    ) -> Result<Zeroizing<Vec<u8>>, Failure> {
+        let path = format!("/v1/orgs/{org}/scopes/{scope}/{action}");
+        self.call_bytes(reqwest::Method::POST, &path, Some(body))
             .await
     }
 

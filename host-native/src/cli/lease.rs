@@ -54,9 +54,9 @@ impl LeaseSource for Server<'_> {
     async fn lease(&self, scope: ScopeId) -> Result<Lease, Failure> {
         let answer = self
             .client
-            .post_to_scope(self.org, scope, "lease", json!({}))
+            .post_to_scope_secret(self.org, scope, "lease", json!({}))
             .await?;
-        Lease::parse(answer.to_string().as_bytes(), self.now_ms())
+        Lease::parse(&answer, self.now_ms())
             .map_err(|e| Failure::new(1, format!("the server's answer: {e}")))
     }
 }

@@ -47,7 +47,10 @@ impl Lease {
     /// `received_ms` (ms since the epoch; default now): the lease ends by this host's clock at
     /// the latest its TTL after that (see core's `lease`).
     #[wasm_bindgen(js_name = fromJson)]
-    pub fn from_json(json: &str, received_ms: Option<f64>) -> Result<Lease, JsValue> {
+    pub fn from_json(json: String, received_ms: Option<f64>) -> Result<Lease, JsValue> {
+        // Taken as an owned `String` (the glue hands over the buffer it copied the text into)
+        // so that this copy of the keys is wiped; `&str` would leave it to be freed unwiped.
+        let json = zeroize::Zeroizing::new(json);
         // Whole milliseconds since the epoch fit an f64 exactly.
         #[allow(clippy::cast_possible_truncation)]
         let received = received_ms.map_or_else(now_ms, |t| t as i64);

@@ -19,7 +19,7 @@ use crate::kms::aws::arn::{Endpoint, KeyArn};
 use crate::kms::aws::error::parse_error;
 use crate::kms::aws::signing::sign_request;
 use crate::kms::error::{KmsError, KmsErrorKind};
-use crate::kms::http::{HttpRequest, HttpResponse};
+use crate::kms::http::{HttpRequest, HttpResponse, secret_body, take_secret};
 use crate::secret::{KEY_LEN, SecretBytes};
 
 pub use crate::kms::aws::signing::{AwsCredentials, SigningError};
@@ -77,21 +77,20 @@ pub fn encrypt_request(
     creds: &AwsCredentials,
     now: Duration,
 ) -> Result<HttpRequest, SigningError> {
-    let body = Zeroizing::new(
-        json!({
-            "KeyId": key.to_key_id(),
-            "Plaintext": Base64::encode_string(plaintext.expose_secret()),
-            "EncryptionContext": context.json(),
-        })
-        .to_string(),
-    );
-    signed(
-        endpoint,
-        "TrentService.Encrypt",
-        body.as_bytes().to_vec(),
-        creds,
-        now,
-    )
+    #[derive(serde::Serialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct Body<'a> {
+        key_id: &'a str,
+        plaintext: &'a str,
+        encryption_context: Value,
+    }
+    let plain = Zeroizing::new(Base64::encode_string(plaintext.expose_secret()));
+    let body = secret_body(&Body {
+        key_id: &key.to_key_id(),
+        plaintext: &plain,
+        encryption_context: context.json(),
+    });
+    signed(endpoint, "TrentService.Encrypt", body, creds, now)
 }
 
 /// `Decrypt` of a wrapped root key. `KeyId` is always sent, so KMS refuses a blob made by
@@ -146,8 +145,8 @@ pub fn generate_data_key_request(
 
 /// The new key and its wrapped copy from a `GenerateDataKey` answer.
 pub fn parse_generate_data_key(resp: &HttpResponse) -> Result<(SecretBytes, Vec<u8>), KmsError> {
-    let m = json_ok(resp)?;
-    Ok((key_field(resp, &m)?, blob_field(resp, &m)?))
+    let mut m = json_ok(resp)?;
+    Ok((key_field(resp, &mut m)?, blob_field(resp, &m)?))
 }
 
 /// `DescribeKey`.
@@ -199,9 +198,12 @@ pub fn parse_encrypt(resp: &HttpResponse) -> Result<(Vec<u8>, String), KmsError>
     Ok((blob, key))
 }
 
-/// `Plaintext`: exactly 32 bytes (an org root key), refused otherwise; the decoded copy is wiped.
-fn key_field(resp: &HttpResponse, m: &Map<String, Value>) -> Result<SecretBytes, KmsError> {
-    let plain = Zeroizing::new(b64_field(resp, m, "Plaintext")?);
+/// `Plaintext`: exactly 32 bytes (an org root key), refused otherwise; taken out of the map,
+/// and every copy (the base64, the decoded bytes) wiped.
+fn key_field(resp: &HttpResponse, m: &mut Map<String, Value>) -> Result<SecretBytes, KmsError> {
+    let text = take_secret(m, "Plaintext").ok_or_else(|| malformed(resp, "Plaintext"))?;
+    let plain =
+        Zeroizing::new(Base64::decode_vec(&text).map_err(|_| malformed(resp, "Plaintext"))?);
     let mut bytes: [u8; KEY_LEN] = plain
         .as_slice()
         .try_into()
@@ -220,7 +222,7 @@ fn blob_field(resp: &HttpResponse, m: &Map<String, Value>) -> Result<Vec<u8>, Km
 
 /// The 32-byte root key from a `Decrypt` answer. Anything but exactly 32 bytes is refused.
 pub fn parse_decrypt(resp: &HttpResponse) -> Result<SecretBytes, KmsError> {
-    key_field(resp, &json_ok(resp)?)
+    key_field(resp, &mut json_ok(resp)?)
 }
 
 /// The facts of `DescribeKey` that key validation and key health need.

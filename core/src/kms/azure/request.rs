@@ -22,7 +22,7 @@ use zeroize::Zeroizing;
 use crate::kms::azure::error::parse_error;
 use crate::kms::azure::url::KeyUrl;
 use crate::kms::error::{KmsError, KmsErrorKind};
-use crate::kms::http::{HttpRequest, HttpResponse};
+use crate::kms::http::{HttpRequest, HttpResponse, secret_body, take_secret};
 
 /// The Key Vault REST API version byok speaks (stable; Managed HSM accepts it too).
 pub const API_VERSION: &str = "7.6";
@@ -96,10 +96,16 @@ pub fn wrap_request(
     token: &str,
     danger_base: Option<&str>,
 ) -> HttpRequest {
-    let body = Zeroizing::new(
-        json!({ "alg": alg.name(), "value": Base64UrlUnpadded::encode_string(envelope) })
-            .to_string(),
-    );
+    #[derive(serde::Serialize)]
+    struct Body<'a> {
+        alg: &'a str,
+        value: &'a str,
+    }
+    let value = Zeroizing::new(Base64UrlUnpadded::encode_string(envelope));
+    let body = secret_body(&Body {
+        alg: alg.name(),
+        value: &value,
+    });
     post(
         format!(
             "{}/keys/{}/{version}/wrapkey?api-version={API_VERSION}",
@@ -107,7 +113,7 @@ pub fn wrap_request(
             key.key
         ),
         token,
-        body.as_bytes().to_vec(),
+        body,
     )
 }
 
@@ -206,10 +212,9 @@ pub fn split_copy(copy: &[u8]) -> Result<(WrapAlg, &str, &[u8]), String> {
 
 /// The unwrapped envelope from an `unwrapkey` answer (to open with [`super::envelope::open`]).
 pub fn parse_unwrap(resp: &HttpResponse) -> Result<Zeroizing<Vec<u8>>, KmsError> {
-    let m = json_ok(resp)?;
-    m.get("value")
-        .and_then(Value::as_str)
-        .and_then(|v| Base64UrlUnpadded::decode_vec(v).ok())
+    let mut m = json_ok(resp)?;
+    take_secret(&mut m, "value")
+        .and_then(|v| Base64UrlUnpadded::decode_vec(&v).ok())
         .map(Zeroizing::new)
         .ok_or_else(|| malformed(resp, "value"))
 }

@@ -22,7 +22,7 @@ use zeroize::Zeroizing;
 use crate::kms::error::{KmsError, KmsErrorKind, clean_text};
 use crate::kms::gcp::error::parse_error;
 use crate::kms::gcp::name::{ENDPOINT_HOST, KeyName};
-use crate::kms::http::{HttpRequest, HttpResponse};
+use crate::kms::http::{HttpRequest, HttpResponse, secret_body, take_secret};
 use crate::kms::provider::Binding;
 use crate::secret::{KEY_LEN, SecretBytes};
 
@@ -73,21 +73,27 @@ pub fn encrypt_request(
     token: &str,
     danger_base: Option<&str>,
 ) -> HttpRequest {
+    #[derive(serde::Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Body<'a> {
+        plaintext: &'a str,
+        plaintext_crc32c: String,
+        additional_authenticated_data: String,
+        additional_authenticated_data_crc32c: String,
+    }
     let aad = aad(binding);
-    let body = Zeroizing::new(
-        json!({
-            "plaintext": Base64::encode_string(plaintext.expose_secret()),
-            "plaintextCrc32c": crc(plaintext.expose_secret()),
-            "additionalAuthenticatedData": Base64::encode_string(&aad),
-            "additionalAuthenticatedDataCrc32c": crc(&aad),
-        })
-        .to_string(),
-    );
+    let plain = Zeroizing::new(Base64::encode_string(plaintext.expose_secret()));
+    let body = secret_body(&Body {
+        plaintext: &plain,
+        plaintext_crc32c: crc(plaintext.expose_secret()),
+        additional_authenticated_data: Base64::encode_string(&aad),
+        additional_authenticated_data_crc32c: crc(&aad),
+    });
     request(
         "POST",
         format!("{}{}", base(danger_base), key.path("encrypt")),
         token,
-        body.as_bytes().to_vec(),
+        body,
     )
 }
 
@@ -197,8 +203,10 @@ pub fn parse_encrypt(key: &KeyName, resp: &HttpResponse) -> Result<Vec<u8>, KmsE
 /// The 32-byte root from a `:decrypt` answer, after checking its CRC32C. Anything but 32
 /// bytes is refused; decoded copies are wiped.
 pub fn parse_decrypt(resp: &HttpResponse) -> Result<SecretBytes, KmsError> {
-    let m = json_ok(resp)?;
-    let plain = Zeroizing::new(b64(resp, &m, "plaintext")?);
+    let mut m = json_ok(resp)?;
+    let text = take_secret(&mut m, "plaintext").ok_or_else(|| malformed(resp, "plaintext"))?;
+    let plain =
+        Zeroizing::new(Base64::decode_vec(&text).map_err(|_| malformed(resp, "plaintext"))?);
     if crc_field(&m, "plaintextCrc32c") != Some(u64::from(crc32c::crc32c(&plain))) {
         return Err(mismatch(
             resp,
