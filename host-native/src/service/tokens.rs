@@ -51,7 +51,7 @@ impl From<&tokens::TokenRow> for TokenView {
 
 /// A request's caller: its token's grant, as it stood when the grants' epoch was `epoch`.
 /// Admitting a data call checks, holding the org's gate, that no grant was forgotten since,
-/// or else that this one still stands ([`Service::granted_in_memory`]): a token revoked while the
+/// or else that this one still stands (`Service::granted_in_memory`): a token revoked while the
 /// call was on its way (a KMS call can take seconds) gets nothing.
 #[derive(Clone, Debug)]
 pub struct Authenticated {
@@ -109,7 +109,7 @@ impl Service {
     }
 
     /// Whether `who`'s token is still stored, for an admission whose check in memory
-    /// ([`Service::granted_in_memory`]) could not tell: `unauthenticated` if it was revoked
+    /// (`Service::granted_in_memory`) could not tell: `unauthenticated` if it was revoked
     /// while the call was on its way.
     pub(super) async fn still_stored(&self, who: &Authenticated) -> Result<()> {
         if tokens::exists(self.store.pool(), who.grant.id).await? {
@@ -199,7 +199,7 @@ impl Service {
     /// 401, also when it was authenticated a moment before; so does one already on its way
     /// that was not yet admitted, and one admitted before finishes first: the revoke commits
     /// and forgets the grant holding the org's gate for writing, and every admission checks
-    /// the grant holding it for reading ([`Service::granted_in_memory`]).
+    /// the grant holding it for reading (`Service::granted_in_memory`).
     pub async fn revoke_token(&self, org: Option<ScopeId>, id: TokenId) -> Result<()> {
         let cell = match org {
             Some(o) => Some(self.org(o).await?),
