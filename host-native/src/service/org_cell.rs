@@ -326,6 +326,10 @@ impl Service {
             self.forget_cell(org, &cell);
             return Err(ServiceError::Reloading);
         }
+        if let Err(e) = Self::actor_still_stored(&mut w).await {
+            unpublished.armed = false;
+            return Err(e);
+        }
         let after =
             apply::write(&mut w, org, &effects, &new_names, &extra, store::now_ms()).await?;
         // Recorded before the commit: the commit's own notification may arrive before the

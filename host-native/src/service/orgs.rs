@@ -121,6 +121,7 @@ impl Service {
             self.forget_cell(org, &cell);
             return Err(ServiceError::Reloading);
         }
+        Self::actor_still_stored(&mut w).await?;
         org_rows::set_outage_grace(&mut w.tx, org, grace_ms).await?;
         audit::append(
             &mut w.tx,

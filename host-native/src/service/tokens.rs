@@ -121,6 +121,23 @@ impl Service {
         }
     }
 
+    /// Refuses a change of an org's state made by a request whose token has been revoked since
+    /// it was authenticated (an admin's resume, say, still on its way when the revoke
+    /// answered). Checked in the change's own transaction after the org's row lock: a revoke
+    /// here took the org's gate before the change could, and one on another replica bumped
+    /// the version the change just compared, so the token's row is as the revoke left it.
+    /// Changes no request makes (jobs) have no actor and pass.
+    pub(super) async fn actor_still_stored(w: &mut store::WriteTx) -> Result<()> {
+        match audit::actor_id() {
+            Some(id) if !tokens::exists(&mut *w.tx, id).await? => {
+                Err(ServiceError::Unauthenticated(
+                    "this token was revoked while the change was being made".into(),
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// A token's grant from storage, cached unless a revoke may have raced the read
     /// ([`super::grants`]): then read again, so that a row read before a revoke committed is
     /// not served after it either. Three tries; a grant read in the third is served uncached.
@@ -179,6 +196,9 @@ impl Service {
             &json!({ "type": "token_created", "id": id.to_string(), "role": role.as_str(), "name": name, "expires_at": expires_at }),
         )
         .await?;
+        // After the append, which holds the org's row: an admin whose token was revoked
+        // meanwhile makes no new one to outlive the revoke.
+        Self::actor_still_stored(&mut w).await?;
         w.commit().await?;
         Ok((id, token))
     }
@@ -387,6 +407,59 @@ mod tests {
         drop(admitted);
         revoke.await.unwrap().unwrap();
         assert!(s.grants.get(&who.hash).is_none());
+    }
+
+    /// An admin's change still on its way when its token is revoked (authenticated before,
+    /// committing after) is refused, and nothing of it lands; a change no request makes (a
+    /// job) has no token to check.
+    #[tokio::test]
+    async fn a_change_by_a_token_revoked_meanwhile_is_refused() {
+        let db = Database::open("sqlite::memory:").await.unwrap();
+        let s = test_service(&db, 3);
+        let (org, _) = s.create_org("org", None, None, None).await.unwrap();
+        let team = s.create_scope(org, org, "team").await.unwrap();
+        let team = ScopeId::parse_hex(&team.id).unwrap();
+        let (_, token) = s
+            .create_token(org, Role::Admin, "admin", None)
+            .await
+            .unwrap();
+        let who = s.authenticate(&token).await.unwrap().unwrap();
+        s.revoke_token(Some(org), who.grant.id).await.unwrap();
+        // As a request authenticated with `who` runs.
+        async fn as_actor<T>(who: &Authenticated, f: impl Future<Output = T>) -> T {
+            let grant = who.grant.clone();
+            audit::with_actor_slot(async move {
+                audit::set_actor(grant);
+                f.await
+            })
+            .await
+        }
+        let pause = as_actor(&who, s.pause(org, team)).await.map(drop);
+        assert!(
+            matches!(pause, Err(ServiceError::Unauthenticated(_))),
+            "{pause:?}"
+        );
+        let grace = Some(std::time::Duration::from_secs(60));
+        let setting = as_actor(&who, s.update_org(org, grace)).await.map(drop);
+        assert!(
+            matches!(setting, Err(ServiceError::Unauthenticated(_))),
+            "{setting:?}"
+        );
+        let cell = s.org(org).await.unwrap();
+        assert!(
+            cell.snapshot().check_usable(team).is_ok(),
+            "the pause landed"
+        );
+        assert_eq!(cell.meta().outage_grace_ms, 0, "the setting landed");
+        let made = as_actor(&who, s.create_token(org, Role::Admin, "again", None)).await;
+        assert!(
+            matches!(made, Err(ServiceError::Unauthenticated(_))),
+            "{:?}",
+            made.map(drop)
+        );
+        let tokens = s.list_tokens(Some(org)).await.unwrap();
+        assert!(tokens.iter().all(|t| t.name != "again"), "a token was made");
+        s.pause(org, team).await.expect("no actor: a job");
     }
 
     /// With the database away, a token already known is still authenticated, although its
