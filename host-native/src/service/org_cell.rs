@@ -318,6 +318,11 @@ impl Service {
             armed: true,
         };
         let mut w = self.store.write().await?;
+        // The caller's token first, then the org's row (the order a revoke takes them in).
+        if let Err(e) = Self::actor_still_stored(&mut w).await {
+            unpublished.armed = false;
+            return Err(e);
+        }
         if w.lock_org(org).await? != cell.version() {
             // Another replica committed a change since the check above: this one was decided
             // on a state that is gone. Nothing is written; the next use loads the org.
@@ -325,10 +330,6 @@ impl Service {
             drop(w);
             self.forget_cell(org, &cell);
             return Err(ServiceError::Reloading);
-        }
-        if let Err(e) = Self::actor_still_stored(&mut w).await {
-            unpublished.armed = false;
-            return Err(e);
         }
         let after =
             apply::write(&mut w, org, &effects, &new_names, &extra, store::now_ms()).await?;

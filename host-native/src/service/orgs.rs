@@ -72,6 +72,8 @@ impl Service {
         };
         let names = BTreeMap::from([(id, name.to_owned())]);
         let mut w = self.store.write().await?;
+        // An operator whose token was revoked meanwhile makes no org (and no admin token).
+        Self::actor_still_stored(&mut w).await?;
         org_rows::insert_org(&mut w.tx, id, &meta).await?;
         let at = store::now_ms();
         audit::append(
@@ -116,12 +118,12 @@ impl Service {
             return Ok(before);
         }
         let mut w = self.store.write().await?;
+        Self::actor_still_stored(&mut w).await?;
         if w.lock_org(org).await? != cell.version() {
             drop(w);
             self.forget_cell(org, &cell);
             return Err(ServiceError::Reloading);
         }
-        Self::actor_still_stored(&mut w).await?;
         org_rows::set_outage_grace(&mut w.tx, org, grace_ms).await?;
         audit::append(
             &mut w.tx,

@@ -121,19 +121,16 @@ impl Service {
         }
     }
 
-    /// Refuses a change of an org's state made by a request whose token has been revoked since
-    /// it was authenticated (an admin's resume, say, still on its way when the revoke
-    /// answered). Checked in the change's own transaction after the org's row lock: a revoke
-    /// here took the org's gate before the change could, and one on another replica bumped
-    /// the version the change just compared, so the token's row is as the revoke left it.
-    /// Changes no request makes (jobs) have no actor and pass.
+    /// Refuses a change made by a request whose token has been revoked since it was
+    /// authenticated (an admin's resume, or a new token, still on its way when the revoke
+    /// answered). Checked in the change's own transaction, holding the token's row to its
+    /// commit ([`tokens::still_stored`]), so a revoke lands wholly before it or after it; call
+    /// it before taking the org's row. Changes no request makes (jobs) have no actor and pass.
     pub(super) async fn actor_still_stored(w: &mut store::WriteTx) -> Result<()> {
         match audit::actor_id() {
-            Some(id) if !tokens::exists(&mut *w.tx, id).await? => {
-                Err(ServiceError::Unauthenticated(
-                    "this token was revoked while the change was being made".into(),
-                ))
-            }
+            Some(id) if !tokens::still_stored(w, id).await? => Err(ServiceError::Unauthenticated(
+                "this token was revoked while the change was being made".into(),
+            )),
             _ => Ok(()),
         }
     }
@@ -187,6 +184,8 @@ impl Service {
         super::check_name(name)?;
         self.org(org).await?;
         let mut w = self.store.write().await?;
+        // An admin whose token was revoked meanwhile makes no new one to outlive the revoke.
+        Self::actor_still_stored(&mut w).await?;
         let at = store::now_ms();
         let (id, token) = tokens::create(&mut w.tx, Some(org), role, name, at, expires_at).await?;
         audit::append(
@@ -196,9 +195,6 @@ impl Service {
             &json!({ "type": "token_created", "id": id.to_string(), "role": role.as_str(), "name": name, "expires_at": expires_at }),
         )
         .await?;
-        // After the append, which holds the org's row: an admin whose token was revoked
-        // meanwhile makes no new one to outlive the revoke.
-        Self::actor_still_stored(&mut w).await?;
         w.commit().await?;
         Ok((id, token))
     }
@@ -460,6 +456,35 @@ mod tests {
         let tokens = s.list_tokens(Some(org)).await.unwrap();
         assert!(tokens.iter().all(|t| t.name != "again"), "a token was made");
         s.pause(org, team).await.expect("no actor: a job");
+    }
+
+    /// On PostgreSQL, a change that checked its token holds the token's row to its commit: a
+    /// revoke on another replica waits for it instead of landing between the check and the
+    /// commit (after which the change would land after the revoke answered).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_revoke_elsewhere_waits_for_a_change_that_checked_its_token() {
+        let Some(url) = store::test_postgres_url().await else {
+            return;
+        };
+        let here = test_service(&Database::open(&url).await.unwrap(), 3);
+        let elsewhere = Arc::new(test_service(&Database::open(&url).await.unwrap(), 3));
+        let (org, _) = here.create_org("org", None, None, None).await.unwrap();
+        let (id, _) = here
+            .create_token(org, Role::Admin, "admin", None)
+            .await
+            .unwrap();
+        let mut change = here.store().write().await.unwrap();
+        assert!(tokens::still_stored(&mut change, id).await.unwrap());
+        let revoke = tokio::spawn({
+            let elsewhere = elsewhere.clone();
+            async move { elsewhere.revoke_token(Some(org), id).await }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert!(!revoke.is_finished(), "the revoke landed inside the change");
+        change.commit().await.unwrap();
+        revoke.await.unwrap().unwrap();
+        let mut after = here.store().write().await.unwrap();
+        assert!(!tokens::still_stored(&mut after, id).await.unwrap());
     }
 
     /// With the database away, a token already known is still authenticated, although its
