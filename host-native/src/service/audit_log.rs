@@ -268,12 +268,7 @@ impl Service {
     ) -> Result<(u64, Vec<Hash>)> {
         self.org(org).await?;
         let size = self.tree_size_or_latest(org, size).await?;
-        let mut c = self
-            .store
-            .pool()
-            .begin()
-            .await
-            .map_err(store::StoreError::from)?;
+        let mut c = store::begin(self.store.pool()).await?;
         let rows = audit_tree::size(&mut c, org).await?;
         if let Some(why) = refuse(size, rows) {
             return Err(ServiceError::Invalid(why));

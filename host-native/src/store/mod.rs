@@ -258,6 +258,22 @@ impl Default for PoolLimits {
     }
 }
 
+/// Begins a transaction on `pool` in a task of its own, so that the `BEGIN` completes even
+/// if the caller's future is dropped meanwhile (a client hanging up, a request deadline).
+/// sqlx 0.8.6 (and 0.9.0) loses track of a `BEGIN` dropped after it was sent: its guard rolls
+/// back only once the transaction was counted, so the connection goes back to the pool inside
+/// a transaction nobody ends, and the next borrower's statements run in it, holding its locks
+/// (upstream: transact-rs/sqlx#4385, #4393; our drop test caught it on PostgreSQL in CI).
+/// Finished in its own task, the transaction is counted, and dropped unused it rolls back.
+pub async fn begin(pool: &AnyPool) -> Result<Transaction<'static, Any>> {
+    let pool = pool.clone();
+    match tokio::spawn(async move { pool.begin().await }).await {
+        Ok(tx) => Ok(tx?),
+        // Only a panic in sqlx, or the runtime shutting down, ends the task otherwise.
+        Err(_) => Err(StoreError::Db(sqlx::Error::WorkerCrashed)),
+    }
+}
+
 /// The database and its single-writer gate.
 #[derive(Clone)]
 pub struct Database {
@@ -368,7 +384,7 @@ impl Database {
     /// Waits for the writer's turn and begins a transaction.
     pub async fn write(&self) -> Result<WriteTx> {
         let turn = self.writer.clone().lock_owned().await;
-        let tx = self.pool.begin().await?;
+        let tx = begin(&self.pool).await?;
         Ok(WriteTx {
             tx,
             backend: self.backend,
@@ -480,4 +496,51 @@ pub(crate) async fn test_postgres_url() -> Option<String> {
 pub(crate) async fn test_postgres() -> Option<Database> {
     let url = test_postgres_url().await?;
     Some(Database::open(&url).await.expect("migrated"))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::task::{Context, Waker};
+    use std::time::Duration;
+
+    use sqlx::any::AnyPoolOptions;
+
+    /// A transaction's begin dropped at any point (the caller hung up) leaves no transaction
+    /// open on the pooled connection: the next borrower's statements run outside one, and its
+    /// own transaction can still set its isolation. One connection, so that it is reused.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_begin_dropped_half_way_leaves_no_transaction_open() {
+        let Some(url) = super::test_postgres_url().await else {
+            return;
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(1)
+            .connect(&url)
+            .await
+            .unwrap();
+        for polls in (0..4).flat_map(|_| 1..=12) {
+            {
+                let mut begin = std::pin::pin!(super::begin(&pool));
+                let mut cx = Context::from_waker(Waker::noop());
+                for _ in 0..polls {
+                    if begin.as_mut().poll(&mut cx).is_ready() {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_micros(300)).await;
+                }
+            }
+            // What the next borrower does: a read outside a transaction, then a load's
+            // transaction, whose isolation must come before any query in it.
+            sqlx::query("SELECT 1").execute(&pool).await.unwrap();
+            let mut tx = pool.begin().await.unwrap();
+            if let Err(e) = sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                .execute(&mut *tx)
+                .await
+            {
+                panic!("a begin dropped after {polls} polls left a transaction open: {e}");
+            }
+            tx.rollback().await.unwrap();
+        }
+    }
 }
