@@ -72,11 +72,18 @@ impl Service {
         self.epoch.elapsed()
     }
 
-    /// `t` on the service's clock as ms since the Unix epoch (by the wall clock at the
-    /// service's start, so the same `t` always reads the same).
+    /// `t` on the service's clock as ms since the Unix epoch, by the wall clock now: an instant
+    /// `d` from now reads as the wall clock now plus `d`. Edges compare it (a lease's
+    /// `expires_at`) with their own wall clocks, so a host clock stepped since the server
+    /// started (NTP correcting one that ran ahead) must move it too; read once at the start, it
+    /// kept such a lease alive for the whole step at an edge that does not cap it by `ttl_ms`.
     pub(super) fn wall_ms(&self, t: Duration) -> i64 {
-        self.epoch_ms
-            .saturating_add(i64::try_from(t.as_millis()).unwrap_or(i64::MAX))
+        let (now, wall) = (self.now(), (self.wall)());
+        let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        match t.checked_sub(now) {
+            Some(ahead) => wall.saturating_add(ms(ahead)),
+            None => wall.saturating_sub(ms(now.saturating_sub(t))),
+        }
     }
 
     /// The org's cache policy now: its TTL and grace, the server's retry interval.

@@ -176,6 +176,34 @@ mod tests {
         );
     }
 
+    /// A lease's `expires_at` is read on the wall clock as it is when the lease is issued: a
+    /// host clock stepped back since the server started (NTP correcting one that ran ahead)
+    /// does not leave it past the lease TTL from now, which an edge that does not cap it by
+    /// `ttl_ms` would honour.
+    #[tokio::test]
+    async fn a_leases_expiry_follows_a_host_clock_stepped_since_the_start() {
+        let db = Database::open("sqlite::memory:").await.unwrap();
+        let mut svc = test_service(&db, 3);
+        let (org, _) = svc
+            .create_org("org", None, Some(Duration::from_secs(60)), None)
+            .await
+            .unwrap();
+        let team = svc.create_scope(org, org, "team").await.unwrap();
+        let team = ScopeId::parse_hex(&team.id).unwrap();
+        let who = test_caller(&svc, org).await;
+        fn ten_minutes_back() -> i64 {
+            crate::store::now_ms() - 600_000
+        }
+        svc.wall = ten_minutes_back;
+        let lease = svc.lease(&who, org, team, "req", None).await.unwrap();
+        let latest = ten_minutes_back() + 60_000;
+        let at = lease.expires_at();
+        assert!(
+            (latest - 5_000..=latest).contains(&at),
+            "{at}, not near {latest}"
+        );
+    }
+
     /// Two replicas, nothing telling one of the other's changes: a lease asked of the one
     /// that has not heard of a pause is refused, not issued for a whole TTL on the state
     /// before it.

@@ -105,8 +105,8 @@ pub struct Service {
     outage_retry: Duration,
     /// The start of the service's monotonic clock ([`Service::now`]).
     epoch: std::time::Instant,
-    /// The wall clock then, ms since the Unix epoch.
-    epoch_ms: i64,
+    /// The wall clock, ms since the Unix epoch (`store::now_ms`; a test steps it).
+    wall: fn() -> i64,
     /// Orgs whose jobs should run now (a resume or a revoke may have unblocked them); the
     /// server's background task reads them ([`Service::take_kicks`]).
     kicks: tokio::sync::mpsc::UnboundedSender<ScopeId>,
@@ -151,7 +151,7 @@ impl Service {
             default_ttl,
             outage_retry: byok_core::grace::DEFAULT_RETRY_EVERY,
             epoch: std::time::Instant::now(),
-            epoch_ms: store::now_ms(),
+            wall: store::now_ms,
             log_key: std::sync::OnceLock::new(),
             issuer: None,
             usage: usage::UsageMarks::default(),
