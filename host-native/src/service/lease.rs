@@ -130,9 +130,7 @@ impl Service {
 mod tests {
     use std::time::Duration;
 
-    use byok_core::ScopeId;
-
-    use super::super::{Authenticated, ServiceError, test_caller, test_service};
+    use super::super::{Authenticated, ServiceError, test_caller, test_service, test_team};
     use crate::store::{Database, Role};
 
     /// A lease asked of a replica that has not heard of its token's revoke elsewhere (the
@@ -143,12 +141,7 @@ mod tests {
     async fn a_lease_is_not_issued_to_a_token_revoked_on_another_replica() {
         let db = Database::open("sqlite::memory:").await.unwrap();
         let (here, elsewhere) = (test_service(&db, 3), test_service(&db, 3));
-        let (org, _) = here
-            .create_org("org", None, Some(Duration::from_secs(60)), None)
-            .await
-            .unwrap();
-        let team = here.create_scope(org, org, "team").await.unwrap();
-        let team = ScopeId::parse_hex(&team.id).unwrap();
+        let (org, team) = test_team(&here, Some(Duration::from_secs(60))).await;
         let (_, token) = here
             .create_token(org, Role::Service, "edge", None)
             .await
@@ -184,12 +177,7 @@ mod tests {
     async fn a_leases_expiry_follows_a_host_clock_stepped_since_the_start() {
         let db = Database::open("sqlite::memory:").await.unwrap();
         let mut svc = test_service(&db, 3);
-        let (org, _) = svc
-            .create_org("org", None, Some(Duration::from_secs(60)), None)
-            .await
-            .unwrap();
-        let team = svc.create_scope(org, org, "team").await.unwrap();
-        let team = ScopeId::parse_hex(&team.id).unwrap();
+        let (org, team) = test_team(&svc, Some(Duration::from_secs(60))).await;
         let who = test_caller(&svc, org).await;
         fn ten_minutes_back() -> i64 {
             crate::store::now_ms() - 600_000
@@ -214,12 +202,7 @@ mod tests {
         };
         let a = test_service(&Database::open(&url).await.unwrap(), 4);
         let b = test_service(&Database::open(&url).await.unwrap(), 4);
-        let (org, _) = a
-            .create_org("org", None, Some(Duration::from_secs(60)), None)
-            .await
-            .unwrap();
-        let team = a.create_scope(org, org, "team").await.unwrap();
-        let team = ScopeId::parse_hex(&team.id).unwrap();
+        let (org, team) = test_team(&a, Some(Duration::from_secs(60))).await;
         let who = test_caller(&b, org).await;
         b.lease(&who, org, team, "before", None)
             .await

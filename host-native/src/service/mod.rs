@@ -225,6 +225,18 @@ pub(crate) fn test_service(db: &Database, managed: u8) -> Service {
     .expect("a test service")
 }
 
+/// An org (leasing for `lease_ttl`, if given) with one scope `team` below it, for the
+/// service's unit tests: `(org, team)`.
+#[cfg(test)]
+pub(crate) async fn test_team(svc: &Service, lease_ttl: Option<Duration>) -> (ScopeId, ScopeId) {
+    let (org, _) = svc
+        .create_org("org", None, lease_ttl, None)
+        .await
+        .expect("an org");
+    let team = svc.create_scope(org, org, "team").await.expect("a scope");
+    (org, ScopeId::parse_hex(&team.id).expect("its id"))
+}
+
 /// A service token of `org`, authenticated, for the service's unit tests of data calls.
 #[cfg(test)]
 pub(crate) async fn test_caller(svc: &Service, org: ScopeId) -> Authenticated {

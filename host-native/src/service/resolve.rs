@@ -418,9 +418,7 @@ mod tests {
         let managed = managed_key(SecretBytes::random(&mut rand::rng()), 1);
         let svc =
             Service::new(db, managed, Duration::from_secs(60), KmsSettings::default()).unwrap();
-        let (org, _) = svc.create_org("org", None, None, None).await.unwrap();
-        let team = svc.create_scope(org, org, "team").await.unwrap();
-        let team = ScopeId::parse_hex(&team.id).unwrap();
+        let (org, team) = crate::service::test_team(&svc, None).await;
         let who = crate::service::test_caller(&svc, org).await;
         let ct = svc
             .encrypt(

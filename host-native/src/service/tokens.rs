@@ -322,9 +322,7 @@ mod tests {
 
     /// An org with scope `team`, its key cached, and two service tokens authenticated.
     async fn two_callers(s: &Service) -> (ScopeId, ScopeId, Authenticated, Authenticated) {
-        let (org, _) = s.create_org("org", None, None, None).await.unwrap();
-        let team = s.create_scope(org, org, "team").await.unwrap();
-        let team = ScopeId::parse_hex(&team.id).unwrap();
+        let (org, team) = crate::service::test_team(s, None).await;
         let a = crate::service::test_caller(s, org).await;
         let b = crate::service::test_caller(s, org).await;
         s.encrypt(&a, org, team, SealBuffer::copy_of(b"x"), BTreeMap::new())
