@@ -28,13 +28,15 @@ const READERS: &[Role] = &[Role::Admin, Role::Auditor];
 pub struct AddKey {
     /// Display name.
     pub name: String,
-    /// `aws` or `gcp`.
+    /// `aws`, `gcp` or `azure`.
     pub provider: String,
-    /// The key: an AWS key or alias ARN, a GCP CryptoKey name (`key_arn` is accepted too).
+    /// The key: an AWS key or alias ARN, a GCP CryptoKey name, or an Azure Key Vault or
+    /// Managed HSM key URL (`key_arn` is accepted too).
     #[serde(alias = "key_arn")]
     pub key: String,
     /// The customer's principal for byok to become: an AWS role ARN, a GCP service account
-    /// email (`role_arn` is accepted too); omit when the key grants byok's own principal.
+    /// email, or the client id of an Azure app with a federated credential that trusts byok's
+    /// issuer (`role_arn` is accepted too); omit when the key grants byok's own principal.
     #[serde(alias = "role_arn")]
     pub role: Option<String>,
     /// How byok assumes an AWS role: `oidc` (its own OIDC token: no vendor secret; the default
@@ -43,6 +45,7 @@ pub struct AddKey {
     pub role_trust: Option<String>,
     /// GCP: the workload identity pool provider where byok's token is exchanged
     /// (`//iam.googleapis.com/projects/N/locations/global/workloadIdentityPools/P/providers/X`).
+    /// Azure: the customer's tenant id (without it, byok learns it from the vault's challenge).
     pub audience: Option<String>,
 }
 
@@ -73,7 +76,7 @@ fn role_trust(asked: Option<&str>) -> Result<Option<RoleTrust>, ApiError> {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ValidateKey {
-    /// `aws` (the default) or `gcp`.
+    /// `aws` (the default), `gcp` or `azure`.
     #[serde(default = "aws")]
     pub provider: String,
     /// The key (see `AddKey`).
@@ -84,7 +87,7 @@ pub struct ValidateKey {
     pub role: Option<String>,
     /// How byok would assume it (see `AddKey`).
     pub role_trust: Option<String>,
-    /// GCP: the workload identity pool provider (see `AddKey`).
+    /// GCP: the workload identity pool provider; Azure: the tenant id (see `AddKey`).
     pub audience: Option<String>,
 }
 
@@ -122,7 +125,7 @@ pub struct Validated {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyQuery {
-    /// `aws` (the default) or `gcp`.
+    /// `aws` (the default), `gcp` or `azure`.
     #[serde(default = "aws")]
     pub provider: String,
     /// The key (see `AddKey`).
@@ -134,7 +137,7 @@ pub struct PolicyQuery {
     /// How byok would assume it: `oidc` or `external_id` (default: `oidc` when byok is an
     /// issuer).
     pub role_trust: Option<String>,
-    /// GCP: the workload identity pool provider.
+    /// GCP: the workload identity pool provider; Azure: the tenant id.
     pub audience: Option<String>,
 }
 
@@ -196,11 +199,11 @@ pub async fn validate(
 /// The policy statements to grant for a key (admin).
 #[utoipa::path(get, path = "/v1/orgs/{org}/keys/policy", tag = "keys",
     params(OrgPath,
-        ("provider" = Option<String>, Query, description = "`aws` (default) or `gcp`"),
-        ("key" = String, Query, description = "AWS key or alias ARN, GCP CryptoKey name (`key_arn` is accepted too)"),
-        ("role" = Option<String>, Query, description = "AWS role or GCP service account byok would become (`role_arn` is accepted too)"),
+        ("provider" = Option<String>, Query, description = "`aws` (default), `gcp` or `azure`"),
+        ("key" = String, Query, description = "AWS key or alias ARN, GCP CryptoKey name, Azure key URL (`key_arn` is accepted too)"),
+        ("role" = Option<String>, Query, description = "AWS role, GCP service account or Azure app client id byok would become (`role_arn` is accepted too)"),
         ("role_trust" = Option<String>, Query, description = "`oidc` or `external_id` (default: `oidc` when byok is an OIDC issuer)"),
-        ("audience" = Option<String>, Query, description = "GCP workload identity pool provider")),
+        ("audience" = Option<String>, Query, description = "GCP workload identity pool provider, or Azure tenant id")),
     responses((status = 200, body = PolicyView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn policy(

@@ -40,7 +40,7 @@ pub enum KeyCmd {
         #[command(flatten)]
         kms_key: KmsKeyArgs,
     },
-    /// Attach an AWS key (validated first; nothing changes if validation fails).
+    /// Attach a customer key (validated first; nothing changes if validation fails).
     Add {
         /// The org (`--org`).
         #[command(flatten)]
