@@ -74,7 +74,7 @@ pub struct FileConfig {
     /// Data directory (SQLite database, managed key).
     pub data_dir: Option<PathBuf>,
     /// PostgreSQL instead of the SQLite database in the data directory.
-    pub database_url: Option<String>,
+    pub database_url: Option<DatabaseUrl>,
     /// With PostgreSQL, how often every org's version is read, ms.
     pub replica_poll_ms: Option<u64>,
     /// How long a job lease lasts without its heartbeat, ms.
@@ -137,8 +137,8 @@ pub struct ServeArgs {
     /// PostgreSQL for several replicas (`postgres://user@host/db`) instead of SQLite in the
     /// data directory (which still holds the managed key, unless BYOK_MANAGED_KEY). Prefer the
     /// environment or the settings file: a flag is visible to other users in `ps`.
-    #[arg(long, env = "BYOK_DATABASE_URL", hide_env_values = true)]
-    pub database_url: Option<String>,
+    #[arg(long, env = "BYOK_DATABASE_URL", hide_env_values = true, value_parser = DatabaseUrl::given)]
+    pub database_url: Option<DatabaseUrl>,
     /// With PostgreSQL: how often every org's version is read, in ms, at least 100 [default:
     /// 1000]. Changes reach other replicas by NOTIFY at once; this is the bound when a
     /// notification is lost.
@@ -249,15 +249,31 @@ pub struct ServeArgs {
     pub danger_azure_endpoint: Option<String>,
 }
 
-/// A PostgreSQL URL. Its password never reaches `Debug`, a log line or an error.
-#[derive(Clone, PartialEq, Eq)]
+/// A PostgreSQL URL. Its password never reaches `Debug`, a log line or an error, whether given in
+/// the URL's user part or as a `password` query parameter (sqlx reads both).
+///
+/// Flags and the settings file hold it unchecked ([`DatabaseUrl::given`]), so that neither
+/// clap's nor the file's error message ever echoes it; [`DatabaseUrl::checked`] checks it when
+/// the settings are resolved.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
 pub struct DatabaseUrl(String);
 
 impl DatabaseUrl {
+    /// The URL as given (a flag, the environment or the file), not checked yet.
+    pub fn given(url: &str) -> Result<Self, std::convert::Infallible> {
+        Ok(Self(url.to_owned()))
+    }
+
     /// Checks that `url` names PostgreSQL (SQLite is the data directory's, not a URL).
     pub fn parse(url: String) -> Result<Self, String> {
-        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Ok(Self(url))
+        Self(url).checked()
+    }
+
+    /// Checks that the URL names PostgreSQL (SQLite is the data directory's, not a URL).
+    pub fn checked(self) -> Result<Self, String> {
+        if self.0.starts_with("postgres://") || self.0.starts_with("postgresql://") {
+            Ok(self)
         } else {
             Err("--database-url must be a postgres:// or postgresql:// URL (SQLite is the default, in --data-dir)".into())
         }
@@ -268,18 +284,28 @@ impl DatabaseUrl {
         &self.0
     }
 
-    /// The URL with any password replaced by `***`, for logs.
+    /// The URL with its password replaced by `***`, for logs: the user part's, and the value of
+    /// any query parameter whose name holds `password`. A URL that does not parse is not shown
+    /// at all (it may hold a password where no rule finds it).
     pub fn redacted(&self) -> String {
-        let (scheme, rest) = self.0.split_once("://").unwrap_or(("", &self.0));
-        let authority_end = rest.find('/').unwrap_or(rest.len());
-        match rest[..authority_end].rfind('@') {
-            Some(at) if rest[..at].contains(':') => {
-                let user = rest[..at].split(':').next().unwrap_or("");
-                format!("{scheme}://{user}:***{}", &rest[at..])
-            }
-            Some(_) => self.0.clone(),
-            None => self.0.clone(),
+        let Ok(mut url) = url::Url::parse(&self.0) else {
+            return "(a database URL that does not parse; not shown)".into();
+        };
+        if url.password().is_some() && url.set_password(Some("***")).is_err() {
+            return "(a database URL with a password byok cannot mask; not shown)".into();
         }
+        if url.query().is_some() {
+            let pairs: Vec<(String, String)> = url
+                .query_pairs()
+                .map(|(k, v)| {
+                    let secret = k.to_ascii_lowercase().contains("password");
+                    let v = if secret { "***".into() } else { v.into_owned() };
+                    (k.into_owned(), v)
+                })
+                .collect();
+            url.query_pairs_mut().clear().extend_pairs(pairs);
+        }
+        url.into()
     }
 }
 
@@ -455,7 +481,7 @@ impl Config {
                 .database_url
                 .clone()
                 .or(file.database_url)
-                .map(DatabaseUrl::parse)
+                .map(DatabaseUrl::checked)
                 .transpose()?,
             data_dir: args
                 .data_dir
@@ -539,6 +565,53 @@ mod tests {
         assert_eq!(user.redacted(), "postgres://byok@db/byok");
         let err = DatabaseUrl::parse("mysql://db/byok".into()).unwrap_err();
         assert!(err.contains("postgres://"), "{err}");
+    }
+
+    /// sqlx also takes the password as a query parameter (`?password=`, the key percent-decoded):
+    /// masked there too, and a URL that does not parse is not shown at all.
+    #[test]
+    fn a_database_url_shows_no_password_in_its_query() {
+        for (given, shown) in [
+            (
+                "postgres://byok@db/byok?password=s3cret&sslmode=require",
+                "postgres://byok@db/byok?password=***&sslmode=require",
+            ),
+            (
+                "postgres://db/byok?user=byok&pass%77ord=s3cret",
+                "postgres://db/byok?user=byok&password=***",
+            ),
+            (
+                "postgresql://a:s3cret@db/byok?Password=s3cret",
+                "postgresql://a:***@db/byok?Password=***",
+            ),
+            (
+                "postgres://u:s3cret@db:99999/byok",
+                "(a database URL that does not parse; not shown)",
+            ),
+        ] {
+            let url = DatabaseUrl::parse(given.into()).unwrap();
+            assert_eq!(url.redacted(), shown);
+            assert!(!format!("{url:?}").contains("s3cret"), "{given}");
+        }
+    }
+
+    /// Neither clap nor the settings' check echoes a URL it refuses (it may hold a password).
+    #[test]
+    fn a_refused_database_url_is_not_echoed() {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            serve: ServeArgs,
+        }
+        let cli = Cli::try_parse_from(["byok", "--database-url", "mysql://u:s3cret@db/byok"])
+            .expect("clap takes any URL");
+        let err = Config::resolve(&cli.serve).unwrap_err();
+        assert!(
+            err.contains("postgres://") && !err.contains("s3cret"),
+            "{err}"
+        );
+        assert!(!format!("{:?}", cli.serve).contains("s3cret"));
     }
 
     use super::*;
