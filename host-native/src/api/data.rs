@@ -10,11 +10,13 @@ use byok_core::ApiCode;
 use byok_core::envelope::SealBuffer;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+use zeroize::Zeroizing;
 
 use super::AppState;
 use super::auth::{ApiJson, ServiceOrg, parse_id};
 use super::error::{ApiError, DataErrors, ErrorBody};
 use super::paths::{OrgPath, ScopePath};
+use super::secret_json::SecretJson;
 
 /// Reads a context object, refusing a key given twice: the format has one value per key
 /// (docs/format.md §5), and JSON readers disagree on which of two values they keep, so a
@@ -97,7 +99,8 @@ pub struct DataKeyRequest {
 #[derive(Serialize, ToSchema)]
 pub struct DataKeyResponse {
     /// The 32-byte key, base64: use it, then drop it.
-    pub key: String,
+    #[schema(value_type = String)]
+    pub key: Zeroizing<String>,
     /// Its wrapped form, `byok:v1:...`: store it beside the data.
     pub wrapped: String,
     /// The scope key version it is wrapped under.
@@ -119,7 +122,8 @@ pub struct UnwrapRequest {
 #[derive(Serialize, ToSchema)]
 pub struct UnwrapResponse {
     /// The 32-byte key, base64.
-    pub key: String,
+    #[schema(value_type = String)]
+    pub key: Zeroizing<String>,
 }
 
 /// Decodes the `byok:v1:` text armor, naming the field in the error.
@@ -188,14 +192,17 @@ pub async fn datakey(
     ServiceOrg(org, who): ServiceOrg,
     Path((_, scope)): Path<(String, String)>,
     ApiJson(req): ApiJson<DataKeyRequest>,
-) -> Result<Json<DataKeyResponse>, ApiError> {
+) -> Result<SecretJson<DataKeyResponse>, ApiError> {
     let scope = parse_id(&scope, "scope")?;
     let out = s.service.datakey(&who, org, scope, req.context).await?;
-    Ok(Json(DataKeyResponse {
-        key: Base64::encode_string(out.key.expose_secret()),
-        wrapped: byok_core::format::armor::encode(&out.wrapped),
+    let wrapped = byok_core::format::armor::encode(&out.wrapped);
+    let room = wrapped.len() + 128;
+    let answer = DataKeyResponse {
+        key: Zeroizing::new(Base64::encode_string(out.key.expose_secret())),
+        wrapped,
         version: out.version,
-    }))
+    };
+    Ok(SecretJson::new(answer, room))
 }
 
 /// Unwrap a data key of this org (service).
@@ -207,15 +214,16 @@ pub async fn unwrap_datakey(
     State(s): State<AppState>,
     ServiceOrg(org, who): ServiceOrg,
     ApiJson(req): ApiJson<UnwrapRequest>,
-) -> Result<Json<UnwrapResponse>, ApiError> {
+) -> Result<SecretJson<UnwrapResponse>, ApiError> {
     let wrapped = armor_decode(&req.wrapped, "wrapped")?;
     let key = s
         .service
         .unwrap_datakey(&who, org, &wrapped, req.context)
         .await?;
-    Ok(Json(UnwrapResponse {
-        key: Base64::encode_string(key.expose_secret()),
-    }))
+    let answer = UnwrapResponse {
+        key: Zeroizing::new(Base64::encode_string(key.expose_secret())),
+    };
+    Ok(SecretJson::new(answer, 64))
 }
 
 /// Creates stored data keys.
@@ -241,6 +249,14 @@ pub struct StoredKeys {
     pub keys: Vec<crate::service::StoredKey>,
 }
 
+impl StoredKeys {
+    fn answer(keys: Vec<crate::service::StoredKey>) -> SecretJson<Self> {
+        // An entry is under 160 bytes: a 32-digit id and scope, a 44-byte key, a u32, the names.
+        let room = 16 + 160 * keys.len();
+        SecretJson::new(Self { keys }, room)
+    }
+}
+
 /// Create data keys that byok stores (wrapped) and rewraps on rotation (service).
 #[utoipa::path(post, path = "/v1/orgs/{org}/scopes/{scope}/datakeys", tag = "data", request_body = CreateStored,
     params(ScopePath),
@@ -251,13 +267,13 @@ pub async fn create_stored(
     ServiceOrg(org, who): ServiceOrg,
     Path((_, scope)): Path<(String, String)>,
     ApiJson(req): ApiJson<CreateStored>,
-) -> Result<(axum::http::StatusCode, Json<StoredKeys>), ApiError> {
+) -> Result<(axum::http::StatusCode, SecretJson<StoredKeys>), ApiError> {
     let scope = parse_id(&scope, "scope")?;
     let keys = s
         .service
         .create_stored_keys(&who, org, scope, req.count.unwrap_or(1))
         .await?;
-    Ok((axum::http::StatusCode::CREATED, Json(StoredKeys { keys })))
+    Ok((axum::http::StatusCode::CREATED, StoredKeys::answer(keys)))
 }
 
 /// Read stored data keys by id (service).
@@ -269,10 +285,9 @@ pub async fn get_stored(
     State(s): State<AppState>,
     ServiceOrg(org, who): ServiceOrg,
     ApiJson(req): ApiJson<GetStored>,
-) -> Result<Json<StoredKeys>, ApiError> {
-    Ok(Json(StoredKeys {
-        keys: s.service.get_stored_keys(&who, org, &req.ids).await?,
-    }))
+) -> Result<SecretJson<StoredKeys>, ApiError> {
+    let keys = s.service.get_stored_keys(&who, org, &req.ids).await?;
+    Ok(StoredKeys::answer(keys))
 }
 
 /// Asks for a lease.
@@ -296,13 +311,7 @@ pub async fn lease(
     ServiceOrg(org, who): ServiceOrg,
     Path((_, scope)): Path<(String, String)>,
     ApiJson(req): ApiJson<LeaseRequest>,
-) -> Result<
-    (
-        [(axum::http::HeaderName, &'static str); 2],
-        axum::body::Body,
-    ),
-    ApiError,
-> {
+) -> Result<axum::response::Response, ApiError> {
     let scope = parse_id(&scope, "scope")?;
     let bad = req.audience.as_deref().is_some_and(|a| {
         !(1..=128).contains(&a.len())
@@ -325,14 +334,6 @@ pub async fn lease(
             req.audience.as_deref(),
         )
         .await?;
-    // The body is the one buffer the keys are written to, wiped when the body is dropped
-    // (sent, or the client gone); `Json` would leave its buffer, and its growth, unwiped.
-    let body = bytes::Bytes::from_owner(lease.to_json());
-    Ok((
-        [
-            (axum::http::header::CACHE_CONTROL, "no-store"),
-            (axum::http::header::CONTENT_TYPE, "application/json"),
-        ],
-        axum::body::Body::from(body),
-    ))
+    // Core writes the document to one buffer, sized up front: the body owns it and wipes it.
+    Ok(super::secret_json::wiped_body(lease.to_json()))
 }

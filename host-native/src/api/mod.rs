@@ -16,6 +16,7 @@ pub mod paths;
 pub mod rate_limit;
 pub mod request_ids;
 pub mod scopes;
+pub mod secret_json;
 pub mod setup_page;
 pub mod tokens;
 

@@ -26,7 +26,8 @@ pub struct StoredKey {
     /// Its id: store it with the data.
     pub id: String,
     /// The 32-byte key, base64: use it, then drop it.
-    pub key: String,
+    #[schema(value_type = String)]
+    pub key: zeroize::Zeroizing<String>,
     /// Its scope.
     pub scope: String,
     /// The scope key version it is wrapped under.
@@ -50,9 +51,10 @@ fn context(id: &str) -> Context {
     ]))
 }
 
-fn b64(bytes: &[u8]) -> String {
+/// A key as base64, in a string wiped when dropped (`encode_string` sizes it exactly: no growth).
+fn b64(bytes: &[u8]) -> zeroize::Zeroizing<String> {
     use base64ct::{Base64, Encoding};
-    Base64::encode_string(bytes)
+    zeroize::Zeroizing::new(Base64::encode_string(bytes))
 }
 
 impl Service {
