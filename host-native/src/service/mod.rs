@@ -96,6 +96,9 @@ pub struct Service {
     /// Orgs whose last change here was interrupted while storage may still be finishing it
     /// (`org_cell.rs`): their next load waits for it.
     unsettled: org_cell::Unsettled,
+    /// How many cells each org has had taken out of use: a load that read storage before one
+    /// was retired reads again (`org_cell.rs`).
+    retired: org_cell::Retired,
     cache: KeyCache,
     /// Token grants by token hash, so that authenticating a request does not read the database
     /// (revoking a token drops its entry at once, for good; see `grants.rs`).
@@ -146,6 +149,7 @@ impl Service {
             kms: kms::Kms::new(kms, metrics.kms_calls.clone())?,
             orgs: RwLock::new(FastMap::default()),
             unsettled: org_cell::Unsettled::default(),
+            retired: org_cell::Retired::default(),
             cache: KeyCache::default(),
             grants: grants::Grants::default(),
             default_ttl,

@@ -4,7 +4,7 @@
 //! that was not committed.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use byok_core::scope::{Effect, Org};
@@ -126,6 +126,36 @@ impl Unsettled {
     }
 }
 
+/// How many cells each org has had taken out of use (striped: orgs share a counter by their id's
+/// first byte, which costs at worst a needless reload). A load notes the count before it reads
+/// storage and keeps its cell only if the count has not moved: a cell retired meanwhile may have
+/// held a change committed after that read (a pause, then a failed or interrupted change that
+/// retired the cell), and a cell loaded from before it would serve the org without the change.
+pub(super) struct Retired([AtomicU64; 64]);
+
+impl Default for Retired {
+    fn default() -> Self {
+        Self(std::array::from_fn(|_| AtomicU64::new(0)))
+    }
+}
+
+impl Retired {
+    fn of(&self, org: ScopeId) -> &AtomicU64 {
+        &self.0[usize::from(org.as_bytes()[0]) % self.0.len()]
+    }
+
+    /// The count for `org` now.
+    pub(super) fn count(&self, org: ScopeId) -> u64 {
+        self.of(org).load(Ordering::SeqCst)
+    }
+
+    /// A cell of `org` was taken out of use (or one another replica changed was not held here).
+    /// Called holding the orgs map's write lock, which a load also holds to check and insert.
+    pub(super) fn note(&self, org: ScopeId) {
+        self.of(org).fetch_add(1, Ordering::SeqCst);
+    }
+}
+
 impl OrgCell {
     /// The current committed value.
     pub fn snapshot(&self) -> Arc<Org> {
@@ -193,6 +223,9 @@ impl Service {
             if orgs.get(&org).is_some_and(|c| std::ptr::eq(&**c, cell)) {
                 orgs.remove(&org);
             }
+            // Also for a cell no longer in the map: a load under way may have read storage
+            // before the change this cell held.
+            self.retired.note(org);
         }
         self.cache.evict_org(org);
     }
@@ -228,6 +261,21 @@ impl Service {
 
     /// Loads org `id` from storage into memory (once: a concurrent load's cell wins).
     async fn load_org(&self, id: ScopeId) -> Result<Arc<OrgCell>> {
+        for _ in 0..3 {
+            let (cell, retired) = self.read_cell(id).await?;
+            if let Some(kept) = self.keep_cell(id, cell, retired) {
+                return Ok(kept);
+            }
+        }
+        // A cell retired under every read (other replicas busy with this org): the caller
+        // retries.
+        Err(ServiceError::Reloading)
+    }
+
+    /// A cell of org `id` as storage has it, and the org's retired count noted before the read
+    /// (for [`Self::keep_cell`]).
+    async fn read_cell(&self, id: ScopeId) -> Result<(Arc<OrgCell>, u64)> {
+        let retired = self.retired.count(id);
         let (org, meta, names, version) = self.load_settled(id).await?;
         let cmks = keys::list(self.store.pool(), id)
             .await?
@@ -246,13 +294,23 @@ impl Service {
             outage: std::sync::Mutex::new(None),
             version: AtomicI64::new(version),
         });
-        Ok(self
-            .orgs
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(id)
-            .or_insert(cell)
-            .clone())
+        Ok((cell, retired))
+    }
+
+    /// Puts `cell`, read with the org's retired count at `retired`, in use, unless another cell
+    /// already is (that one wins) or a cell of the org was retired since the read (`None`: read
+    /// again). That cell may have held a change committed after the read, and nothing on
+    /// SQLite would ever tell this one of it.
+    fn keep_cell(&self, id: ScopeId, cell: Arc<OrgCell>, retired: u64) -> Option<Arc<OrgCell>> {
+        let mut orgs = self.orgs.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(held) = orgs.get(&id) {
+            return Some(held.clone());
+        }
+        if self.retired.count(id) != retired {
+            return None;
+        }
+        orgs.insert(id, cell.clone());
+        Some(cell)
     }
 
     /// Org `id`'s rows as they stand. After an interrupted change ([`Unsettled`]) the load is
@@ -649,6 +707,54 @@ mod tests {
             matches!(answer, Err(ServiceError::Reloading)),
             "served from a cell taken out of use: {answer:?}"
         );
+    }
+
+    /// A load that read the org before a change must not put its cell in use once the cell that
+    /// took the change has been retired (a later change on it failed or was dropped): nothing on
+    /// SQLite would ever tell the loaded cell of the change, and a pause would be missed for
+    /// good. The load reads again instead. The same for another replica's change of an org this
+    /// one does not hold.
+    #[tokio::test]
+    async fn a_load_that_read_before_a_retired_cells_change_reads_again() {
+        let db = Database::open("sqlite::memory:").await.unwrap();
+        let svc = super::super::test_service(&db, 3);
+        let (org, team) = crate::service::test_team(&svc, None).await;
+        let who = crate::service::test_caller(&svc, org).await;
+        // The org is out of memory (as after a restart); a request loading it has read it.
+        let first = svc.org(org).await.unwrap();
+        svc.forget_cell(org, &first);
+        let (early, retired) = svc.read_cell(org).await.unwrap();
+        // Meanwhile an admin's pause loads the org again and commits; its cell is then retired.
+        svc.pause(org, team).await.unwrap();
+        let paused = svc.org(org).await.unwrap();
+        svc.forget_cell(org, &paused);
+        assert!(
+            svc.keep_cell(org, early, retired).is_none(),
+            "a cell read before the pause was put in use"
+        );
+        let answer = svc
+            .encrypt(&who, org, team, SealBuffer::copy_of(b"x"), BTreeMap::new())
+            .await;
+        assert!(
+            matches!(answer, Err(ServiceError::Scope(ScopeError::Paused { .. }))),
+            "{answer:?}"
+        );
+        // Another replica's change, of an org not held here while a load is under way.
+        let held = svc.org(org).await.unwrap();
+        svc.forget_cell(org, &held);
+        let (early, retired) = svc.read_cell(org).await.unwrap();
+        assert!(svc.org_changed(org, held.version() + 1));
+        assert!(
+            svc.keep_cell(org, early, retired).is_none(),
+            "a cell read before another replica's change was put in use"
+        );
+        // With nothing retired since its read, a load is kept; a cell already held wins.
+        let (cell, retired) = svc.read_cell(org).await.unwrap();
+        let kept = svc.keep_cell(org, cell.clone(), retired).unwrap();
+        assert!(Arc::ptr_eq(&kept, &cell));
+        let (other, retired) = svc.read_cell(org).await.unwrap();
+        let kept = svc.keep_cell(org, other, retired).unwrap();
+        assert!(Arc::ptr_eq(&kept, &cell), "the cell in use was replaced");
     }
 
     /// A change of this replica sets its cell's version just before its commit, so storage is

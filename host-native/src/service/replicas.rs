@@ -31,12 +31,15 @@ impl Service {
     /// Another replica changed org `org` to `version` (a notification or the poll). Returns
     /// whether anything held here was out of date and dropped.
     pub fn org_changed(&self, org: ScopeId, version: i64) -> bool {
-        let cell = self
-            .orgs
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&org)
-            .cloned();
+        let cell = {
+            let orgs = self.orgs.write().unwrap_or_else(|p| p.into_inner());
+            let cell = orgs.get(&org).cloned();
+            if cell.is_none() {
+                // A load under way may have read storage before this change: it reads again.
+                self.retired.note(org);
+            }
+            cell
+        };
         if cell.as_ref().is_some_and(|c| c.version() >= version) {
             // This replica's own change, or one already seen.
             return false;
