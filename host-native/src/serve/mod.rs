@@ -271,9 +271,14 @@ pub async fn run(config: Config) -> Result<(), String> {
                     // The first tick fires at once: jobs a restart interrupted resume now.
                     // A long job runs on its own task; a later look skips it (its lease is
                     // live).
+                    // Also the write-ahead log's scrub, if one is owed: at the start (a crash
+                    // may have left destroyed keys in it) and after one that could not finish.
                     _ = jobs.tick() => {
                         let service = service.clone();
                         tokio::spawn(async move {
+                            if service.store().scrub_owed() {
+                                service.store().scrub().await;
+                            }
                             if let Err(e) = service.resume_jobs().await {
                                 tracing::warn!(error = ?e, "looking for jobs to resume failed");
                             }

@@ -391,6 +391,9 @@ impl Service {
         }
         let after =
             apply::write(&mut w, org, &effects, &new_names, &extra, store::now_ms()).await?;
+        if after.scrub {
+            w.destroys_keys();
+        }
         // Recorded before the commit: the commit's own notification may arrive before the
         // line after it runs, and must find this cell current. If the commit fails,
         // `unpublished` retires the cell anyway.

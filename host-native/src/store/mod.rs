@@ -28,6 +28,7 @@ pub mod org_rows;
 pub mod tokens;
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use byok_core::scope::{HolderId, HolderStatus, RewrapJob, ScopeState};
@@ -281,6 +282,11 @@ pub struct Database {
     writer: std::sync::Arc<tokio::sync::Mutex<()>>,
     memory: bool,
     backend: Backend,
+    /// Destroyed keys may still be in SQLite's write-ahead log: set by a transaction that
+    /// destroys keys (before its commit) and at open (a crash may have left some there);
+    /// cleared only by a scrub that truncated the log. Owed scrubs are retried by the server's
+    /// periodic tick, so one a request gave up on, or one that found readers busy, still happens.
+    scrub_owed: std::sync::Arc<AtomicBool>,
 }
 
 /// A write transaction, holding the writer's turn until it commits or drops (rolls back).
@@ -288,6 +294,7 @@ pub struct WriteTx {
     /// The transaction.
     pub tx: Transaction<'static, Any>,
     backend: Backend,
+    scrub_owed: std::sync::Arc<AtomicBool>,
     _turn: tokio::sync::OwnedMutexGuard<()>,
 }
 
@@ -302,6 +309,12 @@ impl WriteTx {
     /// to the other replicas on commit ([`org_rows::bump`]).
     pub async fn bump_org(&mut self, org: ScopeId) -> Result<i64> {
         org_rows::bump(&mut self.tx, org, self.backend == Backend::Postgres).await
+    }
+
+    /// Records that this transaction destroys keys: the write-ahead log owes a scrub from now
+    /// on (set before the commit, so an interrupted commit that still lands is scrubbed too).
+    pub fn destroys_keys(&self) {
+        self.scrub_owed.store(true, Ordering::SeqCst);
     }
 
     /// Commits.
@@ -363,6 +376,7 @@ impl Database {
             writer: std::sync::Arc::new(tokio::sync::Mutex::new(())),
             memory,
             backend,
+            scrub_owed: std::sync::Arc::new(AtomicBool::new(backend == Backend::Sqlite && !memory)),
         })
     }
 
@@ -388,13 +402,16 @@ impl Database {
         Ok(WriteTx {
             tx,
             backend: self.backend,
+            scrub_owed: self.scrub_owed.clone(),
             _turn: turn,
         })
     }
 
     /// Copies every committed page into the database file and truncates the write-ahead log,
-    /// so that destroyed keys survive in no file. Waits for readers (up to the busy timeout);
-    /// retried a few times, then logged: the next destructive commit tries again.
+    /// so that destroyed keys survive in no file, if a scrub is owed ([`Self::scrub_owed`]).
+    /// Waits for readers (up to the busy timeout), retried a few times; if they stay busy the
+    /// scrub stays owed, for the server's periodic tick. Runs in a task of its own: a caller
+    /// dropped while it waits (a client gone) does not cancel it.
     ///
     /// SQLite only. PostgreSQL keeps deleted rows in dead tuples until vacuum and in its
     /// write-ahead log; docs/server.md says what that means for a destroyed managed copy.
@@ -402,8 +419,24 @@ impl Database {
         if self.memory || self.backend != Backend::Sqlite {
             return;
         }
-        // Holding the writer's turn: no commit can add pages while the log is reset.
+        let db = self.clone();
+        if let Err(e) = tokio::spawn(async move { db.truncate_log().await }).await {
+            tracing::warn!(error = %e, "the write-ahead log's scrub stopped");
+        }
+    }
+
+    /// Whether destroyed keys may still be in the write-ahead log.
+    pub fn scrub_owed(&self) -> bool {
+        self.scrub_owed.load(Ordering::SeqCst)
+    }
+
+    async fn truncate_log(&self) {
+        // Holding the writer's turn: no commit can add pages while the log is reset, nor owe
+        // a new scrub between the truncation and the flag's clearing.
         let _turn = self.writer.clone().lock_owned().await;
+        if !self.scrub_owed() {
+            return;
+        }
         for attempt in 0..5 {
             match sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
                 .fetch_one(&self.pool)
@@ -412,6 +445,7 @@ impl Database {
                 Ok(row) => {
                     use sqlx::Row;
                     if row.try_get::<i64, _>(0).unwrap_or(1) == 0 {
+                        self.scrub_owed.store(false, Ordering::SeqCst);
                         return;
                     }
                 }
@@ -420,7 +454,7 @@ impl Database {
             tokio::time::sleep(std::time::Duration::from_millis(20 << attempt)).await;
         }
         tracing::warn!(
-            "the write-ahead log could not be truncated now (readers busy); destroyed keys may stay in byok.db-wal until the next checkpoint"
+            "the write-ahead log could not be truncated now (readers busy); destroyed keys stay in byok.db-wal until the next try (the server's periodic tick)"
         );
     }
 
@@ -505,6 +539,48 @@ mod tests {
     use std::time::Duration;
 
     use sqlx::any::AnyPoolOptions;
+
+    /// A scrub is owed from the open (a crash may have left destroyed keys in the write-ahead
+    /// log) and from each transaction that destroys keys, until one truncated the log; and a
+    /// scrub whose caller is dropped at once (a client gone) still does so.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_scrub_is_owed_until_done_even_when_its_caller_is_dropped() {
+        let dir = std::env::temp_dir().join(format!(
+            "byok-scrub-{}-{}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let wal = dir.join("byok.db-wal");
+        let db = super::Database::open_dir(&dir).await.unwrap();
+        assert!(db.scrub_owed(), "not owed at open");
+        db.scrub().await;
+        assert!(!db.scrub_owed());
+        assert_eq!(std::fs::metadata(&wal).unwrap().len(), 0);
+        let mut w = db.write().await.unwrap();
+        sqlx::query("INSERT INTO server_meta (name, value) VALUES ('destroyed', 'x')")
+            .execute(&mut *w.tx)
+            .await
+            .unwrap();
+        w.destroys_keys();
+        w.commit().await.unwrap();
+        assert!(db.scrub_owed(), "not owed after a destroying commit");
+        assert!(std::fs::metadata(&wal).unwrap().len() > 0);
+        {
+            let mut scrub = std::pin::pin!(db.scrub());
+            let _ = scrub.as_mut().poll(&mut Context::from_waker(Waker::noop()));
+        }
+        for _ in 0..1000 {
+            if !db.scrub_owed() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(!db.scrub_owed(), "the dropped scrub did not finish");
+        assert_eq!(std::fs::metadata(&wal).unwrap().len(), 0);
+        drop(db);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     /// A transaction's begin dropped at any point (the caller hung up) leaves no transaction
     /// open on the pooled connection: the next borrower's statements run outside one, and its
