@@ -2,7 +2,8 @@
 //! customer's key in moto (signatures and IAM on) and the version poll an hour away, so only
 //! what the replicas tell each other can stop B and C:
 //! - the grant removed: every replica refuses once its unwrap-cache TTL passes;
-//! - the key disabled: a key check through A drops the warm caches of B and C too, at once;
+//! - the key disabled: a key check through A drops the warm caches of B and C too, at once; and
+//!   again after the key came back and went again;
 //! - the org moved off the managed key: the managed copy is destroyed, and B and C, which had
 //!   unwrapped the root from it, drop it at once: with the grant then removed, they refuse.
 //!
@@ -93,6 +94,18 @@ async fn a_disabled_key_seen_through_one_replica_drops_every_warm_cache() {
     moto.key_admin("enable_key", &moto.key_arn);
     for api in r.apis() {
         until(&o, api, &cts[0], 200, Duration::from_secs(5)).await;
+    }
+    // Disabled a second time, before any health check recorded the key as fine: the replicas'
+    // successful unwraps did. A's check must not take this denial for the one it recorded.
+    moto.key_admin("disable_key", &moto.key_arn);
+    assert_status(
+        &r.a.api
+            .post(&o.path("/keys/check"), &o.admin, &json!({}))
+            .await,
+        200,
+    );
+    for (_, api) in &r.others {
+        until(&o, api, &cts[1], 424, Duration::from_secs(2)).await;
     }
 }
 

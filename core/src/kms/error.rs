@@ -58,6 +58,23 @@ impl KmsErrorKind {
         }
     }
 
+    /// Every kind.
+    pub const ALL: [Self; 8] = [
+        Self::AccessDenied,
+        Self::KeyDisabled,
+        Self::KeyNotFound,
+        Self::KeyPendingDeletion,
+        Self::InvalidCiphertext,
+        Self::Throttled,
+        Self::Unavailable,
+        Self::Malformed,
+    ];
+
+    /// The kind whose [`Self::as_str`] is `name` (a key's stored health read back), if any.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+
     /// A short name for logs and key health.
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -173,4 +190,19 @@ pub fn clean_text(s: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::KmsErrorKind;
+
+    /// A key's stored health reads back as the kind that wrote it; `ok` is no kind.
+    #[test]
+    fn every_kind_reads_back_from_its_name() {
+        for k in KmsErrorKind::ALL {
+            assert_eq!(KmsErrorKind::parse(k.as_str()), Some(k));
+        }
+        assert_eq!(KmsErrorKind::parse("ok"), None);
+        assert_eq!(KmsErrorKind::parse(""), None);
+    }
 }

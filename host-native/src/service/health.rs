@@ -91,12 +91,48 @@ impl Service {
         err: Option<&KmsError>,
     ) -> Result<()> {
         self.audit_kms(org, op, n, err).await?;
-        if let Some(e) = err
-            && is_denial(e)
-        {
-            self.withdrawn(cell, org, n, kind_code(e), Some(e.to_string()))
-                .await?;
+        match err {
+            Some(e) if is_denial(e) => {
+                self.withdrawn(cell, org, n, kind_code(e), Some(e.to_string()))
+                    .await?;
+            }
+            Some(_) => {}
+            None => self.access_back(cell, org, n).await?,
         }
+        Ok(())
+    }
+
+    /// A call on key `n` succeeded. If its recorded health is a denial, the customer gave
+    /// access back: recorded as `ok`, and the org's version moves so that every replica's copy
+    /// shows it too. Otherwise a replica still showing the old denial would take the key's
+    /// next denial (a second disable) for one already recorded, and not move the version: the
+    /// other replicas would keep serving their cached keys to the end of their TTL.
+    async fn access_back(&self, cell: &OrgCell, org: ScopeId, n: u32) -> Result<()> {
+        let denied = cell
+            .cmks
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&n)
+            .and_then(|r| r.health.as_deref())
+            .and_then(byok_core::kms::KmsErrorKind::parse)
+            .is_some_and(|k| k.is_denial());
+        if !denied {
+            return Ok(());
+        }
+        let at = store::now_ms();
+        let mut w = self.store.write().await?;
+        keys::set_health(&mut w.tx, org, n, "ok", None, at).await?;
+        let mut unpublished = Unpublished::arm(self, org, cell);
+        let v = w.bump_org(org).await?;
+        let _ = cell.version.compare_exchange(
+            v - 1,
+            v,
+            std::sync::atomic::Ordering::AcqRel,
+            std::sync::atomic::Ordering::Acquire,
+        );
+        w.commit().await?;
+        unpublished.disarm();
+        Self::show_health(cell, n, "ok".into(), None, at);
         Ok(())
     }
 
@@ -158,11 +194,18 @@ impl Service {
     }
 
     /// Describes every attached, enabled key of every org and records its health.
+    /// One org's failure (its rows unreadable, its KMS settings gone) is logged and the rest
+    /// are still checked: a withdrawal in a later org must not wait for it; the first failure is
+    /// returned once all were tried.
     pub async fn check_health(&self) -> Result<()> {
+        let mut failed = None;
         for org in store::org_rows::org_ids(self.store.pool()).await? {
-            self.check_health_of(org).await?;
+            if let Err(e) = self.check_health_of(org).await {
+                tracing::warn!(org = %org, error = ?e, "key health check of an org failed");
+                failed.get_or_insert(e);
+            }
         }
-        Ok(())
+        failed.map_or(Ok(()), Err)
     }
 
     /// Describes the org's attached, enabled keys and records their health.
@@ -268,5 +311,50 @@ impl Service {
             Err(super::ServiceError::Scope(byok_core::scope::ScopeError::JobRunning)) => Ok(()),
             other => other,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering;
+
+    use crate::store::Database;
+
+    /// An org whose check fails does not stop the check of the orgs after it: here the second
+    /// org's copy is behind storage (another replica's change), and the check reloads it.
+    #[tokio::test]
+    async fn one_org_failing_its_check_does_not_stop_the_others() {
+        let db = Database::open("sqlite::memory:").await.unwrap();
+        let svc = super::super::test_service(&db, 3);
+        for name in ["one", "two"] {
+            svc.create_org(name, None, None, None).await.unwrap();
+        }
+        let listed = crate::store::org_rows::org_ids(db.pool()).await.unwrap();
+        let [broken, org] = listed[..] else {
+            panic!("two orgs: {listed:?}")
+        };
+        // The org checked first no longer forms an org in storage, and is not in memory.
+        let cell = svc.org(broken).await.unwrap();
+        svc.forget_cell(broken, &cell);
+        for table in ["root_copies", "holders"] {
+            sqlx::query(&format!("DELETE FROM {table} WHERE org_id = $1"))
+                .bind(broken.to_string())
+                .execute(db.pool())
+                .await
+                .unwrap();
+        }
+        assert!(svc.org(broken).await.is_err(), "the org still loads");
+        let behind = svc.org(org).await.unwrap();
+        behind.version.fetch_sub(1, Ordering::SeqCst);
+        assert!(
+            svc.check_health().await.is_err(),
+            "the failure was not reported"
+        );
+        let now = svc.org(org).await.unwrap();
+        assert!(
+            !Arc::ptr_eq(&behind, &now),
+            "the org after the failing one was not checked"
+        );
     }
 }
