@@ -72,6 +72,20 @@ impl Service {
                 "count must be 1 to {MAX_KEYS_PER_CALL}"
             )));
         }
+        // Once more on the org as now stored if another replica changed it meanwhile.
+        match self.create_stored_once(who, org, scope, count).await {
+            Err(ServiceError::Reloading) => self.create_stored_once(who, org, scope, count).await,
+            done => done,
+        }
+    }
+
+    async fn create_stored_once(
+        &self,
+        who: &Authenticated,
+        org: ScopeId,
+        scope: ScopeId,
+        count: usize,
+    ) -> Result<Vec<StoredKey>> {
         let (cell, key) = self.current_key(org, scope).await?;
         let key_id = key.id();
         let (rows, out) = {
@@ -104,6 +118,16 @@ impl Service {
         let _admitted = self.admit(&cell, &[key_id], who).await?;
         self.mark_use(org, scope).await?;
         let mut w = self.store.write().await?;
+        // The org's row, which every change takes: a revoke or retirement on another replica
+        // (PostgreSQL) commits wholly before this insert, and then moved the version (decided
+        // again, on the state now stored), or wholly after it, and then its own delete and its
+        // count of what is left under a version see these rows. Without it a retirement could
+        // count none, destroy the version, and leave these keys under it, never to open.
+        if w.lock_org(org).await? != cell.version() {
+            drop(w);
+            self.forget_cell(org, &cell);
+            return Err(ServiceError::Reloading);
+        }
         if !data_keys::insert(&mut w.tx, org, &rows, store::now_ms()).await? {
             return Err(ServiceError::Scope(
                 byok_core::scope::ScopeError::UnknownVersion(key_id),
@@ -342,5 +366,39 @@ impl Service {
     /// The org's retirement progress, if one runs.
     pub async fn retire_progress(&self, org: ScopeId) -> Result<Option<RetireJob>> {
         Ok(data_keys::job(self.store.pool(), org).await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::service::{ServiceError, test_caller, test_service, test_team};
+    use crate::store::Database;
+
+    /// Two replicas, nothing telling one of the other's changes: stored data keys asked of the
+    /// one that has not heard of a pause are not created on the state before it; the call is
+    /// decided again on the org as stored, and refused as paused.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_replica_that_missed_a_pause_stores_no_data_key() {
+        let Some(url) = crate::store::test_postgres_url().await else {
+            return;
+        };
+        let a = test_service(&Database::open(&url).await.unwrap(), 4);
+        let b = test_service(&Database::open(&url).await.unwrap(), 4);
+        let (org, team) = test_team(&a, None).await;
+        let who = test_caller(&b, org).await;
+        b.create_stored_keys(&who, org, team, 1)
+            .await
+            .expect("b stores a key");
+        a.pause(org, team).await.unwrap();
+        let answer = b.create_stored_keys(&who, org, team, 1).await.map(drop);
+        assert!(
+            matches!(
+                answer,
+                Err(ServiceError::Scope(
+                    byok_core::scope::ScopeError::Paused { .. }
+                ))
+            ),
+            "{answer:?}"
+        );
     }
 }
