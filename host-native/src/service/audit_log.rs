@@ -377,14 +377,22 @@ impl Service {
                 leases_end = Some(leases_end.map_or(ends, |m| m.max(ends)));
             }
         }
+        // Other replicas drop theirs when they hear of the change: at worst this much later.
+        let lag = self.replicas_lag_ms();
+        let replicas_by = (lag > 0).then(|| now.saturating_add(lag));
+        let ends = [Some(now), leases_end, replicas_by]
+            .into_iter()
+            .flatten()
+            .max();
         let event = json!({
             "type": RECEIPT_EVENT,
             "action": action,
             "subject": subject,
             "caches_evicted_at": now,
+            "replicas_stop_by": replicas_by,
             "leases_outstanding": outstanding,
             "leases_expire_by": leases_end,
-            "access_ends_at": leases_end.map_or(now, |l| l.max(now)),
+            "access_ends_at": ends.unwrap_or(now),
         });
         let mut tx = self.store.write().await?;
         let (seq, event) = audit::append_row(&mut tx.tx, org, now, &event).await?;
@@ -434,5 +442,37 @@ mod tests {
             .unwrap();
         assert_eq!(wrapped.len(), 140);
         assert!(service(&db, 8).load_log_key("byok.test").await.is_err());
+    }
+
+    /// With replicas, a receipt's end of access waits for the slowest one: the poll, or the
+    /// usage window for one cut off from the database, whichever is longer. Without, it is the
+    /// change itself (no lease was issued).
+    #[tokio::test]
+    async fn a_receipt_counts_the_time_other_replicas_take_to_stop() {
+        use super::Withdrawal;
+        use serde_json::json;
+        use std::time::Duration;
+        let db = Database::open("sqlite::memory:").await.unwrap();
+        let svc = service(&db, 7);
+        svc.load_log_key("byok.test").await.unwrap();
+        let (org, team) = super::super::test_team(&svc, None).await;
+        svc.pause(org, team).await.unwrap();
+        let paused = || Withdrawal::Scope {
+            action: "scope_paused",
+            scope: team,
+        };
+        let alone = svc.receipt(org, paused()).await.unwrap().entry;
+        assert_eq!(alone.event["access_ends_at"], json!(alone.at));
+        assert_eq!(alone.event["replicas_stop_by"], json!(null));
+        for (poll, lag) in [(500, 60_000), (120_000, 120_000)] {
+            svc.has_replicas(Duration::from_millis(poll));
+            let r = svc.receipt(org, paused()).await.unwrap().entry;
+            assert_eq!(
+                r.event["replicas_stop_by"],
+                json!(r.at + lag),
+                "poll {poll}"
+            );
+            assert_eq!(r.event["access_ends_at"], json!(r.at + lag), "poll {poll}");
+        }
     }
 }

@@ -116,6 +116,10 @@ pub struct Service {
     kick_rx: std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<ScopeId>>>,
     /// Usage marks already logged (see `usage.rs`).
     usage: usage::UsageMarks,
+    /// With replicas (PostgreSQL), how long after a change here another replica may still
+    /// serve what it withdrew, in ms: the version poll, or, for a replica cut off from the
+    /// database, the usage window (its every use needs a mark that often). 0 on SQLite.
+    replicas_lag_ms: std::sync::atomic::AtomicI64,
     /// This replica's name in job leases (`job_leases.rs`).
     replica: String,
     /// How long a job lease lasts without its heartbeat.
@@ -159,6 +163,7 @@ impl Service {
             log_key: std::sync::OnceLock::new(),
             issuer: None,
             usage: usage::UsageMarks::default(),
+            replicas_lag_ms: std::sync::atomic::AtomicI64::new(0),
             replica: job_leases::replica_name(),
             job_lease: DEFAULT_JOB_LEASE,
             running_jobs: job_leases::Running::default(),

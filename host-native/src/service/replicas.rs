@@ -28,6 +28,24 @@ pub const CHANNEL: &str = "byok_org";
 pub const LISTENER_NAME: &str = "byok-listen";
 
 impl Service {
+    /// Other replicas share this one's database, and hear of its changes at worst at the
+    /// `poll`: withdrawal receipts then state when the slowest of them stops
+    /// ([`Service::replicas_lag_ms`]).
+    pub fn has_replicas(&self, poll: Duration) {
+        let poll = i64::try_from(poll.as_millis()).unwrap_or(i64::MAX);
+        self.replicas_lag_ms
+            .store(poll.max(super::usage::WINDOW_MS), Ordering::SeqCst);
+    }
+
+    /// How long after a change here another replica may still serve what it withdrew, in ms
+    /// (0 without replicas): the poll, by which a replica that reaches the database has heard
+    /// of it (a notification comes in milliseconds; the poll catches a lost one), or the
+    /// usage window, within which a replica cut off from the database stops (each token's use
+    /// of a scope needs a mark that often), whichever is longer.
+    pub fn replicas_lag_ms(&self) -> i64 {
+        self.replicas_lag_ms.load(Ordering::SeqCst)
+    }
+
     /// Another replica changed org `org` to `version` (a notification or the poll). Returns
     /// whether anything held here was out of date and dropped.
     pub fn org_changed(&self, org: ScopeId, version: i64) -> bool {
@@ -83,6 +101,7 @@ impl Service {
 /// Follows the other replicas' changes until the process ends: listens on [`CHANNEL`] on a
 /// connection of its own and polls every `poll`. PostgreSQL only.
 pub async fn follow(service: Arc<Service>, url: String, poll: Duration) {
+    service.has_replicas(poll);
     let listening = {
         let service = service.clone();
         async move {
