@@ -374,9 +374,16 @@ impl Wire for Azure {
         request::split_copy(copy).ok().map(|(_, v, _)| v.to_owned())
     }
 
+    /// An Entra token is for one service in one cloud, and one tenant. Without a tenant given,
+    /// each vault's challenge names its own, and two vaults may be in two tenants: a token is
+    /// then kept per vault (one tenant's token shown to another's vault is refused, which
+    /// would read as the customer withdrawing the key).
     fn credential_scope(&self, access: &Access) -> String {
         KeyUrl::parse(&access.key)
-            .map(|u| u.token_scope())
+            .map(|u| match access.audience {
+                Some(_) => u.token_scope(),
+                None => format!("{} {}", u.token_scope(), u.base_url()),
+            })
             .unwrap_or_default()
     }
 
@@ -753,5 +760,38 @@ mod tests {
             .unwrap();
         assert_eq!(g.commands[0], format!("az ad sp create --id {APP}"));
         assert_eq!(g.trust_policy, None);
+    }
+
+    /// Tokens are kept per service and cloud, and, when the tenant is learned from each
+    /// vault's challenge, per vault: two vaults may be in two tenants.
+    #[test]
+    fn credentials_are_kept_per_tenant() {
+        let scope = |key: &str, tenant: bool| {
+            let mut a = access(key);
+            if !tenant {
+                a.audience = None;
+            }
+            Azure.credential_scope(&a)
+        };
+        let (one, two) = (
+            "https://one.vault.azure.net/keys/k",
+            "https://two.vault.azure.net/keys/k",
+        );
+        let hsm = "https://one.managedhsm.azure.net/keys/k";
+        assert_eq!(scope(one, true), scope(two, true), "one tenant, one cloud");
+        assert_ne!(
+            scope(one, true),
+            scope(hsm, true),
+            "a vault's token is not Managed HSM's"
+        );
+        assert_ne!(
+            scope(one, false),
+            scope(two, false),
+            "tenants learned per vault"
+        );
+        assert_eq!(
+            scope(one, false),
+            scope("https://one.vault.azure.net/keys/other", false)
+        );
     }
 }
