@@ -362,7 +362,7 @@ impl Lease {
 
     /// Whether the lease has ended at `now_ms` (ms since the epoch): true from `expires_at` on.
     pub fn expired(&self, now_ms: i64) -> bool {
-        now_ms >= self.expires_at
+        self.deadline().check(now_ms).is_err()
     }
 
     /// `Ok` while the lease is valid at `now_ms`.
@@ -371,13 +371,16 @@ impl Lease {
     ///
     /// [`LeaseError::Expired`] from `expires_at` on.
     pub fn check_live(&self, now_ms: i64) -> Result<(), LeaseError> {
-        if self.expired(now_ms) {
-            return Err(LeaseError::Expired {
-                expires_at: self.expires_at,
-                now: now_ms,
-            });
+        self.deadline().check(now_ms)
+    }
+
+    /// When the lease ends, without its keys: for what must stop with the lease but holds only
+    /// a key derived from it (a stream's message key), so that no copy of the lease's keys is
+    /// kept alongside.
+    pub fn deadline(&self) -> Deadline {
+        Deadline {
+            expires_at: self.expires_at,
         }
-        Ok(())
     }
 
     /// When to ask for a new lease, for a lease that arrived at `received_ms`: halfway through the
@@ -385,6 +388,29 @@ impl Lease {
     pub fn renew_at(&self, received_ms: i64) -> i64 {
         let left = self.expires_at.saturating_sub(received_ms).max(0);
         received_ms.saturating_add(left / 2)
+    }
+}
+
+/// The end of a lease ([`Lease::deadline`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Deadline {
+    expires_at: i64,
+}
+
+impl Deadline {
+    /// `Ok` before the lease's end, as [`Lease::check_live`].
+    ///
+    /// # Errors
+    ///
+    /// [`LeaseError::Expired`] from `expires_at` on.
+    pub fn check(self, now_ms: i64) -> Result<(), LeaseError> {
+        if now_ms >= self.expires_at {
+            return Err(LeaseError::Expired {
+                expires_at: self.expires_at,
+                now: now_ms,
+            });
+        }
+        Ok(())
     }
 }
 

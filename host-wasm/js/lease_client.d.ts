@@ -39,6 +39,9 @@ export interface LeaseClientOptions {
   fetch?: typeof fetch;
   /** The clock, ms since the epoch (default: `Date.now`). */
   now?: () => number;
+  /** How long a lease request may take, answer included, before it counts as byok unreachable
+   * (default 10 000 ms). */
+  timeoutMs?: number;
 }
 
 /** Holds one scope's lease in memory, renews it at half-life, stops at once when a renewal is

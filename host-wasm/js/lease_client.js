@@ -108,7 +108,7 @@ function transform(inner, streams) {
   let freed = false;
   let ended = null;
   const free = () => {
-    if (!freed) { freed = true; streams.delete(open); inner.free(); }
+    if (!freed) { freed = true; streams.delete(open); freeQuietly(inner); }
   };
   const open = { end(err) { ended = err; free(); } };
   streams.add(open);
@@ -131,6 +131,15 @@ function transform(inner, streams) {
   });
 }
 
+/** Frees a wasm object (wiping its keys). A second free, or one the module refuses, must not
+ * stop what called it (a refusal ending every stream): nothing more can be done from JS then. */
+function freeQuietly(object) {
+  try { object.free(); } catch { /* already freed */ }
+}
+
+/** An abort signal after `ms`, where the runtime has `AbortSignal.timeout`. */
+const timeout = (ms) => (typeof AbortSignal?.timeout === 'function' ? AbortSignal.timeout(ms) : undefined);
+
 export class LeaseClient {
   /**
    * @param {object} o
@@ -143,14 +152,17 @@ export class LeaseClient {
    * @param {typeof fetch} [o.fetch] the fetch to use (default: the global one, called unbound as
    *   Workers require)
    * @param {() => number} [o.now] the clock, ms since the epoch (default: Date.now)
+   * @param {number} [o.timeoutMs] how long a lease request may take, answer included, before it
+   *   counts as byok unreachable (default 10 s)
    */
-  constructor({ Lease, server, org, scope, token, audience, fetch = (...a) => globalThis.fetch(...a), now = Date.now }) {
+  constructor({ Lease, server, org, scope, token, audience, fetch = (...a) => globalThis.fetch(...a), now = Date.now, timeoutMs = 10_000 }) {
     this.Lease = Lease;
     this.url = `${server.replace(/\/$/, '')}/v1/orgs/${org}/scopes/${scope}/lease`;
     this.token = token;
     this.body = JSON.stringify(audience === undefined ? {} : { audience });
     this.fetch = fetch;
     this.now = now;
+    this.timeoutMs = timeoutMs;
     this.current = null; // { lease, renewAt }
     this.refused = null; // { err, retryAt }: the refusal standing, and when to ask again
     this.inflight = null; // the lease request in flight, shared by every caller
@@ -166,19 +178,25 @@ export class LeaseClient {
   }
 
   async ask() {
+    // Bounded, answer included: a server that stalls must hold neither the callers waiting on
+    // this renewal nor, past its end, the lease's keys for longer than this.
+    const signal = timeout(this.timeoutMs);
+    const unreachable = (e) => new ByokError('unreachable', `cannot reach byok: ${e.message}`);
     let answer;
     try {
       answer = await this.fetch(this.url, {
         method: 'POST',
         headers: { authorization: `Bearer ${this.token}`, 'content-type': 'application/json' },
         body: this.body,
+        signal,
       });
     } catch (e) {
       // The server is unreachable: the lease held stays usable until it expires.
-      throw new ByokError('unreachable', `cannot reach byok: ${e.message}`);
+      throw unreachable(e);
     }
-    const text = await answer.text();
     if (!answer.ok) {
+      // Decided by the status: a refusal whose body stalls or breaks off is a refusal still.
+      const text = await answer.text().catch(() => '');
       let body = {};
       try { body = JSON.parse(text); } catch { /* not JSON */ }
       const code = body.error?.code ?? `http_${answer.status}`;
@@ -188,6 +206,8 @@ export class LeaseClient {
       if (this.Lease.isRefusal(answer.status)) this.end(err);
       throw err;
     }
+    let text;
+    try { text = await answer.text(); } catch (e) { throw unreachable(e); }
     const received = this.now();
     const lease = this.Lease.fromJson(text, received);
     this.drop();
@@ -219,8 +239,11 @@ export class LeaseClient {
       }
     }
     if (c.lease.expired) {
+      // Every stream open on it (or on an earlier lease) has ended too: their keys go now.
+      const err = new ByokError('lease_expired', 'the lease expired and could not be renewed');
       this.drop();
-      throw new ByokError('lease_expired', 'the lease expired and could not be renewed');
+      this.endStreams(err);
+      throw err;
     }
     return c.lease;
   }
@@ -259,18 +282,22 @@ export class LeaseClient {
 
   /** Forgets the lease held (its keys are wiped in the wasm module). */
   drop() {
-    if (this.current) {
-      this.current.lease.free();
-      this.current = null;
-    }
+    const c = this.current;
+    this.current = null;
+    if (c) freeQuietly(c.lease);
+  }
+
+  /** Ends every open stream with `err`, wiping its keys. */
+  endStreams(err) {
+    for (const open of [...this.streams]) open.end(err);
   }
 
   /** A refusal: the lease held is wiped now, with every open stream's copy of its keys (the
    * stream then fails with `err`), and every use fails with `err` until a renewal (no sooner
    * than `Lease.refusalRetryMs()` from now) succeeds. */
   end(err) {
-    this.drop();
-    for (const open of [...this.streams]) open.end(err);
     this.refused = { err, retryAt: this.now() + this.Lease.refusalRetryMs() };
+    this.drop();
+    this.endStreams(err);
   }
 }

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use byok_core::envelope::AesStep;
 use byok_core::format::HEADER_LEN;
-use byok_core::lease::Lease;
+use byok_core::lease::{Deadline, Lease};
 use byok_core::stream::{StreamDecryptor, StreamEncryptor};
 use byok_core::{ApiCode, Context, FrameSize, Header, ScopeKey, envelope, format};
 
@@ -162,8 +162,10 @@ fn copy_of(lease: &Lease) -> Lease {
 
 /// Encrypts a stream of any length in constant memory (the framed format, 64 KiB frames, as
 /// `byok encrypt --stream` and the server make), with a lease that must stay live throughout.
+/// It keeps the stream's own key and the lease's end, not the lease's keys; both go at the
+/// lease's end or the first failure.
 pub struct EdgeSealer {
-    lease: Lease,
+    deadline: Deadline,
     header: Option<Vec<u8>>,
     frames: Option<StreamEncryptor>,
 }
@@ -179,7 +181,7 @@ impl EdgeSealer {
         lease.check_live(now_ms)?;
         let frames = StreamEncryptor::new(lease.current_key(), ctx, FrameSize::DEFAULT, rng)?;
         Ok(Self {
-            lease: copy_of(lease),
+            deadline: lease.deadline(),
             header: Some(frames.header().to_vec()),
             frames: Some(frames),
         })
@@ -206,7 +208,7 @@ impl EdgeSealer {
     }
 
     fn live(&mut self, now_ms: i64) -> Result<(), EdgeError> {
-        if let Err(e) = self.lease.check_live(now_ms) {
+        if let Err(e) = self.deadline.check(now_ms) {
             self.frames = None;
             return Err(e.into());
         }
@@ -216,8 +218,13 @@ impl EdgeSealer {
 
 /// Decrypts a framed stream in constant memory: plaintext is handed out frame by frame, each
 /// only after its tag verified; a stream cut short fails at [`EdgeOpener::finish`].
+///
+/// It keeps a copy of the lease's keys only until the header names the one it needs, then the
+/// stream's own key and the lease's end; everything goes at the lease's end or the first
+/// failure.
 pub struct EdgeOpener {
-    lease: Lease,
+    keys: Option<Lease>,
+    deadline: Deadline,
     ctx: Context,
     pending: Vec<u8>,
     frames: Option<StreamDecryptor>,
@@ -229,7 +236,8 @@ impl EdgeOpener {
     pub fn new(lease: &Lease, ctx: Context, now_ms: i64) -> Result<Self, EdgeError> {
         lease.check_live(now_ms)?;
         Ok(Self {
-            lease: copy_of(lease),
+            keys: Some(copy_of(lease)),
+            deadline: lease.deadline(),
             ctx,
             pending: Vec::new(),
             frames: None,
@@ -240,15 +248,24 @@ impl EdgeOpener {
     /// The plaintext that `chunk` completes (whole verified frames only).
     pub fn push(&mut self, chunk: &[u8], now_ms: i64) -> Result<Vec<u8>, EdgeError> {
         let r = self.step(chunk, now_ms);
-        self.failed |= r.is_err();
+        if r.is_err() {
+            self.fail();
+        }
         r
+    }
+
+    /// Ends the stream for good: its keys are wiped now.
+    fn fail(&mut self) {
+        self.failed = true;
+        self.keys = None;
+        self.frames = None;
     }
 
     fn step(&mut self, chunk: &[u8], now_ms: i64) -> Result<Vec<u8>, EdgeError> {
         if self.failed {
             return Err(closed());
         }
-        self.lease.check_live(now_ms)?;
+        self.deadline.check(now_ms)?;
         let mut out = Vec::new();
         match &mut self.frames {
             Some(frames) => frames.update(chunk, &mut out)?,
@@ -258,8 +275,11 @@ impl EdgeOpener {
                     return Ok(out);
                 }
                 let (header, _) = Header::parse(&self.pending)?;
-                let key = key_named(&self.lease, &header);
-                let mut frames = StreamDecryptor::new(key, &self.ctx, &header)?;
+                let keys = self.keys.take().ok_or_else(closed)?;
+                let mut frames =
+                    StreamDecryptor::new(key_named(&keys, &header), &self.ctx, &header)?;
+                // The stream's key is derived: the lease's keys are wiped here.
+                drop(keys);
                 let rest = std::mem::take(&mut self.pending);
                 frames.update(rest.get(HEADER_LEN..).unwrap_or_default(), &mut out)?;
                 self.frames = Some(frames);
@@ -273,9 +293,10 @@ impl EdgeOpener {
         if self.failed {
             return Err(closed());
         }
-        self.failed = true;
-        self.lease.check_live(now_ms)?;
-        let Some(frames) = self.frames.take() else {
+        let frames = self.frames.take();
+        self.fail();
+        self.deadline.check(now_ms)?;
+        let Some(frames) = frames else {
             // Fewer bytes than a header: the header parser says what is missing.
             Header::parse(&self.pending)?;
             return Err(closed());
@@ -450,5 +471,34 @@ mod tests {
             opener.push(&ct, 1_000).unwrap_err().code,
             ApiCode::LeaseExpired
         );
+        assert!(
+            opener.keys.is_none(),
+            "an ended stream kept the lease's keys"
+        );
+    }
+
+    /// A stream keeps no copy of the lease's keys beyond what it needs: an opener drops its copy
+    /// once the header named the key (the stream's own key is derived then), and at once when
+    /// it fails first.
+    #[test]
+    fn an_opener_keeps_the_leases_keys_only_until_the_header() {
+        let l = lease(1_000);
+        let ctx = context(BTreeMap::new()).unwrap();
+        let mut sealer = EdgeSealer::new(l.lease(), &ctx, 0, &mut rng()).unwrap();
+        let mut ct = sealer.push(b"data", 1).unwrap();
+        ct.extend(sealer.finish(1).unwrap());
+        let mut opener = EdgeOpener::new(l.lease(), ctx.clone(), 0).unwrap();
+        opener.push(&ct[..HEADER_LEN - 1], 1).unwrap();
+        assert!(opener.keys.is_some(), "the header is not complete yet");
+        let mut out = opener.push(&ct[HEADER_LEN - 1..], 1).unwrap();
+        assert!(
+            opener.keys.is_none(),
+            "the lease's keys outlived the header"
+        );
+        out.extend(opener.finish(1).unwrap());
+        assert_eq!(out, b"data");
+        let mut bad = EdgeOpener::new(l.lease(), ctx, 0).unwrap();
+        assert!(bad.push(&[0xff; HEADER_LEN], 1).is_err());
+        assert!(bad.keys.is_none(), "a failed stream kept the lease's keys");
     }
 }

@@ -5,7 +5,7 @@ use byok_core::envelope::AesStep;
 use js_sys::{Object, Reflect, Uint8Array};
 use wasm_bindgen::prelude::*;
 
-use super::{array_of, bytes_of, context_of, now_ms, rng, thrown};
+use super::{array_of, bytes_of, context_of, now_ms, rng, secret_bytes_of, thrown};
 use crate::edge::{EdgeLease, EdgeOpener, EdgeSealer};
 
 /// The inputs of WebCrypto's AES-GCM call as a JS object: `header`, `key` (raw, to import and
@@ -121,13 +121,14 @@ impl Lease {
     /// the binary ciphertext. Throws `lease_expired` once the lease ended.
     pub fn encrypt(
         &self,
-        plaintext: &[u8],
+        #[wasm_bindgen(unchecked_param_type = "Uint8Array")] plaintext: JsValue,
         #[wasm_bindgen(unchecked_param_type = "Record<string, string> | undefined")]
         context: JsValue,
     ) -> Result<Vec<u8>, JsValue> {
+        let plaintext = secret_bytes_of(&plaintext, "plaintext")?;
         let ctx = context_of(&context)?;
         self.inner
-            .encrypt(&ctx, plaintext, now_ms(), &mut rng())
+            .encrypt(&ctx, &plaintext, now_ms(), &mut rng())
             .map_err(thrown)
     }
 
@@ -135,7 +136,7 @@ impl Lease {
     #[wasm_bindgen(js_name = encryptArmored)]
     pub fn encrypt_armored(
         &self,
-        plaintext: &[u8],
+        #[wasm_bindgen(unchecked_param_type = "Uint8Array")] plaintext: JsValue,
         #[wasm_bindgen(unchecked_param_type = "Record<string, string> | undefined")]
         context: JsValue,
     ) -> Result<String, JsValue> {
@@ -193,7 +194,7 @@ impl Lease {
         }
         // Bytes: only the header crosses into wasm; the caller hands WebCrypto the body as a
         // view of its own array (`ciphertext.subarray(header.length)`), with no copy.
-        let bytes = array_of(&ciphertext);
+        let bytes = array_of(&ciphertext, "ciphertext")?;
         let len = bytes.length();
         let head = bytes
             .subarray(0, len.min(byok_core::format::HEADER_LEN as u32))
@@ -257,9 +258,14 @@ pub struct StreamSealer {
 
 #[wasm_bindgen]
 impl StreamSealer {
-    /// The ciphertext bytes `chunk` completes (the header first, then whole frames).
-    pub fn push(&mut self, chunk: &[u8]) -> Result<Vec<u8>, JsValue> {
-        self.inner.push(chunk, now_ms()).map_err(thrown)
+    /// The ciphertext bytes `chunk` (a `Uint8Array`) completes (the header first, then whole
+    /// frames).
+    pub fn push(
+        &mut self,
+        #[wasm_bindgen(unchecked_param_type = "Uint8Array")] chunk: JsValue,
+    ) -> Result<Vec<u8>, JsValue> {
+        let chunk = secret_bytes_of(&chunk, "chunk")?;
+        self.inner.push(&chunk, now_ms()).map_err(thrown)
     }
 
     /// The last ciphertext bytes.
@@ -276,9 +282,13 @@ pub struct StreamOpener {
 
 #[wasm_bindgen]
 impl StreamOpener {
-    /// The verified plaintext `chunk` completes.
-    pub fn push(&mut self, chunk: &[u8]) -> Result<Vec<u8>, JsValue> {
-        self.inner.push(chunk, now_ms()).map_err(thrown)
+    /// The verified plaintext `chunk` (a `Uint8Array`) completes.
+    pub fn push(
+        &mut self,
+        #[wasm_bindgen(unchecked_param_type = "Uint8Array")] chunk: JsValue,
+    ) -> Result<Vec<u8>, JsValue> {
+        let chunk = array_of(&chunk, "chunk")?.to_vec();
+        self.inner.push(&chunk, now_ms()).map_err(thrown)
     }
 
     /// The last plaintext; throws `decrypt_failed` or `malformed_ciphertext` if the stream was

@@ -28,47 +28,79 @@ pub(crate) fn rng() -> rand_core::UnwrapErr<getrandom::SysRng> {
     rand_core::UnwrapErr(getrandom::SysRng)
 }
 
+fn invalid(message: &str) -> JsValue {
+    thrown(EdgeError {
+        code: byok_core::ApiCode::InvalidRequest,
+        message: message.into(),
+    })
+}
+
 /// A context given as a plain object of string values (`{tenant: "acme"}`), or nothing.
+///
+/// Read only through `Reflect`, whose calls come back as errors when a getter or a proxy trap
+/// throws. A JS exception must never unwind through this module (built without exception
+/// handling): it would skip the Rust frames' cleanup and leave the `Lease` borrowed for good,
+/// so that `free()` could no longer wipe its keys.
 pub(crate) fn context_of(ctx: &JsValue) -> Result<byok_core::Context, JsValue> {
+    const BAD: &str = "context must be an object of string values";
     let mut pairs = BTreeMap::new();
     if !(ctx.is_undefined() || ctx.is_null()) {
-        let obj: &Object = ctx.dyn_ref().ok_or_else(|| {
-            thrown(EdgeError {
-                code: byok_core::ApiCode::InvalidRequest,
-                message: "context must be an object of string values".into(),
-            })
-        })?;
-        for entry in Object::entries(obj).iter() {
-            let pair = js_sys::Array::from(&entry);
-            let (k, v) = (pair.get(0).as_string(), pair.get(1).as_string());
-            let (Some(k), Some(v)) = (k, v) else {
-                return Err(thrown(EdgeError {
-                    code: byok_core::ApiCode::InvalidRequest,
-                    message: "context keys and values must be strings".into(),
-                }));
+        if !ctx.is_object() {
+            return Err(invalid(BAD));
+        }
+        let obj: &Object = ctx.unchecked_ref();
+        let unreadable = |_| invalid("context could not be read (a getter or proxy threw)");
+        for key in Reflect::own_keys(obj).map_err(unreadable)?.iter() {
+            // Own enumerable string keys, as `Object.entries` reads them.
+            let Some(name) = key.as_string() else {
+                continue;
             };
-            pairs.insert(k, v);
+            let held = Reflect::get_own_property_descriptor(obj, &key).map_err(unreadable)?;
+            if held.is_undefined()
+                || !Reflect::get(&held, &"enumerable".into())
+                    .map_err(unreadable)?
+                    .is_truthy()
+            {
+                continue;
+            }
+            let Some(value) = Reflect::get(obj, &key).map_err(unreadable)?.as_string() else {
+                return Err(invalid("context keys and values must be strings"));
+            };
+            pairs.insert(name, value);
         }
     }
     edge::context(pairs).map_err(thrown)
 }
 
-/// A ciphertext as bytes (`Uint8Array`) or `byok:v1:` text.
+/// A ciphertext as bytes (`Uint8Array` or `ArrayBuffer`) or `byok:v1:` text.
 pub(crate) fn bytes_of(ct: &JsValue) -> Result<Vec<u8>, JsValue> {
     match ct.as_string() {
         Some(text) => edge::dearmor(&text).map_err(thrown),
-        None => Ok(array_of(ct).to_vec()),
+        None => Ok(array_of(ct, "ciphertext")?.to_vec()),
     }
 }
 
-/// `value` as a `Uint8Array`: itself when it is one (no copy: `new Uint8Array(array)` would copy
-/// it, and that copy cost more than the AES of a 64 KiB message), else `new Uint8Array(value)`
-/// (an `ArrayBuffer` is viewed, not copied).
-pub(crate) fn array_of(value: &JsValue) -> Uint8Array {
-    value
-        .dyn_ref::<Uint8Array>()
-        .cloned()
-        .unwrap_or_else(|| Uint8Array::new(value))
+/// `value`, named `what`, as a `Uint8Array`: itself when it is one (no copy: `new
+/// Uint8Array(array)` would copy it, and that copy cost more than the AES of a 64 KiB message),
+/// a view of it when it is an `ArrayBuffer`. Anything else is refused with a typed error, not
+/// read: a string would otherwise be taken as that many zero bytes, and `new Uint8Array(-1)`
+/// throws.
+pub(crate) fn array_of(value: &JsValue, what: &str) -> Result<Uint8Array, JsValue> {
+    if let Some(bytes) = value.dyn_ref::<Uint8Array>() {
+        return Ok(bytes.clone());
+    }
+    if let Some(buffer) = value.dyn_ref::<js_sys::ArrayBuffer>() {
+        return Ok(Uint8Array::new(buffer));
+    }
+    Err(invalid(&format!("{what} must be a Uint8Array")))
+}
+
+/// `value`, named `what`, copied into this module's memory, wiped when dropped.
+pub(crate) fn secret_bytes_of(
+    value: &JsValue,
+    what: &str,
+) -> Result<zeroize::Zeroizing<Vec<u8>>, JsValue> {
+    Ok(zeroize::Zeroizing::new(array_of(value, what)?.to_vec()))
 }
 
 pub mod key_setup;

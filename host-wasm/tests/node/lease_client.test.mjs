@@ -1,7 +1,7 @@
 // The lease client's rules, with a scripted server (a fake `fetch`) and a clock the test moves:
 // it renews at half-life, keeps its lease through an outage or a 429 until it expires, and
 // stops at once, wiping the lease, when a renewal is refused.
-import { test } from 'node:test';
+import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -21,7 +21,7 @@ const TTL = 60_000;
  * entry per lease request: 'ok', 'down', an HTTP status, or an API code refused with 409. Its
  * leases end `life` ms after the client's clock; the module checks expiry by the real clock,
  * so moving the client's clock forward triggers renewals without expiring anything. */
-function setup(script, life = TTL) {
+function setup(script, life = TTL, options = {}) {
   const clock = { t: Date.now() };
   const calls = [];
   const fetch = async (url, init) => {
@@ -32,13 +32,22 @@ function setup(script, life = TTL) {
         keys: [{ version: 1, key: KEY }], expires_at: clock.t + life }), { status: 200 });
     }
     if (next === 'down') throw new TypeError('connect ECONNREFUSED');
+    if (next === 'stall') {
+      // Headers never come; only the client's own deadline ends the wait.
+      return new Promise((_, reject) => init.signal?.addEventListener('abort', () => reject(init.signal.reason)));
+    }
+    if (next === 'broken409') {
+      // A refusal's status arrives, then the connection resets before its body.
+      const body = new ReadableStream({ start(c) { c.error(new TypeError('terminated')); } });
+      return new Response(body, { status: 409 });
+    }
     if (typeof next === 'number') {
       return new Response(JSON.stringify({ error: { code: `http_${next}`, message: 'no' } }), { status: next });
     }
     return new Response(JSON.stringify({ error: { code: next, message: 'refused' } }), { status: 409 });
   };
   const client = new LeaseClient({ Lease, server: 'http://byok.test/', org: 'o1', scope: SCOPE,
-    token: 't', audience: 'edge-a', fetch, now: () => clock.t });
+    token: 't', audience: 'edge-a', fetch, now: () => clock.t, ...options });
   return { clock, calls, client };
 }
 
@@ -127,6 +136,75 @@ test('a refused renewal ends the streams already open, both ways, and wipes thei
   // Their next write fails with the refusal, long before their copy of the lease expires.
   await assert.rejects(seal.write(pt), (e) => e.code === 'scope_revoked');
   await assert.rejects(open.write(pt), (e) => e.code === 'scope_revoked');
+});
+
+test('a refusal whose body breaks off is a refusal still', async () => {
+  const { clock, client } = setup(['ok', 'broken409']);
+  await client.encrypt(pt);
+  clock.t += TTL / 2;
+  await assert.rejects(client.encrypt(pt), (e) => e.code === 'http_409');
+  assert.equal(client.current, null, 'the lease was dropped');
+  await assert.rejects(client.encrypt(pt), (e) => e.code === 'http_409', 'and the refusal stands');
+});
+
+test('a lease request that stalls ends at the client\'s deadline, as byok unreachable', { timeout: 5000 }, async () => {
+  const { clock, calls, client } = setup(['ok', 'stall', 'stall', 'stall'], TTL, { timeoutMs: 50 });
+  // Node does not wait for `AbortSignal.timeout`'s timer (a real socket would keep it busy).
+  const alive = setInterval(() => {}, 1000);
+  after(() => clearInterval(alive));
+  await client.encrypt(pt);
+  clock.t += TTL / 2;
+  // Past the renewal point, byok not answering: the held lease serves once the wait ends.
+  const ct = await client.encrypt(pt);
+  assert.equal(calls.length, 2);
+  assert.deepEqual(await client.decrypt(ct), pt);
+  // With no lease at all, the caller gets `unreachable`, not a wait without end.
+  client.drop();
+  await assert.rejects(client.encrypt(pt), (e) => e.code === 'unreachable');
+});
+
+test('bad input is refused with invalid_request, and a refusal still ends everything after it', async () => {
+  const { clock, client } = setup(['ok', 'scope_paused']);
+  await client.encrypt(pt);
+  const revoked = Proxy.revocable({}, {});
+  revoked.revoke();
+  const bad = [
+    () => client.encrypt('text'),
+    () => client.encrypt(42),
+    () => client.decrypt(-1),
+    () => client.decrypt(10n),
+    () => client.encrypt(pt, { get tenant() { throw new Error('a getter throws'); } }),
+    () => client.encrypt(pt, revoked.proxy),
+    () => client.encrypt(pt, { tenant: 7 }),
+    () => client.encrypt(pt, 'tenant'),
+  ];
+  for (const call of bad) {
+    await assert.rejects(call(), (e) => e.code === 'invalid_request', String(call));
+  }
+  // An ArrayBuffer is bytes too.
+  const ct = await client.encrypt(pt.buffer.slice(0));
+  assert.deepEqual(await client.decrypt(ct), pt);
+  const stream = await client.encryptStream();
+  const writer = stream.writable.getWriter();
+  stream.readable.getReader().read().catch(() => {});
+  await assert.rejects(writer.write('text'), (e) => e.code === 'invalid_request');
+  // None of it left the lease unusable or unfreeable: the refusal wipes it and ends the rest.
+  clock.t += TTL / 2;
+  await assert.rejects(client.encrypt(pt), (e) => e.code === 'scope_paused');
+  assert.equal(client.current, null);
+  assert.equal(client.streams.size, 0);
+});
+
+test('a lease that expires unrenewed ends the streams open on it', async () => {
+  const { clock, client } = setup(['ok', 'down'], 300);
+  const sealing = await client.encryptStream();
+  sealing.readable.getReader().read().catch(() => {});
+  assert.equal(client.streams.size, 1);
+  clock.t += TTL;
+  await new Promise((r) => setTimeout(r, 350));
+  await assert.rejects(client.encrypt(pt), (e) => e.code === 'lease_expired');
+  assert.equal(client.streams.size, 0, 'the stream outlived the lease in the client');
+  await assert.rejects(sealing.writable.getWriter().write(pt), (e) => e.code === 'lease_expired');
 });
 
 test('a 401 after a token revoke is a refusal too; a 429 or 5xx is not', async () => {
