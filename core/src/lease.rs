@@ -51,6 +51,7 @@ use base64ct::{Base64, Encoding};
 use serde::{Deserialize, Serialize};
 use zeroize::{Zeroize, Zeroizing};
 
+pub mod clock;
 pub mod holder;
 
 use crate::crypto::ScopeKey;

@@ -341,11 +341,22 @@ fn error(code: ApiCode, message: &str) -> EdgeError {
     EdgeError::new(code, message)
 }
 
+/// The time for lease decisions: the wall clock, kept from running back or slower than the
+/// monotonic clock (core's `SteadyWall`: a wall clock stepped back does not stretch a lease).
 fn now_ms() -> i64 {
+    use std::sync::{Mutex, OnceLock};
+    use std::time::Instant;
+    static CLOCK: OnceLock<(Instant, Mutex<byok_core::lease::clock::SteadyWall>)> = OnceLock::new();
     let since = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
-    i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+    let wall = i64::try_from(since.as_millis()).unwrap_or(i64::MAX);
+    let (origin, clock) = CLOCK.get_or_init(|| (Instant::now(), Mutex::default()));
+    let mono = origin.elapsed().as_secs_f64() * 1000.0;
+    clock
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .now(wall, mono)
 }
 
 fn rng() -> rand_core::UnwrapErr<getrandom::SysRng> {

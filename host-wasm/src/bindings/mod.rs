@@ -17,11 +17,34 @@ pub(crate) fn thrown(e: EdgeError) -> JsValue {
     err.into()
 }
 
+#[wasm_bindgen]
+extern "C" {
+    /// `performance.now()`: the monotonic clock (browsers, Workers, Deno and Node have it).
+    #[wasm_bindgen(catch, js_namespace = performance, js_name = now)]
+    fn performance_now() -> Result<f64, JsValue>;
+}
+
+thread_local! {
+    static CLOCK: std::cell::Cell<byok_core::lease::clock::SteadyWall> =
+        std::cell::Cell::new(byok_core::lease::clock::SteadyWall::default());
+}
+
+/// The time for lease decisions: `Date.now()`, kept from running back or slower than
+/// `performance.now()` (core's `SteadyWall`: a wall clock stepped back does not stretch a lease).
+/// Without `performance`, `Date.now()` alone.
 pub(crate) fn now_ms() -> i64 {
     // Whole milliseconds since the epoch fit an f64 exactly.
     #[allow(clippy::cast_possible_truncation)]
-    let ms = Date::now() as i64;
-    ms
+    let wall = Date::now() as i64;
+    match performance_now() {
+        Ok(mono) => CLOCK.with(|c| {
+            let mut clock = c.get();
+            let t = clock.now(wall, mono);
+            c.set(clock);
+            t
+        }),
+        Err(_) => wall,
+    }
 }
 
 pub(crate) fn rng() -> rand_core::UnwrapErr<getrandom::SysRng> {

@@ -223,3 +223,22 @@ test('the edge status of a code is core\'s', () => {
     'unreachable', 'decrypt_failed', 'no_such_code'].map((c) => Lease.edgeStatus(c)),
   [409, 410, 401, 503, 503, 400, 500]);
 });
+
+test('a wall clock stepped back after a lease arrived does not stretch it', async () => {
+  const realNow = Date.now;
+  const received = realNow();
+  const doc = { scope: SCOPE, current_version: 1, keys: [{ version: 1, key: KEY }],
+    expires_at: received + 60_000, ttl_ms: 300 };
+  const lease = Lease.fromJson(JSON.stringify(doc), received);
+  assert.equal(lease.expired, false);
+  // NTP steps the host's clock back ten minutes; the lease's 300 ms still end on time.
+  Date.now = () => realNow() - 600_000;
+  try {
+    await new Promise((r) => setTimeout(r, 350));
+    assert.equal(lease.expired, true, 'the step back stretched the lease');
+    assert.throws(() => lease.encrypt(pt), (e) => e.code === 'lease_expired');
+  } finally {
+    Date.now = realNow;
+    lease.free();
+  }
+});
