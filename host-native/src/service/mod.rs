@@ -103,6 +103,8 @@ pub struct Service {
     /// Token grants by token hash, so that authenticating a request does not read the database
     /// (revoking a token drops its entry at once, for good; see `grants.rs`).
     grants: grants::Grants,
+    /// Turns for looking up tokens not in `grants` (at most half the pool: `tokens.rs`).
+    lookups: tokens::TokenLookups,
     default_ttl: Duration,
     /// While an org serves in outage grace, its KMS is asked again at most this often.
     outage_retry: Duration,
@@ -145,6 +147,9 @@ impl Service {
     ) -> std::result::Result<Self, String> {
         let metrics = Metrics::default();
         let (kicks, kick_rx) = tokio::sync::mpsc::unbounded_channel();
+        let pool = store.pool().options();
+        let lookups =
+            tokens::TokenLookups::new(pool.get_max_connections(), pool.get_acquire_timeout());
         Ok(Self {
             kicks,
             kick_rx: std::sync::Mutex::new(Some(kick_rx)),
@@ -156,6 +161,7 @@ impl Service {
             retired: org_cell::Retired::default(),
             cache: KeyCache::default(),
             grants: grants::Grants::default(),
+            lookups,
             default_ttl,
             outage_retry: byok_core::grace::DEFAULT_RETRY_EVERY,
             epoch: std::time::Instant::now(),

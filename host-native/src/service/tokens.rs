@@ -62,6 +62,36 @@ pub struct Authenticated {
     epoch: u64,
 }
 
+/// Storage lookups of tokens not held in memory take at most half the pool's connections (at
+/// least one). Every made-up token is such a lookup, and finds nothing: a flood of them must
+/// leave the rest of the pool to the calls that withdraw (a pause, a revoke), to the data
+/// path's key loads and to its audit marks. A lookup waits for its turn at most as long as the
+/// pool's own acquire timeout, then answers `database_unavailable`, as a full pool would.
+pub(crate) struct TokenLookups {
+    turns: tokio::sync::Semaphore,
+    wait: std::time::Duration,
+}
+
+impl TokenLookups {
+    /// Turns for a pool of `connections`, each waited for at most `wait`.
+    pub(crate) fn new(connections: u32, wait: std::time::Duration) -> Self {
+        let turns = usize::try_from((connections / 2).max(1)).unwrap_or(1);
+        Self {
+            turns: tokio::sync::Semaphore::new(turns),
+            wait,
+        }
+    }
+
+    async fn turn(&self) -> Result<tokio::sync::SemaphorePermit<'_>> {
+        match tokio::time::timeout(self.wait, self.turns.acquire()).await {
+            Ok(Ok(turn)) => Ok(turn),
+            _ => Err(ServiceError::Store(store::StoreError::Db(
+                sqlx::Error::PoolTimedOut,
+            ))),
+        }
+    }
+}
+
 impl Service {
     /// The grant of a bearer token. Found grants stay in memory (up to 100 000; unknown tokens
     /// are never kept, so guesses cannot fill it); revoking drops one at once, and an expired
@@ -147,7 +177,10 @@ impl Service {
         let mut tries = 0;
         loop {
             let since = self.grants.epoch();
-            let Some(row) = tokens::lookup(self.store.pool(), token).await? else {
+            let turn = self.lookups.turn().await?;
+            let found = tokens::lookup(self.store.pool(), token).await;
+            drop(turn);
+            let Some(row) = found? else {
                 return Ok(None);
             };
             let row = Arc::new(row);
@@ -316,9 +349,36 @@ impl Drop for ForgetGrant<'_> {
 mod tests {
     use super::*;
     use crate::service::test_service;
-    use crate::store::Database;
+    use crate::store::{Database, PoolLimits};
     use byok_core::envelope::SealBuffer;
     use std::collections::BTreeMap;
+
+    /// Lookups of tokens not held in memory take at most half the pool. With every turn taken
+    /// (a flood of made-up tokens), another lookup waits, then answers `database_unavailable`,
+    /// while the rest of the pool still serves a withdrawal.
+    #[tokio::test]
+    async fn a_flood_of_unknown_tokens_leaves_half_the_pool() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("byok.db").display());
+        let limits = PoolLimits {
+            max_connections: 4,
+            acquire_timeout: std::time::Duration::from_millis(200),
+            ..Default::default()
+        };
+        let db = Database::open_with(&url, limits).await.unwrap();
+        let svc = test_service(&db, 3);
+        let (org, team) = crate::service::test_team(&svc, None).await;
+        let flood = svc.lookups.turns.acquire_many(2).await.unwrap();
+        let answer = svc.authenticate("byok_made-up").await;
+        assert!(
+            matches!(&answer, Err(ServiceError::Store(e)) if e.is_unavailable()),
+            "{:?}",
+            answer.map(|a| a.is_some())
+        );
+        svc.pause(org, team).await.unwrap();
+        drop(flood);
+        assert!(svc.authenticate("byok_made-up").await.unwrap().is_none());
+    }
 
     /// An org with scope `team`, its key cached, and two service tokens authenticated.
     async fn two_callers(s: &Service) -> (ScopeId, ScopeId, Authenticated, Authenticated) {
