@@ -488,6 +488,23 @@ async fn malformed_bodies_ids_ciphertexts_and_contexts_get_typed_errors() {
         ),
         ("GET", "/v1/nothing".into(), "", vec![], 404, "not_found"),
         ("DELETE", a.path(""), "", vec![], 405, "method_not_allowed"),
+        // A path segment that is not UTF-8: the API's error, not axum's plain text.
+        (
+            "POST",
+            a.scope_path("%FF", "datakey"),
+            json_ct,
+            b"{}".to_vec(),
+            400,
+            "invalid_request",
+        ),
+        (
+            "POST",
+            a.scope_path("%FF", "pause"),
+            json_ct,
+            b"{}".to_vec(),
+            400,
+            "invalid_request",
+        ),
     ];
     for (m, p, ct, b, want, want_code) in cases {
         let body = (!ct.is_empty()).then_some((ct, b));
@@ -502,6 +519,9 @@ async fn malformed_bodies_ids_ciphertexts_and_contexts_get_typed_errors() {
         assert_eq!(answer.0, want, "{m} {p}: {answer:?}");
         assert_error(&answer, want, want_code);
     }
+    // A query parameter of the wrong type, likewise.
+    let answer = ts.get(&a.path("/audit?limit=many"), &a.admin).await;
+    assert_error(&answer, 400, "invalid_request");
     t.no_panic();
 }
 

@@ -2,7 +2,7 @@
 //! of the transparency log; receipts of withdrawals.
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use byok_core::ApiCode;
@@ -12,8 +12,9 @@ use byok_core::audit_log::receipt::{Entry, Receipt};
 use serde::Deserialize;
 
 use super::AppState;
-use super::auth::{AdminOrg, ApiJson, ReaderOrg, parse_id};
+use super::auth::{AdminOrg, ReaderOrg, parse_id};
 use super::error::{ApiError, ErrorBody};
+use super::extract::{ApiJson, ApiQuery};
 use super::paths::OrgPath;
 use crate::service::audit_log::Withdrawal;
 use crate::store::{AuditFilter, AuditRow, TokenId, Verification};
@@ -60,7 +61,7 @@ pub struct Page {
 pub async fn read(
     State(s): State<AppState>,
     ReaderOrg(org): ReaderOrg,
-    Query(page): Query<Page>,
+    ApiQuery(page): ApiQuery<Page>,
 ) -> Result<Json<Vec<AuditRow>>, ApiError> {
     let scope = page
         .scope
@@ -172,7 +173,7 @@ pub struct CheckpointPage {
 pub async fn checkpoints(
     State(s): State<AppState>,
     ReaderOrg(org): ReaderOrg,
-    Query(page): Query<CheckpointPage>,
+    ApiQuery(page): ApiQuery<CheckpointPage>,
 ) -> Result<Json<Vec<CheckpointView>>, ApiError> {
     let list = s
         .service
@@ -217,7 +218,7 @@ pub struct Included {
 pub async fn inclusion(
     State(s): State<AppState>,
     ReaderOrg(org): ReaderOrg,
-    Query(q): Query<InclusionQuery>,
+    ApiQuery(q): ApiQuery<InclusionQuery>,
 ) -> Result<Json<Included>, ApiError> {
     let proof = s.service.inclusion(org, q.seq, q.size).await?;
     let after = i64::try_from(proof.index).unwrap_or(i64::MAX);
@@ -256,7 +257,7 @@ pub struct ConsistencyQuery {
 pub async fn consistency(
     State(s): State<AppState>,
     ReaderOrg(org): ReaderOrg,
-    Query(q): Query<ConsistencyQuery>,
+    ApiQuery(q): ApiQuery<ConsistencyQuery>,
 ) -> Result<Json<ConsistencyProof>, ApiError> {
     Ok(Json(s.service.consistency(org, q.from, q.to).await?))
 }

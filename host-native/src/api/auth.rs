@@ -2,11 +2,9 @@
 //! another org gets the same `not_found` as an org that does not exist, so no token can learn
 //! whether another org, scope or ciphertext exists.
 
-use axum::extract::{FromRequest, FromRequestParts, RawPathParams, Request};
-use axum::http::StatusCode;
+use axum::extract::{FromRequestParts, RawPathParams};
 use axum::http::request::Parts;
 use byok_core::{ApiCode, ScopeId};
-use serde::de::DeserializeOwned;
 
 use super::AppState;
 use super::error::ApiError;
@@ -145,45 +143,17 @@ async fn caller_on(
     let caller = Caller::from_request_parts(parts, state).await?;
     let params = RawPathParams::from_request_parts(parts, state)
         .await
-        .map_err(|_| ApiError::not_found("organization not found"))?;
+        .map_err(|e| {
+            ApiError::invalid(format!(
+                "the path is not one this call takes: {}",
+                e.body_text()
+            ))
+        })?;
     let org = params
         .iter()
         .find_map(|(name, value)| (name == "org").then_some(value))
         .ok_or_else(|| ApiError::not_found("organization not found"))?;
     Ok((caller.org(org, roles)?, caller))
-}
-
-/// A JSON body whose rejections are API errors (not axum's plain-text ones).
-pub struct ApiJson<T>(pub T);
-
-impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
-    type Rejection = ApiError;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        use axum::extract::rejection::JsonRejection;
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(v)) => Ok(Self(v)),
-            Err(JsonRejection::BytesRejection(e))
-                if e.status() == StatusCode::PAYLOAD_TOO_LARGE =>
-            {
-                Err(ApiError::new(
-                    ApiCode::TooLarge,
-                    "request body too large; use the streaming format for large data",
-                ))
-            }
-            Err(JsonRejection::MissingJsonContentType(_)) => Err(ApiError::new(
-                ApiCode::UnsupportedMediaType,
-                "send the body as JSON with `Content-Type: application/json`",
-            )),
-            Err(e) => Err(ApiError::new(
-                ApiCode::MalformedJson,
-                format!(
-                    "the body is not the JSON this call takes: {}",
-                    e.body_text()
-                ),
-            )),
-        }
-    }
 }
 
 /// Parses an id from the path: 32 hex digits.

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use base64ct::{Base64, Encoding};
 use byok_core::ApiCode;
 use byok_core::envelope::SealBuffer;
@@ -13,8 +13,9 @@ use utoipa::ToSchema;
 use zeroize::Zeroizing;
 
 use super::AppState;
-use super::auth::{ApiJson, ServiceOrg, parse_id};
+use super::auth::{ServiceOrg, parse_id};
 use super::error::{ApiError, DataErrors, ErrorBody};
+use super::extract::{ApiJson, ApiPath};
 use super::paths::{OrgPath, ScopePath};
 use super::secret_json::SecretJson;
 
@@ -145,7 +146,7 @@ fn armor_decode(text: &str, what: &str) -> Result<Vec<u8>, ApiError> {
 pub async fn encrypt(
     State(s): State<AppState>,
     ServiceOrg(org, who): ServiceOrg,
-    Path((_, scope)): Path<(String, String)>,
+    ApiPath((_, scope)): ApiPath<(String, String)>,
     ApiJson(req): ApiJson<EncryptRequest>,
 ) -> Result<Json<EncryptResponse>, ApiError> {
     let scope = parse_id(&scope, "scope")?;
@@ -190,7 +191,7 @@ pub async fn decrypt(
 pub async fn datakey(
     State(s): State<AppState>,
     ServiceOrg(org, who): ServiceOrg,
-    Path((_, scope)): Path<(String, String)>,
+    ApiPath((_, scope)): ApiPath<(String, String)>,
     ApiJson(req): ApiJson<DataKeyRequest>,
 ) -> Result<SecretJson<DataKeyResponse>, ApiError> {
     let scope = parse_id(&scope, "scope")?;
@@ -265,7 +266,7 @@ impl StoredKeys {
 pub async fn create_stored(
     State(s): State<AppState>,
     ServiceOrg(org, who): ServiceOrg,
-    Path((_, scope)): Path<(String, String)>,
+    ApiPath((_, scope)): ApiPath<(String, String)>,
     ApiJson(req): ApiJson<CreateStored>,
 ) -> Result<(axum::http::StatusCode, SecretJson<StoredKeys>), ApiError> {
     let scope = parse_id(&scope, "scope")?;
@@ -309,7 +310,7 @@ pub struct LeaseRequest {
 pub async fn lease(
     State(s): State<AppState>,
     ServiceOrg(org, who): ServiceOrg,
-    Path((_, scope)): Path<(String, String)>,
+    ApiPath((_, scope)): ApiPath<(String, String)>,
     ApiJson(req): ApiJson<LeaseRequest>,
 ) -> Result<axum::response::Response, ApiError> {
     let scope = parse_id(&scope, "scope")?;

@@ -2,7 +2,7 @@
 //! with a re-encryption target, enable, fall back to the managed key; the policies to grant.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use byok_core::kms::provider::RoleTrust;
 use serde::{Deserialize, Serialize};
@@ -10,8 +10,9 @@ use utoipa::ToSchema;
 
 use super::AppState;
 use super::audit::receipt;
-use super::auth::{ApiJson, Caller};
+use super::auth::Caller;
 use super::error::{ApiError, ErrorBody};
+use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::paths::OrgPath;
 use crate::service::audit_log::Withdrawal;
 use crate::service::{GrantFacts, JobView, KeySpec, KeyView, KeysView, PolicyView, StepView};
@@ -149,7 +150,7 @@ pub struct PolicyQuery {
 pub async fn list(
     State(s): State<AppState>,
     caller: Caller,
-    Path(org): Path<String>,
+    ApiPath(org): ApiPath<String>,
 ) -> Result<Json<KeysView>, ApiError> {
     Ok(Json(s.service.keys(caller.org(&org, READERS)?).await?))
 }
@@ -165,7 +166,7 @@ pub async fn list(
 pub async fn add(
     State(s): State<AppState>,
     caller: Caller,
-    Path(org): Path<String>,
+    ApiPath(org): ApiPath<String>,
     ApiJson(req): ApiJson<AddKey>,
 ) -> Result<(StatusCode, Json<KeyAdded>), ApiError> {
     let org = caller.org(&org, &[Role::Admin])?;
@@ -181,7 +182,7 @@ pub async fn add(
 pub async fn validate(
     State(s): State<AppState>,
     caller: Caller,
-    Path(org): Path<String>,
+    ApiPath(org): ApiPath<String>,
     ApiJson(req): ApiJson<ValidateKey>,
 ) -> Result<Json<Validated>, ApiError> {
     let org = caller.org(&org, &[Role::Admin])?;
@@ -209,8 +210,8 @@ pub async fn validate(
 pub async fn policy(
     State(s): State<AppState>,
     caller: Caller,
-    Path(org): Path<String>,
-    Query(q): Query<PolicyQuery>,
+    ApiPath(org): ApiPath<String>,
+    ApiQuery(q): ApiQuery<PolicyQuery>,
 ) -> Result<Json<PolicyView>, ApiError> {
     let org = caller.org(&org, &[Role::Admin])?;
     let spec = KeySpec {
@@ -232,7 +233,7 @@ pub async fn policy(
 pub async fn grant_facts(
     State(s): State<AppState>,
     caller: Caller,
-    Path(org): Path<String>,
+    ApiPath(org): ApiPath<String>,
 ) -> Result<Json<GrantFacts>, ApiError> {
     let org = caller.org(&org, &[Role::Admin])?;
     Ok(Json(s.service.grant_facts(org).await?))
@@ -246,7 +247,7 @@ pub async fn grant_facts(
 pub async fn check(
     State(s): State<AppState>,
     caller: Caller,
-    Path(org): Path<String>,
+    ApiPath(org): ApiPath<String>,
 ) -> Result<Json<KeysView>, ApiError> {
     let org = caller.org(&org, &[Role::Admin])?;
     s.service.check_health_of(org).await?;
@@ -263,7 +264,7 @@ pub async fn check(
 pub async fn set_default(
     State(s): State<AppState>,
     caller: Caller,
-    Path((org, key)): Path<(String, String)>,
+    ApiPath((org, key)): ApiPath<(String, String)>,
 ) -> Result<Json<KeysView>, ApiError> {
     let org = caller.org(&org, &[Role::Admin])?;
     s.service.set_default(org, &key).await?;
@@ -281,7 +282,7 @@ pub async fn set_default(
 pub async fn disable(
     State(s): State<AppState>,
     caller: Caller,
-    Path((org, key)): Path<(String, String)>,
+    ApiPath((org, key)): ApiPath<(String, String)>,
     ApiJson(req): ApiJson<Disable>,
 ) -> Result<Json<KeysWithdrawn>, ApiError> {
     let org = caller.org(&org, &[Role::Admin])?;
@@ -321,7 +322,7 @@ async fn withdrawn(
 pub async fn enable(
     State(s): State<AppState>,
     caller: Caller,
-    Path((org, key)): Path<(String, String)>,
+    ApiPath((org, key)): ApiPath<(String, String)>,
 ) -> Result<Json<KeysView>, ApiError> {
     let org = caller.org(&org, &[Role::Admin])?;
     s.service.enable(org, &key).await?;
@@ -338,7 +339,7 @@ pub async fn enable(
 pub async fn disable_all(
     State(s): State<AppState>,
     caller: Caller,
-    Path(org): Path<String>,
+    ApiPath(org): ApiPath<String>,
 ) -> Result<Json<KeysWithdrawn>, ApiError> {
     let org = caller.org(&org, &[Role::Admin])?;
     s.service.disable_all(org).await?;
@@ -356,7 +357,7 @@ pub async fn disable_all(
 pub async fn job(
     State(s): State<AppState>,
     caller: Caller,
-    Path(org): Path<String>,
+    ApiPath(org): ApiPath<String>,
 ) -> Result<Json<Option<JobView>>, ApiError> {
     Ok(Json(s.service.job(caller.org(&org, READERS)?).await?))
 }
@@ -369,7 +370,7 @@ pub async fn job(
 pub async fn revalidate(
     State(s): State<AppState>,
     caller: Caller,
-    Path((org, key)): Path<(String, String)>,
+    ApiPath((org, key)): ApiPath<(String, String)>,
 ) -> Result<Json<Validated>, ApiError> {
     let org = caller.org(&org, &[Role::Admin])?;
     let (ok, steps) = s.service.revalidate(org, &key).await?;

@@ -8,6 +8,7 @@ pub mod audit;
 pub mod auth;
 pub mod data;
 pub mod error;
+pub mod extract;
 pub mod issuer;
 pub mod keys;
 pub mod ops;

@@ -3,15 +3,16 @@
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use byok_core::ApiCode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::AppState;
-use super::auth::{ApiJson, Caller};
+use super::auth::Caller;
 use super::error::{ApiError, ErrorBody};
+use super::extract::{ApiJson, ApiPath};
 use super::paths::OrgPath;
 use crate::store::Role;
 
@@ -120,7 +121,7 @@ pub async fn create_org(
 pub async fn get_org(
     State(s): State<AppState>,
     caller: Caller,
-    Path(org): Path<String>,
+    ApiPath(org): ApiPath<String>,
 ) -> Result<Json<OrgInfo>, ApiError> {
     let org = caller.org(&org, &[Role::Admin, Role::Service, Role::Auditor])?;
     Ok(Json(org_info(&s, org).await?))
@@ -136,7 +137,7 @@ pub async fn get_org(
 pub async fn update_org(
     State(s): State<AppState>,
     caller: Caller,
-    Path(org): Path<String>,
+    ApiPath(org): ApiPath<String>,
     ApiJson(req): ApiJson<UpdateOrg>,
 ) -> Result<Json<OrgInfo>, ApiError> {
     let org = caller.org(&org, &[Role::Admin])?;

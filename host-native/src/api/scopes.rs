@@ -1,7 +1,7 @@
 //! The scope tree and its actions: create, list, get, pause, resume, revoke, rotate.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use byok_core::ScopeId;
 use serde::Deserialize;
@@ -9,8 +9,9 @@ use utoipa::ToSchema;
 
 use super::AppState;
 use super::audit::receipt;
-use super::auth::{ApiJson, Caller, parse_id};
+use super::auth::{Caller, parse_id};
 use super::error::{ApiError, ErrorBody};
+use super::extract::{ApiJson, ApiPath};
 use super::paths::{OrgPath, ScopePath};
 use crate::service::audit_log::Withdrawal;
 use crate::service::{self, ScopeView};
@@ -45,7 +46,7 @@ pub struct Revoke {
 pub async fn create_scope(
     State(s): State<AppState>,
     caller: Caller,
-    Path(org): Path<String>,
+    ApiPath(org): ApiPath<String>,
     ApiJson(req): ApiJson<CreateScope>,
 ) -> Result<(StatusCode, Json<ScopeView>), ApiError> {
     let org = caller.org(&org, &[Role::Admin])?;
@@ -62,7 +63,7 @@ pub async fn create_scope(
 pub async fn list_scopes(
     State(s): State<AppState>,
     caller: Caller,
-    Path(org): Path<String>,
+    ApiPath(org): ApiPath<String>,
 ) -> Result<Json<Vec<ScopeView>>, ApiError> {
     let org = caller.org(&org, &[Role::Admin, Role::Auditor])?;
     Ok(Json(s.service.list_scopes(org).await?))
@@ -76,7 +77,7 @@ pub async fn list_scopes(
 pub async fn get_scope(
     State(s): State<AppState>,
     caller: Caller,
-    Path((org, scope)): Path<(String, String)>,
+    ApiPath((org, scope)): ApiPath<(String, String)>,
 ) -> Result<Json<ScopeView>, ApiError> {
     let org = caller.org(&org, &[Role::Admin, Role::Service, Role::Auditor])?;
     let scope = parse_id(&scope, "scope")?;
@@ -104,7 +105,7 @@ pub struct ScopeWithdrawn {
 pub async fn pause(
     State(s): State<AppState>,
     caller: Caller,
-    Path((org, scope)): Path<(String, String)>,
+    ApiPath((org, scope)): ApiPath<(String, String)>,
 ) -> Result<Json<ScopeWithdrawn>, ApiError> {
     let org = caller.org(&org, &[Role::Admin])?;
     let scope = parse_id(&scope, "scope")?;
@@ -127,7 +128,7 @@ pub async fn pause(
 pub async fn resume(
     State(s): State<AppState>,
     caller: Caller,
-    Path(ids): Path<(String, String)>,
+    ApiPath(ids): ApiPath<(String, String)>,
 ) -> Result<Json<ScopeView>, ApiError> {
     admin_on_scope(&caller, ids, |org, scope| s.service.resume(org, scope)).await
 }
@@ -156,7 +157,7 @@ where
 pub async fn revoke(
     State(s): State<AppState>,
     caller: Caller,
-    Path((org, scope)): Path<(String, String)>,
+    ApiPath((org, scope)): ApiPath<(String, String)>,
     ApiJson(req): ApiJson<Revoke>,
 ) -> Result<Json<ScopeWithdrawn>, ApiError> {
     let org = caller.org(&org, &[Role::Admin])?;
@@ -182,7 +183,7 @@ pub async fn revoke(
 pub async fn rotate(
     State(s): State<AppState>,
     caller: Caller,
-    Path(ids): Path<(String, String)>,
+    ApiPath(ids): ApiPath<(String, String)>,
 ) -> Result<Json<ScopeView>, ApiError> {
     admin_on_scope(&caller, ids, |org, scope| s.service.rotate(org, scope)).await
 }
@@ -206,7 +207,7 @@ pub struct Retire {
 pub async fn retire(
     State(s): State<AppState>,
     caller: Caller,
-    Path((org, scope)): Path<(String, String)>,
+    ApiPath((org, scope)): ApiPath<(String, String)>,
     ApiJson(req): ApiJson<Retire>,
 ) -> Result<StatusCode, ApiError> {
     let org = caller.org(&org, &[Role::Admin])?;

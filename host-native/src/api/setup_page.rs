@@ -6,12 +6,12 @@
 //! token; everything it shows comes from the API with the token the admin pastes, which the
 //! page keeps in memory.
 
-use axum::extract::Path;
 use axum::http::header;
 use axum::response::{IntoResponse, Redirect, Response};
 use byok_core::ApiCode;
 
 use super::error::ApiError;
+use super::extract::ApiPath;
 
 include!(concat!(env!("OUT_DIR"), "/setup_page_assets.rs"));
 
@@ -31,7 +31,7 @@ pub(super) async fn index() -> Response {
 }
 
 /// `/ui/{path}`: one of its files.
-pub(super) async fn file(Path(path): Path<String>) -> Response {
+pub(super) async fn file(ApiPath(path): ApiPath<String>) -> Response {
     asset(&path)
 }
 

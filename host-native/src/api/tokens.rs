@@ -2,7 +2,7 @@
 //! and lists and revokes its peers. A revoked or expired token gets 401 on its next request.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use byok_core::ApiCode;
 use serde::{Deserialize, Serialize};
@@ -10,8 +10,9 @@ use utoipa::ToSchema;
 
 use super::AppState;
 use super::audit::receipt;
-use super::auth::{ApiJson, Caller};
+use super::auth::Caller;
 use super::error::{ApiError, ErrorBody};
+use super::extract::{ApiJson, ApiPath};
 use super::paths::OrgPath;
 use crate::service::TokenView;
 use crate::service::audit_log::Withdrawal;
@@ -70,7 +71,7 @@ fn operator(caller: &Caller) -> Result<(), ApiError> {
 pub async fn create(
     State(s): State<AppState>,
     caller: Caller,
-    Path(org): Path<String>,
+    ApiPath(org): ApiPath<String>,
     ApiJson(req): ApiJson<CreateToken>,
 ) -> Result<(StatusCode, Json<TokenCreated>), ApiError> {
     let org = caller.org(&org, &[Role::Admin])?;
@@ -105,7 +106,7 @@ pub async fn create(
 pub async fn list(
     State(s): State<AppState>,
     caller: Caller,
-    Path(org): Path<String>,
+    ApiPath(org): ApiPath<String>,
 ) -> Result<Json<Vec<TokenView>>, ApiError> {
     let org = caller.org(&org, &[Role::Admin])?;
     Ok(Json(s.service.list_tokens(Some(org)).await?))
@@ -162,7 +163,7 @@ pub struct TokenRevoked {
 pub async fn revoke(
     State(s): State<AppState>,
     caller: Caller,
-    Path((org, id)): Path<(String, String)>,
+    ApiPath((org, id)): ApiPath<(String, String)>,
 ) -> Result<Json<TokenRevoked>, ApiError> {
     let org = caller.org(&org, &[Role::Admin])?;
     let id = token_id(&id)?;
@@ -195,7 +196,7 @@ pub async fn list_operator(
 pub async fn revoke_operator(
     State(s): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     operator(&caller)?;
     s.service.revoke_token(None, token_id(&id)?).await?;
