@@ -29,6 +29,10 @@ pub(super) struct Outage {
     /// The latest successful unwrap among the roots served in grace (the host's clock): the
     /// grace ends at this plus the TTL and the grace.
     pub last_unwrap: Duration,
+    /// When the grace ends, ms since the epoch, as the audit log was told (and key health
+    /// shows): converted once per `last_unwrap`, so that the two never differ by the
+    /// conversion's rounding.
+    pub until_ms: i64,
     /// Keys served past their TTL so far.
     pub served: u64,
 }
@@ -121,9 +125,13 @@ impl Service {
         f: Freshness,
     ) -> Result<()> {
         self.metrics.grace_serves.fetch_add(1, Ordering::Relaxed);
+        let policy = self.cache_policy(cell);
         let extend = |o: &mut Outage| {
             o.served += 1;
-            o.last_unwrap = o.last_unwrap.max(f.unwrapped_at);
+            if f.unwrapped_at > o.last_unwrap {
+                o.last_unwrap = f.unwrapped_at;
+                o.until_ms = self.wall_ms(policy.keep_until(o.last_unwrap));
+            }
         };
         if let Some(o) = Self::outage(cell).as_mut() {
             extend(o);
@@ -132,23 +140,25 @@ impl Service {
         // Starting: the state changes holding the store's writer, as in `end_grace`, so that
         // the audit log orders starts and ends as they happened.
         let mut w = self.store.write().await?;
-        let since_ms = {
+        let started = {
             let mut o = Self::outage(cell);
             if let Some(o) = o.as_mut() {
                 extend(o);
                 return Ok(());
             }
             let since_ms = store::now_ms();
+            let until_ms = self.wall_ms(policy.keep_until(f.unwrapped_at));
             *o = Some(Outage {
                 holder,
                 since_ms,
                 last_unwrap: f.unwrapped_at,
+                until_ms,
                 served: 1,
             });
-            since_ms
+            (since_ms, until_ms)
         };
+        let (since_ms, until) = started;
         self.metrics.orgs_in_grace.fetch_add(1, Ordering::Relaxed);
-        let until = self.wall_ms(self.cache_policy(cell).keep_until(f.unwrapped_at));
         let key = holder_name(holder);
         tracing::warn!(org = %org, key, until, error = %err, "KMS unreachable: serving cached keys in outage grace");
         audit::append(
@@ -221,13 +231,12 @@ impl Service {
 
     /// The org's grace as key health shows it, if `holder` is the key in outage.
     pub(super) fn grace_view(&self, cell: &OrgCell, holder: HolderId) -> Option<GraceView> {
-        let policy = self.cache_policy(cell);
         Self::outage(cell)
             .as_ref()
             .filter(|o| o.holder == holder)
             .map(|o| GraceView {
                 since: o.since_ms,
-                grace_until: self.wall_ms(policy.keep_until(o.last_unwrap)),
+                grace_until: o.until_ms,
                 served: o.served,
             })
     }
