@@ -469,10 +469,10 @@ pub fn oauth_access_token(
     body: &[u8],
     now: Duration,
 ) -> Result<(Zeroizing<String>, u64), &'static str> {
-    let v: serde_json::Value = serde_json::from_slice(body).map_err(|_| "body is not JSON")?;
-    let token = v
-        .get("access_token")
-        .and_then(serde_json::Value::as_str)
+    let mut v: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(body).map_err(|_| "body is not JSON")?;
+    // Taken out of the map, not copied: the map would drop its copy unwiped.
+    let token = crate::kms::http::take_secret(&mut v, "access_token")
         .filter(|t| !t.is_empty())
         .ok_or("access_token")?;
     let secs = match v.get("expires_in") {
@@ -481,10 +481,7 @@ pub fn oauth_access_token(
         _ => None,
     }
     .ok_or("expires_in")?;
-    Ok((
-        Zeroizing::new(String::from(token)),
-        now.as_secs().saturating_add(secs),
-    ))
+    Ok((token, now.as_secs().saturating_add(secs)))
 }
 
 /// A classified error made locally (no KMS answer): status 0, no provider code.

@@ -14,6 +14,7 @@ use super::auth::Caller;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, ApiPath};
 use super::paths::OrgPath;
+use super::secret_json::SecretJson;
 use crate::store::Role;
 
 /// Creates an org.
@@ -51,7 +52,8 @@ pub struct OrgCreated {
     /// Its name.
     pub name: String,
     /// The first admin token. Store it now: it is not shown again.
-    pub admin_token: String,
+    #[schema(value_type = String)]
+    pub admin_token: zeroize::Zeroizing<String>,
 }
 
 /// An org's summary.
@@ -85,7 +87,7 @@ pub async fn create_org(
     State(s): State<AppState>,
     caller: Caller,
     ApiJson(req): ApiJson<CreateOrg>,
-) -> Result<(StatusCode, Json<OrgCreated>), ApiError> {
+) -> Result<(StatusCode, SecretJson<OrgCreated>), ApiError> {
     if caller.role != Role::Operator {
         return Err(ApiError::new(
             ApiCode::Forbidden,
@@ -105,11 +107,14 @@ pub async fn create_org(
     tracing::info!(org = %id, "organization created");
     Ok((
         StatusCode::CREATED,
-        Json(OrgCreated {
-            id: id.to_string(),
-            name: req.name,
-            admin_token: token.to_string(),
-        }),
+        SecretJson::new(
+            OrgCreated {
+                id: id.to_string(),
+                name: req.name,
+                admin_token: token,
+            },
+            512,
+        ),
     ))
 }
 

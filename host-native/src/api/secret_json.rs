@@ -1,4 +1,4 @@
-//! A JSON answer holding key material (data keys in the clear, stored data keys, a lease): written
+//! A JSON answer holding a secret (data keys in the clear, stored data keys, a lease, a new token): written
 //! to one buffer that the answer's body owns and wipes when dropped (sent, or the client gone).
 //!
 //! Why not axum's `Json`: it serializes into a growing `BytesMut` that is freed unwiped, and every

@@ -14,6 +14,7 @@ use super::auth::Caller;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, ApiPath};
 use super::paths::OrgPath;
+use super::secret_json::SecretJson;
 use crate::service::TokenView;
 use crate::service::audit_log::Withdrawal;
 use crate::store::{self, Role, TokenId};
@@ -38,7 +39,8 @@ pub struct CreateToken {
 #[derive(Serialize, ToSchema)]
 pub struct TokenCreated {
     /// The token. Store it now: only its hash is kept.
-    pub token: String,
+    #[schema(value_type = String)]
+    pub token: zeroize::Zeroizing<String>,
     /// Its id, to list and revoke it by.
     pub id: String,
     /// Its role.
@@ -73,7 +75,7 @@ pub async fn create(
     caller: Caller,
     ApiPath(org): ApiPath<String>,
     ApiJson(req): ApiJson<CreateToken>,
-) -> Result<(StatusCode, Json<TokenCreated>), ApiError> {
+) -> Result<(StatusCode, SecretJson<TokenCreated>), ApiError> {
     let org = caller.org(&org, &[Role::Admin])?;
     let expires_at = match req.expires_in_s {
         None => None,
@@ -89,12 +91,15 @@ pub async fn create(
         .await?;
     Ok((
         StatusCode::CREATED,
-        Json(TokenCreated {
-            token: token.to_string(),
-            id: id.to_string(),
-            role: req.role,
-            expires_at,
-        }),
+        SecretJson::new(
+            TokenCreated {
+                token,
+                id: id.to_string(),
+                role: req.role,
+                expires_at,
+            },
+            256,
+        ),
     ))
 }
 
@@ -211,16 +216,19 @@ pub async fn revoke_operator(
 pub async fn rotate_operator(
     State(s): State<AppState>,
     caller: Caller,
-) -> Result<(StatusCode, Json<TokenCreated>), ApiError> {
+) -> Result<(StatusCode, SecretJson<TokenCreated>), ApiError> {
     operator(&caller)?;
     let (id, token) = s.service.rotate_operator(caller.auth.hash).await?;
     Ok((
         StatusCode::CREATED,
-        Json(TokenCreated {
-            token: token.to_string(),
-            id: id.to_string(),
-            role: Role::Operator,
-            expires_at: None,
-        }),
+        SecretJson::new(
+            TokenCreated {
+                token,
+                id: id.to_string(),
+                role: Role::Operator,
+                expires_at: None,
+            },
+            256,
+        ),
     ))
 }

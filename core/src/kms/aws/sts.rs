@@ -15,6 +15,7 @@ use crate::kms::aws::request::malformed;
 use crate::kms::aws::signing::{AwsCredentials, SigningError, sign_request};
 use crate::kms::error::KmsError;
 use crate::kms::http::{HttpRequest, HttpResponse, form_encode};
+use zeroize::Zeroizing;
 
 /// Refresh temporary credentials this long before they expire.
 pub const REFRESH_MARGIN: Duration = Duration::from_secs(300);
@@ -139,19 +140,23 @@ pub fn parse_assume_role(resp: &HttpResponse) -> Result<AwsCredentials, KmsError
         return Err(parse_error(resp.status, &resp.headers, &resp.body));
     }
     let mut reader = quick_xml::Reader::from_reader(resp.body.as_slice());
-    let mut buf = alloc::vec::Vec::new();
+    // The events are read into this buffer, the secret key and session token among them: sized
+    // so that it never grows (a growth would free a copy unwiped), and wiped when dropped.
+    let mut buf = Zeroizing::new(alloc::vec::Vec::with_capacity(resp.body.len()));
     let mut current: Option<String> = None;
-    let (mut akid, mut secret, mut token, mut expiration) = (None, None, None, None);
+    let (mut akid, mut expiration) = (None, None);
+    let (mut secret, mut token): (Option<Zeroizing<String>>, Option<Zeroizing<String>>) =
+        (None, None);
     loop {
         match reader.read_event_into(&mut buf) {
             Ok(Event::Start(e)) => current = Some(String::from(e.local_name().as_ref())),
             Ok(Event::Text(t)) => {
-                let text = String::from(t.as_ref());
+                let text = Zeroizing::new(String::from(t.as_ref()));
                 match current.as_deref() {
-                    Some("AccessKeyId") => akid = Some(text),
+                    Some("AccessKeyId") => akid = Some(text.to_string()),
                     Some("SecretAccessKey") => secret = Some(text),
                     Some("SessionToken") => token = Some(text),
-                    Some("Expiration") => expiration = Some(text),
+                    Some("Expiration") => expiration = Some(text.to_string()),
                     _ => {}
                 }
             }
@@ -174,10 +179,12 @@ pub fn parse_assume_role(resp: &HttpResponse) -> Result<AwsCredentials, KmsError
     .map_err(|_| malformed(resp, "Expiration is not an RFC 3339 time"))?
     .unix_timestamp();
     let expires = u64::try_from(expires).map_err(|_| malformed(resp, "Expiration before 1970"))?;
+    // Moved out of their wiping strings, not copied: `AwsCredentials` wipes them in turn.
+    let (mut secret, mut token) = (secret, token);
     Ok(AwsCredentials::new(
         akid,
-        secret,
-        Some(token),
+        core::mem::take(&mut *secret),
+        Some(core::mem::take(&mut *token)),
         Some(expires),
     ))
 }
