@@ -122,14 +122,7 @@ impl Service {
         let at = store::now_ms();
         let mut w = self.store.write().await?;
         keys::set_health(&mut w.tx, org, n, "ok", None, at).await?;
-        let mut unpublished = Unpublished::arm(self, org, cell);
-        let v = w.bump_org(org).await?;
-        let _ = cell.version.compare_exchange(
-            v - 1,
-            v,
-            std::sync::atomic::Ordering::AcqRel,
-            std::sync::atomic::Ordering::Acquire,
-        );
+        let mut unpublished = self.announce(&mut w, org, cell).await?;
         w.commit().await?;
         unpublished.disarm();
         Self::show_health(cell, n, "ok".into(), None, at);
@@ -172,17 +165,7 @@ impl Service {
         keys::set_health(&mut w.tx, org, n, why, detail.as_deref(), at).await?;
         let mut unpublished = None;
         if !known {
-            // This replica's own copy stays current if it was (its state did not change),
-            // and is reloaded if another replica had moved the org meanwhile, or if the
-            // commit does not happen.
-            unpublished = Some(Unpublished::arm(self, org, cell));
-            let v = w.bump_org(org).await?;
-            let _ = cell.version.compare_exchange(
-                v - 1,
-                v,
-                std::sync::atomic::Ordering::AcqRel,
-                std::sync::atomic::Ordering::Acquire,
-            );
+            unpublished = Some(self.announce(&mut w, org, cell).await?);
         }
         w.commit().await?;
         if let Some(u) = unpublished.as_mut() {
@@ -191,6 +174,27 @@ impl Service {
         Self::show_health(cell, n, why.to_owned(), detail, at);
         self.end_grace(cell, org, GraceEnd::Denied).await?;
         Ok(())
+    }
+
+    /// Moves the org's version in `w`, so that every replica reloads the org and sees the key
+    /// health written there. This replica's own copy stays current if it was (its state did
+    /// not change), and is reloaded if another replica had moved the org meanwhile, or if the
+    /// commit does not happen (the guard returned, until disarmed after the commit).
+    async fn announce<'a>(
+        &'a self,
+        w: &mut store::WriteTx,
+        org: ScopeId,
+        cell: &'a OrgCell,
+    ) -> Result<Unpublished<'a>> {
+        let unpublished = Unpublished::arm(self, org, cell);
+        let v = w.bump_org(org).await?;
+        let _ = cell.version.compare_exchange(
+            v - 1,
+            v,
+            std::sync::atomic::Ordering::AcqRel,
+            std::sync::atomic::Ordering::Acquire,
+        );
+        Ok(unpublished)
     }
 
     /// Describes every attached, enabled key of every org and records its health.
