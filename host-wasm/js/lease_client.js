@@ -137,6 +137,8 @@ function freeQuietly(object) {
   try { object.free(); } catch { /* already freed */ }
 }
 
+const expiredError = () => new ByokError('lease_expired', 'the lease expired and could not be renewed');
+
 /** An abort signal after `ms`, where the runtime has `AbortSignal.timeout`. */
 const timeout = (ms) => (typeof AbortSignal?.timeout === 'function' ? AbortSignal.timeout(ms) : undefined);
 
@@ -166,7 +168,9 @@ export class LeaseClient {
     this.current = null; // { lease, renewAt }
     this.refused = null; // { err, retryAt }: the refusal standing, and when to ask again
     this.inflight = null; // the lease request in flight, shared by every caller
-    this.streams = new Set(); // the streams open, each with its own copy of the lease's keys
+    this.streams = new Set(); // the streams open, each with its own key
+    this.expiryTimer = undefined; // wipes the lease when it expires unused (`armExpiry`)
+    this.lapsed = null; // the lease_expired error of a lease that timer wiped, until a new one
   }
 
   /** Asks the server for a lease; a refusal drops the lease held at once. Calls made while a
@@ -213,7 +217,29 @@ export class LeaseClient {
     this.drop();
     this.refused = null;
     this.current = { lease, renewAt: lease.renewAt(received) };
+    this.lapsed = null;
+    this.armExpiry();
     return lease;
+  }
+
+  /** Wipes the lease, and ends the streams open on it, when it expires, also if nothing uses
+   * the client then (an idle isolate would otherwise keep the keys until its next call). Best
+   * effort: a runtime that suspends idle timers wipes at the next use instead. The timer never
+   * keeps a Node process alive. */
+  armExpiry() {
+    clearTimeout(this.expiryTimer);
+    const c = this.current;
+    if (!c) return;
+    const wait = Math.max(0, c.lease.expiresAt - Date.now()) + 5;
+    this.expiryTimer = setTimeout(() => {
+      if (this.current !== c) return;
+      if (!c.lease.expired) { this.armExpiry(); return; }
+      const err = expiredError();
+      this.drop();
+      this.endStreams(err);
+      this.lapsed = err;
+    }, wait);
+    this.expiryTimer?.unref?.();
   }
 
   /** A live lease: the one held, renewed first when due. */
@@ -229,7 +255,14 @@ export class LeaseClient {
       }
     }
     const c = this.current;
-    if (c === null) return this.renew();
+    if (c === null) {
+      try {
+        return await this.renew();
+      } catch (e) {
+        // The lease held expired unused (and was wiped then): as if found expired now.
+        throw (this.lapsed && !this.refused) ? this.lapsed : e;
+      }
+    }
     if (this.now() >= c.renewAt) {
       try {
         return await this.renew();
@@ -240,7 +273,7 @@ export class LeaseClient {
     }
     if (c.lease.expired) {
       // Every stream open on it (or on an earlier lease) has ended too: their keys go now.
-      const err = new ByokError('lease_expired', 'the lease expired and could not be renewed');
+      const err = expiredError();
       this.drop();
       this.endStreams(err);
       throw err;
@@ -284,6 +317,7 @@ export class LeaseClient {
   drop() {
     const c = this.current;
     this.current = null;
+    clearTimeout(this.expiryTimer);
     if (c) freeQuietly(c.lease);
   }
 

@@ -207,6 +207,18 @@ test('a lease that expires unrenewed ends the streams open on it', async () => {
   await assert.rejects(sealing.writable.getWriter().write(pt), (e) => e.code === 'lease_expired');
 });
 
+test('an unused lease is wiped when it expires, with the streams open on it', async () => {
+  const { client } = setup(['ok'], 300);
+  const sealing = await client.encryptStream();
+  sealing.readable.getReader().read().catch(() => {});
+  assert.notEqual(client.current, null);
+  // Nothing calls the client; the timer keeps this test's process alive meanwhile.
+  await new Promise((r) => setTimeout(r, 400));
+  assert.equal(client.current, null, 'the expired lease was still held');
+  assert.equal(client.streams.size, 0, 'the stream outlived the lease');
+  await assert.rejects(sealing.writable.getWriter().write(pt), (e) => e.code === 'lease_expired');
+});
+
 test('a 401 after a token revoke is a refusal too; a 429 or 5xx is not', async () => {
   const { clock, calls, client } = setup(['ok', 401]);
   await client.encrypt(pt);
