@@ -233,7 +233,11 @@ export class LeaseClient {
     const wait = Math.max(0, c.lease.expiresAt - Date.now()) + 5;
     this.expiryTimer = setTimeout(() => {
       if (this.current !== c) return;
-      if (!c.lease.expired) { this.armExpiry(); return; }
+      let live = false;
+      // A lease freed behind the client's back throws here: take it as ended (a throw from a
+      // timer would end a Node process).
+      try { live = !c.lease.expired; } catch { /* freed */ }
+      if (live) { this.armExpiry(); return; }
       const err = expiredError();
       this.drop();
       this.endStreams(err);

@@ -219,6 +219,13 @@ test('an unused lease is wiped when it expires, with the streams open on it', as
   await assert.rejects(sealing.writable.getWriter().write(pt), (e) => e.code === 'lease_expired');
 });
 
+test('a lease freed behind the client\'s back does not break its expiry timer', async () => {
+  const { client } = setup(['ok'], 200);
+  (await client.lease()).free();
+  await new Promise((r) => setTimeout(r, 300));
+  assert.equal(client.current, null);
+});
+
 test('a 401 after a token revoke is a refusal too; a 429 or 5xx is not', async () => {
   const { clock, calls, client } = setup(['ok', 401]);
   await client.encrypt(pt);
