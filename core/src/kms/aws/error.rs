@@ -112,12 +112,16 @@ fn classify(code: &str, message: &str, status: u16) -> KmsErrorKind {
         | "IDPRejectedClaim"
         | "RegionDisabledException" => AccessDenied,
         "DisabledException" => KeyDisabled,
+        // KMS names the key's state in the message ("<arn> is pending deletion."). Only the
+        // states KMS passes through on its own (a multi-Region key `Creating` or `Updating`)
+        // are an outage. `Unavailable` is a custom key store the customer disconnected: the
+        // way an XKS or CloudHSM customer withdraws, so it is a denial like `Disabled`, and no
+        // outage grace may outlast it.
         "KMSInvalidStateException" => {
             let m = message.to_ascii_lowercase();
             if m.contains("pendingdeletion") || m.contains("pending deletion") {
                 KeyPendingDeletion
-            } else if m.contains("creating") || m.contains("updating") || m.contains("unavailable")
-            {
+            } else if m.contains("creating") || m.contains("updating") {
                 Unavailable
             } else {
                 KeyDisabled
@@ -194,6 +198,25 @@ mod tests {
             br#"{"__type":"KMSInvalidStateException","message":"arn:... is pending deletion."}"#,
         );
         assert_eq!(e.kind, KmsErrorKind::KeyPendingDeletion);
+        // A disconnected custom key store is the customer's withdrawal, not an outage.
+        let e = parse_error(
+            400,
+            &[],
+            br#"{"__type":"KMSInvalidStateException","message":"arn:aws:kms:eu-west-1:111122223333:key/k is unavailable."}"#,
+        );
+        assert_eq!(e.kind, KmsErrorKind::KeyDisabled);
+        let e = parse_error(
+            400,
+            &[],
+            br#"{"__type":"KMSInvalidStateException","message":"arn:aws:kms:eu-west-1:111122223333:key/k is pending import."}"#,
+        );
+        assert_eq!(e.kind, KmsErrorKind::KeyDisabled);
+        let e = parse_error(
+            400,
+            &[],
+            br#"{"__type":"KMSInvalidStateException","message":"arn:aws:kms:eu-west-1:111122223333:key/k is updating."}"#,
+        );
+        assert_eq!(e.kind, KmsErrorKind::Unavailable);
         let e = parse_error(
             500,
             &[],

@@ -251,7 +251,9 @@ impl KeyMetadata {
             "PendingDeletion" | "PendingReplicaDeletion" => {
                 return Err(KmsErrorKind::KeyPendingDeletion);
             }
-            "Creating" | "Updating" | "Unavailable" => return Err(KmsErrorKind::Unavailable),
+            // KMS's own transitions of a multi-Region key. `Unavailable` (a custom key store
+            // the customer disconnected) falls to the denial below.
+            "Creating" | "Updating" => return Err(KmsErrorKind::Unavailable),
             _ => return Err(KmsErrorKind::KeyDisabled),
         }
         if self.usage != "ENCRYPT_DECRYPT" || self.spec != "SYMMETRIC_DEFAULT" {
@@ -491,5 +493,23 @@ mod tests {
         let meta = parse_describe(&d).unwrap();
         assert_eq!(meta.usability(), Err(KmsErrorKind::KeyPendingDeletion));
         assert_eq!(meta.deletion_date, Some(1_700_000_000));
+        let state = |state: &str| KeyMetadata {
+            state: state.into(),
+            ..meta.clone()
+        };
+        // A disconnected custom key store is a withdrawal; KMS's own transitions are not.
+        assert_eq!(
+            state("Unavailable").usability(),
+            Err(KmsErrorKind::KeyDisabled)
+        );
+        assert_eq!(
+            state("PendingImport").usability(),
+            Err(KmsErrorKind::KeyDisabled)
+        );
+        assert_eq!(
+            state("Updating").usability(),
+            Err(KmsErrorKind::Unavailable)
+        );
+        assert_eq!(state("Enabled").usability(), Ok(()));
     }
 }
