@@ -99,6 +99,8 @@ pub struct Service {
     /// How many cells each org has had taken out of use: a load that read storage before one
     /// was retired reads again (`org_cell.rs`).
     retired: org_cell::Retired,
+    /// Each org's withdrawal gate, shared by its cells old and new (`org_cell.rs`).
+    gates: org_cell::Gates,
     cache: KeyCache,
     /// Token grants by token hash, so that authenticating a request does not read the database
     /// (revoking a token drops its entry at once, for good; see `grants.rs`).
@@ -159,6 +161,7 @@ impl Service {
             orgs: RwLock::new(FastMap::default()),
             unsettled: org_cell::Unsettled::default(),
             retired: org_cell::Retired::default(),
+            gates: org_cell::Gates::default(),
             cache: KeyCache::default(),
             grants: grants::Grants::default(),
             lookups,

@@ -33,7 +33,12 @@ pub struct OrgCell {
     /// material (and appends its audit event) holding it for reading ([`Service::admit`]). So
     /// nothing that checked the state before a pause or revoke committed hands out a key after
     /// it, and the audit log orders them the way they happened.
-    pub(super) gate: tokio::sync::RwLock<()>,
+    ///
+    /// The gate is the org's, not the cell's: a cell loaded while an older one of the org is
+    /// still held shares its gate ([`Gates`]). A change holding the gate of a cell retired
+    /// under it (another replica's change, an interrupted one) so still holds off the calls
+    /// admitted on the org's next cell until it has committed and published.
+    pub(super) gate: Arc<Gate>,
     /// Set while the org serves cached roots past their TTL because its KMS is unreachable
     /// (`grace.rs`).
     pub(super) outage: std::sync::Mutex<Option<super::grace::Outage>>,
@@ -123,6 +128,40 @@ impl Unsettled {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<ScopeId, u64>> {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The withdrawal gate of one org ([`OrgCell::gate`]).
+pub(super) type Gate = tokio::sync::RwLock<()>;
+
+/// The gate of each org whose cells are held anywhere: a cell loaded while another of its org
+/// is still held (by a change or a call that took it before it was retired) gets the same gate.
+/// Weak, so an org no one holds costs an entry until the next prune and nothing more.
+#[derive(Default)]
+pub(super) struct Gates(std::sync::Mutex<GateMap>);
+
+#[derive(Default)]
+struct GateMap {
+    gates: std::collections::HashMap<ScopeId, std::sync::Weak<Gate>>,
+    /// The map is pruned of orgs no one holds when it reaches this size (then twice what is
+    /// left, at least 64): amortized, one pass per doubling.
+    prune_at: usize,
+}
+
+impl Gates {
+    /// The gate of `org`: the one its cells held anywhere use, or a new one.
+    pub(super) fn of(&self, org: ScopeId) -> Arc<Gate> {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(gate) = map.gates.get(&org).and_then(std::sync::Weak::upgrade) {
+            return gate;
+        }
+        if map.gates.len() >= map.prune_at {
+            map.gates.retain(|_, g| g.strong_count() > 0);
+            map.prune_at = (map.gates.len() * 2).max(64);
+        }
+        let gate = Arc::new(Gate::default());
+        map.gates.insert(org, Arc::downgrade(&gate));
+        gate
     }
 }
 
@@ -289,7 +328,7 @@ impl Service {
             cmks: RwLock::new(cmks),
             unwrap_turn: tokio::sync::Mutex::new(()),
             turn: tokio::sync::Mutex::new(()),
-            gate: tokio::sync::RwLock::new(()),
+            gate: self.gates.of(id),
             stale: AtomicBool::new(false),
             outage: std::sync::Mutex::new(None),
             version: AtomicI64::new(version),
@@ -758,6 +797,52 @@ mod tests {
         let (other, retired) = svc.read_cell(org).await.unwrap();
         let kept = svc.keep_cell(org, other, retired).unwrap();
         assert!(Arc::ptr_eq(&kept, &cell), "the cell in use was replaced");
+    }
+
+    /// A change holding the org's gate holds off every call of the org, also one on a cell
+    /// loaded after the change's own cell was retired (another replica changed the org, or a
+    /// change here was interrupted): the gate is the org's. A token revoke holds it across its
+    /// commit, so a call admitted on the new cell could otherwise hand out a key after the
+    /// revoke committed.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_gate_outlives_the_cell_that_took_it() {
+        let db = Database::open("sqlite::memory:").await.unwrap();
+        let svc = Arc::new(super::super::test_service(&db, 3));
+        let (org, team) = crate::service::test_team(&svc, None).await;
+        let who = crate::service::test_caller(&svc, org).await;
+        let old = svc.org(org).await.unwrap();
+        let held = old.gate.write().await;
+        svc.forget_cell(org, &old);
+        let new = svc.org(org).await.unwrap();
+        assert!(!Arc::ptr_eq(&old, &new), "the org was not loaded again");
+        let call = tokio::spawn({
+            let svc = svc.clone();
+            async move {
+                svc.encrypt(&who, org, team, SealBuffer::copy_of(b"x"), BTreeMap::new())
+                    .await
+                    .map(drop)
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(
+            !call.is_finished(),
+            "a call was admitted while a change held the org's gate"
+        );
+        drop(held);
+        call.await.unwrap().unwrap();
+        // Once no cell of the org is held, its gate goes; the map keeps no org for good.
+        drop((old, new));
+        let gates = super::Gates::default();
+        let kept = gates.of(org);
+        assert!(Arc::ptr_eq(&kept, &gates.of(org)));
+        drop(kept);
+        for _ in 0..200 {
+            drop(gates.of(ScopeId::random(&mut rand::rng())));
+        }
+        assert!(
+            gates.0.lock().unwrap().gates.len() <= 128,
+            "orgs no one holds are kept"
+        );
     }
 
     /// A change of this replica sets its cell's version just before its commit, so storage is
