@@ -5,7 +5,7 @@ use byok_core::envelope::AesStep;
 use js_sys::{Object, Reflect, Uint8Array};
 use wasm_bindgen::prelude::*;
 
-use super::{array_of, bytes_of, context_of, now_ms, rng, secret_bytes_of, thrown};
+use super::{JsBytes, bytes_of, context_of, now_ms, rng, secret_bytes_of, thrown};
 use crate::edge::{EdgeLease, EdgeOpener, EdgeSealer};
 
 /// The inputs of WebCrypto's AES-GCM call as a JS object: `header`, `key` (raw, to import and
@@ -194,14 +194,11 @@ impl Lease {
         }
         // Bytes: only the header crosses into wasm; the caller hands WebCrypto the body as a
         // view of its own array (`ciphertext.subarray(header.length)`), with no copy.
-        let bytes = array_of(&ciphertext, "ciphertext")?;
-        let len = bytes.length();
-        let head = bytes
-            .subarray(0, len.min(byok_core::format::HEADER_LEN as u32))
-            .to_vec();
+        let bytes = JsBytes::of(&ciphertext, "ciphertext")?;
+        let head = bytes.head(byok_core::format::HEADER_LEN)?;
         let step = self
             .inner
-            .open_step_header(&ctx, &head, len as usize, now_ms())
+            .open_step_header(&ctx, &head, bytes.len(), now_ms())
             .map_err(thrown)?;
         Ok(step_object(&step, None))
     }
@@ -287,7 +284,7 @@ impl StreamOpener {
         &mut self,
         #[wasm_bindgen(unchecked_param_type = "Uint8Array")] chunk: JsValue,
     ) -> Result<Vec<u8>, JsValue> {
-        let chunk = array_of(&chunk, "chunk")?.to_vec();
+        let chunk = JsBytes::of(&chunk, "chunk")?.to_vec()?;
         self.inner.push(&chunk, now_ms()).map_err(thrown)
     }
 

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use js_sys::{Date, Object, Reflect, Uint8Array};
+use js_sys::{Date, Object, Reflect};
 use wasm_bindgen::prelude::*;
 
 use crate::edge::{self, EdgeError};
@@ -99,23 +99,8 @@ pub(crate) fn context_of(ctx: &JsValue) -> Result<byok_core::Context, JsValue> {
 pub(crate) fn bytes_of(ct: &JsValue) -> Result<Vec<u8>, JsValue> {
     match ct.as_string() {
         Some(text) => edge::dearmor(&text).map_err(thrown),
-        None => Ok(array_of(ct, "ciphertext")?.to_vec()),
+        None => JsBytes::of(ct, "ciphertext")?.to_vec(),
     }
-}
-
-/// `value`, named `what`, as a `Uint8Array`: itself when it is one (no copy: `new
-/// Uint8Array(array)` would copy it, and that copy cost more than the AES of a 64 KiB message),
-/// a view of it when it is an `ArrayBuffer`. Anything else is refused with a typed error, not
-/// read: a string would otherwise be taken as that many zero bytes, and `new Uint8Array(-1)`
-/// throws.
-pub(crate) fn array_of(value: &JsValue, what: &str) -> Result<Uint8Array, JsValue> {
-    if let Some(bytes) = value.dyn_ref::<Uint8Array>() {
-        return Ok(bytes.clone());
-    }
-    if let Some(buffer) = value.dyn_ref::<js_sys::ArrayBuffer>() {
-        return Ok(Uint8Array::new(buffer));
-    }
-    Err(invalid(&format!("{what} must be a Uint8Array")))
 }
 
 /// `value`, named `what`, copied into this module's memory, wiped when dropped.
@@ -123,8 +108,11 @@ pub(crate) fn secret_bytes_of(
     value: &JsValue,
     what: &str,
 ) -> Result<zeroize::Zeroizing<Vec<u8>>, JsValue> {
-    Ok(zeroize::Zeroizing::new(array_of(value, what)?.to_vec()))
+    Ok(zeroize::Zeroizing::new(JsBytes::of(value, what)?.to_vec()?))
 }
+
+mod bytes;
+pub(crate) use bytes::JsBytes;
 
 pub mod key_setup;
 

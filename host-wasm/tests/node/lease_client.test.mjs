@@ -195,6 +195,51 @@ test('bad input is refused with invalid_request, and a refusal still ends everyt
   assert.equal(client.streams.size, 0);
 });
 
+test('bytes are read by the engine, never by the caller\'s code or its claimed length', async () => {
+  const { clock, client } = setup(['ok', 'scope_paused']);
+  const lease = await client.lease();
+  const four = new Uint8Array([1, 2, 3, 4]);
+  const claiming = (length) => Object.defineProperty(four.slice(), 'length', length);
+  // An own `length` is not believed, nor run: the four bytes are sealed, no more and no fewer
+  // (a larger claim once sealed bytes of the module's memory; a smaller one threw inside it).
+  for (const length of [{ value: 1000 }, { value: 1 }, { get() { throw new Error('a getter'); } }]) {
+    assert.deepEqual(lease.decrypt(lease.encrypt(claiming(length))), four, JSON.stringify(length));
+  }
+  const ct = lease.encrypt(pt);
+  const step = lease.openStep(Object.defineProperty(ct.slice(), 'length', { value: 10 }));
+  assert.equal(step.header.length, 92, 'the header was cut at the claimed length');
+  const gone = new ArrayBuffer(8);
+  structuredClone(gone, { transfer: [gone] });
+  const goneView = new Uint8Array(8);
+  structuredClone(goneView.buffer, { transfer: [goneView.buffer] });
+  const bad = {
+    proxy: new Proxy(pt, {}),
+    'proxy whose prototype trap throws': new Proxy(pt, { getPrototypeOf() { throw new Error('trap'); } }),
+    'proxy of a buffer': new Proxy(pt.buffer, {}),
+    'detached buffer': gone,
+    'view of a detached buffer': goneView,
+    Uint16Array: new Uint16Array(4),
+    DataView: new DataView(new ArrayBuffer(4)),
+  };
+  const refused = (e) => e.name === 'ByokError' && e.code === 'invalid_request';
+  for (const [name, value] of Object.entries(bad)) {
+    assert.throws(() => lease.encrypt(value), refused, `encrypt: ${name}`);
+    assert.throws(() => lease.decrypt(value), refused, `decrypt: ${name}`);
+    assert.throws(() => lease.openStep(value), refused, `openStep: ${name}`);
+    const sealer = lease.sealStream();
+    assert.throws(() => sealer.push(value), refused, `sealStream: ${name}`);
+    sealer.free();
+    const opener = lease.openStream();
+    assert.throws(() => opener.push(value), refused, `openStream: ${name}`);
+    opener.free();
+  }
+  // None of it left the lease borrowed: it still works, and a refusal still wipes it.
+  assert.deepEqual(lease.decrypt(lease.encrypt(pt)), pt);
+  clock.t += TTL / 2;
+  await assert.rejects(client.encrypt(pt), (e) => e.code === 'scope_paused');
+  assert.equal(client.current, null);
+});
+
 test('a lease that expires unrenewed ends the streams open on it', async () => {
   const { clock, client } = setup(['ok', 'down'], 300);
   const sealing = await client.encryptStream();
