@@ -43,8 +43,16 @@ impl InclusionProof {
         }
     }
 
-    /// Checks that the leaf with hash `leaf` is at `index` in the tree with root `root`.
-    pub fn check(&self, root: &Hash, leaf: Hash) -> Result<(), AuditLogError> {
+    /// Checks that the leaf with hash `leaf` is at `index` in the tree of `size` leaves with
+    /// root `root`. The size is the verifier's (its checkpoint's), not the proof's own: a path
+    /// for another size can lead to the same root (in a tree of 3, leaf 2's path for size 2 is
+    /// the root of size 2, which with leaf 2 hashes to the root of 3).
+    pub fn check(&self, size: u64, root: &Hash, leaf: Hash) -> Result<(), AuditLogError> {
+        if self.size != size {
+            return Err(AuditLogError::Malformed(
+                "inclusion proof: for another tree size than the checkpoint's",
+            ));
+        }
         if self.index >= self.size {
             return Err(AuditLogError::Malformed(
                 "inclusion proof: index past the tree",
@@ -79,9 +87,15 @@ impl ConsistencyProof {
         }
     }
 
-    /// Checks that the tree with root `new` (of `to` leaves) extends the one with root `old`
-    /// (of `from` leaves).
-    pub fn check(&self, old: &Hash, new: &Hash) -> Result<(), AuditLogError> {
+    /// Checks that the tree of `to` leaves with root `new` extends the one of `from` leaves
+    /// with root `old`. The sizes are the verifier's (its two checkpoints'): a proof's own
+    /// `from: 0` would prove nothing about any pair of roots.
+    pub fn check(&self, from: u64, old: &Hash, to: u64, new: &Hash) -> Result<(), AuditLogError> {
+        if (self.from, self.to) != (from, to) {
+            return Err(AuditLogError::Malformed(
+                "consistency proof: for other tree sizes than the checkpoints'",
+            ));
+        }
         if self.from > self.to {
             return Err(AuditLogError::Malformed("consistency proof: from past to"));
         }
@@ -121,29 +135,59 @@ mod tests {
             for index in 0..size {
                 let p = InclusionProof::new(index, size, &t.inclusion(index, size).unwrap());
                 let leaf = leaf_hash(&index.to_be_bytes());
-                p.check(&root, leaf).unwrap();
+                p.check(size, &root, leaf).unwrap();
                 assert_eq!(
-                    p.check(&root, leaf_hash(b"other")),
+                    p.check(size, &root, leaf_hash(b"other")),
                     Err(AuditLogError::NotIncluded)
                 );
                 for i in 0..p.hashes.len() {
                     let mut bad = p.clone();
                     bad.hashes[i] = leaf_hash(b"x").to_string();
-                    assert_eq!(bad.check(&root, leaf), Err(AuditLogError::NotIncluded));
+                    assert_eq!(
+                        bad.check(size, &root, leaf),
+                        Err(AuditLogError::NotIncluded)
+                    );
                 }
             }
             for from in 1..=size {
                 let old = t.root(from).unwrap();
                 let p = ConsistencyProof::new(from, size, &t.consistency(from, size).unwrap());
-                p.check(&old, &root).unwrap();
+                p.check(from, &old, size, &root).unwrap();
                 if from < size {
                     assert_eq!(
-                        p.check(&leaf_hash(b"forged"), &root),
+                        p.check(from, &leaf_hash(b"forged"), size, &root),
                         Err(AuditLogError::NotConsistent)
                     );
                 }
             }
         }
+    }
+
+    /// A proof is checked for the sizes the verifier holds, never the sizes it claims: both
+    /// of these would pass on their own claims.
+    #[test]
+    fn a_proof_for_other_sizes_is_refused() {
+        let t = tree(3);
+        let root3 = t.root(3).unwrap();
+        // Leaf 2's path in the tree of 2 is that tree's root, which with leaf 2 gives root 3.
+        let leaf2 = leaf_hash(&2u64.to_be_bytes());
+        let lying = InclusionProof::new(1, 2, &[t.root(2).unwrap()]);
+        assert!(tlog::check_record(&alloc::vec![t.root(2).unwrap()], 2, root3, 1, leaf2).is_ok());
+        assert_eq!(
+            lying.check(3, &root3, leaf2),
+            Err(AuditLogError::Malformed(
+                "inclusion proof: for another tree size than the checkpoint's"
+            ))
+        );
+        // `from: 0` proves nothing about a kept root of a non-empty tree.
+        let empty = ConsistencyProof::new(0, 0, &[]);
+        assert!(empty.check(0, &Hash([1; 32]), 0, &Hash([2; 32])).is_ok());
+        assert_eq!(
+            empty.check(2, &t.root(2).unwrap(), 3, &root3),
+            Err(AuditLogError::Malformed(
+                "consistency proof: for other tree sizes than the checkpoints'"
+            ))
+        );
     }
 
     #[test]
@@ -154,7 +198,7 @@ mod tests {
             hashes: Vec::new(),
         };
         assert!(matches!(
-            p.check(&Hash([0; 32]), Hash([0; 32])),
+            p.check(3, &Hash([0; 32]), Hash([0; 32])),
             Err(AuditLogError::Malformed(_))
         ));
         let p = ConsistencyProof {
@@ -163,7 +207,7 @@ mod tests {
             hashes: alloc::vec!["not base64!".into()],
         };
         assert_eq!(
-            p.check(&Hash([0; 32]), &Hash([0; 32])),
+            p.check(1, &Hash([0; 32]), 2, &Hash([0; 32])),
             Err(AuditLogError::Malformed("proof hash"))
         );
     }

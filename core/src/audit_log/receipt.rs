@@ -89,7 +89,7 @@ pub fn verify(receipt: &Receipt, verifier_key: &str) -> Result<VerifiedReceipt, 
             "receipt: the proof is not for this entry in this checkpoint",
         ));
     }
-    receipt.inclusion.check(&cp.root, e.leaf_hash()?)?;
+    receipt.inclusion.check(cp.size, &cp.root, e.leaf_hash()?)?;
     if e.event.get("type").and_then(Value::as_str) != Some(RECEIPT_EVENT) {
         return Err(AuditLogError::Malformed(
             "receipt: the entry is not a withdrawal receipt",

@@ -5,7 +5,6 @@
 //! (`--verifier-key`, or `BYOK_VERIFIER_KEY`); without one, the server's is used and a warning
 //! says so, since a server that lies about its log could lie about its key too.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use byok_core::audit_log::checkpoint::{self, VerifiedCheckpoint};
@@ -60,6 +59,20 @@ fn checked(note: &str, vkey: &str, what: &str) -> Result<VerifiedCheckpoint, Fai
     checkpoint::verify(note, vkey).map_err(|e| bad(format!("{what}: {e}")))
 }
 
+/// [`checked`], and of org `org`'s log: another org's checkpoint verifies with the same key.
+fn checked_for(
+    note: &str,
+    vkey: &str,
+    org: &str,
+    what: &str,
+) -> Result<VerifiedCheckpoint, Failure> {
+    let cp = checked(note, vkey, what)?;
+    if cp.org.to_string() != org {
+        return Err(bad(format!("{what} is for org {}, not {org}", cp.org)));
+    }
+    Ok(cp)
+}
+
 /// `byok audit checkpoint`: the newest signed checkpoint, as the server signs it.
 pub(super) async fn fetch_checkpoint(client: &Client, org: &str) -> Result<String, Failure> {
     client
@@ -75,12 +88,13 @@ pub(super) async fn prove(
     kept: Option<&Path>,
     vkey: Option<&str>,
 ) -> Result<(), Failure> {
+    let pinned = vkey.is_some();
     let vkey = verifier_key(client, vkey).await?;
     let note = match kept {
         Some(p) => read_text(p)?,
         None => fetch_checkpoint(client, org).await?,
     };
-    let cp = checked(&note, &vkey, "checkpoint")?;
+    let cp = checked_for(&note, &vkey, org, "the checkpoint")?;
     let answer = client
         .get(&format!(
             "/v1/orgs/{org}/audit/proof/inclusion?seq={seq}&size={}",
@@ -100,13 +114,13 @@ pub(super) async fn prove(
         )));
     }
     let leaf = entry.leaf_hash().map_err(bad)?;
-    proof.check(&cp.root, leaf).map_err(|e| {
+    proof.check(cp.size, &cp.root, leaf).map_err(|e| {
         bad(format!(
             "row {seq} as the server shows it is NOT in the checkpoint of size {}: {e}",
             cp.size
         ))
     })?;
-    let out = json!({ "ok": true, "seq": seq, "size": cp.size, "root": cp.root.to_string(), "event": entry.event });
+    let out = json!({ "ok": true, "seq": seq, "size": cp.size, "root": cp.root.to_string(), "event": entry.event, "verifier_key_pinned": pinned });
     print(client, &out, |_| {
         format!(
             "row {seq} is in the log of size {} (root {})",
@@ -184,26 +198,22 @@ pub(super) async fn verify(
     kept_path: &Path,
     vkey: Option<&str>,
 ) -> Result<(), Failure> {
+    let pinned = vkey.is_some();
     let vkey = verifier_key(client, vkey).await?;
-    let kept = checked(&read_text(kept_path)?, &vkey, "your checkpoint")?;
-    if kept.org.to_string() != org {
-        return Err(bad(format!(
-            "your checkpoint is for org {}, not {org}",
-            kept.org
-        )));
-    }
-    let newest = checked(
+    let kept = checked_for(&read_text(kept_path)?, &vkey, org, "your checkpoint")?;
+    let newest = checked_for(
         &fetch_checkpoint(client, org).await?,
         &vkey,
+        org,
         "the server's checkpoint",
     )?;
     let finding = examine(client, org, &kept, &newest, &vkey).await?;
     let out = match &finding {
         None => {
-            json!({ "ok": true, "kept_size": kept.size, "size": newest.size, "root": newest.root.to_string() })
+            json!({ "ok": true, "kept_size": kept.size, "size": newest.size, "root": newest.root.to_string(), "verifier_key_pinned": pinned })
         }
         Some(f) => {
-            json!({ "ok": false, "kept_size": kept.size, "size": newest.size, "first_bad": f.first_bad, "first_bad_at_most": f.first_bad_at_most, "reason": f.reason })
+            json!({ "ok": false, "kept_size": kept.size, "size": newest.size, "first_bad": f.first_bad, "first_bad_at_most": f.first_bad_at_most, "reason": f.reason, "verifier_key_pinned": pinned })
         }
     };
     print(client, &out, |_| match &finding {
@@ -275,19 +285,49 @@ async fn examine(
         }
         tree.push(leaf).map_err(bad)?;
     }
-    if tree.len() < kept.size {
-        let n = tree.len();
+    let n = tree.len();
+    if n < kept.size.max(newest.size) {
+        let covers = kept.size.max(newest.size);
+        let whose = if kept.size >= newest.size {
+            "your checkpoint"
+        } else {
+            "the server's newest checkpoint"
+        };
         return Ok(Some(Finding {
             first_bad: Some(n + 1),
             first_bad_at_most: None,
             reason: format!(
-                "the server lists {n} row(s) but your checkpoint covers {}: rows from {} on are missing",
-                kept.size,
+                "the server lists {n} row(s) but {whose} covers {covers}: rows from {} on are missing",
                 n + 1
             ),
         }));
     }
-    // The server's proof that its newest tree extends yours, and the rows' own roots.
+    // Every checkpoint byok signed for this org must be a root of these rows: yours, the
+    // newest, and each the server still lists. A rewrite after a checkpoint was signed
+    // contradicts it even when the checkpoint you kept is older than the rewrite.
+    let mut signed = signed_roots(client, org, vkey).await?;
+    signed.extend([(kept.size, kept.root), (newest.size, newest.root)]);
+    signed.sort_by_key(|(size, _)| *size);
+    let matches = |(size, root): &(u64, Hash)| tree.root(*size).ok() == Some(*root);
+    if let Some(contradicted) = signed.iter().find(|c| !matches(c)) {
+        // The largest signed size below it that the rows still give.
+        let good = signed
+            .iter()
+            .filter(|c| c.0 < contradicted.0 && matches(c))
+            .map(|c| c.0)
+            .max()
+            .unwrap_or(0);
+        return Ok(Some(Finding {
+            first_bad: Some(good + 1),
+            first_bad_at_most: Some(contradicted.0),
+            reason: format!(
+                "rows and tree were rewritten after byok signed them: the first {good} row(s) match every checkpoint byok signed over them, and a row from {} to {} differs from what was signed",
+                good + 1,
+                contradicted.0
+            ),
+        }));
+    }
+    // The rows give every signed root; the server's own proof must say so too.
     let proof: ConsistencyProof = serde_json::from_value(
         client
             .get(&format!(
@@ -297,33 +337,22 @@ async fn examine(
             .await?,
     )
     .map_err(|e| bad(format!("the server's consistency proof is malformed: {e}")))?;
-    let consistent = proof.check(&kept.root, &newest.root).is_ok();
-    let kept_matches = tree.root(kept.size).map_err(bad)? == kept.root;
-    let newest_matches = tree.root(newest.size).map_err(bad)? == newest.root;
-    if consistent && kept_matches && newest_matches {
-        return Ok(None);
+    if let Err(e) = proof.check(kept.size, &kept.root, newest.size, &newest.root) {
+        return Ok(Some(Finding {
+            first_bad: None,
+            first_bad_at_most: None,
+            reason: format!(
+                "the rows extend your checkpoint, but the server's consistency proof from it to its newest does not verify ({e}): its proofs cannot be trusted"
+            ),
+        }));
     }
-    // Rewritten together with the tree: bisect with the checkpoints the server signed.
-    let (good, first_bad_at_most) = bisect(client, org, &tree, kept, vkey).await?;
-    Ok(Some(Finding {
-        first_bad: Some(good + 1),
-        first_bad_at_most: Some(first_bad_at_most),
-        reason: format!(
-            "rows and tree were rewritten: the first {good} row(s) match a checkpoint byok signed, and a row from {} to {first_bad_at_most} differs from what was signed",
-            good + 1
-        ),
-    }))
+    Ok(None)
 }
 
-/// The largest signed size whose root the rows still give, and the smallest that they do not.
-async fn bisect(
-    client: &Client,
-    org: &str,
-    tree: &MemoryTree,
-    kept: &VerifiedCheckpoint,
-    vkey: &str,
-) -> Result<(u64, u64), Failure> {
-    let mut roots: BTreeMap<u64, Hash> = BTreeMap::from([(kept.size, kept.root)]);
+/// The (size, root) of every checkpoint the server lists for org `org` that verifies with the
+/// log's key: a rewriter cannot sign without it, so each is what byok saw at that size.
+async fn signed_roots(client: &Client, org: &str, vkey: &str) -> Result<Vec<(u64, Hash)>, Failure> {
+    let mut roots = Vec::new();
     let mut after = 0u64;
     loop {
         let list = client
@@ -334,12 +363,10 @@ async fn bisect(
         let list = list.as_array().cloned().unwrap_or_default();
         for c in &list {
             let note = c.get("note").and_then(Value::as_str).unwrap_or_default();
-            // Only checkpoints that verify count: a rewriter cannot sign without the key.
-            // Your checkpoint stands where the server signed another root for its size.
             if let Ok(v) = checkpoint::verify(note, vkey)
-                && v.size <= kept.size
+                && v.org.to_string() == org
             {
-                roots.entry(v.size).or_insert(v.root);
+                roots.push((v.size, v.root));
             }
         }
         match list
@@ -347,21 +374,11 @@ async fn bisect(
             .and_then(|c| c.get("size"))
             .and_then(Value::as_u64)
         {
-            Some(s) if list.len() == 1000 => after = s,
+            Some(s) if list.len() == 1000 && s > after => after = s,
             _ => break,
         }
     }
-    let mut good = 0;
-    let mut first_bad = kept.size;
-    for (size, root) in roots {
-        if tree.root(size).ok() == Some(root) {
-            good = good.max(size);
-        } else {
-            first_bad = first_bad.min(size);
-            break;
-        }
-    }
-    Ok((good, first_bad))
+    Ok(roots)
 }
 
 /// `byok audit verify-receipt FILE`: offline, against the pinned verifier key.

@@ -120,6 +120,12 @@ impl Service {
 
     /// Signs a checkpoint of `org`'s log at its current size, unless the newest already has
     /// that size; returns the newest.
+    ///
+    /// Only a tree that extends the newest checkpoint already signed is signed: the tree is
+    /// read from storage, and someone who can write only the database could otherwise rewrite
+    /// rows and tree (or have the start-up rebuild redo the tree from rewritten rows) and get
+    /// the rewrite signed, two signed heads that contradict each other. That is refused, and
+    /// logged as an error: nothing more is signed for the org until storage is put right.
     pub async fn sign_checkpoint(&self, org: ScopeId) -> Result<Option<StoredCheckpoint>> {
         let key = self.log_key()?;
         let mut w = self.store.write().await?;
@@ -127,6 +133,18 @@ impl Service {
         let latest = audit_tree::latest_checkpoint(&mut w.tx, org).await?;
         if size == 0 || latest.as_ref().is_some_and(|c| c.size >= size) {
             return Ok(latest);
+        }
+        if let Some(signed) = &latest {
+            let extends = match checkpoint::verify(&signed.note, &key.verifier_key()) {
+                Ok(v) if v.org == org && v.size == signed.size => {
+                    audit_tree::run(&mut w.tx, org, |r| tree::root(v.size, r)).await? == v.root
+                }
+                _ => false,
+            };
+            if !extends {
+                tracing::error!(org = %org, signed_size = signed.size, size, "the stored audit log does not extend the newest checkpoint byok signed: rows or tree were changed in storage; no checkpoint is signed until they are put back");
+                return Err(log_error(AuditLogError::NotConsistent));
+            }
         }
         let root = audit_tree::run(&mut w.tx, org, |r| tree::root(size, r)).await?;
         let note = checkpoint::sign(key, org, size, root).map_err(log_error)?;
@@ -232,16 +250,27 @@ impl Service {
         Ok(out)
     }
 
-    /// Signs checkpoints for every org whose log grew since its last; returns how many.
+    /// Signs checkpoints for every org whose log grew since its last; returns how many were.
     pub async fn sign_pending(&self) -> Result<usize> {
         let orgs = {
             let mut c = self.store.conn().await?;
             audit_tree::unsigned_orgs(&mut c).await?
         };
+        // One org's failure (its storage changed, say) leaves the others signed.
+        let mut signed = 0;
         for org in &orgs {
-            self.sign_checkpoint(*org).await?;
+            match self.sign_checkpoint(*org).await {
+                Ok(_) => signed += 1,
+                // The database away: the next tick tries them all again.
+                Err(ServiceError::Store(e)) if e.is_unavailable() => {
+                    return Err(ServiceError::Store(e));
+                }
+                Err(e) => {
+                    tracing::warn!(org = %org, error = ?e, "the org's audit checkpoint was not signed");
+                }
+            }
         }
-        Ok(orgs.len())
+        Ok(signed)
     }
 
     /// `size`, or the newest checkpoint's (signed now if the log grew): only its size is
