@@ -872,6 +872,23 @@ fn byok_is_exclusive_and_going_back_needs_the_roots() {
         f.org
             .make_managed_default(&f.managed, std::slice::from_ref(&bad), &mut f.rng)
     });
+    // Not while the org is paused: the vendor would hold a key that opens it without the
+    // customer's KMS, which no later CMK disable could take back.
+    let org_id = f.org.id();
+    f.org.pause(org_id).unwrap();
+    let paused = ScopeError::Paused {
+        scope: org_id,
+        by: org_id,
+    };
+    refused(&mut f, paused.clone(), |f| {
+        let fresh = ScopeKey::new(f.root.id(), f.root.duplicate_secret());
+        f.org.make_managed_default(&f.managed, &[fresh], &mut f.rng)
+    });
+    refused(&mut f, paused, |f| {
+        let fresh = ScopeKey::new(f.root.id(), f.root.duplicate_secret());
+        f.org.disable_all(&f.managed, &[fresh], &mut f.rng)
+    });
+    f.org.resume(org_id).unwrap();
     let fresh = ScopeKey::new(f.root.id(), f.root.duplicate_secret());
     f.org
         .make_managed_default(&f.managed, &[fresh], &mut f.rng)

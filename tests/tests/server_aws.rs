@@ -204,6 +204,19 @@ async fn disable_all_goes_back_to_the_managed_key_which_needs_no_kms() {
     let (stack, ts, o) = byok_org("aws-disable-all", NO_CACHE).await;
     let moto = &stack.moto;
     let tree = SealedTree::seal(&ts, &o).await;
+    // Not while the org is paused: the managed key would open it without the customer's KMS,
+    // and no later CMK disable could take that back.
+    assert_status(&o.act(&ts, &o.id, "pause", json!({})).await, 200);
+    for path in ["/keys/disable-all", "/keys/managed/default"] {
+        assert_error(
+            &ts.post(&o.path(path), &o.admin, &json!({})).await,
+            409,
+            "scope_paused",
+        );
+    }
+    let v = assert_status(&ts.get(&o.path("/keys"), &o.admin).await, 200);
+    assert_eq!(key(&v, "cmk:1")["default"], true, "nothing changed: {v}");
+    assert_status(&o.act(&ts, &o.id, "resume", json!({})).await, 200);
     let v = assert_status(
         &ts.post(&o.path("/keys/disable-all"), &o.admin, &json!({}))
             .await,

@@ -420,6 +420,10 @@ impl Org {
         roots: &[ScopeKey],
         rng: &mut impl CryptoRng,
     ) -> Result<Vec<Effect>> {
+        // A paused or revoked org refuses it: a pause must leave the vendor no key that opens
+        // the org without the customer's KMS, and a later CMK disable could not take back a
+        // managed copy made meanwhile.
+        self.check_usable(self.id()).map_err(scope_err)?;
         if self.job.is_some() {
             return Err(scope_err(ScopeError::JobRunning));
         }

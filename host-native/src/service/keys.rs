@@ -563,6 +563,9 @@ impl Service {
                     .await
             }
             HolderId::Managed => {
+                // Core refuses it on a paused org; asked first, so a pause also spares the
+                // customer's KMS the unwrap.
+                snap.check_usable(org).map_err(ServiceError::Scope)?;
                 let roots = self
                     .fresh_roots(&cell, &snap, snap.default_holder())
                     .await?;
@@ -646,6 +649,8 @@ impl Service {
     pub async fn disable_all(&self, org: ScopeId) -> Result<()> {
         let cell = self.current_org(org).await?;
         let snap = cell.snapshot();
+        // As in `set_default`: core refuses a paused org; asked before the KMS is.
+        snap.check_usable(org).map_err(ServiceError::Scope)?;
         let roots = self
             .fresh_roots(&cell, &snap, snap.default_holder())
             .await?;
