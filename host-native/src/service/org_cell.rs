@@ -397,6 +397,21 @@ impl Service {
         extra: Extra,
         f: impl FnOnce(&mut Org) -> Result<(T, Vec<Effect>)>,
     ) -> Result<T> {
+        self.transition_deciding(org, new_names, |o| {
+            f(o).map(|(out, effects)| (out, effects, extra))
+        })
+        .await
+    }
+
+    /// [`Self::transition_with`], with `extra` decided by `f` on the state it transitions: a
+    /// host row that must agree with that state (a retirement's target version) cannot then
+    /// be made from an older snapshot.
+    pub(super) async fn transition_deciding<T>(
+        &self,
+        org: ScopeId,
+        new_names: BTreeMap<ScopeId, String>,
+        f: impl FnOnce(&mut Org) -> Result<(T, Vec<Effect>, Extra)>,
+    ) -> Result<T> {
         let cell = self.current_org(org).await?;
         let _turn = cell.turn.lock().await;
         if cell.stale.load(Ordering::SeqCst) {
@@ -405,7 +420,7 @@ impl Service {
             return Err(ServiceError::Reloading);
         }
         let mut next: Org = (*cell.snapshot()).clone();
-        let (out, effects) = f(&mut next)?;
+        let (out, effects, extra) = f(&mut next)?;
         // From here until the new state is published, no data operation of this org is admitted.
         let gate = cell.gate.write().await;
         let mut unpublished = Unpublished {

@@ -211,23 +211,25 @@ impl Service {
                 byok_core::scope::ScopeError::JobRunning,
             ));
         }
-        let snap = cell.snapshot();
+        if cell.snapshot().scope(scope).is_none() {
+            return Err(ServiceError::NotFound("scope not found".into()));
+        }
         let old = KeyId::new(scope, version);
-        let to = snap
-            .current_key_id(scope)
-            .map_err(|_| ServiceError::NotFound("scope not found".into()))?;
         let total = data_keys::count_under(self.store.pool(), org, scope, version).await?;
-        let job = RetireJob {
-            scope,
-            from: version,
-            to: to.version,
-            total,
-            done: 0,
-        };
         // Core checks the version (exists, not the newest, scope not revoked) and plans the
-        // child rewraps; the host's job row is stored in the same transaction.
-        self.transition_with(org, BTreeMap::new(), Extra::StartRetire(job), |o| {
-            Ok(((), o.plan_retire(old)?))
+        // child rewraps; the host's job row is stored in the same transaction, with the target
+        // read from the same state: one taken from an earlier snapshot could be the version
+        // itself after a rotation raced in, and moving keys from a version to itself never ends.
+        self.transition_deciding(org, BTreeMap::new(), |o| {
+            let effects = o.plan_retire(old)?;
+            let job = RetireJob {
+                scope,
+                from: version,
+                to: o.current_key_id(scope)?.version,
+                total,
+                done: 0,
+            };
+            Ok(((), effects, Extra::StartRetire(job)))
         })
         .await?;
         Ok(())
@@ -249,9 +251,16 @@ impl Service {
     /// [`Self::run_retire`] for the holder of the org's job turn.
     async fn run_retire_turn(&self, org: ScopeId, turn: &JobTurn<'_>) -> Result<()> {
         // Read again as the runner: another runner may have finished it meanwhile.
-        let Some(job) = data_keys::job(self.store.pool(), org).await? else {
+        let Some(mut job) = data_keys::job(self.store.pool(), org).await? else {
             return Ok(());
         };
+        if job.to == job.from {
+            // A row from before the target was read in the start's own transaction (a rotation
+            // raced the start): moving keys from a version to itself never ends. The newest
+            // version is the target; no other can be retired while this job runs.
+            let cell = self.current_org(org).await?;
+            job.to = cell.snapshot().current_key_id(job.scope)?.version;
+        }
         let from = KeyId::new(job.scope, job.from);
         let mut moved = job.done;
         // A data key stored under the version after the last batch makes the final check fail;
@@ -371,8 +380,47 @@ impl Service {
 
 #[cfg(test)]
 mod tests {
-    use crate::service::{ServiceError, test_caller, test_service, test_team};
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use byok_core::KeyId;
+
+    use crate::service::{Extra, ServiceError, test_caller, test_service, test_team};
     use crate::store::Database;
+    use crate::store::data_keys::RetireJob;
+
+    /// A retirement whose job row names the retired version as its own target (a rotation
+    /// raced its start while the target was read from an earlier snapshot) still ends: the
+    /// runner takes the newest version, and the stored keys end up under it, opening as before.
+    #[tokio::test]
+    async fn a_retirement_aimed_at_its_own_version_still_ends() {
+        let s = test_service(&Database::open("sqlite::memory:").await.unwrap(), 3);
+        let (org, team) = test_team(&s, None).await;
+        let who = test_caller(&s, org).await;
+        let stored = s.create_stored_keys(&who, org, team, 2).await.unwrap();
+        s.rotate(org, team).await.unwrap();
+        let job = RetireJob {
+            scope: team,
+            from: 1,
+            to: 1,
+            total: 2,
+            done: 0,
+        };
+        s.transition_with(org, BTreeMap::new(), Extra::StartRetire(job), |o| {
+            Ok(((), o.plan_retire(KeyId::new(team, 1))?))
+        })
+        .await
+        .unwrap();
+        tokio::time::timeout(Duration::from_secs(10), s.run_retire(org))
+            .await
+            .expect("the retirement never ended")
+            .unwrap();
+        let ids: Vec<String> = stored.iter().map(|k| k.id.clone()).collect();
+        let again = s.get_stored_keys(&who, org, &ids).await.unwrap();
+        for (before, after) in stored.iter().zip(&again) {
+            assert_eq!((after.version, &after.key), (2, &before.key));
+        }
+    }
 
     /// Two replicas, nothing telling one of the other's changes: stored data keys asked of the
     /// one that has not heard of a pause are not created on the state before it; the call is
