@@ -92,6 +92,37 @@ async fn a_disabled_key_seen_through_one_replica_drops_every_warm_cache() {
     disable_and_check_through_a(&stack, &r, &o, &cts[1]).await;
 }
 
+/// Access given back and seen only by a health check is recorded on every replica: a key
+/// re-enabled and checked through A, then disabled again and seen first through B, drops A's
+/// warm cache too. Had B kept showing the first denial, it would have taken the second for
+/// that one, and moved nothing: A would have served its cache to the end of its TTL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_given_back_then_withdrawn_again_reaches_every_replica() {
+    let stack = AwsStack::start().await;
+    let Some(r) = replicas(&stack, "replicas-back") else {
+        return;
+    };
+    let (o, cts) = org(&stack, &r, WARM, true).await;
+    let moto = &stack.moto;
+    disable_and_check_through_a(&stack, &r, &o, &cts[0]).await;
+    moto.key_admin("enable_key", &moto.key_arn);
+    check(&r.a.api, &o).await;
+    // Only A serves meanwhile: its cache is warm again; B makes no KMS call of its own.
+    until(&o, &r.a.api, &cts[0], 200, Duration::from_secs(5)).await;
+    moto.key_admin("disable_key", &moto.key_arn);
+    check(&r.others[0].1, &o).await;
+    let took = until(&o, &r.a.api, &cts[1], 424, Duration::from_secs(2)).await;
+    eprintln!("A refused {took:?} after the check through B");
+}
+
+/// A key health check through `api`.
+async fn check(api: &Api, o: &TestOrg) {
+    assert_status(
+        &api.post(&o.path("/keys/check"), &o.admin, &json!({})).await,
+        200,
+    );
+}
+
 /// Disables the customer's key and checks it through A: B and C refuse `ct` within 2 s.
 async fn disable_and_check_through_a(stack: &AwsStack, r: &Replicas, o: &TestOrg, ct: &str) {
     stack.moto.key_admin("disable_key", &stack.moto.key_arn);

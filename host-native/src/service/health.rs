@@ -26,7 +26,14 @@ pub fn kind_code(e: &KmsError) -> &'static str {
 }
 
 impl Service {
-    /// Stores a health check of key `n` and shows it in the org's key list.
+    /// Stores a health check of key `n` that is not a denial (denials go through
+    /// [`Self::withdrawn`]) and shows it in the org's key list.
+    ///
+    /// If the key's recorded health was a denial, the customer gave access back: the org's
+    /// version moves too, so that every replica's copy shows it. Otherwise a replica still
+    /// showing the old denial would take the key's next denial (a second disable) for one
+    /// already recorded, and not move the version: the other replicas would keep serving their
+    /// cached keys to the end of their TTL.
     pub(super) async fn record_health(
         &self,
         cell: &OrgCell,
@@ -38,9 +45,27 @@ impl Service {
         let at = store::now_ms();
         let mut w = self.store.write().await?;
         keys::set_health(&mut w.tx, org, n, &health, detail.as_deref(), at).await?;
+        let mut unpublished = None;
+        if Self::recorded_denial(cell, n) {
+            unpublished = Some(self.announce(&mut w, org, cell).await?);
+        }
         w.commit().await?;
+        if let Some(u) = unpublished.as_mut() {
+            u.disarm();
+        }
         Self::show_health(cell, n, health, detail, at);
         Ok(())
+    }
+
+    /// Whether key `n`'s health, as this replica holds it, is a denial.
+    fn recorded_denial(cell: &OrgCell, n: u32) -> bool {
+        cell.cmks
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&n)
+            .and_then(|r| r.health.as_deref())
+            .and_then(byok_core::kms::KmsErrorKind::parse)
+            .is_some_and(|k| k.is_denial())
     }
 
     /// Shows a stored health check of key `n` in the org's key list (in memory).
@@ -103,30 +128,13 @@ impl Service {
     }
 
     /// A call on key `n` succeeded. If its recorded health is a denial, the customer gave
-    /// access back: recorded as `ok`, and the org's version moves so that every replica's copy
-    /// shows it too. Otherwise a replica still showing the old denial would take the key's
-    /// next denial (a second disable) for one already recorded, and not move the version: the
-    /// other replicas would keep serving their cached keys to the end of their TTL.
+    /// access back: recorded as `ok` ([`Self::record_health`], which moves the org's version).
+    /// A success with no denial recorded writes nothing: this runs after every KMS call.
     async fn access_back(&self, cell: &OrgCell, org: ScopeId, n: u32) -> Result<()> {
-        let denied = cell
-            .cmks
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&n)
-            .and_then(|r| r.health.as_deref())
-            .and_then(byok_core::kms::KmsErrorKind::parse)
-            .is_some_and(|k| k.is_denial());
-        if !denied {
+        if !Self::recorded_denial(cell, n) {
             return Ok(());
         }
-        let at = store::now_ms();
-        let mut w = self.store.write().await?;
-        keys::set_health(&mut w.tx, org, n, "ok", None, at).await?;
-        let mut unpublished = self.announce(&mut w, org, cell).await?;
-        w.commit().await?;
-        unpublished.disarm();
-        Self::show_health(cell, n, "ok".into(), None, at);
-        Ok(())
+        self.record_health(cell, org, n, "ok".into(), None).await
     }
 
     /// The customer withdrew key `n` (as a KMS answer says): evict the org's keys, audited,
@@ -226,16 +234,31 @@ impl Service {
                     HolderId::Managed => None,
                 })
                 .collect();
+            // One key's failure (its settings unreadable, a rotated key's rewrap refused) is
+            // returned once every key was checked: a later key's withdrawal must not wait.
+            let mut failed = None;
             for n in enabled {
-                let access = self.access(&cell, org, n).await?;
+                let access = match self.access(&cell, org, n).await {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!(org = %org, key = n, error = ?e, "a key's health could not be checked");
+                        failed.get_or_insert(e);
+                        continue;
+                    }
+                };
                 let described = self.kms.describe(&access).await;
                 // A key its KMS describes as unusable (disabled, pending deletion, destroyed)
                 // is a withdrawal, like a refused call.
                 let (denied, health, detail) = match described {
                     Ok(state) => match state.unusable {
                         None => {
-                            self.refresh_if_rotated(&cell, org, n, &access, &state)
-                                .await?;
+                            if let Err(e) = self
+                                .refresh_if_rotated(&cell, org, n, &access, &state)
+                                .await
+                            {
+                                tracing::warn!(org = %org, key = n, error = ?e, "a rotated key's copies could not be made again");
+                                failed.get_or_insert(e);
+                            }
                             (false, "ok".to_owned(), None)
                         }
                         Some(u) => (
@@ -253,8 +276,8 @@ impl Service {
                     self.record_health(&cell, org, n, health, detail).await?;
                 }
             }
+            failed.map_or(Ok(()), Err)
         }
-        Ok(())
     }
 
     /// After a describe: if the customer rotated key `n` (its current version is not the one
