@@ -373,6 +373,16 @@ fn rotation_keeps_old_data_until_retired() {
             panic!()
         };
         assert_eq!((*from, *to), (v1.id(), v2.id()));
+        // A pause that committed after the host looked is obeyed by the step itself.
+        f.org.pause(key.scope).unwrap();
+        let paused = ScopeError::Paused {
+            scope: key.scope,
+            by: key.scope,
+        };
+        refused(&mut f, paused, |f| {
+            f.org.rewrap_child(step, &v1, &v2, &mut f.rng)
+        });
+        f.org.resume(key.scope).unwrap();
         let effects = f.org.rewrap_child(step, &v1, &v2, &mut f.rng).unwrap();
         assert!(
             matches!(&effects[..], [

@@ -264,6 +264,9 @@ impl Org {
         if !self.job.as_ref().is_some_and(|j| j.steps.contains(step)) {
             return Err(scope_err(ScopeError::NoSuchJob));
         }
+        // A job never works on a paused scope's keys: the host waits on it before a step, and a
+        // pause that commits between that wait and this step is still obeyed here.
+        self.check_usable(key.scope).map_err(scope_err)?;
         check_key(from, from_key)?;
         check_key(to, to_key)?;
         let parent = from.scope;
