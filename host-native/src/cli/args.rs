@@ -147,10 +147,39 @@ pub struct ClientArgs {
     pub server: String,
     /// Bearer token (prefer the environment variable: flags show up in process lists).
     #[arg(long, env = "BYOK_TOKEN", hide_env_values = true, global = true)]
-    pub token: Option<String>,
+    pub token: Option<Token>,
+    /// Talk plain HTTP to a server that is not on this machine: the token, and any keys a
+    /// lease carries, then cross the network in the clear. Refused without it.
+    #[arg(long, env = "BYOK_INSECURE_HTTP", global = true)]
+    pub insecure_http: bool,
     /// Print the server's JSON instead of a summary.
     #[arg(long, global = true)]
     pub json: bool,
+}
+
+/// A bearer token: wiped when dropped, never shown by `Debug`.
+#[derive(Clone)]
+pub struct Token(zeroize::Zeroizing<String>);
+
+impl Token {
+    /// The token itself, for the `Authorization` header only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::str::FromStr for Token {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(zeroize::Zeroizing::new(s.to_owned())))
+    }
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Token(<redacted>)")
+    }
 }
 
 /// `--org`: the org a command acts on.

@@ -52,8 +52,10 @@ pub struct Client {
 }
 
 impl Client {
-    /// A client for `args`.
+    /// A client for `args`. A plain-HTTP server beyond this machine is refused without
+    /// `--insecure-http`: the token (and a lease's keys) would cross the network in the clear.
     pub fn new(args: ClientArgs) -> Result<Self, Failure> {
+        check_server(&args.server, args.insecure_http)?;
         let http = reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(60))
             .build()
@@ -85,7 +87,7 @@ impl Client {
         let url = format!("{}{path}", self.args.server.trim_end_matches('/'));
         let mut req = self.http.request(method, &url);
         if let Some(t) = &self.args.token {
-            req = req.bearer_auth(t);
+            req = req.bearer_auth(t.expose());
         }
         if let Some(b) = body {
             req = req
@@ -174,5 +176,64 @@ impl Client {
     /// DELETE.
     pub async fn delete(&self, path: &str) -> Result<Value, Failure> {
         self.call(reqwest::Method::DELETE, path, None).await
+    }
+}
+
+/// `server` as the client may call it: `https://`, or `http://` on this machine (a loopback
+/// address or `localhost`), or any `http://` with `insecure`.
+fn check_server(server: &str, insecure: bool) -> Result<(), Failure> {
+    let url = url::Url::parse(server).map_err(|e| {
+        Failure::usage(format!(
+            "--server {server:?} is not a URL ({e}); for example https://byok.example.com"
+        ))
+    })?;
+    let local = match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        None => false,
+    };
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if local || insecure => Ok(()),
+        "http" => Err(Failure::usage(format!(
+            "--server {server} is plain HTTP beyond this machine: the token would cross the network in the clear; use https, or --insecure-http if a tunnel or mesh encrypts it"
+        ))),
+        other => Err(Failure::usage(format!(
+            "--server {server}: the scheme {other:?} is not http or https"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_http_only_on_this_machine_unless_allowed() {
+        for ok in [
+            "https://byok.example.com",
+            "http://127.0.0.1:8080",
+            "http://[::1]:8080/",
+            "http://localhost:8080",
+        ] {
+            assert!(check_server(ok, false).is_ok(), "{ok}");
+        }
+        for refused in [
+            "http://byok.example.com",
+            "http://10.0.0.5:8080",
+            "ftp://x",
+            "byok",
+        ] {
+            let e = check_server(refused, false).unwrap_err();
+            assert_eq!(e.code, 2, "{refused}: {}", e.message);
+        }
+        assert!(check_server("http://10.0.0.5:8080", true).is_ok());
+    }
+
+    #[test]
+    fn the_token_is_not_in_debug_output() {
+        let token: crate::cli::args::Token = "byok_s3cret".parse().unwrap();
+        assert!(!format!("{token:?}").contains("s3cret"));
     }
 }
