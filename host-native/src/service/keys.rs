@@ -421,15 +421,8 @@ impl Service {
             .resolved(&pasted, &described)
             .map_err(ServiceError::Invalid)?;
         let cell = self.current_org(org).await?;
-        let n = cell
-            .cmks
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .keys()
-            .next_back()
-            .map_or(1, |n| n + 1);
-        let row = CmkRow {
-            n,
+        let mut row = CmkRow {
+            n: 0,
             name: name.to_owned(),
             provider: access.provider.name().into(),
             pasted: (pasted.key != key).then(|| pasted.key.clone()),
@@ -442,11 +435,16 @@ impl Service {
             health_detail: None,
             health_at: Some(store::now_ms()),
         };
-        // The copies are made first, through a temporary entry for the new key's access.
-        cell.cmks
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(n, row.clone());
+        // The copies are made first, through a temporary entry for the new key's access. Its
+        // number is picked and taken under one lock: two attaches at once must not share one
+        // entry, or one would wrap the roots with the other's key.
+        let n = {
+            let mut cmks = cell.cmks.write().unwrap_or_else(|p| p.into_inner());
+            row.n = cmks.keys().next_back().map_or(1, |n| n + 1);
+            cmks.insert(row.n, row.clone());
+            row.n
+        };
+        let temporary = row.clone();
         let attached = async {
             let copies = self.wrap_roots(&cell, &cell.snapshot(), n).await?;
             self.transition_with(org, BTreeMap::new(), super::Extra::InsertCmk(row), |o| {
@@ -459,12 +457,14 @@ impl Service {
             .await
         }
         .await;
-        // Failed: the temporary entry goes (a committed attach replaced it with the stored row).
+        // Failed: the temporary entry goes, if it is still there: a committed attach (this
+        // one's, or another's of the same number on a cell loaded meanwhile) replaced it with
+        // the stored row, which stays.
         if let Err(e) = attached {
-            cell.cmks
-                .write()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&n);
+            let mut cmks = cell.cmks.write().unwrap_or_else(|p| p.into_inner());
+            if cmks.get(&n) == Some(&temporary) {
+                cmks.remove(&n);
+            }
             return Err(e);
         }
         let key = self
