@@ -279,7 +279,8 @@ pub async fn run(config: Config) -> Result<(), String> {
                             if service.store().scrub_owed() {
                                 service.store().scrub().await;
                             }
-                            if let Err(e) = service.resume_jobs().await {
+                            let every = job_lease / 2;
+                            if let Err(e) = service.resume_jobs(every, interval.max(every)).await {
                                 tracing::warn!(error = ?e, "looking for jobs to resume failed");
                             }
                         });

@@ -52,6 +52,8 @@ impl Service {
         w.commit().await?;
         if let Some(u) = unpublished.as_mut() {
             u.disarm();
+            // A job stopped by the denial may run at the next tick.
+            self.job_backoff.clear(org);
         }
         Self::show_health(cell, n, health, detail, at);
         Ok(())

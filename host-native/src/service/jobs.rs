@@ -2,7 +2,8 @@
 //! that wraps or rewraps root copies; it runs one step per transaction, shows its progress, and
 //! resumes after a restart.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
 
 use byok_core::scope::{HolderId, JobStep};
 use byok_core::{KeyId, ScopeId};
@@ -141,19 +142,121 @@ impl Service {
     }
 
     /// Runs every job that no replica runs now: those a crash or a restart interrupted, those
-    /// stopped by a KMS failure, and those of a replica that died (its lease expired). Returns
-    /// how many it found.
-    pub async fn resume_jobs(&self) -> Result<usize> {
+    /// stopped by a failure, and those of a replica that died (its lease expired). Returns how
+    /// many it ran. Called every `every`; a job that failed again waits longer each time
+    /// ([`JobBackoff`]), up to `at_most`.
+    pub async fn resume_jobs(&self, every: Duration, at_most: Duration) -> Result<usize> {
         let waiting = store::job_leases::waiting(self.store.pool(), store::now_ms()).await?;
+        let mut ran = 0;
         for &org in &waiting {
+            let now = self.now();
+            if !self.job_backoff.due(org, now) {
+                continue;
+            }
+            ran += 1;
             tracing::info!(org = %org, replica = %self.replica, "resuming a job");
+            let mut failed = false;
             if let Err(e) = self.run_retire(org).await {
                 tracing::warn!(org = %org, error = ?e, "retirement stopped; it is retried");
+                failed = true;
             }
             if let Err(e) = self.run_job(org).await {
                 tracing::warn!(org = %org, error = ?e, "job stopped; it is retried");
+                failed = true;
+            }
+            if failed {
+                self.job_backoff.failed(org, self.now(), every, at_most);
+            } else {
+                self.job_backoff.clear(org);
             }
         }
-        Ok(waiting.len())
+        Ok(ran)
+    }
+}
+
+/// When each org's stopped job is tried again. A job stopped by a failure (most often its
+/// customer key refused or unreachable) is retried after one interval, then after twice as long
+/// at each further failure, up to a bound: not at every tick, which would ask a withdrawn key's
+/// KMS (and fill its audit trail, and this log) four times a minute for as long as it lasts. A
+/// success, or the key's access given back, clears it; a kick (a scope resumed) runs the job
+/// at once regardless.
+#[derive(Default)]
+pub(super) struct JobBackoff(std::sync::Mutex<HashMap<ScopeId, Wait>>);
+
+/// An org's next try and the wait that led to it.
+#[derive(Clone, Copy)]
+struct Wait {
+    not_before: Duration,
+    last: Duration,
+}
+
+impl JobBackoff {
+    /// Whether `org`'s job may be tried at `now` (the service's monotonic clock).
+    pub(super) fn due(&self, org: ScopeId, now: Duration) -> bool {
+        self.lock().get(&org).is_none_or(|w| now >= w.not_before)
+    }
+
+    /// `org`'s job failed at `now`: its next try waits `first`, or twice the last wait, at most
+    /// `at_most` (and never less than `first`).
+    pub(super) fn failed(&self, org: ScopeId, now: Duration, first: Duration, at_most: Duration) {
+        let mut map = self.lock();
+        let wait = match map.get(&org) {
+            Some(w) => w.last.saturating_mul(2).min(at_most).max(first),
+            None => first,
+        };
+        map.insert(
+            org,
+            Wait {
+                not_before: now + wait,
+                last: wait,
+            },
+        );
+    }
+
+    /// `org`'s job may run at the next tick again.
+    pub(super) fn clear(&self, org: ScopeId) {
+        self.lock().remove(&org);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ScopeId, Wait>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A job failing again waits 1, 2, 4, ... intervals, up to the bound; a success (or access
+    /// given back) brings it back to every tick. Other orgs are not held back.
+    #[test]
+    fn a_failing_job_waits_longer_each_time_up_to_the_bound() {
+        let b = JobBackoff::default();
+        let (org, other) = (ScopeId::from_bytes([1; 16]), ScopeId::from_bytes([2; 16]));
+        let s = Duration::from_secs;
+        let (every, at_most) = (s(15), s(100));
+        let mut now = s(0);
+        let mut waits = Vec::new();
+        for _ in 0..5 {
+            assert!(b.due(org, now));
+            b.failed(org, now, every, at_most);
+            let mut t = now;
+            while !b.due(org, t) {
+                t += s(1);
+            }
+            waits.push((t - now).as_secs());
+            now = t;
+        }
+        assert_eq!(waits, [15, 30, 60, 100, 100]);
+        assert!(b.due(other, now));
+        b.failed(org, now, every, at_most);
+        assert!(!b.due(org, now + s(99)));
+        b.clear(org);
+        assert!(b.due(org, now));
+        b.failed(org, now, every, at_most);
+        assert!(
+            !b.due(org, now + s(14)) && b.due(org, now + s(15)),
+            "cleared: from the start"
+        );
     }
 }

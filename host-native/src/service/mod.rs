@@ -101,6 +101,8 @@ pub struct Service {
     retired: org_cell::Retired,
     /// Each org's withdrawal gate, shared by its cells old and new (`org_cell.rs`).
     gates: org_cell::Gates,
+    /// When each org's stopped job is tried again (`jobs.rs`).
+    job_backoff: jobs::JobBackoff,
     cache: KeyCache,
     /// Token grants by token hash, so that authenticating a request does not read the database
     /// (revoking a token drops its entry at once, for good; see `grants.rs`).
@@ -162,6 +164,7 @@ impl Service {
             unsettled: org_cell::Unsettled::default(),
             retired: org_cell::Retired::default(),
             gates: org_cell::Gates::default(),
+            job_backoff: jobs::JobBackoff::default(),
             cache: KeyCache::default(),
             grants: grants::Grants::default(),
             lookups,
