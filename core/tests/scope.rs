@@ -854,6 +854,22 @@ fn byok_is_exclusive_and_going_back_needs_the_roots() {
     f.org
         .record_root_copy(HolderId::Cmk(2), 1, b"kms2".to_vec())
         .unwrap();
+    // A proof speaks for the copies it opened: cmk:2 disabled and enabled again holds new
+    // copies, which nothing opened.
+    let stale = prove(&f, HolderId::Cmk(2));
+    f.org.disable(HolderId::Cmk(2), HolderId::Managed).unwrap();
+    f.org.reenable(HolderId::Cmk(2)).unwrap();
+    f.org
+        .record_root_copy(HolderId::Cmk(2), 1, b"unopened".to_vec())
+        .unwrap();
+    refused(
+        &mut f,
+        ScopeError::ProofMismatch {
+            holder: HolderId::Cmk(2),
+            version: 1,
+        },
+        |f| f.org.set_default(HolderId::Cmk(2), Some(&stale)),
+    );
     let other = prove(&f, HolderId::Cmk(2));
     refused(
         &mut f,

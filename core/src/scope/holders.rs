@@ -217,7 +217,8 @@ impl Org {
 
     /// Checks that `fresh` (root versions the host unwrapped from `holder`'s copies just now,
     /// through its KMS) are the org's root keys, `reference` (what it unwrapped from the current
-    /// default). The result lets [`Self::set_default`] make `holder` the default.
+    /// default). The result lets [`Self::set_default`] make `holder` the default, as long as
+    /// the holder still holds the copies of this state, from which `fresh` must come.
     pub fn prove_holder(
         &self,
         holder: HolderId,
@@ -225,8 +226,17 @@ impl Org {
         reference: &[ScopeKey],
     ) -> Result<RootProof> {
         self.ready_holder(holder)?;
-        proof::compare(self.root, holder, &self.root_versions(), fresh, reference)
-            .map_err(scope_err)
+        let mut proof = proof::compare(self.root, holder, &self.root_versions(), fresh, reference)
+            .map_err(scope_err)?;
+        // The copies the host unwrapped: this state's (`fresh` came from them).
+        if let Some(h) = self.holders.get(&holder) {
+            proof.copies = proof
+                .versions
+                .iter()
+                .filter_map(|v| Some((*v, h.copies.get(v)?.clone())))
+                .collect();
+        }
+        Ok(proof)
     }
 
     /// `holder` is attached and ready (holds every live root version), or the typed reason.
@@ -259,7 +269,10 @@ impl Org {
         }
         let live = self.root_versions();
         if let HolderId::Cmk(_) = holder {
-            let proven = proof.is_some_and(|p| p.holder == holder && p.covers(live.iter()));
+            let held = self.holders.get(&holder).map(|h| &h.copies);
+            let proven = proof.is_some_and(|p| {
+                p.holder == holder && held.is_some_and(|held| p.covers(live.iter(), held))
+            });
             if !proven {
                 let version = live.first().copied().unwrap_or(1);
                 return Err(scope_err(ScopeError::ProofMismatch { holder, version }));

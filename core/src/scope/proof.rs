@@ -4,7 +4,8 @@
 //! the org already uses, in constant time. Only then can the org stop depending on the vendor's
 //! key without ever losing its last working copy.
 
-use alloc::collections::BTreeSet;
+use alloc::collections::{BTreeMap, BTreeSet};
+use alloc::vec::Vec;
 
 use subtle::ConstantTimeEq;
 
@@ -13,12 +14,15 @@ use crate::key_id::KeyId;
 use crate::scope::error::ScopeError;
 use crate::scope::holders::HolderId;
 
-/// `holder`'s copies of root versions `versions` opened to the org's root keys. Made only by
-/// [`crate::scope::Org::prove_holder`].
+/// `holder`'s copies of root versions `versions` opened to the org's root keys: the copies
+/// themselves (wrapped, not secret), so that a proof speaks only for the copies it opened. A
+/// disable and re-enable of the holder between the proof and its use puts new copies in their
+/// place, which nothing opened. Made only by [`crate::scope::Org::prove_holder`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RootProof {
     pub(crate) holder: HolderId,
     pub(crate) versions: BTreeSet<u32>,
+    pub(crate) copies: BTreeMap<u32, Vec<u8>>,
 }
 
 impl RootProof {
@@ -27,9 +31,13 @@ impl RootProof {
         self.holder
     }
 
-    /// Whether it covers every one of `live`.
-    pub(crate) fn covers<'a>(&self, mut live: impl Iterator<Item = &'a u32>) -> bool {
-        live.all(|v| self.versions.contains(v))
+    /// Whether it covers every one of `live`, each with the copy `held` holds now.
+    pub(crate) fn covers<'a>(
+        &self,
+        mut live: impl Iterator<Item = &'a u32>,
+        held: &BTreeMap<u32, Vec<u8>>,
+    ) -> bool {
+        live.all(|v| self.versions.contains(v) && self.copies.get(v) == held.get(v))
     }
 }
 
@@ -60,5 +68,9 @@ pub(crate) fn compare<'a>(
         }
         versions.insert(*v);
     }
-    Ok(RootProof { holder, versions })
+    Ok(RootProof {
+        holder,
+        versions,
+        copies: BTreeMap::new(),
+    })
 }
