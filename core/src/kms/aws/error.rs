@@ -192,31 +192,22 @@ mod tests {
         // moto's InvalidCiphertextException has no message.
         let e = parse_error(400, &[], br#"{"__type":"InvalidCiphertextException"}"#);
         assert_eq!(e.kind, KmsErrorKind::InvalidCiphertext);
-        let e = parse_error(
-            400,
-            &[],
-            br#"{"__type":"KMSInvalidStateException","message":"arn:... is pending deletion."}"#,
-        );
-        assert_eq!(e.kind, KmsErrorKind::KeyPendingDeletion);
-        // A disconnected custom key store is the customer's withdrawal, not an outage.
-        let e = parse_error(
-            400,
-            &[],
-            br#"{"__type":"KMSInvalidStateException","message":"arn:aws:kms:eu-west-1:111122223333:key/k is unavailable."}"#,
-        );
-        assert_eq!(e.kind, KmsErrorKind::KeyDisabled);
-        let e = parse_error(
-            400,
-            &[],
-            br#"{"__type":"KMSInvalidStateException","message":"arn:aws:kms:eu-west-1:111122223333:key/k is pending import."}"#,
-        );
-        assert_eq!(e.kind, KmsErrorKind::KeyDisabled);
-        let e = parse_error(
-            400,
-            &[],
-            br#"{"__type":"KMSInvalidStateException","message":"arn:aws:kms:eu-west-1:111122223333:key/k is updating."}"#,
-        );
-        assert_eq!(e.kind, KmsErrorKind::Unavailable);
+        // KMS names the key's state in the message. A disconnected custom key store
+        // (`unavailable`) is the customer's withdrawal, not an outage; KMS's own passing states
+        // of a multi-Region key are.
+        for (state, kind) in [
+            ("pending deletion", KmsErrorKind::KeyPendingDeletion),
+            ("unavailable", KmsErrorKind::KeyDisabled),
+            ("pending import", KmsErrorKind::KeyDisabled),
+            ("disabled", KmsErrorKind::KeyDisabled),
+            ("updating", KmsErrorKind::Unavailable),
+            ("creating", KmsErrorKind::Unavailable),
+        ] {
+            let body = alloc::format!(
+                r#"{{"__type":"KMSInvalidStateException","message":"arn:aws:kms:eu-west-1:111122223333:key/k is {state}."}}"#
+            );
+            assert_eq!(parse_error(400, &[], body.as_bytes()).kind, kind, "{state}");
+        }
         let e = parse_error(
             500,
             &[],
