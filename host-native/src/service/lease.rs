@@ -64,39 +64,24 @@ impl Service {
             let k = self.scope_key(&cell, KeyId::new(scope, *v)).await?;
             keys.push(ScopeKey::new(k.id(), k.duplicate_secret()));
         }
-        // The lease ends when the first of the roots its keys came from may no longer serve.
+        // Every version cached (an eviction since, by a denial or a retire, asks again, which
+        // fails with the reason).
         let now = self.now();
-        let mut ends = now.saturating_add(Duration::from_millis(ttl));
         for v in &versions {
-            let unwrapped_at = match self.cache.get(KeyId::new(scope, *v), now) {
-                Some(c) => c.freshness.unwrapped_at,
-                // Evicted since (a denial, a retire): ask again, which fails with the reason.
-                None => {
-                    self.scope_key(&cell, KeyId::new(scope, *v)).await?;
-                    self.cache
-                        .get(KeyId::new(scope, *v), now)
-                        .ok_or(ServiceError::Reloading)?
-                        .freshness
-                        .unwrapped_at
-                }
-            };
-            let until = policy
-                .lease_until(unwrapped_at, now, Duration::from_millis(ttl))
-                .ok_or(ServiceError::Reloading)?;
-            ends = ends.min(until);
+            if self.cache.get(KeyId::new(scope, *v), now).is_none() {
+                self.scope_key(&cell, KeyId::new(scope, *v)).await?;
+            }
         }
         // Checked again on the published state, and audited, before any key leaves: a lease
         // is never issued after a pause or revoke that committed first.
         let ids: Vec<KeyId> = versions.iter().map(|v| KeyId::new(scope, *v)).collect();
         let _admitted = self.admit(&cell, &ids, who).await?;
-        let expires_at = self.wall_ms(ends);
-        // The versions come from one snapshot, so they are distinct and include the current one.
-        // Its length too, so that an edge ends it by its own clock (core's `lease` docs).
-        let ttl_ms = u64::try_from(ends.saturating_sub(now).as_millis()).unwrap_or(u64::MAX);
-        let lease = Lease::new(scope, current, keys, expires_at)
-            .map_err(|_| byok_core::Error::Internal("a scope's versions do not form a lease"))?
-            .lasting(ttl_ms);
         let mut w = self.store.write().await?;
+        // Its end is decided with the writer held, after what may have been a long wait for
+        // it: a denial meanwhile evicted the keys (the server no longer holds them, so no edge
+        // may), and a lowered grace or TTL applies at once.
+        let ends = self.lease_end(&cell, &versions, scope, ttl, who)?;
+        let expires_at = self.wall_ms(ends);
         audit::append(
             &mut w.tx,
             org,
@@ -122,7 +107,50 @@ impl Service {
         }
         w.commit().await?;
         self.metrics.leases.fetch_add(1, Ordering::Relaxed);
+        // The versions come from one snapshot, so they are distinct and include the current one.
+        // Its length too, counted from now, not from before the waits above: an edge ends it by
+        // its own clock (core's `lease` docs), and must not run past `expires_at` by them.
+        let ttl_ms = u64::try_from(ends.saturating_sub(self.now()).as_millis()).unwrap_or(u64::MAX);
+        let lease = Lease::new(scope, current, keys, expires_at)
+            .map_err(|_| byok_core::Error::Internal("a scope's versions do not form a lease"))?
+            .lasting(ttl_ms);
         Ok(lease)
+    }
+
+    /// When a lease of `versions` of `scope` must end, now: when the first of the roots its
+    /// keys came from may no longer serve (the org's policy as it stands), and never after the
+    /// caller's token expires. A version no longer cached is [`ServiceError::Reloading`].
+    fn lease_end(
+        &self,
+        cell: &super::OrgCell,
+        versions: &[u32],
+        scope: ScopeId,
+        ttl_ms: u64,
+        who: &Authenticated,
+    ) -> Result<Duration> {
+        let now = self.now();
+        let ttl = Duration::from_millis(ttl_ms);
+        let policy = self.cache_policy(cell);
+        let mut ends = now.saturating_add(ttl);
+        for v in versions {
+            let cached = self
+                .cache
+                .get(KeyId::new(scope, *v), now)
+                .ok_or(ServiceError::Reloading)?;
+            let until = policy
+                .lease_until(cached.freshness.unwrapped_at, now, ttl)
+                .ok_or(ServiceError::Reloading)?;
+            ends = ends.min(until);
+        }
+        if let Some(expires_at) = who.grant.expires_at {
+            let left = expires_at.saturating_sub(store::now_ms());
+            let left = u64::try_from(left)
+                .ok()
+                .filter(|l| *l > 0)
+                .ok_or_else(|| ServiceError::Unauthenticated("this token has expired".into()))?;
+            ends = ends.min(now.saturating_add(Duration::from_millis(left)));
+        }
+        Ok(ends)
     }
 }
 
@@ -132,6 +160,69 @@ mod tests {
 
     use super::super::{Authenticated, ServiceError, test_caller, test_service, test_team};
     use crate::store::{Database, Role};
+
+    /// A lease waiting for the store's writer when a denial evicts the org's keys gets none:
+    /// the server no longer holds them, so no edge may (its end is decided with the writer
+    /// held). Its length also counts from then, not from before the wait.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_lease_decides_its_end_after_waiting_for_the_writer() {
+        let db = Database::open("sqlite::memory:").await.unwrap();
+        let svc = std::sync::Arc::new(test_service(&db, 3));
+        let (org, team) = test_team(&svc, Some(Duration::from_secs(60))).await;
+        let (_, token) = svc
+            .create_token(org, Role::Service, "edge", None)
+            .await
+            .unwrap();
+        let who = svc.authenticate(&token).await.unwrap().unwrap();
+        svc.lease(&who, org, team, "warm", None).await.unwrap();
+        let lease = |who: Authenticated| {
+            let svc = svc.clone();
+            tokio::spawn(async move { svc.lease(&who, org, team, "req", None).await })
+        };
+        // Evicted while the lease waits for the writer.
+        let writer = svc.store().write().await.unwrap();
+        let waiting = lease(who.clone());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(!waiting.is_finished());
+        svc.cache().evict_org(org);
+        drop(writer);
+        let answer = waiting.await.unwrap().map(drop);
+        assert!(matches!(answer, Err(ServiceError::Reloading)), "{answer:?}");
+        // Issued after a wait: its length is what is left of it when it leaves.
+        svc.lease(&who, org, team, "warm", None).await.unwrap();
+        let writer = svc.store().write().await.unwrap();
+        let waiting = lease(who.clone());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        drop(writer);
+        let issued = waiting.await.unwrap().unwrap();
+        let left = issued.expires_at() - crate::store::now_ms();
+        let ttl = i64::try_from(issued.to_document().ttl_ms.unwrap()).unwrap();
+        assert!(
+            ttl <= left + 5,
+            "ttl_ms {ttl} outlasts expires_at (in {left} ms)"
+        );
+    }
+
+    /// A lease never outlives its token: one expiring in 2 s gets a lease of at most 2 s,
+    /// whatever the org's lease TTL.
+    #[tokio::test]
+    async fn a_lease_ends_by_its_tokens_expiry() {
+        let db = Database::open("sqlite::memory:").await.unwrap();
+        let svc = test_service(&db, 3);
+        let (org, team) = test_team(&svc, Some(Duration::from_secs(60))).await;
+        let expires_at = crate::store::now_ms() + 2_000;
+        let (_, token) = svc
+            .create_token(org, Role::Service, "edge", Some(expires_at))
+            .await
+            .unwrap();
+        let who = svc.authenticate(&token).await.unwrap().unwrap();
+        let lease = svc.lease(&who, org, team, "req", None).await.unwrap();
+        assert!(
+            lease.expires_at() <= expires_at,
+            "{} > {expires_at}",
+            lease.expires_at()
+        );
+    }
 
     /// A lease asked of a replica that has not heard of its token's revoke elsewhere (the
     /// grant is still held in its memory) gets no keys: the revoke's receipt, which counts the
