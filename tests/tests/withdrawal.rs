@@ -270,6 +270,30 @@ async fn a_token_expires_at_its_expiry_time() {
     assert_error(&f.ts.get(&org_path, &short).await, 401, "unauthenticated");
 }
 
+/// A token never makes one that outlives it: an admin token about to expire cannot leave an
+/// admin token behind that never does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_cannot_make_one_that_outlives_it() {
+    let f = fixture("withdrawal-token-outlive", 1000).await;
+    let body = json!({ "role": "admin", "name": "brief", "expires_in_s": 600 });
+    let (_, brief, expires_at) = token(&f, body).await;
+    let (ts, path) = (&f.ts, f.o.path("/tokens"));
+    let make = |body: Value| {
+        let (path, brief) = (path.clone(), brief.clone());
+        async move { ts.post(&path, &brief, &body).await }
+    };
+    let forever = make(json!({ "role": "admin", "name": "forever" })).await;
+    assert_eq!(
+        assert_status(&forever, 201)["expires_at"].as_i64(),
+        expires_at,
+        "made without an expiry, it ends with its maker"
+    );
+    let later = make(json!({ "role": "admin", "name": "later", "expires_in_s": 3600 })).await;
+    assert_error(&later, 400, "invalid_request");
+    let sooner = make(json!({ "role": "service", "name": "sooner", "expires_in_s": 60 })).await;
+    assert_status(&sooner, 201);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_operator_rotates_its_token_and_the_old_one_stops_at_once() {
     let mut f = fixture("withdrawal-token-rotate", 1000).await;

@@ -85,6 +85,18 @@ pub async fn create(
         }
         Some(n) => Some(store::now_ms().saturating_add(i64::try_from(n * 1000).unwrap_or(0))),
     };
+    // A token never makes one that outlives it: an admin token about to expire would otherwise
+    // leave an admin token that never does. Without a requested expiry, the creator's applies.
+    let expires_at = match (expires_at, caller.auth.grant.expires_at) {
+        (Some(asked), Some(own)) if asked > own => {
+            return Err(ApiError::invalid(format!(
+                "a token cannot outlive the token that creates it: this one expires in {} s; ask for expires_in_s up to that",
+                (own - store::now_ms()).max(0) / 1000
+            )));
+        }
+        (None, own) => own,
+        (asked, _) => asked,
+    };
     let (id, token) = s
         .service
         .create_token(org, req.role, &req.name, expires_at)
