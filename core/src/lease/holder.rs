@@ -25,9 +25,10 @@ use crate::ApiCode;
 pub const REFUSAL_RETRY_MS: i64 = 5_000;
 
 /// Whether an answer with HTTP `status` to a lease request refuses the lease (and so ends the
-/// holder), rather than failing for a while: every 4xx except 429.
+/// holder), rather than failing for a while: every 4xx except 429 (throttled) and 408 (the
+/// request's deadline passed, as when the customer's KMS is slow: an outage, not a refusal).
 pub const fn is_refusal(status: u16) -> bool {
-    status >= 400 && status < 500 && status != 429
+    status >= 400 && status < 500 && status != 429 && status != 408
 }
 
 /// Why the keys cannot be used: the server's code (or `lease_expired`, `unreachable`) and a
@@ -146,11 +147,11 @@ mod tests {
     }
 
     #[test]
-    fn refusals_are_4xx_but_429() {
+    fn refusals_are_4xx_but_429_and_408() {
         for s in [400, 401, 403, 404, 409, 410, 499] {
             assert!(is_refusal(s), "{s}");
         }
-        for s in [200, 204, 399, 429, 500, 502, 503, 504] {
+        for s in [200, 204, 399, 408, 429, 500, 502, 503, 504] {
             assert!(!is_refusal(s), "{s}");
         }
     }

@@ -278,8 +278,8 @@ test('a 401 after a token revoke is a refusal too; a 429 or 5xx is not', async (
   await assert.rejects(client.encrypt(pt), (e) => e.code === 'http_401');
   await assert.rejects(client.encrypt(pt), (e) => e.code === 'http_401');
   assert.equal(calls.length, 2);
-  assert.deepEqual([400, 401, 403, 404, 409, 410, 429, 500, 503].map((s) => Lease.isRefusal(s)),
-    [true, true, true, true, true, true, false, false, false]);
+  assert.deepEqual([400, 401, 403, 404, 408, 409, 410, 429, 500, 503].map((s) => Lease.isRefusal(s)),
+    [true, true, true, true, false, true, true, false, false, false]);
 });
 
 test('the edge status of a code is core\'s', () => {
