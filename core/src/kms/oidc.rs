@@ -24,6 +24,9 @@ pub const SIGNS_FOR_MS: u64 = 30 * 24 * 3600 * 1000;
 pub const PUBLISH_AHEAD_MS: u64 = 24 * 3600 * 1000;
 /// Clock skew allowed between byok and a cloud, on either side of a token's life.
 pub const SKEW_MS: u64 = 5 * 60 * 1000;
+/// How often a host runs [`plan`] (at most): a replica switches to a new signer only when it
+/// runs it, so it may sign with the old key up to this long after the successor's time.
+pub const REFRESH_MS: u64 = 3600 * 1000;
 /// The one algorithm all three clouds accept.
 pub const ALGORITHM: &str = "RS256";
 /// The audience AWS STS expects (the IAM OIDC provider's client id).
@@ -202,11 +205,14 @@ pub fn plan(keys: &[SigningKey], now: u64) -> Plan {
         .rposition(|k| k.signs_from <= now)
         .or((!keys.is_empty()).then_some(0));
     let signer = signer_at.and_then(|i| keys.get(i).copied());
-    // A key stops signing when its successor starts; it is kept while a token it signed can
-    // still be presented (its life, plus skew on both sides).
+    // A key stops signing when its successor starts, on each replica at its next run of the
+    // plan (up to [`REFRESH_MS`] later: replicas run it at their own times); it is kept while a
+    // token it signed can still be presented (its life, plus skew on both sides). Dropped at
+    // the successor's start alone, a replica that had not switched yet would sign with a key
+    // another replica no longer publishes, and the cloud's refusal would read as a withdrawal.
     let retired_until = |i: usize| -> Option<u64> {
         keys.get(i + 1)
-            .map(|next| next.signs_from + TOKEN_TTL_MS + 2 * SKEW_MS)
+            .map(|next| next.signs_from + REFRESH_MS + TOKEN_TTL_MS + 2 * SKEW_MS)
     };
     let mut publish = Vec::new();
     let mut drop = Vec::new();
@@ -298,13 +304,35 @@ mod tests {
         let p = plan(&both, due + PUBLISH_AHEAD_MS);
         assert_eq!(p.signer.as_deref(), Some("k1"));
         // k0 stays until its last token (and skew) is over, then goes.
-        let gone = due + PUBLISH_AHEAD_MS + TOKEN_TTL_MS + 2 * SKEW_MS;
+        let gone = due + PUBLISH_AHEAD_MS + REFRESH_MS + TOKEN_TTL_MS + 2 * SKEW_MS;
         assert_eq!(plan(&both, gone - 1).publish, vec!["k0", "k1"]);
         let p = plan(&both, gone);
         assert_eq!(
             (p.publish, p.drop),
             (vec!["k1".to_string()], vec!["k0".to_string()])
         );
+    }
+
+    /// Replicas run the plan at their own times: one that ran it just before the successor's
+    /// start signs with the old key for up to [`REFRESH_MS`] more, and each token it signs
+    /// then must verify with what any other replica publishes during the token's life.
+    #[test]
+    fn a_replica_that_has_not_switched_yet_still_signs_with_a_published_key() {
+        let k0 = key("k0", 1000, 1000);
+        let starts = 1000 + SIGNS_FOR_MS;
+        let k1 = key("k1", starts - PUBLISH_AHEAD_MS, starts);
+        let both = vec![k0, k1];
+        assert_eq!(plan(&both, starts - 1).signer.as_deref(), Some("k0"));
+        // Its last token is signed just before its next run, and presented at the end of its
+        // life, on the later side of the skew.
+        let last_presented = starts - 1 + REFRESH_MS + TOKEN_TTL_MS + SKEW_MS;
+        for u in (starts..=last_presented).step_by(60_000) {
+            assert!(
+                plan(&both, u).publish.contains(&"k0".to_string()),
+                "k0 dropped at {} ms after k1 took over",
+                u - starts
+            );
+        }
     }
 
     proptest! {

@@ -306,7 +306,9 @@ pub async fn run(config: Config) -> Result<(), String> {
     if config.public_url.is_some() {
         let service = service.clone();
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
+            let mut tick = tokio::time::interval(std::time::Duration::from_millis(
+                byok_core::kms::oidc::REFRESH_MS,
+            ));
             tick.tick().await;
             loop {
                 tick.tick().await;

@@ -215,7 +215,8 @@ mod tests {
 
     use byok_core::SecretBytes;
     use byok_core::kms::oidc::{
-        AWS_STS_AUDIENCE, IssuerUrl, PUBLISH_AHEAD_MS, SIGNS_FOR_MS, SKEW_MS, TOKEN_TTL_MS,
+        AWS_STS_AUDIENCE, IssuerUrl, PUBLISH_AHEAD_MS, REFRESH_MS, SIGNS_FOR_MS, SKEW_MS,
+        TOKEN_TTL_MS,
     };
     use byok_core::scope::managed_key;
     use jsonwebtoken::{DecodingKey, Validation, decode, decode_header};
@@ -390,8 +391,9 @@ mod tests {
         let jwks = s.issuer_jwks().unwrap();
         assert_eq!(kids(&jwks), vec![first.clone(), second.clone()]);
         assert!(check(&jwks, &old_token, AWS_STS_AUDIENCE).is_ok());
-        // Once no token of the first key can be alive, it is deleted.
-        age(&db, TOKEN_TTL_MS + 2 * SKEW_MS, Some(&second)).await;
+        // Once no token of the first key can be alive (a replica that has not run the
+        // schedule since may have signed with it for up to REFRESH_MS more), it is deleted.
+        age(&db, REFRESH_MS + TOKEN_TTL_MS + 2 * SKEW_MS, Some(&second)).await;
         s.refresh_issuer().await.unwrap();
         assert_eq!(kids(&s.issuer_jwks().unwrap()), vec![second]);
         let (rows,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM issuer_key")
