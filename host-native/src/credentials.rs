@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use byok_core::kms::provider::{Access, Credentials, Need, Vendor, Wire, needs_refresh};
+use byok_core::kms::provider::{Access, Credentials, Need, RoleTrust, Vendor, Wire, needs_refresh};
 use byok_core::kms::{KmsError, KmsErrorKind};
 use byok_core::retry::RetryPolicy;
 use zeroize::Zeroizing;
@@ -49,10 +49,19 @@ pub struct Sources {
 }
 
 type Slot = Arc<tokio::sync::Mutex<Option<(Credentials, Option<u64>)>>>;
-type SlotKey = (String, &'static str, Option<String>, Option<String>, String);
+type SlotKey = (
+    String,
+    &'static str,
+    Option<String>,
+    RoleTrust,
+    Option<String>,
+    String,
+);
 
-/// Temporary credentials per (org, provider, principal, audience, credential scope), refreshed
-/// shortly before expiry.
+/// Temporary credentials per (org, provider, principal, how byok becomes it, audience,
+/// credential scope), refreshed shortly before expiry. The trust is part of it: credentials a
+/// role gave for its external id say nothing of whether it trusts byok's OIDC tokens, and a
+/// validation of the other way must make its own exchange.
 pub struct CredentialCache {
     transport: Transport,
     policy: RetryPolicy,
@@ -116,17 +125,32 @@ impl CredentialCache {
             access.org.clone(),
             provider.name(),
             access.role.clone(),
+            access.trust,
             access.audience.clone(),
             provider.credential_scope(access),
         );
-        let slot = self.lock_slots().entry(key).or_default().clone();
+        let slot = self.lock_slots().entry(key.clone()).or_default().clone();
         let mut cached = slot.lock().await;
         if let Some((c, expires)) = cached.as_ref()
             && !needs_refresh(*expires, (self.clock)())
         {
             return Ok(c.clone());
         }
-        let (fresh, expires) = self.run(provider, access, sources).await?;
+        let (fresh, expires) = match self.run(provider, access, sources).await {
+            Ok(got) => got,
+            Err(e) => {
+                // A slot that never held credentials goes: refused validations of made-up
+                // principals leave nothing behind.
+                if cached.is_none() {
+                    drop(cached);
+                    let mut slots = self.lock_slots();
+                    if slots.get(&key).is_some_and(|s| Arc::ptr_eq(s, &slot)) {
+                        slots.remove(&key);
+                    }
+                }
+                return Err(e);
+            }
+        };
         *cached = Some((fresh.clone(), expires));
         Ok(fresh)
     }

@@ -263,6 +263,15 @@ async fn web_identity_and_assume_role_through_the_cache() {
     ids.dedup();
     assert_eq!(ids.len(), 1, "one set of credentials for all callers");
     assert_eq!(cache.exchanges() - before, 1, "one STS call");
+    // The same role by byok's OIDC token instead: what the external id gave says nothing of
+    // whether the role trusts the token, so it is an exchange of its own.
+    let before = cache.exchanges();
+    let by_token = access("org-ext", &moto.role_arn, RoleTrust::Oidc, "");
+    let _ = cache.get(&Aws, &by_token, &with_issuer).await;
+    assert!(
+        cache.exchanges() > before,
+        "served from the external id's credentials"
+    );
 
     // A wrong external id is refused and not cached; evicting an org forgets its credentials.
     let wrong = access(

@@ -2,7 +2,7 @@
 //! feature too (the AWS policy generator, which the browser runs, names it).
 
 /// How byok becomes the customer's principal (an AWS role; for GCP, federation is `Oidc`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum RoleTrust {
     /// AWS `AssumeRole` signed with the vendor's credentials, presenting the org's external id.
     ExternalId,
