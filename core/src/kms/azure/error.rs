@@ -76,7 +76,9 @@ fn classify(code: &str, message: &str, status: u16) -> KmsErrorKind {
         "Throttled" | "TooManyRequests" => K::Throttled,
         // Entra ID: a bad secret or assertion, an app not in the tenant, no federated
         // credential matching byok's issuer, subject or audience.
-        c if c.starts_with("AADSTS") => K::AccessDenied,
+        // Entra's own outage carries an AADSTS number too (`server_error`, 5xx): the status
+        // decides, so that an outage is not taken for every org's withdrawal.
+        c if c.starts_with("AADSTS") && status < 500 => K::AccessDenied,
         "invalid_client" | "invalid_grant" | "unauthorized_client" => K::AccessDenied,
         "BadParameter" if message.contains("decrypt") || message.contains("unwrap") => {
             K::InvalidCiphertext
@@ -207,6 +209,12 @@ mod tests {
             (entra.kind, entra.code.as_str()),
             (K::AccessDenied, "AADSTS70021")
         );
+        // Entra down: a 5xx with an AADSTS number is an outage, not a refusal.
+        let down = parse_error(
+            503,
+            br#"{"error":"server_error","error_description":"AADSTS50000: There was an error issuing a token or an issue with our sign-in service."}"#,
+        );
+        assert_eq!(down.kind, K::Unavailable, "{down}");
         assert_eq!(parse_error(502, b"bad gateway").kind, K::Unavailable);
         assert_eq!(parse_error(418, b"").kind, K::Malformed);
     }
