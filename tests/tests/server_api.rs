@@ -438,6 +438,19 @@ async fn malformed_bodies_ids_ciphertexts_and_contexts_get_typed_errors() {
             413,
             "too_large",
         ),
+        // A body under the 6 MiB limit whose plaintext is over 4 MiB: too large as well.
+        (
+            "POST",
+            enc.clone(),
+            json_ct,
+            format!(
+                r#"{{"plaintext":"{}"}}"#,
+                <base64ct::Base64 as base64ct::Encoding>::encode_string(&vec![7u8; (4 << 20) + 3])
+            )
+            .into_bytes(),
+            413,
+            "too_large",
+        ),
         (
             "POST",
             dec.clone(),

@@ -65,7 +65,7 @@ impl Service {
         ctx: BTreeMap<String, String>,
     ) -> Result<Vec<u8>> {
         if plaintext.plaintext_len() > MAX_PLAINTEXT {
-            return Err(ServiceError::Invalid(format!(
+            return Err(ServiceError::TooLarge(format!(
                 "plaintext is larger than {MAX_PLAINTEXT} bytes; use the streaming format"
             )));
         }

@@ -19,6 +19,9 @@ pub enum ServiceError {
     Crypto(CoreError),
     /// The request is invalid; the message says how.
     Invalid(String),
+    /// The request is larger than a single call takes (`too_large`); the message says the
+    /// limit and what to use instead.
+    TooLarge(String),
     /// Storage failed (logged with the request id; callers see `internal`).
     Store(StoreError),
     /// A customer's KMS refused or failed.

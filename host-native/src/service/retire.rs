@@ -157,6 +157,9 @@ impl Service {
                 "data key ids are 32 hex digits; got {shown:?}"
             )));
         }
+        // Stored as byok wrote them, in lower case; hex in either case names the same id.
+        let ids: Vec<String> = ids.iter().map(|id| id.to_ascii_lowercase()).collect();
+        let ids = &ids[..];
         let rows: std::collections::HashMap<String, DataKeyRow> =
             data_keys::get_many(self.store.pool(), org, ids)
                 .await?
@@ -388,6 +391,19 @@ mod tests {
     use crate::service::{Extra, ServiceError, test_caller, test_service, test_team};
     use crate::store::Database;
     use crate::store::data_keys::RetireJob;
+
+    /// A data key id is hex: in upper case it names the same key (paths take either case too).
+    #[tokio::test]
+    async fn data_key_ids_are_read_in_either_case() {
+        let s = test_service(&Database::open("sqlite::memory:").await.unwrap(), 3);
+        let (org, team) = test_team(&s, None).await;
+        let who = test_caller(&s, org).await;
+        let stored = s.create_stored_keys(&who, org, team, 1).await.unwrap();
+        let upper = stored[0].id.to_ascii_uppercase();
+        assert_ne!(upper, stored[0].id);
+        let got = s.get_stored_keys(&who, org, &[upper]).await.unwrap();
+        assert_eq!(got[0].key, stored[0].key);
+    }
 
     /// A retirement whose job row names the retired version as its own target (a rotation
     /// raced its start while the target was read from an earlier snapshot) still ends: the
