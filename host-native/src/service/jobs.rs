@@ -144,7 +144,7 @@ impl Service {
     /// Runs every job that no replica runs now: those a crash or a restart interrupted, those
     /// stopped by a failure, and those of a replica that died (its lease expired). Returns how
     /// many it ran. Called every `every`; a job that failed again waits longer each time
-    /// ([`JobBackoff`]), up to `at_most`.
+    /// (`JobBackoff`), up to `at_most`.
     pub async fn resume_jobs(&self, every: Duration, at_most: Duration) -> Result<usize> {
         let waiting = store::job_leases::waiting(self.store.pool(), store::now_ms()).await?;
         let mut ran = 0;
