@@ -110,29 +110,8 @@ impl Moto {
             "{} not found: run ./scripts/test.sh once (it installs moto into the venv) or set BYOK_VENV",
             server.display()
         );
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .unwrap();
-        let log = std::env::temp_dir().join(format!("byok-moto-{port}.log"));
-        let out = std::fs::File::create(&log).unwrap();
-        let child = Command::new(&server)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap();
+        let (child, port, log) = spawn_on_a_free_port(&server);
         let url = format!("http://127.0.0.1:{port}");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "moto did not start; log: {}",
-                log.display()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
         let setup = Command::new(venv.join("bin/python"))
             .arg(repo_root().join("tools/moto_setup.py"))
             .arg(&url)
@@ -233,4 +212,58 @@ impl Drop for Moto {
             let _ = std::fs::remove_file(&self.log);
         }
     }
+}
+
+/// moto's server on a port free when picked. Another test may bind the same port before
+/// moto's slow start does (a port is only picked, not held): then moto exits and whatever
+/// answers there is not moto. So the port counts only once moto's own dashboard answers on it;
+/// otherwise another port is tried.
+fn spawn_on_a_free_port(server: &std::path::Path) -> (Child, u16, PathBuf) {
+    for _ in 0..5 {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap();
+        let log = std::env::temp_dir().join(format!("byok-moto-{port}.log"));
+        let out = std::fs::File::create(&log).unwrap();
+        let mut child = Command::new(server)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if child.try_wait().ok().flatten().is_some() {
+                break; // It could not bind: another port.
+            }
+            if answers_as_moto(port) {
+                return (child, port, log);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "moto did not start; log: {}",
+                log.display()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    panic!("moto found no free port in five tries");
+}
+
+/// Whether moto answers on `port`: its dashboard (`/moto-api/`) is 200.
+fn answers_as_moto(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    if s.write_all(b"GET /moto-api/ HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.") && &head[9..12] == b"200"
 }
