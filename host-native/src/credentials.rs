@@ -49,6 +49,14 @@ pub struct Sources {
 }
 
 type Slot = Arc<tokio::sync::Mutex<Option<(Credentials, Option<u64>)>>>;
+
+/// How long temporary credentials are used before they are exchanged again, whatever their
+/// own lifetime (AWS sessions and GCP and Entra tokens last an hour): the bound on a
+/// withdrawal made by removing the trust rather than the grant.
+pub const MAX_HELD_S: u64 = 15 * 60;
+
+/// How long before their expiry credentials are refreshed (`needs_refresh`).
+const REFRESH_MARGIN_S: u64 = byok_core::kms::aws::sts::REFRESH_MARGIN.as_secs();
 type SlotKey = (
     String,
     &'static str,
@@ -151,7 +159,11 @@ impl CredentialCache {
                 return Err(e);
             }
         };
-        *cached = Some((fresh.clone(), expires));
+        // Held at most MAX_HELD_S (then refreshed as if it expired): a customer who removes
+        // the trust instead of the grant (a role's trust policy, a workload identity pool) is
+        // cut off within that, not within the credentials' own hour.
+        let held_until = (self.clock)().as_secs() + MAX_HELD_S + REFRESH_MARGIN_S;
+        *cached = Some((fresh.clone(), expires.map(|e| e.min(held_until))));
         Ok(fresh)
     }
 

@@ -14,7 +14,7 @@ use byok_core::kms::aws::request::{AwsCredentials, describe_key_request, parse_d
 use byok_core::kms::aws::{Aws, Endpoint, KeyArn};
 use byok_core::kms::provider::{Access, Credentials, RoleTrust, Vendor};
 use byok_core::retry::RetryPolicy;
-use byok_server::credentials::{CredentialCache, Sources, TokenSource};
+use byok_server::credentials::{CredentialCache, MAX_HELD_S, Sources, TokenSource};
 use byok_server::transport::{Transport, TransportConfig};
 use byok_tests::fault_front::FaultFront;
 use byok_tests::moto::{Moto, User};
@@ -192,14 +192,26 @@ async fn web_identity_and_assume_role_through_the_cache() {
         (1, 1)
     );
 
-    // Within the refresh margin of the expiry, the cache asks STS again (with a new token).
-    let left = first.expires_at.unwrap() - skewed_clock().as_secs();
-    SKEW.store(left - 60, Ordering::SeqCst);
-    let refreshed = sigv4(cache.get(&Aws, &web(org), &with_issuer).await.unwrap());
-    assert_ne!(refreshed.access_key_id, first.access_key_id);
+    // Held at most MAX_HELD_S, though valid for an hour: a trust removed (rather than the
+    // grant) stops byok within it. Then exchanged again, with a new token.
+    SKEW.store(MAX_HELD_S - 30, Ordering::SeqCst);
+    let held = sigv4(cache.get(&Aws, &web(org), &with_issuer).await.unwrap());
+    assert_eq!(held.access_key_id, first.access_key_id);
+    SKEW.store(MAX_HELD_S + 1, Ordering::SeqCst);
+    let rotated = sigv4(cache.get(&Aws, &web(org), &with_issuer).await.unwrap());
+    assert_ne!(rotated.access_key_id, first.access_key_id);
     assert_eq!(
         (cache.exchanges(), issuer.minted.load(Ordering::SeqCst)),
         (2, 2)
+    );
+    // Within the refresh margin of the expiry, the cache asks STS again (with a new token).
+    let left = first.expires_at.unwrap() - skewed_clock().as_secs() + SKEW.load(Ordering::SeqCst);
+    SKEW.store(left - 60, Ordering::SeqCst);
+    let refreshed = sigv4(cache.get(&Aws, &web(org), &with_issuer).await.unwrap());
+    assert_ne!(refreshed.access_key_id, rotated.access_key_id);
+    assert_eq!(
+        (cache.exchanges(), issuer.minted.load(Ordering::SeqCst)),
+        (3, 3)
     );
     SKEW.store(0, Ordering::SeqCst);
 
