@@ -535,6 +535,32 @@ async fn malformed_bodies_ids_ciphertexts_and_contexts_get_typed_errors() {
     // A query parameter of the wrong type, likewise.
     let answer = ts.get(&a.path("/audit?limit=many"), &a.admin).await;
     assert_error(&answer, 400, "invalid_request");
+    // An admin route refuses another role before it reads the body: 403, not a parse error.
+    for p in [
+        a.path("/tokens"),
+        a.path("/scopes"),
+        a.path("/keys"),
+        a.path("/keys/validate"),
+        a.path("/keys/cmk:1/disable"),
+        a.scope_path(&a.id, "revoke"),
+        a.scope_path(&a.id, "retire"),
+    ] {
+        let body = Some(("application/json", b"{".to_vec()));
+        let answer = ts.raw("POST", &p, Some(&a.service), body).await;
+        assert_error(&answer, 403, "forbidden");
+    }
+    let body = Some(("application/json", b"{".to_vec()));
+    let answer = ts.raw("PATCH", &a.path(""), Some(&a.service), body).await;
+    assert_error(&answer, 403, "forbidden");
+    // Out of range: refused, not clamped to another number.
+    for limit in ["0", "1001", "-5"] {
+        for page in ["/audit", "/audit/checkpoints"] {
+            let answer = ts
+                .get(&a.path(&format!("{page}?limit={limit}")), &a.admin)
+                .await;
+            assert_error(&answer, 400, "invalid_request");
+        }
+    }
     t.no_panic();
 }
 

@@ -88,7 +88,7 @@ pub async fn read(
         .audit(
             org,
             page.after.unwrap_or(0).max(0),
-            page.limit.unwrap_or(100),
+            page_limit(page.limit)?,
             &filter,
         )
         .await?;
@@ -177,7 +177,7 @@ pub async fn checkpoints(
 ) -> Result<Json<Vec<CheckpointView>>, ApiError> {
     let list = s
         .service
-        .checkpoints(org, page.after.unwrap_or(0), page.limit.unwrap_or(100))
+        .checkpoints(org, page.after.unwrap_or(0), page_limit(page.limit)?)
         .await?;
     Ok(Json(
         list.into_iter()
@@ -346,4 +346,14 @@ pub async fn cosign(
 ) -> Result<StatusCode, ApiError> {
     s.service.cosign(org, req.size, &req.cosignature).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// A page's `limit`: 1 to 1000, 100 when absent. Outside that range it is refused, not
+/// clamped: a caller asking for 0 or 5000 rows is told, not handed another number.
+fn page_limit(limit: Option<i64>) -> Result<i64, ApiError> {
+    match limit {
+        None => Ok(100),
+        Some(n @ 1..=1000) => Ok(n),
+        Some(n) => Err(ApiError::invalid(format!("limit is 1 to 1000; got {n}"))),
+    }
 }

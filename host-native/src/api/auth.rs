@@ -129,6 +129,21 @@ impl FromRequestParts<AppState> for AdminOrg {
     }
 }
 
+/// The org of an admin call (`{org}` in the path) and its caller, checked against an admin
+/// token before the body is read: a caller without the role is told so (403), and the server
+/// parses no body for it.
+pub struct AdminCaller(pub ScopeId, pub Caller);
+
+impl FromRequestParts<AppState> for AdminCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        caller_on(parts, state, &[Role::Admin])
+            .await
+            .map(|(org, caller)| Self(org, caller))
+    }
+}
+
 /// `{org}` of the path, for a caller with one of `roles` on it.
 async fn org_for(parts: &mut Parts, state: &AppState, roles: &[Role]) -> Result<ScopeId, ApiError> {
     caller_on(parts, state, roles).await.map(|(org, _)| org)

@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 
 use super::AppState;
 use super::audit::receipt;
-use super::auth::Caller;
+use super::auth::{AdminCaller, Caller};
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::paths::OrgPath;
@@ -165,11 +165,9 @@ pub async fn list(
     security(("bearer" = [])))]
 pub async fn add(
     State(s): State<AppState>,
-    caller: Caller,
-    ApiPath(org): ApiPath<String>,
+    AdminCaller(org, _): AdminCaller,
     ApiJson(req): ApiJson<AddKey>,
 ) -> Result<(StatusCode, Json<KeyAdded>), ApiError> {
-    let org = caller.org(&org, &[Role::Admin])?;
     let (key, validation) = s.service.add_key(org, &req.name, &req.spec()?).await?;
     Ok((StatusCode::CREATED, Json(KeyAdded { key, validation })))
 }
@@ -181,11 +179,9 @@ pub async fn add(
     security(("bearer" = [])))]
 pub async fn validate(
     State(s): State<AppState>,
-    caller: Caller,
-    ApiPath(org): ApiPath<String>,
+    AdminCaller(org, _): AdminCaller,
     ApiJson(req): ApiJson<ValidateKey>,
 ) -> Result<Json<Validated>, ApiError> {
-    let org = caller.org(&org, &[Role::Admin])?;
     let spec = KeySpec {
         provider: &req.provider,
         key: &req.key,
@@ -281,11 +277,10 @@ pub async fn set_default(
     security(("bearer" = [])))]
 pub async fn disable(
     State(s): State<AppState>,
-    caller: Caller,
-    ApiPath((org, key)): ApiPath<(String, String)>,
+    AdminCaller(org, _): AdminCaller,
+    ApiPath((_, key)): ApiPath<(String, String)>,
     ApiJson(req): ApiJson<Disable>,
 ) -> Result<Json<KeysWithdrawn>, ApiError> {
-    let org = caller.org(&org, &[Role::Admin])?;
     s.service.disable(org, &key, &req.target).await?;
     let w = Withdrawal::Key { holder: key };
     withdrawn(&s, org, w).await

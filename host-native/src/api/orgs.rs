@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::AppState;
-use super::auth::Caller;
+use super::auth::{AdminCaller, Caller};
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, ApiPath};
 use super::paths::OrgPath;
@@ -141,11 +141,9 @@ pub async fn get_org(
     security(("bearer" = [])))]
 pub async fn update_org(
     State(s): State<AppState>,
-    caller: Caller,
-    ApiPath(org): ApiPath<String>,
+    AdminCaller(org, _): AdminCaller,
     ApiJson(req): ApiJson<UpdateOrg>,
 ) -> Result<Json<OrgInfo>, ApiError> {
-    let org = caller.org(&org, &[Role::Admin])?;
     let grace = req.outage_grace_ms.map(Duration::from_millis);
     s.service.update_org(org, grace).await?;
     Ok(Json(org_info(&s, org).await?))

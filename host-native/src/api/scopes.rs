@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 
 use super::AppState;
 use super::audit::receipt;
-use super::auth::{Caller, parse_id};
+use super::auth::{AdminCaller, Caller, parse_id};
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, ApiPath};
 use super::paths::{OrgPath, ScopePath};
@@ -45,11 +45,9 @@ pub struct Revoke {
     security(("bearer" = [])))]
 pub async fn create_scope(
     State(s): State<AppState>,
-    caller: Caller,
-    ApiPath(org): ApiPath<String>,
+    AdminCaller(org, _): AdminCaller,
     ApiJson(req): ApiJson<CreateScope>,
 ) -> Result<(StatusCode, Json<ScopeView>), ApiError> {
-    let org = caller.org(&org, &[Role::Admin])?;
     let parent = parse_id(&req.parent, "parent scope")?;
     let view = s.service.create_scope(org, parent, &req.name).await?;
     Ok((StatusCode::CREATED, Json(view)))
@@ -156,11 +154,10 @@ where
     security(("bearer" = [])))]
 pub async fn revoke(
     State(s): State<AppState>,
-    caller: Caller,
-    ApiPath((org, scope)): ApiPath<(String, String)>,
+    AdminCaller(org, _): AdminCaller,
+    ApiPath((_, scope)): ApiPath<(String, String)>,
     ApiJson(req): ApiJson<Revoke>,
 ) -> Result<Json<ScopeWithdrawn>, ApiError> {
-    let org = caller.org(&org, &[Role::Admin])?;
     let scope = parse_id(&scope, "scope")?;
     let view = s.service.revoke(org, scope, &req.confirm).await?;
     tracing::warn!(org = %org, scope = %scope, "scope revoked");
@@ -206,11 +203,10 @@ pub struct Retire {
     security(("bearer" = [])))]
 pub async fn retire(
     State(s): State<AppState>,
-    caller: Caller,
-    ApiPath((org, scope)): ApiPath<(String, String)>,
+    AdminCaller(org, _): AdminCaller,
+    ApiPath((_, scope)): ApiPath<(String, String)>,
     ApiJson(req): ApiJson<Retire>,
 ) -> Result<StatusCode, ApiError> {
-    let org = caller.org(&org, &[Role::Admin])?;
     let scope = parse_id(&scope, "scope")?;
     s.service.retire(org, scope, req.version).await?;
     let service = s.service.clone();

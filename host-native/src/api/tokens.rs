@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 
 use super::AppState;
 use super::audit::receipt;
-use super::auth::Caller;
+use super::auth::{AdminCaller, Caller};
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, ApiPath};
 use super::paths::OrgPath;
@@ -72,11 +72,9 @@ fn operator(caller: &Caller) -> Result<(), ApiError> {
     security(("bearer" = [])))]
 pub async fn create(
     State(s): State<AppState>,
-    caller: Caller,
-    ApiPath(org): ApiPath<String>,
+    AdminCaller(org, caller): AdminCaller,
     ApiJson(req): ApiJson<CreateToken>,
 ) -> Result<(StatusCode, SecretJson<TokenCreated>), ApiError> {
-    let org = caller.org(&org, &[Role::Admin])?;
     let expires_at = match req.expires_in_s {
         None => None,
         Some(0) => return Err(ApiError::invalid("expires_in_s must be at least 1")),
