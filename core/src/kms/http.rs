@@ -46,6 +46,10 @@ impl HttpRequest {
 impl Drop for HttpRequest {
     fn drop(&mut self) {
         zeroize::Zeroize::zeroize(&mut self.body);
+        // A bearer token, an AWS session token, a signature: credentials in header values.
+        for (_, value) in &mut self.headers {
+            zeroize::Zeroize::zeroize(value);
+        }
     }
 }
 
