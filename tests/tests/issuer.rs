@@ -78,6 +78,27 @@ async fn with_a_public_url_the_discovery_document_and_jwks_are_served() {
     assert_eq!(again["keys"][0]["kid"], kid);
 }
 
+/// An issuer URL with a path names its documents under that path, where the clouds fetch
+/// them (`{issuer}/.well-known/...`); they are served there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_issuer_with_a_path_is_served_under_it() {
+    let ts = TestServer::start_with("issuer-path", |data| {
+        Server::start(
+            data,
+            &[("BYOK_PUBLIC_URL", "https://byok.vendor.example/oidc")],
+        )
+    });
+    let (status, _, doc) = get(&format!("{}/oidc/.well-known/openid-configuration", ts.url)).await;
+    assert_eq!(status, 200, "{doc}");
+    assert_eq!(
+        doc["jwks_uri"], "https://byok.vendor.example/oidc/.well-known/jwks.json",
+        "{doc}"
+    );
+    let (status, _, jwks) = get(&format!("{}/oidc/.well-known/jwks.json", ts.url)).await;
+    assert_eq!(status, 200, "{jwks}");
+    assert_eq!(jwks["keys"].as_array().map(Vec::len), Some(1), "{jwks}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_public_url_byok_is_no_issuer() {
     let ts = TestServer::start("issuer-none");
@@ -98,6 +119,7 @@ fn a_public_url_the_clouds_would_refuse_stops_the_server_with_the_reason() {
         ("http://byok.vendor.example", "must be https"),
         ("https://byok.vendor.example:8443", "must have no port"),
         ("https://byok.vendor.example/?x=1", "no query"),
+        ("https://byok.vendor.example/{org}", "other than letters"),
     ] {
         let out = Command::new(binary())
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])

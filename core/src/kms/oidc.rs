@@ -103,6 +103,13 @@ impl IssuerUrl {
         {
             return bad("has an empty or relative path segment");
         }
+        // byok serves the documents under the path itself: letters, digits and `-._~` only.
+        if !path
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'-' | b'.' | b'_' | b'~'))
+        {
+            return bad("has a path with characters other than letters, digits and -._~");
+        }
         Ok(Self(alloc::format!(
             "{}://{rest}",
             if https { "https" } else { "http" }
@@ -117,6 +124,13 @@ impl IssuerUrl {
     /// Without the scheme: how AWS names the IAM OIDC provider and its condition keys.
     pub fn host_path(&self) -> &str {
         self.0.split_once("://").map_or(&self.0, |(_, r)| r)
+    }
+
+    /// The path after the host: empty, or `/` and segments of letters, digits and `-._~`.
+    /// The documents are served under it (`{path}/.well-known/...`).
+    pub fn path(&self) -> &str {
+        let rest = self.host_path();
+        rest.find('/').map_or("", |i| &rest[i..])
     }
 
     /// Where the JWKS is served.
@@ -370,6 +384,14 @@ mod tests {
         let ok = IssuerUrl::parse("https://byok.vendor.example/oidc/").unwrap();
         assert_eq!(ok.as_str(), "https://byok.vendor.example/oidc");
         assert_eq!(ok.host_path(), "byok.vendor.example/oidc");
+        assert_eq!(ok.path(), "/oidc");
+        assert_eq!(
+            IssuerUrl::parse("https://byok.vendor.example")
+                .unwrap()
+                .path(),
+            ""
+        );
+        assert!(IssuerUrl::parse("https://byok.vendor.example/{x}").is_err());
         assert_eq!(
             ok.jwks_uri(),
             "https://byok.vendor.example/oidc/.well-known/jwks.json"

@@ -222,6 +222,24 @@ pub fn router(service: Arc<Service>, options: &ApiOptions, rate: Arc<RateLimits>
         .route("/ui", get(setup_page::redirect))
         .route("/ui/", get(setup_page::index))
         .route("/ui/{*path}", get(setup_page::file));
+    // An issuer URL with a path (`https://host/oidc`) names its documents under that path: the
+    // clouds fetch `{issuer}/.well-known/...`. Its characters are checked (core's `IssuerUrl`).
+    let table = match state.service.issuer_path().filter(|p| !p.is_empty()) {
+        // Templates live as long as the router's log names; this one is made once per router.
+        Some(p) => {
+            let leak = |t: String| -> &'static str { Box::leak(t.into_boxed_str()) };
+            table
+                .route(
+                    leak(format!("{p}/.well-known/openid-configuration")),
+                    get(issuer::discovery),
+                )
+                .route(
+                    leak(format!("{p}/.well-known/jwks.json")),
+                    get(issuer::jwks),
+                )
+        }
+        None => table,
+    };
     let router = table
         .router
         .fallback(not_found)

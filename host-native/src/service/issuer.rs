@@ -185,6 +185,12 @@ impl Service {
         Ok(())
     }
 
+    /// The issuer URL's path (`""` at the root), or `None` without `--public-url`: the
+    /// documents are served under it.
+    pub fn issuer_path(&self) -> Option<String> {
+        self.issuer.as_ref().map(|i| i.url().path().to_owned())
+    }
+
     /// The discovery document, or `None` without `--public-url`.
     pub fn issuer_discovery(&self) -> Option<Value> {
         self.issuer.as_ref().map(|i| oidc::discovery(i.url()))
