@@ -64,14 +64,6 @@ impl Service {
             let k = self.scope_key(&cell, KeyId::new(scope, *v)).await?;
             keys.push(ScopeKey::new(k.id(), k.duplicate_secret()));
         }
-        // Every version cached (an eviction since, by a denial or a retire, asks again, which
-        // fails with the reason).
-        let now = self.now();
-        for v in &versions {
-            if self.cache.get(KeyId::new(scope, *v), now).is_none() {
-                self.scope_key(&cell, KeyId::new(scope, *v)).await?;
-            }
-        }
         // Checked again on the published state, and audited, before any key leaves: a lease
         // is never issued after a pause or revoke that committed first.
         let ids: Vec<KeyId> = versions.iter().map(|v| KeyId::new(scope, *v)).collect();
