@@ -138,6 +138,7 @@ impl Service {
         };
         let now = u64::try_from(store::now_ms()).unwrap_or(0);
         let mut w = self.store.write().await?;
+        keys::lock_schedule(&mut w.tx).await?;
         let mut stored = keys::keys(&mut w.tx).await?;
         let plan = oidc::plan(
             &stored.iter().map(|k| k.key.clone()).collect::<Vec<_>>(),
@@ -356,6 +357,31 @@ mod tests {
         );
         // With another managed key the start fails instead of signing with something else.
         assert!(service(&db, 8).refresh_issuer().await.is_err());
+    }
+
+    /// Two replicas starting at once on an empty PostgreSQL database make one key between them,
+    /// and both sign with it and publish it: a cloud may fetch either replica's JWKS.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn replicas_starting_together_make_one_key_between_them() {
+        let Some(url) = crate::store::test_postgres_url().await else {
+            return;
+        };
+        let (a, b) = (
+            Database::open(&url).await.unwrap(),
+            Database::open(&url).await.unwrap(),
+        );
+        let (sa, sb) = (service(&a, 7), service(&b, 7));
+        let (ra, rb) = tokio::join!(sa.refresh_issuer(), sb.refresh_issuer());
+        ra.unwrap();
+        rb.unwrap();
+        let (rows,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM issuer_key")
+            .fetch_one(a.pool())
+            .await
+            .unwrap();
+        assert_eq!(rows, 1, "each replica made a key of its own");
+        let token = sb.mint_token("o1", AWS_STS_AUDIENCE).unwrap();
+        assert!(check(&sa.issuer_jwks().unwrap(), &token, AWS_STS_AUDIENCE).is_ok());
+        assert_eq!(sa.issuer_jwks(), sb.issuer_jwks());
     }
 
     /// Moves every stored key's times back by `ms`, as if that much time had passed.

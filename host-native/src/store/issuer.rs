@@ -2,7 +2,7 @@
 //! halves sealed under the managed key ([`crate::service::issuer`] seals and opens them).
 
 use byok_core::kms::oidc::SigningKey;
-use sqlx::{AnyConnection, Row};
+use sqlx::{Any, AnyConnection, Row, Transaction};
 
 use super::{Result, StoreError};
 
@@ -17,6 +17,25 @@ pub struct StoredIssuerKey {
 fn ms(v: i64) -> Result<u64> {
     u64::try_from(v).map_err(|_| StoreError::Corrupt("issuer key time is negative".into()))
 }
+
+/// Takes the signing-key schedule's turn for this transaction, across replicas: on PostgreSQL
+/// a transaction-scoped advisory lock, held to the commit, so that the second replica to run
+/// the schedule reads the key the first made instead of making its own (two replicas starting
+/// on an empty database would each sign with a key the other does not publish, and a cloud
+/// fetching one replica's JWKS would refuse the other's tokens). SQLite has one writer anyway.
+pub async fn lock_schedule(tx: &mut Transaction<'static, Any>) -> Result<()> {
+    if tx.backend_name() == "PostgreSQL" {
+        // In FROM, so that the row has a column the Any driver can read (the lock's is `void`).
+        sqlx::query("SELECT 1 FROM pg_advisory_xact_lock($1)")
+            .bind(SCHEDULE_LOCK)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
+/// The advisory lock's key: `byok:iss` as a big-endian integer, taken by nothing else.
+const SCHEDULE_LOCK: i64 = i64::from_be_bytes(*b"byok:iss");
 
 /// Every signing key, oldest first.
 pub async fn keys(conn: &mut AnyConnection) -> Result<Vec<StoredIssuerKey>> {
