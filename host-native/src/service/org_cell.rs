@@ -267,6 +267,9 @@ impl Service {
             self.retired.note(org);
         }
         self.cache.evict_org(org);
+        // Storage moved past the cell: a token of the org revoked there may be among the
+        // grants held here, read before it (see [`Service::org_changed`]).
+        self.grants.retain(|_, g| g.org != Some(org));
     }
 
     /// Org `id` as storage has it now: the cell held here, or a fresh one when another replica

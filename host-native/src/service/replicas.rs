@@ -47,8 +47,14 @@ impl Service {
     }
 
     /// Another replica changed org `org` to `version` (a notification or the poll). Returns
-    /// whether anything held here was out of date and dropped.
+    /// whether the org's state held here was out of date and dropped.
+    ///
+    /// The org's token grants are dropped in every case, even when the org held here is
+    /// already at `version`: something here may have reloaded it first (a key health check, a
+    /// job step and an admin change each read the org's version), and that reload says
+    /// nothing of grants read from storage before a token's revoke. Each is read again once.
     pub fn org_changed(&self, org: ScopeId, version: i64) -> bool {
+        self.grants.retain(|_, g| g.org != Some(org));
         let cell = {
             let orgs = self.orgs.write().unwrap_or_else(|p| p.into_inner());
             let cell = orgs.get(&org).cloned();
@@ -66,7 +72,6 @@ impl Service {
             Some(c) => self.forget_cell(org, c),
             None => self.cache.evict_org(org),
         }
-        self.grants.retain(|_, g| g.org != Some(org));
         self.metrics.remote_changes.fetch_add(1, Ordering::Relaxed);
         true
     }
@@ -76,10 +81,22 @@ impl Service {
     /// Returns how many orgs changed.
     pub async fn poll_versions(&self, seen: &mut HashMap<ScopeId, i64>) -> Result<usize> {
         let mut changed = 0;
-        for (org, v) in org_rows::versions(self.store.pool()).await? {
-            // Moved since the last poll (nothing is cached for an org first seen now), or held
-            // here behind what storage has (a cell loaded before a lost notification).
-            let moved = matches!(seen.insert(org, v), Some(before) if before != v);
+        let first = seen.is_empty();
+        let versions = org_rows::versions(self.store.pool()).await?;
+        if first {
+            // Grants read before this first poll may predate a revoke whose announcement was
+            // missed, and no earlier version to compare tells: each is read again once.
+            self.grants.retain(|_, g| g.org.is_none());
+        }
+        for (org, v) in versions {
+            // Moved since the last poll, or held here behind what storage has (a cell loaded
+            // before a lost notification).
+            let before = seen.insert(org, v);
+            let moved = matches!(before, Some(before) if before != v);
+            if before.is_none() && !first {
+                // An org made since the last poll: its grants, as on the first poll.
+                self.grants.retain(|_, g| g.org != Some(org));
+            }
             let behind = self
                 .orgs
                 .read()

@@ -384,14 +384,19 @@ pub async fn versions(pool: &AnyPool) -> Result<Vec<(ScopeId, i64)>> {
     let rows = sqlx::query("SELECT id, version FROM orgs")
         .fetch_all(pool)
         .await?;
-    rows.iter()
-        .map(|r| {
-            Ok((
-                scope_id(r.try_get::<&str, _>("id")?)?,
-                r.try_get("version")?,
-            ))
+    // A row that does not read (a damaged id) is skipped with a warning rather than failing
+    // the whole list: the poll is how lost announcements of every other org are made up.
+    Ok(rows
+        .iter()
+        .filter_map(|r| {
+            let row = || -> Result<(ScopeId, i64)> {
+                Ok((scope_id(r.try_get("id")?)?, r.try_get("version")?))
+            };
+            let row = row();
+            row.inspect_err(|e| tracing::warn!(error = %e, "an org row the poll cannot read"))
+                .ok()
         })
-        .collect()
+        .collect())
 }
 
 #[cfg(test)]
