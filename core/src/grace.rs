@@ -176,30 +176,36 @@ impl CachePolicy {
         now < self.fresh_until(unwrapped_at)
     }
 
-    /// When a lease of keys that come from a root unwrapped at `unwrapped_at` must end, for a
-    /// lease asked at `now` that may last `lease_ttl`: never after the root itself may serve,
-    /// so that an edge holds no key the server would no longer hold.
+    /// When a lease of keys that come from a root of freshness `root` must end, for a lease
+    /// asked at `now` that may last `lease_ttl`: never after the root itself may serve, so
+    /// that an edge holds no key the server would no longer hold.
     /// - Within the root's TTL: the TTL's end. A withdrawal at the key holder (CMK disabled,
     ///   grant removed) is seen at the first unwrap after the TTL, and the lease is then renewed
     ///   through that unwrap, or refused. So the withdrawal bound at an edge is the TTL, as on
     ///   the server, not the TTL plus a lease TTL.
-    /// - In outage grace (past the TTL, refreshing fails as unreachable): the grace's end.
+    /// - In outage grace (past the TTL, and a refresh failed as unreachable: `retry_at` set):
+    ///   the grace's end.
     ///
     /// `None` when no lease can be given: the policy keeps no root (TTL 0, so every use must
-    /// ask the key holder, which an edge cannot), or the root may not serve at `now`.
+    /// ask the key holder, which an edge cannot); the root may not serve at `now`; or its TTL
+    /// has passed and no refresh has failed yet. That root is merely not asked again yet (a
+    /// lease that resolved its keys just before the TTL's end, then waited): its key holder
+    /// must answer first, or a withdrawal there would reach edges a lease TTL late.
     pub fn lease_until(
         &self,
-        unwrapped_at: Duration,
+        root: Freshness,
         now: Duration,
         lease_ttl: Duration,
     ) -> Option<Duration> {
         if self.ttl.is_zero() {
             return None;
         }
-        let root_ends = if self.is_fresh(unwrapped_at, now) {
-            self.fresh_until(unwrapped_at)
+        let root_ends = if self.is_fresh(root.unwrapped_at, now) {
+            self.fresh_until(root.unwrapped_at)
+        } else if root.retry_at.is_some() {
+            self.keep_until(root.unwrapped_at)
         } else {
-            self.keep_until(unwrapped_at)
+            return None;
         };
         (now < root_ends).then(|| root_ends.min(now.saturating_add(lease_ttl)))
     }
@@ -316,35 +322,49 @@ mod tests {
     fn a_lease_never_outlives_its_root() {
         let p = policy(60, 600);
         let lease = S(30);
+        let fresh = Freshness::unwrapped(S(100));
+        let in_grace = Freshness {
+            unwrapped_at: S(100),
+            retry_at: Some(S(170)),
+        };
         // Fresh, far from the TTL's end: the lease TTL.
-        assert_eq!(p.lease_until(S(100), S(100), lease), Some(S(130)));
+        assert_eq!(p.lease_until(fresh, S(100), lease), Some(S(130)));
         // Fresh, near the end: cut at the TTL's end, not the grace's.
-        assert_eq!(p.lease_until(S(100), S(150), lease), Some(S(160)));
-        // Served in grace: cut at the grace's end.
-        assert_eq!(p.lease_until(S(100), S(750), lease), Some(S(760)));
-        assert_eq!(p.lease_until(S(100), S(700), lease), Some(S(730)));
+        assert_eq!(p.lease_until(fresh, S(150), lease), Some(S(160)));
+        // Past the TTL with no refresh failed yet: the key holder must answer first.
+        assert_eq!(p.lease_until(fresh, S(160), lease), None);
+        assert_eq!(p.lease_until(fresh, S(700), lease), None);
+        // Served in grace (a refresh failed as unreachable): cut at the grace's end.
+        assert_eq!(p.lease_until(in_grace, S(750), lease), Some(S(760)));
+        assert_eq!(p.lease_until(in_grace, S(700), lease), Some(S(730)));
         // Past everything, or no cache at all: no lease.
-        assert_eq!(p.lease_until(S(100), S(760), lease), None);
-        assert_eq!(policy(0, 0).lease_until(S(100), S(100), lease), None);
+        assert_eq!(p.lease_until(in_grace, S(760), lease), None);
+        assert_eq!(policy(0, 0).lease_until(fresh, S(100), lease), None);
     }
 
     proptest::proptest! {
         #[test]
         fn leases_end_by_the_root_and_the_lease_ttl(
             ttl in 0u64..1_000, grace in 0u64..1_000, at in 0u64..10_000,
-            after in 0u64..3_000, lease in 0u64..1_000,
+            after in 0u64..3_000, lease in 0u64..1_000, failed in proptest::bool::ANY,
         ) {
             let p = policy(ttl, grace);
             let now = S(at + after);
-            if let Some(end) = p.lease_until(S(at), now, S(lease)) {
+            let root = Freshness { unwrapped_at: S(at), retry_at: failed.then_some(S(at + ttl)) };
+            if let Some(end) = p.lease_until(root, now, S(lease)) {
                 proptest::prop_assert!(end <= now + S(lease));
                 proptest::prop_assert!(end <= p.keep_until(S(at)));
+                if !failed {
+                    proptest::prop_assert!(end <= p.fresh_until(S(at)));
+                }
                 if p.is_fresh(S(at), now) {
                     proptest::prop_assert!(end <= p.fresh_until(S(at)));
                 }
                 proptest::prop_assert!(ttl > 0);
             } else {
-                proptest::prop_assert!(ttl == 0 || now >= p.keep_until(S(at)));
+                proptest::prop_assert!(
+                    ttl == 0 || now >= p.keep_until(S(at)) || (!failed && !p.is_fresh(S(at), now))
+                );
             }
         }
     }

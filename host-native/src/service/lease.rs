@@ -123,14 +123,21 @@ impl Service {
         let now = self.now();
         let ttl = Duration::from_millis(ttl_ms);
         let policy = self.cache_policy(cell);
+        let snap = cell.snapshot();
         let mut ends = now.saturating_add(ttl);
         for v in versions {
-            let cached = self
+            let key = KeyId::new(scope, *v);
+            // The key itself still held (a denial evicts it), and its root's freshness as it
+            // stands: whether its TTL has passed since the key was resolved, and whether a
+            // refresh has failed since (grace) or none was tried yet (answer `Reloading`: the
+            // retry asks the key holder).
+            self.cache.get(key, now).ok_or(ServiceError::Reloading)?;
+            let root = self
                 .cache
-                .get(KeyId::new(scope, *v), now)
+                .get(snap.root_of(key)?, now)
                 .ok_or(ServiceError::Reloading)?;
             let until = policy
-                .lease_until(cached.freshness.unwrapped_at, now, ttl)
+                .lease_until(root.freshness, now, ttl)
                 .ok_or(ServiceError::Reloading)?;
             ends = ends.min(until);
         }
@@ -152,6 +159,7 @@ mod tests {
 
     use super::super::{Authenticated, ServiceError, test_caller, test_service, test_team};
     use crate::store::{Database, Role};
+    use byok_core::ScopeId;
 
     /// A lease waiting for the store's writer when a denial evicts the org's keys gets none:
     /// the server no longer holds them, so no edge may (its end is decided with the writer
@@ -192,6 +200,46 @@ mod tests {
         assert!(
             ttl <= left + 5,
             "ttl_ms {ttl} outlasts expires_at (in {left} ms)"
+        );
+    }
+
+    /// A lease that resolved its keys within the root's TTL, then waited past the TTL's end,
+    /// gets none: the root is not in grace (no refresh has failed), only not asked again yet,
+    /// and its key holder must answer before keys leave, or a withdrawal there would reach
+    /// edges a lease TTL late. The retry asks it, and its lease ends by the new TTL.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_lease_past_its_roots_ttl_waits_for_the_key_holder() {
+        let db = Database::open("sqlite::memory:").await.unwrap();
+        let svc = std::sync::Arc::new(test_service(&db, 3));
+        let ttl = Duration::from_millis(600);
+        let (org, _) = svc
+            .create_org(
+                "org",
+                Some(ttl),
+                Some(Duration::from_secs(60)),
+                Some(Duration::from_secs(3_600)),
+            )
+            .await
+            .unwrap();
+        let team = svc.create_scope(org, org, "team").await.unwrap();
+        let team = ScopeId::parse_hex(&team.id).unwrap();
+        let who = test_caller(&svc, org).await;
+        svc.lease(&who, org, team, "warm", None).await.unwrap();
+        // Resolved while fresh, decided after the TTL.
+        let writer = svc.store().write().await.unwrap();
+        let waiting = tokio::spawn({
+            let (svc, who) = (svc.clone(), who.clone());
+            async move { svc.lease(&who, org, team, "req", None).await }
+        });
+        tokio::time::sleep(ttl + Duration::from_millis(100)).await;
+        drop(writer);
+        let answer = waiting.await.unwrap().map(drop);
+        assert!(matches!(answer, Err(ServiceError::Reloading)), "{answer:?}");
+        let renewed = svc.lease(&who, org, team, "retry", None).await.unwrap();
+        let left = renewed.expires_at() - crate::store::now_ms();
+        assert!(
+            left <= 600,
+            "a lease of {left} ms from a root fresh for 600"
         );
     }
 
