@@ -110,6 +110,12 @@ impl Org {
 
     /// Opens the managed holder's copy of root version `version`.
     pub fn unwrap_root_managed(&self, managed: &ScopeKey, version: u32) -> Result<ScopeKey> {
+        // Only a live root version: a revoked org has none, whatever copies a state holds.
+        if !self.root_versions().contains(&version) {
+            return Err(scope_err(ScopeError::UnknownVersion(KeyId::new(
+                self.root, version,
+            ))));
+        }
         let holder = self
             .holders
             .get(&HolderId::Managed)
@@ -193,6 +199,9 @@ impl Org {
             .ok_or(scope_err(ScopeError::UnknownHolder(holder)))?;
         if h.status == HolderStatus::Disabled {
             return Err(scope_err(ScopeError::UnknownHolder(holder)));
+        }
+        if holder == HolderId::Managed && self.default != HolderId::Managed {
+            return Err(scope_err(ScopeError::ManagedUnderByok));
         }
         h.copies.insert(version, wrapped.clone());
         let mut effects = vec![Effect::PutRootCopy {

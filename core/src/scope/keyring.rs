@@ -16,7 +16,7 @@ use crate::key_id::{KeyId, ScopeId};
 use crate::scope::contexts::{managed_root_context, scope_key_context};
 use crate::scope::effect::{AuditEvent, Effect};
 use crate::scope::error::ScopeError;
-use crate::scope::holders::HolderStatus;
+use crate::scope::holders::{HolderId, HolderStatus};
 use crate::scope::job::{JobKind, JobStep, RewrapJob};
 use crate::scope::org::{Org, Result, WrappedScopeKey, scope_err};
 use crate::scope::state::Effective;
@@ -74,7 +74,10 @@ impl Org {
         let Some(parent) = scope.parent else {
             return Err(scope_err(ScopeError::RootRotation));
         };
-        let next = scope.current_version().map_or(1, |v| v.saturating_add(1));
+        let next = match scope.current_version() {
+            Some(v) => next_version(KeyId::new(id, v))?,
+            None => 1,
+        };
         let under = self.current_key_id(parent)?;
         check_key(under, parent_key)?;
         let key_id = KeyId::new(id, next);
@@ -117,7 +120,7 @@ impl Org {
         if self.job.is_some() {
             return Err(scope_err(ScopeError::JobRunning));
         }
-        let next = self.current_key_id(self.root)?.version.saturating_add(1);
+        let next = next_version(self.current_key_id(self.root)?)?;
         check_key(KeyId::new(self.root, next), new_root)?;
         let default = self.default;
         if let Some(scope) = self.scopes.get_mut(&self.root) {
@@ -136,7 +139,11 @@ impl Org {
         for h in self.holders.values_mut() {
             if h.id == default {
                 h.copies.insert(next, default_copy.clone());
-            } else if h.status != HolderStatus::Disabled {
+            } else if h.status != HolderStatus::Disabled
+                // Under BYOK the managed key never wraps a root (it is disabled then; this
+                // holds even for a state that says otherwise).
+                && !(h.id == HolderId::Managed && default != HolderId::Managed)
+            {
                 if h.status != HolderStatus::Pending {
                     h.status = HolderStatus::Pending;
                     effects.push(Effect::PutHolder {
@@ -269,6 +276,12 @@ impl Org {
         self.check_usable(key.scope).map_err(scope_err)?;
         check_key(from, from_key)?;
         check_key(to, to_key)?;
+        // The step moves the key between live versions of its parent: checked here too, not
+        // only trusted from the stored job (a damaged row must not wrap a key under its own
+        // child, making a cycle no resolve would leave).
+        if !self.rewrap_fits(key, from, to) {
+            return Err(scope_err(ScopeError::NoSuchJob));
+        }
         let parent = from.scope;
         let current = self
             .get(key.scope)
@@ -453,6 +466,37 @@ impl Org {
         }
     }
 
+    /// Whether a rewrap of `key` from `from` to `to` is one a job of this org can run now:
+    /// both are versions of the key's parent in the tree, and `to` is a live one (the parent
+    /// may have rotated since the job began, so not necessarily its newest).
+    fn rewrap_fits(&self, key: KeyId, from: KeyId, to: KeyId) -> bool {
+        let parent = self.scopes.get(&key.scope).and_then(|s| s.parent);
+        parent.is_some_and(|p| {
+            from.scope == p
+                && to.scope == p
+                && self
+                    .scopes
+                    .get(&p)
+                    .is_some_and(|s| s.versions.contains_key(&to.version))
+        })
+    }
+
+    /// Whether the org's job, as stored, fits its tree: steps done no more than it has, and
+    /// each rewrap between versions of the moved key's parent. Checked when an org is
+    /// restored; a step's target is checked again when it runs ([`Self::rewrap_child`]).
+    pub(super) fn job_fits(&self) -> bool {
+        self.job.as_ref().is_none_or(|job| {
+            job.done <= job.steps.len()
+                && job.steps.iter().all(|step| match *step {
+                    JobStep::WrapRoot { .. } => true,
+                    JobStep::Rewrap { key, from, to } => {
+                        let parent = self.scopes.get(&key.scope).and_then(|s| s.parent);
+                        parent.is_some_and(|p| from.scope == p && to.scope == p)
+                    }
+                })
+        })
+    }
+
     fn step_done(&self, kind: &JobKind, step: &JobStep) -> bool {
         let refresh = matches!(kind, JobKind::RefreshHolder(_));
         match *step {
@@ -474,6 +518,15 @@ impl Org {
                 .is_none_or(|w| w.under == to),
         }
     }
+}
+
+/// The version after `current`'s: refused at the end of the numbers rather than saturating,
+/// which would put a new key in the place of the newest one and lose it.
+fn next_version(current: KeyId) -> Result<u32> {
+    current
+        .version
+        .checked_add(1)
+        .ok_or(Error::Internal("a scope's key versions ran out"))
 }
 
 pub(super) fn check_key(expected: KeyId, provided: &ScopeKey) -> Result<()> {

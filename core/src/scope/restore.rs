@@ -136,13 +136,39 @@ impl Org {
                 "the managed key holds a root copy while a customer key is the default",
             ));
         }
+        if default != HolderId::Managed
+            && holders
+                .get(&HolderId::Managed)
+                .is_some_and(|m| m.status != HolderStatus::Disabled)
+        {
+            // Under BYOK the managed key is disabled: enabled, a root rotation would make it
+            // wrap the next root version, which the vendor could then open alone.
+            return Err(Bad(
+                "the managed key is enabled while a customer key is the default",
+            ));
+        }
         if holders
             .values()
             .any(|h| h.status == HolderStatus::Disabled && !h.copies.is_empty())
         {
             return Err(Bad("a disabled key holder still has root copies"));
         }
-        Ok(Self::from_parts(root, scopes, holders, default, job))
+        if holders.values().any(|h| {
+            h.copies
+                .keys()
+                .any(|v| !root_versions.is_some_and(|r| r.contains_key(v)))
+        }) {
+            return Err(Bad(
+                "a key holder has a copy of a root version that is gone",
+            ));
+        }
+        let org = Self::from_parts(root, scopes, holders, default, job);
+        if !org.job_fits() {
+            return Err(Bad(
+                "the stored job names keys or holders the org does not have",
+            ));
+        }
+        Ok(org)
     }
 }
 
@@ -150,10 +176,14 @@ impl Org {
 #[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
+    use crate::crypto::ScopeKey;
     use crate::dev::TestRng;
     use crate::key_id::KeyId;
+    use crate::scope::effect::Effect;
+    use crate::scope::job::{JobKind, JobStep};
     use crate::scope::managed_key;
     use crate::secret::SecretBytes;
+    use alloc::vec;
 
     fn parts() -> (Org, Vec<StoredScope>, Vec<Holder>) {
         let mut rng = TestRng::seeded(3);
@@ -196,7 +226,7 @@ mod tests {
     fn damaged_rows_are_refused() {
         let (_, stored, holders) = parts();
         type Damage = fn(&mut Vec<StoredScope>, &mut Vec<Holder>);
-        let cases: [(&str, Damage); 8] = [
+        let cases: [(&str, Damage); 9] = [
             ("missing org scope", |s, _| s.retain(|x| x.parent.is_some())),
             ("duplicate", |s, _| s.push(s[1].clone())),
             ("missing parent", |s, _| {
@@ -221,6 +251,9 @@ mod tests {
             ("disabled holder with copies", |_, h| {
                 h[0].status = HolderStatus::Disabled;
             }),
+            ("copy of a root version that is gone", |_, h| {
+                h[0].copies.insert(9, vec![1]);
+            }),
         ];
         for (name, damage) in cases {
             let (mut s, mut h) = (stored.clone(), holders.clone());
@@ -230,5 +263,141 @@ mod tests {
                 "{name} was accepted"
             );
         }
+    }
+
+    /// The org of [`parts`] with a customer key `Cmk(1)` as the default holding every root
+    /// copy, and the managed holder as `managed` says.
+    fn byok(managed: HolderStatus) -> (Vec<StoredScope>, Vec<Holder>) {
+        let (_, stored, mut holders) = parts();
+        let copies = core::mem::take(&mut holders[0].copies);
+        holders[0].status = managed;
+        holders.push(Holder {
+            id: HolderId::Cmk(1),
+            status: HolderStatus::Ready,
+            copies,
+        });
+        (stored, holders)
+    }
+
+    /// Under BYOK the managed key is disabled. Rows saying it is enabled (with no copies, so
+    /// that "the vendor can decrypt" still reads false) are refused: the next root rotation
+    /// would make it wrap the new root. And were such a state built, a rotation skips it and a
+    /// copy by it is refused.
+    #[test]
+    fn an_enabled_managed_key_under_byok_is_refused() {
+        let root = ScopeId::from_bytes([1; 16]);
+        let open = |(stored, holders): (Vec<StoredScope>, Vec<Holder>)| {
+            Org::restore(root, stored, holders, HolderId::Cmk(1), None)
+        };
+        assert!(open(byok(HolderStatus::Disabled)).is_ok());
+        for status in [HolderStatus::Ready, HolderStatus::Pending] {
+            assert!(
+                matches!(open(byok(status)), Err(ScopeError::Inconsistent(_))),
+                "{status:?} accepted"
+            );
+        }
+        let (stored, holders) = byok(HolderStatus::Ready);
+        let scopes = restore(stored, Vec::from([holders[1].clone()])).map(|_| ());
+        assert!(scopes.is_err(), "the managed default lacks copies");
+        let mut org = open(byok(HolderStatus::Disabled)).unwrap();
+        let mut rng = TestRng::seeded(4);
+        if let Some(m) = org.holders.get_mut(&HolderId::Managed) {
+            m.status = HolderStatus::Ready;
+        }
+        let next = ScopeKey::random(KeyId::new(root, 2), &mut rng);
+        let effects = org.rotate_root(&next, vec![7]).unwrap();
+        assert!(
+            !effects.iter().any(|e| matches!(
+                e,
+                Effect::StartJob(j) if j.steps.iter().any(|s| matches!(
+                    s, JobStep::WrapRoot { holder: HolderId::Managed, .. }))
+            )),
+            "the managed key was asked to wrap a root under BYOK"
+        );
+        org.job = None;
+        assert!(matches!(
+            org.record_root_copy(HolderId::Managed, 2, vec![1]),
+            Err(crate::Error::Scope(ScopeError::ManagedUnderByok))
+        ));
+    }
+
+    /// The managed key opens only live root versions, whatever copies a state holds.
+    #[test]
+    fn the_managed_key_opens_live_root_versions_only() {
+        let mut rng = TestRng::seeded(3);
+        let managed = managed_key(SecretBytes::random(&mut rng), 1);
+        let (mut org, _, _) = parts();
+        assert!(org.unwrap_root_managed(&managed, 1).is_ok());
+        if let Some(m) = org.holders.get_mut(&HolderId::Managed) {
+            let copy = m.copies[&1].clone();
+            m.copies.insert(9, copy);
+        }
+        assert!(matches!(
+            org.unwrap_root_managed(&managed, 9),
+            Err(crate::Error::Scope(ScopeError::UnknownVersion(_)))
+        ));
+    }
+
+    /// A stored job whose rewrap moves a key anywhere but between its parent's versions (which
+    /// would make a cycle no resolve leaves) is refused on restore; a step aimed at a version
+    /// the parent does not have is refused when it runs.
+    #[test]
+    fn a_job_that_does_not_fit_the_tree_is_refused() {
+        let (_, stored, holders) = parts();
+        let (root, team, leaf) = (
+            ScopeId::from_bytes([1; 16]),
+            ScopeId::from_bytes([2; 16]),
+            ScopeId::from_bytes([3; 16]),
+        );
+        let job = |key, from, to| {
+            Some(RewrapJob::new(
+                JobKind::RetireVersion(KeyId::new(team, 1)),
+                Vec::from([JobStep::Rewrap { key, from, to }]),
+            ))
+        };
+        let open = |job| {
+            Org::restore(
+                root,
+                stored.clone(),
+                holders.clone(),
+                HolderId::Managed,
+                job,
+            )
+        };
+        // The team's key moved under its own child.
+        let cycle = job(
+            KeyId::new(team, 1),
+            KeyId::new(root, 1),
+            KeyId::new(leaf, 1),
+        );
+        assert!(matches!(open(cycle), Err(ScopeError::Inconsistent(_))));
+        let mut done_past = job(
+            KeyId::new(leaf, 1),
+            KeyId::new(team, 1),
+            KeyId::new(team, 1),
+        );
+        if let Some(j) = done_past.as_mut() {
+            j.done = 2;
+        }
+        assert!(matches!(open(done_past), Err(ScopeError::Inconsistent(_))));
+        // Fits the tree, but aims at a version the team does not have.
+        let step = JobStep::Rewrap {
+            key: KeyId::new(leaf, 1),
+            from: KeyId::new(team, 1),
+            to: KeyId::new(team, 5),
+        };
+        let mut org = open(job(
+            KeyId::new(leaf, 1),
+            KeyId::new(team, 1),
+            KeyId::new(team, 5),
+        ))
+        .unwrap();
+        let mut rng = TestRng::seeded(5);
+        let from = ScopeKey::random(KeyId::new(team, 1), &mut rng);
+        let to = ScopeKey::random(KeyId::new(team, 5), &mut rng);
+        assert!(matches!(
+            org.rewrap_child(&step, &from, &to, &mut rng),
+            Err(crate::Error::Scope(ScopeError::NoSuchJob))
+        ));
     }
 }
