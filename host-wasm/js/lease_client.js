@@ -89,8 +89,15 @@ export async function sealWithWebCrypto(lease, plaintext, context) {
  * WebCrypto. */
 export async function openWithWebCrypto(lease, ciphertext, context) {
   const step = lease.openStep(ciphertext, context);
-  // Text was decoded in wasm (`step.body`); bytes are viewed in place, never copied.
-  const body = step.body ?? ciphertext.subarray(step.header.length);
+  // Text was decoded in wasm (`step.body`); bytes are viewed in place, never copied. A view
+  // that cannot be made (not a typed array) must not leave the message key unwiped.
+  let body;
+  try {
+    body = step.body ?? ciphertext.subarray(step.header.length);
+  } catch (e) {
+    step.key.fill(0);
+    throw e;
+  }
   const key = await aesKey(step, 'decrypt');
   try {
     return new Uint8Array(await crypto.subtle.decrypt(
@@ -160,6 +167,7 @@ export class LeaseClient {
   constructor({ Lease, server, org, scope, token, audience, fetch = (...a) => globalThis.fetch(...a), now = Date.now, timeoutMs = 10_000 }) {
     this.Lease = Lease;
     this.url = `${server.replace(/\/$/, '')}/v1/orgs/${org}/scopes/${scope}/lease`;
+    this.scope = scope;
     this.token = token;
     this.body = JSON.stringify(audience === undefined ? {} : { audience });
     this.fetch = fetch;
@@ -199,21 +207,30 @@ export class LeaseClient {
       throw unreachable(e);
     }
     if (!answer.ok) {
-      // Decided by the status: a refusal whose body stalls or breaks off is a refusal still.
+      // Decided by the status, before the body is read: a refusal is the server saying no, so
+      // the keys go now, however long its body takes to come (or if it never does). A 429 or
+      // 5xx is not a refusal of the grant; the lease held lasts until it expires.
+      const err = new ByokError(`http_${answer.status}`, `lease refused (${answer.status})`);
+      if (this.Lease.isRefusal(answer.status)) this.end(err);
+      // The body then names the refusal: the streams ended above hold this same error.
       const text = await answer.text().catch(() => '');
       let body = {};
       try { body = JSON.parse(text); } catch { /* not JSON */ }
-      const code = body.error?.code ?? `http_${answer.status}`;
-      const err = new ByokError(code, body.error?.message ?? `lease refused (${answer.status})`);
-      // A refusal is the server saying no: stop using the keys now. A 429 or 5xx is not a
-      // refusal of the grant; the lease held lasts until it expires.
-      if (this.Lease.isRefusal(answer.status)) this.end(err);
+      if (typeof body.error?.code === 'string') err.code = body.error.code;
+      if (typeof body.error?.message === 'string') err.message = body.error.message;
       throw err;
     }
     let text;
     try { text = await answer.text(); } catch (e) { throw unreachable(e); }
     const received = this.now();
     const lease = this.Lease.fromJson(text, received);
+    const scope = lease.scope;
+    if (scope !== this.scope) {
+      // Another scope's keys (a proxy that mixed answers up, a server bug): data sealed with
+      // them would sit under a scope whose pause or revoke this edge's owner does not watch.
+      freeQuietly(lease);
+      throw new ByokError('invalid_request', `the lease is for scope ${scope}, not ${this.scope}`);
+    }
     this.drop();
     this.refused = null;
     this.current = { lease, renewAt: lease.renewAt(received) };

@@ -10,7 +10,7 @@ import { join, dirname } from 'node:path';
 const here = dirname(fileURLToPath(import.meta.url));
 const pkg = process.env.BYOK_WASM_PKG ?? join(here, '..', '..', 'pkg');
 const { default: init, Lease } = await import(join(pkg, 'byok_wasm.js'));
-const { LeaseClient } = await import(join(pkg, 'lease_client.js'));
+const { LeaseClient, openWithWebCrypto } = await import(join(pkg, 'lease_client.js'));
 await init({ module_or_path: readFileSync(join(pkg, 'byok_wasm_bg.wasm')) });
 
 const SCOPE = 'd05d3b7582186f01f52b381653c90d31';
@@ -40,6 +40,18 @@ function setup(script, life = TTL, options = {}) {
       // A refusal's status arrives, then the connection resets before its body.
       const body = new ReadableStream({ start(c) { c.error(new TypeError('terminated')); } });
       return new Response(body, { status: 409 });
+    }
+    if (next?.slow409) {
+      // A refusal's status arrives; its body only when the test says.
+      const body = new ReadableStream({ start(c) { next.slow409.send = () => {
+        c.enqueue(new TextEncoder().encode(JSON.stringify({ error: { code: 'scope_revoked', message: 'revoked' } })));
+        c.close();
+      }; } });
+      return new Response(body, { status: 410 });
+    }
+    if (next === 'other_scope') {
+      return new Response(JSON.stringify({ scope: 'aa'.repeat(16), current_version: 1,
+        keys: [{ version: 1, key: KEY }], expires_at: clock.t + life }), { status: 200 });
     }
     if (typeof next === 'number') {
       return new Response(JSON.stringify({ error: { code: `http_${next}`, message: 'no' } }), { status: next });
@@ -303,6 +315,49 @@ test('a wall clock stepped back after a lease arrived does not stretch it', asyn
     assert.throws(() => lease.encrypt(pt), (e) => e.code === 'lease_expired');
   } finally {
     Date.now = realNow;
+    lease.free();
+  }
+});
+
+test('a refusal wipes the lease before its body arrives, and takes its code from the body', async () => {
+  const slow = { slow409: {} };
+  const { clock, client } = setup(['ok', slow]);
+  await client.encrypt(pt);
+  const stream = await client.encryptStream();
+  clock.t += TTL / 2;
+  const refused = client.encrypt(pt);
+  refused.catch(() => {});
+  // The status is in, the body is not: the keys are gone already, the stream's too.
+  for (let i = 0; i < 200 && client.current !== null; i++) await new Promise((r) => setTimeout(r, 1));
+  assert.equal(client.current, null, 'the lease waited for the refusal\'s body');
+  assert.equal(client.streams.size, 0, 'the open stream kept its keys');
+  slow.slow409.send();
+  await assert.rejects(refused, (e) => e.code === 'scope_revoked' && e.message === 'revoked');
+  // A TransformStream runs a write only while its output is being read.
+  stream.readable.getReader().read().catch(() => {});
+  await assert.rejects(stream.writable.getWriter().write(pt), (e) => e.code === 'scope_revoked');
+});
+
+test('a lease of another scope is not taken', async () => {
+  const { client } = setup(['other_scope']);
+  await assert.rejects(client.encrypt(pt), (e) => e.code === 'invalid_request' && /not d05d/.test(e.message));
+  assert.equal(client.current, null);
+});
+
+test('a message key is wiped when the ciphertext cannot be viewed', async () => {
+  const doc = { scope: SCOPE, current_version: 1, keys: [{ version: 1, key: KEY }],
+    expires_at: Date.now() + 60_000 };
+  const lease = Lease.fromJson(JSON.stringify(doc));
+  try {
+    const ct = lease.encrypt(new Uint8Array(100));
+    let step;
+    const openStep = lease.openStep.bind(lease);
+    lease.openStep = (...a) => { step = openStep(...a); return step; };
+    // An ArrayBuffer: the module reads it, but it has no `subarray`.
+    await assert.rejects(openWithWebCrypto(lease, ct.buffer.slice(ct.byteOffset, ct.byteOffset + ct.length)), TypeError);
+    assert.ok(step, 'openStep ran');
+    assert.ok(step.key.every((b) => b === 0), 'the message key was left in memory');
+  } finally {
     lease.free();
   }
 });
