@@ -41,12 +41,12 @@ async fn a_pause_on_one_replica_stops_the_others_by_notification() {
         let paused = o.act(&r.a.api, &team, "pause", json!({})).await;
         assert_status(&paused, 200);
         if round == 0 {
-            // The receipt's end of access counts the replicas: the longer of the poll (an hour
-            // here) and the usage window.
+            // The receipt's end of access counts the replicas: the poll (an hour here) plus
+            // the usage window.
             let entry = &paused.1["receipt"]["entry"];
             let at = entry["at"].as_i64().expect("the receipt's time");
-            assert_eq!(entry["event"]["replicas_stop_by"], json!(at + 3_600_000));
-            assert_eq!(entry["event"]["access_ends_at"], json!(at + 3_600_000));
+            assert_eq!(entry["event"]["replicas_stop_by"], json!(at + 3_660_000));
+            assert_eq!(entry["event"]["access_ends_at"], json!(at + 3_660_000));
         }
         for (_, api) in &r.others {
             took.push(until(&o, api, &cts[0], 409, Duration::from_secs(2)).await);

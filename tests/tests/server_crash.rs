@@ -97,3 +97,50 @@ async fn kill_9_during_rotation_rewrap_of_100k_data_keys() {
     assert_eq!(v1, 0);
     pool.close().await;
 }
+
+/// A second `byok serve` on a SQLite data directory in use refuses to start, naming the
+/// directory: nothing would carry one server's changes (a pause, a revoke) to the other's
+/// memory. Once the first is gone (a crash included), a server starts on it again.
+#[tokio::test]
+async fn a_second_server_on_a_data_directory_in_use_refuses_to_start() {
+    let mut ts = TestServer::start_with("one-server", |data| Server::start(data, &[]));
+    if ts.server.database_url().is_some() {
+        return; // PostgreSQL: replicas are the point, and there is no lock.
+    }
+    let data = ts.dir.join("data");
+    let mut second = std::process::Command::new(byok_tests::server::binary())
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data)
+        .env_remove("BYOK_MANAGED_KEY")
+        .env_remove("BYOK_DATABASE_URL")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run byok serve");
+    let mut exited = None;
+    for _ in 0..100 {
+        exited = second.try_wait().unwrap();
+        if exited.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let Some(status) = exited else {
+        let _ = second.kill();
+        let _ = second.wait();
+        panic!("a second server started on a data directory in use");
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut second.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success(), "{stderr}");
+    assert!(
+        stderr.contains("another byok serve is using the data directory")
+            && stderr.contains(&data.display().to_string()),
+        "{stderr}"
+    );
+    // Still one server: it answers. After a kill -9 the lock is gone with it.
+    assert_status(&ts.api.get("/healthz", "").await, 200);
+    ts.server.restart();
+    ts.api = byok_tests::server::Api::new(&ts.server.url);
+    assert_status(&ts.api.get("/healthz", "").await, 200);
+}

@@ -53,10 +53,39 @@ fn create_private_dir(path: &std::path::Path) -> std::io::Result<()> {
     std::fs::create_dir_all(path)
 }
 
+/// Takes `dir/byok.lock` for this process's life (the lock goes with the process, a crash
+/// included). SQLite lets a second process open the same database, but nothing carries one
+/// server's changes to the other (no notifications, no poll on SQLite): a pause made through
+/// one would never reach the other's memory. So a second `serve` on a directory in use refuses
+/// to start; several servers need PostgreSQL.
+fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File, String> {
+    let path = dir.join("byok.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(format!(
+            "another byok serve is using the data directory {} (it holds {}): run one server per SQLite data directory, or several over PostgreSQL (--database-url)",
+            dir.display(),
+            path.display()
+        )),
+        Err(std::fs::TryLockError::Error(e)) => Err(format!("cannot lock {}: {e}", path.display())),
+    }
+}
+
 /// Runs the server until a shutdown signal.
 pub async fn run(config: Config) -> Result<(), String> {
     create_private_dir(&config.data_dir)
         .map_err(|e| format!("cannot create {}: {e}", config.data_dir.display()))?;
+    // Held until `run` returns, when the server has stopped.
+    let _one_server = match &config.database_url {
+        Some(_) => None,
+        None => Some(lock_data_dir(&config.data_dir)?),
+    };
     let store = match &config.database_url {
         Some(url) => Database::open_with(url.expose(), config.database_pool)
             .await

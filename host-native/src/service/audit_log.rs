@@ -493,7 +493,7 @@ mod tests {
         let alone = svc.receipt(org, paused()).await.unwrap().entry;
         assert_eq!(alone.event["access_ends_at"], json!(alone.at));
         assert_eq!(alone.event["replicas_stop_by"], json!(null));
-        for (poll, lag) in [(500, 60_000), (120_000, 120_000)] {
+        for (poll, lag) in [(500, 60_500), (120_000, 180_000)] {
             svc.has_replicas(Duration::from_millis(poll));
             let r = svc.receipt(org, paused()).await.unwrap().entry;
             assert_eq!(

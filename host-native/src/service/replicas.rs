@@ -33,15 +33,18 @@ impl Service {
     /// ([`Service::replicas_lag_ms`]).
     pub fn has_replicas(&self, poll: Duration) {
         let poll = i64::try_from(poll.as_millis()).unwrap_or(i64::MAX);
-        self.replicas_lag_ms
-            .store(poll.max(super::usage::WINDOW_MS), Ordering::SeqCst);
+        self.replicas_lag_ms.store(
+            poll.saturating_add(super::usage::WINDOW_MS),
+            Ordering::SeqCst,
+        );
     }
 
     /// How long after a change here another replica may still serve what it withdrew, in ms
-    /// (0 without replicas): the poll, by which a replica that reaches the database has heard
-    /// of it (a notification comes in milliseconds; the poll catches a lost one), or the
-    /// usage window, within which a replica cut off from the database stops (each token's use
-    /// of a scope needs a mark that often), whichever is longer.
+    /// (0 without replicas): the poll plus the usage window. A replica that reaches the
+    /// database has heard of the change by the poll (a notification comes in milliseconds;
+    /// the poll catches a lost one). One cut off from the database before it heard stops when
+    /// its usage marks run out (each token's use of a scope needs a mark that often), and its
+    /// last mark may have been written up to a poll after the change.
     pub fn replicas_lag_ms(&self) -> i64 {
         self.replicas_lag_ms.load(Ordering::SeqCst)
     }
