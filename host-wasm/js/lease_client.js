@@ -110,15 +110,21 @@ export async function openWithWebCrypto(lease, ciphertext, context) {
 
 /** A TransformStream over a wasm StreamSealer or StreamOpener, open in `streams` (its
  * client's): its keys (a copy of the lease's) are wiped when the stream ends, fails or is
- * cancelled, and when the client's renewal is refused, after which it fails with that refusal. */
-function transform(inner, streams) {
+ * cancelled, and when the client's renewal is refused, after which it fails with that refusal.
+ * Also when the lease it was opened on expires (`expiresAt`, ms since the epoch), used or not:
+ * a stream abandoned by its caller (a request aborted mid-pipe, in a runtime whose transform
+ * streams have no `cancel`) would otherwise keep its keys while the client renews. */
+function transform(inner, streams, expiresAt) {
   let freed = false;
   let ended = null;
+  let timer;
   const free = () => {
-    if (!freed) { freed = true; streams.delete(open); freeQuietly(inner); }
+    if (!freed) { freed = true; clearTimeout(timer); streams.delete(open); freeQuietly(inner); }
   };
   const open = { end(err) { ended = err; free(); } };
   streams.add(open);
+  timer = setTimeout(() => open.end(expiredError()), Math.max(0, expiresAt - Date.now()) + 5);
+  timer?.unref?.();
   const rethrow = (e) => { free(); throw e; };
   return new TransformStream({
     transform(chunk, controller) {
@@ -324,14 +330,14 @@ export class LeaseClient {
    * It uses the lease live now, and fails with `lease_expired` if the stream outlasts it. */
   async encryptStream(context) {
     const lease = await this.lease();
-    return transform(lease.sealStream(context), this.streams);
+    return transform(lease.sealStream(context), this.streams, lease.expiresAt);
   }
 
   /** A `TransformStream` that decrypts a framed ciphertext piped through it: each frame's
    * plaintext comes out only after its tag verified, and a stream cut short errors at the end. */
   async decryptStream(context) {
     const lease = await this.lease();
-    return transform(lease.openStream(context), this.streams);
+    return transform(lease.openStream(context), this.streams, lease.expiresAt);
   }
 
   /** Forgets the lease held (its keys are wiped in the wasm module). */

@@ -361,3 +361,18 @@ test('a message key is wiped when the ciphertext cannot be viewed', async () => 
     lease.free();
   }
 });
+
+test('a stream left open is wiped when its lease expires, though the client renewed since', async () => {
+  // Leases of 400 ms of real time; the second is asked with the client's clock ten minutes on,
+  // so it lives that long and the client's own expiry timer never ends the first's streams.
+  const { clock, client } = setup(['ok', 'ok'], 400);
+  const abandoned = await client.encryptStream();
+  assert.ok(abandoned, 'a stream, never written or read');
+  assert.equal(client.streams.size, 1);
+  clock.t += 600_000;
+  await client.encrypt(pt); // renewed
+  assert.notEqual(client.current, null);
+  await new Promise((r) => setTimeout(r, 450));
+  assert.equal(client.streams.size, 0, 'the abandoned stream kept its keys past its lease');
+  assert.notEqual(client.current, null, 'the renewed lease lives on');
+});
