@@ -31,7 +31,10 @@ impl Service {
         let Some(token) = audit::actor_id() else {
             return Ok(());
         };
-        let now = store::now_ms();
+        // The window is measured on the service's monotonic clock: a wall clock stepped back
+        // (NTP) on a replica cut off from the database must not stretch it. The audit row
+        // carries the wall time.
+        let now = i64::try_from(self.now().as_millis()).unwrap_or(i64::MAX);
         {
             let seen = self.usage.0.lock().unwrap_or_else(|p| p.into_inner());
             if seen
@@ -45,7 +48,8 @@ impl Service {
         Box::pin(self.write_mark(org, scope, token, now)).await
     }
 
-    /// Commits the mark for `token` on `scope` of `org` at `now`, then remembers it.
+    /// Commits the mark for `token` on `scope` of `org`, taken at `now` (the monotonic clock,
+    /// ms), then remembers it.
     async fn write_mark(
         &self,
         org: ScopeId,
@@ -58,7 +62,7 @@ impl Service {
         let mut w = self.store.write().await?;
         let event =
             json!({ "type": "scope_used", "scope": scope.to_string(), "window_ms": WINDOW_MS });
-        audit::append(&mut w.tx, org, now, &event).await?;
+        audit::append(&mut w.tx, org, store::now_ms(), &event).await?;
         w.commit().await?;
         let mut seen = self.usage.0.lock().unwrap_or_else(|p| p.into_inner());
         if seen.len() >= MAX_MARKS {
