@@ -138,6 +138,8 @@ pub enum LeaseError {
     DuplicateVersion(u32),
     /// `current_version` has no key in `keys`.
     NoCurrentKey(u32),
+    /// The lease is for another scope than the one asked for (see [`Lease::check_scope`]).
+    OtherScope,
     /// The lease has expired: its keys must not be used (renew it).
     Expired {
         /// When it ended, ms since the epoch.
@@ -160,6 +162,7 @@ impl fmt::Display for LeaseError {
                 "lease: key version {version} is {len} bytes (expected {KEY_LEN})"
             ),
             Self::DuplicateVersion(v) => write!(f, "lease: key version {v} appears twice"),
+            Self::OtherScope => f.write_str("lease: for another scope than the one asked for"),
             Self::NoCurrentKey(v) => {
                 write!(f, "lease: current_version {v} has no key in keys")
             }
@@ -336,6 +339,22 @@ impl Lease {
         self.scope
     }
 
+    /// Checks that this lease is for `asked`, the scope an edge asked for (its id as
+    /// configured, any case). A lease of another scope (a proxy that mixed answers up, a server
+    /// bug) must not be used: data sealed with it would sit under a scope whose pause or revoke
+    /// the edge's owner does not watch.
+    ///
+    /// # Errors
+    ///
+    /// [`LeaseError::OtherScope`].
+    pub fn check_scope(&self, asked: &str) -> Result<(), LeaseError> {
+        if ScopeId::parse_hex(asked) == Some(self.scope) {
+            Ok(())
+        } else {
+            Err(LeaseError::OtherScope)
+        }
+    }
+
     /// The version to encrypt with.
     pub fn current_version(&self) -> u32 {
         self.current_version
@@ -445,6 +464,22 @@ mod tests {
 
     fn key(version: u32, byte: u8) -> String {
         format!(r#"{{"version":{version},"key":"{}"}}"#, b64(byte, 32))
+    }
+
+    #[test]
+    fn a_lease_of_another_scope_is_refused() {
+        let lease = good();
+        assert_eq!(lease.check_scope(SCOPE), Ok(()));
+        assert_eq!(lease.check_scope(&SCOPE.to_uppercase()), Ok(()));
+        assert_eq!(
+            lease.check_scope("ffffffffffffffffffffffffffffffff"),
+            Err(LeaseError::OtherScope)
+        );
+        assert_eq!(lease.check_scope("not an id"), Err(LeaseError::OtherScope));
+        assert_eq!(
+            LeaseError::OtherScope.api_code(),
+            crate::ApiCode::InvalidRequest
+        );
     }
 
     fn good() -> Lease {

@@ -231,7 +231,7 @@ export class LeaseClient {
     const received = this.now();
     const lease = this.Lease.fromJson(text, received);
     const scope = lease.scope;
-    if (scope !== this.scope) {
+    if (scope !== this.scope.toLowerCase()) {
       // Another scope's keys (a proxy that mixed answers up, a server bug): data sealed with
       // them would sit under a scope whose pause or revoke this edge's owner does not watch.
       freeQuietly(lease);

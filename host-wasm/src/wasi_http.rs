@@ -130,7 +130,9 @@ fn renew(config: &Config, holder: &mut Holder) -> Result<(), EdgeError> {
     };
     let received = now_ms();
     if status == 200 {
-        return match Lease::parse(&body, received) {
+        let lease =
+            Lease::parse(&body, received).and_then(|l| l.check_scope(&config.scope).map(|()| l));
+        return match lease {
             Ok(lease) => {
                 holder.received(lease, received);
                 Ok(())
@@ -171,6 +173,8 @@ fn server_error(status: u16, body: &[u8]) -> (ApiCode, String) {
 /// The deployment's settings, from the environment.
 struct Config {
     server: String,
+    /// The scope asked for: a lease of another is refused.
+    scope: String,
     scheme: Scheme,
     authority: String,
     path: String,
@@ -226,6 +230,7 @@ impl Config {
             None => serde_json::json!({}),
         };
         Ok(Self {
+            scope: scope.clone(),
             scheme,
             authority: authority.to_owned(),
             path: format!("{base}/v1/orgs/{org}/scopes/{scope}/lease"),
