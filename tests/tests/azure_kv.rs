@@ -15,7 +15,7 @@ use byok_core::kms::KmsErrorKind;
 use byok_core::kms::azure::Azure;
 use byok_core::kms::azure::auth::VendorApp;
 use byok_core::kms::provider::{Access, RoleTrust};
-use byok_server::service::kms::{KeyAccess, Kms, KmsSettings};
+use byok_server::service::kms::{KeyAccess, Kms, KmsSettings, Withdrew};
 use byok_server::vendor_key::AppCertificate;
 use byok_tests::azure_kv::{AzureKv, Federated};
 use byok_tests::fixtures::assert_copy_bound;
@@ -261,7 +261,7 @@ async fn byok_wraps_and_unwraps_as_the_vendors_app() {
 
     // Validation: every step passes and the key is stored without the pasted version (copies
     // name theirs).
-    let v = kms
+    let (v, denial) = kms
         .validate(
             &access,
             &format!("{VAULT}/keys/root/{}", "0".repeat(32)),
@@ -269,6 +269,7 @@ async fn byok_wraps_and_unwraps_as_the_vendors_app() {
         )
         .await;
     assert!(v.ok(), "{:?}", v.report());
+    assert!(denial.is_none(), "{denial:?}");
     assert_eq!(
         v.described_key(),
         Some(format!("{VAULT}/keys/root").as_str())
@@ -334,10 +335,14 @@ async fn byok_wraps_and_unwraps_as_the_vendors_app() {
         (KmsErrorKind::AccessDenied, "ForbiddenByRbac"),
         "{e}"
     );
-    let v = kms
+    let (v, denial) = kms
         .validate(&access, &format!("{VAULT}/keys/root"), SECRET_APP)
         .await;
     assert!(!v.ok());
+    let Some(Withdrew::Refused(denial)) = denial else {
+        panic!("the denial handed back: {denial:?}")
+    };
+    assert_eq!(denial.kind, KmsErrorKind::AccessDenied, "{denial}");
     assert!(
         format!("{:?}", v.report()).contains(
             "az role assignment create --role \\\"Key Vault Crypto Service Encryption User\\\""

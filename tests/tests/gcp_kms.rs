@@ -17,7 +17,7 @@ use byok_core::kms::gcp::Gcp;
 use byok_core::kms::provider::{Access, RoleTrust};
 use byok_core::validate::Outcome;
 use byok_server::credentials::AssertionSigner;
-use byok_server::service::kms::{KeyAccess, Kms, KmsSettings};
+use byok_server::service::kms::{KeyAccess, Kms, KmsSettings, Withdrew};
 use byok_server::vendor_key::ServiceAccountKey;
 use byok_tests::fixtures::assert_copy_bound;
 use byok_tests::gcp_kms::{CRYPTO_ROLE, GcpKms, IssuerKey, Pool, VIEW_ROLE};
@@ -231,10 +231,11 @@ async fn byok_wraps_and_unwraps_as_the_vendors_service_account() {
     assert_eq!(gcp.calls().1, 2);
 
     // Validation: every step passes, the described key is the CryptoKey.
-    let v = kms
+    let (v, denial) = kms
         .validate(&access, &format!("{KEY}/cryptoKeyVersions/1"), VENDOR)
         .await;
     assert!(v.ok(), "{:?}", v.report());
+    assert!(denial.is_none(), "{denial:?}");
     assert_eq!(v.described_key(), Some(KEY));
 
     // Throttled twice, then served: retried with backoff. A corrupted answer (its CRC32C does
@@ -304,9 +305,17 @@ async fn byok_wraps_and_unwraps_as_the_vendors_service_account() {
         (e.kind, e.code.as_str(), e.status),
         (KmsErrorKind::AccessDenied, "PERMISSION_DENIED", 403)
     );
-    let v = kms
+    let (v, denial) = kms
         .validate(&access, KEY, &format!("serviceAccount:{VENDOR}"))
         .await;
+    // The denial is handed back too: for an attached key, the customer withdrawing.
+    let Some(Withdrew::Refused(denial)) = denial else {
+        panic!("the wrap's denial: {denial:?}")
+    };
+    assert_eq!(
+        (denial.kind, denial.code.as_str()),
+        (KmsErrorKind::AccessDenied, "PERMISSION_DENIED")
+    );
     let (_, wrap) = &v.report()[3];
     let Outcome::Fail { fix, .. } = wrap else {
         panic!("{wrap:?}")
@@ -316,7 +325,7 @@ async fn byok_wraps_and_unwraps_as_the_vendors_service_account() {
         "{fix}"
     );
     gcp.bind(KEY, VIEW_ROLE, &format!("serviceAccount:{VENDOR}"), false);
-    let v = kms.validate(&access, KEY, VENDOR).await;
+    let (v, _) = kms.validate(&access, KEY, VENDOR).await;
     assert!(matches!(&v.report()[2].1, Outcome::Fail { fix, .. } if fix.contains(VIEW_ROLE)));
 
     // A forged grant: the assertion signed by another key is refused at the token endpoint.

@@ -229,6 +229,31 @@ async fn a_health_check_that_sees_the_key_disabled_drops_a_warm_cache_at_once() 
     assert_status(&decrypt(&ts, &c).await, 200);
 }
 
+/// Validating an attached key again is a KMS call like any other: a denial it meets drops a
+/// warm cache at once and is recorded as the key's health (not as a failed validation).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revalidation_that_meets_the_key_disabled_drops_a_warm_cache_at_once() {
+    let (stack, ts, c) = one_byok_org("withdrawal-aws-revalidate", WARM).await;
+    let moto = &stack.moto;
+    assert_status(&decrypt(&ts, &c).await, 200);
+    moto.key_admin("disable_key", &moto.key_arn);
+    let v = assert_status(
+        &ts.post(&c.path("/keys/cmk:1/validate"), &c.admin, &json!({}))
+            .await,
+        200,
+    );
+    assert_eq!(v["ok"], json!(false), "{v}");
+    assert_error(&decrypt(&ts, &c).await, 424, "kms_key_disabled");
+    let keys = keys(&ts, &c).await;
+    assert_eq!(
+        key(&keys, "cmk:1")["health"],
+        json!("key_disabled"),
+        "{keys}"
+    );
+    moto.key_admin("enable_key", &moto.key_arn);
+    assert_status(&decrypt(&ts, &c).await, 200);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn removing_the_grant_refuses_an_org_without_a_cache_at_once() {
     let (stack, ts, b) = one_byok_org("withdrawal-aws-ttl0", 0).await;

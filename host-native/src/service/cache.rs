@@ -39,12 +39,35 @@ pub struct Cached {
 #[derive(Default)]
 pub struct KeyCache {
     entries: Mutex<super::FastMap<KeyId, Entry>>,
+    /// How many times each org's keys were evicted whole ([`Self::evict_org`]: a KMS denial,
+    /// another replica's change). A key unwrapped by a call sent before such an eviction is
+    /// not kept after it ([`Self::put`]).
+    evictions: Mutex<super::FastMap<ScopeId, u64>>,
 }
+
+/// An org's eviction count when a KMS call was sent ([`KeyCache::evictions`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Evictions(u64);
 
 impl KeyCache {
     fn lock(&self) -> std::sync::MutexGuard<'_, super::FastMap<KeyId, Entry>> {
         // Entries are inserted and removed whole: a poisoned lock holds a consistent map.
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn evictions_lock(&self) -> std::sync::MutexGuard<'_, super::FastMap<ScopeId, u64>> {
+        self.evictions.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// `org`'s eviction count now: read before a KMS call whose answer may be cached, and
+    /// handed to [`Self::put`].
+    pub fn evictions(&self, org: ScopeId) -> Evictions {
+        Evictions(self.evictions_lock().get(&org).copied().unwrap_or(0))
+    }
+
+    /// Whether `org`'s keys were evicted whole since `since` was read.
+    pub fn evicted_since(&self, org: ScopeId, since: Evictions) -> bool {
+        self.evictions(org) != since
     }
 
     /// `key` with its freshness, if it is still kept at `now` (fresh or not: the org's policy
@@ -65,7 +88,10 @@ impl KeyCache {
     }
 
     /// Keeps `key` of `org` with `freshness` until `keep_until` (nothing is kept if that is
-    /// `now` or past).
+    /// `now` or past), unless the org's keys were evicted whole since `since` (read before the
+    /// KMS call that gave the key): a denial recorded while the call's answer was on its way
+    /// (or being audited) must not find the key back in the cache afterwards. Returns whether
+    /// it was kept.
     pub fn put(
         &self,
         org: ScopeId,
@@ -73,9 +99,16 @@ impl KeyCache {
         freshness: Freshness,
         keep_until: Duration,
         now: Duration,
-    ) {
+        since: Evictions,
+    ) -> bool {
+        // The eviction count is read and the entry inserted under the entries' lock, which
+        // `evict_org` takes to bump it: no eviction falls between the check and the insert.
+        let mut map = self.lock();
+        if self.evicted_since(org, since) {
+            return false;
+        }
         if keep_until > now {
-            self.lock().insert(
+            map.insert(
                 key.id(),
                 Entry {
                     org,
@@ -85,6 +118,7 @@ impl KeyCache {
                 },
             );
         }
+        true
     }
 
     /// Sets the freshness of `key` if it is still there (after a failed refresh: when to retry);
@@ -129,9 +163,12 @@ impl KeyCache {
         self.lock().remove(&key);
     }
 
-    /// Drops every key of `org`.
+    /// Drops every key of `org`, and of any call for its keys on its way now (see
+    /// [`Self::put`]).
     pub fn evict_org(&self, org: ScopeId) {
-        self.lock().retain(|_, e| e.org != org);
+        let mut map = self.lock();
+        *self.evictions_lock().entry(org).or_insert(0) += 1;
+        map.retain(|_, e| e.org != org);
     }
 
     /// Keys held (for metrics).
@@ -167,10 +204,10 @@ mod tests {
         let cache = KeyCache::default();
         let (a, b) = (ScopeId::from_bytes([1; 16]), ScopeId::from_bytes([9; 16]));
         let later = NOW + Duration::from_secs(60);
-        cache.put(a, key(1, 1), at(NOW), later, NOW);
-        cache.put(a, key(2, 1), at(NOW), later, NOW);
-        cache.put(b, key(9, 1), at(NOW), later, NOW);
-        cache.put(a, key(3, 1), at(NOW), NOW, NOW);
+        cache.put(a, key(1, 1), at(NOW), later, NOW, cache.evictions(a));
+        cache.put(a, key(2, 1), at(NOW), later, NOW, cache.evictions(a));
+        cache.put(b, key(9, 1), at(NOW), later, NOW, cache.evictions(b));
+        cache.put(a, key(3, 1), at(NOW), NOW, NOW, cache.evictions(a));
         assert_eq!(cache.len(), 3, "an entry already expired is not kept");
         assert!(
             cache.get(KeyId::new(b, 1), later).is_none(),
@@ -183,7 +220,7 @@ mod tests {
                 .get(KeyId::new(ScopeId::from_bytes([2; 16]), 1), NOW)
                 .is_none()
         );
-        cache.put(b, key(9, 1), at(NOW), later, NOW);
+        cache.put(b, key(9, 1), at(NOW), later, NOW, cache.evictions(b));
         cache.evict_org(a);
         assert!(cache.get(KeyId::new(a, 1), NOW).is_none());
         assert!(
@@ -203,8 +240,22 @@ mod tests {
         };
         assert!(!cache.set_freshness(k, retry));
         assert!(cache.is_empty(), "an evicted entry is not brought back");
-        cache.put(a, key(1, 1), at(NOW), NOW + Duration::from_secs(60), NOW);
-        cache.put(b, key(9, 1), at(NOW), NOW + Duration::from_secs(60), NOW);
+        cache.put(
+            a,
+            key(1, 1),
+            at(NOW),
+            NOW + Duration::from_secs(60),
+            NOW,
+            cache.evictions(a),
+        );
+        cache.put(
+            b,
+            key(9, 1),
+            at(NOW),
+            NOW + Duration::from_secs(60),
+            NOW,
+            cache.evictions(b),
+        );
         assert!(cache.set_freshness(k, retry));
         assert_eq!(cache.get(k, NOW).map(|c| c.freshness), Some(retry));
         // A shorter grace: org a's entry is now past what it may be kept; b's is untouched.
@@ -213,7 +264,14 @@ mod tests {
         assert!(cache.get(k, later).is_none());
         assert!(cache.get(KeyId::new(b, 1), later).is_some());
         // A longer grace does not bring back what the old one let go.
-        cache.put(a, key(1, 1), at(NOW), NOW + Duration::from_secs(10), NOW);
+        cache.put(
+            a,
+            key(1, 1),
+            at(NOW),
+            NOW + Duration::from_secs(10),
+            NOW,
+            cache.evictions(a),
+        );
         cache.rekeep_org(a, |f| f.unwrapped_at + Duration::from_secs(600), later);
         assert!(cache.get(k, later).is_none());
     }

@@ -16,6 +16,7 @@ use byok_core::scope::HolderId;
 use serde::Serialize;
 use serde_json::json;
 
+use super::cache::Evictions;
 use super::{OrgCell, Result, Service, kind_code};
 use crate::store::{self, audit, holder_name};
 
@@ -115,7 +116,9 @@ impl Service {
 
     /// Refreshing a root of freshness `f` failed with `err`, an outage, and core's rule lets it
     /// serve: the org is in grace (started now if it was not, audited once, and shown in the
-    /// key's health).
+    /// key's health). `since` is the org's eviction count when the refresh was sent: a denial
+    /// evicting the org meanwhile (the key health check, another call) wins, and this fails
+    /// with `err` instead of starting a grace after it.
     pub(super) async fn serving_in_grace(
         &self,
         cell: &OrgCell,
@@ -123,7 +126,11 @@ impl Service {
         holder: HolderId,
         err: &KmsError,
         f: Freshness,
+        since: Evictions,
     ) -> Result<()> {
+        if self.cache.evicted_since(org, since) {
+            return Err(err.clone().into());
+        }
         self.metrics.grace_serves.fetch_add(1, Ordering::Relaxed);
         let policy = self.cache_policy(cell);
         let extend = |o: &mut Outage| {
@@ -140,6 +147,10 @@ impl Service {
         // Starting: the state changes holding the store's writer, as in `end_grace`, so that
         // the audit log orders starts and ends as they happened.
         let mut w = self.store.write().await?;
+        // Checked again with the writer held: a denial recorded during the wait evicted.
+        if self.cache.evicted_since(org, since) {
+            return Err(err.clone().into());
+        }
         let started = {
             let mut o = Self::outage(cell);
             if let Some(o) = o.as_mut() {

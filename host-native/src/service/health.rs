@@ -8,6 +8,7 @@ use byok_core::kms::KmsError;
 use byok_core::scope::{HolderId, HolderStatus, Org};
 use serde_json::json;
 
+use super::cache::Evictions;
 use super::grace::GraceEnd;
 use super::org_cell::Unpublished;
 use super::{OrgCell, Result, Service};
@@ -105,10 +106,11 @@ impl Service {
         Ok(())
     }
 
-    /// After a KMS call on key `n`: audits it, and if the KMS said the key is gone or byok is
-    /// denied (disabled, not found, pending deletion, access denied, invalid ciphertext), drops
-    /// every cached key of the org at once, not at TTL expiry, ends any outage grace, and
-    /// records the key's health.
+    /// After a KMS call on key `n`, sent when the org's eviction count was `sent`: audits it,
+    /// and if the KMS said the key is gone or byok is denied (disabled, not found, pending
+    /// deletion, access denied, invalid ciphertext), drops every cached key of the org at once
+    /// (before the audit write, which may wait for the store's writer), not at TTL expiry, ends
+    /// any outage grace, and records the key's health.
     pub(super) async fn kms_answered(
         &self,
         cell: &OrgCell,
@@ -116,7 +118,11 @@ impl Service {
         n: u32,
         op: &str,
         err: Option<&KmsError>,
+        sent: Evictions,
     ) -> Result<()> {
+        if err.is_some_and(is_denial) {
+            self.cache.evict_org(org);
+        }
         self.audit_kms(org, op, n, err).await?;
         match err {
             Some(e) if is_denial(e) => {
@@ -124,16 +130,25 @@ impl Service {
                     .await?;
             }
             Some(_) => {}
-            None => self.access_back(cell, org, n).await?,
+            None => self.access_back(cell, org, n, sent).await?,
         }
         Ok(())
     }
 
-    /// A call on key `n` succeeded. If its recorded health is a denial, the customer gave
-    /// access back: recorded as `ok` ([`Self::record_health`], which moves the org's version).
-    /// A success with no denial recorded writes nothing: this runs after every KMS call.
-    async fn access_back(&self, cell: &OrgCell, org: ScopeId, n: u32) -> Result<()> {
-        if !Self::recorded_denial(cell, n) {
+    /// A call on key `n`, sent when the org's eviction count was `sent`, succeeded. If its
+    /// recorded health is a denial, the customer gave access back: recorded as `ok`
+    /// ([`Self::record_health`], which moves the org's version). Not if the org's keys were
+    /// evicted since the call was sent: the denial may have been recorded after this call's
+    /// answer was given (the key disabled just after), and must stand. A success with no
+    /// denial recorded writes nothing: this runs after every KMS call.
+    async fn access_back(
+        &self,
+        cell: &OrgCell,
+        org: ScopeId,
+        n: u32,
+        sent: Evictions,
+    ) -> Result<()> {
+        if !Self::recorded_denial(cell, n) || self.cache.evicted_since(org, sent) {
             return Ok(());
         }
         self.record_health(cell, org, n, "ok".into(), None).await
@@ -148,7 +163,7 @@ impl Service {
     /// the org's keys as well (by notification, at worst by the poll) instead of serving them
     /// to the end of its own TTL. Later denials of the same kind find it recorded and do not
     /// move it again: a denied org's every request does not reload it everywhere.
-    async fn withdrawn(
+    pub(super) async fn withdrawn(
         &self,
         cell: &OrgCell,
         org: ScopeId,
@@ -312,12 +327,14 @@ impl Service {
         for v in snap.root_versions() {
             let root = self.scope_key(cell, byok_core::KeyId::new(org, v)).await?;
             let secret = root.duplicate_secret();
+            let sent = self.cache.evictions(org);
             let wrapped = self.kms.wrap(access, &secret, v).await;
-            self.kms_answered(cell, org, n, "Encrypt", wrapped.as_ref().err())
+            self.kms_answered(cell, org, n, "Encrypt", wrapped.as_ref().err(), sent)
                 .await?;
             let wrapped = wrapped?;
+            let sent = self.cache.evictions(org);
             let back = self.kms.unwrap(access, &wrapped, v).await;
-            self.kms_answered(cell, org, n, "Decrypt", back.as_ref().err())
+            self.kms_answered(cell, org, n, "Decrypt", back.as_ref().err(), sent)
                 .await?;
             if !bool::from(back?.ct_eq(&secret)) {
                 return Err(super::ServiceError::Invalid(format!(

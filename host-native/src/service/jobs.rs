@@ -77,8 +77,10 @@ impl Service {
                             let secret = byok_core::SecretBytes::from_bytes(
                                 &mut root.expose_secret().clone(),
                             );
+                            let sent = self.cache.evictions(org);
                             let answer = self.kms.wrap(&access, &secret, version).await;
-                            self.kms_answered(&cell, org, n, "Encrypt", answer.as_ref().err())
+                            let err = answer.as_ref().err();
+                            self.kms_answered(&cell, org, n, "Encrypt", err, sent)
                                 .await?;
                             answer?
                         }

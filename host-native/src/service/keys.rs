@@ -259,8 +259,9 @@ impl Service {
         for v in org.root_versions() {
             let root = self.scope_key(cell, KeyId::new(org.id(), v)).await?;
             let secret = root.duplicate_secret();
+            let sent = self.cache.evictions(org.id());
             let answer = self.kms.wrap(&access, &secret, v).await;
-            self.kms_answered(cell, org.id(), n, "Encrypt", answer.as_ref().err())
+            self.kms_answered(cell, org.id(), n, "Encrypt", answer.as_ref().err(), sent)
                 .await?;
             copies.push((v, answer?));
         }
@@ -328,12 +329,12 @@ impl Service {
         org: ScopeId,
         spec: &KeySpec<'_>,
     ) -> Result<(bool, Vec<StepView>)> {
-        let (ok, steps, _) = self.validate_resolved(org, spec).await?;
+        let (ok, steps, _, _) = self.validate_resolved(org, spec).await?;
         Ok((ok, steps))
     }
 
-    /// [`Self::validate`], also returning the key to store: the key as its KMS described it,
-    /// if it fits what was pasted.
+    /// [`Self::validate`], also returning the key to store (the key as its KMS described it,
+    /// if it fits what was pasted) and the first denial its KMS answered, if any.
     async fn validate_resolved(
         &self,
         org: ScopeId,
@@ -342,6 +343,7 @@ impl Service {
         bool,
         Vec<StepView>,
         Option<(KeyAccess, provider::ParsedKey, String)>,
+        Option<super::kms::Withdrew>,
     )> {
         self.org(org).await?;
         // An identifier that does not parse is a failed first step, reported with its fix,
@@ -350,16 +352,21 @@ impl Service {
             && p.parse_key(spec.key).is_err()
         {
             let v = Validation::start(p, spec.key, &[], "", &org.to_string(), &mut rand::rng());
-            return Ok((false, report(&v), None));
+            return Ok((false, report(&v), None, None));
         }
         let (access, parsed) = self.spec_access(org, spec).await?;
         let principal = self
             .kms
             .principal(&access)
             .map_err(ServiceError::NotConfigured)?;
-        let v = self.kms.validate(&access, spec.key, &principal).await;
+        let (v, denial) = self.kms.validate(&access, spec.key, &principal).await;
         let resolved = v.described_key().map(str::to_owned);
-        Ok((v.ok(), report(&v), resolved.map(|r| (access, parsed, r))))
+        Ok((
+            v.ok(),
+            report(&v),
+            resolved.map(|r| (access, parsed, r)),
+            denial,
+        ))
     }
 
     /// Runs the validation plan again for attached key `key` (`cmk:N`) and records the result
@@ -385,7 +392,23 @@ impl Service {
             trust: Some(row.role_trust),
             audience: row.audience.as_deref(),
         };
-        let (ok, steps) = self.validate(org, &spec).await?;
+        let sent = self.cache.evictions(org);
+        let (ok, steps, _, denial) = self.validate_resolved(org, &spec).await?;
+        // The key's KMS said the customer withdrew: as from any other call or the health
+        // check, the org's keys go at once, everywhere, with the denial as the key's health.
+        match denial {
+            Some(super::kms::Withdrew::Refused(e)) => {
+                self.kms_answered(&cell, org, n, "Validate", Some(&e), sent)
+                    .await?;
+                return Ok((ok, steps));
+            }
+            Some(super::kms::Withdrew::Unusable { kind, detail }) => {
+                self.withdrawn(&cell, org, n, kind.as_str(), Some(detail))
+                    .await?;
+                return Ok((ok, steps));
+            }
+            None => {}
+        }
         let failed = steps.iter().find(|s| s.outcome == "fail");
         let (health, detail) = match failed {
             None => ("ok".to_owned(), None),
@@ -409,7 +432,7 @@ impl Service {
         spec: &KeySpec<'_>,
     ) -> Result<(KeyView, Vec<StepView>)> {
         super::check_name(name)?;
-        let (ok, steps, resolved) = self.validate_resolved(org, spec).await?;
+        let (ok, steps, resolved, _) = self.validate_resolved(org, spec).await?;
         if !ok {
             return Err(ServiceError::Validation(steps));
         }

@@ -210,8 +210,16 @@ impl Kms {
     }
 
     /// Runs the validation plan for `identifier` (a key of `key.provider`) as `key.access`
-    /// says byok reaches it, with byok named as `principal`.
-    pub async fn validate(&self, key: &KeyAccess, identifier: &str, principal: &str) -> Validation {
+    /// says byok reaches it, with byok named as `principal`. Also returns the first thing the
+    /// key's KMS said that withdraws access, if any: for a key already attached, that is the
+    /// customer withdrawing, and the caller must act on it as on any other call's.
+    pub async fn validate(
+        &self,
+        key: &KeyAccess,
+        identifier: &str,
+        principal: &str,
+    ) -> (Validation, Option<Withdrew>) {
+        let mut denial = None;
         let mut v = {
             let mut rng = rand::rng();
             Validation::start(
@@ -234,22 +242,57 @@ impl Kms {
             match v.next() {
                 Next::Describe(k) => {
                     let answer = self.describe(&target(k)).await;
+                    note_denial(&mut denial, answer.as_ref().err());
+                    if denial.is_none()
+                        && let Ok(state) = &answer
+                        && let Some(u) = state.unusable.as_ref().filter(|u| u.kind.is_denial())
+                    {
+                        denial = Some(Withdrew::Unusable {
+                            kind: u.kind,
+                            detail: format!("{}: {}", state.key, u.problem),
+                        });
+                    }
                     v.described(answer);
                 }
                 Next::Wrap(k, probe) => {
                     let (access, probe) = (target(k), probe.duplicate());
                     // Version 0 is never a root version: the binding says it is a probe.
                     let answer = self.wrap(&access, &probe, 0).await;
+                    note_denial(&mut denial, answer.as_ref().err());
                     v.wrapped(answer);
                 }
                 Next::Unwrap(k, blob) => {
                     let (access, blob) = (target(k), blob.to_vec());
                     let answer = self.unwrap(&access, &blob, 0).await;
+                    note_denial(&mut denial, answer.as_ref().err());
                     v.unwrapped(answer);
                 }
-                Next::Done => return v,
+                Next::Done => return (v, denial),
             }
         }
+    }
+}
+
+/// What a validation met that withdraws access to the key ([`Kms::validate`]).
+#[derive(Debug)]
+pub enum Withdrew {
+    /// A call was refused (access denied, key disabled, not found, ...).
+    Refused(KmsError),
+    /// The key was described as unusable (disabled, pending deletion).
+    Unusable {
+        /// The class.
+        kind: byok_core::kms::KmsErrorKind,
+        /// The key and what is wrong with it.
+        detail: String,
+    },
+}
+
+/// Keeps `e` in `first` if it is a denial and nothing was kept yet.
+fn note_denial(first: &mut Option<Withdrew>, e: Option<&KmsError>) {
+    if first.is_none()
+        && let Some(e) = e.filter(|e| e.kind.is_denial())
+    {
+        *first = Some(Withdrew::Refused(e.clone()));
     }
 }
 

@@ -753,7 +753,8 @@ mod tests {
         let k = svc.scope_key(&old, key).await.unwrap();
         // Another replica's change arrives: the cell is forgotten and the keys evicted.
         assert!(svc.org_changed(org, old.version() + 1));
-        // A resolve that raced it puts the key back.
+        // A resolve that raced it puts the key back (the cache refuses a key from a call sent
+        // before the eviction; this put reads the count after it, to test the next guard).
         let now = svc.now();
         svc.cache().put(
             org,
@@ -761,6 +762,7 @@ mod tests {
             byok_core::grace::Freshness::unwrapped(now),
             now + Duration::from_secs(60),
             now,
+            svc.cache().evictions(org),
         );
         let answer = svc.admitted_key(&old, key, &who).await.map(|_| ());
         assert!(

@@ -90,6 +90,9 @@ impl Service {
         self.metrics.cache_misses.fetch_add(1, Ordering::Relaxed);
         let policy = self.cache_policy(cell);
         let root_id = snap.root_of(key)?;
+        // Read before the root is fetched (perhaps through the KMS): a denial evicting the
+        // org meanwhile keeps this child out of the cache too.
+        let since = self.cache.evictions(snap.id());
         let (root, freshness) = self.root(cell, &snap, root_id, &policy).await?;
         if root_id == key {
             return Ok(root);
@@ -103,6 +106,7 @@ impl Service {
             f,
             policy.keep_until(f.unwrapped_at),
             self.now(),
+            since,
         );
         Ok(k)
     }
@@ -143,6 +147,10 @@ impl Service {
         if let Some(r) = self.cached_root(cell, root_id, policy) {
             return Ok(r);
         }
+        // Read before the KMS is asked: a denial recorded while its answer is on its way (or
+        // being audited) keeps the answer out of the cache. This request still gets it: the
+        // holder gave it before the denial.
+        let since = self.cache.evictions(org);
         let answer = self.unwrap_root(cell, snap, root_id).await;
         let now = self.now();
         let err = match answer {
@@ -152,9 +160,12 @@ impl Service {
                 // followed it (which can wait seconds for the store's writer): a withdrawal
                 // just after that answer ends its use within the TTL, as stated.
                 let f = Freshness::unwrapped(answered);
-                self.cache
-                    .put(org, r.clone(), f, policy.keep_until(answered), now);
-                self.end_grace(cell, org, GraceEnd::Recovered).await?;
+                let kept =
+                    self.cache
+                        .put(org, r.clone(), f, policy.keep_until(answered), now, since);
+                if kept {
+                    self.end_grace(cell, org, GraceEnd::Recovered).await?;
+                }
                 return Ok((r, f));
             }
             Err(ServiceError::Kms(e)) => e,
@@ -167,7 +178,7 @@ impl Service {
                 if let Some(c) = cached
                     && self.cache.set_freshness(root_id, freshness)
                 {
-                    self.serving_in_grace(cell, org, snap.default_holder(), &err, freshness)
+                    self.serving_in_grace(cell, org, snap.default_holder(), &err, freshness, since)
                         .await?;
                     return Ok((c.key, freshness));
                 }
@@ -265,9 +276,10 @@ impl Service {
                     .cloned()
                     .ok_or(ServiceError::Scope(ScopeError::HolderNotReady(holder)))?;
                 let access = self.access(cell, org.id(), n).await?;
+                let sent = self.cache.evictions(org.id());
                 let answer = self.kms.unwrap(&access, &copy, root.version).await;
                 answered = self.now();
-                self.kms_answered(cell, org.id(), n, "Decrypt", answer.as_ref().err())
+                self.kms_answered(cell, org.id(), n, "Decrypt", answer.as_ref().err(), sent)
                     .await?;
                 let secret = answer?;
                 (
@@ -397,6 +409,18 @@ mod tests {
         );
     }
 
+    /// A root whose unwrap was answered before the org's keys were evicted whole (a denial
+    /// recorded meanwhile by the key health check, say), and whose audit write came after, is
+    /// not put back in the cache: the eviction stands. The request itself gets its answer (the
+    /// holder gave the key before the denial).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_root_answered_before_an_eviction_is_not_cached_after_it() {
+        let mut w = WaitingOnTheWriter::start("evicted").await;
+        w.svc.cache().evict_org(w.org);
+        w.finish().await.unwrap();
+        assert!(w.svc.cache().is_empty(), "the eviction was undone");
+    }
+
     /// A request holding the org's cell while another replica's change arrives (here: its
     /// root unwrap waits for the store's writer) is not admitted on the state it held, and is
     /// not refused either: it is decided again on the org as storage has it.
@@ -445,6 +469,7 @@ mod tests {
             byok_core::grace::Freshness::unwrapped(now),
             now + Duration::from_secs(60),
             now,
+            svc.cache().evictions(org),
         );
         let paused = |r: Result<Vec<u8>, ServiceError>| matches!(r, Err(ServiceError::Scope(ScopeError::Paused { by, .. })) if by == team);
         assert!(paused(
