@@ -27,7 +27,7 @@ use sha2::{Digest, Sha256};
 use crate::context::Context;
 use crate::crypto::{AeadBackend, ScopeKey};
 use crate::envelope::Envelope;
-use crate::error::Error;
+use crate::error::{Error, FormatError, Unsupported};
 use crate::format::header::{KDF_INFO, KDF_INFO_LEN};
 use crate::format::{FrameSize, armor};
 use crate::key_id::{KeyId, ScopeId};
@@ -169,6 +169,42 @@ pub struct VectorFile {
     pub description: String,
     /// The vectors.
     pub vectors: Vec<Vector>,
+}
+
+/// Whether `e` is the refusal a change of byte `i` of a ciphertext must give (the tamper and
+/// property tests): that of the first check that reads
+/// byte `i`, in the order of `docs/format.md`, section 8 (magic, version, suite, mode, frame
+/// size, key id, then the commitment and tag, which say only `Decrypt`).
+pub fn tamper_refusal_fits(i: usize, e: &Error) -> bool {
+    match i {
+        0..4 => matches!(e, Error::Format(FormatError::BadMagic { .. })),
+        4 => matches!(e, Error::Unsupported(Unsupported::Version(_))),
+        5 => matches!(e, Error::Unsupported(Unsupported::Suite(_))),
+        // An undefined mode; a defined one this call does not open; or one whose frame size
+        // byte does not fit it (framed turned into another mode keeps its frame size).
+        6 => matches!(
+            e,
+            Error::Unsupported(Unsupported::Mode(_))
+                | Error::Format(
+                    FormatError::WrongMode { .. }
+                        | FormatError::InvalidField {
+                            field: "header.frame_log2",
+                            ..
+                        }
+                )
+        ),
+        // A frame size no mode allows here, or (framed) another valid one, which the key
+        // derivation binds.
+        7 => matches!(
+            e,
+            Error::Format(FormatError::InvalidField {
+                field: "header.frame_log2",
+                ..
+            }) | Error::Decrypt
+        ),
+        8..28 => matches!(e, Error::WrongKey { .. }),
+        _ => *e == Error::Decrypt,
+    }
 }
 
 /// The pattern plaintext of `len` bytes: byte `i` is `i % 251` (a prime, so frames of a

@@ -563,7 +563,10 @@ mod aes_step_tests {
             AesStep::open(&key(), &ctx, &bad).unwrap_err().api_code(),
             decrypt(&key(), &ctx, &bad).unwrap_err().api_code()
         );
-        assert!(AesStep::open(&key(), &ctx, &ct[..50]).is_err());
+        assert!(matches!(
+            AesStep::open(&key(), &ctx, &ct[..50]),
+            Err(Error::Format(FormatError::Truncated { .. }))
+        ));
         let other = ScopeKey::new(
             KeyId::new(ScopeId::from_bytes([4; 16]), 2),
             crate::SecretBytes::from_bytes(&mut [9; 32]),

@@ -2,10 +2,11 @@
 //! bytes, any mutation fails, and one ciphertext never opens under two keys.
 
 use byok_core::crypto::backend::{AwsLc, RustCrypto};
-use byok_core::dev::{ReplayRng, TestRng};
+use byok_core::dev::{ReplayRng, TestRng, tamper_refusal_fits};
 use byok_core::stream::{StreamDecryptor, StreamEncryptor};
 use byok_core::{
-    Context, Envelope, Error, FrameSize, Header, KeyId, ScopeId, ScopeKey, SecretBytes, stream,
+    Context, Envelope, Error, FormatError, FrameSize, Header, KeyId, ScopeId, ScopeKey,
+    SecretBytes, stream,
 };
 use proptest::collection::{btree_map, vec};
 use proptest::prelude::*;
@@ -103,19 +104,27 @@ proptest! {
             Envelope::<AwsLc>::encrypt(&key, &ctx, &plain, &mut rng).unwrap()
         };
         let open = |c: &[u8]| if framed { stream::decrypt(&key, &ctx, c) } else { byok_core::envelope::decrypt(&key, &ctx, c) };
-        prop_assert!(open(&ct).is_ok());
-        // Flip some bits of one byte.
+        prop_assert_eq!(open(&ct), Ok(plain));
+        // Flip some bits of one byte: refused by the check that reads it.
         let mut m = ct.clone();
         let i = pos % m.len();
         m[i] ^= xor;
-        prop_assert!(open(&m).is_err());
-        // Truncate anywhere.
-        let t = &ct[..cut % ct.len()];
-        prop_assert!(open(t).is_err());
-        // Insert a byte anywhere.
+        let e = open(&m).unwrap_err();
+        prop_assert!(tamper_refusal_fits(i, &e), "byte {} ^ {}: {:?}", i, xor, e);
+        // Truncate anywhere: a header cut short is truncated; a body cut short, truncated or
+        // (cut at a frame's end, or inside a tag) unauthenticated.
+        let cut = cut % ct.len();
+        let e = open(&ct[..cut]).unwrap_err();
+        if cut < 92 {
+            prop_assert!(matches!(e, Error::Format(FormatError::Truncated { .. })), "cut {}: {:?}", cut, e);
+        } else {
+            prop_assert!(matches!(e, Error::Decrypt | Error::Format(FormatError::Truncated { .. })), "cut {}: {:?}", cut, e);
+        }
+        // Insert a byte anywhere: refused as input, never as a misuse or a bug.
         let mut ins = ct.clone();
         ins.insert(pos % (ct.len() + 1), insert);
-        prop_assert!(open(&ins).is_err());
+        let e = open(&ins).unwrap_err();
+        prop_assert!(!matches!(e, Error::Misuse(_) | Error::Internal(_) | Error::Scope(_)), "{:?}", e);
     }
 
     /// Key commitment: a ciphertext made under one key never opens under another key with the

@@ -3,7 +3,7 @@
 //! leaves no plaintext behind.
 
 use byok_core::crypto::backend::{AwsLc, RustCrypto};
-use byok_core::dev::{TestRng, pattern};
+use byok_core::dev::{TestRng, pattern, tamper_refusal_fits};
 use byok_core::{
     AeadBackend, Context, Envelope, Error, FrameSize, KeyId, ScopeId, ScopeKey, stream,
 };
@@ -16,17 +16,25 @@ fn ctx() -> Context {
     Context::from_pairs([("tenant", "acme"), ("row", "42")]).unwrap()
 }
 
-/// Flips each bit of `ct` in turn and asserts that `open` refuses every variant.
-fn every_bit_flip_fails(ct: &[u8], open: impl Fn(&[u8]) -> Result<Vec<u8>, Error>) {
-    assert!(open(ct).is_ok(), "the unmodified ciphertext must open");
+/// Opens `ct` to `plain`, then flips each bit of `ct` in turn and asserts that `open` refuses
+/// every variant with the refusal that names what was changed.
+fn every_bit_flip_fails(ct: &[u8], plain: &[u8], open: impl Fn(&[u8]) -> Result<Vec<u8>, Error>) {
+    assert_eq!(
+        open(ct).as_deref(),
+        Ok(plain),
+        "the unmodified ciphertext must open"
+    );
     let mut buf = ct.to_vec();
     for i in 0..ct.len() {
         for bit in 0..8 {
             buf[i] ^= 1 << bit;
-            assert!(
-                open(&buf).is_err(),
-                "flip of byte {i} bit {bit} was accepted"
-            );
+            match open(&buf) {
+                Ok(_) => panic!("flip of byte {i} bit {bit} was accepted"),
+                Err(e) => assert!(
+                    tamper_refusal_fits(i, &e),
+                    "flip of byte {i} bit {bit}: {e:?}"
+                ),
+            }
             buf[i] ^= 1 << bit;
         }
     }
@@ -37,7 +45,9 @@ fn single<B: AeadBackend>() {
     let k = key(&mut rng);
     for len in [0usize, 1, 100] {
         let ct = Envelope::<B>::encrypt(&k, &ctx(), &pattern(len), &mut rng).unwrap();
-        every_bit_flip_fails(&ct, |c| Envelope::<B>::decrypt(&k, &ctx(), c));
+        every_bit_flip_fails(&ct, &pattern(len), |c| {
+            Envelope::<B>::decrypt(&k, &ctx(), c)
+        });
     }
 }
 
@@ -48,15 +58,17 @@ fn framed<B: AeadBackend>() {
     // 0 bytes (one empty frame), exactly two frames, and four frames with a short last one.
     for len in [0usize, 512, 769] {
         let ct = stream::encrypt_with::<B>(&k, &ctx(), fs, &pattern(len), &mut rng).unwrap();
-        every_bit_flip_fails(&ct, |c| stream::decrypt_with::<B>(&k, &ctx(), c));
+        every_bit_flip_fails(&ct, &pattern(len), |c| {
+            stream::decrypt_with::<B>(&k, &ctx(), c)
+        });
     }
 }
 
 fn wrapped<B: AeadBackend>() {
     let mut rng = TestRng::seeded(3);
     let k = key(&mut rng);
-    let (_, wrapped) = Envelope::<B>::generate_data_key(&k, &ctx(), &mut rng).unwrap();
-    every_bit_flip_fails(&wrapped, |c| {
+    let (data_key, wrapped) = Envelope::<B>::generate_data_key(&k, &ctx(), &mut rng).unwrap();
+    every_bit_flip_fails(&wrapped, data_key.expose_secret(), |c| {
         Envelope::<B>::unwrap_data_key(&k, &ctx(), c).map(|d| d.expose_secret().to_vec())
     });
 }

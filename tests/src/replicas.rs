@@ -105,13 +105,23 @@ impl Replicas {
     }
 }
 
-/// How long until `api` answers decrypt of `ct` with `status` (polled every 2 ms), at most
-/// `limit`.
-pub async fn until(o: &TestOrg, api: &Api, ct: &str, status: u16, limit: Duration) -> Duration {
+/// How long until `api` answers decrypt of `ct` with `status` and, for an error, the API code
+/// `code` (polled every 2 ms), at most `limit`. A `status` with another code fails at once: a
+/// refusal for the wrong reason is not the withdrawal under test.
+pub async fn until(
+    o: &TestOrg,
+    api: &Api,
+    ct: &str,
+    (status, code): (u16, &str),
+    limit: Duration,
+) -> Duration {
     let start = Instant::now();
     loop {
         let answer = o.decrypt(api, ct).await;
         if answer.0 == status {
+            if status != 200 {
+                assert_eq!(crate::server::error_code(&answer.1), code, "{}", answer.1);
+            }
             return start.elapsed();
         }
         assert!(

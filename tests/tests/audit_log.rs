@@ -38,6 +38,16 @@ fn independent(args: &[&str]) -> (bool, Value) {
         .output()
         .expect("run tools/audit_verify.py");
     let v = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    if !out.status.success() {
+        // A refusal, not a crash (a Python traceback exits 1 too): the tool names its command
+        // and the reason on stderr.
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.starts_with(&format!("{}: ", args[0])) && !stderr.contains("Traceback"),
+            "the verifier crashed: {stderr}"
+        );
+    }
     (out.status.success(), v)
 }
 
@@ -525,8 +535,10 @@ async fn a_rewrite_past_the_kept_checkpoint_contradicts_a_later_signed_one() {
         .get(&log.o.path("/audit/checkpoint"), &log.o.auditor)
         .await;
     assert_error(&answer, 500, "internal");
+    // Nor does verify pass: the server will not give it a head over the rewritten tree (the
+    // 500 above), and the CLI stops with an error (1), not a verdict.
     let (code, v) = log.verify_kept(&kept);
-    assert_ne!(code, 0, "{v}");
+    assert_eq!((code, &v), (1, &Value::Null), "{v}");
 }
 
 /// Rows cut between the kept checkpoint and the newest, with the tree and the checkpoints left:

@@ -135,8 +135,12 @@ async fn a_pause_a_revoke_and_a_token_revoke_stop_the_component_within_one_lease
         );
         refused_before_expiry(&ts, &o, &d).await;
         // Refused means the keys are gone: decrypting fails the same way.
-        let (status, _) = edge.post("/decrypt", b"anything".to_vec()).await;
-        assert_eq!(status, want_status, "{w:?}");
+        let (status, body) = edge.post("/decrypt", b"anything".to_vec()).await;
+        assert_eq!(
+            (status, json_of(&body)["error"]["code"].as_str()),
+            (want_status, Some(want_code)),
+            "{w:?}"
+        );
         if w == Withdrawal::Pause {
             // A resume heals the edge by itself, at its next ask after the refusal.
             assert_status(&o.act(&ts, &d.scope, "resume", json!({})).await, 200);

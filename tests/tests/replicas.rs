@@ -49,12 +49,21 @@ async fn a_pause_on_one_replica_stops_the_others_by_notification() {
             assert_eq!(entry["event"]["access_ends_at"], json!(at + 3_660_000));
         }
         for (_, api) in &r.others {
-            took.push(until(&o, api, &cts[0], 409, Duration::from_secs(2)).await);
+            took.push(
+                until(
+                    &o,
+                    api,
+                    &cts[0],
+                    (409, "scope_paused"),
+                    Duration::from_secs(2),
+                )
+                .await,
+            );
             assert_error(&o.decrypt(api, &cts[1]).await, 409, "scope_paused");
         }
         assert_status(&o.act(&r.a.api, &team, "resume", json!({})).await, 200);
         for (_, api) in &r.others {
-            until(&o, api, &cts[2], 200, Duration::from_secs(2)).await;
+            until(&o, api, &cts[2], (200, ""), Duration::from_secs(2)).await;
         }
     }
     eprintln!(
@@ -89,7 +98,14 @@ async fn a_lost_notification_is_covered_by_the_poll() {
         .await
         .unwrap();
     for (_, api) in &r.others {
-        let took = until(&o, api, &cts[0], 409, Duration::from_secs(3)).await;
+        let took = until(
+            &o,
+            api,
+            &cts[0],
+            (409, "scope_paused"),
+            Duration::from_secs(3),
+        )
+        .await;
         eprintln!("refused by the poll after {took:?} (poll every 500 ms)");
         assert_error(&o.decrypt(api, &cts[1]).await, 409, "scope_paused");
     }
@@ -103,7 +119,7 @@ async fn a_lost_notification_is_covered_by_the_poll() {
     assert_eq!(killed, 3, "one listening connection per replica");
     assert_status(&o.act(&r.a.api, &team, "resume", json!({})).await, 200);
     for (_, api) in &r.others {
-        until(&o, api, &cts[0], 200, Duration::from_secs(3)).await;
+        until(&o, api, &cts[0], (200, ""), Duration::from_secs(3)).await;
     }
 }
 

@@ -66,7 +66,7 @@ async fn removing_the_grant_stops_every_replica_once_the_ttl_passes() {
     // The grant comes back: access comes back everywhere.
     stack.moto.grant(true);
     for api in r.apis() {
-        until(&o, api, &cts[1], 200, Duration::from_secs(5)).await;
+        until(&o, api, &cts[1], (200, ""), Duration::from_secs(5)).await;
     }
 }
 
@@ -85,7 +85,7 @@ async fn a_disabled_key_seen_through_one_replica_drops_every_warm_cache() {
     }
     moto.key_admin("enable_key", &moto.key_arn);
     for api in r.apis() {
-        until(&o, api, &cts[0], 200, Duration::from_secs(5)).await;
+        until(&o, api, &cts[0], (200, ""), Duration::from_secs(5)).await;
     }
     // Disabled a second time, before any health check recorded the key as fine: the replicas'
     // successful unwraps did. A's check must not take this denial for the one it recorded.
@@ -108,10 +108,17 @@ async fn access_given_back_then_withdrawn_again_reaches_every_replica() {
     moto.key_admin("enable_key", &moto.key_arn);
     check(&r.a.api, &o).await;
     // Only A serves meanwhile: its cache is warm again; B makes no KMS call of its own.
-    until(&o, &r.a.api, &cts[0], 200, Duration::from_secs(5)).await;
+    until(&o, &r.a.api, &cts[0], (200, ""), Duration::from_secs(5)).await;
     moto.key_admin("disable_key", &moto.key_arn);
     check(&r.others[0].1, &o).await;
-    let took = until(&o, &r.a.api, &cts[1], 424, Duration::from_secs(2)).await;
+    let took = until(
+        &o,
+        &r.a.api,
+        &cts[1],
+        (424, "kms_key_disabled"),
+        Duration::from_secs(2),
+    )
+    .await;
     eprintln!("A refused {took:?} after the check through B");
 }
 
@@ -133,7 +140,14 @@ async fn disable_and_check_through_a(stack: &AwsStack, r: &Replicas, o: &TestOrg
         200,
     );
     for (_, api) in &r.others {
-        let took = until(o, api, ct, 424, Duration::from_secs(2)).await;
+        let took = until(
+            o,
+            api,
+            ct,
+            (424, "kms_key_disabled"),
+            Duration::from_secs(2),
+        )
+        .await;
         eprintln!("refused by another replica {took:?} after the check");
     }
 }
@@ -165,7 +179,14 @@ async fn moving_off_the_managed_key_drops_every_replica_s_managed_root() {
     // the managed key gave it.
     stack.moto.grant(false);
     for (_, api) in &r.others {
-        until(&o, api, &cts[0], 424, Duration::from_secs(2)).await;
+        until(
+            &o,
+            api,
+            &cts[0],
+            (424, "kms_access_denied"),
+            Duration::from_secs(2),
+        )
+        .await;
         assert_error(&o.decrypt(api, &cts[1]).await, 424, "kms_access_denied");
     }
     assert_error(

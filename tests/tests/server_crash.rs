@@ -132,7 +132,7 @@ async fn a_second_server_on_a_data_directory_in_use_refuses_to_start() {
     };
     let mut stderr = String::new();
     std::io::Read::read_to_string(&mut second.stderr.take().unwrap(), &mut stderr).unwrap();
-    assert!(!status.success(), "{stderr}");
+    assert_eq!(status.code(), Some(1), "{stderr}");
     assert!(
         stderr.contains("another byok serve is using the data directory")
             && stderr.contains(&data.display().to_string()),

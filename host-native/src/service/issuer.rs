@@ -229,8 +229,8 @@ mod tests {
     use jsonwebtoken::{DecodingKey, Validation, decode, decode_header};
     use serde_json::Value;
 
-    use super::super::Service;
     use super::super::kms::KmsSettings;
+    use super::super::{Service, ServiceError};
     use crate::store::Database;
 
     const ISSUER: &str = "https://byok.test";
@@ -248,6 +248,11 @@ mod tests {
             .iter()
             .find(|k| k["kid"] == kid.as_str())
             .ok_or(jsonwebtoken::errors::ErrorKind::InvalidKeyFormat)?;
+        check_with(jwk, token, aud)
+    }
+
+    /// Checks `token` with the one key `jwk`, whatever kid the token names.
+    fn check_with(jwk: &Value, token: &str, aud: &str) -> jsonwebtoken::errors::Result<Value> {
         let key = DecodingKey::from_rsa_components(
             jwk["n"].as_str().unwrap(),
             jwk["e"].as_str().unwrap(),
@@ -304,7 +309,21 @@ mod tests {
         let other_dir = tempfile::tempdir().unwrap();
         let other = service(&Database::open_dir(other_dir.path()).await.unwrap(), 7);
         other.refresh_issuer().await.unwrap();
-        assert!(check(&other.issuer_jwks().unwrap(), &token, AWS_STS_AUDIENCE).is_err());
+        let other_jwks = other.issuer_jwks().unwrap();
+        assert_eq!(
+            check(&other_jwks, &token, AWS_STS_AUDIENCE)
+                .unwrap_err()
+                .kind(),
+            &jsonwebtoken::errors::ErrorKind::InvalidKeyFormat,
+            "another issuer publishes no key of this kid"
+        );
+        // Nor does its key verify the token, whatever the kid says.
+        assert_eq!(
+            check_with(&other_jwks["keys"][0], &token, AWS_STS_AUDIENCE)
+                .unwrap_err()
+                .kind(),
+            &jsonwebtoken::errors::ErrorKind::InvalidSignature
+        );
         // A token edited after signing (another org's subject) fails its signature.
         let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
         use base64ct::{Base64UrlUnpadded, Encoding};
@@ -340,12 +359,13 @@ mod tests {
             "no run of the private key in clear"
         );
         let other = managed_key(SecretBytes::from_bytes(&mut [8; 32]), 1);
-        assert!(
-            byok_core::envelope::decrypt(&other, &super::context(&kid).unwrap(), &wrapped).is_err()
+        assert_eq!(
+            byok_core::envelope::decrypt(&other, &super::context(&kid).unwrap(), &wrapped),
+            Err(byok_core::Error::Decrypt)
         );
-        assert!(
-            byok_core::envelope::decrypt(&s.managed, &super::context("another").unwrap(), &wrapped)
-                .is_err()
+        assert_eq!(
+            byok_core::envelope::decrypt(&s.managed, &super::context("another").unwrap(), &wrapped),
+            Err(byok_core::Error::Decrypt)
         );
         // A second start keeps the key: the JWKS the clouds cached stays right.
         let again = service(&db, 7);
@@ -356,7 +376,11 @@ mod tests {
             kid
         );
         // With another managed key the start fails instead of signing with something else.
-        assert!(service(&db, 8).refresh_issuer().await.is_err());
+        let e = service(&db, 8).refresh_issuer().await.unwrap_err();
+        assert!(
+            matches!(e, ServiceError::Crypto(byok_core::Error::Decrypt)),
+            "{e:?}"
+        );
     }
 
     /// Two replicas starting at once on an empty PostgreSQL database make one key between them,
