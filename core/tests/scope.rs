@@ -317,7 +317,14 @@ fn revoking_the_org_destroys_the_root_copies() {
         version: 1
     }));
     assert!(f.org.holders().all(|h| h.copies.is_empty()));
-    assert!(f.org.unwrap_root_managed(&f.managed, 1).is_err());
+    // The org's root versions are gone with it.
+    assert_eq!(
+        f.org.unwrap_root_managed(&f.managed, 1).map(|_| ()),
+        Err(Error::Scope(ScopeError::UnknownVersion(KeyId::new(
+            sid(1),
+            1
+        ))))
+    );
 }
 
 #[test]
@@ -437,7 +444,10 @@ fn wrapped_keys_are_bound_to_their_place_and_tampering_is_typed() {
     let own = byok_core::scope::scope_key_context(sid(1), KeyId::new(sid(6), 1), sid(2));
     let other = byok_core::scope::scope_key_context(sid(1), KeyId::new(sid(3), 1), sid(2));
     assert!(Envelope::<byok_core::DefaultBackend>::unwrap_secret(&team, &own, wrapped).is_ok());
-    assert!(Envelope::<byok_core::DefaultBackend>::unwrap_secret(&team, &other, wrapped).is_err());
+    assert_eq!(
+        Envelope::<byok_core::DefaultBackend>::unwrap_secret(&team, &other, wrapped).map(|_| ()),
+        Err(Error::Decrypt)
+    );
     // A root key with the right id but the wrong bytes: the first unwrap down the path fails,
     // with a typed error naming the key that did not open.
     let fake = ScopeKey::new(KeyId::new(sid(1), 1), SecretBytes::from_bytes(&mut [9; 32]));
@@ -889,7 +899,10 @@ fn byok_is_exclusive_and_going_back_needs_the_roots() {
     refused(&mut f, ScopeError::HolderNotReady(HolderId::Managed), |f| {
         f.org.set_default(HolderId::Managed, None)
     });
-    assert!(f.org.unwrap_root_managed(&f.managed, 1).is_err());
+    assert_eq!(
+        f.org.unwrap_root_managed(&f.managed, 1).map(|_| ()),
+        Err(Error::Scope(ScopeError::HolderNotReady(HolderId::Managed)))
+    );
     // Going back takes the roots (which the host unwraps through the KMS at that moment); a
     // wrong root is refused before anything is wrapped under the managed key.
     let bad = ScopeKey::new(f.root.id(), SecretBytes::from_bytes(&mut [7; 32]));

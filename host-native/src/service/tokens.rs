@@ -421,57 +421,95 @@ mod tests {
         }
     }
 
+    /// Two services over one SQLite file, standing for two replicas; an org made through
+    /// `there` with scope `team`, and a service token of it authenticated `here` (its grant
+    /// held here). Announcements between them are made by hand, as the PostgreSQL listener or
+    /// poll would.
+    struct TwoReplicas {
+        _dir: tempfile::TempDir,
+        here: Service,
+        there: Service,
+        org: ScopeId,
+        team: ScopeId,
+        token: Zeroizing<String>,
+        who: Authenticated,
+    }
+
+    impl TwoReplicas {
+        /// The token revoked through `there`.
+        async fn revoke(&self) {
+            self.there
+                .revoke_token(Some(self.org), self.who.grant.id)
+                .await
+                .unwrap();
+        }
+
+        async fn new() -> Self {
+            let dir = tempfile::tempdir().unwrap();
+            let here = test_service(&Database::open_dir(dir.path()).await.unwrap(), 3);
+            let there = test_service(&Database::open_dir(dir.path()).await.unwrap(), 3);
+            let (org, team) = crate::service::test_team(&there, None).await;
+            let (_, token) = there
+                .create_token(org, Role::Service, "app", None)
+                .await
+                .unwrap();
+            let who = here.authenticate(&token).await.unwrap().unwrap();
+            Self {
+                _dir: dir,
+                here,
+                there,
+                org,
+                team,
+                token,
+                who,
+            }
+        }
+    }
+
     /// A token revoked through another replica is refused here however this replica catches up
-    /// with the org. Two services over one SQLite file stand for the replicas; the
-    /// announcement is made by hand, as the PostgreSQL listener or poll would.
+    /// with the org.
     ///
     /// Held here and reloaded first (a key health check, a job step, an admin change: each
     /// reads the org's version): refused from the reload on, before any announcement.
     #[tokio::test]
     async fn a_token_revoked_elsewhere_is_refused_from_a_reload_here() {
-        let dir = tempfile::tempdir().unwrap();
-        let here = test_service(&Database::open_dir(dir.path()).await.unwrap(), 3);
-        let there = test_service(&Database::open_dir(dir.path()).await.unwrap(), 3);
-        let (org, team) = crate::service::test_team(&there, None).await;
-        let (_, token) = there
-            .create_token(org, Role::Service, "app", None)
-            .await
-            .unwrap();
-        let who = here.authenticate(&token).await.unwrap().unwrap();
-        let encrypt =
-            |who| here.encrypt(who, org, team, SealBuffer::copy_of(b"x"), BTreeMap::new());
-        encrypt(&who).await.expect("served here");
-        there.revoke_token(Some(org), who.grant.id).await.unwrap();
-        let version = here.current_org(org).await.unwrap().version();
+        let r = TwoReplicas::new().await;
+        let encrypt = |who| {
+            r.here.encrypt(
+                who,
+                r.org,
+                r.team,
+                SealBuffer::copy_of(b"x"),
+                BTreeMap::new(),
+            )
+        };
+        encrypt(&r.who).await.expect("served here");
+        r.revoke().await;
+        let version = r.here.current_org(r.org).await.unwrap().version();
         assert!(
-            here.authenticate(&token).await.unwrap().is_none(),
+            r.here.authenticate(&r.token).await.unwrap().is_none(),
             "the grant outlived the reload"
         );
-        let e = encrypt(&who).await.map(drop);
+        let e = encrypt(&r.who).await.map(drop);
         assert!(matches!(e, Err(ServiceError::Unauthenticated(_))), "{e:?}");
         // The announcement that follows finds the org current and changes nothing.
-        assert!(!here.org_changed(org, version));
-        assert!(here.authenticate(&token).await.unwrap().is_none());
+        assert!(!r.here.org_changed(r.org, version));
+        assert!(r.here.authenticate(&r.token).await.unwrap().is_none());
     }
 
     /// Authenticated here before the revoke, the org first loaded here after it: the
     /// announcement finds the org current, and still drops the grant read before the revoke.
     #[tokio::test]
     async fn a_token_revoked_elsewhere_is_refused_after_the_announcement_of_a_current_org() {
-        let dir = tempfile::tempdir().unwrap();
-        let here = test_service(&Database::open_dir(dir.path()).await.unwrap(), 3);
-        let there = test_service(&Database::open_dir(dir.path()).await.unwrap(), 3);
-        let (org, _) = crate::service::test_team(&there, None).await;
-        let (_, token) = there
-            .create_token(org, Role::Service, "app", None)
-            .await
-            .unwrap();
-        let who = here.authenticate(&token).await.unwrap().unwrap();
-        there.revoke_token(Some(org), who.grant.id).await.unwrap();
-        let version = here.org(org).await.unwrap().version();
-        assert!(!here.org_changed(org, version), "nothing of the org behind");
+        let r = TwoReplicas::new().await;
+        r.revoke().await;
+        let version = r.here.org(r.org).await.unwrap().version();
         assert!(
-            here.authenticate(&token).await.unwrap().is_none(),
+            !r.here.org_changed(r.org, version),
+            "nothing of the org behind"
+        );
+        assert!(
+            r.here.authenticate(&r.token).await.unwrap().is_none(),
             "the grant outlived the announcement"
         );
     }
@@ -481,40 +519,36 @@ mod tests {
     /// tell, and drops the org's grants.
     #[tokio::test]
     async fn the_first_poll_drops_grants_it_cannot_vouch_for() {
-        let dir = tempfile::tempdir().unwrap();
-        let here = test_service(&Database::open_dir(dir.path()).await.unwrap(), 3);
-        let there = test_service(&Database::open_dir(dir.path()).await.unwrap(), 3);
-        let (org, _) = crate::service::test_team(&there, None).await;
-        let (_, token) = there
-            .create_token(org, Role::Service, "app", None)
-            .await
-            .unwrap();
-        let who = here.authenticate(&token).await.unwrap().unwrap();
-        there.revoke_token(Some(org), who.grant.id).await.unwrap();
-        here.org(org).await.unwrap();
+        let r = TwoReplicas::new().await;
+        r.revoke().await;
+        r.here.org(r.org).await.unwrap();
         let mut seen = std::collections::HashMap::new();
-        here.poll_versions(&mut seen).await.unwrap();
-        assert!(here.authenticate(&token).await.unwrap().is_none());
+        r.here.poll_versions(&mut seen).await.unwrap();
+        assert!(r.here.authenticate(&r.token).await.unwrap().is_none());
         // The same for an org made since the last poll, whose rows the poll has not seen; a
         // row that does not read (a damaged id) stops no poll.
         sqlx::query(
             "INSERT INTO orgs (id, name, default_holder, unwrap_cache_ttl_ms, created_at, version)
              VALUES ('not hex', 'x', 'managed', 1, 0, 1)",
         )
-        .execute(there.store.pool())
+        .execute(r.there.store.pool())
         .await
         .unwrap();
-        let (newer, _) = there.create_org("newer", None, None, None).await.unwrap();
-        let (_, token) = there
+        let (newer, _) = r.there.create_org("newer", None, None, None).await.unwrap();
+        let (_, token) = r
+            .there
             .create_token(newer, Role::Service, "app", None)
             .await
             .unwrap();
-        let who = here.authenticate(&token).await.unwrap().unwrap();
-        there.revoke_token(Some(newer), who.grant.id).await.unwrap();
-        here.org(newer).await.unwrap();
-        here.poll_versions(&mut seen).await.unwrap();
+        let who = r.here.authenticate(&token).await.unwrap().unwrap();
+        r.there
+            .revoke_token(Some(newer), who.grant.id)
+            .await
+            .unwrap();
+        r.here.org(newer).await.unwrap();
+        r.here.poll_versions(&mut seen).await.unwrap();
         assert!(seen.contains_key(&newer));
-        assert!(here.authenticate(&token).await.unwrap().is_none());
+        assert!(r.here.authenticate(&token).await.unwrap().is_none());
     }
 
     /// Revoking one token moves the epoch every admission compares, but refuses no other
