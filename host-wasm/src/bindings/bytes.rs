@@ -21,6 +21,20 @@ use wasm_bindgen::prelude::*;
 
 use super::invalid;
 
+/// The most bytes one call copies in (a one-shot message, a stream's chunk): it and what the
+/// call makes of it must fit this module's memory (wasm32: 4 GiB at most, often far less in a
+/// browser or an isolate). A larger message goes through a stream, in chunks.
+pub(crate) const MAX_ONE_SHOT: usize = 256 << 20;
+
+fn too_large(len: usize) -> JsValue {
+    super::thrown(crate::edge::EdgeError::new(
+        byok_core::ApiCode::TooLarge,
+        format!(
+            "{len} bytes in one call; at most {MAX_ONE_SHOT} here: encrypt or decrypt larger data as a stream, in chunks"
+        ),
+    ))
+}
+
 #[wasm_bindgen]
 extern "C" {
     /// `Uint8Array.prototype.set.call(target, source)`: copies a real typed array by its
@@ -113,7 +127,16 @@ impl JsBytes {
 
     /// A copy of all of it in this module's memory.
     pub(crate) fn to_vec(&self) -> Result<Vec<u8>, JsValue> {
-        let mut out = vec![0; self.len()];
+        // Refused before any copy: an allocation that fails aborts the module, and an abort
+        // in the middle of a call leaves the lease it was made on borrowed, so that its
+        // `free()` can no longer wipe its keys.
+        let len = self.len();
+        if len > MAX_ONE_SHOT {
+            return Err(too_large(len));
+        }
+        let mut out = Vec::new();
+        out.try_reserve_exact(len).map_err(|_| too_large(len))?;
+        out.resize(len, 0);
         if copy_into(&mut out, &self.array).is_err() {
             // Part of a plaintext may have been copied.
             zeroize::Zeroize::zeroize(&mut out);

@@ -376,3 +376,15 @@ test('a stream left open is wiped when its lease expires, though the client rene
   assert.equal(client.streams.size, 0, 'the abandoned stream kept its keys past its lease');
   assert.notEqual(client.current, null, 'the renewed lease lives on');
 });
+
+test('a message too large for one call is refused before any copy, and the lease still frees', () => {
+  const doc = { scope: SCOPE, current_version: 1, keys: [{ version: 1, key: KEY }],
+    expires_at: Date.now() + 60_000 };
+  const lease = Lease.fromJson(JSON.stringify(doc));
+  const big = new Uint8Array((256 << 20) + 1);
+  assert.throws(() => lease.encrypt(big), (e) => e.code === 'too_large' && /as a stream/.test(e.message));
+  assert.throws(() => lease.decrypt(big), (e) => e.code === 'too_large');
+  // The module did not abort: the lease works and frees (wiping its keys).
+  assert.equal(lease.decrypt(lease.encrypt(pt)).length, 1);
+  lease.free();
+});
