@@ -248,6 +248,10 @@ impl From<ServiceError> for ApiError {
             ),
             ServiceError::NotConfigured(n) => Self::new(ApiCode::NotConfigured, n),
             ServiceError::Unauthenticated(m) => Self::new(ApiCode::Unauthenticated, m),
+            ServiceError::ReplicaBehind => Self::new(
+                ApiCode::DatabaseUnavailable,
+                "this replica has not heard of the other replicas' changes for too long (the database's org versions do not read); retry shortly",
+            ),
             ServiceError::Validation(steps) => Self {
                 code: ApiCode::KeyValidationFailed,
                 message: steps

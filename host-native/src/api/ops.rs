@@ -22,11 +22,12 @@ pub async fn healthz() -> &'static str {
     "ok\n"
 }
 
-/// Readiness: the database answers.
+/// Readiness: the database answers, and (with replicas) this replica has read the orgs'
+/// versions within the bound its withdrawal receipts state.
 #[utoipa::path(get, path = "/readyz", tag = "ops",
     responses((status = 200, description = "ready"), (status = 503, description = "database unavailable")))]
 pub async fn readyz(State(s): State<AppState>) -> Response {
-    if s.service.store().ping().await {
+    if !s.service.replica_behind() && s.service.store().ping().await {
         (StatusCode::OK, "ready\n").into_response()
     } else {
         // Every 503 carries Retry-After, this one too.

@@ -35,6 +35,10 @@ pub enum ServiceError {
     NotConfigured(String),
     /// The caller's token stopped working while the request was served (revoked meanwhile).
     Unauthenticated(String),
+    /// This replica has not read the orgs' versions for longer than the bound withdrawal
+    /// receipts state for the other replicas: it cannot vouch that none was withdrawn
+    /// elsewhere, and serves no key until a poll succeeds (`database_unavailable`).
+    ReplicaBehind,
 }
 
 impl From<byok_core::kms::KmsError> for ServiceError {

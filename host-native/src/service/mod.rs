@@ -123,9 +123,12 @@ pub struct Service {
     /// Usage marks already logged (see `usage.rs`).
     usage: usage::UsageMarks,
     /// With replicas (PostgreSQL), how long after a change here another replica may still
-    /// serve what it withdrew, in ms: the version poll, or, for a replica cut off from the
-    /// database, the usage window (its every use needs a mark that often). 0 on SQLite.
+    /// serve what it withdrew, in ms: the version poll plus the usage window (a replica cut
+    /// off from the database stops when its marks run out). 0 on SQLite.
     replicas_lag_ms: std::sync::atomic::AtomicI64,
+    /// With replicas, when the orgs' versions were last read (a poll that succeeded, or the
+    /// start of following), on the service's clock in ms ([`Service::replica_behind`]).
+    last_poll_ms: std::sync::atomic::AtomicI64,
     /// This replica's name in job leases (`job_leases.rs`).
     replica: String,
     /// How long a job lease lasts without its heartbeat.
@@ -176,6 +179,7 @@ impl Service {
             issuer: None,
             usage: usage::UsageMarks::default(),
             replicas_lag_ms: std::sync::atomic::AtomicI64::new(0),
+            last_poll_ms: std::sync::atomic::AtomicI64::new(0),
             replica: job_leases::replica_name(),
             job_lease: DEFAULT_JOB_LEASE,
             running_jobs: job_leases::Running::default(),

@@ -238,6 +238,9 @@ impl Service {
         if cell.stale.load(Ordering::SeqCst) {
             return Err(ServiceError::Reloading);
         }
+        if self.replica_behind() {
+            return Err(ServiceError::ReplicaBehind);
+        }
         let snap = cell.snapshot();
         for k in keys {
             check_live(&snap, *k)?;

@@ -33,6 +33,7 @@ impl Service {
     /// ([`Service::replicas_lag_ms`]).
     pub fn has_replicas(&self, poll: Duration) {
         let poll = i64::try_from(poll.as_millis()).unwrap_or(i64::MAX);
+        self.last_poll_ms.store(self.now_ms(), Ordering::SeqCst);
         self.replicas_lag_ms.store(
             poll.saturating_add(super::usage::WINDOW_MS),
             Ordering::SeqCst,
@@ -47,6 +48,21 @@ impl Service {
     /// last mark may have been written up to a poll after the change.
     pub fn replicas_lag_ms(&self) -> i64 {
         self.replicas_lag_ms.load(Ordering::SeqCst)
+    }
+
+    /// The service's clock in ms.
+    fn now_ms(&self) -> i64 {
+        i64::try_from(self.now().as_millis()).unwrap_or(i64::MAX)
+    }
+
+    /// Whether this replica's last successful read of the orgs' versions is older than the
+    /// bound withdrawal receipts state for the replicas ([`Self::replicas_lag_ms`]). Then a
+    /// lost notification could have left it serving what another replica withdrew, past that
+    /// bound: it serves no key (data calls are admitted only when this is false) and is not
+    /// ready, until a poll succeeds. Always false without replicas.
+    pub fn replica_behind(&self) -> bool {
+        let lag = self.replicas_lag_ms.load(Ordering::Relaxed);
+        lag > 0 && self.now_ms() - self.last_poll_ms.load(Ordering::SeqCst) > lag
     }
 
     /// Another replica changed org `org` to `version` (a notification or the poll). Returns
@@ -83,6 +99,8 @@ impl Service {
     /// cells held here, then the operator's cached grants against the stored operator tokens.
     /// Returns how many orgs changed.
     pub async fn poll_versions(&self, seen: &mut HashMap<ScopeId, i64>) -> Result<usize> {
+        // Known from when the read starts: a change committed after it waits for the next.
+        let started = self.now_ms();
         let mut changed = 0;
         let first = seen.is_empty();
         let versions = org_rows::versions(self.store.pool()).await?;
@@ -114,6 +132,7 @@ impl Service {
         self.grants.retain(|hash, g| {
             g.role != Role::Operator || operators.iter().any(|h| h.as_slice() == hash)
         });
+        self.last_poll_ms.fetch_max(started, Ordering::SeqCst);
         Ok(changed)
     }
 }
@@ -179,5 +198,48 @@ async fn listen(service: &Service, url: &str) -> std::result::Result<(), sqlx::E
             }
             None => tracing::warn!(payload = n.payload(), "an unreadable change notification"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, HashMap};
+    use std::sync::atomic::Ordering;
+    use std::time::Duration;
+
+    use byok_core::envelope::SealBuffer;
+
+    use super::super::{ServiceError, test_caller, test_service, test_team};
+    use crate::store::Database;
+
+    /// A replica whose reads of the orgs' versions have failed for longer than the bound its
+    /// receipts state cannot vouch that no withdrawal was made elsewhere (a notification may
+    /// have been lost): it serves no key and is not ready until a poll succeeds again.
+    #[tokio::test]
+    async fn a_replica_that_cannot_poll_serves_no_key_past_the_stated_bound() {
+        let db = Database::open("sqlite::memory:").await.unwrap();
+        let s = test_service(&db, 3);
+        let (org, team) = test_team(&s, Some(Duration::from_secs(60))).await;
+        let who = test_caller(&s, org).await;
+        let encrypt = || s.encrypt(&who, org, team, SealBuffer::copy_of(b"x"), BTreeMap::new());
+        encrypt().await.expect("one server: no poll to wait for");
+        s.has_replicas(Duration::from_millis(500));
+        encrypt().await.expect("following since just now");
+        assert!(!s.replica_behind());
+        // The last read of the versions, longer ago than the bound.
+        let lag = s.replicas_lag_ms();
+        s.last_poll_ms.fetch_sub(lag + 1, Ordering::SeqCst);
+        assert!(s.replica_behind());
+        let e = encrypt().await.map(drop);
+        assert!(matches!(e, Err(ServiceError::ReplicaBehind)), "cached: {e:?}");
+        s.cache().evict_org(org);
+        let e = encrypt().await.map(drop);
+        assert!(matches!(e, Err(ServiceError::ReplicaBehind)), "resolved: {e:?}");
+        let e = s.lease(&who, org, team, "req", None).await.map(drop);
+        assert!(matches!(e, Err(ServiceError::ReplicaBehind)), "lease: {e:?}");
+        // A poll that succeeds: serving again.
+        s.poll_versions(&mut HashMap::new()).await.unwrap();
+        assert!(!s.replica_behind());
+        encrypt().await.expect("served after the poll");
     }
 }

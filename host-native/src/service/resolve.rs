@@ -36,6 +36,9 @@ impl Service {
             if cell.stale.load(Ordering::SeqCst) {
                 return Err(ServiceError::Reloading);
             }
+            if self.replica_behind() {
+                return Err(ServiceError::ReplicaBehind);
+            }
             let snap = cell.snapshot();
             check_live(&snap, key)?;
             if let Some(k) = self.fresh(cell, key) {
