@@ -231,12 +231,21 @@ mod tests {
         s.last_poll_ms.fetch_sub(lag + 1, Ordering::SeqCst);
         assert!(s.replica_behind());
         let e = encrypt().await.map(drop);
-        assert!(matches!(e, Err(ServiceError::ReplicaBehind)), "cached: {e:?}");
+        assert!(
+            matches!(e, Err(ServiceError::ReplicaBehind)),
+            "cached: {e:?}"
+        );
         s.cache().evict_org(org);
         let e = encrypt().await.map(drop);
-        assert!(matches!(e, Err(ServiceError::ReplicaBehind)), "resolved: {e:?}");
+        assert!(
+            matches!(e, Err(ServiceError::ReplicaBehind)),
+            "resolved: {e:?}"
+        );
         let e = s.lease(&who, org, team, "req", None).await.map(drop);
-        assert!(matches!(e, Err(ServiceError::ReplicaBehind)), "lease: {e:?}");
+        assert!(
+            matches!(e, Err(ServiceError::ReplicaBehind)),
+            "lease: {e:?}"
+        );
         // A poll that succeeds: serving again.
         s.poll_versions(&mut HashMap::new()).await.unwrap();
         assert!(!s.replica_behind());
