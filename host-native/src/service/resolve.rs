@@ -42,12 +42,20 @@ impl Service {
             let snap = cell.snapshot();
             check_live(&snap, key)?;
             if let Some(k) = self.fresh(cell, key) {
+                let mut waited = false;
                 if !self.granted_in_memory(who) {
                     Box::pin(self.still_stored(who)).await?;
+                    waited = true;
                 }
                 self.metrics.cache_hits.fetch_add(1, Ordering::Relaxed);
                 // Admitted: marked before the key is used (a map lookup when already marked).
-                self.mark_use(snap.id(), key.scope).await?;
+                waited |= self.mark_use(snap.id(), key.scope).await?;
+                // A wait for the store (a token's row, a usage mark's write) can be long: a
+                // denial that evicted the key meanwhile, or its TTL's end, is obeyed here, as
+                // the key leaves. The gate held keeps pauses and revokes out already.
+                if waited && self.fresh(cell, key).is_none() {
+                    return Err(ServiceError::Reloading);
+                }
                 return Ok((k, guard));
             }
         }
@@ -422,6 +430,50 @@ mod tests {
         w.svc.cache().evict_org(w.org);
         w.finish().await.unwrap();
         assert!(w.svc.cache().is_empty(), "the eviction was undone");
+    }
+
+    /// A cached key whose use waits for the store's writer (the token's first usage mark in the
+    /// window) while a denial evicts the org's keys is not used after that wait: the call is
+    /// decided again, and its retry asks the key holder (here the managed key, which answers;
+    /// a CMK that was withdrawn would refuse).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_key_evicted_while_its_use_waits_for_the_writer_is_not_used() {
+        let db = Database::open("sqlite::memory:").await.unwrap();
+        let managed = managed_key(SecretBytes::random(&mut rand::rng()), 1);
+        let svc = std::sync::Arc::new(
+            Service::new(db, managed, Duration::from_secs(60), KmsSettings::default()).unwrap(),
+        );
+        let (org, _) = svc.create_org("org", None, None, None).await.unwrap();
+        let team = svc.create_scope(org, org, "team").await.unwrap();
+        let team = ScopeId::parse_hex(&team.id).unwrap();
+        let warm = crate::service::test_caller(&svc, org).await;
+        let encrypt = |who: crate::service::tokens::Authenticated| {
+            let svc = svc.clone();
+            // As a request: the token is the actor, so the use needs its mark.
+            crate::store::audit::with_actor_slot(async move {
+                crate::store::audit::set_actor(who.grant.clone());
+                svc.encrypt(&who, org, team, SealBuffer::copy_of(b"x"), BTreeMap::new())
+                    .await
+                    .map(drop)
+            })
+        };
+        encrypt(warm).await.unwrap();
+        // A second token: its first use of the scope writes a mark, and waits for the writer.
+        let who = crate::service::test_caller(&svc, org).await;
+        let unwraps = || {
+            svc.metrics
+                .root_unwraps
+                .load(std::sync::atomic::Ordering::SeqCst)
+        };
+        let before = unwraps();
+        let writer = svc.store().write().await.unwrap();
+        let waiting = tokio::spawn(encrypt(who));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(!waiting.is_finished(), "the use did not wait for its mark");
+        svc.cache().evict_org(org);
+        drop(writer);
+        waiting.await.unwrap().unwrap();
+        assert_eq!(unwraps(), before + 1, "the evicted key was used");
     }
 
     /// A request holding the org's cell while another replica's change arrives (here: its

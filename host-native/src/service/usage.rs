@@ -26,10 +26,11 @@ const MAX_MARKS: usize = 100_000;
 impl Service {
     /// Logs a `scope_used` mark for the request's token on `scope` of `org` unless one in the
     /// window covers it. Outside a request (no token) there is nothing to mark. A write that
-    /// fails fails the use: no use goes unmarked.
-    pub(super) async fn mark_use(&self, org: ScopeId, scope: ScopeId) -> Result<()> {
+    /// fails fails the use: no use goes unmarked. Returns whether a mark was written (the call
+    /// then waited for the store's writer).
+    pub(super) async fn mark_use(&self, org: ScopeId, scope: ScopeId) -> Result<bool> {
         let Some(token) = audit::actor_id() else {
-            return Ok(());
+            return Ok(false);
         };
         // The window is measured on the service's monotonic clock: a wall clock stepped back
         // (NTP) on a replica cut off from the database must not stretch it. The audit row
@@ -41,11 +42,12 @@ impl Service {
                 .get(&(token, scope))
                 .is_some_and(|at| now - at < WINDOW_MS)
             {
-                return Ok(());
+                return Ok(false);
             }
         }
         // Boxed: the write's state would otherwise size every data call's future.
-        Box::pin(self.write_mark(org, scope, token, now)).await
+        Box::pin(self.write_mark(org, scope, token, now)).await?;
+        Ok(true)
     }
 
     /// Commits the mark for `token` on `scope` of `org`, taken at `now` (the monotonic clock,
