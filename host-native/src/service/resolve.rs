@@ -355,13 +355,8 @@ mod tests {
             ));
             std::fs::create_dir_all(&dir).unwrap();
             let db = Database::open_dir(&dir).await.unwrap();
-            let managed = managed_key(SecretBytes::random(&mut rand::rng()), 1);
-            let svc = std::sync::Arc::new(
-                Service::new(db, managed, Duration::from_secs(60), KmsSettings::default()).unwrap(),
-            );
-            let (org, _) = svc.create_org("org", None, None, None).await.unwrap();
-            let team = svc.create_scope(org, org, "team").await.unwrap();
-            let team = ScopeId::parse_hex(&team.id).unwrap();
+            let svc = std::sync::Arc::new(crate::service::test_service(&db, 3));
+            let (org, team) = crate::service::test_team(&svc, None).await;
             let who = crate::service::test_caller(&svc, org).await;
             svc.cache().evict_org(org);
             let writer = Some(svc.store().write().await.unwrap());
@@ -439,13 +434,8 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_key_evicted_while_its_use_waits_for_the_writer_is_not_used() {
         let db = Database::open("sqlite::memory:").await.unwrap();
-        let managed = managed_key(SecretBytes::random(&mut rand::rng()), 1);
-        let svc = std::sync::Arc::new(
-            Service::new(db, managed, Duration::from_secs(60), KmsSettings::default()).unwrap(),
-        );
-        let (org, _) = svc.create_org("org", None, None, None).await.unwrap();
-        let team = svc.create_scope(org, org, "team").await.unwrap();
-        let team = ScopeId::parse_hex(&team.id).unwrap();
+        let svc = std::sync::Arc::new(crate::service::test_service(&db, 3));
+        let (org, team) = crate::service::test_team(&svc, None).await;
         let warm = crate::service::test_caller(&svc, org).await;
         let encrypt = |who: crate::service::tokens::Authenticated| {
             let svc = svc.clone();
