@@ -9,7 +9,7 @@
 //! cancelled), and a job waits on a paused scope instead of working on its keys.
 
 use byok_core::dev::TestRng;
-use byok_core::scope::{Effective, JobStep, Org, ScopeState, StoredScope};
+use byok_core::scope::{Effective, JobStep, Org, ScopeError, ScopeState, StoredScope};
 use byok_core::{Context, Envelope, Error, KeyId, ScopeId, ScopeKey};
 use proptest::prelude::*;
 
@@ -49,6 +49,32 @@ impl Model {
     }
     fn revoked(&self, i: usize) -> bool {
         matches!(self.effective(i), Effective::Revoked { .. })
+    }
+    /// The refusal owed to an operation that needs scope `i` usable: the pause or revocation
+    /// closest to the root on its path, named as such.
+    fn unusable(&self, i: usize) -> Option<ScopeError> {
+        match self.effective(i) {
+            Effective::Active => None,
+            Effective::Paused { by } => Some(ScopeError::Paused { scope: id(i), by }),
+            Effective::Revoked { by } => Some(ScopeError::Revoked { scope: id(i), by }),
+        }
+    }
+    /// The refusal owed to pause, resume and revoke, which only a revocation stops.
+    fn revoked_refusal(&self, i: usize) -> Option<ScopeError> {
+        self.unusable(i)
+            .filter(|e| matches!(e, ScopeError::Revoked { .. }))
+    }
+}
+
+/// The scope rule a result was refused by (`None` if it succeeded). Any other error fails the
+/// test: the tree's refusals are all `ScopeError`s.
+fn refusal<T>(r: &Result<T, Error>) -> Result<Option<ScopeError>, TestCaseError> {
+    match r {
+        Ok(_) => Ok(None),
+        Err(Error::Scope(e)) => Ok(Some(e.clone())),
+        Err(other) => Err(TestCaseError::fail(format!(
+            "not a scope refusal: {other:?}"
+        ))),
     }
 }
 
@@ -104,7 +130,10 @@ struct Real {
 }
 
 impl Real {
+    /// `k`, as a host resolves it: the scope's state first (so a pause is named as such even
+    /// for a retired version), then the chain from its root version.
     fn key(&self, k: KeyId) -> Result<ScopeKey, Error> {
+        self.org.check_usable(k.scope).map_err(Error::Scope)?;
         let top = self.org.root_of(k)?;
         let root = self
             .roots
@@ -173,19 +202,15 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
         let ok = match op {
             Op::Create(p) => {
                 let p = p % n;
-                let expect = model.usable(p) && n < 40;
                 if n >= 40 {
                     continue;
                 }
+                // The refusal names the parent: the new scope does not exist yet.
+                let owed = model.unusable(p);
+                let expect = owed.is_none();
                 let pk = real.parent_key(id(p));
                 let r = real.org.create_scope(id(n), id(p), &pk, &mut real.rng);
-                prop_assert_eq!(
-                    r.is_ok(),
-                    expect,
-                    "create under {} ({:?})",
-                    p,
-                    r.as_ref().err()
-                );
+                prop_assert_eq!(refusal(&r)?, owed, "create under {}", p);
                 if let Ok((key, e)) = r {
                     rows.apply(&e);
                     real.seal(&key);
@@ -203,8 +228,9 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 } else {
                     real.org.resume(id(i))
                 };
-                let expect = !model.revoked(i);
-                prop_assert_eq!(r.is_ok(), expect);
+                let owed = model.revoked_refusal(i);
+                let expect = owed.is_none();
+                prop_assert_eq!(refusal(&r)?, owed);
                 if let Ok(e) = &r {
                     rows.apply(e);
                 }
@@ -220,12 +246,21 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             Op::Revoke(i) => {
                 let i = i % n;
                 // A wrong confirmation is always refused and changes nothing.
-                prop_assert!(real.org.revoke(id(i), "yes").is_err());
+                // A scope revoked already says so first.
+                let wrong = real.org.revoke(id(i), "yes");
+                let owed = model.revoked_refusal(i);
+                prop_assert_eq!(
+                    refusal(&wrong)?,
+                    Some(
+                        owed.clone()
+                            .unwrap_or(ScopeError::ConfirmationMismatch { scope: id(i) })
+                    )
+                );
                 prop_assert_eq!(&real.org, &before);
                 let r = real.org.revoke(id(i), &id(i).to_string());
                 // Whatever runs: only a scope revoked already refuses.
-                let expect = !model.revoked(i);
-                prop_assert_eq!(r.is_ok(), expect, "revoke {} ({:?})", i, r.as_ref().err());
+                let expect = owed.is_none();
+                prop_assert_eq!(refusal(&r)?, owed, "revoke {}", i);
                 if let Ok(e) = &r {
                     rows.apply(e);
                 }
@@ -243,10 +278,11 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             Op::Rotate(i) => {
                 let i = i % n;
                 let Some(p) = model.parent[i] else { continue };
-                let expect = model.usable(i);
+                let owed = model.unusable(i);
+                let expect = owed.is_none();
                 let pk = real.parent_key(id(p));
                 let r = real.org.rotate(id(i), &pk, &mut real.rng);
-                prop_assert_eq!(r.is_ok(), expect, "rotate {} ({:?})", i, r.as_ref().err());
+                prop_assert_eq!(refusal(&r)?, owed, "rotate {}", i);
                 if let Ok((key, e)) = r {
                     rows.apply(&e);
                     real.seal(&key);
@@ -263,8 +299,11 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     .wrap_root_managed(&real.managed, &key, &mut real.rng)
                     .unwrap();
                 let r = real.org.rotate_root(&key, copy);
-                let expect = model.usable(0) && retiring.is_none();
-                prop_assert_eq!(r.is_ok(), expect, "rotate_root ({:?})", r.as_ref().err());
+                let owed = model
+                    .unusable(0)
+                    .or(retiring.map(|_| ScopeError::JobRunning));
+                let expect = owed.is_none();
+                prop_assert_eq!(refusal(&r)?, owed, "rotate_root");
                 if let Ok(e) = &r {
                     rows.apply(e);
                 }
@@ -284,15 +323,12 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     continue;
                 }
                 let old = KeyId::new(id(i), model.live[i][0]);
-                let expect = model.usable(i) && retiring.is_none();
+                let owed = model
+                    .unusable(i)
+                    .or(retiring.map(|_| ScopeError::JobRunning));
+                let expect = owed.is_none();
                 let r = real.org.plan_retire(old);
-                prop_assert_eq!(
-                    r.is_ok(),
-                    expect,
-                    "plan_retire {} ({:?})",
-                    old,
-                    r.as_ref().err()
-                );
+                prop_assert_eq!(refusal(&r)?, owed, "plan_retire {}", old);
                 if let Ok(e) = &r {
                     rows.apply(e);
                     retiring = Some((i, old.version));
@@ -332,9 +368,23 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             Op::FinishRetire => {
                 let Some((i, v)) = retiring else { continue };
                 let done = real.org.job().is_some_and(|j| j.next_batch(1).is_empty());
-                let expect = done && model.usable(i);
-                let r = real.org.retire(KeyId::new(id(i), v));
-                prop_assert_eq!(r.is_ok(), expect, "retire ({:?})", r.as_ref().err());
+                let key = KeyId::new(id(i), v);
+                let owed = model.unusable(i);
+                let expect = done && owed.is_none();
+                let r = real.org.retire(key);
+                match (refusal(&r)?, owed) {
+                    (got, Some(owed)) => prop_assert_eq!(got, Some(owed), "retire"),
+                    // Steps are left: the version still wraps a child key.
+                    (Some(ScopeError::VersionInUse { key: k, children }), None) => {
+                        prop_assert!(
+                            !done && k == key && children > 0,
+                            "retire {} {}",
+                            k,
+                            children
+                        )
+                    }
+                    (got, None) => prop_assert!(done && got.is_none(), "retire: {:?}", got),
+                }
                 if let Ok(e) = &r {
                     rows.apply(e);
                 }
@@ -378,26 +428,13 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
         // ...and on exactly what decrypts.
         for (k, ct) in &real.sealed {
             let i = index(k.scope);
-            let should = model.usable(i) && model.live[i].contains(&k.version);
+            // Under a paused or revoked scope the error names the pause or revocation; a
+            // retired version is unknown.
+            let owed = model.unusable(i).or_else(|| {
+                (!model.live[i].contains(&k.version)).then_some(ScopeError::UnknownVersion(*k))
+            });
             let got = real.opens(*k, ct);
-            prop_assert_eq!(
-                got.is_ok(),
-                should,
-                "{} under scope {}: {:?}",
-                k,
-                i,
-                got.err()
-            );
-            if model.revoked(i) {
-                let revoked_error = matches!(
-                    got,
-                    Err(Error::Scope(byok_core::scope::ScopeError::Revoked { .. }))
-                );
-                prop_assert!(
-                    revoked_error,
-                    "under a revoked scope the error names the revocation"
-                );
-            }
+            prop_assert_eq!(refusal(&got)?, owed, "{} under scope {}", k, i);
         }
     }
     Ok(())
