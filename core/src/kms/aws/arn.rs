@@ -446,7 +446,7 @@ mod tests {
             cn.endpoint(Fips::Off).unwrap().host,
             "kms.cn-north-1.amazonaws.com.cn"
         );
-        assert!(cn.endpoint(Fips::On).is_err());
+        assert_eq!(cn.endpoint(Fips::On).unwrap_err().part, "region");
         let gov = KeyArn::parse("arn:aws-us-gov:kms:us-gov-west-1:111122223333:alias/k").unwrap();
         assert_eq!(
             gov.endpoint(Fips::On).unwrap().host,

@@ -466,7 +466,11 @@ mod tests {
             creds: &bearer,
             ..call
         };
-        assert!(Aws.describe_request(&call, Duration::ZERO).is_err());
+        let e = Aws.describe_request(&call, Duration::ZERO).unwrap_err();
+        assert_eq!(
+            e.0,
+            "AWS requests are signed with AWS keys, not a bearer token"
+        );
     }
 
     #[test]
@@ -498,6 +502,12 @@ mod tests {
         assert!(body.contains("WebIdentityToken=tok"), "{body}");
         // The external-id trust needs the vendor's keys.
         access.trust = RoleTrust::ExternalId;
-        assert!(Aws.credentials(&access, &Vendor::default()).is_err());
+        let e = Aws.credentials(&access, &Vendor::default()).err().unwrap();
+        assert_eq!(e.kind, KmsErrorKind::AccessDenied);
+        assert!(
+            e.message.contains("BYOK_AWS_ACCESS_KEY_ID"),
+            "{}",
+            e.message
+        );
     }
 }

@@ -204,14 +204,14 @@ mod tests {
     fn role_arns() {
         assert!(RoleArn::parse("arn:aws:iam::444455556666:role/byok-access").is_ok());
         assert!(RoleArn::parse("arn:aws:iam::444455556666:role/path/to/role").is_ok());
-        for bad in [
-            "arn:aws:iam::44445555666:role/x",
-            "arn:aws:iam::444455556666:user/x",
-            "arn:aws:sts::444455556666:role/x",
-            "arn:aws:iam::444455556666:role/x y",
-            "arn:aws:iam::444455556666:role/",
+        for (bad, part) in [
+            ("arn:aws:iam::44445555666:role/x", "account"),
+            ("arn:aws:iam::444455556666:user/x", "role"),
+            ("arn:aws:sts::444455556666:role/x", "role"),
+            ("arn:aws:iam::444455556666:role/x y", "role name"),
+            ("arn:aws:iam::444455556666:role/", "role name"),
         ] {
-            assert!(RoleArn::parse(bad).is_err(), "{bad}");
+            assert_eq!(RoleArn::parse(bad).unwrap_err().part, part, "{bad}");
         }
     }
 
@@ -314,13 +314,12 @@ mod tests {
         .unwrap_err();
         assert_eq!(e.kind, crate::kms::KmsErrorKind::AccessDenied);
         let partial = b"<AssumeRoleResponse><Credentials><AccessKeyId>A</AccessKeyId></Credentials></AssumeRoleResponse>";
-        assert!(
-            parse_assume_role(&HttpResponse {
-                status: 200,
-                headers: vec![],
-                body: partial.to_vec()
-            })
-            .is_err()
-        );
+        let e = parse_assume_role(&HttpResponse {
+            status: 200,
+            headers: vec![],
+            body: partial.to_vec(),
+        })
+        .unwrap_err();
+        assert_eq!(e.kind, crate::kms::KmsErrorKind::Malformed);
     }
 }

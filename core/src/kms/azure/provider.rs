@@ -648,7 +648,8 @@ mod tests {
                 creds: &aws,
                 ..call
             };
-            assert!(Azure.describe_request(&call, Duration::ZERO).is_err());
+            let e = Azure.describe_request(&call, Duration::ZERO).unwrap_err();
+            assert!(e.0.contains("carry a bearer token, not AWS keys"), "{e}");
         }
     }
 

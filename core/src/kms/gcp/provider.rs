@@ -336,7 +336,8 @@ mod tests {
             creds: &aws,
             ..call
         };
-        assert!(Gcp.unwrap_request(&call, b"x", Duration::ZERO).is_err());
+        let e = Gcp.unwrap_request(&call, b"x", Duration::ZERO).unwrap_err();
+        assert!(e.0.contains("carry a bearer token, not AWS keys"), "{e}");
         let denied = HttpResponse {
             status: 403,
             headers: Vec::new(),
@@ -360,7 +361,8 @@ mod tests {
             audience: None,
             danger_base: None,
         };
-        assert!(Gcp.credentials(&access, &Vendor::default()).is_err());
+        let e = Gcp.credentials(&access, &Vendor::default()).err().unwrap();
+        assert_eq!(e.kind, KmsErrorKind::AccessDenied);
         access.audience = Some("//iam.googleapis.com/projects/1234/locations/global/workloadIdentityPools/byok/providers/byok-issuer".into());
         let flow = Gcp.credentials(&access, &Vendor::default()).unwrap();
         assert!(matches!(flow.need(Duration::ZERO), Need::Token { .. }));
