@@ -651,13 +651,12 @@ mod tests {
         assert_eq!(flags.listen.to_string(), "127.0.0.1:7000");
         assert_eq!(flags.data_dir, PathBuf::from("/tmp/x"));
         std::fs::write(&path, "listen = 1\n").unwrap();
-        assert!(
-            Config::resolve(&ServeArgs {
-                config: Some(path.clone()),
-                ..Default::default()
-            })
-            .is_err()
-        );
+        let err = Config::resolve(&ServeArgs {
+            config: Some(path.clone()),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(err.contains("listen"), "{err}");
         std::fs::write(&path, "unknown = 1\n").unwrap();
         let err = Config::resolve(&ServeArgs {
             config: Some(path),

@@ -187,7 +187,10 @@ mod tests {
         let env = Base64::encode_string(&[7u8; 32]);
         let (c, origin) = load_or_create(&dir, Some(&env), true).unwrap();
         assert_eq!((origin, c.expose_secret()), (Origin::Env, &[7u8; 32]));
-        assert!(load_or_create(&dir, Some("AAAA"), true).is_err());
+        assert_eq!(
+            load_or_create(&dir, Some("AAAA"), true).unwrap_err(),
+            "BYOK_MANAGED_KEY must decode to exactly 32 bytes"
+        );
         std::fs::remove_file(dir.join(FILE)).unwrap();
         let err = load_or_create(&dir, None, false).unwrap_err();
         assert!(err.contains("restore the file"), "{err}");

@@ -177,7 +177,8 @@ mod tests {
             per_token: 3,
         });
         limits.check(None, &[1; 32]).unwrap();
-        assert!(limits.check(None, &[1; 32]).is_err());
+        let refused = limits.check(None, &[1; 32]).unwrap_err();
+        assert_eq!(refused.answer.code, ApiCode::RateLimited);
     }
 
     #[test]

@@ -447,8 +447,7 @@ impl Service {
 
 #[cfg(test)]
 mod tests {
-
-    use super::super::Service;
+    use super::super::{Service, ServiceError};
 
     use crate::store::Database;
 
@@ -470,7 +469,11 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(wrapped.len(), 140);
-        assert!(service(&db, 8).load_log_key("byok.test").await.is_err());
+        let e = service(&db, 8).load_log_key("byok.test").await.unwrap_err();
+        assert!(
+            matches!(e, ServiceError::Crypto(byok_core::Error::Decrypt)),
+            "{e:?}"
+        );
     }
 
     /// With replicas, a receipt's end of access waits for the slowest one: the poll, or the

@@ -365,7 +365,8 @@ mod tests {
     use std::sync::Arc;
     use std::sync::atomic::Ordering;
 
-    use crate::store::Database;
+    use crate::service::ServiceError;
+    use crate::store::{Database, StoreError};
 
     /// An org whose check fails does not stop the check of the orgs after it: here the second
     /// org's copy is behind storage (another replica's change), and the check reloads it.
@@ -390,13 +391,18 @@ mod tests {
                 .await
                 .unwrap();
         }
-        assert!(svc.org(broken).await.is_err(), "the org still loads");
+        let broken_error = svc.org(broken).await.err().expect("the org still loads");
+        assert!(
+            matches!(broken_error, ServiceError::Store(StoreError::Corrupt(_))),
+            "{broken_error:?}"
+        );
         let behind = svc.org(org).await.unwrap();
         behind.version.fetch_sub(1, Ordering::SeqCst);
-        assert!(
-            svc.check_health().await.is_err(),
-            "the failure was not reported"
-        );
+        let reported = svc
+            .check_health()
+            .await
+            .expect_err("the failure was not reported");
+        assert_eq!(format!("{reported:?}"), format!("{broken_error:?}"));
         let now = svc.org(org).await.unwrap();
         assert!(
             !Arc::ptr_eq(&behind, &now),

@@ -428,7 +428,13 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(updated, 0, "the lock wrote a row version");
-        assert!(lock(&mut w.tx, ScopeId::from_bytes([6; 16])).await.is_err());
+        let e = lock(&mut w.tx, ScopeId::from_bytes([6; 16]))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&e, StoreError::Corrupt(m) if m == "lock of an unknown org"),
+            "{e:?}"
+        );
     }
 
     #[test]
@@ -494,11 +500,12 @@ mod tests {
         w.commit().await.unwrap();
         assert_eq!(grace(db.pool().clone()).await, 30_000);
         let mut w = db.write().await.unwrap();
+        let e = set_outage_grace(&mut w.tx, ScopeId::from_bytes([8; 16]), 1)
+            .await
+            .expect_err("an unknown org changes no row");
         assert!(
-            set_outage_grace(&mut w.tx, ScopeId::from_bytes([8; 16]), 1)
-                .await
-                .is_err(),
-            "an unknown org changes no row"
+            matches!(&e, StoreError::Corrupt(m) if m == "outage grace of an unknown org"),
+            "{e:?}"
         );
         drop(w);
         db.pool().close().await;
