@@ -194,6 +194,21 @@ impl Moto {
         };
         self.boto3(&self.iam_admin, "iam", &call);
     }
+
+    /// Narrows byok's grant to `actions` (the customer's IAM administrator editing the policy,
+    /// e.g. leaving `kms:DescribeKey` and taking `kms:Decrypt` away). [`Self::grant`] with
+    /// `true` puts the whole grant back.
+    pub fn grant_only(&self, actions: &[&str]) {
+        let mut policy: serde_json::Value = serde_json::from_str(&self.byok_policy).unwrap();
+        for statement in policy["Statement"].as_array_mut().unwrap() {
+            statement["Action"] = serde_json::json!(actions);
+        }
+        let call = format!(
+            "put_user_policy(UserName='byok', PolicyName='byok', PolicyDocument={:?})",
+            policy.to_string()
+        );
+        self.boto3(&self.iam_admin, "iam", &call);
+    }
 }
 
 impl Drop for Moto {

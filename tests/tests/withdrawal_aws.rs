@@ -254,6 +254,30 @@ async fn a_revalidation_that_meets_the_key_disabled_drops_a_warm_cache_at_once()
     assert_status(&decrypt(&ts, &c).await, 200);
 }
 
+/// A describe is not a decrypt. The customer takes away only `kms:Decrypt` and leaves
+/// `kms:DescribeKey`: the refused unwrap is recorded as the key's health, and the health check,
+/// whose describe still succeeds, confirms the denial with an unwrap instead of clearing it
+/// (which would show the key healthy while every unwrap fails). Once the grant is whole again,
+/// the same check clears it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_health_check_keeps_a_decrypt_denial_its_describe_cannot_see() {
+    let (stack, ts, c) = one_byok_org("withdrawal-aws-describe-only", 0).await;
+    let health = |keys: Value| key(&keys, "cmk:1")["health"].clone();
+    assert_status(&decrypt(&ts, &c).await, 200);
+    stack.moto.grant_only(&["kms:DescribeKey"]);
+    assert_error(&decrypt(&ts, &c).await, 424, "kms_access_denied");
+    assert_eq!(health(keys(&ts, &c).await), json!("access_denied"));
+    let (check_path, nothing) = (c.path("/keys/check"), json!({}));
+    let check = || ts.post(&check_path, &c.admin, &nothing);
+    assert_status(&check().await, 200);
+    assert_eq!(health(keys(&ts, &c).await), json!("access_denied"));
+    assert_error(&decrypt(&ts, &c).await, 424, "kms_access_denied");
+    stack.moto.grant(true);
+    assert_status(&check().await, 200);
+    assert_eq!(health(keys(&ts, &c).await), json!("ok"));
+    assert_status(&decrypt(&ts, &c).await, 200);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn removing_the_grant_refuses_an_org_without_a_cache_at_once() {
     let (stack, ts, b) = one_byok_org("withdrawal-aws-ttl0", 0).await;

@@ -1,7 +1,8 @@
 //! Key health: what byok learns about a customer key from its KMS. Every KMS call is audited;
 //! an answer that says the customer withdrew the key (disabled, deleted, access removed) evicts
 //! the org's cached keys at once and is recorded as the key's health; the periodic check
-//! describes each enabled key and records the same.
+//! describes each enabled key and records the same. A recorded denial is cleared only by the
+//! kind of call that was refused (an unwrap), never by a describe's word.
 
 use byok_core::ScopeId;
 use byok_core::kms::KmsError;
@@ -276,6 +277,9 @@ impl Service {
                                 tracing::warn!(org = %org, key = n, error = ?e, "a rotated key's copies could not be made again");
                                 failed.get_or_insert(e);
                             }
+                            if self.confirmed_by_unwrap(&cell, org, n, &access).await? {
+                                continue;
+                            }
                             (false, "ok".to_owned(), None)
                         }
                         Some(u) => (
@@ -295,6 +299,42 @@ impl Service {
             }
             failed.map_or(Ok(()), Err)
         }
+    }
+
+    /// After a describe that found key `n` usable, while its recorded health is a denial: a
+    /// describe is not the call that was refused. A customer may take away only Decrypt (a
+    /// grant or policy statement removed) and leave DescribeKey; clearing the denial on the
+    /// describe's word would show the key healthy while every unwrap fails, and would flap
+    /// between the two at each check. So the denial is confirmed, or cleared, by unwrapping the
+    /// key's copy of the newest root version, an audited call whose outcome
+    /// [`Self::kms_answered`] records as any other's. The root it gives is not cached.
+    ///
+    /// Returns whether that call was made (its outcome is then recorded). With no denial
+    /// recorded, or no copy to unwrap, nothing is called: the steady state costs no more than
+    /// the describe.
+    async fn confirmed_by_unwrap(
+        &self,
+        cell: &OrgCell,
+        org: ScopeId,
+        n: u32,
+        access: &crate::service::kms::KeyAccess,
+    ) -> Result<bool> {
+        if !Self::recorded_denial(cell, n) {
+            return Ok(false);
+        }
+        let snap = cell.snapshot();
+        let Some((v, copy)) = snap
+            .holders()
+            .find(|h| h.id == HolderId::Cmk(n))
+            .and_then(|h| h.copies.last_key_value())
+        else {
+            return Ok(false);
+        };
+        let sent = self.cache.evictions(org);
+        let back = self.kms.unwrap(access, copy, *v).await;
+        self.kms_answered(cell, org, n, "Decrypt", back.as_ref().err(), sent)
+            .await?;
+        Ok(true)
     }
 
     /// After a describe: if the customer rotated key `n` (its current version is not the one
