@@ -233,6 +233,29 @@ async fn an_org_with_keys_in_three_clouds_moves_across_them_and_each_withdrawal_
     );
     assert_eq!(key(&checked, "cmk:3")["health"], "ok", "{checked}");
 
+    // The customer takes wrapKey and unwrapKey out of the key's permitted operations: a
+    // withdrawal like disabling it. The check says so and drops the warm cache at once, and
+    // the unwrap that follows is refused as the key's setting (403 KeyOperationForbidden),
+    // not as byok's error. Both allowed again, the check clears it (by an unwrap).
+    assert_status(&o.decrypt(&ts, &last).await, 200);
+    kv.set_ops("root", &["encrypt", "decrypt"]);
+    let checked = assert_status(
+        &ts.post(&o.path("/keys/check"), &o.admin, &json!({})).await,
+        200,
+    );
+    assert_eq!(
+        key(&checked, "cmk:3")["health"],
+        "key_disabled",
+        "{checked}"
+    );
+    assert_error(&o.decrypt(&ts, &last).await, 424, "kms_key_disabled");
+    kv.set_ops("root", &["wrapKey", "unwrapKey"]);
+    let checked = assert_status(
+        &ts.post(&o.path("/keys/check"), &o.admin, &json!({})).await,
+        200,
+    );
+    assert_eq!(key(&checked, "cmk:3")["health"], "ok", "{checked}");
+
     // The customer rotates the key: the next health check wraps the org's roots again under
     // the new version (a job, audited), after which the old version can be disabled and
     // everything still opens.

@@ -71,8 +71,11 @@ fn classify(code: &str, message: &str, status: u16) -> KmsErrorKind {
         | "ForbiddenByConnection"
         | "AccessDenied"
         | "Unauthorized" => K::AccessDenied,
-        // The key's `key_ops` lacks the operation: a setup error, not a withdrawal.
-        "KeyOperationForbidden" => K::Malformed,
+        // The key's `key_ops` lacks the operation. On a key byok already uses, only the
+        // customer can have taken it out (`az keyvault key set-attributes --ops`): a withdrawal
+        // like disabling the key, so it evicts at once and gets no outage grace. A key that
+        // never allowed it is caught by the describe at setup, with its own fix.
+        "KeyOperationForbidden" => K::KeyDisabled,
         "Throttled" | "TooManyRequests" => K::Throttled,
         // Entra ID: a bad secret or assertion, an app not in the tenant, no federated
         // credential matching byok's issuer, subject or audience.
@@ -140,7 +143,7 @@ mod tests {
                     Some("KeyOperationForbidden"),
                     "Operation wrapKey is not allowed on this key.",
                 ),
-                K::Malformed,
+                K::KeyDisabled,
                 "KeyOperationForbidden",
             ),
             (

@@ -348,6 +348,14 @@ impl Wire for Azure {
                 },
             ),
             fix: match (kind, url.service) {
+                (KmsErrorKind::KeyDisabled, service) if facts.enabled && !facts.allows_wrapping() => format!(
+                    "allow byok's operations on the key: az keyvault key set-attributes --{} {} --name KEY --ops wrapKey unwrapKey",
+                    match service {
+                        Service::Vault => "vault-name",
+                        Service::ManagedHsm => "hsm-name",
+                    },
+                    url.name
+                ),
                 (KmsErrorKind::Malformed, Service::Vault) => format!("create an RSA key for wrapping: az keyvault key create --vault-name {} --name KEY --kty RSA-HSM --size 3072 --ops wrapKey unwrapKey", url.name),
                 (KmsErrorKind::Malformed, Service::ManagedHsm) => format!("byok wraps with AES key wrap on Managed HSM: az keyvault key create --hsm-name {} --name KEY --kty oct-HSM --size 256 --ops wrapKey unwrapKey", url.name),
                 (other, _) => self.fix(other),

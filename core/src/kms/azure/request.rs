@@ -248,11 +248,18 @@ impl KeyFacts {
             return Err(KmsErrorKind::KeyDisabled);
         }
         let alg = WrapAlg::for_kty(&self.kty).ok_or(KmsErrorKind::Malformed)?;
-        let can = |op: &str| self.key_ops.iter().any(|o| o == op);
-        if !(can("wrapKey") && can("unwrapKey")) {
-            return Err(KmsErrorKind::Malformed);
+        // Operations taken out of an attached key are the customer's setting, as `enabled`
+        // is: a withdrawal (see `error::classify` for `KeyOperationForbidden`).
+        if !self.allows_wrapping() {
+            return Err(KmsErrorKind::KeyDisabled);
         }
         Ok(alg)
+    }
+
+    /// Whether the key's permitted operations include both that byok needs.
+    pub fn allows_wrapping(&self) -> bool {
+        let can = |op: &str| self.key_ops.iter().any(|o| o == op);
+        can("wrapKey") && can("unwrapKey")
     }
 }
 
@@ -424,7 +431,7 @@ mod tests {
             ),
             (
                 facts("RSA", &["encrypt", "decrypt"], json!({ "enabled": true })),
-                KmsErrorKind::Malformed,
+                KmsErrorKind::KeyDisabled,
             ),
         ];
         for (f, kind) in cases {
