@@ -98,6 +98,18 @@ fn xml_error(body: &[u8]) -> Option<(String, String)> {
 fn classify(code: &str, message: &str, status: u16) -> KmsErrorKind {
     use KmsErrorKind::*;
     match code {
+        // This server's clock, not the customer: AWS refuses a request signed more than five
+        // minutes from its own time ("Signature expired: ... is now earlier than ...", or "not
+        // yet current"; KMS says InvalidSignatureException, STS SignatureDoesNotMatch). No
+        // customer action causes it, so it is not a withdrawal to record against their key
+        // (every org's at once), nor an outage to serve through: malformed, whose fix names the
+        // clock.
+        "InvalidSignatureException" | "SignatureDoesNotMatch"
+            if message.contains("Signature expired")
+                || message.contains("Signature not yet current") =>
+        {
+            Malformed
+        }
         "AccessDeniedException"
         | "AccessDenied"
         | "UnrecognizedClientException"
@@ -214,6 +226,28 @@ mod tests {
             br#"{"__type":"KMSInternalException","Message":"x"}"#,
         );
         assert!(e.kind.is_transient());
+    }
+
+    /// Clock skew is the server's, not a withdrawal: KMS's JSON and STS's XML answers to a
+    /// request dated too far from AWS's time. A wrong secret stays a denial.
+    #[test]
+    fn a_request_signed_on_a_skewed_clock_is_not_a_denial() {
+        let kms = br#"{"__type":"InvalidSignatureException","message":"Signature expired: 20261202T150000Z is now earlier than 20261202T151000Z (20261202T151500Z - 5 min.)"}"#;
+        let e = parse_error(400, &[], kms);
+        assert_eq!(
+            (e.kind, e.code.as_str()),
+            (KmsErrorKind::Malformed, "InvalidSignatureException")
+        );
+        assert!(e.to_string().contains("check the server clock"), "{e}");
+        let ahead = br#"{"__type":"InvalidSignatureException","message":"Signature not yet current: 20261202T160000Z is still later than 20261202T155500Z (20261202T155000Z + 5 min.)"}"#;
+        assert_eq!(parse_error(400, &[], ahead).kind, KmsErrorKind::Malformed);
+        let sts = b"<ErrorResponse><Error><Type>Sender</Type><Code>SignatureDoesNotMatch</Code><Message>Signature expired: 20261202T150000Z is now earlier than 20261202T151000Z (20261202T151500Z - 15 min.)</Message></Error><RequestId>r</RequestId></ErrorResponse>";
+        assert_eq!(parse_error(403, &[], sts).kind, KmsErrorKind::Malformed);
+        let wrong_secret = br#"{"__type":"InvalidSignatureException","message":"The request signature we calculated does not match the signature you provided."}"#;
+        assert_eq!(
+            parse_error(400, &[], wrong_secret).kind,
+            KmsErrorKind::AccessDenied
+        );
     }
 
     #[test]
