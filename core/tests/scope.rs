@@ -827,6 +827,46 @@ fn job_steps_must_belong_to_the_running_job() {
     );
 }
 
+/// With the default's KMS refusing, a key that holds every root becomes the default on the
+/// tree's word: its root must open a scope key wrapped under that version. A root that opens
+/// none, or none given, is refused; an org whose root wraps nothing yet takes the KMS's word.
+#[test]
+fn a_holder_is_proven_by_the_tree_when_the_default_cannot_answer() {
+    let mut f = fixture();
+    let cmk = HolderId::Cmk(1);
+    f.org.attach_cmk(1).unwrap();
+    f.org.record_root_copy(cmk, 1, b"kms".to_vec()).unwrap();
+    let mismatch = ScopeError::ProofMismatch {
+        holder: cmk,
+        version: 1,
+    };
+    let wrong = ScopeKey::new(f.root.id(), SecretBytes::from_bytes(&mut [7; 32]));
+    assert_eq!(
+        scope_err(f.org.prove_holder_by_tree(cmk, &[wrong])),
+        mismatch
+    );
+    assert_eq!(scope_err(f.org.prove_holder_by_tree(cmk, &[])), mismatch);
+    // Not ready (no copy of every root): refused before anything is opened.
+    f.org.attach_cmk(2).unwrap();
+    let fresh = || ScopeKey::new(f.root.id(), f.root.duplicate_secret());
+    assert_eq!(
+        scope_err(f.org.prove_holder_by_tree(HolderId::Cmk(2), &[fresh()])),
+        ScopeError::HolderNotReady(HolderId::Cmk(2))
+    );
+    // The root itself opens the team's key: the proof makes cmk:1 the default.
+    let proof = f.org.prove_holder_by_tree(cmk, &[fresh()]).unwrap();
+    f.org.set_default(cmk, Some(&proof)).unwrap();
+    assert_eq!(f.org.default_holder(), cmk);
+    assert!(!f.org.vendor_can_decrypt());
+    // An org with no scopes under its root: the holder's KMS's word is all there is.
+    let mut rng = TestRng::seeded(7);
+    let (mut bare, root, _) = Org::create(sid(9), &f.managed, &mut rng).unwrap();
+    bare.attach_cmk(1).unwrap();
+    bare.record_root_copy(cmk, 1, b"kms".to_vec()).unwrap();
+    let any = ScopeKey::new(root.id(), SecretBytes::from_bytes(&mut [7; 32]));
+    assert!(bare.prove_holder_by_tree(cmk, &[any]).is_ok());
+}
+
 #[test]
 fn byok_is_exclusive_and_going_back_needs_the_roots() {
     let mut f = fixture();

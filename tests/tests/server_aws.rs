@@ -199,6 +199,39 @@ async fn disabling_a_key_onto_a_target_moves_the_root_so_its_kms_key_is_not_need
     tree.open_all(&ts, &o).await.unwrap();
 }
 
+/// The default key disabled in KMS while a second key holds every root: the org is refused
+/// until the customer makes the second key the default, which works although the first can
+/// no longer give back the roots to compare with (they are checked against the scope keys
+/// they wrap). Then everything opens through the second key, after a restart too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_default_key_disabled_in_kms_a_second_key_takes_over() {
+    let (stack, mut ts, o) = byok_org("aws-takeover", NO_CACHE).await;
+    let moto = &stack.moto;
+    let tree = SealedTree::seal(&ts, &o).await;
+    assert_status(
+        &o.attach_aws_key(&ts, "second", &moto.second_key_arn).await,
+        201,
+    );
+    moto.key_admin("disable_key", &moto.key_arn);
+    assert_error(
+        &tree.open_all(&ts, &o).await.unwrap_err(),
+        424,
+        "kms_key_disabled",
+    );
+    let v = assert_status(&o.key_action(&ts, "cmk:2", "default", json!({})).await, 200);
+    assert_eq!(
+        (
+            key(&v, "cmk:1")["default"].clone(),
+            key(&v, "cmk:2")["default"].clone()
+        ),
+        (json!(false), json!(true)),
+        "{v}"
+    );
+    tree.open_all(&ts, &o).await.unwrap();
+    ts.restart();
+    tree.open_all(&ts, &o).await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn disable_all_goes_back_to_the_managed_key_which_needs_no_kms() {
     let (stack, ts, o) = byok_org("aws-disable-all", NO_CACHE).await;

@@ -17,7 +17,7 @@ use rand_core::CryptoRng;
 use crate::crypto::{DefaultBackend, ScopeKey};
 use crate::envelope::Envelope;
 use crate::key_id::KeyId;
-use crate::scope::contexts::managed_root_context;
+use crate::scope::contexts::{managed_root_context, scope_key_context};
 use crate::scope::effect::{AuditEvent, Effect};
 use crate::scope::error::ScopeError;
 use crate::scope::job::{JobKind, JobStep, RewrapJob};
@@ -246,6 +246,57 @@ impl Org {
                 .collect();
         }
         Ok(proof)
+    }
+
+    /// Like [`Self::prove_holder`], for when the current default cannot give the roots back to
+    /// compare with: its KMS refuses (the customer disabled that key, or removed its grant) or
+    /// is down. Making another key that holds every root the default is then how the customer
+    /// recovers, so `fresh` is checked against the tree instead: each live root version must
+    /// open a scope key wrapped under it (format v1 commits to the key, so only the root
+    /// itself opens one). A root version that wraps no scope key (an org with no scopes yet)
+    /// is taken on the holder's KMS's word: its copy opened under a binding to this org and
+    /// version, which only byok wrapping that root can have made.
+    ///
+    /// Nothing the vendor could open is involved: the copies are the customer key's, and the
+    /// default it replaces keeps its own.
+    pub fn prove_holder_by_tree(&self, holder: HolderId, fresh: &[ScopeKey]) -> Result<RootProof> {
+        self.ready_holder(holder)?;
+        let mismatch = |version| scope_err(ScopeError::ProofMismatch { holder, version });
+        let mut versions = BTreeSet::new();
+        for v in self.root_versions() {
+            let id = KeyId::new(self.root, v);
+            let root = fresh.iter().find(|k| k.id() == id).ok_or(mismatch(v))?;
+            let child = self.wrapped_under(id).into_iter().find_map(|c| {
+                let w = self
+                    .scopes
+                    .get(&c.scope)?
+                    .versions
+                    .get(&c.version)?
+                    .as_ref()?;
+                Some((c, w))
+            });
+            if let Some((c, w)) = child {
+                let ctx = scope_key_context(self.root, c, self.root);
+                Envelope::<DefaultBackend>::unwrap_secret(root, &ctx, &w.wrapped)
+                    .map_err(|_| mismatch(v))?;
+            }
+            versions.insert(v);
+        }
+        let copies = self
+            .holders
+            .get(&holder)
+            .map(|h| {
+                versions
+                    .iter()
+                    .filter_map(|v| Some((*v, h.copies.get(v)?.clone())))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(RootProof {
+            holder,
+            versions,
+            copies,
+        })
     }
 
     /// `holder` is attached and ready (holds every live root version), or the typed reason.

@@ -199,7 +199,7 @@ impl Org {
     }
 
     /// Child key versions wrapped under `key`.
-    fn wrapped_under(&self, key: KeyId) -> Vec<KeyId> {
+    pub(super) fn wrapped_under(&self, key: KeyId) -> Vec<KeyId> {
         let Some(scope) = self.scopes.get(&key.scope) else {
             return Vec::new();
         };

@@ -2,7 +2,9 @@
 //! destroyed (BYOK is exclusive), the host unwraps the new default holder's copy of every live
 //! root version through the customer's KMS, at that moment, and core compares each with the root
 //! the org already uses, in constant time. Only then can the org stop depending on the vendor's
-//! key without ever losing its last working copy.
+//! key without ever losing its last working copy. When the current default's KMS refuses, the
+//! roots are checked against the scope keys they wrap instead
+//! ([`crate::scope::Org::prove_holder_by_tree`]).
 
 use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::vec::Vec;
@@ -17,7 +19,8 @@ use crate::scope::holders::HolderId;
 /// `holder`'s copies of root versions `versions` opened to the org's root keys: the copies
 /// themselves (wrapped, not secret), so that a proof speaks only for the copies it opened. A
 /// disable and re-enable of the holder between the proof and its use puts new copies in their
-/// place, which nothing opened. Made only by [`crate::scope::Org::prove_holder`].
+/// place, which nothing opened. Made only by [`crate::scope::Org::prove_holder`] and
+/// [`crate::scope::Org::prove_holder_by_tree`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RootProof {
     pub(crate) holder: HolderId,

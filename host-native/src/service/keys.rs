@@ -547,14 +547,23 @@ impl Service {
     }
 
     /// A proof that `holder`'s copies give back the org's roots, from an unwrap through its KMS
-    /// at this moment, compared with the roots from the current default holder.
+    /// at this moment, compared with the roots from the current default holder. If the
+    /// default's KMS refuses them (the customer disabled that key or removed its grant, or it
+    /// is down), `holder` is the way back: its roots are checked against the scope keys they
+    /// wrap instead ([`Org::prove_holder_by_tree`]).
     async fn prove(&self, cell: &OrgCell, holder: HolderId) -> Result<RootProof> {
         let snap = cell.snapshot();
         let fresh = self.fresh_roots(cell, &snap, holder).await?;
         let mut reference = Vec::with_capacity(fresh.len());
         for k in &fresh {
-            let r = self.scope_key(cell, k.id()).await?;
-            reference.push(ScopeKey::new(r.id(), r.duplicate_secret()));
+            match self.scope_key(cell, k.id()).await {
+                Ok(r) => reference.push(ScopeKey::new(r.id(), r.duplicate_secret())),
+                Err(ServiceError::Kms(e)) => {
+                    tracing::info!(org = %snap.id(), holder = %holder, error = %e, "the default key's KMS refused its root; the new default's roots are checked against the tree");
+                    return Ok(snap.prove_holder_by_tree(holder, &fresh)?);
+                }
+                Err(e) => return Err(e),
+            }
         }
         Ok(snap.prove_holder(holder, &fresh, &reference)?)
     }
