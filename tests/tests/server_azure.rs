@@ -37,6 +37,15 @@ async fn all_open(ts: &TestServer, o: &TestOrg, sealed: &[&String]) {
     }
 }
 
+/// Runs the key health check and returns what it says of key `key_id`.
+async fn checked_health(ts: &TestServer, o: &TestOrg, key_id: &str) -> Value {
+    let checked = assert_status(
+        &ts.post(&o.path("/keys/check"), &o.admin, &json!({})).await,
+        200,
+    );
+    key(&checked, key_id)["health"].clone()
+}
+
 /// Removing a grant refuses the org's data once its cache TTL has passed, with the provider's
 /// own code and words; `restore` puts it back and access returns.
 async fn withdrawn(
@@ -212,49 +221,26 @@ async fn an_org_with_keys_in_three_clouds_moves_across_them_and_each_withdrawal_
     )
     .await;
 
-    // Key health through Azure: disabled in the vault, a check says so and drops the cache;
-    // enabled, healthy.
+    // Key health through Azure. The customer disables the key in the vault, or takes wrapKey
+    // and unwrapKey out of its permitted operations (as much a withdrawal). Either way a check
+    // says so and drops the warm cache at once, the unwrap that follows is refused as the
+    // key's setting (403 KeyDisabled, KeyOperationForbidden), not as byok's error, and once
+    // the customer gives it back the check clears it (by an unwrap).
     assert_status(&o.key_action(&ts, "cmk:3", "default", json!({})).await, 200);
-    kv.set_enabled("root", false);
-    let checked = assert_status(
-        &ts.post(&o.path("/keys/check"), &o.admin, &json!({})).await,
-        200,
-    );
-    assert_eq!(
-        key(&checked, "cmk:3")["health"],
-        "key_disabled",
-        "{checked}"
-    );
-    assert_error(&o.decrypt(&ts, &last).await, 424, "kms_key_disabled");
-    kv.set_enabled("root", true);
-    let checked = assert_status(
-        &ts.post(&o.path("/keys/check"), &o.admin, &json!({})).await,
-        200,
-    );
-    assert_eq!(key(&checked, "cmk:3")["health"], "ok", "{checked}");
-
-    // The customer takes wrapKey and unwrapKey out of the key's permitted operations: a
-    // withdrawal like disabling it. The check says so and drops the warm cache at once, and
-    // the unwrap that follows is refused as the key's setting (403 KeyOperationForbidden),
-    // not as byok's error. Both allowed again, the check clears it (by an unwrap).
-    assert_status(&o.decrypt(&ts, &last).await, 200);
-    kv.set_ops("root", &["encrypt", "decrypt"]);
-    let checked = assert_status(
-        &ts.post(&o.path("/keys/check"), &o.admin, &json!({})).await,
-        200,
-    );
-    assert_eq!(
-        key(&checked, "cmk:3")["health"],
-        "key_disabled",
-        "{checked}"
-    );
-    assert_error(&o.decrypt(&ts, &last).await, 424, "kms_key_disabled");
-    kv.set_ops("root", &["wrapKey", "unwrapKey"]);
-    let checked = assert_status(
-        &ts.post(&o.path("/keys/check"), &o.admin, &json!({})).await,
-        200,
-    );
-    assert_eq!(key(&checked, "cmk:3")["health"], "ok", "{checked}");
+    let disable = |on: bool| kv.set_enabled("root", on);
+    let ops = |on: bool| match on {
+        true => kv.set_ops("root", &["wrapKey", "unwrapKey"]),
+        false => kv.set_ops("root", &["encrypt", "decrypt"]),
+    };
+    let withdrawals: [&dyn Fn(bool); 2] = [&disable, &ops];
+    for allow in withdrawals {
+        assert_status(&o.decrypt(&ts, &last).await, 200);
+        allow(false);
+        assert_eq!(checked_health(&ts, &o, "cmk:3").await, "key_disabled");
+        assert_error(&o.decrypt(&ts, &last).await, 424, "kms_key_disabled");
+        allow(true);
+        assert_eq!(checked_health(&ts, &o, "cmk:3").await, "ok");
+    }
 
     // The customer rotates the key: the next health check wraps the org's roots again under
     // the new version (a job, audited), after which the old version can be disabled and
