@@ -103,12 +103,7 @@ fn generate(created_at: u64, signs_from: u64) -> Result<(SigningKey, Zeroizing<V
         .as_der()
         .map_err(|_| corrupt("PKCS#8 encoding failed"))?;
     let pkcs8 = Zeroizing::new(der.as_ref().to_vec());
-    let public = pair.public_key();
-    let n = Base64UrlUnpadded::encode_string(public.modulus().big_endian_without_leading_zero());
-    let e = Base64UrlUnpadded::encode_string(public.exponent().big_endian_without_leading_zero());
-    // RFC 7638: SHA-256 of the required members in lexicographic order, no whitespace.
-    let canonical = format!(r#"{{"e":"{e}","kty":"RSA","n":"{n}"}}"#);
-    let kid = Base64UrlUnpadded::encode_string(&Sha256::digest(canonical.as_bytes()));
+    let (kid, n, e) = public_half(&pair);
     Ok((
         SigningKey {
             kid,
@@ -119,6 +114,18 @@ fn generate(created_at: u64, signs_from: u64) -> Result<(SigningKey, Zeroizing<V
         },
         pkcs8,
     ))
+}
+
+/// The key pair's public half as the JWKS gives it: its kid (the RFC 7638 thumbprint), `n` and
+/// `e`.
+fn public_half(pair: &KeyPair) -> (String, String, String) {
+    let public = pair.public_key();
+    let n = Base64UrlUnpadded::encode_string(public.modulus().big_endian_without_leading_zero());
+    let e = Base64UrlUnpadded::encode_string(public.exponent().big_endian_without_leading_zero());
+    // RFC 7638: SHA-256 of the required members in lexicographic order, no whitespace.
+    let canonical = format!(r#"{{"e":"{e}","kty":"RSA","n":"{n}"}}"#);
+    let kid = Base64UrlUnpadded::encode_string(&Sha256::digest(canonical.as_bytes()));
+    (kid, n, e)
 }
 
 /// The signing key from its PKCS#8 DER: jsonwebtoken signs RS256 from the PKCS#1
@@ -139,7 +146,7 @@ impl Service {
         let now = u64::try_from(store::now_ms()).unwrap_or(0);
         let mut w = self.store.write().await?;
         keys::lock_schedule(&mut w.tx).await?;
-        let mut stored = keys::keys(&mut w.tx).await?;
+        let mut stored = self.opened_keys(keys::keys(&mut w.tx).await?)?;
         let plan = oidc::plan(
             &stored.iter().map(|k| k.key.clone()).collect::<Vec<_>>(),
             now,
@@ -184,6 +191,55 @@ impl Service {
         };
         *issuer.active.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(active));
         Ok(())
+    }
+
+    /// The stored keys byok itself sealed, each with its public half taken from its private
+    /// key, never from the row's clear columns. Anyone who can write the database could fill
+    /// those with a key of their own; published, it would let them sign byok's tokens for any
+    /// org, which its cloud trusts, and so reach the org's KMS. A row whose key does not open
+    /// under the managed key with its id bound, or opens to another key than its id names, is
+    /// left out (never published, signing or planned with, so it cannot hold rotation back
+    /// either) and logged. If rows exist and none opens, the managed key is not the one that
+    /// sealed them: an error, rather than a new key the rest of the deployment cannot open.
+    fn opened_keys(
+        &self,
+        stored: Vec<keys::StoredIssuerKey>,
+    ) -> Result<Vec<keys::StoredIssuerKey>> {
+        let mut opened = Vec::with_capacity(stored.len());
+        let mut refused = None;
+        for k in stored {
+            match self.opened(&k) {
+                Ok(key) => opened.push(keys::StoredIssuerKey {
+                    key,
+                    wrapped: k.wrapped,
+                }),
+                Err(e) => {
+                    tracing::error!(kid = %k.key.kid, error = ?e, "an issuer key byok cannot open is ignored: not published, never signs");
+                    refused.get_or_insert(e);
+                }
+            }
+        }
+        match refused {
+            Some(e) if opened.is_empty() => Err(e),
+            _ => Ok(opened),
+        }
+    }
+
+    /// Stored key `k`'s public half, from its private key opened under the managed key.
+    fn opened(&self, k: &keys::StoredIssuerKey) -> Result<SigningKey> {
+        let pkcs8 = Zeroizing::new(decrypt(&self.managed, &context(&k.key.kid)?, &k.wrapped)?);
+        let pair = KeyPair::from_pkcs8(&pkcs8).map_err(|_| corrupt("not an RSA PKCS#8 key"))?;
+        let (kid, n, e) = public_half(&pair);
+        if kid != k.key.kid {
+            return Err(corrupt("the sealed key is not the one its id names"));
+        }
+        Ok(SigningKey {
+            kid,
+            created_at: k.key.created_at,
+            signs_from: k.key.signs_from,
+            n,
+            e,
+        })
     }
 
     /// The issuer URL's path (`""` at the root), or `None` without `--public-url`: the
@@ -457,6 +513,45 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(rows, 1);
+    }
+
+    /// Rows written into the database by anyone but byok publish nothing. A key byok cannot
+    /// open (an attacker's, due to sign ten years on) is left out of the JWKS and of the
+    /// schedule, which still makes the successor on time; a row whose clear public half was
+    /// replaced by the attacker's still publishes the key byok sealed.
+    #[tokio::test]
+    async fn only_keys_byok_sealed_are_published() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::open_dir(dir.path()).await.unwrap();
+        let s = service(&db, 7);
+        s.refresh_issuer().await.unwrap();
+        let before = s.issuer_jwks().unwrap();
+        let genuine = kids(&before).remove(0);
+        let now = u64::try_from(crate::store::now_ms()).unwrap();
+        let (forged, _) = super::generate(now, now + 10 * 365 * 86_400_000).unwrap();
+        let mut w = db.write().await.unwrap();
+        let row = crate::store::issuer::StoredIssuerKey {
+            key: forged.clone(),
+            wrapped: vec![0; 64],
+        };
+        crate::store::issuer::put(&mut w.tx, &row).await.unwrap();
+        w.commit().await.unwrap();
+        sqlx::query("UPDATE issuer_key SET n = $1 WHERE kid = $2")
+            .bind(&forged.n)
+            .bind(&genuine)
+            .execute(db.pool())
+            .await
+            .unwrap();
+        s.refresh_issuer().await.unwrap();
+        assert_eq!(s.issuer_jwks().unwrap(), before);
+        let token = s.mint_token("o1", AWS_STS_AUDIENCE).unwrap();
+        assert!(check(&before, &token, AWS_STS_AUDIENCE).is_ok());
+        // 29 days on, the successor is made: the forged row held nothing back.
+        age(&db, SIGNS_FOR_MS - PUBLISH_AHEAD_MS, Some(&genuine)).await;
+        s.refresh_issuer().await.unwrap();
+        let published = kids(&s.issuer_jwks().unwrap());
+        assert_eq!(published.len(), 2, "{published:?}");
+        assert!(!published.contains(&forged.kid), "{published:?}");
     }
 
     #[tokio::test]
