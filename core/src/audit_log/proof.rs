@@ -13,7 +13,19 @@ fn encode(hashes: &[Hash]) -> Vec<String> {
     hashes.iter().map(ToString::to_string).collect()
 }
 
-fn decode(hashes: &[String]) -> Result<Vec<Hash>, AuditLogError> {
+/// The most hashes an inclusion proof of a tree of at most 2^64 leaves has (one per level).
+const MAX_INCLUSION: usize = 64;
+/// The most a consistency proof has (a path down each of two subtrees).
+const MAX_CONSISTENCY: usize = 2 * 64;
+
+/// The proof's hashes, at most `max` of them: a longer one cannot be right, and checking it
+/// would cost memory in proportion (the checker copies the rest of the proof at each level).
+fn decode(hashes: &[String], max: usize) -> Result<Vec<Hash>, AuditLogError> {
+    if hashes.len() > max {
+        return Err(AuditLogError::Malformed(
+            "proof: more hashes than any tree needs",
+        ));
+    }
     hashes
         .iter()
         .map(|h| Hash::parse_hash(h).map_err(|_| AuditLogError::Malformed("proof hash")))
@@ -58,7 +70,7 @@ impl InclusionProof {
                 "inclusion proof: index past the tree",
             ));
         }
-        let path = decode(&self.hashes)?;
+        let path = decode(&self.hashes, MAX_INCLUSION)?;
         tlog::check_record(&path, self.size, *root, self.index, leaf)
             .map_err(|_| AuditLogError::NotIncluded)
     }
@@ -107,7 +119,7 @@ impl ConsistencyProof {
                 Err(AuditLogError::NotConsistent)
             };
         }
-        let proof = decode(&self.hashes)?;
+        let proof = decode(&self.hashes, MAX_CONSISTENCY)?;
         tlog::check_tree(&proof, self.to, *new, self.from, *old)
             .map_err(|_| AuditLogError::NotConsistent)
     }
@@ -161,6 +173,27 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A proof longer than any tree needs is refused before it is decoded or checked (a
+    /// hostile receipt's million hashes would cost memory at every level of the check).
+    #[test]
+    fn a_proof_longer_than_any_tree_needs_is_refused_unread() {
+        let too_long = AuditLogError::Malformed("proof: more hashes than any tree needs");
+        let t = tree(5);
+        let root = t.root(5).unwrap();
+        let hash = leaf_hash(b"x");
+        let inclusion = InclusionProof::new(1, 5, &[hash; MAX_INCLUSION + 1]);
+        assert_eq!(inclusion.check(5, &root, hash), Err(too_long.clone()));
+        let consistency = ConsistencyProof::new(2, 5, &[hash; MAX_CONSISTENCY + 1]);
+        let old = t.root(2).unwrap();
+        assert_eq!(consistency.check(2, &old, 5, &root), Err(too_long));
+        // At the limit, the proof is read and found wrong for this tree.
+        let at_limit = InclusionProof::new(1, 5, &[hash; MAX_INCLUSION]);
+        assert_eq!(
+            at_limit.check(5, &root, hash),
+            Err(AuditLogError::NotIncluded)
+        );
     }
 
     /// A proof is checked for the sizes the verifier holds, never the sizes it claims: both
