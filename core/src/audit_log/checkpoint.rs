@@ -65,10 +65,13 @@ pub fn verify(note: &str, verifier_key: &str) -> Result<VerifiedCheckpoint, Audi
         })?;
     let cp = Checkpoint::from_bytes(parsed.text())
         .map_err(|_| AuditLogError::Malformed("checkpoint text"))?;
+    // Exactly the origin byok writes (lowercase hex): a witness keeps one view per origin
+    // string, so a case variant of an org's origin would be a second log of the same org.
     let org = cp
         .origin()
         .strip_prefix(&format!("{name}/audit/"))
         .and_then(ScopeId::parse_hex)
+        .filter(|org| cp.origin() == origin(&name, *org))
         .ok_or_else(|| AuditLogError::WrongOrigin(cp.origin().into()))?;
     Ok(VerifiedCheckpoint {
         org,
@@ -190,6 +193,34 @@ mod tests {
         let v = verify(&note, &k.verifier_key()).unwrap();
         assert_eq!((v.org, v.size, v.root), (org, 12, root));
         assert!(v.other_signatures.is_empty());
+    }
+
+    /// A note byok's key signed for an org's origin with its hex in capitals is refused: a
+    /// witness would keep it as a second log of the same org. Other origins are refused alike.
+    #[test]
+    fn only_the_exact_origin_names_an_org() {
+        let k = key("byok.test", 1);
+        let org = ScopeId::from_bytes([0xab; 16]);
+        let signed = |origin: &str| {
+            let cp = Checkpoint::new(origin, 3, Hash([5; 32]), "").unwrap();
+            let mut note = Note::new(&cp.to_bytes(), &[]).unwrap();
+            note.add_sigs(&[&k]).unwrap();
+            String::from_utf8(note.to_bytes()).unwrap()
+        };
+        let upper = format!("byok.test/audit/{org}").replace("ab", "AB");
+        for origin in [
+            upper.as_str(),
+            &format!("byok.other/audit/{org}"),
+            &format!("byok.test/audit/{org}/x"),
+        ] {
+            assert_eq!(
+                verify(&signed(origin), &k.verifier_key()),
+                Err(AuditLogError::WrongOrigin(origin.into())),
+                "{origin}"
+            );
+        }
+        let exact = verify(&signed(&origin("byok.test", org)), &k.verifier_key()).unwrap();
+        assert_eq!(exact.org, org);
     }
 
     /// A cosignature made here from the C2SP text (independently of [`WitnessKey`]).
