@@ -566,6 +566,32 @@ async fn rows_cut_after_the_kept_checkpoint_are_named() {
     assert_eq!((code, &v["first_bad"]), (4, &json!(k + 2)), "{v}");
 }
 
+/// A row missing from storage in the middle of the log: asked for its inclusion proof, the
+/// server answers 404, not the next row under the missing one's number; the next row is still
+/// answered as itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_missing_from_storage_is_not_answered_by_the_next() {
+    let mut log = Log::start("audit-log-gap").await;
+    log.history(2).await;
+    let size = checkpoint::verify(&log.checkpoint().await, &log.vkey)
+        .unwrap()
+        .size;
+    let org = log.o.id.clone();
+    let gap = size - 1;
+    tamper(
+        &mut log,
+        &[&format!(
+            "DELETE FROM audit WHERE org_id = '{org}' AND seq = {gap}"
+        )],
+    )
+    .await;
+    let (ts, o) = (&log.ts, &log.o);
+    let inclusion = |seq: u64| o.path(&format!("/audit/proof/inclusion?seq={seq}"));
+    assert_error(&ts.get(&inclusion(gap), &o.auditor).await, 404, "not_found");
+    let v = assert_status(&ts.get(&inclusion(gap + 1), &o.auditor).await, 200);
+    assert_eq!(v["entry"]["seq"], json!(gap + 1), "{v}");
+}
+
 /// The rows as `byok audit tail` prints them (JSON lines).
 fn tailed_rows(log: &Log) -> Vec<Value> {
     let out = Command::new(binary())

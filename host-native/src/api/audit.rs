@@ -222,12 +222,15 @@ pub async fn inclusion(
 ) -> Result<Json<Included>, ApiError> {
     let proof = s.service.inclusion(org, q.seq, q.size).await?;
     let after = i64::try_from(proof.index).unwrap_or(i64::MAX);
+    // The row right after `index` must be row `index + 1` itself: with rows missing from
+    // storage the next one would be shown under this row's number.
     let row = s
         .service
         .audit(org, after, 1, &AuditFilter::default())
         .await?
         .into_iter()
         .next()
+        .filter(|r| after.checked_add(1) == Some(r.seq))
         .ok_or_else(|| ApiError::new(ApiCode::NotFound, "no such row"))?;
     let entry = Entry {
         seq: proof.index + 1,

@@ -108,7 +108,7 @@ pub(super) async fn prove(
             .map_err(malformed)?;
     let entry: Entry = serde_json::from_value(answer.get("entry").cloned().unwrap_or_default())
         .map_err(malformed)?;
-    if entry.seq != seq || proof.index + 1 != seq {
+    if entry.seq != seq || proof.index.checked_add(1) != Some(seq) {
         return Err(bad(format!(
             "the server answered for another row than {seq}"
         )));
