@@ -57,6 +57,29 @@ fn log_error(e: AuditLogError) -> ServiceError {
     ServiceError::Store(store::StoreError::Corrupt(format!("audit log: {e}")))
 }
 
+/// The newest checkpoint head (size, root) this process signed or checked, per org.
+#[derive(Default)]
+pub(super) struct SignedHeads(std::sync::Mutex<std::collections::HashMap<ScopeId, (u64, Hash)>>);
+
+impl SignedHeads {
+    fn get(&self, org: ScopeId) -> Option<(u64, Hash)> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&org)
+            .copied()
+    }
+
+    /// Records a head of `org`, if newer than the one held.
+    fn saw(&self, org: ScopeId, size: u64, root: Hash) {
+        let mut heads = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let held = heads.entry(org).or_insert((size, root));
+        if size > held.0 {
+            *held = (size, root);
+        }
+    }
+}
+
 impl Service {
     /// Loads the log key, making it on first start (named `name`; a later start keeps the
     /// first name, since published checkpoints carry it). Returns its verifier key.
@@ -126,31 +149,52 @@ impl Service {
     /// rows and tree (or have the start-up rebuild redo the tree from rewritten rows) and get
     /// the rewrite signed, two signed heads that contradict each other. That is refused, and
     /// logged as an error: nothing more is signed for the org until storage is put right.
+    ///
+    /// "The newest signed" is the newest checkpoint row, and also the newest this process
+    /// signed or checked (held in memory), so that deleting checkpoint rows does not lower the
+    /// bar while it runs. Across a restart only the rows remain: a rewrite that also deletes
+    /// every checkpoint after the one a customer kept is then signed, and found by that
+    /// customer's later checkpoints and receipts, or by a witness (`docs/audit.md`).
     pub async fn sign_checkpoint(&self, org: ScopeId) -> Result<Option<StoredCheckpoint>> {
         let key = self.log_key()?;
         let mut w = self.store.write().await?;
         let size = audit_tree::size(&mut w.tx, org).await?;
         let latest = audit_tree::latest_checkpoint(&mut w.tx, org).await?;
-        if size == 0 || latest.as_ref().is_some_and(|c| c.size >= size) {
+        let remembered = self.signed_heads.get(org);
+        let newest_signed = latest.as_ref().map_or(0, |c| c.size);
+        if size == 0
+            || (newest_signed >= size && remembered.is_none_or(|(s, _)| s <= newest_signed))
+        {
             return Ok(latest);
         }
+        // The heads the tree must extend: the newest row's (its signature checked), and the
+        // one remembered if it is newer or the row is gone.
+        let mut heads = Vec::new();
         if let Some(signed) = &latest {
-            let extends = match checkpoint::verify(&signed.note, &key.verifier_key()) {
-                Ok(v) if v.org == org && v.size == signed.size => {
-                    audit_tree::run(&mut w.tx, org, |r| tree::root(v.size, r)).await? == v.root
-                }
-                _ => false,
-            };
+            match checkpoint::verify(&signed.note, &key.verifier_key()) {
+                Ok(v) if v.org == org && v.size == signed.size => heads.push((v.size, v.root)),
+                _ => heads.push((signed.size, Hash([0; 32]))),
+            }
+        }
+        heads.extend(remembered);
+        for (signed_size, root) in heads {
+            let extends = signed_size <= size
+                && audit_tree::run(&mut w.tx, org, |r| tree::root(signed_size, r)).await? == root;
             if !extends {
-                tracing::error!(org = %org, signed_size = signed.size, size, "the stored audit log does not extend the newest checkpoint byok signed: rows or tree were changed in storage; no checkpoint is signed until they are put back");
+                tracing::error!(org = %org, signed_size, size, "the stored audit log does not extend the newest checkpoint byok signed: rows, tree or checkpoints were changed in storage; no checkpoint is signed until they are put back");
                 return Err(log_error(AuditLogError::NotConsistent));
             }
+            self.signed_heads.saw(org, signed_size, root);
+        }
+        if newest_signed >= size {
+            return Ok(latest);
         }
         let root = audit_tree::run(&mut w.tx, org, |r| tree::root(size, r)).await?;
         let note = checkpoint::sign(key, org, size, root).map_err(log_error)?;
         let at = store::now_ms();
         audit_tree::put_checkpoint(&mut w.tx, org, size, at, &note).await?;
         w.commit().await?;
+        self.signed_heads.saw(org, size, root);
         Ok(Some(StoredCheckpoint { size, at, note }))
     }
 
@@ -474,6 +518,59 @@ mod tests {
             matches!(e, ServiceError::Crypto(byok_core::Error::Decrypt)),
             "{e:?}"
         );
+    }
+
+    /// Rows rewritten and the tree rebuilt from them, with every checkpoint row deleted, while
+    /// the server runs: the process still holds the head it signed, so it signs nothing over
+    /// the rewrite. Put back, it signs again.
+    #[tokio::test]
+    async fn deleting_the_checkpoints_does_not_get_a_rewrite_signed() {
+        let db = Database::open("sqlite::memory:").await.unwrap();
+        let svc = service(&db, 7);
+        svc.load_log_key("byok.test").await.unwrap();
+        let (org, team) = super::super::test_team(&svc, None).await;
+        let signed = svc.sign_checkpoint(org).await.unwrap().unwrap();
+        let org_hex = org.to_string();
+        let (first,): (String,) =
+            sqlx::query_as("SELECT event FROM audit WHERE org_id = $1 AND seq = 1")
+                .bind(&org_hex)
+                .fetch_one(db.pool())
+                .await
+                .unwrap();
+        let rewrite = |event: String| {
+            let (db, org_hex) = (&db, &org_hex);
+            async move {
+                for q in [
+                    "UPDATE audit SET event = $2 WHERE org_id = $1 AND seq = 1",
+                    "DELETE FROM audit_tree WHERE org_id = $1",
+                    "DELETE FROM audit_checkpoint WHERE org_id = $1",
+                ] {
+                    sqlx::query(q)
+                        .bind(org_hex)
+                        .bind(&event)
+                        .execute(db.pool())
+                        .await
+                        .unwrap();
+                }
+                let mut w = db.write().await.unwrap();
+                crate::store::audit_tree::backfill(&mut w.tx).await.unwrap();
+                w.commit().await.unwrap();
+            }
+        };
+        rewrite(first.replacen("\"type\":\"", "\"type\":\"forged_", 1)).await;
+        svc.pause(org, team).await.unwrap();
+        let e = svc.sign_checkpoint(org).await.unwrap_err();
+        let refused = format!(
+            "audit log: {}",
+            byok_core::audit_log::AuditLogError::NotConsistent
+        );
+        assert!(
+            matches!(&e, ServiceError::Store(crate::store::StoreError::Corrupt(m)) if *m == refused),
+            "{e:?}"
+        );
+        rewrite(first).await;
+        let again = svc.sign_checkpoint(org).await.unwrap().unwrap();
+        assert!(again.size > signed.size);
     }
 
     /// With replicas, a receipt's end of access waits for the slowest one: the poll, or the

@@ -137,6 +137,9 @@ pub struct Service {
     running_jobs: job_leases::Running,
     /// The audit log's signing key, once loaded ([`Service::load_log_key`]).
     log_key: std::sync::OnceLock<Arc<byok_core::audit_log::log_key::LogKey>>,
+    /// The newest checkpoint this process signed or checked per org (size, root): what the
+    /// next one must extend even if its row was deleted from storage meanwhile.
+    signed_heads: audit_log::SignedHeads,
     /// byok's OIDC issuer, with `--public-url` ([`Service::with_issuer`]).
     issuer: Option<Arc<issuer::Issuer>>,
     /// Counters.
@@ -176,6 +179,7 @@ impl Service {
             epoch: std::time::Instant::now(),
             wall: store::now_ms,
             log_key: std::sync::OnceLock::new(),
+            signed_heads: audit_log::SignedHeads::default(),
             issuer: None,
             usage: usage::UsageMarks::default(),
             replicas_lag_ms: std::sync::atomic::AtomicI64::new(0),
