@@ -848,7 +848,17 @@ async fn a_witness_cosignature_is_checked_and_served_with_its_checkpoint() {
         404,
         "not_found",
     );
+    assert_eq!(post(cosig.clone()).await.0, 204);
+    // Posted again: a retry, nothing more. Another line of the same witness for the same
+    // checkpoint (a later time): refused, so no one can pile lines onto a note (it carries at
+    // most 100 signatures, past which no verifier reads it).
     assert_eq!(post(cosig).await.0, 204);
+    let (_, later) = witness(&note, 1_764_500_001);
+    assert_error(
+        &post(json!({ "size": size, "cosignature": later })).await,
+        400,
+        "invalid_request",
+    );
     // Served with the checkpoint: byok's signature first, the witness's after it. (Registering
     // and cosigning are logged, so the newest checkpoint is a later one.)
     let (_, list) = ts.get(&o.path("/audit/checkpoints"), &o.auditor).await;

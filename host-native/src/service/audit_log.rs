@@ -266,6 +266,21 @@ impl Service {
             .map_err(|e| ServiceError::Invalid(format!("cosignature: {e}")))?;
         let now = store::now_ms();
         let mut w = self.store.write().await?;
+        // One line per witness and checkpoint. A note carries at most 100 signatures, so a
+        // witness (or a token holder replaying its key's lines with new times) posting more
+        // would make the checkpoint unverifiable for everyone. The same line again is a retry.
+        let own = format!("\u{2014} {} ", witness.name());
+        let held = audit_tree::cosignatures(&mut w.tx, org, size).await?;
+        if let Some(first) = held.iter().find(|l| l.starts_with(&own)) {
+            return if first == line.trim_end() {
+                Ok(())
+            } else {
+                Err(ServiceError::Invalid(format!(
+                    "the checkpoint of size {size} carries {}'s cosignature already: one per witness and checkpoint",
+                    witness.name()
+                )))
+            };
+        }
         audit_tree::put_cosignature(&mut w.tx, org, size, line.trim_end(), now).await?;
         let event = json!({ "type": "checkpoint_cosigned", "size": size, "witness": witness.name(), "time": ts });
         audit::append(&mut w.tx, org, now, &event).await?;
