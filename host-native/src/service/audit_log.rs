@@ -267,8 +267,8 @@ impl Service {
         let now = store::now_ms();
         let mut w = self.store.write().await?;
         // One line per witness and checkpoint. A note carries at most 100 signatures, so a
-        // witness (or a token holder replaying its key's lines with new times) posting more
-        // would make the checkpoint unverifiable for everyone. The same line again is a retry.
+        // faulty or hostile witness posting more (each new time is a new valid line) would
+        // make the checkpoint unverifiable for everyone. The same line again is a retry.
         let own = format!("\u{2014} {} ", witness.name());
         let held = audit_tree::cosignatures(&mut w.tx, org, size).await?;
         if let Some(first) = held.iter().find(|l| l.starts_with(&own)) {
