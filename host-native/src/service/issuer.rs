@@ -36,7 +36,17 @@ struct Active {
     kid: String,
     key: EncodingKey,
     jwks: Value,
+    /// When the schedule last ran here (ms since the epoch).
+    refreshed_ms: u64,
 }
+
+/// How long a signer is used without a refresh. The schedule deletes a key once no token of
+/// it can be alive, counting a replica that has not refreshed for up to [`oidc::REFRESH_MS`];
+/// one whose refreshes keep failing (the database away) past that could sign with a key the
+/// others no longer publish, and the customer's cloud would refuse its tokens as if the
+/// customer had withdrawn. It stops signing instead (an outage of byok's issuer) until a
+/// refresh succeeds. The skew allowance is within the schedule's own margin.
+const SIGNS_WITHOUT_REFRESH_MS: u64 = oidc::REFRESH_MS + oidc::SKEW_MS;
 
 impl Issuer {
     /// An issuer at `url`, with no key loaded yet ([`Service::refresh_issuer`] loads one).
@@ -70,6 +80,12 @@ impl Issuer {
             .active()
             .ok_or_else(|| "the OIDC issuer has no key loaded".to_owned())?;
         let now = u64::try_from(store::now_ms()).unwrap_or(0);
+        if now.saturating_sub(active.refreshed_ms) > SIGNS_WITHOUT_REFRESH_MS {
+            return Err(format!(
+                "the OIDC issuer's keys were last refreshed {} min ago (is the database reachable?); it signs nothing until a refresh succeeds, since its key may no longer be published",
+                now.saturating_sub(active.refreshed_ms) / 60_000
+            ));
+        }
         let jti = Base64UrlUnpadded::encode_string(&rand::random::<[u8; 16]>());
         let claims = oidc::claims(&self.url, org, audience, now, &jti);
         let mut header = Header::new(Algorithm::RS256);
@@ -188,6 +204,7 @@ impl Service {
                     .filter(|k| plan.publish.contains(&k.key.kid))
                     .map(|k| &k.key),
             ),
+            refreshed_ms: now,
         };
         *issuer.active.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(active));
         Ok(())
@@ -274,6 +291,7 @@ impl Service {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
     use std::time::Duration;
 
     use byok_core::SecretBytes;
@@ -552,6 +570,36 @@ mod tests {
         let published = kids(&s.issuer_jwks().unwrap());
         assert_eq!(published.len(), 2, "{published:?}");
         assert!(!published.contains(&forged.kid), "{published:?}");
+    }
+
+    /// A replica whose refreshes keep failing stops signing once its key may have been
+    /// deleted and unpublished by the others, and signs again after a refresh.
+    #[tokio::test]
+    async fn a_signer_not_refreshed_for_too_long_signs_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::open_dir(dir.path()).await.unwrap();
+        let s = service(&db, 7);
+        s.refresh_issuer().await.unwrap();
+        let issuer = s.issuer.clone().unwrap();
+        let back_by = |ms: u64| {
+            let mut held = issuer.active.write().unwrap();
+            let a = held.take().unwrap();
+            let a = Arc::into_inner(a).unwrap();
+            *held = Some(Arc::new(super::Active {
+                refreshed_ms: a.refreshed_ms - ms,
+                ..a
+            }));
+        };
+        back_by(super::SIGNS_WITHOUT_REFRESH_MS - 60_000);
+        assert!(s.mint_token("o1", AWS_STS_AUDIENCE).is_ok());
+        back_by(120_000);
+        let e = s.mint_token("o1", AWS_STS_AUDIENCE).unwrap_err();
+        assert!(
+            format!("{e:?}").contains("signs nothing until a refresh succeeds"),
+            "{e:?}"
+        );
+        s.refresh_issuer().await.unwrap();
+        assert!(s.mint_token("o1", AWS_STS_AUDIENCE).is_ok());
     }
 
     #[tokio::test]
