@@ -79,10 +79,9 @@ fn oauth_answer(resp: &HttpResponse, now: Duration) -> Result<(Zeroizing<String>
 
 /// `accessToken` and `expireTime` (RFC 3339) of a `generateAccessToken` answer.
 fn impersonation_answer(resp: &HttpResponse) -> Result<(Zeroizing<String>, u64), KmsError> {
-    let m = json_ok(resp)?;
-    let token = m
-        .get("accessToken")
-        .and_then(Value::as_str)
+    let mut m = json_ok(resp)?;
+    // Taken out of the map, not copied: the map would drop its copy unwiped.
+    let token = crate::kms::http::take_secret(&mut m, "accessToken")
         .filter(|t| !t.is_empty())
         .ok_or_else(|| malformed(resp, "accessToken"))?;
     let at = m
@@ -93,7 +92,7 @@ fn impersonation_answer(resp: &HttpResponse) -> Result<(Zeroizing<String>, u64),
         .map_err(|_| malformed(resp, "expireTime is not an RFC 3339 time"))?
         .unix_timestamp();
     let at = u64::try_from(at).map_err(|_| malformed(resp, "expireTime before 1970"))?;
-    Ok((Zeroizing::new(token.to_owned()), at))
+    Ok((token, at))
 }
 
 fn check(resp: &HttpResponse) -> Result<(), KmsError> {
