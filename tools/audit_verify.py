@@ -28,6 +28,7 @@ import base64
 import binascii
 import hashlib
 import json
+import os
 import re
 import sys
 
@@ -256,8 +257,8 @@ def parse_checkpoint(data, key):
     m = re.fullmatch(re.escape(key.name) + r"/audit/([0-9a-f]{32})", origin)
     if not m:
         fail(f"checkpoint origin {origin!r} is not {key.name}/audit/<32 hex>")
-    if not re.fullmatch(r"0|[1-9][0-9]*", size_s):
-        fail(f"checkpoint tree size {size_s!r} is not a canonical decimal")
+    if not re.fullmatch(r"0|[1-9][0-9]{0,19}", size_s) or int(size_s) >= 2**64:
+        fail(f"checkpoint tree size {size_s[:40]!r} is not a canonical decimal below 2^64")
     root = b64decode(root_s, "checkpoint root hash")
     if len(root) != 32:
         fail("checkpoint root hash is not 32 bytes")
@@ -296,6 +297,11 @@ def load_json(path):
                           object_pairs_hook=_no_dup_keys, parse_constant=_bad_constant)
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         fail(f"{path}: invalid JSON: {e}")
+    except ValueError as e:
+        # Python refuses integers of over 4300 digits when it parses them.
+        fail(f"{path}: a number too large to be one byok writes: {str(e)[:80]}")
+    except RecursionError:
+        fail(f"{path}: nested deeper than any byok document")
 
 
 def row_leaf(row):
@@ -511,6 +517,18 @@ def cmd_self_test(_a):
     expect_fail(parse_checkpoint, note.split("\u2014 " + name)[0].encode(), key)
     expect_fail(parse_checkpoint, sign_note(text, name, witness, pub).encode(), key)
     expect_fail(VerifierKey, f"{name}+00000000+{key_b64}")
+    # Hostile inputs are refused, not crashed on: a 5000-digit size, a huge number and deep
+    # nesting in a JSON file.
+    huge = text.replace("\n7\n", "\n" + "9" * 5000 + "\n")
+    expect_fail(parse_checkpoint, sign_note(huge, name, priv, pub).encode(), key)
+    import tempfile
+    for hostile in ('{"seq": ' + "9" * 5000 + "}", "[" * 100000 + "]" * 100000):
+        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+            f.write(hostile)
+        try:
+            expect_fail(load_json, f.name)
+        finally:
+            os.unlink(f.name)
     check_log(cp, rows + [{"seq": 8, "at": 1, "event": {}}])
     bad = [dict(r) for r in rows]
     bad[2]["event"] = {"type": "tampered"}
