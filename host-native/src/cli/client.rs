@@ -54,10 +54,21 @@ pub struct Client {
 impl Client {
     /// A client for `args`. A plain-HTTP server beyond this machine is refused without
     /// `--insecure-http`: the token (and a lease's keys) would cross the network in the clear.
+    ///
+    /// Redirects are not followed: a 307 or 308 would send the request (a plaintext, a token's
+    /// secret) again to wherever it points, unchecked, and its answer would be taken for
+    /// byok's. A proxy from the environment (`HTTP_PROXY`, `ALL_PROXY`) is used for `https://`
+    /// only, where it sees a TLS tunnel; plain HTTP, allowed on this machine only, never goes
+    /// through one (it would carry the token to the proxy in the clear).
     pub fn new(args: ClientArgs) -> Result<Self, Failure> {
         check_server(&args.server, args.insecure_http)?;
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(60))
+            .redirect(reqwest::redirect::Policy::none());
+        if !args.server.to_ascii_lowercase().starts_with("https://") {
+            builder = builder.no_proxy();
+        }
+        let http = builder
             .build()
             .map_err(|e| Failure::usage(format!("cannot set up HTTP: {e}")))?;
         Ok(Self { http, args })
@@ -99,6 +110,24 @@ impl Client {
             .await
             .map_err(|e| Failure::new(3, format!("cannot reach {}: {e}", self.args.server)))?;
         let status = resp.status();
+        if status.is_redirection() {
+            let to = resp
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|l| l.to_str().ok())
+                .unwrap_or("nowhere")
+                .chars()
+                .take(200)
+                .collect::<String>();
+            return Err(Failure::new(
+                3,
+                format!(
+                    "{} answered {} to {to:?}; byok never redirects, and the request is not sent again elsewhere: point --server at byok itself",
+                    self.args.server,
+                    status.as_u16()
+                ),
+            ));
+        }
         let bytes = resp.bytes().await.unwrap_or_default();
         if status.is_success() {
             // Wiped when dropped (an answer may hold keys: a lease, a data key); the
