@@ -50,7 +50,7 @@ impl Failure {
             | KmsErrorKind::KeyPendingDeletion
             | KmsErrorKind::InvalidCiphertext => Self::Denied,
             KmsErrorKind::Throttled | KmsErrorKind::Unavailable => Self::Unreachable,
-            KmsErrorKind::Malformed => Self::Other,
+            KmsErrorKind::Malformed | KmsErrorKind::Unconfigured => Self::Other,
         }
     }
 }

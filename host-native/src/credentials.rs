@@ -194,7 +194,7 @@ impl CredentialCache {
                     // The server's configuration, not the customer withdrawing: a denial
                     // would be recorded against the customer's key (and every org's at once).
                     let tokens = sources.tokens.as_ref().ok_or_else(|| KmsError {
-                        kind: KmsErrorKind::Malformed,
+                        kind: KmsErrorKind::Unconfigured,
                         provider: name,
                         code: String::new(),
                         message: "this key trusts byok's OIDC issuer, but byok has none: the operator sets --public-url (BYOK_PUBLIC_URL)".into(),
@@ -207,7 +207,7 @@ impl CredentialCache {
                 }
                 Need::Sign { claims } => {
                     let signer = sources.signers.get(name).ok_or_else(|| KmsError {
-                        kind: KmsErrorKind::Malformed,
+                        kind: KmsErrorKind::Unconfigured,
                         provider: name,
                         code: String::new(),
                         message: format!("the server holds no key to sign the vendor's {} assertion (BYOK_GCP_SERVICE_ACCOUNT_FILE, BYOK_AZURE_CERTIFICATE_FILE)", provider.title()),

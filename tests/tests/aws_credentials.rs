@@ -192,7 +192,7 @@ async fn web_identity_and_assume_role_through_the_cache() {
         (1, 1)
     );
     // A server started without its issuer (no --public-url) is byok's configuration, not the
-    // customer withdrawing: malformed, never a denial recorded against the customer's key.
+    // customer withdrawing: unconfigured, never a denial recorded against the customer's key.
     let no_issuer = Sources {
         tokens: None,
         ..sources(issuer.clone())
@@ -201,7 +201,7 @@ async fn web_identity_and_assume_role_through_the_cache() {
         .get(&Aws, &web("org-without-issuer"), &no_issuer)
         .await
         .unwrap_err();
-    assert_eq!(e.kind, KmsErrorKind::Malformed, "{e}");
+    assert_eq!(e.kind, KmsErrorKind::Unconfigured, "{e}");
     assert!(e.message.contains("--public-url"), "{e}");
 
     // Held at most MAX_HELD_S, though valid for an hour: a trust removed (rather than the

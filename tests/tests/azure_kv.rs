@@ -387,9 +387,10 @@ async fn byok_signs_with_the_vendors_certificate() {
     );
     access.access.audience = Some(TENANT.into());
     let root = SecretBytes::from_bytes(&mut [7; 32]);
-    // Without the certificate the host cannot sign: refused before any call.
+    // Without the certificate the host cannot sign: refused before any call, as the server's
+    // configuration (not the customer withdrawing).
     let e = kms.wrap(&access, &root, 1).await.unwrap_err();
-    assert_eq!(e.kind, KmsErrorKind::AccessDenied, "{e}");
+    assert_eq!(e.kind, KmsErrorKind::Unconfigured, "{e}");
     assert_eq!(kv.calls(), (0, 0));
     let mut settings = KmsSettings::default();
     settings.sources.vendor.azure = Some(vendor);

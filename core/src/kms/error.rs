@@ -26,6 +26,9 @@ pub enum KmsErrorKind {
     Unavailable,
     /// The KMS refused the request as invalid.
     Malformed,
+    /// This server lacks a setting the key needs (its OIDC issuer, a vendor signing key):
+    /// byok's operator's doing, never the customer's, so it is no withdrawal and no outage.
+    Unconfigured,
 }
 
 impl KmsErrorKind {
@@ -55,11 +58,12 @@ impl KmsErrorKind {
             Self::InvalidCiphertext => ApiCode::KmsInvalidCiphertext,
             Self::Throttled | Self::Unavailable => ApiCode::KmsUnavailable,
             Self::Malformed => ApiCode::KmsError,
+            Self::Unconfigured => ApiCode::NotConfigured,
         }
     }
 
     /// Every kind.
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 9] = [
         Self::AccessDenied,
         Self::KeyDisabled,
         Self::KeyNotFound,
@@ -68,6 +72,7 @@ impl KmsErrorKind {
         Self::Throttled,
         Self::Unavailable,
         Self::Malformed,
+        Self::Unconfigured,
     ];
 
     /// The kind whose [`Self::as_str`] is `name` (a key's stored health read back), if any.
@@ -86,6 +91,7 @@ impl KmsErrorKind {
             Self::Throttled => "throttled",
             Self::Unavailable => "unavailable",
             Self::Malformed => "malformed",
+            Self::Unconfigured => "unconfigured",
         }
     }
 
@@ -109,6 +115,9 @@ impl KmsErrorKind {
             Self::Unavailable => "the KMS is temporarily unavailable; byok retries",
             Self::Malformed => {
                 "the KMS refused the request as invalid: check the server clock, else report this with the provider code"
+            }
+            Self::Unconfigured => {
+                "byok's operator sets what the message names and restarts the server; nothing on your key needs to change"
             }
         }
     }
