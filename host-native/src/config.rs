@@ -433,6 +433,15 @@ impl Config {
             .or(file.listen)
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
         let insecure_http = args.insecure_http || file.insecure_http.unwrap_or(false);
+        // The default for new orgs is their withdrawal bound: the API refuses more than a day
+        // for one org, and the operator's default is held to the same.
+        if args
+            .unwrap_cache_ttl_ms
+            .or(file.unwrap_cache_ttl_ms)
+            .is_some_and(|ms| ms > 86_400_000)
+        {
+            return Err("unwrap_cache_ttl_ms is at most one day (86400000): it is how long a customer's withdrawal may take to reach cached keys".into());
+        }
         if tls.is_none() && !listen.ip().is_loopback() && !insecure_http {
             return Err(format!(
                 "refusing to serve plain HTTP on {listen}, beyond loopback: tokens and key material would cross the network in the clear. Give --tls-cert and --tls-key, or --insecure-http if a proxy or mesh in front terminates TLS"
@@ -669,6 +678,26 @@ mod tests {
 
     fn resolve(args: ServeArgs) -> Result<Config, String> {
         Config::resolve(&args)
+    }
+
+    /// The default TTL for new orgs is held to the API's bound for one org: a day.
+    #[test]
+    fn the_default_cache_ttl_is_at_most_a_day() {
+        let day = resolve(ServeArgs {
+            unwrap_cache_ttl_ms: Some(86_400_000),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(day.unwrap_cache_ttl, Duration::from_secs(86_400));
+        let err = resolve(ServeArgs {
+            unwrap_cache_ttl_ms: Some(86_400_001),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(
+            err.starts_with("unwrap_cache_ttl_ms is at most one day"),
+            "{err}"
+        );
     }
 
     #[test]
