@@ -140,6 +140,10 @@ pub struct Service {
     /// The newest checkpoint this process signed or checked per org (size, root): what the
     /// next one must extend even if its row was deleted from storage meanwhile.
     signed_heads: audit_log::SignedHeads,
+    /// One whole-chain audit verification at a time in this process: each reads the org's
+    /// whole log through the pool, and a few at once (an auditor token may ask) would hold
+    /// every connection, so that a pause or revoke waiting for one fails.
+    audit_walks: tokio::sync::Semaphore,
     /// byok's OIDC issuer, with `--public-url` ([`Service::with_issuer`]).
     issuer: Option<Arc<issuer::Issuer>>,
     /// Counters.
@@ -180,6 +184,7 @@ impl Service {
             wall: store::now_ms,
             log_key: std::sync::OnceLock::new(),
             signed_heads: audit_log::SignedHeads::default(),
+            audit_walks: tokio::sync::Semaphore::new(1),
             issuer: None,
             usage: usage::UsageMarks::default(),
             replicas_lag_ms: std::sync::atomic::AtomicI64::new(0),

@@ -167,9 +167,15 @@ impl Service {
         Ok(audit::read(self.store.pool(), org, after, limit.clamp(1, 1000), filter).await?)
     }
 
-    /// Checks the org's audit chain.
+    /// Checks the org's audit chain, one such walk at a time (see `audit_walks`): a caller
+    /// waits for its turn, within its request's deadline.
     pub async fn verify_audit(&self, org: ScopeId) -> Result<audit::Verification> {
         self.org(org).await?;
+        let _turn = self
+            .audit_walks
+            .acquire()
+            .await
+            .map_err(|_| ServiceError::Invalid("the server is stopping".into()))?;
         Ok(audit::verify(self.store.pool(), org).await?)
     }
 }
@@ -177,4 +183,25 @@ impl Service {
 /// A duration in whole milliseconds (saturating).
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::store::Database;
+
+    /// Whole-chain verifications take turns: while one holds the turn, another waits (and
+    /// holds no connection), then runs.
+    #[tokio::test]
+    async fn audit_verifications_take_turns() {
+        let db = Database::open("sqlite::memory:").await.unwrap();
+        let svc = super::super::test_service(&db, 7);
+        let (org, _) = super::super::test_team(&svc, None).await;
+        let held = svc.audit_walks.acquire().await.unwrap();
+        let waiting = tokio::time::timeout(Duration::from_millis(100), svc.verify_audit(org)).await;
+        assert!(waiting.is_err(), "a second walk ran beside the first");
+        drop(held);
+        assert!(svc.verify_audit(org).await.unwrap().ok);
+    }
 }
