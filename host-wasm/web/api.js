@@ -30,6 +30,9 @@ export class Session {
     this.#token = token;
     /** Filled by `signIn`: `{ org, role, token_id, name }`. */
     this.who = null;
+    /** Called once when a call is refused as unauthenticated (the token revoked or expired),
+     * wherever the call was made: a button's handler as much as a section loading. */
+    this.onRefused = null;
   }
 
   /** Checks the token (`GET /v1/whoami`). Only an org admin token may use the page. */
@@ -83,7 +86,15 @@ export class Session {
     } catch {
       json = null;
     }
-    if (!answer.ok) throw new ApiError(answer.status, json);
+    if (!answer.ok) {
+      const error = new ApiError(answer.status, json);
+      if (answer.status === 401 && this.onRefused) {
+        const refused = this.onRefused;
+        this.onRefused = null;
+        refused(error);
+      }
+      throw error;
+    }
     return json;
   }
 }

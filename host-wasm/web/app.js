@@ -55,6 +55,8 @@ form.addEventListener('submit', async (event) => {
   }
   tokenField.value = '';
   session = candidate;
+  // A 401 from any call, a button's or the job banner's too, signs the page out.
+  session.onRefused = () => signOut('the token was refused');
   document.getElementById('who').textContent =
     `Org ${session.who.org} · token “${session.who.name}”`;
   nav.hidden = false;
@@ -80,6 +82,12 @@ function signOut(reason) {
 }
 
 window.addEventListener('hashchange', route);
+
+// A button's handler that meets a 401 passes it on; the session has signed the page out
+// already (`onRefused`), so that rejection is handled, not an error.
+window.addEventListener('unhandledrejection', (event) => {
+  if (event.reason instanceof ApiError && event.reason.code === 'unauthenticated') event.preventDefault();
+});
 
 async function route() {
   if (!session) return;

@@ -7,6 +7,15 @@ import { fieldMessage, fill, h, uid, when } from './dom.js';
 import { health } from './overview.js';
 import { stepsList } from './steps.js';
 
+/** Who holds each kind of key, as the list names it: on a page whose job is to say who can
+ * decrypt, a customer's key is never called the vendor's. */
+const PROVIDERS = {
+  aws: 'AWS KMS',
+  gcp: 'Google Cloud KMS',
+  azure: 'Azure Key Vault',
+  managed: 'Managed by the vendor',
+};
+
 export async function render(section, ctx) {
   const { session, banner } = ctx;
   const live = h('div', { id: 'keys-live', role: 'status', 'aria-live': 'polite' });
@@ -76,7 +85,7 @@ export async function render(section, ctx) {
       }
       const row = h('tr', { 'data-key': k.id },
         h('th', { scope: 'row', 'data-label': 'Name' }, k.name),
-        h('td', { 'data-label': 'Provider' }, k.type === 'aws' ? 'AWS KMS' : 'Managed by the vendor'),
+        h('td', { 'data-label': 'Provider' }, PROVIDERS[k.type] ?? k.type),
         h('td', { 'data-label': 'Identifier', class: 'mono' }, k.key_pasted ?? k.key ?? k.id),
         h('td', { 'data-label': 'Default' }, k.default ? 'Default' : '—'),
         h('td', { 'data-label': 'State', class: `nowrap state-${k.state}` }, k.state),

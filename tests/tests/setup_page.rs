@@ -342,6 +342,8 @@ async fn a_gcp_key_is_parsed_granted_validated_and_added_through_federation() {
         ),
     ];
     validated_and_added(&v, &wants, &ts, &o, "gcp", KEY).await;
+    // The list names the customer's key by its provider, never as the vendor's.
+    assert_eq!(str_of(&v, "/provider"), "Google Cloud KMS", "{v}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -398,6 +400,7 @@ async fn an_azure_key_url_is_parsed_granted_validated_and_added_through_a_federa
         ),
     ];
     validated_and_added(&v, &wants, &ts, &o, "azure", &format!("{VAULT}/keys/root")).await;
+    assert_eq!(str_of(&v, "/provider"), "Azure Key Vault", "{v}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -525,6 +528,26 @@ async fn at_360_px_the_tree_pauses_and_revokes_with_the_id_typed_back() {
     // The server agrees: the thread refuses as paused by team-a, team-b as revoked.
     assert_error(&o.encrypt(&ts, &thread, b"x").await, 409, "scope_paused");
     assert_error(&o.encrypt(&ts, &team_b, b"x").await, 410, "scope_revoked");
+}
+
+/// The page's own token revoked by another admin while it is open: the next button pressed
+/// gets 401 and the page signs out, instead of looking signed in with a dead token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_whose_token_is_revoked_elsewhere_signs_out_at_its_next_call() {
+    let ts = TestServer::start("setup-page-revoked");
+    let o = ts.org(OrgSettings::named("acme")).await;
+    let (id, page_token) = o.token(&ts, "admin", "the page").await;
+    let v = flow(
+        &ts.url,
+        "revokedElsewhere",
+        json!({ "admin": page_token, "other": o.admin, "tokenId": id, "org": o.id }),
+    );
+    assert_eq!(v["signedOut"], json!(true), "{v}");
+    assert_error(
+        &ts.get("/v1/whoami", &page_token).await,
+        401,
+        "unauthenticated",
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,7 +11,7 @@ import { openPage, overflow, text } from './setup_page_kit.mjs';
 
 const [stage, argJson, artifacts] = process.argv.slice(2);
 const arg = JSON.parse(argJson);
-const STAGES = { tour, fixes, gcp, azure, keyboard, job, tree, tokenCreate, tokenRevoke };
+const STAGES = { tour, fixes, gcp, azure, keyboard, job, tree, tokenCreate, tokenRevoke, revokedElsewhere };
 
 const run = STAGES[stage];
 if (!run) throw new Error(`unknown stage ${stage}; one of ${Object.keys(STAGES).join(', ')}`);
@@ -150,7 +150,15 @@ async function gcp(ui, { admin, key, sa, pool }) {
   await page.waitForSelector('#make-default');
   const result = await text(page, '#add-result');
   await ui.shot('add-key-gcp-added');
-  return { malformed, parsed, bindings, trust, cli, summary, result };
+  const provider = await providerShown(ui);
+  return { malformed, parsed, bindings, trust, cli, summary, result, provider };
+}
+
+/** The Provider cell of `cmk:1` in the key list. */
+async function providerShown(ui) {
+  await ui.page.click('nav a[href="#keys"]');
+  await ui.section('keys');
+  return text(ui.page, 'tr[data-key="cmk:1"] td[data-label="Provider"]');
 }
 
 /** Azure Key Vault: the provider switched, a URL whose host is not a vault refused with its
@@ -190,7 +198,8 @@ async function azure(ui, { admin, key, app }) {
   await page.click('#add');
   await page.waitForSelector('#make-default');
   const result = await text(page, '#add-result');
-  return { malformed, parsed, assignment, credential, cli, summary, result };
+  const provider = await providerShown(ui);
+  return { malformed, parsed, assignment, credential, cli, summary, result, provider };
 }
 
 /** The add-key flow with the keyboard only: sign in, reach "Add a key", paste, validate, add,
@@ -351,6 +360,27 @@ async function tokenCreate(ui, { admin }) {
 
 /** Revokes token `name` from the page, then reads the audit log there: the revocation is the
  * newest event, and the chain verifies. */
+/** The page's token revoked elsewhere (another admin, through the API) while the page is open:
+ * the next button pressed gets 401, and the page signs out to its sign-in form, whatever
+ * section it was on. */
+async function revokedElsewhere(ui, { admin, other, tokenId, org, url }) {
+  const { page } = ui;
+  await ui.load();
+  await ui.signIn(admin);
+  await page.click('nav a[href="#keys"]');
+  await ui.section('keys');
+  const revoked = await fetch(`${url}/v1/orgs/${org}/tokens/${tokenId}`, {
+    method: 'DELETE', headers: { authorization: `Bearer ${other}` },
+  });
+  assert.equal(revoked.status, 200);
+  await page.click('text=Check all keys now');
+  await page.waitForSelector('#sign-in-form', { state: 'visible' });
+  const signedOut = await page.isHidden('#nav');
+  await ui.axe('signed-out');
+  await ui.shot('signed-out');
+  return { signedOut };
+}
+
 async function tokenRevoke(ui, { admin, name }) {
   const { page } = ui;
   await ui.load();
