@@ -43,6 +43,10 @@ use crate::api::ApiOptions;
 use crate::api::rate_limit::RateLimitConfig;
 use crate::serve::ConnLimits;
 
+/// The most connections `max_connections` may allow: far more than a process holds open, and
+/// well within what the connection cap's semaphore can count.
+const MAX_CONNECTIONS: usize = 1 << 20;
+
 /// Log output.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -425,8 +429,10 @@ impl Config {
                 api.request_timeout.as_millis()
             ));
         }
-        if conn.max_connections == 0 {
-            return Err("max_connections must be at least 1".into());
+        if conn.max_connections == 0 || conn.max_connections > MAX_CONNECTIONS {
+            return Err(format!(
+                "max_connections must be between 1 and {MAX_CONNECTIONS} (more than a process holds open)"
+            ));
         }
         let listen = args
             .listen
@@ -678,6 +684,30 @@ mod tests {
 
     fn resolve(args: ServeArgs) -> Result<Config, String> {
         Config::resolve(&args)
+    }
+
+    /// A connection cap of none or of more than a process can hold is refused at start, not a
+    /// panic in the listener.
+    #[test]
+    fn max_connections_is_bounded() {
+        for bad in [0, MAX_CONNECTIONS + 1, 1 << 62] {
+            let err = resolve(ServeArgs {
+                max_connections: Some(bad),
+                ..Default::default()
+            })
+            .unwrap_err();
+            assert!(
+                err.starts_with("max_connections must be between 1 and"),
+                "{err}"
+            );
+        }
+        assert!(
+            resolve(ServeArgs {
+                max_connections: Some(MAX_CONNECTIONS),
+                ..Default::default()
+            })
+            .is_ok()
+        );
     }
 
     /// The default TTL for new orgs is held to the API's bound for one org: a day.

@@ -55,6 +55,19 @@ fn sighup(server: &Server) {
     assert!(ok, "kill -HUP");
 }
 
+/// SIGHUP (a logrotate or reload hook sends it to every service) does not end a server
+/// without TLS: there is nothing to reload, and it keeps serving.
+#[tokio::test]
+async fn sighup_without_tls_keeps_the_server_serving() {
+    let ts = TestServer::start("sighup-plain");
+    for _ in 0..3 {
+        sighup(&ts.server);
+        // The default action would end the process at once; give the signal time to land.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_status(&ts.raw("GET", "/healthz", None, None).await, 200);
+    }
+}
+
 #[tokio::test]
 async fn tls_serves_the_certificate_and_sighup_swaps_it_keeping_it_on_a_bad_reload() {
     let (ca1, leaf1, key1) = ca_and_leaf();

@@ -361,9 +361,7 @@ pub async fn run(config: Config) -> Result<(), String> {
             }
         });
     }
-    if let Some(cert) = &certificate {
-        reload_on_sighup(cert.clone());
-    }
+    reload_on_sighup(certificate.clone());
     if let Some((l, _)) = metrics {
         let router = api::metrics_router(service.clone());
         let limits = config.conn;
@@ -378,7 +376,9 @@ pub async fn run(config: Config) -> Result<(), String> {
 
 /// Reads the certificate and key again on every SIGHUP (after a renewal): new connections get
 /// the new certificate, open ones keep theirs; a failed reload keeps the old one and says why.
-fn reload_on_sighup(cert: Arc<tls::Certificate>) {
+/// Without TLS there is nothing to reload, but SIGHUP is still caught: its default action
+/// would end the server (a logrotate or reload hook sends it to every service).
+fn reload_on_sighup(cert: Option<Arc<tls::Certificate>>) {
     #[cfg(unix)]
     tokio::spawn(async move {
         use tokio::signal::unix::{SignalKind, signal};
@@ -387,9 +387,10 @@ fn reload_on_sighup(cert: Arc<tls::Certificate>) {
             return;
         };
         while hup.recv().await.is_some() {
-            match cert.reload() {
-                Ok(()) => tracing::info!("TLS certificate reloaded"),
-                Err(e) => {
+            match cert.as_ref().map(|c| c.reload()) {
+                None => tracing::info!("SIGHUP: no TLS certificate to reload"),
+                Some(Ok(())) => tracing::info!("TLS certificate reloaded"),
+                Some(Err(e)) => {
                     tracing::error!(error = %e, "TLS certificate reload failed: still serving the previous one")
                 }
             }
