@@ -13,6 +13,7 @@ pub mod config;
 pub mod credentials;
 pub mod kms_call;
 pub mod managed;
+pub mod private_file;
 pub mod serve;
 pub mod service;
 pub mod store;

@@ -80,6 +80,7 @@ impl ServiceAccountKey {
 
     /// Reads the key file at `path`.
     pub fn load(path: &std::path::Path) -> Result<Self, String> {
+        crate::private_file::check(path)?;
         let text = Zeroizing::new(
             std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?,
         );
@@ -155,6 +156,7 @@ impl AppCertificate {
 
     /// Reads the PEM file at `path`.
     pub fn load(path: &std::path::Path) -> Result<Self, String> {
+        crate::private_file::check(path)?;
         let text = Zeroizing::new(
             std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?,
         );

@@ -82,6 +82,60 @@ async fn tls_serves_the_certificate_and_sighup_swaps_it_keeping_it_on_a_bad_relo
         "--tls-key",
         key.to_str().unwrap(),
     ];
+    // A key every user can read is refused at start. That first start made no operator
+    // token it could not show: the next start, with the key's mode fixed, shows one.
+    use std::io::BufRead;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let serve = || {
+        let mut c = std::process::Command::new(binary());
+        c.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.join("first-start"))
+            .args(args);
+        c
+    };
+    let mut refused = serve()
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while refused.try_wait().unwrap().is_none() {
+        if started.elapsed() > Duration::from_secs(30) {
+            let _ = refused.kill();
+            panic!("the server started with a key every user can read");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = refused.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("every user can read it (mode 644)"),
+        "{stderr}"
+    );
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let mut child = serve()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // The start's lines are written and flushed together: once the first is read, the rest
+    // is in the pipe, and stopping the server ends it.
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    out.read_line(&mut first).unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    let lines: Vec<String> = std::iter::once(first)
+        .chain(out.lines().map(Result::unwrap))
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("operator token (shown once")),
+        "{lines:?}"
+    );
     let ts = TestServer::start_with("tls", |data| Server::start_with_args(data, &[QUIET], &args));
     assert!(ts.server.url.starts_with("https://"), "{}", ts.server.url);
     let url = ts.server.url.clone();

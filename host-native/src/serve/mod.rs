@@ -202,10 +202,6 @@ pub async fn run(config: Config) -> Result<(), String> {
     if let Some(url) = &config.public_url {
         tracing::info!(issuer = %url.as_str(), "OIDC issuer: /.well-known/openid-configuration");
     }
-    let operator = service
-        .bootstrap_operator()
-        .await
-        .map_err(|e| format!("cannot create the operator token: {e:?}"))?;
     let verifier_key = service
         .load_log_key(&config.log_name)
         .await
@@ -239,6 +235,13 @@ pub async fn run(config: Config) -> Result<(), String> {
         }
         None => None,
     };
+    // Made last, once nothing before it can fail: it is shown once, just below. Made before
+    // a step that then failed (a TLS key refused, an address in use), it would be stored but
+    // never shown, and no later start shows another: the operator would be locked out.
+    let operator = service
+        .bootstrap_operator()
+        .await
+        .map_err(|e| format!("cannot create the operator token: {e:?}"))?;
     tracing::info!(%addr, %scheme, data_dir = %config.data_dir.display(), database = ?config.database_url, managed_key = ?origin, "byok serving");
     {
         // Standard output, not the logs: the token is shown once, to whoever started the server.

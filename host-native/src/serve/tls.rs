@@ -86,6 +86,7 @@ fn read(
             cert_path.display()
         ));
     }
+    crate::private_file::check(key_path)?;
     // The error names the file only: a key parser's message could quote key bytes.
     let key = PrivateKeyDer::from_pem_file(key_path).map_err(|_| {
         format!(
