@@ -362,6 +362,28 @@ async fn withdrawals_answer_with_receipts_that_verify_offline() {
     );
     let (ok, _) = independent(&["receipt", "--verifier-key", &log.vkey, ef.to_str().unwrap()]);
     assert!(!ok, "the independent verifier refuses it too");
+    // A valid receipt checked as another org's: refused (one log key signs every org's).
+    let of_org = |org: &str| {
+        Command::new(binary())
+            .args(["audit", "verify-receipt"])
+            .arg(&receipt_only)
+            .args(["--verifier-key", &log.vkey, "--org", org])
+            .output()
+            .unwrap()
+    };
+    let other = of_org("ffffffffffffffffffffffffffffffff");
+    let stderr = String::from_utf8_lossy(&other.stderr);
+    assert_eq!(other.status.code(), Some(4), "{stderr}");
+    assert!(
+        stderr.contains("not of org ffffffffffffffffffffffffffffffff"),
+        "{stderr}"
+    );
+    let own = of_org(&log.o.id);
+    assert!(
+        own.status.success() && String::from_utf8_lossy(&own.stdout).contains(&log.o.id),
+        "{}",
+        String::from_utf8_lossy(&own.stderr)
+    );
     ts.restart();
 }
 

@@ -103,6 +103,10 @@ pub enum AuditCmd {
         /// The log's verifier key (`name+id+key`, or `@FILE`), as published.
         #[arg(long, env = "BYOK_VERIFIER_KEY")]
         verifier_key: String,
+        /// Your org id: a receipt of another org is refused (the same log key signs every
+        /// org's receipts).
+        #[arg(long, env = "BYOK_ORG")]
+        org: Option<String>,
     },
     /// Print the log's verifier key (C2SP note form), to pin.
     VerifierKey,
@@ -194,9 +198,11 @@ pub async fn audit(client: &Client, cmd: AuditCmd) -> Result<(), Failure> {
             )
             .await
         }
-        AuditCmd::VerifyReceipt { file, verifier_key } => {
-            audit_log::verify_receipt(client, &file, &verifier_key)
-        }
+        AuditCmd::VerifyReceipt {
+            file,
+            verifier_key,
+            org,
+        } => audit_log::verify_receipt(client, &file, &verifier_key, org.as_deref()),
         AuditCmd::VerifierKey => {
             let v = client.get("/v1/audit/verifier-key").await?;
             print(client, &v, |v| s(v, "verifier_key").to_owned());

@@ -381,8 +381,15 @@ async fn signed_roots(client: &Client, org: &str, vkey: &str) -> Result<Vec<(u64
     Ok(roots)
 }
 
-/// `byok audit verify-receipt FILE`: offline, against the pinned verifier key.
-pub(super) fn verify_receipt(client: &Client, path: &Path, vkey: &str) -> Result<(), Failure> {
+/// `byok audit verify-receipt FILE`: offline, against the pinned verifier key, and of org
+/// `org` if given (one log key signs every org's receipts: a valid receipt of another org says
+/// nothing about yours).
+pub(super) fn verify_receipt(
+    client: &Client,
+    path: &Path,
+    vkey: &str,
+    org: Option<&str>,
+) -> Result<(), Failure> {
     let text = read_text(path)?;
     let value: Value =
         serde_json::from_str(&text).map_err(|e| bad(format!("not a receipt (JSON): {e}")))?;
@@ -392,6 +399,19 @@ pub(super) fn verify_receipt(client: &Client, path: &Path, vkey: &str) -> Result
     let vkey = given_key(vkey)?;
     let v =
         receipt::verify(&r, &vkey).map_err(|e| bad(format!("the receipt does not verify: {e}")))?;
+    if let Some(org) = org
+        && !v
+            .checkpoint
+            .org
+            .to_string()
+            .eq_ignore_ascii_case(org.trim())
+    {
+        return Err(bad(format!(
+            "the receipt is of org {}, not of org {}",
+            v.checkpoint.org,
+            org.trim()
+        )));
+    }
     let out = json!({
         "ok": true,
         "org": v.checkpoint.org.to_string(),
@@ -404,13 +424,14 @@ pub(super) fn verify_receipt(client: &Client, path: &Path, vkey: &str) -> Result
     });
     print(client, &out, |_| {
         format!(
-            "receipt verified: {} of {} logged as row {} (signed in the checkpoint of size {}); access ended by {} ms since the epoch",
+            "receipt verified: {} of {} in org {}, logged as row {} (signed in the checkpoint of size {}); access ended by {} ms since the epoch",
             v.action,
             v.entry
                 .event
                 .get("subject")
                 .map(Value::to_string)
                 .unwrap_or_default(),
+            v.checkpoint.org,
             v.entry.seq,
             v.checkpoint.size,
             v.access_ends_at
