@@ -49,6 +49,7 @@ async fn the_page_is_served_with_its_csp_and_never_framed() {
         assert_eq!(h["x-frame-options"], "DENY", "{path}");
         assert_eq!(h["x-content-type-options"], "nosniff", "{path}");
         assert_eq!(h["referrer-policy"], "no-referrer", "{path}");
+        assert_eq!(h["strict-transport-security"], "max-age=31536000", "{path}");
     }
     // Only the embedded files: nothing else of the server's disk, however the path is spelled.
     for path in [

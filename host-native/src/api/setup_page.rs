@@ -54,6 +54,10 @@ fn asset(path: &str) -> Response {
             (header::X_FRAME_OPTIONS, "DENY"),
             (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
             (header::REFERRER_POLICY, "no-referrer"),
+            // Once the page was reached over HTTPS (byok's TLS or a proxy's), the browser
+            // keeps to HTTPS for a year: the admin token is never typed into a page that a
+            // network attacker downgraded. Browsers ignore it over plain HTTP (RFC 6797).
+            (header::STRICT_TRANSPORT_SECURITY, "max-age=31536000"),
         ],
         *bytes,
     )
