@@ -20,6 +20,16 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 fn main() -> ExitCode {
+    // A token given as a flag is in the process list (`ps`, /proc) for every user of the
+    // machine, and in the shell's history. It still works; the user is told.
+    if std::env::args_os().any(|a| {
+        let a = a.to_string_lossy();
+        a == "--token" || a.starts_with("--token=")
+    }) {
+        eprintln!(
+            "warning: --token shows the token to other users of this machine (ps) and keeps it in your shell history; set BYOK_TOKEN instead"
+        );
+    }
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => {
