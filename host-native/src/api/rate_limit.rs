@@ -54,6 +54,8 @@ pub struct RateLimits {
     per_org: Option<DefaultKeyedRateLimiter<ScopeId>>,
     per_token: Option<DefaultKeyedRateLimiter<[u8; 32]>>,
     clock: DefaultClock,
+    /// The longest a refusal is held ([`Self::holding_at_most`]).
+    hold_cap: Duration,
 }
 
 impl std::fmt::Debug for RateLimits {
@@ -85,7 +87,17 @@ impl RateLimits {
             per_org: quota(config.per_org).map(governor::RateLimiter::keyed),
             per_token: quota(config.per_token).map(governor::RateLimiter::keyed),
             clock: DefaultClock::default(),
+            hold_cap: HOLD * 3 / 2,
         }
+    }
+
+    /// Holds a refusal at most `cap`: half the request deadline, so that a 429 held back
+    /// reaches the client as a 429 with its `Retry-After`, not as a `408 request_timeout`
+    /// (which says to retry at once, undoing the limit).
+    #[must_use]
+    pub fn holding_at_most(mut self, cap: Duration) -> Self {
+        self.hold_cap = cap;
+        self
     }
 
     /// Counts one request by the token with hash `token_hash` (of org `org`, if any); refuses
@@ -94,18 +106,12 @@ impl RateLimits {
         if let Some(limiter) = &self.per_token
             && let Err(not_until) = limiter.check_key(token_hash)
         {
-            return Err(limited(
-                "this token",
-                not_until.wait_time_from(self.clock.now()),
-            ));
+            return Err(self.limited("this token", not_until.wait_time_from(self.clock.now())));
         }
         if let (Some(limiter), Some(org)) = (&self.per_org, org)
             && let Err(not_until) = limiter.check_key(&org)
         {
-            return Err(limited(
-                "this org",
-                not_until.wait_time_from(self.clock.now()),
-            ));
+            return Err(self.limited("this org", not_until.wait_time_from(self.clock.now())));
         }
         Ok(())
     }
@@ -121,18 +127,22 @@ impl RateLimits {
     }
 }
 
-fn limited(who: &str, wait: Duration) -> Refused {
-    // Whole seconds, rounded up, at least one: what `Retry-After` can say.
-    let secs = u32::try_from(wait.as_millis().div_ceil(1000))
-        .unwrap_or(u32::MAX)
-        .max(1);
-    Refused {
-        answer: ApiError::new(
-            ApiCode::RateLimited,
-            format!("{who} sent more requests than its rate limit allows; retry after {secs} s"),
-        )
-        .retry_after(secs),
-        hold: hold(),
+impl RateLimits {
+    fn limited(&self, who: &str, wait: Duration) -> Refused {
+        // Whole seconds, rounded up, at least one: what `Retry-After` can say.
+        let secs = u32::try_from(wait.as_millis().div_ceil(1000))
+            .unwrap_or(u32::MAX)
+            .max(1);
+        Refused {
+            answer: ApiError::new(
+                ApiCode::RateLimited,
+                format!(
+                    "{who} sent more requests than its rate limit allows; retry after {secs} s"
+                ),
+            )
+            .retry_after(secs),
+            hold: hold().min(self.hold_cap),
+        }
     }
 }
 
@@ -168,6 +178,26 @@ mod tests {
         distinct.dedup();
         assert!(distinct.len() > 100, "{} distinct holds", distinct.len());
         assert!(holds.iter().any(|h| *h < HOLD) && holds.iter().any(|h| *h > HOLD));
+    }
+
+    /// With a short request deadline, a refusal is held at most half of it: it still reaches
+    /// the client as a 429.
+    #[test]
+    fn a_refusal_is_held_within_the_request_deadline() {
+        let limits = RateLimits::new(RateLimitConfig {
+            per_org: 0,
+            per_token: 1,
+        })
+        .holding_at_most(Duration::from_millis(250));
+        limits.check(None, &[2; 32]).unwrap();
+        for _ in 0..20 {
+            let refused = limits.check(None, &[2; 32]).unwrap_err();
+            assert!(
+                refused.hold <= Duration::from_millis(250),
+                "{:?}",
+                refused.hold
+            );
+        }
     }
 
     #[test]

@@ -263,7 +263,8 @@ pub async fn run(config: Config) -> Result<(), String> {
         }
         let _ = out.flush();
     }
-    let rate = Arc::new(RateLimits::new(config.api.rate));
+    let rate =
+        Arc::new(RateLimits::new(config.api.rate).holding_at_most(config.api.request_timeout / 2));
     let router = api::router(service.clone(), &config.api, rate.clone());
     // Over PostgreSQL, other replicas may change what this one holds in memory.
     if let Some(url) = &config.database_url {
