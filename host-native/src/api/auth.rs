@@ -55,6 +55,13 @@ impl Caller {
     }
 }
 
+/// The credentials of an `Authorization` value in the `Bearer` scheme, whose name is
+/// case-insensitive (RFC 9110, section 11.1): `bearer byok_...` is as good as `Bearer`.
+fn bearer(value: &str) -> Option<&str> {
+    let (scheme, credentials) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then_some(credentials)
+}
+
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
@@ -69,7 +76,7 @@ impl FromRequestParts<AppState> for Caller {
             .headers
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
+            .and_then(bearer)
             .map(str::trim)
             .filter(|t| t.starts_with("byok_") && t.len() < 200)
             .ok_or_else(unauthenticated)?;
@@ -175,4 +182,17 @@ async fn caller_on(
 pub fn parse_id(text: &str, what: &str) -> Result<ScopeId, ApiError> {
     ScopeId::parse_hex(text)
         .ok_or_else(|| ApiError::invalid(format!("{what} id must be 32 hex digits")))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_bearer_scheme_is_named_in_any_case() {
+        for v in ["Bearer byok_x", "bearer byok_x", "BEARER byok_x"] {
+            assert_eq!(super::bearer(v), Some("byok_x"), "{v}");
+        }
+        for v in ["Basic byok_x", "Bearerbyok_x", "byok_x", "Bearer"] {
+            assert_eq!(super::bearer(v), None, "{v}");
+        }
+    }
 }
