@@ -235,17 +235,22 @@ impl Org {
         reference: &[ScopeKey],
     ) -> Result<RootProof> {
         self.ready_holder(holder)?;
-        let mut proof = proof::compare(self.root, holder, &self.root_versions(), fresh, reference)
+        let proof = proof::compare(self.root, holder, &self.root_versions(), fresh, reference)
             .map_err(scope_err)?;
-        // The copies the host unwrapped: this state's (`fresh` came from them).
-        if let Some(h) = self.holders.get(&holder) {
+        Ok(self.with_copies(proof))
+    }
+
+    /// `proof` with the copies the host unwrapped: the holder's in this state (`fresh` came
+    /// from them), for the versions proven.
+    fn with_copies(&self, mut proof: RootProof) -> RootProof {
+        if let Some(h) = self.holders.get(&proof.holder) {
             proof.copies = proof
                 .versions
                 .iter()
                 .filter_map(|v| Some((*v, h.copies.get(v)?.clone())))
                 .collect();
         }
-        Ok(proof)
+        proof
     }
 
     /// Like [`Self::prove_holder`], for when the current default cannot give the roots back to
@@ -282,21 +287,11 @@ impl Org {
             }
             versions.insert(v);
         }
-        let copies = self
-            .holders
-            .get(&holder)
-            .map(|h| {
-                versions
-                    .iter()
-                    .filter_map(|v| Some((*v, h.copies.get(v)?.clone())))
-                    .collect()
-            })
-            .unwrap_or_default();
-        Ok(RootProof {
+        Ok(self.with_copies(RootProof {
             holder,
             versions,
-            copies,
-        })
+            copies: BTreeMap::new(),
+        }))
     }
 
     /// `holder` is attached and ready (holds every live root version), or the typed reason.

@@ -176,7 +176,8 @@ impl Service {
                 _ => heads.push((signed.size, Hash([0; 32]))),
             }
         }
-        heads.extend(remembered);
+        // The one remembered, unless it is the row's (checked once).
+        heads.extend(remembered.filter(|r| !heads.contains(r)));
         for (signed_size, root) in heads {
             let extends = signed_size <= size
                 && audit_tree::run(&mut w.tx, org, |r| tree::root(signed_size, r)).await? == root;
