@@ -462,11 +462,15 @@ async fn a_database_restart_under_load_is_survived_without_a_500() {
     );
     for ((phase, status, code), n) in &all.answers {
         // Before the stop and once recovered, everything is answered; in between, only what
-        // needs the database is refused, and with a code that says retry.
+        // needs the database is refused, and with a code that says retry. Once recovered, a
+        // data call may still meet an org moved by the writes that proved the recovery (one
+        // through each replica, their notifications landing just after): `reloading`, retry,
+        // by design (see `load`); never `database_unavailable` and never a 500.
         let ok = matches!(status, 200 | 201)
             || (matches!(phase, 1 | 2)
                 && *status == 503
-                && (code == "database_unavailable" || code == "reloading"));
+                && (code == "database_unavailable" || code == "reloading"))
+            || (*phase == 3 && *status == 503 && code == "reloading");
         assert!(ok, "{n} answers {status} {code} in phase {phase}");
     }
     assert!(
