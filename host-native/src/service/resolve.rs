@@ -62,9 +62,18 @@ impl Service {
         // The miss is boxed: its state (a KMS call, audit writes) would otherwise size the
         // future of every data call, hits included.
         Box::pin(async {
+            let org = cell.snapshot().id();
+            // Read before the holder is asked. Between its answer and the key's use come waits
+            // for the store (the unwrap's audit write, the token's row, the usage mark): a
+            // denial recorded by then evicted the org, and is obeyed as on a hit. The call is
+            // decided again, and its retry asks the holder anew (a withdrawn CMK refuses).
+            let since = self.cache.evictions(org);
             let k = self.scope_key(cell, key).await?;
             let guard = self.admit(cell, &[key], who).await?;
-            self.mark_use(cell.snapshot().id(), key.scope).await?;
+            self.mark_use(org, key.scope).await?;
+            if self.cache.evicted_since(org, since) {
+                return Err(ServiceError::Reloading);
+            }
             Ok((k, guard))
         })
         .await
@@ -159,8 +168,8 @@ impl Service {
             return Ok(r);
         }
         // Read before the KMS is asked: a denial recorded while its answer is on its way (or
-        // being audited) keeps the answer out of the cache. This request still gets it: the
-        // holder gave it before the denial.
+        // being audited) keeps the answer out of the cache. It is still returned; a data call
+        // then refuses to use it and asks again ([`Self::admitted_key`]).
         let since = self.cache.evictions(org);
         let answer = self.unwrap_root(cell, snap, root_id).await;
         let now = self.now();
@@ -417,14 +426,33 @@ mod tests {
 
     /// A root whose unwrap was answered before the org's keys were evicted whole (a denial
     /// recorded meanwhile by the key health check, say), and whose audit write came after, is
-    /// not put back in the cache: the eviction stands. The request itself gets its answer (the
-    /// holder gave the key before the denial).
+    /// neither put back in the cache nor used: the call is decided again and asks the holder
+    /// anew (here the managed key, which answers; a withdrawn CMK would refuse), and only that
+    /// second answer is cached.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_root_answered_before_an_eviction_is_not_cached_after_it() {
+    async fn a_root_answered_before_an_eviction_is_neither_cached_nor_used() {
+        use std::sync::atomic::Ordering;
         let mut w = WaitingOnTheWriter::start("evicted").await;
+        let unwraps = w.svc.metrics.root_unwraps.load(Ordering::SeqCst);
+        let evicted_at = w.svc.now();
         w.svc.cache().evict_org(w.org);
         w.finish().await.unwrap();
-        assert!(w.svc.cache().is_empty(), "the eviction was undone");
+        assert_eq!(
+            w.svc.metrics.root_unwraps.load(Ordering::SeqCst),
+            unwraps + 1,
+            "the key answered before the eviction was used, or not asked for again"
+        );
+        let snap = w.svc.org(w.org).await.unwrap().snapshot();
+        let root = snap.root_of(snap.current_key_id(w.team).unwrap()).unwrap();
+        let cached = w
+            .svc
+            .cache()
+            .get(root, w.svc.now())
+            .expect("the retry's root");
+        assert!(
+            cached.freshness.unwrapped_at >= evicted_at,
+            "the eviction was undone"
+        );
     }
 
     /// A cached key whose use waits for the store's writer (the token's first usage mark in the
