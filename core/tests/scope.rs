@@ -986,6 +986,63 @@ fn byok_is_exclusive_and_going_back_needs_the_roots() {
     assert!(!f.org.vendor_can_decrypt());
 }
 
+/// A paused org refuses every change that needs its root key in the vendor's memory: making,
+/// recording or proving a holder's copies, and changing the default. Each is refused even
+/// when it arrives with its KMS work done (a pause that committed while the holder was asked).
+/// Disabling a key only takes access away and stays allowed. A paused team blocks none of it.
+#[test]
+fn a_paused_org_refuses_key_work_but_not_a_disable() {
+    let mut f = fixture();
+    let (one, two) = (HolderId::Cmk(1), HolderId::Cmk(2));
+    f.org.attach_cmk(1).unwrap();
+    f.org.record_root_copy(one, 1, b"copy-1".to_vec()).unwrap();
+    let proof = prove(&f, one);
+    f.org.attach_cmk(2).unwrap();
+    let org_id = f.org.id();
+    f.org.pause(org_id).unwrap();
+    let paused = ScopeError::Paused {
+        scope: org_id,
+        by: org_id,
+    };
+    refused(&mut f, paused.clone(), |f| {
+        f.org.record_root_copy(two, 1, b"copy-2".to_vec())
+    });
+    refused(&mut f, paused.clone(), |f| {
+        f.org.set_default(one, Some(&proof))
+    });
+    refused(&mut f, paused.clone(), |f| {
+        f.org.set_default(HolderId::Managed, None)
+    });
+    refused(&mut f, paused.clone(), |f| {
+        let fresh = ScopeKey::new(f.root.id(), f.root.duplicate_secret());
+        f.org.prove_holder(
+            one,
+            std::slice::from_ref(&fresh),
+            std::slice::from_ref(&f.root),
+        )
+    });
+    refused(&mut f, paused.clone(), |f| {
+        let fresh = ScopeKey::new(f.root.id(), f.root.duplicate_secret());
+        f.org.prove_holder_by_tree(one, &[fresh])
+    });
+    refused(&mut f, paused.clone(), |f| f.org.refresh_holder(one));
+    assert_eq!(f.org.check_key_work(), Err(Error::Scope(paused.clone())));
+    // A disable needs no root: it cancels the pending attach, and destroys nothing else.
+    f.org.disable(two, HolderId::Managed).unwrap();
+    assert!(f.org.job().is_none());
+    refused(&mut f, paused.clone(), |f| f.org.attach_cmk(3));
+    refused(&mut f, paused, |f| f.org.reenable(two));
+    // Resumed, all of it works again; a paused team is not the org.
+    f.org.resume(org_id).unwrap();
+    f.org.pause(sid(2)).unwrap();
+    assert_eq!(f.org.check_key_work(), Ok(()));
+    f.org.set_default(one, Some(&proof)).unwrap();
+    f.org.attach_cmk(3).unwrap();
+    f.org
+        .record_root_copy(HolderId::Cmk(3), 1, b"copy-3".to_vec())
+        .unwrap();
+}
+
 #[test]
 fn revoke_always_wins_over_a_running_job() {
     let mut f = fixture();

@@ -133,6 +133,16 @@ impl Org {
         Ok(ScopeKey::new(KeyId::new(self.root, version), secret))
     }
 
+    /// Refuses work on the root keys while the org is paused or revoked: attaching,
+    /// re-enabling, refreshing or proving a holder, recording its copies, changing the default.
+    /// Each needs the root unwrapped in the vendor's memory (to wrap it under a holder, or to
+    /// prove a holder's copies), and a pause must leave the vendor no use of it. The host asks
+    /// this before it unwraps; the transitions ask again, for a pause that commits meanwhile.
+    /// Disabling a holder needs no root and stays allowed: it only takes access away.
+    pub fn check_key_work(&self) -> Result<()> {
+        self.check_usable(self.root).map_err(scope_err)
+    }
+
     /// The live root key versions, oldest first: what each holder must hold a copy of.
     pub fn root_versions(&self) -> Vec<u32> {
         self.scopes
@@ -151,7 +161,7 @@ impl Org {
         if self.job.is_some() {
             return Err(scope_err(ScopeError::JobRunning));
         }
-        self.check_not_revoked(self.root).map_err(scope_err)?;
+        self.check_key_work()?;
         self.holders.insert(id, Holder::new(id));
         let mut effects = vec![
             Effect::PutHolder {
@@ -192,6 +202,9 @@ impl Org {
                 self.root, version,
             ))));
         }
+        // The host checked before unwrapping the root to wrap it; a pause that committed
+        // while the holder was asked is obeyed here: the copy is not kept.
+        self.check_key_work()?;
         let live = self.root_versions();
         let h = self
             .holders
@@ -234,6 +247,7 @@ impl Org {
         fresh: &[ScopeKey],
         reference: &[ScopeKey],
     ) -> Result<RootProof> {
+        self.check_key_work()?;
         self.ready_holder(holder)?;
         let proof = proof::compare(self.root, holder, &self.root_versions(), fresh, reference)
             .map_err(scope_err)?;
@@ -265,6 +279,7 @@ impl Org {
     /// Nothing the vendor could open is involved: the copies are the customer key's, and the
     /// default it replaces keeps its own.
     pub fn prove_holder_by_tree(&self, holder: HolderId, fresh: &[ScopeKey]) -> Result<RootProof> {
+        self.check_key_work()?;
         self.ready_holder(holder)?;
         let mismatch = |version| scope_err(ScopeError::ProofMismatch { holder, version });
         let mut versions = BTreeSet::new();
@@ -318,6 +333,7 @@ impl Org {
         holder: HolderId,
         proof: Option<&RootProof>,
     ) -> Result<Vec<Effect>> {
+        self.check_key_work()?;
         self.ready_holder(holder)?;
         if holder == self.default {
             return Ok(Vec::new());
@@ -409,6 +425,7 @@ impl Org {
     /// copies keep serving until each is replaced. Refused while another job runs (the next
     /// health check asks again).
     pub fn refresh_holder(&mut self, holder: HolderId) -> Result<Vec<Effect>> {
+        self.check_key_work()?;
         if self.job.is_some() {
             return Err(scope_err(ScopeError::JobRunning));
         }
@@ -435,6 +452,7 @@ impl Org {
         if holder == HolderId::Managed && self.default != HolderId::Managed {
             return Err(scope_err(ScopeError::ManagedUnderByok));
         }
+        self.check_key_work()?;
         if self.job.is_some() {
             return Err(scope_err(ScopeError::JobRunning));
         }
@@ -488,10 +506,8 @@ impl Org {
         roots: &[ScopeKey],
         rng: &mut impl CryptoRng,
     ) -> Result<Vec<Effect>> {
-        // A paused or revoked org refuses it: a pause must leave the vendor no key that opens
-        // the org without the customer's KMS, and a later CMK disable could not take back a
-        // managed copy made meanwhile.
-        self.check_usable(self.id()).map_err(scope_err)?;
+        // A later CMK disable could not take back a managed copy made during a pause.
+        self.check_key_work()?;
         if self.job.is_some() {
             return Err(scope_err(ScopeError::JobRunning));
         }
