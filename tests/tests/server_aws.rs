@@ -293,3 +293,59 @@ async fn every_kms_call_is_in_the_verified_audit_log() {
     );
     assert!(kms.iter().any(|r| r["event"]["op"] == "Encrypt"));
 }
+
+/// A paused org asks no key for its root: making another key the default, re-enabling one,
+/// attaching one are refused with `scope_paused`, before any KMS call (each would put the
+/// root in the vendor's memory, if only to compare or wrap it). Disabling a key only takes
+/// access away and works. A recorded denial stands: the health check does not unwrap to clear
+/// it until the org is resumed. Then all of it works again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_org_asks_no_key_for_its_root() {
+    let (stack, ts, o) = byok_org("aws-paused-keys", NO_CACHE).await;
+    let moto = &stack.moto;
+    let tree = SealedTree::seal(&ts, &o).await;
+    assert_status(
+        &o.attach_aws_key(&ts, "second", &moto.second_key_arn).await,
+        201,
+    );
+    // A denial recorded by a data call: the customer took Decrypt away, then gave it back.
+    moto.grant_only(&["kms:DescribeKey"]);
+    assert_error(
+        &tree.open_all(&ts, &o).await.unwrap_err(),
+        424,
+        "kms_access_denied",
+    );
+    moto.grant(true);
+    let health = |keys: serde_json::Value| key(&keys, "cmk:1")["health"].clone();
+    assert_eq!(health(o.keys(&ts).await), json!("access_denied"));
+    assert_status(&o.act(&ts, &o.id, "pause", json!({})).await, 200);
+    let since = o.audit(&ts, &o.admin).await.len();
+    let paused = |answer| {
+        assert_error(&answer, 409, "scope_paused");
+    };
+    paused(o.key_action(&ts, "cmk:2", "default", json!({})).await);
+    // Refused before the new key's live validation, whose calls the audit log does not list.
+    let calls = kms_calls(&ts).await;
+    paused(o.attach_aws_key(&ts, "third", &moto.key_arn).await);
+    assert_eq!(kms_calls(&ts).await, calls, "the attach asked a KMS");
+    let (check_path, nothing) = (o.path("/keys/check"), json!({}));
+    let check = || ts.post(&check_path, &o.admin, &nothing);
+    assert_status(&check().await, 200);
+    assert_eq!(health(o.keys(&ts).await), json!("access_denied"));
+    let target = json!({ "target": "cmk:1" });
+    assert_status(&o.key_action(&ts, "cmk:2", "disable", target).await, 200);
+    paused(o.key_action(&ts, "cmk:2", "enable", json!({})).await);
+    let rows = o.audit(&ts, &o.admin).await;
+    let unwraps: Vec<&serde_json::Value> = rows[since..]
+        .iter()
+        .filter(|r| r["event"]["type"] == "kms_call")
+        .filter(|r| r["event"]["op"] == "Decrypt" || r["event"]["op"] == "Encrypt")
+        .collect();
+    assert!(unwraps.is_empty(), "KMS asked while paused: {unwraps:?}");
+    assert_status(&o.act(&ts, &o.id, "resume", json!({})).await, 200);
+    assert_status(&check().await, 200);
+    assert_eq!(health(o.keys(&ts).await), json!("ok"));
+    assert_status(&o.key_action(&ts, "cmk:2", "enable", json!({})).await, 200);
+    assert_status(&o.key_action(&ts, "cmk:2", "default", json!({})).await, 200);
+    tree.open_all(&ts, &o).await.unwrap();
+}

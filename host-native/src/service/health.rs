@@ -309,9 +309,10 @@ impl Service {
     /// key's copy of the newest root version, an audited call whose outcome
     /// [`Self::kms_answered`] records as any other's. The root it gives is not cached.
     ///
-    /// Returns whether that call was made (its outcome is then recorded). With no denial
-    /// recorded, or no copy to unwrap, nothing is called: the steady state costs no more than
-    /// the describe.
+    /// Returns whether the recorded health stands as this call left it: the call was made (its
+    /// outcome is then recorded), or the org is paused and the denial is kept without one. With
+    /// no denial recorded, or no copy to unwrap, nothing is called: the steady state costs no
+    /// more than the describe.
     async fn confirmed_by_unwrap(
         &self,
         cell: &OrgCell,
@@ -323,6 +324,11 @@ impl Service {
             return Ok(false);
         }
         let snap = cell.snapshot();
+        if snap.check_key_work().is_err() {
+            // Paused: no root is unwrapped, so the denial stands until a check after the
+            // resume (which unwraps then). Clearing it on the describe's word is the flap above.
+            return Ok(true);
+        }
         let Some((v, copy)) = snap
             .holders()
             .find(|h| h.id == HolderId::Cmk(n))
@@ -352,6 +358,10 @@ impl Service {
     ) -> Result<()> {
         use subtle::ConstantTimeEq;
         let snap = cell.snapshot();
+        if snap.check_key_work().is_err() {
+            // Paused: the roots stay in their holders. A check after the resume refreshes.
+            return Ok(());
+        }
         let holder = HolderId::Cmk(n);
         let behind = snap.holders().find(|h| h.id == holder).is_some_and(|h| {
             byok_core::kms::provider::copies_behind(

@@ -432,6 +432,9 @@ impl Service {
         spec: &KeySpec<'_>,
     ) -> Result<(KeyView, Vec<StepView>)> {
         super::check_name(name)?;
+        // Refused on a paused org (core's rule), before the live validation's KMS calls: the
+        // attach would wrap the roots under the new key.
+        self.current_org(org).await?.snapshot().check_key_work()?;
         let (ok, steps, resolved, _) = self.validate_resolved(org, spec).await?;
         if !ok {
             return Err(ServiceError::Validation(steps));
@@ -595,9 +598,6 @@ impl Service {
                     .await
             }
             HolderId::Managed => {
-                // Core refuses it on a paused org; asked first, so a pause also spares the
-                // customer's KMS the unwrap.
-                snap.check_usable(org).map_err(ServiceError::Scope)?;
                 let roots = self
                     .fresh_roots(&cell, &snap, snap.default_holder())
                     .await?;
@@ -659,6 +659,7 @@ impl Service {
         if status != HolderStatus::Disabled {
             return Ok(());
         }
+        snap.check_key_work()?;
         if snap.job().is_some() {
             return Err(ServiceError::Scope(
                 byok_core::scope::ScopeError::JobRunning,

@@ -282,6 +282,9 @@ impl Service {
         holder: byok_core::scope::HolderId,
         root: KeyId,
     ) -> Result<(ScopeKey, Duration)> {
+        // Every root a holder gives back passes here (data calls, proofs, the way back to the
+        // managed key): none while the org is paused, not even one that is then discarded.
+        org.check_key_work()?;
         let mut answered = self.now();
         let (key, event) = match holder {
             byok_core::scope::HolderId::Managed => (
