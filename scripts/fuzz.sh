@@ -9,7 +9,7 @@ CACHE=${BYOK_CACHE:-$HOME/.cache/byok}
 SECONDS_PER_TARGET=${1:-20}
 shift || true
 TARGETS=("$@")
-[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(header armor frames envelope aws_arn gcp_name azure_url azure_challenge audit_log)
+[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(header armor frames envelope aws_arn gcp_name azure_url azure_challenge audit_log lease)
 export PATH="$CACHE/tools/bin:$PATH"
 export RUSTC_BOOTSTRAP=1
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$CACHE/target}-fuzz

@@ -11,7 +11,8 @@ from pathlib import Path
 
 
 def main(vectors: str, out: str) -> None:
-    targets = ("header", "armor", "frames", "envelope", "aws_arn", "azure_url", "azure_challenge")
+    targets = ("header", "armor", "frames", "envelope", "aws_arn", "azure_url", "azure_challenge",
+               "lease")
     dirs = {t: Path(out) / t for t in targets}
     for d in dirs.values():
         d.mkdir(parents=True, exist_ok=True)
@@ -63,6 +64,12 @@ def main(vectors: str, out: str) -> None:
         'Bearer authorization="https://login.microsoftonline.com/contoso.onmicrosoft.com", resource="https://vault.azure.net"',
     ):
         put("azure_challenge", seed.encode())
+    key = base64.b64encode(bytes(range(32))).decode()
+    for keys, current in (([1], 1), ([1, 2, 7], 7)):
+        doc = {"scope": version, "current_version": current,
+               "keys": [{"version": k, "key": key} for k in keys],
+               "expires_at": 1767225600000, "ttl_ms": 60000}
+        put("lease", (1767225540000).to_bytes(8, "little") + json.dumps(doc).encode())
     print(f"fuzz seeds: {n} vectors")
 
 

@@ -58,6 +58,11 @@ use crate::crypto::ScopeKey;
 use crate::key_id::{KeyId, ScopeId};
 use crate::secret::{KEY_LEN, SecretBytes};
 
+/// The largest lease document taken, in bytes: room for over 10,000 key versions (each under
+/// 80 bytes), where a scope has a few. Checked before the document is read, so that a broken or
+/// hostile answer cannot make an edge (a wasm instance with little memory) allocate at will.
+pub const MAX_DOCUMENT_LEN: usize = 1 << 20;
+
 /// One key version in a lease.
 #[derive(Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = LeaseKey))]
@@ -96,10 +101,10 @@ pub struct Document {
     /// renew before.
     pub expires_at: i64,
     /// How long the lease lasts from its issue, ms: the edge ends it this long after the answer
-    /// arrived by its own clock, if that comes before `expires_at`. Absent from servers before
-    /// it was added: then `expires_at` alone.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ttl_ms: Option<u64>,
+    /// arrived by its own clock, if that comes before `expires_at`. Required: without it an
+    /// edge whose clock is behind the server's would use the keys for the TTL plus its lag,
+    /// past the bound a withdrawal is promised.
+    pub ttl_ms: u64,
 }
 
 impl fmt::Debug for Document {
@@ -138,6 +143,11 @@ pub enum LeaseError {
     DuplicateVersion(u32),
     /// `current_version` has no key in `keys`.
     NoCurrentKey(u32),
+    /// The document is over [`MAX_DOCUMENT_LEN`] bytes: not a lease any server sends.
+    TooLarge {
+        /// Its length in bytes.
+        len: usize,
+    },
     /// The lease is for another scope than the one asked for (see [`Lease::check_scope`]).
     OtherScope,
     /// The lease has expired: its keys must not be used (renew it).
@@ -166,6 +176,10 @@ impl fmt::Display for LeaseError {
             Self::NoCurrentKey(v) => {
                 write!(f, "lease: current_version {v} has no key in keys")
             }
+            Self::TooLarge { len } => write!(
+                f,
+                "lease: the document is {len} bytes, over the {MAX_DOCUMENT_LEN} a lease can be; is the URL byok's lease endpoint?"
+            ),
             Self::Expired { expires_at, now } => write!(
                 f,
                 "lease: expired at {expires_at} ms, {} ms ago; renew it",
@@ -199,13 +213,15 @@ pub struct Lease {
     /// On the clock of whoever holds it: for a parsed lease, the first of the server's
     /// `expires_at` and arrival + `ttl_ms` (see the module docs).
     expires_at: i64,
-    /// How long it lasts from its issue, when known: sent on by [`Self::to_document`].
-    ttl_ms: Option<u64>,
+    /// How long it lasts from its issue: sent on by [`Self::to_document`].
+    ttl_ms: u64,
 }
 
 impl Lease {
     /// A lease on `keys` (all of scope `scope`, each version once) with `current_version` to
-    /// encrypt with, ending at `expires_at` (ms since the epoch).
+    /// encrypt with, ending at `expires_at` (ms since the epoch), `ttl_ms` after its issue (the
+    /// server sets both, `expires_at` its issue time plus `ttl_ms`, so that an edge can end it
+    /// by its own clock).
     ///
     /// # Errors
     ///
@@ -216,6 +232,7 @@ impl Lease {
         current_version: u32,
         mut keys: Vec<ScopeKey>,
         expires_at: i64,
+        ttl_ms: u64,
     ) -> Result<Self, LeaseError> {
         if keys.iter().any(|k| k.id().scope != scope) {
             return Err(LeaseError::Scope);
@@ -238,16 +255,13 @@ impl Lease {
             current,
             keys,
             expires_at,
-            ttl_ms: None,
+            ttl_ms,
         })
     }
 
-    /// The lease lasting `ttl_ms` from its issue (the server sets it, with `expires_at` its
-    /// issue time plus `ttl_ms`), so that the edge can end it by its own clock.
-    #[must_use]
-    pub fn lasting(mut self, ttl_ms: u64) -> Self {
-        self.ttl_ms = Some(ttl_ms);
-        self
+    /// How long it lasts from its issue, ms.
+    pub const fn ttl_ms(&self) -> u64 {
+        self.ttl_ms
     }
 
     /// Parses and checks a lease document (the server's JSON answer) that arrived at
@@ -256,9 +270,12 @@ impl Lease {
     ///
     /// # Errors
     ///
-    /// The first thing wrong with it, as a [`LeaseError`]. Expiry is not checked here: see
-    /// [`Self::check_live`].
+    /// The first thing wrong with it, as a [`LeaseError`]; one over [`MAX_DOCUMENT_LEN`] bytes
+    /// is refused unread. Expiry is not checked here: see [`Self::check_live`].
     pub fn parse(json: &[u8], received_ms: i64) -> Result<Self, LeaseError> {
+        if json.len() > MAX_DOCUMENT_LEN {
+            return Err(LeaseError::TooLarge { len: json.len() });
+        }
         let doc: Document =
             serde_json::from_slice(json).map_err(|e| LeaseError::Json(e.to_string()))?;
         Self::from_document(&doc, received_ms)
@@ -289,13 +306,10 @@ impl Lease {
                 SecretBytes::from_bytes(&mut arr),
             ));
         }
-        let mut lease = Self::new(scope, doc.current_version, keys, doc.expires_at)?;
-        if let Some(ttl) = doc.ttl_ms {
-            let local_end = received_ms.saturating_add(i64::try_from(ttl).unwrap_or(i64::MAX));
-            lease.expires_at = lease.expires_at.min(local_end);
-            lease.ttl_ms = Some(ttl);
-        }
-        Ok(lease)
+        let ttl = doc.ttl_ms;
+        let local_end = received_ms.saturating_add(i64::try_from(ttl).unwrap_or(i64::MAX));
+        let ends = doc.expires_at.min(local_end);
+        Self::new(scope, doc.current_version, keys, ends, ttl)
     }
 
     /// The document to send (keys in base64, ascending versions).
@@ -458,7 +472,7 @@ mod tests {
 
     fn doc(keys: &str, current: u32) -> String {
         format!(
-            r#"{{"scope":"{SCOPE}","current_version":{current},"keys":[{keys}],"expires_at":100000}}"#
+            r#"{{"scope":"{SCOPE}","current_version":{current},"keys":[{keys}],"expires_at":100000,"ttl_ms":60000}}"#
         )
     }
 
@@ -511,7 +525,7 @@ mod tests {
         assert_eq!(
             json,
             format!(
-                r#"{{"scope":"{SCOPE}","current_version":2,"keys":[{},{}],"expires_at":100000}}"#,
+                r#"{{"scope":"{SCOPE}","current_version":2,"keys":[{},{}],"expires_at":100000,"ttl_ms":60000}}"#,
                 key(1, 1),
                 key(2, 2)
             )
@@ -526,8 +540,7 @@ mod tests {
     #[test]
     fn an_edge_clock_behind_the_servers_does_not_stretch_the_lease() {
         let keys = format!("{},{}", key(2, 2), key(1, 1));
-        let issued = r#""expires_at":100000}"#;
-        let json = doc(&keys, 2).replace(issued, r#""expires_at":100000,"ttl_ms":60000}"#);
+        let json = doc(&keys, 2);
         let behind = 40_000 - 600_000;
         let l = Lease::parse(json.as_bytes(), behind).unwrap();
         assert_eq!(l.expires_at(), behind + 60_000);
@@ -539,20 +552,41 @@ mod tests {
         // Sent on as it arrived, so a host that forwards it keeps the rule.
         let forwarded = serde_json::to_value(l.to_document()).unwrap();
         assert_eq!(forwarded["ttl_ms"], 60_000);
-        // A server before `ttl_ms`: `expires_at` alone, as before.
-        let old = Lease::parse(doc(&keys, 2).as_bytes(), behind).unwrap();
-        assert_eq!(old.expires_at(), 100_000);
-        assert!(
-            serde_json::to_value(old.to_document())
-                .unwrap()
-                .get("ttl_ms")
-                .is_none()
+        // Without `ttl_ms` the edge could only trust `expires_at` on its own clock: refused.
+        let old = json.replace(r#","ttl_ms":60000"#, "");
+        assert_eq!(
+            Lease::parse(old.as_bytes(), behind)
+                .unwrap_err()
+                .to_string(),
+            "lease: not a lease document: missing field `ttl_ms` at line 1 column 227"
         );
-        // What the server issues carries its TTL.
-        let issued = Lease::parse(doc(&keys, 2).as_bytes(), 0)
-            .unwrap()
-            .lasting(60_000);
-        assert_eq!(issued.to_document().ttl_ms, Some(60_000));
+    }
+
+    /// A document over the limit is refused before it is read; one at the limit is read.
+    #[test]
+    fn a_document_over_the_limit_is_refused_unread() {
+        let k1 = key(1, 1);
+        let pad = |n: usize| {
+            let d = doc(&k1, 1);
+            let room = n - d.len();
+            format!("{}{}", d, " ".repeat(room))
+        };
+        let at = pad(MAX_DOCUMENT_LEN);
+        assert_eq!(
+            Lease::parse(at.as_bytes(), 0).unwrap().versions().count(),
+            1
+        );
+        let over = pad(MAX_DOCUMENT_LEN + 1);
+        assert_eq!(
+            Lease::parse(over.as_bytes(), 0).unwrap_err(),
+            LeaseError::TooLarge {
+                len: MAX_DOCUMENT_LEN + 1
+            }
+        );
+        assert_eq!(
+            LeaseError::TooLarge { len: 1 << 30 }.to_string(),
+            "lease: the document is 1073741824 bytes, over the 1048576 a lease can be; is the URL byok's lease endpoint?"
+        );
     }
 
     #[test]
@@ -594,7 +628,7 @@ mod tests {
         );
         assert_eq!(
             err(&doc(&k1, 1).replace(r#","expires_at":100000"#, "")),
-            "lease: not a lease document: missing field `expires_at` at line 1 column 140"
+            "lease: not a lease document: missing field `expires_at` at line 1 column 155"
         );
         assert_eq!(
             err(&doc(&k1, 1).replace("100000", r#""soon""#)),
@@ -621,15 +655,15 @@ mod tests {
             )
         };
         assert_eq!(
-            Lease::new(scope, 1, alloc::vec![k(other, 1)], 0).unwrap_err(),
+            Lease::new(scope, 1, alloc::vec![k(other, 1)], 0, 1).unwrap_err(),
             LeaseError::Scope
         );
         assert_eq!(
-            Lease::new(scope, 1, alloc::vec![k(scope, 1), k(scope, 1)], 0).unwrap_err(),
+            Lease::new(scope, 1, alloc::vec![k(scope, 1), k(scope, 1)], 0, 1).unwrap_err(),
             LeaseError::DuplicateVersion(1)
         );
         assert_eq!(
-            Lease::new(scope, 2, alloc::vec![k(scope, 1)], 0).unwrap_err(),
+            Lease::new(scope, 2, alloc::vec![k(scope, 1)], 0, 1).unwrap_err(),
             LeaseError::NoCurrentKey(2)
         );
     }
@@ -650,9 +684,7 @@ mod tests {
                     )
                 })
                 .collect();
-            let lease = Lease::new(scope, u32::MAX, keys, i64::MIN)
-                .unwrap()
-                .lasting(u64::MAX);
+            let lease = Lease::new(scope, u32::MAX, keys, i64::MIN, u64::MAX).unwrap();
             let json = lease.to_json();
             assert!(json.len() <= 256 + 96 * n as usize, "{} bytes", json.len());
             let back = Lease::parse(&json, i64::MIN).unwrap();

@@ -23,6 +23,46 @@ export class ByokError extends Error {
   }
 }
 
+/** The body of a lease answer as text, refused once it is over `max` bytes (core's limit,
+ * `Lease.maxDocumentLen()`): by its declared length before any of it is read, else as it
+ * arrives. A broken or hostile answer cannot fill the isolate's memory, or the module's with
+ * the copy `fromJson` makes. The byte buffers (they hold the lease's keys) are wiped once
+ * decoded; the text cannot be, and is dropped by the caller at once. */
+async function boundedText(answer, max) {
+  const tooLarge = (n) => new ByokError('invalid_request',
+    `the lease answer is ${n} bytes or more, over the ${max} a lease can be; is the URL byok's lease endpoint?`);
+  const declared = Number(answer.headers.get('content-length') ?? 0);
+  if (declared > max) {
+    answer.body?.cancel().catch(() => {});
+    throw tooLarge(declared);
+  }
+  if (!answer.body) return '';
+  const reader = answer.body.getReader();
+  const parts = [];
+  let n = 0;
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      parts.push(value);
+      n += value.length;
+      if (n > max) {
+        reader.cancel().catch(() => {});
+        throw tooLarge(n);
+      }
+    }
+    const all = new Uint8Array(n);
+    parts.reduce((at, p) => { all.set(p, at); return at + p.length; }, 0);
+    try {
+      return new TextDecoder().decode(all);
+    } finally {
+      all.fill(0);
+    }
+  } finally {
+    for (const p of parts) p.fill(0);
+  }
+}
+
 /** Whether WebCrypto's AES-GCM is there (browsers, Workers, Deno, Node 20). */
 export const hasWebCrypto = () => typeof globalThis.crypto?.subtle?.encrypt === 'function';
 
@@ -227,7 +267,12 @@ export class LeaseClient {
       throw err;
     }
     let text;
-    try { text = await answer.text(); } catch (e) { throw unreachable(e); }
+    try {
+      text = await boundedText(answer, this.Lease.maxDocumentLen());
+    } catch (e) {
+      if (e instanceof ByokError) throw e;
+      throw unreachable(e);
+    }
     const received = this.now();
     const lease = this.Lease.fromJson(text, received);
     const scope = lease.scope;

@@ -156,6 +156,7 @@ fn copy_of(lease: &Lease) -> Lease {
         lease.current_version(),
         keys,
         lease.expires_at(),
+        lease.ttl_ms(),
     )
     .unwrap_or_else(|_| unreachable!("a copy of a checked lease is a checked lease"))
 }
@@ -373,7 +374,8 @@ mod tests {
                 { "version": 1, "key": "8V7adkDbjY5N2XMFGMtOzIda4+uJtCmEOzxWm1NCV8I=" },
                 { "version": 2, "key": "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=" }
             ],
-            "expires_at": expires_at
+            "expires_at": expires_at,
+            "ttl_ms": 60_000
         });
         EdgeLease::parse(doc.to_string().as_bytes(), 0).unwrap()
     }

@@ -36,8 +36,9 @@ use crate::edge::{self, EdgeError};
 /// The largest request body taken, as the server's own limit (4 MiB of plaintext, in a
 /// ciphertext of a little more): larger ones get `too_large`.
 const MAX_BODY: u64 = 6 << 20;
-/// The largest lease answer read (a lease of many versions is a few KiB).
-const MAX_LEASE: usize = 1 << 20;
+/// The largest lease answer read: the largest document core takes (a lease of many versions
+/// is a few KiB).
+const MAX_LEASE: usize = byok_core::lease::MAX_DOCUMENT_LEN;
 /// How long a lease request may wait to connect and for its first byte: past it byok counts as
 /// unreachable, and the lease held (if any) keeps serving until it expires.
 const LEASE_TIMEOUT_NS: u64 = 5_000_000_000;

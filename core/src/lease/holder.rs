@@ -143,7 +143,7 @@ mod tests {
     fn lease(expires_at: i64) -> Lease {
         let scope = ScopeId::from_bytes([7; 16]);
         let key = ScopeKey::new(KeyId::new(scope, 1), SecretBytes::from_bytes(&mut [1; 32]));
-        Lease::new(scope, 1, vec![key], expires_at).unwrap()
+        Lease::new(scope, 1, vec![key], expires_at, 60_000).unwrap()
     }
 
     #[test]

@@ -204,7 +204,7 @@ pub(super) mod tests {
             })
             .collect();
         let current = versions.last().copied().unwrap_or(0).into();
-        Lease::new(SCOPE, current, keys, expires_at).unwrap()
+        Lease::new(SCOPE, current, keys, expires_at, 60_000).unwrap()
     }
 
     /// What a server answers with `code`.
@@ -355,7 +355,7 @@ pub(super) mod tests {
                 KeyId::new(SCOPE, 1),
                 SecretBytes::from_bytes(&mut [9; 32]),
             )];
-            Lease::new(SCOPE, 1, keys, 100_000).unwrap()
+            Lease::new(SCOPE, 1, keys, 100_000, 60_000).unwrap()
         };
         let other_scope = || {
             let s = ScopeId::from_bytes([8; 16]);
@@ -363,7 +363,7 @@ pub(super) mod tests {
                 KeyId::new(s, 1),
                 SecretBytes::from_bytes(&mut [1; 32]),
             )];
-            Lease::new(s, 1, keys, 100_000).unwrap()
+            Lease::new(s, 1, keys, 100_000, 60_000).unwrap()
         };
         for (answer, message) in [
             (

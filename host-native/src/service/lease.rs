@@ -103,9 +103,8 @@ impl Service {
         // Its length too, counted from now, not from before the waits above: an edge ends it by
         // its own clock (core's `lease` docs), and must not run past `expires_at` by them.
         let ttl_ms = u64::try_from(ends.saturating_sub(self.now()).as_millis()).unwrap_or(u64::MAX);
-        let lease = Lease::new(scope, current, keys, expires_at)
-            .map_err(|_| byok_core::Error::Internal("a scope's versions do not form a lease"))?
-            .lasting(ttl_ms);
+        let lease = Lease::new(scope, current, keys, expires_at, ttl_ms)
+            .map_err(|_| byok_core::Error::Internal("a scope's versions do not form a lease"))?;
         Ok(lease)
     }
 
@@ -196,7 +195,7 @@ mod tests {
         drop(writer);
         let issued = waiting.await.unwrap().unwrap();
         let left = issued.expires_at() - crate::store::now_ms();
-        let ttl = i64::try_from(issued.to_document().ttl_ms.unwrap()).unwrap();
+        let ttl = i64::try_from(issued.ttl_ms()).unwrap();
         assert!(
             ttl <= left + 5,
             "ttl_ms {ttl} outlasts expires_at (in {left} ms)"

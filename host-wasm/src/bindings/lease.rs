@@ -95,6 +95,16 @@ impl Lease {
         byok_core::lease::holder::is_refusal(status)
     }
 
+    /// The largest lease document [`Self::from_json`] takes, in bytes (core's
+    /// [`byok_core::lease::MAX_DOCUMENT_LEN`]): a client stops reading an answer past it,
+    /// rather than hand the module a text it would have to copy in whole to refuse.
+    #[wasm_bindgen(js_name = maxDocumentLen)]
+    pub fn max_document_len() -> f64 {
+        #[allow(clippy::cast_precision_loss)]
+        let n = byok_core::lease::MAX_DOCUMENT_LEN as f64;
+        n
+    }
+
     /// How long after a refusal to ask for a lease again, in ms (core's
     /// [`byok_core::lease::holder::REFUSAL_RETRY_MS`]).
     #[wasm_bindgen(js_name = refusalRetryMs)]

@@ -54,6 +54,7 @@ export async function runBench({ Lease, sealWithWebCrypto, sealPartsWithWebCrypt
     current_version: 1,
     keys: [{ version: 1, key: base64(keyBytes) }],
     expires_at: Date.now() + 3_600_000,
+    ttl_ms: 3_600_000,
   }));
   const rawKey = await crypto.subtle.importKey('raw', randomBytes(32), { name: 'AES-GCM' }, false, ['encrypt', 'decrypt']);
   const cells = [];

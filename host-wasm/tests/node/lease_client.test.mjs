@@ -29,7 +29,7 @@ function setup(script, life = TTL, options = {}) {
     const next = script.shift();
     if (next === 'ok') {
       return new Response(JSON.stringify({ scope: SCOPE, current_version: 1,
-        keys: [{ version: 1, key: KEY }], expires_at: clock.t + life }), { status: 200 });
+        keys: [{ version: 1, key: KEY }], expires_at: clock.t + life, ttl_ms: life }), { status: 200 });
     }
     if (next === 'down') throw new TypeError('connect ECONNREFUSED');
     if (next === 'stall') {
@@ -49,9 +49,28 @@ function setup(script, life = TTL, options = {}) {
       }; } });
       return new Response(body, { status: 410 });
     }
+    if (next === 'no_ttl') {
+      return new Response(JSON.stringify({ scope: SCOPE, current_version: 1,
+        keys: [{ version: 1, key: KEY }], expires_at: clock.t + life }), { status: 200 });
+    }
+    if (next?.huge) {
+      // A body one byte over the limit: declared (content-length), or streamed in pieces.
+      const max = Lease.maxDocumentLen();
+      const piece = new Uint8Array(64 << 10).fill(0x20);
+      let sent = 0;
+      const body = new ReadableStream({ pull(c) {
+        const n = Math.min(piece.length, max + 1 - sent);
+        if (n === 0) { c.close(); return; }
+        sent += n;
+        next.huge.sent = sent;
+        c.enqueue(piece.slice(0, n));
+      } }, { highWaterMark: 0 });
+      const headers = next.huge.declared ? { 'content-length': String(max + 1) } : {};
+      return new Response(body, { status: 200, headers });
+    }
     if (next === 'other_scope') {
       return new Response(JSON.stringify({ scope: 'aa'.repeat(16), current_version: 1,
-        keys: [{ version: 1, key: KEY }], expires_at: clock.t + life }), { status: 200 });
+        keys: [{ version: 1, key: KEY }], expires_at: clock.t + life, ttl_ms: life }), { status: 200 });
     }
     if (typeof next === 'number') {
       return new Response(JSON.stringify({ error: { code: `http_${next}`, message: 'no' } }), { status: next });
@@ -338,6 +357,39 @@ test('a refusal wipes the lease before its body arrives, and takes its code from
   await assert.rejects(stream.writable.getWriter().write(pt), (e) => e.code === 'scope_revoked');
 });
 
+test('a lease answer without ttl_ms, or over the limit, is refused; a held lease stays', async () => {
+  const first = async (answer) => {
+    const { client } = setup([answer]);
+    const err = await client.encrypt(pt).catch((e) => e);
+    assert.equal(client.current, null);
+    return err;
+  };
+  const noTtl = await first('no_ttl');
+  assert.equal(noTtl.code, 'invalid_request');
+  assert.match(noTtl.message, /missing field `ttl_ms`/);
+  const max = Lease.maxDocumentLen();
+  assert.equal(max, 1 << 20);
+  const declared = { declared: true };
+  const streamed = {};
+  for (const huge of [declared, streamed]) {
+    const err = await first({ huge });
+    assert.equal(err.code, 'invalid_request');
+    assert.ok(err.message.includes(`${max + 1} bytes`), err.message);
+  }
+  assert.ok(!declared.sent, 'a declared length over the limit is refused before the body is read');
+  assert.equal(streamed.sent, max + 1, 'the streamed answer was read to one byte past the limit');
+  // As a renewal: not a refusal of the grant, so the lease held serves on until it expires.
+  const { clock, calls, client } = setup(['ok', { huge: {} }, 'down']);
+  const ct = await client.encrypt(pt);
+  const held = client.current;
+  clock.t += TTL / 2;
+  await client.encrypt(pt);
+  assert.equal(calls.length, 2, 'renewal asked');
+  assert.equal(client.current, held);
+  assert.equal((await client.decrypt(ct)).length, 1);
+  assert.equal(calls.length, 3);
+});
+
 test('a lease of another scope is not taken', async () => {
   const { client } = setup(['other_scope']);
   await assert.rejects(client.encrypt(pt), (e) => e.code === 'invalid_request' && /not d05d/.test(e.message));
@@ -346,7 +398,7 @@ test('a lease of another scope is not taken', async () => {
 
 test('a message key is wiped when the ciphertext cannot be viewed', async () => {
   const doc = { scope: SCOPE, current_version: 1, keys: [{ version: 1, key: KEY }],
-    expires_at: Date.now() + 60_000 };
+    expires_at: Date.now() + 60_000, ttl_ms: 60_000 };
   const lease = Lease.fromJson(JSON.stringify(doc));
   try {
     const ct = lease.encrypt(new Uint8Array(100));
@@ -379,7 +431,7 @@ test('a stream left open is wiped when its lease expires, though the client rene
 
 test('a message too large for one call is refused before any copy, and the lease still frees', () => {
   const doc = { scope: SCOPE, current_version: 1, keys: [{ version: 1, key: KEY }],
-    expires_at: Date.now() + 60_000 };
+    expires_at: Date.now() + 60_000, ttl_ms: 60_000 };
   const lease = Lease.fromJson(JSON.stringify(doc));
   const big = new Uint8Array((256 << 20) + 1);
   assert.throws(() => lease.encrypt(big), (e) => e.code === 'too_large' && /as a stream/.test(e.message));

@@ -61,6 +61,7 @@ export function leaseFor(Lease, v, expiresAt = Date.now() + 60_000) {
     current_version: v.key_version,
     keys: [{ version: v.key_version, key: base64(fromHex(v.key)) }],
     expires_at: expiresAt,
+    ttl_ms: Math.max(0, expiresAt - Date.now()),
   }));
 }
 
