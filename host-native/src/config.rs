@@ -217,13 +217,15 @@ pub struct ServeArgs {
     #[arg(long, env = "BYOK_INSECURE_HTTP")]
     pub insecure_http: bool,
     /// Time for a request's head once a connection waits for one, and for a TLS handshake, in
-    /// ms [default: 10000].
+    /// ms, 100 to 300000 [default: 10000].
     #[arg(long, env = "BYOK_HEADER_TIMEOUT_MS")]
     pub header_timeout_ms: Option<u64>,
-    /// Close a connection on which no byte moved for this long, in ms [default: 60000].
+    /// Close a connection on which no byte moved for this long, in ms, 100 to 7200000 [default:
+    /// 60000].
     #[arg(long, env = "BYOK_IDLE_TIMEOUT_MS")]
     pub idle_timeout_ms: Option<u64>,
-    /// Deadline for one request in all, body included, in ms; then 408 [default: 30000].
+    /// Deadline for one request in all, body included, in ms, 100 to 3600000; then 408
+    /// [default: 30000].
     #[arg(long, env = "BYOK_REQUEST_TIMEOUT_MS")]
     pub request_timeout_ms: Option<u64>,
     /// Open connections at most; more wait in the kernel's backlog [default: 1024].
@@ -411,13 +413,17 @@ impl Config {
             },
             metrics_here: metrics_listen.is_none(),
         };
-        for (name, d) in [
-            ("header_timeout_ms", conn.header_timeout),
-            ("idle_timeout_ms", conn.idle_timeout),
-            ("request_timeout_ms", api.request_timeout),
+        // Above the upper bounds, a client that trickles (or never sends) its bytes holds one of
+        // the capped connections for as long: a few such clients would lock everyone out.
+        for (name, d, most) in [
+            ("header_timeout_ms", conn.header_timeout, 300_000),
+            ("idle_timeout_ms", conn.idle_timeout, 7_200_000),
+            ("request_timeout_ms", api.request_timeout, 3_600_000),
         ] {
-            if d < Duration::from_millis(100) {
-                return Err(format!("{name} must be at least 100"));
+            if d < Duration::from_millis(100) || d > Duration::from_millis(most) {
+                return Err(format!(
+                    "{name} must be between 100 and {most} (a longer wait lets slow clients hold connections)"
+                ));
             }
         }
         if conn.idle_timeout <= api.request_timeout {
@@ -792,9 +798,43 @@ mod tests {
         })
         .unwrap_err();
         assert!(
-            err.contains("header_timeout_ms must be at least 100"),
+            err.contains("header_timeout_ms must be between 100 and 300000"),
             "{err}"
         );
+        for (args, says) in [
+            (
+                ServeArgs {
+                    header_timeout_ms: Some(300_001),
+                    ..Default::default()
+                },
+                "header_timeout_ms must be between 100 and 300000",
+            ),
+            (
+                ServeArgs {
+                    request_timeout_ms: Some(3_600_001),
+                    idle_timeout_ms: Some(7_200_000),
+                    ..Default::default()
+                },
+                "request_timeout_ms must be between 100 and 3600000",
+            ),
+            (
+                ServeArgs {
+                    idle_timeout_ms: Some(7_200_001),
+                    ..Default::default()
+                },
+                "idle_timeout_ms must be between 100 and 7200000",
+            ),
+        ] {
+            assert!(resolve(args).unwrap_err().contains(says), "{says}");
+        }
+        // At the bounds: taken.
+        resolve(ServeArgs {
+            header_timeout_ms: Some(300_000),
+            request_timeout_ms: Some(3_600_000),
+            idle_timeout_ms: Some(7_200_000),
+            ..Default::default()
+        })
+        .unwrap();
         let err = resolve(ServeArgs {
             max_connections: Some(0),
             ..Default::default()
