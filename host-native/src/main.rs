@@ -27,7 +27,7 @@ fn main() -> ExitCode {
         a == "--token" || a.starts_with("--token=")
     }) {
         eprintln!(
-            "warning: --token shows the token to other users of this machine (ps) and keeps it in your shell history; set BYOK_TOKEN instead"
+            "warning: --token shows the token to other users of this machine (ps) and keeps it in your shell history; use --token-file or set BYOK_TOKEN instead"
         );
     }
     let cli = Cli::parse();

@@ -1,14 +1,19 @@
-//! Files holding a private key the operator gives byok (the TLS key, a vendor's signing key
-//! for GCP or Azure): refused when every user on the machine may read them. A group may (a
-//! TLS key is often shared with an `ssl-cert` group); others may not. `managed.key`, which
-//! byok makes itself, is stricter (see [`crate::managed`]).
+//! Files holding a secret the operator gives byok (the TLS key, a vendor's signing key for GCP
+//! or Azure, the CLI's `--token-file`): refused when every user on the machine may read them.
+//! A group may (a TLS key is often shared with an `ssl-cert` group); others may not.
+//! `managed.key`, which byok makes itself, is stricter (see [`crate::managed`]).
 
 use std::path::Path;
 
-/// `Ok` unless users outside the file's owner and group may read or write `path`; the error
-/// names the file, its mode and the command that fixes it.
-#[cfg(unix)]
+/// `Ok` unless users outside the file's owner and group may read or write `path`, which holds
+/// a private key; the error names the file, its mode and the command that fixes it.
 pub fn check(path: &Path) -> Result<(), String> {
+    check_holding(path, "a private key")
+}
+
+/// [`check`] for a file holding `what` ("a bearer token").
+#[cfg(unix)]
+pub fn check_holding(path: &Path, what: &str) -> Result<(), String> {
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(path)
         .map_err(|e| format!("{}: {e}", path.display()))?
@@ -16,7 +21,7 @@ pub fn check(path: &Path) -> Result<(), String> {
         .mode();
     if mode & 0o007 != 0 {
         return Err(format!(
-            "{} holds a private key and every user can read it (mode {:o}); run: chmod 600 {} (or 640, for a group byok is in)",
+            "{} holds {what} and every user can read it (mode {:o}); run: chmod 600 {} (or 640, for a group byok is in)",
             path.display(),
             mode & 0o777,
             path.display()
@@ -27,7 +32,7 @@ pub fn check(path: &Path) -> Result<(), String> {
 
 /// No permission bits to check.
 #[cfg(not(unix))]
-pub fn check(_path: &Path) -> Result<(), String> {
+pub fn check_holding(_path: &Path, _what: &str) -> Result<(), String> {
     Ok(())
 }
 

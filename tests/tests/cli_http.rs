@@ -113,3 +113,89 @@ async fn plain_http_goes_through_no_proxy_from_the_environment() {
     );
     assert_eq!(asked.load(Ordering::SeqCst), 1);
 }
+
+/// A listener on loopback that answers one request with `answer` and hands back what it read.
+async fn recorder(answer: &'static str) -> (String, tokio::sync::oneshot::Receiver<String>) {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let (mut s, _) = l.accept().await.unwrap();
+        let mut buf = vec![0u8; 64 * 1024];
+        let n = s.read(&mut buf).await.unwrap_or(0);
+        let _ = s.write_all(answer.as_bytes()).await;
+        let _ = s.shutdown().await;
+        let _ = tx.send(String::from_utf8_lossy(&buf[..n]).into_owned());
+    });
+    (addr, rx)
+}
+
+/// `byok token list` against `server` with `args` and `env` (no token from the environment
+/// unless `env` sets one).
+async fn token_list(server: String, args: Vec<String>, env: Vec<(&'static str, String)>) -> Output {
+    tokio::task::spawn_blocking(move || {
+        Command::new(binary())
+            .env_remove("BYOK_TOKEN")
+            .env_remove("BYOK_TOKEN_FILE")
+            .envs(env)
+            .env("BYOK_SERVER", server)
+            .args(["token", "list", "--org", ORG])
+            .args(args)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+/// `--token-file` sends the file's first line as the bearer token, and nothing of it shows in
+/// the process list. A file every user may read, an empty one, or a token given both ways is
+/// refused (exit 2) before any request, and no error repeats the token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_file_is_read_when_private_and_is_the_only_source() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = byok_tests::server::temp_dir("cli-token-file");
+    let path = dir.join("token");
+    std::fs::write(&path, "byok_from_file \nsecond line\n").unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let flag = vec!["--token-file".to_owned(), path.display().to_string()];
+    let (server, request) = recorder(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n[]",
+    )
+    .await;
+    let out = token_list(format!("http://{server}"), flag.clone(), Vec::new()).await;
+    let request = request.await.unwrap().to_ascii_lowercase();
+    assert!(
+        request.contains("\r\nauthorization: bearer byok_from_file\r\n"),
+        "{request}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Refused before any request: nothing listens on the URL below.
+    let nowhere = "http://127.0.0.1:9".to_owned();
+    let refused = |out: &Output, says: &str| {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(says), "{stderr}");
+        assert!(!stderr.contains("byok_from_file"), "{stderr}");
+    };
+    let env = vec![("BYOK_TOKEN", "byok_from_env".to_owned())];
+    refused(
+        &token_list(nowhere.clone(), flag.clone(), env).await,
+        "give one",
+    );
+    let env = vec![("BYOK_TOKEN_FILE", path.display().to_string())];
+    let both = vec!["--token".to_owned(), "byok_flag".to_owned()];
+    refused(&token_list(nowhere.clone(), both, env).await, "give one");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    refused(
+        &token_list(nowhere.clone(), flag.clone(), Vec::new()).await,
+        "holds a bearer token and every user can read it (mode 644); run: chmod 600",
+    );
+    std::fs::write(&path, "\n").unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    refused(
+        &token_list(nowhere, flag, Vec::new()).await,
+        "holds no token: put the token on its first line",
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -145,9 +145,14 @@ pub struct ClientArgs {
         global = true
     )]
     pub server: String,
-    /// Bearer token (prefer the environment variable: flags show up in process lists).
+    /// Bearer token (prefer the environment variable or --token-file: flags show up in
+    /// process lists).
     #[arg(long, env = "BYOK_TOKEN", hide_env_values = true, global = true)]
     pub token: Option<Token>,
+    /// Read the bearer token from this file (its first line), which only its owner (and
+    /// group) may read: kept out of process lists, the environment and shell history.
+    #[arg(long, env = "BYOK_TOKEN_FILE", value_name = "PATH", global = true)]
+    pub token_file: Option<PathBuf>,
     /// Talk plain HTTP to a server that is not on this machine: the token, and any keys a
     /// lease carries, then cross the network in the clear. Refused without it.
     #[arg(long, env = "BYOK_INSECURE_HTTP", global = true)]
@@ -162,6 +167,27 @@ pub struct ClientArgs {
 pub struct Token(zeroize::Zeroizing<String>);
 
 impl Token {
+    /// The token in `path`: its first line, without surrounding whitespace. Refused if every
+    /// user of the machine may read the file, or if it holds no token.
+    ///
+    /// # Errors
+    ///
+    /// What is wrong, naming the file (never its content).
+    pub fn from_file(path: &std::path::Path) -> Result<Self, String> {
+        crate::private_file::check_holding(path, "a bearer token")?;
+        let text = zeroize::Zeroizing::new(
+            std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?,
+        );
+        let token = text.lines().next().unwrap_or_default().trim();
+        if token.is_empty() {
+            return Err(format!(
+                "{} holds no token: put the token on its first line",
+                path.display()
+            ));
+        }
+        Ok(Self(zeroize::Zeroizing::new(token.to_owned())))
+    }
+
     /// The token itself, for the `Authorization` header only.
     pub fn expose(&self) -> &str {
         &self.0

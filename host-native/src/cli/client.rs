@@ -49,6 +49,8 @@ pub fn report(f: Failure) -> ExitCode {
 pub struct Client {
     http: reqwest::Client,
     args: ClientArgs,
+    /// From `--token` (`BYOK_TOKEN`) or `--token-file` (`BYOK_TOKEN_FILE`).
+    token: Option<super::args::Token>,
 }
 
 impl Client {
@@ -60,8 +62,23 @@ impl Client {
     /// byok's. A proxy from the environment (`HTTP_PROXY`, `ALL_PROXY`) is used for `https://`
     /// only, where it sees a TLS tunnel; plain HTTP, allowed on this machine only, never goes
     /// through one (it would carry the token to the proxy in the clear).
-    pub fn new(args: ClientArgs) -> Result<Self, Failure> {
+    ///
+    /// The token comes from `--token` or `--token-file`; both given is refused (which one a
+    /// request carries must not depend on precedence the user did not choose).
+    pub fn new(mut args: ClientArgs) -> Result<Self, Failure> {
         check_server(&args.server, args.insecure_http)?;
+        let token = match (args.token.take(), args.token_file.as_deref()) {
+            (Some(_), Some(_)) => {
+                return Err(Failure::usage(
+                    "a token from --token (or BYOK_TOKEN) and one from --token-file (or BYOK_TOKEN_FILE): give one",
+                ));
+            }
+            (Some(t), None) => Some(t),
+            (None, Some(path)) => {
+                Some(super::args::Token::from_file(path).map_err(Failure::usage)?)
+            }
+            (None, None) => None,
+        };
         let mut builder = reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(60))
             .redirect(reqwest::redirect::Policy::none());
@@ -71,7 +88,7 @@ impl Client {
         let http = builder
             .build()
             .map_err(|e| Failure::usage(format!("cannot set up HTTP: {e}")))?;
-        Ok(Self { http, args })
+        Ok(Self { http, args, token })
     }
 
     /// Whether to print JSON.
@@ -97,7 +114,7 @@ impl Client {
     ) -> Result<Zeroizing<Vec<u8>>, Failure> {
         let url = format!("{}{path}", self.args.server.trim_end_matches('/'));
         let mut req = self.http.request(method, &url);
-        if let Some(t) = &self.args.token {
+        if let Some(t) = &self.token {
             req = req.bearer_auth(t.expose());
         }
         if let Some(b) = body {
