@@ -12,6 +12,9 @@ Written from the public specifications only, independently of byok's Rust code:
   signature lines, Ed25519 key IDs, verifier key strings.
 * C2SP tlog-checkpoint (https://c2sp.org/tlog-checkpoint) - origin, tree size,
   root hash, extension lines.
+* C2SP tlog-cosignature (https://c2sp.org/tlog-cosignature) - a witness's
+  Ed25519 cosignature (type 0x04) over "cosignature/v1\ntime <T>\n" and the
+  checkpoint text (`checkpoint --witness-key`).
 
 byok specifics: the origin is `<key name>/audit/<32 lowercase hex org id>`,
 and the leaf for audit row `seq` (leaf index seq-1) is the UTF-8 of
@@ -208,7 +211,7 @@ class VerifierKey:
 
 
 def open_note(data, key):
-    """Verify a signed note; return (text, other signers)."""
+    """Verify a signed note; return (text, other signers, their raw signatures)."""
     try:
         note = data.decode("utf-8")
     except UnicodeDecodeError:
@@ -224,7 +227,7 @@ def open_note(data, key):
     lines = block[:-1].split("\n")
     if len(lines) > MAX_SIGNATURES:
         fail("note has too many signatures")
-    verified, others = False, []
+    verified, others, raw = False, [], []
     for line in lines:
         fields = line[2:].split(" ") if line.startswith("\u2014 ") else []
         if len(fields) != 2 or not valid_key_name(fields[0]):
@@ -235,6 +238,7 @@ def open_note(data, key):
         kid = int.from_bytes(sig[:4], "big")
         if name != key.name or kid != key.key_id:
             others.append({"name": name, "key_id": f"{kid:08x}"})
+            raw.append((name, kid, sig))
             continue
         try:
             if len(sig) != 68:
@@ -245,11 +249,48 @@ def open_note(data, key):
         verified = True
     if not verified:
         fail(f"note has no signature by verifier key {key.name}")
-    return text, others
+    return text, others, raw
+
+
+class WitnessKey:
+    """A witness's cosignature key: <name>+<hex id>+base64(0x04 || Ed25519 public key)."""
+
+    def __init__(self, text):
+        parts = text.strip().split("+", 2)
+        if len(parts) != 3:
+            fail("witness key: expected <name>+<hex key id>+<base64 key>")
+        self.name, hex_id, key_b64 = parts
+        if not valid_key_name(self.name):
+            fail("witness key: invalid key name")
+        if not re.fullmatch(r"[0-9a-fA-F]{8}", hex_id):
+            fail("witness key: key id must be 8 hex digits")
+        raw = b64decode(key_b64, "witness key")
+        if len(raw) != 33 or raw[0] != 0x04:
+            fail("witness key: not a cosignature/v1 (type 0x04) Ed25519 key")
+        self.key_id = int(hex_id, 16)
+        if int.from_bytes(sha256(self.name.encode() + b"\n" + raw)[:4], "big") != self.key_id:
+            fail("witness key: key id does not match the name and public key")
+        self.pub = Ed25519PublicKey.from_public_bytes(raw[1:])
+
+    def cosigned(self, text, sigs):
+        """The time of this witness's cosignature among `sigs`, or None if it has none. A line
+        of its name and key id that does not verify fails: it was forged or altered."""
+        for name, kid, sig in sigs:
+            if name != self.name or kid != self.key_id:
+                continue
+            if len(sig) != 4 + 8 + 64:
+                fail(f"cosignature by {name}: not a time and an Ed25519 signature")
+            t = int.from_bytes(sig[4:12], "big")
+            try:
+                self.pub.verify(sig[12:], f"cosignature/v1\ntime {t}\n{text}".encode("utf-8"))
+            except InvalidSignature:
+                fail(f"cosignature by {name} does not verify")
+            return t
+        return None
 
 
 def parse_checkpoint(data, key):
-    text, others = open_note(data, key)
+    text, others, raw = open_note(data, key)
     lines = text[:-1].split("\n")
     if len(lines) < 3 or "" in lines:
         fail("checkpoint text must be at least three non-empty lines")
@@ -265,7 +306,8 @@ def parse_checkpoint(data, key):
     size = int(size_s)
     if size == 0 and root != EMPTY_ROOT:
         fail("empty checkpoint does not carry the empty-tree root")
-    return {"org": m.group(1), "size": size, "root": root, "others": others}
+    return {"org": m.group(1), "size": size, "root": root, "others": others,
+            "text": text, "sigs": raw}
 
 
 # ------------------------------------------------------------ JSON inputs
@@ -408,10 +450,41 @@ def load_key(arg):
     return VerifierKey(arg)
 
 
+def load_witness(arg):
+    if arg.startswith("@"):
+        return WitnessKey(read_bytes(arg[1:]).decode("utf-8", "replace"))
+    return WitnessKey(arg)
+
+
+def check_cosignatures(cp, witnesses, minimum):
+    """[{name, key_id, time}] for each witness that cosigned `cp`; fails below `minimum`."""
+    names = [w.name for w in witnesses]
+    if len(set(names)) != len(names):
+        fail("a witness is named twice: one key per witness")
+    if minimum is None:
+        minimum = len(witnesses)
+    if not 1 <= minimum <= len(witnesses):
+        fail(f"--min-cosignatures {minimum} is not between 1 and the {len(witnesses)} witness key(s)")
+    found = []
+    for w in witnesses:
+        t = w.cosigned(cp["text"], cp["sigs"])
+        if t is not None:
+            found.append({"name": w.name, "key_id": f"{w.key_id:08x}", "time": t})
+    if len(found) < minimum:
+        fail(f"{len(found)} of the {minimum} witness(es) required cosigned this checkpoint")
+    return found
+
+
 def cmd_checkpoint(a):
     cp = parse_checkpoint(read_bytes(a.note), load_key(a.verifier_key))
-    return {"org": cp["org"], "size": cp["size"], "root": b64(cp["root"]),
-            "other_signatures": cp["others"]}
+    out = {"org": cp["org"], "size": cp["size"], "root": b64(cp["root"]),
+           "other_signatures": cp["others"]}
+    if a.witness_key:
+        out["cosigned_by"] = check_cosignatures(
+            cp, [load_witness(k) for k in a.witness_key], a.min_cosignatures)
+    elif a.min_cosignatures is not None:
+        fail("--min-cosignatures needs --witness-key")
+    return out
 
 
 def cmd_inclusion(a):
@@ -513,6 +586,26 @@ def cmd_self_test(_a):
     note += sign_note(text, "witness.example", witness, wpub).split("\n\n")[1]
     cp = parse_checkpoint(note.encode(), key)
     assert cp["org"] == org and cp["size"] == 7 and cp["others"][0]["name"] == "witness.example"
+    # A witness's cosignature (C2SP tlog-cosignature): found, checked, counted.
+    wname = "witness.example/w2"
+    wraw = b"\x04" + wpub
+    wkid = int.from_bytes(sha256(wname.encode() + b"\n" + wraw)[:4], "big")
+    wkey = WitnessKey(f"{wname}+{wkid:08x}+{b64(wraw)}")
+    t = 1764500000
+    csig = witness.sign(f"cosignature/v1\ntime {t}\n{text}".encode())
+    cosigned = note + f"\u2014 {wname} {b64(wkid.to_bytes(4, 'big') + t.to_bytes(8, 'big') + csig)}\n"
+    ccp = parse_checkpoint(cosigned.encode(), key)
+    assert check_cosignatures(ccp, [wkey], None) == [{"name": wname, "key_id": f"{wkid:08x}", "time": t}]
+    expect_fail(check_cosignatures, cp, [wkey], None)  # no line of it
+    oraw = b"\x04" + Ed25519PrivateKey.generate().public_key().public_bytes_raw()
+    okid = int.from_bytes(sha256(b"w3\n" + oraw)[:4], "big")
+    okey = WitnessKey(f"w3+{okid:08x}+{b64(oraw)}")
+    assert check_cosignatures(ccp, [wkey, okey], 1)[0]["name"] == wname
+    expect_fail(check_cosignatures, ccp, [wkey, okey], None)
+    retimed = cosigned[:cosigned.rindex(" ") + 1] + b64(
+        wkid.to_bytes(4, "big") + (t + 1).to_bytes(8, "big") + csig) + "\n"
+    expect_fail(check_cosignatures, parse_checkpoint(retimed.encode(), key), [wkey], None)
+    expect_fail(WitnessKey, f"{name}+{ed25519_key_id(name, pub):08x}+{key_b64}")
     expect_fail(parse_checkpoint, note.replace("\n7\n", "\n8\n").encode(), key)
     expect_fail(parse_checkpoint, note.split("\u2014 " + name)[0].encode(), key)
     expect_fail(parse_checkpoint, sign_note(text, name, witness, pub).encode(), key)
@@ -566,8 +659,14 @@ def main(argv=None):
             else:
                 p.add_argument(opt, metavar="FILE")
         p.set_defaults(func=func)
+        return p
 
-    command("checkpoint", cmd_checkpoint, "--note")
+    checkpoint = command("checkpoint", cmd_checkpoint, "--note")
+    checkpoint.add_argument("--witness-key", action="append", metavar="KEY",
+                            help="a witness's cosignature key (<name>+<hex id>+<base64>, or "
+                                 "@FILE) whose cosignature the note must carry; repeatable")
+    checkpoint.add_argument("--min-cosignatures", type=int, metavar="N",
+                            help="how many of the witnesses must have cosigned (default: all)")
     command("inclusion", cmd_inclusion, "--checkpoint", "--proof", "--entry")
     command("consistency", cmd_consistency, "--old", "--new", "--proof")
     command("log", cmd_log, "--checkpoint", "--rows")

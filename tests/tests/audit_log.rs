@@ -796,10 +796,14 @@ async fn grown_logs_get_a_checkpoint_without_being_asked() {
 /// A witness the customer runs: its verifier key, and its cosignature of `note` at `time`,
 /// made here from the C2SP `tlog-cosignature` text.
 fn witness(note: &str, time: u64) -> (String, String) {
+    witness_of(42, "witness.acme.example/w1", note, time)
+}
+
+/// [`witness`], of witness `name` with key seed `seed`.
+fn witness_of(seed: u8, name: &str, note: &str, time: u64) -> (String, String) {
     use base64ct::{Base64, Encoding};
     use ed25519_dalek::Signer;
-    let sk = ed25519_dalek::SigningKey::from_bytes(&[42; 32]);
-    let name = "witness.acme.example/w1";
+    let sk = ed25519_dalek::SigningKey::from_bytes(&[seed; 32]);
     let mut raw = vec![0x04];
     raw.extend_from_slice(sk.verifying_key().as_bytes());
     let id_hash = aws_lc_rs::digest::digest(
@@ -904,6 +908,111 @@ async fn a_witness_cosignature_is_checked_and_served_with_its_checkpoint() {
             .iter()
             .any(|r| r["event"]["type"] == "checkpoint_cosigned")
     );
+    witnesses_are_required_by_the_verifiers(&log, &note, &served, &vkey, size).await;
+}
+
+/// A customer who trusts the witness has both verifiers require its cosignature: byok's CLI
+/// (`verify --checkpoint --witness-key`: a checkpoint at least as large as the kept one,
+/// cosigned, that the rows give) and the independent one (`checkpoint --witness-key`).
+async fn witnesses_are_required_by_the_verifiers(
+    log: &Log,
+    note: &str,
+    served: &str,
+    vkey: &str,
+    size: u64,
+) {
+    let verify = |kept: &Path, extra: &[&str]| {
+        let mut args = vec!["audit", "--json", "verify", "--checkpoint"];
+        args.push(kept.to_str().unwrap());
+        args.extend(extra);
+        let out = log.cli(&args);
+        let v = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        (out.status.code().unwrap_or(-1), v, stderr)
+    };
+    let (other_vkey, _) = witness_of(7, "witness.other.example/w2", note, 1);
+    let kept = log.file("kept-then.txt", note);
+    let (code, v, err) = verify(&kept, &["--witness-key", vkey]);
+    assert_eq!(code, 0, "{v} {err}");
+    assert_eq!(
+        v["witnesses"],
+        json!([{ "name": "witness.acme.example/w1", "cosigned_size": size, "cosigned_at": 1_764_500_000u64 }]),
+        "{v}"
+    );
+    // Two witnesses, one of which cosigned nothing: all are required unless told otherwise.
+    let both = ["--witness-key", vkey, "--witness-key", &other_vkey];
+    let (code, v, _) = verify(&kept, &both);
+    assert_eq!(code, 4, "{v}");
+    assert_eq!(v["ok"], false);
+    let reason = v["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with(&format!("1 of the 2 witness(es) you require cosigned a checkpoint covering yours (size {size}): witness.acme.example/w1 up to size {size}, witness.other.example/w2 nothing")),
+        "{reason}"
+    );
+    let (code, v, _) = verify(&kept, &[&both[..], &["--min-cosignatures", "1"]].concat());
+    assert_eq!(code, 0, "{v}");
+    // The newest checkpoint kept: larger than anything the witness cosigned.
+    let newest = log.checkpoint().await;
+    let newest_size = checkpoint::verify(&newest, &log.vkey).unwrap().size;
+    assert!(newest_size > size);
+    let (code, v, _) = verify(&log.file("kept-now.txt", &newest), &["--witness-key", vkey]);
+    assert_eq!(code, 4, "{v}");
+    assert!(
+        v["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("0 of the 1 witness(es)"),
+        "{v}"
+    );
+    // A kept note whose witness line was altered: refused, whatever else cosigned.
+    let (_, line) = witness(note, 1_764_500_000);
+    let (_, retimed) = witness(note, 1_764_500_001);
+    let forged_line = format!(
+        "{}{}",
+        &retimed[..retimed.len() - 88],
+        &line[line.len() - 88..]
+    );
+    assert_ne!(forged_line, line);
+    let forged = log.file("kept-forged.txt", &served.replace(&line, &forged_line));
+    let (code, _, err) = verify(&forged, &["--witness-key", vkey]);
+    assert_eq!(code, 4, "{err}");
+    assert!(
+        err.contains("witness witness.acme.example/w1's cosignature on the checkpoint of size")
+            && err.contains("does not verify"),
+        "{err}"
+    );
+    // Usage errors: a witness named twice, more required than given.
+    let (code, _, err) = verify(&kept, &["--witness-key", vkey, "--witness-key", vkey]);
+    assert_eq!(code, 2, "{err}");
+    let (code, _, err) = verify(&kept, &["--witness-key", vkey, "--min-cosignatures", "2"]);
+    assert_eq!(code, 2, "{err}");
+    // The independent verifier, on the note as served.
+    let f = log.file("served.txt", served);
+    let args = |extra: &[&str]| {
+        let mut a = vec!["checkpoint", "--verifier-key", &log.vkey, "--note"];
+        a.push(f.to_str().unwrap());
+        a.extend(extra);
+        a.iter().map(|s| (*s).to_owned()).collect::<Vec<String>>()
+    };
+    let run = |a: Vec<String>| independent(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    let (ok, v) = run(args(&["--witness-key", vkey]));
+    assert!(ok, "{v}");
+    assert_eq!(v["cosigned_by"][0]["time"], json!(1_764_500_000u64), "{v}");
+    assert!(!run(args(&["--witness-key", &other_vkey])).0);
+    let (ok, v) = run(args(&[
+        "--witness-key",
+        vkey,
+        "--witness-key",
+        &other_vkey,
+        "--min-cosignatures",
+        "1",
+    ]));
+    assert!(ok, "{v}");
+    let f2 = log.file("forged.txt", &std::fs::read_to_string(&forged).unwrap());
+    let mut a = args(&["--witness-key", vkey]);
+    let at = a.iter().position(|x| x == f.to_str().unwrap()).unwrap();
+    a[at] = f2.to_str().unwrap().to_owned();
+    assert!(!run(a).0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

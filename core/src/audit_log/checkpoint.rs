@@ -159,6 +159,28 @@ impl WitnessKey {
     }
 }
 
+impl WitnessKey {
+    /// This witness's cosignature among `note`'s signature lines: its timestamp (seconds since
+    /// the epoch), or `None` if the note carries no line of this witness's name and key id. A
+    /// line that claims to be this witness's and does not verify is an error, not an absence:
+    /// someone forged or altered it.
+    pub fn cosignature_in(&self, note: &str) -> Result<Option<u64>, AuditLogError> {
+        // The signature block follows the note's last blank line (the note format's rule).
+        let (_, block) = note
+            .rsplit_once("\n\n")
+            .ok_or(AuditLogError::Malformed("signed note"))?;
+        for line in block.lines() {
+            let Ok(sig) = signed_note::Signature::from_bytes(line.as_bytes()) else {
+                continue;
+            };
+            if sig.name() == self.name && sig.id() == self.id {
+                return self.verify(note, line).map(Some);
+            }
+        }
+        Ok(None)
+    }
+}
+
 /// `note` with `lines` (signature lines, each ending in a newline) added after its own.
 pub fn with_signatures(note: &str, lines: &[String]) -> String {
     let mut out = String::from(note);
@@ -270,6 +292,33 @@ mod tests {
         );
         // byok's own key is not a witness key (signature type 0x01).
         assert!(WitnessKey::parse(&k.verifier_key()).is_err());
+    }
+
+    /// A witness's line is found among a note's signatures and checked; a note without one is
+    /// `None`; a line of the witness's name and key id that does not verify is an error.
+    #[test]
+    fn a_witness_cosignature_is_found_in_a_note() {
+        let k = key("byok.test", 1);
+        let org = ScopeId::from_bytes([9; 16]);
+        let note = sign(&k, org, 12, Hash([5; 32])).unwrap();
+        let (vkey, line) = cosign(3, "witness.test/w1", &note, 1_764_500_000);
+        let (other_vkey, other_line) = cosign(4, "witness.test/w2", &note, 7);
+        let w = WitnessKey::parse(&vkey).unwrap();
+        let both = with_signatures(&note, &[other_line.clone(), line.clone()]);
+        assert_eq!(w.cosignature_in(&both), Ok(Some(1_764_500_000)));
+        let w2 = WitnessKey::parse(&other_vkey).unwrap();
+        assert_eq!(w2.cosignature_in(&both), Ok(Some(7)));
+        assert_eq!(w.cosignature_in(&note), Ok(None));
+        let only_other = with_signatures(&note, core::slice::from_ref(&other_line));
+        assert_eq!(w.cosignature_in(&only_other), Ok(None));
+        // The line moved to another checkpoint: it names the witness and does not verify.
+        let next = sign(&k, org, 13, Hash([5; 32])).unwrap();
+        let moved = with_signatures(&next, core::slice::from_ref(&line));
+        assert_eq!(w.cosignature_in(&moved), Err(AuditLogError::BadSignature));
+        assert_eq!(
+            w.cosignature_in("no blank line"),
+            Err(AuditLogError::Malformed("signed note"))
+        );
     }
 
     #[test]

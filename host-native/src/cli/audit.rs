@@ -70,6 +70,15 @@ pub enum AuditCmd {
         /// warning.
         #[arg(long, env = "BYOK_VERIFIER_KEY")]
         verifier_key: Option<String>,
+        /// A witness you trust (its C2SP cosignature key, `name+id+base64`, or `@FILE`);
+        /// repeat for several. With --checkpoint: the witness must have cosigned a checkpoint
+        /// at least as large as yours that these rows give, so that the log you see is the one
+        /// it saw (no split view up to your checkpoint). Exit code 4 otherwise.
+        #[arg(long, requires = "checkpoint")]
+        witness_key: Vec<String>,
+        /// How many of the --witness-key witnesses must have cosigned [default: all of them].
+        #[arg(long, requires = "witness_key", value_parser = clap::value_parser!(u64).range(1..))]
+        min_cosignatures: Option<u64>,
     },
     /// Print the newest signed checkpoint (a C2SP signed note): keep it, and later verify the
     /// log extends it.
@@ -212,7 +221,12 @@ pub async fn audit(client: &Client, cmd: AuditCmd) -> Result<(), Failure> {
             org: OrgArg { org },
             checkpoint: Some(kept),
             verifier_key,
-        } => audit_log::verify(client, &org, &kept, verifier_key.as_deref()).await,
+            witness_key,
+            min_cosignatures,
+        } => {
+            let witnesses = audit_log::Witnesses::parse(&witness_key, min_cosignatures)?;
+            audit_log::verify(client, &org, &kept, verifier_key.as_deref(), &witnesses).await
+        }
         AuditCmd::Verify {
             org: OrgArg { org },
             checkpoint: None,

@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use byok_core::audit_log::checkpoint::{self, VerifiedCheckpoint};
+use byok_core::audit_log::checkpoint::{self, VerifiedCheckpoint, WitnessKey};
 use byok_core::audit_log::proof::{ConsistencyProof, InclusionProof};
 use byok_core::audit_log::receipt::{self, Entry, Receipt};
 use byok_core::audit_log::tree::MemoryTree;
@@ -191,24 +191,134 @@ struct Finding {
     reason: String,
 }
 
-/// `byok audit verify --checkpoint FILE`: the log now extends the checkpoint the customer kept.
+/// The witnesses a customer trusts (`--witness-key`), and how many must have cosigned.
+pub(super) struct Witnesses {
+    keys: Vec<WitnessKey>,
+    min: usize,
+}
+
+impl Witnesses {
+    /// From `--witness-key` (each the key or `@FILE`) and `--min-cosignatures` (default: all).
+    pub(super) fn parse(given: &[String], min: Option<u64>) -> Result<Self, Failure> {
+        let mut keys: Vec<WitnessKey> = Vec::with_capacity(given.len());
+        for g in given {
+            let k = WitnessKey::parse(&given_key(g)?)
+                .map_err(|e| Failure::usage(format!("--witness-key {g:?}: {e}")))?;
+            if keys.iter().any(|o| o.name() == k.name()) {
+                return Err(Failure::usage(format!(
+                    "--witness-key names witness {} twice: one key per witness",
+                    k.name()
+                )));
+            }
+            keys.push(k);
+        }
+        let min = min.map_or(keys.len(), |m| usize::try_from(m).unwrap_or(usize::MAX));
+        if min > keys.len() {
+            return Err(Failure::usage(format!(
+                "--min-cosignatures {min} is more than the {} witness key(s) given",
+                keys.len()
+            )));
+        }
+        Ok(Self { keys, min })
+    }
+}
+
+/// A witness's newest cosignature on a checkpoint these rows give.
+struct Cosigned {
+    name: String,
+    /// The checkpoint's size and the cosignature's time (seconds since the epoch).
+    newest: Option<(u64, u64)>,
+}
+
+/// For each witness, the largest of `notes` (each a checkpoint byok signed, whose root the rows
+/// give) it cosigned. A line in the witness's name that does not verify fails the check: it
+/// was forged or altered.
+fn cosigned(witnesses: &Witnesses, notes: &[Signed]) -> Result<Vec<Cosigned>, Failure> {
+    let mut out = Vec::with_capacity(witnesses.keys.len());
+    for w in &witnesses.keys {
+        let mut newest: Option<(u64, u64)> = None;
+        for Signed { size, note, .. } in notes {
+            let found = w.cosignature_in(note).map_err(|e| {
+                bad(format!(
+                    "witness {}'s cosignature on the checkpoint of size {size} does not verify: {e}",
+                    w.name()
+                ))
+            })?;
+            if let Some(ts) = found
+                && newest.is_none_or(|(s, _)| *size > s)
+            {
+                newest = Some((*size, ts));
+            }
+        }
+        out.push(Cosigned {
+            name: w.name().to_owned(),
+            newest,
+        });
+    }
+    Ok(out)
+}
+
+/// Whether enough witnesses cosigned a checkpoint covering the kept one (`kept_size`): else the
+/// reason, naming what each witness cosigned.
+fn witnesses_agree(witnesses: &Witnesses, found: &[Cosigned], kept_size: u64) -> Option<String> {
+    let covering = found
+        .iter()
+        .filter(|c| c.newest.is_some_and(|(s, _)| s >= kept_size))
+        .count();
+    if covering >= witnesses.min {
+        return None;
+    }
+    let each: Vec<String> = found
+        .iter()
+        .map(|c| match c.newest {
+            Some((s, _)) => format!("{} up to size {s}", c.name),
+            None => format!("{} nothing", c.name),
+        })
+        .collect();
+    Some(format!(
+        "{covering} of the {} witness(es) you require cosigned a checkpoint covering yours (size {kept_size}): {}; the log you see may not be the one they saw",
+        witnesses.min,
+        each.join(", ")
+    ))
+}
+
+/// `byok audit verify --checkpoint FILE`: the log now extends the checkpoint the customer kept,
+/// and (with witnesses) they cosigned it.
 pub(super) async fn verify(
     client: &Client,
     org: &str,
     kept_path: &Path,
     vkey: Option<&str>,
+    witnesses: &Witnesses,
 ) -> Result<(), Failure> {
     let pinned = vkey.is_some();
     let vkey = verifier_key(client, vkey).await?;
-    let kept = checked_for(&read_text(kept_path)?, &vkey, org, "your checkpoint")?;
-    let newest = checked_for(
-        &fetch_checkpoint(client, org).await?,
-        &vkey,
-        org,
-        "the server's checkpoint",
-    )?;
-    let finding = examine(client, org, &kept, &newest, &vkey).await?;
-    let out = match &finding {
+    let kept_note = read_text(kept_path)?;
+    let kept = checked_for(&kept_note, &vkey, org, "your checkpoint")?;
+    let newest_note = fetch_checkpoint(client, org).await?;
+    let newest = checked_for(&newest_note, &vkey, org, "the server's checkpoint")?;
+    let mut signed = signed_checkpoints(client, org, &vkey).await?;
+    let mut finding = examine(client, org, &kept, &newest, &signed).await?;
+    // Only once the rows give every checkpoint byok signed: a cosigned one then is a state of
+    // these rows.
+    let mut found = Vec::new();
+    if finding.is_none() && !witnesses.keys.is_empty() {
+        signed.extend([
+            Signed::new(&kept, kept_note),
+            Signed::new(&newest, newest_note),
+        ]);
+        found = cosigned(witnesses, &signed)?;
+        finding = witnesses_agree(witnesses, &found, kept.size).map(|reason| Finding {
+            first_bad: None,
+            first_bad_at_most: None,
+            reason,
+        });
+    }
+    let report: Vec<Value> = found
+        .iter()
+        .map(|c| json!({ "name": c.name, "cosigned_size": c.newest.map(|n| n.0), "cosigned_at": c.newest.map(|n| n.1) }))
+        .collect();
+    let mut out = match &finding {
         None => {
             json!({ "ok": true, "kept_size": kept.size, "size": newest.size, "root": newest.root.to_string(), "verifier_key_pinned": pinned })
         }
@@ -216,7 +326,20 @@ pub(super) async fn verify(
             json!({ "ok": false, "kept_size": kept.size, "size": newest.size, "first_bad": f.first_bad, "first_bad_at_most": f.first_bad_at_most, "reason": f.reason, "verifier_key_pinned": pinned })
         }
     };
+    if !witnesses.keys.is_empty() {
+        out["witnesses"] = Value::Array(report);
+        out["min_cosignatures"] = json!(witnesses.min);
+    }
+    let cosigned_by = found
+        .iter()
+        .filter_map(|c| c.newest.map(|(s, _)| format!("{} up to size {s}", c.name)))
+        .collect::<Vec<_>>()
+        .join(", ");
     print(client, &out, |_| match &finding {
+        None if !witnesses.keys.is_empty() => format!(
+            "the log extends your checkpoint: {} row(s) then, {} now, every row checked; cosigned by {cosigned_by}",
+            kept.size, newest.size
+        ),
         None => format!(
             "the log extends your checkpoint: {} row(s) then, {} now, every row checked",
             kept.size, newest.size
@@ -240,7 +363,7 @@ async fn examine(
     org: &str,
     kept: &VerifiedCheckpoint,
     newest: &VerifiedCheckpoint,
-    vkey: &str,
+    listed: &[Signed],
 ) -> Result<Option<Finding>, Failure> {
     if newest.size < kept.size {
         return Ok(Some(Finding {
@@ -305,7 +428,7 @@ async fn examine(
     // Every checkpoint byok signed for this org must be a root of these rows: yours, the
     // newest, and each the server still lists. A rewrite after a checkpoint was signed
     // contradicts it even when the checkpoint you kept is older than the rewrite.
-    let mut signed = signed_roots(client, org, vkey).await?;
+    let mut signed: Vec<(u64, Hash)> = listed.iter().map(|s| (s.size, s.root)).collect();
     signed.extend([(kept.size, kept.root), (newest.size, newest.root)]);
     signed.sort_by_key(|(size, _)| *size);
     let matches = |(size, root): &(u64, Hash)| tree.root(*size).ok() == Some(*root);
@@ -349,9 +472,31 @@ async fn examine(
     Ok(None)
 }
 
-/// The (size, root) of every checkpoint the server lists for org `org` that verifies with the
-/// log's key: a rewriter cannot sign without it, so each is what byok saw at that size.
-async fn signed_roots(client: &Client, org: &str, vkey: &str) -> Result<Vec<(u64, Hash)>, Failure> {
+/// A checkpoint byok signed (its signature checked), with its note as served (witnesses'
+/// lines included).
+struct Signed {
+    size: u64,
+    root: Hash,
+    note: String,
+}
+
+impl Signed {
+    fn new(cp: &VerifiedCheckpoint, note: String) -> Self {
+        Self {
+            size: cp.size,
+            root: cp.root,
+            note,
+        }
+    }
+}
+
+/// Every checkpoint the server lists for org `org` that verifies with the log's key: a
+/// rewriter cannot sign without the key, so each is what byok saw at that size.
+async fn signed_checkpoints(
+    client: &Client,
+    org: &str,
+    vkey: &str,
+) -> Result<Vec<Signed>, Failure> {
     let mut roots = Vec::new();
     let mut after = 0u64;
     loop {
@@ -366,7 +511,7 @@ async fn signed_roots(client: &Client, org: &str, vkey: &str) -> Result<Vec<(u64
             if let Ok(v) = checkpoint::verify(note, vkey)
                 && v.org.to_string() == org
             {
-                roots.push((v.size, v.root));
+                roots.push(Signed::new(&v, note.to_owned()));
             }
         }
         match list
