@@ -20,16 +20,23 @@ async fn send(ts: &TestServer, post: Option<serde_json::Value>, path: &str, toke
 
 /// A CA and a leaf for 127.0.0.1 signed by it: (CA PEM, leaf PEM, leaf key PEM).
 fn ca_and_leaf() -> (String, String, String) {
+    ca_and_leaf_valid(None)
+}
+
+/// [`ca_and_leaf`], the leaf valid over `(from, until)` (years) when given.
+fn ca_and_leaf_valid(years: Option<(i32, i32)>) -> (String, String, String) {
     let ca_key = KeyPair::generate().unwrap();
     let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     let ca_cert = ca.self_signed(&ca_key).unwrap();
     let issuer = Issuer::new(ca, ca_key);
     let leaf_key = KeyPair::generate().unwrap();
-    let leaf = CertificateParams::new(vec!["127.0.0.1".to_owned()])
-        .unwrap()
-        .signed_by(&leaf_key, &issuer)
-        .unwrap();
+    let mut params = CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap();
+    if let Some((from, until)) = years {
+        params.not_before = rcgen::date_time_ymd(from, 1, 1);
+        params.not_after = rcgen::date_time_ymd(until, 1, 1);
+    }
+    let leaf = params.signed_by(&leaf_key, &issuer).unwrap();
     (ca_cert.pem(), leaf.pem(), leaf_key.serialize_pem())
 }
 
@@ -175,6 +182,28 @@ async fn tls_serves_the_certificate_and_sighup_swaps_it_keeping_it_on_a_bad_relo
     }
     assert!(logged, "the failed reload is logged: {}", ts.server.log());
     assert!(trusted_by(&url, &ca2).await, "still the second certificate");
+
+    // An expired renewal (its key fits), and one not valid for years: refused, the current
+    // one stays.
+    for (years, says) in [
+        ((2019, 2020), "expired on Jan  1 00:00:00 2020"),
+        ((2090, 2091), "is not valid until Jan  1 00:00:00 2090"),
+    ] {
+        let (_, leaf3, key3) = ca_and_leaf_valid(Some(years));
+        std::fs::write(&cert, &leaf3).unwrap();
+        std::fs::write(&key, &key3).unwrap();
+        sighup(&ts.server);
+        let mut logged = false;
+        for _ in 0..100 {
+            if ts.server.log().contains(says) {
+                logged = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(logged, "{says}: {}", ts.server.log());
+        assert!(trusted_by(&url, &ca2).await, "still the second certificate");
+    }
 }
 
 #[test]
