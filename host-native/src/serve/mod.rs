@@ -245,22 +245,28 @@ pub async fn run(config: Config) -> Result<(), String> {
     tracing::info!(%addr, %scheme, data_dir = %config.data_dir.display(), database = ?config.database_url, managed_key = ?origin, "byok serving");
     {
         // Standard output, not the logs: the token is shown once, to whoever started the server.
-        let mut out = std::io::stdout().lock();
+        // One write of all the lines (stdout flushes at each newline): whoever reads the first
+        // finds the rest already in the pipe, token included. The text is wiped after.
+        // Sized up front, so that no growth leaves a copy of the token behind.
+        use std::fmt::Write as _;
+        let mut text = zeroize::Zeroizing::new(String::with_capacity(1024));
         let _ = writeln!(
-            out,
+            text,
             "byok {} listening on {scheme}://{addr}",
             env!("CARGO_PKG_VERSION")
         );
         if let Some(token) = operator {
             let _ = writeln!(
-                out,
+                text,
                 "operator token (shown once, store it now): {}",
                 token.as_str()
             );
         }
         if let Some((_, at)) = &metrics {
-            let _ = writeln!(out, "metrics on http://{at}/metrics");
+            let _ = writeln!(text, "metrics on http://{at}/metrics");
         }
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(text.as_bytes());
         let _ = out.flush();
     }
     let rate =
