@@ -543,9 +543,25 @@ async fn metrics_on_their_own_address_leave_the_api() {
         Server::start_with_args(data, &[QUIET], &["--metrics-listen", "127.0.0.1:0"])
     });
     let at = ts.server.metrics_url.clone().expect("the metrics address");
-    let text = reqwest::get(at).await.unwrap().text().await.unwrap();
+    let text = reqwest::get(&at).await.unwrap().text().await.unwrap();
     assert!(text.contains("byok_encrypt_total"), "{text}");
     assert_error(&ts.get("/metrics", &ts.operator).await, 404, "not_found");
+    // Its refusals are the API's JSON errors, as on the API address.
+    let client = reqwest::Client::new();
+    for (method, status, code) in [
+        (reqwest::Method::POST, 405, "method_not_allowed"),
+        (reqwest::Method::GET, 404, "not_found"),
+    ] {
+        let url = if status == 404 {
+            at.replace("/metrics", "/nothing")
+        } else {
+            at.clone()
+        };
+        let r = client.request(method, &url).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), status);
+        let v: serde_json::Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+        assert_eq!(v["error"]["code"], code, "{v}");
+    }
 }
 
 #[tokio::test]

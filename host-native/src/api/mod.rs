@@ -243,14 +243,17 @@ pub fn router(service: Arc<Service>, options: &ApiOptions, rate: Arc<RateLimits>
     let router = table
         .router
         .fallback(not_found)
-        .method_not_allowed_fallback(|| async {
-            ApiError::new(
-                ApiCode::MethodNotAllowed,
-                "this endpoint does not take that method; see /openapi.json",
-            )
-        })
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(state);
     Api::new(router, table.routes, options.request_timeout, MAX_BODY)
+}
+
+/// A known path with a method it does not take: the JSON error every answer has.
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        ApiCode::MethodNotAllowed,
+        "this endpoint does not take that method; see /openapi.json",
+    )
 }
 
 /// The router of the separate metrics address (`--metrics-listen`): `/metrics` only, no token.
@@ -263,7 +266,11 @@ pub fn metrics_router(service: Arc<Service>) -> Api {
         })),
     };
     let table = Table::new().route("/metrics", get(ops::metrics_open));
-    let router = table.router.fallback(not_found).with_state(state);
+    let router = table
+        .router
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state);
     Api::new(
         router,
         table.routes,
