@@ -254,6 +254,30 @@ async fn a_revalidation_that_meets_the_key_disabled_drops_a_warm_cache_at_once()
     assert_status(&decrypt(&ts, &c).await, 200);
 }
 
+/// The same with the grant removed instead of the key disabled: the validation's refused call
+/// is a denial from the KMS like any other, and a warm cache goes at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revalidation_refused_by_the_kms_drops_a_warm_cache_at_once() {
+    let (stack, ts, c) = one_byok_org("withdrawal-aws-revalidate-refused", WARM).await;
+    assert_status(&decrypt(&ts, &c).await, 200);
+    stack.moto.grant(false);
+    let v = assert_status(
+        &ts.post(&c.path("/keys/cmk:1/validate"), &c.admin, &json!({}))
+            .await,
+        200,
+    );
+    assert_eq!(v["ok"], json!(false), "{v}");
+    assert_error(&decrypt(&ts, &c).await, 424, "kms_access_denied");
+    let keys = keys(&ts, &c).await;
+    assert_eq!(
+        key(&keys, "cmk:1")["health"],
+        json!("access_denied"),
+        "{keys}"
+    );
+    stack.moto.grant(true);
+    assert_status(&decrypt(&ts, &c).await, 200);
+}
+
 /// A describe is not a decrypt. The customer takes away only `kms:Decrypt` and leaves
 /// `kms:DescribeKey`: the refused unwrap is recorded as the key's health, and the health check,
 /// whose describe still succeeds, confirms the denial with an unwrap instead of clearing it
