@@ -73,6 +73,17 @@ fn refused<T: std::fmt::Debug>(
     assert!(got.to_string().len() > 20);
 }
 
+/// Pauses the org scope: its id, and the error every refused operation then names.
+fn pause_the_org(f: &mut Fixture) -> (ScopeId, ScopeError) {
+    let org_id = f.org.id();
+    f.org.pause(org_id).unwrap();
+    let paused = ScopeError::Paused {
+        scope: org_id,
+        by: org_id,
+    };
+    (org_id, paused)
+}
+
 #[test]
 fn create_scope_effects_and_data_round_trip() {
     let mut f = fixture();
@@ -953,12 +964,7 @@ fn byok_is_exclusive_and_going_back_needs_the_roots() {
     });
     // Not while the org is paused: the vendor would hold a key that opens it without the
     // customer's KMS, which no later CMK disable could take back.
-    let org_id = f.org.id();
-    f.org.pause(org_id).unwrap();
-    let paused = ScopeError::Paused {
-        scope: org_id,
-        by: org_id,
-    };
+    let (org_id, paused) = pause_the_org(&mut f);
     refused(&mut f, paused.clone(), |f| {
         let fresh = ScopeKey::new(f.root.id(), f.root.duplicate_secret());
         f.org.make_managed_default(&f.managed, &[fresh], &mut f.rng)
@@ -998,12 +1004,7 @@ fn a_paused_org_refuses_key_work_but_not_a_disable() {
     f.org.record_root_copy(one, 1, b"copy-1".to_vec()).unwrap();
     let proof = prove(&f, one);
     f.org.attach_cmk(2).unwrap();
-    let org_id = f.org.id();
-    f.org.pause(org_id).unwrap();
-    let paused = ScopeError::Paused {
-        scope: org_id,
-        by: org_id,
-    };
+    let (org_id, paused) = pause_the_org(&mut f);
     refused(&mut f, paused.clone(), |f| {
         f.org.record_root_copy(two, 1, b"copy-2".to_vec())
     });
