@@ -230,6 +230,16 @@ struct Cosigned {
     newest: Option<(u64, u64)>,
 }
 
+impl Cosigned {
+    /// "NAME up to size N", or "NAME nothing".
+    fn summary(&self) -> String {
+        match self.newest {
+            Some((s, _)) => format!("{} up to size {s}", self.name),
+            None => format!("{} nothing", self.name),
+        }
+    }
+}
+
 /// For each witness, the largest of `notes` (each a checkpoint byok signed, whose root the rows
 /// give) it cosigned. A line in the witness's name that does not verify fails the check: it
 /// was forged or altered.
@@ -268,13 +278,7 @@ fn witnesses_agree(witnesses: &Witnesses, found: &[Cosigned], kept_size: u64) ->
     if covering >= witnesses.min {
         return None;
     }
-    let each: Vec<String> = found
-        .iter()
-        .map(|c| match c.newest {
-            Some((s, _)) => format!("{} up to size {s}", c.name),
-            None => format!("{} nothing", c.name),
-        })
-        .collect();
+    let each: Vec<String> = found.iter().map(Cosigned::summary).collect();
     Some(format!(
         "{covering} of the {} witness(es) you require cosigned a checkpoint covering yours (size {kept_size}): {}; the log you see may not be the one they saw",
         witnesses.min,
@@ -297,16 +301,17 @@ pub(super) async fn verify(
     let kept = checked_for(&kept_note, &vkey, org, "your checkpoint")?;
     let newest_note = fetch_checkpoint(client, org).await?;
     let newest = checked_for(&newest_note, &vkey, org, "the server's checkpoint")?;
+    // Every checkpoint byok signed for this org: the server's list, yours and its newest.
     let mut signed = signed_checkpoints(client, org, &vkey).await?;
+    signed.extend([
+        Signed::new(&kept, kept_note),
+        Signed::new(&newest, newest_note),
+    ]);
     let mut finding = examine(client, org, &kept, &newest, &signed).await?;
     // Only once the rows give every checkpoint byok signed: a cosigned one then is a state of
     // these rows.
     let mut found = Vec::new();
     if finding.is_none() && !witnesses.keys.is_empty() {
-        signed.extend([
-            Signed::new(&kept, kept_note),
-            Signed::new(&newest, newest_note),
-        ]);
         found = cosigned(witnesses, &signed)?;
         finding = witnesses_agree(witnesses, &found, kept.size).map(|reason| Finding {
             first_bad: None,
@@ -332,7 +337,8 @@ pub(super) async fn verify(
     }
     let cosigned_by = found
         .iter()
-        .filter_map(|c| c.newest.map(|(s, _)| format!("{} up to size {s}", c.name)))
+        .filter(|c| c.newest.is_some())
+        .map(Cosigned::summary)
         .collect::<Vec<_>>()
         .join(", ");
     print(client, &out, |_| match &finding {
@@ -363,7 +369,7 @@ async fn examine(
     org: &str,
     kept: &VerifiedCheckpoint,
     newest: &VerifiedCheckpoint,
-    listed: &[Signed],
+    signed: &[Signed],
 ) -> Result<Option<Finding>, Failure> {
     if newest.size < kept.size {
         return Ok(Some(Finding {
@@ -426,10 +432,9 @@ async fn examine(
         }));
     }
     // Every checkpoint byok signed for this org must be a root of these rows: yours, the
-    // newest, and each the server still lists. A rewrite after a checkpoint was signed
-    // contradicts it even when the checkpoint you kept is older than the rewrite.
-    let mut signed: Vec<(u64, Hash)> = listed.iter().map(|s| (s.size, s.root)).collect();
-    signed.extend([(kept.size, kept.root), (newest.size, newest.root)]);
+    // newest, and each the server still lists (all in `signed`). A rewrite after a checkpoint
+    // was signed contradicts it even when the checkpoint you kept is older than the rewrite.
+    let mut signed: Vec<(u64, Hash)> = signed.iter().map(|s| (s.size, s.root)).collect();
     signed.sort_by_key(|(size, _)| *size);
     let matches = |(size, root): &(u64, Hash)| tree.root(*size).ok() == Some(*root);
     if let Some(contradicted) = signed.iter().find(|c| !matches(c)) {
