@@ -176,6 +176,25 @@ impl CachePolicy {
         now < self.fresh_until(unwrapped_at)
     }
 
+    /// Whether a root of freshness `f` may still serve at `now`: within its TTL, or past it in
+    /// outage grace (a refresh failed as unreachable) until TTL + grace. Never with TTL 0.
+    pub fn may_serve(&self, f: Freshness, now: Duration) -> bool {
+        !self.ttl.is_zero()
+            && (self.is_fresh(f.unwrapped_at, now)
+                || (f.retry_at.is_some() && now < self.keep_until(f.unwrapped_at)))
+    }
+
+    /// Whether a root of freshness `f`, just resolved for a call, may still be used by that call
+    /// at `now`. Between the key holder's answer and the key's use come waits for the store
+    /// (the unwrap's audit write, the token's row, a usage mark), seconds at worst: a use after
+    /// the root may no longer serve ([`Self::may_serve`]) would reach past the TTL the
+    /// withdrawal bound is stated in, so the host asks the holder again instead. With TTL 0
+    /// nothing is kept: every key a call holds is its own holder's answer, and that call is the
+    /// one use it was asked for.
+    pub fn may_use(&self, f: Freshness, now: Duration) -> bool {
+        self.ttl.is_zero() || self.may_serve(f, now)
+    }
+
     /// When a lease of keys that come from a root of freshness `root` must end, for a lease
     /// asked at `now` that may last `lease_ttl`: never after the root itself may serve, so
     /// that an edge holds no key the server would no longer hold.
@@ -200,14 +219,15 @@ impl CachePolicy {
         if self.ttl.is_zero() {
             return None;
         }
+        if !self.may_serve(root, now) {
+            return None;
+        }
         let root_ends = if self.is_fresh(root.unwrapped_at, now) {
             self.fresh_until(root.unwrapped_at)
-        } else if root.retry_at.is_some() {
-            self.keep_until(root.unwrapped_at)
         } else {
-            return None;
+            self.keep_until(root.unwrapped_at)
         };
-        (now < root_ends).then(|| root_ends.min(now.saturating_add(lease_ttl)))
+        Some(root_ends.min(now.saturating_add(lease_ttl)))
     }
 
     /// What to do at `now` with a cached root of freshness `f`.
@@ -340,6 +360,26 @@ mod tests {
         // Past everything, or no cache at all: no lease.
         assert_eq!(p.lease_until(in_grace, S(760), lease), None);
         assert_eq!(policy(0, 0).lease_until(fresh, S(100), lease), None);
+    }
+
+    #[test]
+    fn a_root_serves_within_its_ttl_or_its_grace_and_a_call_uses_its_own_answer() {
+        let p = policy(60, 600);
+        let fresh = Freshness::unwrapped(S(100));
+        let in_grace = Freshness {
+            unwrapped_at: S(100),
+            retry_at: Some(S(170)),
+        };
+        assert!(p.may_serve(fresh, S(159)) && p.may_use(fresh, S(159)));
+        // Past the TTL, no refresh failed: the key holder must answer again before a use.
+        assert!(!p.may_serve(fresh, S(160)) && !p.may_use(fresh, S(160)));
+        // In grace: up to TTL + grace, retry due or not.
+        assert!(p.may_serve(in_grace, S(759)) && p.may_use(in_grace, S(200)));
+        assert!(!p.may_serve(in_grace, S(760)) && !p.may_use(in_grace, S(760)));
+        // No cache: nothing serves from it, but a call uses the answer it asked for.
+        let none = policy(0, 0);
+        assert!(!none.may_serve(fresh, S(100)));
+        assert!(none.may_use(fresh, S(100)) && none.may_use(fresh, S(10_000)));
     }
 
     proptest::proptest! {

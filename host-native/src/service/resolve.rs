@@ -41,7 +41,10 @@ impl Service {
             }
             let snap = cell.snapshot();
             check_live(&snap, key)?;
-            if let Some(k) = self.fresh(cell, key) {
+            // The freshness is dropped here: kept in the `if let`, it would be held across the
+            // awaits below and grow every data call's future.
+            let hit = self.fresh(cell, key).map(|(k, _)| k);
+            if let Some(k) = hit {
                 let mut waited = false;
                 if !self.granted_in_memory(who) {
                     Box::pin(self.still_stored(who)).await?;
@@ -67,11 +70,15 @@ impl Service {
             // for the store (the unwrap's audit write, the token's row, the usage mark): a
             // denial recorded by then evicted the org, and is obeyed as on a hit. The call is
             // decided again, and its retry asks the holder anew (a withdrawn CMK refuses).
+            // Its root's TTL (or grace) may end during those waits too: past it the key is
+            // not used either (core's `may_use`; with TTL 0 a call uses its own answer).
             let since = self.cache.evictions(org);
-            let k = self.scope_key(cell, key).await?;
+            let (k, root) = self.resolve(cell, key).await?;
             let guard = self.admit(cell, &[key], who).await?;
             self.mark_use(org, key.scope).await?;
-            if self.cache.evicted_since(org, since) {
+            if self.cache.evicted_since(org, since)
+                || !self.cache_policy(cell).may_use(root, self.now())
+            {
                 return Err(ServiceError::Reloading);
             }
             Ok((k, guard))
@@ -101,11 +108,17 @@ impl Service {
     /// if needed). The scope's effective state and the version's liveness are checked on every
     /// call, cached or not. A resolved child key is cached only until its root expires.
     pub async fn scope_key(&self, cell: &OrgCell, key: KeyId) -> Result<Arc<ScopeKey>> {
+        Ok(self.resolve(cell, key).await?.0)
+    }
+
+    /// [`Self::scope_key`], with the freshness of the root it came from (grace included): what
+    /// decides how long the key may still be used.
+    async fn resolve(&self, cell: &OrgCell, key: KeyId) -> Result<(Arc<ScopeKey>, Freshness)> {
         let snap = cell.snapshot();
         check_live(&snap, key)?;
-        if let Some(k) = self.fresh(cell, key) {
+        if let Some(hit) = self.fresh(cell, key) {
             self.metrics.cache_hits.fetch_add(1, Ordering::Relaxed);
-            return Ok(k);
+            return Ok(hit);
         }
         self.metrics.cache_misses.fetch_add(1, Ordering::Relaxed);
         let policy = self.cache_policy(cell);
@@ -115,7 +128,7 @@ impl Service {
         let since = self.cache.evictions(snap.id());
         let (root, freshness) = self.root(cell, &snap, root_id, &policy).await?;
         if root_id == key {
-            return Ok(root);
+            return Ok((root, freshness));
         }
         let k = Arc::new(snap.resolve(key, &root)?);
         // A child inherits its root's last unwrap: it never outlives it, grace included.
@@ -128,16 +141,16 @@ impl Service {
             self.now(),
             since,
         );
-        Ok(k)
+        Ok((k, freshness))
     }
 
-    /// `key` from the cache if it is within its TTL now.
-    fn fresh(&self, cell: &OrgCell, key: KeyId) -> Option<Arc<ScopeKey>> {
+    /// `key` from the cache, with its freshness, if it is within its TTL now.
+    fn fresh(&self, cell: &OrgCell, key: KeyId) -> Option<(Arc<ScopeKey>, Freshness)> {
         let now = self.now();
         let c = self.cache.get(key, now)?;
         self.cache_policy(cell)
             .is_fresh(c.freshness.unwrapped_at, now)
-            .then_some(c.key)
+            .then_some((c.key, c.freshness))
     }
 
     /// Root `root_id` as core's rule ([`byok_core::grace`]) allows it now: cached within its
@@ -359,6 +372,11 @@ mod tests {
 
     impl WaitingOnTheWriter {
         async fn start(name: &str) -> Self {
+            Self::start_with(name, Duration::from_secs(60)).await
+        }
+
+        /// [`Self::start`], for an org whose unwrap cache TTL is `ttl`.
+        async fn start_with(name: &str, ttl: Duration) -> Self {
             use std::sync::atomic::Ordering;
             let dir = std::env::temp_dir().join(format!(
                 "byok-{name}-{}-{}",
@@ -368,7 +386,9 @@ mod tests {
             std::fs::create_dir_all(&dir).unwrap();
             let db = Database::open_dir(&dir).await.unwrap();
             let svc = std::sync::Arc::new(crate::service::test_service(&db, 3));
-            let (org, team) = crate::service::test_team(&svc, None).await;
+            let (org, _) = svc.create_org("org", Some(ttl), None, None).await.unwrap();
+            let team = svc.create_scope(org, org, "team").await.unwrap();
+            let team = ScopeId::parse_hex(&team.id).unwrap();
             let who = crate::service::test_caller(&svc, org).await;
             svc.cache().evict_org(org);
             let writer = Some(svc.store().write().await.unwrap());
@@ -455,6 +475,24 @@ mod tests {
         assert!(
             cached.freshness.unwrapped_at >= evicted_at,
             "the eviction was undone"
+        );
+    }
+
+    /// A root answered within its TTL whose use then waits for the store's writer past that
+    /// TTL is not used (a withdrawal at the key holder after the answer would be obeyed late by
+    /// the wait): the call is decided again and asks the holder anew.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_root_whose_ttl_ends_while_its_use_waits_is_not_used() {
+        use std::sync::atomic::Ordering;
+        let ttl = Duration::from_millis(500);
+        let mut w = WaitingOnTheWriter::start_with("ttl-ends", ttl).await;
+        let unwraps = w.svc.metrics.root_unwraps.load(Ordering::SeqCst);
+        tokio::time::sleep(ttl + Duration::from_millis(100)).await;
+        w.finish().await.unwrap();
+        assert_eq!(
+            w.svc.metrics.root_unwraps.load(Ordering::SeqCst),
+            unwraps + 1,
+            "a root past its TTL was used"
         );
     }
 
