@@ -486,7 +486,23 @@ impl Org {
     /// restored; a step's target is checked again when it runs ([`Self::rewrap_child`]).
     pub(super) fn job_fits(&self) -> bool {
         self.job.as_ref().is_none_or(|job| {
-            job.done <= job.steps.len()
+            // A retirement is of an older version (never the newest, which `retire` refuses:
+            // such a job would fail on every run and hold every later job back), and only
+            // moves keys off that version.
+            let retiring = match job.kind {
+                JobKind::RetireVersion(k) => {
+                    self.scopes
+                        .get(&k.scope)
+                        .is_some_and(|s| s.current_version() != Some(k.version))
+                        && job
+                            .steps
+                            .iter()
+                            .all(|step| matches!(*step, JobStep::Rewrap { from, .. } if from == k))
+                }
+                _ => true,
+            };
+            retiring
+                && job.done <= job.steps.len()
                 && job.steps.iter().all(|step| match *step {
                     JobStep::WrapRoot { .. } => true,
                     JobStep::Rewrap { key, from, to } => {

@@ -200,6 +200,9 @@ mod tests {
             &mut rng,
         )
         .unwrap();
+        // The team has versions 1 and 2; its child's key stays under 1.
+        org.rotate(team_key.id().scope, &root_key, &mut rng)
+            .unwrap();
         let stored = org.scopes().map(StoredScope::from).collect();
         let holders = org.holders().cloned().collect();
         (org, stored, holders)
@@ -380,6 +383,27 @@ mod tests {
             j.done = 2;
         }
         assert!(matches!(open(done_past), Err(ScopeError::Inconsistent(_))));
+        // A retirement of the newest version (which `retire` refuses, so it would fail on every
+        // run and hold every later job back), or one moving keys off another version.
+        let retire = |version, from| {
+            Some(RewrapJob::new(
+                JobKind::RetireVersion(KeyId::new(team, version)),
+                Vec::from([JobStep::Rewrap {
+                    key: KeyId::new(leaf, 1),
+                    from: KeyId::new(team, from),
+                    to: KeyId::new(team, 2),
+                }]),
+            ))
+        };
+        assert!(matches!(
+            open(retire(2, 2)),
+            Err(ScopeError::Inconsistent(_))
+        ));
+        assert!(matches!(
+            open(retire(1, 2)),
+            Err(ScopeError::Inconsistent(_))
+        ));
+        assert!(open(retire(1, 1)).is_ok());
         // Fits the tree, but aims at a version the team does not have.
         let step = JobStep::Rewrap {
             key: KeyId::new(leaf, 1),
