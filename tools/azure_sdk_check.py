@@ -93,6 +93,7 @@ def happy(cfg):
                 "ops": sorted(text(o) for o in key.key_operations),
                 "enabled": key.properties.enabled,
                 "recovery_level": key.properties.recovery_level,
+                "tags": key.properties.tags,
                 "kid": key.id,
                 "wrap_kid": wrapped.key_id,
                 "wrapped_len": len(wrapped.encrypted_key),

@@ -109,6 +109,7 @@ def round_trip(c, key, plaintext, aad):
         "primary_state": kms.CryptoKeyVersion.CryptoKeyVersionState(
             key_info.primary.state
         ).name,
+        "labels": dict(key_info.labels),
         "version": enc.name,
         "verified_plaintext_crc32c": enc.verified_plaintext_crc32c,
         "verified_aad_crc32c": enc.verified_additional_authenticated_data_crc32c,

@@ -345,7 +345,9 @@ pub fn offline_steps(
     org: &str,
     rng: &mut impl rand_core::CryptoRng,
 ) -> Vec<StepReport> {
-    report(Validation::start(&Aws, identifier, regions, principal, org, rng).report())
+    // Parse and region only; describe, where a shared principal's key must name the org,
+    // runs where the KMS is called.
+    report(Validation::start(&Aws, identifier, regions, principal, org, false, rng).report())
 }
 
 #[cfg(test)]

@@ -23,7 +23,7 @@
 //! Errors are Key Vault's `{"error": {"code", "message", "innererror": {"code"}}}` or Entra's
 //! `{"error", "error_description": "AADSTSnnnn: ...", "error_codes"}`, with their own words.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use aws_lc_rs::encoding::AsDer;
@@ -122,6 +122,8 @@ struct Key {
     deleted: bool,
     /// Apps assigned the crypto role on the key.
     rbac: HashSet<String>,
+    /// The key's tags (`az keyvault key set-attributes --tags`).
+    tags: BTreeMap<String, String>,
 }
 
 struct Token {
@@ -335,6 +337,7 @@ impl AzureKv {
                 exp: None,
                 deleted: false,
                 rbac: apps.iter().map(|a| (*a).to_owned()).collect(),
+                tags: BTreeMap::new(),
             },
         );
         version
@@ -352,6 +355,16 @@ impl AzureKv {
             k.versions.push((v.clone(), m));
             v
         })
+    }
+
+    /// Sets the key's tags, replacing all of them (`az keyvault key set-attributes --tags`).
+    pub fn set_tags(&self, name: &str, tags: &[(&str, &str)]) {
+        self.with_key(name, |k| {
+            k.tags = tags
+                .iter()
+                .map(|(t, v)| ((*t).to_owned(), (*v).to_owned()))
+                .collect();
+        });
     }
 
     /// Enables or disables the key (`az keyvault key set-attributes --enabled`).
@@ -752,11 +765,11 @@ fn describe(key: &Key, kid: &str, material: &Material, version_enabled: bool) ->
     if let Some(e) = key.exp {
         attributes["exp"] = json!(e);
     }
-    (
-        StatusCode::OK,
-        axum::Json(json!({ "key": k, "attributes": attributes })),
-    )
-        .into_response()
+    let mut bundle = json!({ "key": k, "attributes": attributes });
+    if !key.tags.is_empty() {
+        bundle["tags"] = json!(key.tags);
+    }
+    (StatusCode::OK, axum::Json(bundle)).into_response()
 }
 
 #[derive(serde::Deserialize)]

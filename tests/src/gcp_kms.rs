@@ -23,6 +23,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use aws_lc_rs::encoding::AsDer;
+use aws_lc_rs::rsa::{KeyPair, KeySize};
+use aws_lc_rs::signature::KeyPair as _;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -115,6 +118,8 @@ struct Key {
     purpose: String,
     /// role -> members
     iam: HashMap<String, HashSet<String>>,
+    /// The key's labels (`gcloud kms keys update --update-labels`).
+    labels: BTreeMap<String, String>,
 }
 
 #[derive(Default)]
@@ -238,8 +243,20 @@ impl GcpKms {
                 primary: 1,
                 purpose: purpose.into(),
                 iam,
+                labels: BTreeMap::new(),
             },
         );
+    }
+
+    /// Sets label `label` of key `name` to `value`, as `gcloud kms keys update
+    /// --update-labels` would (`None`: `--remove-labels`).
+    pub fn set_label(&self, name: &str, label: &str, value: Option<&str>) {
+        let mut g = self.lock();
+        let labels = &mut g.keys.get_mut(name).expect("no such key").labels;
+        match value {
+            Some(v) => labels.insert(label.into(), v.into()),
+            None => labels.remove(label),
+        };
     }
 
     /// Grants (`true`) or revokes `role` on key `name` for `member`, as
@@ -485,6 +502,33 @@ fn self_signed(g: &Inner, token: &str) -> Option<String> {
         .then(|| format!("serviceAccount:{email}"))
 }
 
+/// An RSA-2048 key: its PKCS#8 PEM and its public key (PKCS#1 DER).
+pub fn rsa() -> (String, Vec<u8>) {
+    let pair = KeyPair::generate(KeySize::Rsa2048).unwrap();
+    let der = pair.as_der().unwrap();
+    let b64 = Base64::encode_string(der.as_ref());
+    let mut pem = String::from("-----BEGIN PRIVATE KEY-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        pem.push_str(std::str::from_utf8(line).unwrap());
+        pem.push('\n');
+    }
+    pem.push_str("-----END PRIVATE KEY-----\n");
+    (pem, pair.public_key().as_ref().to_vec())
+}
+
+/// A service account key file for `email`, as the Cloud console downloads it.
+pub fn key_file(email: &str, kid: &str, pem: &str, token_uri: &str) -> Value {
+    json!({
+        "type": "service_account",
+        "project_id": "vendor-prod",
+        "private_key_id": kid,
+        "private_key": pem,
+        "client_email": email,
+        "client_id": "1234567890",
+        "token_uri": token_uri,
+    })
+}
+
 fn version_name(name: &str, v: u32) -> String {
     format!("{name}/cryptoKeyVersions/{v}")
 }
@@ -497,6 +541,9 @@ fn get_key(name: &str, key: &Key) -> Response {
         "versionTemplate": { "protectionLevel": "SOFTWARE", "algorithm": "GOOGLE_SYMMETRIC_ENCRYPTION" },
         "destroyScheduledDuration": "2592000s",
     });
+    if !key.labels.is_empty() {
+        body["labels"] = json!(key.labels);
+    }
     if key.purpose == "ENCRYPT_DECRYPT"
         && let Some(v) = key.versions.get(&key.primary)
     {

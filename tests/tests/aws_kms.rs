@@ -66,6 +66,7 @@ impl Env {
             &["us-east-1"],
             "arn:aws:iam::123456789012:user/byok",
             &ctx.org,
+            false,
             &mut rng,
         );
         loop {

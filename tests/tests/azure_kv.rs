@@ -15,6 +15,7 @@ use byok_core::kms::KmsErrorKind;
 use byok_core::kms::azure::Azure;
 use byok_core::kms::azure::auth::VendorApp;
 use byok_core::kms::provider::{Access, RoleTrust};
+use byok_core::validate::Outcome;
 use byok_server::service::kms::{KeyAccess, Kms, KmsSettings, Withdrew};
 use byok_server::vendor_key::AppCertificate;
 use byok_tests::azure_kv::{AzureKv, Federated};
@@ -126,6 +127,8 @@ async fn microsofts_own_client_speaks_to_the_local_key_vault() {
     let all = [SECRET_APP, CERT_APP, FED_APP];
     let rsa_version = kv.create_key(&kv.url, "rsa", "RSA-HSM", TENANT, &all);
     let hsm_version = kv.create_key(&kv.url, "hsm", "oct-HSM", TENANT, &all);
+    // The tag by which a key names the org the vendor's own app may attach it to.
+    kv.set_tags("rsa", &[("byok-org", "00aa"), ("team", "payments")]);
     let config = json!({
         "authority": kv.url.trim_start_matches("https://"), "tenant": TENANT, "vault": kv.url,
         "secret_app": { "client_id": SECRET_APP, "secret": SECRET },
@@ -145,7 +148,12 @@ async fn microsofts_own_client_speaks_to_the_local_key_vault() {
         assert_eq!(rsa["wrapped_len"], 256);
         assert_eq!(rsa["recovery_level"], "Recoverable");
         assert_eq!(rsa["ops"], json!(["unwrapKey", "wrapKey"]));
+        assert_eq!(
+            rsa["tags"],
+            json!({ "byok-org": "00aa", "team": "payments" })
+        );
         let hsm = &happy[format!("{how}/hsm")];
+        assert_eq!(hsm["tags"], Value::Null, "no tags, none sent");
         assert_eq!(hsm["round_trip"], true, "{how}: {hsm}");
         assert_eq!(
             hsm["wrap_kid"],
@@ -258,6 +266,29 @@ async fn byok_wraps_and_unwraps_as_the_vendors_app() {
         kms.unwrap(&hsm, &hcopy, 3).await.unwrap().expose_secret(),
         root.expose_secret()
     );
+
+    // The vendor's app is every org's: the key attaches only to the org its `byok-org` tag
+    // names (set by the key's owner). Untagged, or tagged for another org: the describe step
+    // fails with the command that tags it for this org, and nothing is withdrawn.
+    let pasted = format!("{VAULT}/keys/root/{}", "0".repeat(32));
+    for tags in [&[("team", "payments")][..], &[("byok-org", "00bb")]] {
+        kv.set_tags("root", tags);
+        let (v, denial) = kms.validate(&access, &pasted, SECRET_APP).await;
+        assert!(denial.is_none(), "{denial:?}");
+        let Outcome::Fail { problem, fix } = &v.report()[2].1 else {
+            panic!("{tags:?}: {:?}", v.report())
+        };
+        assert_eq!(
+            fix,
+            "az keyvault key set-attributes --vault-name acme --name root --tags byok-org=00aa",
+            "{tags:?}"
+        );
+        assert!(
+            problem.contains("00aa") && !problem.contains("00bb"),
+            "{problem}"
+        );
+    }
+    kv.set_tags("root", &[("byok-org", "00aa")]);
 
     // Validation: every step passes and the key is stored without the pasted version (copies
     // name theirs).

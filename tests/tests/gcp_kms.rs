@@ -7,20 +7,16 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use aws_lc_rs::encoding::AsDer;
-use aws_lc_rs::rsa::{KeyPair, KeySize};
-use aws_lc_rs::signature::KeyPair as _;
-use base64ct::{Base64, Encoding};
 use byok_core::SecretBytes;
 use byok_core::kms::KmsErrorKind;
 use byok_core::kms::gcp::Gcp;
 use byok_core::kms::provider::{Access, RoleTrust};
-use byok_core::validate::Outcome;
+use byok_core::validate::{Outcome, Step};
 use byok_server::credentials::AssertionSigner;
 use byok_server::service::kms::{KeyAccess, Kms, KmsSettings, Withdrew};
 use byok_server::vendor_key::ServiceAccountKey;
 use byok_tests::fixtures::assert_copy_bound;
-use byok_tests::gcp_kms::{CRYPTO_ROLE, GcpKms, IssuerKey, Pool, VIEW_ROLE};
+use byok_tests::gcp_kms::{CRYPTO_ROLE, GcpKms, IssuerKey, Pool, VIEW_ROLE, key_file, rsa};
 use byok_tests::moto::sdk_check;
 use serde_json::{Value, json};
 
@@ -30,33 +26,6 @@ const CUSTOMER: &str = "byok-access@acme-prod.iam.gserviceaccount.com";
 const POOL: &str = "//iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/byok/providers/byok-issuer";
 const ISSUER: &str = "https://issuer.example";
 const SUBJECT: &str = "org:00aa";
-
-/// An RSA-2048 key: its PKCS#8 PEM and its public key (PKCS#1 DER).
-fn rsa() -> (String, Vec<u8>) {
-    let pair = KeyPair::generate(KeySize::Rsa2048).unwrap();
-    let der = pair.as_der().unwrap();
-    let b64 = Base64::encode_string(der.as_ref());
-    let mut pem = String::from("-----BEGIN PRIVATE KEY-----\n");
-    for line in b64.as_bytes().chunks(64) {
-        pem.push_str(std::str::from_utf8(line).unwrap());
-        pem.push('\n');
-    }
-    pem.push_str("-----END PRIVATE KEY-----\n");
-    (pem, pair.public_key().as_ref().to_vec())
-}
-
-/// A service account key file for `email`, as the Cloud console downloads it.
-fn key_file(email: &str, kid: &str, pem: &str, token_uri: &str) -> Value {
-    json!({
-        "type": "service_account",
-        "project_id": "vendor-prod",
-        "private_key_id": kid,
-        "private_key": pem,
-        "client_email": email,
-        "client_id": "1234567890",
-        "token_uri": token_uri,
-    })
-}
 
 fn unix() -> u64 {
     SystemTime::now()
@@ -128,6 +97,8 @@ async fn googles_own_client_speaks_to_the_local_cloud_kms() {
         "subject_token_file": token_file, "impersonate": CUSTOMER,
     });
     std::fs::write(&config, cfg.to_string()).unwrap();
+    // The label by which a key names the org the vendor's own service account may attach it to.
+    gcp.set_label(KEY, "byok-org", Some("00aa"));
 
     // Get, encrypt and decrypt with CRC32C both ways: as the vendor's service account (JWT
     // grant), and federated (STS exchange of the subject token, then impersonation).
@@ -136,6 +107,7 @@ async fn googles_own_client_speaks_to_the_local_cloud_kms() {
         let r = &happy[who];
         assert_eq!(r["purpose"], "ENCRYPT_DECRYPT", "{who}: {r}");
         assert_eq!(r["primary_state"], "ENABLED", "{who}: {r}");
+        assert_eq!(r["labels"], json!({ "byok-org": "00aa" }), "{who}: {r}");
         assert_eq!(r["version"], format!("{KEY}/cryptoKeyVersions/1"));
         for check in [
             "verified_plaintext_crc32c",
@@ -229,6 +201,29 @@ async fn byok_wraps_and_unwraps_as_the_vendors_service_account() {
     assert_copy_bound(&kms, &access, &copy, &root, "INVALID_ARGUMENT").await;
     // One JWT grant per org served every call since (cached until near its expiry).
     assert_eq!(gcp.calls().1, 2);
+
+    // The vendor's service account is every org's: the key attaches only to the org its
+    // `byok-org` label names (set by the key's owner; byok may read labels, not set them).
+    // Neither unlabeled nor labeled for another org: the describe step fails with the command
+    // that names this org, the rest is skipped, and nothing is withdrawn.
+    let claim = "gcloud kms keys update root --keyring byok --location europe-west1 --project acme-prod --update-labels byok-org=00aa";
+    for label in [None, Some("00bb")] {
+        gcp.set_label(KEY, "byok-org", label);
+        let (v, denial) = kms.validate(&access, KEY, VENDOR).await;
+        assert!(denial.is_none(), "{denial:?}");
+        let (step, outcome) = &v.report()[2];
+        assert_eq!(*step, Step::Describe);
+        let Outcome::Fail { problem, fix } = outcome else {
+            panic!("{label:?}: {:?}", v.report())
+        };
+        assert_eq!(fix, claim, "{label:?}");
+        assert!(problem.contains("00aa"), "{problem}");
+        assert_eq!(
+            v.report()[3],
+            (Step::Wrap, Outcome::Skipped(Step::Describe))
+        );
+    }
+    gcp.set_label(KEY, "byok-org", Some("00aa"));
 
     // Validation: every step passes, the described key is the CryptoKey.
     let (v, denial) = kms

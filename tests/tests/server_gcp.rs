@@ -231,3 +231,87 @@ async fn an_org_with_aws_and_gcp_keys_switches_between_them_and_a_removed_gcp_gr
     assert_eq!(validate(&other).await["ok"], true);
     assert_eq!(other.keys(&ts).await["keys"].as_array().unwrap().len(), 1);
 }
+
+/// The vendor's own service account (`BYOK_GCP_SERVICE_ACCOUNT_FILE`) is the same principal for
+/// every org: a key granted to it names no org. Through `byok serve`, such a key attaches only
+/// to the org its `byok-org` label names. Another org is refused (422, the describe step failing
+/// with the command that would name it, no KMS call after the describe, nothing stored); the
+/// named org attaches it. The policy endpoint lists that command with the grant.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_vendors_service_account_attaches_a_key_only_to_the_org_it_names() {
+    use byok_tests::gcp_kms::{key_file, rsa};
+    use std::os::unix::fs::PermissionsExt;
+    const VENDOR: &str = "byok-vendor@vendor-prod.iam.gserviceaccount.com";
+    let gcp = GcpKms::start().await;
+    let (pem, public) = rsa();
+    gcp.add_service_account(VENDOR, "vendor-key-1", &public);
+    gcp.create_key(KEY, &[&format!("serviceAccount:{VENDOR}")]);
+    let dir = byok_tests::server::temp_dir("gcp-vendor-sa");
+    let file = dir.join("vendor.json");
+    let token_uri = format!("{}/token", gcp.url);
+    std::fs::write(
+        &file,
+        key_file(VENDOR, "vendor-key-1", &pem, &token_uri).to_string(),
+    )
+    .unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let file = file.to_str().unwrap().to_owned();
+    let ts = byok_tests::fixtures::TestServer::start_with("server-gcp-vendor", |data| {
+        byok_tests::server::Server::start(
+            data,
+            &[
+                ("BYOK_DANGER_GCP_ENDPOINT", &gcp.url),
+                ("BYOK_GCP_SERVICE_ACCOUNT_FILE", &file),
+            ],
+        )
+    });
+    let acme = ts.org(OrgSettings::named("acme")).await;
+    let other = ts.org(OrgSettings::named("other")).await;
+    let label = |org: &str| {
+        format!(
+            "gcloud kms keys update root --keyring byok --location europe-west1 --project acme-prod --update-labels byok-org={org}"
+        )
+    };
+    let g = assert_status(
+        &ts.get(
+            &acme.path(&format!("/keys/policy?provider=gcp&key={}", enc(KEY))),
+            &acme.admin,
+        )
+        .await,
+        200,
+    );
+    assert_eq!(g["principal"], format!("serviceAccount:{VENDOR}"), "{g}");
+    assert_eq!(
+        g["commands"].as_array().unwrap().last(),
+        Some(&json!(label(&acme.id)))
+    );
+
+    // The customer granted the vendor's account and labelled the key for acme.
+    gcp.set_label(KEY, "byok-org", Some(&acme.id));
+    let body = json!({ "name": "gcp", "provider": "gcp", "key": KEY });
+    let calls = gcp.calls().0;
+    let e = assert_error(
+        &ts.post(&other.path("/keys"), &other.admin, &body).await,
+        422,
+        "key_validation_failed",
+    );
+    let step = &e["error"]["details"][2];
+    assert_eq!(
+        (step["step"].clone(), step["outcome"].clone()),
+        (json!("describe key"), json!("fail")),
+        "{e}"
+    );
+    assert_eq!(step["fix"], label(&other.id), "{e}");
+    assert_eq!(e["error"]["details"][3]["outcome"], "skipped", "{e}");
+    assert_eq!(
+        gcp.calls().0 - calls,
+        1,
+        "the describe only: no probe wrapped"
+    );
+    assert_eq!(other.keys(&ts).await["keys"].as_array().unwrap().len(), 1);
+
+    // The org the key names attaches it, validated live.
+    let added = assert_status(&ts.post(&acme.path("/keys"), &acme.admin, &body).await, 201);
+    assert_eq!(added["key"]["id"], "cmk:1", "{added}");
+    assert_eq!(acme.keys(&ts).await["keys"].as_array().unwrap().len(), 2);
+}

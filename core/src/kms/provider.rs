@@ -291,7 +291,14 @@ pub struct KeyState {
     /// The key's current version, for providers whose copies name the version that made them
     /// ([`Wire::copy_version`]); `None` where the KMS picks versions itself (AWS, GCP).
     pub version: Option<String>,
+    /// The org the key's owner named on it for byok, by the label or tag [`ORG_CLAIM`] (GCP,
+    /// Azure); `None` when it names none, or the provider has no such field (AWS).
+    pub org_claim: Option<String>,
 }
+
+/// The GCP label and Azure tag by which a key's owner names the one org that may attach it,
+/// when byok reaches the key as a principal every org shares ([`Provider::shared_principal`]).
+pub const ORG_CLAIM: &str = "byok-org";
 
 /// Whether any of `copies` (a holder's stored root copies) was made by another version than
 /// the key's current one, as `state` describes it: the customer rotated the key, and the
@@ -373,6 +380,21 @@ pub trait Provider: Send + Sync {
     fn principal(&self, access: &Access, vendor: &Vendor) -> Result<String, String>;
     /// The grant for `g`.
     fn grant(&self, g: &GrantFor<'_>) -> Result<Grant, String>;
+    /// Whether byok reaches the key for `access` as a principal that every org shares (the
+    /// vendor's own GCP service account or Entra app). Nothing in such a grant names the org,
+    /// so any org could attach a key another org's customer granted to that principal (and
+    /// have its own roots wrapped by it, on that customer's bill and in its logs). The key must
+    /// then name the org itself ([`KeyState::org_claim`]), which only its owner can set.
+    /// AWS binds the org in the grant instead (the key policy's `byok:org` condition), which
+    /// its KMS enforces on every call.
+    fn shared_principal(&self, _access: &Access) -> bool {
+        false
+    }
+    /// The command that names `org` on `key` ([`ORG_CLAIM`]), for providers whose shared
+    /// principal needs it.
+    fn claim_command(&self, _key: &str, _org: &str) -> String {
+        String::new()
+    }
 }
 
 /// A KMS's calls: the requests that wrap, unwrap and describe (the time passed in), the reading

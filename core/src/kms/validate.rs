@@ -19,7 +19,7 @@ use rand_core::CryptoRng;
 use subtle::ConstantTimeEq;
 
 use crate::kms::error::{KmsError, KmsErrorKind};
-use crate::kms::provider::{KeyState, Op, ParsedKey, Provider};
+use crate::kms::provider::{KeyState, ORG_CLAIM, Op, ParsedKey, Provider, Unusable};
 use crate::secret::SecretBytes;
 
 pub use crate::validate::{Outcome, Step};
@@ -47,18 +47,23 @@ pub struct Validation {
     report: Vec<(Step, Outcome)>,
     principal: String,
     org: String,
+    /// byok reaches the key as a principal every org shares: the key must name this org.
+    shared: bool,
 }
 
 impl Validation {
     /// Starts validating `identifier`, a key of `provider`, for org `org`, whose allowed
-    /// locations are `regions` (empty: any), with byok calling as `principal`. Parse and region
-    /// run at once.
+    /// locations are `regions` (empty: any), with byok calling as `principal`; `shared` when
+    /// that principal is one every org shares ([`Provider::shared_principal`]): the key's
+    /// description must then name `org` ([`KeyState::org_claim`]). Parse and region run at
+    /// once.
     pub fn start(
         provider: &'static dyn Provider,
         identifier: &str,
         regions: &[&str],
         principal: &str,
         org: &str,
+        shared: bool,
         rng: &mut impl CryptoRng,
     ) -> Self {
         let mut v = Self {
@@ -70,6 +75,7 @@ impl Validation {
             report: Vec::new(),
             principal: principal.into(),
             org: org.into(),
+            shared,
         };
         match provider.parse_key(identifier) {
             Ok(key) => {
@@ -179,7 +185,9 @@ impl Validation {
         match answer {
             Ok(state) => {
                 self.described = Some(state.key.clone());
-                match state.unusable {
+                let claim = self.unclaimed(&state);
+                let unusable = state.unusable.or(claim);
+                match unusable {
                     None => self
                         .report
                         .push((Step::Describe, Outcome::Pass(state.detail))),
@@ -197,6 +205,31 @@ impl Validation {
             }
             Err(e) => self.fail(Step::Describe, &e, Op::Describe),
         }
+    }
+
+    /// Why a key byok reaches as a shared principal may not be attached to this org: it does
+    /// not name this org ([`KeyState::org_claim`]). Not a withdrawal (the class is `Malformed`:
+    /// the key's setup, not its state): nothing is evicted for it.
+    fn unclaimed(&self, state: &KeyState) -> Option<Unusable> {
+        if !self.shared || state.org_claim.as_deref() == Some(self.org.as_str()) {
+            return None;
+        }
+        let problem = match &state.org_claim {
+            // The value is the KMS's text: not repeated, only said to differ.
+            Some(_) => format!(
+                "the key's {ORG_CLAIM} label or tag names another org, not this one ({}); byok reaches it as the vendor's own principal, which every org shares, so only the org the key names may attach it",
+                self.org
+            ),
+            None => format!(
+                "the key has no {ORG_CLAIM} label or tag naming this org ({}); byok reaches it as the vendor's own principal, which every org shares, so the key's owner must name the one org that may attach it",
+                self.org
+            ),
+        };
+        Some(Unusable {
+            kind: KmsErrorKind::Malformed,
+            problem,
+            fix: self.provider.claim_command(&state.key, &self.org),
+        })
     }
 
     /// The key as the KMS described it (an AWS alias resolved to its key), once described: what
@@ -310,8 +343,60 @@ mod tests {
             regions,
             "arn:aws:iam::999:role/byok",
             "00aa",
+            false,
             &mut TestRng::seeded(1),
         )
+    }
+
+    /// Through a principal every org shares, a key is attached only to the org it names; the
+    /// fix is the provider's command naming this org. Not a denial: nothing is withdrawn.
+    #[test]
+    fn a_shared_principal_attaches_only_a_key_that_names_the_org() {
+        use crate::kms::gcp::Gcp;
+        const GCP_KEY: &str =
+            "projects/acme-prod/locations/europe-west1/keyRings/byok/cryptoKeys/root";
+        let state = |claim: Option<&str>| KeyState {
+            key: GCP_KEY.into(),
+            detail: "usable".into(),
+            unusable: None,
+            version: None,
+            org_claim: claim.map(Into::into),
+        };
+        let run = |shared: bool, claim: Option<&str>| {
+            let mut v = Validation::start(
+                &Gcp,
+                GCP_KEY,
+                &[],
+                "serviceAccount:byok@vendor.iam.gserviceaccount.com",
+                "00aa",
+                shared,
+                &mut TestRng::seeded(1),
+            );
+            v.described(Ok(state(claim)));
+            v
+        };
+        for claim in [None, Some("00bb"), Some("00AA"), Some("")] {
+            let v = run(true, claim);
+            let Outcome::Fail { problem, fix } = &v.report()[2].1 else {
+                panic!("{claim:?}: {:?}", v.report())
+            };
+            assert!(
+                problem.contains("00aa") && problem.contains(ORG_CLAIM),
+                "{problem}"
+            );
+            assert!(
+                !claim.is_some_and(|c| !c.is_empty() && problem.contains(c)),
+                "the KMS's value is not repeated: {problem}"
+            );
+            assert_eq!(
+                fix,
+                "gcloud kms keys update root --keyring byok --location europe-west1 --project acme-prod --update-labels byok-org=00aa"
+            );
+            assert!(matches!(v.next(), Next::Done));
+        }
+        assert!(matches!(run(true, Some("00aa")).next(), Next::Wrap(..)));
+        // A principal of this org's own (federation, a role): nothing to name.
+        assert!(matches!(run(false, None).next(), Next::Wrap(..)));
     }
 
     #[test]

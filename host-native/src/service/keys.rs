@@ -351,7 +351,15 @@ impl Service {
         if let Some(p) = provider::provider(spec.provider)
             && p.parse_key(spec.key).is_err()
         {
-            let v = Validation::start(p, spec.key, &[], "", &org.to_string(), &mut rand::rng());
+            let v = Validation::start(
+                p,
+                spec.key,
+                &[],
+                "",
+                &org.to_string(),
+                false,
+                &mut rand::rng(),
+            );
             return Ok((false, report(&v), None, None));
         }
         let (access, parsed) = self.spec_access(org, spec).await?;

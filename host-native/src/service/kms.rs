@@ -228,6 +228,7 @@ impl Kms {
                 &[],
                 principal,
                 &key.access.org,
+                key.provider.shared_principal(&key.access),
                 &mut rng,
             )
         };

@@ -287,6 +287,8 @@ impl Wire for Aws {
             key: meta.arn,
             unusable,
             version: None,
+            // The grant binds the org (`byok:org`), and the KMS enforces it.
+            org_claim: None,
         })
     }
 

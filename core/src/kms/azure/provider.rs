@@ -181,6 +181,18 @@ impl Provider for Azure {
             .ok_or_else(|| NO_APP.to_owned())
     }
 
+    /// The vendor's own app (no customer app federated for this org): the one principal byok
+    /// calls as for every such org.
+    fn shared_principal(&self, access: &Access) -> bool {
+        access.role.is_none()
+    }
+
+    fn claim_command(&self, key: &str, org: &str) -> String {
+        KeyUrl::parse(key)
+            .map(|url| claim_command(&url, org))
+            .unwrap_or_else(|e| e.to_string())
+    }
+
     fn grant(&self, g: &GrantFor<'_>) -> Result<Grant, String> {
         let url = KeyUrl::parse(&g.access.key).map_err(|e| e.to_string())?;
         let (app, mut commands, credential) = match (&g.access.role, &g.vendor.azure) {
@@ -211,6 +223,9 @@ impl Provider for Azure {
             Service::ManagedHsm => (HSM_ROLE, HSM_ROLE_ID),
         };
         commands.push(role_command(&url, app));
+        if self.shared_principal(g.access) {
+            commands.push(claim_command(&url, &g.access.org));
+        }
         let custom = custom_role(url.service);
         let mut key_policy = json!({
             "roleAssignment": { "role": role, "roleDefinitionId": role_id, "assignee": app, "scope": format!("/keys/{}", url.key) },
@@ -375,6 +390,7 @@ impl Wire for Azure {
             ),
             unusable,
             version: Some(version),
+            org_claim: facts.org_claim,
         })
     }
 
@@ -464,6 +480,22 @@ fn custom_role(service: Service) -> serde_json::Value {
 }
 
 /// The `az` command that gives `app` the crypto role on the key only.
+/// The `az` command that names `org` on the key as the one org that may attach it
+/// ([`crate::kms::provider::ORG_CLAIM`]), for the vendor's own app. `--tags` replaces the key's
+/// tags: the admin adds any others to the same command.
+fn claim_command(url: &KeyUrl, org: &str) -> String {
+    format!(
+        "az keyvault key set-attributes --{} {} --name {} --tags {}={org}",
+        match url.service {
+            Service::Vault => "vault-name",
+            Service::ManagedHsm => "hsm-name",
+        },
+        url.name,
+        url.key,
+        crate::kms::provider::ORG_CLAIM,
+    )
+}
+
 fn role_command(url: &KeyUrl, app: &str) -> String {
     match url.service {
         Service::Vault => format!(
@@ -592,6 +624,35 @@ mod tests {
                 .unwrap_err()
                 .contains("client id")
         );
+        // The vendor's own app is every org's: its grant ends with the tag that names the org.
+        // A customer's app, federated for this org, needs none.
+        assert!(!Azure.shared_principal(&vault) && Azure.shared_principal(&no_app));
+        assert!(!g.commands.iter().any(|c| c.contains("byok-org")));
+        let vendor = Vendor {
+            azure: Some(crate::kms::azure::auth::VendorApp {
+                client_id: APP.into(),
+                secret: None,
+            }),
+            ..Vendor::default()
+        };
+        for (key, flag) in [(&vault.key, "--vault-name"), (&hsm.key, "--hsm-name")] {
+            let access = Access {
+                key: key.clone(),
+                ..no_app.clone()
+            };
+            let g = Azure
+                .grant(&GrantFor {
+                    access: &access,
+                    vendor: &vendor,
+                    issuer: None,
+                })
+                .unwrap();
+            let tag = format!(
+                "az keyvault key set-attributes {flag} acme --name root --tags byok-org=00aa"
+            );
+            assert!(g.commands.contains(&tag), "{:?}", g.commands);
+            assert_eq!(Azure.claim_command(key, "00aa"), tag);
+        }
         assert!(
             Azure
                 .missing_grant(Op::Wrap, &vault.key, APP, "00aa")
@@ -684,6 +745,18 @@ mod tests {
         assert_eq!(ok.key, "https://acme.vault.azure.net/keys/root");
         assert_eq!(ok.unusable, None);
         assert!(ok.detail.contains(v), "{}", ok.detail);
+        assert_eq!(ok.org_claim, None, "no tags");
+        let tagged = Azure
+            .parse_describe(
+                &answer(200, json!({
+                    "key": { "kid": format!("https://acme.vault.azure.net/keys/root/{v}"), "kty": "RSA", "key_ops": ["wrapKey", "unwrapKey"] },
+                    "attributes": { "enabled": true },
+                    "tags": { "byok-org": "00aa", "team": "payments" },
+                })),
+                now,
+            )
+            .unwrap();
+        assert_eq!(tagged.org_claim.as_deref(), Some("00aa"));
         let hsm = described(
             "managedhsm.azure.net",
             "oct-HSM",

@@ -215,6 +215,20 @@ pub fn key_commands(key: &KeyName, member: &Member) -> Vec<String> {
         .collect()
 }
 
+/// The `gcloud` command that names `org` on `key` as the one org that may attach it
+/// ([`crate::kms::provider::ORG_CLAIM`]): for the vendor's own service account, which every
+/// org shares. `--update-labels` keeps the key's other labels.
+pub fn claim_command(key: &KeyName, org: &str) -> String {
+    format!(
+        "gcloud kms keys update {} --keyring {} --location {} --project {} --update-labels {}={org}",
+        key.crypto_key,
+        key.key_ring,
+        key.location,
+        key.project,
+        crate::kms::provider::ORG_CLAIM,
+    )
+}
+
 /// The binding on the customer's service account that lets the pool principal of `subject`
 /// impersonate it.
 pub fn impersonation_binding(pool: &PoolProvider, subject: &str) -> Value {

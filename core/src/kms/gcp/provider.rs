@@ -147,6 +147,18 @@ impl Provider for Gcp {
         Ok(member(access, vendor)?.iam())
     }
 
+    /// The vendor's own service account (no pool, no customer account): the one principal
+    /// byok calls as for every such org.
+    fn shared_principal(&self, access: &Access) -> bool {
+        access.role.is_none() && access.audience.is_none()
+    }
+
+    fn claim_command(&self, key: &str, org: &str) -> String {
+        KeyName::parse(key)
+            .map(|k| policy::claim_command(&k, org))
+            .unwrap_or_else(|e| e.to_string())
+    }
+
     fn grant(&self, g: &GrantFor<'_>) -> Result<Grant, String> {
         let key = KeyName::parse(&g.access.key).map_err(|e| e.to_string())?;
         let m = member(g.access, g.vendor)?;
@@ -163,6 +175,9 @@ impl Provider for Gcp {
             if g.access.role.is_some() {
                 trust_policy = Some(policy::impersonation_binding(&pool, &subject));
             }
+        }
+        if self.shared_principal(g.access) {
+            commands.push(policy::claim_command(&key, &g.access.org));
         }
         Ok(Grant {
             principal: m.iam(),
@@ -250,6 +265,7 @@ impl Wire for Gcp {
             key: KeyName::parse(&k.name).map(|n| n.key()).unwrap_or(k.name),
             unusable,
             version: None,
+            org_claim: k.org_claim,
         })
     }
 
@@ -393,5 +409,70 @@ mod tests {
             g.contains("cryptoKeyEncrypterDecrypter") && g.contains("'principal://"),
             "{g}"
         );
+    }
+
+    /// The vendor's own service account is every org's: its grant ends with the label that
+    /// names the org, and describe reads that label. A pool principal or a customer's account
+    /// is this org's own: no label.
+    #[test]
+    fn the_vendors_account_needs_the_key_to_name_the_org() {
+        let mut access = Access {
+            org: "00aa".into(),
+            key: KEY.into(),
+            role: None,
+            trust: RoleTrust::Oidc,
+            external_id: String::new(),
+            audience: None,
+            danger_base: None,
+        };
+        let vendor = Vendor {
+            gcp: Some(crate::kms::gcp::ServiceAccount {
+                client_email: "byok@vendor-prod.iam.gserviceaccount.com".into(),
+                private_key_id: "k1".into(),
+            }),
+            ..Vendor::default()
+        };
+        let grant = |access: &Access| {
+            Gcp.grant(&GrantFor {
+                access,
+                vendor: &vendor,
+                issuer: Some("https://byok.example"),
+            })
+            .unwrap()
+        };
+        let label = "gcloud kms keys update root --keyring byok --location europe-west1 --project acme-prod --update-labels byok-org=00aa";
+        assert!(Gcp.shared_principal(&access));
+        let g = grant(&access);
+        assert_eq!(g.commands.last().map(String::as_str), Some(label));
+        assert_eq!(Gcp.claim_command(KEY, "00aa"), label);
+        access.audience = Some(
+            "//iam.googleapis.com/projects/1234/locations/global/workloadIdentityPools/byok/providers/byok-issuer".into(),
+        );
+        assert!(!Gcp.shared_principal(&access));
+        let g = grant(&access);
+        assert!(!g.commands.iter().any(|c| c.contains("byok-org")), "{g:?}");
+
+        let described = |labels: serde_json::Value| {
+            let body = serde_json::json!({
+                "name": KEY, "purpose": "ENCRYPT_DECRYPT", "labels": labels,
+                "primary": { "name": format!("{KEY}/cryptoKeyVersions/1"), "state": "ENABLED" },
+            });
+            Gcp.parse_describe(
+                &HttpResponse {
+                    status: 200,
+                    headers: Vec::new(),
+                    body: body.to_string().into_bytes(),
+                },
+                Duration::ZERO,
+            )
+            .unwrap()
+            .org_claim
+        };
+        assert_eq!(
+            described(serde_json::json!({ "byok-org": "00aa", "env": "prod" })),
+            Some("00aa".into())
+        );
+        assert_eq!(described(serde_json::json!({ "env": "prod" })), None);
+        assert_eq!(described(serde_json::Value::Null), None);
     }
 }

@@ -234,6 +234,8 @@ pub struct CryptoKey {
     pub primary: String,
     /// `SOFTWARE`, `HSM`, `EXTERNAL`, ...
     pub protection_level: String,
+    /// Its label [`crate::kms::provider::ORG_CLAIM`], if set.
+    pub org_claim: Option<String>,
 }
 
 impl CryptoKey {
@@ -274,6 +276,12 @@ pub fn parse_get_key(resp: &HttpResponse) -> Result<CryptoKey, KmsError> {
         protection_level: primary
             .map(|p| text(p, "protectionLevel"))
             .unwrap_or_default(),
+        org_claim: m
+            .get("labels")
+            .and_then(Value::as_object)
+            .and_then(|l| l.get(crate::kms::provider::ORG_CLAIM))
+            .and_then(Value::as_str)
+            .map(str::to_owned),
         name,
     })
 }
