@@ -552,6 +552,10 @@ async fn malformed_bodies_ids_ciphertexts_and_contexts_get_typed_errors() {
     let body = Some(("application/json", b"{".to_vec()));
     let answer = ts.raw("PATCH", &a.path(""), Some(&a.service), body).await;
     assert_error(&answer, 403, "forbidden");
+    // Likewise the operator's route, for an org's admin.
+    let body = Some(("application/json", b"{".to_vec()));
+    let answer = ts.raw("POST", "/v1/orgs", Some(&a.admin), body).await;
+    assert_error(&answer, 403, "forbidden");
     // Out of range: refused, not clamped to another number.
     for limit in ["0", "1001", "-5"] {
         for page in ["/audit", "/audit/checkpoints"] {

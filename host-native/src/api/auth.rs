@@ -151,6 +151,28 @@ impl FromRequestParts<AppState> for AdminCaller {
     }
 }
 
+/// The operator, checked before the body is read (as [`AdminCaller`]): an org's token is
+/// told it may not (403), and the server parses no body for it.
+pub struct OperatorCaller(pub Caller);
+
+impl FromRequestParts<AppState> for OperatorCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        if caller.role != Role::Operator {
+            return Err(ApiError::new(
+                ApiCode::Forbidden,
+                format!(
+                    "a {} token cannot do this; only the operator token can",
+                    caller.role.as_str()
+                ),
+            ));
+        }
+        Ok(Self(caller))
+    }
+}
+
 /// `{org}` of the path, for a caller with one of `roles` on it.
 async fn org_for(parts: &mut Parts, state: &AppState, roles: &[Role]) -> Result<ScopeId, ApiError> {
     caller_on(parts, state, roles).await.map(|(org, _)| org)

@@ -5,12 +5,11 @@ use std::time::Duration;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use byok_core::ApiCode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::AppState;
-use super::auth::{AdminCaller, Caller};
+use super::auth::{AdminCaller, Caller, OperatorCaller};
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, ApiPath};
 use super::paths::OrgPath;
@@ -85,15 +84,9 @@ pub struct OrgInfo {
     security(("bearer" = [])))]
 pub async fn create_org(
     State(s): State<AppState>,
-    caller: Caller,
+    _: OperatorCaller,
     ApiJson(req): ApiJson<CreateOrg>,
 ) -> Result<(StatusCode, SecretJson<OrgCreated>), ApiError> {
-    if caller.role != Role::Operator {
-        return Err(ApiError::new(
-            ApiCode::Forbidden,
-            "only the operator token creates organizations",
-        ));
-    }
     let ttl = req.unwrap_cache_ttl_ms.map(Duration::from_millis);
     if ttl.is_some_and(|t| t > Duration::from_secs(86_400)) {
         return Err(ApiError::invalid("unwrap_cache_ttl_ms is at most one day"));
