@@ -25,19 +25,24 @@ pub async fn healthz() -> &'static str {
 /// Readiness: the database answers, and (with replicas) this replica has read the orgs'
 /// versions within the bound its withdrawal receipts state.
 #[utoipa::path(get, path = "/readyz", tag = "ops",
-    responses((status = 200, description = "ready"), (status = 503, description = "database unavailable")))]
+    responses((status = 200, description = "ready"), (status = 503, description = "database unavailable, or (replicas) this replica has not read the others' changes for too long")))]
 pub async fn readyz(State(s): State<AppState>) -> Response {
-    if !s.service.replica_behind() && s.service.store().ping().await {
-        (StatusCode::OK, "ready\n").into_response()
+    // The database first, the likelier cause of a replica's lag; one that answers does not
+    // make a replica that stopped following ready (it refuses data calls until it reads).
+    let not_ready = if !s.service.store().ping().await {
+        "database unavailable\n"
+    } else if s.service.replica_behind() {
+        "replica behind: the other replicas' changes have not been read for too long\n"
     } else {
-        // Every 503 carries Retry-After, this one too.
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            [(header::RETRY_AFTER, RETRY_AFTER_SECS.to_string())],
-            "database unavailable\n",
-        )
-            .into_response()
-    }
+        return (StatusCode::OK, "ready\n").into_response();
+    };
+    // Every 503 carries Retry-After, this one too.
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(header::RETRY_AFTER, RETRY_AFTER_SECS.to_string())],
+        not_ready,
+    )
+        .into_response()
 }
 
 /// Prometheus metrics (text exposition format).
