@@ -387,6 +387,67 @@ async fn withdrawals_answer_with_receipts_that_verify_offline() {
     ts.restart();
 }
 
+/// A withdrawal receipt is a checkpoint to verify the log against: the log grown since still
+/// extends the receipt's checkpoint (so the withdrawal is in it, as signed), and `prove` finds
+/// the withdrawal's row in it. A receipt that does not verify is refused before the log is
+/// read; the withdrawal's row edited in storage is named as the first bad row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receipt_is_a_checkpoint_to_verify_the_log_against() {
+    let mut log = Log::start("audit-log-receipt-kept").await;
+    let team = log.o.scope(&log.ts, &log.o.id, "team").await;
+    let paused = assert_status(&log.o.act(&log.ts, &team, "pause", json!({})).await, 200);
+    let seq = paused["receipt"]["entry"]["seq"].as_u64().unwrap();
+    let answer = log.file("paused.json", &paused.to_string());
+    log.history(3).await;
+    let (code, v) = log.verify_kept(&answer);
+    assert_eq!(code, 0, "{v}");
+    let size = paused["receipt"]["inclusion"]["size"].clone();
+    assert_eq!(v["kept_size"], size, "the receipt's checkpoint: {v}");
+    let proved = log.cli(&[
+        "audit",
+        "--json",
+        "prove",
+        &seq.to_string(),
+        "--checkpoint",
+        answer.to_str().unwrap(),
+    ]);
+    assert!(
+        proved.status.success(),
+        "{}",
+        String::from_utf8_lossy(&proved.stderr)
+    );
+    let proved: Value = serde_json::from_slice(&proved.stdout).unwrap();
+    assert_eq!(
+        (proved["size"].clone(), proved["event"]["action"].clone()),
+        (size, json!("scope_paused"))
+    );
+
+    let mut edited = paused.clone();
+    edited["receipt"]["entry"]["event"]["access_ends_at"] = json!(0);
+    let out = log.cli(&[
+        "audit",
+        "verify",
+        "--checkpoint",
+        log.file("edited.json", &edited.to_string())
+            .to_str()
+            .unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    assert!(stderr.contains("the receipt does not verify"), "{stderr}");
+
+    let org = log.o.id.clone();
+    tamper(
+        &mut log,
+        &[&format!(
+            "UPDATE audit SET event = replace(event, 'scope_paused', 'scope_resumed') WHERE org_id = '{org}' AND seq = {seq}"
+        )],
+    )
+    .await;
+    let (code, v) = log.verify_kept(&answer);
+    assert_eq!((code, &v["first_bad"]), (4, &json!(seq)), "{v}");
+}
+
 /// Runs `sql` on the stopped server's database, then starts it again.
 async fn tamper(log: &mut Log, sql: &[&str]) {
     log.ts.server.kill9();

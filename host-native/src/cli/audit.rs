@@ -63,7 +63,9 @@ pub enum AuditCmd {
         /// The org (`--org`).
         #[command(flatten)]
         org: OrgArg,
-        /// A signed checkpoint you kept (from `byok audit checkpoint`).
+        /// A signed checkpoint you kept (from `byok audit checkpoint`), or a withdrawal
+        /// receipt (or the answer that carried it): its checkpoint, once the receipt verifies,
+        /// so that the log is shown to still hold the withdrawal as it was signed.
         #[arg(long)]
         checkpoint: Option<PathBuf>,
         /// The log's verifier key (`name+id+key`, or `@FILE`); default: the server's, with a
@@ -96,7 +98,8 @@ pub enum AuditCmd {
         /// The row's sequence number.
         #[arg(value_parser = clap::value_parser!(u64).range(1..))]
         seq: u64,
-        /// A signed checkpoint you kept (default: the newest).
+        /// A signed checkpoint you kept, or a withdrawal receipt (its checkpoint) [default: the
+        /// newest].
         #[arg(long)]
         checkpoint: Option<PathBuf>,
         /// The log's verifier key (`name+id+key`, or `@FILE`); default: the server's, with a

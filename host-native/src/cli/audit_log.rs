@@ -29,6 +29,28 @@ fn read_text(path: &Path) -> Result<String, Failure> {
         .map_err(|e| Failure::usage(format!("cannot read {}: {e}", path.display())))
 }
 
+/// A checkpoint the customer kept, from `path`: a signed note as `byok audit checkpoint`
+/// prints it, or a withdrawal receipt (alone, or in the whole answer that carried it). A
+/// receipt's own proof is checked first against `vkey`, and its checkpoint is then the one
+/// kept: the log found to extend it still holds the withdrawal, as it was signed.
+fn kept_checkpoint(path: &Path, vkey: &str) -> Result<String, Failure> {
+    let text = read_text(path)?;
+    if !text.trim_start().starts_with('{') {
+        return Ok(text);
+    }
+    let r = receipt_in(&text)?;
+    receipt::verify(&r, vkey).map_err(|e| bad(format!("the receipt does not verify: {e}")))?;
+    Ok(r.checkpoint)
+}
+
+/// The receipt in `text`: a receipt, or an answer that carries one under `receipt`.
+fn receipt_in(text: &str) -> Result<Receipt, Failure> {
+    let value: Value =
+        serde_json::from_str(text).map_err(|e| bad(format!("not a receipt (JSON): {e}")))?;
+    let doc = value.get("receipt").cloned().unwrap_or(value);
+    serde_json::from_value(doc).map_err(|e| bad(format!("not a receipt: {e}")))
+}
+
 /// The verifier key: given (`KEY` or `@FILE`), else the server's, with a warning.
 pub(super) async fn verifier_key(client: &Client, given: Option<&str>) -> Result<String, Failure> {
     match given {
@@ -91,7 +113,7 @@ pub(super) async fn prove(
     let pinned = vkey.is_some();
     let vkey = verifier_key(client, vkey).await?;
     let note = match kept {
-        Some(p) => read_text(p)?,
+        Some(p) => kept_checkpoint(p, &vkey)?,
         None => fetch_checkpoint(client, org).await?,
     };
     let cp = checked_for(&note, &vkey, org, "the checkpoint")?;
@@ -297,7 +319,7 @@ pub(super) async fn verify(
 ) -> Result<(), Failure> {
     let pinned = vkey.is_some();
     let vkey = verifier_key(client, vkey).await?;
-    let kept_note = read_text(kept_path)?;
+    let kept_note = kept_checkpoint(kept_path, &vkey)?;
     let kept = checked_for(&kept_note, &vkey, org, "your checkpoint")?;
     let newest_note = fetch_checkpoint(client, org).await?;
     let newest = checked_for(&newest_note, &vkey, org, "the server's checkpoint")?;
@@ -540,12 +562,8 @@ pub(super) fn verify_receipt(
     vkey: &str,
     org: Option<&str>,
 ) -> Result<(), Failure> {
-    let text = read_text(path)?;
-    let value: Value =
-        serde_json::from_str(&text).map_err(|e| bad(format!("not a receipt (JSON): {e}")))?;
     // A whole withdrawal answer (scope, keys or token) carries its receipt under `receipt`.
-    let doc = value.get("receipt").cloned().unwrap_or(value);
-    let r: Receipt = serde_json::from_value(doc).map_err(|e| bad(format!("not a receipt: {e}")))?;
+    let r = receipt_in(&read_text(path)?)?;
     let vkey = given_key(vkey)?;
     let v =
         receipt::verify(&r, &vkey).map_err(|e| bad(format!("the receipt does not verify: {e}")))?;
