@@ -6,11 +6,13 @@
 
 use std::collections::BTreeMap;
 
+use zeroize::Zeroizing;
+
 use byok_core::envelope::AesStep;
 use byok_core::format::HEADER_LEN;
 use byok_core::lease::{Deadline, Lease};
 use byok_core::stream::{StreamDecryptor, StreamEncryptor};
-use byok_core::{ApiCode, Context, FrameSize, Header, ScopeKey, envelope, format};
+use byok_core::{ApiCode, Context, FrameSize, Header, ScopeKey, SecretVec, envelope, format};
 
 /// An error as the server would answer it: its code and a message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,13 +95,14 @@ impl EdgeLease {
     }
 
     /// Decrypts `ciphertext` with `ctx` under the key version its header names, if the lease is
-    /// live at `now_ms` and the ciphertext is of the lease's scope.
+    /// live at `now_ms` and the ciphertext is of the lease's scope: in place, the plaintext
+    /// wiped when dropped.
     pub fn decrypt(
         &self,
         ctx: &Context,
-        ciphertext: &[u8],
+        ciphertext: Vec<u8>,
         now_ms: i64,
-    ) -> Result<Vec<u8>, EdgeError> {
+    ) -> Result<SecretVec, EdgeError> {
         decrypt(&self.lease, ctx, ciphertext, now_ms)
     }
 
@@ -246,8 +249,8 @@ impl EdgeOpener {
         })
     }
 
-    /// The plaintext that `chunk` completes (whole verified frames only).
-    pub fn push(&mut self, chunk: &[u8], now_ms: i64) -> Result<Vec<u8>, EdgeError> {
+    /// The plaintext that `chunk` completes (whole verified frames only), wiped when dropped.
+    pub fn push(&mut self, chunk: &[u8], now_ms: i64) -> Result<SecretVec, EdgeError> {
         let r = self.step(chunk, now_ms);
         if r.is_err() {
             self.fail();
@@ -262,18 +265,27 @@ impl EdgeOpener {
         self.frames = None;
     }
 
-    fn step(&mut self, chunk: &[u8], now_ms: i64) -> Result<Vec<u8>, EdgeError> {
+    fn step(&mut self, chunk: &[u8], now_ms: i64) -> Result<SecretVec, EdgeError> {
         if self.failed {
             return Err(closed());
         }
         self.deadline.check(now_ms)?;
-        let mut out = Vec::new();
+        // Plaintext is at most the ciphertext it comes from: what is held back (the header's
+        // bytes, or a partial frame) and `chunk`. Sized for that, `out` never grows, so no
+        // copy of plaintext is left in a freed allocation; it is wiped as it drops, on a
+        // failure too.
+        let held = self
+            .frames
+            .as_ref()
+            .map_or(0, |f| f.frame_size() + format::TAG_LEN);
+        let capacity = chunk.len() + self.pending.len() + held;
+        let mut out = Zeroizing::new(Vec::with_capacity(capacity));
         match &mut self.frames {
             Some(frames) => frames.update(chunk, &mut out)?,
             None => {
                 self.pending.extend_from_slice(chunk);
                 if self.pending.len() < HEADER_LEN {
-                    return Ok(out);
+                    return Ok(SecretVec::default());
                 }
                 let (header, _) = Header::parse(&self.pending)?;
                 let keys = self.keys.take().ok_or_else(closed)?;
@@ -286,11 +298,12 @@ impl EdgeOpener {
                 self.frames = Some(frames);
             }
         }
-        Ok(out)
+        debug_assert_eq!(out.capacity(), capacity, "the plaintext buffer grew");
+        Ok(SecretVec::from_vec(std::mem::take(&mut *out)))
     }
 
-    /// The last plaintext; fails if the stream was cut short or altered.
-    pub fn finish(&mut self, now_ms: i64) -> Result<Vec<u8>, EdgeError> {
+    /// The last plaintext, wiped when dropped; fails if the stream was cut short or altered.
+    pub fn finish(&mut self, now_ms: i64) -> Result<SecretVec, EdgeError> {
         if self.failed {
             return Err(closed());
         }
@@ -302,9 +315,12 @@ impl EdgeOpener {
             Header::parse(&self.pending)?;
             return Err(closed());
         };
-        let mut out = Vec::new();
+        // What is held back is one frame at most: `out` never grows (see `step`).
+        let capacity = frames.frame_size() + format::TAG_LEN;
+        let mut out = Zeroizing::new(Vec::with_capacity(capacity));
         frames.finish(&mut out)?;
-        Ok(out)
+        debug_assert_eq!(out.capacity(), capacity, "the plaintext buffer grew");
+        Ok(SecretVec::from_vec(std::mem::take(&mut *out)))
     }
 }
 
@@ -329,15 +345,16 @@ pub fn encrypt(
 }
 
 /// Decrypts `ciphertext` with `ctx` under the key version its header names, if `lease` is live
-/// at `now_ms` and the ciphertext is of the lease's scope.
+/// at `now_ms` and the ciphertext is of the lease's scope. In place: the plaintext is returned
+/// in the ciphertext's allocation and wiped when dropped (on a failure, before this returns).
 pub fn decrypt(
     lease: &Lease,
     ctx: &Context,
-    ciphertext: &[u8],
+    ciphertext: Vec<u8>,
     now_ms: i64,
-) -> Result<Vec<u8>, EdgeError> {
-    let key = key_for(lease, ciphertext, now_ms)?;
-    Ok(envelope::decrypt(key, ctx, ciphertext)?)
+) -> Result<SecretVec, EdgeError> {
+    let key = key_for(lease, &ciphertext, now_ms)?;
+    Ok(envelope::Envelope::<byok_core::DefaultBackend>::decrypt_owned(key, ctx, ciphertext)?)
 }
 
 /// The key for `ciphertext`, if the lease is live at `now_ms`: the version its header names. A
@@ -389,9 +406,9 @@ mod tests {
         let l = lease(1_000);
         let ctx = context(BTreeMap::from([("tenant".into(), "acme".into())])).unwrap();
         let ct = l.encrypt(&ctx, b"hi", 999, &mut rng()).unwrap();
-        assert_eq!(l.decrypt(&ctx, &ct, 999).unwrap(), b"hi");
+        assert_eq!(&*l.decrypt(&ctx, ct.clone(), 999).unwrap(), b"hi");
         assert_eq!(
-            l.decrypt(&ctx, &ct, 1_000).unwrap_err().code,
+            l.decrypt(&ctx, ct.clone(), 1_000).unwrap_err().code,
             ApiCode::LeaseExpired
         );
         assert_eq!(
@@ -400,7 +417,7 @@ mod tests {
         );
         let other = context(BTreeMap::new()).unwrap();
         assert_eq!(
-            l.decrypt(&other, &ct, 999).unwrap_err().code,
+            l.decrypt(&other, ct.clone(), 999).unwrap_err().code,
             ApiCode::DecryptFailed
         );
     }
@@ -433,12 +450,12 @@ mod tests {
         let mut opener = EdgeOpener::new(l.lease(), ctx.clone(), 0).unwrap();
         let mut pt = Vec::new();
         for b in &ct[..100] {
-            pt.extend(opener.push(std::slice::from_ref(b), 1).unwrap());
+            pt.extend_from_slice(&opener.push(std::slice::from_ref(b), 1).unwrap());
         }
         for chunk in ct[100..].chunks(50_000) {
-            pt.extend(opener.push(chunk, 1).unwrap());
+            pt.extend_from_slice(&opener.push(chunk, 1).unwrap());
         }
-        pt.extend(opener.finish(1).unwrap());
+        pt.extend_from_slice(&opener.finish(1).unwrap());
         assert_eq!(pt, data);
 
         // Cut short: refused at the end, by code, and nothing after.
@@ -492,12 +509,12 @@ mod tests {
         let mut opener = EdgeOpener::new(l.lease(), ctx.clone(), 0).unwrap();
         opener.push(&ct[..HEADER_LEN - 1], 1).unwrap();
         assert!(opener.keys.is_some(), "the header is not complete yet");
-        let mut out = opener.push(&ct[HEADER_LEN - 1..], 1).unwrap();
+        let mut out = opener.push(&ct[HEADER_LEN - 1..], 1).unwrap().to_vec();
         assert!(
             opener.keys.is_none(),
             "the lease's keys outlived the header"
         );
-        out.extend(opener.finish(1).unwrap());
+        out.extend_from_slice(&opener.finish(1).unwrap());
         assert_eq!(out, b"data");
         let mut bad = EdgeOpener::new(l.lease(), ctx, 0).unwrap();
         assert!(bad.push(&[0xff; HEADER_LEN], 1).is_err());

@@ -20,10 +20,10 @@
 use std::io::{Read, Write};
 use std::sync::{Mutex, PoisonError};
 
-use byok_core::ApiCode;
 use byok_core::lease::Lease;
 use byok_core::lease::holder::{Holder, is_refusal};
 use byok_core::secret::extend_wiped;
+use byok_core::{ApiCode, SecretVec};
 use wasip2::http::outgoing_handler;
 use wasip2::http::types::{
     Fields, IncomingRequest, Method, OutgoingBody, OutgoingRequest, OutgoingResponse,
@@ -53,6 +53,7 @@ wasip2::http::proxy::export!(Component);
 impl wasip2::exports::http::incoming_handler::Guest for Component {
     fn handle(request: IncomingRequest, out: ResponseOutparam) {
         match serve(&request) {
+            // Wiped as it drops, after it was written out.
             Ok(body) => respond(out, 200, "application/octet-stream", &body),
             Err(e) => {
                 let body = serde_json::json!({
@@ -69,7 +70,9 @@ impl wasip2::exports::http::incoming_handler::Guest for Component {
     }
 }
 
-fn serve(request: &IncomingRequest) -> Result<Vec<u8>, EdgeError> {
+/// The answer's body: a ciphertext, or a plaintext (wiped when dropped, as is the plaintext
+/// of a request to encrypt).
+fn serve(request: &IncomingRequest) -> Result<SecretVec, EdgeError> {
     if !matches!(request.method(), Method::Post) {
         return Err(error(ApiCode::MethodNotAllowed, "POST only"));
     }
@@ -98,17 +101,18 @@ fn serve(request: &IncomingRequest) -> Result<Vec<u8>, EdgeError> {
         .lease(now)
         .map_err(|s| EdgeError::new(s.code, s.message))?;
     if encrypting {
-        edge::encrypt(lease, &ctx, &body, now, &mut rng())
+        edge::encrypt(lease, &ctx, &body, now, &mut rng()).map(SecretVec::from_vec)
     } else {
-        edge::decrypt(lease, &ctx, &dearmored(body)?, now)
+        edge::decrypt(lease, &ctx, dearmored(body)?, now)
     }
 }
 
 /// A ciphertext sent as `byok:v1:` text is taken too, as by the server.
-fn dearmored(body: Vec<u8>) -> Result<Vec<u8>, EdgeError> {
+fn dearmored(mut body: Zeroizing<Vec<u8>>) -> Result<Vec<u8>, EdgeError> {
     match std::str::from_utf8(&body) {
         Ok(text) if text.starts_with("byok:") => edge::dearmor(text.trim_end()),
-        _ => Ok(body),
+        // A ciphertext: decrypted in place, in this allocation.
+        _ => Ok(std::mem::take(&mut *body)),
     }
 }
 
@@ -284,45 +288,60 @@ fn post_lease(config: &Config) -> Result<(u16, Zeroizing<Vec<u8>>), String> {
         .map_err(|e| format!("{e:?}"))?;
     let status = response.status();
     let incoming = response.consume().map_err(|()| "answer body taken")?;
-    // The answer holds the lease's keys: read into a buffer wiped when dropped, its growth
-    // included (core's `extend_wiped`), through a piece buffer wiped too.
-    let mut bytes = Zeroizing::new(Vec::with_capacity(4096));
-    {
-        let mut stream = incoming.stream().map_err(|()| "answer stream taken")?;
-        let mut piece = Zeroizing::new([0u8; 4096]);
-        loop {
-            let n = Read::read(&mut stream, &mut piece[..]).map_err(|e| e.to_string())?;
-            if n == 0 {
-                break;
-            }
-            if bytes.len() + n > MAX_LEASE {
-                return Err(format!("an answer over {MAX_LEASE} bytes"));
-            }
-            extend_wiped(&mut bytes, piece.get(..n).unwrap_or_default());
-        }
-    }
+    // The answer holds the lease's keys.
+    let mut stream = incoming.stream().map_err(|()| "answer stream taken")?;
+    let bytes = read_wiped(&mut stream, 4096, MAX_LEASE)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("an answer over {MAX_LEASE} bytes"))?;
+    drop(stream);
     Ok((status, bytes))
 }
 
-/// The request body, up to [`MAX_BODY`].
-fn request_body(request: &IncomingRequest) -> Result<Vec<u8>, EdgeError> {
+/// The request body, up to [`MAX_BODY`], wiped when dropped (a plaintext to encrypt); sized
+/// by its `Content-Length` when it has one.
+fn request_body(request: &IncomingRequest) -> Result<Zeroizing<Vec<u8>>, EdgeError> {
     let unreadable = |what: &str| error(ApiCode::InvalidRequest, &format!("request body: {what}"));
+    let declared = request
+        .headers()
+        .get("content-length")
+        .first()
+        .and_then(|v| std::str::from_utf8(v).ok()?.trim().parse::<u64>().ok())
+        .filter(|n| *n <= MAX_BODY)
+        .and_then(|n| usize::try_from(n).ok())
+        .unwrap_or(0);
     let incoming = request.consume().map_err(|()| unreadable("taken"))?;
-    let mut bytes = Vec::new();
-    {
-        let stream = incoming.stream().map_err(|()| unreadable("taken"))?;
-        stream
-            .take(MAX_BODY + 1)
-            .read_to_end(&mut bytes)
-            .map_err(|e| unreadable(&e.to_string()))?;
+    let mut stream = incoming.stream().map_err(|()| unreadable("taken"))?;
+    let limit = usize::try_from(MAX_BODY).unwrap_or(usize::MAX);
+    read_wiped(&mut stream, declared, limit)
+        .map_err(|e| unreadable(&e.to_string()))?
+        .ok_or_else(|| {
+            error(
+                ApiCode::TooLarge,
+                "body over 6 MiB: use the streaming format",
+            )
+        })
+}
+
+/// Reads `stream` to its end into a buffer of `capacity` wiped when dropped, its growth
+/// included (core's `extend_wiped`: a `Vec`'s own growth frees its old buffer unwiped),
+/// through a piece buffer wiped too; `None` once it passes `limit` bytes.
+fn read_wiped(
+    stream: &mut impl Read,
+    capacity: usize,
+    limit: usize,
+) -> std::io::Result<Option<Zeroizing<Vec<u8>>>> {
+    let mut bytes = Zeroizing::new(Vec::with_capacity(capacity));
+    let mut piece = Zeroizing::new([0u8; 4096]);
+    loop {
+        let n = stream.read(&mut piece[..])?;
+        if n == 0 {
+            return Ok(Some(bytes));
+        }
+        if bytes.len().saturating_add(n) > limit {
+            return Ok(None);
+        }
+        extend_wiped(&mut bytes, piece.get(..n).unwrap_or_default());
     }
-    if bytes.len() as u64 > MAX_BODY {
-        return Err(error(
-            ApiCode::TooLarge,
-            "body over 6 MiB: use the streaming format",
-        ));
-    }
-    Ok(bytes)
 }
 
 fn respond(out: ResponseOutparam, status: u16, content_type: &str, body: &[u8]) {

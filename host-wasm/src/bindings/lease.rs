@@ -220,10 +220,13 @@ impl Lease {
         #[wasm_bindgen(unchecked_param_type = "Uint8Array | string")] ciphertext: JsValue,
         #[wasm_bindgen(unchecked_param_type = "Record<string, string> | undefined")]
         context: JsValue,
-    ) -> Result<Vec<u8>, JsValue> {
+    ) -> Result<Uint8Array, JsValue> {
         let ctx = context_of(&context)?;
         let ct = bytes_of(&ciphertext)?;
-        self.inner.decrypt(&ctx, &ct, now_ms()).map_err(thrown)
+        self.inner
+            .decrypt(&ctx, ct, now_ms())
+            .map(|p| plaintext_out(&p))
+            .map_err(thrown)
     }
 
     /// Starts encrypting a stream of any length with `context` (the framed format, 64 KiB
@@ -293,14 +296,27 @@ impl StreamOpener {
     pub fn push(
         &mut self,
         #[wasm_bindgen(unchecked_param_type = "Uint8Array")] chunk: JsValue,
-    ) -> Result<Vec<u8>, JsValue> {
+    ) -> Result<Uint8Array, JsValue> {
         let chunk = JsBytes::of(&chunk, "chunk")?.to_vec()?;
-        self.inner.push(&chunk, now_ms()).map_err(thrown)
+        self.inner
+            .push(&chunk, now_ms())
+            .map(|p| plaintext_out(&p))
+            .map_err(thrown)
     }
 
     /// The last plaintext; throws `decrypt_failed` or `malformed_ciphertext` if the stream was
     /// cut short or altered.
-    pub fn finish(&mut self) -> Result<Vec<u8>, JsValue> {
-        self.inner.finish(now_ms()).map_err(thrown)
+    pub fn finish(&mut self) -> Result<Uint8Array, JsValue> {
+        self.inner
+            .finish(now_ms())
+            .map(|p| plaintext_out(&p))
+            .map_err(thrown)
     }
+}
+
+/// A plaintext handed to JS: copied into a new `Uint8Array` in JS's memory, and the module's
+/// own copy (`plain`, a [`byok_core::SecretVec`]) wiped as it drops. Returned as a `Vec`,
+/// wasm-bindgen would copy it out the same way and then free it unwiped.
+fn plaintext_out(plain: &[u8]) -> Uint8Array {
+    Uint8Array::from(plain)
 }
