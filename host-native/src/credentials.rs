@@ -48,7 +48,9 @@ pub struct Sources {
     pub signers: std::collections::BTreeMap<&'static str, Arc<dyn AssertionSigner>>,
 }
 
-type Slot = Arc<tokio::sync::Mutex<Option<(Credentials, Option<u64>)>>>;
+/// Credentials, when they expire (seconds since the epoch, capped at [`MAX_HELD_S`] on the
+/// wall clock), and when they were obtained on the monotonic clock.
+type Slot = Arc<tokio::sync::Mutex<Option<(Credentials, Option<u64>, Duration)>>>;
 
 /// How long temporary credentials are used before they are exchanged again, whatever their
 /// own lifetime (AWS sessions and GCP and Entra tokens last an hour): the bound on a
@@ -76,6 +78,14 @@ pub struct CredentialCache {
     slots: Mutex<HashMap<SlotKey, Slot>>,
     exchanges: std::sync::atomic::AtomicU64,
     clock: fn() -> Duration,
+    steady: fn() -> Duration,
+}
+
+/// The monotonic clock, from the first reading in this process: [`MAX_HELD_S`] is measured on
+/// it too, so that a wall clock stepped back does not stretch it.
+fn steady_now() -> Duration {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    START.get_or_init(std::time::Instant::now).elapsed()
 }
 
 fn unavailable(provider: &'static str, code: &str, message: String) -> KmsError {
@@ -91,18 +101,25 @@ fn unavailable(provider: &'static str, code: &str, message: String) -> KmsError 
 impl CredentialCache {
     /// A cache that makes its exchanges through `transport`, retrying as `policy` allows.
     pub fn new(transport: Transport, policy: RetryPolicy) -> Self {
-        Self::with_clock(transport, policy, unix_now)
+        Self::with_clocks(transport, policy, unix_now, steady_now)
     }
 
     /// A cache that reads the time (since the Unix epoch) from `clock` when deciding whether
-    /// credentials need a refresh: tests move it forward instead of waiting an hour.
-    pub fn with_clock(transport: Transport, policy: RetryPolicy, clock: fn() -> Duration) -> Self {
+    /// credentials need a refresh, and measures how long it held them on `steady` (a monotonic
+    /// clock): tests move them instead of waiting an hour.
+    pub fn with_clocks(
+        transport: Transport,
+        policy: RetryPolicy,
+        clock: fn() -> Duration,
+        steady: fn() -> Duration,
+    ) -> Self {
         Self {
             transport,
             policy,
             slots: Mutex::new(HashMap::new()),
             exchanges: std::sync::atomic::AtomicU64::new(0),
             clock,
+            steady,
         }
     }
 
@@ -139,8 +156,9 @@ impl CredentialCache {
         );
         let slot = self.lock_slots().entry(key.clone()).or_default().clone();
         let mut cached = slot.lock().await;
-        if let Some((c, expires)) = cached.as_ref()
+        if let Some((c, expires, since)) = cached.as_ref()
             && !needs_refresh(*expires, (self.clock)())
+            && (self.steady)().saturating_sub(*since) < Duration::from_secs(MAX_HELD_S)
         {
             return Ok(c.clone());
         }
@@ -161,9 +179,15 @@ impl CredentialCache {
         };
         // Held at most MAX_HELD_S (then refreshed as if it expired): a customer who removes
         // the trust instead of the grant (a role's trust policy, a workload identity pool) is
-        // cut off within that, not within the credentials' own hour.
+        // cut off within that, not within the credentials' own hour. Measured on both clocks:
+        // the wall clock's, which the expiry is in, and the monotonic one, which a wall clock
+        // stepped back (NTP correcting one that ran ahead) cannot stretch.
         let held_until = (self.clock)().as_secs() + MAX_HELD_S + REFRESH_MARGIN_S;
-        *cached = Some((fresh.clone(), expires.map(|e| e.min(held_until))));
+        *cached = Some((
+            fresh.clone(),
+            expires.map(|e| e.min(held_until)),
+            (self.steady)(),
+        ));
         Ok(fresh)
     }
 

@@ -114,6 +114,13 @@ fn skewed_clock() -> Duration {
         + Duration::from_secs(SKEW.load(Ordering::SeqCst))
 }
 
+/// The cache's monotonic clock, moved by the test alone (seconds).
+static STEADY: AtomicU64 = AtomicU64::new(0);
+
+fn steady_clock() -> Duration {
+    Duration::from_secs(STEADY.load(Ordering::SeqCst))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn web_identity_and_assume_role_through_the_cache() {
     let moto = Moto::start();
@@ -137,10 +144,11 @@ async fn web_identity_and_assume_role_through_the_cache() {
         ..Default::default()
     })
     .unwrap();
-    let cache = Arc::new(CredentialCache::with_clock(
+    let cache = Arc::new(CredentialCache::with_clocks(
         transport.clone(),
         RetryPolicy::default(),
         skewed_clock,
+        steady_clock,
     ));
     // The credential flows reach STS at the front; the KMS calls below go to moto directly.
     let access = |org: &str, role: &str, trust: RoleTrust, external_id: &str| Access {
@@ -225,7 +233,20 @@ async fn web_identity_and_assume_role_through_the_cache() {
         (cache.exchanges(), issuer.minted.load(Ordering::SeqCst)),
         (3, 3)
     );
+    // The wall clock stepped back an hour (NTP correcting one that ran ahead): the wall-clock
+    // cap moved with it, the monotonic one did not. Held until MAX_HELD_S on the monotonic
+    // clock, then exchanged again.
     SKEW.store(0, Ordering::SeqCst);
+    STEADY.store(MAX_HELD_S - 30, Ordering::SeqCst);
+    let held = sigv4(cache.get(&Aws, &web(org), &with_issuer).await.unwrap());
+    assert_eq!(held.access_key_id, refreshed.access_key_id);
+    STEADY.store(MAX_HELD_S, Ordering::SeqCst);
+    let stepped = sigv4(cache.get(&Aws, &web(org), &with_issuer).await.unwrap());
+    assert_ne!(stepped.access_key_id, refreshed.access_key_id);
+    assert_eq!(
+        (cache.exchanges(), issuer.minted.load(Ordering::SeqCst)),
+        (4, 4)
+    );
 
     // Tokens STS refuses, each classified with STS's code; nothing is cached for them.
     let (other_pkcs8, _) = keypair();
