@@ -76,6 +76,38 @@ async fn with_a_public_url_the_discovery_document_and_jwks_are_served() {
     ts.restart();
     let (_, _, again) = get(&format!("{}/.well-known/jwks.json", ts.url)).await;
     assert_eq!(again["keys"][0]["kid"], kid);
+
+    // The key may have leaked: the operator replaces it at once (an org's admin may not), and
+    // the JWKS publishes the new key alone.
+    let o = ts.org(OrgSettings::named("acme")).await;
+    let replace = ts
+        .raw("POST", "/v1/issuer/keys/replace", Some(&o.admin), None)
+        .await;
+    assert_error(&replace, 403, "forbidden");
+    let out = Command::new(binary())
+        .args(["issuer", "replace-keys", "--json"])
+        .env("BYOK_SERVER", &ts.url)
+        .env("BYOK_TOKEN", &ts.operator)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let replaced: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(replaced["dropped"], json!([kid]), "{replaced}");
+    let (_, _, after) = get(&format!("{}/.well-known/jwks.json", ts.url)).await;
+    assert_eq!(
+        after["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["kid"].clone())
+            .collect::<Vec<_>>(),
+        vec![replaced["kid"].clone()]
+    );
+    assert_ne!(replaced["kid"], kid);
 }
 
 /// An issuer URL with a path names its documents under that path, where the clouds fetch
@@ -110,6 +142,11 @@ async fn without_a_public_url_byok_is_no_issuer() {
         let v = assert_error(&answer, 404, "not_found");
         assert!(v.to_string().contains("--public-url"), "{v}");
     }
+    let answer = ts
+        .raw("POST", "/v1/issuer/keys/replace", Some(&ts.operator), None)
+        .await;
+    let v = assert_error(&answer, 404, "not_found");
+    assert!(v.to_string().contains("--public-url"), "{v}");
 }
 
 #[test]

@@ -27,6 +27,9 @@ pub const SKEW_MS: u64 = 5 * 60 * 1000;
 /// How often a host runs [`plan`] (at most): a replica switches to a new signer only when it
 /// runs it, so it may sign with the old key up to this long after the successor's time.
 pub const REFRESH_MS: u64 = 3600 * 1000;
+/// How often a host reads the schedule again (well within [`REFRESH_MS`]): the keys another
+/// replica replaced at once ([`replace_all`]) reach this one within it.
+pub const CHECK_MS: u64 = 60 * 1000;
 /// The one algorithm all three clouds accept.
 pub const ALGORITHM: &str = "RS256";
 /// The audience AWS STS expects (the IAM OIDC provider's client id).
@@ -256,6 +259,22 @@ pub fn plan(keys: &[SigningKey], now: u64) -> Plan {
     }
 }
 
+/// The schedule when the signing keys may have leaked (the operator's emergency rotation): every
+/// key goes at once, the signer and any successor alike, and a new key signs from `now`.
+/// Tokens an old key signed stop verifying once each cloud fetches the JWKS again; until a
+/// cloud has the new key it refuses byok's new tokens as well (its customers' keys answer as
+/// withdrawn for that while): the price of cutting a leaked key off now rather than at its
+/// rotation, a day after its successor is published.
+pub fn replace_all(keys: &[SigningKey], now: u64) -> Plan {
+    Plan {
+        create: true,
+        new_signs_from: now,
+        signer: None,
+        publish: Vec::new(),
+        drop: keys.iter().map(|k| k.kid.clone()).collect(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -324,6 +343,31 @@ mod tests {
         assert_eq!(
             (p.publish, p.drop),
             (vec!["k1".to_string()], vec!["k0".to_string()])
+        );
+    }
+
+    /// Replaced at once: the new key alone signs and is published, whatever the schedule had
+    /// (a successor already published goes too: it may have leaked with the signer).
+    #[test]
+    fn an_emergency_replaces_every_key_with_one_that_signs_now() {
+        let due = 1000 + SIGNS_FOR_MS - PUBLISH_AHEAD_MS;
+        let keys = vec![
+            key("k0", 1000, 1000),
+            key("k1", due, due + PUBLISH_AHEAD_MS),
+        ];
+        let now = due + 5;
+        let p = replace_all(&keys, now);
+        assert_eq!((p.create, p.new_signs_from), (true, now));
+        assert_eq!(p.drop, vec!["k0", "k1"]);
+        let mut after: Vec<SigningKey> = keys
+            .into_iter()
+            .filter(|k| !p.drop.contains(&k.kid))
+            .collect();
+        after.push(key("k2", now, p.new_signs_from));
+        let p = plan(&after, now);
+        assert_eq!(
+            (p.create, p.signer.as_deref(), p.publish, p.drop),
+            (false, Some("k2"), vec!["k2".to_string()], vec![])
         );
     }
 

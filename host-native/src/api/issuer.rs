@@ -2,7 +2,8 @@
 //! the tokens byok presents to their STS (`--public-url`). No token is needed and none is
 //! minted here: tokens are made only inside byok, for its own exchanges. Like every answer
 //! they carry `Cache-Control: no-store`; the clouds cache JWKS documents on their own terms,
-//! which is why a new key is published a day before it signs.
+//! which is why a new key is published a day before it signs. The operator can replace every
+//! key at once when one may have leaked.
 
 use axum::Json;
 use axum::extract::State;
@@ -10,7 +11,9 @@ use byok_core::ApiCode;
 use serde_json::Value;
 
 use super::AppState;
+use super::auth::OperatorCaller;
 use super::error::{ApiError, ErrorBody};
+use crate::service::issuer::IssuerKeysReplaced;
 
 fn not_an_issuer() -> ApiError {
     ApiError::new(
@@ -35,4 +38,25 @@ pub async fn discovery(State(s): State<AppState>) -> Result<Json<Value>, ApiErro
     responses((status = 200, body = Object), (status = 404, body = ErrorBody)))]
 pub async fn jwks(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
     s.service.issuer_jwks().map(Json).ok_or_else(not_an_issuer)
+}
+
+/// Replace the issuer's keys at once (operator token): for a signing key that may have leaked.
+///
+/// Every key goes (the signer and any successor already published) and a new one signs from
+/// now, the only one published; the other replicas switch within a minute. Tokens the old keys
+/// signed stop verifying as each cloud fetches the JWKS again. Until a cloud has fetched it,
+/// it refuses byok's new tokens too, and keys reached through byok's issuer answer as
+/// withdrawn (424) for that while: the price of cutting a leaked key off now.
+#[utoipa::path(post, path = "/v1/issuer/keys/replace", tag = "issuer",
+    responses((status = 200, body = IssuerKeysReplaced), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn replace_keys(
+    State(s): State<AppState>,
+    _: OperatorCaller,
+) -> Result<Json<IssuerKeysReplaced>, ApiError> {
+    if s.service.issuer_path().is_none() {
+        return Err(not_an_issuer());
+    }
+    Ok(Json(s.service.replace_issuer_keys().await?))
 }

@@ -76,7 +76,7 @@ pub struct ApiOptions {
         keys::set_default, keys::disable, keys::enable, keys::disable_all, keys::revalidate, keys::job,
         audit::read, audit::verify, audit::verifier_key, audit::checkpoint, audit::checkpoints,
         audit::inclusion, audit::consistency, audit::set_witness, audit::remove_witness, audit::cosign,
-        ops::healthz, ops::readyz, ops::metrics, issuer::discovery, issuer::jwks,
+        ops::healthz, ops::readyz, ops::metrics, issuer::discovery, issuer::jwks, issuer::replace_keys,
     ),
     modifiers(&Bearer),
     tags(
@@ -87,7 +87,7 @@ pub struct ApiOptions {
         (name = "data", description = "Encrypt, decrypt, data keys (service tokens)"),
         (name = "audit", description = "The hash-chained audit log"),
         (name = "ops", description = "Health and metrics"),
-        (name = "issuer", description = "byok as an OIDC issuer: the documents the clouds fetch to trust its tokens"),
+        (name = "issuer", description = "byok as an OIDC issuer: the documents the clouds fetch to trust its tokens, and the operator's replacement of its keys"),
     )
 )]
 struct ApiDoc;
@@ -164,6 +164,7 @@ pub fn router(service: Arc<Service>, options: &ApiOptions, rate: Arc<RateLimits>
         .route("/v1/tokens", get(tokens::list_operator))
         .route("/v1/tokens/rotate", post(tokens::rotate_operator))
         .route("/v1/tokens/{id}", delete(tokens::revoke_operator))
+        .route("/v1/issuer/keys/replace", post(issuer::replace_keys))
         .route(
             "/v1/orgs/{org}/scopes",
             post(scopes::create_scope).get(scopes::list_scopes),

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-use super::{AuditCmd, DataKeyCmd, JobCmd, KeyCmd, OrgCmd, ScopeCmd, TokenCmd};
+use super::{AuditCmd, DataKeyCmd, IssuerCmd, JobCmd, KeyCmd, OrgCmd, ScopeCmd, TokenCmd};
 use crate::config::ServeArgs;
 
 /// byok: bring-your-own-key envelope encryption.
@@ -128,6 +128,15 @@ pub enum Command {
         /// The audit command.
         #[command(subcommand)]
         cmd: AuditCmd,
+        /// The server and credentials.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// byok's OIDC issuer: replace its signing keys at once (operator token).
+    Issuer {
+        /// The issuer command.
+        #[command(subcommand)]
+        cmd: IssuerCmd,
         /// The server and credentials.
         #[command(flatten)]
         client: ClientArgs,

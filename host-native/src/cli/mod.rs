@@ -16,6 +16,7 @@ mod audit_log;
 pub mod client;
 mod data;
 mod datakeys;
+mod issuer;
 mod jobs;
 mod keys;
 mod lease;
@@ -34,6 +35,7 @@ pub use audit::{AuditCmd, audit};
 pub use client::{Client, Failure, report};
 pub use data::{decrypt, encrypt};
 pub use datakeys::{DataKeyCmd, datakey};
+pub use issuer::{IssuerCmd, issuer};
 pub use jobs::{JobCmd, job};
 pub use keys::{KeyCmd, key};
 pub use orgs::{OrgCmd, org};
@@ -80,6 +82,7 @@ pub async fn run(command: Command) -> ExitCode {
         Command::Key { cmd, client } => with(client, cmd, key).await,
         Command::Job { cmd, client } => with(client, cmd, job).await,
         Command::Datakey { cmd, client } => with(client, cmd, datakey).await,
+        Command::Issuer { cmd, client } => with(client, cmd, issuer).await,
         Command::Serve(_) | Command::Openapi | Command::ErrorCodes => Ok(()),
     };
     match result {

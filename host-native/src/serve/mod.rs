@@ -341,12 +341,13 @@ pub async fn run(config: Config) -> Result<(), String> {
             }
         });
     }
-    // The issuer's key schedule runs hourly: a successor is made a day before it signs.
+    // The issuer's key schedule is read every minute: a successor is made a day before it
+    // signs, and keys another replica replaced at once reach this one within the minute.
     if config.public_url.is_some() {
         let service = service.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(std::time::Duration::from_millis(
-                byok_core::kms::oidc::REFRESH_MS,
+                byok_core::kms::oidc::CHECK_MS,
             ));
             tick.tick().await;
             loop {

@@ -23,6 +23,15 @@ use zeroize::Zeroizing;
 use super::{Result, Service, ServiceError};
 use crate::store::{self, issuer as keys};
 
+/// What replacing the issuer's keys at once did ([`Service::replace_issuer_keys`]).
+#[derive(Clone, Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct IssuerKeysReplaced {
+    /// The new key's id: it signs from now, and is the only one published.
+    pub kid: String,
+    /// The keys deleted: no longer published, never signing again.
+    pub dropped: Vec<String>,
+}
+
 /// What the context of a sealed signing key says it is.
 const PURPOSE: &str = "oidc-signing-key";
 
@@ -156,17 +165,45 @@ impl Service {
     /// managed key), deletes keys no live token can name, and loads the signer and the JWKS.
     /// Called at start and periodically; does nothing without `--public-url`.
     pub async fn refresh_issuer(&self) -> Result<()> {
+        self.apply_schedule(oidc::plan).await.map(drop)
+    }
+
+    /// Replaces every signing key at once with a new one that signs from now (core's
+    /// [`oidc::replace_all`]): the operator's answer to a key that may have leaked. The
+    /// other replicas read it within [`oidc::CHECK_MS`]. `NotConfigured` without
+    /// `--public-url`.
+    pub async fn replace_issuer_keys(&self) -> Result<IssuerKeysReplaced> {
+        if self.issuer.is_none() {
+            return Err(ServiceError::NotConfigured(
+                "byok is not an OIDC issuer here: the operator sets --public-url (BYOK_PUBLIC_URL)"
+                    .into(),
+            ));
+        }
+        let (created, dropped) = self.apply_schedule(oidc::replace_all).await?;
+        let kid = created.ok_or_else(|| corrupt("no key made by the replacement"))?;
+        tracing::warn!(kid = %kid, dropped = ?dropped, "issuer keys replaced at once: tokens the dropped keys signed stop verifying as each cloud fetches the JWKS again");
+        Ok(IssuerKeysReplaced { kid, dropped })
+    }
+
+    /// Runs `decide` (core's schedule) on the stored keys now, under the schedule's lock:
+    /// makes the key it asks for, deletes those it drops, then loads the signer and the JWKS.
+    /// Returns the key made, if any, and those dropped.
+    async fn apply_schedule(
+        &self,
+        decide: fn(&[SigningKey], u64) -> oidc::Plan,
+    ) -> Result<(Option<String>, Vec<String>)> {
         let Some(issuer) = self.issuer.clone() else {
-            return Ok(());
+            return Ok((None, Vec::new()));
         };
         let now = u64::try_from(store::now_ms()).unwrap_or(0);
         let mut w = self.store.write().await?;
         keys::lock_schedule(&mut w.tx).await?;
         let mut stored = self.opened_keys(keys::keys(&mut w.tx).await?)?;
-        let plan = oidc::plan(
+        let plan = decide(
             &stored.iter().map(|k| k.key.clone()).collect::<Vec<_>>(),
             now,
         );
+        let mut created = None;
         if plan.create {
             let signs_from = plan.new_signs_from;
             let (key, pkcs8) = tokio::task::spawn_blocking(move || generate(now, signs_from))
@@ -176,11 +213,14 @@ impl Service {
             let k = keys::StoredIssuerKey { key, wrapped };
             keys::put(&mut w.tx, &k).await?;
             tracing::info!(kid = %k.key.kid, signs_from = k.key.signs_from, "issuer key made");
+            created = Some(k.key.kid.clone());
             stored.push(k);
         }
         keys::drop_keys(&mut w.tx, &plan.drop).await?;
         w.commit().await?;
         stored.retain(|k| !plan.drop.contains(&k.key.kid));
+        let dropped = plan.drop;
+        // What the keys left say now, whatever decided: the signer and what is published.
         let plan = oidc::plan(
             &stored.iter().map(|k| k.key.clone()).collect::<Vec<_>>(),
             now,
@@ -207,7 +247,7 @@ impl Service {
             refreshed_ms: now,
         };
         *issuer.active.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(active));
-        Ok(())
+        Ok((created, dropped))
     }
 
     /// The stored keys byok itself sealed, each with its public half taken from its private
@@ -455,6 +495,53 @@ mod tests {
             matches!(e, ServiceError::Crypto(byok_core::Error::Decrypt)),
             "{e:?}"
         );
+    }
+
+    /// A key that may have leaked is replaced at once: the new key alone is published and
+    /// signs, a token of the old key no longer verifies with what is published, and another
+    /// replica on the same database switches at its next read of the schedule. Without an
+    /// issuer there is nothing to replace.
+    #[tokio::test]
+    async fn replaced_keys_stop_being_published_and_signing_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::open_dir(dir.path()).await.unwrap();
+        let (s, other) = (service(&db, 7), service(&db, 7));
+        s.refresh_issuer().await.unwrap();
+        other.refresh_issuer().await.unwrap();
+        let old = kids(&s.issuer_jwks().unwrap()).remove(0);
+        let leaked = s.mint_token("o1", AWS_STS_AUDIENCE).unwrap();
+        let replaced = s.replace_issuer_keys().await.unwrap();
+        assert_eq!(replaced.dropped, vec![old.clone()]);
+        assert_ne!(replaced.kid, old);
+        let jwks = s.issuer_jwks().unwrap();
+        assert_eq!(kids(&jwks), vec![replaced.kid.clone()]);
+        let token = s.mint_token("o1", AWS_STS_AUDIENCE).unwrap();
+        assert_eq!(kid_of(&token), replaced.kid);
+        assert!(check(&jwks, &token, AWS_STS_AUDIENCE).is_ok());
+        assert_eq!(
+            check(&jwks, &leaked, AWS_STS_AUDIENCE).unwrap_err().kind(),
+            &jsonwebtoken::errors::ErrorKind::InvalidKeyFormat,
+            "the old key is no longer published"
+        );
+        // The other replica still holds the old key until it reads the schedule again.
+        assert_eq!(
+            kid_of(&other.mint_token("o1", AWS_STS_AUDIENCE).unwrap()),
+            old
+        );
+        other.refresh_issuer().await.unwrap();
+        assert_eq!(
+            kids(&other.issuer_jwks().unwrap()),
+            vec![replaced.kid.clone()]
+        );
+        assert_eq!(
+            kid_of(&other.mint_token("o1", AWS_STS_AUDIENCE).unwrap()),
+            replaced.kid
+        );
+        let none = super::super::test_service(&db, 7);
+        assert!(matches!(
+            none.replace_issuer_keys().await,
+            Err(ServiceError::NotConfigured(_))
+        ));
     }
 
     /// Two replicas starting at once on an empty PostgreSQL database make one key between them,
