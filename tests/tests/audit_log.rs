@@ -448,6 +448,14 @@ async fn a_receipt_is_a_checkpoint_to_verify_the_log_against() {
     assert_eq!((code, &v["first_bad"]), (4, &json!(seq)), "{v}");
 }
 
+/// Restarts the server without the audit heads it kept in its data directory, as a replica
+/// that never saw them (or lost the file).
+fn forget_heads(log: &mut Log) {
+    log.ts.server.kill9();
+    std::fs::remove_file(log.ts.data().join("audit-heads")).unwrap();
+    log.ts.restart();
+}
+
 /// Runs `sql` on the stopped server's database, then starts it again.
 async fn tamper(log: &mut Log, sql: &[&str]) {
     log.ts.server.kill9();
@@ -523,7 +531,9 @@ async fn edited_reordered_cut_and_rewritten_logs_name_their_first_bad_row() {
     assert_eq!(log.verify_kept(&kept).0, 0, "restored");
 
     // A rewrite that also rebuilt the tree and dropped the checkpoints it broke: the tree is
-    // rebuilt from the rows at start (as for a database from before the tree).
+    // rebuilt from the rows at start (as for a database from before the tree). The restarted
+    // server kept the heads it signed in its data directory: it signs nothing over the
+    // rewrite, even once the log grows.
     let rewrite = early.size as usize + 1;
     tamper(
         &mut log,
@@ -537,6 +547,20 @@ async fn edited_reordered_cut_and_rewritten_logs_name_their_first_bad_row() {
         ],
     )
     .await;
+    log.history(1).await;
+    let answer = log
+        .ts
+        .raw(
+            "GET",
+            &log.o.path("/audit/checkpoint"),
+            Some(&log.o.auditor),
+            None,
+        )
+        .await;
+    assert_error(&answer, 500, "internal");
+    // A replica that never saw those heads (or lost its file) has only the rows to go by and
+    // signs; the customer's checkpoint is what finds the rewrite then.
+    forget_heads(&mut log);
     let (code, v) = log.verify_kept(&kept);
     assert_eq!((code, &v["first_bad"]), (4, &json!(rewrite)), "{v}");
     // Only a range can be named: between the last signed checkpoint that still matches and
@@ -545,7 +569,8 @@ async fn edited_reordered_cut_and_rewritten_logs_name_their_first_bad_row() {
     let (ok, v) = independent_log(&log, &kept);
     assert!(!ok, "{v}");
 
-    // The tail cut off (rows, their tree hashes and the checkpoints past them).
+    // The tail cut off (rows, their tree hashes and the checkpoints past them), found by the
+    // customer's checkpoint at a replica that never saw the heads.
     let keep = size - 3;
     tamper(
         &mut log,
@@ -556,6 +581,7 @@ async fn edited_reordered_cut_and_rewritten_logs_name_their_first_bad_row() {
         ],
     )
     .await;
+    forget_heads(&mut log);
     let (code, v) = log.verify_kept(&kept);
     assert_eq!((code, &v["first_bad"]), (4, &json!(keep + 1)), "{v}");
     let (ok, v) = independent_log(&log, &kept);

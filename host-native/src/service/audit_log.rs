@@ -57,29 +57,6 @@ fn log_error(e: AuditLogError) -> ServiceError {
     ServiceError::Store(store::StoreError::Corrupt(format!("audit log: {e}")))
 }
 
-/// The newest checkpoint head (size, root) this process signed or checked, per org.
-#[derive(Default)]
-pub(super) struct SignedHeads(std::sync::Mutex<std::collections::HashMap<ScopeId, (u64, Hash)>>);
-
-impl SignedHeads {
-    fn get(&self, org: ScopeId) -> Option<(u64, Hash)> {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&org)
-            .copied()
-    }
-
-    /// Records a head of `org`, if newer than the one held.
-    fn saw(&self, org: ScopeId, size: u64, root: Hash) {
-        let mut heads = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let held = heads.entry(org).or_insert((size, root));
-        if size > held.0 {
-            *held = (size, root);
-        }
-    }
-}
-
 impl Service {
     /// Loads the log key, making it on first start (named `name`; a later start keeps the
     /// first name, since published checkpoints carry it). Returns its verifier key.
@@ -151,10 +128,11 @@ impl Service {
     /// logged as an error: nothing more is signed for the org until storage is put right.
     ///
     /// "The newest signed" is the newest checkpoint row, and also the newest this process
-    /// signed or checked (held in memory), so that deleting checkpoint rows does not lower the
-    /// bar while it runs. Across a restart only the rows remain: a rewrite that also deletes
-    /// every checkpoint after the one a customer kept is then signed, and found by that
-    /// customer's later checkpoints and receipts, or by a witness (`docs/audit.md`).
+    /// signed or checked, so that deleting checkpoint rows does not lower the bar. Those are
+    /// kept in the data directory too ([`Self::with_signed_heads`]), so a restart keeps the
+    /// bar; a replica that never saw an org's heads (a new one, or one whose file was lost)
+    /// has only the rows to go by, and a witness is what catches a rewrite then
+    /// (`docs/audit.md`).
     pub async fn sign_checkpoint(&self, org: ScopeId) -> Result<Option<StoredCheckpoint>> {
         let key = self.log_key()?;
         let mut w = self.store.write().await?;
@@ -185,7 +163,7 @@ impl Service {
                 tracing::error!(org = %org, signed_size, size, "the stored audit log does not extend the newest checkpoint byok signed: rows, tree or checkpoints were changed in storage; no checkpoint is signed until they are put back");
                 return Err(log_error(AuditLogError::NotConsistent));
             }
-            self.signed_heads.saw(org, signed_size, root);
+            self.saw_head(org, signed_size, root)?;
         }
         if newest_signed >= size {
             return Ok(latest);
@@ -194,9 +172,22 @@ impl Service {
         let note = checkpoint::sign(key, org, size, root).map_err(log_error)?;
         let at = store::now_ms();
         audit_tree::put_checkpoint(&mut w.tx, org, size, at, &note).await?;
+        // Kept before it is committed: a checkpoint only the database holds could be deleted
+        // there, and the bar with it, across a restart.
+        self.saw_head(org, size, root)?;
         w.commit().await?;
-        self.signed_heads.saw(org, size, root);
         Ok(Some(StoredCheckpoint { size, at, note }))
+    }
+
+    /// Records a head signed or checked ([`super::signed_heads`]); a file that cannot record
+    /// it fails the signing, rather than sign what a restart would forget.
+    fn saw_head(&self, org: ScopeId, size: u64, root: Hash) -> Result<()> {
+        self.signed_heads.saw(org, size, root).map_err(|e| {
+            tracing::error!(org = %org, error = %e, "the audit heads file cannot be written: no checkpoint is signed until it can");
+            ServiceError::Store(store::StoreError::Corrupt(format!(
+                "audit heads file: {e}"
+            )))
+        })
     }
 
     /// The newest checkpoint of `org` (signed now if the log grew since the last), with any
@@ -507,8 +498,9 @@ impl Service {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{Service, ServiceError};
+    use byok_core::ScopeId;
 
+    use super::super::{Service, ServiceError};
     use crate::store::Database;
 
     fn service(db: &Database, managed: u8) -> Service {
@@ -536,6 +528,47 @@ mod tests {
         );
     }
 
+    /// Sets row 1 of `org`'s log to `event`, rebuilds the tree from the rows and deletes every
+    /// checkpoint row: a rewrite by someone who can write only the database.
+    async fn rewrite_first_row(db: &Database, org: ScopeId, event: &str) {
+        let org_hex = org.to_string();
+        for q in [
+            "UPDATE audit SET event = $2 WHERE org_id = $1 AND seq = 1",
+            "DELETE FROM audit_tree WHERE org_id = $1",
+            "DELETE FROM audit_checkpoint WHERE org_id = $1",
+        ] {
+            sqlx::query(q)
+                .bind(&org_hex)
+                .bind(event)
+                .execute(db.pool())
+                .await
+                .unwrap();
+        }
+        let mut w = db.write().await.unwrap();
+        crate::store::audit_tree::backfill(&mut w.tx).await.unwrap();
+        w.commit().await.unwrap();
+    }
+
+    /// Row 1 of `org`'s log, and the same row with its type renamed.
+    async fn first_row_and_forgery(db: &Database, org: ScopeId) -> (String, String) {
+        let (first,): (String,) =
+            sqlx::query_as("SELECT event FROM audit WHERE org_id = $1 AND seq = 1")
+                .bind(org.to_string())
+                .fetch_one(db.pool())
+                .await
+                .unwrap();
+        let forged = first.replacen("\"type\":\"", "\"type\":\"forged_", 1);
+        (first, forged)
+    }
+
+    fn refused(e: &ServiceError) -> bool {
+        let refused = format!(
+            "audit log: {}",
+            byok_core::audit_log::AuditLogError::NotConsistent
+        );
+        matches!(e, ServiceError::Store(crate::store::StoreError::Corrupt(m)) if *m == refused)
+    }
+
     /// Rows rewritten and the tree rebuilt from them, with every checkpoint row deleted, while
     /// the server runs: the process still holds the head it signed, so it signs nothing over
     /// the rewrite. Put back, it signs again.
@@ -546,47 +579,43 @@ mod tests {
         svc.load_log_key("byok.test").await.unwrap();
         let (org, team) = super::super::test_team(&svc, None).await;
         let signed = svc.sign_checkpoint(org).await.unwrap().unwrap();
-        let org_hex = org.to_string();
-        let (first,): (String,) =
-            sqlx::query_as("SELECT event FROM audit WHERE org_id = $1 AND seq = 1")
-                .bind(&org_hex)
-                .fetch_one(db.pool())
-                .await
-                .unwrap();
-        let rewrite = |event: String| {
-            let (db, org_hex) = (&db, &org_hex);
-            async move {
-                for q in [
-                    "UPDATE audit SET event = $2 WHERE org_id = $1 AND seq = 1",
-                    "DELETE FROM audit_tree WHERE org_id = $1",
-                    "DELETE FROM audit_checkpoint WHERE org_id = $1",
-                ] {
-                    sqlx::query(q)
-                        .bind(org_hex)
-                        .bind(&event)
-                        .execute(db.pool())
-                        .await
-                        .unwrap();
-                }
-                let mut w = db.write().await.unwrap();
-                crate::store::audit_tree::backfill(&mut w.tx).await.unwrap();
-                w.commit().await.unwrap();
-            }
-        };
-        rewrite(first.replacen("\"type\":\"", "\"type\":\"forged_", 1)).await;
+        let (first, forged) = first_row_and_forgery(&db, org).await;
+        rewrite_first_row(&db, org, &forged).await;
         svc.pause(org, team).await.unwrap();
         let e = svc.sign_checkpoint(org).await.unwrap_err();
-        let refused = format!(
-            "audit log: {}",
-            byok_core::audit_log::AuditLogError::NotConsistent
-        );
-        assert!(
-            matches!(&e, ServiceError::Store(crate::store::StoreError::Corrupt(m)) if *m == refused),
-            "{e:?}"
-        );
-        rewrite(first).await;
+        assert!(refused(&e), "{e:?}");
+        rewrite_first_row(&db, org, &first).await;
         let again = svc.sign_checkpoint(org).await.unwrap().unwrap();
         assert!(again.size > signed.size);
+    }
+
+    /// The same rewrite made while byok was down: the heads kept in the data directory keep
+    /// the bar across the restart, and nothing is signed over it. A service without them (a
+    /// replica that never saw the org) has only the rows to go by, and signs: a witness is
+    /// what catches that (docs/audit.md).
+    #[tokio::test]
+    async fn the_heads_kept_on_disk_keep_the_bar_across_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::open_dir(dir.path()).await.unwrap();
+        let heads = dir.path().join("audit-heads");
+        let start = || async {
+            let svc = service(&db, 7).with_signed_heads(&heads).unwrap();
+            svc.load_log_key("byok.test").await.unwrap();
+            svc
+        };
+        let svc = start().await;
+        let (org, team) = super::super::test_team(&svc, None).await;
+        svc.sign_checkpoint(org).await.unwrap().unwrap();
+        drop(svc);
+        let (_, forged) = first_row_and_forgery(&db, org).await;
+        rewrite_first_row(&db, org, &forged).await;
+        let restarted = start().await;
+        restarted.pause(org, team).await.unwrap();
+        let e = restarted.sign_checkpoint(org).await.unwrap_err();
+        assert!(refused(&e), "{e:?}");
+        let forgetful = service(&db, 7);
+        forgetful.load_log_key("byok.test").await.unwrap();
+        assert!(forgetful.sign_checkpoint(org).await.unwrap().is_some());
     }
 
     /// With replicas, a receipt's end of access waits for the slowest one: the poll, or the

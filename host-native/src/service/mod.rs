@@ -25,6 +25,7 @@ pub mod replicas;
 mod resolve;
 mod retire;
 mod scopes;
+mod signed_heads;
 mod tokens;
 mod usage;
 
@@ -139,7 +140,7 @@ pub struct Service {
     log_key: std::sync::OnceLock<Arc<byok_core::audit_log::log_key::LogKey>>,
     /// The newest checkpoint this process signed or checked per org (size, root): what the
     /// next one must extend even if its row was deleted from storage meanwhile.
-    signed_heads: audit_log::SignedHeads,
+    signed_heads: signed_heads::SignedHeads,
     /// One whole-chain audit verification at a time in this process: each reads the org's
     /// whole log through the pool, and a few at once (an auditor token may ask) would hold
     /// every connection, so that a pause or revoke waiting for one fails.
@@ -183,7 +184,7 @@ impl Service {
             epoch: std::time::Instant::now(),
             wall: store::now_ms,
             log_key: std::sync::OnceLock::new(),
-            signed_heads: audit_log::SignedHeads::default(),
+            signed_heads: signed_heads::SignedHeads::default(),
             audit_walks: tokio::sync::Semaphore::new(1),
             issuer: None,
             usage: usage::UsageMarks::default(),
@@ -210,6 +211,17 @@ impl Service {
     pub fn with_outage_retry(mut self, retry: Duration) -> Self {
         self.outage_retry = retry;
         self
+    }
+
+    /// The same, keeping the audit log heads it signs or checks in the file at `path` as well
+    /// as in memory, and starting from those the file holds (`signed_heads.rs`): the server
+    /// gives `<data dir>/audit-heads`. The error names the file and what is wrong with it.
+    pub fn with_signed_heads(
+        mut self,
+        path: &std::path::Path,
+    ) -> std::result::Result<Self, String> {
+        self.signed_heads = signed_heads::SignedHeads::open(path)?;
+        Ok(self)
     }
 
     /// The same, with job leases lasting `lease` without a renewal (default
