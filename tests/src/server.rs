@@ -46,6 +46,22 @@ pub struct Server {
     log: PathBuf,
 }
 
+/// Runs `byok` with `args` (give `--json`) and `env` (the server, token, org as the CLI reads
+/// them), which must succeed: its standard output as JSON.
+pub fn cli_json(args: &[&str], env: &[(&str, &str)]) -> Value {
+    let out = Command::new(binary())
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .expect("byok runs");
+    assert!(
+        out.status.success(),
+        "byok {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON on standard output")
+}
+
 /// A fresh, empty data directory under the system's temp dir.
 pub fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!(

@@ -13,7 +13,7 @@ use std::sync::{Arc, OnceLock};
 use byok_core::kms::aws::policy::oidc_subject;
 use byok_tests::aws_stack::AwsStack;
 use byok_tests::fixtures::{OrgSettings, TestServer, assert_error, assert_status, key};
-use byok_tests::server::{Server, binary, temp_dir};
+use byok_tests::server::{Server, binary, cli_json, temp_dir};
 use serde_json::{Value, json};
 
 async fn get(url: &str) -> (u16, Option<String>, Value) {
@@ -84,18 +84,10 @@ async fn with_a_public_url_the_discovery_document_and_jwks_are_served() {
         .raw("POST", "/v1/issuer/keys/replace", Some(&o.admin), None)
         .await;
     assert_error(&replace, 403, "forbidden");
-    let out = Command::new(binary())
-        .args(["issuer", "replace-keys", "--json"])
-        .env("BYOK_SERVER", &ts.url)
-        .env("BYOK_TOKEN", &ts.operator)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let replaced = cli_json(
+        &["issuer", "replace-keys", "--json"],
+        &[("BYOK_SERVER", &ts.url), ("BYOK_TOKEN", &ts.operator)],
     );
-    let replaced: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(replaced["dropped"], json!([kid]), "{replaced}");
     let (_, _, after) = get(&format!("{}/.well-known/jwks.json", ts.url)).await;
     assert_eq!(

@@ -300,6 +300,16 @@ pub struct KeyState {
 /// when byok reaches the key as a principal every org shares ([`Provider::shared_principal`]).
 pub const ORG_CLAIM: &str = "byok-org";
 
+/// The org a key's labels (GCP) or tags (Azure), as its describe answer gives them, name under
+/// [`ORG_CLAIM`].
+pub fn org_claim_in(labels: Option<&serde_json::Value>) -> Option<String> {
+    labels?
+        .as_object()?
+        .get(ORG_CLAIM)?
+        .as_str()
+        .map(String::from)
+}
+
 /// Whether any of `copies` (a holder's stored root copies) was made by another version than
 /// the key's current one, as `state` describes it: the customer rotated the key, and the
 /// copies must be wrapped again (`Org::refresh_holder`) so that the old version can go.

@@ -56,8 +56,9 @@ fn parse(text: &str) -> Option<(ScopeId, u64, Hash)> {
     parts.next().is_none().then_some((org, size, root))
 }
 
-/// Writes `heads` to `path` in one step (a temporary file beside it, synced, renamed over it,
-/// the directory synced), and opens it for appending.
+/// Writes `heads` to `path` in one step (a temporary file beside it, of a random name and mode
+/// 0600 (`tempfile`), synced, renamed over it, the directory synced), and opens it for
+/// appending.
 fn rewrite(path: &Path, heads: &HashMap<ScopeId, (u64, Hash)>) -> std::io::Result<Journal> {
     let mut sorted: Vec<_> = heads.iter().collect();
     sorted.sort_by_key(|(org, _)| **org);
@@ -65,32 +66,23 @@ fn rewrite(path: &Path, heads: &HashMap<ScopeId, (u64, Hash)>) -> std::io::Resul
         .iter()
         .map(|(org, (size, root))| line(**org, *size, root))
         .collect();
-    let tmp = path.with_extension("tmp");
-    {
-        let mut f = private_file(&tmp, true)?;
-        f.write_all(text.as_bytes())?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    tmp.write_all(text.as_bytes())?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    std::fs::File::open(dir)?.sync_all()?;
     Ok(Journal {
         path: path.to_owned(),
-        file: private_file(path, false)?,
+        file: appending(path)?,
         lines: sorted.len(),
     })
 }
 
-/// `path` opened to write (`truncate`) or to append, created with mode 0600.
-fn private_file(path: &Path, truncate: bool) -> std::io::Result<std::fs::File> {
+/// `path` opened to append, created with mode 0600 if it is not there.
+fn appending(path: &Path) -> std::io::Result<std::fs::File> {
     let mut o = std::fs::OpenOptions::new();
-    o.create(true);
-    if truncate {
-        o.write(true).truncate(true);
-    } else {
-        o.append(true);
-    }
+    o.create(true).append(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
     o.open(path)
@@ -105,8 +97,7 @@ impl SignedHeads {
     /// rewrite it under each other. A second one keeps its heads in memory only, and says so.
     pub(super) fn open(path: &Path) -> Result<Self, String> {
         let lock_path = path.with_extension("lock");
-        let lock =
-            private_file(&lock_path, false).map_err(|e| format!("{}: {e}", lock_path.display()))?;
+        let lock = appending(&lock_path).map_err(|e| format!("{}: {e}", lock_path.display()))?;
         match lock.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {

@@ -303,12 +303,7 @@ pub fn parse_get_key(resp: &HttpResponse) -> Result<KeyFacts, KmsError> {
         not_before: attrs.and_then(|a| a.get("nbf")).and_then(Value::as_u64),
         expires: attrs.and_then(|a| a.get("exp")).and_then(Value::as_u64),
         recovery_level: attrs.map(|a| text(a, "recoveryLevel")).unwrap_or_default(),
-        org_claim: m
-            .get("tags")
-            .and_then(Value::as_object)
-            .and_then(|t| t.get(crate::kms::provider::ORG_CLAIM))
-            .and_then(Value::as_str)
-            .map(str::to_owned),
+        org_claim: crate::kms::provider::org_claim_in(m.get("tags")),
     })
 }
 

@@ -366,9 +366,9 @@ mod tests {
         );
     }
 
-    #[test]
-    fn flows_follow_the_access() {
-        let mut access = Access {
+    /// Org `00aa`'s access to `KEY` as the vendor's own service account (no pool, no role).
+    fn vendor_access() -> Access {
+        Access {
             org: "00aa".into(),
             key: KEY.into(),
             role: None,
@@ -376,7 +376,12 @@ mod tests {
             external_id: String::new(),
             audience: None,
             danger_base: None,
-        };
+        }
+    }
+
+    #[test]
+    fn flows_follow_the_access() {
+        let mut access = vendor_access();
         let e = Gcp.credentials(&access, &Vendor::default()).err().unwrap();
         assert_eq!(e.kind, KmsErrorKind::AccessDenied);
         access.audience = Some("//iam.googleapis.com/projects/1234/locations/global/workloadIdentityPools/byok/providers/byok-issuer".into());
@@ -416,15 +421,7 @@ mod tests {
     /// is this org's own: no label.
     #[test]
     fn the_vendors_account_needs_the_key_to_name_the_org() {
-        let mut access = Access {
-            org: "00aa".into(),
-            key: KEY.into(),
-            role: None,
-            trust: RoleTrust::Oidc,
-            external_id: String::new(),
-            audience: None,
-            danger_base: None,
-        };
+        let mut access = vendor_access();
         let vendor = Vendor {
             gcp: Some(crate::kms::gcp::ServiceAccount {
                 client_email: "byok@vendor-prod.iam.gserviceaccount.com".into(),

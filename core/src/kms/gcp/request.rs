@@ -276,12 +276,7 @@ pub fn parse_get_key(resp: &HttpResponse) -> Result<CryptoKey, KmsError> {
         protection_level: primary
             .map(|p| text(p, "protectionLevel"))
             .unwrap_or_default(),
-        org_claim: m
-            .get("labels")
-            .and_then(Value::as_object)
-            .and_then(|l| l.get(crate::kms::provider::ORG_CLAIM))
-            .and_then(Value::as_str)
-            .map(str::to_owned),
+        org_claim: crate::kms::provider::org_claim_in(m.get("labels")),
         name,
     })
 }
