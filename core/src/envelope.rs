@@ -49,6 +49,11 @@ impl SealBuffer {
         Self(SecretVec::zeroed(len.saturating_add(OVERHEAD)))
     }
 
+    /// [`Self::zeroed`], or `None` when the allocation fails (see [`SecretVec::try_zeroed`]).
+    pub fn try_zeroed(len: usize) -> Option<Self> {
+        SecretVec::try_zeroed(len.checked_add(OVERHEAD)?).map(Self)
+    }
+
     /// A copy of `plaintext`.
     pub fn copy_of(plaintext: &[u8]) -> Self {
         let mut buf = Self::zeroed(plaintext.len());

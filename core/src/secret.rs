@@ -94,6 +94,15 @@ impl SecretVec {
         Self(alloc::vec![0; len])
     }
 
+    /// `len` zero bytes, or `None` when the allocation fails: for a host whose memory is small
+    /// and whose allocation failures abort (wasm), sizing a buffer by its caller's input.
+    pub fn try_zeroed(len: usize) -> Option<Self> {
+        let mut bytes = Vec::new();
+        bytes.try_reserve_exact(len).ok()?;
+        bytes.resize(len, 0);
+        Some(Self(bytes))
+    }
+
     /// Takes `bytes` as they are (no copy): from now on they are wiped when dropped.
     pub fn from_vec(bytes: Vec<u8>) -> Self {
         Self(bytes)
@@ -167,6 +176,19 @@ pub fn extend_wiped(buf: &mut zeroize::Zeroizing<Vec<u8>>, more: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_buffer_too_large_to_allocate_is_none_not_an_abort() {
+        let small = SecretVec::try_zeroed(10).expect("10 bytes");
+        assert_eq!(&*small, &[0; 10]);
+        // Over isize::MAX: refused by the allocator's size check, never attempted.
+        assert!(SecretVec::try_zeroed(usize::MAX).is_none());
+        assert!(SecretVec::try_zeroed(isize::MAX as usize + 1).is_none());
+        assert!(crate::envelope::SealBuffer::try_zeroed(usize::MAX - 1).is_none());
+        let mut buf = crate::envelope::SealBuffer::try_zeroed(5).expect("5 bytes");
+        assert_eq!(buf.plaintext_len(), 5);
+        assert_eq!(buf.plaintext_mut(), &[0; 5]);
+    }
 
     #[test]
     fn a_wipe_reaches_the_bytes_cut_off_by_truncate() {

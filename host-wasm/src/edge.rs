@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use zeroize::Zeroizing;
 
-use byok_core::envelope::AesStep;
+use byok_core::envelope::{AesStep, SealBuffer};
 use byok_core::format::HEADER_LEN;
 use byok_core::lease::{Deadline, Lease};
 use byok_core::stream::{StreamDecryptor, StreamEncryptor};
@@ -92,6 +92,27 @@ impl EdgeLease {
         rng: &mut impl rand_core::CryptoRng,
     ) -> Result<Vec<u8>, EdgeError> {
         encrypt(&self.lease, ctx, plaintext, now_ms, rng)
+    }
+
+    /// [`Self::encrypt`] of the plaintext in `buf`, sealed in place: the ciphertext is returned
+    /// in `buf`'s allocation, and a host that filled `buf` from its caller's bytes made the one
+    /// copy. On a failure the plaintext is wiped as `buf` drops.
+    pub fn encrypt_buffer(
+        &self,
+        ctx: &Context,
+        buf: SealBuffer,
+        now_ms: i64,
+        rng: &mut impl rand_core::CryptoRng,
+    ) -> Result<Vec<u8>, EdgeError> {
+        self.lease.check_live(now_ms)?;
+        Ok(
+            envelope::Envelope::<byok_core::DefaultBackend>::seal_buffer(
+                self.lease.current_key(),
+                ctx,
+                buf,
+                rng,
+            )?,
+        )
     }
 
     /// Decrypts `ciphertext` with `ctx` under the key version its header names, if the lease is
@@ -194,8 +215,13 @@ impl EdgeSealer {
     /// The ciphertext bytes `chunk` completes (the header first; whole frames after it).
     pub fn push(&mut self, chunk: &[u8], now_ms: i64) -> Result<Vec<u8>, EdgeError> {
         self.live(now_ms)?;
-        let mut out = self.header.take().unwrap_or_default();
         let frames = self.frames.as_mut().ok_or_else(closed)?;
+        // Whole frames out of what is held back (under a frame) and `chunk`, each with its
+        // tag: reserved up front, so that the growth cannot be an allocation that aborts.
+        let whole = chunk.len().saturating_add(frames.frame_size());
+        let bound = whole.saturating_add((whole / frames.frame_size() + 1) * format::TAG_LEN);
+        let mut out = room(bound.saturating_add(HEADER_LEN))?;
+        out.extend(self.header.take().unwrap_or_default());
         if let Err(e) = frames.update(chunk, &mut out) {
             self.frames = None;
             return Err(e.into());
@@ -279,7 +305,7 @@ impl EdgeOpener {
             .as_ref()
             .map_or(0, |f| f.frame_size() + format::TAG_LEN);
         let capacity = chunk.len() + self.pending.len() + held;
-        let mut out = Zeroizing::new(Vec::with_capacity(capacity));
+        let mut out = Zeroizing::new(room(capacity)?);
         match &mut self.frames {
             Some(frames) => frames.update(chunk, &mut out)?,
             None => {
@@ -317,11 +343,25 @@ impl EdgeOpener {
         };
         // What is held back is one frame at most: `out` never grows (see `step`).
         let capacity = frames.frame_size() + format::TAG_LEN;
-        let mut out = Zeroizing::new(Vec::with_capacity(capacity));
+        let mut out = Zeroizing::new(room(capacity)?);
         frames.finish(&mut out)?;
         debug_assert_eq!(out.capacity(), capacity, "the plaintext buffer grew");
         Ok(SecretVec::from_vec(std::mem::take(&mut *out)))
     }
+}
+
+/// An empty buffer with room for `capacity` bytes, or `too_large` when this host's memory
+/// cannot hold them: on wasm an allocation that fails aborts the module in the middle of a
+/// call, leaving the lease it was made on borrowed, its keys out of `free()`'s reach.
+fn room(capacity: usize) -> Result<Vec<u8>, EdgeError> {
+    let mut out = Vec::new();
+    out.try_reserve_exact(capacity).map_err(|_| {
+        EdgeError::new(
+            ApiCode::TooLarge,
+            format!("no memory here for {capacity} bytes: send smaller chunks"),
+        )
+    })?;
+    Ok(out)
 }
 
 fn closed() -> EdgeError {

@@ -15,6 +15,7 @@
 //! makes them throw, which arrives here as an error. Every copy and view is made by an import
 //! that catches as well.
 
+use byok_core::envelope::SealBuffer;
 use js_sys::{ArrayBuffer, Function, Object, Reflect, Uint8Array};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
@@ -26,7 +27,7 @@ use super::invalid;
 /// browser or an isolate). A larger message goes through a stream, in chunks.
 pub(crate) const MAX_ONE_SHOT: usize = 256 << 20;
 
-fn too_large(len: usize) -> JsValue {
+pub(crate) fn too_large(len: usize) -> JsValue {
     super::thrown(crate::edge::EdgeError::new(
         byok_core::ApiCode::TooLarge,
         format!(
@@ -127,22 +128,42 @@ impl JsBytes {
 
     /// A copy of all of it in this module's memory.
     pub(crate) fn to_vec(&self) -> Result<Vec<u8>, JsValue> {
-        // Refused before any copy: an allocation that fails aborts the module, and an abort
-        // in the middle of a call leaves the lease it was made on borrowed, so that its
-        // `free()` can no longer wipe its keys.
+        let mut out = byok_core::SecretVec::try_zeroed(self.checked_len()?)
+            .ok_or_else(|| too_large(self.len()))?;
+        self.copy_to(&mut out)?;
+        // The caller wipes it if it must (a plaintext); a ciphertext needs no wipe.
+        Ok(out.into_public())
+    }
+
+    /// A copy of all of it, as the plaintext of a buffer to seal in place: the one copy an
+    /// encryption makes in this module's memory.
+    pub(crate) fn to_seal_buffer(&self) -> Result<SealBuffer, JsValue> {
+        let mut buf =
+            SealBuffer::try_zeroed(self.checked_len()?).ok_or_else(|| too_large(self.len()))?;
+        self.copy_to(buf.plaintext_mut())?;
+        Ok(buf)
+    }
+
+    /// The length, if one call may copy that much. Refused before any copy, and every copy's
+    /// allocation is fallible: an allocation that fails aborts the module, and an abort in the
+    /// middle of a call leaves the lease it was made on borrowed, so that its `free()` can no
+    /// longer wipe its keys.
+    fn checked_len(&self) -> Result<usize, JsValue> {
         let len = self.len();
         if len > MAX_ONE_SHOT {
             return Err(too_large(len));
         }
-        let mut out = Vec::new();
-        out.try_reserve_exact(len).map_err(|_| too_large(len))?;
-        out.resize(len, 0);
-        if copy_into(&mut out, &self.array).is_err() {
+        Ok(len)
+    }
+
+    /// Copies all of it into `out` (its length). On a failure, what was copied is wiped.
+    fn copy_to(&self, out: &mut [u8]) -> Result<(), JsValue> {
+        if copy_into(out, &self.array).is_err() {
             // Part of a plaintext may have been copied.
-            zeroize::Zeroize::zeroize(&mut out);
+            zeroize::Zeroize::zeroize(out);
             return Err(invalid("the bytes could not be read (a detached buffer?)"));
         }
-        Ok(out)
+        Ok(())
     }
 
     /// A copy of the first `n` bytes (all of them if fewer), through a view made by the

@@ -135,10 +135,10 @@ impl Lease {
         #[wasm_bindgen(unchecked_param_type = "Record<string, string> | undefined")]
         context: JsValue,
     ) -> Result<Vec<u8>, JsValue> {
-        let plaintext = secret_bytes_of(&plaintext, "plaintext")?;
+        let buf = JsBytes::of(&plaintext, "plaintext")?.to_seal_buffer()?;
         let ctx = context_of(&context)?;
         self.inner
-            .encrypt(&ctx, &plaintext, now_ms(), &mut rng())
+            .encrypt_buffer(&ctx, buf, now_ms(), &mut rng())
             .map_err(thrown)
     }
 

@@ -64,8 +64,20 @@ fn invalid(message: &str) -> JsValue {
 /// throws. A JS exception must never unwind through this module (built without exception
 /// handling): it would skip the Rust frames' cleanup and leave the `Lease` borrowed for good,
 /// so that `free()` could no longer wipe its keys.
+///
+/// Nothing is copied in past core's limits: the 65th pair is refused as core refuses too many
+/// (its first rule), and a key or value over [`MAX_CONTEXT_UNITS`] as too long, unread. That
+/// one refusal may come before a reserved key sorting ahead of it, which core would name
+/// first: the only way the order of refusals differs from the server's.
 pub(crate) fn context_of(ctx: &JsValue) -> Result<byok_core::Context, JsValue> {
+    use byok_core::context::{CallerContextError, MAX_CALLER_PAIRS};
     const BAD: &str = "context must be an object of string values";
+    let refused = |e: CallerContextError| {
+        thrown(EdgeError::new(
+            byok_core::ApiCode::InvalidRequest,
+            e.to_string(),
+        ))
+    };
     let mut pairs = BTreeMap::new();
     if !(ctx.is_undefined() || ctx.is_null()) {
         if !ctx.is_object() {
@@ -75,9 +87,9 @@ pub(crate) fn context_of(ctx: &JsValue) -> Result<byok_core::Context, JsValue> {
         let unreadable = |_| invalid("context could not be read (a getter or proxy threw)");
         for key in Reflect::own_keys(obj).map_err(unreadable)?.iter() {
             // Own enumerable string keys, as `Object.entries` reads them.
-            let Some(name) = key.as_string() else {
+            if !key.is_string() {
                 continue;
-            };
+            }
             let held = Reflect::get_own_property_descriptor(obj, &key).map_err(unreadable)?;
             if held.is_undefined()
                 || !Reflect::get(&held, &"enumerable".into())
@@ -86,8 +98,17 @@ pub(crate) fn context_of(ctx: &JsValue) -> Result<byok_core::Context, JsValue> {
             {
                 continue;
             }
-            let Some(value) = Reflect::get(obj, &key).map_err(unreadable)?.as_string() else {
+            // Refused as core refuses it (the count is its first rule) before more pairs are
+            // copied into this module's memory.
+            if pairs.len() == MAX_CALLER_PAIRS {
+                return Err(refused(CallerContextError::TooManyPairs(pairs.len() + 1)));
+            }
+            let value = Reflect::get(obj, &key).map_err(unreadable)?;
+            if !value.is_string() {
                 return Err(invalid("context keys and values must be strings"));
+            }
+            let (Some(name), Some(value)) = (bounded_string(&key), bounded_string(&value)) else {
+                return Err(refused(CallerContextError::TooLong));
             };
             pairs.insert(name, value);
         }
@@ -95,12 +116,38 @@ pub(crate) fn context_of(ctx: &JsValue) -> Result<byok_core::Context, JsValue> {
     edge::context(pairs).map_err(thrown)
 }
 
+/// The most UTF-16 code units a context key or value may have to be copied in: four times
+/// core's longest (a value of 1024 bytes), so that every string core could accept is copied
+/// and core's rules decide; a longer one is refused as too long, unread (its UTF-8 form has at
+/// least as many bytes as it has code units).
+const MAX_CONTEXT_UNITS: u32 = 4 * byok_core::context::MAX_CALLER_VALUE_LEN as u32;
+
+/// `value`, a JS string, copied into this module's memory, if it has at most
+/// [`MAX_CONTEXT_UNITS`] code units: wasm-bindgen's copy aborts the module when its allocation
+/// fails, so a caller's string is measured first.
+fn bounded_string(value: &JsValue) -> Option<String> {
+    let text: &js_sys::JsString = value.dyn_ref()?;
+    if text.length() > MAX_CONTEXT_UNITS {
+        return None;
+    }
+    text.as_string()
+}
+
 /// A ciphertext as bytes (`Uint8Array` or `ArrayBuffer`) or `byok:v1:` text.
 pub(crate) fn bytes_of(ct: &JsValue) -> Result<Vec<u8>, JsValue> {
-    match ct.as_string() {
-        Some(text) => edge::dearmor(&text).map_err(thrown),
-        None => JsBytes::of(ct, "ciphertext")?.to_vec(),
+    if let Some(text) = ct.dyn_ref::<js_sys::JsString>() {
+        // Measured before wasm-bindgen copies it in (see `bounded_string`): the text of a
+        // ciphertext over the one-call limit is refused unread.
+        let units = text.length() as usize;
+        if units > byok_core::format::armor::PREFIX.len() + MAX_ONE_SHOT.div_ceil(3) * 4 {
+            return Err(bytes::too_large(units / 4 * 3));
+        }
+        let text = text
+            .as_string()
+            .ok_or_else(|| invalid("the ciphertext text could not be read"))?;
+        return edge::dearmor(&text).map_err(thrown);
     }
+    JsBytes::of(ct, "ciphertext")?.to_vec()
 }
 
 /// `value`, named `what`, copied into this module's memory, wiped when dropped.
@@ -112,7 +159,7 @@ pub(crate) fn secret_bytes_of(
 }
 
 mod bytes;
-pub(crate) use bytes::JsBytes;
+pub(crate) use bytes::{JsBytes, MAX_ONE_SHOT};
 
 pub mod key_setup;
 
