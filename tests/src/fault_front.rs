@@ -41,10 +41,30 @@ pub struct StateCheck {
 pub struct FaultFront {
     /// `http://127.0.0.1:PORT`.
     pub url: String,
-    faults: Arc<Mutex<VecDeque<Fault>>>,
-    down: Arc<Mutex<Option<Fault>>>,
-    seen: Arc<AtomicU32>,
+    state: Arc<State>,
     task: tokio::task::JoinHandle<()>,
+}
+
+/// What the front's connections share with the test.
+#[derive(Default)]
+struct State {
+    /// Faults queued for the next requests.
+    faults: Mutex<VecDeque<Fault>>,
+    /// The fault every request gets while an outage lasts.
+    down: Mutex<Option<Fault>>,
+    /// Requests received.
+    seen: AtomicU32,
+    /// Every KMS call received, as the customer's CloudTrail would list it.
+    trail: Mutex<Vec<TrailEntry>>,
+}
+
+/// A KMS call received (answered by moto, refused by the front, or faulted).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TrailEntry {
+    /// The operation: `DescribeKey`, `Encrypt`, `Decrypt`, ...
+    pub op: String,
+    /// The `byok:version` of its encryption context, if it has one.
+    pub version: Option<String>,
 }
 
 impl FaultFront {
@@ -66,42 +86,40 @@ impl FaultFront {
     ) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        let faults = Arc::new(Mutex::new(VecDeque::new()));
-        let down = Arc::new(Mutex::new(None));
-        let seen = Arc::new(AtomicU32::new(0));
-        let (f, d, s) = (faults.clone(), down.clone(), seen.clone());
+        let state = Arc::new(State::default());
+        let shared = state.clone();
         let task = tokio::spawn(async move {
             while let Ok((conn, _)) = listener.accept().await {
-                let (f, d, s, up) = (f.clone(), d.clone(), s.clone(), upstream.clone());
+                let (state, up) = (shared.clone(), upstream.clone());
                 let (c, o) = (check.clone(), oidc.clone());
                 tokio::spawn(async move {
-                    let _ = serve(conn, f, d, s, up, c, o).await;
+                    let _ = serve(conn, &state, up, c, o).await;
                 });
             }
         });
-        Self {
-            url,
-            faults,
-            down,
-            seen,
-            task,
-        }
+        Self { url, state, task }
     }
 
     /// An outage: from now on every request (after any queued faults) is answered with
     /// `fault`, until `set_down(None)` brings the KMS back.
     pub fn set_down(&self, fault: Option<Fault>) {
-        *self.down.lock().unwrap() = fault;
+        *self.state.down.lock().unwrap() = fault;
     }
 
     /// Queues faults for the next requests.
     pub fn inject(&self, faults: impl IntoIterator<Item = Fault>) {
-        self.faults.lock().unwrap().extend(faults);
+        self.state.faults.lock().unwrap().extend(faults);
     }
 
     /// Requests received so far.
     pub fn seen(&self) -> u32 {
-        self.seen.load(Ordering::SeqCst)
+        self.state.seen.load(Ordering::SeqCst)
+    }
+
+    /// The KMS calls received so far, in order: what the customer's own log (CloudTrail)
+    /// would show.
+    pub fn trail(&self) -> Vec<TrailEntry> {
+        self.state.trail.lock().unwrap().clone()
     }
 }
 
@@ -155,6 +173,24 @@ async fn read_request(conn: &mut TcpStream) -> std::io::Result<Vec<u8>> {
     let mut req = out.into_bytes();
     req.extend_from_slice(body);
     Ok(req)
+}
+
+/// A KMS request (`X-Amz-Target: TrentService.<op>`) as a trail entry.
+fn trail_entry(req: &[u8]) -> Option<TrailEntry> {
+    let end = req.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    let head = String::from_utf8_lossy(&req[..end]);
+    let target = head.lines().find_map(|l| {
+        let (name, value) = l.split_once(':')?;
+        name.eq_ignore_ascii_case("x-amz-target")
+            .then_some(value.trim())
+    })?;
+    let op = target.strip_prefix("TrentService.")?.to_owned();
+    let body: serde_json::Value = serde_json::from_slice(&req[end..]).unwrap_or_default();
+    let version = body
+        .pointer("/EncryptionContext/byok:version")
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_owned);
+    Some(TrailEntry { op, version })
 }
 
 fn json_error(code: &str, message: &str) -> Vec<u8> {
@@ -211,17 +247,18 @@ async fn state_refusal(req: &[u8], upstream: &str, check: &StateCheck) -> Option
 
 async fn serve(
     mut conn: TcpStream,
-    faults: Arc<Mutex<VecDeque<Fault>>>,
-    down: Arc<Mutex<Option<Fault>>>,
-    seen: Arc<AtomicU32>,
+    state: &State,
     upstream: String,
     check: Option<StateCheck>,
     oidc: Option<OidcTrust>,
 ) -> std::io::Result<()> {
     let req = read_request(&mut conn).await?;
-    seen.fetch_add(1, Ordering::SeqCst);
-    let queued = faults.lock().unwrap().pop_front();
-    let fault = queued.or(*down.lock().unwrap());
+    state.seen.fetch_add(1, Ordering::SeqCst);
+    if let Some(entry) = trail_entry(&req) {
+        state.trail.lock().unwrap().push(entry);
+    }
+    let queued = state.faults.lock().unwrap().pop_front();
+    let fault = queued.or(*state.down.lock().unwrap());
     let body = req
         .windows(4)
         .position(|w| w == b"\r\n\r\n")

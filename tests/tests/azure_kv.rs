@@ -273,7 +273,7 @@ async fn byok_wraps_and_unwraps_as_the_vendors_app() {
     let pasted = format!("{VAULT}/keys/root/{}", "0".repeat(32));
     for tags in [&[("team", "payments")][..], &[("byok-org", "00bb")]] {
         kv.set_tags("root", tags);
-        let (v, denial) = kms.validate(&access, &pasted, SECRET_APP).await;
+        let (v, denial, _) = kms.validate(&access, &pasted, SECRET_APP).await;
         assert!(denial.is_none(), "{denial:?}");
         let Outcome::Fail { problem, fix } = &v.report()[2].1 else {
             panic!("{tags:?}: {:?}", v.report())
@@ -292,7 +292,7 @@ async fn byok_wraps_and_unwraps_as_the_vendors_app() {
 
     // Validation: every step passes and the key is stored without the pasted version (copies
     // name theirs).
-    let (v, denial) = kms
+    let (v, denial, _) = kms
         .validate(
             &access,
             &format!("{VAULT}/keys/root/{}", "0".repeat(32)),
@@ -366,7 +366,7 @@ async fn byok_wraps_and_unwraps_as_the_vendors_app() {
         (KmsErrorKind::AccessDenied, "ForbiddenByRbac"),
         "{e}"
     );
-    let (v, denial) = kms
+    let (v, denial, _) = kms
         .validate(&access, &format!("{VAULT}/keys/root"), SECRET_APP)
         .await;
     assert!(!v.ok());

@@ -209,7 +209,7 @@ async fn byok_wraps_and_unwraps_as_the_vendors_service_account() {
     let claim = "gcloud kms keys update root --keyring byok --location europe-west1 --project acme-prod --update-labels byok-org=00aa";
     for label in [None, Some("00bb")] {
         gcp.set_label(KEY, "byok-org", label);
-        let (v, denial) = kms.validate(&access, KEY, VENDOR).await;
+        let (v, denial, _) = kms.validate(&access, KEY, VENDOR).await;
         assert!(denial.is_none(), "{denial:?}");
         let (step, outcome) = &v.report()[2];
         assert_eq!(*step, Step::Describe);
@@ -226,11 +226,17 @@ async fn byok_wraps_and_unwraps_as_the_vendors_service_account() {
     gcp.set_label(KEY, "byok-org", Some("00aa"));
 
     // Validation: every step passes, the described key is the CryptoKey.
-    let (v, denial) = kms
+    let (v, denial, calls) = kms
         .validate(&access, &format!("{KEY}/cryptoKeyVersions/1"), VENDOR)
         .await;
     assert!(v.ok(), "{:?}", v.report());
     assert!(denial.is_none(), "{denial:?}");
+    // Each call made, for the org's audit log.
+    let ops: Vec<_> = calls.iter().map(|c| (c.op, c.error.is_none())).collect();
+    assert_eq!(
+        ops,
+        [("Describe", true), ("Encrypt", true), ("Decrypt", true)]
+    );
     assert_eq!(v.described_key(), Some(KEY));
 
     // Throttled twice, then served: retried with backoff. A corrupted answer (its CRC32C does
@@ -300,7 +306,7 @@ async fn byok_wraps_and_unwraps_as_the_vendors_service_account() {
         (e.kind, e.code.as_str(), e.status),
         (KmsErrorKind::AccessDenied, "PERMISSION_DENIED", 403)
     );
-    let (v, denial) = kms
+    let (v, denial, _) = kms
         .validate(&access, KEY, &format!("serviceAccount:{VENDOR}"))
         .await;
     // The denial is handed back too: for an attached key, the customer withdrawing.
@@ -320,7 +326,7 @@ async fn byok_wraps_and_unwraps_as_the_vendors_service_account() {
         "{fix}"
     );
     gcp.bind(KEY, VIEW_ROLE, &format!("serviceAccount:{VENDOR}"), false);
-    let (v, _) = kms.validate(&access, KEY, VENDOR).await;
+    let (v, _, _) = kms.validate(&access, KEY, VENDOR).await;
     assert!(matches!(&v.report()[2].1, Outcome::Fail { fix, .. } if fix.contains(VIEW_ROLE)));
 
     // A forged grant: the assertion signed by another key is refused at the token endpoint.

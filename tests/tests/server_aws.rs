@@ -294,6 +294,108 @@ async fn every_kms_call_is_in_the_verified_audit_log() {
     assert!(kms.iter().any(|r| r["event"]["op"] == "Encrypt"));
 }
 
+/// The customer's own log of KMS calls (CloudTrail; here the front before moto, which sees
+/// every call the server makes) and byok's audit log list the same calls: attaching (its
+/// validation's describe and probes, then the root's wrap), a dry-run validation of another
+/// key, a revalidation, data calls that unwrap, a refused one, and a revalidation of the
+/// disabled key. Each validation is one `key_validation` row listing its calls, in order; its
+/// probes carry `byok:version` 0 in their encryption context, which no root version has.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_kms_call_in_the_customers_log_is_in_byoks() {
+    let (stack, ts, o) = byok_org("aws-trail", NO_CACHE).await;
+    let moto = &stack.moto;
+    let tree = SealedTree::seal(&ts, &o).await;
+    tree.open_all(&ts, &o).await.unwrap();
+    let other = json!({ "provider": "aws", "key": moto.second_key_arn });
+    let dry = assert_status(
+        &ts.post(&o.path("/keys/validate"), &o.admin, &other).await,
+        200,
+    );
+    assert_eq!(dry["ok"], true, "{dry}");
+    let again = assert_status(
+        &o.key_action(&ts, "cmk:1", "validate", json!({})).await,
+        200,
+    );
+    assert_eq!(again["ok"], true, "{again}");
+    moto.key_admin("disable_key", &moto.key_arn);
+    assert_error(
+        &tree.open_all(&ts, &o).await.unwrap_err(),
+        424,
+        "kms_key_disabled",
+    );
+    let disabled = assert_status(
+        &o.key_action(&ts, "cmk:1", "validate", json!({})).await,
+        200,
+    );
+    assert_eq!(disabled["ok"], false, "{disabled}");
+
+    let trail = stack.front.trail();
+    let rows = o.audit(&ts, &o.admin).await;
+    let events: Vec<&serde_json::Value> = rows.iter().map(|r| &r["event"]).collect();
+    let validations: Vec<&serde_json::Value> = events
+        .iter()
+        .copied()
+        .filter(|e| e["type"] == "key_validation")
+        .collect();
+    let logged = |op: &str| {
+        let calls = events
+            .iter()
+            .filter(|e| e["type"] == "kms_call" && e["op"] == op);
+        let probes = validations
+            .iter()
+            .flat_map(|v| v["calls"].as_array().unwrap())
+            .filter(|c| c["op"] == op);
+        calls.count() + probes.count()
+    };
+    let received = |op: &str| trail.iter().filter(|e| e.op == op).count();
+    for (ours, theirs) in [
+        ("Describe", "DescribeKey"),
+        ("Encrypt", "Encrypt"),
+        ("Decrypt", "Decrypt"),
+    ] {
+        assert_eq!(
+            logged(ours),
+            received(theirs),
+            "{ours}: {trail:?} {validations:?}"
+        );
+    }
+    // The attach's, the dry run's, the two revalidations': the first three described, wrapped
+    // and unwrapped a probe; the last found the key disabled and went no further.
+    let keys: Vec<&str> = validations
+        .iter()
+        .map(|v| v["key"].as_str().unwrap())
+        .collect();
+    // The attach's names the key as pasted (an alias), the others as given.
+    assert_eq!(
+        keys,
+        [
+            moto.alias_arn.as_str(),
+            &moto.second_key_arn,
+            "cmk:1",
+            "cmk:1"
+        ]
+    );
+    let ops = |v: &serde_json::Value| -> Vec<String> {
+        v["calls"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| s(c, "op"))
+            .collect()
+    };
+    for v in &validations[..3] {
+        assert_eq!(ops(v), ["Describe", "Encrypt", "Decrypt"], "{v}");
+        assert_eq!(v["ok"], true);
+    }
+    assert_eq!(ops(validations[3]), ["Describe"]);
+    assert_eq!(validations[3]["ok"], false);
+    let probes = trail
+        .iter()
+        .filter(|e| e.version.as_deref() == Some("0"))
+        .count();
+    assert_eq!(probes, 6, "{trail:?}");
+}
+
 /// A paused org asks no key for its root: making another key the default, re-enabling one,
 /// attaching one are refused with `scope_paused`, before any KMS call (each would put the
 /// root in the vendor's memory, if only to compare or wrap it). Disabling a key only takes
@@ -324,7 +426,7 @@ async fn a_paused_org_asks_no_key_for_its_root() {
         assert_error(&answer, 409, "scope_paused");
     };
     paused(o.key_action(&ts, "cmk:2", "default", json!({})).await);
-    // Refused before the new key's live validation, whose calls the audit log does not list.
+    // Refused before the new key's live validation: no call, no `key_validation` row.
     let calls = kms_calls(&ts).await;
     paused(o.attach_aws_key(&ts, "third", &moto.key_arn).await);
     assert_eq!(kms_calls(&ts).await, calls, "the attach asked a KMS");
@@ -342,6 +444,10 @@ async fn a_paused_org_asks_no_key_for_its_root() {
         .filter(|r| r["event"]["op"] == "Decrypt" || r["event"]["op"] == "Encrypt")
         .collect();
     assert!(unwraps.is_empty(), "KMS asked while paused: {unwraps:?}");
+    let validated = rows[since..]
+        .iter()
+        .filter(|r| r["event"]["type"] == "key_validation");
+    assert_eq!(validated.count(), 0, "a key validated while paused");
     assert_status(&o.act(&ts, &o.id, "resume", json!({})).await, 200);
     assert_status(&check().await, 200);
     assert_eq!(health(o.keys(&ts).await), json!("ok"));

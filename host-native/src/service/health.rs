@@ -1,4 +1,6 @@
-//! Key health: what byok learns about a customer key from its KMS. Every KMS call is audited;
+//! Key health: what byok learns about a customer key from its KMS. Every KMS call is audited
+//! (a validation's as one row of its calls), but for the periodic check's describes, whose
+//! outcome is the key's recorded health;
 //! an answer that says the customer withdrew the key (disabled, deleted, access removed) evicts
 //! the org's cached keys at once and is recorded as the key's health; the periodic check
 //! describes each enabled key and records the same. A recorded denial is cleared only by the
@@ -25,6 +27,15 @@ pub fn is_denial(e: &KmsError) -> bool {
 /// The stable name of a KMS error class (key health states and audit events use it).
 pub fn kind_code(e: &KmsError) -> &'static str {
     e.kind.as_str()
+}
+
+/// A KMS call as the audit log records it: `op`, and how it failed (core's class and the
+/// provider's own code), if it did.
+pub(super) fn call_json(op: &str, err: Option<&KmsError>) -> serde_json::Value {
+    match err {
+        None => json!({ "op": op, "ok": true }),
+        Some(e) => json!({ "op": op, "ok": false, "error": kind_code(e), "provider_code": e.code }),
+    }
 }
 
 impl Service {
@@ -94,15 +105,16 @@ impl Service {
         n: u32,
         err: Option<&KmsError>,
     ) -> Result<()> {
-        let event = match err {
-            None => json!({ "type": "kms_call", "op": op, "key": format!("cmk:{n}"), "ok": true }),
-            Some(e) => {
-                json!({ "type": "kms_call", "op": op, "key": format!("cmk:{n}"), "ok": false,
-                "error": kind_code(e), "provider_code": e.code })
-            }
-        };
+        let mut event = call_json(op, err);
+        event["type"] = json!("kms_call");
+        event["key"] = json!(format!("cmk:{n}"));
+        self.audit_event(org, &event).await
+    }
+
+    /// Appends `event` to the org's audit log, in a transaction of its own.
+    pub(super) async fn audit_event(&self, org: ScopeId, event: &serde_json::Value) -> Result<()> {
         let mut w = self.store.write().await?;
-        audit::append(&mut w.tx, org, store::now_ms(), &event).await?;
+        audit::append(&mut w.tx, org, store::now_ms(), event).await?;
         w.commit().await?;
         Ok(())
     }

@@ -329,16 +329,21 @@ impl Service {
         org: ScopeId,
         spec: &KeySpec<'_>,
     ) -> Result<(bool, Vec<StepView>)> {
-        let (ok, steps, _, _) = self.validate_resolved(org, spec).await?;
+        let (ok, steps, _, _) = self.validate_resolved(org, spec, None).await?;
         Ok((ok, steps))
     }
 
     /// [`Self::validate`], also returning the key to store (the key as its KMS described it,
-    /// if it fits what was pasted) and the first denial its KMS answered, if any.
+    /// if it fits what was pasted) and the first denial its KMS answered, if any. The calls it
+    /// made are one row of the org's log (`key_validation`), naming `attached` (`cmk:N`) when
+    /// the key is one of the org's, else the identifier given: a customer comparing the log
+    /// with their KMS's own finds the probes there too. For an attached key, a denial evicts
+    /// the org's cached keys before that write, as any call's does ([`Self::kms_answered`]).
     async fn validate_resolved(
         &self,
         org: ScopeId,
         spec: &KeySpec<'_>,
+        attached: Option<u32>,
     ) -> Result<(
         bool,
         Vec<StepView>,
@@ -367,7 +372,20 @@ impl Service {
             .kms
             .principal(&access)
             .map_err(ServiceError::NotConfigured)?;
-        let (v, denial) = self.kms.validate(&access, spec.key, &principal).await;
+        let (v, denial, calls) = self.kms.validate(&access, spec.key, &principal).await;
+        if attached.is_some() && denial.is_some() {
+            self.cache.evict_org(org);
+        }
+        if !calls.is_empty() {
+            let key = attached.map_or_else(|| spec.key.to_owned(), |n| format!("cmk:{n}"));
+            let calls: Vec<_> = calls
+                .iter()
+                .map(|c| super::health::call_json(c.op, c.error.as_ref()))
+                .collect();
+            let event = serde_json::json!({ "type": "key_validation", "key": key,
+                "provider": access.provider.name(), "ok": v.ok(), "calls": calls });
+            self.audit_event(org, &event).await?;
+        }
         let resolved = v.described_key().map(str::to_owned);
         Ok((
             v.ok(),
@@ -400,13 +418,13 @@ impl Service {
             trust: Some(row.role_trust),
             audience: row.audience.as_deref(),
         };
-        let sent = self.cache.evictions(org);
-        let (ok, steps, _, denial) = self.validate_resolved(org, &spec).await?;
+        let (ok, steps, _, denial) = self.validate_resolved(org, &spec, Some(n)).await?;
         // The key's KMS said the customer withdrew: as from any other call or the health
-        // check, the org's keys go at once, everywhere, with the denial as the key's health.
+        // check, the org's keys go at once (here, before the audit write), everywhere, with
+        // the denial as the key's health.
         match denial {
             Some(super::kms::Withdrew::Refused(e)) => {
-                self.kms_answered(&cell, org, n, "Validate", Some(&e), sent)
+                self.withdrawn(&cell, org, n, e.kind.as_str(), Some(e.to_string()))
                     .await?;
                 return Ok((ok, steps));
             }
@@ -443,7 +461,7 @@ impl Service {
         // Refused on a paused org (core's rule), before the live validation's KMS calls: the
         // attach would wrap the roots under the new key.
         self.current_org(org).await?.snapshot().check_key_work()?;
-        let (ok, steps, resolved, _) = self.validate_resolved(org, spec).await?;
+        let (ok, steps, resolved, _) = self.validate_resolved(org, spec, None).await?;
         if !ok {
             return Err(ServiceError::Validation(steps));
         }

@@ -212,14 +212,16 @@ impl Kms {
     /// Runs the validation plan for `identifier` (a key of `key.provider`) as `key.access`
     /// says byok reaches it, with byok named as `principal`. Also returns the first thing the
     /// key's KMS said that withdraws access, if any: for a key already attached, that is the
-    /// customer withdrawing, and the caller must act on it as on any other call's.
+    /// customer withdrawing, and the caller must act on it as on any other call's. And the
+    /// calls it made, which the caller audits.
     pub async fn validate(
         &self,
         key: &KeyAccess,
         identifier: &str,
         principal: &str,
-    ) -> (Validation, Option<Withdrew>) {
+    ) -> (Validation, Option<Withdrew>, Vec<Called>) {
         let mut denial = None;
+        let mut calls = Vec::new();
         let mut v = {
             let mut rng = rand::rng();
             Validation::start(
@@ -244,6 +246,7 @@ impl Kms {
                 Next::Describe(k) => {
                     let answer = self.describe(&target(k)).await;
                     note_denial(&mut denial, answer.as_ref().err());
+                    calls.push(Called::of("Describe", answer.as_ref().err()));
                     if denial.is_none()
                         && let Ok(state) = &answer
                         && let Some(u) = state.unusable.as_ref().filter(|u| u.kind.is_denial())
@@ -260,16 +263,37 @@ impl Kms {
                     // Version 0 is never a root version: the binding says it is a probe.
                     let answer = self.wrap(&access, &probe, 0).await;
                     note_denial(&mut denial, answer.as_ref().err());
+                    calls.push(Called::of("Encrypt", answer.as_ref().err()));
                     v.wrapped(answer);
                 }
                 Next::Unwrap(k, blob) => {
                     let (access, blob) = (target(k), blob.to_vec());
                     let answer = self.unwrap(&access, &blob, 0).await;
                     note_denial(&mut denial, answer.as_ref().err());
+                    calls.push(Called::of("Decrypt", answer.as_ref().err()));
                     v.unwrapped(answer);
                 }
-                Next::Done => return (v, denial),
+                Next::Done => return (v, denial, calls),
             }
+        }
+    }
+}
+
+/// A call a validation made ([`Kms::validate`]), for the audit log: the customer's KMS logs
+/// it too (a probe's binding names root version 0, which no root has).
+#[derive(Debug)]
+pub struct Called {
+    /// `Describe`, `Encrypt` or `Decrypt`, as `kms_call` events name them.
+    pub op: &'static str,
+    /// How it failed, if it did.
+    pub error: Option<KmsError>,
+}
+
+impl Called {
+    fn of(op: &'static str, error: Option<&KmsError>) -> Self {
+        Self {
+            op,
+            error: error.cloned(),
         }
     }
 }
