@@ -440,6 +440,16 @@ impl TestOrg {
         assert_status(&api.get(&self.path("/keys"), &self.admin).await, 200)
     }
 
+    /// The environment the CLI reads the server (`url`), `token` and this org from, for
+    /// [`crate::server::cli_ok`].
+    pub fn cli_env<'a>(&'a self, url: &'a str, token: &'a str) -> [(&'static str, &'a str); 3] {
+        [
+            ("BYOK_SERVER", url),
+            ("BYOK_TOKEN", token),
+            ("BYOK_ORG", &self.id),
+        ]
+    }
+
     /// Attaches AWS key `arn` as `name` (the admin).
     pub async fn attach_aws_key(&self, api: &Api, name: &str, arn: &str) -> Answer {
         let body = json!({ "name": name, "provider": "aws", "key_arn": arn });

@@ -46,9 +46,9 @@ pub struct Server {
     log: PathBuf,
 }
 
-/// Runs `byok` with `args` (give `--json`) and `env` (the server, token, org as the CLI reads
-/// them), which must succeed: its standard output as JSON.
-pub fn cli_json(args: &[&str], env: &[(&str, &str)]) -> Value {
+/// Runs `byok` with `args` and `env` (the server, token, org as the CLI reads them; see
+/// [`crate::fixtures::TestOrg::cli_env`]), which must succeed: its standard output.
+pub fn cli_ok<S: AsRef<std::ffi::OsStr>>(args: &[S], env: &[(&str, &str)]) -> Vec<u8> {
     let out = Command::new(binary())
         .args(args)
         .envs(env.iter().copied())
@@ -56,10 +56,16 @@ pub fn cli_json(args: &[&str], env: &[(&str, &str)]) -> Value {
         .expect("byok runs");
     assert!(
         out.status.success(),
-        "byok {args:?}: {}",
+        "byok {:?}: {}",
+        args.iter().map(AsRef::as_ref).collect::<Vec<_>>(),
         String::from_utf8_lossy(&out.stderr)
     );
-    serde_json::from_slice(&out.stdout).expect("JSON on standard output")
+    out.stdout
+}
+
+/// [`cli_ok`] of a command given `--json`: its standard output as JSON.
+pub fn cli_json(args: &[&str], env: &[(&str, &str)]) -> Value {
+    serde_json::from_slice(&cli_ok(args, env)).expect("JSON on standard output")
 }
 
 /// A fresh, empty data directory under the system's temp dir.

@@ -9,7 +9,7 @@ use std::process::{Command, Output, Stdio};
 use byok_core::audit_log::checkpoint;
 use byok_tests::fixtures::{OrgSettings, TestOrg, TestServer, assert_error, assert_status};
 use byok_tests::moto::python;
-use byok_tests::server::binary;
+use byok_tests::server::{binary, cli_ok};
 use serde_json::{Value, json};
 
 fn tool() -> PathBuf {
@@ -703,19 +703,11 @@ async fn a_row_missing_from_storage_is_not_answered_by_the_next() {
 
 /// The rows as `byok audit tail` prints them (JSON lines).
 fn tailed_rows(log: &Log) -> Vec<Value> {
-    let out = Command::new(binary())
-        .env("BYOK_SERVER", &log.ts.url)
-        .env("BYOK_TOKEN", &log.o.auditor)
-        .env("BYOK_ORG", &log.o.id)
-        .args(["audit", "--json", "tail"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = cli_ok(
+        &["audit", "--json", "tail"],
+        &log.o.cli_env(&log.ts.url, &log.o.auditor),
     );
-    String::from_utf8_lossy(&out.stdout)
+    String::from_utf8_lossy(&out)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use byok_tests::fixtures::{TestServer, assert_status};
-use byok_tests::server::binary;
+use byok_tests::server::cli_ok;
 use serde_json::{Value, json};
 
 /// The package `scripts/build-wasm.sh` made (the test command builds it before this test).
@@ -32,18 +32,7 @@ async fn a_node_edge_interoperates_and_stops_within_one_lease_ttl() {
     let (second_id, second) = o.token(&ts, "service", "second-edge").await;
     // A framed stream from the CLI, for the edge to open; the edge's, for the CLI.
     let cli = |args: &[&std::ffi::OsStr]| {
-        let out = Command::new(binary())
-            .env("BYOK_SERVER", &ts.url)
-            .env("BYOK_TOKEN", &o.service)
-            .env("BYOK_ORG", &o.id)
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        cli_ok(args, &o.cli_env(&ts.url, &o.service));
     };
     let pattern: Vec<u8> = (0..300_000u32).map(|i| ((i * 7) % 251) as u8).collect();
     let (plain, from_cli, from_edge, opened) = (

@@ -8,7 +8,7 @@ use std::process::Output;
 use byok_tests::fixtures::{
     OrgSettings, TestOrg, TestServer, assert_error, assert_status, error_message, now_ms,
 };
-use byok_tests::server::{Api, binary, field as s, metric};
+use byok_tests::server::{Api, binary, cli_ok, field as s, metric};
 use serde_json::{Value, json};
 
 /// The context every ciphertext of these tests is sealed with.
@@ -979,18 +979,8 @@ async fn the_outage_grace_is_set_at_creation_changed_by_the_admin_only_and_audit
 async fn the_cli_creates_shows_and_updates_the_outage_grace() {
     let ts = TestServer::start("grace-cli");
     let cli = |token: &str, args: &[&str]| {
-        let out = std::process::Command::new(binary())
-            .args(args)
-            .env("BYOK_SERVER", &ts.url)
-            .env("BYOK_TOKEN", token)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+        let out = cli_ok(args, &[("BYOK_SERVER", &ts.url), ("BYOK_TOKEN", token)]);
+        String::from_utf8(out).unwrap()
     };
     let out = cli(
         &ts.operator,

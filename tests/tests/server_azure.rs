@@ -14,7 +14,7 @@ use byok_tests::fixtures::{
     OrgSettings, TestOrg, TestServer, assert_error, assert_status, key, query_encode as enc,
 };
 use byok_tests::gcp_kms::{CRYPTO_ROLE, GcpKms, IssuerKey, Pool};
-use byok_tests::server::binary;
+use byok_tests::server::{binary, cli_json};
 use serde_json::{Value, json};
 
 const GCP_KEY: &str = "projects/acme-prod/locations/europe-west1/keyRings/byok/cryptoKeys/root";
@@ -290,21 +290,21 @@ async fn an_org_with_keys_in_three_clouds_moves_across_them_and_each_withdrawal_
     }
 
     // The CLI speaks Azure: the policy, and a live validation (tenant from the challenge).
-    let out = std::process::Command::new(binary())
-        .args(["key", "validate", "--provider", "azure", "--key"])
-        .arg(format!("{VAULT}/keys/root"))
-        .args(["--role", APP, "--json"])
-        .env("BYOK_SERVER", &ts.url)
-        .env("BYOK_TOKEN", &o.admin)
-        .env("BYOK_ORG", &o.id)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let root = format!("{VAULT}/keys/root");
+    let report = cli_json(
+        &[
+            "key",
+            "validate",
+            "--provider",
+            "azure",
+            "--key",
+            &root,
+            "--role",
+            APP,
+            "--json",
+        ],
+        &o.cli_env(&ts.url, &o.admin),
     );
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["ok"], true, "{report}");
 
     // Another org's token is not this org's subject: Entra refuses it, nothing is attached.

@@ -12,7 +12,7 @@ use byok_core::kms::oidc::subject as oidc_subject;
 use byok_tests::aws_stack::{IssuerOrg, TEST_ISSUER as ISSUER, issuer_org};
 use byok_tests::fixtures::{OrgSettings, assert_error, assert_status, key, query_encode as enc};
 use byok_tests::gcp_kms::{CRYPTO_ROLE, GcpKms, Pool};
-use byok_tests::server::binary;
+use byok_tests::server::cli_json;
 use serde_json::{Value, json};
 
 const KEY: &str = "projects/acme-prod/locations/europe-west1/keyRings/byok/cryptoKeys/root";
@@ -138,30 +138,18 @@ async fn an_org_with_aws_and_gcp_keys_switches_between_them_and_a_removed_gcp_gr
 
     // The CLI speaks GCP too: the policy with the gcloud commands, and a live validation.
     let cli = |args: &[&str]| {
-        let out = std::process::Command::new(binary())
-            .args(args)
-            .args([
-                "--provider",
-                "gcp",
-                "--key",
-                KEY,
-                "--role",
-                CUSTOMER,
-                "--audience",
-                POOL,
-                "--json",
-            ])
-            .env("BYOK_SERVER", &ts.url)
-            .env("BYOK_TOKEN", &o.admin)
-            .env("BYOK_ORG", &o.id)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+        let gcp = [
+            "--provider",
+            "gcp",
+            "--key",
+            KEY,
+            "--role",
+            CUSTOMER,
+            "--audience",
+            POOL,
+            "--json",
+        ];
+        cli_json(&[args, &gcp].concat(), &o.cli_env(&ts.url, &o.admin))
     };
     let policy = cli(&["key", "policy"]);
     assert_eq!(policy["key_policy_statements"], g["key_policy_statements"]);
