@@ -13,7 +13,7 @@ use std::sync::{Arc, OnceLock};
 use byok_core::kms::aws::policy::oidc_subject;
 use byok_tests::aws_stack::AwsStack;
 use byok_tests::fixtures::{OrgSettings, TestServer, assert_error, assert_status, key};
-use byok_tests::server::{Server, binary, cli_json, temp_dir};
+use byok_tests::server::{Server, binary, cli_json, cli_ok, field as s, temp_dir};
 use serde_json::{Value, json};
 
 async fn get(url: &str) -> (u16, Option<String>, Value) {
@@ -80,14 +80,29 @@ async fn with_a_public_url_the_discovery_document_and_jwks_are_served() {
     // The key may have leaked: the operator replaces it at once (an org's admin may not), and
     // the JWKS publishes the new key alone.
     let o = ts.org(OrgSettings::named("acme")).await;
-    let replace = ts
-        .raw("POST", "/v1/issuer/keys/replace", Some(&o.admin), None)
-        .await;
-    assert_error(&replace, 403, "forbidden");
-    let replaced = cli_json(
-        &["issuer", "replace-keys", "--json"],
-        &[("BYOK_SERVER", &ts.url), ("BYOK_TOKEN", &ts.operator)],
+    let operator = [
+        ("BYOK_SERVER", ts.url.as_str()),
+        ("BYOK_TOKEN", &ts.operator),
+    ];
+    let listed = |v: &Value| -> Vec<(String, String)> {
+        let keys = v["keys"].as_array().unwrap().iter();
+        keys.map(|k| (s(k, "kid"), s(k, "role"))).collect()
+    };
+    let before = cli_json(&["issuer", "keys", "--json"], &operator);
+    assert_eq!(
+        listed(&before),
+        [(s(k, "kid"), "signing".into())],
+        "{before}"
     );
+    assert_eq!(before["signer_here"], kid, "{before}");
+    for (method, path) in [
+        ("GET", "/v1/issuer/keys"),
+        ("POST", "/v1/issuer/keys/replace"),
+    ] {
+        let answer = ts.raw(method, path, Some(&o.admin), None).await;
+        assert_error(&answer, 403, "forbidden");
+    }
+    let replaced = cli_json(&["issuer", "replace-keys", "--json"], &operator);
     assert_eq!(replaced["dropped"], json!([kid]), "{replaced}");
     let (_, _, after) = get(&format!("{}/.well-known/jwks.json", ts.url)).await;
     assert_eq!(
@@ -100,6 +115,40 @@ async fn with_a_public_url_the_discovery_document_and_jwks_are_served() {
         vec![replaced["kid"].clone()]
     );
     assert_ne!(replaced["kid"], kid);
+    let after = cli_json(&["issuer", "keys", "--json"], &operator);
+    let new = s(&replaced, "kid");
+    assert_eq!(listed(&after), [(new.clone(), "signing".into())], "{after}");
+    assert_eq!(after["signer_here"], replaced["kid"], "{after}");
+
+    // A row someone wrote into the database, not sealed under byok's managed key: listed as
+    // refused, never published.
+    let db = ts.db(false).await;
+    sqlx::query(
+        "INSERT INTO issuer_key (kid, created_at, signs_from, n, e, wrapped) VALUES ('forged', 1, 1, 'AA', 'AQAB', $1)",
+    )
+    .bind(vec![0u8; 140])
+    .execute(&db)
+    .await
+    .unwrap();
+    let forged = cli_json(&["issuer", "keys", "--json"], &operator);
+    assert_eq!(
+        listed(&forged),
+        [("forged".into(), "refused".into()), (new, "signing".into())],
+        "{forged}"
+    );
+    let (_, _, published) = get(&format!("{}/.well-known/jwks.json", ts.url)).await;
+    assert_eq!(
+        published["keys"].as_array().unwrap().len(),
+        1,
+        "{published}"
+    );
+    // And the table a person reads.
+    let table = String::from_utf8(cli_ok(&["issuer", "keys"], &operator)).unwrap();
+    assert!(
+        table.contains("forged") && table.contains("refused"),
+        "{table}"
+    );
+    assert!(table.contains("1970-01-01T00:00:00.001Z"), "{table}");
 }
 
 /// An issuer URL with a path names its documents under that path, where the clouds fetch
@@ -134,11 +183,14 @@ async fn without_a_public_url_byok_is_no_issuer() {
         let v = assert_error(&answer, 404, "not_found");
         assert!(v.to_string().contains("--public-url"), "{v}");
     }
-    let answer = ts
-        .raw("POST", "/v1/issuer/keys/replace", Some(&ts.operator), None)
-        .await;
-    let v = assert_error(&answer, 404, "not_found");
-    assert!(v.to_string().contains("--public-url"), "{v}");
+    for (method, path) in [
+        ("GET", "/v1/issuer/keys"),
+        ("POST", "/v1/issuer/keys/replace"),
+    ] {
+        let answer = ts.raw(method, path, Some(&ts.operator), None).await;
+        let v = assert_error(&answer, 404, "not_found");
+        assert!(v.to_string().contains("--public-url"), "{v}");
+    }
 }
 
 #[test]

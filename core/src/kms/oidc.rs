@@ -259,6 +259,50 @@ pub fn plan(keys: &[SigningKey], now: u64) -> Plan {
     }
 }
 
+/// Where a signing key is in its life at a moment ([`roles`]): the operator's view of the
+/// schedule, by [`plan`]'s own rules.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyRole {
+    /// It signs byok's tokens now.
+    Signing,
+    /// Published ahead of its signing time, so that every cloud has it before its first token.
+    Next,
+    /// Published, no longer signing: a token it signed may still be presented.
+    Retiring,
+    /// No token it signed can be alive: the schedule's next run deletes it.
+    Expired,
+}
+
+impl KeyRole {
+    /// Its name in the API: `signing`, `next`, `retiring`, `expired`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Signing => "signing",
+            Self::Next => "next",
+            Self::Retiring => "retiring",
+            Self::Expired => "expired",
+        }
+    }
+}
+
+/// The role of each of `keys` at `now`, in `keys`' order.
+pub fn roles(keys: &[SigningKey], now: u64) -> Vec<KeyRole> {
+    let p = plan(keys, now);
+    keys.iter()
+        .map(|k| {
+            if p.signer.as_deref() == Some(k.kid.as_str()) {
+                KeyRole::Signing
+            } else if p.drop.contains(&k.kid) {
+                KeyRole::Expired
+            } else if k.signs_from > now {
+                KeyRole::Next
+            } else {
+                KeyRole::Retiring
+            }
+        })
+        .collect()
+}
+
 /// The schedule when the signing keys may have leaked (the operator's emergency rotation): every
 /// key goes at once, the signer and any successor alike, and a new key signs from `now`.
 /// Tokens an old key signed stop verifying once each cloud fetches the JWKS again; until a
@@ -312,6 +356,29 @@ mod tests {
             seen.push((now, p.signer, p.publish));
         }
         seen
+    }
+
+    #[test]
+    fn a_key_is_next_then_signing_then_retiring_then_expired() {
+        use KeyRole::*;
+        let due = 1000 + SIGNS_FOR_MS - PUBLISH_AHEAD_MS;
+        let (k0, k1) = (
+            key("k0", 1000, 1000),
+            key("k1", due, due + PUBLISH_AHEAD_MS),
+        );
+        let both = [k0, k1];
+        assert_eq!(roles(&both[..1], 2000), [Signing]);
+        assert_eq!(roles(&both, due + 1), [Signing, Next]);
+        let switched = due + PUBLISH_AHEAD_MS;
+        assert_eq!(roles(&both, switched), [Retiring, Signing]);
+        // Kept while a token it signed can be presented, then dropped.
+        let gone = switched + REFRESH_MS + TOKEN_TTL_MS + 2 * SKEW_MS;
+        assert_eq!(roles(&both, gone - 1), [Retiring, Signing]);
+        assert_eq!(roles(&both, gone), [Expired, Signing]);
+        assert_eq!(
+            [Signing, Next, Retiring, Expired].map(KeyRole::as_str),
+            ["signing", "next", "retiring", "expired"]
+        );
     }
 
     #[test]

@@ -13,7 +13,7 @@ use serde_json::Value;
 use super::AppState;
 use super::auth::OperatorCaller;
 use super::error::{ApiError, ErrorBody};
-use crate::service::issuer::IssuerKeysReplaced;
+use crate::service::issuer::{IssuerKeys, IssuerKeysReplaced};
 
 fn not_an_issuer() -> ApiError {
     ApiError::new(
@@ -38,6 +38,23 @@ pub async fn discovery(State(s): State<AppState>) -> Result<Json<Value>, ApiErro
     responses((status = 200, body = Object), (status = 404, body = ErrorBody)))]
 pub async fn jwks(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
     s.service.issuer_jwks().map(Json).ok_or_else(not_an_issuer)
+}
+
+/// The issuer's signing keys (operator token): each with its role now (`signing`, `next`,
+/// `retiring`, `expired`, or `refused` for a row byok cannot open under its managed key), and
+/// the key the answering replica signs with.
+#[utoipa::path(get, path = "/v1/issuer/keys", tag = "issuer",
+    responses((status = 200, body = IssuerKeys), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn keys(
+    State(s): State<AppState>,
+    _: OperatorCaller,
+) -> Result<Json<IssuerKeys>, ApiError> {
+    if s.service.issuer_path().is_none() {
+        return Err(not_an_issuer());
+    }
+    Ok(Json(s.service.issuer_keys().await?))
 }
 
 /// Replace the issuer's keys at once (operator token): for a signing key that may have leaked.

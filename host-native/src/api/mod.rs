@@ -76,7 +76,7 @@ pub struct ApiOptions {
         keys::set_default, keys::disable, keys::enable, keys::disable_all, keys::revalidate, keys::job,
         audit::read, audit::verify, audit::verifier_key, audit::checkpoint, audit::checkpoints,
         audit::inclusion, audit::consistency, audit::set_witness, audit::remove_witness, audit::cosign,
-        ops::healthz, ops::readyz, ops::metrics, issuer::discovery, issuer::jwks, issuer::replace_keys,
+        ops::healthz, ops::readyz, ops::metrics, issuer::discovery, issuer::jwks, issuer::keys, issuer::replace_keys,
     ),
     modifiers(&Bearer),
     tags(
@@ -164,6 +164,7 @@ pub fn router(service: Arc<Service>, options: &ApiOptions, rate: Arc<RateLimits>
         .route("/v1/tokens", get(tokens::list_operator))
         .route("/v1/tokens/rotate", post(tokens::rotate_operator))
         .route("/v1/tokens/{id}", delete(tokens::revoke_operator))
+        .route("/v1/issuer/keys", get(issuer::keys))
         .route("/v1/issuer/keys/replace", post(issuer::replace_keys))
         .route(
             "/v1/orgs/{org}/scopes",

@@ -132,7 +132,7 @@ pub enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
-    /// byok's OIDC issuer: replace its signing keys at once (operator token).
+    /// byok's OIDC issuer: list its signing keys, or replace them at once (operator token).
     Issuer {
         /// The issuer command.
         #[command(subcommand)]

@@ -32,6 +32,35 @@ pub struct IssuerKeysReplaced {
     pub dropped: Vec<String>,
 }
 
+/// A signing key as the operator sees it ([`Service::issuer_keys`]).
+#[derive(Clone, Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct IssuerKeyView {
+    /// Its key id: the `kid` of the tokens it signs, and of its entry in the JWKS.
+    pub kid: String,
+    /// When it was made (ms since the epoch).
+    pub created_at: u64,
+    /// When it starts (or started) signing (ms since the epoch).
+    pub signs_from: u64,
+    /// `signing`, `next` (published ahead of its time), `retiring` (published, no longer
+    /// signing: its tokens may still be presented), `expired` (the schedule's next run deletes
+    /// it), or `refused`: a row byok cannot open under the managed key, or whose key is not the
+    /// one its id names. A refused row is never published nor used; someone who can write the
+    /// database put it there, or the managed key is not the one that sealed it.
+    pub role: String,
+}
+
+/// byok's issuer keys ([`Service::issuer_keys`]).
+#[derive(Clone, Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct IssuerKeys {
+    /// Every stored key, oldest first.
+    pub keys: Vec<IssuerKeyView>,
+    /// The key the replica that answered signs with now (`null` before its first run of the
+    /// schedule). Another replica switches within a minute of this one.
+    pub signer_here: Option<String>,
+    /// When that replica last ran the schedule (ms since the epoch).
+    pub refreshed_at: Option<u64>,
+}
+
 /// What the context of a sealed signing key says it is.
 const PURPOSE: &str = "oidc-signing-key";
 
@@ -183,6 +212,55 @@ impl Service {
         let kid = created.ok_or_else(|| corrupt("no key made by the replacement"))?;
         tracing::warn!(kid = %kid, dropped = ?dropped, "issuer keys replaced at once: tokens the dropped keys signed stop verifying as each cloud fetches the JWKS again");
         Ok(IssuerKeysReplaced { kid, dropped })
+    }
+
+    /// Every stored signing key with its role now (core's [`oidc::roles`]), each opened under
+    /// the managed key as the schedule opens them, and the key this replica signs with: the
+    /// operator's check that a replacement took, or that no foreign row was slipped in.
+    /// `NotConfigured` without `--public-url`.
+    pub async fn issuer_keys(&self) -> Result<IssuerKeys> {
+        let issuer = self.issuer.as_ref().ok_or_else(|| {
+            ServiceError::NotConfigured(
+                "byok is not an OIDC issuer here: the operator sets --public-url (BYOK_PUBLIC_URL)"
+                    .into(),
+            )
+        })?;
+        let stored = {
+            let mut conn = self
+                .store
+                .pool()
+                .acquire()
+                .await
+                .map_err(store::StoreError::from)?;
+            keys::keys(&mut conn).await?
+        };
+        let (mut opened, mut refused) = (Vec::new(), Vec::new());
+        for k in stored {
+            match self.opened(&k) {
+                Ok(key) => opened.push(key),
+                Err(_) => refused.push(k.key),
+            }
+        }
+        let now = u64::try_from(store::now_ms()).unwrap_or(0);
+        let view = |k: &SigningKey, role: &str| IssuerKeyView {
+            kid: k.kid.clone(),
+            created_at: k.created_at,
+            signs_from: k.signs_from,
+            role: role.to_owned(),
+        };
+        let mut views: Vec<IssuerKeyView> = opened
+            .iter()
+            .zip(oidc::roles(&opened, now))
+            .map(|(k, r)| view(k, r.as_str()))
+            .chain(refused.iter().map(|k| view(k, "refused")))
+            .collect();
+        views.sort_by_key(|v| (v.signs_from, v.created_at));
+        let active = issuer.active();
+        Ok(IssuerKeys {
+            keys: views,
+            signer_here: active.as_ref().map(|a| a.kid.clone()),
+            refreshed_at: active.map(|a| a.refreshed_ms),
+        })
     }
 
     /// Runs `decide` (core's schedule) on the stored keys now, under the schedule's lock:
