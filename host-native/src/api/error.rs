@@ -252,6 +252,10 @@ impl From<ServiceError> for ApiError {
                 ApiCode::DatabaseUnavailable,
                 "this replica has not heard of the other replicas' changes for too long (the database's org versions do not read); retry shortly",
             ),
+            ServiceError::IssuerBehind => Self::new(
+                ApiCode::DatabaseUnavailable,
+                "this replica has not read the issuer's keys for too long (is the database reachable?): it publishes none until it has, since one may have been replaced; retry shortly",
+            ),
             ServiceError::Validation(steps) => Self {
                 code: ApiCode::KeyValidationFailed,
                 message: steps

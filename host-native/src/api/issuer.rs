@@ -33,11 +33,16 @@ pub async fn discovery(State(s): State<AppState>) -> Result<Json<Value>, ApiErro
 }
 
 /// The issuer's public keys (no token needed): every key a live token may name, and the next
-/// one a day before it signs.
+/// one a day before it signs. A replica that has not read the keys for five minutes (its
+/// database away) answers 503 instead: one may have been replaced since.
 #[utoipa::path(get, path = "/.well-known/jwks.json", tag = "issuer",
-    responses((status = 200, body = Object), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = Object), (status = 404, body = ErrorBody),
+        (status = 503, body = ErrorBody)))]
 pub async fn jwks(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
-    s.service.issuer_jwks().map(Json).ok_or_else(not_an_issuer)
+    s.service
+        .issuer_jwks_to_publish()?
+        .map(Json)
+        .ok_or_else(not_an_issuer)
 }
 
 /// The issuer's signing keys (operator token): each with its role now (`signing`, `next`,

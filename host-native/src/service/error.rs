@@ -39,6 +39,10 @@ pub enum ServiceError {
     /// receipts state for the other replicas: it cannot vouch that none was withdrawn
     /// elsewhere, and serves no key until a poll succeeds (`database_unavailable`).
     ReplicaBehind,
+    /// This replica has not read the issuer's keys for longer than it may publish them
+    /// (`PUBLISHES_WITHOUT_REFRESH_MS`): one may have been replaced since, because it may have
+    /// leaked (`database_unavailable`).
+    IssuerBehind,
 }
 
 impl From<byok_core::kms::KmsError> for ServiceError {

@@ -86,6 +86,14 @@ struct Active {
 /// refresh succeeds. The skew allowance is within the schedule's own margin.
 const SIGNS_WITHOUT_REFRESH_MS: u64 = oidc::REFRESH_MS + oidc::SKEW_MS;
 
+/// How long a replica publishes its JWKS without a refresh: five runs of the schedule. A
+/// replacement (`replace-keys`) reaches the replicas that read the database within
+/// [`oidc::CHECK_MS`]; one that cannot (the database away from it while the clouds still reach
+/// it) would go on publishing the keys the operator cut off because one may have leaked, and a
+/// cloud that fetched the JWKS from it would trust tokens the leaked key signs. It answers
+/// `503 database_unavailable` instead, and a cloud keeps the JWKS it had or asks again.
+const PUBLISHES_WITHOUT_REFRESH_MS: u64 = 5 * oidc::CHECK_MS;
+
 impl Issuer {
     /// An issuer at `url`, with no key loaded yet ([`Service::refresh_issuer`] loads one).
     pub fn new(url: IssuerUrl) -> Self {
@@ -394,6 +402,19 @@ impl Service {
             .as_ref()
             .and_then(|i| i.active())
             .map(|a| a.jwks.clone())
+    }
+
+    /// [`Self::issuer_jwks`] as the clouds are served it: [`ServiceError::IssuerBehind`] once
+    /// this replica has not run the schedule for [`PUBLISHES_WITHOUT_REFRESH_MS`].
+    pub fn issuer_jwks_to_publish(&self) -> Result<Option<Value>> {
+        let Some(active) = self.issuer.as_ref().and_then(|i| i.active()) else {
+            return Ok(None);
+        };
+        let now = u64::try_from(store::now_ms()).unwrap_or(0);
+        if now.saturating_sub(active.refreshed_ms) > PUBLISHES_WITHOUT_REFRESH_MS {
+            return Err(ServiceError::IssuerBehind);
+        }
+        Ok(Some(active.jwks.clone()))
     }
 
     /// A token for org `org` and `audience`, valid [`oidc::TOKEN_TTL_MS`].
@@ -737,10 +758,11 @@ mod tests {
         assert!(!published.contains(&forged.kid), "{published:?}");
     }
 
-    /// A replica whose refreshes keep failing stops signing once its key may have been
-    /// deleted and unpublished by the others, and signs again after a refresh.
+    /// A replica whose refreshes keep failing stops publishing the JWKS after five minutes
+    /// (a key may have been replaced since), stops signing once its key may have been deleted
+    /// and unpublished by the others, and does both again after a refresh.
     #[tokio::test]
-    async fn a_signer_not_refreshed_for_too_long_signs_nothing() {
+    async fn a_replica_not_refreshed_for_too_long_publishes_then_signs_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let db = Database::open_dir(dir.path()).await.unwrap();
         let s = service(&db, 7);
@@ -755,7 +777,15 @@ mod tests {
                 ..a
             }));
         };
-        back_by(super::SIGNS_WITHOUT_REFRESH_MS - 60_000);
+        back_by(super::PUBLISHES_WITHOUT_REFRESH_MS - 60_000);
+        assert_eq!(s.issuer_jwks_to_publish().unwrap(), s.issuer_jwks());
+        back_by(120_000);
+        assert!(matches!(
+            s.issuer_jwks_to_publish(),
+            Err(ServiceError::IssuerBehind)
+        ));
+        assert!(s.mint_token("o1", AWS_STS_AUDIENCE).is_ok());
+        back_by(super::SIGNS_WITHOUT_REFRESH_MS - super::PUBLISHES_WITHOUT_REFRESH_MS - 120_000);
         assert!(s.mint_token("o1", AWS_STS_AUDIENCE).is_ok());
         back_by(120_000);
         let e = s.mint_token("o1", AWS_STS_AUDIENCE).unwrap_err();
@@ -765,6 +795,7 @@ mod tests {
         );
         s.refresh_issuer().await.unwrap();
         assert!(s.mint_token("o1", AWS_STS_AUDIENCE).is_ok());
+        assert!(s.issuer_jwks_to_publish().unwrap().is_some());
     }
 
     #[tokio::test]
