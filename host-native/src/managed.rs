@@ -62,7 +62,8 @@ pub fn load_or_create(
     let path = dir.join(FILE);
     match std::fs::File::open(&path) {
         Ok(mut f) => {
-            check_permissions(&f, &path)?;
+            use crate::private_file::{Readers, check_open};
+            check_open(&f, &path, "the managed key", Readers::Owner)?;
             let mut bytes = Zeroizing::new(Vec::new());
             f.read_to_end(&mut bytes)
                 .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
@@ -115,30 +116,6 @@ fn write_new(path: &Path, bytes: &[u8]) -> Result<(), String> {
     f.write_all(bytes)
         .and_then(|()| f.sync_all())
         .map_err(|e| format!("cannot write {}: {e}", path.display()))
-}
-
-#[cfg(unix)]
-fn check_permissions(f: &std::fs::File, path: &Path) -> Result<(), String> {
-    use std::os::unix::fs::PermissionsExt;
-    let mode = f
-        .metadata()
-        .map_err(|e| format!("cannot stat {}: {e}", path.display()))?
-        .permissions()
-        .mode();
-    if mode & 0o077 != 0 {
-        return Err(format!(
-            "{} is readable by other users (mode {:o}); run: chmod 600 {}",
-            path.display(),
-            mode & 0o777,
-            path.display()
-        ));
-    }
-    Ok(())
-}
-
-#[cfg(not(unix))]
-fn check_permissions(_f: &std::fs::File, _path: &Path) -> Result<(), String> {
-    Ok(())
 }
 
 #[cfg(test)]
