@@ -405,7 +405,7 @@ impl Service {
     }
 
     /// [`Self::issuer_jwks`] as the clouds are served it: [`ServiceError::IssuerBehind`] once
-    /// this replica has not run the schedule for [`PUBLISHES_WITHOUT_REFRESH_MS`].
+    /// this replica has not run the schedule for five minutes (`PUBLISHES_WITHOUT_REFRESH_MS`).
     pub fn issuer_jwks_to_publish(&self) -> Result<Option<Value>> {
         let Some(active) = self.issuer.as_ref().and_then(|i| i.active()) else {
             return Ok(None);
