@@ -148,6 +148,31 @@ async fn token_list(server: String, args: Vec<String>, env: Vec<(&'static str, S
     .unwrap()
 }
 
+/// A localhost name (RFC 6761) is this machine: the CLI sends plain HTTP to it, and sends it
+/// to loopback itself, whatever the resolver says. `byok.localhost` resolves nowhere on these
+/// machines (no resolver here answers for names under `localhost`), so the request arrives
+/// only because the CLI pins it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_localhost_name_is_sent_to_loopback_whatever_the_resolver_says() {
+    let (addr, got) = recorder(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n[]",
+    )
+    .await;
+    let port = addr.rsplit(':').next().unwrap();
+    let env = vec![("BYOK_TOKEN", "byok_local_token".to_owned())];
+    let out = token_list(format!("http://byok.localhost:{port}"), vec![], env).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let request = got.await.unwrap().to_ascii_lowercase();
+    assert!(
+        request.contains(&format!("host: byok.localhost:{port}")),
+        "{request}"
+    );
+}
+
 /// `--token-file` sends the file's first line as the bearer token, and nothing of it shows in
 /// the process list. A file every user may read, an empty one, or a token given both ways is
 /// refused (exit 2) before any request, and no error repeats the token.

@@ -85,6 +85,17 @@ impl Client {
         if !args.server.to_ascii_lowercase().starts_with("https://") {
             builder = builder.no_proxy();
         }
+        if let Some(name) = loopback_name(&args.server) {
+            // Plain HTTP is allowed to a localhost name for being on this machine: it goes to
+            // this machine's loopback addresses whatever a hosts file or resolver says
+            // (RFC 6761), or the token could cross the network in the clear. Port 0: the
+            // URL's port, or the scheme's.
+            let loopback = [
+                std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+                std::net::SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, 0)),
+            ];
+            builder = builder.resolve_to_addrs(&name, &loopback);
+        }
         let http = builder
             .build()
             .map_err(|e| Failure::usage(format!("cannot set up HTTP: {e}")))?;
@@ -225,8 +236,24 @@ impl Client {
     }
 }
 
+/// The host of `server` if it is a localhost name (RFC 6761: `localhost` and the names under
+/// it), which the client sends to loopback itself.
+fn loopback_name(server: &str) -> Option<String> {
+    match url::Url::parse(server).ok()?.host()? {
+        url::Host::Domain(d) if is_localhost(d) => Some(d.to_ascii_lowercase()),
+        _ => None,
+    }
+}
+
+/// Whether `domain` is `localhost` or a name under it.
+fn is_localhost(domain: &str) -> bool {
+    let d = domain.trim_end_matches('.').to_ascii_lowercase();
+    d == "localhost" || d.ends_with(".localhost")
+}
+
 /// `server` as the client may call it: `https://`, or `http://` on this machine (a loopback
-/// address or `localhost`), or any `http://` with `insecure`.
+/// address, or a localhost name, which [`Client::new`] pins to loopback), or any `http://`
+/// with `insecure`.
 fn check_server(server: &str, insecure: bool) -> Result<(), Failure> {
     let url = url::Url::parse(server).map_err(|e| {
         Failure::usage(format!(
@@ -236,7 +263,7 @@ fn check_server(server: &str, insecure: bool) -> Result<(), Failure> {
     let local = match url.host() {
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
         Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Domain(d)) => is_localhost(d),
         None => false,
     };
     match url.scheme() {
@@ -262,11 +289,15 @@ mod tests {
             "http://127.0.0.1:8080",
             "http://[::1]:8080/",
             "http://localhost:8080",
+            "http://byok.localhost:8080",
+            "http://LOCALHOST.:8080",
         ] {
             assert!(check_server(ok, false).is_ok(), "{ok}");
         }
         for refused in [
             "http://byok.example.com",
+            "http://localhost.example.com",
+            "http://notlocalhost:8080",
             "http://10.0.0.5:8080",
             "ftp://x",
             "byok",
@@ -275,6 +306,20 @@ mod tests {
             assert_eq!(e.code, 2, "{refused}: {}", e.message);
         }
         assert!(check_server("http://10.0.0.5:8080", true).is_ok());
+    }
+
+    #[test]
+    fn localhost_names_are_the_ones_pinned_to_loopback() {
+        for (server, pinned) in [
+            ("http://localhost:8080", Some("localhost")),
+            ("https://Byok.LocalHost/", Some("byok.localhost")),
+            ("http://localhost.:1", Some("localhost.")),
+            ("http://127.0.0.1:8080", None),
+            ("http://localhost.example.com", None),
+            ("https://byok.example.com", None),
+        ] {
+            assert_eq!(loopback_name(server).as_deref(), pinned, "{server}");
+        }
     }
 
     #[test]
