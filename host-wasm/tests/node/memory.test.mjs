@@ -148,7 +148,16 @@ test('a context of very many pairs is refused at the first one over the limit', 
 
 test('a stream chunk that does not fit is refused as too large, and the lease goes on', () => {
   const sealer = lease.sealStream(undefined);
+  // Its copy does not fit; then its copy fits, but not the frames sealed from it as well.
   assert.equal(refusal(() => sealer.push(new Uint8Array(100 * MIB))).code, 'too_large');
+  assert.equal(refusal(() => sealer.push(new Uint8Array(40 * MIB))).code, 'too_large');
+  // The refused chunks were not taken: the stream goes on with smaller ones.
+  const first = sealer.push(new Uint8Array(1000).fill(1));
+  const last = sealer.finish();
+  const opener = lease.openStream(undefined);
+  const back = [...opener.push(first), ...opener.push(last), ...opener.finish()];
+  assert.deepEqual(Uint8Array.from(back), new Uint8Array(1000).fill(1));
+  opener.free();
   sealer.free();
   stillWorks();
   lease.free();
