@@ -5,7 +5,6 @@
 //! and throttling with `Retry-After`.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rsa::{KeyPair, KeySize};
@@ -21,6 +20,7 @@ use byok_server::vendor_key::AppCertificate;
 use byok_tests::azure_kv::{AzureKv, Federated};
 use byok_tests::fixtures::assert_copy_bound;
 use byok_tests::gcp_kms::IssuerKey;
+use byok_tests::local::unix_now;
 use byok_tests::moto::sdk_check;
 use serde_json::{Value, json};
 
@@ -33,13 +33,6 @@ const ISSUER: &str = "https://issuer.example";
 const SUBJECT: &str = "org:00aa";
 const VAULT: &str = "https://acme.vault.azure.net";
 const HSM: &str = "https://acme.managedhsm.azure.net";
-
-fn unix() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
 
 fn pem(label: &str, der: &[u8]) -> String {
     use base64ct::{Base64, Encoding};
@@ -86,7 +79,7 @@ fn issuer_token(exp: u64) -> (String, IssuerKey) {
     let key = jsonwebtoken::EncodingKey::from_rsa_der(info.private_key);
     let claims = json!({
         "iss": ISSUER, "sub": SUBJECT, "aud": "api://AzureADTokenExchange",
-        "iat": unix(), "exp": exp,
+        "iat": unix_now(), "exp": exp,
     });
     let token = jsonwebtoken::encode(
         &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256),
@@ -122,7 +115,7 @@ async fn microsofts_own_client_speaks_to_the_local_key_vault() {
     kv.add_secret(SECRET_APP, SECRET);
     let cert_pem = dir.join("app.pem");
     std::fs::write(&cert_pem, app_certificate(&kv, CERT_APP)).unwrap();
-    let (assertion, issuer_key) = issuer_token(unix() + 600);
+    let (assertion, issuer_key) = issuer_token(unix_now() + 600);
     kv.add_federated(FED_APP, Federated::trusting(ISSUER, SUBJECT, issuer_key));
     let all = [SECRET_APP, CERT_APP, FED_APP];
     let rsa_version = kv.create_key(&kv.url, "rsa", "RSA-HSM", TENANT, &all);
@@ -342,10 +335,10 @@ async fn byok_wraps_and_unwraps_as_the_vendors_app() {
     let d = kms.describe(&access).await.unwrap();
     assert_eq!(d.unusable.unwrap().kind, KmsErrorKind::KeyDisabled);
     kv.set_enabled("root", true);
-    kv.set_dates("root", None, Some(unix() - 1));
+    kv.set_dates("root", None, Some(unix_now() - 1));
     let e = kms.unwrap(&access, &copy, 3).await.unwrap_err();
     assert_eq!(e.kind, KmsErrorKind::KeyDisabled, "{e}");
-    kv.set_dates("root", Some(unix() + 3600), None);
+    kv.set_dates("root", Some(unix_now() + 3600), None);
     assert_eq!(
         kms.unwrap(&access, &copy, 3).await.unwrap_err().kind,
         KmsErrorKind::KeyDisabled

@@ -5,7 +5,6 @@
 
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, OnceLock};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use byok_core::SecretBytes;
 use byok_core::kms::KmsErrorKind;
@@ -17,6 +16,7 @@ use byok_server::service::kms::{KeyAccess, Kms, KmsSettings, Withdrew};
 use byok_server::vendor_key::ServiceAccountKey;
 use byok_tests::fixtures::assert_copy_bound;
 use byok_tests::gcp_kms::{CRYPTO_ROLE, GcpKms, IssuerKey, Pool, VIEW_ROLE, key_file, rsa};
+use byok_tests::local::unix_now;
 use byok_tests::moto::sdk_check;
 use serde_json::{Value, json};
 
@@ -26,13 +26,6 @@ const CUSTOMER: &str = "byok-access@acme-prod.iam.gserviceaccount.com";
 const POOL: &str = "//iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/byok/providers/byok-issuer";
 const ISSUER: &str = "https://issuer.example";
 const SUBJECT: &str = "org:00aa";
-
-fn unix() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
 
 /// The server, a key granted to the vendor's and the customer's service accounts, and a pool
 /// trusting `ISSUER` for `SUBJECT`; returns the vendor's key file and the issuer's PEM.
@@ -81,7 +74,7 @@ async fn googles_own_client_speaks_to_the_local_cloud_kms() {
     let (gcp, vendor_file, issuer_pem) = server().await;
     let dir = byok_tests::server::temp_dir("gcp-sdk");
     // The customer's subject token, as byok's issuer would mint it.
-    let now = unix();
+    let now = unix_now();
     let claims = json!({ "iss": ISSUER, "sub": SUBJECT, "aud": format!("https:{POOL}"), "iat": now, "exp": now + 600 });
     // Signed as byok's issuer signs (RS256, the host's jsonwebtoken signer).
     let issuer_key = ServiceAccountKey::from_json(

@@ -229,6 +229,20 @@ async fn a_health_check_that_sees_the_key_disabled_drops_a_warm_cache_at_once() 
     assert_status(&decrypt(&ts, &c).await, 200);
 }
 
+/// Validates `cmk:1` again, which fails; then the next decrypt is refused with `code`, and the
+/// key's health is `health`.
+async fn revalidation_withdraws(api: &Api, o: &Org, code: &str, health: &str) {
+    let v = assert_status(
+        &api.post(&o.path("/keys/cmk:1/validate"), &o.admin, &json!({}))
+            .await,
+        200,
+    );
+    assert_eq!(v["ok"], json!(false), "{v}");
+    assert_error(&decrypt(api, o).await, 424, code);
+    let keys = keys(api, o).await;
+    assert_eq!(key(&keys, "cmk:1")["health"], json!(health), "{keys}");
+}
+
 /// Validating an attached key again is a KMS call like any other: a denial it meets drops a
 /// warm cache at once and is recorded as the key's health (not as a failed validation).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -237,19 +251,7 @@ async fn a_revalidation_that_meets_the_key_disabled_drops_a_warm_cache_at_once()
     let moto = &stack.moto;
     assert_status(&decrypt(&ts, &c).await, 200);
     moto.key_admin("disable_key", &moto.key_arn);
-    let v = assert_status(
-        &ts.post(&c.path("/keys/cmk:1/validate"), &c.admin, &json!({}))
-            .await,
-        200,
-    );
-    assert_eq!(v["ok"], json!(false), "{v}");
-    assert_error(&decrypt(&ts, &c).await, 424, "kms_key_disabled");
-    let keys = keys(&ts, &c).await;
-    assert_eq!(
-        key(&keys, "cmk:1")["health"],
-        json!("key_disabled"),
-        "{keys}"
-    );
+    revalidation_withdraws(&ts, &c, "kms_key_disabled", "key_disabled").await;
     moto.key_admin("enable_key", &moto.key_arn);
     assert_status(&decrypt(&ts, &c).await, 200);
 }
@@ -261,19 +263,7 @@ async fn a_revalidation_refused_by_the_kms_drops_a_warm_cache_at_once() {
     let (stack, ts, c) = one_byok_org("withdrawal-aws-revalidate-refused", WARM).await;
     assert_status(&decrypt(&ts, &c).await, 200);
     stack.moto.grant(false);
-    let v = assert_status(
-        &ts.post(&c.path("/keys/cmk:1/validate"), &c.admin, &json!({}))
-            .await,
-        200,
-    );
-    assert_eq!(v["ok"], json!(false), "{v}");
-    assert_error(&decrypt(&ts, &c).await, 424, "kms_access_denied");
-    let keys = keys(&ts, &c).await;
-    assert_eq!(
-        key(&keys, "cmk:1")["health"],
-        json!("access_denied"),
-        "{keys}"
-    );
+    revalidation_withdraws(&ts, &c, "kms_access_denied", "access_denied").await;
     stack.moto.grant(true);
     assert_status(&decrypt(&ts, &c).await, 200);
 }
