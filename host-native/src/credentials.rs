@@ -68,6 +68,28 @@ type SlotKey = (
     String,
 );
 
+/// A credential exchange made for an org (a role assumed, a token obtained): its audit log
+/// lists it, as the customer's cloud does (CloudTrail's `AssumeRole*`, the sign-in logs of GCP
+/// and Entra).
+#[derive(Debug)]
+pub struct Exchange {
+    /// The org it was made for (`Access::org`).
+    pub org: String,
+    /// The provider (`aws`, `gcp`, `azure`).
+    pub provider: &'static str,
+    /// The customer's principal byok became (a role, a service account, an app), or `None` for
+    /// the vendor's own.
+    pub principal: Option<String>,
+    /// How byok became it.
+    pub trust: RoleTrust,
+    /// How it failed, if it did.
+    pub error: Option<KmsError>,
+}
+
+/// Exchanges held for the audit log at most: a path that never hands them over cannot grow
+/// the list without bound (the oldest go, with a warning).
+const MAX_UNAUDITED: usize = 10_000;
+
 /// Temporary credentials per (org, provider, principal, how byok becomes it, audience,
 /// credential scope), refreshed shortly before expiry. The trust is part of it: credentials a
 /// role gave for its external id say nothing of whether it trusts byok's OIDC tokens, and a
@@ -77,6 +99,7 @@ pub struct CredentialCache {
     policy: RetryPolicy,
     slots: Mutex<HashMap<SlotKey, Slot>>,
     exchanges: std::sync::atomic::AtomicU64,
+    unaudited: Mutex<std::collections::VecDeque<Exchange>>,
     clock: fn() -> Duration,
     steady: fn() -> Duration,
 }
@@ -118,6 +141,7 @@ impl CredentialCache {
             policy,
             slots: Mutex::new(HashMap::new()),
             exchanges: std::sync::atomic::AtomicU64::new(0),
+            unaudited: Mutex::new(std::collections::VecDeque::new()),
             clock,
             steady,
         }
@@ -126,6 +150,45 @@ impl CredentialCache {
     /// Credential exchanges made so far (attempts included), for metrics and tests.
     pub fn exchanges(&self) -> u64 {
         self.exchanges.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The exchanges made for `org` since the last call, oldest first, for its audit log. Each
+    /// is handed over once.
+    pub fn take_exchanges(&self, org: &str) -> Vec<Exchange> {
+        let mut held = self.unaudited.lock().unwrap_or_else(|p| p.into_inner());
+        let (mine, rest): (Vec<Exchange>, Vec<Exchange>) = std::mem::take(&mut *held)
+            .into_iter()
+            .partition(|e| e.org == org);
+        *held = rest.into();
+        mine
+    }
+
+    /// Puts back exchanges taken by [`Self::take_exchanges`] whose rows were not written, ahead
+    /// of those made since.
+    pub fn return_exchanges(&self, exchanges: Vec<Exchange>) {
+        let mut held = self.unaudited.lock().unwrap_or_else(|p| p.into_inner());
+        for e in exchanges.into_iter().rev() {
+            held.push_front(e);
+        }
+        while held.len() > MAX_UNAUDITED {
+            held.pop_back();
+            tracing::warn!("a credential exchange was dropped before its audit row was written");
+        }
+    }
+
+    fn note_exchange(&self, provider: &'static str, access: &Access, error: Option<&KmsError>) {
+        let mut held = self.unaudited.lock().unwrap_or_else(|p| p.into_inner());
+        if held.len() >= MAX_UNAUDITED {
+            held.pop_front();
+            tracing::warn!(org = %access.org, "a credential exchange was dropped before its audit row was written");
+        }
+        held.push_back(Exchange {
+            org: access.org.clone(),
+            provider,
+            principal: access.role.clone(),
+            trust: access.trust,
+            error: error.cloned(),
+        });
     }
 
     /// Forgets an org's credentials (its key was removed, or the customer changed the role).
@@ -162,7 +225,12 @@ impl CredentialCache {
         {
             return Ok(c.clone());
         }
-        let (fresh, expires) = match self.run(provider, access, sources).await {
+        let mut exchanged = false;
+        let outcome = self.run(provider, access, sources, &mut exchanged).await;
+        if exchanged {
+            self.note_exchange(provider.name(), access, outcome.as_ref().err());
+        }
+        let (fresh, expires) = match outcome {
             Ok(got) => got,
             Err(e) => {
                 // A slot that never held credentials goes: refused validations of made-up
@@ -191,12 +259,13 @@ impl CredentialCache {
         Ok(fresh)
     }
 
-    /// Runs the provider's flow to the end.
+    /// Runs the provider's flow to the end; sets `exchanged` once it asks its cloud.
     async fn run(
         &self,
         provider: &'static dyn Wire,
         access: &Access,
         sources: &Sources,
+        exchanged: &mut bool,
     ) -> Result<(Credentials, Option<u64>), KmsError> {
         let name = provider.name();
         let mut flow = provider.credentials(access, &sources.vendor)?;
@@ -243,6 +312,7 @@ impl CredentialCache {
                     flow.supply(jwt);
                 }
                 Need::Exchange => {
+                    *exchanged = true;
                     let f = &*flow;
                     let called = call(
                         &self.transport,

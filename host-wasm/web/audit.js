@@ -49,7 +49,7 @@ export async function render(section, { session }) {
     h('fieldset', {}, h('legend', {}, 'Filter'),
       h('label', { for: 'audit-kind' }, 'Event type'), kind, msgs.kind.el,
       h('datalist', { id: 'audit-kinds' }, ['scope_paused', 'scope_resumed', 'scope_revoked', 'key_attached', 'key_disabled', 'key_enabled', 'default_key_changed',
-        'token_created', 'token_revoked', 'lease_issued', 'scope_used'].map((k) => h('option', { value: k }))),
+        'token_created', 'token_revoked', 'lease_issued', 'scope_used', 'kms_call', 'key_validation', 'credential_exchange'].map((k) => h('option', { value: k }))),
       h('label', { for: 'audit-scope' }, 'Scope id'), scope, msgs.scope.el,
       h('label', { for: 'audit-actor' }, 'Token id'), actor, msgs.actor.el,
       h('p', {}, h('button', { type: 'submit' }, 'Show events'))));

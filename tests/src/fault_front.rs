@@ -54,14 +54,14 @@ struct State {
     down: Mutex<Option<Fault>>,
     /// Requests received.
     seen: AtomicU32,
-    /// Every KMS call received, as the customer's CloudTrail would list it.
+    /// Every KMS and STS call received, as the customer's CloudTrail would list it.
     trail: Mutex<Vec<TrailEntry>>,
 }
 
-/// A KMS call received (answered by moto, refused by the front, or faulted).
+/// A KMS or STS call received (answered by moto or the front, refused, or faulted).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TrailEntry {
-    /// The operation: `DescribeKey`, `Encrypt`, `Decrypt`, ...
+    /// The operation: `DescribeKey`, `Encrypt`, `Decrypt`, `AssumeRole`, ...
     pub op: String,
     /// The `byok:version` of its encryption context, if it has one.
     pub version: Option<String>,
@@ -116,8 +116,8 @@ impl FaultFront {
         self.state.seen.load(Ordering::SeqCst)
     }
 
-    /// The KMS calls received so far, in order: what the customer's own log (CloudTrail)
-    /// would show.
+    /// The KMS and STS calls received so far, in order: what the customer's own log
+    /// (CloudTrail) would show.
     pub fn trail(&self) -> Vec<TrailEntry> {
         self.state.trail.lock().unwrap().clone()
     }
@@ -175,17 +175,23 @@ async fn read_request(conn: &mut TcpStream) -> std::io::Result<Vec<u8>> {
     Ok(req)
 }
 
-/// A KMS request (`X-Amz-Target: TrentService.<op>`) as a trail entry.
+/// A KMS request (`X-Amz-Target: TrentService.<op>`) or an STS one (a form whose `Action` is
+/// the op) as a trail entry.
 fn trail_entry(req: &[u8]) -> Option<TrailEntry> {
     let end = req.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
     let head = String::from_utf8_lossy(&req[..end]);
+    let body = &req[end..];
     let target = head.lines().find_map(|l| {
         let (name, value) = l.split_once(':')?;
         name.eq_ignore_ascii_case("x-amz-target")
             .then_some(value.trim())
-    })?;
+    });
+    let Some(target) = target else {
+        let op = crate::sts_front::form_decode(body)?.remove("Action")?;
+        return Some(TrailEntry { op, version: None });
+    };
     let op = target.strip_prefix("TrentService.")?.to_owned();
-    let body: serde_json::Value = serde_json::from_slice(&req[end..]).unwrap_or_default();
+    let body: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
     let version = body
         .pointer("/EncryptionContext/byok:version")
         .and_then(serde_json::Value::as_str)

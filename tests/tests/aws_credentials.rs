@@ -199,6 +199,29 @@ async fn web_identity_and_assume_role_through_the_cache() {
         (cache.exchanges(), issuer.minted.load(Ordering::SeqCst)),
         (1, 1)
     );
+    // The exchange is handed over once for the org's audit log: whom byok became, and how.
+    let noted = cache.take_exchanges(org);
+    let seen: Vec<_> = noted
+        .iter()
+        .map(|x| {
+            (
+                x.provider,
+                x.principal.as_deref(),
+                x.trust,
+                x.error.is_none(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [(
+            "aws",
+            Some(moto.oidc_role_arn.as_str()),
+            RoleTrust::Oidc,
+            true
+        )]
+    );
+    assert!(cache.take_exchanges(org).is_empty(), "handed over twice");
     // A server started without its issuer (no --public-url) is byok's configuration, not the
     // customer withdrawing: unconfigured, never a denial recorded against the customer's key.
     let no_issuer = Sources {
@@ -211,6 +234,8 @@ async fn web_identity_and_assume_role_through_the_cache() {
         .unwrap_err();
     assert_eq!(e.kind, KmsErrorKind::Unconfigured, "{e}");
     assert!(e.message.contains("--public-url"), "{e}");
+    // Refused before STS was asked: no exchange to log.
+    assert!(cache.take_exchanges("org-without-issuer").is_empty());
 
     // Held at most MAX_HELD_S, though valid for an hour: a trust removed (rather than the
     // grant) stops byok within it. Then exchanged again, with a new token.
@@ -278,6 +303,13 @@ async fn web_identity_and_assume_role_through_the_cache() {
             (KmsErrorKind::AccessDenied, code),
             "{err}"
         );
+        // STS refused it: an exchange all the same, logged with STS's code.
+        let noted = cache.take_exchanges(&org);
+        let codes: Vec<_> = noted
+            .iter()
+            .map(|x| x.error.as_ref().map(|e| e.code.clone()))
+            .collect();
+        assert_eq!(codes, [Some(code.to_owned())], "{org}");
     }
     let err = cache
         .get(&Aws, &web("broken"), &sources(Arc::new(Broken)))

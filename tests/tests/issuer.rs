@@ -300,6 +300,50 @@ async fn a_role_that_trusts_byoks_issuer_is_assumed_with_its_token_for_that_org_
     assert!(v.to_string().contains("AccessDenied"), "{v}");
     assert_eq!(other.keys(&ts).await["keys"].as_array().unwrap().len(), 1);
 
+    // Each time byok asked STS for the role on an org's behalf is a row of that org's log, as
+    // it is an event of the customer's CloudTrail: this org's two refusals and the exchange its
+    // attach made (the credentials then served its every use); the other org's in its own log.
+    let exchanges = |rows: Vec<Value>| -> Vec<(Value, Value, Value, Value)> {
+        let rows = rows.into_iter().map(|r| r["event"].clone());
+        rows.filter(|e| e["type"] == "credential_exchange")
+            .map(|e| {
+                let trust = e["trust"].clone();
+                (
+                    e["ok"].clone(),
+                    e["provider_code"].clone(),
+                    e["principal"].clone(),
+                    trust,
+                )
+            })
+            .collect()
+    };
+    let (no, oidc) = (json!(false), json!("oidc"));
+    assert_eq!(
+        exchanges(o.audit(&ts, &o.admin).await),
+        [
+            (
+                no.clone(),
+                json!("InvalidIdentityToken"),
+                json!(role),
+                oidc.clone()
+            ),
+            (
+                no.clone(),
+                json!("ExpiredTokenException"),
+                json!(role),
+                oidc.clone()
+            ),
+            (json!(true), Value::Null, json!(role), oidc.clone()),
+        ]
+    );
+    assert_eq!(
+        exchanges(other.audit(&ts, &other.admin).await),
+        [(no, json!("AccessDenied"), json!(role), oidc)]
+    );
+    let asked = stack.front.trail();
+    let asked = asked.iter().filter(|e| e.op == "AssumeRoleWithWebIdentity");
+    assert_eq!(asked.count(), 4);
+
     // Asking for `oidc` from a server that is no issuer is refused with the setting to change.
     let plain = stack.test_server("issuer-aws-plain");
     let p2 = plain.org(OrgSettings::named("acme")).await;

@@ -111,12 +111,56 @@ impl Service {
         self.audit_event(org, &event).await
     }
 
-    /// Appends `event` to the org's audit log, in a transaction of its own.
+    /// Appends `event` to the org's audit log in a transaction of its own, after a row for
+    /// each credential exchange made for the org since the last such write (see
+    /// [`Self::audit_exchanges`]).
     pub(super) async fn audit_event(&self, org: ScopeId, event: &serde_json::Value) -> Result<()> {
-        let mut w = self.store.write().await?;
-        audit::append(&mut w.tx, org, store::now_ms(), event).await?;
-        w.commit().await?;
-        Ok(())
+        self.audit_rows(org, Some(event)).await
+    }
+
+    /// Appends a row for each credential exchange made for the org since the last such write
+    /// (`credential_exchange`): the roles byok assumed and the tokens it obtained in the
+    /// customer's cloud, which logs them too. Written with the KMS call they were made for,
+    /// and after the health check's describes, which are not rows themselves.
+    pub(super) async fn audit_exchanges(&self, org: ScopeId) -> Result<()> {
+        self.audit_rows(org, None).await
+    }
+
+    async fn audit_rows(&self, org: ScopeId, event: Option<&serde_json::Value>) -> Result<()> {
+        let exchanges = self.kms.take_exchanges(org);
+        if exchanges.is_empty() && event.is_none() {
+            return Ok(());
+        }
+        let rows: Vec<serde_json::Value> = exchanges
+            .iter()
+            .map(|x| {
+                let mut row = json!({ "type": "credential_exchange", "provider": x.provider,
+                    "ok": x.error.is_none() });
+                if let Some(e) = &x.error {
+                    row["error"] = json!(kind_code(e));
+                    row["provider_code"] = json!(e.code);
+                }
+                if let Some(principal) = &x.principal {
+                    row["principal"] = json!(principal);
+                    row["trust"] = json!(x.trust.as_str());
+                }
+                row
+            })
+            .collect();
+        let written = async {
+            let mut w = self.store.write().await?;
+            let at = store::now_ms();
+            for row in rows.iter().chain(event) {
+                audit::append(&mut w.tx, org, at, row).await?;
+            }
+            w.commit().await?;
+            Ok(())
+        }
+        .await;
+        if written.is_err() {
+            self.kms.return_exchanges(exchanges);
+        }
+        written
     }
 
     /// After a KMS call on key `n`, sent when the org's eviction count was `sent`: audits it,
@@ -277,6 +321,8 @@ impl Service {
                     }
                 };
                 let described = self.kms.describe(&access).await;
+                // The describe is no row, but a credential exchange it made is.
+                self.audit_exchanges(org).await?;
                 // A key its KMS describes as unusable (disabled, pending deletion, destroyed)
                 // is a withdrawal, like a refused call.
                 let (denied, health, detail) = match described {

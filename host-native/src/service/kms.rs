@@ -113,6 +113,18 @@ impl Kms {
         })
     }
 
+    /// The credential exchanges made for `org` since the last call (see
+    /// [`CredentialCache::take_exchanges`]).
+    pub fn take_exchanges(&self, org: byok_core::ScopeId) -> Vec<crate::credentials::Exchange> {
+        self.creds.take_exchanges(&org.to_string())
+    }
+
+    /// Hands `exchanges` back, oldest first, when their rows could not be written: the next
+    /// write of the org's log takes them.
+    pub fn return_exchanges(&self, exchanges: Vec<crate::credentials::Exchange>) {
+        self.creds.return_exchanges(exchanges);
+    }
+
     async fn credentials(&self, key: &KeyAccess) -> Result<Credentials, KmsError> {
         self.creds
             .get(key.provider, &key.access, &self.settings.sources)
