@@ -56,9 +56,6 @@ pub async fn keys(
     State(s): State<AppState>,
     _: OperatorCaller,
 ) -> Result<Json<IssuerKeys>, ApiError> {
-    if s.service.issuer_path().is_none() {
-        return Err(not_an_issuer());
-    }
     Ok(Json(s.service.issuer_keys().await?))
 }
 

@@ -225,10 +225,10 @@ impl Service {
     /// Every stored signing key with its role now (core's [`oidc::roles`]), each opened under
     /// the managed key as the schedule opens them, and the key this replica signs with: the
     /// operator's check that a replacement took, or that no foreign row was slipped in.
-    /// `NotConfigured` without `--public-url`.
+    /// `NotFound` without `--public-url`, as the issuer's documents are then.
     pub async fn issuer_keys(&self) -> Result<IssuerKeys> {
         let issuer = self.issuer.as_ref().ok_or_else(|| {
-            ServiceError::NotConfigured(
+            ServiceError::NotFound(
                 "byok is not an OIDC issuer here: the operator sets --public-url (BYOK_PUBLIC_URL)"
                     .into(),
             )
