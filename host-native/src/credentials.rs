@@ -104,6 +104,38 @@ pub struct CredentialCache {
     steady: fn() -> Duration,
 }
 
+/// Notes an exchange for the audit log once its flow asked the cloud: with its outcome, or, if
+/// the call waiting for it is dropped first (its client gone, its deadline passed), as one
+/// whose answer byok never read. The cloud logged it either way.
+struct Noting<'a> {
+    cache: &'a CredentialCache,
+    provider: &'static str,
+    access: &'a Access,
+    exchanged: bool,
+}
+
+impl Noting<'_> {
+    fn noted(mut self, error: Option<&KmsError>) {
+        if std::mem::take(&mut self.exchanged) {
+            self.cache.note_exchange(self.provider, self.access, error);
+        }
+    }
+}
+
+impl Drop for Noting<'_> {
+    fn drop(&mut self) {
+        if self.exchanged {
+            let dropped = unavailable(
+                self.provider,
+                "Dropped",
+                "the call that needed these credentials ended before their answer was read".into(),
+            );
+            self.cache
+                .note_exchange(self.provider, self.access, Some(&dropped));
+        }
+    }
+}
+
 /// The monotonic clock, from the first reading in this process: [`MAX_HELD_S`] is measured on
 /// it too, so that a wall clock stepped back does not stretch it.
 fn steady_now() -> Duration {
@@ -225,11 +257,16 @@ impl CredentialCache {
         {
             return Ok(c.clone());
         }
-        let mut exchanged = false;
-        let outcome = self.run(provider, access, sources, &mut exchanged).await;
-        if exchanged {
-            self.note_exchange(provider.name(), access, outcome.as_ref().err());
-        }
+        let mut noting = Noting {
+            cache: self,
+            provider: provider.name(),
+            access,
+            exchanged: false,
+        };
+        let outcome = self
+            .run(provider, access, sources, &mut noting.exchanged)
+            .await;
+        noting.noted(outcome.as_ref().err());
         let (fresh, expires) = match outcome {
             Ok(got) => got,
             Err(e) => {

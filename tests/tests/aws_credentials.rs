@@ -364,3 +364,68 @@ async fn web_identity_and_assume_role_through_the_cache() {
     cache.get(&Aws, &assume, &vendor_only).await.unwrap();
     assert_eq!(cache.exchanges() - before, 1);
 }
+
+/// An exchange whose call is dropped while STS has the request (its client gone, its deadline
+/// passed) reached the customer's cloud all the same: it is noted for the org's log, as one
+/// whose answer byok never read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exchange_whose_call_is_dropped_is_noted_all_the_same() {
+    // STS that takes the request and never answers.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", silent.local_addr().unwrap());
+    let (got, mut asked) = tokio::sync::mpsc::channel(1);
+    tokio::spawn(async move {
+        while let Ok((conn, _)) = silent.accept().await {
+            let _ = got.send(()).await;
+            // Held open, unanswered, until the test ends.
+            std::mem::forget(conn);
+        }
+    });
+    let transport = Transport::new(TransportConfig {
+        danger_allow_http: true,
+        ..Default::default()
+    })
+    .unwrap();
+    let cache = CredentialCache::new(transport, RetryPolicy::default());
+    let access = Access {
+        org: "org-dropped".into(),
+        key: "arn:aws:kms:us-east-1:123456789012:key/11111111-2222-3333-4444-555555555555".into(),
+        role: Some("arn:aws:iam::123456789012:role/byok".into()),
+        trust: RoleTrust::ExternalId,
+        external_id: "byok-0123".into(),
+        audience: None,
+        danger_base: Some(url),
+    };
+    let sources = Sources {
+        vendor: Vendor {
+            aws: Some(AwsCredentials::new(
+                "AKIAVENDOR",
+                "vendor-secret",
+                None,
+                None,
+            )),
+            ..Vendor::default()
+        },
+        ..Sources::default()
+    };
+    let call = cache.get(&Aws, &access, &sources);
+    tokio::select! {
+        _ = call => panic!("a silent STS answered"),
+        _ = asked.recv() => {}
+    }
+    // The call was dropped by the select once STS had the request.
+    let noted = cache.take_exchanges("org-dropped");
+    let seen: Vec<_> = noted
+        .iter()
+        .map(|x| {
+            (
+                x.principal.as_deref(),
+                x.error.as_ref().map(|e| e.code.as_str()),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [(Some("arn:aws:iam::123456789012:role/byok"), Some("Dropped"))]
+    );
+}
