@@ -6,7 +6,7 @@ use js_sys::{Object, Reflect, Uint8Array};
 use wasm_bindgen::prelude::*;
 
 use super::{JsBytes, bytes_of, context_of, now_ms, rng, secret_bytes_of, thrown};
-use crate::edge::{EdgeLease, EdgeOpener, EdgeSealer};
+use crate::edge::{EdgeError, EdgeLease, EdgeOpener, EdgeSealer};
 
 /// The inputs of WebCrypto's AES-GCM call as a JS object: `header`, `key` (raw, to import and
 /// then wipe with `fill(0)`), `iv`, `aad`, and for an open the `body` after the header.
@@ -47,10 +47,23 @@ impl Lease {
     /// `received_ms` (ms since the epoch; default now): the lease ends by this host's clock at
     /// the latest its TTL after that (see core's `lease`).
     #[wasm_bindgen(js_name = fromJson)]
-    pub fn from_json(json: String, received_ms: Option<f64>) -> Result<Lease, JsValue> {
-        // Taken as an owned `String` (the glue hands over the buffer it copied the text into)
-        // so that this copy of the keys is wiped; `&str` would leave it to be freed unwiped.
-        let json = zeroize::Zeroizing::new(json);
+    pub fn from_json(
+        #[wasm_bindgen(unchecked_param_type = "string")] json: JsValue,
+        received_ms: Option<f64>,
+    ) -> Result<Lease, JsValue> {
+        let text: &js_sys::JsString = json
+            .dyn_ref()
+            .ok_or_else(|| super::invalid("the lease document must be text"))?;
+        // Measured before it is copied in (a copy that does not fit aborts the module): text
+        // over core's limit is refused unread, with core's error. A lease document is ASCII,
+        // so its UTF-16 units are its bytes; other text has at least as many bytes as units.
+        let units = text.length() as usize;
+        if units > byok_core::lease::MAX_DOCUMENT_LEN {
+            let e = byok_core::lease::LeaseError::TooLarge { len: units };
+            return Err(thrown(EdgeError::from(e)));
+        }
+        // An owned copy, wiped when dropped: it holds the lease's keys.
+        let json = zeroize::Zeroizing::new(text.as_string().unwrap_or_default());
         // Whole milliseconds since the epoch fit an f64 exactly.
         #[allow(clippy::cast_possible_truncation)]
         let received = received_ms.map_or_else(now_ms, |t| t as i64);

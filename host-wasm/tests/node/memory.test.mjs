@@ -138,6 +138,14 @@ test('a huge context value or key is refused as core refuses a long one, unread'
   stillWorks();
 });
 
+test('a lease document too large to be one is refused by its length, unread', () => {
+  const e = refusal(() => Lease.fromJson(' '.repeat(100 * MIB)));
+  assert.equal(e.code, 'invalid_request');
+  assert.match(e.message, /over the 1048576 a lease can be/);
+  assert.equal(refusal(() => Lease.fromJson(42)).code, 'invalid_request');
+  stillWorks();
+});
+
 test('a context of very many pairs is refused at the first one over the limit', () => {
   const many = Object.fromEntries(Array.from({ length: 2_000_000 }, (_, i) => [`k${i}`, 'v'.repeat(64)]));
   const e = refusal(() => lease.encrypt(new Uint8Array(1), many));
