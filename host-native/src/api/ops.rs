@@ -22,10 +22,11 @@ pub async fn healthz() -> &'static str {
     "ok\n"
 }
 
-/// Readiness: the database answers, and (with replicas) this replica has read the orgs'
-/// versions within the bound its withdrawal receipts state.
+/// Readiness: the database answers, (with replicas) this replica has read the orgs' versions
+/// within the bound its withdrawal receipts state, and (as an OIDC issuer) it has read its
+/// signing keys recently enough to publish them.
 #[utoipa::path(get, path = "/readyz", tag = "ops",
-    responses((status = 200, description = "ready"), (status = 503, description = "database unavailable, or (replicas) this replica has not read the others' changes for too long")))]
+    responses((status = 200, description = "ready"), (status = 503, description = "database unavailable, or (replicas) this replica has not read the others' changes for too long, or (issuer) its signing keys")))]
 pub async fn readyz(State(s): State<AppState>) -> Response {
     // The database first, the likelier cause of a replica's lag; one that answers does not
     // make a replica that stopped following ready (it refuses data calls until it reads).
@@ -33,6 +34,8 @@ pub async fn readyz(State(s): State<AppState>) -> Response {
         "database unavailable\n"
     } else if s.service.replica_behind() {
         "replica behind: the other replicas' changes have not been read for too long\n"
+    } else if s.service.issuer_behind() {
+        "issuer behind: its signing keys have not been read for too long, so it publishes none\n"
     } else {
         return (StatusCode::OK, "ready\n").into_response();
     };

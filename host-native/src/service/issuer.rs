@@ -149,6 +149,12 @@ impl crate::credentials::TokenSource for Issuer {
     }
 }
 
+/// Whether `active` was read too long ago to be published (`PUBLISHES_WITHOUT_REFRESH_MS`).
+fn publishes_nothing(active: &Active) -> bool {
+    let now = u64::try_from(store::now_ms()).unwrap_or(0);
+    now.saturating_sub(active.refreshed_ms) > PUBLISHES_WITHOUT_REFRESH_MS
+}
+
 fn context(kid: &str) -> Result<Context> {
     Context::from_pairs([("byok:purpose", PURPOSE), ("byok:kid", kid)])
         .map_err(|_| ServiceError::Invalid("an issuer key id cannot be bound".into()))
@@ -410,11 +416,19 @@ impl Service {
         let Some(active) = self.issuer.as_ref().and_then(|i| i.active()) else {
             return Ok(None);
         };
-        let now = u64::try_from(store::now_ms()).unwrap_or(0);
-        if now.saturating_sub(active.refreshed_ms) > PUBLISHES_WITHOUT_REFRESH_MS {
+        if publishes_nothing(&active) {
             return Err(ServiceError::IssuerBehind);
         }
         Ok(Some(active.jwks.clone()))
+    }
+
+    /// Whether this replica publishes no JWKS now ([`Self::issuer_jwks_to_publish`]): not
+    /// ready, so that a load balancer sends the clouds to a replica that does.
+    pub fn issuer_behind(&self) -> bool {
+        self.issuer
+            .as_ref()
+            .and_then(|i| i.active())
+            .is_some_and(|a| publishes_nothing(&a))
     }
 
     /// A token for org `org` and `audience`, valid [`oidc::TOKEN_TTL_MS`].
@@ -779,11 +793,13 @@ mod tests {
         };
         back_by(super::PUBLISHES_WITHOUT_REFRESH_MS - 60_000);
         assert_eq!(s.issuer_jwks_to_publish().unwrap(), s.issuer_jwks());
+        assert!(!s.issuer_behind());
         back_by(120_000);
         assert!(matches!(
             s.issuer_jwks_to_publish(),
             Err(ServiceError::IssuerBehind)
         ));
+        assert!(s.issuer_behind(), "ready while publishing nothing");
         assert!(s.mint_token("o1", AWS_STS_AUDIENCE).is_ok());
         back_by(super::SIGNS_WITHOUT_REFRESH_MS - super::PUBLISHES_WITHOUT_REFRESH_MS - 120_000);
         assert!(s.mint_token("o1", AWS_STS_AUDIENCE).is_ok());
@@ -796,6 +812,7 @@ mod tests {
         s.refresh_issuer().await.unwrap();
         assert!(s.mint_token("o1", AWS_STS_AUDIENCE).is_ok());
         assert!(s.issuer_jwks_to_publish().unwrap().is_some());
+        assert!(!s.issuer_behind());
     }
 
     #[tokio::test]
