@@ -32,10 +32,18 @@ pub fn kind_code(e: &KmsError) -> &'static str {
 /// A KMS call as the audit log records it: `op`, and how it failed (core's class and the
 /// provider's own code), if it did.
 pub(super) fn call_json(op: &str, err: Option<&KmsError>) -> serde_json::Value {
-    match err {
-        None => json!({ "op": op, "ok": true }),
-        Some(e) => json!({ "op": op, "ok": false, "error": kind_code(e), "provider_code": e.code }),
+    with_outcome(json!({ "op": op }), err)
+}
+
+/// `row` with how a call to a cloud ended: `ok`, and if it failed, core's class and the
+/// provider's own code.
+fn with_outcome(mut row: serde_json::Value, err: Option<&KmsError>) -> serde_json::Value {
+    row["ok"] = json!(err.is_none());
+    if let Some(e) = err {
+        row["error"] = json!(kind_code(e));
+        row["provider_code"] = json!(e.code);
     }
+    row
 }
 
 impl Service {
@@ -134,12 +142,10 @@ impl Service {
         let rows: Vec<serde_json::Value> = exchanges
             .iter()
             .map(|x| {
-                let mut row = json!({ "type": "credential_exchange", "provider": x.provider,
-                    "ok": x.error.is_none() });
-                if let Some(e) = &x.error {
-                    row["error"] = json!(kind_code(e));
-                    row["provider_code"] = json!(e.code);
-                }
+                let mut row = with_outcome(
+                    json!({ "type": "credential_exchange", "provider": x.provider }),
+                    x.error.as_ref(),
+                );
                 if let Some(principal) = &x.principal {
                     row["principal"] = json!(principal);
                     row["trust"] = json!(x.trust.as_str());
