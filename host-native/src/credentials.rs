@@ -82,6 +82,9 @@ pub struct Exchange {
     pub principal: Option<String>,
     /// How byok became it.
     pub trust: RoleTrust,
+    /// Requests sent to the cloud, retries and a flow's several steps included (each is an
+    /// event in its log); for one dropped mid-call, those sent before it was abandoned.
+    pub attempts: u32,
     /// How it failed, if it did.
     pub error: Option<KmsError>,
 }
@@ -111,27 +114,30 @@ struct Noting<'a> {
     cache: &'a CredentialCache,
     provider: &'static str,
     access: &'a Access,
-    exchanged: bool,
+    /// Requests sent so far (0: the flow has not asked its cloud).
+    attempts: u32,
 }
 
 impl Noting<'_> {
     fn noted(mut self, error: Option<&KmsError>) {
-        if std::mem::take(&mut self.exchanged) {
-            self.cache.note_exchange(self.provider, self.access, error);
+        let attempts = std::mem::take(&mut self.attempts);
+        if attempts > 0 {
+            self.cache
+                .note_exchange(self.provider, self.access, attempts, error);
         }
     }
 }
 
 impl Drop for Noting<'_> {
     fn drop(&mut self) {
-        if self.exchanged {
+        if self.attempts > 0 {
             let dropped = unavailable(
                 self.provider,
                 "Dropped",
                 "the call that needed these credentials ended before their answer was read".into(),
             );
             self.cache
-                .note_exchange(self.provider, self.access, Some(&dropped));
+                .note_exchange(self.provider, self.access, self.attempts, Some(&dropped));
         }
     }
 }
@@ -208,7 +214,13 @@ impl CredentialCache {
         }
     }
 
-    fn note_exchange(&self, provider: &'static str, access: &Access, error: Option<&KmsError>) {
+    fn note_exchange(
+        &self,
+        provider: &'static str,
+        access: &Access,
+        attempts: u32,
+        error: Option<&KmsError>,
+    ) {
         let mut held = self.unaudited.lock().unwrap_or_else(|p| p.into_inner());
         if held.len() >= MAX_UNAUDITED {
             held.pop_front();
@@ -219,6 +231,7 @@ impl CredentialCache {
             provider,
             principal: access.role.clone(),
             trust: access.trust,
+            attempts,
             error: error.cloned(),
         });
     }
@@ -261,10 +274,10 @@ impl CredentialCache {
             cache: self,
             provider: provider.name(),
             access,
-            exchanged: false,
+            attempts: 0,
         };
         let outcome = self
-            .run(provider, access, sources, &mut noting.exchanged)
+            .run(provider, access, sources, &mut noting.attempts)
             .await;
         noting.noted(outcome.as_ref().err());
         let (fresh, expires) = match outcome {
@@ -296,13 +309,14 @@ impl CredentialCache {
         Ok(fresh)
     }
 
-    /// Runs the provider's flow to the end; sets `exchanged` once it asks its cloud.
+    /// Runs the provider's flow to the end; counts in `attempts` the requests it sends its
+    /// cloud (one as soon as it asks, then the retries once the call ends).
     async fn run(
         &self,
         provider: &'static dyn Wire,
         access: &Access,
         sources: &Sources,
-        exchanged: &mut bool,
+        attempts: &mut u32,
     ) -> Result<(Credentials, Option<u64>), KmsError> {
         let name = provider.name();
         let mut flow = provider.credentials(access, &sources.vendor)?;
@@ -349,7 +363,7 @@ impl CredentialCache {
                     flow.supply(jwt);
                 }
                 Need::Exchange => {
-                    *exchanged = true;
+                    *attempts += 1;
                     let f = &*flow;
                     let called = call(
                         &self.transport,
@@ -366,6 +380,7 @@ impl CredentialCache {
                         u64::from(called.attempts),
                         std::sync::atomic::Ordering::Relaxed,
                     );
+                    *attempts += called.attempts.saturating_sub(1);
                     let resp = called.result?;
                     flow.answer(&resp, (self.clock)())?;
                 }

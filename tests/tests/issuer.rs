@@ -12,6 +12,7 @@ use std::sync::{Arc, OnceLock};
 
 use byok_core::kms::aws::policy::oidc_subject;
 use byok_tests::aws_stack::AwsStack;
+use byok_tests::fault_front::Fault;
 use byok_tests::fixtures::{OrgSettings, TestServer, assert_error, assert_status, key};
 use byok_tests::server::{Server, binary, cli_json, cli_ok, field as s, temp_dir};
 use serde_json::{Value, json};
@@ -277,8 +278,10 @@ async fn a_role_that_trusts_byoks_issuer_is_assumed_with_its_token_for_that_org_
     stack.sts.clock_ahead.store(0, Ordering::SeqCst);
 
     // Attached through the role with byok's token: validated live, the root wrapped under it,
-    // data sealed and opened through it (the org caches nothing: every use unwraps).
+    // data sealed and opened through it (the org caches nothing: every use unwraps). STS is
+    // unavailable at the first try: the exchange is retried.
     let body = json!({ "name": "prod", "provider": "aws", "key_arn": stack.moto.key_arn, "role_arn": role });
+    stack.front.inject([Fault::Unavailable]);
     let added = assert_status(&ts.post(&o.path("/keys"), &o.admin, &body).await, 201);
     assert_eq!(added["key"]["role_trust"], "oidc", "{added}");
     assert_status(&o.key_action(&ts, "cmk:1", "default", json!({})).await, 200);
@@ -303,21 +306,22 @@ async fn a_role_that_trusts_byoks_issuer_is_assumed_with_its_token_for_that_org_
     // Each time byok asked STS for the role on an org's behalf is a row of that org's log, as
     // it is an event of the customer's CloudTrail: this org's two refusals and the exchange its
     // attach made (the credentials then served its every use); the other org's in its own log.
+    // A row counts the requests it sent: the attach's two are two events of CloudTrail.
     let exchanges = |rows: Vec<Value>| -> Vec<(Value, Value, Value, Value)> {
         let rows = rows.into_iter().map(|r| r["event"].clone());
         rows.filter(|e| e["type"] == "credential_exchange")
             .map(|e| {
-                let trust = e["trust"].clone();
+                let outcome = json!([e["ok"], e["attempts"]]);
                 (
-                    e["ok"].clone(),
+                    outcome,
                     e["provider_code"].clone(),
                     e["principal"].clone(),
-                    trust,
+                    e["trust"].clone(),
                 )
             })
             .collect()
     };
-    let (no, oidc) = (json!(false), json!("oidc"));
+    let (no, oidc) = (json!([false, 1]), json!("oidc"));
     assert_eq!(
         exchanges(o.audit(&ts, &o.admin).await),
         [
@@ -333,7 +337,7 @@ async fn a_role_that_trusts_byoks_issuer_is_assumed_with_its_token_for_that_org_
                 json!(role),
                 oidc.clone()
             ),
-            (json!(true), Value::Null, json!(role), oidc.clone()),
+            (json!([true, 2]), Value::Null, json!(role), oidc.clone()),
         ]
     );
     assert_eq!(
@@ -342,7 +346,7 @@ async fn a_role_that_trusts_byoks_issuer_is_assumed_with_its_token_for_that_org_
     );
     let asked = stack.front.trail();
     let asked = asked.iter().filter(|e| e.op == "AssumeRoleWithWebIdentity");
-    assert_eq!(asked.count(), 4);
+    assert_eq!(asked.count(), 5);
 
     // Asking for `oidc` from a server that is no issuer is refused with the setting to change.
     let plain = stack.test_server("issuer-aws-plain");

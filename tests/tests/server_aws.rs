@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use byok_tests::aws_stack::{aws_org, byok_org};
+use byok_tests::fault_front::Fault;
 use byok_tests::fixtures::{
     OrgSettings, SealedTree, TestServer, assert_error, assert_status, error_message, key,
 };
@@ -305,8 +306,12 @@ async fn every_kms_call_in_the_customers_log_is_in_byoks() {
     let (stack, ts, o) = byok_org("aws-trail", NO_CACHE).await;
     let moto = &stack.moto;
     let tree = SealedTree::seal(&ts, &o).await;
+    // A throttled call is retried: each attempt is an event of the customer's log, and one
+    // `attempts` of byok's row. Here a data call's Decrypt and a dry run's Describe.
+    stack.front.inject([Fault::Throttle, Fault::Throttle]);
     tree.open_all(&ts, &o).await.unwrap();
     let other = json!({ "provider": "aws", "key": moto.second_key_arn });
+    stack.front.inject([Fault::Throttle]);
     let dry = assert_status(
         &ts.post(&o.path("/keys/validate"), &o.admin, &other).await,
         200,
@@ -337,17 +342,21 @@ async fn every_kms_call_in_the_customers_log_is_in_byoks() {
         .copied()
         .filter(|e| e["type"] == "key_validation")
         .collect();
-    let logged = |op: &str| {
+    let logged = |op: &str| -> u64 {
         let calls = events
             .iter()
+            .copied()
             .filter(|e| e["type"] == "kms_call" && e["op"] == op);
         let probes = validations
             .iter()
             .flat_map(|v| v["calls"].as_array().unwrap())
             .filter(|c| c["op"] == op);
-        calls.count() + probes.count()
+        calls
+            .chain(probes)
+            .map(|c| c["attempts"].as_u64().unwrap())
+            .sum()
     };
-    let received = |op: &str| trail.iter().filter(|e| e.op == op).count();
+    let received = |op: &str| trail.iter().filter(|e| e.op == op).count() as u64;
     for (ours, theirs) in [
         ("Describe", "DescribeKey"),
         ("Encrypt", "Encrypt"),
@@ -389,6 +398,20 @@ async fn every_kms_call_in_the_customers_log_is_in_byoks() {
     }
     assert_eq!(ops(validations[3]), ["Describe"]);
     assert_eq!(validations[3]["ok"], false);
+    assert_eq!(
+        validations[1]["calls"][0]["attempts"], 2,
+        "{}",
+        validations[1]
+    );
+    let retried: Vec<_> = events
+        .iter()
+        .filter(|e| e["type"] == "kms_call" && e["attempts"] != 1)
+        .collect();
+    assert_eq!(retried.len(), 1, "{retried:?}");
+    assert_eq!(
+        (s(retried[0], "op"), &retried[0]["attempts"]),
+        ("Decrypt".into(), &json!(3))
+    );
     let probes = trail
         .iter()
         .filter(|e| e.version.as_deref() == Some("0"))

@@ -15,6 +15,7 @@ use super::cache::Evictions;
 use super::grace::GraceEnd;
 use super::org_cell::Unpublished;
 use super::{OrgCell, Result, Service};
+use crate::kms_call::Called;
 use crate::store::{self, audit, keys};
 
 /// Whether a KMS error means the customer withdrew (the key is disabled, gone or pending
@@ -29,10 +30,11 @@ pub fn kind_code(e: &KmsError) -> &'static str {
     e.kind.as_str()
 }
 
-/// A KMS call as the audit log records it: `op`, and how it failed (core's class and the
-/// provider's own code), if it did.
-pub(super) fn call_json(op: &str, err: Option<&KmsError>) -> serde_json::Value {
-    with_outcome(json!({ "op": op }), err)
+/// A KMS call as the audit log records it: `op`, the requests sent for it (retries included:
+/// the customer's log shows one event for each that reached its KMS), and how it failed
+/// (core's class and the provider's own code), if it did.
+pub(super) fn call_json(op: &str, attempts: u32, err: Option<&KmsError>) -> serde_json::Value {
+    with_outcome(json!({ "op": op, "attempts": attempts }), err)
 }
 
 /// `row` with how a call to a cloud ended: `ok`, and if it failed, core's class and the
@@ -111,9 +113,10 @@ impl Service {
         org: ScopeId,
         op: &str,
         n: u32,
+        attempts: u32,
         err: Option<&KmsError>,
     ) -> Result<()> {
-        let mut event = call_json(op, err);
+        let mut event = call_json(op, attempts, err);
         event["type"] = json!("kms_call");
         event["key"] = json!(format!("cmk:{n}"));
         self.audit_event(org, &event).await
@@ -143,7 +146,8 @@ impl Service {
             .iter()
             .map(|x| {
                 let mut row = with_outcome(
-                    json!({ "type": "credential_exchange", "provider": x.provider }),
+                    json!({ "type": "credential_exchange", "provider": x.provider,
+                        "attempts": x.attempts }),
                     x.error.as_ref(),
                 );
                 if let Some(principal) = &x.principal {
@@ -174,19 +178,20 @@ impl Service {
     /// deletion, access denied, invalid ciphertext), drops every cached key of the org at once
     /// (before the audit write, which may wait for the store's writer), not at TTL expiry, ends
     /// any outage grace, and records the key's health.
-    pub(super) async fn kms_answered(
+    pub(super) async fn kms_answered<T>(
         &self,
         cell: &OrgCell,
         org: ScopeId,
         n: u32,
         op: &str,
-        err: Option<&KmsError>,
+        called: &Called<T>,
         sent: Evictions,
     ) -> Result<()> {
+        let err = called.result.as_ref().err();
         if err.is_some_and(is_denial) {
             self.cache.evict_org(org);
         }
-        self.audit_kms(org, op, n, err).await?;
+        self.audit_kms(org, op, n, called.attempts, err).await?;
         match err {
             Some(e) if is_denial(e) => {
                 self.withdrawn(cell, org, n, kind_code(e), Some(e.to_string()))
@@ -401,8 +406,8 @@ impl Service {
             return Ok(false);
         };
         let sent = self.cache.evictions(org);
-        let back = self.kms.unwrap(access, copy, *v).await;
-        self.kms_answered(cell, org, n, "Decrypt", back.as_ref().err(), sent)
+        let back = self.kms.unwrap_counted(access, copy, *v).await;
+        self.kms_answered(cell, org, n, "Decrypt", &back, sent)
             .await?;
         Ok(true)
     }
@@ -442,15 +447,15 @@ impl Service {
             let root = self.scope_key(cell, byok_core::KeyId::new(org, v)).await?;
             let secret = root.duplicate_secret();
             let sent = self.cache.evictions(org);
-            let wrapped = self.kms.wrap(access, &secret, v).await;
-            self.kms_answered(cell, org, n, "Encrypt", wrapped.as_ref().err(), sent)
+            let wrapped = self.kms.wrap_counted(access, &secret, v).await;
+            self.kms_answered(cell, org, n, "Encrypt", &wrapped, sent)
                 .await?;
-            let wrapped = wrapped?;
+            let wrapped = wrapped.result?;
             let sent = self.cache.evictions(org);
-            let back = self.kms.unwrap(access, &wrapped, v).await;
-            self.kms_answered(cell, org, n, "Decrypt", back.as_ref().err(), sent)
+            let back = self.kms.unwrap_counted(access, &wrapped, v).await;
+            self.kms_answered(cell, org, n, "Decrypt", &back, sent)
                 .await?;
-            if !bool::from(back?.ct_eq(&secret)) {
+            if !bool::from(back.result?.ct_eq(&secret)) {
                 return Err(super::ServiceError::Invalid(format!(
                     "cmk:{n}: a copy made by the key's current version does not open to the root; the old copies are kept"
                 )));

@@ -78,11 +78,10 @@ impl Service {
                                 &mut root.expose_secret().clone(),
                             );
                             let sent = self.cache.evictions(org);
-                            let answer = self.kms.wrap(&access, &secret, version).await;
-                            let err = answer.as_ref().err();
-                            self.kms_answered(&cell, org, n, "Encrypt", err, sent)
+                            let answer = self.kms.wrap_counted(&access, &secret, version).await;
+                            self.kms_answered(&cell, org, n, "Encrypt", &answer, sent)
                                 .await?;
-                            answer?
+                            answer.result?
                         }
                     };
                     self.transition(org, BTreeMap::new(), |o| {

@@ -260,10 +260,10 @@ impl Service {
             let root = self.scope_key(cell, KeyId::new(org.id(), v)).await?;
             let secret = root.duplicate_secret();
             let sent = self.cache.evictions(org.id());
-            let answer = self.kms.wrap(&access, &secret, v).await;
-            self.kms_answered(cell, org.id(), n, "Encrypt", answer.as_ref().err(), sent)
+            let answer = self.kms.wrap_counted(&access, &secret, v).await;
+            self.kms_answered(cell, org.id(), n, "Encrypt", &answer, sent)
                 .await?;
-            copies.push((v, answer?));
+            copies.push((v, answer.result?));
         }
         Ok(copies)
     }
@@ -380,7 +380,7 @@ impl Service {
             let key = attached.map_or_else(|| spec.key.to_owned(), |n| format!("cmk:{n}"));
             let calls: Vec<_> = calls
                 .iter()
-                .map(|c| super::health::call_json(c.op, c.error.as_ref()))
+                .map(|c| super::health::call_json(c.op, c.attempts, c.error.as_ref()))
                 .collect();
             let event = serde_json::json!({ "type": "key_validation", "key": key,
                 "provider": access.provider.name(), "ok": v.ok(), "calls": calls });

@@ -17,7 +17,7 @@ use byok_core::kms::{HttpRequest, HttpResponse, KmsError};
 use byok_core::retry::RetryPolicy;
 
 use crate::credentials::{CredentialCache, Sources};
-use crate::kms_call::{call, unix_now};
+use crate::kms_call::{Called, call, unix_now};
 use crate::transport::{Transport, TransportConfig};
 
 /// The vendor's KMS settings.
@@ -137,7 +137,7 @@ impl Kms {
         provider: &'static dyn Wire,
         build: impl FnMut(std::time::Duration) -> Result<HttpRequest, RequestError>,
         parse: impl Fn(&HttpResponse) -> Result<T, KmsError>,
-    ) -> Result<T, KmsError> {
+    ) -> Called<T> {
         let mut rng = rand::make_rng::<rand::rngs::StdRng>();
         let called = call(
             &self.transport,
@@ -150,19 +150,28 @@ impl Kms {
         .await;
         self.calls
             .fetch_add(u64::from(called.attempts), Ordering::Relaxed);
-        called.result
+        called
     }
 
     /// One call on `key` for root version `version`: credentials, the binding, the request
-    /// `build` makes (again on each retry), the answer `parse` reads.
+    /// `build` makes (again on each retry), the answer `parse` reads. Without credentials no
+    /// request is sent: no attempt.
     async fn on_key<T>(
         &self,
         key: &KeyAccess,
         version: u32,
         build: impl Fn(&Call<'_>, std::time::Duration) -> Result<HttpRequest, RequestError>,
         parse: impl Fn(&HttpResponse) -> Result<T, KmsError>,
-    ) -> Result<T, KmsError> {
-        let creds = self.credentials(key).await?;
+    ) -> Called<T> {
+        let creds = match self.credentials(key).await {
+            Ok(c) => c,
+            Err(e) => {
+                return Called {
+                    result: Err(e),
+                    attempts: 0,
+                };
+            }
+        };
         let binding = Binding::root(&key.access.org, version);
         let call = Call {
             key: &key.access.key,
@@ -181,6 +190,17 @@ impl Kms {
         root: &SecretBytes,
         version: u32,
     ) -> Result<Vec<u8>, KmsError> {
+        self.wrap_counted(key, root, version).await.result
+    }
+
+    /// [`Self::wrap`], with the number of requests it sent (each is an event in the
+    /// customer's log).
+    pub async fn wrap_counted(
+        &self,
+        key: &KeyAccess,
+        root: &SecretBytes,
+        version: u32,
+    ) -> Called<Vec<u8>> {
         let p = key.provider;
         self.on_key(
             key,
@@ -198,6 +218,16 @@ impl Kms {
         blob: &[u8],
         version: u32,
     ) -> Result<SecretBytes, KmsError> {
+        self.unwrap_counted(key, blob, version).await.result
+    }
+
+    /// [`Self::unwrap`], with the number of requests it sent.
+    pub async fn unwrap_counted(
+        &self,
+        key: &KeyAccess,
+        blob: &[u8],
+        version: u32,
+    ) -> Called<SecretBytes> {
         let p = key.provider;
         let binding = Binding::root(&key.access.org, version);
         self.on_key(
@@ -211,6 +241,11 @@ impl Kms {
 
     /// Describes the key (health). The binding is unused: describe carries none.
     pub async fn describe(&self, key: &KeyAccess) -> Result<KeyState, KmsError> {
+        self.describe_counted(key).await.result
+    }
+
+    /// [`Self::describe`], with the number of requests it sent.
+    pub async fn describe_counted(&self, key: &KeyAccess) -> Called<KeyState> {
         let p = key.provider;
         self.on_key(
             key,
@@ -231,7 +266,7 @@ impl Kms {
         key: &KeyAccess,
         identifier: &str,
         principal: &str,
-    ) -> (Validation, Option<Withdrew>, Vec<Called>) {
+    ) -> (Validation, Option<Withdrew>, Vec<ValidationCall>) {
         let mut denial = None;
         let mut calls = Vec::new();
         let mut v = {
@@ -256,9 +291,16 @@ impl Kms {
             };
             match v.next() {
                 Next::Describe(k) => {
-                    let answer = self.describe(&target(k)).await;
+                    let Called {
+                        result: answer,
+                        attempts,
+                    } = self.describe_counted(&target(k)).await;
                     note_denial(&mut denial, answer.as_ref().err());
-                    calls.push(Called::of("Describe", answer.as_ref().err()));
+                    calls.push(ValidationCall::of(
+                        "Describe",
+                        attempts,
+                        answer.as_ref().err(),
+                    ));
                     if denial.is_none()
                         && let Ok(state) = &answer
                         && let Some(u) = state.unusable.as_ref().filter(|u| u.kind.is_denial())
@@ -273,16 +315,30 @@ impl Kms {
                 Next::Wrap(k, probe) => {
                     let (access, probe) = (target(k), probe.duplicate());
                     // Version 0 is never a root version: the binding says it is a probe.
-                    let answer = self.wrap(&access, &probe, 0).await;
+                    let Called {
+                        result: answer,
+                        attempts,
+                    } = self.wrap_counted(&access, &probe, 0).await;
                     note_denial(&mut denial, answer.as_ref().err());
-                    calls.push(Called::of("Encrypt", answer.as_ref().err()));
+                    calls.push(ValidationCall::of(
+                        "Encrypt",
+                        attempts,
+                        answer.as_ref().err(),
+                    ));
                     v.wrapped(answer);
                 }
                 Next::Unwrap(k, blob) => {
                     let (access, blob) = (target(k), blob.to_vec());
-                    let answer = self.unwrap(&access, &blob, 0).await;
+                    let Called {
+                        result: answer,
+                        attempts,
+                    } = self.unwrap_counted(&access, &blob, 0).await;
                     note_denial(&mut denial, answer.as_ref().err());
-                    calls.push(Called::of("Decrypt", answer.as_ref().err()));
+                    calls.push(ValidationCall::of(
+                        "Decrypt",
+                        attempts,
+                        answer.as_ref().err(),
+                    ));
                     v.unwrapped(answer);
                 }
                 Next::Done => return (v, denial, calls),
@@ -294,17 +350,20 @@ impl Kms {
 /// A call a validation made ([`Kms::validate`]), for the audit log: the customer's KMS logs
 /// it too (a probe's binding names root version 0, which no root has).
 #[derive(Debug)]
-pub struct Called {
+pub struct ValidationCall {
     /// `Describe`, `Encrypt` or `Decrypt`, as `kms_call` events name them.
     pub op: &'static str,
+    /// Requests sent for it, retries included (0: no credentials, nothing sent).
+    pub attempts: u32,
     /// How it failed, if it did.
     pub error: Option<KmsError>,
 }
 
-impl Called {
-    fn of(op: &'static str, error: Option<&KmsError>) -> Self {
+impl ValidationCall {
+    fn of(op: &'static str, attempts: u32, error: Option<&KmsError>) -> Self {
         Self {
             op,
+            attempts,
             error: error.cloned(),
         }
     }

@@ -313,11 +313,11 @@ impl Service {
                     .ok_or(ServiceError::Scope(ScopeError::HolderNotReady(holder)))?;
                 let access = self.access(cell, org.id(), n).await?;
                 let sent = self.cache.evictions(org.id());
-                let answer = self.kms.unwrap(&access, &copy, root.version).await;
+                let answer = self.kms.unwrap_counted(&access, &copy, root.version).await;
                 answered = self.now();
-                self.kms_answered(cell, org.id(), n, "Decrypt", answer.as_ref().err(), sent)
+                self.kms_answered(cell, org.id(), n, "Decrypt", &answer, sent)
                     .await?;
-                let secret = answer?;
+                let secret = answer.result?;
                 (
                     ScopeKey::new(root, secret),
                     json!({ "type": "root_unwrapped", "holder": store::holder_name(holder), "version": root.version }),
