@@ -11,11 +11,22 @@ use byok_core::scope::{Org, ScopeError};
 use byok_core::{KeyId, ScopeId, ScopeKey};
 use serde_json::json;
 
+use super::cache::Evictions;
 use super::grace::GraceEnd;
 use super::org_cell::OrgCell;
 use super::tokens::Authenticated;
 use super::{Result, Service, ServiceError};
 use crate::store::{self, audit};
+
+/// A key resolved for a use after waits, with what [`Service::still_usable`] checks then.
+pub(crate) struct ForUse {
+    /// The key.
+    pub key: Arc<ScopeKey>,
+    /// The org's eviction count read before it was resolved.
+    since: Evictions,
+    /// The freshness of the root it came from.
+    root: Freshness,
+}
 
 impl Service {
     /// Key `key` of the org in `cell`, admitted for a data operation: the guard (see
@@ -72,18 +83,42 @@ impl Service {
             // decided again, and its retry asks the holder anew (a withdrawn CMK refuses).
             // Its root's TTL (or grace) may end during those waits too: past it the key is
             // not used either (core's `may_use`; with TTL 0 a call uses its own answer).
-            let since = self.cache.evictions(org);
-            let (k, root) = self.resolve(cell, key).await?;
+            let k = self.resolve_for_use(cell, key).await?;
             let guard = self.admit(cell, &[key], who).await?;
             self.mark_use(org, key.scope).await?;
-            if self.cache.evicted_since(org, since)
-                || !self.cache_policy(cell).may_use(root, self.now())
-            {
-                return Err(ServiceError::Reloading);
-            }
-            Ok((k, guard))
+            self.still_usable(cell, org, [&k])?;
+            Ok((k.key, guard))
         })
         .await
+    }
+
+    /// Resolves `key` for a call that uses it only after waits (the gate, a usage mark, the
+    /// store's writer), then asks [`Self::still_usable`].
+    pub(super) async fn resolve_for_use(&self, cell: &OrgCell, key: KeyId) -> Result<ForUse> {
+        // Read before the holder is asked: see `admitted_key`.
+        let since = self.cache.evictions(cell.snapshot().id());
+        let (key, root) = self.resolve(cell, key).await?;
+        Ok(ForUse { key, since, root })
+    }
+
+    /// `Reloading` if keys resolved by [`Self::resolve_for_use`] may no longer be used: the
+    /// org's keys were evicted since (a denial recorded meanwhile: the call is decided again,
+    /// and its retry asks the holder anew, which refuses), or a root's TTL (or grace) ended
+    /// during the waits (core's `may_use`). Called after the last wait, before the keys leave.
+    pub(super) fn still_usable<'k>(
+        &self,
+        cell: &OrgCell,
+        org: ScopeId,
+        keys: impl IntoIterator<Item = &'k ForUse>,
+    ) -> Result<()> {
+        let (policy, now) = (self.cache_policy(cell), self.now());
+        let usable =
+            |k: &ForUse| !self.cache.evicted_since(org, k.since) && policy.may_use(k.root, now);
+        if keys.into_iter().all(usable) {
+            Ok(())
+        } else {
+            Err(ServiceError::Reloading)
+        }
     }
 
     /// The newest key of `scope`, admitted as by [`Self::admitted_key`]: an unknown scope is
@@ -255,21 +290,24 @@ impl Service {
         }
     }
 
-    /// The newest key of `scope` in `org`, resolved (its effective state checked).
+    /// The newest key of `scope` in `org`, resolved (its effective state checked) for a use
+    /// after waits ([`Self::resolve_for_use`]).
     pub(crate) async fn current_key(
         &self,
         org: ScopeId,
         scope: ScopeId,
-    ) -> Result<(Arc<OrgCell>, Arc<ScopeKey>)> {
+    ) -> Result<(Arc<OrgCell>, ForUse)> {
         let cell = self.org(org).await?;
-        let snap = cell.snapshot();
-        if snap.scope(scope).is_none() {
-            return Err(ServiceError::NotFound("scope not found".into()));
-        }
-        // Paused or revoked: the typed error naming the scope that decided it.
-        snap.check_usable(scope)?;
-        let key_id = snap.current_key_id(scope)?;
-        let key = self.scope_key(&cell, key_id).await?;
+        let key_id = {
+            let snap = cell.snapshot();
+            if snap.scope(scope).is_none() {
+                return Err(ServiceError::NotFound("scope not found".into()));
+            }
+            // Paused or revoked: the typed error naming the scope that decided it.
+            snap.check_usable(scope)?;
+            snap.current_key_id(scope)?
+        };
+        let key = self.resolve_for_use(&cell, key_id).await?;
         Ok((cell, key))
     }
 

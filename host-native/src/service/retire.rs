@@ -86,7 +86,8 @@ impl Service {
         scope: ScopeId,
         count: usize,
     ) -> Result<Vec<StoredKey>> {
-        let (cell, key) = self.current_key(org, scope).await?;
+        let (cell, resolved) = self.current_key(org, scope).await?;
+        let key = &resolved.key;
         let key_id = key.id();
         let (rows, out) = {
             let mut rng = rand::rng();
@@ -95,7 +96,7 @@ impl Service {
             for _ in 0..count {
                 let id = ScopeId::random(&mut rng).to_string();
                 let (dk, wrapped) = Envelope::<byok_core::DefaultBackend>::generate_data_key(
-                    &key,
+                    key,
                     &context(&id),
                     &mut rng,
                 )?;
@@ -128,6 +129,9 @@ impl Service {
             self.forget_cell(org, &cell);
             return Err(ServiceError::Reloading);
         }
+        // After every wait (the gate, the usage mark, the writer): a denial recorded or the
+        // root's TTL ended meanwhile keeps these keys from leaving in the clear.
+        self.still_usable(&cell, org, [&resolved])?;
         if !data_keys::insert(&mut w.tx, org, &rows, store::now_ms()).await? {
             return Err(ServiceError::Scope(
                 byok_core::scope::ScopeError::UnknownVersion(key_id),
@@ -149,8 +153,6 @@ impl Service {
                 "ids must have 1 to {MAX_KEYS_PER_CALL} entries"
             )));
         }
-        let cell = self.current_org(org).await?;
-        let mut out = Vec::with_capacity(ids.len());
         if let Some(bad) = ids.iter().find(|id| ScopeId::parse_hex(id).is_none()) {
             let shown: String = bad.chars().take(40).collect();
             return Err(ServiceError::Invalid(format!(
@@ -159,7 +161,21 @@ impl Service {
         }
         // Stored as byok wrote them, in lower case; hex in either case names the same id.
         let ids: Vec<String> = ids.iter().map(|id| id.to_ascii_lowercase()).collect();
-        let ids = &ids[..];
+        // Once more if a key may no longer be used after the waits (its retry asks anew).
+        match self.get_stored_once(who, org, &ids).await {
+            Err(ServiceError::Reloading) => self.get_stored_once(who, org, &ids).await,
+            done => done,
+        }
+    }
+
+    async fn get_stored_once(
+        &self,
+        who: &Authenticated,
+        org: ScopeId,
+        ids: &[String],
+    ) -> Result<Vec<StoredKey>> {
+        let cell = self.current_org(org).await?;
+        let mut out = Vec::with_capacity(ids.len());
         let rows: std::collections::HashMap<String, DataKeyRow> =
             data_keys::get_many(self.store.pool(), org, ids)
                 .await?
@@ -173,7 +189,7 @@ impl Service {
                 .ok_or_else(|| ServiceError::NotFound(format!("data key {id} not found")))?;
             let k = KeyId::new(row.scope, row.version);
             if let std::collections::hash_map::Entry::Vacant(e) = keys.entry(k) {
-                e.insert(self.scope_key(&cell, k).await?);
+                e.insert(self.resolve_for_use(&cell, k).await?);
             }
         }
         let ids_used: Vec<KeyId> = keys.keys().copied().collect();
@@ -183,6 +199,9 @@ impl Service {
         for scope in scopes {
             self.mark_use(org, scope).await?;
         }
+        // After every wait: a denial recorded or a root's TTL ended meanwhile keeps the keys
+        // from opening (as a data call's are, in `admitted_key`).
+        self.still_usable(&cell, org, keys.values())?;
         for id in ids {
             let row = rows
                 .get(id)
@@ -191,7 +210,7 @@ impl Service {
                 .get(&KeyId::new(row.scope, row.version))
                 .ok_or_else(|| ServiceError::NotFound(format!("data key {id} not found")))?;
             let dk = Envelope::<byok_core::DefaultBackend>::unwrap_data_key(
-                key,
+                &key.key,
                 &context(&row.id),
                 &row.wrapped,
             )?;
@@ -391,6 +410,47 @@ mod tests {
     use crate::service::{Extra, ServiceError, test_caller, test_service, test_team};
     use crate::store::Database;
     use crate::store::data_keys::RetireJob;
+
+    /// A stored-key call whose key was resolved, and whose use then waits for the store's
+    /// writer (the token's first usage mark of the scope) while a denial evicts the org's keys,
+    /// does not open or make keys with it: the call is decided again and asks the key holder
+    /// anew (here the managed key, which answers; a withdrawn CMK would refuse). As a data
+    /// call's, in `admitted_key`.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn stored_keys_evicted_while_their_use_waits_for_the_writer_are_not_used() {
+        use std::sync::atomic::Ordering::SeqCst;
+        // On disk: the rows are read while the writer is held, as with any database but
+        // SQLite's in memory.
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::open_dir(dir.path()).await.unwrap();
+        let svc = std::sync::Arc::new(test_service(&db, 3));
+        let (org, team) = test_team(&svc, None).await;
+        let warm = test_caller(&svc, org).await;
+        let stored = svc.create_stored_keys(&warm, org, team, 1).await.unwrap();
+        for get in [false, true] {
+            // A new token: its first use of the scope writes a mark, and waits for the writer.
+            let who = test_caller(&svc, org).await;
+            let (svc2, id) = (svc.clone(), stored[0].id.clone());
+            let call = crate::store::audit::with_actor_slot(async move {
+                crate::store::audit::set_actor(who.grant.clone());
+                if get {
+                    svc2.get_stored_keys(&who, org, &[id]).await.map(drop)
+                } else {
+                    svc2.create_stored_keys(&who, org, team, 1).await.map(drop)
+                }
+            });
+            let before = svc.metrics.root_unwraps.load(SeqCst);
+            let writer = svc.store().write().await.unwrap();
+            let waiting = tokio::spawn(call);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            assert!(!waiting.is_finished(), "the use did not wait for its mark");
+            svc.cache().evict_org(org);
+            drop(writer);
+            waiting.await.unwrap().unwrap();
+            let unwraps = svc.metrics.root_unwraps.load(SeqCst);
+            assert_eq!(unwraps, before + 1, "get {get}: the evicted key was used");
+        }
+    }
 
     /// A data key id is hex: in upper case it names the same key (paths take either case too).
     #[tokio::test]
