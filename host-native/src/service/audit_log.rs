@@ -227,6 +227,9 @@ impl Service {
         };
         let now = store::now_ms();
         let mut w = self.store.write().await?;
+        // The witness decides whom the org trusts to vouch for its log: an admin whose token
+        // was revoked while this waited for the writer must not set it.
+        Self::actor_still_in_force(&mut w).await?;
         audit_tree::set_witness(&mut w.tx, org, vkey.map(str::trim), now).await?;
         audit::append(&mut w.tx, org, now, &event).await?;
         w.commit().await?;
@@ -258,6 +261,7 @@ impl Service {
             .map_err(|e| ServiceError::Invalid(format!("cosignature: {e}")))?;
         let now = store::now_ms();
         let mut w = self.store.write().await?;
+        Self::actor_still_in_force(&mut w).await?;
         // One line per witness and checkpoint. A note carries at most 100 signatures, so a
         // faulty or hostile witness posting more (each new time is a new valid line) would
         // make the checkpoint unverifiable for everyone. The same line again is a retry.

@@ -92,9 +92,9 @@ impl Service {
             self.forget_cell(org, &cell);
             return Err(ServiceError::Reloading);
         }
-        if !tokens::exists(&mut *w.tx, who.grant.id).await? {
+        if !tokens::in_force(&mut *w.tx, who.grant.id, store::now_ms()).await? {
             return Err(ServiceError::Unauthenticated(
-                "this token was revoked while the lease was being issued".into(),
+                "this token was revoked or expired while the lease was being issued".into(),
             ));
         }
         w.commit().await?;

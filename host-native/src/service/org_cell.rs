@@ -246,7 +246,7 @@ impl Service {
             check_live(&snap, *k)?;
         }
         if !self.granted_in_memory(who) {
-            Box::pin(self.still_stored(who)).await?;
+            Box::pin(self.still_in_force(who)).await?;
         }
         Ok(guard)
     }
@@ -437,7 +437,7 @@ impl Service {
         };
         let mut w = self.store.write().await?;
         // The caller's token first, then the org's row (the order a revoke takes them in).
-        if let Err(e) = Self::actor_still_stored(&mut w).await {
+        if let Err(e) = Self::actor_still_in_force(&mut w).await {
             unpublished.armed = false;
             return Err(e);
         }

@@ -73,7 +73,7 @@ impl Service {
         let names = BTreeMap::from([(id, name.to_owned())]);
         let mut w = self.store.write().await?;
         // An operator whose token was revoked meanwhile makes no org (and no admin token).
-        Self::actor_still_stored(&mut w).await?;
+        Self::actor_still_in_force(&mut w).await?;
         org_rows::insert_org(&mut w.tx, id, &meta).await?;
         let at = store::now_ms();
         audit::append(
@@ -118,7 +118,7 @@ impl Service {
             return Ok(before);
         }
         let mut w = self.store.write().await?;
-        Self::actor_still_stored(&mut w).await?;
+        Self::actor_still_in_force(&mut w).await?;
         if w.lock_org(org).await? != cell.version() {
             drop(w);
             self.forget_cell(org, &cell);

@@ -58,7 +58,7 @@ impl Service {
             if let Some(k) = hit {
                 let mut waited = false;
                 if !self.granted_in_memory(who) {
-                    Box::pin(self.still_stored(who)).await?;
+                    Box::pin(self.still_in_force(who)).await?;
                     waited = true;
                 }
                 self.metrics.cache_hits.fetch_add(1, Ordering::Relaxed);

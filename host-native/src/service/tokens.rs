@@ -132,35 +132,41 @@ impl Service {
     /// authenticated (one atomic load), or `who`'s grant is still held. A revoke commits and
     /// forgets the grant holding that gate for writing, so either it waits for this call to
     /// finish, or this call sees the epoch moved. When this says no, ask
-    /// [`Service::still_stored`] (boxed at the call: it is cold, and its state would otherwise
+    /// [`Service::still_in_force`] (boxed at the call: it is cold, and its state would otherwise
     /// size every data call's future).
+    ///
+    /// A token with an expiry past is not granted here either: a call authenticated just
+    /// before its end, then waiting seconds for a KMS, gets nothing after it.
     pub(super) fn granted_in_memory(&self, who: &Authenticated) -> bool {
-        !self.grants.moved_since(who.epoch) || self.grants.get(&who.hash).is_some()
+        (!self.grants.moved_since(who.epoch) || self.grants.get(&who.hash).is_some())
+            && who.grant.expires_at.is_none_or(|e| store::now_ms() < e)
     }
 
-    /// Whether `who`'s token is still stored, for an admission whose check in memory
-    /// (`Service::granted_in_memory`) could not tell: `unauthenticated` if it was revoked
-    /// while the call was on its way.
-    pub(super) async fn still_stored(&self, who: &Authenticated) -> Result<()> {
-        if tokens::exists(self.store.pool(), who.grant.id).await? {
+    /// Whether `who`'s token is still in force, for an admission whose check in memory
+    /// (`Service::granted_in_memory`) could not tell: `unauthenticated` if it was revoked, or
+    /// expired, while the call was on its way.
+    pub(super) async fn still_in_force(&self, who: &Authenticated) -> Result<()> {
+        if tokens::in_force(self.store.pool(), who.grant.id, store::now_ms()).await? {
             Ok(())
         } else {
             Err(ServiceError::Unauthenticated(
-                "this token was revoked while the call was being served".into(),
+                "this token was revoked or expired while the call was being served".into(),
             ))
         }
     }
 
-    /// Refuses a change made by a request whose token has been revoked since it was
-    /// authenticated (an admin's resume, or a new token, still on its way when the revoke
+    /// Refuses a change made by a request whose token has been revoked (or has expired) since it
+    /// was authenticated (an admin's resume, or a new token, still on its way when the revoke
     /// answered). Checked in the change's own transaction, holding the token's row to its
-    /// commit ([`tokens::still_stored`]), so a revoke lands wholly before it or after it; call
+    /// commit ([`tokens::still_in_force`]), so a revoke lands wholly before it or after it; call
     /// it before taking the org's row. Changes no request makes (jobs) have no actor and pass.
-    pub(super) async fn actor_still_stored(w: &mut store::WriteTx) -> Result<()> {
+    pub(super) async fn actor_still_in_force(w: &mut store::WriteTx) -> Result<()> {
         match audit::actor_id() {
-            Some(id) if !tokens::still_stored(w, id).await? => Err(ServiceError::Unauthenticated(
-                "this token was revoked while the change was being made".into(),
-            )),
+            Some(id) if !tokens::still_in_force(w, id, store::now_ms()).await? => {
+                Err(ServiceError::Unauthenticated(
+                    "this token was revoked or expired while the change was being made".into(),
+                ))
+            }
             _ => Ok(()),
         }
     }
@@ -218,7 +224,7 @@ impl Service {
         self.org(org).await?;
         let mut w = self.store.write().await?;
         // An admin whose token was revoked meanwhile makes no new one to outlive the revoke.
-        Self::actor_still_stored(&mut w).await?;
+        Self::actor_still_in_force(&mut w).await?;
         let at = store::now_ms();
         let (id, token) = tokens::create(&mut w.tx, Some(org), role, name, at, expires_at).await?;
         audit::append(
@@ -643,7 +649,75 @@ mod tests {
         );
         let tokens = s.list_tokens(Some(org)).await.unwrap();
         assert!(tokens.iter().all(|t| t.name != "again"), "a token was made");
+        // The witness decides whom the org trusts to vouch for its log.
+        let vkey = witness_vkey();
+        let witness = as_actor(&who, s.set_witness(org, Some(&vkey))).await;
+        assert!(
+            matches!(witness, Err(ServiceError::Unauthenticated(_))),
+            "{witness:?}"
+        );
         s.pause(org, team).await.expect("no actor: a job");
+        assert_eq!(
+            s.set_witness(org, Some(&vkey)).await.unwrap().as_deref(),
+            Some("w")
+        );
+    }
+
+    /// A C2SP note verifier key (`tlog-cosignature` v1, Ed25519) of a witness named `w`.
+    fn witness_vkey() -> String {
+        use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
+        use base64ct::Encoding;
+        use sha2::Digest;
+        let pair = Ed25519KeyPair::from_seed_unchecked(&[42; 32]).unwrap();
+        let mut raw = vec![0x04];
+        raw.extend_from_slice(pair.public_key().as_ref());
+        let id = sha2::Sha256::digest([b"w\n".as_slice(), &raw].concat());
+        let id: String = id[..4].iter().map(|b| format!("{b:02x}")).collect();
+        format!("w+{id}+{}", base64ct::Base64::encode_string(&raw))
+    }
+
+    /// A call authenticated before its token's expiry and admitted after it (it waited for a
+    /// KMS, say) gets nothing, as one revoked meanwhile: data calls, on a cache hit or a miss,
+    /// and changes.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_call_whose_token_expired_on_its_way_gets_nothing() {
+        let db = Database::open("sqlite::memory:").await.unwrap();
+        let s = test_service(&db, 3);
+        let (org, team) = crate::service::test_team(&s, None).await;
+        let ends = store::now_ms() + 300;
+        let (_, token) = s
+            .create_token(org, Role::Admin, "brief", Some(ends))
+            .await
+            .unwrap();
+        let who = s.authenticate(&token).await.unwrap().unwrap();
+        let x = || SealBuffer::copy_of(b"x");
+        s.encrypt(&who, org, team, x(), Default::default())
+            .await
+            .expect("in force");
+        while store::now_ms() <= ends {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        let hit = s.encrypt(&who, org, team, x(), Default::default()).await;
+        assert!(
+            matches!(hit, Err(ServiceError::Unauthenticated(_))),
+            "{hit:?}"
+        );
+        s.cache().evict_org(org);
+        let miss = s.encrypt(&who, org, team, x(), Default::default()).await;
+        assert!(
+            matches!(miss, Err(ServiceError::Unauthenticated(_))),
+            "{miss:?}"
+        );
+        let grant = who.grant.clone();
+        let pause = audit::with_actor_slot(async move {
+            audit::set_actor(grant);
+            s.pause(org, team).await
+        })
+        .await;
+        assert!(
+            matches!(pause, Err(ServiceError::Unauthenticated(_))),
+            "{pause:?}"
+        );
     }
 
     /// On PostgreSQL, a change that checked its token holds the token's row to its commit: a
@@ -662,7 +736,11 @@ mod tests {
             .await
             .unwrap();
         let mut change = here.store().write().await.unwrap();
-        assert!(tokens::still_stored(&mut change, id).await.unwrap());
+        assert!(
+            tokens::still_in_force(&mut change, id, store::now_ms())
+                .await
+                .unwrap()
+        );
         let revoke = tokio::spawn({
             let elsewhere = elsewhere.clone();
             async move { elsewhere.revoke_token(Some(org), id).await }
@@ -672,7 +750,11 @@ mod tests {
         change.commit().await.unwrap();
         revoke.await.unwrap().unwrap();
         let mut after = here.store().write().await.unwrap();
-        assert!(!tokens::still_stored(&mut after, id).await.unwrap());
+        assert!(
+            !tokens::still_in_force(&mut after, id, store::now_ms())
+                .await
+                .unwrap()
+        );
     }
 
     /// With the database away, a token already known is still authenticated, although its

@@ -234,33 +234,42 @@ pub async fn revoke(
     })
 }
 
-/// Whether token `id` is still stored (not revoked), as write transaction `w` sees it, holding
+/// Whether token `id` is still in force at `now` (stored, so not revoked, and not expired), as
+/// write transaction `w` sees it, holding
 /// its row until `w` ends (`FOR KEY SHARE` on PostgreSQL, which a delete waits for and a
 /// last-use touch does not): a revoke committing on another replica either landed before (the
 /// row is gone) or waits for `w`, so it cannot land between this check and `w`'s commit.
 /// SQLite's one writer orders them anyway. Take it before the org's row lock: a revoke takes
 /// the token's row first, then the org's.
-pub async fn still_stored(w: &mut super::WriteTx, id: TokenId) -> Result<bool> {
+pub async fn still_in_force(w: &mut super::WriteTx, id: TokenId, now: i64) -> Result<bool> {
     let sql = if w.backend == super::Backend::Postgres {
-        "SELECT 1 FROM tokens WHERE id = $1 FOR KEY SHARE"
+        "SELECT 1 FROM tokens WHERE id = $1 AND (expires_at IS NULL OR expires_at > $2) FOR KEY SHARE"
     } else {
-        "SELECT 1 FROM tokens WHERE id = $1"
+        "SELECT 1 FROM tokens WHERE id = $1 AND (expires_at IS NULL OR expires_at > $2)"
     };
     Ok(sqlx::query(sql)
         .bind(id.to_string())
+        .bind(now)
         .fetch_optional(&mut *w.tx)
         .await?
         .is_some())
 }
 
-/// Whether token `id` is still stored (not revoked), as `db` (a pool, or a transaction's
-/// connection) sees it.
-pub async fn exists<'e>(db: impl sqlx::Executor<'e, Database = Any>, id: TokenId) -> Result<bool> {
-    Ok(sqlx::query("SELECT 1 FROM tokens WHERE id = $1")
-        .bind(id.to_string())
-        .fetch_optional(db)
-        .await?
-        .is_some())
+/// Whether token `id` is still in force at `now` (stored, so not revoked, and not expired), as
+/// `db` (a pool, or a transaction's connection) sees it.
+pub async fn in_force<'e>(
+    db: impl sqlx::Executor<'e, Database = Any>,
+    id: TokenId,
+    now: i64,
+) -> Result<bool> {
+    Ok(sqlx::query(
+        "SELECT 1 FROM tokens WHERE id = $1 AND (expires_at IS NULL OR expires_at > $2)",
+    )
+    .bind(id.to_string())
+    .bind(now)
+    .fetch_optional(db)
+    .await?
+    .is_some())
 }
 
 /// Records that the token with hash `hash` was used at `at`.
