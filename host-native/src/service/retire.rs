@@ -364,6 +364,18 @@ impl Service {
                 self.scope_key(&cell, from).await?,
                 self.scope_key(&cell, to).await?,
             );
+            // The keys are used, and the batch committed, holding the org's gate for reading:
+            // a pause or revoke (which holds it for writing until its state is published)
+            // either published before, and is seen here, or waits for this batch's commit. The
+            // check above ran before the keys were resolved, perhaps through a KMS (seconds),
+            // which must not hold the gate.
+            let gate = cell.gate.read().await;
+            if cell.stale.load(std::sync::atomic::Ordering::SeqCst)
+                || cell.snapshot().job_waiting_on().is_some()
+            {
+                // The next turn of the loop reads the org again, and says why it stops.
+                continue;
+            }
             let mut rewrapped = Vec::with_capacity(batch.len());
             {
                 let mut rng = rand::rng();
@@ -382,6 +394,13 @@ impl Service {
                 }
             }
             let mut w = self.store.write().await?;
+            // Another replica's pause commits wholly before this batch (and moved the org's
+            // version: the batch is dropped, and the next turn reads the org again) or after.
+            if w.lock_org(org).await? != cell.version() {
+                drop(w);
+                self.forget_cell(org, &cell);
+                continue;
+            }
             let mut n = 0u64;
             for (id, wrapped) in &rewrapped {
                 if data_keys::rewrap(&mut w.tx, org, id, job.from, job.to, wrapped).await? {
@@ -390,6 +409,7 @@ impl Service {
             }
             data_keys::advance_job(&mut w.tx, org, n).await?;
             w.commit().await?;
+            drop(gate);
             moved += n;
         }
     }
@@ -450,6 +470,58 @@ mod tests {
             let unwraps = svc.metrics.root_unwraps.load(SeqCst);
             assert_eq!(unwraps, before + 1, "get {get}: the evicted key was used");
         }
+    }
+
+    /// A pause that commits while a retirement's batch works (the batch checked the scope, then
+    /// unwrapped and rewrapped its keys and waited for the writer, which the pause took first)
+    /// stops it: the batch does not use or store anything after the pause, and the job waits.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_pause_committed_during_a_retirement_batch_stops_it() {
+        use crate::store::data_keys;
+        // On disk: the batch reads its rows while the writer is held.
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::open_dir(dir.path()).await.unwrap();
+        let s = std::sync::Arc::new(test_service(&db, 3));
+        let (org, team) = test_team(&s, None).await;
+        let who = test_caller(&s, org).await;
+        s.create_stored_keys(&who, org, team, 2).await.unwrap();
+        s.rotate(org, team).await.unwrap();
+        s.retire(org, team, 1).await.unwrap();
+        let cell = s.org(org).await.unwrap();
+        for v in [1, 2] {
+            // Cached: the batch then needs the writer only for its commit.
+            s.scope_key(&cell, KeyId::new(team, v)).await.unwrap();
+        }
+        let job = data_keys::job(s.store().pool(), org)
+            .await
+            .unwrap()
+            .unwrap();
+        let turn = s.job_turn(org).await.unwrap().expect("the job's turn");
+        let writer = s.store().write().await.unwrap();
+        let pause = tokio::spawn({
+            let s = s.clone();
+            async move { s.pause(org, team).await }
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(
+            !pause.is_finished(),
+            "the pause did not wait for the writer"
+        );
+        let (moved, ()) = tokio::join!(s.move_data_keys(org, &job, &turn), async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            drop(writer);
+        });
+        pause.await.unwrap().unwrap();
+        assert_eq!(moved.unwrap(), None, "the batch did not stop at the pause");
+        let left = data_keys::under(s.store().pool(), org, team, 1, 10)
+            .await
+            .unwrap();
+        assert_eq!(
+            left.len(),
+            2,
+            "keys of the paused scope were rewrapped after the pause"
+        );
+        turn.end().await;
     }
 
     /// A data key id is hex: in upper case it names the same key (paths take either case too).
