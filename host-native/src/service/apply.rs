@@ -158,16 +158,14 @@ impl Service {
         if after.evict_org {
             self.cache.evict_org(org.id());
         }
-        if !after.evict_subtrees.is_empty() {
+        if !after.evict_subtrees.is_empty() || !after.evict_keys.is_empty() {
             let scopes: HashSet<ScopeId> = after
                 .evict_subtrees
                 .iter()
                 .flat_map(|s| org.subtree(*s))
                 .collect();
-            self.cache.evict(&scopes);
-        }
-        for k in &after.evict_keys {
-            self.cache.evict_key(*k);
+            self.cache
+                .evict_withdrawn(org.id(), &scopes, &after.evict_keys);
         }
     }
 

@@ -153,9 +153,14 @@ impl KeyCache {
         });
     }
 
-    /// Drops every key of `scopes`.
-    pub fn evict(&self, scopes: &HashSet<ScopeId>) {
-        self.lock().retain(|k, _| !scopes.contains(&k.scope));
+    /// Drops every key of `scopes` and the versions `keys`, all of `org`, which a change
+    /// withdrew (a pause, a revoke, a retirement), and keeps out any call for `org`'s keys on
+    /// its way now (see [`Self::put`]): a resolve that checked the scope before the change must
+    /// not put its key back, where it would stay in memory, if unused, to the end of its TTL.
+    pub fn evict_withdrawn(&self, org: ScopeId, scopes: &HashSet<ScopeId>, keys: &[KeyId]) {
+        let mut map = self.lock();
+        *self.evictions_lock().entry(org).or_insert(0) += 1;
+        map.retain(|k, _| !scopes.contains(&k.scope) && !keys.contains(k));
     }
 
     /// Drops one key version.
@@ -221,6 +226,17 @@ mod tests {
                 .is_none()
         );
         cache.put(b, key(9, 1), at(NOW), later, NOW, cache.evictions(b));
+        // A change withdrawing scope 1's keys: a call for org `a` on its way since before it
+        // does not put one back.
+        let on_its_way = cache.evictions(a);
+        let one = HashSet::from([ScopeId::from_bytes([1; 16])]);
+        cache.evict_withdrawn(a, &one, &[]);
+        assert!(cache.get(KeyId::new(a, 1), NOW).is_none());
+        assert!(!cache.put(a, key(1, 1), at(NOW), later, NOW, on_its_way));
+        assert!(cache.get(KeyId::new(a, 1), NOW).is_none(), "put back");
+        cache.put(a, key(1, 1), at(NOW), later, NOW, cache.evictions(a));
+        cache.evict_withdrawn(a, &HashSet::new(), &[KeyId::new(a, 1)]);
+        assert!(cache.get(KeyId::new(a, 1), NOW).is_none());
         cache.evict_org(a);
         assert!(cache.get(KeyId::new(a, 1), NOW).is_none());
         assert!(
