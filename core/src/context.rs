@@ -26,9 +26,11 @@
 //! to `byok:purpose = data-key` ([`Context::caller_data_key`]). A context that comes from a caller
 //! (an API request, a CLI flag, an edge function's argument) goes through
 //! [`Context::from_caller`], which refuses that prefix, so no caller-chosen context can make a
-//! decrypt or data-key call open one of byok's own wrapped keys. It also bounds the size: at
-//! most [`MAX_CALLER_PAIRS`] pairs, keys of [`MAX_CALLER_KEY_LEN`] bytes, values of
-//! [`MAX_CALLER_VALUE_LEN`]. Every host applies these same rules.
+//! decrypt or data-key call open one of byok's own wrapped keys. It refuses a key given twice
+//! (JSON objects and query strings can repeat one, and readers disagree on which value they
+//! keep), and bounds the size: at most [`MAX_CALLER_PAIRS`] pairs, keys of
+//! [`MAX_CALLER_KEY_LEN`] bytes, values of [`MAX_CALLER_VALUE_LEN`]. Every host applies these
+//! same rules.
 
 use alloc::collections::BTreeMap;
 use alloc::string::String;
@@ -58,6 +60,9 @@ pub enum CallerContextError {
     ReservedKey(String),
     /// A key or a value is longer than [`MAX_CALLER_KEY_LEN`] or [`MAX_CALLER_VALUE_LEN`].
     TooLong,
+    /// A key is given twice (its first [`MAX_CALLER_KEY_LEN`] characters): readers disagree
+    /// on which value they keep, so a caller and byok could bind different contexts.
+    DuplicateKey(String),
 }
 
 impl fmt::Display for CallerContextError {
@@ -76,6 +81,9 @@ impl fmt::Display for CallerContextError {
                 f,
                 "context keys are at most {MAX_CALLER_KEY_LEN} bytes and values {MAX_CALLER_VALUE_LEN}"
             ),
+            Self::DuplicateKey(k) => {
+                write!(f, "context key {k:?} is given twice; give each key once")
+            }
         }
     }
 }
@@ -138,12 +146,27 @@ impl Context {
     }
 
     /// A context a caller supplied, checked against the caller rules (see the module docs):
-    /// the pair count first, then each pair in key order.
+    /// no key twice, then the pair count, then each pair in key order.
     ///
     /// # Errors
     ///
     /// The first rule broken, as a [`CallerContextError`].
-    pub fn from_caller(pairs: BTreeMap<String, String>) -> Result<Self, CallerContextError> {
+    pub fn from_caller<K: Into<String>, V: Into<String>>(
+        pairs: impl IntoIterator<Item = (K, V)>,
+    ) -> Result<Self, CallerContextError> {
+        let mut unique = BTreeMap::new();
+        for (k, v) in pairs {
+            match unique.entry(k.into()) {
+                alloc::collections::btree_map::Entry::Occupied(e) => {
+                    let shown = e.key().chars().take(MAX_CALLER_KEY_LEN).collect();
+                    return Err(CallerContextError::DuplicateKey(shown));
+                }
+                alloc::collections::btree_map::Entry::Vacant(e) => {
+                    e.insert(v.into());
+                }
+            }
+        }
+        let pairs: BTreeMap<String, String> = unique;
         if pairs.len() > MAX_CALLER_PAIRS {
             return Err(CallerContextError::TooManyPairs(pairs.len()));
         }
@@ -165,7 +188,9 @@ impl Context {
     /// # Errors
     ///
     /// As [`Self::from_caller`].
-    pub fn caller_data_key(pairs: BTreeMap<String, String>) -> Result<Self, CallerContextError> {
+    pub fn caller_data_key<K: Into<String>, V: Into<String>>(
+        pairs: impl IntoIterator<Item = (K, V)>,
+    ) -> Result<Self, CallerContextError> {
         let mut ctx = Self::from_caller(pairs)?;
         ctx.insert(DATA_KEY_PURPOSE.0, DATA_KEY_PURPOSE.1);
         Ok(ctx)
@@ -278,12 +303,7 @@ mod tests {
     }
 
     fn caller(pairs: &[(&str, &str)]) -> Result<Context, CallerContextError> {
-        Context::from_caller(
-            pairs
-                .iter()
-                .map(|(k, v)| (String::from(*k), String::from(*v)))
-                .collect(),
-        )
+        Context::from_caller(pairs.iter().copied())
     }
 
     fn refusal(pairs: &[(&str, &str)]) -> String {
@@ -306,7 +326,7 @@ mod tests {
         let many: Vec<(String, String)> = (0..MAX_CALLER_PAIRS)
             .map(|i| (alloc::format!("k{i}"), String::new()))
             .collect();
-        assert!(Context::from_caller(many.into_iter().collect()).is_ok());
+        assert!(Context::from_caller(many).is_ok());
     }
 
     #[test]
@@ -337,6 +357,20 @@ mod tests {
         assert_eq!(
             alloc::string::ToString::to_string(&err),
             "context has more than 64 entries"
+        );
+        // A key given twice, whatever the values: refused, not reduced to one of them.
+        for second in ["evil", "acme"] {
+            assert_eq!(
+                refusal(&[("tenant", "acme"), ("a", "b"), ("tenant", second)]),
+                r#"context key "tenant" is given twice; give each key once"#
+            );
+        }
+        let long = "k".repeat(MAX_CALLER_KEY_LEN + 10);
+        assert_eq!(
+            caller(&[(&long, ""), (&long, "")]),
+            Err(CallerContextError::DuplicateKey(
+                "k".repeat(MAX_CALLER_KEY_LEN)
+            ))
         );
     }
 

@@ -4,7 +4,6 @@
 //! ([`Context::from_caller`]), so a ciphertext made at the edge opens on the server with the
 //! same context, and the reverse.
 
-use std::collections::BTreeMap;
 
 use zeroize::Zeroizing;
 
@@ -58,8 +57,8 @@ pub struct EdgeLease {
     lease: Lease,
 }
 
-/// A caller context from its pairs, by the server's rules.
-pub fn context(pairs: BTreeMap<String, String>) -> Result<Context, EdgeError> {
+/// A caller context from its pairs, by the server's rules (a key given twice is refused).
+pub fn context(pairs: impl IntoIterator<Item = (String, String)>) -> Result<Context, EdgeError> {
     Context::from_caller(pairs).map_err(|e| EdgeError::new(ApiCode::InvalidRequest, e.to_string()))
 }
 
@@ -421,6 +420,8 @@ fn key_named<'l>(lease: &'l Lease, header: &Header) -> &'l ScopeKey {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
 
     fn lease(expires_at: i64) -> EdgeLease {

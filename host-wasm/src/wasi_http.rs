@@ -83,13 +83,9 @@ fn serve(request: &IncomingRequest) -> Result<SecretVec, EdgeError> {
         "/decrypt" => false,
         _ => return Err(error(ApiCode::NotFound, "POST /encrypt or /decrypt")),
     };
-    // The query's pairs as URLSearchParams reads them (the Worker's way): a name given twice
-    // keeps its last value.
-    let ctx = edge::context(
-        form_urlencoded::parse(query.as_bytes())
-            .into_owned()
-            .collect(),
-    )?;
+    // The query's pairs as URLSearchParams reads them (as the Worker does); a name given
+    // twice is refused (`invalid_request`), not reduced to one of its values.
+    let ctx = edge::context(form_urlencoded::parse(query.as_bytes()).into_owned())?;
     let body = request_body(request)?;
     let config = Config::from_env()?;
     let mut holder = HOLDER.lock().unwrap_or_else(PoisonError::into_inner);

@@ -95,6 +95,12 @@ async fn the_component_interoperates_with_the_server_on_one_lease() {
         (400, &json!("invalid_request")),
         "reserved contexts are refused as on the server"
     );
+    let (status, body) = edge.post("/encrypt?tenant=acme&tenant=evil", "x").await;
+    assert_eq!(
+        (status, &json_of(&body)["error"]["code"]),
+        (400, &json!("invalid_request")),
+        "a context key given twice is refused as on the server"
+    );
     let (status, body) = edge.post("/elsewhere", "x").await;
     assert_eq!(
         (status, &json_of(&body)["error"]["code"]),

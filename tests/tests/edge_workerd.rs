@@ -159,8 +159,15 @@ async fn the_example_worker_in_workerd_interoperates_with_the_server() {
         200,
     );
     let ct = byok_core::format::armor::decode(v["ciphertext"].as_str().unwrap()).unwrap();
-    let (status, pt) = worker.post("/decrypt?tenant=acme", ct).await;
+    let (status, pt) = worker.post("/decrypt?tenant=acme", ct.clone()).await;
     assert_eq!((status, &pt[..]), (200, &b"sealed by byok"[..]));
+    // A context key given twice is refused, as on the server.
+    let (status, body) = worker.post("/decrypt?tenant=acme&tenant=evil", ct).await;
+    let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (400, &json!("invalid_request"))
+    );
     // Its leases are in the audit log, with the audience.
     let leases = o
         .audit(&ts, &o.auditor)

@@ -12,15 +12,21 @@ use super::output::s;
 use super::sink::Sink;
 use super::{Client, Failure, Io, stream};
 
+/// The `--context KEY=VALUE` flags as a map; a key given twice is a usage error, as the
+/// server refuses it (the last flag winning would bind a context the caller did not mean).
 pub(super) fn parse_context(pairs: &[String]) -> Result<BTreeMap<String, String>, Failure> {
-    pairs
-        .iter()
-        .map(|p| {
-            p.split_once('=')
-                .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                .ok_or_else(|| Failure::usage(format!("--context {p:?}: expected KEY=VALUE")))
-        })
-        .collect()
+    let mut out = BTreeMap::new();
+    for p in pairs {
+        let (k, v) = p
+            .split_once('=')
+            .ok_or_else(|| Failure::usage(format!("--context {p:?}: expected KEY=VALUE")))?;
+        if out.insert(k.to_owned(), v.to_owned()).is_some() {
+            return Err(Failure::usage(format!(
+                "--context: key {k:?} is given twice; give each key once"
+            )));
+        }
+    }
+    Ok(out)
 }
 
 /// Reads the whole input, refusing (not truncating) more than `max` bytes.
@@ -101,4 +107,26 @@ pub async fn decrypt(client: &Client, org: &str, io: &Io, buffer: bool) -> Resul
             .map_err(|_| Failure::usage("the server's answer is not base64"))?,
     );
     write_output(io, &pt)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_context;
+
+    /// `--context KEY=VALUE` flags: a key given twice is a usage error (exit 2), as the server
+    /// refuses it, not the last flag's value.
+    #[test]
+    fn a_context_key_given_twice_is_a_usage_error() {
+        let flags = |f: &[&str]| f.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let ok = parse_context(&flags(&["tenant=acme", "table=a=b"])).unwrap();
+        assert_eq!(ok["table"], "a=b");
+        let e = parse_context(&flags(&["tenant=acme", "tenant=evil"])).unwrap_err();
+        assert_eq!(
+            (e.code, e.message.as_str()),
+            (
+                2,
+                r#"--context: key "tenant" is given twice; give each key once"#
+            )
+        );
+    }
 }

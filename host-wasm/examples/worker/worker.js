@@ -24,7 +24,16 @@ export default {
     });
     const url = new URL(request.url);
     if (request.method !== 'POST') return new Response('POST only\n', { status: 405 });
-    const context = Object.fromEntries(url.searchParams);
+    // A name given twice is refused, as the server and the wasi component refuse it:
+    // `Object.fromEntries` would keep the last value, `searchParams.get` the first.
+    const context = {};
+    for (const [k, v] of url.searchParams) {
+      if (Object.hasOwn(context, k)) {
+        const message = `context key ${JSON.stringify(k)} is given twice; give each key once`;
+        return Response.json({ error: { code: 'invalid_request', message } }, { status: 400 });
+      }
+      context[k] = v;
+    }
     const body = new Uint8Array(await request.arrayBuffer());
     try {
       if (url.pathname === '/encrypt') return new Response(await client.encrypt(body, context));
