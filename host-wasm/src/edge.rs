@@ -4,7 +4,6 @@
 //! ([`Context::from_caller`]), so a ciphertext made at the edge opens on the server with the
 //! same context, and the reverse.
 
-
 use zeroize::Zeroizing;
 
 use byok_core::envelope::{AesStep, SealBuffer};
