@@ -23,12 +23,14 @@
 use alloc::vec::Vec;
 
 use rand_core::CryptoRng;
+use zeroize::{Zeroize, Zeroizing};
 
 use crate::context::Context;
 use crate::crypto::{AeadBackend, DefaultBackend, ScopeKey, nonce};
 use crate::envelope::{new_message, open_message};
 use crate::error::{Error, FormatError, Misuse};
 use crate::format::header::{FrameSize, HEADER_LEN, Header, Mode, TAG_LEN};
+use crate::secret::extend_wiped;
 
 /// At most 2^32 frames per message (256 TiB at the default 64 KiB frames), far inside
 /// AES-GCM's per-key limits. A writer refuses to seal frame 2^32 ([`Misuse::TooManyFrames`]);
@@ -50,8 +52,10 @@ struct Frames<B: AeadBackend> {
     frame_size: usize,
     next: u64,
     closed: bool,
-    /// Input held back until more bytes (or the end) show whether it is the last frame.
-    pending: Vec<u8>,
+    /// Input held back until more bytes (or the end) show whether it is the last frame: up to
+    /// a frame of plaintext when encrypting, so it grows and is emptied wiped (see [`feed`]),
+    /// and is wiped when dropped (a finished or abandoned stream).
+    pending: Zeroizing<Vec<u8>>,
 }
 
 impl<B: AeadBackend> Frames<B> {
@@ -70,7 +74,7 @@ impl<B: AeadBackend> Frames<B> {
             frame_size: frame_size.bytes(),
             next: 0,
             closed: false,
-            pending: Vec::new(),
+            pending: Zeroizing::new(Vec::new()),
         }
     }
 
@@ -111,8 +115,11 @@ impl<B: AeadBackend> Frames<B> {
 /// Splits a byte stream into units of `unit` bytes and passes each complete unit that is known
 /// not to be the last one to `emit`. The last bytes (up to a whole unit) stay in `pending`
 /// until more input shows they are not the end. Holds at most `unit` bytes.
+///
+/// `pending` holds plaintext when encrypting: it grows through [`extend_wiped`] (a `Vec`'s own
+/// growth would free each smaller buffer unwiped), and is wiped when dropped.
 fn feed(
-    pending: &mut Vec<u8>,
+    pending: &mut Zeroizing<Vec<u8>>,
     unit: usize,
     mut input: &[u8],
     mut emit: impl FnMut(&[u8]) -> Result<(), Error>,
@@ -120,13 +127,15 @@ fn feed(
     if !pending.is_empty() {
         let take = unit.saturating_sub(pending.len()).min(input.len());
         let (head, tail) = input.split_at(take);
-        pending.extend_from_slice(head);
+        extend_wiped(pending, head);
         input = tail;
         if input.is_empty() {
             return Ok(());
         }
         // `pending` is a whole unit and more bytes follow: it is not the last.
         emit(pending)?;
+        // Its bytes stay until overwritten by the next frame or wiped with the buffer: it
+        // is freed only through `extend_wiped` or `Zeroizing`'s drop, which wipe it.
         pending.clear();
     }
     while input.len() > unit {
@@ -134,7 +143,7 @@ fn feed(
         emit(head)?;
         input = tail;
     }
-    pending.extend_from_slice(input);
+    extend_wiped(pending, input);
     Ok(())
 }
 
@@ -189,7 +198,8 @@ impl<B: AeadBackend> StreamEncryptor<B> {
     }
 
     /// Encrypts `input`, appending whole frames to `out`. Holds back up to one frame, since
-    /// only more input (or [`Self::finish`]) shows whether it is the last.
+    /// only more input (or [`Self::finish`]) shows whether it is the last (wiped when sealed,
+    /// and when the encryptor is dropped).
     pub fn update(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<(), Error> {
         if self.frames.closed {
             return Err(Misuse::StreamClosed.into());
@@ -221,6 +231,10 @@ impl<B: AeadBackend> StreamEncryptor<B> {
                 Ok(())
             }
             Err(e) => {
+                // The frame's plaintext was copied there: wiped, not only cut off.
+                if let Some(region) = out.get_mut(start..) {
+                    region.zeroize();
+                }
                 out.truncate(start);
                 Err(e)
             }
@@ -289,6 +303,9 @@ impl<B: AeadBackend> StreamDecryptor<B> {
     }
 
     /// Decrypts `input` (bytes after the header), appending authenticated plaintext to `out`.
+    ///
+    /// Reserve `out`'s room first (a frame, or what the input will open to): a `Vec` that
+    /// grows frees its old buffer, with the plaintext already in it, unwiped.
     pub fn update(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<(), Error> {
         if self.frames.closed {
             return Err(Misuse::StreamClosed.into());
