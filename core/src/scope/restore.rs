@@ -117,7 +117,15 @@ impl Org {
                 return Err(Bad("a scope's key versions do not match its parent's"));
             }
         }
-        let holders: BTreeMap<HolderId, Holder> = holders.into_iter().map(|h| (h.id, h)).collect();
+        let mut by_id: BTreeMap<HolderId, Holder> = BTreeMap::new();
+        for h in holders {
+            // The last of two rows would win, and the checks below would see only it (a
+            // managed root copy hidden behind a second, empty managed row, say).
+            if by_id.insert(h.id, h).is_some() {
+                return Err(Bad("a key holder is stored twice"));
+            }
+        }
+        let holders = by_id;
         let root_versions = scopes.get(&root).map(|r| &r.versions);
         let default_ok = holders.get(&default).is_some_and(|h| {
             h.status == HolderStatus::Ready && root_versions.is_some_and(|v| h.holds_all(v.keys()))
@@ -229,7 +237,7 @@ mod tests {
     fn damaged_rows_are_refused() {
         let (_, stored, holders) = parts();
         type Damage = fn(&mut Vec<StoredScope>, &mut Vec<Holder>);
-        let cases: [(&str, Damage); 9] = [
+        let cases: [(&str, Damage); 10] = [
             ("missing org scope", |s, _| s.retain(|x| x.parent.is_some())),
             ("duplicate", |s, _| s.push(s[1].clone())),
             ("missing parent", |s, _| {
@@ -257,6 +265,7 @@ mod tests {
             ("copy of a root version that is gone", |_, h| {
                 h[0].copies.insert(9, vec![1]);
             }),
+            ("holder stored twice", |_, h| h.push(h[0].clone())),
         ];
         for (name, damage) in cases {
             let (mut s, mut h) = (stored.clone(), holders.clone());
@@ -293,6 +302,16 @@ mod tests {
             Org::restore(root, stored, holders, HolderId::Cmk(1), None)
         };
         assert!(open(byok(HolderStatus::Disabled)).is_ok());
+        // A managed root copy stored in a row that a second, disabled managed row would hide.
+        let (stored, mut holders) = byok(HolderStatus::Disabled);
+        let mut copy = holders[0].clone();
+        copy.status = HolderStatus::Ready;
+        copy.copies = holders[1].copies.clone();
+        holders.insert(0, copy);
+        assert!(matches!(
+            open((stored, holders)),
+            Err(ScopeError::Inconsistent("a key holder is stored twice"))
+        ));
         for status in [HolderStatus::Ready, HolderStatus::Pending] {
             assert!(
                 matches!(open(byok(status)), Err(ScopeError::Inconsistent(_))),

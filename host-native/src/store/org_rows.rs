@@ -47,9 +47,11 @@ pub fn holder_name(h: HolderId) -> String {
 pub fn parse_holder(s: &str) -> Option<HolderId> {
     match s {
         "managed" => Some(HolderId::Managed),
+        // As `holder_name` writes it, only: `cmk:01` or `cmk:+1` would be another row's key
+        // naming the same holder.
         _ => s
             .strip_prefix("cmk:")
-            .and_then(|n| n.parse().ok())
+            .and_then(|n| n.parse::<u32>().ok().filter(|v| v.to_string() == n))
             .map(HolderId::Cmk),
     }
 }
@@ -442,7 +444,9 @@ mod tests {
         for h in [HolderId::Managed, HolderId::Cmk(0), HolderId::Cmk(u32::MAX)] {
             assert_eq!(parse_holder(&holder_name(h)), Some(h));
         }
-        for bad in ["", "cmk:", "cmk:-1", "cmk:x", "Managed"] {
+        for bad in [
+            "", "cmk:", "cmk:-1", "cmk:x", "Managed", "cmk:01", "cmk:+1", "cmk: 1",
+        ] {
             assert_eq!(parse_holder(bad), None, "{bad}");
         }
     }

@@ -162,7 +162,13 @@ impl KeyName {
             Some(v) => Some(
                 v.parse::<u64>()
                     .ok()
-                    .filter(|n| *n > 0 && !v.starts_with('0') && v.len() <= 19)
+                    .filter(|n| {
+                        // Digits only: `parse` also takes a leading `+`.
+                        *n > 0
+                            && v.bytes().all(|b| b.is_ascii_digit())
+                            && !v.starts_with('0')
+                            && v.len() <= 19
+                    })
                     .ok_or_else(|| err("version", v, "a key version number (1, 2, ...)"))?,
             ),
         };
@@ -311,6 +317,7 @@ mod tests {
             (format!("{KEY}/cryptoKeyVersions/0"), "version"),
             (format!("{KEY}/cryptoKeyVersions/01"), "version"),
             (format!("{KEY}/cryptoKeyVersions/-1"), "version"),
+            (format!("{KEY}/cryptoKeyVersions/+7"), "version"),
             (
                 format!("{KEY}/cryptoKeyVersions/99999999999999999999"),
                 "version",
