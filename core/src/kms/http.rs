@@ -14,8 +14,8 @@ use core::fmt;
 use crate::kms::error::{KmsError, KmsErrorKind, clean_text};
 
 /// An HTTP request to send as is. `Debug` shows the method, URL, header names and body length
-/// only.
-#[derive(Clone, PartialEq, Eq)]
+/// only. No `PartialEq`: its body may hold a root key, which is compared only in constant time.
+#[derive(Clone)]
 pub struct HttpRequest {
     /// `POST` or `GET`.
     pub method: &'static str,
@@ -54,7 +54,8 @@ impl Drop for HttpRequest {
 }
 
 /// An HTTP response as received. `Debug` shows the status, header names and body length only.
-#[derive(Clone, PartialEq, Eq)]
+/// No `PartialEq`: its body may hold a root key (an unwrap's answer).
+#[derive(Clone)]
 pub struct HttpResponse {
     /// Status code.
     pub status: u16,
