@@ -27,7 +27,7 @@ fuzz_target!(|data: &[u8]| {
                     .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'),
                 "{host}"
             );
-            assert_eq!(region, arn.region);
+            assert_eq!(region, arn.region());
         }
     }
 });

@@ -22,6 +22,6 @@ fuzz_target!(|data: &[u8]| {
         assert!(tenant_ok(&c.tenant), "{header:?}");
         assert!(!c.tenant.contains('/') && !c.tenant.contains('?'), "{header:?}");
         assert_eq!(c.scope, key.token_scope());
-        assert!(header.contains(&format!("https://{}/{}", login_host(key.cloud), c.tenant)));
+        assert!(header.contains(&format!("https://{}/{}", login_host(key.cloud()), c.tenant)));
     }
 });

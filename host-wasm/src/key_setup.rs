@@ -68,16 +68,16 @@ impl From<IdentifierProblem> for EdgeError {
 pub fn parse_key(identifier: &str) -> Result<ParsedKey, IdentifierProblem> {
     let arn = KeyArn::parse(identifier)?;
     let endpoint = arn.endpoint(Fips::default())?;
-    let (kind, name) = match &arn.key {
+    let (kind, name) = match &arn.key() {
         KeyRef::Key(id) => ("key", id.clone()),
         KeyRef::Alias(name) => ("alias", name.clone()),
     };
     Ok(ParsedKey {
-        partition: arn.partition.name(),
+        partition: arn.partition().name(),
         key_id: arn.to_key_id(),
         endpoint: endpoint.url().to_owned(),
-        region: arn.region,
-        account: arn.account,
+        region: arn.region().to_owned(),
+        account: arn.account().to_owned(),
         kind,
         name,
     })
@@ -173,11 +173,11 @@ pub fn parse_gcp_key(identifier: &str) -> Result<ParsedGcpKey, IdentifierProblem
     Ok(ParsedGcpKey {
         key: n.key(),
         endpoint: format!("https://{}/", byok_core::kms::gcp::ENDPOINT_HOST),
-        project: n.project,
-        location: n.location,
-        key_ring: n.key_ring,
-        crypto_key: n.crypto_key,
-        version: n.version,
+        project: n.project().to_owned(),
+        location: n.location().to_owned(),
+        key_ring: n.key_ring().to_owned(),
+        crypto_key: n.crypto_key().to_owned(),
+        version: n.version(),
     })
 }
 
@@ -220,7 +220,7 @@ pub fn parse_azure_key(identifier: &str) -> Result<ParsedAzureKey, IdentifierPro
             found: e.found,
             expected: e.expected,
         })?;
-    let (service, algorithm) = match url.service {
+    let (service, algorithm) = match url.service() {
         Service::Vault => ("vault", "RSA-OAEP-256"),
         Service::ManagedHsm => ("managed_hsm", "A256KW"),
     };
@@ -228,9 +228,9 @@ pub fn parse_azure_key(identifier: &str) -> Result<ParsedAzureKey, IdentifierPro
         service,
         cloud: stored.location,
         endpoint: format!("{}/", url.base_url()),
-        vault: url.name,
-        name: url.key,
-        version: url.version,
+        vault: url.name().to_owned(),
+        name: url.key().to_owned(),
+        version: url.version().map(str::to_owned),
         algorithm,
         key: stored.key,
     })

@@ -226,7 +226,7 @@ async fn state_refusal(req: &[u8], upstream: &str, check: &StateCheck) -> Option
     }
     let body: serde_json::Value = serde_json::from_slice(&req[end..]).ok()?;
     let key = KeyArn::parse(body.get("KeyId")?.as_str()?).ok()?;
-    let endpoint = Endpoint::danger_override(&format!("http://{upstream}"), &key.region).ok()?;
+    let endpoint = Endpoint::danger_override(&format!("http://{upstream}"), key.region()).ok()?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .ok()?;

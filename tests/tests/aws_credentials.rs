@@ -170,7 +170,7 @@ async fn web_identity_and_assume_role_through_the_cache() {
         signers: Default::default(),
     };
     let key = KeyArn::parse(&moto.key_arn).unwrap();
-    let kms = Endpoint::danger_override(&moto.url, &key.region).unwrap();
+    let kms = Endpoint::danger_override(&moto.url, key.region()).unwrap();
     let describe = |c: AwsCredentials| {
         let (transport, key, kms) = (transport.clone(), key.clone(), kms.clone());
         async move {

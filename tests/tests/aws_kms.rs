@@ -32,7 +32,7 @@ struct Env {
 
 impl Env {
     fn endpoint(&self, arn: &KeyArn) -> Endpoint {
-        Endpoint::danger_override(&self.moto.url, &arn.region).unwrap()
+        Endpoint::danger_override(&self.moto.url, arn.region()).unwrap()
     }
     async fn send(&self, req: HttpRequest) -> byok_core::kms::HttpResponse {
         self.transport.execute(&req).await.unwrap()
@@ -225,7 +225,7 @@ async fn aws_kms_against_moto_with_signatures_and_iam_checked() {
     // AssumeRole with the org's external id: temporary credentials (a signed session token)
     // that work on the key; a wrong external id is refused.
     let role = RoleArn::parse(&env.moto.role_arn).unwrap();
-    let sts = Endpoint::danger_override(&env.moto.url, &key.region).unwrap();
+    let sts = Endpoint::danger_override(&env.moto.url, key.region()).unwrap();
     let assume = |external_id: &str| {
         assume_role_request(
             &sts,
@@ -256,7 +256,8 @@ async fn aws_kms_against_moto_with_signatures_and_iam_checked() {
     // An unknown key.
     let missing = KeyArn::parse(&format!(
         "arn:aws:kms:{}:{}:key/00000000-0000-4000-8000-000000000000",
-        key.region, key.account
+        key.region(),
+        key.account()
     ))
     .unwrap();
     let err = env.wrap(&missing, &byok, &root, &ctx).await.unwrap_err();

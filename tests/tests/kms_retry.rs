@@ -31,7 +31,7 @@ async fn transient_faults_are_retried_permanent_ones_are_not() {
     })
     .unwrap();
     let key = KeyArn::parse(&moto.key_arn).unwrap();
-    let endpoint = Endpoint::danger_override(&front.url, &key.region).unwrap();
+    let endpoint = Endpoint::danger_override(&front.url, key.region()).unwrap();
     let ctx = CallContext {
         org: "aa".repeat(16),
         scope: "bb".repeat(16),
@@ -176,8 +176,8 @@ async fn disabled_and_pending_deletion_keys_are_refused() {
         (&moto.pending_key_arn, KmsErrorKind::KeyPendingDeletion),
     ] {
         let key = KeyArn::parse(arn).unwrap();
-        let direct = Endpoint::danger_override(&moto.url, &key.region).unwrap();
-        let fronted = Endpoint::danger_override(&front.url, &key.region).unwrap();
+        let direct = Endpoint::danger_override(&moto.url, key.region()).unwrap();
+        let fronted = Endpoint::danger_override(&front.url, key.region()).unwrap();
         let build = |ep: Endpoint| {
             let (key, ctx, root, creds) =
                 (key.clone(), ctx.clone(), root.duplicate(), creds.clone());
@@ -219,7 +219,7 @@ async fn disabled_and_pending_deletion_keys_are_refused() {
     }
     // The enabled key still goes through the same front.
     let key = KeyArn::parse(&moto.key_arn).unwrap();
-    let ep = Endpoint::danger_override(&front.url, &key.region).unwrap();
+    let ep = Endpoint::danger_override(&front.url, key.region()).unwrap();
     let r = call(
         &transport,
         "aws",

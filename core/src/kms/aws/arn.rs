@@ -57,17 +57,15 @@ pub enum KeyRef {
     Alias(String),
 }
 
-/// A validated AWS KMS key or alias ARN.
+/// A validated AWS KMS key or alias ARN. Its parts are read through methods: only
+/// [`KeyArn::parse`] makes one, so the region in the endpoint's host name is always one the
+/// parser checked.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct KeyArn {
-    /// The partition.
-    pub partition: Partition,
-    /// The region, e.g. `eu-west-1`.
-    pub region: String,
-    /// The 12-digit account id.
-    pub account: String,
-    /// The key or alias.
-    pub key: KeyRef,
+    partition: Partition,
+    region: String,
+    account: String,
+    key: KeyRef,
 }
 
 /// Whether to call the FIPS endpoints (server configuration, never part of an identifier).
@@ -183,6 +181,26 @@ fn err(part: &'static str, found: &str, expected: &'static str) -> IdentifierErr
 }
 
 impl KeyArn {
+    /// The partition.
+    pub fn partition(&self) -> Partition {
+        self.partition
+    }
+
+    /// The region, e.g. `eu-west-1`.
+    pub fn region(&self) -> &str {
+        &self.region
+    }
+
+    /// The 12-digit account id.
+    pub fn account(&self) -> &str {
+        &self.account
+    }
+
+    /// The key or alias.
+    pub fn key(&self) -> &KeyRef {
+        &self.key
+    }
+
     /// Parses a pasted identifier. Leading and trailing whitespace is trimmed (a paste often
     /// carries a newline); nothing else is forgiven.
     pub fn parse(input: &str) -> Result<Self, IdentifierError> {

@@ -64,7 +64,7 @@ fn key(call_key: &str) -> Result<KeyArn, RequestError> {
 /// The KMS endpoint of `key`, or the test override.
 fn endpoint(key: &KeyArn, danger_base: Option<&str>) -> Result<Endpoint, RequestError> {
     match danger_base {
-        Some(base) => Endpoint::danger_override(base, &key.region),
+        Some(base) => Endpoint::danger_override(base, key.region()),
         None => key.endpoint(Default::default()),
     }
     .map_err(|e| RequestError(e.to_string()))
@@ -100,8 +100,8 @@ impl Provider for Aws {
         let arn = KeyArn::parse(identifier)?;
         Ok(ParsedKey {
             key: arn.to_key_id(),
-            summary: format!("{} key in {}", arn.partition.name(), arn.region),
-            location: arn.region,
+            summary: format!("{} key in {}", arn.partition().name(), arn.region()),
+            location: arn.region().to_owned(),
         })
     }
 
@@ -149,9 +149,9 @@ impl Provider for Aws {
         KeyArn::parse(described)
             .ok()
             .filter(|k| {
-                k.partition == p.partition
-                    && k.region == p.region
-                    && k.account == p.account
+                k.partition() == p.partition()
+                    && k.region() == p.region()
+                    && k.account() == p.account()
                     && k.to_key_id() == described
             })
             .map(|k| k.to_key_id())
@@ -313,7 +313,7 @@ impl Wire for Aws {
         let role = RoleArn::parse(role).map_err(bad)?;
         let arn = KeyArn::parse(&access.key).map_err(bad)?;
         let sts = match &access.danger_base {
-            Some(base) => Endpoint::danger_override(base, &arn.region).map_err(bad)?,
+            Some(base) => Endpoint::danger_override(base, arn.region()).map_err(bad)?,
             None => arn.sts_endpoint(),
         };
         let how = match access.trust {

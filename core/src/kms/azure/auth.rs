@@ -103,7 +103,10 @@ impl EntraFlow {
                 let b = b.trim_end_matches('/').to_owned();
                 (b.clone(), b)
             }
-            None => (key.base_url(), format!("https://{}", login_host(key.cloud))),
+            None => (
+                key.base_url(),
+                format!("https://{}", login_host(key.cloud())),
+            ),
         };
         Ok(Self {
             key: key.clone(),
@@ -183,7 +186,7 @@ impl CredentialFlow for EntraFlow {
                 url: format!(
                     "{}/keys/{}/?api-version={}",
                     self.vault_base,
-                    self.key.key,
+                    self.key.key(),
                     super::request::API_VERSION
                 ),
                 headers: alloc::vec::Vec::new(),

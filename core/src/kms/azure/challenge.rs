@@ -70,7 +70,7 @@ pub fn parse_challenge(key: &KeyUrl, header: &str) -> Result<Challenge, String> 
         }
     }
     let authority = authority.ok_or("the challenge names no authority")?;
-    let login = format!("https://{}/", login_host(key.cloud));
+    let login = format!("https://{}/", login_host(key.cloud()));
     let tenant = authority
         .strip_prefix(&login)
         .map(|t| t.trim_end_matches('/'))

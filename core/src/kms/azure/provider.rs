@@ -104,22 +104,22 @@ impl Provider for Azure {
 
     fn parse_key(&self, identifier: &str) -> Result<ParsedKey, BadIdentifier> {
         let mut url = KeyUrl::parse(identifier)?;
-        let what = match url.service {
+        let what = match url.service() {
             Service::Vault => "vault",
             Service::ManagedHsm => "Managed HSM",
         };
         let summary = format!(
             "key {} in {what} {} ({})",
-            url.key,
-            url.name,
-            cloud_name(url.cloud)
+            url.key(),
+            url.name(),
+            cloud_name(url.cloud())
         );
         // byok keeps the key, not a version: every copy names the version that made it, so
         // rotation needs nothing and old copies keep opening.
-        url.version = None;
+        url.take_version();
         Ok(ParsedKey {
             key: url.key_id(),
-            location: cloud_name(url.cloud).to_owned(),
+            location: cloud_name(url.cloud()).to_owned(),
             summary,
         })
     }
@@ -162,7 +162,7 @@ impl Provider for Azure {
 
     fn resolved(&self, pasted: &ParsedKey, described: &str) -> Result<String, String> {
         let mut d = KeyUrl::parse(described).map_err(|e| e.to_string())?;
-        d.version = None;
+        d.take_version();
         if d.key_id() == pasted.key {
             Ok(pasted.key.clone())
         } else {
@@ -218,7 +218,7 @@ impl Provider for Azure {
             ),
             (None, None) => return Err(NO_APP.into()),
         };
-        let (role, role_id) = match url.service {
+        let (role, role_id) = match url.service() {
             Service::Vault => (VAULT_ROLE, VAULT_ROLE_ID),
             Service::ManagedHsm => (HSM_ROLE, HSM_ROLE_ID),
         };
@@ -226,19 +226,19 @@ impl Provider for Azure {
         if self.shared_principal(g.access) {
             commands.push(claim_command(&url, &g.access.org));
         }
-        let custom = custom_role(url.service);
+        let custom = custom_role(url.service());
         let mut key_policy = json!({
-            "roleAssignment": { "role": role, "roleDefinitionId": role_id, "assignee": app, "scope": format!("/keys/{}", url.key) },
+            "roleAssignment": { "role": role, "roleDefinitionId": role_id, "assignee": app, "scope": format!("/keys/{}", url.key()) },
             "customRole": custom,
         });
-        match url.service {
+        match url.service() {
             Service::Vault => {
                 commands.push(format!(
                     "# or a custom role with exactly these data actions (then assign it as above):\naz role definition create --role-definition '{custom}'"
                 ));
                 commands.push(format!(
                     "# or, on a vault with access policies instead of RBAC:\naz keyvault set-policy --name {} --spn {app} --key-permissions get wrapKey unwrapKey",
-                    url.name
+                    url.name()
                 ));
                 if let Some(m) = key_policy.as_object_mut() {
                     m.insert(
@@ -249,7 +249,7 @@ impl Provider for Azure {
             }
             Service::ManagedHsm => commands.push(format!(
                 "# or a custom role with exactly these data actions (then assign it as above):\naz keyvault role definition create --hsm-name {} --role-definition '{custom}'",
-                url.name
+                url.name()
             )),
         }
         Ok(Grant {
@@ -288,7 +288,7 @@ impl Wire for Azure {
         Ok(request::wrap_request(
             &url,
             "",
-            alg_for(url.service),
+            alg_for(url.service()),
             &sealed,
             call.creds.bearer(self.title())?,
             call.danger_base,
@@ -298,7 +298,7 @@ impl Wire for Azure {
     fn parse_wrap(&self, key: &str, resp: &HttpResponse) -> Result<Vec<u8>, KmsError> {
         let url = KeyUrl::parse(key)
             .map_err(|e| local_error("azure", KmsErrorKind::Malformed, &e.to_string()))?;
-        request::parse_wrap(&url, alg_for(url.service), resp)
+        request::parse_wrap(&url, alg_for(url.service()), resp)
     }
 
     fn unwrap_request(
@@ -341,8 +341,8 @@ impl Wire for Azure {
         let facts = request::parse_get_key(resp)?;
         let mut url = KeyUrl::parse(&facts.kid)
             .map_err(|_| resp.malformed("azure", "unexpected answer: key.kid is not a key URL"))?;
-        let version = url.version.take().unwrap_or_default();
-        let want = alg_for(url.service);
+        let version = url.take_version().unwrap_or_default();
+        let want = alg_for(url.service());
         let usable = facts.usability(now.as_secs()).and_then(|alg| {
             if alg == want {
                 Ok(alg)
@@ -357,22 +357,22 @@ impl Wire for Azure {
                 if facts.kty.is_empty() { "of unknown type" } else { &facts.kty },
                 if facts.enabled { "enabled" } else { "disabled" },
                 if facts.key_ops.is_empty() { "none".to_owned() } else { facts.key_ops.join(", ") },
-                match url.service {
+                match url.service() {
                     Service::Vault => "RSA",
                     Service::ManagedHsm => "oct-HSM",
                 },
             ),
-            fix: match (kind, url.service) {
+            fix: match (kind, url.service()) {
                 (KmsErrorKind::KeyDisabled, service) if facts.enabled && !facts.allows_wrapping() => format!(
                     "allow byok's operations on the key: az keyvault key set-attributes --{} {} --name KEY --ops wrapKey unwrapKey",
                     match service {
                         Service::Vault => "vault-name",
                         Service::ManagedHsm => "hsm-name",
                     },
-                    url.name
+                    url.name()
                 ),
-                (KmsErrorKind::Malformed, Service::Vault) => format!("create an RSA key for wrapping: az keyvault key create --vault-name {} --name KEY --kty RSA-HSM --size 3072 --ops wrapKey unwrapKey", url.name),
-                (KmsErrorKind::Malformed, Service::ManagedHsm) => format!("byok wraps with AES key wrap on Managed HSM: az keyvault key create --hsm-name {} --name KEY --kty oct-HSM --size 256 --ops wrapKey unwrapKey", url.name),
+                (KmsErrorKind::Malformed, Service::Vault) => format!("create an RSA key for wrapping: az keyvault key create --vault-name {} --name KEY --kty RSA-HSM --size 3072 --ops wrapKey unwrapKey", url.name()),
+                (KmsErrorKind::Malformed, Service::ManagedHsm) => format!("byok wraps with AES key wrap on Managed HSM: az keyvault key create --hsm-name {} --name KEY --kty oct-HSM --size 256 --ops wrapKey unwrapKey", url.name()),
                 (other, _) => self.fix(other),
             },
         });
@@ -486,25 +486,27 @@ fn custom_role(service: Service) -> serde_json::Value {
 fn claim_command(url: &KeyUrl, org: &str) -> String {
     format!(
         "az keyvault key set-attributes --{} {} --name {} --tags {}={org}",
-        match url.service {
+        match url.service() {
             Service::Vault => "vault-name",
             Service::ManagedHsm => "hsm-name",
         },
-        url.name,
-        url.key,
+        url.name(),
+        url.key(),
         crate::kms::provider::ORG_CLAIM,
     )
 }
 
 fn role_command(url: &KeyUrl, app: &str) -> String {
-    match url.service {
+    match url.service() {
         Service::Vault => format!(
             "az role assignment create --role \"{VAULT_ROLE}\" --assignee {app} --scope \"$(az keyvault show --name {} --query id -o tsv)/keys/{}\"",
-            url.name, url.key
+            url.name(),
+            url.key()
         ),
         Service::ManagedHsm => format!(
             "az keyvault role assignment create --hsm-name {} --role \"{HSM_ROLE}\" --assignee {app} --scope /keys/{}",
-            url.name, url.key
+            url.name(),
+            url.key()
         ),
     }
 }

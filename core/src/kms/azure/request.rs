@@ -110,7 +110,7 @@ pub fn wrap_request(
         format!(
             "{}/keys/{}/{version}/wrapkey?api-version={API_VERSION}",
             base(key, danger_base),
-            key.key
+            key.key()
         ),
         token,
         body,
@@ -131,7 +131,7 @@ pub fn unwrap_request(
         format!(
             "{}/keys/{}/{version}/unwrapkey?api-version={API_VERSION}",
             base(key, danger_base),
-            key.key
+            key.key()
         ),
         token,
         body.into_bytes(),
@@ -140,13 +140,13 @@ pub fn unwrap_request(
 
 /// GET of the key (its current version, or the one the URL names).
 pub fn get_key_request(key: &KeyUrl, token: &str, danger_base: Option<&str>) -> HttpRequest {
-    let version = key.version.as_deref().unwrap_or_default();
+    let version = key.version().unwrap_or_default();
     HttpRequest {
         method: "GET",
         url: format!(
             "{}/keys/{}/{version}?api-version={API_VERSION}",
             base(key, danger_base),
-            key.key
+            key.key()
         ),
         headers: alloc::vec![("authorization".into(), format!("Bearer {token}"))],
         body: Vec::new(),
@@ -164,12 +164,12 @@ fn json_ok(resp: &HttpResponse) -> Result<Map<String, Value>, KmsError> {
 /// The version of `kid` if it names a version of `key` (same host and key name), else `None`.
 fn version_of(key: &KeyUrl, kid: &str) -> Option<String> {
     let named = KeyUrl::parse(kid).ok()?;
-    (named.service == key.service
-        && named.cloud == key.cloud
-        && named.name == key.name
-        && named.key == key.key)
-        .then_some(named.version)
-        .flatten()
+    (named.service() == key.service()
+        && named.cloud() == key.cloud()
+        && named.name() == key.name()
+        && named.key() == key.key())
+    .then(|| named.version().map(str::to_owned))
+    .flatten()
 }
 
 /// The stored copy from a `wrapkey` answer: the algorithm, the version Key Vault used (its

@@ -44,19 +44,15 @@ const SUFFIXES: [(&str, Service, Cloud); 6] = [
     ),
 ];
 
-/// A checked key URL.
+/// A checked key URL. Its parts are read through methods: only [`KeyUrl::parse`] makes one, so
+/// the vault name and cloud in the host byok calls are always ones the parser checked.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct KeyUrl {
-    /// Vault or Managed HSM.
-    pub service: Service,
-    /// Which cloud.
-    pub cloud: Cloud,
-    /// The vault or HSM name (lower case).
-    pub name: String,
-    /// The key name.
-    pub key: String,
-    /// The version (32 lower-case hex digits), if one was named.
-    pub version: Option<String>,
+    service: Service,
+    cloud: Cloud,
+    name: String,
+    key: String,
+    version: Option<String>,
 }
 
 /// Why a key URL was refused: the part, what was found (escaped, at most 64 characters), and
@@ -124,6 +120,36 @@ fn key_name_ok(k: &str) -> bool {
 }
 
 impl KeyUrl {
+    /// Vault or Managed HSM.
+    pub fn service(&self) -> Service {
+        self.service
+    }
+
+    /// Which cloud.
+    pub fn cloud(&self) -> Cloud {
+        self.cloud
+    }
+
+    /// The vault or HSM name (lower case).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The key name.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// The version (32 lower-case hex digits), if one was named.
+    pub fn version(&self) -> Option<&str> {
+        self.version.as_deref()
+    }
+
+    /// Takes the version out, leaving the key: what byok stores (the host is unchanged).
+    pub fn take_version(&mut self) -> Option<String> {
+        self.version.take()
+    }
+
     /// Parses a pasted key URL (whitespace around it ignored; the host's case too).
     pub fn parse(input: &str) -> Result<Self, UrlError> {
         let s = input.trim();

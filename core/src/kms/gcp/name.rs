@@ -14,19 +14,15 @@ use core::fmt;
 /// The one host byok calls for Cloud KMS (global endpoint).
 pub const ENDPOINT_HOST: &str = "cloudkms.googleapis.com";
 
-/// A Cloud KMS CryptoKey, or one of its versions.
+/// A Cloud KMS CryptoKey, or one of its versions. Its parts are read through methods: only
+/// [`KeyName::parse`] makes one, so every part of the request path is one the parser checked.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KeyName {
-    /// The project id (`my-project`, or a domain-scoped `example.com:my-project`).
-    pub project: String,
-    /// The location: `global`, a region (`europe-west1`) or a multi-region (`eur4`, `us`).
-    pub location: String,
-    /// The key ring id.
-    pub key_ring: String,
-    /// The crypto key id.
-    pub crypto_key: String,
-    /// The version, if one was named (decrypt picks the version itself; byok stores the key).
-    pub version: Option<u64>,
+    project: String,
+    location: String,
+    key_ring: String,
+    crypto_key: String,
+    version: Option<u64>,
 }
 
 /// Why a name was refused: the part, what was found (escaped, at most 64 characters), and what
@@ -108,6 +104,31 @@ fn id_ok(s: &str) -> bool {
 }
 
 impl KeyName {
+    /// The project id (`my-project`, or a domain-scoped `example.com:my-project`).
+    pub fn project(&self) -> &str {
+        &self.project
+    }
+
+    /// The location: `global`, a region (`europe-west1`) or a multi-region (`eur4`, `us`).
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    /// The key ring id.
+    pub fn key_ring(&self) -> &str {
+        &self.key_ring
+    }
+
+    /// The crypto key id.
+    pub fn crypto_key(&self) -> &str {
+        &self.crypto_key
+    }
+
+    /// The version, if one was named (decrypt picks the version itself; byok stores the key).
+    pub fn version(&self) -> Option<u64> {
+        self.version
+    }
+
     /// Parses a pasted key or key version name (whitespace around it ignored).
     pub fn parse(input: &str) -> Result<Self, NameError> {
         let s = input.trim();

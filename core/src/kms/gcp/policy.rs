@@ -205,10 +205,10 @@ pub fn key_commands(key: &KeyName, member: &Member) -> Vec<String> {
         .map(|role| {
             format!(
                 "gcloud kms keys add-iam-policy-binding {} --keyring {} --location {} --project {} --member '{}' --role {role}",
-                key.crypto_key,
-                key.key_ring,
-                key.location,
-                key.project,
+                key.crypto_key(),
+                key.key_ring(),
+                key.location(),
+                key.project(),
                 member.iam()
             )
         })
@@ -221,10 +221,10 @@ pub fn key_commands(key: &KeyName, member: &Member) -> Vec<String> {
 pub fn claim_command(key: &KeyName, org: &str) -> String {
     format!(
         "gcloud kms keys update {} --keyring {} --location {} --project {} --update-labels {}={org}",
-        key.crypto_key,
-        key.key_ring,
-        key.location,
-        key.project,
+        key.crypto_key(),
+        key.key_ring(),
+        key.location(),
+        key.project(),
         crate::kms::provider::ORG_CLAIM,
     )
 }

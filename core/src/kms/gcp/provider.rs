@@ -76,9 +76,12 @@ impl Provider for Gcp {
             key: name.key(),
             summary: format!(
                 "key {} in ring {} of project {}, {}",
-                name.crypto_key, name.key_ring, name.project, name.location
+                name.crypto_key(),
+                name.key_ring(),
+                name.project(),
+                name.location()
             ),
-            location: name.location,
+            location: name.location().into(),
         })
     }
 
