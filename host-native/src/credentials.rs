@@ -16,7 +16,7 @@ use byok_core::kms::{KmsError, KmsErrorKind};
 use byok_core::retry::RetryPolicy;
 use zeroize::Zeroizing;
 
-use crate::kms_call::{call, unix_now};
+use crate::kms_call::{Attempts, abandoned, call_counted, unix_now};
 use crate::transport::Transport;
 
 /// Mints the OIDC tokens byok presents to a cloud for an org. The issuer (keys, discovery
@@ -115,12 +115,14 @@ struct Noting<'a> {
     provider: &'static str,
     access: &'a Access,
     /// Requests sent so far (0: the flow has not asked its cloud).
-    attempts: u32,
+    attempts: Attempts,
 }
 
 impl Noting<'_> {
-    fn noted(mut self, error: Option<&KmsError>) {
-        let attempts = std::mem::take(&mut self.attempts);
+    fn noted(self, error: Option<&KmsError>) {
+        let attempts = self.attempts.get();
+        // Noted here, not again when dropped.
+        self.attempts.reset();
         if attempts > 0 {
             self.cache
                 .note_exchange(self.provider, self.access, attempts, error);
@@ -130,14 +132,14 @@ impl Noting<'_> {
 
 impl Drop for Noting<'_> {
     fn drop(&mut self) {
-        if self.attempts > 0 {
-            let dropped = unavailable(
+        if self.attempts.get() > 0 {
+            let dropped = abandoned(self.provider);
+            self.cache.note_exchange(
                 self.provider,
-                "Dropped",
-                "the call that needed these credentials ended before their answer was read".into(),
+                self.access,
+                self.attempts.get(),
+                Some(&dropped),
             );
-            self.cache
-                .note_exchange(self.provider, self.access, self.attempts, Some(&dropped));
         }
     }
 }
@@ -270,15 +272,13 @@ impl CredentialCache {
         {
             return Ok(c.clone());
         }
-        let mut noting = Noting {
+        let noting = Noting {
             cache: self,
             provider: provider.name(),
             access,
-            attempts: 0,
+            attempts: Attempts::default(),
         };
-        let outcome = self
-            .run(provider, access, sources, &mut noting.attempts)
-            .await;
+        let outcome = self.run(provider, access, sources, &noting.attempts).await;
         noting.noted(outcome.as_ref().err());
         let (fresh, expires) = match outcome {
             Ok(got) => got,
@@ -310,13 +310,13 @@ impl CredentialCache {
     }
 
     /// Runs the provider's flow to the end; counts in `attempts` the requests it sends its
-    /// cloud (one as soon as it asks, then the retries once the call ends).
+    /// cloud, as it sends them.
     async fn run(
         &self,
         provider: &'static dyn Wire,
         access: &Access,
         sources: &Sources,
-        attempts: &mut u32,
+        attempts: &Attempts,
     ) -> Result<(Credentials, Option<u64>), KmsError> {
         let name = provider.name();
         let mut flow = provider.credentials(access, &sources.vendor)?;
@@ -363,13 +363,13 @@ impl CredentialCache {
                     flow.supply(jwt);
                 }
                 Need::Exchange => {
-                    *attempts += 1;
                     let f = &*flow;
-                    let called = call(
+                    let called = call_counted(
                         &self.transport,
                         name,
                         &self.policy,
                         &mut rng,
+                        attempts,
                         |now| f.request(now),
                         // Classified as the flow's endpoint speaks; the answer kept whole
                         // for the flow's next step (the clone is wiped on drop).
@@ -380,7 +380,6 @@ impl CredentialCache {
                         u64::from(called.attempts),
                         std::sync::atomic::Ordering::Relaxed,
                     );
-                    *attempts += called.attempts.saturating_sub(1);
                     let resp = called.result?;
                     flow.answer(&resp, (self.clock)())?;
                 }

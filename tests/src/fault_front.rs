@@ -28,6 +28,9 @@ pub enum Fault {
     Unavailable,
     /// The connection is closed without an answer (a connection error to the client).
     Reset,
+    /// The request is read and never answered (a KMS that hangs): the caller's own deadline
+    /// ends it.
+    Hang,
 }
 
 /// Credentials the front uses to ask moto for key states.
@@ -297,6 +300,10 @@ async fn serve(
             .into_bytes()
         }
         Some(Fault::Reset) => return Ok(()),
+        Some(Fault::Hang) => {
+            tokio::time::sleep(std::time::Duration::from_secs(120)).await;
+            return Ok(());
+        }
         None if refusal.is_some() => refusal.unwrap_or_default(),
         None => {
             let mut up = TcpStream::connect(&upstream).await?;

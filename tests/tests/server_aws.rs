@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
-use byok_tests::aws_stack::{aws_org, byok_org};
-use byok_tests::fault_front::Fault;
+use byok_tests::aws_stack::{AwsStack, aws_org, byok_org};
+use byok_tests::fault_front::{Fault, TrailEntry};
 use byok_tests::fixtures::{
     OrgSettings, SealedTree, TestServer, assert_error, assert_status, error_message, key,
 };
@@ -342,32 +342,7 @@ async fn every_kms_call_in_the_customers_log_is_in_byoks() {
         .copied()
         .filter(|e| e["type"] == "key_validation")
         .collect();
-    let logged = |op: &str| -> u64 {
-        let calls = events
-            .iter()
-            .copied()
-            .filter(|e| e["type"] == "kms_call" && e["op"] == op);
-        let probes = validations
-            .iter()
-            .flat_map(|v| v["calls"].as_array().unwrap())
-            .filter(|c| c["op"] == op);
-        calls
-            .chain(probes)
-            .map(|c| c["attempts"].as_u64().unwrap())
-            .sum()
-    };
-    let received = |op: &str| trail.iter().filter(|e| e.op == op).count() as u64;
-    for (ours, theirs) in [
-        ("Describe", "DescribeKey"),
-        ("Encrypt", "Encrypt"),
-        ("Decrypt", "Decrypt"),
-    ] {
-        assert_eq!(
-            logged(ours),
-            received(theirs),
-            "{ours}: {trail:?} {validations:?}"
-        );
-    }
+    assert_logs_agree(&events, &trail);
     // The attach's, the dry run's, the two revalidations': the first three described, wrapped
     // and unwrapped a probe; the last found the key disabled and went no further.
     let keys: Vec<&str> = validations
@@ -417,6 +392,89 @@ async fn every_kms_call_in_the_customers_log_is_in_byoks() {
         .filter(|e| e.version.as_deref() == Some("0"))
         .count();
     assert_eq!(probes, 6, "{trail:?}");
+}
+
+/// Asserts that the KMS requests `events` (an org's audit log) record, retries included,
+/// are the ones the customer's KMS received (`trail`), operation by operation.
+fn assert_logs_agree(events: &[&serde_json::Value], trail: &[TrailEntry]) {
+    let logged = |op: &str| -> u64 {
+        let calls = events
+            .iter()
+            .copied()
+            .filter(|e| e["type"] == "kms_call" && e["op"] == op);
+        let probes = events
+            .iter()
+            .filter(|e| e["type"] == "key_validation")
+            .flat_map(|v| v["calls"].as_array().unwrap())
+            .filter(|c| c["op"] == op);
+        calls
+            .chain(probes)
+            .map(|c| c["attempts"].as_u64().unwrap())
+            .sum()
+    };
+    let received = |op: &str| trail.iter().filter(|e| e.op == op).count() as u64;
+    for (ours, theirs) in [
+        ("Describe", "DescribeKey"),
+        ("Encrypt", "Encrypt"),
+        ("Decrypt", "Decrypt"),
+    ] {
+        assert_eq!(
+            logged(ours),
+            received(theirs),
+            "{ours}: {trail:?} {events:?}"
+        );
+    }
+}
+
+/// A call whose request is dropped before its answer is read (here: the KMS hangs, and the
+/// request's deadline passes) is still in the org's log: the customer's KMS logged it. Its
+/// row, written with the org's next row, says how many requests it sent and that byok never
+/// read the answer (`Dropped`). So is a validation cut off the same way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_cut_off_by_its_deadline_is_still_in_the_log() {
+    let stack = AwsStack::start().await;
+    let ts = TestServer::start_with("aws-cut-off", |data| {
+        stack.server_with(data, &[("BYOK_REQUEST_TIMEOUT_MS", "2000")])
+    });
+    let o = ts.org(NO_CACHE).await;
+    stack.attach_default_key(&ts, &o).await;
+    let tree = SealedTree::seal(&ts, &o).await;
+    stack.front.inject([Fault::Hang]);
+    assert_error(
+        &tree.open_all(&ts, &o).await.unwrap_err(),
+        408,
+        "request_timeout",
+    );
+    let other = json!({ "provider": "aws", "key": stack.moto.second_key_arn });
+    stack.front.inject([Fault::Hang]);
+    assert_error(
+        &ts.post(&o.path("/keys/validate"), &o.admin, &other).await,
+        408,
+        "request_timeout",
+    );
+    // The next call's row comes with them.
+    tree.open_all(&ts, &o).await.unwrap();
+
+    let rows = o.audit(&ts, &o.admin).await;
+    let events: Vec<&serde_json::Value> = rows.iter().map(|r| &r["event"]).collect();
+    let dropped: Vec<_> = events
+        .iter()
+        .filter(|e| e["provider_code"] == "Dropped")
+        .map(|e| (s(e, "op"), e["attempts"].clone(), e["ok"].clone()))
+        .collect();
+    assert_eq!(dropped, [("Decrypt".into(), json!(1), json!(false))]);
+    let cut: Vec<_> = events
+        .iter()
+        .filter(|e| e["type"] == "key_validation" && e["key"] == stack.moto.second_key_arn)
+        .collect();
+    assert_eq!(cut.len(), 1, "{cut:?}");
+    assert_eq!(cut[0]["ok"], false);
+    assert_eq!(
+        cut[0]["calls"],
+        json!([{ "op": "Describe", "attempts": 1, "ok": false,
+            "error": "unavailable", "provider_code": "Dropped" }])
+    );
+    assert_logs_agree(&events, &stack.front.trail());
 }
 
 /// A paused org asks no key for its root: making another key the default, re-enabling one,

@@ -12,10 +12,10 @@ use byok_core::scope::{HolderId, HolderStatus, Org};
 use serde_json::json;
 
 use super::cache::Evictions;
+use super::call_rows::{PendingCall, PendingValidation};
 use super::grace::GraceEnd;
 use super::org_cell::Unpublished;
 use super::{OrgCell, Result, Service};
-use crate::kms_call::Called;
 use crate::store::{self, audit, keys};
 
 /// Whether a KMS error means the customer withdrew (the key is disabled, gone or pending
@@ -107,23 +107,32 @@ impl Service {
         }
     }
 
-    /// Records a KMS call in the audit log.
-    pub(super) async fn audit_kms(
+    /// A call on key `n` of `org` about to be sent: its row is written when it is answered
+    /// ([`Self::kms_answered`]), or queued if it is dropped first (`call_rows.rs`).
+    pub(super) fn kms_call(
         &self,
         org: ScopeId,
-        op: &str,
         n: u32,
-        attempts: u32,
-        err: Option<&KmsError>,
-    ) -> Result<()> {
-        let mut event = call_json(op, attempts, err);
-        event["type"] = json!("kms_call");
-        event["key"] = json!(format!("cmk:{n}"));
-        self.audit_event(org, &event).await
+        key: &super::kms::KeyAccess,
+        op: &'static str,
+    ) -> PendingCall<'_> {
+        PendingCall::new(&self.unwritten, org, n, key, op)
     }
 
-    /// Appends `event` to the org's audit log in a transaction of its own, after a row for
-    /// each credential exchange made for the org since the last such write (see
+    /// A validation of `key` (as given, or `cmk:N`) for `org` about to start: its row is
+    /// written when it ends, or queued if it is dropped first.
+    pub(super) fn key_validation(
+        &self,
+        org: ScopeId,
+        key: String,
+        provider: &'static str,
+    ) -> PendingValidation<'_> {
+        PendingValidation::new(&self.unwritten, org, key, provider)
+    }
+
+    /// Appends `event` to the org's audit log in a transaction of its own, after the rows of
+    /// KMS calls whose request was dropped before they were written (`call_rows.rs`) and a row
+    /// for each credential exchange made for the org since the last such write (see
     /// [`Self::audit_exchanges`]).
     pub(super) async fn audit_event(&self, org: ScopeId, event: &serde_json::Value) -> Result<()> {
         self.audit_rows(org, Some(event)).await
@@ -138,8 +147,9 @@ impl Service {
     }
 
     async fn audit_rows(&self, org: ScopeId, event: Option<&serde_json::Value>) -> Result<()> {
+        let queued = self.unwritten.take(org);
         let exchanges = self.kms.take_exchanges(org);
-        if exchanges.is_empty() && event.is_none() {
+        if queued.is_empty() && exchanges.is_empty() && event.is_none() {
             return Ok(());
         }
         let rows: Vec<serde_json::Value> = exchanges
@@ -160,7 +170,7 @@ impl Service {
         let written = async {
             let mut w = self.store.write().await?;
             let at = store::now_ms();
-            for row in rows.iter().chain(event) {
+            for row in queued.iter().chain(&rows).chain(event) {
                 audit::append(&mut w.tx, org, at, row).await?;
             }
             w.commit().await?;
@@ -168,6 +178,7 @@ impl Service {
         }
         .await;
         if written.is_err() {
+            self.unwritten.give_back(org, queued);
             self.kms.return_exchanges(exchanges);
         }
         written
@@ -178,20 +189,22 @@ impl Service {
     /// deletion, access denied, invalid ciphertext), drops every cached key of the org at once
     /// (before the audit write, which may wait for the store's writer), not at TTL expiry, ends
     /// any outage grace, and records the key's health.
-    pub(super) async fn kms_answered<T>(
+    pub(super) async fn kms_answered(
         &self,
         cell: &OrgCell,
-        org: ScopeId,
-        n: u32,
-        op: &str,
-        called: &Called<T>,
+        mut call: PendingCall<'_>,
+        err: Option<&KmsError>,
         sent: Evictions,
     ) -> Result<()> {
-        let err = called.result.as_ref().err();
+        let (org, n) = (call.org, call.n);
+        call.answered(err);
         if err.is_some_and(is_denial) {
             self.cache.evict_org(org);
         }
-        self.audit_kms(org, op, n, called.attempts, err).await?;
+        // Armed until committed: a request dropped while this waits for the writer leaves
+        // the row queued, not lost.
+        self.audit_event(org, &call.row()).await?;
+        call.written();
         match err {
             Some(e) if is_denial(e) => {
                 self.withdrawn(cell, org, n, kind_code(e), Some(e.to_string()))
@@ -406,8 +419,9 @@ impl Service {
             return Ok(false);
         };
         let sent = self.cache.evictions(org);
-        let back = self.kms.unwrap_counted(access, copy, *v).await;
-        self.kms_answered(cell, org, n, "Decrypt", &back, sent)
+        let call = self.kms_call(org, n, access, "Decrypt");
+        let back = self.kms.unwrap_counted(access, copy, *v, &call.sent).await;
+        self.kms_answered(cell, call, back.result.as_ref().err(), sent)
             .await?;
         Ok(true)
     }
@@ -447,13 +461,18 @@ impl Service {
             let root = self.scope_key(cell, byok_core::KeyId::new(org, v)).await?;
             let secret = root.duplicate_secret();
             let sent = self.cache.evictions(org);
-            let wrapped = self.kms.wrap_counted(access, &secret, v).await;
-            self.kms_answered(cell, org, n, "Encrypt", &wrapped, sent)
+            let call = self.kms_call(org, n, access, "Encrypt");
+            let wrapped = self.kms.wrap_counted(access, &secret, v, &call.sent).await;
+            self.kms_answered(cell, call, wrapped.result.as_ref().err(), sent)
                 .await?;
             let wrapped = wrapped.result?;
             let sent = self.cache.evictions(org);
-            let back = self.kms.unwrap_counted(access, &wrapped, v).await;
-            self.kms_answered(cell, org, n, "Decrypt", &back, sent)
+            let call = self.kms_call(org, n, access, "Decrypt");
+            let back = self
+                .kms
+                .unwrap_counted(access, &wrapped, v, &call.sent)
+                .await;
+            self.kms_answered(cell, call, back.result.as_ref().err(), sent)
                 .await?;
             if !bool::from(back.result?.ct_eq(&secret)) {
                 return Err(super::ServiceError::Invalid(format!(

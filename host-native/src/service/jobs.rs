@@ -78,9 +78,13 @@ impl Service {
                                 &mut root.expose_secret().clone(),
                             );
                             let sent = self.cache.evictions(org);
-                            let answer = self.kms.wrap_counted(&access, &secret, version).await;
-                            self.kms_answered(&cell, org, n, "Encrypt", &answer, sent)
-                                .await?;
+                            let call = self.kms_call(org, n, &access, "Encrypt");
+                            let answer = self
+                                .kms
+                                .wrap_counted(&access, &secret, version, &call.sent)
+                                .await;
+                            let err = answer.result.as_ref().err();
+                            self.kms_answered(&cell, call, err, sent).await?;
                             answer.result?
                         }
                     };

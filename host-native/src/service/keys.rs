@@ -260,8 +260,9 @@ impl Service {
             let root = self.scope_key(cell, KeyId::new(org.id(), v)).await?;
             let secret = root.duplicate_secret();
             let sent = self.cache.evictions(org.id());
-            let answer = self.kms.wrap_counted(&access, &secret, v).await;
-            self.kms_answered(cell, org.id(), n, "Encrypt", &answer, sent)
+            let call = self.kms_call(org.id(), n, &access, "Encrypt");
+            let answer = self.kms.wrap_counted(&access, &secret, v, &call.sent).await;
+            self.kms_answered(cell, call, answer.result.as_ref().err(), sent)
                 .await?;
             copies.push((v, answer.result?));
         }
@@ -372,20 +373,20 @@ impl Service {
             .kms
             .principal(&access)
             .map_err(ServiceError::NotConfigured)?;
-        let (v, denial, calls) = self.kms.validate(&access, spec.key, &principal).await;
+        let key = attached.map_or_else(|| spec.key.to_owned(), |n| format!("cmk:{n}"));
+        let mut pending = self.key_validation(org, key, access.provider.name());
+        let (v, denial) = self
+            .kms
+            .validate_logged(&access, spec.key, &principal, &pending.log)
+            .await;
         if attached.is_some() && denial.is_some() {
             self.cache.evict_org(org);
         }
-        if !calls.is_empty() {
-            let key = attached.map_or_else(|| spec.key.to_owned(), |n| format!("cmk:{n}"));
-            let calls: Vec<_> = calls
-                .iter()
-                .map(|c| super::health::call_json(c.op, c.attempts, c.error.as_ref()))
-                .collect();
-            let event = serde_json::json!({ "type": "key_validation", "key": key,
-                "provider": access.provider.name(), "ok": v.ok(), "calls": calls });
+        pending.ended(v.ok());
+        if let Some(event) = pending.row() {
             self.audit_event(org, &event).await?;
         }
+        pending.written();
         let resolved = v.described_key().map(str::to_owned);
         Ok((
             v.ok(),

@@ -17,7 +17,7 @@ use byok_core::kms::{HttpRequest, HttpResponse, KmsError};
 use byok_core::retry::RetryPolicy;
 
 use crate::credentials::{CredentialCache, Sources};
-use crate::kms_call::{Called, call, unix_now};
+use crate::kms_call::{Attempts, Called, call_counted, unix_now};
 use crate::transport::{Transport, TransportConfig};
 
 /// The vendor's KMS settings.
@@ -131,19 +131,22 @@ impl Kms {
             .await
     }
 
-    /// One exchange with retries (`build` signs afresh each attempt); counts attempts.
+    /// One exchange with retries (`build` signs afresh each attempt), counting in `sent` the
+    /// requests as they go out.
     async fn exchange<T>(
         &self,
         provider: &'static dyn Wire,
+        sent: &Attempts,
         build: impl FnMut(std::time::Duration) -> Result<HttpRequest, RequestError>,
         parse: impl Fn(&HttpResponse) -> Result<T, KmsError>,
     ) -> Called<T> {
         let mut rng = rand::make_rng::<rand::rngs::StdRng>();
-        let called = call(
+        let called = call_counted(
             &self.transport,
             provider.name(),
             &self.policy,
             &mut rng,
+            sent,
             build,
             parse,
         )
@@ -160,6 +163,7 @@ impl Kms {
         &self,
         key: &KeyAccess,
         version: u32,
+        sent: &Attempts,
         build: impl Fn(&Call<'_>, std::time::Duration) -> Result<HttpRequest, RequestError>,
         parse: impl Fn(&HttpResponse) -> Result<T, KmsError>,
     ) -> Called<T> {
@@ -179,7 +183,7 @@ impl Kms {
             creds: &creds,
             danger_base: key.access.danger_base.as_deref(),
         };
-        self.exchange(key.provider, |now| build(&call, now), parse)
+        self.exchange(key.provider, sent, |now| build(&call, now), parse)
             .await
     }
 
@@ -190,21 +194,25 @@ impl Kms {
         root: &SecretBytes,
         version: u32,
     ) -> Result<Vec<u8>, KmsError> {
-        self.wrap_counted(key, root, version).await.result
+        self.wrap_counted(key, root, version, &Attempts::default())
+            .await
+            .result
     }
 
-    /// [`Self::wrap`], with the number of requests it sent (each is an event in the
-    /// customer's log).
+    /// [`Self::wrap`], counting in `sent` the requests it sends as they go out (each is an
+    /// event in the customer's log, whether or not this call is then dropped).
     pub async fn wrap_counted(
         &self,
         key: &KeyAccess,
         root: &SecretBytes,
         version: u32,
+        sent: &Attempts,
     ) -> Called<Vec<u8>> {
         let p = key.provider;
         self.on_key(
             key,
             version,
+            sent,
             |call, now| p.wrap_request(call, root, now),
             |resp| p.parse_wrap(&key.access.key, resp),
         )
@@ -218,21 +226,25 @@ impl Kms {
         blob: &[u8],
         version: u32,
     ) -> Result<SecretBytes, KmsError> {
-        self.unwrap_counted(key, blob, version).await.result
+        self.unwrap_counted(key, blob, version, &Attempts::default())
+            .await
+            .result
     }
 
-    /// [`Self::unwrap`], with the number of requests it sent.
+    /// [`Self::unwrap`], counting in `sent` the requests it sends as they go out.
     pub async fn unwrap_counted(
         &self,
         key: &KeyAccess,
         blob: &[u8],
         version: u32,
+        sent: &Attempts,
     ) -> Called<SecretBytes> {
         let p = key.provider;
         let binding = Binding::root(&key.access.org, version);
         self.on_key(
             key,
             version,
+            sent,
             |call, now| p.unwrap_request(call, blob, now),
             |resp| p.parse_unwrap(&binding, resp),
         )
@@ -241,15 +253,18 @@ impl Kms {
 
     /// Describes the key (health). The binding is unused: describe carries none.
     pub async fn describe(&self, key: &KeyAccess) -> Result<KeyState, KmsError> {
-        self.describe_counted(key).await.result
+        self.describe_counted(key, &Attempts::default())
+            .await
+            .result
     }
 
-    /// [`Self::describe`], with the number of requests it sent.
-    pub async fn describe_counted(&self, key: &KeyAccess) -> Called<KeyState> {
+    /// [`Self::describe`], counting in `sent` the requests it sends as they go out.
+    pub async fn describe_counted(&self, key: &KeyAccess, sent: &Attempts) -> Called<KeyState> {
         let p = key.provider;
         self.on_key(
             key,
             0,
+            sent,
             |call, now| p.describe_request(call, now),
             |resp| p.parse_describe(resp, unix_now()),
         )
@@ -267,8 +282,21 @@ impl Kms {
         identifier: &str,
         principal: &str,
     ) -> (Validation, Option<Withdrew>, Vec<ValidationCall>) {
+        let log = CallLog::new(key.provider.name());
+        let (v, denial) = self.validate_logged(key, identifier, principal, &log).await;
+        (v, denial, log.calls())
+    }
+
+    /// [`Self::validate`], recording each call in `log` as it is made: the caller's audit row
+    /// is written from it even if this is dropped mid-way.
+    pub async fn validate_logged(
+        &self,
+        key: &KeyAccess,
+        identifier: &str,
+        principal: &str,
+        log: &CallLog,
+    ) -> (Validation, Option<Withdrew>) {
         let mut denial = None;
-        let mut calls = Vec::new();
         let mut v = {
             let mut rng = rand::rng();
             Validation::start(
@@ -291,16 +319,10 @@ impl Kms {
             };
             match v.next() {
                 Next::Describe(k) => {
-                    let Called {
-                        result: answer,
-                        attempts,
-                    } = self.describe_counted(&target(k)).await;
+                    let sent = log.start("Describe");
+                    let answer = self.describe_counted(&target(k), sent).await.result;
+                    log.end(answer.as_ref().err());
                     note_denial(&mut denial, answer.as_ref().err());
-                    calls.push(ValidationCall::of(
-                        "Describe",
-                        attempts,
-                        answer.as_ref().err(),
-                    ));
                     if denial.is_none()
                         && let Ok(state) = &answer
                         && let Some(u) = state.unusable.as_ref().filter(|u| u.kind.is_denial())
@@ -315,33 +337,21 @@ impl Kms {
                 Next::Wrap(k, probe) => {
                     let (access, probe) = (target(k), probe.duplicate());
                     // Version 0 is never a root version: the binding says it is a probe.
-                    let Called {
-                        result: answer,
-                        attempts,
-                    } = self.wrap_counted(&access, &probe, 0).await;
+                    let sent = log.start("Encrypt");
+                    let answer = self.wrap_counted(&access, &probe, 0, sent).await.result;
+                    log.end(answer.as_ref().err());
                     note_denial(&mut denial, answer.as_ref().err());
-                    calls.push(ValidationCall::of(
-                        "Encrypt",
-                        attempts,
-                        answer.as_ref().err(),
-                    ));
                     v.wrapped(answer);
                 }
                 Next::Unwrap(k, blob) => {
                     let (access, blob) = (target(k), blob.to_vec());
-                    let Called {
-                        result: answer,
-                        attempts,
-                    } = self.unwrap_counted(&access, &blob, 0).await;
+                    let sent = log.start("Decrypt");
+                    let answer = self.unwrap_counted(&access, &blob, 0, sent).await.result;
+                    log.end(answer.as_ref().err());
                     note_denial(&mut denial, answer.as_ref().err());
-                    calls.push(ValidationCall::of(
-                        "Decrypt",
-                        attempts,
-                        answer.as_ref().err(),
-                    ));
                     v.unwrapped(answer);
                 }
-                Next::Done => return (v, denial, calls),
+                Next::Done => return (v, denial),
             }
         }
     }
@@ -349,23 +359,82 @@ impl Kms {
 
 /// A call a validation made ([`Kms::validate`]), for the audit log: the customer's KMS logs
 /// it too (a probe's binding names root version 0, which no root has).
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct ValidationCall {
     /// `Describe`, `Encrypt` or `Decrypt`, as `kms_call` events name them.
     pub op: &'static str,
     /// Requests sent for it, retries included (0: no credentials, nothing sent).
     pub attempts: u32,
-    /// How it failed, if it did.
+    /// How it failed, if it did ([`crate::kms_call::abandoned`] if its answer was never read).
     pub error: Option<KmsError>,
 }
 
-impl ValidationCall {
-    fn of(op: &'static str, attempts: u32, error: Option<&KmsError>) -> Self {
+/// How a call of a validation ended: the requests it sent and its error, if any (`None` while
+/// it is on its way).
+type Answer = Option<(u32, Option<KmsError>)>;
+
+/// The calls a validation makes, recorded as it makes them ([`Kms::validate`]): its audit
+/// row is written from this, also when the request that asked for the validation is dropped
+/// before it ends (`service/call_rows.rs`).
+#[derive(Debug)]
+pub struct CallLog {
+    provider: &'static str,
+    /// Each call made, with its answer (`None` while on its way).
+    calls: std::sync::Mutex<Vec<(&'static str, Answer)>>,
+    /// The requests the call on its way has sent.
+    sent: Attempts,
+}
+
+impl CallLog {
+    /// An empty log for a validation of a key of `provider`.
+    pub fn new(provider: &'static str) -> Self {
         Self {
-            op,
-            attempts,
-            error: error.cloned(),
+            provider,
+            calls: std::sync::Mutex::new(Vec::new()),
+            sent: Attempts::default(),
         }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(&'static str, Answer)>> {
+        // Entries are pushed and set whole: a poisoned lock holds a consistent list.
+        self.calls.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A call `op` starts: returns the counter its requests go in.
+    fn start(&self, op: &'static str) -> &Attempts {
+        self.sent.reset();
+        self.lock().push((op, None));
+        &self.sent
+    }
+
+    /// The call started last was answered (or failed) as `error` says.
+    fn end(&self, error: Option<&KmsError>) {
+        let attempts = self.sent.get();
+        if let Some((_, answer)) = self.lock().last_mut() {
+            *answer = Some((attempts, error.cloned()));
+        }
+    }
+
+    /// The calls so far. One still on its way shows the requests it sent and that its answer
+    /// was not read; one that sent nothing yet is left out (the customer's KMS saw nothing).
+    pub fn calls(&self) -> Vec<ValidationCall> {
+        let on_its_way = self.sent.get();
+        self.lock()
+            .iter()
+            .filter_map(|(op, answer)| match answer {
+                Some((attempts, error)) => Some(ValidationCall {
+                    op,
+                    attempts: *attempts,
+                    error: error.clone(),
+                }),
+                None if on_its_way > 0 => Some(ValidationCall {
+                    op,
+                    attempts: on_its_way,
+                    error: Some(crate::kms_call::abandoned(self.provider)),
+                }),
+                None => None,
+            })
+            .collect()
     }
 }
 

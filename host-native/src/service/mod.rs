@@ -7,6 +7,7 @@
 mod apply;
 pub mod audit_log;
 mod cache;
+mod call_rows;
 mod data;
 mod error;
 mod events;
@@ -147,6 +148,9 @@ pub struct Service {
     audit_walks: tokio::sync::Semaphore,
     /// byok's OIDC issuer, with `--public-url` ([`Service::with_issuer`]).
     issuer: Option<Arc<issuer::Issuer>>,
+    /// Audit rows of KMS calls whose request was dropped before they were written
+    /// (`call_rows.rs`): the org's next write of its log takes them.
+    unwritten: call_rows::Unwritten,
     /// Counters.
     pub metrics: Metrics,
 }
@@ -188,6 +192,7 @@ impl Service {
             audit_walks: tokio::sync::Semaphore::new(1),
             issuer: None,
             usage: usage::UsageMarks::default(),
+            unwritten: call_rows::Unwritten::default(),
             replicas_lag_ms: std::sync::atomic::AtomicI64::new(0),
             last_poll_ms: std::sync::atomic::AtomicI64::new(0),
             replica: job_leases::replica_name(),

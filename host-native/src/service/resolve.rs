@@ -351,9 +351,13 @@ impl Service {
                     .ok_or(ServiceError::Scope(ScopeError::HolderNotReady(holder)))?;
                 let access = self.access(cell, org.id(), n).await?;
                 let sent = self.cache.evictions(org.id());
-                let answer = self.kms.unwrap_counted(&access, &copy, root.version).await;
+                let call = self.kms_call(org.id(), n, &access, "Decrypt");
+                let answer = self
+                    .kms
+                    .unwrap_counted(&access, &copy, root.version, &call.sent)
+                    .await;
                 answered = self.now();
-                self.kms_answered(cell, org.id(), n, "Decrypt", &answer, sent)
+                self.kms_answered(cell, call, answer.result.as_ref().err(), sent)
                     .await?;
                 let secret = answer.result?;
                 (
