@@ -902,6 +902,86 @@ async fn settings_changes(ts: &TestServer, o: &TestOrg) -> Vec<Value> {
         .collect()
 }
 
+/// The org's admin tightens the withdrawal bound (the unwrap cache TTL, down to 0: every use
+/// asks the key holder) and the lease TTL, at once, and may loosen them back up to what the
+/// operator created the org with, never past it. Audited, and kept across a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_tightens_the_withdrawal_bound_never_past_the_operators() {
+    let mut ts = TestServer::start("ttl-settings");
+    let o = ts
+        .org(OrgSettings::named("acme").cache_ttl_ms(60_000))
+        .await;
+    let org = o.path("");
+    let v = assert_status(&ts.get(&org, &o.admin).await, 200);
+    assert_eq!(
+        (&v["max_unwrap_cache_ttl_ms"], &v["max_lease_ttl_ms"]),
+        (&json!(60_000), &json!(60_000)),
+        "{v}"
+    );
+    let unwraps = async || {
+        let rows = o.audit(&ts, &o.auditor).await;
+        rows.iter()
+            .filter(|r| r["event"]["type"] == "root_unwrapped")
+            .count()
+    };
+    let team = o.scope(&ts, &o.id, "team").await;
+    let sealed = o.seal(&ts, &team, b"x").await;
+    o.seal(&ts, &team, b"y").await;
+    let cached = unwraps().await;
+    o.seal(&ts, &team, b"z").await;
+    assert_eq!(unwraps().await, cached, "the root is cached for a minute");
+
+    // Down to 0: from the next call on, every use asks the key holder.
+    let none = json!({ "unwrap_cache_ttl_ms": 0 });
+    let v = assert_status(&ts.patch(&org, &o.admin, &none).await, 200);
+    assert_eq!(v["unwrap_cache_ttl_ms"], 0, "{v}");
+    assert_status(&o.decrypt(&ts, &sealed).await, 200);
+    assert_status(&o.decrypt(&ts, &sealed).await, 200);
+    assert_eq!(unwraps().await, cached + 2, "a key was used from the cache");
+    // No grace without a cache, in the same call or after.
+    let both = json!({ "unwrap_cache_ttl_ms": 0, "outage_grace_ms": 1 });
+    assert_error(
+        &ts.patch(&org, &o.admin, &both).await,
+        400,
+        "invalid_request",
+    );
+
+    // Back up to the operator's setting, not past it; the lease TTL likewise.
+    for (field, over) in [("unwrap_cache_ttl_ms", 60_001), ("lease_ttl_ms", 60_001)] {
+        let answer = ts.patch(&org, &o.admin, &json!({ field: over })).await;
+        assert_error(&answer, 400, "invalid_request");
+        let message = error_message(&answer.1);
+        assert!(
+            message.contains(&format!("{field} is at most 60000")),
+            "{message}"
+        );
+    }
+    let back = json!({ "unwrap_cache_ttl_ms": 60_000, "lease_ttl_ms": 5_000 });
+    let v = assert_status(&ts.patch(&org, &o.admin, &back).await, 200);
+    assert_eq!(
+        (&v["unwrap_cache_ttl_ms"], &v["lease_ttl_ms"]),
+        (&json!(60_000), &json!(5_000))
+    );
+    assert_error(&ts.patch(&org, &o.service, &none).await, 403, "forbidden");
+    assert_eq!(
+        settings_changes(&ts, &o).await,
+        vec![
+            json!({ "type": "org_settings_changed",
+                "unwrap_cache_ttl_ms": { "from": 60_000, "to": 0 } }),
+            json!({ "type": "org_settings_changed",
+                "unwrap_cache_ttl_ms": { "from": 0, "to": 60_000 },
+                "lease_ttl_ms": { "from": 60_000, "to": 5_000 } }),
+        ]
+    );
+    ts.restart();
+    let v = assert_status(&ts.get(&org, &o.admin).await, 200);
+    assert_eq!(
+        (&v["lease_ttl_ms"], &v["max_lease_ttl_ms"]),
+        (&json!(5_000), &json!(60_000)),
+        "{v}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_outage_grace_is_set_at_creation_changed_by_the_admin_only_and_audited() {
     let mut ts = TestServer::start("grace-settings");
@@ -924,8 +1004,12 @@ async fn the_outage_grace_is_set_at_creation_changed_by_the_admin_only_and_audit
     let answer = ts.patch(&org, &o.admin, &too_long).await;
     assert_error(&answer, 400, "invalid_request");
     assert!(error_message(&answer.1).contains("86400000"), "{answer:?}");
-    let ttl = json!({ "unwrap_cache_ttl_ms": 1 });
-    assert_error(&ts.patch(&org, &o.admin, &ttl).await, 400, "malformed_json");
+    let unknown = json!({ "cache_ttl": 1 });
+    assert_error(
+        &ts.patch(&org, &o.admin, &unknown).await,
+        400,
+        "malformed_json",
+    );
     let v = assert_status(&ts.patch(&org, &o.admin, &set).await, 200);
     assert_eq!(v["outage_grace_ms"], 30_000, "{v}");
     // The same value again, or nothing: no change, no event.
@@ -976,7 +1060,7 @@ async fn the_outage_grace_is_set_at_creation_changed_by_the_admin_only_and_audit
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_cli_creates_shows_and_updates_the_outage_grace() {
+async fn the_cli_creates_shows_and_updates_the_org_settings() {
     let ts = TestServer::start("grace-cli");
     let cli = |token: &str, args: &[&str]| {
         let out = cli_ok(args, &[("BYOK_SERVER", &ts.url), ("BYOK_TOKEN", token)]);
@@ -999,7 +1083,9 @@ async fn the_cli_creates_shows_and_updates_the_outage_grace() {
     let (id, admin) = (s(&v, "id"), s(&v, "admin_token"));
     let shown = cli(&admin, &["org", "show", "--org", &id]);
     assert!(
-        shown.contains("cache ttl 60000 ms  outage grace 5000 ms"),
+        shown.contains(
+            "cache ttl 60000 ms (at most 60000)  lease ttl 60000 ms (at most 60000)  outage grace 5000 ms"
+        ),
         "{shown}"
     );
     let out = cli(
@@ -1016,6 +1102,19 @@ async fn the_cli_creates_shows_and_updates_the_outage_grace() {
     );
     let v: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["outage_grace_ms"], 0, "{v}");
+    // The withdrawal bound, tightened by the admin; only the flags given change.
+    let args = [
+        "org",
+        "update",
+        "--org",
+        &id,
+        "--unwrap-cache-ttl-ms",
+        "1000",
+    ];
+    cli(&admin, &args);
     let shown = cli(&admin, &["org", "show", "--org", &id]);
-    assert!(shown.contains("outage grace 0 ms"), "{shown}");
+    assert!(
+        shown.contains("cache ttl 1000 ms (at most 60000)  lease ttl 60000 ms (at most 60000)  outage grace 0 ms"),
+        "{shown}"
+    );
 }

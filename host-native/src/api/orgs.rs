@@ -39,6 +39,13 @@ pub struct CreateOrg {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateOrg {
+    /// Unwrap cache TTL, in ms (0: ask the key holder on every use), at most
+    /// `max_unwrap_cache_ttl_ms`. The withdrawal bound: lower it to have a withdrawal obeyed
+    /// sooner, at the price of more calls to your KMS.
+    pub unwrap_cache_ttl_ms: Option<u64>,
+    /// Edge lease TTL, in ms (0: no leases), at most `max_lease_ttl_ms`. Leases already issued
+    /// keep their end.
+    pub lease_ttl_ms: Option<u64>,
     /// Outage grace, in ms (0: none; at most 86400000, one day; needs a cache TTL above 0).
     pub outage_grace_ms: Option<u64>,
 }
@@ -71,6 +78,11 @@ pub struct OrgInfo {
     pub outage_grace_ms: u64,
     /// Edge lease TTL in ms (0: no leases).
     pub lease_ttl_ms: u64,
+    /// The most the org's admin may set `unwrap_cache_ttl_ms` to (what the operator created
+    /// the org with).
+    pub max_unwrap_cache_ttl_ms: u64,
+    /// The most the org's admin may set `lease_ttl_ms` to.
+    pub max_lease_ttl_ms: u64,
     /// Number of scopes, the org scope included.
     pub scopes: u64,
     /// Creation time (ms since the epoch).
@@ -125,8 +137,9 @@ pub async fn get_org(
     Ok(Json(org_info(&s, org).await?))
 }
 
-/// Change an org's settings (admin): the outage grace. Answers with the org as it is now; a
-/// change is audited (`org_settings_changed`).
+/// Change an org's settings (admin): the unwrap cache TTL and lease TTL (up to what the org
+/// was created with) and the outage grace. Answers with the org as it is now; a change is
+/// audited (`org_settings_changed`).
 #[utoipa::path(patch, path = "/v1/orgs/{org}", tag = "orgs", request_body = UpdateOrg,
     params(OrgPath),
     responses((status = 200, body = OrgInfo), (status = 400, body = ErrorBody),
@@ -137,8 +150,12 @@ pub async fn update_org(
     AdminCaller(org, _): AdminCaller,
     ApiJson(req): ApiJson<UpdateOrg>,
 ) -> Result<Json<OrgInfo>, ApiError> {
-    let grace = req.outage_grace_ms.map(Duration::from_millis);
-    s.service.update_org(org, grace).await?;
+    let change = crate::service::SettingsChange {
+        unwrap_cache_ttl: req.unwrap_cache_ttl_ms.map(Duration::from_millis),
+        lease_ttl: req.lease_ttl_ms.map(Duration::from_millis),
+        outage_grace: req.outage_grace_ms.map(Duration::from_millis),
+    };
+    s.service.update_org(org, change).await?;
     Ok(Json(org_info(&s, org).await?))
 }
 
@@ -153,6 +170,8 @@ async fn org_info(s: &AppState, org: byok_core::ScopeId) -> Result<OrgInfo, ApiE
         unwrap_cache_ttl_ms: meta.unwrap_cache_ttl_ms,
         outage_grace_ms: meta.outage_grace_ms,
         lease_ttl_ms: meta.lease_ttl_ms,
+        max_unwrap_cache_ttl_ms: meta.max_unwrap_cache_ttl_ms,
+        max_lease_ttl_ms: meta.max_lease_ttl_ms,
         scopes: u64::try_from(snap.len()).unwrap_or(u64::MAX),
         created_at: meta.created_at,
     })

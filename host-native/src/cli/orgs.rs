@@ -27,15 +27,24 @@ pub enum OrgCmd {
         org: OrgArg,
     },
     /// Change an org's settings (admin token); the change is audited.
+    #[command(group = clap::ArgGroup::new("setting").required(true).multiple(true))]
     Update {
         /// The org (`--org`).
         #[command(flatten)]
         org: OrgArg,
+        /// Unwrap cache TTL, ms (0: ask the KMS on every use), at most what the org was created
+        /// with: the withdrawal bound. Lower it to have a withdrawal obeyed sooner.
+        #[arg(long, group = "setting")]
+        unwrap_cache_ttl_ms: Option<u64>,
+        /// Edge lease TTL, ms (0: no leases), at most what the org was created with. Leases
+        /// already issued keep their end.
+        #[arg(long, group = "setting")]
+        lease_ttl_ms: Option<u64>,
         /// Outage grace, ms (0: none, at most one day): how long past the cache TTL cached keys
         /// keep serving while the org's KMS is unreachable; never after a denial. Withdrawing
         /// by making the KMS unreachable then takes up to the TTL plus this grace.
-        #[arg(long)]
-        outage_grace_ms: u64,
+        #[arg(long, group = "setting")]
+        outage_grace_ms: Option<u64>,
     },
 }
 
@@ -43,12 +52,15 @@ pub enum OrgCmd {
 fn summary(v: &Value) -> String {
     let n = |k: &str| v.get(k).and_then(Value::as_u64).unwrap_or(0);
     format!(
-        "{}  {}  default key {}  {} scope(s)  cache ttl {} ms  outage grace {} ms",
+        "{}  {}  default key {}  {} scope(s)  cache ttl {} ms (at most {})  lease ttl {} ms (at most {})  outage grace {} ms",
         s(v, "id"),
         s(v, "name"),
         s(v, "default_key"),
         n("scopes"),
         n("unwrap_cache_ttl_ms"),
+        n("max_unwrap_cache_ttl_ms"),
+        n("lease_ttl_ms"),
+        n("max_lease_ttl_ms"),
         n("outage_grace_ms")
     )
 }
@@ -84,13 +96,23 @@ pub async fn org(client: &Client, cmd: OrgCmd) -> Result<(), Failure> {
         }
         OrgCmd::Update {
             org: OrgArg { org },
+            unwrap_cache_ttl_ms,
+            lease_ttl_ms,
             outage_grace_ms,
         } => {
+            // Only the settings given: a field left out keeps its value.
+            let mut body = serde_json::Map::new();
+            for (name, value) in [
+                ("unwrap_cache_ttl_ms", unwrap_cache_ttl_ms),
+                ("lease_ttl_ms", lease_ttl_ms),
+                ("outage_grace_ms", outage_grace_ms),
+            ] {
+                if let Some(v) = value {
+                    body.insert(name.into(), json!(v));
+                }
+            }
             let v = client
-                .patch(
-                    &format!("/v1/orgs/{org}"),
-                    json!({ "outage_grace_ms": outage_grace_ms }),
-                )
+                .patch(&format!("/v1/orgs/{org}"), Value::Object(body))
                 .await?;
             print(client, &v, summary);
         }

@@ -244,6 +244,8 @@ mod tests {
                     created_at: 0,
                     lease_ttl_ms: 0,
                     outage_grace_ms: 0,
+                    max_unwrap_cache_ttl_ms: 0,
+                    max_lease_ttl_ms: 0,
                 };
                 org_rows::insert_org(&mut w.tx, org, &meta).await.unwrap();
             }

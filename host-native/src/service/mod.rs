@@ -40,6 +40,7 @@ use byok_core::{ScopeId, ScopeKey};
 pub(crate) use apply::Extra;
 pub use error::{Result, ServiceError};
 pub use org_cell::OrgCell;
+pub use orgs::SettingsChange;
 pub use scopes::ScopeView;
 use scopes::check_name;
 

@@ -671,7 +671,11 @@ mod tests {
             let before = svc.org(org).await.unwrap().version();
             let which = (round + polls) % 2;
             let finished = if which == 0 {
-                drop_after(svc.update_org(org, Some(Duration::from_secs(600))), polls).await
+                let grace = crate::service::SettingsChange {
+                    outage_grace: Some(Duration::from_secs(600)),
+                    ..Default::default()
+                };
+                drop_after(svc.update_org(org, grace), polls).await
             } else {
                 drop_after(svc.revoke_token(Some(org), id), polls).await
             };

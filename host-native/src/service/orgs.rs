@@ -16,6 +16,17 @@ use super::scopes::check_name;
 use super::{Result, Service, ServiceError};
 use crate::store::{self, OrgMeta, Role, audit, org_rows};
 
+/// Settings an org's admin changes ([`Service::update_org`]); `None` keeps a setting.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SettingsChange {
+    /// How long unwrapped keys stay cached (0: ask the key holder on every use).
+    pub unwrap_cache_ttl: Option<Duration>,
+    /// How long an edge lease lasts (0: no leases).
+    pub lease_ttl: Option<Duration>,
+    /// The outage grace.
+    pub outage_grace: Option<Duration>,
+}
+
 impl Service {
     /// Creates the first operator token if there is none; returns it (to print once).
     pub async fn bootstrap_operator(&self) -> Result<Option<Zeroizing<String>>> {
@@ -62,13 +73,15 @@ impl Service {
             let (org, _root, effects) = Org::create(id, &self.managed, &mut rng)?;
             (id, org, effects)
         };
+        let lease_ttl_ms = lease_ttl.map_or(60_000, millis);
         let meta = OrgMeta {
             name: name.to_owned(),
             unwrap_cache_ttl_ms: millis(ttl),
             created_at: store::now_ms(),
-            lease_ttl_ms: lease_ttl
-                .map_or(60_000, |t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
+            lease_ttl_ms,
             outage_grace_ms: millis(grace),
+            max_unwrap_cache_ttl_ms: millis(ttl),
+            max_lease_ttl_ms: lease_ttl_ms,
         };
         let names = BTreeMap::from([(id, name.to_owned())]);
         let mut w = self.store.write().await?;
@@ -101,20 +114,64 @@ impl Service {
         Ok((id, token))
     }
 
-    /// Changes the settings an org admin may change (today: the outage grace), audited; a
-    /// setting left `None` keeps its value. Returns the org's metadata as it is now.
-    pub async fn update_org(&self, org: ScopeId, grace: Option<Duration>) -> Result<OrgMeta> {
+    /// Changes the settings an org admin may change, audited: the unwrap cache TTL and the
+    /// lease TTL (each from 0 up to what the operator created the org with: an admin may
+    /// tighten the withdrawal bound, never loosen it past that) and the outage grace (core's
+    /// rule, [`CachePolicy::check_grace`], on the TTL as changed). A setting left `None` keeps
+    /// its value. Returns the org's metadata as it is now.
+    pub async fn update_org(&self, org: ScopeId, change: SettingsChange) -> Result<OrgMeta> {
         let cell = self.org(org).await?;
         // Settings changes of one org take turns with each other and with transitions.
         let _turn = cell.turn.lock().await;
         let before = cell.meta();
-        let Some(grace) = grace else {
-            return Ok(before);
-        };
-        CachePolicy::check_grace(Duration::from_millis(before.unwrap_cache_ttl_ms), grace)
-            .map_err(|e| ServiceError::Invalid(e.to_string()))?;
-        let grace_ms = millis(grace);
-        if grace_ms == before.outage_grace_ms {
+        let mut after = before.clone();
+        if let Some(ttl) = change.unwrap_cache_ttl {
+            after.unwrap_cache_ttl_ms = millis(ttl);
+        }
+        if let Some(ttl) = change.lease_ttl {
+            after.lease_ttl_ms = millis(ttl);
+        }
+        if let Some(grace) = change.outage_grace {
+            after.outage_grace_ms = millis(grace);
+        }
+        for (name, value, max) in [
+            (
+                "unwrap_cache_ttl_ms",
+                after.unwrap_cache_ttl_ms,
+                after.max_unwrap_cache_ttl_ms,
+            ),
+            ("lease_ttl_ms", after.lease_ttl_ms, after.max_lease_ttl_ms),
+        ] {
+            if value > max {
+                return Err(ServiceError::Invalid(format!(
+                    "{name} is at most {max} for this org (what it was created with; the operator sets it): an admin may lower it, not raise it past that"
+                )));
+            }
+        }
+        CachePolicy::check_grace(
+            Duration::from_millis(after.unwrap_cache_ttl_ms),
+            Duration::from_millis(after.outage_grace_ms),
+        )
+        .map_err(|e| ServiceError::Invalid(e.to_string()))?;
+        let mut changed = serde_json::Map::new();
+        for (name, from, to) in [
+            (
+                "unwrap_cache_ttl_ms",
+                before.unwrap_cache_ttl_ms,
+                after.unwrap_cache_ttl_ms,
+            ),
+            ("lease_ttl_ms", before.lease_ttl_ms, after.lease_ttl_ms),
+            (
+                "outage_grace_ms",
+                before.outage_grace_ms,
+                after.outage_grace_ms,
+            ),
+        ] {
+            if from != to {
+                changed.insert(name.into(), json!({ "from": from, "to": to }));
+            }
+        }
+        if changed.is_empty() {
             return Ok(before);
         }
         let mut w = self.store.write().await?;
@@ -124,30 +181,26 @@ impl Service {
             self.forget_cell(org, &cell);
             return Err(ServiceError::Reloading);
         }
-        org_rows::set_outage_grace(&mut w.tx, org, grace_ms).await?;
-        audit::append(
-            &mut w.tx,
-            org,
-            store::now_ms(),
-            &json!({ "type": "org_settings_changed",
-                "outage_grace_ms": { "from": before.outage_grace_ms, "to": grace_ms } }),
-        )
-        .await?;
+        org_rows::set_settings(&mut w.tx, org, &after).await?;
+        let mut event = json!({ "type": "org_settings_changed" });
+        for (name, value) in changed {
+            event[name] = value;
+        }
+        audit::append(&mut w.tx, org, store::now_ms(), &event).await?;
         // Before the commit, so that its own notification finds the cell current. Until the
-        // new grace is published too, a failure or a dropped future takes the cell out of use:
-        // the next request reloads the org as storage has it (a commit that landed unseen must
-        // not leave this replica on the old grace).
+        // new settings are published too, a failure or a dropped future takes the cell out of
+        // use: the next request reloads the org as storage has it (a commit that landed unseen
+        // must not leave this replica on the old settings). Other replicas reload it on the
+        // version.
         let mut unpublished = Unpublished::arm(self, org, &cell);
         let version = w.bump_org(org).await?;
         cell.version
             .store(version, std::sync::atomic::Ordering::SeqCst);
         w.commit().await?;
-        cell.meta
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .outage_grace_ms = grace_ms;
+        *cell.meta.write().unwrap_or_else(|p| p.into_inner()) = after;
         unpublished.disarm();
-        // Cached keys are kept as the new grace says: a shorter one drops what is past it now.
+        // Cached keys are kept as the new settings say: a shorter TTL or grace drops what is
+        // past it now.
         let policy = self.cache_policy(&cell);
         self.cache
             .rekeep_org(org, |f| policy.keep_until(f.unwrapped_at), self.now());

@@ -629,7 +629,10 @@ mod tests {
             matches!(pause, Err(ServiceError::Unauthenticated(_))),
             "{pause:?}"
         );
-        let grace = Some(std::time::Duration::from_secs(60));
+        let grace = crate::service::SettingsChange {
+            outage_grace: Some(std::time::Duration::from_secs(60)),
+            ..Default::default()
+        };
         let setting = as_actor(&who, s.update_org(org, grace)).await.map(drop);
         assert!(
             matches!(setting, Err(ServiceError::Unauthenticated(_))),

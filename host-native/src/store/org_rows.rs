@@ -33,6 +33,11 @@ pub struct OrgMeta {
     /// How long past `unwrap_cache_ttl_ms` cached roots may keep serving while the KMS is
     /// unreachable (never after a denial), ms (0: the plain TTL).
     pub outage_grace_ms: u64,
+    /// The most the org's admin may set `unwrap_cache_ttl_ms` to: what the operator created the
+    /// org with.
+    pub max_unwrap_cache_ttl_ms: u64,
+    /// The most the org's admin may set `lease_ttl_ms` to.
+    pub max_lease_ttl_ms: u64,
 }
 
 /// `managed` or `cmk:N`.
@@ -139,7 +144,7 @@ pub async fn insert_org(
     meta: &OrgMeta,
 ) -> Result<()> {
     sqlx::query(
-        "INSERT INTO orgs (id, name, default_holder, job, unwrap_cache_ttl_ms, created_at, lease_ttl_ms, outage_grace_ms) VALUES ($1, $2, 'managed', NULL, $3, $4, $5, $6)",
+        "INSERT INTO orgs (id, name, default_holder, job, unwrap_cache_ttl_ms, created_at, lease_ttl_ms, outage_grace_ms, max_unwrap_cache_ttl_ms, max_lease_ttl_ms) VALUES ($1, $2, 'managed', NULL, $3, $4, $5, $6, $7, $8)",
     )
     .bind(hex(org))
     .bind(&meta.name)
@@ -147,23 +152,31 @@ pub async fn insert_org(
     .bind(meta.created_at)
     .bind(i64::try_from(meta.lease_ttl_ms).unwrap_or(i64::MAX))
     .bind(i64::try_from(meta.outage_grace_ms).unwrap_or(i64::MAX))
+    .bind(i64::try_from(meta.max_unwrap_cache_ttl_ms).unwrap_or(i64::MAX))
+    .bind(i64::try_from(meta.max_lease_ttl_ms).unwrap_or(i64::MAX))
     .execute(&mut **tx)
     .await?;
     Ok(())
 }
 
-/// Sets the org's outage grace, ms.
-pub async fn set_outage_grace(
+/// Sets the settings an org's admin may change (`meta`'s unwrap cache TTL, lease TTL and
+/// outage grace, ms).
+pub async fn set_settings(
     tx: &mut Transaction<'static, Any>,
     org: ScopeId,
-    ms: u64,
+    meta: &OrgMeta,
 ) -> Result<()> {
-    let done = sqlx::query("UPDATE orgs SET outage_grace_ms = $1 WHERE id = $2")
-        .bind(i64::try_from(ms).unwrap_or(i64::MAX))
-        .bind(hex(org))
-        .execute(&mut **tx)
-        .await?;
-    one_row(done.rows_affected(), "outage grace of an unknown org")
+    let ms = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    let done = sqlx::query(
+        "UPDATE orgs SET unwrap_cache_ttl_ms = $1, lease_ttl_ms = $2, outage_grace_ms = $3 WHERE id = $4",
+    )
+    .bind(ms(meta.unwrap_cache_ttl_ms))
+    .bind(ms(meta.lease_ttl_ms))
+    .bind(ms(meta.outage_grace_ms))
+    .bind(hex(org))
+    .execute(&mut **tx)
+    .await?;
+    one_row(done.rows_affected(), "settings of an unknown org")
 }
 
 /// An effect that changes no row does not fit the stored state: refuse it (the transaction
@@ -204,7 +217,7 @@ pub async fn load(pool: &AnyPool, id: ScopeId) -> Result<Option<Loaded>> {
 async fn load_in(tx: &mut Transaction<'static, Any>, id: ScopeId) -> Result<Option<Loaded>> {
     let org_id = hex(id);
     let Some(row) = sqlx::query(
-        "SELECT name, default_holder, job, unwrap_cache_ttl_ms, created_at, lease_ttl_ms, outage_grace_ms, version FROM orgs WHERE id = $1",
+        "SELECT name, default_holder, job, unwrap_cache_ttl_ms, created_at, lease_ttl_ms, outage_grace_ms, max_unwrap_cache_ttl_ms, max_lease_ttl_ms, version FROM orgs WHERE id = $1",
     )
     .bind(&org_id)
     .fetch_optional(&mut **tx)
@@ -220,6 +233,9 @@ async fn load_in(tx: &mut Transaction<'static, Any>, id: ScopeId) -> Result<Opti
         created_at: row.try_get("created_at")?,
         lease_ttl_ms: u64::try_from(row.try_get::<i64, _>("lease_ttl_ms")?).unwrap_or(0),
         outage_grace_ms: u64::try_from(row.try_get::<i64, _>("outage_grace_ms")?).unwrap_or(0),
+        max_unwrap_cache_ttl_ms: u64::try_from(row.try_get::<i64, _>("max_unwrap_cache_ttl_ms")?)
+            .unwrap_or(0),
+        max_lease_ttl_ms: u64::try_from(row.try_get::<i64, _>("max_lease_ttl_ms")?).unwrap_or(0),
     };
     let default = parse_holder(row.try_get("default_holder")?)
         .ok_or_else(|| corrupt("bad default holder"))?;
@@ -499,16 +515,33 @@ mod tests {
                 .unwrap()
         };
         assert_eq!(grace(db.pool().clone()).await, 0);
+        // The admin's ceilings are what the org had when the column came.
+        let ceiling: i64 =
+            sqlx::query_scalar("SELECT max_unwrap_cache_ttl_ms FROM orgs WHERE id = $1")
+                .bind(hex(org))
+                .fetch_one(db.pool())
+                .await
+                .unwrap();
+        assert_eq!(ceiling, 60_000);
+        let meta = OrgMeta {
+            name: "old".into(),
+            unwrap_cache_ttl_ms: 60_000,
+            created_at: 1,
+            lease_ttl_ms: 60_000,
+            outage_grace_ms: 30_000,
+            max_unwrap_cache_ttl_ms: 60_000,
+            max_lease_ttl_ms: 60_000,
+        };
         let mut w = db.write().await.unwrap();
-        set_outage_grace(&mut w.tx, org, 30_000).await.unwrap();
+        set_settings(&mut w.tx, org, &meta).await.unwrap();
         w.commit().await.unwrap();
         assert_eq!(grace(db.pool().clone()).await, 30_000);
         let mut w = db.write().await.unwrap();
-        let e = set_outage_grace(&mut w.tx, ScopeId::from_bytes([8; 16]), 1)
+        let e = set_settings(&mut w.tx, ScopeId::from_bytes([8; 16]), &meta)
             .await
             .expect_err("an unknown org changes no row");
         assert!(
-            matches!(&e, StoreError::Corrupt(m) if m == "outage grace of an unknown org"),
+            matches!(&e, StoreError::Corrupt(m) if m == "settings of an unknown org"),
             "{e:?}"
         );
         drop(w);
