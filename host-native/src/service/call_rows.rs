@@ -139,7 +139,7 @@ pub(super) struct PendingValidation<'a> {
     /// The key as given, or `cmk:N`.
     key: String,
     provider: &'static str,
-    /// The calls: hand it to [`super::kms::Kms::validate`].
+    /// The calls: hand it to [`super::kms::Kms::validate_logged`].
     pub(super) log: CallLog,
     /// Whether it passed, once it ended.
     ok: Option<bool>,
