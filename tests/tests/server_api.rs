@@ -1118,3 +1118,68 @@ async fn the_cli_creates_shows_and_updates_the_org_settings() {
         "{shown}"
     );
 }
+
+/// The customer claims the org the operator created: one call gives it a new admin token and
+/// revokes every other admin token (the first one the operator was handed, and any made with
+/// it), so no admin token anyone else may have seen works; service and auditor tokens stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_customer_claims_its_org_from_the_operator() {
+    let ts = TestServer::start("claim");
+    let o = ts.org(OrgSettings::named("acme")).await;
+    let tokens = o.path("/tokens");
+    let kept = json!({ "role": "admin", "name": "kept by the vendor" });
+    let kept = s(
+        &assert_status(&ts.post(&tokens, &o.admin, &kept).await, 201),
+        "token",
+    );
+    let team = o.scope(&ts, &o.id, "team").await;
+    let claim = o.path("/tokens/claim");
+    for other in [&o.service, &o.auditor] {
+        assert_error(&ts.post(&claim, other, &json!({})).await, 403, "forbidden");
+    }
+    let v = assert_status(
+        &ts.post(&claim, &o.admin, &json!({ "name": "ours" })).await,
+        201,
+    );
+    assert_eq!(v["revoked"].as_array().unwrap().len(), 2, "{v}");
+    let ours = s(&v, "token");
+    for gone in [&o.admin, &kept] {
+        assert_error(&ts.get(&o.path(""), gone).await, 401, "unauthenticated");
+    }
+    assert_status(&ts.get(&o.path(""), &ours).await, 200);
+    o.seal(&ts, &team, b"the application still works").await;
+    assert_status(&ts.get(&o.path("/audit"), &o.auditor).await, 200);
+    let list = assert_status(&ts.get(&tokens, &ours).await, 200);
+    let admins: Vec<&Value> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["role"] == "admin")
+        .collect();
+    assert_eq!(admins.len(), 1, "{list}");
+    assert_eq!(admins[0]["name"], "ours");
+    let events: Vec<Value> = o
+        .audit(&ts, &o.auditor)
+        .await
+        .into_iter()
+        .map(|r| r["event"].clone())
+        .filter(|e| e["claim"] == true)
+        .map(|e| e["type"].clone())
+        .collect();
+    assert_eq!(
+        events,
+        [
+            json!("token_revoked"),
+            json!("token_revoked"),
+            json!("token_created")
+        ]
+    );
+    // The CLI: the same, with the token the last claim gave.
+    let out = cli_ok(
+        &["token", "claim", "--org", &o.id, "--json"],
+        &[("BYOK_SERVER", &ts.url), ("BYOK_TOKEN", &ours)],
+    );
+    let v: Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(v["revoked"], json!([s(admins[0], "id")]), "{v}");
+    assert_error(&ts.get(&o.path(""), &ours).await, 401, "unauthenticated");
+}

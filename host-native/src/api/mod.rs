@@ -66,7 +66,7 @@ pub struct ApiOptions {
     info(title = "byok", description = "Bring-your-own-key envelope encryption: orgs, scope trees, keys, encrypt and decrypt, audit."),
     paths(
         orgs::create_org, orgs::get_org, orgs::update_org,
-        tokens::create, tokens::list, tokens::revoke,
+        tokens::create, tokens::list, tokens::revoke, tokens::claim,
         tokens::list_operator, tokens::revoke_operator, tokens::rotate_operator, tokens::whoami,
         scopes::create_scope, scopes::list_scopes, scopes::get_scope,
         scopes::pause, scopes::resume, scopes::revoke, scopes::rotate, scopes::retire,
@@ -159,6 +159,7 @@ pub fn router(service: Arc<Service>, options: &ApiOptions, rate: Arc<RateLimits>
             "/v1/orgs/{org}/tokens",
             post(tokens::create).get(tokens::list),
         )
+        .route("/v1/orgs/{org}/tokens/claim", post(tokens::claim))
         .route("/v1/orgs/{org}/tokens/{id}", delete(tokens::revoke))
         .route("/v1/whoami", get(tokens::whoami))
         .route("/v1/tokens", get(tokens::list_operator))

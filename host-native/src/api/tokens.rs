@@ -113,6 +113,59 @@ pub async fn create(
     ))
 }
 
+/// Takes the org over from whoever created it.
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimOrg {
+    /// The new admin token's name (default `admin`).
+    pub name: Option<String>,
+}
+
+/// The org claimed: its one admin token now (shown once), and the admin tokens revoked.
+#[derive(Serialize, ToSchema)]
+pub struct OrgClaimed {
+    /// The new admin token. Store it now: only its hash is kept.
+    #[schema(value_type = String)]
+    pub token: zeroize::Zeroizing<String>,
+    /// Its id.
+    pub id: String,
+    /// When it stops working, if ever (ms since the epoch): when the calling token does.
+    pub expires_at: Option<i64>,
+    /// The admin tokens revoked, the calling one included.
+    pub revoked: Vec<String>,
+}
+
+/// Claim the org (admin): a new admin token, and every other admin token of the org revoked,
+/// the caller's included, in one step. The operator who created the org was handed its first
+/// admin token; after a claim, no admin token anyone else may have seen works. Service and
+/// auditor tokens stay. Audited (`token_revoked` and `token_created`, with `claim`).
+#[utoipa::path(post, path = "/v1/orgs/{org}/tokens/claim", tag = "tokens",
+    request_body = ClaimOrg, params(OrgPath),
+    responses((status = 201, body = OrgClaimed), (status = 400, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn claim(
+    State(s): State<AppState>,
+    AdminCaller(org, caller): AdminCaller,
+    ApiJson(req): ApiJson<ClaimOrg>,
+) -> Result<(StatusCode, SecretJson<OrgClaimed>), ApiError> {
+    let name = req.name.as_deref().unwrap_or("admin");
+    let (id, token, revoked) = s.service.claim_org(&caller.auth, org, name).await?;
+    let room = 256 + 20 * revoked.len();
+    Ok((
+        StatusCode::CREATED,
+        SecretJson::new(
+            OrgClaimed {
+                token,
+                id: id.to_string(),
+                expires_at: caller.auth.grant.expires_at,
+                revoked: revoked.iter().map(ToString::to_string).collect(),
+            },
+            room,
+        ),
+    ))
+}
+
 /// The org's tokens (admin): name, role, created, last used, expiry; never the secret.
 #[utoipa::path(get, path = "/v1/orgs/{org}/tokens", tag = "tokens",
     params(OrgPath),

@@ -38,6 +38,17 @@ pub enum TokenCmd {
         /// The token id (16 hex digits, from `byok token list`).
         id: String,
     },
+    /// Take the org over (admin token): print a new admin token once and revoke every other
+    /// admin token of the org, yours included. Do it first with the admin token the operator
+    /// handed you: after it, no admin token anyone else may have seen works.
+    Claim {
+        /// The org (`--org`).
+        #[command(flatten)]
+        org: OrgArg,
+        /// The new admin token's name.
+        #[arg(long, default_value = "admin")]
+        name: String,
+    },
     /// Replace the operator token you call with: the new one is printed once, the old one
     /// stops working at once.
     RotateOperator,
@@ -68,6 +79,25 @@ pub async fn token(client: &Client, cmd: TokenCmd) -> Result<(), Failure> {
                 )
                 .await?;
             print(client, &v, created);
+        }
+        TokenCmd::Claim {
+            org: OrgArg { org },
+            name,
+        } => {
+            let v = client
+                .post(
+                    &format!("/v1/orgs/{org}/tokens/claim"),
+                    json!({ "name": name }),
+                )
+                .await?;
+            print(client, &v, |v| {
+                let revoked = v["revoked"].as_array().map_or(0, Vec::len);
+                format!(
+                    "org claimed: {revoked} admin token(s) revoked, yours included\nadmin token {} (shown once, store it now): {}",
+                    s(v, "id"),
+                    s(v, "token")
+                )
+            });
         }
         TokenCmd::List { org } => {
             let path = org.map_or_else(|| "/v1/tokens".into(), |o| format!("/v1/orgs/{o}/tokens"));

@@ -306,6 +306,67 @@ impl Service {
         Ok(())
     }
 
+    /// The customer takes its org over from whoever created it: a new admin token `name` for
+    /// `who` (an admin of `org`; it ends when `who`'s token ends, as any token it makes), and
+    /// every other admin token of the org revoked, `who`'s own included, in one transaction.
+    /// The operator was handed the org's first admin token; once the customer has claimed
+    /// the org, no admin token anyone else may have seen works (service and auditor tokens,
+    /// which the vendor's application uses, stay). Returns the new id and token (shown once)
+    /// and the ids revoked. Each revoke is obeyed as [`Self::revoke_token`]'s is.
+    pub async fn claim_org(
+        &self,
+        who: &Authenticated,
+        org: ScopeId,
+        name: &str,
+    ) -> Result<(TokenId, Zeroizing<String>, Vec<TokenId>)> {
+        super::check_name(name)?;
+        let cell = self.org(org).await?;
+        // Taken before the writer, in the order transitions take them.
+        let _gate = cell.gate.write().await;
+        let mut w = self.store.write().await?;
+        Self::actor_still_in_force(&mut w).await?;
+        let at = store::now_ms();
+        let revoked = tokens::admin_ids(&mut w.tx, org).await?;
+        let mut hashes = Vec::with_capacity(revoked.len());
+        for id in &revoked {
+            if let Some(hash) = tokens::revoke(&mut w.tx, Some(org), *id).await? {
+                hashes.push(hash);
+            }
+            audit::append(
+                &mut w.tx,
+                org,
+                at,
+                &json!({ "type": "token_revoked", "id": id.to_string(), "claim": true }),
+            )
+            .await?;
+        }
+        let expires_at = who.grant.expires_at;
+        let (id, token) =
+            tokens::create(&mut w.tx, Some(org), Role::Admin, name, at, expires_at).await?;
+        audit::append(
+            &mut w.tx,
+            org,
+            at,
+            &json!({ "type": "token_created", "id": id.to_string(), "role": "admin",
+                "name": name, "expires_at": expires_at, "claim": true }),
+        )
+        .await?;
+        // As a revoke: other replicas learn of it by the org's version.
+        let v = w.bump_org(org).await?;
+        let mut unpublished = Unpublished::arm(self, org, &cell);
+        let _ = cell.version.compare_exchange(
+            v - 1,
+            v,
+            std::sync::atomic::Ordering::SeqCst,
+            std::sync::atomic::Ordering::SeqCst,
+        );
+        let _forget: Vec<ForgetGrant<'_>> = hashes.iter().map(|h| ForgetGrant(self, h)).collect();
+        w.commit().await?;
+        unpublished.disarm();
+        tracing::info!(org = %org, new = %id, revoked = revoked.len(), "org claimed");
+        Ok((id, token, revoked))
+    }
+
     /// Replaces the operator token `current` (by hash) with a new one, in one transaction:
     /// returns the new id and token (shown once); the old one stops working at once.
     pub async fn rotate_operator(&self, current: [u8; 32]) -> Result<(TokenId, Zeroizing<String>)> {

@@ -234,6 +234,20 @@ pub async fn revoke(
     })
 }
 
+/// The ids of `org`'s admin tokens, as transaction `tx` sees them.
+pub async fn admin_ids(tx: &mut Transaction<'static, Any>, org: ScopeId) -> Result<Vec<TokenId>> {
+    let rows = sqlx::query("SELECT id FROM tokens WHERE org_id = $1 AND role = 'admin'")
+        .bind(org.to_string())
+        .fetch_all(&mut **tx)
+        .await?;
+    rows.iter()
+        .map(|r| {
+            let id: String = r.try_get("id")?;
+            TokenId::parse(&id).ok_or_else(|| StoreError::Corrupt(format!("bad token id {id:?}")))
+        })
+        .collect()
+}
+
 /// Whether token `id` is still in force at `now` (stored, so not revoked, and not expired), as
 /// write transaction `w` sees it, holding
 /// its row until `w` ends (`FOR KEY SHARE` on PostgreSQL, which a delete waits for and a
