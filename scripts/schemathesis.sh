@@ -58,12 +58,16 @@ EOF
 # success rate, a value that moves with the server's state) in three runs in a row, with every
 # case passed and no 5xx; `--no-shrink` did not avoid it. The same cases each run keeps the gate
 # about byok; `BYOK_FUZZ_SECONDS`-style variety belongs to the fuzz targets.
+# The claim (`POST .../tokens/claim`) revokes every admin token but the one it makes, the
+# caller's included: run by the fuzzer it would leave the admin phase with a revoked token and
+# test nothing after it (tests/tests/server_api.rs covers it).
 status=0
 for who in operator admin service; do
   case $who in operator) T=$OPERATOR ;; admin) T=$ADMIN ;; service) T=$SERVICE ;; esac
   echo "== schemathesis as $who"
   if ! (cd "$WORK" && "$VENV_ST/bin/st" --config-file "$WORK/schemathesis.toml" run "$BYOK_SERVER/openapi.json" \
       -H "Authorization: Bearer $T" --checks not_a_server_error --max-examples "$EXAMPLES" \
+      --exclude-path '/v1/orgs/{org}/tokens/claim' \
       --suppress-health-check=filter_too_much --generation-deterministic --workers 1 --no-color); then
     status=1
   fi
