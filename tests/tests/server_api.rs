@@ -902,17 +902,24 @@ async fn settings_changes(ts: &TestServer, o: &TestOrg) -> Vec<Value> {
         .collect()
 }
 
-/// The org's admin tightens the withdrawal bound (the unwrap cache TTL, down to 0: every use
-/// asks the key holder) and the lease TTL, at once, and may loosen them back up to what the
-/// operator created the org with, never past it. Audited, and kept across a restart.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_admin_tightens_the_withdrawal_bound_never_past_the_operators() {
-    let mut ts = TestServer::start("ttl-settings");
+/// A server named `name` with org `acme` (unwrap cache TTL one minute), the org's path, and
+/// its summary as the org's admin reads it.
+async fn org_with_a_minute_ttl(name: &str) -> (TestServer, TestOrg, String, Value) {
+    let ts = TestServer::start(name);
     let o = ts
         .org(OrgSettings::named("acme").cache_ttl_ms(60_000))
         .await;
     let org = o.path("");
     let v = assert_status(&ts.get(&org, &o.admin).await, 200);
+    (ts, o, org, v)
+}
+
+/// The org's admin tightens the withdrawal bound (the unwrap cache TTL, down to 0: every use
+/// asks the key holder) and the lease TTL, at once, and may loosen them back up to what the
+/// operator created the org with, never past it. Audited, and kept across a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_tightens_the_withdrawal_bound_never_past_the_operators() {
+    let (mut ts, o, org, v) = org_with_a_minute_ttl("ttl-settings").await;
     assert_eq!(
         (&v["max_unwrap_cache_ttl_ms"], &v["max_lease_ttl_ms"]),
         (&json!(60_000), &json!(60_000)),
@@ -984,12 +991,7 @@ async fn an_admin_tightens_the_withdrawal_bound_never_past_the_operators() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_outage_grace_is_set_at_creation_changed_by_the_admin_only_and_audited() {
-    let mut ts = TestServer::start("grace-settings");
-    let o = ts
-        .org(OrgSettings::named("acme").cache_ttl_ms(60_000))
-        .await;
-    let org = o.path("");
-    let v = assert_status(&ts.get(&org, &o.service).await, 200);
+    let (mut ts, o, org, v) = org_with_a_minute_ttl("grace-settings").await;
     assert_eq!(
         (&v["unwrap_cache_ttl_ms"], &v["outage_grace_ms"]),
         (&json!(60_000), &json!(0)),
