@@ -39,15 +39,22 @@ pub struct Cached {
 #[derive(Default)]
 pub struct KeyCache {
     entries: Mutex<super::FastMap<KeyId, Entry>>,
-    /// How many times each org's keys were evicted whole ([`Self::evict_org`]: a KMS denial,
-    /// another replica's change). A key unwrapped by a call sent before such an eviction is
-    /// not kept after it ([`Self::put`]).
-    evictions: Mutex<super::FastMap<ScopeId, u64>>,
+    /// How many times each org's keys were evicted: whole ([`Self::evict_org`]: a KMS denial,
+    /// another replica's change), and in all (those, and the keys a pause, revoke or
+    /// retirement withdrew, [`Self::evict_withdrawn`]). A key resolved by a call sent before
+    /// any of them is not kept after it ([`Self::put`]); a key already resolved is refused use
+    /// only after an eviction whole ([`Self::evicted_since`]): a withdrawal of scopes or
+    /// versions is checked on the published state under the org's gate instead, and a
+    /// retirement of one version must not send every call of the org round again.
+    evictions: Mutex<super::FastMap<ScopeId, Evictions>>,
 }
 
-/// An org's eviction count when a KMS call was sent ([`KeyCache::evictions`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Evictions(u64);
+/// An org's eviction counts when a KMS call was sent ([`KeyCache::evictions`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Evictions {
+    whole: u64,
+    any: u64,
+}
 
 impl KeyCache {
     fn lock(&self) -> std::sync::MutexGuard<'_, super::FastMap<KeyId, Entry>> {
@@ -55,19 +62,19 @@ impl KeyCache {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn evictions_lock(&self) -> std::sync::MutexGuard<'_, super::FastMap<ScopeId, u64>> {
+    fn evictions_lock(&self) -> std::sync::MutexGuard<'_, super::FastMap<ScopeId, Evictions>> {
         self.evictions.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// `org`'s eviction count now: read before a KMS call whose answer may be cached, and
+    /// `org`'s eviction counts now: read before a KMS call whose answer may be cached, and
     /// handed to [`Self::put`].
     pub fn evictions(&self, org: ScopeId) -> Evictions {
-        Evictions(self.evictions_lock().get(&org).copied().unwrap_or(0))
+        self.evictions_lock().get(&org).copied().unwrap_or_default()
     }
 
     /// Whether `org`'s keys were evicted whole since `since` was read.
     pub fn evicted_since(&self, org: ScopeId, since: Evictions) -> bool {
-        self.evictions(org) != since
+        self.evictions(org).whole != since.whole
     }
 
     /// `key` with its freshness, if it is still kept at `now` (fresh or not: the org's policy
@@ -101,10 +108,10 @@ impl KeyCache {
         now: Duration,
         since: Evictions,
     ) -> bool {
-        // The eviction count is read and the entry inserted under the entries' lock, which
-        // `evict_org` takes to bump it: no eviction falls between the check and the insert.
+        // The eviction counts are read and the entry inserted under the entries' lock, which
+        // the evictions take to bump them: no eviction falls between the check and the insert.
         let mut map = self.lock();
-        if self.evicted_since(org, since) {
+        if self.evictions(org) != since {
             return false;
         }
         if keep_until > now {
@@ -159,7 +166,7 @@ impl KeyCache {
     /// not put its key back, where it would stay in memory, if unused, to the end of its TTL.
     pub fn evict_withdrawn(&self, org: ScopeId, scopes: &HashSet<ScopeId>, keys: &[KeyId]) {
         let mut map = self.lock();
-        *self.evictions_lock().entry(org).or_insert(0) += 1;
+        self.evictions_lock().entry(org).or_default().any += 1;
         map.retain(|k, _| !scopes.contains(&k.scope) && !keys.contains(k));
     }
 
@@ -172,7 +179,10 @@ impl KeyCache {
     /// [`Self::put`]).
     pub fn evict_org(&self, org: ScopeId) {
         let mut map = self.lock();
-        *self.evictions_lock().entry(org).or_insert(0) += 1;
+        let counts = &mut *self.evictions_lock();
+        let c = counts.entry(org).or_default();
+        c.whole += 1;
+        c.any += 1;
         map.retain(|_, e| e.org != org);
     }
 
@@ -234,6 +244,12 @@ mod tests {
         assert!(cache.get(KeyId::new(a, 1), NOW).is_none());
         assert!(!cache.put(a, key(1, 1), at(NOW), later, NOW, on_its_way));
         assert!(cache.get(KeyId::new(a, 1), NOW).is_none(), "put back");
+        // A key already resolved is not refused for it (the gate's check is): only an
+        // eviction whole (a denial) refuses it.
+        assert!(!cache.evicted_since(a, on_its_way));
+        let before_denial = cache.evictions(a);
+        cache.evict_org(a);
+        assert!(cache.evicted_since(a, before_denial));
         cache.put(a, key(1, 1), at(NOW), later, NOW, cache.evictions(a));
         cache.evict_withdrawn(a, &HashSet::new(), &[KeyId::new(a, 1)]);
         assert!(cache.get(KeyId::new(a, 1), NOW).is_none());
