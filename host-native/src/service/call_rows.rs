@@ -104,10 +104,13 @@ impl<'a> PendingCall<'a> {
 
     /// Its `kms_call` row as it stands.
     pub(super) fn row(&self) -> Value {
-        let unread = abandoned(self.provider);
+        let unread;
         let err = match &self.answer {
             Some(e) => e.as_ref(),
-            None => Some(&unread),
+            None => {
+                unread = abandoned(self.provider);
+                Some(&unread)
+            }
         };
         let mut event = call_json(self.op, self.sent.get(), err);
         event["type"] = json!("kms_call");
