@@ -203,6 +203,15 @@ impl CredentialCache {
         mine
     }
 
+    /// The orgs with exchanges not yet taken, each once.
+    pub fn orgs_with_exchanges(&self) -> Vec<String> {
+        let held = self.unaudited.lock().unwrap_or_else(|p| p.into_inner());
+        let mut orgs: Vec<String> = held.iter().map(|e| e.org.clone()).collect();
+        orgs.sort_unstable();
+        orgs.dedup();
+        orgs
+    }
+
     /// Puts back exchanges taken by [`Self::take_exchanges`] whose rows were not written, ahead
     /// of those made since.
     pub fn return_exchanges(&self, exchanges: Vec<Exchange>) {

@@ -114,6 +114,13 @@ impl TestServer {
         self.api = Api::new(&self.server.url);
     }
 
+    /// Stops the server as a service manager does (SIGTERM, waiting for its exit) and starts
+    /// it again on the same data.
+    pub fn stop_and_start(&mut self) {
+        self.server.terminate();
+        self.restart();
+    }
+
     /// The server's data directory.
     pub fn data(&self) -> PathBuf {
         self.server.data_dir.clone()

@@ -203,6 +203,21 @@ impl Server {
         }
     }
 
+    /// SIGTERM, as a service manager stops it, then waits for the process to exit; panics
+    /// unless it exited with success.
+    pub fn terminate(&mut self) {
+        let Some(mut c) = self.child.take() else {
+            return;
+        };
+        let sent = Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(sent, "kill -TERM");
+        let status = c.wait().unwrap();
+        assert!(status.success(), "byok exited with {status} on SIGTERM");
+    }
+
     /// Kills and starts again on the same data (a new port).
     pub fn restart(&mut self) {
         self.kill9();

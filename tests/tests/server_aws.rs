@@ -8,7 +8,7 @@ use std::time::Duration;
 use byok_tests::aws_stack::{AwsStack, aws_org, byok_org};
 use byok_tests::fault_front::{Fault, TrailEntry};
 use byok_tests::fixtures::{
-    OrgSettings, SealedTree, TestServer, assert_error, assert_status, error_message, key,
+    OrgSettings, SealedTree, TestOrg, TestServer, assert_error, assert_status, error_message, key,
 };
 use byok_tests::server::{field as s, metric};
 use serde_json::json;
@@ -432,9 +432,64 @@ fn assert_logs_agree(events: &[&serde_json::Value], trail: &[TrailEntry]) {
 /// read the answer (`Dropped`). So is a validation cut off the same way.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_cut_off_by_its_deadline_is_still_in_the_log() {
+    let (stack, ts, o, tree) = cut_off_calls("aws-cut-off", 60_000).await;
+    // The next call's row comes with them.
+    tree.open_all(&ts, &o).await.unwrap();
+    let rows = o.audit(&ts, &o.admin).await;
+    assert_cut_off_rows(&stack, &rows, &stack.front.trail());
+}
+
+/// Rows of calls cut off mid-way in an org no one uses again are not held in memory for
+/// good: the round before each checkpoint writes them, without another call of the org.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_cut_off_reaches_the_log_by_the_next_checkpoint() {
+    let (stack, ts, o, _tree) = cut_off_calls("aws-cut-off-tick", 1_000).await;
+    let mut rows = o.audit(&ts, &o.admin).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let validated = |rows: &[serde_json::Value]| {
+        rows.iter()
+            .any(|r| r["event"]["key"] == stack.moto.second_key_arn)
+    };
+    // The validation was cut off last.
+    while !validated(&rows) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no checkpoint round wrote the held rows: {rows:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        rows = o.audit(&ts, &o.admin).await;
+    }
+    assert_cut_off_rows(&stack, &rows, &stack.front.trail());
+}
+
+/// A server stopped as a service manager stops it (SIGTERM) writes the rows it still holds
+/// before it exits: a restart loses none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_cut_off_before_a_stop_are_in_the_log_after_it() {
+    // No checkpoint round before the stop: only the shutdown can write them.
+    let (stack, mut ts, o, _tree) = cut_off_calls("aws-cut-off-stop", 3_600_000).await;
+    // (The restarted server's first health check describes the key: no row, by design.)
+    let trail = stack.front.trail();
+    ts.stop_and_start();
+    assert_cut_off_rows(&stack, &o.audit(&ts, &o.admin).await, &trail);
+}
+
+/// A server on an org with its own key, checkpoints every `checkpoint_ms`, where one data call
+/// and one validation of another key were cut off by their deadline while the KMS hung.
+async fn cut_off_calls(
+    name: &str,
+    checkpoint_ms: u64,
+) -> (AwsStack, TestServer, TestOrg, SealedTree) {
     let stack = AwsStack::start().await;
-    let ts = TestServer::start_with("aws-cut-off", |data| {
-        stack.server_with(data, &[("BYOK_REQUEST_TIMEOUT_MS", "2000")])
+    let checkpoint_ms = checkpoint_ms.to_string();
+    let ts = TestServer::start_with(name, |data| {
+        stack.server_with(
+            data,
+            &[
+                ("BYOK_REQUEST_TIMEOUT_MS", "2000"),
+                ("BYOK_CHECKPOINT_INTERVAL_MS", &checkpoint_ms),
+            ],
+        )
     });
     let o = ts.org(NO_CACHE).await;
     stack.attach_default_key(&ts, &o).await;
@@ -452,10 +507,12 @@ async fn a_call_cut_off_by_its_deadline_is_still_in_the_log() {
         408,
         "request_timeout",
     );
-    // The next call's row comes with them.
-    tree.open_all(&ts, &o).await.unwrap();
+    (stack, ts, o, tree)
+}
 
-    let rows = o.audit(&ts, &o.admin).await;
+/// `rows` (the org's log after [`cut_off_calls`]) hold the cut-off data call and validation,
+/// and every request the customer's KMS received (`trail`).
+fn assert_cut_off_rows(stack: &AwsStack, rows: &[serde_json::Value], trail: &[TrailEntry]) {
     let events: Vec<&serde_json::Value> = rows.iter().map(|r| &r["event"]).collect();
     let dropped: Vec<_> = events
         .iter()
@@ -474,7 +531,7 @@ async fn a_call_cut_off_by_its_deadline_is_still_in_the_log() {
         json!([{ "op": "Describe", "attempts": 1, "ok": false,
             "error": "unavailable", "provider_code": "Dropped" }])
     );
-    assert_logs_agree(&events, &stack.front.trail());
+    assert_logs_agree(&events, trail);
 }
 
 /// A paused org asks no key for its root: making another key the default, re-enabling one,

@@ -359,7 +359,9 @@ pub async fn run(config: Config) -> Result<(), String> {
             }
         });
     }
-    // Grown audit logs get a signed checkpoint periodically (withdrawals sign at once).
+    // Grown audit logs get a signed checkpoint periodically (withdrawals sign at once), after
+    // the rows held in memory (calls cut off mid-way, credential exchanges) are written: a
+    // checkpoint covers every call made before it.
     {
         let service = service.clone();
         let every = config.checkpoint_interval;
@@ -367,6 +369,7 @@ pub async fn run(config: Config) -> Result<(), String> {
             let mut tick = tokio::time::interval(every);
             loop {
                 tick.tick().await;
+                service.write_held_rows().await;
                 if let Err(e) = service.sign_pending().await {
                     tracing::warn!(error = ?e, "signing audit checkpoints failed");
                 }
@@ -383,7 +386,14 @@ pub async fn run(config: Config) -> Result<(), String> {
             }
         });
     }
-    listener::serve(listener, certificate, config.conn, router, shutdown()).await
+    listener::serve(listener, certificate, config.conn, router, shutdown()).await?;
+    // Requests drained: rows still held in memory would be lost with the process.
+    let held = service.write_held_rows().await;
+    if let Err(e) = service.sign_pending().await {
+        tracing::warn!(error = ?e, "signing audit checkpoints at shutdown failed");
+    }
+    tracing::info!(orgs = held, "held audit rows written; stopped");
+    Ok(())
 }
 
 /// Reads the certificate and key again on every SIGHUP (after a renewal): new connections get

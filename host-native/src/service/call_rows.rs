@@ -7,7 +7,10 @@
 //! [`PendingValidation`] for a validation's calls). Once its row is committed it is disarmed;
 //! dropped armed, it queues the row as it stands (a call on its way is recorded with the
 //! requests it sent and `Dropped`), and the org's next write of its log takes the queue, as it
-//! takes credential exchanges ([`super::Service::audit_event`]).
+//! takes credential exchanges ([`super::Service::audit_event`]). Rows no such write took are
+//! written before each round of checkpoints and when the server shuts down
+//! ([`super::Service::write_held_rows`]): a dropped call is in the log, and under a signed
+//! checkpoint, within the checkpoint interval, whether or not the org is used again.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -41,6 +44,14 @@ impl Unwritten {
             tracing::warn!(org = %org, "a KMS call's audit row was dropped before it was written");
         }
         held.push_back((org, row));
+    }
+
+    /// The orgs with rows held, each once.
+    pub(super) fn orgs(&self) -> Vec<ScopeId> {
+        let mut orgs: Vec<ScopeId> = self.lock().iter().map(|(o, _)| *o).collect();
+        orgs.sort_unstable();
+        orgs.dedup();
+        orgs
     }
 
     /// `org`'s rows, oldest first; each is handed over once.

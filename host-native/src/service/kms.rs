@@ -119,6 +119,15 @@ impl Kms {
         self.creds.take_exchanges(&org.to_string())
     }
 
+    /// The orgs with exchanges whose rows are not written yet.
+    pub fn orgs_with_exchanges(&self) -> Vec<byok_core::ScopeId> {
+        self.creds
+            .orgs_with_exchanges()
+            .iter()
+            .filter_map(|o| byok_core::ScopeId::parse_hex(o))
+            .collect()
+    }
+
     /// Hands `exchanges` back, oldest first, when their rows could not be written: the next
     /// write of the org's log takes them.
     pub fn return_exchanges(&self, exchanges: Vec<crate::credentials::Exchange>) {
