@@ -1144,6 +1144,30 @@ async fn a_customer_claims_its_org_from_the_operator() {
         201,
     );
     assert_eq!(v["revoked"].as_array().unwrap().len(), 2, "{v}");
+    // Its receipt names the revoked tokens, and verifies offline.
+    let event = &v["receipt"]["entry"]["event"];
+    assert_eq!(event["action"], "org_claimed", "{v}");
+    assert_eq!(event["subject"]["tokens"], v["revoked"], "{v}");
+    let answer = ts.dir.join("claim.json");
+    std::fs::write(&answer, v.to_string()).unwrap();
+    let (st, key) = ts.raw("GET", "/v1/audit/verifier-key", None, None).await;
+    assert_eq!(st, 200, "{key}");
+    let vkey = s(&key, "verifier_key");
+    let checked = cli_ok(
+        &[
+            "audit",
+            "--json",
+            "verify-receipt",
+            answer.to_str().unwrap(),
+            "--verifier-key",
+            &vkey,
+            "--org",
+            &o.id,
+        ],
+        &[("BYOK_SERVER", "http://127.0.0.1:9")],
+    );
+    let checked: Value = serde_json::from_slice(&checked).unwrap();
+    assert_eq!(checked["action"], "org_claimed", "{checked}");
     let ours = s(&v, "token");
     for gone in [&o.admin, &kept] {
         assert_error(&ts.get(&o.path(""), gone).await, 401, "unauthenticated");

@@ -71,7 +71,8 @@ pub struct VerifiedReceipt {
     pub checkpoint: VerifiedCheckpoint,
     /// The event's row.
     pub entry: Entry,
-    /// What was withdrawn (`scope_revoked`, `scope_paused`, `key_disabled`, `token_revoked`).
+    /// What was withdrawn (`scope_revoked`, `scope_paused`, `key_disabled`, `token_revoked`,
+    /// `org_claimed`).
     pub action: String,
     /// By when every cache and outstanding lease had expired, ms since the Unix epoch.
     pub access_ends_at: i64,

@@ -133,12 +133,17 @@ pub struct OrgClaimed {
     pub expires_at: Option<i64>,
     /// The admin tokens revoked, the calling one included.
     pub revoked: Vec<String>,
+    /// The withdrawal's receipt (`org_claimed`, the revoked tokens; see `ScopeWithdrawn`):
+    /// proof that the revocations are in the org's log. `null` only if the log could not be
+    /// signed.
+    pub receipt: Option<Receipt>,
 }
 
 /// Claim the org (admin): a new admin token, and every other admin token of the org revoked,
 /// the caller's included, in one step. The operator who created the org was handed its first
 /// admin token; after a claim, no admin token anyone else may have seen works. Service and
-/// auditor tokens stay. Audited (`token_revoked` and `token_created`, with `claim`).
+/// auditor tokens stay. Audited (`token_revoked` and `token_created`, with `claim`); the
+/// answer carries the receipt (`byok audit verify-receipt` checks it offline).
 #[utoipa::path(post, path = "/v1/orgs/{org}/tokens/claim", tag = "tokens",
     request_body = ClaimOrg, params(OrgPath),
     responses((status = 201, body = OrgClaimed), (status = 400, body = ErrorBody),
@@ -151,7 +156,13 @@ pub async fn claim(
 ) -> Result<(StatusCode, SecretJson<OrgClaimed>), ApiError> {
     let name = req.name.as_deref().unwrap_or("admin");
     let (id, token, revoked) = s.service.claim_org(&caller.auth, org, name).await?;
-    let room = 256 + 20 * revoked.len();
+    let revoked: Vec<String> = revoked.iter().map(ToString::to_string).collect();
+    let w = Withdrawal::Claim {
+        revoked: revoked.clone(),
+    };
+    let receipt = receipt(&s, org, w).await;
+    // The receipt's proof and checkpoint: a few KiB.
+    let room = 8192 + 40 * revoked.len();
     Ok((
         StatusCode::CREATED,
         SecretJson::new(
@@ -159,7 +170,8 @@ pub async fn claim(
                 token,
                 id: id.to_string(),
                 expires_at: caller.auth.grant.expires_at,
-                revoked: revoked.iter().map(ToString::to_string).collect(),
+                revoked,
+                receipt,
             },
             room,
         ),

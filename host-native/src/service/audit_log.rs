@@ -46,6 +46,11 @@ pub enum Withdrawal {
         /// Its public id.
         id: String,
     },
+    /// The org claimed by its customer: every admin token but the new one revoked.
+    Claim {
+        /// The revoked tokens' public ids.
+        revoked: Vec<String>,
+    },
 }
 
 fn context(name: &str) -> std::result::Result<Context, ServiceError> {
@@ -409,11 +414,11 @@ impl Service {
         // Server caches: the transition's effects evicted them before its gate opened.
         // Edge leases: the last one issued on what was withdrawn, still running.
         // Which leases still open what was withdrawn: those on the scope's subtree; those the
-        // token was given; none for a key (leases hold scope keys, which the org's other keys
-        // still reach).
+        // tokens were given; none for a key (leases hold scope keys, which the org's other
+        // keys still reach).
         enum Covered {
             Scopes(HashSet<String>),
-            Token(String),
+            Tokens(HashSet<String>),
             Nothing,
         }
         let (action, subject, covered) = match &w {
@@ -436,7 +441,12 @@ impl Service {
             Withdrawal::Token { id } => (
                 "token_revoked",
                 json!({ "token": id }),
-                Covered::Token(id.clone()),
+                Covered::Tokens(HashSet::from([id.clone()])),
+            ),
+            Withdrawal::Claim { revoked } => (
+                "org_claimed",
+                json!({ "tokens": revoked }),
+                Covered::Tokens(revoked.iter().cloned().collect()),
             ),
         };
         let mut leases_end: Option<i64> = None;
@@ -453,7 +463,7 @@ impl Service {
             let text = |v: Option<&Value>| v.and_then(Value::as_str).unwrap_or_default().to_owned();
             let hit = match &covered {
                 Covered::Scopes(under) => under.contains(&text(e.get("scope"))),
-                Covered::Token(id) => text(e.pointer("/actor/token")) == *id,
+                Covered::Tokens(ids) => ids.contains(&text(e.pointer("/actor/token"))),
                 Covered::Nothing => false,
             };
             if ends > now && hit {
