@@ -1135,10 +1135,14 @@ async fn a_customer_claims_its_org_from_the_operator() {
         "token",
     );
     let team = o.scope(&ts, &o.id, "team").await;
+    let claimed_at = |v: &Value| v["claimed_at"].clone();
+    let before = assert_status(&ts.get(&o.path(""), &o.admin).await, 200);
+    assert_eq!(claimed_at(&before), Value::Null, "{before}");
     let claim = o.path("/tokens/claim");
     for other in [&o.service, &o.auditor] {
         assert_error(&ts.post(&claim, other, &json!({})).await, 403, "forbidden");
     }
+    let asked = now_ms();
     let v = assert_status(
         &ts.post(&claim, &o.admin, &json!({ "name": "ours" })).await,
         201,
@@ -1172,7 +1176,9 @@ async fn a_customer_claims_its_org_from_the_operator() {
     for gone in [&o.admin, &kept] {
         assert_error(&ts.get(&o.path(""), gone).await, 401, "unauthenticated");
     }
-    assert_status(&ts.get(&o.path(""), &ours).await, 200);
+    let after = assert_status(&ts.get(&o.path(""), &ours).await, 200);
+    let at = claimed_at(&after).as_i64().expect("claimed_at");
+    assert!((asked..=now_ms()).contains(&at), "{after}");
     o.seal(&ts, &team, b"the application still works").await;
     assert_status(&ts.get(&o.path("/audit"), &o.auditor).await, 200);
     let list = assert_status(&ts.get(&tokens, &ours).await, 200);

@@ -87,6 +87,9 @@ pub struct OrgInfo {
     pub scopes: u64,
     /// Creation time (ms since the epoch).
     pub created_at: i64,
+    /// When the customer last claimed the org (`POST /v1/orgs/{org}/tokens/claim`), ms since
+    /// the epoch; `null` if never: the admin token the operator was handed may still work.
+    pub claimed_at: Option<i64>,
 }
 
 /// Create an org (operator token).
@@ -174,5 +177,6 @@ async fn org_info(s: &AppState, org: byok_core::ScopeId) -> Result<OrgInfo, ApiE
         max_lease_ttl_ms: meta.max_lease_ttl_ms,
         scopes: u64::try_from(snap.len()).unwrap_or(u64::MAX),
         created_at: meta.created_at,
+        claimed_at: s.service.claimed_at(org).await?,
     })
 }

@@ -351,6 +351,7 @@ impl Service {
                 "name": name, "expires_at": expires_at, "claim": true }),
         )
         .await?;
+        store::org_rows::set_claimed(&mut w.tx, org, at).await?;
         // As a revoke: other replicas learn of it by the org's version.
         let v = w.bump_org(org).await?;
         let mut unpublished = Unpublished::arm(self, org, &cell);
@@ -365,6 +366,11 @@ impl Service {
         unpublished.disarm();
         tracing::info!(org = %org, new = %id, revoked = revoked.len(), "org claimed");
         Ok((id, token, revoked))
+    }
+
+    /// When the org's customer last claimed it ([`Self::claim_org`]), if ever.
+    pub async fn claimed_at(&self, org: ScopeId) -> Result<Option<i64>> {
+        Ok(store::org_rows::claimed_at(self.store.pool(), org).await?)
     }
 
     /// Replaces the operator token `current` (by hash) with a new one, in one transaction:

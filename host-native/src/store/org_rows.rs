@@ -179,6 +179,25 @@ pub async fn set_settings(
     one_row(done.rows_affected(), "settings of an unknown org")
 }
 
+/// Notes that the org's customer claimed it at `at` (ms since the epoch).
+pub async fn set_claimed(tx: &mut Transaction<'static, Any>, org: ScopeId, at: i64) -> Result<()> {
+    let done = sqlx::query("UPDATE orgs SET claimed_at = $1 WHERE id = $2")
+        .bind(at)
+        .bind(hex(org))
+        .execute(&mut **tx)
+        .await?;
+    one_row(done.rows_affected(), "claim of an unknown org")
+}
+
+/// When the org's customer last claimed it, if ever.
+pub async fn claimed_at(pool: &AnyPool, org: ScopeId) -> Result<Option<i64>> {
+    let at: Option<Option<i64>> = sqlx::query_scalar("SELECT claimed_at FROM orgs WHERE id = $1")
+        .bind(hex(org))
+        .fetch_optional(pool)
+        .await?;
+    Ok(at.flatten())
+}
+
 /// An effect that changes no row does not fit the stored state: refuse it (the transaction
 /// rolls back) rather than commit a state that differs from the one core decided.
 pub(super) fn one_row(affected: u64, what: &str) -> Result<()> {
@@ -467,44 +486,96 @@ mod tests {
         }
     }
 
-    /// A database made before outage grace existed (migrations up to 0005) opens, migrates, and
-    /// its orgs keep the plain TTL (grace 0); the new column then stores a grace.
-    #[tokio::test]
-    async fn an_existing_database_migrates_to_a_zero_grace() {
-        let dir = std::env::temp_dir().join(format!("byok-migrate-{}", std::process::id()));
+    /// A SQLite database in `dir` made by the migrations numbered below `before` (`count` of
+    /// them), with `rows` then run on it: a database an older byok left. Its URL.
+    async fn old_database(
+        dir: &std::path::Path,
+        before: &str,
+        count: usize,
+        rows: &[&str],
+    ) -> String {
         let old = dir.join("old-migrations");
-        let _ = std::fs::remove_dir_all(&dir);
+        let _ = std::fs::remove_dir_all(dir);
         std::fs::create_dir_all(&old).unwrap();
         let all = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
         let mut names: Vec<_> = std::fs::read_dir(&all)
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .filter(|n| n.as_str() < "0006")
+            .filter(|n| n.as_str() < before)
             .collect();
         names.sort();
-        assert_eq!(names.len(), 5, "{names:?}");
+        assert_eq!(names.len(), count, "{names:?}");
         for n in &names {
             std::fs::copy(all.join(n), old.join(n)).unwrap();
         }
         let url = format!("sqlite://{}?mode=rwc", dir.join("byok.db").display());
-        {
-            sqlx::any::install_default_drivers();
-            let pool = AnyPool::connect(&url).await.unwrap();
-            sqlx::migrate::Migrator::new(old.as_path())
-                .await
-                .unwrap()
-                .run(&pool)
-                .await
-                .unwrap();
-            sqlx::query(
-                "INSERT INTO orgs (id, name, default_holder, job, unwrap_cache_ttl_ms, created_at) VALUES ($1, 'old', 'managed', NULL, 60000, 1)",
-            )
-            .bind(hex(ScopeId::from_bytes([7; 16])))
-            .execute(&pool)
+        sqlx::any::install_default_drivers();
+        let pool = AnyPool::connect(&url).await.unwrap();
+        sqlx::migrate::Migrator::new(old.as_path())
+            .await
+            .unwrap()
+            .run(&pool)
             .await
             .unwrap();
-            pool.close().await;
+        for row in rows {
+            sqlx::query(row).execute(&pool).await.unwrap();
         }
+        pool.close().await;
+        url
+    }
+
+    /// A database whose orgs were claimed before `claimed_at` existed (migrations up to 0014)
+    /// gets the time of each org's last claim from its log; an org never claimed gets none.
+    #[tokio::test]
+    async fn an_existing_database_learns_when_its_orgs_were_claimed() {
+        let dir = std::env::temp_dir().join(format!("byok-migrate-claim-{}", std::process::id()));
+        let (claimed, never) = (ScopeId::from_bytes([5; 16]), ScopeId::from_bytes([6; 16]));
+        let org = |id: ScopeId| {
+            format!(
+                "INSERT INTO orgs (id, name, default_holder, job, unwrap_cache_ttl_ms, created_at) VALUES ('{}', 'old', 'managed', NULL, 60000, 1)",
+                hex(id)
+            )
+        };
+        let row = |id: ScopeId, seq: u32, at: u32, event: &str| {
+            format!(
+                "INSERT INTO audit (org_id, seq, at, event, prev, hash) VALUES ('{}', {seq}, {at}, '{event}', x'00', x'00')",
+                hex(id)
+            )
+        };
+        let made = r#"{"type":"token_created","role":"admin","name":"a"}"#;
+        let claim = r#"{"type":"token_created","role":"admin","name":"b","claim":true}"#;
+        let rows = [
+            org(claimed),
+            org(never),
+            row(claimed, 1, 10, made),
+            row(claimed, 2, 20, claim),
+            row(claimed, 3, 30, claim),
+            row(claimed, 4, 40, made),
+            row(never, 1, 50, made),
+        ];
+        let rows: Vec<&str> = rows.iter().map(String::as_str).collect();
+        let url = old_database(&dir, "0015", 14, &rows).await;
+        let db = super::super::Database::open(&url).await.unwrap();
+        assert_eq!(claimed_at(db.pool(), claimed).await.unwrap(), Some(30));
+        assert_eq!(claimed_at(db.pool(), never).await.unwrap(), None);
+        let mut w = db.write().await.unwrap();
+        set_claimed(&mut w.tx, never, 60).await.unwrap();
+        w.commit().await.unwrap();
+        assert_eq!(claimed_at(db.pool(), never).await.unwrap(), Some(60));
+        db.pool().close().await;
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A database made before outage grace existed (migrations up to 0005) opens, migrates, and
+    /// its orgs keep the plain TTL (grace 0); the new column then stores a grace.
+    #[tokio::test]
+    async fn an_existing_database_migrates_to_a_zero_grace() {
+        let dir = std::env::temp_dir().join(format!("byok-migrate-{}", std::process::id()));
+        let org = format!(
+            "INSERT INTO orgs (id, name, default_holder, job, unwrap_cache_ttl_ms, created_at) VALUES ('{}', 'old', 'managed', NULL, 60000, 1)",
+            hex(ScopeId::from_bytes([7; 16]))
+        );
+        let url = old_database(&dir, "0006", 5, &[&org]).await;
         let db = super::super::Database::open(&url).await.unwrap();
         let org = ScopeId::from_bytes([7; 16]);
         let grace = |pool: AnyPool| async move {
