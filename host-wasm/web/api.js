@@ -48,6 +48,17 @@ export class Session {
     return who;
   }
 
+  /** Takes `token` instead of the one held, after a claim revoked the held one: checked as at
+   * sign-in, and kept only if it is an admin token of the same org. */
+  async adopt(token) {
+    const next = new Session(token);
+    const who = await next.signIn();
+    if (who.org !== this.who?.org) throw new ApiError(403, { error: { code: 'forbidden', message: 'the new token is of another org' } });
+    this.#token = token;
+    this.who = who;
+    return who;
+  }
+
   /** Forgets the token. */
   end() {
     this.#token = null;

@@ -57,13 +57,18 @@ form.addEventListener('submit', async (event) => {
   session = candidate;
   // A 401 from any call, a button's or the job banner's too, signs the page out.
   session.onRefused = () => signOut('the token was refused');
-  document.getElementById('who').textContent =
-    `Org ${session.who.org} · token “${session.who.name}”`;
+  showWho();
   nav.hidden = false;
   banner = new JobBanner(document.getElementById('job'), session);
   if (!location.hash || location.hash === '#main') location.hash = '#overview';
   else route();
 });
+
+/** The header's line: the org and the token the page holds (another after a claim). */
+function showWho() {
+  document.getElementById('who').textContent =
+    `Org ${session.who.org} · token “${session.who.name}”`;
+}
 
 document.getElementById('sign-out').addEventListener('click', signOut);
 
@@ -102,7 +107,7 @@ async function route() {
   fill(main, section);
   try {
     const module = await load();
-    await module.render(section, { session, wasm, banner, go: (to) => { location.hash = `#${to}`; } });
+    await module.render(section, { session, wasm, banner, showWho, go: (to) => { location.hash = `#${to}`; } });
   } catch (e) {
     if (e instanceof ApiError && e.code === 'unauthenticated') {
       signOut('the token was refused');

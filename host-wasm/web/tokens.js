@@ -1,14 +1,16 @@
 // The org's tokens: list (never the secret), create (the token shown once, with a copy
-// button), revoke (its next request gets 401). Revoking the token this page signed in with
-// signs the page out.
+// button), revoke (its next request gets 401), and the claim: a new admin token with every
+// other admin token revoked, the one the vendor handed over included. Revoking the token this
+// page signed in with signs the page out; a claim carries the page on with the new token.
 import { ApiError } from './api.js';
 import { copyButton, fieldMessage, fill, h, when } from './dom.js';
 
 const EXPIRIES = [['', 'Never'], [String(86_400), '1 day'], [String(30 * 86_400), '30 days'],
   [String(90 * 86_400), '90 days'], [String(365 * 86_400), '1 year']];
 
-export async function render(section, { session }) {
+export async function render(section, { session, showWho }) {
   const live = h('div', { id: 'tokens-live', role: 'status', 'aria-live': 'polite' });
+  const claimBox = await claimSection(session, showWho, () => draw());
   const list = h('div', {});
   const created = h('div', { id: 'token-created' });
   const name = h('input', { id: 'token-name', autocomplete: 'off', maxlength: 64, required: true });
@@ -90,6 +92,67 @@ export async function render(section, { session }) {
     return b;
   }
 
-  section.append(h('h2', {}, 'Tokens'), live, h('h3', {}, 'Create a token'), form, created, list);
+  section.append(h('h2', {}, 'Tokens'), claimBox, live, h('h3', {}, 'Create a token'), form, created, list);
   await draw();
+}
+
+/** The claim: whether the org was claimed, and a two-press button that claims it. `redraw`
+ * lists the tokens again after it. */
+async function claimSection(session, showWho, redraw) {
+  const org = await session.call('GET', session.org());
+  const state = h('p', { id: 'claim-state', class: org.claimed_at == null ? 'warning' : 'ok' },
+    org.claimed_at == null
+      ? 'Not claimed yet: the admin token your vendor created this org with, and any made with it, still work.'
+      : `Claimed on ${when(org.claimed_at)}: only admin tokens made since then work.`);
+  const live = h('div', { id: 'claim-live', role: 'status', 'aria-live': 'polite' });
+  const shown = h('div', { id: 'claim-token' });
+  const button = h('button', { type: 'button', id: 'claim', class: 'danger', on: { click: async () => {
+    if (button.dataset.armed !== 'true') {
+      button.dataset.armed = 'true';
+      button.textContent = 'Confirm: claim the org';
+      live.textContent = 'Press again to claim: every admin token stops working, this page’s included; the page carries on with the new one.';
+      return;
+    }
+    delete button.dataset.armed;
+    button.textContent = 'Claim the org';
+    let t;
+    try {
+      t = await session.call('POST', session.org('/tokens/claim'), {});
+    } catch (err) {
+      if (err instanceof ApiError && err.code === 'unauthenticated') throw err;
+      live.className = 'error';
+      live.textContent = err instanceof ApiError ? err.text : String(err);
+      return;
+    }
+    const secret = h('input', { id: 'claimed-token', readonly: true, class: 'mono', value: t.token, 'aria-describedby': 'claimed-token-hint' });
+    fill(shown, h('div', { class: 'banner' },
+      h('label', { for: 'claimed-token' }, `Your new admin token (${t.id})`), secret,
+      copyButton('Copy the token', () => t.token, secret),
+      h('p', { class: 'warning', id: 'claimed-token-hint' }, 'Store it now: it is shown once. byok keeps only its hash.'),
+      h('button', { type: 'button', class: 'secondary', on: { click: () => fill(shown) } }, 'Done, hide it')));
+    // The page's token was revoked with the others: it carries on with the new one.
+    try {
+      await session.adopt(t.token);
+    } catch (err) {
+      live.className = 'error';
+      live.textContent = `Claimed, but the page could not sign in with the new token: ${err instanceof ApiError ? err.text : err}. Copy it and sign in again.`;
+      return;
+    }
+    showWho();
+    live.className = '';
+    const row = t.receipt ? ` The receipt is row ${t.receipt.entry.seq} of the audit log.` : '';
+    live.textContent = `The org is claimed: ${t.revoked.length} admin token${t.revoked.length === 1 ? '' : 's'} revoked.${row}`;
+    state.className = 'ok';
+    state.textContent = 'Claimed just now: only the admin token below works.';
+    secret.focus();
+    secret.select();
+    await redraw();
+  } } }, 'Claim the org');
+  return h('div', { id: 'claim-box' },
+    h('h3', {}, 'Claim the org'),
+    state,
+    h('p', {}, 'Your vendor created this org and handed you its first admin token: they have seen it. ' +
+      'Claiming makes a new admin token and revokes every other one, this page’s included. ' +
+      'Service and auditor tokens keep working.'),
+    h('p', {}, button), live, shown);
 }

@@ -580,3 +580,63 @@ async fn a_token_revoked_from_the_page_stops_working_and_the_audit_shows_it() {
         "{v}"
     );
 }
+
+/// The customer's first steps on the page: the overview says the org is not claimed; the
+/// withdrawal bounds are shortened (never past the operator's ceilings); the org is claimed,
+/// and the page carries on with the new admin token while the one the vendor handed over
+/// stops working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_customer_shortens_the_bounds_and_claims_the_org_from_the_page() {
+    let ts = TestServer::start("setup-page-claim");
+    let o = ts.org(OrgSettings::named("acme")).await;
+    let v = flow(
+        &ts.url,
+        "claim",
+        json!({ "admin": o.admin, "cacheSeconds": 30, "leaseSeconds": 0 }),
+    );
+    assert!(str_of(&v, "/notYet").starts_with("Not yet"), "{v}");
+    assert!(
+        str_of(&v, "/unclaimed").starts_with("Not claimed yet"),
+        "{v}"
+    );
+    assert_eq!(
+        str_of(&v, "/tooLong"),
+        "At most 300 s: the most your operator allows.",
+        "{v}"
+    );
+    assert!(
+        str_of(&v, "/bounds").contains("within 30 s (its unwrap cache)"),
+        "{v}"
+    );
+    assert!(
+        str_of(&v, "/bounds").contains("no edge lease is issued"),
+        "{v}"
+    );
+    assert!(
+        str_of(&v, "/confirm").starts_with("Press again to claim"),
+        "{v}"
+    );
+    assert_eq!(
+        str_of(&v, "/live"),
+        "The org is claimed: 1 admin token revoked. The receipt is row 9 of the audit log.",
+        "{v}"
+    );
+    assert!(str_of(&v, "/claimed").starts_with("Yes, on "), "{v}");
+    assert_ne!(str_of(&v, "/whoBefore"), str_of(&v, "/whoAfter"), "{v}");
+    // What the server holds now.
+    let ours = str_of(&v, "/token");
+    assert_error(
+        &ts.get("/v1/whoami", &o.admin).await,
+        401,
+        "unauthenticated",
+    );
+    let who = assert_status(&ts.get("/v1/whoami", ours).await, 200);
+    assert_eq!((&who["role"], &who["org"]), (&json!("admin"), &json!(o.id)));
+    let org = assert_status(&ts.get(&o.path(""), ours).await, 200);
+    assert_eq!(
+        (&org["unwrap_cache_ttl_ms"], &org["lease_ttl_ms"]),
+        (&json!(30_000), &json!(0)),
+        "{org}"
+    );
+    assert!(org["claimed_at"].is_i64(), "{org}");
+}

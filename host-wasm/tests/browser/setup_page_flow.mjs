@@ -11,7 +11,7 @@ import { openPage, overflow, text } from './setup_page_kit.mjs';
 
 const [stage, argJson, artifacts] = process.argv.slice(2);
 const arg = JSON.parse(argJson);
-const STAGES = { tour, fixes, gcp, azure, keyboard, job, tree, tokenCreate, tokenRevoke, revokedElsewhere };
+const STAGES = { tour, fixes, gcp, azure, keyboard, job, tree, tokenCreate, tokenRevoke, revokedElsewhere, claim };
 
 const run = STAGES[stage];
 if (!run) throw new Error(`unknown stage ${stage}; one of ${Object.keys(STAGES).join(', ')}`);
@@ -409,4 +409,45 @@ async function tokenRevoke(ui, { admin, name }) {
   await ui.axe('audit');
   await ui.shot('audit');
   return { live, newest, verdict, badActor };
+}
+
+/** The customer's first steps: the overview says the org is not claimed; the bounds are
+ * shortened (past the operator's ceiling first: refused beside the field); then the org is
+ * claimed from the tokens section, and the page carries on with the new token. */
+async function claim(ui, { admin, cacheSeconds, leaseSeconds }) {
+  const { page } = ui;
+  await ui.load();
+  await ui.signIn(admin);
+  const notYet = await text(page, '#claimed');
+  const whoBefore = await text(page, '#who');
+  await page.fill('#ttl-cache', '999999');
+  await page.press('#ttl-cache', 'Enter');
+  await page.waitForSelector('#ttl-cache-error:not([hidden])');
+  const tooLong = await text(page, '#ttl-cache-error');
+  await page.fill('#ttl-cache', String(cacheSeconds));
+  await page.fill('#ttl-lease', String(leaseSeconds));
+  await page.click('#bounds-form button[type="submit"]');
+  await page.waitForFunction(() => /^Saved/.test(document.querySelector('#bounds-live')?.textContent ?? ''));
+  const saved = await text(page, '#bounds-live');
+  const bounds = await text(page, '#bounds');
+  await ui.axe('overview-bounds');
+  await ui.shot('overview-bounds');
+  await page.click('nav a[href="#tokens"]');
+  await ui.section('tokens');
+  const unclaimed = await text(page, '#claim-state');
+  await page.click('#claim');
+  const confirm = await text(page, '#claim-live');
+  await page.click('#claim');
+  await page.waitForSelector('#claimed-token');
+  const token = await page.inputValue('#claimed-token');
+  await page.waitForFunction(() => /^The org is claimed/.test(document.querySelector('#claim-live')?.textContent ?? ''));
+  const live = await text(page, '#claim-live');
+  await ui.axe('tokens-claimed');
+  await ui.shot('tokens-claimed');
+  // The page works on, with the new token.
+  await page.click('nav a[href="#overview"]');
+  await ui.section('overview');
+  const claimed = await text(page, '#claimed');
+  const whoAfter = await text(page, '#who');
+  return { notYet, whoBefore, tooLong, saved, bounds, unclaimed, confirm, token, live, claimed, whoAfter };
 }
