@@ -1086,7 +1086,7 @@ async fn the_cli_creates_shows_and_updates_the_org_settings() {
     let shown = cli(&admin, &["org", "show", "--org", &id]);
     assert!(
         shown.contains(
-            "cache ttl 60000 ms (at most 60000)  lease ttl 60000 ms (at most 60000)  outage grace 5000 ms"
+            "cache ttl 60000 ms (at most 60000)  lease ttl 60000 ms (at most 60000)  outage grace 5000 ms  not claimed (byok token claim)"
         ),
         "{shown}"
     );

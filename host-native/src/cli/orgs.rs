@@ -51,8 +51,12 @@ pub enum OrgCmd {
 /// One line for an org.
 fn summary(v: &Value) -> String {
     let n = |k: &str| v.get(k).and_then(Value::as_u64).unwrap_or(0);
+    let claimed = match v.get("claimed_at").and_then(Value::as_i64) {
+        Some(at) => format!("claimed at {at} ms"),
+        None => "not claimed (byok token claim)".into(),
+    };
     format!(
-        "{}  {}  default key {}  {} scope(s)  cache ttl {} ms (at most {})  lease ttl {} ms (at most {})  outage grace {} ms",
+        "{}  {}  default key {}  {} scope(s)  cache ttl {} ms (at most {})  lease ttl {} ms (at most {})  outage grace {} ms  {claimed}",
         s(v, "id"),
         s(v, "name"),
         s(v, "default_key"),
