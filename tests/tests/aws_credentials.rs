@@ -273,16 +273,22 @@ async fn web_identity_and_assume_role_through_the_cache() {
         (4, 4)
     );
 
-    // Tokens STS refuses, each classified with STS's code; nothing is cached for them.
+    // Tokens STS refuses, each classified with STS's code; nothing is cached for them. A token
+    // expired is byok's own doing (its clock, its token's life), not the customer's refusal.
     let (other_pkcs8, _) = keypair();
     let refused = [
-        (Issuer::new(&other_pkcs8), "InvalidIdentityToken"),
+        (
+            Issuer::new(&other_pkcs8),
+            "InvalidIdentityToken",
+            KmsErrorKind::AccessDenied,
+        ),
         (
             Issuer {
                 lifetime: -120,
                 ..Issuer::new(&pkcs8)
             },
             "ExpiredTokenException",
+            KmsErrorKind::Unconfigured,
         ),
         (
             Issuer {
@@ -290,19 +296,16 @@ async fn web_identity_and_assume_role_through_the_cache() {
                 ..Issuer::new(&pkcs8)
             },
             "AccessDenied",
+            KmsErrorKind::AccessDenied,
         ),
     ];
-    for (i, (bad, code)) in refused.into_iter().enumerate() {
+    for (i, (bad, code, kind)) in refused.into_iter().enumerate() {
         let org = format!("refused{i}");
         let err = cache
             .get(&Aws, &web(&org), &sources(Arc::new(bad)))
             .await
             .unwrap_err();
-        assert_eq!(
-            (err.kind, err.code.as_str()),
-            (KmsErrorKind::AccessDenied, code),
-            "{err}"
-        );
+        assert_eq!((err.kind, err.code.as_str()), (kind, code), "{err}");
         // STS refused it: an exchange all the same, logged with STS's code.
         let noted = cache.take_exchanges(&org);
         let codes: Vec<_> = noted

@@ -110,6 +110,10 @@ fn classify(code: &str, message: &str, status: u16) -> KmsErrorKind {
         {
             Malformed
         }
+        // An expired session token is byok's own (the vendor's session credentials, or a
+        // role's cached ones past their end): nothing a customer does causes it. The
+        // operator's to fix, not a withdrawal to record against every org's key.
+        "ExpiredTokenException" | "ExpiredToken" => Unconfigured,
         "AccessDeniedException"
         | "AccessDenied"
         | "UnrecognizedClientException"
@@ -117,8 +121,6 @@ fn classify(code: &str, message: &str, status: u16) -> KmsErrorKind {
         | "SignatureDoesNotMatch"
         | "InvalidSignatureException"
         | "IncompleteSignature"
-        | "ExpiredTokenException"
-        | "ExpiredToken"
         | "MissingAuthenticationToken"
         | "InvalidIdentityToken"
         | "IDPRejectedClaim"
@@ -248,6 +250,15 @@ mod tests {
             parse_error(400, &[], wrong_secret).kind,
             KmsErrorKind::AccessDenied
         );
+        // byok's own session expired (the vendor's session token, a web identity token STS
+        // finds expired): the operator's to fix, not the customer's denial.
+        let expired = b"<ErrorResponse><Error><Type>Sender</Type><Code>ExpiredTokenException</Code><Message>Token expired: current date/time must be before the expiration date/time.</Message></Error><RequestId>r</RequestId></ErrorResponse>";
+        assert_eq!(
+            parse_error(400, &[], expired).kind,
+            KmsErrorKind::Unconfigured
+        );
+        let kms = br#"{"__type":"ExpiredTokenException","message":"The security token included in the request is expired"}"#;
+        assert_eq!(parse_error(400, &[], kms).kind, KmsErrorKind::Unconfigured);
     }
 
     #[test]

@@ -299,9 +299,11 @@ impl Wire for Aws {
     ) -> Result<Box<dyn CredentialFlow>, KmsError> {
         let vendor_keys = || {
             vendor.aws.clone().ok_or_else(|| {
+                // The operator's gap, not the customer's withdrawal: no key of any org is
+                // evicted or marked denied for it.
                 local_error(
                     "aws",
-                    KmsErrorKind::AccessDenied,
+                    KmsErrorKind::Unconfigured,
                     "the server has no AWS credentials configured (BYOK_AWS_ACCESS_KEY_ID, BYOK_AWS_SECRET_ACCESS_KEY)",
                 )
             })
@@ -486,9 +488,10 @@ mod tests {
             audience: None,
             danger_base: None,
         };
-        // No role and no vendor keys: refused with the variables to set.
+        // No role and no vendor keys: refused with the variables to set, as the operator's
+        // gap (not the customer's denial).
         let e = Aws.credentials(&access, &Vendor::default()).err().unwrap();
-        assert_eq!(e.kind, KmsErrorKind::AccessDenied);
+        assert_eq!(e.kind, KmsErrorKind::Unconfigured);
         assert!(e.message.contains("BYOK_AWS_ACCESS_KEY_ID"));
         // A role trusting byok's issuer: a token for STS first, then the exchange.
         access.role = Some("arn:aws:iam::111122223333:role/byok".into());
@@ -505,7 +508,7 @@ mod tests {
         // The external-id trust needs the vendor's keys.
         access.trust = RoleTrust::ExternalId;
         let e = Aws.credentials(&access, &Vendor::default()).err().unwrap();
-        assert_eq!(e.kind, KmsErrorKind::AccessDenied);
+        assert_eq!(e.kind, KmsErrorKind::Unconfigured);
         assert!(
             e.message.contains("BYOK_AWS_ACCESS_KEY_ID"),
             "{}",

@@ -81,7 +81,8 @@ fn classify(code: &str, message: &str, status: u16) -> KmsErrorKind {
         // credential matching byok's issuer, subject or audience.
         // Entra's own outage carries an AADSTS number too (`server_error`, 5xx): the status
         // decides, so that an outage is not taken for every org's withdrawal.
-        c if c.starts_with("AADSTS") && status < 500 => K::AccessDenied,
+        // And Entra's throttling too (429, AADSTS50196 and kin): retried, never a denial.
+        c if c.starts_with("AADSTS") && status < 500 && status != 429 => K::AccessDenied,
         "invalid_client" | "invalid_grant" | "unauthorized_client" => K::AccessDenied,
         "BadParameter" if message.contains("decrypt") || message.contains("unwrap") => {
             K::InvalidCiphertext
@@ -218,6 +219,15 @@ mod tests {
             br#"{"error":"server_error","error_description":"AADSTS50000: There was an error issuing a token or an issue with our sign-in service."}"#,
         );
         assert_eq!(down.kind, K::Unavailable, "{down}");
+        // Entra throttling byok: retried, not every org's withdrawal.
+        let busy = parse_error(
+            429,
+            br#"{"error":"temporarily_unavailable","error_description":"AADSTS50196: The server terminated an operation because it encountered a client request loop."}"#,
+        );
+        assert_eq!(
+            (busy.kind, busy.code.as_str()),
+            (K::Throttled, "AADSTS50196")
+        );
         assert_eq!(parse_error(502, b"bad gateway").kind, K::Unavailable);
         assert_eq!(parse_error(418, b"").kind, K::Malformed);
     }

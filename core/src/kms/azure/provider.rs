@@ -429,7 +429,8 @@ impl Wire for Azure {
                 },
             ),
             (None, None) => {
-                return Err(local_error("azure", KmsErrorKind::AccessDenied, NO_APP));
+                // The operator's gap, not the customer's withdrawal.
+                return Err(local_error("azure", KmsErrorKind::Unconfigured, NO_APP));
             }
         };
         EntraFlow::new(
@@ -819,8 +820,9 @@ mod tests {
             "no tenant: the challenge first"
         );
         a.role = None;
+        // No app of the customer's and none of the vendor's: the operator's gap.
         let e = Azure.credentials(&a, &Vendor::default()).err().unwrap();
-        assert_eq!(e.kind, KmsErrorKind::AccessDenied);
+        assert_eq!(e.kind, KmsErrorKind::Unconfigured);
         let vendor = Vendor {
             azure: Some(VendorApp {
                 client_id: APP.into(),

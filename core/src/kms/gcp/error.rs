@@ -60,6 +60,9 @@ fn classify(code: &str, message: &str, reason: &str, status: u16) -> KmsErrorKin
         "invalid_grant" | "unauthorized_client" | "access_denied" | "invalid_client" => {
             K::AccessDenied
         }
+        // STS: "the pool or provider is disabled or deleted or ... doesn't exist". Disabling
+        // or deleting byok's pool provider is a documented way to withdraw (docs/providers.md).
+        "invalid_target" => K::AccessDenied,
         "NOT_FOUND" => K::KeyNotFound,
         "RESOURCE_EXHAUSTED" => K::Throttled,
         "INTERNAL"
@@ -176,6 +179,15 @@ mod tests {
         assert_eq!(e.kind, KmsErrorKind::AccessDenied);
         assert_eq!(e.code, "invalid_grant");
         assert!(e.message.contains("audience"));
+        // byok's pool provider disabled or deleted by the customer: a withdrawal.
+        let e = parse_error(
+            400,
+            br#"{"error":"invalid_target","error_description":"The target service indicated by the \"audience\" parameters is invalid. This might either be because the pool or provider is disabled or deleted or because it doesn't exist."}"#,
+        );
+        assert_eq!(
+            (e.kind, e.code.as_str()),
+            (KmsErrorKind::AccessDenied, "invalid_target")
+        );
         // Not JSON at all: the status decides.
         assert_eq!(
             parse_error(502, b"<html>bad gateway").kind,

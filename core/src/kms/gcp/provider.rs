@@ -298,9 +298,10 @@ impl Wire for Gcp {
             )),
             None => {
                 let sa = vendor.gcp.clone().ok_or_else(|| {
+                    // The operator's gap, not the customer's withdrawal.
                     local_error(
                         "gcp",
-                        KmsErrorKind::AccessDenied,
+                        KmsErrorKind::Unconfigured,
                         "the server has no GCP service account configured (BYOK_GCP_SERVICE_ACCOUNT_FILE); use workload identity federation instead",
                     )
                 })?;
@@ -385,8 +386,9 @@ mod tests {
     #[test]
     fn flows_follow_the_access() {
         let mut access = vendor_access();
+        // The vendor's service account is not configured: the operator's gap.
         let e = Gcp.credentials(&access, &Vendor::default()).err().unwrap();
-        assert_eq!(e.kind, KmsErrorKind::AccessDenied);
+        assert_eq!(e.kind, KmsErrorKind::Unconfigured);
         access.audience = Some("//iam.googleapis.com/projects/1234/locations/global/workloadIdentityPools/byok/providers/byok-issuer".into());
         let flow = Gcp.credentials(&access, &Vendor::default()).unwrap();
         assert!(matches!(flow.need(Duration::ZERO), Need::Token { .. }));
