@@ -534,6 +534,42 @@ fn assert_cut_off_rows(stack: &AwsStack, rows: &[serde_json::Value], trail: &[Tr
     assert_logs_agree(&events, trail);
 }
 
+/// A recorded denial stands until a call of the kind it refused succeeds. A health check
+/// that cannot reach the KMS (an outage) does not overwrite it; nor does the next check's
+/// describe alone clear it while the customer still refuses Decrypt: that check unwraps to
+/// confirm. Given back, the next check clears it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_does_not_clear_a_recorded_denial() {
+    let (stack, ts, o) = byok_org("aws-denial-stands", NO_CACHE).await;
+    let tree = SealedTree::seal(&ts, &o).await;
+    stack.moto.grant_only(&["kms:DescribeKey"]);
+    assert_error(
+        &tree.open_all(&ts, &o).await.unwrap_err(),
+        424,
+        "kms_access_denied",
+    );
+    let health = |keys: serde_json::Value| key(&keys, "cmk:1")["health"].clone();
+    assert_eq!(health(o.keys(&ts).await), json!("access_denied"));
+    let (check_path, nothing) = (o.path("/keys/check"), json!({}));
+    let check = || ts.post(&check_path, &o.admin, &nothing);
+    stack.front.set_down(Some(Fault::Unavailable));
+    assert_status(&check().await, 200);
+    stack.front.set_down(None);
+    assert_eq!(health(o.keys(&ts).await), json!("access_denied"));
+    let decrypts = || {
+        let trail = stack.front.trail();
+        trail.iter().filter(|e| e.op == "Decrypt").count()
+    };
+    let before = decrypts();
+    assert_status(&check().await, 200);
+    assert_eq!(health(o.keys(&ts).await), json!("access_denied"));
+    assert_eq!(decrypts(), before + 1, "the check unwrapped to confirm");
+    stack.moto.grant(true);
+    assert_status(&check().await, 200);
+    assert_eq!(health(o.keys(&ts).await), json!("ok"));
+    tree.open_all(&ts, &o).await.unwrap();
+}
+
 /// A paused org asks no key for its root: making another key the default, re-enabling one,
 /// attaching one are refused with `scope_paused`, before any KMS call (each would put the
 /// root in the vendor's memory, if only to compare or wrap it). Disabling a key only takes

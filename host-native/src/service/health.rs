@@ -50,7 +50,8 @@ fn with_outcome(mut row: serde_json::Value, err: Option<&KmsError>) -> serde_jso
 
 impl Service {
     /// Stores a health check of key `n` that is not a denial (denials go through
-    /// [`Self::withdrawn`]) and shows it in the org's key list.
+    /// [`Self::withdrawn`]) and shows it in the org's key list; over a recorded denial, only
+    /// `ok` (a call the denial refused, made again and answered) is stored.
     ///
     /// If the key's recorded health was a denial, the customer gave access back: the org's
     /// version moves too, so that every replica's copy shows it. Otherwise a replica still
@@ -65,6 +66,13 @@ impl Service {
         health: String,
         detail: Option<String>,
     ) -> Result<()> {
+        // A failure that is no denial (an outage, a validation step that could not run) says
+        // nothing of the access the customer took away: a recorded denial stands until a call
+        // of the kind it refused succeeds. Overwritten, the next check's describe alone would
+        // show the key healthy while every unwrap is refused, and restart the jobs it stopped.
+        if health != "ok" && Self::recorded_denial(cell, n) {
+            return Ok(());
+        }
         let at = store::now_ms();
         let mut w = self.store.write().await?;
         keys::set_health(&mut w.tx, org, n, &health, detail.as_deref(), at).await?;
