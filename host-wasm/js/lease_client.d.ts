@@ -37,7 +37,7 @@ export interface LeaseClientOptions {
   audience?: string;
   /** The fetch to use (default: the global one, called unbound). */
   fetch?: typeof fetch;
-  /** The clock, ms since the epoch (default: `Date.now`). */
+  /** The clock, ms since the epoch (default: the module's, `Lease.now`, by which leases expire). */
   now?: () => number;
   /** How long a lease request may take, answer included, before it counts as byok unreachable
    * (default 10 000 ms). */

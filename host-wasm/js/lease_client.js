@@ -151,10 +151,10 @@ export async function openWithWebCrypto(lease, ciphertext, context) {
 /** A TransformStream over a wasm StreamSealer or StreamOpener, open in `streams` (its
  * client's): its keys (a copy of the lease's) are wiped when the stream ends, fails or is
  * cancelled, and when the client's renewal is refused, after which it fails with that refusal.
- * Also when the lease it was opened on expires (`expiresAt`, ms since the epoch), used or not:
+ * Also when the lease it was opened on expires (in `msLeft` ms), used or not:
  * a stream abandoned by its caller (a request aborted mid-pipe, in a runtime whose transform
  * streams have no `cancel`) would otherwise keep its keys while the client renews. */
-function transform(inner, streams, expiresAt) {
+function transform(inner, streams, msLeft) {
   let freed = false;
   let ended = null;
   let timer;
@@ -163,7 +163,7 @@ function transform(inner, streams, expiresAt) {
   };
   const open = { end(err) { ended = err; free(); } };
   streams.add(open);
-  timer = setTimeout(() => open.end(expiredError()), Math.max(0, expiresAt - Date.now()) + 5);
+  timer = setTimeout(() => open.end(expiredError()), Math.max(0, msLeft) + 5);
   timer?.unref?.();
   const rethrow = (e) => { free(); throw e; };
   return new TransformStream({
@@ -206,11 +206,12 @@ export class LeaseClient {
    * @param {string} [o.audience] who the leases are for (this edge deployment), logged with each
    * @param {typeof fetch} [o.fetch] the fetch to use (default: the global one, called unbound as
    *   Workers require)
-   * @param {() => number} [o.now] the clock, ms since the epoch (default: Date.now)
+   * @param {() => number} [o.now] the clock, ms since the epoch (default: the module's,
+   *   `Lease.now`, by which leases expire: `Date.now()` kept from running back)
    * @param {number} [o.timeoutMs] how long a lease request may take, answer included, before it
    *   counts as byok unreachable (default 10 s)
    */
-  constructor({ Lease, server, org, scope, token, audience, fetch = (...a) => globalThis.fetch(...a), now = Date.now, timeoutMs = 10_000 }) {
+  constructor({ Lease, server, org, scope, token, audience, fetch = (...a) => globalThis.fetch(...a), now = () => Lease.now(), timeoutMs = 10_000 }) {
     this.Lease = Lease;
     this.url = `${server.replace(/\/$/, '')}/v1/orgs/${org}/scopes/${scope}/lease`;
     this.scope = scope;
@@ -240,6 +241,9 @@ export class LeaseClient {
     // this renewal nor, past its end, the lease's keys for longer than this.
     const signal = timeout(this.timeoutMs);
     const unreachable = (e) => new ByokError('unreachable', `cannot reach byok: ${e.message}`);
+    // The lease's life is counted from when it was asked for: an answer slow to come cannot
+    // stretch it.
+    const asked = this.now();
     let answer;
     try {
       answer = await this.fetch(this.url, {
@@ -256,7 +260,8 @@ export class LeaseClient {
       // Decided by the status, before the body is read: a refusal is the server saying no, so
       // the keys go now, however long its body takes to come (or if it never does). A 429 or
       // 5xx is not a refusal of the grant; the lease held lasts until it expires.
-      const err = new ByokError(`http_${answer.status}`, `lease refused (${answer.status})`);
+      // Named by its status until its body (if byok's) names it: a proxy's 503 is an outage.
+      const err = new ByokError(this.Lease.codeOfStatus(answer.status), `lease refused (${answer.status})`);
       if (this.Lease.isRefusal(answer.status)) this.end(err);
       // The body then names the refusal: the streams ended above hold this same error.
       const text = await answer.text().catch(() => '');
@@ -273,7 +278,7 @@ export class LeaseClient {
       if (e instanceof ByokError) throw e;
       throw unreachable(e);
     }
-    const received = this.now();
+    const received = asked;
     const lease = this.Lease.fromJson(text, received);
     const scope = lease.scope;
     if (scope !== this.scope.toLowerCase()) {
@@ -298,7 +303,7 @@ export class LeaseClient {
     clearTimeout(this.expiryTimer);
     const c = this.current;
     if (!c) return;
-    const wait = Math.max(0, c.lease.expiresAt - Date.now()) + 5;
+    const wait = Math.max(0, this.msLeft(c.lease)) + 5;
     this.expiryTimer = setTimeout(() => {
       if (this.current !== c) return;
       let live = false;
@@ -312,6 +317,11 @@ export class LeaseClient {
       this.lapsed = err;
     }, wait);
     this.expiryTimer?.unref?.();
+  }
+
+  /** How long `lease` has left, by the module's clock (which decides `expired`). */
+  msLeft(lease) {
+    return lease.expiresAt - this.Lease.now();
   }
 
   /** A live lease: the one held, renewed first when due. */
@@ -342,6 +352,8 @@ export class LeaseClient {
         if (this.refused) throw e;
         // Not a refusal (unreachable, busy): keep the held lease while it lives.
       }
+      // The renewal may have outlasted the lease: its expiry timer wiped it meanwhile.
+      if (this.current !== c) throw this.lapsed ?? expiredError();
     }
     if (c.lease.expired) {
       // Every stream open on it (or on an earlier lease) has ended too: their keys go now.
@@ -375,14 +387,14 @@ export class LeaseClient {
    * It uses the lease live now, and fails with `lease_expired` if the stream outlasts it. */
   async encryptStream(context) {
     const lease = await this.lease();
-    return transform(lease.sealStream(context), this.streams, lease.expiresAt);
+    return transform(lease.sealStream(context), this.streams, this.msLeft(lease));
   }
 
   /** A `TransformStream` that decrypts a framed ciphertext piped through it: each frame's
    * plaintext comes out only after its tag verified, and a stream cut short errors at the end. */
   async decryptStream(context) {
     const lease = await this.lease();
-    return transform(lease.openStream(context), this.streams, lease.expiresAt);
+    return transform(lease.openStream(context), this.streams, this.msLeft(lease));
   }
 
   /** Forgets the lease held (its keys are wiped in the wasm module). */

@@ -16,6 +16,9 @@
 //! that keeps an instance between requests (the tests' embedding does) asks byok for a lease
 //! once per half TTL; a host that makes an instance per request asks once per request. Either
 //! way a withdrawal stops the component within one lease TTL.
+//!
+//! It authenticates no caller, as the example Worker does not: deploy it only behind the
+//! platform's own authentication (docs/edge.md).
 
 use std::io::{Read, Write};
 use std::sync::{Mutex, PoisonError};
@@ -119,6 +122,9 @@ fn renew(config: &Config, holder: &mut Holder) -> Result<(), EdgeError> {
             Some(s) => Err(EdgeError::new(s.code, s.message)),
             None => Ok(()),
         };
+    // The lease's life is counted from when it was asked for: an answer that takes long to
+    // come (a stalled body) cannot stretch it.
+    let asked = now_ms();
     let (status, body) = match post_lease(config) {
         Ok(answer) => answer,
         Err(why) => {
@@ -129,7 +135,7 @@ fn renew(config: &Config, holder: &mut Holder) -> Result<(), EdgeError> {
             );
         }
     };
-    let received = now_ms();
+    let received = asked;
     if status == 200 {
         let lease =
             Lease::parse(&body, received).and_then(|l| l.check_scope(&config.scope).map(|()| l));
@@ -156,14 +162,7 @@ fn server_error(status: u16, body: &[u8]) -> (ApiCode, String) {
     let code = error["code"]
         .as_str()
         .and_then(ApiCode::from_code)
-        .unwrap_or(match status {
-            401 => ApiCode::Unauthenticated,
-            403 => ApiCode::Forbidden,
-            404 => ApiCode::NotFound,
-            429 => ApiCode::RateLimited,
-            400..500 => ApiCode::InvalidRequest,
-            _ => ApiCode::Unreachable,
-        });
+        .unwrap_or(byok_core::lease::holder::code_of_status(status));
     let message = error["message"].as_str().map_or_else(
         || format!("byok refused the lease ({status})"),
         str::to_owned,
@@ -267,6 +266,7 @@ fn post_lease(config: &Config) -> Result<(u16, Zeroizing<Vec<u8>>), String> {
     // A host may not support timeouts; then its own apply.
     let _ = options.set_connect_timeout(Some(LEASE_TIMEOUT_NS));
     let _ = options.set_first_byte_timeout(Some(LEASE_TIMEOUT_NS));
+    let _ = options.set_between_bytes_timeout(Some(LEASE_TIMEOUT_NS));
     let answer = outgoing_handler::handle(request, Some(options)).map_err(|e| format!("{e:?}"))?;
     {
         let mut stream = body.write().map_err(|()| "request stream taken")?;

@@ -31,6 +31,21 @@ pub const fn is_refusal(status: u16) -> bool {
     status >= 400 && status < 500 && status != 429 && status != 408
 }
 
+/// What an answer with HTTP `status` to a lease request means when its body names no code
+/// (a proxy's or a load balancer's answer, not byok's): its deadline passed (408) and 5xx are
+/// outages, 429 throttling, 401 / 403 / 404 what they say, any other 4xx a bad request.
+pub const fn code_of_status(status: u16) -> ApiCode {
+    match status {
+        401 => ApiCode::Unauthenticated,
+        403 => ApiCode::Forbidden,
+        404 => ApiCode::NotFound,
+        408 => ApiCode::RequestTimeout,
+        429 => ApiCode::RateLimited,
+        400..500 => ApiCode::InvalidRequest,
+        _ => ApiCode::Unreachable,
+    }
+}
+
 /// Why the keys cannot be used: the server's code (or `lease_expired`, `unreachable`) and a
 /// message to show.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -153,6 +168,26 @@ mod tests {
         }
         for s in [200, 204, 399, 408, 429, 500, 502, 503, 504] {
             assert!(!is_refusal(s), "{s}");
+        }
+    }
+
+    #[test]
+    fn an_answer_without_a_code_is_named_by_its_status() {
+        let named = [
+            (401, ApiCode::Unauthenticated),
+            (403, ApiCode::Forbidden),
+            (404, ApiCode::NotFound),
+            (408, ApiCode::RequestTimeout),
+            (429, ApiCode::RateLimited),
+            (400, ApiCode::InvalidRequest),
+            (413, ApiCode::InvalidRequest),
+            (500, ApiCode::Unreachable),
+            (502, ApiCode::Unreachable),
+            (503, ApiCode::Unreachable),
+            (200, ApiCode::Unreachable),
+        ];
+        for (status, code) in named {
+            assert_eq!(code_of_status(status), code, "{status}");
         }
     }
 

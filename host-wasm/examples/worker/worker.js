@@ -4,6 +4,9 @@
 // given as query parameters; `POST /decrypt?k=v...` the plaintext. Errors are JSON with the
 // server's code: `{"error": {"code": "scope_paused", "message": "..."}}`.
 //
+// It authenticates no caller: whoever reaches it decrypts the scope's ciphertexts. Put it
+// behind your own authentication, or call LeaseClient from a Worker that has it (docs/edge.md).
+//
 // Bindings (see config.capnp): BYOK_SERVER, BYOK_ORG, BYOK_SCOPE, BYOK_TOKEN (a service
 // token; a secret binding in production), BYOK_AUDIENCE (this deployment's name).
 import { initSync, Lease } from './pkg/byok_wasm.js';

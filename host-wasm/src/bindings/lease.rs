@@ -127,6 +127,25 @@ impl Lease {
         ms
     }
 
+    /// The module's clock, ms since the epoch: `Date.now()` kept from running back (see
+    /// `fromJson`). The time by which a lease is [`Self::expired`]; a client schedules its
+    /// renewals and wipes by it too, or a wall clock stepped back would put them late.
+    pub fn now() -> f64 {
+        #[allow(clippy::cast_precision_loss)]
+        let ms = now_ms() as f64;
+        ms
+    }
+
+    /// The code an answer with HTTP `status` to a lease request means when its body names
+    /// none (core's [`byok_core::lease::holder::code_of_status`]): a proxy's 408 or 503 is an
+    /// outage, not the caller's fault.
+    #[wasm_bindgen(js_name = codeOfStatus)]
+    pub fn code_of_status(status: u16) -> String {
+        byok_core::lease::holder::code_of_status(status)
+            .as_str()
+            .to_owned()
+    }
+
     /// The HTTP status an edge answers with the error `code` (core's
     /// [`byok_core::ApiCode::edge_status`]); 500 for a code that is not the API's.
     #[wasm_bindgen(js_name = edgeStatus)]

@@ -72,6 +72,10 @@ function setup(script, life = TTL, options = {}) {
       return new Response(JSON.stringify({ scope: 'aa'.repeat(16), current_version: 1,
         keys: [{ version: 1, key: KEY }], expires_at: clock.t + life, ttl_ms: life }), { status: 200 });
     }
+    if (next?.bare) {
+      // A proxy's answer: a status and no byok JSON.
+      return new Response('<html>no</html>', { status: next.bare });
+    }
     if (typeof next === 'number') {
       return new Response(JSON.stringify({ error: { code: `http_${next}`, message: 'no' } }), { status: next });
     }
@@ -173,9 +177,9 @@ test('a refusal whose body breaks off is a refusal still', async () => {
   const { clock, client } = setup(['ok', 'broken409']);
   await client.encrypt(pt);
   clock.t += TTL / 2;
-  await assert.rejects(client.encrypt(pt), (e) => e.code === 'http_409');
+  await assert.rejects(client.encrypt(pt), (e) => e.code === 'invalid_request');
   assert.equal(client.current, null, 'the lease was dropped');
-  await assert.rejects(client.encrypt(pt), (e) => e.code === 'http_409', 'and the refusal stands');
+  await assert.rejects(client.encrypt(pt), (e) => e.code === 'invalid_request', 'and the refusal stands');
 });
 
 test('a lease request that stalls ends at the client\'s deadline, as byok unreachable', { timeout: 5000 }, async () => {
@@ -439,4 +443,40 @@ test('a message too large for one call is refused before any copy, and the lease
   // The module did not abort: the lease works and frees (wiping its keys).
   assert.equal(lease.decrypt(lease.encrypt(pt)).length, 1);
   lease.free();
+});
+
+test('an answer without byok\'s JSON is named by its status: a bare 403 a refusal, a 503 an outage', async () => {
+  const { clock, client } = setup(['ok', { bare: 503 }, { bare: 403 }]);
+  await client.encrypt(pt);
+  clock.t += TTL / 2;
+  await client.encrypt(pt); // 503: an outage, the lease kept
+  assert.notEqual(client.current, null);
+  await assert.rejects(client.encrypt(pt), (e) => e.code === 'forbidden' && Lease.edgeStatus(e.code) === 403);
+  assert.equal(client.current, null, 'a refusal drops the lease');
+  assert.deepEqual([401, 404, 408, 500, 502].map((s) => Lease.codeOfStatus(s)),
+    ['unauthenticated', 'not_found', 'request_timeout', 'unreachable', 'unreachable']);
+});
+
+test('a renewal that outlasts the lease ends in lease_expired, not a freed lease read', { timeout: 5000 }, async () => {
+  // The lease lives 150 ms of real time; its renewal stalls until the 400 ms deadline.
+  const { clock, client } = setup(['ok', 'stall'], 150, { timeoutMs: 400 });
+  // Node does not wait for `AbortSignal.timeout`'s timer (a real socket would keep it busy).
+  const alive = setInterval(() => {}, 1000);
+  after(() => clearInterval(alive));
+  await client.encrypt(pt);
+  clock.t += TTL;
+  await assert.rejects(client.encrypt(pt), (e) => e.code === 'lease_expired');
+  assert.equal(client.current, null);
+});
+
+test('the client\'s clock is the module\'s: a wall clock stepped back does not move it back', async () => {
+  const real = Date.now;
+  Lease.now(); // the module has read the clock
+  try {
+    Date.now = () => real() - 5_000;
+    const { client } = setup([], TTL, { now: undefined });
+    assert.ok(client.now() >= real() - 100, `${client.now()} vs ${real()}`);
+  } finally {
+    Date.now = real;
+  }
 });
