@@ -252,6 +252,26 @@ impl CredentialCache {
         self.lock_slots().retain(|(o, ..), _| o != org);
     }
 
+    /// Drops credentials held [`MAX_HELD_S`] or longer (on the monotonic clock): they would
+    /// be exchanged again before any use, and a principal validated once and never attached
+    /// would otherwise keep its temporary credentials in memory until a restart. A slot in
+    /// use (an exchange running) stays. Run periodically.
+    pub fn forget_stale(&self) {
+        let now = (self.steady)();
+        let max = Duration::from_secs(MAX_HELD_S);
+        self.lock_slots().retain(|_, slot| match slot.try_lock() {
+            Ok(held) => held
+                .as_ref()
+                .is_some_and(|(_, _, since)| now.saturating_sub(*since) < max),
+            Err(_) => true,
+        });
+    }
+
+    /// How many principals' credentials are held (for metrics and tests).
+    pub fn held(&self) -> usize {
+        self.lock_slots().len()
+    }
+
     fn lock_slots(&self) -> std::sync::MutexGuard<'_, HashMap<SlotKey, Slot>> {
         // A panic while holding this lock cannot leave the map inconsistent (single inserts
         // and removals), so a poisoned lock is still usable.

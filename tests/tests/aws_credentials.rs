@@ -272,6 +272,14 @@ async fn web_identity_and_assume_role_through_the_cache() {
         (cache.exchanges(), issuer.minted.load(Ordering::SeqCst)),
         (4, 4)
     );
+    // Credentials no call used for MAX_HELD_S leave memory at the next sweep; those held less
+    // stay.
+    assert_eq!(cache.held(), 1);
+    cache.forget_stale();
+    assert_eq!(cache.held(), 1, "held for no time yet");
+    STEADY.store(2 * MAX_HELD_S, Ordering::SeqCst);
+    cache.forget_stale();
+    assert_eq!(cache.held(), 0, "held past their use");
 
     // Tokens STS refuses, each classified with STS's code; nothing is cached for them. A token
     // expired is byok's own doing (its clock, its token's life), not the customer's refusal.

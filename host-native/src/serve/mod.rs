@@ -304,6 +304,7 @@ pub async fn run(config: Config) -> Result<(), String> {
                 tokio::select! {
                     _ = tick.tick() => {
                         rate.forget_idle();
+                        service.forget_stale_credentials();
                         if let Err(e) = service.check_health().await {
                             tracing::warn!(error = ?e, "key health check failed");
                         }

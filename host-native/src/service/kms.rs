@@ -119,6 +119,11 @@ impl Kms {
         self.creds.take_exchanges(&org.to_string())
     }
 
+    /// Drops credentials held past their use ([`crate::credentials::CredentialCache::forget_stale`]).
+    pub fn forget_stale_credentials(&self) {
+        self.creds.forget_stale();
+    }
+
     /// The orgs with exchanges whose rows are not written yet.
     pub fn orgs_with_exchanges(&self) -> Vec<byok_core::ScopeId> {
         self.creds

@@ -237,6 +237,12 @@ impl Service {
         self
     }
 
+    /// Drops the credentials of customers' clouds held past their use (each key health tick):
+    /// temporary credentials leave memory within a tick of their last use's end.
+    pub fn forget_stale_credentials(&self) {
+        self.kms.forget_stale_credentials();
+    }
+
     /// The store.
     pub fn store(&self) -> &Database {
         &self.store
