@@ -232,8 +232,24 @@ export class LeaseClient {
    * request is in flight share it: a burst of messages (or the renewal point reached by many
    * at once) costs byok one lease request, not one per message. */
   renew() {
-    this.inflight ??= this.ask().finally(() => { this.inflight = null; });
-    return this.inflight;
+    if (!this.inflight) {
+      const asking = this.ask().finally(() => { if (this.inflight === asking) this.inflight = null; });
+      this.inflight = asking;
+    }
+    const shared = this.inflight;
+    // Each caller waits at most a little over the request's own deadline. A runtime may tie
+    // the request to the I/O of the caller that started it (a Worker's request, cancelled when
+    // its client goes): then it may never settle, and without this every caller after would
+    // wait on it for good.
+    let timer;
+    const bounded = new Promise((_, reject) => {
+      timer = setTimeout(() => {
+        if (this.inflight === shared) this.inflight = null;
+        reject(new ByokError('unreachable', `byok did not answer the lease request within ${this.timeoutMs} ms`));
+      }, this.timeoutMs + 1000);
+      timer?.unref?.();
+    });
+    return Promise.race([shared, bounded]).finally(() => clearTimeout(timer));
   }
 
   async ask() {

@@ -32,6 +32,11 @@ function setup(script, life = TTL, options = {}) {
         keys: [{ version: 1, key: KEY }], expires_at: clock.t + life, ttl_ms: life }), { status: 200 });
     }
     if (next === 'down') throw new TypeError('connect ECONNREFUSED');
+    if (next === 'lost') {
+      // Never settles, deadline or not: a request whose runtime cancelled the I/O it was tied
+      // to (a Worker's, when the client that started it went away).
+      return new Promise(() => {});
+    }
     if (next === 'stall') {
       // Headers never come; only the client's own deadline ends the wait.
       return new Promise((_, reject) => init.signal?.addEventListener('abort', () => reject(init.signal.reason)));
@@ -479,4 +484,18 @@ test('the client\'s clock is the module\'s: a wall clock stepped back does not m
   } finally {
     Date.now = real;
   }
+});
+
+test('a lease request that never settles holds no caller past its deadline, nor the next', { timeout: 5000 }, async () => {
+  const { clock, calls, client } = setup(['ok', 'lost', 'ok'], TTL, { timeoutMs: 50 });
+  const alive = setInterval(() => {}, 1000);
+  after(() => clearInterval(alive));
+  await client.encrypt(pt);
+  clock.t += TTL / 2;
+  // Past the renewal point; the renewal is lost: the held lease serves once the wait ends.
+  await client.encrypt(pt);
+  assert.equal(calls.length, 2);
+  // The next caller asks anew instead of waiting on the lost request.
+  await client.encrypt(pt);
+  assert.equal(calls.length, 3);
 });
