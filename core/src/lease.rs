@@ -53,6 +53,7 @@ use zeroize::{Zeroize, Zeroizing};
 
 pub mod clock;
 pub mod holder;
+pub mod server;
 
 use crate::crypto::ScopeKey;
 use crate::key_id::{KeyId, ScopeId};

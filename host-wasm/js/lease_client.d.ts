@@ -39,6 +39,9 @@ export interface LeaseClientOptions {
   fetch?: typeof fetch;
   /** The clock, ms since the epoch (default: the module's, `Lease.now`, by which leases expire). */
   now?: () => number;
+  /** Allow an `http://` server on any host (a private network known by name); without it
+   * `http://` reaches only loopback and private addresses. */
+  allowPlainHttp?: boolean;
   /** How long a lease request may take, answer included, before it counts as byok unreachable
    * (default 10 000 ms). */
   timeoutMs?: number;

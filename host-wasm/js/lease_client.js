@@ -210,8 +210,13 @@ export class LeaseClient {
    *   `Lease.now`, by which leases expire: `Date.now()` kept from running back)
    * @param {number} [o.timeoutMs] how long a lease request may take, answer included, before it
    *   counts as byok unreachable (default 10 s)
+   * @param {boolean} [o.allowPlainHttp] allow an `http://` server on any host (a private network
+   *   known by name); without it `http://` reaches only loopback and private addresses, since
+   *   the token and the scope's keys would cross in cleartext
    */
-  constructor({ Lease, server, org, scope, token, audience, fetch = (...a) => globalThis.fetch(...a), now = () => Lease.now(), timeoutMs = 10_000 }) {
+  constructor({ Lease, server, org, scope, token, audience, fetch = (...a) => globalThis.fetch(...a), now = () => Lease.now(), timeoutMs = 10_000, allowPlainHttp = false }) {
+    // Core's rule, as the wasi component applies it: throws `not_configured`.
+    Lease.checkServer(server, allowPlainHttp);
     this.Lease = Lease;
     this.url = `${server.replace(/\/$/, '')}/v1/orgs/${org}/scopes/${scope}/lease`;
     this.scope = scope;

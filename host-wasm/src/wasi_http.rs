@@ -6,8 +6,9 @@
 //! [`ApiCode::edge_status`] gives.
 //!
 //! Configuration comes from the environment (`wasi:cli/environment`; `wasmtime serve --env`,
-//! Spin variables, Fastly's environment): `BYOK_SERVER` (byok's base URL, `http://` or
-//! `https://`), `BYOK_ORG`, `BYOK_SCOPE`, `BYOK_TOKEN` (a service token of the org) and
+//! Spin variables, Fastly's environment): `BYOK_SERVER` (byok's base URL: `https://`, or
+//! `http://` to a loopback or private address, or to any host with
+//! `BYOK_ALLOW_PLAIN_HTTP=1`), `BYOK_ORG`, `BYOK_SCOPE`, `BYOK_TOKEN` (a service token of the org) and
 //! `BYOK_AUDIENCE` (this deployment's name, logged with each lease).
 //!
 //! The lease lives in this instance's memory and follows core's [`Holder`] rules: renewed at
@@ -25,6 +26,7 @@ use std::sync::{Mutex, PoisonError};
 
 use byok_core::lease::Lease;
 use byok_core::lease::holder::{Holder, is_refusal};
+use byok_core::lease::server::ServerUrl;
 use byok_core::secret::extend_wiped;
 use byok_core::{ApiCode, SecretVec};
 use wasip2::http::outgoing_handler;
@@ -191,17 +193,11 @@ impl Config {
                 .ok_or_else(|| error(ApiCode::NotConfigured, &format!("{name} is not set")))
         };
         let server = var("BYOK_SERVER")?;
-        let (scheme, rest) = if let Some(rest) = server.strip_prefix("https://") {
-            (Scheme::Https, rest)
-        } else if let Some(rest) = server.strip_prefix("http://") {
-            (Scheme::Http, rest)
-        } else {
-            return Err(error(
-                ApiCode::NotConfigured,
-                "BYOK_SERVER must start with https:// (or http:// on a private network)",
-            ));
-        };
-        let (authority, base) = rest.split_once('/').unwrap_or((rest, ""));
+        // Core's rule: https://, or plain HTTP to this host or a private address, or to a
+        // private name the deployment vouches for.
+        let plain = std::env::var("BYOK_ALLOW_PLAIN_HTTP").is_ok_and(|v| v == "1" || v == "true");
+        let url = ServerUrl::parse(&server, plain)
+            .map_err(|e| error(ApiCode::NotConfigured, &format!("BYOK_SERVER: {e}")))?;
         let id = |name: &str| {
             let v = var(name)?;
             if v.bytes()
@@ -216,12 +212,6 @@ impl Config {
             }
         };
         let (org, scope) = (id("BYOK_ORG")?, id("BYOK_SCOPE")?);
-        let base = base.trim_end_matches('/');
-        let base = if base.is_empty() {
-            String::new()
-        } else {
-            format!("/{base}")
-        };
         let audience = std::env::var("BYOK_AUDIENCE")
             .ok()
             .filter(|a| !a.is_empty());
@@ -230,10 +220,14 @@ impl Config {
             None => serde_json::json!({}),
         };
         Ok(Self {
-            scope: scope.clone(),
-            scheme,
-            authority: authority.to_owned(),
-            path: format!("{base}/v1/orgs/{org}/scopes/{scope}/lease"),
+            scheme: if url.is_https() {
+                Scheme::Https
+            } else {
+                Scheme::Http
+            },
+            authority: url.authority().to_owned(),
+            path: url.lease_path(&org, &scope),
+            scope,
             token: var("BYOK_TOKEN")?,
             body: body.to_string(),
             server,

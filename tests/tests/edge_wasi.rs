@@ -156,3 +156,31 @@ async fn a_pause_a_revoke_and_a_token_revoke_stop_the_component_within_one_lease
         }
     }
 }
+
+/// Plain HTTP to a host not known to be private is refused before any request: the service
+/// token and the scope's keys would cross in cleartext. The operator's setting to fix
+/// (`501 not_configured`), answered as JSON like every refusal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_http_to_a_public_host_is_refused_before_any_request() {
+    let edge = WasiHttpHost::start(
+        &component_path(),
+        &[
+            ("BYOK_SERVER", "http://byok.example.com"),
+            ("BYOK_ORG", "o1"),
+            ("BYOK_SCOPE", "s1"),
+            ("BYOK_TOKEN", "t"),
+        ],
+    )
+    .await;
+    let (status, body) = edge.post("/encrypt", "x").await;
+    assert_eq!(status, 501, "{}", String::from_utf8_lossy(&body));
+    let v = json_of(&body);
+    assert_eq!(v["error"]["code"], "not_configured", "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("cleartext"),
+        "{v}"
+    );
+}

@@ -8,7 +8,8 @@
 // behind your own authentication, or call LeaseClient from a Worker that has it (docs/edge.md).
 //
 // Bindings (see config.capnp): BYOK_SERVER, BYOK_ORG, BYOK_SCOPE, BYOK_TOKEN (a service
-// token; a secret binding in production), BYOK_AUDIENCE (this deployment's name).
+// token; a secret binding in production), BYOK_AUDIENCE (this deployment's name), and
+// BYOK_ALLOW_PLAIN_HTTP=1 only for an http:// server on a private network known by name.
 import { initSync, Lease } from './pkg/byok_wasm.js';
 import { LeaseClient } from './pkg/lease_client.js';
 import wasm from './pkg/byok_wasm_bg.wasm';
@@ -21,10 +22,17 @@ let client = null;
 
 export default {
   async fetch(request, env) {
-    client ??= new LeaseClient({
-      Lease, server: env.BYOK_SERVER, org: env.BYOK_ORG, scope: env.BYOK_SCOPE,
-      token: env.BYOK_TOKEN, audience: env.BYOK_AUDIENCE,
-    });
+    try {
+      client ??= new LeaseClient({
+        Lease, server: env.BYOK_SERVER, org: env.BYOK_ORG, scope: env.BYOK_SCOPE,
+        token: env.BYOK_TOKEN, audience: env.BYOK_AUDIENCE,
+        allowPlainHttp: env.BYOK_ALLOW_PLAIN_HTTP === '1',
+      });
+    } catch (e) {
+      // A server URL core refuses (plain HTTP to a public host): `not_configured`.
+      const code = e.code ?? 'internal';
+      return Response.json({ error: { code, message: e.message } }, { status: Lease.edgeStatus(code) });
+    }
     const url = new URL(request.url);
     if (request.method !== 'POST') return new Response('POST only\n', { status: 405 });
     // A name given twice is refused, as the server and the wasi component refuse it:

@@ -127,6 +127,21 @@ impl Lease {
         ms
     }
 
+    /// Checks byok's base URL as every edge host does (core's
+    /// [`byok_core::lease::server::ServerUrl`]): `https://`, or `http://` to a loopback or
+    /// private address, or to any host with `allowPlainHttp`. Throws `not_configured`.
+    #[wasm_bindgen(js_name = checkServer)]
+    pub fn check_server(url: &str, allow_plain_http: bool) -> Result<(), JsValue> {
+        byok_core::lease::server::ServerUrl::parse(url, allow_plain_http)
+            .map(|_| ())
+            .map_err(|e| {
+                thrown(EdgeError::new(
+                    byok_core::ApiCode::NotConfigured,
+                    format!("the server URL: {e}"),
+                ))
+            })
+    }
+
     /// The module's clock, ms since the epoch: `Date.now()` kept from running back (see
     /// `fromJson`). The time by which a lease is [`Self::expired`]; a client schedules its
     /// renewals and wipes by it too, or a wall clock stepped back would put them late.

@@ -86,7 +86,7 @@ function setup(script, life = TTL, options = {}) {
     }
     return new Response(JSON.stringify({ error: { code: next, message: 'refused' } }), { status: 409 });
   };
-  const client = new LeaseClient({ Lease, server: 'http://byok.test/', org: 'o1', scope: SCOPE,
+  const client = new LeaseClient({ Lease, server: 'https://byok.test/', org: 'o1', scope: SCOPE,
     token: 't', audience: 'edge-a', fetch, now: () => clock.t, ...options });
   return { clock, calls, client };
 }
@@ -97,7 +97,7 @@ test('it renews at half-life, not before', async () => {
   const { clock, calls, client } = setup(['ok', 'ok']);
   await client.encrypt(pt);
   assert.equal(calls.length, 1);
-  assert.equal(calls[0].url, `http://byok.test/v1/orgs/o1/scopes/${SCOPE}/lease`);
+  assert.equal(calls[0].url, `https://byok.test/v1/orgs/o1/scopes/${SCOPE}/lease`);
   assert.deepEqual(JSON.parse(calls[0].body), { audience: 'edge-a' });
   clock.t += TTL / 2 - 1;
   await client.encrypt(pt);
@@ -498,4 +498,17 @@ test('a lease request that never settles holds no caller past its deadline, nor 
   // The next caller asks anew instead of waiting on the lost request.
   await client.encrypt(pt);
   assert.equal(calls.length, 3);
+});
+
+test('the server is reached over https, or plain http to a private address only', () => {
+  const make = (server, allowPlainHttp) => new LeaseClient({ Lease, server, org: 'o1', scope: SCOPE,
+    token: 't', fetch: async () => { throw new Error('no call'); }, allowPlainHttp });
+  for (const ok of ['https://byok.example.com', 'http://127.0.0.1:8080', 'http://10.1.2.3', 'http://[::1]:9']) {
+    make(ok, false);
+  }
+  for (const plain of ['http://byok.example.com', 'http://8.8.8.8']) {
+    assert.throws(() => make(plain, false), (e) => e.code === 'not_configured' && /cleartext/.test(e.message));
+    make(plain, true);
+  }
+  assert.throws(() => make('ftp://byok.example.com', true), (e) => e.code === 'not_configured');
 });
