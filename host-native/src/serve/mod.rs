@@ -387,14 +387,15 @@ pub async fn run(config: Config) -> Result<(), String> {
             }
         });
     }
-    listener::serve(listener, certificate, config.conn, router, shutdown()).await?;
-    // Requests drained: rows still held in memory would be lost with the process.
+    let served = listener::serve(listener, certificate, config.conn, router, shutdown()).await;
+    // Requests drained (or the listener failed): rows still held in memory would be lost with
+    // the process.
     let held = service.write_held_rows().await;
     if let Err(e) = service.sign_pending().await {
         tracing::warn!(error = ?e, "signing audit checkpoints at shutdown failed");
     }
     tracing::info!(orgs = held, "held audit rows written; stopped");
-    Ok(())
+    served
 }
 
 /// Reads the certificate and key again on every SIGHUP (after a renewal): new connections get
