@@ -266,6 +266,9 @@ impl Service {
             None => None,
         };
         let mut w = self.store.write().await?;
+        // An admin whose own token was revoked meanwhile (on another replica, say) revokes
+        // nothing more.
+        Self::actor_still_in_force(&mut w).await?;
         let hash = tokens::revoke(&mut w.tx, org, id)
             .await?
             .ok_or_else(|| ServiceError::NotFound(format!("token {id} not found")))?;
@@ -383,7 +386,14 @@ impl Service {
             .filter(|g| g.role == Role::Operator)
             .ok_or_else(|| ServiceError::NotFound("the calling operator token".into()))?;
         let mut w = self.store.write().await?;
-        tokens::revoke(&mut w.tx, None, row.id).await?;
+        // Checked in storage, not only in memory: a token revoked on another replica (or while
+        // this call waited for the writer) must not mint its own successor.
+        Self::actor_still_in_force(&mut w).await?;
+        if tokens::revoke(&mut w.tx, None, row.id).await?.is_none() {
+            return Err(ServiceError::Unauthenticated(
+                "this operator token was revoked before it could be rotated".into(),
+            ));
+        }
         let created = tokens::create(
             &mut w.tx,
             None,
@@ -542,6 +552,33 @@ mod tests {
     /// A token revoked through another replica is refused here however this replica catches up
     /// with the org.
     ///
+    /// An operator token revoked on another replica, still in this one's memory, cannot
+    /// rotate itself into a fresh token here: the rotation checks storage.
+    #[tokio::test]
+    async fn an_operator_token_revoked_elsewhere_mints_no_successor_here() {
+        let r = TwoReplicas::new().await;
+        let operator = r
+            .there
+            .bootstrap_operator()
+            .await
+            .unwrap()
+            .expect("a first operator");
+        // Authenticated here (its grant in this replica's memory), then revoked there.
+        let op = r.here.authenticate(&operator).await.unwrap().unwrap();
+        r.there.revoke_token(None, op.grant.id).await.unwrap();
+        let grant = op.grant.clone();
+        let rotated = audit::with_actor_slot(async move {
+            audit::set_actor(grant);
+            r.here.rotate_operator(tokens::token_hash(&operator)).await
+        })
+        .await;
+        assert!(
+            matches!(rotated, Err(ServiceError::Unauthenticated(_))),
+            "{:?}",
+            rotated.map(drop)
+        );
+    }
+
     /// Held here and reloaded first (a key health check, a job step, an admin change: each
     /// reads the org's version): refused from the reload on, before any announcement.
     #[tokio::test]
@@ -725,6 +762,21 @@ mod tests {
         assert!(
             matches!(witness, Err(ServiceError::Unauthenticated(_))),
             "{witness:?}"
+        );
+        // Nor may it revoke another token.
+        let (kept, _) = s
+            .create_token(org, Role::Service, "kept", None)
+            .await
+            .unwrap();
+        let revoke = as_actor(&who, s.revoke_token(Some(org), kept)).await;
+        assert!(
+            matches!(revoke, Err(ServiceError::Unauthenticated(_))),
+            "{revoke:?}"
+        );
+        let tokens = s.list_tokens(Some(org)).await.unwrap();
+        assert!(
+            tokens.iter().any(|t| t.name == "kept"),
+            "the token was revoked"
         );
         s.pause(org, team).await.expect("no actor: a job");
         assert_eq!(
