@@ -23,9 +23,11 @@ use super::health::call_json;
 use super::kms::{CallLog, KeyAccess};
 use crate::kms_call::{Attempts, abandoned};
 
-/// Rows held for the audit log at most: a path that never writes them cannot grow the queue
-/// without bound (the oldest go, with a warning).
+/// Rows held for the audit log at most, and per org: a path that never writes them cannot
+/// grow the queue without bound, and one org cutting off calls by the thousand pushes out its
+/// own oldest rows, never another org's (with a warning).
 const MAX_UNWRITTEN: usize = 10_000;
+const MAX_UNWRITTEN_PER_ORG: usize = 1_000;
 
 /// Rows whose guard was dropped before they were committed, per org, oldest first.
 #[derive(Default)]
@@ -39,9 +41,19 @@ impl Unwritten {
 
     fn push(&self, org: ScopeId, row: Value) {
         let mut held = self.lock();
-        if held.len() >= MAX_UNWRITTEN {
-            held.pop_front();
-            tracing::warn!(org = %org, "a KMS call's audit row was dropped before it was written");
+        let mine = held.iter().filter(|(o, _)| *o == org).count();
+        // This org's oldest goes when it holds its share, or when the queue is full (then the
+        // org holds the most: at least a tenth of it).
+        if mine >= MAX_UNWRITTEN_PER_ORG || held.len() >= MAX_UNWRITTEN {
+            let victim = if mine >= MAX_UNWRITTEN_PER_ORG {
+                org
+            } else {
+                busiest(&held)
+            };
+            if let Some(at) = held.iter().position(|(o, _)| *o == victim) {
+                held.remove(at);
+            }
+            tracing::warn!(org = %victim, "a KMS call's audit row was dropped before it was written");
         }
         held.push_back((org, row));
     }
@@ -71,6 +83,18 @@ impl Unwritten {
             held.push_front((org, row));
         }
     }
+}
+
+/// The org holding the most rows in `held`.
+fn busiest(held: &VecDeque<(ScopeId, Value)>) -> ScopeId {
+    let mut counts: std::collections::HashMap<ScopeId, usize> = std::collections::HashMap::new();
+    for (o, _) in held {
+        *counts.entry(*o).or_default() += 1;
+    }
+    counts
+        .into_iter()
+        .max_by_key(|(_, n)| *n)
+        .map_or(ScopeId::from_bytes([0; 16]), |(o, _)| o)
 }
 
 /// A call on attached key `cmk:n` of an org, from before it is sent until its `kms_call` row
@@ -211,5 +235,42 @@ impl Drop for PendingValidation<'_> {
         {
             self.unwritten.push(self.org, row);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One org cutting off calls by the thousand loses its own oldest rows, never another's.
+    #[test]
+    fn an_org_cannot_push_another_orgs_rows_out() {
+        let q = Unwritten::default();
+        let (a, b) = (ScopeId::from_bytes([1; 16]), ScopeId::from_bytes([2; 16]));
+        q.push(b, json!({ "n": "b" }));
+        for n in 0..MAX_UNWRITTEN_PER_ORG + 5 {
+            q.push(a, json!({ "n": n }));
+        }
+        assert_eq!(q.take(b), [json!({ "n": "b" })]);
+        let mine = q.take(a);
+        assert_eq!(mine.len(), MAX_UNWRITTEN_PER_ORG);
+        assert_eq!(mine[0], json!({ "n": 5 }), "its own oldest went");
+        // Full with many orgs: the one holding the most gives way.
+        let busiest = ScopeId::from_bytes([10; 16]);
+        for n in 0..MAX_UNWRITTEN_PER_ORG {
+            q.push(busiest, json!({ "n": n }));
+        }
+        let others = (MAX_UNWRITTEN - MAX_UNWRITTEN_PER_ORG) / 10;
+        for o in 11..21u8 {
+            for n in 0..others {
+                q.push(ScopeId::from_bytes([o; 16]), json!({ "n": n }));
+            }
+        }
+        q.push(b, json!({ "n": "b2" }));
+        assert_eq!(q.take(b), [json!({ "n": "b2" })]);
+        let rows = q.take(busiest);
+        assert_eq!(rows.len(), MAX_UNWRITTEN_PER_ORG - 1);
+        assert_eq!(rows[0], json!({ "n": 1 }));
+        assert_eq!(q.take(ScopeId::from_bytes([11; 16])).len(), others);
     }
 }
