@@ -90,6 +90,10 @@ pub struct Metrics {
 /// caller chooses keys to collide; the seed is random per process all the same.
 pub(crate) type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
+/// Filtered audit reads at once in this process (see `Service::audit_scans`): with the whole
+/// chain walk, three of the pool's connections at most (eight by default).
+const AUDIT_SCANS: usize = 2;
+
 /// The server's state: the store, the managed key, orgs in memory and the key cache.
 pub struct Service {
     store: Database,
@@ -147,6 +151,10 @@ pub struct Service {
     /// whole log through the pool, and a few at once (an auditor token may ask) would hold
     /// every connection, so that a pause or revoke waiting for one fails.
     audit_walks: tokio::sync::Semaphore,
+    /// Audit reads that filter by a field no index covers (type, scope, actor, time) may scan
+    /// an org's whole log: [`AUDIT_SCANS`] at a time in this process, so that one tenant's
+    /// auditor cannot hold every connection while another tenant's pause waits for one.
+    audit_scans: tokio::sync::Semaphore,
     /// byok's OIDC issuer, with `--public-url` ([`Service::with_issuer`]).
     issuer: Option<Arc<issuer::Issuer>>,
     /// Audit rows of KMS calls whose request was dropped before they were written
@@ -191,6 +199,7 @@ impl Service {
             log_key: std::sync::OnceLock::new(),
             signed_heads: signed_heads::SignedHeads::default(),
             audit_walks: tokio::sync::Semaphore::new(1),
+            audit_scans: tokio::sync::Semaphore::new(AUDIT_SCANS),
             issuer: None,
             usage: usage::UsageMarks::default(),
             unwritten: call_rows::Unwritten::default(),

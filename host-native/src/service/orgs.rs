@@ -217,6 +217,22 @@ impl Service {
         filter: &audit::AuditFilter,
     ) -> Result<Vec<audit::AuditRow>> {
         self.org(org).await?;
+        // Paging by sequence number reads the primary key; a filter may scan the whole log
+        // (see `audit_scans`): then the caller waits for its turn, within its deadline.
+        let scans = filter.kind.is_some()
+            || filter.scope.is_some()
+            || filter.actor.is_some()
+            || filter.since.is_some()
+            || filter.until.is_some();
+        let _turn = match scans {
+            true => Some(
+                self.audit_scans
+                    .acquire()
+                    .await
+                    .map_err(|_| ServiceError::Invalid("the server is stopping".into()))?,
+            ),
+            false => None,
+        };
         Ok(audit::read(self.store.pool(), org, after, limit.clamp(1, 1000), filter).await?)
     }
 
@@ -256,5 +272,31 @@ mod tests {
         assert!(waiting.is_err(), "a second walk ran beside the first");
         drop(held);
         assert!(svc.verify_audit(org).await.unwrap().ok);
+    }
+
+    /// Filtered audit reads (which may scan the whole log) take turns, a few at a time; paging
+    /// by sequence number does not wait.
+    #[tokio::test]
+    async fn filtered_audit_reads_take_turns_paging_does_not() {
+        let db = Database::open("sqlite::memory:").await.unwrap();
+        let svc = super::super::test_service(&db, 7);
+        let (org, _) = super::super::test_team(&svc, None).await;
+        let held = svc
+            .audit_scans
+            .acquire_many(super::super::AUDIT_SCANS as u32)
+            .await
+            .unwrap();
+        let by_kind = crate::store::audit::AuditFilter {
+            kind: Some("scope_created".into()),
+            ..Default::default()
+        };
+        let waiting =
+            tokio::time::timeout(Duration::from_millis(100), svc.audit(org, 0, 10, &by_kind)).await;
+        assert!(waiting.is_err(), "a filtered read ran past the limit");
+        let paged = svc.audit(org, 0, 10, &Default::default()).await.unwrap();
+        assert!(!paged.is_empty());
+        drop(held);
+        let found = svc.audit(org, 0, 10, &by_kind).await.unwrap();
+        assert_eq!(found.len(), 1);
     }
 }
