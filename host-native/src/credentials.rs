@@ -89,9 +89,11 @@ pub struct Exchange {
     pub error: Option<KmsError>,
 }
 
-/// Exchanges held for the audit log at most: a path that never hands them over cannot grow
-/// the list without bound (the oldest go, with a warning).
+/// Exchanges held for the audit log at most, and per org: a path that never hands them over
+/// cannot grow the list without bound, and one org's flood drops its own oldest, never
+/// another org's (`fair_queue`, with a warning).
 const MAX_UNAUDITED: usize = 10_000;
+const MAX_UNAUDITED_PER_ORG: usize = 1_000;
 
 /// Temporary credentials per (org, provider, principal, how byok becomes it, audience,
 /// credential scope), refreshed shortly before expiry. The trust is part of it: credentials a
@@ -233,18 +235,24 @@ impl CredentialCache {
         error: Option<&KmsError>,
     ) {
         let mut held = self.unaudited.lock().unwrap_or_else(|p| p.into_inner());
-        if held.len() >= MAX_UNAUDITED {
-            held.pop_front();
-            tracing::warn!(org = %access.org, "a credential exchange was dropped before its audit row was written");
-        }
-        held.push_back(Exchange {
+        let exchange = Exchange {
             org: access.org.clone(),
             provider,
             principal: access.role.clone(),
             trust: access.trust,
             attempts,
             error: error.cloned(),
-        });
+        };
+        let dropped = crate::fair_queue::push(
+            &mut held,
+            exchange,
+            |e| e.org.clone(),
+            MAX_UNAUDITED_PER_ORG,
+            MAX_UNAUDITED,
+        );
+        if let Some(org) = dropped {
+            tracing::warn!(org = %org, "a credential exchange was dropped before its audit row was written");
+        }
     }
 
     /// Forgets an org's credentials (its key was removed, or the customer changed the role).

@@ -11,6 +11,7 @@ pub mod api;
 pub mod cli;
 pub mod config;
 pub mod credentials;
+pub mod fair_queue;
 pub mod kms_call;
 pub mod managed;
 pub mod private_file;

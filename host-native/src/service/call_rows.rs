@@ -41,21 +41,16 @@ impl Unwritten {
 
     fn push(&self, org: ScopeId, row: Value) {
         let mut held = self.lock();
-        let mine = held.iter().filter(|(o, _)| *o == org).count();
-        // This org's oldest goes when it holds its share, or when the queue is full (then the
-        // org holds the most: at least a tenth of it).
-        if mine >= MAX_UNWRITTEN_PER_ORG || held.len() >= MAX_UNWRITTEN {
-            let victim = if mine >= MAX_UNWRITTEN_PER_ORG {
-                org
-            } else {
-                busiest(&held)
-            };
-            if let Some(at) = held.iter().position(|(o, _)| *o == victim) {
-                held.remove(at);
-            }
+        let dropped = crate::fair_queue::push(
+            &mut held,
+            (org, row),
+            |(o, _)| *o,
+            MAX_UNWRITTEN_PER_ORG,
+            MAX_UNWRITTEN,
+        );
+        if let Some(victim) = dropped {
             tracing::warn!(org = %victim, "a KMS call's audit row was dropped before it was written");
         }
-        held.push_back((org, row));
     }
 
     /// The orgs with rows held, each once.
@@ -83,18 +78,6 @@ impl Unwritten {
             held.push_front((org, row));
         }
     }
-}
-
-/// The org holding the most rows in `held`.
-fn busiest(held: &VecDeque<(ScopeId, Value)>) -> ScopeId {
-    let mut counts: std::collections::HashMap<ScopeId, usize> = std::collections::HashMap::new();
-    for (o, _) in held {
-        *counts.entry(*o).or_default() += 1;
-    }
-    counts
-        .into_iter()
-        .max_by_key(|(_, n)| *n)
-        .map_or(ScopeId::from_bytes([0; 16]), |(o, _)| o)
 }
 
 /// A call on attached key `cmk:n` of an org, from before it is sent until its `kms_call` row
