@@ -28,6 +28,7 @@ mod retire;
 mod scopes;
 mod signed_heads;
 mod tokens;
+mod turns;
 mod usage;
 
 use std::collections::HashMap;
@@ -90,9 +91,9 @@ pub struct Metrics {
 /// caller chooses keys to collide; the seed is random per process all the same.
 pub(crate) type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
-/// Filtered audit reads at once in this process (see `Service::audit_scans`): with the whole
-/// chain walk, three of the pool's connections at most (eight by default).
-const AUDIT_SCANS: usize = 2;
+/// Whole-log reads at once in this process, of each kind (chain walks, filtered reads; see
+/// `turns.rs`): four of the pool's connections at most (eight by default).
+const AUDIT_TURNS: usize = 2;
 
 /// The server's state: the store, the managed key, orgs in memory and the key cache.
 pub struct Service {
@@ -147,14 +148,14 @@ pub struct Service {
     /// The newest checkpoint this process signed or checked per org (size, root): what the
     /// next one must extend even if its row was deleted from storage meanwhile.
     signed_heads: signed_heads::SignedHeads,
-    /// One whole-chain audit verification at a time in this process: each reads the org's
-    /// whole log through the pool, and a few at once (an auditor token may ask) would hold
-    /// every connection, so that a pause or revoke waiting for one fails.
-    audit_walks: tokio::sync::Semaphore,
+    /// Whole-chain audit verifications take turns (`turns.rs`): each reads the org's whole
+    /// log through the pool, and a few at once (an auditor token may ask) would hold every
+    /// connection, so that a pause or revoke waiting for one fails.
+    audit_walks: turns::Turns,
     /// Audit reads that filter by a field no index covers (type, scope, actor, time) may scan
-    /// an org's whole log: [`AUDIT_SCANS`] at a time in this process, so that one tenant's
-    /// auditor cannot hold every connection while another tenant's pause waits for one.
-    audit_scans: tokio::sync::Semaphore,
+    /// an org's whole log: they take turns too, so that one tenant's auditor cannot hold every
+    /// connection while another tenant's pause waits for one.
+    audit_scans: turns::Turns,
     /// byok's OIDC issuer, with `--public-url` ([`Service::with_issuer`]).
     issuer: Option<Arc<issuer::Issuer>>,
     /// Audit rows of KMS calls whose request was dropped before they were written
@@ -198,8 +199,8 @@ impl Service {
             wall: store::now_ms,
             log_key: std::sync::OnceLock::new(),
             signed_heads: signed_heads::SignedHeads::default(),
-            audit_walks: tokio::sync::Semaphore::new(1),
-            audit_scans: tokio::sync::Semaphore::new(AUDIT_SCANS),
+            audit_walks: turns::Turns::new(AUDIT_TURNS),
+            audit_scans: turns::Turns::new(AUDIT_TURNS),
             issuer: None,
             usage: usage::UsageMarks::default(),
             unwritten: call_rows::Unwritten::default(),

@@ -225,26 +225,17 @@ impl Service {
             || filter.since.is_some()
             || filter.until.is_some();
         let _turn = match scans {
-            true => Some(
-                self.audit_scans
-                    .acquire()
-                    .await
-                    .map_err(|_| ServiceError::Invalid("the server is stopping".into()))?,
-            ),
+            true => Some(self.audit_scans.take(org).await?),
             false => None,
         };
         Ok(audit::read(self.store.pool(), org, after, limit.clamp(1, 1000), filter).await?)
     }
 
-    /// Checks the org's audit chain, one such walk at a time (see `audit_walks`): a caller
-    /// waits for its turn, within its request's deadline.
+    /// Checks the org's audit chain, taking turns (see `audit_walks`): a caller waits for its
+    /// turn, within its request's deadline.
     pub async fn verify_audit(&self, org: ScopeId) -> Result<audit::Verification> {
         self.org(org).await?;
-        let _turn = self
-            .audit_walks
-            .acquire()
-            .await
-            .map_err(|_| ServiceError::Invalid("the server is stopping".into()))?;
+        let _turn = self.audit_walks.take(org).await?;
         Ok(audit::verify(self.store.pool(), org).await?)
     }
 }
@@ -260,43 +251,56 @@ mod tests {
 
     use crate::store::Database;
 
-    /// Whole-chain verifications take turns: while one holds the turn, another waits (and
-    /// holds no connection), then runs.
+    /// Whole-chain verifications take turns: while one of an org's holds its turn, the org's
+    /// next waits (and holds no connection), while another org's runs beside.
     #[tokio::test]
-    async fn audit_verifications_take_turns() {
+    async fn audit_verifications_take_turns_per_org() {
         let db = Database::open("sqlite::memory:").await.unwrap();
         let svc = super::super::test_service(&db, 7);
-        let (org, _) = super::super::test_team(&svc, None).await;
-        let held = svc.audit_walks.acquire().await.unwrap();
-        let waiting = tokio::time::timeout(Duration::from_millis(100), svc.verify_audit(org)).await;
-        assert!(waiting.is_err(), "a second walk ran beside the first");
+        let (a, _) = super::super::test_team(&svc, None).await;
+        let (b, _) = svc.create_org("b", None, None, None).await.unwrap();
+        let held = svc.audit_walks.take(a).await.unwrap();
+        let waiting = tokio::time::timeout(Duration::from_millis(100), svc.verify_audit(a)).await;
+        assert!(
+            waiting.is_err(),
+            "a second walk of the org ran beside the first"
+        );
+        assert!(
+            svc.verify_audit(b).await.unwrap().ok,
+            "another org's waited"
+        );
         drop(held);
-        assert!(svc.verify_audit(org).await.unwrap().ok);
+        assert!(svc.verify_audit(a).await.unwrap().ok);
     }
 
-    /// Filtered audit reads (which may scan the whole log) take turns, a few at a time; paging
-    /// by sequence number does not wait.
+    /// Filtered audit reads (which may scan the whole log) take turns, a few at a time and one
+    /// per org; paging by sequence number does not wait.
     #[tokio::test]
     async fn filtered_audit_reads_take_turns_paging_does_not() {
         let db = Database::open("sqlite::memory:").await.unwrap();
         let svc = super::super::test_service(&db, 7);
         let (org, _) = super::super::test_team(&svc, None).await;
-        let held = svc
-            .audit_scans
-            .acquire_many(super::super::AUDIT_SCANS as u32)
-            .await
-            .unwrap();
+        let (others, _) = svc.create_org("others", None, None, None).await.unwrap();
         let by_kind = crate::store::audit::AuditFilter {
             kind: Some("scope_created".into()),
             ..Default::default()
         };
-        let waiting =
-            tokio::time::timeout(Duration::from_millis(100), svc.audit(org, 0, 10, &by_kind)).await;
-        assert!(waiting.is_err(), "a filtered read ran past the limit");
+        let read = |o| svc.audit(o, 0, 10, &by_kind);
+        let held = svc.audit_scans.take(org).await.unwrap();
+        let waiting = tokio::time::timeout(Duration::from_millis(100), read(org)).await;
+        assert!(waiting.is_err(), "a second filtered read of the org ran");
+        assert!(read(others).await.is_ok(), "another org's waited");
         let paged = svc.audit(org, 0, 10, &Default::default()).await.unwrap();
         assert!(!paged.is_empty());
-        drop(held);
-        let found = svc.audit(org, 0, 10, &by_kind).await.unwrap();
-        assert_eq!(found.len(), 1);
+        // The process's turns, all taken by other orgs: this one waits too.
+        let (c, _) = svc.create_org("c", None, None, None).await.unwrap();
+        let also = svc.audit_scans.take(c).await.unwrap();
+        let full = tokio::time::timeout(Duration::from_millis(100), read(others)).await;
+        assert!(
+            full.is_err(),
+            "more filtered reads ran than the process allows"
+        );
+        drop((held, also));
+        assert_eq!(read(org).await.unwrap().len(), 1);
     }
 }
