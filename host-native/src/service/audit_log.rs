@@ -140,7 +140,7 @@ impl Service {
     /// (`docs/audit.md`).
     pub async fn sign_checkpoint(&self, org: ScopeId) -> Result<Option<StoredCheckpoint>> {
         let key = self.log_key()?;
-        let mut w = self.store.write().await?;
+        let mut w = self.store.write_org(org).await?;
         let size = audit_tree::size(&mut w.tx, org).await?;
         let latest = audit_tree::latest_checkpoint(&mut w.tx, org).await?;
         let remembered = self.signed_heads.get(org);
@@ -231,7 +231,7 @@ impl Service {
             None => json!({ "type": "witness_removed" }),
         };
         let now = store::now_ms();
-        let mut w = self.store.write().await?;
+        let mut w = self.store.write_org(org).await?;
         // The witness decides whom the org trusts to vouch for its log: an admin whose token
         // was revoked while this waited for the writer must not set it.
         Self::actor_still_in_force(&mut w).await?;
@@ -265,7 +265,7 @@ impl Service {
             .verify(&cp.note, line)
             .map_err(|e| ServiceError::Invalid(format!("cosignature: {e}")))?;
         let now = store::now_ms();
-        let mut w = self.store.write().await?;
+        let mut w = self.store.write_org(org).await?;
         Self::actor_still_in_force(&mut w).await?;
         // One line per witness and checkpoint. A note carries at most 100 signatures, so a
         // faulty or hostile witness posting more (each new time is a new valid line) would
@@ -488,7 +488,7 @@ impl Service {
             "leases_expire_by": leases_end,
             "access_ends_at": ends.unwrap_or(now),
         });
-        let mut tx = self.store.write().await?;
+        let mut tx = self.store.write_org(org).await?;
         let (seq, event) = audit::append_row(&mut tx.tx, org, now, &event).await?;
         tx.commit().await?;
         let cp = self

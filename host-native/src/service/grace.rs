@@ -146,7 +146,7 @@ impl Service {
         }
         // Starting: the state changes holding the store's writer, as in `end_grace`, so that
         // the audit log orders starts and ends as they happened.
-        let mut w = self.store.write().await?;
+        let mut w = self.store.write_org(org).await?;
         // Checked again with the writer held: a denial recorded during the wait evicted.
         if self.cache.evicted_since(org, since) {
             return Err(err.clone().into());
@@ -202,7 +202,7 @@ impl Service {
         if Self::outage(cell).is_none() {
             return Ok(());
         }
-        let mut w = self.store.write().await?;
+        let mut w = self.store.write_org(org).await?;
         let Some(o) = Self::outage(cell).take() else {
             return Ok(());
         };

@@ -74,7 +74,7 @@ impl Service {
             return Ok(());
         }
         let at = store::now_ms();
-        let mut w = self.store.write().await?;
+        let mut w = self.store.write_org(org).await?;
         keys::set_health(&mut w.tx, org, n, &health, detail.as_deref(), at).await?;
         let mut unpublished = None;
         if Self::recorded_denial(cell, n) {
@@ -196,7 +196,7 @@ impl Service {
             })
             .collect();
         let written = async {
-            let mut w = self.store.write().await?;
+            let mut w = self.store.write_org(org).await?;
             let at = store::now_ms();
             for row in queued.iter().chain(&rows).chain(event) {
                 audit::append(&mut w.tx, org, at, row).await?;
@@ -288,7 +288,7 @@ impl Service {
             .get(&n)
             .is_some_and(|r| r.health.as_deref() == Some(why));
         let at = store::now_ms();
-        let mut w = self.store.write().await?;
+        let mut w = self.store.write_org(org).await?;
         audit::append(
             &mut w.tx,
             org,

@@ -223,7 +223,7 @@ impl Service {
             return Ok(id);
         }
         let fresh = new_external_id(&mut rand::rng());
-        let mut w = self.store.write().await?;
+        let mut w = self.store.write_org(org).await?;
         keys::set_external_id(&mut w.tx, org, &fresh).await?;
         w.commit().await?;
         // Another request may have set it first: read back what was stored.

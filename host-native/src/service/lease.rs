@@ -86,7 +86,7 @@ impl Service {
         // is never issued after a pause or revoke that committed first.
         let ids: Vec<KeyId> = versions.iter().map(|v| KeyId::new(scope, *v)).collect();
         let _admitted = self.admit(&cell, &ids, who).await?;
-        let mut w = self.store.write().await?;
+        let mut w = self.store.write_org(org).await?;
         // Its end is decided with the writer held, after what may have been a long wait for
         // it: a denial meanwhile evicted the keys (the server no longer holds them, so no edge
         // may), and a lowered grace or TTL applies at once.

@@ -371,7 +371,7 @@ impl Service {
             let Some(seen) = unsettled else {
                 return Ok(loaded);
             };
-            let mut w = self.store.write().await?;
+            let mut w = self.store.write_org(id).await?;
             let now = w.lock_org(id).await?;
             drop(w);
             if now == loaded.3 {
@@ -435,7 +435,7 @@ impl Service {
             cell: &cell,
             armed: true,
         };
-        let mut w = self.store.write().await?;
+        let mut w = self.store.write_org(org).await?;
         // The caller's token first, then the org's row (the order a revoke takes them in).
         if let Err(e) = Self::actor_still_in_force(&mut w).await {
             unpublished.armed = false;

@@ -84,7 +84,7 @@ impl Service {
             max_lease_ttl_ms: lease_ttl_ms,
         };
         let names = BTreeMap::from([(id, name.to_owned())]);
-        let mut w = self.store.write().await?;
+        let mut w = self.store.write_org(id).await?;
         // An operator whose token was revoked meanwhile makes no org (and no admin token).
         Self::actor_still_in_force(&mut w).await?;
         org_rows::insert_org(&mut w.tx, id, &meta).await?;
@@ -174,7 +174,7 @@ impl Service {
         if changed.is_empty() {
             return Ok(before);
         }
-        let mut w = self.store.write().await?;
+        let mut w = self.store.write_org(org).await?;
         Self::actor_still_in_force(&mut w).await?;
         if w.lock_org(org).await? != cell.version() {
             drop(w);

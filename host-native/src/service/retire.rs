@@ -118,7 +118,7 @@ impl Service {
         // Stored while no revoke or retirement can commit (and guarded in the statement too).
         let _admitted = self.admit(&cell, &[key_id], who).await?;
         self.mark_use(org, scope).await?;
-        let mut w = self.store.write().await?;
+        let mut w = self.store.write_org(org).await?;
         // The org's row, which every change takes: a revoke or retirement on another replica
         // (PostgreSQL) commits wholly before this insert, and then moved the version (decided
         // again, on the state now stored), or wholly after it, and then its own delete and its
@@ -393,7 +393,7 @@ impl Service {
                     rewrapped.push((row.id.clone(), wrapped));
                 }
             }
-            let mut w = self.store.write().await?;
+            let mut w = self.store.write_org(org).await?;
             // Another replica's pause commits wholly before this batch (and moved the org's
             // version: the batch is dropped, and the next turn reads the org again) or after.
             if w.lock_org(org).await? != cell.version() {
@@ -470,6 +470,51 @@ mod tests {
             let unwraps = svc.metrics.root_unwraps.load(SeqCst);
             assert_eq!(unwraps, before + 1, "get {get}: the evicted key was used");
         }
+    }
+
+    /// One org's writes queued in bulk (a thousand stored keys each) delay another org's pause
+    /// by one of them, not by all: the writer goes round the orgs waiting.
+    #[tokio::test]
+    async fn a_pause_waits_out_one_write_of_a_busy_org_not_all() {
+        // On disk: SQLite in memory has one connection, which the held writer would keep from
+        // the pause's reads.
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::open_dir(dir.path()).await.unwrap();
+        let s = std::sync::Arc::new(test_service(&db, 3));
+        let (a, a_team) = test_team(&s, None).await;
+        let (b, b_team) = test_team(&s, None).await;
+        let who = std::sync::Arc::new(test_caller(&s, a).await);
+        // Warm: the key is cached, so each creation needs the writer only for its rows.
+        s.create_stored_keys(&who, a, a_team, 1).await.unwrap();
+        let done = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let held = s.store().write_org(a).await.unwrap();
+        let mut tasks = Vec::new();
+        for n in 1..=5 {
+            let (mine, who, done) = (s.clone(), who.clone(), done.clone());
+            tasks.push(tokio::spawn(async move {
+                if n == 5 {
+                    mine.pause(b, b_team).await.unwrap();
+                    done.lock().unwrap().push("b pause");
+                } else {
+                    mine.create_stored_keys(&who, a, a_team, super::MAX_KEYS_PER_CALL)
+                        .await
+                        .unwrap();
+                    done.lock().unwrap().push("a keys");
+                }
+            }));
+            // Queued in this order.
+            while s.store().writes_waiting() < n {
+                tokio::task::yield_now().await;
+            }
+        }
+        drop(held);
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert_eq!(
+            *done.lock().unwrap(),
+            ["a keys", "b pause", "a keys", "a keys", "a keys"]
+        );
     }
 
     /// A pause that commits while a retirement's batch works (the batch checked the scope, then

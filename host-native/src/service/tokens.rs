@@ -118,7 +118,7 @@ impl Service {
             // `last_used_at` is a hint for operators (which tokens are idle), not a control:
             // while the database is away the request goes on untouched, and the next one after
             // it returns records the use.
-            if let Err(e) = Box::pin(self.touch(&hash, now)).await {
+            if let Err(e) = Box::pin(self.touch(grant.org, &hash, now)).await {
                 tracing::warn!(error = %e, "recording a token's last use failed");
             } else {
                 self.grants.touched(&hash, now);
@@ -201,8 +201,8 @@ impl Service {
     }
 
     /// Records that the token with hash `hash` was used at `now`.
-    async fn touch(&self, hash: &[u8; 32], now: i64) -> store::Result<()> {
-        let mut w = self.store.write().await?;
+    async fn touch(&self, org: Option<ScopeId>, hash: &[u8; 32], now: i64) -> store::Result<()> {
+        let mut w = self.store.write_for(org).await?;
         tokens::touch(&mut w.tx, hash, now).await?;
         w.commit().await
     }
@@ -222,7 +222,7 @@ impl Service {
         }
         super::check_name(name)?;
         self.org(org).await?;
-        let mut w = self.store.write().await?;
+        let mut w = self.store.write_org(org).await?;
         // An admin whose token was revoked meanwhile makes no new one to outlive the revoke.
         Self::actor_still_in_force(&mut w).await?;
         let at = store::now_ms();
@@ -265,7 +265,7 @@ impl Service {
             Some(c) => Some(c.gate.write().await),
             None => None,
         };
-        let mut w = self.store.write().await?;
+        let mut w = self.store.write_for(org).await?;
         // An admin whose own token was revoked meanwhile (on another replica, say) revokes
         // nothing more.
         Self::actor_still_in_force(&mut w).await?;
@@ -326,7 +326,7 @@ impl Service {
         let cell = self.org(org).await?;
         // Taken before the writer, in the order transitions take them.
         let _gate = cell.gate.write().await;
-        let mut w = self.store.write().await?;
+        let mut w = self.store.write_org(org).await?;
         Self::actor_still_in_force(&mut w).await?;
         let at = store::now_ms();
         let revoked = tokens::admin_ids(&mut w.tx, org).await?;

@@ -61,7 +61,7 @@ impl Service {
     ) -> Result<()> {
         // Not yet marked (or a concurrent first use is still writing its mark: both write,
         // a duplicate mark is harmless, a use before its mark committed is not).
-        let mut w = self.store.write().await?;
+        let mut w = self.store.write_org(org).await?;
         let event =
             json!({ "type": "scope_used", "scope": scope.to_string(), "window_ms": WINDOW_MS });
         audit::append(&mut w.tx, org, store::now_ms(), &event).await?;

@@ -26,6 +26,7 @@ pub mod keys;
 pub mod memory;
 pub mod org_rows;
 pub mod tokens;
+pub mod writer;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -279,7 +280,7 @@ pub async fn begin(pool: &AnyPool) -> Result<Transaction<'static, Any>> {
 #[derive(Clone)]
 pub struct Database {
     pool: AnyPool,
-    writer: std::sync::Arc<tokio::sync::Mutex<()>>,
+    writer: std::sync::Arc<writer::Turns>,
     memory: bool,
     backend: Backend,
     /// Destroyed keys may still be in SQLite's write-ahead log: set by a transaction that
@@ -295,7 +296,7 @@ pub struct WriteTx {
     pub tx: Transaction<'static, Any>,
     backend: Backend,
     scrub_owed: std::sync::Arc<AtomicBool>,
-    _turn: tokio::sync::OwnedMutexGuard<()>,
+    _turn: writer::Turn,
 }
 
 impl WriteTx {
@@ -373,7 +374,7 @@ impl Database {
         migrated.map_err(|e| StoreError::Db(e.into()))?;
         Ok(Self {
             pool,
-            writer: std::sync::Arc::new(tokio::sync::Mutex::new(())),
+            writer: std::sync::Arc::new(writer::Turns::default()),
             memory,
             backend,
             scrub_owed: std::sync::Arc::new(AtomicBool::new(backend == Backend::Sqlite && !memory)),
@@ -395,9 +396,28 @@ impl Database {
         Ok(self.pool.acquire().await?)
     }
 
-    /// Waits for the writer's turn and begins a transaction.
+    /// Waits for the writer's turn for the process's own work (not one org's: the log key,
+    /// the issuer, job leases, server facts, tokens not yet tied to an org) and begins a
+    /// transaction.
     pub async fn write(&self) -> Result<WriteTx> {
-        let turn = self.writer.clone().lock_owned().await;
+        self.write_for(None).await
+    }
+
+    /// Waits for the writer's turn for a change to org `org` and begins a transaction. Orgs
+    /// take turns ([`writer`]): an org with many writes queued delays another's by at most one.
+    pub async fn write_org(&self, org: ScopeId) -> Result<WriteTx> {
+        self.write_for(Some(org)).await
+    }
+
+    /// How many writes wait for the writer's turn (for tests that queue some in a known order).
+    #[cfg(test)]
+    pub(crate) fn writes_waiting(&self) -> usize {
+        self.writer.waiting()
+    }
+
+    /// Waits for the writer's turn for `who` (an org, or the process's own work).
+    pub async fn write_for(&self, who: writer::Writer) -> Result<WriteTx> {
+        let turn = self.writer.take(who).await;
         let tx = begin(&self.pool).await?;
         Ok(WriteTx {
             tx,
@@ -433,7 +453,7 @@ impl Database {
     async fn truncate_log(&self) {
         // Holding the writer's turn: no commit can add pages while the log is reset, nor owe
         // a new scrub between the truncation and the flag's clearing.
-        let _turn = self.writer.clone().lock_owned().await;
+        let _turn = self.writer.take(None).await;
         if !self.scrub_owed() {
             return;
         }
