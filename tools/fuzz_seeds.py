@@ -69,7 +69,10 @@ def main(vectors: str, out: str) -> None:
         doc = {"scope": version, "current_version": current,
                "keys": [{"version": k, "key": key} for k in keys],
                "expires_at": 1767225600000, "ttl_ms": 60000}
-        put("lease", (1767225540000).to_bytes(8, "little") + json.dumps(doc).encode())
+        # Arrival time, then how far the lease clock is ahead of the wall (none, ten minutes).
+        for ahead in (0, 600000):
+            put("lease", (1767225540000).to_bytes(8, "little") + ahead.to_bytes(8, "little")
+                + json.dumps(doc).encode())
     print(f"fuzz seeds: {n} vectors")
 
 

@@ -25,6 +25,15 @@
 //!   server whose clock is ahead does not stretch it either. Everything below works on that
 //!   end.
 //!
+//! - Two clocks, read together. Every time a host passes in is a reading of its *lease clock*:
+//!   in the edge hosts, wall time kept from running back or slower than the monotonic clock
+//!   ([`clock::SteadyWall`]), so that a wall clock stepped back does not stretch a lease. After
+//!   such a step that clock runs ahead of the wall, and `expires_at` (the server's wall time)
+//!   would look that much nearer: a step back of more than the TTL made every lease arrive
+//!   expired, until a restart. So [`Lease::parse`] also takes how far the lease clock is ahead
+//!   of the wall clock when the answer is read, and moves `expires_at` onto the lease clock by
+//!   it. From then on only lease-clock readings are compared, with the lease's end on that clock.
+//!
 //! - [`Lease::expired`]: at `expires_at` and after, the keys must not be used. A lease is valid
 //!   for `now < expires_at`.
 //! - [`Lease::renew_at`]: the rule is *renew when half of the life left on arrival has passed*.
@@ -281,28 +290,35 @@ impl Lease {
     }
 
     /// Parses and checks a lease document (the server's JSON answer) that arrived at
-    /// `received_ms` by this host's clock: the lease ends at the first of the server's
-    /// `expires_at` and `received_ms + ttl_ms` (see the module docs).
+    /// `received_ms` by this host's lease clock, which is `clock_ahead_ms` ahead of its wall
+    /// clock now (the two read together; 0 for a host that keeps time by the wall clock alone):
+    /// the lease ends at the first of the server's `expires_at` (moved onto the lease clock)
+    /// and `received_ms + ttl_ms` (see the module docs).
     ///
     /// # Errors
     ///
     /// The first thing wrong with it, as a [`LeaseError`]; one over [`MAX_DOCUMENT_LEN`] bytes
     /// is refused unread. Expiry is not checked here: see [`Self::check_live`].
-    pub fn parse(json: &[u8], received_ms: i64) -> Result<Self, LeaseError> {
+    pub fn parse(json: &[u8], received_ms: i64, clock_ahead_ms: i64) -> Result<Self, LeaseError> {
         if json.len() > MAX_DOCUMENT_LEN {
             return Err(LeaseError::TooLarge { len: json.len() });
         }
         let doc: Document =
             serde_json::from_slice(json).map_err(|e| LeaseError::Json(without_strings(&e)))?;
-        Self::from_document(&doc, received_ms)
+        Self::from_document(&doc, received_ms, clock_ahead_ms)
     }
 
-    /// Checks a document that arrived at `received_ms`.
+    /// Checks a document that arrived at `received_ms` by a lease clock `clock_ahead_ms` ahead
+    /// of the wall clock.
     ///
     /// # Errors
     ///
     /// As [`Self::parse`].
-    pub fn from_document(doc: &Document, received_ms: i64) -> Result<Self, LeaseError> {
+    pub fn from_document(
+        doc: &Document,
+        received_ms: i64,
+        clock_ahead_ms: i64,
+    ) -> Result<Self, LeaseError> {
         let scope = ScopeId::parse_hex(&doc.scope).ok_or(LeaseError::Scope)?;
         let mut keys = Vec::with_capacity(doc.keys.len());
         for k in &doc.keys {
@@ -324,7 +340,8 @@ impl Lease {
         }
         let ttl = doc.ttl_ms;
         let local_end = received_ms.saturating_add(i64::try_from(ttl).unwrap_or(i64::MAX));
-        let ends = doc.expires_at.min(local_end);
+        let server_end = doc.expires_at.saturating_add(clock_ahead_ms);
+        let ends = server_end.min(local_end);
         Self::new(scope, doc.current_version, keys, ends, ttl)
     }
 
@@ -390,7 +407,8 @@ impl Lease {
         self.current_version
     }
 
-    /// When the lease ends, ms since the epoch.
+    /// When the lease ends, ms: on the lease clock of the host that parsed it (see the module
+    /// docs), or the server's wall time in a lease it built.
     pub fn expires_at(&self) -> i64 {
         self.expires_at
     }
@@ -514,11 +532,11 @@ mod tests {
 
     fn good() -> Lease {
         let keys = format!("{},{}", key(2, 2), key(1, 1));
-        Lease::parse(doc(&keys, 2).as_bytes(), 40_000).unwrap()
+        Lease::parse(doc(&keys, 2).as_bytes(), 40_000, 0).unwrap()
     }
 
     fn err(json: &str) -> String {
-        Lease::parse(json.as_bytes(), 0).unwrap_err().to_string()
+        Lease::parse(json.as_bytes(), 0, 0).unwrap_err().to_string()
     }
 
     #[test]
@@ -546,7 +564,7 @@ mod tests {
                 key(2, 2)
             )
         );
-        let again = Lease::parse(json.as_bytes(), 0).unwrap();
+        let again = Lease::parse(json.as_bytes(), 0, 0).unwrap();
         assert_eq!(again.key(1).unwrap().expose_secret(), &[1u8; 32]);
     }
 
@@ -558,12 +576,12 @@ mod tests {
         let keys = format!("{},{}", key(2, 2), key(1, 1));
         let json = doc(&keys, 2);
         let behind = 40_000 - 600_000;
-        let l = Lease::parse(json.as_bytes(), behind).unwrap();
+        let l = Lease::parse(json.as_bytes(), behind, 0).unwrap();
         assert_eq!(l.expires_at(), behind + 60_000);
         assert!(l.expired(behind + 60_000));
         assert_eq!(l.renew_at(behind), behind + 30_000);
         // A clock ahead ends it by the server's expiry: never later than either says.
-        let ahead = Lease::parse(json.as_bytes(), 70_000).unwrap();
+        let ahead = Lease::parse(json.as_bytes(), 70_000, 0).unwrap();
         assert_eq!(ahead.expires_at(), 100_000);
         // Sent on as it arrived, so a host that forwards it keeps the rule.
         let forwarded = serde_json::to_value(l.to_document()).unwrap();
@@ -571,11 +589,34 @@ mod tests {
         // Without `ttl_ms` the edge could only trust `expires_at` on its own clock: refused.
         let old = json.replace(r#","ttl_ms":60000"#, "");
         assert_eq!(
-            Lease::parse(old.as_bytes(), behind)
+            Lease::parse(old.as_bytes(), behind, 0)
                 .unwrap_err()
                 .to_string(),
             "lease: not a lease document: missing field `ttl_ms` at line 1 column 227"
         );
+    }
+
+    /// The edge's wall clock was stepped back ten minutes (NTP correcting it), so its lease
+    /// clock now runs ten minutes ahead of it. A 60 s lease still lasts 60 s on that clock:
+    /// the server's `expires_at` is moved onto it. Read as it was (against the lease clock),
+    /// the lease arrived expired, and so did every lease after it until a restart.
+    #[test]
+    fn a_lease_clock_ahead_of_the_wall_does_not_cut_leases_short() {
+        let keys = format!("{},{}", key(2, 2), key(1, 1));
+        let json = doc(&keys, 2);
+        // The wall reads 40 000 when the answer arrives (issued at 40 000 by the server's
+        // clock, which agrees); the lease clock reads 640 000.
+        let ahead = 600_000;
+        let received = 40_000 + ahead;
+        let l = Lease::parse(json.as_bytes(), received, ahead).unwrap();
+        assert_eq!(l.expires_at(), received + 60_000);
+        assert!(!l.expired(received + 59_999));
+        assert!(l.expired(received + 60_000));
+        assert_eq!(l.renew_at(received), received + 30_000);
+        // The server's end still bounds it on that clock: a lease that arrived late (issued
+        // 50 s before) ends 10 s after it arrived, not 60.
+        let late = Lease::parse(json.as_bytes(), received + 50_000, ahead).unwrap();
+        assert_eq!(late.expires_at(), received + 60_000);
     }
 
     /// A document over the limit is refused before it is read; one at the limit is read.
@@ -589,12 +630,15 @@ mod tests {
         };
         let at = pad(MAX_DOCUMENT_LEN);
         assert_eq!(
-            Lease::parse(at.as_bytes(), 0).unwrap().versions().count(),
+            Lease::parse(at.as_bytes(), 0, 0)
+                .unwrap()
+                .versions()
+                .count(),
             1
         );
         let over = pad(MAX_DOCUMENT_LEN + 1);
         assert_eq!(
-            Lease::parse(over.as_bytes(), 0).unwrap_err(),
+            Lease::parse(over.as_bytes(), 0, 0).unwrap_err(),
             LeaseError::TooLarge {
                 len: MAX_DOCUMENT_LEN + 1
             }
@@ -707,7 +751,7 @@ mod tests {
             let lease = Lease::new(scope, u32::MAX, keys, i64::MIN, u64::MAX).unwrap();
             let json = lease.to_json();
             assert!(json.len() <= 256 + 96 * n as usize, "{} bytes", json.len());
-            let back = Lease::parse(&json, i64::MIN).unwrap();
+            let back = Lease::parse(&json, i64::MIN, 0).unwrap();
             assert_eq!(back.to_json(), json);
             assert_eq!(back.versions().count(), n as usize);
         }

@@ -68,10 +68,11 @@ pub fn dearmor(text: &str) -> Result<Vec<u8>, EdgeError> {
 
 impl EdgeLease {
     /// Parses the lease document the server answered (`POST .../scopes/{scope}/lease`), which
-    /// arrived at `received_ms` by this host's clock (the lease ends by it, see core's `lease`).
-    pub fn parse(json: &[u8], received_ms: i64) -> Result<Self, EdgeError> {
+    /// arrived at `received_ms` by this host's lease clock, `clock_ahead_ms` ahead of its wall
+    /// clock (the lease ends by it, see core's `lease`).
+    pub fn parse(json: &[u8], received_ms: i64, clock_ahead_ms: i64) -> Result<Self, EdgeError> {
         Ok(Self {
-            lease: Lease::parse(json, received_ms)?,
+            lease: Lease::parse(json, received_ms, clock_ahead_ms)?,
         })
     }
 
@@ -434,7 +435,7 @@ mod tests {
             "expires_at": expires_at,
             "ttl_ms": 60_000
         });
-        EdgeLease::parse(doc.to_string().as_bytes(), 0).unwrap()
+        EdgeLease::parse(doc.to_string().as_bytes(), 0, 0).unwrap()
     }
 
     fn rng() -> rand_core::UnwrapErr<getrandom::SysRng> {
@@ -467,7 +468,7 @@ mod tests {
         let reserved = BTreeMap::from([("byok:purpose".into(), "data-key".into())]);
         assert_eq!(context(reserved).unwrap_err().code, ApiCode::InvalidRequest);
         assert_eq!(
-            EdgeLease::parse(b"{}", 0).unwrap_err().code,
+            EdgeLease::parse(b"{}", 0, 0).unwrap_err().code,
             ApiCode::InvalidRequest
         );
     }

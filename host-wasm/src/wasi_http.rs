@@ -126,7 +126,7 @@ fn renew(config: &Config, holder: &mut Holder) -> Result<(), EdgeError> {
         };
     // The lease's life is counted from when it was asked for: an answer that takes long to
     // come (a stalled body) cannot stretch it.
-    let asked = now_ms();
+    let asked = byok_core::lease::clock::system();
     let (status, body) = match post_lease(config) {
         Ok(answer) => answer,
         Err(why) => {
@@ -137,10 +137,10 @@ fn renew(config: &Config, holder: &mut Holder) -> Result<(), EdgeError> {
             );
         }
     };
-    let received = asked;
+    let received = asked.at;
     if status == 200 {
-        let lease =
-            Lease::parse(&body, received).and_then(|l| l.check_scope(&config.scope).map(|()| l));
+        let lease = Lease::parse(&body, received, asked.ahead)
+            .and_then(|l| l.check_scope(&config.scope).map(|()| l));
         return match lease {
             Ok(lease) => {
                 holder.received(lease, received);
@@ -359,19 +359,7 @@ fn error(code: ApiCode, message: &str) -> EdgeError {
 /// The time for lease decisions: the wall clock, kept from running back or slower than the
 /// monotonic clock (core's `SteadyWall`: a wall clock stepped back does not stretch a lease).
 fn now_ms() -> i64 {
-    use std::sync::{Mutex, OnceLock};
-    use std::time::Instant;
-    static CLOCK: OnceLock<(Instant, Mutex<byok_core::lease::clock::SteadyWall>)> = OnceLock::new();
-    let since = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    let wall = i64::try_from(since.as_millis()).unwrap_or(i64::MAX);
-    let (origin, clock) = CLOCK.get_or_init(|| (Instant::now(), Mutex::default()));
-    let mono = origin.elapsed().as_secs_f64() * 1000.0;
-    clock
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .now(wall, mono)
+    byok_core::lease::clock::system().at
 }
 
 fn rng() -> rand_core::UnwrapErr<getrandom::SysRng> {

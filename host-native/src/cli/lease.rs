@@ -30,7 +30,8 @@ use super::{Client, Failure};
 
 /// Where a stream gets its leases, and what time it is.
 pub(super) trait LeaseSource {
-    /// Now, in milliseconds since the Unix epoch (the unit of a lease's `expires_at`).
+    /// Now, by the lease clock: ms since the Unix epoch, kept from running back (core's
+    /// `lease::clock`; a lease's end is on this clock).
     fn now_ms(&self) -> i64;
     /// A new lease on `scope`, parsed and checked by core, or why there is none.
     async fn lease(&self, scope: ScopeId) -> Result<Lease, Failure>;
@@ -46,17 +47,17 @@ pub(super) struct Server<'a> {
 
 impl LeaseSource for Server<'_> {
     fn now_ms(&self) -> i64 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        byok_core::lease::clock::system().at
     }
 
     async fn lease(&self, scope: ScopeId) -> Result<Lease, Failure> {
+        // The lease's life counts from when it was asked for: a slow answer cannot stretch it.
+        let asked = byok_core::lease::clock::system();
         let answer = self
             .client
             .post_to_scope_secret(self.org, scope, "lease", json!({}))
             .await?;
-        Lease::parse(&answer, self.now_ms())
+        Lease::parse(&answer, asked.at, asked.ahead)
             .map_err(|e| Failure::new(1, format!("the server's answer: {e}")))
     }
 }

@@ -5,7 +5,7 @@ use byok_core::envelope::AesStep;
 use js_sys::{Object, Reflect, Uint8Array};
 use wasm_bindgen::prelude::*;
 
-use super::{JsBytes, bytes_of, context_of, now_ms, rng, secret_bytes_of, thrown};
+use super::{JsBytes, bytes_of, clock, context_of, now_ms, rng, secret_bytes_of, thrown};
 use crate::edge::{EdgeError, EdgeLease, EdgeOpener, EdgeSealer};
 
 /// The inputs of WebCrypto's AES-GCM call as a JS object: `header`, `key` (raw, to import and
@@ -44,8 +44,9 @@ pub struct Lease {
 #[wasm_bindgen]
 impl Lease {
     /// Parses the lease document the server answered (its JSON text), received at
-    /// `received_ms` (ms since the epoch; default now): the lease ends by this host's clock at
-    /// the latest its TTL after that (see core's `lease`).
+    /// `received_ms` by the module's clock ([`Self::now`]; default now): the lease ends by that
+    /// clock at the latest its TTL after that, and by the server's `expires_at` (see core's
+    /// `lease`).
     #[wasm_bindgen(js_name = fromJson)]
     pub fn from_json(
         #[wasm_bindgen(unchecked_param_type = "string")] json: JsValue,
@@ -66,9 +67,10 @@ impl Lease {
         let json = zeroize::Zeroizing::new(text.as_string().unwrap_or_default());
         // Whole milliseconds since the epoch fit an f64 exactly.
         #[allow(clippy::cast_possible_truncation)]
-        let received = received_ms.map_or_else(now_ms, |t| t as i64);
+        let now = clock();
+        let received = received_ms.map_or(now.at, |t| t as i64);
         Ok(Self {
-            inner: EdgeLease::parse(json.as_bytes(), received).map_err(thrown)?,
+            inner: EdgeLease::parse(json.as_bytes(), received, now.ahead).map_err(thrown)?,
         })
     }
 
@@ -84,7 +86,8 @@ impl Lease {
         self.inner.lease().current_version()
     }
 
-    /// When the lease ends, ms since the epoch.
+    /// When the lease ends, by the module's clock ([`Self::now`]: ms since the epoch, ahead of
+    /// `Date.now()` by a step back of the wall clock since the module started).
     #[wasm_bindgen(getter, js_name = expiresAt)]
     pub fn expires_at(&self) -> f64 {
         #[allow(clippy::cast_precision_loss)]
@@ -92,7 +95,7 @@ impl Lease {
         ms
     }
 
-    /// When to ask for a new lease, given when this one arrived (ms since the epoch).
+    /// When to ask for a new lease, given when this one arrived (by the module's clock).
     #[wasm_bindgen(js_name = renewAt)]
     pub fn renew_at(&self, received_ms: f64) -> f64 {
         #[allow(clippy::cast_possible_truncation, clippy::cast_precision_loss)]
@@ -142,8 +145,9 @@ impl Lease {
             })
     }
 
-    /// The module's clock, ms since the epoch: `Date.now()` kept from running back (see
-    /// `fromJson`). The time by which a lease is [`Self::expired`]; a client schedules its
+    /// The module's clock, ms since the epoch: `Date.now()` kept from running back or slower
+    /// than `performance.now()` (after a step back of the wall clock it stays ahead of
+    /// `Date.now()` by the step; see `fromJson`). The time by which a lease is [`Self::expired`]; a client schedules its
     /// renewals and wipes by it too, or a wall clock stepped back would put them late.
     pub fn now() -> f64 {
         #[allow(clippy::cast_precision_loss)]

@@ -33,17 +33,22 @@ thread_local! {
 /// `performance.now()` (core's `SteadyWall`: a wall clock stepped back does not stretch a lease).
 /// Without `performance`, `Date.now()` alone.
 pub(crate) fn now_ms() -> i64 {
+    clock().at
+}
+
+/// [`now_ms`], with how far it is ahead of `Date.now()` (core's `Lease::parse` takes it).
+pub(crate) fn clock() -> byok_core::lease::clock::Reading {
     // Whole milliseconds since the epoch fit an f64 exactly.
     #[allow(clippy::cast_possible_truncation)]
     let wall = Date::now() as i64;
     match performance_now() {
         Ok(mono) => CLOCK.with(|c| {
             let mut clock = c.get();
-            let t = clock.now(wall, mono);
+            let t = clock.read(wall, mono);
             c.set(clock);
             t
         }),
-        Err(_) => wall,
+        Err(_) => byok_core::lease::clock::Reading { at: wall, ahead: 0 },
     }
 }
 

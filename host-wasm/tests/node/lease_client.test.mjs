@@ -17,19 +17,22 @@ const SCOPE = 'd05d3b7582186f01f52b381653c90d31';
 const KEY = Buffer.alloc(32, 7).toString('base64');
 const TTL = 60_000;
 
-/** The client's clock (starting at the real time), and a server answering from `script`, one
- * entry per lease request: 'ok', 'down', an HTTP status, or an API code refused with 409. Its
- * leases end `life` ms after the client's clock; the module checks expiry by the real clock,
- * so moving the client's clock forward triggers renewals without expiring anything. */
+/** The client's clock (starting at the module's clock, `Lease.now()`), and a server answering
+ * from `script`, one entry per lease request: 'ok', 'down', an HTTP status, or an API code
+ * refused with 409. Its leases end `life` ms after the client's clock (sent as the wall time
+ * that is: the module's clock runs ahead of `Date.now()` once a test stepped the wall back);
+ * the module checks expiry by its real clock, so moving the client's clock forward triggers
+ * renewals without expiring anything. */
 function setup(script, life = TTL, options = {}) {
-  const clock = { t: Date.now() };
+  const clock = { t: Lease.now() };
+  const ends = () => clock.t - (Lease.now() - Date.now()) + life;
   const calls = [];
   const fetch = async (url, init) => {
     calls.push({ at: clock.t, url, body: init.body });
     const next = script.shift();
     if (next === 'ok') {
       return new Response(JSON.stringify({ scope: SCOPE, current_version: 1,
-        keys: [{ version: 1, key: KEY }], expires_at: clock.t + life, ttl_ms: life }), { status: 200 });
+        keys: [{ version: 1, key: KEY }], expires_at: ends(), ttl_ms: life }), { status: 200 });
     }
     if (next === 'down') throw new TypeError('connect ECONNREFUSED');
     if (next === 'lost') {
@@ -56,7 +59,7 @@ function setup(script, life = TTL, options = {}) {
     }
     if (next === 'no_ttl') {
       return new Response(JSON.stringify({ scope: SCOPE, current_version: 1,
-        keys: [{ version: 1, key: KEY }], expires_at: clock.t + life }), { status: 200 });
+        keys: [{ version: 1, key: KEY }], expires_at: ends() }), { status: 200 });
     }
     if (next?.huge) {
       // A body one byte over the limit: declared (content-length), or streamed in pieces.
@@ -75,7 +78,7 @@ function setup(script, life = TTL, options = {}) {
     }
     if (next === 'other_scope') {
       return new Response(JSON.stringify({ scope: 'aa'.repeat(16), current_version: 1,
-        keys: [{ version: 1, key: KEY }], expires_at: clock.t + life, ttl_ms: life }), { status: 200 });
+        keys: [{ version: 1, key: KEY }], expires_at: ends(), ttl_ms: life }), { status: 200 });
     }
     if (next?.bare) {
       // A proxy's answer: a status and no byok JSON.
@@ -115,7 +118,7 @@ test('a burst of messages shares one lease request', async () => {
 });
 
 test('an outage or a 429 keeps the lease until it expires; then lease_expired', async () => {
-  // Leases that live 400 ms of real time (the module checks expiry with Date.now()).
+  // Leases that live 400 ms of real time (the module checks expiry by its own clock).
   const { clock, calls, client } = setup(['ok', 'down', 429, 503, 503], 400);
   await client.encrypt(pt);
   clock.t += TTL; // past the renewal point: every use asks again
@@ -344,6 +347,31 @@ test('a wall clock stepped back after a lease arrived does not stretch it', asyn
   } finally {
     Date.now = realNow;
     lease.free();
+  }
+});
+
+test('after the wall clock was stepped back past a TTL, new leases still last their TTL', async () => {
+  const realNow = Date.now;
+  // NTP steps the host's clock back ten minutes, and it stays there. The module's clock keeps
+  // running on (the step does not stretch a lease), ten minutes ahead of the wall from now on.
+  Date.now = () => realNow() - 600_000;
+  try {
+    Lease.now(); // the module reads the stepped wall
+    // A server whose clock agrees with the stepped wall issues a 60 s lease: it lasts 60 s,
+    // not zero (read against the module's clock, `expires_at` was ten minutes past).
+    const doc = { scope: SCOPE, current_version: 1, keys: [{ version: 1, key: KEY }],
+      expires_at: Date.now() + 60_000, ttl_ms: 60_000 };
+    const lease = Lease.fromJson(JSON.stringify(doc));
+    try {
+      assert.equal(lease.expired, false, 'the lease arrived expired');
+      const left = lease.expiresAt - Lease.now();
+      assert.ok(left > 59_000 && left <= 60_000, `${left} ms left of a 60 s lease`);
+      assert.equal(lease.decrypt(lease.encrypt(pt)).length, 1);
+    } finally {
+      lease.free();
+    }
+  } finally {
+    Date.now = realNow;
   }
 });
 
