@@ -221,9 +221,17 @@ impl CredentialCache {
         for e in exchanges.into_iter().rev() {
             held.push_front(e);
         }
-        while held.len() > MAX_UNAUDITED {
-            held.pop_back();
-            tracing::warn!("a credential exchange was dropped before its audit row was written");
+        let dropped = crate::fair_queue::trim(
+            &mut held,
+            |e| e.org.clone(),
+            MAX_UNAUDITED_PER_ORG,
+            MAX_UNAUDITED,
+        );
+        if dropped > 0 {
+            tracing::warn!(
+                dropped,
+                "credential exchanges were dropped before their audit rows were written"
+            );
         }
     }
 

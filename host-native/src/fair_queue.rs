@@ -33,6 +33,49 @@ pub fn push<T, K: Eq + Hash + Clone>(
     victim
 }
 
+/// Brings `held` back within the bounds [`push`] keeps, after items were put back at its front
+/// (taken for a write that failed): an org over `per_org` loses its oldest, then, while `held`
+/// is over `max`, the org holding the most loses its oldest. Returns how many were dropped.
+pub fn trim<T, K: Eq + Hash + Clone + Ord>(
+    held: &mut VecDeque<T>,
+    org_of: impl Fn(&T) -> K,
+    per_org: usize,
+    max: usize,
+) -> usize {
+    let mut counts: HashMap<K, usize> = HashMap::new();
+    for t in held.iter() {
+        *counts.entry(org_of(t)).or_default() += 1;
+    }
+    // How many each org drops: what it holds over `per_org`, then one at a time from the org
+    // keeping the most while more than `max` are kept.
+    let mut drops: HashMap<K, usize> = HashMap::new();
+    let mut kept = std::collections::BinaryHeap::new();
+    for (org, n) in counts {
+        let over = n.saturating_sub(per_org);
+        if over > 0 {
+            drops.insert(org.clone(), over);
+        }
+        kept.push((n - over, org));
+    }
+    let mut total: usize = kept.iter().map(|(n, _)| n).sum();
+    while total > max {
+        let Some((n, org)) = kept.pop() else { break };
+        *drops.entry(org.clone()).or_default() += 1;
+        total -= 1;
+        kept.push((n - 1, org));
+    }
+    let before = held.len();
+    // Oldest first: the front of the queue.
+    held.retain(|t| match drops.get_mut(&org_of(t)) {
+        Some(d) if *d > 0 => {
+            *d -= 1;
+            false
+        }
+        _ => true,
+    });
+    before - held.len()
+}
+
 /// The org holding the most items.
 fn busiest<T, K: Eq + Hash + Clone>(held: &VecDeque<T>, org_of: impl Fn(&T) -> K) -> Option<K> {
     let mut counts: HashMap<K, usize> = HashMap::new();
@@ -78,5 +121,41 @@ mod tests {
         assert_eq!(of(&q, 2), [0, 1]);
         assert_eq!(of(&q, 1), (6..15).collect::<Vec<_>>());
         assert_eq!(of(&q, 3).len(), 9);
+    }
+
+    /// Items put back at the front (a failed write's) are trimmed as `push` would have: an org
+    /// over its share loses its oldest, then the busiest org, never another's.
+    #[test]
+    fn items_put_back_are_trimmed_fairly() {
+        let of = |q: &VecDeque<(u8, u32)>, org: u8| -> Vec<u32> {
+            q.iter().filter(|t| t.0 == org).map(|t| t.1).collect()
+        };
+        // Org 1 put 8 back in front of its 5 queued since (13, over its 10); org 2 holds 3.
+        let mut q: VecDeque<(u8, u32)> = (0..8).map(|n| (1, n)).collect();
+        q.extend([
+            (2, 0),
+            (1, 8),
+            (2, 1),
+            (1, 9),
+            (1, 10),
+            (1, 11),
+            (1, 12),
+            (2, 2),
+        ]);
+        assert_eq!(trim(&mut q, |t| t.0, 10, 25), 3);
+        assert_eq!(
+            of(&q, 1),
+            (3..13).collect::<Vec<_>>(),
+            "its own oldest went"
+        );
+        assert_eq!(of(&q, 2), [0, 1, 2]);
+        // Over the total: the busiest org gives way, down to the bound.
+        let mut q: VecDeque<(u8, u32)> = (0..9).map(|n| (1, n)).collect();
+        q.extend((0..6).map(|n| (2, n)));
+        q.extend((0..2).map(|n| (3, n)));
+        assert_eq!(trim(&mut q, |t| t.0, 10, 12), 5);
+        assert_eq!(of(&q, 1), (4..9).collect::<Vec<_>>());
+        assert_eq!(of(&q, 2), (0..6).collect::<Vec<_>>().split_off(1));
+        assert_eq!(of(&q, 3), [0, 1]);
     }
 }

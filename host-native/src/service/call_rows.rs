@@ -71,11 +71,20 @@ impl Unwritten {
         mine.into_iter().map(|(_, row)| row).collect()
     }
 
-    /// Puts back rows taken by [`Self::take`] whose write failed, ahead of those queued since.
+    /// Puts back rows taken by [`Self::take`] whose write failed, ahead of those queued since,
+    /// within the queue's bounds (the org's oldest go first, as when pushed).
     pub(super) fn give_back(&self, org: ScopeId, rows: Vec<Value>) {
         let mut held = self.lock();
         for row in rows.into_iter().rev() {
             held.push_front((org, row));
+        }
+        let dropped =
+            crate::fair_queue::trim(&mut held, |(o, _)| *o, MAX_UNWRITTEN_PER_ORG, MAX_UNWRITTEN);
+        if dropped > 0 {
+            tracing::warn!(
+                dropped,
+                "KMS calls' audit rows were dropped before they were written"
+            );
         }
     }
 }
@@ -255,5 +264,17 @@ mod tests {
         assert_eq!(rows.len(), MAX_UNWRITTEN_PER_ORG - 1);
         assert_eq!(rows[0], json!({ "n": 1 }));
         assert_eq!(q.take(ScopeId::from_bytes([11; 16])).len(), others);
+        // Rows put back after a failed write, with more queued since: still the org's share,
+        // its oldest gone; another org's rows stay.
+        q.push(b, json!({ "n": "b3" }));
+        for n in 0..10 {
+            q.push(busiest, json!({ "n": format!("new {n}") }));
+        }
+        q.give_back(busiest, rows);
+        let after = q.take(busiest);
+        assert_eq!(after.len(), MAX_UNWRITTEN_PER_ORG);
+        assert_eq!(after[0], json!({ "n": 10 }), "its own oldest went");
+        assert_eq!(after.last(), Some(&json!({ "n": "new 9" })));
+        assert_eq!(q.take(b), [json!({ "n": "b3" })]);
     }
 }
