@@ -8,7 +8,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use byok_core::crypto::backend::{AwsLc, RustCrypto};
+use byok_core::crypto::backend::{AwsLc, Failing, RustCrypto};
 use byok_core::stream::StreamEncryptor;
 use byok_core::{AeadBackend, Context, FrameSize, KeyId, ScopeId, ScopeKey, SecretBytes};
 
@@ -118,4 +118,33 @@ fn a_buffer_grown_by_extend_wiped_leaves_no_copy() {
 fn frames_sealed_one_after_another_leave_no_copy() {
     let frame = FrameSize::DEFAULT.bytes();
     assert_eq!(freed_copies::<RustCrypto>(frame / 10 * 3 + 7, true), 0);
+}
+
+/// A frame whose sealing fails leaves no plaintext in the output it was copied into: the
+/// region is wiped, not only cut off (it would stay in the buffer's spare room, and be freed
+/// with it).
+#[test]
+fn a_frame_that_fails_to_seal_is_wiped_from_the_output() {
+    let _one = ONE.lock().unwrap_or_else(|p| p.into_inner());
+    let (key, ctx) = (key(), Context::new());
+    let mut rng = rand::rng();
+    let frame = FrameSize::DEFAULT.bytes();
+    // The caller's plaintext, wiped when dropped: only copies the encryptor made can count.
+    let input = zeroize::Zeroizing::new(vec![MARKER; frame * 2]);
+    let mut out = Vec::with_capacity(frame * 4);
+    let mut enc =
+        StreamEncryptor::<Failing>::new(&key, &ctx, FrameSize::DEFAULT, &mut rng).unwrap();
+    LEFT_BEHIND.store(0, Ordering::SeqCst);
+    WATCHING.store(true, Ordering::SeqCst);
+    let failed = enc.update(&input, &mut out);
+    assert!(
+        matches!(failed, Err(byok_core::Error::Internal(_))),
+        "{failed:?}"
+    );
+    assert!(out.is_empty(), "the failed frame was left in the output");
+    drop(enc);
+    drop(input);
+    drop(out);
+    WATCHING.store(false, Ordering::SeqCst);
+    assert_eq!(LEFT_BEHIND.load(Ordering::SeqCst), 0);
 }

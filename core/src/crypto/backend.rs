@@ -70,6 +70,41 @@ impl AeadBackend for RawKey {
     }
 }
 
+/// A backend whose every seal and open fails (feature `dev`, tests only): for the paths that
+/// must clean up after a failed AES step, such as a stream frame's plaintext already copied
+/// into the caller's output.
+#[cfg(feature = "dev")]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Failing;
+
+#[cfg(feature = "dev")]
+impl sealed::Sealed for Failing {}
+
+#[cfg(feature = "dev")]
+impl AeadBackend for Failing {
+    type Key = crate::SecretBytes;
+
+    fn key(bytes: &[u8; KEY_LEN]) -> Result<Self::Key, Error> {
+        let mut copy = *bytes;
+        Ok(crate::SecretBytes::from_bytes(&mut copy))
+    }
+
+    fn seal(_: &Self::Key, _: &[u8; 12], _: &[u8], _: &mut [u8]) -> Result<[u8; TAG_LEN], Error> {
+        Err(Error::Internal("the failing backend fails"))
+    }
+
+    fn open(
+        _: &Self::Key,
+        _: &[u8; 12],
+        _: &[u8],
+        buf: &mut [u8],
+        _: &[u8; TAG_LEN],
+    ) -> Result<(), Error> {
+        buf.fill(0);
+        Err(Error::Decrypt)
+    }
+}
+
 /// RustCrypto's `aes-gcm`: pure Rust, constant time, runs on every target (AES-NI and CLMUL
 /// when the CPU has them, bitsliced software otherwise, as in wasm).
 #[derive(Clone, Copy, Debug, Default)]
