@@ -113,6 +113,7 @@ impl Client {
         path: &str,
         body: Option<Value>,
     ) -> Result<Value, Failure> {
+        let body = body.map(|b| reqwest::Body::from(b.to_string()));
         let bytes = self.call_bytes(method, path, body).await?;
         Ok(serde_json::from_slice(&bytes).unwrap_or(Value::Null))
     }
@@ -121,7 +122,7 @@ impl Client {
         &self,
         method: reqwest::Method,
         path: &str,
-        body: Option<Value>,
+        body: Option<reqwest::Body>,
     ) -> Result<Zeroizing<Vec<u8>>, Failure> {
         let url = format!("{}{path}", self.args.server.trim_end_matches('/'));
         let mut req = self.http.request(method, &url);
@@ -131,7 +132,7 @@ impl Client {
         if let Some(b) = body {
             req = req
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .body(b.to_string());
+                .body(b);
         }
         let resp = req
             .send()
@@ -221,7 +222,31 @@ impl Client {
         body: Value,
     ) -> Result<Zeroizing<Vec<u8>>, Failure> {
         let path = format!("/v1/orgs/{org}/scopes/{scope}/{action}");
-        self.call_bytes(reqwest::Method::POST, &path, Some(body))
+        self.post_to_secret(&path, body).await
+    }
+
+    /// POST with a JSON body, returning the answer's bytes, wiped when dropped: for answers
+    /// holding secrets (a plaintext, a lease).
+    pub async fn post_to_secret(
+        &self,
+        path: &str,
+        body: Value,
+    ) -> Result<Zeroizing<Vec<u8>>, Failure> {
+        let body = reqwest::Body::from(body.to_string());
+        self.call_bytes(reqwest::Method::POST, path, Some(body))
+            .await
+    }
+
+    /// POST of a body holding secrets (a plaintext), wiped once the request is done with it,
+    /// returning the answer's bytes, wiped when dropped.
+    pub async fn post_secret(
+        &self,
+        path: &str,
+        body: Zeroizing<Vec<u8>>,
+    ) -> Result<Zeroizing<Vec<u8>>, Failure> {
+        // The body's bytes are the buffer itself, dropped (so wiped) with its last reference.
+        let body = reqwest::Body::from(bytes::Bytes::from_owner(body));
+        self.call_bytes(reqwest::Method::POST, path, Some(body))
             .await
     }
 
