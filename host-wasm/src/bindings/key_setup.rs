@@ -3,7 +3,8 @@
 //! functions (see [`crate::key_setup`]), so the page says what the server will say.
 
 use byok_core::kms::aws::policy::RoleTrust;
-use js_sys::Reflect;
+use js_sys::{Array, JsString, Reflect};
+use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 
 use super::{rng, thrown, to_js};
@@ -124,17 +125,52 @@ fn problem(p: IdentifierProblem) -> JsValue {
     err
 }
 
+/// The most UTF-16 units a text given to these functions may have. Identifiers, ARNs and org
+/// ids are at most a few thousand; a paste of megabytes (or a script's) is refused before it
+/// is copied into the module, where a copy that does not fit its memory aborts it.
+const MAX_TEXT_UNITS: usize = 64 * 1024;
+
+/// The most regions an org's allow-list given to `offlineValidation` may have.
+const MAX_REGIONS: u32 = 256;
+
+/// `value` as text if it is a string of at most [`MAX_TEXT_UNITS`] units (measured before it is
+/// copied in); `None` if it is not a string; `invalid_request` naming `what` if it is longer.
+fn measured(value: &JsValue, what: &str) -> Result<Option<String>, JsValue> {
+    let Some(s) = value.dyn_ref::<JsString>() else {
+        return Ok(None);
+    };
+    let units = s.length() as usize;
+    if units > MAX_TEXT_UNITS {
+        return Err(invalid(format!(
+            "{what} is {units} characters long, over the {MAX_TEXT_UNITS} it may have"
+        )));
+    }
+    Ok(s.as_string())
+}
+
+/// A text argument: a string of at most [`MAX_TEXT_UNITS`] units, or `invalid_request`.
+fn text_arg(value: &JsValue, what: &str) -> Result<String, JsValue> {
+    measured(value, what)?.ok_or_else(|| invalid(format!("{what} must be a string")))
+}
+
 /// Parses a pasted AWS KMS key or alias ARN (whitespace around it is ignored). Throws a
 /// `ByokError` with code `invalid_request` and `part`, `found`, `expected` when it is not one.
 #[wasm_bindgen(js_name = parseKeyArn, unchecked_return_type = "ParsedKey")]
-pub fn parse_key_arn(identifier: &str) -> Result<JsValue, JsValue> {
-    key_setup::parse_key(identifier)
+pub fn parse_key_arn(
+    #[wasm_bindgen(unchecked_param_type = "string")] identifier: JsValue,
+) -> Result<JsValue, JsValue> {
+    let identifier = text_arg(&identifier, "the key identifier")?;
+    key_setup::parse_key(&identifier)
         .map(|k| to_js(&k))
         .map_err(problem)
 }
 
-fn text(o: &JsValue, field: &str) -> Option<String> {
-    Reflect::get(o, &field.into()).ok()?.as_string()
+/// Field `field` of `o` if it is a string (measured: [`measured`]).
+fn text(o: &JsValue, field: &str) -> Result<Option<String>, JsValue> {
+    match Reflect::get(o, &field.into()) {
+        Ok(v) => measured(&v, field),
+        Err(_) => Ok(None),
+    }
 }
 
 fn invalid(message: String) -> JsValue {
@@ -146,7 +182,7 @@ fn invalid(message: String) -> JsValue {
 
 /// Field `field` of `o`, a string, or an `invalid_request` naming it.
 fn required(o: &JsValue, field: &str) -> Result<String, JsValue> {
-    text(o, field).ok_or_else(|| invalid(format!("{field} is required (a string)")))
+    text(o, field)?.ok_or_else(|| invalid(format!("{field} is required (a string)")))
 }
 
 /// `roleTrust`: `oidc`, `external_id`, or absent.
@@ -161,8 +197,11 @@ fn role_trust(asked: Option<&str>) -> Result<Option<RoleTrust>, JsValue> {
 
 /// Parses a pasted Cloud KMS key or key version name. Throws like [`parse_key_arn`].
 #[wasm_bindgen(js_name = parseGcpKey, unchecked_return_type = "ParsedGcpKey")]
-pub fn parse_gcp_key(identifier: &str) -> Result<JsValue, JsValue> {
-    key_setup::parse_gcp_key(identifier)
+pub fn parse_gcp_key(
+    #[wasm_bindgen(unchecked_param_type = "string")] identifier: JsValue,
+) -> Result<JsValue, JsValue> {
+    let identifier = text_arg(&identifier, "the key identifier")?;
+    key_setup::parse_gcp_key(&identifier)
         .map(|k| to_js(&k))
         .map_err(problem)
 }
@@ -170,8 +209,11 @@ pub fn parse_gcp_key(identifier: &str) -> Result<JsValue, JsValue> {
 /// Parses a pasted Azure key URL (vault or Managed HSM, any cloud, with or without a
 /// version). Throws like [`parse_key_arn`].
 #[wasm_bindgen(js_name = parseAzureKey, unchecked_return_type = "ParsedAzureKey")]
-pub fn parse_azure_key(identifier: &str) -> Result<JsValue, JsValue> {
-    key_setup::parse_azure_key(identifier)
+pub fn parse_azure_key(
+    #[wasm_bindgen(unchecked_param_type = "string")] identifier: JsValue,
+) -> Result<JsValue, JsValue> {
+    let identifier = text_arg(&identifier, "the key identifier")?;
+    key_setup::parse_azure_key(&identifier)
         .map(|k| to_js(&k))
         .map_err(problem)
 }
@@ -184,18 +226,20 @@ pub fn provider_grant(
     #[wasm_bindgen(unchecked_param_type = "ProviderGrantRequest")] request: JsValue,
 ) -> Result<JsValue, JsValue> {
     let need = |field: &str| required(&request, field);
-    let optional = |field: &str| text(&request, field).filter(|v| !v.trim().is_empty());
-    let role_trust = role_trust(optional("roleTrust").as_deref())?;
+    let optional = |field: &str| -> Result<Option<String>, JsValue> {
+        Ok(text(&request, field)?.filter(|v| !v.trim().is_empty()))
+    };
+    let role_trust = role_trust(optional("roleTrust")?.as_deref())?;
     let r = key_setup::ProviderGrantRequest {
         provider: need("provider")?,
         key: need("key")?,
-        role: optional("role"),
-        audience: optional("audience"),
+        role: optional("role")?,
+        audience: optional("audience")?,
         role_trust,
         org: need("org")?,
         external_id: need("externalId")?,
-        issuer_url: optional("issuerUrl"),
-        vendor_principal: optional("vendorPrincipal"),
+        issuer_url: optional("issuerUrl")?,
+        vendor_principal: optional("vendorPrincipal")?,
     };
     key_setup::provider_grant(&r)
         .map(|g| to_js(&g))
@@ -215,10 +259,10 @@ pub fn key_grant(
         need("externalId")?,
         need("org")?,
     );
-    let role_arn = text(&request, "roleArn").filter(|r| !r.trim().is_empty());
+    let role_arn = text(&request, "roleArn")?.filter(|r| !r.trim().is_empty());
     let role_trust =
-        role_trust(text(&request, "roleTrust").as_deref())?.unwrap_or(RoleTrust::ExternalId);
-    let issuer = text(&request, "issuer").unwrap_or_default();
+        role_trust(text(&request, "roleTrust")?.as_deref())?.unwrap_or(RoleTrust::ExternalId);
+    let issuer = text(&request, "issuer")?.unwrap_or_default();
     let g = key_setup::grant(&GrantRequest {
         key_arn: &key_arn,
         role_arn: role_arn.as_deref(),
@@ -234,20 +278,36 @@ pub fn key_grant(
 
 /// The validation steps that need no KMS (`parse identifier`, `region allowed`; the rest
 /// `skipped` if one failed), in the server's report shape and words. `regions` is the org's
-/// allowed regions (empty: any); `principal` and `org` are used in fixes.
+/// allowed regions (empty: any); `principal` and `org` are used in fixes. Throws
+/// `invalid_request` for an argument of the wrong type or size.
 #[wasm_bindgen(js_name = offlineValidation, unchecked_return_type = "StepReport[]")]
 pub fn offline_validation(
-    identifier: &str,
-    regions: Vec<String>,
-    principal: &str,
-    org: &str,
-) -> JsValue {
+    #[wasm_bindgen(unchecked_param_type = "string")] identifier: JsValue,
+    #[wasm_bindgen(unchecked_param_type = "string[]")] regions: JsValue,
+    #[wasm_bindgen(unchecked_param_type = "string")] principal: JsValue,
+    #[wasm_bindgen(unchecked_param_type = "string")] org: JsValue,
+) -> Result<JsValue, JsValue> {
+    let identifier = text_arg(&identifier, "the key identifier")?;
+    let regions = regions
+        .dyn_ref::<Array>()
+        .ok_or_else(|| invalid("regions must be an array of strings".into()))?;
+    if regions.length() > MAX_REGIONS {
+        return Err(invalid(format!(
+            "regions has {} entries, over the {MAX_REGIONS} it may have",
+            regions.length()
+        )));
+    }
+    let regions = regions
+        .iter()
+        .map(|r| text_arg(&r, "a region"))
+        .collect::<Result<Vec<_>, _>>()?;
     let regions: Vec<&str> = regions.iter().map(String::as_str).collect();
-    to_js(&key_setup::offline_steps(
-        identifier,
+    let (principal, org) = (text_arg(&principal, "principal")?, text_arg(&org, "org")?);
+    Ok(to_js(&key_setup::offline_steps(
+        &identifier,
         &regions,
-        principal,
-        org,
+        &principal,
+        &org,
         &mut rng(),
-    ))
+    )))
 }

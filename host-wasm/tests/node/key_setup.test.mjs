@@ -11,7 +11,8 @@ import { join, dirname } from 'node:path';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const pkg = process.env.BYOK_WASM_PKG ?? join(here, '..', '..', 'pkg');
-const { default: init, parseKeyArn, keyGrant, offlineValidation } = await import(join(pkg, 'byok_wasm.js'));
+const { default: init, parseKeyArn, parseGcpKey, parseAzureKey, keyGrant, providerGrant, offlineValidation } =
+  await import(join(pkg, 'byok_wasm.js'));
 await init({ module_or_path: readFileSync(join(pkg, 'byok_wasm_bg.wasm')) });
 
 const ARN = 'arn:aws:kms:eu-west-1:444455556666:key/1234abcd-12ab-34cd-56ef-1234567890ab';
@@ -85,4 +86,28 @@ test('the grant: least privilege, bound to the org, the role trusted with the ex
   assert.equal(refusal(() => keyGrant({ keyArn: ARN, roleArn: 'arn:aws:iam::1:role/x', vendorPrincipal: vendor,
     externalId: 'e', org: 'o' })).part, 'account');
   assert.equal(refusal(() => keyGrant({ keyArn: ARN })).code, 'invalid_request');
+});
+
+test('text too long, or not text, is refused before it is copied into the module', () => {
+  // 64 Ki units is the most; a paste of 16 MiB would be copied whole, and a larger one that
+  // does not fit the module's memory would abort it for good.
+  const huge = 'a'.repeat(16 << 20);
+  for (const f of [parseKeyArn, parseGcpKey, parseAzureKey]) {
+    const e = refusal(() => f(huge));
+    assert.equal(e.code, 'invalid_request');
+    assert.equal(e.message, 'the key identifier is 16777216 characters long, over the 65536 it may have');
+    assert.equal(refusal(() => f(42)).message, 'the key identifier must be a string');
+  }
+  const long = refusal(() => keyGrant({ keyArn: ARN, vendorPrincipal: huge, externalId: 'x', org: '00ff' }));
+  assert.equal(long.message, 'vendorPrincipal is 16777216 characters long, over the 65536 it may have');
+  const role = refusal(() => providerGrant({ provider: 'aws', key: ARN, org: '00ff', externalId: 'x', role: huge }));
+  assert.equal(role.code, 'invalid_request');
+  assert.match(role.message, /^role is 16777216 characters long/);
+  assert.match(refusal(() => offlineValidation(ARN, [huge], 'p', '00ff')).message, /^a region is 16777216/);
+  assert.match(refusal(() => offlineValidation(ARN, Array(257).fill('eu-west-1'), 'p', '00ff')).message,
+    /^regions has 257 entries/);
+  assert.match(refusal(() => offlineValidation(ARN, 'eu-west-1', 'p', '00ff')).message, /^regions must be an array/);
+  // At the limit: read (and refused by the parser for what it is, not for its size).
+  const atLimit = refusal(() => parseKeyArn('a'.repeat(65536)));
+  assert.doesNotMatch(atLimit.message, /characters long/);
 });
