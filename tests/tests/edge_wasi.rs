@@ -15,10 +15,20 @@ use byok_tests::fixtures::{TestOrg, TestServer, assert_status};
 mod wasi_http;
 
 use serde_json::{Value, json};
-use wasi_http::{WasiHttpHost, component_path};
+use wasi_http::{SteppedWall, WasiHttpHost, component_path};
 
 async fn component(ts: &TestServer, o: &TestOrg, d: &Deployment, audience: &str) -> WasiHttpHost {
-    WasiHttpHost::start(
+    component_on(ts, o, d, audience, SteppedWall::default()).await
+}
+
+async fn component_on(
+    ts: &TestServer,
+    o: &TestOrg,
+    d: &Deployment,
+    audience: &str,
+    wall: SteppedWall,
+) -> WasiHttpHost {
+    WasiHttpHost::start_with_wall(
         &component_path(),
         &[
             ("BYOK_SERVER", &ts.url),
@@ -27,6 +37,7 @@ async fn component(ts: &TestServer, o: &TestOrg, d: &Deployment, audience: &str)
             ("BYOK_TOKEN", &d.token),
             ("BYOK_AUDIENCE", audience),
         ],
+        wall,
     )
     .await
 }
@@ -155,6 +166,31 @@ async fn a_pause_a_revoke_and_a_token_revoke_stop_the_component_within_one_lease
             assert_eq!(edge.post("/encrypt", "resumed").await.0, 200);
         }
     }
+}
+
+/// The component's wall clock runs ten minutes ahead of the server's: every lease arrives
+/// ended (the server's `expires_at` is in the component's past), and it says so. NTP then steps
+/// the clock back to the right time: the component's lease clock never runs back, so it stays
+/// ten minutes ahead of the wall, and compared with it the next leases arrived ended too, until
+/// a restart. They are read on the lease clock now, and last their TTL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wall_clock_stepped_back_past_the_ttl_does_not_stop_the_component() {
+    let (ts, o, _) = TestServer::edge("edge-wasi-clock", 60_000).await;
+    let d = Deployment::create(&ts, &o, "clock").await;
+    let wall = SteppedWall::default();
+    wall.set(600_000);
+    let edge = component_on(&ts, &o, &d, "wasi-test", wall.clone()).await;
+    let (status, body) = edge.post("/encrypt", "ahead").await;
+    assert_eq!(
+        (status, json_of(&body)["error"]["code"].as_str()),
+        (503, Some("lease_expired")),
+        "a lease read as live on a clock ten minutes ahead"
+    );
+    wall.set(0);
+    let (status, body) = edge.post("/encrypt", "corrected").await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    // And it is the same lease for the next call: one lease, not one per call.
+    assert_eq!(edge.post("/encrypt", "again").await.0, 200);
 }
 
 /// Plain HTTP to a host not known to be private is refused before any request: the service

@@ -7,13 +7,16 @@
 
 use std::convert::Infallible;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use tokio::sync::Mutex;
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Config, Engine, Store};
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi::{HostWallClock, WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::p2::bindings::Proxy;
 use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
@@ -38,6 +41,31 @@ pub(crate) fn component_path() -> PathBuf {
         path.display()
     );
     path
+}
+
+/// The component's wall clock: the system's, moved by the ms in the shared value (positive:
+/// ahead), which the test sets to step it as NTP would. Its monotonic clock is the system's.
+#[derive(Clone, Default)]
+pub(crate) struct SteppedWall(pub(crate) Arc<AtomicI64>);
+
+impl SteppedWall {
+    /// Moves the clock to `offset_ms` from the system's.
+    pub(crate) fn set(&self, offset_ms: i64) {
+        self.0.store(offset_ms, Ordering::SeqCst);
+    }
+}
+
+impl HostWallClock for SteppedWall {
+    fn resolution(&self) -> Duration {
+        Duration::from_millis(1)
+    }
+
+    fn now(&self) -> Duration {
+        let real = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+        let offset = self.0.load(Ordering::SeqCst);
+        let by = Duration::from_millis(offset.unsigned_abs());
+        if offset >= 0 { real + by } else { real - by }
+    }
 }
 
 struct State {
@@ -73,13 +101,26 @@ pub(crate) struct WasiHttpHost {
 impl WasiHttpHost {
     /// Compiles and instantiates the component at `path`.
     pub(crate) async fn start(path: &std::path::Path, env: &[(&str, &str)]) -> Self {
+        Self::start_with_wall(path, env, SteppedWall::default()).await
+    }
+
+    /// [`Self::start`], with `wall` as the component's wall clock.
+    pub(crate) async fn start_with_wall(
+        path: &std::path::Path,
+        env: &[(&str, &str)],
+        wall: SteppedWall,
+    ) -> Self {
         let engine = Engine::new(&Config::new()).expect("engine");
         let component = Component::from_file(&engine, path).expect("the component compiles");
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).expect("WASI");
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).expect("wasi-http");
         let state = State {
-            wasi: WasiCtx::builder().envs(env).inherit_stderr().build(),
+            wasi: WasiCtx::builder()
+                .envs(env)
+                .inherit_stderr()
+                .wall_clock(wall)
+                .build(),
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
         };
