@@ -4,9 +4,9 @@
 //! changes in the order they were decided). A plain FIFO lock let one tenant's burst of writes
 //! (a thousand stored data keys per call, on 64 connections) queue in front of another's pause:
 //! the pause then waited for every write queued before it. Here each org waiting has its own
-//! queue, and the turn goes round the orgs waiting, one write each: a pause waits for at most one
-//! write of each other org waiting (and of the process's own work, which queues as one more),
-//! however many that org has queued.
+//! queue, and the turn goes round the orgs waiting, one write each, never to the org that just
+//! wrote while another waits: a pause waits for the write running and at most one write of each
+//! other org waiting (the process's own work queues as one more), however many that org queued.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -36,11 +36,12 @@ struct State {
 /// The writer's turn, held until dropped.
 pub struct Turn {
     turns: Arc<Turns>,
+    who: Writer,
 }
 
 impl Drop for Turn {
     fn drop(&mut self) {
-        self.turns.pass();
+        self.turns.pass(Some(self.who));
     }
 }
 
@@ -59,7 +60,7 @@ impl Drop for Waiting {
             // one that was handed over before this (else no one would ever write again).
             self.rx.close();
             if self.rx.try_recv().is_ok() {
-                self.turns.pass();
+                self.turns.pass(None);
             }
         }
     }
@@ -74,6 +75,7 @@ impl Turns {
                 s.busy = true;
                 return Turn {
                     turns: self.clone(),
+                    who,
                 };
             }
             let (tx, rx) = oneshot::channel();
@@ -95,6 +97,7 @@ impl Turns {
         waiting.received = true;
         Turn {
             turns: self.clone(),
+            who,
         }
     }
 
@@ -105,9 +108,13 @@ impl Turns {
     }
 
     /// Hands the turn to the next writer round (the first waiter of the writer at the head, who
-    /// then goes to the back if it has more waiting), or frees it if no one waits.
-    fn pass(&self) {
+    /// then goes to the back if it has more waiting), or frees it if no one waits. `done` is
+    /// the writer whose turn ended, if it wrote: it goes after the others waiting.
+    fn pass(&self, done: Option<Writer>) {
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if s.waiting.len() > 1 && s.waiting.front().map(|(w, _)| *w) == done {
+            s.waiting.rotate_left(1);
+        }
         while let Some((who, mut queue)) = s.waiting.pop_front() {
             let next = queue.pop_front();
             if !queue.is_empty() {
@@ -175,6 +182,8 @@ mod tests {
         assert_eq!(served(&[1, 1, 1, 1, 1, 2, 0]).await, [1, 2, 0, 1, 1, 1, 1]);
         // Within an org, in arrival order; round after round.
         assert_eq!(served(&[1, 1, 2, 2, 3]).await, [1, 2, 3, 1, 2]);
+        // The org writing now (100) queued more, first: the others go before its next.
+        assert_eq!(served(&[100, 100, 2, 3]).await, [2, 3, 100, 100]);
     }
 
     #[tokio::test]
