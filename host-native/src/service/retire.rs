@@ -401,12 +401,7 @@ impl Service {
                 self.forget_cell(org, &cell);
                 continue;
             }
-            let mut n = 0u64;
-            for (id, wrapped) in &rewrapped {
-                if data_keys::rewrap(&mut w.tx, org, id, job.from, job.to, wrapped).await? {
-                    n += 1;
-                }
-            }
+            let n = data_keys::rewrap(&mut w.tx, org, &rewrapped, job.from, job.to).await?;
             data_keys::advance_job(&mut w.tx, org, n).await?;
             w.commit().await?;
             drop(gate);
