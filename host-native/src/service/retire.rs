@@ -401,7 +401,8 @@ impl Service {
                 self.forget_cell(org, &cell);
                 continue;
             }
-            let n = data_keys::rewrap(&mut w.tx, org, &rewrapped, job.from, job.to).await?;
+            let n =
+                data_keys::rewrap(&mut w.tx, org, job.scope, &rewrapped, job.from, job.to).await?;
             data_keys::advance_job(&mut w.tx, org, n).await?;
             w.commit().await?;
             drop(gate);
