@@ -409,9 +409,22 @@ impl TestOrg {
         }
     }
 
-    /// Waits (polling) until the org's job is finished.
+    /// Waits (polling) until the org's job is finished, for as long as it moves: it fails when
+    /// the job shows the same step for 5 s. A job that stopped (a runner gone, an error waiting
+    /// for the next periodic look) is caught; one that is only slower on a busy machine is not
+    /// taken for one.
     pub async fn job_done(&self, api: &Api) {
-        self.job_done_within(api, Duration::from_secs(5)).await;
+        let stall = Duration::from_secs(5);
+        let mut seen = self.job(api).await;
+        let mut since = std::time::Instant::now();
+        while !seen.is_null() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let now = self.job(api).await;
+            if now != seen {
+                (seen, since) = (now, std::time::Instant::now());
+            }
+            assert!(since.elapsed() < stall, "job stopped moving: {seen}");
+        }
     }
 
     /// Waits (polling) until the org's job reports `status`; returns the job.
