@@ -260,13 +260,10 @@ mod tests {
         }
         async fn add_data_key(&mut self, org: ScopeId, scope: ScopeId) {
             let mut w = self.write().await.unwrap();
-            let row = data_keys::DataKeyRow {
-                id: format!("{:032x}", rand::random::<u128>()),
-                scope,
-                version: 1,
-                wrapped: vec![0; 140],
-            };
-            data_keys::insert(&mut w.tx, org, &[row], 0).await.unwrap();
+            let row = (format!("{:032x}", rand::random::<u128>()), vec![0; 140]);
+            data_keys::insert(&mut w.tx, org, KeyId::new(scope, 1), &[row], 0)
+                .await
+                .unwrap();
             w.commit().await.unwrap();
         }
         async fn data_keys(&self, org: ScopeId) -> u64 {

@@ -106,12 +106,7 @@ impl Service {
                     scope: scope.to_string(),
                     version: key_id.version,
                 });
-                rows.push(DataKeyRow {
-                    id,
-                    scope,
-                    version: key_id.version,
-                    wrapped,
-                });
+                rows.push((id, wrapped));
             }
             (rows, out)
         };
@@ -132,7 +127,7 @@ impl Service {
         // After every wait (the gate, the usage mark, the writer): a denial recorded or the
         // root's TTL ended meanwhile keeps these keys from leaving in the clear.
         self.still_usable(&cell, org, [&resolved])?;
-        if !data_keys::insert(&mut w.tx, org, &rows, store::now_ms()).await? {
+        if !data_keys::insert(&mut w.tx, org, key_id, &rows, store::now_ms()).await? {
             return Err(ServiceError::Scope(
                 byok_core::scope::ScopeError::UnknownVersion(key_id),
             ));
