@@ -163,7 +163,7 @@ pub async fn count_under<'e>(
 /// moved.
 ///
 /// Many rows to a statement, as [`insert`]: a batch of a thousand single-row updates held the
-/// one writer for a thousand round trips. The rows are named by id ([`rewrap_statement`]), not
+/// one writer for a thousand round trips. The rows are named by id (`rewrap_statement`), not
 /// joined to a `VALUES` list: PostgreSQL planned that join, on some statistics, as a nested
 /// loop over every key of the version for each row named (six thousand keys: 1.2 s a
 /// statement, which stalled a retirement in CI).
