@@ -472,6 +472,120 @@ async fn a_token_or_org_past_its_rate_limit_gets_429_with_retry_after() {
     assert_status(&encrypt(&b).await.json(), 200);
 }
 
+/// A call for many stored data keys costs a request per ten keys, up to the token's whole
+/// burst: the token's next requests wait for its bucket to refill. Ten keys cost one request.
+#[tokio::test]
+async fn a_call_for_many_stored_keys_costs_the_token_its_burst() {
+    let ts = TestServer::start_with("rate-keys", |data| {
+        Server::start(data, &[QUIET, ("BYOK_TOKEN_RATE_LIMIT", "50")])
+    });
+    let a = ts.org(OrgSettings::named("a")).await;
+    let team = a.scope(&ts.api, &a.id, "team").await;
+    let datakeys = |count: usize| {
+        let path = a.scope_path(&team, "datakeys");
+        let (ts, token) = (&ts, a.service.clone());
+        async move { send(ts, Some(json!({ "count": count })), &path, &token).await }
+    };
+    let encrypt = || {
+        let path = format!("/v1/orgs/{}/scopes/{}/encrypt", a.id, a.id);
+        let (ts, token) = (&ts, a.service.clone());
+        async move { send(ts, Some(json!({ "plaintext": "aGk=" })), &path, &token).await }
+    };
+    let get = |ids: Vec<String>| {
+        let path = a.path("/datakeys/get");
+        let (ts, token) = (&ts, a.service.clone());
+        async move { send(ts, Some(json!({ "ids": ids })), &path, &token).await }
+    };
+    // A burst of five, one back every 20 ms: five calls for ten keys each fit in it. Were a
+    // key a request, the second would be refused.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        let made = assert_status(&datakeys(10).await.json(), 201);
+        ids.extend(
+            made["keys"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|k| k["id"].as_str().unwrap().to_owned()),
+        );
+    }
+    // Fifty keys, made or read, take the whole burst. On a machine slow enough that four units
+    // came back meanwhile, a round shows nothing, and is run again.
+    let mut shown = 0;
+    for round in 0..10 {
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let started = Instant::now();
+        if shown == 0 {
+            assert_status(&datakeys(50).await.json(), 201);
+        } else {
+            assert_status(&get(ids.clone()).await.json(), 200);
+        }
+        let mut passed = 0;
+        // Counted until the refused request was sent: its answer is held back.
+        let (refused, sent) = loop {
+            let sent = started.elapsed();
+            let answer = encrypt().await;
+            if answer.status != 200 || passed > 50 {
+                break (answer, sent);
+            }
+            passed += 1;
+        };
+        let refilled = refills(sent, 50);
+        if refilled >= 4 {
+            eprintln!("round {round}: {refilled} came back meanwhile; again");
+            continue;
+        }
+        assert!(passed <= refilled, "{passed} passed, {refilled} refilled");
+        let v = assert_error(&refused.json(), 429, "rate_limited");
+        assert!(
+            v.pointer("/error/message")
+                .and_then(|m| m.as_str())
+                .is_some_and(|m| m.starts_with("this token")),
+            "{v}"
+        );
+        shown += 1;
+        if shown == 2 {
+            break;
+        }
+    }
+    assert_eq!(shown, 2, "no round was fast enough to show the charge");
+    // A thousand keys with the bucket not full: refused once the body is read, and no key is
+    // made. Three encrypts and the call's own request leave one unit; the keys need four more,
+    // which take 60 ms to come back (a round slower than that shows nothing).
+    let stored = || async {
+        let pool = ts.db(true).await;
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM data_keys WHERE org_id = $1")
+            .bind(&a.id)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        n
+    };
+    let mut shown = false;
+    for round in 0..5 {
+        let before = stored().await;
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let started = Instant::now();
+        for _ in 0..3 {
+            assert_status(&encrypt().await.json(), 200);
+        }
+        let sent = started.elapsed();
+        let answer = datakeys(1000).await;
+        if refills(sent, 50) >= 3 {
+            eprintln!("round {round}: too slow to show the refusal; again");
+            continue;
+        }
+        let v = assert_error(&answer.json(), 429, "rate_limited");
+        assert!(answer.header("retry-after").is_some(), "{v}");
+        assert_eq!(stored().await, before, "keys were made by a refused call");
+        shown = true;
+        break;
+    }
+    assert!(shown, "no round was fast enough to show the refusal");
+}
+
 #[tokio::test]
 async fn every_answer_is_no_store_and_metrics_are_the_operators() {
     let ts = TestServer::start("no-store");

@@ -18,6 +18,7 @@ use super::error::{ApiError, DataErrors, ErrorBody};
 use super::extract::{ApiJson, ApiPath};
 use super::paths::{OrgPath, ScopePath};
 use super::secret_json::SecretJson;
+use crate::service::MAX_KEYS_PER_CALL;
 
 /// Reads a context object, refusing a key given twice: the format has one value per key
 /// (docs/format.md §5), and JSON readers disagree on which of two values they keep, so a
@@ -231,7 +232,8 @@ pub async fn unwrap_datakey(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateStored {
-    /// How many (1..=1000, default 1).
+    /// How many (1..=1000, default 1). Rate limits count one request for every ten keys (a
+    /// thousand: a hundred requests, or the whole burst).
     pub count: Option<usize>,
 }
 
@@ -239,7 +241,7 @@ pub struct CreateStored {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GetStored {
-    /// Their ids (1..=1000).
+    /// Their ids (1..=1000). Rate limits count one request for every ten.
     pub ids: Vec<String>,
 }
 
@@ -270,9 +272,13 @@ pub async fn create_stored(
     ApiJson(req): ApiJson<CreateStored>,
 ) -> Result<(axum::http::StatusCode, SecretJson<StoredKeys>), ApiError> {
     let scope = parse_id(&scope, "scope")?;
+    let count = req.count.unwrap_or(1);
+    s.rate
+        .pay_for_keys(org, &who.hash, count.min(MAX_KEYS_PER_CALL))
+        .await?;
     let keys = s
         .service
-        .create_stored_keys(&who, org, scope, req.count.unwrap_or(1))
+        .create_stored_keys(&who, org, scope, count)
         .await?;
     Ok((axum::http::StatusCode::CREATED, StoredKeys::answer(keys)))
 }
@@ -287,6 +293,9 @@ pub async fn get_stored(
     ServiceOrg(org, who): ServiceOrg,
     ApiJson(req): ApiJson<GetStored>,
 ) -> Result<SecretJson<StoredKeys>, ApiError> {
+    s.rate
+        .pay_for_keys(org, &who.hash, req.ids.len().min(MAX_KEYS_PER_CALL))
+        .await?;
     let keys = s.service.get_stored_keys(&who, org, &req.ids).await?;
     Ok(StoredKeys::answer(keys))
 }

@@ -15,6 +15,12 @@
 //! uniformly over [`HOLD`] ± half of it, so that refused connections do not all come back in
 //! the same instant (measured: with a fixed hold the flood returned in step each second and the
 //! other org's p99 went up 4.8x).
+//!
+//! A request is one unit of work, except where one request carries many: a call that creates or
+//! reads stored data keys also pays one request for every [`KEYS_PER_REQUEST`] keys after the
+//! first ones ([`RateLimits::charge_keys`]), once its body says how many. A thousand keys cost a
+//! hundred requests, or at most a whole burst: such a call needs a full bucket, and leaves it
+//! empty. Counting only requests let one token make two and a half million keys a second.
 
 use std::num::NonZeroU32;
 use std::time::Duration;
@@ -30,6 +36,33 @@ pub const HOLD: Duration = Duration::from_secs(1);
 
 /// The burst allowed is the per-second rate divided by this (at least 1).
 pub const BURST_DIVISOR: u32 = 10;
+
+/// Stored data keys that one request's price covers ([`RateLimits::charge_keys`]): about the
+/// work of an encrypt call each ten (key generation or unwrap, the row written or read).
+pub const KEYS_PER_REQUEST: usize = 10;
+
+/// What a refused request was refused for, as its message says.
+#[derive(Clone, Copy)]
+enum Over {
+    /// Too many requests.
+    Requests,
+    /// More stored keys in one request than the bucket holds now ([`KEYS_PER_REQUEST`]).
+    Keys,
+}
+
+impl Over {
+    fn message(self, who: &str, secs: u32) -> String {
+        match self {
+            Over::Requests => {
+                format!("{who} sent more requests than its rate limit allows; retry after {secs} s")
+            }
+            Over::Keys => format!(
+                "{who} asked for more stored data keys than its rate limit allows now (every \
+                 {KEYS_PER_REQUEST} count as a request); retry after {secs} s"
+            ),
+        }
+    }
+}
 
 /// A refusal: the answer, and how long to hold it back.
 #[derive(Debug)]
@@ -49,10 +82,42 @@ pub struct RateLimitConfig {
     pub per_token: u32,
 }
 
+/// One kind of bucket (per org or per token) and its burst.
+struct Buckets<K: std::hash::Hash + Eq + Clone> {
+    limiter: DefaultKeyedRateLimiter<K>,
+    burst: NonZeroU32,
+}
+
+impl<K: std::hash::Hash + Eq + Clone> Buckets<K> {
+    fn new(per_second: u32) -> Option<Self> {
+        let rate = NonZeroU32::new(per_second)?;
+        let burst = NonZeroU32::new(per_second / BURST_DIVISOR).unwrap_or(NonZeroU32::MIN);
+        Some(Self {
+            limiter: governor::RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst)),
+            burst,
+        })
+    }
+
+    /// Takes `n` units from `key`'s bucket, or none and how long until they are there. `n` is
+    /// at most the burst less the request's own unit, so that a call can always be paid for
+    /// from a full bucket.
+    fn take(&self, key: &K, n: u32, clock: &DefaultClock) -> Result<(), Duration> {
+        let Some(n) = NonZeroU32::new(n.min(self.burst.get() - 1)) else {
+            return Ok(());
+        };
+        match self.limiter.check_key_n(key, n) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(not_until)) => Err(not_until.wait_time_from(clock.now())),
+            // Not reached: `n` is below the burst.
+            Err(governor::InsufficientCapacity(_)) => Err(HOLD),
+        }
+    }
+}
+
 /// The limiters.
 pub struct RateLimits {
-    per_org: Option<DefaultKeyedRateLimiter<ScopeId>>,
-    per_token: Option<DefaultKeyedRateLimiter<[u8; 32]>>,
+    per_org: Option<Buckets<ScopeId>>,
+    per_token: Option<Buckets<[u8; 32]>>,
     clock: DefaultClock,
     /// The longest a refusal is held ([`Self::holding_at_most`]).
     hold_cap: Duration,
@@ -67,12 +132,6 @@ impl std::fmt::Debug for RateLimits {
     }
 }
 
-fn quota(per_second: u32) -> Option<Quota> {
-    let rate = NonZeroU32::new(per_second)?;
-    let burst = NonZeroU32::new(per_second / BURST_DIVISOR).unwrap_or(NonZeroU32::MIN);
-    Some(Quota::per_second(rate).allow_burst(burst))
-}
-
 /// A hold drawn uniformly from [`HOLD`] / 2 to [`HOLD`] * 3 / 2, in whole milliseconds.
 pub fn hold() -> Duration {
     let ms = u64::try_from(HOLD.as_millis()).unwrap_or(u64::MAX);
@@ -84,8 +143,8 @@ impl RateLimits {
     /// Limiters for `config`.
     pub fn new(config: RateLimitConfig) -> Self {
         Self {
-            per_org: quota(config.per_org).map(governor::RateLimiter::keyed),
-            per_token: quota(config.per_token).map(governor::RateLimiter::keyed),
+            per_org: Buckets::new(config.per_org),
+            per_token: Buckets::new(config.per_token),
             clock: DefaultClock::default(),
             hold_cap: HOLD * 3 / 2,
         }
@@ -103,44 +162,88 @@ impl RateLimits {
     /// Counts one request by the token with hash `token_hash` (of org `org`, if any); refuses
     /// it when either bucket is empty, saying when to retry.
     pub fn check(&self, org: Option<ScopeId>, token_hash: &[u8; 32]) -> Result<(), Refused> {
-        if let Some(limiter) = &self.per_token
-            && let Err(not_until) = limiter.check_key(token_hash)
+        if let Some(b) = &self.per_token
+            && let Err(not_until) = b.limiter.check_key(token_hash)
         {
-            return Err(self.limited("this token", not_until.wait_time_from(self.clock.now())));
+            return Err(self.limited(
+                "this token",
+                Over::Requests,
+                not_until.wait_time_from(self.clock.now()),
+            ));
         }
-        if let (Some(limiter), Some(org)) = (&self.per_org, org)
-            && let Err(not_until) = limiter.check_key(&org)
+        if let (Some(b), Some(org)) = (&self.per_org, org)
+            && let Err(not_until) = b.limiter.check_key(&org)
         {
-            return Err(self.limited("this org", not_until.wait_time_from(self.clock.now())));
+            return Err(self.limited(
+                "this org",
+                Over::Requests,
+                not_until.wait_time_from(self.clock.now()),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Charges a call for `keys` stored data keys, already counted as one request at
+    /// authentication, for the rest of its work: one more request for every
+    /// [`KEYS_PER_REQUEST`] keys after the first ones, at most the burst less one. Call it
+    /// once the body is read and before any key is made or read; a refusal then leaves nothing
+    /// done.
+    pub fn charge_keys(
+        &self,
+        org: Option<ScopeId>,
+        token_hash: &[u8; 32],
+        keys: usize,
+    ) -> Result<(), Refused> {
+        let more = keys.div_ceil(KEYS_PER_REQUEST).saturating_sub(1);
+        let more = u32::try_from(more).unwrap_or(u32::MAX);
+        if let Some(b) = &self.per_token
+            && let Err(wait) = b.take(token_hash, more, &self.clock)
+        {
+            return Err(self.limited("this token", Over::Keys, wait));
+        }
+        if let (Some(b), Some(org)) = (&self.per_org, org)
+            && let Err(wait) = b.take(&org, more, &self.clock)
+        {
+            return Err(self.limited("this org", Over::Keys, wait));
+        }
+        Ok(())
+    }
+
+    /// [`Self::charge_keys`] for a handler: a refusal is held back as at authentication, then
+    /// answered.
+    pub async fn pay_for_keys(
+        &self,
+        org: ScopeId,
+        token_hash: &[u8; 32],
+        keys: usize,
+    ) -> Result<(), ApiError> {
+        if let Err(refused) = self.charge_keys(Some(org), token_hash, keys) {
+            tokio::time::sleep(refused.hold).await;
+            return Err(refused.answer);
         }
         Ok(())
     }
 
     /// Forgets buckets that are full again (idle keys), so memory follows active keys only.
     pub fn forget_idle(&self) {
-        if let Some(l) = &self.per_org {
-            l.retain_recent();
+        if let Some(b) = &self.per_org {
+            b.limiter.retain_recent();
         }
-        if let Some(l) = &self.per_token {
-            l.retain_recent();
+        if let Some(b) = &self.per_token {
+            b.limiter.retain_recent();
         }
     }
 }
 
 impl RateLimits {
-    fn limited(&self, who: &str, wait: Duration) -> Refused {
+    /// A refusal of `who`'s request, over its limit by `over`.
+    fn limited(&self, who: &str, over: Over, wait: Duration) -> Refused {
         // Whole seconds, rounded up, at least one: what `Retry-After` can say.
         let secs = u32::try_from(wait.as_millis().div_ceil(1000))
             .unwrap_or(u32::MAX)
             .max(1);
         Refused {
-            answer: ApiError::new(
-                ApiCode::RateLimited,
-                format!(
-                    "{who} sent more requests than its rate limit allows; retry after {secs} s"
-                ),
-            )
-            .retry_after(secs),
+            answer: ApiError::new(ApiCode::RateLimited, over.message(who, secs)).retry_after(secs),
             hold: hold().min(self.hold_cap),
         }
     }
@@ -166,6 +269,68 @@ mod tests {
         assert_eq!(err.answer.retry_after_secs(), Some(1));
         assert!(err.hold >= HOLD / 2 && err.hold <= HOLD * 3 / 2);
         limits.check(None, &b).unwrap();
+    }
+
+    /// A call for stored keys pays one request per ten keys after the first ten, and at most
+    /// the burst in all: ten keys cost nothing more, forty keys three more, a thousand empty a
+    /// full bucket. A call the bucket cannot pay for takes nothing from it.
+    #[test]
+    fn a_call_for_many_stored_keys_pays_for_them_up_to_a_full_bucket() {
+        let limits = RateLimits::new(RateLimitConfig {
+            per_org: 0,
+            per_token: 50,
+        });
+        let org = Some(ScopeId::from_bytes([1; 16]));
+        // A burst of five; one unit comes back every 20 ms.
+        let (a, b, c) = ([1u8; 32], [2u8; 32], [3u8; 32]);
+        for _ in 0..5 {
+            limits.check(org, &a).unwrap();
+            limits.charge_keys(org, &a, 10).unwrap();
+        }
+        assert!(
+            limits.check(org, &a).is_err(),
+            "ten keys cost more than one"
+        );
+        limits.check(org, &b).unwrap();
+        limits.charge_keys(org, &b, 40).unwrap();
+        limits.check(org, &b).unwrap();
+        assert!(
+            limits.check(org, &b).is_err(),
+            "forty keys cost other than four"
+        );
+        limits.check(org, &c).unwrap();
+        limits.charge_keys(org, &c, 1000).unwrap();
+        let refused = limits.check(org, &c).unwrap_err();
+        assert_eq!(refused.answer.code, ApiCode::RateLimited);
+        // Not a full bucket: a thousand keys are refused, and nothing is taken.
+        let d = [4u8; 32];
+        limits.check(org, &d).unwrap();
+        limits.check(org, &d).unwrap();
+        let refused = limits.charge_keys(org, &d, 1000).unwrap_err();
+        assert_eq!(refused.answer.code, ApiCode::RateLimited);
+        assert_eq!(refused.answer.retry_after_secs(), Some(1));
+        assert_eq!(
+            refused.answer.message,
+            "this token asked for more stored data keys than its rate limit allows now (every 10 \
+             count as a request); retry after 1 s"
+        );
+        for _ in 0..3 {
+            limits.check(org, &d).unwrap();
+        }
+    }
+
+    /// An org's bucket pays for its tokens' keys too.
+    #[test]
+    fn an_org_pays_for_its_tokens_keys() {
+        let limits = RateLimits::new(RateLimitConfig {
+            per_org: 50,
+            per_token: 0,
+        });
+        let org = Some(ScopeId::from_bytes([1; 16]));
+        limits.check(org, &[1; 32]).unwrap();
+        limits.charge_keys(org, &[1; 32], 1000).unwrap();
+        let refused = limits.check(org, &[2; 32]).unwrap_err();
+        assert_eq!(refused.answer.code, ApiCode::RateLimited);
     }
 
     #[test]
