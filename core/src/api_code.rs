@@ -99,6 +99,8 @@ api_codes! {
         "the key did not give back the root key when unwrapped just now";
     ManagedUnderByok => "managed_under_byok", 409,
         "a customer key is the default: the managed key may not hold the root";
+    StoredKeyQuota => "stored_key_quota", 409,
+        "the org keeps as many stored data keys as the server allows (the message says how many): revoke scopes whose keys it no longer needs, or ask the byok operator";
     JobRunning => "job_running", 409, "a re-encryption job is running for this org: wait for it";
     NoSuchJob => "no_such_job", 409, "no re-encryption job is running, or the step is not its own";
     KeyValidationFailed => "key_validation_failed", 422,

@@ -27,6 +27,7 @@
 //! log_name = "byok.example.com"  # the audit log key's name (set once: at the first start)
 //! checkpoint_interval_ms = 60000 # how often grown audit logs get a signed checkpoint
 //! job_lease_ms = 30000         # a dead replica's job is resumed by another after this
+//! max_stored_keys = 10000000   # stored data keys one org keeps (0 = no limit)
 //! database_max_connections = 8 # with database_url: connections per replica
 //! ```
 //!
@@ -83,6 +84,8 @@ pub struct FileConfig {
     pub replica_poll_ms: Option<u64>,
     /// How long a job lease lasts without its heartbeat, ms.
     pub job_lease_ms: Option<u64>,
+    /// The most stored data keys one org keeps (0: no limit).
+    pub max_stored_keys: Option<u64>,
     /// With PostgreSQL, connections per replica.
     pub database_max_connections: Option<u32>,
     /// Log format.
@@ -153,6 +156,11 @@ pub struct ServeArgs {
     /// resumes the job after this.
     #[arg(long, env = "BYOK_JOB_LEASE_MS")]
     pub job_lease_ms: Option<u64>,
+    /// The most stored data keys one org keeps, 0 for no limit [default: 10000000]: rows stay
+    /// until their scope is revoked, so one tenant could otherwise fill the database. Past it,
+    /// creating keys answers `stored_key_quota` (409).
+    #[arg(long, env = "BYOK_MAX_STORED_KEYS")]
+    pub max_stored_keys: Option<u64>,
     /// With PostgreSQL: connections this replica opens, 1 to 1000 [default: 8]. Calls wait
     /// at most 3 s for one and statements run at most 10 s; past that a call answers
     /// `database_unavailable` (503) and may be retried.
@@ -335,6 +343,8 @@ pub struct Config {
     pub replica_poll: Duration,
     /// How long a job lease lasts without its heartbeat.
     pub job_lease: Duration,
+    /// The most stored data keys one org keeps (`None`: no limit).
+    pub max_stored_keys: Option<u64>,
     /// The database's pool limits.
     pub database_pool: crate::store::PoolLimits,
     /// Log format.
@@ -484,6 +494,14 @@ impl Config {
                     return Err("--job-lease-ms must be at least 1000".into());
                 }
                 Duration::from_millis(ms)
+            },
+            max_stored_keys: match args
+                .max_stored_keys
+                .or(file.max_stored_keys)
+                .unwrap_or(crate::service::DEFAULT_MAX_STORED_KEYS)
+            {
+                0 => None,
+                n => Some(n),
             },
             database_pool: {
                 let n = args

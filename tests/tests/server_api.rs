@@ -179,6 +179,52 @@ async fn a_revoked_subtree_and_its_stored_keys_stay_gone_after_a_restart() {
     assert_error(&t.o.get_datakeys(&t.ts, &stored).await, 404, "not_found");
 }
 
+/// An org keeps at most `--max-stored-keys` stored data keys: a call that would pass the limit
+/// gets `409 stored_key_quota` saying how many, and stores none; revoking a scope gives its
+/// keys' room back. Another org has room of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_org_keeps_at_most_its_stored_key_limit_and_a_revoke_gives_room_back() {
+    let ts = TestServer::start_with("stored-key-quota", |data| {
+        byok_tests::server::Server::start(data, &[("BYOK_MAX_STORED_KEYS", "25")])
+    });
+    let o = ts.org(OrgSettings::named("acme")).await;
+    let other = ts.org(OrgSettings::named("other")).await;
+    let (team, gone) = (
+        o.scope(&ts, &o.id, "team").await,
+        o.scope(&ts, &o.id, "gone").await,
+    );
+    let ask = |org: &TestOrg, scope: &str, count: usize| {
+        let path = org.scope_path(scope, "datakeys");
+        let (ts, token) = (&ts, org.service.clone());
+        async move { ts.post(&path, &token, &json!({ "count": count })).await }
+    };
+    assert_eq!(o.datakeys(&ts, &team, 10).await.len(), 10);
+    assert_eq!(o.datakeys(&ts, &gone, 10).await.len(), 10);
+    let refused = ask(&o, &team, 6).await;
+    let v = assert_error(&refused, 409, "stored_key_quota");
+    assert!(
+        error_message(&v).starts_with("the org keeps 20 stored data keys and may keep 25: 6 more"),
+        "{v}"
+    );
+    // Nothing was stored by the refused call: five more still fit, then none. The org's
+    // summary says how many it keeps, of how many.
+    assert_eq!(o.datakeys(&ts, &team, 5).await.len(), 5);
+    let info = assert_status(&ts.get(&o.path(""), &o.admin).await, 200);
+    assert_eq!(
+        (&info["stored_keys"], &info["max_stored_keys"]),
+        (&json!(25), &json!(25)),
+        "{info}"
+    );
+    assert_error(&ask(&o, &team, 1).await, 409, "stored_key_quota");
+    let elsewhere = other.scope(&ts, &other.id, "team").await;
+    assert_eq!(other.datakeys(&ts, &elsewhere, 25).await.len(), 25);
+    // Revoking `gone` destroys its ten keys and frees their room.
+    let confirm = json!({ "confirm": gone });
+    assert_status(&o.act(&ts, &gone, "revoke", confirm).await, 200);
+    assert_eq!(o.datakeys(&ts, &team, 10).await.len(), 10);
+    assert_error(&ask(&o, &team, 1).await, 409, "stored_key_quota");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_audit_log_records_the_trees_history_and_no_token_reaches_the_log() {
     let t = Tree::new("tree-audit").await;

@@ -233,6 +233,7 @@ impl From<ServiceError> for ApiError {
             ServiceError::Crypto(c) => c.into(),
             ServiceError::Invalid(m) => Self::invalid(m),
             ServiceError::TooLarge(m) => Self::new(ApiCode::TooLarge, m),
+            ServiceError::Quota(m) => Self::new(ApiCode::StoredKeyQuota, m),
             ServiceError::Store(s) if s.is_unavailable() => {
                 tracing::warn!(request_id = %request_id(), error = %s, "database unavailable");
                 Self::new(

@@ -90,6 +90,10 @@ pub struct OrgInfo {
     /// When the customer last claimed the org (`POST /v1/orgs/{org}/tokens/claim`), ms since
     /// the epoch; `null` if never: the admin token the operator was handed may still work.
     pub claimed_at: Option<i64>,
+    /// Stored data keys the org keeps.
+    pub stored_keys: u64,
+    /// The most it may keep (`--max-stored-keys`); `null`: no limit.
+    pub max_stored_keys: Option<u64>,
 }
 
 /// Create an org (operator token).
@@ -178,5 +182,7 @@ async fn org_info(s: &AppState, org: byok_core::ScopeId) -> Result<OrgInfo, ApiE
         scopes: u64::try_from(snap.len()).unwrap_or(u64::MAX),
         created_at: meta.created_at,
         claimed_at: s.service.claimed_at(org).await?,
+        stored_keys: s.service.stored_keys(org).await?,
+        max_stored_keys: s.service.max_stored_keys(),
     })
 }

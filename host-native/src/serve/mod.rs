@@ -191,6 +191,7 @@ pub async fn run(config: Config) -> Result<(), String> {
     let mut service = Service::new(store, managed, config.unwrap_cache_ttl, kms)?
         .with_outage_retry(config.outage_retry)
         .with_job_lease(config.job_lease)
+        .with_max_stored_keys(config.max_stored_keys)
         .with_signed_heads(&config.data_dir.join("audit-heads"))?;
     if let Some(url) = &config.public_url {
         service = service.with_issuer(url.clone());

@@ -22,6 +22,9 @@ pub enum ServiceError {
     /// The request is larger than a single call takes (`too_large`); the message says the
     /// limit and what to use instead.
     TooLarge(String),
+    /// The org keeps as many stored data keys as the server allows (`stored_key_quota`); the
+    /// message says how many.
+    Quota(String),
     /// Storage failed (logged with the request id; callers see `internal`).
     Store(StoreError),
     /// A customer's KMS refused or failed.

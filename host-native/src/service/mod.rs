@@ -52,7 +52,7 @@ pub use health::{is_denial, kind_code};
 pub use job_leases::DEFAULT_JOB_LEASE;
 pub use jobs::JobView;
 pub use keys::{GrantFacts, KeySpec, KeyView, KeysView, PolicyView, StepView};
-pub use retire::{MAX_KEYS_PER_CALL, StoredKey};
+pub use retire::{DEFAULT_MAX_STORED_KEYS, MAX_KEYS_PER_CALL, StoredKey};
 pub use tokens::{Authenticated, TokenView};
 
 use crate::store::{self, Database};
@@ -141,6 +141,8 @@ pub struct Service {
     replica: String,
     /// How long a job lease lasts without its heartbeat.
     job_lease: Duration,
+    /// The most stored data keys an org keeps (`None`: no limit).
+    max_stored_keys: Option<u64>,
     /// The orgs whose job runs in this process now.
     running_jobs: job_leases::Running,
     /// The audit log's signing key, once loaded ([`Service::load_log_key`]).
@@ -208,6 +210,7 @@ impl Service {
             last_poll_ms: std::sync::atomic::AtomicI64::new(0),
             replica: job_leases::replica_name(),
             job_lease: DEFAULT_JOB_LEASE,
+            max_stored_keys: Some(DEFAULT_MAX_STORED_KEYS),
             running_jobs: job_leases::Running::default(),
             metrics,
         })
@@ -244,6 +247,13 @@ impl Service {
     /// [`DEFAULT_JOB_LEASE`]): how long a dead replica's job waits before another resumes it.
     pub fn with_job_lease(mut self, lease: Duration) -> Self {
         self.job_lease = lease;
+        self
+    }
+
+    /// The same, with each org keeping at most `max` stored data keys (`None`: no limit;
+    /// default [`DEFAULT_MAX_STORED_KEYS`]).
+    pub fn with_max_stored_keys(mut self, max: Option<u64>) -> Self {
+        self.max_stored_keys = max;
         self
     }
 

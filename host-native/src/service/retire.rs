@@ -20,6 +20,11 @@ const BATCH: i64 = 1000;
 /// The most data keys one call creates or reads.
 pub const MAX_KEYS_PER_CALL: usize = 1000;
 
+/// The most stored data keys an org keeps, unless configured (`--max-stored-keys`): ten
+/// million rows of about 250 bytes, 2.5 GB. Rows stay until their scope is revoked, so without
+/// a bound one tenant could fill the vendor's database.
+pub const DEFAULT_MAX_STORED_KEYS: u64 = 10_000_000;
+
 /// A stored data key in the clear, for the product.
 #[derive(Clone, Serialize, utoipa::ToSchema)]
 pub struct StoredKey {
@@ -127,6 +132,15 @@ impl Service {
         // After every wait (the gate, the usage mark, the writer): a denial recorded or the
         // root's TTL ended meanwhile keeps these keys from leaving in the clear.
         self.still_usable(&cell, org, [&resolved])?;
+        if !data_keys::reserve(&mut w.tx, org, count as u64, self.max_stored_keys).await? {
+            let kept = data_keys::stored(&mut *w.tx, org).await?;
+            let max = self.max_stored_keys.unwrap_or(u64::MAX);
+            return Err(ServiceError::Quota(format!(
+                "the org keeps {kept} stored data keys and may keep {max}: {count} more would pass \
+                 that; revoke scopes whose keys it no longer needs, or ask the byok operator to \
+                 raise --max-stored-keys"
+            )));
+        }
         if !data_keys::insert(&mut w.tx, org, key_id, &rows, store::now_ms()).await? {
             return Err(ServiceError::Scope(
                 byok_core::scope::ScopeError::UnknownVersion(key_id),
@@ -134,6 +148,16 @@ impl Service {
         }
         w.commit().await?;
         Ok(out)
+    }
+
+    /// How many stored data keys the org keeps.
+    pub async fn stored_keys(&self, org: ScopeId) -> Result<u64> {
+        Ok(data_keys::stored(self.store.pool(), org).await?)
+    }
+
+    /// The most stored data keys an org may keep (`None`: no limit).
+    pub fn max_stored_keys(&self) -> Option<u64> {
+        self.max_stored_keys
     }
 
     /// Opens stored data keys of this org by id; the scope of each must be usable.

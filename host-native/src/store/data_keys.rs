@@ -270,21 +270,71 @@ pub async fn finish_job(tx: &mut Transaction<'static, Any>, org: ScopeId) -> Res
     Ok(())
 }
 
-/// Deletes every stored data key of `scopes` (a revoked subtree: they can never open again).
+/// Deletes every stored data key of `scopes` (a revoked subtree: they can never open again),
+/// and takes them off the org's count.
 pub async fn delete_scopes(
     tx: &mut Transaction<'static, Any>,
     org: ScopeId,
     scopes: &[ScopeId],
 ) -> Result<()> {
     let org = org.to_string();
+    let mut deleted = 0;
     for scope in scopes {
-        sqlx::query("DELETE FROM data_keys WHERE org_id = $1 AND scope_id = $2")
+        deleted += sqlx::query("DELETE FROM data_keys WHERE org_id = $1 AND scope_id = $2")
             .bind(&org)
             .bind(scope.to_string())
             .execute(&mut **tx)
-            .await?;
+            .await?
+            .rows_affected();
+    }
+    if deleted > 0 {
+        sqlx::query(
+            "UPDATE orgs SET stored_keys = CASE WHEN stored_keys > $2 THEN stored_keys - $2 \
+             ELSE 0 END WHERE id = $1",
+        )
+        .bind(&org)
+        .bind(i64::try_from(deleted).unwrap_or(i64::MAX))
+        .execute(&mut **tx)
+        .await?;
     }
     Ok(())
+}
+
+/// Counts `n` more stored keys for the org, in the transaction that stores them, if that keeps
+/// it at or under `max` (`None`: no limit). Returns whether it did; if not, store nothing.
+///
+/// One conditional update of the org's row, which the storing transaction holds locked
+/// already (`lock_org`): two calls on two replicas cannot both take the last room.
+pub async fn reserve(
+    tx: &mut Transaction<'static, Any>,
+    org: ScopeId,
+    n: u64,
+    max: Option<u64>,
+) -> Result<bool> {
+    let n = i64::try_from(n).unwrap_or(i64::MAX);
+    let max = max.map_or(i64::MAX, |m| i64::try_from(m).unwrap_or(i64::MAX));
+    let done = sqlx::query(
+        "UPDATE orgs SET stored_keys = stored_keys + $2 WHERE id = $1 AND stored_keys <= $3 - $2",
+    )
+    .bind(org.to_string())
+    .bind(n)
+    .bind(max)
+    .execute(&mut **tx)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// How many stored data keys the org keeps (its count, kept by [`reserve`] and
+/// [`delete_scopes`]).
+pub async fn stored<'e>(db: impl sqlx::Executor<'e, Database = Any>, org: ScopeId) -> Result<u64> {
+    let n: i64 = sqlx::query("SELECT stored_keys FROM orgs WHERE id = $1")
+        .bind(org.to_string())
+        .fetch_optional(db)
+        .await?
+        .map(|r| r.try_get("stored_keys"))
+        .transpose()?
+        .unwrap_or(0);
+    Ok(u64::try_from(n).unwrap_or(0))
 }
 
 #[cfg(test)]
@@ -487,6 +537,85 @@ mod tests {
             return;
         };
         keys_land_only_under_a_stored_version(&db).await;
+    }
+
+    /// The org's count of stored keys: a reservation that would pass the limit takes nothing;
+    /// one within it (or with no limit) counts; deleting a revoked subtree's keys takes them
+    /// off (never below zero); other orgs keep their own count.
+    async fn an_orgs_stored_keys_are_counted_up_to_its_limit(db: &Database) {
+        let (a, b) = (ScopeId::from_bytes([1; 16]), ScopeId::from_bytes([2; 16]));
+        let (s1, s2) = (ScopeId::from_bytes([3; 16]), ScopeId::from_bytes([4; 16]));
+        org(db, a).await;
+        org(db, b).await;
+        let reserve_in = |org: ScopeId, n: u64, max: Option<u64>| async move {
+            let mut w = db.write().await.unwrap();
+            let done = reserve(&mut w.tx, org, n, max).await.unwrap();
+            w.commit().await.unwrap();
+            done
+        };
+        assert!(reserve_in(a, 10, Some(25)).await);
+        assert!(!reserve_in(a, 16, Some(25)).await);
+        assert_eq!(stored(db.pool(), a).await.unwrap(), 10);
+        assert!(reserve_in(a, 15, Some(25)).await);
+        assert!(!reserve_in(a, 1, Some(25)).await);
+        assert!(!reserve_in(b, 26, Some(25)).await);
+        assert!(reserve_in(a, 1, None).await);
+        assert_eq!(stored(db.pool(), a).await.unwrap(), 26);
+        assert_eq!(stored(db.pool(), b).await.unwrap(), 0);
+        plant(db, a, s1, 1, "s1", 5).await;
+        plant(db, b, s1, 1, "b", 3).await;
+        let mut w = db.write().await.unwrap();
+        delete_scopes(&mut w.tx, a, &[s1, s2]).await.unwrap();
+        w.commit().await.unwrap();
+        assert_eq!(stored(db.pool(), a).await.unwrap(), 21);
+        plant(db, a, s2, 1, "s2", 30).await;
+        let mut w = db.write().await.unwrap();
+        delete_scopes(&mut w.tx, a, &[s2]).await.unwrap();
+        w.commit().await.unwrap();
+        assert_eq!(stored(db.pool(), a).await.unwrap(), 0);
+        assert_eq!(all(db, b).await.len(), 3, "another org's keys");
+    }
+
+    #[tokio::test]
+    async fn an_orgs_stored_keys_are_counted_up_to_its_limit_in_sqlite() {
+        let db = Database::open("sqlite::memory:").await.unwrap();
+        an_orgs_stored_keys_are_counted_up_to_its_limit(&db).await;
+    }
+
+    #[tokio::test]
+    async fn an_orgs_stored_keys_are_counted_up_to_its_limit_in_postgres() {
+        let Some(db) = crate::store::test_postgres().await else {
+            return;
+        };
+        an_orgs_stored_keys_are_counted_up_to_its_limit(&db).await;
+    }
+
+    /// A database from before the count (migrations up to 0015) starts each org's count at the
+    /// keys it keeps.
+    #[tokio::test]
+    async fn an_existing_database_counts_the_keys_its_orgs_keep() {
+        let dir = std::env::temp_dir().join(format!("byok-migrate-count-{}", std::process::id()));
+        let (a, b) = (ScopeId::from_bytes([1; 16]), ScopeId::from_bytes([2; 16]));
+        let mut rows = Vec::new();
+        for o in [a, b] {
+            rows.push(format!(
+                "INSERT INTO orgs (id, name, default_holder, job, unwrap_cache_ttl_ms, created_at) \
+                 VALUES ('{o}', 'old', 'managed', NULL, 60000, 1)"
+            ));
+        }
+        for i in 0..7 {
+            rows.push(format!(
+                "INSERT INTO data_keys (org_id, id, scope_id, version, wrapped, created_at) \
+                 VALUES ('{a}', 'k{i}', '{a}', 1, x'00', 0)"
+            ));
+        }
+        let rows: Vec<&str> = rows.iter().map(String::as_str).collect();
+        let url = crate::store::old_database(&dir, "0016", 15, &rows).await;
+        let db = Database::open(&url).await.unwrap();
+        assert_eq!(stored(db.pool(), a).await.unwrap(), 7);
+        assert_eq!(stored(db.pool(), b).await.unwrap(), 0);
+        db.pool().close().await;
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// Rows a plan handled, from `EXPLAIN ANALYZE`'s text: each node's rows out plus those its

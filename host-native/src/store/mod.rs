@@ -545,6 +545,40 @@ pub(crate) async fn test_postgres_url() -> Option<String> {
     Some(format!("{base}/{name}"))
 }
 
+#[cfg(test)]
+/// A SQLite database in `dir` made by the migrations numbered below `before` (`count` of
+/// them), with `rows` then run on it: a database an older byok left. Its URL.
+pub(crate) async fn old_database(dir: &Path, before: &str, count: usize, rows: &[&str]) -> String {
+    let old = dir.join("old-migrations");
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(&old).unwrap();
+    let all = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+    let mut names: Vec<_> = std::fs::read_dir(&all)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.as_str() < before)
+        .collect();
+    names.sort();
+    assert_eq!(names.len(), count, "{names:?}");
+    for n in &names {
+        std::fs::copy(all.join(n), old.join(n)).unwrap();
+    }
+    let url = format!("sqlite://{}?mode=rwc", dir.join("byok.db").display());
+    sqlx::any::install_default_drivers();
+    let pool = AnyPool::connect(&url).await.unwrap();
+    sqlx::migrate::Migrator::new(old.as_path())
+        .await
+        .unwrap()
+        .run(&pool)
+        .await
+        .unwrap();
+    for row in rows {
+        sqlx::query(row).execute(&pool).await.unwrap();
+    }
+    pool.close().await;
+    url
+}
+
 /// [`test_postgres_url`], opened and migrated.
 #[cfg(test)]
 pub(crate) async fn test_postgres() -> Option<Database> {

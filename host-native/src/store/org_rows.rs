@@ -486,44 +486,6 @@ mod tests {
         }
     }
 
-    /// A SQLite database in `dir` made by the migrations numbered below `before` (`count` of
-    /// them), with `rows` then run on it: a database an older byok left. Its URL.
-    async fn old_database(
-        dir: &std::path::Path,
-        before: &str,
-        count: usize,
-        rows: &[&str],
-    ) -> String {
-        let old = dir.join("old-migrations");
-        let _ = std::fs::remove_dir_all(dir);
-        std::fs::create_dir_all(&old).unwrap();
-        let all = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
-        let mut names: Vec<_> = std::fs::read_dir(&all)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .filter(|n| n.as_str() < before)
-            .collect();
-        names.sort();
-        assert_eq!(names.len(), count, "{names:?}");
-        for n in &names {
-            std::fs::copy(all.join(n), old.join(n)).unwrap();
-        }
-        let url = format!("sqlite://{}?mode=rwc", dir.join("byok.db").display());
-        sqlx::any::install_default_drivers();
-        let pool = AnyPool::connect(&url).await.unwrap();
-        sqlx::migrate::Migrator::new(old.as_path())
-            .await
-            .unwrap()
-            .run(&pool)
-            .await
-            .unwrap();
-        for row in rows {
-            sqlx::query(row).execute(&pool).await.unwrap();
-        }
-        pool.close().await;
-        url
-    }
-
     /// A database whose orgs were claimed before `claimed_at` existed (migrations up to 0014)
     /// gets the time of each org's last claim from its log; an org never claimed gets none.
     #[tokio::test]
@@ -554,7 +516,7 @@ mod tests {
             row(never, 1, 50, made),
         ];
         let rows: Vec<&str> = rows.iter().map(String::as_str).collect();
-        let url = old_database(&dir, "0015", 14, &rows).await;
+        let url = super::super::old_database(&dir, "0015", 14, &rows).await;
         let db = super::super::Database::open(&url).await.unwrap();
         assert_eq!(claimed_at(db.pool(), claimed).await.unwrap(), Some(30));
         assert_eq!(claimed_at(db.pool(), never).await.unwrap(), None);
@@ -575,7 +537,7 @@ mod tests {
             "INSERT INTO orgs (id, name, default_holder, job, unwrap_cache_ttl_ms, created_at) VALUES ('{}', 'old', 'managed', NULL, 60000, 1)",
             hex(ScopeId::from_bytes([7; 16]))
         );
-        let url = old_database(&dir, "0006", 5, &[&org]).await;
+        let url = super::super::old_database(&dir, "0006", 5, &[&org]).await;
         let db = super::super::Database::open(&url).await.unwrap();
         let org = ScopeId::from_bytes([7; 16]);
         let grace = |pool: AnyPool| async move {
