@@ -340,19 +340,7 @@ pub async fn stored<'e>(db: impl sqlx::Executor<'e, Database = Any>, org: ScopeI
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::Database;
-
-    /// An org row for the keys' foreign key.
-    async fn org(db: &Database, id: ScopeId) {
-        sqlx::query(
-            "INSERT INTO orgs (id, name, default_holder, unwrap_cache_ttl_ms, created_at) \
-             VALUES ($1, 'o', 'managed', 0, 0)",
-        )
-        .bind(id.to_string())
-        .execute(db.pool())
-        .await
-        .unwrap();
-    }
+    use crate::store::{Database, test_org_row as org};
 
     /// Stores `n` keys of `scope` under `version`, ids `{tag}-{i}` (the check on scope keys is
     /// [`insert`]'s; these tests are about moving rows).

@@ -117,18 +117,7 @@ pub async fn waiting(pool: &AnyPool, now: i64) -> Result<Vec<ScopeId>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// An org row for the lease's foreign key.
-    async fn org(db: &Database, id: ScopeId) {
-        sqlx::query(
-            "INSERT INTO orgs (id, name, default_holder, unwrap_cache_ttl_ms, created_at) \
-             VALUES ($1, 'o', 'managed', 0, 0)",
-        )
-        .bind(id.to_string())
-        .execute(db.pool())
-        .await
-        .unwrap();
-    }
+    use crate::store::test_org_row as org;
 
     async fn leases_follow_their_rules(db: &Database) {
         let (a, b) = (ScopeId::from_bytes([1; 16]), ScopeId::from_bytes([2; 16]));

@@ -579,6 +579,19 @@ pub(crate) async fn old_database(dir: &Path, before: &str, count: usize, rows: &
     url
 }
 
+/// A bare org row `id` (no scopes, no keys), for store tests of tables that refer to orgs.
+#[cfg(test)]
+pub(crate) async fn test_org_row(db: &Database, id: ScopeId) {
+    sqlx::query(
+        "INSERT INTO orgs (id, name, default_holder, unwrap_cache_ttl_ms, created_at) \
+         VALUES ($1, 'o', 'managed', 0, 0)",
+    )
+    .bind(id.to_string())
+    .execute(db.pool())
+    .await
+    .unwrap();
+}
+
 /// [`test_postgres_url`], opened and migrated.
 #[cfg(test)]
 pub(crate) async fn test_postgres() -> Option<Database> {
