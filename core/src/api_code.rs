@@ -71,7 +71,7 @@ api_codes! {
     RequestTimeout => "request_timeout", 408,
         "the request did not complete within the server's deadline (a slow body, or a slow KMS): retry";
     RateLimited => "rate_limited", 429,
-        "this token or org sent more requests than its rate limit: wait `Retry-After` seconds";
+        "this token or org sent more requests (or asked for more stored data keys, ten to a request) than its rate limit: wait `Retry-After` seconds";
     TooLarge => "too_large", 413, "body over 6 MiB (4 MiB of plaintext): use the streaming format";
     MalformedCiphertext => "malformed_ciphertext", 400, "not a byok v1 ciphertext (or not `byok:v1:` text)";
     UnsupportedCiphertext => "unsupported_ciphertext", 400,

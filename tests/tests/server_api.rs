@@ -225,6 +225,70 @@ async fn an_org_keeps_at_most_its_stored_key_limit_and_a_revoke_gives_room_back(
     assert_error(&ask(&o, &team, 1).await, 409, "stored_key_quota");
 }
 
+/// A stored data key deleted by id never opens again, for anyone; the others stay; the org's
+/// room grows by as many; the log says how many went. Deleting is idempotent, for service
+/// tokens only, and never reaches another org's keys.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_stored_key_never_opens_again_and_frees_its_room() {
+    let ts = TestServer::start("stored-key-delete");
+    let o = ts.org(OrgSettings::named("acme")).await;
+    let other = ts.org(OrgSettings::named("other")).await;
+    let team = o.scope(&ts, &o.id, "team").await;
+    let keys = o.datakeys(&ts, &team, 3).await;
+    let ids: Vec<String> = keys.iter().map(|k| k.id.clone()).collect();
+    let delete = |org: &TestOrg, token: &str, ids: Vec<String>| {
+        let path = org.path("/datakeys/delete");
+        let (ts, token) = (&ts, token.to_owned());
+        async move { ts.post(&path, &token, &json!({ "ids": ids })).await }
+    };
+    // Another org's service token, on its own org: none of these ids is its.
+    let v = assert_status(&delete(&other, &other.service, ids.clone()).await, 200);
+    assert_eq!(v, json!({ "deleted": 0 }));
+    assert_error(&delete(&o, &o.admin, ids.clone()).await, 403, "forbidden");
+    assert_error(
+        &delete(&o, &o.service, vec!["not-an-id".into()]).await,
+        400,
+        "invalid_request",
+    );
+    // Two of them (one named in upper case), and an id never stored.
+    let unknown = "0123456789abcdef0123456789abcdef".to_owned();
+    let named = vec![ids[0].to_ascii_uppercase(), ids[1].clone(), unknown];
+    let v = assert_status(&delete(&o, &o.service, named.clone()).await, 200);
+    assert_eq!(v, json!({ "deleted": 2 }));
+    for id in &ids[..2] {
+        assert_error(
+            &o.get_datakeys(&ts, std::slice::from_ref(id)).await,
+            404,
+            "not_found",
+        );
+    }
+    let kept = assert_status(&o.get_datakeys(&ts, &ids[2..]).await, 200);
+    assert_eq!(kept["keys"][0]["key"], json!(*keys[2].key), "{kept}");
+    let v = assert_status(&delete(&o, &o.service, named).await, 200);
+    assert_eq!(v, json!({ "deleted": 0 }), "deleting again");
+    let info = assert_status(&ts.get(&o.path(""), &o.admin).await, 200);
+    assert_eq!(info["stored_keys"], json!(1), "{info}");
+    let log = assert_status(
+        &ts.get(&o.path("/audit?kind=data_keys_deleted"), &o.admin)
+            .await,
+        200,
+    );
+    let counts: Vec<&Value> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["event"]["count"])
+        .collect();
+    assert_eq!(counts, [&json!(2)], "{log}");
+    // The CLI's `datakey delete`.
+    let out = cli_ok(
+        &["datakey", "delete", "--org", &o.id, &ids[2]],
+        &[("BYOK_SERVER", &ts.url), ("BYOK_TOKEN", &o.service)],
+    );
+    assert_eq!(String::from_utf8(out).unwrap().trim(), "deleted 1");
+    assert_error(&o.get_datakeys(&ts, &ids[2..]).await, 404, "not_found");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_audit_log_records_the_trees_history_and_no_token_reaches_the_log() {
     let t = Tree::new("tree-audit").await;

@@ -300,6 +300,40 @@ pub async fn get_stored(
     Ok(StoredKeys::answer(keys))
 }
 
+/// Stored data keys to delete.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteStored {
+    /// Their ids (1..=1000). Rate limits count one request for every ten.
+    pub ids: Vec<String>,
+}
+
+/// How many stored data keys a delete removed.
+#[derive(Serialize, ToSchema)]
+pub struct Deleted {
+    /// Keys deleted; ids not stored (never, already deleted, or another org's) are skipped.
+    pub deleted: u64,
+}
+
+/// Delete stored data keys by id, for good (service): what was sealed under one can never be
+/// opened again, by anyone (a record's crypto-shredding). The org's room for stored keys grows
+/// by as many. Recorded in the audit log (`data_keys_deleted`, with the count).
+#[utoipa::path(post, path = "/v1/orgs/{org}/datakeys/delete", tag = "data", request_body = DeleteStored,
+    params(OrgPath),
+    responses((status = 200, body = Deleted), DataErrors),
+    security(("bearer" = [])))]
+pub async fn delete_stored(
+    State(s): State<AppState>,
+    ServiceOrg(org, who): ServiceOrg,
+    ApiJson(req): ApiJson<DeleteStored>,
+) -> Result<Json<Deleted>, ApiError> {
+    s.rate
+        .pay_for_keys(org, &who.hash, req.ids.len().min(MAX_KEYS_PER_CALL))
+        .await?;
+    let deleted = s.service.delete_stored_keys(org, &req.ids).await?;
+    Ok(Json(Deleted { deleted }))
+}
+
 /// Asks for a lease.
 #[derive(Deserialize, ToSchema, Default)]
 #[serde(deny_unknown_fields)]

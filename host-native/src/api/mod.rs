@@ -71,7 +71,7 @@ pub struct ApiOptions {
         scopes::create_scope, scopes::list_scopes, scopes::get_scope,
         scopes::pause, scopes::resume, scopes::revoke, scopes::rotate, scopes::retire,
         data::encrypt, data::decrypt, data::datakey, data::unwrap_datakey,
-        data::create_stored, data::get_stored, data::lease,
+        data::create_stored, data::get_stored, data::delete_stored, data::lease,
         keys::list, keys::add, keys::validate, keys::policy, keys::grant_facts, keys::check,
         keys::set_default, keys::disable, keys::enable, keys::disable_all, keys::revalidate, keys::job,
         audit::read, audit::verify, audit::verifier_key, audit::checkpoint, audit::checkpoints,
@@ -182,6 +182,7 @@ pub fn router(service: Arc<Service>, options: &ApiOptions, rate: Arc<RateLimits>
             post(data::create_stored),
         )
         .route("/v1/orgs/{org}/datakeys/get", post(data::get_stored))
+        .route("/v1/orgs/{org}/datakeys/delete", post(data::delete_stored))
         .route("/v1/orgs/{org}/scopes/{scope}/lease", post(data::lease))
         .route("/v1/orgs/{org}/scopes/{scope}/encrypt", post(data::encrypt))
         .route("/v1/orgs/{org}/decrypt", post(data::decrypt))

@@ -42,6 +42,16 @@ pub enum DataKeyCmd {
         #[arg(required = true)]
         ids: Vec<String>,
     },
+    /// Deletes stored data keys by id, for good: what was sealed under them never opens again.
+    /// Prints how many were deleted (ids not stored are skipped).
+    Delete {
+        /// The org (`--org`).
+        #[command(flatten)]
+        org: OrgArg,
+        /// Their ids.
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
 }
 
 /// Runs a data key command.
@@ -82,8 +92,22 @@ pub async fn datakey(client: &Client, cmd: DataKeyCmd) -> Result<(), Failure> {
                 )
                 .await?
         }
+        DataKeyCmd::Delete {
+            org: OrgArg { org },
+            ids,
+        } => {
+            client
+                .post(
+                    &format!("/v1/orgs/{org}/datakeys/delete"),
+                    json!({ "ids": ids }),
+                )
+                .await?
+        }
     };
     print(client, &v, |v| {
+        if let Some(n) = v.get("deleted") {
+            return format!("deleted {n}");
+        }
         match v.get("keys").and_then(Value::as_array) {
             Some(keys) => keys
                 .iter()

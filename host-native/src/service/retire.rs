@@ -160,6 +160,29 @@ impl Service {
         self.max_stored_keys
     }
 
+    /// Deletes stored data keys of this org by id, for good: what was sealed under one can
+    /// never be opened again (a record's crypto-shredding). Returns how many were deleted; an
+    /// id not stored (never, or deleted already, or another org's) is skipped. Whatever state
+    /// the keys' scopes are in: deleting gives nothing out. On SQLite the write-ahead log is
+    /// scrubbed, as for a revoke.
+    pub async fn delete_stored_keys(&self, org: ScopeId, ids: &[String]) -> Result<u64> {
+        let ids = stored_ids(ids)?;
+        let mut w = self.store.write_org(org).await?;
+        // A token revoked while this waited for the writer deletes nothing.
+        Self::actor_still_in_force(&mut w).await?;
+        let deleted = data_keys::delete_ids(&mut w.tx, org, &ids).await?;
+        if deleted > 0 {
+            let event = serde_json::json!({ "type": "data_keys_deleted", "count": deleted });
+            store::audit::append(&mut w.tx, org, store::now_ms(), &event).await?;
+            w.destroys_keys();
+        }
+        w.commit().await?;
+        if deleted > 0 {
+            self.store.scrub().await;
+        }
+        Ok(deleted)
+    }
+
     /// Opens stored data keys of this org by id; the scope of each must be usable.
     pub async fn get_stored_keys(
         &self,
@@ -167,19 +190,7 @@ impl Service {
         org: ScopeId,
         ids: &[String],
     ) -> Result<Vec<StoredKey>> {
-        if ids.is_empty() || ids.len() > MAX_KEYS_PER_CALL {
-            return Err(ServiceError::Invalid(format!(
-                "ids must have 1 to {MAX_KEYS_PER_CALL} entries"
-            )));
-        }
-        if let Some(bad) = ids.iter().find(|id| ScopeId::parse_hex(id).is_none()) {
-            let shown: String = bad.chars().take(40).collect();
-            return Err(ServiceError::Invalid(format!(
-                "data key ids are 32 hex digits; got {shown:?}"
-            )));
-        }
-        // Stored as byok wrote them, in lower case; hex in either case names the same id.
-        let ids: Vec<String> = ids.iter().map(|id| id.to_ascii_lowercase()).collect();
+        let ids = stored_ids(ids)?;
         // Once more if a key may no longer be used after the waits (its retry asks anew).
         match self.get_stored_once(who, org, &ids).await {
             Err(ServiceError::Reloading) => self.get_stored_once(who, org, &ids).await,
@@ -433,6 +444,23 @@ impl Service {
     pub async fn retire_progress(&self, org: ScopeId) -> Result<Option<RetireJob>> {
         Ok(data_keys::job(self.store.pool(), org).await?)
     }
+}
+
+/// Stored data key ids as given to a call: 1 to [`MAX_KEYS_PER_CALL`] of 32 hex digits, in
+/// lower case (as byok wrote them; hex in either case names the same id).
+fn stored_ids(ids: &[String]) -> Result<Vec<String>> {
+    if ids.is_empty() || ids.len() > MAX_KEYS_PER_CALL {
+        return Err(ServiceError::Invalid(format!(
+            "ids must have 1 to {MAX_KEYS_PER_CALL} entries"
+        )));
+    }
+    if let Some(bad) = ids.iter().find(|id| ScopeId::parse_hex(id).is_none()) {
+        let shown: String = bad.chars().take(40).collect();
+        return Err(ServiceError::Invalid(format!(
+            "data key ids are 32 hex digits; got {shown:?}"
+        )));
+    }
+    Ok(ids.iter().map(|id| id.to_ascii_lowercase()).collect())
 }
 
 #[cfg(test)]

@@ -287,13 +287,39 @@ pub async fn delete_scopes(
             .await?
             .rows_affected();
     }
-    if deleted > 0 {
+    uncount(tx, &org, deleted).await
+}
+
+/// Deletes the org's stored data keys among `ids` (lower-case hex), and takes them off its
+/// count. Returns how many there were.
+pub async fn delete_ids(
+    tx: &mut Transaction<'static, Any>,
+    org: ScopeId,
+    ids: &[String],
+) -> Result<u64> {
+    let org = org.to_string();
+    let sql = format!(
+        "DELETE FROM data_keys WHERE org_id = $1 AND id IN ({})",
+        super::marks(2, ids.len())
+    );
+    let mut q = sqlx::query(&sql).bind(&org);
+    for id in ids {
+        q = q.bind(id);
+    }
+    let deleted = q.execute(&mut **tx).await?.rows_affected();
+    uncount(tx, &org, deleted).await?;
+    Ok(deleted)
+}
+
+/// Takes `n` deleted keys off the org's count (never below zero).
+async fn uncount(tx: &mut Transaction<'static, Any>, org: &str, n: u64) -> Result<()> {
+    if n > 0 {
         sqlx::query(
             "UPDATE orgs SET stored_keys = CASE WHEN stored_keys > $2 THEN stored_keys - $2 \
              ELSE 0 END WHERE id = $1",
         )
-        .bind(&org)
-        .bind(i64::try_from(deleted).unwrap_or(i64::MAX))
+        .bind(org)
+        .bind(i64::try_from(n).unwrap_or(i64::MAX))
         .execute(&mut **tx)
         .await?;
     }
