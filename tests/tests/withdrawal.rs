@@ -145,17 +145,22 @@ async fn destroyed_keys_are_in_no_file() {
         &f.act(&team, "revoke", json!({ "confirm": team })).await,
         200,
     );
-    // Every file of the data directory (database, WAL, shared memory), while the server runs.
+    assert_in_no_file(&f, &wrapped, "a destroyed wrapped key");
+}
+
+/// Asserts that no file of the server's data directory (database, WAL, shared memory, key
+/// file), read while the server runs, holds any of `wrapped`: its tag and ciphertext tail,
+/// unique random bytes. `what` names them in the failure.
+fn assert_in_no_file(f: &Fixture, wrapped: &[Vec<u8>], what: &str) {
     let mut scanned = 0;
     for entry in std::fs::read_dir(f.ts.data()).unwrap() {
         let path = entry.unwrap().path();
         let bytes = std::fs::read(&path).unwrap();
-        for w in &wrapped {
-            // The tag and ciphertext tail of the wrapped key: unique random bytes.
+        for w in wrapped {
             let needle = &w[w.len() - 48..];
             assert!(
                 !bytes.windows(needle.len()).any(|x| x == needle),
-                "a destroyed wrapped key survives in {}",
+                "{what} survives in {}",
                 path.display()
             );
         }
@@ -187,20 +192,7 @@ async fn a_deleted_stored_key_is_in_no_file() {
         )
         .await;
     assert_eq!(assert_status(&answer, 200), json!({ "deleted": 1 }));
-    // The tag and ciphertext tail of the wrapped key: unique random bytes.
-    let needle = &wrapped[wrapped.len() - 48..];
-    let mut scanned = 0;
-    for entry in std::fs::read_dir(f.ts.data()).unwrap() {
-        let path = entry.unwrap().path();
-        let bytes = std::fs::read(&path).unwrap();
-        assert!(
-            !bytes.windows(needle.len()).any(|x| x == needle),
-            "a deleted stored key survives in {}",
-            path.display()
-        );
-        scanned += 1;
-    }
-    assert!(scanned >= 2, "database and key file scanned");
+    assert_in_no_file(&f, &[wrapped], "a deleted stored key");
     // The other key still opens.
     assert_status(
         &f.o.get_datakeys(&f.ts, std::slice::from_ref(&keys[1].id))
