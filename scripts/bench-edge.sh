@@ -45,19 +45,22 @@ BYOK_TOKEN=$(field admin_token <"$WORK/org.json")
 SCOPE=$("$BYOK" scope create --org "$ORG" --parent "$ORG" --name team --json | field id)
 SERVICE=$("$BYOK" token create --org "$ORG" --role service --name bench --json | field token)
 
-# The Worker, staged with its package and a config pointing at this server.
+# The Worker, staged with its package and a config pointing at this server; its callers (wrk)
+# send the caller token.
 WORKER_PORT=$(free_port)
+CALLER=$(head -c 32 /dev/urandom | base64)
 mkdir -p "$WORK/worker/pkg"
 cp host-wasm/examples/worker/worker.js "$WORK/worker/"
 cp host-wasm/pkg/byok_wasm.js host-wasm/pkg/lease_client.js host-wasm/pkg/byok_wasm_bg.wasm "$WORK/worker/pkg/"
 sed -e "s|@LISTEN@|127.0.0.1:$WORKER_PORT|" -e "s|@BYOK_SERVER@|$BYOK_SERVER|" -e "s|@BYOK_ORG@|$ORG|" \
   -e "s|@BYOK_SCOPE@|$SCOPE|" -e "s|@BYOK_TOKEN@|$SERVICE|" -e "s|@BYOK_AUDIENCE@|bench|" \
+  -e "s|@BYOK_EDGE_CALLER_TOKEN@|$CALLER|" \
   host-wasm/examples/worker/config.capnp >"$WORK/worker/config.capnp"
 (cd "$WORK/worker" && exec "$ROOT/host-wasm/examples/worker/node_modules/.bin/workerd" serve config.capnp) \
   >"$WORK/workerd.log" 2>&1 &
 WORKERD_PID=$!
 WORKER="http://127.0.0.1:$WORKER_PORT"
-for _ in $(seq 200); do curl -sf -X POST --data x "$WORKER/encrypt" -o /dev/null && break; sleep 0.1; done
+for _ in $(seq 200); do curl -sf -X POST -H "Authorization: Bearer $CALLER" --data x "$WORKER/encrypt" -o /dev/null && break; sleep 0.1; done
 
 head -c 1024 /dev/urandom >"$WORK/plain.bin"
 python3 -c 'import base64,json,sys; print(json.dumps({"plaintext": base64.b64encode(open(sys.argv[1],"rb").read()).decode(), "context": {"tenant": "acme"}}))' \
@@ -92,7 +95,7 @@ echo "|---|---|---|---|---|---|---|---|"
 for round in $(seq "$ROUNDS"); do
   for server in workerd byok; do
     if [ "$server" = workerd ]; then
-      URL="$WORKER/encrypt?tenant=acme"; TOKEN=""; BODY="$WORK/plain.bin"; PID=$(pgrep -P "$WORKERD_PID" workerd || echo "$WORKERD_PID")
+      URL="$WORKER/encrypt?tenant=acme"; TOKEN=$CALLER; BODY="$WORK/plain.bin"; PID=$(pgrep -P "$WORKERD_PID" workerd || echo "$WORKERD_PID")
     else
       URL="$BYOK_SERVER/v1/orgs/$ORG/scopes/$SCOPE/encrypt"; TOKEN=$SERVICE; BODY="$WORK/encrypt.json"; PID=$SERVER_PID
     fi

@@ -3,6 +3,8 @@
 //!
 //! - [`edge`]: what an edge does with a lease (encrypt, decrypt, expiry), as plain Rust, so that
 //!   it is tested natively too. Errors carry the server's API codes.
+//! - [`caller`]: who may call an edge function (a caller token, or the platform's word), checked
+//!   before anything else; refused when the deployment says neither.
 //! - [`key_setup`]: the identifier parsed, the offline validation steps and the grant, for the
 //!   setup page, by core's own functions.
 //! - `bindings` (wasm32-unknown-unknown only): the JS API over it, built with `wasm-bindgen`
@@ -11,6 +13,7 @@
 //! - `wasi_http` (wasm32-wasip2 only): the same edge function as a `wasi:http` proxy component,
 //!   for Fastly Compute, Spin and `wasmtime serve`.
 
+pub mod caller;
 pub mod edge;
 pub mod key_setup;
 

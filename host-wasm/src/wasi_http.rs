@@ -18,8 +18,10 @@
 //! once per half TTL; a host that makes an instance per request asks once per request. Either
 //! way a withdrawal stops the component within one lease TTL.
 //!
-//! It authenticates no caller, as the example Worker does not: deploy it only behind the
-//! platform's own authentication (docs/edge.md).
+//! It serves only callers its deployment says how to check ([`CallerGate`]):
+//! `BYOK_EDGE_CALLER_TOKEN` (callers send `Authorization: Bearer <token>`) or
+//! `BYOK_EDGE_CALLERS=upstream` (the platform authenticates them); with neither, every request
+//! is `501 not_configured` (docs/edge.md).
 
 use std::io::{Read, Write};
 use std::sync::{Mutex, PoisonError};
@@ -36,6 +38,7 @@ use wasip2::http::types::{
 };
 use zeroize::Zeroizing;
 
+use crate::caller::{self, CallerGate};
 use crate::edge::{self, EdgeError};
 
 /// The largest request body taken, as the server's own limit (4 MiB of plaintext, in a
@@ -78,6 +81,18 @@ impl wasip2::exports::http::incoming_handler::Guest for Component {
 /// The answer's body: a ciphertext, or a plaintext (wiped when dropped, as is the plaintext
 /// of a request to encrypt).
 fn serve(request: &IncomingRequest) -> Result<SecretVec, EdgeError> {
+    // The caller first: an unknown one learns nothing and makes no lease request.
+    let setting = |name: &str| std::env::var(name).ok();
+    let gate = CallerGate::configure(
+        setting(caller::TOKEN_SETTING).as_deref(),
+        setting(caller::CALLERS_SETTING).as_deref(),
+    )?;
+    let authorization = request.headers().get("authorization");
+    // One header or none: two are refused, not read as one of them.
+    gate.admit(match &authorization[..] {
+        [one] => Some(one.as_slice()),
+        _ => None,
+    })?;
     if !matches!(request.method(), Method::Post) {
         return Err(error(ApiCode::MethodNotAllowed, "POST only"));
     }

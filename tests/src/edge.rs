@@ -5,6 +5,7 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
+use base64ct::Encoding;
 use serde_json::{Value, json};
 
 use crate::fixtures::{TestOrg, TestServer, assert_status, now_ms};
@@ -17,6 +18,8 @@ pub struct Deployment {
     pub token_id: String,
     /// The service token.
     pub token: String,
+    /// The secret its own callers send (`BYOK_EDGE_CALLER_TOKEN`): 32 random bytes, base64.
+    pub caller: String,
 }
 
 impl Deployment {
@@ -24,12 +27,57 @@ impl Deployment {
     pub async fn create(ts: &TestServer, o: &TestOrg, name: &str) -> Self {
         let scope = o.scope(ts, &o.id, name).await;
         let (token_id, token) = o.token(ts, "service", name).await;
+        let caller = base64ct::Base64::encode_string(&rand::random::<[u8; 32]>());
         Self {
             scope,
             token_id,
             token,
+            caller,
         }
     }
+
+    /// `Authorization` as its callers send it.
+    pub fn authorization(&self) -> String {
+        format!("Bearer {}", self.caller)
+    }
+}
+
+/// How an edge function's caller presents itself, for the tests of its caller check.
+#[derive(Clone, Copy, Debug)]
+pub enum Caller {
+    /// No `Authorization` header.
+    Anonymous,
+    /// A bearer token that is not the deployment's.
+    WrongToken,
+    /// The deployment's caller token.
+    Known,
+}
+
+impl Caller {
+    /// The `Authorization` header this caller sends to `d`'s edge, if any.
+    pub fn authorization(self, d: &Deployment) -> Option<String> {
+        match self {
+            Self::Anonymous => None,
+            Self::WrongToken => {
+                // The same length, one character changed.
+                let other = if d.caller.starts_with('A') { 'B' } else { 'A' };
+                Some(format!("Bearer {other}{}", &d.caller[1..]))
+            }
+            Self::Known => Some(d.authorization()),
+        }
+    }
+}
+
+/// Asserts that no lease was issued for `d`'s scope: callers the edge refused made it ask
+/// byok for nothing.
+pub async fn no_lease_asked(ts: &TestServer, o: &TestOrg, d: &Deployment) {
+    let leases = o
+        .audit(ts, &o.auditor)
+        .await
+        .into_iter()
+        .filter(|r| r["event"]["type"] == "lease_issued" && r["event"]["scope"] == d.scope.as_str())
+        .count();
+    assert_eq!(leases, 0, "an unknown caller made the edge ask for a lease");
 }
 
 /// A customer's withdrawal that must stop an edge within one lease TTL.

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use base64ct::{Base64, Encoding};
 use byok_core::lease::holder::REFUSAL_RETRY_MS;
-use byok_tests::edge::{Deployment, Withdrawal, first_refusal, refused_before_expiry};
+use byok_tests::edge::{
+    Caller, Deployment, Withdrawal, first_refusal, no_lease_asked, refused_before_expiry,
+};
 use byok_tests::fixtures::{TestOrg, TestServer, assert_status};
 // The wasmtime embedding lives beside this test, not in the tests' library: only the binaries
 // that run wasm link wasmtime (it made every test binary about 470 MB).
@@ -36,6 +38,7 @@ async fn component_on(
             ("BYOK_SCOPE", &d.scope),
             ("BYOK_TOKEN", &d.token),
             ("BYOK_AUDIENCE", audience),
+            ("BYOK_EDGE_CALLER_TOKEN", &d.caller),
         ],
         wall,
     )
@@ -205,6 +208,7 @@ async fn plain_http_to_a_public_host_is_refused_before_any_request() {
             ("BYOK_ORG", "o1"),
             ("BYOK_SCOPE", "s1"),
             ("BYOK_TOKEN", "t"),
+            ("BYOK_EDGE_CALLERS", "upstream"),
         ],
     )
     .await;
@@ -219,4 +223,60 @@ async fn plain_http_to_a_public_host_is_refused_before_any_request() {
             .contains("cleartext"),
         "{v}"
     );
+}
+
+/// Only callers with the deployment's caller token are served; anyone else gets
+/// `401 unauthenticated` before the component asks byok for anything. A deployment that says
+/// nothing of its callers serves no one (`501 not_configured`), and one whose platform checks
+/// them (`BYOK_EDGE_CALLERS=upstream`) serves every request that reaches it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_deployments_callers_are_served() {
+    let (ts, o, _) = TestServer::edge("edge-wasi-callers", 60_000).await;
+    let d = Deployment::create(&ts, &o, "callers").await;
+    let edge = component(&ts, &o, &d, "wasi-test").await;
+    for who in [Caller::Anonymous, Caller::WrongToken] {
+        let auth = who.authorization(&d);
+        for path in ["/encrypt", "/decrypt", "/elsewhere"] {
+            let (status, body) = edge.post_as(auth.as_deref(), path, "x").await;
+            assert_eq!(
+                (status, json_of(&body)["error"]["code"].as_str()),
+                (401, Some("unauthenticated")),
+                "{who:?} {path}"
+            );
+        }
+    }
+    no_lease_asked(&ts, &o, &d).await;
+    let known = Caller::Known.authorization(&d);
+    let (status, _) = edge.post_as(known.as_deref(), "/encrypt", "x").await;
+    assert_eq!(status, 200);
+
+    let settings = |callers: &[(&'static str, &'static str)]| {
+        let mut env = vec![
+            ("BYOK_SERVER", ts.url.clone()),
+            ("BYOK_ORG", o.id.clone()),
+            ("BYOK_SCOPE", d.scope.clone()),
+            ("BYOK_TOKEN", d.token.clone()),
+        ];
+        env.extend(callers.iter().map(|(k, v)| (*k, (*v).to_owned())));
+        env
+    };
+    for unset in [
+        &[][..],
+        &[("BYOK_EDGE_CALLER_TOKEN", "")],
+        &[("BYOK_EDGE_CALLERS", "yes")],
+    ] {
+        let env = settings(unset);
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let edge = WasiHttpHost::start(&component_path(), &env).await;
+        let (status, body) = edge.post_as(known.as_deref(), "/encrypt", "x").await;
+        assert_eq!(
+            (status, json_of(&body)["error"]["code"].as_str()),
+            (501, Some("not_configured")),
+            "{unset:?}"
+        );
+    }
+    let env = settings(&[("BYOK_EDGE_CALLERS", "upstream")]);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let edge = WasiHttpHost::start(&component_path(), &env).await;
+    assert_eq!(edge.post_as(None, "/encrypt", "x").await.0, 200);
 }

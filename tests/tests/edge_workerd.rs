@@ -10,7 +10,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64ct::{Base64, Encoding};
-use byok_tests::edge::{Deployment, Withdrawal, first_refusal, refused_before_expiry};
+use byok_tests::edge::{
+    Caller, Deployment, Withdrawal, first_refusal, no_lease_asked, refused_before_expiry,
+};
 use byok_tests::fixtures::{TestOrg, TestServer, assert_status};
 use byok_tests::server::temp_dir;
 use serde_json::json;
@@ -63,10 +65,23 @@ struct Workerd {
     child: Child,
     dir: PathBuf,
     listen: String,
+    /// What [`Self::post`] sends as `Authorization`: the deployment's caller token.
+    authorization: String,
 }
 
 impl Workerd {
     async fn start(ts: &TestServer, o: &TestOrg, d: &Deployment, name: &str) -> Self {
+        Self::start_with_caller_token(ts, o, d, name, &d.caller).await
+    }
+
+    /// [`Self::start`] with `caller_token` as its `BYOK_EDGE_CALLER_TOKEN`.
+    async fn start_with_caller_token(
+        ts: &TestServer,
+        o: &TestOrg,
+        d: &Deployment,
+        name: &str,
+        caller_token: &str,
+    ) -> Self {
         let dir = temp_dir(name);
         let listen = format!("127.0.0.1:{}", free_port());
         stage(
@@ -78,6 +93,7 @@ impl Workerd {
                 ("BYOK_SCOPE", &d.scope),
                 ("BYOK_TOKEN", &d.token),
                 ("BYOK_AUDIENCE", "workerd-test"),
+                ("BYOK_EDGE_CALLER_TOKEN", caller_token),
             ],
         );
         let log = std::fs::File::create(dir.join("workerd.log")).unwrap();
@@ -88,7 +104,12 @@ impl Workerd {
             .stderr(log)
             .spawn()
             .unwrap();
-        let w = Self { child, dir, listen };
+        let w = Self {
+            child,
+            dir,
+            listen,
+            authorization: d.authorization(),
+        };
         // Up when it answers.
         let started = Instant::now();
         while reqwest::Client::new()
@@ -110,14 +131,25 @@ impl Workerd {
         format!("http://{}{path_and_query}", self.listen)
     }
 
-    /// `POST path_and_query` with `body`: the status and body of the Worker's answer.
+    /// `POST path_and_query` with `body`, as a known caller: the status and body of the
+    /// Worker's answer.
     async fn post(&self, path_and_query: &str, body: impl Into<reqwest::Body>) -> (u16, Vec<u8>) {
-        let r = reqwest::Client::new()
-            .post(self.url(path_and_query))
-            .body(body)
-            .send()
+        self.post_as(Some(&self.authorization), path_and_query, body)
             .await
-            .unwrap();
+    }
+
+    /// [`Self::post`] with `authorization` as the `Authorization` header (none if `None`).
+    async fn post_as(
+        &self,
+        authorization: Option<&str>,
+        path_and_query: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> (u16, Vec<u8>) {
+        let mut request = reqwest::Client::new().post(self.url(path_and_query));
+        if let Some(a) = authorization {
+            request = request.header("authorization", a);
+        }
+        let r = request.body(body).send().await.unwrap();
         (r.status().as_u16(), r.bytes().await.unwrap().to_vec())
     }
 }
@@ -199,6 +231,45 @@ async fn a_pause_a_revoke_and_a_token_revoke_stop_the_worker_within_one_lease_tt
         );
         refused_before_expiry(&ts, &o, &d).await;
     }
+}
+
+/// Only callers with the deployment's caller token are served: anyone else gets `401
+/// unauthenticated` on every route, before the Worker asks byok for anything. A Worker whose
+/// deployment gives no caller token (and does not say `upstream`) serves no one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_example_worker_serves_only_its_callers() {
+    workerd();
+    let (ts, o, _) = TestServer::edge("edge-workerd-callers", 60_000).await;
+    let d = Deployment::create(&ts, &o, "callers").await;
+    let worker = Workerd::start(&ts, &o, &d, "edge-workerd-callers").await;
+    for who in [Caller::Anonymous, Caller::WrongToken] {
+        let auth = who.authorization(&d);
+        for path in ["/encrypt", "/decrypt", "/elsewhere"] {
+            let (status, body) = worker.post_as(auth.as_deref(), path, "x").await;
+            let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(
+                (status, &v["error"]["code"]),
+                (401, &json!("unauthenticated")),
+                "{who:?} {path}: {v}"
+            );
+        }
+    }
+    no_lease_asked(&ts, &o, &d).await;
+    let known = Caller::Known.authorization(&d);
+    assert_eq!(
+        worker.post_as(known.as_deref(), "/encrypt", "x").await.0,
+        200
+    );
+    drop(worker);
+
+    let unset = Workerd::start_with_caller_token(&ts, &o, &d, "edge-workerd-nocaller", "").await;
+    let (status, body) = unset.post_as(known.as_deref(), "/encrypt", "x").await;
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        (status, &v["error"]["code"]),
+        (501, &json!("not_configured")),
+        "{v}"
+    );
 }
 
 /// The vectors Worker (`host-wasm/tests/workerd`) staged in `dir`: the Worker, the package, the

@@ -29,5 +29,8 @@ const worker :Workerd.Worker = (
     (name = "BYOK_SCOPE", text = "@BYOK_SCOPE@"),
     (name = "BYOK_TOKEN", text = "@BYOK_TOKEN@"),
     (name = "BYOK_AUDIENCE", text = "@BYOK_AUDIENCE@"),
+    # The secret its callers send as `Authorization: Bearer ...` (a secret binding on
+    # Cloudflare); or BYOK_EDGE_CALLERS = "upstream" when Access or a service binding checks them.
+    (name = "BYOK_EDGE_CALLER_TOKEN", text = "@BYOK_EDGE_CALLER_TOKEN@"),
   ],
 );

@@ -4,13 +4,17 @@
 // given as query parameters; `POST /decrypt?k=v...` the plaintext. Errors are JSON with the
 // server's code: `{"error": {"code": "scope_paused", "message": "..."}}`.
 //
-// It authenticates no caller: whoever reaches it decrypts the scope's ciphertexts. Put it
-// behind your own authentication, or call LeaseClient from a Worker that has it (docs/edge.md).
+// Whoever it serves decrypts the scope's ciphertexts, so it serves no one until told how its
+// callers are checked (CallerGate, the wasi component's code): BYOK_EDGE_CALLER_TOKEN, a
+// secret of 32+ characters its callers send as `Authorization: Bearer <token>`, or
+// BYOK_EDGE_CALLERS=upstream when Cloudflare Access or a service binding checks them. With
+// neither, every request is `501 not_configured` (docs/edge.md).
 //
 // Bindings (see config.capnp): BYOK_SERVER, BYOK_ORG, BYOK_SCOPE, BYOK_TOKEN (a service
-// token; a secret binding in production), BYOK_AUDIENCE (this deployment's name), and
+// token; a secret binding in production), BYOK_AUDIENCE (this deployment's name),
+// BYOK_EDGE_CALLER_TOKEN (a secret binding) or BYOK_EDGE_CALLERS, and
 // BYOK_ALLOW_PLAIN_HTTP=1 only for an http:// server on a private network known by name.
-import { initSync, Lease } from './pkg/byok_wasm.js';
+import { initSync, CallerGate, Lease } from './pkg/byok_wasm.js';
 import { LeaseClient } from './pkg/lease_client.js';
 import wasm from './pkg/byok_wasm_bg.wasm';
 
@@ -18,20 +22,30 @@ initSync({ module: wasm });
 
 // One client per isolate: the lease lives in this isolate's memory only.
 let client = null;
+let gate = null;
+
+// An error thrown by byok's code as the JSON answer, with core's status for its code.
+function refusal(e) {
+  const code = e.code ?? 'internal';
+  return Response.json({ error: { code, message: e.message } }, { status: Lease.edgeStatus(code) });
+}
 
 
 export default {
   async fetch(request, env) {
     try {
+      // The caller first: an unknown one learns nothing and makes no lease request.
+      gate ??= new CallerGate(env.BYOK_EDGE_CALLER_TOKEN, env.BYOK_EDGE_CALLERS);
+      gate.admit(request.headers.get('authorization'));
       client ??= new LeaseClient({
         Lease, server: env.BYOK_SERVER, org: env.BYOK_ORG, scope: env.BYOK_SCOPE,
         token: env.BYOK_TOKEN, audience: env.BYOK_AUDIENCE,
         allowPlainHttp: env.BYOK_ALLOW_PLAIN_HTTP === '1',
       });
     } catch (e) {
-      // A server URL core refuses (plain HTTP to a public host): `not_configured`.
-      const code = e.code ?? 'internal';
-      return Response.json({ error: { code, message: e.message } }, { status: Lease.edgeStatus(code) });
+      // An unknown caller (`unauthenticated`), or a setting missing or refused (no caller
+      // check, plain HTTP to a public host): `not_configured`.
+      return refusal(e);
     }
     const url = new URL(request.url);
     if (request.method !== 'POST') return new Response('POST only\n', { status: 405 });
@@ -51,9 +65,8 @@ export default {
       if (url.pathname === '/decrypt') return new Response(await client.decrypt(body, context));
       return new Response('not found\n', { status: 404 });
     } catch (e) {
-      const code = e.code ?? 'internal';
       // The status for the code is core's (`ApiCode::edge_status`), as the wasi:http component's.
-      return Response.json({ error: { code, message: e.message } }, { status: Lease.edgeStatus(code) });
+      return refusal(e);
     }
   },
 };

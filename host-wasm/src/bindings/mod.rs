@@ -1,5 +1,5 @@
-//! The JS API (wasm-bindgen): the `Lease` class ([`lease`]) and the key-setup functions
-//! ([`key_setup`]). Errors are thrown as JS `Error`s named `ByokError` with the server's API
+//! The JS API (wasm-bindgen): the `Lease` class ([`lease`]), the edge's `CallerGate`
+//! ([`caller`]) and the key-setup functions ([`key_setup`]). Errors are thrown as JS `Error`s named `ByokError` with the server's API
 //! code in `code`, so edge code can branch on `err.code === "lease_expired"` exactly as on an
 //! API answer. Structured values cross as plain JS objects (serde-wasm-bindgen, JSON-compatible).
 
@@ -166,6 +166,7 @@ pub(crate) fn secret_bytes_of(
 mod bytes;
 pub(crate) use bytes::{JsBytes, MAX_ONE_SHOT};
 
+pub mod caller;
 pub mod key_setup;
 
 /// A Rust value as a plain JS value (objects, not `Map`s).

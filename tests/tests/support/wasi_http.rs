@@ -96,6 +96,9 @@ impl WasiHttpView for State {
 /// The component, instantiated once, with `env` as its environment.
 pub(crate) struct WasiHttpHost {
     instance: Mutex<(Store<State>, Proxy)>,
+    /// What [`Self::post`] sends as `Authorization`: `Bearer` and the environment's
+    /// `BYOK_EDGE_CALLER_TOKEN`, when it has one.
+    authorization: Option<String>,
 }
 
 impl WasiHttpHost {
@@ -128,18 +131,39 @@ impl WasiHttpHost {
         let proxy = Proxy::instantiate_async(&mut store, &component, &linker)
             .await
             .expect("the component is a wasi:http proxy");
+        let authorization = env
+            .iter()
+            .find(|(k, _)| *k == "BYOK_EDGE_CALLER_TOKEN")
+            .map(|(_, token)| format!("Bearer {token}"));
         Self {
             instance: Mutex::new((store, proxy)),
+            authorization,
         }
     }
 
-    /// `POST path_and_query` with `body`: the status and body of the component's answer.
+    /// `POST path_and_query` with `body`, as a known caller: the status and body of the
+    /// component's answer.
     pub(crate) async fn post(
         &self,
         path_and_query: &str,
         body: impl Into<Bytes>,
     ) -> (u16, Vec<u8>) {
-        let request = hyper::Request::post(format!("http://edge.test{path_and_query}"))
+        self.post_as(self.authorization.as_deref(), path_and_query, body)
+            .await
+    }
+
+    /// [`Self::post`] with `authorization` as the `Authorization` header (none if `None`).
+    pub(crate) async fn post_as(
+        &self,
+        authorization: Option<&str>,
+        path_and_query: &str,
+        body: impl Into<Bytes>,
+    ) -> (u16, Vec<u8>) {
+        let mut request = hyper::Request::post(format!("http://edge.test{path_and_query}"));
+        if let Some(a) = authorization {
+            request = request.header("authorization", a);
+        }
+        let request = request
             .body(
                 Full::new(body.into()).map_err(|never: Infallible| -> ErrorCode { match never {} }),
             )
