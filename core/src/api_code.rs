@@ -100,7 +100,7 @@ api_codes! {
     ManagedUnderByok => "managed_under_byok", 409,
         "a customer key is the default: the managed key may not hold the root";
     StoredKeyQuota => "stored_key_quota", 409,
-        "the org keeps as many stored data keys as the server allows (the message says how many): revoke scopes whose keys it no longer needs, or ask the byok operator";
+        "the org keeps as many stored data keys as the server allows (the message says how many): delete stored keys it no longer needs, revoke scopes it no longer needs, or ask the byok operator";
     JobRunning => "job_running", 409, "a re-encryption job is running for this org: wait for it";
     NoSuchJob => "no_such_job", 409, "no re-encryption job is running, or the step is not its own";
     KeyValidationFailed => "key_validation_failed", 422,

@@ -216,12 +216,32 @@ async fn an_org_keeps_at_most_its_stored_key_limit_and_a_revoke_gives_room_back(
         "{info}"
     );
     assert_error(&ask(&o, &team, 1).await, 409, "stored_key_quota");
+    // A refused call is no use of the scope's key: a token that was only refused has no
+    // `scope_used` mark (the quota is checked before the mark is written).
+    let (refused_id, refused_token) = o.token(&ts, "service", "refused").await;
+    let path = o.scope_path(&team, "datakeys");
+    let refused = ts.post(&path, &refused_token, &json!({ "count": 1 })).await;
+    assert_error(&refused, 409, "stored_key_quota");
+    let marks = || async {
+        o.audit(&ts, &o.auditor)
+            .await
+            .into_iter()
+            .filter(|r| r["event"]["type"] == "scope_used")
+            .filter(|r| r["event"]["actor"]["token"] == refused_id.as_str())
+            .count()
+    };
+    assert_eq!(marks().await, 0, "a refused call marked a use");
     let elsewhere = other.scope(&ts, &other.id, "team").await;
     assert_eq!(other.datakeys(&ts, &elsewhere, 25).await.len(), 25);
     // Revoking `gone` destroys its ten keys and frees their room.
     let confirm = json!({ "confirm": gone });
     assert_status(&o.act(&ts, &gone, "revoke", confirm).await, 200);
-    assert_eq!(o.datakeys(&ts, &team, 10).await.len(), 10);
+    assert_status(
+        &ts.post(&path, &refused_token, &json!({ "count": 1 })).await,
+        201,
+    );
+    assert_eq!(marks().await, 1, "an admitted call is marked");
+    assert_eq!(o.datakeys(&ts, &team, 9).await.len(), 9);
     assert_error(&ask(&o, &team, 1).await, 409, "stored_key_quota");
 }
 
@@ -273,13 +293,16 @@ async fn a_deleted_stored_key_never_opens_again_and_frees_its_room() {
             .await,
         200,
     );
-    let counts: Vec<&Value> = log
+    let events: Vec<(&Value, &Value)> = log
         .as_array()
         .unwrap()
         .iter()
-        .map(|e| &e["event"]["count"])
+        .map(|e| (&e["event"]["count"], &e["event"]["ids"]))
         .collect();
-    assert_eq!(counts, [&json!(2)], "{log}");
+    // The ids deleted, sorted, in lower case: not the unknown one.
+    let mut gone = ids[..2].to_vec();
+    gone.sort();
+    assert_eq!(events, [(&json!(2), &json!(gone))], "{log}");
     // The CLI's `datakey delete`.
     let out = cli_ok(
         &["datakey", "delete", "--org", &o.id, &ids[2]],

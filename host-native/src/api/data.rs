@@ -317,7 +317,7 @@ pub struct Deleted {
 
 /// Delete stored data keys by id, for good (service): what was sealed under one can never be
 /// opened again, by anyone (a record's crypto-shredding). The org's room for stored keys grows
-/// by as many. Recorded in the audit log (`data_keys_deleted`, with the count).
+/// by as many. Recorded in the audit log (`data_keys_deleted`, with the count and the ids).
 #[utoipa::path(post, path = "/v1/orgs/{org}/datakeys/delete", tag = "data", request_body = DeleteStored,
     params(OrgPath),
     responses((status = 200, body = Deleted), DataErrors),

@@ -55,8 +55,13 @@ fn summary(v: &Value) -> String {
         Some(at) => format!("claimed at {at} ms"),
         None => "not claimed (byok token claim)".into(),
     };
+    // The quota is absent when the server sets none.
+    let stored = match v.get("max_stored_keys").and_then(Value::as_u64) {
+        Some(max) => format!("{} stored key(s) of at most {max}", n("stored_keys")),
+        None => format!("{} stored key(s), no limit", n("stored_keys")),
+    };
     format!(
-        "{}  {}  default key {}  {} scope(s)  cache ttl {} ms (at most {})  lease ttl {} ms (at most {})  outage grace {} ms  {claimed}",
+        "{}  {}  default key {}  {} scope(s)  {stored}  cache ttl {} ms (at most {})  lease ttl {} ms (at most {})  outage grace {} ms  {claimed}",
         s(v, "id"),
         s(v, "name"),
         s(v, "default_key"),
@@ -122,4 +127,28 @@ pub async fn org(client: &Client, cmd: OrgCmd) -> Result<(), Failure> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_summary_counts_stored_keys_against_the_quota() {
+        let org = serde_json::json!({
+            "id": "o1", "name": "acme", "default_key": "managed", "scopes": 3,
+            "stored_keys": 12, "max_stored_keys": 100,
+        });
+        assert!(
+            summary(&org).contains("  3 scope(s)  12 stored key(s) of at most 100  "),
+            "{}",
+            summary(&org)
+        );
+        let unlimited = serde_json::json!({ "stored_keys": 7, "max_stored_keys": null });
+        assert!(
+            summary(&unlimited).contains("  7 stored key(s), no limit  "),
+            "{}",
+            summary(&unlimited)
+        );
+    }
 }

@@ -62,6 +62,16 @@ fn b64(bytes: &[u8]) -> zeroize::Zeroizing<String> {
     zeroize::Zeroizing::new(Base64::encode_string(bytes))
 }
 
+/// The refusal of `count` more stored keys to an org that keeps `kept` of at most `max`.
+fn over_quota(org: ScopeId, kept: u64, max: u64, count: usize) -> ServiceError {
+    ServiceError::Quota(format!(
+        "the org keeps {kept} stored data keys and may keep {max}: {count} more would pass \
+         that; delete the stored keys it no longer needs (`POST /v1/orgs/{org}/datakeys/delete`, \
+         `byok datakey delete`), revoke scopes it no longer needs, or ask the byok operator to \
+         raise --max-stored-keys"
+    ))
+}
+
 impl Service {
     /// Creates `count` data keys under the newest key of `scope`, stores them wrapped, and
     /// returns them in the clear (the only time they leave in the clear unasked).
@@ -92,6 +102,15 @@ impl Service {
         count: usize,
     ) -> Result<Vec<StoredKey>> {
         let (cell, resolved) = self.current_key(org, scope).await?;
+        // An org at its quota is refused before a key is made, a use is marked or the org's
+        // writer is taken (which every other write of the org waits for): a client that keeps
+        // asking costs one read. The transaction checks again, and that check holds.
+        if let Some(max) = self.max_stored_keys {
+            let kept = data_keys::stored(self.store.pool(), org).await?;
+            if kept.saturating_add(count as u64) > max {
+                return Err(over_quota(org, kept, max, count));
+            }
+        }
         let key = &resolved.key;
         let key_id = key.id();
         let (rows, out) = {
@@ -135,11 +154,7 @@ impl Service {
         if !data_keys::reserve(&mut w.tx, org, count as u64, self.max_stored_keys).await? {
             let kept = data_keys::stored(&mut *w.tx, org).await?;
             let max = self.max_stored_keys.unwrap_or(u64::MAX);
-            return Err(ServiceError::Quota(format!(
-                "the org keeps {kept} stored data keys and may keep {max}: {count} more would pass \
-                 that; revoke scopes whose keys it no longer needs, or ask the byok operator to \
-                 raise --max-stored-keys"
-            )));
+            return Err(over_quota(org, kept, max, count));
         }
         if !data_keys::insert(&mut w.tx, org, key_id, &rows, store::now_ms()).await? {
             return Err(ServiceError::Scope(
@@ -171,16 +186,20 @@ impl Service {
         // A token revoked while this waited for the writer deletes nothing.
         Self::actor_still_in_force(&mut w).await?;
         let deleted = data_keys::delete_ids(&mut w.tx, org, &ids).await?;
-        if deleted > 0 {
-            let event = serde_json::json!({ "type": "data_keys_deleted", "count": deleted });
+        if !deleted.is_empty() {
+            // The ids, not only how many: an auditor asked when one record was shredded finds
+            // it in the log (ids are random names, no secret; at most 1 000 per call).
+            let event = serde_json::json!({
+                "type": "data_keys_deleted", "count": deleted.len(), "ids": deleted,
+            });
             store::audit::append(&mut w.tx, org, store::now_ms(), &event).await?;
             w.destroys_keys();
         }
         w.commit().await?;
-        if deleted > 0 {
+        if !deleted.is_empty() {
             self.store.scrub().await;
         }
-        Ok(deleted)
+        Ok(deleted.len() as u64)
     }
 
     /// Opens stored data keys of this org by id; the scope of each must be usable.

@@ -291,23 +291,29 @@ pub async fn delete_scopes(
 }
 
 /// Deletes the org's stored data keys among `ids` (lower-case hex), and takes them off its
-/// count. Returns how many there were.
+/// count. Returns the ids there were, sorted.
 pub async fn delete_ids(
     tx: &mut Transaction<'static, Any>,
     org: ScopeId,
     ids: &[String],
-) -> Result<u64> {
+) -> Result<Vec<String>> {
     let org = org.to_string();
     let sql = format!(
-        "DELETE FROM data_keys WHERE org_id = $1 AND id IN ({})",
+        "DELETE FROM data_keys WHERE org_id = $1 AND id IN ({}) RETURNING id",
         super::marks(2, ids.len())
     );
     let mut q = sqlx::query(&sql).bind(&org);
     for id in ids {
         q = q.bind(id);
     }
-    let deleted = q.execute(&mut **tx).await?.rows_affected();
-    uncount(tx, &org, deleted).await?;
+    let mut deleted = q
+        .fetch_all(&mut **tx)
+        .await?
+        .iter()
+        .map(|r| r.try_get::<String, _>(0))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    deleted.sort_unstable();
+    uncount(tx, &org, deleted.len() as u64).await?;
     Ok(deleted)
 }
 
