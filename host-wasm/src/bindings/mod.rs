@@ -1,7 +1,8 @@
 //! The JS API (wasm-bindgen): the `Lease` class ([`lease`]), the edge's `CallerGate`
-//! ([`caller`]) and the key-setup functions ([`key_setup`]). Errors are thrown as JS `Error`s named `ByokError` with the server's API
-//! code in `code`, so edge code can branch on `err.code === "lease_expired"` exactly as on an
-//! API answer. Structured values cross as plain JS objects (serde-wasm-bindgen, JSON-compatible).
+//! ([`caller`]) and the key-setup functions ([`key_setup`]). Errors are thrown as JS `Error`s
+//! named `ByokError` with the server's API code in `code`, so edge code can branch on
+//! `err.code === "lease_expired"` exactly as on an API answer. Structured values cross as plain
+//! JS objects (serde-wasm-bindgen, JSON-compatible).
 
 use std::collections::BTreeMap;
 
