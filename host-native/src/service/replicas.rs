@@ -168,6 +168,17 @@ pub async fn follow(service: Arc<Service>, url: String, poll: Duration) {
     tokio::join!(listening, polling);
 }
 
+/// One poll as if it were the first (every cell held here checked against storage, the org
+/// grants read again), for what was committed while no one listened. A failure is logged; the
+/// regular poll covers it.
+async fn catch_up(service: &Service) {
+    match service.poll_versions(&mut HashMap::new()).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(orgs = n, "changes made while not listening, now followed"),
+        Err(e) => tracing::warn!(error = ?e, "reading the orgs' versions after listening failed"),
+    }
+}
+
 /// One listening connection, until it fails.
 async fn listen(service: &Service, url: &str) -> std::result::Result<(), sqlx::Error> {
     use std::str::FromStr;
@@ -179,13 +190,19 @@ async fn listen(service: &Service, url: &str) -> std::result::Result<(), sqlx::E
     let mut listener = sqlx::postgres::PgListener::connect_with(&pool).await?;
     listener.listen(CHANNEL).await?;
     tracing::info!("listening for other replicas' changes");
+    // Listen, then read: a change committed before the LISTEN took effect (this replica
+    // starting, or the connection made again) was announced to no one here, and the next poll
+    // may be an hour away. Cells held behind storage are found now; anything later is
+    // announced.
+    catch_up(service).await;
     loop {
         // `None`: the connection dropped and was made again; what was sent meanwhile is lost,
-        // and the poll finds it.
+        // and is read back at once.
         let Some(n) = listener.try_recv().await? else {
             tracing::warn!(
-                "the listening connection was lost and is back; the poll covers what was missed"
+                "the listening connection was lost and is back; reading what was missed"
             );
+            catch_up(service).await;
             continue;
         };
         let parsed = n
