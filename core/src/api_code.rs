@@ -141,6 +141,17 @@ impl ApiCode {
         }
     }
 
+    /// The `WWW-Authenticate` value an answer of `status` carries: every 401 says how to
+    /// authenticate (RFC 9110, 15.5.2), here with a bearer token, on the server and at the
+    /// edge alike.
+    pub const fn www_authenticate(status: u16) -> Option<&'static str> {
+        if status == 401 {
+            Some("Bearer realm=\"byok\"")
+        } else {
+            None
+        }
+    }
+
     /// The HTTP status an edge function answers with this code. At the edge an expired lease
     /// is a service unavailable for now (503), not an authentication failure of the caller;
     /// every other code keeps the server's status.
@@ -231,6 +242,28 @@ mod tests {
             Some(super::RETRY_AFTER_SECS)
         );
         assert_eq!(ApiCode::Internal.retry_after_secs(), None);
+    }
+
+    #[test]
+    fn only_401s_carry_a_challenge() {
+        use ApiCode::{LeaseExpired, Unauthenticated};
+        for &c in ApiCode::ALL {
+            let challenged = ApiCode::www_authenticate(c.http_status()).is_some();
+            assert_eq!(
+                challenged,
+                matches!(c, Unauthenticated | LeaseExpired),
+                "{c}"
+            );
+            assert_eq!(
+                ApiCode::www_authenticate(c.edge_status()).is_some(),
+                c == Unauthenticated,
+                "{c} at the edge"
+            );
+        }
+        assert_eq!(
+            ApiCode::www_authenticate(401),
+            Some("Bearer realm=\"byok\"")
+        );
     }
 
     /// Every error variant's code and status, written out: the statuses clients and the

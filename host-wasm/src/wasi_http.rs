@@ -349,10 +349,13 @@ fn read_wiped(
     }
 }
 
+/// Answers `status` with `body`; a 401 carries core's `WWW-Authenticate` challenge.
 fn respond(out: ResponseOutparam, status: u16, content_type: &str, body: &[u8]) {
-    let headers =
-        Fields::from_list(&[("content-type".to_owned(), content_type.as_bytes().to_vec())])
-            .unwrap_or_else(|_| Fields::new());
+    let mut fields = vec![("content-type".to_owned(), content_type.as_bytes().to_vec())];
+    if let Some(challenge) = ApiCode::www_authenticate(status) {
+        fields.push(("www-authenticate".to_owned(), challenge.as_bytes().to_vec()));
+    }
+    let headers = Fields::from_list(&fields).unwrap_or_else(|_| Fields::new());
     let response = OutgoingResponse::new(headers);
     let _ = response.set_status_code(status);
     let Ok(outgoing) = response.body() else {

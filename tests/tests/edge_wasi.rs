@@ -245,10 +245,19 @@ async fn only_the_deployments_callers_are_served() {
             );
         }
     }
+    // A 401 says how to authenticate, as the server's do.
+    let (status, headers, _) = edge.reply(None, "/encrypt", "x").await;
+    assert_eq!(
+        (
+            status,
+            headers.get("www-authenticate").map(|v| v.as_bytes())
+        ),
+        (401, Some(&b"Bearer realm=\"byok\""[..]))
+    );
     no_lease_asked(&ts, &o, &d).await;
     let known = Caller::Known.authorization(&d);
-    let (status, _) = edge.post_as(known.as_deref(), "/encrypt", "x").await;
-    assert_eq!(status, 200);
+    let (status, headers, _) = edge.reply(known.as_deref(), "/encrypt", "x").await;
+    assert_eq!((status, headers.get("www-authenticate")), (200, None));
 
     let settings = |callers: &[(&'static str, &'static str)]| {
         let mut env = vec![

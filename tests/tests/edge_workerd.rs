@@ -254,6 +254,21 @@ async fn the_example_worker_serves_only_its_callers() {
             );
         }
     }
+    // A 401 says how to authenticate, as the server's do.
+    let r = reqwest::Client::new()
+        .post(worker.url("/encrypt"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.status().as_u16(), r.headers().get("www-authenticate")),
+        (
+            401,
+            Some(&reqwest::header::HeaderValue::from_static(
+                "Bearer realm=\"byok\""
+            ))
+        )
+    );
     no_lease_asked(&ts, &o, &d).await;
     let known = Caller::Known.authorization(&d);
     assert_eq!(

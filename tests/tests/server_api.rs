@@ -485,6 +485,22 @@ async fn missing_forged_and_malformed_tokens_are_unauthenticated() {
         assert_eq!(answer.0, 401, "{auth:?}");
         assert_error(&answer, 401, "unauthenticated");
     }
+    // Every 401 says how to authenticate (RFC 9110); other refusals carry no challenge.
+    let reply = t.ts.reply(&p, "byok_forged", None).await;
+    assert_eq!(
+        (reply.status, reply.header("www-authenticate")),
+        (401, Some("Bearer realm=\"byok\""))
+    );
+    let reply = t.ts.reply(&t.a.path("/tokens"), &t.a.service, None).await;
+    assert_eq!(
+        (reply.status, reply.header("www-authenticate")),
+        (403, None)
+    );
+    let reply = t.ts.reply(&t.b.path("/scopes"), &t.a.admin, None).await;
+    assert_eq!(
+        (reply.status, reply.header("www-authenticate")),
+        (404, None)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -24,10 +24,14 @@ initSync({ module: wasm });
 let client = null;
 let gate = null;
 
-// An error thrown by byok's code as the JSON answer, with core's status for its code.
+// An error thrown by byok's code as the JSON answer, with core's status for its code (and,
+// for a 401, core's WWW-Authenticate challenge).
 function refusal(e) {
   const code = e.code ?? 'internal';
-  return Response.json({ error: { code, message: e.message } }, { status: Lease.edgeStatus(code) });
+  const status = Lease.edgeStatus(code);
+  const challenge = Lease.wwwAuthenticate(status);
+  const headers = challenge ? { 'www-authenticate': challenge } : {};
+  return Response.json({ error: { code, message: e.message } }, { status, headers });
 }
 
 

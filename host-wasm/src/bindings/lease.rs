@@ -172,6 +172,13 @@ impl Lease {
         byok_core::ApiCode::from_code(code).map_or(500, byok_core::ApiCode::edge_status)
     }
 
+    /// The `WWW-Authenticate` value an edge answer of `status` carries (core's
+    /// [`byok_core::ApiCode::www_authenticate`]: every 401), or undefined.
+    #[wasm_bindgen(js_name = wwwAuthenticate)]
+    pub fn www_authenticate(status: u16) -> Option<String> {
+        byok_core::ApiCode::www_authenticate(status).map(str::to_owned)
+    }
+
     /// Whether the lease has ended now.
     #[wasm_bindgen(getter)]
     pub fn expired(&self) -> bool {

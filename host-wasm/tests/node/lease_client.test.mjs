@@ -329,6 +329,9 @@ test('the edge status of a code is core\'s', () => {
   assert.deepEqual(['scope_paused', 'scope_revoked', 'unauthenticated', 'lease_expired',
     'unreachable', 'decrypt_failed', 'no_such_code'].map((c) => Lease.edgeStatus(c)),
   [409, 410, 401, 503, 503, 400, 500]);
+  // A 401 names its challenge (core's), no other status does.
+  assert.deepEqual([401, 403, 503].map((s) => Lease.wwwAuthenticate(s)),
+    ['Bearer realm="byok"', undefined, undefined]);
 });
 
 test('a wall clock stepped back after a lease arrived does not stretch it', async () => {

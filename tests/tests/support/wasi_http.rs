@@ -159,6 +159,17 @@ impl WasiHttpHost {
         path_and_query: &str,
         body: impl Into<Bytes>,
     ) -> (u16, Vec<u8>) {
+        let (status, _, body) = self.reply(authorization, path_and_query, body).await;
+        (status, body)
+    }
+
+    /// [`Self::post_as`], with the answer's headers.
+    pub(crate) async fn reply(
+        &self,
+        authorization: Option<&str>,
+        path_and_query: &str,
+        body: impl Into<Bytes>,
+    ) -> (u16, hyper::HeaderMap, Vec<u8>) {
         let mut request = hyper::Request::post(format!("http://edge.test{path_and_query}"));
         if let Some(a) = authorization {
             request = request.header("authorization", a);
@@ -192,8 +203,9 @@ impl WasiHttpHost {
                 .expect("the component set a response")
                 .expect("the response is not an error");
             let status = response.status().as_u16();
+            let headers = response.headers().clone();
             let body = response.into_body().collect().await.expect("the body");
-            (status, body.to_bytes().to_vec())
+            (status, headers, body.to_bytes().to_vec())
         };
         let (handled, answer) = tokio::join!(handled, answered);
         handled.expect("the handler returned");
