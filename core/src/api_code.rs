@@ -81,6 +81,8 @@ api_codes! {
         "an edge lease ended: its keys are no longer used; ask for a new lease (a refusal means the scope was paused or revoked)";
     Unreachable => "unreachable", 503,
         "an edge could not reach byok for a lease and holds no live one: retry";
+    EdgeTokenRefused => "edge_token_refused", 502,
+        "byok refused an edge function's own service token (revoked, or wrong in its settings): the edge serves nothing until its operator sets a valid one; its callers cannot fix it";
     ConfirmationMismatch => "confirmation_mismatch", 400, "revoking needs the scope id typed back exactly";
     Unsupported => "unsupported", 400, "scopes cannot move: create one under the new parent and re-encrypt";
     RootRotation => "root_rotation", 400, "the org scope's key is the root key: use the root rotation";

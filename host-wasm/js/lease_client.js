@@ -282,14 +282,17 @@ export class LeaseClient {
       // the keys go now, however long its body takes to come (or if it never does). A 429 or
       // 5xx is not a refusal of the grant; the lease held lasts until it expires.
       // Named by its status until its body (if byok's) names it: a proxy's 503 is an outage.
-      const err = new ByokError(this.Lease.codeOfStatus(answer.status), `lease refused (${answer.status})`);
+      const code = this.Lease.answerCode(answer.status);
+      const err = new ByokError(code, this.Lease.answerMessage(answer.status, code));
       if (this.Lease.isRefusal(answer.status)) this.end(err);
       // The body then names the refusal: the streams ended above hold this same error.
       const text = await answer.text().catch(() => '');
       let body = {};
       try { body = JSON.parse(text); } catch { /* not JSON */ }
-      if (typeof body.error?.code === 'string') err.code = body.error.code;
-      if (typeof body.error?.message === 'string') err.message = body.error.message;
+      // byok refusing this edge's own token is `edge_token_refused`, not the caller's 401.
+      const said = (v) => (typeof v === 'string' ? v : undefined);
+      err.code = this.Lease.answerCode(answer.status, said(body?.error?.code));
+      err.message = this.Lease.answerMessage(answer.status, err.code, said(body?.error?.message));
       throw err;
     }
     let text;

@@ -27,7 +27,7 @@ use std::io::{Read, Write};
 use std::sync::{Mutex, PoisonError};
 
 use byok_core::lease::Lease;
-use byok_core::lease::holder::{Holder, is_refusal};
+use byok_core::lease::holder::{Holder, answer_code, answer_message, is_refusal};
 use byok_core::lease::server::ServerUrl;
 use byok_core::secret::extend_wiped;
 use byok_core::{ApiCode, SecretVec};
@@ -176,15 +176,11 @@ fn renew(config: &Config, holder: &mut Holder) -> Result<(), EdgeError> {
 fn server_error(status: u16, body: &[u8]) -> (ApiCode, String) {
     let json: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
     let error = &json["error"];
-    let code = error["code"]
-        .as_str()
-        .and_then(ApiCode::from_code)
-        .unwrap_or(byok_core::lease::holder::code_of_status(status));
-    let message = error["message"].as_str().map_or_else(
-        || format!("byok refused the lease ({status})"),
-        str::to_owned,
-    );
-    (code, message)
+    let code = answer_code(status, error["code"].as_str());
+    (
+        code,
+        answer_message(status, code, error["message"].as_str()),
+    )
 }
 
 /// The deployment's settings, from the environment.

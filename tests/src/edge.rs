@@ -111,12 +111,14 @@ impl Withdrawal {
         };
     }
 
-    /// The edge's answer once the withdrawal reached it: the status and the server's code.
+    /// The edge's answer once the withdrawal reached it: the status and the server's code, but
+    /// for the edge's own token refused, which is no fault of the edge's caller (core's
+    /// `answer_code`).
     pub fn refusal(self) -> (u16, &'static str) {
         match self {
             Self::Pause => (409, "scope_paused"),
             Self::Revoke => (410, "scope_revoked"),
-            Self::TokenRevoke => (401, "unauthenticated"),
+            Self::TokenRevoke => (502, "edge_token_refused"),
         }
     }
 }

@@ -16,6 +16,7 @@
 //! [`Holder::received`], [`Holder::refused`] or [`Holder::failed`]; time is passed in (ms since
 //! the epoch).
 
+use alloc::format;
 use alloc::string::String;
 
 use super::Lease;
@@ -33,16 +34,49 @@ pub const fn is_refusal(status: u16) -> bool {
 
 /// What an answer with HTTP `status` to a lease request means when its body names no code
 /// (a proxy's or a load balancer's answer, not byok's): its deadline passed (408) and 5xx are
-/// outages, 429 throttling, 401 / 403 / 404 what they say, any other 4xx a bad request.
+/// outages, 429 throttling, 401 the edge's token refused ([`answer_code`]), 403 / 404 what they
+/// say, any other 4xx a bad request.
 pub const fn code_of_status(status: u16) -> ApiCode {
     match status {
-        401 => ApiCode::Unauthenticated,
+        401 => ApiCode::EdgeTokenRefused,
         403 => ApiCode::Forbidden,
         404 => ApiCode::NotFound,
         408 => ApiCode::RequestTimeout,
         429 => ApiCode::RateLimited,
         400..500 => ApiCode::InvalidRequest,
         _ => ApiCode::Unreachable,
+    }
+}
+
+/// The code an edge reports for byok's answer of `status` to its lease request, whose body
+/// named `code`: that code, or by the status ([`code_of_status`]) when the body named none this
+/// build knows.
+///
+/// byok refusing the edge's own service token (`unauthenticated`: revoked, or wrong in the
+/// edge's settings) is reported as `edge_token_refused` (502): the edge's caller is not the one
+/// who failed to authenticate, and a 401 would tell it to send other credentials, which cannot
+/// help. The edge's own caller check keeps `unauthenticated`.
+pub fn answer_code(status: u16, code: Option<&str>) -> ApiCode {
+    match code.and_then(ApiCode::from_code) {
+        Some(ApiCode::Unauthenticated) => ApiCode::EdgeTokenRefused,
+        Some(c) => c,
+        None => code_of_status(status),
+    }
+}
+
+/// The message an edge reports with [`answer_code`]'s `code` for byok's answer of `status`,
+/// whose body said `message`. A refused edge token says whose token it was, so that the edge's
+/// caller is not sent to fix its own.
+pub fn answer_message(status: u16, code: ApiCode, message: Option<&str>) -> String {
+    let said = message.unwrap_or("no reason given");
+    match code {
+        ApiCode::EdgeTokenRefused => format!(
+            "byok refused this edge's own service token ({status}: {said}); its operator must set a valid one"
+        ),
+        _ => message.map_or_else(
+            || format!("byok refused the lease ({status})"),
+            String::from,
+        ),
     }
 }
 
@@ -174,7 +208,7 @@ mod tests {
     #[test]
     fn an_answer_without_a_code_is_named_by_its_status() {
         let named = [
-            (401, ApiCode::Unauthenticated),
+            (401, ApiCode::EdgeTokenRefused),
             (403, ApiCode::Forbidden),
             (404, ApiCode::NotFound),
             (408, ApiCode::RequestTimeout),
@@ -189,6 +223,43 @@ mod tests {
         for (status, code) in named {
             assert_eq!(code_of_status(status), code, "{status}");
         }
+    }
+
+    #[test]
+    fn byok_refusing_the_edges_token_is_not_the_callers_401() {
+        let cases = [
+            (401, Some("unauthenticated"), ApiCode::EdgeTokenRefused),
+            (401, None, ApiCode::EdgeTokenRefused),
+            (
+                401,
+                Some("a_code_from_a_newer_byok"),
+                ApiCode::EdgeTokenRefused,
+            ),
+            (409, Some("scope_paused"), ApiCode::ScopePaused),
+            (410, Some("scope_revoked"), ApiCode::ScopeRevoked),
+            (403, Some("forbidden"), ApiCode::Forbidden),
+            (503, Some("kms_unavailable"), ApiCode::KmsUnavailable),
+            (503, None, ApiCode::Unreachable),
+        ];
+        for (status, code, reported) in cases {
+            assert_eq!(answer_code(status, code), reported, "{status} {code:?}");
+        }
+        let said = "send a valid token as `Authorization: Bearer byok_...`";
+        let m = answer_message(401, ApiCode::EdgeTokenRefused, Some(said));
+        assert!(
+            m.starts_with("byok refused this edge's own service token (401: send"),
+            "{m}"
+        );
+        assert_eq!(
+            answer_message(409, ApiCode::ScopePaused, Some("paused")),
+            "paused"
+        );
+        assert_eq!(
+            answer_message(403, ApiCode::Forbidden, None),
+            "byok refused the lease (403)"
+        );
+        assert_eq!(ApiCode::EdgeTokenRefused.edge_status(), 502);
+        assert_eq!(ApiCode::www_authenticate(502), None);
     }
 
     #[test]

@@ -155,14 +155,26 @@ impl Lease {
         ms
     }
 
-    /// The code an answer with HTTP `status` to a lease request means when its body names
-    /// none (core's [`byok_core::lease::holder::code_of_status`]): a proxy's 408 or 503 is an
-    /// outage, not the caller's fault.
-    #[wasm_bindgen(js_name = codeOfStatus)]
-    pub fn code_of_status(status: u16) -> String {
-        byok_core::lease::holder::code_of_status(status)
+    /// The code an edge reports for byok's answer of HTTP `status` to its lease request,
+    /// whose body named `code` (core's [`byok_core::lease::holder::answer_code`]): by the
+    /// status when it named none this build knows (a proxy's 408 or 503 is an outage), and
+    /// `edge_token_refused`, not the caller's `unauthenticated`, when byok refused the edge's
+    /// own token.
+    #[wasm_bindgen(js_name = answerCode)]
+    pub fn answer_code(status: u16, code: Option<String>) -> String {
+        byok_core::lease::holder::answer_code(status, code.as_deref())
             .as_str()
             .to_owned()
+    }
+
+    /// The message an edge reports with [`Self::answer_code`]'s `code` for byok's answer of
+    /// `status`, whose body said `message` (core's
+    /// [`byok_core::lease::holder::answer_message`]).
+    #[wasm_bindgen(js_name = answerMessage)]
+    pub fn answer_message(status: u16, code: &str, message: Option<String>) -> String {
+        let code = byok_core::ApiCode::from_code(code)
+            .unwrap_or_else(|| byok_core::lease::holder::code_of_status(status));
+        byok_core::lease::holder::answer_message(status, code, message.as_deref())
     }
 
     /// The HTTP status an edge answers with the error `code` (core's
