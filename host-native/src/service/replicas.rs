@@ -268,4 +268,73 @@ mod tests {
         assert!(!s.replica_behind());
         encrypt().await.expect("served after the poll");
     }
+
+    /// Listen, then read: a change another replica committed before this one's LISTEN took
+    /// effect was announced to no one here, and the next poll may be an hour away. Here the
+    /// read of the versions is held on a lock until the listening connection has run LISTEN
+    /// (so it cannot have come first), and the change it must find commits with no
+    /// notification (so only that read can find it).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_change_committed_before_listening_is_read_once_listening() {
+        let Some(url) = crate::store::test_postgres_url().await else {
+            return;
+        };
+        let db = Database::open(&url).await.unwrap();
+        let s = std::sync::Arc::new(test_service(&db, 3));
+        let (org, _) = test_team(&s, None).await;
+        let held = s.org(org).await.unwrap().version();
+        // Another replica's change, its transaction holding the orgs table.
+        let mut change = db.pool().begin().await.unwrap();
+        sqlx::query("LOCK TABLE orgs IN ACCESS EXCLUSIVE MODE")
+            .execute(&mut *change)
+            .await
+            .unwrap();
+        crate::store::org_rows::bump(&mut change, org, false)
+            .await
+            .unwrap();
+        let listening = tokio::spawn({
+            let (s, url) = (s.clone(), url.clone());
+            async move { super::listen(&s, &url).await }
+        });
+        // The first read of the versions, waiting on the lock.
+        let waiting = "SELECT COUNT(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation \
+                       WHERE c.relname = 'orgs' AND NOT l.granted";
+        let mut tries = 0;
+        while sqlx::query_scalar::<_, i64>(waiting)
+            .fetch_one(db.pool())
+            .await
+            .unwrap()
+            == 0
+        {
+            tries += 1;
+            assert!(tries < 400, "the listener never read the orgs' versions");
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        let last: String = sqlx::query_scalar(
+            "SELECT query FROM pg_stat_activity WHERE application_name = $1 \
+             AND datname = current_database()",
+        )
+        .bind(super::LISTENER_NAME)
+        .fetch_one(db.pool())
+        .await
+        .unwrap();
+        assert!(
+            last.starts_with("LISTEN"),
+            "the versions were read before listening: the listener last ran {last:?}"
+        );
+        assert_eq!(s.metrics.remote_changes.load(Ordering::Relaxed), 0);
+        change.commit().await.unwrap();
+        // Found by that read: the cell held here is dropped.
+        let mut tries = 0;
+        while s.metrics.remote_changes.load(Ordering::Relaxed) == 0 {
+            tries += 1;
+            assert!(
+                tries < 400,
+                "the change committed before listening was missed"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        assert!(s.org(org).await.unwrap().version() > held);
+        listening.abort();
+    }
 }
