@@ -54,7 +54,7 @@ cp host-wasm/examples/worker/worker.js "$WORK/worker/"
 cp host-wasm/pkg/byok_wasm.js host-wasm/pkg/lease_client.js host-wasm/pkg/byok_wasm_bg.wasm "$WORK/worker/pkg/"
 sed -e "s|@LISTEN@|127.0.0.1:$WORKER_PORT|" -e "s|@BYOK_SERVER@|$BYOK_SERVER|" -e "s|@BYOK_ORG@|$ORG|" \
   -e "s|@BYOK_SCOPE@|$SCOPE|" -e "s|@BYOK_TOKEN@|$SERVICE|" -e "s|@BYOK_AUDIENCE@|bench|" \
-  -e "s|@BYOK_EDGE_CALLER_TOKEN@|$CALLER|" \
+  -e "s|@BYOK_EDGE_CALLER_TOKEN@|$CALLER|" -e "s|@BYOK_EDGE_CALLER_TOKEN_NEXT@||" \
   host-wasm/examples/worker/config.capnp >"$WORK/worker/config.capnp"
 (cd "$WORK/worker" && exec "$ROOT/host-wasm/examples/worker/node_modules/.bin/workerd" serve config.capnp) \
   >"$WORK/workerd.log" 2>&1 &

@@ -19,6 +19,9 @@ use crate::edge::EdgeError;
 
 /// The setting holding the caller token.
 pub const TOKEN_SETTING: &str = "BYOK_EDGE_CALLER_TOKEN";
+/// The setting holding the caller token callers move to while the token is rotated: both are
+/// let in until the deployment makes it [`TOKEN_SETTING`] and unsets this one.
+pub const NEXT_TOKEN_SETTING: &str = "BYOK_EDGE_CALLER_TOKEN_NEXT";
 /// The setting saying the platform checks callers (`upstream`).
 pub const CALLERS_SETTING: &str = "BYOK_EDGE_CALLERS";
 /// The fewest characters a caller token has: 32 random characters are beyond guessing, and a
@@ -30,8 +33,9 @@ pub const MAX_TOKEN_LEN: usize = 512;
 /// How this deployment checks its callers.
 pub enum CallerGate {
     /// Each request carries `Authorization: Bearer <token>`; the SHA-256 of the token is kept
-    /// (the compare is over digests, so it takes the same time whatever the length sent).
-    Token(Zeroizing<[u8; 32]>),
+    /// (the compare is over digests, so it takes the same time whatever the length sent), and
+    /// during a rotation that of the next token too.
+    Token(Zeroizing<[u8; 32]>, Option<Zeroizing<[u8; 32]>>),
     /// The platform authenticates callers before they reach the edge.
     Upstream,
 }
@@ -39,7 +43,7 @@ pub enum CallerGate {
 impl core::fmt::Debug for CallerGate {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.write_str(match self {
-            Self::Token(_) => "CallerGate::Token(..)",
+            Self::Token(..) => "CallerGate::Token(..)",
             Self::Upstream => "CallerGate::Upstream",
         })
     }
@@ -56,24 +60,7 @@ impl CallerGate {
             token.filter(|t| !t.is_empty()),
             callers.filter(|c| !c.is_empty()),
         ) {
-            (Some(t), _) => {
-                if !(MIN_TOKEN_LEN..=MAX_TOKEN_LEN).contains(&t.len()) {
-                    return Err(not_configured(format!(
-                        "{TOKEN_SETTING} is {} characters; give {MIN_TOKEN_LEN} to \
-                         {MAX_TOKEN_LEN} random ones (openssl rand -base64 32)",
-                        t.len()
-                    )));
-                }
-                if !t.bytes().all(|b| b.is_ascii_graphic()) {
-                    return Err(not_configured(format!(
-                        "{TOKEN_SETTING} holds a space or a character outside printable ASCII; \
-                         callers send it in a header: give printable ASCII only"
-                    )));
-                }
-                Ok(Self::Token(Zeroizing::new(
-                    Sha256::digest(t.as_bytes()).into(),
-                )))
-            }
+            (Some(t), _) => Ok(Self::Token(digest(TOKEN_SETTING, t)?, None)),
             (None, Some("upstream")) => Ok(Self::Upstream),
             (None, Some(other)) => Err(not_configured(format!(
                 "{CALLERS_SETTING} is {other:?}; the only value is \"upstream\" (the platform \
@@ -88,10 +75,35 @@ impl CallerGate {
         }
     }
 
+    /// The gate letting in the token callers move to during a rotation too: `next` is
+    /// [`NEXT_TOKEN_SETTING`] (empty counts as unset). Set, it needs a [`TOKEN_SETTING`] (it is
+    /// not a way to name a first token) and the same strength, or it is `not_configured`.
+    ///
+    /// A rotation: set the next token, deploy, move the callers to it, then make it the token
+    /// and unset the next one, deploy. No caller is refused on the way.
+    pub fn with_next_token(self, next: Option<&str>) -> Result<Self, EdgeError> {
+        let Some(next) = next.filter(|n| !n.is_empty()) else {
+            return Ok(self);
+        };
+        match self {
+            Self::Token(current, _) => Ok(Self::Token(
+                current,
+                Some(digest(NEXT_TOKEN_SETTING, next)?),
+            )),
+            Self::Upstream => Err(EdgeError::new(
+                ApiCode::NotConfigured,
+                format!(
+                    "{NEXT_TOKEN_SETTING} is the token callers move to while {TOKEN_SETTING} is \
+                     rotated, and {TOKEN_SETTING} is unset: set that one (or unset this one)"
+                ),
+            )),
+        }
+    }
+
     /// Lets a request in, given its `Authorization` header (`None` when it has none), or
     /// refuses it with `unauthenticated`.
     pub fn admit(&self, authorization: Option<&[u8]>) -> Result<(), EdgeError> {
-        let Self::Token(want) = self else {
+        let Self::Token(current, next) = self else {
             return Ok(());
         };
         let refused = |m: &str| EdgeError::new(ApiCode::Unauthenticated, m);
@@ -110,12 +122,37 @@ impl CallerGate {
             }
         };
         let got = Zeroizing::new(<[u8; 32]>::from(Sha256::digest(token)));
-        if bool::from(got.ct_eq(&**want)) {
+        // Both compared when both are set, whichever matches.
+        let mut known = got.ct_eq(&**current);
+        if let Some(next) = next {
+            known |= got.ct_eq(&**next);
+        }
+        if bool::from(known) {
             Ok(())
         } else {
             Err(refused("the bearer token is not this edge's caller token"))
         }
     }
+}
+
+/// The SHA-256 of caller token `t`, from setting `name`, checked: 32 to 512 characters,
+/// printable ASCII (callers send it in a header).
+fn digest(name: &str, t: &str) -> Result<Zeroizing<[u8; 32]>, EdgeError> {
+    let not_configured = |m: String| EdgeError::new(ApiCode::NotConfigured, m);
+    if !(MIN_TOKEN_LEN..=MAX_TOKEN_LEN).contains(&t.len()) {
+        return Err(not_configured(format!(
+            "{name} is {} characters; give {MIN_TOKEN_LEN} to {MAX_TOKEN_LEN} random ones \
+             (openssl rand -base64 32)",
+            t.len()
+        )));
+    }
+    if !t.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(not_configured(format!(
+            "{name} holds a space or a character outside printable ASCII; callers send it in \
+             a header: give printable ASCII only"
+        )));
+    }
+    Ok(Zeroizing::new(Sha256::digest(t.as_bytes()).into()))
 }
 
 #[cfg(test)]
@@ -198,6 +235,49 @@ mod tests {
                 "{bad:?}"
             );
         }
+    }
+
+    #[test]
+    fn during_a_rotation_both_tokens_are_let_in_and_no_other() {
+        const NEXT: &str = "ZYXWVUTSRQPONMLKJIHGFEDCBA9876543210zyxw";
+        let bearer = |t: &str| format!("Bearer {t}");
+        let rotating = CallerGate::configure(Some(TOKEN), None)
+            .and_then(|g| g.with_next_token(Some(NEXT)))
+            .unwrap();
+        for ok in [TOKEN, NEXT] {
+            assert!(rotating.admit(Some(bearer(ok).as_bytes())).is_ok(), "{ok}");
+        }
+        let other = bearer(&TOKEN.replace('0', "1"));
+        let glued = bearer(&format!("{TOKEN}{NEXT}"));
+        for bad in [None, Some(other.as_str()), Some(glued.as_str())] {
+            assert_eq!(
+                code(rotating.admit(bad.map(str::as_bytes))),
+                Some(ApiCode::Unauthenticated),
+                "{bad:?}"
+            );
+        }
+        // Unset or empty: the one token only.
+        for unset in [None, Some("")] {
+            let gate = CallerGate::configure(Some(TOKEN), None)
+                .and_then(|g| g.with_next_token(unset))
+                .unwrap();
+            assert_eq!(
+                code(gate.admit(Some(bearer(NEXT).as_bytes()))),
+                Some(ApiCode::Unauthenticated)
+            );
+        }
+        // Weak, or with no token to rotate from: not configured.
+        for (token, callers, next) in [
+            (Some(TOKEN), None, &NEXT[..MIN_TOKEN_LEN - 1]),
+            (None, Some("upstream"), NEXT),
+        ] {
+            let e = CallerGate::configure(token, callers)
+                .and_then(|g| g.with_next_token(Some(next)))
+                .unwrap_err();
+            assert_eq!(e.code, ApiCode::NotConfigured);
+            assert!(e.message.contains(NEXT_TOKEN_SETTING), "{}", e.message);
+        }
+        assert_eq!(format!("{rotating:?}"), "CallerGate::Token(..)");
     }
 
     #[test]

@@ -19,7 +19,8 @@
 //! way a withdrawal stops the component within one lease TTL.
 //!
 //! It serves only callers its deployment says how to check ([`CallerGate`]):
-//! `BYOK_EDGE_CALLER_TOKEN` (callers send `Authorization: Bearer <token>`) or
+//! `BYOK_EDGE_CALLER_TOKEN` (callers send `Authorization: Bearer <token>`; during a rotation
+//! `BYOK_EDGE_CALLER_TOKEN_NEXT` too) or
 //! `BYOK_EDGE_CALLERS=upstream` (the platform authenticates them); with neither, every request
 //! is `501 not_configured` (docs/edge.md).
 
@@ -86,7 +87,8 @@ fn serve(request: &IncomingRequest) -> Result<SecretVec, EdgeError> {
     let gate = CallerGate::configure(
         setting(caller::TOKEN_SETTING).as_deref(),
         setting(caller::CALLERS_SETTING).as_deref(),
-    )?;
+    )?
+    .with_next_token(setting(caller::NEXT_TOKEN_SETTING).as_deref())?;
     let authorization = request.headers().get("authorization");
     // One header or none: two are refused, not read as one of them.
     gate.admit(match &authorization[..] {

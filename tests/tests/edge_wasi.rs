@@ -259,7 +259,7 @@ async fn only_the_deployments_callers_are_served() {
     let (status, headers, _) = edge.reply(known.as_deref(), "/encrypt", "x").await;
     assert_eq!((status, headers.get("www-authenticate")), (200, None));
 
-    let settings = |callers: &[(&'static str, &'static str)]| {
+    let settings = |callers: &[(&'static str, &str)]| {
         let mut env = vec![
             ("BYOK_SERVER", ts.url.clone()),
             ("BYOK_ORG", o.id.clone()),
@@ -288,4 +288,34 @@ async fn only_the_deployments_callers_are_served() {
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let edge = WasiHttpHost::start(&component_path(), &env).await;
     assert_eq!(edge.post_as(None, "/encrypt", "x").await.0, 200);
+
+    // A rotation: the next token is let in beside the current one, then in its place.
+    let next = Base64::encode_string(&rand::random::<[u8; 32]>());
+    let callers = [
+        d.authorization(),
+        format!("Bearer {next}"),
+        Caller::WrongToken.authorization(&d).unwrap(),
+    ];
+    for (step, served) in [
+        (
+            &[
+                ("BYOK_EDGE_CALLER_TOKEN", d.caller.as_str()),
+                ("BYOK_EDGE_CALLER_TOKEN_NEXT", next.as_str()),
+            ][..],
+            [200, 200, 401],
+        ),
+        (
+            &[("BYOK_EDGE_CALLER_TOKEN", next.as_str())][..],
+            [401, 200, 401],
+        ),
+    ] {
+        let env = settings(step);
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let edge = WasiHttpHost::start(&component_path(), &env).await;
+        let mut got = [0; 3];
+        for (status, caller) in got.iter_mut().zip(&callers) {
+            *status = edge.post_as(Some(caller), "/encrypt", "x").await.0;
+        }
+        assert_eq!(got, served, "{} setting(s)", step.len());
+    }
 }

@@ -71,16 +71,18 @@ struct Workerd {
 
 impl Workerd {
     async fn start(ts: &TestServer, o: &TestOrg, d: &Deployment, name: &str) -> Self {
-        Self::start_with_caller_token(ts, o, d, name, &d.caller).await
+        Self::start_with_callers(ts, o, d, name, &d.caller, "").await
     }
 
-    /// [`Self::start`] with `caller_token` as its `BYOK_EDGE_CALLER_TOKEN`.
-    async fn start_with_caller_token(
+    /// [`Self::start`] with `caller_token` as its `BYOK_EDGE_CALLER_TOKEN` and `next` as its
+    /// `BYOK_EDGE_CALLER_TOKEN_NEXT` (empty: unset).
+    async fn start_with_callers(
         ts: &TestServer,
         o: &TestOrg,
         d: &Deployment,
         name: &str,
         caller_token: &str,
+        next: &str,
     ) -> Self {
         let dir = temp_dir(name);
         let listen = format!("127.0.0.1:{}", free_port());
@@ -94,6 +96,7 @@ impl Workerd {
                 ("BYOK_TOKEN", &d.token),
                 ("BYOK_AUDIENCE", "workerd-test"),
                 ("BYOK_EDGE_CALLER_TOKEN", caller_token),
+                ("BYOK_EDGE_CALLER_TOKEN_NEXT", next),
             ],
         );
         let log = std::fs::File::create(dir.join("workerd.log")).unwrap();
@@ -277,7 +280,7 @@ async fn the_example_worker_serves_only_its_callers() {
     );
     drop(worker);
 
-    let unset = Workerd::start_with_caller_token(&ts, &o, &d, "edge-workerd-nocaller", "").await;
+    let unset = Workerd::start_with_callers(&ts, &o, &d, "edge-workerd-nocaller", "", "").await;
     let (status, body) = unset.post_as(known.as_deref(), "/encrypt", "x").await;
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(
@@ -285,6 +288,28 @@ async fn the_example_worker_serves_only_its_callers() {
         (501, &json!("not_configured")),
         "{v}"
     );
+    drop(unset);
+
+    // A rotation: the next token is let in beside the current one, then in its place.
+    let next = Base64::encode_string(&rand::random::<[u8; 32]>());
+    let callers = [
+        d.authorization(),
+        format!("Bearer {next}"),
+        Caller::WrongToken.authorization(&d).unwrap(),
+    ];
+    for (token, next_token, served) in [
+        (d.caller.as_str(), next.as_str(), [200, 200, 401]),
+        (next.as_str(), "", [401, 200, 401]),
+    ] {
+        let worker =
+            Workerd::start_with_callers(&ts, &o, &d, "edge-workerd-rotation", token, next_token)
+                .await;
+        let mut got = [0; 3];
+        for (status, caller) in got.iter_mut().zip(&callers) {
+            *status = worker.post_as(Some(caller), "/encrypt", "x").await.0;
+        }
+        assert_eq!(got, served, "with a next token: {}", !next_token.is_empty());
+    }
 }
 
 /// The vectors Worker (`host-wasm/tests/workerd`) staged in `dir`: the Worker, the package, the

@@ -32,5 +32,7 @@ const worker :Workerd.Worker = (
     # The secret its callers send as `Authorization: Bearer ...` (a secret binding on
     # Cloudflare); or BYOK_EDGE_CALLERS = "upstream" when Access or a service binding checks them.
     (name = "BYOK_EDGE_CALLER_TOKEN", text = "@BYOK_EDGE_CALLER_TOKEN@"),
+    # Empty, but while the caller token is rotated: the token callers move to (both are let in).
+    (name = "BYOK_EDGE_CALLER_TOKEN_NEXT", text = "@BYOK_EDGE_CALLER_TOKEN_NEXT@"),
   ],
 );

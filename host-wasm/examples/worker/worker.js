@@ -12,7 +12,8 @@
 //
 // Bindings (see config.capnp): BYOK_SERVER, BYOK_ORG, BYOK_SCOPE, BYOK_TOKEN (a service
 // token; a secret binding in production), BYOK_AUDIENCE (this deployment's name),
-// BYOK_EDGE_CALLER_TOKEN (a secret binding) or BYOK_EDGE_CALLERS, and
+// BYOK_EDGE_CALLER_TOKEN (a secret binding) or BYOK_EDGE_CALLERS, BYOK_EDGE_CALLER_TOKEN_NEXT
+// (the token callers move to while the caller token is rotated: both are let in), and
 // BYOK_ALLOW_PLAIN_HTTP=1 only for an http:// server on a private network known by name.
 import { initSync, CallerGate, Lease } from './pkg/byok_wasm.js';
 import { LeaseClient } from './pkg/lease_client.js';
@@ -39,7 +40,8 @@ export default {
   async fetch(request, env) {
     try {
       // The caller first: an unknown one learns nothing and makes no lease request.
-      gate ??= new CallerGate(env.BYOK_EDGE_CALLER_TOKEN, env.BYOK_EDGE_CALLERS);
+      gate ??= new CallerGate(env.BYOK_EDGE_CALLER_TOKEN, env.BYOK_EDGE_CALLERS,
+        env.BYOK_EDGE_CALLER_TOKEN_NEXT);
       gate.admit(request.headers.get('authorization'));
       client ??= new LeaseClient({
         Lease, server: env.BYOK_SERVER, org: env.BYOK_ORG, scope: env.BYOK_SCOPE,

@@ -14,16 +14,22 @@ pub struct CallerGate {
 
 #[wasm_bindgen]
 impl CallerGate {
-    /// The gate from the deployment's `BYOK_EDGE_CALLER_TOKEN` and `BYOK_EDGE_CALLERS`
-    /// (undefined or empty when unset). Throws `not_configured` when neither says how callers
-    /// are checked, or the token is weak.
+    /// The gate from the deployment's `BYOK_EDGE_CALLER_TOKEN`, `BYOK_EDGE_CALLERS` and,
+    /// during a rotation, `BYOK_EDGE_CALLER_TOKEN_NEXT` (undefined or empty when unset).
+    /// Throws `not_configured` when neither of the first two says how callers are checked, a
+    /// token is weak, or a next token has no token to rotate from.
     #[wasm_bindgen(constructor)]
-    pub fn new(token: Option<String>, callers: Option<String>) -> Result<CallerGate, JsValue> {
-        let token = token.map(Zeroizing::new);
+    pub fn new(
+        token: Option<String>,
+        callers: Option<String>,
+        next: Option<String>,
+    ) -> Result<CallerGate, JsValue> {
+        let (token, next) = (token.map(Zeroizing::new), next.map(Zeroizing::new));
         crate::caller::CallerGate::configure(
             token.as_deref().map(String::as_str),
             callers.as_deref(),
         )
+        .and_then(|g| g.with_next_token(next.as_deref().map(String::as_str)))
         .map(|inner| Self { inner })
         .map_err(thrown)
     }
