@@ -88,7 +88,7 @@ const r = await fetch(`${server}/v1/orgs/${org}/tokens/${env('BYOK_SECOND_TOKEN_
 });
 assert.equal(r.status, 200);
 const [revokedErr, revokedAfter] = await useUntilRefused(second, revokedAt);
-assert.equal(revokedErr.code, 'unauthenticated', String(revokedErr));
+assert.equal(revokedErr.code, 'edge_token_refused', String(revokedErr));
 assert.ok(revokedAfter <= ttl + 500, `used ${revokedAfter} ms after the token revoke (TTL ${ttl})`);
 
 // A pause: the client stops within one TTL, with the server's code; and stays stopped.
