@@ -84,8 +84,9 @@ const HEADER_LEN = 92;
 
 /** `lease.sealStep`'s `{header, key, iv, aad}` as views of the one array `sealStepBytes`
  * returns (`key | iv | aad`, the aad starting with the header): one crossing out of wasm. */
-function sealStep(lease, len, context) {
-  const p = lease.sealStepBytes(len, context);
+function sealStep(lease, plaintext, context) {
+  // Measured (and refused unless bytes) in wasm by the engine's accessors, as WebCrypto reads it.
+  const p = lease.sealStepBytes(plaintext, context);
   return { key: p.subarray(0, 32), iv: p.subarray(32, 44), aad: p.subarray(44),
     header: p.subarray(44, 44 + HEADER_LEN) };
 }
@@ -94,7 +95,7 @@ function sealStep(lease, len, context) {
  * ciphertext is `header` then `body`, byte for byte. No copy of the body is made: hand both
  * to whatever takes a sequence (a `ReadableStream`, `new Blob([header, body])`, two writes). */
 export async function sealPartsWithWebCrypto(lease, plaintext, context) {
-  const step = sealStep(lease, plaintext.length, context);
+  const step = sealStep(lease, plaintext, context);
   const key = await aesKey(step, 'encrypt');
   const body = new Uint8Array(await crypto.subtle.encrypt(
     { name: 'AES-GCM', iv: step.iv, additionalData: step.aad, tagLength: 128 }, key, plaintext));
@@ -105,7 +106,7 @@ export async function sealPartsWithWebCrypto(lease, plaintext, context) {
  * header and body copies the body once (in Chromium that copy costs about as much as the AES
  * of a 64 KiB message: BENCHMARKS.md); `sealPartsWithWebCrypto` avoids it. */
 export async function sealWithWebCrypto(lease, plaintext, context) {
-  const step = sealStep(lease, plaintext.length, context);
+  const step = sealStep(lease, plaintext, context);
   const key = await aesKey(step, 'encrypt');
   const sealed = await crypto.subtle.encrypt(
     { name: 'AES-GCM', iv: step.iv, additionalData: step.aad, tagLength: 128 }, key, plaintext);
@@ -215,10 +216,13 @@ export class LeaseClient {
    *   the token and the scope's keys would cross in cleartext
    */
   constructor({ Lease, server, org, scope, token, audience, fetch = (...a) => globalThis.fetch(...a), now = () => Lease.now(), timeoutMs = 10_000, allowPlainHttp = false }) {
-    // Core's rule, as the wasi component applies it: throws `not_configured`.
-    Lease.checkServer(server, allowPlainHttp);
+    // Core's rules, as the wasi component applies them: `not_configured` for a setting unset,
+    // a server URL that would carry the token in cleartext, or an org or scope not an id.
+    this.url = Lease.leaseUrl(server, allowPlainHttp, org, scope);
+    if (typeof token !== 'string' || token === '') {
+      throw new ByokError('not_configured', 'the service token is not set');
+    }
     this.Lease = Lease;
-    this.url = `${server.replace(/\/$/, '')}/v1/orgs/${org}/scopes/${scope}/lease`;
     this.scope = scope;
     this.token = token;
     this.body = JSON.stringify(audience === undefined ? {} : { audience });
@@ -286,7 +290,8 @@ export class LeaseClient {
       const err = new ByokError(code, this.Lease.answerMessage(answer.status, code));
       if (this.Lease.isRefusal(answer.status)) this.end(err);
       // The body then names the refusal: the streams ended above hold this same error.
-      const text = await answer.text().catch(() => '');
+      // Bounded as a lease is: an error answer of gigabytes must not fill the isolate.
+      const text = await boundedText(answer, this.Lease.maxDocumentLen()).catch(() => '');
       let body = {};
       try { body = JSON.parse(text); } catch { /* not JSON */ }
       // byok refusing this edge's own token is `edge_token_refused`, not the caller's 401.
@@ -295,21 +300,31 @@ export class LeaseClient {
       err.message = this.Lease.answerMessage(answer.status, err.code, said(body?.error?.message));
       throw err;
     }
+    // An answer that is no lease (too large, not a lease document, another scope's) is not the
+    // caller's fault, nor a refusal: as if byok could not be reached, so the lease held (if
+    // any) serves on until it expires, and the caller is told to retry (503), as the wasi
+    // component tells it.
+    const unusable = (why) => new ByokError('unreachable', `byok's lease answer is not usable: ${why}`);
     let text;
     try {
       text = await boundedText(answer, this.Lease.maxDocumentLen());
     } catch (e) {
-      if (e instanceof ByokError) throw e;
+      if (e instanceof ByokError) throw unusable(e.message);
       throw unreachable(e);
     }
     const received = asked;
-    const lease = this.Lease.fromJson(text, received);
+    let lease;
+    try {
+      lease = this.Lease.fromJson(text, received);
+    } catch (e) {
+      throw unusable(e.message);
+    }
     const scope = lease.scope;
     if (scope !== this.scope.toLowerCase()) {
       // Another scope's keys (a proxy that mixed answers up, a server bug): data sealed with
       // them would sit under a scope whose pause or revoke this edge's owner does not watch.
       freeQuietly(lease);
-      throw new ByokError('invalid_request', `the lease is for scope ${scope}, not ${this.scope}`);
+      throw unusable(`the lease is for scope ${scope}, not ${this.scope}`);
     }
     this.drop();
     this.refused = null;
@@ -393,7 +408,8 @@ export class LeaseClient {
    * through WebCrypto where it exists; the bytes are the same either way. */
   async encrypt(plaintext, context) {
     const lease = await this.lease();
-    return plaintext.length >= WEBCRYPTO_FROM && hasWebCrypto()
+    // The length only picks the path; each checks the value is bytes before it is read.
+    return plaintext?.length >= WEBCRYPTO_FROM && hasWebCrypto()
       ? sealWithWebCrypto(lease, plaintext, context)
       : lease.encrypt(plaintext, context);
   }
@@ -401,7 +417,7 @@ export class LeaseClient {
   /** Decrypts `ciphertext` (Uint8Array or `byok:v1:` text) with `context`. */
   async decrypt(ciphertext, context) {
     const lease = await this.lease();
-    return ciphertext.length >= WEBCRYPTO_FROM && hasWebCrypto() && typeof ciphertext !== 'string'
+    return ciphertext?.length >= WEBCRYPTO_FROM && hasWebCrypto() && typeof ciphertext !== 'string'
       ? openWithWebCrypto(lease, ciphertext, context)
       : lease.decrypt(ciphertext, context);
   }

@@ -13,6 +13,7 @@
 //! - `wasi_http` (wasm32-wasip2 only): the same edge function as a `wasi:http` proxy component,
 //!   for Fastly Compute, Spin and `wasmtime serve`.
 
+pub mod body;
 pub mod caller;
 pub mod edge;
 pub mod key_setup;

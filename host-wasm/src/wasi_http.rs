@@ -24,21 +24,22 @@
 //! `BYOK_EDGE_CALLERS=upstream` (the platform authenticates them); with neither, every request
 //! is `501 not_configured` (docs/edge.md).
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::sync::{Mutex, PoisonError};
 
 use byok_core::lease::Lease;
 use byok_core::lease::holder::{Holder, answer_code, answer_message, is_refusal};
 use byok_core::lease::server::ServerUrl;
-use byok_core::secret::extend_wiped;
 use byok_core::{ApiCode, SecretVec};
 use wasip2::http::outgoing_handler;
 use wasip2::http::types::{
-    Fields, IncomingRequest, Method, OutgoingBody, OutgoingRequest, OutgoingResponse,
+    Fields, IncomingBody, IncomingRequest, Method, OutgoingBody, OutgoingRequest, OutgoingResponse,
     RequestOptions, ResponseOutparam, Scheme,
 };
+use wasip2::io::streams::{InputStream, StreamError};
 use zeroize::Zeroizing;
 
+use crate::body::{ReadError, read_wiped};
 use crate::caller::{self, CallerGate};
 use crate::edge::{self, EdgeError};
 
@@ -51,6 +52,11 @@ const MAX_LEASE: usize = byok_core::lease::MAX_DOCUMENT_LEN;
 /// How long a lease request may wait to connect and for its first byte: past it byok counts as
 /// unreachable, and the lease held (if any) keeps serving until it expires.
 const LEASE_TIMEOUT_NS: u64 = 5_000_000_000;
+/// How long a lease answer's body may take to arrive whole, from when it was asked for (the JS
+/// client's `timeoutMs`): a body that drips in holds this instance's lease lock no longer.
+const LEASE_BODY_DEADLINE_MS: i64 = 10_000;
+/// The most bytes asked of a stream at once.
+const PIECE: u64 = 16 << 10;
 
 /// The lease of this instance.
 static HOLDER: Mutex<Holder> = Mutex::new(Holder::new());
@@ -144,7 +150,7 @@ fn renew(config: &Config, holder: &mut Holder) -> Result<(), EdgeError> {
     // The lease's life is counted from when it was asked for: an answer that takes long to
     // come (a stalled body) cannot stretch it.
     let asked = byok_core::lease::clock::system();
-    let (status, body) = match post_lease(config) {
+    let answer = match send_lease_request(config) {
         Ok(answer) => answer,
         Err(why) => {
             return failed(
@@ -155,6 +161,33 @@ fn renew(config: &Config, holder: &mut Holder) -> Result<(), EdgeError> {
         }
     };
     let received = asked.at;
+    let status = answer.status;
+    let deadline = received.saturating_add(LEASE_BODY_DEADLINE_MS);
+    if is_refusal(status) {
+        // Decided by the status, before the body is read: a refusal is byok saying no, so the
+        // keys go now, however long its body takes to come (or if it never does). The body,
+        // if it comes whole, then names the refusal.
+        let (code, message) = server_error(status, b"");
+        holder.refused(code, message, received);
+        let body = answer.read(MAX_LEASE, deadline).unwrap_or_default();
+        let (code, message) = server_error(status, &body);
+        holder.refused(code, message.clone(), received);
+        return Err(EdgeError::new(code, message));
+    }
+    let body = match answer.read(MAX_LEASE, deadline) {
+        Ok(body) => body,
+        Err(why) => {
+            let why = match why {
+                ReadError::TooLarge => format!("an answer over {MAX_LEASE} bytes"),
+                ReadError::Failed(why) => why,
+            };
+            return failed(
+                holder,
+                ApiCode::Unreachable,
+                format!("byok's answer from {}: {why}", config.server),
+            );
+        }
+    };
     if status == 200 {
         let lease = Lease::parse(&body, received, asked.ahead)
             .and_then(|l| l.check_scope(&config.scope).map(|()| l));
@@ -163,14 +196,12 @@ fn renew(config: &Config, holder: &mut Holder) -> Result<(), EdgeError> {
                 holder.received(lease, received);
                 Ok(())
             }
-            Err(e) => failed(holder, ApiCode::Internal, format!("byok's answer: {e}")),
+            // Not the caller's fault, and not a refusal: as if byok could not be reached (a
+            // proxy's page, a lease of another scope); the lease held serves until it expires.
+            Err(e) => failed(holder, ApiCode::Unreachable, format!("byok's answer: {e}")),
         };
     }
     let (code, message) = server_error(status, &body);
-    if is_refusal(status) {
-        holder.refused(code, message.clone(), received);
-        return Err(EdgeError::new(code, message));
-    }
     failed(holder, code, message)
 }
 
@@ -211,20 +242,13 @@ impl Config {
         let plain = std::env::var("BYOK_ALLOW_PLAIN_HTTP").is_ok_and(|v| v == "1" || v == "true");
         let url = ServerUrl::parse(&server, plain)
             .map_err(|e| error(ApiCode::NotConfigured, &format!("BYOK_SERVER: {e}")))?;
-        let id = |name: &str| {
-            let v = var(name)?;
-            if v.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-            {
-                Ok(v)
-            } else {
-                Err(error(
-                    ApiCode::NotConfigured,
-                    &format!("{name} is not an id (letters, digits, - and _)"),
-                ))
-            }
-        };
-        let (org, scope) = (id("BYOK_ORG")?, id("BYOK_SCOPE")?);
+        let (org, scope) = (var("BYOK_ORG")?, var("BYOK_SCOPE")?);
+        let path = url.lease_path(&org, &scope).map_err(|e| {
+            error(
+                ApiCode::NotConfigured,
+                &format!("BYOK_ORG, BYOK_SCOPE: {e}"),
+            )
+        })?;
         let audience = std::env::var("BYOK_AUDIENCE")
             .ok()
             .filter(|a| !a.is_empty());
@@ -239,7 +263,7 @@ impl Config {
                 Scheme::Http
             },
             authority: url.authority().to_owned(),
-            path: url.lease_path(&org, &scope),
+            path,
             scope,
             token: var("BYOK_TOKEN")?,
             body: body.to_string(),
@@ -248,8 +272,34 @@ impl Config {
     }
 }
 
-/// `POST`s the lease request through `wasi:http/outgoing-handler`: the status and body.
-fn post_lease(config: &Config) -> Result<(u16, Zeroizing<Vec<u8>>), String> {
+/// A lease request's answer: its status, and its body still to read.
+struct LeaseAnswer {
+    status: u16,
+    // Dropped before the body it reads from, as `wasi:http` requires.
+    stream: InputStream,
+    _body: IncomingBody,
+}
+
+impl LeaseAnswer {
+    /// The body, whole (it may hold the lease's keys: wiped when dropped), up to `limit`
+    /// bytes and until `deadline` (ms since the epoch).
+    fn read(&self, limit: usize, deadline: i64) -> Result<Zeroizing<Vec<u8>>, ReadError> {
+        read_wiped(
+            || {
+                if now_ms() > deadline {
+                    return Err("the answer did not arrive whole in time".to_owned());
+                }
+                chunk(&self.stream)
+            },
+            4096,
+            limit,
+        )
+    }
+}
+
+/// `POST`s the lease request through `wasi:http/outgoing-handler`: the answer, its body not
+/// read yet.
+fn send_lease_request(config: &Config) -> Result<LeaseAnswer, String> {
     let headers = Fields::from_list(&[
         (
             "authorization".to_owned(),
@@ -290,14 +340,23 @@ fn post_lease(config: &Config) -> Result<(u16, Zeroizing<Vec<u8>>), String> {
         .map_err(|()| "answer taken")?
         .map_err(|e| format!("{e:?}"))?;
     let status = response.status();
-    let incoming = response.consume().map_err(|()| "answer body taken")?;
-    // The answer holds the lease's keys.
-    let mut stream = incoming.stream().map_err(|()| "answer stream taken")?;
-    let bytes = read_wiped(&mut stream, 4096, MAX_LEASE)
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("an answer over {MAX_LEASE} bytes"))?;
-    drop(stream);
-    Ok((status, bytes))
+    let body = response.consume().map_err(|()| "answer body taken")?;
+    let stream = body.stream().map_err(|()| "answer stream taken")?;
+    Ok(LeaseAnswer {
+        status,
+        stream,
+        _body: body,
+    })
+}
+
+/// The next chunk of `stream` (`None` at its end), as `blocking-read` gives it: a buffer of its
+/// own, which [`read_wiped`] wipes.
+fn chunk(stream: &InputStream) -> Result<Option<Vec<u8>>, String> {
+    match stream.blocking_read(PIECE) {
+        Ok(chunk) => Ok(Some(chunk)),
+        Err(StreamError::Closed) => Ok(None),
+        Err(StreamError::LastOperationFailed(e)) => Err(e.to_debug_string()),
+    }
 }
 
 /// The request body, up to [`MAX_BODY`], wiped when dropped (a plaintext to encrypt); sized
@@ -313,38 +372,17 @@ fn request_body(request: &IncomingRequest) -> Result<Zeroizing<Vec<u8>>, EdgeErr
         .and_then(|n| usize::try_from(n).ok())
         .unwrap_or(0);
     let incoming = request.consume().map_err(|()| unreadable("taken"))?;
-    let mut stream = incoming.stream().map_err(|()| unreadable("taken"))?;
+    let stream = incoming.stream().map_err(|()| unreadable("taken"))?;
     let limit = usize::try_from(MAX_BODY).unwrap_or(usize::MAX);
-    read_wiped(&mut stream, declared, limit)
-        .map_err(|e| unreadable(&e.to_string()))?
-        .ok_or_else(|| {
-            error(
-                ApiCode::TooLarge,
-                "body over 6 MiB: use the streaming format",
-            )
-        })
-}
-
-/// Reads `stream` to its end into a buffer of `capacity` wiped when dropped, its growth
-/// included (core's `extend_wiped`: a `Vec`'s own growth frees its old buffer unwiped),
-/// through a piece buffer wiped too; `None` once it passes `limit` bytes.
-fn read_wiped(
-    stream: &mut impl Read,
-    capacity: usize,
-    limit: usize,
-) -> std::io::Result<Option<Zeroizing<Vec<u8>>>> {
-    let mut bytes = Zeroizing::new(Vec::with_capacity(capacity));
-    let mut piece = Zeroizing::new([0u8; 4096]);
-    loop {
-        let n = stream.read(&mut piece[..])?;
-        if n == 0 {
-            return Ok(Some(bytes));
-        }
-        if bytes.len().saturating_add(n) > limit {
-            return Ok(None);
-        }
-        extend_wiped(&mut bytes, piece.get(..n).unwrap_or_default());
-    }
+    let body = read_wiped(|| chunk(&stream), declared, limit).map_err(|e| match e {
+        ReadError::TooLarge => error(
+            ApiCode::TooLarge,
+            "body over 6 MiB: use the streaming format",
+        ),
+        ReadError::Failed(why) => unreadable(&why),
+    });
+    drop(stream);
+    body
 }
 
 /// Answers `status` with `body`; a 401 carries core's `WWW-Authenticate` challenge.

@@ -1,6 +1,7 @@
 //! Secrets are wiped before their memory is freed: the plaintext a stream encryptor holds back
 //! (grown as input arrives, emptied when sealed, dropped with a finished or abandoned stream),
-//! and a buffer grown by `extend_wiped`. Checked by this binary's allocator, which reads every
+//! a buffer grown by `extend_wiped`, and a body read in chunks by the edge's `wasi:http`
+//! component. Checked by this binary's allocator, which reads every
 //! block freed while a test watches, for a run of the secret's marker byte.
 #![allow(unsafe_code)]
 
@@ -145,6 +146,34 @@ fn a_frame_that_fails_to_seal_is_wiped_from_the_output() {
     drop(enc);
     drop(input);
     drop(out);
+    WATCHING.store(false, Ordering::SeqCst);
+    assert_eq!(LEFT_BEHIND.load(Ordering::SeqCst), 0);
+}
+
+/// The `wasi:http` component's reader of bodies that hold secrets (a lease answer, a plaintext
+/// to encrypt): each chunk the stream hands over, a buffer of its own, is wiped once copied, as
+/// is the body as it grows and when dropped, and when it passes its limit.
+#[test]
+fn a_body_read_in_chunks_leaves_no_copy() {
+    use byok_wasm::body::{ReadError, read_wiped};
+    let _one = ONE.lock().unwrap_or_else(|p| p.into_inner());
+    LEFT_BEHIND.store(0, Ordering::SeqCst);
+    WATCHING.store(true, Ordering::SeqCst);
+    let mut left = 300;
+    let whole = read_wiped(
+        || {
+            if left == 0 {
+                return Ok(None);
+            }
+            left -= 1;
+            Ok(Some(vec![MARKER; 100]))
+        },
+        0,
+        1 << 20,
+    );
+    assert_eq!(whole.map(|b| b.len()), Ok(30_000));
+    let over = read_wiped(|| Ok(Some(vec![MARKER; 100])), 0, 1_000);
+    assert_eq!(over.map(drop), Err(ReadError::TooLarge));
     WATCHING.store(false, Ordering::SeqCst);
     assert_eq!(LEFT_BEHIND.load(Ordering::SeqCst), 0);
 }

@@ -35,12 +35,14 @@ pub const fn is_refusal(status: u16) -> bool {
 /// What an answer with HTTP `status` to a lease request means when its body names no code
 /// (a proxy's or a load balancer's answer, not byok's): its deadline passed (408) and 5xx are
 /// outages, 429 throttling, 401 the edge's token refused ([`answer_code`]), 403 / 404 what they
-/// say, any other 4xx a bad request.
+/// say, 410 the scope revoked (the lease endpoint's only 410: a refusal whose body was cut
+/// short is named by it), any other 4xx a bad request.
 pub const fn code_of_status(status: u16) -> ApiCode {
     match status {
         401 => ApiCode::EdgeTokenRefused,
         403 => ApiCode::Forbidden,
         404 => ApiCode::NotFound,
+        410 => ApiCode::ScopeRevoked,
         408 => ApiCode::RequestTimeout,
         429 => ApiCode::RateLimited,
         400..500 => ApiCode::InvalidRequest,
@@ -138,6 +140,11 @@ impl Holder {
     /// The request failed without a refusal (429, 5xx, unreachable): the held lease stays
     /// usable until it expires. Returns what to report if none is usable at `now_ms`.
     pub fn failed(&mut self, code: ApiCode, message: String, now_ms: i64) -> Option<Stopped> {
+        // After a refusal, the next try waits its interval again: a byok that is away must not
+        // make every use ask it anew (each ask may wait out its whole timeout).
+        if let Some((_, retry_at)) = &mut self.refusal {
+            *retry_at = now_ms.saturating_add(REFUSAL_RETRY_MS);
+        }
         let stopped = self.lease(now_ms).err()?;
         // After a refusal, an outage says nothing new: the refusal stands.
         Some(if self.refusal.is_none() {
@@ -212,6 +219,7 @@ mod tests {
             (403, ApiCode::Forbidden),
             (404, ApiCode::NotFound),
             (408, ApiCode::RequestTimeout),
+            (410, ApiCode::ScopeRevoked),
             (429, ApiCode::RateLimited),
             (400, ApiCode::InvalidRequest),
             (413, ApiCode::InvalidRequest),
@@ -223,6 +231,12 @@ mod tests {
         for (status, code) in named {
             assert_eq!(code_of_status(status), code, "{status}");
         }
+        // 410 names the scope revoked because no other code has that status.
+        let gone: vec::Vec<_> = ApiCode::ALL
+            .iter()
+            .filter(|c| c.http_status() == 410)
+            .collect();
+        assert_eq!(gone, [&ApiCode::ScopeRevoked]);
     }
 
     #[test]
@@ -306,6 +320,10 @@ mod tests {
         // Asked again while byok is down: the refusal stands.
         let s = h.failed(ApiCode::Unreachable, "down".into(), 10 + REFUSAL_RETRY_MS);
         assert_eq!(s.unwrap().code, ApiCode::ScopePaused);
+        // ... and the next ask waits its interval again, not asked on every use.
+        assert!(!h.due(10 + REFUSAL_RETRY_MS + 1));
+        assert!(!h.due(10 + 2 * REFUSAL_RETRY_MS - 1));
+        assert!(h.due(10 + 2 * REFUSAL_RETRY_MS));
         // Resumed: a lease again.
         h.received(lease(100_000), 6_000);
         assert!(!h.is_refused());

@@ -28,6 +28,9 @@ pub enum ServerUrlError {
     PlainHttp,
     /// No host, user info (`user@`), a query or a fragment.
     Malformed(&'static str),
+    /// The org or scope (named) is empty or not an id: it goes into the lease's path, where
+    /// `/`, `..` or `?` would ask another endpoint with the service token.
+    NotAnId(&'static str),
 }
 
 impl fmt::Display for ServerUrlError {
@@ -40,6 +43,10 @@ impl fmt::Display for ServerUrlError {
                  explicitly (BYOK_ALLOW_PLAIN_HTTP=1, allowPlainHttp)",
             ),
             Self::Malformed(why) => write!(f, "the server URL is not usable: {why}"),
+            Self::NotAnId(which) => write!(
+                f,
+                "the {which} is not set, or not an id (letters, digits, - and _ only)"
+            ),
         }
     }
 }
@@ -89,8 +96,42 @@ impl ServerUrl {
     }
 
     /// The lease path for `org` and `scope` under the base (`/base/v1/orgs/ORG/scopes/S/lease`).
-    pub fn lease_path(&self, org: &str, scope: &str) -> String {
-        alloc::format!("{}/v1/orgs/{org}/scopes/{scope}/lease", self.base_path)
+    ///
+    /// # Errors
+    ///
+    /// [`ServerUrlError::NotAnId`] when either is empty or holds anything but ASCII letters,
+    /// digits, `-` and `_`.
+    pub fn lease_path(&self, org: &str, scope: &str) -> Result<String, ServerUrlError> {
+        let id = |v: &str| {
+            !v.is_empty()
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        };
+        if !id(org) {
+            return Err(ServerUrlError::NotAnId("org"));
+        }
+        if !id(scope) {
+            return Err(ServerUrlError::NotAnId("scope"));
+        }
+        Ok(alloc::format!(
+            "{}/v1/orgs/{org}/scopes/{scope}/lease",
+            self.base_path
+        ))
+    }
+
+    /// The lease's whole URL (`https://host/base/v1/orgs/ORG/scopes/S/lease`), checked as
+    /// [`Self::lease_path`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Self::lease_path`].
+    pub fn lease_url(&self, org: &str, scope: &str) -> Result<String, ServerUrlError> {
+        let scheme = if self.https { "https" } else { "http" };
+        Ok(alloc::format!(
+            "{scheme}://{}{}",
+            self.authority,
+            self.lease_path(org, scope)?
+        ))
     }
 }
 
@@ -179,10 +220,46 @@ mod tests {
     fn the_lease_path_is_under_the_base() {
         let u = ServerUrl::parse("https://h.example:9/byok/", false).unwrap();
         assert_eq!(
-            (u.is_https(), u.authority(), u.lease_path("o", "s").as_str()),
+            (
+                u.is_https(),
+                u.authority(),
+                u.lease_path("o", "s").unwrap().as_str()
+            ),
             (true, "h.example:9", "/byok/v1/orgs/o/scopes/s/lease")
         );
+        assert_eq!(
+            u.lease_url("o-1", "S_2").unwrap(),
+            "https://h.example:9/byok/v1/orgs/o-1/scopes/S_2/lease"
+        );
         let u = ServerUrl::parse("http://127.0.0.1:8080", false).unwrap();
-        assert_eq!(u.lease_path("o", "s"), "/v1/orgs/o/scopes/s/lease");
+        assert_eq!(u.lease_path("o", "s").unwrap(), "/v1/orgs/o/scopes/s/lease");
+        assert_eq!(
+            u.lease_url("o", "s").unwrap(),
+            "http://127.0.0.1:8080/v1/orgs/o/scopes/s/lease"
+        );
+    }
+
+    /// The org and scope go into the path: anything but an id could reach another endpoint
+    /// with the service token (`../tokens`), or leave the path (`?`, `#`).
+    #[test]
+    fn the_org_and_scope_are_ids() {
+        let u = ServerUrl::parse("https://byok.example.com", false).unwrap();
+        for (org, scope, which) in [
+            ("", "s", "org"),
+            ("o", "", "scope"),
+            ("..", "s", "org"),
+            ("o", "../../tokens", "scope"),
+            ("o", "s?x=1", "scope"),
+            ("o/x", "s", "org"),
+            ("o", "s#", "scope"),
+            ("o", "s%2f", "scope"),
+            ("o", "é", "scope"),
+        ] {
+            assert_eq!(
+                u.lease_url(org, scope),
+                Err(ServerUrlError::NotAnId(which)),
+                "{org:?} {scope:?}"
+            );
+        }
     }
 }

@@ -130,19 +130,28 @@ impl Lease {
         ms
     }
 
-    /// Checks byok's base URL as every edge host does (core's
-    /// [`byok_core::lease::server::ServerUrl`]): `https://`, or `http://` to a loopback or
-    /// private address, or to any host with `allowPlainHttp`. Throws `not_configured`.
-    #[wasm_bindgen(js_name = checkServer)]
-    pub fn check_server(url: &str, allow_plain_http: bool) -> Result<(), JsValue> {
-        byok_core::lease::server::ServerUrl::parse(url, allow_plain_http)
-            .map(|_| ())
-            .map_err(|e| {
-                thrown(EdgeError::new(
-                    byok_core::ApiCode::NotConfigured,
-                    format!("the server URL: {e}"),
-                ))
-            })
+    /// The lease's URL for `org` and `scope` on byok at `server`, checked as every edge host
+    /// checks it (core's [`byok_core::lease::server::ServerUrl`]): `https://`, or `http://` to
+    /// a loopback or private address, or to any host with `allowPlainHttp`; the org and scope
+    /// ids only (they go into the path). Throws `not_configured`, also for one unset.
+    #[wasm_bindgen(js_name = leaseUrl)]
+    pub fn lease_url(
+        server: Option<String>,
+        allow_plain_http: bool,
+        org: Option<String>,
+        scope: Option<String>,
+    ) -> Result<String, JsValue> {
+        let refused = |m: String| thrown(EdgeError::new(byok_core::ApiCode::NotConfigured, m));
+        let server = server
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| refused("the server URL is not set".to_owned()))?;
+        byok_core::lease::server::ServerUrl::parse(&server, allow_plain_http)
+            .map_err(|e| refused(format!("the server URL: {e}")))?
+            .lease_url(
+                org.as_deref().unwrap_or_default(),
+                scope.as_deref().unwrap_or_default(),
+            )
+            .map_err(|e| refused(e.to_string()))
     }
 
     /// The module's clock, ms since the epoch: `Date.now()` kept from running back or slower
@@ -244,10 +253,14 @@ impl Lease {
     #[wasm_bindgen(js_name = sealStepBytes)]
     pub fn seal_step_bytes(
         &self,
-        len: usize,
+        #[wasm_bindgen(unchecked_param_type = "Uint8Array")] plaintext: JsValue,
         #[wasm_bindgen(unchecked_param_type = "Record<string, string> | undefined")]
         context: JsValue,
     ) -> Result<Uint8Array, JsValue> {
+        // Measured as WebCrypto will read it (the engine's own accessors, not a `length` the
+        // value may claim), and refused unless it is bytes: WebCrypto would take a string's
+        // or another typed array's bytes under a header sized for something else.
+        let len = JsBytes::of(&plaintext, "plaintext")?.len();
         let step = self.sealing(len, &context)?;
         let mut packed = zeroize::Zeroizing::new(Vec::with_capacity(44 + step.aad.len()));
         packed.extend_from_slice(step.key.expose_secret());

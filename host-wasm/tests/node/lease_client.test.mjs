@@ -10,7 +10,7 @@ import { join, dirname } from 'node:path';
 const here = dirname(fileURLToPath(import.meta.url));
 const pkg = process.env.BYOK_WASM_PKG ?? join(here, '..', '..', 'pkg');
 const { default: init, Lease } = await import(join(pkg, 'byok_wasm.js'));
-const { LeaseClient, openWithWebCrypto } = await import(join(pkg, 'lease_client.js'));
+const { LeaseClient, openWithWebCrypto, sealWithWebCrypto, WEBCRYPTO_FROM } = await import(join(pkg, 'lease_client.js'));
 await init({ module_or_path: readFileSync(join(pkg, 'byok_wasm_bg.wasm')) });
 
 const SCOPE = 'd05d3b7582186f01f52b381653c90d31';
@@ -79,6 +79,17 @@ function setup(script, life = TTL, options = {}) {
     if (next === 'other_scope') {
       return new Response(JSON.stringify({ scope: 'aa'.repeat(16), current_version: 1,
         keys: [{ version: 1, key: KEY }], expires_at: ends(), ttl_ms: life }), { status: 200 });
+    }
+    if (next?.hugeError) {
+      // A 503 whose body has no end: read past the limit, it is cut off.
+      let sent = 0;
+      const piece = new Uint8Array(64 << 10).fill(0x20);
+      const body = new ReadableStream({ pull(c) {
+        sent += piece.length;
+        next.hugeError.sent = sent;
+        c.enqueue(piece.slice());
+      } }, { highWaterMark: 0 });
+      return new Response(body, { status: 503 });
     }
     if (next?.bare) {
       // A proxy's answer: a status and no byok JSON.
@@ -273,6 +284,10 @@ test('bytes are read by the engine, never by the caller\'s code or its claimed l
     assert.throws(() => lease.encrypt(value), refused, `encrypt: ${name}`);
     assert.throws(() => lease.decrypt(value), refused, `decrypt: ${name}`);
     assert.throws(() => lease.openStep(value), refused, `openStep: ${name}`);
+    // A view of a detached buffer measures 0 bytes, and seals as empty.
+    if (name !== 'view of a detached buffer') {
+      assert.throws(() => lease.sealStepBytes(value), refused, `sealStepBytes: ${name}`);
+    }
     const sealer = lease.sealStream();
     assert.throws(() => sealer.push(value), refused, `sealStream: ${name}`);
     sealer.free();
@@ -405,7 +420,7 @@ test('a refusal wipes the lease before its body arrives, and takes its code from
   await assert.rejects(stream.writable.getWriter().write(pt), (e) => e.code === 'scope_revoked');
 });
 
-test('a lease answer without ttl_ms, or over the limit, is refused; a held lease stays', async () => {
+test('a lease answer without ttl_ms, or over the limit, is not taken (unreachable, 503); a held lease stays', async () => {
   const first = async (answer) => {
     const { client } = setup([answer]);
     const err = await client.encrypt(pt).catch((e) => e);
@@ -413,7 +428,8 @@ test('a lease answer without ttl_ms, or over the limit, is refused; a held lease
     return err;
   };
   const noTtl = await first('no_ttl');
-  assert.equal(noTtl.code, 'invalid_request');
+  assert.equal(noTtl.code, 'unreachable');
+  assert.equal(Lease.edgeStatus(noTtl.code), 503);
   assert.match(noTtl.message, /missing field `ttl_ms`/);
   const max = Lease.maxDocumentLen();
   assert.equal(max, 1 << 20);
@@ -421,7 +437,7 @@ test('a lease answer without ttl_ms, or over the limit, is refused; a held lease
   const streamed = {};
   for (const huge of [declared, streamed]) {
     const err = await first({ huge });
-    assert.equal(err.code, 'invalid_request');
+    assert.equal(err.code, 'unreachable');
     assert.ok(err.message.includes(`${max + 1} bytes`), err.message);
   }
   assert.ok(!declared.sent, 'a declared length over the limit is refused before the body is read');
@@ -440,7 +456,7 @@ test('a lease answer without ttl_ms, or over the limit, is refused; a held lease
 
 test('a lease of another scope is not taken', async () => {
   const { client } = setup(['other_scope']);
-  await assert.rejects(client.encrypt(pt), (e) => e.code === 'invalid_request' && /not d05d/.test(e.message));
+  await assert.rejects(client.encrypt(pt), (e) => e.code === 'unreachable' && /not d05d/.test(e.message));
   assert.equal(client.current, null);
 });
 
@@ -504,12 +520,41 @@ test('an answer without byok\'s JSON is named by its status: a bare 403 a refusa
     .map(([s, c]) => Lease.answerCode(s, c)), ['scope_paused', 'invalid_request', 'edge_token_refused']);
 });
 
+test('an error answer is read no further than a lease could be', async () => {
+  const hugeError = {};
+  const { client } = setup([{ hugeError }]);
+  await assert.rejects(client.encrypt(pt), (e) => e.code === 'unreachable');
+  const max = Lease.maxDocumentLen();
+  assert.ok(hugeError.sent > max && hugeError.sent <= max + (128 << 10),
+    `read ${hugeError.sent} bytes of an endless error body`);
+});
+
+test('what is not bytes is refused at every size, also where WebCrypto seals', async () => {
+  const { client } = setup(['ok']);
+  const big = WEBCRYPTO_FROM + 1;
+  const refused = (e) => e.name === 'ByokError' && e.code === 'invalid_request';
+  for (const [name, value] of Object.entries({
+    'a long string': 'x'.repeat(big),
+    'a long array': Array.from({ length: big }, () => 1),
+    'a long Uint16Array': new Uint16Array(big),
+    null: null,
+    undefined,
+  })) {
+    await assert.rejects(client.encrypt(value), refused, `encrypt: ${name}`);
+    await assert.rejects(sealWithWebCrypto(await client.lease(), value), refused, `sealWithWebCrypto: ${name}`);
+  }
+  await assert.rejects(client.decrypt(null), refused, 'decrypt: null');
+  // Bytes at that size still go through.
+  const pt = new Uint8Array(big).fill(7);
+  assert.deepEqual(await client.decrypt(await client.encrypt(pt)), pt);
+});
+
 test('a refusal whose body is JSON but not an object is named by its status', async () => {
   const { clock, client } = setup(['ok', { bare: 410, body: 'null' }]);
   await client.encrypt(pt);
   clock.t += TTL / 2;
   await assert.rejects(client.encrypt(pt),
-    (e) => e.code === 'invalid_request' && e.message === 'byok refused the lease (410)');
+    (e) => e.code === 'scope_revoked' && e.message === 'byok refused the lease (410)');
   assert.equal(client.current, null, 'a refusal drops the lease');
 });
 
@@ -562,4 +607,23 @@ test('the server is reached over https, or plain http to a private address only'
     make(plain, true);
   }
   assert.throws(() => make('ftp://byok.example.com', true), (e) => e.code === 'not_configured');
+});
+
+test('a setting unset, or an org or scope that is not an id, is not_configured before any call', () => {
+  const base = { Lease, server: 'https://byok.example.com', org: 'o1', scope: SCOPE, token: 't',
+    fetch: async () => { throw new Error('no call'); } };
+  const cases = [
+    [{ server: undefined }, /server URL is not set/],
+    [{ server: '' }, /server URL is not set/],
+    [{ org: undefined }, /the org is not set/],
+    [{ scope: '' }, /the scope is not set/],
+    [{ scope: '../../tokens' }, /the scope is not set, or not an id/],
+    [{ org: 'o1?x=' }, /the org is not set, or not an id/],
+    [{ token: undefined }, /service token is not set/],
+    [{ token: '' }, /service token is not set/],
+  ];
+  for (const [unset, message] of cases) {
+    assert.throws(() => new LeaseClient({ ...base, ...unset }),
+      (e) => e.code === 'not_configured' && message.test(e.message), JSON.stringify(unset));
+  }
 });
