@@ -156,12 +156,17 @@ impl Service {
             return Ok(hit);
         }
         self.metrics.cache_misses.fetch_add(1, Ordering::Relaxed);
+        // The eviction counts, then the state they go with: a transition publishes its state
+        // before it evicts, so one that evicts after this read finds what is fetched below
+        // kept out of the cache, and one that evicted before it is in the state read next.
+        // (Read after the state, a pause between the two would leave a key cached that was
+        // unwrapped on the state before it.)
+        let since = self.cache.evictions(snap.id());
+        let snap = cell.snapshot();
+        check_live(&snap, key)?;
         let policy = self.cache_policy(cell);
         let root_id = snap.root_of(key)?;
-        // Read before the root is fetched (perhaps through the KMS): a denial evicting the
-        // org meanwhile keeps this child out of the cache too.
-        let since = self.cache.evictions(snap.id());
-        let (root, freshness) = self.root(cell, &snap, root_id, &policy).await?;
+        let (root, freshness) = self.root(cell, &snap, root_id, &policy, since).await?;
         if root_id == key {
             return Ok((root, freshness));
         }
@@ -194,12 +199,16 @@ impl Service {
     /// chose an outage grace, the cached root past its TTL, until TTL + grace after its last
     /// successful unwrap. A denial evicts the org's keys and serves nothing; an evicted entry is
     /// never served again. Returns the root with its freshness.
+    ///
+    /// `since` is the org's eviction counts, read before `snap`: an eviction after it keeps
+    /// what this fetches out of the cache.
     async fn root(
         &self,
         cell: &OrgCell,
         snap: &Org,
         root_id: KeyId,
         policy: &CachePolicy,
+        since: Evictions,
     ) -> Result<(Arc<ScopeKey>, Freshness)> {
         let org = snap.id();
         if let Some(r) = self.cached_root(cell, root_id, policy) {
@@ -215,11 +224,13 @@ impl Service {
         if let Some(r) = self.cached_root(cell, root_id, policy) {
             return Ok(r);
         }
-        // Read before the KMS is asked: a denial recorded while its answer is on its way (or
-        // being audited) keeps the answer out of the cache. It is still returned; a data call
+        // The wait may have been a KMS call long: the holder is asked on the state published
+        // now, so a pause or revoke of the org made meanwhile asks it nothing. A denial (or
+        // any eviction) after `since`, recorded while the answer is on its way or being
+        // audited, keeps the answer out of the cache; it is still returned, and a data call
         // then refuses to use it and asks again ([`Self::admitted_key`]).
-        let since = self.cache.evictions(org);
-        let answer = self.unwrap_root(cell, snap, root_id).await;
+        let now_published = cell.snapshot();
+        let answer = self.unwrap_root(cell, &now_published, root_id).await;
         let now = self.now();
         let err = match answer {
             Ok((r, answered)) => {
@@ -592,6 +603,57 @@ mod tests {
     /// A resolve that checked the scope before a pause can put its key in the cache after the
     /// pause evicted it. The data path checks the published state on a cache hit too, so that
     /// key opens nothing.
+    /// A request whose root unwrap waited its turn behind another's (a KMS call, seconds at
+    /// worst) asks the holder on the state published when its turn comes: a pause of the org
+    /// meanwhile asks the holder nothing and leaves no root in the cache. Before, it asked on
+    /// the state it started with and cached the answer past the pause's eviction, for a TTL,
+    /// with a `root_unwrapped` in the log after the pause.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_root_waited_for_across_a_pause_is_neither_asked_for_nor_cached() {
+        use std::sync::atomic::Ordering::SeqCst;
+        let db = Database::open("sqlite::memory:").await.unwrap();
+        let svc = std::sync::Arc::new(crate::service::test_service(&db, 3));
+        let (org, team) = crate::service::test_team(&svc, None).await;
+        let who = crate::service::test_caller(&svc, org).await;
+        svc.cache().evict_org(org);
+        let cell = svc.org(org).await.unwrap();
+        // Another request's turn: its KMS call in flight.
+        let turn = cell.unwrap_turn.lock().await;
+        let (misses, unwraps) = (
+            svc.metrics.cache_misses.load(SeqCst),
+            svc.metrics.root_unwraps.load(SeqCst),
+        );
+        let encrypt = tokio::spawn({
+            let svc = svc.clone();
+            async move {
+                svc.encrypt(&who, org, team, SealBuffer::copy_of(b"x"), BTreeMap::new())
+                    .await
+                    .map(drop)
+            }
+        });
+        while svc.metrics.cache_misses.load(SeqCst) == misses {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        svc.pause(org, org).await.unwrap();
+        drop(turn);
+        let answer = encrypt.await.unwrap();
+        assert!(
+            matches!(answer, Err(ServiceError::Scope(ScopeError::Paused { by, .. })) if by == org),
+            "{answer:?}"
+        );
+        assert_eq!(
+            svc.metrics.root_unwraps.load(SeqCst),
+            unwraps,
+            "the holder was asked after the pause"
+        );
+        assert!(
+            svc.cache()
+                .get(byok_core::KeyId::new(org, 1), svc.now())
+                .is_none(),
+            "the root was cached after the pause"
+        );
+    }
+
     #[tokio::test]
     async fn a_key_cached_after_a_pause_opens_nothing() {
         let db = Database::open("sqlite::memory:").await.unwrap();
