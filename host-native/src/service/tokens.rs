@@ -309,6 +309,10 @@ impl Service {
         Ok(())
     }
 
+    /// How many times a claim reads the org's admin tokens again for ones made while it ran
+    /// before it gives up (`reloading`, retried by the customer).
+    const CLAIM_ROUNDS: usize = 8;
+
     /// The customer takes its org over from whoever created it: a new admin token `name` for
     /// `who` (an admin of `org`; it ends when `who`'s token ends, as any token it makes), and
     /// every other admin token of the org revoked, `who`'s own included, in one transaction.
@@ -329,19 +333,36 @@ impl Service {
         let mut w = self.store.write_org(org).await?;
         Self::actor_still_in_force(&mut w).await?;
         let at = store::now_ms();
-        let revoked = tokens::admin_ids(&mut w.tx, org).await?;
-        let mut hashes = Vec::with_capacity(revoked.len());
-        for id in &revoked {
-            if let Some(hash) = tokens::revoke(&mut w.tx, Some(org), *id).await? {
-                hashes.push(hash);
+        // Read again until none is left. On PostgreSQL an admin token made elsewhere by one of
+        // these, whose maker checked its own token before this read, is not in it: this
+        // transaction's delete of the maker's token waits for that change to commit, and only
+        // the next read (each statement reads what is committed) finds its new token. A maker
+        // whose token this transaction already deleted waits for it, and then makes nothing.
+        let mut revoked = Vec::new();
+        let mut hashes = Vec::new();
+        for round in 0.. {
+            let left = tokens::admin_ids(&mut w.tx, org).await?;
+            if left.is_empty() {
+                break;
             }
-            audit::append(
-                &mut w.tx,
-                org,
-                at,
-                &json!({ "type": "token_revoked", "id": id.to_string(), "claim": true }),
-            )
-            .await?;
+            if round == Self::CLAIM_ROUNDS {
+                // Admin tokens keep being made while the claim runs: it is refused whole, and
+                // the customer tries again (its own token still works; nothing was revoked).
+                return Err(ServiceError::Reloading);
+            }
+            for id in left {
+                if let Some(hash) = tokens::revoke(&mut w.tx, Some(org), id).await? {
+                    hashes.push(hash);
+                }
+                audit::append(
+                    &mut w.tx,
+                    org,
+                    at,
+                    &json!({ "type": "token_revoked", "id": id.to_string(), "claim": true }),
+                )
+                .await?;
+                revoked.push(id);
+            }
         }
         let expires_at = who.grant.expires_at;
         let (id, token) =
@@ -876,6 +897,64 @@ mod tests {
             !tokens::still_in_force(&mut after, id, store::now_ms())
                 .await
                 .unwrap()
+        );
+    }
+
+    /// On PostgreSQL, an admin token made on another replica by an admin whose change checked
+    /// its token before the claim read the org's admin tokens (and so was not in that read) is
+    /// revoked by the claim too: the claim's delete of the maker's token waits for that change,
+    /// and the claim reads again. Before, it survived the claim, unlisted in its receipt.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_claim_revokes_an_admin_token_made_elsewhere_while_it_ran() {
+        let Some(url) = store::test_postgres_url().await else {
+            return;
+        };
+        let here = test_service(&Database::open(&url).await.unwrap(), 3);
+        let elsewhere = Arc::new(test_service(&Database::open(&url).await.unwrap(), 3));
+        let (org, first) = here.create_org("org", None, None, None).await.unwrap();
+        let vendor = here.authenticate(&first).await.unwrap().expect("known");
+        let maker = vendor.grant.id;
+        // The vendor's create_token on this replica: its token checked, its row held.
+        let mut change = here.store().write().await.unwrap();
+        assert!(
+            tokens::still_in_force(&mut change, maker, store::now_ms())
+                .await
+                .unwrap()
+        );
+        let claim = tokio::spawn({
+            let elsewhere = elsewhere.clone();
+            let who = elsewhere
+                .authenticate(&first)
+                .await
+                .unwrap()
+                .expect("known");
+            async move { elsewhere.claim_org(&who, org, "customer").await }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert!(
+            !claim.is_finished(),
+            "the claim did not wait for the change"
+        );
+        let (made, _) = tokens::create(
+            &mut change.tx,
+            Some(org),
+            Role::Admin,
+            "made meanwhile",
+            store::now_ms(),
+            None,
+        )
+        .await
+        .unwrap();
+        change.commit().await.unwrap();
+        let (_, _, revoked) = claim.await.unwrap().unwrap();
+        assert!(revoked.contains(&made), "{revoked:?}");
+        assert!(revoked.contains(&maker), "{revoked:?}");
+        let mut after = here.store().write().await.unwrap();
+        assert!(
+            !tokens::still_in_force(&mut after, made, store::now_ms())
+                .await
+                .unwrap(),
+            "the token made meanwhile survived the claim"
         );
     }
 
