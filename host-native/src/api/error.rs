@@ -240,6 +240,10 @@ impl From<ServiceError> for ApiError {
             ServiceError::Invalid(m) => Self::invalid(m),
             ServiceError::TooLarge(m) => Self::new(ApiCode::TooLarge, m),
             ServiceError::Quota(m) => Self::new(ApiCode::StoredKeyQuota, m),
+            ServiceError::Store(s) if s.is_conflict() => Self::new(
+                ApiCode::Reloading,
+                "another change of this org ran at the same time and this one gave way: retry",
+            ),
             ServiceError::Store(s) if s.is_unavailable() => {
                 tracing::warn!(request_id = %request_id(), error = %s, "database unavailable");
                 Self::new(

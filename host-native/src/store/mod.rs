@@ -64,6 +64,15 @@ impl std::fmt::Display for StoreError {
 impl std::error::Error for StoreError {}
 
 impl StoreError {
+    /// Whether the database gave this transaction up for another running at the same time
+    /// (PostgreSQL: chosen as a deadlock's victim, `40P01`, or a serialization failure,
+    /// `40001`): nothing of it was written, and the same call made again succeeds. Replicas
+    /// changing one org at once can meet so; answered `reloading`, with `Retry-After`.
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, Self::Db(sqlx::Error::Database(d))
+            if d.code().is_some_and(|c| matches!(&*c, "40P01" | "40001")))
+    }
+
     /// Whether the database is away (unreachable, restarting, refusing connections, or too
     /// slow to answer within the statement timeout) rather than refusing this statement: the
     /// same call may succeed once it is back, and callers are told to retry.
@@ -685,5 +694,49 @@ mod tests {
             }
             tx.rollback().await.unwrap();
         }
+    }
+
+    /// Two transactions that wait on each other's rows: PostgreSQL gives one up (`40P01`),
+    /// which is a conflict to retry, not a store failure (a 500) nor the database away.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_deadlock_victim_is_a_conflict_to_retry() {
+        let Some(url) = super::test_postgres_url().await else {
+            return;
+        };
+        let db = super::Database::open(&url).await.unwrap();
+        for name in ["a", "b"] {
+            sqlx::query("INSERT INTO server_meta (name, value) VALUES ($1, 'x')")
+                .bind(name)
+                .execute(db.pool())
+                .await
+                .unwrap();
+        }
+        let lock = "UPDATE server_meta SET value = 'y' WHERE name = $1";
+        let (mut one, mut two) = (
+            db.pool().begin().await.unwrap(),
+            db.pool().begin().await.unwrap(),
+        );
+        sqlx::query(lock)
+            .bind("a")
+            .execute(&mut *one)
+            .await
+            .unwrap();
+        sqlx::query(lock)
+            .bind("b")
+            .execute(&mut *two)
+            .await
+            .unwrap();
+        let (first, second) = tokio::join!(
+            sqlx::query(lock).bind("b").execute(&mut *one),
+            sqlx::query(lock).bind("a").execute(&mut *two),
+        );
+        let failed: Vec<super::StoreError> = [first.err(), second.err()]
+            .into_iter()
+            .flatten()
+            .map(super::StoreError::from)
+            .collect();
+        assert_eq!(failed.len(), 1, "{failed:?}");
+        assert!(failed[0].is_conflict(), "{:?}", failed[0]);
+        assert!(!failed[0].is_unavailable());
     }
 }
