@@ -48,12 +48,7 @@ impl Service {
         audience: Option<&str>,
     ) -> Result<Lease> {
         let cell = self.org(org).await?;
-        let ttl = cell.meta().lease_ttl_ms;
-        if ttl == 0 {
-            return Err(ServiceError::Invalid(
-                "this organization does not allow edge leases (lease_ttl_ms is 0)".into(),
-            ));
-        }
+        lease_ttl(&cell)?;
         if scope == org {
             return Err(ServiceError::Invalid(
                 "the org scope's key is the root key and is never leased; lease a scope below it"
@@ -90,7 +85,7 @@ impl Service {
         // Its end is decided with the writer held, after what may have been a long wait for
         // it: a denial meanwhile evicted the keys (the server no longer holds them, so no edge
         // may), and a lowered grace or TTL applies at once.
-        let ends = self.lease_end(&cell, &versions, scope, ttl, who)?;
+        let ends = self.lease_end(&cell, &versions, scope, who)?;
         let expires_at = self.wall_ms(ends);
         audit::append(
             &mut w.tx,
@@ -134,11 +129,12 @@ impl Service {
         cell: &super::OrgCell,
         versions: &[u32],
         scope: ScopeId,
-        ttl_ms: u64,
         who: &Authenticated,
     ) -> Result<Duration> {
         let now = self.now();
-        let ttl = Duration::from_millis(ttl_ms);
+        // Read now, not at the request's start: a lease TTL lowered (or set to 0) while this
+        // waited for keys and the writer applies to this lease.
+        let ttl = Duration::from_millis(lease_ttl(cell)?);
         let policy = self.cache_policy(cell);
         let snap = cell.snapshot();
         let mut ends = now.saturating_add(ttl);
@@ -167,6 +163,16 @@ impl Service {
             ends = ends.min(now.saturating_add(Duration::from_millis(left)));
         }
         Ok(ends)
+    }
+}
+
+/// The org's lease TTL in ms as published now; 0 refuses leases.
+fn lease_ttl(cell: &super::OrgCell) -> Result<u64> {
+    match cell.meta().lease_ttl_ms {
+        0 => Err(ServiceError::Invalid(
+            "this organization does not allow edge leases (lease_ttl_ms is 0)".into(),
+        )),
+        ttl => Ok(ttl),
     }
 }
 
@@ -222,6 +228,55 @@ mod tests {
         assert!(
             ttl <= left + 5,
             "ttl_ms {ttl} outlasts expires_at (in {left} ms)"
+        );
+    }
+
+    /// A lease TTL lowered while a lease waits for the writer applies to that lease (here to
+    /// 0: no leases). Its end used to be decided by the TTL read when the request began, so a
+    /// lease was issued for the old TTL after the admin's change had answered.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_lease_ttl_lowered_while_a_lease_waits_applies_to_it() {
+        let db = Database::open("sqlite::memory:").await.unwrap();
+        let svc = std::sync::Arc::new(test_service(&db, 3));
+        let (org, team) = test_team(&svc, Some(Duration::from_secs(60))).await;
+        let (_, token) = svc
+            .create_token(org, Role::Service, "edge", None)
+            .await
+            .unwrap();
+        let who = svc.authenticate(&token).await.unwrap().unwrap();
+        // Cold: the lease's root unwrap is written down first, and waits for the writer.
+        svc.cache().evict_org(org);
+        let writer = svc.store().write().await.unwrap();
+        let waiting = tokio::spawn({
+            let svc = svc.clone();
+            async move { svc.lease(&who, org, team, "req", None).await }
+        });
+        let queued = |n: usize| {
+            let db = db.clone();
+            async move {
+                while db.writes_waiting() < n {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            }
+        };
+        queued(1).await;
+        // The admin's change, queued before the lease's own write.
+        let change = tokio::spawn({
+            let svc = svc.clone();
+            let lower = crate::service::SettingsChange {
+                lease_ttl: Some(Duration::ZERO),
+                ..Default::default()
+            };
+            async move { svc.update_org(org, lower).await }
+        });
+        queued(2).await;
+        drop(writer);
+        change.await.unwrap().unwrap();
+        let answer = waiting.await.unwrap();
+        assert!(
+            matches!(&answer, Err(ServiceError::Invalid(m)) if m.contains("lease_ttl_ms is 0")),
+            "{:?}",
+            answer.map(|l| l.ttl_ms())
         );
     }
 

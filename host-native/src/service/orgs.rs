@@ -196,8 +196,11 @@ impl Service {
         let version = w.bump_org(org).await?;
         cell.version
             .store(version, std::sync::atomic::Ordering::SeqCst);
-        w.commit().await?;
+        // Published with the writer still held, so that a lease waiting for it ends by the new
+        // lease TTL (the commit gives the writer up). A commit that fails takes the cell out
+        // of use above: it is read again as stored.
         *cell.meta.write().unwrap_or_else(|p| p.into_inner()) = after;
+        w.commit().await?;
         unpublished.disarm();
         // Cached keys are kept as the new settings say: a shorter TTL or grace drops what is
         // past it now.
