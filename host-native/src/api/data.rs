@@ -7,6 +7,7 @@ use axum::Json;
 use axum::extract::State;
 use base64ct::{Base64, Encoding};
 use byok_core::ApiCode;
+use byok_core::context::MAX_CALLER_PAIRS;
 use byok_core::envelope::SealBuffer;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -37,7 +38,15 @@ fn unique_pairs<'de, D: serde::Deserializer<'de>>(
             mut m: A,
         ) -> Result<Self::Value, A::Error> {
             let mut out = BTreeMap::new();
-            while let Some((k, v)) = m.next_entry::<String, String>()? {
+            while let Some(k) = m.next_key::<String>()? {
+                if out.len() > MAX_CALLER_PAIRS {
+                    // Refused as too many by the context's own check; the rest is read
+                    // without being kept (a body of tiny pairs would otherwise cost ten times
+                    // its size in memory first).
+                    m.next_value::<serde::de::IgnoredAny>()?;
+                    continue;
+                }
+                let v = m.next_value::<String>()?;
                 if out.contains_key(&k) {
                     return Err(serde::de::Error::custom(format!(
                         "context key {k:?} is given twice; give each key once"
@@ -49,6 +58,34 @@ fn unique_pairs<'de, D: serde::Deserializer<'de>>(
         }
     }
     d.deserialize_map(Pairs)
+}
+
+/// Reads a list of stored key ids, keeping at most one past [`MAX_KEYS_PER_CALL`]: more are
+/// refused by the call's own check (`invalid_request`), and the rest is read without being
+/// kept, so a body of a million tiny ids costs no more memory than one of a thousand.
+fn capped_ids<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    struct Ids;
+    impl<'de> serde::de::Visitor<'de> for Ids {
+        type Value = Vec<String>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a list of data key ids")
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::new();
+            while out.len() <= MAX_KEYS_PER_CALL {
+                match seq.next_element::<String>()? {
+                    Some(id) => out.push(id),
+                    None => return Ok(out),
+                }
+            }
+            while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+            Ok(out)
+        }
+    }
+    d.deserialize_seq(Ids)
 }
 
 /// Encrypts.
@@ -242,6 +279,7 @@ pub struct CreateStored {
 #[serde(deny_unknown_fields)]
 pub struct GetStored {
     /// Their ids (1..=1000). Rate limits count one request for every ten.
+    #[serde(deserialize_with = "capped_ids")]
     pub ids: Vec<String>,
 }
 
@@ -305,6 +343,7 @@ pub async fn get_stored(
 #[serde(deny_unknown_fields)]
 pub struct DeleteStored {
     /// Their ids (1..=1000). Rate limits count one request for every ten.
+    #[serde(deserialize_with = "capped_ids")]
     pub ids: Vec<String>,
 }
 
@@ -380,4 +419,36 @@ pub async fn lease(
         .await?;
     // Core writes the document to one buffer, sized up front: the body owns it and wipes it.
     Ok(super::secret_json::wiped_body(lease.to_json()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Lists past their limits are read whole but not kept: one element past the limit is, so
+    /// that the call's own check refuses them with its code and message.
+    #[test]
+    fn long_lists_are_kept_only_to_one_past_their_limit() {
+        let ids = format!("{{\"ids\": [{}\"x\"]}}", "\"x\",".repeat(200_000));
+        let got: GetStored = serde_json::from_str(&ids).unwrap();
+        assert_eq!(got.ids.len(), MAX_KEYS_PER_CALL + 1);
+        let got: DeleteStored = serde_json::from_str(&ids).unwrap();
+        assert_eq!(got.ids.len(), MAX_KEYS_PER_CALL + 1);
+        let few: GetStored = serde_json::from_str(r#"{"ids": ["a", "b"]}"#).unwrap();
+        assert_eq!(few.ids, ["a", "b"]);
+        let pairs: Vec<String> = (0..100_000).map(|i| format!("\"k{i}\": \"v\"")).collect();
+        let body = format!(
+            "{{\"plaintext\": \"\", \"context\": {{{}}}}}",
+            pairs.join(",")
+        );
+        let got: EncryptRequest = serde_json::from_str(&body).unwrap();
+        assert_eq!(got.context.len(), MAX_CALLER_PAIRS + 1);
+        // Within the limit a key given twice is still refused.
+        let twice = r#"{"plaintext": "", "context": {"a": "1", "a": "2"}}"#;
+        let e = serde_json::from_str::<EncryptRequest>(twice).err().unwrap();
+        assert!(e.to_string().contains("given twice"), "{e}");
+        // And what is past the limit must still be JSON.
+        let broken = format!("{{\"ids\": [{}{{]}}", "\"x\",".repeat(2_000));
+        assert!(serde_json::from_str::<GetStored>(&broken).is_err());
+    }
 }
