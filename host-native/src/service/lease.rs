@@ -185,13 +185,15 @@ mod tests {
     use crate::store::{Database, Role};
     use byok_core::ScopeId;
 
-    /// A lease waiting for the store's writer when a denial evicts the org's keys gets none of
-    /// the keys it held: the server no longer holds them, so no edge may (its end is decided
-    /// with the writer held). Its retry asks the key holder anew (here the managed key, which
-    /// answers; a withdrawn CMK would refuse). Its length also counts from then, not from
-    /// before the wait.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_lease_decides_its_end_after_waiting_for_the_writer() {
+    /// A service on an in-memory database, an org leasing for 60 s with scope `team`, and an
+    /// edge's service token of it: `(db, service, org, team, the edge)`.
+    async fn leasing() -> (
+        Database,
+        std::sync::Arc<crate::service::Service>,
+        ScopeId,
+        ScopeId,
+        Authenticated,
+    ) {
         let db = Database::open("sqlite::memory:").await.unwrap();
         let svc = std::sync::Arc::new(test_service(&db, 3));
         let (org, team) = test_team(&svc, Some(Duration::from_secs(60))).await;
@@ -200,6 +202,17 @@ mod tests {
             .await
             .unwrap();
         let who = svc.authenticate(&token).await.unwrap().unwrap();
+        (db, svc, org, team, who)
+    }
+
+    /// A lease waiting for the store's writer when a denial evicts the org's keys gets none of
+    /// the keys it held: the server no longer holds them, so no edge may (its end is decided
+    /// with the writer held). Its retry asks the key holder anew (here the managed key, which
+    /// answers; a withdrawn CMK would refuse). Its length also counts from then, not from
+    /// before the wait.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_lease_decides_its_end_after_waiting_for_the_writer() {
+        let (_db, svc, org, team, who) = leasing().await;
         svc.lease(&who, org, team, "warm", None).await.unwrap();
         let lease = |who: Authenticated| {
             let svc = svc.clone();
@@ -236,14 +249,7 @@ mod tests {
     /// lease was issued for the old TTL after the admin's change had answered.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_lease_ttl_lowered_while_a_lease_waits_applies_to_it() {
-        let db = Database::open("sqlite::memory:").await.unwrap();
-        let svc = std::sync::Arc::new(test_service(&db, 3));
-        let (org, team) = test_team(&svc, Some(Duration::from_secs(60))).await;
-        let (_, token) = svc
-            .create_token(org, Role::Service, "edge", None)
-            .await
-            .unwrap();
-        let who = svc.authenticate(&token).await.unwrap().unwrap();
+        let (db, svc, org, team, who) = leasing().await;
         // Cold: the lease's root unwrap is written down first, and waits for the writer.
         svc.cache().evict_org(org);
         let writer = svc.store().write().await.unwrap();
