@@ -185,6 +185,9 @@ impl Service {
         let mut w = self.store.write_org(org).await?;
         // A token revoked while this waited for the writer deletes nothing.
         Self::actor_still_in_force(&mut w).await?;
+        // The org's row before its keys' rows, the order a revoke and a retirement batch take
+        // them in: on PostgreSQL the other order deadlocks against them across replicas.
+        w.lock_org(org).await?;
         let deleted = data_keys::delete_ids(&mut w.tx, org, &ids).await?;
         if !deleted.is_empty() {
             // The ids, not only how many: an auditor asked when one record was shredded finds
@@ -704,5 +707,48 @@ mod tests {
             ),
             "{answer:?}"
         );
+    }
+
+    /// On PostgreSQL, deleting stored keys takes the org's row before the keys' rows, as a
+    /// revoke (or a retirement batch) does on another replica: held here by a transaction that
+    /// took the org's row and then deletes the same keys, the delete waits instead of
+    /// deadlocking with it (one of the two was given up, `40P01`, before).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn deleting_stored_keys_takes_the_org_before_the_keys() {
+        let Some(url) = crate::store::test_postgres_url().await else {
+            return;
+        };
+        let db = Database::open(&url).await.unwrap();
+        let a = std::sync::Arc::new(test_service(&db, 4));
+        let (org, team) = test_team(&a, None).await;
+        let who = test_caller(&a, org).await;
+        let ids: Vec<String> = a
+            .create_stored_keys(&who, org, team, 3)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|k| k.id)
+            .collect();
+        // Another replica's revoke: the org's row first, then the keys'.
+        let other = Database::open(&url).await.unwrap();
+        let mut revoke = other.pool().begin().await.unwrap();
+        crate::store::org_rows::lock(&mut revoke, org)
+            .await
+            .unwrap();
+        let delete = tokio::spawn({
+            let (a, ids) = (a.clone(), ids.clone());
+            async move { a.delete_stored_keys(org, &ids).await }
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let sql = "DELETE FROM data_keys WHERE id = $1";
+        for id in &ids {
+            sqlx::query(sql)
+                .bind(id)
+                .execute(&mut *revoke)
+                .await
+                .expect("the revoke's delete is not given up");
+        }
+        revoke.commit().await.unwrap();
+        assert_eq!(delete.await.unwrap().expect("no deadlock"), 0);
     }
 }
