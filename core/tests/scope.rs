@@ -377,9 +377,15 @@ fn rotation_keeps_old_data_until_retired() {
     );
     // The rewrap job moves the children to v2; then v1 can go.
     let effects = f.org.plan_retire(v1.id()).unwrap();
-    let Effect::StartJob(job) = &effects[0] else {
+    // Logged when asked for (with whoever asked), then the job.
+    let [
+        Effect::Audit(AuditEvent::RetireStarted { key, to }),
+        Effect::StartJob(job),
+    ] = &effects[..]
+    else {
         panic!("{effects:?}")
     };
+    assert_eq!((*key, *to), (v1.id(), KeyId::new(sid(2), 2)));
     assert_eq!(job.kind, JobKind::RetireVersion(v1.id()));
     assert_eq!(job.progress(), (0, 2));
     refused(&mut f, ScopeError::JobRunning, |f| {

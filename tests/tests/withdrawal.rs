@@ -83,6 +83,20 @@ async fn a_retired_version_stops_opening_at_once_even_when_cached() {
     f.retire(&team, 1).await;
     f.job_done().await;
     assert_error(&f.decrypt(&old).await, 404, "not_found");
+    // Asked for by the admin, logged as such when asked (the job's own rows have no actor).
+    let asked: Vec<Value> =
+        f.o.audit(&f.ts, &f.o.auditor)
+            .await
+            .into_iter()
+            .filter(|r| r["event"]["type"] == "key_retire_started")
+            .collect();
+    assert_eq!(asked.len(), 1, "{asked:?}");
+    let event = &asked[0]["event"];
+    assert_eq!(
+        (&event["scope"], &event["version"], &event["to"]),
+        (&json!(team), &json!(1), &json!(2))
+    );
+    assert_eq!(event["actor"]["role"], "admin", "{event}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

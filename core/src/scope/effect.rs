@@ -155,6 +155,14 @@ pub enum AuditEvent {
     },
     /// A new key version was added.
     KeyRotated(KeyId),
+    /// A key version's retirement was asked for: the job moving what is wrapped under it
+    /// starts (logged with whoever asked; the job's own rows have no actor).
+    RetireStarted {
+        /// The version to retire.
+        key: KeyId,
+        /// The version its children move to.
+        to: KeyId,
+    },
     /// A key version was retired and its wrapped form destroyed.
     KeyRetired(KeyId),
     /// A CMK was attached; its root copies are pending.

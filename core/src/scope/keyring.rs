@@ -237,11 +237,9 @@ impl Org {
         // Steps already satisfied are skipped (stored as started, so no update of its own); the
         // job itself lasts until `retire`.
         let _ = self.advance_job();
-        Ok(self
-            .job
-            .iter()
-            .map(|j| Effect::StartJob(j.clone()))
-            .collect())
+        let mut effects = alloc::vec![Effect::Audit(AuditEvent::RetireStarted { key, to })];
+        effects.extend(self.job.iter().map(|j| Effect::StartJob(j.clone())));
+        Ok(effects)
     }
 
     fn check_retirable_version(&self, key: KeyId) -> Result<()> {

@@ -27,6 +27,10 @@ pub(super) fn core_event(e: &AuditEvent) -> Value {
         AuditEvent::KeyRotated(k) => {
             json!({ "type": "key_rotated", "scope": k.scope.to_string(), "version": k.version })
         }
+        AuditEvent::RetireStarted { key, to } => json!({
+            "type": "key_retire_started", "scope": key.scope.to_string(),
+            "version": key.version, "to": to.version,
+        }),
         AuditEvent::KeyRetired(k) => {
             json!({ "type": "key_retired", "scope": k.scope.to_string(), "version": k.version })
         }
