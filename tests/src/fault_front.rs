@@ -31,6 +31,9 @@ pub enum Fault {
     /// The request is read and never answered (a KMS that hangs): the caller's own deadline
     /// ends it.
     Hang,
+    /// The status is answered (with JSON declared 200 bytes long), then the connection is
+    /// closed after the body's first bytes: a server or proxy dying mid-answer.
+    CutShort(u16),
 }
 
 /// Credentials the front uses to ask moto for key states.
@@ -132,7 +135,8 @@ impl Drop for FaultFront {
     }
 }
 
-/// Reads one HTTP/1.1 request (headers, then `Content-Length` bytes of body).
+/// Reads one HTTP/1.1 request (headers, then `Content-Length` bytes of body, or a chunked body
+/// to its last chunk).
 async fn read_request(conn: &mut TcpStream) -> std::io::Result<Vec<u8>> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
@@ -155,7 +159,14 @@ async fn read_request(conn: &mut TcpStream) -> std::io::Result<Vec<u8>> {
         .find_map(|l| l.strip_prefix("content-length:"))
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0);
-    while buf.len() < header_end + len {
+    let chunked = head
+        .lines()
+        .any(|l| l.starts_with("transfer-encoding:") && l.contains("chunked"));
+    while if chunked {
+        !buf[header_end..].ends_with(b"0\r\n\r\n")
+    } else {
+        buf.len() < header_end + len
+    } {
         let n = conn.read(&mut chunk).await?;
         if n == 0 {
             return Err(std::io::ErrorKind::UnexpectedEof.into());
@@ -299,6 +310,10 @@ async fn serve(
             )
             .into_bytes()
         }
+        Some(Fault::CutShort(status)) => format!(
+            "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: 200\r\nconnection: close\r\n\r\n{{\"error\": {{\"co"
+        )
+        .into_bytes(),
         Some(Fault::Reset) => return Ok(()),
         Some(Fault::Hang) => {
             tokio::time::sleep(std::time::Duration::from_secs(120)).await;

@@ -10,6 +10,7 @@ use byok_core::lease::holder::REFUSAL_RETRY_MS;
 use byok_tests::edge::{
     Caller, Deployment, Withdrawal, first_refusal, no_lease_asked, refused_before_expiry,
 };
+use byok_tests::fault_front::{Fault, FaultFront};
 use byok_tests::fixtures::{TestOrg, TestServer, assert_status};
 // The wasmtime embedding lives beside this test, not in the tests' library: only the binaries
 // that run wasm link wasmtime (it made every test binary about 470 MB).
@@ -196,71 +197,6 @@ async fn a_wall_clock_stepped_back_past_the_ttl_does_not_stop_the_component() {
     assert_eq!(edge.post("/encrypt", "again").await.0, 200);
 }
 
-/// byok as the component reaches it through a scripted hop: the first lease request is passed
-/// to `upstream`, every later one is answered `410` with a body cut short (the connection
-/// closes after its first bytes, as when a proxy or byok dies mid-answer). Its address.
-async fn refusing_after_one_lease(upstream: String) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        for n in 0.. {
-            let Ok((mut conn, _)) = listener.accept().await else {
-                return;
-            };
-            // The request's head.
-            let mut request = Vec::new();
-            let mut buf = [0u8; 4096];
-            let head = loop {
-                let got = conn.read(&mut buf).await.unwrap();
-                assert!(got > 0, "the request ended early");
-                request.extend_from_slice(&buf[..got]);
-                if let Some(end) = request.windows(4).position(|w| w == b"\r\n\r\n") {
-                    break String::from_utf8_lossy(&request[..end]).into_owned();
-                }
-            };
-            let answer = if n == 0 {
-                let path = head.split(' ').nth(1).unwrap().to_owned();
-                let auth = head
-                    .lines()
-                    .find_map(|l| {
-                        l.split_once(':')
-                            .filter(|(k, _)| k.eq_ignore_ascii_case("authorization"))
-                    })
-                    .map(|(_, v)| v.trim().to_owned())
-                    .unwrap();
-                let r = reqwest::Client::new()
-                    .post(format!("{upstream}{path}"))
-                    .header("authorization", auth)
-                    .header("content-type", "application/json")
-                    // The component's body, `{}` with no audience set (it comes chunked, and
-                    // this hop reads no more of it than its head).
-                    .body("{}")
-                    .send()
-                    .await
-                    .unwrap();
-                let status = r.status().as_u16();
-                let text = r.bytes().await.unwrap();
-                let mut a = format!(
-                    "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\n\
-                     content-length: {}\r\nconnection: close\r\n\r\n",
-                    text.len()
-                )
-                .into_bytes();
-                a.extend_from_slice(&text);
-                a
-            } else {
-                b"HTTP/1.1 410 Gone\r\ncontent-type: application/json\r\n\
-                  content-length: 200\r\nconnection: close\r\n\r\n{\"error\": {\"co"
-                    .to_vec()
-            };
-            conn.write_all(&answer).await.unwrap();
-            let _ = conn.shutdown().await;
-        }
-    });
-    format!("http://{addr}")
-}
-
 /// A refusal is decided by its status, before its body: one whose body is cut short (or never
 /// comes) still drops the keys at once, named by its status. The component used to read the
 /// whole body first and, failing, count the answer as an outage: the lease held kept serving
@@ -269,12 +205,13 @@ async fn refusing_after_one_lease(upstream: String) -> String {
 async fn a_refusal_whose_body_is_cut_short_still_drops_the_keys() {
     let (ts, o, _) = TestServer::edge("edge-wasi-cut", 60_000).await;
     let d = Deployment::create(&ts, &o, "cut").await;
-    let server = refusing_after_one_lease(ts.url.clone()).await;
+    // byok through a front: the first lease request is relayed, the renewal cut short.
+    let front = FaultFront::start(ts.url.trim_start_matches("http://").to_owned()).await;
     let wall = SteppedWall::default();
     let edge = WasiHttpHost::start_with_wall(
         &component_path(),
         &[
-            ("BYOK_SERVER", &server),
+            ("BYOK_SERVER", &front.url),
             ("BYOK_ORG", &o.id),
             ("BYOK_SCOPE", &d.scope),
             ("BYOK_TOKEN", &d.token),
@@ -286,6 +223,7 @@ async fn a_refusal_whose_body_is_cut_short_still_drops_the_keys() {
     let (status, body) = edge.post("/encrypt", "leased").await;
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
     // Past the renewal point (half the 60 s TTL), well before the lease's end.
+    front.inject([Fault::CutShort(410)]);
     wall.set(35_000);
     let (status, body) = edge.post("/encrypt", "renewing").await;
     assert_eq!(
