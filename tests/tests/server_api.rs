@@ -233,9 +233,20 @@ async fn an_org_keeps_at_most_its_stored_key_limit_and_a_revoke_gives_room_back(
     assert_eq!(marks().await, 0, "a refused call marked a use");
     let elsewhere = other.scope(&ts, &other.id, "team").await;
     assert_eq!(other.datakeys(&ts, &elsewhere, 25).await.len(), 25);
-    // Revoking `gone` destroys its ten keys and frees their room.
+    // Revoking `gone` destroys its ten keys (none opens from the revoke on) and frees their
+    // room as the sweep deletes their rows, in the background at once.
     let confirm = json!({ "confirm": gone });
     assert_status(&o.act(&ts, &gone, "revoke", confirm).await, 200);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let info = assert_status(&ts.get(&o.path(""), &o.admin).await, 200);
+        if info["stored_keys"] == json!(15) {
+            break;
+        }
+        assert_eq!(info["stored_keys"], json!(25), "{info}");
+        assert!(std::time::Instant::now() < deadline, "never swept: {info}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     assert_status(
         &ts.post(&path, &refused_token, &json!({ "count": 1 })).await,
         201,

@@ -328,16 +328,11 @@ pub async fn run(config: Config) -> Result<(), String> {
                         });
                     }
                     Some(org) = kicked => {
-                        // A scope a job waited on was resumed (or a revoke trimmed the job):
-                        // run it now, not at the next tick.
+                        // A scope a job waited on was resumed (or a revoke trimmed the job, or
+                        // left stored keys to sweep): run it now, not at the next tick.
                         let service = service.clone();
                         tokio::spawn(async move {
-                            if let Err(e) = service.run_retire(org).await {
-                                tracing::warn!(org = %org, error = ?e, "retirement stopped");
-                            }
-                            if let Err(e) = service.run_job(org).await {
-                                tracing::warn!(org = %org, error = ?e, "job stopped");
-                            }
+                            service.run_jobs(org).await;
                         });
                     }
                 }

@@ -146,6 +146,26 @@ impl Service {
         }))
     }
 
+    /// Runs each of the org's jobs that can go on, in turn: a retirement, core's job (root
+    /// copies, child keys), the sweep of revoked scopes' stored keys. Returns whether all ended
+    /// without a failure (each failure is logged; the periodic scan tries again).
+    pub async fn run_jobs(&self, org: ScopeId) -> bool {
+        let mut ok = true;
+        if let Err(e) = self.run_retire(org).await {
+            tracing::warn!(org = %org, error = ?e, "retirement stopped; it is retried");
+            ok = false;
+        }
+        if let Err(e) = self.run_job(org).await {
+            tracing::warn!(org = %org, error = ?e, "job stopped; it is retried");
+            ok = false;
+        }
+        if let Err(e) = self.run_sweep(org).await {
+            tracing::warn!(org = %org, error = ?e, "sweep stopped; it is retried");
+            ok = false;
+        }
+        ok
+    }
+
     /// Runs every job that no replica runs now: those a crash or a restart interrupted, those
     /// stopped by a failure, and those of a replica that died (its lease expired). Returns how
     /// many it ran. Called every `every`; a job that failed again waits longer each time
@@ -160,16 +180,7 @@ impl Service {
             }
             ran += 1;
             tracing::info!(org = %org, replica = %self.replica, "resuming a job");
-            let mut failed = false;
-            if let Err(e) = self.run_retire(org).await {
-                tracing::warn!(org = %org, error = ?e, "retirement stopped; it is retried");
-                failed = true;
-            }
-            if let Err(e) = self.run_job(org).await {
-                tracing::warn!(org = %org, error = ?e, "job stopped; it is retried");
-                failed = true;
-            }
-            if failed {
+            if !self.run_jobs(org).await {
                 self.job_backoff.failed(org, self.now(), every, at_most);
             } else {
                 self.job_backoff.clear(org);

@@ -27,6 +27,7 @@ mod resolve;
 mod retire;
 mod scopes;
 mod signed_heads;
+mod sweep;
 mod tokens;
 mod turns;
 mod usage;

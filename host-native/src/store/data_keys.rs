@@ -102,14 +102,23 @@ fn row(r: &sqlx::any::AnyRow) -> Result<DataKeyRow> {
     })
 }
 
-/// The org's data keys among `ids` (one query; missing ids are simply absent).
+/// Whether a data key row's scope key version is still stored: a row without it (a revoked
+/// scope's, which the sweep has not deleted yet) is no stored key. Reads and deletes by id
+/// see only rows that pass, so that a revoked scope's keys are gone (`404`) from the revoke's
+/// commit on, not from the sweep's.
+const KEY_STORED: &str = "EXISTS (SELECT 1 FROM scope_keys k WHERE k.org_id = data_keys.org_id \
+     AND k.scope_id = data_keys.scope_id AND k.version = data_keys.version)";
+
+/// The org's data keys among `ids` (one query; missing ids are simply absent, as are those
+/// whose scope key version is destroyed).
 pub async fn get_many(pool: &AnyPool, org: ScopeId, ids: &[String]) -> Result<Vec<DataKeyRow>> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
     let marks = super::marks(2, ids.len());
     let sql = format!(
-        "SELECT id, scope_id, version, wrapped FROM data_keys WHERE org_id = $1 AND id IN ({marks})"
+        "SELECT id, scope_id, version, wrapped FROM data_keys \
+         WHERE org_id = $1 AND id IN ({marks}) AND {KEY_STORED}"
     );
     let mut q = sqlx::query(&sql).bind(org.to_string());
     for id in ids {
@@ -270,28 +279,9 @@ pub async fn finish_job(tx: &mut Transaction<'static, Any>, org: ScopeId) -> Res
     Ok(())
 }
 
-/// Deletes every stored data key of `scopes` (a revoked subtree: they can never open again),
-/// and takes them off the org's count.
-pub async fn delete_scopes(
-    tx: &mut Transaction<'static, Any>,
-    org: ScopeId,
-    scopes: &[ScopeId],
-) -> Result<()> {
-    let org = org.to_string();
-    let mut deleted = 0;
-    for scope in scopes {
-        deleted += sqlx::query("DELETE FROM data_keys WHERE org_id = $1 AND scope_id = $2")
-            .bind(&org)
-            .bind(scope.to_string())
-            .execute(&mut **tx)
-            .await?
-            .rows_affected();
-    }
-    uncount(tx, &org, deleted).await
-}
-
 /// Deletes the org's stored data keys among `ids` (lower-case hex), and takes them off its
-/// count. Returns the ids there were, sorted.
+/// count. Returns the ids there were, sorted: not those of a revoked scope, gone already
+/// (their rows are the sweep's).
 pub async fn delete_ids(
     tx: &mut Transaction<'static, Any>,
     org: ScopeId,
@@ -299,7 +289,7 @@ pub async fn delete_ids(
 ) -> Result<Vec<String>> {
     let org = org.to_string();
     let sql = format!(
-        "DELETE FROM data_keys WHERE org_id = $1 AND id IN ({}) RETURNING id",
+        "DELETE FROM data_keys WHERE org_id = $1 AND id IN ({}) AND {KEY_STORED} RETURNING id",
         super::marks(2, ids.len())
     );
     let mut q = sqlx::query(&sql).bind(&org);
@@ -318,7 +308,7 @@ pub async fn delete_ids(
 }
 
 /// Takes `n` deleted keys off the org's count (never below zero).
-async fn uncount(tx: &mut Transaction<'static, Any>, org: &str, n: u64) -> Result<()> {
+pub(super) async fn uncount(tx: &mut Transaction<'static, Any>, org: &str, n: u64) -> Result<()> {
     if n > 0 {
         sqlx::query(
             "UPDATE orgs SET stored_keys = CASE WHEN stored_keys > $2 THEN stored_keys - $2 \
@@ -356,8 +346,8 @@ pub async fn reserve(
     Ok(done.rows_affected() == 1)
 }
 
-/// How many stored data keys the org keeps (its count, kept by [`reserve`] and
-/// [`delete_scopes`]).
+/// How many stored data keys the org keeps (its count, kept by [`reserve`], [`delete_ids`] and
+/// the sweep). A revoked scope's keys count until the sweep has deleted them.
 pub async fn stored<'e>(db: impl sqlx::Executor<'e, Database = Any>, org: ScopeId) -> Result<u64> {
     let n: i64 = sqlx::query("SELECT stored_keys FROM orgs WHERE id = $1")
         .bind(org.to_string())
@@ -584,16 +574,30 @@ mod tests {
         assert_eq!(stored(db.pool(), b).await.unwrap(), 0);
         plant(db, a, s1, 1, "s1", 5).await;
         plant(db, b, s1, 1, "b", 3).await;
-        let mut w = db.write().await.unwrap();
-        delete_scopes(&mut w.tx, a, &[s1, s2]).await.unwrap();
-        w.commit().await.unwrap();
+        sweep_out(db, a, &[s1, s2]).await;
         assert_eq!(stored(db.pool(), a).await.unwrap(), 21);
         plant(db, a, s2, 1, "s2", 30).await;
-        let mut w = db.write().await.unwrap();
-        delete_scopes(&mut w.tx, a, &[s2]).await.unwrap();
-        w.commit().await.unwrap();
+        sweep_out(db, a, &[s2]).await;
         assert_eq!(stored(db.pool(), a).await.unwrap(), 0);
         assert_eq!(all(db, b).await.len(), 3, "another org's keys");
+    }
+
+    /// Lists `scopes` for the sweep and sweeps them out, two keys a batch.
+    async fn sweep_out(db: &Database, org: ScopeId, scopes: &[ScopeId]) {
+        use crate::store::sweep;
+        let mut w = db.write().await.unwrap();
+        sweep::later(&mut w.tx, org, scopes).await.unwrap();
+        w.commit().await.unwrap();
+        for &scope in scopes {
+            loop {
+                let mut w = db.write().await.unwrap();
+                let done = sweep::batch(&mut w.tx, org, scope, 2, 0).await.unwrap();
+                w.commit().await.unwrap();
+                if !matches!(done, sweep::Swept::Some(_)) {
+                    break;
+                }
+            }
+        }
     }
 
     #[tokio::test]

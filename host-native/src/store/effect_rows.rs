@@ -10,7 +10,7 @@ use byok_core::{KeyId, ScopeId};
 use serde_json::Value;
 
 use super::org_rows::{hex, holder_name, job_json, one_row};
-use super::{Result, Store, WriteTx, audit, data_keys, keys};
+use super::{Result, Store, WriteTx, audit, data_keys, keys, sweep};
 
 impl Store for WriteTx {
     async fn create_scope(
@@ -80,8 +80,10 @@ impl Store for WriteTx {
         one_row(done.rows_affected(), "destroyed an unknown key version")
     }
 
+    /// The rows go later, in batches (`sweep`): deleted here, a scope with millions of keys
+    /// kept the revoke from committing at all.
     async fn destroy_data_keys(&mut self, org: ScopeId, scopes: &[ScopeId]) -> Result<()> {
-        data_keys::delete_scopes(&mut self.tx, org, scopes).await
+        sweep::later(&mut self.tx, org, scopes).await
     }
 
     async fn put_holder(

@@ -98,12 +98,13 @@ pub async fn holder(pool: &AnyPool, org: ScopeId) -> Result<Option<(String, i64)
         .transpose()
 }
 
-/// The orgs with a job (a root rewrap or a retirement) that no live lease covers at `now`:
-/// the ones a replica should claim and run.
+/// The orgs with a job (a root rewrap, a retirement, a sweep) that no live lease covers at
+/// `now`: the ones a replica should claim and run.
 pub async fn waiting(pool: &AnyPool, now: i64) -> Result<Vec<ScopeId>> {
     let rows = sqlx::query(
         "SELECT o.id FROM orgs o LEFT JOIN job_leases l ON l.org_id = o.id \
-         WHERE (o.job IS NOT NULL OR EXISTS (SELECT 1 FROM retire_jobs r WHERE r.org_id = o.id)) \
+         WHERE (o.job IS NOT NULL OR EXISTS (SELECT 1 FROM retire_jobs r WHERE r.org_id = o.id) \
+         OR EXISTS (SELECT 1 FROM data_key_sweeps s WHERE s.org_id = o.id)) \
          AND (l.org_id IS NULL OR l.expires_at <= $1) ORDER BY o.id",
     )
     .bind(now)
@@ -155,14 +156,21 @@ mod tests {
     }
 
     async fn waiting_lists_jobs_without_a_live_lease(db: &Database) {
-        let (a, b, c) = (
+        let (a, b, c, d) = (
             ScopeId::from_bytes([1; 16]),
             ScopeId::from_bytes([2; 16]),
             ScopeId::from_bytes([3; 16]),
+            ScopeId::from_bytes([4; 16]),
         );
-        for o in [a, b, c] {
+        for o in [a, b, c, d] {
             org(db, o).await;
         }
+        // d has a sweep to do (a revoked scope's stored keys), and nothing else.
+        sqlx::query("INSERT INTO data_key_sweeps (org_id, scope_id) VALUES ($1, $1)")
+            .bind(d.to_string())
+            .execute(db.pool())
+            .await
+            .unwrap();
         sqlx::query("UPDATE orgs SET job = '{}' WHERE id = $1")
             .bind(a.to_string())
             .execute(db.pool())
@@ -177,11 +185,12 @@ mod tests {
         .await
         .unwrap();
         // c has no job: never listed.
-        assert_eq!(waiting(db.pool(), 0).await.unwrap(), vec![a, b]);
+        assert_eq!(waiting(db.pool(), 0).await.unwrap(), vec![a, b, d]);
         assert!(claim(db, a, "r1", 1000, 500).await.unwrap());
         assert!(claim(db, c, "r1", 1000, 500).await.unwrap());
+        assert!(claim(db, d, "r1", 1000, 500).await.unwrap());
         assert_eq!(waiting(db.pool(), 1499).await.unwrap(), vec![b]);
-        assert_eq!(waiting(db.pool(), 1500).await.unwrap(), vec![a, b]);
+        assert_eq!(waiting(db.pool(), 1500).await.unwrap(), vec![a, b, d]);
     }
 
     #[tokio::test]

@@ -25,6 +25,7 @@ pub mod keys;
 #[cfg(test)]
 pub mod memory;
 pub mod org_rows;
+pub mod sweep;
 pub mod tokens;
 pub mod writer;
 
@@ -152,7 +153,9 @@ pub trait Store {
     ) -> Result<()>;
     /// Destroys key version `key`.
     async fn destroy_key(&mut self, org: ScopeId, key: KeyId) -> Result<()>;
-    /// Destroys the stored data keys of `scopes`.
+    /// Destroys the stored data keys of `scopes` (a revoked subtree, whose scope keys the same
+    /// transition destroys): they open for no one from the commit on; their rows may go later
+    /// (the database lists them for the sweep, `store/sweep.rs`).
     async fn destroy_data_keys(&mut self, org: ScopeId, scopes: &[ScopeId]) -> Result<()>;
     /// Stores holder `holder` with `status` (inserting it the first time).
     async fn put_holder(
