@@ -17,6 +17,15 @@ use crate::store::{self};
 /// Data keys moved per transaction.
 const BATCH: i64 = 1000;
 
+/// Whether `org`'s running job is the retirement of `from` (core's part of it: a revoke of the
+/// scope cancels it, and with it the host's part).
+fn retiring(org: &byok_core::scope::Org, from: KeyId) -> bool {
+    matches!(
+        org.job().map(|j| &j.kind),
+        Some(byok_core::scope::JobKind::RetireVersion(k)) if *k == from
+    )
+}
+
 /// The most data keys one call creates or reads.
 pub const MAX_KEYS_PER_CALL: usize = 1000;
 
@@ -385,7 +394,8 @@ impl Service {
 
     /// Moves the retirement's data keys to the newest version in batches, one transaction each.
     /// Returns how many moved, or `None` if it waits on a paused scope (a job never works on a
-    /// paused scope's keys; job progress says which, and the resume runs it again).
+    /// paused scope's keys; job progress says which, and the resume runs it again) or no longer
+    /// runs (a revoke of its scope cancelled it: the scope's keys are the sweep's now).
     async fn move_data_keys(
         &self,
         org: ScopeId,
@@ -407,6 +417,10 @@ impl Service {
                 tracing::info!(org = %org, paused = %by, "retirement waits on a paused scope");
                 return Ok(None);
             }
+            if !retiring(&cell.snapshot(), from) {
+                tracing::info!(org = %org, key = %from, "retirement cancelled (its scope was revoked)");
+                return Ok(None);
+            }
             let batch =
                 data_keys::under(self.store.pool(), org, job.scope, job.from, BATCH).await?;
             if batch.is_empty() {
@@ -421,9 +435,12 @@ impl Service {
             // either published before, and is seen here, or waits for this batch's commit. The
             // check above ran before the keys were resolved, perhaps through a KMS (seconds),
             // which must not hold the gate.
+            // A revoke published while this waited for the gate cancelled the job: its keys
+            // are not unwrapped (nor their rows, which wait for the sweep, rewritten).
             let gate = cell.gate.read().await;
             if cell.stale.load(std::sync::atomic::Ordering::SeqCst)
                 || cell.snapshot().job_waiting_on().is_some()
+                || !retiring(&cell.snapshot(), from)
             {
                 // The next turn of the loop reads the org again, and says why it stops.
                 continue;
@@ -632,6 +649,56 @@ mod tests {
             2,
             "keys of the paused scope were rewrapped after the pause"
         );
+        turn.end().await;
+    }
+
+    /// A revoke of the retired scope published while a retirement's batch waited for the org's
+    /// gate (the batch had read its rows and resolved both keys; a call of the org held the
+    /// gate, the revoke was queued for it first) cancels the job, and the batch stops there:
+    /// it unwraps none of the revoked scope's keys and rewrites none of their rows, which wait
+    /// for the sweep under the version they had.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_revoke_published_while_a_retirement_batch_waits_stops_it() {
+        use crate::store::data_keys;
+        // On disk: the batch reads its rows while the revoke waits with the writer free.
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::open_dir(dir.path()).await.unwrap();
+        let s = std::sync::Arc::new(test_service(&db, 3));
+        let (org, team) = test_team(&s, None).await;
+        let who = test_caller(&s, org).await;
+        s.create_stored_keys(&who, org, team, 2).await.unwrap();
+        s.rotate(org, team).await.unwrap();
+        s.retire(org, team, 1).await.unwrap();
+        let cell = s.org(org).await.unwrap();
+        for v in [1, 2] {
+            // Cached: the batch needs no KMS, and reaches the gate at once.
+            s.scope_key(&cell, KeyId::new(team, v)).await.unwrap();
+        }
+        let job = data_keys::job(s.store().pool(), org)
+            .await
+            .unwrap()
+            .unwrap();
+        let turn = s.job_turn(org).await.unwrap().expect("the job's turn");
+        let call = cell.gate.read().await;
+        let revoke = tokio::spawn({
+            let s = s.clone();
+            async move { s.revoke(org, team, &team.to_string()).await }
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(
+            !revoke.is_finished(),
+            "the revoke did not wait for the gate"
+        );
+        let (moved, ()) = tokio::join!(s.move_data_keys(org, &job, &turn), async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            drop(call);
+        });
+        revoke.await.unwrap().unwrap();
+        assert_eq!(moved.unwrap(), None, "the batch went on after the revoke");
+        let left = data_keys::under(s.store().pool(), org, team, 1, 10)
+            .await
+            .unwrap();
+        assert_eq!(left.len(), 2, "rows of the revoked scope were rewritten");
         turn.end().await;
     }
 
