@@ -75,6 +75,10 @@ impl Service {
         }
         let at = store::now_ms();
         let mut w = self.store.write_org(org).await?;
+        // The org's row before the key's, the order `withdrawn` takes them in (its audit row
+        // first): on PostgreSQL the other order deadlocks against it across replicas once the
+        // version below moves too.
+        w.lock_org(org).await?;
         keys::set_health(&mut w.tx, org, n, &health, detail.as_deref(), at).await?;
         let mut unpublished = None;
         if Self::recorded_denial(cell, n) {
@@ -533,6 +537,63 @@ mod tests {
 
     use crate::service::ServiceError;
     use crate::store::{Database, StoreError};
+
+    /// On PostgreSQL, recording a key's health once it worked again after a denial takes the
+    /// org's row before the key's, as a denial recorded on another replica does (its audit row,
+    /// then the key's health): held here by a transaction that took the org's row and then
+    /// writes the key's, the record waits instead of deadlocking with it (one of the two was
+    /// given up, `40P01`, before).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn recording_health_takes_the_org_before_the_key() {
+        let Some(url) = crate::store::test_postgres_url().await else {
+            return;
+        };
+        let db = Database::open(&url).await.unwrap();
+        let svc = Arc::new(super::super::test_service(&db, 4));
+        let (org, _) = svc.create_org("o", None, None, None).await.unwrap();
+        let row = crate::store::keys::CmkRow {
+            n: 1,
+            name: "k".into(),
+            provider: "aws".into(),
+            key: "arn:aws:kms:eu-west-1:111122223333:key/k".into(),
+            pasted: None,
+            role: None,
+            role_trust: byok_core::kms::aws::policy::RoleTrust::ExternalId,
+            audience: None,
+            created_at: 0,
+            health: Some("access_denied".into()),
+            health_detail: None,
+            health_at: None,
+        };
+        let mut w = db.write().await.unwrap();
+        crate::store::keys::insert(&mut w.tx, org, &row)
+            .await
+            .unwrap();
+        w.commit().await.unwrap();
+        let cell = svc.org(org).await.unwrap();
+        cell.cmks.write().unwrap().insert(1, row);
+        // Another replica recording a denial: the org's row first, then the key's.
+        let other = Database::open(&url).await.unwrap();
+        let mut denial = other.pool().begin().await.unwrap();
+        crate::store::org_rows::lock(&mut denial, org)
+            .await
+            .unwrap();
+        let record = tokio::spawn({
+            let svc = svc.clone();
+            async move {
+                let cell = svc.org(org).await?;
+                svc.record_health(&cell, org, 1, "ok".into(), None).await
+            }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        sqlx::query("UPDATE cmk_keys SET health = 'access_denied' WHERE org_id = $1 AND n = 1")
+            .bind(org.to_string())
+            .execute(&mut *denial)
+            .await
+            .expect("the denial's write is not given up");
+        denial.commit().await.unwrap();
+        record.await.unwrap().expect("no deadlock");
+    }
 
     /// An org whose check fails does not stop the check of the orgs after it: here the second
     /// org's copy is behind storage (another replica's change), and the check reloads it.
