@@ -162,12 +162,15 @@ fn json_ok(resp: &HttpResponse) -> Result<Map<String, Value>, KmsError> {
 }
 
 /// The version of `kid` if it names a version of `key` (same host and key name), else `None`.
+/// Key Vault's identifiers compare as case-insensitive strings ("always compare them as
+/// case-insensitive strings", its documentation): a key pasted as `Root` is answered with the
+/// `kid` of `root` (host and version are kept in lower case by the parser).
 fn version_of(key: &KeyUrl, kid: &str) -> Option<String> {
     let named = KeyUrl::parse(kid).ok()?;
     (named.service() == key.service()
         && named.cloud() == key.cloud()
         && named.name() == key.name()
-        && named.key() == key.key())
+        && named.key().eq_ignore_ascii_case(key.key()))
     .then(|| named.version().map(str::to_owned))
     .flatten()
 }
@@ -358,6 +361,17 @@ mod tests {
             "{}",
             req.url
         );
+        // Key Vault's identifiers compare as case-insensitive strings: a kid spelling the key
+        // or the version in another case names the same version (kept in lower case).
+        let upper = V.to_ascii_uppercase();
+        for kid in [
+            format!("https://ACME.vault.azure.net/keys/BYOK-Root/{V}"),
+            format!("https://acme.vault.azure.net/keys/byok-root/{upper}"),
+        ] {
+            let a = ok(json!({ "kid": kid, "value": "AAAA" }));
+            let copy = parse_wrap(&key(), WrapAlg::RsaOaep256, &a).expect(&kid);
+            assert_eq!(split_copy(&copy).unwrap().1, V, "{kid}");
+        }
         // A kid of another key, vault or cloud is refused.
         for kid in [
             format!("https://acme.vault.azure.net/keys/other/{V}"),

@@ -220,18 +220,16 @@ impl KeyUrl {
         }
         let version = match parts.next() {
             None => None,
-            Some(v)
-                if v.len() == 32
-                    && v.bytes()
-                        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) =>
-            {
-                Some(v.to_string())
+            // Identifiers compare as case-insensitive strings (Key Vault's rule): a version in
+            // upper case is the same version, kept in lower case as the vault writes it.
+            Some(v) if v.len() == 32 && v.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                Some(v.to_ascii_lowercase())
             }
             Some(v) => {
                 return Err(err(
                     "version",
                     v,
-                    "32 lower-case hexadecimal digits, or no version (the key's current one)",
+                    "32 hexadecimal digits, or no version (the key's current one)",
                 ));
             }
         };
@@ -314,6 +312,12 @@ mod tests {
         );
         let c = KeyUrl::parse("https://acme.vault.azure.cn/keys/root").unwrap();
         assert_eq!(c.cloud, Cloud::China);
+        // A version in upper case is the same version, kept as the vault writes it.
+        let upper = format!(
+            "https://acme.vault.azure.net/keys/root/{}",
+            V.to_ascii_uppercase()
+        );
+        assert_eq!(KeyUrl::parse(&upper).unwrap().version(), Some(V));
         // Round trip.
         for k in [k, h, c] {
             assert_eq!(KeyUrl::parse(&k.key_id()).unwrap(), k);
@@ -347,7 +351,7 @@ mod tests {
             ("https://acme.vault.azure.net/keys//wrapkey", "key name"),
             ("https://acme.vault.azure.net/keys/k/123", "version"),
             (
-                "https://acme.vault.azure.net/keys/k/0123456789ABCDEF0123456789ABCDEF",
+                "https://acme.vault.azure.net/keys/k/0123456789abcdef0123456789abcdeg",
                 "version",
             ),
             (
