@@ -134,9 +134,15 @@ pub fn grant(
         role_policy: role.map(|_| role_policy(key, org)),
         trust_policy: role.map(|r| match trust {
             RoleTrust::ExternalId => trust_policy_external_id(vendor, external_id),
-            // The role's own account holds the IAM OIDC provider for byok's issuer.
+            // The role's own account holds the IAM OIDC provider for byok's issuer, in the
+            // role's partition (GovCloud and China name theirs `aws-us-gov`, `aws-cn`).
             RoleTrust::Oidc => {
-                trust_policy_oidc(vendor, r.split(':').nth(4).unwrap_or_default(), org)
+                let parts: Vec<&str> = r.split(':').collect();
+                let (partition, account) = (
+                    parts.get(1).copied().unwrap_or("aws"),
+                    parts.get(4).copied().unwrap_or_default(),
+                );
+                trust_policy_oidc(vendor, partition, account, org)
             }
         }),
     }
@@ -150,9 +156,14 @@ pub fn oidc_subject(org: &str) -> String {
 /// The trust policy of a customer role that byok assumes with `AssumeRoleWithWebIdentity`,
 /// using its own OIDC token: trusts the customer's IAM OIDC provider for byok's issuer, for
 /// this org's subject and the STS audience only.
-pub fn trust_policy_oidc(vendor: &VendorConfig, customer_account: &str, org: &str) -> Value {
+pub fn trust_policy_oidc(
+    vendor: &VendorConfig,
+    partition: &str,
+    customer_account: &str,
+    org: &str,
+) -> Value {
     let issuer = vendor.issuer_host_path.trim_end_matches('/');
-    let provider = format!("arn:aws:iam::{customer_account}:oidc-provider/{issuer}");
+    let provider = format!("arn:{partition}:iam::{customer_account}:oidc-provider/{issuer}");
     let mut cond = serde_json::Map::new();
     cond.insert(format!("{issuer}:aud"), json!("sts.amazonaws.com"));
     cond.insert(format!("{issuer}:sub"), json!(oidc_subject(org)));
@@ -309,11 +320,28 @@ mod tests {
             t["Statement"][0]["Principal"]["AWS"],
             "arn:aws:iam::111122223333:role/byok"
         );
-        let o = trust_policy_oidc(&vendor(), "444455556666", "o1");
+        let o = trust_policy_oidc(&vendor(), "aws", "444455556666", "o1");
         let s = &o["Statement"][0];
         assert_eq!(
             s["Principal"]["Federated"],
             "arn:aws:iam::444455556666:oidc-provider/byok.vendor.example"
+        );
+        // A role in GovCloud trusts a provider in GovCloud: the partition is the role's.
+        let key = KeyArn::parse(
+            "arn:aws-us-gov:kms:us-gov-west-1:444455556666:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+        )
+        .unwrap();
+        let g = grant(
+            &key,
+            Some("arn:aws-us-gov:iam::444455556666:role/byok-access"),
+            RoleTrust::Oidc,
+            &vendor(),
+            "ext",
+            "o1",
+        );
+        assert_eq!(
+            g.trust_policy.unwrap()["Statement"][0]["Principal"]["Federated"],
+            "arn:aws-us-gov:iam::444455556666:oidc-provider/byok.vendor.example"
         );
         assert_eq!(
             s["Condition"]["StringEquals"]["byok.vendor.example:sub"],
