@@ -289,6 +289,10 @@ impl Service {
         };
         let now = u64::try_from(store::now_ms()).unwrap_or(0);
         let mut w = self.store.write().await?;
+        // An operator's replacement, as every change asked for: a token revoked while it waited
+        // (or on another replica, still in this one's memory) replaces nothing. The periodic
+        // refresh has no actor.
+        Self::actor_still_in_force(&mut w).await?;
         keys::lock_schedule(&mut w.tx).await?;
         let mut stored = self.opened_keys(keys::keys(&mut w.tx).await?)?;
         let plan = decide(
@@ -655,6 +659,37 @@ mod tests {
             none.replace_issuer_keys().await,
             Err(ServiceError::NotConfigured(_))
         ));
+    }
+
+    /// An operator token revoked before its replacement reached the writer (here, or on another
+    /// replica whose revoke this one's memory has not seen) replaces no key: the replacement
+    /// checks the token in storage, in its own transaction, as every change does.
+    #[tokio::test]
+    async fn a_revoked_operator_token_replaces_no_issuer_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::open_dir(dir.path()).await.unwrap();
+        let s = service(&db, 7);
+        s.refresh_issuer().await.unwrap();
+        let before = kids(&s.issuer_jwks().unwrap());
+        let operator = s.bootstrap_operator().await.unwrap().expect("an operator");
+        let op = s.authenticate(&operator).await.unwrap().unwrap();
+        s.revoke_token(None, op.grant.id).await.unwrap();
+        let replaced = crate::store::audit::with_actor_slot(async {
+            crate::store::audit::set_actor(op.grant.clone());
+            s.replace_issuer_keys().await
+        })
+        .await;
+        assert!(
+            matches!(replaced, Err(ServiceError::Unauthenticated(_))),
+            "{:?}",
+            replaced.map(drop)
+        );
+        s.refresh_issuer().await.unwrap();
+        assert_eq!(
+            kids(&s.issuer_jwks().unwrap()),
+            before,
+            "a key was replaced"
+        );
     }
 
     /// Two replicas starting at once on an empty PostgreSQL database make one key between them,
