@@ -293,7 +293,7 @@ pub async fn rotate_operator(
     caller: Caller,
 ) -> Result<(StatusCode, SecretJson<TokenCreated>), ApiError> {
     operator(&caller)?;
-    let (id, token) = s.service.rotate_operator(caller.auth.hash).await?;
+    let (id, token, expires_at) = s.service.rotate_operator(&caller.auth).await?;
     Ok((
         StatusCode::CREATED,
         SecretJson::new(
@@ -301,7 +301,7 @@ pub async fn rotate_operator(
                 token,
                 id: id.to_string(),
                 role: Role::Operator,
-                expires_at: None,
+                expires_at,
             },
             256,
         ),

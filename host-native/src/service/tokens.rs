@@ -397,15 +397,19 @@ impl Service {
         Ok(store::org_rows::claimed_at(self.store.pool(), org).await?)
     }
 
-    /// Replaces the operator token `current` (by hash) with a new one, in one transaction:
-    /// returns the new id and token (shown once); the old one stops working at once.
-    pub async fn rotate_operator(&self, current: [u8; 32]) -> Result<(TokenId, Zeroizing<String>)> {
-        // The caller was just authenticated: its grant is in memory.
-        let row = self
-            .grants
-            .get(&current)
+    /// Replaces the calling operator token `who` with a new one, in one transaction: returns
+    /// the new id, token (shown once) and expiry (the old one's); the old one stops working at
+    /// once.
+    pub async fn rotate_operator(
+        &self,
+        who: &Authenticated,
+    ) -> Result<(TokenId, Zeroizing<String>, Option<i64>)> {
+        // The grant as authenticated, not looked up again in memory: a grant read around a
+        // forget, or after the cache was cleared, is served without being cached.
+        let row = Some(who.grant.clone())
             .filter(|g| g.role == Role::Operator)
             .ok_or_else(|| ServiceError::NotFound("the calling operator token".into()))?;
+        let current = who.hash;
         let mut w = self.store.write().await?;
         // Checked in storage, not only in memory: a token revoked on another replica (or while
         // this call waited for the writer) must not mint its own successor.
@@ -427,7 +431,7 @@ impl Service {
         let _forget = ForgetGrant(self, &current);
         w.commit().await?;
         tracing::info!(old = %row.id, new = %created.0, "operator token rotated");
-        Ok(created)
+        Ok((created.0, created.1, row.expires_at))
     }
 
     pub(super) fn forget_grant(&self, hash: &[u8]) {
@@ -590,7 +594,7 @@ mod tests {
         let grant = op.grant.clone();
         let rotated = audit::with_actor_slot(async move {
             audit::set_actor(grant);
-            r.here.rotate_operator(tokens::token_hash(&operator)).await
+            r.here.rotate_operator(&op).await
         })
         .await;
         assert!(
@@ -598,6 +602,39 @@ mod tests {
             "{:?}",
             rotated.map(drop)
         );
+    }
+
+    /// An operator token rotates whether or not its grant is still in this replica's memory
+    /// (a grant read around a forget, or after the cache was cleared, is served uncached): the
+    /// rotation uses the grant it was authenticated with. The old token stops, the new one
+    /// works, with the old one's expiry.
+    #[tokio::test]
+    async fn an_operator_token_rotates_with_its_grant_out_of_memory() {
+        let r = TwoReplicas::new().await;
+        let operator = r
+            .here
+            .bootstrap_operator()
+            .await
+            .unwrap()
+            .expect("an operator");
+        let op = r.here.authenticate(&operator).await.unwrap().unwrap();
+        r.here.forget_grant(&op.hash);
+        let grant = op.grant.clone();
+        let (_, new, expires) = audit::with_actor_slot(async {
+            audit::set_actor(grant);
+            r.here.rotate_operator(&op).await
+        })
+        .await
+        .expect("rotated");
+        assert_eq!(expires, None);
+        assert!(r.here.authenticate(&operator).await.unwrap().is_none());
+        let fresh = r
+            .here
+            .authenticate(&new)
+            .await
+            .unwrap()
+            .expect("the new token");
+        assert_eq!(fresh.grant.role, Role::Operator);
     }
 
     /// Held here and reloaded first (a key health check, a job step, an admin change: each
