@@ -510,11 +510,13 @@ async fn stored_data_keys_are_never_lost_to_a_retire_or_revoke_race() {
     let team = f.scope(&f.o.id, "team").await;
     let child = f.scope(&team, "child").await;
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let revoked = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     // Creators store keys in the team (retired under them) and in the child (revoked under
     // them), as fast as they can.
     let mut creators = Vec::new();
     for i in 0..4 {
         let (api, o, stop) = (Api::new(&f.ts.url), f.o.clone(), stop.clone());
+        let revoked = revoked.clone();
         let scope = if i % 2 == 0 {
             team.clone()
         } else {
@@ -524,7 +526,14 @@ async fn stored_data_keys_are_never_lost_to_a_retire_or_revoke_race() {
             let mut made = Vec::new();
             let path = o.scope_path(&scope, "datakeys");
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                // Sent after the revoke's answer: nothing may be stored in the child (its
+                // rows are no longer deleted by the revoke itself, but swept after it).
+                let after = revoked.load(std::sync::atomic::Ordering::SeqCst);
                 let (st, v) = api.post(&path, &o.service, &json!({ "count": 20 })).await;
+                assert!(
+                    !(after && st == 201 && i % 2 == 1),
+                    "keys stored in the child after its revoke: {v}"
+                );
                 match st {
                     201 => made.extend(
                         v["keys"]
@@ -550,6 +559,7 @@ async fn stored_data_keys_are_never_lost_to_a_retire_or_revoke_race() {
         if v == 6 {
             let confirm = json!({ "confirm": child });
             assert_status(&f.act(&child, "revoke", confirm).await, 200);
+            revoked.store(true, std::sync::atomic::Ordering::SeqCst);
         }
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);

@@ -103,6 +103,14 @@ mod tests {
             "{read:?}"
         );
         assert_eq!(s.delete_stored_keys(org, &ids).await.unwrap(), 0);
+        // Nor does a retirement batch read them (on a replica that has not heard of the revoke,
+        // it would otherwise unwrap them before its version check drops the batch).
+        assert!(
+            data_keys::under(db.pool(), org, team, 1, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
         assert_eq!(data_keys::stored(db.pool(), org).await.unwrap(), 9);
         let turn = s.job_turn(org).await.unwrap().expect("the turn");
         s.sweep_turn(org, &turn, 3).await.unwrap();

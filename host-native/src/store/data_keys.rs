@@ -127,7 +127,9 @@ pub async fn get_many(pool: &AnyPool, org: ScopeId, ids: &[String]) -> Result<Ve
     q.fetch_all(pool).await?.iter().map(row).collect()
 }
 
-/// Up to `limit` data keys of `scope` still under `version`.
+/// Up to `limit` data keys of `scope` still under `version`, while that version is stored: a
+/// retirement batch on a replica that has not heard of a revoke yet reads none of the revoked
+/// scope's rows (left to the sweep), so it unwraps none of them.
 pub async fn under(
     pool: &AnyPool,
     org: ScopeId,
@@ -135,7 +137,7 @@ pub async fn under(
     version: u32,
     limit: i64,
 ) -> Result<Vec<DataKeyRow>> {
-    sqlx::query("SELECT id, scope_id, version, wrapped FROM data_keys WHERE org_id = $1 AND scope_id = $2 AND version = $3 LIMIT $4")
+    sqlx::query(&format!("SELECT id, scope_id, version, wrapped FROM data_keys WHERE org_id = $1 AND scope_id = $2 AND version = $3 AND {KEY_STORED} LIMIT $4"))
         .bind(org.to_string())
         .bind(scope.to_string())
         .bind(i64::from(version))

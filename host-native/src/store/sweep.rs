@@ -86,6 +86,8 @@ pub async fn batch(
     n: u64,
     at: i64,
 ) -> Result<Swept> {
+    // At least one a batch: a batch of none would never end the scope.
+    let n = n.max(1);
     super::org_rows::lock(tx, org).await?;
     let (org_id, scope_id) = (org.to_string(), scope.to_string());
     let before: Option<i64> =
@@ -113,7 +115,17 @@ pub async fn batch(
     .rows_affected();
     super::data_keys::uncount(tx, &org_id, deleted).await?;
     let swept = u64::try_from(before).unwrap_or(0).saturating_add(deleted);
-    if deleted == n {
+    // Fewer than asked means none left: every deleter of these rows holds the org's row, and
+    // none is inserted into a listed scope. Checked anyway, so that a row left by anything
+    // else keeps the scope listed rather than counted for ever.
+    let left = deleted < n
+        && sqlx::query("SELECT 1 FROM data_keys WHERE org_id = $1 AND scope_id = $2 LIMIT 1")
+            .bind(&org_id)
+            .bind(&scope_id)
+            .fetch_optional(&mut **tx)
+            .await?
+            .is_some();
+    if deleted == n || left {
         sqlx::query("UPDATE data_key_sweeps SET swept = $3 WHERE org_id = $1 AND scope_id = $2")
             .bind(&org_id)
             .bind(&scope_id)
