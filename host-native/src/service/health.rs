@@ -585,7 +585,8 @@ mod tests {
                 svc.record_health(&cell, org, 1, "ok".into(), None).await
             }
         });
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        // Queued on a row the denial holds (the org's now; the key's row taken first before).
+        crate::store::test_wait_for_lock_waiter(other.pool()).await;
         sqlx::query("UPDATE cmk_keys SET health = 'access_denied' WHERE org_id = $1 AND n = 1")
             .bind(org.to_string())
             .execute(&mut *denial)

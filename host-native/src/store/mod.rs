@@ -611,6 +611,31 @@ pub(crate) async fn test_postgres() -> Option<Database> {
     Some(Database::open(&url).await.expect("migrated"))
 }
 
+/// Waits until some session of `pool`'s PostgreSQL database waits for a row lock (up to 10 s):
+/// a test that holds a row and then takes another knows the call it started is queued on the
+/// first, not merely started.
+#[cfg(test)]
+pub(crate) async fn test_wait_for_lock_waiter(pool: &AnyPool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM pg_stat_activity \
+             WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(pool)
+        .await
+        .expect("pg_stat_activity");
+        if n > 0 {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no session waits for a lock"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::future::Future;
