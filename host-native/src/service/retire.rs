@@ -518,7 +518,7 @@ mod tests {
     use std::collections::BTreeMap;
     use std::time::Duration;
 
-    use byok_core::KeyId;
+    use byok_core::{KeyId, ScopeId};
 
     use crate::service::{Extra, ServiceError, test_caller, test_service, test_team};
     use crate::store::Database;
@@ -611,15 +611,18 @@ mod tests {
         );
     }
 
-    /// A pause that commits while a retirement's batch works (the batch checked the scope, then
-    /// unwrapped and rewrapped its keys and waited for the writer, which the pause took first)
-    /// stops it: the batch does not use or store anything after the pause, and the job waits.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_pause_committed_during_a_retirement_batch_stops_it() {
-        use crate::store::data_keys;
-        // On disk: the batch reads its rows while the writer is held.
-        let dir = tempfile::tempdir().unwrap();
-        let db = Database::open_dir(dir.path()).await.unwrap();
+    /// A service on disk in `dir` whose org's team keeps two stored keys under version 1,
+    /// rotated to 2, with the retirement of 1 started and both versions cached (a batch needs
+    /// no KMS, only the writer for its commit): the service, org, team and the job's row.
+    async fn retiring_two_keys(
+        dir: &std::path::Path,
+    ) -> (
+        std::sync::Arc<crate::service::Service>,
+        ScopeId,
+        ScopeId,
+        RetireJob,
+    ) {
+        let db = Database::open_dir(dir).await.unwrap();
         let s = std::sync::Arc::new(test_service(&db, 3));
         let (org, team) = test_team(&s, None).await;
         let who = test_caller(&s, org).await;
@@ -628,30 +631,52 @@ mod tests {
         s.retire(org, team, 1).await.unwrap();
         let cell = s.org(org).await.unwrap();
         for v in [1, 2] {
-            // Cached: the batch then needs the writer only for its commit.
             s.scope_key(&cell, KeyId::new(team, v)).await.unwrap();
         }
-        let job = data_keys::job(s.store().pool(), org)
+        let job = crate::store::data_keys::job(s.store().pool(), org)
             .await
             .unwrap()
             .unwrap();
+        (s, org, team, job)
+    }
+
+    /// Runs a batch of `job` while `change` (spawned, queued behind `held`: the writer or the
+    /// org's gate) waits: checks that it does wait, lets it go 100 ms into the batch, and
+    /// returns what the batch moved once the change is done.
+    async fn batch_while_queued<G>(
+        (s, org): (&crate::service::Service, ScopeId),
+        job: &RetireJob,
+        turn: &crate::service::job_leases::JobTurn<'_>,
+        change: tokio::task::JoinHandle<crate::service::Result<crate::service::ScopeView>>,
+        held: G,
+    ) -> Option<u64> {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(!change.is_finished(), "the change did not wait");
+        let (moved, ()) = tokio::join!(s.move_data_keys(org, job, turn), async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            drop(held);
+        });
+        change.await.unwrap().unwrap();
+        moved.unwrap()
+    }
+
+    /// A pause that commits while a retirement's batch works (the batch checked the scope, then
+    /// unwrapped and rewrapped its keys and waited for the writer, which the pause took first)
+    /// stops it: the batch does not use or store anything after the pause, and the job waits.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_pause_committed_during_a_retirement_batch_stops_it() {
+        use crate::store::data_keys;
+        // On disk: the batch reads its rows while the writer is held.
+        let dir = tempfile::tempdir().unwrap();
+        let (s, org, team, job) = retiring_two_keys(dir.path()).await;
         let turn = s.job_turn(org).await.unwrap().expect("the job's turn");
         let writer = s.store().write().await.unwrap();
         let pause = tokio::spawn({
             let s = s.clone();
             async move { s.pause(org, team).await }
         });
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        assert!(
-            !pause.is_finished(),
-            "the pause did not wait for the writer"
-        );
-        let (moved, ()) = tokio::join!(s.move_data_keys(org, &job, &turn), async {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            drop(writer);
-        });
-        pause.await.unwrap().unwrap();
-        assert_eq!(moved.unwrap(), None, "the batch did not stop at the pause");
+        let moved = batch_while_queued((&s, org), &job, &turn, pause, writer).await;
+        assert_eq!(moved, None, "the batch did not stop at the pause");
         let left = data_keys::under(s.store().pool(), org, team, 1, 10)
             .await
             .unwrap();
@@ -670,42 +695,18 @@ mod tests {
     /// for the sweep under the version they had.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_revoke_published_while_a_retirement_batch_waits_stops_it() {
-        use crate::store::data_keys;
         // On disk: the batch reads its rows while the revoke waits with the writer free.
         let dir = tempfile::tempdir().unwrap();
-        let db = Database::open_dir(dir.path()).await.unwrap();
-        let s = std::sync::Arc::new(test_service(&db, 3));
-        let (org, team) = test_team(&s, None).await;
-        let who = test_caller(&s, org).await;
-        s.create_stored_keys(&who, org, team, 2).await.unwrap();
-        s.rotate(org, team).await.unwrap();
-        s.retire(org, team, 1).await.unwrap();
-        let cell = s.org(org).await.unwrap();
-        for v in [1, 2] {
-            // Cached: the batch needs no KMS, and reaches the gate at once.
-            s.scope_key(&cell, KeyId::new(team, v)).await.unwrap();
-        }
-        let job = data_keys::job(s.store().pool(), org)
-            .await
-            .unwrap()
-            .unwrap();
+        let (s, org, team, job) = retiring_two_keys(dir.path()).await;
         let turn = s.job_turn(org).await.unwrap().expect("the job's turn");
+        let cell = s.org(org).await.unwrap();
         let call = cell.gate.read().await;
         let revoke = tokio::spawn({
             let s = s.clone();
             async move { s.revoke(org, team, &team.to_string()).await }
         });
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        assert!(
-            !revoke.is_finished(),
-            "the revoke did not wait for the gate"
-        );
-        let (moved, ()) = tokio::join!(s.move_data_keys(org, &job, &turn), async {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            drop(call);
-        });
-        revoke.await.unwrap().unwrap();
-        assert_eq!(moved.unwrap(), None, "the batch went on after the revoke");
+        let moved = batch_while_queued((&s, org), &job, &turn, revoke, call).await;
+        assert_eq!(moved, None, "the batch went on after the revoke");
         let left: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM data_keys WHERE org_id = $1 AND scope_id = $2 AND version = 1",
         )

@@ -119,36 +119,21 @@ mod tests {
         assert_eq!(rows(db, org, kept).await, 2);
         assert_eq!(data_keys::stored(db.pool(), org).await.unwrap(), 2);
         assert!(sweep::waiting(db.pool(), org).await.unwrap().is_empty());
-        let swept: Vec<String> = sqlx::query_scalar(
-            "SELECT event FROM audit WHERE org_id = $1 AND event LIKE '%data_keys_swept%'",
-        )
-        .bind(org.to_string())
-        .fetch_all(db.pool())
-        .await
-        .unwrap();
-        let swept: Vec<serde_json::Value> = swept
-            .iter()
-            .map(|e| serde_json::from_str(e).unwrap())
-            .collect();
         assert_eq!(
-            swept,
+            sweep::test_swept(db, org).await,
             [
                 serde_json::json!({ "type": "data_keys_swept", "scope": team.to_string(), "count": 7 })
             ]
         );
     }
 
+    /// On SQLite, and on PostgreSQL when the tests have one.
     #[tokio::test]
-    async fn a_revoke_leaves_its_keys_to_the_sweep_in_sqlite() {
+    async fn a_revoke_leaves_its_keys_to_the_sweep_on_either_engine() {
         let db = Database::open("sqlite::memory:").await.unwrap();
         a_revoke_leaves_its_keys_to_the_sweep(&db).await;
-    }
-
-    #[tokio::test]
-    async fn a_revoke_leaves_its_keys_to_the_sweep_in_postgres() {
-        let Some(db) = crate::store::test_postgres().await else {
-            return;
-        };
-        a_revoke_leaves_its_keys_to_the_sweep(&db).await;
+        if let Some(db) = crate::store::test_postgres().await {
+            a_revoke_leaves_its_keys_to_the_sweep(&db).await;
+        }
     }
 }

@@ -144,6 +144,21 @@ pub async fn batch(
     Ok(Swept::Done(swept))
 }
 
+/// The org's `data_keys_swept` events, in log order.
+#[cfg(test)]
+pub(crate) async fn test_swept(db: &super::Database, org: ScopeId) -> Vec<serde_json::Value> {
+    let rows: Vec<String> =
+        sqlx::query_scalar("SELECT event FROM audit WHERE org_id = $1 ORDER BY seq")
+            .bind(org.to_string())
+            .fetch_all(db.pool())
+            .await
+            .expect("the log");
+    rows.iter()
+        .map(|e| serde_json::from_str::<serde_json::Value>(e).expect("an event"))
+        .filter(|e| e["type"] == "data_keys_swept")
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -238,12 +253,9 @@ mod tests {
             .fetch_all(db.pool())
             .await
             .unwrap();
-        let logged: Vec<serde_json::Value> = logged
-            .iter()
-            .map(|e| serde_json::from_str(e).unwrap())
-            .collect();
+        assert_eq!(logged.len(), 1, "one row for the scope: {logged:?}");
         assert_eq!(
-            logged,
+            test_swept(db, a).await,
             [json!({ "type": "data_keys_swept", "scope": gone.to_string(), "count": 5 })]
         );
     }
