@@ -224,3 +224,96 @@ async fn a_token_file_is_read_when_private_and_is_the_only_source() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `byok encrypt -o FILE` (a fresh temporary directory) against `server`: its output and the
+/// files left in the directory.
+async fn encrypt_to_file(server: String) -> (Output, Vec<String>) {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("x.enc");
+    let out = tokio::task::spawn_blocking({
+        let target = target.clone();
+        move || {
+            let mut child = Command::new(binary())
+                .env("BYOK_SERVER", server)
+                .env("BYOK_TOKEN", "byok_secret_token")
+                .args(["encrypt", "--org", ORG, "--scope", ORG, "-o"])
+                .arg(&target)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(b"the plaintext")
+                .unwrap();
+            child.wait_with_output().unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    let left = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    (out, left)
+}
+
+/// A success the CLI cannot use is a failure (exit 3), and no output file is left: an answer
+/// cut short after its headers (the client's deadline reached mid-body, a reset), a proxy's
+/// HTML page answered 200, an empty 200, and JSON without a ciphertext. Before, each wrote an
+/// empty line to the output and exited 0 (a script would then shred the input; a claimed
+/// token was lost with exit 0).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_success_that_is_not_byoks_answer_is_a_failure() {
+    let answers: [&'static str; 4] = [
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 400\r\n\r\n{\"ciphertext\":\"byok:v1:",
+        "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 13\r\n\r\n<html></html>",
+        "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}",
+    ];
+    for answer in answers {
+        let (server, _) = listener(answer).await;
+        let (out, left) = encrypt_to_file(format!("http://{server}")).await;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{answer:?}: {stderr}");
+        assert!(
+            stderr.contains("cut short") || stderr.contains("not byok's"),
+            "{answer:?}: {stderr}"
+        );
+        assert!(left.is_empty(), "{answer:?} left {left:?}");
+    }
+}
+
+/// A reader that goes away ends byok quietly (exit 0), as ripgrep does: `println!` panicked
+/// (exit 101) on a closed standard output.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_standard_output_ends_the_cli_quietly() {
+    let (server, _) = listener(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n[]",
+    )
+    .await;
+    let out = tokio::task::spawn_blocking(move || {
+        // The read end is closed before byok writes: its write fails with EPIPE.
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        Command::new(binary())
+            .env("BYOK_SERVER", format!("http://{server}"))
+            .env("BYOK_TOKEN", "byok_secret_token")
+            .args(["token", "list", "--org", ORG])
+            .stdout(writer)
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -323,6 +323,58 @@ async fn a_deleted_stored_key_never_opens_again_and_frees_its_room() {
     assert_error(&o.get_datakeys(&ts, &ids[2..]).await, 404, "not_found");
 }
 
+/// The CLI's commands that print secrets (they print from the answer's own bytes, wiped when
+/// dropped) print what the API gives: a new token that works, a data key and its wrapped form,
+/// stored keys that `datakey get` gives back the same, a lease of the scope.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_prints_the_secrets_it_is_asked_for() {
+    let ts = TestServer::start("cli-secrets");
+    let o = ts.org(OrgSettings::named("acme")).await;
+    let team = o.scope(&ts, &o.id, "team").await;
+    let run = |token: &str, args: &[&str]| {
+        let out = cli_ok(args, &[("BYOK_SERVER", &ts.url), ("BYOK_TOKEN", token)]);
+        String::from_utf8(out).unwrap()
+    };
+    // A service token made by the CLI (human output: its last word is the token) works.
+    let made = run(
+        &o.admin,
+        &[
+            "token", "create", "--org", &o.id, "--role", "service", "--name", "cli",
+        ],
+    );
+    assert!(made.starts_with("service token "), "{made}");
+    let service = made.split_whitespace().last().unwrap().to_owned();
+    let key = run(
+        &service,
+        &["datakey", "new", "--org", &o.id, "--scope", &team],
+    );
+    let lines: Vec<&str> = key.lines().collect();
+    assert!(
+        lines.len() == 2 && lines[0].starts_with("key ") && lines[1].starts_with("wrapped "),
+        "{key}"
+    );
+    let created = run(
+        &service,
+        &[
+            "datakey", "create", "--org", &o.id, "--scope", &team, "--count", "2", "--json",
+        ],
+    );
+    let created: Value = serde_json::from_str(&created).unwrap();
+    let first = &created["keys"][0];
+    let got = run(
+        &service,
+        &["datakey", "get", "--org", &o.id, &s(first, "id")],
+    );
+    assert_eq!(
+        got.trim(),
+        format!("{}  {}  v1", s(first, "id"), s(first, "key")),
+        "{got}"
+    );
+    let lease = run(&service, &["scope", "lease", "--org", &o.id, &team]);
+    let lease: Value = serde_json::from_str(&lease).unwrap();
+    assert_eq!(s(&lease, "scope"), team, "{lease}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_audit_log_records_the_trees_history_and_no_token_reaches_the_log() {
     let t = Tree::new("tree-audit").await;

@@ -160,14 +160,14 @@ pub async fn audit(client: &Client, cmd: AuditCmd) -> Result<(), Failure> {
                 let rows = v.as_array().cloned().unwrap_or_default();
                 for r in &rows {
                     if client.json() {
-                        println!("{r}");
+                        super::output::line(r);
                     } else {
-                        println!(
+                        super::output::line(format!(
                             "{:>6}  {}  {}",
                             r.get("seq").and_then(Value::as_i64).unwrap_or(0),
                             r.get("at").and_then(Value::as_i64).unwrap_or(0),
                             r.get("event").map(Value::to_string).unwrap_or_default()
-                        );
+                        ));
                     }
                 }
                 let n = i64::try_from(rows.len()).unwrap_or(0);
@@ -192,7 +192,7 @@ pub async fn audit(client: &Client, cmd: AuditCmd) -> Result<(), Failure> {
         AuditCmd::Checkpoint {
             org: OrgArg { org },
         } => {
-            print!("{}", audit_log::fetch_checkpoint(client, &org).await?);
+            super::output::raw(&audit_log::fetch_checkpoint(client, &org).await?);
             Ok(())
         }
         AuditCmd::Prove {
@@ -268,19 +268,16 @@ async fn tail(
     follow: bool,
     interval_ms: u64,
 ) -> Result<(), Failure> {
-    use std::io::Write as _;
     loop {
         let v = client
             .get(&format!("/v1/orgs/{org}/audit?after={after}&limit=1000"))
             .await?;
         let rows = v.as_array().cloned().unwrap_or_default();
-        let mut out = std::io::stdout().lock();
         for r in &rows {
-            let _ = writeln!(out, "{r}");
+            // A reader gone ends the follow (`line`), instead of polling for ever.
+            super::output::line(r);
             after = r.get("seq").and_then(Value::as_i64).unwrap_or(after);
         }
-        let _ = out.flush();
-        drop(out);
         if rows.len() == 1000 {
             continue;
         }

@@ -115,7 +115,23 @@ impl Client {
     ) -> Result<Value, Failure> {
         let body = body.map(|b| reqwest::Body::from(b.to_string()));
         let bytes = self.call_bytes(method, path, body).await?;
-        Ok(serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+        if bytes.is_empty() {
+            // `202` or `204` (checked in `call_bytes`): nothing to say.
+            return Ok(Value::Null);
+        }
+        serde_json::from_slice(&bytes).map_err(|_| self.unusable(path))
+    }
+
+    /// A success whose body is not what byok answers (an ingress's HTML page, a proxy's own
+    /// text): never taken for an empty answer, which would print nothing and exit 0.
+    pub fn unusable(&self, path: &str) -> Failure {
+        Failure::new(
+            3,
+            format!(
+                "{} answered {path} with a body that is not byok's: is --server byok itself?",
+                self.args.server
+            ),
+        )
     }
 
     async fn call_bytes(
@@ -157,8 +173,28 @@ impl Client {
                 ),
             ));
         }
-        let bytes = resp.bytes().await.unwrap_or_default();
+        let bytes = match resp.bytes().await {
+            Ok(b) => b,
+            // A success cut short (the timeout reached mid-body, a reset) is no success: the
+            // change may have been made, but its answer (a new token, a ciphertext) is lost.
+            Err(e) if status.is_success() => {
+                return Err(Failure::new(
+                    3,
+                    format!(
+                        "{} answered {} but its answer was cut short ({e}); the request may have taken effect: check before retrying",
+                        self.args.server,
+                        status.as_u16()
+                    ),
+                ));
+            }
+            Err(_) => bytes::Bytes::new(),
+        };
         if status.is_success() {
+            // byok answers every 200 and 201 with JSON; only 202 (a job started) and 204 (a
+            // change with nothing to say) come empty. An empty 200 is someone else's.
+            if bytes.is_empty() && !matches!(status.as_u16(), 202 | 204) {
+                return Err(self.unusable(path));
+            }
             // Wiped when dropped (an answer may hold keys: a lease, a data key); the
             // conversion takes the buffer over without a copy when reqwest made it in one piece.
             return Ok(Zeroizing::new(Vec::from(bytes)));

@@ -116,8 +116,15 @@ pub async fn encrypt(client: &Client, org: &str, scope: &str, io: &Io) -> Result
     let v = client
         .post_secret(&format!("/v1/orgs/{org}/scopes/{scope}/encrypt"), body)
         .await?;
-    let v: serde_json::Value = serde_json::from_slice(&v).unwrap_or(serde_json::Value::Null);
-    let mut out = s(&v, "ciphertext").to_owned();
+    // Only a ciphertext is written: an answer without one must not leave an empty file and
+    // exit 0 (a script would then shred the input).
+    let path = format!("/v1/orgs/{org}/scopes/{scope}/encrypt");
+    let v: serde_json::Value = serde_json::from_slice(&v).map_err(|_| client.unusable(&path))?;
+    let ciphertext = s(&v, "ciphertext");
+    if !ciphertext.starts_with(byok_core::format::armor::PREFIX) {
+        return Err(client.unusable(&path));
+    }
+    let mut out = ciphertext.to_owned();
     out.push('\n');
     write_output(io, out.as_bytes())
 }

@@ -1,9 +1,11 @@
 //! `byok datakey`: fresh data keys, and data keys byok stores (service token).
 
-use serde_json::{Value, json};
+use std::borrow::Cow;
+
+use serde_json::json;
 
 use super::data::parse_context;
-use super::output::{print, s};
+use super::output::{print, print_secret};
 use super::{Client, Failure, OrgArg, ScopeFlag};
 
 /// Data key commands (service token).
@@ -54,68 +56,84 @@ pub enum DataKeyCmd {
     },
 }
 
-/// Runs a data key command.
+/// A data key made for the product: `datakey`'s answer, read in place.
+#[derive(serde::Deserialize)]
+struct NewKey<'a> {
+    #[serde(borrow)]
+    key: Cow<'a, str>,
+    #[serde(borrow)]
+    wrapped: Cow<'a, str>,
+}
+
+/// Stored data keys: `datakeys` and `datakeys/get`'s answer, read in place.
+#[derive(serde::Deserialize)]
+struct StoredKeys<'a> {
+    #[serde(borrow)]
+    keys: Vec<StoredKey<'a>>,
+}
+
+#[derive(serde::Deserialize)]
+struct StoredKey<'a> {
+    #[serde(borrow)]
+    id: Cow<'a, str>,
+    #[serde(borrow)]
+    key: Cow<'a, str>,
+    version: u32,
+}
+
+impl StoredKeys<'_> {
+    fn lines(&self) -> String {
+        self.keys
+            .iter()
+            .map(|k| format!("{}  {}  v{}", k.id, k.key, k.version))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+/// Runs a data key command. The keys are printed from the answer's own (wiped) bytes.
 pub async fn datakey(client: &Client, cmd: DataKeyCmd) -> Result<(), Failure> {
-    let v = match cmd {
+    match cmd {
         DataKeyCmd::New {
             org,
             scope,
             context,
         } => {
-            client
-                .post_to_scope(
-                    &org.org,
-                    &scope.scope,
-                    "datakey",
-                    json!({ "context": parse_context(&context)? }),
-                )
-                .await?
+            let body = json!({ "context": parse_context(&context)? });
+            let answer = client
+                .post_to_scope_secret(&org.org, &scope.scope, "datakey", body)
+                .await?;
+            print_secret(client, &answer, "datakey", |k: NewKey<'_>| {
+                format!("key {}\nwrapped {}", k.key, k.wrapped)
+            })
         }
         DataKeyCmd::Create { org, scope, count } => {
-            client
-                .post_to_scope(
-                    &org.org,
-                    &scope.scope,
-                    "datakeys",
-                    json!({ "count": count }),
-                )
-                .await?
+            let body = json!({ "count": count });
+            let answer = client
+                .post_to_scope_secret(&org.org, &scope.scope, "datakeys", body)
+                .await?;
+            print_secret(client, &answer, "datakeys", |k: StoredKeys<'_>| k.lines())
         }
         DataKeyCmd::Get {
             org: OrgArg { org },
             ids,
         } => {
-            client
-                .post(
-                    &format!("/v1/orgs/{org}/datakeys/get"),
-                    json!({ "ids": ids }),
-                )
-                .await?
+            let path = format!("/v1/orgs/{org}/datakeys/get");
+            let answer = client.post_to_secret(&path, json!({ "ids": ids })).await?;
+            print_secret(client, &answer, &path, |k: StoredKeys<'_>| k.lines())
         }
         DataKeyCmd::Delete {
             org: OrgArg { org },
             ids,
         } => {
-            client
+            let v = client
                 .post(
                     &format!("/v1/orgs/{org}/datakeys/delete"),
                     json!({ "ids": ids }),
                 )
-                .await?
+                .await?;
+            print(client, &v, |v| format!("deleted {}", &v["deleted"]));
+            Ok(())
         }
-    };
-    print(client, &v, |v| {
-        if let Some(n) = v.get("deleted") {
-            return format!("deleted {n}");
-        }
-        match v.get("keys").and_then(Value::as_array) {
-            Some(keys) => keys
-                .iter()
-                .map(|k| format!("{}  {}  v{}", s(k, "id"), s(k, "key"), k["version"]))
-                .collect::<Vec<_>>()
-                .join("\n"),
-            None => format!("key {}\nwrapped {}", s(v, "key"), s(v, "wrapped")),
-        }
-    });
-    Ok(())
+    }
 }

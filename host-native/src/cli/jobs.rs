@@ -56,12 +56,12 @@ pub async fn job(client: &Client, cmd: JobCmd) -> Result<(), Failure> {
                 if v.is_null() {
                     bar.finish_with_message("done");
                     if client.json() {
-                        println!("{}", json!({ "running": false }));
+                        super::output::line(json!({ "running": false }));
                     }
                     return Ok(());
                 }
                 if client.json() {
-                    println!("{v}");
+                    super::output::line(&v);
                 }
                 bar.set_length(v["total"].as_u64().unwrap_or(0));
                 bar.set_position(v["done"].as_u64().unwrap_or(0));

@@ -7,9 +7,55 @@ use super::Client;
 /// Prints `value` as JSON with `--json`, else the summary `human` makes of it.
 pub(super) fn print(client: &Client, value: &Value, human: impl FnOnce(&Value) -> String) {
     if client.json() {
-        println!("{value}");
+        line(value);
     } else {
-        println!("{}", human(value));
+        line(human(value));
+    }
+}
+
+/// Prints an answer holding secrets (a data key, a lease, a new token) without copying them
+/// into memory of ours that is freed unwiped, as a `serde_json::Value` and `format!` would:
+/// with `--json` the answer's own bytes (the caller's buffer, wiped when dropped); else
+/// `human`'s summary of it, read in place (`T` borrows its strings from those bytes) and wiped
+/// once written. An answer that is not what byok sends is an error, never an empty line.
+pub(super) fn print_secret<'a, T: serde::Deserialize<'a>>(
+    client: &Client,
+    answer: &'a [u8],
+    path: &str,
+    human: impl FnOnce(T) -> String,
+) -> Result<(), super::Failure> {
+    let text = std::str::from_utf8(answer).map_err(|_| client.unusable(path))?;
+    if client.json() {
+        raw(text.trim_end());
+        raw("\n");
+        return Ok(());
+    }
+    let parsed: T = serde_json::from_str(text).map_err(|_| client.unusable(path))?;
+    let shown = zeroize::Zeroizing::new(human(parsed));
+    raw(&shown);
+    raw("\n");
+    Ok(())
+}
+
+/// Writes one line to standard output. A reader that went away (`byok audit read | head -1`,
+/// `byok audit tail --follow | grep -m1 revoke`) ends byok quietly with exit 0, as ripgrep
+/// does: no one is left to read, and `println!` would panic (exit 101) or a follow loop poll
+/// the server for ever. Any other write error ends it with exit 2, as a file output's does.
+/// Called where nothing is held that must be cleaned up (no output file is open).
+pub(super) fn line(text: impl std::fmt::Display) {
+    raw(&format!("{text}\n"));
+}
+
+/// Writes `text` to standard output as it is (a signed checkpoint, byte for byte), as [`line`].
+pub(super) fn raw(text: &str) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: cannot write output: {e}");
+        std::process::exit(2);
     }
 }
 

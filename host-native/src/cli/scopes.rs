@@ -177,9 +177,9 @@ pub async fn scope(client: &Client, cmd: ScopeCmd) -> Result<(), Failure> {
                 .post_to_scope(&org, &scope, "retire", json!({ "version": version }))
                 .await?;
             if !client.json() {
-                println!(
+                super::output::line(format!(
                     "retiring v{version} of {scope}; follow it with: byok job watch --org {org}"
-                );
+                ));
             }
             return Ok(());
         }
@@ -187,10 +187,13 @@ pub async fn scope(client: &Client, cmd: ScopeCmd) -> Result<(), Failure> {
             org: OrgArg { org },
             scope: ScopeArg { scope },
         } => {
-            let v = client
-                .post_to_scope(&org, &scope, "lease", json!({}))
+            // The scope's keys: printed from the answer's own bytes, wiped when dropped.
+            let answer = client
+                .post_to_scope_secret(&org, &scope, "lease", json!({}))
                 .await?;
-            println!("{v}");
+            let text = std::str::from_utf8(&answer).map_err(|_| client.unusable("lease"))?;
+            super::output::raw(text.trim_end());
+            super::output::raw("\n");
             return Ok(());
         }
         ScopeCmd::Rotate {

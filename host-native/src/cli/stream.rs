@@ -67,11 +67,13 @@ pub(super) async fn encrypt(
 ) -> Result<(), Failure> {
     let scope_id =
         ScopeId::parse_hex(scope).ok_or_else(|| Failure::usage("--scope must be 32 hex digits"))?;
-    let source = Server { client, org };
-    let (mut lease, key) = HeldLease::take(&source, scope_id, None).await?;
     // The server's rules for a caller's context, so a stream made here opens there too.
     let ctx = Context::from_caller(parse_context(&io.context)?)
         .map_err(|e| Failure::usage(e.to_string()))?;
+    // The input first: a missing file takes no lease and leaves no header behind on stdout.
+    let mut reader = input(io)?;
+    let source = Server { client, org };
+    let (mut lease, key) = HeldLease::take(&source, scope_id, None).await?;
     let mut enc = StreamEncryptor::<byok_core::DefaultBackend>::new(
         &key,
         &ctx,
@@ -81,7 +83,6 @@ pub(super) async fn encrypt(
     .map_err(|e| failure(e.to_string()))?;
     let mut out = Sink::open(io, false)?;
     out.write(enc.header())?;
-    let mut reader = input(io)?;
     let mut sealed = Vec::with_capacity(1 << 17);
     pump(
         &mut reader,

@@ -1,8 +1,10 @@
 //! `byok token`: bearer tokens of an org, and the operator's.
 
+use std::borrow::Cow;
+
 use serde_json::{Value, json};
 
-use super::output::{print, s};
+use super::output::{print, print_secret, s};
 use super::{Client, Failure, OrgArg};
 
 /// Token commands.
@@ -54,14 +56,29 @@ pub enum TokenCmd {
     RotateOperator,
 }
 
+/// A new token as byok answers it (made, claimed or rotated), read in place from the answer's
+/// own bytes, which are wiped when dropped.
+#[derive(serde::Deserialize)]
+struct NewToken<'a> {
+    #[serde(borrow)]
+    token: Cow<'a, str>,
+    #[serde(borrow)]
+    id: Cow<'a, str>,
+    #[serde(borrow, default)]
+    role: Option<Cow<'a, str>>,
+    /// A claim's revoked tokens.
+    #[serde(default)]
+    revoked: Vec<serde::de::IgnoredAny>,
+}
+
 /// Runs a token command.
 pub async fn token(client: &Client, cmd: TokenCmd) -> Result<(), Failure> {
-    let created = |v: &Value| {
+    let created = |t: NewToken<'_>| {
         format!(
             "{} token {} (shown once, store it now): {}",
-            s(v, "role"),
-            s(v, "id"),
-            s(v, "token")
+            t.role.as_deref().unwrap_or("admin"),
+            t.id,
+            t.token
         )
     };
     let when = |t: &Value, k: &str| t[k].as_i64().map_or("never".into(), |x| x.to_string());
@@ -72,32 +89,27 @@ pub async fn token(client: &Client, cmd: TokenCmd) -> Result<(), Failure> {
             name,
             expires_in,
         } => {
-            let v = client
-                .post(
-                    &format!("/v1/orgs/{org}/tokens"),
-                    json!({ "role": role, "name": name, "expires_in_s": expires_in }),
-                )
-                .await?;
-            print(client, &v, created);
+            let path = format!("/v1/orgs/{org}/tokens");
+            let body = json!({ "role": role, "name": name, "expires_in_s": expires_in });
+            let answer = client.post_to_secret(&path, body).await?;
+            print_secret(client, &answer, &path, created)?;
         }
         TokenCmd::Claim {
             org: OrgArg { org },
             name,
         } => {
-            let v = client
-                .post(
-                    &format!("/v1/orgs/{org}/tokens/claim"),
-                    json!({ "name": name }),
-                )
+            let path = format!("/v1/orgs/{org}/tokens/claim");
+            let answer = client
+                .post_to_secret(&path, json!({ "name": name }))
                 .await?;
-            print(client, &v, |v| {
-                let revoked = v["revoked"].as_array().map_or(0, Vec::len);
+            print_secret(client, &answer, &path, |t: NewToken<'_>| {
                 format!(
-                    "org claimed: {revoked} admin token(s) revoked, yours included\nadmin token {} (shown once, store it now): {}",
-                    s(v, "id"),
-                    s(v, "token")
+                    "org claimed: {} admin token(s) revoked, yours included\nadmin token {} (shown once, store it now): {}",
+                    t.revoked.len(),
+                    t.id,
+                    t.token
                 )
-            });
+            })?;
         }
         TokenCmd::List { org } => {
             let path = org.map_or_else(|| "/v1/tokens".into(), |o| format!("/v1/orgs/{o}/tokens"));
@@ -131,8 +143,9 @@ pub async fn token(client: &Client, cmd: TokenCmd) -> Result<(), Failure> {
             print(client, &v, |_| format!("token {id} revoked"));
         }
         TokenCmd::RotateOperator => {
-            let v = client.post("/v1/tokens/rotate", json!({})).await?;
-            print(client, &v, created);
+            let path = "/v1/tokens/rotate";
+            let answer = client.post_to_secret(path, json!({})).await?;
+            print_secret(client, &answer, path, created)?;
         }
     }
     Ok(())
