@@ -82,6 +82,12 @@ fn classify(code: &str, message: &str, status: u16) -> KmsErrorKind {
         // Entra's own outage carries an AADSTS number too (`server_error`, 5xx): the status
         // decides, so that an outage is not taken for every org's withdrawal.
         // And Entra's throttling too (429, AADSTS50196 and kin): retried, never a denial.
+        // Except an assertion out of its time range (AADSTS700024 for a client assertion,
+        // AADSTS500133 for a federated one): byok stamps `iat`/`exp` from its own clock, so
+        // that is this server's clock, for every org at once, not a customer's withdrawal to
+        // record against their key; malformed, whose fix names the clock (as AWS's
+        // "Signature expired").
+        "AADSTS700024" | "AADSTS500133" => K::Malformed,
         c if c.starts_with("AADSTS") && status < 500 && status != 429 => K::AccessDenied,
         "invalid_client" | "invalid_grant" | "unauthorized_client" => K::AccessDenied,
         "BadParameter" if message.contains("decrypt") || message.contains("unwrap") => {
@@ -230,5 +236,14 @@ mod tests {
         );
         assert_eq!(parse_error(502, b"bad gateway").kind, K::Unavailable);
         assert_eq!(parse_error(418, b"").kind, K::Malformed);
+        // byok's clock off: its assertion refused as out of range is no customer's denial.
+        for body in [
+            &br#"{"error":"invalid_client","error_description":"AADSTS700024: Client assertion is not within its valid time range. Current time: 2026-12-04T10:00:00Z, assertion valid from 2026-12-04T10:20:00Z, expiry time of assertion 2026-12-04T10:30:00Z.","error_codes":[700024]}"#[..],
+            &br#"{"error":"invalid_grant","error_description":"AADSTS500133: Assertion is not within its valid time range. Ensure that the access token is not expired before using it for user assertion, or request a new token.","error_codes":[500133]}"#[..],
+        ] {
+            let skewed = parse_error(400, body);
+            assert_eq!(skewed.kind, K::Malformed, "{skewed}");
+            assert!(skewed.to_string().contains("check the server clock"), "{skewed}");
+        }
     }
 }

@@ -148,7 +148,7 @@ impl Provider for Azure {
             KmsErrorKind::KeyDisabled => "enable the key and check its activation and expiry dates (az keyvault key set-attributes --vault-name VAULT --name KEY --enabled true)".into(),
             KmsErrorKind::KeyNotFound => "check the key URL; a deleted key can be recovered while soft delete keeps it (az keyvault key recover)".into(),
             KmsErrorKind::KeyPendingDeletion => "recover the deleted key (az keyvault key recover --vault-name VAULT --name KEY)".into(),
-            KmsErrorKind::Malformed => "use an RSA key (vaults) or an RSA or oct-HSM key (Managed HSM) whose operations include wrapKey and unwrapKey".into(),
+            KmsErrorKind::Malformed => "use an RSA key (vaults) or an RSA or oct-HSM key (Managed HSM) whose operations include wrapKey and unwrapKey; if Entra refused byok's assertion as out of its time range (AADSTS700024, AADSTS500133), check the server clock".into(),
             other => other.hint().into(),
         }
     }

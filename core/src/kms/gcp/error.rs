@@ -55,6 +55,12 @@ fn classify(code: &str, message: &str, reason: &str, status: u16) -> KmsErrorKin
     use KmsErrorKind as K;
     match code {
         "PERMISSION_DENIED" | "UNAUTHENTICATED" => K::AccessDenied,
+        // byok's own assertion refused for its times ("Invalid JWT: Token must be a
+        // short-lived token (60 minutes) and in a reasonable timeframe. Check your iat and exp
+        // values ..."): byok stamps them from its own clock, minutes before the exchange, so it
+        // is this server's clock, for every org at once, not a customer's withdrawal; malformed,
+        // whose fix names the clock (as AWS's "Signature expired").
+        "invalid_grant" if message.contains("reasonable timeframe") => K::Malformed,
         // OAuth and STS: the assertion or token was refused (wrong audience, expired, a
         // subject the pool's condition rejects, a disabled service account).
         "invalid_grant" | "unauthorized_client" | "access_denied" | "invalid_client" => {
@@ -179,6 +185,13 @@ mod tests {
         assert_eq!(e.kind, KmsErrorKind::AccessDenied);
         assert_eq!(e.code, "invalid_grant");
         assert!(e.message.contains("audience"));
+        // byok's own assertion refused for its times: this server's clock, no denial.
+        let e = parse_error(
+            400,
+            br#"{"error":"invalid_grant","error_description":"Invalid JWT: Token must be a short-lived token (60 minutes) and in a reasonable timeframe. Check your iat and exp values in the JWT claim."}"#,
+        );
+        assert_eq!(e.kind, KmsErrorKind::Malformed, "{e}");
+        assert!(e.to_string().contains("check the server clock"), "{e}");
         // byok's pool provider disabled or deleted by the customer: a withdrawal.
         let e = parse_error(
             400,

@@ -256,7 +256,7 @@ impl Wire for Gcp {
                 if k.primary_state.is_empty() { "absent" } else { &k.primary_state },
             ),
             fix: match kind {
-                KmsErrorKind::Malformed => "create a symmetric encryption key (gcloud kms keys create KEY --keyring RING --location LOCATION --purpose encryption)".into(),
+                KmsErrorKind::Malformed => "create a symmetric encryption key (gcloud kms keys create KEY --keyring RING --location LOCATION --purpose encryption); if Google refused byok's token as not in a reasonable timeframe, check the server clock".into(),
                 other => self.fix(other),
             },
         });
@@ -291,9 +291,10 @@ impl Wire for Gcp {
                     access.danger_base.clone(),
                 )))
             }
+            // The admin's input, not the customer's withdrawal: never recorded as a denial.
             None if access.role.is_some() => Err(local_error(
                 "gcp",
-                KmsErrorKind::AccessDenied,
+                KmsErrorKind::Malformed,
                 "a customer service account is reached through workload identity federation: give the pool provider (audience) too",
             )),
             None => {
@@ -396,6 +397,8 @@ mod tests {
         access.role = Some("byok-access@acme-prod.iam.gserviceaccount.com".into());
         let e = Gcp.credentials(&access, &Vendor::default()).err().unwrap();
         assert!(e.message.contains("audience"));
+        // The admin's input, never recorded as the customer's denial.
+        assert_eq!(e.kind, KmsErrorKind::Malformed);
     }
 
     #[test]
