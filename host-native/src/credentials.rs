@@ -263,11 +263,6 @@ impl CredentialCache {
         }
     }
 
-    /// Forgets an org's credentials (its key was removed, or the customer changed the role).
-    pub fn evict(&self, org: &str) {
-        self.lock_slots().retain(|(o, ..), _| o != org);
-    }
-
     /// Drops credentials held [`MAX_HELD_S`] or longer (on the monotonic clock): they would
     /// be exchanged again before any use, and a principal validated once and never attached
     /// would otherwise keep its temporary credentials in memory until a restart. A slot in

@@ -361,7 +361,7 @@ async fn web_identity_and_assume_role_through_the_cache() {
         "served from the external id's credentials"
     );
 
-    // A wrong external id is refused and not cached; evicting an org forgets its credentials.
+    // A wrong external id is refused and not cached: asked again, it is exchanged again.
     let wrong = access(
         "org-wrong",
         &moto.role_arn,
@@ -371,9 +371,13 @@ async fn web_identity_and_assume_role_through_the_cache() {
     let err = cache.get(&Aws, &wrong, &vendor_only).await.unwrap_err();
     assert_eq!(err.kind, KmsErrorKind::AccessDenied, "{err}");
     let before = cache.exchanges();
-    cache.evict("org-ext");
-    cache.get(&Aws, &assume, &vendor_only).await.unwrap();
-    assert_eq!(cache.exchanges() - before, 1);
+    let err = cache.get(&Aws, &wrong, &vendor_only).await.unwrap_err();
+    assert_eq!(err.kind, KmsErrorKind::AccessDenied, "{err}");
+    assert_eq!(
+        cache.exchanges() - before,
+        1,
+        "a refusal was served from the cache"
+    );
 }
 
 /// An exchange whose call is dropped while STS has the request (its client gone, its deadline
