@@ -5,16 +5,25 @@
 
 use std::path::Path;
 
-/// `Ok` unless users outside the file's owner and group may read or write `path`, which holds
-/// a private key; the error names the file, its mode and the command that fixes it.
-pub fn check(path: &Path) -> Result<(), String> {
-    check_holding(path, "a private key")
-}
-
-/// [`check`] for a file holding `what` ("a bearer token").
-pub fn check_holding(path: &Path, what: &str) -> Result<(), String> {
-    let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    refused(&meta, path, what, Readers::OwnerAndGroup)
+/// The text of `path`, which holds `what` ("a private key", "a bearer token"), unless users
+/// outside the file's owner and group may read or write it; the error names the file, its mode
+/// and the command that fixes it (never its content). The mode checked is the one of the file
+/// read (the open handle's), not of whatever the path names a moment later, and the text is
+/// read into a buffer sized once, wiped when dropped.
+pub fn read(path: &Path, what: &str) -> Result<zeroize::Zeroizing<String>, String> {
+    use std::io::Read as _;
+    let mut f = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    check_open(&f, path, what, Readers::OwnerAndGroup)?;
+    let len = f
+        .metadata()
+        .map_err(|e| format!("cannot stat {}: {e}", path.display()))?
+        .len();
+    let mut text = zeroize::Zeroizing::new(String::with_capacity(
+        usize::try_from(len).unwrap_or(0).saturating_add(1),
+    ));
+    f.read_to_string(&mut text)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(text)
 }
 
 /// Who besides its owner may read a file holding a secret.
@@ -88,8 +97,11 @@ mod tests {
         std::fs::write(&path, "-----BEGIN PRIVATE KEY-----").unwrap();
         for (mode, ok) in [(0o600, true), (0o640, true), (0o644, false), (0o602, false)] {
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
-            let got = super::check(&path);
-            assert_eq!(got.is_ok(), ok, "{mode:o}: {got:?}");
+            let got = super::read(&path, "a private key");
+            assert_eq!(got.is_ok(), ok, "{mode:o}: {:?}", got.as_ref().map(|_| ()));
+            if let Ok(text) = &got {
+                assert_eq!(text.as_str(), "-----BEGIN PRIVATE KEY-----");
+            }
             if let Err(e) = got {
                 assert!(
                     e.contains("chmod 600") && e.contains(&format!("{:o}", mode)),

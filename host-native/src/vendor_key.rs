@@ -80,10 +80,7 @@ impl ServiceAccountKey {
 
     /// Reads the key file at `path`.
     pub fn load(path: &std::path::Path) -> Result<Self, String> {
-        crate::private_file::check(path)?;
-        let text = Zeroizing::new(
-            std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?,
-        );
+        let text = crate::private_file::read(path, "a private key")?;
         Self::from_json(&text).map_err(|e| format!("{}: {e}", path.display()))
     }
 
@@ -156,10 +153,7 @@ impl AppCertificate {
 
     /// Reads the PEM file at `path`.
     pub fn load(path: &std::path::Path) -> Result<Self, String> {
-        crate::private_file::check(path)?;
-        let text = Zeroizing::new(
-            std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?,
-        );
+        let text = crate::private_file::read(path, "a private key")?;
         Self::from_pem(&text).map_err(|e| format!("{}: {e}", path.display()))
     }
 

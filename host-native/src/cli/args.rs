@@ -183,10 +183,7 @@ impl Token {
     ///
     /// What is wrong, naming the file (never its content).
     pub fn from_file(path: &std::path::Path) -> Result<Self, String> {
-        crate::private_file::check_holding(path, "a bearer token")?;
-        let text = zeroize::Zeroizing::new(
-            std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?,
-        );
+        let text = crate::private_file::read(path, "a bearer token")?;
         let token = text.lines().next().unwrap_or_default().trim();
         if token.is_empty() {
             return Err(format!(

@@ -145,9 +145,9 @@ fn read(
             cert_path.display()
         ));
     }
-    crate::private_file::check(key_path)?;
+    let pem = crate::private_file::read(key_path, "a private key")?;
     // The error names the file only: a key parser's message could quote key bytes.
-    let key = PrivateKeyDer::from_pem_file(key_path).map_err(|_| {
+    let key = PrivateKeyDer::from_pem_slice(pem.as_bytes()).map_err(|_| {
         format!(
             "cannot read a PEM private key (PKCS#8, PKCS#1 or SEC1) from {}",
             key_path.display()
