@@ -323,6 +323,70 @@ async fn a_deleted_stored_key_never_opens_again_and_frees_its_room() {
     assert_error(&o.get_datakeys(&ts, &ids[2..]).await, 404, "not_found");
 }
 
+/// Ctrl-C while a streamed encrypt writes its output file (its temporary file holding the
+/// header and frames so far, the input still open) ends byok with 130 and leaves neither the
+/// target nor the temporary file: no destructor runs on a signal, so the CLI removes the files
+/// it is writing before it exits. (A decrypt's temporary file holds plaintext.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_leaves_no_partial_output_file() {
+    use std::io::Write as _;
+    let ts = TestServer::start("cli-interrupt");
+    let o = ts.org(OrgSettings::named("acme")).await;
+    let team = o.scope(&ts, &o.id, "team").await;
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("out.byok");
+    let (url, service, org) = (ts.url.clone(), o.service.clone(), o.id.clone());
+    let listed = dir.path().to_owned();
+    let status = tokio::task::spawn_blocking(move || {
+        let mut child = std::process::Command::new(binary())
+            .env("BYOK_SERVER", url)
+            .env("BYOK_TOKEN", service)
+            .args(["encrypt", "--stream", "--org", &org, "--scope", &team, "-o"])
+            .arg(&target)
+            .stdin(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut input = child.stdin.take().unwrap();
+        input.write_all(&vec![7u8; 300 * 1024]).unwrap();
+        // Frames reach the temporary file while the input stays open.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let written = std::fs::read_dir(&listed).unwrap().any(|e| {
+                let e = e.unwrap();
+                e.file_name().to_string_lossy().ends_with(".byok-tmp")
+                    && e.metadata().unwrap().len() > 64 * 1024
+            });
+            if written {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "no frame was written");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let killed = std::process::Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        let out = child.wait_with_output().unwrap();
+        drop(input);
+        out
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        status.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
 /// The CLI's commands that print secrets (they print from the answer's own bytes, wiped when
 /// dropped) print what the API gives: a new token that works, a data key and its wrapped form,
 /// stored keys that `datakey get` gives back the same, a lease of the scope.

@@ -13,9 +13,11 @@
 //! output file of the CLI is 0600 (owner read and write), whatever the umask, and an existing file
 //! at the target is replaced (its mode is not kept).
 //!
-//! A signal that ends the process (Ctrl-C, `kill`: no destructor runs) or a power cut between
-//! creation and rename can leave a `.NAME.*.byok-tmp` file (0600) beside the target; no error
-//! does.
+//! Ctrl-C and `kill` (SIGINT, SIGTERM, SIGHUP) would end the process without running destructors:
+//! the temporary files open are registered ([`remove_pending`], called by the CLI's signal
+//! task before it exits), so those signals leave none behind either. Only `kill -9` or a power
+//! cut between creation and rename can leave a `.NAME.*.byok-tmp` file (0600) beside the
+//! target; no error does.
 
 use std::ffi::{OsStr, OsString};
 use std::io::{self, Write};
@@ -33,6 +35,36 @@ const RAND_LEN: usize = 8;
 pub(super) struct AtomicFile {
     target: PathBuf,
     temp: NamedTempFile,
+    _pending: Pending,
+}
+
+/// The temporary files being written now, for [`remove_pending`]. Held while one is renamed
+/// into place or removed, so that a signal's cleanup and a commit never interleave: either the
+/// output was committed whole, or its temporary file is removed.
+static PENDING: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+fn pending() -> std::sync::MutexGuard<'static, Vec<PathBuf>> {
+    PENDING.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A temporary file's place in [`PENDING`], given up when it is dropped (committed or not).
+struct Pending(PathBuf);
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        pending().retain(|p| p != &self.0);
+    }
+}
+
+/// Removes every temporary output file being written: called by the CLI when a signal ends
+/// it, before it exits (no destructor runs then). Holds the list until the process exits, so
+/// no commit renames a file after its removal was decided.
+pub(super) fn remove_pending() -> std::sync::MutexGuard<'static, Vec<PathBuf>> {
+    let list = pending();
+    for p in list.iter() {
+        let _ = std::fs::remove_file(p);
+    }
+    list
 }
 
 impl AtomicFile {
@@ -55,9 +87,12 @@ impl AtomicFile {
                 target.display()
             ))
         })?;
+        let path = temp.path().to_owned();
+        pending().push(path.clone());
         Ok(Self {
             target: target.to_owned(),
             temp,
+            _pending: Pending(path),
         })
     }
 
@@ -71,12 +106,21 @@ impl AtomicFile {
     /// Flushes the file to disk, then renames it onto the target: the target now holds every
     /// byte written, or (on error) is untouched and the temporary file is gone.
     pub(super) fn commit(self) -> Result<(), Failure> {
-        let Self { target, temp } = self;
+        let Self {
+            target,
+            temp,
+            _pending,
+        } = self;
         // On disk before the rename, so a crash right after it cannot leave an empty target.
         temp.as_file()
             .sync_all()
             .map_err(|e| Failure::usage(format!("cannot write {}: {e}", temp.path().display())))?;
-        temp.persist(&target).map_err(|e| {
+        // Renamed with the list held: a signal's cleanup comes wholly before (the file is
+        // gone, the rename fails, the process is exiting) or after (nothing left to remove).
+        let list = pending();
+        let persisted = temp.persist(&target);
+        drop(list);
+        persisted.map_err(|e| {
             Failure::usage(format!(
                 "cannot move output into place at {}: {}",
                 target.display(),

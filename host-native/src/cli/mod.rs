@@ -42,8 +42,49 @@ pub use orgs::{OrgCmd, org};
 pub use scopes::{ScopeCmd, scope};
 pub use tokens::{TokenCmd, token};
 
+/// Ends the CLI on SIGINT, SIGTERM or SIGHUP as the default action would (exit 128 + the
+/// signal), after removing the temporary output files being written
+/// ([`atomic_file::remove_pending`]): without it, Ctrl-C during `decrypt -o` left the
+/// authenticated plaintext so far in a `.byok-tmp` file. On a thread of its own with its own
+/// runtime: the command's blocking reads may hold every worker of the main one.
+fn watch_signals() {
+    let spawned = std::thread::Builder::new()
+        .name("byok-signals".into())
+        .spawn(|| {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async {
+                use tokio::signal::unix::{SignalKind, signal};
+                let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
+                    signal(SignalKind::interrupt()),
+                    signal(SignalKind::terminate()),
+                    signal(SignalKind::hangup()),
+                ) else {
+                    return;
+                };
+                let code = tokio::select! {
+                    _ = int.recv() => 130,
+                    _ = term.recv() => 143,
+                    _ = hup.recv() => 129,
+                };
+                let _held = atomic_file::remove_pending();
+                std::process::exit(code);
+            });
+        });
+    if let Err(e) = spawned {
+        eprintln!(
+            "warning: cannot watch for Ctrl-C ({e}): an interrupted output file may stay behind"
+        );
+    }
+}
+
 /// Runs a client command (any but `serve` and `openapi`) and returns the exit code.
 pub async fn run(command: Command) -> ExitCode {
+    watch_signals();
     async fn with<C>(
         client: ClientArgs,
         cmd: C,
