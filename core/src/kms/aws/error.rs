@@ -135,7 +135,10 @@ fn classify(code: &str, message: &str, status: u16) -> KmsErrorKind {
             let m = message.to_ascii_lowercase();
             if m.contains("pendingdeletion") || m.contains("pending deletion") {
                 KeyPendingDeletion
-            } else if m.contains("creating") || m.contains("updating") {
+            } else if m.contains(" is creating") || m.contains(" is updating") {
+                // Named as the key's state ("<arn> is Creating."), not as any substring: the
+                // message names the key too, and an outage class here would let outage grace
+                // serve through a disabled key whose name held the word.
                 Unavailable
             } else {
                 KeyDisabled
@@ -222,6 +225,9 @@ mod tests {
             );
             assert_eq!(parse_error(400, &[], body.as_bytes()).kind, kind, "{state}");
         }
+        // A disabled key whose name holds a passing state's word is still disabled.
+        let body = br#"{"__type":"KMSInvalidStateException","message":"arn:aws:kms:eu-west-1:111122223333:alias/creating-keys is disabled."}"#;
+        assert_eq!(parse_error(400, &[], body).kind, KmsErrorKind::KeyDisabled);
         let e = parse_error(
             500,
             &[],
