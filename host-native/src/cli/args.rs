@@ -116,7 +116,8 @@ pub enum Command {
         #[command(flatten)]
         io: Io,
         /// Standard output: write nothing until the whole stream authenticated (held in memory
-        /// up to 64 MiB, beyond that in an unnamed 0600 temporary file in $TMPDIR).
+        /// up to 64 MiB, beyond that sealed under a throwaway key in an unnamed 0600 temporary
+        /// file in $TMPDIR).
         #[arg(long)]
         buffer: bool,
         /// The server and credentials.
