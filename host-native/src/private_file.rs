@@ -35,8 +35,8 @@ pub enum Readers {
     Owner,
 }
 
-/// [`check_holding`] of a file already open (its own metadata, not its path's now), with
-/// `readers` allowed.
+/// Refuses the file `f` (opened at `path`, holding `what`) if more than `readers` may read or
+/// write it: its own metadata, not whatever its path names now.
 pub fn check_open(
     f: &std::fs::File,
     path: &Path,

@@ -317,3 +317,64 @@ async fn a_closed_standard_output_ends_the_cli_quietly() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `byok` with `args` against `server` (a token in the environment, `input` on standard input).
+async fn byok(server: String, args: &'static [&'static str], input: &'static [u8]) -> Output {
+    tokio::task::spawn_blocking(move || {
+        let mut child = Command::new(binary())
+            .env("BYOK_SERVER", server)
+            .env("BYOK_TOKEN", "byok_secret_token")
+            .env_remove("BYOK_ORG")
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+/// The commands that print secrets check the answer in every mode, `--json` included: a
+/// proxy's page answered 200 is exit 3 with nothing on standard output, not the page with
+/// exit 0. So are a first admin token missing from `org create`'s answer and a decrypt answer
+/// without a plaintext (before: exit 0 with an empty token; exit 1, as if byok had refused).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_that_print_secrets_check_the_answer_first() {
+    let html =
+        "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 13\r\n\r\n<html></html>";
+    let empty =
+        "HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}";
+    let cases: [(&'static str, &'static [&'static str], &'static [u8]); 5] = [
+        (
+            html,
+            &[
+                "token", "create", "--org", ORG, "--role", "service", "--name", "x", "--json",
+            ],
+            b"",
+        ),
+        (html, &["scope", "lease", "--org", ORG, ORG], b""),
+        (
+            html,
+            &["datakey", "new", "--org", ORG, "--scope", ORG, "--json"],
+            b"",
+        ),
+        (empty, &["org", "create", "acme"], b""),
+        (empty, &["decrypt", "--org", ORG], b"byok:v1:AAAA"),
+    ];
+    for (answer, args, input) in cases {
+        let (server, _) = listener(answer).await;
+        let out = byok(format!("http://{server}"), args, input).await;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{args:?}: {stderr}");
+        assert!(stderr.contains("not byok's"), "{args:?}: {stderr}");
+        assert!(
+            out.stdout.is_empty(),
+            "{args:?} printed {:?}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+}

@@ -326,7 +326,8 @@ async fn a_deleted_stored_key_never_opens_again_and_frees_its_room() {
 /// Ctrl-C while a streamed encrypt writes its output file (its temporary file holding the
 /// header and frames so far, the input still open) ends byok with 130 and leaves neither the
 /// target nor the temporary file: no destructor runs on a signal, so the CLI removes the files
-/// it is writing before it exits. (A decrypt's temporary file holds plaintext.)
+/// it is writing before it exits. (A decrypt's temporary file holds plaintext.) A signal it
+/// was started with ignored (`nohup`: SIGHUP) stays ignored.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ctrl_c_leaves_no_partial_output_file() {
     use std::io::Write as _;
@@ -338,7 +339,9 @@ async fn ctrl_c_leaves_no_partial_output_file() {
     let (url, service, org) = (ts.url.clone(), o.service.clone(), o.id.clone());
     let listed = dir.path().to_owned();
     let status = tokio::task::spawn_blocking(move || {
-        let mut child = std::process::Command::new(binary())
+        // Under nohup: SIGHUP ignored, as it must stay.
+        let mut child = std::process::Command::new("nohup")
+            .arg(binary())
             .env("BYOK_SERVER", url)
             .env("BYOK_TOKEN", service)
             .args(["encrypt", "--stream", "--org", &org, "--scope", &team, "-o"])
@@ -363,11 +366,21 @@ async fn ctrl_c_leaves_no_partial_output_file() {
             assert!(std::time::Instant::now() < deadline, "no frame was written");
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
-        let killed = std::process::Command::new("kill")
-            .args(["-INT", &child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(killed.success());
+        let pid = child.id().to_string();
+        let kill = |signal: &str| {
+            let sent = std::process::Command::new("kill")
+                .args([signal, &pid])
+                .status()
+                .unwrap();
+            assert!(sent.success());
+        };
+        kill("-HUP");
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "an ignored SIGHUP ended byok"
+        );
+        kill("-INT");
         let out = child.wait_with_output().unwrap();
         drop(input);
         out
@@ -437,6 +450,17 @@ async fn the_cli_prints_the_secrets_it_is_asked_for() {
     let lease = run(&service, &["scope", "lease", "--org", &o.id, &team]);
     let lease: Value = serde_json::from_str(&lease).unwrap();
     assert_eq!(s(&lease, "scope"), team, "{lease}");
+    // `org create`'s first admin token (the last word of its second line) works.
+    let made = run(&ts.operator, &["org", "create", "beta"]);
+    let admin = made.split_whitespace().last().unwrap();
+    assert!(
+        made.starts_with("org ") && admin.starts_with("byok_"),
+        "{made}"
+    );
+    let id = made.split_whitespace().nth(1).unwrap();
+    let shown = run(admin, &["org", "show", "--org", id, "--json"]);
+    let shown: Value = serde_json::from_str(&shown).unwrap();
+    assert_eq!(s(&shown, "name"), "beta", "{shown}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -80,6 +80,9 @@ impl AtomicFile {
             Some(p) if !p.as_os_str().is_empty() => p,
             _ => Path::new("."),
         };
+        // The registry held from before the file exists: a signal's cleanup never runs
+        // between its creation and its registration.
+        let mut list = pending();
         let temp = temp_in(dir, name, RAND_LEN).map_err(|e| {
             Failure::usage(format!(
                 "cannot create a temporary file in {} for {}: {e}",
@@ -88,7 +91,8 @@ impl AtomicFile {
             ))
         })?;
         let path = temp.path().to_owned();
-        pending().push(path.clone());
+        list.push(path.clone());
+        drop(list);
         Ok(Self {
             target: target.to_owned(),
             temp,

@@ -151,18 +151,17 @@ pub async fn decrypt(client: &Client, org: &str, io: &Io, buffer: bool) -> Resul
     let text = std::str::from_utf8(&input)
         .map_err(|_| Failure::usage("the input is not `byok:v1:` text"))?
         .trim();
+    let path = format!("/v1/orgs/{org}/decrypt");
     let answer = client
         .post_to_secret(
-            &format!("/v1/orgs/{org}/decrypt"),
+            &path,
             json!({ "ciphertext": text, "context": parse_context(&io.context)? }),
         )
         .await?;
-    let opened: Opened<'_> = serde_json::from_slice(&answer)
-        .map_err(|_| Failure::new(1, "the server's answer has no plaintext"))?;
-    let pt = Zeroizing::new(
-        Base64::decode_vec(opened.plaintext)
-            .map_err(|_| Failure::new(1, "the server's answer is not base64"))?,
-    );
+    // A success without a plaintext is not byok's answer (exit 3), not a refusal (exit 1).
+    let opened: Opened<'_> = serde_json::from_slice(&answer).map_err(|_| client.unusable(&path))?;
+    let pt =
+        Zeroizing::new(Base64::decode_vec(opened.plaintext).map_err(|_| client.unusable(&path))?);
     write_output(io, &pt)
 }
 

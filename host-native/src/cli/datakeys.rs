@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use serde_json::json;
 
 use super::data::parse_context;
-use super::output::{print, print_secret};
+use super::output::{print, print_secret, raw};
 use super::{Client, Failure, OrgArg, ScopeFlag};
 
 /// Data key commands (service token).
@@ -82,12 +82,18 @@ struct StoredKey<'a> {
 }
 
 impl StoredKeys<'_> {
-    fn lines(&self) -> String {
-        self.keys
-            .iter()
-            .map(|k| format!("{}  {}  v{}", k.id, k.key, k.version))
-            .collect::<Vec<_>>()
-            .join("\n")
+    /// One line per key (id, key, version), written piece by piece: no buffer of ours holds
+    /// a key.
+    fn print(&self) {
+        for (i, k) in self.keys.iter().enumerate() {
+            if i > 0 {
+                raw("\n");
+            }
+            raw(&k.id);
+            raw("  ");
+            raw(&k.key);
+            raw(&format!("  v{}", k.version));
+        }
     }
 }
 
@@ -103,8 +109,11 @@ pub async fn datakey(client: &Client, cmd: DataKeyCmd) -> Result<(), Failure> {
             let answer = client
                 .post_to_scope_secret(&org.org, &scope.scope, "datakey", body)
                 .await?;
-            print_secret(client, &answer, "datakey", |k: NewKey<'_>| {
-                format!("key {}\nwrapped {}", k.key, k.wrapped)
+            print_secret(client, &answer, "datakey", |k: &NewKey<'_>| {
+                raw("key ");
+                raw(&k.key);
+                raw("\nwrapped ");
+                raw(&k.wrapped);
             })
         }
         DataKeyCmd::Create { org, scope, count } => {
@@ -112,7 +121,7 @@ pub async fn datakey(client: &Client, cmd: DataKeyCmd) -> Result<(), Failure> {
             let answer = client
                 .post_to_scope_secret(&org.org, &scope.scope, "datakeys", body)
                 .await?;
-            print_secret(client, &answer, "datakeys", |k: StoredKeys<'_>| k.lines())
+            print_secret(client, &answer, "datakeys", StoredKeys::print)
         }
         DataKeyCmd::Get {
             org: OrgArg { org },
@@ -120,7 +129,7 @@ pub async fn datakey(client: &Client, cmd: DataKeyCmd) -> Result<(), Failure> {
         } => {
             let path = format!("/v1/orgs/{org}/datakeys/get");
             let answer = client.post_to_secret(&path, json!({ "ids": ids })).await?;
-            print_secret(client, &answer, &path, |k: StoredKeys<'_>| k.lines())
+            print_secret(client, &answer, &path, StoredKeys::print)
         }
         DataKeyCmd::Delete {
             org: OrgArg { org },

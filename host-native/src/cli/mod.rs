@@ -45,7 +45,9 @@ pub use tokens::{TokenCmd, token};
 /// Ends the CLI on SIGINT, SIGTERM or SIGHUP as the default action would (exit 128 + the
 /// signal), after removing the temporary output files being written
 /// ([`atomic_file::remove_pending`]): without it, Ctrl-C during `decrypt -o` left the
-/// authenticated plaintext so far in a `.byok-tmp` file. On a thread of its own with its own
+/// authenticated plaintext so far in a `.byok-tmp` file. A signal the process inherited as
+/// ignored stays ignored (`nohup` ignores SIGHUP; a non-interactive shell ignores SIGINT for a
+/// background job): installing a handler would undo that. On a thread of its own with its own
 /// runtime: the command's blocking reads may hold every worker of the main one.
 fn watch_signals() {
     let spawned = std::thread::Builder::new()
@@ -59,20 +61,31 @@ fn watch_signals() {
             };
             rt.block_on(async {
                 use tokio::signal::unix::{SignalKind, signal};
-                let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
-                    signal(SignalKind::interrupt()),
-                    signal(SignalKind::terminate()),
-                    signal(SignalKind::hangup()),
-                ) else {
-                    return;
-                };
-                let code = tokio::select! {
-                    _ = int.recv() => 130,
-                    _ = term.recv() => 143,
-                    _ = hup.recv() => 129,
-                };
-                let _held = atomic_file::remove_pending();
-                std::process::exit(code);
+                let (tx, mut rx) = tokio::sync::mpsc::channel::<i32>(1);
+                let ignored = ignored_signals();
+                for (kind, number) in [
+                    (SignalKind::hangup(), 1),
+                    (SignalKind::interrupt(), 2),
+                    (SignalKind::terminate(), 15),
+                ] {
+                    if ignored & (1 << (number - 1)) != 0 {
+                        continue;
+                    }
+                    let Ok(mut caught) = signal(kind) else {
+                        continue;
+                    };
+                    let tx = tx.clone();
+                    tokio::spawn(async move {
+                        if caught.recv().await.is_some() {
+                            let _ = tx.send(128 + number).await;
+                        }
+                    });
+                }
+                drop(tx);
+                if let Some(code) = rx.recv().await {
+                    let _held = atomic_file::remove_pending();
+                    std::process::exit(code);
+                }
             });
         });
     if let Err(e) = spawned {
@@ -80,6 +93,20 @@ fn watch_signals() {
             "warning: cannot watch for Ctrl-C ({e}): an interrupted output file may stay behind"
         );
     }
+}
+
+/// The signals this process inherited as ignored, as Linux's `/proc/self/status` gives them
+/// (`SigIgn`, bit n - 1 for signal n); none known elsewhere.
+fn ignored_signals() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("SigIgn:"))
+                .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+        })
+        .unwrap_or(0)
 }
 
 /// Runs a client command (any but `serve` and `openapi`) and returns the exit code.

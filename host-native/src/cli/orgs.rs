@@ -82,20 +82,24 @@ pub async fn org(client: &Client, cmd: OrgCmd) -> Result<(), Failure> {
             unwrap_cache_ttl_ms,
             outage_grace_ms,
         } => {
-            let v = client
-                .post(
-                    "/v1/orgs",
-                    json!({ "name": name, "unwrap_cache_ttl_ms": unwrap_cache_ttl_ms,
-                        "outage_grace_ms": outage_grace_ms }),
-                )
-                .await?;
-            print(client, &v, |v| {
-                format!(
-                    "org {} created\nadmin token (shown once, store it now): {}",
-                    s(v, "id"),
-                    s(v, "admin_token")
-                )
-            });
+            // The first admin token: read in place from the answer's own (wiped) bytes.
+            #[derive(serde::Deserialize)]
+            struct Created<'a> {
+                #[serde(borrow)]
+                id: std::borrow::Cow<'a, str>,
+                #[serde(borrow)]
+                admin_token: std::borrow::Cow<'a, str>,
+            }
+            let body = json!({ "name": name, "unwrap_cache_ttl_ms": unwrap_cache_ttl_ms,
+                "outage_grace_ms": outage_grace_ms });
+            let answer = client.post_to_secret("/v1/orgs", body).await?;
+            super::output::print_secret(client, &answer, "/v1/orgs", |c: &Created<'_>| {
+                super::output::raw(&format!(
+                    "org {} created\nadmin token (shown once, store it now): ",
+                    c.id
+                ));
+                super::output::raw(&c.admin_token);
+            })?;
         }
         OrgCmd::Show {
             org: OrgArg { org },

@@ -14,25 +14,24 @@ pub(super) fn print(client: &Client, value: &Value, human: impl FnOnce(&Value) -
 }
 
 /// Prints an answer holding secrets (a data key, a lease, a new token) without copying them
-/// into memory of ours that is freed unwiped, as a `serde_json::Value` and `format!` would:
-/// with `--json` the answer's own bytes (the caller's buffer, wiped when dropped); else
-/// `human`'s summary of it, read in place (`T` borrows its strings from those bytes) and wiped
-/// once written. An answer that is not what byok sends is an error, never an empty line.
+/// into memory of ours that is freed unwiped, as a `serde_json::Value` or a growing `format!`
+/// would: the answer is read in place (`T` borrows its strings from the caller's buffer, wiped
+/// when dropped) and must be what byok sends, in every mode, or it is an error (exit 3), never a
+/// line printed with exit 0; then `--json` prints the answer's own bytes, and otherwise `human`
+/// writes its summary piece by piece ([`raw`]).
 pub(super) fn print_secret<'a, T: serde::Deserialize<'a>>(
     client: &Client,
     answer: &'a [u8],
     path: &str,
-    human: impl FnOnce(T) -> String,
+    human: impl FnOnce(&T),
 ) -> Result<(), super::Failure> {
     let text = std::str::from_utf8(answer).map_err(|_| client.unusable(path))?;
+    let parsed: T = serde_json::from_str(text).map_err(|_| client.unusable(path))?;
     if client.json() {
         raw(text.trim_end());
-        raw("\n");
-        return Ok(());
+    } else {
+        human(&parsed);
     }
-    let parsed: T = serde_json::from_str(text).map_err(|_| client.unusable(path))?;
-    let shown = zeroize::Zeroizing::new(human(parsed));
-    raw(&shown);
     raw("\n");
     Ok(())
 }

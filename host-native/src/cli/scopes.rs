@@ -191,7 +191,17 @@ pub async fn scope(client: &Client, cmd: ScopeCmd) -> Result<(), Failure> {
             let answer = client
                 .post_to_scope_secret(&org, &scope, "lease", json!({}))
                 .await?;
+            // Printed as it came (JSON either way), once it reads as a lease of this scope.
+            #[derive(serde::Deserialize)]
+            struct Leased<'a> {
+                #[serde(borrow)]
+                scope: std::borrow::Cow<'a, str>,
+            }
             let text = std::str::from_utf8(&answer).map_err(|_| client.unusable("lease"))?;
+            match serde_json::from_str::<Leased<'_>>(text) {
+                Ok(l) if l.scope.eq_ignore_ascii_case(&scope) => {}
+                _ => return Err(client.unusable("lease")),
+            }
             super::output::raw(text.trim_end());
             super::output::raw("\n");
             return Ok(());

@@ -4,7 +4,7 @@ use std::borrow::Cow;
 
 use serde_json::{Value, json};
 
-use super::output::{print, print_secret, s};
+use super::output::{print, print_secret, raw, s};
 use super::{Client, Failure, OrgArg};
 
 /// Token commands.
@@ -73,13 +73,13 @@ struct NewToken<'a> {
 
 /// Runs a token command.
 pub async fn token(client: &Client, cmd: TokenCmd) -> Result<(), Failure> {
-    let created = |t: NewToken<'_>| {
-        format!(
-            "{} token {} (shown once, store it now): {}",
+    let created = |t: &NewToken<'_>| {
+        raw(&format!(
+            "{} token {} (shown once, store it now): ",
             t.role.as_deref().unwrap_or("admin"),
-            t.id,
-            t.token
-        )
+            t.id
+        ));
+        raw(&t.token);
     };
     let when = |t: &Value, k: &str| t[k].as_i64().map_or("never".into(), |x| x.to_string());
     match cmd {
@@ -102,13 +102,13 @@ pub async fn token(client: &Client, cmd: TokenCmd) -> Result<(), Failure> {
             let answer = client
                 .post_to_secret(&path, json!({ "name": name }))
                 .await?;
-            print_secret(client, &answer, &path, |t: NewToken<'_>| {
-                format!(
-                    "org claimed: {} admin token(s) revoked, yours included\nadmin token {} (shown once, store it now): {}",
+            print_secret(client, &answer, &path, |t: &NewToken<'_>| {
+                raw(&format!(
+                    "org claimed: {} admin token(s) revoked, yours included\nadmin token {} (shown once, store it now): ",
                     t.revoked.len(),
-                    t.id,
-                    t.token
-                )
+                    t.id
+                ));
+                raw(&t.token);
             })?;
         }
         TokenCmd::List { org } => {
