@@ -25,6 +25,9 @@ export class ApiError extends Error {
  * storage or cookies; closing or reloading the tab ends it. */
 export class Session {
   #token;
+  /** Set while a claim revokes the held token: refusals of calls still sent with it then do
+   * not sign the page out (it would lose the new token, shown once). */
+  #replacing = false;
 
   constructor(token) {
     this.#token = token;
@@ -59,6 +62,33 @@ export class Session {
     return who;
   }
 
+  /** Claims the org (`POST path`): every admin token is revoked, the held one included, and
+   * the answer holds the new one, taken at once (then checked with `adopt`). Calls in flight
+   * with the held token are refused meanwhile; those refusals do not sign out. A refusal of
+   * the claim itself does, as any other. */
+  async claim(path) {
+    this.#replacing = true;
+    let t;
+    try {
+      t = await this.call('POST', path, {});
+    } catch (err) {
+      this.#replacing = false;
+      if (err instanceof ApiError && err.status === 401) this.refused(err);
+      throw err;
+    }
+    this.#token = t.token;
+    this.#replacing = false;
+    return t;
+  }
+
+  /** Signs out once: the token was refused as unauthenticated. */
+  refused(error) {
+    if (!this.onRefused) return;
+    const refused = this.onRefused;
+    this.onRefused = null;
+    refused(error);
+  }
+
   /** Forgets the token. */
   end() {
     this.#token = null;
@@ -73,9 +103,10 @@ export class Session {
   /** Calls the API: the parsed JSON answer, or an `ApiError`. */
   async call(method, path, body) {
     if (!this.#token) throw new ApiError(401, { error: { code: 'unauthenticated', message: 'signed out' } });
+    const sent = this.#token;
     const init = {
       method,
-      headers: { authorization: `Bearer ${this.#token}` },
+      headers: { authorization: `Bearer ${sent}` },
       cache: 'no-store',
       credentials: 'omit',
       redirect: 'error',
@@ -99,11 +130,9 @@ export class Session {
     }
     if (!answer.ok) {
       const error = new ApiError(answer.status, json);
-      if (answer.status === 401 && this.onRefused) {
-        const refused = this.onRefused;
-        this.onRefused = null;
-        refused(error);
-      }
+      // Only the token held now signs out when refused: not one a claim is replacing, nor
+      // one it has replaced already (a call sent before the switch, answered after).
+      if (answer.status === 401 && sent === this.#token && !this.#replacing) this.refused(error);
       throw error;
     }
     return json;

@@ -117,7 +117,7 @@ async function claimSection(session, showWho, redraw) {
     button.textContent = 'Claim the org';
     let t;
     try {
-      t = await session.call('POST', session.org('/tokens/claim'), {});
+      t = await session.claim(session.org('/tokens/claim'));
     } catch (err) {
       if (err instanceof ApiError && err.code === 'unauthenticated') throw err;
       live.className = 'error';
