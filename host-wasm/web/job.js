@@ -27,7 +27,17 @@ export class JobBanner {
     let job = null;
     try {
       job = await this.session.call('GET', this.session.org('/job'));
-    } catch {
+    } catch (err) {
+      // Said, not swallowed: the last progress shown is no longer known to be current.
+      if (!this.stopped && this.el.dataset.running === 'true') {
+        const why = err?.text ?? String(err);
+        let note = this.el.querySelector('.job-stale');
+        if (!note) {
+          note = h('p', { class: 'warning job-stale' });
+          this.el.querySelector('.banner')?.append(note);
+        }
+        note.textContent = `The job's progress could not be read (${why}); trying again.`;
+      }
       this.timer = setTimeout(() => this.refresh(), POLL_MS * 5);
       return;
     }

@@ -43,8 +43,13 @@ export async function render(section, ctx) {
     await draw();
   };
 
+  // Each draw's turn: an answer older than the newest draw asked for is dropped, so a slow
+  // read cannot put back a state (a key healthy) that a newer one (its denial) replaced.
+  let drawn = 0;
   async function draw(list) {
+    const turn = ++drawn;
     const view = list ?? await session.call('GET', session.org('/keys'));
+    if (turn !== drawn) return;
     const ready = view.keys.filter((k) => k.state === 'ready');
     const rows = view.keys.map((k) => {
       const actions = h('td', { 'data-label': 'Actions', class: 'actions' });
@@ -64,23 +69,32 @@ export async function render(section, ctx) {
         `Disable “${k.name}”…`));
       }
       if (k.type !== 'managed') {
-        actions.append(h('button', { type: 'button', class: 'secondary', on: { click: async (e) => {
+        actions.append(h('button', { type: 'button', class: 'secondary', 'data-check': k.id, on: { click: async (e) => {
           const button = e.currentTarget;
           button.disabled = true;
+          let shown;
           try {
             const report = await session.call('POST', session.org(`/keys/${k.id}/validate`));
-            panelRow.hidden = false;
-            fill(panel, h('p', {}, report.ok ? `“${k.name}” passed every check.` : `“${k.name}” failed a check:`),
-              stepsList(report.steps));
-            const fresh = await session.call('GET', session.org('/keys'));
-            const again = fresh.keys.find((x) => x.id === k.id);
-            if (again) fill(row.querySelector('.health'), health(again), ` · ${when(again.health_at, 'not yet')}`);
+            shown = [h('p', {}, report.ok ? `“${k.name}” passed every check.` : `“${k.name}” failed a check:`),
+              stepsList(report.steps)];
           } catch (err) {
-            panelRow.hidden = false;
-            fill(panel, h('p', { class: 'error' }, err instanceof ApiError ? err.text : String(err)));
-          } finally {
-            button.disabled = false;
+            if (err instanceof ApiError && err.code === 'unauthenticated') throw err;
+            shown = [h('p', { class: 'error' }, err instanceof ApiError ? err.text : String(err))];
           }
+          button.disabled = false;
+          // The whole table again (the health this check recorded, on every row), then the
+          // report in this key's row as drawn now: a draw meanwhile replaced the old one.
+          try {
+            await draw();
+          } catch (err) {
+            if (err instanceof ApiError && err.code === 'unauthenticated') throw err;
+          }
+          const now = body.querySelector(`tr[data-key="${CSS.escape(k.id)}"]`);
+          const report = now?.nextElementSibling;
+          if (!report) return;
+          report.hidden = false;
+          fill(report.querySelector('td.panel'), ...shown);
+          now.querySelector('button[data-check]')?.focus();
         } } }, `Check “${k.name}” now`));
       }
       const row = h('tr', { 'data-key': k.id },

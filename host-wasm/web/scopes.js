@@ -13,8 +13,13 @@ export async function render(section, { session }) {
     live, treeBox);
   const open = new Set();
 
+  // Each draw's turn: an answer older than the newest draw asked for is dropped (a read sent
+  // before a pause, answered after it, must not show the scope active again).
+  let drawn = 0;
   async function draw(focusId) {
+    const turn = ++drawn;
     const scopes = await session.call('GET', session.org('/scopes'));
+    if (turn !== drawn) return;
     const byId = new Map(scopes.map((s) => [s.id, s]));
     const children = new Map();
     for (const s of scopes) {

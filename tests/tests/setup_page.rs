@@ -477,6 +477,7 @@ async fn the_banner_follows_a_job_and_a_key_is_disabled_with_reencryption() {
         "",
         "the banner goes when the job ends"
     );
+    assert_eq!(str_of(&v, "/checked"), "“prod” passed every check.", "{v}");
     assert!(str_of(&v, "/rows/first").contains("disabled"), "{v}");
     assert!(str_of(&v, "/rows/second").contains("Default"), "{v}");
     // Then disable all: the consequence was spelled out, and the page says what it is now.

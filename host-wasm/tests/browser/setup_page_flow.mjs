@@ -268,9 +268,15 @@ async function job(ui, { admin, team, thread }) {
   await page.click(`[data-scope="${thread}"] > .scope-row button:has-text("Resume")`);
   await page.waitForFunction(() => document.querySelector('#job')?.dataset.running === 'false', null, { timeout: 20_000 });
   const after = await text(page, '#job');
-  // Disable the first key, re-encrypting to the second.
   await page.click('nav a[href="#keys"]');
   await ui.section('keys');
+  // Check the first key now: the table is drawn again with the health recorded, and the
+  // report shows in that key's row as drawn now (not in a row a redraw replaced).
+  await page.click('#keys-table tr[data-key="cmk:1"] button[data-check]');
+  const report = '#keys-table tr[data-key="cmk:1"] + tr:not([hidden]) td.panel p';
+  await page.waitForSelector(report);
+  const checked = await text(page, report);
+  // Disable the first key, re-encrypting to the second.
   await page.click('#keys-table tr[data-key="cmk:1"] button:has-text("Disable")');
   await page.selectOption('#keys-table select[name="target"]', 'cmk:2');
   await ui.axe('keys-disable');
@@ -292,7 +298,7 @@ async function job(ui, { admin, team, thread }) {
   await page.waitForSelector('#keys-table tr[data-key="cmk:2"] .state-disabled');
   const vendor = await text(page, '#keys-vendor');
   await ui.shot('keys-all-disabled');
-  return { waiting, progress, after, live, rows, consequence, vendor };
+  return { waiting, progress, after, checked, live, rows, consequence, vendor };
 }
 
 /** The tree at 360 px: collapse and expand, pause a team (its thread shows paused by it), a
@@ -301,6 +307,13 @@ async function tree(ui, { admin, team_a, thread, team_b }) {
   const { page } = ui;
   await ui.load();
   await ui.signIn(admin);
+  // A row shown as a card at 360 px still hides when `hidden` (a key's closed panel).
+  await page.click('nav a[href="#keys"]');
+  await ui.section('keys');
+  const shown = await page.$$eval('#keys-table tr[hidden]',
+    (rows) => rows.map((r) => getComputedStyle(r).display));
+  assert.ok(shown.length > 0, 'no closed panel row');
+  assert.deepEqual([...new Set(shown)], ['none'], 'a hidden row shows at 360 px');
   await page.click('nav a[href="#scopes"]');
   await ui.section('scopes');
   const toggle = `[data-scope="${team_a}"] > .scope-row button.disclosure`;
