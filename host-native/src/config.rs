@@ -585,13 +585,65 @@ impl Config {
 }
 
 fn read_file(path: &Path) -> Result<FileConfig, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
-    toml::from_str(&text).map_err(|e| format!("config {}: {e}", path.display()))
+    let text = zeroize::Zeroizing::new(
+        std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read config {}: {e}", path.display()))?,
+    );
+    toml::from_str(&text).map_err(|e| config_error(path, &text, &e))
+}
+
+/// A config file's parse error, naming the line and column and what is wrong, never quoting
+/// the file: toml's own message prints the offending line, and the line may hold the
+/// database URL's password (a typo in its key, a missing quote).
+fn config_error(path: &Path, text: &str, e: &toml::de::Error) -> String {
+    let at = e.span().map(|span| {
+        let before = text.get(..span.start).unwrap_or_default();
+        let line = before.matches('\n').count() + 1;
+        let start = before.rsplit('\n').next().unwrap_or_default();
+        let column = start.chars().count() + 1;
+        // The key the value belongs to, if the error is in a value: a bare key is a name, not
+        // a secret.
+        let key = start
+            .split_once('=')
+            .map(|(k, _)| k.trim())
+            .filter(|k| {
+                !k.is_empty()
+                    && k.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+            })
+            .map(|k| format!(", key {k}"))
+            .unwrap_or_default();
+        format!(" (line {line}, column {column}{key})")
+    });
+    format!(
+        "config {}{}: {}",
+        path.display(),
+        at.unwrap_or_default(),
+        e.message()
+    )
 }
 
 #[cfg(test)]
 mod tests {
+    /// A config file's error names where and what, and never quotes the file: the line at
+    /// fault may hold the database's password.
+    #[test]
+    fn a_config_error_quotes_no_line_of_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("byok.toml");
+        for text in [
+            "databse_url = \"postgres://byok:s3cret@db/byok\"\n",
+            "listen = \"127.0.0.1:8080\"\ndatabase_url = \"postgres://byok:s3cret@db/byok\n",
+        ] {
+            std::fs::write(&path, text).unwrap();
+            let Err(e) = read_file(&path) else {
+                panic!("accepted");
+            };
+            assert!(!e.contains("s3cret"), "{e}");
+            assert!(e.contains("line "), "{e}");
+        }
+    }
+
     #[test]
     fn a_database_url_shows_no_password() {
         let url =

@@ -3,7 +3,6 @@
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 
-use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -143,7 +142,15 @@ fn exposition(service: &Service) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }
 
-/// The OpenAPI document of this API.
+/// The OpenAPI document of this API, built and serialized once: the route takes no token and
+/// no rate limit, and building the document (over 100 KB) per request let a few hundred
+/// clients keep the cores busy.
 pub async fn openapi() -> impl IntoResponse {
-    Json(super::openapi())
+    static DOCUMENT: std::sync::LazyLock<bytes::Bytes> = std::sync::LazyLock::new(|| {
+        bytes::Bytes::from(serde_json::to_vec(&super::openapi()).unwrap_or_default())
+    });
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        DOCUMENT.clone(),
+    )
 }

@@ -79,6 +79,13 @@ fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File, String> {
 
 /// Runs the server until a shutdown signal.
 pub async fn run(config: Config) -> Result<(), String> {
+    // Caught from the first moment: until then SIGHUP's default action ends the server, and a
+    // start (migrations, the audit tree's backfill) can take a while a logrotate or reload
+    // hook does not wait for. One sent meanwhile reloads the certificate once it is read.
+    #[cfg(unix)]
+    let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    #[cfg(not(unix))]
+    let hangups = None::<()>;
     create_private_dir(&config.data_dir)
         .map_err(|e| format!("cannot create {}: {e}", config.data_dir.display()))?;
     // Held until `run` returns, when the server has stopped.
@@ -373,7 +380,7 @@ pub async fn run(config: Config) -> Result<(), String> {
             }
         });
     }
-    reload_on_sighup(certificate.clone());
+    reload_on_sighup(certificate.clone(), hangups);
     if let Some((l, _)) = metrics {
         let router = api::metrics_router(service.clone());
         let limits = config.conn;
@@ -398,11 +405,13 @@ pub async fn run(config: Config) -> Result<(), String> {
 /// the new certificate, open ones keep theirs; a failed reload keeps the old one and says why.
 /// Without TLS there is nothing to reload, but SIGHUP is still caught: its default action
 /// would end the server (a logrotate or reload hook sends it to every service).
-fn reload_on_sighup(cert: Option<Arc<tls::Certificate>>) {
-    #[cfg(unix)]
+#[cfg(unix)]
+fn reload_on_sighup(
+    cert: Option<Arc<tls::Certificate>>,
+    hangups: Option<tokio::signal::unix::Signal>,
+) {
     tokio::spawn(async move {
-        use tokio::signal::unix::{SignalKind, signal};
-        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        let Some(mut hup) = hangups else {
             tracing::warn!("cannot listen for SIGHUP: the certificate will not be reloaded");
             return;
         };
@@ -416,9 +425,10 @@ fn reload_on_sighup(cert: Option<Arc<tls::Certificate>>) {
             }
         }
     });
-    #[cfg(not(unix))]
-    let _ = cert;
 }
+
+#[cfg(not(unix))]
+fn reload_on_sighup(_cert: Option<Arc<tls::Certificate>>, _hangups: Option<()>) {}
 
 async fn shutdown() {
     let ctrl_c = async {
