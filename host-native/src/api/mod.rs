@@ -46,6 +46,8 @@ pub struct AppState {
     pub service: Arc<Service>,
     /// The per-org and per-token rate limits.
     pub rate: Arc<RateLimits>,
+    /// `/readyz`'s database probe, shared by its callers ([`ops::DatabaseProbe`]).
+    pub ready: Arc<ops::DatabaseProbe>,
 }
 
 /// How the API is served.
@@ -146,7 +148,11 @@ async fn not_found() -> ApiError {
 
 /// The router.
 pub fn router(service: Arc<Service>, options: &ApiOptions, rate: Arc<RateLimits>) -> Api {
-    let state = AppState { service, rate };
+    let state = AppState {
+        service,
+        rate,
+        ready: Arc::default(),
+    };
     let metrics = if options.metrics_here {
         get(ops::metrics)
     } else {
@@ -268,6 +274,7 @@ pub fn metrics_router(service: Arc<Service>) -> Api {
             per_org: 0,
             per_token: 0,
         })),
+        ready: Arc::default(),
     };
     let table = Table::new().route("/metrics", get(ops::metrics_open));
     let router = table

@@ -21,6 +21,31 @@ pub async fn healthz() -> &'static str {
     "ok\n"
 }
 
+/// `/readyz`'s database probe: one ping at a time, its answer kept for [`Self::FRESH`]. The
+/// route takes no token and no rate limit; a ping per request let a flood of probes hold the
+/// pool's connections, which withdrawals, key loads and token lookups need.
+#[derive(Default)]
+pub struct DatabaseProbe(tokio::sync::Mutex<Option<(tokio::time::Instant, bool)>>);
+
+impl DatabaseProbe {
+    /// How long a ping's answer stands.
+    const FRESH: std::time::Duration = std::time::Duration::from_secs(1);
+
+    /// Whether the database answered a ping within the last [`Self::FRESH`] (pinging now if
+    /// not; callers meanwhile wait for that ping and share its answer).
+    async fn database(&self, service: &Service) -> bool {
+        let mut last = self.0.lock().await;
+        if let Some((at, ok)) = *last
+            && at.elapsed() < Self::FRESH
+        {
+            return ok;
+        }
+        let ok = service.store().ping().await;
+        *last = Some((tokio::time::Instant::now(), ok));
+        ok
+    }
+}
+
 /// Readiness: the database answers, (with replicas) this replica has read the orgs' versions
 /// within the bound its withdrawal receipts state, and (as an OIDC issuer) it has read its
 /// signing keys recently enough to publish them.
@@ -29,7 +54,7 @@ pub async fn healthz() -> &'static str {
 pub async fn readyz(State(s): State<AppState>) -> Response {
     // The database first, the likelier cause of a replica's lag; one that answers does not
     // make a replica that stopped following ready (it refuses data calls until it reads).
-    let not_ready = if !s.service.store().ping().await {
+    let not_ready = if !s.ready.database(&s.service).await {
         "database unavailable\n"
     } else if s.service.replica_behind() {
         "replica behind: the other replicas' changes have not been read for too long\n"
@@ -153,4 +178,29 @@ pub async fn openapi() -> impl IntoResponse {
         [(header::CONTENT_TYPE, "application/json")],
         DOCUMENT.clone(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DatabaseProbe;
+    use crate::service::test_service;
+    use crate::store::Database;
+
+    /// The probe pings once per second at most, whoever asks: a database gone shows within
+    /// that second, not on the call that found it, and the calls in between share the answer.
+    #[tokio::test]
+    async fn the_database_probe_pings_once_a_second() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::open_dir(dir.path()).await.unwrap();
+        let s = test_service(&db, 3);
+        let probe = DatabaseProbe::default();
+        assert!(probe.database(&s).await);
+        db.pool().close().await;
+        assert!(probe.database(&s).await, "pinged again within the second");
+        // The answer a second old: the next asks the database, which is gone.
+        let mut last = probe.0.lock().await;
+        *last = last.map(|(at, ok)| (at - DatabaseProbe::FRESH, ok));
+        drop(last);
+        assert!(!probe.database(&s).await, "the database gone was not seen");
+    }
 }
