@@ -29,7 +29,7 @@ pub struct DatabaseProbe(tokio::sync::Mutex<Option<(tokio::time::Instant, bool)>
 
 impl DatabaseProbe {
     /// How long a ping's answer stands.
-    const FRESH: std::time::Duration = std::time::Duration::from_secs(1);
+    pub const FRESH: std::time::Duration = std::time::Duration::from_secs(1);
 
     /// Whether the database answered a ping within the last [`Self::FRESH`] (pinging now if
     /// not; callers meanwhile wait for that ping and share its answer).
