@@ -68,7 +68,14 @@ impl Service {
     pub async fn load_log_key(&self, name: &str) -> Result<String> {
         let mut w = self.store.write().await?;
         let stored = match audit_tree::log_key(&mut w.tx).await? {
-            Some(k) => k,
+            Some(k) => {
+                if k.name != name {
+                    // Said, not silent: an operator who changed --log-name (perhaps after a
+                    // first start that failed later on) would otherwise believe it taken.
+                    tracing::warn!(stored = %k.name, configured = %name, "the log keeps the name of its first start: published checkpoints carry it; --log-name is ignored");
+                }
+                k
+            }
             None => {
                 let seed = SecretBytes::random(&mut rand::rng());
                 let key = LogKey::from_seed(name, &seed)
