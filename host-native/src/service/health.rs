@@ -301,8 +301,12 @@ impl Service {
         )
         .await?;
         keys::set_health(&mut w.tx, org, n, why, detail.as_deref(), at).await?;
+        // `known` is this replica's copy: one behind storage (another replica recorded the key
+        // working again since) would keep the others from hearing of this denial. The org's
+        // row is held (the audit append took it): its version says whether the copy is current.
+        let current = w.lock_org(org).await? == cell.version();
         let mut unpublished = None;
-        if !known {
+        if !known || !current {
             unpublished = Some(self.announce(&mut w, org, cell).await?);
         }
         w.commit().await?;
@@ -594,6 +598,60 @@ mod tests {
             .expect("the denial's write is not given up");
         denial.commit().await.unwrap();
         record.await.unwrap().expect("no deadlock");
+    }
+
+    /// A denial recorded by a replica whose copy of the org is behind (it still shows an older
+    /// denial, where storage has the key working again, recorded by another replica) still
+    /// moves the org's version: the other replicas hear of it instead of serving to their TTL.
+    #[tokio::test]
+    async fn a_denial_seen_on_a_copy_behind_storage_is_announced() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::open_dir(dir.path()).await.unwrap();
+        let svc = super::super::test_service(&db, 4);
+        let (org, _) = svc.create_org("o", None, None, None).await.unwrap();
+        let row = crate::store::keys::CmkRow {
+            n: 1,
+            name: "k".into(),
+            provider: "aws".into(),
+            key: "arn:aws:kms:eu-west-1:111122223333:key/k".into(),
+            pasted: None,
+            role: None,
+            role_trust: byok_core::kms::aws::policy::RoleTrust::ExternalId,
+            audience: None,
+            created_at: 0,
+            health: Some("access_denied".into()),
+            health_detail: None,
+            health_at: None,
+        };
+        let mut w = db.write().await.unwrap();
+        crate::store::keys::insert(&mut w.tx, org, &row)
+            .await
+            .unwrap();
+        w.commit().await.unwrap();
+        let cell = svc.org(org).await.unwrap();
+        cell.cmks.write().unwrap().insert(1, row);
+        // Another replica recorded the key working again: storage moved on, this copy did not.
+        let version = |db: Database| async move {
+            sqlx::query_scalar::<_, i64>("SELECT version FROM orgs WHERE id = $1")
+                .bind(org.to_string())
+                .fetch_one(db.pool())
+                .await
+                .unwrap()
+        };
+        sqlx::query("UPDATE orgs SET version = version + 1 WHERE id = $1")
+            .bind(org.to_string())
+            .execute(db.pool())
+            .await
+            .unwrap();
+        let before = version(db.clone()).await;
+        svc.withdrawn(&cell, org, 1, "access_denied", None)
+            .await
+            .unwrap();
+        assert_eq!(
+            version(db.clone()).await,
+            before + 1,
+            "the denial was not announced"
+        );
     }
 
     /// An org whose check fails does not stop the check of the orgs after it: here the second

@@ -95,6 +95,23 @@ impl Service {
         true
     }
 
+    /// Forgets org `org` whatever its versions: storage went back past what this replica saw.
+    fn storage_went_back(&self, org: ScopeId) {
+        self.grants.retain(|_, g| g.org != Some(org));
+        let cell = self
+            .orgs
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&org)
+            .cloned();
+        match &cell {
+            Some(c) => self.forget_cell(org, c),
+            None => self.cache.evict_org(org),
+        }
+        self.metrics.remote_changes.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(org = %org, "the org's stored version went back (commits lost: a failover or a restore?): read again");
+    }
+
     /// One poll: every org's version against `seen` (what the last poll saw) and against the
     /// cells held here, then the operator's cached grants against the stored operator tokens.
     /// Returns how many orgs changed.
@@ -118,12 +135,23 @@ impl Service {
                 // An org made since the last poll: its grants, as on the first poll.
                 self.grants.retain(|_, g| g.org != Some(org));
             }
-            let behind = self
+            let (behind, ahead) = self
                 .orgs
                 .read()
                 .unwrap_or_else(|p| p.into_inner())
                 .get(&org)
-                .is_some_and(|c| c.version() < v);
+                .map_or((false, false), |c| (c.version() < v, c.version() > v));
+            let went_back = matches!(before, Some(before) if v < before);
+            if went_back || ahead {
+                // Storage is behind what this replica saw: commits were lost (a failover to a
+                // standby without them, a restore). A version it saw may be issued again to
+                // another change, which the comparisons would take as seen: the org is read
+                // again whatever the versions say. (A transition here records its version
+                // just before its commit; a poll in that instant reloads once, harmlessly.)
+                self.storage_went_back(org);
+                changed += 1;
+                continue;
+            }
             if (moved || behind) && self.org_changed(org, v) {
                 changed += 1;
             }
@@ -228,6 +256,44 @@ mod tests {
 
     use super::super::{ServiceError, test_caller, test_service, test_team};
     use crate::store::Database;
+
+    /// Storage whose org version went back (commits lost: a failover to a standby without
+    /// them, a restore) makes the replica read the org again, even though its copy is ahead of
+    /// storage: the number it saw may be issued again to another change (a pause), which the
+    /// comparisons would then take as seen. And a key resolved on the copy retired meanwhile
+    /// is refused: nothing is unwrapped on its old state.
+    #[tokio::test]
+    async fn storage_going_back_retires_the_copy_and_nothing_resolves_on_it() {
+        let db = Database::open("sqlite::memory:").await.unwrap();
+        let s = test_service(&db, 3);
+        let (org, team) = test_team(&s, None).await;
+        let mut seen = HashMap::new();
+        s.poll_versions(&mut seen).await.unwrap();
+        let cell = s.org(org).await.unwrap();
+        sqlx::query("UPDATE orgs SET version = version - 1 WHERE id = $1")
+            .bind(org.to_string())
+            .execute(db.pool())
+            .await
+            .unwrap();
+        assert_eq!(s.poll_versions(&mut seen).await.unwrap(), 1);
+        assert!(
+            cell.stale.load(Ordering::SeqCst),
+            "the copy ahead of storage was kept"
+        );
+        let unwraps = s.metrics.root_unwraps.load(Ordering::SeqCst);
+        s.cache().evict_org(org);
+        let resolved = s.scope_key(&cell, byok_core::KeyId::new(team, 1)).await;
+        assert!(
+            matches!(resolved, Err(ServiceError::Reloading)),
+            "{:?}",
+            resolved.map(drop)
+        );
+        assert_eq!(
+            s.metrics.root_unwraps.load(Ordering::SeqCst),
+            unwraps,
+            "unwrapped on a retired copy"
+        );
+    }
 
     /// A replica whose reads of the orgs' versions have failed for longer than the bound its
     /// receipts state cannot vouch that no withdrawal was made elsewhere (a notification may

@@ -162,6 +162,12 @@ impl Service {
         // (Read after the state, a pause between the two would leave a key cached that was
         // unwrapped on the state before it.)
         let since = self.cache.evictions(snap.id());
+        // A cell retired meanwhile (another replica's change heard, an interrupted one here)
+        // keeps its old state: nothing is unwrapped on it. `forget_cell` marks it before it
+        // evicts, so an eviction this read missed has left the mark.
+        if cell.stale.load(Ordering::SeqCst) {
+            return Err(ServiceError::Reloading);
+        }
         let snap = cell.snapshot();
         check_live(&snap, key)?;
         let policy = self.cache_policy(cell);
@@ -230,6 +236,10 @@ impl Service {
         // audited, keeps the answer out of the cache; it is still returned, and a data call
         // then refuses to use it and asks again ([`Self::admitted_key`]).
         let now_published = cell.snapshot();
+        // Retired while this waited for its turn: its state may be one storage no longer has.
+        if cell.stale.load(Ordering::SeqCst) {
+            return Err(ServiceError::Reloading);
+        }
         let answer = self.unwrap_root(cell, &now_published, root_id).await;
         let now = self.now();
         let err = match answer {
