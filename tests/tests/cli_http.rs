@@ -38,6 +38,15 @@ async fn listener(answer: &'static str) -> (String, Arc<AtomicUsize>) {
 
 /// `byok encrypt` of a secret, as a service would run it, against `server`, with `env`.
 async fn encrypt(server: String, env: Vec<(&'static str, String)>) -> Output {
+    encrypt_with(server, env, Vec::new()).await
+}
+
+/// [`encrypt`] with `more` arguments.
+async fn encrypt_with(
+    server: String,
+    env: Vec<(&'static str, String)>,
+    more: Vec<std::ffi::OsString>,
+) -> Output {
     tokio::task::spawn_blocking(move || {
         let mut child = Command::new(binary())
             .env_remove("HTTP_PROXY")
@@ -50,6 +59,7 @@ async fn encrypt(server: String, env: Vec<(&'static str, String)>) -> Output {
             .env("BYOK_SERVER", server)
             .env("BYOK_TOKEN", "byok_secret_token")
             .args(["encrypt", "--org", ORG, "--scope", ORG])
+            .args(more)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -230,30 +240,7 @@ async fn a_token_file_is_read_when_private_and_is_the_only_source() {
 async fn encrypt_to_file(server: String) -> (Output, Vec<String>) {
     let dir = tempfile::tempdir().unwrap();
     let target = dir.path().join("x.enc");
-    let out = tokio::task::spawn_blocking({
-        let target = target.clone();
-        move || {
-            let mut child = Command::new(binary())
-                .env("BYOK_SERVER", server)
-                .env("BYOK_TOKEN", "byok_secret_token")
-                .args(["encrypt", "--org", ORG, "--scope", ORG, "-o"])
-                .arg(&target)
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap();
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(b"the plaintext")
-                .unwrap();
-            child.wait_with_output().unwrap()
-        }
-    })
-    .await
-    .unwrap();
+    let out = encrypt_with(server, Vec::new(), vec!["-o".into(), target.into()]).await;
     let left = std::fs::read_dir(dir.path())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())

@@ -542,18 +542,12 @@ mod tests {
     use crate::service::ServiceError;
     use crate::store::{Database, StoreError};
 
-    /// On PostgreSQL, recording a key's health once it worked again after a denial takes the
-    /// org's row before the key's, as a denial recorded on another replica does (its audit row,
-    /// then the key's health): held here by a transaction that took the org's row and then
-    /// writes the key's, the record waits instead of deadlocking with it (one of the two was
-    /// given up, `40P01`, before).
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn recording_health_takes_the_org_before_the_key() {
-        let Some(url) = crate::store::test_postgres_url().await else {
-            return;
-        };
-        let db = Database::open(&url).await.unwrap();
-        let svc = Arc::new(super::super::test_service(&db, 4));
+    /// An org of `svc` with customer key `cmk:1`, whose last health, stored and in the org's
+    /// copy here, is a denial (`access_denied`).
+    async fn org_with_a_denied_key(
+        db: &Database,
+        svc: &super::super::Service,
+    ) -> (byok_core::ScopeId, Arc<super::super::OrgCell>) {
         let (org, _) = svc.create_org("o", None, None, None).await.unwrap();
         let row = crate::store::keys::CmkRow {
             n: 1,
@@ -576,6 +570,22 @@ mod tests {
         w.commit().await.unwrap();
         let cell = svc.org(org).await.unwrap();
         cell.cmks.write().unwrap().insert(1, row);
+        (org, cell)
+    }
+
+    /// On PostgreSQL, recording a key's health once it worked again after a denial takes the
+    /// org's row before the key's, as a denial recorded on another replica does (its audit row,
+    /// then the key's health): held here by a transaction that took the org's row and then
+    /// writes the key's, the record waits instead of deadlocking with it (one of the two was
+    /// given up, `40P01`, before).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn recording_health_takes_the_org_before_the_key() {
+        let Some(url) = crate::store::test_postgres_url().await else {
+            return;
+        };
+        let db = Database::open(&url).await.unwrap();
+        let svc = Arc::new(super::super::test_service(&db, 4));
+        let (org, _) = org_with_a_denied_key(&db, &svc).await;
         // Another replica recording a denial: the org's row first, then the key's.
         let other = Database::open(&url).await.unwrap();
         let mut denial = other.pool().begin().await.unwrap();
@@ -608,28 +618,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = Database::open_dir(dir.path()).await.unwrap();
         let svc = super::super::test_service(&db, 4);
-        let (org, _) = svc.create_org("o", None, None, None).await.unwrap();
-        let row = crate::store::keys::CmkRow {
-            n: 1,
-            name: "k".into(),
-            provider: "aws".into(),
-            key: "arn:aws:kms:eu-west-1:111122223333:key/k".into(),
-            pasted: None,
-            role: None,
-            role_trust: byok_core::kms::aws::policy::RoleTrust::ExternalId,
-            audience: None,
-            created_at: 0,
-            health: Some("access_denied".into()),
-            health_detail: None,
-            health_at: None,
-        };
-        let mut w = db.write().await.unwrap();
-        crate::store::keys::insert(&mut w.tx, org, &row)
-            .await
-            .unwrap();
-        w.commit().await.unwrap();
-        let cell = svc.org(org).await.unwrap();
-        cell.cmks.write().unwrap().insert(1, row);
+        let (org, cell) = org_with_a_denied_key(&db, &svc).await;
         // Another replica recorded the key working again: storage moved on, this copy did not.
         let version = |db: Database| async move {
             sqlx::query_scalar::<_, i64>("SELECT version FROM orgs WHERE id = $1")
