@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use super::{Result, Service};
+use super::{OrgCell, Result, Service};
 use crate::store::{Role, org_rows, tokens};
 use byok_core::ScopeId;
 
@@ -87,12 +87,18 @@ impl Service {
             // This replica's own change, or one already seen.
             return false;
         }
-        match &cell {
+        self.forget_org(org, cell.as_ref());
+        true
+    }
+
+    /// Retires `cell`, org `org`'s copy here (or, with none, drops the org's cached keys): the
+    /// next use reads the org from storage.
+    fn forget_org(&self, org: ScopeId, cell: Option<&Arc<OrgCell>>) {
+        match cell {
             Some(c) => self.forget_cell(org, c),
             None => self.cache.evict_org(org),
         }
         self.metrics.remote_changes.fetch_add(1, Ordering::Relaxed);
-        true
     }
 
     /// Forgets org `org` whatever its versions: storage went back past what this replica saw.
@@ -104,11 +110,7 @@ impl Service {
             .unwrap_or_else(|p| p.into_inner())
             .get(&org)
             .cloned();
-        match &cell {
-            Some(c) => self.forget_cell(org, c),
-            None => self.cache.evict_org(org),
-        }
-        self.metrics.remote_changes.fetch_add(1, Ordering::Relaxed);
+        self.forget_org(org, cell.as_ref());
         tracing::warn!(org = %org, "the org's stored version went back (commits lost: a failover or a restore?): read again");
     }
 

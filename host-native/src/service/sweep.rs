@@ -64,15 +64,6 @@ mod tests {
     use crate::service::{test_caller, test_service, test_team};
     use crate::store::{Database, data_keys, sweep};
 
-    async fn rows(db: &Database, org: ScopeId, scope: ScopeId) -> i64 {
-        sqlx::query_scalar("SELECT COUNT(*) FROM data_keys WHERE org_id = $1 AND scope_id = $2")
-            .bind(org.to_string())
-            .bind(scope.to_string())
-            .fetch_one(db.pool())
-            .await
-            .unwrap()
-    }
-
     /// A revoke commits without deleting its scopes' stored keys (a scope with millions made
     /// its transaction outlast every deadline), yet they are gone for readers from its commit
     /// on: a read by id finds none, a delete by id deletes none. The sweep then deletes the
@@ -95,7 +86,11 @@ mod tests {
             .collect();
         s.create_stored_keys(&who, org, kept, 2).await.unwrap();
         s.revoke(org, team, &team.to_string()).await.unwrap();
-        assert_eq!(rows(db, org, team).await, 7, "the revoke deleted rows");
+        assert_eq!(
+            sweep::test_rows(db, org, team).await,
+            7,
+            "the revoke deleted rows"
+        );
         assert_eq!(sweep::waiting(db.pool(), org).await.unwrap(), [team]);
         let read = s.get_stored_keys(&who, org, &ids[..1]).await;
         assert!(
@@ -115,8 +110,8 @@ mod tests {
         let turn = s.job_turn(org).await.unwrap().expect("the turn");
         s.sweep_turn(org, &turn, 3).await.unwrap();
         turn.end().await;
-        assert_eq!(rows(db, org, team).await, 0);
-        assert_eq!(rows(db, org, kept).await, 2);
+        assert_eq!(sweep::test_rows(db, org, team).await, 0);
+        assert_eq!(sweep::test_rows(db, org, kept).await, 2);
         assert_eq!(data_keys::stored(db.pool(), org).await.unwrap(), 2);
         assert!(sweep::waiting(db.pool(), org).await.unwrap().is_empty());
         assert_eq!(

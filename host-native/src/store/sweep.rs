@@ -144,6 +144,17 @@ pub async fn batch(
     Ok(Swept::Done(swept))
 }
 
+/// How many rows of `scope` the org's data keys table holds, readable or not.
+#[cfg(test)]
+pub(crate) async fn test_rows(db: &super::Database, org: ScopeId, scope: ScopeId) -> i64 {
+    sqlx::query_scalar("SELECT COUNT(*) FROM data_keys WHERE org_id = $1 AND scope_id = $2")
+        .bind(org.to_string())
+        .bind(scope.to_string())
+        .fetch_one(db.pool())
+        .await
+        .expect("the rows")
+}
+
 /// The org's `data_keys_swept` events, in log order.
 #[cfg(test)]
 pub(crate) async fn test_swept(db: &super::Database, org: ScopeId) -> Vec<serde_json::Value> {
@@ -188,15 +199,6 @@ mod tests {
         w.commit().await.unwrap();
     }
 
-    async fn left(db: &Database, org: ScopeId, scope: ScopeId) -> i64 {
-        sqlx::query_scalar("SELECT COUNT(*) FROM data_keys WHERE org_id = $1 AND scope_id = $2")
-            .bind(org.to_string())
-            .bind(scope.to_string())
-            .fetch_one(db.pool())
-            .await
-            .unwrap()
-    }
-
     async fn sweep(db: &Database, o: ScopeId, scope: ScopeId, n: u64) -> Swept {
         let mut w = db.write().await.unwrap();
         let done = batch(&mut w.tx, o, scope, n, 7).await.unwrap();
@@ -228,7 +230,7 @@ mod tests {
         assert_eq!(waiting(db.pool(), a).await.unwrap(), [gone]);
         assert_eq!(waiting(db.pool(), b).await.unwrap(), []);
         assert_eq!(sweep(db, a, gone, 2).await, Swept::Some(2));
-        assert_eq!(left(db, a, gone).await, 3);
+        assert_eq!(test_rows(db, a, gone).await, 3);
         assert_eq!(
             crate::store::data_keys::stored(db.pool(), a).await.unwrap(),
             5
@@ -237,8 +239,11 @@ mod tests {
         assert_eq!(sweep(db, a, gone, 2).await, Swept::Done(5));
         assert_eq!(sweep(db, a, gone, 2).await, Swept::NotWaiting);
         assert_eq!(sweep(db, a, empty, 2).await, Swept::NotWaiting);
-        assert_eq!((left(db, a, gone).await, left(db, a, kept).await), (0, 2));
-        assert_eq!(left(db, b, gone).await, 3, "another org's keys");
+        assert_eq!(
+            (test_rows(db, a, gone).await, test_rows(db, a, kept).await),
+            (0, 2)
+        );
+        assert_eq!(test_rows(db, b, gone).await, 3, "another org's keys");
         assert_eq!(
             crate::store::data_keys::stored(db.pool(), a).await.unwrap(),
             2
