@@ -368,8 +368,9 @@ async fn ctrl_c_leaves_no_partial_output_file() {
         }
         let pid = child.id().to_string();
         let kill = |signal: &str| {
-            let sent = std::process::Command::new("kill")
-                .args([signal, &pid])
+            // The shell's own `kill` (sh is always there; /bin/kill is procps, not essential).
+            let sent = std::process::Command::new("sh")
+                .args(["-c", &format!("kill {signal} {pid}")])
                 .status()
                 .unwrap();
             assert!(sent.success());
