@@ -328,6 +328,8 @@ mod tests {
             (S::ManagedUnderByok, "managed_under_byok", 409),
             (S::NoSuchJob, "no_such_job", 409),
             (S::Unwrap(k), "internal", 500),
+            (S::RootCheckFailed(k), "internal", 500),
+            (S::RootUnchecked(k), "internal", 500),
             (S::Inconsistent("x"), "internal", 500),
         ];
         for (e, code, status) in scope {

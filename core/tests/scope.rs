@@ -4,7 +4,7 @@
 use byok_core::dev::TestRng;
 use byok_core::scope::{
     AuditEvent, Effect, Effective, HolderId, HolderStatus, JobKind, JobStep, Org, RewrapJob,
-    RootProof, ScopeError, ScopeState,
+    RootChecker, RootProof, RootVerdict, ScopeError, ScopeState, StoredScope,
 };
 use byok_core::{Context, Envelope, Error, KeyId, ScopeId, ScopeKey, SecretBytes};
 
@@ -26,12 +26,13 @@ fn fixture() -> Fixture {
     let (mut org, root, effects) = Org::create(sid(1), &managed, &mut rng).unwrap();
     assert!(matches!(&effects[..], [
         Effect::CreateScope { scope, parent: None },
-        Effect::PutRootVersion { version: 1 },
+        Effect::PutRootVersion { version: 1, check },
         Effect::PutHolder { holder: HolderId::Managed, status: HolderStatus::Ready },
         Effect::PutRootCopy { holder: HolderId::Managed, version: 1, wrapped },
         Effect::SetDefault(HolderId::Managed),
         Effect::Audit(AuditEvent::RootCopyStored { holder: HolderId::Managed, version: 1 }),
-    ] if wrapped.len() == 140 && *scope == sid(1)));
+    ] if wrapped.len() == 140 && *scope == sid(1)
+        && *check == RootChecker::new(&managed).check(sid(1), &root)));
     let (team, _) = org.create_scope(sid(2), sid(1), &root, &mut rng).unwrap();
     org.create_scope(sid(3), sid(2), &team, &mut rng).unwrap();
     org.create_scope(sid(4), sid(2), &team, &mut rng).unwrap();
@@ -734,17 +735,24 @@ fn root_rotation_wraps_with_the_default_first() {
             expected: v2.id(),
             provided: wrong.id(),
         },
-        |f| f.org.rotate_root(&wrong, vec![]),
+        |f| {
+            f.org
+                .rotate_root(&wrong, vec![], &RootChecker::new(&f.managed))
+        },
     );
     let copy = f
         .org
         .wrap_root_managed(&f.managed, &v2, &mut f.rng)
         .unwrap();
-    let effects = f.org.rotate_root(&v2, copy.clone()).unwrap();
+    let checker = RootChecker::new(&f.managed);
+    let effects = f.org.rotate_root(&v2, copy.clone(), &checker).unwrap();
     assert_eq!(
         effects,
         vec![
-            Effect::PutRootVersion { version: 2 },
+            Effect::PutRootVersion {
+                version: 2,
+                check: checker.check(sid(1), &v2)
+            },
             Effect::PutRootCopy {
                 holder: HolderId::Managed,
                 version: 2,
@@ -1100,7 +1108,9 @@ fn a_rotated_customer_key_wraps_every_root_version_again() {
         .org
         .wrap_root_managed(&f.managed, &v2, &mut f.rng)
         .unwrap();
-    f.org.rotate_root(&v2, copy).unwrap();
+    f.org
+        .rotate_root(&v2, copy, &RootChecker::new(&f.managed))
+        .unwrap();
     f.org
         .record_root_copy(cmk, 2, b"made-by-v1".to_vec())
         .unwrap();
@@ -1165,4 +1175,104 @@ fn a_rotated_customer_key_wraps_every_root_version_again() {
             .holders()
             .any(|h| h.id == cmk && h.status == HolderStatus::Ready)
     );
+}
+
+/// A root a holder gives back is used only if it matches the check value stored with its
+/// version: a copy replaced in storage (on Azure anyone can wrap with the key's public half)
+/// gives a root of someone else's choosing, refused before anything is wrapped under it.
+#[test]
+fn a_root_is_used_only_if_it_matches_its_check_value() {
+    let mut f = fixture();
+    let checker = RootChecker::new(&f.managed);
+    let org = f.org.id();
+    assert_eq!(
+        f.org.verify_root(&checker, &f.root, false),
+        Ok(RootVerdict::Checked)
+    );
+    // A planted root for the live version: refused, allowance or not.
+    let planted = ScopeKey::random(f.root.id(), &mut f.rng);
+    for accept in [false, true] {
+        refused(&mut f, ScopeError::RootCheckFailed(planted.id()), |f| {
+            f.org.verify_root(&checker, &planted, accept)
+        });
+        refused(&mut f, ScopeError::RootCheckFailed(planted.id()), |f| {
+            f.org.record_root_check(&checker, &planted)
+        });
+    }
+    // Checked under another managed key (a database moved to another vendor install).
+    let other = RootChecker::new(&ScopeKey::random(f.managed.id(), &mut f.rng));
+    refused(
+        &mut f,
+        ScopeError::RootCheckFailed(KeyId::new(org, 1)),
+        |f| f.org.verify_root(&other, &f.root, false),
+    );
+    let gone = KeyId::new(org, 9);
+    refused(&mut f, ScopeError::UnknownVersion(gone), |f| {
+        f.org
+            .verify_root(&checker, &ScopeKey::random(gone, &mut f.rng), false)
+    });
+    assert!(f.org.unchecked_root_versions().is_empty());
+}
+
+/// A version stored by a byok older than check values: refused unless the operator accepts
+/// such versions; then its children must open under it, and its check is recorded on first
+/// use, after which it is checked like any other.
+#[test]
+fn an_unchecked_root_version_is_refused_unless_accepted_then_recorded() {
+    let mut f = fixture();
+    let checker = RootChecker::new(&f.managed);
+    let org = f.org.id();
+    let mut stored: Vec<StoredScope> = f.org.scopes().map(StoredScope::from).collect();
+    stored[0].checks.clear();
+    f.org = Org::restore(
+        org,
+        stored,
+        f.org.holders().cloned().collect(),
+        f.org.default_holder(),
+        None,
+    )
+    .unwrap();
+    assert_eq!(f.org.unchecked_root_versions(), vec![1]);
+    refused(&mut f, ScopeError::RootUnchecked(KeyId::new(org, 1)), |f| {
+        f.org.verify_root(&checker, &f.root, false)
+    });
+    assert_eq!(
+        f.org.verify_root(&checker, &f.root, true),
+        Ok(RootVerdict::Unchecked)
+    );
+    // Accepted only as far as its children tell: one that does not open them is refused.
+    let planted = ScopeKey::random(f.root.id(), &mut f.rng);
+    refused(&mut f, ScopeError::Unwrap(KeyId::new(org, 1)), |f| {
+        f.org.verify_root(&checker, &planted, true)
+    });
+    refused(&mut f, ScopeError::Unwrap(KeyId::new(org, 1)), |f| {
+        f.org.record_root_check(&checker, &planted)
+    });
+    let effects = f.org.record_root_check(&checker, &f.root).unwrap();
+    assert_eq!(
+        effects,
+        vec![
+            Effect::PutRootCheck {
+                version: 1,
+                check: checker.check(org, &f.root)
+            },
+            Effect::Audit(AuditEvent::RootCheckRecorded { version: 1 }),
+        ]
+    );
+    assert!(f.org.unchecked_root_versions().is_empty());
+    assert_eq!(
+        f.org.verify_root(&checker, &f.root, false),
+        Ok(RootVerdict::Checked)
+    );
+    // Recorded once: again is nothing to do.
+    assert_eq!(f.org.record_root_check(&checker, &f.root), Ok(vec![]));
+    // Restored with it, the org is the same value.
+    let again = Org::restore(
+        org,
+        f.org.scopes().map(StoredScope::from).collect(),
+        f.org.holders().cloned().collect(),
+        f.org.default_holder(),
+        None,
+    );
+    assert_eq!(again.as_ref(), Ok(&f.org));
 }

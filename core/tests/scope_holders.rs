@@ -5,7 +5,9 @@
 //! is the default, and the root opens from the managed copy whenever the managed key is ready.
 
 use byok_core::dev::TestRng;
-use byok_core::scope::{HolderId, HolderStatus, JobStep, Org, StoredScope, managed_key};
+use byok_core::scope::{
+    HolderId, HolderStatus, JobStep, Org, RootChecker, StoredScope, managed_key,
+};
 use byok_core::{KeyId, ScopeId, ScopeKey, SecretBytes};
 use proptest::prelude::*;
 
@@ -108,7 +110,9 @@ proptest! {
                     } else {
                         vec![0xee]
                     };
-                    let r = org.rotate_root(&key, copy).map(|e| rows.apply(&e));
+                    let r = org
+                        .rotate_root(&key, copy, &RootChecker::new(&managed))
+                        .map(|e| rows.apply(&e));
                     if r.is_ok() {
                         roots.push(key);
                     }

@@ -9,7 +9,7 @@
 //! cancelled), and a job waits on a paused scope instead of working on its keys.
 
 use byok_core::dev::TestRng;
-use byok_core::scope::{Effective, JobStep, Org, ScopeError, ScopeState, StoredScope};
+use byok_core::scope::{Effective, JobStep, Org, RootChecker, ScopeError, ScopeState, StoredScope};
 use byok_core::{Context, Envelope, Error, KeyId, ScopeId, ScopeKey};
 use proptest::prelude::*;
 
@@ -298,7 +298,9 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     .org
                     .wrap_root_managed(&real.managed, &key, &mut real.rng)
                     .unwrap();
-                let r = real.org.rotate_root(&key, copy);
+                let r = real
+                    .org
+                    .rotate_root(&key, copy, &RootChecker::new(&real.managed));
                 let owed = model
                     .unusable(0)
                     .or(retiring.map(|_| ScopeError::JobRunning));

@@ -13,6 +13,7 @@ use alloc::vec::Vec;
 use crate::key_id::{KeyId, ScopeId};
 use crate::scope::holders::{HolderId, HolderStatus};
 use crate::scope::job::{JobKind, RewrapJob};
+use crate::scope::root_check::RootCheck;
 use crate::scope::state::ScopeState;
 
 /// One thing the host must do.
@@ -33,11 +34,21 @@ pub enum Effect {
         /// Its new state.
         state: ScopeState,
     },
-    /// Store a new root key version (the org scope's). Its wrapped forms are the holders'
-    /// copies ([`Effect::PutRootCopy`]).
+    /// Store a new root key version (the org scope's) with its check value. Its wrapped forms
+    /// are the holders' copies ([`Effect::PutRootCopy`]).
     PutRootVersion {
         /// The root version.
         version: u32,
+        /// Its check value, stored with it.
+        check: RootCheck,
+    },
+    /// Store the check value of root version `version`, stored without one by an older byok
+    /// ([`super::Org::record_root_check`]).
+    PutRootCheck {
+        /// The root version.
+        version: u32,
+        /// Its check value.
+        check: RootCheck,
     },
     /// Store (or replace) the wrapped form of child scope key `key`, sealed under its parent's
     /// key `under`.
@@ -171,6 +182,12 @@ pub enum AuditEvent {
     RootCopyStored {
         /// The holder.
         holder: HolderId,
+        /// The root version.
+        version: u32,
+    },
+    /// Root version `version`, stored without a check value by an older byok, had its check
+    /// recorded on its first use (trusted as it was then: the operator allowed unchecked roots).
+    RootCheckRecorded {
         /// The root version.
         version: u32,
     },

@@ -89,6 +89,13 @@ pub enum ScopeError {
     /// A stored wrapped key did not open under the key that should wrap it: storage was
     /// damaged or edited, or the host passed the wrong parent key.
     Unwrap(KeyId),
+    /// A holder gave back a root version that does not match the check value stored with it:
+    /// the copy it unwrapped is not the one byok made (storage was modified: on Azure anyone
+    /// with the key's public half can wrap a root of their own). Refused before any use.
+    RootCheckFailed(KeyId),
+    /// A root version was stored without a check value (by a byok older than them), and the
+    /// operator does not accept such versions (`accept_unchecked_roots`).
+    RootUnchecked(KeyId),
     /// Stored rows do not form a valid org (a parent missing, a cycle, no ready default
     /// holder, ...): storage was damaged or edited. Refused rather than trusted.
     Inconsistent(&'static str),
@@ -119,7 +126,11 @@ impl ScopeError {
             Self::ProofMismatch { .. } => ApiCode::KeyProofFailed,
             Self::ManagedUnderByok => ApiCode::ManagedUnderByok,
             Self::NoSuchJob => ApiCode::NoSuchJob,
-            Self::WrongKey { .. } | Self::Unwrap(_) | Self::Inconsistent(_) => ApiCode::Internal,
+            Self::WrongKey { .. }
+            | Self::Unwrap(_)
+            | Self::RootCheckFailed(_)
+            | Self::RootUnchecked(_)
+            | Self::Inconsistent(_) => ApiCode::Internal,
         }
     }
 }
@@ -187,6 +198,14 @@ impl fmt::Display for ScopeError {
             Self::Unwrap(k) => write!(
                 f,
                 "stored wrapped key {k} does not open under its parent key: storage was modified or damaged"
+            ),
+            Self::RootCheckFailed(k) => write!(
+                f,
+                "root key {k} given back by the key holder does not match its stored check value: the stored copy was replaced or damaged; nothing was done with it"
+            ),
+            Self::RootUnchecked(k) => write!(
+                f,
+                "root key {k} was stored without a check value by an older byok: start byok once with accept_unchecked_roots = true to record it on first use (or rotate the root and retire this version)"
             ),
             Self::Inconsistent(what) => write!(
                 f,

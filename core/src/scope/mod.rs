@@ -42,6 +42,7 @@ mod keyring;
 mod org;
 mod proof;
 mod restore;
+mod root_check;
 mod state;
 mod tree;
 
@@ -53,4 +54,5 @@ pub use job::{JobKind, JobStep, RewrapJob};
 pub use org::{MANAGED_SCOPE, MAX_DEPTH, Org, Scope, WrappedScopeKey, managed_key};
 pub use proof::RootProof;
 pub use restore::StoredScope;
+pub use root_check::{ROOT_CHECK_LEN, RootCheck, RootChecker, RootVerdict};
 pub use state::{Effective, ScopeState};

@@ -21,6 +21,7 @@ use crate::scope::effect::{AuditEvent, Effect};
 use crate::scope::error::ScopeError;
 use crate::scope::holders::{Holder, HolderId, HolderStatus};
 use crate::scope::job::RewrapJob;
+use crate::scope::root_check::{RootCheck, RootChecker};
 use crate::scope::state::ScopeState;
 use crate::secret::SecretBytes;
 
@@ -62,6 +63,9 @@ pub struct Scope {
     /// Live key versions. For a child scope, each maps to its wrapped form; for the org scope
     /// to `None` (root versions are held by the holders). Revoked scopes have none.
     pub versions: BTreeMap<u32, Option<WrappedScopeKey>>,
+    /// For the org scope, the check value of each root version that has one (every version
+    /// made since byok keeps them; see [`RootCheck`]). Empty for a child scope.
+    pub checks: BTreeMap<u32, RootCheck>,
     /// Child scopes.
     pub children: Vec<ScopeId>,
 }
@@ -122,8 +126,8 @@ impl Org {
         self.scopes.values()
     }
 
-    /// Creates an org whose root key (version 1) is wrapped by the managed key. Returns the org,
-    /// the root key (to cache) and the effects.
+    /// Creates an org whose root key (version 1) is wrapped by the managed key, and checked by
+    /// it ([`RootChecker`]). Returns the org, the root key (to cache) and the effects.
     pub fn create(
         org: ScopeId,
         managed: &ScopeKey,
@@ -146,12 +150,14 @@ impl Org {
             rng,
         )?;
         let root_key = ScopeKey::new(KeyId::new(org, 1), root_secret);
+        let check = RootChecker::new(managed).check(org, &root_key);
         let scope = Scope {
             id: org,
             parent: None,
             depth: 0,
             state: ScopeState::Active,
             versions: BTreeMap::from([(1, None)]),
+            checks: BTreeMap::from([(1, check)]),
             children: Vec::new(),
         };
         let mut holder = Holder::new(HolderId::Managed);
@@ -169,7 +175,7 @@ impl Org {
                 scope: org,
                 parent: None,
             },
-            Effect::PutRootVersion { version: 1 },
+            Effect::PutRootVersion { version: 1, check },
             Effect::PutHolder {
                 holder: HolderId::Managed,
                 status: HolderStatus::Ready,

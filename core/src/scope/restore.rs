@@ -10,6 +10,7 @@ use crate::scope::error::ScopeError;
 use crate::scope::holders::{Holder, HolderId, HolderStatus};
 use crate::scope::job::RewrapJob;
 use crate::scope::org::{MAX_DEPTH, Org, Scope, WrappedScopeKey};
+use crate::scope::root_check::RootCheck;
 use crate::scope::state::ScopeState;
 
 /// One stored scope row: what a host keeps per scope. Depth and children are derived.
@@ -23,6 +24,8 @@ pub struct StoredScope {
     pub state: ScopeState,
     /// Its live key versions (see [`Scope::versions`]).
     pub versions: BTreeMap<u32, Option<WrappedScopeKey>>,
+    /// The check values of its root versions (the org scope's only; see [`Scope::checks`]).
+    pub checks: BTreeMap<u32, RootCheck>,
 }
 
 impl From<&Scope> for StoredScope {
@@ -32,6 +35,7 @@ impl From<&Scope> for StoredScope {
             parent: s.parent,
             state: s.state,
             versions: s.versions.clone(),
+            checks: s.checks.clone(),
         }
     }
 }
@@ -54,6 +58,7 @@ impl Org {
                 depth: 0,
                 state: s.state,
                 versions: s.versions,
+                checks: s.checks,
                 children: Vec::new(),
             };
             if scopes.insert(s.id, scope).is_some() {
@@ -115,6 +120,17 @@ impl Org {
             };
             if !keys_ok {
                 return Err(Bad("a scope's key versions do not match its parent's"));
+            }
+            // Checks belong to live root versions only. A missing one is allowed here (a
+            // version made before byok kept them); `Org::verify_root` decides its use.
+            let checks_ok = match s.parent {
+                None => s.checks.keys().all(|v| s.versions.contains_key(v)),
+                Some(_) => s.checks.is_empty(),
+            };
+            if !checks_ok {
+                return Err(Bad(
+                    "a check value of a key that is not a live root version",
+                ));
             }
         }
         let mut by_id: BTreeMap<HolderId, Holder> = BTreeMap::new();
@@ -190,6 +206,7 @@ mod tests {
     use crate::scope::effect::Effect;
     use crate::scope::job::{JobKind, JobStep};
     use crate::scope::managed_key;
+    use crate::scope::root_check::RootChecker;
     use crate::secret::SecretBytes;
     use alloc::vec;
 
@@ -237,7 +254,7 @@ mod tests {
     fn damaged_rows_are_refused() {
         let (_, stored, holders) = parts();
         type Damage = fn(&mut Vec<StoredScope>, &mut Vec<Holder>);
-        let cases: [(&str, Damage); 10] = [
+        let cases: [(&str, Damage); 12] = [
             ("missing org scope", |s, _| s.retain(|x| x.parent.is_some())),
             ("duplicate", |s, _| s.push(s[1].clone())),
             ("missing parent", |s, _| {
@@ -266,6 +283,14 @@ mod tests {
                 h[0].copies.insert(9, vec![1]);
             }),
             ("holder stored twice", |_, h| h.push(h[0].clone())),
+            ("check of a root version that is gone", |s, _| {
+                let check = s[0].checks[&1];
+                s[0].checks.insert(9, check);
+            }),
+            ("check on a child scope", |s, _| {
+                let check = s[0].checks[&1];
+                s[1].checks.insert(1, check);
+            }),
         ];
         for (name, damage) in cases {
             let (mut s, mut h) = (stored.clone(), holders.clone());
@@ -327,7 +352,8 @@ mod tests {
             m.status = HolderStatus::Ready;
         }
         let next = ScopeKey::random(KeyId::new(root, 2), &mut rng);
-        let effects = org.rotate_root(&next, vec![7]).unwrap();
+        let checker = RootChecker::new(&managed_key(SecretBytes::random(&mut rng), 1));
+        let effects = org.rotate_root(&next, vec![7], &checker).unwrap();
         assert!(
             !effects.iter().any(|e| matches!(
                 e,

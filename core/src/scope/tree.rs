@@ -112,6 +112,7 @@ impl Org {
                 depth,
                 state: ScopeState::Active,
                 versions: BTreeMap::from([(1, Some(record))]),
+                checks: BTreeMap::new(),
                 children: Vec::new(),
             },
         );
@@ -201,6 +202,8 @@ impl Org {
         let mut destroyed = 0;
         for s in &subtree {
             if let Some(scope) = self.scopes.get_mut(s) {
+                // A check value goes with its root version (the same row, for a host).
+                scope.checks.clear();
                 for v in core::mem::take(&mut scope.versions).into_keys() {
                     effects.push(Effect::DestroyWrappedKey {
                         key: KeyId::new(*s, v),

@@ -41,13 +41,28 @@ impl Rows {
                     parent: *parent,
                     state: ScopeState::Active,
                     versions: BTreeMap::new(),
+                    checks: BTreeMap::new(),
                 };
                 assert!(self.scopes.insert(*scope, new).is_none(), "scope twice");
             }
             Effect::SetScopeState { scope, state } => self.scope(*scope).state = *state,
-            Effect::PutRootVersion { version } => {
+            Effect::PutRootVersion { version, check } => {
                 let root = self.root.expect("no org scope");
-                self.scope(root).versions.insert(*version, None);
+                let scope = self.scope(root);
+                assert!(
+                    scope.versions.insert(*version, None).is_none(),
+                    "version twice"
+                );
+                scope.checks.insert(*version, *check);
+            }
+            Effect::PutRootCheck { version, check } => {
+                let root = self.root.expect("no org scope");
+                let scope = self.scope(root);
+                assert!(scope.versions.contains_key(version), "check of no version");
+                assert!(
+                    scope.checks.insert(*version, *check).is_none(),
+                    "check twice"
+                );
             }
             Effect::PutWrappedKey {
                 key,
@@ -61,7 +76,9 @@ impl Rows {
                 self.scope(key.scope).versions.insert(key.version, Some(w));
             }
             Effect::DestroyWrappedKey { key } => {
-                let gone = self.scope(key.scope).versions.remove(&key.version);
+                let scope = self.scope(key.scope);
+                let gone = scope.versions.remove(&key.version);
+                scope.checks.remove(&key.version);
                 assert!(gone.is_some(), "destroyed {key} twice");
             }
             Effect::DestroyScopeData { scopes } => {

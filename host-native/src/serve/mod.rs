@@ -197,6 +197,7 @@ pub async fn run(config: Config) -> Result<(), String> {
     }
     let mut service = Service::new(store, managed, config.unwrap_cache_ttl, kms)?
         .with_outage_retry(config.outage_retry)
+        .with_unchecked_roots(config.accept_unchecked_roots)
         .with_job_lease(config.job_lease)
         .with_max_stored_keys(config.max_stored_keys)
         .with_signed_heads(&config.data_dir.join("audit-heads"))?;

@@ -84,8 +84,12 @@ pub(crate) async fn write<S: Store>(
             Effect::SetScopeState { scope, state } => {
                 store.set_scope_state(org, *scope, *state).await?;
             }
-            Effect::PutRootVersion { version } => {
+            Effect::PutRootVersion { version, check } => {
                 store.put_key(org, KeyId::new(org, *version), None).await?;
+                store.put_root_check(org, *version, check).await?;
+            }
+            Effect::PutRootCheck { version, check } => {
+                store.put_root_check(org, *version, check).await?;
             }
             Effect::PutWrappedKey {
                 key,
@@ -358,7 +362,10 @@ mod tests {
         let root2 = ScopeKey::random(KeyId::new(sid(1), 2), &mut rng);
         let copy = org.wrap_root_managed(&managed, &root2, &mut rng).unwrap();
         step(&mut org, rows, &[], |o| {
-            Ok(((), o.rotate_root(&root2, copy)?))
+            Ok((
+                (),
+                o.rotate_root(&root2, copy, &byok_core::scope::RootChecker::new(&managed))?,
+            ))
         })
         .await;
         step(&mut org, rows, &[], |o| {

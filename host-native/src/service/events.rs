@@ -38,6 +38,9 @@ pub(super) fn core_event(e: &AuditEvent) -> Value {
         AuditEvent::RootCopyStored { holder: h, version } => {
             json!({ "type": "root_copy_stored", "holder": holder(*h), "version": version })
         }
+        AuditEvent::RootCheckRecorded { version } => {
+            json!({ "type": "root_check_recorded", "version": version })
+        }
         AuditEvent::DefaultHolder { from, to } => {
             json!({ "type": "default_key_changed", "from": holder(*from), "to": holder(*to) })
         }

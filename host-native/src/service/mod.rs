@@ -100,6 +100,11 @@ const AUDIT_TURNS: usize = 2;
 pub struct Service {
     store: Database,
     managed: ScopeKey,
+    /// Checks every root a holder gives back against the check value stored with its version
+    /// (keyed from `managed`, which the database never holds: `core::scope::RootChecker`).
+    root_checker: byok_core::scope::RootChecker,
+    /// Whether root versions stored without a check value are used (`--accept-unchecked-roots`).
+    accept_unchecked_roots: bool,
     kms: kms::Kms,
     orgs: RwLock<FastMap<ScopeId, Arc<OrgCell>>>,
     /// Orgs whose last change here was interrupted while storage may still be finishing it
@@ -186,6 +191,8 @@ impl Service {
             kicks,
             kick_rx: std::sync::Mutex::new(Some(kick_rx)),
             store,
+            root_checker: byok_core::scope::RootChecker::new(&managed),
+            accept_unchecked_roots: false,
             managed,
             kms: kms::Kms::new(kms, metrics.kms_calls.clone())?,
             orgs: RwLock::new(FastMap::default()),
@@ -230,6 +237,13 @@ impl Service {
     /// outage grace (default [`byok_core::grace::DEFAULT_RETRY_EVERY`]).
     pub fn with_outage_retry(mut self, retry: Duration) -> Self {
         self.outage_retry = retry;
+        self
+    }
+
+    /// The same, using root versions stored without a check value by an older byok, and
+    /// recording their checks on first use (`--accept-unchecked-roots`; refused by default).
+    pub fn with_unchecked_roots(mut self, accept: bool) -> Self {
+        self.accept_unchecked_roots = accept;
         self
     }
 

@@ -5,7 +5,7 @@
 //! written here directly; `org_rows` reads them back into an [`byok_core::scope::Org`]. Data
 //! keys, CMK rows and the audit log keep their SQL in their own modules.
 
-use byok_core::scope::{HolderId, HolderStatus, RewrapJob, ScopeState};
+use byok_core::scope::{HolderId, HolderStatus, RewrapJob, RootCheck, ScopeState};
 use byok_core::{KeyId, ScopeId};
 use serde_json::Value;
 
@@ -65,6 +65,23 @@ impl Store for WriteTx {
         .execute(&mut *self.tx)
         .await?;
         Ok(())
+    }
+
+    async fn put_root_check(
+        &mut self,
+        org: ScopeId,
+        version: u32,
+        check: &RootCheck,
+    ) -> Result<()> {
+        let done = sqlx::query(
+            "UPDATE scope_keys SET root_check = $1 WHERE org_id = $2 AND scope_id = $2 AND version = $3 AND wrapped IS NULL",
+        )
+        .bind(check.as_bytes().as_slice())
+        .bind(hex(org))
+        .bind(i64::from(version))
+        .execute(&mut *self.tx)
+        .await?;
+        one_row(done.rows_affected(), "check of an unknown root version")
     }
 
     /// With `secure_delete`, the key's bytes are overwritten in the file.

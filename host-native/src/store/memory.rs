@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use byok_core::scope::{
-    Holder, HolderId, HolderStatus, Org, RewrapJob, ScopeError, ScopeState, StoredScope,
+    Holder, HolderId, HolderStatus, Org, RewrapJob, RootCheck, ScopeError, ScopeState, StoredScope,
     WrappedScopeKey,
 };
 use byok_core::{KeyId, ScopeId};
@@ -68,6 +68,7 @@ impl Store for MemoryStore {
             parent,
             state: ScopeState::Active,
             versions: BTreeMap::new(),
+            checks: BTreeMap::new(),
         };
         if self.scopes.insert(scope, (row, name.to_owned())).is_some() {
             return Err(bad("scope stored twice"));
@@ -99,8 +100,24 @@ impl Store for MemoryStore {
         Ok(())
     }
 
+    async fn put_root_check(
+        &mut self,
+        org: ScopeId,
+        version: u32,
+        check: &RootCheck,
+    ) -> Result<()> {
+        let scope = self.scope(org)?;
+        if scope.parent.is_some() || scope.versions.get(&version) != Some(&None) {
+            return Err(bad("check of an unknown root version"));
+        }
+        scope.checks.insert(version, *check);
+        Ok(())
+    }
+
     async fn destroy_key(&mut self, _org: ScopeId, key: KeyId) -> Result<()> {
-        self.scope(key.scope)?
+        let scope = self.scope(key.scope)?;
+        scope.checks.remove(&key.version);
+        scope
             .versions
             .remove(&key.version)
             .map(drop)

@@ -33,7 +33,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use byok_core::scope::{HolderId, HolderStatus, RewrapJob, ScopeState};
+use byok_core::scope::{HolderId, HolderStatus, RewrapJob, RootCheck, ScopeState};
 use byok_core::{KeyId, ScopeId};
 use serde_json::Value;
 use sqlx::any::AnyPoolOptions;
@@ -151,7 +151,10 @@ pub trait Store {
         key: KeyId,
         wrapped: Option<(KeyId, &[u8])>,
     ) -> Result<()>;
-    /// Destroys key version `key`.
+    /// Stores the check value of root version `version` (its row stored already).
+    async fn put_root_check(&mut self, org: ScopeId, version: u32, check: &RootCheck)
+    -> Result<()>;
+    /// Destroys key version `key` (a root version's check value with it).
     async fn destroy_key(&mut self, org: ScopeId, key: KeyId) -> Result<()>;
     /// Destroys the stored data keys of `scopes` (a revoked subtree, whose scope keys the same
     /// transition destroys): they open for no one from the commit on; their rows may go later

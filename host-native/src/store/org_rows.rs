@@ -10,8 +10,8 @@
 use std::collections::BTreeMap;
 
 use byok_core::scope::{
-    Holder, HolderId, HolderStatus, JobKind, JobStep, Org, RewrapJob, ScopeState, StoredScope,
-    WrappedScopeKey,
+    Holder, HolderId, HolderStatus, JobKind, JobStep, Org, RewrapJob, RootCheck, ScopeState,
+    StoredScope, WrappedScopeKey,
 };
 use byok_core::{KeyId, ScopeId};
 use serde_json::{Value, json};
@@ -292,11 +292,12 @@ async fn load_in(tx: &mut Transaction<'static, Any>, id: ScopeId) -> Result<Opti
                 parent,
                 state,
                 versions: BTreeMap::new(),
+                checks: BTreeMap::new(),
             },
         );
     }
     for r in sqlx::query(
-        "SELECT scope_id, version, under_version, wrapped FROM scope_keys WHERE org_id = $1",
+        "SELECT scope_id, version, under_version, wrapped, root_check FROM scope_keys WHERE org_id = $1",
     )
     .bind(&org_id)
     .fetch_all(&mut **tx)
@@ -325,6 +326,11 @@ async fn load_in(tx: &mut Transaction<'static, Any>, id: ScopeId) -> Result<Opti
             (None, None) => None,
             _ => return Err(corrupt("half a wrapped key")),
         };
+        if let Some(check) = r.try_get::<Option<Vec<u8>>, _>("root_check")? {
+            let check = RootCheck::from_slice(&check).ok_or_else(|| corrupt("bad root check"))?;
+            // Core's restore refuses one on a child scope's row.
+            scope.checks.insert(version, check);
+        }
         scope.versions.insert(version, wrapped);
     }
     let mut holders: BTreeMap<HolderId, Holder> = BTreeMap::new();

@@ -11,8 +11,9 @@
 //! and is refused ([`KmsErrorKind::InvalidCiphertext`]). What it does not stop: anyone holding
 //! an RSA key's public half can wrap an envelope of their choosing, naming any binding, with a
 //! root they know. Such a copy opens no existing data (every ciphertext commits to the root it
-//! was made under, format v1), so the vendor gains nothing by forging one; docs/providers.md
-//! says so. The padding makes the envelope a multiple of 8 bytes, as AES key wrap needs.
+//! was made under, format v1), but keys wrapped under it later would be the forger's: the root's
+//! check value ([`crate::scope::RootChecker`], keyed outside the database) refuses it. The
+//! padding makes the envelope a multiple of 8 bytes, as AES key wrap needs.
 
 use alloc::vec::Vec;
 
