@@ -211,6 +211,8 @@ mod tests {
         /// Stores a data key under version 1 of `scope`; counts those left.
         async fn add_data_key(&mut self, org: ScopeId, scope: ScopeId);
         async fn data_keys(&self, org: ScopeId) -> u64;
+        /// Drops the root versions' check values, as a byok older than them stored the rows.
+        async fn forget_root_checks(&mut self, org: ScopeId);
     }
 
     impl Rows for MemoryStore {
@@ -233,6 +235,9 @@ mod tests {
         }
         async fn data_keys(&self, _org: ScopeId) -> u64 {
             self.data_keys.values().sum()
+        }
+        async fn forget_root_checks(&mut self, org: ScopeId) {
+            self.forget_root_checks(org);
         }
     }
 
@@ -289,6 +294,13 @@ mod tests {
             .unwrap();
             n as u64
         }
+        async fn forget_root_checks(&mut self, org: ScopeId) {
+            sqlx::query("UPDATE scope_keys SET root_check = NULL WHERE org_id = $1")
+                .bind(org.to_string())
+                .execute(self.pool())
+                .await
+                .unwrap();
+        }
     }
 
     fn sid(n: u8) -> ScopeId {
@@ -317,6 +329,16 @@ mod tests {
         let (mut org, root, effects) = Org::create(sid(1), &managed, &mut rng).unwrap();
         rows.apply(sid(1), &effects, &[sid(1)]).await;
         assert_eq!(rows.restore(sid(1)).await, org);
+        // Rows from a byok older than check values: the check is recorded on first use.
+        let checker = byok_core::scope::RootChecker::new(&managed);
+        rows.forget_root_checks(sid(1)).await;
+        org = rows.restore(sid(1)).await;
+        assert_eq!(org.unchecked_root_versions(), [1]);
+        step(&mut org, rows, &[], |o| {
+            Ok(((), o.record_root_check(&checker, &root)?))
+        })
+        .await;
+        assert!(org.unchecked_root_versions().is_empty());
 
         let r = &mut rng;
         let (team, _) = step(&mut org, rows, &[sid(2)], |o| {
@@ -362,10 +384,7 @@ mod tests {
         let root2 = ScopeKey::random(KeyId::new(sid(1), 2), &mut rng);
         let copy = org.wrap_root_managed(&managed, &root2, &mut rng).unwrap();
         step(&mut org, rows, &[], |o| {
-            Ok((
-                (),
-                o.rotate_root(&root2, copy, &byok_core::scope::RootChecker::new(&managed))?,
-            ))
+            Ok(((), o.rotate_root(&root2, copy, &checker)?))
         })
         .await;
         step(&mut org, rows, &[], |o| {

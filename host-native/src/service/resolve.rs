@@ -813,9 +813,7 @@ mod tests {
             "the holder was asked after the pause"
         );
         assert!(
-            svc.cache()
-                .get(KeyId::new(org, 1), svc.now())
-                .is_none(),
+            svc.cache().get(KeyId::new(org, 1), svc.now()).is_none(),
             "the root was cached after the pause"
         );
     }
