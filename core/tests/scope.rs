@@ -1276,3 +1276,33 @@ fn an_unchecked_root_version_is_refused_unless_accepted_then_recorded() {
     );
     assert_eq!(again.as_ref(), Ok(&f.org));
 }
+
+/// The children's check on an unchecked root covers every child key wrapped under it, not the
+/// first only: a damaged second child refuses the root.
+#[test]
+fn an_unchecked_root_must_open_every_child_under_it() {
+    let mut f = fixture();
+    let checker = RootChecker::new(&f.managed);
+    let org = f.org.id();
+    let root = ScopeKey::new(f.root.id(), f.root.duplicate_secret());
+    f.org.create_scope(sid(5), org, &root, &mut f.rng).unwrap();
+    let mut stored: Vec<StoredScope> = f.org.scopes().map(StoredScope::from).collect();
+    stored[0].checks.clear();
+    for s in &mut stored {
+        if s.id == sid(5) {
+            let w = s.versions.get_mut(&1).unwrap().as_mut().unwrap();
+            w.wrapped[40] ^= 1;
+        }
+    }
+    f.org = Org::restore(
+        org,
+        stored,
+        f.org.holders().cloned().collect(),
+        f.org.default_holder(),
+        None,
+    )
+    .unwrap();
+    refused(&mut f, ScopeError::Unwrap(KeyId::new(org, 1)), |f| {
+        f.org.verify_root(&checker, &root, true)
+    });
+}

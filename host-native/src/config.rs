@@ -17,7 +17,6 @@
 //! tls_cert = "/etc/byok/tls/chain.pem"   # with tls_key: HTTPS; reloaded on SIGHUP
 //! tls_key = "/etc/byok/tls/key.pem"
 //! insecure_http = false        # plain HTTP beyond loopback is refused unless true
-//! accept_unchecked_roots = false  # root versions from before check values: only to upgrade
 //! header_timeout_ms = 10000    # request head (and TLS handshake)
 //! idle_timeout_ms = 60000      # no byte moving on a connection
 //! request_timeout_ms = 30000   # one request in all, body included
@@ -117,8 +116,6 @@ pub struct FileConfig {
     pub tls_key: Option<PathBuf>,
     /// Allow plain HTTP beyond loopback.
     pub insecure_http: Option<bool>,
-    /// Accept root versions stored without a check value (and record theirs).
-    pub accept_unchecked_roots: Option<bool>,
     /// Request head timeout, ms.
     pub header_timeout_ms: Option<u64>,
     /// Idle connection timeout, ms.
@@ -227,11 +224,12 @@ pub struct ServeArgs {
     /// mesh that terminates TLS.
     #[arg(long, env = "BYOK_INSECURE_HTTP")]
     pub insecure_http: bool,
-    /// Use root key versions stored without a check value by a byok older than check values,
-    /// recording each one's check on its first use. Only while bringing an older database
-    /// over: a database writer could have replaced such a version's copy, and this trusts it.
-    #[arg(long, env = "BYOK_ACCEPT_UNCHECKED_ROOTS")]
-    pub accept_unchecked_roots: bool,
+    /// Record the check value of every root key version stored without one (by a byok older
+    /// than them), unwrapping each through its org's key holder now, then exit without
+    /// serving. Run it once, right after upgrading, with the server's configuration: until
+    /// then such versions are refused. It trusts those versions as they are stored now.
+    #[arg(long)]
+    pub record_root_checks: bool,
     /// Time for a request's head once a connection waits for one, and for a TLS handshake, in
     /// ms, 100 to 300000 [default: 10000].
     #[arg(long, env = "BYOK_HEADER_TIMEOUT_MS")]
@@ -363,8 +361,8 @@ pub struct Config {
     pub key_health_interval: Duration,
     /// How often an unreachable KMS is asked again while an org serves in outage grace.
     pub outage_retry: Duration,
-    /// Whether root versions stored without a check value are used (and their check recorded).
-    pub accept_unchecked_roots: bool,
+    /// Record the missing root check values, then exit (`--record-root-checks`).
+    pub record_root_checks: bool,
     /// The audit log key's name (at its creation).
     pub log_name: String,
     /// How often grown audit logs get a signed checkpoint.
@@ -558,8 +556,7 @@ impl Config {
                 .map_or(byok_core::grace::DEFAULT_RETRY_EVERY, |ms| {
                     Duration::from_millis(ms.max(100))
                 }),
-            accept_unchecked_roots: args.accept_unchecked_roots
-                || file.accept_unchecked_roots.unwrap_or(false),
+            record_root_checks: args.record_root_checks,
             log_name: args
                 .audit_log
                 .log_name

@@ -144,3 +144,57 @@ async fn a_second_server_on_a_data_directory_in_use_refuses_to_start() {
     ts.api = byok_tests::server::Api::new(&ts.server.url);
     assert_status(&ts.api.get("/healthz", "").await, 200);
 }
+
+/// A database an older byok left: root versions stored without check values. The start says
+/// so with the fix, and their orgs' data calls are refused; `byok serve --record-root-checks`
+/// records them through the key holder, prints how many and exits without serving; the next
+/// start serves the org as before.
+#[tokio::test]
+async fn record_root_checks_brings_an_older_database_over() {
+    let mut ts = TestServer::start("root-checks");
+    let o = ts.org(OrgSettings::named("old")).await;
+    let team = o.scope(&ts, &o.id, "team").await;
+    let ct = o.seal(&ts, &team, b"kept").await;
+    ts.server.kill9();
+    let db = ts.db(false).await;
+    sqlx::query("UPDATE scope_keys SET root_check = NULL")
+        .execute(&db)
+        .await
+        .unwrap();
+    db.close().await;
+    ts.restart();
+    let log = ts.server.log();
+    assert!(
+        log.contains("stored without a check value") && log.contains("--record-root-checks"),
+        "{log}"
+    );
+    assert_error(&o.decrypt(&ts, &ct).await, 500, "internal");
+    ts.server.kill9();
+
+    let mut pass = std::process::Command::new(byok_tests::server::binary());
+    pass.args(["serve", "--record-root-checks", "--log-format", "json"])
+        .arg("--data-dir")
+        .arg(ts.data())
+        .env_remove("BYOK_MANAGED_KEY")
+        .env_remove("BYOK_DATABASE_URL");
+    if let Some(url) = ts.server.database_url() {
+        pass.env("BYOK_DATABASE_URL", url);
+    }
+    let out = pass.output().expect("run byok serve --record-root-checks");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "root check values: 1 recorded, 0 left without one\n",
+        "{stderr}"
+    );
+
+    ts.restart();
+    assert!(o.opens_in(&ts, &ct, &json!({}), b"kept").await.is_ok());
+    let stored: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM scope_keys WHERE root_check IS NOT NULL")
+            .fetch_one(&ts.db(true).await)
+            .await
+            .unwrap();
+    assert_eq!(stored, 1);
+}

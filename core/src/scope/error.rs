@@ -93,8 +93,8 @@ pub enum ScopeError {
     /// the copy it unwrapped is not the one byok made (storage was modified: on Azure anyone
     /// with the key's public half can wrap a root of their own). Refused before any use.
     RootCheckFailed(KeyId),
-    /// A root version was stored without a check value (by a byok older than them), and the
-    /// operator does not accept such versions (`accept_unchecked_roots`).
+    /// A root version was stored without a check value (by a byok older than them) and has not
+    /// had it recorded yet (the server's `--record-root-checks`, run once after upgrading).
     RootUnchecked(KeyId),
     /// Stored rows do not form a valid org (a parent missing, a cycle, no ready default
     /// holder, ...): storage was damaged or edited. Refused rather than trusted.
@@ -205,7 +205,7 @@ impl fmt::Display for ScopeError {
             ),
             Self::RootUnchecked(k) => write!(
                 f,
-                "root key {k} was stored without a check value by an older byok: start byok once with accept_unchecked_roots = true to record it on first use (or rotate the root and retire this version)"
+                "root key {k} was stored without a check value by an older byok: the operator must record it once (byok serve --record-root-checks) before it is used"
             ),
             Self::Inconsistent(what) => write!(
                 f,

@@ -189,10 +189,10 @@ impl Org {
         )
     }
 
-    /// Checks a root key the host unwrapped against the tree: if a child key is wrapped under
-    /// it, it must open. So a wrong root is refused before anything is wrapped under it.
+    /// Checks a root key the host unwrapped against the tree: every child key wrapped under it
+    /// must open. So a wrong root is refused before anything is wrapped under it.
     pub(super) fn check_root(&self, root: &ScopeKey) -> Result<()> {
-        if let Some(child) = self.wrapped_under(root.id()).first() {
+        for child in &self.wrapped_under(root.id()) {
             let wrapped = self
                 .scopes
                 .get(&child.scope)

@@ -121,9 +121,10 @@ impl Org {
     /// the check value stored with it, before the root is used or cached. A root that does not
     /// match is refused ([`ScopeError::RootCheckFailed`]): the copy that gave it was replaced
     /// in storage. A version stored without a check value (by a byok older than checks) is
-    /// refused too ([`ScopeError::RootUnchecked`]) unless `accept_unchecked`, the operator's
-    /// choice while an upgraded database is brought over; its children must then open under
-    /// it, as far as that goes.
+    /// refused too ([`ScopeError::RootUnchecked`]) unless `accept_unchecked`: the host's one
+    /// pass that records such versions after an upgrade. Every child key wrapped under it must
+    /// then open: a weak check (a database writer who planted the root can rewrap the children
+    /// too, losing what they held), which is why that pass is run once, right after upgrading.
     pub fn verify_root(
         &self,
         checker: &RootChecker,

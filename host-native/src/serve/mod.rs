@@ -77,6 +77,32 @@ fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File, String> {
     }
 }
 
+/// `--record-root-checks`: records the check value of every root version stored without one,
+/// says what it did, and fails if any is left (its org's error is logged; run it again once
+/// that org's key holder answers, or the org is resumed).
+async fn record_root_checks(service: &Service) -> Result<(), String> {
+    let report = service
+        .record_root_checks()
+        .await
+        .map_err(|e| format!("cannot read the orgs: {e:?}"))?;
+    for (org, version, error) in &report.failed {
+        tracing::error!(%org, version, %error, "root version left without a check value");
+    }
+    println!(
+        "root check values: {} recorded, {} left without one",
+        report.recorded,
+        report.failed.len()
+    );
+    if report.failed.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} root version(s) were not recorded (each is logged above with its org and error); they stay refused: run --record-root-checks again once their key holders answer",
+            report.failed.len()
+        ))
+    }
+}
+
 /// Runs the server until a shutdown signal.
 pub async fn run(config: Config) -> Result<(), String> {
     // Caught from the first moment: until then SIGHUP's default action ends the server, and a
@@ -197,7 +223,7 @@ pub async fn run(config: Config) -> Result<(), String> {
     }
     let mut service = Service::new(store, managed, config.unwrap_cache_ttl, kms)?
         .with_outage_retry(config.outage_retry)
-        .with_unchecked_roots(config.accept_unchecked_roots)
+        .with_unchecked_roots(config.record_root_checks)
         .with_job_lease(config.job_lease)
         .with_max_stored_keys(config.max_stored_keys)
         .with_signed_heads(&config.data_dir.join("audit-heads"))?;
@@ -217,6 +243,19 @@ pub async fn run(config: Config) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot load the audit log key: {e:?}"))?;
     tracing::info!(%verifier_key, "audit log verifier key");
+    if config.record_root_checks {
+        return record_root_checks(&service).await;
+    }
+    let unchecked = service
+        .unchecked_root_versions()
+        .await
+        .map_err(|e| format!("cannot count the unchecked root versions: {e:?}"))?;
+    if unchecked > 0 {
+        tracing::warn!(
+            versions = unchecked,
+            "root key versions stored without a check value (by a byok older than them) are refused: run `byok serve --record-root-checks` once, with this configuration"
+        );
+    }
     let certificate = match &config.tls {
         Some((cert, key)) => Some(tls::Certificate::load(cert, key)?),
         None => None,

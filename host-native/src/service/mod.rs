@@ -25,6 +25,7 @@ mod orgs;
 pub mod replicas;
 mod resolve;
 mod retire;
+mod root_checks;
 mod scopes;
 mod signed_heads;
 mod sweep;
@@ -43,6 +44,7 @@ pub(crate) use apply::Extra;
 pub use error::{Result, ServiceError};
 pub use org_cell::OrgCell;
 pub use orgs::SettingsChange;
+pub use root_checks::RootCheckReport;
 pub use scopes::ScopeView;
 use scopes::check_name;
 
@@ -103,7 +105,8 @@ pub struct Service {
     /// Checks every root a holder gives back against the check value stored with its version
     /// (keyed from `managed`, which the database never holds: `core::scope::RootChecker`).
     root_checker: byok_core::scope::RootChecker,
-    /// Whether root versions stored without a check value are used (`--accept-unchecked-roots`).
+    /// Whether root versions stored without a check value are used, and their checks recorded
+    /// (`--record-root-checks`, which then exits without serving).
     accept_unchecked_roots: bool,
     kms: kms::Kms,
     orgs: RwLock<FastMap<ScopeId, Arc<OrgCell>>>,
@@ -241,7 +244,7 @@ impl Service {
     }
 
     /// The same, using root versions stored without a check value by an older byok, and
-    /// recording their checks on first use (`--accept-unchecked-roots`; refused by default).
+    /// recording their checks as it does (for `--record-root-checks` only: refused by default).
     pub fn with_unchecked_roots(mut self, accept: bool) -> Self {
         self.accept_unchecked_roots = accept;
         self

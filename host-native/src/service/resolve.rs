@@ -2,13 +2,12 @@
 //! for a customer key) and the wrapped keys down the tree. The scope's state and the version's
 //! liveness are checked on every call, cached or not.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use byok_core::grace::{AfterFailure, CachePolicy, Freshness, Lookup};
-use byok_core::scope::{Org, RootVerdict, ScopeError};
+use byok_core::scope::{Org, ScopeError};
 use byok_core::{KeyId, ScopeId, ScopeKey};
 use serde_json::json;
 
@@ -395,39 +394,6 @@ impl Service {
         self.check_root(org, &key).await?;
         Ok((key, answered))
     }
-
-    /// Uses `root` (just given back by a holder) only if core finds it matches the check
-    /// value stored with its version: a copy replaced in the database (an Azure RSA key wraps
-    /// with its public half, so anyone can make one) would otherwise give a root of the
-    /// writer's choosing, and every key wrapped under it from then on would be theirs. A
-    /// version from before check values is used only with `--accept-unchecked-roots`, and its
-    /// check recorded now, so it is checked from then on.
-    async fn check_root(&self, org: &Org, root: &ScopeKey) -> Result<()> {
-        let accept = self.accept_unchecked_roots;
-        match org.verify_root(&self.root_checker, root, accept) {
-            Ok(RootVerdict::Checked) => Ok(()),
-            Ok(RootVerdict::Unchecked) => {
-                tracing::warn!(
-                    org = %org.id(),
-                    version = root.id().version,
-                    "recording the check value of a root version stored without one (accept_unchecked_roots)"
-                );
-                self.transition(org.id(), BTreeMap::new(), |o| {
-                    Ok(((), o.record_root_check(&self.root_checker, root)?))
-                })
-                .await
-            }
-            Err(e) => {
-                tracing::error!(
-                    org = %org.id(),
-                    version = root.id().version,
-                    error = %e,
-                    "refused a root key given back by its holder"
-                );
-                Err(e.into())
-            }
-        }
-    }
 }
 
 /// `key`'s scope is usable (not paused or revoked, nor under such a scope) and its version is
@@ -450,7 +416,7 @@ mod tests {
     use std::time::Duration;
 
     use byok_core::scope::{ScopeError, managed_key};
-    use byok_core::{KeyId, ScopeId, ScopeKey, SecretBytes};
+    use byok_core::{KeyId, ScopeId, SecretBytes};
 
     use super::super::kms::KmsSettings;
     use super::super::{Service, ServiceError};
@@ -523,127 +489,6 @@ mod tests {
     impl Drop for WaitingOnTheWriter {
         fn drop(&mut self) {
             let _ = std::fs::remove_dir_all(&self.dir);
-        }
-    }
-
-    /// What a database writer can do to an org whose default key wraps with a public half
-    /// (Azure RSA): replace the copy of root version 1 with a root of its own, wrapped as the
-    /// holder wraps. Simulated on the managed holder, whose key the test holds (a real writer
-    /// cannot make a managed copy; it can make an Azure one). `(service over the same
-    /// database, org, team)`; `check` is the stored check value's new bytes, if changed.
-    async fn planted_root(
-        dir: &std::path::Path,
-        check: Option<Option<Vec<u8>>>,
-    ) -> (Service, ScopeId, ScopeId) {
-        let db = Database::open_dir(dir).await.unwrap();
-        let svc = crate::service::test_service(&db, 3);
-        let (org, team) = crate::service::test_team(&svc, None).await;
-        let snap = svc.org(org).await.unwrap().snapshot();
-        let planted = ScopeKey::random(KeyId::new(org, 1), &mut rand::rng());
-        let copy = snap
-            .wrap_root_managed(&svc.managed, &planted, &mut rand::rng())
-            .unwrap();
-        sqlx::query("UPDATE root_copies SET wrapped = $1 WHERE org_id = $2 AND version = 1")
-            .bind(copy)
-            .bind(org.to_string())
-            .execute(db.pool())
-            .await
-            .unwrap();
-        if let Some(check) = check {
-            sqlx::query(
-                "UPDATE scope_keys SET root_check = $1 WHERE org_id = $2 AND scope_id = $2",
-            )
-            .bind(check)
-            .bind(org.to_string())
-            .execute(db.pool())
-            .await
-            .unwrap();
-        }
-        // A service started on the database as it is now (none of the old one's cache).
-        (crate::service::test_service(&db, 3), org, team)
-    }
-
-    /// A root copy replaced in the database gives back a root that does not match the
-    /// check value stored with its version: refused before anything is wrapped under it (a
-    /// new scope would otherwise get a key the writer knows) or opened with it.
-    #[tokio::test]
-    async fn a_root_copy_replaced_in_the_database_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let (svc, org, team) = planted_root(dir.path(), None).await;
-        let refused = |r: Result<(), ServiceError>| match r {
-            Err(ServiceError::Scope(ScopeError::RootCheckFailed(k))) => k,
-            other => panic!("{other:?}"),
-        };
-        let created = svc.create_scope(org, org, "after").await.map(drop);
-        assert_eq!(refused(created), KeyId::new(org, 1));
-        let who = crate::service::test_caller(&svc, org).await;
-        let sealed = svc
-            .encrypt(&who, org, team, SealBuffer::copy_of(b"x"), BTreeMap::new())
-            .await
-            .map(drop);
-        assert_eq!(refused(sealed), KeyId::new(org, 1));
-        assert_eq!(
-            svc.org(org).await.unwrap().snapshot().len(),
-            2,
-            "no scope made"
-        );
-        assert!(svc.cache().get(KeyId::new(org, 1), svc.now()).is_none());
-    }
-
-    /// A root version stored without a check value (by a byok older than them) is refused by
-    /// default; with `--accept-unchecked-roots` it is used and its check recorded, after which
-    /// it is checked without the allowance. The allowance trusts no root its children refuse.
-    #[tokio::test]
-    async fn an_unchecked_root_is_used_only_when_allowed_and_then_recorded() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = Database::open_dir(dir.path()).await.unwrap();
-        let svc = crate::service::test_service(&db, 3);
-        let (org, _) = crate::service::test_team(&svc, None).await;
-        let forget = || async {
-            sqlx::query("UPDATE scope_keys SET root_check = NULL WHERE org_id = $1")
-                .bind(org.to_string())
-                .execute(db.pool())
-                .await
-                .unwrap();
-        };
-        forget().await;
-        let fresh = || crate::service::test_service(&db, 3);
-        match fresh().create_scope(org, org, "a").await {
-            Err(ServiceError::Scope(ScopeError::RootUnchecked(k))) => {
-                assert_eq!(k, KeyId::new(org, 1));
-            }
-            other => panic!("{other:?}"),
-        }
-        let allowed = fresh().with_unchecked_roots(true);
-        allowed.create_scope(org, org, "b").await.unwrap();
-        let stored: Option<Vec<u8>> = sqlx::query_scalar(
-            "SELECT root_check FROM scope_keys WHERE org_id = $1 AND scope_id = $1 AND version = 1",
-        )
-        .bind(org.to_string())
-        .fetch_one(db.pool())
-        .await
-        .unwrap();
-        assert_eq!(stored.map(|c| c.len()), Some(32), "recorded");
-        let recorded: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM audit WHERE org_id = $1 AND event LIKE '%root_check_recorded%'",
-        )
-        .bind(org.to_string())
-        .fetch_one(db.pool())
-        .await
-        .unwrap();
-        assert_eq!(recorded, 1);
-        fresh().create_scope(org, org, "c").await.unwrap();
-        // Planted and unchecked: the allowance still refuses a root its children do not open.
-        drop(allowed);
-        let dir = tempfile::tempdir().unwrap();
-        let (svc, org, _) = planted_root(dir.path(), Some(None)).await;
-        match svc
-            .with_unchecked_roots(true)
-            .create_scope(org, org, "d")
-            .await
-        {
-            Err(ServiceError::Scope(ScopeError::Unwrap(k))) => assert_eq!(k, KeyId::new(org, 1)),
-            other => panic!("{other:?}"),
         }
     }
 

@@ -216,6 +216,17 @@ pub async fn org_ids(pool: &AnyPool) -> Result<Vec<ScopeId>> {
         .collect()
 }
 
+/// How many root versions (rows of an org scope's keys) have no check value: stored by a byok
+/// older than them.
+pub async fn unchecked_roots(pool: &AnyPool) -> Result<u64> {
+    let n: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM scope_keys WHERE scope_id = org_id AND root_check IS NULL",
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok(u64::try_from(n).unwrap_or(0))
+}
+
 /// An org as loaded: its value, metadata, scope names and the version they are at.
 pub type Loaded = (Org, OrgMeta, BTreeMap<ScopeId, String>, i64);
 

@@ -12,7 +12,8 @@
 //! an RSA key's public half can wrap an envelope of their choosing, naming any binding, with a
 //! root they know. Such a copy opens no existing data (every ciphertext commits to the root it
 //! was made under, format v1), but keys wrapped under it later would be the forger's: the root's
-//! check value ([`crate::scope::RootChecker`], keyed outside the database) refuses it. The
+//! check value ([`crate::scope::RootChecker`], keyed by the managed key, outside the database)
+//! refuses one a database writer made. The
 //! padding makes the envelope a multiple of 8 bytes, as AES key wrap needs.
 
 use alloc::vec::Vec;
