@@ -331,8 +331,8 @@ impl Service {
         let unpublished = Unpublished::arm(self, org, cell);
         let v = w.bump_org(org).await?;
         let _ = cell.version.compare_exchange(
-            v - 1,
-            v,
+            v.from,
+            v.to,
             std::sync::atomic::Ordering::AcqRel,
             std::sync::atomic::Ordering::Acquire,
         );

@@ -457,7 +457,8 @@ impl Service {
         // Recorded before the commit: the commit's own notification may arrive before the
         // line after it runs, and must find this cell current. If the commit fails,
         // `unpublished` retires the cell anyway.
-        cell.version.store(w.bump_org(org).await?, Ordering::SeqCst);
+        cell.version
+            .store(w.bump_org(org).await?.to, Ordering::SeqCst);
         w.commit().await?;
         // Committed: make it live, then do what the effects ask outside storage.
         let next = Arc::new(next);

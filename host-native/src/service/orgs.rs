@@ -193,7 +193,7 @@ impl Service {
         // must not leave this replica on the old settings). Other replicas reload it on the
         // version.
         let mut unpublished = Unpublished::arm(self, org, &cell);
-        let version = w.bump_org(org).await?;
+        let version = w.bump_org(org).await?.to;
         cell.version
             .store(version, std::sync::atomic::Ordering::SeqCst);
         // Published with the writer still held, so that a lease waiting for it ends by the new

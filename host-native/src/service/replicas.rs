@@ -297,6 +297,56 @@ mod tests {
         );
     }
 
+    /// A version the database lost is not issued again. Replica A hears (by notification) of a
+    /// resume that the database then loses (a failover to a standby without it): storage says
+    /// paused again, at the version before. Replica B's next change must get a number past
+    /// the lost one, or A would take it as seen and go on serving the scope as resumed.
+    #[tokio::test]
+    async fn a_version_the_database_lost_is_not_issued_again() {
+        let Some(db) = crate::store::test_postgres().await else {
+            return;
+        };
+        let (a, b) = (test_service(&db, 3), test_service(&db, 3));
+        let (org, team) = test_team(&b, None).await;
+        b.pause(org, team).await.unwrap();
+        let paused_at = b.org(org).await.unwrap().version();
+        b.resume(org, team).await.unwrap();
+        let lost = b.org(org).await.unwrap().version();
+        // A hears of the resume and loads the org as it is now.
+        a.org_changed(org, lost);
+        assert_eq!(a.org(org).await.unwrap().version(), lost);
+        // The failover: the resume's commit is gone.
+        sqlx::query("UPDATE scopes SET state = 'paused' WHERE org_id = $1 AND id = $2")
+            .bind(org.to_string())
+            .bind(team.to_string())
+            .execute(db.pool())
+            .await
+            .unwrap();
+        sqlx::query("UPDATE orgs SET version = $1 WHERE id = $2")
+            .bind(paused_at)
+            .bind(org.to_string())
+            .execute(db.pool())
+            .await
+            .unwrap();
+        // B's copy is ahead of storage: its change is refused once, then made on what is stored.
+        let made = match b.create_scope(org, org, "after").await {
+            Err(ServiceError::Reloading) => b.create_scope(org, org, "after").await,
+            other => other,
+        };
+        made.unwrap();
+        let next = b.org(org).await.unwrap().version();
+        assert!(next > lost, "version {lost} issued again ({next})");
+        assert!(a.org_changed(org, next), "the next change taken as seen");
+        let snap = a.org(org).await.unwrap().snapshot();
+        assert!(
+            matches!(
+                snap.check_usable(team),
+                Err(byok_core::scope::ScopeError::Paused { .. })
+            ),
+            "A serves the scope the database says is paused"
+        );
+    }
+
     /// A replica whose reads of the orgs' versions have failed for longer than the bound its
     /// receipts state cannot vouch that no withdrawal was made elsewhere (a notification may
     /// have been lost): it serves no key and is not ready until a poll succeeds again.

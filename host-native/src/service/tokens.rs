@@ -294,8 +294,8 @@ impl Service {
             // if the commit does not happen.
             unpublished = Some(Unpublished::arm(self, o, cell));
             let _ = cell.version.compare_exchange(
-                v - 1,
-                v,
+                v.from,
+                v.to,
                 std::sync::atomic::Ordering::SeqCst,
                 std::sync::atomic::Ordering::SeqCst,
             );
@@ -380,8 +380,8 @@ impl Service {
         let v = w.bump_org(org).await?;
         let mut unpublished = Unpublished::arm(self, org, &cell);
         let _ = cell.version.compare_exchange(
-            v - 1,
-            v,
+            v.from,
+            v.to,
             std::sync::atomic::Ordering::SeqCst,
             std::sync::atomic::Ordering::SeqCst,
         );

@@ -323,7 +323,7 @@ impl WriteTx {
 
     /// Records that org `org`'s state changed in this transaction: its new version, announced
     /// to the other replicas on commit ([`org_rows::bump`]).
-    pub async fn bump_org(&mut self, org: ScopeId) -> Result<i64> {
+    pub async fn bump_org(&mut self, org: ScopeId) -> Result<org_rows::Bumped> {
         org_rows::bump(&mut self.tx, org, self.backend == Backend::Postgres).await
     }
 

@@ -407,22 +407,57 @@ pub async fn lock(tx: &mut Transaction<'static, Any>, org: ScopeId) -> Result<i6
         .ok_or_else(|| corrupt("lock of an unknown org"))
 }
 
+/// An org's version before and after a change ([`bump`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Bumped {
+    /// The version the change moved from.
+    pub from: i64,
+    /// The change's own version.
+    pub to: i64,
+}
+
 /// Bumps org `org`'s version (the org's state changed in this transaction) and, on
 /// PostgreSQL, tells the other replicas when it commits (`NOTIFY byok_org, 'org:version'`).
-pub async fn bump(tx: &mut Transaction<'static, Any>, org: ScopeId, notify: bool) -> Result<i64> {
-    let v: i64 =
-        sqlx::query_scalar("UPDATE orgs SET version = version + 1 WHERE id = $1 RETURNING version")
-            .bind(hex(org))
-            .fetch_optional(&mut **tx)
-            .await?
-            .ok_or_else(|| corrupt("version of an unknown org"))?;
+pub async fn bump(
+    tx: &mut Transaction<'static, Any>,
+    org: ScopeId,
+    notify: bool,
+) -> Result<Bumped> {
+    // With replicas (PostgreSQL), a version is also at least the database's clock in
+    // microseconds. A version the database loses (a failover to a standby without the commit,
+    // a restore) is then not issued again to the next change, which comes later: a replica
+    // that heard of the lost one (by notification only, between two polls) would otherwise
+    // take the next, a pause perhaps, as seen. Never below the last one plus one, whatever the
+    // clock does. SQLite has one process and no replica to tell.
+    let sql = if notify {
+        "UPDATE orgs SET version = GREATEST(version + 1, \
+         CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000 AS BIGINT)) \
+         WHERE id = $1 RETURNING version"
+    } else {
+        "UPDATE orgs SET version = version + 1 WHERE id = $1 RETURNING version"
+    };
+    // The version it moves from: the row is taken first (PostgreSQL), so no other replica's
+    // change comes between; SQLite's one writer counts by one.
+    let from = if notify {
+        Some(lock(tx, org).await?)
+    } else {
+        None
+    };
+    let v: i64 = sqlx::query_scalar(sql)
+        .bind(hex(org))
+        .fetch_optional(&mut **tx)
+        .await?
+        .ok_or_else(|| corrupt("version of an unknown org"))?;
     if notify {
         sqlx::query("SELECT pg_notify('byok_org', $1)")
             .bind(format!("{org}:{v}"))
             .execute(&mut **tx)
             .await?;
     }
-    Ok(v)
+    Ok(Bumped {
+        from: from.unwrap_or(v - 1),
+        to: v,
+    })
 }
 
 /// Org `org`'s version (`None`: no such org).
