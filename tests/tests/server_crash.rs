@@ -145,10 +145,11 @@ async fn a_second_server_on_a_data_directory_in_use_refuses_to_start() {
     assert_status(&ts.api.get("/healthz", "").await, 200);
 }
 
-/// A database an older byok left: root versions stored without check values. The start says
-/// so with the fix, and their orgs' data calls are refused; `byok serve --record-root-checks`
-/// records them through the key holder, prints how many and exits without serving; the next
-/// start serves the org as before.
+/// A database an older byok left: root versions stored without check values, and no mark of
+/// the upgrade pass. The start says so with the fix, and their orgs' data calls are refused;
+/// `byok serve --record-root-checks` records them through the key holder, prints how many and
+/// exits without serving; the next start serves the org as before. After that, a version
+/// without a check value is a modified database: the start says so, and the pass refuses.
 #[tokio::test]
 async fn record_root_checks_brings_an_older_database_over() {
     let mut ts = TestServer::start("root-checks");
@@ -156,12 +157,7 @@ async fn record_root_checks_brings_an_older_database_over() {
     let team = o.scope(&ts, &o.id, "team").await;
     let ct = o.seal(&ts, &team, b"kept").await;
     ts.server.kill9();
-    let db = ts.db(false).await;
-    sqlx::query("UPDATE scope_keys SET root_check = NULL")
-        .execute(&db)
-        .await
-        .unwrap();
-    db.close().await;
+    forget_root_checks(&ts, true).await;
     ts.restart();
     let log = ts.server.log();
     assert!(
@@ -171,16 +167,16 @@ async fn record_root_checks_brings_an_older_database_over() {
     assert_error(&o.decrypt(&ts, &ct).await, 500, "internal");
     ts.server.kill9();
 
-    let mut pass = std::process::Command::new(byok_tests::server::binary());
-    pass.args(["serve", "--record-root-checks", "--log-format", "json"])
-        .arg("--data-dir")
-        .arg(ts.data())
-        .env_remove("BYOK_MANAGED_KEY")
-        .env_remove("BYOK_DATABASE_URL");
-    if let Some(url) = ts.server.database_url() {
-        pass.env("BYOK_DATABASE_URL", url);
+    let url = ts.server.database_url();
+    // A mistyped data directory: refused, and nothing is made there.
+    let elsewhere = ts.dir.join("typo");
+    if ts.server.database_url().is_none() {
+        let out = record_pass(&elsewhere, url.as_deref());
+        assert_eq!(out.status.code(), Some(1));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("no byok database"));
+        assert!(!elsewhere.exists(), "a data directory was made");
     }
-    let out = pass.output().expect("run byok serve --record-root-checks");
+    let out = record_pass(&ts.data(), url.as_deref());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert_eq!(
@@ -197,4 +193,50 @@ async fn record_root_checks_brings_an_older_database_over() {
             .await
             .unwrap();
     assert_eq!(stored, 1);
+
+    // The pass is done: a check value removed now is a modified database, never recorded.
+    ts.server.kill9();
+    forget_root_checks(&ts, false).await;
+    ts.restart();
+    assert!(ts.server.log().contains("the database was modified"));
+    assert_error(&o.decrypt(&ts, &ct).await, 500, "internal");
+    ts.server.kill9();
+    let out = record_pass(&ts.data(), url.as_deref());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("the pass completed already"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Makes the server's rows look as an older byok left them: root check values gone, and (if
+/// `marker`) no mark of the upgrade pass.
+async fn forget_root_checks(ts: &TestServer, marker: bool) {
+    let db = ts.db(false).await;
+    sqlx::query("UPDATE scope_keys SET root_check = NULL")
+        .execute(&db)
+        .await
+        .unwrap();
+    if marker {
+        sqlx::query("DELETE FROM server_meta WHERE name = 'root_checks_complete'")
+            .execute(&db)
+            .await
+            .unwrap();
+    }
+    db.close().await;
+}
+
+/// Runs `byok serve --record-root-checks` on `data` (and the PostgreSQL database `url`).
+fn record_pass(data: &std::path::Path, url: Option<&str>) -> std::process::Output {
+    let mut pass = std::process::Command::new(byok_tests::server::binary());
+    pass.args(["serve", "--record-root-checks", "--log-format", "json"])
+        .arg("--data-dir")
+        .arg(data)
+        .env_remove("BYOK_MANAGED_KEY")
+        .env_remove("BYOK_DATABASE_URL");
+    if let Some(url) = url {
+        pass.env("BYOK_DATABASE_URL", url);
+    }
+    pass.output().expect("run byok serve --record-root-checks")
 }

@@ -21,7 +21,8 @@ use crate::api::rate_limit::RateLimits;
 use crate::config::{Config, LogFormat};
 use crate::service::Service;
 use crate::service::kms::KmsSettings;
-use crate::store::Database;
+use crate::service::root_checks;
+use crate::store::{self, Database};
 use crate::{api, managed};
 
 /// Sets up structured logs. Logs carry ids, routes and outcomes, never key bytes or tokens.
@@ -77,14 +78,62 @@ fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File, String> {
     }
 }
 
+/// Says at start how many root versions have no check value, and what that means: before the
+/// upgrade pass has completed, versions an older byok left (run it); after, a modified
+/// database (never record those).
+async fn warn_of_unchecked_roots(service: &Service) -> Result<(), String> {
+    let unchecked = service
+        .unchecked_root_versions()
+        .await
+        .map_err(|e| format!("cannot count the unchecked root versions: {e:?}"))?;
+    if unchecked == 0 {
+        return Ok(());
+    }
+    let done = service
+        .store()
+        .meta(root_checks::DONE)
+        .await
+        .map_err(|e| e.to_string())?;
+    match done {
+        None => tracing::warn!(
+            versions = unchecked,
+            "root key versions stored without a check value (by a byok older than them) are refused: run `byok serve --record-root-checks` once, with this configuration"
+        ),
+        Some(at) => tracing::error!(
+            versions = unchecked,
+            pass_completed_at_ms = %at,
+            "root key versions without a check value, after the upgrade pass completed: the database was modified (a root copy may have been replaced); they stay refused. Investigate; do not record them"
+        ),
+    }
+    Ok(())
+}
+
 /// `--record-root-checks`: records the check value of every root version stored without one,
 /// says what it did, and fails if any is left (its org's error is logged; run it again once
-/// that org's key holder answers, or the org is resumed).
+/// that org's key holder answers, or the org is resumed). Once a pass leaves none, it is done
+/// for good: a later one refuses to run (a version unchecked then was not left by an older
+/// byok, and recording it would trust whatever root a database writer put there).
 async fn record_root_checks(service: &Service) -> Result<(), String> {
+    let store = service.store();
+    if let Some(at) = store
+        .meta(root_checks::DONE)
+        .await
+        .map_err(|e| e.to_string())?
+    {
+        return Err(format!(
+            "--record-root-checks: the pass completed already (at {at} ms since the epoch), or this database was made by a byok that keeps check values: a root version without one now was not left by an older byok. It stays refused; investigate how the database was modified"
+        ));
+    }
     let report = service
         .record_root_checks()
         .await
         .map_err(|e| format!("cannot read the orgs: {e:?}"))?;
+    if report.failed.is_empty() {
+        store
+            .set_meta(root_checks::DONE, &store::now_ms().to_string())
+            .await
+            .map_err(|e| e.to_string())?;
+    }
     for (org, version, error) in &report.failed {
         tracing::error!(%org, version, %error, "root version left without a check value");
     }
@@ -112,6 +161,16 @@ pub async fn run(config: Config) -> Result<(), String> {
     let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     #[cfg(not(unix))]
     let hangups = None::<()>;
+    if config.record_root_checks
+        && config.database_url.is_none()
+        && !config.data_dir.join("byok.db").exists()
+    {
+        // Never a new database (and managed key) made by a mistyped path: nothing to record.
+        return Err(format!(
+            "--record-root-checks: no byok database in {} (give the server's --data-dir, or its --database-url)",
+            config.data_dir.display()
+        ));
+    }
     create_private_dir(&config.data_dir)
         .map_err(|e| format!("cannot create {}: {e}", config.data_dir.display()))?;
     // Held until `run` returns, when the server has stopped.
@@ -135,6 +194,17 @@ pub async fn run(config: Config) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     let may_create =
         stored_check.is_none() && !store.has_orgs().await.map_err(|e| e.to_string())?;
+    if config.record_root_checks && stored_check.is_none() {
+        return Err("--record-root-checks: this database was never started by byok serve (no managed key check value): give the server's --data-dir or --database-url".into());
+    }
+    if may_create {
+        // A database this byok makes holds no root version without a check value: the
+        // upgrade pass has nothing to do here, ever (`root_checks.rs`).
+        store
+            .set_meta(root_checks::DONE, &store::now_ms().to_string())
+            .await
+            .map_err(|e| e.to_string())?;
+    }
     let env_key = std::env::var("BYOK_MANAGED_KEY").ok();
     let (managed, origin) =
         managed::load_or_create(&config.data_dir, env_key.as_deref(), may_create)?;
@@ -244,18 +314,15 @@ pub async fn run(config: Config) -> Result<(), String> {
         .map_err(|e| format!("cannot load the audit log key: {e:?}"))?;
     tracing::info!(%verifier_key, "audit log verifier key");
     if config.record_root_checks {
-        return record_root_checks(&service).await;
+        let recorded = record_root_checks(&service).await;
+        // As at a stop: rows held in memory would be lost with the process.
+        service.write_held_rows().await;
+        if let Err(e) = service.sign_pending().await {
+            tracing::warn!(error = ?e, "signing audit checkpoints failed");
+        }
+        return recorded;
     }
-    let unchecked = service
-        .unchecked_root_versions()
-        .await
-        .map_err(|e| format!("cannot count the unchecked root versions: {e:?}"))?;
-    if unchecked > 0 {
-        tracing::warn!(
-            versions = unchecked,
-            "root key versions stored without a check value (by a byok older than them) are refused: run `byok serve --record-root-checks` once, with this configuration"
-        );
-    }
+    warn_of_unchecked_roots(&service).await?;
     let certificate = match &config.tls {
         Some((cert, key)) => Some(tls::Certificate::load(cert, key)?),
         None => None,

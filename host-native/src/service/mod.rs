@@ -25,7 +25,7 @@ mod orgs;
 pub mod replicas;
 mod resolve;
 mod retire;
-mod root_checks;
+pub mod root_checks;
 mod scopes;
 mod signed_heads;
 mod sweep;

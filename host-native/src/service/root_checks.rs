@@ -11,6 +11,10 @@ use byok_core::{KeyId, ScopeId, ScopeKey};
 use super::{Result, Service, ServiceError};
 use crate::store::org_rows;
 
+/// The `server_meta` row saying that no root version may be recorded any more: the upgrade
+/// pass left none unchecked, or the database was made by a byok that keeps check values.
+pub const DONE: &str = "root_checks_complete";
+
 /// What `--record-root-checks` did.
 #[derive(Debug, Default)]
 pub struct RootCheckReport {
@@ -67,7 +71,7 @@ impl Service {
     /// left without one and reported: running it again does what is left.
     pub async fn record_root_checks(&self) -> Result<RootCheckReport> {
         let mut report = RootCheckReport::default();
-        for org in org_rows::org_ids(self.store.pool()).await? {
+        for org in org_rows::orgs_with_unchecked_roots(self.store.pool()).await? {
             let cell = match self.org(org).await {
                 Ok(cell) => cell,
                 Err(e) => {

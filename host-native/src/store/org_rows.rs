@@ -227,6 +227,18 @@ pub async fn unchecked_roots(pool: &AnyPool) -> Result<u64> {
     Ok(u64::try_from(n).unwrap_or(0))
 }
 
+/// The orgs with a root version stored without a check value.
+pub async fn orgs_with_unchecked_roots(pool: &AnyPool) -> Result<Vec<ScopeId>> {
+    let rows = sqlx::query(
+        "SELECT DISTINCT org_id FROM scope_keys WHERE scope_id = org_id AND root_check IS NULL",
+    )
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|r| scope_id(r.try_get::<&str, _>("org_id")?))
+        .collect()
+}
+
 /// An org as loaded: its value, metadata, scope names and the version they are at.
 pub type Loaded = (Org, OrgMeta, BTreeMap<ScopeId, String>, i64);
 
