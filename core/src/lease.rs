@@ -345,7 +345,9 @@ impl Lease {
         Self::new(scope, doc.current_version, keys, ends, ttl)
     }
 
-    /// The document to send (keys in base64, ascending versions).
+    /// The document to send (keys in base64, ascending versions). For the server's leases: it
+    /// carries the whole `ttl_ms`, so a parsed lease sent on would last that long again on the
+    /// recipient's clock; edges never forward one.
     pub fn to_document(&self) -> Document {
         Document {
             scope: self.scope.to_string(),
@@ -583,7 +585,8 @@ mod tests {
         // A clock ahead ends it by the server's expiry: never later than either says.
         let ahead = Lease::parse(json.as_bytes(), 70_000, 0).unwrap();
         assert_eq!(ahead.expires_at(), 100_000);
-        // Sent on as it arrived, so a host that forwards it keeps the rule.
+        // The document keeps the TTL it arrived with (only the server sends documents: one
+        // forwarded by an edge would restart that TTL on the recipient's clock).
         let forwarded = serde_json::to_value(l.to_document()).unwrap();
         assert_eq!(forwarded["ttl_ms"], 60_000);
         // Without `ttl_ms` the edge could only trust `expires_at` on its own clock: refused.

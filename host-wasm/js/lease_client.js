@@ -235,6 +235,8 @@ export class LeaseClient {
     this.streams = new Set(); // the streams open, each with its own key
     this.expiryTimer = undefined; // wipes the lease when it expires unused (`armExpiry`)
     this.lapsed = null; // the lease_expired error of a lease that timer wiped, until a new one
+    this.asks = 0; // lease requests started, numbered
+    this.endedAt = 0; // the number of the last request started before the last refusal
   }
 
   /** Asks the server for a lease; a refusal drops the lease held at once. Calls made while a
@@ -269,6 +271,7 @@ export class LeaseClient {
     // The lease's life is counted from when it was asked for: an answer slow to come cannot
     // stretch it.
     const asked = this.now();
+    const number = ++this.asks;
     let answer;
     try {
       answer = await this.fetch(this.url, {
@@ -276,6 +279,9 @@ export class LeaseClient {
         headers: { authorization: `Bearer ${this.token}`, 'content-type': 'application/json' },
         body: this.body,
         signal,
+        // A redirect is not followed: it could lead the token, and the keys answered, to a
+        // plain-HTTP or other host (the CLI and the wasi component refuse them too).
+        redirect: 'error',
       });
     } catch (e) {
       // The server is unreachable: the lease held stays usable until it expires.
@@ -325,6 +331,13 @@ export class LeaseClient {
       // them would sit under a scope whose pause or revoke this edge's owner does not watch.
       freeQuietly(lease);
       throw unusable(`the lease is for scope ${scope}, not ${this.scope}`);
+    }
+    if (number !== this.asks || number <= this.endedAt) {
+      // A request given up on (its deadline passed, and a newer one was made) answered after
+      // all: a refusal or a newer lease came meanwhile and stands; this older answer must not
+      // bring keys back.
+      freeQuietly(lease);
+      throw unusable('a newer lease request or a refusal replaced this answer');
     }
     this.drop();
     this.refused = null;
@@ -454,6 +467,8 @@ export class LeaseClient {
    * stream then fails with `err`), and every use fails with `err` until a renewal (no sooner
    * than `Lease.refusalRetryMs()` from now) succeeds. */
   end(err) {
+    // Every request started so far answers too late to undo this (`ask`).
+    this.endedAt = this.asks;
     this.refused = { err, retryAt: this.now() + this.Lease.refusalRetryMs() };
     this.drop();
     this.endStreams(err);

@@ -10,6 +10,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use byok_core::lease::Lease;
+use byok_core::scope::ScopeError;
 use byok_core::{KeyId, ScopeId, ScopeKey};
 use serde_json::json;
 
@@ -72,15 +73,29 @@ impl Service {
                     .into(),
             ));
         }
+        // A version read from the snapshot and retired since (a retirement committed while a
+        // key holder was asked) is not `not_found`, which an edge takes for a refusal and drops
+        // its keys: the lease is asked for again, on the state now.
+        let retired = |e: ServiceError| match e {
+            ServiceError::Scope(ScopeError::UnknownVersion(k))
+                if k.scope == scope && versions.contains(&k.version) =>
+            {
+                ServiceError::Reloading
+            }
+            other => other,
+        };
         let mut keys = Vec::with_capacity(versions.len());
         for v in &versions {
-            let k = self.scope_key(&cell, KeyId::new(scope, *v)).await?;
+            let k = self
+                .scope_key(&cell, KeyId::new(scope, *v))
+                .await
+                .map_err(retired)?;
             keys.push(ScopeKey::new(k.id(), k.duplicate_secret()));
         }
         // Checked again on the published state, and audited, before any key leaves: a lease
         // is never issued after a pause or revoke that committed first.
         let ids: Vec<KeyId> = versions.iter().map(|v| KeyId::new(scope, *v)).collect();
-        let _admitted = self.admit(&cell, &ids, who).await?;
+        let _admitted = self.admit(&cell, &ids, who).await.map_err(retired)?;
         let mut w = self.store.write_org(org).await?;
         // Its end is decided with the writer held, after what may have been a long wait for
         // it: a denial meanwhile evicted the keys (the server no longer holds them, so no edge

@@ -57,7 +57,9 @@ export default {
     if (request.method !== 'POST') return new Response('POST only\n', { status: 405 });
     // A name given twice is refused, as the server and the wasi component refuse it:
     // `Object.fromEntries` would keep the last value, `searchParams.get` the first.
-    const context = {};
+    // No prototype: `__proto__` is a context key like any other here, not a setter that
+    // drops it (which would seal with less context than the caller asked for).
+    const context = Object.create(null);
     for (const [k, v] of url.searchParams) {
       if (Object.hasOwn(context, k)) {
         const message = `context key ${JSON.stringify(k)} is given twice; give each key once`;

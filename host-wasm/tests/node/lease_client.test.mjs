@@ -28,8 +28,15 @@ function setup(script, life = TTL, options = {}) {
   const ends = () => clock.t - (Lease.now() - Date.now()) + life;
   const calls = [];
   const fetch = async (url, init) => {
-    calls.push({ at: clock.t, url, body: init.body });
+    calls.push({ at: clock.t, url, body: init.body, redirect: init.redirect });
     const next = script.shift();
+    if (next?.late) {
+      // Answers only when the test says, whatever its deadline (a runtime that ignores the
+      // abort signal): a lease, after the client gave up on it.
+      return new Promise((resolve) => { next.late.answer = () => resolve(new Response(JSON.stringify({
+        scope: SCOPE, current_version: 1, keys: [{ version: 1, key: KEY }], expires_at: ends(),
+        ttl_ms: life }), { status: 200 })); });
+    }
     if (next === 'ok') {
       return new Response(JSON.stringify({ scope: SCOPE, current_version: 1,
         keys: [{ version: 1, key: KEY }], expires_at: ends(), ttl_ms: life }), { status: 200 });
@@ -594,6 +601,28 @@ test('a lease request that never settles holds no caller past its deadline, nor 
   // The next caller asks anew instead of waiting on the lost request.
   await client.encrypt(pt);
   assert.equal(calls.length, 3);
+});
+
+test('a lease answered after a newer refusal does not bring the keys back', { timeout: 5000 }, async () => {
+  const late = {};
+  const { clock, calls, client } = setup(['ok', { late }, 'scope_paused'], TTL, { timeoutMs: 50 });
+  const alive = setInterval(() => {}, 1000);
+  after(() => clearInterval(alive));
+  await client.encrypt(pt);
+  clock.t += TTL / 2;
+  // The renewal is given up on at its deadline; the held lease serves.
+  await client.encrypt(pt);
+  // The next one is refused: the keys go.
+  await assert.rejects(client.renew(), { code: 'scope_paused' });
+  await assert.rejects(client.encrypt(pt), { code: 'scope_paused' });
+  // The request given up on answers now, with a lease: it is not taken.
+  late.answer();
+  await new Promise((r) => setTimeout(r, 20));
+  await assert.rejects(client.encrypt(pt), { code: 'scope_paused' });
+  assert.equal(client.current, null);
+  assert.equal(calls.length, 3);
+  // Redirects are never followed: they could carry the token and the keys elsewhere.
+  assert.ok(calls.every((c) => c.redirect === 'error'), JSON.stringify(calls));
 });
 
 test('the server is reached over https, or plain http to a private address only', () => {
