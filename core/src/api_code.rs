@@ -87,6 +87,8 @@ api_codes! {
     Unsupported => "unsupported", 400, "scopes cannot move: create one under the new parent and re-encrypt";
     RootRotation => "root_rotation", 400, "the org scope's key is the root key: use the root rotation";
     TooDeep => "too_deep", 400, "the scope tree is at its maximum depth";
+    TooManyVersions => "too_many_versions", 409,
+        "the scope keeps as many key versions as allowed: retire old ones before rotating";
     ScopePaused => "scope_paused", 409, "the scope or the named ancestor is paused";
     ScopeRevoked => "scope_revoked", 410, "the scope or the named ancestor is revoked, for good";
     ScopeExists => "scope_exists", 409, "a scope with this id exists already";
@@ -101,6 +103,8 @@ api_codes! {
         "the key did not give back the root key when unwrapped just now";
     ManagedUnderByok => "managed_under_byok", 409,
         "a customer key is the default: the managed key may not hold the root";
+    TokenQuota => "token_quota", 409,
+        "the org holds as many tokens as allowed: revoke unused ones first";
     StoredKeyQuota => "stored_key_quota", 409,
         "the org keeps as many stored data keys as the server allows (the message says how many): delete stored keys it no longer needs, revoke scopes it no longer needs, or ask the byok operator";
     JobRunning => "job_running", 409, "a re-encryption job is running for this org: wait for it";
@@ -294,6 +298,14 @@ mod tests {
             (S::MoveNotSupported, "unsupported", 400),
             (S::RootRotation, "root_rotation", 400),
             (S::TooDeep { max: 8 }, "too_deep", 400),
+            (
+                S::TooManyVersions {
+                    scope: k.scope,
+                    max: 1000,
+                },
+                "too_many_versions",
+                409,
+            ),
             (S::UnknownVersion(k), "not_found", 404),
             (S::RetireCurrent(k), "version_is_current", 409),
             (

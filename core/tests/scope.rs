@@ -1306,3 +1306,29 @@ fn an_unchecked_root_must_open_every_child_under_it() {
         f.org.verify_root(&checker, &root, true)
     });
 }
+
+/// A scope keeps at most `MAX_VERSIONS` live key versions: the next rotation is refused, with
+/// the org unchanged, until an old version is retired.
+#[test]
+fn a_scope_keeps_at_most_max_versions() {
+    use byok_core::scope::MAX_VERSIONS;
+    let mut f = fixture();
+    let team = sid(2);
+    for _ in 1..MAX_VERSIONS {
+        let r = f.root.id();
+        let root = f.org.resolve(r, &f.root).unwrap();
+        f.org.rotate(team, &root, &mut f.rng).unwrap();
+    }
+    assert_eq!(f.org.scope(team).unwrap().versions.len(), MAX_VERSIONS);
+    refused(
+        &mut f,
+        ScopeError::TooManyVersions {
+            scope: team,
+            max: MAX_VERSIONS,
+        },
+        |f| {
+            let root = f.org.resolve(f.root.id(), &f.root)?;
+            f.org.rotate(team, &root, &mut f.rng)
+        },
+    );
+}

@@ -43,6 +43,13 @@ pub enum ScopeError {
         /// The maximum depth.
         max: u16,
     },
+    /// The scope keeps as many live key versions as allowed ([`super::MAX_VERSIONS`]).
+    TooManyVersions {
+        /// The scope.
+        scope: ScopeId,
+        /// The most it keeps.
+        max: usize,
+    },
     /// No such key version in the scope (or it was retired).
     UnknownVersion(KeyId),
     /// The newest version cannot be retired: new data is sealed under it.
@@ -117,6 +124,7 @@ impl ScopeError {
             Self::MoveNotSupported => ApiCode::Unsupported,
             Self::RootRotation => ApiCode::RootRotation,
             Self::TooDeep { .. } => ApiCode::TooDeep,
+            Self::TooManyVersions { .. } => ApiCode::TooManyVersions,
             Self::RetireCurrent(_) => ApiCode::VersionIsCurrent,
             Self::VersionInUse { .. } => ApiCode::VersionInUse,
             Self::HolderExists(_) => ApiCode::KeyExists,
@@ -164,6 +172,10 @@ impl fmt::Display for ScopeError {
                 "the organization's key is its root key: rotate it with the root rotation, which wraps it with the default key first",
             ),
             Self::TooDeep { max } => write!(f, "scope tree is limited to depth {max}"),
+            Self::TooManyVersions { scope, max } => write!(
+                f,
+                "scope {scope} keeps {max} live key versions, the most it may: retire old versions before rotating again"
+            ),
             Self::UnknownVersion(k) => write!(f, "key {k} does not exist or was retired"),
             Self::RetireCurrent(k) => {
                 write!(f, "key {k} is the newest version; rotate first, then retire the old one")

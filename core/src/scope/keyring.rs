@@ -18,7 +18,7 @@ use crate::scope::effect::{AuditEvent, Effect};
 use crate::scope::error::ScopeError;
 use crate::scope::holders::{HolderId, HolderStatus};
 use crate::scope::job::{JobKind, JobStep, RewrapJob};
-use crate::scope::org::{Org, Result, WrappedScopeKey, scope_err};
+use crate::scope::org::{MAX_VERSIONS, Org, Result, Scope, WrappedScopeKey, scope_err};
 use crate::scope::root_check::RootChecker;
 use crate::scope::state::Effective;
 
@@ -75,6 +75,7 @@ impl Org {
         let Some(parent) = scope.parent else {
             return Err(scope_err(ScopeError::RootRotation));
         };
+        check_room(scope)?;
         let next = match scope.current_version() {
             Some(v) => next_version(KeyId::new(id, v))?,
             None => 1,
@@ -123,6 +124,7 @@ impl Org {
         if self.job.is_some() {
             return Err(scope_err(ScopeError::JobRunning));
         }
+        check_room(self.get(self.root).map_err(scope_err)?)?;
         let next = next_version(self.current_key_id(self.root)?)?;
         check_key(KeyId::new(self.root, next), new_root)?;
         let default = self.default;
@@ -550,6 +552,17 @@ fn next_version(current: KeyId) -> Result<u32> {
         .version
         .checked_add(1)
         .ok_or(Error::Internal("a scope's key versions ran out"))
+}
+
+/// Refuses another version of `scope` once it keeps [`MAX_VERSIONS`].
+fn check_room(scope: &Scope) -> Result<()> {
+    if scope.versions.len() >= MAX_VERSIONS {
+        return Err(scope_err(ScopeError::TooManyVersions {
+            scope: scope.id,
+            max: MAX_VERSIONS,
+        }));
+    }
+    Ok(())
 }
 
 pub(super) fn check_key(expected: KeyId, provided: &ScopeKey) -> Result<()> {

@@ -51,7 +51,7 @@ pub use effect::{AuditEvent, Effect};
 pub use error::ScopeError;
 pub use holders::{Holder, HolderId, HolderStatus};
 pub use job::{JobKind, JobStep, RewrapJob};
-pub use org::{MANAGED_SCOPE, MAX_DEPTH, Org, Scope, WrappedScopeKey, managed_key};
+pub use org::{MANAGED_SCOPE, MAX_DEPTH, MAX_VERSIONS, Org, Scope, WrappedScopeKey, managed_key};
 pub use proof::RootProof;
 pub use restore::StoredScope;
 pub use root_check::{ROOT_CHECK_LEN, RootCheck, RootChecker, RootVerdict};

@@ -29,6 +29,11 @@ use crate::secret::SecretBytes;
 /// resolving a key: one unwrap per level.
 pub const MAX_DEPTH: u16 = 64;
 
+/// The most live key versions a scope keeps. Bounds what a lease carries (every live version,
+/// about 70 bytes each: a thousand stay far below the 1 MiB an edge reads), the work of a
+/// lease and its audit row; rotating past it needs old versions retired first.
+pub const MAX_VERSIONS: usize = 1000;
+
 /// The reserved scope id of the vendor's managed master key (all zero bytes; random scope ids
 /// never take it in practice, and [`Org::create`] refuses it as an org id).
 pub const MANAGED_SCOPE: ScopeId = ScopeId::from_bytes([0; 16]);

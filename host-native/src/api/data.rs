@@ -7,7 +7,7 @@ use axum::Json;
 use axum::extract::State;
 use base64ct::{Base64, Encoding};
 use byok_core::ApiCode;
-use byok_core::context::MAX_CALLER_PAIRS;
+use byok_core::context::{MAX_CALLER_KEY_LEN, MAX_CALLER_PAIRS};
 use byok_core::envelope::SealBuffer;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -48,8 +48,11 @@ fn unique_pairs<'de, D: serde::Deserializer<'de>>(
                 }
                 let v = m.next_value::<String>()?;
                 if out.contains_key(&k) {
+                    // Shown no longer than a key may be (as core shows it): a key of
+                    // megabytes is not echoed back whole.
+                    let shown: String = k.chars().take(MAX_CALLER_KEY_LEN).collect();
                     return Err(serde::de::Error::custom(format!(
-                        "context key {k:?} is given twice; give each key once"
+                        "context key {shown:?} is given twice; give each key once"
                     )));
                 }
                 out.insert(k, v);
@@ -447,6 +450,13 @@ mod tests {
         let twice = r#"{"plaintext": "", "context": {"a": "1", "a": "2"}}"#;
         let e = serde_json::from_str::<EncryptRequest>(twice).err().unwrap();
         assert!(e.to_string().contains("given twice"), "{e}");
+        // A long key given twice is named, not echoed whole.
+        let long = "k".repeat(100_000);
+        let twice = format!(r#"{{"plaintext": "", "context": {{"{long}": "1", "{long}": "2"}}}}"#);
+        let e = serde_json::from_str::<EncryptRequest>(&twice)
+            .err()
+            .unwrap();
+        assert!(e.to_string().len() < 400, "{} bytes", e.to_string().len());
         // And what is past the limit must still be JSON.
         let broken = format!("{{\"ids\": [{}{{]}}", "\"x\",".repeat(2_000));
         assert!(serde_json::from_str::<GetStored>(&broken).is_err());

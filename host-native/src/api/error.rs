@@ -240,6 +240,7 @@ impl From<ServiceError> for ApiError {
             ServiceError::Invalid(m) => Self::invalid(m),
             ServiceError::TooLarge(m) => Self::new(ApiCode::TooLarge, m),
             ServiceError::Quota(m) => Self::new(ApiCode::StoredKeyQuota, m),
+            ServiceError::TokenQuota(m) => Self::new(ApiCode::TokenQuota, m),
             ServiceError::Store(s) if s.is_conflict() => Self::new(
                 ApiCode::Reloading,
                 "another change of this org ran at the same time and this one gave way: retry",

@@ -458,24 +458,36 @@ impl Service {
         };
         let mut leases_end: Option<i64> = None;
         let mut outstanding = 0u64;
-        let recent = audit::recent_of_type(
-            self.store.pool(),
-            org,
-            "lease_issued",
-            now - LONGEST_LEASE_MS,
-        )
-        .await?;
-        for e in recent {
-            let ends = e.get("expires_at").and_then(Value::as_i64).unwrap_or(0);
-            let text = |v: Option<&Value>| v.and_then(Value::as_str).unwrap_or_default().to_owned();
-            let hit = match &covered {
-                Covered::Scopes(under) => under.contains(&text(e.get("scope"))),
-                Covered::Tokens(ids) => ids.contains(&text(e.pointer("/actor/token"))),
-                Covered::Nothing => false,
-            };
-            if ends > now && hit {
-                outstanding += 1;
-                leases_end = Some(leases_end.map_or(ends, |m| m.max(ends)));
+        // Leases still running, a page at a time (an hour of them can be millions of rows).
+        let mut after = 0;
+        loop {
+            let page = audit::recent_of_type(
+                self.store.pool(),
+                org,
+                "lease_issued",
+                now - LONGEST_LEASE_MS,
+                now,
+                after,
+            )
+            .await?;
+            let full = i64::try_from(page.len()).unwrap_or(i64::MAX) >= audit::RECENT_PAGE;
+            for (seq, e) in page {
+                after = seq;
+                let ends = e.get("expires_at").and_then(Value::as_i64).unwrap_or(0);
+                let text =
+                    |v: Option<&Value>| v.and_then(Value::as_str).unwrap_or_default().to_owned();
+                let hit = match &covered {
+                    Covered::Scopes(under) => under.contains(&text(e.get("scope"))),
+                    Covered::Tokens(ids) => ids.contains(&text(e.pointer("/actor/token"))),
+                    Covered::Nothing => false,
+                };
+                if ends > now && hit {
+                    outstanding += 1;
+                    leases_end = Some(leases_end.map_or(ends, |m| m.max(ends)));
+                }
+            }
+            if !full {
+                break;
             }
         }
         // Other replicas drop theirs when they hear of the change: at worst this much later.
@@ -637,6 +649,36 @@ mod tests {
         let forgetful = service(&db, 7);
         forgetful.load_log_key("byok.test").await.unwrap();
         assert!(forgetful.sign_checkpoint(org).await.unwrap().is_some());
+    }
+
+    /// A receipt counts every lease still running in what the withdrawal covers, however many
+    /// pages of the log they take (two rows a page in unit tests), and no other scope's.
+    #[tokio::test]
+    async fn a_receipt_counts_the_leases_outstanding_across_pages() {
+        use super::Withdrawal;
+        use serde_json::json;
+        use std::time::Duration;
+        let db = Database::open("sqlite::memory:").await.unwrap();
+        let svc = service(&db, 7);
+        svc.load_log_key("byok.test").await.unwrap();
+        let (org, team) = super::super::test_team(&svc, Some(Duration::from_secs(60))).await;
+        let other = svc.create_scope(org, org, "other").await.unwrap();
+        let other = ScopeId::parse_hex(&other.id).unwrap();
+        let who = super::super::test_caller(&svc, org).await;
+        let mut ends = 0;
+        for i in 0..5 {
+            let lease = svc.lease(&who, org, team, &format!("r{i}"), None).await;
+            ends = ends.max(lease.unwrap().expires_at());
+            svc.lease(&who, org, other, "o", None).await.unwrap();
+        }
+        svc.pause(org, team).await.unwrap();
+        let w = Withdrawal::Scope {
+            action: "scope_paused",
+            scope: team,
+        };
+        let r = svc.receipt(org, w).await.unwrap().entry;
+        assert_eq!(r.event["leases_outstanding"], json!(5), "{}", r.event);
+        assert_eq!(r.event["access_ends_at"], json!(ends), "{}", r.event);
     }
 
     /// With replicas, a receipt's end of access waits for the slowest one: the poll, or the

@@ -25,6 +25,9 @@ pub enum ServiceError {
     /// The org keeps as many stored data keys as the server allows (`stored_key_quota`); the
     /// message says how many.
     Quota(String),
+    /// The org holds as many tokens as the server allows (`token_quota`); the message says
+    /// how many.
+    TokenQuota(String),
     /// Storage failed (logged with the request id; callers see `internal`).
     Store(StoreError),
     /// A customer's KMS refused or failed.

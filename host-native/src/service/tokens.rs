@@ -92,6 +92,11 @@ impl TokenLookups {
     }
 }
 
+/// The most tokens one org holds in force. Each is a way in, listed in full by `GET .../tokens`,
+/// and a claim revokes every admin token in one transaction holding the org's gate: unbounded,
+/// a first admin (the vendor) could mint enough to push the customer's claim past its deadline.
+pub(super) const MAX_TOKENS_PER_ORG: u64 = 1000;
+
 impl Service {
     /// The grant of a bearer token. Found grants stay in memory (up to 100 000; unknown tokens
     /// are never kept, so guesses cannot fill it); revoking drops one at once, and an expired
@@ -207,7 +212,8 @@ impl Service {
         w.commit().await
     }
 
-    /// Creates a token for `org` with `role` (not operator), valid until `expires_at` if given.
+    /// Creates a token for `org` with `role` (not operator), valid until `expires_at` if given;
+    /// refused once the org holds `MAX_TOKENS_PER_ORG` (1000) tokens in force.
     pub async fn create_token(
         &self,
         org: ScopeId,
@@ -226,6 +232,14 @@ impl Service {
         // An admin whose token was revoked meanwhile makes no new one to outlive the revoke.
         Self::actor_still_in_force(&mut w).await?;
         let at = store::now_ms();
+        // Taken under the org's row, so two creates cannot both pass the count.
+        w.lock_org(org).await?;
+        let held = tokens::count_in_force(&mut w.tx, org, at).await?;
+        if held >= MAX_TOKENS_PER_ORG {
+            return Err(ServiceError::TokenQuota(format!(
+                "this organization holds {held} tokens in force, the most it may ({MAX_TOKENS_PER_ORG}): revoke unused ones first"
+            )));
+        }
         let (id, token) = tokens::create(&mut w.tx, Some(org), role, name, at, expires_at).await?;
         audit::append(
             &mut w.tx,
@@ -460,6 +474,46 @@ mod tests {
     use crate::store::{Database, PoolLimits};
     use byok_core::envelope::SealBuffer;
     use std::collections::BTreeMap;
+
+    /// An org holds at most `MAX_TOKENS_PER_ORG` tokens in force: the next is refused
+    /// (`token_quota`) until one is revoked; an expired one does not count.
+    #[tokio::test]
+    async fn an_org_holds_a_bounded_number_of_tokens() {
+        let db = Database::open("sqlite::memory:").await.unwrap();
+        let svc = test_service(&db, 3);
+        // The org's first admin token counts too.
+        let (org, _) = svc.create_org("org", None, None, None).await.unwrap();
+        let mut last = None;
+        for i in 1..MAX_TOKENS_PER_ORG {
+            last = Some(
+                svc.create_token(org, Role::Service, &format!("t{i}"), None)
+                    .await
+                    .unwrap()
+                    .0,
+            );
+        }
+        let refused = svc.create_token(org, Role::Auditor, "one more", None).await;
+        match refused {
+            Err(ServiceError::TokenQuota(m)) => assert!(m.contains("revoke unused"), "{m}"),
+            other => panic!("{:?}", other.map(|t| t.0)),
+        }
+        svc.revoke_token(Some(org), last.unwrap()).await.unwrap();
+        let past = store::now_ms() - 1;
+        let (expired, _) = svc
+            .create_token(org, Role::Service, "short", Some(past))
+            .await
+            .unwrap();
+        let (_, _) = svc
+            .create_token(org, Role::Service, "after", None)
+            .await
+            .unwrap();
+        assert!(
+            svc.create_token(org, Role::Service, "full", None)
+                .await
+                .is_err()
+        );
+        let _ = expired;
+    }
 
     /// Lookups of tokens not held in memory take at most half the pool. With every turn taken
     /// (a flood of made-up tokens), another lookup waits, then answers `database_unavailable`,

@@ -122,6 +122,23 @@ pub fn new_token(rng: &mut impl CryptoRng) -> Zeroizing<String> {
     ))
 }
 
+/// How many tokens of `org` are in force at `now` (a revoked one is deleted; an expired one
+/// is not counted).
+pub async fn count_in_force(
+    tx: &mut Transaction<'static, Any>,
+    org: ScopeId,
+    now: i64,
+) -> Result<u64> {
+    let n: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM tokens WHERE org_id = $1 AND (expires_at IS NULL OR expires_at > $2)",
+    )
+    .bind(org.to_string())
+    .bind(now)
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(u64::try_from(n).unwrap_or(0))
+}
+
 /// Stores a new token for `org` with `role`; returns its id and the token (shown once).
 pub async fn create(
     tx: &mut Transaction<'static, Any>,
