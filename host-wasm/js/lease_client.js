@@ -280,12 +280,18 @@ export class LeaseClient {
         body: this.body,
         signal,
         // A redirect is not followed: it could lead the token, and the keys answered, to a
-        // plain-HTTP or other host (the CLI and the wasi component refuse them too).
-        redirect: 'error',
+        // plain-HTTP or other host (the CLI and the wasi component refuse them too). 'manual',
+        // as workerd takes no 'error': the redirect comes back as an answer, refused below.
+        redirect: 'manual',
       });
     } catch (e) {
       // The server is unreachable: the lease held stays usable until it expires.
       throw unreachable(e);
+    }
+    if (answer.type === 'opaqueredirect' || (answer.status >= 300 && answer.status < 400) || answer.status === 0) {
+      // Not byok's answer, nor its refusal: as if byok could not be reached, so the lease held
+      // serves on until it expires.
+      throw new ByokError('unreachable', `byok's lease answer is a redirect (${answer.status}), which is not followed`);
     }
     if (!answer.ok) {
       // Decided by the status, before the body is read: a refusal is the server saying no, so

@@ -458,18 +458,15 @@ impl Service {
         };
         let mut leases_end: Option<i64> = None;
         let mut outstanding = 0u64;
-        // Leases still running, a page at a time (an hour of them can be millions of rows).
-        let mut after = 0;
-        loop {
-            let page = audit::recent_of_type(
-                self.store.pool(),
-                org,
-                "lease_issued",
-                now - LONGEST_LEASE_MS,
-                now,
-                after,
-            )
-            .await?;
+        // Leases still running, a page at a time (an hour of them can be millions of rows),
+        // from the window's first row on.
+        let since = now - LONGEST_LEASE_MS;
+        let first = audit::first_seq_since(self.store.pool(), org, since).await?;
+        let mut after = first.map_or(i64::MAX, |s| s - 1);
+        while after < i64::MAX {
+            let page =
+                audit::recent_of_type(self.store.pool(), org, "lease_issued", since, now, after)
+                    .await?;
             let full = i64::try_from(page.len()).unwrap_or(i64::MAX) >= audit::RECENT_PAGE;
             for (seq, e) in page {
                 after = seq;

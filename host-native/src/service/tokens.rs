@@ -92,9 +92,10 @@ impl TokenLookups {
     }
 }
 
-/// The most tokens one org holds in force. Each is a way in, listed in full by `GET .../tokens`,
-/// and a claim revokes every admin token in one transaction holding the org's gate: unbounded,
-/// a first admin (the vendor) could mint enough to push the customer's claim past its deadline.
+/// The most tokens one org holds (expired ones are removed when a token is made). Each is a
+/// way in, listed in full by `GET .../tokens`, and a claim revokes every admin token in one
+/// transaction holding the org's gate: unbounded, a first admin (the vendor) could mint enough
+/// to push the customer's claim past its deadline.
 pub(super) const MAX_TOKENS_PER_ORG: u64 = 1000;
 
 impl Service {
@@ -213,7 +214,8 @@ impl Service {
     }
 
     /// Creates a token for `org` with `role` (not operator), valid until `expires_at` if given;
-    /// refused once the org holds `MAX_TOKENS_PER_ORG` (1000) tokens in force.
+    /// refused once the org holds `MAX_TOKENS_PER_ORG` (1000) tokens (expired ones are removed
+    /// first).
     pub async fn create_token(
         &self,
         org: ScopeId,
@@ -232,9 +234,21 @@ impl Service {
         // An admin whose token was revoked meanwhile makes no new one to outlive the revoke.
         Self::actor_still_in_force(&mut w).await?;
         let at = store::now_ms();
-        // Taken under the org's row, so two creates cannot both pass the count.
+        // Taken under the org's row, so two creates cannot both pass the count. Expired tokens
+        // go first: they open nothing, and counted they would fill the org; left stored, short
+        // ones would pile up for a claim to revoke one by one.
         w.lock_org(org).await?;
-        let held = tokens::count_in_force(&mut w.tx, org, at).await?;
+        let expired = tokens::delete_expired(&mut w.tx, org, at).await?;
+        if expired > 0 {
+            audit::append(
+                &mut w.tx,
+                org,
+                at,
+                &json!({ "type": "tokens_expired_removed", "count": expired }),
+            )
+            .await?;
+        }
+        let held = tokens::count(&mut w.tx, org).await?;
         if held >= MAX_TOKENS_PER_ORG {
             return Err(ServiceError::TokenQuota(format!(
                 "this organization holds {held} tokens in force, the most it may ({MAX_TOKENS_PER_ORG}): revoke unused ones first"
@@ -475,8 +489,9 @@ mod tests {
     use byok_core::envelope::SealBuffer;
     use std::collections::BTreeMap;
 
-    /// An org holds at most `MAX_TOKENS_PER_ORG` tokens in force: the next is refused
-    /// (`token_quota`) until one is revoked; an expired one does not count.
+    /// An org holds at most `MAX_TOKENS_PER_ORG` tokens: the next is refused (`token_quota`)
+    /// until one is revoked; an expired one is removed by the next create, so it neither counts
+    /// nor stays stored for a claim to revoke.
     #[tokio::test]
     async fn an_org_holds_a_bounded_number_of_tokens() {
         let db = Database::open("sqlite::memory:").await.unwrap();
@@ -512,7 +527,12 @@ mod tests {
                 .await
                 .is_err()
         );
-        let _ = expired;
+        let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM tokens WHERE id = $1")
+            .bind(expired.to_string())
+            .fetch_one(db.pool())
+            .await
+            .unwrap();
+        assert_eq!(stored, 0, "the expired token is still stored");
     }
 
     /// Lookups of tokens not held in memory take at most half the pool. With every turn taken

@@ -334,6 +334,18 @@ pub async fn verify(pool: &AnyPool, org: ScopeId) -> Result<Verification> {
     }
 }
 
+/// The sequence number of `org`'s first row written at or after `since` (ms), if any: where a
+/// read of the window starts (the `(org_id, at, seq)` index answers it without the log).
+pub async fn first_seq_since(pool: &AnyPool, org: ScopeId, since: i64) -> Result<Option<i64>> {
+    Ok(
+        sqlx::query_scalar("SELECT MIN(seq) FROM audit WHERE org_id = $1 AND at >= $2")
+            .bind(org.to_string())
+            .bind(since)
+            .fetch_one(pool)
+            .await?,
+    )
+}
+
 /// Rows [`recent_of_type`] reads at a time: an org's hour of events can be millions of rows,
 /// never all held at once. Two in unit tests, so their few leases take several pages.
 pub const RECENT_PAGE: i64 = if cfg!(test) { 2 } else { 1000 };
@@ -341,7 +353,8 @@ pub const RECENT_PAGE: i64 = if cfg!(test) { 2 } else { 1000 };
 /// The events of type `kind` in `org`'s log written at or after `since` (ms) whose
 /// `expires_at` is after `ends_after`, oldest first, with their sequence numbers: at most
 /// [`RECENT_PAGE`] of them after sequence number `after` (read on from the last one's until a
-/// page comes back short). The `(org_id, at)` index keeps the read to the window.
+/// page comes back short). Start `after` below [`first_seq_since`]: the primary key then reads
+/// from the window on, not from the log's first row.
 pub async fn recent_of_type(
     pool: &AnyPool,
     org: ScopeId,

@@ -122,20 +122,28 @@ pub fn new_token(rng: &mut impl CryptoRng) -> Zeroizing<String> {
     ))
 }
 
-/// How many tokens of `org` are in force at `now` (a revoked one is deleted; an expired one
-/// is not counted).
-pub async fn count_in_force(
+/// Deletes `org`'s tokens expired at `now` (they open nothing any more); returns how many.
+pub async fn delete_expired(
     tx: &mut Transaction<'static, Any>,
     org: ScopeId,
     now: i64,
 ) -> Result<u64> {
-    let n: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM tokens WHERE org_id = $1 AND (expires_at IS NULL OR expires_at > $2)",
+    let done = sqlx::query(
+        "DELETE FROM tokens WHERE org_id = $1 AND expires_at IS NOT NULL AND expires_at <= $2",
     )
     .bind(org.to_string())
     .bind(now)
-    .fetch_one(&mut **tx)
+    .execute(&mut **tx)
     .await?;
+    Ok(done.rows_affected())
+}
+
+/// How many tokens of `org` are stored (a revoked one is deleted).
+pub async fn count(tx: &mut Transaction<'static, Any>, org: ScopeId) -> Result<u64> {
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM tokens WHERE org_id = $1")
+        .bind(org.to_string())
+        .fetch_one(&mut **tx)
+        .await?;
     Ok(u64::try_from(n).unwrap_or(0))
 }
 

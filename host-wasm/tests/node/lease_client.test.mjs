@@ -622,7 +622,17 @@ test('a lease answered after a newer refusal does not bring the keys back', { ti
   assert.equal(client.current, null);
   assert.equal(calls.length, 3);
   // Redirects are never followed: they could carry the token and the keys elsewhere.
-  assert.ok(calls.every((c) => c.redirect === 'error'), JSON.stringify(calls));
+  assert.ok(calls.every((c) => c.redirect === 'manual'), JSON.stringify(calls));
+});
+
+test('a redirect is not followed, nor taken for a refusal: the held lease serves on', async () => {
+  const { clock, calls, client } = setup(['ok', { bare: 307, body: '' }, 'ok']);
+  await client.encrypt(pt);
+  clock.t += TTL / 2;
+  // The renewal answers a redirect: unreachable, and the lease held still serves.
+  await assert.rejects(client.renew(), { code: 'unreachable' });
+  await client.encrypt(pt);
+  assert.equal(calls.length, 3);
 });
 
 test('the server is reached over https, or plain http to a private address only', () => {
