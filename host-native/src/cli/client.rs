@@ -16,6 +16,8 @@ pub struct Failure {
     /// The server's error code, when the server answered with one: it tells a refusal
     /// (`scope_paused`) from an answer worth retrying (`kms_unavailable`).
     pub(super) api: Option<ApiCode>,
+    /// The HTTP status, when the server (or something in front of it) answered.
+    pub(super) status: Option<u16>,
 }
 
 impl Failure {
@@ -25,6 +27,7 @@ impl Failure {
             code,
             message: message.into(),
             api: None,
+            status: None,
         }
     }
 
@@ -33,9 +36,15 @@ impl Failure {
     }
 
     /// Whether the same request may succeed if sent again soon: the server could not be
-    /// reached, or it answered with a retryable code (429, 503).
+    /// reached, it answered with a retryable code (429, 503), or its status is no refusal by
+    /// core's rule (`lease::holder::is_refusal`: a proxy's bare 502 or 504, a 408), as the
+    /// edge hosts decide.
     pub(super) fn transient(&self) -> bool {
-        self.code == 3 || self.api.is_some_and(ApiCode::retryable)
+        self.code == 3
+            || self.api.is_some_and(ApiCode::retryable)
+            || self
+                .status
+                .is_some_and(|s| !byok_core::lease::holder::is_refusal(s))
     }
 }
 
@@ -216,6 +225,7 @@ impl Client {
                 field("request_id")
             ),
             api: ApiCode::from_code(field("code")),
+            status: Some(status.as_u16()),
         })
     }
 

@@ -148,6 +148,7 @@ impl HeldLease {
                     f.message
                 ),
                 api: f.api,
+                status: f.status,
             }),
         }
     }
@@ -214,6 +215,17 @@ pub(super) mod tests {
             code: 1,
             message: format!("{} ({}): no [request r]", code.as_str(), code.http_status()),
             api: Some(code),
+            status: Some(code.http_status()),
+        }
+    }
+
+    /// What a proxy in front of the server answers: `status`, no byok body.
+    pub(in crate::cli) fn bare(status: u16) -> Failure {
+        Failure {
+            code: 1,
+            message: format!(" ({status}):  [request ]"),
+            api: None,
+            status: Some(status),
         }
     }
 
@@ -281,6 +293,25 @@ pub(super) mod tests {
         fake.now.set(64_999);
         held.keep(&fake).await.unwrap();
         assert_eq!(fake.asked.get(), 2);
+    }
+
+    /// A proxy's bare 502 or 504, or a 408, is no refusal by core's rule (as at the edge): the
+    /// live lease is kept and asked for again; a bare 403 is one.
+    #[tokio::test]
+    async fn a_proxys_bare_5xx_keeps_the_live_lease() {
+        for status in [502, 504, 408, 500] {
+            let fake = Fake::answering(vec![Err(bare(status))]);
+            let mut held = started(&fake).await;
+            fake.now.set(30_000);
+            held.keep(&fake)
+                .await
+                .unwrap_or_else(|f| panic!("{status}: {}", f.message));
+            assert_eq!(held.renew_at, 45_000, "{status}");
+        }
+        let fake = Fake::answering(vec![Err(bare(403))]);
+        let mut held = started(&fake).await;
+        fake.now.set(30_000);
+        assert!(held.keep(&fake).await.is_err(), "a bare 403 kept the lease");
     }
 
     #[tokio::test]
