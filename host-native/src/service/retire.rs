@@ -305,10 +305,18 @@ impl Service {
                 byok_core::scope::ScopeError::JobRunning,
             ));
         }
-        if cell.snapshot().scope(scope).is_none() {
-            return Err(ServiceError::NotFound("scope not found".into()));
-        }
         let old = KeyId::new(scope, version);
+        match cell.snapshot().scope(scope) {
+            None => return Err(ServiceError::NotFound("scope not found".into())),
+            // Before the count below, which reads every stored key under the version: a
+            // version that is not there costs nothing (core checks again, on its state).
+            Some(s) if !s.versions.contains_key(&version) => {
+                return Err(ServiceError::Scope(
+                    byok_core::scope::ScopeError::UnknownVersion(old),
+                ));
+            }
+            Some(_) => {}
+        }
         let total = data_keys::count_under(self.store.pool(), org, scope, version).await?;
         // Core checks the version (exists, not the newest, scope not revoked) and plans the
         // child rewraps; the host's job row is stored in the same transaction, with the target
