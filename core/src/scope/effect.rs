@@ -186,7 +186,7 @@ pub enum AuditEvent {
         version: u32,
     },
     /// Root version `version`, stored without a check value by an older byok, had its check
-    /// recorded on its first use (trusted as it was then: the operator allowed unchecked roots).
+    /// recorded (by the host's upgrade pass, which trusts the version as it was then stored).
     RootCheckRecorded {
         /// The root version.
         version: u32,

@@ -147,10 +147,10 @@ impl Org {
         }
     }
 
-    /// Records the check value of a root version stored without one, on its first use after
-    /// [`Self::verify_root`] answered [`RootVerdict::Unchecked`]: from then on the version is
-    /// checked like a new one, with or without the operator's allowance. Idempotent for the
-    /// same root; a different root than the one recorded is refused.
+    /// Records the check value of a root version stored without one, once
+    /// [`Self::verify_root`] answered [`RootVerdict::Unchecked`] (the host's upgrade pass): from
+    /// then on the version is checked like a new one. Idempotent for the same root; a
+    /// different root than the one recorded is refused.
     pub fn record_root_check(
         &mut self,
         checker: &RootChecker,
