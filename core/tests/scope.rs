@@ -1214,6 +1214,24 @@ fn a_root_is_used_only_if_it_matches_its_check_value() {
     assert!(f.org.unchecked_root_versions().is_empty());
 }
 
+/// `org` as its rows would read had a byok older than check values stored them (and `damage`
+/// then changed them): every root check value gone.
+fn as_an_older_byok_left_it(org: &Org, damage: impl FnOnce(&mut [StoredScope])) -> Org {
+    let mut stored: Vec<StoredScope> = org.scopes().map(StoredScope::from).collect();
+    for s in &mut stored {
+        s.checks.clear();
+    }
+    damage(&mut stored);
+    Org::restore(
+        org.id(),
+        stored,
+        org.holders().cloned().collect(),
+        org.default_holder(),
+        None,
+    )
+    .unwrap()
+}
+
 /// A version stored by a byok older than check values: refused unless the operator accepts
 /// such versions; then its children must open under it, and its check is recorded on first
 /// use, after which it is checked like any other.
@@ -1222,16 +1240,7 @@ fn an_unchecked_root_version_is_refused_unless_accepted_then_recorded() {
     let mut f = fixture();
     let checker = RootChecker::new(&f.managed);
     let org = f.org.id();
-    let mut stored: Vec<StoredScope> = f.org.scopes().map(StoredScope::from).collect();
-    stored[0].checks.clear();
-    f.org = Org::restore(
-        org,
-        stored,
-        f.org.holders().cloned().collect(),
-        f.org.default_holder(),
-        None,
-    )
-    .unwrap();
+    f.org = as_an_older_byok_left_it(&f.org, |_| {});
     assert_eq!(f.org.unchecked_root_versions(), vec![1]);
     refused(&mut f, ScopeError::RootUnchecked(KeyId::new(org, 1)), |f| {
         f.org.verify_root(&checker, &f.root, false)
@@ -1286,22 +1295,12 @@ fn an_unchecked_root_must_open_every_child_under_it() {
     let org = f.org.id();
     let root = ScopeKey::new(f.root.id(), f.root.duplicate_secret());
     f.org.create_scope(sid(5), org, &root, &mut f.rng).unwrap();
-    let mut stored: Vec<StoredScope> = f.org.scopes().map(StoredScope::from).collect();
-    stored[0].checks.clear();
-    for s in &mut stored {
-        if s.id == sid(5) {
+    f.org = as_an_older_byok_left_it(&f.org, |stored| {
+        for s in stored.iter_mut().filter(|s| s.id == sid(5)) {
             let w = s.versions.get_mut(&1).unwrap().as_mut().unwrap();
             w.wrapped[40] ^= 1;
         }
-    }
-    f.org = Org::restore(
-        org,
-        stored,
-        f.org.holders().cloned().collect(),
-        f.org.default_holder(),
-        None,
-    )
-    .unwrap();
+    });
     refused(&mut f, ScopeError::Unwrap(KeyId::new(org, 1)), |f| {
         f.org.verify_root(&checker, &root, true)
     });
