@@ -365,3 +365,73 @@ async fn commands_that_print_secrets_check_the_answer_first() {
         );
     }
 }
+
+/// A listener on loopback that answers every request with `head` and then body bytes without
+/// end (as `Transfer-Encoding: chunked` chunks when `chunked`), until the client goes away.
+async fn endless(head: &'static str, chunked: bool) -> String {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 64 * 1024];
+                let _ = s.read(&mut buf).await;
+                if s.write_all(head.as_bytes()).await.is_err() {
+                    return;
+                }
+                let piece = vec![b'a'; 64 * 1024];
+                loop {
+                    let sent = if chunked {
+                        let mut chunk = b"10000\r\n".to_vec();
+                        chunk.extend_from_slice(&piece);
+                        chunk.extend_from_slice(b"\r\n");
+                        s.write_all(&chunk).await
+                    } else {
+                        s.write_all(&piece).await
+                    };
+                    if sent.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// The CLI reads no more of an answer than byok sends there: a lease past core's 1 MiB (the
+/// length announced, or chunks without end) and any answer past 256 MiB are refused as not
+/// byok's (exit 3) when the limit is reached. Before, every answer was read whole into memory
+/// first: a server (or a proxy posing as one) could make the CLI hold whatever it sent, until
+/// the 60 s deadline or memory ran out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_is_read_no_further_than_byok_sends() {
+    let cases: [(&'static str, bool, &'static [&'static str], &str); 3] = [
+        (
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2000000\r\n\r\n",
+            false,
+            &["scope", "lease", "--org", ORG, ORG],
+            "more than 1048576 bytes",
+        ),
+        (
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n",
+            true,
+            &["scope", "lease", "--org", ORG, ORG],
+            "more than 1048576 bytes",
+        ),
+        (
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n",
+            true,
+            &["token", "list", "--org", ORG],
+            "more than 268435456 bytes",
+        ),
+    ];
+    for (head, chunked, args, says) in cases {
+        let server = endless(head, chunked).await;
+        let out = byok(format!("http://{server}"), args, b"").await;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{args:?}: {stderr}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+    }
+}

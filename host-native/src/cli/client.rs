@@ -123,7 +123,7 @@ impl Client {
         body: Option<Value>,
     ) -> Result<Value, Failure> {
         let body = body.map(|b| reqwest::Body::from(b.to_string()));
-        let bytes = self.call_bytes(method, path, body).await?;
+        let bytes = self.call_bytes(method, path, body, MAX_ANSWER).await?;
         if bytes.is_empty() {
             // `202` or `204` (checked in `call_bytes`): nothing to say.
             return Ok(Value::Null);
@@ -143,11 +143,14 @@ impl Client {
         )
     }
 
+    /// Sends the request and reads a success's body, at most `max` bytes: a server (or
+    /// something posing as one) cannot make the CLI hold more than byok ever sends there.
     async fn call_bytes(
         &self,
         method: reqwest::Method,
         path: &str,
         body: Option<reqwest::Body>,
+        max: usize,
     ) -> Result<Zeroizing<Vec<u8>>, Failure> {
         let url = format!("{}{path}", self.args.server.trim_end_matches('/'));
         let mut req = self.http.request(method, &url);
@@ -182,11 +185,21 @@ impl Client {
                 ),
             ));
         }
-        let bytes = match resp.bytes().await {
+        let limit = if status.is_success() { max } else { MAX_ERROR };
+        let bytes = match read_at_most(resp, limit).await {
             Ok(b) => b,
+            Err(Body::Over) if status.is_success() => {
+                return Err(Failure::new(
+                    3,
+                    format!(
+                        "{} answered {path} with more than {max} bytes, more than byok sends there: is --server byok itself?",
+                        self.args.server
+                    ),
+                ));
+            }
             // A success cut short (the timeout reached mid-body, a reset) is no success: the
             // change may have been made, but its answer (a new token, a ciphertext) is lost.
-            Err(e) if status.is_success() => {
+            Err(Body::Cut(e)) if status.is_success() => {
                 return Err(Failure::new(
                     3,
                     format!(
@@ -196,7 +209,8 @@ impl Client {
                     ),
                 ));
             }
-            Err(_) => bytes::Bytes::new(),
+            // An error's body is only its message: the status still tells the failure.
+            Err(_) => Zeroizing::new(Vec::new()),
         };
         if status.is_success() {
             // byok answers every 200 and 201 with JSON; only 202 (a job started) and 204 (a
@@ -204,9 +218,7 @@ impl Client {
             if bytes.is_empty() && !matches!(status.as_u16(), 202 | 204) {
                 return Err(self.unusable(path));
             }
-            // Wiped when dropped (an answer may hold keys: a lease, a data key); the
-            // conversion takes the buffer over without a copy when reqwest made it in one piece.
-            return Ok(Zeroizing::new(Vec::from(bytes)));
+            return Ok(bytes);
         }
         let value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         let err = value.get("error");
@@ -236,7 +248,9 @@ impl Client {
 
     /// GET of a text answer (a signed checkpoint).
     pub async fn get_text(&self, path: &str) -> Result<String, Failure> {
-        let bytes = self.call_bytes(reqwest::Method::GET, path, None).await?;
+        let bytes = self
+            .call_bytes(reqwest::Method::GET, path, None, MAX_ANSWER)
+            .await?;
         String::from_utf8(bytes.to_vec())
             .map_err(|_| Failure::new(1, format!("{path} answered with text that is not UTF-8")))
     }
@@ -271,15 +285,34 @@ impl Client {
         self.post_to_secret(&path, body).await
     }
 
+    /// A lease on `scope`: the answer's bytes as they came, wiped when dropped, at most
+    /// [`byok_core::lease::MAX_DOCUMENT_LEN`] of them (core refuses a longer one anyway: it is
+    /// not read whole first).
+    pub async fn lease(
+        &self,
+        org: &str,
+        scope: impl std::fmt::Display,
+    ) -> Result<Zeroizing<Vec<u8>>, Failure> {
+        let path = format!("/v1/orgs/{org}/scopes/{scope}/lease");
+        let body = reqwest::Body::from("{}");
+        self.call_bytes(
+            reqwest::Method::POST,
+            &path,
+            Some(body),
+            byok_core::lease::MAX_DOCUMENT_LEN,
+        )
+        .await
+    }
+
     /// POST with a JSON body, returning the answer's bytes, wiped when dropped: for answers
-    /// holding secrets (a plaintext, a lease).
+    /// holding secrets (a plaintext, a data key).
     pub async fn post_to_secret(
         &self,
         path: &str,
         body: Value,
     ) -> Result<Zeroizing<Vec<u8>>, Failure> {
         let body = reqwest::Body::from(body.to_string());
-        self.call_bytes(reqwest::Method::POST, path, Some(body))
+        self.call_bytes(reqwest::Method::POST, path, Some(body), MAX_ANSWER)
             .await
     }
 
@@ -292,7 +325,7 @@ impl Client {
     ) -> Result<Zeroizing<Vec<u8>>, Failure> {
         // The body's bytes are the buffer itself, dropped (so wiped) with its last reference.
         let body = reqwest::Body::from(bytes::Bytes::from_owner(body));
-        self.call_bytes(reqwest::Method::POST, path, Some(body))
+        self.call_bytes(reqwest::Method::POST, path, Some(body), MAX_ANSWER)
             .await
     }
 
@@ -305,6 +338,39 @@ impl Client {
     pub async fn delete(&self, path: &str) -> Result<Value, Failure> {
         self.call(reqwest::Method::DELETE, path, None).await
     }
+}
+
+/// The most a success's body may be, but a lease's. The largest byok sends is an org's scope
+/// list, unpaged (about 300 bytes a scope: this is some 900 000 scopes); next come a decrypt's
+/// answer (a 4 MiB plaintext in base64, 5.6 MiB) and a page of 1000 audit rows.
+const MAX_ANSWER: usize = 256 << 20;
+
+/// The most of an error's body read: byok's error is a short JSON object.
+const MAX_ERROR: usize = 64 << 10;
+
+/// Why a body was not read whole.
+enum Body {
+    /// Over the limit: the rest is not read.
+    Over,
+    /// The connection failed or timed out mid-body.
+    Cut(reqwest::Error),
+}
+
+/// `resp`'s body, at most `max` bytes, into a buffer wiped when dropped (and wiped whenever it
+/// grows): an answer may hold keys. A `Content-Length` over `max` is refused before reading.
+async fn read_at_most(mut resp: reqwest::Response, max: usize) -> Result<Zeroizing<Vec<u8>>, Body> {
+    let announced = resp.content_length().unwrap_or(0);
+    if announced > max as u64 {
+        return Err(Body::Over);
+    }
+    let mut buf = Zeroizing::new(Vec::with_capacity(usize::try_from(announced).unwrap_or(0)));
+    while let Some(chunk) = resp.chunk().await.map_err(Body::Cut)? {
+        if chunk.len() > max - buf.len() {
+            return Err(Body::Over);
+        }
+        byok_core::secret::extend_wiped(&mut buf, &chunk);
+    }
+    Ok(buf)
 }
 
 /// The host of `server` if it is a localhost name (RFC 6761: `localhost` and the names under

@@ -23,7 +23,6 @@
 
 use byok_core::lease::Lease;
 use byok_core::{ScopeId, ScopeKey};
-use serde_json::json;
 use subtle::ConstantTimeEq;
 
 use super::{Client, Failure};
@@ -53,10 +52,7 @@ impl LeaseSource for Server<'_> {
     async fn lease(&self, scope: ScopeId) -> Result<Lease, Failure> {
         // The lease's life counts from when it was asked for: a slow answer cannot stretch it.
         let asked = byok_core::lease::clock::system();
-        let answer = self
-            .client
-            .post_to_scope_secret(self.org, scope, "lease", json!({}))
-            .await?;
+        let answer = self.client.lease(self.org, scope).await?;
         Lease::parse(&answer, asked.at, asked.ahead)
             .map_err(|e| Failure::new(1, format!("the server's answer: {e}")))
     }

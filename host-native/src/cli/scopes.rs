@@ -188,9 +188,7 @@ pub async fn scope(client: &Client, cmd: ScopeCmd) -> Result<(), Failure> {
             scope: ScopeArg { scope },
         } => {
             // The scope's keys: printed from the answer's own bytes, wiped when dropped.
-            let answer = client
-                .post_to_scope_secret(&org, &scope, "lease", json!({}))
-                .await?;
+            let answer = client.lease(&org, &scope).await?;
             // Printed as it came (JSON either way), once it reads as a lease of this scope.
             #[derive(serde::Deserialize)]
             struct Leased<'a> {
