@@ -586,6 +586,44 @@ async fn a_call_for_many_stored_keys_costs_the_token_its_burst() {
     assert!(shown, "no round was fast enough to show the refusal");
 }
 
+/// A call for stored keys that asks for no valid count, or names ids that are no ids, is
+/// refused as invalid before it is paid for: it costs one request, not the token's burst.
+/// Before, a count of a million paid for a thousand keys (the whole burst) and was refused
+/// afterwards, and the token's next requests were refused as over its limit.
+#[tokio::test]
+async fn a_call_refused_as_invalid_costs_one_request() {
+    let ts = TestServer::start_with("rate-invalid", |data| {
+        Server::start(data, &[QUIET, ("BYOK_TOKEN_RATE_LIMIT", "50")])
+    });
+    let a = ts.org(OrgSettings::named("a")).await;
+    let team = a.scope(&ts.api, &a.id, "team").await;
+    let mut ids: Vec<String> = (0..999).map(|i| format!("{i:032x}")).collect();
+    ids.push("not-an-id".into());
+    let calls = [
+        (
+            a.scope_path(&team, "datakeys"),
+            json!({ "count": 1_000_000 }),
+        ),
+        (a.scope_path(&team, "datakeys"), json!({ "count": 0 })),
+        (a.path("/datakeys/get"), json!({ "ids": ids })),
+        (a.path("/datakeys/delete"), json!({ "ids": ids })),
+    ];
+    let encrypt = format!("/v1/orgs/{}/scopes/{}/encrypt", a.id, a.id);
+    for (path, body) in calls {
+        // A full bucket: a burst of five, one back every 20 ms.
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let refused = send(&ts, Some(body.clone()), &path, &a.service).await;
+        assert_error(&refused.json(), 400, "invalid_request");
+        // Four units are left: three encrypts pass at once (a charged burst would have left
+        // none, and these would wait 60 ms for the bucket).
+        for _ in 0..3 {
+            let plain = json!({ "plaintext": "aGk=" });
+            let answer = send(&ts, Some(plain), &encrypt, &a.service).await;
+            assert_status(&answer.json(), 200);
+        }
+    }
+}
+
 #[tokio::test]
 async fn every_answer_is_no_store_and_metrics_are_the_operators() {
     let ts = TestServer::start("no-store");

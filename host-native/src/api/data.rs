@@ -314,9 +314,10 @@ pub async fn create_stored(
 ) -> Result<(axum::http::StatusCode, SecretJson<StoredKeys>), ApiError> {
     let scope = parse_id(&scope, "scope")?;
     let count = req.count.unwrap_or(1);
-    s.rate
-        .pay_for_keys(org, &who.hash, count.min(MAX_KEYS_PER_CALL))
-        .await?;
+    // A count out of range is refused before it is paid for: it would cost the token (and
+    // the org) a whole burst for nothing.
+    crate::service::check_key_count(count)?;
+    s.rate.pay_for_keys(org, &who.hash, count).await?;
     let keys = s
         .service
         .create_stored_keys(&who, org, scope, count)
@@ -334,10 +335,10 @@ pub async fn get_stored(
     ServiceOrg(org, who): ServiceOrg,
     ApiJson(req): ApiJson<GetStored>,
 ) -> Result<SecretJson<StoredKeys>, ApiError> {
-    s.rate
-        .pay_for_keys(org, &who.hash, req.ids.len().min(MAX_KEYS_PER_CALL))
-        .await?;
-    let keys = s.service.get_stored_keys(&who, org, &req.ids).await?;
+    // Ids that are no ids are refused before they are paid for.
+    let ids = crate::service::stored_ids(&req.ids)?;
+    s.rate.pay_for_keys(org, &who.hash, ids.len()).await?;
+    let keys = s.service.get_stored_keys(&who, org, &ids).await?;
     Ok(StoredKeys::answer(keys))
 }
 
@@ -369,10 +370,9 @@ pub async fn delete_stored(
     ServiceOrg(org, who): ServiceOrg,
     ApiJson(req): ApiJson<DeleteStored>,
 ) -> Result<Json<Deleted>, ApiError> {
-    s.rate
-        .pay_for_keys(org, &who.hash, req.ids.len().min(MAX_KEYS_PER_CALL))
-        .await?;
-    let deleted = s.service.delete_stored_keys(org, &req.ids).await?;
+    let ids = crate::service::stored_ids(&req.ids)?;
+    s.rate.pay_for_keys(org, &who.hash, ids.len()).await?;
+    let deleted = s.service.delete_stored_keys(org, &ids).await?;
     Ok(Json(Deleted { deleted }))
 }
 

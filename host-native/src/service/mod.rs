@@ -55,7 +55,9 @@ pub use health::{is_denial, kind_code};
 pub use job_leases::DEFAULT_JOB_LEASE;
 pub use jobs::JobView;
 pub use keys::{GrantFacts, KeySpec, KeyView, KeysView, PolicyView, StepView};
-pub use retire::{DEFAULT_MAX_STORED_KEYS, MAX_KEYS_PER_CALL, StoredKey};
+pub use retire::{
+    DEFAULT_MAX_STORED_KEYS, MAX_KEYS_PER_CALL, StoredKey, check_key_count, stored_ids,
+};
 pub use tokens::{Authenticated, TokenView};
 
 use crate::store::{self, Database};

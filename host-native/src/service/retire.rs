@@ -91,11 +91,7 @@ impl Service {
         scope: ScopeId,
         count: usize,
     ) -> Result<Vec<StoredKey>> {
-        if !(1..=MAX_KEYS_PER_CALL).contains(&count) {
-            return Err(ServiceError::Invalid(format!(
-                "count must be 1 to {MAX_KEYS_PER_CALL}"
-            )));
-        }
+        check_key_count(count)?;
         // Once more on the org as now stored if another replica changed it meanwhile.
         match self.create_stored_once(who, org, scope, count).await {
             Err(ServiceError::Reloading) => self.create_stored_once(who, org, scope, count).await,
@@ -504,9 +500,21 @@ impl Service {
     }
 }
 
+/// A count of stored data keys to make in one call: 1 to [`MAX_KEYS_PER_CALL`]. The API
+/// checks it before charging the rate limit for it.
+pub fn check_key_count(count: usize) -> Result<()> {
+    if !(1..=MAX_KEYS_PER_CALL).contains(&count) {
+        return Err(ServiceError::Invalid(format!(
+            "count must be 1 to {MAX_KEYS_PER_CALL}"
+        )));
+    }
+    Ok(())
+}
+
 /// Stored data key ids as given to a call: 1 to [`MAX_KEYS_PER_CALL`] of 32 hex digits, in
-/// lower case (as byok wrote them; hex in either case names the same id).
-fn stored_ids(ids: &[String]) -> Result<Vec<String>> {
+/// lower case (as byok wrote them; hex in either case names the same id). The API checks them
+/// before charging the rate limit for them.
+pub fn stored_ids(ids: &[String]) -> Result<Vec<String>> {
     if ids.is_empty() || ids.len() > MAX_KEYS_PER_CALL {
         return Err(ServiceError::Invalid(format!(
             "ids must have 1 to {MAX_KEYS_PER_CALL} entries"
