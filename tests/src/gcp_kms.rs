@@ -129,8 +129,8 @@ struct Inner {
     pool: Option<Pool>,
     /// service account email -> principals that may impersonate it
     impersonators: HashMap<String, HashSet<String>>,
-    /// access token -> (principal, expiry in seconds since the epoch)
-    tokens: HashMap<String, (String, u64)>,
+    /// access token -> (principal, expiry in seconds since the epoch, its OAuth scopes)
+    tokens: HashMap<String, (String, u64, String)>,
     keys: HashMap<String, Key>,
     throttle: u32,
     corrupt: u32,
@@ -382,7 +382,7 @@ async fn handle(
     };
     let mut g = inner.lock().unwrap_or_else(|p| p.into_inner());
     g.kms_calls += 1;
-    let Some(principal) = bearer(&g, &headers) else {
+    let Some((principal, scopes)) = bearer(&g, &headers) else {
         return status(
             StatusCode::UNAUTHORIZED,
             "UNAUTHENTICATED",
@@ -390,6 +390,9 @@ async fn handle(
             Some("ACCESS_TOKEN_TYPE_UNSUPPORTED"),
         );
     };
+    if !has_scope(&scopes, &["cloudkms", "cloud-platform"]) {
+        return insufficient_scopes();
+    }
     if g.throttle > 0 {
         g.throttle -= 1;
         return status(
@@ -450,16 +453,38 @@ async fn handle(
     }
 }
 
-fn bearer(g: &Inner, headers: &HeaderMap) -> Option<String> {
+/// The principal a bearer token stands for and the OAuth scopes it carries, if it is live.
+fn bearer(g: &Inner, headers: &HeaderMap) -> Option<(String, String)> {
     let token = headers
         .get("authorization")?
         .to_str()
         .ok()?
         .strip_prefix("Bearer ")?;
     match g.tokens.get(token) {
-        Some((principal, exp)) => (*exp > now()).then(|| principal.clone()),
+        Some((principal, exp, scopes)) => {
+            (*exp > now()).then(|| (principal.clone(), scopes.clone()))
+        }
         None => self_signed(g, token),
     }
+}
+
+/// Whether space-separated `scopes` hold one of Google's `https://www.googleapis.com/auth/X`
+/// for an X in `any`.
+fn has_scope(scopes: &str, any: &[&str]) -> bool {
+    scopes.split(' ').any(|s| {
+        s.strip_prefix("https://www.googleapis.com/auth/")
+            .is_some_and(|x| any.contains(&x))
+    })
+}
+
+/// Google's answer to a token without the scope a method needs.
+fn insufficient_scopes() -> Response {
+    status(
+        StatusCode::FORBIDDEN,
+        "PERMISSION_DENIED",
+        "Request had insufficient authentication scopes.",
+        Some("ACCESS_TOKEN_SCOPE_INSUFFICIENT"),
+    )
 }
 
 #[derive(serde::Deserialize)]
@@ -475,7 +500,7 @@ struct SelfSigned {
 /// A self-signed JWT used as the access token (AIP-4111, what Google's client libraries send
 /// for a service account by default): RS256 by the account's key, `iss` = `sub` = its email,
 /// and a Cloud KMS scope or the Cloud KMS audience, unexpired.
-fn self_signed(g: &Inner, token: &str) -> Option<String> {
+fn self_signed(g: &Inner, token: &str) -> Option<(String, String)> {
     let kid = jsonwebtoken::decode_header(token).ok()?.kid?;
     let (email, der) = g
         .accounts
@@ -493,13 +518,13 @@ fn self_signed(g: &Inner, token: &str) -> Option<String> {
     )
     .ok()?
     .claims;
-    let scoped = c
-        .scope
-        .split(' ')
-        .any(|s| s.ends_with("/auth/cloudkms") || s.ends_with("/auth/cloud-platform"));
-    let aimed = c.aud.as_deref() == Some("https://cloudkms.googleapis.com/");
-    (c.iss == email && c.sub == email && (scoped || aimed))
-        .then(|| format!("serviceAccount:{email}"))
+    // A token aimed at Cloud KMS by its audience carries its scope.
+    let scopes = if c.aud.as_deref() == Some("https://cloudkms.googleapis.com/") {
+        "https://www.googleapis.com/auth/cloudkms".to_owned()
+    } else {
+        c.scope
+    };
+    (c.iss == email && c.sub == email).then(|| (format!("serviceAccount:{email}"), scopes))
 }
 
 /// An RSA-2048 key: its PKCS#8 PEM and its public key (PKCS#1 DER).
@@ -739,10 +764,10 @@ fn decrypt(name: &str, key: &Key, req: &Value) -> Response {
     (StatusCode::OK, axum::Json(body)).into_response()
 }
 
-fn issue(g: &mut Inner, principal: String, lifetime: u64) -> (String, u64) {
+fn issue(g: &mut Inner, principal: String, lifetime: u64, scopes: String) -> (String, u64) {
     let token = random_token("ya29.local");
     let exp = now() + lifetime;
-    g.tokens.insert(token.clone(), (principal, exp));
+    g.tokens.insert(token.clone(), (principal, exp, scopes));
     (token, exp)
 }
 
@@ -751,6 +776,8 @@ struct GrantClaims {
     iss: String,
     iat: u64,
     exp: u64,
+    #[serde(default)]
+    scope: String,
 }
 
 const SHORT_LIVED: &str = "Invalid JWT: Token must be a short-lived token (60 minutes) and in a reasonable timeframe. Check your iat and exp values in the JWT claim.";
@@ -805,7 +832,12 @@ fn jwt_grant(inner: &Mutex<Inner>, body: &[u8]) -> Response {
     if claims.exp.saturating_sub(claims.iat) > 3600 || claims.iss != email {
         return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", SHORT_LIVED);
     }
-    let (token, _) = issue(&mut g, format!("serviceAccount:{email}"), 3600);
+    let (token, _) = issue(
+        &mut g,
+        format!("serviceAccount:{email}"),
+        3600,
+        claims.scope,
+    );
     (
         StatusCode::OK,
         axum::Json(json!({ "access_token": token, "expires_in": 3599, "token_type": "Bearer" })),
@@ -912,7 +944,8 @@ async fn sts_exchange(inner: &Mutex<Inner>, body: &[u8]) -> Response {
         );
     }
     let mut g = inner.lock().unwrap_or_else(|p| p.into_inner());
-    let (token, _) = issue(&mut g, pool.principal(&claims.sub), 3600);
+    let scopes = form.get("scope").cloned().unwrap_or_default();
+    let (token, _) = issue(&mut g, pool.principal(&claims.sub), 3600, scopes);
     (
         StatusCode::OK,
         axum::Json(json!({
@@ -928,7 +961,7 @@ async fn sts_exchange(inner: &Mutex<Inner>, body: &[u8]) -> Response {
 fn impersonate(inner: &Mutex<Inner>, email: &str, headers: &HeaderMap, body: &[u8]) -> Response {
     let mut g = inner.lock().unwrap_or_else(|p| p.into_inner());
     g.token_calls += 1;
-    let Some(principal) = bearer(&g, headers) else {
+    let Some((principal, scopes)) = bearer(&g, headers) else {
         return status(
             StatusCode::UNAUTHORIZED,
             "UNAUTHENTICATED",
@@ -936,6 +969,11 @@ fn impersonate(inner: &Mutex<Inner>, email: &str, headers: &HeaderMap, body: &[u
             None,
         );
     };
+    // IAM Credentials wants a token for IAM (google-auth scopes the source credentials of an
+    // impersonation to `iam`); a Cloud KMS token is refused.
+    if !has_scope(&scopes, &["iam", "cloud-platform"]) {
+        return insufficient_scopes();
+    }
     if !g
         .impersonators
         .get(email)
@@ -956,7 +994,17 @@ fn impersonate(inner: &Mutex<Inner>, email: &str, headers: &HeaderMap, body: &[u
         .and_then(|l| l.parse::<u64>().ok())
         .unwrap_or(3600)
         .min(3600);
-    let (token, exp) = issue(&mut g, format!("serviceAccount:{email}"), lifetime);
+    let scopes = req
+        .get("scope")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_default();
+    let (token, exp) = issue(&mut g, format!("serviceAccount:{email}"), lifetime, scopes);
     (
         StatusCode::OK,
         axum::Json(json!({ "accessToken": token, "expireTime": rfc3339(exp) })),

@@ -28,6 +28,12 @@ use crate::kms::provider::{CredentialFlow, Credentials, Need, RequestError, oaut
 /// The OAuth scope byok asks for: Cloud KMS only, not all of Cloud Platform.
 pub const SCOPE: &str = "https://www.googleapis.com/auth/cloudkms";
 
+/// The scope of the federated token that impersonates a customer's service account: IAM
+/// Credentials' `generateAccessToken` refuses a Cloud KMS token
+/// (`ACCESS_TOKEN_SCOPE_INSUFFICIENT`); google-auth scopes an impersonation's source
+/// credentials to this one. The token it returns is scoped to [`SCOPE`] again.
+pub const IAM_SCOPE: &str = "https://www.googleapis.com/auth/iam";
+
 /// Tokens are asked for this long (Google's maximum without an org policy exception).
 pub const LIFETIME: Duration = Duration::from_secs(3600);
 
@@ -267,7 +273,14 @@ impl CredentialFlow for Federation {
                 "urn:ietf:params:oauth:grant-type:token-exchange",
             ),
             ("audience", &self.audience),
-            ("scope", SCOPE),
+            (
+                "scope",
+                if self.service_account.is_some() {
+                    IAM_SCOPE
+                } else {
+                    SCOPE
+                },
+            ),
             (
                 "requested_token_type",
                 "urn:ietf:params:oauth:token-type:access_token",
@@ -375,6 +388,11 @@ mod tests {
             body.contains("audience=%2F%2Fiam.googleapis.com%2Fprojects%2F123456789012"),
             "{body}"
         );
+        // The federated token is for IAM Credentials, which refuses a Cloud KMS one.
+        assert!(
+            body.contains("&scope=https%3A%2F%2Fwww.googleapis.com%2Fauth%2Fiam&"),
+            "{body}"
+        );
         // STS sometimes sends expires_in as a string.
         f.answer(&resp(200, json!({"access_token": "fed", "expires_in": "3600", "issued_token_type": "urn:ietf:params:oauth:token-type:access_token"})), NOW)
             .unwrap();
@@ -385,6 +403,12 @@ mod tests {
             format!("{IAM_CREDENTIALS}/v1/projects/-/serviceAccounts/{sa}:generateAccessToken")
         );
         assert_eq!(imp.header("authorization"), Some("Bearer fed"));
+        let asked: Value = serde_json::from_slice(&imp.body).unwrap();
+        assert_eq!(
+            asked["scope"],
+            json!([SCOPE]),
+            "the key's token: Cloud KMS only"
+        );
         f.answer(
             &resp(
                 200,
@@ -404,7 +428,14 @@ mod tests {
     fn refusals_are_classified() {
         let mut f = Federation::new(POOL.into(), None, Some("http://127.0.0.1:9".into()));
         f.supply(Zeroizing::new("t".into()));
-        assert_eq!(f.request(NOW).unwrap().url, "http://127.0.0.1:9/v1/token");
+        let sts = f.request(NOW).unwrap();
+        assert_eq!(sts.url, "http://127.0.0.1:9/v1/token");
+        // No service account: the pool's principal calls Cloud KMS with the token itself.
+        let body = form_of(&sts);
+        assert!(
+            body.contains("&scope=https%3A%2F%2Fwww.googleapis.com%2Fauth%2Fcloudkms&"),
+            "{body}"
+        );
         let e = f
             .answer(&resp(400, json!({"error": "invalid_grant", "error_description": "The audience in ID Token does not match"})), NOW)
             .unwrap_err();
