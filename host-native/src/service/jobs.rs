@@ -51,6 +51,9 @@ impl Service {
     /// starts from storage's state (another replica may have done the last one before this one
     /// took over the lease).
     pub(super) async fn run_job_steps(&self, org: ScopeId, turn: &JobTurn<'_>) -> Result<()> {
+        /// Steps decided again in one run because their keys could no longer be used.
+        const MAX_RELOADS: u32 = 3;
+        let mut reloads = 0;
         loop {
             if turn.lost() {
                 return Ok(());
@@ -95,13 +98,25 @@ impl Service {
                 }
                 JobStep::Rewrap { from, to, .. } => {
                     let (f, t) = (
-                        self.scope_key(&cell, from).await?,
-                        self.scope_key(&cell, to).await?,
+                        self.resolve_for_use(&cell, from).await?,
+                        self.resolve_for_use(&cell, to).await?,
                     );
-                    self.transition(org, BTreeMap::new(), |o| {
-                        Ok(((), o.rewrap_child(&step, &f, &t, &mut rand::rng())?))
-                    })
-                    .await?;
+                    let done = self
+                        .transition(org, BTreeMap::new(), |o| {
+                            // After the wait for the org's turn: not with keys a denial evicted
+                            // meanwhile, or whose root's TTL ended.
+                            self.still_usable(&cell, org, [&f, &t])?;
+                            Ok(((), o.rewrap_child(&step, &f.key, &t.key, &mut rand::rng())?))
+                        })
+                        .await;
+                    match done {
+                        // Resolved anew from storage's state (a holder that refuses now ends
+                        // the job's run); a few times at most, then the periodic scan's turn.
+                        Err(super::ServiceError::Reloading) if reloads < MAX_RELOADS => {
+                            reloads += 1
+                        }
+                        done => done?,
+                    }
                 }
             }
         }

@@ -442,8 +442,8 @@ impl Service {
                 return Ok(Some(moved));
             }
             let (fk, tk) = (
-                self.scope_key(&cell, from).await?,
-                self.scope_key(&cell, to).await?,
+                self.resolve_for_use(&cell, from).await?,
+                self.resolve_for_use(&cell, to).await?,
             );
             // The keys are used, and the batch committed, holding the org's gate for reading:
             // a pause or revoke (which holds it for writing until its state is published)
@@ -452,10 +452,14 @@ impl Service {
             // which must not hold the gate.
             // A revoke published while this waited for the gate cancelled the job: its keys
             // are not unwrapped (nor their rows, which wait for the sweep, rewritten).
+            // Nor are they unwrapped with keys a denial evicted meanwhile, or whose root's TTL
+            // ended during the waits: as for a data call, the next turn resolves them anew,
+            // and a holder that refuses ends the batch there.
             let gate = cell.gate.read().await;
             if cell.stale.load(std::sync::atomic::Ordering::SeqCst)
                 || cell.snapshot().job_waiting_on().is_some()
                 || !retiring(&cell.snapshot(), from)
+                || self.still_usable(&cell, org, [&fk, &tk]).is_err()
             {
                 // The next turn of the loop reads the org again, and says why it stops.
                 continue;
@@ -466,13 +470,13 @@ impl Service {
                 for row in &batch {
                     let ctx = context(&row.id);
                     let dk = Envelope::<byok_core::DefaultBackend>::unwrap_data_key(
-                        &fk,
+                        &fk.key,
                         &ctx,
                         &row.wrapped,
                     )?;
                     let secret = SecretBytes::from_bytes(&mut dk.expose_secret().clone());
                     let wrapped = Envelope::<byok_core::DefaultBackend>::wrap_secret(
-                        &tk, &ctx, &secret, &mut rng,
+                        &tk.key, &ctx, &secret, &mut rng,
                     )?;
                     rewrapped.push((row.id.clone(), wrapped));
                 }
@@ -732,6 +736,74 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(left, 2, "rows of the revoked scope were rewritten");
+        turn.end().await;
+    }
+
+    /// A retirement's batch that resolved its keys and then waited for the org's gate, while
+    /// a denial evicted the org's keys, does not unwrap the stored keys with them: it resolves
+    /// them anew (here from the managed key, which answers; a withdrawn CMK would refuse and
+    /// end the batch), as a data call does. Before, the batch used the evicted keys.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_retirement_batch_does_not_use_keys_evicted_while_it_waited() {
+        use std::sync::atomic::Ordering::SeqCst;
+        let dir = tempfile::tempdir().unwrap();
+        let (s, org, _, job) = retiring_two_keys(dir.path()).await;
+        let turn = s.job_turn(org).await.unwrap().expect("the job's turn");
+        let cell = s.org(org).await.unwrap();
+        let before = s.metrics.root_unwraps.load(SeqCst);
+        let (moved, ()) = {
+            let gate = cell.gate.write().await;
+            tokio::join!(s.move_data_keys(org, &job, &turn), async {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                s.cache().evict_org(org);
+                drop(gate);
+            })
+        };
+        assert_eq!(moved.unwrap(), Some(2));
+        assert_eq!(
+            s.metrics.root_unwraps.load(SeqCst),
+            before + 1,
+            "the batch used keys evicted while it waited"
+        );
+        turn.end().await;
+    }
+
+    /// A retirement's rewrap of a child scope's key that resolved the parent's keys and then
+    /// waited for the org's turn, while a denial evicted the org's keys, resolves them anew
+    /// before the child's key is unwrapped: as a data call does. Before, it used the evicted
+    /// ones.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_child_rewrap_does_not_use_keys_evicted_while_it_waited() {
+        use std::sync::atomic::Ordering::SeqCst;
+        let s = test_service(&Database::open("sqlite::memory:").await.unwrap(), 3);
+        let (org, team) = test_team(&s, None).await;
+        // A child: the retirement rewraps its key.
+        s.create_scope(org, team, "thread").await.unwrap();
+        s.rotate(org, team).await.unwrap();
+        s.retire(org, team, 1).await.unwrap();
+        let cell = s.org(org).await.unwrap();
+        for v in [1, 2] {
+            s.scope_key(&cell, KeyId::new(team, v)).await.unwrap();
+        }
+        let turn = s.job_turn(org).await.unwrap().expect("the job's turn");
+        let before = s.metrics.root_unwraps.load(SeqCst);
+        let (done, ()) = {
+            let held = cell.turn.lock().await;
+            tokio::join!(s.run_job_steps(org, &turn), async {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                s.cache().evict_org(org);
+                drop(held);
+            })
+        };
+        done.unwrap();
+        assert_eq!(
+            s.metrics.root_unwraps.load(SeqCst),
+            before + 1,
+            "the rewrap used keys evicted while it waited"
+        );
+        let snap = s.org(org).await.unwrap().snapshot();
+        let (done, total) = snap.job().expect("the retirement").progress();
+        assert_eq!((done, total), (1, 1), "the child's key was not rewrapped");
         turn.end().await;
     }
 
