@@ -379,7 +379,8 @@ async fn byok_wraps_and_unwraps_as_the_vendors_app() {
         .await
         .expect("the role is back");
 
-    // A wrong secret is refused by Entra, with its code.
+    // A wrong secret is refused by Entra, with its code: the vendor app's, so the operator's
+    // doing, not a customer's denial.
     let bad = VendorApp {
         client_id: SECRET_APP.into(),
         secret: Some(zeroize::Zeroizing::new("wrong".into())),
@@ -388,7 +389,7 @@ async fn byok_wraps_and_unwraps_as_the_vendors_app() {
     let e = kms2.wrap(&access2, &root, 1).await.unwrap_err();
     assert_eq!(
         (e.kind, e.code.as_str()),
-        (KmsErrorKind::AccessDenied, "AADSTS7000215"),
+        (KmsErrorKind::Unconfigured, "AADSTS7000215"),
         "{e}"
     );
 }
@@ -439,7 +440,7 @@ async fn byok_signs_with_the_vendors_certificate() {
         kms.unwrap(&access, &copy, 1).await.unwrap().expose_secret(),
         &[7; 32]
     );
-    // Another app's certificate is not this app's.
+    // Another app's certificate is not this app's: the vendor's setting, not a denial.
     let other = app_certificate(&kv, FED_APP);
     let mut settings = KmsSettings::default();
     settings.sources.vendor.azure = Some(VendorApp {
@@ -457,7 +458,7 @@ async fn byok_signs_with_the_vendors_certificate() {
     let e = kms.wrap(&access, &root, 1).await.unwrap_err();
     assert_eq!(
         (e.kind, e.code.as_str()),
-        (KmsErrorKind::AccessDenied, "AADSTS700027"),
+        (KmsErrorKind::Unconfigured, "AADSTS700027"),
         "{e}"
     );
 }

@@ -323,13 +323,15 @@ async fn byok_wraps_and_unwraps_as_the_vendors_service_account() {
     assert!(matches!(&v.report()[2].1, Outcome::Fail { fix, .. } if fix.contains(VIEW_ROLE)));
 
     // A forged grant: the assertion signed by another key is refused at the token endpoint.
+    // That is byok's own account refused (its key rotated away): the vendor's doing, for
+    // every org at once, not a customer's denial to record against their key.
     let (other_pem, _) = rsa();
     let forged = key_file_with(&key_file, &other_pem);
     let (kms, access) = vendor_kms(&gcp, &forged);
     let e = kms.wrap(&access, &root, 1).await.unwrap_err();
     assert_eq!(
         (e.kind, e.code.as_str()),
-        (KmsErrorKind::AccessDenied, "invalid_grant"),
+        (KmsErrorKind::Unconfigured, "invalid_grant"),
         "{e}"
     );
 }

@@ -26,8 +26,10 @@ pub enum KmsErrorKind {
     Unavailable,
     /// The KMS refused the request as invalid.
     Malformed,
-    /// This server lacks a setting the key needs (its OIDC issuer, a vendor signing key):
-    /// byok's operator's doing, never the customer's, so it is no withdrawal and no outage.
+    /// This server lacks a setting the key needs (its OIDC issuer, a vendor signing key), or
+    /// its own credential was refused (the vendor's GCP service account, the vendor's Entra
+    /// app): byok's operator's doing, never the customer's, so it is no withdrawal and no
+    /// outage.
     Unconfigured,
 }
 

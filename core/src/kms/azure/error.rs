@@ -88,6 +88,13 @@ fn classify(code: &str, message: &str, status: u16) -> KmsErrorKind {
         // record against their key; malformed, whose fix names the clock (as AWS's
         // "Signature expired").
         "AADSTS700024" | "AADSTS500133" => K::Malformed,
+        // byok's own credential refused: the vendor app's secret wrong or expired
+        // (AADSTS7000215, AADSTS7000222), its certificate not registered or the assertion's
+        // signature not matching it (AADSTS700027). Those live on the vendor's app, in the
+        // vendor's tenant: the operator's doing, for every org at once, never a customer's
+        // withdrawal (removing the app from their tenant or its role is AADSTS700016 and
+        // kin, or the vault's 403).
+        "AADSTS7000215" | "AADSTS7000222" | "AADSTS700027" => K::Unconfigured,
         c if c.starts_with("AADSTS") && status < 500 && status != 429 => K::AccessDenied,
         "invalid_client" | "invalid_grant" | "unauthorized_client" => K::AccessDenied,
         "BadParameter" if message.contains("decrypt") || message.contains("unwrap") => {
@@ -245,5 +252,21 @@ mod tests {
             assert_eq!(skewed.kind, K::Malformed, "{skewed}");
             assert!(skewed.to_string().contains("check the server clock"), "{skewed}");
         }
+        // byok's own app credential refused: the vendor's doing, no customer's denial.
+        for (body, code) in [
+            (&br#"{"error":"invalid_client","error_description":"AADSTS7000215: Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID.","error_codes":[7000215]}"#[..], "AADSTS7000215"),
+            (&br#"{"error":"invalid_client","error_description":"AADSTS7000222: The provided client secret keys for app '00000000-0000-0000-0000-000000000000' are expired.","error_codes":[7000222]}"#[..], "AADSTS7000222"),
+            (&br#"{"error":"invalid_client","error_description":"AADSTS700027: The certificate with identifier used to sign the client assertion is not registered on application.","error_codes":[700027]}"#[..], "AADSTS700027"),
+        ] {
+            let e = parse_error(401, body);
+            assert_eq!((e.kind, e.code.as_str()), (K::Unconfigured, code), "{e}");
+            assert!(!e.kind.is_denial());
+        }
+        // The app taken out of the customer's tenant stays their withdrawal.
+        let gone = parse_error(
+            400,
+            br#"{"error":"unauthorized_client","error_description":"AADSTS700016: Application with identifier 'x' was not found in the directory 'acme'.","error_codes":[700016]}"#,
+        );
+        assert_eq!(gone.kind, K::AccessDenied, "{gone}");
     }
 }

@@ -174,8 +174,18 @@ impl CredentialFlow for VendorGrant {
         Ok(post_form(self.token_url(), body))
     }
 
+    /// A refusal here is of byok's own service account (its key deleted or rotated away, the
+    /// account disabled): the vendor's doing, for every org on it at once, never a customer's
+    /// withdrawal (a customer withdraws at their key's IAM policy, which the KMS call answers).
+    /// So it is `Unconfigured`, not `AccessDenied`: no denial is recorded against the
+    /// customers' keys, and their cached keys are not evicted for it.
     fn check(&self, resp: &HttpResponse) -> Result<(), KmsError> {
-        check(resp)
+        check(resp).map_err(|mut e| {
+            if e.kind == crate::kms::error::KmsErrorKind::AccessDenied {
+                e.kind = crate::kms::error::KmsErrorKind::Unconfigured;
+            }
+            e
+        })
     }
 
     fn answer(&mut self, resp: &HttpResponse, now: Duration) -> Result<(), KmsError> {
@@ -370,6 +380,30 @@ mod tests {
             panic!()
         };
         assert_eq!((t.as_str(), at), ("ya29", NOW.as_secs() + 3599));
+    }
+
+    /// Google refusing byok's own service account (its key deleted: "Invalid JWT
+    /// Signature.") is the vendor's doing, for every org at once: not a customer's denial.
+    /// A token endpoint's outage stays an outage.
+    #[test]
+    fn a_refused_vendor_grant_is_no_customers_denial() {
+        let sa = ServiceAccount {
+            client_email: "byok@vendor-prod.iam.gserviceaccount.com".into(),
+            private_key_id: "k1".into(),
+        };
+        let f = VendorGrant::new(sa, None);
+        let refused = resp(
+            400,
+            json!({"error": "invalid_grant", "error_description": "Invalid JWT Signature."}),
+        );
+        let e = f.check(&refused).unwrap_err();
+        assert_eq!(
+            (e.kind, e.code.as_str()),
+            (KmsErrorKind::Unconfigured, "invalid_grant")
+        );
+        assert!(!e.kind.is_denial());
+        let down = resp(503, json!({"error": "temporarily_unavailable"}));
+        assert_eq!(f.check(&down).unwrap_err().kind, KmsErrorKind::Unavailable);
     }
 
     #[test]
