@@ -42,13 +42,53 @@ fn read(body: &[u8]) -> Option<(String, String, String)> {
             .unwrap_or_default()
             .to_string()
     };
-    let reason = err
-        .get("details")
-        .and_then(Value::as_array)
+    let details = err.get("details").and_then(Value::as_array);
+    let reason = details
         .and_then(|d| d.iter().find_map(|x| x.get("reason")?.as_str()))
         .unwrap_or_default()
         .to_string();
+    // A `PreconditionFailure`'s violation types (Cloud EKM's "error domain" is the second),
+    // joined: the reason, when there is no `ErrorInfo`.
+    let violations = details
+        .into_iter()
+        .flatten()
+        .filter_map(|x| x.get("violations")?.as_array())
+        .flatten()
+        .filter_map(|v| v.get("type")?.as_str())
+        .collect::<alloc::vec::Vec<_>>()
+        .join(" ");
+    let reason = if reason.is_empty() {
+        violations
+    } else {
+        reason
+    };
     Some((text("status"), text("message"), reason))
+}
+
+/// Whether a `FAILED_PRECONDITION` is Cloud EKM failing to reach or hear from the customer's
+/// external key manager (a timeout, the network, the manager overloaded or failing): Google
+/// lists those as retriable, an outage, not the customer's withdrawal. Read from the error
+/// domain (the violation's type) and, failing that, the documented messages. A permission
+/// denied or a key disabled at the external manager is not among them: that stays a denial.
+fn ekm_unreachable(message: &str, reason: &str) -> bool {
+    const DOMAINS: [&str; 6] = [
+        "TIMEOUT",
+        "UNREACHABLE",
+        "NETWORK",
+        "OVERLOADED",
+        "RESOURCE_EXHAUSTED",
+        "SERVER_ERROR",
+    ];
+    const MESSAGES: [&str; 4] = [
+        "Timed out when trying to",
+        "Could not reach",
+        "external networking error",
+        "is overloaded",
+    ];
+    let denied = reason.contains("PERMISSION_DENIED") || reason.contains("DISABLED");
+    !denied
+        && (DOMAINS.iter().any(|d| reason.contains(d))
+            || MESSAGES.iter().any(|m| message.contains(m)))
 }
 
 fn classify(code: &str, message: &str, reason: &str, status: u16) -> KmsErrorKind {
@@ -82,6 +122,7 @@ fn classify(code: &str, message: &str, reason: &str, status: u16) -> KmsErrorKin
         {
             K::AccessDenied
         }
+        "FAILED_PRECONDITION" if ekm_unreachable(message, reason) => K::Unavailable,
         "FAILED_PRECONDITION" if message.contains("DESTROY_SCHEDULED") => K::KeyPendingDeletion,
         "FAILED_PRECONDITION" if message.contains("DESTROYED") => K::KeyNotFound,
         "FAILED_PRECONDITION" => K::KeyDisabled,
@@ -174,6 +215,60 @@ mod tests {
             assert_eq!(e.provider, "gcp");
             assert_eq!(e.status, code);
         }
+    }
+
+    /// Cloud EKM failing to reach the customer's external key manager answers
+    /// `FAILED_PRECONDITION` too (Google's EKM error reference: retriable): an outage, with
+    /// grace, not the key disabled. A permission denied at the external manager stays a
+    /// denial, and so does a Cloud KMS version's own state.
+    #[test]
+    fn cloud_ekm_outages_are_not_a_disabled_key() {
+        use KmsErrorKind as K;
+        let ekm = |message: &str, domain: &str| {
+            let body = serde_json::json!({ "error": {
+                "code": 400, "status": "FAILED_PRECONDITION", "message": message,
+                "details": [{
+                    "@type": "type.googleapis.com/google.rpc.PreconditionFailure",
+                    "violations": [
+                        { "type": "EKM_KEY_STATE", "subject": "k", "description": "" },
+                        { "type": domain, "subject": "k", "description": "" },
+                    ],
+                }],
+            }});
+            parse_error(400, body.to_string().as_bytes()).kind
+        };
+        for (message, domain) in [
+            (
+                "Timed out when trying to access the key. Retry the request.",
+                "EXTERNAL_TIMEOUT",
+            ),
+            (
+                "Could not reach the EKM due to an external networking error.",
+                "EXTERNAL_UNREACHABLE_NETWORK",
+            ),
+            ("The EKM is overloaded.", "OVERLOADED_EKM"),
+            ("The EKM answered with an error.", "EXTERNAL_SERVER_ERROR"),
+        ] {
+            assert_eq!(ekm(message, domain), K::Unavailable, "{domain}");
+            // The message alone decides when no domain is given.
+            if message.starts_with("Timed") || message.starts_with("Could") {
+                assert_eq!(ekm(message, ""), K::Unavailable, "{message}");
+            }
+        }
+        assert_eq!(
+            ekm(
+                "Permission was denied when accessing the key.",
+                "EXTERNAL_PERMISSION_DENIED"
+            ),
+            K::KeyDisabled
+        );
+        assert_eq!(
+            ekm(
+                "projects/.../cryptoKeyVersions/1 is not enabled, current state is: DISABLED.",
+                ""
+            ),
+            K::KeyDisabled
+        );
     }
 
     #[test]
