@@ -321,14 +321,40 @@ pub(super) async fn verify(
     let vkey = verifier_key(client, vkey).await?;
     let kept_note = kept_checkpoint(kept_path, &vkey)?;
     let kept = checked_for(&kept_note, &vkey, org, "your checkpoint")?;
-    let newest_note = fetch_checkpoint(client, org).await?;
-    let newest = checked_for(&newest_note, &vkey, org, "the server's checkpoint")?;
+    // The server's newest checkpoint, signed now if the log grew. A server that finds its
+    // storage contradicting what it signed refuses to sign (500): the newest checkpoint it
+    // lists judges the rows then, so that a rewrite still gets a verdict (exit 4), not an
+    // error.
+    let fetched = match fetch_checkpoint(client, org).await {
+        Ok(note) => Some(note),
+        Err(f) if f.status == Some(500) => None,
+        Err(f) => return Err(f),
+    };
     // Every checkpoint byok signed for this org: the server's list, yours and its newest.
     let mut signed = signed_checkpoints(client, org, &vkey).await?;
-    signed.extend([
-        Signed::new(&kept, kept_note),
-        Signed::new(&newest, newest_note),
-    ]);
+    // The largest of them is the newest: the list is read after the newest was fetched, and
+    // one signed in between (the periodic signer, a witness's fetch) is larger. Judged as
+    // anything smaller, the rows read up to it would not reach it, and a healthy log would
+    // look rewritten.
+    let mut newest_note = match fetched {
+        Some(note) => {
+            let newest = checked_for(&note, &vkey, org, "the server's checkpoint")?;
+            signed.push(Signed::new(&newest, note.clone()));
+            note
+        }
+        None => String::new(),
+    };
+    if let Some(largest) = signed.iter().max_by_key(|s| s.size) {
+        newest_note.clone_from(&largest.note);
+    }
+    if newest_note.is_empty() {
+        return Err(Failure::new(
+            1,
+            "the server refused to sign a checkpoint and lists none it signed: nothing to check the rows against",
+        ));
+    }
+    let newest = checked_for(&newest_note, &vkey, org, "the server's checkpoint")?;
+    signed.push(Signed::new(&kept, kept_note));
     let mut finding = examine(client, org, &kept, &newest, &signed).await?;
     // Only once the rows give every checkpoint byok signed: a cosigned one then is a state of
     // these rows.

@@ -76,6 +76,19 @@ impl Service {
                 }
                 k
             }
+            // Checkpoints signed, and no key: the key's row was deleted. A new key would sign
+            // whatever the database holds now (a rewrite included) for every verifier that
+            // takes the server's key; the row must be restored instead.
+            None if audit_tree::any_checkpoint(&mut w.tx).await?
+                || !self.signed_heads.is_empty() =>
+            {
+                tracing::error!(
+                    "the audit log key is missing from the database, but checkpoints it signed exist: restore its log_key row from a backup; a new key is not made over them"
+                );
+                return Err(ServiceError::Store(store::StoreError::Corrupt(
+                    "audit log: the log key's row is gone while checkpoints it signed remain; restore the log_key row from a backup".into(),
+                )));
+            }
             None => {
                 let seed = SecretBytes::random(&mut rand::rng());
                 let key = LogKey::from_seed(name, &seed)
@@ -152,13 +165,14 @@ impl Service {
         let latest = audit_tree::latest_checkpoint(&mut w.tx, org).await?;
         let remembered = self.signed_heads.get(org);
         let newest_signed = latest.as_ref().map_or(0, |c| c.size);
-        if size == 0
-            || (newest_signed >= size && remembered.is_none_or(|(s, _)| s <= newest_signed))
-        {
-            return Ok(latest);
+        if size == 0 && latest.is_none() {
+            return Ok(None);
         }
         // The heads the tree must extend: the newest row's (its signature checked), and the
-        // one remembered if it is newer or the row is gone.
+        // one remembered if it is newer or the row is gone. Checked even when nothing is to
+        // be signed: a newest row whose size was raised past the tree's (or whose note is not
+        // byok's) would otherwise be taken as covering every row to come, and nothing would
+        // be signed again, silently.
         let mut heads = Vec::new();
         if let Some(signed) = &latest {
             match checkpoint::verify(&signed.note, &key.verifier_key()) {
@@ -597,6 +611,77 @@ mod tests {
             byok_core::audit_log::AuditLogError::NotConsistent
         );
         matches!(e, ServiceError::Store(crate::store::StoreError::Corrupt(m)) if *m == refused)
+    }
+
+    /// The newest checkpoint row's size raised past the log's (a database writer's way to
+    /// have nothing signed again: it was taken as covering every row to come, and the org
+    /// left out of the periodic signing, silently). The signing refuses it, as a rewrite, and
+    /// the periodic scan keeps the org in view so that it says so each time.
+    #[tokio::test]
+    async fn a_checkpoint_claiming_more_rows_than_the_log_has_is_refused() {
+        let db = Database::open("sqlite::memory:").await.unwrap();
+        let svc = service(&db, 7);
+        svc.load_log_key("byok.test").await.unwrap();
+        let (org, team) = super::super::test_team(&svc, None).await;
+        svc.sign_checkpoint(org).await.unwrap().unwrap();
+        sqlx::query("UPDATE audit_checkpoint SET size = 9000000000000000000 WHERE org_id = $1")
+            .bind(org.to_string())
+            .execute(db.pool())
+            .await
+            .unwrap();
+        svc.pause(org, team).await.unwrap();
+        let e = svc.sign_checkpoint(org).await.unwrap_err();
+        assert!(refused(&e), "{e:?}");
+        let mut c = db.pool().acquire().await.unwrap();
+        let pending = crate::store::audit_tree::unsigned_orgs(&mut c)
+            .await
+            .unwrap();
+        assert_eq!(pending, [org]);
+    }
+
+    /// The log key's row deleted after it signed: the next start does not make a new key
+    /// (which would sign the database as it is now, a rewrite included, under a key every
+    /// unpinned verifier takes), but refuses until the row is back.
+    #[tokio::test]
+    async fn a_deleted_log_key_is_not_replaced_over_its_checkpoints() {
+        let db = Database::open("sqlite::memory:").await.unwrap();
+        let svc = service(&db, 7);
+        let first = svc.load_log_key("byok.test").await.unwrap();
+        let (org, _) = super::super::test_team(&svc, None).await;
+        svc.sign_checkpoint(org).await.unwrap().unwrap();
+        let row: (String, Vec<u8>, Vec<u8>, i64) =
+            sqlx::query_as("SELECT name, public_key, wrapped, created_at FROM log_key")
+                .fetch_one(db.pool())
+                .await
+                .unwrap();
+        sqlx::query("DELETE FROM log_key")
+            .execute(db.pool())
+            .await
+            .unwrap();
+        let e = service(&db, 7).load_log_key("byok.test").await.unwrap_err();
+        assert!(
+            matches!(&e, ServiceError::Store(crate::store::StoreError::Corrupt(m)) if m.contains("restore the log_key row")),
+            "{e:?}"
+        );
+        let keys: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM log_key")
+            .fetch_one(db.pool())
+            .await
+            .unwrap();
+        assert_eq!(keys, 0, "a new key was made");
+        sqlx::query(
+            "INSERT INTO log_key (name, public_key, wrapped, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(&row.0)
+        .bind(&row.1)
+        .bind(&row.2)
+        .bind(row.3)
+        .execute(db.pool())
+        .await
+        .unwrap();
+        assert_eq!(
+            service(&db, 7).load_log_key("byok.test").await.unwrap(),
+            first
+        );
     }
 
     /// Rows rewritten and the tree rebuilt from them, with every checkpoint row deleted, while

@@ -140,6 +140,11 @@ impl SignedHeads {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Whether no head of any org is held.
+    pub(super) fn is_empty(&self) -> bool {
+        self.lock().heads.is_empty()
+    }
+
     /// The newest head of `org` held.
     pub(super) fn get(&self, org: ScopeId) -> Option<(u64, Hash)> {
         self.lock().heads.get(&org).copied()

@@ -183,11 +183,13 @@ pub async fn put_checkpoint(
     Ok(())
 }
 
-/// Orgs whose tree grew past their newest checkpoint (or that have rows and none).
+/// Orgs whose tree grew past their newest checkpoint (or that have rows and none), and those
+/// whose newest checkpoint claims more rows than the log has (changed in storage: the signing
+/// refuses it, and says so, every time).
 pub async fn unsigned_orgs(conn: &mut AnyConnection) -> Result<Vec<ScopeId>> {
     let ids: Vec<String> = sqlx::query_scalar(
         "SELECT a.org_id FROM audit a GROUP BY a.org_id
-         HAVING MAX(a.seq) > COALESCE((SELECT MAX(c.size) FROM audit_checkpoint c WHERE c.org_id = a.org_id), 0)",
+         HAVING MAX(a.seq) <> COALESCE((SELECT MAX(c.size) FROM audit_checkpoint c WHERE c.org_id = a.org_id), 0)",
     )
     .fetch_all(&mut *conn)
     .await?;
@@ -205,6 +207,15 @@ pub struct StoredLogKey {
     pub public_key: Vec<u8>,
     /// The seed, wrapped under the managed key.
     pub wrapped: Vec<u8>,
+}
+
+/// Whether any checkpoint was ever signed and kept (by any log key).
+pub async fn any_checkpoint(conn: &mut AnyConnection) -> Result<bool> {
+    let n: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM (SELECT 1 FROM audit_checkpoint LIMIT 1) t")
+            .fetch_one(&mut *conn)
+            .await?;
+    Ok(n > 0)
 }
 
 /// The log key, if one was made.
