@@ -423,12 +423,16 @@ def check_log(cp, rows):
     fail("root mismatch")
 
 
-def check_receipt(obj, key):
+def check_receipt(obj, key, org=None):
+    """A receipt signed by `key`; of org `org` (32 hex digits) when given: one log key signs
+    every org's receipts, so a valid receipt of another org says nothing about yours."""
     if not isinstance(obj, dict) or obj.get("format") != RECEIPT_FORMAT:
         fail(f"receipt format is not {RECEIPT_FORMAT}")
     if not isinstance(obj.get("checkpoint"), str):
         fail("receipt checkpoint must be a string")
     cp = parse_checkpoint(obj["checkpoint"].encode("utf-8"), key)
+    if org is not None and cp["org"] != org.lower():
+        fail(f"the receipt is for org {cp['org']}, not {org}")
     entry = obj.get("entry")
     check_inclusion(cp, parse_inclusion(obj.get("inclusion")), entry)
     event = entry["event"]
@@ -519,7 +523,7 @@ def cmd_log(a):
 
 
 def cmd_receipt(a):
-    return check_receipt(load_json(a.file), load_key(a.verifier_key))
+    return check_receipt(load_json(a.file), load_key(a.verifier_key), a.org)
 
 
 # ------------------------------------------------------------ self-test
@@ -637,6 +641,8 @@ def cmd_self_test(_a):
                "inclusion": {"index": 4, "size": 7,
                              "hashes": [b64(h) for h in rfc6962_path(4, leaves)]}}
     assert check_receipt(receipt, key)["action"] == "revoke"
+    assert check_receipt(receipt, key, org=org.upper())["ok"]
+    expect_fail(check_receipt, receipt, key, "f" * 32)
     expect_fail(check_receipt, dict(receipt, entry=dict(rows[4], at=0)), key)
     path3 = [b64(h) for h in rfc6962_path(3, leaves)]
     expect_fail(check_receipt, dict(receipt, entry=rows[3], inclusion=dict(
@@ -670,7 +676,10 @@ def main(argv=None):
     command("inclusion", cmd_inclusion, "--checkpoint", "--proof", "--entry")
     command("consistency", cmd_consistency, "--old", "--new", "--proof")
     command("log", cmd_log, "--checkpoint", "--rows")
-    command("receipt", cmd_receipt, "file")
+    receipt = command("receipt", cmd_receipt, "file")
+    receipt.add_argument("--org", metavar="ORG",
+                         help="the org the receipt must be for (32 hex digits): a receipt of "
+                              "another org verifies too, and says nothing about yours")
     command("self-test", cmd_self_test)
     args = ap.parse_args(argv)
     try:

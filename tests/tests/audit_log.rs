@@ -384,6 +384,22 @@ async fn withdrawals_answer_with_receipts_that_verify_offline() {
         "{}",
         String::from_utf8_lossy(&own.stderr)
     );
+    // The independent verifier too (it had no org check: another org's receipt passed).
+    let receipt_path = receipt_only.to_str().unwrap();
+    let independent_of = |org: &str| {
+        independent(&[
+            "receipt",
+            "--verifier-key",
+            &log.vkey,
+            "--org",
+            org,
+            receipt_path,
+        ])
+    };
+    let (ok, _) = independent_of("ffffffffffffffffffffffffffffffff");
+    assert!(!ok, "the independent verifier took another org's receipt");
+    let (ok, v) = independent_of(&log.o.id);
+    assert!(ok, "{v}");
     ts.restart();
 }
 
