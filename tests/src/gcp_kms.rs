@@ -41,6 +41,8 @@ use crate::local::{Serving, random_hex, serve, unix_now as now};
 pub const CRYPTO_ROLE: &str = "roles/cloudkms.cryptoKeyEncrypterDecrypter";
 /// GET of a key.
 pub const VIEW_ROLE: &str = "roles/cloudkms.viewer";
+/// Encrypt only: a customer may bind it to take decrypting away and leave encrypting.
+pub const ENCRYPT_ROLE: &str = "roles/cloudkms.cryptoKeyEncrypter";
 
 /// How subject tokens of the pool's issuer are verified.
 #[derive(Clone)]
@@ -425,7 +427,8 @@ async fn handle(
             None,
         );
     };
-    if !key.iam.get(role).is_some_and(|m| m.contains(&principal)) {
+    let bound = |role: &str| key.iam.get(role).is_some_and(|m| m.contains(&principal));
+    if !(bound(role) || (op == "encrypt" && bound(ENCRYPT_ROLE))) {
         return status(
             StatusCode::FORBIDDEN,
             "PERMISSION_DENIED",

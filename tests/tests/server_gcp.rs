@@ -11,7 +11,7 @@ use std::time::Duration;
 use byok_core::kms::oidc::subject as oidc_subject;
 use byok_tests::aws_stack::{IssuerOrg, TEST_ISSUER as ISSUER, issuer_org};
 use byok_tests::fixtures::{OrgSettings, assert_error, assert_status, key, query_encode as enc};
-use byok_tests::gcp_kms::{CRYPTO_ROLE, GcpKms, Pool};
+use byok_tests::gcp_kms::{CRYPTO_ROLE, ENCRYPT_ROLE, GcpKms, Pool};
 use byok_tests::server::cli_json;
 use serde_json::{Value, json};
 
@@ -302,4 +302,64 @@ async fn the_vendors_service_account_attaches_a_key_only_to_the_org_it_names() {
     let added = assert_status(&ts.post(&acme.path("/keys"), &acme.admin, &body).await, 201);
     assert_eq!(added["key"]["id"], "cmk:1", "{added}");
     assert_eq!(acme.keys(&ts).await["keys"].as_array().unwrap().len(), 2);
+}
+
+/// A recorded denial is cleared only by an unwrap that succeeds. The customer leaves byok
+/// encrypting with their GCP key and takes decrypting away; a revalidation meets the refused
+/// decrypt and records it. Disabled and enabled again, the key's roots are wrapped anew (an
+/// encrypt, which succeeds): before, that success cleared the denial, the key showed healthy
+/// while every unwrap through it failed, and the periodic check stopped confirming it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_encrypt_that_succeeds_does_not_clear_a_decrypt_denial() {
+    let gcp = GcpKms::start().await;
+    let IssuerOrg {
+        stack,
+        ts,
+        org: o,
+        subject,
+        jwks,
+    } = issuer_org(
+        "server-gcp-encrypt-only",
+        &[("BYOK_DANGER_GCP_ENDPOINT", &gcp.url)],
+        OrgSettings::named("acme"),
+    )
+    .await;
+    let p = pool(&jwks, &subject);
+    gcp.allow_impersonation(CUSTOMER, &p.principal(&subject), true);
+    gcp.set_pool(p.clone());
+    let member = format!("serviceAccount:{CUSTOMER}");
+    gcp.create_key(KEY, &[&member]);
+    stack.attach_default_key(&ts, &o).await;
+    assert_status(
+        &ts.post(&o.path("/keys"), &o.admin, &gcp_key("gcp")).await,
+        201,
+    );
+    let health = |keys: Value| key(&keys, "cmk:2")["health"].clone();
+    gcp.bind(KEY, CRYPTO_ROLE, &member, false);
+    gcp.bind(KEY, ENCRYPT_ROLE, &member, true);
+    let v = assert_status(
+        &ts.post(&o.path("/keys/cmk:2/validate"), &o.admin, &json!({}))
+            .await,
+        200,
+    );
+    assert_eq!(v["ok"], json!(false), "{v}");
+    assert_eq!(health(o.keys(&ts).await), json!("access_denied"));
+    let target = json!({ "target": "cmk:1" });
+    assert_status(&o.key_action(&ts, "cmk:2", "disable", target).await, 200);
+    assert_status(&o.key_action(&ts, "cmk:2", "enable", json!({})).await, 200);
+    let keys = o.keys(&ts).await;
+    assert_eq!(key(&keys, "cmk:2")["state"], "ready", "{keys}");
+    assert_eq!(
+        health(keys),
+        json!("access_denied"),
+        "cleared by an encrypt"
+    );
+    // The periodic check confirms it by an unwrap, which still fails; given back, it clears.
+    let (check_path, nothing) = (o.path("/keys/check"), json!({}));
+    let check = || ts.post(&check_path, &o.admin, &nothing);
+    assert_status(&check().await, 200);
+    assert_eq!(health(o.keys(&ts).await), json!("access_denied"));
+    gcp.bind(KEY, CRYPTO_ROLE, &member, true);
+    assert_status(&check().await, 200);
+    assert_eq!(health(o.keys(&ts).await), json!("ok"));
 }

@@ -105,6 +105,12 @@ pub(super) struct PendingCall<'a> {
 }
 
 impl<'a> PendingCall<'a> {
+    /// Whether the call unwraps (`Decrypt`): the kind of call a denial is recorded for, and
+    /// the only kind whose success clears one.
+    pub(super) fn unwraps(&self) -> bool {
+        self.op == "Decrypt"
+    }
+
     pub(super) fn new(
         unwritten: &'a Unwritten,
         org: ScopeId,

@@ -228,7 +228,7 @@ impl Service {
         err: Option<&KmsError>,
         sent: Evictions,
     ) -> Result<()> {
-        let (org, n) = (call.org, call.n);
+        let (org, n, unwraps) = (call.org, call.n, call.unwraps());
         call.answered(err);
         if err.is_some_and(is_denial) {
             self.cache.evict_org(org);
@@ -243,7 +243,12 @@ impl Service {
                     .await?;
             }
             Some(_) => {}
-            None => self.access_back(cell, org, n, sent).await?,
+            // Only an unwrap's success says access is back: a customer who took away
+            // `Decrypt` alone still lets byok wrap, and a wrap's success (a root wrapped again
+            // on enable, after a rotation, by a job) would clear the denial while every unwrap
+            // fails, and the periodic check would stop confirming it.
+            None if unwraps => self.access_back(cell, org, n, sent).await?,
+            None => {}
         }
         Ok(())
     }
