@@ -396,14 +396,32 @@ pub async fn run(config: Config) -> Result<(), String> {
             config.replica_poll,
         ));
     }
-    // Jobs a crash interrupted resume now; key health is checked periodically.
+    // Key health is checked periodically, on a task of its own: a pass goes over every org's
+    // keys through their KMSs (seconds each when one is down), and must not hold up a resumed
+    // job, which runs at once, or the scrub of destroyed keys.
     {
         let service = service.clone();
         let rate = rate.clone();
         let interval = config.key_health_interval;
-        let job_lease = config.job_lease;
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                rate.forget_idle();
+                service.forget_stale_credentials();
+                if let Err(e) = service.check_health().await {
+                    tracing::warn!(error = ?e, "key health check failed");
+                }
+            }
+        });
+    }
+    // Jobs a crash interrupted resume now.
+    {
+        let service = service.clone();
+        let interval = config.key_health_interval;
+        let job_lease = config.job_lease;
+        tokio::spawn(async move {
             // Jobs no replica runs (interrupted by a crash, stopped by a KMS failure, or whose
             // replica died and let its lease expire) are looked for twice per lease length.
             let mut jobs = tokio::time::interval(job_lease / 2);
@@ -417,13 +435,6 @@ pub async fn run(config: Config) -> Result<(), String> {
                     }
                 };
                 tokio::select! {
-                    _ = tick.tick() => {
-                        rate.forget_idle();
-                        service.forget_stale_credentials();
-                        if let Err(e) = service.check_health().await {
-                            tracing::warn!(error = ?e, "key health check failed");
-                        }
-                    }
                     // The first tick fires at once: jobs a restart interrupted resume now.
                     // A long job runs on its own task; a later look skips it (its lease is
                     // live).
