@@ -469,11 +469,20 @@ impl Service {
                 let mut rng = rand::rng();
                 for row in &batch {
                     let ctx = context(&row.id);
+                    // Local crypto: a row that does not open now never will (damaged in
+                    // storage, or written by someone else). The retirement cannot finish
+                    // while it is there; its id says which row to look at.
                     let dk = Envelope::<byok_core::DefaultBackend>::unwrap_data_key(
                         &fk.key,
                         &ctx,
                         &row.wrapped,
-                    )?;
+                    )
+                    .map_err(|_| {
+                        ServiceError::Store(store::StoreError::Corrupt(format!(
+                            "stored data key {} does not open under {from}: it is damaged; the retirement cannot finish until it is deleted (POST /v1/orgs/{org}/datakeys/delete)",
+                            row.id
+                        )))
+                    })?;
                     let secret = SecretBytes::from_bytes(&mut dk.expose_secret().clone());
                     let wrapped = Envelope::<byok_core::DefaultBackend>::wrap_secret(
                         &tk.key, &ctx, &secret, &mut rng,
@@ -804,6 +813,34 @@ mod tests {
         let snap = s.org(org).await.unwrap().snapshot();
         let (done, total) = snap.job().expect("the retirement").progress();
         assert_eq!((done, total), (1, 1), "the child's key was not rewrapped");
+        turn.end().await;
+    }
+
+    /// A stored key damaged in storage stops the retirement with its id (which row to look
+    /// at, and how to let the retirement finish), not an unnamed "does not open".
+    #[tokio::test]
+    async fn a_damaged_stored_key_names_itself_in_the_retirements_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let (s, org, team, job) = retiring_two_keys(dir.path()).await;
+        let rows = crate::store::data_keys::under(s.store().pool(), org, team, 1, 10)
+            .await
+            .unwrap();
+        let damaged = &rows[0];
+        let mut wrapped = damaged.wrapped.clone();
+        let last = wrapped.len() - 1;
+        wrapped[last] ^= 1;
+        sqlx::query("UPDATE data_keys SET wrapped = $1 WHERE id = $2")
+            .bind(wrapped)
+            .bind(&damaged.id)
+            .execute(s.store().pool())
+            .await
+            .unwrap();
+        let turn = s.job_turn(org).await.unwrap().expect("the job's turn");
+        let e = s.move_data_keys(org, &job, &turn).await.unwrap_err();
+        assert!(
+            matches!(&e, ServiceError::Store(crate::store::StoreError::Corrupt(m)) if m.contains(&damaged.id)),
+            "{e:?}"
+        );
         turn.end().await;
     }
 
