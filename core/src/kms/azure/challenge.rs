@@ -71,8 +71,13 @@ pub fn parse_challenge(key: &KeyUrl, header: &str) -> Result<Challenge, String> 
     }
     let authority = authority.ok_or("the challenge names no authority")?;
     let login = format!("https://{}/", login_host(key.cloud()));
+    // Public cloud vaults have named Entra by its older alias too (`login.windows.net`, seen
+    // in the Azure SDKs' recorded answers). Only the tenant is taken from the challenge: the
+    // token is asked for at the cloud's own login host whichever the vault named.
+    let alias = matches!(key.cloud(), Cloud::Public).then_some("https://login.windows.net/");
     let tenant = authority
         .strip_prefix(&login)
+        .or_else(|| alias.and_then(|a| authority.strip_prefix(a)))
         .map(|t| t.trim_end_matches('/'))
         .filter(|t| tenant_ok(t))
         .ok_or_else(|| {
@@ -126,7 +131,19 @@ mod tests {
             r#"Bearer authorization_uri="https://login.microsoftonline.com/{TENANT}/", scope="https://vault.azure.net/.default""#
         );
         assert!(parse_challenge(&k, &with_scope).is_ok());
+        // Entra's older alias, in the public cloud only: the tenant is read, nothing else.
+        let alias = format!(
+            r#"Bearer authorization="https://login.windows.net/{TENANT}", resource="https://vault.azure.net""#
+        );
+        assert_eq!(parse_challenge(&k, &alias).unwrap().tenant, TENANT);
+        let gov_key = key("https://acme.vault.usgovcloudapi.net/keys/k");
+        let alias_gov = format!(
+            r#"Bearer authorization="https://login.windows.net/{TENANT}", resource="https://vault.usgovcloudapi.net""#
+        );
+        assert!(parse_challenge(&gov_key, &alias_gov).is_err());
         for bad in [
+            format!(r#"Bearer authorization="https://login.windows.net.evil.example/{TENANT}", resource="https://vault.azure.net""#),
+            r#"Bearer authorization="https://login.windows.net/../x", resource="https://vault.azure.net""#.into(),
             format!(r#"Bearer authorization="https://login.evil.example/{TENANT}", resource="https://vault.azure.net""#),
             format!(r#"Bearer authorization="https://login.microsoftonline.us/{TENANT}", resource="https://vault.azure.net""#),
             format!(r#"Bearer authorization="https://login.microsoftonline.com/{TENANT}", resource="https://vault.azure.cn""#),
