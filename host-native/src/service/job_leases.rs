@@ -14,7 +14,7 @@ use std::time::Duration;
 use byok_core::ScopeId;
 
 use super::{Result, Service};
-use crate::store::{self, Database, job_leases};
+use crate::store::{Database, job_leases};
 
 /// The orgs whose job runs in this process now, each with whether another run was asked for
 /// meanwhile (a resume kicked the job while its runner was finishing: that runner must not
@@ -121,8 +121,10 @@ impl Service {
             return Ok(None);
         }
         let ttl = i64::try_from(self.job_lease.as_millis()).unwrap_or(i64::MAX);
-        let claimed =
-            job_leases::claim(&self.store, org, &self.replica, store::now_ms(), ttl).await;
+        let claimed = match job_leases::clock_ms(&self.store).await {
+            Ok(now) => job_leases::claim(&self.store, org, &self.replica, now, ttl).await,
+            Err(e) => Err(e),
+        };
         match claimed {
             Ok(true) => {}
             Ok(false) => {
@@ -143,7 +145,11 @@ impl Service {
                 tick.tick().await;
                 loop {
                     tick.tick().await;
-                    match job_leases::renew(&db, org, &owner, store::now_ms(), ttl).await {
+                    let renewed = match job_leases::clock_ms(&db).await {
+                        Ok(now) => job_leases::renew(&db, org, &owner, now, ttl).await,
+                        Err(e) => Err(e),
+                    };
+                    match renewed {
                         Ok(true) => {}
                         Ok(false) => {
                             tracing::warn!(org = %org, "job lease lost to another replica; this one stops");
@@ -233,7 +239,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn one_replica_at_a_time_holds_a_job_in_postgres() {
-        let Some(url) = store::test_postgres_url().await else {
+        let Some(url) = crate::store::test_postgres_url().await else {
             return;
         };
         let lease = Duration::from_secs(30);

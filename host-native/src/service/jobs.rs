@@ -186,7 +186,8 @@ impl Service {
     /// many it ran. Called every `every`; a job that failed again waits longer each time
     /// (`JobBackoff`), up to `at_most`.
     pub async fn resume_jobs(&self, every: Duration, at_most: Duration) -> Result<usize> {
-        let waiting = store::job_leases::waiting(self.store.pool(), store::now_ms()).await?;
+        let now = store::job_leases::clock_ms(self.store()).await?;
+        let waiting = store::job_leases::waiting(self.store.pool(), now).await?;
         let mut ran = 0;
         for &org in &waiting {
             let now = self.now();

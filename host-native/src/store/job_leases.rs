@@ -20,6 +20,21 @@ use sqlx::{AnyPool, Row};
 
 use super::{Database, Result};
 
+/// Now, ms since the epoch, by the clock every replica's leases are compared on: the
+/// database's (PostgreSQL), so that a replica whose own clock runs ahead does not take a
+/// live lease for expired (and one behind does not keep an expired one). SQLite has one
+/// host: its clock.
+pub async fn clock_ms(db: &Database) -> Result<i64> {
+    match db.backend() {
+        super::Backend::Postgres => Ok(sqlx::query_scalar(
+            "SELECT CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)",
+        )
+        .fetch_one(db.pool())
+        .await?),
+        _ => Ok(super::now_ms()),
+    }
+}
+
 /// Takes `org`'s job lease for `owner` until `now + ttl_ms` if it is free, expired or already
 /// `owner`'s. Returns whether `owner` holds it now.
 pub async fn claim(
