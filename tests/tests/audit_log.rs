@@ -574,8 +574,9 @@ async fn edited_reordered_cut_and_rewritten_logs_name_their_first_bad_row() {
         )
         .await;
     assert_error(&answer, 500, "internal");
-    // A replica that never saw those heads (or lost its file) has only the rows to go by and
-    // signs; the customer's checkpoint is what finds the rewrite then.
+    // A replica that never saw those heads (or lost its file) refuses too: the rewritten
+    // row's tag was made over the leaf byok wrote. The CLI judges the rows by the customer's
+    // checkpoint, larger than any the server still lists, and finds the rewrite.
     forget_heads(&mut log);
     let (code, v) = log.verify_kept(&kept);
     assert_eq!((code, &v["first_bad"]), (4, &json!(rewrite)), "{v}");
@@ -602,6 +603,42 @@ async fn edited_reordered_cut_and_rewritten_logs_name_their_first_bad_row() {
     assert_eq!((code, &v["first_bad"]), (4, &json!(keep + 1)), "{v}");
     let (ok, v) = independent_log(&log, &kept);
     assert_eq!((ok, &v["first_bad_seq"]), (false, &json!(keep + 1)), "{v}");
+}
+
+/// Rows after the kept checkpoint rewritten, the tree rebuilt and every checkpoint past the
+/// kept one deleted: the server still holds the head it signed and refuses to sign (500).
+/// Nothing the CLI can read contradicts the kept checkpoint, but that refusal is no pass:
+/// exit 1, saying the server refuses and which rows went unchecked (the first fallback to the
+/// listed checkpoints answered exit 0 here, "every row checked").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_to_sign_is_never_a_pass() {
+    let mut log = Log::start("audit-log-refused").await;
+    log.history(2).await;
+    let kept_note = log.checkpoint().await;
+    let kept = log.file("kept.txt", &kept_note);
+    let k = checkpoint::verify(&kept_note, &log.vkey).unwrap().size;
+    log.history(6).await;
+    log.checkpoint().await;
+    let org = log.o.id.clone();
+    let row = k + 2;
+    tamper(
+        &mut log,
+        &[
+            &format!(
+                "UPDATE audit SET event = '{{\"type\":\"forged\"}}' WHERE org_id = '{org}' AND seq = {row}"
+            ),
+            &format!("DELETE FROM audit_tree WHERE org_id = '{org}'"),
+            &format!("DELETE FROM audit_checkpoint WHERE org_id = '{org}' AND size > {k}"),
+        ],
+    )
+    .await;
+    let out = log.cli(&["audit", "verify", "--checkpoint", kept.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("refuses to sign") && stderr.contains(&format!("rows up to {k}")),
+        "{stderr}"
+    );
 }
 
 /// A rewrite after the checkpoint the customer kept, of rows a later checkpoint signed: the

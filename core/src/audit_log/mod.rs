@@ -6,7 +6,8 @@
 //! [`tlog_tiles`] for RFC 6962 hashing and proofs and C2SP `tlog-checkpoint`, [`signed_note`]
 //! for C2SP `signed-note` with Ed25519. This module adds what is byok's own: how an audit row
 //! becomes a leaf ([`leaf`]), the checkpoint origin per org ([`checkpoint`]), the log key
-//! ([`log_key`]), the proof documents ([`proof`]) and the receipt ([`receipt`]).
+//! ([`log_key`]), the proof documents ([`proof`]), the receipt ([`receipt`]) and the tag that
+//! tells a row byok wrote from one written into the database ([`row_tag`]).
 //!
 //! Sans-IO like the rest of core: the stored tree is read through [`tree::TreeReader`], which
 //! first says which stored hashes an operation needs and then runs it on those the host read.
@@ -17,6 +18,7 @@ pub mod leaf;
 pub mod log_key;
 pub mod proof;
 pub mod receipt;
+pub mod row_tag;
 pub mod tree;
 
 use alloc::string::String;

@@ -322,14 +322,16 @@ pub(super) async fn verify(
     let kept_note = kept_checkpoint(kept_path, &vkey)?;
     let kept = checked_for(&kept_note, &vkey, org, "your checkpoint")?;
     // The server's newest checkpoint, signed now if the log grew. A server that finds its
-    // storage contradicting what it signed refuses to sign (500): the newest checkpoint it
-    // lists judges the rows then, so that a rewrite still gets a verdict (exit 4), not an
-    // error.
-    let fetched = match fetch_checkpoint(client, org).await {
-        Ok(note) => Some(note),
-        Err(f) if f.status == Some(500) => None,
+    // storage contradicting what it signed refuses to sign (`500 internal`): the rows are
+    // then judged by the largest checkpoint it lists, or yours if larger, so that a rewrite
+    // still gets a verdict (exit 4). Rows that check out then are no pass: the server said
+    // something is wrong past them (exit 1, saying so).
+    let refused = match fetch_checkpoint(client, org).await {
+        Ok(note) => Err(note),
+        Err(f) if f.status == Some(500) && f.api == Some(byok_core::ApiCode::Internal) => Ok(f),
         Err(f) => return Err(f),
     };
+    let fetched = refused.as_ref().err().cloned();
     // Every checkpoint byok signed for this org: the server's list, yours and its newest.
     let mut signed = signed_checkpoints(client, org, &vkey).await?;
     // The largest of them is the newest: the list is read after the newest was fetched, and
@@ -347,6 +349,12 @@ pub(super) async fn verify(
     if let Some(largest) = signed.iter().max_by_key(|s| s.size) {
         newest_note.clone_from(&largest.note);
     }
+    if refused.is_ok()
+        && (newest_note.is_empty()
+            || kept.size > checked(&newest_note, &vkey, "a listed checkpoint")?.size)
+    {
+        newest_note.clone_from(&kept_note);
+    }
     if newest_note.is_empty() {
         return Err(Failure::new(
             1,
@@ -356,6 +364,15 @@ pub(super) async fn verify(
     let newest = checked_for(&newest_note, &vkey, org, "the server's checkpoint")?;
     signed.push(Signed::new(&kept, kept_note));
     let mut finding = examine(client, org, &kept, &newest, &signed).await?;
+    if let (None, Ok(refusal)) = (&finding, refused) {
+        return Err(Failure::new(
+            1,
+            format!(
+                "the server refuses to sign a checkpoint ({}): it finds its rows, tree or checkpoints changed since it signed; the rows up to {} match every checkpoint it lists and yours, but rows after them were not checked",
+                refusal.message, newest.size
+            ),
+        ));
+    }
     // Only once the rows give every checkpoint byok signed: a cosigned one then is a state of
     // these rows.
     let mut found = Vec::new();

@@ -58,6 +58,9 @@ fn context(name: &str) -> std::result::Result<Context, ServiceError> {
         .map_err(|_| ServiceError::Invalid("the log key name cannot be bound".into()))
 }
 
+/// Set once the rows written before row tags have theirs (`server_meta`).
+const TAGS_DONE: &str = "audit_row_tags_complete";
+
 fn log_error(e: AuditLogError) -> ServiceError {
     ServiceError::Store(store::StoreError::Corrupt(format!("audit log: {e}")))
 }
@@ -66,6 +69,8 @@ impl Service {
     /// Loads the log key, making it on first start (named `name`; a later start keeps the
     /// first name, since published checkpoints carry it). Returns its verifier key.
     pub async fn load_log_key(&self, name: &str) -> Result<String> {
+        // Read before the writer is taken (SQLite in memory has one connection).
+        let tags_done = self.store.meta(TAGS_DONE).await?.is_some();
         let mut w = self.store.write().await?;
         let stored = match audit_tree::log_key(&mut w.tx).await? {
             Some(k) => {
@@ -78,9 +83,11 @@ impl Service {
             }
             // Checkpoints signed, and no key: the key's row was deleted. A new key would sign
             // whatever the database holds now (a rewrite included) for every verifier that
-            // takes the server's key; the row must be restored instead.
+            // takes the server's key; the row must be restored instead. Heads kept in the
+            // data directory count for orgs this database logs (not those of a database the
+            // directory served before, a switch to PostgreSQL say).
             None if audit_tree::any_checkpoint(&mut w.tx).await?
-                || !self.signed_heads.is_empty() =>
+                || audit_tree::any_log_of(&mut w.tx, &self.signed_heads.orgs()).await? =>
             {
                 tracing::error!(
                     "the audit log key is missing from the database, but checkpoints it signed exist: restore its log_key row from a backup; a new key is not made over them"
@@ -109,7 +116,28 @@ impl Service {
             }
         };
         let rebuilt = audit_tree::backfill(&mut w.tx).await?;
+        // Rows written before rows were tagged get their tags now, once: after that, a row
+        // without one was written into the database, and is not signed.
+        let tagged = if !tags_done {
+            let tagger = self
+                .store
+                .row_tagger()
+                .ok_or_else(|| ServiceError::Invalid("the audit row tagger is not set".into()))?;
+            let n = audit_tree::tag_untagged(&mut w.tx, tagger).await?;
+            sqlx::query("INSERT INTO server_meta (name, value) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET value = excluded.value")
+                .bind(TAGS_DONE)
+                .bind(store::now_ms().to_string())
+                .execute(&mut *w.tx)
+                .await
+                .map_err(store::StoreError::from)?;
+            n
+        } else {
+            0
+        };
         w.commit().await?;
+        if tagged > 0 {
+            tracing::info!(rows = tagged, "audit rows from before row tags were tagged");
+        }
         if rebuilt > 0 {
             tracing::info!(
                 orgs = rebuilt,
@@ -161,12 +189,26 @@ impl Service {
     pub async fn sign_checkpoint(&self, org: ScopeId) -> Result<Option<StoredCheckpoint>> {
         let key = self.log_key()?;
         let mut w = self.store.write_org(org).await?;
+        // The org's row, which every append takes: the size and the newest checkpoint are
+        // then read as of one moment, with no other replica's row or checkpoint between them
+        // (PostgreSQL; SQLite has one writer).
+        w.lock_org(org).await?;
         let size = audit_tree::size(&mut w.tx, org).await?;
         let latest = audit_tree::latest_checkpoint(&mut w.tx, org).await?;
         let remembered = self.signed_heads.get(org);
         let newest_signed = latest.as_ref().map_or(0, |c| c.size);
         if size == 0 && latest.is_none() {
             return Ok(None);
+        }
+        // Nothing new, and the newest row is the head this process signed or checked last:
+        // its note checked (byok's, for this org and size, the root held), no tree is read.
+        if let (Some(l), Some((held, root))) = (&latest, remembered)
+            && l.size == size
+            && held == size
+            && checkpoint::verify(&l.note, &key.verifier_key())
+                .is_ok_and(|v| v.org == org && v.size == size && v.root == root)
+        {
+            return Ok(latest);
         }
         // The heads the tree must extend: the newest row's (its signature checked), and the
         // one remembered if it is newer or the row is gone. Checked even when nothing is to
@@ -193,6 +235,20 @@ impl Service {
         }
         if newest_signed >= size {
             return Ok(latest);
+        }
+        // Every row the checkpoint adds must be byok's: tagged by the key the database never
+        // holds. One written into the database directly (an event in any token's name, a
+        // receipt's row) would otherwise be signed like any other.
+        let signed_to = newest_signed.max(remembered.map_or(0, |(s, _)| s));
+        let tagger = self
+            .store
+            .row_tagger()
+            .ok_or_else(|| ServiceError::Invalid("the audit row tagger is not set".into()))?;
+        if let Some(seq) =
+            audit_tree::first_untagged(&mut w.tx, tagger, org, signed_to + 1, size).await?
+        {
+            tracing::error!(org = %org, seq, "audit row {seq} was not written by byok (it has no tag that checks out): it was written into the database directly; no checkpoint is signed over it until it is removed");
+            return Err(log_error(AuditLogError::NotConsistent));
         }
         let root = audit_tree::run(&mut w.tx, org, |r| tree::root(size, r)).await?;
         let note = checkpoint::sign(key, org, size, root).map_err(log_error)?;
@@ -257,7 +313,7 @@ impl Service {
         // was revoked while this waited for the writer must not set it.
         Self::actor_still_in_force(&mut w).await?;
         audit_tree::set_witness(&mut w.tx, org, vkey.map(str::trim), now).await?;
-        audit::append(&mut w.tx, org, now, &event).await?;
+        audit::append(&mut w, org, now, &event).await?;
         w.commit().await?;
         Ok(name)
     }
@@ -305,7 +361,7 @@ impl Service {
         }
         audit_tree::put_cosignature(&mut w.tx, org, size, line.trim_end(), now).await?;
         let event = json!({ "type": "checkpoint_cosigned", "size": size, "witness": witness.name(), "time": ts });
-        audit::append(&mut w.tx, org, now, &event).await?;
+        audit::append(&mut w, org, now, &event).await?;
         w.commit().await?;
         Ok(())
     }
@@ -519,7 +575,7 @@ impl Service {
             "access_ends_at": ends.unwrap_or(now),
         });
         let mut tx = self.store.write_org(org).await?;
-        let (seq, event) = audit::append_row(&mut tx.tx, org, now, &event).await?;
+        let (seq, event) = audit::append_row(&mut tx, org, now, &event).await?;
         tx.commit().await?;
         let cp = self
             .sign_checkpoint(org)
@@ -639,6 +695,92 @@ mod tests {
         assert_eq!(pending, [org]);
     }
 
+    /// A data directory whose heads are of another database's orgs (a switch from SQLite to
+    /// PostgreSQL with the same directory, a database started afresh) is no sign of a deleted
+    /// log key: a new database gets its key.
+    #[tokio::test]
+    async fn heads_of_another_databases_orgs_do_not_hold_up_a_new_log_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let heads = dir.path().join("audit-heads");
+        let first = Database::open("sqlite::memory:").await.unwrap();
+        let svc = service(&first, 7).with_signed_heads(&heads).unwrap();
+        svc.load_log_key("byok.test").await.unwrap();
+        let (org, _) = super::super::test_team(&svc, None).await;
+        svc.sign_checkpoint(org).await.unwrap().unwrap();
+        drop(svc);
+        let fresh = Database::open("sqlite::memory:").await.unwrap();
+        let svc = service(&fresh, 7).with_signed_heads(&heads).unwrap();
+        svc.load_log_key("byok.test").await.unwrap();
+    }
+
+    /// A row written into the database directly (its chain hash and tree leaf made as byok
+    /// makes them: both follow public algorithms) has no tag that checks out, with none or a
+    /// made-up one: no checkpoint is signed over it, and the error says so. Before row tags it
+    /// was signed with the next checkpoint like any row byok wrote.
+    #[tokio::test]
+    async fn a_row_written_into_the_database_is_not_signed() {
+        let db = Database::open("sqlite::memory:").await.unwrap();
+        let svc = service(&db, 7);
+        svc.load_log_key("byok.test").await.unwrap();
+        for made_up in [None, Some(vec![7u8; 32])] {
+            let (org, _) = super::super::test_team(&svc, None).await;
+            svc.sign_checkpoint(org).await.unwrap().unwrap();
+            let mut w = db.write_org(org).await.unwrap();
+            // The writer has no tagger: the key it comes from is not in the database.
+            w.row_tagger = None;
+            let event = serde_json::json!({
+                "type": "withdrawal_receipt", "action": "scope_revoked", "access_ends_at": 1,
+            });
+            let seq = crate::store::audit::append(&mut w, org, 1, &event)
+                .await
+                .unwrap();
+            if let Some(tag) = &made_up {
+                sqlx::query("UPDATE audit SET tag = $3 WHERE org_id = $1 AND seq = $2")
+                    .bind(org.to_string())
+                    .bind(seq)
+                    .bind(tag)
+                    .execute(&mut *w.tx)
+                    .await
+                    .unwrap();
+            }
+            w.commit().await.unwrap();
+            let e = svc.sign_checkpoint(org).await.unwrap_err();
+            assert!(refused(&e), "{made_up:?}: {e:?}");
+        }
+    }
+
+    /// Rows an older byok wrote have no tag: the first start of one that tags rows tags
+    /// those no checkpoint covers, once, and signs on. After that, a row without a tag is one
+    /// written into the database: refused, and a later start does not tag it.
+    #[tokio::test]
+    async fn rows_from_before_tags_are_tagged_once_at_the_next_start() {
+        let db = Database::open("sqlite::memory:").await.unwrap();
+        let svc = service(&db, 7);
+        svc.load_log_key("byok.test").await.unwrap();
+        let (org, team) = super::super::test_team(&svc, None).await;
+        let signed = svc.sign_checkpoint(org).await.unwrap().unwrap();
+        svc.pause(org, team).await.unwrap();
+        for q in [
+            "UPDATE audit SET tag = NULL",
+            "DELETE FROM server_meta WHERE name = 'audit_row_tags_complete'",
+        ] {
+            sqlx::query(q).execute(db.pool()).await.unwrap();
+        }
+        let upgraded = service(&db, 7);
+        upgraded.load_log_key("byok.test").await.unwrap();
+        let now = upgraded.sign_checkpoint(org).await.unwrap().unwrap();
+        assert!(now.size > signed.size);
+        upgraded.resume(org, team).await.unwrap();
+        sqlx::query("UPDATE audit SET tag = NULL WHERE seq = (SELECT MAX(seq) FROM audit)")
+            .execute(db.pool())
+            .await
+            .unwrap();
+        let again = service(&db, 7);
+        again.load_log_key("byok.test").await.unwrap();
+        let e = again.sign_checkpoint(org).await.unwrap_err();
+        assert!(refused(&e), "{e:?}");
+    }
+
     /// The log key's row deleted after it signed: the next start does not make a new key
     /// (which would sign the database as it is now, a rewrite included, under a key every
     /// unpinned verifier takes), but refuses until the row is back.
@@ -706,8 +848,8 @@ mod tests {
 
     /// The same rewrite made while byok was down: the heads kept in the data directory keep
     /// the bar across the restart, and nothing is signed over it. A service without them (a
-    /// replica that never saw the org) has only the rows to go by, and signs: a witness is
-    /// what catches that (docs/audit.md).
+    /// replica that never saw the org) finds the rewritten row's tag wrong, and signs nothing
+    /// either.
     #[tokio::test]
     async fn the_heads_kept_on_disk_keep_the_bar_across_a_restart() {
         let dir = tempfile::tempdir().unwrap();
@@ -728,9 +870,14 @@ mod tests {
         restarted.pause(org, team).await.unwrap();
         let e = restarted.sign_checkpoint(org).await.unwrap_err();
         assert!(refused(&e), "{e:?}");
+        // A service without the heads (a replica that never saw the org) has only the rows to
+        // go by: the rewritten row's tag, made over the leaf byok wrote, does not match the
+        // leaf rebuilt from the rewrite, and nothing is signed either (before row tags, it
+        // signed the rewrite, and only a witness caught it).
         let forgetful = service(&db, 7);
         forgetful.load_log_key("byok.test").await.unwrap();
-        assert!(forgetful.sign_checkpoint(org).await.unwrap().is_some());
+        let e = forgetful.sign_checkpoint(org).await.unwrap_err();
+        assert!(refused(&e), "{e:?}");
     }
 
     /// A receipt counts every lease still running in what the withdrawal covers, however many

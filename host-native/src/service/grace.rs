@@ -173,7 +173,7 @@ impl Service {
         let key = holder_name(holder);
         tracing::warn!(org = %org, key, until, error = %err, "KMS unreachable: serving cached keys in outage grace");
         audit::append(
-            &mut w.tx,
+            &mut w,
             org,
             since_ms,
             &json!({ "type": "outage_grace_started", "key": key, "error": kind_code(err),
@@ -210,7 +210,7 @@ impl Service {
         let key = holder_name(o.holder);
         tracing::info!(org = %org, key, reason = why.as_str(), served = o.served, "outage grace ended");
         audit::append(
-            &mut w.tx,
+            &mut w,
             org,
             store::now_ms(),
             &json!({ "type": "outage_grace_ended", "key": key, "reason": why.as_str(),

@@ -203,7 +203,7 @@ impl Service {
             let mut w = self.store.write_org(org).await?;
             let at = store::now_ms();
             for row in queued.iter().chain(&rows).chain(event) {
-                audit::append(&mut w.tx, org, at, row).await?;
+                audit::append(&mut w, org, at, row).await?;
             }
             w.commit().await?;
             Ok(())
@@ -299,7 +299,7 @@ impl Service {
         let at = store::now_ms();
         let mut w = self.store.write_org(org).await?;
         audit::append(
-            &mut w.tx,
+            &mut w,
             org,
             at,
             &json!({ "type": "cache_evicted", "key": format!("cmk:{n}"), "reason": why }),

@@ -103,7 +103,7 @@ impl Service {
         let ends = self.lease_end(&cell, &versions, scope, who)?;
         let expires_at = self.wall_ms(ends);
         audit::append(
-            &mut w.tx,
+            &mut w,
             org,
             store::now_ms(),
             &json!({ "type": "lease_issued", "scope": scope.to_string(), "versions": versions, "expires_at": expires_at, "request_id": request_id, "audience": audience }),

@@ -192,6 +192,7 @@ impl Service {
         let pool = store.pool().options();
         let lookups =
             tokens::TokenLookups::new(pool.get_max_connections(), pool.get_acquire_timeout());
+        store.set_row_tagger(byok_core::audit_log::row_tag::RowTagger::new(&managed));
         Ok(Self {
             kicks,
             kick_rx: std::sync::Mutex::new(Some(kick_rx)),

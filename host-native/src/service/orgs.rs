@@ -90,7 +90,7 @@ impl Service {
         org_rows::insert_org(&mut w.tx, id, &meta).await?;
         let at = store::now_ms();
         audit::append(
-            &mut w.tx,
+            &mut w,
             id,
             at,
             &json!({ "type": "org_created", "name": name, "unwrap_cache_ttl_ms": meta.unwrap_cache_ttl_ms,
@@ -104,7 +104,7 @@ impl Service {
             store::tokens::create(&mut w.tx, Some(id), Role::Admin, "first admin", at, None)
                 .await?;
         audit::append(
-            &mut w.tx,
+            &mut w,
             id,
             at,
             &json!({ "type": "token_created", "role": "admin", "name": "first admin" }),
@@ -186,7 +186,7 @@ impl Service {
         for (name, value) in changed {
             event[name] = value;
         }
-        audit::append(&mut w.tx, org, store::now_ms(), &event).await?;
+        audit::append(&mut w, org, store::now_ms(), &event).await?;
         // Before the commit, so that its own notification finds the cell current. Until the
         // new settings are published too, a failure or a dropped future takes the cell out of
         // use: the next request reloads the org as storage has it (a commit that landed unseen

@@ -389,7 +389,7 @@ impl Service {
         };
         self.metrics.root_unwraps.fetch_add(1, Ordering::Relaxed);
         let mut w = self.store.write_org(org.id()).await?;
-        audit::append(&mut w.tx, org.id(), store::now_ms(), &event).await?;
+        audit::append(&mut w, org.id(), store::now_ms(), &event).await?;
         w.commit().await?;
         self.check_root(org, &key).await?;
         Ok((key, answered))

@@ -200,7 +200,7 @@ impl Service {
             let event = serde_json::json!({
                 "type": "data_keys_deleted", "count": deleted.len(), "ids": deleted,
             });
-            store::audit::append(&mut w.tx, org, store::now_ms(), &event).await?;
+            store::audit::append(&mut w, org, store::now_ms(), &event).await?;
             w.destroys_keys();
         }
         w.commit().await?;

@@ -140,9 +140,9 @@ impl SignedHeads {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Whether no head of any org is held.
-    pub(super) fn is_empty(&self) -> bool {
-        self.lock().heads.is_empty()
+    /// The orgs whose heads are held.
+    pub(super) fn orgs(&self) -> Vec<ScopeId> {
+        self.lock().heads.keys().copied().collect()
     }
 
     /// The newest head of `org` held.

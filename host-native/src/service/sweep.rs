@@ -41,7 +41,7 @@ impl Service {
                     return Ok(());
                 }
                 let mut w = self.store.write_org(org).await?;
-                let swept = sweep::batch(&mut w.tx, org, scope, batch, store::now_ms()).await?;
+                let swept = sweep::batch(&mut w, org, scope, batch, store::now_ms()).await?;
                 w.commit().await?;
                 match swept {
                     sweep::Swept::Some(_) => {}

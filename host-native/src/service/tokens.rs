@@ -241,7 +241,7 @@ impl Service {
         let expired = tokens::delete_expired(&mut w.tx, org, at).await?;
         if expired > 0 {
             audit::append(
-                &mut w.tx,
+                &mut w,
                 org,
                 at,
                 &json!({ "type": "tokens_expired_removed", "count": expired }),
@@ -256,7 +256,7 @@ impl Service {
         }
         let (id, token) = tokens::create(&mut w.tx, Some(org), role, name, at, expires_at).await?;
         audit::append(
-            &mut w.tx,
+            &mut w,
             org,
             at,
             &json!({ "type": "token_created", "id": id.to_string(), "role": role.as_str(), "name": name, "expires_at": expires_at }),
@@ -302,7 +302,7 @@ impl Service {
             .ok_or_else(|| ServiceError::NotFound(format!("token {id} not found")))?;
         if let Some(o) = org {
             audit::append(
-                &mut w.tx,
+                &mut w,
                 o,
                 store::now_ms(),
                 &json!({ "type": "token_revoked", "id": id.to_string() }),
@@ -383,7 +383,7 @@ impl Service {
                     hashes.push(hash);
                 }
                 audit::append(
-                    &mut w.tx,
+                    &mut w,
                     org,
                     at,
                     &json!({ "type": "token_revoked", "id": id.to_string(), "claim": true }),
@@ -396,7 +396,7 @@ impl Service {
         let (id, token) =
             tokens::create(&mut w.tx, Some(org), Role::Admin, name, at, expires_at).await?;
         audit::append(
-            &mut w.tx,
+            &mut w,
             org,
             at,
             &json!({ "type": "token_created", "id": id.to_string(), "role": "admin",

@@ -64,7 +64,7 @@ impl Service {
         let mut w = self.store.write_org(org).await?;
         let event =
             json!({ "type": "scope_used", "scope": scope.to_string(), "window_ms": WINDOW_MS });
-        audit::append(&mut w.tx, org, store::now_ms(), &event).await?;
+        audit::append(&mut w, org, store::now_ms(), &event).await?;
         w.commit().await?;
         let mut seen = self.usage.0.lock().unwrap_or_else(|p| p.into_inner());
         if seen.len() >= MAX_MARKS {

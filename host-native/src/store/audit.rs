@@ -10,7 +10,7 @@ use byok_core::ScopeId;
 use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use sqlx::{Any, AnyPool, Row, Transaction};
+use sqlx::{AnyPool, Row};
 
 use super::{Backend, Result, StoreError, TokenId, TokenRow};
 
@@ -104,22 +104,21 @@ pub fn actor() -> Option<Value> {
 
 /// Appends `event` to `org`'s log inside `tx`; returns its sequence number. The request's
 /// actor, if any, is added as `actor` (unless the event names one itself).
-pub async fn append(
-    tx: &mut Transaction<'static, Any>,
-    org: ScopeId,
-    at: i64,
-    event: &Value,
-) -> Result<i64> {
-    append_row(tx, org, at, event).await.map(|(seq, _)| seq)
+pub async fn append(w: &mut super::WriteTx, org: ScopeId, at: i64, event: &Value) -> Result<i64> {
+    append_row(w, org, at, event).await.map(|(seq, _)| seq)
 }
 
-/// [`append`], returning the event as logged (with its actor) too.
+/// [`append`], returning the event as logged (with its actor) too. The row is tagged by the
+/// database's row tagger (`audit_log::row_tag`), so that it can be told from one written into
+/// the database directly when it is signed into a checkpoint.
 pub async fn append_row(
-    tx: &mut Transaction<'static, Any>,
+    w: &mut super::WriteTx,
     org: ScopeId,
     at: i64,
     event: &Value,
 ) -> Result<(i64, Value)> {
+    let tagger = w.row_tagger.clone();
+    let tx = &mut w.tx;
     // Several replicas append to one org's log: the org's row lock makes them take turns, so
     // the head read below is the head the new row links to (one linear chain per org).
     super::org_rows::lock(tx, org).await?;
@@ -151,8 +150,9 @@ pub async fn append_row(
     let leaf = byok_core::audit_log::leaf::row_hash(u64::try_from(seq).unwrap_or(0), at, event)
         .map_err(|e| StoreError::Corrupt(format!("audit event: {e}")))?;
     super::audit_tree::append(tx, org, seq, leaf).await?;
+    let tag = tagger.map(|t| t.tag(org, u64::try_from(seq).unwrap_or(0), &leaf).to_vec());
     sqlx::query(
-        "INSERT INTO audit (org_id, seq, at, event, prev, hash) VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO audit (org_id, seq, at, event, prev, hash, tag) VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(&org_id)
     .bind(seq)
@@ -160,6 +160,7 @@ pub async fn append_row(
     .bind(&text)
     .bind(&prev)
     .bind(&hash[..])
+    .bind(tag)
     .execute(&mut **tx)
     .await?;
     Ok((seq, event.clone()))

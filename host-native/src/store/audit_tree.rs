@@ -209,6 +209,107 @@ pub struct StoredLogKey {
     pub wrapped: Vec<u8>,
 }
 
+/// Rows `from..=to` of `org`'s log whose tag does not check out against the tree's leaf (or
+/// that have no tag, or no leaf): written into the database, not by byok. The first such
+/// seq, if any.
+pub async fn first_untagged(
+    conn: &mut AnyConnection,
+    tagger: &byok_core::audit_log::row_tag::RowTagger,
+    org: ScopeId,
+    from: u64,
+    to: u64,
+) -> Result<Option<u64>> {
+    // Pages of rows, their leaves read by seq in one statement each.
+    const PAGE: i64 = 500;
+    let (mut next, to) = (
+        i64::try_from(from).unwrap_or(i64::MAX),
+        i64::try_from(to).unwrap_or(i64::MAX),
+    );
+    while next <= to {
+        let last = next.saturating_add(PAGE - 1).min(to);
+        let rows: Vec<(i64, Option<Vec<u8>>)> = sqlx::query_as(
+            "SELECT seq, tag FROM audit WHERE org_id = $1 AND seq >= $2 AND seq <= $3 ORDER BY seq",
+        )
+        .bind(org.to_string())
+        .bind(next)
+        .bind(last)
+        .fetch_all(&mut *conn)
+        .await?;
+        let seqs: Vec<i64> = rows.iter().map(|(seq, _)| *seq).collect();
+        let leaves = leaves(conn, org, &seqs).await?;
+        let mut want = next;
+        for (seq, tag) in &rows {
+            // A row missing from the range is no row byok wrote either.
+            if *seq != want {
+                return Ok(Some(u64::try_from(want).unwrap_or(0)));
+            }
+            let ok = match (leaves.get(seq), tag) {
+                (Some(leaf), Some(tag)) => {
+                    tagger.matches(org, u64::try_from(*seq).unwrap_or(0), leaf, tag)
+                }
+                _ => false,
+            };
+            if !ok {
+                return Ok(Some(u64::try_from(*seq).unwrap_or(0)));
+            }
+            want += 1;
+        }
+        if want <= last {
+            return Ok(Some(u64::try_from(want).unwrap_or(0)));
+        }
+        next = last + 1;
+    }
+    Ok(None)
+}
+
+/// Tags every row that has none and that no checkpoint covers yet (a log written before rows
+/// were tagged), with its leaf in the tree; returns how many. Run once, at the first start
+/// of a byok that tags rows (`audit_row_tags_complete`): later, a row without a tag is one
+/// written into the database.
+pub async fn tag_untagged(
+    conn: &mut AnyConnection,
+    tagger: &byok_core::audit_log::row_tag::RowTagger,
+) -> Result<u64> {
+    let rows: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT a.org_id, a.seq FROM audit a WHERE a.tag IS NULL AND a.seq > \
+         COALESCE((SELECT MAX(c.size) FROM audit_checkpoint c WHERE c.org_id = a.org_id), 0) \
+         ORDER BY a.org_id, a.seq",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut tagged = 0;
+    for (org_id, seq) in rows {
+        let org = ScopeId::parse_hex(&org_id)
+            .ok_or_else(|| StoreError::Corrupt("audit org id".into()))?;
+        let Some(leaf) = leaves(conn, org, &[seq]).await?.remove(&seq) else {
+            continue;
+        };
+        let tag = tagger.tag(org, u64::try_from(seq).unwrap_or(0), &leaf);
+        sqlx::query("UPDATE audit SET tag = $3 WHERE org_id = $1 AND seq = $2")
+            .bind(&org_id)
+            .bind(seq)
+            .bind(&tag[..])
+            .execute(&mut *conn)
+            .await?;
+        tagged += 1;
+    }
+    Ok(tagged)
+}
+
+/// Whether any of `orgs` has rows in this database's log.
+pub async fn any_log_of(conn: &mut AnyConnection, orgs: &[ScopeId]) -> Result<bool> {
+    for org in orgs {
+        let found = sqlx::query("SELECT 1 FROM audit WHERE org_id = $1 LIMIT 1")
+            .bind(org.to_string())
+            .fetch_optional(&mut *conn)
+            .await?;
+        if found.is_some() {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 /// Whether any checkpoint was ever signed and kept (by any log key).
 pub async fn any_checkpoint(conn: &mut AnyConnection) -> Result<bool> {
     let n: i64 =

@@ -593,7 +593,7 @@ mod tests {
         for &scope in scopes {
             loop {
                 let mut w = db.write().await.unwrap();
-                let done = sweep::batch(&mut w.tx, org, scope, 2, 0).await.unwrap();
+                let done = sweep::batch(&mut w, org, scope, 2, 0).await.unwrap();
                 w.commit().await.unwrap();
                 if !matches!(done, sweep::Swept::Some(_)) {
                     break;

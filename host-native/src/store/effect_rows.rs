@@ -198,6 +198,6 @@ impl Store for WriteTx {
     }
 
     async fn append_audit(&mut self, org: ScopeId, at: i64, event: &Value) -> Result<()> {
-        audit::append(&mut self.tx, org, at, event).await.map(drop)
+        audit::append(self, org, at, event).await.map(drop)
     }
 }

@@ -33,6 +33,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use byok_core::audit_log::row_tag::RowTagger;
 use byok_core::scope::{HolderId, HolderStatus, RewrapJob, RootCheck, ScopeState};
 use byok_core::{KeyId, ScopeId};
 use serde_json::Value;
@@ -303,6 +304,9 @@ pub struct Database {
     /// cleared only by a scrub that truncated the log. Owed scrubs are retried by the server's
     /// periodic tick, so one a request gave up on, or one that found readers busy, still happens.
     scrub_owed: std::sync::Arc<AtomicBool>,
+    /// What tags each audit row written through this database (`audit::append`): set once,
+    /// by the service that holds the managed key ([`Self::set_row_tagger`]).
+    row_tagger: std::sync::Arc<std::sync::OnceLock<std::sync::Arc<RowTagger>>>,
 }
 
 /// A write transaction, holding the writer's turn until it commits or drops (rolls back).
@@ -311,6 +315,8 @@ pub struct WriteTx {
     pub tx: Transaction<'static, Any>,
     backend: Backend,
     scrub_owed: std::sync::Arc<AtomicBool>,
+    /// Tags the audit rows this transaction appends (none before a service set it).
+    pub(crate) row_tagger: Option<std::sync::Arc<RowTagger>>,
     _turn: writer::Turn,
 }
 
@@ -393,6 +399,7 @@ impl Database {
             memory,
             backend,
             scrub_owed: std::sync::Arc::new(AtomicBool::new(backend == Backend::Sqlite && !memory)),
+            row_tagger: std::sync::Arc::default(),
         })
     }
 
@@ -438,8 +445,21 @@ impl Database {
             tx,
             backend: self.backend,
             scrub_owed: self.scrub_owed.clone(),
+            row_tagger: self.row_tagger.get().cloned(),
             _turn: turn,
         })
+    }
+
+    /// Sets what tags the audit rows written through this database (and its clones): the
+    /// first call wins, so every row is tagged, and checked, by one key. A service keyed by
+    /// another managed key (tests) then tags and checks by the first one's.
+    pub fn set_row_tagger(&self, tagger: RowTagger) {
+        let _ = self.row_tagger.set(std::sync::Arc::new(tagger));
+    }
+
+    /// What tags audit rows, once a service set it.
+    pub fn row_tagger(&self) -> Option<&RowTagger> {
+        self.row_tagger.get().map(|t| &**t)
     }
 
     /// Copies every committed page into the database file and truncates the write-ahead log,

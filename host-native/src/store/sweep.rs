@@ -80,11 +80,27 @@ pub enum Swept {
 /// across replicas. The keys' scope key versions are destroyed already (the revoke's commit):
 /// the wrapped forms deleted here open nothing, so no scrub of the write-ahead log is owed.
 pub async fn batch(
-    tx: &mut Transaction<'static, Any>,
+    w: &mut super::WriteTx,
     org: ScopeId,
     scope: ScopeId,
     n: u64,
     at: i64,
+) -> Result<Swept> {
+    let swept = batch_rows(&mut w.tx, org, scope, n).await?;
+    if let Swept::Done(swept) = swept {
+        let event =
+            json!({ "type": "data_keys_swept", "scope": scope.to_string(), "count": swept });
+        audit::append(w, org, at, &event).await?;
+    }
+    Ok(swept)
+}
+
+/// [`batch`] but for its audit row (written once the scope is done).
+async fn batch_rows(
+    tx: &mut Transaction<'static, Any>,
+    org: ScopeId,
+    scope: ScopeId,
+    n: u64,
 ) -> Result<Swept> {
     // At least one a batch: a batch of none would never end the scope.
     let n = n.max(1);
@@ -139,8 +155,6 @@ pub async fn batch(
         .bind(&scope_id)
         .execute(&mut **tx)
         .await?;
-    let event = json!({ "type": "data_keys_swept", "scope": scope_id, "count": swept });
-    audit::append(tx, org, at, &event).await?;
     Ok(Swept::Done(swept))
 }
 
@@ -201,7 +215,7 @@ mod tests {
 
     async fn sweep(db: &Database, o: ScopeId, scope: ScopeId, n: u64) -> Swept {
         let mut w = db.write().await.unwrap();
-        let done = batch(&mut w.tx, o, scope, n, 7).await.unwrap();
+        let done = batch(&mut w, o, scope, n, 7).await.unwrap();
         w.commit().await.unwrap();
         done
     }
