@@ -363,7 +363,10 @@ async fn read_at_most(mut resp: reqwest::Response, max: usize) -> Result<Zeroizi
     if announced > max as u64 {
         return Err(Body::Over);
     }
-    let mut buf = Zeroizing::new(Vec::with_capacity(usize::try_from(announced).unwrap_or(0)));
+    // Room for what is announced, up to 1 MiB: a length announced and never sent does not
+    // make the CLI take (and wipe) the whole limit.
+    let room = usize::try_from(announced).unwrap_or(0).min(1 << 20);
+    let mut buf = Zeroizing::new(Vec::with_capacity(room));
     while let Some(chunk) = resp.chunk().await.map_err(Body::Cut)? {
         if chunk.len() > max - buf.len() {
             return Err(Body::Over);

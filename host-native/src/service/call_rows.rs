@@ -105,8 +105,8 @@ pub(super) struct PendingCall<'a> {
 }
 
 impl<'a> PendingCall<'a> {
-    /// Whether the call unwraps (`Decrypt`): the kind of call a denial is recorded for, and
-    /// the only kind whose success clears one.
+    /// Whether the call unwraps (`Decrypt`): the only kind whose success clears a recorded
+    /// denial (a wrap's success says nothing of unwrapping, which is what byok needs).
     pub(super) fn unwraps(&self) -> bool {
         self.op == "Decrypt"
     }

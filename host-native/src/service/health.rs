@@ -3,8 +3,8 @@
 //! outcome is the key's recorded health;
 //! an answer that says the customer withdrew the key (disabled, deleted, access removed) evicts
 //! the org's cached keys at once and is recorded as the key's health; the periodic check
-//! describes each enabled key and records the same. A recorded denial is cleared only by the
-//! kind of call that was refused (an unwrap), never by a describe's word.
+//! describes each enabled key and records the same. A recorded denial (whichever call met
+//! it) is cleared only by an unwrap that succeeds, never by a describe's word or a wrap's.
 
 use byok_core::ScopeId;
 use byok_core::kms::KmsError;

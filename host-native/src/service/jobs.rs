@@ -70,7 +70,10 @@ impl Service {
             }
             match step {
                 JobStep::WrapRoot { holder, version } => {
-                    let root = self.scope_key(&cell, KeyId::new(org, version)).await?;
+                    let resolved = self
+                        .resolve_for_use(&cell, KeyId::new(org, version))
+                        .await?;
+                    let root = resolved.key.clone();
                     let wrapped = match holder {
                         HolderId::Managed => {
                             snap.wrap_root_managed(&self.managed, &root, &mut rand::rng())?
@@ -91,10 +94,20 @@ impl Service {
                             answer.result?
                         }
                     };
-                    self.transition(org, BTreeMap::new(), |o| {
-                        Ok(((), o.record_root_copy(holder, version, wrapped)?))
-                    })
-                    .await?;
+                    let done = self
+                        .transition(org, BTreeMap::new(), |o| {
+                            // A root evicted by a denial (or past its TTL) while it was wrapped
+                            // is not given another holder: asked anew.
+                            self.still_usable(&cell, org, [&resolved])?;
+                            Ok(((), o.record_root_copy(holder, version, wrapped)?))
+                        })
+                        .await;
+                    match done {
+                        Err(super::ServiceError::Reloading) if reloads < MAX_RELOADS => {
+                            reloads += 1
+                        }
+                        done => done?,
+                    }
                 }
                 JobStep::Rewrap { from, to, .. } => {
                     let (f, t) = (

@@ -422,6 +422,9 @@ impl Service {
             KeyId::new(job.scope, job.to),
         );
         let mut moved = 0;
+        // Batches whose keys could no longer be used after the waits, in a row: resolved anew
+        // a few times, then the periodic scan's turn.
+        let mut unusable = 0;
         loop {
             if turn.lost() {
                 return Ok(None);
@@ -459,11 +462,18 @@ impl Service {
             if cell.stale.load(std::sync::atomic::Ordering::SeqCst)
                 || cell.snapshot().job_waiting_on().is_some()
                 || !retiring(&cell.snapshot(), from)
-                || self.still_usable(&cell, org, [&fk, &tk]).is_err()
             {
                 // The next turn of the loop reads the org again, and says why it stops.
                 continue;
             }
+            if self.still_usable(&cell, org, [&fk, &tk]).is_err() {
+                unusable += 1;
+                if unusable > 3 {
+                    return Err(ServiceError::Reloading);
+                }
+                continue;
+            }
+            unusable = 0;
             let mut rewrapped = Vec::with_capacity(batch.len());
             {
                 let mut rng = rand::rng();
