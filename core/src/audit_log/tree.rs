@@ -122,6 +122,77 @@ pub fn consistency(from: u64, to: u64, r: &TreeReader) -> Result<Vec<Hash>, Audi
     tlog::prove_tree(to, from, r).map_err(tree_error)
 }
 
+/// The stored-hash indexes of the complete subtrees of the first `size` leaves: what a tree
+/// of `size` leaves' root is made of, and the only older hashes appending past `size` reads.
+pub fn subtrees(size: u64) -> Vec<u64> {
+    wanted(|r| root(size, r))
+}
+
+/// Whether the stored hashes that leaves `from..to` added are exactly those their own hashes
+/// give: `old` holds the complete subtrees of the first `from` leaves ([`subtrees`], whose
+/// root the caller checked against a signed head), `stored` every stored hash with an index
+/// from [`leaf_index`]`(from)` to [`leaf_index`]`(to)` (excluded). Each leaf's hash is taken
+/// as stored (the caller checks it is byok's); every inner hash above it is recomputed and
+/// compared. Returns the first leaf (from 0) whose hashes are missing or differ.
+///
+/// A root is computed from stored inner hashes, not from the leaves: without this, someone who
+/// can write the database could change an inner hash over leaves that check out and get a
+/// root signed that commits to other leaves.
+pub fn first_mismatch(
+    from: u64,
+    to: u64,
+    old: &TreeReader,
+    stored: &BTreeMap<u64, Hash>,
+) -> Result<Option<u64>, AuditLogError> {
+    struct Growing<'a> {
+        start: u64,
+        old: &'a TreeReader,
+        new: RefCell<BTreeMap<u64, Hash>>,
+    }
+    impl HashReader for Growing<'_> {
+        fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, tlog::Error> {
+            let new = self.new.borrow();
+            indexes
+                .iter()
+                .map(|i| {
+                    if *i < self.start {
+                        self.old
+                            .read_hashes(&[*i])?
+                            .first()
+                            .copied()
+                            .ok_or(tlog::Error::IndexesNotInTree)
+                    } else {
+                        new.get(i).copied().ok_or(tlog::Error::IndexesNotInTree)
+                    }
+                })
+                .collect()
+        }
+    }
+    let growing = Growing {
+        start: leaf_index(from),
+        old,
+        new: RefCell::new(BTreeMap::new()),
+    };
+    for n in from..to {
+        let Some(leaf) = stored.get(&leaf_index(n)) else {
+            return Ok(Some(n));
+        };
+        let hashes = match tlog::stored_hashes_for_record_hash(n, *leaf, &growing) {
+            Ok(h) => h,
+            Err(tlog::Error::IndexesNotInTree) => return Err(AuditLogError::TreeIncomplete),
+            Err(e) => return Err(tree_error(e)),
+        };
+        let mut new = growing.new.borrow_mut();
+        for (idx, hash) in (leaf_index(n)..).zip(hashes) {
+            if stored.get(&idx) != Some(&hash) {
+                return Ok(Some(n));
+            }
+            new.insert(idx, hash);
+        }
+    }
+    Ok(None)
+}
+
 /// A whole tree in memory: what a verifier builds from the rows it downloaded.
 #[derive(Debug, Default)]
 pub struct MemoryTree {
@@ -247,6 +318,44 @@ mod tests {
                     read(&|r| consistency(from, size, r)).unwrap(),
                     mem.consistency(from, size).unwrap()
                 );
+            }
+        }
+    }
+
+    /// The stored hashes a range of leaves added are recomputed from the leaves: an inner
+    /// hash changed over leaves left as they were (which a root reads, and would sign) is
+    /// found at the first leaf it covers; so is a changed or missing leaf. The old part is
+    /// read only through its complete subtrees.
+    #[test]
+    fn an_inner_hash_changed_over_good_leaves_is_found() {
+        let stored = two_pass(23);
+        for from in [0u64, 1, 8, 11, 16] {
+            let old = TreeReader::with(subtrees(from).into_iter().map(|i| (i, stored[&i])));
+            let range: BTreeMap<u64, Hash> = stored
+                .range(leaf_index(from)..leaf_index(23))
+                .map(|(i, h)| (*i, *h))
+                .collect();
+            assert_eq!(
+                first_mismatch(from, 23, &old, &range).unwrap(),
+                None,
+                "{from}"
+            );
+            for (idx, _) in range.iter() {
+                // The leaf whose stored hashes include `idx`.
+                let owner = (from..23)
+                    .find(|n| leaf_index(*n) <= *idx && *idx < leaf_index(n + 1))
+                    .unwrap();
+                // A leaf's own hash is taken as stored (its tag is the caller's to check);
+                // every inner hash is recomputed.
+                if *idx != leaf_index(owner) {
+                    let mut bad = range.clone();
+                    bad.insert(*idx, Hash([9; 32]));
+                    let found = first_mismatch(from, 23, &old, &bad).unwrap();
+                    assert_eq!(found, Some(owner), "from {from}, index {idx}");
+                }
+                let mut gone = range.clone();
+                gone.remove(idx);
+                assert_eq!(first_mismatch(from, 23, &old, &gone).unwrap(), Some(owner));
             }
         }
     }

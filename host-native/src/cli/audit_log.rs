@@ -368,7 +368,7 @@ pub(super) async fn verify(
         return Err(Failure::new(
             1,
             format!(
-                "the server refuses to sign a checkpoint ({}): it finds its rows, tree or checkpoints changed since it signed; the rows up to {} match every checkpoint it lists and yours, but rows after them were not checked",
+                "the server refuses to sign a checkpoint ({}): it does so when it finds its rows, tree or checkpoints changed since it signed (its log says which), or when its storage fails; the rows up to {} match every checkpoint it lists and yours, but rows after them were not checked",
                 refusal.message, newest.size
             ),
         ));

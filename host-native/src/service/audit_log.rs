@@ -247,7 +247,13 @@ impl Service {
         if let Some(seq) =
             audit_tree::first_untagged(&mut w.tx, tagger, org, signed_to + 1, size).await?
         {
-            tracing::error!(org = %org, seq, "audit row {seq} was not written by byok (it has no tag that checks out): it was written into the database directly; no checkpoint is signed over it until it is removed");
+            tracing::error!(org = %org, seq, "audit row {seq} is not as byok wrote it (no tag that checks out, or contents that do not give its leaf): it was written or changed in the database directly; no checkpoint is signed until storage is put back");
+            return Err(log_error(AuditLogError::NotConsistent));
+        }
+        // And the tree over them is the one those leaves give: a root is read from stored
+        // inner hashes, which no tag covers.
+        if let Some(seq) = audit_tree::first_unbuilt(&mut w.tx, org, signed_to, size).await? {
+            tracing::error!(org = %org, seq, "the stored audit tree over row {seq} is not the one its rows give: it was changed in the database directly; no checkpoint is signed until storage is put back");
             return Err(log_error(AuditLogError::NotConsistent));
         }
         let root = audit_tree::run(&mut w.tx, org, |r| tree::root(size, r)).await?;
@@ -749,9 +755,52 @@ mod tests {
         }
     }
 
+    /// Rows byok wrote and tagged, with the stored tree over them changed (an inner hash,
+    /// which a root reads and no tag covers) or a row's contents edited (its leaf left as
+    /// stored): neither is signed. Before, an inner hash changed over good leaves got a root
+    /// signed that commits to other leaves.
+    #[tokio::test]
+    async fn a_tree_or_row_changed_over_tagged_leaves_is_not_signed() {
+        use byok_core::audit_log::tree::leaf_index;
+        for change in ["inner", "row"] {
+            let db = Database::open("sqlite::memory:").await.unwrap();
+            let svc = service(&db, 7);
+            svc.load_log_key("byok.test").await.unwrap();
+            let (org, team) = super::super::test_team(&svc, None).await;
+            let signed = svc.sign_checkpoint(org).await.unwrap().unwrap().size;
+            for _ in 0..3 {
+                svc.pause(org, team).await.unwrap();
+                svc.resume(org, team).await.unwrap();
+            }
+            let size = {
+                let mut c = db.pool().acquire().await.unwrap();
+                crate::store::audit_tree::size(&mut c, org).await.unwrap()
+            };
+            // A leaf in the new rows that completes an inner node.
+            let n = (signed..size)
+                .find(|n| leaf_index(n + 1) - leaf_index(*n) > 1)
+                .unwrap();
+            let q = if change == "inner" {
+                sqlx::query("UPDATE audit_tree SET hash = $3 WHERE org_id = $1 AND idx = $2")
+                    .bind(org.to_string())
+                    .bind(i64::try_from(leaf_index(n) + 1).unwrap())
+                    .bind(vec![9u8; 32])
+            } else {
+                sqlx::query("UPDATE audit SET event = $3 WHERE org_id = $1 AND seq = $2")
+                    .bind(org.to_string())
+                    .bind(i64::try_from(n + 1).unwrap())
+                    .bind(r#"{"type":"forged"}"#)
+            };
+            q.execute(db.pool()).await.unwrap();
+            let e = svc.sign_checkpoint(org).await.unwrap_err();
+            assert!(refused(&e), "{change}: {e:?}");
+        }
+    }
+
     /// Rows an older byok wrote have no tag: the first start of one that tags rows tags
     /// those no checkpoint covers, once, and signs on. After that, a row without a tag is one
-    /// written into the database: refused, and a later start does not tag it.
+    /// written into the database: refused, and a later start does not tag it, even with the
+    /// marker deleted (rows with tags show the upgrade was made).
     #[tokio::test]
     async fn rows_from_before_tags_are_tagged_once_at_the_next_start() {
         let db = Database::open("sqlite::memory:").await.unwrap();
@@ -771,10 +820,14 @@ mod tests {
         let now = upgraded.sign_checkpoint(org).await.unwrap().unwrap();
         assert!(now.size > signed.size);
         upgraded.resume(org, team).await.unwrap();
-        sqlx::query("UPDATE audit SET tag = NULL WHERE seq = (SELECT MAX(seq) FROM audit)")
-            .execute(db.pool())
-            .await
-            .unwrap();
+        // A row's tag cleared, and the marker deleted too: rows with tags show the upgrade
+        // was made, and nothing is tagged again.
+        for q in [
+            "UPDATE audit SET tag = NULL WHERE seq = (SELECT MAX(seq) FROM audit)",
+            "DELETE FROM server_meta WHERE name = 'audit_row_tags_complete'",
+        ] {
+            sqlx::query(q).execute(db.pool()).await.unwrap();
+        }
         let again = service(&db, 7);
         again.load_log_key("byok.test").await.unwrap();
         let e = again.sign_checkpoint(org).await.unwrap_err();

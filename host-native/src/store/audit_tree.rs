@@ -33,13 +33,18 @@ pub async fn run<T>(
     op: impl Fn(&TreeReader) -> std::result::Result<T, AuditLogError>,
 ) -> Result<T> {
     let want = tree::wanted(&op);
+    op(&read(conn, org, &want).await?).map_err(corrupt)
+}
+
+/// A reader holding `org`'s stored hashes at indexes `want` (those stored).
+pub async fn read(conn: &mut AnyConnection, org: ScopeId, want: &[u64]) -> Result<TreeReader> {
     let mut got = Vec::with_capacity(want.len());
     if !want.is_empty() {
         let marks = super::marks(2, want.len());
         let sql =
             format!("SELECT idx, hash FROM audit_tree WHERE org_id = $1 AND idx IN ({marks})");
         let mut q = sqlx::query(&sql).bind(org.to_string());
-        for w in &want {
+        for w in want {
             q = q.bind(index(*w)?);
         }
         for r in q.fetch_all(&mut *conn).await? {
@@ -50,7 +55,48 @@ pub async fn run<T>(
             got.push((u64::try_from(idx).unwrap_or(u64::MAX), Hash(hash)));
         }
     }
-    op(&TreeReader::with(got)).map_err(corrupt)
+    Ok(TreeReader::with(got))
+}
+
+/// `org`'s stored hashes with indexes `from..to`.
+pub async fn range(
+    conn: &mut AnyConnection,
+    org: ScopeId,
+    from: u64,
+    to: u64,
+) -> Result<std::collections::BTreeMap<u64, Hash>> {
+    let rows: Vec<(i64, Vec<u8>)> = sqlx::query_as(
+        "SELECT idx, hash FROM audit_tree WHERE org_id = $1 AND idx >= $2 AND idx < $3",
+    )
+    .bind(org.to_string())
+    .bind(index(from)?)
+    .bind(index(to)?)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut out = std::collections::BTreeMap::new();
+    for (idx, bytes) in rows {
+        let hash = <[u8; 32]>::try_from(bytes.as_slice())
+            .map_err(|_| StoreError::Corrupt("audit tree hash is not 32 bytes".into()))?;
+        out.insert(u64::try_from(idx).unwrap_or(u64::MAX), Hash(hash));
+    }
+    Ok(out)
+}
+
+/// Whether the stored hashes leaves `from..to` added to `org`'s tree are those the leaves
+/// give (core's [`tree::first_mismatch`], over the complete subtrees of the first `from`
+/// leaves as stored, which the caller checked against a signed head). The first row (seq)
+/// whose hashes are missing or differ, if any.
+pub async fn first_unbuilt(
+    conn: &mut AnyConnection,
+    org: ScopeId,
+    from: u64,
+    to: u64,
+) -> Result<Option<u64>> {
+    let old = read(conn, org, &tree::subtrees(from)).await?;
+    let stored = range(conn, org, tree::leaf_index(from), tree::leaf_index(to)).await?;
+    Ok(tree::first_mismatch(from, to, &old, &stored)
+        .map_err(corrupt)?
+        .map(|n| n + 1))
 }
 
 /// Adds the leaf of row `seq` (from 1) with hash `leaf` to `org`'s tree.
@@ -209,9 +255,9 @@ pub struct StoredLogKey {
     pub wrapped: Vec<u8>,
 }
 
-/// Rows `from..=to` of `org`'s log whose tag does not check out against the tree's leaf (or
-/// that have no tag, or no leaf): written into the database, not by byok. The first such
-/// seq, if any.
+/// Rows `from..=to` of `org`'s log that byok did not write as they are: no tag, or one that
+/// does not check out against the tree's leaf, or contents that do not give that leaf. The
+/// first such seq, if any.
 pub async fn first_untagged(
     conn: &mut AnyConnection,
     tagger: &byok_core::audit_log::row_tag::RowTagger,
@@ -227,25 +273,30 @@ pub async fn first_untagged(
     );
     while next <= to {
         let last = next.saturating_add(PAGE - 1).min(to);
-        let rows: Vec<(i64, Option<Vec<u8>>)> = sqlx::query_as(
-            "SELECT seq, tag FROM audit WHERE org_id = $1 AND seq >= $2 AND seq <= $3 ORDER BY seq",
+        let rows: Vec<(i64, i64, String, Option<Vec<u8>>)> = sqlx::query_as(
+            "SELECT seq, at, event, tag FROM audit WHERE org_id = $1 AND seq >= $2 AND seq <= $3 ORDER BY seq",
         )
         .bind(org.to_string())
         .bind(next)
         .bind(last)
         .fetch_all(&mut *conn)
         .await?;
-        let seqs: Vec<i64> = rows.iter().map(|(seq, _)| *seq).collect();
+        let seqs: Vec<i64> = rows.iter().map(|(seq, ..)| *seq).collect();
         let leaves = leaves(conn, org, &seqs).await?;
         let mut want = next;
-        for (seq, tag) in &rows {
+        for (seq, at, event, tag) in &rows {
             // A row missing from the range is no row byok wrote either.
             if *seq != want {
                 return Ok(Some(u64::try_from(want).unwrap_or(0)));
             }
+            let n = u64::try_from(*seq).unwrap_or(0);
+            // The row as stored gives the tree's leaf, and the leaf is tagged by byok.
+            let own = serde_json::from_str::<serde_json::Value>(event)
+                .ok()
+                .and_then(|e| byok_core::audit_log::leaf::row_hash(n, *at, &e).ok());
             let ok = match (leaves.get(seq), tag) {
                 (Some(leaf), Some(tag)) => {
-                    tagger.matches(org, u64::try_from(*seq).unwrap_or(0), leaf, tag)
+                    own.as_ref() == Some(leaf) && tagger.matches(org, n, leaf, tag)
                 }
                 _ => false,
             };
@@ -270,6 +321,18 @@ pub async fn tag_untagged(
     conn: &mut AnyConnection,
     tagger: &byok_core::audit_log::row_tag::RowTagger,
 ) -> Result<u64> {
+    // A log with a tagged row was upgraded already: its marker was deleted, and rows without
+    // a tag now are rows written into the database. None is tagged.
+    let tagged: Option<i64> =
+        sqlx::query_scalar("SELECT 1 FROM audit WHERE tag IS NOT NULL LIMIT 1")
+            .fetch_optional(&mut *conn)
+            .await?;
+    if tagged.is_some() {
+        tracing::error!(
+            "audit rows are tagged but the upgrade marker is gone: it was deleted in the database; untagged rows are not tagged, and not signed"
+        );
+        return Ok(0);
+    }
     let rows: Vec<(String, i64)> = sqlx::query_as(
         "SELECT a.org_id, a.seq FROM audit a WHERE a.tag IS NULL AND a.seq > \
          COALESCE((SELECT MAX(c.size) FROM audit_checkpoint c WHERE c.org_id = a.org_id), 0) \
@@ -278,20 +341,30 @@ pub async fn tag_untagged(
     .fetch_all(&mut *conn)
     .await?;
     let mut tagged = 0;
+    // By org, the leaves read 500 rows a statement.
+    let mut by_org: std::collections::BTreeMap<String, Vec<i64>> = Default::default();
     for (org_id, seq) in rows {
+        by_org.entry(org_id).or_default().push(seq);
+    }
+    for (org_id, seqs) in by_org {
         let org = ScopeId::parse_hex(&org_id)
             .ok_or_else(|| StoreError::Corrupt("audit org id".into()))?;
-        let Some(leaf) = leaves(conn, org, &[seq]).await?.remove(&seq) else {
-            continue;
-        };
-        let tag = tagger.tag(org, u64::try_from(seq).unwrap_or(0), &leaf);
-        sqlx::query("UPDATE audit SET tag = $3 WHERE org_id = $1 AND seq = $2")
-            .bind(&org_id)
-            .bind(seq)
-            .bind(&tag[..])
-            .execute(&mut *conn)
-            .await?;
-        tagged += 1;
+        for page in seqs.chunks(500) {
+            let found = leaves(conn, org, page).await?;
+            for seq in page {
+                let Some(leaf) = found.get(seq) else {
+                    continue;
+                };
+                let tag = tagger.tag(org, u64::try_from(*seq).unwrap_or(0), leaf);
+                sqlx::query("UPDATE audit SET tag = $3 WHERE org_id = $1 AND seq = $2")
+                    .bind(&org_id)
+                    .bind(*seq)
+                    .bind(&tag[..])
+                    .execute(&mut *conn)
+                    .await?;
+                tagged += 1;
+            }
+        }
     }
     Ok(tagged)
 }
