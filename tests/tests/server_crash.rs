@@ -175,6 +175,24 @@ async fn record_root_checks_brings_an_older_database_over() {
         assert_eq!(out.status.code(), Some(1));
         assert!(String::from_utf8_lossy(&out.stderr).contains("no byok database"));
         assert!(!elsewhere.exists(), "a data directory was made");
+    } else {
+        // A mistyped database URL: refused before it is opened, so not migrated (before, it
+        // was given byok's tables, then refused).
+        let admin = std::env::var("BYOK_TEST_POSTGRES_URL").unwrap();
+        let wrong = byok_tests::local::fresh_postgres(&admin);
+        let out = record_pass(&elsewhere, Some(&wrong));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains("never started by byok serve"), "{stderr}");
+        let db = sqlx::AnyPool::connect(&wrong).await.unwrap();
+        let tables: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = 'public'",
+        )
+        .fetch_one(&db)
+        .await
+        .unwrap();
+        db.close().await;
+        assert_eq!(tables, 0, "the wrong database was migrated");
     }
     let out = record_pass(&ts.data(), url.as_deref());
     let stderr = String::from_utf8_lossy(&out.stderr);

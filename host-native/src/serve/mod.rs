@@ -171,6 +171,19 @@ pub async fn run(config: Config) -> Result<(), String> {
             config.data_dir.display()
         ));
     }
+    if let (true, Some(url)) = (config.record_root_checks, &config.database_url) {
+        // Asked before the database is opened, which migrates it: a mistyped URL is left as
+        // it was, not given byok's tables.
+        let ours = Database::started_by_byok(url.expose())
+            .await
+            .map_err(|e| format!("cannot open the database {}: {e}", url.redacted()))?;
+        if !ours {
+            return Err(format!(
+                "--record-root-checks: {} was never started by byok serve (no managed key check value): give the server's --database-url",
+                url.redacted()
+            ));
+        }
+    }
     create_private_dir(&config.data_dir)
         .map_err(|e| format!("cannot create {}: {e}", config.data_dir.display()))?;
     // Held until `run` returns, when the server has stopped.

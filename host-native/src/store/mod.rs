@@ -360,7 +360,21 @@ impl Database {
         Self::open_with(url, PoolLimits::default()).await
     }
 
-    /// The same, with `limits`.
+    /// Whether the database at `url` was started by `byok serve` (it holds the managed key's
+    /// check value), asked without migrating it: a wrong database is left as it was.
+    pub async fn started_by_byok(url: &str) -> Result<bool> {
+        sqlx::any::install_default_drivers();
+        let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(url).await?;
+        // No byok tables at all is an error here, and means the same: not byok's.
+        let found: std::result::Result<Option<String>, _> =
+            sqlx::query_scalar("SELECT value FROM server_meta WHERE name = 'managed_key_check'")
+                .fetch_optional(&mut conn)
+                .await;
+        let _ = sqlx::Connection::close(conn).await;
+        Ok(matches!(found, Ok(Some(_))))
+    }
+
+    /// [`Self::open`], with `limits`.
     pub async fn open_with(url: &str, limits: PoolLimits) -> Result<Self> {
         sqlx::any::install_default_drivers();
         let backend = Backend::of_url(url)?;
