@@ -224,6 +224,12 @@ impl Service {
         }
         // The one remembered, unless it is the row's (checked once).
         heads.extend(remembered.filter(|r| !heads.contains(r)));
+        // The largest head: what the new rows extend.
+        let (signed_to, signed_root) = heads
+            .iter()
+            .copied()
+            .max_by_key(|(s, _)| *s)
+            .unwrap_or((0, Hash([0; 32])));
         for (signed_size, root) in heads {
             let extends = signed_size <= size
                 && audit_tree::run(&mut w.tx, org, |r| tree::root(signed_size, r)).await? == root;
@@ -236,27 +242,46 @@ impl Service {
         if newest_signed >= size {
             return Ok(latest);
         }
-        // Every row the checkpoint adds must be byok's: tagged by the key the database never
-        // holds. One written into the database directly (an event in any token's name, a
-        // receipt's row) would otherwise be signed like any other.
-        let signed_to = newest_signed.max(remembered.map_or(0, |(s, _)| s));
+        // The root signed is computed from two reads, each checked, and nothing read again
+        // (on PostgreSQL every statement sees the latest commit: a hash checked by one read and
+        // changed before another would be signed unchecked). `old`, the complete subtrees of
+        // the largest head, must give that head's root; `new`, every hash the rows since
+        // added, must be those rows' leaves (each tagged by the key the database never holds,
+        // and given by its row's contents) and the inner hashes those leaves give. A row
+        // written into the database directly, or a tree changed over good leaves, is refused.
+        let old = audit_tree::read_hashes(&mut w.tx, org, &tree::subtrees(signed_to)).await?;
+        let new = audit_tree::range(
+            &mut w.tx,
+            org,
+            tree::leaf_index(signed_to),
+            tree::leaf_index(size),
+        )
+        .await?;
+        let old_tree = tree::TreeReader::with(old.iter().copied());
+        if signed_to > 0 && tree::root(signed_to, &old_tree).ok() != Some(signed_root) {
+            tracing::error!(org = %org, signed_to, "the stored audit tree changed under the newest head byok signed while it was being read: no checkpoint is signed");
+            return Err(log_error(AuditLogError::NotConsistent));
+        }
         let tagger = self
             .store
             .row_tagger()
             .ok_or_else(|| ServiceError::Invalid("the audit row tagger is not set".into()))?;
         if let Some(seq) =
-            audit_tree::first_untagged(&mut w.tx, tagger, org, signed_to + 1, size).await?
+            audit_tree::first_untagged(&mut w.tx, tagger, org, signed_to + 1, size, &new).await?
         {
             tracing::error!(org = %org, seq, "audit row {seq} is not as byok wrote it (no tag that checks out, or contents that do not give its leaf): it was written or changed in the database directly; no checkpoint is signed until storage is put back");
             return Err(log_error(AuditLogError::NotConsistent));
         }
-        // And the tree over them is the one those leaves give: a root is read from stored
-        // inner hashes, which no tag covers.
-        if let Some(seq) = audit_tree::first_unbuilt(&mut w.tx, org, signed_to, size).await? {
+        // Inner hashes, which a root reads and no tag covers, recomputed from the leaves.
+        if let Some(n) =
+            tree::first_mismatch(signed_to, size, &old_tree, &new).map_err(log_error)?
+        {
+            let seq = n + 1;
             tracing::error!(org = %org, seq, "the stored audit tree over row {seq} is not the one its rows give: it was changed in the database directly; no checkpoint is signed until storage is put back");
             return Err(log_error(AuditLogError::NotConsistent));
         }
-        let root = audit_tree::run(&mut w.tx, org, |r| tree::root(size, r)).await?;
+        let root = tree::root(size, &tree::TreeReader::with(old.into_iter().chain(new)))
+            .map_err(log_error)?;
         let note = checkpoint::sign(key, org, size, root).map_err(log_error)?;
         let at = store::now_ms();
         audit_tree::put_checkpoint(&mut w.tx, org, size, at, &note).await?;

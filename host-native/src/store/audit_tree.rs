@@ -38,6 +38,15 @@ pub async fn run<T>(
 
 /// A reader holding `org`'s stored hashes at indexes `want` (those stored).
 pub async fn read(conn: &mut AnyConnection, org: ScopeId, want: &[u64]) -> Result<TreeReader> {
+    Ok(TreeReader::with(read_hashes(conn, org, want).await?))
+}
+
+/// `org`'s stored hashes at indexes `want` (those stored), in one statement.
+pub async fn read_hashes(
+    conn: &mut AnyConnection,
+    org: ScopeId,
+    want: &[u64],
+) -> Result<Vec<(u64, Hash)>> {
     let mut got = Vec::with_capacity(want.len());
     if !want.is_empty() {
         let marks = super::marks(2, want.len());
@@ -55,7 +64,7 @@ pub async fn read(conn: &mut AnyConnection, org: ScopeId, want: &[u64]) -> Resul
             got.push((u64::try_from(idx).unwrap_or(u64::MAX), Hash(hash)));
         }
     }
-    Ok(TreeReader::with(got))
+    Ok(got)
 }
 
 /// `org`'s stored hashes with indexes `from..to`.
@@ -80,23 +89,6 @@ pub async fn range(
         out.insert(u64::try_from(idx).unwrap_or(u64::MAX), Hash(hash));
     }
     Ok(out)
-}
-
-/// Whether the stored hashes leaves `from..to` added to `org`'s tree are those the leaves
-/// give (core's [`tree::first_mismatch`], over the complete subtrees of the first `from`
-/// leaves as stored, which the caller checked against a signed head). The first row (seq)
-/// whose hashes are missing or differ, if any.
-pub async fn first_unbuilt(
-    conn: &mut AnyConnection,
-    org: ScopeId,
-    from: u64,
-    to: u64,
-) -> Result<Option<u64>> {
-    let old = read(conn, org, &tree::subtrees(from)).await?;
-    let stored = range(conn, org, tree::leaf_index(from), tree::leaf_index(to)).await?;
-    Ok(tree::first_mismatch(from, to, &old, &stored)
-        .map_err(corrupt)?
-        .map(|n| n + 1))
 }
 
 /// Adds the leaf of row `seq` (from 1) with hash `leaf` to `org`'s tree.
@@ -256,16 +248,17 @@ pub struct StoredLogKey {
 }
 
 /// Rows `from..=to` of `org`'s log that byok did not write as they are: no tag, or one that
-/// does not check out against the tree's leaf, or contents that do not give that leaf. The
-/// first such seq, if any.
+/// does not check out against the tree's leaf (taken from `stored`, the hashes the caller
+/// read and signs from), or contents that do not give that leaf. The first such seq, if any.
 pub async fn first_untagged(
     conn: &mut AnyConnection,
     tagger: &byok_core::audit_log::row_tag::RowTagger,
     org: ScopeId,
     from: u64,
     to: u64,
+    stored: &std::collections::BTreeMap<u64, Hash>,
 ) -> Result<Option<u64>> {
-    // Pages of rows, their leaves read by seq in one statement each.
+    // Pages of rows.
     const PAGE: i64 = 500;
     let (mut next, to) = (
         i64::try_from(from).unwrap_or(i64::MAX),
@@ -281,8 +274,6 @@ pub async fn first_untagged(
         .bind(last)
         .fetch_all(&mut *conn)
         .await?;
-        let seqs: Vec<i64> = rows.iter().map(|(seq, ..)| *seq).collect();
-        let leaves = leaves(conn, org, &seqs).await?;
         let mut want = next;
         for (seq, at, event, tag) in &rows {
             // A row missing from the range is no row byok wrote either.
@@ -294,7 +285,10 @@ pub async fn first_untagged(
             let own = serde_json::from_str::<serde_json::Value>(event)
                 .ok()
                 .and_then(|e| byok_core::audit_log::leaf::row_hash(n, *at, &e).ok());
-            let ok = match (leaves.get(seq), tag) {
+            let leaf = n
+                .checked_sub(1)
+                .and_then(|i| stored.get(&tree::leaf_index(i)));
+            let ok = match (leaf, tag) {
                 (Some(leaf), Some(tag)) => {
                     own.as_ref() == Some(leaf) && tagger.matches(org, n, leaf, tag)
                 }
