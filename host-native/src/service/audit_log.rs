@@ -787,7 +787,7 @@ mod tests {
     #[tokio::test]
     async fn a_tree_or_row_changed_over_tagged_leaves_is_not_signed() {
         use byok_core::audit_log::tree::leaf_index;
-        for change in ["inner", "row"] {
+        for change in ["inner", "row", "twice"] {
             let db = Database::open("sqlite::memory:").await.unwrap();
             let svc = service(&db, 7);
             svc.load_log_key("byok.test").await.unwrap();
@@ -810,11 +810,19 @@ mod tests {
                     .bind(org.to_string())
                     .bind(i64::try_from(leaf_index(n) + 1).unwrap())
                     .bind(vec![9u8; 32])
-            } else {
+            } else if change == "row" {
                 sqlx::query("UPDATE audit SET event = $3 WHERE org_id = $1 AND seq = $2")
                     .bind(org.to_string())
                     .bind(i64::try_from(n + 1).unwrap())
                     .bind(r#"{"type":"forged"}"#)
+            } else {
+                // The same event to serde (the last of a key given twice wins), another to a
+                // filter in SQL that reads the first.
+                sqlx::query(
+                    "UPDATE audit SET event = '{\"type\":\"forged\",' || substr(event, 2) WHERE org_id = $1 AND seq = $2",
+                )
+                .bind(org.to_string())
+                .bind(i64::try_from(n + 1).unwrap())
             };
             q.execute(db.pool()).await.unwrap();
             let e = svc.sign_checkpoint(org).await.unwrap_err();

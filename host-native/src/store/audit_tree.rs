@@ -282,8 +282,11 @@ pub async fn first_untagged(
             }
             let n = u64::try_from(*seq).unwrap_or(0);
             // The row as stored gives the tree's leaf, and the leaf is tagged by byok.
+            // The text exactly as byok writes it (`append`): text that parses to the same
+            // event (keys given twice, spaces) reads differently to a filter in SQL.
             let own = serde_json::from_str::<serde_json::Value>(event)
                 .ok()
+                .filter(|e| serde_json::to_string(e).is_ok_and(|t| t == *event))
                 .and_then(|e| byok_core::audit_log::leaf::row_hash(n, *at, &e).ok());
             let leaf = n
                 .checked_sub(1)
