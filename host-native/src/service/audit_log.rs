@@ -638,6 +638,18 @@ mod tests {
         super::super::test_service(db, managed)
     }
 
+    /// A service on a database in memory with its log key loaded, and an org (leasing for
+    /// `lease_ttl`, if given) with a scope `team`: `(db, service, org, team)`.
+    async fn logged(
+        lease_ttl: Option<std::time::Duration>,
+    ) -> (Database, Service, ScopeId, ScopeId) {
+        let db = Database::open("sqlite::memory:").await.unwrap();
+        let svc = service(&db, 7);
+        svc.load_log_key("byok.test").await.unwrap();
+        let (org, team) = super::super::test_team(&svc, lease_ttl).await;
+        (db, svc, org, team)
+    }
+
     #[tokio::test]
     async fn the_log_key_is_kept_wrapped_under_the_managed_key_and_named_once() {
         let dir = tempfile::tempdir().unwrap();
@@ -706,10 +718,7 @@ mod tests {
     /// the periodic scan keeps the org in view so that it says so each time.
     #[tokio::test]
     async fn a_checkpoint_claiming_more_rows_than_the_log_has_is_refused() {
-        let db = Database::open("sqlite::memory:").await.unwrap();
-        let svc = service(&db, 7);
-        svc.load_log_key("byok.test").await.unwrap();
-        let (org, team) = super::super::test_team(&svc, None).await;
+        let (db, svc, org, team) = logged(None).await;
         svc.sign_checkpoint(org).await.unwrap().unwrap();
         sqlx::query("UPDATE audit_checkpoint SET size = 9000000000000000000 WHERE org_id = $1")
             .bind(org.to_string())
@@ -788,10 +797,7 @@ mod tests {
     async fn a_tree_or_row_changed_over_tagged_leaves_is_not_signed() {
         use byok_core::audit_log::tree::leaf_index;
         for change in ["inner", "row", "twice"] {
-            let db = Database::open("sqlite::memory:").await.unwrap();
-            let svc = service(&db, 7);
-            svc.load_log_key("byok.test").await.unwrap();
-            let (org, team) = super::super::test_team(&svc, None).await;
+            let (db, svc, org, team) = logged(None).await;
             let signed = svc.sign_checkpoint(org).await.unwrap().unwrap().size;
             for _ in 0..3 {
                 svc.pause(org, team).await.unwrap();
@@ -836,10 +842,7 @@ mod tests {
     /// marker deleted (rows with tags show the upgrade was made).
     #[tokio::test]
     async fn rows_from_before_tags_are_tagged_once_at_the_next_start() {
-        let db = Database::open("sqlite::memory:").await.unwrap();
-        let svc = service(&db, 7);
-        svc.load_log_key("byok.test").await.unwrap();
-        let (org, team) = super::super::test_team(&svc, None).await;
+        let (db, svc, org, team) = logged(None).await;
         let signed = svc.sign_checkpoint(org).await.unwrap().unwrap();
         svc.pause(org, team).await.unwrap();
         for q in [
@@ -917,10 +920,7 @@ mod tests {
     /// the rewrite. Put back, it signs again.
     #[tokio::test]
     async fn deleting_the_checkpoints_does_not_get_a_rewrite_signed() {
-        let db = Database::open("sqlite::memory:").await.unwrap();
-        let svc = service(&db, 7);
-        svc.load_log_key("byok.test").await.unwrap();
-        let (org, team) = super::super::test_team(&svc, None).await;
+        let (db, svc, org, team) = logged(None).await;
         let signed = svc.sign_checkpoint(org).await.unwrap().unwrap();
         let (first, forged) = first_row_and_forgery(&db, org).await;
         rewrite_first_row(&db, org, &forged).await;
@@ -973,10 +973,7 @@ mod tests {
         use super::Withdrawal;
         use serde_json::json;
         use std::time::Duration;
-        let db = Database::open("sqlite::memory:").await.unwrap();
-        let svc = service(&db, 7);
-        svc.load_log_key("byok.test").await.unwrap();
-        let (org, team) = super::super::test_team(&svc, Some(Duration::from_secs(60))).await;
+        let (_, svc, org, team) = logged(Some(Duration::from_secs(60))).await;
         let other = svc.create_scope(org, org, "other").await.unwrap();
         let other = ScopeId::parse_hex(&other.id).unwrap();
         let who = super::super::test_caller(&svc, org).await;
@@ -1004,10 +1001,7 @@ mod tests {
         use super::Withdrawal;
         use serde_json::json;
         use std::time::Duration;
-        let db = Database::open("sqlite::memory:").await.unwrap();
-        let svc = service(&db, 7);
-        svc.load_log_key("byok.test").await.unwrap();
-        let (org, team) = super::super::test_team(&svc, None).await;
+        let (_, svc, org, team) = logged(None).await;
         svc.pause(org, team).await.unwrap();
         let paused = || Withdrawal::Scope {
             action: "scope_paused",
