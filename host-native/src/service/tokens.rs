@@ -382,15 +382,21 @@ impl Service {
                 if let Some(hash) = tokens::revoke(&mut w.tx, Some(org), id).await? {
                     hashes.push(hash);
                 }
-                audit::append(
-                    &mut w,
-                    org,
-                    at,
-                    &json!({ "type": "token_revoked", "id": id.to_string(), "claim": true }),
-                )
-                .await?;
                 revoked.push(id);
             }
+        }
+        // Logged once every admin token is gone: an audit row takes the org's row, and every
+        // other change takes a token's row before the org's (`store::tokens`). Deleting a
+        // token while holding the org's row would take them the other way round, and on
+        // PostgreSQL deadlock against an admin change of another replica.
+        for id in &revoked {
+            audit::append(
+                &mut w,
+                org,
+                at,
+                &json!({ "type": "token_revoked", "id": id.to_string(), "claim": true }),
+            )
+            .await?;
         }
         let expires_at = who.grant.expires_at;
         let (id, token) =
@@ -1009,6 +1015,70 @@ mod tests {
                 .await
                 .unwrap()
         );
+    }
+
+    /// On PostgreSQL a claim takes the admin tokens' rows before the org's, as every admin
+    /// change does: an admin change on another replica holding its token's row (one the claim
+    /// deletes after another) and then taking the org's does not deadlock against the claim.
+    /// Before, the claim logged each revoke as it went, so it held the org's row while it
+    /// waited for the next token's: PostgreSQL killed one of the two.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_claim_and_an_admin_change_elsewhere_do_not_deadlock() {
+        let Some(url) = store::test_postgres_url().await else {
+            return;
+        };
+        let here = test_service(&Database::open(&url).await.unwrap(), 3);
+        let elsewhere = Arc::new(test_service(&Database::open(&url).await.unwrap(), 3));
+        let (org, first) = here.create_org("org", None, None, None).await.unwrap();
+        for name in ["vendor a", "vendor b"] {
+            here.create_token(org, Role::Admin, name, None)
+                .await
+                .unwrap();
+        }
+        // The claim deletes the admin tokens in id order: the last of three has one before it.
+        let last: String = sqlx::query_scalar(
+            "SELECT id FROM tokens WHERE org_id = $1 AND role = 'admin' ORDER BY id DESC LIMIT 1",
+        )
+        .bind(org.to_string())
+        .fetch_one(here.store().pool())
+        .await
+        .unwrap();
+        let last = TokenId::parse(&last).unwrap();
+        // An admin change on this replica: its token's row held.
+        let mut change = here.store().write().await.unwrap();
+        assert!(
+            tokens::still_in_force(&mut change, last, store::now_ms())
+                .await
+                .unwrap()
+        );
+        let claim = tokio::spawn({
+            let elsewhere = elsewhere.clone();
+            let who = elsewhere
+                .authenticate(&first)
+                .await
+                .unwrap()
+                .expect("known");
+            async move { elsewhere.claim_org(&who, org, "customer").await }
+        });
+        // Until the claim waits for that token's row.
+        let waiting = || async {
+            sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM pg_locks WHERE NOT granted")
+                .fetch_one(here.store().pool())
+                .await
+                .unwrap()
+        };
+        for _ in 0..500 {
+            if waiting().await > 0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert!(waiting().await > 0, "the claim did not wait for the token");
+        // The change now takes the org's row, as an admin change does.
+        change.lock_org(org).await.expect("no deadlock");
+        change.commit().await.unwrap();
+        let (_, _, revoked) = claim.await.unwrap().expect("the claim went through");
+        assert_eq!(revoked.len(), 3, "{revoked:?}");
     }
 
     /// On PostgreSQL, an admin token made on another replica by an admin whose change checked

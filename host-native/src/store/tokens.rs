@@ -261,10 +261,12 @@ pub async fn revoke(
 
 /// The ids of `org`'s admin tokens, as transaction `tx` sees them.
 pub async fn admin_ids(tx: &mut Transaction<'static, Any>, org: ScopeId) -> Result<Vec<TokenId>> {
-    let rows = sqlx::query("SELECT id FROM tokens WHERE org_id = $1 AND role = 'admin'")
-        .bind(org.to_string())
-        .fetch_all(&mut **tx)
-        .await?;
+    // In one order, so that two transactions deleting them take their rows in the same one.
+    let rows =
+        sqlx::query("SELECT id FROM tokens WHERE org_id = $1 AND role = 'admin' ORDER BY id")
+            .bind(org.to_string())
+            .fetch_all(&mut **tx)
+            .await?;
     rows.iter()
         .map(|r| {
             let id: String = r.try_get("id")?;
