@@ -74,19 +74,37 @@ pub async fn range(
     from: u64,
     to: u64,
 ) -> Result<std::collections::BTreeMap<u64, Hash>> {
-    let rows: Vec<(i64, Vec<u8>)> = sqlx::query_as(
-        "SELECT idx, hash FROM audit_tree WHERE org_id = $1 AND idx >= $2 AND idx < $3",
-    )
-    .bind(org.to_string())
-    .bind(index(from)?)
-    .bind(index(to)?)
-    .fetch_all(&mut *conn)
-    .await?;
+    // In pages: a long range (a log never signed) in one statement could pass PostgreSQL's
+    // statement timeout.
+    range_paged(conn, org, from, to, 50_000).await
+}
+
+/// [`range`], `page` hashes a statement.
+async fn range_paged(
+    conn: &mut AnyConnection,
+    org: ScopeId,
+    from: u64,
+    to: u64,
+    page: u64,
+) -> Result<std::collections::BTreeMap<u64, Hash>> {
     let mut out = std::collections::BTreeMap::new();
-    for (idx, bytes) in rows {
-        let hash = <[u8; 32]>::try_from(bytes.as_slice())
-            .map_err(|_| StoreError::Corrupt("audit tree hash is not 32 bytes".into()))?;
-        out.insert(u64::try_from(idx).unwrap_or(u64::MAX), Hash(hash));
+    let mut start = from;
+    while start < to {
+        let end = start.saturating_add(page.max(1)).min(to);
+        let rows: Vec<(i64, Vec<u8>)> = sqlx::query_as(
+            "SELECT idx, hash FROM audit_tree WHERE org_id = $1 AND idx >= $2 AND idx < $3",
+        )
+        .bind(org.to_string())
+        .bind(index(start)?)
+        .bind(index(end)?)
+        .fetch_all(&mut *conn)
+        .await?;
+        for (idx, bytes) in rows {
+            let hash = <[u8; 32]>::try_from(bytes.as_slice())
+                .map_err(|_| StoreError::Corrupt("audit tree hash is not 32 bytes".into()))?;
+            out.insert(u64::try_from(idx).unwrap_or(u64::MAX), Hash(hash));
+        }
+        start = end;
     }
     Ok(out)
 }
@@ -534,4 +552,32 @@ pub async fn cosignatures(
     .bind(index(size)?)
     .fetch_all(&mut *conn)
     .await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Database;
+
+    /// A range read in pages is the range read whole, whatever the page's size.
+    #[tokio::test]
+    async fn a_range_read_in_pages_is_the_whole_range() {
+        let db = Database::open("sqlite::memory:").await.unwrap();
+        let org = ScopeId::from_bytes([1; 16]);
+        let mut w = db.write().await.unwrap();
+        for seq in 1..=9 {
+            append(&mut w.tx, org, seq, Hash([u8::try_from(seq).unwrap(); 32]))
+                .await
+                .unwrap();
+        }
+        let (from, to) = (tree::leaf_index(2), tree::leaf_index(9));
+        let whole = range_paged(&mut w.tx, org, from, to, u64::MAX)
+            .await
+            .unwrap();
+        assert_eq!(whole.len(), usize::try_from(to - from).unwrap());
+        for page in [1, 2, 3, 7] {
+            let paged = range_paged(&mut w.tx, org, from, to, page).await.unwrap();
+            assert_eq!(paged, whole, "pages of {page}");
+        }
+    }
 }
