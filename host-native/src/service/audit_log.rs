@@ -638,6 +638,15 @@ mod tests {
         super::super::test_service(db, managed)
     }
 
+    /// A service started afresh on `db` (no heads kept: a replica that never saw the org)
+    /// signs nothing for `org`, refusing its storage.
+    async fn restarted_refuses(db: &Database, org: ScopeId) {
+        let restarted = service(db, 7);
+        restarted.load_log_key("byok.test").await.unwrap();
+        let e = restarted.sign_checkpoint(org).await.unwrap_err();
+        assert!(refused(&e), "{e:?}");
+    }
+
     /// A service on a database in memory with its log key loaded, and an org (leasing for
     /// `lease_ttl`, if given) with a scope `team`: `(db, service, org, team)`.
     async fn logged(
@@ -864,10 +873,7 @@ mod tests {
         ] {
             sqlx::query(q).execute(db.pool()).await.unwrap();
         }
-        let again = service(&db, 7);
-        again.load_log_key("byok.test").await.unwrap();
-        let e = again.sign_checkpoint(org).await.unwrap_err();
-        assert!(refused(&e), "{e:?}");
+        restarted_refuses(&db, org).await;
     }
 
     /// The log key's row deleted after it signed: the next start does not make a new key
@@ -960,10 +966,7 @@ mod tests {
         // go by: the rewritten row's tag, made over the leaf byok wrote, does not match the
         // leaf rebuilt from the rewrite, and nothing is signed either (before row tags, it
         // signed the rewrite, and only a witness caught it).
-        let forgetful = service(&db, 7);
-        forgetful.load_log_key("byok.test").await.unwrap();
-        let e = forgetful.sign_checkpoint(org).await.unwrap_err();
-        assert!(refused(&e), "{e:?}");
+        restarted_refuses(&db, org).await;
     }
 
     /// A receipt counts every lease still running in what the withdrawal covers, however many

@@ -1017,6 +1017,30 @@ mod tests {
         );
     }
 
+    /// A change on `here` that checked token `held` (so holds its row), and a claim of `org`
+    /// with admin token `first` spawned on `elsewhere` meanwhile.
+    async fn claim_while_held(
+        here: &Service,
+        elsewhere: &Arc<Service>,
+        first: &str,
+        org: ScopeId,
+        held: TokenId,
+    ) -> (
+        store::WriteTx,
+        tokio::task::JoinHandle<Result<(TokenId, Zeroizing<String>, Vec<TokenId>)>>,
+    ) {
+        let mut change = here.store().write().await.unwrap();
+        assert!(
+            tokens::still_in_force(&mut change, held, store::now_ms())
+                .await
+                .unwrap()
+        );
+        let who = elsewhere.authenticate(first).await.unwrap().expect("known");
+        let elsewhere = elsewhere.clone();
+        let claim = tokio::spawn(async move { elsewhere.claim_org(&who, org, "customer").await });
+        (change, claim)
+    }
+
     /// On PostgreSQL a claim takes the admin tokens' rows before the org's, as every admin
     /// change does: an admin change on another replica holding its token's row (one the claim
     /// deletes after another) and then taking the org's does not deadlock against the claim.
@@ -1045,21 +1069,7 @@ mod tests {
         .unwrap();
         let last = TokenId::parse(&last).unwrap();
         // An admin change on this replica: its token's row held.
-        let mut change = here.store().write().await.unwrap();
-        assert!(
-            tokens::still_in_force(&mut change, last, store::now_ms())
-                .await
-                .unwrap()
-        );
-        let claim = tokio::spawn({
-            let elsewhere = elsewhere.clone();
-            let who = elsewhere
-                .authenticate(&first)
-                .await
-                .unwrap()
-                .expect("known");
-            async move { elsewhere.claim_org(&who, org, "customer").await }
-        });
+        let (mut change, claim) = claim_while_held(&here, &elsewhere, &first, org, last).await;
         // Until the claim waits for that token's row.
         let waiting = || async {
             sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM pg_locks WHERE NOT granted")
@@ -1096,21 +1106,7 @@ mod tests {
         let vendor = here.authenticate(&first).await.unwrap().expect("known");
         let maker = vendor.grant.id;
         // The vendor's create_token on this replica: its token checked, its row held.
-        let mut change = here.store().write().await.unwrap();
-        assert!(
-            tokens::still_in_force(&mut change, maker, store::now_ms())
-                .await
-                .unwrap()
-        );
-        let claim = tokio::spawn({
-            let elsewhere = elsewhere.clone();
-            let who = elsewhere
-                .authenticate(&first)
-                .await
-                .unwrap()
-                .expect("known");
-            async move { elsewhere.claim_org(&who, org, "customer").await }
-        });
+        let (mut change, claim) = claim_while_held(&here, &elsewhere, &first, org, maker).await;
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
         assert!(
             !claim.is_finished(),
