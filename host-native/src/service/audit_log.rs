@@ -119,11 +119,7 @@ impl Service {
         // Rows written before rows were tagged get their tags now, once: after that, a row
         // without one was written into the database, and is not signed.
         let tagged = if !tags_done {
-            let tagger = self
-                .store
-                .row_tagger()
-                .ok_or_else(|| ServiceError::Invalid("the audit row tagger is not set".into()))?;
-            let n = audit_tree::tag_untagged(&mut w.tx, tagger).await?;
+            let n = audit_tree::tag_untagged(&mut w.tx, self.row_tagger()?).await?;
             sqlx::query("INSERT INTO server_meta (name, value) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET value = excluded.value")
                 .bind(TAGS_DONE)
                 .bind(store::now_ms().to_string())
@@ -164,6 +160,13 @@ impl Service {
             .get()
             .map(|k| &**k)
             .ok_or_else(|| ServiceError::Invalid("the audit log key is not loaded".into()))
+    }
+
+    /// What tags audit rows: set on the database by [`Service::new`].
+    fn row_tagger(&self) -> Result<&byok_core::audit_log::row_tag::RowTagger> {
+        self.store
+            .row_tagger()
+            .ok_or_else(|| ServiceError::Invalid("the audit row tagger is not set".into()))
     }
 
     /// The log's verifier key (C2SP note form).
@@ -262,10 +265,7 @@ impl Service {
             tracing::error!(org = %org, signed_to, "the stored audit tree changed under the newest head byok signed while it was being read: no checkpoint is signed");
             return Err(log_error(AuditLogError::NotConsistent));
         }
-        let tagger = self
-            .store
-            .row_tagger()
-            .ok_or_else(|| ServiceError::Invalid("the audit row tagger is not set".into()))?;
+        let tagger = self.row_tagger()?;
         if let Some(seq) =
             audit_tree::first_untagged(&mut w.tx, tagger, org, signed_to + 1, size, &new).await?
         {

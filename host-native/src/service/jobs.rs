@@ -29,6 +29,10 @@ pub struct JobView {
     pub waiting_on: Option<String>,
 }
 
+/// Steps (or retirement batches) decided again in one run because their keys could no longer
+/// be used after the waits; past it, the periodic scan's turn.
+pub(super) const MAX_RELOADS: u32 = 3;
+
 impl Service {
     /// Runs the org's re-encryption job to its end, one step per transaction, so that a crash
     /// resumes at the step it stopped at.
@@ -51,8 +55,6 @@ impl Service {
     /// starts from storage's state (another replica may have done the last one before this one
     /// took over the lease).
     pub(super) async fn run_job_steps(&self, org: ScopeId, turn: &JobTurn<'_>) -> Result<()> {
-        /// Steps decided again in one run because their keys could no longer be used.
-        const MAX_RELOADS: u32 = 3;
         let mut reloads = 0;
         loop {
             if turn.lost() {
@@ -68,7 +70,7 @@ impl Service {
                 tracing::info!(org = %org, paused = %by, "job waits on a paused scope");
                 return Ok(());
             }
-            match step {
+            let done = match step {
                 JobStep::WrapRoot { holder, version } => {
                     let resolved = self
                         .resolve_for_use(&cell, KeyId::new(org, version))
@@ -94,43 +96,33 @@ impl Service {
                             answer.result?
                         }
                     };
-                    let done = self
-                        .transition(org, BTreeMap::new(), |o| {
-                            // A root evicted by a denial (or past its TTL) while it was wrapped
-                            // is not given another holder: asked anew.
-                            self.still_usable(&cell, org, [&resolved])?;
-                            Ok(((), o.record_root_copy(holder, version, wrapped)?))
-                        })
-                        .await;
-                    match done {
-                        Err(super::ServiceError::Reloading) if reloads < MAX_RELOADS => {
-                            reloads += 1
-                        }
-                        done => done?,
-                    }
+                    self.transition(org, BTreeMap::new(), |o| {
+                        // A root evicted by a denial (or past its TTL) while it was wrapped
+                        // is not given another holder: asked anew.
+                        self.still_usable(&cell, org, [&resolved])?;
+                        Ok(((), o.record_root_copy(holder, version, wrapped)?))
+                    })
+                    .await
                 }
                 JobStep::Rewrap { from, to, .. } => {
                     let (f, t) = (
                         self.resolve_for_use(&cell, from).await?,
                         self.resolve_for_use(&cell, to).await?,
                     );
-                    let done = self
-                        .transition(org, BTreeMap::new(), |o| {
-                            // After the wait for the org's turn: not with keys a denial evicted
-                            // meanwhile, or whose root's TTL ended.
-                            self.still_usable(&cell, org, [&f, &t])?;
-                            Ok(((), o.rewrap_child(&step, &f.key, &t.key, &mut rand::rng())?))
-                        })
-                        .await;
-                    match done {
-                        // Resolved anew from storage's state (a holder that refuses now ends
-                        // the job's run); a few times at most, then the periodic scan's turn.
-                        Err(super::ServiceError::Reloading) if reloads < MAX_RELOADS => {
-                            reloads += 1
-                        }
-                        done => done?,
-                    }
+                    self.transition(org, BTreeMap::new(), |o| {
+                        // After the wait for the org's turn: not with keys a denial evicted
+                        // meanwhile, or whose root's TTL ended.
+                        self.still_usable(&cell, org, [&f, &t])?;
+                        Ok(((), o.rewrap_child(&step, &f.key, &t.key, &mut rand::rng())?))
+                    })
+                    .await
                 }
+            };
+            match done {
+                // Resolved anew from storage's state (a holder that refuses now ends the job's
+                // run); a few times at most, then the periodic scan's turn.
+                Err(super::ServiceError::Reloading) if reloads < MAX_RELOADS => reloads += 1,
+                done => done?,
             }
         }
     }

@@ -468,7 +468,7 @@ impl Service {
             }
             if self.still_usable(&cell, org, [&fk, &tk]).is_err() {
                 unusable += 1;
-                if unusable > 3 {
+                if unusable > super::jobs::MAX_RELOADS {
                     return Err(ServiceError::Reloading);
                 }
                 continue;
