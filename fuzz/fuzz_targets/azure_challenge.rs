@@ -1,9 +1,10 @@
 //! The vault's 401 challenge parser, fed what a hostile vault or network could send: never
 //! panics, and what it accepts names a tenant that is safe in a URL path, the key's own token
-//! scope, and an authority on the key's cloud's login host (byok never calls the authority;
-//! this checks that the parser could not be talked into another cloud).
+//! scope, and an authority on the key's cloud's login host, or in the public cloud Entra's
+//! older alias `login.windows.net` (byok never calls the authority; this checks that the
+//! parser could not be talked into another cloud).
 #![no_main]
-use byok_core::kms::azure::KeyUrl;
+use byok_core::kms::azure::{Cloud, KeyUrl};
 use byok_core::kms::azure::challenge::{login_host, parse_challenge, tenant_ok};
 use libfuzzer_sys::fuzz_target;
 
@@ -22,6 +23,10 @@ fuzz_target!(|data: &[u8]| {
         assert!(tenant_ok(&c.tenant), "{header:?}");
         assert!(!c.tenant.contains('/') && !c.tenant.contains('?'), "{header:?}");
         assert_eq!(c.scope, key.token_scope());
-        assert!(header.contains(&format!("https://{}/{}", login_host(key.cloud()), c.tenant)));
+        // The cloud's own login host, or (public cloud only) Entra's older alias.
+        let own = header.contains(&format!("https://{}/{}", login_host(key.cloud()), c.tenant));
+        let alias = key.cloud() == Cloud::Public
+            && header.contains(&format!("https://login.windows.net/{}", c.tenant));
+        assert!(own || alias, "{header:?}");
     }
 });
