@@ -174,8 +174,11 @@ async fn a_revoked_subtree_and_its_stored_keys_stay_gone_after_a_restart() {
     }
     let resume = t.act(&t.team_a, "resume", json!({})).await;
     assert_error(&resume, 410, "scope_revoked");
+    // A call on a descendant names the scope whose revoke decided it, as a decrypt does.
     let encrypt = t.o.encrypt_in(&t.ts, &t.thread, b"x", &t1()).await;
-    assert_error(&encrypt, 410, "scope_revoked");
+    let v = assert_error(&encrypt, 410, "scope_revoked");
+    let under = format!("scope {} is under revoked scope {}", t.thread, t.team_a);
+    assert!(s(&v["error"], "message").starts_with(&under), "{v}");
     assert_error(&t.o.get_datakeys(&t.ts, &stored).await, 404, "not_found");
 }
 

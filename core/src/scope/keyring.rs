@@ -41,12 +41,18 @@ impl Org {
         }
     }
 
-    /// The key version new data in `id` is sealed under.
+    /// The key version new data in `id` is sealed under. A revoked scope has none: the error
+    /// names the scope whose revoke decided it (an ancestor's revoke empties every descendant),
+    /// as [`Self::check_usable`] does, whichever check a caller makes first.
     pub fn current_key_id(&self, id: ScopeId) -> Result<KeyId> {
         let scope = self.get(id).map_err(scope_err)?;
-        let v = scope
-            .current_version()
-            .ok_or(scope_err(ScopeError::Revoked { scope: id, by: id }))?;
+        let Some(v) = scope.current_version() else {
+            let by = match self.effective(id) {
+                Ok(Effective::Revoked { by }) => by,
+                _ => id,
+            };
+            return Err(scope_err(ScopeError::Revoked { scope: id, by }));
+        };
         Ok(KeyId::new(id, v))
     }
 
