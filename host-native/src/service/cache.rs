@@ -142,14 +142,19 @@ impl KeyCache {
 
     /// After `org`'s settings changed: each of its entries still kept at `now` is kept until
     /// `keep_until` of its freshness says, and dropped if that is past. An entry the old
-    /// settings let go stays gone, whatever the new ones say.
+    /// settings let go stays gone, whatever the new ones say. A call for `org`'s keys on its
+    /// way now read the old settings before it was sent: its answer is not kept (see
+    /// [`Self::put`]), or a TTL lowered to 0 would still find keys kept to the old TTL's end.
+    /// The call itself may still use its key: the settings of the moment decide that.
     pub fn rekeep_org(
         &self,
         org: ScopeId,
         keep_until: impl Fn(Freshness) -> Duration,
         now: Duration,
     ) {
-        self.lock().retain(|_, e| {
+        let mut map = self.lock();
+        self.evictions_lock().entry(org).or_default().any += 1;
+        map.retain(|_, e| {
             if now >= e.keep_until {
                 return false;
             }
@@ -306,5 +311,17 @@ mod tests {
         );
         cache.rekeep_org(a, |f| f.unwrapped_at + Duration::from_secs(600), later);
         assert!(cache.get(k, later).is_none());
+        // A call on its way since before the change read the old settings: its answer is not
+        // kept to them. Another org's calls are not affected.
+        let (on_its_way, other) = (cache.evictions(a), cache.evictions(b));
+        cache.rekeep_org(a, |f| f.unwrapped_at, later);
+        let far = later + Duration::from_secs(3600);
+        assert!(!cache.put(a, key(1, 1), at(later), far, later, on_its_way));
+        assert!(cache.get(k, later).is_none(), "kept to the old settings");
+        assert!(
+            !cache.evicted_since(a, on_its_way),
+            "a key in use is not refused"
+        );
+        assert!(cache.put(b, key(9, 2), at(later), far, later, other));
     }
 }
