@@ -41,8 +41,16 @@ pub(super) struct Outage {
 /// Why grace ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum GraceEnd {
-    /// A root was unwrapped again.
-    Recovered,
+    /// A root was unwrapped again, by holder `by`, on a call sent when the org's eviction
+    /// counts were `since`. The grace's key is recorded working again only if it is the one
+    /// that answered (the default may have moved during the outage) and no denial evicted the
+    /// org since the call was sent (a key disabled just after the answer stays a denial).
+    Recovered {
+        /// The holder that answered.
+        by: HolderId,
+        /// The org's eviction counts when the call was sent.
+        since: Evictions,
+    },
     /// A KMS answer said the customer withdrew: the org's keys were evicted.
     Denied,
     /// TTL + grace passed with the KMS still unreachable.
@@ -52,7 +60,7 @@ pub(super) enum GraceEnd {
 impl GraceEnd {
     fn as_str(self) -> &'static str {
         match self {
-            Self::Recovered => "recovered",
+            Self::Recovered { .. } => "recovered",
             Self::Denied => "denied",
             Self::Expired => "expired",
         }
@@ -192,7 +200,7 @@ impl Service {
     }
 
     /// Ends the org's grace, if it is in grace, for `why`: audited, and on recovery the key's
-    /// health is `ok` again.
+    /// health is `ok` again (see [`GraceEnd::Recovered`]).
     pub(super) async fn end_grace(
         &self,
         cell: &OrgCell,
@@ -218,8 +226,11 @@ impl Service {
         )
         .await?;
         w.commit().await?;
-        if let (GraceEnd::Recovered, HolderId::Cmk(n)) = (why, o.holder) {
-            self.record_health(cell, org, n, "ok".into(), None).await?;
+        if let (GraceEnd::Recovered { by, since }, HolderId::Cmk(n)) = (why, o.holder)
+            && by == o.holder
+        {
+            self.record_health_unless_evicted(cell, org, n, "ok".into(), None, Some(since))
+                .await?;
         }
         Ok(())
     }

@@ -66,6 +66,24 @@ impl Service {
         health: String,
         detail: Option<String>,
     ) -> Result<()> {
+        self.record_health_unless_evicted(cell, org, n, health, detail, None)
+            .await
+    }
+
+    /// [`Self::record_health`], written only if the org's keys were not evicted whole since
+    /// `since` (when given), as checked holding the org's row: a success sent before a denial
+    /// that was recorded (or is being recorded: it evicts before it waits for the store) must
+    /// not overwrite it. The denial evicts first and writes after; whichever of the two writes
+    /// goes first, the denial is what stays.
+    pub(super) async fn record_health_unless_evicted(
+        &self,
+        cell: &OrgCell,
+        org: ScopeId,
+        n: u32,
+        health: String,
+        detail: Option<String>,
+        since: Option<Evictions>,
+    ) -> Result<()> {
         // A failure that is no denial (an outage, a validation step that could not run) says
         // nothing of the access the customer took away: a recorded denial stands until a call
         // of the kind it refused succeeds. Overwritten, the next check's describe alone would
@@ -79,6 +97,9 @@ impl Service {
         // first): on PostgreSQL the other order deadlocks against it across replicas once the
         // version below moves too.
         w.lock_org(org).await?;
+        if since.is_some_and(|s| self.cache.evicted_since(org, s)) {
+            return Ok(());
+        }
         keys::set_health(&mut w.tx, org, n, &health, detail.as_deref(), at).await?;
         let mut unpublished = None;
         if Self::recorded_denial(cell, n) {
@@ -269,7 +290,8 @@ impl Service {
         if !Self::recorded_denial(cell, n) || self.cache.evicted_since(org, sent) {
             return Ok(());
         }
-        self.record_health(cell, org, n, "ok".into(), None).await
+        self.record_health_unless_evicted(cell, org, n, "ok".into(), None, Some(sent))
+            .await
     }
 
     /// The customer withdrew key `n` (as a KMS answer says): evict the org's keys, audited,
@@ -544,7 +566,10 @@ mod tests {
     use std::sync::Arc;
     use std::sync::atomic::Ordering;
 
+    use byok_core::scope::HolderId;
+
     use crate::service::ServiceError;
+    use crate::service::grace::GraceEnd;
     use crate::store::{Database, StoreError};
 
     /// An org of `svc` with customer key `cmk:1`, whose last health, stored and in the org's
@@ -552,6 +577,16 @@ mod tests {
     async fn org_with_a_denied_key(
         db: &Database,
         svc: &super::super::Service,
+    ) -> (byok_core::ScopeId, Arc<super::super::OrgCell>) {
+        org_with_a_key(db, svc, "access_denied").await
+    }
+
+    /// An org of `svc` with customer key `cmk:1`, whose last health, stored and in the org's
+    /// copy here, is `health`.
+    async fn org_with_a_key(
+        db: &Database,
+        svc: &super::super::Service,
+        health: &str,
     ) -> (byok_core::ScopeId, Arc<super::super::OrgCell>) {
         let (org, _) = svc.create_org("o", None, None, None).await.unwrap();
         let row = crate::store::keys::CmkRow {
@@ -564,12 +599,15 @@ mod tests {
             role_trust: byok_core::kms::aws::policy::RoleTrust::ExternalId,
             audience: None,
             created_at: 0,
-            health: Some("access_denied".into()),
+            health: Some(health.into()),
             health_detail: None,
             health_at: None,
         };
         let mut w = db.write().await.unwrap();
         crate::store::keys::insert(&mut w.tx, org, &row)
+            .await
+            .unwrap();
+        crate::store::keys::set_health(&mut w.tx, org, 1, health, None, 0)
             .await
             .unwrap();
         w.commit().await.unwrap();
@@ -645,6 +683,88 @@ mod tests {
             version(db.clone()).await,
             before + 1,
             "the denial was not announced"
+        );
+    }
+
+    /// The health of `cmk:1` of `org` as stored.
+    async fn stored_health(db: &Database, org: byok_core::ScopeId) -> Option<String> {
+        let rows = crate::store::keys::list(db.pool(), org).await.unwrap();
+        rows.into_iter().find(|r| r.n == 1).and_then(|r| r.health)
+    }
+
+    /// `org` (of `svc`, in `cell`) serving in outage grace because `cmk:1` was unreachable.
+    fn in_grace(svc: &super::super::Service, cell: &super::super::OrgCell) {
+        *cell.outage.lock().unwrap() = Some(super::super::grace::Outage {
+            holder: HolderId::Cmk(1),
+            since_ms: 0,
+            last_unwrap: svc.now(),
+            until_ms: 0,
+            served: 1,
+        });
+    }
+
+    /// An unwrap that ends an outage grace, answered just before the customer disabled the
+    /// key, does not record the key working again over the denial: here the denial (which
+    /// evicted the org at once) is recorded while the recovery's audit row is written, and
+    /// the recovery's health write comes after it. Before, the key showed `ok` while disabled.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_recovery_answered_before_a_denial_does_not_overwrite_it() {
+        let db = Database::open("sqlite::memory:").await.unwrap();
+        let svc = Arc::new(super::super::test_service(&db, 4));
+        let (org, cell) = org_with_a_key(&db, &svc, "kms_unavailable").await;
+        in_grace(&svc, &cell);
+        let since = svc.cache().evictions(org);
+        let held = db.write_org(org).await.unwrap();
+        let recovered = tokio::spawn({
+            let (svc, cell) = (svc.clone(), cell.clone());
+            async move {
+                let why = GraceEnd::Recovered {
+                    by: HolderId::Cmk(1),
+                    since,
+                };
+                svc.end_grace(&cell, org, why).await
+            }
+        });
+        while db.writes_waiting() < 1 {
+            tokio::task::yield_now().await;
+        }
+        let denied = tokio::spawn({
+            let (svc, cell) = (svc.clone(), cell.clone());
+            async move { svc.withdrawn(&cell, org, 1, "key_disabled", None).await }
+        });
+        while db.writes_waiting() < 2 {
+            tokio::task::yield_now().await;
+        }
+        drop(held);
+        recovered.await.unwrap().unwrap();
+        denied.await.unwrap().unwrap();
+        assert_eq!(
+            stored_health(&db, org).await.as_deref(),
+            Some("key_disabled")
+        );
+    }
+
+    /// A grace that ends because another key answered (the default moved during the outage)
+    /// does not record the unreachable key as working.
+    #[tokio::test]
+    async fn a_recovery_through_another_key_leaves_the_unreachable_ones_health() {
+        let db = Database::open("sqlite::memory:").await.unwrap();
+        let svc = super::super::test_service(&db, 4);
+        let (org, cell) = org_with_a_key(&db, &svc, "kms_unavailable").await;
+        in_grace(&svc, &cell);
+        let since = svc.cache().evictions(org);
+        let why = GraceEnd::Recovered {
+            by: HolderId::Managed,
+            since,
+        };
+        svc.end_grace(&cell, org, why).await.unwrap();
+        assert!(
+            cell.outage.lock().unwrap().is_none(),
+            "the grace did not end"
+        );
+        assert_eq!(
+            stored_health(&db, org).await.as_deref(),
+            Some("kms_unavailable")
         );
     }
 

@@ -253,7 +253,9 @@ impl Service {
                     self.cache
                         .put(org, r.clone(), f, policy.keep_until(answered), now, since);
                 if kept {
-                    self.end_grace(cell, org, GraceEnd::Recovered).await?;
+                    let by = now_published.default_holder();
+                    self.end_grace(cell, org, GraceEnd::Recovered { by, since })
+                        .await?;
                 }
                 return Ok((r, f));
             }
