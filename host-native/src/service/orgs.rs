@@ -276,6 +276,86 @@ mod tests {
         assert!(svc.verify_audit(a).await.unwrap().ok);
     }
 
+    /// A read in windows of a few sequence numbers a statement gives the rows one statement
+    /// over the whole log gives, for every direction, filter, bound and limit.
+    #[tokio::test]
+    async fn audit_reads_in_windows_give_what_one_statement_gives() {
+        windows_give_one_statements_rows(Database::open("sqlite::memory:").await.unwrap()).await;
+        if let Some(url) = crate::store::test_postgres_url().await {
+            windows_give_one_statements_rows(Database::open(&url).await.unwrap()).await;
+        }
+    }
+
+    async fn windows_give_one_statements_rows(db: Database) {
+        use crate::store::audit::{AuditFilter, read_in_windows};
+        let svc = super::super::test_service(&db, 7);
+        let (org, _) = svc.create_org("o", None, None, None).await.unwrap();
+        let mut w = db.write_org(org).await.unwrap();
+        for i in 0..23 {
+            let kind = if i % 5 == 0 { "odd_one" } else { "common" };
+            let event = serde_json::json!({ "type": kind, "i": i });
+            crate::store::audit::append(&mut w, org, 1000 + i, &event)
+                .await
+                .unwrap();
+        }
+        w.commit().await.unwrap();
+        let seqs = |rows: Vec<crate::store::audit::AuditRow>| -> Vec<i64> {
+            rows.into_iter().map(|r| r.seq).collect()
+        };
+        let mut checked = 0;
+        for kind in [None, Some("odd_one"), Some("none_such")] {
+            for newest in [false, true] {
+                for before in [None, Some(4), Some(17), Some(1000)] {
+                    for after in [-5, 0, 2, 9, 30] {
+                        for limit in [1, 3, 100] {
+                            let filter = AuditFilter {
+                                kind: kind.map(str::to_owned),
+                                before,
+                                newest,
+                                ..Default::default()
+                            };
+                            let whole =
+                                read_in_windows(db.pool(), org, after, limit, &filter, 1 << 40);
+                            let whole = seqs(whole.await.unwrap());
+                            for window in [1, 2, 3, 7] {
+                                let paged =
+                                    read_in_windows(db.pool(), org, after, limit, &filter, window);
+                                let paged = seqs(paged.await.unwrap());
+                                assert_eq!(
+                                    paged, whole,
+                                    "{filter:?} after {after} limit {limit} window {window}"
+                                );
+                                checked += 1;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!(checked, 3 * 2 * 4 * 5 * 3 * 4);
+        // What one statement gives is the rows asked for.
+        let odd = AuditFilter {
+            kind: Some("odd_one".into()),
+            newest: true,
+            ..Default::default()
+        };
+        let rows = seqs(
+            read_in_windows(db.pool(), org, 0, 100, &odd, 2)
+                .await
+                .unwrap(),
+        );
+        let logged = crate::store::audit::read(db.pool(), org, 0, 1000, &Default::default())
+            .await
+            .unwrap();
+        let expected: Vec<i64> = logged
+            .iter()
+            .rev()
+            .filter(|r| r.event["type"] == "odd_one")
+            .map(|r| r.seq)
+            .collect();
+        assert_eq!((rows.len(), rows), (5, expected));
+    }
+
     /// Filtered audit reads (which may scan the whole log) take turns, a few at a time and one
     /// per org; paging by sequence number does not wait.
     #[tokio::test]

@@ -234,14 +234,34 @@ macro_rules! audit_select_postgres {
     };
 }
 
+/// How many sequence numbers one statement of a read examines. A filter that matches little
+/// walks the log (each row's event parsed as JSON): in one statement, a log of millions of
+/// rows could take minutes, and SQLite has no statement timeout and finishes a statement
+/// whose caller is gone, holding its connection. In windows, a request that gives up (its
+/// deadline) leaves at most one window's statement running after it. Tens of milliseconds.
+const READ_WINDOW: i64 = 50_000;
+
 /// Rows `after+1 ..` of `org`'s log that `filter` lets through, at most `limit`: oldest first,
-/// or the newest first with `filter.newest`.
+/// or the newest first with `filter.newest`. Read a window of sequence numbers a statement
+/// (`READ_WINDOW`); rows appended meanwhile are left to the next page.
 pub async fn read(
     pool: &AnyPool,
     org: ScopeId,
     after: i64,
     limit: i64,
     filter: &AuditFilter,
+) -> Result<Vec<AuditRow>> {
+    read_in_windows(pool, org, after, limit, filter, READ_WINDOW).await
+}
+
+/// [`read`], `window` sequence numbers a statement.
+pub(crate) async fn read_in_windows(
+    pool: &AnyPool,
+    org: ScopeId,
+    after: i64,
+    limit: i64,
+    filter: &AuditFilter,
+    window: i64,
 ) -> Result<Vec<AuditRow>> {
     // Constant statements rather than a direction or a dialect spliced into one.
     let sql = match (super::backend_of(pool), filter.newest) {
@@ -252,18 +272,49 @@ pub async fn read(
         }
         (Backend::Postgres, false) => concat!(audit_select_postgres!(), " ORDER BY seq LIMIT $8"),
     };
-    let rows = sqlx::query(sql)
-        .bind(org.to_string())
-        .bind(after)
-        .bind(filter.kind.as_deref())
-        .bind(filter.scope.as_deref())
-        .bind(filter.actor.as_deref())
-        .bind(filter.since)
-        .bind(filter.until)
-        .bind(limit)
-        .bind(filter.before)
-        .fetch_all(pool)
+    let org_id = org.to_string();
+    let last: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM audit WHERE org_id = $1")
+        .bind(&org_id)
+        .fetch_one(pool)
         .await?;
+    // The rows read lie strictly between `after` and `end`; each statement reads those
+    // strictly between `lo` and `hi`, a window apart, walking up (or down with `newest`).
+    let end = filter
+        .before
+        .map_or(last.saturating_add(1), |b| b.min(last.saturating_add(1)));
+    // Sequence numbers start at 1: an `after` below 0 would only add empty windows.
+    let after = after.max(0);
+    let (mut rows, mut left) = (Vec::new(), limit);
+    let (mut lo, mut hi) = match filter.newest {
+        false => (
+            after,
+            after.saturating_add(window).saturating_add(1).min(end),
+        ),
+        true => (end.saturating_sub(window).saturating_sub(1).max(after), end),
+    };
+    while lo < hi.saturating_sub(1) && left > 0 {
+        let more = sqlx::query(sql)
+            .bind(&org_id)
+            .bind(lo)
+            .bind(filter.kind.as_deref())
+            .bind(filter.scope.as_deref())
+            .bind(filter.actor.as_deref())
+            .bind(filter.since)
+            .bind(filter.until)
+            .bind(left)
+            .bind(hi)
+            .fetch_all(pool)
+            .await?;
+        left = left.saturating_sub(i64::try_from(more.len()).unwrap_or(i64::MAX));
+        rows.extend(more);
+        (lo, hi) = match filter.newest {
+            false => (hi - 1, hi.saturating_add(window).min(end)),
+            true => (
+                (lo + 1).saturating_sub(window).saturating_sub(1).max(after),
+                lo + 1,
+            ),
+        };
+    }
     let seqs = rows
         .iter()
         .map(|r| r.try_get::<i64, _>("seq"))
