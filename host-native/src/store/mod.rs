@@ -244,6 +244,12 @@ const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = FU
     PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; PRAGMA secure_delete = ON; \
     PRAGMA journal_size_limit = 0;";
 
+/// How long a SQLite statement waits for a lock: as in `SQLITE_PRAGMAS`.
+const BUSY_TIMEOUT: &str = "PRAGMA busy_timeout = 10000";
+
+/// How long a scrub's checkpoint waits for readers, holding the writer's turn.
+const CHECKPOINT_BUSY: &str = "PRAGMA busy_timeout = 1000";
+
 /// The `n` numbered parameters `$first, $first+1, ...` of an `IN (...)` list.
 pub(crate) fn marks(first: usize, n: usize) -> String {
     (first..first + n)
@@ -478,7 +484,7 @@ impl Database {
 
     /// Copies every committed page into the database file and truncates the write-ahead log,
     /// so that destroyed keys survive in no file, if a scrub is owed ([`Self::scrub_owed`]).
-    /// Waits for readers (up to the busy timeout), retried a few times; if they stay busy the
+    /// Waits for readers (a second a try), retried a few times; if they stay busy the
     /// scrub stays owed, for the server's periodic tick. Runs in a task of its own: a caller
     /// dropped while it waits (a client gone) does not cancel it.
     ///
@@ -500,31 +506,47 @@ impl Database {
     }
 
     async fn truncate_log(&self) {
-        // Holding the writer's turn: no commit can add pages while the log is reset, nor owe
-        // a new scrub between the truncation and the flag's clearing.
-        let _turn = self.writer.take(None).await;
-        if !self.scrub_owed() {
-            return;
-        }
-        for attempt in 0..5 {
-            match sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-                .fetch_one(&self.pool)
-                .await
-            {
-                Ok(row) => {
-                    use sqlx::Row;
-                    if row.try_get::<i64, _>(0).unwrap_or(1) == 0 {
-                        self.scrub_owed.store(false, Ordering::SeqCst);
-                        return;
-                    }
+        for attempt in 0..5u32 {
+            if attempt > 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(20 << attempt)).await;
+            }
+            // Holding the writer's turn for one try: no commit can add pages while the log is
+            // reset, nor owe a new scrub between the truncation and the flag's clearing. Not
+            // across the pauses, and a try waits for readers a second at most: every org's
+            // writes (pauses, revokes) wait for one try, not for the scrub's every retry.
+            let _turn = self.writer.take(None).await;
+            if !self.scrub_owed() {
+                return;
+            }
+            match self.checkpoint_truncate().await {
+                Ok(true) => {
+                    self.scrub_owed.store(false, Ordering::SeqCst);
+                    return;
                 }
+                Ok(false) => {}
                 Err(e) => tracing::warn!(error = %e, "checkpoint failed"),
             }
-            tokio::time::sleep(std::time::Duration::from_millis(20 << attempt)).await;
         }
         tracing::warn!(
             "the write-ahead log could not be truncated now (readers busy); destroyed keys stay in byok.db-wal until the next try (the server's periodic tick)"
         );
+    }
+
+    /// One `wal_checkpoint(TRUNCATE)`, waiting for readers at most a second (`CHECKPOINT_BUSY`) (the
+    /// connection's own busy timeout, restored after); whether the log was truncated.
+    async fn checkpoint_truncate(&self) -> Result<bool> {
+        use sqlx::Row;
+        let mut conn = self.pool.acquire().await?;
+        sqlx::query(CHECKPOINT_BUSY).execute(&mut *conn).await?;
+        let done = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .fetch_one(&mut *conn)
+            .await
+            .map(|row| row.try_get::<i64, _>(0).unwrap_or(1) == 0);
+        if sqlx::query(BUSY_TIMEOUT).execute(&mut *conn).await.is_err() {
+            // Not handed to another borrower with the short wait.
+            conn.close_on_drop();
+        }
+        Ok(done?)
     }
 
     /// A server-wide fact by name.
@@ -721,6 +743,63 @@ mod tests {
         assert_eq!(std::fs::metadata(&wal).unwrap().len(), 0);
         drop(db);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A scrub that waits for a reader does not hold the writer's turn through its retries:
+    /// a write queued behind it (any org's pause or revoke) gets its turn while the scrub is
+    /// still waiting, and the scrub truncates the log once the reader is done. Before, the
+    /// write waited for every try (up to five busy timeouts of 10 s).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_scrub_waiting_for_readers_lets_writes_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = dir.path().join("byok.db-wal");
+        let db = super::Database::open_dir(dir.path()).await.unwrap();
+        db.scrub().await;
+        let mut w = db.write().await.unwrap();
+        sqlx::query("INSERT INTO server_meta (name, value) VALUES ('destroyed', 'x')")
+            .execute(&mut *w.tx)
+            .await
+            .unwrap();
+        w.destroys_keys();
+        w.commit().await.unwrap();
+        // A reader in the middle of a read: its snapshot keeps the log from being reset.
+        let mut reader = db.pool().begin().await.unwrap();
+        sqlx::query("SELECT value FROM server_meta")
+            .fetch_all(&mut *reader)
+            .await
+            .unwrap();
+        // In this order: the scrub's turn, then the write's.
+        let first = db.write().await.unwrap();
+        let scrub = tokio::spawn({
+            let db = db.clone();
+            async move { db.scrub().await }
+        });
+        while db.writes_waiting() < 1 {
+            tokio::task::yield_now().await;
+        }
+        let queued = tokio::spawn({
+            let db = db.clone();
+            async move { db.write().await.map(drop) }
+        });
+        while db.writes_waiting() < 2 {
+            tokio::task::yield_now().await;
+        }
+        drop(first);
+        queued.await.unwrap().unwrap();
+        // The reader holds on: the scrub cannot be done yet, unless the write waited for it
+        // to give up.
+        assert!(
+            !scrub.is_finished(),
+            "the write waited for the scrub's every try"
+        );
+        reader.rollback().await.unwrap();
+        scrub.await.unwrap();
+        if db.scrub_owed() {
+            // Every try fell while the reader held on: the next scrub (the periodic tick's).
+            db.scrub().await;
+        }
+        assert!(!db.scrub_owed());
+        assert_eq!(std::fs::metadata(&wal).unwrap().len(), 0);
     }
 
     /// A transaction's begin dropped at any point (the caller hung up) leaves no transaction
