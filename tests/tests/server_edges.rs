@@ -550,8 +550,8 @@ async fn a_call_for_many_stored_keys_costs_the_token_its_burst() {
         }
     }
     assert_eq!(shown, 2, "no round was fast enough to show the charge");
-    // A thousand keys with the bucket not full: refused once the body is read, and no key is
-    // made. Three encrypts and the call's own request leave one unit; the keys need four more,
+    // Fifty keys with the bucket not full: refused once the body is read, and no key is made.
+    // Three encrypts and the call's own request leave one unit; the keys need four more,
     // which take 60 ms to come back (a round slower than that shows nothing).
     let stored = || async {
         let pool = ts.db(true).await;
@@ -572,7 +572,7 @@ async fn a_call_for_many_stored_keys_costs_the_token_its_burst() {
             assert_status(&encrypt().await.json(), 200);
         }
         let sent = started.elapsed();
-        let answer = datakeys(1000).await;
+        let answer = datakeys(50).await;
         if refills(sent, 50) >= 3 {
             eprintln!("round {round}: too slow to show the refusal; again");
             continue;
@@ -589,7 +589,10 @@ async fn a_call_for_many_stored_keys_costs_the_token_its_burst() {
 /// A call for stored keys that asks for no valid count, or names ids that are no ids, is
 /// refused as invalid before it is paid for: it costs one request, not the token's burst.
 /// Before, a count of a million paid for a thousand keys (the whole burst) and was refused
-/// afterwards, and the token's next requests were refused as over its limit.
+/// afterwards, and the token's next requests were refused as over its limit. So is a count
+/// more than the token's whole burst pays for (here 51 keys: six units of a burst of five):
+/// before, it was charged the burst, and a token of a small limit made a thousand keys for
+/// the price of five requests.
 #[tokio::test]
 async fn a_call_refused_as_invalid_costs_one_request() {
     let ts = TestServer::start_with("rate-invalid", |data| {
@@ -605,6 +608,7 @@ async fn a_call_refused_as_invalid_costs_one_request() {
             json!({ "count": 1_000_000 }),
         ),
         (a.scope_path(&team, "datakeys"), json!({ "count": 0 })),
+        (a.scope_path(&team, "datakeys"), json!({ "count": 51 })),
         (a.path("/datakeys/get"), json!({ "ids": ids })),
         (a.path("/datakeys/delete"), json!({ "ids": ids })),
     ];

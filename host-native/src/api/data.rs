@@ -273,7 +273,8 @@ pub async fn unwrap_datakey(
 #[serde(deny_unknown_fields)]
 pub struct CreateStored {
     /// How many (1..=1000, default 1). Rate limits count one request for every ten keys (a
-    /// thousand: a hundred requests, or the whole burst).
+    /// thousand: a hundred requests); a call the rate limit's burst cannot pay for whole is
+    /// refused (`invalid_request`, naming the most keys a call may carry).
     pub count: Option<usize>,
 }
 
@@ -315,7 +316,7 @@ pub async fn create_stored(
     let scope = parse_id(&scope, "scope")?;
     let count = req.count.unwrap_or(1);
     // A count out of range is refused before it is paid for: it would cost the token (and
-    // the org) a whole burst for nothing.
+    // the org) keys' units for nothing.
     crate::service::check_key_count(count)?;
     s.rate.pay_for_keys(org, &who.hash, count).await?;
     let keys = s

@@ -19,8 +19,12 @@
 //! A request is one unit of work, except where one request carries many: a call that creates or
 //! reads stored data keys also pays one request for every [`KEYS_PER_REQUEST`] keys after the
 //! first ones ([`RateLimits::charge_keys`]), once its body says how many. A thousand keys cost a
-//! hundred requests, or at most a whole burst: such a call needs a full bucket, and leaves it
-//! empty. Counting only requests let one token make two and a half million keys a second.
+//! hundred requests. Counting only requests let one token make two and a half million keys a
+//! second. A call can be paid for from a full bucket at most: under a limit whose burst is
+//! smaller than a call's price (below 1000 requests a second, a thousand keys) the call is
+//! refused as too big for the limit, naming the most keys one call may carry, rather than
+//! charged a full bucket only (which let a token of a 100/s limit make ten thousand keys a
+//! second, and one below 20/s make a thousand keys for the price of one request).
 
 use std::num::NonZeroU32;
 use std::time::Duration;
@@ -98,17 +102,21 @@ impl<K: std::hash::Hash + Eq + Clone> Buckets<K> {
         })
     }
 
+    /// The most units a call may take beyond its own request's: what a full bucket holds.
+    fn most(&self) -> u32 {
+        self.burst.get() - 1
+    }
+
     /// Takes `n` units from `key`'s bucket, or none and how long until they are there. `n` is
-    /// at most the burst less the request's own unit, so that a call can always be paid for
-    /// from a full bucket.
+    /// at most [`Self::most`] (checked by the caller first).
     fn take(&self, key: &K, n: u32, clock: &DefaultClock) -> Result<(), Duration> {
-        let Some(n) = NonZeroU32::new(n.min(self.burst.get() - 1)) else {
+        let Some(n) = NonZeroU32::new(n) else {
             return Ok(());
         };
         match self.limiter.check_key_n(key, n) {
             Ok(Ok(())) => Ok(()),
             Ok(Err(not_until)) => Err(not_until.wait_time_from(clock.now())),
-            // Not reached: `n` is below the burst.
+            // Not reached: `n` is at most the burst less one.
             Err(governor::InsufficientCapacity(_)) => Err(HOLD),
         }
     }
@@ -185,9 +193,10 @@ impl RateLimits {
 
     /// Charges a call for `keys` stored data keys, already counted as one request at
     /// authentication, for the rest of its work: one more request for every
-    /// [`KEYS_PER_REQUEST`] keys after the first ones, at most the burst less one. Call it
-    /// once the body is read and before any key is made or read; a refusal then leaves nothing
-    /// done.
+    /// [`KEYS_PER_REQUEST`] keys after the first ones. Call it once the body is read and
+    /// before any key is made or read; a refusal then leaves nothing done. A call more than a
+    /// full bucket could pay for is refused (`invalid_request`, naming how many keys one call
+    /// may carry), with no units taken and no hold: asking again never helps.
     pub fn charge_keys(
         &self,
         org: Option<ScopeId>,
@@ -196,6 +205,32 @@ impl RateLimits {
     ) -> Result<(), Refused> {
         let more = keys.div_ceil(KEYS_PER_REQUEST).saturating_sub(1);
         let more = u32::try_from(more).unwrap_or(u32::MAX);
+        let tightest = [
+            self.per_token.as_ref().map(|b| ("this token", b.most())),
+            self.per_org
+                .as_ref()
+                .filter(|_| org.is_some())
+                .map(|b| ("this org", b.most())),
+        ]
+        .into_iter()
+        .flatten()
+        .min_by_key(|(_, most)| *most);
+        if let Some((who, most)) = tightest
+            && more > most
+        {
+            let keys = usize::try_from(most)
+                .unwrap_or(usize::MAX)
+                .saturating_add(1)
+                .saturating_mul(KEYS_PER_REQUEST);
+            return Err(Refused {
+                answer: ApiError::invalid(format!(
+                    "{who}'s rate limit lets one call carry at most {keys} stored data keys \
+                     (every {KEYS_PER_REQUEST} count as a request, and one call is paid from \
+                     one tenth of a second's budget): split the call"
+                )),
+                hold: Duration::ZERO,
+            });
+        }
         if let Some(b) = &self.per_token
             && let Err(wait) = b.take(token_hash, more, &self.clock)
         {
@@ -271,11 +306,12 @@ mod tests {
         limits.check(None, &b).unwrap();
     }
 
-    /// A call for stored keys pays one request per ten keys after the first ten, and at most
-    /// the burst in all: ten keys cost nothing more, forty keys three more, a thousand empty a
-    /// full bucket. A call the bucket cannot pay for takes nothing from it.
+    /// A call for stored keys pays one request per ten keys after the first ten: ten keys cost
+    /// nothing more, forty keys three more, fifty empty a full bucket (of five). A call the
+    /// bucket cannot pay for now takes nothing from it; one that no full bucket could pay for
+    /// is refused for good, naming the most keys a call may carry, and takes nothing either.
     #[test]
-    fn a_call_for_many_stored_keys_pays_for_them_up_to_a_full_bucket() {
+    fn a_call_for_many_stored_keys_pays_for_every_ten() {
         let limits = RateLimits::new(RateLimitConfig {
             per_org: 0,
             per_token: 50,
@@ -299,14 +335,14 @@ mod tests {
             "forty keys cost other than four"
         );
         limits.check(org, &c).unwrap();
-        limits.charge_keys(org, &c, 1000).unwrap();
+        limits.charge_keys(org, &c, 50).unwrap();
         let refused = limits.check(org, &c).unwrap_err();
         assert_eq!(refused.answer.code, ApiCode::RateLimited);
-        // Not a full bucket: a thousand keys are refused, and nothing is taken.
+        // Not a full bucket: fifty keys are refused for now, and nothing is taken.
         let d = [4u8; 32];
         limits.check(org, &d).unwrap();
         limits.check(org, &d).unwrap();
-        let refused = limits.charge_keys(org, &d, 1000).unwrap_err();
+        let refused = limits.charge_keys(org, &d, 50).unwrap_err();
         assert_eq!(refused.answer.code, ApiCode::RateLimited);
         assert_eq!(refused.answer.retry_after_secs(), Some(1));
         assert_eq!(
@@ -317,6 +353,53 @@ mod tests {
         for _ in 0..3 {
             limits.check(org, &d).unwrap();
         }
+        // More than a full bucket holds: refused for good, at once, and nothing is taken.
+        let e = [5u8; 32];
+        limits.check(org, &e).unwrap();
+        let refused = limits.charge_keys(org, &e, 51).unwrap_err();
+        assert_eq!(refused.answer.code, ApiCode::InvalidRequest);
+        assert_eq!(refused.answer.retry_after_secs(), None);
+        assert_eq!(refused.hold, Duration::ZERO);
+        assert_eq!(
+            refused.answer.message,
+            "this token's rate limit lets one call carry at most 50 stored data keys (every 10 \
+             count as a request, and one call is paid from one tenth of a second's budget): \
+             split the call"
+        );
+        for _ in 0..4 {
+            limits.check(org, &e).unwrap();
+        }
+    }
+
+    /// The tightest limit decides how many keys a call may carry: the org's here; and under a
+    /// limit below 20 a second (a burst of one), ten keys, the price of the request itself.
+    /// Before, such a call paid a full bucket at most: a thousand keys for one request.
+    #[test]
+    fn a_call_carries_no_more_keys_than_the_tightest_bucket_holds() {
+        let org = Some(ScopeId::from_bytes([1; 16]));
+        let limits = RateLimits::new(RateLimitConfig {
+            per_org: 100,
+            per_token: 2500,
+        });
+        limits.charge_keys(org, &[1; 32], 100).unwrap();
+        let refused = limits.charge_keys(org, &[2; 32], 101).unwrap_err();
+        assert!(
+            refused
+                .answer
+                .message
+                .starts_with("this org's rate limit lets one call carry at most 100 "),
+            "{}",
+            refused.answer.message
+        );
+        let slow = RateLimits::new(RateLimitConfig {
+            per_org: 0,
+            per_token: 10,
+        });
+        slow.check(org, &[3; 32]).unwrap();
+        slow.charge_keys(org, &[3; 32], 10).unwrap();
+        let refused = slow.charge_keys(org, &[3; 32], 11).unwrap_err();
+        assert_eq!(refused.answer.code, ApiCode::InvalidRequest);
+        assert!(refused.answer.message.contains("at most 10 "));
     }
 
     /// An org's bucket pays for its tokens' keys too.
@@ -328,7 +411,7 @@ mod tests {
         });
         let org = Some(ScopeId::from_bytes([1; 16]));
         limits.check(org, &[1; 32]).unwrap();
-        limits.charge_keys(org, &[1; 32], 1000).unwrap();
+        limits.charge_keys(org, &[1; 32], 50).unwrap();
         let refused = limits.check(org, &[2; 32]).unwrap_err();
         assert_eq!(refused.answer.code, ApiCode::RateLimited);
     }
