@@ -63,7 +63,35 @@ pub fn context(pairs: impl IntoIterator<Item = (String, String)>) -> Result<Cont
 
 /// A ciphertext given as bytes or as `byok:v1:` text, as bytes.
 pub fn dearmor(text: &str) -> Result<Vec<u8>, EdgeError> {
-    Ok(format::armor::decode(text)?)
+    let mut out = room(format::armor::decoded_len_max(text))?;
+    out.resize(out.capacity(), 0);
+    let len = format::armor::decode_into(text, &mut out)?.len();
+    out.truncate(len);
+    Ok(out)
+}
+
+/// What [`dearmor`] says of a text that is not all ASCII (no armor is), from `copied`, its
+/// start up to its first character outside ASCII or past it: the prefix checks core makes
+/// first, else not base64 (as core says of the whole text). For a host that copies text in
+/// by the engine's encoder into as many bytes as the text has code units, which stops there.
+pub fn dearmor_refusal(copied: &str) -> EdgeError {
+    use byok_core::error::{ArmorError, FormatError};
+    let armor = |e| byok_core::Error::Format(FormatError::Armor(e));
+    match format::armor::decode_into(copied, &mut []) {
+        Err(e @ byok_core::Error::Format(FormatError::Armor(ArmorError::MissingPrefix)))
+        | Err(e @ byok_core::Error::Format(FormatError::Armor(ArmorError::Version))) => e.into(),
+        _ => armor(ArmorError::Base64).into(),
+    }
+}
+
+/// `ciphertext` armored as `byok:v1:` text, in memory reserved fallibly: a text too large for
+/// this module's memory is refused as `too_large`, not an abort.
+pub fn armor(ciphertext: &[u8]) -> Result<String, EdgeError> {
+    let mut out = room(format::armor::encoded_len(ciphertext.len()))?;
+    out.resize(out.capacity(), 0);
+    format::armor::encode_into(ciphertext, &mut out)?;
+    String::from_utf8(out)
+        .map_err(|_| EdgeError::new(ApiCode::Internal, "the armored text is not text"))
 }
 
 impl EdgeLease {
@@ -169,11 +197,15 @@ impl EdgeLease {
 /// caller's borrow of it. The copy ends when the lease does: a stream never runs past the
 /// lease's expiry, so a withdrawal stops it within one TTL too.
 fn copy_of(lease: &Lease) -> Lease {
-    let keys = lease
-        .versions()
-        .filter_map(|v| lease.key(v))
-        .map(|k| ScopeKey::new(k.id(), k.duplicate_secret()))
-        .collect();
+    // Sized first: a vector grown as it is filled would leave copies of the keys (their
+    // HKDF states) in the allocations it moved out of, freed unwiped.
+    let mut keys = Vec::with_capacity(lease.versions().count());
+    keys.extend(
+        lease
+            .versions()
+            .filter_map(|v| lease.key(v))
+            .map(|k| ScopeKey::new(k.id(), k.duplicate_secret())),
+    );
     Lease::new(
         lease.scope(),
         lease.current_version(),
@@ -308,7 +340,15 @@ impl EdgeOpener {
         match &mut self.frames {
             Some(frames) => frames.update(chunk, &mut out)?,
             None => {
-                self.pending.extend_from_slice(chunk);
+                // Only the header's bytes are held back (at most `HEADER_LEN`): the rest of the
+                // chunk goes to the frames from where it is. A copy of the whole chunk would be
+                // an allocation no `room` checked, whose failure aborts the module.
+                let (head, rest) = chunk.split_at(
+                    HEADER_LEN
+                        .saturating_sub(self.pending.len())
+                        .min(chunk.len()),
+                );
+                self.pending.extend_from_slice(head);
                 if self.pending.len() < HEADER_LEN {
                     return Ok(SecretVec::default());
                 }
@@ -318,8 +358,8 @@ impl EdgeOpener {
                     StreamDecryptor::new(key_named(&keys, &header), &self.ctx, &header)?;
                 // The stream's key is derived: the lease's keys are wiped here.
                 drop(keys);
-                let rest = std::mem::take(&mut self.pending);
-                frames.update(rest.get(HEADER_LEN..).unwrap_or_default(), &mut out)?;
+                self.pending = Vec::new();
+                frames.update(rest, &mut out)?;
                 self.frames = Some(frames);
             }
         }
@@ -352,7 +392,7 @@ impl EdgeOpener {
 /// An empty buffer with room for `capacity` bytes, or `too_large` when this host's memory
 /// cannot hold them: on wasm an allocation that fails aborts the module in the middle of a
 /// call, leaving the lease it was made on borrowed, its keys out of `free()`'s reach.
-fn room(capacity: usize) -> Result<Vec<u8>, EdgeError> {
+pub(crate) fn room(capacity: usize) -> Result<Vec<u8>, EdgeError> {
     let mut out = Vec::new();
     out.try_reserve_exact(capacity).map_err(|_| {
         EdgeError::new(

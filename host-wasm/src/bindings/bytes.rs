@@ -44,6 +44,63 @@ extern "C" {
     fn copy_into(target: &mut [u8], source: &Uint8Array) -> Result<(), JsValue>;
 }
 
+#[wasm_bindgen]
+extern "C" {
+    /// The engine's `TextEncoder`.
+    #[wasm_bindgen(js_name = TextEncoder)]
+    type Utf8Encoder;
+
+    #[wasm_bindgen(constructor, catch, js_class = "TextEncoder")]
+    fn new() -> Result<Utf8Encoder, JsValue>;
+
+    /// `encoder.encodeInto(source, target)`: writes `source`'s UTF-8 into `target` (a view
+    /// of this module's memory) as far as it fits; `{read, written}`.
+    #[wasm_bindgen(method, catch, js_class = "TextEncoder", js_name = encodeInto)]
+    fn encode_into(
+        this: &Utf8Encoder,
+        source: &js_sys::JsString,
+        target: &mut [u8],
+    ) -> Result<Object, JsValue>;
+}
+
+thread_local! {
+    static ENCODER: Option<Utf8Encoder> = Utf8Encoder::new().ok();
+}
+
+/// `text`, `units` UTF-16 code units long, copied into this module's memory as UTF-8 by the
+/// engine's encoder, into memory reserved fallibly (wasm-bindgen's own copy of a string
+/// aborts the module when its allocation fails): `Ok` with all of it when it is ASCII, `Err`
+/// with what the encoder wrote otherwise (a character outside ASCII takes two bytes or more,
+/// so `units` bytes do not hold the whole text: the encoder stopped after the first such
+/// character or before it). A text too large for this memory is `too_large`.
+pub(crate) fn ascii_of(
+    text: &js_sys::JsString,
+    units: usize,
+) -> Result<Result<String, String>, JsValue> {
+    let mut out = crate::edge::room(units).map_err(super::thrown)?;
+    out.resize(units, 0);
+    let unreadable = || invalid("the text could not be read");
+    let (read, written) = ENCODER.with(|e| {
+        let e = e.as_ref().ok_or_else(unreadable)?;
+        let done = e.encode_into(text, &mut out).map_err(|_| unreadable())?;
+        let count = |name: &str| {
+            Reflect::get(&done, &name.into())
+                .ok()
+                .and_then(|n| n.as_f64())
+                .and_then(whole)
+                .map(|n| n as usize)
+        };
+        count("read").zip(count("written")).ok_or_else(unreadable)
+    })?;
+    out.truncate(written.min(units));
+    let copied = String::from_utf8(out).map_err(|_| unreadable())?;
+    Ok(if read == units && written == units {
+        Ok(copied)
+    } else {
+        Err(copied)
+    })
+}
+
 /// The engine's accessors, taken from fresh objects' prototypes when first needed.
 struct Accessors {
     tag: Function,

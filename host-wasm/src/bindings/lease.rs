@@ -6,7 +6,7 @@ use js_sys::{Object, Reflect, Uint8Array};
 use wasm_bindgen::prelude::*;
 
 use super::{JsBytes, bytes_of, clock, context_of, now_ms, rng, secret_bytes_of, thrown};
-use crate::edge::{EdgeError, EdgeLease, EdgeOpener, EdgeSealer};
+use crate::edge::{self, EdgeError, EdgeLease, EdgeOpener, EdgeSealer};
 
 /// The inputs of WebCrypto's AES-GCM call as a JS object: `header`, `key` (raw, to import and
 /// then wipe with `fill(0)`), `iv`, `aad`, and for an open the `body` after the header.
@@ -229,8 +229,9 @@ impl Lease {
         #[wasm_bindgen(unchecked_param_type = "Record<string, string> | undefined")]
         context: JsValue,
     ) -> Result<String, JsValue> {
-        self.encrypt(plaintext, context)
-            .map(|ct| byok_core::format::armor::encode(&ct))
+        // Armored in memory reserved fallibly, as every copy here (see `bytes`).
+        let ct = self.encrypt(plaintext, context)?;
+        edge::armor(&ct).map_err(thrown)
     }
 
     /// The AES-256-GCM inputs to seal `len` bytes with `context` in WebCrypto:

@@ -148,10 +148,10 @@ pub(crate) fn bytes_of(ct: &JsValue) -> Result<Vec<u8>, JsValue> {
         if units > byok_core::format::armor::PREFIX.len() + MAX_ONE_SHOT.div_ceil(3) * 4 {
             return Err(bytes::too_large(units / 4 * 3));
         }
-        let text = text
-            .as_string()
-            .ok_or_else(|| invalid("the ciphertext text could not be read"))?;
-        return edge::dearmor(&text).map_err(thrown);
+        return match bytes::ascii_of(text, units)? {
+            Ok(ascii) => edge::dearmor(&ascii).map_err(thrown),
+            Err(before) => Err(thrown(edge::dearmor_refusal(&before))),
+        };
     }
     JsBytes::of(ct, "ciphertext")?.to_vec()
 }

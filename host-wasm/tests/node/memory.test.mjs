@@ -102,6 +102,29 @@ test('the memory is capped as the test means', () => {
   assert.throws(() => exports.memory.grow(CAP / 65536), RangeError);
 });
 
+test('a ciphertext as text is copied in and opened in memory reserved fallibly', () => {
+  // 20 MiB sealed, armored (27 MiB of text) and opened: each step's copies fit in 64 MiB, as
+  // long as no copy is made twice. Before, the armor was built twice (74 MiB: an abort).
+  // First in this file: the larger tests below leave the heap in pieces.
+  const plaintext = new Uint8Array(20 * MIB).fill(0x33);
+  const text = lease.encryptArmored(plaintext, { t: 'armored' });
+  assert.ok(text.startsWith('byok:v1:'));
+  const back = lease.decrypt(text, { t: 'armored' });
+  assert.equal(back.length, plaintext.length);
+  assert.ok(back.every((b) => b === 0x33));
+  // Too large for this memory, under the one-call limit: refused, not an abort.
+  assert.equal(refusal(() => lease.encryptArmored(new Uint8Array(30 * MIB), undefined)).code, 'too_large');
+  const long = 'byok:v1:' + 'A'.repeat(60 * MIB);
+  assert.equal(refusal(() => lease.decrypt(long, undefined)).code, 'too_large');
+  // Text that is not ASCII is refused as core refuses it: by its prefix, else as not base64.
+  for (const [odd, ascii] of [['byoké', 'byok!'], ['byok:vé', 'byok:v!'], ['byok:v1:AAé', 'byok:v1:AA!']]) {
+    const e = refusal(() => lease.decrypt(odd, undefined));
+    assert.equal(e.code, 'malformed_ciphertext');
+    assert.equal(e.message, refusal(() => lease.decrypt(ascii, undefined)).message, odd);
+  }
+  stillWorks();
+});
+
 test('a plaintext that fits once is sealed with one copy in memory, and opens', () => {
   // 40 MiB: the copy sealed in place fits in 64 MiB; a second copy would not.
   const plaintext = new Uint8Array(40 * MIB).fill(0x5a);
@@ -151,6 +174,25 @@ test('a context of very many pairs is refused at the first one over the limit', 
   const e = refusal(() => lease.encrypt(new Uint8Array(1), many));
   assert.equal(e.code, 'invalid_request');
   assert.equal(e.message, 'context has more than 64 entries');
+  stillWorks();
+});
+
+test('a stream opened from one large chunk holds back only its header', () => {
+  // 22 MiB of ciphertext in one chunk: its copy and its plaintext fit; a second copy of it,
+  // held back while the header was read, did not (an abort, the lease left borrowed).
+  const sealer = lease.sealStream(undefined);
+  const parts = [];
+  for (let i = 0; i < 22; i++) parts.push(sealer.push(new Uint8Array(MIB).fill(i)));
+  parts.push(sealer.finish());
+  sealer.free();
+  const ct = Buffer.concat(parts);
+  assert.ok(ct.length > 22 * MIB);
+  const opener = lease.openStream(undefined);
+  const first = opener.push(ct);
+  const last = opener.finish();
+  opener.free();
+  assert.equal(first.length + last.length, 22 * MIB);
+  assert.equal(first[5 * MIB], 5);
   stillWorks();
 });
 
