@@ -291,15 +291,28 @@ pub fn offline_validation(
     let regions = regions
         .dyn_ref::<Array>()
         .ok_or_else(|| invalid("regions must be an array of strings".into()))?;
-    if regions.length() > MAX_REGIONS {
+    // Its length and each entry read through `Reflect` (as a context is), which comes back
+    // with an error when a proxy trap or a getter throws: no JS exception may unwind through
+    // this module (an array's own `length` cannot be a getter, a proxy's can).
+    let unreadable = || invalid("regions could not be read".into());
+    let length = Reflect::get(regions, &"length".into())
+        .ok()
+        .and_then(|n| n.as_f64())
+        .filter(|n| *n >= 0.0 && n.fract() == 0.0)
+        .ok_or_else(unreadable)?;
+    if length > f64::from(MAX_REGIONS) {
         return Err(invalid(format!(
-            "regions has {} entries, over the {MAX_REGIONS} it may have",
-            regions.length()
+            "regions has {length} entries, over the {MAX_REGIONS} it may have"
         )));
     }
-    let regions = regions
-        .iter()
-        .map(|r| text_arg(&r, "a region"))
+    // At most `MAX_REGIONS`, a whole number.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let length = length as u32;
+    let regions = (0..length)
+        .map(|i| {
+            let r = Reflect::get_u32(regions, i).map_err(|_| unreadable())?;
+            text_arg(&r, "a region")
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let regions: Vec<&str> = regions.iter().map(String::as_str).collect();
     let (principal, org) = (text_arg(&principal, "principal")?, text_arg(&org, "org")?);
