@@ -16,7 +16,11 @@
 //! heals it), kept through an outage until it expires. A host
 //! that keeps an instance between requests (the tests' embedding does) asks byok for a lease
 //! once per half TTL; a host that makes an instance per request asks once per request. Either
-//! way a withdrawal stops the component within one lease TTL.
+//! way a withdrawal stops the component within one lease TTL. A component runs only while it
+//! serves a request (it has no timer of its own): in a host that keeps an idle instance, the
+//! keys of a lease that expired meanwhile are wiped at the start of its next request, which
+//! they never serve, or when the host drops the instance. Such a host should drop idle
+//! instances within the lease TTL where keys must not outlive it in memory (docs/edge.md).
 //!
 //! It serves only callers its deployment says how to check ([`CallerGate`]):
 //! `BYOK_EDGE_CALLER_TOKEN` (callers send `Authorization: Bearer <token>`; during a rotation
@@ -167,11 +171,13 @@ fn renew(config: &Config, holder: &mut Holder) -> Result<(), EdgeError> {
         // Decided by the status, before the body is read: a refusal is byok saying no, so the
         // keys go now, however long its body takes to come (or if it never does). The body,
         // if it comes whole, then names the refusal.
+        // The retry interval runs from the refusal, not from the ask: an answer that took
+        // longer than the interval to come must not make every next call ask again.
         let (code, message) = server_error(status, b"");
-        holder.refused(code, message, received);
+        holder.refused(code, message, now_ms());
         let body = answer.read(MAX_LEASE, deadline).unwrap_or_default();
         let (code, message) = server_error(status, &body);
-        holder.refused(code, message.clone(), received);
+        holder.refused(code, message.clone(), now_ms());
         return Err(EdgeError::new(code, message));
     }
     let body = match answer.read(MAX_LEASE, deadline) {
