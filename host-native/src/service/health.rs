@@ -71,10 +71,11 @@ impl Service {
     }
 
     /// [`Self::record_health`], written only if the org's keys were not evicted whole since
-    /// `since` (when given), as checked holding the org's row: a success sent before a denial
-    /// that was recorded (or is being recorded: it evicts before it waits for the store) must
-    /// not overwrite it. The denial evicts first and writes after; whichever of the two writes
-    /// goes first, the denial is what stays.
+    /// `since` (when given) and this replica's copy of the org is current, as checked holding
+    /// the org's row: a success sent before a denial that was recorded (or is being recorded
+    /// here: it evicts before it waits for the store) must not overwrite it. Here the denial
+    /// evicts first and writes after; on another replica it moves the org's version when it
+    /// writes. Whichever of the two writes goes first, the denial is what stays.
     pub(super) async fn record_health_unless_evicted(
         &self,
         cell: &OrgCell,
@@ -96,8 +97,11 @@ impl Service {
         // The org's row before the key's, the order `withdrawn` takes them in (its audit row
         // first): on PostgreSQL the other order deadlocks against it across replicas once the
         // version below moves too.
-        w.lock_org(org).await?;
-        if since.is_some_and(|s| self.cache.evicted_since(org, s)) {
+        let version = w.lock_org(org).await?;
+        // Another replica's denial evicts there, not here: it shows as the org's row moved
+        // past this replica's copy, which is then behind (as `withdrawn` checks). The success
+        // is then not recorded; the next check or call records what holds.
+        if since.is_some_and(|s| self.cache.evicted_since(org, s) || version != cell.version()) {
             return Ok(());
         }
         keys::set_health(&mut w.tx, org, n, &health, detail.as_deref(), at).await?;
@@ -738,6 +742,38 @@ mod tests {
         drop(held);
         recovered.await.unwrap().unwrap();
         denied.await.unwrap().unwrap();
+        assert_eq!(
+            stored_health(&db, org).await.as_deref(),
+            Some("key_disabled")
+        );
+    }
+
+    /// A recovery on a replica whose copy of the org is behind storage (another replica
+    /// recorded a denial since, and moved the org's version) does not overwrite that denial:
+    /// the other replica's eviction is not this one's to see.
+    #[tokio::test]
+    async fn a_recovery_on_a_copy_behind_storage_does_not_overwrite_a_denial() {
+        let db = Database::open("sqlite::memory:").await.unwrap();
+        let svc = super::super::test_service(&db, 4);
+        let (org, cell) = org_with_a_key(&db, &svc, "kms_unavailable").await;
+        in_grace(&svc, &cell);
+        let since = svc.cache().evictions(org);
+        // Another replica's denial, in storage only: the key's health and the org's version.
+        for sql in [
+            "UPDATE cmk_keys SET health = 'key_disabled' WHERE org_id = $1 AND n = 1",
+            "UPDATE orgs SET version = version + 1 WHERE id = $1",
+        ] {
+            sqlx::query(sql)
+                .bind(org.to_string())
+                .execute(db.pool())
+                .await
+                .unwrap();
+        }
+        let why = GraceEnd::Recovered {
+            by: HolderId::Cmk(1),
+            since,
+        };
+        svc.end_grace(&cell, org, why).await.unwrap();
         assert_eq!(
             stored_health(&db, org).await.as_deref(),
             Some("key_disabled")
