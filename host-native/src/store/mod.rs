@@ -514,11 +514,19 @@ impl Database {
             // reset, nor owe a new scrub between the truncation and the flag's clearing. Not
             // across the pauses, and a try waits for readers a second at most: every org's
             // writes (pauses, revokes) wait for one try, not for the scrub's every retry.
+            // The connection first: a full pool is waited for without the writer's turn.
+            let conn = match self.pool.acquire().await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "checkpoint failed");
+                    continue;
+                }
+            };
             let _turn = self.writer.take(None).await;
             if !self.scrub_owed() {
                 return;
             }
-            match self.checkpoint_truncate().await {
+            match Self::checkpoint_truncate(conn).await {
                 Ok(true) => {
                     self.scrub_owed.store(false, Ordering::SeqCst);
                     return;
@@ -534,9 +542,8 @@ impl Database {
 
     /// One `wal_checkpoint(TRUNCATE)`, waiting for readers at most a second (`CHECKPOINT_BUSY`) (the
     /// connection's own busy timeout, restored after); whether the log was truncated.
-    async fn checkpoint_truncate(&self) -> Result<bool> {
+    async fn checkpoint_truncate(mut conn: sqlx::pool::PoolConnection<Any>) -> Result<bool> {
         use sqlx::Row;
-        let mut conn = self.pool.acquire().await?;
         sqlx::query(CHECKPOINT_BUSY).execute(&mut *conn).await?;
         let done = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
             .fetch_one(&mut *conn)
