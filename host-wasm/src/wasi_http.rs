@@ -18,9 +18,10 @@
 //! once per half TTL; a host that makes an instance per request asks once per request. Either
 //! way a withdrawal stops the component within one lease TTL. A component runs only while it
 //! serves a request (it has no timer of its own): in a host that keeps an idle instance, the
-//! keys of a lease that expired meanwhile are wiped at the start of its next request, which
-//! they never serve, or when the host drops the instance. Such a host should drop idle
-//! instances within the lease TTL where keys must not outlive it in memory (docs/edge.md).
+//! keys of a lease that expired meanwhile are wiped at the start of its next request (any
+//! request, which they never serve). A host that drops the instance frees its memory unwiped.
+//! Where keys must not outlive the lease in memory, the host should drop idle instances within
+//! the lease TTL (docs/edge.md).
 //!
 //! It serves only callers its deployment says how to check ([`CallerGate`]):
 //! `BYOK_EDGE_CALLER_TOKEN` (callers send `Authorization: Bearer <token>`; during a rotation
@@ -92,6 +93,12 @@ impl wasip2::exports::http::incoming_handler::Guest for Component {
 /// The answer's body: a ciphertext, or a plaintext (wiped when dropped, as is the plaintext
 /// of a request to encrypt).
 fn serve(request: &IncomingRequest) -> Result<SecretVec, EdgeError> {
+    // Every request, whatever becomes of it, first drops a lease that expired while the
+    // instance was idle: its keys are wiped now, not at the next request that gets this far.
+    let _ = HOLDER
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .lease(now_ms());
     // The caller first: an unknown one learns nothing and makes no lease request.
     let setting = |name: &str| std::env::var(name).ok();
     let gate = CallerGate::configure(

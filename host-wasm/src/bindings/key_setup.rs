@@ -3,7 +3,7 @@
 //! functions (see [`crate::key_setup`]), so the page says what the server will say.
 
 use byok_core::kms::aws::policy::RoleTrust;
-use js_sys::{Array, JsString, Reflect};
+use js_sys::{JsString, Reflect};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 
@@ -132,6 +132,13 @@ const MAX_TEXT_UNITS: usize = 64 * 1024;
 
 /// The most regions an org's allow-list given to `offlineValidation` may have.
 const MAX_REGIONS: u32 = 256;
+
+#[wasm_bindgen]
+extern "C" {
+    /// `Array.isArray(value)`, its throw (a revoked proxy) caught.
+    #[wasm_bindgen(catch, js_namespace = Array, js_name = isArray)]
+    fn is_array(value: &JsValue) -> Result<bool, JsValue>;
+}
 
 /// `value` as text if it is a string of at most [`MAX_TEXT_UNITS`] units (measured before it is
 /// copied in); `None` if it is not a string; `invalid_request` naming `what` if it is longer.
@@ -288,13 +295,14 @@ pub fn offline_validation(
     #[wasm_bindgen(unchecked_param_type = "string")] org: JsValue,
 ) -> Result<JsValue, JsValue> {
     let identifier = text_arg(&identifier, "the key identifier")?;
-    let regions = regions
-        .dyn_ref::<Array>()
-        .ok_or_else(|| invalid("regions must be an array of strings".into()))?;
-    // Its length and each entry read through `Reflect` (as a context is), which comes back
-    // with an error when a proxy trap or a getter throws: no JS exception may unwind through
-    // this module (an array's own `length` cannot be a getter, a proxy's can).
+    // Recognised, measured and read through imports that catch (`Array.isArray` throws for a
+    // revoked proxy; `Reflect` comes back with an error when a proxy trap or a getter throws),
+    // as a context is: no JS exception may unwind through this module.
     let unreadable = || invalid("regions could not be read".into());
+    if !is_array(&regions).map_err(|_| unreadable())? {
+        return Err(invalid("regions must be an array of strings".into()));
+    }
+    let regions: &js_sys::Object = regions.unchecked_ref();
     let length = Reflect::get(regions, &"length".into())
         .ok()
         .and_then(|n| n.as_f64())

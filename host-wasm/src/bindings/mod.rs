@@ -142,8 +142,9 @@ fn bounded_string(value: &JsValue) -> Option<String> {
 /// A ciphertext as bytes (`Uint8Array` or `ArrayBuffer`) or `byok:v1:` text.
 pub(crate) fn bytes_of(ct: &JsValue) -> Result<Vec<u8>, JsValue> {
     if let Some(text) = ct.dyn_ref::<js_sys::JsString>() {
-        // Measured before wasm-bindgen copies it in (see `bounded_string`): the text of a
-        // ciphertext over the one-call limit is refused unread.
+        // Measured before it is copied in (by the engine's encoder, into memory reserved
+        // fallibly: `bytes::ascii_of`): the text of a ciphertext over the one-call limit is
+        // refused unread.
         let units = text.length() as usize;
         if units > byok_core::format::armor::PREFIX.len() + MAX_ONE_SHOT.div_ceil(3) * 4 {
             return Err(bytes::too_large(units / 4 * 3));

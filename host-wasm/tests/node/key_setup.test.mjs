@@ -107,8 +107,8 @@ test('text too long, or not text, is refused before it is copied into the module
   assert.match(refusal(() => offlineValidation(ARN, Array(257).fill('eu-west-1'), 'p', '00ff')).message,
     /^regions has 257 entries/);
   assert.match(refusal(() => offlineValidation(ARN, 'eu-west-1', 'p', '00ff')).message, /^regions must be an array/);
-  // Regions whose reading throws (a getter, a proxy's trap, on an entry or on `length`) are
-  // refused: the exception does not unwind through the module, which goes on working.
+  // Regions whose reading throws (a getter, a proxy's trap, on an entry or on `length`; a
+  // revoked proxy, which `Array.isArray` throws for) are refused: the exception does not unwind through the module, which goes on working.
   const getter = ['eu-west-1'];
   Object.defineProperty(getter, 0, { get() { throw new Error('boom'); } });
   const trapped = new Proxy(['eu-west-1'], {
@@ -117,7 +117,9 @@ test('text too long, or not text, is refused before it is copied into the module
       return t[k];
     },
   });
-  for (const regions of [getter, trapped]) {
+  const revocable = Proxy.revocable(['eu-west-1'], {});
+  revocable.revoke();
+  for (const regions of [getter, trapped, revocable.proxy]) {
     const e = refusal(() => offlineValidation(ARN, regions, 'p', '00ff'));
     assert.equal(e.code, 'invalid_request');
     assert.equal(e.message, 'regions could not be read');
