@@ -61,6 +61,19 @@ fn context(name: &str) -> std::result::Result<Context, ServiceError> {
 /// Set once the rows written before row tags have theirs (`server_meta`).
 const TAGS_DONE: &str = "audit_row_tags_complete";
 
+/// What a signing's checks found ([`Service::sign_checkpoint`]).
+enum Checked {
+    /// The newest checkpoint (if any) covers every row: nothing to sign.
+    Signed(Option<StoredCheckpoint>),
+    /// Rows since `latest` (the newest checkpoint read), checked: the tree of `size` rows,
+    /// with `root`, to sign.
+    New {
+        latest: Option<StoredCheckpoint>,
+        size: u64,
+        root: Hash,
+    },
+}
+
 fn log_error(e: AuditLogError) -> ServiceError {
     ServiceError::Store(store::StoreError::Corrupt(format!("audit log: {e}")))
 }
@@ -189,19 +202,64 @@ impl Service {
     /// bar; a replica that never saw an org's heads (a new one, or one whose file was lost)
     /// has only the rows to go by, and a witness is what catches a rewrite then
     /// (`docs/audit.md`).
+    ///
+    /// The rows are read and checked from one snapshot of the database, without the store's
+    /// writer: the checks read every row since the newest checkpoint (seconds, for an org at
+    /// its rate limits), and the writer's turn is every org's pauses and revokes. Only the
+    /// signing takes it, with the org's row: the newest checkpoint is read again there, and
+    /// the new one written only if it is still the one the checked tree extends (one signed
+    /// meanwhile by another replica is the answer then, and is checked at the next signing).
+    /// Signings of one org in this process take turns: the heads it holds are then never
+    /// ahead of what a signing's snapshot can show.
     pub async fn sign_checkpoint(&self, org: ScopeId) -> Result<Option<StoredCheckpoint>> {
         let key = self.log_key()?;
+        let _turn = self.signings.take(org).await?;
+        let mut snapshot = store::snapshot(self.store.pool()).await?;
+        let checked = self.checked_head(&mut snapshot, org, key).await;
+        // Only read: a failed rollback (the connection gone) changes nothing.
+        let _ = snapshot.rollback().await;
+        let (latest, size, root) = match checked? {
+            Checked::Signed(latest) => return Ok(latest),
+            Checked::New { latest, size, root } => (latest, size, root),
+        };
+        let note = checkpoint::sign(key, org, size, root).map_err(log_error)?;
         let mut w = self.store.write_org(org).await?;
-        // The org's row, which every append takes: the size and the newest checkpoint are
-        // then read as of one moment, with no other replica's row or checkpoint between them
-        // (PostgreSQL; SQLite has one writer).
+        // The org's row, which every append and every signing takes.
         w.lock_org(org).await?;
-        let size = audit_tree::size(&mut w.tx, org).await?;
-        let latest = audit_tree::latest_checkpoint(&mut w.tx, org).await?;
+        let now = audit_tree::latest_checkpoint(&mut w.tx, org).await?;
+        let head = |c: &Option<StoredCheckpoint>| c.as_ref().map(|c| (c.size, c.note.clone()));
+        if head(&now) != head(&latest) {
+            return Ok(now);
+        }
+        if audit_tree::size(&mut w.tx, org).await? < size {
+            tracing::error!(org = %org, size, "the stored audit log lost rows while they were being signed: no checkpoint is signed");
+            return Err(log_error(AuditLogError::NotConsistent));
+        }
+        let at = store::now_ms();
+        audit_tree::put_checkpoint(&mut w.tx, org, size, at, &note).await?;
+        // Kept before it is committed: a checkpoint only the database holds could be deleted
+        // there, and the bar with it, across a restart.
+        self.saw_head(org, size, root)?;
+        w.commit().await?;
+        Ok(Some(StoredCheckpoint { size, at, note }))
+    }
+
+    /// What [`Self::sign_checkpoint`] reads and checks, from `r` (one snapshot): the newest
+    /// checkpoint if it covers every row, else the size and root to sign over it.
+    async fn checked_head(
+        &self,
+        r: &mut sqlx::Transaction<'static, sqlx::Any>,
+        org: ScopeId,
+        key: &LogKey,
+    ) -> Result<Checked> {
+        // One snapshot: the size and the newest checkpoint are read as of one moment, with no
+        // other replica's row or checkpoint between them.
+        let size = audit_tree::size(r, org).await?;
+        let latest = audit_tree::latest_checkpoint(r, org).await?;
         let remembered = self.signed_heads.get(org);
         let newest_signed = latest.as_ref().map_or(0, |c| c.size);
         if size == 0 && latest.is_none() {
-            return Ok(None);
+            return Ok(Checked::Signed(None));
         }
         // Nothing new, and the newest row is the head this process signed or checked last:
         // its note checked (byok's, for this org and size, the root held), no tree is read.
@@ -211,7 +269,7 @@ impl Service {
             && checkpoint::verify(&l.note, &key.verifier_key())
                 .is_ok_and(|v| v.org == org && v.size == size && v.root == root)
         {
-            return Ok(latest);
+            return Ok(Checked::Signed(latest));
         }
         // The heads the tree must extend: the newest row's (its signature checked), and the
         // one remembered if it is newer or the row is gone. Checked even when nothing is to
@@ -235,7 +293,7 @@ impl Service {
             .unwrap_or((0, Hash([0; 32])));
         for (signed_size, root) in heads {
             let extends = signed_size <= size
-                && audit_tree::run(&mut w.tx, org, |r| tree::root(signed_size, r)).await? == root;
+                && audit_tree::run(r, org, |r| tree::root(signed_size, r)).await? == root;
             if !extends {
                 tracing::error!(org = %org, signed_size, size, "the stored audit log does not extend the newest checkpoint byok signed: rows, tree or checkpoints were changed in storage; no checkpoint is signed until they are put back");
                 return Err(log_error(AuditLogError::NotConsistent));
@@ -243,7 +301,7 @@ impl Service {
             self.saw_head(org, signed_size, root)?;
         }
         if newest_signed >= size {
-            return Ok(latest);
+            return Ok(Checked::Signed(latest));
         }
         // The root signed is computed from two reads, each checked, and nothing read again
         // (on PostgreSQL every statement sees the latest commit: a hash checked by one read and
@@ -252,14 +310,9 @@ impl Service {
         // added, must be those rows' leaves (each tagged by the key the database never holds,
         // and given by its row's contents) and the inner hashes those leaves give. A row
         // written into the database directly, or a tree changed over good leaves, is refused.
-        let old = audit_tree::read_hashes(&mut w.tx, org, &tree::subtrees(signed_to)).await?;
-        let new = audit_tree::range(
-            &mut w.tx,
-            org,
-            tree::leaf_index(signed_to),
-            tree::leaf_index(size),
-        )
-        .await?;
+        let old = audit_tree::read_hashes(r, org, &tree::subtrees(signed_to)).await?;
+        let new =
+            audit_tree::range(r, org, tree::leaf_index(signed_to), tree::leaf_index(size)).await?;
         let old_tree = tree::TreeReader::with(old.iter().copied());
         if signed_to > 0 && tree::root(signed_to, &old_tree).ok() != Some(signed_root) {
             tracing::error!(org = %org, signed_to, "the stored audit tree changed under the newest head byok signed while it was being read: no checkpoint is signed");
@@ -267,7 +320,7 @@ impl Service {
         }
         let tagger = self.row_tagger()?;
         if let Some(seq) =
-            audit_tree::first_untagged(&mut w.tx, tagger, org, signed_to + 1, size, &new).await?
+            audit_tree::first_untagged(r, tagger, org, signed_to + 1, size, &new).await?
         {
             tracing::error!(org = %org, seq, "audit row {seq} is not as byok wrote it (no tag that checks out, or contents that do not give its leaf): it was written or changed in the database directly; no checkpoint is signed until storage is put back");
             return Err(log_error(AuditLogError::NotConsistent));
@@ -282,14 +335,7 @@ impl Service {
         }
         let root = tree::root(size, &tree::TreeReader::with(old.into_iter().chain(new)))
             .map_err(log_error)?;
-        let note = checkpoint::sign(key, org, size, root).map_err(log_error)?;
-        let at = store::now_ms();
-        audit_tree::put_checkpoint(&mut w.tx, org, size, at, &note).await?;
-        // Kept before it is committed: a checkpoint only the database holds could be deleted
-        // there, and the bar with it, across a restart.
-        self.saw_head(org, size, root)?;
-        w.commit().await?;
-        Ok(Some(StoredCheckpoint { size, at, note }))
+        Ok(Checked::New { latest, size, root })
     }
 
     /// Records a head signed or checked ([`super::signed_heads`]); a file that cannot record
@@ -760,6 +806,50 @@ mod tests {
         let fresh = Database::open("sqlite::memory:").await.unwrap();
         let svc = service(&fresh, 7).with_signed_heads(&heads).unwrap();
         svc.load_log_key("byok.test").await.unwrap();
+    }
+
+    /// A signing reads and checks the rows without the store's writer, which every org's
+    /// pauses and revokes wait for: with the writer held, a signing whose checks refuse a row
+    /// answers at once, and one with nothing to refuse waits only to write its checkpoint.
+    /// Before, the whole read and check ran holding it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_signing_checks_the_rows_without_the_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::open_dir(dir.path()).await.unwrap();
+        let svc = std::sync::Arc::new(service(&db, 7));
+        svc.load_log_key("byok.test").await.unwrap();
+        let (good, _) = super::super::test_team(&svc, None).await;
+        let (forged, _) = super::super::test_team(&svc, None).await;
+        let mut w = db.write_org(forged).await.unwrap();
+        w.row_tagger = None;
+        let event = serde_json::json!({ "type": "scope_paused", "scope": "00" });
+        crate::store::audit::append(&mut w, forged, 1, &event)
+            .await
+            .unwrap();
+        w.commit().await.unwrap();
+        let held = db.write().await.unwrap();
+        let answer = tokio::time::timeout(
+            std::time::Duration::from_secs(30),
+            svc.sign_checkpoint(forged),
+        )
+        .await
+        .expect("the signing waited for the writer to check the rows");
+        assert!(refused(&answer.unwrap_err()));
+        let signing = tokio::spawn({
+            let svc = svc.clone();
+            async move { svc.sign_checkpoint(good).await }
+        });
+        while db.writes_waiting() < 1 {
+            tokio::task::yield_now().await;
+        }
+        drop(held);
+        let signed = signing.await.unwrap().unwrap().expect("a checkpoint");
+        assert_eq!(
+            signed.size,
+            crate::store::audit_tree::size(&mut db.conn().await.unwrap(), good)
+                .await
+                .unwrap()
+        );
     }
 
     /// A row written into the database directly (its chain hash and tree leaf made as byok

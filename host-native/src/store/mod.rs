@@ -298,6 +298,20 @@ pub async fn begin(pool: &AnyPool) -> Result<Transaction<'static, Any>> {
     }
 }
 
+/// A read-only transaction whose statements all see one snapshot of the database: on
+/// PostgreSQL at `REPEATABLE READ` (each statement of a default transaction sees the latest
+/// commit, another replica's included); SQLite's read transaction is one snapshot already.
+/// Rolled back by the caller (or on drop).
+pub async fn snapshot(pool: &AnyPool) -> Result<Transaction<'static, Any>> {
+    let mut tx = begin(pool).await?;
+    if backend_of(pool) == Backend::Postgres {
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(tx)
+}
+
 /// The database and its single-writer gate.
 #[derive(Clone)]
 pub struct Database {

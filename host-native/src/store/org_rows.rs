@@ -245,12 +245,7 @@ pub type Loaded = (Org, OrgMeta, BTreeMap<ScopeId, String>, i64);
 /// Loads org `id`: its value, its metadata, its scopes' names and its version, all from one
 /// snapshot of the database (another replica may commit a change between two of the reads).
 pub async fn load(pool: &AnyPool, id: ScopeId) -> Result<Option<Loaded>> {
-    let mut tx = super::begin(pool).await?;
-    if super::backend_of(pool) == super::Backend::Postgres {
-        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            .execute(&mut *tx)
-            .await?;
-    }
+    let mut tx = super::snapshot(pool).await?;
     let loaded = load_in(&mut tx, id).await;
     tx.rollback().await?;
     loaded
