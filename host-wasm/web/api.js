@@ -67,6 +67,9 @@ export class Session {
    * with the held token are refused meanwhile; those refusals do not sign out. A refusal of
    * the claim itself does, as any other. */
   async claim(path) {
+    // One at a time: a second claim would go with the token the first revokes, and its 401
+    // would sign the page out, losing the new token the first one brings.
+    if (this.#replacing) throw new Error('a claim is already on its way');
     this.#replacing = true;
     let t;
     try {

@@ -105,3 +105,47 @@ export function copyButton(label, text, target) {
   }, label);
   return h('span', { class: 'copy' }, button, status);
 }
+
+/** A button for an action that cannot be undone, in two presses: the first arms it (its text
+ * becomes `armedLabel`, and `onArm()` says what the second press does); the second runs
+ * `act()`, the button disabled until it ends, so that it is sent once. A double-click is one
+ * press (its second click, `detail` 2, is not a confirmation), and an armed button disarms when
+ * focus leaves it. Keyboard presses (Enter, Space) count as presses. */
+export function twoPress(props, label, armedLabel, onArm, act) {
+  const disarm = () => {
+    delete b.dataset.armed;
+    b.textContent = label;
+  };
+  const b = h('button', { type: 'button', class: 'danger', ...props, on: {
+    click: async (e) => {
+      if (b.disabled || e.detail > 1) return;
+      if (b.dataset.armed !== 'true') {
+        b.dataset.armed = 'true';
+        b.textContent = armedLabel;
+        onArm();
+        return;
+      }
+      disarm();
+      b.disabled = true;
+      try {
+        await act();
+      } finally {
+        b.disabled = false;
+      }
+    },
+    blur: () => disarm(),
+  } }, label);
+  return b;
+}
+
+/** Runs `act()` with `button` disabled, unless it is already running: a form submitted twice
+ * (Enter pressed twice) sends its call once. */
+export async function once(button, act) {
+  if (button.disabled) return;
+  button.disabled = true;
+  try {
+    await act();
+  } finally {
+    button.disabled = false;
+  }
+}

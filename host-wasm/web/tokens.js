@@ -3,13 +3,13 @@
 // other admin token revoked, the one the vendor handed over included. Revoking the token this
 // page signed in with signs the page out; a claim carries the page on with the new token.
 import { ApiError } from './api.js';
-import { copyButton, fieldMessage, fill, h, when } from './dom.js';
+import { copyButton, fieldMessage, fill, h, once, twoPress, when } from './dom.js';
 
 const EXPIRIES = [['', 'Never'], [String(86_400), '1 day'], [String(30 * 86_400), '30 days'],
   [String(90 * 86_400), '90 days'], [String(365 * 86_400), '1 year']];
 
 export async function render(section, { session, showWho }) {
-  const live = h('div', { id: 'tokens-live', role: 'status', 'aria-live': 'polite' });
+  const live = h('div', { id: 'tokens-live', role: 'status', 'aria-live': 'polite', tabindex: -1 });
   const claimBox = await claimSection(session, showWho, () => draw());
   const list = h('div', {});
   const created = h('div', { id: 'token-created' });
@@ -18,14 +18,26 @@ export async function render(section, { session, showWho }) {
   const expiry = h('select', { id: 'token-expiry' }, EXPIRIES.map(([v, l]) => h('option', { value: v }, l)));
   const nameMsg = fieldMessage(name);
 
-  const form = h('form', { id: 'token-form', novalidate: true, on: { submit: async (e) => {
+  const submit = h('button', { type: 'submit' }, 'Create token');
+  const form = h('form', { id: 'token-form', novalidate: true, on: { submit: (e) => {
     e.preventDefault();
+    // Once: a second Enter while the first is on its way would make a second token, whose
+    // secret replaced the first one's (shown once).
+    return once(submit, create);
+  } } },
+  h('label', { for: 'token-name' }, 'Name (what it is for)'), name, nameMsg.el,
+  h('label', { for: 'token-role' }, 'Role'), role,
+  h('label', { for: 'token-expiry' }, 'Expires'), expiry,
+  h('p', {}, submit));
+
+  async function create() {
     nameMsg.clear();
     fill(created);
+    const label = name.value.trim();
     let t;
     try {
       t = await session.call('POST', session.org('/tokens'), {
-        name: name.value.trim(), role: role.value, expires_in_s: expiry.value ? Number(expiry.value) : null,
+        name: label, role: role.value, expires_in_s: expiry.value ? Number(expiry.value) : null,
       });
     } catch (err) {
       if (err instanceof ApiError && err.code === 'unauthenticated') throw err;
@@ -35,7 +47,7 @@ export async function render(section, { session, showWho }) {
     }
     const secret = h('input', { id: 'new-token', readonly: true, class: 'mono', value: t.token, 'aria-describedby': 'new-token-hint' });
     fill(created, h('div', { class: 'banner' },
-      h('label', { for: 'new-token' }, `New ${t.role} token “${name.value.trim()}” (${t.id})`), secret,
+      h('label', { for: 'new-token' }, `New ${t.role} token “${label}” (${t.id})`), secret,
       copyButton('Copy the token', () => t.token, secret),
       h('p', { class: 'warning', id: 'new-token-hint' }, 'Store it now: it is shown once. byok keeps only its hash.'),
       h('button', { type: 'button', class: 'secondary', on: { click: () => fill(created) } }, 'Done, hide it')));
@@ -43,11 +55,7 @@ export async function render(section, { session, showWho }) {
     secret.select();
     name.value = '';
     await draw();
-  } } },
-  h('label', { for: 'token-name' }, 'Name (what it is for)'), name, nameMsg.el,
-  h('label', { for: 'token-role' }, 'Role'), role,
-  h('label', { for: 'token-expiry' }, 'Expires'), expiry,
-  h('p', {}, h('button', { type: 'submit' }, 'Create token')));
+  }
 
   async function draw() {
     const tokens = await session.call('GET', session.org('/tokens'));
@@ -65,13 +73,11 @@ export async function render(section, { session, showWho }) {
   }
 
   function revokeButton(t) {
-    const b = h('button', { type: 'button', class: 'danger', on: { click: async () => {
-      if (b.dataset.armed !== 'true') {
-        b.dataset.armed = 'true';
-        b.textContent = `Confirm: revoke “${t.name}”`;
-        live.textContent = `Press again to revoke “${t.name}”: its next request gets 401.`;
-        return;
-      }
+    const armed = () => {
+      live.className = '';
+      live.textContent = `Press again to revoke “${t.name}”: its next request gets 401.`;
+    };
+    return twoPress({}, `Revoke “${t.name}”`, `Confirm: revoke “${t.name}”`, armed, async () => {
       try {
         await session.call('DELETE', session.org(`/tokens/${t.id}`));
       } catch (err) {
@@ -87,9 +93,10 @@ export async function render(section, { session, showWho }) {
         return;
       }
       await draw();
-      list.querySelector('button')?.focus();
-    } } }, `Revoke “${t.name}”`);
-    return b;
+      // The message, not the next row's revoke button: a press meant for this one must not
+      // arm another.
+      live.focus();
+    });
   }
 
   section.append(h('h2', {}, 'Tokens'), claimBox, live, h('h3', {}, 'Create a token'), form, created, list);
@@ -106,15 +113,14 @@ async function claimSection(session, showWho, redraw) {
       : `Claimed on ${when(org.claimed_at)}: only admin tokens made since then work.`);
   const live = h('div', { id: 'claim-live', role: 'status', 'aria-live': 'polite' });
   const shown = h('div', { id: 'claim-token' });
-  const button = h('button', { type: 'button', id: 'claim', class: 'danger', on: { click: async () => {
-    if (button.dataset.armed !== 'true') {
-      button.dataset.armed = 'true';
-      button.textContent = 'Confirm: claim the org';
-      live.textContent = 'Press again to claim: every admin token stops working, this page’s included; the page carries on with the new one.';
-      return;
-    }
-    delete button.dataset.armed;
-    button.textContent = 'Claim the org';
+  const armed = () => {
+    live.className = '';
+    live.textContent = 'Press again to claim: every admin token stops working, this page’s included; the page carries on with the new one.';
+  };
+  // Sent once (the button is disabled until the answer): a second claim, sent with the token
+  // the first revokes, is refused as unauthenticated, which signed the page out and lost the
+  // new admin token, shown once, with every other admin token revoked.
+  const button = twoPress({ id: 'claim' }, 'Claim the org', 'Confirm: claim the org', armed, async () => {
     let t;
     try {
       t = await session.claim(session.org('/tokens/claim'));
@@ -147,7 +153,7 @@ async function claimSection(session, showWho, redraw) {
     secret.focus();
     secret.select();
     await redraw();
-  } } }, 'Claim the org');
+  });
   return h('div', { id: 'claim-box' },
     h('h3', {}, 'Claim the org'),
     state,

@@ -574,6 +574,13 @@ async fn a_token_revoked_from_the_page_stops_working_and_the_audit_shows_it() {
         json!({ "admin": o.admin, "name": "ci" }),
     );
     assert_error(&ts.get("/v1/whoami", &token).await, 401, "unauthenticated");
+    // A double-click armed the revoke; the next press sent it.
+    assert_eq!(
+        str_of(&v, "/armedByDouble"),
+        "Press again to revoke “ci”: its next request gets 401.",
+        "{v}"
+    );
+    assert_eq!(v["listedAfterDouble"], json!(1), "{v}");
     assert!(str_of(&v, "/newest").contains("token_revoked"), "{v}");
     assert!(str_of(&v, "/verdict").starts_with("Verified:"), "{v}");
     assert!(
@@ -616,6 +623,11 @@ async fn the_customer_shortens_the_bounds_and_claims_the_org_from_the_page() {
     assert!(
         str_of(&v, "/confirm").starts_with("Press again to claim"),
         "{v}"
+    );
+    assert_eq!(
+        v["claims"],
+        json!(1),
+        "presses while on its way sent another: {v}"
     );
     assert_eq!(
         str_of(&v, "/live"),

@@ -401,7 +401,15 @@ async function tokenRevoke(ui, { admin, name }) {
   await page.click('nav a[href="#tokens"]');
   await ui.section('tokens');
   const button = `#tokens-table tr:has(th:text-is("${name}")) button`;
-  await page.click(button);
+  // A double-click is one press: it arms the button, and revokes nothing. Its two clicks are
+  // dispatched on the button itself (its label grows when armed, so a pointer's second click
+  // may land beside it).
+  await page.focus(button);
+  await page.$eval(button, (b) => {
+    for (const detail of [1, 2]) b.dispatchEvent(new MouseEvent('click', { bubbles: true, detail }));
+  });
+  const armedByDouble = await text(page, '#tokens-live');
+  const listedAfterDouble = await page.locator(button).count();
   await page.click(button);
   await page.waitForFunction((n) => ![...document.querySelectorAll('#tokens-table tbody th')].some((th) => th.textContent === n), name);
   const live = await text(page, '#tokens-live');
@@ -421,7 +429,7 @@ async function tokenRevoke(ui, { admin, name }) {
   const badActor = await text(page, '#audit-actor-error');
   await ui.axe('audit');
   await ui.shot('audit');
-  return { live, newest, verdict, badActor };
+  return { armedByDouble, listedAfterDouble, live, newest, verdict, badActor };
 }
 
 /** The customer's first steps: the overview says the org is not claimed; the bounds are
@@ -448,10 +456,29 @@ async function claim(ui, { admin, cacheSeconds, leaseSeconds }) {
   await page.click('nav a[href="#tokens"]');
   await ui.section('tokens');
   const unclaimed = await text(page, '#claim-state');
+  // The claim is held on its way (until `release`), and counted.
+  let release;
+  const held = new Promise((resolve) => { release = resolve; });
+  let claims = 0;
+  await page.route('**/tokens/claim', async (route) => {
+    claims += 1;
+    await held;
+    await route.continue();
+  });
   await page.click('#claim');
   const confirm = await text(page, '#claim-live');
-  await page.click('#claim');
+  // Confirmed by a double-click's first click, then pressed twice more while the claim is on
+  // its way: one claim is sent (a second, with the token the first revokes, signed the page out
+  // and lost the new token).
+  await page.dblclick('#claim');
+  while (claims < 1) await new Promise((resolve) => setTimeout(resolve, 10));
+  await page.evaluate(() => {
+    const claim = document.getElementById('claim');
+    for (let i = 0; i < 2; i++) claim.dispatchEvent(new MouseEvent('click', { bubbles: true, detail: 1 }));
+  });
+  release();
   await page.waitForSelector('#claimed-token');
+  await page.unroute('**/tokens/claim');
   const token = await page.inputValue('#claimed-token');
   await page.waitForFunction(() => /^The org is claimed/.test(document.querySelector('#claim-live')?.textContent ?? ''));
   const live = await text(page, '#claim-live');
@@ -462,5 +489,5 @@ async function claim(ui, { admin, cacheSeconds, leaseSeconds }) {
   await ui.section('overview');
   const claimed = await text(page, '#claimed');
   const whoAfter = await text(page, '#who');
-  return { notYet, whoBefore, tooLong, saved, bounds, unclaimed, confirm, token, live, claimed, whoAfter };
+  return { notYet, whoBefore, tooLong, saved, bounds, unclaimed, confirm, claims, token, live, claimed, whoAfter };
 }
