@@ -61,6 +61,10 @@ fn context(name: &str) -> std::result::Result<Context, ServiceError> {
 /// Set once the rows written before row tags have theirs (`server_meta`).
 const TAGS_DONE: &str = "audit_row_tags_complete";
 
+/// How many times a signing reads and checks the rows again after another replica signed
+/// between its read and its write ([`Service::sign_checkpoint`]).
+const MAX_SIGNING_TRIES: u32 = 3;
+
 /// What a signing's checks found ([`Service::sign_checkpoint`]).
 enum Checked {
     /// The newest checkpoint (if any) covers every row: nothing to sign.
@@ -207,30 +211,42 @@ impl Service {
     /// writer: the checks read every row since the newest checkpoint (seconds, for an org at
     /// its rate limits), and the writer's turn is every org's pauses and revokes. Only the
     /// signing takes it, with the org's row: the newest checkpoint is read again there, and
-    /// the new one written only if it is still the one the checked tree extends (one signed
-    /// meanwhile by another replica is the answer then, and is checked at the next signing).
+    /// the new one written only if it is still the one the checked tree extends. One signed
+    /// meanwhile by another replica (which may not cover a row this caller just wrote) sends
+    /// the signing back to read and check from it, a few times at most (`reloading` then).
     /// Signings of one org in this process take turns: the heads it holds are then never
     /// ahead of what a signing's snapshot can show.
     pub async fn sign_checkpoint(&self, org: ScopeId) -> Result<Option<StoredCheckpoint>> {
         let key = self.log_key()?;
         let _turn = self.signings.take(org).await?;
-        let mut snapshot = store::snapshot(self.store.pool()).await?;
-        let checked = self.checked_head(&mut snapshot, org, key).await;
-        // Only read: a failed rollback (the connection gone) changes nothing.
-        let _ = snapshot.rollback().await;
-        let (latest, size, root) = match checked? {
-            Checked::Signed(latest) => return Ok(latest),
-            Checked::New { latest, size, root } => (latest, size, root),
+        let mut tries = 0;
+        let (mut w, size, root, note) = loop {
+            let mut snapshot = self.store.long_read().await?;
+            let checked = self.checked_head(&mut snapshot, org, key).await;
+            // Only read: a failed rollback (the connection gone) changes nothing.
+            let _ = snapshot.end().await;
+            let (latest, size, root) = match checked? {
+                Checked::Signed(latest) => return Ok(latest),
+                Checked::New { latest, size, root } => (latest, size, root),
+            };
+            let note = checkpoint::sign(key, org, size, root).map_err(log_error)?;
+            let mut w = self.store.write_org(org).await?;
+            // The org's row, which every append and every signing takes.
+            w.lock_org(org).await?;
+            let now = audit_tree::latest_checkpoint(&mut w.tx, org).await?;
+            let head = |c: &Option<StoredCheckpoint>| c.as_ref().map(|c| (c.size, c.note.clone()));
+            if head(&now) == head(&latest) {
+                break (w, size, root, note);
+            }
+            // Another replica signed meanwhile, perhaps short of the rows this read (a receipt
+            // just written, whose caller asks for its inclusion next): read and check again
+            // from the new newest checkpoint, which is checked as every newest one is.
+            drop(w);
+            tries += 1;
+            if tries == MAX_SIGNING_TRIES {
+                return Err(ServiceError::Reloading);
+            }
         };
-        let note = checkpoint::sign(key, org, size, root).map_err(log_error)?;
-        let mut w = self.store.write_org(org).await?;
-        // The org's row, which every append and every signing takes.
-        w.lock_org(org).await?;
-        let now = audit_tree::latest_checkpoint(&mut w.tx, org).await?;
-        let head = |c: &Option<StoredCheckpoint>| c.as_ref().map(|c| (c.size, c.note.clone()));
-        if head(&now) != head(&latest) {
-            return Ok(now);
-        }
         if audit_tree::size(&mut w.tx, org).await? < size {
             tracing::error!(org = %org, size, "the stored audit log lost rows while they were being signed: no checkpoint is signed");
             return Err(log_error(AuditLogError::NotConsistent));
@@ -248,7 +264,7 @@ impl Service {
     /// checkpoint if it covers every row, else the size and root to sign over it.
     async fn checked_head(
         &self,
-        r: &mut sqlx::Transaction<'static, sqlx::Any>,
+        r: &mut store::LongRead,
         org: ScopeId,
         key: &LogKey,
     ) -> Result<Checked> {
@@ -304,8 +320,8 @@ impl Service {
             return Ok(Checked::Signed(latest));
         }
         // The root signed is computed from two reads, each checked, and nothing read again
-        // (on PostgreSQL every statement sees the latest commit: a hash checked by one read and
-        // changed before another would be signed unchecked). `old`, the complete subtrees of
+        // (were the snapshot ever lost, a hash checked by one read and changed before another
+        // would be signed unchecked). `old`, the complete subtrees of
         // the largest head, must give that head's root; `new`, every hash the rows since
         // added, must be those rows' leaves (each tagged by the key the database never holds,
         // and given by its row's contents) and the inner hashes those leaves give. A row
@@ -806,6 +822,53 @@ mod tests {
         let fresh = Database::open("sqlite::memory:").await.unwrap();
         let svc = service(&fresh, 7).with_signed_heads(&heads).unwrap();
         svc.load_log_key("byok.test").await.unwrap();
+    }
+
+    /// A checkpoint another replica signed between a signing's read and its write, short of
+    /// the rows that signing read (a receipt just written, whose inclusion its caller asks for
+    /// next), sends the signing back to read and check from it: it signs the rows it read.
+    /// Before, the other checkpoint was the answer, and the receipt's proof was refused.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_checkpoint_signed_elsewhere_meanwhile_is_signed_past() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::open_dir(dir.path()).await.unwrap();
+        let svc = std::sync::Arc::new(service(&db, 7));
+        svc.load_log_key("byok.test").await.unwrap();
+        let (org, _) = super::super::test_team(&svc, None).await;
+        let size = crate::store::audit_tree::size(&mut db.conn().await.unwrap(), org)
+            .await
+            .unwrap();
+        // The writer held: the signing reads and checks, then waits for it.
+        let mut elsewhere = db.write_org(org).await.unwrap();
+        let signing = tokio::spawn({
+            let svc = svc.clone();
+            async move { svc.sign_checkpoint(org).await }
+        });
+        while db.writes_waiting() < 1 {
+            tokio::task::yield_now().await;
+        }
+        // Meanwhile "another replica" signs one row short, with the same log key.
+        let short = size - 1;
+        let root =
+            crate::store::audit_tree::run(&mut elsewhere.tx, org, |r| super::tree::root(short, r))
+                .await
+                .unwrap();
+        let note = super::checkpoint::sign(svc.log_key().unwrap(), org, short, root).unwrap();
+        crate::store::audit_tree::put_checkpoint(&mut elsewhere.tx, org, short, 1, &note)
+            .await
+            .unwrap();
+        elsewhere.commit().await.unwrap();
+        let signed = signing.await.unwrap().unwrap().expect("a checkpoint");
+        assert_eq!(
+            signed.size, size,
+            "the answer does not cover the rows the signing read"
+        );
+        let newest =
+            crate::store::audit_tree::latest_checkpoint(&mut db.conn().await.unwrap(), org)
+                .await
+                .unwrap()
+                .unwrap();
+        assert_eq!((newest.size, newest.note), (size, signed.note));
     }
 
     /// A signing reads and checks the rows without the store's writer, which every org's

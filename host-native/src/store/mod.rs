@@ -327,6 +327,38 @@ pub struct Database {
     /// What tags each audit row written through this database (`audit::append`): set once,
     /// by the service that holds the managed key ([`Self::set_row_tagger`]).
     row_tagger: std::sync::Arc<std::sync::OnceLock<std::sync::Arc<RowTagger>>>,
+    /// Held for reading by each [`LongRead`], for writing by the scrub before each try: a
+    /// snapshot SQLite keeps open holds the write-ahead log, so a scrub behind one would spend
+    /// its tries (each holding the writer's turn) on it, and every write would wait.
+    long_reads: std::sync::Arc<tokio::sync::RwLock<()>>,
+}
+
+/// A snapshot read that may take seconds (a checkpoint signing's checks): [`snapshot`], and
+/// the database's long-read gate held for reading until it ends, so that a scrub waits for it
+/// without the writer's turn (see `Database::scrub`). Reads through it as a connection.
+pub struct LongRead {
+    tx: Transaction<'static, Any>,
+    _gate: tokio::sync::OwnedRwLockReadGuard<()>,
+}
+
+impl LongRead {
+    /// Ends the read (rolls back: it wrote nothing).
+    pub async fn end(self) -> Result<()> {
+        Ok(self.tx.rollback().await?)
+    }
+}
+
+impl std::ops::Deref for LongRead {
+    type Target = sqlx::AnyConnection;
+    fn deref(&self) -> &Self::Target {
+        &self.tx
+    }
+}
+
+impl std::ops::DerefMut for LongRead {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.tx
+    }
 }
 
 /// A write transaction, holding the writer's turn until it commits or drops (rolls back).
@@ -434,6 +466,16 @@ impl Database {
             backend,
             scrub_owed: std::sync::Arc::new(AtomicBool::new(backend == Backend::Sqlite && !memory)),
             row_tagger: std::sync::Arc::default(),
+            long_reads: std::sync::Arc::default(),
+        })
+    }
+
+    /// A [`LongRead`]: one snapshot, which the scrub waits for.
+    pub async fn long_read(&self) -> Result<LongRead> {
+        let gate = self.long_reads.clone().read_owned().await;
+        Ok(LongRead {
+            tx: snapshot(&self.pool).await?,
+            _gate: gate,
         })
     }
 
@@ -528,7 +570,9 @@ impl Database {
             // reset, nor owe a new scrub between the truncation and the flag's clearing. Not
             // across the pauses, and a try waits for readers a second at most: every org's
             // writes (pauses, revokes) wait for one try, not for the scrub's every retry.
-            // The connection first: a full pool is waited for without the writer's turn.
+            // Long reads first (they hold the log), then the connection (a full pool), both
+            // waited for without the writer's turn; new long reads wait for this try.
+            let _no_long_reads = self.long_reads.write().await;
             let conn = match self.pool.acquire().await {
                 Ok(c) => c,
                 Err(e) => {
@@ -820,6 +864,54 @@ mod tests {
             db.scrub().await;
         }
         assert!(!db.scrub_owed());
+        assert_eq!(std::fs::metadata(&wal).unwrap().len(), 0);
+    }
+
+    /// A scrub waits for a long read (a signing's checks, which holds the write-ahead log)
+    /// without the writer's turn, and truncates the log once the read ends. Before, its tries
+    /// (each holding the turn) ran out behind such a read, and the scrub stayed owed.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_scrub_waits_for_long_reads_without_the_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = dir.path().join("byok.db-wal");
+        let db = super::Database::open_dir(dir.path()).await.unwrap();
+        db.scrub().await;
+        let mut w = db.write().await.unwrap();
+        sqlx::query("INSERT INTO server_meta (name, value) VALUES ('destroyed', 'x')")
+            .execute(&mut *w.tx)
+            .await
+            .unwrap();
+        w.destroys_keys();
+        w.commit().await.unwrap();
+        let mut read = db.long_read().await.unwrap();
+        sqlx::query("SELECT value FROM server_meta")
+            .fetch_all(&mut *read)
+            .await
+            .unwrap();
+        // The writer held: a scrub that went for its turn would queue behind it.
+        let held = db.write().await.unwrap();
+        let scrub = tokio::spawn({
+            let db = db.clone();
+            async move { db.scrub().await }
+        });
+        let queued = tokio::time::timeout(Duration::from_millis(300), async {
+            while db.writes_waiting() == 0 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await;
+        assert!(
+            queued.is_err(),
+            "the scrub went for the writer's turn with a long read open"
+        );
+        drop(held);
+        assert!(!scrub.is_finished(), "the scrub did not wait for the read");
+        read.end().await.unwrap();
+        scrub.await.unwrap();
+        assert!(
+            !db.scrub_owed(),
+            "the scrub's tries ran out behind the read"
+        );
         assert_eq!(std::fs::metadata(&wal).unwrap().len(), 0);
     }
 
