@@ -274,35 +274,81 @@ async fn a_success_that_is_not_byoks_answer_is_a_failure() {
     }
 }
 
-/// A reader that goes away ends byok quietly (exit 0), as ripgrep does: `println!` panicked
-/// (exit 101) on a closed standard output.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_closed_standard_output_ends_the_cli_quietly() {
-    let (server, _) = listener(
-        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n[]",
-    )
-    .await;
-    let out = tokio::task::spawn_blocking(move || {
-        // The read end is closed before byok writes: its write fails with EPIPE.
+/// `byok` with `args` against a listener answering `answer`, its standard output a pipe whose
+/// reader is gone before byok writes (its write fails with EPIPE).
+async fn to_closed_output(answer: &'static str, args: &'static [&'static str]) -> Output {
+    let (server, _) = listener(answer).await;
+    tokio::task::spawn_blocking(move || {
         let (reader, writer) = std::io::pipe().unwrap();
         drop(reader);
         Command::new(binary())
             .env("BYOK_SERVER", format!("http://{server}"))
             .env("BYOK_TOKEN", "byok_secret_token")
-            .args(["token", "list", "--org", ORG])
+            .args(args)
             .stdout(writer)
             .stderr(Stdio::piped())
             .output()
             .unwrap()
     })
     .await
-    .unwrap();
+    .unwrap()
+}
+
+/// A reader that goes away from a stream of rows (`audit read`) ends byok quietly (exit 0), as
+/// ripgrep does: `println!` panicked (exit 101) on a closed standard output. From any other
+/// command the output was lost: exit 2, never 0 (a verdict piped to a reader gone was a pass,
+/// a token shown once that reached no one a success).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_standard_output_ends_a_stream_quietly_and_fails_the_rest() {
+    let row = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 34\r\n\r\n[{\"seq\":1,\"at\":1,\"event\":{\"a\":1}}]";
+    let out = to_closed_output(row, &["audit", "read", "--org", ORG]).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let list = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n[]";
+    let out = to_closed_output(list, &["token", "list", "--org", ORG]).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        stderr.trim_end(),
+        "error: the output's reader went away before it was all written"
     );
+}
+
+/// The server's words reach the terminal with their control characters escaped: an escape
+/// sequence in an error message (here one that erases the line and writes a made-up verdict)
+/// is shown, not obeyed. So is one in a name of a listing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_servers_words_are_shown_with_control_characters_escaped() {
+    let refusal = "HTTP/1.1 403 Forbidden\r\nContent-Type: application/json\r\nContent-Length: 70\r\n\r\n{\"error\":{\"code\":\"x\",\"message\":\"\\u001b[2K\\rthe log extends\\u0007 ok\"}}";
+    let (server, _) = listener(refusal).await;
+    let out = token_list(
+        format!("http://{server}"),
+        Vec::new(),
+        vec![("BYOK_TOKEN", "byok_secret_token".into())],
+    )
+    .await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        !stderr.contains('\u{1b}') && !stderr.contains('\u{7}'),
+        "{stderr:?}"
+    );
+    assert!(
+        stderr.contains("x (403): \\u{1b}[2K\\u{d}the log extends\\u{7} ok"),
+        "{stderr:?}"
+    );
+    let named = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 60\r\n\r\n[{\"id\":\"1\",\"name\":\"a\\u001b]52;c;aGk=\\u0007\",\"role\":\"admin\"}]";
+    let (server, _) = listener(named).await;
+    let out = token_list(
+        format!("http://{server}"),
+        Vec::new(),
+        vec![("BYOK_TOKEN", "byok_secret_token".into())],
+    )
+    .await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("a\\u{1b}]52;c;aGk=\\u{7}"), "{stdout:?}");
+    assert!(!stdout.contains('\u{1b}'), "{stdout:?}");
 }
 
 /// `byok` with `args` against `server` (a token in the environment, `input` on standard input).

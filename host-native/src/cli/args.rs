@@ -202,10 +202,19 @@ impl Token {
 }
 
 impl std::str::FromStr for Token {
-    type Err = std::convert::Infallible;
+    type Err = String;
 
+    /// The token as given (`--token`, `BYOK_TOKEN`), without surrounding whitespace, as
+    /// `--token-file` reads it (`BYOK_TOKEN=$(cat token.txt)` of a file with CRLF line ends
+    /// keeps a `\r`). One with a control character inside is refused as bad usage (exit 2),
+    /// naming no part of it: it could not go in a header, and was reported as the server
+    /// being unreachable.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(Self(zeroize::Zeroizing::new(s.to_owned())))
+        let token = s.trim();
+        if token.chars().any(char::is_control) {
+            return Err("the token has a control character in it: give the token alone".into());
+        }
+        Ok(Self(zeroize::Zeroizing::new(token.to_owned())))
     }
 }
 
@@ -291,4 +300,24 @@ pub struct Io {
     /// (the CLI leases the scope's keys and encrypts locally). Decrypt detects the format.
     #[arg(long)]
     pub stream: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Token;
+
+    /// A token given in the environment or on the command line loses surrounding whitespace
+    /// (a CRLF file read by `$(cat ...)` keeps a `\r`), as `--token-file` reads it; one with a
+    /// control character inside is refused as bad usage, naming no part of it.
+    #[test]
+    fn a_token_given_is_trimmed_and_one_with_control_characters_refused() {
+        let t: Token = " byok_s3cret\r\n".parse().unwrap();
+        assert_eq!(t.expose(), "byok_s3cret");
+        let e = "byok_s3\u{7}cret".parse::<Token>().err().unwrap();
+        assert_eq!(
+            e,
+            "the token has a control character in it: give the token alone"
+        );
+        assert!(!e.contains("s3"), "{e}");
+    }
 }

@@ -13,7 +13,8 @@
 //! output file of the CLI is 0600 (owner read and write), whatever the umask, and an existing file
 //! at the target is replaced (its mode is not kept).
 //!
-//! Ctrl-C and `kill` (SIGINT, SIGTERM, SIGHUP) would end the process without running destructors:
+//! Ctrl-C and `kill` (SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGALRM) would end the
+//! process without running destructors:
 //! the temporary files open are registered ([`remove_pending`], called by the CLI's signal
 //! task before it exits), so those signals leave none behind either. Only `kill -9` or a power
 //! cut between creation and rename can leave a `.NAME.*.byok-tmp` file (0600) beside the

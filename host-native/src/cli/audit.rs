@@ -137,6 +137,7 @@ pub async fn audit(client: &Client, cmd: AuditCmd) -> Result<(), Failure> {
             since,
             until,
         } => {
+            super::output::streaming();
             let mut filter = String::new();
             for (k, v) in [
                 ("kind", kind),
@@ -157,7 +158,7 @@ pub async fn audit(client: &Client, cmd: AuditCmd) -> Result<(), Failure> {
                         "/v1/orgs/{org}/audit?after={after}&limit={page}{filter}"
                     ))
                     .await?;
-                let rows = v.as_array().cloned().unwrap_or_default();
+                let rows = rows_of(client, &v, &format!("/v1/orgs/{org}/audit"))?;
                 for r in &rows {
                     if client.json() {
                         super::output::line(r);
@@ -188,11 +189,19 @@ pub async fn audit(client: &Client, cmd: AuditCmd) -> Result<(), Failure> {
             after,
             follow,
             interval_ms,
-        } => tail(client, &org, after, follow, interval_ms).await,
+        } => {
+            super::output::streaming();
+            tail(client, &org, after, follow, interval_ms).await
+        }
         AuditCmd::Checkpoint {
             org: OrgArg { org },
         } => {
-            super::output::raw(&audit_log::fetch_checkpoint(client, &org).await?);
+            let note = audit_log::fetch_checkpoint(client, &org).await?;
+            if client.json() {
+                super::output::line(serde_json::json!({ "note": note }));
+            } else {
+                super::output::raw(&note);
+            }
             Ok(())
         }
         AuditCmd::Prove {
@@ -272,7 +281,7 @@ async fn tail(
         let v = client
             .get(&format!("/v1/orgs/{org}/audit?after={after}&limit=1000"))
             .await?;
-        let rows = v.as_array().cloned().unwrap_or_default();
+        let rows = rows_of(client, &v, &format!("/v1/orgs/{org}/audit"))?;
         for r in &rows {
             // A reader gone ends the follow (`line`), instead of polling for ever.
             super::output::line(r);
@@ -313,4 +322,10 @@ fn query_value(v: &str) -> Result<&str, Failure> {
             "{v:?}: filters are event types, ids and times (letters, digits, '_' and '-')"
         )))
     }
+}
+
+/// The rows of a list answer: byok sends a JSON array; anything else (a proxy's `{}`) is not
+/// taken for an empty list (exit 3), or a `tail --follow` would forward nothing for ever.
+pub(super) fn rows_of(client: &Client, v: &Value, path: &str) -> Result<Vec<Value>, Failure> {
+    v.as_array().cloned().ok_or_else(|| client.unusable(path))
 }

@@ -62,7 +62,8 @@ pub(super) async fn verifier_key(client: &Client, given: Option<&str>) -> Result
                 .and_then(Value::as_str)
                 .ok_or_else(|| Failure::new(1, "the server published no verifier key"))?;
             eprintln!(
-                "warning: checking against the verifier key the server gives now ({k}); pin it with --verifier-key"
+                "warning: checking against the verifier key the server gives now ({}); pin it with --verifier-key",
+                super::output::shown(k)
             );
             Ok(k.to_owned())
         }
@@ -161,7 +162,7 @@ async fn rows(client: &Client, org: &str, after: u64, limit: u64) -> Result<Vec<
         let v = client
             .get(&format!("/v1/orgs/{org}/audit?after={after}&limit={page}"))
             .await?;
-        let batch = v.as_array().cloned().unwrap_or_default();
+        let batch = super::audit::rows_of(client, &v, &format!("/v1/orgs/{org}/audit"))?;
         let n = batch.len() as u64;
         for r in batch {
             out.push(Row::from_value(&r).map_err(bad)?);
@@ -575,7 +576,8 @@ async fn signed_checkpoints(
                 "/v1/orgs/{org}/audit/checkpoints?after={after}&limit=1000"
             ))
             .await?;
-        let list = list.as_array().cloned().unwrap_or_default();
+        let list =
+            super::audit::rows_of(client, &list, &format!("/v1/orgs/{org}/audit/checkpoints"))?;
         for c in &list {
             let note = c.get("note").and_then(Value::as_str).unwrap_or_default();
             if let Ok(v) = checkpoint::verify(note, vkey)

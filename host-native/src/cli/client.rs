@@ -50,7 +50,8 @@ impl Failure {
 
 /// Prints the failure and returns its exit code.
 pub fn report(f: Failure) -> ExitCode {
-    eprintln!("error: {}", f.message);
+    // The message carries the server's words: shown, never obeyed by the terminal.
+    eprintln!("error: {}", super::output::shown(&f.message));
     ExitCode::from(f.code)
 }
 

@@ -40,6 +40,7 @@ pub async fn job(client: &Client, cmd: JobCmd) -> Result<(), Failure> {
         JobCmd::Watch {
             org: OrgArg { org },
         } => {
+            super::output::streaming();
             let bar = indicatif::ProgressBar::new(0);
             bar.set_style(
                 indicatif::ProgressStyle::with_template(

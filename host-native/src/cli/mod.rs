@@ -42,8 +42,9 @@ pub use orgs::{OrgCmd, org};
 pub use scopes::{ScopeCmd, scope};
 pub use tokens::{TokenCmd, token};
 
-/// Ends the CLI on SIGINT, SIGTERM or SIGHUP as the default action would (exit 128 + the
-/// signal), after removing the temporary output files being written
+/// Ends the CLI on SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 or SIGALRM as the
+/// default action would (exit 128 + the signal), after removing the temporary output files
+/// being written
 /// ([`atomic_file::remove_pending`]): without it, Ctrl-C during `decrypt -o` left the
 /// authenticated plaintext so far in a `.byok-tmp` file. A signal the process inherited as
 /// ignored stays ignored (`nohup` ignores SIGHUP; a non-interactive shell ignores SIGINT for a
@@ -63,9 +64,15 @@ fn watch_signals() {
                 use tokio::signal::unix::{SignalKind, signal};
                 let (tx, mut rx) = tokio::sync::mpsc::channel::<i32>(1);
                 let ignored = ignored_signals();
+                // Every signal whose default action ends the process and that a user or a
+                // supervisor sends (Ctrl-\ is SIGQUIT: handled, it writes no core either).
                 for (kind, number) in [
                     (SignalKind::hangup(), 1),
                     (SignalKind::interrupt(), 2),
+                    (SignalKind::quit(), 3),
+                    (SignalKind::user_defined1(), 10),
+                    (SignalKind::user_defined2(), 12),
+                    (SignalKind::alarm(), 14),
                     (SignalKind::terminate(), 15),
                 ] {
                     if ignored & (1 << (number - 1)) != 0 {
@@ -154,6 +161,10 @@ pub async fn run(command: Command) -> ExitCode {
         Command::Serve(_) | Command::Openapi | Command::ErrorCodes => Ok(()),
     };
     match result {
+        Ok(()) if output::lost() => report(Failure::new(
+            2,
+            "the output's reader went away before it was all written",
+        )),
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => report(f),
     }

@@ -1,5 +1,8 @@
 //! Human output: one summary line per object, or the server's JSON as is with `--json`.
 
+use std::borrow::Cow;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use serde_json::Value;
 
 use super::Client;
@@ -36,26 +39,80 @@ pub(super) fn print_secret<'a, T: serde::Deserialize<'a>>(
     Ok(())
 }
 
-/// Writes one line to standard output. A reader that went away (`byok audit read | head -1`,
-/// `byok audit tail --follow | grep -m1 revoke`) ends byok quietly with exit 0, as ripgrep
-/// does: no one is left to read, and `println!` would panic (exit 101) or a follow loop poll
-/// the server for ever. Any other write error ends it with exit 2, as a file output's does.
-/// Called where nothing is held that must be cleaned up (no output file is open).
+/// Whether a write to standard output found its reader gone (a non-streaming command).
+static OUTPUT_LOST: AtomicBool = AtomicBool::new(false);
+
+/// Whether this command streams rows until its reader goes (`audit read`, `audit tail`,
+/// `job watch`): see [`line`].
+static STREAMING: AtomicBool = AtomicBool::new(false);
+
+/// Marks this command as one that streams rows: a reader gone ends it with exit 0.
+pub(super) fn streaming() {
+    STREAMING.store(true, Ordering::SeqCst);
+}
+
+/// Whether some output never reached its reader: the command then ends with exit 2 if it
+/// would have succeeded (a verdict keeps its own code).
+pub(super) fn lost() -> bool {
+    OUTPUT_LOST.load(Ordering::SeqCst)
+}
+
+/// Writes one line to standard output. A reader that went away from a streaming command
+/// (`byok audit read | head -1`, `byok audit tail --follow | grep -m1 revoke`) ends byok
+/// quietly with exit 0, as ripgrep does: no one is left to read, and `println!` would panic
+/// (exit 101) or a follow loop poll the server for ever. From any other command, the rest of
+/// the output is dropped and the command ends with its own code, or 2 where it would have said
+/// 0: a verdict (`audit verify`, `key validate`) piped to a reader gone is not a pass, and a
+/// token shown once (`token claim`) that reached no one is a failure. Any other write error
+/// ends it with exit 2, as a file output's does. Called where nothing is held that must be
+/// cleaned up (no output file is open).
 pub(super) fn line(text: impl std::fmt::Display) {
     raw(&format!("{text}\n"));
 }
 
-/// Writes `text` to standard output as it is (a signed checkpoint, byte for byte), as [`line`].
+/// Writes `text` to standard output (a signed checkpoint as the server sent it), as [`line`],
+/// with control characters escaped ([`shown`]).
 pub(super) fn raw(text: &str) {
     use std::io::Write as _;
+    if lost() {
+        return;
+    }
     let mut out = std::io::stdout().lock();
-    if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+    if let Err(e) = out
+        .write_all(shown(text).as_bytes())
+        .and_then(|()| out.flush())
+    {
         if e.kind() == std::io::ErrorKind::BrokenPipe {
-            std::process::exit(0);
+            if STREAMING.load(Ordering::SeqCst) {
+                std::process::exit(0);
+            }
+            OUTPUT_LOST.store(true, Ordering::SeqCst);
+            return;
         }
         eprintln!("error: cannot write output: {e}");
         std::process::exit(2);
     }
+}
+
+/// `text` with every control character but newline and tab escaped (`\u{1b}`): names,
+/// messages and notes come from the server (or whoever answers in its place), and an escape
+/// sequence among them must be shown, not obeyed: it could redraw a line of `audit verify`'s
+/// verdict, or set the clipboard. Borrowed, with no copy, when there is none (secrets pass
+/// here too).
+pub(crate) fn shown(text: &str) -> Cow<'_, str> {
+    let odd = |c: char| c.is_control() && c != '\n' && c != '\t';
+    if !text.chars().any(odd) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if odd(c) {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
 }
 
 /// The string field `k` of `v`, or "" when absent.

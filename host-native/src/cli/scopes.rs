@@ -176,7 +176,9 @@ pub async fn scope(client: &Client, cmd: ScopeCmd) -> Result<(), Failure> {
             client
                 .post_to_scope(&org, &scope, "retire", json!({ "version": version }))
                 .await?;
-            if !client.json() {
+            if client.json() {
+                super::output::line(json!({ "retiring": version, "scope": scope }));
+            } else {
                 super::output::line(format!(
                     "retiring v{version} of {scope}; follow it with: byok job watch --org {org}"
                 ));
