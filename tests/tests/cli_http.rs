@@ -314,6 +314,26 @@ async fn a_closed_standard_output_ends_a_stream_quietly_and_fails_the_rest() {
     );
 }
 
+/// A token given with a control character in it (a file's two lines, given whole) is bad
+/// usage, and no part of it is printed: clap printed a value it refused whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_with_a_control_character_is_refused_unprinted() {
+    let (server, count) = listener("HTTP/1.1 500 Internal Server Error\r\n\r\n").await;
+    let out = token_list(
+        format!("http://{server}"),
+        Vec::new(),
+        vec![("BYOK_TOKEN", "byok_s3cret\nsecond line".into())],
+    )
+    .await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(
+        stderr.trim_end(),
+        "error: the token has a control character in it: give the token alone"
+    );
+    assert_eq!(count.load(Ordering::SeqCst), 0, "the token was sent");
+}
+
 /// The server's words reach the terminal with their control characters escaped: an escape
 /// sequence in an error message (here one that erases the line and writes a made-up verdict)
 /// is shown, not obeyed. So is one in a name of a listing.
@@ -334,7 +354,7 @@ async fn the_servers_words_are_shown_with_control_characters_escaped() {
         "{stderr:?}"
     );
     assert!(
-        stderr.contains("x (403): \\u{1b}[2K\\u{d}the log extends\\u{7} ok"),
+        stderr.contains("x (403): \\u001b[2K\\u000dthe log extends\\u0007 ok"),
         "{stderr:?}"
     );
     let named = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 60\r\n\r\n[{\"id\":\"1\",\"name\":\"a\\u001b]52;c;aGk=\\u0007\",\"role\":\"admin\"}]";
@@ -347,7 +367,7 @@ async fn the_servers_words_are_shown_with_control_characters_escaped() {
     .await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}");
-    assert!(stdout.contains("a\\u{1b}]52;c;aGk=\\u{7}"), "{stdout:?}");
+    assert!(stdout.contains("a\\u001b]52;c;aGk=\\u0007"), "{stdout:?}");
     assert!(!stdout.contains('\u{1b}'), "{stdout:?}");
 }
 

@@ -202,19 +202,30 @@ impl Token {
 }
 
 impl std::str::FromStr for Token {
-    type Err = String;
+    type Err = std::convert::Infallible;
 
     /// The token as given (`--token`, `BYOK_TOKEN`), without surrounding whitespace, as
     /// `--token-file` reads it (`BYOK_TOKEN=$(cat token.txt)` of a file with CRLF line ends
-    /// keeps a `\r`). One with a control character inside is refused as bad usage (exit 2),
-    /// naming no part of it: it could not go in a header, and was reported as the server
-    /// being unreachable.
+    /// keeps a `\r`). Never an error here: clap would print the value it refused, token and
+    /// all; [`Token::check`] refuses one that cannot be sent, naming no part of it.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let token = s.trim();
-        if token.chars().any(char::is_control) {
+        Ok(Self(zeroize::Zeroizing::new(s.trim().to_owned())))
+    }
+}
+
+impl Token {
+    /// Refuses a token with a control character in it (a second line of a file given whole):
+    /// it could not go in a header, and was reported as the server being unreachable. The
+    /// message names no part of it.
+    ///
+    /// # Errors
+    ///
+    /// What is wrong, for a usage error (exit 2).
+    pub fn check(self) -> Result<Self, String> {
+        if self.0.chars().any(char::is_control) {
             return Err("the token has a control character in it: give the token alone".into());
         }
-        Ok(Self(zeroize::Zeroizing::new(token.to_owned())))
+        Ok(self)
     }
 }
 
@@ -312,8 +323,9 @@ mod tests {
     #[test]
     fn a_token_given_is_trimmed_and_one_with_control_characters_refused() {
         let t: Token = " byok_s3cret\r\n".parse().unwrap();
-        assert_eq!(t.expose(), "byok_s3cret");
-        let e = "byok_s3\u{7}cret".parse::<Token>().err().unwrap();
+        assert_eq!(t.check().unwrap().expose(), "byok_s3cret");
+        let t: Token = "byok_s3\u{7}cret".parse().unwrap();
+        let e = t.check().err().unwrap();
         assert_eq!(
             e,
             "the token has a control character in it: give the token alone"

@@ -83,7 +83,7 @@ impl Client {
                     "a token from --token (or BYOK_TOKEN) and one from --token-file (or BYOK_TOKEN_FILE): give one",
                 ));
             }
-            (Some(t), None) => Some(t),
+            (Some(t), None) => Some(t.check().map_err(Failure::usage)?),
             (None, Some(path)) => {
                 Some(super::args::Token::from_file(path).map_err(Failure::usage)?)
             }

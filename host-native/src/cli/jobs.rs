@@ -66,7 +66,7 @@ pub async fn job(client: &Client, cmd: JobCmd) -> Result<(), Failure> {
                 }
                 bar.set_length(v["total"].as_u64().unwrap_or(0));
                 bar.set_position(v["done"].as_u64().unwrap_or(0));
-                bar.set_message(s(&v, "kind").to_owned());
+                bar.set_message(super::output::shown(s(&v, "kind")).into_owned());
                 tokio::time::sleep(std::time::Duration::from_millis(500)).await;
             }
         }

@@ -78,10 +78,7 @@ pub(super) fn raw(text: &str) {
         return;
     }
     let mut out = std::io::stdout().lock();
-    if let Err(e) = out
-        .write_all(shown(text).as_bytes())
-        .and_then(|()| out.flush())
-    {
+    if let Err(e) = write_shown(&mut out, text).and_then(|()| out.flush()) {
         if e.kind() == std::io::ErrorKind::BrokenPipe {
             if STREAMING.load(Ordering::SeqCst) {
                 std::process::exit(0);
@@ -94,25 +91,36 @@ pub(super) fn raw(text: &str) {
     }
 }
 
-/// `text` with every control character but newline and tab escaped (`\u{1b}`): names,
-/// messages and notes come from the server (or whoever answers in its place), and an escape
-/// sequence among them must be shown, not obeyed: it could redraw a line of `audit verify`'s
-/// verdict, or set the clipboard. Borrowed, with no copy, when there is none (secrets pass
-/// here too).
+/// Whether `c` is shown escaped: a control character but newline and tab.
+fn odd(c: char) -> bool {
+    c.is_control() && c != '\n' && c != '\t'
+}
+
+/// Writes `text` to `out` with every control character but newline and tab escaped as JSON
+/// escapes it (`\u001b`): names, messages and notes come from the server (or whoever answers
+/// in its place), and an escape sequence among them must be shown, not obeyed: it could
+/// redraw a line of `audit verify`'s verdict, or set the clipboard. Written piece by piece,
+/// with no copy (secrets pass here); inside a JSON string the escape is JSON still (serde
+/// leaves DEL and C1 characters as they are).
+fn write_shown(out: &mut impl std::io::Write, text: &str) -> std::io::Result<()> {
+    let mut from = 0;
+    for (i, c) in text.char_indices().filter(|(_, c)| odd(*c)) {
+        out.write_all(text.get(from..i).unwrap_or_default().as_bytes())?;
+        write!(out, "\\u{:04x}", u32::from(c))?;
+        from = i + c.len_utf8();
+    }
+    out.write_all(text.get(from..).unwrap_or_default().as_bytes())
+}
+
+/// `text` as [`write_shown`] writes it, for a message on standard error; borrowed when it
+/// has nothing to escape.
 pub(crate) fn shown(text: &str) -> Cow<'_, str> {
-    let odd = |c: char| c.is_control() && c != '\n' && c != '\t';
     if !text.chars().any(odd) {
         return Cow::Borrowed(text);
     }
-    let mut out = String::with_capacity(text.len() + 16);
-    for c in text.chars() {
-        if odd(c) {
-            out.extend(c.escape_unicode());
-        } else {
-            out.push(c);
-        }
-    }
-    Cow::Owned(out)
+    let mut out = Vec::with_capacity(text.len() + 16);
+    let _ = write_shown(&mut out, text);
+    Cow::Owned(String::from_utf8(out).unwrap_or_default())
 }
 
 /// The string field `k` of `v`, or "" when absent.
