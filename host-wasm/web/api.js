@@ -79,8 +79,10 @@ export class Session {
       if (err instanceof ApiError && err.status === 401) this.refused(err);
       throw err;
     }
-    this.#token = t.token;
     this.#replacing = false;
+    // An answer without a token (a proxy's page) is no claim byok answered.
+    if (typeof t?.token !== 'string') throw new Error('the answer to the claim holds no token: is this byok?');
+    this.#token = t.token;
     return t;
   }
 

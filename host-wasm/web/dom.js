@@ -110,8 +110,9 @@ export function copyButton(label, text, target) {
  * becomes `armedLabel`, and `onArm()` says what the second press does); the second runs
  * `act()`, the button disabled until it ends, so that it is sent once. A double-click is one
  * press (its second click, `detail` 2, is not a confirmation), and an armed button disarms when
- * focus leaves it. Keyboard presses (Enter, Space) count as presses. */
-export function twoPress(props, label, armedLabel, onArm, act) {
+ * focus leaves it (`onDisarm()` then takes back what `onArm()` said). Keyboard presses (Enter,
+ * Space) count as presses. */
+export function twoPress(props, label, armedLabel, onArm, act, onDisarm = () => {}) {
   const disarm = () => {
     delete b.dataset.armed;
     b.textContent = label;
@@ -133,7 +134,11 @@ export function twoPress(props, label, armedLabel, onArm, act) {
         b.disabled = false;
       }
     },
-    blur: () => disarm(),
+    blur: () => {
+      if (b.dataset.armed !== 'true') return;
+      disarm();
+      onDisarm();
+    },
   } }, label);
   return b;
 }

@@ -77,6 +77,7 @@ export async function render(section, { session, showWho }) {
       live.className = '';
       live.textContent = `Press again to revoke “${t.name}”: its next request gets 401.`;
     };
+    const disarmed = () => { live.textContent = ''; };
     return twoPress({}, `Revoke “${t.name}”`, `Confirm: revoke “${t.name}”`, armed, async () => {
       try {
         await session.call('DELETE', session.org(`/tokens/${t.id}`));
@@ -96,7 +97,7 @@ export async function render(section, { session, showWho }) {
       // The message, not the next row's revoke button: a press meant for this one must not
       // arm another.
       live.focus();
-    });
+    }, disarmed);
   }
 
   section.append(h('h2', {}, 'Tokens'), claimBox, live, h('h3', {}, 'Create a token'), form, created, list);
@@ -153,7 +154,7 @@ async function claimSection(session, showWho, redraw) {
     secret.focus();
     secret.select();
     await redraw();
-  });
+  }, () => { live.textContent = ''; });
   return h('div', { id: 'claim-box' },
     h('h3', {}, 'Claim the org'),
     state,
