@@ -696,8 +696,19 @@ mod tests {
         rows.into_iter().find(|r| r.n == 1).and_then(|r| r.health)
     }
 
-    /// `org` (of `svc`, in `cell`) serving in outage grace because `cmk:1` was unreachable.
-    fn in_grace(svc: &super::super::Service, cell: &super::super::OrgCell) {
+    /// An org of a service over `db` serving in outage grace because `cmk:1` was unreachable
+    /// (its health `kms_unavailable`), and the org's eviction count now: what a recovery's
+    /// call was sent at.
+    async fn org_in_grace(
+        db: &Database,
+    ) -> (
+        Arc<super::super::Service>,
+        byok_core::ScopeId,
+        Arc<super::super::OrgCell>,
+        crate::service::cache::Evictions,
+    ) {
+        let svc = Arc::new(super::super::test_service(db, 4));
+        let (org, cell) = org_with_a_key(db, &svc, "kms_unavailable").await;
         *cell.outage.lock().unwrap() = Some(super::super::grace::Outage {
             holder: HolderId::Cmk(1),
             since_ms: 0,
@@ -705,6 +716,25 @@ mod tests {
             until_ms: 0,
             served: 1,
         });
+        let since = svc.cache().evictions(org);
+        (svc, org, cell, since)
+    }
+
+    /// Ends `org`'s grace as recovered through `by` on a call sent at `since`; `cmk:1`'s
+    /// health as stored then.
+    async fn recovered_through(
+        db: &Database,
+        (svc, org, cell): (
+            &super::super::Service,
+            byok_core::ScopeId,
+            &super::super::OrgCell,
+        ),
+        by: HolderId,
+        since: crate::service::cache::Evictions,
+    ) -> Option<String> {
+        let why = GraceEnd::Recovered { by, since };
+        svc.end_grace(cell, org, why).await.unwrap();
+        stored_health(db, org).await
     }
 
     /// An unwrap that ends an outage grace, answered just before the customer disabled the
@@ -714,10 +744,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_recovery_answered_before_a_denial_does_not_overwrite_it() {
         let db = Database::open("sqlite::memory:").await.unwrap();
-        let svc = Arc::new(super::super::test_service(&db, 4));
-        let (org, cell) = org_with_a_key(&db, &svc, "kms_unavailable").await;
-        in_grace(&svc, &cell);
-        let since = svc.cache().evictions(org);
+        let (svc, org, cell, since) = org_in_grace(&db).await;
         let held = db.write_org(org).await.unwrap();
         let recovered = tokio::spawn({
             let (svc, cell) = (svc.clone(), cell.clone());
@@ -754,10 +781,7 @@ mod tests {
     #[tokio::test]
     async fn a_recovery_on_a_copy_behind_storage_does_not_overwrite_a_denial() {
         let db = Database::open("sqlite::memory:").await.unwrap();
-        let svc = super::super::test_service(&db, 4);
-        let (org, cell) = org_with_a_key(&db, &svc, "kms_unavailable").await;
-        in_grace(&svc, &cell);
-        let since = svc.cache().evictions(org);
+        let (svc, org, cell, since) = org_in_grace(&db).await;
         // Another replica's denial, in storage only: the key's health and the org's version.
         for sql in [
             "UPDATE cmk_keys SET health = 'key_disabled' WHERE org_id = $1 AND n = 1",
@@ -769,15 +793,8 @@ mod tests {
                 .await
                 .unwrap();
         }
-        let why = GraceEnd::Recovered {
-            by: HolderId::Cmk(1),
-            since,
-        };
-        svc.end_grace(&cell, org, why).await.unwrap();
-        assert_eq!(
-            stored_health(&db, org).await.as_deref(),
-            Some("key_disabled")
-        );
+        let health = recovered_through(&db, (&svc, org, &cell), HolderId::Cmk(1), since).await;
+        assert_eq!(health.as_deref(), Some("key_disabled"));
     }
 
     /// A grace that ends because another key answered (the default moved during the outage)
@@ -785,23 +802,13 @@ mod tests {
     #[tokio::test]
     async fn a_recovery_through_another_key_leaves_the_unreachable_ones_health() {
         let db = Database::open("sqlite::memory:").await.unwrap();
-        let svc = super::super::test_service(&db, 4);
-        let (org, cell) = org_with_a_key(&db, &svc, "kms_unavailable").await;
-        in_grace(&svc, &cell);
-        let since = svc.cache().evictions(org);
-        let why = GraceEnd::Recovered {
-            by: HolderId::Managed,
-            since,
-        };
-        svc.end_grace(&cell, org, why).await.unwrap();
+        let (svc, org, cell, since) = org_in_grace(&db).await;
+        let health = recovered_through(&db, (&svc, org, &cell), HolderId::Managed, since).await;
         assert!(
             cell.outage.lock().unwrap().is_none(),
             "the grace did not end"
         );
-        assert_eq!(
-            stored_health(&db, org).await.as_deref(),
-            Some("kms_unavailable")
-        );
+        assert_eq!(health.as_deref(), Some("kms_unavailable"));
     }
 
     /// An org whose check fails does not stop the check of the orgs after it: here the second

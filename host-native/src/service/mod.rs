@@ -96,9 +96,9 @@ pub struct Metrics {
 /// caller chooses keys to collide; the seed is random per process all the same.
 pub(crate) type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
-/// Whole-log reads at once in this process, of each kind (chain walks, filtered reads; see
-/// `turns.rs`): four of the pool's connections at most (eight by default), and one signing's
-/// checks.
+/// Whole-log reads at once in this process, of each kind (chain walks, filtered reads,
+/// signings' checks; see `turns.rs`): six of the pool's connections at most (eight by
+/// default), two left to the writer and the data path.
 const AUDIT_TURNS: usize = 2;
 
 /// The server's state: the store, the managed key, orgs in memory and the key cache.
@@ -162,7 +162,7 @@ pub struct Service {
     /// The newest checkpoint this process signed or checked per org (size, root): what the
     /// next one must extend even if its row was deleted from storage meanwhile.
     signed_heads: signed_heads::SignedHeads,
-    /// Checkpoint signings take turns (`turns.rs`), one at a time: each reads the rows since the
+    /// Checkpoint signings take turns (`turns.rs`), one per org: each reads the rows since the
     /// newest checkpoint without the store's writer, and checks them against the heads this
     /// process holds, which a signing of the same org beside it could move past what its
     /// snapshot shows.
@@ -221,7 +221,7 @@ impl Service {
             wall: store::now_ms,
             log_key: std::sync::OnceLock::new(),
             signed_heads: signed_heads::SignedHeads::default(),
-            signings: turns::Turns::new(1),
+            signings: turns::Turns::new(AUDIT_TURNS),
             audit_walks: turns::Turns::new(AUDIT_TURNS),
             audit_scans: turns::Turns::new(AUDIT_TURNS),
             issuer: None,

@@ -810,15 +810,10 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
-    /// A scrub that waits for a reader does not hold the writer's turn through its retries:
-    /// a write queued behind it (any org's pause or revoke) gets its turn while the scrub is
-    /// still waiting, and the scrub truncates the log once the reader is done. Before, the
-    /// write waited for every try (up to five busy timeouts of 10 s).
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_scrub_waiting_for_readers_lets_writes_through() {
-        let dir = tempfile::tempdir().unwrap();
-        let wal = dir.path().join("byok.db-wal");
-        let db = super::Database::open_dir(dir.path()).await.unwrap();
+    /// A database in `dir` (scrubbed once) whose last commit destroyed keys, and its
+    /// write-ahead log's path: a scrub is owed.
+    async fn owing_a_scrub(dir: &std::path::Path) -> (super::Database, std::path::PathBuf) {
+        let db = super::Database::open_dir(dir).await.unwrap();
         db.scrub().await;
         let mut w = db.write().await.unwrap();
         sqlx::query("INSERT INTO server_meta (name, value) VALUES ('destroyed', 'x')")
@@ -827,6 +822,18 @@ mod tests {
             .unwrap();
         w.destroys_keys();
         w.commit().await.unwrap();
+        assert!(db.scrub_owed());
+        (db, dir.join("byok.db-wal"))
+    }
+
+    /// A scrub that waits for a reader does not hold the writer's turn through its retries:
+    /// a write queued behind it (any org's pause or revoke) gets its turn while the scrub is
+    /// still waiting, and the scrub truncates the log once the reader is done. Before, the
+    /// write waited for every try (up to five busy timeouts of 10 s).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_scrub_waiting_for_readers_lets_writes_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let (db, wal) = owing_a_scrub(dir.path()).await;
         // A reader in the middle of a read: its snapshot keeps the log from being reset.
         let mut reader = db.pool().begin().await.unwrap();
         sqlx::query("SELECT value FROM server_meta")
@@ -873,16 +880,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_scrub_waits_for_long_reads_without_the_writer() {
         let dir = tempfile::tempdir().unwrap();
-        let wal = dir.path().join("byok.db-wal");
-        let db = super::Database::open_dir(dir.path()).await.unwrap();
-        db.scrub().await;
-        let mut w = db.write().await.unwrap();
-        sqlx::query("INSERT INTO server_meta (name, value) VALUES ('destroyed', 'x')")
-            .execute(&mut *w.tx)
-            .await
-            .unwrap();
-        w.destroys_keys();
-        w.commit().await.unwrap();
+        let (db, wal) = owing_a_scrub(dir.path()).await;
         let mut read = db.long_read().await.unwrap();
         sqlx::query("SELECT value FROM server_meta")
             .fetch_all(&mut *read)
