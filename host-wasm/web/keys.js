@@ -3,7 +3,7 @@
 // disable them all (back to the managed key, with what that means spelled out). A job started
 // here shows in the banner; the list reads itself again when it ends.
 import { ApiError } from './api.js';
-import { fieldMessage, fill, h, uid, when } from './dom.js';
+import { fieldMessage, fill, h, once, uid, when } from './dom.js';
 import { health } from './overview.js';
 import { stepsList } from './steps.js';
 
@@ -27,20 +27,29 @@ export async function render(section, ctx) {
     live, body);
 
   const say = (text) => { live.textContent = text; };
+  // One action at a time: a second press (a double-click on Make default, Disable all) while
+  // the first is on its way sends nothing, and its answer cannot replace the first's message.
+  let acting = false;
   const act = async (label, fn) => {
-    say('');
+    if (acting) return;
+    acting = true;
     try {
-      await fn();
-      say(label);
-    } catch (e) {
-      if (e instanceof ApiError && e.code === 'unauthenticated') throw e;
-      say(`${e instanceof ApiError ? e.text : e}`);
-      live.className = 'error';
-      return;
+      say('');
+      try {
+        await fn();
+        say(label);
+      } catch (e) {
+        if (e instanceof ApiError && e.code === 'unauthenticated') throw e;
+        say(`${e instanceof ApiError ? e.text : e}`);
+        live.className = 'error';
+        return;
+      }
+      live.className = '';
+      banner?.refresh();
+      await draw();
+    } finally {
+      acting = false;
     }
-    live.className = '';
-    banner?.refresh();
-    await draw();
   };
 
   // Each draw's turn: an answer older than the newest draw asked for is dropped, so a slow
@@ -146,25 +155,29 @@ export async function render(section, ctx) {
     const select = h('select', { id, name: 'target' },
       targets.map((t) => h('option', { value: t.id, selected: t.default }, `${t.name} (${t.id})`)));
     const msg = fieldMessage(select);
-    fill(panel, h('form', { class: 'inline', on: { submit: async (e) => {
+    const submit = h('button', { type: 'submit' }, `Disable “${k.name}”`);
+    fill(panel, h('form', { class: 'inline', on: { submit: (e) => {
       e.preventDefault();
-      msg.clear();
-      try {
-        await session.call('POST', session.org(`/keys/${k.id}/disable`), { target: select.value });
-      } catch (err) {
-        if (err instanceof ApiError && err.code === 'unauthenticated') throw err;
-        msg.show(err instanceof ApiError ? err.text : String(err));
-        return;
-      }
-      say(`“${k.name}” is disabled; its copies are re-encrypted to ${select.value}.`);
-      banner?.refresh();
-      await draw();
+      return once(submit, async () => {
+        msg.clear();
+        try {
+          await session.call('POST', session.org(`/keys/${k.id}/disable`), { target: select.value });
+        } catch (err) {
+          if (err instanceof ApiError && err.code === 'unauthenticated') throw err;
+          msg.show(err instanceof ApiError ? err.text : String(err));
+          return;
+        }
+        live.className = '';
+        say(`“${k.name}” is disabled; its copies are re-encrypted to ${select.value}.`);
+        banner?.refresh();
+        await draw();
+      });
     } } },
     h('label', { for: id }, `Re-encrypt “${k.name}”'s copies to`), select, msg.el,
     h('p', { class: 'hint' }, k.type === 'managed'
       ? 'Once the managed key is disabled, the vendor can no longer decrypt your data without your KMS.'
       : `“${k.name}” will no longer be used; data stays readable through the key you choose.`),
-    h('button', { type: 'submit' }, `Disable “${k.name}”`)));
+    submit));
   }
 
   function disableAll() {

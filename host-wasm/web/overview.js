@@ -52,9 +52,11 @@ export async function render(section, ctx) {
         ? [`If your KMS is unreachable (an outage, not a refusal), cached keys serve up to `,
           h('strong', {}, duration(org.outage_grace_ms)), ' longer. A refusal is never graced.']
         : 'An unreachable KMS gets no grace: cached keys end at their time.')),
-    boundsForm(org, session, () => {
-      section.replaceChildren();
-      return render(section, ctx);
+    // Drawn aside and swapped in whole: a read that fails leaves the section as it was.
+    boundsForm(org, session, async () => {
+      const next = h('div', {});
+      await render(next, ctx);
+      section.replaceChildren(...next.childNodes);
     }),
     h('h3', {}, 'Key health'),
     byok.length
@@ -116,7 +118,14 @@ function boundsForm(org, session, redraw) {
       live.textContent = err instanceof ApiError ? err.text : String(err);
       return;
     }
-    await redraw();
+    try {
+      await redraw();
+    } catch (err) {
+      if (err instanceof ApiError && err.code === 'unauthenticated') throw err;
+      live.className = 'error';
+      live.textContent = `Saved, but the overview could not be read again: ${err instanceof ApiError ? err.text : err}`;
+      return;
+    }
     document.querySelector('#bounds-form button[type="submit"]')?.focus();
     document.getElementById('bounds-live').textContent =
       `Saved: the server's unwrap cache now keeps keys ${duration(c)}; ` +

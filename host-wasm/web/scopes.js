@@ -2,7 +2,7 @@
 // scope that decides it named; pause, resume, and revoke (which asks for the scope id typed
 // back and says that it is final). A pause or revoke cascades to everything below.
 import { ApiError } from './api.js';
-import { fieldMessage, fill, h, uid } from './dom.js';
+import { fieldMessage, fill, h, once, uid } from './dom.js';
 
 export async function render(section, { session }) {
   const live = h('div', { id: 'scopes-live', role: 'status', 'aria-live': 'polite' });
@@ -97,26 +97,31 @@ export async function render(section, { session }) {
     const id = uid('confirm');
     const input = h('input', { id, autocomplete: 'off', spellcheck: 'false', class: 'mono', 'aria-describedby': `${id}-hint` });
     const msg = fieldMessage(input);
-    fill(panel, h('form', { class: 'inline', novalidate: true, on: { submit: async (e) => {
+    const submit = h('button', { type: 'submit', class: 'danger' }, `Revoke ${s.name} for good`);
+    // Sent once: a second Enter while the revoke is on its way would answer `scope_revoked`
+    // beside the field, over a revoke that succeeded.
+    fill(panel, h('form', { class: 'inline', novalidate: true, on: { submit: (e) => {
       e.preventDefault();
-      msg.clear();
-      // The server checks the confirmation (and answers with its code beside the field).
-      try {
-        await session.call('POST', session.org(`/scopes/${s.id}/revoke`), { confirm: input.value.trim() });
-      } catch (err) {
-        if (err instanceof ApiError && err.code === 'unauthenticated') throw err;
-        msg.show(err instanceof ApiError ? err.text : String(err));
-        input.focus();
-        return;
-      }
-      live.className = '';
-      live.textContent = `${s.name} is revoked, with everything under it. Its keys are destroyed.`;
-      await draw(s.id);
+      return once(submit, async () => {
+        msg.clear();
+        // The server checks the confirmation (and answers with its code beside the field).
+        try {
+          await session.call('POST', session.org(`/scopes/${s.id}/revoke`), { confirm: input.value.trim() });
+        } catch (err) {
+          if (err instanceof ApiError && err.code === 'unauthenticated') throw err;
+          msg.show(err instanceof ApiError ? err.text : String(err));
+          input.focus();
+          return;
+        }
+        live.className = '';
+        live.textContent = `${s.name} is revoked, with everything under it. Its keys are destroyed.`;
+        await draw(s.id);
+      });
     } } },
     h('p', { class: 'warning', id: `${id}-hint` }, `Revoking ${s.name} is final: its keys and every key below it are destroyed, ` +
       'and nothing encrypted under them can ever be read again, by you or the vendor.'),
     h('label', { for: id }, `Type the scope id ${s.id} to confirm`), input, msg.el,
-    h('button', { type: 'submit', class: 'danger' }, `Revoke ${s.name} for good`)));
+    submit));
   }
 
   await draw();

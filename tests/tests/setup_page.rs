@@ -527,6 +527,11 @@ async fn at_360_px_the_tree_pauses_and_revokes_with_the_id_typed_back() {
     let wrong = str_of(&v, "/wrong");
     assert!(wrong.ends_with("(confirmation_mismatch)"), "{wrong}");
     assert!(str_of(&v, "/warning").contains("final"), "{v}");
+    assert_eq!(
+        v["revokes"],
+        json!(1),
+        "Enter pressed again sent another revoke: {v}"
+    );
     // The server agrees: the thread refuses as paused by team-a, team-b as revoked.
     assert_error(&o.encrypt(&ts, &thread, b"x").await, 409, "scope_paused");
     assert_error(&o.encrypt(&ts, &team_b, b"x").await, 410, "scope_revoked");

@@ -339,12 +339,26 @@ async function tree(ui, { admin, team_a, thread, team_b }) {
   const warning = await text(page, `[data-scope="${team_b}"] form .warning`);
   await ui.axe('scopes-revoke');
   await ui.shot('scopes-revoke-360');
+  // The revoke held on its way (until `release`) and counted: Enter pressed again meanwhile
+  // sends nothing (a second revoke answered `scope_revoked` over the first's success).
+  let release;
+  const held = new Promise((resolve) => { release = resolve; });
+  let revokes = 0;
+  await page.route('**/revoke', async (route) => {
+    revokes += 1;
+    await held;
+    await route.continue();
+  });
   await page.fill(input, team_b);
   await page.press(input, 'Enter');
+  while (revokes < 1) await new Promise((resolve) => setTimeout(resolve, 10));
+  await page.press(input, 'Enter');
+  release();
   await page.waitForSelector(`[data-scope="${team_b}"] [data-state="revoked"]`);
+  await page.unroute('**/revoke');
   const revoked = await text(page, `[data-scope="${team_b}"] > .scope-row`);
   await ui.shot('scopes-revoked-360');
-  return { paused, width, wrong, warning, revoked };
+  return { paused, width, wrong, warning, revokes, revoked };
 }
 
 /** Creates a service token from the page: shown once, with a copy button. */
