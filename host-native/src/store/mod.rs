@@ -826,6 +826,12 @@ mod tests {
         (db, dir.join("byok.db-wal"))
     }
 
+    /// `db`'s scrub, run beside the test.
+    fn scrubbing(db: &super::Database) -> tokio::task::JoinHandle<()> {
+        let db = db.clone();
+        tokio::spawn(async move { db.scrub().await })
+    }
+
     /// A scrub that waits for a reader does not hold the writer's turn through its retries:
     /// a write queued behind it (any org's pause or revoke) gets its turn while the scrub is
     /// still waiting, and the scrub truncates the log once the reader is done. Before, the
@@ -842,10 +848,7 @@ mod tests {
             .unwrap();
         // In this order: the scrub's turn, then the write's.
         let first = db.write().await.unwrap();
-        let scrub = tokio::spawn({
-            let db = db.clone();
-            async move { db.scrub().await }
-        });
+        let scrub = scrubbing(&db);
         while db.writes_waiting() < 1 {
             tokio::task::yield_now().await;
         }
@@ -888,10 +891,7 @@ mod tests {
             .unwrap();
         // The writer held: a scrub that went for its turn would queue behind it.
         let held = db.write().await.unwrap();
-        let scrub = tokio::spawn({
-            let db = db.clone();
-            async move { db.scrub().await }
-        });
+        let scrub = scrubbing(&db);
         let queued = tokio::time::timeout(Duration::from_millis(300), async {
             while db.writes_waiting() == 0 {
                 tokio::time::sleep(Duration::from_millis(5)).await;

@@ -7,7 +7,7 @@
 // results, requests to other origins, console errors). tests/tests/setup_page.rs runs the
 // stages and sets up what each needs (moto's grant removed, a second key, a paused scope).
 import assert from 'node:assert/strict';
-import { openPage, overflow, text } from './setup_page_kit.mjs';
+import { holdRequests, openPage, overflow, text } from './setup_page_kit.mjs';
 
 const [stage, argJson, artifacts] = process.argv.slice(2);
 const arg = JSON.parse(argJson);
@@ -339,23 +339,17 @@ async function tree(ui, { admin, team_a, thread, team_b }) {
   const warning = await text(page, `[data-scope="${team_b}"] form .warning`);
   await ui.axe('scopes-revoke');
   await ui.shot('scopes-revoke-360');
-  // The revoke held on its way (until `release`) and counted: Enter pressed again meanwhile
-  // sends nothing (a second revoke answered `scope_revoked` over the first's success).
-  let release;
-  const held = new Promise((resolve) => { release = resolve; });
-  let revokes = 0;
-  await page.route('**/revoke', async (route) => {
-    revokes += 1;
-    await held;
-    await route.continue();
-  });
+  // The revoke held on its way and counted: Enter pressed again meanwhile sends nothing (a
+  // second revoke answered `scope_revoked` over the first's success).
+  const hold = await holdRequests(page, '**/revoke');
   await page.fill(input, team_b);
   await page.press(input, 'Enter');
-  while (revokes < 1) await new Promise((resolve) => setTimeout(resolve, 10));
+  await hold.sent();
   await page.press(input, 'Enter');
-  release();
+  hold.release();
   await page.waitForSelector(`[data-scope="${team_b}"] [data-state="revoked"]`);
-  await page.unroute('**/revoke');
+  await hold.done();
+  const revokes = hold.count();
   const revoked = await text(page, `[data-scope="${team_b}"] > .scope-row`);
   await ui.shot('scopes-revoked-360');
   return { paused, width, wrong, warning, revokes, revoked };
@@ -470,29 +464,23 @@ async function claim(ui, { admin, cacheSeconds, leaseSeconds }) {
   await page.click('nav a[href="#tokens"]');
   await ui.section('tokens');
   const unclaimed = await text(page, '#claim-state');
-  // The claim is held on its way (until `release`), and counted.
-  let release;
-  const held = new Promise((resolve) => { release = resolve; });
-  let claims = 0;
-  await page.route('**/tokens/claim', async (route) => {
-    claims += 1;
-    await held;
-    await route.continue();
-  });
+  // The claim is held on its way, and counted.
+  const hold = await holdRequests(page, '**/tokens/claim');
   await page.click('#claim');
   const confirm = await text(page, '#claim-live');
   // Confirmed by a double-click's first click, then pressed twice more while the claim is on
   // its way: one claim is sent (a second, with the token the first revokes, signed the page out
   // and lost the new token).
   await page.dblclick('#claim');
-  while (claims < 1) await new Promise((resolve) => setTimeout(resolve, 10));
+  await hold.sent();
   await page.evaluate(() => {
     const claim = document.getElementById('claim');
     for (let i = 0; i < 2; i++) claim.dispatchEvent(new MouseEvent('click', { bubbles: true, detail: 1 }));
   });
-  release();
+  hold.release();
   await page.waitForSelector('#claimed-token');
-  await page.unroute('**/tokens/claim');
+  await hold.done();
+  const claims = hold.count();
   const token = await page.inputValue('#claimed-token');
   await page.waitForFunction(() => /^The org is claimed/.test(document.querySelector('#claim-live')?.textContent ?? ''));
   const live = await text(page, '#claim-live');

@@ -112,3 +112,25 @@ export async function overflow(page) {
 export async function text(page, selector) {
   return (await page.textContent(selector))?.replace(/\s+/g, ' ').trim() ?? null;
 }
+
+/** Holds `page`'s requests to `pattern` on their way until `release()`, and counts them:
+ * `sent()` waits for the first; `count()` says how many came; `done()` stops holding. What a
+ * test needs to press a button again while its call is in flight, deterministically. */
+export async function holdRequests(page, pattern) {
+  let release;
+  const held = new Promise((resolve) => { release = resolve; });
+  let n = 0;
+  await page.route(pattern, async (route) => {
+    n += 1;
+    await held;
+    await route.continue();
+  });
+  return {
+    count: () => n,
+    async sent() {
+      while (n < 1) await new Promise((resolve) => setTimeout(resolve, 10));
+    },
+    release,
+    done: () => page.unroute(pattern),
+  };
+}
