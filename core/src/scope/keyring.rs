@@ -497,18 +497,21 @@ impl Org {
     }
 
     /// Whether the org's job, as stored, fits its tree: steps done no more than it has, and
-    /// each rewrap between versions of the moved key's parent. Checked when an org is
+    /// each rewrap between two versions of the moved key's parent. Checked when an org is
     /// restored; a step's target is checked again when it runs ([`Self::rewrap_child`]).
     pub(super) fn job_fits(&self) -> bool {
         self.job.as_ref().is_none_or(|job| {
-            // A retirement is of an older version (never the newest, which `retire` refuses:
-            // such a job would fail on every run and hold every later job back), and only
-            // moves keys off that version.
+            // A retirement is of a live, older version of a scope not revoked (`retire` refuses
+            // the newest, one gone, one revoked: such a job would fail on every run and hold
+            // every later job back, the managed fallback and a re-wrap after a rotation of the
+            // customer's key among them), and only moves keys off that version.
             let retiring = match job.kind {
                 JobKind::RetireVersion(k) => {
-                    self.scopes
-                        .get(&k.scope)
-                        .is_some_and(|s| s.current_version() != Some(k.version))
+                    self.check_not_revoked(k.scope).is_ok()
+                        && self.scopes.get(&k.scope).is_some_and(|s| {
+                            s.versions.contains_key(&k.version)
+                                && s.current_version() != Some(k.version)
+                        })
                         && job
                             .steps
                             .iter()
@@ -520,9 +523,11 @@ impl Org {
                 && job.done <= job.steps.len()
                 && job.steps.iter().all(|step| match *step {
                     JobStep::WrapRoot { .. } => true,
+                    // A rewrap onto the version it is under would count as done and move
+                    // nothing: the retirement after it refused for good (`VersionInUse`).
                     JobStep::Rewrap { key, from, to } => {
                         let parent = self.scopes.get(&key.scope).and_then(|s| s.parent);
-                        parent.is_some_and(|p| from.scope == p && to.scope == p)
+                        from != to && parent.is_some_and(|p| from.scope == p && to.scope == p)
                     }
                 })
         })

@@ -449,6 +449,25 @@ mod tests {
             Err(ScopeError::Inconsistent(_))
         ));
         assert!(open(retire(1, 1)).is_ok());
+        // A retirement of a version the team does not have (retired already, or never made).
+        assert!(matches!(
+            open(retire(7, 7)),
+            Err(ScopeError::Inconsistent(_))
+        ));
+        // A rewrap onto the version the key is under: counted done at once, moving nothing,
+        // and the retirement after it refused for good.
+        let onto_itself = Some(RewrapJob::new(
+            JobKind::RetireVersion(KeyId::new(team, 1)),
+            Vec::from([JobStep::Rewrap {
+                key: KeyId::new(leaf, 1),
+                from: KeyId::new(team, 1),
+                to: KeyId::new(team, 1),
+            }]),
+        ));
+        assert!(matches!(
+            open(onto_itself),
+            Err(ScopeError::Inconsistent(_))
+        ));
         // Fits the tree, but aims at a version the team does not have.
         let step = JobStep::Rewrap {
             key: KeyId::new(leaf, 1),
