@@ -55,7 +55,7 @@ impl Env {
         ctx: &CallContext,
     ) -> Result<SecretBytes, KmsError> {
         let req = decrypt_request(arn, &self.endpoint(arn), blob, ctx, &creds(u), now()).unwrap();
-        parse_decrypt(&self.send(req).await)
+        parse_decrypt(&self.send(req).await).map(|(root, _)| root)
     }
     /// Runs the validation plan as a host does: perform each call it names.
     async fn validate(&self, identifier: &str, u: &User, ctx: &CallContext) -> Validation {

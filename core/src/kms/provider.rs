@@ -427,10 +427,15 @@ pub trait Wire: Provider {
         blob: &[u8],
         now: Duration,
     ) -> Result<HttpRequest, RequestError>;
-    /// The 32-byte root from an unwrap answer for a copy bound to `binding` (providers that
-    /// bind with an envelope check it here).
-    fn parse_unwrap(&self, binding: &Binding, resp: &HttpResponse)
-    -> Result<SecretBytes, KmsError>;
+    /// The 32-byte root from an unwrap answer for a copy under `key` bound to `binding`
+    /// (providers whose answers name the key check it; those that bind with an envelope check
+    /// the envelope).
+    fn parse_unwrap(
+        &self,
+        key: &str,
+        binding: &Binding,
+        resp: &HttpResponse,
+    ) -> Result<SecretBytes, KmsError>;
     /// The request that describes the key.
     fn describe_request(&self, call: &Call<'_>, now: Duration)
     -> Result<HttpRequest, RequestError>;

@@ -260,7 +260,7 @@ impl Kms {
             version,
             sent,
             |call, now| p.unwrap_request(call, blob, now),
-            |resp| p.parse_unwrap(&binding, resp),
+            |resp| p.parse_unwrap(&key.access.key, &binding, resp),
         )
         .await
     }

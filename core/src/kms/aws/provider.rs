@@ -11,7 +11,7 @@ use core::time::Duration;
 
 use zeroize::Zeroizing;
 
-use crate::kms::aws::arn::{Endpoint, IdentifierError, KeyArn};
+use crate::kms::aws::arn::{Endpoint, IdentifierError, KeyArn, KeyRef};
 use crate::kms::aws::policy::{self, RoleTrust, VendorConfig, missing_statement};
 use crate::kms::aws::request::{
     self, AwsCredentials, SigningError, decrypt_request, describe_key_request, encrypt_request,
@@ -214,6 +214,35 @@ impl Provider for Aws {
     }
 }
 
+/// Checks that an answer was made by the key asked for (`key`): its `KeyId` is that key's ARN,
+/// or, for an alias (a validation probe), a key in the alias's partition, region and account.
+/// The request names the key, so AWS itself refuses a copy made under another; this holds
+/// the answer to it too, whatever endpoint gave it. A mismatch is malformed: never retried,
+/// never served from an outage grace.
+fn answered_by(key: &str, named: &str, resp: &HttpResponse) -> Result<(), KmsError> {
+    let asked = KeyArn::parse(key).map_err(|_| request::malformed(resp, "the key asked for"))?;
+    let same = KeyArn::parse(named).is_ok_and(|by| {
+        matches!(by.key(), KeyRef::Key(_))
+            && match asked.key() {
+                KeyRef::Key(_) => by.to_key_id() == asked.to_key_id() && by.to_key_id() == named,
+                KeyRef::Alias(_) => {
+                    by.partition() == asked.partition()
+                        && by.region() == asked.region()
+                        && by.account() == asked.account()
+                        && by.to_key_id() == named
+                }
+            }
+    });
+    if same {
+        Ok(())
+    } else {
+        Err(request::malformed(
+            resp,
+            &format!("KeyId {named:?} is not the key asked for ({key})"),
+        ))
+    }
+}
+
 impl Wire for Aws {
     fn wrap_request(
         &self,
@@ -233,8 +262,10 @@ impl Wire for Aws {
         )?)
     }
 
-    fn parse_wrap(&self, _key: &str, resp: &HttpResponse) -> Result<Vec<u8>, KmsError> {
-        request::parse_encrypt(resp).map(|(blob, _)| blob)
+    fn parse_wrap(&self, key: &str, resp: &HttpResponse) -> Result<Vec<u8>, KmsError> {
+        let (blob, by) = request::parse_encrypt(resp)?;
+        answered_by(key, &by, resp)?;
+        Ok(blob)
     }
 
     fn unwrap_request(
@@ -255,8 +286,15 @@ impl Wire for Aws {
         )?)
     }
 
-    fn parse_unwrap(&self, _: &Binding, resp: &HttpResponse) -> Result<SecretBytes, KmsError> {
-        request::parse_decrypt(resp)
+    fn parse_unwrap(
+        &self,
+        key: &str,
+        _: &Binding,
+        resp: &HttpResponse,
+    ) -> Result<SecretBytes, KmsError> {
+        let (root, by) = request::parse_decrypt(resp)?;
+        answered_by(key, &by, resp)?;
+        Ok(root)
     }
 
     fn describe_request(
@@ -475,6 +513,76 @@ mod tests {
             e.0,
             "AWS requests are signed with AWS keys, not a bearer token"
         );
+    }
+
+    /// An answer made by another key than the one asked for is refused as malformed (never
+    /// retried, never served from a grace): another account's, another region's, an alias
+    /// where a key was asked for, or none named. For an alias (a validation probe), any key
+    /// of its account and region answers.
+    #[test]
+    fn answers_from_another_key_are_refused() {
+        use base64ct::{Base64, Encoding};
+        let answer = |key_id: Option<&str>| {
+            let mut body = serde_json::json!({
+                "Plaintext": Base64::encode_string(&[9u8; 32]),
+                "CiphertextBlob": Base64::encode_string(&[1u8; 40]),
+            });
+            if let Some(k) = key_id {
+                body["KeyId"] = k.into();
+            }
+            HttpResponse {
+                status: 200,
+                headers: Vec::new(),
+                body: body.to_string().into_bytes(),
+            }
+        };
+        let binding = Binding::root("00aa", 1);
+        let alias = "arn:aws:kms:eu-west-1:111122223333:alias/root";
+        let same = answer(Some(KEY));
+        assert_eq!(
+            Aws.parse_unwrap(KEY, &binding, &same)
+                .unwrap()
+                .expose_secret(),
+            &[9u8; 32]
+        );
+        assert_eq!(Aws.parse_wrap(KEY, &same).unwrap(), [1u8; 40]);
+        let other_key =
+            "arn:aws:kms:eu-west-1:111122223333:key/99999999-12ab-34cd-56ef-1234567890ab";
+        assert!(
+            Aws.parse_unwrap(alias, &binding, &answer(Some(other_key)))
+                .is_ok()
+        );
+        for (asked, named) in [
+            (KEY, Some(other_key)),
+            (
+                KEY,
+                Some("arn:aws:kms:eu-west-1:999999999999:key/1234abcd-12ab-34cd-56ef-1234567890ab"),
+            ),
+            (
+                KEY,
+                Some("arn:aws:kms:eu-west-2:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"),
+            ),
+            (KEY, Some(alias)),
+            (
+                KEY,
+                Some(
+                    " arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+                ),
+            ),
+            (KEY, Some("1234abcd-12ab-34cd-56ef-1234567890ab")),
+            (KEY, None),
+            (
+                alias,
+                Some("arn:aws:kms:eu-west-1:999999999999:key/1234abcd-12ab-34cd-56ef-1234567890ab"),
+            ),
+            (alias, Some(alias)),
+        ] {
+            let resp = answer(named);
+            let e = Aws.parse_unwrap(asked, &binding, &resp).unwrap_err();
+            assert_eq!(e.kind, KmsErrorKind::Malformed, "{asked} {named:?}");
+            let e = Aws.parse_wrap(asked, &resp).unwrap_err();
+            assert_eq!(e.kind, KmsErrorKind::Malformed, "{asked} {named:?}");
+        }
     }
 
     #[test]

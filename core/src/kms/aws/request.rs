@@ -186,16 +186,20 @@ fn b64_field(
     Base64::decode_vec(s).map_err(|_| malformed(resp, field))
 }
 
-/// The wrapped blob from an `Encrypt` answer, and the key ARN KMS used.
+/// The wrapped blob from an `Encrypt` answer, and the key ARN KMS used (`KeyId`; empty when
+/// the answer names none).
 pub fn parse_encrypt(resp: &HttpResponse) -> Result<(Vec<u8>, String), KmsError> {
     let m = json_ok(resp)?;
     let blob = blob_field(resp, &m)?;
-    let key = m
-        .get("KeyId")
+    Ok((blob, key_id_field(&m)))
+}
+
+/// `KeyId`: the ARN of the key that did the work; empty when the answer names none.
+fn key_id_field(m: &Map<String, Value>) -> String {
+    m.get("KeyId")
         .and_then(Value::as_str)
         .unwrap_or_default()
-        .to_owned();
-    Ok((blob, key))
+        .to_owned()
 }
 
 /// `Plaintext`: exactly 32 bytes (an org root key), refused otherwise; taken out of the map,
@@ -220,9 +224,12 @@ fn blob_field(resp: &HttpResponse, m: &Map<String, Value>) -> Result<Vec<u8>, Km
     Ok(blob)
 }
 
-/// The 32-byte root key from a `Decrypt` answer. Anything but exactly 32 bytes is refused.
-pub fn parse_decrypt(resp: &HttpResponse) -> Result<SecretBytes, KmsError> {
-    key_field(resp, &mut json_ok(resp)?)
+/// The 32-byte root key from a `Decrypt` answer, and the key ARN KMS used (`KeyId`; empty
+/// when the answer names none). Anything but exactly 32 bytes is refused.
+pub fn parse_decrypt(resp: &HttpResponse) -> Result<(SecretBytes, String), KmsError> {
+    let mut m = json_ok(resp)?;
+    let key = key_field(resp, &mut m)?;
+    Ok((key, key_id_field(&m)))
 }
 
 /// The facts of `DescribeKey` that key validation and key health need.
@@ -454,7 +461,8 @@ mod tests {
             200,
             &alloc::format!(r#"{{"Plaintext":"{key}","KeyId":"k"}}"#),
         );
-        assert_eq!(parse_decrypt(&ok).unwrap().expose_secret(), &[9u8; 32]);
+        let (plain, by) = parse_decrypt(&ok).unwrap();
+        assert_eq!((plain.expose_secret(), by.as_str()), (&[9u8; 32], "k"));
         let gdk = resp(
             200,
             &alloc::format!(r#"{{"Plaintext":"{key}","CiphertextBlob":"AQID"}}"#),

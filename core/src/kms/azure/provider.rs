@@ -316,8 +316,10 @@ impl Wire for Azure {
         .map_err(|why| RequestError(format!("the stored Azure copy is unusable: {why}")))
     }
 
+    /// An unwrap answer names no key: the envelope binds the copy to this org.
     fn parse_unwrap(
         &self,
+        _key: &str,
         binding: &Binding,
         resp: &HttpResponse,
     ) -> Result<SecretBytes, KmsError> {
@@ -698,11 +700,11 @@ mod tests {
                 json!({ "kid": format!("{key}/{}", "ab".repeat(16)), "value": Base64UrlUnpadded::encode_string(&sealed) }),
             );
             assert_eq!(
-                Azure.parse_unwrap(&b3, &back).unwrap().expose_secret(),
+                Azure.parse_unwrap(key, &b3, &back).unwrap().expose_secret(),
                 &[5; 32]
             );
             let e = Azure
-                .parse_unwrap(&Binding::root("00aa", 2), &back)
+                .parse_unwrap(key, &Binding::root("00aa", 2), &back)
                 .unwrap_err();
             assert_eq!(e.kind, KmsErrorKind::InvalidCiphertext);
             let copy = Azure.parse_wrap(key, &back).unwrap();

@@ -229,7 +229,13 @@ impl Wire for Gcp {
         ))
     }
 
-    fn parse_unwrap(&self, _: &Binding, resp: &HttpResponse) -> Result<SecretBytes, KmsError> {
+    /// A decrypt answer names no key: the additional data bound the copy to this org.
+    fn parse_unwrap(
+        &self,
+        _key: &str,
+        _: &Binding,
+        resp: &HttpResponse,
+    ) -> Result<SecretBytes, KmsError> {
         request::parse_decrypt(resp)
     }
 
