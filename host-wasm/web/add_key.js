@@ -4,7 +4,7 @@
 // own function, with a copy button and the commands; "Validate" runs the server's live checks,
 // each step with its fix; "Add" attaches the key.
 import { ApiError } from './api.js';
-import { copyButton, fieldMessage, fill, h } from './dom.js';
+import { copyButton, fieldFault, fieldMessage, fill, h, showError } from './dom.js';
 import { stepsList } from './steps.js';
 
 export async function render(section, { session, wasm, banner, go }) {
@@ -82,7 +82,17 @@ export async function render(section, { session, wasm, banner, go }) {
   };
 
   let current = null;
+  // Each edit of the identifier, role or audience is a generation: an answer (a grant's facts,
+  // a validation) to an older one is dropped, so that a report never shows under a key it was
+  // not made for.
   let generation = 0;
+  // Validate and Add run one at a time each: typing meanwhile does not enable them again.
+  let validating = false;
+  let adding = false;
+  const ready = (yes) => {
+    validate.disabled = !yes || validating;
+    add.disabled = !yes || adding;
+  };
   async function onInput() {
     const started = performance.now();
     generation += 1;
@@ -93,8 +103,7 @@ export async function render(section, { session, wasm, banner, go }) {
     fill(report);
     const text = arn.value.trim();
     current = null;
-    validate.disabled = true;
-    add.disabled = true;
+    ready(false);
     if (!text) {
       fill(parsed, h('p', { class: 'hint' }, CLOUDS[kind()]?.empty ?? 'Paste a key ARN or an alias ARN.'));
       fill(grantBox);
@@ -116,8 +125,7 @@ export async function render(section, { session, wasm, banner, go }) {
       h('dt', {}, key.kind === 'alias' ? 'Alias' : 'Key id'), h('dd', { 'data-field': 'name' }, key.name),
       h('dt', {}, 'byok will call'), h('dd', { class: 'mono' }, key.endpoint)));
     parsed.dataset.ms = (performance.now() - started).toFixed(2);
-    validate.disabled = false;
-    add.disabled = false;
+    ready(true);
     let v;
     try {
       v = await vendorFor(key.key_id);
@@ -135,8 +143,7 @@ export async function render(section, { session, wasm, banner, go }) {
     } catch (e) {
       roleMsg.show(`${e.message} (${e.code ?? 'invalid_request'})`);
       fill(grantBox);
-      validate.disabled = true;
-      add.disabled = true;
+      ready(false);
       return;
     }
     showGrant(key, grant, roleArn);
@@ -208,8 +215,7 @@ export async function render(section, { session, wasm, banner, go }) {
     fill(parsed, h('dl', { class: 'facts' }, ...cloud.facts(key),
       h('dt', {}, 'byok will call'), h('dd', { class: 'mono' }, key.endpoint)));
     parsed.dataset.ms = (performance.now() - started).toFixed(2);
-    validate.disabled = false;
-    add.disabled = false;
+    ready(true);
     let f;
     try {
       f = await factsFor();
@@ -229,8 +235,7 @@ export async function render(section, { session, wasm, banner, go }) {
       if (/service account|client id|app registration/i.test(e.message)) roleMsg.show(msg);
       else audienceMsg.show(msg);
       fill(grantBox);
-      validate.disabled = true;
-      add.disabled = true;
+      ready(false);
       return;
     }
     showCloudGrant(cloud, key, grant, who, aud);
@@ -306,38 +311,59 @@ export async function render(section, { session, wasm, banner, go }) {
       role_trust: role.value.trim() ? roleTrust() : null });
 
   validate.addEventListener('click', async () => {
-    validate.disabled = true;
+    if (validating || !current) return;
+    validating = true;
+    ready(true);
+    validate.setAttribute('aria-busy', 'true');
+    const mine = generation;
     fill(report, h('p', {}, 'Validating with your KMS…'));
     try {
       const r = await session.call('POST', session.org('/keys/validate'), body());
+      // The identifier changed meanwhile: this report is of the key typed before.
+      if (mine !== generation) return;
       fill(report, h('p', { class: r.ok ? 'ok' : 'error', id: 'report-summary' },
         r.ok ? 'Every check passed: the key is ready to add.' : 'A check failed. Its fix is below; validate again once it is done.'),
       stepsList(r.steps));
     } catch (e) {
       if (e instanceof ApiError && e.code === 'unauthenticated') throw e;
-      showRefusal(e);
+      if (mine === generation) showRefusal(e);
     } finally {
-      validate.disabled = !current;
+      validating = false;
+      validate.removeAttribute('aria-busy');
+      ready(current != null);
     }
   });
 
+  // A refusal where it belongs: a failed validation as its report; what names a field's
+  // mistake (`invalid_request`, the key attached already or refused by its KMS) beside that
+  // field; anything else (a rate limit, byok or the KMS away, a job running) in the result
+  // line, with no field marked invalid.
+  const KEY_FAULTS = ['key_exists', 'key_proof_failed', 'kms_access_denied', 'kms_key_disabled', 'kms_key_not_found',
+    'kms_key_pending_deletion', 'kms_invalid_ciphertext'];
+  // Returns where the admin should look: the report, the field, or the result line.
   function showRefusal(e) {
     fill(report);
-    if (!(e instanceof ApiError)) {
-      arnMsg.show(String(e));
-      return;
+    fill(result);
+    if (e instanceof ApiError && e.code === 'key_validation_failed' && Array.isArray(e.details)) {
+      const summary = h('p', { class: 'error', id: 'report-summary', tabindex: -1 }, `${e.text}. Its fix is below.`);
+      fill(report, summary, stepsList(e.details));
+      return summary;
     }
-    if (e.code === 'key_validation_failed' && Array.isArray(e.details)) {
-      fill(report, h('p', { class: 'error', id: 'report-summary' }, `${e.text}. Its fix is below.`), stepsList(e.details));
-    } else if (/name/.test(e.message) && !/arn/i.test(e.message)) {
-      nameMsg.show(e.text);
-    } else if (/role|service account|client id|app registration/i.test(e.message)) {
-      roleMsg.show(e.text);
-    } else if (/workload identity|tenant/i.test(e.message)) {
-      audienceMsg.show(e.text);
-    } else {
+    if (fieldFault(e)) {
+      const [msg, field] = /name/.test(e.message) && !/arn/i.test(e.message) ? [nameMsg, name]
+        : /role|service account|client id|app registration/i.test(e.message) ? [roleMsg, role]
+          : /workload identity|tenant/i.test(e.message) ? [audienceMsg, audience] : [arnMsg, arn];
+      msg.show(e.text);
+      return field;
+    }
+    if (fieldFault(e, KEY_FAULTS)) {
       arnMsg.show(e.text);
+      return arn;
     }
+    const line = h('p', { role: 'alert', id: 'add-error', tabindex: -1 });
+    showError(line, e);
+    fill(result, line);
+    return line;
   }
 
   const awsSteps = h('details', { open: true, id: 'aws-steps' }, h('summary', {}, 'In AWS: prepare the key'),
@@ -368,34 +394,40 @@ export async function render(section, { session, wasm, banner, go }) {
       name.focus();
       return;
     }
-    add.disabled = true;
+    if (adding || !current) return;
+    adding = true;
+    ready(true);
+    const mine = generation;
     fill(result, h('p', {}, 'Validating and attaching…'));
     try {
       const added = await session.call('POST', session.org('/keys'), { name: name.value.trim(), ...body() });
       const id = added.key.id;
       banner?.refresh();
       const makeDefault = h('button', { type: 'button', id: 'make-default', on: { click: async () => {
+        if (makeDefault.disabled) return;
+        makeDefault.disabled = true;
         try {
           await session.call('POST', session.org(`/keys/${id}/default`));
-          fill(result, h('p', { class: 'ok' }, `“${name.value.trim()}” (${id}) is attached and is the default. `,
+          fill(result, h('p', { class: 'ok' }, `“${added.key.name}” (${id}) is attached and is the default. `,
             h('a', { href: '#keys' }, 'See your keys'), '.'));
         } catch (err) {
+          makeDefault.disabled = false;
           if (err instanceof ApiError && err.code === 'unauthenticated') throw err;
-          fill(result, h('p', { class: 'error' }, err instanceof ApiError ? err.text : String(err)));
+          fill(result, h('p', { class: 'error', role: 'alert' }, err instanceof ApiError ? err.text : String(err)), makeDefault);
         }
-        result.querySelector('a, button')?.focus();
+        result.querySelector('a, button:not([disabled])')?.focus();
       } } }, 'Make it the default');
+      // The key is attached, whatever was typed since: said, with the name it was added as.
       fill(result, h('p', { class: 'ok' }, `Attached as ${id}. New data keeps using the current default until you change it.`),
         makeDefault, ' ', h('a', { href: '#keys' }, 'See your keys'));
       makeDefault.focus();
-      if (Array.isArray(added.validation)) fill(report, stepsList(added.validation));
+      if (Array.isArray(added.validation) && mine === generation) fill(report, stepsList(added.validation));
     } catch (err) {
       if (err instanceof ApiError && err.code === 'unauthenticated') throw err;
-      fill(result);
-      showRefusal(err);
-      (report.querySelector('.step-fail') ? report : arn).focus?.();
+      showRefusal(err).focus();
     } finally {
-      add.disabled = !current;
+      adding = false;
+      ready(current != null);
     }
   } } },
   h('fieldset', {}, h('legend', {}, '1. Where your key lives'),

@@ -3,7 +3,7 @@
 // the identifier parsing, the grant and the offline validation run in the wasm package, by
 // the same core the server runs.
 import { ApiError, Session } from './api.js';
-import { fieldMessage, fill, h } from './dom.js';
+import { fieldFault, fieldMessage, fill, h, once, showError } from './dom.js';
 import { JobBanner } from './job.js';
 
 const SECTIONS = {
@@ -42,14 +42,26 @@ try {
   console.error(e);
 }
 
-form.addEventListener('submit', async (event) => {
+const signInButton = document.getElementById('sign-in-button');
+form.addEventListener('submit', (event) => {
   event.preventDefault();
+  // Once: a second Enter while the token is being checked would sign in twice (two sessions,
+  // two job banners polling). After sign-in the form is gone from the page.
+  if (session) return;
+  return once(signInButton, signIn);
+});
+
+async function signIn() {
   tokenError.clear();
+  status.classList.remove('error');
+  status.textContent = 'Ready.';
   const candidate = new Session(tokenField.value.trim());
   try {
     await candidate.signIn();
   } catch (e) {
-    tokenError.show(e instanceof ApiError ? e.text : String(e));
+    // A refused token is the field's fault; the server away or a rate limit is not.
+    if (fieldFault(e, ['unauthenticated', 'forbidden', 'invalid_request'])) tokenError.show(e.text);
+    else showError(status, e);
     tokenField.focus();
     return;
   }
@@ -62,7 +74,7 @@ form.addEventListener('submit', async (event) => {
   banner = new JobBanner(document.getElementById('job'), session);
   if (!location.hash || location.hash === '#main') location.hash = '#overview';
   else route();
-});
+}
 
 /** The header's line: the org and the token the page holds (another after a claim). */
 function showWho() {

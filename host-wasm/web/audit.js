@@ -1,7 +1,7 @@
 // The org's audit log: the newest events, filtered by type, scope or token; and the chain
 // verified by the server, with the result (the first broken row and why, if any).
 import { ApiError } from './api.js';
-import { fieldMessage, fill, h, when } from './dom.js';
+import { fieldFault, fieldMessage, fill, h, showError, when } from './dom.js';
 
 const LIMIT = 50;
 
@@ -13,7 +13,11 @@ export async function render(section, { session }) {
   const rows = h('div', {});
   const verdict = h('div', { id: 'audit-verdict', role: 'status', 'aria-live': 'polite' });
 
+  // Each draw's turn: the answer to an older filter (sent before the admin changed it and
+  // pressed Enter again, answered after) is dropped, not shown under the new one.
+  let drawn = 0;
   async function draw() {
+    const turn = ++drawn;
     for (const m of Object.values(msgs)) m.clear();
     const q = new URLSearchParams({ newest: 'true', limit: String(LIMIT) });
     if (kind.value.trim()) q.set('kind', kind.value.trim());
@@ -24,10 +28,20 @@ export async function render(section, { session }) {
       events = await session.call('GET', session.org(`/audit?${q}`));
     } catch (e) {
       if (!(e instanceof ApiError) || e.code === 'unauthenticated') throw e;
+      if (turn !== drawn) return;
+      // A filter refused beside its field; anything else (a rate limit, byok away) where the
+      // events go, no filter marked invalid.
+      if (!fieldFault(e)) {
+        const line = h('p', { role: 'alert', id: 'audit-error' });
+        showError(line, e);
+        fill(rows, line);
+        return;
+      }
       const field = /actor/.test(e.message) ? 'actor' : /scope/.test(e.message) ? 'scope' : 'kind';
       msgs[field].show(e.text);
       return;
     }
+    if (turn !== drawn) return;
     fill(rows, events.length
       ? h('div', { class: 'table-wrap' }, h('table', { id: 'audit-table' },
         h('caption', {}, `The newest ${events.length} event${events.length === 1 ? '' : 's'}, newest first`),

@@ -1,6 +1,7 @@
 // Building the page's DOM. Every value from the server or the user goes in as text
 // (`textContent`), never as HTML: the page has no `innerHTML`, so nothing an org names a scope
 // or a key can run as script, whatever the CSP.
+import { ApiError } from './api.js';
 
 /** `h('p', { class: 'x', on: { click } }, 'text', child)`: an element. Attributes are set as
  * attributes (`for`, `aria-*`, `data-*`); `on` holds listeners; strings become text nodes;
@@ -77,6 +78,20 @@ export function fieldMessage(field) {
       field.removeAttribute('aria-invalid');
     },
   };
+}
+
+/** Whether refusal `err` is the fault of what was typed in a field: its code is one of `codes`
+ * (by default `invalid_request`). Anything else (a rate limit, the server or the KMS away, a
+ * quota, a job running) is not: shown beside the field, it would mark the field invalid for
+ * screen readers and send the admin to correct what is right. */
+export function fieldFault(err, codes = ['invalid_request']) {
+  return err instanceof ApiError && codes.includes(err.code);
+}
+
+/** Shows refusal `err` in `el` (a status region), not beside any field: `message (code)`. */
+export function showError(el, err) {
+  el.classList.add('error');
+  el.textContent = err instanceof ApiError ? err.text : String(err);
 }
 
 /** A button that copies `text()` to the clipboard and says so (`Copied`), for policies and

@@ -3,7 +3,7 @@
 // disable them all (back to the managed key, with what that means spelled out). A job started
 // here shows in the banner; the list reads itself again when it ends.
 import { ApiError } from './api.js';
-import { fieldMessage, fill, h, once, uid, when } from './dom.js';
+import { fieldFault, fieldMessage, fill, h, once, showError, uid, when } from './dom.js';
 import { health } from './overview.js';
 import { stepsList } from './steps.js';
 
@@ -18,7 +18,8 @@ const PROVIDERS = {
 
 export async function render(section, ctx) {
   const { session, banner } = ctx;
-  const live = h('div', { id: 'keys-live', role: 'status', 'aria-live': 'polite' });
+  // Focusable (not in the Tab order): where focus goes after an action whose control is gone.
+  const live = h('div', { id: 'keys-live', role: 'status', 'aria-live': 'polite', tabindex: -1 });
   const body = h('div', {});
   section.append(
     h('h2', {}, 'Keys'),
@@ -30,7 +31,9 @@ export async function render(section, ctx) {
   // One action at a time: a second press (a double-click on Make default, Disable all) while
   // the first is on its way sends nothing, and its answer cannot replace the first's message.
   let acting = false;
-  const act = async (label, fn) => {
+  // `focus` names the control pressed (its `data-focus`) and `key` its key: where focus goes
+  // back after the redraw (see `draw`).
+  const act = async (label, fn, focus, key) => {
     if (acting) return;
     acting = true;
     try {
@@ -46,39 +49,59 @@ export async function render(section, ctx) {
       }
       live.className = '';
       banner?.refresh();
-      await draw();
+      await draw(undefined, { focus, key });
     } finally {
       acting = false;
     }
   };
 
+  // A redraw replaces the table, and the control focused in it: focus would fall to the
+  // page's start, and a keyboard or screen-reader user lose their place. `draw` puts it back on
+  // that control as drawn now, else in its key's row, else on the message saying what
+  // happened; unless the admin has moved it out of the table meanwhile.
+  function placeOf(el) {
+    if (!el || !body.contains(el)) return null;
+    const row = el.closest('tr');
+    return { focus: el.closest('[data-focus]')?.dataset.focus, key: row?.dataset.key ?? row?.dataset.panelOf };
+  }
+  function refocus({ focus, key }) {
+    const now = document.activeElement;
+    if (now && now !== document.body && now.isConnected) return;
+    const again = focus && body.querySelector(`[data-focus="${CSS.escape(focus)}"]`);
+    const row = key && body.querySelector(`tr[data-key="${CSS.escape(key)}"] button`);
+    (again || row || live).focus();
+  }
+
   // Each draw's turn: an answer older than the newest draw asked for is dropped, so a slow
   // read cannot put back a state (a key healthy) that a newer one (its denial) replaced.
   let drawn = 0;
-  async function draw(list) {
+  // `place`: where focus goes after it (`refocus`), for an action whose control is gone
+  // already (a form's button disabled while sending); else where focus was in the table.
+  async function draw(list, place) {
     const turn = ++drawn;
     const view = list ?? await session.call('GET', session.org('/keys'));
     if (turn !== drawn) return;
+    const back = place ?? placeOf(document.activeElement);
     const ready = view.keys.filter((k) => k.state === 'ready');
     const rows = view.keys.map((k) => {
       const actions = h('td', { 'data-label': 'Actions', class: 'actions' });
       const panel = h('td', { colspan: 8, class: 'panel' });
-      const panelRow = h('tr', { hidden: true }, panel);
+      const panelRow = h('tr', { hidden: true, 'data-panel-of': k.id }, panel);
       if (!k.default && k.state === 'ready') {
-        actions.append(h('button', { type: 'button', on: { click: () => act(`${k.name} is now the default.`,
-          () => session.call('POST', session.org(`/keys/${k.id}/default`))) } }, `Make “${k.name}” default`));
+        actions.append(h('button', { type: 'button', 'data-focus': `default:${k.id}`, on: { click: () => act(`${k.name} is now the default.`,
+          () => session.call('POST', session.org(`/keys/${k.id}/default`)), `default:${k.id}`, k.id) } }, `Make “${k.name}” default`));
       }
       if (k.state === 'disabled') {
-        actions.append(h('button', { type: 'button', class: 'secondary', on: { click: () => act(`${k.name} is enabled again; its copies are being wrapped.`,
-          () => session.call('POST', session.org(`/keys/${k.id}/enable`))) } }, `Enable “${k.name}”`));
+        actions.append(h('button', { type: 'button', class: 'secondary', 'data-focus': `enable:${k.id}`, on: { click: () => act(`${k.name} is enabled again; its copies are being wrapped.`,
+          () => session.call('POST', session.org(`/keys/${k.id}/enable`)), `enable:${k.id}`, k.id) } }, `Enable “${k.name}”`));
       } else {
         const targets = ready.filter((t) => t.id !== k.id);
-        actions.append(h('button', { type: 'button', class: 'secondary', 'aria-expanded': 'false',
+        actions.append(h('button', { type: 'button', class: 'secondary', 'aria-expanded': 'false', 'data-focus': `disable:${k.id}`,
           on: { click: (e) => toggle(e.currentTarget, panelRow, () => disableForm(k, targets, panel)) } },
         `Disable “${k.name}”…`));
       }
       if (k.type !== 'managed') {
-        actions.append(h('button', { type: 'button', class: 'secondary', 'data-check': k.id, on: { click: async (e) => {
+        actions.append(h('button', { type: 'button', class: 'secondary', 'data-check': k.id, 'data-focus': `check:${k.id}`, on: { click: async (e) => {
           const button = e.currentTarget;
           button.disabled = true;
           let shown;
@@ -130,10 +153,11 @@ export async function render(section, ctx) {
         h('tbody', {}, rows))),
       h('p', { class: 'toolbar' },
         h('a', { href: '#add-key', class: 'button' }, 'Add a key'),
-        h('button', { type: 'button', class: 'secondary', on: { click: () => act('Checked every key.', async () => {
+        h('button', { type: 'button', class: 'secondary', 'data-focus': 'check-all', on: { click: () => act('Checked every key.', async () => {
           await draw(await session.call('POST', session.org('/keys/check')));
-        }) } }, 'Check all keys now')),
+        }, 'check-all') } }, 'Check all keys now')),
       byok ? disableAll() : null);
+    if (back) refocus(back);
   }
 
   function toggle(button, panelRow, build) {
@@ -160,17 +184,25 @@ export async function render(section, ctx) {
       e.preventDefault();
       return once(submit, async () => {
         msg.clear();
+        live.className = '';
+        say('');
         try {
           await session.call('POST', session.org(`/keys/${k.id}/disable`), { target: select.value });
         } catch (err) {
           if (err instanceof ApiError && err.code === 'unauthenticated') throw err;
-          msg.show(err instanceof ApiError ? err.text : String(err));
+          // The target's fault beside the list; anything else (a job running, the KMS or
+          // byok away) in the section's message, the list not marked invalid.
+          if (fieldFault(err, ['invalid_request', 'not_found', 'key_not_ready'])) {
+            msg.show(err.text);
+            select.focus();
+          } else {
+            showError(live, err);
+          }
           return;
         }
-        live.className = '';
         say(`“${k.name}” is disabled; its copies are re-encrypted to ${select.value}.`);
         banner?.refresh();
-        await draw();
+        await draw(undefined, { key: k.id });
       });
     } } },
     h('label', { for: id }, `Re-encrypt “${k.name}”'s copies to`), select, msg.el,
@@ -187,7 +219,7 @@ export async function render(section, ctx) {
         're-encrypted under the vendor\'s key, and then the vendor can decrypt your data without your ' +
         'KMS. Disabling your key in KMS will no longer cut access.'),
       h('button', { type: 'button', class: 'danger', on: { click: () => act('Every key of yours is disabled; the managed key holds the copies.',
-        () => session.call('POST', session.org('/keys/disable-all'))) } }, 'Disable all and use the managed key'));
+        () => session.call('POST', session.org('/keys/disable-all')), 'disable-all') } }, 'Disable all and use the managed key'));
     return details;
   }
 

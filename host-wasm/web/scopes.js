@@ -2,7 +2,7 @@
 // scope that decides it named; pause, resume, and revoke (which asks for the scope id typed
 // back and says that it is final). A pause or revoke cascades to everything below.
 import { ApiError } from './api.js';
-import { fieldMessage, fill, h, once, uid } from './dom.js';
+import { fieldFault, fieldMessage, fill, h, once, showError, uid } from './dom.js';
 
 export async function render(section, { session }) {
   const live = h('div', { id: 'scopes-live', role: 'status', 'aria-live': 'polite' });
@@ -75,22 +75,30 @@ export async function render(section, { session }) {
         kids.length ? h('ul', { id: listId, hidden: !expanded }, kids.map(node)) : null);
     };
     fill(treeBox, h('ul', { class: 'tree', 'aria-label': 'Scope tree' }, roots.map(node)));
-    if (focusId) treeBox.querySelector(`[data-scope="${focusId}"] button`)?.focus();
+    if (focusId) treeBox.querySelector(`[data-scope="${CSS.escape(focusId)}"] button`)?.focus();
   }
 
+  // One pause or resume at a time: a double-click on Pause sent a second pause, whose
+  // refusal replaced the first one's success.
+  let acting = false;
   async function act(s, action) {
-    live.className = '';
+    if (acting) return;
+    acting = true;
     try {
-      await session.call('POST', session.org(`/scopes/${s.id}/${action}`), {});
-      live.textContent = action === 'pause'
-        ? `${s.name} is paused, and everything under it.`
-        : `${s.name} is resumed (a paused scope above it still applies).`;
-    } catch (e) {
-      if (e instanceof ApiError && e.code === 'unauthenticated') throw e;
-      live.className = 'error';
-      live.textContent = e instanceof ApiError ? e.text : String(e);
+      live.className = '';
+      try {
+        await session.call('POST', session.org(`/scopes/${s.id}/${action}`), {});
+        live.textContent = action === 'pause'
+          ? `${s.name} is paused, and everything under it.`
+          : `${s.name} is resumed (a paused scope above it still applies).`;
+      } catch (e) {
+        if (e instanceof ApiError && e.code === 'unauthenticated') throw e;
+        showError(live, e);
+      }
+      await draw(s.id);
+    } finally {
+      acting = false;
     }
-    await draw(s.id);
   }
 
   function revokeForm(s, panel) {
@@ -109,8 +117,14 @@ export async function render(section, { session }) {
           await session.call('POST', session.org(`/scopes/${s.id}/revoke`), { confirm: input.value.trim() });
         } catch (err) {
           if (err instanceof ApiError && err.code === 'unauthenticated') throw err;
-          msg.show(err instanceof ApiError ? err.text : String(err));
-          input.focus();
+          // A confirmation typed wrong beside the field; anything else (the scope revoked
+          // meanwhile, byok away) in the section's message.
+          if (fieldFault(err, ['confirmation_mismatch', 'invalid_request'])) {
+            msg.show(err.text);
+            input.focus();
+          } else {
+            showError(live, err);
+          }
           return;
         }
         live.className = '';

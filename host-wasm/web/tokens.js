@@ -3,7 +3,7 @@
 // other admin token revoked, the one the vendor handed over included. Revoking the token this
 // page signed in with signs the page out; a claim carries the page on with the new token.
 import { ApiError } from './api.js';
-import { copyButton, fieldMessage, fill, h, once, twoPress, when } from './dom.js';
+import { copyButton, fieldFault, fieldMessage, fill, h, once, showError, twoPress, when } from './dom.js';
 
 const EXPIRIES = [['', 'Never'], [String(86_400), '1 day'], [String(30 * 86_400), '30 days'],
   [String(90 * 86_400), '90 days'], [String(365 * 86_400), '1 year']];
@@ -41,8 +41,16 @@ export async function render(section, { session, showWho }) {
       });
     } catch (err) {
       if (err instanceof ApiError && err.code === 'unauthenticated') throw err;
-      nameMsg.show(err instanceof ApiError ? err.text : String(err));
-      name.focus();
+      // A name refused beside its field; anything else (the token quota, byok away) above
+      // the form, the name not marked invalid.
+      if (fieldFault(err)) {
+        nameMsg.show(err.text);
+        name.focus();
+      } else {
+        const line = h('p', { role: 'alert', id: 'token-error' });
+        showError(line, err);
+        fill(created, line);
+      }
       return;
     }
     const secret = h('input', { id: 'new-token', readonly: true, class: 'mono', value: t.token, 'aria-describedby': 'new-token-hint' });

@@ -259,6 +259,15 @@ async fn a_malformed_arn_and_a_missing_grant_each_show_their_fix_and_nothing_is_
         str_of(&v, "/refused").contains("(key_validation_failed)"),
         "{v}"
     );
+    // A validation answered after the identifier changed shows nowhere.
+    assert_eq!(str_of(&v, "/stale"), "", "{v}");
+    // The KMS away is no fault of the identifier: said in the result line, which has focus.
+    assert_eq!(
+        v["away"],
+        json!({ "shown": "the KMS throttled or is down, after retries (kms_unavailable)",
+                "invalid": null, "focused": "add-error" }),
+        "{v}"
+    );
     // Nothing attached.
     assert_eq!(o.keys(&ts).await["keys"].as_array().unwrap().len(), 1);
 }
@@ -479,6 +488,10 @@ async fn the_banner_follows_a_job_and_a_key_is_disabled_with_reencryption() {
     );
     assert_eq!(str_of(&v, "/checked"), "“prod” passed every check.", "{v}");
     assert!(str_of(&v, "/rows/first").contains("disabled"), "{v}");
+    // After each action focus stays where the admin was: the key's row, then (its button gone)
+    // the message saying what happened.
+    assert_eq!(str_of(&v, "/focusAfterDisable"), "cmk:1", "{v}");
+    assert_eq!(str_of(&v, "/focusAfterAll"), "keys-live", "{v}");
     assert!(str_of(&v, "/rows/second").contains("Default"), "{v}");
     // Then disable all: the consequence was spelled out, and the page says what it is now.
     assert!(
@@ -562,7 +575,23 @@ async fn a_token_revoked_from_the_page_stops_working_and_the_audit_shows_it() {
     let ts = TestServer::start("setup-page-tokens");
     let o = ts.org(OrgSettings::named("acme")).await;
     let v = flow(&ts.url, "tokenCreate", json!({ "admin": o.admin }));
+    // byok away at sign-in is said in the status line; the token is not marked wrong.
+    assert_eq!(
+        v["away"],
+        json!({ "status": "byok's database is unreachable (database_unavailable)",
+                "invalid": null, "beside": "" }),
+        "{v}"
+    );
+    // Enter pressed twice while the token was checked: one sign-in.
+    assert_eq!(v["signIns"], json!(1), "{v}");
     assert!(str_of(&v, "/noName").ends_with("(invalid_request)"), "{v}");
+    // The token quota is not the name's fault: said above the form.
+    assert_eq!(
+        v["quota"],
+        json!({ "shown": "the org holds 100 tokens, the most allowed (token_quota)",
+                "invalid": null, "beside": "" }),
+        "{v}"
+    );
     let token = str_of(&v, "/token").to_owned();
     let who = assert_status(&ts.get("/v1/whoami", &token).await, 200);
     assert_eq!(

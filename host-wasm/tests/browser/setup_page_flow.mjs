@@ -97,6 +97,20 @@ async function fixes(ui, { admin, key_arn, org }) {
   };
   const policy = JSON.parse(await page.textContent('#key-policy'));
   const cli = await page.textContent('#key-cli');
+  // Validate, with the identifier changed while the call is on its way: its answer is of the
+  // key typed before, and shows nowhere (it showed under the new key).
+  const hold = await holdRequests(page, '**/keys/validate');
+  await page.click('#validate');
+  await hold.sent();
+  await page.fill('#key-arn', key_arn.replace(/:key\/.*$/, ':alias/another'));
+  const answered = page.waitForResponse('**/keys/validate');
+  hold.release();
+  await answered;
+  await page.waitForSelector('#validate:not([aria-busy])');
+  const stale = await text(page, '#report');
+  await hold.done();
+  await page.fill('#key-arn', key_arn);
+  await page.waitForSelector('#key-policy');
   // Validate: the grant is missing, so a live step fails and names its fix.
   await page.click('#validate');
   await page.waitForSelector('#report-summary');
@@ -104,13 +118,19 @@ async function fixes(ui, { admin, key_arn, org }) {
     step: e.dataset.step, fix: e.querySelector('.fix')?.textContent ?? null })));
   await ui.axe('add-key-validation-failed');
   await ui.shot('add-key-validation-failed');
+  // The KMS away: not the identifier's fault, said in the result line, which takes focus.
+  await ui.refuseOnce('**/keys', 'POST', 503, 'kms_unavailable', 'the KMS throttled or is down, after retries');
+  await page.click('#add');
+  await page.waitForSelector('#add-error');
+  const away = { shown: await text(page, '#add-error'), invalid: await page.getAttribute('#key-arn', 'aria-invalid'),
+    focused: await page.evaluate(() => document.activeElement?.id) };
   // Add anyway: the server validates first and refuses; the report shows with the fix.
   await page.click('#add');
   await page.waitForFunction(() => /key_validation_failed/.test(document.querySelector('#report-summary')?.textContent ?? ''));
   const refused = await text(page, '#report-summary');
   await ui.shot('add-key-refused');
   return { csp: answer.headers()['content-security-policy'] ?? null, xfo: answer.headers()['x-frame-options'] ?? null,
-    stored, malformed, part, parsed, policy, cli, failed, refused, org };
+    stored, malformed, part, parsed, policy, cli, stale, failed, away, refused, org };
 }
 
 /** Google Cloud KMS: the provider switched, a malformed name showing its part, then the key
@@ -284,6 +304,8 @@ async function job(ui, { admin, team, thread }) {
   await page.click('#keys-table button[type="submit"]');
   await page.waitForSelector('#keys-table tr[data-key="cmk:1"] .state-disabled');
   const live = await text(page, '#keys-live');
+  // The form is gone with the redraw; focus is in the key's row, not at the page's start.
+  const focusAfterDisable = await page.evaluate(() => document.activeElement?.closest('tr')?.dataset.key ?? document.activeElement?.tagName);
   const rows = {
     first: await text(page, '#keys-table tr[data-key="cmk:1"]'),
     second: await text(page, '#keys-table tr[data-key="cmk:2"]'),
@@ -297,8 +319,10 @@ async function job(ui, { admin, team, thread }) {
   await page.click('#disable-all button');
   await page.waitForSelector('#keys-table tr[data-key="cmk:2"] .state-disabled');
   const vendor = await text(page, '#keys-vendor');
+  // Its button is gone (no key of the customer's left to disable): focus on what happened.
+  const focusAfterAll = await page.evaluate(() => document.activeElement?.id || document.activeElement?.tagName);
   await ui.shot('keys-all-disabled');
-  return { waiting, progress, after, checked, live, rows, consequence, vendor };
+  return { waiting, progress, after, checked, live, focusAfterDisable, rows, consequence, vendor, focusAfterAll };
 }
 
 /** The tree at 360 px: collapse and expand, pause a team (its thread shows paused by it), a
@@ -359,13 +383,36 @@ async function tree(ui, { admin, team_a, thread, team_b }) {
 async function tokenCreate(ui, { admin }) {
   const { page } = ui;
   await ui.load();
-  await ui.signIn(admin);
+  // byok away at sign-in: said in the status line, the token field not marked invalid.
+  await ui.refuseOnce('**/v1/whoami', 'GET', 503, 'database_unavailable', "byok's database is unreachable");
+  await page.fill('#token', admin);
+  await page.press('#token', 'Enter');
+  await page.waitForFunction(() => /database_unavailable/.test(document.querySelector('#status')?.textContent ?? ''));
+  const away = { status: await text(page, '#status'), invalid: await page.getAttribute('#token', 'aria-invalid'),
+    beside: await text(page, '#token-error') };
+  // Enter pressed again while the token is being checked: one sign-in (two started two
+  // sessions, each with its job banner polling).
+  const hold = await holdRequests(page, '**/v1/whoami');
+  await page.press('#token', 'Enter');
+  await hold.sent();
+  await page.press('#token', 'Enter');
+  hold.release();
+  await ui.section('overview');
+  await hold.done();
+  const signIns = hold.count();
   await page.click('nav a[href="#tokens"]');
   await ui.section('tokens');
   // No name: the server's refusal beside the name field.
   await page.click('#token-form button[type="submit"]');
   await page.waitForSelector('#token-name-error:not([hidden])');
   const noName = await text(page, '#token-name-error');
+  // The org's token quota reached: not the name's fault, said above the form.
+  await ui.refuseOnce('**/tokens', 'POST', 409, 'token_quota', 'the org holds 100 tokens, the most allowed');
+  await page.fill('#token-name', 'one-too-many');
+  await page.click('#token-form button[type="submit"]');
+  await page.waitForSelector('#token-error');
+  const quota = { shown: await text(page, '#token-error'), invalid: await page.getAttribute('#token-name', 'aria-invalid'),
+    beside: await text(page, '#token-name-error') };
   await page.fill('#token-name', 'ci');
   await page.selectOption('#token-role', 'service');
   await page.click('#token-form button[type="submit"]');
@@ -376,8 +423,9 @@ async function tokenCreate(ui, { admin }) {
   const listed = await text(page, '#tokens-table');
   await ui.axe('tokens-created');
   await ui.shot('tokens-created');
-  return { noName, token, listed };
+  return { away, signIns, noName, quota, token, listed };
 }
+
 
 /** Revokes token `name` from the page, then reads the audit log there: the revocation is the
  * newest event, and the chain verifies. */

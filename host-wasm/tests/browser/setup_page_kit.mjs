@@ -18,6 +18,8 @@ export async function openPage(base, artifacts, { width = 1280, height = 900 } =
   await page.setViewportSize({ width, height });
   const origin = new URL(base).origin;
   const seen = { requests: [], foreign: [], problems: [], axe: {}, shots: [] };
+  // URLs a test answered itself with a refusal (`refuseOnce`): their failed loads are no problem.
+  const staged = new Set();
   // Every request is intercepted: one to another origin is recorded and never leaves.
   await page.route(() => true, (route) => {
     const url = route.request().url();
@@ -29,9 +31,13 @@ export async function openPage(base, artifacts, { width = 1280, height = 900 } =
     return route.continue();
   });
   // A refusal the page shows (a 4xx it asked for, or 501 from a server without AWS configured)
-  // is logged by Chromium as a failed load: not a problem. Anything else logged as an error is.
+  // is logged by Chromium as a failed load: not a problem, nor one the test staged. Anything
+  // else logged as an error is.
   page.on('console', (m) => {
-    if (m.type() === 'error' && !/^Failed to load resource: the server responded with a status of (4\d\d|501) /.test(m.text())) seen.problems.push(m.text());
+    if (m.type() !== 'error') return;
+    const failed = /^Failed to load resource: the server responded with a status of (\d+) /.exec(m.text());
+    if (failed && (/^(4\d\d|501)$/.test(failed[1]) || staged.has(m.location().url))) return;
+    seen.problems.push(m.text());
   });
   page.on('pageerror', (e) => seen.problems.push(String(e)));
   mkdirSync(artifacts, { recursive: true });
@@ -56,6 +62,19 @@ export async function openPage(base, artifacts, { width = 1280, height = 900 } =
     },
     /** Waits until section `name` has rendered. */
     section,
+    /** Answers the next `method` request to `pattern` with refusal `code` (HTTP `status`) as
+     * byok words one, instead of sending it: for refusals a test cannot cause for real (the
+     * database away, a quota of a hundred reached). Later requests go on to the server. */
+    async refuseOnce(pattern, method, status, code, message) {
+      let done = false;
+      await page.route(pattern, (route) => {
+        if (done || route.request().method() !== method) return route.fallback();
+        done = true;
+        staged.add(route.request().url());
+        return route.fulfill({ status, contentType: 'application/json',
+          body: JSON.stringify({ error: { code, message, request_id: 'test' } }) });
+      });
+    },
     /** Runs axe-core on the page as it is; records and returns the serious or critical
      * violations (`[]` when clean). */
     async axe(screen) {
