@@ -270,6 +270,13 @@ pub struct PoolLimits {
     pub acquire_timeout: std::time::Duration,
     /// PostgreSQL's `statement_timeout`: a statement running longer is cancelled.
     pub statement_timeout: std::time::Duration,
+    /// PostgreSQL's `idle_in_transaction_session_timeout`: a session idle inside a transaction
+    /// longer is ended, and its locks released. A replica stalled in the middle of a write (a
+    /// paused container, a VM stall, a network partition) would otherwise hold its org's row
+    /// until TCP gave up on it (hours, or never while its kernel answers): every pause and
+    /// revoke of that org, on every replica, failing at each statement timeout meanwhile. No
+    /// byok transaction waits on anything but the database between its statements.
+    pub idle_in_transaction_timeout: std::time::Duration,
 }
 
 impl Default for PoolLimits {
@@ -278,6 +285,9 @@ impl Default for PoolLimits {
             max_connections: 8,
             acquire_timeout: std::time::Duration::from_secs(3),
             statement_timeout: std::time::Duration::from_secs(10),
+            // Below the statement timeout: a write queued on a stalled replica's row waits for
+            // the row to be freed, and goes through, instead of failing first.
+            idle_in_transaction_timeout: std::time::Duration::from_secs(5),
         }
     }
 }
@@ -431,23 +441,31 @@ impl Database {
         sqlx::any::install_default_drivers();
         let backend = Backend::of_url(url)?;
         let memory = url.contains(":memory:");
-        let statement_timeout = format!(
-            "SET statement_timeout = {}",
-            limits.statement_timeout.as_millis()
-        );
+        let timeouts = [
+            format!(
+                "SET statement_timeout = {}",
+                limits.statement_timeout.as_millis()
+            ),
+            format!(
+                "SET idle_in_transaction_session_timeout = {}",
+                limits.idle_in_transaction_timeout.as_millis()
+            ),
+        ];
         let options = AnyPoolOptions::new()
             // An in-memory SQLite database lives in one connection.
             .max_connections(if memory { 1 } else { limits.max_connections })
             .acquire_timeout(limits.acquire_timeout)
             .after_connect(move |conn, _| {
-                let statement_timeout = statement_timeout.clone();
+                let timeouts = timeouts.clone();
                 Box::pin(async move {
                     match backend {
                         Backend::Sqlite => {
                             sqlx::Executor::execute(&mut *conn, SQLITE_PRAGMAS).await?;
                         }
                         Backend::Postgres => {
-                            sqlx::Executor::execute(&mut *conn, statement_timeout.as_str()).await?;
+                            for set in &timeouts {
+                                sqlx::Executor::execute(&mut *conn, set.as_str()).await?;
+                            }
                         }
                     }
                     Ok(())
@@ -875,6 +893,35 @@ mod tests {
         }
         assert!(!db.scrub_owed());
         assert_eq!(std::fs::metadata(&wal).unwrap().len(), 0);
+    }
+
+    /// A replica stalled inside a write (paused, partitioned: its transaction never polled
+    /// again) holds its org's row only until PostgreSQL ends its idle transaction: another
+    /// replica's write of that org (a revoke) then goes through, where before it failed at
+    /// every statement timeout for as long as the stall lasted. The stalled write's late
+    /// commit fails: nothing of it lands.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_replica_stalled_in_a_write_holds_its_org_for_a_bounded_time() {
+        let Some(url) = super::test_postgres_url().await else {
+            return;
+        };
+        let limits = super::PoolLimits {
+            idle_in_transaction_timeout: Duration::from_secs(1),
+            ..Default::default()
+        };
+        let stalled = super::Database::open_with(&url, limits).await.unwrap();
+        let other = super::Database::open_with(&url, limits).await.unwrap();
+        let org = byok_core::ScopeId::from_bytes([7; 16]);
+        super::test_org_row(&stalled, org).await;
+        let mut held = stalled.write_org(org).await.unwrap();
+        held.lock_org(org).await.unwrap();
+        let mut revoke = other.write_org(org).await.unwrap();
+        revoke
+            .lock_org(org)
+            .await
+            .expect("the stalled replica's row lock is released");
+        revoke.commit().await.unwrap();
+        assert!(held.commit().await.is_err(), "a late commit landed");
     }
 
     /// A scrub waits for a long read (a signing's checks, which holds the write-ahead log)
