@@ -1,6 +1,7 @@
 //! The listener: accepts connections up to a cap, wraps them in TLS when configured, and
 //! serves HTTP/1.1 with hyper under byok's timeouts. On shutdown it stops accepting and lets
-//! requests in flight finish (for at most [`DRAIN`]).
+//! requests in flight finish (for at most [`DRAIN`]); those still running then are cut, and
+//! gone, when it returns.
 //!
 //! `axum::serve` has no knobs for any of this, so the loop is written out here; the router
 //! and everything above it are unchanged.
@@ -35,13 +36,25 @@ pub struct ConnLimits {
     pub max_connections: usize,
 }
 
-/// Serves `router` on `listener` until `shutdown` completes.
+/// Serves `router` on `listener` until `shutdown` completes, then drains (see the module).
 pub async fn serve(
     listener: TcpListener,
     tls: Option<Arc<Certificate>>,
     limits: ConnLimits,
     router: crate::api::Api,
     shutdown: impl Future<Output = ()>,
+) -> Result<(), String> {
+    serve_draining(listener, tls, limits, router, shutdown, DRAIN).await
+}
+
+/// [`serve`], with requests in flight let run for `drain` after `shutdown`.
+async fn serve_draining(
+    listener: TcpListener,
+    tls: Option<Arc<Certificate>>,
+    limits: ConnLimits,
+    router: crate::api::Api,
+    shutdown: impl Future<Output = ()>,
+    drain: Duration,
 ) -> Result<(), String> {
     let acceptor = match &tls {
         Some(cert) => Some(TlsAcceptor::from(cert.server_config()?)),
@@ -52,6 +65,9 @@ pub async fn serve(
     let mut http = hyper::server::conn::http1::Builder::new();
     http.header_read_timeout(limits.header_timeout)
         .keep_alive(true);
+    // The connections' tasks, held so that a shutdown can cut them and wait until they are
+    // gone (finished ones are reaped as connections come).
+    let mut conns = tokio::task::JoinSet::new();
     tokio::pin!(shutdown);
     loop {
         // The permit comes first: at the cap, byok stops calling accept() and the kernel's
@@ -81,7 +97,8 @@ pub async fn serve(
         let acceptor = acceptor.clone();
         let watcher = graceful.watcher();
         let handshake = limits.header_timeout;
-        tokio::spawn(async move {
+        while conns.try_join_next().is_some() {}
+        conns.spawn(async move {
             let _permit = permit;
             match acceptor {
                 None => {
@@ -104,9 +121,84 @@ pub async fn serve(
     drop(listener);
     tokio::select! {
         () = graceful.shutdown() => {}
-        () = tokio::time::sleep(DRAIN) => {
+        () = tokio::time::sleep(drain) => {
             tracing::warn!("requests still running after the drain time were cut");
         }
     }
+    // Cut what still runs, and wait until it is gone: a request cut off in the middle of a KMS
+    // call leaves that call's audit row in memory as it unwinds (its guard's `Drop`), and the
+    // caller writes the rows held in memory next. Left running, the row would be pushed after
+    // that write, into a process about to end: a call in the customer's KMS log missing from
+    // byok's.
+    conns.abort_all();
+    while conns.join_next().await.is_some() {}
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Duration;
+
+    use axum::routing::get;
+
+    /// Sets its flag when dropped: what a request's audit guard does as it unwinds.
+    struct Unwound(Arc<AtomicBool>);
+
+    impl Drop for Unwound {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// A request still running when the drain ends (a KMS call that hangs) is cut and has
+    /// unwound by the time `serve` returns, so the rows it leaves in memory are there for the
+    /// shutdown's write. Before, its task ran on, and its row came after that write.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_request_running_past_the_drain_has_unwound_when_serve_returns() {
+        let unwound = Arc::new(AtomicBool::new(false));
+        let started = Arc::new(tokio::sync::Notify::new());
+        let router = axum::Router::new().route(
+            "/hang",
+            get({
+                let (unwound, started) = (unwound.clone(), started.clone());
+                move || async move {
+                    let _guard = Unwound(unwound);
+                    started.notify_one();
+                    std::future::pending::<()>().await;
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let limits = super::ConnLimits {
+            header_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 4,
+        };
+        let api = crate::api::Api::new(router, Default::default(), Duration::from_secs(60), 1024);
+        let serving = tokio::spawn(super::serve_draining(
+            listener,
+            None,
+            limits,
+            api,
+            async move {
+                let _ = stopped.await;
+            },
+            Duration::from_millis(100),
+        ));
+        let mut client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        tokio::io::AsyncWriteExt::write_all(&mut client, b"GET /hang HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await
+            .unwrap();
+        started.notified().await;
+        stop.send(()).unwrap();
+        serving.await.unwrap().unwrap();
+        assert!(
+            unwound.load(Ordering::SeqCst),
+            "the request was still running when serve returned"
+        );
+    }
 }

@@ -12,6 +12,7 @@ pub mod idle;
 pub mod listener;
 pub mod tls;
 
+use std::future::Future;
 use std::io::Write;
 use std::sync::Arc;
 
@@ -409,6 +410,9 @@ pub async fn run(config: Config) -> Result<(), String> {
             config.replica_poll,
         ));
     }
+    // The work that calls KMSs beside the requests (health checks, jobs): cut and waited for
+    // at shutdown, before the rows held in memory are written.
+    let background = Background::default();
     // Key health is checked periodically, on a task of its own: a pass goes over every org's
     // keys through their KMSs (seconds each when one is down), and must not hold up a resumed
     // job, which runs at once, or the scrub of destroyed keys.
@@ -416,7 +420,7 @@ pub async fn run(config: Config) -> Result<(), String> {
         let service = service.clone();
         let rate = rate.clone();
         let interval = config.key_health_interval;
-        tokio::spawn(async move {
+        background.spawn(async move {
             let mut tick = tokio::time::interval(interval);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
@@ -434,7 +438,9 @@ pub async fn run(config: Config) -> Result<(), String> {
         let service = service.clone();
         let interval = config.key_health_interval;
         let job_lease = config.job_lease;
-        tokio::spawn(async move {
+        let jobs_background = background.clone();
+        background.spawn(async move {
+            let background = jobs_background;
             // Jobs no replica runs (interrupted by a crash, stopped by a KMS failure, or whose
             // replica died and let its lease expire) are looked for twice per lease length.
             let mut jobs = tokio::time::interval(job_lease / 2);
@@ -455,7 +461,7 @@ pub async fn run(config: Config) -> Result<(), String> {
                     // may have left destroyed keys in it) and after one that could not finish.
                     _ = jobs.tick() => {
                         let service = service.clone();
-                        tokio::spawn(async move {
+                        background.spawn(async move {
                             if service.store().scrub_owed() {
                                 service.store().scrub().await;
                             }
@@ -469,7 +475,7 @@ pub async fn run(config: Config) -> Result<(), String> {
                         // A scope a job waited on was resumed (or a revoke trimmed the job, or
                         // left stored keys to sweep): run it now, not at the next tick.
                         let service = service.clone();
-                        tokio::spawn(async move {
+                        background.spawn(async move {
                             service.run_jobs(org).await;
                         });
                     }
@@ -522,14 +528,50 @@ pub async fn run(config: Config) -> Result<(), String> {
         });
     }
     let served = listener::serve(listener, certificate, config.conn, router, shutdown()).await;
-    // Requests drained (or the listener failed): rows still held in memory would be lost with
-    // the process.
+    // Requests drained and the rest cut (or the listener failed); jobs and health checks cut
+    // too, each call they had under way unwound into the rows held in memory, which would be
+    // lost with the process.
+    background.stop().await;
     let held = service.write_held_rows().await;
     if let Err(e) = service.sign_pending().await {
         tracing::warn!(error = ?e, "signing audit checkpoints at shutdown failed");
     }
     tracing::info!(orgs = held, "held audit rows written; stopped");
     served
+}
+
+/// Tasks that stop with the server: [`Background::stop`] cuts them and waits until they are
+/// gone, so that what they leave in memory as they unwind (the audit row of a KMS call under
+/// way) is there for the shutdown's last write. Spawning after the stop runs nothing.
+#[derive(Clone, Default)]
+struct Background(Arc<std::sync::Mutex<Tasks>>);
+
+/// [`Background`]'s tasks, until they are stopped.
+#[derive(Default)]
+struct Tasks {
+    set: tokio::task::JoinSet<()>,
+    stopped: bool,
+}
+
+impl Background {
+    fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
+        let mut tasks = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if tasks.stopped {
+            return;
+        }
+        while tasks.set.try_join_next().is_some() {}
+        tasks.set.spawn(task);
+    }
+
+    async fn stop(&self) {
+        let mut set = {
+            let mut tasks = self.0.lock().unwrap_or_else(|p| p.into_inner());
+            tasks.stopped = true;
+            std::mem::take(&mut tasks.set)
+        };
+        set.abort_all();
+        while set.join_next().await.is_some() {}
+    }
 }
 
 /// Reads the certificate and key again on every SIGHUP (after a renewal): new connections get
