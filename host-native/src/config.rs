@@ -221,9 +221,17 @@ pub struct ServeArgs {
     #[arg(long, env = "BYOK_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
     /// Serve plain HTTP on a non-loopback address (refused otherwise): only behind a proxy or
-    /// mesh that terminates TLS.
-    #[arg(long, env = "BYOK_INSECURE_HTTP")]
-    pub insecure_http: bool,
+    /// mesh that terminates TLS. `--insecure-http=false` (or `BYOK_INSECURE_HTTP=false`) overrides
+    /// the file's `true`.
+    #[arg(
+        long,
+        env = "BYOK_INSECURE_HTTP",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub insecure_http: Option<bool>,
     /// Record the check value of every root key version stored without one (by a byok older
     /// than them), unwrapping each through its org's key holder now, then exit without
     /// serving. Run it once, right after upgrading, with the server's configuration: until
@@ -462,7 +470,9 @@ impl Config {
             .listen
             .or(file.listen)
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
-        let insecure_http = args.insecure_http || file.insecure_http.unwrap_or(false);
+        // Flags and environment over the file, as for every setting: `false` given overrides
+        // the file's `true`.
+        let insecure_http = args.insecure_http.or(file.insecure_http).unwrap_or(false);
         // The default for new orgs is their withdrawal bound: the API refuses more than a day
         // for one org, and the operator's default is held to the same.
         if args
@@ -544,18 +554,20 @@ impl Config {
                     .or(file.unwrap_cache_ttl_ms)
                     .unwrap_or(300_000),
             ),
-            key_health_interval: Duration::from_millis(
+            // Below their floors these are refused, not raised: 0 means "off" elsewhere (the
+            // cache TTL, rate limits), and an operator meaning that here would get the most
+            // frequent setting instead.
+            key_health_interval: at_least(
+                "--key-health-interval-ms",
                 args.key_health_interval_ms
                     .or(file.key_health_interval_ms)
-                    .unwrap_or(300_000)
-                    .max(1000),
-            ),
-            outage_retry: args
-                .outage_retry_ms
-                .or(file.outage_retry_ms)
-                .map_or(byok_core::grace::DEFAULT_RETRY_EVERY, |ms| {
-                    Duration::from_millis(ms.max(100))
-                }),
+                    .unwrap_or(300_000),
+                1000,
+            )?,
+            outage_retry: match args.outage_retry_ms.or(file.outage_retry_ms) {
+                None => byok_core::grace::DEFAULT_RETRY_EVERY,
+                Some(ms) => at_least("--outage-retry-ms", ms, 100)?,
+            },
             record_root_checks: args.record_root_checks,
             log_name: args
                 .audit_log
@@ -563,13 +575,14 @@ impl Config {
                 .clone()
                 .or(file.log_name)
                 .unwrap_or_else(|| "byok".into()),
-            checkpoint_interval: Duration::from_millis(
+            checkpoint_interval: at_least(
+                "--checkpoint-interval-ms",
                 args.audit_log
                     .checkpoint_interval_ms
                     .or(file.checkpoint_interval_ms)
-                    .unwrap_or(60_000)
-                    .max(1000),
-            ),
+                    .unwrap_or(60_000),
+                1000,
+            )?,
             aws_principal_arn: args.aws_principal_arn.clone().or(file.aws_principal_arn),
             public_url: args
                 .public_url
@@ -630,6 +643,14 @@ fn config_error(path: &Path, text: &str, e: &toml::de::Error) -> String {
         at.unwrap_or_default(),
         e.message()
     )
+}
+
+/// `ms` as a duration, refused below `floor` (naming `flag`).
+fn at_least(flag: &str, ms: u64, floor: u64) -> Result<Duration, String> {
+    if ms < floor {
+        return Err(format!("{flag} must be at least {floor} (ms)"));
+    }
+    Ok(Duration::from_millis(ms))
 }
 
 #[cfg(test)]
@@ -723,7 +744,7 @@ mod tests {
         let path = dir.join("byok.toml");
         std::fs::write(
             &path,
-            "listen = \"127.0.0.1:9000\"\ndata_dir = \"/tmp/x\"\nunwrap_cache_ttl_ms = 5\noutage_retry_ms = 50\n",
+            "listen = \"127.0.0.1:9000\"\ndata_dir = \"/tmp/x\"\nunwrap_cache_ttl_ms = 5\noutage_retry_ms = 150\n",
         )
         .unwrap();
         let defaults = Config::resolve(&ServeArgs::default()).unwrap();
@@ -737,11 +758,7 @@ mod tests {
         assert_eq!(from_file.listen.to_string(), "127.0.0.1:9000");
         assert_eq!(from_file.unwrap_cache_ttl, Duration::from_millis(5));
         assert_eq!(defaults.outage_retry, Duration::from_secs(5));
-        assert_eq!(
-            from_file.outage_retry,
-            Duration::from_millis(100),
-            "at least 100 ms"
-        );
+        assert_eq!(from_file.outage_retry, Duration::from_millis(150));
         let flags = Config::resolve(&ServeArgs {
             config: Some(path.clone()),
             listen: Some("127.0.0.1:7000".parse().unwrap()),
@@ -815,6 +832,70 @@ mod tests {
         );
     }
 
+    /// An interval below its floor is refused, naming the flag, not raised to the floor.
+    #[test]
+    fn intervals_below_their_floor_are_refused() {
+        let err = resolve(ServeArgs {
+            key_health_interval_ms: Some(0),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert_eq!(err, "--key-health-interval-ms must be at least 1000 (ms)");
+        let err = resolve(ServeArgs {
+            outage_retry_ms: Some(99),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert_eq!(err, "--outage-retry-ms must be at least 100 (ms)");
+        let mut args = ServeArgs::default();
+        args.audit_log.checkpoint_interval_ms = Some(999);
+        assert_eq!(
+            resolve(args).unwrap_err(),
+            "--checkpoint-interval-ms must be at least 1000 (ms)"
+        );
+        let floors = resolve(ServeArgs {
+            key_health_interval_ms: Some(1000),
+            outage_retry_ms: Some(100),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(
+            (floors.key_health_interval, floors.outage_retry),
+            (Duration::from_secs(1), Duration::from_millis(100))
+        );
+    }
+
+    /// `--insecure-http` alone is true; `=false`, or the environment's `false`, overrides the
+    /// file's `true` (flags and environment over the file, as everywhere).
+    #[test]
+    fn insecure_http_given_false_overrides_the_file() {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            serve: ServeArgs,
+        }
+        let parse = |argv: &[&str]| {
+            <Cli as clap::Parser>::try_parse_from(argv)
+                .unwrap()
+                .serve
+                .insecure_http
+        };
+        assert_eq!(parse(&["byok", "--insecure-http"]), Some(true));
+        assert_eq!(parse(&["byok", "--insecure-http=false"]), Some(false));
+        assert_eq!(parse(&["byok"]), None);
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("byok.toml");
+        std::fs::write(&file, "listen = \"0.0.0.0:8080\"\ninsecure_http = true\n").unwrap();
+        let with = |insecure_http| ServeArgs {
+            config: Some(file.clone()),
+            insecure_http,
+            ..Default::default()
+        };
+        assert!(resolve(with(None)).is_ok());
+        let err = resolve(with(Some(false))).unwrap_err();
+        assert!(err.contains("refusing to serve plain HTTP"), "{err}");
+    }
+
     #[test]
     fn plain_http_beyond_loopback_needs_insecure_http() {
         let anywhere: SocketAddr = "0.0.0.0:8080".parse().unwrap();
@@ -829,7 +910,7 @@ mod tests {
         );
         let ok = resolve(ServeArgs {
             listen: Some(anywhere),
-            insecure_http: true,
+            insecure_http: Some(true),
             ..Default::default()
         })
         .unwrap();

@@ -230,10 +230,20 @@ pub async fn run(config: Config) -> Result<(), String> {
             ));
         }
         Some(_) => {}
-        None => store
-            .set_meta("managed_key_check", &check)
-            .await
-            .map_err(|e| e.to_string())?,
+        // Claimed, not overwritten: another replica starting on this new database at the same
+        // moment with another managed key may have stored its own first, and one of the two
+        // would then serve under a key the database does not record.
+        None => {
+            let stored = store
+                .claim_meta("managed_key_check", &check)
+                .await
+                .map_err(|e| e.to_string())?;
+            if stored != check {
+                return Err(format!(
+                    "another byok serve started on this new database at the same moment with another managed key (check value {stored}); give every replica the same managed.key or BYOK_MANAGED_KEY"
+                ));
+            }
+        }
     }
     let vendor = match (
         std::env::var("BYOK_AWS_ACCESS_KEY_ID"),

@@ -653,6 +653,27 @@ impl Database {
         w.commit().await
     }
 
+    /// Records a server-wide fact unless one of that name is there already; the value stored
+    /// either way. Two servers starting at once on one new database (replicas over PostgreSQL)
+    /// both find it empty; the first to write wins, and the other learns its value instead of
+    /// overwriting it.
+    pub async fn claim_meta(&self, name: &str, value: &str) -> Result<String> {
+        let mut w = self.write().await?;
+        sqlx::query(
+            "INSERT INTO server_meta (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(value)
+        .execute(&mut *w.tx)
+        .await?;
+        let stored: String = sqlx::query_scalar("SELECT value FROM server_meta WHERE name = $1")
+            .bind(name)
+            .fetch_one(&mut *w.tx)
+            .await?;
+        w.commit().await?;
+        Ok(stored)
+    }
+
     /// Whether the database holds any organization.
     pub async fn has_orgs(&self) -> Result<bool> {
         Ok(sqlx::query("SELECT 1 FROM orgs LIMIT 1")
@@ -893,6 +914,21 @@ mod tests {
         }
         assert!(!db.scrub_owed());
         assert_eq!(std::fs::metadata(&wal).unwrap().len(), 0);
+    }
+
+    /// A fact claimed twice (two servers starting at once) keeps the first value, and each
+    /// claim learns it: on SQLite and on PostgreSQL.
+    #[tokio::test]
+    async fn a_fact_claimed_twice_keeps_the_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let sqlite = super::Database::open_dir(dir.path()).await.unwrap();
+        let mut dbs = vec![sqlite];
+        dbs.extend(super::test_postgres().await);
+        for db in dbs {
+            assert_eq!(db.claim_meta("check", "first").await.unwrap(), "first");
+            assert_eq!(db.claim_meta("check", "second").await.unwrap(), "first");
+            assert_eq!(db.meta("check").await.unwrap().as_deref(), Some("first"));
+        }
     }
 
     /// A replica stalled inside a write (paused, partitioned: its transaction never polled
