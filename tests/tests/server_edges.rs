@@ -94,14 +94,14 @@ async fn tls_serves_the_certificate_and_sighup_swaps_it_keeping_it_on_a_bad_relo
     use std::io::BufRead;
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let serve = || {
+    let serve = |data: &str| {
         let mut c = std::process::Command::new(binary());
         c.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(dir.join("first-start"))
+            .arg(dir.join(data))
             .args(args);
         c
     };
-    let mut refused = serve()
+    let mut refused = serve("first-start")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -122,7 +122,7 @@ async fn tls_serves_the_certificate_and_sighup_swaps_it_keeping_it_on_a_bad_relo
         "{stderr}"
     );
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let mut child = serve()
+    let mut child = serve("first-start")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -134,6 +134,49 @@ async fn tls_serves_the_certificate_and_sighup_swaps_it_keeping_it_on_a_bad_relo
     out.read_line(&mut first).unwrap();
     let _ = child.kill();
     let _ = child.wait();
+    let lines: Vec<String> = std::iter::once(first)
+        .chain(out.lines().map(Result::unwrap))
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("operator token (shown once")),
+        "{lines:?}"
+    );
+    // Standard output closed at the first start: the token could not be shown, so it is
+    // deleted and the start fails; the next start, with it open, shows one.
+    let mut closed = serve("closed-stdout")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(closed.stdout.take());
+    let started = Instant::now();
+    while closed.try_wait().unwrap().is_none() {
+        if started.elapsed() > Duration::from_secs(30) {
+            let _ = closed.kill();
+            panic!("the server served with its operator token never shown");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = closed.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("the operator token could not be shown on standard output")
+            && stderr.contains("so it was deleted"),
+        "{stderr}"
+    );
+    let mut again = serve("closed-stdout")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(again.stdout.take().unwrap());
+    let mut first = String::new();
+    out.read_line(&mut first).unwrap();
+    let _ = again.kill();
+    let _ = again.wait();
     let lines: Vec<String> = std::iter::once(first)
         .chain(out.lines().map(Result::unwrap))
         .collect();

@@ -395,7 +395,7 @@ pub async fn run(config: Config) -> Result<(), String> {
             "byok {} listening on {scheme}://{addr}",
             env!("CARGO_PKG_VERSION")
         );
-        if let Some(token) = operator {
+        if let Some(token) = &operator {
             let _ = writeln!(
                 text,
                 "operator token (shown once, store it now): {}",
@@ -405,9 +405,31 @@ pub async fn run(config: Config) -> Result<(), String> {
         if let Some((_, at)) = &metrics {
             let _ = writeln!(text, "metrics on http://{at}/metrics");
         }
-        let mut out = std::io::stdout().lock();
-        let _ = out.write_all(text.as_bytes());
-        let _ = out.flush();
+        let shown = {
+            let mut out = std::io::stdout().lock();
+            out.write_all(text.as_bytes()).and_then(|()| out.flush())
+        };
+        // A token made but never shown (standard output closed or full) would lock the
+        // operator out: no later start shows another. It is deleted, and the start fails.
+        if let (Err(e), Some(token)) = (&shown, &operator) {
+            let deleted = match service.authenticate(token).await {
+                Ok(Some(op)) => service
+                    .revoke_token(None, op.grant.id)
+                    .await
+                    .map(drop)
+                    .map_err(|e| format!("{e:?}")),
+                Ok(None) => Ok(()),
+                Err(e) => Err(format!("{e:?}")),
+            };
+            return Err(match deleted {
+                Ok(()) => format!(
+                    "the operator token could not be shown on standard output ({e}), so it was deleted: start again with standard output open"
+                ),
+                Err(d) => format!(
+                    "the operator token could not be shown on standard output ({e}), and deleting it failed ({d}): delete the operator token from the tokens table, then start again"
+                ),
+            });
+        }
     }
     let rate =
         Arc::new(RateLimits::new(config.api.rate).holding_at_most(config.api.request_timeout / 2));
@@ -443,7 +465,14 @@ pub async fn run(config: Config) -> Result<(), String> {
             }
         });
     }
-    // Jobs a crash interrupted resume now.
+    // Jobs a crash interrupted resume now, not when the crashed run's leases expire.
+    match store::job_leases::forget_on_sqlite(service.store()).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(leases = n, "job leases a stopped run left were dropped"),
+        Err(e) => {
+            tracing::warn!(error = %e, "dropping the job leases a stopped run left failed; they expire")
+        }
+    }
     {
         let service = service.clone();
         let interval = config.key_health_interval;

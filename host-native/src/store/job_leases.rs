@@ -54,6 +54,24 @@ pub async fn claim(
     .await
 }
 
+/// Drops every lease at the start of a server on SQLite, and says how many there were. The
+/// server is the only process on its data directory (a second refuses to start), so a lease
+/// stored then is one a crashed run left: kept, it would hold its org's job back until it
+/// expired, or for longer after the clock stepped back. PostgreSQL's leases are other
+/// replicas' and are left alone.
+pub async fn forget_on_sqlite(db: &Database) -> Result<u64> {
+    if db.backend() != super::Backend::Sqlite {
+        return Ok(0);
+    }
+    let mut w = db.write().await?;
+    let gone = sqlx::query("DELETE FROM job_leases")
+        .execute(&mut *w.tx)
+        .await?
+        .rows_affected();
+    w.commit().await?;
+    Ok(gone)
+}
+
 /// Extends `owner`'s lease on `org` to `now + ttl_ms` (the heartbeat). Returns `false` if
 /// `owner` no longer holds it: it expired and another replica took it.
 pub async fn renew(
@@ -168,6 +186,29 @@ mod tests {
         // Leases are per org.
         assert!(claim(db, a, "r1", 3000, 500).await.unwrap());
         assert!(claim(db, b, "r2", 3000, 500).await.unwrap());
+    }
+
+    /// A lease a crashed run left on SQLite is dropped at the next start; PostgreSQL's
+    /// (other replicas') stay.
+    #[tokio::test]
+    async fn a_crashed_runs_leases_go_at_the_start_on_sqlite_only() {
+        let a = ScopeId::from_bytes([1; 16]);
+        let dir = tempfile::tempdir().unwrap();
+        let sqlite = Database::open_dir(dir.path()).await.unwrap();
+        org(&sqlite, a).await;
+        assert!(
+            claim(&sqlite, a, "crashed", 1000, i64::MAX / 2)
+                .await
+                .unwrap()
+        );
+        assert_eq!(forget_on_sqlite(&sqlite).await.unwrap(), 1);
+        assert!(claim(&sqlite, a, "restarted", 1001, 500).await.unwrap());
+        if let Some(pg) = crate::store::test_postgres().await {
+            org(&pg, a).await;
+            assert!(claim(&pg, a, "replica", 1000, i64::MAX / 2).await.unwrap());
+            assert_eq!(forget_on_sqlite(&pg).await.unwrap(), 0);
+            assert!(!claim(&pg, a, "another", 1001, 500).await.unwrap());
+        }
     }
 
     async fn waiting_lists_jobs_without_a_live_lease(db: &Database) {
