@@ -122,27 +122,31 @@ async fn tls_serves_the_certificate_and_sighup_swaps_it_keeping_it_on_a_bad_relo
         "{stderr}"
     );
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let mut child = serve("first-start")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    // The start's lines are written and flushed together: once the first is read, the rest
-    // is in the pipe, and stopping the server ends it.
-    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut first = String::new();
-    out.read_line(&mut first).unwrap();
-    let _ = child.kill();
-    let _ = child.wait();
-    let lines: Vec<String> = std::iter::once(first)
-        .chain(out.lines().map(Result::unwrap))
-        .collect();
-    assert!(
-        lines
-            .iter()
-            .any(|l| l.starts_with("operator token (shown once")),
-        "{lines:?}"
-    );
+    // A start on `data` with standard output open shows an operator token. The start's lines
+    // are written and flushed together: once the first is read, the rest is in the pipe, and
+    // stopping the server ends it.
+    let shows_a_token = |data: &str| {
+        let mut child = serve(data)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut first = String::new();
+        out.read_line(&mut first).unwrap();
+        let _ = child.kill();
+        let _ = child.wait();
+        let lines: Vec<String> = std::iter::once(first)
+            .chain(out.lines().map(Result::unwrap))
+            .collect();
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("operator token (shown once")),
+            "{lines:?}"
+        );
+    };
+    shows_a_token("first-start");
     // Standard output closed at the first start: the token could not be shown, so it is
     // deleted and the start fails; the next start, with it open, shows one.
     let mut closed = serve("closed-stdout")
@@ -167,25 +171,7 @@ async fn tls_serves_the_certificate_and_sighup_swaps_it_keeping_it_on_a_bad_relo
             && stderr.contains("so it was deleted"),
         "{stderr}"
     );
-    let mut again = serve("closed-stdout")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut out = std::io::BufReader::new(again.stdout.take().unwrap());
-    let mut first = String::new();
-    out.read_line(&mut first).unwrap();
-    let _ = again.kill();
-    let _ = again.wait();
-    let lines: Vec<String> = std::iter::once(first)
-        .chain(out.lines().map(Result::unwrap))
-        .collect();
-    assert!(
-        lines
-            .iter()
-            .any(|l| l.starts_with("operator token (shown once")),
-        "{lines:?}"
-    );
+    shows_a_token("closed-stdout");
     let ts = TestServer::start_with("tls", |data| Server::start_with_args(data, &[QUIET], &args));
     assert!(ts.server.url.starts_with("https://"), "{}", ts.server.url);
     let url = ts.server.url.clone();

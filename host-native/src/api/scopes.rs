@@ -210,7 +210,8 @@ pub async fn retire(
     let scope = parse_id(&scope, "scope")?;
     s.service.retire(org, scope, req.version).await?;
     let service = s.service.clone();
-    tokio::spawn(async move {
+    // Stopped with the server (its KMS calls' rows then written before it ends).
+    s.service.background().spawn(async move {
         if let Err(e) = service.run_retire(org).await {
             tracing::warn!(org = %org, error = ?e, "retirement stopped; it resumes on the next start");
         }

@@ -143,14 +143,7 @@ mod tests {
 
     use axum::routing::get;
 
-    /// Sets its flag when dropped: what a request's audit guard does as it unwinds.
-    struct Unwound(Arc<AtomicBool>);
-
-    impl Drop for Unwound {
-        fn drop(&mut self) {
-            self.0.store(true, Ordering::SeqCst);
-        }
-    }
+    use crate::service::background::Unwound;
 
     /// A request still running when the drain ends (a KMS call that hangs) is cut and has
     /// unwound by the time `serve` returns, so the rows it leaves in memory are there for the

@@ -12,7 +12,6 @@ pub mod idle;
 pub mod listener;
 pub mod tls;
 
-use std::future::Future;
 use std::io::Write;
 use std::sync::Arc;
 
@@ -444,7 +443,7 @@ pub async fn run(config: Config) -> Result<(), String> {
     }
     // The work that calls KMSs beside the requests (health checks, jobs): cut and waited for
     // at shutdown, before the rows held in memory are written.
-    let background = Background::default();
+    let background = service.background().clone();
     // Key health is checked periodically, on a task of its own: a pass goes over every org's
     // keys through their KMSs (seconds each when one is down), and must not hold up a resumed
     // job, which runs at once, or the scrub of destroyed keys.
@@ -541,11 +540,12 @@ pub async fn run(config: Config) -> Result<(), String> {
     }
     // Grown audit logs get a signed checkpoint periodically (withdrawals sign at once), after
     // the rows held in memory (calls cut off mid-way, credential exchanges) are written: a
-    // checkpoint covers every call made before it.
+    // checkpoint covers every call made before it. Stopped before the shutdown's own write
+    // and signing (rows it took and had not written go back as it is cut).
     {
         let service = service.clone();
         let every = config.checkpoint_interval;
-        tokio::spawn(async move {
+        background.spawn(async move {
             let mut tick = tokio::time::interval(every);
             loop {
                 tick.tick().await;
@@ -577,40 +577,6 @@ pub async fn run(config: Config) -> Result<(), String> {
     }
     tracing::info!(orgs = held, "held audit rows written; stopped");
     served
-}
-
-/// Tasks that stop with the server: [`Background::stop`] cuts them and waits until they are
-/// gone, so that what they leave in memory as they unwind (the audit row of a KMS call under
-/// way) is there for the shutdown's last write. Spawning after the stop runs nothing.
-#[derive(Clone, Default)]
-struct Background(Arc<std::sync::Mutex<Tasks>>);
-
-/// [`Background`]'s tasks, until they are stopped.
-#[derive(Default)]
-struct Tasks {
-    set: tokio::task::JoinSet<()>,
-    stopped: bool,
-}
-
-impl Background {
-    fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
-        let mut tasks = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if tasks.stopped {
-            return;
-        }
-        while tasks.set.try_join_next().is_some() {}
-        tasks.set.spawn(task);
-    }
-
-    async fn stop(&self) {
-        let mut set = {
-            let mut tasks = self.0.lock().unwrap_or_else(|p| p.into_inner());
-            tasks.stopped = true;
-            std::mem::take(&mut tasks.set)
-        };
-        set.abort_all();
-        while set.join_next().await.is_some() {}
-    }
 }
 
 /// Reads the certificate and key again on every SIGHUP (after a renewal): new connections get

@@ -39,7 +39,7 @@ impl Unwritten {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn push(&self, org: ScopeId, row: Value) {
+    pub(super) fn push(&self, org: ScopeId, row: Value) {
         let mut held = self.lock();
         let dropped = crate::fair_queue::push(
             &mut held,

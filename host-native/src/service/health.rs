@@ -204,12 +204,21 @@ impl Service {
     }
 
     async fn audit_rows(&self, org: ScopeId, event: Option<&serde_json::Value>) -> Result<()> {
-        let queued = self.unwritten.take(org);
-        let exchanges = self.kms.take_exchanges(org);
-        if queued.is_empty() && exchanges.is_empty() && event.is_none() {
+        // Held by a guard until committed: a write that fails, or a caller dropped while it
+        // waits for the writer (a request's deadline, a job cut at shutdown), gives the rows
+        // back for the next write, not to nobody.
+        let taken = TakenRows {
+            service: self,
+            org,
+            queued: self.unwritten.take(org),
+            exchanges: self.kms.take_exchanges(org),
+            committed: false,
+        };
+        if taken.queued.is_empty() && taken.exchanges.is_empty() && event.is_none() {
             return Ok(());
         }
-        let rows: Vec<serde_json::Value> = exchanges
+        let rows: Vec<serde_json::Value> = taken
+            .exchanges
             .iter()
             .map(|x| {
                 let mut row = with_outcome(
@@ -224,21 +233,15 @@ impl Service {
                 row
             })
             .collect();
-        let written = async {
-            let mut w = self.store.write_org(org).await?;
-            let at = store::now_ms();
-            for row in queued.iter().chain(&rows).chain(event) {
-                audit::append(&mut w, org, at, row).await?;
-            }
-            w.commit().await?;
-            Ok(())
+        let mut taken = taken;
+        let mut w = self.store.write_org(org).await?;
+        let at = store::now_ms();
+        for row in taken.queued.iter().chain(&rows).chain(event) {
+            audit::append(&mut w, org, at, row).await?;
         }
-        .await;
-        if written.is_err() {
-            self.unwritten.give_back(org, queued);
-            self.kms.return_exchanges(exchanges);
-        }
-        written
+        w.commit().await?;
+        taken.committed = true;
+        Ok(())
     }
 
     /// After a KMS call on key `n`, sent when the org's eviction count was `sent`: audits it,
@@ -565,6 +568,34 @@ impl Service {
     }
 }
 
+/// Audit rows taken from memory to be written ([`Service::audit_rows`]): given back when
+/// dropped uncommitted.
+struct TakenRows<'a> {
+    service: &'a Service,
+    org: ScopeId,
+    queued: Vec<serde_json::Value>,
+    exchanges: Vec<crate::credentials::Exchange>,
+    committed: bool,
+}
+
+impl Drop for TakenRows<'_> {
+    fn drop(&mut self) {
+        if self.committed {
+            return;
+        }
+        if !self.queued.is_empty() {
+            self.service
+                .unwritten
+                .give_back(self.org, std::mem::take(&mut self.queued));
+        }
+        if !self.exchanges.is_empty() {
+            self.service
+                .kms
+                .return_exchanges(std::mem::take(&mut self.exchanges));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -575,6 +606,36 @@ mod tests {
     use crate::service::ServiceError;
     use crate::service::grace::GraceEnd;
     use crate::store::{Database, StoreError};
+
+    /// Rows taken from memory to be written go back when the write is dropped while it waits
+    /// for the writer (a request's deadline, a job cut at shutdown): the next write takes
+    /// them. Before, they went with the dropped write.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn held_rows_survive_a_write_dropped_while_it_waits() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::open_dir(dir.path()).await.unwrap();
+        let svc = crate::service::test_service(&db, 3);
+        let (org, _) = svc.create_org("o", None, None, None).await.unwrap();
+        let row = serde_json::json!({ "type": "kms_call", "op": "Decrypt", "key": "cmk:1" });
+        svc.unwritten.push(org, row.clone());
+        let held = db.write().await.unwrap();
+        {
+            let mut write = std::pin::pin!(svc.audit_exchanges(org));
+            while db.writes_waiting() < 1 {
+                let polled =
+                    tokio::time::timeout(std::time::Duration::from_millis(10), &mut write).await;
+                assert!(polled.is_err(), "written while the writer was held");
+            }
+        }
+        assert_eq!(svc.unwritten.orgs(), [org], "the rows went with the write");
+        drop(held);
+        assert_eq!(svc.write_held_rows().await, 1);
+        assert!(svc.unwritten.orgs().is_empty());
+        let log = crate::store::audit::read(db.pool(), org, 0, 1000, &Default::default())
+            .await
+            .unwrap();
+        assert!(log.iter().any(|r| r.event == row), "{} rows", log.len());
+    }
 
     /// An org of `svc` with customer key `cmk:1`, whose last health, stored and in the org's
     /// copy here, is a denial (`access_denied`).

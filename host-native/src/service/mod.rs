@@ -6,6 +6,7 @@
 
 mod apply;
 pub mod audit_log;
+pub mod background;
 mod cache;
 mod call_rows;
 mod data;
@@ -157,6 +158,9 @@ pub struct Service {
     max_stored_keys: Option<u64>,
     /// The orgs whose job runs in this process now.
     running_jobs: job_leases::Running,
+    /// Jobs, health checks and retirements run beside the requests: stopped with the server
+    /// before the last write of the rows held in memory.
+    background: background::Background,
     /// The audit log's signing key, once loaded ([`Service::load_log_key`]).
     log_key: std::sync::OnceLock<Arc<byok_core::audit_log::log_key::LogKey>>,
     /// The newest checkpoint this process signed or checked per org (size, root): what the
@@ -233,8 +237,14 @@ impl Service {
             job_lease: DEFAULT_JOB_LEASE,
             max_stored_keys: Some(DEFAULT_MAX_STORED_KEYS),
             running_jobs: job_leases::Running::default(),
+            background: background::Background::default(),
             metrics,
         })
+    }
+
+    /// Where work beside the requests runs ([`background::Background`]).
+    pub fn background(&self) -> &background::Background {
+        &self.background
     }
 
     /// The same, as an OIDC issuer at `url` (`--public-url`): its keys are made and loaded by

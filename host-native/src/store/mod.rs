@@ -275,7 +275,9 @@ pub struct PoolLimits {
     /// paused container, a VM stall, a network partition) would otherwise hold its org's row
     /// until TCP gave up on it (hours, or never while its kernel answers): every pause and
     /// revoke of that org, on every replica, failing at each statement timeout meanwhile. No
-    /// byok transaction waits on anything but the database between its statements.
+    /// byok transaction waits on anything but the database between its statements, except
+    /// the issuer's key generation (an RSA key, well under a second: one cut by the timeout on
+    /// a starved machine fails that rotation, and the next minute's check makes it again).
     pub idle_in_transaction_timeout: std::time::Duration,
 }
 
