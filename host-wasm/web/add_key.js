@@ -143,6 +143,9 @@ export async function render(section, { session, wasm, banner, go }) {
     } catch (e) {
       roleMsg.show(`${e.message} (${e.code ?? 'invalid_request'})`);
       fill(grantBox);
+      // Nothing to validate or add until the role is fixed (the answers of calls under way
+      // enable nothing).
+      current = null;
       ready(false);
       return;
     }
@@ -235,6 +238,7 @@ export async function render(section, { session, wasm, banner, go }) {
       if (/service account|client id|app registration/i.test(e.message)) roleMsg.show(msg);
       else audienceMsg.show(msg);
       fill(grantBox);
+      current = null;
       ready(false);
       return;
     }
@@ -424,7 +428,17 @@ export async function render(section, { session, wasm, banner, go }) {
       if (Array.isArray(added.validation) && mine === generation) fill(report, stepsList(added.validation));
     } catch (err) {
       if (err instanceof ApiError && err.code === 'unauthenticated') throw err;
-      showRefusal(err).focus();
+      if (mine === generation) {
+        showRefusal(err).focus();
+      } else {
+        // The identifier changed while the key was being added: the refusal is of the key
+        // typed before. Said in the result line only; no field marked, focus left where the
+        // admin is typing.
+        const line = h('p', { role: 'alert', id: 'add-error' });
+        showError(line, err);
+        line.prepend('The key typed before was not added: ');
+        fill(result, line);
+      }
     } finally {
       adding = false;
       ready(current != null);

@@ -259,6 +259,15 @@ async fn a_malformed_arn_and_a_missing_grant_each_show_their_fix_and_nothing_is_
         str_of(&v, "/refused").contains("(key_validation_failed)"),
         "{v}"
     );
+    // An add refused after the identifier changed is said of the key typed before, in the
+    // result line only.
+    assert_eq!(v["staleAdd"]["invalid"], Value::Null, "{v}");
+    assert_eq!(str_of(&v, "/staleAdd/focused"), "key-arn", "{v}");
+    assert_eq!(str_of(&v, "/staleAdd/report"), "", "{v}");
+    assert!(
+        str_of(&v, "/staleAdd/shown").ends_with("(key_validation_failed)"),
+        "{v}"
+    );
     // A validation answered after the identifier changed shows nowhere.
     assert_eq!(str_of(&v, "/stale"), "", "{v}");
     // The KMS away is no fault of the identifier: said in the result line, which has focus.

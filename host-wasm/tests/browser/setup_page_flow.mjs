@@ -124,13 +124,27 @@ async function fixes(ui, { admin, key_arn, org }) {
   await page.waitForSelector('#add-error');
   const away = { shown: await text(page, '#add-error'), invalid: await page.getAttribute('#key-arn', 'aria-invalid'),
     focused: await page.evaluate(() => document.activeElement?.id) };
+  // Add, with the identifier changed while the call is on its way: the refusal is of the key
+  // typed before, said in the result line; the new identifier is not marked, and focus stays
+  // in the field being typed in.
+  const adding = await holdRequests(page, '**/keys');
+  await page.click('#add');
+  await adding.sent();
+  await page.fill('#key-arn', key_arn.replace(/:key\/.*$/, ':alias/another'));
+  adding.release();
+  await page.waitForFunction(() => /^The key typed before/.test(document.querySelector('#add-error')?.textContent ?? ''));
+  const staleAdd = { shown: await text(page, '#add-error'), invalid: await page.getAttribute('#key-arn', 'aria-invalid'),
+    focused: await page.evaluate(() => document.activeElement?.id), report: await text(page, '#report') };
+  await adding.done();
+  await page.fill('#key-arn', key_arn);
+  await page.waitForSelector('#key-policy');
   // Add anyway: the server validates first and refuses; the report shows with the fix.
   await page.click('#add');
   await page.waitForFunction(() => /key_validation_failed/.test(document.querySelector('#report-summary')?.textContent ?? ''));
   const refused = await text(page, '#report-summary');
   await ui.shot('add-key-refused');
   return { csp: answer.headers()['content-security-policy'] ?? null, xfo: answer.headers()['x-frame-options'] ?? null,
-    stored, malformed, part, parsed, policy, cli, stale, failed, away, refused, org };
+    stored, malformed, part, parsed, policy, cli, stale, failed, away, staleAdd, refused, org };
 }
 
 /** Google Cloud KMS: the provider switched, a malformed name showing its part, then the key
