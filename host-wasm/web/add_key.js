@@ -4,7 +4,7 @@
 // own function, with a copy button and the commands; "Validate" runs the server's live checks,
 // each step with its fix; "Add" attaches the key.
 import { ApiError } from './api.js';
-import { copyButton, fieldFault, fieldMessage, fill, h, showError } from './dom.js';
+import { copyButton, errorLine, fieldFault, fieldMessage, fill, h } from './dom.js';
 import { stepsList } from './steps.js';
 
 export async function render(section, { session, wasm, banner, go }) {
@@ -364,8 +364,7 @@ export async function render(section, { session, wasm, banner, go }) {
       arnMsg.show(e.text);
       return arn;
     }
-    const line = h('p', { role: 'alert', id: 'add-error', tabindex: -1 });
-    showError(line, e);
+    const line = errorLine('add-error', e);
     fill(result, line);
     return line;
   }
@@ -434,10 +433,7 @@ export async function render(section, { session, wasm, banner, go }) {
         // The identifier changed while the key was being added: the refusal is of the key
         // typed before. Said in the result line only; no field marked, focus left where the
         // admin is typing.
-        const line = h('p', { role: 'alert', id: 'add-error' });
-        showError(line, err);
-        line.prepend('The key typed before was not added: ');
-        fill(result, line);
+        fill(result, errorLine('add-error', err, 'The key typed before was not added: '));
       }
     } finally {
       adding = false;

@@ -1,7 +1,7 @@
 // The org's audit log: the newest events, filtered by type, scope or token; and the chain
 // verified by the server, with the result (the first broken row and why, if any).
 import { ApiError } from './api.js';
-import { fieldFault, fieldMessage, fill, h, showError, when } from './dom.js';
+import { errorLine, fieldFault, fieldMessage, fill, h, when } from './dom.js';
 
 const LIMIT = 50;
 
@@ -32,9 +32,7 @@ export async function render(section, { session }) {
       // A filter refused beside its field; anything else (a rate limit, byok away) where the
       // events go, no filter marked invalid.
       if (!fieldFault(e)) {
-        const line = h('p', { role: 'alert', id: 'audit-error' });
-        showError(line, e);
-        fill(rows, line);
+        fill(rows, errorLine('audit-error', e));
         return;
       }
       const field = /actor/.test(e.message) ? 'actor' : /scope/.test(e.message) ? 'scope' : 'kind';

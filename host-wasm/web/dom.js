@@ -88,6 +88,15 @@ export function fieldFault(err, codes = ['invalid_request']) {
   return err instanceof ApiError && codes.includes(err.code);
 }
 
+/** A paragraph `#id` announcing refusal `err` (`lead` before it), for a section's result
+ * line: focusable from script, not in the Tab order. */
+export function errorLine(id, err, lead = '') {
+  const line = h('p', { role: 'alert', id, tabindex: -1 });
+  showError(line, err);
+  if (lead) line.prepend(lead);
+  return line;
+}
+
 /** Shows refusal `err` in `el` (a status region), not beside any field: `message (code)`. */
 export function showError(el, err) {
   el.classList.add('error');

@@ -3,7 +3,7 @@
 // other admin token revoked, the one the vendor handed over included. Revoking the token this
 // page signed in with signs the page out; a claim carries the page on with the new token.
 import { ApiError } from './api.js';
-import { copyButton, fieldFault, fieldMessage, fill, h, once, showError, twoPress, when } from './dom.js';
+import { copyButton, errorLine, fieldFault, fieldMessage, fill, h, once, twoPress, when } from './dom.js';
 
 const EXPIRIES = [['', 'Never'], [String(86_400), '1 day'], [String(30 * 86_400), '30 days'],
   [String(90 * 86_400), '90 days'], [String(365 * 86_400), '1 year']];
@@ -47,9 +47,7 @@ export async function render(section, { session, showWho }) {
         nameMsg.show(err.text);
         name.focus();
       } else {
-        const line = h('p', { role: 'alert', id: 'token-error' });
-        showError(line, err);
-        fill(created, line);
+        fill(created, errorLine('token-error', err));
       }
       return;
     }

@@ -101,22 +101,38 @@ async fn tls_serves_the_certificate_and_sighup_swaps_it_keeping_it_on_a_bad_relo
             .args(args);
         c
     };
-    let mut refused = serve("first-start")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    while refused.try_wait().unwrap().is_none() {
-        if started.elapsed() > Duration::from_secs(30) {
-            let _ = refused.kill();
-            panic!("the server started with a key every user can read");
+    // A start on `data` (its stdout closed at once when `closed`, else discarded) that must be
+    // refused: its standard error, once it exited 1 (within 30 s, or `served` is the failure).
+    let refused = |data: &str, closed: bool, served: &str| {
+        let stdout = if closed {
+            std::process::Stdio::piped()
+        } else {
+            std::process::Stdio::null()
+        };
+        let mut child = serve(data)
+            .stdout(stdout)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let started = Instant::now();
+        while child.try_wait().unwrap().is_none() {
+            if started.elapsed() > Duration::from_secs(30) {
+                let _ = child.kill();
+                panic!("{served}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
         }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let out = refused.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        stderr
+    };
+    let stderr = refused(
+        "first-start",
+        false,
+        "the server started with a key every user can read",
+    );
     assert!(
         stderr.contains("every user can read it (mode 644)"),
         "{stderr}"
@@ -149,23 +165,11 @@ async fn tls_serves_the_certificate_and_sighup_swaps_it_keeping_it_on_a_bad_relo
     shows_a_token("first-start");
     // Standard output closed at the first start: the token could not be shown, so it is
     // deleted and the start fails; the next start, with it open, shows one.
-    let mut closed = serve("closed-stdout")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    drop(closed.stdout.take());
-    let started = Instant::now();
-    while closed.try_wait().unwrap().is_none() {
-        if started.elapsed() > Duration::from_secs(30) {
-            let _ = closed.kill();
-            panic!("the server served with its operator token never shown");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let out = closed.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let stderr = refused(
+        "closed-stdout",
+        true,
+        "the server served with its operator token never shown",
+    );
     assert!(
         stderr.contains("the operator token could not be shown on standard output")
             && stderr.contains("so it was deleted"),
